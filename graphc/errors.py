@@ -1,0 +1,56 @@
+"""Typed exceptions raised by graphc.
+
+Every error a user can cause derives from :class:`GraphcError`, so a caller (or the
+CLI) can catch one type.  Messages name the op, the node, the argument, what was
+expected and what was got, and the user's file:line where the node was built.
+"""
+
+
+class GraphcError(Exception):
+    """Base class of every graphc error."""
+
+
+class GraphError(GraphcError, ValueError):
+    """A graph is malformed as built (bad name, bad attr, unknown value...)."""
+
+
+class ShapeError(GraphError):
+    """Shapes of an op's inputs or attrs do not fit together."""
+
+
+class DTypeError(GraphError, TypeError):
+    """Dtypes of an op's inputs or attrs do not fit together."""
+
+
+class RegistryError(GraphcError):
+    """An op declaration is incomplete or duplicated."""
+
+
+class ModelFormatError(GraphcError, ValueError):
+    """A .pb or .plan file is corrupt, unsupported or inconsistent."""
+
+
+class CompileError(GraphcError, ValueError):
+    """The compiler could not turn a model into a plan."""
+
+
+class FeedError(GraphcError, ValueError):
+    """Run-time inputs do not match the plan (missing, unknown, wrong shape/dtype)."""
+
+
+class RuntimeExecutionError(GraphcError, RuntimeError):
+    """A kernel failed while running a plan."""
+
+
+class CheckpointError(GraphcError, ValueError):
+    """A checkpoint file is corrupt or does not match the plan."""
+
+
+def where(provenance):
+    """Format a provenance (file, line) pair as ' — built at file:line' or ''."""
+    if provenance is None:
+        return ""
+    file, line = provenance
+    if not file:
+        return ""
+    return f" — built at {file}:{line}"

@@ -1,0 +1,453 @@
+"""The graph builder: Graph, Node, Tensor, placeholders, variables, constants.
+
+A :class:`Graph` is a list of placeholders, variables and nodes; values are named,
+and every value has exactly one producer.  Building a node runs the op's shape and
+dtype inference at once, so a mismatch raises at the user's line, not later.
+
+Example::
+
+    import graphc as gc
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 4))
+        w = gc.variable("w", (4, 2), init=gc.init.ones())
+        y = gc.relu(x @ w)
+    print(y.shape)   # (None, 2)
+"""
+
+import contextlib
+import os
+import sys
+import threading
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.errors import GraphError, where
+
+FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE = "forward", "gradient", "optimizer", "recompute"
+ROLES = (FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE)
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_provenance():
+    """(file, line) of the innermost stack frame outside the graphc package."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_PACKAGE_DIR + os.sep):
+            return (frame.f_code.co_filename, frame.f_lineno)
+        frame = frame.f_back
+    return ("", 0)
+
+
+def normalize_shape(shape):
+    """A shape as a tuple whose dims are int >= 0, a symbol name (str) or None."""
+    if shape is None:
+        raise GraphError("a shape is required")
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    out = []
+    for d in shape:
+        if d is None or isinstance(d, str):
+            out.append(d)
+        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool):
+            if d < 0:
+                raise GraphError(f"dimension {d} in shape {tuple(shape)} is negative")
+            out.append(int(d))
+        else:
+            raise GraphError(f"dimension {d!r} in shape {tuple(shape)} is not an int, str or None")
+    return tuple(out)
+
+
+def is_static(shape):
+    return all(isinstance(d, int) for d in shape)
+
+
+def format_shape(shape):
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class Tensor:
+    """A handle to one value of a graph: its name, dtype and (possibly symbolic) shape.
+
+    Supports ``+ - * / @``, unary ``-``, ``**`` with a scalar exponent and the
+    comparisons ``== < > <= >=`` (``==`` builds an ``equal`` node, as in numpy, so
+    tensors hash by identity).
+    """
+
+    __array_priority__ = 1000  # numpy defers to our reflected operators
+
+    def __init__(self, graph, name, dtype, shape, producer=None):
+        self.graph = graph
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.producer = producer  # Node, Placeholder or Variable
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def op(self):
+        return getattr(self.producer, "op", type(self.producer).__name__.lower())
+
+    def __repr__(self):
+        return f"<gc.Tensor {self.name!r} {format_shape(self.shape)} {self.dtype}>"
+
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        raise TypeError("a graphc Tensor has no truth value at build time; use gc.where for conditions")
+
+    # Operators route through graphc.ops (imported lazily to avoid a cycle).
+    def _ops(self):
+        from graphc import ops
+        return ops
+
+    def __add__(self, other): return self._ops().add(self, other)
+    def __radd__(self, other): return self._ops().add(other, self)
+    def __sub__(self, other): return self._ops().sub(self, other)
+    def __rsub__(self, other): return self._ops().sub(other, self)
+    def __mul__(self, other): return self._ops().mul(self, other)
+    def __rmul__(self, other): return self._ops().mul(other, self)
+    def __truediv__(self, other): return self._ops().div(self, other)
+    def __rtruediv__(self, other): return self._ops().div(other, self)
+    def __matmul__(self, other): return self._ops().matmul(self, other)
+    def __rmatmul__(self, other): return self._ops().matmul(other, self)
+    def __neg__(self): return self._ops().neg(self)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            raise TypeError("** supports a Python scalar exponent only; use gc.exp(y * gc.log(x))")
+        return self._ops().pow(self, exponent=float(exponent))
+
+    def __eq__(self, other): return self._ops().equal(self, other)
+    def __ne__(self, other): return self._ops().logical_not(self._ops().equal(self, other))
+    def __lt__(self, other): return self._ops().less(self, other)
+    def __gt__(self, other): return self._ops().greater(self, other)
+    def __le__(self, other): return self._ops().logical_not(self._ops().greater(self, other))
+    def __ge__(self, other): return self._ops().logical_not(self._ops().less(self, other))
+
+    def __getitem__(self, key):
+        return self._ops().getitem(self, key)
+
+    @property
+    def T(self):
+        return self._ops().transpose(self)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        return self._ops().reshape(self, shape=tuple(shape))
+
+    def sum(self, axis=None, keepdims=False):
+        return self._ops().sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return self._ops().mean(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return self._ops().max(self, axis=axis, keepdims=keepdims)
+
+    def astype(self, dtype):
+        return self._ops().cast(self, to=dtype)
+
+
+class Placeholder:
+    """A graph input, fed at run time.  A dimension may be None or a symbol."""
+
+    def __init__(self, name, dtype, shape, provenance):
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.provenance = provenance
+        self.output = None
+
+
+class Variable:
+    """Persistent state with a concrete shape and an initial value (a numpy array)."""
+
+    def __init__(self, name, dtype, shape, init_value, trainable, provenance):
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.init_value = init_value
+        self.trainable = trainable
+        self.provenance = provenance
+        self.output = None
+
+
+class Node:
+    """One op application: inputs and outputs are value names."""
+
+    def __init__(self, name, op, inputs, outputs, attrs, role=FORWARD, provenance=("", 0), scope=""):
+        self.name = name
+        self.op = op
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.attrs = dict(attrs)
+        self.role = role
+        self.provenance = provenance
+        self.scope = scope
+
+    def __repr__(self):
+        return f"<gc.Node {self.name!r} op={self.op} inputs={self.inputs} outputs={self.outputs}>"
+
+    def describe(self):
+        """'op(name=...)' with the user's file:line, for error messages."""
+        return f"{self.op}(name={self.name})"
+
+
+_state = threading.local()
+
+
+def _stack():
+    if not hasattr(_state, "stack"):
+        _state.stack = []
+    return _state.stack
+
+
+_default_graph = None
+
+
+def get_default_graph():
+    """The innermost ``with Graph()`` on this thread, else a process-wide default graph."""
+    stack = _stack()
+    if stack:
+        return stack[-1]
+    global _default_graph
+    if _default_graph is None:
+        _default_graph = Graph()
+    return _default_graph
+
+
+def reset_default_graph():
+    global _default_graph
+    _default_graph = None
+
+
+class Graph:
+    """A static computation graph.  Use as a context manager to make it the default.
+
+    Attributes: ``inputs`` (placeholders), ``variables``, ``nodes``, ``outputs``
+    (declared output names), ``training`` (the training spec or None),
+    ``metadata`` (str → str).
+    """
+
+    def __init__(self):
+        self.inputs = []
+        self.variables = []
+        self.nodes = []
+        self.outputs = []
+        self.training = None
+        self.metadata = {}
+        self._values = {}       # value name → Tensor
+        self._producers = {}    # node/placeholder/variable name → object
+        self._scope = []
+        self._counters = {}
+
+    # -- context -----------------------------------------------------------------
+    def __enter__(self):
+        _stack().append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _stack().pop()
+        return False
+
+    @contextlib.contextmanager
+    def name_scope(self, name):
+        if not name or "/" in name or ":" in name:
+            raise GraphError(f"bad name scope {name!r}: it must be non-empty without '/' or ':'")
+        self._scope.append(name)
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
+    @property
+    def scope(self):
+        return "/".join(self._scope)
+
+    # -- names -------------------------------------------------------------------
+    def unique_name(self, base):
+        prefix = self.scope + "/" if self._scope else ""
+        name = prefix + base
+        if name not in self._producers and name not in self._values:
+            return name
+        n = self._counters.get(name, 0)
+        while True:
+            n += 1
+            candidate = f"{name}_{n}"
+            if candidate not in self._producers and candidate not in self._values:
+                self._counters[name] = n
+                return candidate
+
+    def _claim(self, name, obj, what):
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"{what} name must be a non-empty string, got {name!r}")
+        if ":" in name:
+            raise GraphError(f"{what} name {name!r} must not contain ':' (reserved for output indices)")
+        if name in self._producers or name in self._values:
+            raise GraphError(f"duplicate name {name!r}: a {what} cannot reuse it")
+        self._producers[name] = obj
+
+    # -- lookup ------------------------------------------------------------------
+    def tensor(self, name):
+        """The Tensor handle for a value name."""
+        try:
+            return self._values[name]
+        except KeyError:
+            raise KeyError(f"graph has no value named {name!r}") from None
+
+    def has_value(self, name):
+        return name in self._values
+
+    @property
+    def values(self):
+        return dict(self._values)
+
+    def node(self, name):
+        obj = self._producers.get(name)
+        if not isinstance(obj, Node):
+            raise KeyError(f"graph has no node named {name!r}")
+        return obj
+
+    def producer(self, value_name):
+        return self._values[value_name].producer
+
+    def consumers(self):
+        """value name → list of nodes reading it."""
+        out = {name: [] for name in self._values}
+        for node in self.nodes:
+            for i in node.inputs:
+                out.setdefault(i, []).append(node)
+        return out
+
+    # -- building ----------------------------------------------------------------
+    def add_placeholder(self, name, shape, dtype="float32", provenance=None):
+        name = self.scope + "/" + name if self._scope else name
+        ph = Placeholder(name, dtypes.as_dtype(dtype), normalize_shape(shape), provenance or ("", 0))
+        self._claim(name, ph, "placeholder")
+        ph.output = Tensor(self, name, ph.dtype, ph.shape, ph)
+        self._values[name] = ph.output
+        self.inputs.append(ph)
+        return ph.output
+
+    def add_variable(self, name, init_value, trainable=True, provenance=None):
+        name = self.scope + "/" + name if self._scope else name
+        value = np.ascontiguousarray(init_value)
+        dtype = dtypes.as_dtype(value.dtype)
+        var = Variable(name, dtype, tuple(int(d) for d in value.shape), value, bool(trainable), provenance or ("", 0))
+        self._claim(name, var, "variable")
+        var.output = Tensor(self, name, dtype, var.shape, var)
+        self._values[name] = var.output
+        self.variables.append(var)
+        return var.output
+
+    def add_node(self, op, inputs, attrs=None, name=None, role=FORWARD, provenance=None, num_outputs=None):
+        """Append a node after checking it with the op's inference; returns its output Tensors.
+
+        ``inputs`` are Tensors of this graph or value names.  Raises ShapeError /
+        DTypeError (naming the node and the user's file:line) when inference fails.
+        """
+        from graphc import registry
+
+        opdef = registry.get_op(op)
+        provenance = provenance or user_provenance()
+        in_tensors = []
+        for x in inputs:
+            if isinstance(x, Tensor):
+                if x.graph is not self:
+                    raise GraphError(f"{op}: input {x.name!r} belongs to another graph{where(provenance)}")
+                in_tensors.append(x)
+            elif isinstance(x, str):
+                in_tensors.append(self.tensor(x))
+            else:
+                raise GraphError(f"{op}: input {x!r} is not a Tensor{where(provenance)}")
+        if name is None:
+            name = self.unique_name(op)
+        elif self._scope and "/" not in name:
+            name = self.scope + "/" + name
+        attrs = opdef.check_attrs(attrs or {}, name, provenance)
+        node = Node(name, op, [t.name for t in in_tensors], [], attrs, role, provenance, self.scope)
+        out_types = opdef.infer_node(node, [(t.dtype, t.shape) for t in in_tensors])
+        self._claim(name, node, "node")
+        outs = [name] if len(out_types) == 1 else [f"{name}:{i}" for i in range(len(out_types))]
+        for o in outs:
+            if o in self._values:
+                raise GraphError(f"duplicate value name {o!r}")
+        node.outputs = outs
+        tensors = []
+        for o, (dt, shp) in zip(outs, out_types):
+            t = Tensor(self, o, dt, shp, node)
+            self._values[o] = t
+            tensors.append(t)
+        self.nodes.append(node)
+        return tensors
+
+    def insert_node(self, node, out_types):
+        """Append a fully formed Node (used by the loader and passes); no inference."""
+        self._claim(node.name, node, "node")
+        for o, (dt, shp) in zip(node.outputs, out_types):
+            if o in self._values or (o in self._producers and o != node.name):
+                raise GraphError(f"duplicate value name {o!r}")
+            self._values[o] = Tensor(self, o, dt, shp, node)
+        self.nodes.append(node)
+
+    def set_outputs(self, outputs):
+        """Declare the graph's outputs (Tensors or names)."""
+        names = [o.name if isinstance(o, Tensor) else o for o in outputs]
+        for n in names:
+            self.tensor(n)
+        self.outputs = names
+
+    # -- persistence ---------------------------------------------------------------
+    def save(self, path, external_threshold=None):
+        """Write the graph as a Model protobuf; large weights go to ``<path>.weights``."""
+        from graphc import serialize
+
+        kwargs = {} if external_threshold is None else {"external_threshold": external_threshold}
+        serialize.save(self, path, **kwargs)
+
+    def __repr__(self):
+        return (f"<gc.Graph inputs={len(self.inputs)} variables={len(self.variables)} "
+                f"nodes={len(self.nodes)}>")
+
+
+# -- module-level builder functions -----------------------------------------------------
+
+def placeholder(name, shape, dtype="float32"):
+    """A graph input.  ``None`` or a string in ``shape`` is bound at compile time."""
+    return get_default_graph().add_placeholder(name, shape, dtype, user_provenance())
+
+
+def variable(name, shape=None, dtype="float32", init=None, trainable=True):
+    """A persistent, trainable value.  ``init`` is an initializer from ``gc.init``
+    (default zeros) or an array."""
+    from graphc import init as initializers
+
+    provenance = user_provenance()
+    if init is None:
+        init = initializers.zeros()
+    if callable(init):
+        if shape is None:
+            raise GraphError(f"variable {name!r} needs a shape when init is an initializer{where(provenance)}")
+        shape = normalize_shape(shape)
+        if not is_static(shape):
+            raise GraphError(f"variable {name!r} needs a concrete shape, got {format_shape(shape)}{where(provenance)}")
+        value = np.asarray(init(shape, dtypes.as_dtype(dtype)), dtype=dtypes.as_dtype(dtype))
+    else:
+        value = np.asarray(init)
+        if dtype is not None and value.dtype.name != dtypes.as_dtype(dtype):
+            value = value.astype(dtypes.as_dtype(dtype))
+        if shape is not None and tuple(value.shape) != normalize_shape(shape):
+            raise GraphError(f"variable {name!r}: init has shape {value.shape}, expected {tuple(shape)}{where(provenance)}")
+    return get_default_graph().add_variable(name, value, trainable, provenance)
+
+
+def name_scope(name):
+    """``with gc.name_scope("layer1"):`` prefixes node names with ``layer1/``."""
+    return get_default_graph().name_scope(name)

@@ -1,0 +1,245 @@
+"""The op registry: one declaration per op.
+
+An op is declared once with :func:`register_op`: its input arity, attr schema, shape
+and dtype inference, numpy reference (the executable specification), documentation
+of its math, and examples that the test suite runs through every check.  The C++
+kernels register under the same name.  The registry refuses a duplicate name or a
+missing part when the declaration runs (at import).
+
+Inference functions receive an :class:`InferContext` and return a list of
+``(dtype, shape)`` pairs (or one pair).  Shapes may hold symbolic dims (str) or None.
+Reference functions receive a list of numpy arrays and the attrs dict and return one
+array or a tuple of arrays.
+"""
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.errors import DTypeError, GraphError, RegistryError, ShapeError, where
+from graphc.graph import format_shape
+
+_REQUIRED = object()
+
+ATTR_KINDS = ("int", "float", "str", "bool", "ints", "floats", "dtype", "tensor")
+
+
+class AttrSpec:
+    """One attribute of an op: its kind (one of ATTR_KINDS) and default.
+
+    ``default=REQUIRED`` (the default) makes the attr mandatory.  ``optional=True``
+    lets the attr be None (absent from the proto).
+    """
+
+    def __init__(self, kind, default=_REQUIRED, optional=False, doc=""):
+        if kind not in ATTR_KINDS:
+            raise RegistryError(f"unknown attr kind {kind!r}")
+        self.kind = kind
+        self.default = default
+        self.optional = optional
+        self.doc = doc
+
+    @property
+    def required(self):
+        return self.default is _REQUIRED
+
+    def coerce(self, value):
+        """Return the canonical Python form of value, or raise TypeError."""
+        if value is None:
+            if self.optional:
+                return None
+            raise TypeError("must not be None")
+        k = self.kind
+        if k == "int":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"expected an int, got {value!r}")
+            return int(value)
+        if k == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"expected a float, got {value!r}")
+            return float(value)
+        if k == "str":
+            if not isinstance(value, str):
+                raise TypeError(f"expected a str, got {value!r}")
+            return value
+        if k == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"expected a bool, got {value!r}")
+            return bool(value)
+        if k == "ints":
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                value = (value,)
+            if not isinstance(value, (tuple, list)) or any(
+                    isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in value):
+                raise TypeError(f"expected a list of ints, got {value!r}")
+            return tuple(int(v) for v in value)
+        if k == "floats":
+            if not isinstance(value, (tuple, list)) or any(
+                    isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in value):
+                raise TypeError(f"expected a list of floats, got {value!r}")
+            return tuple(float(v) for v in value)
+        if k == "dtype":
+            return dtypes.as_dtype(value)
+        if k == "tensor":
+            arr = np.asarray(value)
+            dtypes.as_dtype(arr.dtype)
+            return arr
+        raise AssertionError(k)
+
+
+REQUIRED = _REQUIRED
+
+
+class Example:
+    """Inputs (numpy arrays) and attrs for one test case of an op.
+
+    ``grad=False`` excludes the case from numerical gradient checks (e.g. at a kink).
+    """
+
+    def __init__(self, inputs, attrs=None, grad=True, note=""):
+        self.inputs = list(inputs)
+        self.attrs = dict(attrs or {})
+        self.grad = grad
+        self.note = note
+
+    def __repr__(self):
+        shapes = ",".join(format_shape(np.shape(x)) + str(np.asarray(x).dtype) for x in self.inputs)
+        return f"Example({shapes} {self.attrs} {self.note})"
+
+
+class InferContext:
+    """What an inference function sees, and how it reports failures."""
+
+    def __init__(self, opdef, node, in_types):
+        self.opdef = opdef
+        self.node = node
+        self.inputs = in_types
+        self.attrs = node.attrs
+
+    def dtype(self, i):
+        return self.inputs[i][0]
+
+    def shape(self, i):
+        return self.inputs[i][1]
+
+    def _msg(self, msg):
+        shapes = ", ".join(f"{format_shape(s)} {d}" for d, s in self.inputs)
+        return f"{self.node.op}(name={self.node.name}) {msg} [inputs: {shapes}]{where(self.node.provenance)}"
+
+    def fail(self, msg):
+        raise ShapeError(self._msg(msg))
+
+    def dtype_fail(self, msg):
+        raise DTypeError(self._msg(msg))
+
+    def require_dtype(self, i, allowed):
+        if self.dtype(i) not in allowed:
+            self.dtype_fail(f"expects input {i} of dtype {'/'.join(allowed)}, got {self.dtype(i)}")
+
+    def require_same_dtype(self, *indices):
+        idx = indices or tuple(range(len(self.inputs)))
+        first = self.dtype(idx[0])
+        for i in idx[1:]:
+            if self.dtype(i) != first:
+                self.dtype_fail(f"expects inputs {idx} of one dtype, got {first} and {self.dtype(i)} (use gc.cast)")
+
+    def normalize_axis(self, axis, rank, what="axis"):
+        if not -rank <= axis < max(rank, 1) or (rank == 0 and axis not in (0, -1)):
+            self.fail(f"{what}={axis} is out of range for rank {rank}")
+        return axis % rank if rank else 0
+
+
+class OpDef:
+    def __init__(self, name, doc, num_inputs, attrs, infer, reference, examples,
+                 gradient=None, elementwise=False, view=False, variadic=False, differentiable=True):
+        self.name = name
+        self.doc = doc
+        self.num_inputs = num_inputs
+        self.attrs = attrs
+        self.infer = infer
+        self.reference = reference
+        self.examples = examples
+        self.gradient = gradient
+        self.elementwise = elementwise
+        self.view = view
+        self.variadic = variadic
+        self.differentiable = differentiable
+
+    def __repr__(self):
+        return f"<OpDef {self.name}>"
+
+    def check_attrs(self, attrs, node_name="?", provenance=None):
+        """Validate attrs against the schema; fill defaults; returns a new dict."""
+        out = {}
+        for key in attrs:
+            if key not in self.attrs:
+                raise GraphError(f"{self.name}(name={node_name}): unknown attr {key!r}; "
+                                 f"expected {sorted(self.attrs)}{where(provenance)}")
+        for key, spec in self.attrs.items():
+            if key in attrs:
+                try:
+                    out[key] = spec.coerce(attrs[key])
+                except TypeError as e:
+                    raise GraphError(f"{self.name}(name={node_name}): attr {key!r} {e}{where(provenance)}") from None
+            elif spec.required:
+                raise GraphError(f"{self.name}(name={node_name}): missing required attr {key!r}{where(provenance)}")
+            else:
+                out[key] = spec.default
+        return out
+
+    def check_arity(self, n, node_name="?", provenance=None):
+        if self.variadic:
+            if n < self.num_inputs:
+                raise GraphError(f"{self.name}(name={node_name}) expects at least {self.num_inputs} inputs, "
+                                 f"got {n}{where(provenance)}")
+        elif n != self.num_inputs:
+            raise GraphError(f"{self.name}(name={node_name}) expects {self.num_inputs} inputs, got {n}{where(provenance)}")
+
+    def infer_node(self, node, in_types):
+        """Run inference for a node; returns a list of (dtype, shape)."""
+        self.check_arity(len(in_types), node.name, node.provenance)
+        ctx = InferContext(self, node, list(in_types))
+        out = self.infer(ctx)
+        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], str):
+            out = [out]
+        return [(d, tuple(s)) for d, s in out]
+
+    def evaluate(self, inputs, attrs):
+        """Run the numpy reference; always returns a list of arrays."""
+        out = self.reference(list(inputs), attrs)
+        if isinstance(out, (tuple, list)):
+            return [np.asarray(o) for o in out]
+        return [np.asarray(out)]
+
+
+_OPS = {}
+
+
+def register_op(name, *, doc, num_inputs, infer, reference, examples, attrs=None, gradient=None,
+                elementwise=False, view=False, variadic=False, differentiable=True):
+    """Declare an op.  Refuses a duplicate name or a missing part."""
+    if name in _OPS:
+        raise RegistryError(f"op {name!r} is already registered")
+    missing = [part for part, value in (("doc", doc), ("infer", infer), ("reference", reference),
+                                        ("examples", examples)) if not value]
+    if missing:
+        raise RegistryError(f"op {name!r} is missing {', '.join(missing)}")
+    opdef = OpDef(name, doc.strip(), num_inputs, dict(attrs or {}), infer, reference, examples,
+                  gradient, elementwise, view, variadic, differentiable)
+    _OPS[name] = opdef
+    return opdef
+
+
+def get_op(name):
+    try:
+        return _OPS[name]
+    except KeyError:
+        raise GraphError(f"unknown op {name!r}") from None
+
+
+def has_op(name):
+    return name in _OPS
+
+
+def all_ops():
+    """Every registered op, sorted by name."""
+    return [_OPS[k] for k in sorted(_OPS)]
