@@ -15,6 +15,7 @@ Example::
 """
 
 import contextlib
+import heapq
 import os
 import sys
 import threading
@@ -325,6 +326,52 @@ class Graph:
             for i in node.inputs:
                 out.setdefault(i, []).append(node)
         return out
+
+    def default_fetches(self):
+        """The declared outputs, or else every node output that no node consumes
+        (in node order).  Constants are never default fetches."""
+        if self.outputs:
+            return list(self.outputs)
+        consumed = {i for node in self.nodes for i in node.inputs}
+        return [o for node in self.nodes if node.op != "constant" for o in node.outputs if o not in consumed]
+
+    def topological_order(self):
+        """Nodes in a deterministic topological order (stored order among ready nodes).
+        Raises GraphError on a cycle or a dangling input."""
+        produced = {p.name for p in self.inputs} | {v.name for v in self.variables}
+        out_of = {}
+        for node in self.nodes:
+            for o in node.outputs:
+                out_of[o] = node
+        indeg = {}
+        users = {}
+        for idx, node in enumerate(self.nodes):
+            deps = set()
+            for i in node.inputs:
+                if i in produced:
+                    continue
+                if i not in out_of:
+                    raise GraphError(f"{node.describe()} reads {i!r}, which nothing produces{where(node.provenance)}")
+                deps.add(id(out_of[i]))
+            indeg[id(node)] = len(deps)
+            for d in deps:
+                users.setdefault(d, []).append(idx)
+        ready = [i for i, n in enumerate(self.nodes) if indeg[id(n)] == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            i = heapq.heappop(ready)
+            node = self.nodes[i]
+            order.append(node)
+            for j in users.get(id(node), []):
+                k = id(self.nodes[j])
+                indeg[k] -= 1
+                if indeg[k] == 0:
+                    heapq.heappush(ready, j)
+        if len(order) != len(self.nodes):
+            stuck = [n.name for n in self.nodes if indeg[id(n)] > 0]
+            raise GraphError(f"graph has a cycle through nodes {stuck[:5]}")
+        return order
 
     # -- building ----------------------------------------------------------------
     def add_placeholder(self, name, shape, dtype="float32", provenance=None):
