@@ -491,7 +491,8 @@ def variable(name, shape=None, dtype="float32", init=None, trainable=True):
         if dtype is not None and value.dtype.name != dtypes.as_dtype(dtype):
             value = value.astype(dtypes.as_dtype(dtype))
         if shape is not None and tuple(value.shape) != normalize_shape(shape):
-            raise GraphError(f"variable {name!r}: init has shape {value.shape}, expected {tuple(shape)}{where(provenance)}")
+            raise GraphError(f"variable {name!r}: init has shape {value.shape}, expected {tuple(shape)}"
+                             f"{where(provenance)}")
     return get_default_graph().add_variable(name, value, trainable, provenance)
 
 

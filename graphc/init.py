@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+SQRT2 = math.sqrt(2.0)
+
 
 def _fans(shape):
     if len(shape) == 0:
@@ -64,7 +66,7 @@ def xavier_normal(gain=1.0, seed=None):
     return init
 
 
-def kaiming_uniform(gain=math.sqrt(2.0), mode="fan_in", seed=None):
+def kaiming_uniform(gain=SQRT2, mode="fan_in", seed=None):
     """U(-b, b) with b = gain * sqrt(3 / fan) (He et al. 2015); gain √2 suits relu."""
     def init(shape, dtype):
         fan = _fans(shape)[0 if mode == "fan_in" else 1]
@@ -73,7 +75,7 @@ def kaiming_uniform(gain=math.sqrt(2.0), mode="fan_in", seed=None):
     return init
 
 
-def kaiming_normal(gain=math.sqrt(2.0), mode="fan_in", seed=None):
+def kaiming_normal(gain=SQRT2, mode="fan_in", seed=None):
     """N(0, std²) with std = gain / sqrt(fan)."""
     def init(shape, dtype):
         fan = _fans(shape)[0 if mode == "fan_in" else 1]

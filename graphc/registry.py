@@ -192,7 +192,8 @@ class OpDef:
                 raise GraphError(f"{self.name}(name={node_name}) expects at least {self.num_inputs} inputs, "
                                  f"got {n}{where(provenance)}")
         elif n != self.num_inputs:
-            raise GraphError(f"{self.name}(name={node_name}) expects {self.num_inputs} inputs, got {n}{where(provenance)}")
+            raise GraphError(f"{self.name}(name={node_name}) expects {self.num_inputs} inputs, got {n}"
+                             f"{where(provenance)}")
 
     def infer_node(self, node, in_types):
         """Run inference for a node; returns a list of (dtype, shape)."""

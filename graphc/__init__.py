@@ -1,0 +1,83 @@
+"""graphc: a static-graph deep learning framework.
+
+Build a graph in Python, save it as a protobuf ``.pb``, compile it ahead of time into
+a plan, and run the plan with the C++ runtime::
+
+    import graphc as gc
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 784))
+        w = gc.variable("w", (784, 10), init=gc.init.xavier_uniform(seed=0))
+        y = gc.softmax(x @ w)
+    g.save("model.pb")
+"""
+
+__version__ = "0.1.0"
+
+from graphc import (  # noqa: F401
+    dtypes,
+    errors,
+    init,
+    reference,  # noqa: E402,F401
+    registry,
+)
+from graphc.dtypes import bool_, float32, float64, int32, int64  # noqa: F401
+from graphc.graph import (  # noqa: F401
+    Graph,
+    Node,
+    Tensor,
+    get_default_graph,
+    name_scope,
+    placeholder,
+    reset_default_graph,
+    variable,
+)
+from graphc.ops import *  # noqa: F401,F403
+from graphc.ops import (  # noqa: F401
+    abs,
+    add,
+    broadcast_to,
+    cast,
+    concat,
+    constant,
+    div,
+    equal,
+    exp,
+    expand_dims,
+    greater,
+    less,
+    log,
+    log_softmax,
+    logical_not,
+    matmul,
+    max,
+    maximum,
+    mean,
+    minimum,
+    mul,
+    neg,
+    one_hot,
+    pow,
+    relu,
+    reshape,
+    sigmoid,
+    slice,
+    softmax,
+    softmax_cross_entropy,
+    split,
+    sqrt,
+    squeeze,
+    stop_gradient,
+    sub,
+    sum,
+    tanh,
+    transpose,
+    where,
+)
+
+
+def load(path):
+    """Load a model saved with ``Graph.save``; returns a Graph.  Raises
+    ``graphc.errors.ModelFormatError`` for anything malformed."""
+    from graphc import serialize
+
+    return serialize.load(path)

@@ -1,0 +1,43 @@
+"""Op declarations (registered on import) and the builder functions users call.
+
+Each module declares its ops with ``graphc.registry.register_op`` next to the Python
+builder function that adds the op to a graph."""
+
+from graphc.ops.elementwise import (  # noqa: F401
+    abs,
+    add,
+    cast,
+    constant,
+    div,
+    equal,
+    exp,
+    greater,
+    less,
+    log,
+    logical_not,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    pow,
+    relu,
+    sigmoid,
+    sqrt,
+    sub,
+    tanh,
+    where,
+)
+from graphc.ops.nn import log_softmax, one_hot, softmax, softmax_cross_entropy  # noqa: F401
+from graphc.ops.reduce import matmul, max, mean, sum  # noqa: F401
+from graphc.ops.shape import (  # noqa: F401
+    broadcast_to,
+    concat,
+    expand_dims,
+    getitem,
+    reshape,
+    slice,
+    split,
+    squeeze,
+    stop_gradient,
+    transpose,
+)

@@ -1,0 +1,112 @@
+"""Helpers shared by the op declarations: broadcasting with symbolic dims, converting
+Python values to constant nodes, random example data."""
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.graph import Tensor, get_default_graph, user_provenance
+from graphc.registry import Example  # noqa: F401  (re-exported for op modules)
+
+
+def broadcast_shapes(ctx, *shapes):
+    """numpy broadcasting of shapes that may hold symbols (str) or None.
+
+    A symbolic dim against a fixed dim d != 1 becomes d (the compile-time check with
+    concrete shapes catches a real mismatch); two different symbols keep the first.
+    """
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        res = 1
+        for s in shapes:
+            j = len(s) - rank + i
+            if j < 0:
+                continue
+            d = s[j]
+            if d == 1:
+                continue
+            if res == 1:
+                res = d
+            elif isinstance(res, int) and isinstance(d, int):
+                if res != d:
+                    ctx.fail("cannot broadcast shapes " + " and ".join(_fmt(x) for x in shapes) +
+                             f" (dim {i} of the result: {res} vs {d})")
+            elif isinstance(d, int):
+                res = d
+        out.append(res)
+    return tuple(out)
+
+
+def _fmt(shape):
+    from graphc.graph import format_shape
+    return format_shape(shape)
+
+
+def numel(shape):
+    """Static element count, or None when a dim is unknown."""
+    n = 1
+    for d in shape:
+        if not isinstance(d, int):
+            return None
+        n *= d
+    return n
+
+
+def constant_like(value, like_dtype=None, graph=None):
+    """A constant node for a Python scalar or numpy array.  A Python scalar takes
+    ``like_dtype`` (the dtype of the tensor it meets) so ``x * 2`` stays float32."""
+    from graphc.ops import constant
+
+    if isinstance(value, (bool, np.bool_)):
+        arr = np.asarray(value, dtype=np.bool_)
+    elif isinstance(value, (int, float)) and like_dtype is not None:
+        arr = np.asarray(value, dtype=like_dtype)
+    else:
+        return constant(value, graph=graph)
+    return constant(arr, graph=graph)
+
+
+def as_tensors(*values):
+    """Convert builder arguments to Tensors of one graph; scalars adopt a tensor's dtype."""
+    graph = None
+    like = None
+    for v in values:
+        if isinstance(v, Tensor):
+            graph = graph or v.graph
+            like = like or v.dtype
+    out = []
+    for v in values:
+        if isinstance(v, Tensor):
+            out.append(v)
+        else:
+            out.append(constant_like(v, like, graph))
+    return out
+
+
+def build(op, inputs, attrs=None, name=None):
+    """Add a node to the inputs' graph (or the default graph); returns its output(s)."""
+    graph = None
+    for t in inputs:
+        if isinstance(t, Tensor):
+            graph = t.graph
+            break
+    if graph is None:
+        graph = get_default_graph()
+    outs = graph.add_node(op, inputs, attrs or {}, name=name, provenance=user_provenance())
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def rand(rng, shape, dtype, low=-2.0, high=2.0):
+    """Random example data of a dtype; floats uniform in [low, high)."""
+    dtype = dtypes.as_dtype(dtype)
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
+    if dtype in dtypes.INTS:
+        return rng.integers(int(np.floor(low)) * 3 - 1, int(np.ceil(high)) * 3 + 2, size=shape).astype(dtype)
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+# Shapes every elementwise op is checked on: odd sizes that cross thread and vector
+# boundaries, size 1 and size 0.
+ODD = (72, 73, 74)
+UNARY_SHAPES = [(), (1,), (0,), (7,), (3, 0, 5), (5, 1, 3), ODD]

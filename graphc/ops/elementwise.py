@@ -1,0 +1,392 @@
+"""Elementwise ops: unary math, broadcasting binary arithmetic and comparisons,
+pow with a scalar exponent, where, cast, and constants."""
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.ops._common import ODD, UNARY_SHAPES, Example, as_tensors, broadcast_shapes, build, rand
+from graphc.registry import AttrSpec, register_op
+
+# -- unary ---------------------------------------------------------------------------
+
+
+def _sigmoid(x):
+    # exp of a non-positive argument only, so no overflow warnings for large |x|.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+_UNARY = {
+    # name: (reference, allowed dtypes, example range, doc)
+    "neg": (np.negative, dtypes.NUMERIC, (-3, 3), "y = -x"),
+    "abs": (np.abs, dtypes.NUMERIC, (-3, 3), "y = |x|"),
+    "relu": (lambda x: np.maximum(x, np.zeros((), x.dtype)), dtypes.NUMERIC, (-3, 3), "y = max(x, 0)"),
+    "exp": (np.exp, dtypes.FLOATS, (-3, 3), "y = e^x"),
+    "log": (np.log, dtypes.FLOATS, (0.1, 4), "y = ln x (natural logarithm; -inf at 0, NaN below)"),
+    "sqrt": (np.sqrt, dtypes.FLOATS, (0.1, 4), "y = √x (NaN below 0)"),
+    "sigmoid": (_sigmoid, dtypes.FLOATS, (-5, 5), "y = 1 / (1 + e^-x), computed without overflow"),
+    "tanh": (np.tanh, dtypes.FLOATS, (-3, 3), "y = tanh x"),
+    "logical_not": (np.logical_not, ("bool",), (0, 1), "y = not x (bool)"),
+}
+
+
+def _unary_infer(allowed):
+    def infer(ctx):
+        ctx.require_dtype(0, allowed)
+        return ctx.dtype(0), ctx.shape(0)
+    return infer
+
+
+def _unary_examples(allowed, low, high, kink_at_zero):
+    def examples(rng):
+        out = []
+        for dt in allowed:
+            for shape in UNARY_SHAPES:
+                x = rand(rng, shape, dt, low, high)
+                if kink_at_zero and dt in dtypes.FLOATS:
+                    # keep finite differences away from the kink at 0
+                    x = np.where(np.abs(x) < 0.05, np.asarray(0.5, x.dtype), x).astype(dt)
+                out.append(Example([x], note=dt))
+        return out
+    return examples
+
+
+def _make_unary(name, ref, allowed, rng_range, doc):
+    register_op(
+        name,
+        doc=f"Elementwise: {doc}.  Dtypes: {', '.join(allowed)}.",
+        num_inputs=1,
+        infer=_unary_infer(allowed),
+        reference=lambda inputs, attrs: ref(inputs[0]),
+        examples=_unary_examples(allowed, *rng_range, kink_at_zero=name in ("abs", "relu")),
+        elementwise=True,
+        differentiable=name != "logical_not",
+    )
+
+
+for _name, (_ref, _allowed, _range, _doc) in _UNARY.items():
+    _make_unary(_name, _ref, _allowed, _range, _doc)
+
+
+def neg(x, name=None):
+    """-x"""
+    return build("neg", as_tensors(x), name=name)
+
+
+def abs(x, name=None):  # noqa: A001 - mirrors numpy's name
+    """|x|"""
+    return build("abs", as_tensors(x), name=name)
+
+
+def relu(x, name=None):
+    """max(x, 0)"""
+    return build("relu", as_tensors(x), name=name)
+
+
+def exp(x, name=None):
+    """e^x"""
+    return build("exp", as_tensors(x), name=name)
+
+
+def log(x, name=None):
+    """ln x"""
+    return build("log", as_tensors(x), name=name)
+
+
+def sqrt(x, name=None):
+    """√x"""
+    return build("sqrt", as_tensors(x), name=name)
+
+
+def sigmoid(x, name=None):
+    """1 / (1 + e^-x)"""
+    return build("sigmoid", as_tensors(x), name=name)
+
+
+def tanh(x, name=None):
+    """tanh x"""
+    return build("tanh", as_tensors(x), name=name)
+
+
+def logical_not(x, name=None):
+    """not x, for bool tensors"""
+    return build("logical_not", as_tensors(x), name=name)
+
+
+# -- pow -------------------------------------------------------------------------------
+
+def _pow_infer(ctx):
+    ctx.require_dtype(0, dtypes.FLOATS)
+    return ctx.dtype(0), ctx.shape(0)
+
+
+def _pow_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for shape in UNARY_SHAPES:
+            for e in (2.0, 0.5, -1.5, 3.0):
+                out.append(Example([rand(rng, shape, dt, 0.5, 2.0)], {"exponent": e}, note=dt))
+    return out
+
+
+register_op(
+    "pow",
+    doc="Elementwise power with a scalar exponent: y = x^p (p = attr 'exponent').  "
+        "Float dtypes.  A negative base with a non-integer p gives NaN, as in numpy.",
+    num_inputs=1,
+    attrs={"exponent": AttrSpec("float")},
+    infer=_pow_infer,
+    reference=lambda inputs, attrs: np.power(inputs[0], inputs[0].dtype.type(attrs["exponent"])),
+    examples=_pow_examples,
+    elementwise=True,
+)
+
+
+def pow(x, exponent, name=None):  # noqa: A001
+    """x ** exponent, exponent a Python scalar."""
+    return build("pow", as_tensors(x), {"exponent": float(exponent)}, name=name)
+
+
+# -- binary ------------------------------------------------------------------------------
+
+def _safe_div(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(a, b)
+
+
+_BINARY = {
+    # name: (reference, allowed dtypes, output dtype or None (= input dtype), doc)
+    "add": (np.add, dtypes.NUMERIC, None, "y = a + b"),
+    "sub": (np.subtract, dtypes.NUMERIC, None, "y = a - b"),
+    "mul": (np.multiply, dtypes.NUMERIC, None, "y = a · b"),
+    "div": (_safe_div, dtypes.FLOATS, None, "y = a / b (IEEE: x/0 = ±inf, 0/0 = NaN)"),
+    "maximum": (np.maximum, dtypes.NUMERIC, None, "y = max(a, b) (NaN propagates)"),
+    "minimum": (np.minimum, dtypes.NUMERIC, None, "y = min(a, b) (NaN propagates)"),
+    "equal": (np.equal, dtypes.ALL, "bool", "y = (a == b), bool"),
+    "less": (np.less, dtypes.NUMERIC, "bool", "y = (a < b), bool"),
+    "greater": (np.greater, dtypes.NUMERIC, "bool", "y = (a > b), bool"),
+}
+
+BINARY_SHAPE_PAIRS = [
+    ((), ()), ((7,), ()), ((), (7,)), ((5, 3), (5, 3)), ((5, 3), (3,)), ((5, 1), (1, 4)),
+    ((4, 1, 3), (2, 1)), ((0, 3), (3,)), ((0, 3), (1, 3)), ((1,), (0,)), (ODD, ODD), (ODD, (73, 1)),
+]
+
+
+def _binary_infer(allowed, out_dtype):
+    def infer(ctx):
+        ctx.require_same_dtype(0, 1)
+        ctx.require_dtype(0, allowed)
+        return out_dtype or ctx.dtype(0), broadcast_shapes(ctx, ctx.shape(0), ctx.shape(1))
+    return infer
+
+
+def _binary_examples(name, allowed):
+    def examples(rng):
+        out = []
+        for dt in allowed:
+            for sa, sb in BINARY_SHAPE_PAIRS:
+                a = rand(rng, sa, dt)
+                b = rand(rng, sb, dt)
+                if name == "div":
+                    b = np.where(np.abs(b) < 0.25, np.asarray(1.0, dt), b).astype(dt)
+                grad = True
+                if name in ("maximum", "minimum") and dt in dtypes.FLOATS:
+                    # separate a from b so finite differences never straddle the switch
+                    b = np.where(np.abs(a - b) < 0.05, b + np.asarray(0.5, dt), b).astype(dt)
+                out.append(Example([a, b], grad=grad, note=dt))
+            if name == "equal" or name in ("less", "greater"):
+                a = rand(rng, (6, 5), dt)
+                out.append(Example([a, a.copy()], note="equal inputs"))
+        return out
+    return examples
+
+
+def _make_binary(name, ref, allowed, out_dtype, doc):
+    register_op(
+        name,
+        doc=f"Elementwise with numpy broadcasting: {doc}.  Both inputs have one dtype "
+            f"({', '.join(allowed)}).",
+        num_inputs=2,
+        infer=_binary_infer(allowed, out_dtype),
+        reference=lambda inputs, attrs: np.asarray(ref(inputs[0], inputs[1])),
+        examples=_binary_examples(name, allowed),
+        elementwise=True,
+        differentiable=out_dtype is None,
+    )
+
+
+for _name, (_ref, _allowed, _out, _doc) in _BINARY.items():
+    _make_binary(_name, _ref, _allowed, _out, _doc)
+
+
+def add(a, b, name=None):
+    """a + b with broadcasting"""
+    return build("add", as_tensors(a, b), name=name)
+
+
+def sub(a, b, name=None):
+    """a - b with broadcasting"""
+    return build("sub", as_tensors(a, b), name=name)
+
+
+def mul(a, b, name=None):
+    """a * b with broadcasting"""
+    return build("mul", as_tensors(a, b), name=name)
+
+
+def div(a, b, name=None):
+    """a / b with broadcasting (float dtypes)"""
+    return build("div", as_tensors(a, b), name=name)
+
+
+def maximum(a, b, name=None):
+    """elementwise max with broadcasting"""
+    return build("maximum", as_tensors(a, b), name=name)
+
+
+def minimum(a, b, name=None):
+    """elementwise min with broadcasting"""
+    return build("minimum", as_tensors(a, b), name=name)
+
+
+def equal(a, b, name=None):
+    """a == b (bool)"""
+    return build("equal", as_tensors(a, b), name=name)
+
+
+def less(a, b, name=None):
+    """a < b (bool)"""
+    return build("less", as_tensors(a, b), name=name)
+
+
+def greater(a, b, name=None):
+    """a > b (bool)"""
+    return build("greater", as_tensors(a, b), name=name)
+
+
+# -- where ------------------------------------------------------------------------------
+
+def _where_infer(ctx):
+    ctx.require_dtype(0, ("bool",))
+    ctx.require_same_dtype(1, 2)
+    return ctx.dtype(1), broadcast_shapes(ctx, ctx.shape(0), ctx.shape(1), ctx.shape(2))
+
+
+def _where_examples(rng):
+    out = []
+    for dt in dtypes.ALL:
+        for sc, sx, sy in [((), (), ()), ((5, 3), (5, 3), (5, 3)), ((5, 1), (3,), (1, 3)), ((0, 2), (2,), ()),
+                           (ODD, ODD, (74,))]:
+            out.append(Example([rand(rng, sc, "bool"), rand(rng, sx, dt), rand(rng, sy, dt)], note=dt))
+    return out
+
+
+register_op(
+    "where",
+    doc="y = x where cond else y, elementwise with three-way numpy broadcasting.  "
+        "cond is bool; x and y share a dtype.  The gradient flows to x where cond, to y elsewhere.",
+    num_inputs=3,
+    infer=_where_infer,
+    reference=lambda inputs, attrs: np.where(inputs[0], inputs[1], inputs[2]),
+    examples=_where_examples,
+    elementwise=True,
+)
+
+
+def where(cond, x, y, name=None):
+    """Pick x where cond is true, else y (numpy.where)."""
+    cond, x, y = as_tensors(cond, x, y)
+    return build("where", [cond, x, y], name=name)
+
+
+# -- cast -------------------------------------------------------------------------------
+
+def _cast_reference(inputs, attrs):
+    x = inputs[0]
+    to = attrs["to"]
+    if to == "bool":
+        return x != 0
+    if to in dtypes.INTS and x.dtype.kind == "f":
+        # numpy's float→int of NaN/inf/out of range is undefined; define it as 0 so
+        # every runtime agrees.
+        info = np.iinfo(to)
+        ok = np.isfinite(x) & (x > info.min - 1.0) & (x < info.max + 1.0)
+        with np.errstate(invalid="ignore"):
+            return np.where(ok, np.trunc(np.where(ok, x, 0)), 0).astype(to)
+    return x.astype(to)
+
+
+def _cast_infer(ctx):
+    return ctx.attrs["to"], ctx.shape(0)
+
+
+def _cast_examples(rng):
+    out = []
+    for src in dtypes.ALL:
+        for to in dtypes.ALL:
+            for shape in [(), (7,), (0, 3), ODD]:
+                out.append(Example([rand(rng, shape, src, -3, 3)], {"to": to}, note=f"{src}->{to}"))
+    return out
+
+
+register_op(
+    "cast",
+    doc="Convert to dtype 'to'.  Floats to ints truncate toward zero (NaN, ±inf and out-of-range "
+        "values become 0); anything to bool is x != 0; bool to numbers is 0/1.",
+    num_inputs=1,
+    attrs={"to": AttrSpec("dtype")},
+    infer=_cast_infer,
+    reference=_cast_reference,
+    examples=_cast_examples,
+    elementwise=True,
+)
+
+
+def cast(x, to, name=None):
+    """x converted to dtype ``to``."""
+    return build("cast", as_tensors(x), {"to": dtypes.as_dtype(to)}, name=name)
+
+
+# -- constant -----------------------------------------------------------------------------
+
+def _constant_infer(ctx):
+    value = ctx.attrs["value"]
+    return dtypes.as_dtype(value.dtype), tuple(int(d) for d in value.shape)
+
+
+def _constant_examples(rng):
+    return [Example([], {"value": rand(rng, s, dt)}, note=dt)
+            for dt in dtypes.ALL for s in [(), (0,), (3, 4)]]
+
+
+register_op(
+    "constant",
+    doc="A value fixed at build time (attr 'value', a tensor).  The compiler stores it as "
+        "read-only data; large constants are saved in the external weights file.",
+    num_inputs=0,
+    attrs={"value": AttrSpec("tensor")},
+    infer=_constant_infer,
+    reference=lambda inputs, attrs: np.array(attrs["value"], copy=True),
+    examples=_constant_examples,
+    differentiable=False,
+)
+
+
+def constant(value, dtype=None, name=None, graph=None):
+    """A constant tensor holding ``value`` (anything numpy.asarray accepts)."""
+    from graphc.graph import get_default_graph, user_provenance
+
+    arr = np.asarray(value, dtype=None if dtype is None else dtypes.as_dtype(dtype))
+    if dtype is None and not isinstance(value, (np.ndarray, np.generic)) and arr.dtype == np.float64:
+        arr = arr.astype(np.float32)  # Python floats default to float32, as in TF and PyTorch
+    if arr.dtype.name not in dtypes.ALL:
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"constant: unsupported dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr)
+    g = graph or get_default_graph()
+    return g.add_node("constant", [], {"value": arr}, name=name, provenance=user_provenance())[0]

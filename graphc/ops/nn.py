@@ -1,0 +1,188 @@
+"""Neural-network ops: softmax, log_softmax, softmax_cross_entropy, one_hot."""
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.ops._common import ODD, Example, as_tensors, build, rand
+from graphc.registry import AttrSpec, register_op
+
+
+def _softmax_infer(ctx):
+    ctx.require_dtype(0, dtypes.FLOATS)
+    if len(ctx.shape(0)) == 0:
+        ctx.fail("expects an input of rank >= 1")
+    ctx.normalize_axis(ctx.attrs["axis"], len(ctx.shape(0)))
+    return ctx.dtype(0), ctx.shape(0)
+
+
+def _log_softmax_ref(inputs, attrs):
+    x = inputs[0]
+    axis = attrs["axis"]
+    if x.size == 0:
+        return x.copy()
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    shifted = x - m
+    return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
+
+
+def _softmax_ref(inputs, attrs):
+    return np.exp(_log_softmax_ref(inputs, attrs)).astype(inputs[0].dtype)
+
+
+def _softmax_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for shape, axis in [((1,), -1), ((7,), 0), ((5, 3), -1), ((5, 3), 0), ((4, 3, 5), 1), ((0, 4), -1),
+                            ((3, 0), 0), (ODD, -1), (ODD, 1)]:
+            out.append(Example([rand(rng, shape, dt, -4, 4)], {"axis": axis}, note=dt))
+        x = rand(rng, (3, 4), dt)
+        x[0, 0] = 80.0 if dt == "float32" else 700.0  # overflow of a naive exp
+        out.append(Example([x], {"axis": -1}, note="large logits"))
+    return out
+
+
+register_op(
+    "softmax",
+    doc="y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x).",
+    num_inputs=1,
+    attrs={"axis": AttrSpec("int", default=-1)},
+    infer=_softmax_infer,
+    reference=_softmax_ref,
+    examples=_softmax_examples,
+)
+
+register_op(
+    "log_softmax",
+    doc="y_i = x_i - m - log Σ_j e^{x_j - m} along 'axis', m = max_j x_j.",
+    num_inputs=1,
+    attrs={"axis": AttrSpec("int", default=-1)},
+    infer=_softmax_infer,
+    reference=_log_softmax_ref,
+    examples=_softmax_examples,
+)
+
+
+def softmax(x, axis=-1, name=None):
+    """Softmax along ``axis``."""
+    return build("softmax", as_tensors(x), {"axis": axis}, name=name)
+
+
+def log_softmax(x, axis=-1, name=None):
+    """Log of softmax along ``axis``, computed stably."""
+    return build("log_softmax", as_tensors(x), {"axis": axis}, name=name)
+
+
+# -- softmax_cross_entropy ------------------------------------------------------------------
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _sce_infer(ctx):
+    ctx.require_dtype(0, dtypes.FLOATS)
+    ctx.require_dtype(1, dtypes.INTS)
+    logits, labels = ctx.shape(0), ctx.shape(1)
+    if len(logits) < 1 or len(labels) != len(logits) - 1:
+        ctx.fail("expects logits of shape (..., C) and integer labels of shape (...)")
+    for i, (a, b) in enumerate(zip(logits[:-1], labels)):
+        if isinstance(a, int) and isinstance(b, int) and a != b:
+            ctx.fail(f"logits dim {i} is {a} but labels dim {i} is {b}")
+    if logits[-1] == 0:
+        ctx.fail("logits have 0 classes")
+    reduction = ctx.attrs["reduction"]
+    if reduction not in REDUCTIONS:
+        ctx.fail(f"reduction={reduction!r}; expected one of {REDUCTIONS}")
+    shape = () if reduction != "none" else tuple(labels)
+    return ctx.dtype(0), shape
+
+
+def _sce_ref(inputs, attrs):
+    logits, labels = inputs
+    c = logits.shape[-1]
+    if labels.size and (labels.min() < 0 or labels.max() >= c):
+        bad = labels[(labels < 0) | (labels >= c)].flat[0]
+        raise ValueError(f"softmax_cross_entropy: label {bad} is outside [0, {c})")
+    logp = _log_softmax_ref([logits], {"axis": -1})
+    picked = np.take_along_axis(logp, labels[..., None].astype(np.int64), axis=-1)[..., 0]
+    loss = (-picked).astype(logits.dtype)
+    if attrs["reduction"] == "sum":
+        return np.sum(loss, dtype=logits.dtype)
+    if attrs["reduction"] == "mean":
+        if loss.size == 0:
+            return np.asarray(np.nan, logits.dtype)
+        return np.asarray(np.sum(loss, dtype=logits.dtype) / logits.dtype.type(loss.size), logits.dtype)
+    return loss
+
+
+def _sce_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for ldt in dtypes.INTS:
+            for lead, c in [((1,), 1), ((5,), 3), ((7,), 10), ((0,), 4), ((2, 3), 4), ((73,), 74)]:
+                for reduction in REDUCTIONS:
+                    logits = rand(rng, lead + (c,), dt, -3, 3)
+                    labels = rng.integers(0, c, size=lead).astype(ldt)
+                    out.append(Example([logits, labels], {"reduction": reduction}, note=f"{dt} {ldt}"))
+    return out
+
+
+register_op(
+    "softmax_cross_entropy",
+    doc="Fused, stable cross-entropy with integer labels: loss_i = log Σ_c e^{z_ic} - z_i,label_i over "
+        "logits z (..., C) and labels (...); 'reduction' mean (default), sum or none.  A label outside "
+        "[0, C) is an error.  The gradient w.r.t. logits is softmax(z) - one_hot(label), scaled by the "
+        "reduction; labels get none.",
+    num_inputs=2,
+    attrs={"reduction": AttrSpec("str", default="mean")},
+    infer=_sce_infer,
+    reference=_sce_ref,
+    examples=_sce_examples,
+)
+
+
+def softmax_cross_entropy(logits, labels, reduction="mean", name=None):
+    """Cross-entropy between softmax(logits) and integer labels."""
+    return build("softmax_cross_entropy", as_tensors(logits, labels), {"reduction": reduction}, name=name)
+
+
+# -- one_hot ---------------------------------------------------------------------------------
+
+def _one_hot_infer(ctx):
+    ctx.require_dtype(0, dtypes.INTS)
+    if ctx.attrs["depth"] < 0:
+        ctx.fail(f"depth={ctx.attrs['depth']} is negative")
+    return ctx.attrs["dtype"], tuple(ctx.shape(0)) + (ctx.attrs["depth"],)
+
+
+def _one_hot_ref(inputs, attrs):
+    idx = inputs[0]
+    depth = attrs["depth"]
+    return (idx[..., None] == np.arange(depth)).astype(attrs["dtype"])
+
+
+def _one_hot_examples(rng):
+    out = []
+    for idt in dtypes.INTS:
+        for dt in dtypes.ALL:
+            for shape, depth in [((), 3), ((5,), 4), ((2, 3), 5), ((0,), 3), ((4,), 0), ((73,), 74)]:
+                idx = rng.integers(-1, depth + 2, size=shape).astype(idt)  # includes out-of-range
+                out.append(Example([idx], {"depth": depth, "dtype": dt}, note=f"{idt}->{dt}"))
+    return out
+
+
+register_op(
+    "one_hot",
+    doc="y[..., k] = 1 if indices[...] == k else 0, for k < 'depth'; an index outside [0, depth) "
+        "gives a row of zeros (TensorFlow's rule).  Output dtype 'dtype' (float32 by default).",
+    num_inputs=1,
+    attrs={"depth": AttrSpec("int"), "dtype": AttrSpec("dtype", default="float32")},
+    infer=_one_hot_infer,
+    reference=_one_hot_ref,
+    examples=_one_hot_examples,
+    differentiable=False,
+)
+
+
+def one_hot(indices, depth, dtype="float32", name=None):
+    """One-hot encoding of integer ``indices`` with ``depth`` classes."""
+    return build("one_hot", as_tensors(indices), {"depth": int(depth), "dtype": dtype}, name=name)

@@ -1,0 +1,175 @@
+"""Reductions (sum, mean, max over axes with keepdims) and matrix multiply."""
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.ops._common import ODD, Example, as_tensors, broadcast_shapes, build, rand
+from graphc.registry import AttrSpec, register_op
+
+
+def normalize_axes(ctx, axes, rank):
+    """Sorted, non-negative, de-duplicated axes; None means every axis."""
+    if axes is None:
+        return tuple(range(rank))
+    out = sorted({ctx.normalize_axis(a, rank, "axes") for a in axes})
+    if len(out) != len(axes):
+        ctx.fail(f"axes={list(axes)} repeats an axis")
+    return tuple(out)
+
+
+def _reduce_infer(allowed, empty_ok):
+    def infer(ctx):
+        ctx.require_dtype(0, allowed)
+        shape = ctx.shape(0)
+        axes = normalize_axes(ctx, ctx.attrs["axes"], len(shape))
+        if not empty_ok:
+            for a in axes:
+                if shape[a] == 0:
+                    ctx.fail(f"cannot reduce over axis {a} of size 0 (no identity for {ctx.node.op})")
+        if ctx.attrs["keepdims"]:
+            out = tuple(1 if i in axes else d for i, d in enumerate(shape))
+        else:
+            out = tuple(d for i, d in enumerate(shape) if i not in axes)
+        return ctx.dtype(0), out
+    return infer
+
+
+def _axes(attrs, x):
+    axes = attrs["axes"]
+    if axes is None:
+        return None
+    return tuple(sorted(a % x.ndim for a in axes)) if x.ndim else None
+
+
+def _sum_ref(inputs, attrs):
+    x = inputs[0]
+    return np.sum(x, axis=_axes(attrs, x), keepdims=attrs["keepdims"], dtype=x.dtype)
+
+
+def _mean_ref(inputs, attrs):
+    x = inputs[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.mean(x, axis=_axes(attrs, x), keepdims=attrs["keepdims"], dtype=x.dtype)
+
+
+def _max_ref(inputs, attrs):
+    x = inputs[0]
+    return np.max(x, axis=_axes(attrs, x), keepdims=attrs["keepdims"])
+
+
+REDUCE_CASES = [
+    ((), None), ((7,), None), ((7,), (0,)), ((5, 3), (1,)), ((5, 3), (0,)), ((5, 3), (-1,)),
+    ((4, 3, 5), (0, 2)), ((4, 3, 5), (1,)), ((2, 3, 4, 5), (1, 3)), ((0, 3), (1,)), ((1, 1), None),
+    (ODD, (1,)), (ODD, (0, 2)), (ODD, None),
+]
+
+
+def _reduce_examples(op, allowed):
+    def examples(rng):
+        out = []
+        for dt in allowed:
+            for shape, axes in REDUCE_CASES:
+                if op == "max" and axes is not None and any(shape[a] == 0 for a in axes):
+                    continue
+                if op == "max" and axes is None and 0 in shape:
+                    continue
+                for keepdims in (False, True):
+                    x = rand(rng, shape, dt)
+                    if op == "max" and dt in dtypes.FLOATS:
+                        x = x + rng.permutation(x.size).reshape(shape).astype(dt) * 0.01  # unique max
+                    out.append(Example([x], {"axes": axes, "keepdims": keepdims}, note=dt))
+            if op in ("sum", "mean"):
+                out.append(Example([rand(rng, (0, 3), dt)], {"axes": None, "keepdims": False}, note="empty"))
+        return out
+    return examples
+
+
+_REDUCE_DOC = {
+    "sum": ("y = Σ x over 'axes' (all axes when None); the sum of nothing is 0.", _sum_ref, dtypes.NUMERIC, True),
+    "mean": ("y = (Σ x) / n over 'axes'; the mean of nothing is NaN, as in numpy.", _mean_ref, dtypes.FLOATS, True),
+    "max": ("y = max x over 'axes'; reducing an axis of size 0 is an error.  The gradient goes to "
+            "every position equal to the max, split evenly among ties.", _max_ref, dtypes.NUMERIC, False),
+}
+
+for _op, (_doc, _ref, _allowed, _empty_ok) in _REDUCE_DOC.items():
+    register_op(
+        _op,
+        doc=_doc + "  keepdims keeps reduced axes as size 1.",
+        num_inputs=1,
+        attrs={"axes": AttrSpec("ints", default=None, optional=True), "keepdims": AttrSpec("bool", default=False)},
+        infer=_reduce_infer(_allowed, _empty_ok),
+        reference=_ref,
+        examples=_reduce_examples(_op, _allowed),
+    )
+
+
+def _axis_attr(axis):
+    if axis is None:
+        return None
+    if isinstance(axis, (list, tuple)):
+        return tuple(axis)
+    return (axis,)
+
+
+def sum(x, axis=None, keepdims=False, name=None):  # noqa: A001
+    """Σ x over ``axis`` (int, tuple, or None for all)."""
+    return build("sum", as_tensors(x), {"axes": _axis_attr(axis), "keepdims": keepdims}, name=name)
+
+
+def mean(x, axis=None, keepdims=False, name=None):
+    """Mean of x over ``axis``."""
+    return build("mean", as_tensors(x), {"axes": _axis_attr(axis), "keepdims": keepdims}, name=name)
+
+
+def max(x, axis=None, keepdims=False, name=None):  # noqa: A001
+    """Max of x over ``axis``."""
+    return build("max", as_tensors(x), {"axes": _axis_attr(axis), "keepdims": keepdims}, name=name)
+
+
+# -- matmul -------------------------------------------------------------------------------
+
+def _matmul_infer(ctx):
+    ctx.require_same_dtype(0, 1)
+    ctx.require_dtype(0, dtypes.FLOATS)
+    a, b = ctx.shape(0), ctx.shape(1)
+    if len(a) < 2 or len(b) < 2:
+        ctx.fail("expects inputs of rank >= 2 (use reshape or expand_dims for vectors)")
+    k1, k2 = a[-1], b[-2]
+    if isinstance(k1, int) and isinstance(k2, int) and k1 != k2:
+        ctx.fail(f"expects input 1 of shape (..., {k1}, N) to match input 0 (..., M, {k1}), got K={k2}")
+    batch = broadcast_shapes(ctx, a[:-2], b[:-2])
+    return ctx.dtype(0), batch + (a[-2], b[-1])
+
+
+def _matmul_ref(inputs, attrs):
+    a, b = inputs
+    return np.matmul(a, b)
+
+
+def _matmul_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for sa, sb in [((1, 1), (1, 1)), ((3, 5), (5, 4)), ((72, 73), (73, 74)), ((0, 5), (5, 3)),
+                       ((4, 0), (0, 3)), ((3, 5), (5, 0)), ((2, 3, 5), (2, 5, 4)), ((2, 3, 5), (5, 4)),
+                       ((3, 5), (2, 5, 4)), ((2, 1, 3, 4), (5, 4, 2)), ((1, 7), (7, 1))]:
+            out.append(Example([rand(rng, sa, dt), rand(rng, sb, dt)], note=dt))
+    return out
+
+
+register_op(
+    "matmul",
+    doc="Matrix product: y[..., i, j] = Σ_k a[..., i, k] b[..., k, j].  Both inputs have rank >= 2; "
+        "leading (batch) dims broadcast as in numpy.matmul.  Float dtypes.",
+    num_inputs=2,
+    infer=_matmul_infer,
+    reference=_matmul_ref,
+    examples=_matmul_examples,
+)
+
+
+def matmul(a, b, name=None):
+    """a @ b (numpy.matmul semantics for rank >= 2)."""
+    return build("matmul", as_tensors(a, b), name=name)

@@ -1,0 +1,96 @@
+"""The reference interpreter: pure numpy execution of any graph.
+
+It is the oracle every kernel is judged against: each node runs its op's numpy
+reference, in a topological order.
+
+Example::
+
+    import numpy as np, graphc as gc
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 3))
+        y = gc.relu(x) * 2
+    out = gc.reference.evaluate(g, {"x": np.ones((2, 3), np.float32)})
+    out[y.name]   # array of 2.0, shape (2, 3)
+"""
+
+import numpy as np
+
+from graphc import registry
+from graphc.errors import FeedError, RuntimeExecutionError, where
+from graphc.graph import Tensor, format_shape
+
+
+def _key(k):
+    return k.name if isinstance(k, Tensor) else k
+
+
+def check_feed(placeholder, value):
+    """Convert a fed value to the placeholder's dtype-exact ndarray or raise FeedError."""
+    arr = np.asarray(value)
+    if arr.dtype.name != placeholder.dtype:
+        if arr.dtype.kind == placeholder_kind(placeholder.dtype) and np.can_cast(arr.dtype, placeholder.dtype):
+            arr = arr.astype(placeholder.dtype)
+        else:
+            raise FeedError(f"feed {placeholder.name!r}: expected dtype {placeholder.dtype}, got {arr.dtype}")
+    if len(arr.shape) != len(placeholder.shape) or any(
+            isinstance(d, int) and d != a for d, a in zip(placeholder.shape, arr.shape)):
+        raise FeedError(f"feed {placeholder.name!r}: expected shape {format_shape(placeholder.shape)}, "
+                        f"got {format_shape(arr.shape)}")
+    return arr
+
+
+def placeholder_kind(dtype):
+    return np.dtype(dtype).kind
+
+
+def evaluate(graph, feeds, fetches=None):
+    """Evaluate ``fetches`` (names or Tensors; default: the graph's outputs, else every
+    value no node consumes) given ``feeds`` (placeholder name or Tensor → array).
+
+    Returns a dict keyed like ``fetches`` (by name when fetches is None).  Variables
+    take their initial values.  Only the nodes the fetches need are run.
+    """
+    feeds = {_key(k): v for k, v in (feeds or {}).items()}
+    if fetches is None:
+        fetch_keys = graph.default_fetches()
+    elif isinstance(fetches, (str, Tensor)):
+        fetch_keys = [fetches]
+    else:
+        fetch_keys = list(fetches)
+    names = [_key(k) for k in fetch_keys]
+    for n in names:
+        if not graph.has_value(n):
+            raise KeyError(f"fetch {n!r} is not a value of the graph")
+
+    placeholders = {p.name: p for p in graph.inputs}
+    for k in feeds:
+        if k not in placeholders:
+            raise FeedError(f"unknown feed {k!r}; the graph's placeholders are {sorted(placeholders)}")
+
+    # Only what the fetches need.
+    needed = set(names)
+    order = graph.topological_order()
+    for node in reversed(order):
+        if any(o in needed for o in node.outputs):
+            needed.update(node.inputs)
+
+    env = {}
+    for name, p in placeholders.items():
+        if name in needed:
+            if name not in feeds:
+                raise FeedError(f"missing feed for placeholder {name!r} of shape {format_shape(p.shape)}")
+            env[name] = check_feed(p, feeds[name])
+    for v in graph.variables:
+        if v.name in needed:
+            env[v.name] = v.init_value
+    for node in order:
+        if not any(o in needed for o in node.outputs):
+            continue
+        opdef = registry.get_op(node.op)
+        try:
+            outs = opdef.evaluate([env[i] for i in node.inputs], node.attrs)
+        except (ValueError, IndexError, FloatingPointError) as e:
+            raise RuntimeExecutionError(f"{node.describe()} failed: {e}{where(node.provenance)}") from e
+        for o, val in zip(node.outputs, outs):
+            env[o] = val
+    return {k: env[n] for k, n in zip(fetch_keys, names)}
