@@ -12,7 +12,6 @@ from graphc import serialize
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import ModelFormatError
 
-
 # -- helpers ------------------------------------------------------------------------------
 
 def build_rich_graph():
@@ -30,10 +29,10 @@ def build_rich_graph():
         w_init[0, 1] = -0.0
         w_init[0, 2] = np.inf
         w = gc.variable("w", (6, 4), init=w_init)
-        gc.variable("w64", init=rng.standard_normal((3, 2)))                      # float64
-        gc.variable("i32", init=np.arange(-5, 5, dtype=np.int32))
-        gc.variable("i64", init=np.array([[2**62, -(2**62)]], dtype=np.int64), trainable=False)
-        gc.variable("mask", init=np.array([True, False, True]), trainable=False)   # bool
+        gc.variable("w64", init=rng.standard_normal((3, 2)), dtype="float64")                      # float64
+        gc.variable("i32", init=np.arange(-5, 5, dtype=np.int32), dtype="int32")
+        gc.variable("i64", init=np.array([[2**62, -(2**62)]], dtype=np.int64), dtype="int64", trainable=False)
+        gc.variable("mask", init=np.array([True, False, True]), dtype="bool", trainable=False)   # bool
         gc.variable("empty", init=np.zeros((0, 3), np.float32))
         gc.variable("s", init=np.float32(3.5))                                      # rank 0
         with gc.name_scope("layer1"):
@@ -210,7 +209,7 @@ def test_external_weights(tmp_path):
                   if n.op == "constant" and n.attrs["value"].tensor.HasField("external")]
     assert {name for name, _ in externals} >= {"w", "w64", "i32"}
     data = read(weights)
-    for name, t in externals:
+    for _name, t in externals:
         ext = t.external
         assert ext.location == "model.pb.weights"
         assert ext.offset % 4096 == 0
@@ -557,9 +556,15 @@ def test_no_outputs(good):
 
 def test_inference_failure_names_node(good):
     path, model = good
-    n = node_of(model, "reshape")
-    del n.attrs["shape"].ints.values[:]
-    n.attrs["shape"].ints.values.extend([5, 7, 11])
+    n = node_of(model, "concat")
+    n.attrs["axis"].i = 7
+    expect_error(path, model, n.name, "inference failed")
+
+
+def test_inference_dtype_failure_names_node(good):
+    path, model = good
+    n = node_of(model, "matmul")
+    n.inputs[1] = "i32"
     expect_error(path, model, n.name, "inference failed")
 
 
