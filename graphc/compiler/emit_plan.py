@@ -1,0 +1,104 @@
+"""Pass 7: emit_plan — write the Plan message.
+
+Needs: a scheduled Graph with concrete shapes whose ``outputs`` are the fetches (after
+prune_graph and schedule_nodes), and its :class:`BufferAssignment`.
+Guarantees: a ``graphc_pb2.Plan`` (format_version 1) that ``graphc.plan.validate_plan``
+accepts: one PlanValue per buffer (same order), one PlanStep per node that is not a
+constant or a view (schedule order; attrs encoded as in models, reshape's ``shape``
+replaced by the concrete output shape), feeds (every placeholder of the graph, in
+order), fetches, persistent variables and constants with inline data, the memory
+report, the training spec and metadata.  Deterministic: the same inputs give the
+same bytes under ``SerializeToString(deterministic=True)``.
+"""
+
+from graphc import dtypes, registry
+from graphc._proto import graphc_pb2 as pb
+from graphc.compiler.assign_buffers import emits_step
+from graphc.compiler.attrs import TensorEncoder, encode_attrs
+from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE
+from graphc.plan import FORMAT_VERSION, MIN_CONSUMER_VERSION, fill_memory_report
+
+_ROLE_TO_PROTO = {FORWARD: pb.FORWARD, GRADIENT: pb.GRADIENT, OPTIMIZER: pb.OPTIMIZER, RECOMPUTE: pb.RECOMPUTE}
+
+
+def _producer_version():
+    import graphc  # lazily: graphc/__init__ imports the compiler
+    return str(getattr(graphc, "__version__", ""))
+
+
+def _set_provenance(msg, provenance):
+    file, line = provenance if provenance else ("", 0)
+    if file or line:
+        msg.provenance.file = file
+        msg.provenance.line = int(line)
+
+
+def emit_plan(graph, buffers, target="cpu"):
+    plan = pb.Plan()
+    plan.format_version = FORMAT_VERSION
+    plan.min_consumer_version = MIN_CONSUMER_VERSION
+    plan.producer_name = "graphc"
+    plan.producer_version = _producer_version()
+    plan.target = target
+    encoder = TensorEncoder()
+
+    index = {}
+    for name, buf in buffers.buffers.items():
+        index[name] = len(plan.values)
+        v = plan.values.add()
+        v.name = name
+        v.dtype = dtypes.to_proto(buf.dtype)
+        v.dims.extend(buf.dims)
+        v.storage = pb.Storage.Value(buf.storage)
+        v.offset = buf.offset
+        v.nbytes = buf.nbytes
+        v.index = buf.index
+        v.kind = buf.kind
+    for name, buf in buffers.buffers.items():
+        if buf.alias_of:
+            plan.values[index[name]].alias_of = index[buf.alias_of]
+
+    constant_nodes = {}
+    for node in graph.nodes:
+        if node.op == "constant":
+            constant_nodes[node.outputs[0]] = node
+            continue
+        if not emits_step(node):
+            continue
+        opdef = registry.get_op(node.op)
+        step = plan.steps.add()
+        step.op = node.op
+        step.node = node.name
+        step.inputs.extend(index[i] for i in node.inputs)
+        step.outputs.extend(index[o] for o in node.outputs)
+        attrs = dict(node.attrs)
+        if node.op == "reshape":
+            attrs["shape"] = buffers.buffers[node.outputs[0]].dims
+        encode_attrs(opdef, attrs, step.attrs, encoder, node.describe())
+        step.role = _ROLE_TO_PROTO[node.role]
+        _set_provenance(step, node.provenance)
+
+    plan.feeds.extend(index[ph.name] for ph in graph.inputs)
+    plan.fetches.extend(index[name] for name in graph.outputs)
+
+    variables = {var.name: var for var in graph.variables}
+    for name in buffers.persistent:
+        var = variables[name]
+        p = plan.persistent.add()
+        p.name = var.name
+        p.dtype = dtypes.to_proto(var.dtype)
+        p.dims.extend(var.shape)
+        encoder.tensor(p.init, var.init_value, f"variable {var.name!r}")
+        p.trainable = var.trainable
+        _set_provenance(p, var.provenance)
+    for name in buffers.constants:
+        node = constant_nodes[name]
+        encoder.tensor(plan.constants.add(), node.attrs["value"], node.describe())
+
+    plan.arena_bytes = buffers.arena_bytes
+    fill_memory_report(plan)
+    if graph.training is not None:
+        plan.training.CopyFrom(graph.training)
+    for key in sorted(graph.metadata):
+        plan.metadata[str(key)] = str(graph.metadata[key])
+    return plan

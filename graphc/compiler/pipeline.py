@@ -1,0 +1,91 @@
+"""The compiler pipeline: a model in, a Plan out.
+
+The graph passes run in this order, each a function Graph → Graph in its own file:
+
+    validate_graph   names unique, inputs produced, acyclic, ops known
+    bind_shapes      placeholders get concrete shapes (``shapes=``)
+    infer_shapes     every value gets a concrete shape and dtype
+    prune_graph      keep what the fetches need (``fetches=``)
+    schedule_nodes   a deterministic topological order
+
+then the scheduled graph is lowered:
+
+    assign_buffers   every value gets a storage, offset and size
+    emit_plan        the graphc_pb2.Plan message
+"""
+
+import functools
+import os
+
+from graphc.compiler.assign_buffers import assign_buffers
+from graphc.compiler.bind_shapes import bind_shapes
+from graphc.compiler.emit_plan import emit_plan
+from graphc.compiler.infer_shapes import infer_shapes
+from graphc.compiler.prune_graph import prune_graph
+from graphc.compiler.schedule_nodes import schedule_nodes
+from graphc.compiler.validate_graph import validate_graph
+from graphc.errors import CompileError
+from graphc.graph import Graph
+from graphc.plan import Plan
+
+TARGETS = ("cpu", "cuda")
+
+
+def graph_passes(shapes=None, fetches=None):
+    """The Graph → Graph passes, in order, as (name, function) pairs."""
+    return [
+        ("validate_graph", validate_graph),
+        ("bind_shapes", functools.partial(bind_shapes, shapes=shapes)),
+        ("infer_shapes", infer_shapes),
+        ("prune_graph", functools.partial(prune_graph, fetches=fetches)),
+        ("schedule_nodes", schedule_nodes),
+    ]
+
+
+def load_model(model):
+    """A Graph, or a path to a .pb model (loaded with graphc.serialize.load)."""
+    if isinstance(model, Graph):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        from graphc import serialize
+        return serialize.load(model)
+    raise CompileError(f"compile() takes a Graph or a path to a .pb model, got {type(model).__name__}")
+
+
+def lower_graph(model, shapes=None, fetches=None, on_pass=None):
+    """Run the graph passes; returns the scheduled Graph.
+
+    ``on_pass(name, graph)`` is called after each pass (tests check every stage; viz draws them).
+    """
+    graph = load_model(model)
+    for name, run_pass in graph_passes(shapes, fetches):
+        graph = run_pass(graph)
+        if on_pass is not None:
+            on_pass(name, graph)
+    return graph
+
+
+def compile(model, shapes=None, fetches=None, target="cpu"):  # noqa: A001 — the public name users expect
+    """Compile a model into a :class:`graphc.plan.Plan`.
+
+    ``model``: a Graph or a path to a .pb file.  ``shapes``: placeholder name → concrete
+    shape, binding None and symbolic dims.  ``fetches``: value names or Tensors the plan
+    returns (default: the graph's outputs, else its unconsumed node outputs).
+    ``target``: "cpu" or "cuda" (the same plan runs on both; recorded for the runtime).
+
+    Example::
+
+        import graphc as gc
+        with gc.Graph() as g:
+            x = gc.placeholder("x", ("batch", 4))
+            y = gc.relu(x)
+        plan = gc.compile(g, shapes={"x": (8, 4)})
+        plan.save("relu.plan")
+
+    Raises CompileError (bad shapes, fetches, target or graph) or the ShapeError /
+    DTypeError of the node whose inference fails on the bound shapes.
+    """
+    if target not in TARGETS:
+        raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    graph = lower_graph(model, shapes, fetches)
+    return Plan(emit_plan(graph, assign_buffers(graph), target=target))
