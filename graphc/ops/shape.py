@@ -49,7 +49,8 @@ register_op(
     reference=lambda inputs, attrs: np.broadcast_to(inputs[0], attrs["shape"]).copy(),
     examples=_all_dtype_examples([((), {"shape": (3, 2)}), ((3, 1), {"shape": (3, 4)}),
                                   ((1, 4), {"shape": (2, 0, 4)}), ((5,), {"shape": (2, 5)}),
-                                  ((73, 1), {"shape": (72, 73, 74)}), ((1,), {"shape": (1,)})]),
+                                  ((73, 1), {"shape": (72, 73, 74)}), ((1,), {"shape": (1,)}),
+                                  ((0, 1), {"shape": (0, 3)})]),
 )
 
 
@@ -257,7 +258,8 @@ def _concat_examples(rng):
     out = []
     for dt in dtypes.ALL:
         for shapes, axis in [([(3,), (4,)], 0), ([(2, 3), (2, 5), (2, 1)], 1), ([(2, 3), (0, 3)], 0),
-                             ([(4, 2)], -1), ([(72, 73, 74), (72, 1, 74)], 1)]:
+                             ([(4, 2)], -1), ([(72, 73, 74), (72, 1, 74)], 1),
+                             ([(1,), (1,)], 0)]:
             out.append(Example([rand(rng, s, dt) for s in shapes], {"axis": axis}, note=dt))
     return out
 
@@ -306,7 +308,8 @@ register_op(
     infer=_split_infer,
     reference=_split_ref,
     examples=_all_dtype_examples([((7,), {"axis": 0, "sizes": (3, 4)}), ((2, 6), {"axis": 1, "sizes": (1, 0, 5)}),
-                                  ((4, 3), {"axis": -2, "sizes": (4,)}),
+                                  ((4, 3), {"axis": -2, "sizes": (4,)}), ((1,), {"axis": 0, "sizes": (1, 0)}),
+                                  ((0, 3), {"axis": 1, "sizes": (2, 1)}),
                                   (ODD, {"axis": 2, "sizes": (37, 37)})]),
 )
 

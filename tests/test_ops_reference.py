@@ -1,0 +1,328 @@
+"""Every op's numpy reference against an independent implementation (Python loops and the
+math module, no numpy ufuncs), and every op's shape/dtype inference against the actual
+result of its reference.  Both enumerate the registry: an op without a case here fails."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import registry
+from graphc.graph import Graph
+
+OPS = registry.all_ops()
+
+
+def _examples(op, max_elems=None):
+    out = list(op.examples(np.random.default_rng(0)))
+    if max_elems is not None:
+        out = [e for e in out if all(np.size(x) <= max_elems for x in e.inputs)]
+    return out
+
+
+def _infer(op, ex):
+    g = Graph()
+    with g:
+        ins = [gc.placeholder(f"in{i}", x.shape, x.dtype.name) for i, x in enumerate(ex.inputs)]
+        return g.add_node(op.name, ins, ex.attrs)
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda o: o.name)
+def test_inferred_shape_and_dtype_match_reference(op):
+    examples = _examples(op)
+    assert examples, f"op {op.name} has no examples"
+    for ex in examples:
+        outs = _infer(op, ex)
+        ref = op.evaluate(ex.inputs, ex.attrs)
+        assert len(outs) == len(ref), ex
+        for t, r in zip(outs, ref):
+            assert t.shape == r.shape, (ex, t.shape, r.shape)
+            assert t.dtype == r.dtype.name, (ex, t.dtype, r.dtype)
+
+
+@pytest.mark.parametrize("op", [o for o in OPS if o.num_inputs > 0], ids=lambda o: o.name)
+def test_examples_cover_size_zero_size_one_and_odd_sizes(op):
+    sizes = {np.size(x) for ex in _examples(op) for x in ex.inputs}
+    shapes = [np.shape(x) for ex in _examples(op) for x in ex.inputs]
+    assert 0 in sizes, f"{op.name}: no example with a size-0 input"
+    assert 1 in sizes, f"{op.name}: no example with a size-1 input"
+    assert any(any(d > 1 and d % 2 for d in s) for s in shapes), f"{op.name}: no odd-sized example"
+
+
+# -- independent implementations --------------------------------------------------------
+
+
+def _bcast_index(idx, shape):
+    """Index into an array of `shape` broadcast to an output index `idx`."""
+    off = len(idx) - len(shape)
+    return tuple(0 if shape[i] == 1 else idx[off + i] for i in range(len(shape)))
+
+
+def _elementwise(fn, out_dtype=None):
+    def impl(inputs, attrs):
+        shape = np.broadcast_shapes(*[x.shape for x in inputs])
+        dt = out_dtype or inputs[-1].dtype
+        out = np.empty(shape, dtype=dt)
+        for idx in itertools.product(*[range(d) for d in shape]):
+            vals = [x[_bcast_index(idx, x.shape)].item() for x in inputs]
+            out[idx] = fn(*vals, **attrs)
+        return out
+    return impl
+
+
+def _sig(x):
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def _reduce(fn):
+    def impl(inputs, attrs):
+        x = inputs[0]
+        axes = range(x.ndim) if attrs["axes"] is None else [a % x.ndim for a in attrs["axes"]]
+        keep = [i for i in range(x.ndim) if i not in axes]
+        out_shape = tuple(x.shape[i] for i in keep)
+        out = np.empty(out_shape, dtype=x.dtype)
+        for oidx in itertools.product(*[range(d) for d in out_shape]):
+            vals = []
+            for idx in itertools.product(*[range(d) for d in x.shape]):
+                if all(idx[k] == o for k, o in zip(keep, oidx)):
+                    vals.append(x[idx].item())
+            out[oidx] = fn(vals)
+        if attrs["keepdims"]:
+            out = out.reshape(tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+        return out
+    return impl
+
+
+def _mean(vals):
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def _matmul(inputs, attrs):
+    a, b = inputs
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    out = np.zeros(batch + (m, n), dtype=a.dtype)
+    for bidx in itertools.product(*[range(d) for d in batch]):
+        ai = _bcast_index(bidx, a.shape[:-2])
+        bi = _bcast_index(bidx, b.shape[:-2])
+        for i in range(m):
+            for j in range(n):
+                out[bidx + (i, j)] = sum(a[ai + (i, t)].item() * b[bi + (t, j)].item() for t in range(k))
+    return out
+
+
+def _log_softmax_rows(x, axis):
+    x = np.moveaxis(x, axis, -1)
+    out = np.empty(x.shape, dtype=np.float64)
+    for idx in itertools.product(*[range(d) for d in x.shape[:-1]]):
+        row = [v.item() for v in x[idx]]
+        m = max(row) if row else 0.0
+        lse = m + math.log(sum(math.exp(v - m) for v in row)) if row else 0.0
+        out[idx] = [v - lse for v in row]
+    return np.moveaxis(out, -1, axis)
+
+
+def _sce(inputs, attrs):
+    logits, labels = inputs
+    lp = _log_softmax_rows(logits, -1)
+    losses = np.empty(labels.shape)
+    for idx in itertools.product(*[range(d) for d in labels.shape]):
+        losses[idx] = -lp[idx + (int(labels[idx]),)]
+    if attrs["reduction"] == "none":
+        return losses.astype(logits.dtype)
+    total = sum(v.item() for v in losses.reshape(-1))
+    if attrs["reduction"] == "sum":
+        return np.asarray(total, logits.dtype)
+    return np.asarray(total / losses.size if losses.size else float("nan"), logits.dtype)
+
+
+def _transpose(inputs, attrs):
+    x = inputs[0]
+    perm = attrs["perm"] if attrs["perm"] is not None else tuple(reversed(range(x.ndim)))
+    out = np.empty(tuple(x.shape[p] for p in perm), x.dtype)
+    for idx in itertools.product(*[range(d) for d in x.shape]):
+        out[tuple(idx[p] for p in perm)] = x[idx]
+    return out
+
+
+def _flat_reshape(inputs, shape):
+    x = inputs[0]
+    flat = [x[idx] for idx in itertools.product(*[range(d) for d in x.shape])]
+    return np.array(flat, dtype=x.dtype).reshape(shape)
+
+
+def _slice(inputs, attrs):
+    x = inputs[0]
+    axes = attrs["axes"] if attrs["axes"] is not None else range(len(attrs["starts"]))
+    steps = attrs["steps"] if attrs["steps"] is not None else [1] * len(attrs["starts"])
+    keep = [list(range(d)) for d in x.shape]
+    for s, e, ax, st in zip(attrs["starts"], attrs["ends"], axes, steps):
+        keep[ax % x.ndim] = list(range(x.shape[ax % x.ndim]))[s:e:st]
+    out = np.empty(tuple(len(k) for k in keep), x.dtype)
+    for oidx in itertools.product(*[range(len(k)) for k in keep]):
+        out[oidx] = x[tuple(k[i] for k, i in zip(keep, oidx))]
+    return out
+
+
+def _cast(inputs, attrs):
+    to = attrs["to"]
+
+    def conv(v):
+        if to == "bool":
+            return v != 0
+        if to in ("int32", "int64"):
+            if isinstance(v, float):
+                info = np.iinfo(to)
+                if not math.isfinite(v) or not info.min - 1.0 < v < info.max + 1.0:
+                    return 0
+                return int(v)  # int() truncates toward zero
+            return int(v)
+        return float(v)
+    return _elementwise(conv, to)(inputs, {})
+
+
+def _split(inputs, attrs):
+    x = inputs[0]
+    axis = attrs["axis"] % x.ndim
+    outs, start = [], 0
+    for s in attrs["sizes"]:
+        outs.append(_slice([x], {"starts": [start], "ends": [start + s], "axes": [axis], "steps": [1]}))
+        start += s
+    return outs
+
+
+def _concat(inputs, attrs):
+    axis = attrs["axis"] % inputs[0].ndim
+    shape = list(inputs[0].shape)
+    shape[axis] = sum(x.shape[axis] for x in inputs)
+    out = np.empty(shape, inputs[0].dtype)
+    start = 0
+    for x in inputs:
+        for idx in itertools.product(*[range(d) for d in x.shape]):
+            o = list(idx)
+            o[axis] += start
+            out[tuple(o)] = x[idx]
+        start += x.shape[axis]
+    return out
+
+
+def _one_hot(inputs, attrs):
+    idx_arr = inputs[0]
+    out = np.zeros(idx_arr.shape + (attrs["depth"],), attrs["dtype"])
+    for idx in itertools.product(*[range(d) for d in idx_arr.shape]):
+        k = int(idx_arr[idx])
+        if 0 <= k < attrs["depth"]:
+            out[idx + (k,)] = 1
+    return out
+
+
+def _squeeze_shape(x, axes):
+    if axes is None:
+        return tuple(d for d in x.shape if d != 1)
+    norm = {a % x.ndim for a in axes}
+    return tuple(d for i, d in enumerate(x.shape) if i not in norm)
+
+
+def _expand_shape(x, axes):
+    shape = list(x.shape)
+    rank = x.ndim + len(axes)
+    for a in sorted(a % rank for a in axes):
+        shape.insert(a, 1)
+    return tuple(shape)
+
+
+def _reshape_shape(x, shape):
+    shape = list(shape)
+    if -1 in shape:
+        known = math.prod(d for d in shape if d != -1)
+        shape[shape.index(-1)] = x.size // known
+    return tuple(shape)
+
+
+INDEPENDENT = {
+    "neg": _elementwise(lambda a: -a),
+    "abs": _elementwise(lambda a: -a if a < 0 else a),
+    "relu": _elementwise(lambda a: a if a > 0 else 0),
+    "exp": _elementwise(math.exp),
+    "log": _elementwise(math.log),
+    "sqrt": _elementwise(math.sqrt),
+    "sigmoid": _elementwise(_sig),
+    "tanh": _elementwise(math.tanh),
+    "logical_not": _elementwise(lambda a: not a),
+    "pow": lambda inputs, attrs: _elementwise(lambda a: a ** attrs["exponent"])(inputs, {}),
+    "add": _elementwise(lambda a, b: a + b),
+    "sub": _elementwise(lambda a, b: a - b),
+    "mul": _elementwise(lambda a, b: a * b),
+    "div": _elementwise(lambda a, b: a / b),
+    "maximum": _elementwise(lambda a, b: a if a >= b else b),
+    "minimum": _elementwise(lambda a, b: a if a <= b else b),
+    "equal": _elementwise(lambda a, b: a == b, "bool"),
+    "less": _elementwise(lambda a, b: a < b, "bool"),
+    "greater": _elementwise(lambda a, b: a > b, "bool"),
+    "where": _elementwise(lambda c, a, b: a if c else b),
+    "cast": _cast,
+    "sum": _reduce(sum),
+    "mean": _reduce(_mean),
+    "max": _reduce(max),
+    "matmul": _matmul,
+    "broadcast_to": lambda inputs, attrs: _elementwise(lambda zero, a: a)(
+        [np.zeros(attrs["shape"], inputs[0].dtype), inputs[0]], {}),
+    "reshape": lambda inputs, attrs: _flat_reshape(inputs, _reshape_shape(inputs[0], attrs["shape"])),
+    "expand_dims": lambda inputs, attrs: _flat_reshape(inputs, _expand_shape(inputs[0], attrs["axes"])),
+    "squeeze": lambda inputs, attrs: _flat_reshape(inputs, _squeeze_shape(inputs[0], attrs["axes"])),
+    "stop_gradient": lambda inputs, attrs: _flat_reshape(inputs, inputs[0].shape),
+    "transpose": _transpose,
+    "concat": _concat,
+    "split": _split,
+    "slice": _slice,
+    "softmax": lambda inputs, attrs: np.vectorize(math.exp)(_log_softmax_rows(inputs[0], attrs["axis"]))
+    .astype(inputs[0].dtype) if inputs[0].size else inputs[0].copy(),
+    "log_softmax": lambda inputs, attrs: _log_softmax_rows(inputs[0], attrs["axis"]).astype(inputs[0].dtype),
+    "softmax_cross_entropy": _sce,
+    "one_hot": _one_hot,
+    "constant": lambda inputs, attrs: attrs["value"],
+}
+
+
+def test_every_op_has_an_independent_implementation():
+    assert set(INDEPENDENT) == {o.name for o in OPS}
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda o: o.name)
+def test_reference_matches_independent_implementation(op):
+    impl = INDEPENDENT[op.name]
+    checked = 0
+    for ex in _examples(op, max_elems=400):
+        got = op.evaluate(ex.inputs, ex.attrs)
+        want = impl(ex.inputs, ex.attrs)
+        want = want if isinstance(want, list) else [want]
+        for g, w in zip(got, want):
+            w = np.asarray(w)
+            assert g.shape == w.shape, (ex, g.shape, w.shape)
+            tol = 1e-5 if g.dtype == np.float32 else 1e-12
+            if g.dtype.kind == "f":
+                np.testing.assert_allclose(g, w.astype(g.dtype), rtol=tol, atol=tol, err_msg=repr(ex))
+            else:
+                np.testing.assert_array_equal(g, w.astype(g.dtype), err_msg=repr(ex))
+        checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    ((5, 1, 3), (4, 1), (5, 4, 3)),
+    ((1,), (0,), (0,)),
+    ((0, 1), (1, 3), (0, 3)),
+    ((), (2, 3), (2, 3)),
+    ((8, 1, 6, 1), (7, 1, 5), (8, 7, 6, 5)),
+])
+def test_broadcasting_corner_cases(a, b, expected):
+    with gc.Graph():
+        x = gc.placeholder("a", a)
+        y = gc.placeholder("b", b)
+        z = x + y
+    assert z.shape == expected
+    out = gc.reference.evaluate(z.graph, {"a": np.ones(a, np.float32), "b": np.ones(b, np.float32)}, [z])
+    assert out[z].shape == expected
+    assert np.all(out[z] == 2)
