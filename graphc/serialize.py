@@ -426,7 +426,9 @@ def _decode_attrs(n, opdef, reader, what):
         attrs[key] = value
     try:
         return opdef.check_attrs(attrs, n.name)
-    except (GraphcError, TypeError, ValueError) as e:
+    except GraphcError as e:
+        raise ModelFormatError(str(e)) from None    # already names the op and node
+    except (TypeError, ValueError) as e:
         raise ModelFormatError(f"{what}: {e}") from None
 
 
@@ -554,7 +556,8 @@ def _graph_from_proto(model, reader):
     if len(order) != len(nodes):
         stuck = [nodes[i][0].name for i, d in enumerate(indegree) if d > 0]
         shown = ", ".join(stuck[:8]) + (", ..." if len(stuck) > 8 else "")
-        raise ModelFormatError(f"the graph has a cycle through {len(stuck)} node(s): {shown}")
+        raise ModelFormatError(f"the graph has a cycle: {len(stuck)} node(s) on or after it never become ready: "
+                               f"{shown}")
 
     # Shape and dtype inference in topological order.
     out_types = [None] * len(nodes)
@@ -563,7 +566,8 @@ def _graph_from_proto(model, reader):
         try:
             result = opdef.infer_node(node, [types[name] for name in node.inputs])
         except GraphcError as e:
-            raise ModelFormatError(f"{node.describe()}: inference failed: {e}") from None
+            prefix = "" if str(e).startswith(node.describe()) else node.describe() + ": "
+            raise ModelFormatError(f"inference failed: {prefix}{e}") from None
         except Exception as e:  # noqa: BLE001 — untrusted attrs may trip an inference function
             raise ModelFormatError(f"{node.describe()}: inference failed: {type(e).__name__}: {e}"
                                    f"{_where(node)}") from None

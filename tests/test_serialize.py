@@ -194,6 +194,41 @@ def test_stored_order_need_not_be_topological(good, tmp_path):
     assert read(out) == model.SerializeToString(deterministic=True)
 
 
+def test_loaded_graph_evaluates_like_the_original(tmp_path):
+    g = build_rich_graph()
+    path = tmp_path / "model.pb"
+    g.save(str(path), external_threshold=32)
+    g2 = serialize.load(str(path))
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal((3, 6)).astype(np.float32), "y": np.array([0, 3, 1]),
+             "flags": rng.random((3, 4)) < 0.5, "scalar": np.float32(2.0)}
+    fetches = [n.outputs[0] for n in g.nodes]
+    want = gc.reference.evaluate(g, feeds, fetches)
+    got = gc.reference.evaluate(g2, feeds, fetches)
+    for name in fetches:
+        np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]), err_msg=name)
+
+
+def test_mutated_files_raise_only_model_format_error(good):
+    """A small deterministic fuzz: random byte edits either load or raise ModelFormatError."""
+    path, model = good
+    data = model.SerializeToString(deterministic=True)
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(len(b)))
+            if rng.random() < 0.7:
+                b[i] = int(rng.integers(256))
+            else:
+                del b[i:i + int(rng.integers(1, 8))]
+        path.write_bytes(bytes(b))
+        try:
+            serialize.load(str(path))
+        except ModelFormatError:
+            pass
+
+
 # -- external weights ---------------------------------------------------------------------
 
 def test_external_weights(tmp_path):
