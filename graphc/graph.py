@@ -471,15 +471,17 @@ def placeholder(name, shape, dtype="float32"):
     return get_default_graph().add_placeholder(name, shape, dtype, user_provenance())
 
 
-def variable(name, shape=None, dtype="float32", init=None, trainable=True):
+def variable(name, shape=None, dtype=None, init=None, trainable=True):
     """A persistent, trainable value.  ``init`` is an initializer from ``gc.init``
-    (default zeros) or an array."""
+    (default zeros) or an array.  dtype defaults to float32 for an initializer and to
+    the array's dtype for an array."""
     from graphc import init as initializers
 
     provenance = user_provenance()
     if init is None:
         init = initializers.zeros()
     if callable(init):
+        dtype = "float32" if dtype is None else dtype
         if shape is None:
             raise GraphError(f"variable {name!r} needs a shape when init is an initializer{where(provenance)}")
         shape = normalize_shape(shape)
