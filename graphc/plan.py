@@ -171,7 +171,8 @@ def validate_plan(proto, what="plan"):
     Checked: versions; value names unique, dtypes valid, dims >= 0, nbytes ==
     numel * itemsize; ARENA offsets aligned and inside the arena; PERSISTENT /
     CONSTANT indices in range with matching dtype and dims; VIEW aliases in range,
-    non-view, same byte size; step, feed and fetch indices in range; feeds in ARENA.
+    non-view, same byte size; step, feed and fetch indices in range; no step writes a
+    CONSTANT; feeds in ARENA.
     """
     if proto.format_version < 1:
         raise ModelFormatError(f"{what}: not a graphc plan (format_version {proto.format_version})")
@@ -247,6 +248,9 @@ def validate_plan(proto, what="plan"):
             check_index(idx, f"steps[{s}] ({step.node!r}) input")
         for idx in step.outputs:
             check_index(idx, f"steps[{s}] ({step.node!r}) output")
+            if proto.values[idx].storage == pb.CONSTANT:
+                raise ModelFormatError(f"{what}: steps[{s}] ({step.node!r}) writes constant "
+                                       f"{proto.values[idx].name!r}, which is read-only")
     for idx in proto.feeds:
         check_index(idx, "feeds")
         if proto.values[idx].storage != pb.ARENA:

@@ -586,6 +586,7 @@ def _set(field, value):
     (_set(lambda p: (p.persistent[0].init, "raw_data"), b"\0" * 5), "raw_data has 5 bytes"),
     (lambda p: p.constants[0].dims.append(2), "raw_data has"),
     (_set(lambda p: (p.steps[0], "op"), ""), "has no op"),
+    (lambda p: p.steps[0].outputs.append(2), "writes constant 'b', which is read-only"),
 ])
 def test_load_plan_rejects_inconsistent_plans(good_plan, tmp_path, mutate, message):
     assert [v.name for v in good_plan.values][:7] == ["x", "w", "b", "fc", "add", "relu", "flat"]
