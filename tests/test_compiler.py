@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import reference, serialize
@@ -475,6 +477,40 @@ def test_memory_report_liveness():
     # No steps: every arena value counts as live at once.
     report = memory_report(compile(g, fetches=["x"]))
     assert (report["step_live_bytes"], report["lower_bound_bytes"], report["peak_step"]) == ([], 64, -1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["relu", "neg", "reshape", "expand_dims", "add", "stop_gradient"]),
+                          st.integers(0, 7)), min_size=1, max_size=12),
+       st.integers(0, 5), st.integers(1, 4), st.sampled_from(["float32", "float64", "int32", "int64"]))
+def test_property_random_graphs_give_valid_plans(ops, n, m, dtype):
+    """Random chains of elementwise ops and views: the plan validates, arena regions are
+    aligned and disjoint, views point at non-view roots, and lower ≤ naive ≤ arena."""
+    g = Graph()
+    with g:
+        vals = [gc.placeholder("x", ("n", m), dtype=dtype)]
+        for op, pick in ops:
+            a = vals[pick % len(vals)]
+            if op == "add":
+                b = vals[(pick * 7 + 3) % len(vals)]
+                vals.append(gc.add(a, b) if a.shape == b.shape else gc.add(a, a))
+            elif op == "reshape":
+                vals.append(gc.reshape(a, (-1,)))
+            elif op == "expand_dims":
+                vals.append(gc.expand_dims(a, 0))
+            else:
+                vals.append(getattr(gc, op)(a))
+    plan = compile(g, shapes={"x": (n, m)}, fetches=[vals[-1]])
+    p = validate_plan(plan.proto)
+    regions = sorted((v.offset, v.offset + v.nbytes) for v in p.values if v.storage == pb.ARENA and v.nbytes)
+    assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:]))
+    for v in p.values:
+        if v.storage == pb.VIEW:
+            assert p.values[v.alias_of].storage != pb.VIEW
+    assert not any(p.values[o].storage == pb.VIEW for s in p.steps for o in s.outputs)
+    r = memory_report(plan)
+    assert r["lower_bound_bytes"] <= r["naive_bytes"] <= r["arena_bytes"]
+    assert plan_from_bytes(plan.to_bytes()) == plan
 
 
 # -- determinism ----------------------------------------------------------------------------
