@@ -20,6 +20,7 @@ from graphc import (  # noqa: F401
     reference,  # noqa: E402,F401
     registry,
 )
+from graphc.compiler import compile  # noqa: E402,A004
 from graphc.dtypes import bool_, float32, float64, int32, int64  # noqa: F401
 from graphc.graph import (  # noqa: F401
     Graph,
@@ -73,6 +74,7 @@ from graphc.ops import (  # noqa: F401
     transpose,
     where,
 )
+from graphc.plan import Plan, load_plan, memory_report  # noqa: E402
 
 
 def load(path):

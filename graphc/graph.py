@@ -248,6 +248,7 @@ class Graph:
         self._producers = {}    # node/placeholder/variable name → object
         self._scope = []
         self._counters = {}
+        self._role_stack = []   # (role, provenance) overrides for nodes built by passes
 
     # -- context -----------------------------------------------------------------
     def __enter__(self):
@@ -267,6 +268,18 @@ class Graph:
             yield
         finally:
             self._scope.pop()
+
+    @contextlib.contextmanager
+    def building(self, role, provenance=None):
+        """Nodes added inside get ``role`` and, when given, ``provenance`` (passes use this so
+        gradient nodes carry the file:line of the forward node they differentiate)."""
+        if role not in ROLES:
+            raise GraphError(f"unknown role {role!r}")
+        self._role_stack.append((role, provenance))
+        try:
+            yield
+        finally:
+            self._role_stack.pop()
 
     @property
     def scope(self):
@@ -403,6 +416,9 @@ class Graph:
         from graphc import registry
 
         opdef = registry.get_op(op)
+        if self._role_stack:
+            role, forced = self._role_stack[-1]
+            provenance = forced or provenance
         provenance = provenance or user_provenance()
         in_tensors = []
         for x in inputs:

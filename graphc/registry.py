@@ -150,7 +150,8 @@ class InferContext:
 
 class OpDef:
     def __init__(self, name, doc, num_inputs, attrs, infer, reference, examples,
-                 gradient=None, elementwise=False, view=False, variadic=False, differentiable=True):
+                 gradient=None, elementwise=False, view=False, variadic=False, differentiable=True,
+                 inplace=None):
         self.name = name
         self.doc = doc
         self.num_inputs = num_inputs
@@ -163,6 +164,8 @@ class OpDef:
         self.view = view
         self.variadic = variadic
         self.differentiable = differentiable
+        # output index -> input index whose (persistent) storage the output overwrites
+        self.inplace = dict(inplace or {})
 
     def __repr__(self):
         return f"<OpDef {self.name}>"
@@ -216,7 +219,7 @@ _OPS = {}
 
 
 def register_op(name, *, doc, num_inputs, infer, reference, examples, attrs=None, gradient=None,
-                elementwise=False, view=False, variadic=False, differentiable=True):
+                elementwise=False, view=False, variadic=False, differentiable=True, inplace=None):
     """Declare an op.  Refuses a duplicate name or a missing part."""
     if name in _OPS:
         raise RegistryError(f"op {name!r} is already registered")
@@ -225,9 +228,55 @@ def register_op(name, *, doc, num_inputs, infer, reference, examples, attrs=None
     if missing:
         raise RegistryError(f"op {name!r} is missing {', '.join(missing)}")
     opdef = OpDef(name, doc.strip(), num_inputs, dict(attrs or {}), infer, reference, examples,
-                  gradient, elementwise, view, variadic, differentiable)
+                  gradient, elementwise, view, variadic, differentiable, inplace)
     _OPS[name] = opdef
     return opdef
+
+
+def defgrad(name):
+    """Decorator declaring the gradient of op ``name``, next to the op's declaration.
+
+    The function receives a :class:`GradContext` and returns one gradient Tensor (or None)
+    per input.  Gradients are built from registry ops, so they can be differentiated again.
+    """
+    def wrap(fn):
+        opdef = get_op(name)
+        if opdef.gradient is not None:
+            raise RegistryError(f"op {name!r} already has a gradient")
+        opdef.gradient = fn
+        return fn
+    return wrap
+
+
+class GradContext:
+    """What a gradient function sees: the forward node, its input and output Tensors,
+    the upstream gradient of each output (zeros filled in where an output has none)."""
+
+    def __init__(self, node, inputs, outputs, grads):
+        self.node = node
+        self.inputs = inputs
+        self.outputs = outputs
+        self.grads = grads
+        self.attrs = node.attrs
+
+    @property
+    def g(self):
+        return self.grads[0]
+
+    @property
+    def x(self):
+        return self.inputs[0]
+
+    @property
+    def y(self):
+        return self.outputs[0]
+
+
+def check_complete():
+    """Refuse an incomplete registry: every differentiable op declares its gradient."""
+    missing = [op.name for op in _OPS.values() if op.differentiable and op.gradient is None]
+    if missing:
+        raise RegistryError(f"ops without a gradient (declare one or mark differentiable=False): {missing}")
 
 
 def get_op(name):
