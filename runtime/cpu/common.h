@@ -1,0 +1,234 @@
+// common.h — helpers shared by the CPU kernels: dtype dispatch, parallel loops,
+// broadcast and strided iteration plans (computed once at prepare time).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../kernel_registry.h"
+
+namespace graphc {
+namespace cpu {
+
+template <class T> struct Tag { using type = T; };
+
+// bool is stored as one byte 0/1.
+using boolean = uint8_t;
+
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<double>() { return DType::F64; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::I32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::I64; }
+template <> constexpr DType dtype_of<boolean>() { return DType::Bool; }
+
+template <class F> auto dispatch_all(DType t, F&& f) {
+  switch (t) {
+    case DType::F32: return f(Tag<float>{});
+    case DType::F64: return f(Tag<double>{});
+    case DType::I32: return f(Tag<int32_t>{});
+    case DType::I64: return f(Tag<int64_t>{});
+    case DType::Bool: return f(Tag<boolean>{});
+    default: throw std::invalid_argument("invalid dtype");
+  }
+}
+
+// Types that move as raw bytes, by item size.
+template <class F> auto dispatch_bytes(size_t itemsize, F&& f) {
+  switch (itemsize) {
+    case 1: return f(Tag<uint8_t>{});
+    case 4: return f(Tag<uint32_t>{});
+    case 8: return f(Tag<uint64_t>{});
+    default: throw std::invalid_argument("unsupported item size");
+  }
+}
+
+// Split [0, n) into at most `threads` contiguous chunks of at least `grain` items and
+// run f(begin, end) on each.  Chunk boundaries depend on `threads`, so kernels whose
+// result would depend on them (reductions) must not use this for their reduce loop.
+template <class F> void parallel_for(int64_t n, int threads, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  int64_t chunks = std::min<int64_t>(threads, (n + grain - 1) / std::max<int64_t>(grain, 1));
+  if (chunks <= 1) {
+    f(int64_t(0), n);
+    return;
+  }
+#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static, 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    f(n * c / chunks, n * (c + 1) / chunks);
+  }
+}
+
+// Contiguous strides (elements) of dims.
+inline std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> s(dims.size(), 1);
+  for (int64_t i = static_cast<int64_t>(dims.size()) - 2; i >= 0; --i) s[i] = s[i + 1] * dims[i + 1];
+  return s;
+}
+
+inline int64_t numel_of(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+// Iterates a contiguous output of `dims` while N inputs are read with arbitrary element
+// strides (0 for a broadcast dim, negative for reversed slices).  Built once; dims of size
+// 1 are dropped and adjacent dims merged when every operand allows, so same-shape, scalar
+// and trailing-broadcast cases become one or two flat loops.
+template <int N> struct StridedLoop {
+  std::vector<int64_t> dims;                      // collapsed; at least one dim
+  std::vector<std::array<int64_t, N>> strides;    // per dim, per input
+  std::array<int64_t, N> base{};                  // element offset of the first item
+  int64_t numel = 0;
+
+  int64_t inner() const { return dims.back(); }
+  int64_t rows() const { return numel == 0 ? 0 : numel / dims.back(); }
+
+  static StridedLoop make(const std::vector<int64_t>& out_dims,
+                          const std::vector<std::array<int64_t, N>>& in_strides,
+                          std::array<int64_t, N> base = {}) {
+    StridedLoop L;
+    L.base = base;
+    L.numel = numel_of(out_dims);
+    for (size_t j = 0; j < out_dims.size(); ++j) {
+      if (out_dims[j] == 1) continue;
+      if (!L.dims.empty()) {
+        bool mergeable = true;
+        for (int k = 0; k < N; ++k) {
+          if (L.strides.back()[k] != in_strides[j][k] * out_dims[j]) mergeable = false;
+        }
+        if (mergeable) {
+          L.dims.back() *= out_dims[j];
+          L.strides.back() = in_strides[j];
+          continue;
+        }
+      }
+      L.dims.push_back(out_dims[j]);
+      L.strides.push_back(in_strides[j]);
+    }
+    if (L.dims.empty()) {
+      L.dims.push_back(1);
+      L.strides.push_back({});
+    }
+    return L;
+  }
+
+  // Numpy broadcasting of inputs (contiguous) against out_dims; throws on mismatch.
+  static StridedLoop broadcast(const std::vector<int64_t>& out_dims,
+                               const std::vector<std::vector<int64_t>>& in_dims) {
+    const size_t r = out_dims.size();
+    std::vector<std::array<int64_t, N>> strides(r);
+    for (int k = 0; k < N; ++k) {
+      const auto& d = in_dims[k];
+      if (d.size() > r) {
+        throw std::invalid_argument("input " + std::to_string(k) + " of shape " + format_dims(d) +
+                                    " does not broadcast to " + format_dims(out_dims));
+      }
+      auto cs = contiguous_strides(d);
+      for (size_t j = 0; j < r; ++j) {
+        int64_t jj = static_cast<int64_t>(j) - static_cast<int64_t>(r - d.size());
+        if (jj < 0 || d[jj] == 1) {
+          strides[j][k] = 0;
+        } else if (d[jj] == out_dims[j]) {
+          strides[j][k] = cs[jj];
+        } else {
+          throw std::invalid_argument("input " + std::to_string(k) + " of shape " + format_dims(d) +
+                                      " does not broadcast to " + format_dims(out_dims));
+        }
+      }
+    }
+    return make(out_dims, strides);
+  }
+
+  // f(out_offset, in_offsets, n, inner_strides) for each row segment; parallel over rows,
+  // or over the inner dim when there is a single row.
+  template <class F> void run(int threads, int64_t grain, F&& f) const {
+    if (numel == 0) return;
+    const int64_t n_inner = inner();
+    const std::array<int64_t, N> s_inner = strides.back();
+    if (dims.size() == 1) {
+      parallel_for(n_inner, threads, grain, [&](int64_t b, int64_t e) {
+        std::array<int64_t, N> off;
+        for (int k = 0; k < N; ++k) off[k] = base[k] + b * s_inner[k];
+        f(b, off, e - b, s_inner);
+      });
+      return;
+    }
+    const int64_t nrows = rows();
+    const int64_t outer_rank = static_cast<int64_t>(dims.size()) - 1;
+    parallel_for(nrows, threads, std::max<int64_t>(1, grain / std::max<int64_t>(n_inner, 1)),
+                 [&](int64_t b, int64_t e) {
+      // Multi-index of row b over the outer dims.
+      std::vector<int64_t> idx(outer_rank);
+      std::array<int64_t, N> off = base;
+      int64_t rem = b;
+      for (int64_t j = outer_rank - 1; j >= 0; --j) {
+        idx[j] = rem % dims[j];
+        rem /= dims[j];
+        for (int k = 0; k < N; ++k) off[k] += idx[j] * strides[j][k];
+      }
+      for (int64_t row = b; row < e; ++row) {
+        f(row * n_inner, off, n_inner, s_inner);
+        for (int64_t j = outer_rank - 1; j >= 0; --j) {
+          if (++idx[j] < dims[j]) {
+            for (int k = 0; k < N; ++k) off[k] += strides[j][k];
+            break;
+          }
+          idx[j] = 0;
+          for (int k = 0; k < N; ++k) off[k] -= (dims[j] - 1) * strides[j][k];
+        }
+      }
+    });
+  }
+};
+
+// Strided copy of raw items: out (contiguous) <- in with the loop's strides.
+template <class T> void strided_copy(const StridedLoop<1>& L, T* out, const T* in, int threads) {
+  L.run(threads, 1 << 15, [&](int64_t o, const std::array<int64_t, 1>& off, int64_t n,
+                              const std::array<int64_t, 1>& s) {
+    const T* src = in + off[0];
+    T* dst = out + o;
+    if (s[0] == 1) {
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
+    } else {
+      const int64_t st = s[0];
+      for (int64_t i = 0; i < n; ++i) dst[i] = src[i * st];
+    }
+  });
+}
+
+inline int64_t normalize_axis(const KernelArgs& a, int64_t axis, int64_t rank, const char* what = "axis") {
+  if (axis < -rank || axis >= std::max<int64_t>(rank, 1) || (rank == 0 && axis != 0 && axis != -1)) {
+    a.fail(std::string(what) + " " + std::to_string(axis) + " is out of range for rank " +
+           std::to_string(rank));
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+inline void expect_dtype(const KernelArgs& a, const TensorRef& t, DType want, const std::string& what) {
+  if (t.dtype != want) {
+    a.fail(what + " must be " + dtype_name(want) + ", got " + dtype_name(t.dtype));
+  }
+}
+
+inline void expect_dims(const KernelArgs& a, const TensorRef& t, const std::vector<int64_t>& want,
+                        const std::string& what) {
+  if (t.dims != want) {
+    a.fail(what + " must have shape " + format_dims(want) + ", got " + format_dims(t.dims));
+  }
+}
+
+constexpr DType kFloatTypes[] = {DType::F32, DType::F64};
+constexpr DType kNumericTypes[] = {DType::F32, DType::F64, DType::I32, DType::I64};
+constexpr DType kAllTypes[] = {DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool};
+
+}  // namespace cpu
+}  // namespace graphc

@@ -1,0 +1,170 @@
+// nn.cc — softmax, log_softmax, softmax_cross_entropy, one_hot.
+#include <atomic>
+#include <limits>
+#include <memory>
+
+#include "common.h"
+
+namespace graphc {
+namespace cpu {
+namespace {
+
+// Softmax over `axis` in (outer, n, inner) form; inner == 1 is the contiguous fast path.
+template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
+  args.expect_arity(1, 1);
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  expect_dtype(args, y, x.dtype, "output");
+  expect_dims(args, y, x.dims, "output");
+  const int64_t rank = static_cast<int64_t>(x.dims.size());
+  if (rank == 0) args.fail("needs rank >= 1");
+  const int64_t axis = normalize_axis(args, args.attr_int("axis", -1), rank);
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.dims[i];
+  for (int64_t i = axis + 1; i < rank; ++i) inner *= x.dims[i];
+  const int64_t n = x.dims[axis];
+  const T* px = x.as<const T>();
+  T* py = y.as<T>();
+  const int threads = args.ctx.threads;
+  return [=]() {
+    if (n == 0) return;
+    parallel_for(outer * inner, threads, std::max<int64_t>(1, 4096 / n), [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t o = t / inner, i = t % inner;
+        const T* src = px + o * n * inner + i;
+        T* dst = py + o * n * inner + i;
+        T m = src[0];
+        for (int64_t k = 1; k < n; ++k) m = src[k * inner] > m ? src[k * inner] : m;
+        double s = 0.0;
+        for (int64_t k = 0; k < n; ++k) {
+          T ex = std::exp(src[k * inner] - m);
+          if (!kLog) dst[k * inner] = ex;
+          s += ex;
+        }
+        if (kLog) {
+          const T lse = m + static_cast<T>(std::log(s));
+          for (int64_t k = 0; k < n; ++k) dst[k * inner] = src[k * inner] - lse;
+        } else {
+          const T inv = static_cast<T>(1.0 / s);
+          for (int64_t k = 0; k < n; ++k) dst[k * inner] *= inv;
+        }
+      }
+    });
+  };
+}
+
+template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
+  args.expect_arity(2, 1);
+  const TensorRef &x = args.in[0], &lab = args.in[1], &y = args.out[0];
+  expect_dtype(args, y, x.dtype, "output");
+  if (x.dims.empty()) args.fail("logits must have rank >= 1");
+  std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
+  expect_dims(args, lab, lead, "labels");
+  const std::string reduction = args.attr_string("reduction", "mean");
+  if (reduction != "mean" && reduction != "sum" && reduction != "none") {
+    args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
+  }
+  const bool reduce = reduction != "none";
+  expect_dims(args, y, reduce ? std::vector<int64_t>{} : lead, "output");
+  const int64_t rows = numel_of(lead), C = x.dims.back();
+  const T* px = x.as<const T>();
+  const L* pl = lab.as<const L>();
+  T* py = y.as<T>();
+  const int threads = args.ctx.threads;
+  const bool mean = reduction == "mean";
+  // Per-row losses for the reduced forms: owned by the prepared kernel, summed in order.
+  auto losses = std::make_shared<std::vector<double>>(reduce ? rows : 0);
+  return [=]() {
+    std::atomic<int64_t> bad_row{-1};
+    double* lp = losses->data();
+    parallel_for(rows, threads, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t label = static_cast<int64_t>(pl[r]);
+        if (label < 0 || label >= C) {
+          int64_t expected = -1;
+          bad_row.compare_exchange_strong(expected, r);
+          continue;
+        }
+        const T* row = px + r * C;
+        T m = row[0];
+        for (int64_t k = 1; k < C; ++k) m = row[k] > m ? row[k] : m;
+        double s = 0.0;
+        for (int64_t k = 0; k < C; ++k) s += std::exp(static_cast<double>(row[k] - m));
+        const double loss = static_cast<double>(m) + std::log(s) - static_cast<double>(row[label]);
+        if (reduce) lp[r] = loss;
+        else py[r] = static_cast<T>(loss);
+      }
+    });
+    const int64_t br = bad_row.load();
+    if (br >= 0) {
+      throw std::runtime_error("label " + std::to_string(static_cast<int64_t>(pl[br])) + " at position " +
+                               std::to_string(br) + " is outside [0, " + std::to_string(C) + ")");
+    }
+    if (reduce) {
+      double total = 0.0;
+      for (int64_t r = 0; r < rows; ++r) total += lp[r];
+      py[0] = static_cast<T>(mean ? total / static_cast<double>(rows) : total);
+    }
+  };
+}
+
+template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  const int64_t depth = args.attr_int("depth");
+  if (depth < 0) args.fail("depth must be >= 0, got " + std::to_string(depth));
+  std::vector<int64_t> want = x.dims;
+  want.push_back(depth);
+  expect_dims(args, y, want, "output");
+  const I* px = x.as<const I>();
+  O* py = y.as<O>();
+  const int64_t n = x.numel();
+  const int threads = args.ctx.threads;
+  return [=]() {
+    parallel_for(n, threads, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(depth, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        O* row = py + i * depth;
+        for (int64_t k = 0; k < depth; ++k) row[k] = O(0);
+        const int64_t v = static_cast<int64_t>(px[i]);
+        if (v >= 0 && v < depth) row[v] = O(1);
+      }
+    });
+  };
+}
+
+}  // namespace
+}  // namespace cpu
+
+void register_nn_kernels(KernelRegistry& r) {
+  using namespace cpu;
+  r.add("softmax", DType::F32, softmax_kernel<float, false>);
+  r.add("softmax", DType::F64, softmax_kernel<double, false>);
+  r.add("log_softmax", DType::F32, softmax_kernel<float, true>);
+  r.add("log_softmax", DType::F64, softmax_kernel<double, true>);
+  for (DType t : kFloatTypes) {
+    r.add("softmax_cross_entropy", t, [t](const KernelArgs& a) -> Kernel {
+      a.expect_arity(2, 1);
+      return dispatch_all(t, [&](auto tt) -> Kernel {
+        using T = typename decltype(tt)::type;
+        if constexpr (std::is_floating_point_v<T>) {
+          if (a.in[1].dtype == DType::I32) return sce_kernel<T, int32_t>(a);
+          if (a.in[1].dtype == DType::I64) return sce_kernel<T, int64_t>(a);
+          a.fail(std::string("labels must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
+        } else {
+          a.fail("logits must be float");
+        }
+      });
+    });
+  }
+  for (DType t : {DType::I32, DType::I64}) {
+    r.add("one_hot", t, [t](const KernelArgs& a) -> Kernel {
+      a.expect_arity(1, 1);
+      DType to = a.attr_dtype("dtype", DType::F32);
+      expect_dtype(a, a.out[0], to, "output");
+      return dispatch_all(t, [&](auto it) -> Kernel {
+        using I = typename decltype(it)::type;
+        return dispatch_all(to, [&](auto ot) -> Kernel { return one_hot_kernel<I, typename decltype(ot)::type>(a); });
+      });
+    });
+  }
+}
+
+}  // namespace graphc

@@ -1,0 +1,250 @@
+// reduce.cc — sum, mean, max over arbitrary axes.
+//
+// Prepare merges adjacent dims that are all reduced or all kept.  One reduced group gives
+// the (outer, reduce, inner) form with contiguous loops; several groups fall back to a
+// precomputed list of reduced offsets.  Summation order never depends on the thread
+// count: a long reduce axis is cut into fixed-size blocks whose partials are combined in
+// order, so threads=1 and threads=N give identical bits.
+#include "common.h"
+
+namespace graphc {
+namespace cpu {
+namespace {
+
+constexpr int64_t kBlock = 4096;  // reduce-axis block: fixed, so results are deterministic
+
+enum class ReduceOp { Sum, Mean, Max };
+
+template <class T> struct AccOf { using type = T; };
+template <> struct AccOf<float> { using type = double; };
+template <> struct AccOf<int32_t> { using type = int64_t; };
+
+template <class A> A wrap_add_acc(A a, A b) {
+  if constexpr (std::is_integral_v<A>) {
+    using U = std::make_unsigned_t<A>;
+    return static_cast<A>(static_cast<U>(a) + static_cast<U>(b));
+  } else {
+    return a + b;
+  }
+}
+
+template <ReduceOp R, class A> inline A combine(A acc, A v) {
+  if constexpr (R == ReduceOp::Max) {
+    if constexpr (std::is_floating_point_v<A>) {
+      if (acc != acc) return acc;
+      if (v != v) return v;
+    }
+    return v > acc ? v : acc;
+  } else {
+    return wrap_add_acc(acc, v);
+  }
+}
+
+struct ReducePlan {
+  int64_t outer = 1, red = 1, inner = 1;  // fast form
+  bool general = false;
+  std::vector<int64_t> red_offsets;   // general: element offsets of every reduced position
+  StridedLoop<1> kept;                // general: offsets of each output's first element
+};
+
+ReducePlan make_plan(const KernelArgs& args, const std::vector<int64_t>& dims, std::vector<bool> reduced) {
+  // Drop size-1 dims (they change nothing) and merge runs of equal kind.
+  std::vector<int64_t> d;
+  std::vector<bool> k;
+  std::vector<int64_t> stride;
+  auto cs = contiguous_strides(dims);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] == 1) continue;
+    if (!d.empty() && k.back() == reduced[i]) {
+      d.back() *= dims[i];
+      stride.back() = cs[i];
+    } else {
+      d.push_back(dims[i]);
+      k.push_back(reduced[i]);
+      stride.push_back(cs[i]);
+    }
+  }
+  ReducePlan p;
+  size_t groups = 0;
+  for (bool b : k) groups += b;
+  if (groups <= 1) {
+    size_t j = 0;
+    for (; j < d.size() && !k[j]; ++j) p.outer *= d[j];
+    if (j < d.size() && k[j]) p.red = d[j++];
+    for (; j < d.size(); ++j) p.inner *= d[j];
+    return p;
+  }
+  p.general = true;
+  std::vector<int64_t> rdims, rstr, kdims;
+  std::vector<std::array<int64_t, 1>> kstr;
+  for (size_t j = 0; j < d.size(); ++j) {
+    if (k[j]) {
+      rdims.push_back(d[j]);
+      rstr.push_back(stride[j]);
+    } else {
+      kdims.push_back(d[j]);
+      kstr.push_back({stride[j]});
+    }
+  }
+  int64_t nred = numel_of(rdims);
+  if (nred > (int64_t(1) << 28)) args.fail("reduction too large for the multi-axis path");
+  p.red = nred;
+  p.red_offsets.reserve(nred);
+  std::vector<int64_t> idx(rdims.size(), 0);
+  for (int64_t r = 0; r < nred; ++r) {
+    int64_t off = 0;
+    for (size_t j = 0; j < rdims.size(); ++j) off += idx[j] * rstr[j];
+    p.red_offsets.push_back(off);
+    for (int64_t j = static_cast<int64_t>(rdims.size()) - 1; j >= 0; --j) {
+      if (++idx[j] < rdims[j]) break;
+      idx[j] = 0;
+    }
+  }
+  p.kept = StridedLoop<1>::make(kdims, kstr);
+  return p;
+}
+
+template <ReduceOp R, class T, class O> Kernel reduce_kernel(const KernelArgs& args) {
+  using A = typename AccOf<T>::type;
+  args.expect_arity(1, 1);
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  const int64_t rank = static_cast<int64_t>(x.dims.size());
+  std::vector<bool> reduced(rank, !args.has("axes"));
+  if (args.has("axes")) {
+    for (int64_t ax : args.attr_ints("axes")) {
+      int64_t a = normalize_axis(args, ax, rank, "axes entry");
+      if (rank == 0) continue;
+      if (reduced[a]) args.fail("axes entry " + std::to_string(ax) + " is repeated");
+      reduced[a] = true;
+    }
+  }
+  const bool keepdims = args.attr_bool("keepdims", false);
+  std::vector<int64_t> want;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (!reduced[i]) want.push_back(x.dims[i]);
+    else if (keepdims) want.push_back(1);
+  }
+  expect_dims(args, y, want, "output");
+  ReducePlan p = make_plan(args, x.dims, reduced);
+  if (R == ReduceOp::Max && p.red == 0 && y.numel() > 0) args.fail("max over a size-0 axis");
+
+  const T* px = x.as<const T>();
+  O* py = y.as<O>();
+  const int threads = args.ctx.threads;
+  auto finish = [](A acc, int64_t n) -> O {
+    if constexpr (R == ReduceOp::Mean) {
+      return static_cast<O>(static_cast<double>(acc) / static_cast<double>(n));
+    } else {
+      return static_cast<O>(acc);
+    }
+  };
+  auto first_or_zero = [](const T* src) -> A { return R == ReduceOp::Max ? static_cast<A>(src[0]) : A(0); };
+
+  if (p.general) {
+    return [p, px, py, threads, finish, first_or_zero]() {
+      const int64_t nred = p.red;
+      const int64_t* ro = p.red_offsets.data();
+      p.kept.run(threads, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(nred, 1)),
+                 [&](int64_t o, const std::array<int64_t, 1>& off, int64_t n, const std::array<int64_t, 1>& s) {
+        for (int64_t i = 0; i < n; ++i) {
+          const T* src = px + off[0] + i * s[0];
+          A acc = first_or_zero(src);
+          for (int64_t r = 0; r < nred; ++r) acc = combine<R>(acc, static_cast<A>(src[ro[r]]));
+          py[o + i] = finish(acc, nred);
+        }
+      });
+    };
+  }
+
+  const int64_t outer = p.outer, red = p.red, inner = p.inner;
+  if (inner == 1) {
+    // Each output reduces a contiguous run of `red` items, in blocks of kBlock.
+    const int64_t nblocks = std::max<int64_t>(1, (red + kBlock - 1) / kBlock);
+    return [=]() {
+      auto reduce_run = [&](const T* src, int64_t n) {
+        A acc = n > 0 ? first_or_zero(src) : A(0);
+        for (int64_t r = 0; r < n; ++r) acc = combine<R>(acc, static_cast<A>(src[r]));
+        return acc;
+      };
+      if (outer >= threads || nblocks == 1) {
+        parallel_for(outer, threads, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(red, 1)),
+                     [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; ++o) {
+            const T* src = px + o * red;
+            A acc = red > 0 ? first_or_zero(src) : A(0);
+            for (int64_t blk = 0; blk < nblocks; ++blk) {
+              int64_t lo = blk * kBlock, hi = std::min(red, lo + kBlock);
+              acc = combine<R>(acc, reduce_run(src + lo, hi - lo));
+            }
+            py[o] = finish(acc, red);
+          }
+        });
+      } else {
+        std::vector<A> partial(static_cast<size_t>(nblocks));
+        for (int64_t o = 0; o < outer; ++o) {
+          const T* src = px + o * red;
+          parallel_for(nblocks, threads, 1, [&](int64_t b, int64_t e) {
+            for (int64_t blk = b; blk < e; ++blk) {
+              int64_t lo = blk * kBlock, hi = std::min(red, lo + kBlock);
+              partial[blk] = reduce_run(src + lo, hi - lo);
+            }
+          });
+          A acc = first_or_zero(src);
+          for (int64_t blk = 0; blk < nblocks; ++blk) acc = combine<R>(acc, partial[blk]);
+          py[o] = finish(acc, red);
+        }
+      }
+    };
+  }
+  // inner > 1: accumulate rows of `inner` contiguous items; parallel over (outer, inner tiles).
+  constexpr int64_t kTile = 512;
+  const int64_t ntiles = (inner + kTile - 1) / kTile;
+  return [=]() {
+    parallel_for(outer * ntiles, threads, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(red * kTile, 1)),
+                 [&](int64_t b, int64_t e) {
+      A acc[kTile];
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t o = t / ntiles, i0 = (t % ntiles) * kTile;
+        const int64_t n = std::min(kTile, inner - i0);
+        const T* src = px + o * red * inner + i0;
+        for (int64_t i = 0; i < n; ++i) acc[i] = red > 0 ? first_or_zero(src + i) : A(0);
+        for (int64_t r = 0; r < red; ++r) {
+          const T* row = src + r * inner;
+          for (int64_t i = 0; i < n; ++i) acc[i] = combine<R>(acc[i], static_cast<A>(row[i]));
+        }
+        O* dst = py + o * inner + i0;
+        for (int64_t i = 0; i < n; ++i) dst[i] = finish(acc[i], red);
+      }
+    });
+  };
+}
+
+template <ReduceOp R> void add_reduce(KernelRegistry& r, const char* name, bool floats_only) {
+  for (DType t : kNumericTypes) {
+    if (floats_only && t != DType::F32 && t != DType::F64) continue;
+    dispatch_all(t, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      r.add(name, t, [](const KernelArgs& a) -> Kernel {
+        a.expect_arity(1, 1);
+        // Integer sums may widen (numpy sums int32 into int64); otherwise same dtype.
+        if constexpr (std::is_same_v<T, int32_t>) {
+          if (a.out[0].dtype == DType::I64) return reduce_kernel<R, T, int64_t>(a);
+        }
+        expect_dtype(a, a.out[0], dtype_of<T>(), "output");
+        return reduce_kernel<R, T, T>(a);
+      });
+      return 0;
+    });
+  }
+}
+
+}  // namespace
+}  // namespace cpu
+
+void register_reduce_kernels(KernelRegistry& r) {
+  cpu::add_reduce<cpu::ReduceOp::Sum>(r, "sum", false);
+  cpu::add_reduce<cpu::ReduceOp::Mean>(r, "mean", true);
+  cpu::add_reduce<cpu::ReduceOp::Max>(r, "max", false);
+}
+
+}  // namespace graphc

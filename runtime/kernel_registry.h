@@ -1,0 +1,94 @@
+// kernel_registry.h — kernels keyed by (op name, dtype).
+//
+// A kernel is registered as a *factory*: at plan load the executor hands it the step
+// (attrs) and the tensors it will read and write (pointers are fixed for the session's
+// life), and the factory validates them, precomputes everything (broadcast strides,
+// reduction extents, batch offsets) and returns the callable that run() invokes.
+// The dispatch dtype is the dtype of input 0 (of output 0 for ops without inputs).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "plan.h"
+
+namespace graphc {
+
+struct TensorRef {
+  void* data = nullptr;
+  DType dtype = DType::Invalid;
+  std::vector<int64_t> dims;
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    return n;
+  }
+  template <typename T> T* as() const { return static_cast<T*>(data); }
+};
+
+struct KernelContext {
+  int threads = 1;
+};
+
+using Kernel = std::function<void()>;
+
+// Attr accessors with the step's name in every error.
+class KernelArgs {
+ public:
+  KernelArgs(const StepDesc& step, std::vector<TensorRef> in, std::vector<TensorRef> out,
+             KernelContext ctx)
+      : step(step), in(std::move(in)), out(std::move(out)), ctx(ctx) {}
+
+  const StepDesc& step;
+  std::vector<TensorRef> in;
+  std::vector<TensorRef> out;
+  KernelContext ctx;
+
+  bool has(const std::string& name) const { return step.attrs.count(name) != 0; }
+  int64_t attr_int(const std::string& name) const;
+  int64_t attr_int(const std::string& name, int64_t fallback) const;
+  bool attr_bool(const std::string& name, bool fallback) const;
+  double attr_float(const std::string& name) const;
+  std::string attr_string(const std::string& name, const std::string& fallback) const;
+  std::vector<int64_t> attr_ints(const std::string& name) const;
+  DType attr_dtype(const std::string& name, DType fallback) const;
+
+  // Throw std::invalid_argument unless the arity matches.
+  void expect_arity(size_t n_in, size_t n_out) const;
+  [[noreturn]] void fail(const std::string& msg) const;
+
+ private:
+  const AttrValue& get(const std::string& name) const;
+};
+
+using KernelFactory = std::function<Kernel(const KernelArgs&)>;
+
+class KernelRegistry {
+ public:
+  void add(const std::string& op, DType dtype, KernelFactory factory);
+  // nullptr when absent.
+  const KernelFactory* find(const std::string& op, DType dtype) const;
+  bool has_op(const std::string& op) const;
+  std::vector<std::string> ops() const;
+
+  // Every CPU kernel, registered on first use.
+  static const KernelRegistry& cpu();
+
+ private:
+  std::map<std::pair<std::string, DType>, KernelFactory> kernels_;
+};
+
+// One per file under runtime/cpu/.
+void register_elementwise_kernels(KernelRegistry& r);
+void register_reduce_kernels(KernelRegistry& r);
+void register_matmul_kernels(KernelRegistry& r);
+void register_shape_kernels(KernelRegistry& r);
+void register_nn_kernels(KernelRegistry& r);
+
+std::string format_dims(const std::vector<int64_t>& dims);
+
+}  // namespace graphc
