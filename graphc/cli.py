@@ -1,0 +1,881 @@
+"""The ``graphc`` command line tool: compile, info, viz, run and bench.
+
+::
+
+    graphc compile model.pb -o model.plan --shape x=128,784 [--train loss --optimizer adam:lr=1e-3]
+    graphc info  model.pb|model.plan [--json]
+    graphc viz   model.pb|model.plan -o graph.svg [--collapse] [--depth N]
+    graphc run   model.plan --feed x=x.npy [--steps N] [-o out.npz] [--checkpoint ckpt]
+    graphc bench model.plan [--warmup 10 --iters 100]
+
+Bad input (a missing or wrong-kind file, a bad flag value, an unknown shape name,
+feeds that do not match the plan) prints one line on stderr and exits with 2; ``-v``
+adds the traceback.  Outputs are written to a temp file and renamed into place, so
+an existing file is never left half written.  ``python -m graphc`` runs the same tool.
+See docs/cli.md for a worked example of every subcommand.
+"""
+
+import argparse
+import inspect
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.errors import FeedError, GraphcError, ModelFormatError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+_ROLE_NAMES = {0: "forward", 1: "gradient", 2: "optimizer", 3: "recompute"}
+_OPTIMIZERS = ("sgd", "adam", "adamw")
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+class UsageError(GraphcError, ValueError):
+    """A bad command line: a flag value that cannot be parsed or does not fit."""
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+def parse_bytes(text):
+    """'64MB' → 64000000, '64MiB' → 67108864, '1.5GB', '4096' (bytes).  Units: B, KB, MB,
+    GB, TB (powers of 1000) and KiB, MiB, GiB, TiB (powers of 1024), case-insensitive."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not m:
+        raise UsageError(f"bad size {text!r}: expected a number with an optional unit, e.g. 64MB or 512MiB")
+    number, unit = float(m.group(1)), m.group(2).lower() or "b"
+    if unit not in _UNITS:
+        raise UsageError(f"bad size {text!r}: unknown unit {m.group(2)!r}; use B, KB, MB, GB, KiB, MiB or GiB")
+    return int(round(number * _UNITS[unit]))
+
+
+def parse_shape(text):
+    """'x=128,784' → ('x', (128, 784)); 'x=' is a scalar."""
+    name, sep, dims = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"bad --shape {text!r}: expected NAME=D0,D1,... (e.g. x=128,784)")
+    out = []
+    for d in (dims.split(",") if dims.strip() else []):
+        d = d.strip()
+        if not d.isdigit():
+            raise UsageError(f"bad --shape {text!r}: dimension {d!r} is not an integer >= 0")
+        out.append(int(d))
+    return name, tuple(out)
+
+
+def parse_optimizer(text):
+    """'adam:lr=1e-3,beta1=0.9' → ('adam', {'lr': 0.001, 'beta1': 0.9})."""
+    kind, _, rest = text.partition(":")
+    kind = kind.strip().lower()
+    if kind not in _OPTIMIZERS:
+        raise UsageError(f"bad --optimizer {text!r}: unknown optimizer {kind!r}; expected one of "
+                         f"{', '.join(_OPTIMIZERS)} (e.g. sgd:lr=0.1,momentum=0.9)")
+    params = {}
+    for item in (rest.split(",") if rest.strip() else []):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageError(f"bad --optimizer {text!r}: {item!r} is not KEY=VALUE")
+        try:
+            params[key] = float(value)
+        except ValueError:
+            raise UsageError(f"bad --optimizer {text!r}: {key}={value!r} is not a number") from None
+        if not np.isfinite(params[key]):
+            raise UsageError(f"bad --optimizer {text!r}: {key} must be finite")
+    return kind, params
+
+
+def format_bytes(n):
+    n = int(n)
+    if n < 1024:
+        return f"{n} B"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit} ({n} B)"
+    return f"{n} B"
+
+
+def _fmt_shape(shape):
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _numel(dims):
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
+
+
+def _prov(p):
+    file, line = (p.file, p.line) if hasattr(p, "file") else (p or ("", 0))
+    return f"{file}:{line}" if file else ""
+
+
+def _atomic_target(path):
+    """A temp file name beside ``path`` with the same extension (for writers that add one)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write {path}: folder {folder} does not exist")
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp" + ext)
+    os.close(fd)
+    return tmp
+
+
+def _replace_or_remove(tmp, path, ok):
+    if ok:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _check_exists(path):
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, not a file")
+
+
+# -- loading models and plans --------------------------------------------------------------
+
+def _load_model(path):
+    from graphc import serialize
+    return serialize.load(path)
+
+
+def _load_plan(path):
+    from graphc.plan import load_plan
+    return load_plan(path)
+
+
+def load_any(path):
+    """('model', Graph) or ('plan', Plan); the extension picks what is tried first."""
+    _check_exists(path)
+    order = [("plan", _load_plan), ("model", _load_model)]
+    if not path.endswith(".plan"):
+        order.reverse()
+    first = None
+    for kind, loader in order:
+        try:
+            return kind, loader(path)
+        except ModelFormatError as e:
+            first = first or e
+    raise ModelFormatError(f"{path}: neither a graphc model nor a plan ({first})")
+
+
+def load_plan_arg(path, command):
+    kind, obj = load_any(path)
+    if kind != "plan":
+        raise UsageError(f"{path} is a model (.pb), but {command} needs a compiled plan; "
+                         f"make one with: graphc compile {path} -o MODEL.plan")
+    return obj
+
+
+def load_model_arg(path):
+    kind, obj = load_any(path)
+    if kind != "model":
+        raise UsageError(f"{path} is a compiled plan; compile takes a model (.pb) saved with Graph.save")
+    return obj
+
+
+# -- compile -------------------------------------------------------------------------------
+
+def _training_spec(graph, args):
+    """The model's training spec with --train/--optimizer applied (a TrainingSpec or None)."""
+    from graphc._proto import graphc_pb2 as pb
+
+    if args.inference:
+        if args.train or args.optimizer:
+            raise UsageError("--inference cannot be combined with --train or --optimizer")
+        return None
+    spec = None
+    if graph.training is not None:
+        spec = pb.TrainingSpec()
+        spec.CopyFrom(graph.training)
+    if args.train is None and args.optimizer is None:
+        return spec
+    if spec is None:
+        if args.train is None:
+            raise UsageError("--optimizer needs --train LOSS: the model has no training spec to update")
+        if args.optimizer is None:
+            raise UsageError(f"--train {args.train} needs --optimizer (e.g. sgd:lr=0.1): the model has no "
+                             f"optimizer to keep")
+        spec = pb.TrainingSpec()
+    if args.train is not None:
+        if not graph.has_value(args.train):
+            raise UsageError(f"--train {args.train}: the model has no value named {args.train!r}; its "
+                             f"outputs are {', '.join(graph.default_fetches()) or 'none'}")
+        t = graph.tensor(args.train)
+        if not dtypes.is_float(t.dtype) or len(t.shape) != 0:
+            raise UsageError(f"--train {args.train}: the loss must be a float scalar, got {t.dtype} "
+                             f"{_fmt_shape(t.shape)}")
+        spec.loss = args.train
+    if args.optimizer is not None:
+        kind, params = parse_optimizer(args.optimizer)
+        clip = params.pop("clip_global_norm", 0.0)
+        spec.optimizer.Clear()
+        spec.optimizer.kind = kind
+        for k, v in params.items():
+            spec.optimizer.hyperparameters[k] = v
+        spec.optimizer.clip_global_norm = clip
+    return spec
+
+
+def _has_training_steps(plan):
+    return any(step.role in (1, 2) for step in plan.steps)
+
+
+def cmd_compile(args):
+    from graphc import compiler
+
+    shapes = {}
+    for text in args.shape:
+        name, dims = parse_shape(text)
+        if name in shapes:
+            raise UsageError(f"--shape {name} is given twice")
+        shapes[name] = dims
+    budget = parse_bytes(args.memory_budget) if args.memory_budget is not None else None
+    graph = load_model_arg(args.model)
+    out = args.output or os.path.splitext(args.model)[0] + ".plan"
+    if os.path.abspath(out) == os.path.abspath(args.model):
+        raise UsageError(f"-o {out} would overwrite the model")
+    graph.training = _training_spec(graph, args)
+
+    params = inspect.signature(compiler.compile).parameters
+    kwargs = {"shapes": shapes, "target": args.target}
+    if args.fetch:
+        kwargs["fetches"] = list(args.fetch)
+    if budget is not None:
+        if "memory_budget" not in params:
+            raise UsageError("--memory-budget: this graphc's compiler has no memory budget support yet "
+                             "(graphc.compiler.compile takes no memory_budget)")
+        kwargs["memory_budget"] = budget
+
+    timings = []
+    last = [0.0]
+
+    def on_pass(name, g):
+        now = time.perf_counter()
+        timings.append((name, now - last[0], len(g.nodes)))
+        last[0] = now
+
+    started = time.perf_counter()
+    if args.verbose and "on_pass" not in params:
+        # The compiler cannot report its passes yet: time the graph passes on their own.
+        last[0] = time.perf_counter()
+        compiler.lower_graph(graph, shapes, kwargs.get("fetches"), on_pass=on_pass)
+        started = time.perf_counter()
+    elif args.verbose:
+        kwargs["on_pass"] = on_pass
+    last[0] = started
+    plan = compiler.compile(graph, **kwargs)
+    total = time.perf_counter() - started
+    if plan.training is not None and not _has_training_steps(plan):
+        from graphc.errors import CompileError
+        raise CompileError("the model has a training spec but the compiler added no gradient or optimizer "
+                           "steps: training support is not present in this graphc (use --inference to "
+                           "compile the forward pass only)")
+    plan.save(out)
+
+    if args.verbose:
+        print(f"{'pass':<20} {'ms':>9} {'nodes':>7}")
+        for name, secs, nodes in timings:
+            print(f"{name:<20} {secs * 1e3:>9.2f} {nodes:>7}")
+        print(f"{'compile (total)':<20} {total * 1e3:>9.2f} {len(plan.steps):>7}")
+    print(f"wrote {out} (target {plan.target})")
+    _print_plan_summary(plan)
+    return EXIT_OK
+
+
+def _print_plan_summary(plan):
+    roles = {}
+    for step in plan.steps:
+        r = _ROLE_NAMES.get(step.role, str(step.role))
+        roles[r] = roles.get(r, 0) + 1
+    role_text = ", ".join(f"{r} {n}" for r, n in roles.items())
+    info = _params(plan.proto.persistent)
+    mem = plan.memory_report()
+    print(f"  steps: {len(plan.steps)}" + (f" ({role_text})" if role_text else ""))
+    print(f"  parameters: {info['count']} in {info['variables']} variables, {format_bytes(info['bytes'])}")
+    naive = mem["naive_bytes"]
+    ratio = f", {mem['arena_bytes'] / naive:.2f}x of naive" if naive else ""
+    print(f"  arena: {format_bytes(mem['arena_bytes'])} vs naive {format_bytes(naive)}{ratio}; "
+          f"lower bound {format_bytes(mem['lower_bound_bytes'])}")
+
+
+def _params(variables):
+    """Counts over trainable variables (parameters) and the rest (state)."""
+    count = nbytes = n = state_count = state_bytes = 0
+    for v in variables:
+        dtype = v.dtype if isinstance(v.dtype, str) else dtypes.from_proto(v.dtype)
+        dims = getattr(v, "shape", None)
+        dims = dims if dims is not None else tuple(v.dims)
+        numel = _numel(dims)
+        if v.trainable:
+            n += 1
+            count += numel
+            nbytes += numel * dtypes.itemsize(dtype)
+        else:
+            state_count += numel
+            state_bytes += numel * dtypes.itemsize(dtype)
+    return {"variables": n, "count": count, "bytes": nbytes, "state_count": state_count,
+            "state_bytes": state_bytes}
+
+
+# -- info ----------------------------------------------------------------------------------
+
+def _spec_dict(spec):
+    if spec is None:
+        return None
+    return {"loss": spec.loss,
+            "optimizer": {"kind": spec.optimizer.kind,
+                          "hyperparameters": dict(sorted(spec.optimizer.hyperparameters.items())),
+                          "clip_global_norm": spec.optimizer.clip_global_norm},
+            "var_list": list(spec.var_list)}
+
+
+def _histogram(ops):
+    hist = {}
+    for op in ops:
+        hist[op] = hist.get(op, 0) + 1
+    return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def model_info(graph, path):
+    values = [graph.tensor(n) for n in graph.default_fetches()]
+    return {
+        "kind": "model",
+        "path": path,
+        "nodes": len(graph.nodes),
+        "ops": _histogram(n.op for n in graph.nodes),
+        "roles": _histogram(n.role for n in graph.nodes),
+        "parameters": _params(graph.variables),
+        "inputs": [{"name": p.name, "dtype": p.dtype, "shape": list(p.shape)} for p in graph.inputs],
+        "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in values],
+        "training": _spec_dict(graph.training),
+        "metadata": dict(graph.metadata),
+    }
+
+
+def plan_info(plan, path):
+    proto = plan.proto
+    mem = plan.memory_report()
+    values = proto.values
+
+    def value_dict(i):
+        v = values[i]
+        return {"name": v.name, "dtype": dtypes.from_proto(v.dtype), "shape": list(v.dims)}
+
+    peak = None
+    if mem["peak_step"] >= 0:
+        step = proto.steps[mem["peak_step"]]
+        by_name = {v.name: v for v in values}
+        largest = sorted(mem["peak_values"], key=lambda n: (-by_name[n].nbytes, n))[:5]
+        peak = {"step": mem["peak_step"], "node": step.node, "op": step.op, "provenance": _prov(step.provenance),
+                "live_bytes": mem["step_live_bytes"][mem["peak_step"]],
+                "largest": [{"name": n, "bytes": int(by_name[n].nbytes), "kind": by_name[n].kind,
+                             "shape": list(by_name[n].dims)} for n in largest]}
+    return {
+        "kind": "plan",
+        "path": path,
+        "target": proto.target,
+        "steps": len(proto.steps),
+        "ops": _histogram(s.op for s in proto.steps),
+        "roles": _histogram(_ROLE_NAMES.get(s.role, str(s.role)) for s in proto.steps),
+        "parameters": _params(proto.persistent),
+        "inputs": [value_dict(i) for i in proto.feeds],
+        "outputs": [value_dict(i) for i in proto.fetches],
+        "training": _spec_dict(plan.training),
+        "memory": {"arena_bytes": mem["arena_bytes"], "naive_bytes": mem["naive_bytes"],
+                   "lower_bound_bytes": mem["lower_bound_bytes"], "persistent_bytes": mem["persistent_bytes"],
+                   "bytes_by_kind": mem["bytes_by_kind"], "peak": peak},
+        "metadata": dict(proto.metadata),
+    }
+
+
+def _print_info(info):
+    p = info["parameters"]
+    if info["kind"] == "model":
+        print(f"model {info['path']}: {info['nodes']} nodes")
+    else:
+        print(f"plan {info['path']}: {info['steps']} steps, target {info['target']}")
+    print("ops:")
+    for op, n in info["ops"].items():
+        print(f"  {op:<24} {n:>6}")
+    if len(info["roles"]) > 1 or "forward" not in info["roles"]:
+        print("roles: " + ", ".join(f"{r} {n}" for r, n in info["roles"].items()))
+    print(f"parameters: {p['count']} in {p['variables']} variables, {format_bytes(p['bytes'])}"
+          + (f"; other state {p['state_count']} ({format_bytes(p['state_bytes'])})" if p["state_count"] else ""))
+    for title, key in (("inputs", "inputs"), ("outputs", "outputs")):
+        print(f"{title}:")
+        for v in info[key]:
+            print(f"  {v['name']:<24} {v['dtype']:<8} {_fmt_shape(v['shape'])}")
+    t = info["training"]
+    if t is None:
+        print("training: none (inference)")
+    else:
+        hp = ", ".join(f"{k}={v:g}" for k, v in t["optimizer"]["hyperparameters"].items())
+        clip = t["optimizer"]["clip_global_norm"]
+        print(f"training: loss {t['loss']}, optimizer {t['optimizer']['kind']}" + (f" ({hp})" if hp else "")
+              + (f", clip_global_norm {clip:g}" if clip else "")
+              + (f", var_list {t['var_list']}" if t["var_list"] else ""))
+    m = info.get("memory")
+    if m is not None:
+        print("memory:")
+        print(f"  arena        {format_bytes(m['arena_bytes'])}")
+        print(f"  naive        {format_bytes(m['naive_bytes'])}")
+        print(f"  lower bound  {format_bytes(m['lower_bound_bytes'])}")
+        print(f"  persistent   {format_bytes(m['persistent_bytes'])}")
+        if m["bytes_by_kind"]:
+            print("  by kind: " + ", ".join(f"{k} {format_bytes(v)}" for k, v in m["bytes_by_kind"].items()))
+        peak = m["peak"]
+        if peak:
+            where = f" at {peak['provenance']}" if peak["provenance"] else ""
+            print(f"  peak: step {peak['step']} {peak['op']}({peak['node']}){where}, "
+                  f"{format_bytes(peak['live_bytes'])} live; largest:")
+            for v in peak["largest"]:
+                print(f"    {v['name']:<24} {format_bytes(v['bytes']):<20} {v['kind']} {_fmt_shape(v['shape'])}")
+
+
+def cmd_info(args):
+    kind, obj = load_any(args.file)
+    info = model_info(obj, args.file) if kind == "model" else plan_info(obj, args.file)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_info(info)
+    return EXIT_OK
+
+
+# -- viz -----------------------------------------------------------------------------------
+
+def cmd_viz(args):
+    from graphc import viz
+
+    out = args.output
+    viz.output_format(out)
+    if args.depth is not None and args.depth < 0:
+        raise UsageError(f"--depth must be >= 0, got {args.depth}")
+    _, obj = load_any(args.file)
+    try:
+        written = viz.draw(obj, out, collapse=args.collapse, depth=args.depth, rankdir=args.rankdir)
+    except viz.GraphvizNotFoundError as e:
+        print(f"graphc viz: {e}", file=sys.stderr)
+        return EXIT_OK
+    print(f"wrote {written}")
+    return EXIT_OK
+
+
+# -- feeds and sessions ----------------------------------------------------------------------
+
+def _plan_feeds(plan):
+    """name → (dtype, dims) of the plan's feeds, in order."""
+    out = {}
+    for i in plan.proto.feeds:
+        v = plan.proto.values[i]
+        out[v.name] = (dtypes.from_proto(v.dtype), tuple(v.dims))
+    return out
+
+
+def _describe_feeds(spec):
+    return ", ".join(f"{n} {d}{_fmt_shape(s)}" for n, (d, s) in spec.items()) or "none"
+
+
+def load_feeds(feed_args):
+    """--feed NAME=FILE.npy | NAME=FILE.npz | FILE.npz (every array, by its key) → dict."""
+    feeds = {}
+
+    def put(name, arr, src):
+        if name in feeds:
+            raise UsageError(f"feed {name!r} is given twice (again in {src})")
+        feeds[name] = arr
+
+    for text in feed_args:
+        name, sep, path = text.partition("=")
+        if not sep:
+            name, path = None, text
+        if sep and not name:
+            raise UsageError(f"bad --feed {text!r}: expected NAME=FILE.npy or FILE.npz")
+        _check_exists(path)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise FeedError(f"--feed {text}: {path} is not a .npy or .npz file ({e})") from None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                arrays = {k: data[k] for k in data.files}
+            if name is None:
+                for k, arr in arrays.items():
+                    put(k, arr, path)
+            elif name in arrays:
+                put(name, arrays[name], path)
+            elif len(arrays) == 1:
+                put(name, next(iter(arrays.values())), path)
+            else:
+                raise FeedError(f"--feed {text}: {path} has no array named {name!r} (it has "
+                                f"{', '.join(sorted(arrays)) or 'none'})")
+        else:
+            if name is None:
+                raise UsageError(f"bad --feed {text!r}: a .npy file needs a name: --feed NAME={path}")
+            put(name, data, path)
+    return feeds
+
+
+def check_feeds(plan, feeds, batches=False):
+    """Validate feeds against the plan; returns name → list of per-step arrays (one
+    array unless ``batches``, where a feed whose first dim is k times the plan's is cut
+    into k consecutive batches).  Raises FeedError naming the problem."""
+    spec = _plan_feeds(plan)
+    unknown = sorted(set(feeds) - set(spec))
+    if unknown:
+        raise FeedError(f"unknown feed {unknown[0]!r}; the plan's feeds are: {_describe_feeds(spec)}")
+    out = {}
+    for name, (dtype, dims) in spec.items():
+        if name not in feeds:
+            raise FeedError(f"missing feed {name!r} ({dtype}{_fmt_shape(dims)}); pass --feed {name}=FILE.npy")
+        arr = np.asarray(feeds[name])
+        if arr.dtype.name != dtype:
+            if arr.dtype.kind == np.dtype(dtype).kind and np.can_cast(arr.dtype, dtype, "safe"):
+                arr = arr.astype(dtype)
+            else:
+                raise FeedError(f"feed {name!r}: expected dtype {dtype}, got {arr.dtype} "
+                                f"(convert it with .astype('{dtype}'))")
+        if arr.shape == dims:
+            out[name] = [np.ascontiguousarray(arr)]
+        elif (batches and arr.ndim == len(dims) and arr.ndim > 0 and dims[0] > 0 and arr.shape[1:] == dims[1:]
+              and arr.shape[0] % dims[0] == 0 and arr.shape[0] > 0):
+            k = arr.shape[0] // dims[0]
+            out[name] = [np.ascontiguousarray(arr[j * dims[0]:(j + 1) * dims[0]]) for j in range(k)]
+        else:
+            more = " (or a multiple of it along axis 0)" if batches else ""
+            raise FeedError(f"feed {name!r}: expected shape {_fmt_shape(dims)}{more}, got {_fmt_shape(arr.shape)}")
+    return out
+
+
+def open_session(plan, device, threads):
+    try:
+        from graphc.session import Session
+    except ImportError as e:
+        raise GraphcError(f"the graphc runtime is not available ({e}); build it with "
+                          f"'python setup.py build_ext --inplace'") from None
+    kwargs = {"device": device or plan.target or "cpu"}
+    if threads is not None:
+        kwargs["threads"] = threads
+    return Session(plan, **kwargs)
+
+
+def fetch_dict(out, plan):
+    """Session.run's result (dict, list/tuple in fetch order, or one array) → name → array."""
+    names = plan.fetches
+    if isinstance(out, dict):
+        return {(k if isinstance(k, str) else getattr(k, "name", str(k))): np.asarray(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return {n: np.asarray(v) for n, v in zip(names, out)}
+    return {names[0] if names else "output": np.asarray(out)}
+
+
+def _save_npz(path, arrays):
+    tmp = _atomic_target(path)
+    ok = False
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        ok = True
+    finally:
+        _replace_or_remove(tmp, path, ok)
+
+
+def _summarize(arr):
+    arr = np.asarray(arr)
+    if arr.size <= 8:
+        return np.array2string(arr, precision=6, separator=", ")
+    return f"mean {arr.mean():.6g}, min {arr.min():.6g}, max {arr.max():.6g}"
+
+
+# -- run -----------------------------------------------------------------------------------
+
+def cmd_run(args):
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if args.output is not None and not args.output.endswith(".npz"):
+        raise UsageError(f"-o {args.output}: run writes the fetched values as an .npz file")
+    plan = load_plan_arg(args.plan, "run")
+    training = plan.training is not None and _has_training_steps(plan)
+    if args.steps > 1 and not training:
+        raise UsageError(f"--steps {args.steps} needs a training plan; {args.plan} is an inference plan "
+                         f"(compile with --train LOSS --optimizer ...)")
+    batches = check_feeds(plan, load_feeds(args.feed), batches=training)
+    sess = open_session(plan, args.device, args.threads)
+    has_ckpt = hasattr(sess, "load_checkpoint") and hasattr(sess, "save_checkpoint")
+    if args.checkpoint and not has_ckpt:
+        raise UsageError("--checkpoint: this runtime's Session has no load_checkpoint/save_checkpoint "
+                         "(checkpoint support is not built yet)")
+    if args.checkpoint and os.path.exists(args.checkpoint):
+        sess.load_checkpoint(args.checkpoint)
+        print(f"loaded checkpoint {args.checkpoint}", file=sys.stderr)
+
+    loss_name = plan.training.loss if training else None
+    fetched = {}
+    steps = range(args.steps)
+    bar = None
+    if args.steps > 1:
+        from tqdm import tqdm
+        bar = tqdm(steps, desc="train", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
+        steps = bar
+    for s in steps:
+        feeds = {name: arrs[s % len(arrs)] for name, arrs in batches.items()}
+        fetched = fetch_dict(sess.run(feeds), plan)
+        if bar is not None and loss_name in fetched:
+            bar.set_postfix(loss=f"{float(np.asarray(fetched[loss_name])):.6g}")
+    if bar is not None:
+        bar.close()
+    if loss_name is not None:
+        if loss_name in fetched:
+            print(f"step {args.steps}: loss {float(np.asarray(fetched[loss_name])):.6g}")
+        else:
+            print(f"step {args.steps}: done (the plan does not fetch the loss {loss_name!r})")
+
+    if args.checkpoint:
+        tmp = _atomic_target(args.checkpoint)
+        ok = False
+        try:
+            sess.save_checkpoint(tmp)
+            ok = True
+        finally:
+            _replace_or_remove(tmp, args.checkpoint, ok)
+        print(f"saved checkpoint {args.checkpoint}", file=sys.stderr)
+    if args.output:
+        _save_npz(args.output, fetched)
+        print(f"wrote {args.output} ({', '.join(fetched)})")
+    else:
+        for name, arr in fetched.items():
+            arr = np.asarray(arr)
+            print(f"{name} {arr.dtype}{_fmt_shape(arr.shape)}: {_summarize(arr)}")
+    return EXIT_OK
+
+
+# -- bench ---------------------------------------------------------------------------------
+
+def random_feeds(plan, seed=0):
+    """Random feeds of the plan's shapes: floats ~ N(0, 1); integers in a range that
+    fits their consumers (class labels below the logits' width, one_hot below depth);
+    bools uniform."""
+    rng = np.random.default_rng(seed)
+    proto = plan.proto
+    highs = {}
+    for step in proto.steps:
+        for pos, i in enumerate(step.inputs):
+            high = None
+            if step.op == "softmax_cross_entropy" and pos == 1:
+                dims = proto.values[step.inputs[0]].dims
+                high = dims[-1] if dims else None
+            elif step.op == "one_hot" and "depth" in step.attrs:
+                high = step.attrs["depth"].i
+            if high:
+                highs[i] = min(highs.get(i, high), high)
+    out = {}
+    for i in proto.feeds:
+        v = proto.values[i]
+        dtype, dims = dtypes.from_proto(v.dtype), tuple(v.dims)
+        if dtype in dtypes.FLOATS:
+            out[v.name] = rng.standard_normal(dims).astype(dtype)
+        elif dtype == "bool":
+            out[v.name] = rng.integers(0, 2, dims).astype(bool)
+        else:
+            out[v.name] = rng.integers(0, max(int(highs.get(i, 2)), 1), dims).astype(dtype)
+    return out
+
+
+def per_step_seconds(result, plan):
+    """A profile result → list of total seconds per step.  Accepts a list of
+    (step_index or node name, seconds) pairs (extra fields between are ignored), a
+    dict of the same, or a list of floats (one per step)."""
+    steps = plan.proto.steps
+    totals = [0.0] * len(steps)
+    by_node = {}
+    for s, step in enumerate(steps):
+        by_node.setdefault(step.node, s)
+    items = result.items() if isinstance(result, dict) else list(result)
+    for pos, item in enumerate(items):
+        if isinstance(item, (int, float, np.floating)):
+            key, secs = pos, item
+        elif isinstance(item, dict):
+            key = item.get("step", item.get("node"))
+            secs = item.get("seconds", item.get("seconds_total"))
+        else:
+            key, secs = item[0], item[-1]
+        idx = by_node.get(key) if isinstance(key, str) else int(key)
+        if idx is None or not 0 <= idx < len(steps):
+            raise GraphcError(f"Session.profile returned a time for {key!r}, which is not a step of the plan")
+        totals[idx] += float(secs)
+    return totals
+
+
+def cmd_bench(args):
+    if args.iters < 1 or args.warmup < 0:
+        raise UsageError("--iters must be >= 1 and --warmup >= 0")
+    plan = load_plan_arg(args.plan, "bench")
+    if args.feed:
+        feeds = {k: v[0] for k, v in check_feeds(plan, load_feeds(args.feed)).items()}
+    else:
+        feeds = random_feeds(plan, args.seed)
+    sess = open_session(plan, args.device, args.threads)
+    for _ in range(args.warmup):
+        sess.run(feeds)
+    times = []
+    for _ in range(args.iters):
+        t0 = time.perf_counter()
+        sess.run(feeds)
+        times.append(time.perf_counter() - t0)
+    t = np.asarray(times) * 1e3
+    print(f"{args.plan}: {args.iters} iterations after {args.warmup} warmup, device {sess_device(sess, plan, args)}")
+    print(f"latency ms: min {t.min():.4f}  median {np.median(t):.4f}  p90 {np.percentile(t, 90):.4f}  "
+          f"mean {t.mean():.4f}")
+    if not hasattr(sess, "profile"):
+        print("per-node times: not available: this runtime's Session has no profile(feeds, iters)")
+        return EXIT_OK
+    totals = per_step_seconds(sess.profile(feeds, args.iters), plan)
+    _print_node_table(plan, totals, args.iters, args.top)
+    return EXIT_OK
+
+
+def sess_device(sess, plan, args):
+    return getattr(sess, "device", None) or args.device or plan.target or "cpu"
+
+
+def _print_node_table(plan, totals, iters, top):
+    steps = plan.proto.steps
+    grand = sum(totals) or 1.0
+    rows = sorted(range(len(steps)), key=lambda s: (-totals[s], s))[:top]
+    print(f"time per node (top {min(top, len(steps))} of {len(steps)} steps, kernel time over {iters} iterations):")
+    print(f"{'#':>3} {'node':<32} {'op':<22} {'role':<9} {'us/iter':>10} {'%':>6}  where")
+    for rank, s in enumerate(rows, 1):
+        step = steps[s]
+        print(f"{rank:>3} {step.node[:32]:<32} {step.op[:22]:<22} {_ROLE_NAMES.get(step.role, '?'):<9} "
+              f"{totals[s] / iters * 1e6:>10.2f} {100 * totals[s] / grand:>6.1f}  {_prov(step.provenance)}")
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (exit 2), no usage block."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser():
+    p = _Parser(prog="graphc", description="Compile, inspect, draw, run and benchmark graphc models.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def common(sp):
+        sp.add_argument("-v", "--verbose", action="store_true", help="more detail; tracebacks on errors")
+
+    c = sub.add_parser("compile", help="compile a model (.pb) into a plan")
+    c.add_argument("model", help="the model .pb")
+    c.add_argument("-o", "--output", help="the plan to write (default: MODEL with .plan)")
+    c.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="bind a placeholder's shape (repeatable)")
+    c.add_argument("--fetch", action="append", default=[], metavar="NAME", help="a value to return (repeatable)")
+    c.add_argument("--train", metavar="LOSS", help="train: minimize this scalar value")
+    c.add_argument("--optimizer", metavar="KIND:K=V,...", help="e.g. sgd:lr=0.1,momentum=0.9 or adam:lr=1e-3")
+    c.add_argument("--inference", action="store_true", help="ignore the model's training spec")
+    c.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
+    c.add_argument("--memory-budget", metavar="SIZE", help="e.g. 64MB, 512MiB")
+    common(c)
+    c.set_defaults(func=cmd_compile)
+
+    i = sub.add_parser("info", help="ops, parameters, inputs/outputs, training spec, memory")
+    i.add_argument("file", help="a model .pb or a plan")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    common(i)
+    i.set_defaults(func=cmd_info)
+
+    z = sub.add_parser("viz", help="draw a model or plan with graphviz")
+    z.add_argument("file", help="a model .pb or a plan")
+    z.add_argument("-o", "--output", required=True, help="graph.svg, .png, .pdf or .dot")
+    z.add_argument("--collapse", action="store_true", help="draw each top-level scope as one box")
+    z.add_argument("--depth", type=int, metavar="N", help="keep scopes N deep as clusters, deeper ones as boxes")
+    z.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB")
+    common(z)
+    z.set_defaults(func=cmd_viz)
+
+    r = sub.add_parser("run", help="run a plan on feeds from .npy/.npz files")
+    r.add_argument("plan")
+    r.add_argument("--feed", action="append", default=[], metavar="NAME=FILE.npy|FILE.npz")
+    r.add_argument("-o", "--output", metavar="OUT.npz", help="write the fetched values")
+    r.add_argument("--steps", type=int, default=1, help="training steps (training plans)")
+    r.add_argument("--checkpoint", metavar="PATH", help="load before (if present) and save after")
+    r.add_argument("--device", choices=("cpu", "cuda"))
+    r.add_argument("--threads", type=int)
+    common(r)
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="latency and time per node")
+    b.add_argument("plan")
+    b.add_argument("--warmup", type=int, default=10)
+    b.add_argument("--iters", type=int, default=100)
+    b.add_argument("--top", type=int, default=20, help="rows of the per-node table")
+    b.add_argument("--feed", action="append", default=[], metavar="NAME=FILE.npy|FILE.npz",
+                   help="feeds to use instead of random data")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", choices=("cpu", "cuda"))
+    b.add_argument("--threads", type=int)
+    common(b)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def _version():
+    try:
+        from graphc import __version__
+        return f"graphc {__version__}"
+    except ImportError:
+        return "graphc"
+
+
+def main(argv=None):
+    """Run the graphc tool; returns the exit status (0 ok, 2 bad input, 1 internal error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
+    verbose = getattr(args, "verbose", False)
+    prog = f"graphc {args.command}"
+    try:
+        return args.func(args)
+    except (GraphcError, OSError) as e:
+        if verbose:
+            traceback.print_exc()
+        if isinstance(e, OSError) and not isinstance(e, GraphcError):
+            text = f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+        else:
+            text = str(e)
+        print(f"{prog}: error: {' '.join(text.split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in graphc: say so in one line, the traceback with -v
+        if verbose:
+            traceback.print_exc()
+        print(f"{prog}: internal error: {type(e).__name__}: {' '.join(str(e).split())} "
+              f"(rerun with -v for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
