@@ -488,7 +488,7 @@ def _plan_feeds(plan):
 
 
 def _describe_feeds(spec):
-    return ", ".join(f"{n} {d}{_fmt_shape(s)}" for n, (d, s) in spec.items()) or "none"
+    return ", ".join(f"{n} {d} {_fmt_shape(s)}" for n, (d, s) in spec.items()) or "none"
 
 
 def load_feeds(feed_args):
@@ -542,7 +542,7 @@ def check_feeds(plan, feeds, batches=False):
     out = {}
     for name, (dtype, dims) in spec.items():
         if name not in feeds:
-            raise FeedError(f"missing feed {name!r} ({dtype}{_fmt_shape(dims)}); pass --feed {name}=FILE.npy")
+            raise FeedError(f"missing feed {name!r} ({dtype} {_fmt_shape(dims)}); pass --feed {name}=FILE.npy")
         arr = np.asarray(feeds[name])
         if arr.dtype.name != dtype:
             if arr.dtype.kind == np.dtype(dtype).kind and np.can_cast(arr.dtype, dtype, "safe"):

@@ -211,6 +211,8 @@ def _picture_of_plan(plan):
             kind = "input" if i in feeds else "arena"
             item = _Item("val:" + v.name, "input", [v.name, f"{kind} {tlabel}"], scope=_scope_of_name(v.name))
         sources[i] = pic.add(item)
+    persistent_source = {values[i].index: item for i, item in sources.items()
+                         if values[i].storage == pb.PERSISTENT}
     for s, step in enumerate(proto.steps):
         attrs = {k: _proto_attr_value(a) for k, a in step.attrs.items()}
         lines = [step.op, step.node or f"step {s}"] + _attr_lines(attrs) + [f"step {s}"]
@@ -239,9 +241,10 @@ def _picture_of_plan(plan):
                 continue
             pic.edges.append((src, f"step:{s}", values[i].name, where_label(i), None))
         for i in step.outputs:
-            # A step that writes a variable (an optimizer update) points back at it.
-            if i in sources and values[i].storage == pb.PERSISTENT:
-                pic.edges.append((f"step:{s}", sources[i].key, values[i].name, ["update"], "update"))
+            # A step that writes a variable in place (an optimizer update) points back at it.
+            if values[i].storage == pb.PERSISTENT and values[i].index in persistent_source:
+                target = persistent_source[values[i].index]
+                pic.edges.append((f"step:{s}", target.key, values[i].name, ["update"], "update"))
     return pic
 
 

@@ -1,0 +1,440 @@
+"""The graphc command line tool, driven as a subprocess (``python -m graphc ...``) on a
+small MLP: every subcommand, --json, drawings, and each class of bad input (one line
+on stderr, exit code 2, no traceback, nothing overwritten)."""
+
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc._proto import graphc_pb2 as pb
+from graphc.errors import GraphcError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCH = 4
+
+
+def graphc(*args, cwd=None, env=None):
+    e = dict(os.environ if env is None else env)
+    e["PYTHONPATH"] = ROOT + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    return subprocess.run([sys.executable, "-m", "graphc", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=e, timeout=120)
+
+
+def ok(result):
+    assert result.returncode == 0, f"rc={result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout
+
+
+def bad(result, *needles):
+    """Exit 2 with one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 2, f"rc={result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def build_mlp():
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 6))
+        y = gc.placeholder("y", (None,), dtype="int64")
+        with gc.name_scope("fc1"):
+            w1 = gc.variable("w", (6, 8), init=gc.init.xavier_uniform(seed=0))
+            h = gc.relu(x @ w1)
+        with gc.name_scope("fc2"):
+            w2 = gc.variable("w", (8, 3), init=gc.init.xavier_uniform(seed=1))
+            logits = h @ w2
+        gc.softmax_cross_entropy(logits, y, name="loss")
+    return g
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    g = build_mlp()
+    g.save(str(d / "mlp.pb"))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, 6)).astype(np.float32)
+    y = rng.integers(0, 3, BATCH).astype(np.int64)
+    np.save(d / "x.npy", x)
+    np.save(d / "y.npy", y)
+    np.savez(d / "feeds.npz", x=x, y=y)
+    ok(graphc("compile", d / "mlp.pb", "-o", d / "mlp.plan", "--shape", f"x={BATCH},6", "--shape", f"y={BATCH}"))
+    return d
+
+
+def runtime_available():
+    try:
+        from graphc.session import Session  # noqa: F401
+        from graphc.session import _load_runtime
+        _load_runtime()
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+needs_runtime = pytest.mark.skipif(not runtime_available(), reason="the C++ runtime extension is not built")
+
+
+def training_supported():
+    """Whether graphc.compiler turns a training spec into gradient and optimizer steps."""
+    from graphc import compiler
+
+    if "train" in inspect.signature(compiler.compile).parameters:
+        return True
+    g = build_mlp()
+    g.training = pb.TrainingSpec(loss="loss", optimizer=pb.OptimizerSpec(kind="sgd", hyperparameters={"lr": 0.1}))
+    try:
+        plan = compiler.compile(g, shapes={"x": (BATCH, 6), "y": (BATCH,)})
+    except GraphcError:
+        return False
+    return any(s.role in (pb.GRADIENT, pb.OPTIMIZER) for s in plan.steps)
+
+
+# -- compile ---------------------------------------------------------------------------------
+
+def test_compile_prints_summary_and_writes_a_loadable_plan(work):
+    out = ok(graphc("compile", work / "mlp.pb", "-o", work / "c.plan", "--shape", "x=2,6", "--shape", "y=2"))
+    assert f"wrote {work / 'c.plan'}" in out
+    assert "steps: 4" in out
+    assert "parameters: 72 in 2 variables" in out   # 6*8 + 8*3
+    assert "arena:" in out and "naive" in out
+    plan = gc.load_plan(str(work / "c.plan"))
+    assert [tuple(plan.values[plan.value_index(n)].dims) for n in plan.feeds] == [(2, 6), (2,)]
+
+
+def test_compile_is_deterministic_and_default_output_name(work, tmp_path):
+    shutil.copy(work / "mlp.pb", tmp_path / "m.pb")
+    ok(graphc("compile", "m.pb", "--shape", "x=2,6", "--shape", "y=2", cwd=tmp_path))
+    ok(graphc("compile", "m.pb", "-o", "again.plan", "--shape", "x=2,6", "--shape", "y=2", cwd=tmp_path))
+    assert (tmp_path / "m.plan").read_bytes() == (tmp_path / "again.plan").read_bytes()
+
+
+def test_compile_verbose_reports_each_pass(work):
+    out = ok(graphc("compile", work / "mlp.pb", "-o", work / "v.plan", "--shape", "x=2,6", "--shape", "y=2", "-v"))
+    for name in ("validate_graph", "bind_shapes", "infer_shapes", "schedule_nodes", "compile (total)"):
+        assert name in out
+    row = next(line for line in out.splitlines() if line.startswith("infer_shapes")).split()
+    float(row[1])
+    assert int(row[2]) == 4
+
+
+def test_compile_target_and_fetch(work):
+    ok(graphc("compile", work / "mlp.pb", "-o", work / "t.plan", "--shape", "x=2,6", "--shape", "y=2",
+              "--target", "cuda", "--fetch", "fc1/relu"))
+    plan = gc.load_plan(str(work / "t.plan"))
+    assert plan.target == "cuda"
+    assert plan.fetches == ["fc1/relu"]
+
+
+def test_memory_budget_is_parsed_and_passed_or_refused(work):
+    from graphc import compiler
+
+    r = graphc("compile", work / "mlp.pb", "-o", work / "b.plan", "--shape", "x=2,6", "--shape", "y=2",
+               "--memory-budget", "1MiB")
+    if "memory_budget" in inspect.signature(compiler.compile).parameters:
+        ok(r)
+    else:
+        bad(r, "--memory-budget", "no memory budget support")
+
+
+@pytest.mark.parametrize("text, nbytes", [("64MB", 64 * 10**6), ("64MiB", 64 * 2**20), ("1.5GB", 1_500_000_000),
+                                          ("512KiB", 512 * 1024), ("4096", 4096), ("10 kb", 10_000), ("2GiB", 2**31)])
+def test_parse_bytes(text, nbytes):
+    from graphc.cli import parse_bytes
+    assert parse_bytes(text) == nbytes
+
+
+def test_parse_optimizer():
+    from graphc.cli import UsageError, parse_optimizer
+    assert parse_optimizer("sgd:lr=0.1,momentum=0.9") == ("sgd", {"lr": 0.1, "momentum": 0.9})
+    assert parse_optimizer("Adam:lr=1e-3") == ("adam", {"lr": 1e-3})
+    for text in ("rmsprop:lr=1", "sgd:lr", "sgd:lr=fast", "sgd:lr=nan"):
+        with pytest.raises(UsageError):
+            parse_optimizer(text)
+
+
+# -- info ------------------------------------------------------------------------------------
+
+def test_info_model_text(work):
+    out = ok(graphc("info", work / "mlp.pb"))
+    assert "model" in out and "4 nodes" in out
+    assert "matmul" in out and "relu" in out and "softmax_cross_entropy" in out
+    assert "parameters: 72 in 2 variables, 288 B" in out
+    assert "x" in out and "(?, 6)" in out and "int64" in out
+    assert "training: none" in out
+
+
+def test_info_model_json(work):
+    info = json.loads(ok(graphc("info", work / "mlp.pb", "--json")))
+    assert info["kind"] == "model"
+    assert info["ops"] == {"matmul": 2, "relu": 1, "softmax_cross_entropy": 1}
+    assert info["parameters"]["count"] == 72 and info["parameters"]["bytes"] == 288
+    assert info["inputs"] == [{"name": "x", "dtype": "float32", "shape": [None, 6]},
+                              {"name": "y", "dtype": "int64", "shape": [None]}]
+    assert info["outputs"] == [{"name": "loss", "dtype": "float32", "shape": []}]
+    assert info["training"] is None
+
+
+def test_info_plan_json_has_memory_report(work):
+    info = json.loads(ok(graphc("info", work / "mlp.plan", "--json")))
+    assert info["kind"] == "plan" and info["steps"] == 4
+    report = gc.memory_report(str(work / "mlp.plan"))
+    mem = info["memory"]
+    assert mem["arena_bytes"] == report["arena_bytes"]
+    assert mem["naive_bytes"] == report["naive_bytes"]
+    assert mem["lower_bound_bytes"] == report["lower_bound_bytes"]
+    assert mem["bytes_by_kind"] == report["bytes_by_kind"]
+    peak = mem["peak"]
+    assert peak["step"] == report["peak_step"]
+    assert {v["name"] for v in peak["largest"]} <= set(report["peak_values"])
+    sizes = [v["bytes"] for v in peak["largest"]]
+    assert sizes == sorted(sizes, reverse=True)
+    assert info["inputs"][0] == {"name": "x", "dtype": "float32", "shape": [BATCH, 6]}
+
+
+def test_info_plan_text(work):
+    out = ok(graphc("info", work / "mlp.plan"))
+    for needle in ("steps", "memory:", "arena", "naive", "lower bound", "peak: step", "largest"):
+        assert needle in out
+
+
+def test_info_shows_training_spec_from_the_model(tmp_path):
+    g = build_mlp()
+    g.training = pb.TrainingSpec(loss="loss", optimizer=pb.OptimizerSpec(
+        kind="adam", hyperparameters={"lr": 0.001, "beta1": 0.9}))
+    g.save(str(tmp_path / "t.pb"))
+    info = json.loads(ok(graphc("info", tmp_path / "t.pb", "--json")))
+    assert info["training"]["loss"] == "loss"
+    assert info["training"]["optimizer"]["kind"] == "adam"
+    assert info["training"]["optimizer"]["hyperparameters"] == {"beta1": 0.9, "lr": 0.001}
+    assert "training: loss loss, optimizer adam (beta1=0.9, lr=0.001)" in ok(graphc("info", tmp_path / "t.pb"))
+
+
+# -- viz -------------------------------------------------------------------------------------
+
+def test_viz_dot_of_model(work):
+    out = ok(graphc("viz", work / "mlp.pb", "-o", work / "g.dot"))
+    assert "wrote" in out
+    dot = (work / "g.dot").read_text()
+    assert "subgraph cluster_fc1" in dot and "subgraph cluster_fc2" in dot
+    assert '"matmul\\nfc1/matmul"' in dot
+    assert "#cfe2f3" in dot                       # forward colour
+    assert 'label="f32[?,6]"' in dot              # edge: dtype and shape
+    assert "test_cli.py:" in dot                  # provenance tooltip
+
+
+def test_viz_dot_of_plan_has_arena_offsets(work):
+    ok(graphc("viz", work / "mlp.plan", "-o", work / "p.dot"))
+    dot = (work / "p.dot").read_text()
+    plan = gc.load_plan(str(work / "mlp.plan"))
+    v = plan.values[plan.value_index("fc1/relu")]
+    assert f"f32[{BATCH},8]\\n@{v.offset} +{v.nbytes}B" in dot
+    assert "step 0" in dot
+
+
+def test_viz_collapse_draws_scopes_as_boxes(work):
+    ok(graphc("viz", work / "mlp.pb", "-o", work / "c.dot", "--collapse"))
+    dot = (work / "c.dot").read_text()
+    assert "cluster_fc1" not in dot
+    assert "box3d" in dot and "fc1\\n2 nodes" in dot and "fc2\\n1 node" in dot
+    ok(graphc("viz", work / "mlp.pb", "-o", work / "d.dot", "--depth", "1"))
+    assert "cluster_fc1" in (work / "d.dot").read_text()
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot program is not installed")
+def test_viz_svg_with_tooltips(work):
+    ok(graphc("viz", work / "mlp.plan", "-o", work / "g.svg"))
+    svg = (work / "g.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") or "<svg" in svg[:400]
+    assert "fc1/matmul — built at" in svg and "test_cli.py:" in svg
+
+
+def test_viz_without_dot_writes_dot_file_and_says_how_to_install(work, tmp_path):
+    env = dict(os.environ, PATH=str(tmp_path))     # no dot on PATH
+    r = graphc("viz", work / "mlp.pb", "-o", tmp_path / "g.svg", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "apt-get install graphviz" in r.stderr and str(tmp_path / "g.dot") in r.stderr
+    assert not (tmp_path / "g.svg").exists()
+    assert "digraph" in (tmp_path / "g.dot").read_text()
+
+
+# -- run and bench ---------------------------------------------------------------------------
+
+def _expected_loss(work):
+    g = gc.load(str(work / "mlp.pb"))
+    out = gc.reference.evaluate(g, {"x": np.load(work / "x.npy"), "y": np.load(work / "y.npy")})
+    return float(out["loss"])
+
+
+@needs_runtime
+def test_run_prints_fetches(work):
+    out = ok(graphc("run", work / "mlp.plan", "--feed", f"x={work / 'x.npy'}", "--feed", f"y={work / 'y.npy'}"))
+    line = next(s for s in out.splitlines() if s.startswith("loss"))
+    assert abs(float(line.split(":")[-1]) - _expected_loss(work)) < 1e-4
+
+
+@needs_runtime
+def test_run_from_npz_writes_npz(work):
+    ok(graphc("run", work / "mlp.plan", "--feed", work / "feeds.npz", "-o", work / "out.npz"))
+    with np.load(work / "out.npz") as out:
+        assert list(out.files) == ["loss"]
+        np.testing.assert_allclose(out["loss"], _expected_loss(work), rtol=1e-5)
+
+
+@needs_runtime
+def test_bench_prints_latency(work):
+    out = ok(graphc("bench", work / "mlp.plan", "--warmup", "2", "--iters", "20"))
+    line = next(s for s in out.splitlines() if s.startswith("latency ms"))
+    assert "min" in line and "median" in line and "p90" in line
+    from graphc.session import Session
+    if hasattr(Session, "profile"):
+        assert "time per node" in out and "fc1/matmul" in out and "test_cli.py:" in out
+    else:
+        assert "no profile(feeds, iters)" in out
+
+
+def test_random_feeds_fit_the_labels(work):
+    from graphc.cli import random_feeds
+    feeds = random_feeds(gc.load_plan(str(work / "mlp.plan")))
+    assert feeds["x"].shape == (BATCH, 6) and feeds["x"].dtype == np.float32
+    assert feeds["y"].dtype == np.int64 and feeds["y"].min() >= 0 and feeds["y"].max() < 3
+
+
+def test_per_step_seconds_accepts_common_profile_shapes(work):
+    from graphc.cli import per_step_seconds
+    plan = gc.load_plan(str(work / "mlp.plan"))
+    assert per_step_seconds([(0, 1.0), (2, 0.5), (0, 1.0)], plan) == [2.0, 0.0, 0.5, 0.0]
+    assert per_step_seconds({"fc2/matmul": 3.0}, plan) == [0.0, 0.0, 3.0, 0.0]
+    assert per_step_seconds([0.1, 0.2, 0.3, 0.4], plan) == [0.1, 0.2, 0.3, 0.4]
+    with pytest.raises(GraphcError):
+        per_step_seconds([(9, 1.0)], plan)
+
+
+@needs_runtime
+def test_run_steps_trains(work, tmp_path):
+    if not training_supported():
+        pytest.skip("training support not present")
+    ok(graphc("compile", work / "mlp.pb", "-o", tmp_path / "train.plan", "--shape", f"x={BATCH},6",
+              "--shape", f"y={BATCH}", "--train", "loss", "--optimizer", "sgd:lr=0.5"))
+    info = json.loads(ok(graphc("info", tmp_path / "train.plan", "--json")))
+    assert info["training"]["loss"] == "loss" and info["training"]["optimizer"]["kind"] == "sgd"
+    out = ok(graphc("run", tmp_path / "train.plan", "--feed", work / "feeds.npz", "--steps", "30"))
+    line = next(s for s in out.splitlines() if s.startswith("step 30"))
+    if "loss" in gc.load_plan(str(tmp_path / "train.plan")).fetches:
+        assert float(line.rsplit(" ", 1)[1]) < _expected_loss(work)
+    from graphc.session import Session
+    ckpt = tmp_path / "w.ckpt"
+    r = graphc("run", tmp_path / "train.plan", "--feed", work / "feeds.npz", "--steps", "2", "--checkpoint", ckpt)
+    if hasattr(Session, "save_checkpoint"):
+        ok(r)
+        assert ckpt.exists()
+        ok(graphc("run", tmp_path / "train.plan", "--feed", work / "feeds.npz", "--steps", "2", "--checkpoint", ckpt))
+    else:
+        bad(r, "--checkpoint", "no load_checkpoint/save_checkpoint")
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+def test_missing_file(work):
+    bad(graphc("info", work / "nope.pb"), "nope.pb", "no such file")
+    bad(graphc("compile", work / "nope.pb"), "no such file")
+    bad(graphc("run", work / "nope.plan"), "no such file")
+
+
+def test_wrong_kind_of_file(work, tmp_path):
+    bad(graphc("run", work / "mlp.pb", "--feed", work / "feeds.npz"), "is a model", "graphc compile")
+    bad(graphc("bench", work / "mlp.pb"), "is a model")
+    bad(graphc("compile", work / "mlp.plan", "-o", tmp_path / "x.plan"), "is a compiled plan")
+    (tmp_path / "junk.pb").write_bytes(b"\x00\xffnot a protobuf at all" * 10)
+    bad(graphc("info", tmp_path / "junk.pb"), "junk.pb")
+    bad(graphc("viz", tmp_path, "-o", tmp_path / "g.dot"), "is a directory")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--shape", "x=2,a"], "dimension 'a'"),
+    (["--shape", "x"], "NAME=D0,D1"),
+    (["--shape", "x=2,6", "--shape", "x=3,6"], "given twice"),
+    (["--memory-budget", "12XB"], "unknown unit 'XB'"),
+    (["--memory-budget", "lots"], "bad size"),
+    (["--optimizer", "rmsprop:lr=1", "--train", "loss"], "unknown optimizer 'rmsprop'"),
+    (["--optimizer", "sgd:lr=x", "--train", "loss"], "not a number"),
+    (["--train", "loss"], "needs --optimizer"),
+    (["--optimizer", "sgd:lr=0.1"], "needs --train"),
+    (["--train", "nothing", "--optimizer", "sgd:lr=0.1"], "no value named 'nothing'"),
+    (["--train", "fc1/relu", "--optimizer", "sgd:lr=0.1"], "float scalar"),
+    (["--target", "tpu"], "invalid choice: 'tpu'"),
+])
+def test_bad_compile_flags(work, tmp_path, args, needle):
+    bad(graphc("compile", work / "mlp.pb", "-o", tmp_path / "o.plan", *args), needle)
+    assert not (tmp_path / "o.plan").exists()
+
+
+def test_unknown_shape_name_leaves_existing_output_alone(work, tmp_path):
+    out = tmp_path / "keep.plan"
+    out.write_bytes(b"previous contents")
+    bad(graphc("compile", work / "mlp.pb", "-o", out, "--shape", "z=1,2"), "unknown placeholder", "'z'")
+    assert out.read_bytes() == b"previous contents"
+    assert os.listdir(tmp_path) == ["keep.plan"]      # no temp files left behind
+
+
+def test_bad_viz_flags(work, tmp_path):
+    bad(graphc("viz", work / "mlp.pb", "-o", tmp_path / "g.jpg"), ".svg")
+    bad(graphc("viz", work / "mlp.pb", "-o", tmp_path / "g.dot", "--depth", "-1"), "--depth")
+    bad(graphc("viz", work / "mlp.pb", "-o", tmp_path / "missing" / "g.dot"), "g.dot")
+
+
+@pytest.mark.parametrize("feeds, needle", [
+    (["x=X"], "missing feed 'y'"),
+    (["x=X", "y=Y", "z=X"], "unknown feed 'z'"),
+    (["x=Y", "y=Y"], "feed 'x': expected dtype float32, got int64"),
+    (["x=X6", "y=Y"], "feed 'x': expected shape (4, 6), got (6, 6)"),
+    (["x=X", "y=nope.npy"], "no such file"),
+    (["x=X", "y=JUNK"], "not a .npy or .npz"),
+    (["x=NPZ", "y=Y"], "has no array named 'x'"),
+    (["X"], "a .npy file needs a name"),
+])
+def test_feeds_not_matching_the_plan(work, tmp_path, feeds, needle):
+    np.save(tmp_path / "x6.npy", np.zeros((6, 6), np.float32))
+    np.savez(tmp_path / "two.npz", a=np.zeros(1), b=np.zeros(1))
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    files = {"X": work / "x.npy", "Y": work / "y.npy", "X6": tmp_path / "x6.npy", "JUNK": tmp_path / "junk.npy",
+             "NPZ": tmp_path / "two.npz"}
+    args = []
+    for f in feeds:
+        name, _, key = f.rpartition("=")
+        path = str(files.get(key, tmp_path / key))
+        args += ["--feed", f"{name}={path}" if name else path]
+    out = tmp_path / "out.npz"
+    bad(graphc("run", work / "mlp.plan", *args, "-o", out), needle)
+    assert not out.exists()
+
+
+def test_run_flag_checks(work):
+    bad(graphc("run", work / "mlp.plan", "--feed", work / "feeds.npz", "--steps", "0"), "--steps")
+    bad(graphc("run", work / "mlp.plan", "--feed", work / "feeds.npz", "--steps", "3"), "needs a training plan")
+    bad(graphc("run", work / "mlp.plan", "--feed", work / "feeds.npz", "-o", work / "out.txt"), ".npz")
+    bad(graphc("bench", work / "mlp.plan", "--iters", "0"), "--iters")
+
+
+def test_verbose_shows_the_traceback(work):
+    r = graphc("compile", work / "mlp.pb", "--shape", "z=1", "-v")
+    assert r.returncode == 2
+    assert "Traceback" in r.stderr and "CompileError" in r.stderr
+
+
+def test_main_in_process_returns_status(work, capsys):
+    from graphc.cli import main
+    assert main(["info", str(work / "mlp.pb"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "model"
+    assert main(["info", str(work / "missing.pb")]) == 2
+    assert main([]) == 2
