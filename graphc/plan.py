@@ -286,6 +286,10 @@ def compute_memory_report(proto):
             end[i] = 0
     produced = set()
     for s, step in enumerate(proto.steps):
+        for i in step.workspaces:
+            if i in start:
+                produced.add(i)
+                start[i] = end[i] = s
         for i in step.outputs:
             r = root(i)
             if r in start and r not in produced:  # the first write starts the live range
@@ -328,8 +332,32 @@ def compute_memory_report(proto):
         "peak_values": peak_values,
         "step_live_bytes": [int(b) for b in step_live],
         "bytes_by_kind": dict(sorted(by_kind.items())),
-        "persistent_bytes": int(sum(v.nbytes for v in values if v.storage == pb.PERSISTENT)),
+        "persistent_bytes": int(sum(_numel(p.dims) * _itemsize(p.dtype) for p in proto.persistent)),
+        "persistent_bytes_by_kind": _persistent_by_kind(proto),
     }
+
+
+def _itemsize(code):
+    try:
+        return dtypes.itemsize(dtypes.from_proto(code))
+    except KeyError:
+        return 0
+
+
+def _persistent_by_kind(proto):
+    """Persistent bytes split into "variable" (trainable), "optimizer_state" (not trainable,
+    written by an optimizer step) and "state" (other non-trainable variables)."""
+    written_by_optimizer = set()
+    for step in proto.steps:
+        if step.role == pb.OPTIMIZER:
+            for i in step.outputs:
+                if 0 <= i < len(proto.values) and proto.values[i].storage == pb.PERSISTENT:
+                    written_by_optimizer.add(proto.values[i].index)
+    out = {}
+    for k, p in enumerate(proto.persistent):
+        kind = "variable" if p.trainable else "optimizer_state" if k in written_by_optimizer else "state"
+        out[kind] = out.get(kind, 0) + _numel(p.dims) * _itemsize(p.dtype)
+    return dict(sorted(out.items()))
 
 
 def fill_memory_report(proto):
@@ -346,13 +374,17 @@ def fill_memory_report(proto):
     for kind, nbytes in report["bytes_by_kind"].items():
         m.bytes_by_kind[kind] = nbytes
     m.persistent_bytes = report["persistent_bytes"]
+    for kind, nbytes in report["persistent_bytes_by_kind"].items():
+        m.persistent_bytes_by_kind[kind] = nbytes
     return report
 
 
 def memory_report(plan):
     """The memory report of a Plan (or graphc_pb2.Plan, or a .plan path) as a dict:
     arena_bytes, naive_bytes, lower_bound_bytes, peak_step, peak_values,
-    step_live_bytes, bytes_by_kind, persistent_bytes.  Recomputed from the plan's
+    step_live_bytes, bytes_by_kind (arena: input, activation, gradient, optimizer,
+    workspace), persistent_bytes, persistent_bytes_by_kind (variable, optimizer_state,
+    state).  Recomputed from the plan's
     values and steps, so it is right even for a plan whose stored report is stale."""
     if isinstance(plan, (str, os.PathLike)):
         plan = load_plan(plan)

@@ -10,26 +10,45 @@ order):
 - output of a ``constant`` node → CONSTANT, ``index`` into ``constants`` (no step);
 - output of a VIEW op (``opdef.view``) → VIEW, ``alias_of`` = the root non-view value
   (chains followed), ``offset``/``index`` copied from the root, kind of the root (no step);
+- output ``k`` of an op with ``opdef.inplace = {k: i}`` → PERSISTENT with the ``index``
+  of input ``i``'s storage (optimizer updates write into the variable), kind of that
+  storage, no arena bytes;
 - any other node output → ARENA, kind by role: "activation" (forward, recompute),
   "gradient", "optimizer".
 
-``nbytes`` = numel * itemsize (bool: 1 byte).  Each ARENA value gets its own region at
-a 64-byte aligned offset (a size-0 value gets nbytes 0 at a valid aligned offset
-and takes no room); ``arena_bytes`` is the end of the last region.  The memory
-planner will replace this pass with one that reuses regions; it must return the same
-structure.
+Arena offsets are planned: each ARENA value is live from the step that writes it (step 0
+for placeholders) to the last step that reads it or a view of it (fetched values: to
+the last step).  An elementwise op's output takes over the bytes of a direct input of
+the same dtype and size that dies at that step (in place).  Values live at the same
+time get disjoint 64-byte aligned ranges, packed by :mod:`graphc.compiler.plan_memory`.
+A size-0 value gets offset 0 and takes no room.  ``frees[s]`` lists the ARENA values
+whose bytes are dead after step ``s`` (the runtime's poison mode fills them with NaN).
+
+Kernel workspaces: a step may own scratch values (``workspaces[node name]``, kind
+"workspace", live at that step only); an op asks for them with an
+``opdef.workspace(node, graph) -> [(dtype, dims)]`` function (no op does yet).
 """
 
 from dataclasses import dataclass, field
 
-from graphc import dtypes, registry
+from graphc import registry
+from graphc.compiler._memory import (
+    ARENA,
+    CONSTANT,
+    PERSISTENT,
+    VIEW,
+    MemoryModel,
+    emits_step,
+    fetched_roots,
+    value_nbytes,
+)
+from graphc.compiler.plan_memory import ALIGNMENT, align, plan_memory
 from graphc.graph import GRADIENT, OPTIMIZER
 
-ALIGNMENT = 64
-
-ARENA, PERSISTENT, CONSTANT, VIEW = "ARENA", "PERSISTENT", "CONSTANT", "VIEW"
-
 _KIND_OF_ROLE = {GRADIENT: "gradient", OPTIMIZER: "optimizer"}
+
+__all__ = ["ALIGNMENT", "ARENA", "CONSTANT", "PERSISTENT", "VIEW", "Buffer", "BufferAssignment",
+           "align", "assign_buffers", "emits_step", "value_nbytes"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,10 @@ class Buffer:
     offset: int = 0       # ARENA: byte offset in the arena (VIEW: the root's)
     index: int = 0        # PERSISTENT / CONSTANT: index into the matching list (VIEW: the root's)
     alias_of: str = ""    # VIEW: the root value's name
+    start: int = -1       # ARENA: first step the bytes are live (written); -1 otherwise
+    end: int = -1         # ARENA: last step the bytes are live (read)
+    inplace_of: str = ""  # ARENA: the input whose bytes this output took over at step ``start``
+    step: str = ""        # workspace: the node whose step owns it
 
 
 @dataclass
@@ -51,56 +74,111 @@ class BufferAssignment:
     arena_bytes: int = 0
     persistent: list = field(default_factory=list)   # variable names, Plan.persistent order
     constants: list = field(default_factory=list)    # constant value names, Plan.constants order
+    frees: list = field(default_factory=list)        # per step: ARENA value names dead after it
+    workspaces: dict = field(default_factory=dict)   # node name → workspace value names
+    packing: str = ""                                # which plan_memory order won
 
 
-def align(n, alignment=ALIGNMENT):
-    return (n + alignment - 1) // alignment * alignment
-
-
-def value_nbytes(dtype, dims):
-    numel = 1
-    for d in dims:
-        numel *= int(d)
-    return numel * dtypes.itemsize(dtype)
-
-
-def emits_step(node):
-    """Whether a node becomes a PlanStep (constants and views do not)."""
-    return node.op != "constant" and not registry.get_op(node.op).view
+def _workspace_requests(node, graph):
+    fn = getattr(registry.get_op(node.op), "workspace", None)
+    return list(fn(node, graph)) if fn is not None else []
 
 
 def assign_buffers(graph):
     result = BufferAssignment()
-    buffers = result.buffers
-    cursor = 0
+    model = MemoryModel(graph, graph.nodes)
+    steps = [node for node in graph.nodes if emits_step(node)]
+    last = max(len(steps) - 1, 0)
+    fetched = fetched_roots(graph, model)
 
-    def arena(name, dtype, dims, kind):
-        nonlocal cursor
-        nbytes = value_nbytes(dtype, dims)
-        buffers[name] = Buffer(name, dtype, tuple(dims), ARENA, nbytes, kind, offset=cursor)
-        cursor = align(cursor + nbytes)
+    # Arena values, their kinds and live intervals.
+    info = {}   # name → [dtype, dims, nbytes, kind, start, end]
+    for ph in graph.inputs:
+        info[ph.name] = [ph.dtype, tuple(ph.shape), model.nbytes[ph.name], "input", 0, 0]
+    step_of = {}
+    for s, node in enumerate(steps):
+        step_of[node.name] = s
+        for r in model.arena_roots_read(node):
+            info[r][5] = s
+        for o in node.outputs:
+            if model.storage[o] == ARENA and model.root[o] == o:
+                t = graph.tensor(o)
+                info[o] = [t.dtype, tuple(t.shape), model.nbytes[o], _KIND_OF_ROLE.get(node.role, "activation"), s, s]
+        for k, (dtype, dims) in enumerate(_workspace_requests(node, graph)):
+            name = f"{node.name}/workspace:{k}"
+            info[name] = [dtype, tuple(dims), value_nbytes(dtype, dims), "workspace", s, s]
+            result.workspaces.setdefault(node.name, []).append(name)
+    for r in fetched:
+        info[r][5] = last
+
+    # In place: an elementwise output takes over a dying direct input of the same dtype and size.
+    group = {name: name for name in info}
+    inplace_of = {}
+    for s, node in enumerate(steps):
+        if not registry.get_op(node.op).elementwise or len(node.outputs) != 1:
+            continue
+        o = node.outputs[0]
+        if o not in info or info[o][2] == 0:
+            continue
+        for i in node.inputs:
+            if (i in info and model.root[i] == i and i not in fetched and info[i][5] == s
+                    and info[i][0] == info[o][0] and info[i][2] == info[o][2] and i not in inplace_of.values()):
+                inplace_of[o] = i
+                group[o] = group[i]
+                break
+    members = {}
+    for name in info:
+        members.setdefault(group[name], []).append(name)
+    blocks = []
+    for head, names in members.items():
+        blocks.append((head, max(info[n][2] for n in names), min(info[n][4] for n in names),
+                       max(info[n][5] for n in names)))
+    offsets, arena_bytes, how = plan_memory(blocks)
+    result.arena_bytes = arena_bytes
+    result.packing = how
+
+    # Frees: after its last step a value's bytes are dead, unless an output took them over.
+    result.frees = [[] for _ in steps]
+    taken = set(inplace_of.values())
+    for name, (_, _, _, _, _, end) in info.items():
+        if name not in fetched and name not in taken and steps:
+            result.frees[end].append(name)
+
+    buffers = result.buffers
+
+    def arena(name):
+        dtype, dims, nbytes, kind, start, end = info[name]
+        buffers[name] = Buffer(name, dtype, dims, ARENA, nbytes, kind, offset=offsets[group[name]] if nbytes else 0,
+                               start=start, end=end, inplace_of=inplace_of.get(name, ""))
 
     for ph in graph.inputs:
-        arena(ph.name, ph.dtype, ph.shape, "input")
+        arena(ph.name)
     for var in graph.variables:
-        buffers[var.name] = Buffer(var.name, var.dtype, tuple(var.shape), PERSISTENT,
-                                   value_nbytes(var.dtype, var.shape), "variable", index=len(result.persistent))
+        buffers[var.name] = Buffer(var.name, var.dtype, tuple(var.shape), PERSISTENT, model.nbytes[var.name],
+                                   "variable", index=len(result.persistent))
         result.persistent.append(var.name)
     for node in graph.nodes:
+        opdef = registry.get_op(node.op)
         for o in node.outputs:
             t = graph.tensor(o)
-            nbytes = value_nbytes(t.dtype, t.shape)
             if node.op == "constant":
-                buffers[o] = Buffer(o, t.dtype, tuple(t.shape), CONSTANT, nbytes, "constant",
+                buffers[o] = Buffer(o, t.dtype, tuple(t.shape), CONSTANT, model.nbytes[o], "constant",
                                     index=len(result.constants))
                 result.constants.append(o)
-            elif registry.get_op(node.op).view:
-                root = buffers[node.inputs[0]]
-                if root.storage == VIEW:
-                    root = buffers[root.alias_of]
-                buffers[o] = Buffer(o, t.dtype, tuple(t.shape), VIEW, nbytes, root.kind,
+            elif opdef.view:
+                root = buffers[model.root[o]]
+                buffers[o] = Buffer(o, t.dtype, tuple(t.shape), VIEW, model.nbytes[o], root.kind,
                                     offset=root.offset, index=root.index, alias_of=root.name)
+            elif model.storage[o] == PERSISTENT:
+                var = buffers[model.variable[o]]
+                buffers[o] = Buffer(o, t.dtype, tuple(t.shape), PERSISTENT, model.nbytes[o], var.kind,
+                                    index=var.index)
             else:
-                arena(o, t.dtype, t.shape, _KIND_OF_ROLE.get(node.role, "activation"))
-    result.arena_bytes = cursor
+                arena(o)
+        for w in result.workspaces.get(node.name, []):
+            arena(w)
+            buffers[w] = Buffer(**{**buffers[w].__dict__, "step": node.name})
+    # Sort frees in plan value order for determinism.
+    position = {name: k for k, name in enumerate(buffers)}
+    result.frees = [sorted(f, key=position.__getitem__) for f in result.frees]
     return result

@@ -5,16 +5,21 @@ prune_graph and schedule_nodes), and its :class:`BufferAssignment`.
 Guarantees: a ``graphc_pb2.Plan`` (format_version 1) that ``graphc.plan.validate_plan``
 accepts: one PlanValue per buffer (same order), one PlanStep per node that is not a
 constant or a view (schedule order; attrs encoded as in models, reshape's ``shape``
-replaced by the concrete output shape), feeds (every placeholder of the graph, in
+replaced by the concrete output shape; ``frees``: the ARENA values dead after the
+step; ``workspaces``: its scratch values), feeds (every placeholder of the graph, in
 order), fetches, persistent variables and constants with inline data, the memory
 report, the training spec and metadata.  Deterministic: the same inputs give the
-same bytes under ``SerializeToString(deterministic=True)``.
+same bytes under ``SerializeToString(deterministic=True)``.  With the environment
+variable GRAPHC_VERIFY=1 the plan is checked by ``verify_plan`` before it is returned.
 """
+
+import os
 
 from graphc import dtypes, registry
 from graphc._proto import graphc_pb2 as pb
 from graphc.compiler.assign_buffers import emits_step
 from graphc.compiler.attrs import TensorEncoder, encode_attrs
+from graphc.compiler.verify_plan import verify_plan
 from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE
 from graphc.plan import FORMAT_VERSION, MIN_CONSUMER_VERSION, fill_memory_report
 
@@ -77,6 +82,9 @@ def emit_plan(graph, buffers, target="cpu"):
         encode_attrs(opdef, attrs, step.attrs, encoder, node.describe())
         step.role = _ROLE_TO_PROTO[node.role]
         _set_provenance(step, node.provenance)
+        step.workspaces.extend(index[w] for w in buffers.workspaces.get(node.name, []))
+        if buffers.frees:
+            step.frees.extend(index[f] for f in buffers.frees[len(plan.steps) - 1])
 
     plan.feeds.extend(index[ph.name] for ph in graph.inputs)
     plan.fetches.extend(index[name] for name in graph.outputs)
@@ -97,6 +105,8 @@ def emit_plan(graph, buffers, target="cpu"):
 
     plan.arena_bytes = buffers.arena_bytes
     fill_memory_report(plan)
+    if os.environ.get("GRAPHC_VERIFY", "") not in ("", "0"):
+        verify_plan(plan)
     if graph.training is not None:
         plan.training.CopyFrom(graph.training)
     for key in sorted(graph.metadata):

@@ -2,20 +2,182 @@
 
 Needs: an acyclic Graph.
 Guarantees: a new Graph with the same placeholders, variables, values and outputs
-whose ``nodes`` list is a topological order, and the same one every time for the
-same input (Graph.topological_order: among ready nodes, the earliest stored first).
+whose ``nodes`` list is a topological order that also honours the control dependencies
+of in-place ops (a node with ``opdef.inplace`` runs after every other reader of the
+persistent input it overwrites, views included), and the same order every time for the
+same input.
+
+Memory-aware: when every shape is concrete, two list schedules are built and the one
+with the lower peak of live arena bytes is kept (the first on a tie):
+
+- "stored": among ready nodes, the earliest stored first (Graph.topological_order);
+- "memory": among ready nodes, the one with the smallest net allocation — bytes of
+  its new arena outputs minus bytes of the arena values it is the last reader of
+  (ties: earliest stored).  Views and constants run as soon as they are ready.
+
+In both, nodes with role "recompute" run lazily, on demand: only when no other node is
+ready, and then the one that the earliest stored waiting node needs first.  That puts
+each recomputed segment right before the gradient nodes that read it.
 """
 
+import heapq
+
+from graphc.compiler._memory import (
+    ARENA,
+    MemoryModel,
+    emits_step,
+    fetched_roots,
+    inplace_control_deps,
+    peak_live_bytes,
+)
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
+from graphc.errors import CompileError
+from graphc.graph import RECOMPUTE, is_static
+
+POLICIES = ("stored", "memory")
+
+
+def _shapes_known(graph):
+    return all(is_static(t.shape) for t in graph.values.values())
+
+
+def schedule_order(graph, policy="memory", model=None):
+    """The nodes of ``graph`` in the order ``policy`` ("stored" or "memory") runs them."""
+    nodes = graph.nodes
+    n = len(nodes)
+    index = {node.name: i for i, node in enumerate(nodes)}
+    producer = {o: i for i, node in enumerate(nodes) for o in node.outputs}
+    model = model or MemoryModel(graph)
+    control = inplace_control_deps(graph, model)
+    preds = [set() for _ in range(n)]
+    for i, node in enumerate(nodes):
+        preds[i].update(producer[v] for v in node.inputs if v in producer)
+        preds[i].update(index[name] for name in control.get(node.name, ()))
+    succs = [[] for _ in range(n)]
+    for i in range(n):
+        for p in sorted(preds[i]):
+            succs[p].append(i)
+    waiting = [len(p) for p in preds]
+
+    step = [emits_step(node) for node in nodes]
+    reads = [model.arena_roots_read(node) if step[i] else [] for i, node in enumerate(nodes)]
+    alloc = [sum(model.nbytes[o] for o in node.outputs if model.storage[o] == ARENA and model.root[o] == o)
+             if step[i] else 0 for i, node in enumerate(nodes)]
+    fetched = fetched_roots(graph, model)
+    left, readers = {}, {}
+    for i in range(n):
+        for r in reads[i]:
+            left[r] = left.get(r, 0) + 1
+            readers.setdefault(r, []).append(i)
+    lazy = [node.role == RECOMPUTE for node in nodes]
+
+    def key(i):
+        if not step[i]:
+            return (0, 0, i)
+        if policy == "stored":
+            return (1, 0, i)
+        free = sum(model.nbytes[r] for r in reads[i] if left[r] == 1 and r not in fetched)
+        return (1, alloc[i] - free, i)
+
+    done = [False] * n
+    in_heap = [False] * n
+    stamp = [0] * n
+    heap, ready_lazy = [], set()
+
+    def make_ready(i):
+        if lazy[i]:
+            ready_lazy.add(i)
+        else:
+            in_heap[i] = True
+            heapq.heappush(heap, (key(i), stamp[i]))
+
+    for i in range(n):
+        if waiting[i] == 0:
+            make_ready(i)
+    order = []
+
+    def run(i):
+        done[i] = True
+        in_heap[i] = False
+        ready_lazy.discard(i)
+        order.append(nodes[i])
+        for r in reads[i]:
+            left[r] -= 1
+            if left[r] == 1 and policy == "memory":
+                for j in readers[r]:
+                    if not done[j] and in_heap[j]:
+                        stamp[j] += 1
+                        heapq.heappush(heap, (key(j), stamp[j]))
+        for j in succs[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                make_ready(j)
+
+    while len(order) < n:
+        if heap:
+            k, s = heapq.heappop(heap)
+            i = k[2]
+            if done[i] or s != stamp[i]:
+                continue
+            run(i)
+        elif ready_lazy:
+            run(_demanded(nodes, preds, done, lazy, ready_lazy))
+        else:
+            stuck = [nodes[i].name for i in range(n) if not done[i]]
+            raise CompileError(f"cannot schedule nodes {stuck[:5]}: a cycle through data or in-place "
+                               f"(overwrite-after-read) dependencies")
+    return order
+
+
+def _demanded(nodes, preds, done, lazy, ready_lazy):
+    """The ready lazy node that the earliest stored waiting node needs first."""
+    targets = [i for i in range(len(nodes)) if not done[i] and not lazy[i]]
+    if not targets:
+        return min(ready_lazy)
+    seen = set()
+    stack = [targets[0]]
+    while stack:
+        i = stack.pop()
+        if i in ready_lazy:
+            return i
+        if i in seen:
+            continue
+        seen.add(i)
+        stack.extend(sorted((p for p in preds[i] if not done[p]), reverse=True))
+    return min(ready_lazy)
+
+
+def best_order(graph):
+    """The schedule with the lowest peak of live arena bytes among POLICIES, and that peak
+    (None when shapes are not all concrete: then the stored order)."""
+    if not _shapes_known(graph):
+        return schedule_order(graph, "stored", _SizeFreeModel(graph)), None
+    model = MemoryModel(graph)
+    best = None
+    for policy in POLICIES:
+        order = schedule_order(graph, policy, model)
+        peak = peak_live_bytes(graph, model, order)
+        if best is None or peak < best[1]:
+            best = (order, peak)
+    return best
+
+
+class _SizeFreeModel(MemoryModel):
+    """A MemoryModel for graphs whose shapes are not bound yet: every size is 0."""
+
+    def _size(self, name, graph):
+        return 0
 
 
 def schedule_nodes(graph):
+    order, _ = best_order(graph)
     out = new_graph_like(graph)
     for ph in graph.inputs:
         copy_placeholder(out, ph)
     for var in graph.variables:
         copy_variable(out, var)
-    for node in graph.topological_order():
+    for node in order:
         copy_node(out, node, node_types(graph, node))
     out.outputs = list(graph.outputs)
     return out
+

@@ -1,0 +1,145 @@
+"""Helpers shared by the memory passes (schedule_nodes, assign_buffers, recompute):
+where each value's bytes live, and for how long.
+
+Storage rules (the contract the plan encodes):
+
+- placeholder → ARENA (the runtime copies feeds in before step 0);
+- variable → PERSISTENT;
+- output of a ``constant`` node → CONSTANT;
+- output of a VIEW op → aliases the root of its input (views of views followed);
+- output ``o`` of an op with ``opdef.inplace = {o: i}`` → PERSISTENT, the same storage
+  as its input ``i`` (which must itself be persistent: a variable or an earlier in-place
+  output).  Such a node runs after every other reader of input ``i`` (and of its views):
+  :func:`inplace_control_deps`;
+- any other node output → ARENA.
+
+Liveness (over a schedule): an ARENA root is live from the step that writes it (step 0
+for placeholders) to the last step that reads it or one of its views; a fetched root
+(or the root of a fetched view) lives to the last step.
+"""
+
+from graphc import dtypes, registry
+from graphc.errors import CompileError, where
+
+ARENA, PERSISTENT, CONSTANT, VIEW = "ARENA", "PERSISTENT", "CONSTANT", "VIEW"
+
+
+def value_nbytes(dtype, dims):
+    numel = 1
+    for d in dims:
+        numel *= int(d)
+    return numel * dtypes.itemsize(dtype)
+
+
+def emits_step(node):
+    """Whether a node becomes a PlanStep (constants and views do not)."""
+    return node.op != "constant" and not registry.get_op(node.op).view
+
+
+class MemoryModel:
+    """Per value of a graph with concrete shapes: ``nbytes``, ``root`` (views followed),
+    ``storage`` of the root (ARENA, PERSISTENT or CONSTANT) and, for PERSISTENT roots,
+    ``variable`` (the variable whose storage it is)."""
+
+    def __init__(self, graph, order=None):
+        self.nbytes, self.root, self.storage, self.variable = {}, {}, {}, {}
+        for ph in graph.inputs:
+            self._add(ph.name, graph, ARENA)
+        for var in graph.variables:
+            self._add(var.name, graph, PERSISTENT)
+            self.variable[var.name] = var.name
+        for node in order if order is not None else graph.topological_order():
+            opdef = registry.get_op(node.op)
+            for k, o in enumerate(node.outputs):
+                if node.op == "constant":
+                    self._add(o, graph, CONSTANT)
+                elif opdef.view:
+                    self.nbytes[o] = self._size(o, graph)
+                    self.root[o] = self.root[node.inputs[0]]
+                elif k in opdef.inplace:
+                    src = self.root[node.inputs[opdef.inplace[k]]]
+                    if self.storage[src] != PERSISTENT:
+                        raise CompileError(
+                            f"{node.describe()} writes its output {k} into input {opdef.inplace[k]} "
+                            f"({node.inputs[opdef.inplace[k]]!r}), which must be a variable or optimizer state "
+                            f"in persistent storage, not a {self.storage[src].lower()} value{where(node.provenance)}")
+                    self._add(o, graph, PERSISTENT)
+                    self.variable[o] = self.variable[src]
+                else:
+                    self._add(o, graph, ARENA)
+
+    def _size(self, name, graph):
+        t = graph.tensor(name)
+        return value_nbytes(t.dtype, t.shape)
+
+    def _add(self, name, graph, storage):
+        self.nbytes[name] = self._size(name, graph)
+        self.root[name] = name
+        self.storage[name] = storage
+
+    def arena_roots_read(self, node):
+        """The ARENA roots a node reads (directly or through views), each once, in input order."""
+        seen = []
+        for i in node.inputs:
+            r = self.root[i]
+            if self.storage[r] == ARENA and r not in seen:
+                seen.append(r)
+        return seen
+
+
+def inplace_control_deps(graph, model=None):
+    """node name → names of the nodes it must run after because it overwrites persistent
+    storage they read: every other reader of the overwritten input or of a view of it."""
+    model = model or MemoryModel(graph)
+    readers = {}
+    for node in graph.nodes:
+        if registry.get_op(node.op).view:
+            continue
+        for i in node.inputs:
+            readers.setdefault(model.root[i], []).append(node)
+    deps = {}
+    for node in graph.nodes:
+        opdef = registry.get_op(node.op)
+        for in_idx in opdef.inplace.values():
+            src = model.root[node.inputs[in_idx]]
+            names = deps.setdefault(node.name, [])
+            for r in readers.get(src, []):
+                if r is not node and r.name not in names:
+                    names.append(r.name)
+    return deps
+
+
+def fetched_roots(graph, model):
+    return {model.root[o] for o in graph.outputs if model.storage[model.root[o]] == ARENA}
+
+
+def live_intervals(graph, model, order):
+    """For a scheduled node list: (steps, {ARENA root: [start, end]}) in step indices."""
+    steps = [n for n in order if emits_step(n)]
+    last = max(len(steps) - 1, 0)
+    interval = {}
+    for ph in graph.inputs:
+        interval[ph.name] = [0, 0]
+    for s, node in enumerate(steps):
+        for r in model.arena_roots_read(node):
+            interval[r][1] = s
+        for o in node.outputs:
+            if model.storage[o] == ARENA and model.root[o] == o:
+                interval[o] = [s, s]
+    for r in fetched_roots(graph, model):
+        interval[r][1] = last
+    return steps, interval
+
+
+def peak_live_bytes(graph, model, order):
+    """The most ARENA bytes live at one step of the schedule ``order``."""
+    steps, interval = live_intervals(graph, model, order)
+    delta = [0] * (len(steps) + 2)
+    for r, (a, b) in interval.items():
+        delta[a] += model.nbytes[r]
+        delta[b + 1] -= model.nbytes[r]
+    peak = running = 0
+    for s in range(max(len(steps), 1)):
+        running += delta[s]
+        peak = max(peak, running)
+    return peak

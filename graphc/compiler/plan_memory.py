@@ -1,0 +1,97 @@
+"""plan_memory — pack live intervals into one arena (the offset half of assign_buffers).
+
+Input: blocks ``(key, nbytes, start, end)``: ``nbytes`` bytes needed from step ``start``
+to step ``end`` inclusive.  Two blocks whose intervals intersect get disjoint byte
+ranges; blocks whose intervals do not may share bytes.  Output: a 64-byte aligned
+offset per block and the arena size.
+
+The packer is the greedy best-fit of XLA's heap simulator (GlobalDecreasingSizeBestFit)
+and TFLite's/ONNX Runtime's memory patterns: blocks are placed one by one, each into
+the smallest aligned gap left free by the already placed blocks that are live at the
+same time, else on top.  The result depends on the order blocks are placed in, so
+several orders are tried and the smallest arena is kept (the first on a tie):
+
+- "size":     largest first, then longest-lived, then earliest;
+- "lifetime": longest-lived first, then largest;
+- "time":     by start step, largest first (a heap simulation in program order).
+
+Each placement looks only at blocks live at the same time (a vectorized filter), so a
+10,000-value graph plans in well under a second.
+"""
+
+import numpy as np
+
+ALIGNMENT = 64
+
+ORDERS = ("size", "lifetime", "time")
+
+
+def align(n, alignment=ALIGNMENT):
+    return (n + alignment - 1) // alignment * alignment
+
+
+def _order(blocks, how):
+    idx = range(len(blocks))
+    if how == "size":
+        return sorted(idx, key=lambda i: (-blocks[i][1], -(blocks[i][3] - blocks[i][2]), blocks[i][2], i))
+    if how == "lifetime":
+        return sorted(idx, key=lambda i: (-(blocks[i][3] - blocks[i][2]), -blocks[i][1], blocks[i][2], i))
+    if how == "time":
+        return sorted(idx, key=lambda i: (blocks[i][2], -blocks[i][1], i))
+    raise ValueError(how)
+
+
+def _pack(blocks, order):
+    n = len(blocks)
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    lo = np.empty(n, np.int64)
+    hi = np.empty(n, np.int64)
+    placed = 0
+    offsets = [0] * n
+    top = 0
+    for i in order:
+        _, size, a, b = blocks[i]
+        if size == 0:
+            continue
+        best = None
+        if placed:
+            mask = (starts[:placed] <= b) & (ends[:placed] >= a)
+            if mask.any():
+                olo, ohi = lo[:placed][mask], hi[:placed][mask]
+                srt = np.argsort(olo, kind="stable")
+                olo, ohi = olo[srt], ohi[srt]
+                # Gaps between the union of occupied ranges.
+                reach = np.maximum.accumulate(ohi)
+                gap_lo = np.concatenate(([0], reach))
+                gap_hi = np.concatenate((olo, [np.iinfo(np.int64).max]))
+                cand = (gap_lo + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+                room = gap_hi - cand
+                fits = np.nonzero(room[:-1] >= size)[0]
+                if fits.size:
+                    k = fits[np.argmin(room[fits])]  # best fit; the lowest on a tie
+                    best = int(cand[k])
+                else:
+                    best = int(cand[-1])
+            else:
+                best = 0
+        else:
+            best = 0
+        offsets[i] = best
+        starts[placed], ends[placed], lo[placed], hi[placed] = a, b, best, best + size
+        placed += 1
+        top = max(top, best + size)
+    return offsets, align(top)
+
+
+def plan_memory(blocks, orders=ORDERS):
+    """blocks: list of (key, nbytes, start, end).  Returns ({key: offset}, arena_bytes, order name)."""
+    best = None
+    for how in orders:
+        offsets, total = _pack(blocks, _order(blocks, how))
+        if best is None or total < best[1]:
+            best = (offsets, total, how)
+    if best is None:
+        return {}, 0, orders[0] if orders else ""
+    offsets, total, how = best
+    return {blocks[i][0]: offsets[i] for i in range(len(blocks))}, total, how
