@@ -20,6 +20,7 @@ from graphc import (  # noqa: F401
     reference,  # noqa: E402,F401
     registry,
 )
+from graphc.autodiff import gradients
 from graphc.compiler import compile  # noqa: E402,A004
 from graphc.dtypes import bool_, float32, float64, int32, int64  # noqa: F401
 from graphc.graph import (  # noqa: F401

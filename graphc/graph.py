@@ -398,7 +398,7 @@ class Graph:
 
     def add_variable(self, name, init_value, trainable=True, provenance=None):
         name = self.scope + "/" + name if self._scope else name
-        value = np.ascontiguousarray(init_value)
+        value = np.array(init_value, order="C")
         dtype = dtypes.as_dtype(value.dtype)
         var = Variable(name, dtype, tuple(int(d) for d in value.shape), value, bool(trainable), provenance or ("", 0))
         self._claim(name, var, "variable")

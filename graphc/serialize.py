@@ -88,7 +88,7 @@ class _Writer:
             dtype = dtypes.as_dtype(arr.dtype)
         except TypeError as e:
             raise ModelFormatError(f"{what}: {e}") from None
-        arr = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
+        arr = np.asarray(arr, dtype=np.dtype(dtype).newbyteorder("<"), order="C")  # keeps 0-d arrays 0-d
         proto.dtype = dtypes.to_proto(dtype)
         proto.dims.extend(int(d) for d in arr.shape)
         nbytes = arr.nbytes

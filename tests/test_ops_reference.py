@@ -286,6 +286,53 @@ INDEPENDENT = {
 }
 
 
+def _sum_to(inputs, attrs):
+    x, like = inputs
+    out = np.zeros(like.shape, x.dtype)
+    for idx in itertools.product(*[range(d) for d in x.shape]):
+        out[_bcast_index(idx, like.shape)] += x[idx]
+    return out
+
+
+def _sce_grad(inputs, attrs):
+    logits, labels, g = inputs
+    p = np.vectorize(math.exp)(_log_softmax_rows(logits, -1)) if logits.size else np.zeros(logits.shape)
+    out = np.empty(logits.shape)
+    n = max(labels.size, 1)
+    for idx in itertools.product(*[range(d) for d in labels.shape]):
+        for c in range(logits.shape[-1]):
+            d = p[idx + (c,)] - (1.0 if c == labels[idx] else 0.0)
+            if attrs["reduction"] == "none":
+                out[idx + (c,)] = d * g[idx]
+            else:
+                out[idx + (c,)] = d * g.item() / (n if attrs["reduction"] == "mean" else 1)
+    return out.astype(logits.dtype)
+
+
+def _slice_grad(inputs, attrs):
+    g, x = inputs
+    axes = attrs["axes"] if attrs["axes"] is not None else range(len(attrs["starts"]))
+    steps = attrs["steps"] if attrs["steps"] is not None else [1] * len(attrs["starts"])
+    keep = [list(range(d)) for d in x.shape]
+    for s, e, ax, st in zip(attrs["starts"], attrs["ends"], axes, steps):
+        keep[ax % x.ndim] = list(range(x.shape[ax % x.ndim]))[s:e:st]
+    out = np.zeros(x.shape, x.dtype)
+    for gidx in itertools.product(*[range(len(k)) for k in keep]):
+        out[tuple(k[i] for k, i in zip(keep, gidx))] = g[gidx]
+    return out
+
+
+INDEPENDENT.update({
+    "sum_to": _sum_to,
+    "broadcast_like": lambda inputs, attrs: _elementwise(lambda z, a: a)(
+        [np.zeros(inputs[1].shape, inputs[0].dtype), inputs[0]], {}),
+    "reshape_like": lambda inputs, attrs: _flat_reshape(inputs, inputs[1].shape),
+    "relu_grad": _elementwise(lambda g, x: g if x > 0 else 0.0),
+    "softmax_cross_entropy_grad": _sce_grad,
+    "slice_grad": _slice_grad,
+})
+
+
 def test_every_op_has_an_independent_implementation():
     assert set(INDEPENDENT) == {o.name for o in OPS}
 

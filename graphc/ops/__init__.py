@@ -3,6 +3,15 @@
 Each module declares its ops with ``graphc.registry.register_op`` next to the Python
 builder function that adds the op to a graph."""
 
+from graphc import registry as _registry  # noqa: E402
+from graphc.ops.backward import (  # noqa: F401
+    broadcast_like,
+    relu_grad,
+    reshape_like,
+    slice_grad,
+    softmax_cross_entropy_grad,
+    sum_to,
+)
 from graphc.ops.elementwise import (  # noqa: F401
     abs,
     add,
@@ -41,3 +50,5 @@ from graphc.ops.shape import (  # noqa: F401
     stop_gradient,
     transpose,
 )
+
+_registry.check_complete()

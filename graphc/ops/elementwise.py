@@ -5,7 +5,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import ODD, UNARY_SHAPES, Example, as_tensors, broadcast_shapes, build, rand
-from graphc.registry import AttrSpec, register_op
+from graphc.registry import AttrSpec, defgrad, register_op
 
 # -- unary ---------------------------------------------------------------------------
 
@@ -387,6 +387,127 @@ def constant(value, dtype=None, name=None, graph=None):
             arr = arr.astype(np.int64)
         else:
             raise TypeError(f"constant: unsupported dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr)
+    arr = np.array(arr, order="C")  # ascontiguousarray would turn a 0-d array into 1-d
     g = graph or get_default_graph()
     return g.add_node("constant", [], {"value": arr}, name=name, provenance=user_provenance())[0]
+
+
+# -- gradients -----------------------------------------------------------------------------
+# Built from registry ops, so they differentiate again (Hessian-vector products).
+
+def _ops():
+    from graphc import ops
+    return ops
+
+
+def _ub(g, x):
+    from graphc.ops.backward import unbroadcast
+    return unbroadcast(g, x)
+
+
+@defgrad("neg")
+def _grad_neg(ctx):
+    return [neg(ctx.g)]
+
+
+@defgrad("abs")
+def _grad_abs(ctx):
+    zero = constant(np.zeros((), ctx.x.dtype), graph=ctx.x.graph)
+    return [where(less(ctx.x, zero), neg(ctx.g), ctx.g)]
+
+
+@defgrad("relu")
+def _grad_relu(ctx):
+    from graphc.ops.backward import relu_grad
+    return [relu_grad(ctx.g, ctx.x)]
+
+
+@defgrad("exp")
+def _grad_exp(ctx):
+    return [mul(ctx.g, ctx.y)]
+
+
+@defgrad("log")
+def _grad_log(ctx):
+    return [div(ctx.g, ctx.x)]
+
+
+@defgrad("sqrt")
+def _grad_sqrt(ctx):
+    return [div(mul(ctx.g, 0.5), ctx.y)]
+
+
+@defgrad("sigmoid")
+def _grad_sigmoid(ctx):
+    return [mul(ctx.g, mul(ctx.y, sub(1.0, ctx.y)))]
+
+
+@defgrad("tanh")
+def _grad_tanh(ctx):
+    return [mul(ctx.g, sub(1.0, mul(ctx.y, ctx.y)))]
+
+
+@defgrad("pow")
+def _grad_pow(ctx):
+    p = ctx.attrs["exponent"]
+    if p == 0:
+        return [mul(ctx.g, 0.0)]
+    d = mul(pow(ctx.x, p - 1), p) if p != 1 else None
+    return [ctx.g if d is None else mul(ctx.g, d)]
+
+
+@defgrad("add")
+def _grad_add(ctx):
+    a, b = ctx.inputs
+    return [_ub(ctx.g, a), _ub(ctx.g, b)]
+
+
+@defgrad("sub")
+def _grad_sub(ctx):
+    a, b = ctx.inputs
+    return [_ub(ctx.g, a), _ub(neg(ctx.g), b)]
+
+
+@defgrad("mul")
+def _grad_mul(ctx):
+    a, b = ctx.inputs
+    return [_ub(mul(ctx.g, b), a), _ub(mul(ctx.g, a), b)]
+
+
+@defgrad("div")
+def _grad_div(ctx):
+    a, b = ctx.inputs
+    ga = div(ctx.g, b)
+    gb = neg(mul(ga, ctx.y))  # -g a / b² = -(g / b) · (a / b)
+    return [_ub(ga, a), _ub(gb, b)]
+
+
+def _select_grad(ctx, a_wins):
+    a, b = ctx.inputs
+    zero = constant(np.zeros((), ctx.g.dtype), graph=ctx.g.graph)
+    return [_ub(where(a_wins, ctx.g, zero), a), _ub(where(a_wins, zero, ctx.g), b)]
+
+
+@defgrad("maximum")
+def _grad_maximum(ctx):
+    # ties send the gradient to a, as in TensorFlow
+    return _select_grad(ctx, logical_not(less(ctx.inputs[0], ctx.inputs[1])))
+
+
+@defgrad("minimum")
+def _grad_minimum(ctx):
+    return _select_grad(ctx, logical_not(greater(ctx.inputs[0], ctx.inputs[1])))
+
+
+@defgrad("where")
+def _grad_where(ctx):
+    cond, x, y = ctx.inputs
+    zero = constant(np.zeros((), ctx.g.dtype), graph=ctx.g.graph)
+    return [None, _ub(where(cond, ctx.g, zero), x), _ub(where(cond, zero, ctx.g), y)]
+
+
+@defgrad("cast")
+def _grad_cast(ctx):
+    if ctx.x.dtype in dtypes.FLOATS and ctx.y.dtype in dtypes.FLOATS:
+        return [cast(ctx.g, ctx.x.dtype)]
+    return [None]

@@ -4,7 +4,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import ODD, Example, as_tensors, build, rand
-from graphc.registry import AttrSpec, register_op
+from graphc.registry import AttrSpec, defgrad, register_op
 
 
 def _softmax_infer(ctx):
@@ -186,3 +186,28 @@ register_op(
 def one_hot(indices, depth, dtype="float32", name=None):
     """One-hot encoding of integer ``indices`` with ``depth`` classes."""
     return build("one_hot", as_tensors(indices), {"depth": int(depth), "dtype": dtype}, name=name)
+
+
+# -- gradients ------------------------------------------------------------------------------------
+
+@defgrad("softmax")
+def _grad_softmax(ctx):
+    from graphc import ops
+    y, g = ctx.y, ctx.g
+    axis = ctx.attrs["axis"]
+    return [ops.mul(y, ops.sub(g, ops.sum(ops.mul(g, y), axis=axis, keepdims=True)))]
+
+
+@defgrad("log_softmax")
+def _grad_log_softmax(ctx):
+    from graphc import ops
+    y, g = ctx.y, ctx.g
+    axis = ctx.attrs["axis"]
+    return [ops.sub(g, ops.mul(ops.exp(y), ops.sum(g, axis=axis, keepdims=True)))]
+
+
+@defgrad("softmax_cross_entropy")
+def _grad_sce(ctx):
+    from graphc.ops.backward import softmax_cross_entropy_grad
+    logits, labels = ctx.inputs
+    return [softmax_cross_entropy_grad(logits, labels, ctx.g, ctx.attrs["reduction"]), None]

@@ -4,7 +4,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import ODD, Example, as_tensors, broadcast_shapes, build, rand
-from graphc.registry import AttrSpec, register_op
+from graphc.registry import AttrSpec, defgrad, register_op
 
 
 def normalize_axes(ctx, axes, rank):
@@ -173,3 +173,65 @@ register_op(
 def matmul(a, b, name=None):
     """a @ b (numpy.matmul semantics for rank >= 2)."""
     return build("matmul", as_tensors(a, b), name=name)
+
+
+# -- gradients ---------------------------------------------------------------------------------
+
+def _keepdims_grad(ctx):
+    """The upstream gradient reshaped to keepdims form (size-1 dims at the reduced axes)."""
+    from graphc import ops
+    x = ctx.x
+    axes = ctx.attrs["axes"]
+    axes = tuple(range(x.ndim)) if axes is None else tuple(sorted(a % x.ndim for a in axes))
+    if ctx.attrs["keepdims"] or not axes:
+        return ctx.g, axes
+    return ops.expand_dims(ctx.g, axes), axes
+
+
+@defgrad("sum")
+def _grad_sum(ctx):
+    from graphc.ops.backward import broadcast_as
+    g, _ = _keepdims_grad(ctx)
+    return [broadcast_as(g, ctx.x)]
+
+
+@defgrad("mean")
+def _grad_mean(ctx):
+    from graphc import ops
+    from graphc.ops.backward import broadcast_as, ones_like
+    g, axes = _keepdims_grad(ctx)
+    x = ctx.x
+    dims = [x.shape[a] for a in axes]
+    if all(isinstance(d, int) for d in dims):
+        n = int(np.prod(dims)) if dims else 1
+        return [broadcast_as(ops.div(g, float(n or 1)), x)]
+    count = ops.sum(ones_like(x), axis=axes, keepdims=True)
+    return [ops.div(broadcast_as(g, x), count)]
+
+
+@defgrad("max")
+def _grad_max(ctx):
+    from graphc import ops
+    from graphc.ops.backward import broadcast_as
+    g, axes = _keepdims_grad(ctx)
+    x = ctx.x
+    y = ctx.y if ctx.attrs["keepdims"] or not axes else ops.expand_dims(ctx.y, axes)
+    mask = ops.cast(ops.equal(x, broadcast_as(y, x)), x.dtype)
+    count = ops.sum(mask, axis=axes, keepdims=True)
+    return [ops.mul(mask, broadcast_as(ops.div(g, count), x))]
+
+
+@defgrad("matmul")
+def _grad_matmul(ctx):
+    from graphc import ops
+    from graphc.ops.backward import unbroadcast
+    a, b = ctx.inputs
+    g = ctx.g
+
+    def t(m):
+        perm = tuple(range(m.ndim - 2)) + (m.ndim - 1, m.ndim - 2)
+        return ops.transpose(m, perm)
+
+    ga = matmul(g, t(b))
+    gb = matmul(t(a), g)
+    return [unbroadcast(ga, a), unbroadcast(gb, b)]

@@ -10,7 +10,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import ODD, Example, as_tensors, build, numel, rand
-from graphc.registry import AttrSpec, register_op
+from graphc.registry import AttrSpec, defgrad, register_op
 
 END = 2 ** 62  # "to the end" in slice ends (ONNX uses INT64_MAX; 2**62 survives arithmetic)
 
@@ -454,3 +454,70 @@ def getitem(x, key):
     return y
 
 
+
+
+# -- gradients -------------------------------------------------------------------------------------
+
+@defgrad("broadcast_to")
+def _grad_broadcast_to(ctx):
+    from graphc.ops.backward import unbroadcast
+    return [unbroadcast(ctx.g, ctx.x)]
+
+
+@defgrad("reshape")
+def _grad_reshape(ctx):
+    from graphc.ops.backward import reshape_as
+    return [reshape_as(ctx.g, ctx.x)]
+
+
+@defgrad("expand_dims")
+def _grad_expand_dims(ctx):
+    from graphc.ops.backward import reshape_as
+    return [reshape_as(ctx.g, ctx.x)]
+
+
+@defgrad("squeeze")
+def _grad_squeeze(ctx):
+    from graphc.ops.backward import reshape_as
+    return [reshape_as(ctx.g, ctx.x)]
+
+
+@defgrad("transpose")
+def _grad_transpose(ctx):
+    perm = ctx.attrs["perm"]
+    if perm is None:
+        return [transpose(ctx.g)]
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return [transpose(ctx.g, tuple(inverse))]
+
+
+@defgrad("concat")
+def _grad_concat(ctx):
+    from graphc.ops.backward import zeros_like
+    axis = ctx.attrs["axis"] % ctx.y.ndim
+    grads, start = [], 0
+    for x in ctx.inputs:
+        size = x.shape[axis]
+        if not isinstance(size, int) or not isinstance(start, int):
+            from graphc.errors import GraphError
+            raise GraphError(f"{ctx.node.describe()}: the gradient of concat needs static sizes along axis "
+                             f"{axis}; bind the shapes first (gc.compile does)")
+        if size == 0:
+            grads.append(zeros_like(x))
+        else:
+            grads.append(slice(ctx.g, (start,), (start + size,), (axis,), (1,)))
+        start += size
+    return grads
+
+
+@defgrad("split")
+def _grad_split(ctx):
+    return [concat(list(ctx.grads), axis=ctx.attrs["axis"])]
+
+
+@defgrad("slice")
+def _grad_slice(ctx):
+    from graphc.ops.backward import slice_grad
+    return [slice_grad(ctx.g, ctx.x, ctx.attrs)]

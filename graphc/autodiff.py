@@ -1,0 +1,142 @@
+"""Reverse-mode automatic differentiation as a graph transformation.
+
+:func:`gradients` appends gradient nodes (role ``gradient``) to the graph and returns
+them.  Gradients are ordinary nodes built from registry ops, so the gradient of a
+gradient works (Hessian-vector products, second derivatives).
+
+Example::
+
+    import graphc as gc
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 3))
+        w = gc.variable("w", (3, 1), init=gc.init.ones())
+        loss = gc.mean(gc.tanh(x @ w))
+        (dw,) = gc.gradients(loss, [w])
+"""
+
+import numpy as np
+
+from graphc import dtypes, registry
+from graphc.errors import GraphError, where
+from graphc.graph import GRADIENT, Tensor
+
+
+def _as_list(x):
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+def _sum_all(terms):
+    from graphc import ops
+    total = terms[0]
+    for t in terms[1:]:
+        total = ops.add(total, t)
+    return total
+
+
+def _total(contributions, name):
+    """The summed gradient of a value (summed once, then reused)."""
+    terms = contributions.get(name)
+    if not terms:
+        return None
+    if len(terms) > 1:
+        contributions[name] = [_sum_all(terms)]
+    return contributions[name][0]
+
+
+def gradients(ys, xs, grad_ys=None):
+    """d(Σ ys · grad_ys)/d xs as new graph nodes; returns one Tensor per x (None where
+    no differentiable path connects it to ys).
+
+    - ys, xs: Tensors (or lists of them) of one graph; grad_ys defaults to ones.
+    - Contributions to a value used several times are summed.
+    - stop_gradient blocks; integer and bool values get no gradient.
+    - An op on the path without a declared gradient raises GraphError naming the op,
+      the node and the user's file:line.
+    - New nodes carry role "gradient" and the provenance of the forward node they
+      differentiate.
+    """
+    from graphc.ops.backward import ones_like
+
+    ys, xs = _as_list(ys), _as_list(xs)
+    if not ys:
+        raise GraphError("gradients() needs at least one y")
+    graph = ys[0].graph
+    for t in ys + xs:
+        if not isinstance(t, Tensor) or t.graph is not graph:
+            raise GraphError(f"gradients(): {t!r} is not a Tensor of the same graph as ys")
+    if grad_ys is None:
+        grad_ys = [None] * len(ys)
+    grad_ys = _as_list(grad_ys)
+    if len(grad_ys) != len(ys):
+        raise GraphError(f"gradients(): {len(ys)} ys but {len(grad_ys)} grad_ys")
+
+    order = graph.topological_order()
+    x_names = {x.name for x in xs}
+    # forward-reachable from xs
+    reach = set(x_names)
+    for node in order:
+        if any(i in reach for i in node.inputs):
+            reach.update(node.outputs)
+    # backward-reachable from ys
+    needed = {y.name for y in ys}
+    for node in reversed(order):
+        if any(o in needed for o in node.outputs):
+            needed.update(node.inputs)
+    on_path = [n for n in order if any(o in reach for o in n.outputs) and any(o in needed for o in n.outputs)]
+
+    contributions = {}
+    with graph.building(GRADIENT):
+        for y, gy in zip(ys, grad_ys):
+            if not dtypes.is_float(y.dtype):
+                raise GraphError(f"gradients(): y {y.name!r} has dtype {y.dtype}; only float values have gradients")
+            if gy is None:
+                with graph.building(GRADIENT, _provenance(y)):
+                    gy = ones_like(y)
+            elif not isinstance(gy, Tensor):
+                from graphc import ops
+                gy = ops.constant(np.asarray(gy, y.dtype), graph=graph)
+            contributions.setdefault(y.name, []).append(gy)
+
+    for node in reversed(on_path):
+        if not any(o in contributions for o in node.outputs):
+            continue
+        opdef = registry.get_op(node.op)
+        if not opdef.differentiable:
+            continue
+        if opdef.gradient is None:
+            raise GraphError(f"{node.describe()}: op {node.op!r} has no gradient{where(node.provenance)}")
+        inputs = [graph.tensor(i) for i in node.inputs]
+        outputs = [graph.tensor(o) for o in node.outputs]
+        with graph.building(GRADIENT, node.provenance):
+            grads = []
+            for o in outputs:
+                total = _total(contributions, o.name)
+                if total is not None:
+                    grads.append(total)
+                else:
+                    from graphc.ops.backward import zeros_like
+                    grads.append(zeros_like(o))
+            in_grads = opdef.gradient(registry.GradContext(node, inputs, outputs, grads))
+        if len(in_grads) != len(inputs):
+            raise GraphError(f"gradient of {node.op} returned {len(in_grads)} values for {len(inputs)} inputs")
+        for x, gx in zip(inputs, in_grads):
+            if gx is None or not dtypes.is_float(x.dtype) or x.name not in reach:
+                continue
+            if gx.shape != x.shape and all(isinstance(d, int) for d in x.shape + gx.shape):
+                raise GraphError(f"internal: gradient of {node.describe()} for {x.name} has shape {gx.shape}, "
+                                 f"expected {x.shape}")
+            contributions.setdefault(x.name, []).append(gx)
+
+    out = []
+    with graph.building(GRADIENT):
+        for x in xs:
+            out.append(_total(contributions, x.name))
+    return out
+
+
+def _provenance(t):
+    p = t.producer
+    return getattr(p, "provenance", None)
+

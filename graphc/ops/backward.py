@@ -1,0 +1,370 @@
+"""Ops that gradients are built from (dedicated backward ops, faster than compositions)
+and the helpers gradient functions use to undo broadcasting.
+
+``sum_to(x, like)`` and ``broadcast_like(x, like)`` read only the *shape* of ``like``, so
+gradients work on graphs whose batch dimension is unknown until compile time."""
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.ops._common import ODD, Example, build, rand
+from graphc.registry import AttrSpec, defgrad, register_op
+
+# -- sum_to / broadcast_like / reshape_like ---------------------------------------------
+
+
+def _sum_to_ref(inputs, attrs):
+    x, like = inputs
+    return reduce_to_shape(x, like.shape)
+
+
+def reduce_to_shape(x, shape):
+    """Sum x over the dims numpy broadcasting added or stretched to reach x.shape from shape."""
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
+    out = np.sum(x, axis=axes, keepdims=True, dtype=x.dtype) if axes else x
+    return np.reshape(out[(0,) * lead] if lead else out, shape).copy()
+
+
+def _sum_to_infer(ctx):
+    ctx.require_dtype(0, dtypes.NUMERIC)
+    x, like = ctx.shape(0), ctx.shape(1)
+    if len(like) > len(x):
+        ctx.fail("cannot sum to a shape of higher rank")
+    for i, d in enumerate(like):
+        e = x[len(x) - len(like) + i]
+        if isinstance(d, int) and isinstance(e, int) and d not in (1, e):
+            ctx.fail(f"cannot sum dim {len(x) - len(like) + i} of size {e} to size {d}")
+    return ctx.dtype(0), tuple(like)
+
+
+def _like_examples(pairs):
+    def examples(rng):
+        out = []
+        for dt in dtypes.FLOATS:
+            for sx, sl in pairs:
+                out.append(Example([rand(rng, sx, dt), rand(rng, sl, dt)], note=dt))
+        return out
+    return examples
+
+
+SUM_TO_PAIRS = [((), ()), ((3,), ()), ((5, 3), (3,)), ((5, 3), (5, 1)), ((4, 5, 3), (5, 1)), ((0, 3), (3,)),
+                ((2, 0), (1, 0)), ((1,), (1,)), (ODD, (73, 1))]
+
+register_op(
+    "sum_to",
+    doc="y = x summed over the dims that broadcasting stretched, so y.shape == like.shape "
+        "(the adjoint of broadcast_like).  Only the shape of 'like' is read.",
+    num_inputs=2,
+    infer=_sum_to_infer,
+    reference=_sum_to_ref,
+    examples=_like_examples(SUM_TO_PAIRS),
+)
+
+
+def _broadcast_like_infer(ctx):
+    x, like = ctx.shape(0), ctx.shape(1)
+    if len(x) > len(like):
+        ctx.fail("cannot broadcast to a shape of lower rank")
+    for i, d in enumerate(x):
+        e = like[len(like) - len(x) + i]
+        if isinstance(d, int) and isinstance(e, int) and d not in (1, e):
+            ctx.fail(f"cannot broadcast dim {i} of size {d} to {e}")
+    return ctx.dtype(0), tuple(like)
+
+
+register_op(
+    "broadcast_like",
+    doc="y = x broadcast (numpy rules) to the shape of 'like'; only that shape is read.",
+    num_inputs=2,
+    infer=_broadcast_like_infer,
+    reference=lambda inputs, attrs: np.broadcast_to(inputs[0], inputs[1].shape).copy(),
+    examples=_like_examples([(sl, sx) for sx, sl in SUM_TO_PAIRS]),
+)
+
+
+def _reshape_like_infer(ctx):
+    from graphc.ops._common import numel
+    a, b = numel(ctx.shape(0)), numel(ctx.shape(1))
+    if a is not None and b is not None and a != b:
+        ctx.fail(f"cannot reshape {a} elements like a tensor of {b}")
+    return ctx.dtype(0), tuple(ctx.shape(1))
+
+
+register_op(
+    "reshape_like",
+    doc="y = x reshaped to the shape of 'like' (same element count).  A view.",
+    num_inputs=2,
+    infer=_reshape_like_infer,
+    reference=lambda inputs, attrs: np.reshape(inputs[0], inputs[1].shape).copy(),
+    examples=_like_examples([((6,), (2, 3)), ((2, 3), (3, 2)), ((0, 2), (2, 0)), ((1,), ()), (ODD, (73, 72, 74))]),
+    view=True,
+)
+
+
+def sum_to(x, like, name=None):
+    return build("sum_to", [x, like], name=name)
+
+
+def broadcast_like(x, like, name=None):
+    return build("broadcast_like", [x, like], name=name)
+
+
+def reshape_like(x, like, name=None):
+    return build("reshape_like", [x, like], name=name)
+
+
+def _static(shape):
+    return all(isinstance(d, int) for d in shape)
+
+
+def unbroadcast(g, x):
+    """Sum the gradient g of a broadcast result back to x's shape (static ops when the
+    shapes are known, sum_to otherwise)."""
+    from graphc import ops
+
+    if g.shape == x.shape and _static(x.shape):
+        return g
+    if _static(g.shape) and _static(x.shape):
+        lead = len(g.shape) - len(x.shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(x.shape) if d == 1 and g.shape[lead + i] != 1)
+        y = ops.sum(g, axis=axes) if axes else g
+        return ops.reshape(y, x.shape) if y.shape != x.shape else y
+    return sum_to(g, x)
+
+
+def broadcast_as(g, x):
+    """Broadcast g to x's shape."""
+    from graphc import ops
+
+    if g.shape == x.shape and _static(x.shape):
+        return g
+    if _static(x.shape):
+        return ops.broadcast_to(g, x.shape)
+    return broadcast_like(g, x)
+
+
+def zeros_like(x):
+    from graphc import ops
+    return broadcast_as(ops.constant(np.zeros((), x.dtype), graph=x.graph), x)
+
+
+def ones_like(x):
+    from graphc import ops
+    return broadcast_as(ops.constant(np.ones((), x.dtype), graph=x.graph), x)
+
+
+def reshape_as(g, x):
+    from graphc import ops
+    if _static(x.shape):
+        return ops.reshape(g, x.shape)
+    return reshape_like(g, x)
+
+
+@defgrad("sum_to")
+def _grad_sum_to(ctx):
+    return [broadcast_as(ctx.g, ctx.x), None]
+
+
+@defgrad("broadcast_like")
+def _grad_broadcast_like(ctx):
+    return [unbroadcast(ctx.g, ctx.x), None]
+
+
+@defgrad("reshape_like")
+def _grad_reshape_like(ctx):
+    return [reshape_as(ctx.g, ctx.x), None]
+
+
+# -- relu_grad ---------------------------------------------------------------------------------
+
+def _relu_grad_infer(ctx):
+    ctx.require_same_dtype(0, 1)
+    ctx.require_dtype(0, dtypes.NUMERIC)
+    if ctx.shape(0) != ctx.shape(1):
+        ctx.fail("expects the gradient and the input of one shape")
+    return ctx.dtype(0), ctx.shape(0)
+
+
+def _relu_grad_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for s in [(), (1,), (0,), (5, 3), ODD]:
+            x = rand(rng, s, dt)
+            x = np.where(np.abs(x) < 0.05, np.asarray(0.5, dt), x).astype(dt)
+            out.append(Example([rand(rng, s, dt), x], note=dt))
+    return out
+
+
+register_op(
+    "relu_grad",
+    doc="dx = g where x > 0 else 0: the gradient of relu, in one pass.",
+    num_inputs=2,
+    infer=_relu_grad_infer,
+    reference=lambda inputs, attrs: np.where(inputs[1] > 0, inputs[0], np.zeros((), inputs[0].dtype)),
+    examples=_relu_grad_examples,
+    elementwise=True,
+)
+
+
+@defgrad("relu_grad")
+def _grad_relu_grad(ctx):
+    # d/dg = relu_grad(G, x); d/dx = 0 almost everywhere.
+    return [relu_grad(ctx.g, ctx.inputs[1]), None]
+
+
+def relu_grad(g, x, name=None):
+    return build("relu_grad", [g, x], name=name)
+
+
+# -- softmax_cross_entropy_grad -----------------------------------------------------------------
+
+def _sce_grad_infer(ctx):
+    ctx.require_dtype(0, dtypes.FLOATS)
+    ctx.require_dtype(1, dtypes.INTS)
+    ctx.require_same_dtype(0, 2)
+    reduction = ctx.attrs["reduction"]
+    want = () if reduction != "none" else tuple(ctx.shape(1))
+    if len(ctx.shape(2)) != len(want):
+        ctx.fail(f"expects an upstream gradient of shape {want}")
+    return ctx.dtype(0), ctx.shape(0)
+
+
+def _sce_grad_ref(inputs, attrs):
+    from graphc.ops.nn import _log_softmax_ref
+    logits, labels, g = inputs
+    p = np.exp(_log_softmax_ref([logits], {"axis": -1})).astype(logits.dtype)
+    onehot = (labels[..., None] == np.arange(logits.shape[-1])).astype(logits.dtype)
+    d = p - onehot
+    if attrs["reduction"] == "none":
+        return (d * g[..., None]).astype(logits.dtype)
+    scale = g / logits.dtype.type(max(labels.size, 1)) if attrs["reduction"] == "mean" else g
+    return (d * scale).astype(logits.dtype)
+
+
+def _sce_grad_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for lead, c in [((1,), 1), ((5,), 3), ((0,), 4), ((2, 3), 4), ((73,), 74)]:
+            for reduction in ("mean", "sum", "none"):
+                gshape = lead if reduction == "none" else ()
+                out.append(Example([rand(rng, lead + (c,), dt), rng.integers(0, c, size=lead).astype("int64"),
+                                    rand(rng, gshape, dt)], {"reduction": reduction}, note=dt))
+    return out
+
+
+register_op(
+    "softmax_cross_entropy_grad",
+    doc="d loss / d logits of softmax_cross_entropy: (softmax(z) - one_hot(label)) · g, divided by the "
+        "number of labels for reduction 'mean', with g broadcast per row for 'none'.",
+    num_inputs=3,
+    attrs={"reduction": AttrSpec("str", default="mean")},
+    infer=_sce_grad_infer,
+    reference=_sce_grad_ref,
+    examples=_sce_grad_examples,
+)
+
+
+@defgrad("softmax_cross_entropy_grad")
+def _grad_sce_grad(ctx):
+    from graphc import ops
+    logits, labels, g = ctx.inputs
+    G = ctx.g
+    reduction = ctx.attrs["reduction"]
+    p = ops.softmax(logits, axis=-1)
+    d = ops.sub(p, ops.one_hot(labels, logits.shape[-1], dtype=logits.dtype)) if isinstance(
+        logits.shape[-1], int) else None
+    if reduction == "none":
+        scale = ops.expand_dims(g, -1)
+    elif reduction == "mean":
+        scale = ops.div(g, _count(labels, logits.dtype))
+    else:
+        scale = g
+    # y = d * scale ; dy/dlogits · G = softmax-Jacobian applied to (G * scale)
+    gs = ops.mul(G, scale)
+    glogits = ops.mul(p, ops.sub(gs, ops.sum(ops.mul(gs, p), axis=-1, keepdims=True)))
+    if d is None:
+        return [glogits, None, None]
+    dg = ops.sum(ops.mul(d, G), axis=-1)
+    if reduction == "mean":
+        dg = ops.div(ops.sum(dg), _count(labels, logits.dtype))
+    elif reduction == "sum":
+        dg = ops.sum(dg)
+    return [glogits, None, dg]
+
+
+def _count(labels, dtype):
+    """The number of labels as a scalar of dtype (a constant when the shape is static)."""
+    from graphc import ops
+    if _static(labels.shape):
+        return ops.constant(np.asarray(max(int(np.prod(labels.shape)), 1), dtype), graph=labels.graph)
+    return ops.maximum(ops.sum(ones_like(ops.cast(labels, dtype))),
+                       ops.constant(np.asarray(1, dtype), graph=labels.graph))
+
+
+def softmax_cross_entropy_grad(logits, labels, g, reduction="mean", name=None):
+    return build("softmax_cross_entropy_grad", [logits, labels, g], {"reduction": reduction}, name=name)
+
+
+# -- slice_grad ------------------------------------------------------------------------------------
+
+def _slice_grad_infer(ctx):
+    from graphc.ops.shape import _slice_infer
+    ctx.require_same_dtype(0, 1)
+    sub = type(ctx)(ctx.opdef, ctx.node, [ctx.inputs[1]])
+    _, sliced = _slice_infer(sub)
+    g = ctx.shape(0)
+    if len(g) != len(sliced) or any(isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(g, sliced)):
+        ctx.fail(f"expects a gradient of the slice's shape {sliced}")
+    return ctx.dtype(1), ctx.shape(1)
+
+
+def _slice_grad_ref(inputs, attrs):
+    import builtins
+    g, x = inputs
+    out = np.zeros_like(x)
+    starts, ends = attrs["starts"], attrs["ends"]
+    axes = attrs["axes"] if attrs["axes"] is not None else range(len(starts))
+    steps = attrs["steps"] if attrs["steps"] is not None else (1,) * len(starts)
+    index = [builtins.slice(None)] * x.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        index[ax % x.ndim] = builtins.slice(s, e, st)
+    out[tuple(index)] = g
+    return out
+
+
+def _slice_grad_examples(rng):
+    from graphc.ops.shape import _slice_examples, _slice_ref
+    out = []
+    for ex in _slice_examples(rng):
+        x = ex.inputs[0]
+        if x.dtype.name not in dtypes.FLOATS:
+            continue
+        g = rand(rng, _slice_ref([x], ex.attrs).shape, x.dtype.name)
+        out.append(Example([g, x], ex.attrs, note=ex.note))
+    return out
+
+
+register_op(
+    "slice_grad",
+    doc="The adjoint of slice: zeros of x's shape with g written at x[starts:ends:steps] along axes.  "
+        "Only the shape of x is read.",
+    num_inputs=2,
+    attrs={"starts": AttrSpec("ints"), "ends": AttrSpec("ints"),
+           "axes": AttrSpec("ints", default=None, optional=True),
+           "steps": AttrSpec("ints", default=None, optional=True)},
+    infer=_slice_grad_infer,
+    reference=_slice_grad_ref,
+    examples=_slice_grad_examples,
+)
+
+
+@defgrad("slice_grad")
+def _grad_slice_grad(ctx):
+    from graphc import ops
+    a = ctx.attrs
+    return [ops.slice(ctx.g, a["starts"], a["ends"], a["axes"], a["steps"]), None]
+
+
+def slice_grad(g, x, attrs, name=None):
+    return build("slice_grad", [g, x], dict(attrs), name=name)
