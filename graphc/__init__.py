@@ -17,6 +17,7 @@ from graphc import (  # noqa: F401
     dtypes,
     errors,
     init,
+    optim,
     reference,  # noqa: E402,F401
     registry,
 )

@@ -43,12 +43,15 @@ def placeholder_kind(dtype):
     return np.dtype(dtype).kind
 
 
-def evaluate(graph, feeds, fetches=None):
+def evaluate(graph, feeds, fetches=None, state=None):
     """Evaluate ``fetches`` (names or Tensors; default: the graph's outputs, else every
     value no node consumes) given ``feeds`` (placeholder name or Tensor → array).
 
-    Returns a dict keyed like ``fetches`` (by name when fetches is None).  Variables
-    take their initial values.  Only the nodes the fetches need are run.
+    Returns a dict keyed like ``fetches`` (by name when fetches is None).  Only the
+    nodes the fetches need are run.  Variables take their initial values, or, when a
+    ``state`` dict (variable name → array) is given, the values in it; then in-place
+    update nodes (optimizer steps) also run and write their results back into
+    ``state`` — so calling evaluate repeatedly on a compiled training graph trains it.
     """
     feeds = {_key(k): v for k, v in (feeds or {}).items()}
     if fetches is None:
@@ -67,9 +70,13 @@ def evaluate(graph, feeds, fetches=None):
         if k not in placeholders:
             raise FeedError(f"unknown feed {k!r}; the graph's placeholders are {sorted(placeholders)}")
 
-    # Only what the fetches need.
-    needed = set(names)
+    # Only what the fetches need (and, with a state, the in-place updates).
     order = graph.topological_order()
+    needed = set(names)
+    if state is not None:
+        for node in order:
+            if registry.get_op(node.op).inplace:
+                needed.update(node.outputs)
     for node in reversed(order):
         if any(o in needed for o in node.outputs):
             needed.update(node.inputs)
@@ -82,7 +89,12 @@ def evaluate(graph, feeds, fetches=None):
             env[name] = check_feed(p, feeds[name])
     for v in graph.variables:
         if v.name in needed:
-            env[v.name] = v.init_value
+            if state is not None:
+                state.setdefault(v.name, np.array(v.init_value, copy=True))
+                env[v.name] = state[v.name]
+            else:
+                env[v.name] = v.init_value
+    writes = []
     for node in order:
         if not any(o in needed for o in node.outputs):
             continue
@@ -93,4 +105,9 @@ def evaluate(graph, feeds, fetches=None):
             raise RuntimeExecutionError(f"{node.describe()} failed: {e}{where(node.provenance)}") from e
         for o, val in zip(node.outputs, outs):
             env[o] = val
-    return {k: env[n] for k, n in zip(fetch_keys, names)}
+        for out_idx, in_idx in opdef.inplace.items():
+            writes.append((node.inputs[in_idx], outs[out_idx]))
+    if state is not None:
+        for var_name, value in writes:
+            state[var_name] = value
+    return {k: np.array(env[n], copy=True) for k, n in zip(fetch_keys, names)}

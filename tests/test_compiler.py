@@ -279,7 +279,8 @@ def test_schedule_nodes_orders_topologically_and_deterministically():
 def test_every_stage_passes_the_checker_and_keeps_outputs_unchanged():
     g, out = mlp()
     final, seen = stages(g, {"x": (3, 4), "unused_in": (3,)}, [out, "relu"])
-    assert list(seen) == ["validate_graph", "bind_shapes", "infer_shapes", "prune_graph", "schedule_nodes"]
+    assert list(seen) == ["validate_graph", "bind_shapes", "infer_shapes", "append_gradients", "append_optimizer",
+                          "prune_graph", "schedule_nodes"]
     for graph in seen.values():
         check_graph(graph)
     feeds = {"x": np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)}
@@ -406,7 +407,9 @@ def test_roles_set_the_value_kind_and_step_role():
 def test_emit_plan_header_feeds_fetches_persistent():
     g, out = mlp()
     g.metadata["author"] = "test"
-    g.training = pb.TrainingSpec(loss="out", var_list=["w"])
+    with g:
+        loss = gc.mean(out, name="loss")
+    g.training = gc.optim.SGD(lr=0.1).to_spec(loss.name, ["w"])
     plan = compile(g, shapes={"x": (2, 4), "unused_in": (3,)}, fetches=[out, "dead"], target="cuda")
     p = plan.proto
     assert (p.format_version, p.min_consumer_version, p.producer_name, p.target) == (1, 1, "graphc", "cuda")
@@ -415,7 +418,8 @@ def test_emit_plan_header_feeds_fetches_persistent():
     np.testing.assert_array_equal(np.frombuffer(p.persistent[0].init.raw_data, "<f4").reshape(4, 3),
                                   g.variables[0].init_value)
     assert p.persistent[0].trainable and p.persistent[0].provenance.file.endswith("test_compiler.py")
-    assert p.training.loss == "out" and list(p.training.var_list) == ["w"]
+    assert p.training.loss == "loss" and list(p.training.var_list) == ["w"]
+    assert [s.op for s in p.steps if s.role == pb.OPTIMIZER] == ["sgd_update"]
     assert dict(p.metadata) == {"author": "test"}
     for step in p.steps:
         assert step.provenance.file.endswith("test_compiler.py") and step.provenance.line > 0

@@ -38,3 +38,16 @@ def node_types(graph, node):
 def set_outputs_kept(dst, names):
     """Declare as outputs those of ``names`` that ``dst`` still has."""
     dst.outputs = [n for n in names if dst.has_value(n)]
+
+
+def clone_graph(graph):
+    """A structural copy of ``graph`` (same names, attrs, types, outputs) that a pass may extend."""
+    out = new_graph_like(graph)
+    for ph in graph.inputs:
+        copy_placeholder(out, ph)
+    for var in graph.variables:
+        copy_variable(out, var)
+    for node in graph.nodes:
+        copy_node(out, node, node_types(graph, node))
+    out.outputs = list(graph.outputs)
+    return out

@@ -5,6 +5,8 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     validate_graph   names unique, inputs produced, acyclic, ops known
     bind_shapes      placeholders get concrete shapes (``shapes=``)
     infer_shapes     every value gets a concrete shape and dtype
+    append_gradients the training loss's gradient nodes (training models only)
+    append_optimizer in-place update nodes and optimizer state (training models only)
     prune_graph      keep what the fetches need (``fetches=``)
     schedule_nodes   a deterministic topological order
 
@@ -17,6 +19,8 @@ then the scheduled graph is lowered:
 import functools
 import os
 
+from graphc.compiler.append_gradients import append_gradients
+from graphc.compiler.append_optimizer import append_optimizer
 from graphc.compiler.assign_buffers import assign_buffers
 from graphc.compiler.bind_shapes import bind_shapes
 from graphc.compiler.emit_plan import emit_plan
@@ -37,6 +41,8 @@ def graph_passes(shapes=None, fetches=None):
         ("validate_graph", validate_graph),
         ("bind_shapes", functools.partial(bind_shapes, shapes=shapes)),
         ("infer_shapes", infer_shapes),
+        ("append_gradients", append_gradients),
+        ("append_optimizer", append_optimizer),
         ("prune_graph", functools.partial(prune_graph, fetches=fetches)),
         ("schedule_nodes", schedule_nodes),
     ]
@@ -52,12 +58,54 @@ def load_model(model):
     raise CompileError(f"compile() takes a Graph or a path to a .pb model, got {type(model).__name__}")
 
 
-def lower_graph(model, shapes=None, fetches=None, on_pass=None):
+def with_training(graph, train):
+    """``graph`` with its training spec added or replaced by ``train``: a graphc_pb2.TrainingSpec,
+    an Optimizer (the model's loss is kept), ``(loss, optimizer)`` or a dict with keys loss,
+    optimizer (an Optimizer or 'sgd:lr=0.1'-style text) and var_list."""
+    from graphc import optim
+    from graphc._proto import graphc_pb2 as pb
+    from graphc.compiler._rebuild import clone_graph
+    from graphc.errors import GraphError
+
+    if train is None:
+        return graph
+    if isinstance(train, pb.TrainingSpec):
+        spec = train
+    else:
+        if isinstance(train, optim.Optimizer):
+            train = {"optimizer": train}
+        elif isinstance(train, tuple):
+            train = dict(zip(("loss", "optimizer", "var_list"), train))
+        elif not isinstance(train, dict):
+            raise CompileError(f"train= takes a TrainingSpec, an Optimizer, (loss, optimizer) or a dict, "
+                               f"got {type(train).__name__}")
+        loss = train.get("loss") or (graph.training.loss if graph.training is not None else None)
+        if loss is None:
+            raise CompileError("train=: no loss given and the model has no training spec")
+        opt = train.get("optimizer")
+        try:
+            if isinstance(opt, str):
+                opt = optim.parse(opt)
+            if opt is None:
+                if graph.training is None:
+                    raise CompileError("train=: no optimizer given and the model has no training spec")
+                opt = optim.from_spec(graph.training.optimizer)
+        except GraphError as e:
+            raise CompileError(f"train=: {e}") from None
+        loss_name = loss if isinstance(loss, str) else loss.name
+        var_list = [v if isinstance(v, str) else v.name for v in train.get("var_list") or ()]
+        spec = opt.to_spec(loss_name, var_list)
+    out = clone_graph(graph)
+    out.training = spec
+    return out
+
+
+def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None):
     """Run the graph passes; returns the scheduled Graph.
 
     ``on_pass(name, graph)`` is called after each pass (tests check every stage; viz draws them).
     """
-    graph = load_model(model)
+    graph = with_training(load_model(model), train)
     for name, run_pass in graph_passes(shapes, fetches):
         graph = run_pass(graph)
         if on_pass is not None:
@@ -65,13 +113,16 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None):
     return graph
 
 
-def compile(model, shapes=None, fetches=None, target="cpu"):  # noqa: A001 — the public name users expect
+def compile(model, shapes=None, fetches=None, target="cpu", train=None):  # noqa: A001 — the public name users expect
     """Compile a model into a :class:`graphc.plan.Plan`.
 
     ``model``: a Graph or a path to a .pb file.  ``shapes``: placeholder name → concrete
     shape, binding None and symbolic dims.  ``fetches``: value names or Tensors the plan
     returns (default: the graph's outputs, else its unconsumed node outputs).
     ``target``: "cpu" or "cuda" (the same plan runs on both; recorded for the runtime).
+    ``train``: add or override the training spec (see :func:`with_training`).  A model
+    with a training spec compiles into one training step: forward, gradients, in-place
+    optimizer updates; it fetches the loss by default.
 
     Example::
 
@@ -87,5 +138,5 @@ def compile(model, shapes=None, fetches=None, target="cpu"):  # noqa: A001 — t
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    graph = lower_graph(model, shapes, fetches)
+    graph = lower_graph(model, shapes, fetches, train=train)
     return Plan(emit_plan(graph, assign_buffers(graph), target=target))

@@ -3,11 +3,13 @@
 Needs: a Graph (usually after infer_shapes) and ``fetches``: value names or Tensor
 handles (from this graph or an equal one), or None for :func:`default_fetches`.
 Guarantees: a new Graph holding exactly the nodes, placeholders and variables that
-the fetched values depend on (stored order kept), whose ``outputs`` are the fetches
+the fetched values and the side effects (nodes of in-place ops: optimizer updates)
+depend on (stored order kept), whose ``outputs`` are the fetches
 (duplicates dropped, order kept).  An unknown fetch or an empty fetch list is a
 CompileError.
 """
 
+from graphc import registry
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
 from graphc.errors import CompileError
 
@@ -16,10 +18,17 @@ def default_fetches(graph):
     """What a plan returns when the caller names nothing: the graph's declared outputs,
     else every node output no node consumes (see Graph.default_fetches).
 
-    Hook for the training issue: a graph with a training spec (``graph.training``)
-    will fetch the loss and keep the optimizer's update nodes; that rule goes here.
+    A graph with a training spec fetches its loss (the update nodes are kept as side
+    effects, see prune_graph).
     """
+    if graph.training is not None and graph.training.loss:
+        return [graph.training.loss]
     return graph.default_fetches()
+
+
+def side_effects(graph):
+    """Outputs of nodes whose op writes a variable in place (optimizer updates)."""
+    return [o for node in graph.nodes if registry.get_op(node.op).inplace for o in node.outputs]
 
 
 def resolve_fetches(graph, fetches):
@@ -46,10 +55,12 @@ def resolve_fetches(graph, fetches):
 
 def prune_graph(graph, fetches=None):
     names = resolve_fetches(graph, fetches)
+    # in-place updates (optimizer steps) are roots too: nothing consumes them
+    roots = list(names) + side_effects(graph)
     producer_of = {o: node for node in graph.nodes for o in node.outputs}
     needed_values = set()
     needed_nodes = set()
-    stack = list(names)
+    stack = list(roots)
     while stack:
         v = stack.pop()
         if v in needed_values:

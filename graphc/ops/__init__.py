@@ -50,5 +50,6 @@ from graphc.ops.shape import (  # noqa: F401
     stop_gradient,
     transpose,
 )
+from graphc.ops.updates import assign  # noqa: F401
 
 _registry.check_complete()

@@ -1,0 +1,30 @@
+"""Pass: append_optimizer — the optimizer's update nodes of a training model.
+
+Needs: the output of append_gradients (``graph.gradients_of``).  Guarantees: a new
+Graph with optimizer state variables (non-trainable, zero-initialised:
+``<var>/momentum``, ``<var>/adam_m``, ``<var>/adam_v``, ``optimizer/step``) and
+in-place update nodes (role "optimizer") for every trained variable, following the
+spec's optimizer and global-norm clipping.  Update nodes are side effects: prune keeps
+them (their ops declare ``inplace``).  A graph without a training spec is returned unchanged.
+"""
+
+from graphc import optim
+from graphc.compiler._rebuild import clone_graph
+from graphc.errors import CompileError, GraphError
+
+
+def append_optimizer(graph):
+    if graph.training is None or not graph.training.loss:
+        return graph
+    grads_of = getattr(graph, "gradients_of", None)
+    if grads_of is None:
+        raise CompileError("append_optimizer needs append_gradients first")
+    try:
+        optimizer = optim.from_spec(graph.training.optimizer)
+    except GraphError as e:
+        raise CompileError(f"training spec: {e}") from None
+    out = clone_graph(graph)
+    pairs = [(out.tensor(g), out.tensor(v)) for v, g in grads_of.items()]
+    optim.append_updates(out, optimizer, pairs)
+    out.gradients_of = dict(grads_of)
+    return out

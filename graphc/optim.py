@@ -1,0 +1,205 @@
+"""Optimizers.  ``opt.minimize(loss)`` records a training spec in the model; the
+compiler turns it into gradient nodes plus in-place update nodes (role "optimizer"),
+with optimizer state (moments, step count) in persistent variables.
+
+Example::
+
+    import graphc as gc
+    with gc.Graph() as g:
+        ...
+        loss = gc.softmax_cross_entropy(logits, y)
+        gc.optim.SGD(lr=0.1, momentum=0.9).minimize(loss)
+    plan = gc.compile(g, shapes={"x": (128, 784), "y": (128,)})   # a training step
+"""
+
+import numpy as np
+
+from graphc._proto import graphc_pb2 as pb
+from graphc.errors import GraphError
+from graphc.graph import OPTIMIZER, Tensor
+
+KINDS = ("sgd", "adam", "adamw")
+
+
+class Optimizer:
+    """Base class: a kind and its hyperparameters, plus optional global-norm clipping."""
+
+    kind = None
+    defaults = {}
+
+    def __init__(self, clip_global_norm=0.0, **hyper):
+        unknown = set(hyper) - set(self.defaults)
+        if unknown:
+            raise GraphError(f"{type(self).__name__}: unknown hyperparameters {sorted(unknown)}; "
+                             f"expected {sorted(self.defaults)}")
+        self.hyper = {**self.defaults, **{k: float(v) for k, v in hyper.items()}}
+        if self.hyper.get("lr") is None or not self.hyper["lr"] > 0:
+            raise GraphError(f"{type(self).__name__}: lr must be > 0, got {self.hyper.get('lr')}")
+        if clip_global_norm < 0:
+            raise GraphError(f"clip_global_norm must be >= 0, got {clip_global_norm}")
+        self.clip_global_norm = float(clip_global_norm)
+
+    def to_spec(self, loss_name, var_list=()):
+        spec = pb.TrainingSpec(loss=loss_name, var_list=list(var_list))
+        spec.optimizer.kind = self.kind
+        for k in sorted(self.hyper):
+            spec.optimizer.hyperparameters[k] = float(self.hyper[k])
+        spec.optimizer.clip_global_norm = self.clip_global_norm
+        return spec
+
+    def minimize(self, loss, var_list=None):
+        """Record the training spec (loss, optimizer, variables) in loss's graph."""
+        if not isinstance(loss, Tensor):
+            raise GraphError(f"minimize() takes the loss Tensor, got {type(loss).__name__}")
+        if loss.shape != () or loss.dtype not in ("float32", "float64"):
+            raise GraphError(f"minimize(): the loss must be a float scalar, got {loss.shape} {loss.dtype}")
+        names = []
+        for v in var_list or []:
+            name = v.name if isinstance(v, Tensor) else v
+            if not any(var.name == name for var in loss.graph.variables):
+                raise GraphError(f"minimize(): {name!r} is not a variable of the graph")
+            names.append(name)
+        loss.graph.training = self.to_spec(loss.name, names)
+        return loss.graph.training
+
+
+class SGD(Optimizer):
+    """SGD with optional momentum / Nesterov momentum and L2 weight decay (PyTorch's rule)."""
+
+    kind = "sgd"
+    defaults = {"lr": None, "momentum": 0.0, "nesterov": 0.0, "weight_decay": 0.0}
+
+    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0, clip_global_norm=0.0):
+        if nesterov and momentum <= 0:
+            raise GraphError("SGD: nesterov needs momentum > 0")
+        super().__init__(clip_global_norm, lr=lr, momentum=momentum, nesterov=float(bool(nesterov)),
+                         weight_decay=weight_decay)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction; weight_decay is L2 added to the gradient."""
+
+    kind = "adam"
+    defaults = {"lr": None, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, clip_global_norm=0.0):
+        super().__init__(clip_global_norm, lr=lr, beta1=betas[0], beta2=betas[1], eps=eps,
+                         weight_decay=weight_decay)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), default weight_decay 0.01."""
+
+    kind = "adamw"
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, clip_global_norm=0.0):
+        super().__init__(lr, betas, eps, weight_decay, clip_global_norm)
+
+
+def from_spec(spec):
+    """An Optimizer from a graphc_pb2.OptimizerSpec (or from a kind and a dict)."""
+    h = dict(spec.hyperparameters)
+    kind = spec.kind
+    clip = spec.clip_global_norm
+    if kind == "sgd":
+        return SGD(h.get("lr", 0.0), h.get("momentum", 0.0), bool(h.get("nesterov", 0.0)),
+                   h.get("weight_decay", 0.0), clip)
+    if kind in ("adam", "adamw"):
+        cls = Adam if kind == "adam" else AdamW
+        return cls(h.get("lr", 1e-3), (h.get("beta1", 0.9), h.get("beta2", 0.999)), h.get("eps", 1e-8),
+                   h.get("weight_decay", 0.0 if kind == "adam" else 0.01), clip)
+    raise GraphError(f"unknown optimizer {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def parse(text):
+    """'sgd:lr=0.1,momentum=0.9' → Optimizer (the CLI's --optimizer syntax)."""
+    kind, _, rest = text.partition(":")
+    kind = kind.strip().lower()
+    values = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise GraphError(f"bad optimizer option {item!r}: expected key=value")
+        try:
+            values[key.strip()] = float(val)
+        except ValueError:
+            raise GraphError(f"bad optimizer option {item!r}: {val!r} is not a number") from None
+    spec = pb.OptimizerSpec(kind=kind)
+    clip = values.pop("clip_global_norm", 0.0)
+    spec.clip_global_norm = clip
+    defaults = {"sgd": SGD.defaults, "adam": Adam.defaults, "adamw": AdamW.defaults}.get(kind)
+    if defaults is None:
+        raise GraphError(f"unknown optimizer {kind!r}; expected one of {', '.join(KINDS)}")
+    if "betas" in values:
+        raise GraphError("give beta1= and beta2= separately")
+    unknown = set(values) - set(defaults)
+    if unknown:
+        raise GraphError(f"{kind}: unknown options {sorted(unknown)}; expected {sorted(defaults)}")
+    for k, v in values.items():
+        spec.hyperparameters[k] = v
+    return from_spec(spec)
+
+
+# -- the compiler's side: update nodes ----------------------------------------------------------
+
+def _state(graph, var, suffix, dtype=None, shape=None, value=0):
+    name = f"{var.name}/{suffix}" if var is not None else suffix
+    arr = np.full(shape if shape is not None else var.shape, value, dtype or var.dtype)
+    return graph.add_variable(name, arr, trainable=False, provenance=var.producer.provenance if var is not None
+                              else ("", 0))
+
+
+def clip_by_global_norm(grads, clip):
+    """Scale every gradient by min(1, clip / (‖g‖₂ + 1e-6)), ‖g‖₂ over all gradients."""
+    from graphc import ops
+    squares = [ops.sum(ops.mul(g, g)) for g in grads]
+    total = squares[0]
+    for s in squares[1:]:
+        total = ops.add(total, ops.cast(s, total.dtype) if s.dtype != total.dtype else s)
+    norm = ops.sqrt(total)
+    scale = ops.minimum(ops.div(clip, ops.add(norm, 1e-6)), 1.0)
+    return [ops.mul(g, ops.cast(scale, g.dtype) if g.dtype != scale.dtype else scale) for g in grads]
+
+
+def append_updates(graph, optimizer, grads_and_vars):
+    """Append the update nodes (role optimizer) for (gradient, variable) pairs; returns them."""
+    from graphc import ops
+    from graphc.ops._common import build
+
+    with graph.building(OPTIMIZER):
+        grads = [g for g, _ in grads_and_vars]
+        if optimizer.clip_global_norm > 0 and grads:
+            grads = clip_by_global_norm(grads, optimizer.clip_global_norm)
+        updates = []
+        step = None
+        if optimizer.kind in ("adam", "adamw") and grads_and_vars:
+            counter = _state(graph, None, "optimizer/step", dtype="int64", shape=())
+            step = build("assign", [counter, ops.add(counter, np.int64(1))], name="optimizer/step_update")
+        for g, var in zip(grads, (v for _, v in grads_and_vars)):
+            with graph.building(OPTIMIZER, var.producer.provenance):
+                updates.extend(_update(graph, optimizer, var, g, step))
+        if step is not None:
+            updates.append(step)
+    return updates
+
+
+def _update(graph, optimizer, var, g, step):
+    """The update node(s) of one variable; returns their outputs."""
+    from graphc.ops._common import build
+
+    h = optimizer.hyper
+    name = f"{var.name}/update"
+    if optimizer.kind == "sgd" and h["momentum"] == 0:
+        out = build("sgd_update", [var, g], {"lr": h["lr"], "weight_decay": h["weight_decay"]}, name=name)
+    elif optimizer.kind == "sgd":
+        vel = _state(graph, var, "momentum")
+        out = build("sgd_momentum_update", [var, g, vel],
+                    {"lr": h["lr"], "momentum": h["momentum"], "nesterov": bool(h["nesterov"]),
+                     "weight_decay": h["weight_decay"]}, name=name)
+    else:
+        m = _state(graph, var, "adam_m")
+        v = _state(graph, var, "adam_v")
+        out = build("adam_update", [var, g, m, v, step],
+                    {"lr": h["lr"], "beta1": h["beta1"], "beta2": h["beta2"], "eps": h["eps"],
+                     "weight_decay": h["weight_decay"], "decoupled": optimizer.kind == "adamw"}, name=name)
+    return list(out) if isinstance(out, tuple) else [out]
