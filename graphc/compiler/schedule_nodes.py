@@ -15,9 +15,11 @@ with the lower peak of live arena bytes is kept (the first on a tie):
   its new arena outputs minus bytes of the arena values it is the last reader of
   (ties: earliest stored).  Views and constants run as soon as they are ready.
 
-In both, nodes with role "recompute" run lazily, on demand: only when no other node is
-ready, and then the one that the earliest stored waiting node needs first.  That puts
-each recomputed segment right before the gradient nodes that read it.
+Nodes with role "recompute", and gradient nodes that read no gradient (transposes of
+activations or weights), run on demand, so each recomputed segment comes right
+before the gradient nodes that read it: in "stored", a recompute node takes the place
+of the earliest stored node that needs it; in "memory", it runs only when no other node
+is ready, and then the one the earliest stored waiting node needs first.
 """
 
 import heapq
@@ -32,7 +34,7 @@ from graphc.compiler._memory import (
 )
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
 from graphc.errors import CompileError
-from graphc.graph import RECOMPUTE, is_static
+from graphc.graph import GRADIENT, RECOMPUTE, is_static
 
 POLICIES = ("stored", "memory")
 
@@ -69,15 +71,28 @@ def schedule_order(graph, policy="memory", model=None):
         for r in reads[i]:
             left[r] = left.get(r, 0) + 1
             readers.setdefault(r, []).append(i)
-    lazy = [node.role == RECOMPUTE for node in nodes]
+    # On-demand nodes: recompute copies, and gradient nodes that read no gradient (such as
+    # transposes of activations or weights).  "stored": one takes the place of the earliest
+    # stored node that needs it (its anchor); "memory": they wait until nothing else is ready.
+    topo = _topological(n, preds, succs)
+    grad_dep = [False] * n
+    for i in topo:
+        grad_dep[i] = any(grad_dep[p] or nodes[p].role == GRADIENT for p in preds[i])
+    recompute = [node.role == RECOMPUTE or (node.role == GRADIENT and not grad_dep[i] and succs[i])
+                 for i, node in enumerate(nodes)]
+    anchor = list(range(n))
+    for i in reversed(topo):
+        if recompute[i]:
+            anchor[i] = min((anchor[j] for j in succs[i]), default=i)
+    lazy = recompute if policy == "memory" else [False] * n
 
     def key(i):
         if not step[i]:
-            return (0, 0, i)
+            return (0, 0, anchor[i], 0, i)
         if policy == "stored":
-            return (1, 0, i)
+            return (1, 0, anchor[i], 0 if recompute[i] else 1, i)
         free = sum(model.nbytes[r] for r in reads[i] if left[r] == 1 and r not in fetched)
-        return (1, alloc[i] - free, i)
+        return (1, alloc[i] - free, i, 1, i)
 
     done = [False] * n
     in_heap = [False] * n
@@ -116,7 +131,7 @@ def schedule_order(graph, policy="memory", model=None):
     while len(order) < n:
         if heap:
             k, s = heapq.heappop(heap)
-            i = k[2]
+            i = k[-1]
             if done[i] or s != stamp[i]:
                 continue
             run(i)
@@ -127,6 +142,25 @@ def schedule_order(graph, policy="memory", model=None):
             raise CompileError(f"cannot schedule nodes {stuck[:5]}: a cycle through data or in-place "
                                f"(overwrite-after-read) dependencies")
     return order
+
+
+def _topological(n, preds, succs):
+    waiting = [len(p) for p in preds]
+    ready = [i for i in range(n) if not waiting[i]]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        i = heapq.heappop(ready)
+        out.append(i)
+        for j in succs[i]:
+            waiting[j] -= 1
+            if not waiting[j]:
+                heapq.heappush(ready, j)
+    if len(out) != n:
+        stuck = [i for i in range(n) if waiting[i]]
+        raise CompileError(f"cannot schedule node indices {stuck[:5]}: a cycle through data or in-place "
+                           f"(overwrite-after-read) dependencies")
+    return out
 
 
 def _demanded(nodes, preds, done, lazy, ready_lazy):
