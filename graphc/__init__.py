@@ -14,6 +14,7 @@ a plan, and run the plan with the C++ runtime::
 __version__ = "0.1.0"
 
 from graphc import (  # noqa: F401
+    datasets,
     dtypes,
     errors,
     init,

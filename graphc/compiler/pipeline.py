@@ -79,7 +79,9 @@ def with_training(graph, train):
         elif not isinstance(train, dict):
             raise CompileError(f"train= takes a TrainingSpec, an Optimizer, (loss, optimizer) or a dict, "
                                f"got {type(train).__name__}")
-        loss = train.get("loss") or (graph.training.loss if graph.training is not None else None)
+        loss = train.get("loss")
+        if loss is None and graph.training is not None and graph.training.loss:
+            loss = graph.training.loss
         if loss is None:
             raise CompileError("train=: no loss given and the model has no training spec")
         opt = train.get("optimizer")

@@ -36,7 +36,14 @@ from graphc.ops.elementwise import (  # noqa: F401
     tanh,
     where,
 )
-from graphc.ops.nn import log_softmax, one_hot, softmax, softmax_cross_entropy  # noqa: F401
+from graphc.ops.nn import (  # noqa: F401
+    binary_cross_entropy_with_logits,
+    log_softmax,
+    mean_squared_error,
+    one_hot,
+    softmax,
+    softmax_cross_entropy,
+)
 from graphc.ops.reduce import matmul, max, mean, sum  # noqa: F401
 from graphc.ops.shape import (  # noqa: F401
     broadcast_to,

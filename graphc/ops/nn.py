@@ -211,3 +211,31 @@ def _grad_sce(ctx):
     from graphc.ops.backward import softmax_cross_entropy_grad
     logits, labels = ctx.inputs
     return [softmax_cross_entropy_grad(logits, labels, ctx.g, ctx.attrs["reduction"]), None]
+
+
+# -- losses built from registry ops ------------------------------------------------------------
+
+def _reduce_loss(loss, reduction, what):
+    from graphc import ops
+    if reduction == "mean":
+        return ops.mean(loss)
+    if reduction == "sum":
+        return ops.sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{what}: reduction={reduction!r}; expected one of {REDUCTIONS}")
+
+
+def mean_squared_error(predictions, targets, reduction="mean"):
+    """(predictions - targets)², reduced by 'mean' (default), 'sum' or 'none'."""
+    from graphc import ops
+    d = ops.sub(predictions, targets)
+    return _reduce_loss(ops.mul(d, d), reduction, "mean_squared_error")
+
+
+def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
+    """-[y·log σ(z) + (1-y)·log(1-σ(z))], computed stably as max(z, 0) - z·y + log(1 + e^-|z|)."""
+    from graphc import ops
+    z, y = as_tensors(logits, targets)
+    loss = ops.add(ops.sub(ops.relu(z), ops.mul(z, y)), ops.log(ops.add(ops.exp(ops.neg(ops.abs(z))), 1.0)))
+    return _reduce_loss(loss, reduction, "binary_cross_entropy_with_logits")
