@@ -84,7 +84,9 @@ void Executor::validate_values() {
                                       ", outside [0, " + std::to_string(list.size()) + ")");
         }
         const TensorData& t = list[v.index];
-        if (t.dtype != v.dtype || t.dims != v.dims) {
+        // Same dtype and element count: the bytes mean the same thing (a writer may
+        // spell a scalar as dims [] or [1]).
+        if (t.dtype != v.dtype || checked_numel(t.dims) != numel) {
           throw std::invalid_argument(what + " is " + dtype_name(v.dtype) + format_dims(v.dims) +
                                       " but its " + kind + " tensor is " + dtype_name(t.dtype) +
                                       format_dims(t.dims));

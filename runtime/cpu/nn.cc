@@ -107,6 +107,83 @@ template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
   };
 }
 
+// relu_grad(g, x) = g where x > 0, else 0.
+template <class T> Kernel relu_grad_kernel(const KernelArgs& args) {
+  args.expect_arity(2, 1);
+  const TensorRef &g = args.in[0], &x = args.in[1], &y = args.out[0];
+  expect_dtype(args, x, g.dtype, "input 1");
+  expect_dtype(args, y, g.dtype, "output");
+  expect_dims(args, x, g.dims, "input 1");
+  expect_dims(args, y, g.dims, "output");
+  const T* pg = g.as<const T>();
+  const T* px = x.as<const T>();
+  T* py = y.as<T>();
+  const int64_t n = g.numel();
+  const int threads = args.ctx.threads;
+  return [=]() {
+    parallel_for(n, threads, 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) py[i] = px[i] > T(0) ? pg[i] : T(0);
+    });
+  };
+}
+
+// softmax_cross_entropy_grad(logits, labels, g) = (softmax(logits) - one_hot(labels)) * scale,
+// scale = g per row ('none'), g ('sum') or g / max(N, 1) ('mean').
+template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
+  args.expect_arity(3, 1);
+  const TensorRef &x = args.in[0], &lab = args.in[1], &g = args.in[2], &y = args.out[0];
+  expect_dtype(args, y, x.dtype, "output");
+  expect_dtype(args, g, x.dtype, "input 2 (the gradient)");
+  if (x.dims.empty()) args.fail("logits must have rank >= 1");
+  std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
+  expect_dims(args, lab, lead, "labels");
+  expect_dims(args, y, x.dims, "output");
+  const std::string reduction = args.attr_string("reduction", "mean");
+  if (reduction != "mean" && reduction != "sum" && reduction != "none") {
+    args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
+  }
+  const bool per_row = reduction == "none";
+  expect_dims(args, g, per_row ? lead : std::vector<int64_t>{}, "input 2 (the gradient)");
+  const int64_t rows = numel_of(lead), C = x.dims.back();
+  const T* px = x.as<const T>();
+  const L* pl = lab.as<const L>();
+  const T* pg = g.as<const T>();
+  T* py = y.as<T>();
+  const int threads = args.ctx.threads;
+  const bool mean = reduction == "mean";
+  return [=]() {
+    std::atomic<int64_t> bad_row{-1};
+    const T whole = per_row ? T(0) : (mean ? pg[0] / static_cast<T>(std::max<int64_t>(rows, 1)) : pg[0]);
+    parallel_for(rows, threads, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t label = static_cast<int64_t>(pl[r]);
+        if (label < 0 || label >= C) {
+          int64_t expected = -1;
+          bad_row.compare_exchange_strong(expected, r);
+          continue;
+        }
+        const T* row = px + r * C;
+        T* dst = py + r * C;
+        T m = row[0];
+        for (int64_t k = 1; k < C; ++k) m = row[k] > m ? row[k] : m;
+        double s = 0.0;
+        for (int64_t k = 0; k < C; ++k) s += std::exp(static_cast<double>(row[k] - m));
+        const double lse = static_cast<double>(m) + std::log(s);
+        const T scale = per_row ? pg[r] : whole;
+        for (int64_t k = 0; k < C; ++k) {
+          T p = static_cast<T>(std::exp(static_cast<double>(row[k]) - lse));
+          dst[k] = (p - (k == label ? T(1) : T(0))) * scale;
+        }
+      }
+    });
+    const int64_t br = bad_row.load();
+    if (br >= 0) {
+      throw std::runtime_error("label " + std::to_string(static_cast<int64_t>(pl[br])) + " at position " +
+                               std::to_string(br) + " is outside [0, " + std::to_string(C) + ")");
+    }
+  };
+}
+
 template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
   const TensorRef &x = args.in[0], &y = args.out[0];
   const int64_t depth = args.attr_int("depth");
@@ -147,6 +224,25 @@ void register_nn_kernels(KernelRegistry& r) {
         if constexpr (std::is_floating_point_v<T>) {
           if (a.in[1].dtype == DType::I32) return sce_kernel<T, int32_t>(a);
           if (a.in[1].dtype == DType::I64) return sce_kernel<T, int64_t>(a);
+          a.fail(std::string("labels must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
+        } else {
+          a.fail("logits must be float");
+        }
+      });
+    });
+  }
+  r.add("relu_grad", DType::F32, relu_grad_kernel<float>);
+  r.add("relu_grad", DType::F64, relu_grad_kernel<double>);
+  r.add("relu_grad", DType::I32, relu_grad_kernel<int32_t>);
+  r.add("relu_grad", DType::I64, relu_grad_kernel<int64_t>);
+  for (DType t : kFloatTypes) {
+    r.add("softmax_cross_entropy_grad", t, [t](const KernelArgs& a) -> Kernel {
+      a.expect_arity(3, 1);
+      return dispatch_all(t, [&](auto tt) -> Kernel {
+        using T = typename decltype(tt)::type;
+        if constexpr (std::is_floating_point_v<T>) {
+          if (a.in[1].dtype == DType::I32) return sce_grad_kernel<T, int32_t>(a);
+          if (a.in[1].dtype == DType::I64) return sce_grad_kernel<T, int64_t>(a);
           a.fail(std::string("labels must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
         } else {
           a.fail("logits must be float");

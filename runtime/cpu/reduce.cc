@@ -104,10 +104,12 @@ ReducePlan make_plan(const KernelArgs& args, const std::vector<int64_t>& dims, s
   return p;
 }
 
+template <ReduceOp R, class T, class O>
+Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced, const std::vector<int64_t>& want);
+
 template <ReduceOp R, class T, class O> Kernel reduce_kernel(const KernelArgs& args) {
-  using A = typename AccOf<T>::type;
   args.expect_arity(1, 1);
-  const TensorRef &x = args.in[0], &y = args.out[0];
+  const TensorRef& x = args.in[0];
   const int64_t rank = static_cast<int64_t>(x.dims.size());
   std::vector<bool> reduced(rank, !args.has("axes"));
   if (args.has("axes")) {
@@ -124,6 +126,33 @@ template <ReduceOp R, class T, class O> Kernel reduce_kernel(const KernelArgs& a
     if (!reduced[i]) want.push_back(x.dims[i]);
     else if (keepdims) want.push_back(1);
   }
+  return reduce_prepared<R, T, O>(args, reduced, want);
+}
+
+// sum_to(x, like): sum over the dims broadcasting added or stretched to reach x from like.
+template <class T> Kernel sum_to_kernel(const KernelArgs& args) {
+  args.expect_arity(2, 1);
+  const auto& xd = args.in[0].dims;
+  const auto& like = args.in[1].dims;
+  expect_dtype(args, args.out[0], args.in[0].dtype, "output");
+  if (like.size() > xd.size()) args.fail("cannot sum " + format_dims(xd) + " to " + format_dims(like));
+  const size_t lead = xd.size() - like.size();
+  std::vector<bool> reduced(xd.size(), false);
+  for (size_t i = 0; i < xd.size(); ++i) {
+    if (i < lead) {
+      reduced[i] = true;
+    } else if (like[i - lead] != xd[i]) {
+      if (like[i - lead] != 1) args.fail("cannot sum " + format_dims(xd) + " to " + format_dims(like));
+      reduced[i] = true;
+    }
+  }
+  return reduce_prepared<ReduceOp::Sum, T, T>(args, reduced, like);
+}
+
+template <ReduceOp R, class T, class O>
+Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced, const std::vector<int64_t>& want) {
+  using A = typename AccOf<T>::type;
+  const TensorRef &x = args.in[0], &y = args.out[0];
   expect_dims(args, y, want, "output");
   ReducePlan p = make_plan(args, x.dims, reduced);
   if (R == ReduceOp::Max && p.red == 0 && y.numel() > 0) args.fail("max over a size-0 axis");
@@ -245,6 +274,10 @@ void register_reduce_kernels(KernelRegistry& r) {
   cpu::add_reduce<cpu::ReduceOp::Sum>(r, "sum", false);
   cpu::add_reduce<cpu::ReduceOp::Mean>(r, "mean", true);
   cpu::add_reduce<cpu::ReduceOp::Max>(r, "max", false);
+  r.add("sum_to", DType::F32, cpu::sum_to_kernel<float>);
+  r.add("sum_to", DType::F64, cpu::sum_to_kernel<double>);
+  r.add("sum_to", DType::I32, cpu::sum_to_kernel<int32_t>);
+  r.add("sum_to", DType::I64, cpu::sum_to_kernel<int64_t>);
 }
 
 }  // namespace graphc

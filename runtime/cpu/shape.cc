@@ -72,10 +72,9 @@ Range slice_range(int64_t start, int64_t end, int64_t step, int64_t dim) {
   return {s, step, s > e ? (s - e + (-step) - 1) / (-step) : 0};
 }
 
-Kernel slice_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  expect_same_dtype(args);
-  const auto& xd = args.in[0].dims;
+// The strided loop that reads x[starts:ends:steps] along axes in C order.
+StridedLoop<1> slice_loop(const KernelArgs& args, const std::vector<int64_t>& xd,
+                          const TensorRef& sliced, const char* what) {
   const int64_t rank = static_cast<int64_t>(xd.size());
   std::vector<int64_t> starts = args.attr_ints("starts"), ends = args.attr_ints("ends");
   std::vector<int64_t> axes, steps;
@@ -107,8 +106,45 @@ Kernel slice_kernel(const KernelArgs& args) {
     strides.push_back({ranges[i].step * cs[i]});
     if (ranges[i].len > 0) base += ranges[i].start * cs[i];
   }
-  expect_dims(args, args.out[0], want, "output");
-  return strided_copy_kernel(args, StridedLoop<1>::make(want, strides, {base}));
+  expect_dims(args, sliced, want, what);
+  return StridedLoop<1>::make(want, strides, {base});
+}
+
+Kernel slice_kernel(const KernelArgs& args) {
+  args.expect_arity(1, 1);
+  expect_same_dtype(args);
+  return strided_copy_kernel(args, slice_loop(args, args.in[0].dims, args.out[0], "output"));
+}
+
+// slice_grad(g, x): zeros of x's shape with g scattered where slice read.
+Kernel slice_grad_kernel(const KernelArgs& args) {
+  args.expect_arity(2, 1);
+  expect_same_dtype(args);
+  expect_dims(args, args.out[0], args.in[1].dims, "output");
+  StridedLoop<1> loop = slice_loop(args, args.in[1].dims, args.in[0], "input 0 (the gradient)");
+  const int threads = args.ctx.threads;
+  const size_t nbytes = static_cast<size_t>(args.out[0].numel()) * dtype_size(args.out[0].dtype);
+  return dispatch_bytes(dtype_size(args.in[0].dtype), [&](auto tag) -> Kernel {
+    using T = typename decltype(tag)::type;
+    const T* pg = args.in[0].as<const T>();
+    T* py = args.out[0].as<T>();
+    return [loop, pg, py, threads, nbytes]() {
+      if (nbytes) std::memset(py, 0, nbytes);
+      loop.run(threads, 1 << 15, [&](int64_t o, const std::array<int64_t, 1>& off, int64_t n,
+                                     const std::array<int64_t, 1>& s) {
+        T* dst = py + off[0];
+        const T* src = pg + o;
+        for (int64_t i = 0; i < n; ++i) dst[i * s[0]] = src[i];
+      });
+    };
+  });
+}
+
+Kernel broadcast_like_kernel(const KernelArgs& args) {
+  args.expect_arity(2, 1);
+  expect_dims(args, args.out[0], args.in[1].dims, "output");
+  expect_dtype(args, args.out[0], args.in[0].dtype, "output");
+  return strided_copy_kernel(args, StridedLoop<1>::broadcast(args.out[0].dims, {args.in[0].dims}));
 }
 
 // concat/split: outer blocks of (dim_i * inner) contiguous items per piece.
@@ -175,8 +211,10 @@ Kernel concat_split_kernel(const KernelArgs& args, bool is_concat) {
 }
 
 Kernel copy_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  expect_same_dtype(args);
+  // reshape_like has a second input whose shape only is read.
+  if (args.step.op == "reshape_like") args.expect_arity(2, 1);
+  else args.expect_arity(1, 1);
+  expect_dtype(args, args.out[0], args.in[0].dtype, "output");
   if (args.in[0].numel() != args.out[0].numel()) {
     args.fail("output " + format_dims(args.out[0].dims) + " has a different size than input " +
               format_dims(args.in[0].dims));
@@ -199,7 +237,11 @@ void register_shape_kernels(KernelRegistry& r) {
     r.add("slice", t, cpu::slice_kernel);
     r.add("concat", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, true); });
     r.add("split", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, false); });
-    for (const char* op : {"reshape", "expand_dims", "squeeze", "stop_gradient"}) r.add(op, t, cpu::copy_kernel);
+    r.add("slice_grad", t, cpu::slice_grad_kernel);
+    r.add("broadcast_like", t, cpu::broadcast_like_kernel);
+    for (const char* op : {"reshape", "expand_dims", "squeeze", "stop_gradient", "reshape_like"}) {
+      r.add(op, t, cpu::copy_kernel);
+    }
   }
 }
 
