@@ -351,6 +351,12 @@ def _histogram(ops):
     return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _role_histogram(roles):
+    hist = _histogram(roles)
+    order = list(_ROLE_NAMES.values())
+    return dict(sorted(hist.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0])))
+
+
 def model_info(graph, path):
     values = [graph.tensor(n) for n in graph.default_fetches()]
     return {
@@ -358,7 +364,7 @@ def model_info(graph, path):
         "path": path,
         "nodes": len(graph.nodes),
         "ops": _histogram(n.op for n in graph.nodes),
-        "roles": _histogram(n.role for n in graph.nodes),
+        "roles": _role_histogram(n.role for n in graph.nodes),
         "parameters": _params(graph.variables),
         "inputs": [{"name": p.name, "dtype": p.dtype, "shape": list(p.shape)} for p in graph.inputs],
         "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in values],
@@ -391,14 +397,15 @@ def plan_info(plan, path):
         "target": proto.target,
         "steps": len(proto.steps),
         "ops": _histogram(s.op for s in proto.steps),
-        "roles": _histogram(_ROLE_NAMES.get(s.role, str(s.role)) for s in proto.steps),
+        "roles": _role_histogram(_ROLE_NAMES.get(s.role, str(s.role)) for s in proto.steps),
         "parameters": _params(proto.persistent),
         "inputs": [value_dict(i) for i in proto.feeds],
         "outputs": [value_dict(i) for i in proto.fetches],
         "training": _spec_dict(plan.training),
         "memory": {"arena_bytes": mem["arena_bytes"], "naive_bytes": mem["naive_bytes"],
                    "lower_bound_bytes": mem["lower_bound_bytes"], "persistent_bytes": mem["persistent_bytes"],
-                   "bytes_by_kind": mem["bytes_by_kind"], "peak": peak},
+                   "bytes_by_kind": mem["bytes_by_kind"],
+                   "persistent_bytes_by_kind": mem.get("persistent_bytes_by_kind", {}), "peak": peak},
         "metadata": dict(proto.metadata),
     }
 
@@ -411,7 +418,7 @@ def _print_info(info):
         print(f"plan {info['path']}: {info['steps']} steps, target {info['target']}")
     print("ops:")
     for op, n in info["ops"].items():
-        print(f"  {op:<24} {n:>6}")
+        print(f"  {op:<32} {n:>6}")
     if len(info["roles"]) > 1 or "forward" not in info["roles"]:
         print("roles: " + ", ".join(f"{r} {n}" for r, n in info["roles"].items()))
     print(f"parameters: {p['count']} in {p['variables']} variables, {format_bytes(p['bytes'])}"
@@ -437,7 +444,10 @@ def _print_info(info):
         print(f"  lower bound  {format_bytes(m['lower_bound_bytes'])}")
         print(f"  persistent   {format_bytes(m['persistent_bytes'])}")
         if m["bytes_by_kind"]:
-            print("  by kind: " + ", ".join(f"{k} {format_bytes(v)}" for k, v in m["bytes_by_kind"].items()))
+            print("  arena by kind: " + ", ".join(f"{k} {format_bytes(v)}" for k, v in m["bytes_by_kind"].items()))
+        if m["persistent_bytes_by_kind"]:
+            print("  persistent by kind: " + ", ".join(f"{k} {format_bytes(v)}"
+                                                      for k, v in m["persistent_bytes_by_kind"].items()))
         peak = m["peak"]
         if peak:
             where = f" at {peak['provenance']}" if peak["provenance"] else ""
