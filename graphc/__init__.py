@@ -78,6 +78,7 @@ from graphc.ops import (  # noqa: F401
     where,
 )
 from graphc.plan import Plan, load_plan, memory_report  # noqa: E402
+from graphc.session import Session
 
 
 def load(path):

@@ -61,7 +61,8 @@ def load_model(model):
 def with_training(graph, train):
     """``graph`` with its training spec added or replaced by ``train``: a graphc_pb2.TrainingSpec,
     an Optimizer (the model's loss is kept), ``(loss, optimizer)`` or a dict with keys loss,
-    optimizer (an Optimizer or 'sgd:lr=0.1'-style text) and var_list."""
+    optimizer (an Optimizer or 'sgd:lr=0.1'-style text) and var_list; ``False`` drops the
+    model's spec (an inference plan of a training model)."""
     from graphc import optim
     from graphc._proto import graphc_pb2 as pb
     from graphc.compiler._rebuild import clone_graph
@@ -69,6 +70,10 @@ def with_training(graph, train):
 
     if train is None:
         return graph
+    if train is False:  # inference: ignore the model's training spec
+        out = clone_graph(graph)
+        out.training = None
+        return out
     if isinstance(train, pb.TrainingSpec):
         spec = train
     else:
