@@ -867,6 +867,10 @@ def main(argv=None):
     prog = f"graphc {args.command}"
     try:
         return args.func(args)
+    except BrokenPipeError:  # e.g. `graphc info --json ... | head`: the reader left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except (GraphcError, OSError) as e:
         if verbose:
             traceback.print_exc()
