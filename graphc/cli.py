@@ -255,6 +255,8 @@ def cmd_compile(args):
     kwargs = {"shapes": shapes, "target": args.target}
     if args.fetch:
         kwargs["fetches"] = list(args.fetch)
+    if "train" in params:   # the spec already sits on the graph; say so explicitly (False: inference)
+        kwargs["train"] = graph.training if graph.training is not None else False
     if budget is not None:
         if "memory_budget" not in params:
             raise UsageError("--memory-budget: this graphc's compiler has no memory budget support yet "
@@ -273,7 +275,8 @@ def cmd_compile(args):
     if args.verbose and "on_pass" not in params:
         # The compiler cannot report its passes yet: time the graph passes on their own.
         last[0] = time.perf_counter()
-        compiler.lower_graph(graph, shapes, kwargs.get("fetches"), on_pass=on_pass)
+        extra = {"train": kwargs["train"]} if "train" in kwargs else {}
+        compiler.lower_graph(graph, shapes, kwargs.get("fetches"), on_pass=on_pass, **extra)
         started = time.perf_counter()
     elif args.verbose:
         kwargs["on_pass"] = on_pass
@@ -302,7 +305,8 @@ def _print_plan_summary(plan):
     for step in plan.steps:
         r = _ROLE_NAMES.get(step.role, str(step.role))
         roles[r] = roles.get(r, 0) + 1
-    role_text = ", ".join(f"{r} {n}" for r, n in roles.items())
+    role_text = ", ".join(f"{r} {n}" for r, n in _role_histogram(
+        r for r, n in roles.items() for _ in range(n)).items())
     info = _params(plan.proto.persistent)
     mem = plan.memory_report()
     print(f"  steps: {len(plan.steps)}" + (f" ({role_text})" if role_text else ""))
