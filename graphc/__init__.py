@@ -14,6 +14,7 @@ a plan, and run the plan with the C++ runtime::
 __version__ = "0.1.0"
 
 from graphc import (  # noqa: F401
+    checkpoint,
     datasets,
     dtypes,
     errors,
@@ -21,6 +22,7 @@ from graphc import (  # noqa: F401
     optim,
     reference,  # noqa: E402,F401
     registry,
+    viz,
 )
 from graphc.autodiff import gradients
 from graphc.compiler import compile  # noqa: E402,A004

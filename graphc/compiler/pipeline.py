@@ -120,13 +120,14 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None):
     return graph
 
 
-def compile(model, shapes=None, fetches=None, target="cpu", train=None):  # noqa: A001 — the public name users expect
+def compile(model, shapes=None, fetches=None, target="cpu", train=None, on_pass=None):  # noqa: A001 — the public name users expect
     """Compile a model into a :class:`graphc.plan.Plan`.
 
     ``model``: a Graph or a path to a .pb file.  ``shapes``: placeholder name → concrete
     shape, binding None and symbolic dims.  ``fetches``: value names or Tensors the plan
     returns (default: the graph's outputs, else its unconsumed node outputs).
     ``target``: "cpu" or "cuda" (the same plan runs on both; recorded for the runtime).
+    ``on_pass(name, graph)``: called after each graph pass (for ``graphc compile -v``).
     ``train``: add or override the training spec (see :func:`with_training`).  A model
     with a training spec compiles into one training step: forward, gradients, in-place
     optimizer updates; it fetches the loss by default.
@@ -145,5 +146,5 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None):  # noqa
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    graph = lower_graph(model, shapes, fetches, train=train)
+    graph = lower_graph(model, shapes, fetches, on_pass=on_pass, train=train)
     return Plan(emit_plan(graph, assign_buffers(graph), target=target))
