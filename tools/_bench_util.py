@@ -1,0 +1,143 @@
+"""Shared helpers for tools/bench_*.py: thread setup, machine header, timing, tables.
+
+Kept free of numpy/torch imports at module level: ``pin_threads`` must run before
+numpy is imported so that numpy's own OpenBLAS honours the thread count.
+"""
+import argparse
+import importlib
+import os
+import platform
+import statistics
+import time
+
+
+def parse_args(description, extra=None, argv=None):
+    """Common flags: --threads (default: all cores), --repeat, --quick."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads for every framework (default: all cores, %(default)s)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="timed repetitions per case; the median is reported")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
+    if extra:
+        extra(parser)
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    return args
+
+
+def pin_threads(threads):
+    """Give numpy's OpenBLAS (and any OpenMP/MKL runtime) the same thread count.
+
+    Must run before numpy is imported: OpenBLAS reads these once, at load.
+    """
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def machine():
+    """One line: CPU model, logical cores, OS and Python."""
+    model, physical = platform.processor() or "unknown CPU", None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("unknown CPU", platform.processor()):
+                    model = value.strip()
+                elif key == "cpu cores" and physical is None:
+                    physical = value.strip()
+    except OSError:
+        pass
+    cores = f"{os.cpu_count()} logical cores" + (f" ({physical} per socket)" if physical else "")
+    return f"{model}, {cores}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def try_import(name):
+    """(module, None) or (None, reason); an absent peer is reported, never fatal."""
+    try:
+        return importlib.import_module(name), None
+    except Exception as e:  # ImportError, or a broken install raising anything at import
+        return None, f"missing ({type(e).__name__}: {str(e).splitlines()[0][:60]})"
+
+
+def median_time(fn, repeat, warmup=2, min_time=0.0):
+    """Median seconds per call of ``fn()`` over ``repeat`` timed calls after ``warmup`` calls.
+
+    When ``min_time`` > 0, each sample runs fn enough times to last about that long,
+    so sub-millisecond cases are not dominated by timer resolution.
+    """
+    for _ in range(warmup):
+        fn()
+    inner = 1
+    if min_time > 0:
+        t0 = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - t0, 1e-7)
+        inner = max(1, int(min_time / one))
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples)
+
+
+def median_times(fns, repeat, warmup=2, min_time=0.0):
+    """Median seconds per call of each ``fns[i]()``, sampled round-robin.
+
+    Each round times every function once, so a load spike from other processes on the
+    machine hits all contenders alike instead of whichever happened to be running.
+    """
+    inner = []
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - t0, 1e-7)
+        inner.append(max(1, int(min_time / one)) if min_time > 0 else 1)
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(inner[i]):
+                fn()
+            samples[i].append((time.perf_counter() - t0) / inner[i])
+    return [statistics.median(s) for s in samples]
+
+
+def load_note():
+    """The 1-minute load average against the core count: shared machines skew timings."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return "load average: unknown"
+    cores = os.cpu_count() or 1
+    warn = "  WARNING: other processes compete for the cores; multi-thread timings are unreliable" \
+        if load > 0.5 * cores else ""
+    return f"load average (1 min) at start: {load:.2f} on {cores} cores{warn}"
+
+
+def print_table(title, header, rows):
+    """A plain fixed-width table; cells are strings."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    print(title)
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print(line)
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+def fmt_ms(seconds):
+    return "-" if seconds is None else f"{seconds * 1e3:.3f} ms"
+
+
+def fmt_ratio(ours, theirs):
+    """graphc time / peer time (< 1.0 means graphc is faster)."""
+    if ours is None or theirs is None:
+        return "-"
+    return f"{ours / theirs:.2f}x"

@@ -1,0 +1,211 @@
+"""Inference benchmark of the graphc CPU runtime against numpy, PyTorch and ONNX Runtime.
+
+Cases (float32, every framework on the same thread count):
+  * sgemm 1024x1024x1024: a one-node matmul plan through gc.Session vs numpy ``a @ b``
+    (GFLOP/s; target >= 0.9x numpy);
+  * MLP 784-1024-1024-10 (bias + relu between layers) at batch 1 and 128, latency vs
+    PyTorch (nn.Linear, inference_mode) and ONNX Runtime (MatMul+Add+Relu built with
+    onnx.helper); targets <= 1.0x ONNX Runtime at batch 1, <= 1.0x PyTorch at batch 128.
+Outputs are checked to agree (allclose) before anything is timed.  Times are medians;
+graphc is timed through the public ``Session.run`` (feed checks and result copies included).
+
+Run:  PYTHONPATH=. python tools/bench_runtime.py [--threads N] [--repeat R] [--quick]
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_util as bu  # noqa: E402
+
+SIZES = (784, 1024, 1024, 10)
+SGEMM_N = 1024
+RTOL, ATOL = 1e-4, 1e-4
+
+
+def make_weights(seed=0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    params = []
+    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
+        bound = 1.0 / np.sqrt(fan_in)  # nn.Linear's default init range
+        w = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32)
+        b = rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)
+        params.append((w, b))
+    return params
+
+
+# -- graphc ------------------------------------------------------------------------------------
+
+def graphc_sgemm(gc, threads, n):
+    with gc.Graph() as g:
+        a = gc.placeholder("a", (n, n))
+        b = gc.placeholder("b", (n, n))
+        y = gc.matmul(a, b, name="y")
+    plan = gc.compile(g, shapes={"a": (n, n), "b": (n, n)}, fetches=[y.name], train=False)
+    sess = gc.Session(plan, threads=threads)
+    return lambda A, B: sess.run({"a": A, "b": B})["y"]
+
+
+def graphc_mlp(gc, threads, params, batch):
+    with gc.Graph() as g:
+        h = x = gc.placeholder("x", (None, SIZES[0]))
+        names = []
+        for i, (w, b) in enumerate(params):
+            with gc.name_scope(f"fc{i + 1}"):
+                wv = gc.variable("w", w.shape)
+                bv = gc.variable("b", b.shape)
+                h = h @ wv + bv
+                if i < len(params) - 1:
+                    h = gc.relu(h)
+            names.append((wv.name, bv.name))
+        out = h
+    plan = gc.compile(g, shapes={x.name: (batch, SIZES[0])}, fetches=[out.name], train=False)
+    sess = gc.Session(plan, threads=threads)
+    for (wn, bn), (w, b) in zip(names, params):
+        sess.set_variable(wn, w)
+        sess.set_variable(bn, b)
+    return sess, (lambda X: sess.run({x.name: X})[out.name])
+
+
+# -- peers -------------------------------------------------------------------------------------
+
+def torch_mlp(torch, threads, params):
+    torch.set_num_threads(threads)
+    layers = []
+    for i, (w, b) in enumerate(params):
+        lin = torch.nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i < len(params) - 1:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers).eval()
+
+    def run(X):
+        with torch.inference_mode():
+            return model(torch.from_numpy(X)).numpy()
+    return run
+
+
+def onnx_model_bytes(onnx, params):
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits, h = [], [], "x"
+    for i, (w, b) in enumerate(params):
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [helper.make_node("MatMul", [h, f"w{i}"], [f"mm{i}"]),
+                  helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"z{i}"])]
+        h = f"z{i}"
+        if i < len(params) - 1:
+            nodes.append(helper.make_node("Relu", [h], [f"r{i}"]))
+            h = f"r{i}"
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", SIZES[0]])],
+        [helper.make_tensor_value_info(h, TensorProto.FLOAT, ["N", SIZES[-1]])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by older onnxruntime builds too
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def ort_mlp(ort, onnx, threads, params):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(onnx_model_bytes(onnx, params), opts, providers=["CPUExecutionProvider"])
+    out_name = sess.get_outputs()[0].name
+    return lambda X: sess.run([out_name], {"x": X})[0]
+
+
+def main(argv=None):
+    args = bu.parse_args(__doc__.splitlines()[0], argv=argv)
+    bu.pin_threads(args.threads)
+    import numpy as np
+
+    import graphc as gc
+
+    threads = args.threads
+    rep_mm = args.repeat or (3 if args.quick else 15)
+    rep_mlp = args.repeat or (5 if args.quick else 30)
+    min_time = 0.02 if args.quick else 0.1
+
+    torch, torch_why = bu.try_import("torch")
+    ort, ort_why = bu.try_import("onnxruntime")
+    onnx, onnx_why = bu.try_import("onnx")
+    if ort is not None and onnx is None:
+        ort, ort_why = None, f"missing (needs onnx to build the model: {onnx_why})"
+
+    versions = [f"graphc {gc.__version__}", f"numpy {np.__version__}"]
+    versions += [f"torch {torch.__version__}" if torch else f"torch {torch_why}"]
+    versions += [f"onnxruntime {ort.__version__}" if ort else f"onnxruntime {ort_why}"]
+    print(f"machine: {bu.machine()}")
+    print(f"threads: {threads} for every framework; {', '.join(versions)}")
+    print(f"repeats: {rep_mm} (sgemm), {rep_mlp} (MLP); medians, frameworks sampled round-robin")
+    print(bu.load_note())
+    print()
+
+    rows, notes = [], []
+
+    # sgemm -------------------------------------------------------------------------------
+    rng = np.random.default_rng(1)
+    n = SGEMM_N
+    A = rng.standard_normal((n, n), dtype=np.float32)
+    B = rng.standard_normal((n, n), dtype=np.float32)
+    flops = 2.0 * n ** 3
+    gmm = graphc_sgemm(gc, threads, n)
+    ref = A @ B
+    ok = np.allclose(gmm(A, B), ref, rtol=1e-3, atol=1e-3)
+    notes.append(f"sgemm graphc vs numpy allclose(rtol=1e-3, atol=1e-3): {ok}")
+    t_g, t_np = bu.median_times([lambda: gmm(A, B), lambda: A @ B], rep_mm)
+    ratio = (flops / t_g) / (flops / t_np)
+    rows.append([f"sgemm {n}x{n}x{n}", "GFLOP/s (higher is better)", f"{flops / t_g / 1e9:.1f}", "numpy",
+                 f"{flops / t_np / 1e9:.1f}", f"{ratio:.2f}x", ">= 0.90x", "met" if ratio >= 0.9 else "MISSED"])
+
+    # MLP ---------------------------------------------------------------------------------
+    params = make_weights(0)
+    peers = {}
+    peers["torch"] = (torch_mlp(torch, threads, params), None) if torch else (None, torch_why)
+    peers["onnxruntime"] = (ort_mlp(ort, onnx, threads, params), None) if ort else (None, ort_why)
+    targets = {1: "onnxruntime", 128: "torch"}
+    for batch in (1, 128):
+        X = rng.standard_normal((batch, SIZES[0]), dtype=np.float32)
+        _, run_g = graphc_mlp(gc, threads, params, batch)
+        y_g = run_g(X)
+        h = X
+        for i, (w, b) in enumerate(params):  # float64 numpy reference
+            h = h.astype(np.float64) @ w + b
+            if i < len(params) - 1:
+                h = np.maximum(h, 0)
+        checks = [f"numpy {np.allclose(y_g, h, rtol=RTOL, atol=ATOL)}"]
+        for name, (fn, _) in peers.items():
+            if fn is not None:
+                checks.append(f"{name} {np.allclose(y_g, fn(X), rtol=RTOL, atol=ATOL)}")
+        notes.append(f"MLP batch {batch}: graphc output allclose(rtol={RTOL}, atol={ATOL}) vs " + ", ".join(checks))
+        live = [(name, fn) for name, (fn, _) in peers.items() if fn is not None]
+        times = bu.median_times([lambda: run_g(X)] + [fn for _, fn in live], rep_mlp, min_time=min_time)
+        t_g, peer_t = times[0], dict(zip([name for name, _ in live], times[1:]))
+        for name, (fn, why) in peers.items():
+            is_target = targets[batch] == name
+            if fn is None:
+                rows.append([f"MLP 784-1024-1024-10 b={batch}", "latency", bu.fmt_ms(t_g), name, why, "-",
+                             "<= 1.00x" if is_target else "", "-" if is_target else ""])
+                continue
+            t_p = peer_t[name]
+            status = ""
+            if is_target:
+                status = "met" if t_g / t_p <= 1.0 else "MISSED"
+            rows.append([f"MLP 784-1024-1024-10 b={batch}", "latency", bu.fmt_ms(t_g), name, bu.fmt_ms(t_p),
+                         bu.fmt_ratio(t_g, t_p), "<= 1.00x" if is_target else "", status])
+
+    bu.print_table(f"graphc runtime vs peers, threads={threads} (ratio: sgemm = graphc/peer GFLOP/s, "
+                   "MLP = graphc/peer time)",
+                   ["case", "metric", "graphc", "peer", "peer value", "ratio", "target", "status"], rows)
+    print()
+    for note in notes:
+        print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
