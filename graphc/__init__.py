@@ -26,6 +26,8 @@ from graphc import (  # noqa: F401
 )
 from graphc.autodiff import gradients
 from graphc.compiler import compile  # noqa: E402,A004
+from graphc.compiler.verify_plan import PlanVerificationError
+from graphc.compiler.verify_plan import verify_plan as verify
 from graphc.dtypes import bool_, float32, float64, int32, int64  # noqa: F401
 from graphc.graph import (  # noqa: F401
     Graph,

@@ -398,7 +398,7 @@ class Graph:
 
     def add_variable(self, name, init_value, trainable=True, provenance=None):
         name = self.scope + "/" + name if self._scope else name
-        value = np.array(init_value, order="C")
+        value = np.asarray(init_value, order="C")  # passes share the (read-only) init arrays
         dtype = dtypes.as_dtype(value.dtype)
         var = Variable(name, dtype, tuple(int(d) for d in value.shape), value, bool(trainable), provenance or ("", 0))
         self._claim(name, var, "variable")
@@ -505,7 +505,7 @@ def variable(name, shape=None, dtype=None, init=None, trainable=True):
             raise GraphError(f"variable {name!r} needs a concrete shape, got {format_shape(shape)}{where(provenance)}")
         value = np.asarray(init(shape, dtypes.as_dtype(dtype)), dtype=dtypes.as_dtype(dtype))
     else:
-        value = np.asarray(init)
+        value = np.array(init)  # a copy: later changes to the caller's array do not leak in
         if dtype is not None and value.dtype.name != dtypes.as_dtype(dtype):
             value = value.astype(dtypes.as_dtype(dtype))
         if shape is not None and tuple(value.shape) != normalize_shape(shape):

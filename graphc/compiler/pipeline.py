@@ -7,6 +7,7 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     infer_shapes     every value gets a concrete shape and dtype
     append_gradients the training loss's gradient nodes (training models only)
     append_optimizer in-place update nodes and optimizer state (training models only)
+    recompute_for_budget  drop and recompute forward values to fit ``memory_budget``
     prune_graph      keep what the fetches need (``fetches=``)
     schedule_nodes   a deterministic topological order
 
@@ -26,6 +27,7 @@ from graphc.compiler.bind_shapes import bind_shapes
 from graphc.compiler.emit_plan import emit_plan
 from graphc.compiler.infer_shapes import infer_shapes
 from graphc.compiler.prune_graph import prune_graph
+from graphc.compiler.recompute import recompute_for_budget
 from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.compiler.validate_graph import validate_graph
 from graphc.errors import CompileError
@@ -35,7 +37,7 @@ from graphc.plan import Plan
 TARGETS = ("cpu", "cuda")
 
 
-def graph_passes(shapes=None, fetches=None):
+def graph_passes(shapes=None, fetches=None, memory_budget=None):
     """The Graph → Graph passes, in order, as (name, function) pairs."""
     return [
         ("validate_graph", validate_graph),
@@ -43,6 +45,7 @@ def graph_passes(shapes=None, fetches=None):
         ("infer_shapes", infer_shapes),
         ("append_gradients", append_gradients),
         ("append_optimizer", append_optimizer),
+        ("recompute_for_budget", functools.partial(recompute_for_budget, memory_budget=memory_budget)),
         ("prune_graph", functools.partial(prune_graph, fetches=fetches)),
         ("schedule_nodes", schedule_nodes),
     ]
@@ -107,26 +110,28 @@ def with_training(graph, train):
     return out
 
 
-def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None):
+def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memory_budget=None):
     """Run the graph passes; returns the scheduled Graph.
 
     ``on_pass(name, graph)`` is called after each pass (tests check every stage; viz draws them).
     """
     graph = with_training(load_model(model), train)
-    for name, run_pass in graph_passes(shapes, fetches):
+    for name, run_pass in graph_passes(shapes, fetches, memory_budget):
         graph = run_pass(graph)
         if on_pass is not None:
             on_pass(name, graph)
     return graph
 
 
-def compile(model, shapes=None, fetches=None, target="cpu", train=None, on_pass=None):  # noqa: A001 — the public name users expect
+def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_budget=None, on_pass=None):  # noqa: A001 — the public name users expect
     """Compile a model into a :class:`graphc.plan.Plan`.
 
     ``model``: a Graph or a path to a .pb file.  ``shapes``: placeholder name → concrete
     shape, binding None and symbolic dims.  ``fetches``: value names or Tensors the plan
     returns (default: the graph's outputs, else its unconsumed node outputs).
     ``target``: "cpu" or "cuda" (the same plan runs on both; recorded for the runtime).
+    ``memory_budget``: arena bytes (int or "64MB"-style text) the plan must fit; forward
+    values are dropped and recomputed in the backward pass to get there.
     ``on_pass(name, graph)``: called after each graph pass (for ``graphc compile -v``).
     ``train``: add or override the training spec (see :func:`with_training`).  A model
     with a training spec compiles into one training step: forward, gradients, in-place
@@ -146,5 +151,5 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, on_pass=
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    graph = lower_graph(model, shapes, fetches, on_pass=on_pass, train=train)
+    graph = lower_graph(model, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget)
     return Plan(emit_plan(graph, assign_buffers(graph), target=target))
