@@ -184,6 +184,122 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
   };
 }
 
+// -- optimizer updates: elementwise over the variable, safe when outputs alias inputs
+// (each item is read before it is written).  The arithmetic follows the numpy reference
+// in the variable's dtype.
+
+template <class T> void expect_like_var(const KernelArgs& a, size_t n_state) {
+  for (size_t i = 1; i < 1 + n_state + 1 && i < a.in.size(); ++i) {
+    expect_dtype(a, a.in[i], a.in[0].dtype, "input " + std::to_string(i));
+    expect_dims(a, a.in[i], a.in[0].dims, "input " + std::to_string(i));
+  }
+  for (size_t i = 0; i < a.out.size(); ++i) {
+    expect_dtype(a, a.out[i], a.in[0].dtype, "output " + std::to_string(i));
+    expect_dims(a, a.out[i], a.in[0].dims, "output " + std::to_string(i));
+  }
+}
+
+template <class T> Kernel assign_kernel(const KernelArgs& a) {
+  a.expect_arity(2, 1);
+  expect_like_var<T>(a, 0);
+  const void* src = a.in[1].data;
+  void* dst = a.out[0].data;
+  const size_t n = static_cast<size_t>(a.in[0].numel()) * sizeof(T);
+  return [=]() { if (n && src != dst) std::memmove(dst, src, n); };
+}
+
+template <class T> Kernel sgd_kernel(const KernelArgs& a) {
+  a.expect_arity(2, 1);
+  expect_like_var<T>(a, 0);
+  const T lr = static_cast<T>(a.attr_float("lr"));
+  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
+  const T* w = a.in[0].as<const T>();
+  const T* g = a.in[1].as<const T>();
+  T* y = a.out[0].as<T>();
+  const int64_t n = a.in[0].numel();
+  const int threads = a.ctx.threads;
+  return [=]() {
+    parallel_for(n, threads, 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        T gi = wd != T(0) ? g[i] + wd * w[i] : g[i];
+        y[i] = w[i] - lr * gi;
+      }
+    });
+  };
+}
+
+template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
+  a.expect_arity(3, 2);
+  expect_like_var<T>(a, 1);
+  const T lr = static_cast<T>(a.attr_float("lr"));
+  const T mu = static_cast<T>(a.attr_float("momentum"));
+  const bool nesterov = a.attr_bool("nesterov", false);
+  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
+  const T* w = a.in[0].as<const T>();
+  const T* g = a.in[1].as<const T>();
+  const T* v = a.in[2].as<const T>();
+  T* yw = a.out[0].as<T>();
+  T* yv = a.out[1].as<T>();
+  const int64_t n = a.in[0].numel();
+  const int threads = a.ctx.threads;
+  return [=]() {
+    parallel_for(n, threads, 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const T wi = w[i];
+        const T gi = wd != T(0) ? g[i] + wd * wi : g[i];
+        const T vi = mu * v[i] + gi;
+        const T step = nesterov ? gi + mu * vi : vi;
+        yv[i] = vi;
+        yw[i] = wi - lr * step;
+      }
+    });
+  };
+}
+
+template <class T> Kernel adam_kernel(const KernelArgs& a) {
+  a.expect_arity(5, 3);
+  expect_like_var<T>(a, 2);
+  const T lr = static_cast<T>(a.attr_float("lr"));
+  const T b1 = static_cast<T>(a.has("beta1") ? a.attr_float("beta1") : 0.9);
+  const T b2 = static_cast<T>(a.has("beta2") ? a.attr_float("beta2") : 0.999);
+  const T eps = static_cast<T>(a.has("eps") ? a.attr_float("eps") : 1e-8);
+  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
+  const bool decoupled = a.attr_bool("decoupled", false);
+  if (a.in[4].numel() != 1) a.fail("input 4 (the step) must have one element");
+  const DType step_t = a.in[4].dtype;
+  const void* pstep = a.in[4].data;
+  const T* w = a.in[0].as<const T>();
+  const T* g = a.in[1].as<const T>();
+  const T* m = a.in[2].as<const T>();
+  const T* v = a.in[3].as<const T>();
+  T* yw = a.out[0].as<T>();
+  T* ym = a.out[1].as<T>();
+  T* yv = a.out[2].as<T>();
+  const int64_t n = a.in[0].numel();
+  const int threads = a.ctx.threads;
+  return [=]() {
+    // The step is data (it changes every run), read here, not at prepare.
+    const double step = dispatch_all(step_t, [&](auto tag) {
+      return static_cast<double>(*static_cast<const typename decltype(tag)::type*>(pstep));
+    });
+    const T t = static_cast<T>(static_cast<int64_t>(step));
+    const T c1 = T(1) - std::pow(b1, t), c2 = T(1) - std::pow(b2, t);
+    parallel_for(n, threads, 1 << 13, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        T wi = w[i], gi = g[i];
+        if (decoupled) wi = wi * (T(1) - lr * wd);
+        else if (wd != T(0)) gi = gi + wd * wi;
+        const T mi = b1 * m[i] + (T(1) - b1) * gi;
+        const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
+        const T mhat = mi / c1, vhat = vi / c2;
+        ym[i] = mi;
+        yv[i] = vi;
+        yw[i] = wi - lr * mhat / (std::sqrt(vhat) + eps);
+      }
+    });
+  };
+}
+
 template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
   const TensorRef &x = args.in[0], &y = args.out[0];
   const int64_t depth = args.attr_int("depth");
@@ -231,6 +347,14 @@ void register_nn_kernels(KernelRegistry& r) {
       });
     });
   }
+  r.add("assign", DType::F32, assign_kernel<float>);
+  r.add("assign", DType::F64, assign_kernel<double>);
+  r.add("sgd_update", DType::F32, sgd_kernel<float>);
+  r.add("sgd_update", DType::F64, sgd_kernel<double>);
+  r.add("sgd_momentum_update", DType::F32, sgd_momentum_kernel<float>);
+  r.add("sgd_momentum_update", DType::F64, sgd_momentum_kernel<double>);
+  r.add("adam_update", DType::F32, adam_kernel<float>);
+  r.add("adam_update", DType::F64, adam_kernel<double>);
   r.add("relu_grad", DType::F32, relu_grad_kernel<float>);
   r.add("relu_grad", DType::F64, relu_grad_kernel<double>);
   r.add("relu_grad", DType::I32, relu_grad_kernel<int32_t>);
