@@ -183,7 +183,8 @@ def main(argv=None):
                 checks.append(f"{name} {np.allclose(y_g, fn(X), rtol=RTOL, atol=ATOL)}")
         notes.append(f"MLP batch {batch}: graphc output allclose(rtol={RTOL}, atol={ATOL}) vs " + ", ".join(checks))
         live = [(name, fn) for name, (fn, _) in peers.items() if fn is not None]
-        times = bu.median_times([lambda: run_g(X)] + [fn for _, fn in live], rep_mlp, min_time=min_time)
+        fns = [lambda r=run_g, x=X: r(x)] + [(lambda f=fn, x=X: f(x)) for _, fn in live]
+        times = bu.median_times(fns, rep_mlp, min_time=min_time)
         t_g, peer_t = times[0], dict(zip([name for name, _ in live], times[1:]))
         for name, (fn, why) in peers.items():
             is_target = targets[batch] == name
