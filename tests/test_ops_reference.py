@@ -101,6 +101,10 @@ def _mean(vals):
 
 def _matmul(inputs, attrs):
     a, b = inputs
+    if attrs.get("transpose_a"):
+        a = _transpose([a], {"perm": tuple(range(a.ndim - 2)) + (a.ndim - 1, a.ndim - 2)})
+    if attrs.get("transpose_b"):
+        b = _transpose([b], {"perm": tuple(range(b.ndim - 2)) + (b.ndim - 1, b.ndim - 2)})
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     out = np.zeros(batch + (m, n), dtype=a.dtype)
@@ -322,7 +326,51 @@ def _slice_grad(inputs, attrs):
     return out
 
 
+def _per_element(fn):
+    """Apply fn(w, g, *state, **attrs) -> tuple per element of same-shaped inputs."""
+    def impl(inputs, attrs):
+        arrays = [x for x in inputs if x.shape == inputs[0].shape and x.ndim == inputs[0].ndim]
+        extra = inputs[len(arrays):]
+        outs = None
+        for idx in itertools.product(*[range(d) for d in inputs[0].shape]):
+            res = fn(*[a[idx].item() for a in arrays], *[e.item() for e in extra], **attrs)
+            res = res if isinstance(res, tuple) else (res,)
+            if outs is None:
+                outs = [np.empty(inputs[0].shape, inputs[0].dtype) for _ in res]
+            for o, r in zip(outs, res):
+                o[idx] = r
+        if outs is None:  # size 0: run once on dummies to learn the output count
+            n = len(fn(*([1.0] * len(arrays)), *[1 for _ in extra], **attrs) or ())
+            outs = [np.empty(inputs[0].shape, inputs[0].dtype) for _ in range(max(n, 1))]
+        return outs if len(outs) > 1 else outs[0]
+    return impl
+
+
+def _sgd(w, g, lr, weight_decay):
+    return (w - lr * (g + weight_decay * w),)
+
+
+def _sgd_momentum(w, g, v, lr, momentum, nesterov, weight_decay):
+    g = g + weight_decay * w
+    v = momentum * v + g
+    return w - lr * (g + momentum * v if nesterov else v), v
+
+
+def _adam(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
+    if decoupled:
+        w = w * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * w
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    return w - lr * (m / (1 - beta1 ** t)) / (math.sqrt(v / (1 - beta2 ** t)) + eps), m, v
+
+
 INDEPENDENT.update({
+    "assign": lambda inputs, attrs: _flat_reshape([inputs[1]], inputs[1].shape),
+    "sgd_update": _per_element(_sgd),
+    "sgd_momentum_update": _per_element(_sgd_momentum),
+    "adam_update": _per_element(_adam),
     "sum_to": _sum_to,
     "broadcast_like": lambda inputs, attrs: _elementwise(lambda z, a: a)(
         [np.zeros(inputs[1].shape, inputs[0].dtype), inputs[0]], {}),

@@ -137,15 +137,26 @@ def _matmul_infer(ctx):
     a, b = ctx.shape(0), ctx.shape(1)
     if len(a) < 2 or len(b) < 2:
         ctx.fail("expects inputs of rank >= 2 (use reshape or expand_dims for vectors)")
-    k1, k2 = a[-1], b[-2]
+    ta, tb = ctx.attrs["transpose_a"], ctx.attrs["transpose_b"]
+    m, k1 = (a[-1], a[-2]) if ta else (a[-2], a[-1])
+    k2, n = (b[-1], b[-2]) if tb else (b[-2], b[-1])
     if isinstance(k1, int) and isinstance(k2, int) and k1 != k2:
-        ctx.fail(f"expects input 1 of shape (..., {k1}, N) to match input 0 (..., M, {k1}), got K={k2}")
+        ctx.fail(f"expects input 1 of shape (..., {k1}, N) to match input 0 (..., M, {k1}), got K={k2}"
+                 + (f" (transpose_a={ta}, transpose_b={tb})" if ta or tb else ""))
     batch = broadcast_shapes(ctx, a[:-2], b[:-2])
-    return ctx.dtype(0), batch + (a[-2], b[-1])
+    return ctx.dtype(0), batch + (m, n)
+
+
+def _t(x):
+    return np.swapaxes(x, -1, -2)
 
 
 def _matmul_ref(inputs, attrs):
     a, b = inputs
+    if attrs["transpose_a"]:
+        a = _t(a)
+    if attrs["transpose_b"]:
+        b = _t(b)
     return np.matmul(a, b)
 
 
@@ -155,24 +166,34 @@ def _matmul_examples(rng):
         for sa, sb in [((1, 1), (1, 1)), ((3, 5), (5, 4)), ((72, 73), (73, 74)), ((0, 5), (5, 3)),
                        ((4, 0), (0, 3)), ((3, 5), (5, 0)), ((2, 3, 5), (2, 5, 4)), ((2, 3, 5), (5, 4)),
                        ((3, 5), (2, 5, 4)), ((2, 1, 3, 4), (5, 4, 2)), ((1, 7), (7, 1))]:
-            out.append(Example([rand(rng, sa, dt), rand(rng, sb, dt)], note=dt))
+            out.append(Example([rand(rng, sa, dt), rand(rng, sb, dt)],
+                               {"transpose_a": False, "transpose_b": False}, note=dt))
+        for sa, sb, ta, tb in [((5, 3), (5, 4), True, False), ((3, 5), (4, 5), False, True),
+                               ((5, 3), (4, 5), True, True), ((2, 7, 3), (7, 4), True, False),
+                               ((0, 3), (4, 3), False, True), ((73, 72), (74, 73), True, True),
+                               ((1, 1), (1, 1), True, True)]:
+            out.append(Example([rand(rng, sa, dt), rand(rng, sb, dt)], {"transpose_a": ta, "transpose_b": tb},
+                               note=f"{dt} ta={ta} tb={tb}"))
     return out
 
 
 register_op(
     "matmul",
-    doc="Matrix product: y[..., i, j] = Σ_k a[..., i, k] b[..., k, j].  Both inputs have rank >= 2; "
-        "leading (batch) dims broadcast as in numpy.matmul.  Float dtypes.",
+    doc="Matrix product: y[..., i, j] = Σ_k a'[..., i, k] b'[..., k, j] with a' = a or its last two axes "
+        "swapped (transpose_a), likewise b' (transpose_b), as BLAS's trans flags: no copy is made.  Both "
+        "inputs have rank >= 2; leading (batch) dims broadcast as in numpy.matmul.  Float dtypes.",
     num_inputs=2,
+    attrs={"transpose_a": AttrSpec("bool", default=False), "transpose_b": AttrSpec("bool", default=False)},
     infer=_matmul_infer,
     reference=_matmul_ref,
     examples=_matmul_examples,
 )
 
 
-def matmul(a, b, name=None):
-    """a @ b (numpy.matmul semantics for rank >= 2)."""
-    return build("matmul", as_tensors(a, b), name=name)
+def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
+    """a @ b (numpy.matmul semantics for rank >= 2), optionally with either operand's last
+    two axes swapped."""
+    return build("matmul", as_tensors(a, b), {"transpose_a": transpose_a, "transpose_b": transpose_b}, name=name)
 
 
 # -- gradients ---------------------------------------------------------------------------------
@@ -223,15 +244,18 @@ def _grad_max(ctx):
 
 @defgrad("matmul")
 def _grad_matmul(ctx):
-    from graphc import ops
+    # For C = op(A) op(B) the adjoints are again matmuls with trans flags: no transposes
+    # are materialised (BLAS reads the operands transposed).
     from graphc.ops.backward import unbroadcast
     a, b = ctx.inputs
     g = ctx.g
-
-    def t(m):
-        perm = tuple(range(m.ndim - 2)) + (m.ndim - 1, m.ndim - 2)
-        return ops.transpose(m, perm)
-
-    ga = matmul(g, t(b))
-    gb = matmul(t(a), g)
+    ta, tb = ctx.attrs["transpose_a"], ctx.attrs["transpose_b"]
+    if not ta and not tb:
+        ga, gb = matmul(g, b, transpose_b=True), matmul(a, g, transpose_a=True)
+    elif not ta and tb:
+        ga, gb = matmul(g, b), matmul(g, a, transpose_a=True)
+    elif ta and not tb:
+        ga, gb = matmul(b, g, transpose_b=True), matmul(a, g)
+    else:
+        ga, gb = matmul(b, g, transpose_a=True, transpose_b=True), matmul(g, a, transpose_a=True, transpose_b=True)
     return [unbroadcast(ga, a), unbroadcast(gb, b)]
