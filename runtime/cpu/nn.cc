@@ -349,6 +349,9 @@ void register_nn_kernels(KernelRegistry& r) {
   }
   r.add("assign", DType::F32, assign_kernel<float>);
   r.add("assign", DType::F64, assign_kernel<double>);
+  r.add("assign", DType::I32, assign_kernel<int32_t>);
+  r.add("assign", DType::I64, assign_kernel<int64_t>);
+  r.add("assign", DType::Bool, assign_kernel<boolean>);
   r.add("sgd_update", DType::F32, sgd_kernel<float>);
   r.add("sgd_update", DType::F64, sgd_kernel<double>);
   r.add("sgd_momentum_update", DType::F32, sgd_momentum_kernel<float>);
