@@ -16,13 +16,13 @@ Example::
 """
 
 import os
-import tempfile
 
 from google.protobuf.message import DecodeError
 
 from graphc import dtypes
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import ModelFormatError
+from graphc.fileio import atomic_write
 
 FORMAT_VERSION = 1          # the plan format this code writes
 MIN_CONSUMER_VERSION = 1    # readers older than this must refuse what we write
@@ -89,22 +89,7 @@ class Plan:
 
     def save(self, path):
         """Write the plan atomically: a temp file in the same folder, fsync, rename."""
-        data = self.to_bytes()
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(path, self.to_bytes())
 
     def __eq__(self, other):
         return isinstance(other, Plan) and self.to_bytes() == other.to_bytes()
