@@ -7,13 +7,16 @@ of in-place ops (a node with ``opdef.inplace`` runs after every other reader of 
 persistent input it overwrites, views included), and the same order every time for the
 same input.
 
-Memory-aware: when every shape is concrete, two list schedules are built and the one
+Memory-aware: when every shape is concrete, three list schedules are built and the one
 with the lower peak of live arena bytes is kept (the first on a tie):
 
 - "stored": among ready nodes, the earliest stored first (Graph.topological_order);
 - "memory": among ready nodes, the one with the smallest net allocation — bytes of
   its new arena outputs minus bytes of the arena values it is the last reader of
-  (ties: earliest stored).  Views and constants run as soon as they are ready.
+  (ties: earliest stored).  Views and constants run as soon as they are ready;
+- "memory-eager": as "memory", but outputs read only by in-place updates that the node
+  alone holds back count as transient (the update frees them next), so weight
+  gradients are not all postponed to the end with every activation gradient alive.
 
 Nodes with role "recompute", and gradient nodes that read no gradient (transposes of
 activations or weights), run on demand, so each recomputed segment comes right
@@ -36,7 +39,7 @@ from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable,
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, RECOMPUTE, is_static
 
-POLICIES = ("stored", "memory")
+POLICIES = ("stored", "memory", "memory-eager")
 
 
 def _shapes_known(graph):
@@ -84,7 +87,9 @@ def schedule_order(graph, policy="memory", model=None):
     for i in reversed(topo):
         if recompute[i]:
             anchor[i] = min((anchor[j] for j in succs[i]), default=i)
-    lazy = recompute if policy == "memory" else [False] * n
+    lazy = recompute if policy.startswith("memory") else [False] * n
+    from graphc import registry
+    inplace = [bool(registry.get_op(node.op).inplace) for node in nodes]
 
     def key(i):
         if not step[i]:
@@ -92,7 +97,13 @@ def schedule_order(graph, policy="memory", model=None):
         if policy == "stored":
             return (1, 0, anchor[i], 0 if recompute[i] else 1, i)
         free = sum(model.nbytes[r] for r in reads[i] if left[r] == 1 and r not in fetched)
-        return (1, alloc[i] - free, i, 1, i)
+        new = alloc[i]
+        # A weight gradient read only by optimizer updates that wait on nothing else is freed
+        # by them right away: count it as transient, or the greedy order would postpone every
+        # weight gradient (and keep every activation gradient alive) to the end.
+        if policy == "memory-eager" and new and succs[i] and all(inplace[j] and waiting[j] == 1 for j in succs[i]):
+            new = 0
+        return (1, new - free, i, 1, i)
 
     done = [False] * n
     in_heap = [False] * n
@@ -118,7 +129,7 @@ def schedule_order(graph, policy="memory", model=None):
         order.append(nodes[i])
         for r in reads[i]:
             left[r] -= 1
-            if left[r] == 1 and policy == "memory":
+            if left[r] == 1 and policy != "stored":
                 for j in readers[r]:
                     if not done[j] and in_heap[j]:
                         stamp[j] += 1
