@@ -76,8 +76,8 @@ def main(argv=None):
             order = rng.permutation(len(xtr))
         idx = order[(step % n_batches) * args.batch:(step % n_batches + 1) * args.batch]
         value = float(sess.run({"x": xtr[idx], "y": ytr[idx]})[loss.name])
-        if tqdm and step % 10 == 0:
-            bar.set_postfix(loss=f"{value:.4f}")
+        if tqdm and step % 50 == 0:
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
     train_time = time.perf_counter() - t0
 
     # Inference: compile the forward graph for the whole test set and copy the weights.
@@ -86,9 +86,17 @@ def main(argv=None):
     infer = gc.Session(infer_plan, threads=args.threads)
     for name in infer.variable_names:
         infer.set_variable(name, sess.get_variable(name))
-    predictions = np.argmax(infer.run({"x": xte})[logits.name], axis=1)
+    test_logits = infer.run({"x": xte})[logits.name]
+    # The C++ runtime against the numpy reference interpreter, with the trained weights.
+    weights = {name: infer.get_variable(name) for name in infer.variable_names}
+    expected = gc.reference.evaluate(model, {"x": xte}, [logits.name], state=weights)[logits.name]
+    max_diff = float(np.max(np.abs(test_logits - expected)))
+    if not np.allclose(test_logits, expected, rtol=1e-4, atol=1e-4):
+        raise SystemExit(f"runtime and reference interpreter disagree: max |diff| = {max_diff:.3g}")
+    predictions = np.argmax(test_logits, axis=1)
     accuracy = float(np.mean(predictions == yte))
     print(f"trained {len(steps)} steps in {train_time:.2f} s; final loss {value:.4f}")
+    print(f"inference plan matches the reference interpreter (max |diff| {max_diff:.2e})")
     print(f"test accuracy: {accuracy:.4f} ({len(xte)} images)")
     print(f"files: {out_dir}")
     return accuracy

@@ -8,45 +8,15 @@ mid-write leaves the previous checkpoint intact.
 
 import io
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from graphc.errors import CheckpointError
+from graphc.fileio import atomic_write
 
 MARKER = "__graphc_checkpoint_version__"
 VERSION = 1
-
-
-def atomic_write(path, data, write_chunk=None):
-    """Write bytes to ``path`` atomically (temp file + fsync + rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if write_chunk is None:
-                f.write(data)
-            else:
-                write_chunk(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the rename is still atomic
 
 
 def save(path, variables):

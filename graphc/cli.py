@@ -725,7 +725,7 @@ def per_step_seconds(result, plan):
             key, secs = pos, item
         elif isinstance(item, dict):
             key = item.get("step", item.get("node"))
-            secs = item.get("seconds", item.get("seconds_total"))
+            secs = item.get("seconds_total", item.get("seconds"))
         else:
             key, secs = item[0], item[-1]
         idx = by_node.get(key) if isinstance(key, str) else int(key)

@@ -16,13 +16,13 @@ Example::
 """
 
 import os
-import tempfile
 
 from google.protobuf.message import DecodeError
 
 from graphc import dtypes
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import ModelFormatError
+from graphc.fileio import atomic_write
 
 FORMAT_VERSION = 1          # the plan format this code writes
 MIN_CONSUMER_VERSION = 1    # readers older than this must refuse what we write
@@ -89,22 +89,7 @@ class Plan:
 
     def save(self, path):
         """Write the plan atomically: a temp file in the same folder, fsync, rename."""
-        data = self.to_bytes()
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(path, self.to_bytes())
 
     def __eq__(self, other):
         return isinstance(other, Plan) and self.to_bytes() == other.to_bytes()
@@ -268,8 +253,13 @@ def compute_memory_report(proto):
     Liveness: an ARENA value is live from the step that produces it (inputs and other
     values no step produces: from step 0) to the last step that reads it or a view of
     it; a fetched value (or the root of a fetched view) stays live to the last step.
-    ``lower_bound_bytes`` is the most bytes live at any one step: no arena can be
-    smaller.  With no steps, every arena value counts as live at once.
+    ``step_live_bytes[s]`` counts the distinct arena buffers live at step ``s``: an
+    output that takes over the bytes of a dying direct input in place (same offset,
+    size and dtype; the input not fetched and read for the last time at that step, as
+    ``verify_plan`` accepts it) is counted once.  ``lower_bound_bytes`` is the most of
+    these over the steps: the buffers live at one step occupy disjoint bytes, so no
+    arena for this schedule and these reuse decisions can be smaller.  With no steps,
+    every arena value counts as live at once.
     """
     values = proto.values
     nsteps = len(proto.steps)
@@ -309,6 +299,23 @@ def compute_memory_report(proto):
     for i in arena_values:
         delta[start[i]] += values[i].nbytes
         delta[end[i] + 1] -= values[i].nbytes
+    # In-place takeovers: the output and the dying input share bytes at that step.
+    fetched = {root(i) for i in proto.fetches}
+    taken = set()
+    for s, step in enumerate(proto.steps):
+        for o in step.outputs:
+            vo = values[o]
+            if vo.storage != pb.ARENA or not vo.nbytes or start.get(o) != s:
+                continue
+            for i in step.inputs:
+                vi = values[i]
+                if (i != o and vi.storage == pb.ARENA and i not in taken and i not in fetched
+                        and end.get(i) == s and vi.offset == vo.offset and vi.nbytes == vo.nbytes
+                        and vi.dtype == vo.dtype):
+                    taken.add(i)
+                    delta[s] -= vo.nbytes
+                    delta[s + 1] += vo.nbytes
+                    break
     step_live, running = [], 0
     for s in range(nsteps):
         running += delta[s]
@@ -316,7 +323,8 @@ def compute_memory_report(proto):
     if nsteps:
         peak_step = max(range(nsteps), key=lambda s: (step_live[s], -s))
         lower = step_live[peak_step]
-        peak_values = [values[i].name for i in arena_values if start[i] <= peak_step <= end[i]]
+        peak_values = [values[i].name for i in arena_values
+                       if start[i] <= peak_step <= end[i] and not (i in taken and end[i] == peak_step)]
     else:
         peak_step = -1
         lower = sum(values[i].nbytes for i in arena_values)
@@ -328,6 +336,8 @@ def compute_memory_report(proto):
         "arena_bytes": int(proto.arena_bytes),
         "naive_bytes": int(sum(values[i].nbytes for i in arena_values)),
         "lower_bound_bytes": int(lower),
+        "arena_over_lower_bound": (proto.arena_bytes / lower if lower else
+                                   float("inf") if proto.arena_bytes else 1.0),
         "peak_step": peak_step,
         "peak_values": peak_values,
         "step_live_bytes": [int(b) for b in step_live],
@@ -381,7 +391,7 @@ def fill_memory_report(proto):
 
 def memory_report(plan):
     """The memory report of a Plan (or graphc_pb2.Plan, or a .plan path) as a dict:
-    arena_bytes, naive_bytes, lower_bound_bytes, peak_step, peak_values,
+    arena_bytes, naive_bytes, lower_bound_bytes, arena_over_lower_bound, peak_step, peak_values,
     step_live_bytes, bytes_by_kind (arena: input, activation, gradient, optimizer,
     workspace), persistent_bytes, persistent_bytes_by_kind (variable, optimizer_state,
     state).  Recomputed from the plan's

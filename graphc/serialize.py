@@ -24,7 +24,6 @@ Example::
 import hashlib
 import heapq
 import os
-import tempfile
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -32,6 +31,7 @@ from google.protobuf.message import DecodeError
 from graphc import dtypes, registry
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import GraphcError, ModelFormatError
+from graphc.fileio import atomic_write
 from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE, Graph, Node
 
 FORMAT_VERSION = 1
@@ -209,31 +209,7 @@ def _serialize(model):
 
 
 def _atomic_write(path, write):
-    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, write)
 
 
 def _write_chunks(f, chunks):

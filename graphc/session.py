@@ -12,12 +12,16 @@ Example::
 
 The whole plan runs in one C++ call with the GIL released.  Results are copies, so
 they stay valid after the next run.
+
+Environment: ``GRAPHC_POISON=1`` (read when a Session is created) makes the runtime
+fill every value listed in a step's ``frees`` with 0xFF bytes (NaN, -1) right after
+that step, so a memory plan that reuses bytes still in use gives wrong results.
 """
 import os
 
 import numpy as np
 
-from graphc import errors
+from graphc import checkpoint, errors
 from graphc._proto import graphc_pb2 as pb
 
 _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
@@ -58,6 +62,10 @@ def _shape(dims):
     return tuple(int(d) for d in dims)
 
 
+def _poison_from_env():
+    return os.environ.get("GRAPHC_POISON", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 class Session:
     """Runs one plan on one device.
 
@@ -65,11 +73,13 @@ class Session:
         plan: a ``graphc.plan.Plan``, a ``graphc_pb2.Plan`` message or a path to a ``.plan``.
         device: ``"cpu"`` (``"cuda"`` is not built yet).
         threads: CPU threads for kernels and BLAS; None means ``os.cpu_count()``.
+        poison: fill dead values with 0xFF after each step (see the module docstring);
+            None reads ``GRAPHC_POISON`` from the environment.
 
     Raises ModelFormatError when the plan is corrupt or inconsistent.
     """
 
-    def __init__(self, plan, device="cpu", threads=None):
+    def __init__(self, plan, device="cpu", threads=None, poison=None):
         if device == "cuda":
             raise errors.GraphcError("device='cuda': the CUDA runtime is not built yet (a later issue); "
                                      "use device='cpu'")
@@ -89,15 +99,24 @@ class Session:
             if v.dtype not in _DTYPES:
                 raise errors.ModelFormatError(f"plan value {i} ({v.name!r}) has invalid dtype {v.dtype}")
             self._info.append((v.name, _DTYPES[v.dtype], _shape(v.dims)))
+        self.poison = _poison_from_env() if poison is None else bool(poison)
+        # Variables are keyed by Plan.persistent: several PERSISTENT values may share one
+        # storage index (a variable and the in-place outputs of its update ops).
+        self._variables = {}
+        for i, var in enumerate(self._proto.persistent):
+            if var.dtype not in _DTYPES:
+                raise errors.ModelFormatError(f"plan variable {i} ({var.name!r}) has invalid dtype {var.dtype}")
+            if var.name in self._variables:
+                raise errors.ModelFormatError(f"plan variable {var.name!r} is listed twice")
+            self._variables[var.name] = (i, _DTYPES[var.dtype], _shape(var.dims))
         runtime = _load_runtime()
         try:
-            self._exec = runtime.Executor(self._proto, threads)
+            self._exec = runtime.Executor(self._proto, threads, self.poison)
         except (ValueError, OverflowError, TypeError) as e:
             raise errors.ModelFormatError(f"invalid plan: {e}") from None
         self._feeds = [int(i) for i in self._proto.feeds]
         self._fetches = [int(i) for i in self._proto.fetches]
         self._feed_index = {values[i].name: pos for pos, i in enumerate(self._feeds)}
-        self._variables = {v.name: i for i, v in enumerate(values) if v.storage == pb.PERSISTENT}
 
     @property
     def feed_names(self):
@@ -117,6 +136,47 @@ class Session:
         Returns {fetch name: numpy array}.  Raises FeedError for a missing, unknown,
         wrong-dtype or wrong-shape feed and RuntimeExecutionError when a kernel fails.
         """
+        arrays = self._feed_arrays(feeds)
+        try:
+            self._exec.run(arrays)
+        except RuntimeError as e:
+            raise errors.RuntimeExecutionError(str(e)) from None
+        out = {}
+        for i in self._fetches:
+            name, dtype, shape = self._info[i]
+            arr = np.empty(shape, dtype)
+            self._exec.read_value(i, arr)
+            out[name] = arr
+        return out
+
+    def profile(self, feeds=None, iters=10, warmup=2):
+        """Time every step: run ``warmup`` untimed then ``iters`` timed runs with ``feeds``.
+
+        Each step's kernel call is timed in C++ (std::chrono::steady_clock); ``run()``
+        carries no timing.  The runs are real runs: a training plan takes
+        ``warmup + iters`` optimizer steps.  Returns one dict per step, in plan order:
+        ``{"step", "node", "op", "file", "line", "seconds"}`` where ``seconds`` is the
+        median over the timed runs of one call, and ``seconds_total`` is that median
+        times ``iters``.
+        """
+        iters, warmup = int(iters), int(warmup)
+        if iters < 1:
+            raise ValueError(f"iters must be >= 1, got {iters}")
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        arrays = self._feed_arrays(feeds)
+        try:
+            secs = self._exec.profile(arrays, iters, warmup)
+        except RuntimeError as e:
+            raise errors.RuntimeExecutionError(str(e)) from None
+        out = []
+        for i, (step, t) in enumerate(zip(self._proto.steps, secs)):
+            out.append({"step": i, "node": step.node, "op": step.op, "file": step.provenance.file,
+                        "line": int(step.provenance.line), "seconds": float(t),
+                        "seconds_total": float(t) * iters})
+        return out
+
+    def _feed_arrays(self, feeds):
         feeds = dict(feeds or {})
         arrays = [None] * len(self._feeds)
         for key, value in feeds.items():
@@ -133,17 +193,7 @@ class Session:
         missing = [self._info[self._feeds[p]][0] for p, a in enumerate(arrays) if a is None]
         if missing:
             raise errors.FeedError(f"missing feed for placeholder(s) {missing}")
-        try:
-            self._exec.run(arrays)
-        except RuntimeError as e:
-            raise errors.RuntimeExecutionError(str(e)) from None
-        out = {}
-        for i in self._fetches:
-            name, dtype, shape = self._info[i]
-            arr = np.empty(shape, dtype)
-            self._exec.read_value(i, arr)
-            out[name] = arr
-        return out
+        return arrays
 
     def _check_feed(self, name, index, value):
         _, dtype, shape = self._info[index]
@@ -163,25 +213,38 @@ class Session:
             raise errors.FeedError(f"feed {name!r} expects shape {shape}, got {arr.shape}")
         return np.ascontiguousarray(arr)
 
-    def _variable_index(self, name):
+    def _variable(self, name):
         try:
             return self._variables[name]
         except KeyError:
             raise KeyError(f"plan has no variable {name!r}; variables: {self.variable_names}") from None
 
     def get_variable(self, name):
-        """A copy of the current value of variable ``name``."""
-        i = self._variable_index(name)
-        _, dtype, shape = self._info[i]
+        """A copy of the current value of variable ``name`` (a ``Plan.persistent`` name:
+        weights and optimizer state such as ``w/adam_m``)."""
+        i, dtype, shape = self._variable(name)
         arr = np.empty(shape, dtype)
-        self._exec.read_value(i, arr)
+        self._exec.read_persistent(i, arr)
         return arr
 
     def set_variable(self, name, value):
         """Overwrite variable ``name``; dtype and shape must match exactly."""
-        i = self._variable_index(name)
-        _, dtype, shape = self._info[i]
+        i, dtype, shape = self._variable(name)
         arr = np.asarray(value)
         if arr.dtype != dtype or arr.shape != shape:
             raise errors.FeedError(f"variable {name!r} is {dtype.name}{shape}, got {arr.dtype.name}{arr.shape}")
-        self._exec.write_value(i, np.ascontiguousarray(arr))
+        self._exec.write_persistent(i, np.ascontiguousarray(arr))
+
+    def save_checkpoint(self, path):
+        """Write every persistent variable (weights and optimizer state) to ``path``, an
+        ``.npz`` archive, atomically: a crash mid-write leaves any previous file intact."""
+        checkpoint.save(path, {name: self.get_variable(name) for name in self.variable_names})
+
+    def load_checkpoint(self, path):
+        """Restore every persistent variable from ``path``.  Raises CheckpointError, and
+        changes nothing, when the file is missing, corrupt, or its variables differ from
+        the plan's in names, dtypes or shapes."""
+        expected = {name: (dtype.name, shape) for name, (_, dtype, shape) in self._variables.items()}
+        values = checkpoint.load(path, expected)
+        for name, value in values.items():
+            self.set_variable(name, value)

@@ -26,12 +26,12 @@ a ``.pb`` model or ``.plan`` file.
 
 import os
 import shutil
-import tempfile
 from collections import Counter
 
 from graphc import dtypes
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import GraphcError
+from graphc.fileio import atomic_write
 
 FORMATS = ("svg", "png", "pdf", "dot")
 
@@ -144,10 +144,23 @@ def _proto_attr_value(attr):
     return getattr(attr, which)
 
 
-def _attr_lines(attrs):
+def _attr_lines(op, attrs):
+    """The attrs worth a label: set and different from the op's default."""
     if not attrs:
         return []
-    parts = [f"{k}={_fmt_attr_value(v)}" for k, v in sorted(attrs.items()) if v is not None]
+    from graphc import registry
+    specs = registry.get_op(op).attrs if registry.has_op(op) else {}
+
+    def is_default(k, v):
+        spec = specs.get(k)
+        if spec is None or spec.required:
+            return False
+        try:
+            return bool(spec.coerce(v) == spec.default) if not hasattr(v, "shape") else False
+        except (TypeError, ValueError):
+            return False
+
+    parts = [f"{k}={_fmt_attr_value(v)}" for k, v in sorted(attrs.items()) if v is not None and not is_default(k, v)]
     return [", ".join(parts)] if parts else []
 
 
@@ -165,7 +178,7 @@ def _picture_of_graph(graph):
                              scope=_scope_of_name(var.name), provenance=var.provenance))
         producer[var.name] = item
     for node in graph.nodes:
-        lines = [node.op, node.name] + _attr_lines(node.attrs)
+        lines = [node.op, node.name] + _attr_lines(node.op, node.attrs)
         item = pic.add(_Item("node:" + node.name, "op", lines, role=node.role, scope=node.scope,
                              provenance=node.provenance, op=node.op,
                              fetched=any(o in fetched for o in node.outputs)))
@@ -215,7 +228,7 @@ def _picture_of_plan(plan):
                          if values[i].storage == pb.PERSISTENT}
     for s, step in enumerate(proto.steps):
         attrs = {k: _proto_attr_value(a) for k, a in step.attrs.items()}
-        lines = [step.op, step.node or f"step {s}"] + _attr_lines(attrs) + [f"step {s}"]
+        lines = [step.op, step.node or f"step {s}"] + _attr_lines(step.op, attrs) + [f"step {s}"]
         pic.add(_Item(f"step:{s}", "op", lines, role=_ROLE_NAMES.get(step.role, "forward"),
                       scope=_scope_of_name(step.node), provenance=(step.provenance.file, step.provenance.line),
                       op=step.op, fetched=any(o in fetched for o in step.outputs)))
@@ -402,18 +415,7 @@ def to_dot(obj, **kwargs):
 
 
 def _atomic_write(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, data)
 
 
 def output_format(path):

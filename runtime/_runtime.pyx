@@ -98,6 +98,8 @@ cdef PlanDesc _plan_desc(msg) except *:
             s.inputs.push_back(x)
         for x in ps.outputs:
             s.outputs.push_back(x)
+        for x in ps.frees:
+            s.frees.push_back(x)
         for key, a in ps.attrs.items():
             s.attrs[_b(key)] = _attr(a)
     for x in msg.feeds:
@@ -121,12 +123,13 @@ cdef class Executor:
     """One loaded plan: its arena, persistent storage and prepared steps.
 
     Raises ValueError (from std::invalid_argument) when the plan is inconsistent.
+    ``poison``: after each step, fill the values in its ``frees`` with 0xFF bytes.
     """
     cdef CExecutor* ptr
 
-    def __cinit__(self, plan_msg, int threads):
+    def __cinit__(self, plan_msg, int threads, bint poison=False):
         cdef PlanDesc desc = _plan_desc(plan_msg)
-        self.ptr = new CExecutor(move(desc), threads)
+        self.ptr = new CExecutor(move(desc), threads, poison)
 
     def __dealloc__(self):
         del self.ptr
@@ -135,13 +138,26 @@ cdef class Executor:
     def threads(self):
         return self.ptr.threads()
 
+    @property
+    def poison(self):
+        return self.ptr.poison()
+
     def run(self, list feeds):
         """Copy `feeds` (C-contiguous buffers, plan.feeds order) in and run every step.
 
         The caller guarantees each buffer holds exactly the value's nbytes.  The GIL is
         released for the whole run.  RuntimeError names the failing step.
         """
+        self._run(feeds, 0, 0, False)
+
+    def profile(self, list feeds, int iters, int warmup):
+        """Run `warmup + iters` times; the median seconds of each step's kernel call
+        over the last `iters` runs, one float per step (timed in C++)."""
+        return self._run(feeds, iters, warmup, True)
+
+    cdef _run(self, list feeds, int iters, int warmup, bint profiling):
         cdef vector[const void*] ptrs
+        cdef vector[double] secs
         cdef Py_buffer buf
         bufs = [memoryview(f) for f in feeds]  # keeps each buffer exported during the run
         try:
@@ -151,8 +167,13 @@ cdef class Executor:
                 PyObject_GetBuffer(m, &buf, PyBUF_C_CONTIGUOUS)
                 ptrs.push_back(buf.buf)
                 PyBuffer_Release(&buf)  # memoryview `m` still pins the memory
+            if profiling:
+                with nogil:
+                    secs = self.ptr.profile(ptrs, iters, warmup)
+                return [secs[i] for i in range(secs.size())]
             with nogil:
                 self.ptr.run(ptrs)
+            return None
         finally:
             for m in bufs:
                 m.release()
@@ -180,5 +201,32 @@ cdef class Executor:
                 raise ValueError(f"buffer has {buf.len} bytes, value {index} has {nbytes}")
             if nbytes:
                 memcpy(self.ptr.value_data(index), buf.buf, nbytes)
+        finally:
+            PyBuffer_Release(&buf)
+
+
+    def read_persistent(self, int32_t index, out):
+        """Copy persistent tensor `index` into `out`, a writable C-contiguous buffer of its size."""
+        cdef Py_buffer buf
+        cdef size_t nbytes = self.ptr.persistent_nbytes(index)
+        PyObject_GetBuffer(out, &buf, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+        try:
+            if <size_t>buf.len != nbytes:
+                raise ValueError(f"buffer has {buf.len} bytes, persistent {index} has {nbytes}")
+            if nbytes:
+                memcpy(buf.buf, self.ptr.persistent_data(index), nbytes)
+        finally:
+            PyBuffer_Release(&buf)
+
+    def write_persistent(self, int32_t index, data):
+        """Overwrite persistent tensor `index` with `data` of its size."""
+        cdef Py_buffer buf
+        cdef size_t nbytes = self.ptr.persistent_nbytes(index)
+        PyObject_GetBuffer(data, &buf, PyBUF_C_CONTIGUOUS)
+        try:
+            if <size_t>buf.len != nbytes:
+                raise ValueError(f"buffer has {buf.len} bytes, persistent {index} has {nbytes}")
+            if nbytes:
+                memcpy(self.ptr.persistent_data(index), buf.buf, nbytes)
         finally:
             PyBuffer_Release(&buf)

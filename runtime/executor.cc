@@ -1,5 +1,7 @@
 #include "executor.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -23,7 +25,8 @@ int64_t checked_numel(const std::vector<int64_t>& dims) {
 
 }  // namespace
 
-Executor::Executor(PlanDesc plan, int threads) : plan_(std::move(plan)), threads_(threads) {
+Executor::Executor(PlanDesc plan, int threads, bool poison)
+    : plan_(std::move(plan)), threads_(threads), poison_(poison) {
   if (threads_ < 1) throw std::invalid_argument("threads must be >= 1, got " + std::to_string(threads));
   validate_values();
   allocate();
@@ -136,6 +139,13 @@ void Executor::validate_values() {
                                     (so == Storage::Constant ? "constant" : "view"));
       }
     }
+    for (int32_t idx : st.frees) {
+      check_index(idx, step_label(s) + " frees");
+      if (plan_.values[idx].storage != Storage::Arena) {
+        throw std::invalid_argument(step_label(s) + " frees value " + std::to_string(idx) + " ('" +
+                                    plan_.values[idx].name + "'), which is not an arena value");
+      }
+    }
   }
 }
 
@@ -226,8 +236,21 @@ const ValueDesc& Executor::value(int32_t index) const {
   return plan_.values[index];
 }
 
-void Executor::run(const std::vector<const void*>& feeds) {
-  std::lock_guard<std::mutex> lock(run_mutex_);
+void* Executor::persistent_data(int32_t index) const {
+  if (index < 0 || static_cast<size_t>(index) >= persistent_.size()) {
+    throw std::invalid_argument("persistent index " + std::to_string(index) + " out of range");
+  }
+  return persistent_[index].data();
+}
+
+size_t Executor::persistent_nbytes(int32_t index) const {
+  if (index < 0 || static_cast<size_t>(index) >= persistent_.size()) {
+    throw std::invalid_argument("persistent index " + std::to_string(index) + " out of range");
+  }
+  return persistent_[index].size();
+}
+
+void Executor::copy_feeds(const std::vector<const void*>& feeds) {
   if (feeds.size() != plan_.feeds.size()) {
     throw std::invalid_argument("expected " + std::to_string(plan_.feeds.size()) + " feeds, got " +
                                 std::to_string(feeds.size()));
@@ -238,13 +261,65 @@ void Executor::run(const std::vector<const void*>& feeds) {
     if (feeds[i] == nullptr) throw std::invalid_argument("feed '" + v.name + "' has no data");
     std::memcpy(value_ptrs_[plan_.feeds[i]], feeds[i], v.nbytes);
   }
-  for (size_t s = 0; s < kernels_.size(); ++s) {
-    try {
-      kernels_[s]();
-    } catch (const std::exception& e) {
-      throw std::runtime_error(step_label(s) + ": " + e.what());
+}
+
+inline void Executor::run_step(size_t s) {
+  try {
+    kernels_[s]();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(step_label(s) + ": " + e.what());
+  }
+}
+
+void Executor::poison_frees(size_t s) {
+  for (int32_t idx : plan_.steps[s].frees) {
+    const ValueDesc& v = plan_.values[idx];
+    if (v.nbytes) std::memset(value_ptrs_[idx], 0xFF, v.nbytes);
+  }
+}
+
+void Executor::run(const std::vector<const void*>& feeds) {
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  copy_feeds(feeds);
+  const size_t n = kernels_.size();
+  if (poison_) {
+    for (size_t s = 0; s < n; ++s) {
+      run_step(s);
+      poison_frees(s);
+    }
+  } else {
+    for (size_t s = 0; s < n; ++s) run_step(s);
+  }
+}
+
+std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int iters, int warmup) {
+  if (iters < 1) throw std::invalid_argument("iters must be >= 1, got " + std::to_string(iters));
+  if (warmup < 0) throw std::invalid_argument("warmup must be >= 0, got " + std::to_string(warmup));
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  using Clock = std::chrono::steady_clock;
+  const size_t n = kernels_.size();
+  // times[s * iters + it]: seconds of step s in timed run it.
+  std::vector<double> times(n * static_cast<size_t>(iters), 0.0);
+  for (int r = 0; r < warmup + iters; ++r) {
+    copy_feeds(feeds);
+    const bool timed = r >= warmup;
+    const size_t it = timed ? static_cast<size_t>(r - warmup) : 0;
+    for (size_t s = 0; s < n; ++s) {
+      auto t0 = Clock::now();
+      run_step(s);
+      auto t1 = Clock::now();
+      if (timed) times[s * iters + it] = std::chrono::duration<double>(t1 - t0).count();
+      if (poison_) poison_frees(s);
     }
   }
+  std::vector<double> medians(n, 0.0);
+  for (size_t s = 0; s < n; ++s) {
+    auto first = times.begin() + s * iters;
+    auto last = first + iters;
+    std::sort(first, last);
+    medians[s] = (iters % 2) ? first[iters / 2] : 0.5 * (first[iters / 2 - 1] + first[iters / 2]);
+  }
+  return medians;
 }
 
 }  // namespace graphc

@@ -74,6 +74,9 @@ struct StepDesc {
   std::vector<int32_t> inputs;   // indices into PlanDesc::values
   std::vector<int32_t> outputs;  // indices into PlanDesc::values
   std::map<std::string, AttrValue> attrs;
+  // ARENA values dead once this step has run (PlanStep.frees).  The runtime never reads
+  // them afterwards; GRAPHC_POISON mode overwrites their bytes with 0xFF.
+  std::vector<int32_t> frees;
 };
 
 // Initial bytes of a persistent variable or of a constant.

@@ -55,6 +55,7 @@ cdef extern from "plan.h" namespace "graphc":
         vector[int32_t] inputs
         vector[int32_t] outputs
         map[string, AttrValue] attrs
+        vector[int32_t] frees
 
     cdef cppclass TensorData:
         string name

@@ -155,3 +155,153 @@ def test_size_zero_batch():
     out = Session(plan, threads=2).run({"x": np.zeros((0, 3), np.float32)})
     np.testing.assert_array_equal(out[y.name], np.zeros(3, np.float32))
     assert np.isnan(out[m.name]).all()
+
+
+# -- GRAPHC_POISON ------------------------------------------------------------------------
+
+def _train_plan(seed=0):
+    with Graph() as g:
+        x = gc.placeholder("x", (None, 4))
+        lab = gc.placeholder("lab", (None,), dtype="int64")
+        w1 = gc.variable("w1", (4, 8), init=gc.init.xavier_uniform(seed=seed + 1))
+        w2 = gc.variable("w2", (8, 3), init=gc.init.xavier_uniform(seed=seed + 2))
+        loss = gc.softmax_cross_entropy(gc.relu(x @ w1) @ w2, lab)
+        gc.optim.Adam(lr=1e-2).minimize(loss)
+    return gc.compile(g, shapes={"x": (6, 4), "lab": (6,)}), loss
+
+
+def _train_feeds(step):
+    rng = np.random.default_rng(100 + step)
+    return {"x": rng.standard_normal((6, 4)).astype(np.float32), "lab": rng.integers(0, 3, 6)}
+
+
+def test_poison_mode_gives_the_same_results(monkeypatch):
+    plan, loss = _train_plan()
+    assert any(len(s.frees) for s in plan.proto.steps), "the plan frees nothing: the test proves nothing"
+    monkeypatch.delenv("GRAPHC_POISON", raising=False)
+    plain = Session(plan, threads=2)
+    monkeypatch.setenv("GRAPHC_POISON", "1")
+    poisoned = Session(plan, threads=2)
+    assert poisoned.poison and not plain.poison
+    for step in range(4):
+        a = plain.run(_train_feeds(step))[loss.name]
+        b = poisoned.run(_train_feeds(step))[loss.name]
+        assert np.isfinite(a) and a == b
+    for name in plain.variable_names:
+        np.testing.assert_array_equal(plain.get_variable(name), poisoned.get_variable(name), err_msg=name)
+
+
+def _early_free_plan():
+    """a = relu(x); b = x + x; y = a + b, with offsets of its own for each value."""
+    p = pb.Plan(target="cpu", arena_bytes=256)
+    for k, name in enumerate(["x", "a", "b", "y"]):
+        p.values.add(name=name, dtype=pb.FLOAT32, dims=[2, 3], storage=pb.ARENA, offset=64 * k, nbytes=24)
+    p.steps.add(op="relu", node="a", inputs=[0], outputs=[1])
+    p.steps.add(op="add", node="b", inputs=[0, 0], outputs=[2])
+    p.steps.add(op="add", node="y", inputs=[1, 2], outputs=[3])
+    p.feeds.append(0)
+    p.fetches.append(3)
+    return p
+
+
+def test_poison_exposes_a_broken_memory_plan():
+    x = np.array([[1, -2, 3], [-4, 5, 6]], np.float32)
+    want = np.maximum(x, 0) + 2 * x
+    good = _early_free_plan()
+    good.steps[2].frees.extend([1, 2])
+    for poison in (False, True):
+        np.testing.assert_array_equal(Session(good, threads=1, poison=poison).run({"x": x})["y"], want)
+    # `frees` claims that `a` dies right after it is made although `y` reads it: silent
+    # without poisoning (the bytes happen to survive), NaN with it.
+    early = _early_free_plan()
+    early.steps[0].frees.append(1)
+    np.testing.assert_array_equal(Session(early, threads=1, poison=False).run({"x": x})["y"], want)
+    assert np.isnan(Session(early, threads=1, poison=True).run({"x": x})["y"]).all()
+    # The same bug plus two live values on overlapping bytes (b takes a's offset).
+    overlap = _early_free_plan()
+    overlap.steps[0].frees.append(1)
+    overlap.values[2].offset = overlap.values[1].offset
+    assert not np.array_equal(Session(overlap, threads=1, poison=True).run({"x": x})["y"], want)
+
+
+def test_poison_in_a_compiled_plan_with_a_moved_free():
+    plan, loss = _train_plan()
+    p = pb.Plan()
+    p.CopyFrom(plan.proto)
+    # Move the free of a value read by a later step to right after its producer.
+    producer = {o: s for s, st in enumerate(p.steps) for o in st.outputs}
+    moved = None
+    for s, st in enumerate(p.steps):
+        for i in st.frees:
+            v = p.values[i]
+            if i in producer and producer[i] < s - 1 and v.dtype == pb.FLOAT32 and v.nbytes:
+                moved = (i, s, producer[i])
+                break
+        if moved:
+            break
+    assert moved, "no value lives across a step"
+    i, s, prod = moved
+    p.steps[s].frees.remove(i)
+    p.steps[prod].frees.append(i)
+    ok = Session(p, threads=1, poison=False).run(_train_feeds(0))[loss.name]
+    assert np.isfinite(ok)
+    bad = Session(p, threads=1, poison=True).run(_train_feeds(0))[loss.name]
+    assert not np.isfinite(bad) or bad != ok
+
+
+def test_frees_must_name_arena_values():
+    p = _hand_plan()
+    p.steps[0].frees.append(1)  # a constant
+    with pytest.raises(errors.ModelFormatError, match="frees value 1.*not an arena value"):
+        Session(p)
+    p = _hand_plan()
+    p.steps[0].frees.append(9)
+    with pytest.raises(errors.ModelFormatError, match="frees refers to value 9"):
+        Session(p)
+
+
+# -- training plans and variables ---------------------------------------------------------
+
+def test_training_plan_updates_persistent_storage_in_place():
+    plan, loss = _train_plan()
+    persistent = [v for v in plan.proto.values if v.storage == pb.PERSISTENT]
+    assert len(persistent) > len(plan.proto.persistent)  # update outputs share storage indices
+    sess = Session(plan, threads=2)
+    assert sess.variable_names == sorted(v.name for v in plan.proto.persistent)
+    w0 = sess.get_variable("w1")
+    losses = [float(sess.run(_train_feeds(0))[loss.name]) for _ in range(20)]
+    assert losses[-1] < losses[0]
+    assert not np.array_equal(sess.get_variable("w1"), w0)
+    assert sess.get_variable("optimizer/step") == 20
+    assert np.abs(sess.get_variable("w1/adam_m")).sum() > 0
+    with pytest.raises(KeyError):
+        sess.get_variable("w1/update:0")
+
+
+# -- profile ------------------------------------------------------------------------------
+
+def test_profile_times_every_step():
+    plan, x, y = _mlp_plan()
+    sess = Session(plan, threads=1)
+    feeds = {"x": np.ones((2, 3), np.float32)}
+    prof = sess.profile(feeds, iters=5, warmup=1)
+    assert [r["step"] for r in prof] == list(range(len(plan.proto.steps)))
+    for r, st in zip(prof, plan.proto.steps):
+        assert r["node"] == st.node and r["op"] == st.op
+        assert r["file"].endswith("test_runtime.py") and r["line"] > 0
+        assert isinstance(r["seconds"], float) and 0 <= r["seconds"] < 1
+    assert any(r["seconds"] > 0 for r in prof)
+    np.testing.assert_array_equal(sess.run(feeds)[y.name], np.maximum(np.ones((2, 3)) @ sess.get_variable("w"), 0)
+                                  .astype(np.float32))
+    with pytest.raises(ValueError):
+        sess.profile(feeds, iters=0)
+    with pytest.raises(errors.FeedError):
+        sess.profile({}, iters=1)
+
+
+def test_profile_of_a_training_plan_runs_real_steps():
+    plan, loss = _train_plan()
+    sess = Session(plan, threads=1)
+    prof = sess.profile(_train_feeds(0), iters=3, warmup=2)
+    assert len(prof) == len(plan.proto.steps)
+    assert sess.get_variable("optimizer/step") == 5

@@ -33,9 +33,12 @@ def _as_concrete(name, shape):
     return tuple(int(d) for d in dims)
 
 
-def bind_shapes(graph, shapes=None):
-    shapes = dict(shapes or {})
+def bind_shapes(graph, shapes=None, pruned=()):
+    """``pruned``: placeholder names of the model before an early prune; shapes given for
+    those no longer in ``graph`` are accepted and ignored."""
     by_name = {ph.name: ph for ph in graph.inputs}
+    pruned = set(pruned)
+    shapes = {k: v for k, v in (shapes or {}).items() if k in by_name or k not in pruned}
     unknown = sorted(set(shapes) - set(by_name))
     if unknown:
         listed = ", ".join(f"{ph.name} {format_shape(ph.shape)}" for ph in graph.inputs) or "none"

@@ -3,6 +3,7 @@
 The graph passes run in this order, each a function Graph → Graph in its own file:
 
     validate_graph   names unique, inputs produced, acyclic, ops known
+    prune_inputs     (prune_graph) drop what neither the fetches nor the training loss need
     bind_shapes      placeholders get concrete shapes (``shapes=``)
     infer_shapes     every value gets a concrete shape and dtype
     append_gradients the training loss's gradient nodes (training models only)
@@ -37,11 +38,14 @@ from graphc.plan import Plan
 TARGETS = ("cpu", "cuda")
 
 
-def graph_passes(shapes=None, fetches=None, memory_budget=None):
-    """The Graph → Graph passes, in order, as (name, function) pairs."""
+def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=()):
+    """The Graph → Graph passes, in order, as (name, function) pairs.  ``model_inputs``:
+    the placeholder names of the model as loaded (shapes for those pruned early are fine)."""
     return [
         ("validate_graph", validate_graph),
-        ("bind_shapes", functools.partial(bind_shapes, shapes=shapes)),
+        # early prune: placeholders the fetches do not need need no shapes
+        ("prune_inputs", functools.partial(prune_graph, fetches=fetches)),
+        ("bind_shapes", functools.partial(bind_shapes, shapes=shapes, pruned=model_inputs)),
         ("infer_shapes", infer_shapes),
         ("append_gradients", append_gradients),
         ("append_optimizer", append_optimizer),
@@ -116,7 +120,8 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
     ``on_pass(name, graph)`` is called after each pass (tests check every stage; viz draws them).
     """
     graph = with_training(load_model(model), train)
-    for name, run_pass in graph_passes(shapes, fetches, memory_budget):
+    model_inputs = [ph.name for ph in graph.inputs]
+    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs):
         graph = run_pass(graph)
         if on_pass is not None:
             on_pass(name, graph)

@@ -55,8 +55,11 @@ def resolve_fetches(graph, fetches):
 
 def prune_graph(graph, fetches=None):
     names = resolve_fetches(graph, fetches)
-    # in-place updates (optimizer steps) are roots too: nothing consumes them
+    # in-place updates (optimizer steps) are roots too: nothing consumes them; so is the
+    # training loss, which the gradient pass still needs when this runs early
     roots = list(names) + side_effects(graph)
+    if graph.training is not None and graph.training.loss and graph.has_value(graph.training.loss):
+        roots.append(graph.training.loss)
     producer_of = {o: node for node in graph.nodes for o in node.outputs}
     needed_values = set()
     needed_nodes = set()

@@ -418,8 +418,10 @@ def _grad_abs(ctx):
 
 @defgrad("relu")
 def _grad_relu(ctx):
+    # relu(x) > 0 exactly where x > 0, so reading the output lets the planner free the
+    # pre-activation right after the forward relu: one activation per layer, not two.
     from graphc.ops.backward import relu_grad
-    return [relu_grad(ctx.g, ctx.x)]
+    return [relu_grad(ctx.g, ctx.y)]
 
 
 @defgrad("exp")
