@@ -16,8 +16,9 @@ namespace graphc {
 namespace cpu {
 namespace {
 
-// M*N*K below which OpenBLAS runs on one thread (measured: tools/bench_runtime.py MLP
-// batch 1 and 128 layers, docs/benchmarks.md).
+// M*N*K below which OpenBLAS runs on one thread.  Not swept: 2^22 keeps every MLP batch-1
+// layer (<= 2^20) single-threaded and every batch-128 hidden layer (>= 2^26.6)
+// multi-threaded; (128,1024)@(1024,10) (2^20.3) runs single-threaded (docs/benchmarks.md).
 constexpr int64_t kSmallWork = int64_t(1) << 22;
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
