@@ -171,20 +171,10 @@ def test_fetched_values_stay_live_and_feeds_are_reused():
 
 # -- in-place persistent updates -----------------------------------------------------------------
 
-_REGISTERED = {}
-
-
 def _inplace_op():
-    """A test-only op ``test_assign(var, value) -> var``: output 0 overwrites input 0."""
-    if "test_assign" not in _REGISTERED:
-        if not gc.registry.has_op("test_assign"):
-            gc.registry.register_op(
-                "test_assign", doc="test only: writes value into var", num_inputs=2,
-                infer=lambda ctx: [(ctx.dtype(0), ctx.inputs[0][1])],
-                reference=lambda xs, attrs: np.asarray(xs[1], xs[0].dtype).copy(),
-                examples=lambda rng: [], differentiable=False, inplace={0: 0})
-        _REGISTERED["test_assign"] = True
-    return "test_assign"
+    """The registry's ``assign(var, value) -> var``: output 0 overwrites input 0."""
+    assert gc.registry.get_op("assign").inplace == {0: 0}
+    return "assign"
 
 
 def test_inplace_update_writes_persistent_storage_after_every_reader():
