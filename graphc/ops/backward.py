@@ -8,6 +8,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import ODD, Example, build, rand
+from graphc.ops.shape import SLICE_ATTRS
 from graphc.registry import AttrSpec, defgrad, register_op
 
 # -- sum_to / broadcast_like / reshape_like ---------------------------------------------
@@ -320,16 +321,10 @@ def _slice_grad_infer(ctx):
 
 
 def _slice_grad_ref(inputs, attrs):
-    import builtins
+    from graphc.ops.shape import slice_index
     g, x = inputs
     out = np.zeros_like(x)
-    starts, ends = attrs["starts"], attrs["ends"]
-    axes = attrs["axes"] if attrs["axes"] is not None else range(len(starts))
-    steps = attrs["steps"] if attrs["steps"] is not None else (1,) * len(starts)
-    index = [builtins.slice(None)] * x.ndim
-    for s, e, ax, st in zip(starts, ends, axes, steps):
-        index[ax % x.ndim] = builtins.slice(s, e, st)
-    out[tuple(index)] = g
+    out[slice_index(x.ndim, attrs)] = g
     return out
 
 
@@ -350,9 +345,7 @@ register_op(
     doc="The adjoint of slice: zeros of x's shape with g written at x[starts:ends:steps] along axes.  "
         "Only the shape of x is read.",
     num_inputs=2,
-    attrs={"starts": AttrSpec("ints"), "ends": AttrSpec("ints"),
-           "axes": AttrSpec("ints", default=None, optional=True),
-           "steps": AttrSpec("ints", default=None, optional=True)},
+    attrs=SLICE_ATTRS,
     infer=_slice_grad_infer,
     reference=_slice_grad_ref,
     examples=_slice_grad_examples,

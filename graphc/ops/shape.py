@@ -354,15 +354,25 @@ def _slice_infer(ctx):
     return ctx.dtype(0), tuple(shape)
 
 
-def _slice_ref(inputs, attrs):
-    x = inputs[0]
+def slice_index(ndim, attrs):
+    """The numpy index tuple that the slice attrs describe for a rank-``ndim`` array."""
     starts, ends = attrs["starts"], attrs["ends"]
     axes = attrs["axes"] if attrs["axes"] is not None else range(len(starts))
     steps = attrs["steps"] if attrs["steps"] is not None else (1,) * len(starts)
-    index = [builtins.slice(None)] * x.ndim
+    index = [builtins.slice(None)] * ndim
     for s, e, ax, st in zip(starts, ends, axes, steps):
-        index[ax % x.ndim] = builtins.slice(s, e, st)
-    return x[tuple(index)].copy()
+        index[ax % ndim] = builtins.slice(s, e, st)
+    return tuple(index)
+
+
+SLICE_ATTRS = {"starts": AttrSpec("ints"), "ends": AttrSpec("ints"),
+               "axes": AttrSpec("ints", default=None, optional=True),
+               "steps": AttrSpec("ints", default=None, optional=True)}
+
+
+def _slice_ref(inputs, attrs):
+    x = inputs[0]
+    return x[slice_index(x.ndim, attrs)].copy()
 
 
 def _slice_examples(rng):
@@ -383,9 +393,7 @@ register_op(
     doc="y = x[starts:ends:steps] along 'axes' (all axes in order when None; steps default 1), "
         "numpy semantics: negative indices count from the end, out-of-range bounds clamp.",
     num_inputs=1,
-    attrs={"starts": AttrSpec("ints"), "ends": AttrSpec("ints"),
-           "axes": AttrSpec("ints", default=None, optional=True),
-           "steps": AttrSpec("ints", default=None, optional=True)},
+    attrs=SLICE_ATTRS,
     infer=_slice_infer,
     reference=_slice_ref,
     examples=_slice_examples,
@@ -464,22 +472,15 @@ def _grad_broadcast_to(ctx):
     return [unbroadcast(ctx.g, ctx.x)]
 
 
-@defgrad("reshape")
-def _grad_reshape(ctx):
+def _grad_view(ctx):
+    """reshape, expand_dims and squeeze keep the elements in order: the gradient is the
+    upstream gradient in the input's shape."""
     from graphc.ops.backward import reshape_as
     return [reshape_as(ctx.g, ctx.x)]
 
 
-@defgrad("expand_dims")
-def _grad_expand_dims(ctx):
-    from graphc.ops.backward import reshape_as
-    return [reshape_as(ctx.g, ctx.x)]
-
-
-@defgrad("squeeze")
-def _grad_squeeze(ctx):
-    from graphc.ops.backward import reshape_as
-    return [reshape_as(ctx.g, ctx.x)]
+for _view_op in ("reshape", "expand_dims", "squeeze"):
+    defgrad(_view_op)(_grad_view)
 
 
 @defgrad("transpose")
