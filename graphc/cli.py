@@ -630,10 +630,6 @@ def cmd_run(args):
                          f"(compile with --train LOSS --optimizer ...)")
     batches = check_feeds(plan, load_feeds(args.feed), batches=training)
     sess = open_session(plan, args.device, args.threads)
-    has_ckpt = hasattr(sess, "load_checkpoint") and hasattr(sess, "save_checkpoint")
-    if args.checkpoint and not has_ckpt:
-        raise UsageError("--checkpoint: this runtime's Session has no load_checkpoint/save_checkpoint "
-                         "(checkpoint support is not built yet)")
     if args.checkpoint and os.path.exists(args.checkpoint):
         sess.load_checkpoint(args.checkpoint)
         print(f"loaded checkpoint {args.checkpoint}", file=sys.stderr)
@@ -755,9 +751,6 @@ def cmd_bench(args):
     print(f"{args.plan}: {args.iters} iterations after {args.warmup} warmup, device {sess_device(sess, plan, args)}")
     print(f"latency ms: min {t.min():.4f}  median {np.median(t):.4f}  p90 {np.percentile(t, 90):.4f}  "
           f"mean {t.mean():.4f}")
-    if not hasattr(sess, "profile"):
-        print("per-node times: not available: this runtime's Session has no profile(feeds, iters)")
-        return EXIT_OK
     totals = per_step_seconds(sess.profile(feeds, args.iters), plan)
     _print_node_table(plan, totals, args.iters, args.top)
     return EXIT_OK
