@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -15,7 +16,6 @@ from graphc import errors
 from graphc.graph import Graph
 from graphc.session import Session
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 8
 THREADS = 2
 
@@ -39,8 +39,11 @@ def _batches(n, seed=0):
 
 
 def _python(code, **kw):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT,
+    # import the same graphc as this process (installed or in-place build), never the bare
+    # source tree: hence PYTHONPATH = its parent folder and a cwd outside the repository
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(gc.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tempfile.gettempdir(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

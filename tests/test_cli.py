@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -16,15 +17,18 @@ import graphc as gc
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import GraphcError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The folder holding the graphc these tests import (site-packages after `pip install .`, the
+# source tree with an in-place build): subprocesses must import that same package.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(gc.__file__)))
 BATCH = 4
 
 
 def graphc(*args, cwd=None, env=None):
     e = dict(os.environ if env is None else env)
-    e["PYTHONPATH"] = ROOT + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    e["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    # not the repository root as cwd: `python -m` puts the cwd first on sys.path
     return subprocess.run([sys.executable, "-m", "graphc", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=e, timeout=120)
+                          cwd=cwd or tempfile.gettempdir(), env=e, timeout=120)
 
 
 class InProcess:
