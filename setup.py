@@ -59,8 +59,8 @@ def cpu_extension():
         libraries=[lib],
         runtime_library_dirs=[libdir],
         # -O3 only: no -march, so wheels run on any x86-64.
-        extra_compile_args=["-std=c++17", "-O3", "-fopenmp", "-Wall", "-Wno-unused-function"],
-        extra_link_args=["-fopenmp"],
+        extra_compile_args=["-std=c++17", "-O3", "-pthread", "-Wall", "-Wno-unused-function"],
+        extra_link_args=["-pthread"],
     )
     return cythonize([ext], include_path=["runtime"], compiler_directives={"language_level": "3"})
 
