@@ -42,6 +42,28 @@ def user_provenance():
     return ("", 0)
 
 
+def kahn_order(succs, indegree):
+    """Kahn's algorithm over items 0..n-1; among ready items the lowest index goes first,
+    so the order is deterministic and keeps the stored order where it can.
+
+    ``succs[i]``: the items that wait on i (an item listed k times needs indegree k).
+    Returns ``(order, stuck)``; ``stuck`` (the items never ready: a cycle) is empty on success.
+    """
+    indegree = list(indegree)
+    ready = [i for i, d in enumerate(indegree) if d == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in succs[i]:
+            indegree[j] -= 1
+            if indegree[j] == 0:
+                heapq.heappush(ready, j)
+    stuck = [i for i, d in enumerate(indegree) if d > 0] if len(order) != len(indegree) else []
+    return order, stuck
+
+
 def normalize_shape(shape):
     """A shape as a tuple whose dims are int >= 0, a symbol name (str) or None."""
     if shape is None:
@@ -356,8 +378,9 @@ class Graph:
         for node in self.nodes:
             for o in node.outputs:
                 out_of[o] = node
-        indeg = {}
-        users = {}
+        index = {id(node): idx for idx, node in enumerate(self.nodes)}
+        succs = [[] for _ in self.nodes]
+        indegree = [0] * len(self.nodes)
         for idx, node in enumerate(self.nodes):
             deps = set()
             for i in node.inputs:
@@ -365,24 +388,14 @@ class Graph:
                     continue
                 if i not in out_of:
                     raise GraphError(f"{node.describe()} reads {i!r}, which nothing produces{where(node.provenance)}")
-                deps.add(id(out_of[i]))
-            indeg[id(node)] = len(deps)
+                deps.add(index[id(out_of[i])])
+            indegree[idx] = len(deps)
             for d in deps:
-                users.setdefault(d, []).append(idx)
-        ready = [i for i, n in enumerate(self.nodes) if indeg[id(n)] == 0]
-        heapq.heapify(ready)
-        order = []
-        while ready:
-            i = heapq.heappop(ready)
-            node = self.nodes[i]
-            order.append(node)
-            for j in users.get(id(node), []):
-                k = id(self.nodes[j])
-                indeg[k] -= 1
-                if indeg[k] == 0:
-                    heapq.heappush(ready, j)
-        if len(order) != len(self.nodes):
-            stuck = [n.name for n in self.nodes if indeg[id(n)] > 0]
+                succs[d].append(idx)
+        positions, stuck = kahn_order(succs, indegree)
+        order = [self.nodes[i] for i in positions]
+        if stuck:
+            stuck = [self.nodes[i].name for i in stuck]
             raise GraphError(f"graph has a cycle through nodes {stuck[:5]}")
         return order
 

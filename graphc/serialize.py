@@ -22,7 +22,6 @@ Example::
 """
 
 import hashlib
-import heapq
 import os
 
 import numpy as np
@@ -32,7 +31,7 @@ from graphc import dtypes, registry
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import GraphcError, ModelFormatError
 from graphc.fileio import atomic_write
-from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE, Graph, Node
+from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE, Graph, Node, kahn_order
 
 FORMAT_VERSION = 1
 MIN_CONSUMER_VERSION = 1
@@ -519,18 +518,9 @@ def _graph_from_proto(model, reader):
             elif name not in types:
                 raise ModelFormatError(f"{node.describe()}: input {i} {name!r} has no producer (dangling input)"
                                        f"{_where(node)}")
-    ready = [i for i, d in enumerate(indegree) if d == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        idx = heapq.heappop(ready)
-        order.append(idx)
-        for c in consumers[idx]:
-            indegree[c] -= 1
-            if indegree[c] == 0:
-                heapq.heappush(ready, c)
-    if len(order) != len(nodes):
-        stuck = [nodes[i][0].name for i, d in enumerate(indegree) if d > 0]
+    order, stuck_idx = kahn_order(consumers, indegree)
+    if stuck_idx:
+        stuck = [nodes[i][0].name for i in stuck_idx]
         shown = ", ".join(stuck[:8]) + (", ..." if len(stuck) > 8 else "")
         raise ModelFormatError(f"the graph has a cycle: {len(stuck)} node(s) on or after it never become ready: "
                                f"{shown}")

@@ -37,7 +37,7 @@ from graphc.compiler._memory import (
 )
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
 from graphc.errors import CompileError
-from graphc.graph import GRADIENT, RECOMPUTE, is_static
+from graphc.graph import GRADIENT, RECOMPUTE, is_static, kahn_order
 
 POLICIES = ("stored", "memory", "memory-eager")
 
@@ -156,22 +156,11 @@ def schedule_order(graph, policy="memory", model=None):
 
 
 def _topological(n, preds, succs):
-    waiting = [len(p) for p in preds]
-    ready = [i for i in range(n) if not waiting[i]]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        i = heapq.heappop(ready)
-        out.append(i)
-        for j in succs[i]:
-            waiting[j] -= 1
-            if not waiting[j]:
-                heapq.heappush(ready, j)
-    if len(out) != n:
-        stuck = [i for i in range(n) if waiting[i]]
+    order, stuck = kahn_order(succs, [len(p) for p in preds])
+    if stuck:
         raise CompileError(f"cannot schedule node indices {stuck[:5]}: a cycle through data or in-place "
                            f"(overwrite-after-read) dependencies")
-    return out
+    return order
 
 
 def _demanded(nodes, preds, done, lazy, ready_lazy):
