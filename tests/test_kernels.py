@@ -53,7 +53,7 @@ def test_kernel_matches_reference(op):
 
 
 def test_large_shapes_parallel_paths():
-    """Sizes above the parallel grain, so the OpenMP and blocked-reduction paths run."""
+    """Sizes above the parallel grain, so the worker-pool and blocked-reduction paths run."""
     rng = np.random.default_rng(1)
     with Graph() as g:
         x = gc.placeholder("x", (300, 257))

@@ -76,10 +76,7 @@ def emit_plan(graph, buffers, target="cpu"):
         step.node = node.name
         step.inputs.extend(index[i] for i in node.inputs)
         step.outputs.extend(index[o] for o in node.outputs)
-        attrs = dict(node.attrs)
-        if node.op == "reshape":
-            attrs["shape"] = buffers.buffers[node.outputs[0]].dims
-        encode_attrs(opdef, attrs, step.attrs, encoder, node.describe())
+        encode_attrs(opdef, dict(node.attrs), step.attrs, encoder, node.describe())
         step.role = _ROLE_TO_PROTO[node.role]
         _set_provenance(step, node.provenance)
         step.workspaces.extend(index[w] for w in buffers.workspaces.get(node.name, []))

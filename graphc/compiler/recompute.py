@@ -96,7 +96,8 @@ def _flops(graph, node):
     out = sum(_numel(graph.tensor(o).shape) for o in node.outputs)
     if node.op == "matmul":
         a = graph.tensor(node.inputs[0]).shape
-        return 2 * out * (int(a[-1]) if a else 1)
+        k = a[-2] if node.attrs.get("transpose_a") else a[-1]  # the contracted dim
+        return 2 * out * int(k)
     if not emits_step(node):
         return 0
     return out + sum(_numel(graph.tensor(i).shape) for i in node.inputs)

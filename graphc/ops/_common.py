@@ -37,6 +37,24 @@ def broadcast_shapes(ctx, *shapes):
     return tuple(out)
 
 
+def check_broadcastable(ctx, src, dst, verb="broadcast"):
+    """Fail unless ``src`` broadcasts (numpy rules) to ``dst``; symbolic dims pass."""
+    if len(src) > len(dst):
+        ctx.fail(f"cannot {verb} rank {len(src)} shape {_fmt(src)} to shape {_fmt(dst)} of lower rank")
+    lead = len(dst) - len(src)
+    for i, d in enumerate(src):
+        t = dst[lead + i]
+        if isinstance(d, int) and isinstance(t, int) and d not in (1, t):
+            ctx.fail(f"cannot {verb} dim {lead + i} of size {d} to size {t} ({_fmt(src)} to {_fmt(dst)})")
+
+
+def broadcast_axes(small, big):
+    """The axes of ``big`` that broadcasting ``small`` to ``big`` added or stretched (static
+    shapes): summing over them undoes the broadcast."""
+    lead = len(big) - len(small)
+    return tuple(range(lead)) + tuple(lead + i for i, d in enumerate(small) if d == 1 and big[lead + i] != 1)
+
+
 def _fmt(shape):
     from graphc.graph import format_shape
     return format_shape(shape)

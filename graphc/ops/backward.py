@@ -7,7 +7,7 @@ gradients work on graphs whose batch dimension is unknown until compile time."""
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, build, rand
+from graphc.ops._common import ODD, Example, broadcast_axes, build, check_broadcastable, rand
 from graphc.ops.shape import SLICE_ATTRS
 from graphc.registry import AttrSpec, defgrad, register_op
 
@@ -22,7 +22,7 @@ def _sum_to_ref(inputs, attrs):
 def reduce_to_shape(x, shape):
     """Sum x over the dims numpy broadcasting added or stretched to reach x.shape from shape."""
     lead = x.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
+    axes = broadcast_axes(shape, x.shape)
     out = np.sum(x, axis=axes, keepdims=True, dtype=x.dtype) if axes else x
     return np.reshape(out[(0,) * lead] if lead else out, shape).copy()
 
@@ -30,12 +30,7 @@ def reduce_to_shape(x, shape):
 def _sum_to_infer(ctx):
     ctx.require_dtype(0, dtypes.NUMERIC)
     x, like = ctx.shape(0), ctx.shape(1)
-    if len(like) > len(x):
-        ctx.fail("cannot sum to a shape of higher rank")
-    for i, d in enumerate(like):
-        e = x[len(x) - len(like) + i]
-        if isinstance(d, int) and isinstance(e, int) and d not in (1, e):
-            ctx.fail(f"cannot sum dim {len(x) - len(like) + i} of size {e} to size {d}")
+    check_broadcastable(ctx, like, x, verb="sum back from")  # sum_to undoes like → x
     return ctx.dtype(0), tuple(like)
 
 
@@ -65,12 +60,7 @@ register_op(
 
 def _broadcast_like_infer(ctx):
     x, like = ctx.shape(0), ctx.shape(1)
-    if len(x) > len(like):
-        ctx.fail("cannot broadcast to a shape of lower rank")
-    for i, d in enumerate(x):
-        e = like[len(like) - len(x) + i]
-        if isinstance(d, int) and isinstance(e, int) and d not in (1, e):
-            ctx.fail(f"cannot broadcast dim {i} of size {d} to {e}")
+    check_broadcastable(ctx, x, like)
     return ctx.dtype(0), tuple(like)
 
 
@@ -127,8 +117,7 @@ def unbroadcast(g, x):
     if g.shape == x.shape and _static(x.shape):
         return g
     if _static(g.shape) and _static(x.shape):
-        lead = len(g.shape) - len(x.shape)
-        axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(x.shape) if d == 1 and g.shape[lead + i] != 1)
+        axes = broadcast_axes(x.shape, g.shape)
         y = ops.sum(g, axis=axes) if axes else g
         return ops.reshape(y, x.shape) if y.shape != x.shape else y
     return sum_to(g, x)

@@ -9,7 +9,7 @@ import builtins
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, as_tensors, build, numel, rand
+from graphc.ops._common import ODD, Example, as_tensors, build, check_broadcastable, numel, rand
 from graphc.registry import AttrSpec, defgrad, register_op
 
 END = 2 ** 62  # "to the end" in slice ends (ONNX uses INT64_MAX; 2**62 survives arithmetic)
@@ -31,12 +31,7 @@ def _broadcast_to_infer(ctx):
     src, dst = ctx.shape(0), ctx.attrs["shape"]
     if any(d < 0 for d in dst):
         ctx.fail(f"shape={list(dst)} has a negative dim")
-    if len(src) > len(dst):
-        ctx.fail(f"cannot broadcast rank {len(src)} to shape {tuple(dst)} of lower rank")
-    for i, d in enumerate(src):
-        t = dst[len(dst) - len(src) + i]
-        if isinstance(d, int) and d not in (1, t):
-            ctx.fail(f"cannot broadcast dim {i} of size {d} to {t} (target shape {tuple(dst)})")
+    check_broadcastable(ctx, src, tuple(dst))
     return ctx.dtype(0), tuple(dst)
 
 
