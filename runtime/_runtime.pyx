@@ -119,6 +119,32 @@ cdef PlanDesc _plan_desc(msg) except *:
     return p
 
 
+cdef _copy_out(void* src, size_t nbytes, out, str what):
+    """memcpy nbytes from src into `out`, a writable C-contiguous buffer of exactly nbytes."""
+    cdef Py_buffer buf
+    PyObject_GetBuffer(out, &buf, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    try:
+        if <size_t>buf.len != nbytes:
+            raise ValueError(f"buffer has {buf.len} bytes, {what} has {nbytes}")
+        if nbytes:
+            memcpy(buf.buf, src, nbytes)
+    finally:
+        PyBuffer_Release(&buf)
+
+
+cdef _copy_in(void* dst, size_t nbytes, data, str what):
+    """memcpy `data` (a C-contiguous buffer of exactly nbytes) into dst."""
+    cdef Py_buffer buf
+    PyObject_GetBuffer(data, &buf, PyBUF_C_CONTIGUOUS)
+    try:
+        if <size_t>buf.len != nbytes:
+            raise ValueError(f"buffer has {buf.len} bytes, {what} has {nbytes}")
+        if nbytes:
+            memcpy(dst, buf.buf, nbytes)
+    finally:
+        PyBuffer_Release(&buf)
+
+
 cdef class Executor:
     """One loaded plan: its arena, persistent storage and prepared steps.
 
@@ -180,53 +206,16 @@ cdef class Executor:
 
     def read_value(self, int32_t index, out):
         """Copy value `index` into `out`, a writable C-contiguous buffer of its nbytes."""
-        cdef Py_buffer buf
-        cdef size_t nbytes = self.ptr.value(index).nbytes
-        PyObject_GetBuffer(out, &buf, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
-        try:
-            if <size_t>buf.len != nbytes:
-                raise ValueError(f"buffer has {buf.len} bytes, value {index} has {nbytes}")
-            if nbytes:
-                memcpy(buf.buf, self.ptr.value_data(index), nbytes)
-        finally:
-            PyBuffer_Release(&buf)
+        _copy_out(self.ptr.value_data(index), self.ptr.value(index).nbytes, out, f"value {index}")
 
     def write_value(self, int32_t index, data):
         """Overwrite value `index` (a persistent variable) with `data` of its nbytes."""
-        cdef Py_buffer buf
-        cdef size_t nbytes = self.ptr.value(index).nbytes
-        PyObject_GetBuffer(data, &buf, PyBUF_C_CONTIGUOUS)
-        try:
-            if <size_t>buf.len != nbytes:
-                raise ValueError(f"buffer has {buf.len} bytes, value {index} has {nbytes}")
-            if nbytes:
-                memcpy(self.ptr.value_data(index), buf.buf, nbytes)
-        finally:
-            PyBuffer_Release(&buf)
-
+        _copy_in(self.ptr.value_data(index), self.ptr.value(index).nbytes, data, f"value {index}")
 
     def read_persistent(self, int32_t index, out):
         """Copy persistent tensor `index` into `out`, a writable C-contiguous buffer of its size."""
-        cdef Py_buffer buf
-        cdef size_t nbytes = self.ptr.persistent_nbytes(index)
-        PyObject_GetBuffer(out, &buf, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
-        try:
-            if <size_t>buf.len != nbytes:
-                raise ValueError(f"buffer has {buf.len} bytes, persistent {index} has {nbytes}")
-            if nbytes:
-                memcpy(buf.buf, self.ptr.persistent_data(index), nbytes)
-        finally:
-            PyBuffer_Release(&buf)
+        _copy_out(self.ptr.persistent_data(index), self.ptr.persistent_nbytes(index), out, f"persistent {index}")
 
     def write_persistent(self, int32_t index, data):
         """Overwrite persistent tensor `index` with `data` of its size."""
-        cdef Py_buffer buf
-        cdef size_t nbytes = self.ptr.persistent_nbytes(index)
-        PyObject_GetBuffer(data, &buf, PyBUF_C_CONTIGUOUS)
-        try:
-            if <size_t>buf.len != nbytes:
-                raise ValueError(f"buffer has {buf.len} bytes, persistent {index} has {nbytes}")
-            if nbytes:
-                memcpy(self.ptr.persistent_data(index), buf.buf, nbytes)
-        finally:
-            PyBuffer_Release(&buf)
+        _copy_in(self.ptr.persistent_data(index), self.ptr.persistent_nbytes(index), data, f"persistent {index}")

@@ -121,6 +121,21 @@ def load_note():
     return f"load average (1 min) at start: {load:.2f} on {cores} cores{warn}"
 
 
+def torch_mlp(torch, params):
+    """nn.Sequential of Linear layers (weights (in, out) as graphc stores them) with ReLU
+    between them, initialised from ``params`` = [(w, b), ...]."""
+    layers = []
+    for i, (w, b) in enumerate(params):
+        lin = torch.nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i < len(params) - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
 def print_table(title, header, rows):
     """A plain fixed-width table; cells are strings."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]

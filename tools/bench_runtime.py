@@ -71,16 +71,7 @@ def graphc_mlp(gc, threads, params, batch):
 
 def torch_mlp(torch, threads, params):
     torch.set_num_threads(threads)
-    layers = []
-    for i, (w, b) in enumerate(params):
-        lin = torch.nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if i < len(params) - 1:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers).eval()
+    model = bu.torch_mlp(torch, params).eval()
 
     def run(X):
         with torch.inference_mode():

@@ -57,16 +57,7 @@ def graphc_step(gc, threads, params):
 
 def torch_step(torch, threads, params):
     torch.set_num_threads(threads)
-    layers = []
-    for i, (w, b) in enumerate(params):
-        lin = torch.nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if i < len(params) - 1:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers).train()
+    model = bu.torch_mlp(torch, params).train()
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss_fn = torch.nn.CrossEntropyLoss()
 

@@ -349,6 +349,27 @@ template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
   };
 }
 
+// Kernels over float logits (input 0) and integer labels (input 1): one registration per
+// float dtype, dispatching on the labels' dtype at plan load.  make(T{}, Label{}, args).
+template <class Make>
+void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make) {
+  for (DType t : kFloatTypes) {
+    r.add(op, t, [t, n_in, make](const KernelArgs& a) -> Kernel {
+      a.expect_arity(n_in, 1);
+      return dispatch_all(t, [&](auto tt) -> Kernel {
+        using T = typename decltype(tt)::type;
+        if constexpr (std::is_floating_point_v<T>) {
+          if (a.in[1].dtype == DType::I32) return make(T{}, int32_t{}, a);
+          if (a.in[1].dtype == DType::I64) return make(T{}, int64_t{}, a);
+          a.fail(std::string("labels must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
+        } else {
+          a.fail("logits must be float");
+        }
+      });
+    });
+  }
+}
+
 }  // namespace
 }  // namespace cpu
 
@@ -358,21 +379,8 @@ void register_nn_kernels(KernelRegistry& r) {
   r.add("softmax", DType::F64, softmax_kernel<double, false>);
   r.add("log_softmax", DType::F32, softmax_kernel<float, true>);
   r.add("log_softmax", DType::F64, softmax_kernel<double, true>);
-  for (DType t : kFloatTypes) {
-    r.add("softmax_cross_entropy", t, [t](const KernelArgs& a) -> Kernel {
-      a.expect_arity(2, 1);
-      return dispatch_all(t, [&](auto tt) -> Kernel {
-        using T = typename decltype(tt)::type;
-        if constexpr (std::is_floating_point_v<T>) {
-          if (a.in[1].dtype == DType::I32) return sce_kernel<T, int32_t>(a);
-          if (a.in[1].dtype == DType::I64) return sce_kernel<T, int64_t>(a);
-          a.fail(std::string("labels must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
-        } else {
-          a.fail("logits must be float");
-        }
-      });
-    });
-  }
+  add_label_kernels(r, "softmax_cross_entropy", 2,
+                    [](auto t, auto l, const KernelArgs& a) { return sce_kernel<decltype(t), decltype(l)>(a); });
   r.add("assign", DType::F32, assign_kernel<float>);
   r.add("assign", DType::F64, assign_kernel<double>);
   r.add("assign", DType::I32, assign_kernel<int32_t>);
@@ -388,21 +396,8 @@ void register_nn_kernels(KernelRegistry& r) {
   r.add("relu_grad", DType::F64, relu_grad_kernel<double>);
   r.add("relu_grad", DType::I32, relu_grad_kernel<int32_t>);
   r.add("relu_grad", DType::I64, relu_grad_kernel<int64_t>);
-  for (DType t : kFloatTypes) {
-    r.add("softmax_cross_entropy_grad", t, [t](const KernelArgs& a) -> Kernel {
-      a.expect_arity(3, 1);
-      return dispatch_all(t, [&](auto tt) -> Kernel {
-        using T = typename decltype(tt)::type;
-        if constexpr (std::is_floating_point_v<T>) {
-          if (a.in[1].dtype == DType::I32) return sce_grad_kernel<T, int32_t>(a);
-          if (a.in[1].dtype == DType::I64) return sce_grad_kernel<T, int64_t>(a);
-          a.fail(std::string("labels must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
-        } else {
-          a.fail("logits must be float");
-        }
-      });
-    });
-  }
+  add_label_kernels(r, "softmax_cross_entropy_grad", 3,
+                    [](auto t, auto l, const KernelArgs& a) { return sce_grad_kernel<decltype(t), decltype(l)>(a); });
   for (DType t : {DType::I32, DType::I64}) {
     r.add("one_hot", t, [t](const KernelArgs& a) -> Kernel {
       a.expect_arity(1, 1);
