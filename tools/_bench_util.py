@@ -121,6 +121,23 @@ def load_note():
     return f"load average (1 min) at start: {load:.2f} on {cores} cores{warn}"
 
 
+def graphc_mlp(gc, params, width):
+    """The graphc twin of :func:`torch_mlp`: an MLP graph over ``x`` (None, width) with
+    variables shaped like ``params``.  Returns (graph, x, logits, [(w name, b name), ...])."""
+    with gc.Graph() as g:
+        h = x = gc.placeholder("x", (None, width))
+        names = []
+        for i, (w, b) in enumerate(params):
+            with gc.name_scope(f"fc{i + 1}"):
+                wv = gc.variable("w", w.shape)
+                bv = gc.variable("b", b.shape)
+                h = h @ wv + bv
+                if i < len(params) - 1:
+                    h = gc.relu(h)
+            names.append((wv.name, bv.name))
+    return g, x, h, names
+
+
 def torch_mlp(torch, params):
     """nn.Sequential of Linear layers (weights (in, out) as graphc stores them) with ReLU
     between them, initialised from ``params`` = [(w, b), ...]."""

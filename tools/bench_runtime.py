@@ -47,18 +47,7 @@ def graphc_sgemm(gc, threads, n):
 
 
 def graphc_mlp(gc, threads, params, batch):
-    with gc.Graph() as g:
-        h = x = gc.placeholder("x", (None, SIZES[0]))
-        names = []
-        for i, (w, b) in enumerate(params):
-            with gc.name_scope(f"fc{i + 1}"):
-                wv = gc.variable("w", w.shape)
-                bv = gc.variable("b", b.shape)
-                h = h @ wv + bv
-                if i < len(params) - 1:
-                    h = gc.relu(h)
-            names.append((wv.name, bv.name))
-        out = h
+    g, x, out, names = bu.graphc_mlp(gc, params, SIZES[0])
     plan = gc.compile(g, shapes={x.name: (batch, SIZES[0])}, fetches=[out.name], train=False)
     sess = gc.Session(plan, threads=threads)
     for (wn, bn), (w, b) in zip(names, params):

@@ -33,18 +33,9 @@ def make_weights(seed=0):
 
 def graphc_step(gc, threads, params):
     """A Session running one training step per call; returns (step(X, y) -> loss, session)."""
-    with gc.Graph() as g:
-        h = x = gc.placeholder("x", (None, SIZES[0]))
+    g, x, h, names = bu.graphc_mlp(gc, params, SIZES[0])
+    with g:
         labels = gc.placeholder("y", (None,), dtype="int64")
-        names = []
-        for i, (w, b) in enumerate(params):
-            with gc.name_scope(f"fc{i + 1}"):
-                wv = gc.variable("w", w.shape)
-                bv = gc.variable("b", b.shape)
-                h = h @ wv + bv
-                if i < len(params) - 1:
-                    h = gc.relu(h)
-            names.append((wv.name, bv.name))
         loss = gc.softmax_cross_entropy(h, labels, name="loss")
         gc.optim.SGD(lr=LR, momentum=MOMENTUM).minimize(loss)
     plan = gc.compile(g, shapes={x.name: (BATCH, SIZES[0]), labels.name: (BATCH,)}, fetches=[loss.name])

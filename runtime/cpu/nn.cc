@@ -52,6 +52,23 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
   };
 }
 
+// log Σ_k e^{row[k]} over C >= 1 logits, stably (shifted by the row max), in double.
+template <class T> double row_logsumexp(const T* row, int64_t C) {
+  T m = row[0];
+  for (int64_t k = 1; k < C; ++k) m = row[k] > m ? row[k] : m;
+  double s = 0.0;
+  for (int64_t k = 0; k < C; ++k) s += std::exp(static_cast<double>(row[k] - m));
+  return static_cast<double>(m) + std::log(s);
+}
+
+// Throws for the first row whose label fell outside [0, C) (bad_row < 0: none did).
+template <class L> void check_labels(const L* labels, int64_t bad_row, int64_t C) {
+  if (bad_row >= 0) {
+    throw std::runtime_error("label " + std::to_string(static_cast<int64_t>(labels[bad_row])) + " at position " +
+                             std::to_string(bad_row) + " is outside [0, " + std::to_string(C) + ")");
+  }
+}
+
 template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
   args.expect_arity(2, 1);
   const TensorRef &x = args.in[0], &lab = args.in[1], &y = args.out[0];
@@ -85,20 +102,12 @@ template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
           continue;
         }
         const T* row = px + r * C;
-        T m = row[0];
-        for (int64_t k = 1; k < C; ++k) m = row[k] > m ? row[k] : m;
-        double s = 0.0;
-        for (int64_t k = 0; k < C; ++k) s += std::exp(static_cast<double>(row[k] - m));
-        const double loss = static_cast<double>(m) + std::log(s) - static_cast<double>(row[label]);
+        const double loss = row_logsumexp(row, C) - static_cast<double>(row[label]);
         if (reduce) lp[r] = loss;
         else py[r] = static_cast<T>(loss);
       }
     });
-    const int64_t br = bad_row.load();
-    if (br >= 0) {
-      throw std::runtime_error("label " + std::to_string(static_cast<int64_t>(pl[br])) + " at position " +
-                               std::to_string(br) + " is outside [0, " + std::to_string(C) + ")");
-    }
+    check_labels(pl, bad_row.load(), C);
     if (reduce) {
       double total = 0.0;
       for (int64_t r = 0; r < rows; ++r) total += lp[r];
@@ -170,11 +179,7 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
         }
         const T* row = px + r * C;
         T* dst = py + r * C;
-        T m = row[0];
-        for (int64_t k = 1; k < C; ++k) m = row[k] > m ? row[k] : m;
-        double s = 0.0;
-        for (int64_t k = 0; k < C; ++k) s += std::exp(static_cast<double>(row[k] - m));
-        const double lse = static_cast<double>(m) + std::log(s);
+        const double lse = row_logsumexp(row, C);
         const T scale = per_row ? pg[r] : whole;
         for (int64_t k = 0; k < C; ++k) {
           T p = static_cast<T>(std::exp(static_cast<double>(row[k]) - lse));
@@ -182,11 +187,7 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
         }
       }
     });
-    const int64_t br = bad_row.load();
-    if (br >= 0) {
-      throw std::runtime_error("label " + std::to_string(static_cast<int64_t>(pl[br])) + " at position " +
-                               std::to_string(br) + " is outside [0, " + std::to_string(C) + ")");
-    }
+    check_labels(pl, bad_row.load(), C);
   };
 }
 
