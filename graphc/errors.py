@@ -46,6 +46,36 @@ class CheckpointError(GraphcError, ValueError):
     """A checkpoint file is corrupt or does not match the plan."""
 
 
+class DeviceError(GraphcError, RuntimeError):
+    """A device cannot be used: its runtime is not built, its driver is missing, or the
+    machine has no such device.  The message says which."""
+
+
+class ResourceError(GraphcError, MemoryError):
+    """A plan needs more memory than is available or allowed (arena, persistent
+    storage, workspace), or an allocation failed."""
+
+
+QUOTE_LIMIT = 200
+
+
+def quote(text, limit=QUOTE_LIMIT):
+    """repr() of a user-supplied string or bytes, cut to about ``limit`` characters.
+
+    Error messages quote users' bytes (names, attrs, paths) through this, so a 100 MB
+    name yields a short message: ``'abc…' (104857600 characters)``.
+    """
+    r = repr(text)
+    if len(r) <= limit:
+        return r
+    try:
+        n = len(text)
+    except TypeError:
+        n = None
+    size = f" ({n} {'bytes' if isinstance(text, (bytes, bytearray)) else 'characters'})" if n is not None else ""
+    return r[:limit] + "…" + size
+
+
 def where(provenance):
     """Format a provenance (file, line) pair as ' — built at file:line' or ''."""
     if provenance is None:
