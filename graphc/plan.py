@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 
 from graphc import dtypes
 from graphc._proto import graphc_pb2 as pb
-from graphc.errors import ModelFormatError
+from graphc.errors import ModelFormatError, quote
 from graphc.fileio import atomic_write
 
 FORMAT_VERSION = 1          # the plan format this code writes
@@ -191,7 +191,7 @@ def validate_plan(proto, what="plan", inplace_ok=None):
                                f"this graphc reads up to {SUPPORTED_VERSION}")
     persistent = []
     for i, var in enumerate(proto.persistent):
-        vwhat = f"{what}: persistent[{i}] ({var.name!r})"
+        vwhat = f"{what}: persistent[{i}] ({quote(var.name)})"
         dtype, dims = _check_tensor(var.init, vwhat + " init")
         try:
             vdtype = dtypes.from_proto(var.dtype)
@@ -207,7 +207,7 @@ def validate_plan(proto, what="plan", inplace_ok=None):
     names = set()
     arena = proto.arena_bytes
     for i, v in enumerate(proto.values):
-        vwhat = f"{what}: values[{i}] ({v.name!r})"
+        vwhat = f"{what}: values[{i}] ({quote(v.name)})"
         if not v.name or v.name in names:
             raise ModelFormatError(f"{vwhat}: value names must be unique and non-empty")
         names.add(v.name)
@@ -244,7 +244,7 @@ def validate_plan(proto, what="plan", inplace_ok=None):
             if root.storage == pb.VIEW:
                 raise ModelFormatError(f"{vwhat}: alias_of must name a root value, not another view")
             if root.nbytes != v.nbytes:
-                raise ModelFormatError(f"{vwhat}: a view of {v.nbytes} bytes cannot alias {root.name!r} "
+                raise ModelFormatError(f"{vwhat}: a view of {v.nbytes} bytes cannot alias {quote(root.name)} "
                                        f"of {root.nbytes} bytes")
 
     def check_index(idx, where):
@@ -257,26 +257,26 @@ def validate_plan(proto, what="plan", inplace_ok=None):
         if step.role not in _ROLES:
             raise ModelFormatError(f"{what}: steps[{s}] has an invalid role code {step.role}")
         for idx in step.inputs:
-            check_index(idx, f"steps[{s}] ({step.node!r}) input")
+            check_index(idx, f"steps[{s}] ({quote(step.node)}) input")
         for idx in step.outputs:
-            check_index(idx, f"steps[{s}] ({step.node!r}) output")
+            check_index(idx, f"steps[{s}] ({quote(step.node)}) output")
             if proto.values[idx].storage in (pb.CONSTANT, pb.VIEW):
                 kind = "constant" if proto.values[idx].storage == pb.CONSTANT else "view"
-                raise ModelFormatError(f"{what}: steps[{s}] ({step.node!r}) writes {kind} "
-                                       f"{proto.values[idx].name!r}, which is read-only")
+                raise ModelFormatError(f"{what}: steps[{s}] ({quote(step.node)}) writes {kind} "
+                                       f"{quote(proto.values[idx].name)}, which is read-only")
         for field in ("frees", "workspaces"):
             for idx in getattr(step, field):
-                check_index(idx, f"steps[{s}] ({step.node!r}) {field}")
+                check_index(idx, f"steps[{s}] ({quote(step.node)}) {field}")
                 if proto.values[idx].storage != pb.ARENA:
-                    raise ModelFormatError(f"{what}: steps[{s}] ({step.node!r}) {field} value {idx} "
-                                           f"({proto.values[idx].name!r}), which is not an ARENA value")
+                    raise ModelFormatError(f"{what}: steps[{s}] ({quote(step.node)}) {field} value {idx} "
+                                           f"({quote(proto.values[idx].name)}), which is not an ARENA value")
     fed = set()
     for idx in proto.feeds:
         check_index(idx, "feeds")
         if proto.values[idx].storage != pb.ARENA:
-            raise ModelFormatError(f"{what}: feed {proto.values[idx].name!r} must live in the arena")
+            raise ModelFormatError(f"{what}: feed {quote(proto.values[idx].name)} must live in the arena")
         if idx in fed:
-            raise ModelFormatError(f"{what}: feed {proto.values[idx].name!r} is listed twice")
+            raise ModelFormatError(f"{what}: feed {quote(proto.values[idx].name)} is listed twice")
         fed.add(idx)
     for idx in proto.fetches:
         check_index(idx, "fetches")
@@ -293,7 +293,7 @@ def _registry_inplace_ok(what):
         try:
             return registry.get_op(op).elementwise
         except GraphError:
-            raise ModelFormatError(f"{what}: unknown op {op!r}") from None
+            raise ModelFormatError(f"{what}: unknown op {quote(op)}") from None
     return inplace_ok
 
 
@@ -319,10 +319,10 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
         inplace_ok = _registry_inplace_ok(what)
 
     def name(i):
-        return f"{values[i].name!r}"
+        return quote(values[i].name)
 
     def where(s):
-        return f"{what}: steps[{s}] ({proto.steps[s].op} {proto.steps[s].node!r})"
+        return f"{what}: steps[{s}] ({quote(proto.steps[s].op)} {quote(proto.steps[s].node)})"
 
     def root(i):
         return values[i].alias_of if values[i].storage == pb.VIEW else i
@@ -358,7 +358,7 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                 lw = last_write.get(values[r].index, -1)
                 if lw > version[r]:
                     raise ModelFormatError(f"{where(s)} reads {name(i)} (persistent[{values[r].index}] as written "
-                                           f"at step {version[r]}), but steps[{lw}] ({proto.steps[lw].node!r}) "
+                                           f"at step {version[r]}), but steps[{lw}] ({quote(proto.steps[lw].node)}) "
                                            f"overwrote it before")
         for o in step.outputs:
             st = values[o].storage
@@ -395,7 +395,7 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
             lw = last_write.get(values[r].index, -1)
             if lw > version[r]:
                 raise ModelFormatError(f"{what}: fetch {name(i)} would return persistent[{values[r].index}] "
-                                       f"after steps[{lw}] ({proto.steps[lw].node!r}) overwrote it")
+                                       f"after steps[{lw}] ({quote(proto.steps[lw].node)}) overwrote it")
     arena = [i for i, v in enumerate(values) if v.storage == pb.ARENA]
     for i in arena:
         if i not in written:

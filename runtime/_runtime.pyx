@@ -12,6 +12,7 @@ graphc.errors.DeviceError, any other → RuntimeError.
 """
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from libcpp.pair cimport pair
 from libcpp.string cimport string
 from libcpp.utility cimport move
 from libcpp.vector cimport vector
@@ -52,8 +53,11 @@ def kernel_ops(device="cpu"):
 def kernel_keys(device="cpu"):
     """Sorted ``(op name, dtype name)`` pairs with a kernel on ``device`` (dtype names:
     float32, float64, int32, int64, bool).  DeviceError for a device this build lacks."""
-    keys = KernelRegistry.for_device(_b(device)).keys()
-    return sorted((k.first.decode(), dtype_name(k.second).decode()) for k in keys)
+    cdef vector[pair[string, DType]] keys = KernelRegistry.for_device(_b(device)).keys()
+    out = []
+    for i in range(keys.size()):
+        out.append((keys[i].first.decode(), dtype_name(keys[i].second).decode()))
+    return sorted(out)
 
 
 def cuda_built():
