@@ -124,16 +124,16 @@ def _fake_inplace():
 
 
 def _zero_size_concat():
-    """concat of two (2**40, 0) constants: valid, zero bytes; a kernel that loops over
-    the huge dim would hang."""
+    """concat along axis 1 of two (2**40, 0) constants: valid, zero bytes; a kernel that
+    loops over the 2**40 rows of nothing hangs."""
     pb = _pb()
     p = pb.Plan(format_version=1, min_consumer_version=1, target="cpu", arena_bytes=0)
     for k in range(2):
         p.constants.add(dtype=pb.FLOAT32, dims=[2 ** 40, 0])
         p.values.add(name=f"c{k}", dtype=pb.FLOAT32, dims=[2 ** 40, 0], storage=pb.CONSTANT, index=k)
-    p.values.add(name="y", dtype=pb.FLOAT32, dims=[2 ** 41, 0], storage=pb.ARENA, offset=0, nbytes=0)
+    p.values.add(name="y", dtype=pb.FLOAT32, dims=[2 ** 40, 0], storage=pb.ARENA, offset=0, nbytes=0)
     st = p.steps.add(op="concat", node="y", inputs=[0, 1], outputs=[2])
-    st.attrs["axis"].i = 0
+    st.attrs["axis"].i = 1
     p.fetches.append(2)
     return p
 
