@@ -153,8 +153,8 @@ cdef TensorData _tensor(t, name) except *:
     d.dtype = <DType>(<int32_t>t.dtype)
     for x in t.dims:
         d.dims.push_back(x)
-    if t.HasField("external") and not t.raw_data:
-        raise ValueError(f"tensor {name!r} has external data; plans must inline their tensors")
+    if t.HasField("external"):
+        raise ValueError(f"tensor {str(name)[:200]!r} has external data; plans must inline their tensors")
     d.bytes = t.raw_data
     return d
 

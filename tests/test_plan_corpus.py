@@ -39,13 +39,21 @@ def _env():
 def case_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("plan_corpus")
     base = corpus.base_plan()
+
+    def save_feeds(prefix, arrays):
+        files = {}
+        for name, arr in arrays.items():
+            files[name] = str(d / f"{prefix}{name}.npy")
+            np.save(files[name], arr)
+        return files
+
+    base_feeds = save_feeds("", corpus.base_feeds())
+    meta = {"feeds": base_feeds, "cases": {}}
     for case in CASES:
-        (d / f"{case.name}.plan").write_bytes(corpus.build(case, base).SerializeToString())
-    feeds = {}
-    for name, arr in corpus.base_feeds().items():
-        np.save(d / f"{name}.npy", arr)
-        feeds[name] = str(d / f"{name}.npy")
-    meta = {"feeds": feeds, "cases": {c.name: {"env": c.env} for c in CASES}}
+        p = corpus.build(case, base)
+        (d / f"{case.name}.plan").write_bytes(p.SerializeToString())
+        feeds = save_feeds(case.name + ".", corpus.plan_feeds(p)) if case.own_plan else base_feeds
+        meta["cases"][case.name] = {"env": case.env, "feeds": feeds}
     (d / "cases.json").write_text(json.dumps(meta))
     return str(d)
 

@@ -322,7 +322,8 @@ def test_broken_memory_plans_are_rejected_before_they_run():
     # Two live values on overlapping bytes (b takes a's offset): a silently wrong y before.
     overlap = _early_free_plan()
     overlap.values[2].offset = overlap.values[1].offset
-    with pytest.raises(errors.ModelFormatError, match="'b'\\) bytes \\[64, 88\\) live steps 1..2 overlap value 1 \\('a'\\) bytes \\[64, 88\\)"):
+    pattern = r"'b'\) bytes \[64, 88\) live steps 1..2 overlap value 1 \('a'\) bytes \[64, 88\)"
+    with pytest.raises(errors.ModelFormatError, match=pattern):
         Session(overlap, threads=1)
 
 
