@@ -678,19 +678,30 @@ def cmd_run(args):
 
 def random_feeds(plan, seed=0):
     """Random feeds of the plan's shapes: floats ~ N(0, 1); integers in a range that
-    fits their consumers (class labels below the logits' width, one_hot below depth);
-    bools uniform."""
+    fits their consumers (an op's declared ``index_inputs``: class labels below the
+    logits' width, one_hot indices below depth); bools uniform."""
+    from graphc import registry
+
     rng = np.random.default_rng(seed)
     proto = plan.proto
     highs = {}
     for step in proto.steps:
+        if not registry.has_op(step.op):
+            continue
+        index_inputs = registry.get_op(step.op).index_inputs
+        if not index_inputs:
+            continue
+        shapes = [tuple(proto.values[i].dims) for i in step.inputs]
+        # scalar attrs are all a bound may read (e.g. one_hot's depth)
+        attrs = {k: getattr(a, a.WhichOneof("value")) for k, a in step.attrs.items()
+                 if a.WhichOneof("value") in ("i", "f", "b", "s")}
         for pos, i in enumerate(step.inputs):
-            high = None
-            if step.op == "softmax_cross_entropy" and pos == 1:
-                dims = proto.values[step.inputs[0]].dims
-                high = dims[-1] if dims else None
-            elif step.op == "one_hot" and "depth" in step.attrs:
-                high = step.attrs["depth"].i
+            if pos not in index_inputs:
+                continue
+            try:
+                high = index_inputs[pos].bound(shapes, attrs)
+            except (KeyError, IndexError, TypeError, ValueError):
+                high = None  # a plan whose step lacks what the bound reads: leave the default
             if high:
                 highs[i] = min(highs.get(i, high), high)
     out = {}

@@ -65,7 +65,7 @@ def emit_plan(graph, buffers, target="cpu"):
 
     constant_nodes = {}
     for node in graph.nodes:
-        if node.op == "constant":
+        if registry.get_op(node.op).constant:
             constant_nodes[node.outputs[0]] = node
             continue
         if not emits_step(node):

@@ -93,21 +93,10 @@ def measure(graph, order=None):
 
 
 def _flops(graph, node):
-    out = sum(_numel(graph.tensor(o).shape) for o in node.outputs)
-    if node.op == "matmul":
-        a = graph.tensor(node.inputs[0]).shape
-        k = a[-2] if node.attrs.get("transpose_a") else a[-1]  # the contracted dim
-        return 2 * out * int(k)
     if not emits_step(node):
         return 0
-    return out + sum(_numel(graph.tensor(i).shape) for i in node.inputs)
-
-
-def _numel(shape):
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
+    return registry.get_op(node.op).flops([graph.tensor(i).shape for i in node.inputs],
+                                          [graph.tensor(o).shape for o in node.outputs], node.attrs)
 
 
 def _cheap(node):
@@ -147,7 +136,7 @@ def rewrite_with_recompute(graph, keep, model=None, share_variables=False):
     def dropped(value):
         r = model.root[value]
         p = producer.get(value)
-        return (p is not None and p.role == FORWARD and p.op != "constant"
+        return (p is not None and p.role == FORWARD and not registry.get_op(p.op).constant
                 and model.storage[r] == ARENA and r not in keep)
 
     # Forward nodes to copy: the closure from gradient inputs back to kept values.

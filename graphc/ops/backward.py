@@ -9,7 +9,7 @@ import numpy as np
 from graphc import dtypes
 from graphc.ops._common import ODD, Example, broadcast_axes, build, check_broadcastable, rand
 from graphc.ops.shape import SLICE_ATTRS
-from graphc.registry import AttrSpec, defgrad, register_op
+from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
 
 # -- sum_to / broadcast_like / reshape_like ---------------------------------------------
 
@@ -28,7 +28,6 @@ def reduce_to_shape(x, shape):
 
 
 def _sum_to_infer(ctx):
-    ctx.require_dtype(0, dtypes.NUMERIC)
     x, like = ctx.shape(0), ctx.shape(1)
     check_broadcastable(ctx, like, x, verb="sum back from")  # sum_to undoes like → x
     return ctx.dtype(0), tuple(like)
@@ -51,7 +50,7 @@ register_op(
     "sum_to",
     doc="y = x summed over the dims that broadcasting stretched, so y.shape == like.shape "
         "(the adjoint of broadcast_like).  Only the shape of 'like' is read.",
-    num_inputs=2,
+    inputs=[("x", dtypes.NUMERIC), ("like", dtypes.ALL)],
     infer=_sum_to_infer,
     reference=_sum_to_ref,
     examples=_like_examples(SUM_TO_PAIRS),
@@ -67,7 +66,7 @@ def _broadcast_like_infer(ctx):
 register_op(
     "broadcast_like",
     doc="y = x broadcast (numpy rules) to the shape of 'like'; only that shape is read.",
-    num_inputs=2,
+    inputs=[("x", dtypes.ALL), ("like", dtypes.ALL)],
     infer=_broadcast_like_infer,
     reference=lambda inputs, attrs: np.broadcast_to(inputs[0], inputs[1].shape).copy(),
     examples=_like_examples([(sl, sx) for sx, sl in SUM_TO_PAIRS]),
@@ -85,7 +84,7 @@ def _reshape_like_infer(ctx):
 register_op(
     "reshape_like",
     doc="y = x reshaped to the shape of 'like' (same element count).  A view.",
-    num_inputs=2,
+    inputs=[("x", dtypes.ALL), ("like", dtypes.ALL)],
     infer=_reshape_like_infer,
     reference=lambda inputs, attrs: np.reshape(inputs[0], inputs[1].shape).copy(),
     examples=_like_examples([((6,), (2, 3)), ((2, 3), (3, 2)), ((0, 2), (2, 0)), ((1,), ()), (ODD, (73, 72, 74))]),
@@ -169,8 +168,6 @@ def _grad_reshape_like(ctx):
 # -- relu_grad ---------------------------------------------------------------------------------
 
 def _relu_grad_infer(ctx):
-    ctx.require_same_dtype(0, 1)
-    ctx.require_dtype(0, dtypes.NUMERIC)
     if ctx.shape(0) != ctx.shape(1):
         ctx.fail("expects the gradient and the input of one shape")
     return ctx.dtype(0), ctx.shape(0)
@@ -189,7 +186,8 @@ def _relu_grad_examples(rng):
 register_op(
     "relu_grad",
     doc="dx = g where x > 0 else 0: the gradient of relu, in one pass.",
-    num_inputs=2,
+    inputs=[("g", "T"), ("x", "T")],
+    type_vars={"T": dtypes.NUMERIC},
     infer=_relu_grad_infer,
     reference=lambda inputs, attrs: np.where(inputs[1] > 0, inputs[0], np.zeros((), inputs[0].dtype)),
     examples=_relu_grad_examples,
@@ -210,9 +208,6 @@ def relu_grad(g, x, name=None):
 # -- softmax_cross_entropy_grad -----------------------------------------------------------------
 
 def _sce_grad_infer(ctx):
-    ctx.require_dtype(0, dtypes.FLOATS)
-    ctx.require_dtype(1, dtypes.INTS)
-    ctx.require_same_dtype(0, 2)
     reduction = ctx.attrs["reduction"]
     want = () if reduction != "none" else tuple(ctx.shape(1))
     if len(ctx.shape(2)) != len(want):
@@ -247,8 +242,10 @@ register_op(
     "softmax_cross_entropy_grad",
     doc="d loss / d logits of softmax_cross_entropy: (softmax(z) - one_hot(label)) · g, divided by the "
         "number of labels for reduction 'mean', with g broadcast per row for 'none'.",
-    num_inputs=3,
-    attrs={"reduction": AttrSpec("str", default="mean")},
+    inputs=[("logits", "T"), ("labels", dtypes.INTS), ("g", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"reduction": AttrSpec("str", default="mean", doc="'mean', 'sum' or 'none', as in the forward op")},
+    index_inputs={1: IndexRange(input=0, axis=-1)},
     infer=_sce_grad_infer,
     reference=_sce_grad_ref,
     examples=_sce_grad_examples,
@@ -300,7 +297,6 @@ def softmax_cross_entropy_grad(logits, labels, g, reduction="mean", name=None):
 
 def _slice_grad_infer(ctx):
     from graphc.ops.shape import _slice_infer
-    ctx.require_same_dtype(0, 1)
     sub = type(ctx)(ctx.opdef, ctx.node, [ctx.inputs[1]])
     _, sliced = _slice_infer(sub)
     g = ctx.shape(0)
@@ -333,7 +329,8 @@ register_op(
     "slice_grad",
     doc="The adjoint of slice: zeros of x's shape with g written at x[starts:ends:steps] along axes.  "
         "Only the shape of x is read.",
-    num_inputs=2,
+    inputs=[("g", "T"), ("x", "T")],
+    type_vars={"T": dtypes.ALL},
     attrs=SLICE_ATTRS,
     infer=_slice_grad_infer,
     reference=_slice_grad_ref,

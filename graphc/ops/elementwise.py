@@ -30,11 +30,8 @@ _UNARY = {
 }
 
 
-def _unary_infer(allowed):
-    def infer(ctx):
-        ctx.require_dtype(0, allowed)
-        return ctx.dtype(0), ctx.shape(0)
-    return infer
+def _unary_infer(ctx):
+    return ctx.dtype(0), ctx.shape(0)
 
 
 def _unary_examples(allowed, low, high, kink_at_zero):
@@ -55,8 +52,9 @@ def _make_unary(name, ref, allowed, rng_range, doc):
     register_op(
         name,
         doc=f"Elementwise: {doc}.  Dtypes: {', '.join(allowed)}.",
-        num_inputs=1,
-        infer=_unary_infer(allowed),
+        inputs=[("x", "T")],
+        type_vars={"T": allowed},
+        infer=_unary_infer,
         reference=lambda inputs, attrs: ref(inputs[0]),
         examples=_unary_examples(allowed, *rng_range, kink_at_zero=name in ("abs", "relu")),
         elementwise=True,
@@ -116,7 +114,6 @@ def logical_not(x, name=None):
 # -- pow -------------------------------------------------------------------------------
 
 def _pow_infer(ctx):
-    ctx.require_dtype(0, dtypes.FLOATS)
     return ctx.dtype(0), ctx.shape(0)
 
 
@@ -133,8 +130,9 @@ register_op(
     "pow",
     doc="Elementwise power with a scalar exponent: y = x^p (p = attr 'exponent').  "
         "Float dtypes.  A negative base with a non-integer p gives NaN, as in numpy.",
-    num_inputs=1,
-    attrs={"exponent": AttrSpec("float")},
+    inputs=[("x", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"exponent": AttrSpec("float", doc="the scalar exponent p")},
     infer=_pow_infer,
     reference=lambda inputs, attrs: np.power(inputs[0], inputs[0].dtype.type(attrs["exponent"])),
     examples=_pow_examples,
@@ -173,10 +171,8 @@ BINARY_SHAPE_PAIRS = [
 ]
 
 
-def _binary_infer(allowed, out_dtype):
+def _binary_infer(out_dtype):
     def infer(ctx):
-        ctx.require_same_dtype(0, 1)
-        ctx.require_dtype(0, allowed)
         return out_dtype or ctx.dtype(0), broadcast_shapes(ctx, ctx.shape(0), ctx.shape(1))
     return infer
 
@@ -207,8 +203,9 @@ def _make_binary(name, ref, allowed, out_dtype, doc):
         name,
         doc=f"Elementwise with numpy broadcasting: {doc}.  Both inputs have one dtype "
             f"({', '.join(allowed)}).",
-        num_inputs=2,
-        infer=_binary_infer(allowed, out_dtype),
+        inputs=[("a", "T"), ("b", "T")],
+        type_vars={"T": allowed},
+        infer=_binary_infer(out_dtype),
         reference=lambda inputs, attrs: np.asarray(ref(inputs[0], inputs[1])),
         examples=_binary_examples(name, allowed),
         elementwise=True,
@@ -268,8 +265,6 @@ def greater(a, b, name=None):
 # -- where ------------------------------------------------------------------------------
 
 def _where_infer(ctx):
-    ctx.require_dtype(0, ("bool",))
-    ctx.require_same_dtype(1, 2)
     return ctx.dtype(1), broadcast_shapes(ctx, ctx.shape(0), ctx.shape(1), ctx.shape(2))
 
 
@@ -286,7 +281,8 @@ register_op(
     "where",
     doc="y = x where cond else y, elementwise with three-way numpy broadcasting.  "
         "cond is bool; x and y share a dtype.  The gradient flows to x where cond, to y elsewhere.",
-    num_inputs=3,
+    inputs=[("cond", ("bool",)), ("x", "T"), ("y", "T")],
+    type_vars={"T": dtypes.ALL},
     infer=_where_infer,
     reference=lambda inputs, attrs: np.where(inputs[0], inputs[1], inputs[2]),
     examples=_where_examples,
@@ -334,8 +330,8 @@ register_op(
     "cast",
     doc="Convert to dtype 'to'.  Floats to ints truncate toward zero (NaN, ±inf and out-of-range "
         "values become 0); anything to bool is x != 0; bool to numbers is 0/1.",
-    num_inputs=1,
-    attrs={"to": AttrSpec("dtype")},
+    inputs=[("x", dtypes.ALL)],
+    attrs={"to": AttrSpec("dtype", doc="the output dtype")},
     infer=_cast_infer,
     reference=_cast_reference,
     examples=_cast_examples,
@@ -364,8 +360,9 @@ register_op(
     "constant",
     doc="A value fixed at build time (attr 'value', a tensor).  The compiler stores it as "
         "read-only data; large constants are saved in the external weights file.",
-    num_inputs=0,
-    attrs={"value": AttrSpec("tensor")},
+    inputs=[],
+    attrs={"value": AttrSpec("tensor", doc="the value, any dtype and shape")},
+    constant=True,
     infer=_constant_infer,
     reference=lambda inputs, attrs: np.array(attrs["value"], copy=True),
     examples=_constant_examples,

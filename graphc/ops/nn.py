@@ -4,11 +4,10 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import ODD, Example, as_tensors, build, rand
-from graphc.registry import AttrSpec, defgrad, register_op
+from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
 
 
 def _softmax_infer(ctx):
-    ctx.require_dtype(0, dtypes.FLOATS)
     if len(ctx.shape(0)) == 0:
         ctx.fail("expects an input of rank >= 1")
     ctx.normalize_axis(ctx.attrs["axis"], len(ctx.shape(0)))
@@ -45,8 +44,8 @@ def _softmax_examples(rng):
 register_op(
     "softmax",
     doc="y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x).",
-    num_inputs=1,
-    attrs={"axis": AttrSpec("int", default=-1)},
+    inputs=[("x", dtypes.FLOATS)],
+    attrs={"axis": AttrSpec("int", default=-1, doc="the axis normalised over")},
     infer=_softmax_infer,
     reference=_softmax_ref,
     examples=_softmax_examples,
@@ -55,8 +54,8 @@ register_op(
 register_op(
     "log_softmax",
     doc="y_i = x_i - m - log Σ_j e^{x_j - m} along 'axis', m = max_j x_j.",
-    num_inputs=1,
-    attrs={"axis": AttrSpec("int", default=-1)},
+    inputs=[("x", dtypes.FLOATS)],
+    attrs={"axis": AttrSpec("int", default=-1, doc="the axis normalised over")},
     infer=_softmax_infer,
     reference=_log_softmax_ref,
     examples=_softmax_examples,
@@ -79,8 +78,6 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def _sce_infer(ctx):
-    ctx.require_dtype(0, dtypes.FLOATS)
-    ctx.require_dtype(1, dtypes.INTS)
     logits, labels = ctx.shape(0), ctx.shape(1)
     if len(logits) < 1 or len(labels) != len(logits) - 1:
         ctx.fail("expects logits of shape (..., C) and integer labels of shape (...)")
@@ -132,8 +129,9 @@ register_op(
         "logits z (..., C) and labels (...); 'reduction' mean (default), sum or none.  A label outside "
         "[0, C) is an error.  The gradient w.r.t. logits is softmax(z) - one_hot(label), scaled by the "
         "reduction; labels get none.",
-    num_inputs=2,
-    attrs={"reduction": AttrSpec("str", default="mean")},
+    inputs=[("logits", dtypes.FLOATS), ("labels", dtypes.INTS)],
+    attrs={"reduction": AttrSpec("str", default="mean", doc="'mean' (default), 'sum' or 'none'")},
+    index_inputs={1: IndexRange(input=0, axis=-1)},
     infer=_sce_infer,
     reference=_sce_ref,
     examples=_sce_examples,
@@ -148,7 +146,6 @@ def softmax_cross_entropy(logits, labels, reduction="mean", name=None):
 # -- one_hot ---------------------------------------------------------------------------------
 
 def _one_hot_infer(ctx):
-    ctx.require_dtype(0, dtypes.INTS)
     if ctx.attrs["depth"] < 0:
         ctx.fail(f"depth={ctx.attrs['depth']} is negative")
     return ctx.attrs["dtype"], tuple(ctx.shape(0)) + (ctx.attrs["depth"],)
@@ -174,8 +171,10 @@ register_op(
     "one_hot",
     doc="y[..., k] = 1 if indices[...] == k else 0, for k < 'depth'; an index outside [0, depth) "
         "gives a row of zeros (TensorFlow's rule).  Output dtype 'dtype' (float32 by default).",
-    num_inputs=1,
-    attrs={"depth": AttrSpec("int"), "dtype": AttrSpec("dtype", default="float32")},
+    inputs=[("indices", dtypes.INTS)],
+    attrs={"depth": AttrSpec("int", doc="the number of classes"),
+           "dtype": AttrSpec("dtype", default="float32", doc="the output dtype")},
+    index_inputs={0: IndexRange(attr="depth")},
     infer=_one_hot_infer,
     reference=_one_hot_ref,
     examples=_one_hot_examples,

@@ -17,9 +17,8 @@ def normalize_axes(ctx, axes, rank):
     return tuple(out)
 
 
-def _reduce_infer(allowed, empty_ok):
+def _reduce_infer(empty_ok):
     def infer(ctx):
-        ctx.require_dtype(0, allowed)
         shape = ctx.shape(0)
         axes = normalize_axes(ctx, ctx.attrs["axes"], len(shape))
         if not empty_ok:
@@ -98,9 +97,10 @@ for _op, (_doc, _ref, _allowed, _empty_ok) in _REDUCE_DOC.items():
     register_op(
         _op,
         doc=_doc + "  keepdims keeps reduced axes as size 1.",
-        num_inputs=1,
-        attrs={"axes": AttrSpec("ints", default=None, optional=True), "keepdims": AttrSpec("bool", default=False)},
-        infer=_reduce_infer(_allowed, _empty_ok),
+        inputs=[("x", _allowed)],
+        attrs={"axes": AttrSpec("ints", default=None, optional=True, doc="axes reduced; None: every axis"),
+               "keepdims": AttrSpec("bool", default=False, doc="keep reduced axes as size 1")},
+        infer=_reduce_infer(_empty_ok),
         reference=_ref,
         examples=_reduce_examples(_op, _allowed),
     )
@@ -132,8 +132,6 @@ def max(x, axis=None, keepdims=False, name=None):  # noqa: A001
 # -- matmul -------------------------------------------------------------------------------
 
 def _matmul_infer(ctx):
-    ctx.require_same_dtype(0, 1)
-    ctx.require_dtype(0, dtypes.FLOATS)
     a, b = ctx.shape(0), ctx.shape(1)
     if len(a) < 2 or len(b) < 2:
         ctx.fail("expects inputs of rank >= 2 (use reshape or expand_dims for vectors)")
@@ -145,6 +143,16 @@ def _matmul_infer(ctx):
                  + (f" (transpose_a={ta}, transpose_b={tb})" if ta or tb else ""))
     batch = broadcast_shapes(ctx, a[:-2], b[:-2])
     return ctx.dtype(0), batch + (m, n)
+
+
+def _matmul_cost(in_shapes, out_shapes, attrs):
+    """2·M·N·K per batch: each output element is a K-long dot product."""
+    a = in_shapes[0]
+    k = a[-2] if attrs.get("transpose_a") else a[-1]  # the contracted dim
+    n = 1
+    for d in out_shapes[0]:
+        n *= int(d)
+    return 2 * n * int(k)
 
 
 def _t(x):
@@ -182,8 +190,11 @@ register_op(
     doc="Matrix product: y[..., i, j] = Σ_k a'[..., i, k] b'[..., k, j] with a' = a or its last two axes "
         "swapped (transpose_a), likewise b' (transpose_b), as BLAS's trans flags: no copy is made.  Both "
         "inputs have rank >= 2; leading (batch) dims broadcast as in numpy.matmul.  Float dtypes.",
-    num_inputs=2,
-    attrs={"transpose_a": AttrSpec("bool", default=False), "transpose_b": AttrSpec("bool", default=False)},
+    inputs=[("a", "T"), ("b", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"transpose_a": AttrSpec("bool", default=False, doc="use a's last two axes swapped"),
+           "transpose_b": AttrSpec("bool", default=False, doc="use b's last two axes swapped")},
+    cost=_matmul_cost,
     infer=_matmul_infer,
     reference=_matmul_ref,
     examples=_matmul_examples,
