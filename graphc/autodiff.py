@@ -105,7 +105,7 @@ def gradients(ys, xs, grad_ys=None):
         opdef = registry.get_op(node.op)
         if not opdef.differentiable:
             continue
-        if opdef.gradient is None:
+        if opdef.gradient is None and opdef.composite is None:
             raise GraphError(f"{node.describe()}: op {node.op!r} has no gradient{where(node.provenance)}")
         inputs = [graph.tensor(i) for i in node.inputs]
         outputs = [graph.tensor(o) for o in node.outputs]
@@ -118,7 +118,8 @@ def gradients(ys, xs, grad_ys=None):
                 else:
                     from graphc.ops.backward import zeros_like
                     grads.append(zeros_like(o))
-            in_grads = opdef.gradient(registry.GradContext(node, inputs, outputs, grads))
+            ctx = registry.GradContext(node, inputs, outputs, grads)
+            in_grads = opdef.gradient(ctx) if opdef.gradient is not None else _composite_gradient(opdef, ctx)
         if len(in_grads) != len(inputs):
             raise GraphError(f"gradient of {node.op} returned {len(in_grads)} values for {len(inputs)} inputs")
         for x, gx in zip(inputs, in_grads):
@@ -134,6 +135,13 @@ def gradients(ys, xs, grad_ys=None):
         for x in xs:
             out.append(_total(contributions, x.name))
     return out
+
+
+def _composite_gradient(opdef, ctx):
+    """The gradient of a composite op that declares none: build its definition from the
+    node's inputs and differentiate that (its forward nodes become gradient nodes)."""
+    outs = registry.expand_node(opdef, ctx.node, ctx.inputs)
+    return gradients(outs, ctx.inputs, grad_ys=ctx.grads)
 
 
 def _provenance(t):

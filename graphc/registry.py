@@ -380,6 +380,32 @@ def defgrad(name):
     return wrap
 
 
+class CompositeContext:
+    """What a composite definition sees: the node's input Tensors (in the graph being
+    built) and its attrs.  The definition returns the output Tensor(s), built from other
+    registry ops in that graph."""
+
+    def __init__(self, node, inputs):
+        self.node = node
+        self.inputs = list(inputs)
+        self.attrs = node.attrs
+
+    @property
+    def x(self):
+        return self.inputs[0]
+
+
+def expand_node(opdef, node, inputs):
+    """Build ``node``'s composite definition from ``inputs`` (Tensors of the current
+    default graph); returns its output Tensors, one per node output."""
+    out = opdef.composite(CompositeContext(node, inputs))
+    out = list(out) if isinstance(out, (list, tuple)) else [out]
+    if len(out) != len(node.outputs):
+        raise RegistryError(f"composite of {opdef.name} returned {len(out)} outputs for a node with "
+                            f"{len(node.outputs)}")
+    return out
+
+
 class GradContext:
     """What a gradient function sees: the forward node, its input and output Tensors,
     the upstream gradient of each output (zeros filled in where an output has none)."""

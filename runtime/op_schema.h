@@ -231,6 +231,9 @@ inline constexpr int kSgdUpdateInplace[] = {0, 0};
 inline constexpr InputInfo kSigmoidInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
+inline constexpr InputInfo kSiluInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kSliceInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
@@ -356,6 +359,7 @@ inline constexpr OpInfo kOps[] = {
     {"sgd_momentum_update", kSgdMomentumUpdateInputs, 3, false, kSgdMomentumUpdateAttrs, 4, kSgdMomentumUpdateInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"sgd_update", kSgdUpdateInputs, 2, false, kSgdUpdateAttrs, 2, kSgdUpdateInplace, 1, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"sigmoid", kSigmoidInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"silu", kSiluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"slice", kSliceInputs, 1, false, kSliceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"slice_grad", kSliceGradInputs, 2, false, kSliceGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"softmax", kSoftmaxInputs, 1, false, kSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -372,7 +376,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 49;
+inline constexpr int kNumOps = 50;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -647,6 +651,11 @@ struct SgdUpdate {
 // sigmoid: Elementwise: y = 1 / (1 + e^-x), computed without overflow. Dtypes: float32, float64.
 struct Sigmoid {
   explicit Sigmoid(const KernelArgs&) {}
+};
+
+// silu: SiLU (swish): y = x · σ(x), σ(x) = 1 / (1 + e^-x). Composite: mul(x, sigmoid(x)); no kernel of its own yet.
+struct Silu {
+  explicit Silu(const KernelArgs&) {}
 };
 
 // slice: y = x[starts:ends:steps] along 'axes' (all axes in order when None; steps default 1), numpy semantics: negative indices count from the end, out-of-ran

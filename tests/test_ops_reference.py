@@ -253,6 +253,7 @@ INDEPENDENT = {
     "log": _elementwise(math.log),
     "sqrt": _elementwise(math.sqrt),
     "sigmoid": _elementwise(_sig),
+    "silu": _elementwise(lambda v: v * _sig(v)),
     "tanh": _elementwise(math.tanh),
     "logical_not": _elementwise(lambda a: not a),
     "pow": lambda inputs, attrs: _elementwise(lambda a: a ** attrs["exponent"])(inputs, {}),

@@ -4,6 +4,7 @@ Each module declares its ops with ``graphc.registry.register_op`` next to the Py
 builder function that adds the op to a graph."""
 
 from graphc import registry as _registry  # noqa: E402
+from graphc.ops.activations import silu  # noqa: F401
 from graphc.ops.backward import (  # noqa: F401
     broadcast_like,
     relu_grad,
