@@ -11,8 +11,15 @@ a plan, and run the plan with the C++ runtime::
     g.save("model.pb")
 """
 
-__version__ = "0.1.0"
-
+# The layers, each importing only those above it in this list (tests/test_imports.py checks):
+#   errors, dtypes, shapes, init, fileio      the plain-Python basics
+#   registry → graph → ops → autodiff, optim  the IR and the builder (no protobuf)
+#   proto_enums, serialize                    the model file (protobuf from here on)
+#   plan → compiler → session                 the plan, its compiler, the runtime's face
+#   reference, checkpoint, datasets           side tools
+#   viz → cli                                 the tools at the top
+# A lower layer reaches a higher one only through a hook the higher one installs when it is
+# imported: graphc.ops routes Tensor operators, graphc.serialize backs Graph.save.
 from graphc import (  # noqa: F401
     checkpoint,
     datasets,
@@ -20,10 +27,14 @@ from graphc import (  # noqa: F401
     errors,
     init,
     optim,
+    proto_enums,
     reference,  # noqa: E402,F401
     registry,
+    serialize,
+    shapes,
     viz,
 )
+from graphc._version import __version__  # noqa: F401
 from graphc.autodiff import gradients
 from graphc.compiler import compile  # noqa: E402,A004
 from graphc.compiler.verify_plan import PlanVerificationError
@@ -88,6 +99,4 @@ from graphc.session import Session
 def load(path):
     """Load a model saved with ``Graph.save``; returns a Graph.  Raises
     ``graphc.errors.ModelFormatError`` for anything malformed."""
-    from graphc import serialize
-
     return serialize.load(path)
