@@ -38,6 +38,26 @@ PKG = os.path.join(ROOT, "graphc")
 # Imports allowed inside a function body (see the module docstring).
 LAZY_ALLOWED = ("graphviz", "tqdm", "torch", "scipy_openblas32", "graphc._runtime")
 
+# The layers in the order data flows (DESIGN.md); a module imports only modules of its own
+# layer or of layers before it.  The plan and the session sit before the compiler: the
+# runtime never imports the compiler.
+LAYERS = (
+    ("graphc.errors", "graphc._version", "graphc.dtypes", "graphc.shapes", "graphc.init", "graphc.fileio",
+     "graphc.checkpoint", "graphc.datasets", "graphc._load_blas"),
+    ("graphc.registry",),
+    ("graphc.graph",),
+    ("graphc.ops",),
+    ("graphc.autodiff", "graphc.optim"),
+    ("graphc.reference",),
+    ("graphc._proto", "graphc.proto_enums"),
+    ("graphc.serialize",),
+    ("graphc.plan",),
+    ("graphc.session",),
+    ("graphc.compiler",),
+    ("graphc.viz",),
+    ("graphc.cli", "graphc.__main__"),
+)
+
 # The protobuf-free core.
 CORE = ("graphc.errors", "graphc.dtypes", "graphc.shapes", "graphc.registry", "graphc.graph", "graphc.init",
         "graphc.autodiff", "graphc.optim")
@@ -193,6 +213,28 @@ def test_module_import_graph_is_acyclic():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def _layer(module):
+    """The index in LAYERS of the longest entry that is module or a package above it."""
+    best = None
+    for i, layer in enumerate(LAYERS):
+        for entry in layer:
+            if (module == entry or module.startswith(entry + ".")) and (best is None or len(entry) > best[1]):
+                best = (i, len(entry))
+    return None if best is None else best[0]
+
+
+def test_layers_point_one_way():
+    graph = _graph()
+    unplaced = sorted(m for m in graph if m != "graphc" and _layer(m) is None)
+    assert not unplaced, f"modules in no layer of LAYERS: {unplaced}"
+    upward = [f"{m} (layer {_layer(m)}) imports {n} (layer {_layer(n)})"
+              for m in sorted(graph) if m != "graphc" for n in graph[m] if n != "graphc" and _layer(n) > _layer(m)]
+    assert not upward, "\n".join(upward)
+    # graphc/__init__ imports every layer, so a module takes a name from the module that defines it.
+    importers = sorted(m for m in graph if "graphc" in graph[m])
+    assert not importers, f"modules that import the package graphc itself: {importers}"
+
+
 def test_no_function_level_imports_of_graphc_modules():
     bad = []
     for m, found in sorted(IMPORTS.items()):
@@ -246,6 +288,25 @@ def test_core_imports_without_protobuf(module):
     assert importlib.util.find_spec("google.protobuf") is not None  # else the check proves nothing
     loaded = _run(_STUB.format(module=module))
     assert module in loaded
+
+
+def test_hooks_say_what_is_missing():
+    # graphc.graph alone (no graphc.ops, no graphc.serialize): operators and save raise a typed
+    # error that names the module to import, not an AttributeError from deep inside.
+    code = _STUB.format(module="graphc.graph") + """
+from graphc.errors import GraphError
+from graphc.graph import Graph
+with Graph() as g:
+    x = g.add_placeholder("x", (2,))
+for what, fn in (("graphc.ops", lambda: x + x), ("graphc.serialize", lambda: g.save("unused.pb"))):
+    try:
+        fn()
+    except GraphError as e:
+        assert what in str(e), e
+    else:
+        raise AssertionError(what)
+"""
+    _run(code)
 
 
 def test_stub_check_sees_protobuf():
