@@ -11,15 +11,17 @@ a plan, and run the plan with the C++ runtime::
     g.save("model.pb")
 """
 
-# The layers, each importing only those above it in this list (tests/test_imports.py checks):
-#   errors, dtypes, shapes, init, fileio      the plain-Python basics
-#   registry → graph → ops → autodiff, optim  the IR and the builder (no protobuf)
-#   proto_enums, serialize                    the model file (protobuf from here on)
-#   plan → compiler → session                 the plan, its compiler, the runtime's face
-#   reference, checkpoint, datasets           side tools
-#   viz → cli                                 the tools at the top
+# The layers, in the order data flows; each imports only from the lines above it
+# (tests/test_imports.py checks, and that the IR never loads protobuf):
+#   errors, dtypes, shapes, init, fileio, checkpoint, datasets   plain-Python basics
+#   registry → graph → ops → autodiff, optim                     the IR and the builder
+#   reference                                                    numpy evaluation of a graph
+#   proto_enums → serialize                                      the model file (protobuf from here on)
+#   plan → session                                               the plan and the runtime's face
+#   compiler                                                     model → plan (never imported by the runtime)
+#   viz → cli                                                    the tools
 # A lower layer reaches a higher one only through a hook the higher one installs when it is
-# imported: graphc.ops routes Tensor operators, graphc.serialize backs Graph.save.
+# imported: graphc.ops gives Tensor operators their builders, graphc.serialize backs Graph.save.
 from graphc import (  # noqa: F401
     checkpoint,
     datasets,

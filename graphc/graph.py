@@ -253,7 +253,7 @@ class Graph:
     """A static computation graph.  Use as a context manager to make it the default.
 
     Attributes: ``inputs`` (placeholders), ``variables``, ``nodes``, ``outputs``
-    (declared output names), ``training`` (the training spec or None),
+    (declared output names), ``training`` (a :class:`graphc.optim.TrainingSpec` or None),
     ``metadata`` (str → str).
     """
 
