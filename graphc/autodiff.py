@@ -16,9 +16,10 @@ Example::
 
 import numpy as np
 
-from graphc import dtypes, registry
+from graphc import dtypes, ops, registry
 from graphc.errors import GraphError, where
 from graphc.graph import GRADIENT, Tensor
+from graphc.ops._common import ones_like, zeros_like
 
 
 def _as_list(x):
@@ -28,7 +29,6 @@ def _as_list(x):
 
 
 def _sum_all(terms):
-    from graphc import ops
     total = terms[0]
     for t in terms[1:]:
         total = ops.add(total, t)
@@ -57,8 +57,6 @@ def gradients(ys, xs, grad_ys=None):
     - New nodes carry role "gradient" and the provenance of the forward node they
       differentiate.
     """
-    from graphc.ops.backward import ones_like
-
     ys, xs = _as_list(ys), _as_list(xs)
     if not ys:
         raise GraphError("gradients() needs at least one y")
@@ -95,7 +93,6 @@ def gradients(ys, xs, grad_ys=None):
                 with graph.building(GRADIENT, _provenance(y)):
                     gy = ones_like(y)
             elif not isinstance(gy, Tensor):
-                from graphc import ops
                 gy = ops.constant(np.asarray(gy, y.dtype), graph=graph)
             contributions.setdefault(y.name, []).append(gy)
 
@@ -116,7 +113,6 @@ def gradients(ys, xs, grad_ys=None):
                 if total is not None:
                     grads.append(total)
                 else:
-                    from graphc.ops.backward import zeros_like
                     grads.append(zeros_like(o))
             ctx = registry.GradContext(node, inputs, outputs, grads)
             in_grads = opdef.gradient(ctx) if opdef.gradient is not None else _composite_gradient(opdef, ctx)

@@ -16,7 +16,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.errors import DTypeError, GraphError, RegistryError, ShapeError, quote, where
-from graphc.graph import format_shape
+from graphc.shapes import format_shape
 
 _REQUIRED = object()
 

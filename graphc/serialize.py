@@ -27,11 +27,13 @@ import os
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from graphc import dtypes, registry
+from graphc import dtypes, optim, registry
 from graphc._proto import graphc_pb2 as pb
+from graphc._version import __version__
 from graphc.errors import GraphcError, ModelFormatError
 from graphc.fileio import atomic_write
-from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE, Graph, Node, kahn_order
+from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE, Graph, Node, install_saver, kahn_order
+from graphc.proto_enums import dtype_from_proto, dtype_to_proto
 
 FORMAT_VERSION = 1
 MIN_CONSUMER_VERSION = 1
@@ -60,11 +62,35 @@ _ATTR_FIELD = {"int": "i", "float": "f", "str": "s", "bool": "b", "ints": "ints"
 
 
 def _producer_version():
+    return __version__
+
+
+def training_to_proto(spec):
+    """The TrainingSpec message of a graphc.optim.TrainingSpec (a TrainingSpec message is copied)."""
+    msg = pb.TrainingSpec()
+    if isinstance(spec, pb.TrainingSpec):
+        msg.CopyFrom(spec)
+        return msg
+    if not isinstance(spec, optim.TrainingSpec):
+        raise ModelFormatError(f"graph.training must be a graphc.optim.TrainingSpec, got {type(spec).__name__}")
+    opt = spec.optimizer
     try:
-        import graphc
-        return str(getattr(graphc, "__version__", "0.1.0"))
-    except ImportError:
-        return "0.1.0"
+        msg.loss = spec.loss
+        msg.var_list.extend(spec.var_list)
+        msg.optimizer.kind = opt.kind
+        for k in sorted(opt.hyperparameters):
+            msg.optimizer.hyperparameters[k] = float(opt.hyperparameters[k])
+        msg.optimizer.clip_global_norm = float(opt.clip_global_norm)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ModelFormatError(f"graph.training: {e}") from None
+    return msg
+
+
+def training_from_proto(msg):
+    """The graphc.optim.TrainingSpec of a TrainingSpec message."""
+    hyper = msg.optimizer.hyperparameters
+    opt = optim.OptimizerSpec(msg.optimizer.kind, {k: hyper[k] for k in sorted(hyper)}, msg.optimizer.clip_global_norm)
+    return optim.TrainingSpec(loss=msg.loss, optimizer=opt, var_list=list(msg.var_list))
 
 
 # ----------------------------------------------------------------------------------
@@ -88,7 +114,7 @@ class _Writer:
         except TypeError as e:
             raise ModelFormatError(f"{what}: {e}") from None
         arr = np.asarray(arr, dtype=np.dtype(dtype).newbyteorder("<"), order="C")  # keeps 0-d arrays 0-d
-        proto.dtype = dtypes.to_proto(dtype)
+        proto.dtype = dtype_to_proto(dtype)
         proto.dims.extend(int(d) for d in arr.shape)
         nbytes = arr.nbytes
         external = self.location is not None and (
@@ -135,7 +161,7 @@ def _encode_attr(proto, kind, value, writer, what):
         proto.floats.SetInParent()
         proto.floats.values.extend(float(v) for v in value)
     elif kind == "dtype":
-        proto.dtype = dtypes.to_proto(value)
+        proto.dtype = dtype_to_proto(value)
     elif kind == "tensor":
         writer.tensor(proto.tensor, value, what)
     else:
@@ -149,7 +175,7 @@ def _build_model(graph, writer):
         model.metadata[str(key)] = str(value)
     g = model.graph
     for ph in graph.inputs:
-        p = g.inputs.add(name=ph.name, dtype=dtypes.to_proto(ph.dtype))
+        p = g.inputs.add(name=ph.name, dtype=dtype_to_proto(ph.dtype))
         p.shape.SetInParent()
         for d in ph.shape:
             if d is None:
@@ -160,7 +186,7 @@ def _build_model(graph, writer):
                 p.shape.dims.add(size=int(d))
         _set_provenance(p, ph.provenance)
     for var in graph.variables:
-        v = g.variables.add(name=var.name, dtype=dtypes.to_proto(var.dtype), trainable=bool(var.trainable))
+        v = g.variables.add(name=var.name, dtype=dtype_to_proto(var.dtype), trainable=bool(var.trainable))
         v.dims.extend(int(d) for d in var.shape)
         writer.tensor(v.init, var.init_value, f"variable {var.name!r}")
         _set_provenance(v, var.provenance)
@@ -184,10 +210,7 @@ def _build_model(graph, writer):
         _set_provenance(n, node.provenance)
     g.outputs.extend(graph.outputs)
     if graph.training is not None:
-        if not isinstance(graph.training, pb.TrainingSpec):
-            raise ModelFormatError(f"graph.training must be a graphc_pb2.TrainingSpec, got "
-                                   f"{type(graph.training).__name__}")
-        model.training.CopyFrom(graph.training)
+        model.training.CopyFrom(training_to_proto(graph.training))
     return model
 
 
@@ -292,7 +315,7 @@ class _Reader:
     def tensor(self, proto, what):
         """A numpy array from a Tensor message, after checking dtype, dims and length."""
         try:
-            dtype = dtypes.from_proto(proto.dtype)
+            dtype = dtype_from_proto(proto.dtype)
         except KeyError:
             raise ModelFormatError(f"{what}: invalid dtype code {proto.dtype}") from None
         dims = _check_dims(proto.dims, what)
@@ -362,7 +385,7 @@ def _provenance(proto):
 
 def _dtype(code, what):
     try:
-        return dtypes.from_proto(code)
+        return dtype_from_proto(code)
     except KeyError:
         raise ModelFormatError(f"{what}: invalid dtype code {code}") from None
 
@@ -563,8 +586,7 @@ def _graph_from_proto(model, reader):
         for name in t.var_list:
             if name not in var_names:
                 raise ModelFormatError(f"training spec: var_list names {name!r}, which is not a variable")
-        graph.training = pb.TrainingSpec()
-        graph.training.CopyFrom(t)
+        graph.training = training_from_proto(t)
     return graph
 
 
@@ -609,3 +631,7 @@ def load(path):
         return graph_from_proto(model, os.path.dirname(os.path.abspath(path)))
     except ModelFormatError as e:
         raise ModelFormatError(f"{path}: {e}") from None
+
+
+# Graph.save (in the IR, which never imports protobuf) writes through this module.
+install_saver(save)

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from graphc import checkpoint, errors
+from graphc._load_blas import load_openblas
 from graphc._proto import graphc_pb2 as pb
 
 _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
@@ -29,10 +30,8 @@ _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
 
 
 def _load_runtime():
-    from graphc._load_blas import load_openblas
-
     load_openblas()
-    from graphc import _runtime
+    from graphc import _runtime  # the compiled extension, loaded by the first Session
     return _runtime
 
 

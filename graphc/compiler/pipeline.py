@@ -23,6 +23,9 @@ then the scheduled graph is lowered:
 import functools
 import os
 
+from graphc import optim, serialize
+from graphc._proto import graphc_pb2 as pb
+from graphc.compiler._rebuild import clone_graph
 from graphc.compiler.append_gradients import append_gradients
 from graphc.compiler.append_optimizer import append_optimizer
 from graphc.compiler.assign_buffers import assign_buffers
@@ -34,7 +37,7 @@ from graphc.compiler.prune_graph import prune_graph
 from graphc.compiler.recompute import recompute_for_budget
 from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.compiler.validate_graph import validate_graph
-from graphc.errors import CompileError
+from graphc.errors import CompileError, GraphError
 from graphc.graph import Graph
 from graphc.plan import Plan
 
@@ -67,29 +70,25 @@ def load_model(model):
     if isinstance(model, Graph):
         return model
     if isinstance(model, (str, os.PathLike)):
-        from graphc import serialize
         return serialize.load(model)
     raise CompileError(f"compile() takes a Graph or a path to a .pb model, got {type(model).__name__}")
 
 
 def with_training(graph, train):
-    """``graph`` with its training spec added or replaced by ``train``: a graphc_pb2.TrainingSpec,
-    an Optimizer (the model's loss is kept), ``(loss, optimizer)`` or a dict with keys loss,
-    optimizer (an Optimizer or 'sgd:lr=0.1'-style text) and var_list; ``False`` drops the
-    model's spec (an inference plan of a training model)."""
-    from graphc import optim
-    from graphc._proto import graphc_pb2 as pb
-    from graphc.compiler._rebuild import clone_graph
-    from graphc.errors import GraphError
-
+    """``graph`` with its training spec added or replaced by ``train``: a graphc.optim.TrainingSpec
+    (or the schema's TrainingSpec message), an Optimizer (the model's loss is kept),
+    ``(loss, optimizer)`` or a dict with keys loss, optimizer (an Optimizer or 'sgd:lr=0.1'-style
+    text) and var_list; ``False`` drops the model's spec (an inference plan of a training model)."""
     if train is None:
         return graph
     if train is False:  # inference: ignore the model's training spec
         out = clone_graph(graph)
         out.training = None
         return out
-    if isinstance(train, pb.TrainingSpec):
+    if isinstance(train, optim.TrainingSpec):
         spec = train
+    elif isinstance(train, pb.TrainingSpec):
+        spec = serialize.training_from_proto(train)
     else:
         if isinstance(train, optim.Optimizer):
             train = {"optimizer": train}

@@ -33,6 +33,8 @@ import re
 from graphc import registry
 from graphc.compiler._memory import ARENA, MemoryModel, emits_step
 from graphc.compiler._rebuild import copy_placeholder, copy_variable, new_graph_like, node_types
+from graphc.compiler.assign_buffers import assign_buffers
+from graphc.compiler.schedule_nodes import best_order
 from graphc.errors import CompileError
 from graphc.graph import FORWARD, GRADIENT, RECOMPUTE, Node, Tensor
 
@@ -68,15 +70,11 @@ class _Ordered:
 
 def schedule_peak(graph):
     """(schedule, most ARENA bytes live at one step) of the memory-aware schedule."""
-    from graphc.compiler.schedule_nodes import best_order
-
     return best_order(graph)
 
 
 def measure(graph, order=None):
     """Plan ``graph``'s arena (schedule + packing): (arena_bytes, [(value, nbytes) live at the peak step])."""
-    from graphc.compiler.assign_buffers import assign_buffers
-
     if order is None:
         order, _ = schedule_peak(graph)
     buffers = assign_buffers(_Ordered(graph, order))

@@ -7,9 +7,25 @@ gradients work on graphs whose batch dimension is unknown until compile time."""
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, broadcast_axes, build, check_broadcastable, rand
-from graphc.ops.shape import SLICE_ATTRS
+from graphc.ops._common import (  # noqa: F401  (the gradient helpers stay importable from here)
+    ODD,
+    Example,
+    F,
+    broadcast_as,
+    broadcast_axes,
+    build,
+    check_broadcastable,
+    numel,
+    ones_like,
+    rand,
+    reshape_as,
+    unbroadcast,
+    zeros_like,
+)
+from graphc.ops.nn import _log_softmax_ref
+from graphc.ops.shape import SLICE_ATTRS, _slice_examples, _slice_infer, _slice_ref, slice_index
 from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
+from graphc.shapes import is_static
 
 # -- sum_to / broadcast_like / reshape_like ---------------------------------------------
 
@@ -74,7 +90,6 @@ register_op(
 
 
 def _reshape_like_infer(ctx):
-    from graphc.ops._common import numel
     a, b = numel(ctx.shape(0)), numel(ctx.shape(1))
     if a is not None and b is not None and a != b:
         ctx.fail(f"cannot reshape {a} elements like a tensor of {b}")
@@ -102,52 +117,6 @@ def broadcast_like(x, like, name=None):
 
 def reshape_like(x, like, name=None):
     return build("reshape_like", [x, like], name=name)
-
-
-def _static(shape):
-    return all(isinstance(d, int) for d in shape)
-
-
-def unbroadcast(g, x):
-    """Sum the gradient g of a broadcast result back to x's shape (static ops when the
-    shapes are known, sum_to otherwise)."""
-    from graphc import ops
-
-    if g.shape == x.shape and _static(x.shape):
-        return g
-    if _static(g.shape) and _static(x.shape):
-        axes = broadcast_axes(x.shape, g.shape)
-        y = ops.sum(g, axis=axes) if axes else g
-        return ops.reshape(y, x.shape) if y.shape != x.shape else y
-    return sum_to(g, x)
-
-
-def broadcast_as(g, x):
-    """Broadcast g to x's shape."""
-    from graphc import ops
-
-    if g.shape == x.shape and _static(x.shape):
-        return g
-    if _static(x.shape):
-        return ops.broadcast_to(g, x.shape)
-    return broadcast_like(g, x)
-
-
-def zeros_like(x):
-    from graphc import ops
-    return broadcast_as(ops.constant(np.zeros((), x.dtype), graph=x.graph), x)
-
-
-def ones_like(x):
-    from graphc import ops
-    return broadcast_as(ops.constant(np.ones((), x.dtype), graph=x.graph), x)
-
-
-def reshape_as(g, x):
-    from graphc import ops
-    if _static(x.shape):
-        return ops.reshape(g, x.shape)
-    return reshape_like(g, x)
 
 
 @defgrad("sum_to")
@@ -216,7 +185,6 @@ def _sce_grad_infer(ctx):
 
 
 def _sce_grad_ref(inputs, attrs):
-    from graphc.ops.nn import _log_softmax_ref
     logits, labels, g = inputs
     p = np.exp(_log_softmax_ref([logits], {"axis": -1})).astype(logits.dtype)
     onehot = (labels[..., None] == np.arange(logits.shape[-1])).astype(logits.dtype)
@@ -254,39 +222,37 @@ register_op(
 
 @defgrad("softmax_cross_entropy_grad")
 def _grad_sce_grad(ctx):
-    from graphc import ops
     logits, labels, g = ctx.inputs
     G = ctx.g
     reduction = ctx.attrs["reduction"]
-    p = ops.softmax(logits, axis=-1)
-    d = ops.sub(p, ops.one_hot(labels, logits.shape[-1], dtype=logits.dtype)) if isinstance(
+    p = F.softmax(logits, axis=-1)
+    d = F.sub(p, F.one_hot(labels, logits.shape[-1], dtype=logits.dtype)) if isinstance(
         logits.shape[-1], int) else None
     if reduction == "none":
-        scale = ops.expand_dims(g, -1)
+        scale = F.expand_dims(g, -1)
     elif reduction == "mean":
-        scale = ops.div(g, _count(labels, logits.dtype))
+        scale = F.div(g, _count(labels, logits.dtype))
     else:
         scale = g
     # y = d * scale ; dy/dlogits · G = softmax-Jacobian applied to (G * scale)
-    gs = ops.mul(G, scale)
-    glogits = ops.mul(p, ops.sub(gs, ops.sum(ops.mul(gs, p), axis=-1, keepdims=True)))
+    gs = F.mul(G, scale)
+    glogits = F.mul(p, F.sub(gs, F.sum(F.mul(gs, p), axis=-1, keepdims=True)))
     if d is None:
         return [glogits, None, None]
-    dg = ops.sum(ops.mul(d, G), axis=-1)
+    dg = F.sum(F.mul(d, G), axis=-1)
     if reduction == "mean":
-        dg = ops.div(ops.sum(dg), _count(labels, logits.dtype))
+        dg = F.div(F.sum(dg), _count(labels, logits.dtype))
     elif reduction == "sum":
-        dg = ops.sum(dg)
+        dg = F.sum(dg)
     return [glogits, None, dg]
 
 
 def _count(labels, dtype):
     """The number of labels as a scalar of dtype (a constant when the shape is static)."""
-    from graphc import ops
-    if _static(labels.shape):
-        return ops.constant(np.asarray(max(int(np.prod(labels.shape)), 1), dtype), graph=labels.graph)
-    return ops.maximum(ops.sum(ones_like(ops.cast(labels, dtype))),
-                       ops.constant(np.asarray(1, dtype), graph=labels.graph))
+    if is_static(labels.shape):
+        return F.constant(np.asarray(max(int(np.prod(labels.shape)), 1), dtype), graph=labels.graph)
+    return F.maximum(F.sum(ones_like(F.cast(labels, dtype))),
+                     F.constant(np.asarray(1, dtype), graph=labels.graph))
 
 
 def softmax_cross_entropy_grad(logits, labels, g, reduction="mean", name=None):
@@ -296,7 +262,6 @@ def softmax_cross_entropy_grad(logits, labels, g, reduction="mean", name=None):
 # -- slice_grad ------------------------------------------------------------------------------------
 
 def _slice_grad_infer(ctx):
-    from graphc.ops.shape import _slice_infer
     sub = type(ctx)(ctx.opdef, ctx.node, [ctx.inputs[1]])
     _, sliced = _slice_infer(sub)
     g = ctx.shape(0)
@@ -306,7 +271,6 @@ def _slice_grad_infer(ctx):
 
 
 def _slice_grad_ref(inputs, attrs):
-    from graphc.ops.shape import slice_index
     g, x = inputs
     out = np.zeros_like(x)
     out[slice_index(x.ndim, attrs)] = g
@@ -314,7 +278,6 @@ def _slice_grad_ref(inputs, attrs):
 
 
 def _slice_grad_examples(rng):
-    from graphc.ops.shape import _slice_examples, _slice_ref
     out = []
     for ex in _slice_examples(rng):
         x = ex.inputs[0]
@@ -340,9 +303,8 @@ register_op(
 
 @defgrad("slice_grad")
 def _grad_slice_grad(ctx):
-    from graphc import ops
     a = ctx.attrs
-    return [ops.slice(ctx.g, a["starts"], a["ends"], a["axes"], a["steps"]), None]
+    return [F.slice(ctx.g, a["starts"], a["ends"], a["axes"], a["steps"]), None]
 
 
 def slice_grad(g, x, attrs, name=None):

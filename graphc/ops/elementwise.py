@@ -4,7 +4,8 @@ pow with a scalar exponent, where, cast, and constants."""
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, UNARY_SHAPES, Example, as_tensors, broadcast_shapes, build, rand
+from graphc.graph import get_default_graph, user_provenance
+from graphc.ops._common import ODD, UNARY_SHAPES, Example, F, as_tensors, broadcast_shapes, build, rand, unbroadcast
 from graphc.registry import AttrSpec, defgrad, register_op
 
 # -- unary ---------------------------------------------------------------------------
@@ -372,8 +373,6 @@ register_op(
 
 def constant(value, dtype=None, name=None, graph=None):
     """A constant tensor holding ``value`` (anything numpy.asarray accepts)."""
-    from graphc.graph import get_default_graph, user_provenance
-
     arr = np.asarray(value, dtype=None if dtype is None else dtypes.as_dtype(dtype))
     if dtype is None and not isinstance(value, (np.ndarray, np.generic)) and arr.dtype == np.float64:
         arr = arr.astype(np.float32)  # Python floats default to float32, as in TF and PyTorch
@@ -392,13 +391,7 @@ def constant(value, dtype=None, name=None, graph=None):
 # -- gradients -----------------------------------------------------------------------------
 # Built from registry ops, so they differentiate again (Hessian-vector products).
 
-def _ops():
-    from graphc import ops
-    return ops
-
-
 def _ub(g, x):
-    from graphc.ops.backward import unbroadcast
     return unbroadcast(g, x)
 
 
@@ -417,8 +410,7 @@ def _grad_abs(ctx):
 def _grad_relu(ctx):
     # relu(x) > 0 exactly where x > 0, so reading the output lets the planner free the
     # pre-activation right after the forward relu: one activation per layer, not two.
-    from graphc.ops.backward import relu_grad
-    return [relu_grad(ctx.g, ctx.y)]
+    return [F.relu_grad(ctx.g, ctx.y)]
 
 
 @defgrad("exp")

@@ -3,7 +3,7 @@
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, as_tensors, build, rand
+from graphc.ops._common import ODD, Example, F, as_tensors, build, rand
 from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
 
 
@@ -191,35 +191,31 @@ def one_hot(indices, depth, dtype="float32", name=None):
 
 @defgrad("softmax")
 def _grad_softmax(ctx):
-    from graphc import ops
     y, g = ctx.y, ctx.g
     axis = ctx.attrs["axis"]
-    return [ops.mul(y, ops.sub(g, ops.sum(ops.mul(g, y), axis=axis, keepdims=True)))]
+    return [F.mul(y, F.sub(g, F.sum(F.mul(g, y), axis=axis, keepdims=True)))]
 
 
 @defgrad("log_softmax")
 def _grad_log_softmax(ctx):
-    from graphc import ops
     y, g = ctx.y, ctx.g
     axis = ctx.attrs["axis"]
-    return [ops.sub(g, ops.mul(ops.exp(y), ops.sum(g, axis=axis, keepdims=True)))]
+    return [F.sub(g, F.mul(F.exp(y), F.sum(g, axis=axis, keepdims=True)))]
 
 
 @defgrad("softmax_cross_entropy")
 def _grad_sce(ctx):
-    from graphc.ops.backward import softmax_cross_entropy_grad
     logits, labels = ctx.inputs
-    return [softmax_cross_entropy_grad(logits, labels, ctx.g, ctx.attrs["reduction"]), None]
+    return [F.softmax_cross_entropy_grad(logits, labels, ctx.g, ctx.attrs["reduction"]), None]
 
 
 # -- losses built from registry ops ------------------------------------------------------------
 
 def _reduce_loss(loss, reduction, what):
-    from graphc import ops
     if reduction == "mean":
-        return ops.mean(loss)
+        return F.mean(loss)
     if reduction == "sum":
-        return ops.sum(loss)
+        return F.sum(loss)
     if reduction == "none":
         return loss
     raise ValueError(f"{what}: reduction={reduction!r}; expected one of {REDUCTIONS}")
@@ -227,14 +223,12 @@ def _reduce_loss(loss, reduction, what):
 
 def mean_squared_error(predictions, targets, reduction="mean"):
     """(predictions - targets)², reduced by 'mean' (default), 'sum' or 'none'."""
-    from graphc import ops
-    d = ops.sub(predictions, targets)
-    return _reduce_loss(ops.mul(d, d), reduction, "mean_squared_error")
+    d = F.sub(predictions, targets)
+    return _reduce_loss(F.mul(d, d), reduction, "mean_squared_error")
 
 
 def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
     """-[y·log σ(z) + (1-y)·log(1-σ(z))], computed stably as max(z, 0) - z·y + log(1 + e^-|z|)."""
-    from graphc import ops
     z, y = as_tensors(logits, targets)
-    loss = ops.add(ops.sub(ops.relu(z), ops.mul(z, y)), ops.log(ops.add(ops.exp(ops.neg(ops.abs(z))), 1.0)))
+    loss = F.add(F.sub(F.relu(z), F.mul(z, y)), F.log(F.add(F.exp(F.neg(F.abs(z))), 1.0)))
     return _reduce_loss(loss, reduction, "binary_cross_entropy_with_logits")

@@ -1,9 +1,22 @@
 """Reductions (sum, mean, max over axes with keepdims) and matrix multiply."""
 
+import warnings
+
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, as_tensors, broadcast_shapes, build, rand
+from graphc.ops._common import (
+    ODD,
+    Example,
+    F,
+    as_tensors,
+    broadcast_as,
+    broadcast_shapes,
+    build,
+    ones_like,
+    rand,
+    unbroadcast,
+)
 from graphc.registry import AttrSpec, defgrad, register_op
 
 
@@ -48,7 +61,6 @@ def _sum_ref(inputs, attrs):
 def _mean_ref(inputs, attrs):
     x = inputs[0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.mean(x, axis=_axes(attrs, x), keepdims=attrs["keepdims"], dtype=x.dtype)
@@ -211,53 +223,46 @@ def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
 
 def _keepdims_grad(ctx):
     """The upstream gradient reshaped to keepdims form (size-1 dims at the reduced axes)."""
-    from graphc import ops
     x = ctx.x
     axes = ctx.attrs["axes"]
     axes = tuple(range(x.ndim)) if axes is None else tuple(sorted(a % x.ndim for a in axes))
     if ctx.attrs["keepdims"] or not axes:
         return ctx.g, axes
-    return ops.expand_dims(ctx.g, axes), axes
+    return F.expand_dims(ctx.g, axes), axes
 
 
 @defgrad("sum")
 def _grad_sum(ctx):
-    from graphc.ops.backward import broadcast_as
     g, _ = _keepdims_grad(ctx)
     return [broadcast_as(g, ctx.x)]
 
 
 @defgrad("mean")
 def _grad_mean(ctx):
-    from graphc import ops
-    from graphc.ops.backward import broadcast_as, ones_like
     g, axes = _keepdims_grad(ctx)
     x = ctx.x
     dims = [x.shape[a] for a in axes]
     if all(isinstance(d, int) for d in dims):
         n = int(np.prod(dims)) if dims else 1
-        return [broadcast_as(ops.div(g, float(n or 1)), x)]
-    count = ops.sum(ones_like(x), axis=axes, keepdims=True)
-    return [ops.div(broadcast_as(g, x), count)]
+        return [broadcast_as(F.div(g, float(n or 1)), x)]
+    count = F.sum(ones_like(x), axis=axes, keepdims=True)
+    return [F.div(broadcast_as(g, x), count)]
 
 
 @defgrad("max")
 def _grad_max(ctx):
-    from graphc import ops
-    from graphc.ops.backward import broadcast_as
     g, axes = _keepdims_grad(ctx)
     x = ctx.x
-    y = ctx.y if ctx.attrs["keepdims"] or not axes else ops.expand_dims(ctx.y, axes)
-    mask = ops.cast(ops.equal(x, broadcast_as(y, x)), x.dtype)
-    count = ops.sum(mask, axis=axes, keepdims=True)
-    return [ops.mul(mask, broadcast_as(ops.div(g, count), x))]
+    y = ctx.y if ctx.attrs["keepdims"] or not axes else F.expand_dims(ctx.y, axes)
+    mask = F.cast(F.equal(x, broadcast_as(y, x)), x.dtype)
+    count = F.sum(mask, axis=axes, keepdims=True)
+    return [F.mul(mask, broadcast_as(F.div(g, count), x))]
 
 
 @defgrad("matmul")
 def _grad_matmul(ctx):
     # For C = op(A) op(B) the adjoints are again matmuls with trans flags: no transposes
     # are materialised (BLAS reads the operands transposed).
-    from graphc.ops.backward import unbroadcast
     a, b = ctx.inputs
     g = ctx.g
     ta, tb = ctx.attrs["transpose_a"], ctx.attrs["transpose_b"]

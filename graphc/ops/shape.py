@@ -9,7 +9,20 @@ import builtins
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, as_tensors, build, check_broadcastable, numel, rand
+from graphc.errors import GraphError
+from graphc.ops._common import (
+    ODD,
+    Example,
+    F,
+    as_tensors,
+    build,
+    check_broadcastable,
+    numel,
+    rand,
+    reshape_as,
+    unbroadcast,
+    zeros_like,
+)
 from graphc.registry import AttrSpec, defgrad, register_op
 
 END = 2 ** 62  # "to the end" in slice ends (ONNX uses INT64_MAX; 2**62 survives arithmetic)
@@ -465,14 +478,12 @@ def getitem(x, key):
 
 @defgrad("broadcast_to")
 def _grad_broadcast_to(ctx):
-    from graphc.ops.backward import unbroadcast
     return [unbroadcast(ctx.g, ctx.x)]
 
 
 def _grad_view(ctx):
     """reshape, expand_dims and squeeze keep the elements in order: the gradient is the
     upstream gradient in the input's shape."""
-    from graphc.ops.backward import reshape_as
     return [reshape_as(ctx.g, ctx.x)]
 
 
@@ -493,13 +504,11 @@ def _grad_transpose(ctx):
 
 @defgrad("concat")
 def _grad_concat(ctx):
-    from graphc.ops.backward import zeros_like
     axis = ctx.attrs["axis"] % ctx.y.ndim
     grads, start = [], 0
     for x in ctx.inputs:
         size = x.shape[axis]
         if not isinstance(size, int) or not isinstance(start, int):
-            from graphc.errors import GraphError
             raise GraphError(f"{ctx.node.describe()}: the gradient of concat needs static sizes along axis "
                              f"{axis}; bind the shapes first (gc.compile does)")
         if size == 0:
@@ -517,5 +526,4 @@ def _grad_split(ctx):
 
 @defgrad("slice")
 def _grad_slice(ctx):
-    from graphc.ops.backward import slice_grad
-    return [slice_grad(ctx.g, ctx.x, ctx.attrs)]
+    return [F.slice_grad(ctx.g, ctx.x, ctx.attrs)]
