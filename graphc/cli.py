@@ -28,7 +28,7 @@ import traceback
 
 import numpy as np
 
-from graphc import compiler, dtypes, optim, serialize, viz
+from graphc import compiler, dtypes, optim, registry, serialize, viz
 from graphc._version import __version__
 from graphc.errors import CompileError, FeedError, GraphcError, ModelFormatError
 from graphc.plan import load_plan
@@ -670,8 +670,6 @@ def random_feeds(plan, seed=0):
     """Random feeds of the plan's shapes: floats ~ N(0, 1); integers in a range that
     fits their consumers (an op's declared ``index_inputs``: class labels below the
     logits' width, one_hot indices below depth); bools uniform."""
-    from graphc import registry
-
     rng = np.random.default_rng(seed)
     proto = plan.proto
     highs = {}

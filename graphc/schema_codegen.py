@@ -21,7 +21,9 @@ import math
 import os
 import sys
 
+import graphc.ops  # noqa: F401  (declares every op in the registry)
 from graphc import registry
+from graphc.fileio import atomic_write
 from graphc.registry import REQUIRED
 
 HEADER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runtime", "op_schema.h")
@@ -266,7 +268,6 @@ def main(argv=None):
                 print(f"{HEADER} is stale: run python -m graphc.schema_codegen", file=sys.stderr)
                 return 1
         return 0
-    from graphc.fileio import atomic_write
     atomic_write(HEADER, text.encode("utf-8"))
     print(f"wrote {HEADER} ({len(registry.all_ops())} ops)")
     return 0

@@ -48,7 +48,7 @@ LAYERS = (
     ("graphc.graph",),
     ("graphc.ops",),
     ("graphc.autodiff", "graphc.optim"),
-    ("graphc.reference",),
+    ("graphc.reference", "graphc.schema_codegen"),
     ("graphc._proto", "graphc.proto_enums"),
     ("graphc.serialize",),
     ("graphc.plan",),

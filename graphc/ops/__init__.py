@@ -5,8 +5,8 @@ builder function that adds the op to a graph."""
 
 from graphc import graph as _graph
 from graphc import registry as _registry  # noqa: E402
-from graphc.ops.activations import silu  # noqa: F401
 from graphc.ops import _common
+from graphc.ops.activations import silu  # noqa: F401
 from graphc.ops.backward import (  # noqa: F401
     broadcast_like,
     relu_grad,
