@@ -103,9 +103,10 @@ def _short(e):
     return text if len(text) <= 300 else text[:300] + f"… ({len(text)} characters)"
 
 
-def _listing(names):
-    shown = ", ".join(quote(n) for n in names[:LIST_LIMIT])
-    return shown + (f" and {len(names) - LIST_LIMIT} more" if len(names) > LIST_LIMIT else "")
+def _problems(problems):
+    """'; '-joined, at most LIST_LIMIT of them, then how many more."""
+    more = f"; and {len(problems) - LIST_LIMIT} more" if len(problems) > LIST_LIMIT else ""
+    return "; ".join(problems[:LIST_LIMIT]) + more
 
 
 def _members(zf, archive_size, where):
@@ -180,15 +181,10 @@ def _check_marker(zf, members, where):
 
 def _check_names(members, plan, where):
     names = set(members) - {MARKER}
-    problems = []
-    missing = sorted(set(plan) - names)
-    extra = sorted(names - set(plan))
-    if missing:
-        problems.append(f"missing variable{'s' if len(missing) > 1 else ''} {_listing(missing)}")
-    if extra:
-        problems.append(f"unexpected variable{'s' if len(extra) > 1 else ''} {_listing(extra)}")
+    problems = [f"missing variable {quote(n)}" for n in sorted(set(plan) - names)]
+    problems += [f"unexpected variable {quote(n)}" for n in sorted(names - set(plan))]
     if problems:
-        raise CheckpointError(f"{where} does not match the plan: " + "; ".join(problems))
+        raise CheckpointError(f"{where} does not match the plan: {_problems(problems)}")
 
 
 def _describe(dtype):
@@ -229,8 +225,7 @@ def _check_headers(zf, members, plan, where):
             continue
         headers[name] = (dtype, fortran)
     if problems:
-        raise CheckpointError(f"{where} does not match the plan: " + "; ".join(problems[:LIST_LIMIT])
-                              + (f"; and {len(problems) - LIST_LIMIT} more" if len(problems) > LIST_LIMIT else ""))
+        raise CheckpointError(f"{where} does not match the plan: {_problems(problems)}")
     return headers
 
 
@@ -255,5 +250,6 @@ def _read_data(zf, info, header, plan_entry, where):
         raise CheckpointError(f"{where}: bool variable {quote(info.filename[:-len(_SUFFIX)])} holds bytes other "
                               f"than 0 and 1")
     arr = flat.reshape(want_shape[::-1]).T if fortran else flat.reshape(want_shape)
-    # astype to the native dtype swaps bytes exactly; order="C" lays it out as the runtime reads it.
-    return np.ascontiguousarray(arr.astype(want_dtype, copy=False))
+    # astype to the native dtype swaps bytes exactly; order="C" lays it out as the runtime
+    # reads it (np.ascontiguousarray would turn a 0-d array into a 1-d one).
+    return arr.astype(want_dtype, order="C", copy=False)

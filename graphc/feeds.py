@@ -77,7 +77,7 @@ def check_feed(name, value, dtype, shape):
     want = f"an array of {dtype.name} {shape}"
     if isinstance(value, np.ma.MaskedArray):
         raise FeedError(f"feed {quote(name)} is a masked array; graphc has no masks and would feed the masked "
-                        f"values too. Expected {want}: pass value.filled(fill) to choose what masked entries "
+                        f"values too; expected {want}: pass value.filled(fill) to choose what masked entries "
                         f"become, or value.data to feed them as they are")
     try:
         arr = np.asarray(value)
