@@ -591,9 +591,15 @@ MESSAGE_LIMIT = 1000
 
 
 def _bounded(e):
-    """Text relayed from another error (or a list), cut to MESSAGE_LIMIT characters."""
+    """Text relayed from another error (or a list), cut to about MESSAGE_LIMIT characters.
+
+    The middle goes: the head names the op and node, the tail says what was wrong and
+    where the node was built."""
     text = str(e)
-    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + f"… ({len(text)} characters)"
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    half = MESSAGE_LIMIT // 2
+    return f"{text[:half]} … [{len(text) - 2 * half} characters cut] … {text[-half:]}"
 
 
 def load(path):
