@@ -169,3 +169,5 @@ def test_nan_in_a_training_feed_propagates_to_loss_and_weights():
     out = sess.run({"x": bad, "y": np.array([0, 1])})
     assert np.isnan(out[loss.name])
     assert np.isnan(sess.get_variable("w")).any()
+    # ...and the run does not recover on clean batches.
+    assert np.isnan(sess.run({"x": X, "y": np.array([0, 1])})[loss.name])
