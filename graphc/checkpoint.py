@@ -25,6 +25,7 @@ refused, and the message shows the byte order (``float64 (big-endian '>f8')``).
 import io
 import math
 import os
+import stat
 import zipfile
 import zlib
 
@@ -74,12 +75,16 @@ def load(path, expected):
     where = f"checkpoint {quote(path)}"
     plan = {name: (np.dtype(dtype), tuple(int(d) for d in shape)) for name, (dtype, shape) in expected.items()}
     try:
-        archive_size = os.path.getsize(path)
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            # a folder, a FIFO (reading it could block forever) or a device
+            raise CheckpointError(f"{where} is not a regular file")
+        archive_size = st.st_size
         zf = zipfile.ZipFile(path)
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"{where} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{where} is a directory, not a checkpoint file") from None
     except zipfile.BadZipFile:
         raise CheckpointError(f"{where} is not a graphc checkpoint (not a zip archive, or a truncated one)") from None
     except _ZIP_ERRORS as e:

@@ -364,6 +364,14 @@ def test_not_a_checkpoint(trained, tmp_path):
     _assert_refused(plan, members, tmp_path, b"", "not a graphc checkpoint")
     no_marker = _entries(members)[:-1]
     _assert_refused(plan, members, tmp_path, _zip(no_marker), "not a graphc checkpoint.*no format marker")
+    sess = Session(plan, threads=1)
+    before = _snapshot(sess)
+    os.mkfifo(tmp_path / "fifo")     # opening it to read would block: refused from its stat
+    for path, match in ((tmp_path, "not a regular file"), (tmp_path / "fifo", "not a regular file"),
+                        (tmp_path / "nope.npz", "does not exist")):
+        with pytest.raises(errors.CheckpointError, match=match):
+            sess.load_checkpoint(path)
+    assert _snapshot(sess) == before
 
 
 @pytest.mark.parametrize("marker, match", [
