@@ -7,7 +7,7 @@ gradients work on graphs whose batch dimension is unknown until compile time."""
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, broadcast_axes, build, check_broadcastable, rand
+from graphc.ops._common import ODD, Example, broadcast_axes, build, check_broadcastable, rand, special
 from graphc.ops.shape import SLICE_ATTRS
 from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
 
@@ -39,6 +39,9 @@ def _like_examples(pairs):
         for dt in dtypes.FLOATS:
             for sx, sl in pairs:
                 out.append(Example([rand(rng, sx, dt), rand(rng, sl, dt)], note=dt))
+            sx, sl = max(pairs, key=lambda p: int(np.prod(p[0])))  # the largest x holds every special value
+            out.append(Example([special(rng, sx, dt, extremes=False), rand(rng, sl, dt)], grad=False,
+                               note=f"{dt} special values"))
         return out
     return examples
 
@@ -180,6 +183,8 @@ def _relu_grad_examples(rng):
             x = rand(rng, s, dt)
             x = np.where(np.abs(x) < 0.05, np.asarray(0.5, dt), x).astype(dt)
             out.append(Example([rand(rng, s, dt), x], note=dt))
+        out.append(Example([special(rng, (4, 6), dt), special(rng, (4, 6), dt)], grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
@@ -235,6 +240,9 @@ def _sce_grad_examples(rng):
                 gshape = lead if reduction == "none" else ()
                 out.append(Example([rand(rng, lead + (c,), dt), rng.integers(0, c, size=lead).astype("int64"),
                                     rand(rng, gshape, dt)], {"reduction": reduction}, note=dt))
+        out.append(Example([special(rng, (6, 5), dt, extremes=False), rng.integers(0, 5, size=6).astype("int64"),
+                            special(rng, (6,), dt, extremes=False)], {"reduction": "none"}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 

@@ -9,7 +9,7 @@ import builtins
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, as_tensors, build, check_broadcastable, numel, rand
+from graphc.ops._common import ODD, Example, as_tensors, build, check_broadcastable, numel, rand, special
 from graphc.registry import AttrSpec, defgrad, register_op
 
 END = 2 ** 62  # "to the end" in slice ends (ONNX uses INT64_MAX; 2**62 survives arithmetic)
@@ -21,6 +21,9 @@ def _all_dtype_examples(cases):
         for dt in dtypes.ALL:
             for shape, attrs in cases:
                 out.append(Example([rand(rng, shape, dt)], attrs, note=dt))
+            # data moves bit for bit: NaN payloads, -0.0 and extremes included
+            shape, attrs = max(cases, key=lambda c: (numel(c[0]) or 0) if numel(c[0]) < 10 ** 5 else 0)
+            out.append(Example([special(rng, shape, dt)], attrs, grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -256,6 +259,8 @@ def _concat_examples(rng):
                              ([(4, 2)], -1), ([(72, 73, 74), (72, 1, 74)], 1),
                              ([(1,), (1,)], 0)]:
             out.append(Example([rand(rng, s, dt) for s in shapes], {"axis": axis}, note=dt))
+        out.append(Example([special(rng, (3, 4), dt), special(rng, (2, 4), dt)], {"axis": 0}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
