@@ -136,8 +136,10 @@ def _max(vals):
 def _pow(a, p):
     if a == 0 and p < 0:
         return math.inf
+    if a == -math.inf and p < 0:
+        return 0.0
     if a < 0 and not float(p).is_integer():
-        return math.nan  # a negative base (-inf included) with a non-integer exponent
+        return math.nan  # a negative base (-inf included: numpy's rule) with a non-integer exponent
     try:
         r = a ** p
     except OverflowError:
