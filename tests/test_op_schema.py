@@ -115,3 +115,24 @@ def test_register_op_refuses_a_bad_input_declaration():
     with pytest.raises(gc.errors.RegistryError, match="neither a kernel nor a composite"):
         registry.register_op("bad_schema_op", inputs=[("x", ("float32",))], kernels=(), **kw)
     assert not registry.has_op("bad_schema_op")
+
+
+def _has_specials(op):
+    """Whether some example feeds NaN, +inf, -inf and -0.0 through a float input."""
+    seen = set()
+    for ex in op.examples(np.random.default_rng(0)):
+        for x in ex.inputs:
+            x = np.asarray(x)
+            if x.dtype.kind != "f" or not x.size:
+                continue
+            seen |= {"nan"} if np.isnan(x).any() else set()
+            seen |= {"+inf"} if np.isposinf(x).any() else set()
+            seen |= {"-inf"} if np.isneginf(x).any() else set()
+            seen |= {"-0.0"} if (np.signbit(x) & (x == 0)).any() else set()
+    return seen == {"nan", "+inf", "-inf", "-0.0"}
+
+
+@pytest.mark.parametrize("op", [o for o in OPS if o.inputs and set(o.dispatch_dtypes) & set(dtypes.FLOATS)],
+                         ids=lambda o: o.name)
+def test_examples_include_special_float_values(op):
+    assert _has_specials(op), f"{op.name}: no example feeds NaN, ±inf and -0.0 through a float input"

@@ -190,3 +190,30 @@ def reshape_as(g, x):
     if is_static(x.shape):
         return F.reshape(g, x.shape)
     return F.reshape_like(g, x)
+
+
+def special_values(dtype, extremes=True):
+    """The values where kernels and references most often part ways: NaN, ±inf, ±0.0,
+    the smallest normal and (``extremes``) the dtype's largest magnitudes for floats;
+    min, max, 0, ±1 for integers; both truth values for bool."""
+    dtype = dtypes.as_dtype(dtype)
+    if dtype == "bool":
+        return np.array([True, False])
+    if dtype in dtypes.INTS:
+        info = np.iinfo(dtype)
+        vals = [0, 1, -1, 2, -2] + ([info.min, info.max, info.min + 1, info.max - 1] if extremes else [])
+        return np.array(vals, dtype)
+    info = np.finfo(dtype)
+    vals = [np.nan, np.inf, -np.inf, -0.0, 0.0, info.tiny, -info.tiny, 1.0, -1.0, 0.5]
+    if extremes:
+        vals += [info.max, -info.max]
+    return np.array(vals, dtype)
+
+
+def special(rng, shape, dtype, extremes=True):
+    """An array of ``shape`` holding every special value of ``dtype`` (cycled, then
+    shuffled with ``rng``), so one example covers them all."""
+    vals = special_values(dtype, extremes)
+    n = int(np.prod(shape, dtype=np.int64))
+    flat = np.resize(vals, n) if n else vals[:0]
+    return rng.permutation(flat).reshape(shape).astype(dtype)

@@ -19,6 +19,7 @@ from graphc.ops._common import (  # noqa: F401  (the gradient helpers stay impor
     ones_like,
     rand,
     reshape_as,
+    special,
     unbroadcast,
     zeros_like,
 )
@@ -55,6 +56,9 @@ def _like_examples(pairs):
         for dt in dtypes.FLOATS:
             for sx, sl in pairs:
                 out.append(Example([rand(rng, sx, dt), rand(rng, sl, dt)], note=dt))
+            sx, sl = max(pairs, key=lambda p: int(np.prod(p[0])))  # the largest x holds every special value
+            out.append(Example([special(rng, sx, dt, extremes=False), rand(rng, sl, dt)], grad=False,
+                               note=f"{dt} special values"))
         return out
     return examples
 
@@ -149,6 +153,8 @@ def _relu_grad_examples(rng):
             x = rand(rng, s, dt)
             x = np.where(np.abs(x) < 0.05, np.asarray(0.5, dt), x).astype(dt)
             out.append(Example([rand(rng, s, dt), x], note=dt))
+        out.append(Example([special(rng, (4, 6), dt), special(rng, (4, 6), dt)], grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
@@ -203,6 +209,9 @@ def _sce_grad_examples(rng):
                 gshape = lead if reduction == "none" else ()
                 out.append(Example([rand(rng, lead + (c,), dt), rng.integers(0, c, size=lead).astype("int64"),
                                     rand(rng, gshape, dt)], {"reduction": reduction}, note=dt))
+        out.append(Example([special(rng, (6, 5), dt, extremes=False), rng.integers(0, 5, size=6).astype("int64"),
+                            special(rng, (6,), dt, extremes=False)], {"reduction": "none"}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 

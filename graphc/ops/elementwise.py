@@ -5,7 +5,19 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.graph import get_default_graph, user_provenance
-from graphc.ops._common import ODD, UNARY_SHAPES, Example, F, as_tensors, broadcast_shapes, build, rand, unbroadcast
+from graphc.ops._common import (
+    ODD,
+    UNARY_SHAPES,
+    Example,
+    F,
+    as_tensors,
+    broadcast_shapes,
+    build,
+    rand,
+    special,
+    special_values,
+    unbroadcast,
+)
 from graphc.registry import AttrSpec, defgrad, register_op
 
 # -- unary ---------------------------------------------------------------------------
@@ -45,6 +57,7 @@ def _unary_examples(allowed, low, high, kink_at_zero):
                     # keep finite differences away from the kink at 0
                     x = np.where(np.abs(x) < 0.05, np.asarray(0.5, x.dtype), x).astype(dt)
                 out.append(Example([x], note=dt))
+            out.append(Example([special(rng, (3, 7), dt)], grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -124,6 +137,8 @@ def _pow_examples(rng):
         for shape in UNARY_SHAPES:
             for e in (2.0, 0.5, -1.5, 3.0):
                 out.append(Example([rand(rng, shape, dt, 0.5, 2.0)], {"exponent": e}, note=dt))
+        for e in (2.0, 0.5, -1.5, 3.0, 0.0, -0.0):
+            out.append(Example([special(rng, (3, 4), dt)], {"exponent": e}, grad=False, note=f"{dt} special values"))
     return out
 
 
@@ -195,6 +210,9 @@ def _binary_examples(name, allowed):
             if name == "equal" or name in ("less", "greater"):
                 a = rand(rng, (6, 5), dt)
                 out.append(Example([a, a.copy()], note="equal inputs"))
+            # every special value against every other (outer product by broadcasting)
+            s = special_values(dt)
+            out.append(Example([s[:, None].copy(), s[None, :].copy()], grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -275,6 +293,8 @@ def _where_examples(rng):
         for sc, sx, sy in [((), (), ()), ((5, 3), (5, 3), (5, 3)), ((5, 1), (3,), (1, 3)), ((0, 2), (2,), ()),
                            (ODD, ODD, (74,))]:
             out.append(Example([rand(rng, sc, "bool"), rand(rng, sx, dt), rand(rng, sy, dt)], note=dt))
+        out.append(Example([rand(rng, (3, 7), "bool"), special(rng, (3, 7), dt), special(rng, (7,), dt)], grad=False,
+                           note=f"{dt} special values"))
     return out
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, F, as_tensors, build, rand
+from graphc.ops._common import ODD, Example, F, as_tensors, build, rand, special
 from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
 
 
@@ -38,6 +38,8 @@ def _softmax_examples(rng):
         x = rand(rng, (3, 4), dt)
         x[0, 0] = 80.0 if dt == "float32" else 700.0  # overflow of a naive exp
         out.append(Example([x], {"axis": -1}, note="large logits"))
+        out.append(Example([special(rng, (6, 5), dt, extremes=False)], {"axis": -1}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
@@ -120,6 +122,9 @@ def _sce_examples(rng):
                     logits = rand(rng, lead + (c,), dt, -3, 3)
                     labels = rng.integers(0, c, size=lead).astype(ldt)
                     out.append(Example([logits, labels], {"reduction": reduction}, note=f"{dt} {ldt}"))
+        logits = special(rng, (6, 5), dt, extremes=False)
+        out.append(Example([logits, rng.integers(0, 5, size=6).astype("int64")], {"reduction": "none"}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 

@@ -15,6 +15,7 @@ from graphc.ops._common import (
     build,
     ones_like,
     rand,
+    special,
     unbroadcast,
 )
 from graphc.registry import AttrSpec, defgrad, register_op
@@ -94,6 +95,11 @@ def _reduce_examples(op, allowed):
                     out.append(Example([x], {"axes": axes, "keepdims": keepdims}, note=dt))
             if op in ("sum", "mean"):
                 out.append(Example([rand(rng, (0, 3), dt)], {"axes": None, "keepdims": False}, note="empty"))
+            # NaN, ±inf, -0.0 (not the largest magnitudes: where a sum overflows depends on
+            # the summation order, which the reference does not fix)
+            for axes in (None, (1,), (0,)):
+                x = special(rng, (4, 9), dt, extremes=dt in dtypes.INTS and op == "max")
+                out.append(Example([x], {"axes": axes, "keepdims": False}, grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -194,6 +200,10 @@ def _matmul_examples(rng):
                                ((1, 1), (1, 1), True, True)]:
             out.append(Example([rand(rng, sa, dt), rand(rng, sb, dt)], {"transpose_a": ta, "transpose_b": tb},
                                note=f"{dt} ta={ta} tb={tb}"))
+        a = rand(rng, (4, 5), dt)
+        a[1, 2], a[3, 0], a[2, 4], a[0, 1] = np.nan, np.inf, -np.inf, -0.0
+        out.append(Example([a, rand(rng, (5, 3), dt)], {"transpose_a": False, "transpose_b": False}, grad=False,
+                           note=f"{dt} NaN and inf rows"))
     return out
 
 

@@ -20,6 +20,7 @@ from graphc.ops._common import (
     numel,
     rand,
     reshape_as,
+    special,
     unbroadcast,
     zeros_like,
 )
@@ -34,6 +35,9 @@ def _all_dtype_examples(cases):
         for dt in dtypes.ALL:
             for shape, attrs in cases:
                 out.append(Example([rand(rng, shape, dt)], attrs, note=dt))
+            # data moves bit for bit: NaN payloads, -0.0 and extremes included
+            shape, attrs = max(cases, key=lambda c: (numel(c[0]) or 0) if numel(c[0]) < 10 ** 5 else 0)
+            out.append(Example([special(rng, shape, dt)], attrs, grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -269,6 +273,8 @@ def _concat_examples(rng):
                              ([(4, 2)], -1), ([(72, 73, 74), (72, 1, 74)], 1),
                              ([(1,), (1,)], 0)]:
             out.append(Example([rand(rng, s, dt) for s in shapes], {"axis": axis}, note=dt))
+        out.append(Example([special(rng, (3, 4), dt), special(rng, (2, 4), dt)], {"axis": 0}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 

@@ -8,7 +8,7 @@ overwrites.  These ops are not differentiable."""
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import Example, build, rand
+from graphc.ops._common import Example, build, rand, special
 from graphc.registry import AttrSpec, register_op
 
 # -- assign ---------------------------------------------------------------------------------
@@ -21,8 +21,10 @@ def _assign_infer(ctx):
 
 
 def _assign_examples(rng):
-    return [Example([rand(rng, s, dt), rand(rng, s, dt)], note=dt)
-            for dt in dtypes.ALL for s in [(), (1,), (0,), (5, 3), (73, 74)]]
+    return ([Example([rand(rng, s, dt), rand(rng, s, dt)], note=dt)
+             for dt in dtypes.ALL for s in [(), (1,), (0,), (5, 3), (73, 74)]]
+            + [Example([rand(rng, (3, 5), dt), special(rng, (3, 5), dt)], note=f"{dt} special values")
+               for dt in dtypes.ALL])
 
 
 register_op(
@@ -70,6 +72,12 @@ def _opt_examples(n_state, attrs_list, step=False):
                     if step:
                         inputs.append(np.asarray(3, np.int64))
                     out.append(Example(inputs, attrs, note=dt))
+            # a NaN/inf gradient poisons exactly the weights it touches (no clipping here)
+            inputs = [rand(rng, (3, 4), dt), special(rng, (3, 4), dt, extremes=False)]
+            inputs += [np.abs(rand(rng, (3, 4), dt)) for _ in range(n_state)]
+            if step:
+                inputs.append(np.asarray(3, np.int64))
+            out.append(Example(inputs, attrs_list[0], note=f"{dt} special values"))
         return out
     return examples
 
