@@ -356,7 +356,7 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
     parsed = _parse_inputs(name, inputs, type_vars)
     if variadic and not parsed:
         raise RegistryError(f"op {name!r}: a variadic op declares at least one input")
-    if not kernels and composite is None:
+    if not kernels and composite is None and not constant:
         raise RegistryError(f"op {name!r} has neither a kernel nor a composite definition")
     opdef = OpDef(name, doc.strip(), parsed, type_vars, dict(attrs or {}), infer, reference, examples,
                   gradient, elementwise, view, variadic, differentiable, inplace, constant, cost,

@@ -136,3 +136,21 @@ def _has_specials(op):
                          ids=lambda o: o.name)
 def test_examples_include_special_float_values(op):
     assert _has_specials(op), f"{op.name}: no example feeds NaN, ±inf and -0.0 through a float input"
+
+
+def test_kernels_match_the_schema_on_every_built_device():
+    """Every (op, dtype) the schema accepts has a kernel on each device the op declares,
+    and no kernel exists that the schema does not allow (nor for an unknown op)."""
+    from graphc import _runtime
+
+    for device in ("cpu",) + (("cuda",) if _runtime.cuda_built() else ()):
+        have = {}
+        for op, dt in _runtime.kernel_keys(device):
+            have.setdefault(op, set()).add(dt)
+        unknown = sorted(set(have) - {o.name for o in OPS})
+        assert not unknown, f"{device} kernels for ops the registry does not know: {unknown}"
+        for op in OPS:
+            want = set(op.dispatch_dtypes) if device in op.kernels else set()
+            got = have.get(op.name, set())
+            assert got == want, (f"{op.name} on {device}: schema allows {sorted(want)}, kernels exist for "
+                                 f"{sorted(got)}")

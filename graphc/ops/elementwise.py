@@ -384,6 +384,7 @@ register_op(
     inputs=[],
     attrs={"value": AttrSpec("tensor", doc="the value, any dtype and shape")},
     constant=True,
+    kernels=(),  # its value is stored as constant data: never a step
     infer=_constant_infer,
     reference=lambda inputs, attrs: np.array(attrs["value"], copy=True),
     examples=_constant_examples,
