@@ -698,7 +698,7 @@ struct SliceGrad {
   }
 };
 
-// softmax: y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x).
+// softmax: y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x). A row holding NaN or +inf gives NaN throughout (ONNX).
 struct Softmax {
   int64_t axis = -1;  // the axis normalised over
   explicit Softmax(const KernelArgs& a) {

@@ -175,7 +175,10 @@ def _log_softmax_rows(x, axis):
     for idx in itertools.product(*[range(d) for d in x.shape[:-1]]):
         row = [v.item() for v in x[idx]]
         m = _max(row) if row else 0.0
-        m = m if math.isfinite(m) else 0.0  # the reference's shift: only a finite max
+        if _nan(m) or m == math.inf:  # NaN or +inf in a row: the row is NaN
+            out[idx] = [math.nan] * len(row)
+            continue
+        m = m if math.isfinite(m) else 0.0  # all -inf: no shift
         lse = m + _log(sum(_exp(v - m) for v in row)) if row else 0.0
         out[idx] = [v - lse for v in row]
     return np.moveaxis(out, -1, axis)

@@ -20,9 +20,11 @@ def _log_softmax_ref(inputs, attrs):
     if x.size == 0:
         return x.copy()
     m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    shifted = x - m
-    return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
+    shifted = x - np.where(np.isfinite(m), m, 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    # A row holding NaN or +inf is NaN throughout, as ONNX's exp(x - max) / Σ defines it.
+    return np.where(np.isnan(m) | (m == np.inf), np.nan, out).astype(x.dtype)
 
 
 def _softmax_ref(inputs, attrs):
@@ -45,7 +47,8 @@ def _softmax_examples(rng):
 
 register_op(
     "softmax",
-    doc="y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x).",
+    doc="y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x).  "
+        "A row holding NaN or +inf gives NaN throughout (ONNX).",
     inputs=[("x", dtypes.FLOATS)],
     attrs={"axis": AttrSpec("int", default=-1, doc="the axis normalised over")},
     infer=_softmax_infer,
