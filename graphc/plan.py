@@ -20,9 +20,9 @@ import os
 
 from google.protobuf.message import DecodeError
 
-from graphc import dtypes
+from graphc import dtypes, registry
 from graphc._proto import graphc_pb2 as pb
-from graphc.errors import ModelFormatError, quote
+from graphc.errors import GraphError, ModelFormatError, quote
 from graphc.fileio import atomic_write
 from graphc.proto_enums import dtype_from_proto
 
@@ -286,10 +286,6 @@ def validate_plan(proto, what="plan", inplace_ok=None):
 
 
 def _registry_inplace_ok(what):
-    # The op declarations, imported late: no import cycle when graphc loads.
-    from graphc import registry
-    from graphc.errors import GraphError
-
     def inplace_ok(op):
         try:
             return registry.get_op(op).elementwise

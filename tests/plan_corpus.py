@@ -323,12 +323,12 @@ CASES = [
 
 def plan_feeds(p):
     """Zeros for every feed of plan `p` (name → array), for cases with a plan of their own."""
-    from graphc import dtypes
+    from graphc.proto_enums import dtype_from_proto
 
     out = {}
     for i in p.feeds:
         v = p.values[i]
-        out[v.name] = np.zeros(tuple(v.dims), np.dtype(dtypes.from_proto(v.dtype)))
+        out[v.name] = np.zeros(tuple(v.dims), np.dtype(dtype_from_proto(v.dtype)))
     return out
 
 
