@@ -22,7 +22,7 @@ from executor cimport Executor as CExecutor, ExecutorOptions
 from kernel_registry cimport KernelRegistry
 from plan cimport (ATTR_BOOL, ATTR_DTYPE, ATTR_FLOAT, ATTR_FLOATS, ATTR_INT, ATTR_INTS, ATTR_STRING,
                    ATTR_TENSOR, AttrValue, DType, PlanDesc, StepDesc, Storage, TensorData, ValueDesc, dtype_name)
-from validate cimport Limits, inplace_rule_from_schema, physical_memory_bytes, set_inplace_ops
+from validate cimport Limits, physical_memory_bytes, set_inplace_ops
 from validate cimport validate_plan as c_validate_plan
 
 from graphc import errors
@@ -75,17 +75,12 @@ def physical_memory():
     return int(physical_memory_bytes())
 
 
-def inplace_rule_is_schema():
-    """Whether the runtime's in-place rule reads the op schema (runtime/op_schema.h);
-    False: the permissive fallback of validate.h's default_inplace_ok()."""
-    return bool(inplace_rule_from_schema())
-
-
 def validate_plan(plan_msg, memory_limit=0, inplace_ops=None):
     """Run the C++ plan validator alone (no allocation): ValueError for a malformed or
     unsafe plan, graphc.errors.ResourceError above ``memory_limit`` (0: physical memory).
 
-    ``inplace_ops``: None uses the runtime's own in-place rule; a collection of op names
+    ``inplace_ops``: None uses the runtime's own in-place rule (the op schema's
+    ``elementwise`` flag, runtime/op_schema.h); a collection of op names
     replaces it (for tests and tools).  Returns the seconds spent in C++.
     """
     import time

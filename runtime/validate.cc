@@ -11,13 +11,7 @@
 
 #include "errors.h"
 #include "kernel_registry.h"  // format_dims
-
-#if defined(__has_include)
-#if __has_include("op_schema.h")
 #include "op_schema.h"
-#define GRAPHC_HAVE_OP_SCHEMA 1
-#endif
-#endif
 
 namespace graphc {
 
@@ -37,16 +31,10 @@ uint64_t physical_memory_bytes() {
   return total;
 }
 
-#ifdef GRAPHC_HAVE_OP_SCHEMA
 bool default_inplace_ok(const std::string& op) {
-  const auto* schema = schema::find_op(op);
-  return schema != nullptr && schema->elementwise;
+  const schema::OpInfo* info = schema::find_op(op);
+  return info != nullptr && info->elementwise;
 }
-bool inplace_rule_from_schema() { return true; }
-#else
-bool default_inplace_ok(const std::string&) { return true; }
-bool inplace_rule_from_schema() { return false; }
-#endif
 
 void set_inplace_ops(Limits* limits, const std::vector<std::string>& ops) {
   std::unordered_set<std::string> names(ops.begin(), ops.end());

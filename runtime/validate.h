@@ -38,14 +38,10 @@ void validate_plan(const PlanDesc& plan, const Limits& limits);
 // The machine's physical memory in bytes (sysconf), or UINT64_MAX when unknown.
 uint64_t physical_memory_bytes();
 
-// The in-place rule used when Limits::inplace_ok is empty: the op schema's
-// `elementwise` flag (runtime/op_schema.h, generated from the Python registry).  Until
-// that header exists this returns true for every op, i.e. the exact-bytes takeover of a
-// dying input is accepted whatever the op (the overlap check still applies to all other
-// layouts); see docs/runtime.md.
+// The in-place rule used when Limits::inplace_ok is empty: the op's `elementwise` flag
+// in runtime/op_schema.h (generated from the Python registry); false for an op the
+// schema does not know.
 bool default_inplace_ok(const std::string& op);
-// Whether default_inplace_ok() reads the op schema (false: the permissive fallback).
-bool inplace_rule_from_schema();
 
 // Sets limits->inplace_ok to "op is one of `ops`" (tests and tools; the executor uses
 // the default rule).

@@ -14,5 +14,4 @@ cdef extern from "validate.h" namespace "graphc":
 
     void validate_plan(const PlanDesc& plan, const Limits& limits) except +raise_current_exception nogil
     uint64_t physical_memory_bytes()
-    bool inplace_rule_from_schema()
     void set_inplace_ops(Limits* limits, const vector[string]& ops) except +raise_current_exception

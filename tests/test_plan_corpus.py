@@ -103,18 +103,9 @@ def _results(entry, case_dir):
     return _spawn(entry, case_dir, [c.name for c in CASES])
 
 
-def _inplace_rule_is_schema():
-    from graphc.session import _load_runtime
-    return _load_runtime().inplace_rule_is_schema()
-
-
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case(case, entry, case_dir):
-    if (case.name == "inplace_by_non_elementwise_op" and entry != "load_plan"
-            and not _inplace_rule_is_schema()):
-        pytest.xfail("the runtime's in-place rule needs runtime/op_schema.h (issue 9, item 1); until it is "
-                     "generated the C++ validator accepts an exact-bytes takeover by any op")
     outcome, message = _results(entry, case_dir)[case.name]
     if entry == "cli":
         lines = message.strip().splitlines()

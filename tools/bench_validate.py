@@ -68,7 +68,7 @@ def main():
     repeat = args.repeat or (1 if args.quick else 5)
     sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
     print(bu.machine())
-    print(f"in-place rule from the op schema: {runtime.inplace_rule_is_schema()}; median of {repeat} runs")
+    print(f"median of {repeat} runs")
     print(f"{'shape':6} {'steps':>8} {'C++ validate':>13} {'conversion':>11} {'Python validate':>16} "
           f"{'Session()':>10}")
     for shape in ("chain", "skip"):
