@@ -370,7 +370,8 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                     raise ModelFormatError(f"{where(s)} writes persistent {name(o)} a second time")
                 version[o] = s
                 last_write[values[o].index] = s
-        if step.inputs and step.outputs and inplace_ok(step.op):
+        may_take_over = inplace_ok(step.op)  # asked of every step: an unknown op fails here
+        if step.inputs and step.outputs and may_take_over:
             for o in step.outputs:
                 vo = values[o]
                 if vo.storage != pb.ARENA or not vo.nbytes:
