@@ -49,13 +49,13 @@ def chain_graph(gc, n):
     return g
 
 
-def compile_timed(gc, model, train):
+def compile_timed(gc, model, train, clock):
     """(plan, [(stage, seconds)]) for one gc.compile, one row per graph pass plus "lower"."""
     stamps = []
-    t0 = time.perf_counter()
+    t0 = clock()
     plan = gc.compile(model, shapes={"x": (BATCH, WIDTH)}, train=train,
-                      on_pass=lambda name, _: stamps.append((name, time.perf_counter())))
-    t_end = time.perf_counter()
+                      on_pass=lambda name, _: stamps.append((name, clock())))
+    t_end = clock()
     rows, prev = [], t0
     for name, t in stamps:
         rows.append((name, t - prev))
@@ -65,28 +65,28 @@ def compile_timed(gc, model, train):
     return plan, rows
 
 
-def run_once(gc, n, tmp):
+def run_once(gc, n, tmp, clock):
     """{stage: seconds} for one size, and the two plans."""
     times = {}
-    t0 = time.perf_counter()
+    t0 = clock()
     g = chain_graph(gc, n)
-    times["build graph"] = time.perf_counter() - t0
+    times["build graph"] = clock() - t0
     path = os.path.join(tmp, f"chain{n}.pb")
-    t0 = time.perf_counter()
+    t0 = clock()
     gc.save(g, path) if hasattr(gc, "save") else g.save(path)
-    times["save .pb"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    times["save .pb"] = clock() - t0
+    t0 = clock()
     model = gc.load(path)
-    times["load .pb"] = time.perf_counter() - t0
+    times["load .pb"] = clock() - t0
     plans = {}
     for kind, train in (("infer", False), ("train", None)):
-        plan, rows = compile_timed(gc, model, train)
+        plan, rows = compile_timed(gc, model, train, clock)
         plans[kind] = plan
         for name, sec in rows:
             times[f"{kind}: {name}"] = sec
-        t0 = time.perf_counter()
+        t0 = clock()
         gc.verify(plan)
-        times[f"{kind}: verify_plan"] = time.perf_counter() - t0
+        times[f"{kind}: verify_plan"] = clock() - t0
     times["compile infer+train"] = times["infer: total"] + times["train: total"]
     return times, plans, len(g.nodes)
 
@@ -97,6 +97,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs per size; the minimum is reported")
     parser.add_argument("--save-plans", metavar="DIR", help="write chain<N>.<infer|train>.plan bytes here")
     parser.add_argument("--profile", type=int, metavar="N", help="cProfile the training compile of N nodes")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: this process's CPU time (steadier on a shared machine); wall: elapsed time")
     args = parser.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -105,7 +107,10 @@ def main():
     if not sizes or min(sizes) < 4 or args.repeat < 1:
         parser.error("--sizes needs ints >= 4 and --repeat >= 1")
 
+    bu.pin_threads(1)  # numpy's BLAS single-threaded, so CPU time is the compiler's own work
     import graphc as gc
+
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     if args.profile:
         model = chain_graph(gc, args.profile)
@@ -117,14 +122,15 @@ def main():
         pstats.Stats(prof).sort_stats("tottime").print_stats(20)
         return
 
-    print(f"# graphc compile-time scaling: chain graphs, x ({BATCH}, {WIDTH}), min of {args.repeat} run(s)")
+    print(f"# graphc compile-time scaling: chain graphs, x ({BATCH}, {WIDTH}), {args.clock} seconds, "
+          f"min of {args.repeat} run(s)")
     print(f"# {bu.machine()}")
     print(f"# {bu.load_note()}")
     best, counts = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             for _ in range(args.repeat):
-                times, plans, counts[n] = run_once(gc, n, tmp)
+                times, plans, counts[n] = run_once(gc, n, tmp, clock)
                 for stage, sec in times.items():
                     best.setdefault(n, {})[stage] = min(sec, best.get(n, {}).get(stage, float("inf")))
             if args.save_plans:
