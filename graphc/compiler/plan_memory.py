@@ -49,10 +49,10 @@ def _pack(blocks, order, bound=None):
     """Place the blocks in ``order``; (offsets, arena).  With ``bound``: give up (None) as soon
     as the arena is sure to be >= ``bound`` (the order cannot win then)."""
     n = len(blocks)
-    starts = np.empty(n, np.int64)
-    ends = np.empty(n, np.int64)
-    lo = np.empty(n, np.int64)
-    hi = np.empty(n, np.int64)
+    # The placed blocks, kept sorted by offset (rows: lo, hi, start, end), so that a placement
+    # needs no sort: inserting shifts a tail (a memmove), sorting would cost O(k log k) each time.
+    placed_rows = np.empty((4, n), np.int64)
+    lo, hi, starts, ends = placed_rows
     placed = 0
     offsets = [0] * n
     top = 0
@@ -60,31 +60,29 @@ def _pack(blocks, order, bound=None):
         _, size, a, b = blocks[i]
         if size == 0:
             continue
-        best = None
+        best = 0
         if placed:
             mask = (starts[:placed] <= b) & (ends[:placed] >= a)
-            if mask.any():
-                olo, ohi = lo[:placed][mask], hi[:placed][mask]
-                srt = np.argsort(olo, kind="stable")
-                olo, ohi = olo[srt], ohi[srt]
-                # Gaps between the union of occupied ranges.
+            olo = lo[:placed][mask]
+            if olo.size:
+                ohi = hi[:placed][mask]
+                # Gaps between the union of occupied ranges: before the first range, then from
+                # the reach of the ranges below to the next range; aligned starts.
                 reach = np.maximum.accumulate(ohi)
-                gap_lo = np.concatenate(([0], reach))
-                gap_hi = np.concatenate((olo, [np.iinfo(np.int64).max]))
-                cand = (gap_lo + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
-                room = gap_hi - cand
-                fits = np.nonzero(room[:-1] >= size)[0]
+                cand = np.empty_like(olo)
+                cand[0] = 0
+                cand[1:] = (reach[:-1] + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+                room = olo - cand
+                fits = np.flatnonzero(room >= size)
                 if fits.size:
-                    k = fits[np.argmin(room[fits])]  # best fit; the lowest on a tie
-                    best = int(cand[k])
+                    best = int(cand[fits[np.argmin(room[fits])]])  # best fit; the lowest on a tie
                 else:
-                    best = int(cand[-1])
-            else:
-                best = 0
-        else:
-            best = 0
+                    best = align(int(reach[-1]))
         offsets[i] = best
-        starts[placed], ends[placed], lo[placed], hi[placed] = a, b, best, best + size
+        k = int(np.searchsorted(lo[:placed], best, side="right"))
+        if k < placed:
+            placed_rows[:, k + 1:placed + 1] = placed_rows[:, k:placed]
+        lo[k], hi[k], starts[k], ends[k] = best, best + size, a, b
         placed += 1
         if best + size > top:
             top = best + size
