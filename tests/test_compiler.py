@@ -766,3 +766,42 @@ def test_compile_restores_the_garbage_collector_state(enabled):
         assert pygc.isenabled() is enabled
     finally:
         pygc.enable() if was else pygc.disable()
+
+
+def _chain_training_graph(n, budget_fraction=None):
+    with Graph() as g:
+        x = gc.placeholder("x", (4, 8))
+        w = gc.variable("w", (8, 8), init=gc.init.xavier_uniform(seed=0))
+        b = gc.variable("b", (8,))
+        h = x @ w
+        for k in range(n):
+            h = gc.relu(h) if k % 3 == 0 else (h + b if k % 3 == 1 else h * x)
+        loss = gc.mean(h, name="loss")
+        gc.optim.SGD(lr=0.1, momentum=0.9).minimize(loss)
+    return g
+
+
+@pytest.mark.parametrize("case", ["mlp", "mlp-all-outputs", "chain-inference", "chain-training", "recompute"])
+def test_best_order_skips_only_policies_that_could_not_win(case):
+    from graphc.compiler._memory import MemoryModel, peak_live_bytes
+    from graphc.compiler.recompute import rewrite_with_recompute, stash_values
+    from graphc.compiler.schedule_nodes import POLICIES, _peak_floor, _Prepared, best_order, schedule_order
+
+    if case.startswith("mlp"):
+        g, out = mlp()
+        graph = lower_graph(g, shapes={"x": (2, 4)}, fetches=[out] if case == "mlp" else None)
+    else:
+        g = _chain_training_graph(30)
+        graph = lower_graph(g, train=False if case == "chain-inference" else None)
+        if case == "recompute":
+            graph = rewrite_with_recompute(graph, stash_values(graph)[::3])
+    model = MemoryModel(graph)
+    floor = _peak_floor(graph, model, _Prepared(graph, model))
+    every = []
+    for policy in POLICIES:
+        order = schedule_order(graph, policy, model)
+        every.append(([n.name for n in order], peak_live_bytes(graph, model, order)))
+    assert all(peak >= floor for _, peak in every)
+    first_best = min(range(len(every)), key=lambda k: (every[k][1], k))
+    order, peak = best_order(graph)
+    assert ([n.name for n in order], peak) == every[first_best]

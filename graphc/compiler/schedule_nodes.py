@@ -18,6 +18,9 @@ with the lower peak of live arena bytes is kept (the first on a tie):
   alone holds back count as transient (the update frees them next), so weight
   gradients are not all postponed to the end with every activation gradient alive.
 
+The policies after one whose peak meets a floor no schedule goes below (a step's inputs and
+outputs, all placeholders, all fetches) are skipped: they could only tie.
+
 Nodes with role "recompute", and gradient nodes that read no gradient (transposes of
 activations or weights), run on demand, so each recomputed segment comes right
 before the gradient nodes that read it: in "stored", a recompute node takes the place
@@ -210,13 +213,26 @@ def best_order(graph):
         return schedule_order(graph, "stored", _SizeFreeModel(graph)), None
     model = MemoryModel(graph)
     prepared = _Prepared(graph, model)
+    floor = _peak_floor(graph, model, prepared)
     best = None
     for policy in POLICIES:
         order = schedule_order(graph, policy, model, prepared)
         peak = peak_live_bytes(graph, model, order)
         if best is None or peak < best[1]:
             best = (order, peak)
+        if best[1] <= floor:  # no policy can do better, and the first wins a tie
+            break
     return best
+
+
+def _peak_floor(graph, model, prepared):
+    """A peak no schedule goes below: a step's arena inputs and new outputs are live at that
+    step, every placeholder at the first step, every fetched value at the last."""
+    io = max((sum(model.nbytes[r] for r in reads) + alloc for reads, alloc in zip(prepared.reads, prepared.alloc)),
+             default=0)
+    feeds = sum(model.nbytes[ph.name] for ph in graph.inputs)
+    fetched = sum(model.nbytes[r] for r in prepared.fetched)
+    return max(io, feeds, fetched)
 
 
 class _SizeFreeModel(MemoryModel):
