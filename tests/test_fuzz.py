@@ -115,11 +115,10 @@ def make_seeds(folder):
     model = gc.load(folder / "mlp.pb")
     gc.compile(model, shapes={"x": (4, 8), "y": (4,)}).save(folder / "mlp_train.plan")
     gc.compile(model, shapes={"x": (4, 8)}, fetches=[logits.name], train=False).save(folder / "mlp_infer.plan")
-    ops = _ops_graph()
-    ops.save(folder / "ops.pb")
-    # Inference plan of every op but the in-place updates; every output is fetched, so
-    # nothing is pruned.
+    # Every op but the in-place updates (those run in the MLP's training plan), so the
+    # .pb compiles; every output is fetched, so nothing is pruned.
     runnable = _ops_graph(runnable=True)
+    runnable.save(folder / "ops.pb")
     fetches = [out for n in runnable.nodes for out in n.outputs]
     gc.compile(runnable, fetches=fetches, train=False).save(folder / "ops_infer.plan")
     return [folder / n for n in SEED_NAMES]
@@ -366,6 +365,75 @@ def _plan_mutation(rng, plan, words):
     return f"plan-arena {plan.arena_bytes}"
 
 
+def _relayout(plan):
+    """Give every ARENA value its own 64-byte aligned range (nbytes from dims), so a plan
+    whose dims changed passes the offset checks; arena_bytes is their sum."""
+    from graphc import dtypes
+    from graphc._proto import graphc_pb2 as pb
+    offset = 0
+    for v in plan.values:
+        n = 1
+        for d in v.dims:
+            n *= d
+        v.nbytes = min(n * dtypes.itemsize(dtypes.from_proto(v.dtype)), 2**64 - 1)
+        if v.storage == pb.ARENA:
+            v.offset = min(offset, 2**64 - 1)
+            offset += (v.nbytes + 63) // 64 * 64
+    plan.arena_bytes = min(offset, 2**64 - 1)
+
+
+def _isolate_step(plan, s):
+    """Cut plan down to step s alone: its inputs become arena feeds, its outputs fetches."""
+    from graphc._proto import graphc_pb2 as pb
+    step = pb.PlanStep()
+    step.CopyFrom(plan.steps[s])
+    old = list(dict.fromkeys(list(step.inputs) + list(step.outputs)))
+    values = []
+    for i in old:
+        v = pb.PlanValue()
+        v.CopyFrom(plan.values[i])
+        v.storage, v.index, v.alias_of = pb.ARENA, 0, 0
+        values.append(v)
+    remap = {i: k for k, i in enumerate(old)}
+    for field in (step.inputs, step.outputs):
+        field[:] = [remap[i] for i in field]
+    del step.frees[:]
+    del step.workspaces[:]
+    for name in ("values", "steps", "feeds", "fetches", "persistent", "constants"):
+        plan.ClearField(name)
+    plan.ClearField("memory")
+    plan.ClearField("training")
+    plan.values.extend(values)
+    plan.steps.append(step)
+    plan.feeds.extend(dict.fromkeys(step.inputs))
+    plan.fetches.extend(dict.fromkeys(step.outputs))
+
+
+def _step_mutation(rng, plan, words):
+    """One step alone, with one dim size replaced everywhere (a zero-size dim next to huge
+    ones, or a huge size) and/or an attr changed: shapes stay consistent across the
+    step's values, so the kernel factory's checks and the kernel itself are reached."""
+    if not plan.steps:
+        return "step-none"
+    s = rng.randrange(len(plan.steps))
+    label = f"step-isolate steps[{s}] ({plan.steps[s].op})"
+    _isolate_step(plan, s)
+    sizes = sorted({d for v in plan.values for d in v.dims})
+    for _ in range(rng.choice([1, 2])):
+        if sizes and rng.random() < 0.8:
+            old = rng.choice(sizes)
+            new = rng.choice([0, 0, 1, 2**31, 2**40, 2**50, 2**55, 2**62])
+            for v in plan.values:
+                v.dims[:] = [new if d == old else d for d in v.dims]
+            label += f"; dim {old}->{new}"
+        else:
+            label += "; " + _plan_mutation(rng, plan, words)
+    _relayout(plan)
+    if rng.random() < 0.3:
+        label += "; " + _plan_mutation(rng, plan, words)
+    return label
+
+
 def _words():
     from graphc import registry
     return sorted(op.name for op in registry.all_ops())
@@ -380,6 +448,8 @@ def mutate(data, is_plan, rng, words):
     msg = pb.Plan() if is_plan else pb.Model()
     msg.ParseFromString(data)
     labels = []
+    if is_plan and rng.random() < 0.4:
+        return msg.SerializeToString(), _step_mutation(rng, msg, words)
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         if is_plan and rng.random() < 0.5:
             labels.append(_plan_mutation(rng, msg, words))
