@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -52,8 +53,11 @@ SEED_NAMES = ("mlp.pb", "ops.pb", "mlp_train.plan", "mlp_infer.plan", "ops_infer
 
 
 def _pythonpath():
-    """The caller's PYTHONPATH first (a sanitizer build), then this checkout."""
-    return os.pathsep.join([p for p in [os.environ.get("PYTHONPATH")] if p] + [str(ROOT)])
+    """PYTHONPATH for a worker: the folder of the graphc this process imported (an
+    installed one, this checkout, or tools/sanitize.sh's copy), then the caller's."""
+    import graphc
+    return os.pathsep.join([str(Path(graphc.__file__).resolve().parent.parent)]
+                           + [p for p in [os.environ.get("PYTHONPATH")] if p])
 
 
 def _under_asan():
@@ -342,25 +346,7 @@ def _plan_mutation(rng, plan, words):
         step.op = rng.choice(words) if words else "add"
         return f"plan-op steps[{s}] -> {step.op}"
     if kind == "attr":
-        if step.attrs:
-            key = rng.choice(list(step.attrs))
-            a = step.attrs[key]
-            which = a.WhichOneof("value")
-            if which == "i":
-                a.i = rng.choice(INTS)
-            elif which == "ints":
-                vals = list(a.ints.values) or [0]
-                vals[rng.randrange(len(vals))] = rng.choice(INTS)
-                if rng.random() < 0.3:
-                    vals.append(rng.choice(INTS))
-                del a.ints.values[:]
-                a.ints.values.extend(vals)
-            elif which == "f":
-                a.f = rng.choice(FLOATS)
-            else:
-                del step.attrs[key]
-            return f"plan-attr steps[{s}].{key}"
-        return "plan-attr none"
+        return f"plan-{_attr_mutation(rng, step)} steps[{s}]"
     plan.arena_bytes = rng.choice([0, 64, plan.arena_bytes // 2, plan.arena_bytes + 64, 2**40, 2**63, 2**64 - 64])
     return f"plan-arena {plan.arena_bytes}"
 
@@ -409,27 +395,76 @@ def _isolate_step(plan, s):
     plan.fetches.extend(dict.fromkeys(step.outputs))
 
 
+def _substitute(plan, old, new):
+    for v in plan.values:
+        v.dims[:] = [new if d == old else d for d in v.dims]
+    return f"dim {old}->{new}"
+
+
+def _attr_mutation(rng, step):
+    """Change one attr of step to an edge value of its kind (ints: huge, negative...)."""
+    if not step.attrs:
+        return "attr none"
+    key = rng.choice(sorted(step.attrs))
+    a = step.attrs[key]
+    which = a.WhichOneof("value")
+    if which == "i":
+        a.i = rng.choice(INTS)
+    elif which == "ints":
+        vals = list(a.ints.values) or [0]
+        for _ in range(rng.randint(1, 2)):
+            vals[rng.randrange(len(vals))] = rng.choice(INTS)
+        if rng.random() < 0.2:
+            vals.append(rng.choice(INTS))
+        a.ints.values[:] = vals
+    elif which in ("f", "floats"):
+        if which == "f":
+            a.f = rng.choice(FLOATS)
+        elif a.floats.values:
+            a.floats.values[rng.randrange(len(a.floats.values))] = rng.choice(FLOATS)
+    elif which == "dtype":
+        a.dtype = rng.choice([0, 1, 2, 3, 4, 5, 6])
+    elif which == "b":
+        a.b = not a.b
+    else:
+        del step.attrs[key]
+    return f"attr {key}"
+
+
 def _step_mutation(rng, plan, words):
-    """One step alone, with one dim size replaced everywhere (a zero-size dim next to huge
-    ones, or a huge size) and/or an attr changed: shapes stay consistent across the
-    step's values, so the kernel factory's checks and the kernel itself are reached."""
+    """One step alone, then edits that keep its values' shapes consistent with each other:
+    a dim size replaced everywhere (zero-size dims next to huge ones, huge sizes), an attr
+    set to an edge value; so the kernel factory's checks and the kernel loops are reached."""
     if not plan.steps:
         return "step-none"
-    s = rng.randrange(len(plan.steps))
-    label = f"step-isolate steps[{s}] ({plan.steps[s].op})"
+    # An op first, then one of its steps: ops with many examples are not favoured.
+    op = rng.choice(sorted({st.op for st in plan.steps}))
+    s = rng.choice([k for k, st in enumerate(plan.steps) if st.op == op])
+    label = f"step-isolate steps[{s}] ({op})"
     _isolate_step(plan, s)
-    sizes = sorted({d for v in plan.values for d in v.dims})
-    for _ in range(rng.choice([1, 2])):
-        if sizes and rng.random() < 0.8:
-            old = rng.choice(sizes)
-            new = rng.choice([0, 0, 1, 2**31, 2**40, 2**50, 2**55, 2**62])
-            for v in plan.values:
-                v.dims[:] = [new if d == old else d for d in v.dims]
-            label += f"; dim {old}->{new}"
+    sizes = sorted({d for v in plan.values for d in v.dims if d > 0})
+    for _ in range(rng.choice([1, 1, 2])):
+        r = rng.random()
+        if sizes and r < 0.2:
+            # one size huge, every other size zero: loops must not walk the huge dim
+            huge = rng.choice(sizes)
+            for d in sizes:
+                _substitute(plan, d, 0 if d != huge else -1)
+            label += "; " + _substitute(plan, -1, rng.choice([2**31, 2**40, 2**50, 2**55, 2**62])) + ", others->0"
+            sizes = []
+        elif sizes and r < 0.4:
+            zero, huge = rng.choice(sizes), rng.choice(sizes)
+            label += "; " + _substitute(plan, zero, 0)
+            if huge != zero:
+                label += "; " + _substitute(plan, huge, rng.choice([2**31, 2**40, 2**50, 2**55, 2**62]))
+        elif sizes and r < 0.6:
+            label += "; " + _substitute(plan, rng.choice(sizes), rng.choice([0, 1, 2**31, 2**40, 2**55]))
+        elif r < 0.9:
+            label += "; " + _attr_mutation(rng, plan.steps[0])
         else:
             label += "; " + _plan_mutation(rng, plan, words)
     _relayout(plan)
-    if rng.random() < 0.3:
+    if rng.random() < 0.2:
         label += "; " + _plan_mutation(rng, plan, words)
     return label
 
@@ -487,10 +522,11 @@ def _placeholder_shapes(graph):
     return shapes
 
 
-def exercise(path, stats=None):
+def exercise(path, stats=None, strict=False):
     """Run one .pb or .plan through every public entry point; GraphcError is fine.
 
     stats: a dict counting how far mutants get ("load", "compile", "session", "run").
+    strict: the file is valid, so every entry point must succeed (a GraphcError raises).
     """
     import graphc as gc
     from graphc import errors
@@ -500,6 +536,8 @@ def exercise(path, stats=None):
         try:
             result = fn()
         except errors.GraphcError:
+            if strict:
+                raise
             return None
         if stats is not None:
             stats[stage] = stats.get(stage, 0) + 1
@@ -528,6 +566,8 @@ def exercise(path, stats=None):
     feeds = _zero_feeds(proto)
     if feeds is not None:
         attempt(lambda: sess.run(feeds), "run")
+    elif strict:
+        raise AssertionError(f"{path}: no zero feeds could be built")
 
 
 def _limit_worker():
@@ -542,7 +582,8 @@ def _finding_key(exc):
     frames = [f for f in tb if "graphc" in f.filename and "test_fuzz" not in f.filename]
     frame = frames[-1] if frames else (tb[-1] if tb else None)
     loc = f"{os.path.relpath(frame.filename, ROOT)}:{frame.lineno}" if frame else "?"
-    return f"{type(exc).__name__} at {loc}"
+    first = re.sub(r"'[^']*'", "'…'", re.sub(r"\d+", "N", str(exc).split("\n")[0]))[:100]
+    return f"{type(exc).__name__} at {loc}: {first}"
 
 
 def worker(seeds_dir, out_dir, start, stop, base_seed, timeout):
@@ -590,12 +631,36 @@ def worker(seeds_dir, out_dir, start, stop, base_seed, timeout):
 
 
 def replay(path, timeout):
-    """Run one saved mutant; exit 0 when every entry point succeeds or raises GraphcError."""
+    """Run one saved mutant; exit 0 when every entry point succeeds or raises GraphcError.
+
+    A file named ``*_valid.pb`` / ``*_valid.plan`` is a valid file that a bug refused or
+    broke: every entry point must succeed.  ``*_invalid.*``: every one must refuse it.
+    """
     _limit_worker()
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(timeout)
-    exercise(path)
+    stem = Path(path).stem
+    if stem.endswith("_invalid"):
+        _expect_refused(path)
+    else:
+        exercise(path, strict=stem.endswith("_valid"))
     signal.alarm(0)
+
+
+def _expect_refused(path):
+    """A ``*_invalid`` file that a bug accepts (e.g. overlapping live values, which give a
+    silently wrong answer): every entry point must raise a GraphcError."""
+    import graphc as gc
+    from graphc import errors
+    path = str(path)
+    entry = [("gc.load", gc.load)] if path.endswith(".pb") else [
+        ("gc.load_plan", gc.load_plan), ("gc.Session(path)", lambda p: gc.Session(p, threads=2))]
+    for name, fn in entry:
+        try:
+            fn(path)
+        except errors.GraphcError:
+            continue
+        raise AssertionError(f"{name}({path!r}) accepted a file that must be refused")
 
 
 def run_fuzz(seeds_dir, out_dir, iters, base_seed, timeout):
@@ -705,8 +770,8 @@ def test_fuzz_case_is_handled(fuzz_case):
                               env=env, capture_output=True, text=True, timeout=timeout + 60)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"{fuzz_case.name}: hang (no exit in {timeout + 60} s)") from None
-    assert proc.returncode == 0, (f"{fuzz_case.name}: rc {proc.returncode} "
-                                  f"({'signal ' + signal.Signals(-proc.returncode).name if proc.returncode < 0 else 'exit'})"
+    how = f"signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else "exit"
+    assert proc.returncode == 0, (f"{fuzz_case.name}: rc {proc.returncode} ({how})"
                                   f"\n{(proc.stdout + proc.stderr)[-3000:]}")
 
 
