@@ -223,8 +223,12 @@ def _scalar(rng, fd, old, words):
 def _proto_mutation(rng, msg, words):
     """Change one field of msg in place; returns a label of what changed."""
     from google.protobuf.descriptor import FieldDescriptor as FD
-    fields = _fields(msg)
-    parent, fd, path = rng.choice(fields)
+    # A field kind first (message type, field name), then one of its instances: the
+    # thousands of provenance fields of a big graph do not crowd out the rare ones.
+    kinds = {}
+    for f in _fields(msg):
+        kinds.setdefault((f[0].DESCRIPTOR.full_name, f[1].name), []).append(f)
+    parent, fd, path = rng.choice(kinds[rng.choice(sorted(kinds))])
     where = ".".join(path)
     if fd.is_repeated:
         container = getattr(parent, fd.name)
