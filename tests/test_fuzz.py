@@ -43,6 +43,8 @@ import sys
 import traceback
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CASES = HERE / "fuzz_cases"
@@ -719,23 +721,25 @@ def _report(crashes, untyped):
 
 # -- tests ---------------------------------------------------------------------------
 
-def test_mutated_models_and_plans_give_typed_errors(tmp_path):
-    seeds = make_seeds(tmp_path / "seeds")
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    return make_seeds(tmp_path_factory.mktemp("seeds"))
+
+
+def test_mutated_models_and_plans_give_typed_errors(seeds, tmp_path):
     for p in seeds:
-        # each seed itself is a working file
-        exercise(p)
+        exercise(p, strict=True)  # each seed itself is a working file
     out = Path(os.environ.get("GRAPHC_FUZZ_OUT") or tmp_path / "fuzz")
     iters = int(os.environ.get("GRAPHC_FUZZ_ITERS", DEFAULT_ITERS))
     base_seed = int(os.environ.get("GRAPHC_FUZZ_SEED", 0))
     timeout = int(os.environ.get("GRAPHC_FUZZ_TIMEOUT", 10))
-    crashes, untyped = run_fuzz(tmp_path / "seeds", out, iters, base_seed, timeout)
+    crashes, untyped = run_fuzz(seeds[0].parent, out, iters, base_seed, timeout)
     print(f"fuzz: {iters} mutants of each of {len(seeds)} seeds; findings in {out}")
     assert not crashes and not untyped, "fuzz findings (replay: python tests/test_fuzz.py replay FILE):\n" + \
         _report(crashes, untyped)
 
 
-def test_mutator_changes_bytes_and_is_deterministic(tmp_path):
-    seeds = make_seeds(tmp_path)
+def test_mutator_changes_bytes_and_is_deterministic(seeds):
     words = _words()
     for p in seeds:
         data = p.read_bytes()
@@ -745,10 +749,9 @@ def test_mutator_changes_bytes_and_is_deterministic(tmp_path):
         assert sum(m != data for m, _ in a) >= 15, p.name
 
 
-def test_seeds_are_deterministic(tmp_path):
-    one = [p.read_bytes() for p in make_seeds(tmp_path / "a")]
-    two = [p.read_bytes() for p in make_seeds(tmp_path / "b")]
-    assert one == two
+def test_seeds_are_deterministic(seeds, tmp_path):
+    again = make_seeds(tmp_path)
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in seeds]
 
 
 def _cases():

@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=${GRAPHC_SANITIZE_DIR:-build/asan}
-libasan=$(${CC:-gcc} -print-file-name=libasan.so)
+libasan=$(gcc -print-file-name=libasan.so)
 if [ ! -e "$libasan" ] || [ "$libasan" = libasan.so ]; then
     echo "sanitize.sh: libasan.so not found (install gcc's libasan); cannot build with ASan" >&2
     exit 2
@@ -29,10 +29,12 @@ fi
 start=$(date +%s)
 # A copy of the Python sources next to the sanitized extension: PYTHONPATH=$out then
 # imports this package and this extension, never an installed or in-place one.
-rm -rf "$out/graphc"
-mkdir -p "$out"
-cp -r graphc "$out/graphc"
-rm -f "$out"/graphc/_runtime*.so
+# The extension is kept: build_ext rebuilds it only when a runtime source is newer.
+python - "$out" <<'EOF'
+import shutil, sys
+shutil.copytree("graphc", sys.argv[1] + "/graphc", dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+EOF
 GRAPHC_SANITIZE=1 python setup.py -q build_ext -b "$out" -t "$out-temp"
 built=$(date +%s)
 echo "sanitize.sh: ASan+UBSan build in $((built - start)) s: $(ls "$out"/graphc/_runtime*.so)"
@@ -49,6 +51,8 @@ export LD_PRELOAD="$libasan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:max_allocation_size_mb=4096${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export PYTHONPATH="$out"
+# Python >= 3.11: do not put the current folder (this checkout's graphc) before PYTHONPATH.
+export PYTHONSAFEPATH=1
 export GRAPHC_FUZZ_ITERS=${GRAPHC_FUZZ_ITERS:-60}
 export GRAPHC_FUZZ_TIMEOUT=${GRAPHC_FUZZ_TIMEOUT:-30}
 python -c "import graphc._runtime as r, sys; assert r.__file__.startswith('$(cd "$out" && pwd)'), r.__file__; \
