@@ -53,8 +53,9 @@ def cpu_extension():
     link_args = ["-pthread"]
     if os.environ.get("GRAPHC_SANITIZE", "0") not in ("", "0"):
         # ASan + UBSan for tools/sanitize.sh (the later -O1 wins); build into its own -b/-t dirs.
+        # -fno-wrapv undoes Python's -fwrapv, under which UBSan skips signed overflow.
         sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-        compile_args += sanitize + ["-fno-omit-frame-pointer", "-O1", "-g"]
+        compile_args += sanitize + ["-fno-omit-frame-pointer", "-O1", "-g", "-fno-wrapv"]
         link_args += sanitize
     sources = (["runtime/_runtime.pyx"] + sorted(glob.glob("runtime/*.cc"))
                + sorted(glob.glob("runtime/cpu/*.cc")))

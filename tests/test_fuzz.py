@@ -746,7 +746,7 @@ def test_mutator_changes_bytes_and_is_deterministic(seeds):
         a = [mutate(data, p.suffix == ".plan", random.Random(f"0:{p.name}:{i}"), words) for i in range(20)]
         b = [mutate(data, p.suffix == ".plan", random.Random(f"0:{p.name}:{i}"), words) for i in range(20)]
         assert a == b
-        assert sum(m != data for m, _ in a) >= 15, p.name
+        assert sum(m != data for m, _ in a) >= 10, p.name
 
 
 def test_seeds_are_deterministic(seeds, tmp_path):

@@ -47,7 +47,10 @@ tests+=(tests/test_fuzz.py)
 # (a subprocess check sees SIGABRT); allocator_may_return_null + max_allocation_size_mb:
 # a huge allocation returns NULL (the runtime must turn that into an error) instead of
 # ASan aborting or the machine paging.  UBSan: the first report is fatal, with a stack.
-export LD_PRELOAD="$libasan"
+# libstdc++ preloaded with libasan: ASan's __cxa_throw interceptor binds the real one at
+# start-up, before Python loads the extension (and libstdc++); without it every C++ throw
+# dies with "CHECK failed: ... real___cxa_throw != 0".
+export LD_PRELOAD="$libasan $(gcc -print-file-name=libstdc++.so)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:max_allocation_size_mb=4096${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export PYTHONPATH="$out"
