@@ -50,6 +50,7 @@ ROOT = HERE.parent
 CASES = HERE / "fuzz_cases"
 MEMORY_LIMIT = 4 << 30          # worker address space; a bigger allocation must be an error
 FEED_LIMIT = 64 << 20           # larger feeds are not built (the plan is still loaded)
+MESSAGE_LIMIT = 4000            # longer error messages repeat a user's bytes unquoted
 DEFAULT_ITERS = 120             # per seed file: 5 seeds * 120 mutants, ~1 min on 2 cores
 SEED_NAMES = ("mlp.pb", "ops.pb", "mlp_train.plan", "mlp_infer.plan", "ops_infer.plan")
 
@@ -528,6 +529,11 @@ def _placeholder_shapes(graph):
     return shapes
 
 
+class LongMessage(Exception):
+    """A GraphcError whose message is longer than MESSAGE_LIMIT: it repeats user bytes
+    that graphc.errors.quote() should have cut."""
+
+
 def exercise(path, stats=None, strict=False):
     """Run one .pb or .plan through every public entry point; GraphcError is fine.
 
@@ -541,9 +547,12 @@ def exercise(path, stats=None, strict=False):
     def attempt(fn, stage):
         try:
             result = fn()
-        except errors.GraphcError:
+        except errors.GraphcError as e:
             if strict:
                 raise
+            if len(str(e)) > MESSAGE_LIMIT:
+                raise LongMessage(f"{type(e).__name__} message of {len(str(e))} characters: "
+                                  f"{str(e)[:300]}") from e
             return None
         if stats is not None:
             stats[stage] = stats.get(stage, 0) + 1
@@ -584,7 +593,7 @@ def _limit_worker():
 
 def _finding_key(exc):
     """(type, innermost graphc frame): one entry per distinct escape site."""
-    tb = traceback.extract_tb(exc.__traceback__)
+    tb = traceback.extract_tb((exc.__cause__ if isinstance(exc, LongMessage) else exc).__traceback__)
     frames = [f for f in tb if "graphc" in f.filename and "test_fuzz" not in f.filename]
     frame = frames[-1] if frames else (tb[-1] if tb else None)
     loc = f"{os.path.relpath(frame.filename, ROOT)}:{frame.lineno}" if frame else "?"
