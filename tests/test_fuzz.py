@@ -52,6 +52,7 @@ MEMORY_LIMIT = 4 << 30          # worker address space; a bigger allocation must
 FEED_LIMIT = 64 << 20           # larger feeds are not built (the plan is still loaded)
 MESSAGE_LIMIT = 4000            # longer error messages repeat a user's bytes unquoted
 DEFAULT_ITERS = 120             # per seed file: 5 seeds * 120 mutants, ~1 min on 2 cores
+ITEMSIZE = {1: 4, 2: 8, 3: 4, 4: 8, 5: 1}  # graphc.DataType code -> bytes (proto/graphc.proto)
 SEED_NAMES = ("mlp.pb", "ops.pb", "mlp_train.plan", "mlp_infer.plan", "ops_infer.plan")
 
 
@@ -299,7 +300,6 @@ def _proto_mutation(rng, msg, words):
 
 def _plan_mutation(rng, plan, words):
     """Plan edits that keep nbytes == numel * itemsize, so the validator lets them through."""
-    from graphc import dtypes
     from graphc._proto import graphc_pb2 as pb
     values = plan.values
     if not values:
@@ -317,7 +317,7 @@ def _plan_mutation(rng, plan, words):
         n = 1
         for d in dims:
             n *= d
-        v.nbytes = n * dtypes.itemsize(dtypes.from_proto(v.dtype)) if v.dtype in (1, 2, 3, 4, 5) else n
+        v.nbytes = n * ITEMSIZE.get(v.dtype, 1)
         if v.storage == pb.ARENA and v.offset + v.nbytes > plan.arena_bytes and v.nbytes < FEED_LIMIT:
             plan.arena_bytes = v.offset + v.nbytes
         return f"plan-redim values[{i}] -> {dims}"
@@ -345,7 +345,7 @@ def _plan_mutation(rng, plan, words):
         v.nbytes = 1
         for d in v.dims:
             v.nbytes *= d
-        v.nbytes *= dtypes.itemsize(dtypes.from_proto(v.dtype))
+        v.nbytes *= ITEMSIZE[v.dtype]
         if v.storage == pb.ARENA and v.offset + v.nbytes > plan.arena_bytes:
             plan.arena_bytes = v.offset + v.nbytes
         return f"plan-retype values[{i}]"
@@ -361,14 +361,13 @@ def _plan_mutation(rng, plan, words):
 def _relayout(plan):
     """Give every ARENA value its own 64-byte aligned range (nbytes from dims), so a plan
     whose dims changed passes the offset checks; arena_bytes is their sum."""
-    from graphc import dtypes
     from graphc._proto import graphc_pb2 as pb
     offset = 0
     for v in plan.values:
         n = 1
         for d in v.dims:
             n *= d
-        v.nbytes = min(n * dtypes.itemsize(dtypes.from_proto(v.dtype)), 2**64 - 1)
+        v.nbytes = min(n * ITEMSIZE.get(v.dtype, 1), 2**64 - 1)
         if v.storage == pb.ARENA:
             v.offset = min(offset, 2**64 - 1)
             offset += (v.nbytes + 63) // 64 * 64
