@@ -503,21 +503,20 @@ def mutate(data, is_plan, rng, words):
 
 def _zero_feeds(proto):
     import numpy as np
-
-    from graphc.session import _DTYPES
+    dtypes = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.int64, 5: np.bool_}  # DataType codes
     feeds = {}
     for idx in proto.feeds:
         if not 0 <= idx < len(proto.values):
             return None
         v = proto.values[idx]
-        if v.dtype not in _DTYPES:
+        if v.dtype not in dtypes:
             return None
         n = 1
         for d in v.dims:
             n *= max(int(d), 0)
-        if n * _DTYPES[v.dtype].itemsize > FEED_LIMIT:
+        if n * ITEMSIZE[v.dtype] > FEED_LIMIT:
             return None
-        feeds[v.name] = np.zeros(tuple(int(d) for d in v.dims), _DTYPES[v.dtype])
+        feeds[v.name] = np.zeros(tuple(int(d) for d in v.dims), dtypes[v.dtype])
     return feeds
 
 
