@@ -52,7 +52,7 @@ tests+=(tests/test_fuzz.py)
 # dies with "CHECK failed: ... real___cxa_throw != 0".
 export LD_PRELOAD="$libasan $(gcc -print-file-name=libstdc++.so)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:max_allocation_size_mb=4096${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
-export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export PYTHONPATH="$out"
 # Python >= 3.11: do not put the current folder (this checkout's graphc) before PYTHONPATH.
 export PYTHONSAFEPATH=1
