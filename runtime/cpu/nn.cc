@@ -18,6 +18,7 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
   const int64_t rank = static_cast<int64_t>(x.dims.size());
   if (rank == 0) args.fail("needs rank >= 1");
   const int64_t axis = normalize_axis(args, args.attr_int("axis", -1), rank);
+  if (numel_of(x) == 0) return no_op_kernel();  // before any product of the other dims
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= x.dims[i];
   for (int64_t i = axis + 1; i < rank; ++i) inner *= x.dims[i];
@@ -26,7 +27,6 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
   T* py = y.as<T>();
   const int threads = args.ctx.threads;
   return [=]() {
-    if (n == 0) return;
     parallel_for(outer * inner, threads, std::max<int64_t>(1, 4096 / n), [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
         const int64_t o = t / inner, i = t % inner;
@@ -34,6 +34,7 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
         T* dst = py + o * n * inner + i;
         T m = src[0];
         for (int64_t k = 1; k < n; ++k) m = src[k * inner] > m ? src[k * inner] : m;
+        if (!std::isfinite(m)) m = T(0);  // the reference's rule: ±inf rows give NaN/0, not all NaN
         double s = 0.0;
         for (int64_t k = 0; k < n; ++k) {
           T ex = std::exp(src[k * inner] - m);
@@ -53,9 +54,11 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
 }
 
 // log Σ_k e^{row[k]} over C >= 1 logits, stably (shifted by the row max), in double.
+// A non-finite max shifts by 0, as the reference's log_softmax does.
 template <class T> double row_logsumexp(const T* row, int64_t C) {
   T m = row[0];
   for (int64_t k = 1; k < C; ++k) m = row[k] > m ? row[k] : m;
+  if (!std::isfinite(m)) m = T(0);
   double s = 0.0;
   for (int64_t k = 0; k < C; ++k) s += std::exp(static_cast<double>(row[k] - m));
   return static_cast<double>(m) + std::log(s);
@@ -83,6 +86,7 @@ template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
   const bool reduce = reduction != "none";
   expect_dims(args, y, reduce ? std::vector<int64_t>{} : lead, "output");
   const int64_t rows = numel_of(lead), C = x.dims.back();
+  if (C == 0) args.fail("logits " + format_dims(x.dims) + " have 0 classes");
   const T* px = x.as<const T>();
   const L* pl = lab.as<const L>();
   T* py = y.as<T>();
@@ -127,7 +131,7 @@ template <class T> Kernel relu_grad_kernel(const KernelArgs& args) {
   const T* pg = g.as<const T>();
   const T* px = x.as<const T>();
   T* py = y.as<T>();
-  const int64_t n = g.numel();
+  const int64_t n = numel_of(g);
   const int threads = args.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 15, [&](int64_t b, int64_t e) {
@@ -166,6 +170,7 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
   T* py = y.as<T>();
   const int threads = args.ctx.threads;
   const bool mean = reduction == "mean";
+  if (rows == 0) return no_op_kernel();  // no labels, an empty output
   return [=]() {
     std::atomic<int64_t> bad_row{-1};
     const T whole = per_row ? T(0) : (mean ? pg[0] / static_cast<T>(std::max<int64_t>(rows, 1)) : pg[0]);
@@ -211,7 +216,7 @@ template <class T> Kernel assign_kernel(const KernelArgs& a) {
   expect_like_var<T>(a, 0);
   const void* src = a.in[1].data;
   void* dst = a.out[0].data;
-  const size_t n = static_cast<size_t>(a.in[0].numel()) * sizeof(T);
+  const size_t n = static_cast<size_t>(numel_of(a.in[0])) * sizeof(T);
   return [=]() { if (n && src != dst) std::memmove(dst, src, n); };
 }
 
@@ -223,7 +228,7 @@ template <class T> Kernel sgd_kernel(const KernelArgs& a) {
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   T* y = a.out[0].as<T>();
-  const int64_t n = a.in[0].numel();
+  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 16, [&](int64_t b, int64_t e) {
@@ -266,7 +271,7 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   const T* v = a.in[2].as<const T>();
   T* yw = a.out[0].as<T>();
   T* yv = a.out[1].as<T>();
-  const int64_t n = a.in[0].numel();
+  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 16, [&](int64_t b, int64_t e) {
@@ -292,9 +297,9 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   const T eps = static_cast<T>(a.has("eps") ? a.attr_float("eps") : 1e-8);
   const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
   const bool decoupled = a.attr_bool("decoupled", false);
-  if (a.in[4].numel() != 1) a.fail("input 4 (the step) must have one element");
-  const DType step_t = a.in[4].dtype;
-  const void* pstep = a.in[4].data;
+  expect_dtype(a, a.in[4], DType::I64, "input 4 (the step)");
+  expect_dims(a, a.in[4], {}, "input 4 (the step)");
+  const int64_t* pstep = a.in[4].as<const int64_t>();
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   const T* m = a.in[2].as<const T>();
@@ -302,14 +307,11 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   T* yw = a.out[0].as<T>();
   T* ym = a.out[1].as<T>();
   T* yv = a.out[2].as<T>();
-  const int64_t n = a.in[0].numel();
+  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     // The step is data (it changes every run), read here, not at prepare.
-    const double step = dispatch_all(step_t, [&](auto tag) {
-      return static_cast<double>(*static_cast<const typename decltype(tag)::type*>(pstep));
-    });
-    const T t = static_cast<T>(static_cast<int64_t>(step));
+    const T t = static_cast<T>(*pstep);
     const T c1 = T(1) - std::pow(b1, t), c2 = T(1) - std::pow(b2, t);
     parallel_for(n, threads, 1 << 13, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
@@ -333,10 +335,11 @@ template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
   if (depth < 0) args.fail("depth must be >= 0, got " + std::to_string(depth));
   std::vector<int64_t> want = x.dims;
   want.push_back(depth);
-  expect_dims(args, y, want, "output");
+  expect_dims(args, y, want, "output (the indices' shape + (depth,))");
+  if (numel_of(y) == 0) return no_op_kernel();  // depth 0 or no indices
   const I* px = x.as<const I>();
   O* py = y.as<O>();
-  const int64_t n = x.numel();
+  const int64_t n = numel_of(x);
   const int threads = args.ctx.threads;
   return [=]() {
     parallel_for(n, threads, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(depth, 1)), [&](int64_t b, int64_t e) {
@@ -355,7 +358,7 @@ template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
 template <class Make>
 void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make) {
   for (DType t : kFloatTypes) {
-    r.add(op, t, [t, n_in, make](const KernelArgs& a) -> Kernel {
+    add_kernel(r, op, t, [t, n_in, make](const KernelArgs& a) -> Kernel {
       a.expect_arity(n_in, 1);
       return dispatch_all(t, [&](auto tt) -> Kernel {
         using T = typename decltype(tt)::type;
@@ -376,31 +379,31 @@ void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make
 
 void register_nn_kernels(KernelRegistry& r) {
   using namespace cpu;
-  r.add("softmax", DType::F32, softmax_kernel<float, false>);
-  r.add("softmax", DType::F64, softmax_kernel<double, false>);
-  r.add("log_softmax", DType::F32, softmax_kernel<float, true>);
-  r.add("log_softmax", DType::F64, softmax_kernel<double, true>);
+  add_kernel(r, "softmax", DType::F32, softmax_kernel<float, false>);
+  add_kernel(r, "softmax", DType::F64, softmax_kernel<double, false>);
+  add_kernel(r, "log_softmax", DType::F32, softmax_kernel<float, true>);
+  add_kernel(r, "log_softmax", DType::F64, softmax_kernel<double, true>);
   add_label_kernels(r, "softmax_cross_entropy", 2,
                     [](auto t, auto l, const KernelArgs& a) { return sce_kernel<decltype(t), decltype(l)>(a); });
-  r.add("assign", DType::F32, assign_kernel<float>);
-  r.add("assign", DType::F64, assign_kernel<double>);
-  r.add("assign", DType::I32, assign_kernel<int32_t>);
-  r.add("assign", DType::I64, assign_kernel<int64_t>);
-  r.add("assign", DType::Bool, assign_kernel<boolean>);
-  r.add("sgd_update", DType::F32, sgd_kernel<float>);
-  r.add("sgd_update", DType::F64, sgd_kernel<double>);
-  r.add("sgd_momentum_update", DType::F32, sgd_momentum_kernel<float>);
-  r.add("sgd_momentum_update", DType::F64, sgd_momentum_kernel<double>);
-  r.add("adam_update", DType::F32, adam_kernel<float>);
-  r.add("adam_update", DType::F64, adam_kernel<double>);
-  r.add("relu_grad", DType::F32, relu_grad_kernel<float>);
-  r.add("relu_grad", DType::F64, relu_grad_kernel<double>);
-  r.add("relu_grad", DType::I32, relu_grad_kernel<int32_t>);
-  r.add("relu_grad", DType::I64, relu_grad_kernel<int64_t>);
+  add_kernel(r, "assign", DType::F32, assign_kernel<float>);
+  add_kernel(r, "assign", DType::F64, assign_kernel<double>);
+  add_kernel(r, "assign", DType::I32, assign_kernel<int32_t>);
+  add_kernel(r, "assign", DType::I64, assign_kernel<int64_t>);
+  add_kernel(r, "assign", DType::Bool, assign_kernel<boolean>);
+  add_kernel(r, "sgd_update", DType::F32, sgd_kernel<float>);
+  add_kernel(r, "sgd_update", DType::F64, sgd_kernel<double>);
+  add_kernel(r, "sgd_momentum_update", DType::F32, sgd_momentum_kernel<float>);
+  add_kernel(r, "sgd_momentum_update", DType::F64, sgd_momentum_kernel<double>);
+  add_kernel(r, "adam_update", DType::F32, adam_kernel<float>);
+  add_kernel(r, "adam_update", DType::F64, adam_kernel<double>);
+  add_kernel(r, "relu_grad", DType::F32, relu_grad_kernel<float>);
+  add_kernel(r, "relu_grad", DType::F64, relu_grad_kernel<double>);
+  add_kernel(r, "relu_grad", DType::I32, relu_grad_kernel<int32_t>);
+  add_kernel(r, "relu_grad", DType::I64, relu_grad_kernel<int64_t>);
   add_label_kernels(r, "softmax_cross_entropy_grad", 3,
                     [](auto t, auto l, const KernelArgs& a) { return sce_grad_kernel<decltype(t), decltype(l)>(a); });
   for (DType t : {DType::I32, DType::I64}) {
-    r.add("one_hot", t, [t](const KernelArgs& a) -> Kernel {
+    add_kernel(r, "one_hot", t, [t](const KernelArgs& a) -> Kernel {
       a.expect_arity(1, 1);
       DType to = a.attr_dtype("dtype", DType::F32);
       expect_dtype(a, a.out[0], to, "output");
