@@ -11,8 +11,17 @@ a plan, and run the plan with the C++ runtime::
     g.save("model.pb")
 """
 
-__version__ = "0.1.0"
-
+# The layers, in the order data flows; each imports only from the lines above it
+# (tests/test_imports.py checks, and that the IR never loads protobuf):
+#   errors, dtypes, shapes, init, fileio, checkpoint, datasets   plain-Python basics
+#   registry → graph → ops → autodiff, optim                     the IR and the builder
+#   reference                                                    numpy evaluation of a graph
+#   proto_enums → serialize                                      the model file (protobuf from here on)
+#   plan → session                                               the plan and the runtime's face
+#   compiler                                                     model → plan (never imported by the runtime)
+#   viz → cli                                                    the tools
+# A lower layer reaches a higher one only through a hook the higher one installs when it is
+# imported: graphc.ops gives Tensor operators their builders, graphc.serialize backs Graph.save.
 from graphc import (  # noqa: F401
     checkpoint,
     datasets,
@@ -20,10 +29,14 @@ from graphc import (  # noqa: F401
     errors,
     init,
     optim,
+    proto_enums,
     reference,  # noqa: E402,F401
     registry,
+    serialize,
+    shapes,
     viz,
 )
+from graphc._version import __version__  # noqa: F401
 from graphc.autodiff import gradients
 from graphc.compiler import compile  # noqa: E402,A004
 from graphc.compiler.verify_plan import PlanVerificationError
@@ -88,6 +101,4 @@ from graphc.session import Session
 def load(path):
     """Load a model saved with ``Graph.save``; returns a Graph.  Raises
     ``graphc.errors.ModelFormatError`` for anything malformed."""
-    from graphc import serialize
-
     return serialize.load(path)

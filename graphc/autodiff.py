@@ -16,9 +16,10 @@ Example::
 
 import numpy as np
 
-from graphc import dtypes, registry
+from graphc import dtypes, ops, registry
 from graphc.errors import GraphError, where
 from graphc.graph import GRADIENT, Tensor
+from graphc.ops._common import ones_like, zeros_like
 
 
 def _as_list(x):
@@ -28,7 +29,6 @@ def _as_list(x):
 
 
 def _sum_all(terms):
-    from graphc import ops
     total = terms[0]
     for t in terms[1:]:
         total = ops.add(total, t)
@@ -57,8 +57,6 @@ def gradients(ys, xs, grad_ys=None):
     - New nodes carry role "gradient" and the provenance of the forward node they
       differentiate.
     """
-    from graphc.ops.backward import ones_like
-
     ys, xs = _as_list(ys), _as_list(xs)
     if not ys:
         raise GraphError("gradients() needs at least one y")
@@ -95,7 +93,6 @@ def gradients(ys, xs, grad_ys=None):
                 with graph.building(GRADIENT, _provenance(y)):
                     gy = ones_like(y)
             elif not isinstance(gy, Tensor):
-                from graphc import ops
                 gy = ops.constant(np.asarray(gy, y.dtype), graph=graph)
             contributions.setdefault(y.name, []).append(gy)
 
@@ -105,7 +102,7 @@ def gradients(ys, xs, grad_ys=None):
         opdef = registry.get_op(node.op)
         if not opdef.differentiable:
             continue
-        if opdef.gradient is None:
+        if opdef.gradient is None and opdef.composite is None:
             raise GraphError(f"{node.describe()}: op {node.op!r} has no gradient{where(node.provenance)}")
         inputs = [graph.tensor(i) for i in node.inputs]
         outputs = [graph.tensor(o) for o in node.outputs]
@@ -116,9 +113,9 @@ def gradients(ys, xs, grad_ys=None):
                 if total is not None:
                     grads.append(total)
                 else:
-                    from graphc.ops.backward import zeros_like
                     grads.append(zeros_like(o))
-            in_grads = opdef.gradient(registry.GradContext(node, inputs, outputs, grads))
+            ctx = registry.GradContext(node, inputs, outputs, grads)
+            in_grads = opdef.gradient(ctx) if opdef.gradient is not None else _composite_gradient(opdef, ctx)
         if len(in_grads) != len(inputs):
             raise GraphError(f"gradient of {node.op} returned {len(in_grads)} values for {len(inputs)} inputs")
         for x, gx in zip(inputs, in_grads):
@@ -134,6 +131,13 @@ def gradients(ys, xs, grad_ys=None):
         for x in xs:
             out.append(_total(contributions, x.name))
     return out
+
+
+def _composite_gradient(opdef, ctx):
+    """The gradient of a composite op that declares none: build its definition from the
+    node's inputs and differentiate that (its forward nodes become gradient nodes)."""
+    outs = registry.expand_node(opdef, ctx.node, ctx.inputs)
+    return gradients(outs, ctx.inputs, grad_ys=ctx.grads)
 
 
 def _provenance(t):

@@ -16,6 +16,7 @@ See docs/cli.md for a worked example of every subcommand.
 """
 
 import argparse
+import copy
 import inspect
 import json
 import os
@@ -27,8 +28,12 @@ import traceback
 
 import numpy as np
 
-from graphc import dtypes
-from graphc.errors import FeedError, GraphcError, ModelFormatError
+from graphc import compiler, dtypes, optim, registry, serialize, viz
+from graphc._version import __version__
+from graphc.errors import CompileError, FeedError, GraphcError, ModelFormatError
+from graphc.plan import load_plan
+from graphc.proto_enums import dtype_from_proto
+from graphc.session import Session
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -149,12 +154,10 @@ def _check_exists(path):
 # -- loading models and plans --------------------------------------------------------------
 
 def _load_model(path):
-    from graphc import serialize
     return serialize.load(path)
 
 
 def _load_plan(path):
-    from graphc.plan import load_plan
     return load_plan(path)
 
 
@@ -192,16 +195,13 @@ def load_model_arg(path):
 
 def _training_spec(graph, args):
     """The model's training spec with --train/--optimizer applied (a TrainingSpec or None)."""
-    from graphc._proto import graphc_pb2 as pb
-
     if args.inference:
         if args.train or args.optimizer:
             raise UsageError("--inference cannot be combined with --train or --optimizer")
         return None
     spec = None
     if graph.training is not None:
-        spec = pb.TrainingSpec()
-        spec.CopyFrom(graph.training)
+        spec = copy.deepcopy(graph.training)
     if args.train is None and args.optimizer is None:
         return spec
     if spec is None:
@@ -210,7 +210,7 @@ def _training_spec(graph, args):
         if args.optimizer is None:
             raise UsageError(f"--train {args.train} needs --optimizer (e.g. sgd:lr=0.1): the model has no "
                              f"optimizer to keep")
-        spec = pb.TrainingSpec()
+        spec = optim.TrainingSpec()
     if args.train is not None:
         if not graph.has_value(args.train):
             raise UsageError(f"--train {args.train}: the model has no value named {args.train!r}; its "
@@ -223,11 +223,7 @@ def _training_spec(graph, args):
     if args.optimizer is not None:
         kind, params = parse_optimizer(args.optimizer)
         clip = params.pop("clip_global_norm", 0.0)
-        spec.optimizer.Clear()
-        spec.optimizer.kind = kind
-        for k, v in params.items():
-            spec.optimizer.hyperparameters[k] = v
-        spec.optimizer.clip_global_norm = clip
+        spec.optimizer = optim.OptimizerSpec(kind, dict(params), clip)
     return spec
 
 
@@ -236,8 +232,6 @@ def _has_training_steps(plan):
 
 
 def cmd_compile(args):
-    from graphc import compiler
-
     shapes = {}
     for text in args.shape:
         name, dims = parse_shape(text)
@@ -284,7 +278,6 @@ def cmd_compile(args):
     plan = compiler.compile(graph, **kwargs)
     total = time.perf_counter() - started
     if plan.training is not None and not _has_training_steps(plan):
-        from graphc.errors import CompileError
         raise CompileError("the model has a training spec but the compiler added no gradient or optimizer "
                            "steps: training support is not present in this graphc (use --inference to "
                            "compile the forward pass only)")
@@ -321,7 +314,7 @@ def _params(variables):
     """Counts over trainable variables (parameters) and the rest (state)."""
     count = nbytes = n = state_count = state_bytes = 0
     for v in variables:
-        dtype = v.dtype if isinstance(v.dtype, str) else dtypes.from_proto(v.dtype)
+        dtype = v.dtype if isinstance(v.dtype, str) else dtype_from_proto(v.dtype)
         dims = getattr(v, "shape", None)
         dims = dims if dims is not None else tuple(v.dims)
         numel = _numel(dims)
@@ -384,7 +377,7 @@ def plan_info(plan, path):
 
     def value_dict(i):
         v = values[i]
-        return {"name": v.name, "dtype": dtypes.from_proto(v.dtype), "shape": list(v.dims)}
+        return {"name": v.name, "dtype": dtype_from_proto(v.dtype), "shape": list(v.dims)}
 
     peak = None
     if mem["peak_step"] >= 0:
@@ -474,8 +467,6 @@ def cmd_info(args):
 # -- viz -----------------------------------------------------------------------------------
 
 def cmd_viz(args):
-    from graphc import viz
-
     out = args.output
     viz.output_format(out)
     if args.depth is not None and args.depth < 0:
@@ -497,7 +488,7 @@ def _plan_feeds(plan):
     out = {}
     for i in plan.proto.feeds:
         v = plan.proto.values[i]
-        out[v.name] = (dtypes.from_proto(v.dtype), tuple(v.dims))
+        out[v.name] = (dtype_from_proto(v.dtype), tuple(v.dims))
     return out
 
 
@@ -577,15 +568,14 @@ def check_feeds(plan, feeds, batches=False):
 
 
 def open_session(plan, device, threads):
-    try:
-        from graphc.session import Session
-    except ImportError as e:
-        raise GraphcError(f"the graphc runtime is not available ({e}); build it with "
-                          f"'python setup.py build_ext --inplace'") from None
     kwargs = {"device": device or plan.target or "cpu"}
     if threads is not None:
         kwargs["threads"] = threads
-    return Session(plan, **kwargs)
+    try:
+        return Session(plan, **kwargs)
+    except ImportError as e:  # the extension (graphc._runtime) is loaded by the first Session
+        raise GraphcError(f"the graphc runtime is not available ({e}); build it with "
+                          f"'python setup.py build_ext --inplace'") from None
 
 
 def fetch_dict(out, plan):
@@ -678,25 +668,34 @@ def cmd_run(args):
 
 def random_feeds(plan, seed=0):
     """Random feeds of the plan's shapes: floats ~ N(0, 1); integers in a range that
-    fits their consumers (class labels below the logits' width, one_hot below depth);
-    bools uniform."""
+    fits their consumers (an op's declared ``index_inputs``: class labels below the
+    logits' width, one_hot indices below depth); bools uniform."""
     rng = np.random.default_rng(seed)
     proto = plan.proto
     highs = {}
     for step in proto.steps:
+        if not registry.has_op(step.op):
+            continue
+        index_inputs = registry.get_op(step.op).index_inputs
+        if not index_inputs:
+            continue
+        shapes = [tuple(proto.values[i].dims) for i in step.inputs]
+        # scalar attrs are all a bound may read (e.g. one_hot's depth)
+        attrs = {k: getattr(a, a.WhichOneof("value")) for k, a in step.attrs.items()
+                 if a.WhichOneof("value") in ("i", "f", "b", "s")}
         for pos, i in enumerate(step.inputs):
-            high = None
-            if step.op == "softmax_cross_entropy" and pos == 1:
-                dims = proto.values[step.inputs[0]].dims
-                high = dims[-1] if dims else None
-            elif step.op == "one_hot" and "depth" in step.attrs:
-                high = step.attrs["depth"].i
+            if pos not in index_inputs:
+                continue
+            try:
+                high = index_inputs[pos].bound(shapes, attrs)
+            except (KeyError, IndexError, TypeError, ValueError):
+                high = None  # a plan whose step lacks what the bound reads: leave the default
             if high:
                 highs[i] = min(highs.get(i, high), high)
     out = {}
     for i in proto.feeds:
         v = proto.values[i]
-        dtype, dims = dtypes.from_proto(v.dtype), tuple(v.dims)
+        dtype, dims = dtype_from_proto(v.dtype), tuple(v.dims)
         if dtype in dtypes.FLOATS:
             out[v.name] = rng.standard_normal(dims).astype(dtype)
         elif dtype == "bool":
@@ -846,11 +845,7 @@ def build_parser():
 
 
 def _version():
-    try:
-        from graphc import __version__
-        return f"graphc {__version__}"
-    except ImportError:
-        return "graphc"
+    return f"graphc {__version__}"
 
 
 def main(argv=None):

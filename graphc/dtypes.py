@@ -1,9 +1,10 @@
 """Element types.  A dtype is named by its numpy name: 'float32', 'float64', 'int32',
-'int64', 'bool'.  Anything numpy accepts as one of those is accepted."""
+'int64', 'bool'.  Anything numpy accepts as one of those is accepted.
+
+Plain Python, like the rest of the IR: the enum codes of the file formats live with
+the protobuf, in :mod:`graphc.proto_enums`."""
 
 import numpy as np
-
-from graphc._proto import graphc_pb2 as pb
 
 float32 = "float32"
 float64 = "float64"
@@ -16,36 +17,18 @@ FLOATS = (float32, float64)
 INTS = (int32, int64)
 NUMERIC = FLOATS + INTS
 
-_TO_PROTO = {
-    float32: pb.FLOAT32,
-    float64: pb.FLOAT64,
-    int32: pb.INT32,
-    int64: pb.INT64,
-    bool_: pb.BOOL,
-}
-_FROM_PROTO = {v: k for k, v in _TO_PROTO.items()}
-
 
 def as_dtype(value):
     """Normalize a dtype-like (str, numpy dtype or type) to its canonical name."""
-    if isinstance(value, str) and value in _TO_PROTO:
+    if isinstance(value, str) and value in ALL:
         return value
     try:
         name = np.dtype(value).name
     except TypeError:
         name = None
-    if name not in _TO_PROTO:
+    if name not in ALL:
         raise TypeError(f"unsupported dtype {value!r}; expected one of {', '.join(ALL)}")
     return name
-
-
-def to_proto(dtype):
-    return _TO_PROTO[as_dtype(dtype)]
-
-
-def from_proto(code):
-    """Proto enum → name; raises KeyError for an unknown or invalid code."""
-    return _FROM_PROTO[code]
 
 
 def itemsize(dtype):

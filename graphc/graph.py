@@ -22,13 +22,39 @@ import threading
 
 import numpy as np
 
-from graphc import dtypes
+from graphc import dtypes, registry
+from graphc import init as initializers
 from graphc.errors import GraphError, where
+from graphc.shapes import format_shape, is_static, normalize_shape  # noqa: F401  (graphc.graph.format_shape etc.)
 
 FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE = "forward", "gradient", "optimizer", "recompute"
 ROLES = (FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Hooks the upper layers install when they are imported, so this module (the IR) never
+# imports them: graphc.ops installs the op builders that Tensor operators call
+# (``x + y`` → ``graphc.ops.add``), graphc.serialize installs the writer behind Graph.save.
+_hooks = {"ops": None, "save": None}
+
+
+def install_operators(builders):
+    """Route Tensor operators to ``builders`` (an object with the graphc.ops builder functions
+    as attributes); graphc.ops calls this at import."""
+    _hooks["ops"] = builders
+
+
+def install_saver(save):
+    """Make ``Graph.save(path, **kwargs)`` call ``save(graph, path, **kwargs)``; graphc.serialize
+    calls this at import."""
+    _hooks["save"] = save
+
+
+def _hook(name, module):
+    fn = _hooks[name]
+    if fn is None:
+        raise GraphError(f"{module} is not imported; import graphc (which imports it) first")
+    return fn
 
 
 def user_provenance():
@@ -64,33 +90,6 @@ def kahn_order(succs, indegree):
     return order, stuck
 
 
-def normalize_shape(shape):
-    """A shape as a tuple whose dims are int >= 0, a symbol name (str) or None."""
-    if shape is None:
-        raise GraphError("a shape is required")
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    out = []
-    for d in shape:
-        if d is None or isinstance(d, str):
-            out.append(d)
-        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool):
-            if d < 0:
-                raise GraphError(f"dimension {d} in shape {tuple(shape)} is negative")
-            out.append(int(d))
-        else:
-            raise GraphError(f"dimension {d!r} in shape {tuple(shape)} is not an int, str or None")
-    return tuple(out)
-
-
-def is_static(shape):
-    return all(isinstance(d, int) for d in shape)
-
-
-def format_shape(shape):
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 class Tensor:
     """A handle to one value of a graph: its name, dtype and (possibly symbolic) shape.
 
@@ -124,10 +123,9 @@ class Tensor:
     def __bool__(self):
         raise TypeError("a graphc Tensor has no truth value at build time; use gc.where for conditions")
 
-    # Operators route through graphc.ops (imported lazily to avoid a cycle).
+    # Operators route through the op builders graphc.ops installs (see install_operators).
     def _ops(self):
-        from graphc import ops
-        return ops
+        return _hook("ops", "graphc.ops")
 
     def __add__(self, other): return self._ops().add(self, other)
     def __radd__(self, other): return self._ops().add(other, self)
@@ -255,7 +253,7 @@ class Graph:
     """A static computation graph.  Use as a context manager to make it the default.
 
     Attributes: ``inputs`` (placeholders), ``variables``, ``nodes``, ``outputs``
-    (declared output names), ``training`` (the training spec or None),
+    (declared output names), ``training`` (a :class:`graphc.optim.TrainingSpec` or None),
     ``metadata`` (str → str).
     """
 
@@ -426,8 +424,6 @@ class Graph:
         ``inputs`` are Tensors of this graph or value names.  Raises ShapeError /
         DTypeError (naming the node and the user's file:line) when inference fails.
         """
-        from graphc import registry
-
         opdef = registry.get_op(op)
         if self._role_stack:
             role, forced = self._role_stack[-1]
@@ -483,10 +479,8 @@ class Graph:
     # -- persistence ---------------------------------------------------------------
     def save(self, path, external_threshold=None):
         """Write the graph as a Model protobuf; large weights go to ``<path>.weights``."""
-        from graphc import serialize
-
         kwargs = {} if external_threshold is None else {"external_threshold": external_threshold}
-        serialize.save(self, path, **kwargs)
+        _hook("save", "graphc.serialize")(self, path, **kwargs)
 
     def __repr__(self):
         return (f"<gc.Graph inputs={len(self.inputs)} variables={len(self.variables)} "
@@ -504,8 +498,6 @@ def variable(name, shape=None, dtype=None, init=None, trainable=True):
     """A persistent, trainable value.  ``init`` is an initializer from ``gc.init``
     (default zeros) or an array.  dtype defaults to float32 for an initializer and to
     the array's dtype for an array."""
-    from graphc import init as initializers
-
     provenance = user_provenance()
     if init is None:
         init = initializers.zeros()

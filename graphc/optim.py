@@ -12,13 +12,38 @@ Example::
     plan = gc.compile(g, shapes={"x": (128, 784), "y": (128,)})   # a training step
 """
 
+import dataclasses
+
 import numpy as np
 
-from graphc._proto import graphc_pb2 as pb
+from graphc import ops
 from graphc.errors import GraphError
 from graphc.graph import OPTIMIZER, Tensor
+from graphc.ops._common import build
 
 KINDS = ("sgd", "adam", "adamw")
+
+
+@dataclasses.dataclass
+class OptimizerSpec:
+    """An optimizer as a model records it: its kind (one of KINDS), its hyperparameters
+    (name → float) and the global-norm clip (0: none).  Plain data; graphc.serialize
+    converts it to and from the schema's OptimizerSpec message."""
+
+    kind: str = ""
+    hyperparameters: dict = dataclasses.field(default_factory=dict)
+    clip_global_norm: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainingSpec:
+    """The training spec of a graph (``graph.training``): the name of the scalar loss, the
+    optimizer and the variables to train (empty: every trainable variable).  Plain data;
+    graphc.serialize converts it to and from the schema's TrainingSpec message."""
+
+    loss: str = ""
+    optimizer: OptimizerSpec = dataclasses.field(default_factory=OptimizerSpec)
+    var_list: list = dataclasses.field(default_factory=list)
 
 
 class Optimizer:
@@ -40,12 +65,10 @@ class Optimizer:
         self.clip_global_norm = float(clip_global_norm)
 
     def to_spec(self, loss_name, var_list=()):
-        spec = pb.TrainingSpec(loss=loss_name, var_list=list(var_list))
-        spec.optimizer.kind = self.kind
-        for k in sorted(self.hyper):
-            spec.optimizer.hyperparameters[k] = float(self.hyper[k])
-        spec.optimizer.clip_global_norm = self.clip_global_norm
-        return spec
+        """The TrainingSpec of this optimizer minimizing the value ``loss_name``."""
+        hyper = {k: float(self.hyper[k]) for k in sorted(self.hyper)}
+        return TrainingSpec(loss=loss_name, var_list=list(var_list),
+                            optimizer=OptimizerSpec(self.kind, hyper, self.clip_global_norm))
 
     def minimize(self, loss, var_list=None):
         """Record the training spec (loss, optimizer, variables) in loss's graph."""
@@ -97,7 +120,7 @@ class AdamW(Adam):
 
 
 def from_spec(spec):
-    """An Optimizer from a graphc_pb2.OptimizerSpec (or from a kind and a dict)."""
+    """An Optimizer from an OptimizerSpec (or anything with its fields: the schema's message)."""
     h = dict(spec.hyperparameters)
     kind = spec.kind
     clip = spec.clip_global_norm
@@ -124,7 +147,7 @@ def parse(text):
             values[key.strip()] = float(val)
         except ValueError:
             raise GraphError(f"bad optimizer option {item!r}: {val!r} is not a number") from None
-    spec = pb.OptimizerSpec(kind=kind)
+    spec = OptimizerSpec(kind=kind)
     clip = values.pop("clip_global_norm", 0.0)
     spec.clip_global_norm = clip
     defaults = {"sgd": SGD.defaults, "adam": Adam.defaults, "adamw": AdamW.defaults}.get(kind)
@@ -151,7 +174,6 @@ def _state(graph, var, suffix, dtype=None, shape=None, value=0):
 
 def clip_by_global_norm(grads, clip):
     """Scale every gradient by min(1, clip / (‖g‖₂ + 1e-6)), ‖g‖₂ over all gradients."""
-    from graphc import ops
     squares = [ops.sum(ops.mul(g, g)) for g in grads]
     total = squares[0]
     for s in squares[1:]:
@@ -163,8 +185,6 @@ def clip_by_global_norm(grads, clip):
 
 def append_updates(graph, optimizer, grads_and_vars):
     """Append the update nodes (role optimizer) for (gradient, variable) pairs; returns them."""
-    from graphc import ops
-    from graphc.ops._common import build
 
     with graph.building(OPTIMIZER):
         grads = [g for g, _ in grads_and_vars]
@@ -185,7 +205,6 @@ def append_updates(graph, optimizer, grads_and_vars):
 
 def _update(graph, optimizer, var, g, step):
     """The update node(s) of one variable; returns their outputs."""
-    from graphc.ops._common import build
 
     h = optimizer.hyper
     name = f"{var.name}/update"

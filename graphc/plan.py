@@ -23,6 +23,7 @@ from graphc import dtypes
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import ModelFormatError
 from graphc.fileio import atomic_write
+from graphc.proto_enums import dtype_from_proto
 
 FORMAT_VERSION = 1          # the plan format this code writes
 MIN_CONSUMER_VERSION = 1    # readers older than this must refuse what we write
@@ -136,7 +137,7 @@ def _numel(dims):
 def _check_tensor(t, what):
     """dtype, dims and inline byte length of a graphc.Tensor; returns (dtype name, dims)."""
     try:
-        name = dtypes.from_proto(t.dtype)
+        name = dtype_from_proto(t.dtype)
     except KeyError:
         raise ModelFormatError(f"{what}: invalid dtype code {t.dtype}") from None
     dims = tuple(t.dims)
@@ -169,7 +170,7 @@ def validate_plan(proto, what="plan"):
         vwhat = f"{what}: persistent[{i}] ({var.name!r})"
         dtype, dims = _check_tensor(var.init, vwhat + " init")
         try:
-            vdtype = dtypes.from_proto(var.dtype)
+            vdtype = dtype_from_proto(var.dtype)
         except KeyError:
             raise ModelFormatError(f"{vwhat}: invalid dtype code {var.dtype}") from None
         if vdtype != dtype or tuple(var.dims) != dims:
@@ -187,7 +188,7 @@ def validate_plan(proto, what="plan"):
             raise ModelFormatError(f"{vwhat}: value names must be unique and non-empty")
         names.add(v.name)
         try:
-            dtype = dtypes.from_proto(v.dtype)
+            dtype = dtype_from_proto(v.dtype)
         except KeyError:
             raise ModelFormatError(f"{vwhat}: invalid dtype code {v.dtype}") from None
         dims = tuple(v.dims)
@@ -349,7 +350,7 @@ def compute_memory_report(proto):
 
 def _itemsize(code):
     try:
-        return dtypes.itemsize(dtypes.from_proto(code))
+        return dtypes.itemsize(dtype_from_proto(code))
     except KeyError:
         return 0
 

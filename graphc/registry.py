@@ -15,8 +15,8 @@ array or a tuple of arrays.
 import numpy as np
 
 from graphc import dtypes
-from graphc.errors import DTypeError, GraphError, RegistryError, ShapeError, where
-from graphc.graph import format_shape
+from graphc.errors import DTypeError, GraphError, RegistryError, ShapeError, quote, where
+from graphc.shapes import format_shape
 
 _REQUIRED = object()
 
@@ -148,13 +148,40 @@ class InferContext:
         return axis % rank if rank else 0
 
 
+class IndexRange:
+    """Property: the values of an integer input are indices in ``[0, bound)``.
+
+    The bound is ``shape(input)[axis]`` of another input, or the value of an int attr.
+    Generic code (random feeds, fuzzers, kernels' documented checks) reads this instead
+    of knowing which op takes labels or indices.
+    """
+
+    def __init__(self, input=None, axis=-1, attr=None):
+        if (input is None) == (attr is None):
+            raise RegistryError("IndexRange needs exactly one of input= and attr=")
+        self.input = input
+        self.axis = axis
+        self.attr = attr
+
+    def bound(self, shapes, attrs):
+        """The exclusive upper bound given the inputs' shapes and the attrs."""
+        if self.attr is not None:
+            return int(attrs[self.attr])
+        return int(shapes[self.input][self.axis])
+
+
 class OpDef:
-    def __init__(self, name, doc, num_inputs, attrs, infer, reference, examples,
+    """One op's declaration.  See :func:`register_op` for the meaning of each field."""
+
+    def __init__(self, name, doc, inputs, type_vars, attrs, infer, reference, examples,
                  gradient=None, elementwise=False, view=False, variadic=False, differentiable=True,
-                 inplace=None):
+                 inplace=None, constant=False, cost=None, index_inputs=None, workspace=None,
+                 composite=None, kernels=("cpu",)):
         self.name = name
         self.doc = doc
-        self.num_inputs = num_inputs
+        self.inputs = tuple(inputs)
+        self.type_vars = dict(type_vars)
+        self.num_inputs = len(self.inputs) - (1 if variadic else 0)
         self.attrs = attrs
         self.infer = infer
         self.reference = reference
@@ -166,16 +193,68 @@ class OpDef:
         self.differentiable = differentiable
         # output index -> input index whose (persistent) storage the output overwrites
         self.inplace = dict(inplace or {})
+        self.constant = constant
+        self.cost = cost
+        self.index_inputs = dict(index_inputs or {})
+        self.workspace = workspace
+        self.composite = composite
+        self.kernels = tuple(kernels)
 
     def __repr__(self):
         return f"<OpDef {self.name}>"
+
+    def input_spec(self, i):
+        """(name, allowed dtypes, type var or None) of input ``i`` (variadic: the last repeats)."""
+        name, allowed = self.inputs[min(i, len(self.inputs) - 1)]
+        if isinstance(allowed, str):
+            return name, tuple(self.type_vars[allowed]), allowed
+        return name, tuple(allowed), None
+
+    @property
+    def dispatch_dtypes(self):
+        """The dtypes kernels are keyed by: input 0's allowed dtypes, or every dtype for an
+        op without inputs (its output dtype comes from an attr)."""
+        if not self.inputs:
+            return tuple(dtypes.ALL)
+        return self.input_spec(0)[1]
+
+    def flops(self, in_shapes, out_shapes, attrs):
+        """Estimated work of one call: the declared ``cost``, else one unit per element
+        read or written (a memory-bound op); 0 for views and constants, which run nothing."""
+        if self.view or self.constant:
+            return 0
+        if self.cost is not None:
+            return int(self.cost(in_shapes, out_shapes, attrs))
+        total = 0
+        for shape in list(in_shapes) + list(out_shapes):
+            n = 1
+            for d in shape:
+                n *= int(d)
+            total += n
+        return total
+
+    def check_input_dtypes(self, ctx):
+        """Refuse input dtypes the declaration does not allow (before ``infer`` runs)."""
+        seen = {}
+        for i in range(len(ctx.inputs)):
+            name, allowed, tv = self.input_spec(i)
+            if tv is not None and tv in seen:
+                j = seen[tv]
+                if ctx.dtype(i) != ctx.dtype(j):
+                    ctx.dtype_fail(f"expects inputs {j} and {i} of one dtype, got {ctx.dtype(j)} and "
+                                   f"{ctx.dtype(i)} (use gc.cast)")
+                continue
+            if ctx.dtype(i) not in allowed:
+                ctx.dtype_fail(f"expects input {i} ({name}) of dtype {'/'.join(allowed)}, got {ctx.dtype(i)}")
+            if tv is not None:
+                seen[tv] = i
 
     def check_attrs(self, attrs, node_name="?", provenance=None):
         """Validate attrs against the schema; fill defaults; returns a new dict."""
         out = {}
         for key in attrs:
             if key not in self.attrs:
-                raise GraphError(f"{self.name}(name={node_name}): unknown attr {key!r}; "
+                raise GraphError(f"{self.name}(name={node_name}): unknown attr {quote(key)}; "
                                  f"expected {sorted(self.attrs)}{where(provenance)}")
         for key, spec in self.attrs.items():
             if key in attrs:
@@ -202,6 +281,7 @@ class OpDef:
         """Run inference for a node; returns a list of (dtype, shape)."""
         self.check_arity(len(in_types), node.name, node.provenance)
         ctx = InferContext(self, node, list(in_types))
+        self.check_input_dtypes(ctx)
         out = self.infer(ctx)
         if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], str):
             out = [out]
@@ -218,17 +298,69 @@ class OpDef:
 _OPS = {}
 
 
-def register_op(name, *, doc, num_inputs, infer, reference, examples, attrs=None, gradient=None,
-                elementwise=False, view=False, variadic=False, differentiable=True, inplace=None):
-    """Declare an op.  Refuses a duplicate name or a missing part."""
+def _parse_inputs(name, inputs, type_vars):
+    out = []
+    for spec in inputs:
+        if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str)):
+            raise RegistryError(f"op {name!r}: each input is (name, dtypes or type var), got {spec!r}")
+        iname, allowed = spec
+        if isinstance(allowed, str):
+            if allowed not in type_vars:
+                raise RegistryError(f"op {name!r}: input {iname!r} uses undeclared type var {allowed!r}")
+        else:
+            allowed = tuple(allowed)
+            bad = [d for d in allowed if d not in dtypes.ALL]
+            if bad or not allowed:
+                raise RegistryError(f"op {name!r}: input {iname!r} allows unknown dtypes {bad}")
+        out.append((iname, allowed))
+    for tv, allowed in type_vars.items():
+        bad = [d for d in allowed if d not in dtypes.ALL]
+        if bad or not allowed:
+            raise RegistryError(f"op {name!r}: type var {tv!r} allows unknown dtypes {bad}")
+    return out
+
+
+def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, type_vars=None, gradient=None,
+                elementwise=False, view=False, variadic=False, differentiable=True, inplace=None,
+                constant=False, cost=None, index_inputs=None, workspace=None, composite=None,
+                kernels=("cpu",)):
+    """Declare an op.  Refuses a duplicate name or a missing part.
+
+    inputs: ``[(name, dtypes), ...]`` where dtypes is a tuple of dtype names or the name
+        of a type var in ``type_vars`` (inputs sharing a type var must share one dtype).
+        With ``variadic=True`` the last entry repeats (one or more times).
+    attrs: ``{name: AttrSpec}``: kind, default, doc.
+    infer(ctx): output ``(dtype, shape)`` pairs; input dtypes are checked before it runs.
+    reference(inputs, attrs): the numpy executable specification.
+    examples(rng): test cases, which must include size 0, size 1, odd sizes and special values.
+    Properties generic passes read instead of op names:
+        elementwise: output i may take over the bytes of a dying input of its size/dtype;
+        view: the output aliases input 0's bytes (no kernel call);
+        inplace: ``{output: input}`` whose persistent storage the output overwrites;
+        constant: the op's value is fixed at build time (stored as read-only data);
+        cost(in_shapes, attrs) -> estimated flops (recompute, scheduling);
+        index_inputs: ``{input: IndexRange}`` for integer inputs holding indices;
+        workspace(in_shapes, attrs) -> scratch bytes the kernel needs (planned in the arena);
+        composite(ctx) -> output Tensors built from other registry ops; the compiler expands
+            the node for a target without a kernel for it (and autodiff differentiates the
+            expansion when the op declares no gradient of its own);
+        kernels: the devices with a kernel for this op (a test checks this against the runtime).
+    """
     if name in _OPS:
         raise RegistryError(f"op {name!r} is already registered")
     missing = [part for part, value in (("doc", doc), ("infer", infer), ("reference", reference),
                                         ("examples", examples)) if not value]
     if missing:
         raise RegistryError(f"op {name!r} is missing {', '.join(missing)}")
-    opdef = OpDef(name, doc.strip(), num_inputs, dict(attrs or {}), infer, reference, examples,
-                  gradient, elementwise, view, variadic, differentiable, inplace)
+    type_vars = {k: tuple(v) for k, v in (type_vars or {}).items()}
+    parsed = _parse_inputs(name, inputs, type_vars)
+    if variadic and not parsed:
+        raise RegistryError(f"op {name!r}: a variadic op declares at least one input")
+    if not kernels and composite is None and not constant:
+        raise RegistryError(f"op {name!r} has neither a kernel nor a composite definition")
+    opdef = OpDef(name, doc.strip(), parsed, type_vars, dict(attrs or {}), infer, reference, examples,
+                  gradient, elementwise, view, variadic, differentiable, inplace, constant, cost,
+                  index_inputs, workspace, composite, kernels)
     _OPS[name] = opdef
     return opdef
 
@@ -246,6 +378,32 @@ def defgrad(name):
         opdef.gradient = fn
         return fn
     return wrap
+
+
+class CompositeContext:
+    """What a composite definition sees: the node's input Tensors (in the graph being
+    built) and its attrs.  The definition returns the output Tensor(s), built from other
+    registry ops in that graph."""
+
+    def __init__(self, node, inputs):
+        self.node = node
+        self.inputs = list(inputs)
+        self.attrs = node.attrs
+
+    @property
+    def x(self):
+        return self.inputs[0]
+
+
+def expand_node(opdef, node, inputs):
+    """Build ``node``'s composite definition from ``inputs`` (Tensors of the current
+    default graph); returns its output Tensors, one per node output."""
+    out = opdef.composite(CompositeContext(node, inputs))
+    out = list(out) if isinstance(out, (list, tuple)) else [out]
+    if len(out) != len(node.outputs):
+        raise RegistryError(f"composite of {opdef.name} returned {len(out)} outputs for a node with "
+                            f"{len(node.outputs)}")
+    return out
 
 
 class GradContext:
@@ -274,7 +432,8 @@ class GradContext:
 
 def check_complete():
     """Refuse an incomplete registry: every differentiable op declares its gradient."""
-    missing = [op.name for op in _OPS.values() if op.differentiable and op.gradient is None]
+    missing = [op.name for op in _OPS.values()
+               if op.differentiable and op.gradient is None and op.composite is None]
     if missing:
         raise RegistryError(f"ops without a gradient (declare one or mark differentiable=False): {missing}")
 

@@ -27,11 +27,13 @@ import os
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from graphc import dtypes, registry
+from graphc import dtypes, optim, registry
 from graphc._proto import graphc_pb2 as pb
-from graphc.errors import GraphcError, ModelFormatError
+from graphc._version import __version__
+from graphc.errors import GraphcError, ModelFormatError, quote
 from graphc.fileio import atomic_write
-from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE, Graph, Node, kahn_order
+from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE, Graph, Node, install_saver, kahn_order
+from graphc.proto_enums import dtype_from_proto, dtype_to_proto
 
 FORMAT_VERSION = 1
 MIN_CONSUMER_VERSION = 1
@@ -60,11 +62,35 @@ _ATTR_FIELD = {"int": "i", "float": "f", "str": "s", "bool": "b", "ints": "ints"
 
 
 def _producer_version():
+    return __version__
+
+
+def training_to_proto(spec):
+    """The TrainingSpec message of a graphc.optim.TrainingSpec (a TrainingSpec message is copied)."""
+    msg = pb.TrainingSpec()
+    if isinstance(spec, pb.TrainingSpec):
+        msg.CopyFrom(spec)
+        return msg
+    if not isinstance(spec, optim.TrainingSpec):
+        raise ModelFormatError(f"graph.training must be a graphc.optim.TrainingSpec, got {type(spec).__name__}")
+    opt = spec.optimizer
     try:
-        import graphc
-        return str(getattr(graphc, "__version__", "0.1.0"))
-    except ImportError:
-        return "0.1.0"
+        msg.loss = spec.loss
+        msg.var_list.extend(spec.var_list)
+        msg.optimizer.kind = opt.kind
+        for k in sorted(opt.hyperparameters):
+            msg.optimizer.hyperparameters[k] = float(opt.hyperparameters[k])
+        msg.optimizer.clip_global_norm = float(opt.clip_global_norm)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ModelFormatError(f"graph.training: {e}") from None
+    return msg
+
+
+def training_from_proto(msg):
+    """The graphc.optim.TrainingSpec of a TrainingSpec message."""
+    hyper = msg.optimizer.hyperparameters
+    opt = optim.OptimizerSpec(msg.optimizer.kind, {k: hyper[k] for k in sorted(hyper)}, msg.optimizer.clip_global_norm)
+    return optim.TrainingSpec(loss=msg.loss, optimizer=opt, var_list=list(msg.var_list))
 
 
 # ----------------------------------------------------------------------------------
@@ -86,9 +112,9 @@ class _Writer:
         try:
             dtype = dtypes.as_dtype(arr.dtype)
         except TypeError as e:
-            raise ModelFormatError(f"{what}: {e}") from None
+            raise ModelFormatError(f"{what}: {_bounded(e)}") from None
         arr = np.asarray(arr, dtype=np.dtype(dtype).newbyteorder("<"), order="C")  # keeps 0-d arrays 0-d
-        proto.dtype = dtypes.to_proto(dtype)
+        proto.dtype = dtype_to_proto(dtype)
         proto.dims.extend(int(d) for d in arr.shape)
         nbytes = arr.nbytes
         external = self.location is not None and (
@@ -135,11 +161,11 @@ def _encode_attr(proto, kind, value, writer, what):
         proto.floats.SetInParent()
         proto.floats.values.extend(float(v) for v in value)
     elif kind == "dtype":
-        proto.dtype = dtypes.to_proto(value)
+        proto.dtype = dtype_to_proto(value)
     elif kind == "tensor":
         writer.tensor(proto.tensor, value, what)
     else:
-        raise ModelFormatError(f"{what}: unknown attr kind {kind!r}")
+        raise ModelFormatError(f"{what}: unknown attr kind {quote(kind)}")
 
 
 def _build_model(graph, writer):
@@ -149,7 +175,7 @@ def _build_model(graph, writer):
         model.metadata[str(key)] = str(value)
     g = model.graph
     for ph in graph.inputs:
-        p = g.inputs.add(name=ph.name, dtype=dtypes.to_proto(ph.dtype))
+        p = g.inputs.add(name=ph.name, dtype=dtype_to_proto(ph.dtype))
         p.shape.SetInParent()
         for d in ph.shape:
             if d is None:
@@ -160,9 +186,9 @@ def _build_model(graph, writer):
                 p.shape.dims.add(size=int(d))
         _set_provenance(p, ph.provenance)
     for var in graph.variables:
-        v = g.variables.add(name=var.name, dtype=dtypes.to_proto(var.dtype), trainable=bool(var.trainable))
+        v = g.variables.add(name=var.name, dtype=dtype_to_proto(var.dtype), trainable=bool(var.trainable))
         v.dims.extend(int(d) for d in var.shape)
-        writer.tensor(v.init, var.init_value, f"variable {var.name!r}")
+        writer.tensor(v.init, var.init_value, f"variable {quote(var.name)}")
         _set_provenance(v, var.provenance)
     for node in graph.nodes:
         opdef = registry.get_op(node.op)
@@ -170,7 +196,7 @@ def _build_model(graph, writer):
         n.inputs.extend(node.inputs)
         n.outputs.extend(node.outputs)
         if node.role not in _ROLE_TO_PROTO:
-            raise ModelFormatError(f"{node.describe()}: unknown role {node.role!r}; expected one of "
+            raise ModelFormatError(f"{_describe(node)}: unknown role {quote(node.role)}; expected one of "
                                    f"{sorted(_ROLE_TO_PROTO)}")
         n.role = _ROLE_TO_PROTO[node.role]
         for key in sorted(node.attrs):
@@ -179,15 +205,12 @@ def _build_model(graph, writer):
                 continue  # an absent optional attr
             spec = opdef.attrs.get(key)
             if spec is None:
-                raise ModelFormatError(f"{node.describe()}: attr {key!r} is not in the op's schema")
-            _encode_attr(n.attrs[key], spec.kind, value, writer, f"{node.describe()} attr {key!r}")
+                raise ModelFormatError(f"{_describe(node)}: attr {quote(key)} is not in the op's schema")
+            _encode_attr(n.attrs[key], spec.kind, value, writer, f"{_describe(node)} attr {quote(key)}")
         _set_provenance(n, node.provenance)
     g.outputs.extend(graph.outputs)
     if graph.training is not None:
-        if not isinstance(graph.training, pb.TrainingSpec):
-            raise ModelFormatError(f"graph.training must be a graphc_pb2.TrainingSpec, got "
-                                   f"{type(graph.training).__name__}")
-        model.training.CopyFrom(graph.training)
+        model.training.CopyFrom(training_to_proto(graph.training))
     return model
 
 
@@ -264,27 +287,28 @@ class _Reader:
 
     def _open(self, location, what):
         if self.base_dir is None:
-            raise ModelFormatError(f"{what}: data is in external file {location!r} but no folder was given")
+            raise ModelFormatError(f"{what}: data is in external file {quote(location)} but no folder was given")
         if not location:
             raise ModelFormatError(f"{what}: external data has an empty location")
         if os.path.isabs(location) or "\0" in location:
-            raise ModelFormatError(f"{what}: external location {location!r} must be a relative path")
+            raise ModelFormatError(f"{what}: external location {quote(location)} must be a relative path")
         parts = location.replace("\\", "/").split("/")
         if ".." in parts:
-            raise ModelFormatError(f"{what}: external location {location!r} must not contain '..'")
+            raise ModelFormatError(f"{what}: external location {quote(location)} must not contain '..'")
         root = os.path.realpath(self.base_dir)
         real = os.path.realpath(os.path.join(root, location))
         if os.path.commonpath([root, real]) != root or real == root:
-            raise ModelFormatError(f"{what}: external location {location!r} resolves outside the model's folder")
+            raise ModelFormatError(f"{what}: external location {quote(location)} resolves outside the model's folder")
         if real in self.files:
             return self.files[real]
         if not os.path.isfile(real):
-            raise ModelFormatError(f"{what}: external weights file {location!r} is missing "
+            raise ModelFormatError(f"{what}: external weights file {quote(location)} is missing "
                                    f"(looked in {self.base_dir})")
         try:
             f = open(real, "rb")
         except OSError as e:
-            raise ModelFormatError(f"{what}: cannot open external weights file {location!r}: {e}") from None
+            raise ModelFormatError(f"{what}: cannot open external weights file {quote(location)}: "
+                                   f"{_bounded(e)}") from None
         entry = (f, os.fstat(f.fileno()).st_size)
         self.files[real] = entry
         return entry
@@ -292,7 +316,7 @@ class _Reader:
     def tensor(self, proto, what):
         """A numpy array from a Tensor message, after checking dtype, dims and length."""
         try:
-            dtype = dtypes.from_proto(proto.dtype)
+            dtype = dtype_from_proto(proto.dtype)
         except KeyError:
             raise ModelFormatError(f"{what}: invalid dtype code {proto.dtype}") from None
         dims = _check_dims(proto.dims, what)
@@ -324,7 +348,7 @@ class _Reader:
                                    f"its shape and dtype need")
         if ext.offset > size or ext.length > size - ext.offset:
             raise ModelFormatError(f"{what}: external data [{ext.offset}, {ext.offset + ext.length}) lies beyond "
-                                   f"the end of {ext.location!r} ({size} bytes)")
+                                   f"the end of {quote(ext.location)} ({size} bytes)")
         arr = np.empty(nbytes // le.itemsize, dtype=le)   # checked against the real file size above
         buf = memoryview(arr.view(np.uint8))
         digest = hashlib.sha256()
@@ -333,12 +357,12 @@ class _Reader:
         while pos < nbytes:
             n = f.readinto(buf[pos:pos + min(_READ_CHUNK, nbytes - pos)])
             if not n:
-                raise ModelFormatError(f"{what}: external file {ext.location!r} ended early")
+                raise ModelFormatError(f"{what}: external file {quote(ext.location)} ended early")
             digest.update(buf[pos:pos + n])
             pos += n
         if digest.hexdigest() != ext.sha256:
             raise ModelFormatError(f"{what}: SHA-256 of the external data is {digest.hexdigest()}, "
-                                   f"the file records {ext.sha256!r}")
+                                   f"the file records {quote(ext.sha256)}")
         return arr
 
 
@@ -362,7 +386,7 @@ def _provenance(proto):
 
 def _dtype(code, what):
     try:
-        return dtypes.from_proto(code)
+        return dtype_from_proto(code)
     except KeyError:
         raise ModelFormatError(f"{what}: invalid dtype code {code}") from None
 
@@ -371,9 +395,9 @@ def _check_name(name, what, taken):
     if not name:
         raise ModelFormatError(f"{what}: empty name")
     if ":" in name and not what.startswith("output"):
-        raise ModelFormatError(f"{what}: name {name!r} must not contain ':'")
+        raise ModelFormatError(f"{what}: name {quote(name)} must not contain ':'")
     if name in taken:
-        raise ModelFormatError(f"duplicate name {name!r}: {what} reuses the name of {taken[name]}")
+        raise ModelFormatError(f"duplicate name {quote(name)}: {what} reuses the name of {taken[name]}")
 
 
 def _decode_attrs(n, opdef, reader, what):
@@ -381,30 +405,30 @@ def _decode_attrs(n, opdef, reader, what):
     for key in sorted(n.attrs):
         spec = opdef.attrs.get(key)
         if spec is None:
-            raise ModelFormatError(f"{what}: unknown attr {key!r}; the op's schema has {sorted(opdef.attrs)}")
+            raise ModelFormatError(f"{what}: unknown attr {quote(key)}; the op's schema has {sorted(opdef.attrs)}")
         a = n.attrs[key]
         field = a.WhichOneof("value")
         expected = _ATTR_FIELD[spec.kind]
         if field != expected:
-            raise ModelFormatError(f"{what}: attr {key!r} must be of kind {spec.kind} ('{expected}'), "
+            raise ModelFormatError(f"{what}: attr {quote(key)} must be of kind {spec.kind} ('{expected}'), "
                                    f"the file holds {field or 'no value'!r}")
         if field == "ints":
             value = tuple(int(v) for v in a.ints.values)
         elif field == "floats":
             value = tuple(float(v) for v in a.floats.values)
         elif field == "dtype":
-            value = _dtype(a.dtype, f"{what} attr {key!r}")
+            value = _dtype(a.dtype, f"{what} attr {quote(key)}")
         elif field == "tensor":
-            value = reader.tensor(a.tensor, f"{what} attr {key!r}")
+            value = reader.tensor(a.tensor, f"{what} attr {quote(key)}")
         else:
             value = getattr(a, field)
         attrs[key] = value
     try:
-        return opdef.check_attrs(attrs, n.name)
+        return opdef.check_attrs(attrs, _name(n.name))
     except GraphcError as e:
-        raise ModelFormatError(str(e)) from None    # already names the op and node
+        raise ModelFormatError(_bounded(e)) from None    # already names the op and node
     except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{what}: {e}") from None
+        raise ModelFormatError(f"{what}: {_bounded(e)}") from None
 
 
 def graph_from_proto(model, base_dir=None):
@@ -435,7 +459,7 @@ def _graph_from_proto(model, reader):
     types = {}          # value name → (dtype, shape)
 
     for ph in g.inputs:
-        what = f"placeholder {ph.name!r}"
+        what = f"placeholder {quote(ph.name)}"
         _check_name(ph.name, what, taken)
         dtype = _dtype(ph.dtype, what)
         if len(ph.shape.dims) > MAX_RANK:
@@ -455,11 +479,11 @@ def _graph_from_proto(model, reader):
         try:
             graph.add_placeholder(ph.name, tuple(shape), dtype, _provenance(ph))
         except GraphcError as e:
-            raise ModelFormatError(f"{what}: {e}") from None
+            raise ModelFormatError(f"{what}: {_bounded(e)}") from None
         types[ph.name] = (dtype, tuple(shape))
 
     for v in g.variables:
-        what = f"variable {v.name!r}"
+        what = f"variable {quote(v.name)}"
         _check_name(v.name, what, taken)
         dtype = _dtype(v.dtype, what)
         dims = _check_dims(v.dims, what)
@@ -473,31 +497,32 @@ def _graph_from_proto(model, reader):
         try:
             graph.add_variable(v.name, value, v.trainable, _provenance(v))
         except GraphcError as e:
-            raise ModelFormatError(f"{what}: {e}") from None
+            raise ModelFormatError(f"{what}: {_bounded(e)}") from None
         types[v.name] = (dtype, dims)
 
     # Structure: names, ops, arity, attrs and producers of every node.
     nodes = []
     producer_index = {}     # value name → index of the producing node
     for idx, n in enumerate(g.nodes):
-        what = f"{n.op}(name={n.name})" if n.name else f"node #{idx} ({n.op})"
+        what = f"{_name(n.op)}(name={_name(n.name)})" if n.name else f"node #{idx} ({_name(n.op)})"
         _check_name(n.name, f"node {what}", taken)
         taken[n.name] = f"node {what}"
         if not registry.has_op(n.op):
-            raise ModelFormatError(f"{what}: unknown op {n.op!r}")
+            raise ModelFormatError(f"{what}: unknown op {quote(n.op)}")
         opdef = registry.get_op(n.op)
         if n.role not in _ROLE_FROM_PROTO:
             raise ModelFormatError(f"{what}: invalid role code {n.role}")
         prov = _provenance(n)
         try:
-            opdef.check_arity(len(n.inputs), n.name, prov)
+            opdef.check_arity(len(n.inputs), _name(n.name), prov)
         except GraphcError as e:
-            raise ModelFormatError(str(e)) from None
+            raise ModelFormatError(_bounded(e)) from None
         if not n.outputs:
             raise ModelFormatError(f"{what}: has no outputs")
         expected = [n.name] if len(n.outputs) == 1 else [f"{n.name}:{i}" for i in range(len(n.outputs))]
         if list(n.outputs) != expected:
-            raise ModelFormatError(f"{what}: outputs {list(n.outputs)} are inconsistent; expected {expected}")
+            raise ModelFormatError(f"{what}: outputs {_bounded(list(n.outputs))} are inconsistent; expected "
+                                   f"{_bounded(expected)}")
         for o in n.outputs:
             if o != n.name:
                 _check_name(o, f"output of node {what}", taken)
@@ -516,12 +541,12 @@ def _graph_from_proto(model, reader):
                 consumers[producer_index[name]].append(idx)
                 indegree[idx] += 1
             elif name not in types:
-                raise ModelFormatError(f"{node.describe()}: input {i} {name!r} has no producer (dangling input)"
+                raise ModelFormatError(f"{_describe(node)}: input {i} {quote(name)} has no producer (dangling input)"
                                        f"{_where(node)}")
     order, stuck_idx = kahn_order(consumers, indegree)
     if stuck_idx:
         stuck = [nodes[i][0].name for i in stuck_idx]
-        shown = ", ".join(stuck[:8]) + (", ..." if len(stuck) > 8 else "")
+        shown = ", ".join(_name(s) for s in stuck[:8]) + (", ..." if len(stuck) > 8 else "")
         raise ModelFormatError(f"the graph has a cycle: {len(stuck)} node(s) on or after it never become ready: "
                                f"{shown}")
 
@@ -532,13 +557,13 @@ def _graph_from_proto(model, reader):
         try:
             result = opdef.infer_node(node, [types[name] for name in node.inputs])
         except GraphcError as e:
-            prefix = "" if str(e).startswith(node.describe()) else node.describe() + ": "
-            raise ModelFormatError(f"inference failed: {prefix}{e}") from None
+            prefix = "" if str(e).startswith(node.describe()) else _describe(node) + ": "
+            raise ModelFormatError(f"inference failed: {prefix}{_bounded(e)}") from None
         except Exception as e:  # noqa: BLE001 — untrusted attrs may trip an inference function
-            raise ModelFormatError(f"{node.describe()}: inference failed: {type(e).__name__}: {e}"
+            raise ModelFormatError(f"{_describe(node)}: inference failed: {type(e).__name__}: {_bounded(e)}"
                                    f"{_where(node)}") from None
         if len(result) != len(node.outputs):
-            raise ModelFormatError(f"{node.describe()}: the file names {len(node.outputs)} output(s), "
+            raise ModelFormatError(f"{_describe(node)}: the file names {len(node.outputs)} output(s), "
                                    f"the op produces {len(result)}{_where(node)}")
         out_types[idx] = result
         for name, t in zip(node.outputs, result):
@@ -548,29 +573,55 @@ def _graph_from_proto(model, reader):
         try:
             graph.insert_node(node, out_types[idx])
         except GraphcError as e:
-            raise ModelFormatError(f"{node.describe()}: {e}") from None
+            raise ModelFormatError(f"{_describe(node)}: {_bounded(e)}") from None
 
     for name in g.outputs:
         if name not in types:
-            raise ModelFormatError(f"graph output {name!r} has no producer")
+            raise ModelFormatError(f"graph output {quote(name)} has no producer")
     graph.outputs = list(g.outputs)
 
     if model.HasField("training"):
         t = model.training
         if t.loss and t.loss not in types:
-            raise ModelFormatError(f"training spec: loss {t.loss!r} is not a value of the graph")
+            raise ModelFormatError(f"training spec: loss {quote(t.loss)} is not a value of the graph")
         var_names = {v.name for v in graph.variables}
         for name in t.var_list:
             if name not in var_names:
-                raise ModelFormatError(f"training spec: var_list names {name!r}, which is not a variable")
-        graph.training = pb.TrainingSpec()
-        graph.training.CopyFrom(t)
+                raise ModelFormatError(f"training spec: var_list names {quote(name)}, which is not a variable")
+        graph.training = training_from_proto(t)
     return graph
 
 
 def _where(node):
     file, line = node.provenance
-    return f" — built at {file}:{line}" if file else ""
+    return f" — built at {_name(file)}:{line}" if file else ""
+
+
+# Messages repeat names, attrs and paths read from an untrusted file: a huge one is cut
+# (graphc.errors.quote) so a 100 MB node name cannot make a 100 MB message.
+def _name(text):
+    """A name as the messages show it, ``matmul(name=fc1)``; quoted and cut when huge."""
+    text = str(text)
+    return text if len(text) <= 100 else quote(text, 100)
+
+
+def _describe(node):
+    return f"{_name(node.op)}(name={_name(node.name)})"
+
+
+MESSAGE_LIMIT = 1000
+
+
+def _bounded(e):
+    """Text relayed from another error (or a list), cut to about MESSAGE_LIMIT characters.
+
+    The middle goes: the head names the op and node, the tail says what was wrong and
+    where the node was built."""
+    text = str(e)
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    half = MESSAGE_LIMIT // 2
+    return f"{text[:half]} … [{len(text) - 2 * half} characters cut] … {text[-half:]}"
 
 
 def load(path):
@@ -604,8 +655,12 @@ def load(path):
     try:
         model.ParseFromString(data)
     except DecodeError as e:
-        raise ModelFormatError(f"{path}: not a graphc model (truncated or not protobuf): {e}") from None
+        raise ModelFormatError(f"{path}: not a graphc model (truncated or not protobuf): {_bounded(e)}") from None
     try:
         return graph_from_proto(model, os.path.dirname(os.path.abspath(path)))
     except ModelFormatError as e:
         raise ModelFormatError(f"{path}: {e}") from None
+
+
+# Graph.save (in the IR, which never imports protobuf) writes through this module.
+install_saver(save)

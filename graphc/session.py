@@ -22,6 +22,8 @@ import os
 import numpy as np
 
 from graphc import checkpoint, errors
+from graphc import feeds as feeds_mod
+from graphc._load_blas import load_openblas
 from graphc._proto import graphc_pb2 as pb
 
 _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
@@ -29,10 +31,8 @@ _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
 
 
 def _load_runtime():
-    from graphc._load_blas import load_openblas
-
     load_openblas()
-    from graphc import _runtime
+    from graphc import _runtime  # the compiled extension, loaded by the first Session
     return _runtime
 
 
@@ -177,41 +177,12 @@ class Session:
         return out
 
     def _feed_arrays(self, feeds):
-        feeds = dict(feeds or {})
-        arrays = [None] * len(self._feeds)
-        for key, value in feeds.items():
-            name = key if isinstance(key, str) else getattr(key, "name", None)
-            if not isinstance(name, str):
-                raise errors.FeedError(f"feed key {key!r} is neither a name nor a Tensor")
-            pos = self._feed_index.get(name)
-            if pos is None:
-                raise errors.FeedError(f"unknown feed {name!r}; the plan's placeholders are "
-                                       f"{self.feed_names}")
-            if arrays[pos] is not None:
-                raise errors.FeedError(f"placeholder {name!r} is fed twice")
-            arrays[pos] = self._check_feed(name, self._feeds[pos], value)
-        missing = [self._info[self._feeds[p]][0] for p, a in enumerate(arrays) if a is None]
-        if missing:
-            raise errors.FeedError(f"missing feed for placeholder(s) {missing}")
-        return arrays
+        # The rules live in graphc.feeds (shared wording, docs/feeds.md); specs in plan order.
+        return feeds_mod.check_feeds(feeds, [self._info[i] for i in self._feeds])
 
     def _check_feed(self, name, index, value):
         _, dtype, shape = self._info[index]
-        arr = np.asarray(value)
-        if arr.dtype != dtype and not isinstance(value, (np.ndarray, np.generic)):
-            # Python scalars and lists have no dtype of their own: take the placeholder's
-            # when the conversion is exact.
-            try:
-                conv = np.asarray(value, dtype=dtype)
-            except (TypeError, ValueError, OverflowError):
-                conv = None
-            if conv is not None and np.array_equal(conv, arr):
-                arr = conv
-        if arr.dtype != dtype:
-            raise errors.FeedError(f"feed {name!r} expects dtype {dtype.name}, got {arr.dtype.name}")
-        if arr.shape != shape:
-            raise errors.FeedError(f"feed {name!r} expects shape {shape}, got {arr.shape}")
-        return np.ascontiguousarray(arr)
+        return feeds_mod.check_feed(name, value, dtype, shape)
 
     def _variable(self, name):
         try:
@@ -244,7 +215,9 @@ class Session:
         """Restore every persistent variable from ``path``.  Raises CheckpointError, and
         changes nothing, when the file is missing, corrupt, or its variables differ from
         the plan's in names, dtypes or shapes."""
-        expected = {name: (dtype.name, shape) for name, (_, dtype, shape) in self._variables.items()}
+        # checkpoint.load reads and checks every variable before returning, so nothing
+        # below runs unless the whole file is good: a failure changes no variable.
+        expected = {name: (dtype, shape) for name, (_, dtype, shape) in self._variables.items()}
         values = checkpoint.load(path, expected)
         for name, value in values.items():
             self.set_variable(name, value)

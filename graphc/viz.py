@@ -28,10 +28,13 @@ import os
 import shutil
 from collections import Counter
 
-from graphc import dtypes
+from graphc import registry, serialize
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import GraphcError
 from graphc.fileio import atomic_write
+from graphc.graph import Graph
+from graphc.plan import Plan, load_plan
+from graphc.proto_enums import dtype_from_proto
 
 FORMATS = ("svg", "png", "pdf", "dot")
 
@@ -132,12 +135,12 @@ def _proto_attr_value(attr):
         return list(attr.floats.values)
     if which == "dtype":
         try:
-            return dtypes.from_proto(attr.dtype)
+            return dtype_from_proto(attr.dtype)
         except KeyError:
             return f"dtype#{attr.dtype}"
     if which == "tensor":
         try:
-            name = dtypes.from_proto(attr.tensor.dtype)
+            name = dtype_from_proto(attr.tensor.dtype)
         except KeyError:
             name = "?"
         return _type_label(name, list(attr.tensor.dims))
@@ -148,7 +151,6 @@ def _attr_lines(op, attrs):
     """The attrs worth a label: set and different from the op's default."""
     if not attrs:
         return []
-    from graphc import registry
     specs = registry.get_op(op).attrs if registry.has_op(op) else {}
 
     def is_default(k, v):
@@ -211,7 +213,7 @@ def _picture_of_plan(plan):
     for i, v in enumerate(values):
         if i in producer or v.storage == pb.VIEW:
             continue
-        dtype = dtypes.from_proto(v.dtype)
+        dtype = dtype_from_proto(v.dtype)
         tlabel = _type_label(dtype, v.dims)
         if v.storage == pb.PERSISTENT:
             var = proto.persistent[v.index]
@@ -235,7 +237,7 @@ def _picture_of_plan(plan):
 
     def where_label(i):
         v = values[i]
-        tlabel = _type_label(dtypes.from_proto(v.dtype), v.dims)
+        tlabel = _type_label(dtype_from_proto(v.dtype), v.dims)
         if v.storage == pb.ARENA:
             return [tlabel, f"@{v.offset} +{v.nbytes}B"]
         if v.storage == pb.VIEW:
@@ -262,15 +264,11 @@ def _picture_of_plan(plan):
 
 
 def _as_picture(obj):
-    from graphc.graph import Graph
-    from graphc.plan import Plan, load_plan
-
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         if path.endswith(".plan"):
             obj = load_plan(path)
         else:
-            from graphc import serialize
             obj = serialize.load(path)
     if isinstance(obj, Graph):
         return _picture_of_graph(obj)

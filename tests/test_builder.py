@@ -194,11 +194,11 @@ def test_variable_contract():
 def test_registry_refuses_duplicates_and_missing_parts():
     op = gc.registry.get_op("add")
     with pytest.raises(RegistryError, match="already registered"):
-        gc.registry.register_op("add", doc="x", num_inputs=2, infer=op.infer, reference=op.reference,
-                                examples=op.examples)
+        gc.registry.register_op("add", doc="x", inputs=[("a", "T"), ("b", "T")], type_vars={"T": ("float32",)},
+                                infer=op.infer, reference=op.reference, examples=op.examples)
     with pytest.raises(RegistryError, match="missing reference"):
-        gc.registry.register_op("brand_new_op", doc="x", num_inputs=1, infer=op.infer, reference=None,
-                                examples=op.examples)
+        gc.registry.register_op("brand_new_op", doc="x", inputs=[("x", ("float32",))], infer=op.infer,
+                                reference=None, examples=op.examples)
     assert not gc.registry.has_op("brand_new_op")
 
 

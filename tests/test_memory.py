@@ -19,6 +19,7 @@ from graphc.compiler.verify_plan import PlanVerificationError, verify_plan
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, Graph
 from graphc.plan import memory_report
+from graphc.proto_enums import dtype_from_proto
 
 # -- an arena simulator: run the plan's steps with numpy on one bytearray ----------------------
 
@@ -28,14 +29,14 @@ def simulate(plan, feeds, poison=True):
     written to its offset in one bytearray; freed values are overwritten with 0xFF (NaN)."""
     p = plan.proto
     arena = bytearray(p.arena_bytes)
-    persistent = [np.frombuffer(v.init.raw_data, np.dtype(gc.dtypes.from_proto(v.dtype))).reshape(v.dims).copy()
+    persistent = [np.frombuffer(v.init.raw_data, np.dtype(dtype_from_proto(v.dtype))).reshape(v.dims).copy()
                   for v in p.persistent]
-    constants = [np.frombuffer(t.raw_data, np.dtype(gc.dtypes.from_proto(t.dtype))).reshape(t.dims)
+    constants = [np.frombuffer(t.raw_data, np.dtype(dtype_from_proto(t.dtype))).reshape(t.dims)
                  for t in p.constants]
 
     def spec(i):
         v = p.values[i]
-        return np.dtype(gc.dtypes.from_proto(v.dtype)), tuple(v.dims)
+        return np.dtype(dtype_from_proto(v.dtype)), tuple(v.dims)
 
     def read(i):
         v = p.values[i]

@@ -60,14 +60,35 @@ def _bcast_index(idx, shape):
     return tuple(0 if shape[i] == 1 else idx[off + i] for i in range(len(shape)))
 
 
+def _wrap(v, dt):
+    """An integer result as the dtype holds it: two's complement, modulo 2**bits."""
+    bits = np.dtype(dt).itemsize * 8
+    return (int(v) + 2 ** (bits - 1)) % 2 ** bits - 2 ** (bits - 1)
+
+
+def _ieee(fn, *vals):
+    """fn on Python floats, with IEEE 754's answers where the math module raises."""
+    try:
+        r = fn(*vals)
+    except ZeroDivisionError:  # a / ±0 (a 0 ** -p is handled by pow's own rule)
+        a, b = vals
+        return math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1.0, b)
+    except OverflowError:  # exp of a large x
+        return math.inf
+    except ValueError:  # log or sqrt of a negative number
+        return math.nan
+    return math.nan if isinstance(r, complex) else r
+
+
 def _elementwise(fn, out_dtype=None):
     def impl(inputs, attrs):
         shape = np.broadcast_shapes(*[x.shape for x in inputs])
-        dt = out_dtype or inputs[-1].dtype
+        dt = np.dtype(out_dtype or inputs[-1].dtype)
         out = np.empty(shape, dtype=dt)
         for idx in itertools.product(*[range(d) for d in shape]):
             vals = [x[_bcast_index(idx, x.shape)].item() for x in inputs]
-            out[idx] = fn(*vals, **attrs)
+            r = _ieee(lambda *v: fn(*v, **attrs), *vals)
+            out[idx] = _wrap(r, dt) if dt.kind in "iu" else r
         return out
     return impl
 
@@ -93,6 +114,37 @@ def _reduce(fn):
             out = out.reshape(tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
         return out
     return impl
+
+
+def _nan(v):
+    return v != v
+
+
+def _exp(v):
+    return _ieee(math.exp, v)
+
+
+def _log(v):
+    return -math.inf if v == 0 else _ieee(math.log, v)
+
+
+def _max(vals):
+    """max with NaN propagating, as numpy.max."""
+    return math.nan if any(_nan(v) for v in vals) else max(vals)
+
+
+def _pow(a, p):
+    if a == 0 and p < 0:
+        return math.inf
+    if a == -math.inf and p < 0:
+        return 0.0
+    if a < 0 and not float(p).is_integer():
+        return math.nan  # a negative base (-inf included: numpy's rule) with a non-integer exponent
+    try:
+        r = a ** p
+    except OverflowError:
+        return math.copysign(math.inf, a) if float(p).is_integer() and int(p) % 2 else math.inf
+    return math.nan if isinstance(r, complex) else r
 
 
 def _mean(vals):
@@ -122,8 +174,12 @@ def _log_softmax_rows(x, axis):
     out = np.empty(x.shape, dtype=np.float64)
     for idx in itertools.product(*[range(d) for d in x.shape[:-1]]):
         row = [v.item() for v in x[idx]]
-        m = max(row) if row else 0.0
-        lse = m + math.log(sum(math.exp(v - m) for v in row)) if row else 0.0
+        m = _max(row) if row else 0.0
+        if _nan(m) or m == math.inf:  # NaN or +inf in a row: the row is NaN
+            out[idx] = [math.nan] * len(row)
+            continue
+        m = m if math.isfinite(m) else 0.0  # all -inf: no shift
+        lse = m + _log(sum(_exp(v - m) for v in row)) if row else 0.0
         out[idx] = [v - lse for v in row]
     return np.moveaxis(out, -1, axis)
 
@@ -254,20 +310,21 @@ def _reshape_shape(x, shape):
 INDEPENDENT = {
     "neg": _elementwise(lambda a: -a),
     "abs": _elementwise(lambda a: -a if a < 0 else a),
-    "relu": _elementwise(lambda a: a if a > 0 else 0),
+    "relu": _elementwise(lambda a: a if a > 0 or _nan(a) else 0),
     "exp": _elementwise(math.exp),
-    "log": _elementwise(math.log),
+    "log": _elementwise(_log),
     "sqrt": _elementwise(math.sqrt),
     "sigmoid": _elementwise(_sig),
+    "silu": _elementwise(lambda v: v * _sig(v)),
     "tanh": _elementwise(math.tanh),
     "logical_not": _elementwise(lambda a: not a),
-    "pow": lambda inputs, attrs: _elementwise(lambda a: a ** attrs["exponent"])(inputs, {}),
+    "pow": lambda inputs, attrs: _elementwise(lambda a: _pow(a, attrs["exponent"]))(inputs, {}),
     "add": _elementwise(lambda a, b: a + b),
     "sub": _elementwise(lambda a, b: a - b),
     "mul": _elementwise(lambda a, b: a * b),
     "div": _elementwise(lambda a, b: a / b),
-    "maximum": _elementwise(lambda a, b: a if a >= b else b),
-    "minimum": _elementwise(lambda a, b: a if a <= b else b),
+    "maximum": _elementwise(lambda a, b: math.nan if _nan(a) or _nan(b) else (a if a >= b else b)),
+    "minimum": _elementwise(lambda a, b: math.nan if _nan(a) or _nan(b) else (a if a <= b else b)),
     "equal": _elementwise(lambda a, b: a == b, "bool"),
     "less": _elementwise(lambda a, b: a < b, "bool"),
     "greater": _elementwise(lambda a, b: a > b, "bool"),
@@ -275,7 +332,7 @@ INDEPENDENT = {
     "cast": _cast,
     "sum": _reduce(sum),
     "mean": _reduce(_mean),
-    "max": _reduce(max),
+    "max": _reduce(_max),
     "matmul": _matmul,
     "broadcast_to": lambda inputs, attrs: _elementwise(lambda zero, a: a)(
         [np.zeros(attrs["shape"], inputs[0].dtype), inputs[0]], {}),
@@ -287,7 +344,7 @@ INDEPENDENT = {
     "concat": _concat,
     "split": _split,
     "slice": _slice,
-    "softmax": lambda inputs, attrs: np.vectorize(math.exp)(_log_softmax_rows(inputs[0], attrs["axis"]))
+    "softmax": lambda inputs, attrs: np.vectorize(_exp)(_log_softmax_rows(inputs[0], attrs["axis"]))
     .astype(inputs[0].dtype) if inputs[0].size else inputs[0].copy(),
     "log_softmax": lambda inputs, attrs: _log_softmax_rows(inputs[0], attrs["axis"]).astype(inputs[0].dtype),
     "softmax_cross_entropy": _sce,
@@ -306,7 +363,7 @@ def _sum_to(inputs, attrs):
 
 def _sce_grad(inputs, attrs):
     logits, labels, g = inputs
-    p = np.vectorize(math.exp)(_log_softmax_rows(logits, -1)) if logits.size else np.zeros(logits.shape)
+    p = np.vectorize(_exp)(_log_softmax_rows(logits, -1)) if logits.size else np.zeros(logits.shape)
     out = np.empty(logits.shape)
     n = max(labels.size, 1)
     for idx in itertools.product(*[range(d) for d in labels.shape]):

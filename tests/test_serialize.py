@@ -51,10 +51,23 @@ def build_rich_graph():
     g.set_outputs([loss, p])
     g.nodes[-1].role = "gradient"
     g.metadata = {"author": "tests", "dataset": "none"}
-    g.training = pb.TrainingSpec(loss=loss.name, var_list=["w"])
-    g.training.optimizer.kind = "sgd"
-    g.training.optimizer.hyperparameters["lr"] = 0.1
+    g.training = gc.optim.TrainingSpec(loss=loss.name, var_list=["w"],
+                                       optimizer=gc.optim.OptimizerSpec("sgd", {"lr": 0.1}))
     return g
+
+
+def test_training_spec_converts_to_the_message_and_back():
+    spec = gc.optim.TrainingSpec(loss="loss", var_list=["w", "b"],
+                                 optimizer=gc.optim.OptimizerSpec("adam", {"lr": 0.5, "beta1": 0.25}, 2.0))
+    msg = serialize.training_to_proto(spec)
+    assert isinstance(msg, pb.TrainingSpec)
+    assert (msg.loss, list(msg.var_list), msg.optimizer.kind, msg.optimizer.clip_global_norm) == \
+        ("loss", ["w", "b"], "adam", 2.0)
+    assert dict(msg.optimizer.hyperparameters) == {"lr": 0.5, "beta1": 0.25}
+    assert serialize.training_from_proto(msg) == spec
+    assert serialize.training_to_proto(msg) == msg   # a message is accepted as it is
+    with pytest.raises(ModelFormatError, match="TrainingSpec"):
+        serialize.training_to_proto({"loss": "loss"})
 
 
 def assert_graphs_equal(a, b):

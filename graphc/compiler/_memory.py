@@ -5,7 +5,7 @@ Storage rules (the contract the plan encodes):
 
 - placeholder → ARENA (the runtime copies feeds in before step 0);
 - variable → PERSISTENT;
-- output of a ``constant`` node → CONSTANT;
+- output of a constant op (``OpDef.constant``) → CONSTANT;
 - output of a VIEW op → aliases the root of its input (views of views followed);
 - output ``o`` of an op with ``opdef.inplace = {o: i}`` → PERSISTENT, the same storage
   as its input ``i`` (which must itself be persistent: a variable or an earlier in-place
@@ -33,7 +33,8 @@ def value_nbytes(dtype, dims):
 
 def emits_step(node):
     """Whether a node becomes a PlanStep (constants and views do not)."""
-    return node.op != "constant" and not registry.get_op(node.op).view
+    opdef = registry.get_op(node.op)
+    return not (opdef.constant or opdef.view)
 
 
 class MemoryModel:
@@ -51,7 +52,7 @@ class MemoryModel:
         for node in order if order is not None else graph.topological_order():
             opdef = registry.get_op(node.op)
             for k, o in enumerate(node.outputs):
-                if node.op == "constant":
+                if opdef.constant:
                     self._add(o, graph, CONSTANT)
                 elif opdef.view:
                     self.nbytes[o] = self._size(o, graph)

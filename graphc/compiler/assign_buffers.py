@@ -161,7 +161,7 @@ def assign_buffers(graph):
         opdef = registry.get_op(node.op)
         for o in node.outputs:
             t = graph.tensor(o)
-            if node.op == "constant":
+            if opdef.constant:
                 buffers[o] = Buffer(o, t.dtype, tuple(t.shape), CONSTANT, model.nbytes[o], "constant",
                                     index=len(result.constants))
                 result.constants.append(o)

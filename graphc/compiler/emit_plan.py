@@ -15,20 +15,22 @@ variable GRAPHC_VERIFY=1 the plan is checked by ``verify_plan`` before it is ret
 
 import os
 
-from graphc import dtypes, registry
+from graphc import registry
 from graphc._proto import graphc_pb2 as pb
+from graphc._version import __version__
 from graphc.compiler.assign_buffers import emits_step
 from graphc.compiler.attrs import TensorEncoder, encode_attrs
 from graphc.compiler.verify_plan import verify_plan
 from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE
 from graphc.plan import FORMAT_VERSION, MIN_CONSUMER_VERSION, fill_memory_report
+from graphc.proto_enums import dtype_to_proto
+from graphc.serialize import training_to_proto
 
 _ROLE_TO_PROTO = {FORWARD: pb.FORWARD, GRADIENT: pb.GRADIENT, OPTIMIZER: pb.OPTIMIZER, RECOMPUTE: pb.RECOMPUTE}
 
 
 def _producer_version():
-    import graphc  # lazily: graphc/__init__ imports the compiler
-    return str(getattr(graphc, "__version__", ""))
+    return __version__
 
 
 def _set_provenance(msg, provenance):
@@ -52,7 +54,7 @@ def emit_plan(graph, buffers, target="cpu"):
         index[name] = len(plan.values)
         v = plan.values.add()
         v.name = name
-        v.dtype = dtypes.to_proto(buf.dtype)
+        v.dtype = dtype_to_proto(buf.dtype)
         v.dims.extend(buf.dims)
         v.storage = pb.Storage.Value(buf.storage)
         v.offset = buf.offset
@@ -65,7 +67,7 @@ def emit_plan(graph, buffers, target="cpu"):
 
     constant_nodes = {}
     for node in graph.nodes:
-        if node.op == "constant":
+        if registry.get_op(node.op).constant:
             constant_nodes[node.outputs[0]] = node
             continue
         if not emits_step(node):
@@ -91,7 +93,7 @@ def emit_plan(graph, buffers, target="cpu"):
         var = variables[name]
         p = plan.persistent.add()
         p.name = var.name
-        p.dtype = dtypes.to_proto(var.dtype)
+        p.dtype = dtype_to_proto(var.dtype)
         p.dims.extend(var.shape)
         encoder.tensor(p.init, var.init_value, f"variable {var.name!r}")
         p.trainable = var.trainable
@@ -105,7 +107,7 @@ def emit_plan(graph, buffers, target="cpu"):
     if os.environ.get("GRAPHC_VERIFY", "") not in ("", "0"):
         verify_plan(plan)
     if graph.training is not None:
-        plan.training.CopyFrom(graph.training)
+        plan.training.CopyFrom(training_to_proto(graph.training))
     for key in sorted(graph.metadata):
         plan.metadata[str(key)] = str(graph.metadata[key])
     return plan

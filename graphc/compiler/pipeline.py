@@ -6,8 +6,10 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     prune_inputs     (prune_graph) drop what neither the fetches nor the training loss need
     bind_shapes      placeholders get concrete shapes (``shapes=``)
     infer_shapes     every value gets a concrete shape and dtype
+    expand_composites  composite ops the target has no kernel for become their definition
     append_gradients the training loss's gradient nodes (training models only)
     append_optimizer in-place update nodes and optimizer state (training models only)
+    expand_gradient_composites  the same, for composites the gradients brought in
     recompute_for_budget  drop and recompute forward values to fit ``memory_budget``
     prune_graph      keep what the fetches need (``fetches=``)
     schedule_nodes   a deterministic topological order
@@ -21,34 +23,42 @@ then the scheduled graph is lowered:
 import functools
 import os
 
+from graphc import optim, serialize
+from graphc._proto import graphc_pb2 as pb
+from graphc.compiler._rebuild import clone_graph
 from graphc.compiler.append_gradients import append_gradients
 from graphc.compiler.append_optimizer import append_optimizer
 from graphc.compiler.assign_buffers import assign_buffers
 from graphc.compiler.bind_shapes import bind_shapes
 from graphc.compiler.emit_plan import emit_plan
+from graphc.compiler.expand_composites import expand_composites
 from graphc.compiler.infer_shapes import infer_shapes
 from graphc.compiler.prune_graph import prune_graph
 from graphc.compiler.recompute import recompute_for_budget
 from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.compiler.validate_graph import validate_graph
-from graphc.errors import CompileError
+from graphc.errors import CompileError, GraphError
 from graphc.graph import Graph
 from graphc.plan import Plan
 
 TARGETS = ("cpu", "cuda")
 
 
-def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=()):
+def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(), target="cpu"):
     """The Graph → Graph passes, in order, as (name, function) pairs.  ``model_inputs``:
-    the placeholder names of the model as loaded (shapes for those pruned early are fine)."""
+    the placeholder names of the model as loaded (shapes for those pruned early are fine);
+    ``target``: the device whose kernels decide which composite ops are expanded."""
+    expand = functools.partial(expand_composites, target=target)
     return [
         ("validate_graph", validate_graph),
         # early prune: placeholders the fetches do not need need no shapes
         ("prune_inputs", functools.partial(prune_graph, fetches=fetches)),
         ("bind_shapes", functools.partial(bind_shapes, shapes=shapes, pruned=model_inputs)),
         ("infer_shapes", infer_shapes),
+        ("expand_composites", expand),
         ("append_gradients", append_gradients),
         ("append_optimizer", append_optimizer),
+        ("expand_gradient_composites", expand),
         ("recompute_for_budget", functools.partial(recompute_for_budget, memory_budget=memory_budget)),
         ("prune_graph", functools.partial(prune_graph, fetches=fetches)),
         ("schedule_nodes", schedule_nodes),
@@ -60,29 +70,25 @@ def load_model(model):
     if isinstance(model, Graph):
         return model
     if isinstance(model, (str, os.PathLike)):
-        from graphc import serialize
         return serialize.load(model)
     raise CompileError(f"compile() takes a Graph or a path to a .pb model, got {type(model).__name__}")
 
 
 def with_training(graph, train):
-    """``graph`` with its training spec added or replaced by ``train``: a graphc_pb2.TrainingSpec,
-    an Optimizer (the model's loss is kept), ``(loss, optimizer)`` or a dict with keys loss,
-    optimizer (an Optimizer or 'sgd:lr=0.1'-style text) and var_list; ``False`` drops the
-    model's spec (an inference plan of a training model)."""
-    from graphc import optim
-    from graphc._proto import graphc_pb2 as pb
-    from graphc.compiler._rebuild import clone_graph
-    from graphc.errors import GraphError
-
+    """``graph`` with its training spec added or replaced by ``train``: a graphc.optim.TrainingSpec
+    (or the schema's TrainingSpec message), an Optimizer (the model's loss is kept),
+    ``(loss, optimizer)`` or a dict with keys loss, optimizer (an Optimizer or 'sgd:lr=0.1'-style
+    text) and var_list; ``False`` drops the model's spec (an inference plan of a training model)."""
     if train is None:
         return graph
     if train is False:  # inference: ignore the model's training spec
         out = clone_graph(graph)
         out.training = None
         return out
-    if isinstance(train, pb.TrainingSpec):
+    if isinstance(train, optim.TrainingSpec):
         spec = train
+    elif isinstance(train, pb.TrainingSpec):
+        spec = serialize.training_from_proto(train)
     else:
         if isinstance(train, optim.Optimizer):
             train = {"optimizer": train}
@@ -114,14 +120,14 @@ def with_training(graph, train):
     return out
 
 
-def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memory_budget=None):
+def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memory_budget=None, target="cpu"):
     """Run the graph passes; returns the scheduled Graph.
 
     ``on_pass(name, graph)`` is called after each pass (tests check every stage; viz draws them).
     """
     graph = with_training(load_model(model), train)
     model_inputs = [ph.name for ph in graph.inputs]
-    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs):
+    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target):
         graph = run_pass(graph)
         if on_pass is not None:
             on_pass(name, graph)
@@ -156,5 +162,6 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    graph = lower_graph(model, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget)
+    graph = lower_graph(model, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget,
+                        target=target)
     return Plan(emit_plan(graph, assign_buffers(graph), target=target))

@@ -33,6 +33,8 @@ import re
 from graphc import registry
 from graphc.compiler._memory import ARENA, MemoryModel, emits_step
 from graphc.compiler._rebuild import copy_placeholder, copy_variable, new_graph_like, node_types
+from graphc.compiler.assign_buffers import assign_buffers
+from graphc.compiler.schedule_nodes import best_order
 from graphc.errors import CompileError
 from graphc.graph import FORWARD, GRADIENT, RECOMPUTE, Node, Tensor
 
@@ -68,15 +70,11 @@ class _Ordered:
 
 def schedule_peak(graph):
     """(schedule, most ARENA bytes live at one step) of the memory-aware schedule."""
-    from graphc.compiler.schedule_nodes import best_order
-
     return best_order(graph)
 
 
 def measure(graph, order=None):
     """Plan ``graph``'s arena (schedule + packing): (arena_bytes, [(value, nbytes) live at the peak step])."""
-    from graphc.compiler.assign_buffers import assign_buffers
-
     if order is None:
         order, _ = schedule_peak(graph)
     buffers = assign_buffers(_Ordered(graph, order))
@@ -93,21 +91,10 @@ def measure(graph, order=None):
 
 
 def _flops(graph, node):
-    out = sum(_numel(graph.tensor(o).shape) for o in node.outputs)
-    if node.op == "matmul":
-        a = graph.tensor(node.inputs[0]).shape
-        k = a[-2] if node.attrs.get("transpose_a") else a[-1]  # the contracted dim
-        return 2 * out * int(k)
     if not emits_step(node):
         return 0
-    return out + sum(_numel(graph.tensor(i).shape) for i in node.inputs)
-
-
-def _numel(shape):
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
+    return registry.get_op(node.op).flops([graph.tensor(i).shape for i in node.inputs],
+                                          [graph.tensor(o).shape for o in node.outputs], node.attrs)
 
 
 def _cheap(node):
@@ -147,7 +134,7 @@ def rewrite_with_recompute(graph, keep, model=None, share_variables=False):
     def dropped(value):
         r = model.root[value]
         p = producer.get(value)
-        return (p is not None and p.role == FORWARD and p.op != "constant"
+        return (p is not None and p.role == FORWARD and not registry.get_op(p.op).constant
                 and model.storage[r] == ARENA and r not in keep)
 
     # Forward nodes to copy: the closure from gradient inputs back to kept values.

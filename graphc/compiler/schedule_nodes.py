@@ -27,6 +27,7 @@ is ready, and then the one the earliest stored waiting node needs first.
 
 import heapq
 
+from graphc import registry
 from graphc.compiler._memory import (
     ARENA,
     MemoryModel,
@@ -88,7 +89,6 @@ def schedule_order(graph, policy="memory", model=None):
         if recompute[i]:
             anchor[i] = min((anchor[j] for j in succs[i]), default=i)
     lazy = recompute if policy.startswith("memory") else [False] * n
-    from graphc import registry
     inplace = [bool(registry.get_op(node.op).inplace) for node in nodes]
 
     def key(i):

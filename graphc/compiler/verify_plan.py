@@ -28,6 +28,7 @@ import bisect
 from graphc import registry
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import CompileError, GraphError, ModelFormatError
+from graphc.plan import validate_plan  # the runtime side's structural checks
 
 
 class PlanVerificationError(CompileError):
@@ -41,8 +42,6 @@ def _proto(plan):
 def verify_plan(plan):
     """Check a Plan (or graphc_pb2.Plan); raises PlanVerificationError, else returns the
     live interval of every ARENA root value."""
-    from graphc.plan import validate_plan  # the runtime side's structural checks
-
     p = _proto(plan)
     try:
         validate_plan(p, "plan")

@@ -3,7 +3,10 @@
 Each module declares its ops with ``graphc.registry.register_op`` next to the Python
 builder function that adds the op to a graph."""
 
+from graphc import graph as _graph
 from graphc import registry as _registry  # noqa: E402
+from graphc.ops import _common
+from graphc.ops.activations import silu  # noqa: F401
 from graphc.ops.backward import (  # noqa: F401
     broadcast_like,
     relu_grad,
@@ -60,3 +63,8 @@ from graphc.ops.shape import (  # noqa: F401
 from graphc.ops.updates import assign  # noqa: F401
 
 _registry.check_complete()
+
+# The hooks of the lower layers: gradient functions and composites build ops of other op modules
+# through _common.F, and Tensor operators (x + y, x @ w, x[1:]) call these builders.
+_common.F.install({_name: _fn for _name, _fn in globals().items() if not _name.startswith("_") and callable(_fn)})
+_graph.install_operators(_common.F)

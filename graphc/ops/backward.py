@@ -7,9 +7,26 @@ gradients work on graphs whose batch dimension is unknown until compile time."""
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, broadcast_axes, build, check_broadcastable, rand
-from graphc.ops.shape import SLICE_ATTRS
-from graphc.registry import AttrSpec, defgrad, register_op
+from graphc.ops._common import (  # noqa: F401  (the gradient helpers stay importable from here)
+    ODD,
+    Example,
+    F,
+    broadcast_as,
+    broadcast_axes,
+    build,
+    check_broadcastable,
+    numel,
+    ones_like,
+    rand,
+    reshape_as,
+    special,
+    unbroadcast,
+    zeros_like,
+)
+from graphc.ops.nn import _log_softmax_ref
+from graphc.ops.shape import SLICE_ATTRS, _slice_examples, _slice_infer, _slice_ref, slice_index
+from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
+from graphc.shapes import is_static
 
 # -- sum_to / broadcast_like / reshape_like ---------------------------------------------
 
@@ -28,7 +45,6 @@ def reduce_to_shape(x, shape):
 
 
 def _sum_to_infer(ctx):
-    ctx.require_dtype(0, dtypes.NUMERIC)
     x, like = ctx.shape(0), ctx.shape(1)
     check_broadcastable(ctx, like, x, verb="sum back from")  # sum_to undoes like → x
     return ctx.dtype(0), tuple(like)
@@ -40,6 +56,9 @@ def _like_examples(pairs):
         for dt in dtypes.FLOATS:
             for sx, sl in pairs:
                 out.append(Example([rand(rng, sx, dt), rand(rng, sl, dt)], note=dt))
+            sx, sl = max(pairs, key=lambda p: int(np.prod(p[0])))  # the largest x holds every special value
+            out.append(Example([special(rng, sx, dt, extremes=False), rand(rng, sl, dt)], grad=False,
+                               note=f"{dt} special values"))
         return out
     return examples
 
@@ -51,7 +70,7 @@ register_op(
     "sum_to",
     doc="y = x summed over the dims that broadcasting stretched, so y.shape == like.shape "
         "(the adjoint of broadcast_like).  Only the shape of 'like' is read.",
-    num_inputs=2,
+    inputs=[("x", dtypes.NUMERIC), ("like", dtypes.ALL)],
     infer=_sum_to_infer,
     reference=_sum_to_ref,
     examples=_like_examples(SUM_TO_PAIRS),
@@ -67,7 +86,7 @@ def _broadcast_like_infer(ctx):
 register_op(
     "broadcast_like",
     doc="y = x broadcast (numpy rules) to the shape of 'like'; only that shape is read.",
-    num_inputs=2,
+    inputs=[("x", dtypes.ALL), ("like", dtypes.ALL)],
     infer=_broadcast_like_infer,
     reference=lambda inputs, attrs: np.broadcast_to(inputs[0], inputs[1].shape).copy(),
     examples=_like_examples([(sl, sx) for sx, sl in SUM_TO_PAIRS]),
@@ -75,7 +94,6 @@ register_op(
 
 
 def _reshape_like_infer(ctx):
-    from graphc.ops._common import numel
     a, b = numel(ctx.shape(0)), numel(ctx.shape(1))
     if a is not None and b is not None and a != b:
         ctx.fail(f"cannot reshape {a} elements like a tensor of {b}")
@@ -85,7 +103,7 @@ def _reshape_like_infer(ctx):
 register_op(
     "reshape_like",
     doc="y = x reshaped to the shape of 'like' (same element count).  A view.",
-    num_inputs=2,
+    inputs=[("x", dtypes.ALL), ("like", dtypes.ALL)],
     infer=_reshape_like_infer,
     reference=lambda inputs, attrs: np.reshape(inputs[0], inputs[1].shape).copy(),
     examples=_like_examples([((6,), (2, 3)), ((2, 3), (3, 2)), ((0, 2), (2, 0)), ((1,), ()), (ODD, (73, 72, 74))]),
@@ -103,52 +121,6 @@ def broadcast_like(x, like, name=None):
 
 def reshape_like(x, like, name=None):
     return build("reshape_like", [x, like], name=name)
-
-
-def _static(shape):
-    return all(isinstance(d, int) for d in shape)
-
-
-def unbroadcast(g, x):
-    """Sum the gradient g of a broadcast result back to x's shape (static ops when the
-    shapes are known, sum_to otherwise)."""
-    from graphc import ops
-
-    if g.shape == x.shape and _static(x.shape):
-        return g
-    if _static(g.shape) and _static(x.shape):
-        axes = broadcast_axes(x.shape, g.shape)
-        y = ops.sum(g, axis=axes) if axes else g
-        return ops.reshape(y, x.shape) if y.shape != x.shape else y
-    return sum_to(g, x)
-
-
-def broadcast_as(g, x):
-    """Broadcast g to x's shape."""
-    from graphc import ops
-
-    if g.shape == x.shape and _static(x.shape):
-        return g
-    if _static(x.shape):
-        return ops.broadcast_to(g, x.shape)
-    return broadcast_like(g, x)
-
-
-def zeros_like(x):
-    from graphc import ops
-    return broadcast_as(ops.constant(np.zeros((), x.dtype), graph=x.graph), x)
-
-
-def ones_like(x):
-    from graphc import ops
-    return broadcast_as(ops.constant(np.ones((), x.dtype), graph=x.graph), x)
-
-
-def reshape_as(g, x):
-    from graphc import ops
-    if _static(x.shape):
-        return ops.reshape(g, x.shape)
-    return reshape_like(g, x)
 
 
 @defgrad("sum_to")
@@ -169,8 +141,6 @@ def _grad_reshape_like(ctx):
 # -- relu_grad ---------------------------------------------------------------------------------
 
 def _relu_grad_infer(ctx):
-    ctx.require_same_dtype(0, 1)
-    ctx.require_dtype(0, dtypes.NUMERIC)
     if ctx.shape(0) != ctx.shape(1):
         ctx.fail("expects the gradient and the input of one shape")
     return ctx.dtype(0), ctx.shape(0)
@@ -183,13 +153,16 @@ def _relu_grad_examples(rng):
             x = rand(rng, s, dt)
             x = np.where(np.abs(x) < 0.05, np.asarray(0.5, dt), x).astype(dt)
             out.append(Example([rand(rng, s, dt), x], note=dt))
+        out.append(Example([special(rng, (4, 6), dt), special(rng, (4, 6), dt)], grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
 register_op(
     "relu_grad",
     doc="dx = g where x > 0 else 0: the gradient of relu, in one pass.",
-    num_inputs=2,
+    inputs=[("g", "T"), ("x", "T")],
+    type_vars={"T": dtypes.NUMERIC},
     infer=_relu_grad_infer,
     reference=lambda inputs, attrs: np.where(inputs[1] > 0, inputs[0], np.zeros((), inputs[0].dtype)),
     examples=_relu_grad_examples,
@@ -210,9 +183,6 @@ def relu_grad(g, x, name=None):
 # -- softmax_cross_entropy_grad -----------------------------------------------------------------
 
 def _sce_grad_infer(ctx):
-    ctx.require_dtype(0, dtypes.FLOATS)
-    ctx.require_dtype(1, dtypes.INTS)
-    ctx.require_same_dtype(0, 2)
     reduction = ctx.attrs["reduction"]
     want = () if reduction != "none" else tuple(ctx.shape(1))
     if len(ctx.shape(2)) != len(want):
@@ -221,7 +191,6 @@ def _sce_grad_infer(ctx):
 
 
 def _sce_grad_ref(inputs, attrs):
-    from graphc.ops.nn import _log_softmax_ref
     logits, labels, g = inputs
     p = np.exp(_log_softmax_ref([logits], {"axis": -1})).astype(logits.dtype)
     onehot = (labels[..., None] == np.arange(logits.shape[-1])).astype(logits.dtype)
@@ -240,6 +209,9 @@ def _sce_grad_examples(rng):
                 gshape = lead if reduction == "none" else ()
                 out.append(Example([rand(rng, lead + (c,), dt), rng.integers(0, c, size=lead).astype("int64"),
                                     rand(rng, gshape, dt)], {"reduction": reduction}, note=dt))
+        out.append(Example([special(rng, (6, 5), dt, extremes=False), rng.integers(0, 5, size=6).astype("int64"),
+                            special(rng, (6,), dt, extremes=False)], {"reduction": "none"}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
@@ -247,8 +219,10 @@ register_op(
     "softmax_cross_entropy_grad",
     doc="d loss / d logits of softmax_cross_entropy: (softmax(z) - one_hot(label)) · g, divided by the "
         "number of labels for reduction 'mean', with g broadcast per row for 'none'.",
-    num_inputs=3,
-    attrs={"reduction": AttrSpec("str", default="mean")},
+    inputs=[("logits", "T"), ("labels", dtypes.INTS), ("g", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"reduction": AttrSpec("str", default="mean", doc="'mean', 'sum' or 'none', as in the forward op")},
+    index_inputs={1: IndexRange(input=0, axis=-1)},
     infer=_sce_grad_infer,
     reference=_sce_grad_ref,
     examples=_sce_grad_examples,
@@ -257,39 +231,37 @@ register_op(
 
 @defgrad("softmax_cross_entropy_grad")
 def _grad_sce_grad(ctx):
-    from graphc import ops
     logits, labels, g = ctx.inputs
     G = ctx.g
     reduction = ctx.attrs["reduction"]
-    p = ops.softmax(logits, axis=-1)
-    d = ops.sub(p, ops.one_hot(labels, logits.shape[-1], dtype=logits.dtype)) if isinstance(
+    p = F.softmax(logits, axis=-1)
+    d = F.sub(p, F.one_hot(labels, logits.shape[-1], dtype=logits.dtype)) if isinstance(
         logits.shape[-1], int) else None
     if reduction == "none":
-        scale = ops.expand_dims(g, -1)
+        scale = F.expand_dims(g, -1)
     elif reduction == "mean":
-        scale = ops.div(g, _count(labels, logits.dtype))
+        scale = F.div(g, _count(labels, logits.dtype))
     else:
         scale = g
     # y = d * scale ; dy/dlogits · G = softmax-Jacobian applied to (G * scale)
-    gs = ops.mul(G, scale)
-    glogits = ops.mul(p, ops.sub(gs, ops.sum(ops.mul(gs, p), axis=-1, keepdims=True)))
+    gs = F.mul(G, scale)
+    glogits = F.mul(p, F.sub(gs, F.sum(F.mul(gs, p), axis=-1, keepdims=True)))
     if d is None:
         return [glogits, None, None]
-    dg = ops.sum(ops.mul(d, G), axis=-1)
+    dg = F.sum(F.mul(d, G), axis=-1)
     if reduction == "mean":
-        dg = ops.div(ops.sum(dg), _count(labels, logits.dtype))
+        dg = F.div(F.sum(dg), _count(labels, logits.dtype))
     elif reduction == "sum":
-        dg = ops.sum(dg)
+        dg = F.sum(dg)
     return [glogits, None, dg]
 
 
 def _count(labels, dtype):
     """The number of labels as a scalar of dtype (a constant when the shape is static)."""
-    from graphc import ops
-    if _static(labels.shape):
-        return ops.constant(np.asarray(max(int(np.prod(labels.shape)), 1), dtype), graph=labels.graph)
-    return ops.maximum(ops.sum(ones_like(ops.cast(labels, dtype))),
-                       ops.constant(np.asarray(1, dtype), graph=labels.graph))
+    if is_static(labels.shape):
+        return F.constant(np.asarray(max(int(np.prod(labels.shape)), 1), dtype), graph=labels.graph)
+    return F.maximum(F.sum(ones_like(F.cast(labels, dtype))),
+                     F.constant(np.asarray(1, dtype), graph=labels.graph))
 
 
 def softmax_cross_entropy_grad(logits, labels, g, reduction="mean", name=None):
@@ -299,8 +271,6 @@ def softmax_cross_entropy_grad(logits, labels, g, reduction="mean", name=None):
 # -- slice_grad ------------------------------------------------------------------------------------
 
 def _slice_grad_infer(ctx):
-    from graphc.ops.shape import _slice_infer
-    ctx.require_same_dtype(0, 1)
     sub = type(ctx)(ctx.opdef, ctx.node, [ctx.inputs[1]])
     _, sliced = _slice_infer(sub)
     g = ctx.shape(0)
@@ -310,7 +280,6 @@ def _slice_grad_infer(ctx):
 
 
 def _slice_grad_ref(inputs, attrs):
-    from graphc.ops.shape import slice_index
     g, x = inputs
     out = np.zeros_like(x)
     out[slice_index(x.ndim, attrs)] = g
@@ -318,7 +287,6 @@ def _slice_grad_ref(inputs, attrs):
 
 
 def _slice_grad_examples(rng):
-    from graphc.ops.shape import _slice_examples, _slice_ref
     out = []
     for ex in _slice_examples(rng):
         x = ex.inputs[0]
@@ -333,7 +301,8 @@ register_op(
     "slice_grad",
     doc="The adjoint of slice: zeros of x's shape with g written at x[starts:ends:steps] along axes.  "
         "Only the shape of x is read.",
-    num_inputs=2,
+    inputs=[("g", "T"), ("x", "T")],
+    type_vars={"T": dtypes.ALL},
     attrs=SLICE_ATTRS,
     infer=_slice_grad_infer,
     reference=_slice_grad_ref,
@@ -343,9 +312,8 @@ register_op(
 
 @defgrad("slice_grad")
 def _grad_slice_grad(ctx):
-    from graphc import ops
     a = ctx.attrs
-    return [ops.slice(ctx.g, a["starts"], a["ends"], a["axes"], a["steps"]), None]
+    return [F.slice(ctx.g, a["starts"], a["ends"], a["axes"], a["steps"]), None]
 
 
 def slice_grad(g, x, attrs, name=None):

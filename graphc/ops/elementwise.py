@@ -4,7 +4,20 @@ pow with a scalar exponent, where, cast, and constants."""
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, UNARY_SHAPES, Example, as_tensors, broadcast_shapes, build, rand
+from graphc.graph import get_default_graph, user_provenance
+from graphc.ops._common import (
+    ODD,
+    UNARY_SHAPES,
+    Example,
+    F,
+    as_tensors,
+    broadcast_shapes,
+    build,
+    rand,
+    special,
+    special_values,
+    unbroadcast,
+)
 from graphc.registry import AttrSpec, defgrad, register_op
 
 # -- unary ---------------------------------------------------------------------------
@@ -30,11 +43,8 @@ _UNARY = {
 }
 
 
-def _unary_infer(allowed):
-    def infer(ctx):
-        ctx.require_dtype(0, allowed)
-        return ctx.dtype(0), ctx.shape(0)
-    return infer
+def _unary_infer(ctx):
+    return ctx.dtype(0), ctx.shape(0)
 
 
 def _unary_examples(allowed, low, high, kink_at_zero):
@@ -47,6 +57,7 @@ def _unary_examples(allowed, low, high, kink_at_zero):
                     # keep finite differences away from the kink at 0
                     x = np.where(np.abs(x) < 0.05, np.asarray(0.5, x.dtype), x).astype(dt)
                 out.append(Example([x], note=dt))
+            out.append(Example([special(rng, (3, 7), dt)], grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -55,8 +66,9 @@ def _make_unary(name, ref, allowed, rng_range, doc):
     register_op(
         name,
         doc=f"Elementwise: {doc}.  Dtypes: {', '.join(allowed)}.",
-        num_inputs=1,
-        infer=_unary_infer(allowed),
+        inputs=[("x", "T")],
+        type_vars={"T": allowed},
+        infer=_unary_infer,
         reference=lambda inputs, attrs: ref(inputs[0]),
         examples=_unary_examples(allowed, *rng_range, kink_at_zero=name in ("abs", "relu")),
         elementwise=True,
@@ -116,7 +128,6 @@ def logical_not(x, name=None):
 # -- pow -------------------------------------------------------------------------------
 
 def _pow_infer(ctx):
-    ctx.require_dtype(0, dtypes.FLOATS)
     return ctx.dtype(0), ctx.shape(0)
 
 
@@ -126,6 +137,8 @@ def _pow_examples(rng):
         for shape in UNARY_SHAPES:
             for e in (2.0, 0.5, -1.5, 3.0):
                 out.append(Example([rand(rng, shape, dt, 0.5, 2.0)], {"exponent": e}, note=dt))
+        for e in (2.0, 0.5, -1.5, 3.0, 0.0, -0.0):
+            out.append(Example([special(rng, (3, 4), dt)], {"exponent": e}, grad=False, note=f"{dt} special values"))
     return out
 
 
@@ -133,8 +146,9 @@ register_op(
     "pow",
     doc="Elementwise power with a scalar exponent: y = x^p (p = attr 'exponent').  "
         "Float dtypes.  A negative base with a non-integer p gives NaN, as in numpy.",
-    num_inputs=1,
-    attrs={"exponent": AttrSpec("float")},
+    inputs=[("x", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"exponent": AttrSpec("float", doc="the scalar exponent p")},
     infer=_pow_infer,
     reference=lambda inputs, attrs: np.power(inputs[0], inputs[0].dtype.type(attrs["exponent"])),
     examples=_pow_examples,
@@ -173,10 +187,8 @@ BINARY_SHAPE_PAIRS = [
 ]
 
 
-def _binary_infer(allowed, out_dtype):
+def _binary_infer(out_dtype):
     def infer(ctx):
-        ctx.require_same_dtype(0, 1)
-        ctx.require_dtype(0, allowed)
         return out_dtype or ctx.dtype(0), broadcast_shapes(ctx, ctx.shape(0), ctx.shape(1))
     return infer
 
@@ -198,6 +210,9 @@ def _binary_examples(name, allowed):
             if name == "equal" or name in ("less", "greater"):
                 a = rand(rng, (6, 5), dt)
                 out.append(Example([a, a.copy()], note="equal inputs"))
+            # every special value against every other (outer product by broadcasting)
+            s = special_values(dt)
+            out.append(Example([s[:, None].copy(), s[None, :].copy()], grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -207,8 +222,9 @@ def _make_binary(name, ref, allowed, out_dtype, doc):
         name,
         doc=f"Elementwise with numpy broadcasting: {doc}.  Both inputs have one dtype "
             f"({', '.join(allowed)}).",
-        num_inputs=2,
-        infer=_binary_infer(allowed, out_dtype),
+        inputs=[("a", "T"), ("b", "T")],
+        type_vars={"T": allowed},
+        infer=_binary_infer(out_dtype),
         reference=lambda inputs, attrs: np.asarray(ref(inputs[0], inputs[1])),
         examples=_binary_examples(name, allowed),
         elementwise=True,
@@ -268,8 +284,6 @@ def greater(a, b, name=None):
 # -- where ------------------------------------------------------------------------------
 
 def _where_infer(ctx):
-    ctx.require_dtype(0, ("bool",))
-    ctx.require_same_dtype(1, 2)
     return ctx.dtype(1), broadcast_shapes(ctx, ctx.shape(0), ctx.shape(1), ctx.shape(2))
 
 
@@ -279,6 +293,8 @@ def _where_examples(rng):
         for sc, sx, sy in [((), (), ()), ((5, 3), (5, 3), (5, 3)), ((5, 1), (3,), (1, 3)), ((0, 2), (2,), ()),
                            (ODD, ODD, (74,))]:
             out.append(Example([rand(rng, sc, "bool"), rand(rng, sx, dt), rand(rng, sy, dt)], note=dt))
+        out.append(Example([rand(rng, (3, 7), "bool"), special(rng, (3, 7), dt), special(rng, (7,), dt)], grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
@@ -286,7 +302,8 @@ register_op(
     "where",
     doc="y = x where cond else y, elementwise with three-way numpy broadcasting.  "
         "cond is bool; x and y share a dtype.  The gradient flows to x where cond, to y elsewhere.",
-    num_inputs=3,
+    inputs=[("cond", ("bool",)), ("x", "T"), ("y", "T")],
+    type_vars={"T": dtypes.ALL},
     infer=_where_infer,
     reference=lambda inputs, attrs: np.where(inputs[0], inputs[1], inputs[2]),
     examples=_where_examples,
@@ -362,8 +379,8 @@ register_op(
         "`as`).  int64 to int32 wraps (keeps the low 32 bits, two's complement, like numpy and C).  "
         "float64 to float32 rounds to nearest; beyond float32's range it gives ±inf (IEEE).  Anything "
         "to bool is x != 0 (NaN is true, -0.0 false); bool to numbers is 0/1.",
-    num_inputs=1,
-    attrs={"to": AttrSpec("dtype")},
+    inputs=[("x", dtypes.ALL)],
+    attrs={"to": AttrSpec("dtype", doc="the output dtype")},
     infer=_cast_infer,
     reference=_cast_reference,
     examples=_cast_examples,
@@ -392,8 +409,10 @@ register_op(
     "constant",
     doc="A value fixed at build time (attr 'value', a tensor).  The compiler stores it as "
         "read-only data; large constants are saved in the external weights file.",
-    num_inputs=0,
-    attrs={"value": AttrSpec("tensor")},
+    inputs=[],
+    attrs={"value": AttrSpec("tensor", doc="the value, any dtype and shape")},
+    constant=True,
+    kernels=(),  # its value is stored as constant data: never a step
     infer=_constant_infer,
     reference=lambda inputs, attrs: np.array(attrs["value"], copy=True),
     examples=_constant_examples,
@@ -403,8 +422,6 @@ register_op(
 
 def constant(value, dtype=None, name=None, graph=None):
     """A constant tensor holding ``value`` (anything numpy.asarray accepts)."""
-    from graphc.graph import get_default_graph, user_provenance
-
     arr = np.asarray(value, dtype=None if dtype is None else dtypes.as_dtype(dtype))
     if dtype is None and not isinstance(value, (np.ndarray, np.generic)) and arr.dtype == np.float64:
         arr = arr.astype(np.float32)  # Python floats default to float32, as in TF and PyTorch
@@ -423,13 +440,7 @@ def constant(value, dtype=None, name=None, graph=None):
 # -- gradients -----------------------------------------------------------------------------
 # Built from registry ops, so they differentiate again (Hessian-vector products).
 
-def _ops():
-    from graphc import ops
-    return ops
-
-
 def _ub(g, x):
-    from graphc.ops.backward import unbroadcast
     return unbroadcast(g, x)
 
 
@@ -448,8 +459,7 @@ def _grad_abs(ctx):
 def _grad_relu(ctx):
     # relu(x) > 0 exactly where x > 0, so reading the output lets the planner free the
     # pre-activation right after the forward relu: one activation per layer, not two.
-    from graphc.ops.backward import relu_grad
-    return [relu_grad(ctx.g, ctx.y)]
+    return [F.relu_grad(ctx.g, ctx.y)]
 
 
 @defgrad("exp")

@@ -3,12 +3,11 @@
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, as_tensors, build, rand
-from graphc.registry import AttrSpec, defgrad, register_op
+from graphc.ops._common import ODD, Example, F, as_tensors, build, rand, special
+from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
 
 
 def _softmax_infer(ctx):
-    ctx.require_dtype(0, dtypes.FLOATS)
     if len(ctx.shape(0)) == 0:
         ctx.fail("expects an input of rank >= 1")
     ctx.normalize_axis(ctx.attrs["axis"], len(ctx.shape(0)))
@@ -21,9 +20,11 @@ def _log_softmax_ref(inputs, attrs):
     if x.size == 0:
         return x.copy()
     m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    shifted = x - m
-    return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
+    shifted = x - np.where(np.isfinite(m), m, 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    # A row holding NaN or +inf is NaN throughout, as ONNX's exp(x - max) / Σ defines it.
+    return np.where(np.isnan(m) | (m == np.inf), np.nan, out).astype(x.dtype)
 
 
 def _softmax_ref(inputs, attrs):
@@ -39,14 +40,17 @@ def _softmax_examples(rng):
         x = rand(rng, (3, 4), dt)
         x[0, 0] = 80.0 if dt == "float32" else 700.0  # overflow of a naive exp
         out.append(Example([x], {"axis": -1}, note="large logits"))
+        out.append(Example([special(rng, (6, 5), dt, extremes=False)], {"axis": -1}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
 register_op(
     "softmax",
-    doc="y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x).",
-    num_inputs=1,
-    attrs={"axis": AttrSpec("int", default=-1)},
+    doc="y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x).  "
+        "A row holding NaN or +inf gives NaN throughout (ONNX).",
+    inputs=[("x", dtypes.FLOATS)],
+    attrs={"axis": AttrSpec("int", default=-1, doc="the axis normalised over")},
     infer=_softmax_infer,
     reference=_softmax_ref,
     examples=_softmax_examples,
@@ -55,8 +59,8 @@ register_op(
 register_op(
     "log_softmax",
     doc="y_i = x_i - m - log Σ_j e^{x_j - m} along 'axis', m = max_j x_j.",
-    num_inputs=1,
-    attrs={"axis": AttrSpec("int", default=-1)},
+    inputs=[("x", dtypes.FLOATS)],
+    attrs={"axis": AttrSpec("int", default=-1, doc="the axis normalised over")},
     infer=_softmax_infer,
     reference=_log_softmax_ref,
     examples=_softmax_examples,
@@ -79,8 +83,6 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def _sce_infer(ctx):
-    ctx.require_dtype(0, dtypes.FLOATS)
-    ctx.require_dtype(1, dtypes.INTS)
     logits, labels = ctx.shape(0), ctx.shape(1)
     if len(logits) < 1 or len(labels) != len(logits) - 1:
         ctx.fail("expects logits of shape (..., C) and integer labels of shape (...)")
@@ -123,6 +125,9 @@ def _sce_examples(rng):
                     logits = rand(rng, lead + (c,), dt, -3, 3)
                     labels = rng.integers(0, c, size=lead).astype(ldt)
                     out.append(Example([logits, labels], {"reduction": reduction}, note=f"{dt} {ldt}"))
+        logits = special(rng, (6, 5), dt, extremes=False)
+        out.append(Example([logits, rng.integers(0, 5, size=6).astype("int64")], {"reduction": "none"}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
@@ -132,8 +137,9 @@ register_op(
         "logits z (..., C) and labels (...); 'reduction' mean (default), sum or none.  A label outside "
         "[0, C) is an error.  The gradient w.r.t. logits is softmax(z) - one_hot(label), scaled by the "
         "reduction; labels get none.",
-    num_inputs=2,
-    attrs={"reduction": AttrSpec("str", default="mean")},
+    inputs=[("logits", dtypes.FLOATS), ("labels", dtypes.INTS)],
+    attrs={"reduction": AttrSpec("str", default="mean", doc="'mean' (default), 'sum' or 'none'")},
+    index_inputs={1: IndexRange(input=0, axis=-1)},
     infer=_sce_infer,
     reference=_sce_ref,
     examples=_sce_examples,
@@ -148,7 +154,6 @@ def softmax_cross_entropy(logits, labels, reduction="mean", name=None):
 # -- one_hot ---------------------------------------------------------------------------------
 
 def _one_hot_infer(ctx):
-    ctx.require_dtype(0, dtypes.INTS)
     if ctx.attrs["depth"] < 0:
         ctx.fail(f"depth={ctx.attrs['depth']} is negative")
     return ctx.attrs["dtype"], tuple(ctx.shape(0)) + (ctx.attrs["depth"],)
@@ -174,8 +179,10 @@ register_op(
     "one_hot",
     doc="y[..., k] = 1 if indices[...] == k else 0, for k < 'depth'; an index outside [0, depth) "
         "gives a row of zeros (TensorFlow's rule).  Output dtype 'dtype' (float32 by default).",
-    num_inputs=1,
-    attrs={"depth": AttrSpec("int"), "dtype": AttrSpec("dtype", default="float32")},
+    inputs=[("indices", dtypes.INTS)],
+    attrs={"depth": AttrSpec("int", doc="the number of classes"),
+           "dtype": AttrSpec("dtype", default="float32", doc="the output dtype")},
+    index_inputs={0: IndexRange(attr="depth")},
     infer=_one_hot_infer,
     reference=_one_hot_ref,
     examples=_one_hot_examples,
@@ -192,35 +199,31 @@ def one_hot(indices, depth, dtype="float32", name=None):
 
 @defgrad("softmax")
 def _grad_softmax(ctx):
-    from graphc import ops
     y, g = ctx.y, ctx.g
     axis = ctx.attrs["axis"]
-    return [ops.mul(y, ops.sub(g, ops.sum(ops.mul(g, y), axis=axis, keepdims=True)))]
+    return [F.mul(y, F.sub(g, F.sum(F.mul(g, y), axis=axis, keepdims=True)))]
 
 
 @defgrad("log_softmax")
 def _grad_log_softmax(ctx):
-    from graphc import ops
     y, g = ctx.y, ctx.g
     axis = ctx.attrs["axis"]
-    return [ops.sub(g, ops.mul(ops.exp(y), ops.sum(g, axis=axis, keepdims=True)))]
+    return [F.sub(g, F.mul(F.exp(y), F.sum(g, axis=axis, keepdims=True)))]
 
 
 @defgrad("softmax_cross_entropy")
 def _grad_sce(ctx):
-    from graphc.ops.backward import softmax_cross_entropy_grad
     logits, labels = ctx.inputs
-    return [softmax_cross_entropy_grad(logits, labels, ctx.g, ctx.attrs["reduction"]), None]
+    return [F.softmax_cross_entropy_grad(logits, labels, ctx.g, ctx.attrs["reduction"]), None]
 
 
 # -- losses built from registry ops ------------------------------------------------------------
 
 def _reduce_loss(loss, reduction, what):
-    from graphc import ops
     if reduction == "mean":
-        return ops.mean(loss)
+        return F.mean(loss)
     if reduction == "sum":
-        return ops.sum(loss)
+        return F.sum(loss)
     if reduction == "none":
         return loss
     raise ValueError(f"{what}: reduction={reduction!r}; expected one of {REDUCTIONS}")
@@ -228,14 +231,12 @@ def _reduce_loss(loss, reduction, what):
 
 def mean_squared_error(predictions, targets, reduction="mean"):
     """(predictions - targets)², reduced by 'mean' (default), 'sum' or 'none'."""
-    from graphc import ops
-    d = ops.sub(predictions, targets)
-    return _reduce_loss(ops.mul(d, d), reduction, "mean_squared_error")
+    d = F.sub(predictions, targets)
+    return _reduce_loss(F.mul(d, d), reduction, "mean_squared_error")
 
 
 def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
     """-[y·log σ(z) + (1-y)·log(1-σ(z))], computed stably as max(z, 0) - z·y + log(1 + e^-|z|)."""
-    from graphc import ops
     z, y = as_tensors(logits, targets)
-    loss = ops.add(ops.sub(ops.relu(z), ops.mul(z, y)), ops.log(ops.add(ops.exp(ops.neg(ops.abs(z))), 1.0)))
+    loss = F.add(F.sub(F.relu(z), F.mul(z, y)), F.log(F.add(F.exp(F.neg(F.abs(z))), 1.0)))
     return _reduce_loss(loss, reduction, "binary_cross_entropy_with_logits")

@@ -1,9 +1,23 @@
 """Reductions (sum, mean, max over axes with keepdims) and matrix multiply."""
 
+import warnings
+
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, as_tensors, broadcast_shapes, build, rand
+from graphc.ops._common import (
+    ODD,
+    Example,
+    F,
+    as_tensors,
+    broadcast_as,
+    broadcast_shapes,
+    build,
+    ones_like,
+    rand,
+    special,
+    unbroadcast,
+)
 from graphc.registry import AttrSpec, defgrad, register_op
 
 
@@ -17,9 +31,8 @@ def normalize_axes(ctx, axes, rank):
     return tuple(out)
 
 
-def _reduce_infer(allowed, empty_ok):
+def _reduce_infer(empty_ok):
     def infer(ctx):
-        ctx.require_dtype(0, allowed)
         shape = ctx.shape(0)
         axes = normalize_axes(ctx, ctx.attrs["axes"], len(shape))
         if not empty_ok:
@@ -49,7 +62,6 @@ def _sum_ref(inputs, attrs):
 def _mean_ref(inputs, attrs):
     x = inputs[0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.mean(x, axis=_axes(attrs, x), keepdims=attrs["keepdims"], dtype=x.dtype)
@@ -83,6 +95,11 @@ def _reduce_examples(op, allowed):
                     out.append(Example([x], {"axes": axes, "keepdims": keepdims}, note=dt))
             if op in ("sum", "mean"):
                 out.append(Example([rand(rng, (0, 3), dt)], {"axes": None, "keepdims": False}, note="empty"))
+            # NaN, ±inf, -0.0 (not the largest magnitudes: where a sum overflows depends on
+            # the summation order, which the reference does not fix)
+            for axes in (None, (1,), (0,)):
+                x = special(rng, (4, 9), dt, extremes=dt in dtypes.INTS and op == "max")
+                out.append(Example([x], {"axes": axes, "keepdims": False}, grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -98,9 +115,10 @@ for _op, (_doc, _ref, _allowed, _empty_ok) in _REDUCE_DOC.items():
     register_op(
         _op,
         doc=_doc + "  keepdims keeps reduced axes as size 1.",
-        num_inputs=1,
-        attrs={"axes": AttrSpec("ints", default=None, optional=True), "keepdims": AttrSpec("bool", default=False)},
-        infer=_reduce_infer(_allowed, _empty_ok),
+        inputs=[("x", _allowed)],
+        attrs={"axes": AttrSpec("ints", default=None, optional=True, doc="axes reduced; None: every axis"),
+               "keepdims": AttrSpec("bool", default=False, doc="keep reduced axes as size 1")},
+        infer=_reduce_infer(_empty_ok),
         reference=_ref,
         examples=_reduce_examples(_op, _allowed),
     )
@@ -132,8 +150,6 @@ def max(x, axis=None, keepdims=False, name=None):  # noqa: A001
 # -- matmul -------------------------------------------------------------------------------
 
 def _matmul_infer(ctx):
-    ctx.require_same_dtype(0, 1)
-    ctx.require_dtype(0, dtypes.FLOATS)
     a, b = ctx.shape(0), ctx.shape(1)
     if len(a) < 2 or len(b) < 2:
         ctx.fail("expects inputs of rank >= 2 (use reshape or expand_dims for vectors)")
@@ -145,6 +161,16 @@ def _matmul_infer(ctx):
                  + (f" (transpose_a={ta}, transpose_b={tb})" if ta or tb else ""))
     batch = broadcast_shapes(ctx, a[:-2], b[:-2])
     return ctx.dtype(0), batch + (m, n)
+
+
+def _matmul_cost(in_shapes, out_shapes, attrs):
+    """2·M·N·K per batch: each output element is a K-long dot product."""
+    a = in_shapes[0]
+    k = a[-2] if attrs.get("transpose_a") else a[-1]  # the contracted dim
+    n = 1
+    for d in out_shapes[0]:
+        n *= int(d)
+    return 2 * n * int(k)
 
 
 def _t(x):
@@ -174,6 +200,10 @@ def _matmul_examples(rng):
                                ((1, 1), (1, 1), True, True)]:
             out.append(Example([rand(rng, sa, dt), rand(rng, sb, dt)], {"transpose_a": ta, "transpose_b": tb},
                                note=f"{dt} ta={ta} tb={tb}"))
+        a = rand(rng, (4, 5), dt)
+        a[1, 2], a[3, 0], a[2, 4], a[0, 1] = np.nan, np.inf, -np.inf, -0.0
+        out.append(Example([a, rand(rng, (5, 3), dt)], {"transpose_a": False, "transpose_b": False}, grad=False,
+                           note=f"{dt} NaN and inf rows"))
     return out
 
 
@@ -182,8 +212,11 @@ register_op(
     doc="Matrix product: y[..., i, j] = Σ_k a'[..., i, k] b'[..., k, j] with a' = a or its last two axes "
         "swapped (transpose_a), likewise b' (transpose_b), as BLAS's trans flags: no copy is made.  Both "
         "inputs have rank >= 2; leading (batch) dims broadcast as in numpy.matmul.  Float dtypes.",
-    num_inputs=2,
-    attrs={"transpose_a": AttrSpec("bool", default=False), "transpose_b": AttrSpec("bool", default=False)},
+    inputs=[("a", "T"), ("b", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"transpose_a": AttrSpec("bool", default=False, doc="use a's last two axes swapped"),
+           "transpose_b": AttrSpec("bool", default=False, doc="use b's last two axes swapped")},
+    cost=_matmul_cost,
     infer=_matmul_infer,
     reference=_matmul_ref,
     examples=_matmul_examples,
@@ -200,53 +233,46 @@ def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
 
 def _keepdims_grad(ctx):
     """The upstream gradient reshaped to keepdims form (size-1 dims at the reduced axes)."""
-    from graphc import ops
     x = ctx.x
     axes = ctx.attrs["axes"]
     axes = tuple(range(x.ndim)) if axes is None else tuple(sorted(a % x.ndim for a in axes))
     if ctx.attrs["keepdims"] or not axes:
         return ctx.g, axes
-    return ops.expand_dims(ctx.g, axes), axes
+    return F.expand_dims(ctx.g, axes), axes
 
 
 @defgrad("sum")
 def _grad_sum(ctx):
-    from graphc.ops.backward import broadcast_as
     g, _ = _keepdims_grad(ctx)
     return [broadcast_as(g, ctx.x)]
 
 
 @defgrad("mean")
 def _grad_mean(ctx):
-    from graphc import ops
-    from graphc.ops.backward import broadcast_as, ones_like
     g, axes = _keepdims_grad(ctx)
     x = ctx.x
     dims = [x.shape[a] for a in axes]
     if all(isinstance(d, int) for d in dims):
         n = int(np.prod(dims)) if dims else 1
-        return [broadcast_as(ops.div(g, float(n or 1)), x)]
-    count = ops.sum(ones_like(x), axis=axes, keepdims=True)
-    return [ops.div(broadcast_as(g, x), count)]
+        return [broadcast_as(F.div(g, float(n or 1)), x)]
+    count = F.sum(ones_like(x), axis=axes, keepdims=True)
+    return [F.div(broadcast_as(g, x), count)]
 
 
 @defgrad("max")
 def _grad_max(ctx):
-    from graphc import ops
-    from graphc.ops.backward import broadcast_as
     g, axes = _keepdims_grad(ctx)
     x = ctx.x
-    y = ctx.y if ctx.attrs["keepdims"] or not axes else ops.expand_dims(ctx.y, axes)
-    mask = ops.cast(ops.equal(x, broadcast_as(y, x)), x.dtype)
-    count = ops.sum(mask, axis=axes, keepdims=True)
-    return [ops.mul(mask, broadcast_as(ops.div(g, count), x))]
+    y = ctx.y if ctx.attrs["keepdims"] or not axes else F.expand_dims(ctx.y, axes)
+    mask = F.cast(F.equal(x, broadcast_as(y, x)), x.dtype)
+    count = F.sum(mask, axis=axes, keepdims=True)
+    return [F.mul(mask, broadcast_as(F.div(g, count), x))]
 
 
 @defgrad("matmul")
 def _grad_matmul(ctx):
     # For C = op(A) op(B) the adjoints are again matmuls with trans flags: no transposes
     # are materialised (BLAS reads the operands transposed).
-    from graphc.ops.backward import unbroadcast
     a, b = ctx.inputs
     g = ctx.g
     ta, tb = ctx.attrs["transpose_a"], ctx.attrs["transpose_b"]

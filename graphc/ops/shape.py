@@ -9,7 +9,21 @@ import builtins
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import ODD, Example, as_tensors, build, check_broadcastable, numel, rand
+from graphc.errors import GraphError
+from graphc.ops._common import (
+    ODD,
+    Example,
+    F,
+    as_tensors,
+    build,
+    check_broadcastable,
+    numel,
+    rand,
+    reshape_as,
+    special,
+    unbroadcast,
+    zeros_like,
+)
 from graphc.registry import AttrSpec, defgrad, register_op
 
 END = 2 ** 62  # "to the end" in slice ends (ONNX uses INT64_MAX; 2**62 survives arithmetic)
@@ -21,6 +35,9 @@ def _all_dtype_examples(cases):
         for dt in dtypes.ALL:
             for shape, attrs in cases:
                 out.append(Example([rand(rng, shape, dt)], attrs, note=dt))
+            # data moves bit for bit: NaN payloads, -0.0 and extremes included
+            shape, attrs = max(cases, key=lambda c: (numel(c[0]) or 0) if numel(c[0]) < 10 ** 5 else 0)
+            out.append(Example([special(rng, shape, dt)], attrs, grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -38,8 +55,8 @@ def _broadcast_to_infer(ctx):
 register_op(
     "broadcast_to",
     doc="y = x repeated along broadcast dims to 'shape' (numpy.broadcast_to), as a real array.",
-    num_inputs=1,
-    attrs={"shape": AttrSpec("ints")},
+    inputs=[("x", dtypes.ALL)],
+    attrs={"shape": AttrSpec("ints", doc="the output shape")},
     infer=_broadcast_to_infer,
     reference=lambda inputs, attrs: np.broadcast_to(inputs[0], attrs["shape"]).copy(),
     examples=_all_dtype_examples([((), {"shape": (3, 2)}), ((3, 1), {"shape": (3, 4)}),
@@ -86,8 +103,8 @@ def _reshape_infer(ctx):
 register_op(
     "reshape",
     doc="Same elements in C order, new 'shape' (one dim may be -1: inferred).  A view.",
-    num_inputs=1,
-    attrs={"shape": AttrSpec("ints")},
+    inputs=[("x", dtypes.ALL)],
+    attrs={"shape": AttrSpec("ints", doc="the output shape; one dim may be -1")},
     infer=_reshape_infer,
     reference=lambda inputs, attrs: np.reshape(inputs[0], attrs["shape"]).copy(),
     examples=_all_dtype_examples([((6,), {"shape": (2, 3)}), ((2, 3), {"shape": (-1,)}), ((), {"shape": (1, 1)}),
@@ -119,8 +136,9 @@ def _transpose_infer(ctx):
 register_op(
     "transpose",
     doc="y = x with axes permuted: y.shape[i] = x.shape[perm[i]] (perm None reverses the axes).",
-    num_inputs=1,
-    attrs={"perm": AttrSpec("ints", default=None, optional=True)},
+    inputs=[("x", dtypes.ALL)],
+    attrs={"perm": AttrSpec("ints", default=None, optional=True, doc="output axis i is input axis perm[i]; "
+                            "None reverses the axes")},
     infer=_transpose_infer,
     reference=lambda inputs, attrs: np.transpose(inputs[0], attrs["perm"]).copy(),
     examples=_all_dtype_examples([((3, 4), {"perm": None}), ((2, 3, 4), {"perm": (1, 0, 2)}),
@@ -152,8 +170,8 @@ def _expand_dims_infer(ctx):
 register_op(
     "expand_dims",
     doc="Insert size-1 dims at 'axes' (positions in the output).  A view.",
-    num_inputs=1,
-    attrs={"axes": AttrSpec("ints")},
+    inputs=[("x", dtypes.ALL)],
+    attrs={"axes": AttrSpec("ints", doc="positions of the new size-1 dims in the output")},
     infer=_expand_dims_infer,
     reference=lambda inputs, attrs: np.expand_dims(inputs[0], attrs["axes"]).copy(),
     examples=_all_dtype_examples([((), {"axes": (0,)}), ((3,), {"axes": (-1,)}), ((3, 4), {"axes": (0, 3)}),
@@ -192,8 +210,8 @@ def _squeeze_ref(inputs, attrs):
 register_op(
     "squeeze",
     doc="Remove size-1 dims at 'axes' (all size-1 dims when None).  A view.",
-    num_inputs=1,
-    attrs={"axes": AttrSpec("ints", default=None, optional=True)},
+    inputs=[("x", dtypes.ALL)],
+    attrs={"axes": AttrSpec("ints", default=None, optional=True, doc="size-1 dims removed; None: all")},
     infer=_squeeze_infer,
     reference=_squeeze_ref,
     examples=_all_dtype_examples([((1,), {"axes": None}), ((3, 1, 4), {"axes": (1,)}), ((1, 3, 1), {"axes": None}),
@@ -213,7 +231,7 @@ def squeeze(x, axis=None, name=None):
 register_op(
     "stop_gradient",
     doc="y = x in the forward pass; no gradient flows through it.  A view.",
-    num_inputs=1,
+    inputs=[("x", dtypes.ALL)],
     infer=lambda ctx: (ctx.dtype(0), ctx.shape(0)),
     reference=lambda inputs, attrs: inputs[0].copy(),
     examples=_all_dtype_examples([((), {}), ((0, 3), {}), ((5, 4), {})]),
@@ -230,7 +248,6 @@ def stop_gradient(x, name=None):
 # -- concat / split -------------------------------------------------------------------------------
 
 def _concat_infer(ctx):
-    ctx.require_same_dtype()
     ranks = {len(s) for _, s in ctx.inputs}
     if len(ranks) != 1:
         ctx.fail("expects inputs of one rank")
@@ -256,15 +273,18 @@ def _concat_examples(rng):
                              ([(4, 2)], -1), ([(72, 73, 74), (72, 1, 74)], 1),
                              ([(1,), (1,)], 0)]:
             out.append(Example([rand(rng, s, dt) for s in shapes], {"axis": axis}, note=dt))
+        out.append(Example([special(rng, (3, 4), dt), special(rng, (2, 4), dt)], {"axis": 0}, grad=False,
+                           note=f"{dt} special values"))
     return out
 
 
 register_op(
     "concat",
     doc="Join inputs along 'axis'; other dims must match.  One or more inputs of one dtype.",
-    num_inputs=1,
+    inputs=[("x", "T")],
+    type_vars={"T": dtypes.ALL},
     variadic=True,
-    attrs={"axis": AttrSpec("int")},
+    attrs={"axis": AttrSpec("int", doc="the axis joined along")},
     infer=_concat_infer,
     reference=lambda inputs, attrs: np.concatenate(inputs, axis=attrs["axis"]),
     examples=_concat_examples,
@@ -298,8 +318,8 @@ def _split_ref(inputs, attrs):
 register_op(
     "split",
     doc="Cut x along 'axis' into pieces of 'sizes' (one output per size).",
-    num_inputs=1,
-    attrs={"axis": AttrSpec("int"), "sizes": AttrSpec("ints")},
+    inputs=[("x", dtypes.ALL)],
+    attrs={"axis": AttrSpec("int", doc="the axis split"), "sizes": AttrSpec("ints", doc="the size of each part")},
     infer=_split_infer,
     reference=_split_ref,
     examples=_all_dtype_examples([((7,), {"axis": 0, "sizes": (3, 4)}), ((2, 6), {"axis": 1, "sizes": (1, 0, 5)}),
@@ -360,9 +380,10 @@ def slice_index(ndim, attrs):
     return tuple(index)
 
 
-SLICE_ATTRS = {"starts": AttrSpec("ints"), "ends": AttrSpec("ints"),
-               "axes": AttrSpec("ints", default=None, optional=True),
-               "steps": AttrSpec("ints", default=None, optional=True)}
+SLICE_ATTRS = {"starts": AttrSpec("ints", doc="first index per sliced axis (negative: from the end; clamped)"),
+               "ends": AttrSpec("ints", doc="one past the last index per sliced axis (clamped)"),
+               "axes": AttrSpec("ints", default=None, optional=True, doc="the sliced axes; None: 0..len(starts)-1"),
+               "steps": AttrSpec("ints", default=None, optional=True, doc="stride per sliced axis (nonzero); None: 1")}
 
 
 def _slice_ref(inputs, attrs):
@@ -387,7 +408,7 @@ register_op(
     "slice",
     doc="y = x[starts:ends:steps] along 'axes' (all axes in order when None; steps default 1), "
         "numpy semantics: negative indices count from the end, out-of-range bounds clamp.",
-    num_inputs=1,
+    inputs=[("x", dtypes.ALL)],
     attrs=SLICE_ATTRS,
     infer=_slice_infer,
     reference=_slice_ref,
@@ -463,14 +484,12 @@ def getitem(x, key):
 
 @defgrad("broadcast_to")
 def _grad_broadcast_to(ctx):
-    from graphc.ops.backward import unbroadcast
     return [unbroadcast(ctx.g, ctx.x)]
 
 
 def _grad_view(ctx):
     """reshape, expand_dims and squeeze keep the elements in order: the gradient is the
     upstream gradient in the input's shape."""
-    from graphc.ops.backward import reshape_as
     return [reshape_as(ctx.g, ctx.x)]
 
 
@@ -491,13 +510,11 @@ def _grad_transpose(ctx):
 
 @defgrad("concat")
 def _grad_concat(ctx):
-    from graphc.ops.backward import zeros_like
     axis = ctx.attrs["axis"] % ctx.y.ndim
     grads, start = [], 0
     for x in ctx.inputs:
         size = x.shape[axis]
         if not isinstance(size, int) or not isinstance(start, int):
-            from graphc.errors import GraphError
             raise GraphError(f"{ctx.node.describe()}: the gradient of concat needs static sizes along axis "
                              f"{axis}; bind the shapes first (gc.compile does)")
         if size == 0:
@@ -515,5 +532,4 @@ def _grad_split(ctx):
 
 @defgrad("slice")
 def _grad_slice(ctx):
-    from graphc.ops.backward import slice_grad
-    return [slice_grad(ctx.g, ctx.x, ctx.attrs)]
+    return [F.slice_grad(ctx.g, ctx.x, ctx.attrs)]

@@ -8,28 +8,30 @@ overwrites.  These ops are not differentiable."""
 import numpy as np
 
 from graphc import dtypes
-from graphc.ops._common import Example, build, rand
+from graphc.ops._common import Example, build, rand, special
 from graphc.registry import AttrSpec, register_op
 
 # -- assign ---------------------------------------------------------------------------------
 
 
 def _assign_infer(ctx):
-    ctx.require_same_dtype(0, 1)
     if tuple(ctx.shape(0)) != tuple(ctx.shape(1)):
         ctx.fail("expects a value of the variable's shape")
     return ctx.dtype(0), ctx.shape(0)
 
 
 def _assign_examples(rng):
-    return [Example([rand(rng, s, dt), rand(rng, s, dt)], note=dt)
-            for dt in dtypes.ALL for s in [(), (1,), (0,), (5, 3), (73, 74)]]
+    return ([Example([rand(rng, s, dt), rand(rng, s, dt)], note=dt)
+             for dt in dtypes.ALL for s in [(), (1,), (0,), (5, 3), (73, 74)]]
+            + [Example([rand(rng, (3, 5), dt), special(rng, (3, 5), dt)], note=f"{dt} special values")
+               for dt in dtypes.ALL])
 
 
 register_op(
     "assign",
     doc="var ← value: the output is the variable's new content, written in its storage.",
-    num_inputs=2,
+    inputs=[("var", "T"), ("value", "T")],
+    type_vars={"T": dtypes.ALL},
     infer=_assign_infer,
     reference=lambda inputs, attrs: inputs[1].copy(),
     examples=_assign_examples,
@@ -45,10 +47,8 @@ def assign(var, value, name=None):
 # -- SGD ----------------------------------------------------------------------------------------
 
 def _same_as_var(ctx, n_outputs, state_inputs):
-    ctx.require_dtype(0, dtypes.FLOATS)
     for i in range(1, len(ctx.inputs)):
         if i in state_inputs or i == 1:
-            ctx.require_same_dtype(0, i)
             if tuple(ctx.shape(i)) != tuple(ctx.shape(0)):
                 ctx.fail(f"expects input {i} of the variable's shape {tuple(ctx.shape(0))}")
     return [(ctx.dtype(0), ctx.shape(0))] * n_outputs
@@ -72,6 +72,12 @@ def _opt_examples(n_state, attrs_list, step=False):
                     if step:
                         inputs.append(np.asarray(3, np.int64))
                     out.append(Example(inputs, attrs, note=dt))
+            # a NaN/inf gradient poisons exactly the weights it touches (no clipping here)
+            inputs = [rand(rng, (3, 4), dt), special(rng, (3, 4), dt, extremes=False)]
+            inputs += [np.abs(rand(rng, (3, 4), dt)) for _ in range(n_state)]
+            if step:
+                inputs.append(np.asarray(3, np.int64))
+            out.append(Example(inputs, attrs_list[0], note=f"{dt} special values"))
         return out
     return examples
 
@@ -79,8 +85,10 @@ def _opt_examples(n_state, attrs_list, step=False):
 register_op(
     "sgd_update",
     doc="Plain SGD: w ← w - lr · (g + weight_decay · w).",
-    num_inputs=2,
-    attrs={"lr": AttrSpec("float"), "weight_decay": AttrSpec("float", default=0.0)},
+    inputs=[("w", "T"), ("g", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"lr": AttrSpec("float", doc="learning rate"),
+           "weight_decay": AttrSpec("float", default=0.0, doc="L2 penalty added to the gradient")},
     infer=lambda ctx: _same_as_var(ctx, 1, ()),
     reference=_sgd_ref,
     examples=_opt_examples(0, [{"lr": 0.1, "weight_decay": 0.0}, {"lr": 0.05, "weight_decay": 0.01}]),
@@ -103,9 +111,11 @@ register_op(
     "sgd_momentum_update",
     doc="SGD with momentum (PyTorch's rule, dampening 0): g' = g + wd·w; v ← μ·v + g'; "
         "w ← w - lr·(g' + μ·v) with nesterov, else w ← w - lr·v.",
-    num_inputs=3,
-    attrs={"lr": AttrSpec("float"), "momentum": AttrSpec("float"), "nesterov": AttrSpec("bool", default=False),
-           "weight_decay": AttrSpec("float", default=0.0)},
+    inputs=[("w", "T"), ("g", "T"), ("velocity", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"lr": AttrSpec("float", doc="learning rate"), "momentum": AttrSpec("float", doc="momentum factor"),
+           "nesterov": AttrSpec("bool", default=False, doc="Nesterov momentum"),
+           "weight_decay": AttrSpec("float", default=0.0, doc="L2 penalty added to the gradient")},
     infer=lambda ctx: _same_as_var(ctx, 2, (2,)),
     reference=_sgd_momentum_ref,
     examples=_opt_examples(1, [{"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0},
@@ -119,7 +129,7 @@ register_op(
 
 def _adam_infer(ctx):
     out = _same_as_var(ctx, 3, (2, 3))
-    if ctx.dtype(4) != "int64" or tuple(ctx.shape(4)) != ():
+    if tuple(ctx.shape(4)) != ():
         ctx.dtype_fail("expects the step count (input 4) as an int64 scalar")
     return out
 
@@ -147,10 +157,14 @@ register_op(
         "m ← β1·m + (1-β1)·g; v ← β2·v + (1-β2)·g²; w ← w - lr·m̂/(√v̂ + ε), m̂ = m/(1-β1^t), "
         "v̂ = v/(1-β2^t).  weight_decay adds wd·w to g, or with decoupled=true (AdamW) scales "
         "w by (1 - lr·wd) first.",
-    num_inputs=5,
-    attrs={"lr": AttrSpec("float"), "beta1": AttrSpec("float", default=0.9), "beta2": AttrSpec("float", default=0.999),
-           "eps": AttrSpec("float", default=1e-8), "weight_decay": AttrSpec("float", default=0.0),
-           "decoupled": AttrSpec("bool", default=False)},
+    inputs=[("w", "T"), ("g", "T"), ("m", "T"), ("v", "T"), ("step", ("int64",))],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"lr": AttrSpec("float", doc="learning rate"),
+           "beta1": AttrSpec("float", default=0.9, doc="decay of the first moment"),
+           "beta2": AttrSpec("float", default=0.999, doc="decay of the second moment"),
+           "eps": AttrSpec("float", default=1e-8, doc="added to the denominator"),
+           "weight_decay": AttrSpec("float", default=0.0, doc="L2 (or decoupled) weight decay"),
+           "decoupled": AttrSpec("bool", default=False, doc="AdamW: decay the weights, not the gradient")},
     infer=_adam_infer,
     reference=_adam_ref,
     examples=_opt_examples(2, [{"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,

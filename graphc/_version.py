@@ -1,0 +1,3 @@
+"""The package version (a module of its own so any layer can read it without importing graphc)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,800 @@
+// op_schema.h — GENERATED from graphc's op registry by graphc/schema_codegen.py.
+// DO NOT EDIT: change the op's declaration in graphc/ops/*.py and run
+//     python -m graphc.schema_codegen
+// tests/test_op_schema.py fails when this file is stale.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kernel_registry.h"
+#include "plan.h"
+
+namespace graphc {
+namespace schema {
+
+constexpr uint32_t bit(DType t) { return 1u << static_cast<int32_t>(t); }
+constexpr uint32_t kDeviceCpu = 1u;
+constexpr uint32_t kDeviceCuda = 2u;
+
+struct InputInfo {
+  const char* name;
+  const char* type_var;  // inputs naming one type var share one dtype; "" = none
+  uint32_t dtypes;        // bit(DType) of each allowed dtype
+};
+
+struct AttrInfo {
+  const char* name;
+  AttrValue::Kind kind;
+  bool required;
+  bool optional;  // may be absent (None)
+};
+
+struct OpInfo {
+  const char* name;
+  const InputInfo* inputs;
+  int num_inputs;         // with variadic, the last input repeats one or more times
+  bool variadic;
+  const AttrInfo* attrs;
+  int num_attrs;
+  const int* inplace;     // (output, input) pairs whose storage the output overwrites
+  int num_inplace;
+  uint32_t dispatch_dtypes;  // dtypes kernels are keyed by (input 0's; any for no inputs)
+  bool elementwise;       // an output may take over a dying same-size input's bytes
+  bool view;              // the output aliases input 0 (no kernel call)
+  bool constant;          // value fixed at build time, stored as constant data
+  bool differentiable;
+  uint32_t kernels;       // kDevice* bits: devices with a kernel (else expanded)
+};
+
+inline constexpr InputInfo kAbsInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kAdamUpdateInputs[] = {
+    {"w", "T", bit(DType::F32) | bit(DType::F64)},
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+    {"m", "T", bit(DType::F32) | bit(DType::F64)},
+    {"v", "T", bit(DType::F32) | bit(DType::F64)},
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kAdamUpdateAttrs[] = {
+    {"lr", AttrValue::Float, true, false},
+    {"beta1", AttrValue::Float, false, false},
+    {"beta2", AttrValue::Float, false, false},
+    {"eps", AttrValue::Float, false, false},
+    {"weight_decay", AttrValue::Float, false, false},
+    {"decoupled", AttrValue::Bool, false, false},
+};
+inline constexpr int kAdamUpdateInplace[] = {0, 0, 1, 2, 2, 3};
+inline constexpr InputInfo kAddInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kAssignInputs[] = {
+    {"var", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"value", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr int kAssignInplace[] = {0, 0};
+inline constexpr InputInfo kBroadcastLikeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr InputInfo kBroadcastToInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kBroadcastToAttrs[] = {
+    {"shape", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kCastInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kCastAttrs[] = {
+    {"to", AttrValue::DTypeKind, true, false},
+};
+inline constexpr InputInfo kConcatInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kConcatAttrs[] = {
+    {"axis", AttrValue::Int, true, false},
+};
+inline constexpr AttrInfo kConstantAttrs[] = {
+    {"value", AttrValue::Tensor, true, false},
+};
+inline constexpr InputInfo kDivInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kEqualInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr InputInfo kExpInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kExpandDimsInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kExpandDimsAttrs[] = {
+    {"axes", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kGreaterInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kLessInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kLogInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kLogSoftmaxInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kLogSoftmaxAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+};
+inline constexpr InputInfo kLogicalNotInputs[] = {
+    {"x", "T", bit(DType::Bool)},
+};
+inline constexpr InputInfo kMatmulInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kMatmulAttrs[] = {
+    {"transpose_a", AttrValue::Bool, false, false},
+    {"transpose_b", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kMaxInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kMaxAttrs[] = {
+    {"axes", AttrValue::Ints, false, true},
+    {"keepdims", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kMaximumInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kMeanInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kMeanAttrs[] = {
+    {"axes", AttrValue::Ints, false, true},
+    {"keepdims", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kMinimumInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kMulInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kNegInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kOneHotInputs[] = {
+    {"indices", "", bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kOneHotAttrs[] = {
+    {"depth", AttrValue::Int, true, false},
+    {"dtype", AttrValue::DTypeKind, false, false},
+};
+inline constexpr InputInfo kPowInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kPowAttrs[] = {
+    {"exponent", AttrValue::Float, true, false},
+};
+inline constexpr InputInfo kReluInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kReluGradInputs[] = {
+    {"g", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kReshapeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kReshapeAttrs[] = {
+    {"shape", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kReshapeLikeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr InputInfo kSgdMomentumUpdateInputs[] = {
+    {"w", "T", bit(DType::F32) | bit(DType::F64)},
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+    {"velocity", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kSgdMomentumUpdateAttrs[] = {
+    {"lr", AttrValue::Float, true, false},
+    {"momentum", AttrValue::Float, true, false},
+    {"nesterov", AttrValue::Bool, false, false},
+    {"weight_decay", AttrValue::Float, false, false},
+};
+inline constexpr int kSgdMomentumUpdateInplace[] = {0, 0, 1, 2};
+inline constexpr InputInfo kSgdUpdateInputs[] = {
+    {"w", "T", bit(DType::F32) | bit(DType::F64)},
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kSgdUpdateAttrs[] = {
+    {"lr", AttrValue::Float, true, false},
+    {"weight_decay", AttrValue::Float, false, false},
+};
+inline constexpr int kSgdUpdateInplace[] = {0, 0};
+inline constexpr InputInfo kSigmoidInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kSiluInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kSliceInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kSliceAttrs[] = {
+    {"starts", AttrValue::Ints, true, false},
+    {"ends", AttrValue::Ints, true, false},
+    {"axes", AttrValue::Ints, false, true},
+    {"steps", AttrValue::Ints, false, true},
+};
+inline constexpr InputInfo kSliceGradInputs[] = {
+    {"g", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kSliceGradAttrs[] = {
+    {"starts", AttrValue::Ints, true, false},
+    {"ends", AttrValue::Ints, true, false},
+    {"axes", AttrValue::Ints, false, true},
+    {"steps", AttrValue::Ints, false, true},
+};
+inline constexpr InputInfo kSoftmaxInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kSoftmaxAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+};
+inline constexpr InputInfo kSoftmaxCrossEntropyInputs[] = {
+    {"logits", "", bit(DType::F32) | bit(DType::F64)},
+    {"labels", "", bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kSoftmaxCrossEntropyAttrs[] = {
+    {"reduction", AttrValue::String, false, false},
+};
+inline constexpr InputInfo kSoftmaxCrossEntropyGradInputs[] = {
+    {"logits", "T", bit(DType::F32) | bit(DType::F64)},
+    {"labels", "", bit(DType::I32) | bit(DType::I64)},
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kSoftmaxCrossEntropyGradAttrs[] = {
+    {"reduction", AttrValue::String, false, false},
+};
+inline constexpr InputInfo kSplitInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kSplitAttrs[] = {
+    {"axis", AttrValue::Int, true, false},
+    {"sizes", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kSqrtInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kSqueezeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kSqueezeAttrs[] = {
+    {"axes", AttrValue::Ints, false, true},
+};
+inline constexpr InputInfo kStopGradientInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr InputInfo kSubInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kSumInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kSumAttrs[] = {
+    {"axes", AttrValue::Ints, false, true},
+    {"keepdims", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kSumToInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr InputInfo kTanhInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kTransposeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kTransposeAttrs[] = {
+    {"perm", AttrValue::Ints, false, true},
+};
+inline constexpr InputInfo kWhereInputs[] = {
+    {"cond", "", bit(DType::Bool)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"y", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+
+// Sorted by name (find_op does a binary search).
+inline constexpr OpInfo kOps[] = {
+    {"abs", kAbsInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"adam_update", kAdamUpdateInputs, 5, false, kAdamUpdateAttrs, 6, kAdamUpdateInplace, 3, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
+    {"add", kAddInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"assign", kAssignInputs, 2, false, nullptr, 0, kAssignInplace, 1, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
+    {"broadcast_like", kBroadcastLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"broadcast_to", kBroadcastToInputs, 1, false, kBroadcastToAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"cast", kCastInputs, 1, false, kCastAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, true, kDeviceCpu},
+    {"concat", kConcatInputs, 1, true, kConcatAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"constant", nullptr, 0, false, kConstantAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, true, false, 0u},
+    {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"equal", kEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, false, kDeviceCpu},
+    {"exp", kExpInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"expand_dims", kExpandDimsInputs, 1, false, kExpandDimsAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
+    {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
+    {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"log_softmax", kLogSoftmaxInputs, 1, false, kLogSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"logical_not", kLogicalNotInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu},
+    {"matmul", kMatmulInputs, 2, false, kMatmulAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"max", kMaxInputs, 1, false, kMaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
+    {"maximum", kMaximumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"mean", kMeanInputs, 1, false, kMeanAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"minimum", kMinimumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"mul", kMulInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"neg", kNegInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"one_hot", kOneHotInputs, 1, false, kOneHotAttrs, 2, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu},
+    {"pow", kPowInputs, 1, false, kPowAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"relu", kReluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"reshape_like", kReshapeLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"sgd_momentum_update", kSgdMomentumUpdateInputs, 3, false, kSgdMomentumUpdateAttrs, 4, kSgdMomentumUpdateInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
+    {"sgd_update", kSgdUpdateInputs, 2, false, kSgdUpdateAttrs, 2, kSgdUpdateInplace, 1, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
+    {"sigmoid", kSigmoidInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"silu", kSiluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
+    {"slice", kSliceInputs, 1, false, kSliceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"slice_grad", kSliceGradInputs, 2, false, kSliceGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"softmax", kSoftmaxInputs, 1, false, kSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"softmax_cross_entropy", kSoftmaxCrossEntropyInputs, 2, false, kSoftmaxCrossEntropyAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"softmax_cross_entropy_grad", kSoftmaxCrossEntropyGradInputs, 3, false, kSoftmaxCrossEntropyGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"split", kSplitInputs, 1, false, kSplitAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"sqrt", kSqrtInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"squeeze", kSqueezeInputs, 1, false, kSqueezeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"stop_gradient", kStopGradientInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, false, kDeviceCpu},
+    {"sub", kSubInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"sum", kSumInputs, 1, false, kSumAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
+    {"sum_to", kSumToInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
+    {"tanh", kTanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
+};
+inline constexpr int kNumOps = 50;
+
+// The schema of op `name`, or nullptr for an op the registry does not know.
+inline const OpInfo* find_op(const std::string& name) {
+  int lo = 0, hi = kNumOps;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    int c = std::strcmp(kOps[mid].name, name.c_str());
+    if (c == 0) return &kOps[mid];
+    if (c < 0) lo = mid + 1; else hi = mid;
+  }
+  return nullptr;
+}
+
+inline bool allows_dtype(const OpInfo& op, DType t) {
+  return dtype_valid(t) && (op.dispatch_dtypes & bit(t)) != 0;
+}
+
+}  // namespace schema
+
+// One struct per op: its attrs, typed, read from a step with the registry's defaults.
+namespace attrs {
+
+// abs: Elementwise: y = |x|. Dtypes: float32, float64, int32, int64.
+struct Abs {
+  explicit Abs(const KernelArgs&) {}
+};
+
+// adam_update: Adam (Kingma & Ba) with bias correction at step t (input 4, counted from 1): m ← β1·m + (1-β1)·g; v ← β2·v + (1-β2)·g²; w ← w - lr·m̂/(√v̂ + ε), m̂ = 
+struct AdamUpdate {
+  double lr;  // learning rate
+  double beta1 = 0.9;  // decay of the first moment
+  double beta2 = 0.999;  // decay of the second moment
+  double eps = 1e-08;  // added to the denominator
+  double weight_decay = 0.0;  // L2 (or decoupled) weight decay
+  bool decoupled = false;  // AdamW: decay the weights, not the gradient
+  explicit AdamUpdate(const KernelArgs& a) {
+    if (!a.has("lr")) a.fail("missing attr 'lr'");
+    lr = a.attr_float("lr");
+    if (a.has("beta1")) beta1 = a.attr_float("beta1");
+    if (a.has("beta2")) beta2 = a.attr_float("beta2");
+    if (a.has("eps")) eps = a.attr_float("eps");
+    if (a.has("weight_decay")) weight_decay = a.attr_float("weight_decay");
+    if (a.has("decoupled")) decoupled = a.attr_bool("decoupled", false);
+  }
+};
+
+// add: Elementwise with numpy broadcasting: y = a + b. Both inputs have one dtype (float32, float64, int32, int64).
+struct Add {
+  explicit Add(const KernelArgs&) {}
+};
+
+// assign: var ← value: the output is the variable's new content, written in its storage.
+struct Assign {
+  explicit Assign(const KernelArgs&) {}
+};
+
+// broadcast_like: y = x broadcast (numpy rules) to the shape of 'like'; only that shape is read.
+struct BroadcastLike {
+  explicit BroadcastLike(const KernelArgs&) {}
+};
+
+// broadcast_to: y = x repeated along broadcast dims to 'shape' (numpy.broadcast_to), as a real array.
+struct BroadcastTo {
+  std::vector<int64_t> shape;  // the output shape
+  explicit BroadcastTo(const KernelArgs& a) {
+    if (!a.has("shape")) a.fail("missing attr 'shape'");
+    shape = a.attr_ints("shape");
+  }
+};
+
+// cast: Convert to dtype 'to'. Floats to ints truncate toward zero and saturate: NaN becomes 0, +inf and values >= 2^(bits-1) the int's max, -inf and values <
+struct Cast {
+  DType to = DType::Invalid;  // the output dtype
+  explicit Cast(const KernelArgs& a) {
+    if (!a.has("to")) a.fail("missing attr 'to'");
+    to = a.attr_dtype("to", DType::Invalid);
+  }
+};
+
+// concat: Join inputs along 'axis'; other dims must match. One or more inputs of one dtype.
+struct Concat {
+  int64_t axis = 0;  // the axis joined along
+  explicit Concat(const KernelArgs& a) {
+    if (!a.has("axis")) a.fail("missing attr 'axis'");
+    axis = a.attr_int("axis");
+  }
+};
+
+// constant: A value fixed at build time (attr 'value', a tensor). The compiler stores it as read-only data; large constants are saved in the external weights file
+struct Constant {
+  // value: a tensor attr, stored by the compiler as constant data  // the value, any dtype and shape
+  explicit Constant(const KernelArgs&) {}
+};
+
+// div: Elementwise with numpy broadcasting: y = a / b (IEEE: x/0 = ±inf, 0/0 = NaN). Both inputs have one dtype (float32, float64).
+struct Div {
+  explicit Div(const KernelArgs&) {}
+};
+
+// equal: Elementwise with numpy broadcasting: y = (a == b), bool. Both inputs have one dtype (float32, float64, int32, int64, bool).
+struct Equal {
+  explicit Equal(const KernelArgs&) {}
+};
+
+// exp: Elementwise: y = e^x. Dtypes: float32, float64.
+struct Exp {
+  explicit Exp(const KernelArgs&) {}
+};
+
+// expand_dims: Insert size-1 dims at 'axes' (positions in the output). A view.
+struct ExpandDims {
+  std::vector<int64_t> axes;  // positions of the new size-1 dims in the output
+  explicit ExpandDims(const KernelArgs& a) {
+    if (!a.has("axes")) a.fail("missing attr 'axes'");
+    axes = a.attr_ints("axes");
+  }
+};
+
+// greater: Elementwise with numpy broadcasting: y = (a > b), bool. Both inputs have one dtype (float32, float64, int32, int64).
+struct Greater {
+  explicit Greater(const KernelArgs&) {}
+};
+
+// less: Elementwise with numpy broadcasting: y = (a < b), bool. Both inputs have one dtype (float32, float64, int32, int64).
+struct Less {
+  explicit Less(const KernelArgs&) {}
+};
+
+// log: Elementwise: y = ln x (natural logarithm; -inf at 0, NaN below). Dtypes: float32, float64.
+struct Log {
+  explicit Log(const KernelArgs&) {}
+};
+
+// log_softmax: y_i = x_i - m - log Σ_j e^{x_j - m} along 'axis', m = max_j x_j.
+struct LogSoftmax {
+  int64_t axis = -1;  // the axis normalised over
+  explicit LogSoftmax(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+  }
+};
+
+// logical_not: Elementwise: y = not x (bool). Dtypes: bool.
+struct LogicalNot {
+  explicit LogicalNot(const KernelArgs&) {}
+};
+
+// matmul: Matrix product: y[..., i, j] = Σ_k a'[..., i, k] b'[..., k, j] with a' = a or its last two axes swapped (transpose_a), likewise b' (transpose_b), as B
+struct Matmul {
+  bool transpose_a = false;  // use a's last two axes swapped
+  bool transpose_b = false;  // use b's last two axes swapped
+  explicit Matmul(const KernelArgs& a) {
+    if (a.has("transpose_a")) transpose_a = a.attr_bool("transpose_a", false);
+    if (a.has("transpose_b")) transpose_b = a.attr_bool("transpose_b", false);
+  }
+};
+
+// max: y = max x over 'axes'; reducing an axis of size 0 is an error. The gradient goes to every position equal to the max, split evenly among ties. keepdims
+struct Max {
+  bool has_axes = false;  // false: the attr is None
+  std::vector<int64_t> axes;  // axes reduced; None: every axis
+  bool keepdims = false;  // keep reduced axes as size 1
+  explicit Max(const KernelArgs& a) {
+    has_axes = a.has("axes");
+    if (a.has("axes")) axes = a.attr_ints("axes");
+    if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
+  }
+};
+
+// maximum: Elementwise with numpy broadcasting: y = max(a, b) (NaN propagates). Both inputs have one dtype (float32, float64, int32, int64).
+struct Maximum {
+  explicit Maximum(const KernelArgs&) {}
+};
+
+// mean: y = (Σ x) / n over 'axes'; the mean of nothing is NaN, as in numpy. keepdims keeps reduced axes as size 1.
+struct Mean {
+  bool has_axes = false;  // false: the attr is None
+  std::vector<int64_t> axes;  // axes reduced; None: every axis
+  bool keepdims = false;  // keep reduced axes as size 1
+  explicit Mean(const KernelArgs& a) {
+    has_axes = a.has("axes");
+    if (a.has("axes")) axes = a.attr_ints("axes");
+    if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
+  }
+};
+
+// minimum: Elementwise with numpy broadcasting: y = min(a, b) (NaN propagates). Both inputs have one dtype (float32, float64, int32, int64).
+struct Minimum {
+  explicit Minimum(const KernelArgs&) {}
+};
+
+// mul: Elementwise with numpy broadcasting: y = a · b. Both inputs have one dtype (float32, float64, int32, int64).
+struct Mul {
+  explicit Mul(const KernelArgs&) {}
+};
+
+// neg: Elementwise: y = -x. Dtypes: float32, float64, int32, int64.
+struct Neg {
+  explicit Neg(const KernelArgs&) {}
+};
+
+// one_hot: y[..., k] = 1 if indices[...] == k else 0, for k < 'depth'; an index outside [0, depth) gives a row of zeros (TensorFlow's rule). Output dtype 'dtype'
+struct OneHot {
+  int64_t depth = 0;  // the number of classes
+  DType dtype = DType::F32;  // the output dtype
+  explicit OneHot(const KernelArgs& a) {
+    if (!a.has("depth")) a.fail("missing attr 'depth'");
+    depth = a.attr_int("depth");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
+  }
+};
+
+// pow: Elementwise power with a scalar exponent: y = x^p (p = attr 'exponent'). Float dtypes. A negative base with a non-integer p gives NaN, as in numpy.
+struct Pow {
+  double exponent;  // the scalar exponent p
+  explicit Pow(const KernelArgs& a) {
+    if (!a.has("exponent")) a.fail("missing attr 'exponent'");
+    exponent = a.attr_float("exponent");
+  }
+};
+
+// relu: Elementwise: y = max(x, 0). Dtypes: float32, float64, int32, int64.
+struct Relu {
+  explicit Relu(const KernelArgs&) {}
+};
+
+// relu_grad: dx = g where x > 0 else 0: the gradient of relu, in one pass.
+struct ReluGrad {
+  explicit ReluGrad(const KernelArgs&) {}
+};
+
+// reshape: Same elements in C order, new 'shape' (one dim may be -1: inferred). A view.
+struct Reshape {
+  std::vector<int64_t> shape;  // the output shape; one dim may be -1
+  explicit Reshape(const KernelArgs& a) {
+    if (!a.has("shape")) a.fail("missing attr 'shape'");
+    shape = a.attr_ints("shape");
+  }
+};
+
+// reshape_like: y = x reshaped to the shape of 'like' (same element count). A view.
+struct ReshapeLike {
+  explicit ReshapeLike(const KernelArgs&) {}
+};
+
+// sgd_momentum_update: SGD with momentum (PyTorch's rule, dampening 0): g' = g + wd·w; v ← μ·v + g'; w ← w - lr·(g' + μ·v) with nesterov, else w ← w - lr·v.
+struct SgdMomentumUpdate {
+  double lr;  // learning rate
+  double momentum;  // momentum factor
+  bool nesterov = false;  // Nesterov momentum
+  double weight_decay = 0.0;  // L2 penalty added to the gradient
+  explicit SgdMomentumUpdate(const KernelArgs& a) {
+    if (!a.has("lr")) a.fail("missing attr 'lr'");
+    lr = a.attr_float("lr");
+    if (!a.has("momentum")) a.fail("missing attr 'momentum'");
+    momentum = a.attr_float("momentum");
+    if (a.has("nesterov")) nesterov = a.attr_bool("nesterov", false);
+    if (a.has("weight_decay")) weight_decay = a.attr_float("weight_decay");
+  }
+};
+
+// sgd_update: Plain SGD: w ← w - lr · (g + weight_decay · w).
+struct SgdUpdate {
+  double lr;  // learning rate
+  double weight_decay = 0.0;  // L2 penalty added to the gradient
+  explicit SgdUpdate(const KernelArgs& a) {
+    if (!a.has("lr")) a.fail("missing attr 'lr'");
+    lr = a.attr_float("lr");
+    if (a.has("weight_decay")) weight_decay = a.attr_float("weight_decay");
+  }
+};
+
+// sigmoid: Elementwise: y = 1 / (1 + e^-x), computed without overflow. Dtypes: float32, float64.
+struct Sigmoid {
+  explicit Sigmoid(const KernelArgs&) {}
+};
+
+// silu: SiLU (swish): y = x · σ(x), σ(x) = 1 / (1 + e^-x). Composite: mul(x, sigmoid(x)); no kernel of its own yet.
+struct Silu {
+  explicit Silu(const KernelArgs&) {}
+};
+
+// slice: y = x[starts:ends:steps] along 'axes' (all axes in order when None; steps default 1), numpy semantics: negative indices count from the end, out-of-ran
+struct Slice {
+  std::vector<int64_t> starts;  // first index per sliced axis (negative: from the end; clamped)
+  std::vector<int64_t> ends;  // one past the last index per sliced axis (clamped)
+  bool has_axes = false;  // false: the attr is None
+  std::vector<int64_t> axes;  // the sliced axes; None: 0..len(starts)-1
+  bool has_steps = false;  // false: the attr is None
+  std::vector<int64_t> steps;  // stride per sliced axis (nonzero); None: 1
+  explicit Slice(const KernelArgs& a) {
+    if (!a.has("starts")) a.fail("missing attr 'starts'");
+    starts = a.attr_ints("starts");
+    if (!a.has("ends")) a.fail("missing attr 'ends'");
+    ends = a.attr_ints("ends");
+    has_axes = a.has("axes");
+    if (a.has("axes")) axes = a.attr_ints("axes");
+    has_steps = a.has("steps");
+    if (a.has("steps")) steps = a.attr_ints("steps");
+  }
+};
+
+// slice_grad: The adjoint of slice: zeros of x's shape with g written at x[starts:ends:steps] along axes. Only the shape of x is read.
+struct SliceGrad {
+  std::vector<int64_t> starts;  // first index per sliced axis (negative: from the end; clamped)
+  std::vector<int64_t> ends;  // one past the last index per sliced axis (clamped)
+  bool has_axes = false;  // false: the attr is None
+  std::vector<int64_t> axes;  // the sliced axes; None: 0..len(starts)-1
+  bool has_steps = false;  // false: the attr is None
+  std::vector<int64_t> steps;  // stride per sliced axis (nonzero); None: 1
+  explicit SliceGrad(const KernelArgs& a) {
+    if (!a.has("starts")) a.fail("missing attr 'starts'");
+    starts = a.attr_ints("starts");
+    if (!a.has("ends")) a.fail("missing attr 'ends'");
+    ends = a.attr_ints("ends");
+    has_axes = a.has("axes");
+    if (a.has("axes")) axes = a.attr_ints("axes");
+    has_steps = a.has("steps");
+    if (a.has("steps")) steps = a.attr_ints("steps");
+  }
+};
+
+// softmax: y_i = e^{x_i - m} / Σ_j e^{x_j - m} along 'axis', m = max_j x_j (stable for large x). A row holding NaN or +inf gives NaN throughout (ONNX).
+struct Softmax {
+  int64_t axis = -1;  // the axis normalised over
+  explicit Softmax(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+  }
+};
+
+// softmax_cross_entropy: Fused, stable cross-entropy with integer labels: loss_i = log Σ_c e^{z_ic} - z_i,label_i over logits z (..., C) and labels (...); 'reduction' mean (de
+struct SoftmaxCrossEntropy {
+  std::string reduction = "mean";  // 'mean' (default), 'sum' or 'none'
+  explicit SoftmaxCrossEntropy(const KernelArgs& a) {
+    if (a.has("reduction")) reduction = a.attr_string("reduction", std::string());
+  }
+};
+
+// softmax_cross_entropy_grad: d loss / d logits of softmax_cross_entropy: (softmax(z) - one_hot(label)) · g, divided by the number of labels for reduction 'mean', with g broadcast 
+struct SoftmaxCrossEntropyGrad {
+  std::string reduction = "mean";  // 'mean', 'sum' or 'none', as in the forward op
+  explicit SoftmaxCrossEntropyGrad(const KernelArgs& a) {
+    if (a.has("reduction")) reduction = a.attr_string("reduction", std::string());
+  }
+};
+
+// split: Cut x along 'axis' into pieces of 'sizes' (one output per size).
+struct Split {
+  int64_t axis = 0;  // the axis split
+  std::vector<int64_t> sizes;  // the size of each part
+  explicit Split(const KernelArgs& a) {
+    if (!a.has("axis")) a.fail("missing attr 'axis'");
+    axis = a.attr_int("axis");
+    if (!a.has("sizes")) a.fail("missing attr 'sizes'");
+    sizes = a.attr_ints("sizes");
+  }
+};
+
+// sqrt: Elementwise: y = √x (NaN below 0). Dtypes: float32, float64.
+struct Sqrt {
+  explicit Sqrt(const KernelArgs&) {}
+};
+
+// squeeze: Remove size-1 dims at 'axes' (all size-1 dims when None). A view.
+struct Squeeze {
+  bool has_axes = false;  // false: the attr is None
+  std::vector<int64_t> axes;  // size-1 dims removed; None: all
+  explicit Squeeze(const KernelArgs& a) {
+    has_axes = a.has("axes");
+    if (a.has("axes")) axes = a.attr_ints("axes");
+  }
+};
+
+// stop_gradient: y = x in the forward pass; no gradient flows through it. A view.
+struct StopGradient {
+  explicit StopGradient(const KernelArgs&) {}
+};
+
+// sub: Elementwise with numpy broadcasting: y = a - b. Both inputs have one dtype (float32, float64, int32, int64).
+struct Sub {
+  explicit Sub(const KernelArgs&) {}
+};
+
+// sum: y = Σ x over 'axes' (all axes when None); the sum of nothing is 0. keepdims keeps reduced axes as size 1.
+struct Sum {
+  bool has_axes = false;  // false: the attr is None
+  std::vector<int64_t> axes;  // axes reduced; None: every axis
+  bool keepdims = false;  // keep reduced axes as size 1
+  explicit Sum(const KernelArgs& a) {
+    has_axes = a.has("axes");
+    if (a.has("axes")) axes = a.attr_ints("axes");
+    if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
+  }
+};
+
+// sum_to: y = x summed over the dims that broadcasting stretched, so y.shape == like.shape (the adjoint of broadcast_like). Only the shape of 'like' is read.
+struct SumTo {
+  explicit SumTo(const KernelArgs&) {}
+};
+
+// tanh: Elementwise: y = tanh x. Dtypes: float32, float64.
+struct Tanh {
+  explicit Tanh(const KernelArgs&) {}
+};
+
+// transpose: y = x with axes permuted: y.shape[i] = x.shape[perm[i]] (perm None reverses the axes).
+struct Transpose {
+  bool has_perm = false;  // false: the attr is None
+  std::vector<int64_t> perm;  // output axis i is input axis perm[i]; None reverses the axes
+  explicit Transpose(const KernelArgs& a) {
+    has_perm = a.has("perm");
+    if (a.has("perm")) perm = a.attr_ints("perm");
+  }
+};
+
+// where: y = x where cond else y, elementwise with three-way numpy broadcasting. cond is bool; x and y share a dtype. The gradient flows to x where cond, to y 
+struct Where {
+  explicit Where(const KernelArgs&) {}
+};
+
+}  // namespace attrs
+}  // namespace graphc
