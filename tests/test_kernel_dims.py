@@ -119,8 +119,8 @@ def _schema_accepts(op, proto, step):
             ex_attrs[key] = {"i": a.i, "f": a.f, "s": a.s, "b": a.b, "ints": tuple(a.ints.values),
                              "floats": tuple(a.floats.values),
                              "dtype": _DTYPE_NAME.get(a.dtype)}.get(which)
-    node.attrs = op.check_attrs(ex_attrs)
     try:
+        node.attrs = op.check_attrs(ex_attrs)
         got = op.infer_node(node, _types(proto, st.inputs))
     except errors.GraphcError:
         return False
@@ -174,6 +174,71 @@ def test_corrupted_dims_are_refused_naming_the_op(name):
         else:
             raise AssertionError(f"{what}: the schema refuses it, the kernel accepted it")
     assert checked > 0, f"{name}: no corruption was refused"
+
+
+def _attr_corruptions(op, proto, step):
+    """(label, mutate(attr map)) for each attr: extreme, shifted, flipped or missing values."""
+    st = proto.steps[step]
+    out = []
+    for key, spec in op.attrs.items():
+        def setter(fn, key=key):
+            def mutate(attrs):
+                fn(attrs[key])
+            return mutate
+
+        def drop(attrs, key=key):
+            if key in attrs:
+                del attrs[key]
+        out.append((f"attr {key!r} removed", drop))
+        present = key in st.attrs
+        if spec.kind == "int":
+            v = st.attrs[key].i if present else 0
+            for new in {v + 1, -v - 1, 2 ** 62, -2 ** 63, 2 ** 63 - 1}:
+                out.append((f"attr {key!r} = {new}", setter(lambda a, new=new: setattr(a, "i", new))))
+        elif spec.kind == "ints":
+            vals = list(st.attrs[key].ints.values) if present else []
+            news = [vals + [0], vals[:-1], [-v - 1 for v in vals]]
+            for extreme in (2 ** 62, -2 ** 63, 2 ** 63 - 1):
+                news += [[extreme] + vals[1:], vals[:-1] + [extreme]]
+            for new in news:
+                def set_ints(a, new=new):
+                    a.ints.SetInParent()
+                    del a.ints.values[:]
+                    a.ints.values.extend(new)
+                out.append((f"attr {key!r} = {new}", setter(set_ints)))
+        elif spec.kind == "bool":
+            v = st.attrs[key].b if present else False
+            out.append((f"attr {key!r} = {not v}", setter(lambda a, v=v: setattr(a, "b", not v))))
+        elif spec.kind == "str":
+            out.append((f"attr {key!r} = 'bogus'", setter(lambda a: setattr(a, "s", "bogus"))))
+        elif spec.kind == "dtype":
+            for name, code in _DTYPE_CODE.items():
+                out.append((f"attr {key!r} = {name}", setter(lambda a, code=code: setattr(a, "dtype", code))))
+    return out
+
+
+@pytest.mark.parametrize("name", KERNEL_OPS)
+def test_corrupted_attrs_are_refused_exactly_when_the_schema_refuses_them(name):
+    """Attrs at the int64 extremes, off by one, flipped or missing: the kernel accepts a plan
+    exactly when the op's inference accepts the attrs and yields the plan's output types."""
+    op = OPS[name]
+    proto, step = _compile_example(op, _pick_example(op))
+    for label, mutate in _attr_corruptions(op, proto, step):
+        bad = pb.Plan()
+        bad.CopyFrom(proto)
+        mutate(bad.steps[step].attrs)
+        if _schema_accepts(op, bad, step):
+            try:
+                Session(bad, threads=1)
+            except errors.ModelFormatError as e:
+                raise AssertionError(f"{name}: {label}: the schema accepts it, the kernel refused: {e}") from None
+            continue
+        try:
+            Session(bad, threads=1)
+        except errors.ModelFormatError as e:
+            assert f"op '{name}'" in str(e), (label, str(e))
+        else:
+            raise AssertionError(f"{name}: {label}: the schema refuses it, the kernel accepted it")
 
 
 def test_kernel_stricter_than_inference_only_where_listed():

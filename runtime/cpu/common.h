@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../kernel_registry.h"
+#include "../op_schema.h"  // typed attrs with the registry's defaults: attrs::<Op>(args)
 
 namespace graphc {
 namespace cpu {

@@ -59,8 +59,9 @@ template <class T> T sigmoid(T x) {
 // Each range is checked before converting: C++ leaves an out-of-range float -> int or
 // double -> float conversion undefined.
 template <class From, class To> To cast_value(From v) {
-  if constexpr (std::is_same_v<To, boolean>) {
-    return static_cast<boolean>(v != From(0));
+  if constexpr (std::is_same_v<To, boolean> || std::is_same_v<From, boolean>) {
+    // A bool byte other than 0/1 (foreign bytes) still reads as true: 1, not 2.
+    return static_cast<To>(v != From(0));
   } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
     constexpr double lim = -static_cast<double>(std::numeric_limits<To>::min());  // 2^(bits-1), exact
     const double d = static_cast<double>(v);
@@ -86,8 +87,7 @@ template <class From, class To> To cast_value(From v) {
 
 Kernel cast_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);
-  if (!args.has("to")) args.fail("missing attr 'to'");
-  const DType to = args.attr_dtype("to", DType::Invalid);
+  const DType to = attrs::Cast(args).to;
   expect_dtype(args, args.out[0], to, "output");
   return dispatch_all(args.in[0].dtype, [&](auto from_tag) {
     using From = typename decltype(from_tag)::type;
@@ -171,8 +171,11 @@ void register_unary_kernels(KernelRegistry& r) {
   });
   add_unary(r, "pow", flt, 2, kCostlyGrain, [](auto tag, const KernelArgs& a) {
     using T = typename decltype(tag)::type;
-    const T e = static_cast<T>(a.attr_float("exponent"));
-    return [e](T x) { return static_cast<T>(std::pow(x, e)); };
+    const T e = static_cast<T>(attrs::Pow(a).exponent);
+    // numpy's power(x, 0.5) is sqrt(x): NaN for -inf and -0.0 for -0.0, where C's pow gives
+    // +inf and +0.0; every other exponent agrees with C's pow.
+    const bool half = e == T(0.5);
+    return [e, half](T x) { return half ? std::sqrt(x) : static_cast<T>(std::pow(x, e)); };
   });
   const DType bool_only[] = {DType::Bool};
   add_unary(r, "logical_not", bool_only, 1, kCheapGrain, [](auto tag, const KernelArgs&) {

@@ -47,8 +47,8 @@ template <class T> Kernel matmul_kernel(const KernelArgs& args) {
   if (a.dims.size() < 2 || b.dims.size() < 2) {
     args.fail("inputs must have rank >= 2, got " + format_dims(a.dims) + " and " + format_dims(b.dims));
   }
-  const bool ta = args.attr_bool("transpose_a", false);
-  const bool tb = args.attr_bool("transpose_b", false);
+  const attrs::Matmul attr(args);
+  const bool ta = attr.transpose_a, tb = attr.transpose_b;
   // Stored shapes: a is (ar, ac), b is (br, bc) per batch.
   const int64_t ar = a.dims[a.dims.size() - 2], ac = a.dims.back();
   const int64_t br = b.dims[b.dims.size() - 2], bc = b.dims.back();

@@ -17,7 +17,7 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
   expect_dims(args, y, x.dims, "output");
   const int64_t rank = static_cast<int64_t>(x.dims.size());
   if (rank == 0) args.fail("needs rank >= 1");
-  const int64_t axis = normalize_axis(args, args.attr_int("axis", -1), rank);
+  const int64_t axis = normalize_axis(args, kLog ? attrs::LogSoftmax(args).axis : attrs::Softmax(args).axis, rank);
   if (numel_of(x) == 0) return no_op_kernel();  // before any product of the other dims
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= x.dims[i];
@@ -34,7 +34,6 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
         T* dst = py + o * n * inner + i;
         T m = src[0];
         for (int64_t k = 1; k < n; ++k) m = src[k * inner] > m ? src[k * inner] : m;
-        if (!std::isfinite(m)) m = T(0);  // the reference's rule: ±inf rows give NaN/0, not all NaN
         double s = 0.0;
         for (int64_t k = 0; k < n; ++k) {
           T ex = std::exp(src[k * inner] - m);
@@ -54,11 +53,11 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
 }
 
 // log Σ_k e^{row[k]} over C >= 1 logits, stably (shifted by the row max), in double.
-// A non-finite max shifts by 0, as the reference's log_softmax does.
+// A row holding NaN, +inf, or only -inf gives NaN (x - max is NaN somewhere), as the
+// reference's log_softmax defines it.
 template <class T> double row_logsumexp(const T* row, int64_t C) {
   T m = row[0];
   for (int64_t k = 1; k < C; ++k) m = row[k] > m ? row[k] : m;
-  if (!std::isfinite(m)) m = T(0);
   double s = 0.0;
   for (int64_t k = 0; k < C; ++k) s += std::exp(static_cast<double>(row[k] - m));
   return static_cast<double>(m) + std::log(s);
@@ -79,7 +78,7 @@ template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
   if (x.dims.empty()) args.fail("logits must have rank >= 1");
   std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
   expect_dims(args, lab, lead, "labels");
-  const std::string reduction = args.attr_string("reduction", "mean");
+  const std::string reduction = attrs::SoftmaxCrossEntropy(args).reduction;
   if (reduction != "mean" && reduction != "sum" && reduction != "none") {
     args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
   }
@@ -157,7 +156,7 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
   std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
   expect_dims(args, lab, lead, "labels");
   expect_dims(args, y, x.dims, "output");
-  const std::string reduction = args.attr_string("reduction", "mean");
+  const std::string reduction = attrs::SoftmaxCrossEntropyGrad(args).reduction;
   if (reduction != "mean" && reduction != "sum" && reduction != "none") {
     args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
   }
@@ -223,8 +222,9 @@ template <class T> Kernel assign_kernel(const KernelArgs& a) {
 template <class T> Kernel sgd_kernel(const KernelArgs& a) {
   a.expect_arity(2, 1);
   expect_like_var<T>(a, 0);
-  const T lr = static_cast<T>(a.attr_float("lr"));
-  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
+  const attrs::SgdUpdate attr(a);
+  const T lr = static_cast<T>(attr.lr);
+  const T wd = static_cast<T>(attr.weight_decay);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   T* y = a.out[0].as<T>();
@@ -262,10 +262,11 @@ void sgd_momentum_loop(const T* w, const T* g, const T* v, T* yw, T* yv, int64_t
 template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   a.expect_arity(3, 2);
   expect_like_var<T>(a, 1);
-  const T lr = static_cast<T>(a.attr_float("lr"));
-  const T mu = static_cast<T>(a.attr_float("momentum"));
-  const bool nesterov = a.attr_bool("nesterov", false);
-  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
+  const attrs::SgdMomentumUpdate attr(a);
+  const T lr = static_cast<T>(attr.lr);
+  const T mu = static_cast<T>(attr.momentum);
+  const bool nesterov = attr.nesterov;
+  const T wd = static_cast<T>(attr.weight_decay);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   const T* v = a.in[2].as<const T>();
@@ -291,12 +292,13 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
 template <class T> Kernel adam_kernel(const KernelArgs& a) {
   a.expect_arity(5, 3);
   expect_like_var<T>(a, 2);
-  const T lr = static_cast<T>(a.attr_float("lr"));
-  const T b1 = static_cast<T>(a.has("beta1") ? a.attr_float("beta1") : 0.9);
-  const T b2 = static_cast<T>(a.has("beta2") ? a.attr_float("beta2") : 0.999);
-  const T eps = static_cast<T>(a.has("eps") ? a.attr_float("eps") : 1e-8);
-  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
-  const bool decoupled = a.attr_bool("decoupled", false);
+  const attrs::AdamUpdate attr(a);
+  const T lr = static_cast<T>(attr.lr);
+  const T b1 = static_cast<T>(attr.beta1);
+  const T b2 = static_cast<T>(attr.beta2);
+  const T eps = static_cast<T>(attr.eps);
+  const T wd = static_cast<T>(attr.weight_decay);
+  const bool decoupled = attr.decoupled;
   expect_dtype(a, a.in[4], DType::I64, "input 4 (the step)");
   expect_dims(a, a.in[4], {}, "input 4 (the step)");
   const int64_t* pstep = a.in[4].as<const int64_t>();
@@ -331,7 +333,7 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
 
 template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
   const TensorRef &x = args.in[0], &y = args.out[0];
-  const int64_t depth = args.attr_int("depth");
+  const int64_t depth = attrs::OneHot(args).depth;
   if (depth < 0) args.fail("depth must be >= 0, got " + std::to_string(depth));
   std::vector<int64_t> want = x.dims;
   want.push_back(depth);
@@ -405,7 +407,7 @@ void register_nn_kernels(KernelRegistry& r) {
   for (DType t : {DType::I32, DType::I64}) {
     add_kernel(r, "one_hot", t, [t](const KernelArgs& a) -> Kernel {
       a.expect_arity(1, 1);
-      DType to = a.attr_dtype("dtype", DType::F32);
+      const DType to = attrs::OneHot(a).dtype;
       expect_dtype(a, a.out[0], to, "output");
       return dispatch_all(t, [&](auto it) -> Kernel {
         using I = typename decltype(it)::type;

@@ -109,21 +109,28 @@ ReducePlan make_plan(const KernelArgs& args, const std::vector<int64_t>& dims, s
 template <ReduceOp R, class T, class O>
 Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced, const std::vector<int64_t>& want);
 
+// The op's typed attrs (axes, keepdims), generated from the registry.
+template <ReduceOp R> struct AttrsOf;
+template <> struct AttrsOf<ReduceOp::Sum> { using type = attrs::Sum; };
+template <> struct AttrsOf<ReduceOp::Mean> { using type = attrs::Mean; };
+template <> struct AttrsOf<ReduceOp::Max> { using type = attrs::Max; };
+
 template <ReduceOp R, class T, class O> Kernel reduce_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);
   const TensorRef& x = args.in[0];
   expect_dtype(args, args.out[0], dtype_of<O>(), "output");
+  const typename AttrsOf<R>::type attr(args);
   const int64_t rank = static_cast<int64_t>(x.dims.size());
-  std::vector<bool> reduced(rank, !args.has("axes"));
-  if (args.has("axes")) {
-    for (int64_t ax : args.attr_ints("axes")) {
+  std::vector<bool> reduced(rank, !attr.has_axes);
+  if (attr.has_axes) {
+    for (int64_t ax : attr.axes) {
       int64_t a = normalize_axis(args, ax, rank, "axes entry");
       if (rank == 0) continue;
       if (reduced[a]) args.fail("axes entry " + std::to_string(ax) + " is repeated");
       reduced[a] = true;
     }
   }
-  const bool keepdims = args.attr_bool("keepdims", false);
+  const bool keepdims = attr.keepdims;
   std::vector<int64_t> want;
   for (int64_t i = 0; i < rank; ++i) {
     if (!reduced[i]) want.push_back(x.dims[i]);

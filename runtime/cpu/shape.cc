@@ -26,7 +26,7 @@ void expect_same_dtype(const KernelArgs& a) {
 Kernel broadcast_to_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);
   expect_same_dtype(args);
-  expect_dims(args, args.out[0], args.attr_ints("shape"), "output (attr 'shape')");
+  expect_dims(args, args.out[0], attrs::BroadcastTo(args).shape, "output (attr 'shape')");
   auto loop = StridedLoop<1>::broadcast(args.out[0].dims, {args.in[0].dims});
   return strided_copy_kernel(args, loop);
 }
@@ -36,10 +36,9 @@ Kernel transpose_kernel(const KernelArgs& args) {
   expect_same_dtype(args);
   const auto& xd = args.in[0].dims;
   const int64_t rank = static_cast<int64_t>(xd.size());
-  std::vector<int64_t> perm;
-  if (args.has("perm")) {
-    perm = args.attr_ints("perm");
-  } else {
+  const attrs::Transpose attr(args);
+  std::vector<int64_t> perm = attr.perm;
+  if (!attr.has_perm) {
     for (int64_t i = rank - 1; i >= 0; --i) perm.push_back(i);
   }
   if (static_cast<int64_t>(perm.size()) != rank) {
@@ -86,18 +85,20 @@ Range slice_range(int64_t start, int64_t end, int64_t step, int64_t dim) {
   return {s, len > 1 ? step : 1, len};
 }
 
-// The strided loop that reads x[starts:ends:steps] along axes in C order.
+// The strided loop that reads x[starts:ends:steps] along axes in C order.  Attrs is
+// attrs::Slice or attrs::SliceGrad (the same attrs).
+template <class Attrs>
 StridedLoop<1> slice_loop(const KernelArgs& args, const std::vector<int64_t>& xd,
                           const TensorRef& sliced, const char* what) {
   const int64_t rank = static_cast<int64_t>(xd.size());
-  std::vector<int64_t> starts = args.attr_ints("starts"), ends = args.attr_ints("ends");
-  std::vector<int64_t> axes, steps;
-  if (args.has("axes")) {
-    axes = args.attr_ints("axes");
-  } else {
+  const Attrs attr(args);
+  const std::vector<int64_t>& starts = attr.starts;
+  const std::vector<int64_t>& ends = attr.ends;
+  std::vector<int64_t> axes = attr.axes, steps = attr.steps;
+  if (!attr.has_axes) {
     for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
   }
-  steps = args.has("steps") ? args.attr_ints("steps") : std::vector<int64_t>(starts.size(), 1);
+  if (!attr.has_steps) steps.assign(starts.size(), 1);
   if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size()) {
     args.fail("attrs starts, ends, axes and steps must have one length, got " + std::to_string(starts.size()) +
               ", " + std::to_string(ends.size()) + ", " + std::to_string(axes.size()) + " and " +
@@ -129,7 +130,7 @@ StridedLoop<1> slice_loop(const KernelArgs& args, const std::vector<int64_t>& xd
 Kernel slice_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);
   expect_same_dtype(args);
-  return strided_copy_kernel(args, slice_loop(args, args.in[0].dims, args.out[0], "output"));
+  return strided_copy_kernel(args, slice_loop<attrs::Slice>(args, args.in[0].dims, args.out[0], "output"));
 }
 
 // slice_grad(g, x): zeros of x's shape with g scattered where slice read.
@@ -137,7 +138,7 @@ Kernel slice_grad_kernel(const KernelArgs& args) {
   args.expect_arity(2, 1);
   expect_same_dtype(args);
   expect_dims(args, args.out[0], args.in[1].dims, "output");
-  StridedLoop<1> loop = slice_loop(args, args.in[1].dims, args.in[0], "input 0 (the gradient)");
+  StridedLoop<1> loop = slice_loop<attrs::SliceGrad>(args, args.in[1].dims, args.in[0], "input 0 (the gradient)");
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   const int threads = args.ctx.threads;
   const size_t nbytes = static_cast<size_t>(numel_of(args.out[0])) * dtype_size(args.out[0].dtype);
@@ -176,7 +177,7 @@ Kernel concat_split_kernel(const KernelArgs& args, bool is_concat) {
   const std::vector<TensorRef>& parts = is_concat ? args.in : args.out;
   const int64_t rank = static_cast<int64_t>(whole.dims.size());
   if (rank == 0) args.fail("cannot work on a scalar");
-  const int64_t axis = normalize_axis(args, args.attr_int("axis"), rank);
+  const int64_t axis = normalize_axis(args, is_concat ? attrs::Concat(args).axis : attrs::Split(args).axis, rank);
   int64_t total = 0;
   for (size_t i = 0; i < parts.size(); ++i) {
     const std::string what = (is_concat ? "input " : "output ") + std::to_string(i);
@@ -189,7 +190,7 @@ Kernel concat_split_kernel(const KernelArgs& args, bool is_concat) {
     total = checked_add(args, total, want[axis], "the pieces' sizes along axis " + std::to_string(axis));
   }
   if (!is_concat) {
-    auto sizes = args.attr_ints("sizes");
+    const std::vector<int64_t> sizes = attrs::Split(args).sizes;
     if (sizes.size() != parts.size()) {
       args.fail("attr 'sizes' must have one entry per output (" + std::to_string(parts.size()) + "), got " +
                 std::to_string(sizes.size()));
@@ -242,7 +243,7 @@ Kernel concat_split_kernel(const KernelArgs& args, bool is_concat) {
 
 // The output shape each view op defines from its input and attrs.
 std::vector<int64_t> reshape_dims(const KernelArgs& args, int64_t numel) {
-  std::vector<int64_t> target = args.attr_ints("shape");
+  std::vector<int64_t> target = attrs::Reshape(args).shape;
   int64_t infer_at = -1, known = 1;
   for (size_t i = 0; i < target.size(); ++i) {
     const int64_t d = target[i];
@@ -265,8 +266,7 @@ std::vector<int64_t> reshape_dims(const KernelArgs& args, int64_t numel) {
 }
 
 std::vector<int64_t> expand_dims_dims(const KernelArgs& args, const std::vector<int64_t>& xd) {
-  const std::vector<int64_t> axes = args.attr_ints("axes");
-  if (axes.size() > 64) args.fail("attr 'axes' has " + std::to_string(axes.size()) + " entries (more than 64)");
+  const std::vector<int64_t> axes = attrs::ExpandDims(args).axes;
   const int64_t rank = static_cast<int64_t>(xd.size() + axes.size());
   std::vector<bool> is_new(rank, false);
   for (int64_t a : axes) {
@@ -283,10 +283,11 @@ std::vector<int64_t> expand_dims_dims(const KernelArgs& args, const std::vector<
 std::vector<int64_t> squeeze_dims(const KernelArgs& args, const std::vector<int64_t>& xd) {
   const int64_t rank = static_cast<int64_t>(xd.size());
   std::vector<bool> drop(rank, false);
-  if (!args.has("axes")) {
+  const attrs::Squeeze attr(args);
+  if (!attr.has_axes) {
     for (int64_t i = 0; i < rank; ++i) drop[i] = xd[i] == 1;
   } else {
-    for (int64_t a : args.attr_ints("axes")) {
+    for (int64_t a : attr.axes) {
       const int64_t ax = normalize_axis(args, a, rank, "axes entry");
       if (rank == 0) continue;
       if (xd[ax] != 1) args.fail("cannot squeeze axis " + std::to_string(ax) + " of size " + std::to_string(xd[ax]));
