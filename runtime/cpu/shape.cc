@@ -302,19 +302,13 @@ std::vector<int64_t> squeeze_dims(const KernelArgs& args, const std::vector<int6
 }
 
 // reshape, expand_dims, squeeze, stop_gradient, reshape_like: plans alias them (views),
-// but a plan may also materialise them; then the bytes are copied as they are.
-Kernel copy_kernel(const KernelArgs& args) {
-  const std::string& op = args.step.op;
-  args.expect_arity(op == "reshape_like" ? 2 : 1, 1);
+// but a plan may also materialise them; then the bytes are copied as they are, into the
+// output shape the op defines (out_dims(args), called once the arity is checked).
+template <class OutDims> Kernel copy_kernel(const KernelArgs& args, size_t n_in, OutDims out_dims) {
+  args.expect_arity(n_in, 1);
   const TensorRef &x = args.in[0], &y = args.out[0];
   expect_dtype(args, y, x.dtype, "output");
-  std::vector<int64_t> want;
-  if (op == "reshape") want = reshape_dims(args, numel_of(x));
-  else if (op == "expand_dims") want = expand_dims_dims(args, x.dims);
-  else if (op == "squeeze") want = squeeze_dims(args, x.dims);
-  else if (op == "reshape_like") want = args.in[1].dims;
-  else want = x.dims;
-  expect_dims(args, y, want, "output");
+  expect_dims(args, y, out_dims(args), "output");
   if (numel_of(x) != numel_of(y)) {
     args.fail("output " + format_dims(y.dims) + " has a different size than input " + format_dims(x.dims));
   }
@@ -338,9 +332,22 @@ void register_shape_kernels(KernelRegistry& r) {
     cpu::add_kernel(r, "split", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, false); });
     cpu::add_kernel(r, "slice_grad", t, cpu::slice_grad_kernel);
     cpu::add_kernel(r, "broadcast_like", t, cpu::broadcast_like_kernel);
-    for (const char* op : {"reshape", "expand_dims", "squeeze", "stop_gradient", "reshape_like"}) {
-      cpu::add_kernel(r, op, t, cpu::copy_kernel);
-    }
+    using cpu::copy_kernel;
+    cpu::add_kernel(r, "reshape", t, [](const KernelArgs& a) {
+      return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::reshape_dims(b, cpu::numel_of(b.in[0])); });
+    });
+    cpu::add_kernel(r, "expand_dims", t, [](const KernelArgs& a) {
+      return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::expand_dims_dims(b, b.in[0].dims); });
+    });
+    cpu::add_kernel(r, "squeeze", t, [](const KernelArgs& a) {
+      return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::squeeze_dims(b, b.in[0].dims); });
+    });
+    cpu::add_kernel(r, "stop_gradient", t, [](const KernelArgs& a) {
+      return copy_kernel(a, 1, [](const KernelArgs& b) { return b.in[0].dims; });
+    });
+    cpu::add_kernel(r, "reshape_like", t, [](const KernelArgs& a) {  // only the shape of input 1 is read
+      return copy_kernel(a, 2, [](const KernelArgs& b) { return b.in[1].dims; });
+    });
   }
 }
 
