@@ -437,14 +437,61 @@ inline void add_kernel(KernelRegistry& r, const std::string& op, DType dtype, Ke
   });
 }
 
+// The dtypes op's schema dispatches on (the generated op_schema.h): kernels register for
+// exactly these, so no dtype list is written twice.  An op the schema does not know gets
+// none (and the schema coverage test names it).
+inline std::vector<DType> schema_dtypes(const char* op) {
+  std::vector<DType> out;
+  if (const schema::OpInfo* info = schema::find_op(op)) {
+    for (DType t : {DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool}) {
+      if (schema::allows_dtype(*info, t)) out.push_back(t);
+    }
+  }
+  return out;
+}
+
+// Type sets a kernel template is instantiated for: supports(t) at registration, and
+// dispatch(t, f) calls f(Tag<T>{}) for the C++ type of t.
+struct FloatTypes {
+  static bool supports(DType t) { return t == DType::F32 || t == DType::F64; }
+  template <class F> static auto dispatch(DType t, F&& f) {
+    if (t == DType::F64) return f(Tag<double>{});
+    return f(Tag<float>{});
+  }
+};
+struct NumericTypes {
+  static bool supports(DType t) { return t != DType::Bool && dtype_valid(t); }
+  template <class F> static auto dispatch(DType t, F&& f) {
+    switch (t) {
+      case DType::F64: return f(Tag<double>{});
+      case DType::I32: return f(Tag<int32_t>{});
+      case DType::I64: return f(Tag<int64_t>{});
+      default: return f(Tag<float>{});
+    }
+  }
+};
+struct AllTypes {
+  static bool supports(DType t) { return dtype_valid(t); }
+  template <class F> static auto dispatch(DType t, F&& f) { return dispatch_all(t, std::forward<F>(f)); }
+};
+
+// Registers make(Tag<T>{}, args) for every dtype the schema allows for op and Types
+// supports (a schema dtype without an implementation is left out, for the coverage test
+// to report).
+template <class Types, class Make> void add_typed(KernelRegistry& r, const char* op, Make make) {
+  for (DType t : schema_dtypes(op)) {
+    if (!Types::supports(t)) continue;
+    add_kernel(r, op, t, [t, make](const KernelArgs& a) -> Kernel {
+      return Types::dispatch(t, [&](auto tag) -> Kernel { return make(tag, a); });
+    });
+  }
+}
+
 // A kernel with nothing to do (every output is empty).
 inline Kernel no_op_kernel() {
   return [] {};
 }
 
-constexpr DType kFloatTypes[] = {DType::F32, DType::F64};
-constexpr DType kNumericTypes[] = {DType::F32, DType::F64, DType::I32, DType::I64};
-constexpr DType kAllTypes[] = {DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool};
 
 }  // namespace cpu
 }  // namespace graphc

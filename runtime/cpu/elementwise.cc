@@ -48,43 +48,29 @@ template <class T, class O, class Op> Kernel binary_kernel(const KernelArgs& arg
   };
 }
 
-template <class Op> void add_binary(KernelRegistry& r, const char* name, const DType* types,
-                                    size_t ntypes, bool to_bool, Op op_template) {
-  for (size_t i = 0; i < ntypes; ++i) {
-    DType t = types[i];
-    dispatch_all(t, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      if (to_bool) {
-        add_kernel(r, name, t, [op_template](const KernelArgs& a) {
-          return binary_kernel<T, boolean>(a, [op_template](T x, T y) {
-            return static_cast<boolean>(op_template(x, y));
-          });
-        });
-      } else {
-        add_kernel(r, name, t, [op_template](const KernelArgs& a) {
-          return binary_kernel<T, T>(a, [op_template](T x, T y) { return static_cast<T>(op_template(x, y)); });
-        });
-      }
-      return 0;
-    });
-  }
+// One kernel per dtype the op's schema allows (all instantiated: the comparison ops take bool).
+template <class Op> void add_binary(KernelRegistry& r, const char* name, bool to_bool, Op op_template) {
+  add_typed<AllTypes>(r, name, [op_template, to_bool](auto tag, const KernelArgs& a) -> Kernel {
+    using T = typename decltype(tag)::type;
+    if (to_bool) {
+      return binary_kernel<T, boolean>(a, [op_template](T x, T y) { return static_cast<boolean>(op_template(x, y)); });
+    }
+    return binary_kernel<T, T>(a, [op_template](T x, T y) { return static_cast<T>(op_template(x, y)); });
+  });
 }
 
 }  // namespace
 
 void register_elementwise_kernels(KernelRegistry& r) {
-  const DType* num = kNumericTypes;
-  const DType* flt = kFloatTypes;
-  const DType* all = kAllTypes;
-  add_binary(r, "add", num, 4, false, [](auto a, auto b) { return wrap_add(a, b); });
-  add_binary(r, "sub", num, 4, false, [](auto a, auto b) { return wrap_sub(a, b); });
-  add_binary(r, "mul", num, 4, false, [](auto a, auto b) { return wrap_mul(a, b); });
-  add_binary(r, "div", flt, 2, false, [](auto a, auto b) { return a / b; });
-  add_binary(r, "maximum", num, 4, false, [](auto a, auto b) { return nan_max(a, b); });
-  add_binary(r, "minimum", num, 4, false, [](auto a, auto b) { return nan_min(a, b); });
-  add_binary(r, "equal", all, 5, true, [](auto a, auto b) { return a == b; });
-  add_binary(r, "less", num, 4, true, [](auto a, auto b) { return a < b; });
-  add_binary(r, "greater", num, 4, true, [](auto a, auto b) { return a > b; });
+  add_binary(r, "add", false, [](auto a, auto b) { return wrap_add(a, b); });
+  add_binary(r, "sub", false, [](auto a, auto b) { return wrap_sub(a, b); });
+  add_binary(r, "mul", false, [](auto a, auto b) { return wrap_mul(a, b); });
+  add_binary(r, "div", false, [](auto a, auto b) { return a / b; });
+  add_binary(r, "maximum", false, [](auto a, auto b) { return nan_max(a, b); });
+  add_binary(r, "minimum", false, [](auto a, auto b) { return nan_min(a, b); });
+  add_binary(r, "equal", true, [](auto a, auto b) { return a == b; });
+  add_binary(r, "less", true, [](auto a, auto b) { return a < b; });
+  add_binary(r, "greater", true, [](auto a, auto b) { return a > b; });
 
   register_unary_kernels(r);
 }

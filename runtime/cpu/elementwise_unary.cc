@@ -27,19 +27,12 @@ template <class T, class O, class Op> Kernel unary_kernel(const KernelArgs& args
   };
 }
 
-template <class MakeOp>
-void add_unary(KernelRegistry& r, const char* name, const DType* types, size_t ntypes, int64_t grain,
-               MakeOp make_op) {
-  for (size_t i = 0; i < ntypes; ++i) {
-    DType t = types[i];
-    dispatch_all(t, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      add_kernel(r, name, t, [make_op, grain](const KernelArgs& a) {
-        return unary_kernel<T, T>(a, make_op(Tag<T>{}, a), grain);
-      });
-      return 0;
-    });
-  }
+// One kernel per dtype the op's schema allows.
+template <class MakeOp> void add_unary(KernelRegistry& r, const char* name, int64_t grain, MakeOp make_op) {
+  add_typed<AllTypes>(r, name, [make_op, grain](auto tag, const KernelArgs& a) -> Kernel {
+    using T = typename decltype(tag)::type;
+    return unary_kernel<T, T>(a, make_op(tag, a), grain);
+  });
 }
 
 template <class T> T sigmoid(T x) {
@@ -135,41 +128,39 @@ Kernel where_kernel(const KernelArgs& args) {
 }  // namespace
 
 void register_unary_kernels(KernelRegistry& r) {
-  const DType* num = kNumericTypes;
-  const DType* flt = kFloatTypes;
-  add_unary(r, "neg", num, 4, kCheapGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "neg", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return wrap_neg(x); };
   });
-  add_unary(r, "abs", num, 4, kCheapGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "abs", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return x < T(0) ? wrap_neg(x) : x; };
   });
-  add_unary(r, "relu", num, 4, kCheapGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "relu", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return x < T(0) ? T(0) : x; };  // NaN stays NaN, like np.maximum(x, 0)
   });
-  add_unary(r, "exp", flt, 2, kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "exp", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return std::exp(x); };
   });
-  add_unary(r, "log", flt, 2, kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "log", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return std::log(x); };
   });
-  add_unary(r, "sqrt", flt, 2, kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "sqrt", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return std::sqrt(x); };
   });
-  add_unary(r, "sigmoid", flt, 2, kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "sigmoid", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return sigmoid(x); };
   });
-  add_unary(r, "tanh", flt, 2, kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "tanh", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return std::tanh(x); };
   });
-  add_unary(r, "pow", flt, 2, kCostlyGrain, [](auto tag, const KernelArgs& a) {
+  add_unary(r, "pow", kCostlyGrain, [](auto tag, const KernelArgs& a) {
     using T = typename decltype(tag)::type;
     const T e = static_cast<T>(attrs::Pow(a).exponent);
     // numpy's power(x, 0.5) is sqrt(x): NaN for -inf and -0.0 for -0.0, where C's pow gives
@@ -177,14 +168,13 @@ void register_unary_kernels(KernelRegistry& r) {
     const bool half = e == T(0.5);
     return [e, half](T x) { return half ? std::sqrt(x) : static_cast<T>(std::pow(x, e)); };
   });
-  const DType bool_only[] = {DType::Bool};
-  add_unary(r, "logical_not", bool_only, 1, kCheapGrain, [](auto tag, const KernelArgs&) {
+  add_unary(r, "logical_not", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return static_cast<T>(x == 0); };
   });
 
-  for (DType t : kAllTypes) add_kernel(r, "cast", t, cast_kernel);
-  add_kernel(r, "where", DType::Bool, where_kernel);
+  for (DType t : schema_dtypes("cast")) add_kernel(r, "cast", t, cast_kernel);
+  for (DType t : schema_dtypes("where")) add_kernel(r, "where", t, where_kernel);  // keyed by cond: bool
 }
 
 

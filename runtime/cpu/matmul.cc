@@ -126,8 +126,9 @@ template <class T> Kernel matmul_kernel(const KernelArgs& args) {
 }  // namespace cpu
 
 void register_matmul_kernels(KernelRegistry& r) {
-  cpu::add_kernel(r, "matmul", DType::F32, cpu::matmul_kernel<float>);
-  cpu::add_kernel(r, "matmul", DType::F64, cpu::matmul_kernel<double>);
+  cpu::add_typed<cpu::FloatTypes>(r, "matmul", [](auto tag, const KernelArgs& a) {
+    return cpu::matmul_kernel<typename decltype(tag)::type>(a);
+  });
 }
 
 }  // namespace graphc

@@ -356,24 +356,17 @@ template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
 }
 
 // Kernels over float logits (input 0) and integer labels (input 1): one registration per
-// float dtype, dispatching on the labels' dtype at plan load.  make(T{}, Label{}, args).
+// float dtype the schema allows, dispatching on the labels' dtype at plan load.
+// make(T{}, Label{}, args).
 template <class Make>
 void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make) {
-  for (DType t : kFloatTypes) {
-    add_kernel(r, op, t, [t, n_in, make](const KernelArgs& a) -> Kernel {
-      a.expect_arity(n_in, 1);
-      return dispatch_all(t, [&](auto tt) -> Kernel {
-        using T = typename decltype(tt)::type;
-        if constexpr (std::is_floating_point_v<T>) {
-          if (a.in[1].dtype == DType::I32) return make(T{}, int32_t{}, a);
-          if (a.in[1].dtype == DType::I64) return make(T{}, int64_t{}, a);
-          a.fail(std::string("labels must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
-        } else {
-          a.fail("logits must be float");
-        }
-      });
-    });
-  }
+  add_typed<FloatTypes>(r, op, [n_in, make](auto tag, const KernelArgs& a) -> Kernel {
+    using T = typename decltype(tag)::type;
+    a.expect_arity(n_in, 1);
+    if (a.in[1].dtype == DType::I32) return make(T{}, int32_t{}, a);
+    if (a.in[1].dtype == DType::I64) return make(T{}, int64_t{}, a);
+    a.fail(std::string("input 1 (labels) must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
+  });
 }
 
 }  // namespace
@@ -381,30 +374,25 @@ void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make
 
 void register_nn_kernels(KernelRegistry& r) {
   using namespace cpu;
-  add_kernel(r, "softmax", DType::F32, softmax_kernel<float, false>);
-  add_kernel(r, "softmax", DType::F64, softmax_kernel<double, false>);
-  add_kernel(r, "log_softmax", DType::F32, softmax_kernel<float, true>);
-  add_kernel(r, "log_softmax", DType::F64, softmax_kernel<double, true>);
+  // T of each kernel from the tag; the dtypes from the schema (add_typed).
+#define GRAPHC_TYPED(kernel) [](auto tag, const KernelArgs& a) { return kernel<typename decltype(tag)::type>(a); }
+  add_typed<FloatTypes>(r, "softmax", [](auto tag, const KernelArgs& a) {
+    return softmax_kernel<typename decltype(tag)::type, false>(a);
+  });
+  add_typed<FloatTypes>(r, "log_softmax", [](auto tag, const KernelArgs& a) {
+    return softmax_kernel<typename decltype(tag)::type, true>(a);
+  });
   add_label_kernels(r, "softmax_cross_entropy", 2,
                     [](auto t, auto l, const KernelArgs& a) { return sce_kernel<decltype(t), decltype(l)>(a); });
-  add_kernel(r, "assign", DType::F32, assign_kernel<float>);
-  add_kernel(r, "assign", DType::F64, assign_kernel<double>);
-  add_kernel(r, "assign", DType::I32, assign_kernel<int32_t>);
-  add_kernel(r, "assign", DType::I64, assign_kernel<int64_t>);
-  add_kernel(r, "assign", DType::Bool, assign_kernel<boolean>);
-  add_kernel(r, "sgd_update", DType::F32, sgd_kernel<float>);
-  add_kernel(r, "sgd_update", DType::F64, sgd_kernel<double>);
-  add_kernel(r, "sgd_momentum_update", DType::F32, sgd_momentum_kernel<float>);
-  add_kernel(r, "sgd_momentum_update", DType::F64, sgd_momentum_kernel<double>);
-  add_kernel(r, "adam_update", DType::F32, adam_kernel<float>);
-  add_kernel(r, "adam_update", DType::F64, adam_kernel<double>);
-  add_kernel(r, "relu_grad", DType::F32, relu_grad_kernel<float>);
-  add_kernel(r, "relu_grad", DType::F64, relu_grad_kernel<double>);
-  add_kernel(r, "relu_grad", DType::I32, relu_grad_kernel<int32_t>);
-  add_kernel(r, "relu_grad", DType::I64, relu_grad_kernel<int64_t>);
   add_label_kernels(r, "softmax_cross_entropy_grad", 3,
                     [](auto t, auto l, const KernelArgs& a) { return sce_grad_kernel<decltype(t), decltype(l)>(a); });
-  for (DType t : {DType::I32, DType::I64}) {
+  add_typed<AllTypes>(r, "assign", GRAPHC_TYPED(assign_kernel));
+  add_typed<FloatTypes>(r, "sgd_update", GRAPHC_TYPED(sgd_kernel));
+  add_typed<FloatTypes>(r, "sgd_momentum_update", GRAPHC_TYPED(sgd_momentum_kernel));
+  add_typed<FloatTypes>(r, "adam_update", GRAPHC_TYPED(adam_kernel));
+  add_typed<NumericTypes>(r, "relu_grad", GRAPHC_TYPED(relu_grad_kernel));
+#undef GRAPHC_TYPED
+  for (DType t : schema_dtypes("one_hot")) {
     add_kernel(r, "one_hot", t, [t](const KernelArgs& a) -> Kernel {
       a.expect_arity(1, 1);
       const DType to = attrs::OneHot(a).dtype;

@@ -279,31 +279,24 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
   };
 }
 
-template <ReduceOp R> void add_reduce(KernelRegistry& r, const char* name, bool floats_only) {
-  for (DType t : kNumericTypes) {
-    if (floats_only && t != DType::F32 && t != DType::F64) continue;
-    dispatch_all(t, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      add_kernel(r, name, t, [](const KernelArgs& a) -> Kernel {
-        // The output has the input's dtype (the schema's rule; integer sums wrap).
-        return reduce_kernel<R, T, T>(a);
-      });
-      return 0;
-    });
-  }
+// The output has the input's dtype (the schema's rule; integer sums wrap).
+template <ReduceOp R> void add_reduce(KernelRegistry& r, const char* name) {
+  add_typed<NumericTypes>(r, name, [](auto tag, const KernelArgs& a) -> Kernel {
+    using T = typename decltype(tag)::type;
+    return reduce_kernel<R, T, T>(a);
+  });
 }
 
 }  // namespace
 }  // namespace cpu
 
 void register_reduce_kernels(KernelRegistry& r) {
-  cpu::add_reduce<cpu::ReduceOp::Sum>(r, "sum", false);
-  cpu::add_reduce<cpu::ReduceOp::Mean>(r, "mean", true);
-  cpu::add_reduce<cpu::ReduceOp::Max>(r, "max", false);
-  cpu::add_kernel(r, "sum_to", DType::F32, cpu::sum_to_kernel<float>);
-  cpu::add_kernel(r, "sum_to", DType::F64, cpu::sum_to_kernel<double>);
-  cpu::add_kernel(r, "sum_to", DType::I32, cpu::sum_to_kernel<int32_t>);
-  cpu::add_kernel(r, "sum_to", DType::I64, cpu::sum_to_kernel<int64_t>);
+  cpu::add_reduce<cpu::ReduceOp::Sum>(r, "sum");
+  cpu::add_reduce<cpu::ReduceOp::Mean>(r, "mean");
+  cpu::add_reduce<cpu::ReduceOp::Max>(r, "max");
+  cpu::add_typed<cpu::NumericTypes>(r, "sum_to", [](auto tag, const KernelArgs& a) {
+    return cpu::sum_to_kernel<typename decltype(tag)::type>(a);
+  });
 }
 
 }  // namespace graphc

@@ -324,28 +324,44 @@ template <class OutDims> Kernel copy_kernel(const KernelArgs& args, size_t n_in,
 }  // namespace cpu
 
 void register_shape_kernels(KernelRegistry& r) {
-  for (DType t : cpu::kAllTypes) {
-    cpu::add_kernel(r, "broadcast_to", t, cpu::broadcast_to_kernel);
-    cpu::add_kernel(r, "transpose", t, cpu::transpose_kernel);
-    cpu::add_kernel(r, "slice", t, cpu::slice_kernel);
-    cpu::add_kernel(r, "concat", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, true); });
-    cpu::add_kernel(r, "split", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, false); });
-    cpu::add_kernel(r, "slice_grad", t, cpu::slice_grad_kernel);
-    cpu::add_kernel(r, "broadcast_like", t, cpu::broadcast_like_kernel);
-    using cpu::copy_kernel;
-    cpu::add_kernel(r, "reshape", t, [](const KernelArgs& a) {
+  using cpu::add_kernel;
+  using cpu::copy_kernel;
+  using cpu::schema_dtypes;
+  // Data movement is dtype-agnostic (raw items by size): one factory for every dtype the
+  // schema allows.
+  for (DType t : schema_dtypes("broadcast_to")) add_kernel(r, "broadcast_to", t, cpu::broadcast_to_kernel);
+  for (DType t : schema_dtypes("transpose")) add_kernel(r, "transpose", t, cpu::transpose_kernel);
+  for (DType t : schema_dtypes("slice")) add_kernel(r, "slice", t, cpu::slice_kernel);
+  for (DType t : schema_dtypes("concat")) {
+    add_kernel(r, "concat", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, true); });
+  }
+  for (DType t : schema_dtypes("split")) {
+    add_kernel(r, "split", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, false); });
+  }
+  for (DType t : schema_dtypes("slice_grad")) add_kernel(r, "slice_grad", t, cpu::slice_grad_kernel);
+  for (DType t : schema_dtypes("broadcast_like")) add_kernel(r, "broadcast_like", t, cpu::broadcast_like_kernel);
+  for (DType t : schema_dtypes("reshape")) {
+    add_kernel(r, "reshape", t, [](const KernelArgs& a) {
       return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::reshape_dims(b, cpu::numel_of(b.in[0])); });
     });
-    cpu::add_kernel(r, "expand_dims", t, [](const KernelArgs& a) {
+  }
+  for (DType t : schema_dtypes("expand_dims")) {
+    add_kernel(r, "expand_dims", t, [](const KernelArgs& a) {
       return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::expand_dims_dims(b, b.in[0].dims); });
     });
-    cpu::add_kernel(r, "squeeze", t, [](const KernelArgs& a) {
+  }
+  for (DType t : schema_dtypes("squeeze")) {
+    add_kernel(r, "squeeze", t, [](const KernelArgs& a) {
       return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::squeeze_dims(b, b.in[0].dims); });
     });
-    cpu::add_kernel(r, "stop_gradient", t, [](const KernelArgs& a) {
+  }
+  for (DType t : schema_dtypes("stop_gradient")) {
+    add_kernel(r, "stop_gradient", t, [](const KernelArgs& a) {
       return copy_kernel(a, 1, [](const KernelArgs& b) { return b.in[0].dims; });
     });
-    cpu::add_kernel(r, "reshape_like", t, [](const KernelArgs& a) {  // only the shape of input 1 is read
+  }
+  for (DType t : schema_dtypes("reshape_like")) {
+    add_kernel(r, "reshape_like", t, [](const KernelArgs& a) {  // only the shape of input 1 is read
       return copy_kernel(a, 2, [](const KernelArgs& b) { return b.in[1].dims; });
     });
   }
