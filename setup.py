@@ -53,6 +53,9 @@ def cpu_extension():
     ext = Extension(
         "graphc._runtime",
         sources=sources,
+        # distutils compares only a source's own time with its object's: list the headers
+        # so that a changed one (op_schema.h is regenerated) recompiles what includes it.
+        depends=sorted(glob.glob("runtime/*.h") + glob.glob("runtime/cpu/*.h")),
         language="c++",
         include_dirs=["runtime", inc],
         library_dirs=[libdir],
@@ -69,6 +72,8 @@ def cuda_extensions():
     """Extensions built with nvcc: none until the CUDA runtime issue lands.
 
     Returns [] when nvcc is absent, so the package builds and runs on CPU everywhere.
+    A CUDA build also defines GRAPHC_WITH_CUDA for runtime/device.cc (make_device,
+    cuda_built); without it, Session(device="cuda") raises DeviceError "not built".
     """
     if shutil.which("nvcc") is None:
         return []

@@ -15,13 +15,14 @@ Example::
     print(gc.memory_report(plan)["lower_bound_bytes"])
 """
 
+import bisect
 import os
 
 from google.protobuf.message import DecodeError
 
-from graphc import dtypes
+from graphc import dtypes, registry
 from graphc._proto import graphc_pb2 as pb
-from graphc.errors import ModelFormatError
+from graphc.errors import GraphError, ModelFormatError, quote
 from graphc.fileio import atomic_write
 from graphc.proto_enums import dtype_from_proto
 
@@ -134,6 +135,19 @@ def _numel(dims):
     return n
 
 
+INT64_MAX = 2 ** 63 - 1
+
+
+def _size_fits(dims, itemsize):
+    """The runtime's size rule: the product of the non-zero dims times the itemsize fits
+    in int64, so no index arithmetic over these dims can overflow (runtime/validate.h)."""
+    n = itemsize
+    for d in dims:
+        if d:
+            n *= d
+    return n <= INT64_MAX
+
+
 def _check_tensor(t, what):
     """dtype, dims and inline byte length of a graphc.Tensor; returns (dtype name, dims)."""
     try:
@@ -145,20 +159,31 @@ def _check_tensor(t, what):
         raise ModelFormatError(f"{what}: negative dimension in {list(dims)}")
     if t.HasField("external"):
         raise ModelFormatError(f"{what}: plans keep tensor data inline; external data is not allowed")
+    if not _size_fits(dims, dtypes.itemsize(name)):
+        raise ModelFormatError(f"{what}: dims {list(dims)} of {name} overflow int64 bytes")
     expected = _numel(dims) * dtypes.itemsize(name)
     if len(t.raw_data) != expected:
         raise ModelFormatError(f"{what}: raw_data has {len(t.raw_data)} bytes, expected {expected}")
     return name, dims
 
 
-def validate_plan(proto, what="plan"):
-    """Check every structural claim of a plan; raises ModelFormatError on the first lie.
+def validate_plan(proto, what="plan", inplace_ok=None):
+    """Check every claim of a plan; raises ModelFormatError on the first lie.
 
-    Checked: versions; value names unique, dtypes valid, dims >= 0, nbytes ==
-    numel * itemsize; ARENA offsets aligned and inside the arena; PERSISTENT /
-    CONSTANT indices in range with matching dtype and dims; VIEW aliases in range,
-    non-view, same byte size; step, feed and fetch indices in range; no step writes a
-    CONSTANT; feeds in ARENA.
+    The same rules as the C++ runtime's validator (runtime/validate.cc, the trust
+    boundary), with friendlier messages; both are run against one corpus of malformed
+    plans (tests/plan_corpus.py).  Checked: versions; value names unique, dtypes valid,
+    dims >= 0, sizes that fit int64 (non-zero dims × itemsize), nbytes == numel *
+    itemsize; ARENA offsets aligned and inside the arena; PERSISTENT / CONSTANT indices
+    in range with matching dtype and dims; VIEW aliases in range, non-view, same byte
+    size; step, feed, fetch, frees and workspace indices in range; no step writes a
+    CONSTANT or a VIEW; frees and workspaces name ARENA values; feeds in ARENA, each
+    once; ops known to the registry; and the memory layout (:func:`check_memory_layout`).
+    Not checked here: the memory limit (a property of the machine that runs the plan:
+    Session checks it) and what each kernel requires of its step's dims and attrs.
+
+    ``inplace_ok(op) -> bool``: which ops may write an output over the exact bytes of a
+    dying input; default: the registry's ``elementwise`` flag.
     """
     if proto.format_version < 1:
         raise ModelFormatError(f"{what}: not a graphc plan (format_version {proto.format_version})")
@@ -167,7 +192,7 @@ def validate_plan(proto, what="plan"):
                                f"this graphc reads up to {SUPPORTED_VERSION}")
     persistent = []
     for i, var in enumerate(proto.persistent):
-        vwhat = f"{what}: persistent[{i}] ({var.name!r})"
+        vwhat = f"{what}: persistent[{i}] ({quote(var.name)})"
         dtype, dims = _check_tensor(var.init, vwhat + " init")
         try:
             vdtype = dtype_from_proto(var.dtype)
@@ -183,7 +208,7 @@ def validate_plan(proto, what="plan"):
     names = set()
     arena = proto.arena_bytes
     for i, v in enumerate(proto.values):
-        vwhat = f"{what}: values[{i}] ({v.name!r})"
+        vwhat = f"{what}: values[{i}] ({quote(v.name)})"
         if not v.name or v.name in names:
             raise ModelFormatError(f"{vwhat}: value names must be unique and non-empty")
         names.add(v.name)
@@ -194,6 +219,8 @@ def validate_plan(proto, what="plan"):
         dims = tuple(v.dims)
         if any(d < 0 for d in dims):
             raise ModelFormatError(f"{vwhat}: negative dimension in {list(dims)}")
+        if not _size_fits(dims, dtypes.itemsize(dtype)):
+            raise ModelFormatError(f"{vwhat}: dims {list(dims)} of {dtype} overflow int64 bytes")
         if v.nbytes != _numel(dims) * dtypes.itemsize(dtype):
             raise ModelFormatError(f"{vwhat}: nbytes {v.nbytes} != numel * itemsize of {dtype} {list(dims)}")
         if v.storage not in _STORAGES:
@@ -218,7 +245,7 @@ def validate_plan(proto, what="plan"):
             if root.storage == pb.VIEW:
                 raise ModelFormatError(f"{vwhat}: alias_of must name a root value, not another view")
             if root.nbytes != v.nbytes:
-                raise ModelFormatError(f"{vwhat}: a view of {v.nbytes} bytes cannot alias {root.name!r} "
+                raise ModelFormatError(f"{vwhat}: a view of {v.nbytes} bytes cannot alias {quote(root.name)} "
                                        f"of {root.nbytes} bytes")
 
     def check_index(idx, where):
@@ -231,18 +258,190 @@ def validate_plan(proto, what="plan"):
         if step.role not in _ROLES:
             raise ModelFormatError(f"{what}: steps[{s}] has an invalid role code {step.role}")
         for idx in step.inputs:
-            check_index(idx, f"steps[{s}] ({step.node!r}) input")
+            check_index(idx, f"steps[{s}] ({quote(step.node)}) input")
         for idx in step.outputs:
-            check_index(idx, f"steps[{s}] ({step.node!r}) output")
-            if proto.values[idx].storage == pb.CONSTANT:
-                raise ModelFormatError(f"{what}: steps[{s}] ({step.node!r}) writes constant "
-                                       f"{proto.values[idx].name!r}, which is read-only")
+            check_index(idx, f"steps[{s}] ({quote(step.node)}) output")
+            if proto.values[idx].storage in (pb.CONSTANT, pb.VIEW):
+                kind = "constant" if proto.values[idx].storage == pb.CONSTANT else "view"
+                raise ModelFormatError(f"{what}: steps[{s}] ({quote(step.node)}) writes {kind} "
+                                       f"{quote(proto.values[idx].name)}, which is read-only")
+        for field in ("frees", "workspaces"):
+            for idx in getattr(step, field):
+                check_index(idx, f"steps[{s}] ({quote(step.node)}) {field}")
+                if proto.values[idx].storage != pb.ARENA:
+                    raise ModelFormatError(f"{what}: steps[{s}] ({quote(step.node)}) {field} value {idx} "
+                                           f"({quote(proto.values[idx].name)}), which is not an ARENA value")
+    fed = set()
     for idx in proto.feeds:
         check_index(idx, "feeds")
         if proto.values[idx].storage != pb.ARENA:
-            raise ModelFormatError(f"{what}: feed {proto.values[idx].name!r} must live in the arena")
+            raise ModelFormatError(f"{what}: feed {quote(proto.values[idx].name)} must live in the arena")
+        if idx in fed:
+            raise ModelFormatError(f"{what}: feed {quote(proto.values[idx].name)} is listed twice")
+        fed.add(idx)
     for idx in proto.fetches:
         check_index(idx, "fetches")
+    check_memory_layout(proto, what, inplace_ok)
+    return proto
+
+
+def _registry_inplace_ok(what):
+    def inplace_ok(op):
+        try:
+            return registry.get_op(op).elementwise
+        except GraphError:
+            raise ModelFormatError(f"{what}: unknown op {quote(op)}") from None
+    return inplace_ok
+
+
+def check_memory_layout(proto, what="plan", inplace_ok=None):
+    """Replay the steps of a structurally valid plan and check its memory layout, by the
+    rules of graphc/compiler/verify_plan.py (and of the runtime's validator):
+
+    - read before write: a step reads only feeds, constants, variables and values an
+      earlier step wrote; persistent storage is not read in an old version after a step
+      overwrote it, and a fetched persistent value is its last version;
+    - an ARENA value is written once (never a feed), a PERSISTENT value at most once;
+    - no overlap: ARENA values live at the same time (from the step that writes them,
+      step 0 for feeds, to the last step that reads them or a view of them, fetched
+      values to the end, workspaces at their step) occupy disjoint bytes, except an
+      output written over the exact bytes (offset, size, dtype) of a direct input that
+      dies at that step, when ``inplace_ok(op)``;
+    - frees: each value in ``steps[s].frees`` is dead after step ``s``.
+    """
+    values = proto.values
+    nsteps = len(proto.steps)
+    last = max(nsteps - 1, 0)
+    if inplace_ok is None:
+        inplace_ok = _registry_inplace_ok(what)
+
+    def name(i):
+        return quote(values[i].name)
+
+    def where(s):
+        return f"{what}: steps[{s}] ({quote(proto.steps[s].op)} {quote(proto.steps[s].node)})"
+
+    def root(i):
+        return values[i].alias_of if values[i].storage == pb.VIEW else i
+
+    feeds = set(proto.feeds)
+    fetched_roots = {root(i) for i in proto.fetches}
+    written = {i: -1 for i in feeds}       # ARENA value → the step that wrote it
+    start = {i: 0 for i in feeds}
+    end = dict(start)
+    workspace_of = {}
+    for s, step in enumerate(proto.steps):
+        for w in step.workspaces:
+            if w in workspace_of or w in feeds:
+                raise ModelFormatError(f"{where(s)}: workspace {name(w)} must be an ARENA value owned by one step")
+            workspace_of[w] = s
+            start[w] = end[w] = s
+            written[w] = s - 1             # usable during its step
+    version = {i: -1 for i, v in enumerate(values)
+               if v.storage == pb.PERSISTENT and v.name == proto.persistent[v.index].name}
+    last_write = {}                        # persistent index → the latest step that wrote it
+    inplace = []                           # (step, output, input whose exact bytes it may take)
+    for s, step in enumerate(proto.steps):
+        for i in step.inputs:
+            r = root(i)
+            st = values[r].storage
+            if st == pb.ARENA:
+                if written.get(r, s) >= s:
+                    raise ModelFormatError(f"{where(s)} reads {name(i)} before any step writes it")
+                end[r] = max(end[r], s)
+            elif st == pb.PERSISTENT:
+                if version.get(r, s) >= s:
+                    raise ModelFormatError(f"{where(s)} reads persistent {name(i)} before any step writes it")
+                lw = last_write.get(values[r].index, -1)
+                if lw > version[r]:
+                    raise ModelFormatError(f"{where(s)} reads {name(i)} (persistent[{values[r].index}] as written "
+                                           f"at step {version[r]}), but steps[{lw}] ({quote(proto.steps[lw].node)}) "
+                                           f"overwrote it before")
+        for o in step.outputs:
+            st = values[o].storage
+            if st == pb.ARENA:
+                if o in written:
+                    why = ("is a feed" if o in feeds else "is a workspace" if o in workspace_of
+                           else "an earlier step wrote")
+                    raise ModelFormatError(f"{where(s)} writes {name(o)}, which {why}")
+                written[o] = start[o] = end[o] = s
+            elif st == pb.PERSISTENT:
+                if o in version:
+                    raise ModelFormatError(f"{where(s)} writes persistent {name(o)} a second time")
+                version[o] = s
+                last_write[values[o].index] = s
+        may_take_over = inplace_ok(step.op)  # asked of every step: an unknown op fails here
+        if step.inputs and step.outputs and may_take_over:
+            for o in step.outputs:
+                vo = values[o]
+                if vo.storage != pb.ARENA or not vo.nbytes:
+                    continue
+                took = [i for i in step.inputs if values[i].storage == pb.ARENA and i != o and
+                        (values[i].offset, values[i].nbytes, values[i].dtype) == (vo.offset, vo.nbytes, vo.dtype)]
+                if took:
+                    inplace.append((s, o, took[-1]))
+    for i in proto.fetches:
+        r = root(i)
+        st = values[r].storage
+        if st == pb.ARENA:
+            if r not in written:
+                raise ModelFormatError(f"{what}: fetch {name(i)} is never written")
+            end[r] = last
+        elif st == pb.PERSISTENT:
+            if r not in version:
+                raise ModelFormatError(f"{what}: fetch {name(i)} is never written")
+            lw = last_write.get(values[r].index, -1)
+            if lw > version[r]:
+                raise ModelFormatError(f"{what}: fetch {name(i)} would return persistent[{values[r].index}] "
+                                       f"after steps[{lw}] ({quote(proto.steps[lw].node)}) overwrote it")
+    arena = [i for i, v in enumerate(values) if v.storage == pb.ARENA]
+    for i in arena:
+        if i not in written:
+            start[i] = end[i] = 0          # never written nor read: its bytes at step 0 only
+    taken = {}                             # output → the input whose bytes it took over
+    for s, o, i in inplace:
+        if end[i] == s and i not in fetched_roots and i not in taken.values() and o not in taken:
+            taken[o] = i
+
+    born, died = {}, {}
+    for i in arena:
+        if values[i].nbytes:
+            born.setdefault(start[i], []).append(i)
+            died.setdefault(end[i], []).append(i)
+    alive = []                             # sorted (lo, hi, index), pairwise disjoint
+    lows = []                              # the lo of each entry of `alive`, for bisect
+
+    def describe(i, lo, hi):
+        return f"{name(i)} bytes [{lo}, {hi}) live steps {start[i]}..{end[i]}"
+
+    def remove(i):
+        k = bisect.bisect_left(lows, values[i].offset)
+        if k < len(alive) and alive[k][2] == i:
+            del alive[k], lows[k]
+
+    for s in range(max(nsteps, 1)):
+        for i in sorted(born.get(s, []), key=lambda i: (i not in feeds, i)):
+            if i in taken:
+                remove(taken[i])
+            lo, hi = values[i].offset, values[i].offset + values[i].nbytes
+            k = bisect.bisect_left(lows, lo)
+            for j in (k - 1, k):
+                if 0 <= j < len(alive) and alive[j][0] < hi and lo < alive[j][1]:
+                    a_lo, a_hi, other = alive[j]
+                    raise ModelFormatError(f"{what}: at step {s}, {describe(i, lo, hi)} overlap "
+                                           f"{describe(other, a_lo, a_hi)}")
+            alive.insert(k, (lo, hi, i))
+            lows.insert(k, lo)
+        for i in died.get(s, []):
+            remove(i)
+
+    taken_inputs = set(taken.values())
+    for s, step in enumerate(proto.steps):
+        for i in step.frees:
+            if i in fetched_roots or end[i] != s or i in taken_inputs:
+                why = ("it is fetched" if i in fetched_roots else
+                       f"it is live until step {end[i]}" if end[i] != s else "an output took its bytes over")
+                raise ModelFormatError(f"{where(s)} frees {name(i)}, but {why}")
     return proto
 
 

@@ -13,11 +13,23 @@ Example::
 The whole plan runs in one C++ call with the GIL released.  Results are copies, so
 they stay valid after the next run.
 
-Environment: ``GRAPHC_POISON=1`` (read when a Session is created) makes the runtime
-fill every value listed in a step's ``frees`` with 0xFF bytes (NaN, -1) right after
-that step, so a memory plan that reuses bytes still in use gives wrong results.
+A Session may be shared by threads: ``run``, ``profile``, ``get_variable``,
+``set_variable`` and the checkpoint methods are serialised, and each ``run`` returns
+its own fetches (copied out before the next run starts).
+
+Environment (read when a Session is created):
+
+- ``GRAPHC_POISON=1`` makes the runtime fill every value listed in a step's ``frees``
+  with 0xFF bytes (NaN, -1) right after that step, so a memory plan that reuses bytes
+  still in use gives wrong results.
+- ``GRAPHC_MEMORY_LIMIT`` (bytes, or with a suffix: ``512MB``, ``4GiB``) is the most
+  memory a plan may ask for (arena + variables + constants) when ``memory_limit`` is
+  not given; default: the machine's physical memory.  Above it, creating the Session
+  raises ResourceError before anything is allocated.
 """
 import os
+import re
+import threading
 
 import numpy as np
 
@@ -62,6 +74,37 @@ def _shape(dims):
     return tuple(int(d) for d in dims)
 
 
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
+          "t": 1000 ** 4, "tb": 1000 ** 4, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4}
+
+
+def parse_bytes(text, what="memory_limit"):
+    """``"512MB"`` → 512000000, ``"4GiB"`` → 4294967296, ``"1024"`` → 1024; raises
+    GraphcError for anything else (negative, fractional bytes, unknown unit)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise errors.GraphcError(f"{what}: expected a number of bytes such as 1073741824, 512MB or 4GiB, "
+                                 f"got {errors.quote(text)}")
+    number = float(m.group(1)) if "." in m.group(1) else int(m.group(1))
+    value = int(number * _UNITS[unit])
+    if value >= 2 ** 64:
+        raise errors.GraphcError(f"{what}: {errors.quote(text)} is more than 2**64 bytes")
+    return value
+
+
+def _memory_limit(value):
+    if value is None:
+        env = os.environ.get("GRAPHC_MEMORY_LIMIT", "").strip()
+        return parse_bytes(env, "GRAPHC_MEMORY_LIMIT") if env else 0
+    if isinstance(value, str):
+        return parse_bytes(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value < 2 ** 64:
+        raise errors.GraphcError(f"memory_limit must be a positive number of bytes (or None), got "
+                                 f"{errors.quote(value)}")
+    return int(value)
+
+
 def _poison_from_env():
     return os.environ.get("GRAPHC_POISON", "").strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -71,20 +114,25 @@ class Session:
 
     Args:
         plan: a ``graphc.plan.Plan``, a ``graphc_pb2.Plan`` message or a path to a ``.plan``.
-        device: ``"cpu"`` (``"cuda"`` is not built yet).
+        device: ``"cpu"`` or ``"cuda"`` (``graphc._runtime.devices()`` lists those built).
         threads: CPU threads for kernels and BLAS; None means ``os.cpu_count()``.
         poison: fill dead values with 0xFF after each step (see the module docstring);
             None reads ``GRAPHC_POISON`` from the environment.
+        memory_limit: the most bytes the plan may ask for (arena + variables +
+            constants), an int or a string such as ``"2GiB"``; None reads
+            ``GRAPHC_MEMORY_LIMIT``, else the machine's physical memory.
 
-    Raises ModelFormatError when the plan is corrupt or inconsistent.
+    The C++ runtime validates the plan before it allocates anything (indices, sizes
+    and their overflow, alignment, and that values live at the same time never share
+    arena bytes).  Raises ModelFormatError when the plan is corrupt, inconsistent or
+    unsafe, ResourceError when it needs more memory than allowed or an allocation
+    fails, DeviceError when ``device`` is unknown or not usable on this build/machine.
     """
 
-    def __init__(self, plan, device="cpu", threads=None, poison=None):
-        if device == "cuda":
-            raise errors.GraphcError("device='cuda': the CUDA runtime is not built yet (a later issue); "
-                                     "use device='cpu'")
-        if device != "cpu":
-            raise errors.GraphcError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+    def __init__(self, plan, device="cpu", threads=None, poison=None, memory_limit=None):
+        if not isinstance(device, str):
+            raise errors.DeviceError(f"device must be a name such as 'cpu' or 'cuda', got {errors.quote(device)}")
+        limit = _memory_limit(memory_limit)
         if threads is None:
             threads = os.cpu_count() or 1
         threads = int(threads)
@@ -111,9 +159,16 @@ class Session:
             self._variables[var.name] = (i, _DTYPES[var.dtype], _shape(var.dims))
         runtime = _load_runtime()
         try:
-            self._exec = runtime.Executor(self._proto, threads, self.poison)
-        except (ValueError, OverflowError, TypeError) as e:
+            self._exec = runtime.Executor(self._proto, threads, self.poison, device, limit)
+        except errors.GraphcError:
+            raise  # ResourceError, DeviceError: already typed by the runtime
+        except MemoryError as e:
+            raise errors.ResourceError(f"out of memory loading the plan: {e}") from None
+        except (ValueError, OverflowError, TypeError, RuntimeError) as e:
             raise errors.ModelFormatError(f"invalid plan: {e}") from None
+        # run() and the variable accessors are serialised by the executor; this lock
+        # makes a checkpoint a consistent snapshot (no run between two variables).
+        self._lock = threading.RLock()
         self._feeds = [int(i) for i in self._proto.feeds]
         self._fetches = [int(i) for i in self._proto.fetches]
         self._feed_index = {values[i].name: pos for pos, i in enumerate(self._feeds)}
@@ -137,17 +192,15 @@ class Session:
         wrong-dtype or wrong-shape feed and RuntimeExecutionError when a kernel fails.
         """
         arrays = self._feed_arrays(feeds)
-        try:
-            self._exec.run(arrays)
-        except RuntimeError as e:
-            raise errors.RuntimeExecutionError(str(e)) from None
-        out = {}
-        for i in self._fetches:
-            name, dtype, shape = self._info[i]
-            arr = np.empty(shape, dtype)
-            self._exec.read_value(i, arr)
-            out[name] = arr
-        return out
+        outs = [np.empty(self._info[i][2], self._info[i][1]) for i in self._fetches]
+        with self._lock:
+            try:
+                self._exec.run(arrays, outs)
+            except errors.GraphcError:
+                raise
+            except RuntimeError as e:
+                raise errors.RuntimeExecutionError(str(e)) from None
+        return {self._info[i][0]: arr for i, arr in zip(self._fetches, outs)}
 
     def profile(self, feeds=None, iters=10, warmup=2):
         """Time every step: run ``warmup`` untimed then ``iters`` timed runs with ``feeds``.
@@ -165,10 +218,13 @@ class Session:
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
         arrays = self._feed_arrays(feeds)
-        try:
-            secs = self._exec.profile(arrays, iters, warmup)
-        except RuntimeError as e:
-            raise errors.RuntimeExecutionError(str(e)) from None
+        with self._lock:
+            try:
+                secs = self._exec.profile(arrays, iters, warmup)
+            except errors.GraphcError:
+                raise
+            except RuntimeError as e:
+                raise errors.RuntimeExecutionError(str(e)) from None
         out = []
         for i, (step, t) in enumerate(zip(self._proto.steps, secs)):
             out.append({"step": i, "node": step.node, "op": step.op, "file": step.provenance.file,
@@ -195,7 +251,8 @@ class Session:
         weights and optimizer state such as ``w/adam_m``)."""
         i, dtype, shape = self._variable(name)
         arr = np.empty(shape, dtype)
-        self._exec.read_persistent(i, arr)
+        with self._lock:
+            self._exec.read_persistent(i, arr)
         return arr
 
     def set_variable(self, name, value):
@@ -204,12 +261,15 @@ class Session:
         arr = np.asarray(value)
         if arr.dtype != dtype or arr.shape != shape:
             raise errors.FeedError(f"variable {name!r} is {dtype.name}{shape}, got {arr.dtype.name}{arr.shape}")
-        self._exec.write_persistent(i, np.ascontiguousarray(arr))
+        with self._lock:
+            self._exec.write_persistent(i, np.ascontiguousarray(arr))
 
     def save_checkpoint(self, path):
         """Write every persistent variable (weights and optimizer state) to ``path``, an
         ``.npz`` archive, atomically: a crash mid-write leaves any previous file intact."""
-        checkpoint.save(path, {name: self.get_variable(name) for name in self.variable_names})
+        with self._lock:
+            values = {name: self.get_variable(name) for name in self.variable_names}
+        checkpoint.save(path, values)
 
     def load_checkpoint(self, path):
         """Restore every persistent variable from ``path``.  Raises CheckpointError, and
@@ -219,5 +279,6 @@ class Session:
         # below runs unless the whole file is good: a failure changes no variable.
         expected = {name: (dtype, shape) for name, (_, dtype, shape) in self._variables.items()}
         values = checkpoint.load(path, expected)
-        for name, value in values.items():
-            self.set_variable(name, value)
+        with self._lock:
+            for name, value in values.items():
+                self.set_variable(name, value)

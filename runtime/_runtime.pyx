@@ -3,24 +3,106 @@
 
 Thin on purpose: it turns a graphc.Plan protobuf message into the plain structs of
 plan.h, owns one C++ Executor, and moves bytes between Python buffers and values.
-Validation of feeds (names, dtypes, shapes) lives in graphc/session.py.
+Validation of feeds (names, dtypes, shapes) lives in graphc/session.py; validation of
+the plan lives in C++ (runtime/validate.h), the one trust boundary.
+
+C++ exceptions become: std::invalid_argument → ValueError, ResourceError and
+std::bad_alloc → graphc.errors.ResourceError, DeviceUnavailable →
+graphc.errors.DeviceError, any other → RuntimeError.
 """
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport int32_t, int64_t
-from libc.string cimport memcpy
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from libcpp.pair cimport pair
 from libcpp.string cimport string
 from libcpp.utility cimport move
 from libcpp.vector cimport vector
 
-from executor cimport Executor as CExecutor
+from device cimport ErrorKind, built_devices, classify_current_exception, cuda_built as c_cuda_built, set_exception_hook
+from executor cimport Executor as CExecutor, ExecutorOptions
 from kernel_registry cimport KernelRegistry
 from plan cimport (ATTR_BOOL, ATTR_DTYPE, ATTR_FLOAT, ATTR_FLOATS, ATTR_INT, ATTR_INTS, ATTR_STRING,
-                   ATTR_TENSOR, AttrValue, DType, PlanDesc, StepDesc, Storage, TensorData, ValueDesc)
+                   ATTR_TENSOR, AttrValue, DType, PlanDesc, StepDesc, Storage, TensorData, ValueDesc, dtype_name)
+from validate cimport Limits, physical_memory_bytes, set_inplace_ops
+from validate cimport validate_plan as c_validate_plan
+
+from graphc import errors
 
 
-def kernel_ops():
-    """Names of the ops that have a CPU kernel."""
-    return sorted(op.decode() for op in KernelRegistry.cpu().ops())
+cdef void _raise_current_exception() except * with gil:
+    """Called by Cython inside the catch block of every `except +` call (errors.h)."""
+    cdef string what
+    cdef ErrorKind kind = classify_current_exception(&what)
+    msg = what.decode("utf-8", "replace")
+    if kind == ErrorKind.Invalid:
+        raise ValueError(msg)
+    if kind == ErrorKind.Resource:
+        raise errors.ResourceError(msg)
+    if kind == ErrorKind.Device:
+        raise errors.DeviceError(msg)
+    raise RuntimeError(msg)
+
+
+set_exception_hook(_raise_current_exception)
+
+
+def kernel_ops(device="cpu"):
+    """Names of the ops that have a kernel on ``device``."""
+    return sorted(op.decode() for op in KernelRegistry.for_device(_b(device)).ops())
+
+
+def kernel_keys(device="cpu"):
+    """Sorted ``(op name, dtype name)`` pairs with a kernel on ``device`` (dtype names:
+    float32, float64, int32, int64, bool).  DeviceError for a device this build lacks."""
+    cdef vector[pair[string, DType]] keys = KernelRegistry.for_device(_b(device)).keys()
+    out = []
+    for i in range(keys.size()):
+        out.append((keys[i].first.decode(), dtype_name(keys[i].second).decode()))
+    return sorted(out)
+
+
+def cuda_built():
+    """Whether this build has the CUDA runtime (compiled with GRAPHC_WITH_CUDA)."""
+    return bool(c_cuda_built())
+
+
+def devices():
+    """Names of the devices this build has kernels for, "cpu" first."""
+    return [d.decode() for d in built_devices()]
+
+
+def physical_memory():
+    """The machine's physical memory in bytes: the default memory limit of a plan."""
+    return int(physical_memory_bytes())
+
+
+def validate_plan(plan_msg, memory_limit=0, inplace_ops=None):
+    """Run the C++ plan validator alone (no allocation): ValueError for a malformed or
+    unsafe plan, graphc.errors.ResourceError above ``memory_limit`` (0: physical memory).
+
+    ``inplace_ops``: None uses the runtime's own in-place rule (the op schema's
+    ``elementwise`` flag, runtime/op_schema.h); a collection of op names
+    replaces it (for tests and tools).  Returns the seconds spent in C++.
+    """
+    import time
+    cdef PlanDesc desc = _plan_desc(plan_msg)
+    cdef Limits limits
+    cdef vector[string] ops
+    limits.memory_limit = _memory_limit(memory_limit)
+    if inplace_ops is not None:
+        for op in inplace_ops:
+            ops.push_back(_b(op))
+        set_inplace_ops(&limits, ops)
+    t0 = time.perf_counter()
+    with nogil:
+        c_validate_plan(desc, limits)
+    return time.perf_counter() - t0
+
+
+cdef uint64_t _memory_limit(value) except? 0:
+    value = int(value)
+    if value < 0 or value >= 2 ** 64:
+        raise ValueError(f"memory_limit must be in [0, 2**64), got {value}")
+    return value
 
 
 cdef string _b(s):
@@ -66,8 +148,8 @@ cdef TensorData _tensor(t, name) except *:
     d.dtype = <DType>(<int32_t>t.dtype)
     for x in t.dims:
         d.dims.push_back(x)
-    if t.HasField("external") and not t.raw_data:
-        raise ValueError(f"tensor {name!r} has external data; plans must inline their tensors")
+    if t.HasField("external"):
+        raise ValueError(f"tensor {str(name)[:200]!r} has external data; plans must inline their tensors")
     d.bytes = t.raw_data
     return d
 
@@ -100,6 +182,8 @@ cdef PlanDesc _plan_desc(msg) except *:
             s.outputs.push_back(x)
         for x in ps.frees:
             s.frees.push_back(x)
+        for x in ps.workspaces:
+            s.workspaces.push_back(x)
         for key, a in ps.attrs.items():
             s.attrs[_b(key)] = _attr(a)
     for x in msg.feeds:
@@ -119,43 +203,62 @@ cdef PlanDesc _plan_desc(msg) except *:
     return p
 
 
-cdef _copy_out(void* src, size_t nbytes, out, str what):
-    """memcpy nbytes from src into `out`, a writable C-contiguous buffer of exactly nbytes."""
-    cdef Py_buffer buf
-    PyObject_GetBuffer(out, &buf, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
-    try:
-        if <size_t>buf.len != nbytes:
-            raise ValueError(f"buffer has {buf.len} bytes, {what} has {nbytes}")
-        if nbytes:
-            memcpy(buf.buf, src, nbytes)
-    finally:
-        PyBuffer_Release(&buf)
+cdef class _Pinned:
+    """C-contiguous buffers pinned for a C++ call (each by a memoryview), with their
+    pointers; close() releases them."""
+    cdef list views
+    cdef vector[void*] ptrs
 
+    def __cinit__(self):
+        self.views = []
 
-cdef _copy_in(void* dst, size_t nbytes, data, str what):
-    """memcpy `data` (a C-contiguous buffer of exactly nbytes) into dst."""
-    cdef Py_buffer buf
-    PyObject_GetBuffer(data, &buf, PyBUF_C_CONTIGUOUS)
-    try:
-        if <size_t>buf.len != nbytes:
-            raise ValueError(f"buffer has {buf.len} bytes, {what} has {nbytes}")
-        if nbytes:
-            memcpy(dst, buf.buf, nbytes)
-    finally:
-        PyBuffer_Release(&buf)
+    cdef add(self, obj, size_t nbytes, bint writable, str what):
+        cdef Py_buffer buf
+        m = memoryview(obj)
+        self.views.append(m)
+        if not m.c_contiguous:
+            raise ValueError(f"{what}: buffer is not C-contiguous")
+        if writable and m.readonly:
+            raise ValueError(f"{what}: buffer is read-only")
+        if <size_t>m.nbytes != nbytes:
+            raise ValueError(f"{what}: buffer has {m.nbytes} bytes, expected {nbytes}")
+        PyObject_GetBuffer(m, &buf, PyBUF_C_CONTIGUOUS)
+        self.ptrs.push_back(buf.buf)
+        PyBuffer_Release(&buf)  # the memoryview still pins the memory
+
+    cdef close(self):
+        for m in self.views:
+            m.release()
+        self.views = []
+        self.ptrs.clear()
 
 
 cdef class Executor:
-    """One loaded plan: its arena, persistent storage and prepared steps.
+    """One loaded plan on one device: its arena, persistent storage and prepared steps.
 
-    Raises ValueError (from std::invalid_argument) when the plan is inconsistent.
+    ``Executor(plan_msg, threads, poison=False, device="cpu", memory_limit=0)``.
+    The plan is validated in C++ before anything is allocated: ValueError (from
+    std::invalid_argument) when it is malformed or unsafe, graphc.errors.ResourceError
+    when it needs more than ``memory_limit`` bytes (0: the machine's physical memory) or
+    an allocation fails, graphc.errors.DeviceError when ``device`` cannot be used.
     ``poison``: after each step, fill the values in its ``frees`` with 0xFF bytes.
+    Every method may be called from several threads; calls are serialised in C++.
     """
     cdef CExecutor* ptr
+    cdef list _fetch_nbytes
 
-    def __cinit__(self, plan_msg, int threads, bint poison=False):
-        cdef PlanDesc desc = _plan_desc(plan_msg)
-        self.ptr = new CExecutor(move(desc), threads, poison)
+    def __cinit__(self, plan_msg, int threads, bint poison=False, device="cpu", memory_limit=0):
+        cdef ExecutorOptions options
+        cdef PlanDesc desc
+        cdef const PlanDesc* plan
+        options.threads = threads
+        options.poison = poison
+        options.device = _b(device)
+        options.limits.memory_limit = _memory_limit(memory_limit)
+        desc = _plan_desc(plan_msg)
+        self.ptr = new CExecutor(move(desc), options)
+        plan = &self.ptr.plan()
+        self._fetch_nbytes = [self.ptr.value(plan.fetches[k]).nbytes for k in range(plan.fetches.size())]
 
     def __dealloc__(self):
         del self.ptr
@@ -168,54 +271,86 @@ cdef class Executor:
     def poison(self):
         return self.ptr.poison()
 
-    def run(self, list feeds):
-        """Copy `feeds` (C-contiguous buffers, plan.feeds order) in and run every step.
-
-        The caller guarantees each buffer holds exactly the value's nbytes.  The GIL is
-        released for the whole run.  RuntimeError names the failing step.
-        """
-        self._run(feeds, 0, 0, False)
+    def run(self, list feeds, list outs=None):
+        """Copy `feeds` (C-contiguous buffers, plan.feeds order, each exactly its value's
+        nbytes) in, run every step, and copy each fetch into `outs` (writable C-contiguous
+        buffers, plan.fetches order, each exactly its value's nbytes) before the next run
+        can start.  The GIL is released for the whole run.  RuntimeError names the failing
+        step."""
+        cdef _Pinned fin = self._pin_feeds(feeds)
+        cdef _Pinned fout = _Pinned()
+        cdef vector[const void*] fptrs
+        try:
+            if outs is not None:
+                if len(outs) != len(self._fetch_nbytes):
+                    raise ValueError(f"expected {len(self._fetch_nbytes)} fetch buffers, got {len(outs)}")
+                for k, out in enumerate(outs):
+                    fout.add(out, self._fetch_nbytes[k], True, f"fetch {k}")
+            for i in range(fin.ptrs.size()):
+                fptrs.push_back(fin.ptrs[i])
+            with nogil:
+                self.ptr.run(fptrs, fout.ptrs)
+        finally:
+            fin.close()
+            fout.close()
 
     def profile(self, list feeds, int iters, int warmup):
         """Run `warmup + iters` times; the median seconds of each step's kernel call
         over the last `iters` runs, one float per step (timed in C++)."""
-        return self._run(feeds, iters, warmup, True)
-
-    cdef _run(self, list feeds, int iters, int warmup, bint profiling):
-        cdef vector[const void*] ptrs
+        cdef _Pinned fin = self._pin_feeds(feeds)
+        cdef vector[const void*] fptrs
         cdef vector[double] secs
-        cdef Py_buffer buf
-        bufs = [memoryview(f) for f in feeds]  # keeps each buffer exported during the run
         try:
-            for m in bufs:
-                if not m.c_contiguous:
-                    raise ValueError("feed buffer is not C-contiguous")
-                PyObject_GetBuffer(m, &buf, PyBUF_C_CONTIGUOUS)
-                ptrs.push_back(buf.buf)
-                PyBuffer_Release(&buf)  # memoryview `m` still pins the memory
-            if profiling:
-                with nogil:
-                    secs = self.ptr.profile(ptrs, iters, warmup)
-                return [secs[i] for i in range(secs.size())]
+            for i in range(fin.ptrs.size()):
+                fptrs.push_back(fin.ptrs[i])
             with nogil:
-                self.ptr.run(ptrs)
-            return None
+                secs = self.ptr.profile(fptrs, iters, warmup)
         finally:
-            for m in bufs:
-                m.release()
+            fin.close()
+        return [secs[i] for i in range(secs.size())]
+
+    cdef _Pinned _pin_feeds(self, list feeds):
+        cdef _Pinned pin = _Pinned()
+        cdef const PlanDesc* plan = &self.ptr.plan()
+        if <size_t>len(feeds) != plan.feeds.size():
+            raise ValueError(f"expected {plan.feeds.size()} feeds, got {len(feeds)}")
+        try:
+            for k, f in enumerate(feeds):
+                pin.add(f, self.ptr.value(plan.feeds[k]).nbytes, False, f"feed {k}")
+        except BaseException:
+            pin.close()
+            raise
+        return pin
 
     def read_value(self, int32_t index, out):
         """Copy value `index` into `out`, a writable C-contiguous buffer of its nbytes."""
-        _copy_out(self.ptr.value_data(index), self.ptr.value(index).nbytes, out, f"value {index}")
-
-    def write_value(self, int32_t index, data):
-        """Overwrite value `index` (a persistent variable) with `data` of its nbytes."""
-        _copy_in(self.ptr.value_data(index), self.ptr.value(index).nbytes, data, f"value {index}")
+        cdef _Pinned pin = _Pinned()
+        cdef size_t n = self.ptr.value(index).nbytes
+        try:
+            pin.add(out, n, True, f"value {index}")
+            with nogil:
+                self.ptr.read_value(index, pin.ptrs[0], n)
+        finally:
+            pin.close()
 
     def read_persistent(self, int32_t index, out):
         """Copy persistent tensor `index` into `out`, a writable C-contiguous buffer of its size."""
-        _copy_out(self.ptr.persistent_data(index), self.ptr.persistent_nbytes(index), out, f"persistent {index}")
+        cdef _Pinned pin = _Pinned()
+        cdef size_t n = self.ptr.persistent_nbytes(index)
+        try:
+            pin.add(out, n, True, f"persistent {index}")
+            with nogil:
+                self.ptr.read_persistent(index, pin.ptrs[0], n)
+        finally:
+            pin.close()
 
     def write_persistent(self, int32_t index, data):
-        """Overwrite persistent tensor `index` with `data` of its size."""
-        _copy_in(self.ptr.persistent_data(index), self.ptr.persistent_nbytes(index), data, f"persistent {index}")
+        """Overwrite persistent tensor `index` with `data` (C-contiguous) of its size."""
+        cdef _Pinned pin = _Pinned()
+        cdef size_t n = self.ptr.persistent_nbytes(index)
+        try:
+            pin.add(data, n, False, f"persistent {index}")
+            with nogil:
+                self.ptr.write_persistent(index, pin.ptrs[0], n)
+        finally:
+            pin.close()

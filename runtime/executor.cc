@@ -2,175 +2,46 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
+#include <new>
 #include <stdexcept>
 #include <utility>
 
 namespace graphc {
 
-namespace {
-
-constexpr int64_t kMaxElems = int64_t(1) << 56;
-
-// numel of dims, or -1 when a dim is negative or the product overflows.
-int64_t checked_numel(const std::vector<int64_t>& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) {
-    if (d < 0) return -1;
-    if (d != 0 && n > kMaxElems / d) return -1;
-    n *= d;
-  }
-  return n;
-}
-
-}  // namespace
-
 Executor::Executor(PlanDesc plan, int threads, bool poison)
-    : plan_(std::move(plan)), threads_(threads), poison_(poison) {
-  if (threads_ < 1) throw std::invalid_argument("threads must be >= 1, got " + std::to_string(threads));
-  validate_values();
-  allocate();
-  prepare_steps();
-}
+    : Executor(std::move(plan), ExecutorOptions{threads, poison, "cpu", Limits{}}) {}
 
-void Executor::validate_values() {
-  const size_t nv = plan_.values.size();
-  auto check_index = [nv](int32_t idx, const std::string& what) {
-    if (idx < 0 || static_cast<size_t>(idx) >= nv) {
-      throw std::invalid_argument(what + " refers to value " + std::to_string(idx) +
-                                  ", outside [0, " + std::to_string(nv) + ")");
-    }
-  };
-  auto check_tensor = [](const TensorData& t, const std::string& what) {
-    if (!dtype_valid(t.dtype)) throw std::invalid_argument(what + " has an invalid dtype");
-    if (checked_numel(t.dims) < 0) {
-      throw std::invalid_argument(what + " has invalid dims " + format_dims(t.dims));
-    }
-  };
-  for (size_t i = 0; i < plan_.persistent.size(); ++i) {
-    check_tensor(plan_.persistent[i], "persistent " + std::to_string(i) + " ('" + plan_.persistent[i].name + "')");
+Executor::Executor(PlanDesc plan, const ExecutorOptions& options) : plan_(std::move(plan)), options_(options) {
+  if (options_.threads < 1) {
+    throw std::invalid_argument("threads must be >= 1, got " + std::to_string(options_.threads));
   }
-  for (size_t i = 0; i < plan_.constants.size(); ++i) {
-    check_tensor(plan_.constants[i], "constant " + std::to_string(i));
-  }
-  for (size_t i = 0; i < nv; ++i) {
-    const ValueDesc& v = plan_.values[i];
-    const std::string what = "value " + std::to_string(i) + " ('" + v.name + "')";
-    if (!dtype_valid(v.dtype)) throw std::invalid_argument(what + " has an invalid dtype");
-    int64_t numel = checked_numel(v.dims);
-    if (numel < 0) throw std::invalid_argument(what + " has invalid dims " + format_dims(v.dims));
-    uint64_t nbytes = static_cast<uint64_t>(numel) * dtype_size(v.dtype);
-    if (v.nbytes != nbytes) {
-      throw std::invalid_argument(what + " claims " + std::to_string(v.nbytes) + " bytes, but " +
-                                  dtype_name(v.dtype) + format_dims(v.dims) + " is " +
-                                  std::to_string(nbytes));
-    }
-    switch (v.storage) {
-      case Storage::Arena:
-        if (v.offset % kAlignment != 0) {
-          throw std::invalid_argument(what + " has arena offset " + std::to_string(v.offset) +
-                                      ", not 64-byte aligned");
-        }
-        if (v.offset > plan_.arena_bytes || v.nbytes > plan_.arena_bytes - v.offset) {
-          throw std::invalid_argument(what + " spans bytes [" + std::to_string(v.offset) + ", " +
-                                      std::to_string(v.offset + v.nbytes) +
-                                      ") outside the arena of " +
-                                      std::to_string(plan_.arena_bytes) + " bytes");
-        }
-        break;
-      case Storage::Persistent:
-      case Storage::Constant: {
-        const auto& list = v.storage == Storage::Persistent ? plan_.persistent : plan_.constants;
-        const char* kind = v.storage == Storage::Persistent ? "persistent" : "constant";
-        if (v.index < 0 || static_cast<size_t>(v.index) >= list.size()) {
-          throw std::invalid_argument(what + " refers to " + kind + " " + std::to_string(v.index) +
-                                      ", outside [0, " + std::to_string(list.size()) + ")");
-        }
-        const TensorData& t = list[v.index];
-        // Same dtype and element count: the bytes mean the same thing (a writer may
-        // spell a scalar as dims [] or [1]).
-        if (t.dtype != v.dtype || checked_numel(t.dims) != numel) {
-          throw std::invalid_argument(what + " is " + dtype_name(v.dtype) + format_dims(v.dims) +
-                                      " but its " + kind + " tensor is " + dtype_name(t.dtype) +
-                                      format_dims(t.dims));
-        }
-        break;
-      }
-      case Storage::View: {
-        check_index(v.alias_of, what + " (a view)");
-        // Follow the alias chain to its root; a cycle is a corrupt plan.
-        size_t hops = 0;
-        int32_t root = static_cast<int32_t>(i);
-        while (plan_.values[root].storage == Storage::View) {
-          root = plan_.values[root].alias_of;
-          check_index(root, what + " (a view)");
-          if (++hops > nv) throw std::invalid_argument(what + " is a view in an alias cycle");
-        }
-        if (plan_.values[root].nbytes < v.nbytes) {
-          throw std::invalid_argument(what + " views " + std::to_string(v.nbytes) +
-                                      " bytes of value '" + plan_.values[root].name +
-                                      "', which has only " + std::to_string(plan_.values[root].nbytes));
-        }
-        break;
-      }
-      default:
-        throw std::invalid_argument(what + " has an unknown storage kind " +
-                                    std::to_string(static_cast<int32_t>(v.storage)));
-    }
-  }
-  for (size_t i = 0; i < plan_.feeds.size(); ++i) {
-    check_index(plan_.feeds[i], "feed " + std::to_string(i));
-    Storage s = plan_.values[plan_.feeds[i]].storage;
-    if (s == Storage::Constant || s == Storage::View) {
-      throw std::invalid_argument("feed " + std::to_string(i) + " ('" + plan_.values[plan_.feeds[i]].name +
-                                  "') must be an arena or persistent value");
-    }
-  }
-  for (size_t i = 0; i < plan_.fetches.size(); ++i) check_index(plan_.fetches[i], "fetch " + std::to_string(i));
-  for (size_t s = 0; s < plan_.steps.size(); ++s) {
-    const StepDesc& st = plan_.steps[s];
-    for (int32_t idx : st.inputs) check_index(idx, step_label(s) + " input");
-    for (int32_t idx : st.outputs) {
-      check_index(idx, step_label(s) + " output");
-      Storage so = plan_.values[idx].storage;
-      if (so == Storage::Constant || so == Storage::View) {
-        throw std::invalid_argument(step_label(s) + " writes value '" + plan_.values[idx].name +
-                                    "', which is a read-only " +
-                                    (so == Storage::Constant ? "constant" : "view"));
-      }
-    }
-    for (int32_t idx : st.frees) {
-      check_index(idx, step_label(s) + " frees");
-      if (plan_.values[idx].storage != Storage::Arena) {
-        throw std::invalid_argument(step_label(s) + " frees value " + std::to_string(idx) + " ('" +
-                                    plan_.values[idx].name + "'), which is not an arena value");
-      }
-    }
+  device_ = make_device(options_.device);
+  KernelRegistry::for_device(device_->name());  // DeviceUnavailable before any work
+  validate_plan(plan_, options_.limits);
+  try {
+    allocate();
+    prepare_steps();
+  } catch (const std::bad_alloc&) {
+    throw ResourceError("out of memory while loading the plan on " + device_->name());
   }
 }
 
 void Executor::allocate() {
-  arena_ = Arena(plan_.arena_bytes);
-  auto fill = [](std::vector<AlignedBuffer>& bufs, const std::vector<TensorData>& list,
-                 bool allow_empty, const char* kind) {
+  Device* dev = device_.get();
+  arena_ = DeviceBuffer(dev, plan_.arena_bytes);
+  auto fill = [dev](std::vector<DeviceBuffer>& bufs, const std::vector<TensorData>& list) {
     bufs.reserve(list.size());
-    for (size_t i = 0; i < list.size(); ++i) {
-      const TensorData& t = list[i];
-      size_t nbytes = static_cast<size_t>(checked_numel(t.dims)) * dtype_size(t.dtype);
-      AlignedBuffer buf(nbytes);
-      if (t.bytes.size() == nbytes) {
-        if (nbytes) std::memcpy(buf.data(), t.bytes.data(), nbytes);
-      } else if (!(allow_empty && t.bytes.empty())) {
-        throw std::invalid_argument(std::string(kind) + " " + std::to_string(i) + " ('" + t.name +
-                                    "') has " + std::to_string(t.bytes.size()) +
-                                    " bytes of data, expected " + std::to_string(nbytes));
-      }
+    for (const TensorData& t : list) {
+      uint64_t nbytes = 0;
+      tensor_nbytes(t.dims, t.dtype, &nbytes);  // validated
+      DeviceBuffer buf(dev, nbytes);
+      // validate_plan allows empty data only for persistent tensors: they start as zeros.
+      if (t.bytes.size() == nbytes) dev->copy_host_to_device(buf.data(), t.bytes.data(), nbytes);
       bufs.push_back(std::move(buf));
     }
   };
-  // A persistent tensor without data starts as zeros (optimizer state).
-  fill(persistent_, plan_.persistent, true, "persistent");
-  fill(constants_, plan_.constants, false, "constant");
+  fill(persistent_, plan_.persistent);
+  fill(constants_, plan_.constants);
   value_ptrs_.assign(plan_.values.size(), nullptr);
   for (size_t i = 0; i < plan_.values.size(); ++i) {
     const ValueDesc& v = plan_.values[i];
@@ -181,20 +52,20 @@ void Executor::allocate() {
       case Storage::View: break;
     }
   }
+  // validate_plan: a view aliases a root value directly.
   for (size_t i = 0; i < plan_.values.size(); ++i) {
-    int32_t root = static_cast<int32_t>(i);
-    while (plan_.values[root].storage == Storage::View) root = plan_.values[root].alias_of;
-    value_ptrs_[i] = value_ptrs_[root];
+    if (plan_.values[i].storage == Storage::View) value_ptrs_[i] = value_ptrs_[plan_.values[i].alias_of];
   }
 }
 
 std::string Executor::step_label(size_t i) const {
   const StepDesc& st = plan_.steps[i];
-  return "step " + std::to_string(i) + " (node '" + st.node + "', op '" + st.op + "')";
+  return "step " + std::to_string(i) + " (node '" + shorten(st.node) + "', op '" + shorten(st.op) + "')";
 }
 
 void Executor::prepare_steps() {
-  const KernelRegistry& reg = KernelRegistry::cpu();
+  const KernelRegistry& reg = KernelRegistry::for_device(device_->name());
+  const KernelContext ctx{options_.threads, device_.get(), device_->stream()};
   kernels_.reserve(plan_.steps.size());
   for (size_t s = 0; s < plan_.steps.size(); ++s) {
     const StepDesc& st = plan_.steps[s];
@@ -209,24 +80,25 @@ void Executor::prepare_steps() {
     const KernelFactory* factory = reg.find(st.op, key);
     if (factory == nullptr) {
       if (!reg.has_op(st.op)) {
-        throw std::invalid_argument(step_label(s) + ": unknown op '" + st.op + "' (no CPU kernel)");
+        throw std::invalid_argument(step_label(s) + ": unknown op '" + shorten(st.op) + "' (no " + device_->name() +
+                                    " kernel)");
       }
-      throw std::invalid_argument(step_label(s) + ": no CPU kernel for dtype " + dtype_name(key));
+      throw std::invalid_argument(step_label(s) + ": no " + device_->name() + " kernel for dtype " +
+                                  dtype_name(key));
     }
-    KernelArgs args(st, std::move(ins), std::move(outs), KernelContext{threads_});
+    KernelArgs args(st, std::move(ins), std::move(outs), ctx);
     try {
       kernels_.push_back((*factory)(args));
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(step_label(s) + ": " + e.what());
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      // A factory must throw std::invalid_argument for a bad step; anything else is
+      // still the plan's fault at load time.
+      throw std::invalid_argument(step_label(s) + ": " + e.what());
     }
   }
-}
-
-void* Executor::value_data(int32_t index) const {
-  if (index < 0 || static_cast<size_t>(index) >= value_ptrs_.size()) {
-    throw std::invalid_argument("value index " + std::to_string(index) + " out of range");
-  }
-  return value_ptrs_[index];
 }
 
 const ValueDesc& Executor::value(int32_t index) const {
@@ -236,18 +108,44 @@ const ValueDesc& Executor::value(int32_t index) const {
   return plan_.values[index];
 }
 
-void* Executor::persistent_data(int32_t index) const {
-  if (index < 0 || static_cast<size_t>(index) >= persistent_.size()) {
-    throw std::invalid_argument("persistent index " + std::to_string(index) + " out of range");
-  }
-  return persistent_[index].data();
-}
-
 size_t Executor::persistent_nbytes(int32_t index) const {
   if (index < 0 || static_cast<size_t>(index) >= persistent_.size()) {
     throw std::invalid_argument("persistent index " + std::to_string(index) + " out of range");
   }
   return persistent_[index].size();
+}
+
+void Executor::check_persistent(int32_t index, size_t nbytes) const {
+  size_t have = persistent_nbytes(index);
+  if (nbytes != have) {
+    throw std::invalid_argument("persistent " + std::to_string(index) + " ('" + shorten(plan_.persistent[index].name) +
+                                "') has " + std::to_string(have) + " bytes, the buffer has " + std::to_string(nbytes));
+  }
+}
+
+void Executor::read_persistent(int32_t index, void* dst, size_t nbytes) {
+  check_persistent(index, nbytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  device_->copy_device_to_host(dst, persistent_[index].data(), nbytes);
+  device_->synchronize();
+}
+
+void Executor::write_persistent(int32_t index, const void* src, size_t nbytes) {
+  check_persistent(index, nbytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  device_->copy_host_to_device(persistent_[index].data(), src, nbytes);
+  device_->synchronize();
+}
+
+void Executor::read_value(int32_t index, void* dst, size_t nbytes) {
+  const ValueDesc& v = value(index);
+  if (nbytes != v.nbytes) {
+    throw std::invalid_argument("value " + std::to_string(index) + " ('" + shorten(v.name) + "') has " +
+                                std::to_string(v.nbytes) + " bytes, the buffer has " + std::to_string(nbytes));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  device_->copy_device_to_host(dst, value_ptrs_[index], nbytes);
+  device_->synchronize();
 }
 
 void Executor::copy_feeds(const std::vector<const void*>& feeds) {
@@ -258,14 +156,16 @@ void Executor::copy_feeds(const std::vector<const void*>& feeds) {
   for (size_t i = 0; i < feeds.size(); ++i) {
     const ValueDesc& v = plan_.values[plan_.feeds[i]];
     if (v.nbytes == 0) continue;
-    if (feeds[i] == nullptr) throw std::invalid_argument("feed '" + v.name + "' has no data");
-    std::memcpy(value_ptrs_[plan_.feeds[i]], feeds[i], v.nbytes);
+    if (feeds[i] == nullptr) throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
+    device_->copy_host_to_device(value_ptrs_[plan_.feeds[i]], feeds[i], v.nbytes);
   }
 }
 
 inline void Executor::run_step(size_t s) {
   try {
     kernels_[s]();
+  } catch (const std::bad_alloc&) {
+    throw ResourceError(step_label(s) + ": out of memory");
   } catch (const std::exception& e) {
     throw std::runtime_error(step_label(s) + ": " + e.what());
   }
@@ -274,15 +174,19 @@ inline void Executor::run_step(size_t s) {
 void Executor::poison_frees(size_t s) {
   for (int32_t idx : plan_.steps[s].frees) {
     const ValueDesc& v = plan_.values[idx];
-    if (v.nbytes) std::memset(value_ptrs_[idx], 0xFF, v.nbytes);
+    device_->memset(value_ptrs_[idx], 0xFF, v.nbytes);
   }
 }
 
-void Executor::run(const std::vector<const void*>& feeds) {
-  std::lock_guard<std::mutex> lock(run_mutex_);
+void Executor::run(const std::vector<const void*>& feeds, const std::vector<void*>& fetches) {
+  if (!fetches.empty() && fetches.size() != plan_.fetches.size()) {
+    throw std::invalid_argument("expected " + std::to_string(plan_.fetches.size()) + " fetch buffers, got " +
+                                std::to_string(fetches.size()));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
   copy_feeds(feeds);
   const size_t n = kernels_.size();
-  if (poison_) {
+  if (options_.poison) {
     for (size_t s = 0; s < n; ++s) {
       run_step(s);
       poison_frees(s);
@@ -290,12 +194,19 @@ void Executor::run(const std::vector<const void*>& feeds) {
   } else {
     for (size_t s = 0; s < n; ++s) run_step(s);
   }
+  // Still under the lock: the next run may overwrite these bytes.
+  for (size_t k = 0; k < fetches.size(); ++k) {
+    if (fetches[k] == nullptr) continue;
+    int32_t idx = plan_.fetches[k];
+    device_->copy_device_to_host(fetches[k], value_ptrs_[idx], plan_.values[idx].nbytes);
+  }
+  device_->synchronize();
 }
 
 std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int iters, int warmup) {
   if (iters < 1) throw std::invalid_argument("iters must be >= 1, got " + std::to_string(iters));
   if (warmup < 0) throw std::invalid_argument("warmup must be >= 0, got " + std::to_string(warmup));
-  std::lock_guard<std::mutex> lock(run_mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   using Clock = std::chrono::steady_clock;
   const size_t n = kernels_.size();
   // times[s * iters + it]: seconds of step s in timed run it.
@@ -307,9 +218,10 @@ std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int
     for (size_t s = 0; s < n; ++s) {
       auto t0 = Clock::now();
       run_step(s);
+      device_->synchronize();
       auto t1 = Clock::now();
       if (timed) times[s * iters + it] = std::chrono::duration<double>(t1 - t0).count();
-      if (poison_) poison_frees(s);
+      if (options_.poison) poison_frees(s);
     }
   }
   std::vector<double> medians(n, 0.0);

@@ -1,18 +1,30 @@
 # Cython declarations for executor.h.
 from libc.stdint cimport int32_t
+from libcpp cimport bool
+from libcpp.string cimport string
 from libcpp.vector cimport vector
 
 from plan cimport PlanDesc, ValueDesc
+from validate cimport Limits
+
+from device cimport raise_current_exception
 
 cdef extern from "executor.h" namespace "graphc":
+    cdef cppclass ExecutorOptions:
+        int threads
+        bool poison
+        string device
+        Limits limits
+
     cdef cppclass Executor:
-        Executor(PlanDesc plan, int threads, bint poison) except +
-        void run(const vector[const void*]& feeds) except + nogil
-        vector[double] profile(const vector[const void*]& feeds, int iters, int warmup) except + nogil
+        Executor(PlanDesc plan, const ExecutorOptions& options) except +raise_current_exception
+        void run(const vector[const void*]& feeds, const vector[void*]& fetches) except +raise_current_exception nogil
+        vector[double] profile(const vector[const void*]& feeds, int iters, int warmup) except +raise_current_exception nogil
         const PlanDesc& plan()
         int threads()
         bint poison()
-        void* persistent_data(int32_t index) except +
-        size_t persistent_nbytes(int32_t index) except +
-        void* value_data(int32_t index) except +
-        const ValueDesc& value(int32_t index) except +
+        void read_persistent(int32_t index, void* dst, size_t nbytes) except +raise_current_exception nogil
+        void write_persistent(int32_t index, const void* src, size_t nbytes) except +raise_current_exception nogil
+        void read_value(int32_t index, void* dst, size_t nbytes) except +raise_current_exception nogil
+        size_t persistent_nbytes(int32_t index) except +raise_current_exception
+        const ValueDesc& value(int32_t index) except +raise_current_exception

@@ -3,6 +3,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "errors.h"
+
 namespace graphc {
 
 std::string format_dims(const std::vector<int64_t>& dims) {
@@ -115,6 +117,13 @@ bool KernelRegistry::has_op(const std::string& op) const {
   return false;
 }
 
+std::vector<std::pair<std::string, DType>> KernelRegistry::keys() const {
+  std::vector<std::pair<std::string, DType>> out;
+  out.reserve(kernels_.size());
+  for (const auto& kv : kernels_) out.push_back(kv.first);
+  return out;  // std::map order: sorted by (op, dtype number)
+}
+
 std::vector<std::string> KernelRegistry::ops() const {
   std::set<std::string> names;
   for (const auto& kv : kernels_) names.insert(kv.first.first);
@@ -133,6 +142,13 @@ const KernelRegistry& KernelRegistry::cpu() {
     return r;
   }();
   return registry;
+}
+
+const KernelRegistry& KernelRegistry::for_device(const std::string& name) {
+  if (name == "cpu") return cpu();
+  // A CUDA build registers its kernels here (runtime/cuda/, a later issue).
+  std::string shown = name.size() > 64 ? name.substr(0, 64) + "..." : name;
+  throw DeviceUnavailable("no kernels for device '" + shown + "' in this build");
 }
 
 }  // namespace graphc

@@ -1,4 +1,4 @@
-// kernel_registry.h — kernels keyed by (op name, dtype).
+// kernel_registry.h — kernels keyed by (op name, dtype), one registry per device.
 //
 // A kernel is registered as a *factory*: at plan load the executor hands it the step
 // (attrs) and the tensors it will read and write (pointers are fixed for the session's
@@ -30,8 +30,13 @@ struct TensorRef {
   template <typename T> T* as() const { return static_cast<T*>(data); }
 };
 
+class Device;
+
+// What a kernel may use besides its tensors.  Fixed for the session's life.
 struct KernelContext {
   int threads = 1;
+  Device* device = nullptr;  // the device the tensors live on
+  void* stream = nullptr;    // device->stream(): the stream/queue to launch on; nullptr on CPU
 };
 
 using Kernel = std::function<void()>;
@@ -74,8 +79,13 @@ class KernelRegistry {
   const KernelFactory* find(const std::string& op, DType dtype) const;
   bool has_op(const std::string& op) const;
   std::vector<std::string> ops() const;
+  // Every (op, dtype) key, sorted.
+  std::vector<std::pair<std::string, DType>> keys() const;
 
-  // Every CPU kernel, registered on first use.
+  // The kernels of device `name` ("cpu", "cuda"), registered on first use.  Throws
+  // DeviceUnavailable for a device this build has no kernels for.
+  static const KernelRegistry& for_device(const std::string& name);
+  // Same as for_device("cpu").
   static const KernelRegistry& cpu();
 
  private:

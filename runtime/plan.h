@@ -1,6 +1,7 @@
 // plan.h — the plan as plain data.
 //
-// The runtime reads nothing but these structs.  They are filled by the Cython wrapper
+// The runtime reads nothing but these structs, and trusts none of them: validate.h
+// checks a PlanDesc before the executor allocates anything.  They are filled by the Cython wrapper
 // from a graphc.Plan protobuf message today, and are meant to be fillable by generated
 // C++ (AOT artifacts) later, so they hold no pointers, no protobuf and no Python.
 #pragma once
@@ -11,6 +12,9 @@
 #include <vector>
 
 namespace graphc {
+
+// ARENA offsets MUST be multiples of this.
+constexpr uint64_t kArenaAlignment = 64;
 
 // Numbering matches graphc.DataType in proto/graphc.proto.
 enum class DType : int32_t { Invalid = 0, F32 = 1, F64 = 2, I32 = 3, I64 = 4, Bool = 5 };
@@ -77,6 +81,9 @@ struct StepDesc {
   // ARENA values dead once this step has run (PlanStep.frees).  The runtime never reads
   // them afterwards; GRAPHC_POISON mode overwrites their bytes with 0xFF.
   std::vector<int32_t> frees;
+  // ARENA scratch values this step's kernel may use, live during this step only
+  // (PlanStep.workspaces).
+  std::vector<int32_t> workspaces;
 };
 
 // Initial bytes of a persistent variable or of a constant.

@@ -20,6 +20,7 @@ cdef extern from "plan.h" namespace "graphc":
         View
 
     size_t dtype_size(DType t)
+    const char* dtype_name(DType t)
 
     cdef enum AttrKind "graphc::AttrValue::Kind":
         ATTR_INT "graphc::AttrValue::Int"
@@ -56,6 +57,7 @@ cdef extern from "plan.h" namespace "graphc":
         vector[int32_t] outputs
         map[string, AttrValue] attrs
         vector[int32_t] frees
+        vector[int32_t] workspaces
 
     cdef cppclass TensorData:
         string name

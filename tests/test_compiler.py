@@ -279,8 +279,9 @@ def test_schedule_nodes_orders_topologically_and_deterministically():
 def test_every_stage_passes_the_checker_and_keeps_outputs_unchanged():
     g, out = mlp()
     final, seen = stages(g, {"x": (3, 4), "unused_in": (3,)}, [out, "relu"])
-    assert list(seen) == ["validate_graph", "prune_inputs", "bind_shapes", "infer_shapes", "append_gradients",
-                          "append_optimizer", "recompute_for_budget", "prune_graph", "schedule_nodes"]
+    assert list(seen) == ["validate_graph", "prune_inputs", "bind_shapes", "infer_shapes", "expand_composites",
+                          "append_gradients", "append_optimizer", "expand_gradient_composites",
+                          "recompute_for_budget", "prune_graph", "schedule_nodes"]
     for graph in seen.values():
         check_graph(graph)
     feeds = {"x": np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)}

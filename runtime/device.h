@@ -1,0 +1,85 @@
+// device.h — where a session's memory lives and how bytes move to and from it.
+//
+// The executor, the arena, persistent storage and constants reach memory only through
+// a Device, so a CUDA device can be added without touching them.  Pointers returned by
+// allocate() are device pointers: only the device's own copy/memset functions (and the
+// kernels registered for that device) may dereference them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+
+namespace graphc {
+
+constexpr size_t kAlignment = 64;
+
+class Device {
+ public:
+  virtual ~Device() = default;
+  // "cpu", "cuda", ...: the name kernels are registered under.
+  virtual const std::string& name() const = 0;
+  // A zero-filled block of nbytes (0 allowed: still a valid, unique pointer), aligned to
+  // kAlignment.  Throws ResourceError when the memory cannot be had; never returns nullptr.
+  virtual void* allocate(size_t nbytes) = 0;
+  // Frees a block from allocate(); `nbytes` is the size it was allocated with.
+  virtual void deallocate(void* ptr, size_t nbytes) noexcept = 0;
+  virtual void copy_host_to_device(void* dst, const void* src, size_t nbytes) = 0;
+  virtual void copy_device_to_host(void* dst, const void* src, size_t nbytes) = 0;
+  virtual void copy_device_to_device(void* dst, const void* src, size_t nbytes) = 0;
+  virtual void memset(void* dst, int byte, size_t nbytes) = 0;
+  // Waits until every operation queued on the device has finished.
+  virtual void synchronize() = 0;
+  // The stream (cudaStream_t) or queue kernels are launched on; nullptr on CPU.
+  virtual void* stream() const { return nullptr; }
+};
+
+// Host memory; every operation is synchronous.
+class CpuDevice final : public Device {
+ public:
+  const std::string& name() const override;
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* ptr, size_t nbytes) noexcept override;
+  void copy_host_to_device(void* dst, const void* src, size_t nbytes) override;
+  void copy_device_to_host(void* dst, const void* src, size_t nbytes) override;
+  void copy_device_to_device(void* dst, const void* src, size_t nbytes) override;
+  void memset(void* dst, int byte, size_t nbytes) override;
+  void synchronize() override {}
+};
+
+// The device called `name`.  Throws DeviceUnavailable saying why when it cannot be used:
+// "cuda" on a build without CUDA (no GRAPHC_WITH_CUDA), or a name no build knows.
+std::shared_ptr<Device> make_device(const std::string& name);
+
+// Names of the devices this build has kernels for ("cpu" first).
+std::vector<std::string> built_devices();
+
+// Whether this build was compiled with the CUDA runtime (GRAPHC_WITH_CUDA).
+bool cuda_built();
+
+// An owned block of device memory (move-only).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Device* device, size_t nbytes);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void release() noexcept;
+  Device* device_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace graphc
