@@ -48,29 +48,29 @@ template <class T, class O, class Op> Kernel binary_kernel(const KernelArgs& arg
   };
 }
 
-// One kernel per dtype the op's schema allows (all instantiated: the comparison ops take bool).
-template <class Op> void add_binary(KernelRegistry& r, const char* name, bool to_bool, Op op_template) {
-  add_typed<AllTypes>(r, name, [op_template, to_bool](auto tag, const KernelArgs& a) -> Kernel {
+// One kernel per dtype the op's schema allows.  The output type and the instantiated
+// types are template parameters so that each op instantiates only what it can register
+// (this file's compile time is mostly these instantiations).
+template <bool kToBool, class Types, class Op> void add_binary(KernelRegistry& r, const char* name, Op op) {
+  add_typed<Types>(r, name, [op](auto tag, const KernelArgs& a) -> Kernel {
     using T = typename decltype(tag)::type;
-    if (to_bool) {
-      return binary_kernel<T, boolean>(a, [op_template](T x, T y) { return static_cast<boolean>(op_template(x, y)); });
-    }
-    return binary_kernel<T, T>(a, [op_template](T x, T y) { return static_cast<T>(op_template(x, y)); });
+    using O = std::conditional_t<kToBool, boolean, T>;
+    return binary_kernel<T, O>(a, [op](T x, T y) { return static_cast<O>(op(x, y)); });
   });
 }
 
 }  // namespace
 
 void register_elementwise_kernels(KernelRegistry& r) {
-  add_binary(r, "add", false, [](auto a, auto b) { return wrap_add(a, b); });
-  add_binary(r, "sub", false, [](auto a, auto b) { return wrap_sub(a, b); });
-  add_binary(r, "mul", false, [](auto a, auto b) { return wrap_mul(a, b); });
-  add_binary(r, "div", false, [](auto a, auto b) { return a / b; });
-  add_binary(r, "maximum", false, [](auto a, auto b) { return nan_max(a, b); });
-  add_binary(r, "minimum", false, [](auto a, auto b) { return nan_min(a, b); });
-  add_binary(r, "equal", true, [](auto a, auto b) { return a == b; });
-  add_binary(r, "less", true, [](auto a, auto b) { return a < b; });
-  add_binary(r, "greater", true, [](auto a, auto b) { return a > b; });
+  add_binary<false, NumericTypes>(r, "add", [](auto a, auto b) { return wrap_add(a, b); });
+  add_binary<false, NumericTypes>(r, "sub", [](auto a, auto b) { return wrap_sub(a, b); });
+  add_binary<false, NumericTypes>(r, "mul", [](auto a, auto b) { return wrap_mul(a, b); });
+  add_binary<false, FloatTypes>(r, "div", [](auto a, auto b) { return a / b; });
+  add_binary<false, NumericTypes>(r, "maximum", [](auto a, auto b) { return nan_max(a, b); });
+  add_binary<false, NumericTypes>(r, "minimum", [](auto a, auto b) { return nan_min(a, b); });
+  add_binary<true, AllTypes>(r, "equal", [](auto a, auto b) { return a == b; });
+  add_binary<true, NumericTypes>(r, "less", [](auto a, auto b) { return a < b; });
+  add_binary<true, NumericTypes>(r, "greater", [](auto a, auto b) { return a > b; });
 
   register_unary_kernels(r);
 }

@@ -27,9 +27,10 @@ template <class T, class O, class Op> Kernel unary_kernel(const KernelArgs& args
   };
 }
 
-// One kernel per dtype the op's schema allows.
-template <class MakeOp> void add_unary(KernelRegistry& r, const char* name, int64_t grain, MakeOp make_op) {
-  add_typed<AllTypes>(r, name, [make_op, grain](auto tag, const KernelArgs& a) -> Kernel {
+// One kernel per dtype the op's schema allows, instantiated for Types only.
+template <class Types, class MakeOp>
+void add_unary(KernelRegistry& r, const char* name, int64_t grain, MakeOp make_op) {
+  add_typed<Types>(r, name, [make_op, grain](auto tag, const KernelArgs& a) -> Kernel {
     using T = typename decltype(tag)::type;
     return unary_kernel<T, T>(a, make_op(tag, a), grain);
   });
@@ -128,39 +129,39 @@ Kernel where_kernel(const KernelArgs& args) {
 }  // namespace
 
 void register_unary_kernels(KernelRegistry& r) {
-  add_unary(r, "neg", kCheapGrain, [](auto tag, const KernelArgs&) {
+  add_unary<NumericTypes>(r, "neg", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return wrap_neg(x); };
   });
-  add_unary(r, "abs", kCheapGrain, [](auto tag, const KernelArgs&) {
+  add_unary<NumericTypes>(r, "abs", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return x < T(0) ? wrap_neg(x) : x; };
   });
-  add_unary(r, "relu", kCheapGrain, [](auto tag, const KernelArgs&) {
+  add_unary<NumericTypes>(r, "relu", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return x < T(0) ? T(0) : x; };  // NaN stays NaN, like np.maximum(x, 0)
   });
-  add_unary(r, "exp", kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary<FloatTypes>(r, "exp", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return std::exp(x); };
   });
-  add_unary(r, "log", kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary<FloatTypes>(r, "log", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return std::log(x); };
   });
-  add_unary(r, "sqrt", kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary<FloatTypes>(r, "sqrt", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return std::sqrt(x); };
   });
-  add_unary(r, "sigmoid", kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary<FloatTypes>(r, "sigmoid", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return sigmoid(x); };
   });
-  add_unary(r, "tanh", kCostlyGrain, [](auto tag, const KernelArgs&) {
+  add_unary<FloatTypes>(r, "tanh", kCostlyGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return std::tanh(x); };
   });
-  add_unary(r, "pow", kCostlyGrain, [](auto tag, const KernelArgs& a) {
+  add_unary<FloatTypes>(r, "pow", kCostlyGrain, [](auto tag, const KernelArgs& a) {
     using T = typename decltype(tag)::type;
     const T e = static_cast<T>(attrs::Pow(a).exponent);
     // numpy's power(x, 0.5) is sqrt(x): NaN for -inf and -0.0 for -0.0, where C's pow gives
@@ -168,7 +169,7 @@ void register_unary_kernels(KernelRegistry& r) {
     const bool half = e == T(0.5);
     return [e, half](T x) { return half ? std::sqrt(x) : static_cast<T>(std::pow(x, e)); };
   });
-  add_unary(r, "logical_not", kCheapGrain, [](auto tag, const KernelArgs&) {
+  add_unary<AllTypes>(r, "logical_not", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return static_cast<T>(x == 0); };
   });
