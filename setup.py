@@ -3,7 +3,8 @@
     pip install .                       # wheel build; pulls Cython, numpy, scipy-openblas32
     python setup.py build_ext --inplace # dev build; then PYTHONPATH=. python -m pytest
 
-Environment: GRAPHC_BUILD_JOBS (parallel compile jobs, default: CPU count).
+Environment: GRAPHC_BUILD_JOBS (parallel compile jobs, default: CPU count); GRAPHC_SANITIZE=1
+builds with AddressSanitizer + UndefinedBehaviorSanitizer (use tools/sanitize.sh).
 CUDA kernels are built only when nvcc is found (see cuda_extensions()); none exist yet.
 """
 import glob
@@ -48,6 +49,14 @@ def cpu_extension():
     from Cython.Build import cythonize
 
     inc, libdir, lib = openblas()
+    compile_args = ["-std=c++17", "-O3", "-pthread", "-Wall", "-Wno-unused-function"]
+    link_args = ["-pthread"]
+    if os.environ.get("GRAPHC_SANITIZE", "0") not in ("", "0"):
+        # ASan + UBSan for tools/sanitize.sh (the later -O1 wins); build into its own -b/-t dirs.
+        # -fno-wrapv undoes Python's -fwrapv, under which UBSan skips signed overflow.
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+        compile_args += sanitize + ["-fno-omit-frame-pointer", "-O1", "-g", "-fno-wrapv"]
+        link_args += sanitize
     sources = (["runtime/_runtime.pyx"] + sorted(glob.glob("runtime/*.cc"))
                + sorted(glob.glob("runtime/cpu/*.cc")))
     ext = Extension(
@@ -62,8 +71,8 @@ def cpu_extension():
         libraries=[lib],
         runtime_library_dirs=[libdir],
         # -O3 only: no -march, so wheels run on any x86-64.
-        extra_compile_args=["-std=c++17", "-O3", "-pthread", "-Wall", "-Wno-unused-function"],
-        extra_link_args=["-pthread"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
     )
     return cythonize([ext], include_path=["runtime"], compiler_directives={"language_level": "3"})
 

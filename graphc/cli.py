@@ -30,7 +30,7 @@ import numpy as np
 
 from graphc import compiler, dtypes, optim, registry, serialize, viz
 from graphc._version import __version__
-from graphc.errors import CompileError, FeedError, GraphcError, ModelFormatError
+from graphc.errors import CompileError, FeedError, GraphcError, ModelFormatError, quote
 from graphc.plan import load_plan
 from graphc.proto_enums import dtype_from_proto
 from graphc.session import Session
@@ -80,7 +80,7 @@ def parse_optimizer(text):
     kind, _, rest = text.partition(":")
     kind = kind.strip().lower()
     if kind not in _OPTIMIZERS:
-        raise UsageError(f"bad --optimizer {text!r}: unknown optimizer {kind!r}; expected one of "
+        raise UsageError(f"bad --optimizer {text!r}: unknown optimizer {quote(kind)}; expected one of "
                          f"{', '.join(_OPTIMIZERS)} (e.g. sgd:lr=0.1,momentum=0.9)")
     params = {}
     for item in (rest.split(",") if rest.strip() else []):

@@ -57,13 +57,19 @@ def _hook(name, module):
     return fn
 
 
+_IN_PACKAGE = {}  # code file name → inside the graphc package (os.path.abspath is slow; passes add many nodes)
+
+
 def user_provenance():
     """(file, line) of the innermost stack frame outside the graphc package."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_PACKAGE_DIR + os.sep):
-            return (frame.f_code.co_filename, frame.f_lineno)
+        name = frame.f_code.co_filename
+        inside = _IN_PACKAGE.get(name)
+        if inside is None:
+            inside = _IN_PACKAGE[name] = os.path.abspath(name).startswith(_PACKAGE_DIR + os.sep)
+        if not inside:
+            return (name, frame.f_lineno)
         frame = frame.f_back
     return ("", 0)
 

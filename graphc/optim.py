@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 
 from graphc import ops
-from graphc.errors import GraphError
+from graphc.errors import GraphError, quote
 from graphc.graph import OPTIMIZER, Tensor
 from graphc.ops._common import build
 
@@ -131,7 +131,7 @@ def from_spec(spec):
         cls = Adam if kind == "adam" else AdamW
         return cls(h.get("lr", 1e-3), (h.get("beta1", 0.9), h.get("beta2", 0.999)), h.get("eps", 1e-8),
                    h.get("weight_decay", 0.0 if kind == "adam" else 0.01), clip)
-    raise GraphError(f"unknown optimizer {kind!r}; expected one of {', '.join(KINDS)}")
+    raise GraphError(f"unknown optimizer {quote(kind)}; expected one of {', '.join(KINDS)}")
 
 
 def parse(text):
@@ -152,7 +152,7 @@ def parse(text):
     spec.clip_global_norm = clip
     defaults = {"sgd": SGD.defaults, "adam": Adam.defaults, "adamw": AdamW.defaults}.get(kind)
     if defaults is None:
-        raise GraphError(f"unknown optimizer {kind!r}; expected one of {', '.join(KINDS)}")
+        raise GraphError(f"unknown optimizer {quote(kind)}; expected one of {', '.join(KINDS)}")
     if "betas" in values:
         raise GraphError("give beta1= and beta2= separately")
     unknown = set(values) - set(defaults)

@@ -375,6 +375,14 @@ def _check_dims(dims, what):
             raise ModelFormatError(f"{what}: negative dimension {d} in {out}")
         if d > MAX_TENSOR_BYTES:
             raise ModelFormatError(f"{what}: dimension {d} in {out} is too large")
+    # numpy (and the runtime) size an array by the product of its nonzero dims, even when
+    # another dim is 0: that product times an itemsize of up to 8 must fit in int64.
+    nonzero = 1
+    for d in out:
+        nonzero *= max(d, 1)
+    if nonzero > MAX_TENSOR_BYTES // 8:
+        raise ModelFormatError(f"{what}: dims {out} are too large (the product of the nonzero dims, "
+                               f"{nonzero}, exceeds {MAX_TENSOR_BYTES // 8})")
     return out
 
 

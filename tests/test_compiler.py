@@ -648,3 +648,161 @@ def test_load_plan_rejects_inconsistent_plans(good_plan, tmp_path, mutate, messa
 def test_plan_wraps_only_plan_protos():
     with pytest.raises(TypeError):
         Plan(pb.Model())
+
+
+# -- compile time stays near-linear (issue 9): the fast paths give the same plans ----------------
+
+
+def _reference_pack(blocks, order):
+    """The best-fit packer as first written: per placement, filter every placed block live at
+    the same time, sort the overlapping ones by offset, take the smallest aligned gap that fits."""
+    placed, offsets, top = [], [0] * len(blocks), 0
+    for i in order:
+        _, size, a, b = blocks[i]
+        if size == 0:
+            continue
+        ranges = sorted((lo, hi) for lo, hi, s, e in placed if s <= b and e >= a)
+        best, reach, fit = None, 0, None
+        for lo, hi in ranges:
+            cand = (reach + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+            if lo - cand >= size and (fit is None or lo - cand < fit):
+                best, fit = cand, lo - cand
+            reach = max(reach, hi)
+        if best is None:
+            best = (reach + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        offsets[i] = best
+        placed.append((best, best + size, a, b))
+        top = max(top, best + size)
+    return offsets, (top + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def _pack_every_order(blocks):
+    """plan_memory as first written: every order packed in full, the first smallest arena kept."""
+    from graphc.compiler.plan_memory import ORDERS, _order
+
+    best = None
+    for how in ORDERS:
+        offsets, total = _reference_pack(blocks, _order(blocks, how))
+        if best is None or total < best[1]:
+            best = (offsets, total, how)
+    if best is None:
+        return {}, 0, ORDERS[0]
+    return {blocks[i][0]: best[0][i] for i in range(len(blocks))}, best[1], best[2]
+
+
+_blocks = st.lists(st.tuples(st.sampled_from([0, 1, 63, 64, 65, 128, 200, 700]) | st.integers(0, 700),
+                             st.integers(0, 12), st.integers(0, 6)), max_size=40).map(
+    lambda rows: [(f"v{k}", size, start, start + length) for k, (size, start, length) in enumerate(rows)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_blocks)
+def test_plan_memory_matches_the_reference_packer_on_every_order(blocks):
+    from graphc.compiler.plan_memory import lower_bound, plan_memory
+
+    offsets, total, how = plan_memory(blocks)
+    assert (offsets, total, how) == _pack_every_order(blocks)
+    assert total >= lower_bound(blocks)
+
+
+def test_plan_memory_lower_bound_counts_aligned_bytes_live_at_one_step():
+    from graphc.compiler.plan_memory import lower_bound, plan_memory
+
+    # steps 0..1: 1 + 64 bytes (two aligned slots); step 2: 65 bytes (two slots); step 3: 0 bytes
+    blocks = [("a", 1, 0, 1), ("b", 64, 0, 2), ("c", 65, 2, 2), ("d", 0, 3, 3)]
+    assert lower_bound(blocks) == 3 * ALIGNMENT
+    assert lower_bound([]) == 0
+    # a nested clique (every block live with every other) packs at the bound: one order suffices
+    nested = [(f"n{k}", 128, k, 40 - k) for k in range(20)]
+    assert plan_memory(nested)[1] == lower_bound(nested) == 20 * 128
+
+
+def test_inplace_control_deps_list_each_reader_once_in_graph_order():
+    from graphc.compiler._memory import inplace_control_deps
+
+    with Graph() as g:
+        x = gc.placeholder("x", (2, 3))
+        b = gc.variable("b", (3,))
+        h = x
+        for _ in range(50):  # b read by many nodes: the update runs after every one of them
+            h = gc.relu(h + b)
+        loss = gc.mean(h, name="loss")
+        gc.optim.SGD(lr=0.1, momentum=0.9).minimize(loss)
+    graph = lower_graph(g, shapes={"x": (2, 3)})
+    deps = inplace_control_deps(graph)
+    update = next(n for n in graph.nodes if n.role == OPTIMIZER and n.inputs[0] == "b")
+    readers = [n.name for n in graph.nodes if "b" in n.inputs and n is not update]
+    assert len(readers) >= 50
+    assert deps[update.name] == readers
+    positions = {n.name: k for k, n in enumerate(graph.nodes)}
+    assert all(positions[r] < positions[update.name] for r in readers)
+
+
+def test_assign_buffers_each_input_taken_over_at_most_once():
+    with Graph() as g:
+        x = gc.placeholder("x", (4, 8))
+        h = x
+        for k in range(60):  # an elementwise chain: every output takes over its dying input
+            h = gc.relu(h) if k % 2 else h * 2.0
+    graph = lower_graph(g, fetches=[h])
+    buffers = assign_buffers(graph)
+    taken = [b.inplace_of for b in buffers.buffers.values() if b.inplace_of]
+    assert len(taken) > 50
+    assert len(taken) == len(set(taken))
+    verify_plan(emit_plan(graph, buffers))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_compile_restores_the_garbage_collector_state(enabled):
+    import gc as pygc
+
+    g, out = mlp()
+    was = pygc.isenabled()
+    try:
+        pygc.enable() if enabled else pygc.disable()
+        compile(g, shapes={"x": (2, 4)}, fetches=[out])
+        assert pygc.isenabled() is enabled
+        with pytest.raises(CompileError):
+            compile(g, shapes={"x": (2, 4)}, fetches=["no_such_value"])
+        assert pygc.isenabled() is enabled
+    finally:
+        pygc.enable() if was else pygc.disable()
+
+
+def _chain_training_graph(n, budget_fraction=None):
+    with Graph() as g:
+        x = gc.placeholder("x", (4, 8))
+        w = gc.variable("w", (8, 8), init=gc.init.xavier_uniform(seed=0))
+        b = gc.variable("b", (8,))
+        h = x @ w
+        for k in range(n):
+            h = gc.relu(h) if k % 3 == 0 else (h + b if k % 3 == 1 else h * x)
+        loss = gc.mean(h, name="loss")
+        gc.optim.SGD(lr=0.1, momentum=0.9).minimize(loss)
+    return g
+
+
+@pytest.mark.parametrize("case", ["mlp", "mlp-all-outputs", "chain-inference", "chain-training", "recompute"])
+def test_best_order_skips_only_policies_that_could_not_win(case):
+    from graphc.compiler._memory import MemoryModel, peak_live_bytes
+    from graphc.compiler.recompute import rewrite_with_recompute, stash_values
+    from graphc.compiler.schedule_nodes import POLICIES, _peak_floor, _Prepared, best_order, schedule_order
+
+    if case.startswith("mlp"):
+        g, out = mlp()
+        graph = lower_graph(g, shapes={"x": (2, 4)}, fetches=[out] if case == "mlp" else None)
+    else:
+        g = _chain_training_graph(30)
+        graph = lower_graph(g, train=False if case == "chain-inference" else None)
+        if case == "recompute":
+            graph = rewrite_with_recompute(graph, stash_values(graph)[::3])
+    model = MemoryModel(graph)
+    floor = _peak_floor(graph, model, _Prepared(graph, model))
+    every = []
+    for policy in POLICIES:
+        order = schedule_order(graph, policy, model)
+        every.append(([n.name for n in order], peak_live_bytes(graph, model, order)))
+    assert all(peak >= floor for _, peak in every)
+    first_best = min(range(len(every)), key=lambda k: (every[k][1], k))
+    order, peak = best_order(graph)
+    assert ([n.name for n in order], peak) == every[first_best]

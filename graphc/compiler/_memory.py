@@ -104,8 +104,11 @@ def inplace_control_deps(graph, model=None):
         for in_idx in opdef.inplace.values():
             src = model.root[node.inputs[in_idx]]
             names = deps.setdefault(node.name, [])
+            # a set beside the list: a variable read by many nodes would make `in names` quadratic
+            seen = set(names)
             for r in readers.get(src, []):
-                if r is not node and r.name not in names:
+                if r is not node and r.name not in seen:
+                    seen.add(r.name)
                     names.append(r.name)
     return deps
 

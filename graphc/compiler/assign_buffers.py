@@ -114,6 +114,7 @@ def assign_buffers(graph):
     # In place: an elementwise output takes over a dying direct input of the same dtype and size.
     group = {name: name for name in info}
     inplace_of = {}
+    taken = set()  # inputs whose bytes an output already took (inplace_of's values, for O(1) lookups)
     for s, node in enumerate(steps):
         if not registry.get_op(node.op).elementwise or len(node.outputs) != 1:
             continue
@@ -122,8 +123,9 @@ def assign_buffers(graph):
             continue
         for i in node.inputs:
             if (i in info and model.root[i] == i and i not in fetched and info[i][5] == s
-                    and info[i][0] == info[o][0] and info[i][2] == info[o][2] and i not in inplace_of.values()):
+                    and info[i][0] == info[o][0] and info[i][2] == info[o][2] and i not in taken):
                 inplace_of[o] = i
+                taken.add(i)
                 group[o] = group[i]
                 break
     members = {}
@@ -139,7 +141,6 @@ def assign_buffers(graph):
 
     # Frees: after its last step a value's bytes are dead, unless an output took them over.
     result.frees = [[] for _ in steps]
-    taken = set(inplace_of.values())
     for name, (_, _, _, _, _, end) in info.items():
         if name not in fetched and name not in taken and steps:
             result.frees[end].append(name)

@@ -16,7 +16,11 @@ several orders are tried and the smallest arena is kept (the first on a tie):
 - "time":     by start step, largest first (a heap simulation in program order).
 
 Each placement looks only at blocks live at the same time (a vectorized filter), so a
-10,000-value graph plans in well under a second.
+10,000-value graph plans in well under a second.  Two shortcuts leave the result unchanged:
+an order is abandoned as soon as its arena reaches the best so far (it could only tie, and
+the first wins a tie), and no order is tried after one meets :func:`lower_bound`.  A
+placement still filters every block placed before it, so packing stays quadratic in the
+number of blocks (tools/bench_compile.py measures it).
 """
 
 import numpy as np
@@ -41,12 +45,14 @@ def _order(blocks, how):
     raise ValueError(how)
 
 
-def _pack(blocks, order):
+def _pack(blocks, order, bound=None):
+    """Place the blocks in ``order``; (offsets, arena).  With ``bound``: give up (None) as soon
+    as the arena is sure to be >= ``bound`` (the order cannot win then)."""
     n = len(blocks)
-    starts = np.empty(n, np.int64)
-    ends = np.empty(n, np.int64)
-    lo = np.empty(n, np.int64)
-    hi = np.empty(n, np.int64)
+    # The placed blocks, kept sorted by offset (rows: lo, hi, start, end), so that a placement
+    # needs no sort: inserting shifts a tail (a memmove), sorting would cost O(k log k) each time.
+    placed_rows = np.empty((4, n), np.int64)
+    lo, hi, starts, ends = placed_rows
     placed = 0
     offsets = [0] * n
     top = 0
@@ -54,43 +60,70 @@ def _pack(blocks, order):
         _, size, a, b = blocks[i]
         if size == 0:
             continue
-        best = None
+        best = 0
         if placed:
             mask = (starts[:placed] <= b) & (ends[:placed] >= a)
-            if mask.any():
-                olo, ohi = lo[:placed][mask], hi[:placed][mask]
-                srt = np.argsort(olo, kind="stable")
-                olo, ohi = olo[srt], ohi[srt]
-                # Gaps between the union of occupied ranges.
+            olo = lo[:placed][mask]
+            if olo.size:
+                ohi = hi[:placed][mask]
+                # Gaps between the union of occupied ranges: before the first range, then from
+                # the reach of the ranges below to the next range; aligned starts.
                 reach = np.maximum.accumulate(ohi)
-                gap_lo = np.concatenate(([0], reach))
-                gap_hi = np.concatenate((olo, [np.iinfo(np.int64).max]))
-                cand = (gap_lo + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
-                room = gap_hi - cand
-                fits = np.nonzero(room[:-1] >= size)[0]
+                cand = np.empty_like(olo)
+                cand[0] = 0
+                cand[1:] = (reach[:-1] + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+                room = olo - cand
+                fits = np.flatnonzero(room >= size)
                 if fits.size:
-                    k = fits[np.argmin(room[fits])]  # best fit; the lowest on a tie
-                    best = int(cand[k])
+                    best = int(cand[fits[np.argmin(room[fits])]])  # best fit; the lowest on a tie
                 else:
-                    best = int(cand[-1])
-            else:
-                best = 0
-        else:
-            best = 0
+                    best = align(int(reach[-1]))
         offsets[i] = best
-        starts[placed], ends[placed], lo[placed], hi[placed] = a, b, best, best + size
+        k = int(np.searchsorted(lo[:placed], best, side="right"))
+        if k < placed:
+            placed_rows[:, k + 1:placed + 1] = placed_rows[:, k:placed]
+        lo[k], hi[k], starts[k], ends[k] = best, best + size, a, b
         placed += 1
-        top = max(top, best + size)
+        if best + size > top:
+            top = best + size
+            if bound is not None and align(top) >= bound:
+                return None
     return offsets, align(top)
+
+
+def lower_bound(blocks):
+    """No packing of ``blocks`` needs fewer bytes: the most aligned bytes live at one step.
+
+    Blocks live at the same step get disjoint ranges that start aligned, so each takes
+    ``align(nbytes)`` bytes of the arena at least.
+    """
+    delta = {}
+    for _, size, a, b in blocks:
+        if size:
+            delta[a] = delta.get(a, 0) + align(size)
+            delta[b + 1] = delta.get(b + 1, 0) - align(size)
+    peak = running = 0
+    for step in sorted(delta):
+        running += delta[step]
+        peak = max(peak, running)
+    return peak
 
 
 def plan_memory(blocks, orders=ORDERS):
     """blocks: list of (key, nbytes, start, end).  Returns ({key: offset}, arena_bytes, order name)."""
     best = None
+    floor = lower_bound(blocks)
     for how in orders:
-        offsets, total = _pack(blocks, _order(blocks, how))
+        # An order wins only with a strictly smaller arena than the best so far, so it is
+        # abandoned once it reaches that; once an order meets the lower bound none can win.
+        packed = _pack(blocks, _order(blocks, how), None if best is None else best[1])
+        if packed is None:
+            continue
+        offsets, total = packed
         if best is None or total < best[1]:
             best = (offsets, total, how)
+        if best[1] <= floor:
+            break
     if best is None:
         return {}, 0, orders[0] if orders else ""
     offsets, total, how = best

@@ -18,6 +18,9 @@ with the lower peak of live arena bytes is kept (the first on a tie):
   alone holds back count as transient (the update frees them next), so weight
   gradients are not all postponed to the end with every activation gradient alive.
 
+The policies after one whose peak meets a floor no schedule goes below (a step's inputs and
+outputs, all placeholders, all fetches) are skipped: they could only tie.
+
 Nodes with role "recompute", and gradient nodes that read no gradient (transposes of
 activations or weights), run on demand, so each recomputed segment comes right
 before the gradient nodes that read it: in "stored", a recompute node takes the place
@@ -47,49 +50,64 @@ def _shapes_known(graph):
     return all(is_static(t.shape) for t in graph.values.values())
 
 
-def schedule_order(graph, policy="memory", model=None):
-    """The nodes of ``graph`` in the order ``policy`` ("stored" or "memory") runs them."""
-    nodes = graph.nodes
-    n = len(nodes)
-    index = {node.name: i for i, node in enumerate(nodes)}
-    producer = {o: i for i, node in enumerate(nodes) for o in node.outputs}
-    model = model or MemoryModel(graph)
-    control = inplace_control_deps(graph, model)
-    preds = [set() for _ in range(n)]
-    for i, node in enumerate(nodes):
-        preds[i].update(producer[v] for v in node.inputs if v in producer)
-        preds[i].update(index[name] for name in control.get(node.name, ()))
-    succs = [[] for _ in range(n)]
-    for i in range(n):
-        for p in sorted(preds[i]):
-            succs[p].append(i)
-    waiting = [len(p) for p in preds]
+class _Prepared:
+    """What every policy's list schedule shares: dependencies, step sizes, on-demand nodes."""
 
-    step = [emits_step(node) for node in nodes]
-    reads = [model.arena_roots_read(node) if step[i] else [] for i, node in enumerate(nodes)]
-    alloc = [sum(model.nbytes[o] for o in node.outputs if model.storage[o] == ARENA and model.root[o] == o)
-             if step[i] else 0 for i, node in enumerate(nodes)]
-    fetched = fetched_roots(graph, model)
-    left, readers = {}, {}
-    for i in range(n):
-        for r in reads[i]:
-            left[r] = left.get(r, 0) + 1
-            readers.setdefault(r, []).append(i)
-    # On-demand nodes: recompute copies, and gradient nodes that read no gradient (such as
-    # transposes of activations or weights).  "stored": one takes the place of the earliest
-    # stored node that needs it (its anchor); "memory": they wait until nothing else is ready.
-    topo = _topological(n, preds, succs)
-    grad_dep = [False] * n
-    for i in topo:
-        grad_dep[i] = any(grad_dep[p] or nodes[p].role == GRADIENT for p in preds[i])
-    recompute = [node.role == RECOMPUTE or (node.role == GRADIENT and not grad_dep[i] and succs[i])
-                 for i, node in enumerate(nodes)]
-    anchor = list(range(n))
-    for i in reversed(topo):
-        if recompute[i]:
-            anchor[i] = min((anchor[j] for j in succs[i]), default=i)
+    def __init__(self, graph, model):
+        nodes = graph.nodes
+        n = len(nodes)
+        index = {node.name: i for i, node in enumerate(nodes)}
+        producer = {o: i for i, node in enumerate(nodes) for o in node.outputs}
+        control = inplace_control_deps(graph, model)
+        preds = [set() for _ in range(n)]
+        for i, node in enumerate(nodes):
+            preds[i].update(producer[v] for v in node.inputs if v in producer)
+            preds[i].update(index[name] for name in control.get(node.name, ()))
+        succs = [[] for _ in range(n)]
+        for i in range(n):
+            for p in sorted(preds[i]):
+                succs[p].append(i)
+
+        step = [emits_step(node) for node in nodes]
+        reads = [model.arena_roots_read(node) if step[i] else [] for i, node in enumerate(nodes)]
+        alloc = [sum(model.nbytes[o] for o in node.outputs if model.storage[o] == ARENA and model.root[o] == o)
+                 if step[i] else 0 for i, node in enumerate(nodes)]
+        left, readers = {}, {}
+        for i in range(n):
+            for r in reads[i]:
+                left[r] = left.get(r, 0) + 1
+                readers.setdefault(r, []).append(i)
+        # On-demand nodes: recompute copies, and gradient nodes that read no gradient (such as
+        # transposes of activations or weights).  "stored": one takes the place of the earliest
+        # stored node that needs it (its anchor); "memory": they wait until nothing else is ready.
+        topo = _topological(n, preds, succs)
+        grad_dep = [False] * n
+        for i in topo:
+            grad_dep[i] = any(grad_dep[p] or nodes[p].role == GRADIENT for p in preds[i])
+        recompute = [node.role == RECOMPUTE or (node.role == GRADIENT and not grad_dep[i] and succs[i])
+                     for i, node in enumerate(nodes)]
+        anchor = list(range(n))
+        for i in reversed(topo):
+            if recompute[i]:
+                anchor[i] = min((anchor[j] for j in succs[i]), default=i)
+        self.nodes, self.preds, self.succs, self.step, self.reads, self.alloc = nodes, preds, succs, step, reads, alloc
+        self.fetched = fetched_roots(graph, model)
+        self.left, self.readers, self.recompute, self.anchor = left, readers, recompute, anchor
+        self.inplace = [bool(registry.get_op(node.op).inplace) for node in nodes]
+
+
+def schedule_order(graph, policy="memory", model=None, prepared=None):
+    """The nodes of ``graph`` in the order ``policy`` ("stored" or "memory") runs them.
+    ``prepared``: the policy-independent part (:class:`_Prepared`), when several policies
+    schedule the same graph."""
+    model = model or MemoryModel(graph)
+    prep = prepared or _Prepared(graph, model)
+    nodes, preds, succs, step, reads, alloc = prep.nodes, prep.preds, prep.succs, prep.step, prep.reads, prep.alloc
+    fetched, readers, recompute, anchor, inplace = prep.fetched, prep.readers, prep.recompute, prep.anchor, prep.inplace
+    n = len(nodes)
+    waiting = [len(p) for p in preds]
+    left = dict(prep.left)  # counts down as readers run
     lazy = recompute if policy.startswith("memory") else [False] * n
-    inplace = [bool(registry.get_op(node.op).inplace) for node in nodes]
 
     def key(i):
         if not step[i]:
@@ -109,6 +127,7 @@ def schedule_order(graph, policy="memory", model=None):
     in_heap = [False] * n
     stamp = [0] * n
     heap, ready_lazy = [], set()
+    cursor = [0]  # the earliest stored node that is neither done nor lazy (see _demanded)
 
     def make_ready(i):
         if lazy[i]:
@@ -147,7 +166,7 @@ def schedule_order(graph, policy="memory", model=None):
                 continue
             run(i)
         elif ready_lazy:
-            run(_demanded(nodes, preds, done, lazy, ready_lazy))
+            run(_demanded(nodes, preds, done, lazy, ready_lazy, cursor))
         else:
             stuck = [nodes[i].name for i in range(n) if not done[i]]
             raise CompileError(f"cannot schedule nodes {stuck[:5]}: a cycle through data or in-place "
@@ -163,13 +182,19 @@ def _topological(n, preds, succs):
     return order
 
 
-def _demanded(nodes, preds, done, lazy, ready_lazy):
-    """The ready lazy node that the earliest stored waiting node needs first."""
-    targets = [i for i in range(len(nodes)) if not done[i] and not lazy[i]]
-    if not targets:
+def _demanded(nodes, preds, done, lazy, ready_lazy, cursor=None):
+    """The ready lazy node that the earliest stored waiting node needs first.  ``cursor``: a
+    one-item list remembering where the last search found that node (nodes only ever get
+    done, so it only moves forward; without it each call would rescan from node 0)."""
+    first = cursor[0] if cursor else 0
+    while first < len(nodes) and (done[first] or lazy[first]):
+        first += 1
+    if cursor:
+        cursor[0] = first
+    if first == len(nodes):
         return min(ready_lazy)
     seen = set()
-    stack = [targets[0]]
+    stack = [first]
     while stack:
         i = stack.pop()
         if i in ready_lazy:
@@ -187,13 +212,27 @@ def best_order(graph):
     if not _shapes_known(graph):
         return schedule_order(graph, "stored", _SizeFreeModel(graph)), None
     model = MemoryModel(graph)
+    prepared = _Prepared(graph, model)
+    floor = _peak_floor(graph, model, prepared)
     best = None
     for policy in POLICIES:
-        order = schedule_order(graph, policy, model)
+        order = schedule_order(graph, policy, model, prepared)
         peak = peak_live_bytes(graph, model, order)
         if best is None or peak < best[1]:
             best = (order, peak)
+        if best[1] <= floor:  # no policy can do better, and the first wins a tie
+            break
     return best
+
+
+def _peak_floor(graph, model, prepared):
+    """A peak no schedule goes below: a step's arena inputs and new outputs are live at that
+    step, every placeholder at the first step, every fetched value at the last."""
+    io = max((sum(model.nbytes[r] for r in reads) + alloc for reads, alloc in zip(prepared.reads, prepared.alloc)),
+             default=0)
+    feeds = sum(model.nbytes[ph.name] for ph in graph.inputs)
+    fetched = sum(model.nbytes[r] for r in prepared.fetched)
+    return max(io, feeds, fetched)
 
 
 class _SizeFreeModel(MemoryModel):

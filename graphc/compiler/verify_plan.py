@@ -150,10 +150,12 @@ def verify_plan(plan):
                                         f"aligned range inside the arena of {p.arena_bytes} bytes")
     # A takeover is real only if the input dies at that step and is not fetched.
     taken = {}
+    taken_inputs = set()  # taken's values, kept as a set so the check stays O(1)
     for s, pairs in inplace_pairs.items():
         for o, i in pairs.items():
-            if end.get(i) == s and i not in fetched_roots and i not in taken.values():
+            if end.get(i) == s and i not in fetched_roots and i not in taken_inputs:
                 taken[o] = i
+                taken_inputs.add(i)
 
     # -- sweep: values live at one time occupy disjoint bytes ---------------------------
     born = {}
@@ -199,7 +201,6 @@ def verify_plan(plan):
                 remove(i)
 
     # -- frees --------------------------------------------------------------------------
-    taken_inputs = set(taken.values())
     for s, step in enumerate(p.steps):
         for i in step.frees:
             if not 0 <= i < len(values) or values[i].storage != pb.ARENA:
