@@ -447,7 +447,7 @@ struct BroadcastTo {
   }
 };
 
-// cast: Convert to dtype 'to'. Floats to ints truncate toward zero (NaN, ±inf and out-of-range values become 0); anything to bool is x != 0; bool to numbers i
+// cast: Convert to dtype 'to'. Floats to ints truncate toward zero and saturate: NaN becomes 0, +inf and values >= 2^(bits-1) the int's max, -inf and values <
 struct Cast {
   DType to = DType::Invalid;  // the output dtype
   explicit Cast(const KernelArgs& a) {

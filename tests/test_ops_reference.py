@@ -233,12 +233,18 @@ def _cast(inputs, attrs):
         if to == "bool":
             return v != 0
         if to in ("int32", "int64"):
-            if isinstance(v, float):
-                info = np.iinfo(to)
-                if not math.isfinite(v) or not info.min - 1.0 < v < info.max + 1.0:
+            info = np.iinfo(to)
+            if isinstance(v, float):  # saturating, NaN -> 0
+                if math.isnan(v):
                     return 0
+                if v >= 2.0 ** (info.bits - 1):
+                    return info.max
+                if v <= -(2.0 ** (info.bits - 1)):
+                    return info.min
                 return int(v)  # int() truncates toward zero
-            return int(v)
+            return (int(v) - info.min) % 2 ** info.bits + info.min  # wraps
+        if to == "float32" and math.isfinite(v) and abs(v) >= 2.0 ** 128 - 2.0 ** 103:
+            return math.copysign(math.inf, v)  # rounds past FLT_MAX
         return float(v)
     return _elementwise(conv, to)(inputs, {})
 

@@ -323,19 +323,43 @@ def _cast_reference(inputs, attrs):
     x = inputs[0]
     to = attrs["to"]
     if to == "bool":
-        return x != 0
+        return np.asarray(x != 0)
     if to in dtypes.INTS and x.dtype.kind == "f":
-        # numpy's float→int of NaN/inf/out of range is undefined; define it as 0 so
-        # every runtime agrees.
+        # Saturating, like Rust's `as` (numpy's own float→int cast of NaN, ±inf or an
+        # out-of-range value is undefined and differs between machines).
         info = np.iinfo(to)
-        ok = np.isfinite(x) & (x > info.min - 1.0) & (x < info.max + 1.0)
-        with np.errstate(invalid="ignore"):
-            return np.where(ok, np.trunc(np.where(ok, x, 0)), 0).astype(to)
-    return x.astype(to)
+        lim = 2.0 ** (info.bits - 1)  # exact in float32 and float64
+        xd = x.astype(np.float64)
+        nan, high, low = np.isnan(xd), xd >= lim, xd <= -lim
+        inside = np.trunc(np.where(nan | high | low, 0.0, xd)).astype(to)
+        return np.where(high, np.asarray(info.max, to), np.where(low, np.asarray(info.min, to), inside)).astype(to)
+    # int64→int32 wraps (numpy's astype); float64→float32 rounds to nearest, ±inf beyond range.
+    with np.errstate(over="ignore"):
+        return x.astype(to)
 
 
 def _cast_infer(ctx):
     return ctx.attrs["to"], ctx.shape(0)
+
+
+def _special_values(dt):
+    """Values where casts differ between definitions: NaN, ±inf, -0.0, halves, the int
+    ranges' edges as floats, float32's overflow threshold, and each dtype's extremes."""
+    if dt == "bool":
+        return np.array([False, True])
+    if dt in dtypes.INTS:
+        info = np.iinfo(dt)
+        return np.array([info.min, info.min + 1, -1, 0, 1, info.max - 1, info.max], dt)
+    f = np.finfo(dt)
+    vals = [np.nan, np.inf, -np.inf, -0.0, 0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, float(f.tiny), float(f.max),
+            float(f.min), 2.0 ** 31, -2.0 ** 31, 2.0 ** 31 - 128, -2.0 ** 31 - 256, 2.0 ** 63, -2.0 ** 63,
+            2.0 ** 62, -2.0 ** 62 - 2.0 ** 40, 1e30, -1e30]
+    if dt == "float64":
+        # float32's rounding edge: FLT_MAX + half an ulp (2^128 - 2^103) rounds up to inf.
+        edge = 2.0 ** 128 - 2.0 ** 103
+        vals += [edge, -edge, np.nextafter(edge, 0.0), -np.nextafter(edge, 0.0), 2.0 ** 31 - 0.5,
+                 -2.0 ** 31 - 0.5, 1e300, -1e300, 5e-324]
+    return np.array(vals, dt)
 
 
 def _cast_examples(rng):
@@ -344,13 +368,17 @@ def _cast_examples(rng):
         for to in dtypes.ALL:
             for shape in [(), (7,), (0, 3), ODD]:
                 out.append(Example([rand(rng, shape, src, -3, 3)], {"to": to}, note=f"{src}->{to}"))
+            out.append(Example([_special_values(src)], {"to": to}, grad=False, note=f"{src}->{to} special values"))
     return out
 
 
 register_op(
     "cast",
-    doc="Convert to dtype 'to'.  Floats to ints truncate toward zero (NaN, ±inf and out-of-range "
-        "values become 0); anything to bool is x != 0; bool to numbers is 0/1.",
+    doc="Convert to dtype 'to'.  Floats to ints truncate toward zero and saturate: NaN becomes 0, "
+        "+inf and values >= 2^(bits-1) the int's max, -inf and values <= -2^(bits-1) its min (Rust's "
+        "`as`).  int64 to int32 wraps (keeps the low 32 bits, two's complement, like numpy and C).  "
+        "float64 to float32 rounds to nearest; beyond float32's range it gives ±inf (IEEE).  Anything "
+        "to bool is x != 0 (NaN is true, -0.0 false); bool to numbers is 0/1.",
     inputs=[("x", dtypes.ALL)],
     attrs={"to": AttrSpec("dtype", doc="the output dtype")},
     infer=_cast_infer,

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../kernel_registry.h"
+#include "../op_schema.h"  // typed attrs with the registry's defaults: attrs::<Op>(args)
 
 namespace graphc {
 namespace cpu {
@@ -161,17 +162,55 @@ template <class F> void parallel_for(int64_t n, int threads, int64_t grain, F&& 
   WorkerPool::get().run(static_cast<int>(chunks), chunk);
 }
 
-// Contiguous strides (elements) of dims.
-inline std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& dims) {
-  std::vector<int64_t> s(dims.size(), 1);
-  for (int64_t i = static_cast<int64_t>(dims.size()) - 2; i >= 0; --i) s[i] = s[i + 1] * dims[i + 1];
-  return s;
+// Element counts and strides.  Every TensorRef a factory sees has passed
+// check_tensor_refs (below): dims >= 0 and, unless a dim is 0, a product that fits in
+// int64.  A zero-size tensor may still have huge other dims ((2**40, 0) or (0, 2**40,
+// 2**40)), so no partial product of a tensor's dims is formed before its numel is
+// known to be non-zero.
+
+inline bool has_zero_dim(const std::vector<int64_t>& dims) {
+  for (int64_t d : dims) {
+    if (d == 0) return true;
+  }
+  return false;
 }
 
 inline int64_t numel_of(const std::vector<int64_t>& dims) {
+  if (has_zero_dim(dims)) return 0;
   int64_t n = 1;
   for (int64_t d : dims) n *= d;
   return n;
+}
+
+inline int64_t numel_of(const TensorRef& t) { return numel_of(t.dims); }
+
+// numel of dims, or -1 when a dim is negative or the product overflows int64.
+inline int64_t checked_numel(const std::vector<int64_t>& dims) {
+  for (int64_t d : dims) {
+    if (d < 0) return -1;
+  }
+  if (has_zero_dim(dims)) return 0;
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (n > INT64_MAX / d) return -1;
+    n *= d;
+  }
+  return n;
+}
+
+// a * b for non-negative operands, saturating at INT64_MAX (for cost heuristics only).
+inline int64_t saturating_mul(int64_t a, int64_t b) {
+  if (a == 0 || b == 0) return 0;
+  return a > INT64_MAX / b ? INT64_MAX : a * b;
+}
+
+// Contiguous strides (elements) of dims; all 0 for a zero-size tensor, whose strides
+// are never used to address anything (and whose partial products may overflow).
+inline std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> s(dims.size(), has_zero_dim(dims) ? 0 : 1);
+  if (has_zero_dim(dims)) return s;
+  for (int64_t i = static_cast<int64_t>(dims.size()) - 2; i >= 0; --i) s[i] = s[i + 1] * dims[i + 1];
+  return s;
 }
 
 // Iterates a contiguous output of `dims` while N inputs are read with arbitrary element
@@ -193,6 +232,13 @@ template <int N> struct StridedLoop {
     StridedLoop L;
     L.base = base;
     L.numel = numel_of(out_dims);
+    if (L.numel == 0) {
+      // Nothing to visit: one empty dim, so run() returns at once and no merged dim
+      // (a product of the other, possibly huge, dims) is ever formed.
+      L.dims.push_back(0);
+      L.strides.push_back({});
+      return L;
+    }
     for (size_t j = 0; j < out_dims.size(); ++j) {
       if (out_dims[j] == 1) continue;
       if (!L.dims.empty()) {
@@ -321,9 +367,131 @@ inline void expect_dims(const KernelArgs& a, const TensorRef& t, const std::vect
   }
 }
 
-constexpr DType kFloatTypes[] = {DType::F32, DType::F64};
-constexpr DType kNumericTypes[] = {DType::F32, DType::F64, DType::I32, DType::I64};
-constexpr DType kAllTypes[] = {DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool};
+inline std::string shapes_text(const std::vector<std::vector<int64_t>>& shapes) {
+  std::string s;
+  for (size_t i = 0; i < shapes.size(); ++i) s += (i ? ", " : "") + format_dims(shapes[i]);
+  return s;
+}
+
+// numpy's broadcast of shapes (right-aligned; a 1 stretches, 0 only meets 0 or 1).
+inline std::vector<int64_t> broadcast_dims(const KernelArgs& a, const std::vector<std::vector<int64_t>>& shapes,
+                                           const std::string& what = "inputs") {
+  size_t r = 0;
+  for (const auto& s : shapes) r = std::max(r, s.size());
+  std::vector<int64_t> out(r, 1);
+  for (const auto& s : shapes) {
+    for (size_t j = 0; j < s.size(); ++j) {
+      int64_t& o = out[r - s.size() + j];
+      if (s[j] == 1 || s[j] == o) continue;
+      if (o != 1) a.fail(what + " of shapes " + shapes_text(shapes) + " do not broadcast together");
+      o = s[j];
+    }
+  }
+  return out;
+}
+
+// The output of an elementwise op must have exactly the broadcast shape of its inputs.
+inline void expect_broadcast_output(const KernelArgs& a, const TensorRef& out,
+                                    const std::vector<std::vector<int64_t>>& in_shapes) {
+  expect_dims(a, out, broadcast_dims(a, in_shapes), "output (the broadcast of the inputs)");
+}
+
+inline void expect_rank_at_least(const KernelArgs& a, const TensorRef& t, size_t rank, const std::string& what) {
+  if (t.dims.size() < rank) {
+    a.fail(what + " must have rank >= " + std::to_string(rank) + ", got shape " + format_dims(t.dims));
+  }
+}
+
+// a + b for non-negative sizes; fails instead of overflowing.
+inline int64_t checked_add(const KernelArgs& a, int64_t x, int64_t y, const std::string& what) {
+  if (x > INT64_MAX - y) a.fail(what + " overflows int64");
+  return x + y;
+}
+
+// What every factory may rely on before it looks at a single dim: valid dtypes, dims
+// >= 0 whose product fits in int64 (or has a 0), storage for every non-empty tensor,
+// and input 0 (output 0 for ops without inputs) of the dtype the kernel was registered
+// for.  The executor's plan validation already promises most of this; a kernel is also
+// the last line of defence for callers that build KernelArgs themselves.
+inline void check_tensor_refs(const KernelArgs& a, DType registered) {
+  auto check = [&](const TensorRef& t, const std::string& what) {
+    if (!dtype_valid(t.dtype)) a.fail(what + " has an invalid dtype");
+    if (checked_numel(t.dims) < 0) a.fail(what + " has invalid dims " + format_dims(t.dims));
+    if (t.data == nullptr && numel_of(t.dims) > 0) a.fail(what + " has no storage");
+  };
+  for (size_t i = 0; i < a.in.size(); ++i) check(a.in[i], "input " + std::to_string(i));
+  for (size_t i = 0; i < a.out.size(); ++i) check(a.out[i], "output " + std::to_string(i));
+  const TensorRef* key = !a.in.empty() ? &a.in[0] : (!a.out.empty() ? &a.out[0] : nullptr);
+  if (key == nullptr) a.fail("has neither inputs nor outputs");
+  if (key->dtype != registered) {
+    a.fail(std::string(a.in.empty() ? "output 0" : "input 0") + " must be " + dtype_name(registered) + ", got " +
+           dtype_name(key->dtype));
+  }
+}
+
+// Registers a factory behind check_tensor_refs: every CPU kernel goes through here.
+inline void add_kernel(KernelRegistry& r, const std::string& op, DType dtype, KernelFactory factory) {
+  r.add(op, dtype, [dtype, f = std::move(factory)](const KernelArgs& a) {
+    check_tensor_refs(a, dtype);
+    return f(a);
+  });
+}
+
+// The dtypes op's schema dispatches on (the generated op_schema.h): kernels register for
+// exactly these, so no dtype list is written twice.  An op the schema does not know gets
+// none (and the schema coverage test names it).
+inline std::vector<DType> schema_dtypes(const char* op) {
+  std::vector<DType> out;
+  if (const schema::OpInfo* info = schema::find_op(op)) {
+    for (DType t : {DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool}) {
+      if (schema::allows_dtype(*info, t)) out.push_back(t);
+    }
+  }
+  return out;
+}
+
+// Type sets a kernel template is instantiated for: supports(t) at registration, and
+// dispatch(t, f) calls f(Tag<T>{}) for the C++ type of t.
+struct FloatTypes {
+  static bool supports(DType t) { return t == DType::F32 || t == DType::F64; }
+  template <class F> static auto dispatch(DType t, F&& f) {
+    if (t == DType::F64) return f(Tag<double>{});
+    return f(Tag<float>{});
+  }
+};
+struct NumericTypes {
+  static bool supports(DType t) { return t != DType::Bool && dtype_valid(t); }
+  template <class F> static auto dispatch(DType t, F&& f) {
+    switch (t) {
+      case DType::F64: return f(Tag<double>{});
+      case DType::I32: return f(Tag<int32_t>{});
+      case DType::I64: return f(Tag<int64_t>{});
+      default: return f(Tag<float>{});
+    }
+  }
+};
+struct AllTypes {
+  static bool supports(DType t) { return dtype_valid(t); }
+  template <class F> static auto dispatch(DType t, F&& f) { return dispatch_all(t, std::forward<F>(f)); }
+};
+
+// Registers make(Tag<T>{}, args) for every dtype the schema allows for op and Types
+// supports (a schema dtype without an implementation is left out, for the coverage test
+// to report).
+template <class Types, class Make> void add_typed(KernelRegistry& r, const char* op, Make make) {
+  for (DType t : schema_dtypes(op)) {
+    if (!Types::supports(t)) continue;
+    add_kernel(r, op, t, [t, make](const KernelArgs& a) -> Kernel {
+      return Types::dispatch(t, [&](auto tag) -> Kernel { return make(tag, a); });
+    });
+  }
+}
+
+// A kernel with nothing to do (every output is empty).
+inline Kernel no_op_kernel() {
+  return [] {};
+}
+
 
 }  // namespace cpu
 }  // namespace graphc

@@ -47,8 +47,8 @@ template <class T> Kernel matmul_kernel(const KernelArgs& args) {
   if (a.dims.size() < 2 || b.dims.size() < 2) {
     args.fail("inputs must have rank >= 2, got " + format_dims(a.dims) + " and " + format_dims(b.dims));
   }
-  const bool ta = args.attr_bool("transpose_a", false);
-  const bool tb = args.attr_bool("transpose_b", false);
+  const attrs::Matmul attr(args);
+  const bool ta = attr.transpose_a, tb = attr.transpose_b;
   // Stored shapes: a is (ar, ac), b is (br, bc) per batch.
   const int64_t ar = a.dims[a.dims.size() - 2], ac = a.dims.back();
   const int64_t br = b.dims[b.dims.size() - 2], bc = b.dims.back();
@@ -60,14 +60,17 @@ template <class T> Kernel matmul_kernel(const KernelArgs& args) {
               (tb ? "true" : "false") + "), got " + format_dims(b.dims));
   }
   if (ar > INT_MAX || ac > INT_MAX || br > INT_MAX || bc > INT_MAX) {
-    args.fail("matrix dims exceed the BLAS int range");
+    args.fail("matrix dims exceed the BLAS int range: " + format_dims(a.dims) + " and " + format_dims(b.dims));
   }
   std::vector<int64_t> abatch(a.dims.begin(), a.dims.end() - 2), bbatch(b.dims.begin(), b.dims.end() - 2);
-  std::vector<int64_t> batch(y.dims.begin(), y.dims.end() - std::min<size_t>(2, y.dims.size()));
+  std::vector<int64_t> batch = broadcast_dims(args, {abatch, bbatch}, "batch dims of the inputs");
   std::vector<int64_t> want = batch;
   want.push_back(M);
   want.push_back(N);
   expect_dims(args, y, want, "output");
+  // An empty output: nothing to write (and the batch offsets below would be products of
+  // possibly huge dims).
+  if (numel_of(y) == 0) return no_op_kernel();
   // Element offsets of each batch's A and B matrices, broadcast like numpy.
   auto loop = StridedLoop<2>::broadcast(batch, {abatch, bbatch});
   const int64_t nbatch = numel_of(batch);
@@ -83,7 +86,7 @@ template <class T> Kernel matmul_kernel(const KernelArgs& args) {
   const T* pa = a.as<const T>();
   const T* pb = b.as<const T>();
   T* py = y.as<T>();
-  const int threads = M * N * K < kSmallWork ? 1 : args.ctx.threads;
+  const int threads = saturating_mul(saturating_mul(M, N), K) < kSmallWork ? 1 : args.ctx.threads;
   const blasint lda = static_cast<blasint>(std::max<int64_t>(ac, 1));
   const blasint ldb = static_cast<blasint>(std::max<int64_t>(bc, 1));
   const blasint m = static_cast<blasint>(M), n = static_cast<blasint>(N), k = static_cast<blasint>(K);
@@ -92,7 +95,6 @@ template <class T> Kernel matmul_kernel(const KernelArgs& args) {
   const int mode = M == 1 ? 1 : (N == 1 ? 2 : 0);
   const size_t ybytes = static_cast<size_t>(nbatch * M * N) * sizeof(T);
   return [=]() {
-    if (M == 0 || N == 0) return;
     if (K == 0 || mode != 0) {
       // K == 0: the result is zeros.  gemv: zero y first so that beta = 0 never meets
       // garbage (some OpenBLAS versions scale y by beta, propagating NaN).
@@ -124,8 +126,9 @@ template <class T> Kernel matmul_kernel(const KernelArgs& args) {
 }  // namespace cpu
 
 void register_matmul_kernels(KernelRegistry& r) {
-  r.add("matmul", DType::F32, cpu::matmul_kernel<float>);
-  r.add("matmul", DType::F64, cpu::matmul_kernel<double>);
+  cpu::add_typed<cpu::FloatTypes>(r, "matmul", [](auto tag, const KernelArgs& a) {
+    return cpu::matmul_kernel<typename decltype(tag)::type>(a);
+  });
 }
 
 }  // namespace graphc

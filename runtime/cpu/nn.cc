@@ -17,7 +17,8 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
   expect_dims(args, y, x.dims, "output");
   const int64_t rank = static_cast<int64_t>(x.dims.size());
   if (rank == 0) args.fail("needs rank >= 1");
-  const int64_t axis = normalize_axis(args, args.attr_int("axis", -1), rank);
+  const int64_t axis = normalize_axis(args, kLog ? attrs::LogSoftmax(args).axis : attrs::Softmax(args).axis, rank);
+  if (numel_of(x) == 0) return no_op_kernel();  // before any product of the other dims
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= x.dims[i];
   for (int64_t i = axis + 1; i < rank; ++i) inner *= x.dims[i];
@@ -26,7 +27,6 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
   T* py = y.as<T>();
   const int threads = args.ctx.threads;
   return [=]() {
-    if (n == 0) return;
     parallel_for(outer * inner, threads, std::max<int64_t>(1, 4096 / n), [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
         const int64_t o = t / inner, i = t % inner;
@@ -53,6 +53,8 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
 }
 
 // log Σ_k e^{row[k]} over C >= 1 logits, stably (shifted by the row max), in double.
+// A row holding NaN, +inf, or only -inf gives NaN (x - max is NaN somewhere), as the
+// reference's log_softmax defines it.
 template <class T> double row_logsumexp(const T* row, int64_t C) {
   T m = row[0];
   for (int64_t k = 1; k < C; ++k) m = row[k] > m ? row[k] : m;
@@ -76,13 +78,14 @@ template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
   if (x.dims.empty()) args.fail("logits must have rank >= 1");
   std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
   expect_dims(args, lab, lead, "labels");
-  const std::string reduction = args.attr_string("reduction", "mean");
+  const std::string reduction = attrs::SoftmaxCrossEntropy(args).reduction;
   if (reduction != "mean" && reduction != "sum" && reduction != "none") {
     args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
   }
   const bool reduce = reduction != "none";
   expect_dims(args, y, reduce ? std::vector<int64_t>{} : lead, "output");
   const int64_t rows = numel_of(lead), C = x.dims.back();
+  if (C == 0) args.fail("logits " + format_dims(x.dims) + " have 0 classes");
   const T* px = x.as<const T>();
   const L* pl = lab.as<const L>();
   T* py = y.as<T>();
@@ -127,7 +130,7 @@ template <class T> Kernel relu_grad_kernel(const KernelArgs& args) {
   const T* pg = g.as<const T>();
   const T* px = x.as<const T>();
   T* py = y.as<T>();
-  const int64_t n = g.numel();
+  const int64_t n = numel_of(g);
   const int threads = args.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 15, [&](int64_t b, int64_t e) {
@@ -153,7 +156,7 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
   std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
   expect_dims(args, lab, lead, "labels");
   expect_dims(args, y, x.dims, "output");
-  const std::string reduction = args.attr_string("reduction", "mean");
+  const std::string reduction = attrs::SoftmaxCrossEntropyGrad(args).reduction;
   if (reduction != "mean" && reduction != "sum" && reduction != "none") {
     args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
   }
@@ -166,6 +169,7 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
   T* py = y.as<T>();
   const int threads = args.ctx.threads;
   const bool mean = reduction == "mean";
+  if (rows == 0) return no_op_kernel();  // no labels, an empty output
   return [=]() {
     std::atomic<int64_t> bad_row{-1};
     const T whole = per_row ? T(0) : (mean ? pg[0] / static_cast<T>(std::max<int64_t>(rows, 1)) : pg[0]);
@@ -211,19 +215,20 @@ template <class T> Kernel assign_kernel(const KernelArgs& a) {
   expect_like_var<T>(a, 0);
   const void* src = a.in[1].data;
   void* dst = a.out[0].data;
-  const size_t n = static_cast<size_t>(a.in[0].numel()) * sizeof(T);
+  const size_t n = static_cast<size_t>(numel_of(a.in[0])) * sizeof(T);
   return [=]() { if (n && src != dst) std::memmove(dst, src, n); };
 }
 
 template <class T> Kernel sgd_kernel(const KernelArgs& a) {
   a.expect_arity(2, 1);
   expect_like_var<T>(a, 0);
-  const T lr = static_cast<T>(a.attr_float("lr"));
-  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
+  const attrs::SgdUpdate attr(a);
+  const T lr = static_cast<T>(attr.lr);
+  const T wd = static_cast<T>(attr.weight_decay);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   T* y = a.out[0].as<T>();
-  const int64_t n = a.in[0].numel();
+  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 16, [&](int64_t b, int64_t e) {
@@ -257,16 +262,17 @@ void sgd_momentum_loop(const T* w, const T* g, const T* v, T* yw, T* yv, int64_t
 template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   a.expect_arity(3, 2);
   expect_like_var<T>(a, 1);
-  const T lr = static_cast<T>(a.attr_float("lr"));
-  const T mu = static_cast<T>(a.attr_float("momentum"));
-  const bool nesterov = a.attr_bool("nesterov", false);
-  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
+  const attrs::SgdMomentumUpdate attr(a);
+  const T lr = static_cast<T>(attr.lr);
+  const T mu = static_cast<T>(attr.momentum);
+  const bool nesterov = attr.nesterov;
+  const T wd = static_cast<T>(attr.weight_decay);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   const T* v = a.in[2].as<const T>();
   T* yw = a.out[0].as<T>();
   T* yv = a.out[1].as<T>();
-  const int64_t n = a.in[0].numel();
+  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 16, [&](int64_t b, int64_t e) {
@@ -286,15 +292,16 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
 template <class T> Kernel adam_kernel(const KernelArgs& a) {
   a.expect_arity(5, 3);
   expect_like_var<T>(a, 2);
-  const T lr = static_cast<T>(a.attr_float("lr"));
-  const T b1 = static_cast<T>(a.has("beta1") ? a.attr_float("beta1") : 0.9);
-  const T b2 = static_cast<T>(a.has("beta2") ? a.attr_float("beta2") : 0.999);
-  const T eps = static_cast<T>(a.has("eps") ? a.attr_float("eps") : 1e-8);
-  const T wd = static_cast<T>(a.has("weight_decay") ? a.attr_float("weight_decay") : 0.0);
-  const bool decoupled = a.attr_bool("decoupled", false);
-  if (a.in[4].numel() != 1) a.fail("input 4 (the step) must have one element");
-  const DType step_t = a.in[4].dtype;
-  const void* pstep = a.in[4].data;
+  const attrs::AdamUpdate attr(a);
+  const T lr = static_cast<T>(attr.lr);
+  const T b1 = static_cast<T>(attr.beta1);
+  const T b2 = static_cast<T>(attr.beta2);
+  const T eps = static_cast<T>(attr.eps);
+  const T wd = static_cast<T>(attr.weight_decay);
+  const bool decoupled = attr.decoupled;
+  expect_dtype(a, a.in[4], DType::I64, "input 4 (the step)");
+  expect_dims(a, a.in[4], {}, "input 4 (the step)");
+  const int64_t* pstep = a.in[4].as<const int64_t>();
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   const T* m = a.in[2].as<const T>();
@@ -302,14 +309,11 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   T* yw = a.out[0].as<T>();
   T* ym = a.out[1].as<T>();
   T* yv = a.out[2].as<T>();
-  const int64_t n = a.in[0].numel();
+  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     // The step is data (it changes every run), read here, not at prepare.
-    const double step = dispatch_all(step_t, [&](auto tag) {
-      return static_cast<double>(*static_cast<const typename decltype(tag)::type*>(pstep));
-    });
-    const T t = static_cast<T>(static_cast<int64_t>(step));
+    const T t = static_cast<T>(*pstep);
     const T c1 = T(1) - std::pow(b1, t), c2 = T(1) - std::pow(b2, t);
     parallel_for(n, threads, 1 << 13, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
@@ -329,14 +333,15 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
 
 template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
   const TensorRef &x = args.in[0], &y = args.out[0];
-  const int64_t depth = args.attr_int("depth");
+  const int64_t depth = attrs::OneHot(args).depth;
   if (depth < 0) args.fail("depth must be >= 0, got " + std::to_string(depth));
   std::vector<int64_t> want = x.dims;
   want.push_back(depth);
-  expect_dims(args, y, want, "output");
+  expect_dims(args, y, want, "output (the indices' shape + (depth,))");
+  if (numel_of(y) == 0) return no_op_kernel();  // depth 0 or no indices
   const I* px = x.as<const I>();
   O* py = y.as<O>();
-  const int64_t n = x.numel();
+  const int64_t n = numel_of(x);
   const int threads = args.ctx.threads;
   return [=]() {
     parallel_for(n, threads, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(depth, 1)), [&](int64_t b, int64_t e) {
@@ -351,24 +356,17 @@ template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
 }
 
 // Kernels over float logits (input 0) and integer labels (input 1): one registration per
-// float dtype, dispatching on the labels' dtype at plan load.  make(T{}, Label{}, args).
+// float dtype the schema allows, dispatching on the labels' dtype at plan load.
+// make(T{}, Label{}, args).
 template <class Make>
 void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make) {
-  for (DType t : kFloatTypes) {
-    r.add(op, t, [t, n_in, make](const KernelArgs& a) -> Kernel {
-      a.expect_arity(n_in, 1);
-      return dispatch_all(t, [&](auto tt) -> Kernel {
-        using T = typename decltype(tt)::type;
-        if constexpr (std::is_floating_point_v<T>) {
-          if (a.in[1].dtype == DType::I32) return make(T{}, int32_t{}, a);
-          if (a.in[1].dtype == DType::I64) return make(T{}, int64_t{}, a);
-          a.fail(std::string("labels must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
-        } else {
-          a.fail("logits must be float");
-        }
-      });
-    });
-  }
+  add_typed<FloatTypes>(r, op, [n_in, make](auto tag, const KernelArgs& a) -> Kernel {
+    using T = typename decltype(tag)::type;
+    a.expect_arity(n_in, 1);
+    if (a.in[1].dtype == DType::I32) return make(T{}, int32_t{}, a);
+    if (a.in[1].dtype == DType::I64) return make(T{}, int64_t{}, a);
+    a.fail(std::string("input 1 (labels) must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
+  });
 }
 
 }  // namespace
@@ -376,33 +374,28 @@ void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make
 
 void register_nn_kernels(KernelRegistry& r) {
   using namespace cpu;
-  r.add("softmax", DType::F32, softmax_kernel<float, false>);
-  r.add("softmax", DType::F64, softmax_kernel<double, false>);
-  r.add("log_softmax", DType::F32, softmax_kernel<float, true>);
-  r.add("log_softmax", DType::F64, softmax_kernel<double, true>);
+  // T of each kernel from the tag; the dtypes from the schema (add_typed).
+#define GRAPHC_TYPED(kernel) [](auto tag, const KernelArgs& a) { return kernel<typename decltype(tag)::type>(a); }
+  add_typed<FloatTypes>(r, "softmax", [](auto tag, const KernelArgs& a) {
+    return softmax_kernel<typename decltype(tag)::type, false>(a);
+  });
+  add_typed<FloatTypes>(r, "log_softmax", [](auto tag, const KernelArgs& a) {
+    return softmax_kernel<typename decltype(tag)::type, true>(a);
+  });
   add_label_kernels(r, "softmax_cross_entropy", 2,
                     [](auto t, auto l, const KernelArgs& a) { return sce_kernel<decltype(t), decltype(l)>(a); });
-  r.add("assign", DType::F32, assign_kernel<float>);
-  r.add("assign", DType::F64, assign_kernel<double>);
-  r.add("assign", DType::I32, assign_kernel<int32_t>);
-  r.add("assign", DType::I64, assign_kernel<int64_t>);
-  r.add("assign", DType::Bool, assign_kernel<boolean>);
-  r.add("sgd_update", DType::F32, sgd_kernel<float>);
-  r.add("sgd_update", DType::F64, sgd_kernel<double>);
-  r.add("sgd_momentum_update", DType::F32, sgd_momentum_kernel<float>);
-  r.add("sgd_momentum_update", DType::F64, sgd_momentum_kernel<double>);
-  r.add("adam_update", DType::F32, adam_kernel<float>);
-  r.add("adam_update", DType::F64, adam_kernel<double>);
-  r.add("relu_grad", DType::F32, relu_grad_kernel<float>);
-  r.add("relu_grad", DType::F64, relu_grad_kernel<double>);
-  r.add("relu_grad", DType::I32, relu_grad_kernel<int32_t>);
-  r.add("relu_grad", DType::I64, relu_grad_kernel<int64_t>);
   add_label_kernels(r, "softmax_cross_entropy_grad", 3,
                     [](auto t, auto l, const KernelArgs& a) { return sce_grad_kernel<decltype(t), decltype(l)>(a); });
-  for (DType t : {DType::I32, DType::I64}) {
-    r.add("one_hot", t, [t](const KernelArgs& a) -> Kernel {
+  add_typed<AllTypes>(r, "assign", GRAPHC_TYPED(assign_kernel));
+  add_typed<FloatTypes>(r, "sgd_update", GRAPHC_TYPED(sgd_kernel));
+  add_typed<FloatTypes>(r, "sgd_momentum_update", GRAPHC_TYPED(sgd_momentum_kernel));
+  add_typed<FloatTypes>(r, "adam_update", GRAPHC_TYPED(adam_kernel));
+  add_typed<NumericTypes>(r, "relu_grad", GRAPHC_TYPED(relu_grad_kernel));
+#undef GRAPHC_TYPED
+  for (DType t : schema_dtypes("one_hot")) {
+    add_kernel(r, "one_hot", t, [t](const KernelArgs& a) -> Kernel {
       a.expect_arity(1, 1);
-      DType to = a.attr_dtype("dtype", DType::F32);
+      const DType to = attrs::OneHot(a).dtype;
       expect_dtype(a, a.out[0], to, "output");
       return dispatch_all(t, [&](auto it) -> Kernel {
         using I = typename decltype(it)::type;

@@ -5,6 +5,8 @@
 // precomputed list of reduced offsets.  Summation order never depends on the thread
 // count: a long reduce axis is cut into fixed-size blocks whose partials are combined in
 // order, so threads=1 and threads=N give identical bits.
+#include <limits>
+
 #include "common.h"
 
 namespace graphc {
@@ -107,20 +109,28 @@ ReducePlan make_plan(const KernelArgs& args, const std::vector<int64_t>& dims, s
 template <ReduceOp R, class T, class O>
 Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced, const std::vector<int64_t>& want);
 
+// The op's typed attrs (axes, keepdims), generated from the registry.
+template <ReduceOp R> struct AttrsOf;
+template <> struct AttrsOf<ReduceOp::Sum> { using type = attrs::Sum; };
+template <> struct AttrsOf<ReduceOp::Mean> { using type = attrs::Mean; };
+template <> struct AttrsOf<ReduceOp::Max> { using type = attrs::Max; };
+
 template <ReduceOp R, class T, class O> Kernel reduce_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);
   const TensorRef& x = args.in[0];
+  expect_dtype(args, args.out[0], dtype_of<O>(), "output");
+  const typename AttrsOf<R>::type attr(args);
   const int64_t rank = static_cast<int64_t>(x.dims.size());
-  std::vector<bool> reduced(rank, !args.has("axes"));
-  if (args.has("axes")) {
-    for (int64_t ax : args.attr_ints("axes")) {
+  std::vector<bool> reduced(rank, !attr.has_axes);
+  if (attr.has_axes) {
+    for (int64_t ax : attr.axes) {
       int64_t a = normalize_axis(args, ax, rank, "axes entry");
       if (rank == 0) continue;
       if (reduced[a]) args.fail("axes entry " + std::to_string(ax) + " is repeated");
       reduced[a] = true;
     }
   }
-  const bool keepdims = args.attr_bool("keepdims", false);
+  const bool keepdims = attr.keepdims;
   std::vector<int64_t> want;
   for (int64_t i = 0; i < rank; ++i) {
     if (!reduced[i]) want.push_back(x.dims[i]);
@@ -134,15 +144,19 @@ template <class T> Kernel sum_to_kernel(const KernelArgs& args) {
   args.expect_arity(2, 1);
   const auto& xd = args.in[0].dims;
   const auto& like = args.in[1].dims;
-  expect_dtype(args, args.out[0], args.in[0].dtype, "output");
-  if (like.size() > xd.size()) args.fail("cannot sum " + format_dims(xd) + " to " + format_dims(like));
+  expect_dtype(args, args.out[0], dtype_of<T>(), "output");
+  if (like.size() > xd.size()) {
+    args.fail("cannot sum input 0 of shape " + format_dims(xd) + " to the shape of input 1, " + format_dims(like));
+  }
   const size_t lead = xd.size() - like.size();
   std::vector<bool> reduced(xd.size(), false);
   for (size_t i = 0; i < xd.size(); ++i) {
     if (i < lead) {
       reduced[i] = true;
     } else if (like[i - lead] != xd[i]) {
-      if (like[i - lead] != 1) args.fail("cannot sum " + format_dims(xd) + " to " + format_dims(like));
+      if (like[i - lead] != 1) {
+        args.fail("cannot sum input 0 of shape " + format_dims(xd) + " to the shape of input 1, " + format_dims(like));
+      }
       reduced[i] = true;
     }
   }
@@ -154,11 +168,28 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
   using A = typename AccOf<T>::type;
   const TensorRef &x = args.in[0], &y = args.out[0];
   expect_dims(args, y, want, "output");
+  if constexpr (R == ReduceOp::Max) {
+    // No identity: the schema rejects reducing a size-0 axis, whatever the output size.
+    for (size_t i = 0; i < x.dims.size(); ++i) {
+      if (reduced[i] && x.dims[i] == 0) {
+        args.fail("cannot reduce over axis " + std::to_string(i) + " of size 0 (input shape " +
+                  format_dims(x.dims) + ")");
+      }
+    }
+  }
+  const int64_t ny = numel_of(y);
+  O* py = y.as<O>();
+  if (ny == 0) return no_op_kernel();
+  if (numel_of(x) == 0) {
+    // Every output reduces nothing: the sum of nothing is 0, the mean NaN (0/0, as numpy).
+    // No loop may run over the input's other (possibly huge) dims.
+    O fill = O(0);
+    if constexpr (R == ReduceOp::Mean) fill = std::numeric_limits<O>::quiet_NaN();
+    return [py, ny, fill]() { std::fill(py, py + ny, fill); };
+  }
   ReducePlan p = make_plan(args, x.dims, reduced);
-  if (R == ReduceOp::Max && p.red == 0 && y.numel() > 0) args.fail("max over a size-0 axis");
 
   const T* px = x.as<const T>();
-  O* py = y.as<O>();
   const int threads = args.ctx.threads;
   auto finish = [](A acc, int64_t n) -> O {
     if constexpr (R == ReduceOp::Mean) {
@@ -248,36 +279,24 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
   };
 }
 
-template <ReduceOp R> void add_reduce(KernelRegistry& r, const char* name, bool floats_only) {
-  for (DType t : kNumericTypes) {
-    if (floats_only && t != DType::F32 && t != DType::F64) continue;
-    dispatch_all(t, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      r.add(name, t, [](const KernelArgs& a) -> Kernel {
-        a.expect_arity(1, 1);
-        // Integer sums may widen (numpy sums int32 into int64); otherwise same dtype.
-        if constexpr (std::is_same_v<T, int32_t>) {
-          if (a.out[0].dtype == DType::I64) return reduce_kernel<R, T, int64_t>(a);
-        }
-        expect_dtype(a, a.out[0], dtype_of<T>(), "output");
-        return reduce_kernel<R, T, T>(a);
-      });
-      return 0;
-    });
-  }
+// The output has the input's dtype (the schema's rule; integer sums wrap).
+template <ReduceOp R> void add_reduce(KernelRegistry& r, const char* name) {
+  add_typed<NumericTypes>(r, name, [](auto tag, const KernelArgs& a) -> Kernel {
+    using T = typename decltype(tag)::type;
+    return reduce_kernel<R, T, T>(a);
+  });
 }
 
 }  // namespace
 }  // namespace cpu
 
 void register_reduce_kernels(KernelRegistry& r) {
-  cpu::add_reduce<cpu::ReduceOp::Sum>(r, "sum", false);
-  cpu::add_reduce<cpu::ReduceOp::Mean>(r, "mean", true);
-  cpu::add_reduce<cpu::ReduceOp::Max>(r, "max", false);
-  r.add("sum_to", DType::F32, cpu::sum_to_kernel<float>);
-  r.add("sum_to", DType::F64, cpu::sum_to_kernel<double>);
-  r.add("sum_to", DType::I32, cpu::sum_to_kernel<int32_t>);
-  r.add("sum_to", DType::I64, cpu::sum_to_kernel<int64_t>);
+  cpu::add_reduce<cpu::ReduceOp::Sum>(r, "sum");
+  cpu::add_reduce<cpu::ReduceOp::Mean>(r, "mean");
+  cpu::add_reduce<cpu::ReduceOp::Max>(r, "max");
+  cpu::add_typed<cpu::NumericTypes>(r, "sum_to", [](auto tag, const KernelArgs& a) {
+    return cpu::sum_to_kernel<typename decltype(tag)::type>(a);
+  });
 }
 
 }  // namespace graphc

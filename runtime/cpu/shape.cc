@@ -26,9 +26,9 @@ void expect_same_dtype(const KernelArgs& a) {
 Kernel broadcast_to_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);
   expect_same_dtype(args);
-  if (args.has("shape")) expect_dims(args, args.out[0], args.attr_ints("shape"), "output");
-  auto l2 = StridedLoop<1>::broadcast(args.out[0].dims, {args.in[0].dims});
-  return strided_copy_kernel(args, l2);
+  expect_dims(args, args.out[0], attrs::BroadcastTo(args).shape, "output (attr 'shape')");
+  auto loop = StridedLoop<1>::broadcast(args.out[0].dims, {args.in[0].dims});
+  return strided_copy_kernel(args, loop);
 }
 
 Kernel transpose_kernel(const KernelArgs& args) {
@@ -36,20 +36,23 @@ Kernel transpose_kernel(const KernelArgs& args) {
   expect_same_dtype(args);
   const auto& xd = args.in[0].dims;
   const int64_t rank = static_cast<int64_t>(xd.size());
-  std::vector<int64_t> perm;
-  if (args.has("perm")) {
-    perm = args.attr_ints("perm");
-  } else {
+  const attrs::Transpose attr(args);
+  std::vector<int64_t> perm = attr.perm;
+  if (!attr.has_perm) {
     for (int64_t i = rank - 1; i >= 0; --i) perm.push_back(i);
   }
-  if (static_cast<int64_t>(perm.size()) != rank) args.fail("perm must have " + std::to_string(rank) + " entries");
+  if (static_cast<int64_t>(perm.size()) != rank) {
+    args.fail("attr 'perm' must have " + std::to_string(rank) + " entries (the input's rank), got " +
+              std::to_string(perm.size()));
+  }
   std::vector<bool> seen(rank, false);
   auto cs = contiguous_strides(xd);
   std::vector<int64_t> want;
   std::vector<std::array<int64_t, 1>> strides;
-  for (int64_t& p : perm) {
-    p = normalize_axis(args, p, rank, "perm entry");
-    if (seen[p]) args.fail("perm is not a permutation");
+  for (int64_t p : perm) {
+    if (p < 0 || p >= rank || seen[p]) {
+      args.fail("attr 'perm' " + format_dims(perm) + " is not a permutation of 0.." + std::to_string(rank - 1));
+    }
     seen[p] = true;
     want.push_back(xd[p]);
     strides.push_back({cs[p]});
@@ -58,34 +61,48 @@ Kernel transpose_kernel(const KernelArgs& args) {
   return strided_copy_kernel(args, StridedLoop<1>::make(want, strides));
 }
 
-// numpy slice normalisation for one axis: returns (start, step, length).
+// Python's slice(start, end, step).indices(dim) for one axis, then its length: returns
+// (start, step, length).  Safe for any int64 attrs (step = 2**62, start = -2**63, ...):
+// start + dim cannot overflow for start < 0 <= dim, and the length is computed from the
+// clamped span and |step| in unsigned arithmetic (|INT64_MIN| does not fit in int64).
+// A range of length <= 1 reports step 1, so a huge step never reaches a stride product.
 struct Range { int64_t start, step, len; };
 Range slice_range(int64_t start, int64_t end, int64_t step, int64_t dim) {
   int64_t s, e;
+  uint64_t span = 0;
   if (step > 0) {
     s = start < 0 ? std::max<int64_t>(start + dim, 0) : std::min(start, dim);
     e = end < 0 ? std::max<int64_t>(end + dim, 0) : std::min(end, dim);
-    return {s, step, e > s ? (e - s + step - 1) / step : 0};
+    if (e > s) span = static_cast<uint64_t>(e - s);
+  } else {
+    s = start < 0 ? std::max<int64_t>(start + dim, -1) : std::min(start, dim - 1);
+    e = end < 0 ? std::max<int64_t>(end + dim, -1) : std::min(end, dim - 1);
+    if (s > e) span = static_cast<uint64_t>(s - e);
   }
-  s = start < 0 ? std::max<int64_t>(start + dim, -1) : std::min(start, dim - 1);
-  e = end < 0 ? std::max<int64_t>(end + dim, -1) : std::min(end, dim - 1);
-  return {s, step, s > e ? (s - e + (-step) - 1) / (-step) : 0};
+  if (span == 0) return {0, 1, 0};
+  const uint64_t mag = step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
+  const int64_t len = static_cast<int64_t>((span - 1) / mag + 1);  // <= span <= dim
+  return {s, len > 1 ? step : 1, len};
 }
 
-// The strided loop that reads x[starts:ends:steps] along axes in C order.
+// The strided loop that reads x[starts:ends:steps] along axes in C order.  Attrs is
+// attrs::Slice or attrs::SliceGrad (the same attrs).
+template <class Attrs>
 StridedLoop<1> slice_loop(const KernelArgs& args, const std::vector<int64_t>& xd,
                           const TensorRef& sliced, const char* what) {
   const int64_t rank = static_cast<int64_t>(xd.size());
-  std::vector<int64_t> starts = args.attr_ints("starts"), ends = args.attr_ints("ends");
-  std::vector<int64_t> axes, steps;
-  if (args.has("axes")) {
-    axes = args.attr_ints("axes");
-  } else {
+  const Attrs attr(args);
+  const std::vector<int64_t>& starts = attr.starts;
+  const std::vector<int64_t>& ends = attr.ends;
+  std::vector<int64_t> axes = attr.axes, steps = attr.steps;
+  if (!attr.has_axes) {
     for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
   }
-  steps = args.has("steps") ? args.attr_ints("steps") : std::vector<int64_t>(starts.size(), 1);
+  if (!attr.has_steps) steps.assign(starts.size(), 1);
   if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size()) {
-    args.fail("starts, ends, axes and steps must have the same length");
+    args.fail("attrs starts, ends, axes and steps must have one length, got " + std::to_string(starts.size()) +
+              ", " + std::to_string(ends.size()) + ", " + std::to_string(axes.size()) + " and " +
+              std::to_string(steps.size()));
   }
   auto cs = contiguous_strides(xd);
   std::vector<Range> ranges(rank);
@@ -113,7 +130,7 @@ StridedLoop<1> slice_loop(const KernelArgs& args, const std::vector<int64_t>& xd
 Kernel slice_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);
   expect_same_dtype(args);
-  return strided_copy_kernel(args, slice_loop(args, args.in[0].dims, args.out[0], "output"));
+  return strided_copy_kernel(args, slice_loop<attrs::Slice>(args, args.in[0].dims, args.out[0], "output"));
 }
 
 // slice_grad(g, x): zeros of x's shape with g scattered where slice read.
@@ -121,9 +138,10 @@ Kernel slice_grad_kernel(const KernelArgs& args) {
   args.expect_arity(2, 1);
   expect_same_dtype(args);
   expect_dims(args, args.out[0], args.in[1].dims, "output");
-  StridedLoop<1> loop = slice_loop(args, args.in[1].dims, args.in[0], "input 0 (the gradient)");
+  StridedLoop<1> loop = slice_loop<attrs::SliceGrad>(args, args.in[1].dims, args.in[0], "input 0 (the gradient)");
+  if (numel_of(args.out[0]) == 0) return no_op_kernel();
   const int threads = args.ctx.threads;
-  const size_t nbytes = static_cast<size_t>(args.out[0].numel()) * dtype_size(args.out[0].dtype);
+  const size_t nbytes = static_cast<size_t>(numel_of(args.out[0])) * dtype_size(args.out[0].dtype);
   return dispatch_bytes(dtype_size(args.in[0].dtype), [&](auto tag) -> Kernel {
     using T = typename decltype(tag)::type;
     const T* pg = args.in[0].as<const T>();
@@ -159,25 +177,38 @@ Kernel concat_split_kernel(const KernelArgs& args, bool is_concat) {
   const std::vector<TensorRef>& parts = is_concat ? args.in : args.out;
   const int64_t rank = static_cast<int64_t>(whole.dims.size());
   if (rank == 0) args.fail("cannot work on a scalar");
-  const int64_t axis = normalize_axis(args, args.attr_int("axis"), rank);
+  const int64_t axis = normalize_axis(args, is_concat ? attrs::Concat(args).axis : attrs::Split(args).axis, rank);
   int64_t total = 0;
   for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string what = (is_concat ? "input " : "output ") + std::to_string(i);
+    if (parts[i].dims.size() != whole.dims.size()) {
+      args.fail(what + " must have rank " + std::to_string(rank) + ", got shape " + format_dims(parts[i].dims));
+    }
     std::vector<int64_t> want = whole.dims;
-    want[axis] = parts[i].dims.size() == whole.dims.size() ? parts[i].dims[axis] : -1;
-    expect_dims(args, parts[i], want, (is_concat ? "input " : "output ") + std::to_string(i));
-    total += want[axis];
+    want[axis] = parts[i].dims[axis];
+    expect_dims(args, parts[i], want, what);
+    total = checked_add(args, total, want[axis], "the pieces' sizes along axis " + std::to_string(axis));
   }
-  if (!is_concat && args.has("sizes")) {
-    auto sizes = args.attr_ints("sizes");
-    if (sizes.size() != parts.size()) args.fail("sizes must have one entry per output");
+  if (!is_concat) {
+    const std::vector<int64_t> sizes = attrs::Split(args).sizes;
+    if (sizes.size() != parts.size()) {
+      args.fail("attr 'sizes' must have one entry per output (" + std::to_string(parts.size()) + "), got " +
+                std::to_string(sizes.size()));
+    }
     for (size_t i = 0; i < parts.size(); ++i) {
-      if (sizes[i] != parts[i].dims[axis]) args.fail("sizes disagree with the output shapes");
+      if (sizes[i] != parts[i].dims[axis]) {
+        args.fail("output " + std::to_string(i) + " must have size " + std::to_string(sizes[i]) + " along axis " +
+                  std::to_string(axis) + " (attr 'sizes'), got shape " + format_dims(parts[i].dims));
+      }
     }
   }
   if (total != whole.dims[axis]) {
     args.fail("pieces along axis " + std::to_string(axis) + " sum to " + std::to_string(total) +
               ", expected " + std::to_string(whole.dims[axis]));
   }
+  // Empty: nothing to copy, and the loop below would walk the other dims ((2**40, 0)
+  // tensors: 2**40 rows of nothing).
+  if (numel_of(whole) == 0) return no_op_kernel();
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= whole.dims[i];
   for (int64_t i = axis + 1; i < rank; ++i) inner *= whole.dims[i];
@@ -210,18 +241,80 @@ Kernel concat_split_kernel(const KernelArgs& args, bool is_concat) {
   };
 }
 
-Kernel copy_kernel(const KernelArgs& args) {
-  // reshape_like has a second input whose shape only is read.
-  if (args.step.op == "reshape_like") args.expect_arity(2, 1);
-  else args.expect_arity(1, 1);
-  expect_dtype(args, args.out[0], args.in[0].dtype, "output");
-  if (args.in[0].numel() != args.out[0].numel()) {
-    args.fail("output " + format_dims(args.out[0].dims) + " has a different size than input " +
-              format_dims(args.in[0].dims));
+// The output shape each view op defines from its input and attrs.
+std::vector<int64_t> reshape_dims(const KernelArgs& args, int64_t numel) {
+  std::vector<int64_t> target = attrs::Reshape(args).shape;
+  int64_t infer_at = -1, known = 1;
+  for (size_t i = 0; i < target.size(); ++i) {
+    const int64_t d = target[i];
+    if (d == -1 && infer_at < 0) {
+      infer_at = static_cast<int64_t>(i);
+      continue;
+    }
+    if (d < 0) args.fail("attr 'shape' " + format_dims(target) + " has a negative dim or a second -1");
+    known = saturating_mul(known, d);
   }
-  const void* src = args.in[0].data;
-  void* dst = args.out[0].data;
-  const size_t n = static_cast<size_t>(args.in[0].numel()) * dtype_size(args.in[0].dtype);
+  if (infer_at >= 0) {
+    if (known == 0 || known == INT64_MAX || numel % known != 0) {
+      args.fail("cannot reshape " + std::to_string(numel) + " elements into attr 'shape' " + format_dims(target));
+    }
+    target[infer_at] = numel / known;
+  } else if (known != numel) {
+    args.fail("cannot reshape " + std::to_string(numel) + " elements into attr 'shape' " + format_dims(target));
+  }
+  return target;
+}
+
+std::vector<int64_t> expand_dims_dims(const KernelArgs& args, const std::vector<int64_t>& xd) {
+  const std::vector<int64_t> axes = attrs::ExpandDims(args).axes;
+  const int64_t rank = static_cast<int64_t>(xd.size() + axes.size());
+  std::vector<bool> is_new(rank, false);
+  for (int64_t a : axes) {
+    const int64_t ax = normalize_axis(args, a, rank, "axes entry");
+    if (is_new[ax]) args.fail("attr 'axes' " + format_dims(axes) + " repeats an axis");
+    is_new[ax] = true;
+  }
+  std::vector<int64_t> out;
+  size_t j = 0;
+  for (int64_t i = 0; i < rank; ++i) out.push_back(is_new[i] ? 1 : xd[j++]);
+  return out;
+}
+
+std::vector<int64_t> squeeze_dims(const KernelArgs& args, const std::vector<int64_t>& xd) {
+  const int64_t rank = static_cast<int64_t>(xd.size());
+  std::vector<bool> drop(rank, false);
+  const attrs::Squeeze attr(args);
+  if (!attr.has_axes) {
+    for (int64_t i = 0; i < rank; ++i) drop[i] = xd[i] == 1;
+  } else {
+    for (int64_t a : attr.axes) {
+      const int64_t ax = normalize_axis(args, a, rank, "axes entry");
+      if (rank == 0) continue;
+      if (xd[ax] != 1) args.fail("cannot squeeze axis " + std::to_string(ax) + " of size " + std::to_string(xd[ax]));
+      drop[ax] = true;
+    }
+  }
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (!drop[i]) out.push_back(xd[i]);
+  }
+  return out;
+}
+
+// reshape, expand_dims, squeeze, stop_gradient, reshape_like: plans alias them (views),
+// but a plan may also materialise them; then the bytes are copied as they are, into the
+// output shape the op defines (out_dims(args), called once the arity is checked).
+template <class OutDims> Kernel copy_kernel(const KernelArgs& args, size_t n_in, OutDims out_dims) {
+  args.expect_arity(n_in, 1);
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  expect_dtype(args, y, x.dtype, "output");
+  expect_dims(args, y, out_dims(args), "output");
+  if (numel_of(x) != numel_of(y)) {
+    args.fail("output " + format_dims(y.dims) + " has a different size than input " + format_dims(x.dims));
+  }
+  const void* src = x.data;
+  void* dst = y.data;
+  const size_t n = static_cast<size_t>(numel_of(x)) * dtype_size(x.dtype);
   return [src, dst, n]() {
     if (n && src != dst) std::memmove(dst, src, n);
   };
@@ -231,17 +324,46 @@ Kernel copy_kernel(const KernelArgs& args) {
 }  // namespace cpu
 
 void register_shape_kernels(KernelRegistry& r) {
-  for (DType t : cpu::kAllTypes) {
-    r.add("broadcast_to", t, cpu::broadcast_to_kernel);
-    r.add("transpose", t, cpu::transpose_kernel);
-    r.add("slice", t, cpu::slice_kernel);
-    r.add("concat", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, true); });
-    r.add("split", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, false); });
-    r.add("slice_grad", t, cpu::slice_grad_kernel);
-    r.add("broadcast_like", t, cpu::broadcast_like_kernel);
-    for (const char* op : {"reshape", "expand_dims", "squeeze", "stop_gradient", "reshape_like"}) {
-      r.add(op, t, cpu::copy_kernel);
-    }
+  using cpu::add_kernel;
+  using cpu::copy_kernel;
+  using cpu::schema_dtypes;
+  // Data movement is dtype-agnostic (raw items by size): one factory for every dtype the
+  // schema allows.
+  for (DType t : schema_dtypes("broadcast_to")) add_kernel(r, "broadcast_to", t, cpu::broadcast_to_kernel);
+  for (DType t : schema_dtypes("transpose")) add_kernel(r, "transpose", t, cpu::transpose_kernel);
+  for (DType t : schema_dtypes("slice")) add_kernel(r, "slice", t, cpu::slice_kernel);
+  for (DType t : schema_dtypes("concat")) {
+    add_kernel(r, "concat", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, true); });
+  }
+  for (DType t : schema_dtypes("split")) {
+    add_kernel(r, "split", t, [](const KernelArgs& a) { return cpu::concat_split_kernel(a, false); });
+  }
+  for (DType t : schema_dtypes("slice_grad")) add_kernel(r, "slice_grad", t, cpu::slice_grad_kernel);
+  for (DType t : schema_dtypes("broadcast_like")) add_kernel(r, "broadcast_like", t, cpu::broadcast_like_kernel);
+  for (DType t : schema_dtypes("reshape")) {
+    add_kernel(r, "reshape", t, [](const KernelArgs& a) {
+      return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::reshape_dims(b, cpu::numel_of(b.in[0])); });
+    });
+  }
+  for (DType t : schema_dtypes("expand_dims")) {
+    add_kernel(r, "expand_dims", t, [](const KernelArgs& a) {
+      return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::expand_dims_dims(b, b.in[0].dims); });
+    });
+  }
+  for (DType t : schema_dtypes("squeeze")) {
+    add_kernel(r, "squeeze", t, [](const KernelArgs& a) {
+      return copy_kernel(a, 1, [](const KernelArgs& b) { return cpu::squeeze_dims(b, b.in[0].dims); });
+    });
+  }
+  for (DType t : schema_dtypes("stop_gradient")) {
+    add_kernel(r, "stop_gradient", t, [](const KernelArgs& a) {
+      return copy_kernel(a, 1, [](const KernelArgs& b) { return b.in[0].dims; });
+    });
+  }
+  for (DType t : schema_dtypes("reshape_like")) {
+    add_kernel(r, "reshape_like", t, [](const KernelArgs& a) {  // only the shape of input 1 is read
+      return copy_kernel(a, 2, [](const KernelArgs& b) { return b.in[1].dims; });
+    });
   }
 }
 

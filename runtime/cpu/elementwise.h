@@ -1,0 +1,62 @@
+// elementwise.h — what the two elementwise files share: integer arithmetic that wraps
+// like numpy, NaN-propagating max/min, parallel grains, and the unary registration.
+// (Split in two files so that a parallel build compiles them side by side.)
+#pragma once
+
+#include "common.h"
+
+namespace graphc {
+namespace cpu {
+
+constexpr int64_t kCheapGrain = 1 << 15;
+constexpr int64_t kCostlyGrain = 1 << 11;
+
+// Integer arithmetic wraps (two's complement) like numpy instead of being undefined on
+// overflow: neg and abs of INT_MIN give INT_MIN, as numpy's do.
+template <class T> T wrap_add(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
+  } else {
+    return a + b;
+  }
+}
+template <class T> T wrap_sub(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(a) - static_cast<U>(b));
+  } else {
+    return a - b;
+  }
+}
+template <class T> T wrap_mul(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
+  } else {
+    return a * b;
+  }
+}
+template <class T> T wrap_neg(T a) { return wrap_sub(T(0), a); }
+
+// numpy maximum/minimum propagate NaN.
+template <class T> T nan_max(T a, T b) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (a != a) return a;
+    if (b != b) return b;
+  }
+  return a > b ? a : b;
+}
+template <class T> T nan_min(T a, T b) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (a != a) return a;
+    if (b != b) return b;
+  }
+  return a < b ? a : b;
+}
+
+// elementwise_unary.cc: unary math, cast, where.
+void register_unary_kernels(KernelRegistry& r);
+
+}  // namespace cpu
+}  // namespace graphc

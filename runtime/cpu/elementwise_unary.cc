@@ -1,0 +1,183 @@
+// elementwise_unary.cc — unary math, cast, where.
+#include <limits>
+
+#include "elementwise.h"
+
+namespace graphc {
+namespace cpu {
+namespace {
+
+// ---------------------------------------------------------------- unary
+
+template <class T, class O, class Op> Kernel unary_kernel(const KernelArgs& args, Op op, int64_t grain) {
+  args.expect_arity(1, 1);
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  expect_dtype(args, x, dtype_of<T>(), "input");
+  expect_dtype(args, y, dtype_of<O>(), "output");
+  expect_dims(args, y, x.dims, "output");
+  const T* px = x.as<const T>();
+  O* py = y.as<O>();
+  const int64_t n = numel_of(x);
+  const int threads = args.ctx.threads;
+  return [px, py, n, threads, grain, op]() {
+    parallel_for(n, threads, grain, [&](int64_t b, int64_t e) {
+#pragma GCC ivdep
+      for (int64_t i = b; i < e; ++i) py[i] = op(px[i]);
+    });
+  };
+}
+
+// One kernel per dtype the op's schema allows, instantiated for Types only.
+template <class Types, class MakeOp>
+void add_unary(KernelRegistry& r, const char* name, int64_t grain, MakeOp make_op) {
+  add_typed<Types>(r, name, [make_op, grain](auto tag, const KernelArgs& a) -> Kernel {
+    using T = typename decltype(tag)::type;
+    return unary_kernel<T, T>(a, make_op(tag, a), grain);
+  });
+}
+
+template <class T> T sigmoid(T x) {
+  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+  T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+// ---------------------------------------------------------------- cast
+
+// One definition for every device, matched by the numpy reference (graphc/ops/elementwise.py):
+//   float -> int: truncate toward zero, saturating like Rust's `as`: NaN -> 0, +inf and
+//     values >= 2^(bits-1) -> the type's max, -inf and values <= -2^(bits-1) -> its min.
+//   anything -> bool: x != 0 (NaN -> true, -0.0 -> false).
+//   float64 -> float32: IEEE round to nearest, ±inf beyond float32's range.
+//   int64 -> int32: wraps (keeps the low 32 bits, two's complement), like numpy and C.
+// Each range is checked before converting: C++ leaves an out-of-range float -> int or
+// double -> float conversion undefined.
+template <class From, class To> To cast_value(From v) {
+  if constexpr (std::is_same_v<To, boolean> || std::is_same_v<From, boolean>) {
+    // A bool byte other than 0/1 (foreign bytes) still reads as true: 1, not 2.
+    return static_cast<To>(v != From(0));
+  } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
+    constexpr double lim = -static_cast<double>(std::numeric_limits<To>::min());  // 2^(bits-1), exact
+    const double d = static_cast<double>(v);
+    if (d != d) return To(0);
+    if (d >= lim) return std::numeric_limits<To>::max();
+    if (d <= -lim) return std::numeric_limits<To>::min();
+    return static_cast<To>(d);  // |trunc(d)| < 2^(bits-1): in range
+  } else if constexpr (std::is_same_v<From, double> && std::is_same_v<To, float>) {
+    // Round to nearest, ties to even: from FLT_MAX + half an ulp (2^128 - 2^103) on, the
+    // nearest float is 2^128, i.e. infinity.
+    constexpr double kOverflow = 340282356779733661637539395458142568448.0;
+    if (v >= kOverflow) return std::numeric_limits<float>::infinity();
+    if (v <= -kOverflow) return -std::numeric_limits<float>::infinity();
+    return static_cast<float>(v);  // NaN stays NaN
+  } else if constexpr (std::is_integral_v<From> && std::is_integral_v<To> && sizeof(To) < sizeof(From)) {
+    // Modulo 2^bits through the unsigned type (defined since C++20; GCC and Clang
+    // always did so).
+    return static_cast<To>(static_cast<std::make_unsigned_t<To>>(v));
+  } else {
+    return static_cast<To>(v);  // widening, int -> float (rounds to nearest), bool -> number
+  }
+}
+
+Kernel cast_kernel(const KernelArgs& args) {
+  args.expect_arity(1, 1);
+  const DType to = attrs::Cast(args).to;
+  expect_dtype(args, args.out[0], to, "output");
+  return dispatch_all(args.in[0].dtype, [&](auto from_tag) {
+    using From = typename decltype(from_tag)::type;
+    return dispatch_all(to, [&](auto to_tag) {
+      using To = typename decltype(to_tag)::type;
+      return unary_kernel<From, To>(args, [](From v) { return cast_value<From, To>(v); }, kCheapGrain);
+    });
+  });
+}
+
+// ---------------------------------------------------------------- where
+
+Kernel where_kernel(const KernelArgs& args) {
+  args.expect_arity(3, 1);
+  const TensorRef &c = args.in[0], &x = args.in[1], &yv = args.in[2], &out = args.out[0];
+  expect_dtype(args, c, DType::Bool, "input 0 (cond)");
+  expect_dtype(args, yv, x.dtype, "input 2 (y, like x)");
+  expect_dtype(args, out, x.dtype, "output");
+  expect_broadcast_output(args, out, {c.dims, x.dims, yv.dims});
+  auto loop = StridedLoop<3>::broadcast(out.dims, {c.dims, x.dims, yv.dims});
+  const int threads = args.ctx.threads;
+  return dispatch_bytes(dtype_size(x.dtype), [&](auto tag) -> Kernel {
+    using T = typename decltype(tag)::type;
+    const boolean* pc = c.as<const boolean>();
+    const T* px = x.as<const T>();
+    const T* py = yv.as<const T>();
+    T* po = out.as<T>();
+    return [loop, pc, px, py, po, threads]() {
+      loop.run(threads, kCheapGrain, [&](int64_t o, const std::array<int64_t, 3>& off, int64_t n,
+                                         const std::array<int64_t, 3>& s) {
+        const boolean* cc = pc + off[0];
+        const T* xx = px + off[1];
+        const T* yy = py + off[2];
+        T* dst = po + o;
+        if (s[0] == 1 && s[1] == 1 && s[2] == 1) {
+          for (int64_t i = 0; i < n; ++i) dst[i] = cc[i] ? xx[i] : yy[i];
+        } else {
+          for (int64_t i = 0; i < n; ++i) dst[i] = cc[i * s[0]] ? xx[i * s[1]] : yy[i * s[2]];
+        }
+      });
+    };
+  });
+}
+
+}  // namespace
+
+void register_unary_kernels(KernelRegistry& r) {
+  add_unary<NumericTypes>(r, "neg", kCheapGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return wrap_neg(x); };
+  });
+  add_unary<NumericTypes>(r, "abs", kCheapGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return x < T(0) ? wrap_neg(x) : x; };
+  });
+  add_unary<NumericTypes>(r, "relu", kCheapGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return x < T(0) ? T(0) : x; };  // NaN stays NaN, like np.maximum(x, 0)
+  });
+  add_unary<FloatTypes>(r, "exp", kCostlyGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return std::exp(x); };
+  });
+  add_unary<FloatTypes>(r, "log", kCostlyGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return std::log(x); };
+  });
+  add_unary<FloatTypes>(r, "sqrt", kCostlyGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return std::sqrt(x); };
+  });
+  add_unary<FloatTypes>(r, "sigmoid", kCostlyGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return sigmoid(x); };
+  });
+  add_unary<FloatTypes>(r, "tanh", kCostlyGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return std::tanh(x); };
+  });
+  add_unary<FloatTypes>(r, "pow", kCostlyGrain, [](auto tag, const KernelArgs& a) {
+    using T = typename decltype(tag)::type;
+    const T e = static_cast<T>(attrs::Pow(a).exponent);
+    // numpy's power(x, 0.5) is sqrt(x): NaN for -inf and -0.0 for -0.0, where C's pow gives
+    // +inf and +0.0; every other exponent agrees with C's pow.
+    const bool half = e == T(0.5);
+    return [e, half](T x) { return half ? std::sqrt(x) : static_cast<T>(std::pow(x, e)); };
+  });
+  add_unary<AllTypes>(r, "logical_not", kCheapGrain, [](auto tag, const KernelArgs&) {
+    using T = typename decltype(tag)::type;
+    return [](T x) { return static_cast<T>(x == 0); };
+  });
+
+  for (DType t : schema_dtypes("cast")) add_kernel(r, "cast", t, cast_kernel);
+  for (DType t : schema_dtypes("where")) add_kernel(r, "where", t, where_kernel);  // keyed by cond: bool
+}
+
+
+}  // namespace cpu
+}  // namespace graphc
