@@ -372,7 +372,8 @@ class Graph:
         if self.outputs:
             return list(self.outputs)
         consumed = {i for node in self.nodes for i in node.inputs}
-        return [o for node in self.nodes if node.op != "constant" for o in node.outputs if o not in consumed]
+        return [o for node in self.nodes if not registry.get_op(node.op).constant
+                for o in node.outputs if o not in consumed]
 
     def topological_order(self):
         """Nodes in a deterministic topological order (stored order among ready nodes).
