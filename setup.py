@@ -69,7 +69,11 @@ def cpu_extension():
         include_dirs=["runtime", inc],
         library_dirs=[libdir],
         libraries=[lib],
-        runtime_library_dirs=[libdir],
+        # The build-time OpenBLAS folder (an in-place dev build) and, for an installed wheel
+        # (pip builds in a temporary environment that is gone afterwards), the
+        # scipy_openblas32 package installed beside graphc: `import graphc._runtime` then
+        # finds libscipy_openblas.so by itself, without graphc._load_blas's preload.
+        runtime_library_dirs=[libdir, "$ORIGIN/../scipy_openblas32/lib"],
         # -O3 only: no -march, so wheels run on any x86-64.
         extra_compile_args=compile_args,
         extra_link_args=link_args,

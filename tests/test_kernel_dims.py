@@ -27,9 +27,9 @@ from graphc import errors, registry
 from graphc._proto import graphc_pb2 as pb
 from graphc.compiler.attrs import TensorEncoder, encode_attrs
 from graphc.graph import Graph
-from graphc.session import Session
+from graphc.session import Session, _load_runtime
 
-_runtime = pytest.importorskip("graphc._runtime")
+_runtime = _load_runtime()
 KERNEL_OPS = sorted(_runtime.kernel_ops())
 OPS = {op.name: op for op in registry.all_ops()}
 
