@@ -21,15 +21,19 @@ import plan_corpus as corpus
 import pytest
 from plan_corpus import CASES, ENTRY_POINTS
 
+import graphc
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "plan_corpus.py")
+# The folder holding the graphc this process imported (site-packages after `pip install .`,
+# the source tree with an in-place build): the workers must import that same package.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(graphc.__file__)))
 CASE_TIMEOUT = 60     # seconds a case may take (the first includes the worker's imports)
 
 
 def _env():
     env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("GRAPHC_MEMORY_LIMIT", None)
     env["OPENBLAS_NUM_THREADS"] = "1"   # keeps the worker's address space small under RLIMIT_AS
     return env
@@ -66,7 +70,7 @@ def _spawn(entry, case_dir, names):
     while remaining:
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen([sys.executable, WORKER, entry, case_dir, *remaining], stdout=subprocess.PIPE,
-                                    stderr=err, env=_env(), cwd=ROOT)
+                                    stderr=err, env=_env(), cwd=tempfile.gettempdir())
             fd, buf = proc.stdout.fileno(), b""
             with selectors.DefaultSelector() as sel:
                 sel.register(fd, selectors.EVENT_READ)
@@ -147,7 +151,9 @@ def test_graphc_run_process_exits_2_with_one_line(name, case_dir):
     argv = [sys.executable, "-m", "graphc", "run", os.path.join(case_dir, name + ".plan")]
     for feed, file in meta["feeds"].items():
         argv += ["--feed", f"{feed}={file}"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=CASE_TIMEOUT, env=_env(), cwd=ROOT,
+    # not the repository root as cwd: `python -m` puts the cwd first on sys.path
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=CASE_TIMEOUT, env=_env(),
+                          cwd=tempfile.gettempdir(),
                           preexec_fn=_as_limit)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
