@@ -10,7 +10,6 @@ CASE_TIMEOUT is named as the culprit and a fresh worker goes on with the next ca
 import functools
 import json
 import os
-import resource
 import selectors
 import subprocess
 import sys
@@ -141,7 +140,7 @@ def test_base_plan_is_valid_and_runs(tmp_path):
 
 
 def _as_limit():
-    resource.setrlimit(resource.RLIMIT_AS, (corpus.RLIMIT_AS_BYTES, corpus.RLIMIT_AS_BYTES))
+    corpus.limit_address_space()
 
 
 @pytest.mark.parametrize("name", ["overlapping_live_values", "arena_allocation_fails", "unknown_dtype"])
