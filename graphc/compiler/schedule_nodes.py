@@ -244,6 +244,8 @@ class _SizeFreeModel(MemoryModel):
 
 def schedule_nodes(graph):
     order, _ = best_order(graph)
+    if len(order) == len(graph.nodes) and all(a is b for a, b in zip(order, graph.nodes)):
+        return graph  # already in schedule order: nothing to copy (passes never mutate a graph)
     out = new_graph_like(graph)
     for ph in graph.inputs:
         copy_placeholder(out, ph)
