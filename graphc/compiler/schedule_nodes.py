@@ -37,7 +37,6 @@ from graphc.compiler._memory import (
     emits_step,
     fetched_roots,
     inplace_control_deps,
-    peak_live_bytes,
 )
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
 from graphc.errors import CompileError
@@ -94,12 +93,18 @@ class _Prepared:
         self.fetched = fetched_roots(graph, model)
         self.left, self.readers, self.recompute, self.anchor = left, readers, recompute, anchor
         self.inplace = [bool(registry.get_op(node.op).inplace) for node in nodes]
+        self.placeholders = [ph.name for ph in graph.inputs]
+        # per step: its new arena outputs that no step reads and nobody fetches (dead after it)
+        self.unread_outputs = [[o for o in node.outputs if model.storage[o] == ARENA and model.root[o] == o
+                                and o not in left and o not in self.fetched] if step[i] else []
+                               for i, node in enumerate(nodes)]
 
 
-def schedule_order(graph, policy="memory", model=None, prepared=None):
+def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=False):
     """The nodes of ``graph`` in the order ``policy`` ("stored" or "memory") runs them.
     ``prepared``: the policy-independent part (:class:`_Prepared`), when several policies
-    schedule the same graph."""
+    schedule the same graph.  ``with_peak``: return (order, peak_live_bytes of the order),
+    the peak counted while scheduling."""
     model = model or MemoryModel(graph)
     prep = prepared or _Prepared(graph, model)
     nodes, preds, succs, step, reads, alloc = prep.nodes, prep.preds, prep.succs, prep.step, prep.reads, prep.alloc
@@ -125,6 +130,14 @@ def schedule_order(graph, policy="memory", model=None, prepared=None):
 
     done = [False] * n
     in_heap = [False] * n
+    # The peak of live arena bytes of this order, as peak_live_bytes counts it, kept while
+    # scheduling: placeholders are live from step 0, a step's new outputs from its step, a
+    # value dies after its last reading step (fetched ones never); an unread value lives for
+    # its own step only.
+    nbytes = model.nbytes
+    live = sum(nbytes[ph] for ph in prep.placeholders)
+    peak = [live, live]  # [peak, live bytes now]
+    dying = [ph for ph in prep.placeholders if not prep.left.get(ph) and ph not in fetched]
     stamp = [0] * n
     heap, ready_lazy = [], set()
     cursor = [0]  # the earliest stored node that is neither done nor lazy (see _demanded)
@@ -146,8 +159,20 @@ def schedule_order(graph, policy="memory", model=None, prepared=None):
         in_heap[i] = False
         ready_lazy.discard(i)
         order.append(nodes[i])
+        if step[i]:
+            now = peak[1] + alloc[i]
+            if now > peak[0]:
+                peak[0] = now
+            for r in dying:
+                now -= nbytes[r]
+            dying.clear()
+            for o in prep.unread_outputs[i]:
+                now -= nbytes[o]
+            peak[1] = now
         for r in reads[i]:
             left[r] -= 1
+            if left[r] == 0 and r not in fetched:
+                peak[1] -= nbytes[r]
             if left[r] == 1 and policy != "stored":
                 for j in readers[r]:
                     if not done[j] and in_heap[j]:
@@ -171,6 +196,8 @@ def schedule_order(graph, policy="memory", model=None, prepared=None):
             stuck = [nodes[i].name for i in range(n) if not done[i]]
             raise CompileError(f"cannot schedule nodes {stuck[:5]}: a cycle through data or in-place "
                                f"(overwrite-after-read) dependencies")
+    if with_peak:
+        return order, peak[0]
     return order
 
 
@@ -216,8 +243,7 @@ def best_order(graph):
     floor = _peak_floor(graph, model, prepared)
     best = None
     for policy in POLICIES:
-        order = schedule_order(graph, policy, model, prepared)
-        peak = peak_live_bytes(graph, model, order)
+        order, peak = schedule_order(graph, policy, model, prepared, with_peak=True)
         if best is None or peak < best[1]:
             best = (order, peak)
         if best[1] <= floor:  # no policy can do better, and the first wins a tie
