@@ -37,9 +37,9 @@ from graphc.compiler._memory import (
     CONSTANT,
     PERSISTENT,
     VIEW,
-    MemoryModel,
     emits_step,
     fetched_roots,
+    model_of,
     value_nbytes,
 )
 from graphc.compiler.plan_memory import ALIGNMENT, align, plan_memory
@@ -86,7 +86,7 @@ def _workspace_requests(node, graph):
 
 def assign_buffers(graph):
     result = BufferAssignment()
-    model = MemoryModel(graph, graph.nodes)
+    model = model_of(graph, graph.nodes)
     steps = [node for node in graph.nodes if emits_step(node)]
     last = max(len(steps) - 1, 0)
     fetched = fetched_roots(graph, model)

@@ -34,7 +34,6 @@ from graphc import registry
 from graphc.compiler._memory import (
     ARENA,
     MemoryModel,
-    emits_step,
     fetched_roots,
     inplace_control_deps,
 )
@@ -55,22 +54,43 @@ class _Prepared:
     def __init__(self, graph, model):
         nodes = graph.nodes
         n = len(nodes)
-        index = {node.name: i for i, node in enumerate(nodes)}
-        producer = {o: i for i, node in enumerate(nodes) for o in node.outputs}
-        control = inplace_control_deps(graph, model)
-        preds = [set() for _ in range(n)]
+        producer = {}
         for i, node in enumerate(nodes):
-            preds[i].update(producer[v] for v in node.inputs if v in producer)
-            preds[i].update(index[name] for name in control.get(node.name, ()))
-        succs = [[] for _ in range(n)]
-        for i in range(n):
-            for p in sorted(preds[i]):
+            for o in node.outputs:
+                producer[o] = i
+        control = inplace_control_deps(graph, model)
+        index = {node.name: i for i, node in enumerate(nodes)} if control else {}
+        fetched = fetched_roots(graph, model)
+        nbytes, storage, root = model.nbytes, model.storage, model.root
+        get_op, producer_of = registry.get_op, producer.get
+        # One sweep builds the per-node tables (a node's successors come out in index order).
+        preds, succs = [], [[] for _ in range(n)]
+        step, reads, alloc, new_roots, inplace = [], [], [], [], []
+        stored_is_topological = True
+        for i, node in enumerate(nodes):
+            ps = {producer_of(v) for v in node.inputs}
+            ps.discard(None)
+            names = control.get(node.name)
+            if names:
+                ps.update(index[name] for name in names)
+            preds.append(ps)
+            for p in ps:
                 succs[p].append(i)
-
-        step = [emits_step(node) for node in nodes]
-        reads = [model.arena_roots_read(node) if step[i] else [] for i, node in enumerate(nodes)]
-        alloc = [sum(model.nbytes[o] for o in node.outputs if model.storage[o] == ARENA and model.root[o] == o)
-                 if step[i] else 0 for i, node in enumerate(nodes)]
+                if p > i:
+                    stored_is_topological = False
+            opdef = get_op(node.op)
+            inplace.append(bool(opdef.inplace))
+            if opdef.constant or opdef.view:
+                step.append(False)
+                reads.append([])
+                alloc.append(0)
+                new_roots.append(())
+            else:
+                step.append(True)
+                reads.append(model.arena_roots_read(node))
+                outs = [o for o in node.outputs if storage[o] == ARENA and root[o] == o]
+                new_roots.append(outs)
+                alloc.append(sum(nbytes[o] for o in outs))
         left, readers = {}, {}
         for i in range(n):
             for r in reads[i]:
@@ -79,25 +99,28 @@ class _Prepared:
         # On-demand nodes: recompute copies, and gradient nodes that read no gradient (such as
         # transposes of activations or weights).  "stored": one takes the place of the earliest
         # stored node that needs it (its anchor); "memory": they wait until nothing else is ready.
-        topo = _topological(n, preds, succs)
+        # (Kahn's lowest-index-first order is the stored order when that is topological.)
+        topo = range(n) if stored_is_topological else _topological(n, preds, succs)
+        is_grad = [node.role == GRADIENT for node in nodes]
         grad_dep = [False] * n
         for i in topo:
-            grad_dep[i] = any(grad_dep[p] or nodes[p].role == GRADIENT for p in preds[i])
-        recompute = [node.role == RECOMPUTE or (node.role == GRADIENT and not grad_dep[i] and succs[i])
+            for p in preds[i]:
+                if grad_dep[p] or is_grad[p]:
+                    grad_dep[i] = True
+                    break
+        recompute = [node.role == RECOMPUTE or (is_grad[i] and not grad_dep[i] and bool(succs[i]))
                      for i, node in enumerate(nodes)]
         anchor = list(range(n))
         for i in reversed(topo):
             if recompute[i]:
                 anchor[i] = min((anchor[j] for j in succs[i]), default=i)
         self.nodes, self.preds, self.succs, self.step, self.reads, self.alloc = nodes, preds, succs, step, reads, alloc
-        self.fetched = fetched_roots(graph, model)
+        self.fetched = fetched
         self.left, self.readers, self.recompute, self.anchor = left, readers, recompute, anchor
-        self.inplace = [bool(registry.get_op(node.op).inplace) for node in nodes]
+        self.inplace = inplace
         self.placeholders = [ph.name for ph in graph.inputs]
         # per step: its new arena outputs that no step reads and nobody fetches (dead after it)
-        self.unread_outputs = [[o for o in node.outputs if model.storage[o] == ARENA and model.root[o] == o
-                                and o not in left and o not in self.fetched] if step[i] else []
-                               for i, node in enumerate(nodes)]
+        self.unread_outputs = [[o for o in outs if o not in left and o not in fetched] for outs in new_roots]
 
 
 def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=False):
@@ -236,8 +259,14 @@ def _demanded(nodes, preds, done, lazy, ready_lazy, cursor=None):
 def best_order(graph):
     """The schedule with the lowest peak of live arena bytes among POLICIES, and that peak
     (None when shapes are not all concrete: then the stored order)."""
+    order, peak, _ = _best_order(graph)
+    return order, peak
+
+
+def _best_order(graph):
+    """best_order, and the graph's MemoryModel (None when shapes are not all concrete)."""
     if not _shapes_known(graph):
-        return schedule_order(graph, "stored", _SizeFreeModel(graph)), None
+        return schedule_order(graph, "stored", _SizeFreeModel(graph)), None, None
     model = MemoryModel(graph)
     prepared = _Prepared(graph, model)
     floor = _peak_floor(graph, model, prepared)
@@ -245,7 +274,7 @@ def best_order(graph):
     for policy in POLICIES:
         order, peak = schedule_order(graph, policy, model, prepared, with_peak=True)
         if best is None or peak < best[1]:
-            best = (order, peak)
+            best = (order, peak, model)
         if best[1] <= floor:  # no policy can do better, and the first wins a tie
             break
     return best
@@ -269,7 +298,7 @@ class _SizeFreeModel(MemoryModel):
 
 
 def schedule_nodes(graph):
-    order, _ = best_order(graph)
+    order, _, model = _best_order(graph)
     if len(order) == len(graph.nodes) and all(a is b for a, b in zip(order, graph.nodes)):
         return graph  # already in schedule order: nothing to copy (passes never mutate a graph)
     out = new_graph_like(graph)
@@ -280,5 +309,7 @@ def schedule_nodes(graph):
     for node in order:
         copy_node(out, node, node_types(graph, node))
     out.outputs = list(graph.outputs)
+    if model is not None:
+        model.attach(out)  # the same values and views: assign_buffers need not build it again
     return out
 
