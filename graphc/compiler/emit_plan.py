@@ -53,8 +53,12 @@ def emit_plan(graph, buffers, target="cpu"):
     index = {name: k for k, name in enumerate(buffers.buffers)}
     add_value = plan.values.add
     storage_enum = {s: pb.Storage.Value(s) for s in pb.Storage.keys()}
+    dtype_code = {}
     for name, buf in buffers.buffers.items():
-        add_value(name=name, dtype=dtype_to_proto(buf.dtype), dims=buf.dims, storage=storage_enum[buf.storage],
+        code = dtype_code.get(buf.dtype)
+        if code is None:
+            code = dtype_code[buf.dtype] = dtype_to_proto(buf.dtype)
+        add_value(name=name, dtype=code, dims=buf.dims, storage=storage_enum[buf.storage],
                   offset=buf.offset, nbytes=buf.nbytes, index=buf.index, kind=buf.kind,
                   alias_of=index[buf.alias_of] if buf.alias_of else 0)
 
