@@ -137,12 +137,17 @@ def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=
     left = dict(prep.left)  # counts down as readers run
     lazy = recompute if policy.startswith("memory") else [False] * n
 
+    nbytes = model.nbytes
+
     def key(i):
         if not step[i]:
             return (0, 0, anchor[i], 0, i)
         if policy == "stored":
             return (1, 0, anchor[i], 0 if recompute[i] else 1, i)
-        free = sum(model.nbytes[r] for r in reads[i] if left[r] == 1 and r not in fetched)
+        free = 0
+        for r in reads[i]:
+            if left[r] == 1 and r not in fetched:
+                free += nbytes[r]
         new = alloc[i]
         # A weight gradient read only by optimizer updates that wait on nothing else is freed
         # by them right away: count it as transient, or the greedy order would postpone every
@@ -157,7 +162,6 @@ def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=
     # scheduling: placeholders are live from step 0, a step's new outputs from its step, a
     # value dies after its last reading step (fetched ones never); an unread value lives for
     # its own step only.
-    nbytes = model.nbytes
     live = sum(nbytes[ph] for ph in prep.placeholders)
     peak = [live, live]  # [peak, live bytes now]
     dying = [ph for ph in prep.placeholders if not prep.left.get(ph) and ph not in fetched]
