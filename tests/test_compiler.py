@@ -806,3 +806,84 @@ def test_best_order_skips_only_policies_that_could_not_win(case):
     first_best = min(range(len(every)), key=lambda k: (every[k][1], k))
     order, peak = best_order(graph)
     assert ([n.name for n in order], peak) == every[first_best]
+
+
+@pytest.mark.parametrize("case", ["mlp", "chain-inference", "chain-training", "recompute"])
+def test_schedule_order_counts_the_peak_that_peak_live_bytes_measures(case):
+    from graphc.compiler._memory import MemoryModel, peak_live_bytes
+    from graphc.compiler.recompute import rewrite_with_recompute, stash_values
+    from graphc.compiler.schedule_nodes import POLICIES, schedule_order
+
+    if case == "mlp":
+        g, out = mlp()
+        graph = lower_graph(g, shapes={"x": (2, 4)}, fetches=[out])
+    else:
+        graph = lower_graph(_chain_training_graph(30), train=False if case == "chain-inference" else None)
+        if case == "recompute":
+            graph = rewrite_with_recompute(graph, stash_values(graph)[::3])
+    model = MemoryModel(graph)
+    for policy in POLICIES:
+        order, peak = schedule_order(graph, policy, model, with_peak=True)
+        assert order == schedule_order(graph, policy, model)
+        assert peak == peak_live_bytes(graph, model, order) > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(_blocks)
+def test_time_order_fast_packer_matches_the_reference(blocks):
+    from graphc.compiler.plan_memory import _order, _pack, _pack_by_time
+
+    order = _order(blocks, "time")
+    assert _pack_by_time(blocks, order) == _reference_pack(blocks, order) == _pack(blocks, order)
+
+
+def test_plan_memory_packs_only_the_time_order_above_the_exhaustive_limit(monkeypatch):
+    from graphc.compiler import plan_memory as pm
+
+    # every block live with the next two: "size" and "time" orders give different layouts
+    blocks = [(f"v{k}", 64 * (1 + k % 5), k, k + 2) for k in range(40)]
+    small = pm.plan_memory(blocks)
+    monkeypatch.setattr(pm, "EXHAUSTIVE_LIMIT", len(blocks) - 1)
+    offsets, total, how = pm.plan_memory(blocks)
+    ref_offsets, ref_total = _reference_pack(blocks, pm._order(blocks, "time"))
+    assert how == "time" and total == ref_total >= pm.lower_bound(blocks)
+    assert offsets == {b[0]: off for b, off in zip(blocks, ref_offsets)}
+    assert total >= small[1]
+
+
+def test_topological_order_keeps_a_topological_stored_order_and_sorts_any_other():
+    g = Graph()
+    with g:
+        x = gc.placeholder("x", (2,))
+        a = gc.relu(x, name="a")
+        gc.neg(a, name="b")
+        gc.exp(x, name="c")
+    assert [n.name for n in g.topological_order()] == ["a", "b", "c"]
+    shuffled = Graph()
+    shuffled.add_placeholder("x", (2,))
+    for name in ("b", "c", "a"):  # b reads a, stored after it
+        node = g.node(name)
+        shuffled.insert_node(node, [(g.tensor(name).dtype, g.tensor(name).shape)])
+    assert [n.name for n in shuffled.topological_order()] == ["c", "a", "b"]
+
+
+def test_compile_leaves_the_model_nodes_unchanged_and_no_op_passes_return_their_input():
+    # Stages share Node objects (graphc.compiler._rebuild), so no pass may change one.
+    g = _chain_training_graph(30)
+    before = [(n.name, n.op, list(n.inputs), list(n.outputs), dict(n.attrs), n.role) for n in g.nodes]
+    stages = {}
+    compile(g, on_pass=lambda name, graph: stages.__setitem__(name, graph))
+    compile(g, train=False)
+    assert [(n.name, n.op, list(n.inputs), list(n.outputs), dict(n.attrs), n.role) for n in g.nodes] == before
+    # pruning a pruned graph drops nothing: the graph comes through as it was
+    assert prune_graph(stages["prune_graph"]) is stages["prune_graph"]
+    # a chain has one topological order: scheduling keeps it and copies nothing
+    chain = infer_shapes(bind_shapes(validate_graph(_unary_chain()), {"x": (2,)}))
+    assert schedule_nodes(chain) is chain
+
+
+def _unary_chain():
+    g = Graph()
+    with g:
+        gc.neg(gc.relu(gc.placeholder("x", (None,))), name="out")
+    return g

@@ -24,11 +24,17 @@ from graphc.errors import CompileError, where
 ARENA, PERSISTENT, CONSTANT, VIEW = "ARENA", "PERSISTENT", "CONSTANT", "VIEW"
 
 
+_ITEMSIZE = {}  # dtype → bytes per element (dtypes.itemsize builds a numpy dtype per call)
+
+
 def value_nbytes(dtype, dims):
     numel = 1
     for d in dims:
         numel *= int(d)
-    return numel * dtypes.itemsize(dtype)
+    size = _ITEMSIZE.get(dtype)
+    if size is None:
+        size = _ITEMSIZE[dtype] = dtypes.itemsize(dtype)
+    return numel * size
 
 
 def emits_step(node):
@@ -73,6 +79,12 @@ class MemoryModel:
         t = graph.tensor(name)
         return value_nbytes(t.dtype, t.shape)
 
+    def attach(self, graph):
+        """Remember this model as ``graph``'s (a graph with the same values, nodes and views,
+        in any topological order: what schedule_nodes returns), for :func:`model_of`."""
+        graph._memory_model = (self, _size_key(graph))
+        return graph
+
     def _add(self, name, graph, storage):
         self.nbytes[name] = self._size(name, graph)
         self.root[name] = name
@@ -86,6 +98,19 @@ class MemoryModel:
             if self.storage[r] == ARENA and r not in seen:
                 seen.append(r)
         return seen
+
+
+def _size_key(graph):
+    return len(graph.nodes), len(graph.inputs), len(graph.variables)
+
+
+def model_of(graph, order=None):
+    """``graph``'s MemoryModel: the one attached by :meth:`MemoryModel.attach` while the graph
+    still has as many nodes, placeholders and variables as then (nothing was added), else a new one."""
+    cached = getattr(graph, "_memory_model", None)
+    if cached is not None and cached[1] == _size_key(graph):
+        return cached[0]
+    return MemoryModel(graph, order)
 
 
 def inplace_control_deps(graph, model=None):

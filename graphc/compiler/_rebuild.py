@@ -1,10 +1,15 @@
 """Helpers shared by passes: build a new Graph from parts of an old one.
 
 Passes never mutate their input; they build a fresh Graph with these helpers, so a
-caller can keep the graph of every stage (for tests and ``graphc viz``).
+caller can keep the graph of every stage (for tests and ``graphc viz``).  Node objects
+are never changed once in a graph (a pass that changes a node builds a new one), so the
+graphs of consecutive stages share the Node objects they have in common: copying a node
+into a new graph gives it new Tensor handles only (a pass that does nothing may even
+return its input graph).  Sharing saves a copy of every node's inputs, outputs and attrs
+per pass (tools/bench_compile.py).
 """
 
-from graphc.graph import Graph, Node
+from graphc.graph import Graph
 
 
 def new_graph_like(graph):
@@ -24,15 +29,19 @@ def copy_variable(dst, var):
 
 
 def copy_node(dst, node, out_types):
-    """Insert a copy of ``node`` (fresh Node object, same attrs) with the given output types."""
-    clone = Node(node.name, node.op, node.inputs, node.outputs, node.attrs, node.role, node.provenance, node.scope)
-    dst.insert_node(clone, out_types)
-    return clone
+    """Insert ``node`` into ``dst`` with the given output types (the Node object is shared, see
+    the module doc; the Tensor handles are ``dst``'s own)."""
+    dst.insert_node(node, out_types)
+    return node
 
 
 def node_types(graph, node):
     """The (dtype, shape) of each output of ``node`` in ``graph``."""
-    return [(graph.tensor(o).dtype, graph.tensor(o).shape) for o in node.outputs]
+    types = []
+    for o in node.outputs:
+        t = graph.tensor(o)
+        types.append((t.dtype, t.shape))
+    return types
 
 
 def set_outputs_kept(dst, names):

@@ -37,9 +37,9 @@ from graphc.compiler._memory import (
     CONSTANT,
     PERSISTENT,
     VIEW,
-    MemoryModel,
     emits_step,
     fetched_roots,
+    model_of,
     value_nbytes,
 )
 from graphc.compiler.plan_memory import ALIGNMENT, align, plan_memory
@@ -86,7 +86,7 @@ def _workspace_requests(node, graph):
 
 def assign_buffers(graph):
     result = BufferAssignment()
-    model = MemoryModel(graph, graph.nodes)
+    model = model_of(graph, graph.nodes)
     steps = [node for node in graph.nodes if emits_step(node)]
     last = max(len(steps) - 1, 0)
     fetched = fetched_roots(graph, model)
@@ -133,8 +133,12 @@ def assign_buffers(graph):
         members.setdefault(group[name], []).append(name)
     blocks = []
     for head, names in members.items():
-        blocks.append((head, max(info[n][2] for n in names), min(info[n][4] for n in names),
-                       max(info[n][5] for n in names)))
+        if len(names) == 1:
+            _, _, nbytes, _, start, end = info[head]
+            blocks.append((head, nbytes, start, end))
+        else:
+            blocks.append((head, max(info[n][2] for n in names), min(info[n][4] for n in names),
+                           max(info[n][5] for n in names)))
     offsets, arena_bytes, how = plan_memory(blocks)
     result.arena_bytes = arena_bytes
     result.packing = how
@@ -181,5 +185,5 @@ def assign_buffers(graph):
             buffers[w] = Buffer(**{**buffers[w].__dict__, "step": node.name})
     # Sort frees in plan value order for determinism.
     position = {name: k for k, name in enumerate(buffers)}
-    result.frees = [sorted(f, key=position.__getitem__) for f in result.frees]
+    result.frees = [sorted(f, key=position.__getitem__) if len(f) > 1 else f for f in result.frees]
     return result

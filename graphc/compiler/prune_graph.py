@@ -74,6 +74,10 @@ def prune_graph(graph, fetches=None):
             needed_nodes.add(node.name)
             stack.extend(node.inputs)
             needed_values.update(node.outputs)
+    if (len(needed_nodes) == len(graph.nodes) and names == list(graph.outputs)
+            and all(ph.name in needed_values for ph in graph.inputs)
+            and all(var.name in needed_values for var in graph.variables)):
+        return graph  # nothing to prune: the input graph is the result (passes never mutate a graph)
     out = new_graph_like(graph)
     for ph in graph.inputs:
         if ph.name in needed_values:

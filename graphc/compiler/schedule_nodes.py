@@ -34,10 +34,8 @@ from graphc import registry
 from graphc.compiler._memory import (
     ARENA,
     MemoryModel,
-    emits_step,
     fetched_roots,
     inplace_control_deps,
-    peak_live_bytes,
 )
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
 from graphc.errors import CompileError
@@ -56,22 +54,43 @@ class _Prepared:
     def __init__(self, graph, model):
         nodes = graph.nodes
         n = len(nodes)
-        index = {node.name: i for i, node in enumerate(nodes)}
-        producer = {o: i for i, node in enumerate(nodes) for o in node.outputs}
-        control = inplace_control_deps(graph, model)
-        preds = [set() for _ in range(n)]
+        producer = {}
         for i, node in enumerate(nodes):
-            preds[i].update(producer[v] for v in node.inputs if v in producer)
-            preds[i].update(index[name] for name in control.get(node.name, ()))
-        succs = [[] for _ in range(n)]
-        for i in range(n):
-            for p in sorted(preds[i]):
+            for o in node.outputs:
+                producer[o] = i
+        control = inplace_control_deps(graph, model)
+        index = {node.name: i for i, node in enumerate(nodes)} if control else {}
+        fetched = fetched_roots(graph, model)
+        nbytes, storage, root = model.nbytes, model.storage, model.root
+        get_op, producer_of = registry.get_op, producer.get
+        # One sweep builds the per-node tables (a node's successors come out in index order).
+        preds, succs = [], [[] for _ in range(n)]
+        step, reads, alloc, new_roots, inplace = [], [], [], [], []
+        stored_is_topological = True
+        for i, node in enumerate(nodes):
+            ps = {producer_of(v) for v in node.inputs}
+            ps.discard(None)
+            names = control.get(node.name)
+            if names:
+                ps.update(index[name] for name in names)
+            preds.append(ps)
+            for p in ps:
                 succs[p].append(i)
-
-        step = [emits_step(node) for node in nodes]
-        reads = [model.arena_roots_read(node) if step[i] else [] for i, node in enumerate(nodes)]
-        alloc = [sum(model.nbytes[o] for o in node.outputs if model.storage[o] == ARENA and model.root[o] == o)
-                 if step[i] else 0 for i, node in enumerate(nodes)]
+                if p > i:
+                    stored_is_topological = False
+            opdef = get_op(node.op)
+            inplace.append(bool(opdef.inplace))
+            if opdef.constant or opdef.view:
+                step.append(False)
+                reads.append([])
+                alloc.append(0)
+                new_roots.append(())
+            else:
+                step.append(True)
+                reads.append(model.arena_roots_read(node))
+                outs = [o for o in node.outputs if storage[o] == ARENA and root[o] == o]
+                new_roots.append(outs)
+                alloc.append(sum(nbytes[o] for o in outs))
         left, readers = {}, {}
         for i in range(n):
             for r in reads[i]:
@@ -80,26 +99,35 @@ class _Prepared:
         # On-demand nodes: recompute copies, and gradient nodes that read no gradient (such as
         # transposes of activations or weights).  "stored": one takes the place of the earliest
         # stored node that needs it (its anchor); "memory": they wait until nothing else is ready.
-        topo = _topological(n, preds, succs)
+        # (Kahn's lowest-index-first order is the stored order when that is topological.)
+        topo = range(n) if stored_is_topological else _topological(n, preds, succs)
+        is_grad = [node.role == GRADIENT for node in nodes]
         grad_dep = [False] * n
         for i in topo:
-            grad_dep[i] = any(grad_dep[p] or nodes[p].role == GRADIENT for p in preds[i])
-        recompute = [node.role == RECOMPUTE or (node.role == GRADIENT and not grad_dep[i] and succs[i])
+            for p in preds[i]:
+                if grad_dep[p] or is_grad[p]:
+                    grad_dep[i] = True
+                    break
+        recompute = [node.role == RECOMPUTE or (is_grad[i] and not grad_dep[i] and bool(succs[i]))
                      for i, node in enumerate(nodes)]
         anchor = list(range(n))
         for i in reversed(topo):
             if recompute[i]:
                 anchor[i] = min((anchor[j] for j in succs[i]), default=i)
         self.nodes, self.preds, self.succs, self.step, self.reads, self.alloc = nodes, preds, succs, step, reads, alloc
-        self.fetched = fetched_roots(graph, model)
+        self.fetched = fetched
         self.left, self.readers, self.recompute, self.anchor = left, readers, recompute, anchor
-        self.inplace = [bool(registry.get_op(node.op).inplace) for node in nodes]
+        self.inplace = inplace
+        self.placeholders = [ph.name for ph in graph.inputs]
+        # per step: its new arena outputs that no step reads and nobody fetches (dead after it)
+        self.unread_outputs = [[o for o in outs if o not in left and o not in fetched] for outs in new_roots]
 
 
-def schedule_order(graph, policy="memory", model=None, prepared=None):
+def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=False):
     """The nodes of ``graph`` in the order ``policy`` ("stored" or "memory") runs them.
     ``prepared``: the policy-independent part (:class:`_Prepared`), when several policies
-    schedule the same graph."""
+    schedule the same graph.  ``with_peak``: return (order, peak_live_bytes of the order),
+    the peak counted while scheduling."""
     model = model or MemoryModel(graph)
     prep = prepared or _Prepared(graph, model)
     nodes, preds, succs, step, reads, alloc = prep.nodes, prep.preds, prep.succs, prep.step, prep.reads, prep.alloc
@@ -109,12 +137,17 @@ def schedule_order(graph, policy="memory", model=None, prepared=None):
     left = dict(prep.left)  # counts down as readers run
     lazy = recompute if policy.startswith("memory") else [False] * n
 
+    nbytes = model.nbytes
+
     def key(i):
         if not step[i]:
             return (0, 0, anchor[i], 0, i)
         if policy == "stored":
             return (1, 0, anchor[i], 0 if recompute[i] else 1, i)
-        free = sum(model.nbytes[r] for r in reads[i] if left[r] == 1 and r not in fetched)
+        free = 0
+        for r in reads[i]:
+            if left[r] == 1 and r not in fetched:
+                free += nbytes[r]
         new = alloc[i]
         # A weight gradient read only by optimizer updates that wait on nothing else is freed
         # by them right away: count it as transient, or the greedy order would postpone every
@@ -125,6 +158,13 @@ def schedule_order(graph, policy="memory", model=None, prepared=None):
 
     done = [False] * n
     in_heap = [False] * n
+    # The peak of live arena bytes of this order, as peak_live_bytes counts it, kept while
+    # scheduling: placeholders are live from step 0, a step's new outputs from its step, a
+    # value dies after its last reading step (fetched ones never); an unread value lives for
+    # its own step only.
+    live = sum(nbytes[ph] for ph in prep.placeholders)
+    peak = [live, live]  # [peak, live bytes now]
+    dying = [ph for ph in prep.placeholders if not prep.left.get(ph) and ph not in fetched]
     stamp = [0] * n
     heap, ready_lazy = [], set()
     cursor = [0]  # the earliest stored node that is neither done nor lazy (see _demanded)
@@ -146,8 +186,20 @@ def schedule_order(graph, policy="memory", model=None, prepared=None):
         in_heap[i] = False
         ready_lazy.discard(i)
         order.append(nodes[i])
+        if step[i]:
+            now = peak[1] + alloc[i]
+            if now > peak[0]:
+                peak[0] = now
+            for r in dying:
+                now -= nbytes[r]
+            dying.clear()
+            for o in prep.unread_outputs[i]:
+                now -= nbytes[o]
+            peak[1] = now
         for r in reads[i]:
             left[r] -= 1
+            if left[r] == 0 and r not in fetched:
+                peak[1] -= nbytes[r]
             if left[r] == 1 and policy != "stored":
                 for j in readers[r]:
                     if not done[j] and in_heap[j]:
@@ -171,6 +223,8 @@ def schedule_order(graph, policy="memory", model=None, prepared=None):
             stuck = [nodes[i].name for i in range(n) if not done[i]]
             raise CompileError(f"cannot schedule nodes {stuck[:5]}: a cycle through data or in-place "
                                f"(overwrite-after-read) dependencies")
+    if with_peak:
+        return order, peak[0]
     return order
 
 
@@ -209,17 +263,22 @@ def _demanded(nodes, preds, done, lazy, ready_lazy, cursor=None):
 def best_order(graph):
     """The schedule with the lowest peak of live arena bytes among POLICIES, and that peak
     (None when shapes are not all concrete: then the stored order)."""
+    order, peak, _ = _best_order(graph)
+    return order, peak
+
+
+def _best_order(graph):
+    """best_order, and the graph's MemoryModel (None when shapes are not all concrete)."""
     if not _shapes_known(graph):
-        return schedule_order(graph, "stored", _SizeFreeModel(graph)), None
+        return schedule_order(graph, "stored", _SizeFreeModel(graph)), None, None
     model = MemoryModel(graph)
     prepared = _Prepared(graph, model)
     floor = _peak_floor(graph, model, prepared)
     best = None
     for policy in POLICIES:
-        order = schedule_order(graph, policy, model, prepared)
-        peak = peak_live_bytes(graph, model, order)
+        order, peak = schedule_order(graph, policy, model, prepared, with_peak=True)
         if best is None or peak < best[1]:
-            best = (order, peak)
+            best = (order, peak, model)
         if best[1] <= floor:  # no policy can do better, and the first wins a tie
             break
     return best
@@ -243,7 +302,9 @@ class _SizeFreeModel(MemoryModel):
 
 
 def schedule_nodes(graph):
-    order, _ = best_order(graph)
+    order, _, model = _best_order(graph)
+    if len(order) == len(graph.nodes) and all(a is b for a, b in zip(order, graph.nodes)):
+        return graph  # already in schedule order: nothing to copy (passes never mutate a graph)
     out = new_graph_like(graph)
     for ph in graph.inputs:
         copy_placeholder(out, ph)
@@ -252,5 +313,7 @@ def schedule_nodes(graph):
     for node in order:
         copy_node(out, node, node_types(graph, node))
     out.outputs = list(graph.outputs)
+    if model is not None:
+        model.attach(out)  # the same values and views: assign_buffers need not build it again
     return out
 
