@@ -399,9 +399,11 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
         if i not in written:
             start[i] = end[i] = 0          # never written nor read: its bytes at step 0 only
     taken = {}                             # output → the input whose bytes it took over
+    taken_inputs = set()                   # taken's values, for O(1) membership
     for s, o, i in inplace:
-        if end[i] == s and i not in fetched_roots and i not in taken.values() and o not in taken:
+        if end[i] == s and i not in fetched_roots and i not in taken_inputs and o not in taken:
             taken[o] = i
+            taken_inputs.add(i)
 
     born, died = {}, {}
     for i in arena:
@@ -435,7 +437,6 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
         for i in died.get(s, []):
             remove(i)
 
-    taken_inputs = set(taken.values())
     for s, step in enumerate(proto.steps):
         for i in step.frees:
             if i in fetched_roots or end[i] != s or i in taken_inputs:
