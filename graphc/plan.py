@@ -167,7 +167,7 @@ def _check_tensor(t, what):
     return name, dims
 
 
-def validate_plan(proto, what="plan", inplace_ok=None):
+def validate_plan(proto, what="plan", inplace_ok=None, layout=True):
     """Check every claim of a plan; raises ModelFormatError on the first lie.
 
     The same rules as the C++ runtime's validator (runtime/validate.cc, the trust
@@ -281,7 +281,8 @@ def validate_plan(proto, what="plan", inplace_ok=None):
         fed.add(idx)
     for idx in proto.fetches:
         check_index(idx, "fetches")
-    check_memory_layout(proto, what, inplace_ok)
+    if layout:
+        check_memory_layout(proto, what, inplace_ok)
     return proto
 
 
@@ -308,6 +309,8 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
       output written over the exact bytes (offset, size, dtype) of a direct input that
       dies at that step, when ``inplace_ok(op)``;
     - frees: each value in ``steps[s].frees`` is dead after step ``s``.
+
+    Returns the replayed liveness: ``{arena value index: (first step, last step)}``.
     """
     values = proto.values
     nsteps = len(proto.steps)
@@ -443,7 +446,7 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                 why = ("it is fetched" if i in fetched_roots else
                        f"it is live until step {end[i]}" if end[i] != s else "an output took its bytes over")
                 raise ModelFormatError(f"{where(s)} frees {name(i)}, but {why}")
-    return proto
+    return {i: (start[i], end[i]) for i in arena}
 
 
 # -- memory report -------------------------------------------------------------------
