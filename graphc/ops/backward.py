@@ -183,9 +183,14 @@ def relu_grad(g, x, name=None):
 # -- softmax_cross_entropy_grad -----------------------------------------------------------------
 
 def _sce_grad_infer(ctx):
+    logits, labels = ctx.shape(0), ctx.shape(1)
+    if len(logits) < 1 or len(labels) != len(logits) - 1 or any(
+            isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(logits[:-1], labels)):
+        ctx.fail("expects logits of shape (..., C) and labels of their leading shape (...)")
     reduction = ctx.attrs["reduction"]
-    want = () if reduction != "none" else tuple(ctx.shape(1))
-    if len(ctx.shape(2)) != len(want):
+    want = () if reduction != "none" else tuple(labels)
+    g = ctx.shape(2)
+    if len(g) != len(want) or any(isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(g, want)):
         ctx.fail(f"expects an upstream gradient of shape {want}")
     return ctx.dtype(0), ctx.shape(0)
 
