@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from single_op import single_op_graph
 
 import graphc as gc
 from graphc import errors, registry
 from graphc._proto import graphc_pb2 as pb
 from graphc.compiler.attrs import TensorEncoder, encode_attrs
-from graphc.graph import Graph
 from graphc.session import Session, _load_runtime
 
 _runtime = _load_runtime()
@@ -61,18 +61,11 @@ def _compile_example(op, ex):
     and that step's index.  View ops compile to aliases without a step; for them the
     output is moved into the arena and the step added, as a plan that materialises the
     view would have it."""
-    inplace = set(op.inplace.values())
-    g = Graph()
-    with g:
-        ins = [gc.variable(f"in{i}", init=np.asarray(x)) if i in inplace else
-               gc.placeholder(f"in{i}", np.shape(x), np.asarray(x).dtype.name) for i, x in enumerate(ex.inputs)]
-        outs = g.add_node(op.name, ins, ex.attrs)
-    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    g, placeholders, outs, shapes, _ = single_op_graph(op, ex)
     # The inputs are fetched too, so that no output takes over a dying input's bytes: a
     # corrupted dtype would then be refused by the plan validator's in-place rule before
     # any kernel sees it.
-    plan = gc.compile(g, shapes={f"in{i}": np.shape(x) for i, x in enumerate(ex.inputs) if i not in inplace},
-                      fetches=[t.name for t in outs] + [t.name for i, t in enumerate(ins) if i not in inplace])
+    plan = gc.compile(g, shapes=shapes, fetches=[t.name for t in outs + placeholders])
     proto = pb.Plan()
     proto.CopyFrom(plan.proto)
     steps = [i for i, s in enumerate(proto.steps) if s.op == op.name]

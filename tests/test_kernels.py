@@ -4,6 +4,7 @@ Also: threads=1 and threads=2 give identical bits."""
 
 import numpy as np
 import pytest
+from single_op import single_op_graph
 
 import graphc as gc
 from graphc import registry
@@ -14,18 +15,9 @@ OPS = registry.all_ops()
 
 
 def _run_example(op, ex, threads):
-    # Inputs an op updates in place (optimizer updates) must be variables.
-    inplace = set(getattr(op, "inplace", {}).values())
-    g = Graph()
-    with g:
-        ins = [gc.variable(f"in{i}", init=np.asarray(x)) if i in inplace else
-               gc.placeholder(f"in{i}", np.shape(x), np.asarray(x).dtype.name) for i, x in enumerate(ex.inputs)]
-        outs = g.add_node(op.name, ins, ex.attrs)
-    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-    plan = gc.compile(g, shapes={f"in{i}": np.shape(x) for i, x in enumerate(ex.inputs) if i not in inplace},
-                      fetches=[t.name for t in outs])
-    sess = Session(plan, threads=threads)
-    result = sess.run({f"in{i}": np.asarray(x) for i, x in enumerate(ex.inputs) if i not in inplace})
+    g, _, outs, shapes, feeds = single_op_graph(op, ex)
+    plan = gc.compile(g, shapes=shapes, fetches=[t.name for t in outs])
+    result = Session(plan, threads=threads).run(feeds)
     return [result[t.name] for t in outs]
 
 

@@ -1,0 +1,23 @@
+"""One registry op as a graph, for the tests that run every op through the compiler."""
+
+import numpy as np
+
+import graphc as gc
+from graphc.graph import Graph
+
+
+def single_op_graph(op, ex):
+    """(graph, inputs, outputs, shapes, feeds) for one node of ``op`` on example ``ex``:
+    a placeholder per input, except inputs the op updates in place (optimizer updates),
+    which must be variables; ``shapes`` and ``feeds`` cover the placeholders."""
+    inplace = set(op.inplace.values())
+    g = Graph()
+    with g:
+        ins = [gc.variable(f"in{i}", init=np.asarray(x)) if i in inplace else
+               gc.placeholder(f"in{i}", np.shape(x), np.asarray(x).dtype.name) for i, x in enumerate(ex.inputs)]
+        outs = g.add_node(op.name, ins, ex.attrs)
+    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    placeholders = [i for i in range(len(ex.inputs)) if i not in inplace]
+    shapes = {f"in{i}": np.shape(ex.inputs[i]) for i in placeholders}
+    feeds = {f"in{i}": np.asarray(ex.inputs[i]) for i in placeholders}
+    return g, [ins[i] for i in placeholders], outs, shapes, feeds
