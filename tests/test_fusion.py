@@ -23,7 +23,7 @@ BINARY = [op for op in FUSIBLE if op.num_inputs == 2]
 
 
 def _kernels_built():
-    return all("cpu" in registry.get_op(n).kernels for n in ("fused_elementwise", "fused_matmul"))
+    return all("cpu" in registry.get_op(n).kernels for n in ("fused_elementwise", "fused_matmul", "fused_reduce"))
 
 
 needs_kernels = pytest.mark.skipif(not _kernels_built(), reason="the fused ops have no CPU kernel in this build")
@@ -32,7 +32,7 @@ needs_kernels = pytest.mark.skipif(not _kernels_built(), reason="the fused ops h
 @pytest.fixture
 def fusing(monkeypatch):
     """The pass's decisions, independent of which kernels this build has."""
-    for name in ("fused_elementwise", "fused_matmul"):
+    for name in ("fused_elementwise", "fused_matmul", "fused_reduce"):
         monkeypatch.setattr(registry.get_op(name), "kernels", ("cpu",))
 
 
@@ -96,6 +96,7 @@ def test_fuse_false_and_no_kernel_leave_the_graph_alone(fusing, monkeypatch):
     # a target whose runtime has no kernel for the fused ops gets no fused nodes
     monkeypatch.setattr(registry.get_op("fused_elementwise"), "kernels", ())
     monkeypatch.setattr(registry.get_op("fused_matmul"), "kernels", ())
+    monkeypatch.setattr(registry.get_op("fused_reduce"), "kernels", ())
     graph = lower_graph(g, shapes={"x": (4, 5)}, fetches=[y.name])
     assert not any(n.fused for n in graph.nodes)
 
@@ -119,7 +120,25 @@ def test_a_value_read_outside_the_group_ends_it(fusing):
         b = gc.tanh(a)
         s = gc.sum(a)            # a second, unfusible reader of a
     graph = lower_graph(g, fetches=[b.name, s.name])
-    assert not any(n.op == "fused_elementwise" for n in graph.nodes)
+    assert not any(n.op.startswith("fused_") for n in graph.nodes)
+
+
+def test_a_reduction_absorbs_its_prologue(fusing):
+    with gc.Graph() as g:
+        p = gc.placeholder("p", (6, 5))
+        t = gc.placeholder("t", (5,))
+        w = gc.placeholder("w", (4, 3))
+        d = p - t
+        mse = gc.mean(d * d, axis=-1)
+        decay = gc.sum(w * w)
+        inner = gc.sum(gc.exp(p), axis=0)     # a leading axis: not a contiguous run, stays apart
+    graph = lower_graph(g, fetches=[mse.name, decay.name, inner.name])
+    fused = {n.name: n for n in graph.nodes if n.op == "fused_reduce"}
+    assert set(fused) == {mse.producer.name, decay.producer.name}
+    assert fused[mse.producer.name].attrs["program"] == "r0=sub(i0,i1);r1=mul(r0,r0)"
+    assert fused[mse.producer.name].attrs["reduce"] == "mean"
+    assert [m.op for m in fused[decay.producer.name].fused] == ["mul", "sum"]
+    assert inner.producer.op == "sum" and graph.tensor(inner.name).producer.op == "sum"
 
 
 def test_an_intermediate_smaller_than_the_output_stays_a_step(fusing):
@@ -290,6 +309,25 @@ def test_training_plans_agree_for_twenty_steps(act):
     a, b = _losses(fused), _losses(unfused)
     np.testing.assert_array_equal(a, b)
     assert a[-1] < a[0]
+
+
+@needs_kernels
+@pytest.mark.parametrize("threads", [1, 2])
+def test_reductions_with_prologues_agree(threads):
+    rng = np.random.default_rng(3)
+    for dtype, shape in itertools.product(["float32", "float64"], [(6, 5), (3, 9000), (1, 1), (0, 4), (4, 0)]):
+        with gc.Graph() as g:
+            p = gc.placeholder("p", shape, dtype)
+            t = gc.placeholder("t", shape[-1:], dtype)
+            d = p - t
+            outs = [gc.mean(d * d, axis=-1), gc.sum(gc.exp(p) * t)]
+            if 0 not in shape:
+                outs.append(gc.max(gc.tanh(d), axis=1, keepdims=True))
+        feeds = {"p": _feed_for(rng, shape, dtype, True), "t": _feed_for(rng, shape[-1:], dtype, False)}
+        fused, unfused, plan = _run_both(g, {k: v.shape for k, v in feeds.items()}, feeds, [o.name for o in outs],
+                                         threads=threads)
+        assert sum(s.op == "fused_reduce" for s in plan.proto.steps) == len(outs)
+        _assert_same(fused, unfused)
 
 
 @needs_kernels

@@ -9,7 +9,11 @@ Guarantees: a new Graph computing the same values in which
   only inside the group becomes one ``fused_elementwise`` node (two members or more);
 * a ``matmul`` whose product is read only by such a group (even a one-member group: a bias
   add, an activation) joins it as a ``fused_matmul`` node: the epilogue runs on each block
-  of the product while it is in cache.
+  of the product while it is in cache;
+* otherwise, a group whose output is read only by one ``sum``, ``mean`` or ``max`` over
+  trailing axes (a weight-decay ``sum(w * w)``, a squared error's ``mean((p - t)²)``) joins
+  that reduction as a ``fused_reduce`` node: the prologue's values are reduced as they are
+  made and never reach memory.
 
 A group has one output, its last member's, which keeps its name: consumers, fetches and the
 training loss need no renaming.  The fused node takes the last member's name, role, scope
@@ -29,7 +33,7 @@ output leaves it, so joining it cannot create a cycle.
 from graphc import dtypes, registry
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
 from graphc.graph import Node
-from graphc.ops.fused import Instr, format_program
+from graphc.ops.fused import REDUCTIONS, Instr, format_program, reduced_axes_are_trailing
 
 
 class FusedMember:
@@ -78,7 +82,7 @@ def _topological(graph):
 
 
 class _Group:
-    __slots__ = ("root", "members", "shape", "dtype", "matmul")
+    __slots__ = ("root", "members", "shape", "dtype", "matmul", "reduce")
 
     def __init__(self, root, shape, dtype):
         self.root = root
@@ -86,6 +90,7 @@ class _Group:
         self.shape = shape
         self.dtype = dtype
         self.matmul = None
+        self.reduce = None
 
 
 def _fusible(graph, node):
@@ -102,9 +107,9 @@ def _is_matmul(graph, node):
     return node.op == "matmul" and graph.tensor(node.outputs[0]).dtype in dtypes.FLOATS
 
 
-def find_groups(graph, allow_matmul=True):
-    """The groups the pass fuses, each a (members in program order, matmul node or None) pair;
-    groups of one member without a matmul are left out (nothing to fuse)."""
+def find_groups(graph, allow_matmul=True, allow_reduce=True):
+    """The groups the pass fuses, each a (members in program order, matmul node or None, reduce
+    node or None) triple; groups of one member with neither are left out (nothing to fuse)."""
     order = _topological(graph)
     consumers = graph.consumers()
     protected = set(graph.outputs)
@@ -146,11 +151,22 @@ def find_groups(graph, allow_matmul=True):
                         break
                 if group.matmul is not None:
                     break
+    if allow_reduce:
+        for group in groups:
+            out_name = group.root.outputs[0]
+            readers = consumers.get(out_name, ())
+            if group.matmul is not None or out_name in protected or len(readers) != 1:
+                continue
+            red = readers[0]
+            if red.op not in REDUCTIONS or graph.tensor(red.outputs[0]).dtype != group.dtype:
+                continue
+            if reduced_axes_are_trailing(group.shape, red.attrs.get("axes")):
+                group.reduce = red
     out = []
     for group in groups:
         members = list(reversed(group.members))
-        if len(members) >= 2 or group.matmul is not None:
-            out.append((members, group.matmul))
+        if len(members) >= 2 or group.matmul is not None or group.reduce is not None:
+            out.append((members, group.matmul, group.reduce))
     return out
 
 
@@ -184,23 +200,32 @@ def fuse(graph, target="cpu", enabled=True):
         return graph
     fe = target in registry.get_op("fused_elementwise").kernels
     fm = target in registry.get_op("fused_matmul").kernels
-    if not (fe or fm):
+    fr = target in registry.get_op("fused_reduce").kernels
+    if not (fe or fm or fr):
         return graph
-    groups = [(members, mm) for members, mm in find_groups(graph, allow_matmul=fm) if mm is not None or fe]
+    groups = []
+    for members, mm, red in find_groups(graph, allow_matmul=fm, allow_reduce=fr):
+        if mm is None and red is None and not fe:
+            continue
+        groups.append((members, mm, red))
     if not groups:
         return graph
-    fused_at = {}      # root name -> the fused Node
+    fused_at = {}      # name of the node whose place the fused node takes -> the fused Node
     absorbed = set()   # names of nodes replaced by a fused node
-    for members, mm in groups:
-        root = members[-1]
+    for members, mm, red in groups:
         inputs, program = build_program(members, mm)
-        parts = ([mm] if mm is not None else []) + members
+        parts = ([mm] if mm is not None else []) + members + ([red] if red is not None else [])
+        root = parts[-1]
         attrs = {"program": program}
         op = "fused_elementwise"
         if mm is not None:
             op = "fused_matmul"
             attrs = {"transpose_a": mm.attrs.get("transpose_a", False),
                      "transpose_b": mm.attrs.get("transpose_b", False), "program": program}
+        elif red is not None:
+            op = "fused_reduce"
+            attrs = {"program": program, "reduce": red.op, "axes": red.attrs.get("axes"),
+                     "keepdims": red.attrs.get("keepdims", False)}
         node = Node(root.name, op, inputs, root.outputs, attrs, root.role, root.provenance, root.scope)
         node.fused = tuple(FusedMember(p.name, p.op, p.role, p.provenance) for p in parts)
         fused_at[root.name] = node
