@@ -246,11 +246,21 @@ class Session:
 
     def _out_arrays(self, out):
         """One array per fetch for run(out=...): the caller's where given, new ones elsewhere."""
-        if not isinstance(out, Mapping):
+        if type(out) is not dict and not isinstance(out, Mapping):
             raise errors.FeedError(f"out must be a dict mapping fetch names (or Tensors) to arrays, got "
                                    f"{type(out).__name__}")
         outs = [None] * len(self._fetches)
+        specs, index = self._fetch_specs, self._fetch_index
         for key, arr in out.items():
+            # Fast path: a known str key and a writable C-contiguous ndarray of the exact spec.
+            k = index.get(key) if type(key) is str else None
+            if k is not None and outs[k] is None and type(arr) is np.ndarray:
+                spec = specs[k]
+                if arr.dtype == spec[1] and arr.shape == spec[0]:
+                    flags = arr.flags
+                    if flags.c_contiguous and flags.writeable:
+                        outs[k] = arr
+                        continue
             k = self._fetch_pos(key, "out")
             if outs[k] is not None:
                 raise errors.FeedError(f"out names fetch {errors.quote(self._fetch_names[k])} twice")
