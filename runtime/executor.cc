@@ -160,7 +160,7 @@ std::string Executor::fetch_refusal(size_t k) const {
 }
 
 std::unique_ptr<Binding> Executor::bind(const std::vector<const void*>& feeds,
-                                        const std::vector<void*>& fetches) const {
+                                        const std::vector<void*>& fetches) {
   check_feed_count(feeds.size());
   if (!fetches.empty() && fetches.size() != plan_.fetches.size()) {
     throw std::invalid_argument("expected " + std::to_string(plan_.fetches.size()) + " fetch pointers, got " +
@@ -242,7 +242,10 @@ std::unique_ptr<Binding> Executor::bind(const std::vector<const void*>& feeds,
     if (hit) touched.push_back(s);
   }
   b->own_.reserve(touched.size());  // no reallocation: kernels_ below points into it
-  for (size_t s : touched) b->own_.push_back(make_kernel(s, b->value_ptrs_));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t s : touched) b->own_.push_back(make_kernel(s, b->value_ptrs_));
+  }
   b->kernels_ = kernel_ptrs_;
   for (size_t t = 0; t < touched.size(); ++t) b->kernels_[touched[t]] = &b->own_[t];
   return b;

@@ -83,8 +83,8 @@ class Executor {
   // non-null pointer must be aligned to its dtype's size, point to the value's nbytes,
   // and be allowed by feed_refusal/fetch_refusal; no two fetch pointers may be equal.
   // std::invalid_argument otherwise (naming the value), or naming the step whose
-  // kernel refused the new pointers.
-  std::unique_ptr<Binding> bind(const std::vector<const void*>& feeds, const std::vector<void*>& fetches) const;
+  // kernel refused the new pointers.  Serialised with runs (the factories run under the lock).
+  std::unique_ptr<Binding> bind(const std::vector<const void*>& feeds, const std::vector<void*>& fetches);
 
   // run() under `binding`: `feeds[k]` is copied in when not null (it must be null only
   // for feeds the binding redirected, or of no bytes); `fetches[k]` (when `fetches` is
