@@ -11,7 +11,9 @@ Example::
     out = sess.run({"x": np.ones((2, 3), np.float32)})   # {y.name: array}
 
 The whole plan runs in one C++ call with the GIL released.  Results are copies, so
-they stay valid after the next run.
+they stay valid after the next run.  To avoid the copies, ``run(feeds, out={...})``
+writes results into your arrays, and an :class:`IOBinding` (``sess.io_binding()``) lets
+the kernels read and write your arrays in place (docs/feeds.md).
 
 A Session may be shared by threads: ``run``, ``profile``, ``get_variable``,
 ``set_variable`` and the checkpoint methods are serialised, and each ``run`` returns
