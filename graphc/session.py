@@ -479,6 +479,7 @@ class IOBinding:
         self._lock = threading.RLock()
         self._plan_ok_in = None
         self._plan_ok_out = None
+        self._last = None    # the last run's {fetch name: array}
 
     # -- binding --------------------------------------------------------------------------
 
@@ -498,6 +499,8 @@ class IOBinding:
                                    f"in place")
         feeds_mod.check_feed(pname, array, dtype, shape)   # dtype, shape: FeedError as in run()
         self._change(self._inputs, pos, (array, _copy_flag(copy)))
+
+    bind_cpu_input = bind_input   # ONNX Runtime's name; graphc binds host arrays only
 
     def bind_output(self, name, array=None, copy=None):
         """Bind fetch ``name`` (or its Tensor) to ``array``, a writable numpy array of
@@ -533,7 +536,32 @@ class IOBinding:
         with self._lock:
             self._inputs, self._outputs = {}, {}
             self._decide()
+            self._rt = self._last = None
+
+    def clear_binding_inputs(self):
+        """Forget every input binding (ONNX Runtime's name)."""
+        with self._lock:
+            self._inputs = {}
+            self._decide()
             self._rt = None
+
+    def clear_binding_outputs(self):
+        """Forget every output binding (ONNX Runtime's name)."""
+        with self._lock:
+            self._outputs = {}
+            self._decide()
+            self._rt = self._last = None
+
+    def get_outputs(self):
+        """The last run's results as a list in the plan's fetch order (bound fetches: the
+        bound arrays themselves); [] before the first run."""
+        last = self._last
+        return [] if last is None else [last[name] for name in self._sess._fetch_names]
+
+    def copy_outputs_to_cpu(self):
+        """Copies of :meth:`get_outputs` (ONNX Runtime's name): they keep their values
+        when the next run overwrites the bound arrays."""
+        return [np.array(a, copy=True) for a in self.get_outputs()]
 
     @property
     def zero_copy(self):
@@ -676,7 +704,8 @@ class IOBinding:
                 results[k] = arr
             if not self._copy_outs:
                 sess._run_bound(self._rt, feeds, None)
-                return dict(zip(self._result_names, results))
+                self._last = out = dict(zip(self._result_names, results))
+                return out
             outs = [None] * len(results)
             strided = []
             for k in self._copy_outs:
@@ -693,7 +722,8 @@ class IOBinding:
             sess._run_bound(self._rt, feeds, outs)
             for k in strided:
                 results[k][...] = outs[k]
-            return dict(zip(self._result_names, results))
+            self._last = out = dict(zip(self._result_names, results))
+            return out
 
 
 def _copy_flag(copy):

@@ -493,3 +493,26 @@ def test_arrays_aligned_only_to_their_dtype_are_bound_in_place():
     b.run()
     for name, arr in outs.items():
         np.testing.assert_array_equal(arr, want[name], err_msg=name)
+
+
+def test_onnx_runtime_names(chain):
+    """bind_cpu_input, get_outputs, copy_outputs_to_cpu, clear_binding_inputs/outputs."""
+    x = _x(15)
+    b = chain.io_binding()
+    assert b.get_outputs() == []
+    b.bind_cpu_input("x", x)
+    y = b.bind_output("y")
+    b.run()
+    (got,) = b.get_outputs()
+    assert got is y
+    (copied,) = b.copy_outputs_to_cpu()
+    assert copied is not y and np.array_equal(copied, y)
+    x += 1
+    b.run()
+    assert not np.array_equal(copied, y)          # the copy kept the first run's values
+    b.clear_binding_outputs()
+    assert b.zero_copy == {"x": True} and b.get_outputs() == []
+    b.clear_binding_inputs()
+    assert b.zero_copy == {}
+    with pytest.raises(errors.FeedError, match="missing feed"):
+        b.run()
