@@ -231,7 +231,7 @@ cdef class _Buffers:
             raise ValueError(f"{what} {k}: more buffers than reserved")
         try:
             PyObject_GetBuffer(obj, &buf, flags)
-        except BufferError as e:
+        except (BufferError, ValueError) as e:  # numpy: ValueError for a strided array
             raise ValueError(f"{what} {k}: {e}") from None
         except TypeError as e:
             raise ValueError(f"{what} {k}: not a buffer ({e})") from None
