@@ -185,7 +185,9 @@ std::unique_ptr<Binding> Executor::bind(const std::vector<const void*>& feeds,
     if (feeds[k] == nullptr) continue;
     const int32_t idx = plan_.feeds[k];
     std::string why = feed_refusal(k);
-    if (!why.empty()) throw std::invalid_argument("feed '" + shorten(plan_.values[idx].name) + "' cannot be bound: " + why);
+    if (!why.empty()) {
+      throw std::invalid_argument("feed '" + shorten(plan_.values[idx].name) + "' cannot be bound: " + why);
+    }
     check_ptr(feeds[k], idx, "feed");
     // The kernels only read a feed (validate_plan), so the caller's read-only memory is safe.
     b->value_ptrs_[idx] = const_cast<void*>(feeds[k]);
@@ -209,13 +211,15 @@ std::unique_ptr<Binding> Executor::bind(const std::vector<const void*>& feeds,
     };
     for (size_t j = 0; j < fetches.size(); ++j) {
       if (j != k && fetches[j] != nullptr && overlaps(fetches[j], plan_.fetches[j])) {
-        throw std::invalid_argument("fetch '" + shorten(plan_.values[idx].name) + "' is bound to memory that overlaps fetch '" +
+        throw std::invalid_argument("fetch '" + shorten(plan_.values[idx].name) +
+                                    "' is bound to memory that overlaps fetch '" +
                                     shorten(plan_.values[plan_.fetches[j]].name) + "'");
       }
     }
     for (size_t j = 0; j < feeds.size(); ++j) {
       if (feeds[j] != nullptr && overlaps(feeds[j], plan_.feeds[j])) {
-        throw std::invalid_argument("fetch '" + shorten(plan_.values[idx].name) + "' is bound to memory that overlaps feed '" +
+        throw std::invalid_argument("fetch '" + shorten(plan_.values[idx].name) +
+                                    "' is bound to memory that overlaps feed '" +
                                     shorten(plan_.values[plan_.feeds[j]].name) + "'");
       }
     }
