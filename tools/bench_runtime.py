@@ -15,6 +15,7 @@ graphc is timed through the public ``Session.run`` (feed checks and result copie
 
 Run:  PYTHONPATH=. python tools/bench_runtime.py [--threads N] [--repeat R] [--quick]
 """
+import inspect
 import os
 import sys
 
@@ -74,7 +75,10 @@ def run_overhead_rows(gc, np, threads, repeat, min_time):
     with gc.Graph() as g:
         x = gc.placeholder("x", (4,))
         y = gc.exp(gc.neg(gc.relu(x)), name="y")
-    plan = gc.compile(g, shapes={"x": (4,)}, fetches=[y.name], train=False)
+    # Three steps on purpose: a fusion pass would make the chain one step.
+    no_fuse = {"fuse": False} if "fuse" in inspect.signature(gc.compile).parameters else {}
+    plan = gc.compile(g, shapes={"x": (4,)}, fetches=[y.name], train=False, **no_fuse)
+    assert len(plan.proto.steps) == 3, [s.op for s in plan.proto.steps]
     sess = gc.Session(plan, threads=threads)
     X = np.linspace(-1, 1, 4, dtype=np.float32)
     Y = np.empty(4, np.float32)
