@@ -369,37 +369,40 @@ def test_poison_leaves_bound_inputs_intact():
         np.testing.assert_array_equal(ya, Session(plan, threads=1).run({"x": keep})[y.name])
 
 
-def test_plain_and_bound_runs_from_two_threads_stay_correct():
+def test_plain_and_bound_runs_from_several_threads_stay_correct():
+    """One session, three threads: plain runs, and runs under two bindings with arrays of
+    their own; a run under one binding never sees another's arrays."""
     plan, _ = _chain_plan(rows=256)
     sess = Session(plan, threads=1)
     xs = [_x(20 + k, (256, 3)) for k in range(4)]
     want = [sess.run({"x": x})["y"] for x in xs]
-    b = sess.io_binding()
-    xb = np.zeros((256, 3), np.float32)
-    b.bind_input("x", xb)
-    yb = b.bind_output("y")
     failures = []
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(3)
 
     def plain():
         barrier.wait(timeout=30)
-        for r in range(200):
+        for r in range(150):
             k = r % 4
             if not np.array_equal(sess.run({"x": xs[k]})["y"], want[k]):
                 failures.append(f"plain run {r}")
                 return
 
-    def bound():
+    def bound(shift):
+        b = sess.io_binding()
+        xb = np.zeros((256, 3), np.float32)
+        b.bind_input("x", xb)
+        yb = b.bind_output("y")
         barrier.wait(timeout=30)
-        for r in range(200):
-            k = (r + 1) % 4
+        for r in range(150):
+            k = (r + shift) % 4
             xb[...] = xs[k]
             b.run()
             if not np.array_equal(yb, want[k]):
-                failures.append(f"bound run {r}")
+                failures.append(f"bound run {r} (binding {shift})")
                 return
 
-    threads = [threading.Thread(target=plain), threading.Thread(target=bound)]
+    threads = [threading.Thread(target=plain), threading.Thread(target=bound, args=(1,)),
+               threading.Thread(target=bound, args=(2,))]
     for t in threads:
         t.start()
     for t in threads:
