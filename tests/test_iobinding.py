@@ -346,8 +346,9 @@ def test_training_with_bound_feeds_matches_plain_runs_bit_for_bit(poison):
         np.testing.assert_array_equal(plain.get_variable(name), bound.get_variable(name), err_msg=name)
 
 
-def test_poison_leaves_bound_inputs_intact():
-    """The plan frees x after the matmul; poisoning it must not write the caller's array."""
+def test_poison_leaves_bound_inputs_intact(monkeypatch):
+    """GRAPHC_POISON=1: the plan frees x after the matmul; poisoning it must not write the
+    caller's array."""
     with Graph() as g:
         x = gc.placeholder("x", (None, 3))
         w = gc.variable("w", (3, 5), init=gc.init.xavier_uniform(seed=0))
@@ -355,7 +356,8 @@ def test_poison_leaves_bound_inputs_intact():
     plan = gc.compile(g, shapes={"x": (4, 3)}, train=False)
     x_index = plan.proto.feeds[0]
     assert any(x_index in s.frees for s in plan.proto.steps), "x is never freed: the test proves nothing"
-    sess = Session(plan, threads=1, poison=True)
+    monkeypatch.setenv("GRAPHC_POISON", "1")
+    sess = Session(plan, threads=1)
     assert sess.poison
     xa = _x(13)
     keep = xa.copy()
@@ -366,7 +368,7 @@ def test_poison_leaves_bound_inputs_intact():
     for _ in range(2):
         b.run()
         np.testing.assert_array_equal(xa, keep)
-        np.testing.assert_array_equal(ya, Session(plan, threads=1).run({"x": keep})[y.name])
+        np.testing.assert_array_equal(ya, Session(plan, threads=1, poison=False).run({"x": keep})[y.name])
 
 
 def test_plain_and_bound_runs_from_several_threads_stay_correct():
