@@ -266,21 +266,28 @@ cdef class Binding:
         del self.ptr  # before the pins are released and the executor can go
         self.ptr = NULL
 
+    cdef _check(self):
+        if self.ptr == NULL:
+            raise ValueError("this Binding was not made by Executor.bind")
+
     @property
     def feed_in_place(self):
         """Per feed (plan order): whether its kernels read the bound array in place."""
+        self._check()
         cdef const vector[char]* v = &self.ptr.feed_in_place()
         return [bool(v[0][i]) for i in range(v.size())]
 
     @property
     def fetch_in_place(self):
         """Per fetch (plan order): whether its producer writes the bound array in place."""
+        self._check()
         cdef const vector[char]* v = &self.ptr.fetch_in_place()
         return [bool(v[0][i]) for i in range(v.size())]
 
     @property
     def prepared_steps(self):
         """How many steps were prepared again for this binding."""
+        self._check()
         return self.ptr.prepared_steps()
 
 

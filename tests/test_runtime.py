@@ -443,3 +443,7 @@ def test_executor_checks_every_buffer_it_is_given():
     np.testing.assert_array_equal(y, x + np.array([1, 2, 3], np.float32))
     with pytest.raises(ValueError, match="another executor"):
         runtime.Executor(_hand_plan(), 1, False).run_bound(b)
+    with pytest.raises(ValueError, match="not made by Executor.bind"):
+        assert runtime.Binding().feed_in_place is None  # raises first
+    with pytest.raises(ValueError, match="another executor"):
+        ex.run_bound(runtime.Binding())
