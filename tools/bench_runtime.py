@@ -2,15 +2,20 @@
 
 Cases (float32, every framework on the same thread count):
   * sgemm 1024x1024x1024: a one-node matmul plan through gc.Session vs numpy ``a @ b``
-    (GFLOP/s; target >= 0.9x numpy);
+    (GFLOP/s; target >= 0.9x numpy), and the same plan run with IO binding (a, b and the
+    result bound in place, no copies; target >= 0.95x numpy);
   * MLP 784-1024-1024-10 (bias + relu between layers) at batch 1 and 128, latency vs
     PyTorch (nn.Linear, inference_mode) and ONNX Runtime (MatMul+Add+Relu built with
     onnx.helper); targets <= 1.0x ONNX Runtime at batch 1, <= 1.0x PyTorch at batch 128.
+  * run() overhead per call: a 3-step plan (x -> relu -> neg -> exp, x of shape (4,)
+    float32) through plain ``run``, ``run(out=...)`` and an IO binding, minus the
+    kernels' own time (the sum of Session.profile's per-step medians); target < 10 us.
 Outputs are checked to agree (allclose) before anything is timed.  Times are medians;
 graphc is timed through the public ``Session.run`` (feed checks and result copies included).
 
 Run:  PYTHONPATH=. python tools/bench_runtime.py [--threads N] [--repeat R] [--quick]
 """
+import inspect
 import os
 import sys
 
@@ -44,6 +49,61 @@ def graphc_sgemm(gc, threads, n):
     plan = gc.compile(g, shapes={"a": (n, n), "b": (n, n)}, fetches=[y.name], train=False)
     sess = gc.Session(plan, threads=threads)
     return lambda A, B: sess.run({"a": A, "b": B})["y"]
+
+
+def graphc_sgemm_bound(gc, threads, n, A, B):
+    """The sgemm plan with A, B and the result bound in place: the run copies nothing.
+    Returns (run, the bound result array, zero_copy flags)."""
+    with gc.Graph() as g:
+        a = gc.placeholder("a", (n, n))
+        b = gc.placeholder("b", (n, n))
+        y = gc.matmul(a, b, name="y")
+    plan = gc.compile(g, shapes={"a": (n, n), "b": (n, n)}, fetches=[y.name], train=False)
+    sess = gc.Session(plan, threads=threads)
+    binding = sess.io_binding()
+    binding.bind_input("a", A)
+    binding.bind_input("b", B)
+    Y = binding.bind_output(y.name)
+    return binding.run, Y, binding.zero_copy
+
+
+OVERHEAD_TARGET_US = 10.0
+
+
+def run_overhead_rows(gc, np, threads, repeat, min_time):
+    """Rows for run()'s per-call overhead on a 3-step plan, by calling path."""
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (4,))
+        y = gc.exp(gc.neg(gc.relu(x)), name="y")
+    # Three steps on purpose: a fusion pass would make the chain one step.
+    no_fuse = {"fuse": False} if "fuse" in inspect.signature(gc.compile).parameters else {}
+    plan = gc.compile(g, shapes={"x": (4,)}, fetches=[y.name], train=False, **no_fuse)
+    assert len(plan.proto.steps) == 3, [s.op for s in plan.proto.steps]
+    sess = gc.Session(plan, threads=threads)
+    X = np.linspace(-1, 1, 4, dtype=np.float32)
+    Y = np.empty(4, np.float32)
+    feeds, out = {"x": X}, {y.name: Y}
+    binding = sess.io_binding()
+    binding.bind_input("x", X)
+    binding.bind_output(y.name, Y)
+    want = sess.run(feeds)[y.name]
+    sess.run(feeds, out=out)
+    same = np.array_equal(Y, want)
+    binding.run()
+    same = same and np.array_equal(Y, want)
+    kernels = sum(r["seconds"] for r in sess.profile(feeds, iters=max(200, repeat * 20), warmup=20))
+    paths = [("plain run(feeds)", lambda: sess.run(feeds)), ("run(feeds, out=...)", lambda: sess.run(feeds, out=out)),
+             ("IO binding run()", binding.run)]
+    times = bu.median_times([fn for _, fn in paths], repeat, warmup=50, min_time=min_time)
+    rows = []
+    for (label, _), t in zip(paths, times):
+        over = (t - kernels) * 1e6
+        rows.append([f"run() overhead, 3-step plan: {label}", "us/call over the kernels' own time",
+                     f"{over:.2f} us", "kernels (profile)", f"{kernels * 1e6:.2f} us", "-",
+                     f"< {OVERHEAD_TARGET_US:.0f} us", "met" if over < OVERHEAD_TARGET_US else "MISSED"])
+    note = (f"run() overhead: plain, out= and bound results equal bit for bit: {same}; zero_copy "
+            f"{binding.zero_copy}; kernels' own time = sum of Session.profile step medians")
+    return rows, note
 
 
 def graphc_mlp(gc, threads, params, batch):
@@ -121,7 +181,7 @@ def main(argv=None):
     versions += [f"onnxruntime {ort.__version__}" if ort else f"onnxruntime {ort_why}"]
     print(f"machine: {bu.machine()}")
     print(f"threads: {threads} for every framework; {', '.join(versions)}")
-    print(f"repeats: {rep_mm} (sgemm), {rep_mlp} (MLP); medians, frameworks sampled round-robin")
+    print(f"repeats: {rep_mm} (sgemm), {rep_mlp} (MLP, run() overhead); medians, {bu.SAMPLING}")
     print(bu.load_note())
     print()
 
@@ -137,10 +197,18 @@ def main(argv=None):
     ref = A @ B
     ok = np.allclose(gmm(A, B), ref, rtol=1e-3, atol=1e-3)
     notes.append(f"sgemm graphc vs numpy allclose(rtol=1e-3, atol=1e-3): {ok}")
-    t_g, t_np = bu.median_times([lambda: gmm(A, B), lambda: A @ B], rep_mm)
+    run_bound, Y, zero_copy = graphc_sgemm_bound(gc, threads, n, A, B)
+    run_bound()
+    ok_b = np.allclose(Y, ref, rtol=1e-3, atol=1e-3)
+    notes.append(f"sgemm with IO binding vs numpy allclose(rtol=1e-3, atol=1e-3): {ok_b}; zero_copy {zero_copy}")
+    t_g, t_b, t_np = bu.median_times([lambda: gmm(A, B), run_bound, lambda: A @ B], rep_mm)
     ratio = (flops / t_g) / (flops / t_np)
     rows.append([f"sgemm {n}x{n}x{n}", "GFLOP/s (higher is better)", f"{flops / t_g / 1e9:.1f}", "numpy",
                  f"{flops / t_np / 1e9:.1f}", f"{ratio:.2f}x", ">= 0.90x", "met" if ratio >= 0.9 else "MISSED"])
+    ratio_b = (flops / t_b) / (flops / t_np)
+    rows.append([f"sgemm {n}x{n}x{n}, IO binding", "GFLOP/s (higher is better)", f"{flops / t_b / 1e9:.1f}",
+                 "numpy", f"{flops / t_np / 1e9:.1f}", f"{ratio_b:.2f}x", ">= 0.95x",
+                 "met" if ratio_b >= 0.95 else "MISSED"])
 
     # MLP ---------------------------------------------------------------------------------
     params = make_weights(0)
@@ -178,6 +246,11 @@ def main(argv=None):
                 status = "met" if t_g / t_p <= 1.0 else "MISSED"
             rows.append([f"MLP 784-1024-1024-10 b={batch}", "latency", bu.fmt_ms(t_g), name, bu.fmt_ms(t_p),
                          bu.fmt_ratio(t_g, t_p), "<= 1.00x" if is_target else "", status])
+
+    # run() overhead ----------------------------------------------------------------------
+    over_rows, note = run_overhead_rows(gc, np, threads, rep_mlp, min_time)
+    rows += over_rows
+    notes.append(note)
 
     bu.print_table(f"graphc runtime vs peers, threads={threads} (ratio: sgemm = graphc/peer GFLOP/s, "
                    "MLP = graphc/peer time)",
