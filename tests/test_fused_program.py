@@ -36,12 +36,12 @@ def _isa_params(isa):
     return pytest.param(isa, marks=marks, id=isa)
 
 
-def _plan(build, shapes, dtype):
+def _plan(build, shapes, dtype, fuse=True):
     """Compile a graph of placeholders x0, x1, ... of ``shapes`` mapped by ``build(g, xs)``."""
     with Graph() as g:
         xs = [gc.placeholder(f"x{i}", s, dtype) for i, s in enumerate(shapes)]
         y = build(g, xs)
-    return gc.compile(g, shapes={}, fetches=[y.name]), y.name
+    return gc.compile(g, shapes={}, fetches=[y.name], fuse=fuse), y.name
 
 
 def _fused_plan(program, shapes, dtype):
@@ -56,7 +56,7 @@ def _unfused_plan(program, shapes, dtype):
             args = [regs[n] if kind == "r" else xs[n] for kind, n in ins.args]
             regs.append(g.add_node(ins.op, args, ins.attrs)[0])
         return regs[-1]
-    plan, name = _plan(build, shapes, dtype)
+    plan, name = _plan(build, shapes, dtype, fuse=False)
     # The comparison is only meaningful while the members stay separate steps (a fusion pass in
     # the compiler would have to be turned off here).
     assert not any(s.op.startswith("fused_") for s in plan.proto.steps), "the compiler fused the members"
