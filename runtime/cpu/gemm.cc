@@ -27,10 +27,10 @@ namespace {
 
 // k values per block: the A strip (12 x 256 x 4 B = 12 KiB) stays in L1 while the B panel
 // slices (256 x 32 x 4 B = 32 KiB each) stream from L2.
-constexpr int64_t kKc = 256;
+static const int64_t kKc = std::getenv("GKC") ? std::atoll(std::getenv("GKC")) : 256;  // TUNING
 // Panels per column block: the B block (kKc x 512 floats = 512 KiB) stays in L2 (1 MiB on
 // the Zen 4 this was tuned on) while every row strip of the thread's rows passes over it.
-constexpr int64_t kNcCols = 512;
+static const int64_t kNcCols = std::getenv("GNC") ? std::atoll(std::getenv("GNC")) : 512;  // TUNING
 // Multiply-adds below which one thread runs the whole product: handing work to the pool
 // costs several microseconds, as long as ~2^20 multiply-adds take on one core.
 constexpr int64_t kMinParallelWork = int64_t(1) << 20;
@@ -125,30 +125,56 @@ class Scratch {
   size_t cap_ = 0;
 };
 
+// Copies one full row of a panel: a fixed-size loop the compiler turns into vector moves
+// (a memcpy call per 64-128 bytes cost ~20% of a 128x784x1024 product).
+template <int NR> inline void copy_row(float* d, const float* s) {
+  for (int j = 0; j < NR; ++j) d[j] = s[j];
+}
+
+template <int NR>
+void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
+                   int64_t npan, float* dst, int64_t pstride) {
+  if (!trans_b) {
+    // k outer: each row of B is read once, left to right, into every panel of the block.
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* s = B + (k0 + k) * ldb + col0;
+      for (int64_t q = 0; q < npan; ++q) {
+        float* d = dst + q * pstride + k * NR;
+        const int64_t w = std::min<int64_t>(NR, N - col0 - q * NR);
+        if (w == NR) {
+          copy_row<NR>(d, s + q * NR);
+        } else {
+          for (int64_t j = 0; j < w; ++j) d[j] = s[q * NR + j];
+          for (int64_t j = w; j < NR; ++j) d[j] = 0.0f;
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t q = 0; q < npan; ++q) {
+    const int64_t col = col0 + q * NR;
+    const int64_t w = std::min<int64_t>(NR, N - col);
+    float* d = dst + q * pstride;
+    // op(B)[k][col + j] = B[(col + j) * ldb + k]: read rows of B, write columns of the panel
+    // (the kc x NR panel slice stays in L1 meanwhile).
+    for (int64_t j = 0; j < w; ++j) {
+      const float* s = B + (col + j) * ldb + k0;
+      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+    }
+    for (int64_t j = w; j < NR; ++j) {
+      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = 0.0f;
+    }
+  }
+}
+
 // Packs op(B)[k0 : k0+kc, col0 : col0 + npan*nr) into npan panels, panel q at dst + q*pstride,
 // nr floats per k, columns past N zero.
 void pack_b_block(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
                   int64_t npan, int nr, float* dst, int64_t pstride) {
-  for (int64_t q = 0; q < npan; ++q) {
-    const int64_t col = col0 + q * nr;
-    const int64_t w = std::min<int64_t>(nr, N - col);
-    float* d = dst + q * pstride;
-    if (!trans_b) {
-      const float* s = B + k0 * ldb + col;
-      for (int64_t k = 0; k < kc; ++k) {
-        std::memcpy(d + k * nr, s + k * ldb, static_cast<size_t>(w) * sizeof(float));
-        for (int64_t j = w; j < nr; ++j) d[k * nr + j] = 0.0f;
-      }
-    } else {
-      // op(B)[k][col + j] = B[(col + j) * ldb + k]: read rows of B, write columns of the panel.
-      for (int64_t j = 0; j < w; ++j) {
-        const float* s = B + (col + j) * ldb + k0;
-        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = s[k];
-      }
-      for (int64_t j = w; j < nr; ++j) {
-        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = 0.0f;
-      }
-    }
+  switch (nr) {
+    case 16: return pack_b_panels<16>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride);
+    case 32: return pack_b_panels<32>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride);
+    default: throw std::logic_error("gemm: no packing routine for panel width " + std::to_string(nr));
   }
 }
 
