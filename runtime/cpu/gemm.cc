@@ -27,10 +27,12 @@ namespace {
 
 // k values per block: the A strip (12 x 256 x 4 B = 12 KiB) stays in L1 while the B panel
 // slices (256 x 32 x 4 B = 32 KiB each) stream from L2.
-static const int64_t kKc = std::getenv("GKC") ? std::atoll(std::getenv("GKC")) : 256;  // TUNING
-// Panels per column block: the B block (kKc x 512 floats = 512 KiB) stays in L2 (1 MiB on
-// the Zen 4 this was tuned on) while every row strip of the thread's rows passes over it.
-static const int64_t kNcCols = std::getenv("GNC") ? std::atoll(std::getenv("GNC")) : 512;  // TUNING
+constexpr int64_t kKc = 256;
+// Columns per column block: the B block (kKc x 1024 floats = 1 MiB) is about the L2 (1 MiB
+// per core on the Zen 4 this was tuned on) that every row strip of the thread passes over.
+// Swept on 1024^3 and 128x784x1024 at one thread (CPU time, docs/gemm.md): kKc 192..512 were
+// within noise; 1024 columns beat 512 by 5-10% (fewer A strip repacks and C reloads).
+constexpr int64_t kNcCols = 1024;
 // Multiply-adds below which one thread runs the whole product: handing work to the pool
 // costs several microseconds, as long as ~2^20 multiply-adds take on one core.
 constexpr int64_t kMinParallelWork = int64_t(1) << 20;
@@ -178,18 +180,30 @@ void pack_b_block(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t 
   }
 }
 
+template <int R> void pack_a_trans(const float* s, int64_t lda, int64_t kc, float* dst) {
+  for (int64_t k = 0; k < kc; ++k) copy_row<R>(dst + k * R, s + k * lda);
+}
+
 // Packs op(A)[i : i+R, k0 : k0+kc) k-major: dst[k*R + r].
 void pack_a_strip(bool trans_a, const float* A, int64_t lda, int64_t i, int R, int64_t k0, int64_t kc,
                   float* dst) {
   if (trans_a) {
     // op(A)[i + r][k] = A[k * lda + i + r]: R contiguous floats per k.
     const float* s = A + k0 * lda + i;
-    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * R, s + k * lda, static_cast<size_t>(R) * sizeof(float));
-  } else {
-    for (int r = 0; r < R; ++r) {
-      const float* s = A + (i + r) * lda + k0;
-      for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = s[k];
+    switch (R) {
+      case 12: return pack_a_trans<12>(s, lda, kc, dst);
+      case 6: return pack_a_trans<6>(s, lda, kc, dst);
+      case 4: return pack_a_trans<4>(s, lda, kc, dst);
+      default:
+        for (int64_t k = 0; k < kc; ++k) {
+          for (int r = 0; r < R; ++r) dst[k * R + r] = s[k * lda + r];
+        }
+        return;
     }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float* s = A + (i + r) * lda + k0;
+    for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = s[k];
   }
 }
 
