@@ -152,7 +152,7 @@ def test_leading_dims_and_unaligned_pointers(driver, kernels, tmp_path, kernel):
 @pytest.mark.parametrize("kernel", ALL_KERNELS)
 def test_bit_identical_across_threads_packing_and_alignment(driver, kernels, tmp_path, kernel):
     need(kernels, kernel)
-    for (M, N, K) in [(128, 300, 270), (61, 1030, 40), (300, 70, 600)]:
+    for (M, N, K) in [(128, 300, 270), (61, 1030, 40), (300, 70, 600), (50, 10, 700)]:
         for ta, tb in [(False, False), (True, True), (False, True)]:
             base = run_gemm(driver, tmp_path, kernel, ta, tb, M, N, K, threads=1, seed=7)[0]
             for threads, packed, offset in [(2, False, 0), (3, False, 0), (1, True, 0), (2, True, 1), (4, True, 2)]:
@@ -165,10 +165,11 @@ def test_bit_identical_across_threads_packing_and_alignment(driver, kernels, tmp
 def test_avx512_and_avx2_bit_identical(driver, kernels, tmp_path):
     need(kernels, "avx512")
     need(kernels, "avx2")
-    for (M, N, K) in [(37, 77, 300), (128, 64, 33)]:
-        c1 = run_gemm(driver, tmp_path, "avx512", False, True, M, N, K, threads=2, seed=3)[0]
-        c2 = run_gemm(driver, tmp_path, "avx2", False, True, M, N, K, threads=1, seed=3)[0]
-        assert np.array_equal(c1.view(np.uint32), c2.view(np.uint32))
+    for (M, N, K) in [(37, 77, 300), (128, 64, 33), (40, 10, 300), (30, 500, 20)]:
+        for ta, tb in [(False, True), (True, False)]:
+            c1 = run_gemm(driver, tmp_path, "avx512", ta, tb, M, N, K, threads=2, seed=3)[0]
+            c2 = run_gemm(driver, tmp_path, "avx2", ta, tb, M, N, K, threads=1, packed=True, seed=3)[0]
+            assert np.array_equal(c1.view(np.uint32), c2.view(np.uint32))
 
 
 @pytest.mark.parametrize("kernel", ALL_KERNELS)

@@ -111,9 +111,12 @@ def main():
             b = rng.standard_normal((K, N)).astype(np.float32)
             c = np.empty((M, N), np.float32)
             packed = dll.gemm_driver_pack(K, N, fp(b))
+            # Pointers made once: ndarray.ctypes costs microseconds per call, more than a small gemm.
+            pa, pb, pc = fp(a), fp(b), fp(c)
+            sg = dll.gemm_driver_sgemm
             fns = {
-                "own packed": lambda: dll.gemm_driver_sgemm(M, N, K, fp(a), None, packed, fp(c), threads),
-                "own": lambda: dll.gemm_driver_sgemm(M, N, K, fp(a), fp(b), None, fp(c), threads),
+                "own packed": lambda: sg(M, N, K, pa, None, packed, pc, threads),
+                "own": lambda: sg(M, N, K, pa, pb, None, pc, threads),
                 "OpenBLAS": lambda: np.matmul(a, b, out=c),
             }
             if with_ort and ort and onnx:

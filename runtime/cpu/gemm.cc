@@ -33,6 +33,11 @@ constexpr int64_t kKc = 256;
 // Swept on 1024^3 and 128x784x1024 at one thread (CPU time, docs/gemm.md): kKc 192..512 were
 // within noise; 1024 columns beat 512 by 5-10% (fewer A strip repacks and C reloads).
 constexpr int64_t kNcCols = 1024;
+// Panels per column block from which the A strip is packed (k-major, L1) rather than read in
+// place: packing costs about one move per element of A, the micro-kernel's broadcast from a
+// packed strip saves address arithmetic on every panel.  Below 4 panels (N <= 96) packing
+// does not pay: 256x784x10 took 118 us with packing, 64 us without (one thread).
+constexpr int64_t kPackAPanels = 4;
 // Multiply-adds below which one thread runs the whole product: handing work to the pool
 // costs several microseconds, as long as ~2^20 multiply-adds take on one core.
 constexpr int64_t kMinParallelWork = int64_t(1) << 20;
@@ -42,8 +47,8 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 20;
 constexpr int kPortableMr = 4;
 constexpr int kPortableNr = 16;
 
-template <int R>
-void portable_micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t ncols,
+template <int R, bool kRows>
+void portable_micro(int64_t kc, const float* a, int64_t as, const float* b, float* c, int64_t ldc, int64_t ncols,
                     bool accumulate) {
   float acc[R][kPortableNr];
   for (int r = 0; r < R; ++r) {
@@ -51,7 +56,7 @@ void portable_micro(int64_t kc, const float* a, const float* b, float* c, int64_
   }
   for (int64_t k = 0; k < kc; ++k) {
     for (int r = 0; r < R; ++r) {
-      const float av = a[k * R + r];
+      const float av = kRows ? a[r * as + k] : a[k * as + r];
       for (int j = 0; j < kPortableNr; ++j) acc[r][j] += av * b[k * kPortableNr + j];
     }
   }
@@ -64,8 +69,13 @@ const KernelSet kPortable = {
     "none",
     kPortableMr,
     kPortableNr,
-    {nullptr, portable_micro<1>, portable_micro<2>, portable_micro<3>, portable_micro<4>, nullptr, nullptr,
-     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+    {nullptr, portable_micro<1, false>, portable_micro<2, false>, portable_micro<3, false>,
+     portable_micro<4, false>, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+     nullptr, nullptr, nullptr, nullptr},
+    {nullptr, portable_micro<1, true>, portable_micro<2, true>, portable_micro<3, true>,
+     portable_micro<4, true>, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+     nullptr, nullptr, nullptr},
+    nullptr,
 };
 
 const KernelSet* best_kernel() {
@@ -234,6 +244,7 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
   for (int64_t pb = p0; pb < p1; pb += nc_panels) {
     const int64_t pe = std::min(pb + nc_panels, p1);
     const int64_t col_begin = pb * nr, col_end = std::min(pe * nr, P.N);
+    const bool pack_a = pe - pb >= kPackAPanels;
     for (int64_t k0 = 0; k0 < P.K; k0 += kKc) {
       const int64_t kc = std::min(kKc, P.K - k0);
       const bool last_k = k0 + kc == P.K;
@@ -249,12 +260,22 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
       }
       for (int64_t i = i0; i < i1; i += mr) {
         const int R = static_cast<int>(std::min<int64_t>(mr, i1 - i));
-        pack_a_strip(P.trans_a, P.A, P.lda, i, R, k0, kc, apack);
-        const MicroFn micro = ks.micro[R];
+        // The strip of A: packed when enough panels reuse it, else read in place.
+        const float* a;
+        int64_t as;
+        MicroFn micro;
+        if (pack_a) {
+          pack_a_strip(P.trans_a, P.A, P.lda, i, R, k0, kc, apack);
+          a = apack, as = R, micro = ks.micro[R];
+        } else if (P.trans_a) {
+          a = P.A + k0 * P.lda + i, as = P.lda, micro = ks.micro[R];
+        } else {
+          a = P.A + i * P.lda + k0, as = P.lda, micro = ks.micro_rows[R];
+        }
         float* crow = P.C + i * P.ldc;
         for (int64_t p = pb; p < pe; ++p) {
           const int64_t col = p * nr;
-          micro(kc, apack, bblock + (p - pb) * pstride, crow + col, P.ldc, std::min<int64_t>(nr, P.N - col), k0 > 0);
+          micro(kc, a, as, bblock + (p - pb) * pstride, crow + col, P.ldc, std::min<int64_t>(nr, P.N - col), k0 > 0);
         }
         if (last_k && P.epilogue) {
           for (int r = 0; r < R; ++r) P.epilogue(P.ctx, (i + r) * P.N + col_begin, (i + r) * P.N + col_end);
@@ -312,7 +333,7 @@ std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const 
     check_ld("ldb", ldb, trans_b ? K : N);
     if (B == nullptr) throw std::invalid_argument("pack_b: B is null");
   }
-  const KernelSet* ks = current_kernel();
+  const KernelSet* ks = kernels_for(current_kernel(), N);
   auto pb = std::make_shared<PackedB>();
   pb->K = K;
   pb->N = N;
@@ -337,7 +358,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
                                 ", K=" + std::to_string(K));
   }
   if (threads < 1) throw std::invalid_argument("sgemm: threads must be >= 1, got " + std::to_string(threads));
-  const KernelSet* ks = current_kernel();
+  const KernelSet* ks = kernels_for(current_kernel(), N);
   if (M == 0 || N == 0) return;
   check_ld("ldc", ldc, N);
   if (C == nullptr) throw std::invalid_argument("sgemm: C is null");

@@ -46,7 +46,7 @@ bool set_kernel(const char* name);
 // that packed it (nr differs between kernels); sgemm rejects it under another kernel.
 struct PackedB {
   int64_t K = 0, N = 0;
-  int nr = 0;                 // panel width of the kernel that packed it
+  int nr = 0;                 // panel width of the kernel that packed it (narrower for small N)
   const char* kernel = "";    // kernel_name() when it was packed
   int64_t panels() const { return (N + nr - 1) / nr; }
   const float* panel(int64_t p) const { return data + p * K * nr; }
@@ -81,19 +81,27 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
 bool prefer_own(int64_t M, int64_t N, int64_t K, int threads, bool packed);
 
 // ---- internal: what an ISA translation unit provides -------------------------------------
-// micro(kc, a, b, c, ldc, ncols, accumulate): for r < R rows and j < ncols (<= nr) columns,
-//   acc = accumulate ? c[r*ldc + j] : 0;  acc = fma(a[k*R + r], b[k*nr + j], acc) for k < kc;
+// micro(kc, a, as, b, c, ldc, ncols, accumulate): for r < R rows and j < ncols (<= nr) columns,
+//   acc = accumulate ? c[r*ldc + j] : 0;  acc = fma(A(r, k), b[k*nr + j], acc) for k < kc;
 //   c[r*ldc + j] = acc.
-// a is packed k-major with R floats per k; b is a panel slice (nr floats per k, zero padded).
-using MicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t ncols,
-                         bool accumulate);
+// micro[R] reads A k-major, A(r, k) = a[k*as + r] (the packed strip with as = R, or a
+// transposed A in place with as = lda); micro_rows[R] reads A row-major, A(r, k) = a[r*as + k]
+// (a non-transposed A in place, as = lda).  b is a panel slice: nr floats per k, zero padded.
+using MicroFn = void (*)(int64_t kc, const float* a, int64_t as, const float* b, float* c, int64_t ldc,
+                         int64_t ncols, bool accumulate);
 constexpr int kMaxMr = 16;
 struct KernelSet {
   const char* name;
-  int mr;                      // rows per micro-kernel call (1..mr supported)
-  int nr;                      // panel width
-  MicroFn micro[kMaxMr + 1];   // micro[r] computes r rows; micro[0] unused
+  int mr;                        // rows per micro-kernel call (1..mr supported)
+  int nr;                        // panel width
+  MicroFn micro[kMaxMr + 1];     // micro[r] computes r rows; micro[0] unused
+  MicroFn micro_rows[kMaxMr + 1];
+  const KernelSet* narrow;     // used instead when N <= narrow->nr (a narrower panel), or null
 };
+// The set sgemm and pack_b use for N columns: `ks` or its narrow variant.
+inline const KernelSet* kernels_for(const KernelSet* ks, int64_t N) {
+  return ks->narrow != nullptr && N <= ks->narrow->nr ? ks->narrow : ks;
+}
 // nullptr when the ISA was not compiled in (non-x86) or the CPU lacks it.
 const KernelSet* avx512_kernels();
 const KernelSet* avx2_kernels();

@@ -26,9 +26,10 @@ GRAPHC_AVX2 inline __m256i first_lanes(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(nn), iota);
 }
 
-template <int R>
-GRAPHC_AVX2 void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t ncols,
-                       bool accumulate) {
+// kRows: A(r, k) = a[r*as + k], else a[k*as + r] (gemm.h, MicroFn).
+template <int R, bool kRows>
+GRAPHC_AVX2 void micro(int64_t kc, const float* a, int64_t as, const float* b, float* c, int64_t ldc,
+                       int64_t ncols, bool accumulate) {
   __m256 c0[R], c1[R];
   const bool full = ncols >= kNr;
   const __m256i m0 = first_lanes(ncols), m1 = first_lanes(ncols - 8);
@@ -55,11 +56,11 @@ GRAPHC_AVX2 void micro(int64_t kc, const float* a, const float* b, float* c, int
     const __m256 b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + r);
+      const __m256 av = _mm256_broadcast_ss(kRows ? a + r * as : a + r);
       c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
     }
-    a += R;
+    a += kRows ? 1 : as;
     b += kNr;
   }
 #pragma GCC unroll 8
@@ -78,8 +79,12 @@ const KernelSet kSet = {
     "avx2",
     kMr,
     kNr,
-    {nullptr, micro<1>, micro<2>, micro<3>, micro<4>, micro<5>, micro<6>, nullptr, nullptr, nullptr, nullptr,
-     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+    {nullptr, micro<1, false>, micro<2, false>, micro<3, false>, micro<4, false>, micro<5, false>,
+     micro<6, false>, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+     nullptr},
+    {nullptr, micro<1, true>, micro<2, true>, micro<3, true>, micro<4, true>, micro<5, true>, micro<6, true>,
+     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+    nullptr,
 };
 
 }  // namespace
