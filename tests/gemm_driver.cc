@@ -11,7 +11,7 @@
 //       snapshots the elements' values at call time; the driver fails (exit 4) unless every
 //       element was covered exactly once and held its final value then.  OFFSET shifts A, B
 //       and C by that many floats from a 64-byte boundary (unaligned pointers).
-//   gemm_driver bench KERNEL M N K THREADS PACKED REPS
+//   gemm_driver bench KERNEL M N K THREADS PACKED REPS [TA TB]
 //       prints the median and min wall time and the median process CPU time, in ms, of REPS
 //       sgemm calls (after 3 warm-ups), and the kernel name.
 // Exit status: 0 ok, 2 usage, 3 std::invalid_argument from the API (message on stderr),
@@ -126,6 +126,7 @@ int bench(char** a) {
   const int threads = std::atoi(a[4]);
   const bool packed = std::atoi(a[5]) != 0;
   const int reps = std::max(1, std::atoi(a[6]));
+  const bool ta = a[7] != nullptr && std::atoi(a[7]) != 0, tb = a[7] != nullptr && std::atoi(a[8]) != 0;
   if (!gemm::set_kernel(kernel.c_str())) return 5;
   Buf A(M * K, 0, 0.0f), B(K * N, 0, 0.0f), C(M * N, 0, 0.0f);
   uint32_t s = 12345;
@@ -136,12 +137,12 @@ int bench(char** a) {
   for (int64_t i = 0; i < M * K; ++i) A.p[i] = rnd();
   for (int64_t i = 0; i < K * N; ++i) B.p[i] = rnd();
   std::shared_ptr<const gemm::PackedB> pb;
-  if (packed) pb = gemm::pack_b(false, K, N, B.p, N);
+  if (packed) pb = gemm::pack_b(tb, K, N, B.p, tb ? K : N);
   std::vector<double> t, cpu;
   for (int r = 0; r < reps + 3; ++r) {
     const double c0 = cpu_ms();
     auto t0 = std::chrono::steady_clock::now();
-    gemm::sgemm(false, false, M, N, K, A.p, K, B.p, N, pb.get(), C.p, N, threads);
+    gemm::sgemm(ta, tb, M, N, K, A.p, ta ? M : K, B.p, tb ? K : N, pb.get(), C.p, N, threads);
     auto t1 = std::chrono::steady_clock::now();
     const double c1 = cpu_ms();
     if (r >= 3) {
@@ -191,7 +192,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (argc == 18 && std::strcmp(argv[1], "run") == 0) return run(argv + 2);
-    if (argc == 9 && std::strcmp(argv[1], "bench") == 0) return bench(argv + 2);
+    if ((argc == 9 || argc == 11) && std::strcmp(argv[1], "bench") == 0) return bench(argv + 2);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;

@@ -76,6 +76,7 @@ const KernelSet kPortable = {
      portable_micro<4, true>, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
      nullptr, nullptr, nullptr},
     nullptr,
+    nullptr,
 };
 
 const KernelSet* best_kernel() {
@@ -145,7 +146,7 @@ template <int NR> inline void copy_row(float* d, const float* s) {
 
 template <int NR>
 void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
-                   int64_t npan, float* dst, int64_t pstride) {
+                   int64_t npan, float* dst, int64_t pstride, PackTransFn pack_trans) {
   if (!trans_b) {
     // k outer: each row of B is read once, left to right, into every panel of the block.
     for (int64_t k = 0; k < kc; ++k) {
@@ -169,9 +170,13 @@ void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t
     float* d = dst + q * pstride;
     // op(B)[k][col + j] = B[(col + j) * ldb + k]: read rows of B, write columns of the panel
     // (the kc x NR panel slice stays in L1 meanwhile).
-    for (int64_t j = 0; j < w; ++j) {
-      const float* s = B + (col + j) * ldb + k0;
-      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+    if (pack_trans != nullptr) {
+      pack_trans(B + col * ldb + k0, ldb, kc, w, NR, d);
+    } else {
+      for (int64_t j = 0; j < w; ++j) {
+        const float* s = B + (col + j) * ldb + k0;
+        for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+      }
     }
     for (int64_t j = w; j < NR; ++j) {
       for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = 0.0f;
@@ -181,11 +186,12 @@ void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t
 
 // Packs op(B)[k0 : k0+kc, col0 : col0 + npan*nr) into npan panels, panel q at dst + q*pstride,
 // nr floats per k, columns past N zero.
-void pack_b_block(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
-                  int64_t npan, int nr, float* dst, int64_t pstride) {
+void pack_b_block(const KernelSet& ks, bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0,
+                  int64_t kc, int64_t col0, int64_t npan, float* dst, int64_t pstride) {
+  const int nr = ks.nr;
   switch (nr) {
-    case 16: return pack_b_panels<16>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride);
-    case 32: return pack_b_panels<32>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride);
+    case 16: return pack_b_panels<16>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride, ks.pack_trans);
+    case 32: return pack_b_panels<32>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride, ks.pack_trans);
     default: throw std::logic_error("gemm: no packing routine for panel width " + std::to_string(nr));
   }
 }
@@ -254,7 +260,7 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
         bblock = P.packed->panel(pb) + k0 * nr;
         pstride = P.K * nr;
       } else {
-        pack_b_block(P.trans_b, P.B, P.ldb, P.N, k0, kc, col_begin, pe - pb, nr, bscratch, kc * nr);
+        pack_b_block(ks, P.trans_b, P.B, P.ldb, P.N, k0, kc, col_begin, pe - pb, bscratch, kc * nr);
         bblock = bscratch;
         pstride = kc * nr;
       }
@@ -346,7 +352,7 @@ std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const 
   if (data == nullptr) throw std::bad_alloc();
   pb->storage = std::shared_ptr<float>(data, [](float* p) { std::free(p); });
   pb->data = data;
-  if (K > 0 && N > 0) pack_b_block(trans_b, B, ldb, N, 0, K, 0, pb->panels(), ks->nr, data, K * ks->nr);
+  if (K > 0 && N > 0) pack_b_block(*ks, trans_b, B, ldb, N, 0, K, 0, pb->panels(), data, K * ks->nr);
   return pb;
 }
 

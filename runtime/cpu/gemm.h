@@ -89,6 +89,9 @@ bool prefer_own(int64_t M, int64_t N, int64_t K, int threads, bool packed);
 // (a non-transposed A in place, as = lda).  b is a panel slice: nr floats per k, zero padded.
 using MicroFn = void (*)(int64_t kc, const float* a, int64_t as, const float* b, float* c, int64_t ldc,
                          int64_t ncols, bool accumulate);
+// pack_trans(s, ld, kc, w, nr, d): d[k*nr + j] = s[j*ld + k] for j < w, k < kc (packing a
+// transposed B's panel); null: the portable loop.
+using PackTransFn = void (*)(const float* s, int64_t ld, int64_t kc, int64_t w, int nr, float* d);
 constexpr int kMaxMr = 16;
 struct KernelSet {
   const char* name;
@@ -97,6 +100,7 @@ struct KernelSet {
   MicroFn micro[kMaxMr + 1];     // micro[r] computes r rows; micro[0] unused
   MicroFn micro_rows[kMaxMr + 1];
   const KernelSet* narrow;     // used instead when N <= narrow->nr (a narrower panel), or null
+  PackTransFn pack_trans;      // or null
 };
 // The set sgemm and pack_b use for N columns: `ks` or its narrow variant.
 inline const KernelSet* kernels_for(const KernelSet* ks, int64_t N) {
@@ -104,6 +108,9 @@ inline const KernelSet* kernels_for(const KernelSet* ks, int64_t N) {
 }
 // nullptr when the ISA was not compiled in (non-x86) or the CPU lacks it.
 const KernelSet* avx512_kernels();
+#if defined(__x86_64__)
+void pack_trans_avx2(const float* s, int64_t ld, int64_t kc, int64_t w, int nr, float* d);
+#endif
 const KernelSet* avx2_kernels();
 const KernelSet* portable_kernels();
 

@@ -94,6 +94,7 @@ const KernelSet kNarrow = {
      micro_narrow<9, true>, micro_narrow<10, true>, micro_narrow<11, true>, micro_narrow<12, true>,
      micro_narrow<13, true>, micro_narrow<14, true>, micro_narrow<15, true>, micro_narrow<16, true>},
     nullptr,
+    pack_trans_avx2,
 };
 
 const KernelSet kSet = {
@@ -107,6 +108,7 @@ const KernelSet kSet = {
      micro<7, true>, micro<8, true>, micro<9, true>, micro<10, true>, micro<11, true>, micro<12, true>,
      nullptr, nullptr, nullptr, nullptr},
     &kNarrow,
+    pack_trans_avx2,
 };
 
 }  // namespace
