@@ -81,14 +81,15 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
 bool prefer_own(int64_t M, int64_t N, int64_t K, int threads, bool packed);
 
 // ---- internal: what an ISA translation unit provides -------------------------------------
-// micro(kc, a, as, b, c, ldc, ncols, accumulate): for r < R rows and j < ncols (<= nr) columns,
-//   acc = accumulate ? c[r*ldc + j] : 0;  acc = fma(A(r, k), b[k*nr + j], acc) for k < kc;
+// micro(kc, a, as, b, bs, c, ldc, ncols, accumulate): for r < R rows and j < ncols (<= nr)
+// columns, acc = accumulate ? c[r*ldc + j] : 0;  acc = fma(A(r, k), b[k*bs + j], acc) for k < kc;
 //   c[r*ldc + j] = acc.
 // micro[R] reads A k-major, A(r, k) = a[k*as + r] (the packed strip with as = R, or a
 // transposed A in place with as = lda); micro_rows[R] reads A row-major, A(r, k) = a[r*as + k]
-// (a non-transposed A in place, as = lda).  b is a panel slice: nr floats per k, zero padded.
-using MicroFn = void (*)(int64_t kc, const float* a, int64_t as, const float* b, float* c, int64_t ldc,
-                         int64_t ncols, bool accumulate);
+// (a non-transposed A in place, as = lda).  b: a packed panel slice (bs = nr, zero padded past
+// N) or a non-transposed B in place (bs = ldb); all nr columns of b are read, whatever ncols.
+using MicroFn = void (*)(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
+                         int64_t ldc, int64_t ncols, bool accumulate);
 // pack_trans(s, ld, kc, w, nr, d): d[k*nr + j] = s[j*ld + k] for j < w, k < kc (packing a
 // transposed B's panel); null: the portable loop.
 using PackTransFn = void (*)(const float* s, int64_t ld, int64_t kc, int64_t w, int nr, float* d);

@@ -28,7 +28,7 @@ GRAPHC_AVX2 inline __m256i first_lanes(int64_t n) {
 
 // kRows: A(r, k) = a[r*as + k], else a[k*as + r] (gemm.h, MicroFn).
 template <int R, bool kRows>
-GRAPHC_AVX2 void micro(int64_t kc, const float* a, int64_t as, const float* b, float* c, int64_t ldc,
+GRAPHC_AVX2 void micro(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc,
                        int64_t ncols, bool accumulate) {
   __m256 c0[R], c1[R];
   const bool full = ncols >= kNr;
@@ -52,8 +52,8 @@ GRAPHC_AVX2 void micro(int64_t kc, const float* a, int64_t as, const float* b, f
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m256 av = _mm256_broadcast_ss(kRows ? a + r * as : a + r);
@@ -61,7 +61,7 @@ GRAPHC_AVX2 void micro(int64_t kc, const float* a, int64_t as, const float* b, f
       c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
     }
     a += kRows ? 1 : as;
-    b += kNr;
+    b += bs;
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {

@@ -22,7 +22,7 @@ constexpr int kNr = 32;
 
 // kRows: A(r, k) = a[r*as + k], else a[k*as + r] (gemm.h, MicroFn).
 template <int R, bool kRows>
-GRAPHC_AVX512 void micro(int64_t kc, const float* a, int64_t as, const float* b, float* c, int64_t ldc,
+GRAPHC_AVX512 void micro(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc,
                          int64_t ncols, bool accumulate) {
   // Lane masks of the two 16-float halves of the 32 columns.
   const __mmask16 m0 = ncols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << ncols) - 1);
@@ -43,8 +43,8 @@ GRAPHC_AVX512 void micro(int64_t kc, const float* a, int64_t as, const float* b,
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b);
-    const __m512 b1 = _mm512_load_ps(b + 16);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(kRows ? a[r * as] : a[r]);
@@ -52,7 +52,7 @@ GRAPHC_AVX512 void micro(int64_t kc, const float* a, int64_t as, const float* b,
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
     a += kRows ? 1 : as;
-    b += kNr;
+    b += bs;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -64,18 +64,18 @@ GRAPHC_AVX512 void micro(int64_t kc, const float* a, int64_t as, const float* b,
 // The narrow kernel for N <= 16 (an MLP's 10-class output layer): one zmm of columns per
 // row, so a 32-wide panel would waste more than half of every FMA; up to 16 rows.
 template <int R, bool kRows>
-GRAPHC_AVX512 void micro_narrow(int64_t kc, const float* a, int64_t as, const float* b, float* c, int64_t ldc,
+GRAPHC_AVX512 void micro_narrow(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc,
                                 int64_t ncols, bool accumulate) {
   const __mmask16 m0 = ncols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << ncols) - 1);
   __m512 c0[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = accumulate ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b);
+    const __m512 b0 = _mm512_loadu_ps(b);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) c0[r] = _mm512_fmadd_ps(_mm512_set1_ps(kRows ? a[r * as] : a[r]), b0, c0[r]);
     a += kRows ? 1 : as;
-    b += 16;
+    b += bs;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
