@@ -83,6 +83,7 @@ const KernelSet kPortable = {
      nullptr, nullptr, nullptr},
     nullptr,
     nullptr,
+    false,
 };
 
 const KernelSet* best_kernel() {
@@ -258,7 +259,9 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
     const int64_t col_begin = pb * nr, col_end = std::min(pe * nr, P.N);
     const bool pack_a = pe - pb >= kPackAPanels;
     // B read in place (not packed) when few row strips would reuse the packed copy.
-    const bool direct_b = !P.packed && !P.trans_b && i1 - i0 <= kDirectBRows;
+    // A B with rows of at most two panels (N <= 2*nr, contiguous: an MLP's 10-class layer) is
+    // compact enough to read in place at any M.
+    const bool direct_b = !P.packed && !P.trans_b && (i1 - i0 <= kDirectBRows || P.ldb <= 2 * nr);
     for (int64_t k0 = 0; k0 < P.K; k0 += kKc) {
       const int64_t kc = std::min(kKc, P.K - k0);
       const bool last_k = k0 + kc == P.K;
@@ -268,11 +271,11 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
         bblock = P.packed->panel(pb) + k0 * nr;
         pstride = P.K * nr;
       } else if (direct_b) {
-        // Full panels are read in place; a partial last panel is packed (reading nr columns
-        // in place would run past row ends).
+        // Full panels are read in place; a partial last panel too when the kernel masks its
+        // loads of B, else it is packed (reading nr columns would run past row ends).
         bblock = P.B + k0 * P.ldb + col_begin;
         pstride = nr;
-        if (col_end - col_begin < (pe - pb) * nr) {
+        if (!ks.masked_b_loads && col_end - col_begin < (pe - pb) * nr) {
           pack_b_block(ks, false, P.B, P.ldb, P.N, k0, kc, (pe - 1) * nr, 1, bscratch, kc * nr);
         }
       } else {
@@ -299,7 +302,7 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
           const int64_t col = p * nr;
           const int64_t ncols = std::min<int64_t>(nr, P.N - col);
           if (direct_b) {
-            if (ncols == nr) {
+            if (ncols == nr || ks.masked_b_loads) {
               micro(kc, a, as, bblock + (p - pb) * nr, P.ldb, crow + col, P.ldc, ncols, k0 > 0);
             } else {
               micro(kc, a, as, bscratch, nr, crow + col, P.ldc, ncols, k0 > 0);

@@ -87,7 +87,8 @@ bool prefer_own(int64_t M, int64_t N, int64_t K, int threads, bool packed);
 // micro[R] reads A k-major, A(r, k) = a[k*as + r] (the packed strip with as = R, or a
 // transposed A in place with as = lda); micro_rows[R] reads A row-major, A(r, k) = a[r*as + k]
 // (a non-transposed A in place, as = lda).  b: a packed panel slice (bs = nr, zero padded past
-// N) or a non-transposed B in place (bs = ldb); all nr columns of b are read, whatever ncols.
+// N) or a non-transposed B in place (bs = ldb); all nr columns of b are read, whatever ncols,
+// unless the set has masked_b_loads (then only the first ncols).
 using MicroFn = void (*)(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
                          int64_t ldc, int64_t ncols, bool accumulate);
 // pack_trans(s, ld, kc, w, nr, d): d[k*nr + j] = s[j*ld + k] for j < w, k < kc (packing a
@@ -102,6 +103,7 @@ struct KernelSet {
   MicroFn micro_rows[kMaxMr + 1];
   const KernelSet* narrow;     // used instead when N <= narrow->nr (a narrower panel), or null
   PackTransFn pack_trans;      // or null
+  bool masked_b_loads;         // micro reads only ncols columns of b: a partial panel in place
 };
 // The set sgemm and pack_b use for N columns: `ks` or its narrow variant.
 inline const KernelSet* kernels_for(const KernelSet* ks, int64_t N) {

@@ -130,6 +130,7 @@ const KernelSet kSet = {
      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
     nullptr,
     pack_trans_avx2,
+    false,
 };
 
 }  // namespace

@@ -1,7 +1,8 @@
 // gemm_avx512.cc — the AVX-512 micro-kernel of gemm.h: up to 12 rows x 32 columns of C in
 // 24 zmm accumulators, B read as two zmm per k from a 32-wide packed panel, A broadcast one
 // float per row per k from a k-major packed strip.  Column remainders use masked loads and
-// stores, so no edge copy is needed.
+// stores (B's loads too, at no cost on AVX-512: so a partial panel of B is read in place, never
+// past N), so no edge copy is needed.
 //
 // Only the functions below get the AVX-512 target (per-function attribute, the std headers
 // stay baseline), so this file builds with baseline x86-64 flags and is a stub elsewhere.
@@ -43,8 +44,8 @@ GRAPHC_AVX512 void micro(int64_t kc, const float* a, int64_t as, const float* b,
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(b);
-    const __m512 b1 = _mm512_loadu_ps(b + 16);
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+    const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(kRows ? a[r * as] : a[r]);
@@ -71,7 +72,7 @@ GRAPHC_AVX512 void micro_narrow(int64_t kc, const float* a, int64_t as, const fl
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) c0[r] = accumulate ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) c0[r] = _mm512_fmadd_ps(_mm512_set1_ps(kRows ? a[r * as] : a[r]), b0, c0[r]);
     a += kRows ? 1 : as;
@@ -95,6 +96,7 @@ const KernelSet kNarrow = {
      micro_narrow<13, true>, micro_narrow<14, true>, micro_narrow<15, true>, micro_narrow<16, true>},
     nullptr,
     pack_trans_avx2,
+    true,
 };
 
 const KernelSet kSet = {
@@ -109,6 +111,7 @@ const KernelSet kSet = {
      nullptr, nullptr, nullptr, nullptr},
     &kNarrow,
     pack_trans_avx2,
+    true,
 };
 
 }  // namespace
