@@ -4,6 +4,8 @@
 //
 //   gemm_driver kernels
 //       prints the kernels this CPU can run, one per line ("avx512", "avx2", "none").
+//   gemm_driver name
+//       prints kernel_name() as chosen at start-up (GRAPHC_GEMM_KERNEL or the best).
 //   gemm_driver run KERNEL TA TB M N K LDA LDB LDC THREADS PACKED EPILOGUE OFFSET A.bin B.bin C.bin
 //       C.bin gets the M x LDC float32 storage of C after sgemm.  C starts as NaN everywhere
 //       (so a read of C before writing, or a write past column N, shows).  PACKED=1 packs B
@@ -11,6 +13,8 @@
 //       snapshots the elements' values at call time; the driver fails (exit 4) unless every
 //       element was covered exactly once and held its final value then.  OFFSET shifts A, B
 //       and C by that many floats from a 64-byte boundary (unaligned pointers).
+//   gemm_driver grid KERNEL M N K THREADS PACKED
+//       prints thread_grid's row and column groups and prefer_own (0/1) for that product.
 //   gemm_driver bench KERNEL M N K THREADS PACKED REPS [TA TB]
 //       prints the median and min wall time and the median process CPU time, in ms, of REPS
 //       sgemm calls (after 3 warm-ups), and the kernel name.
@@ -191,7 +195,19 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (argc == 2 && std::strcmp(argv[1], "name") == 0) {
+      std::printf("%s\n", gemm::kernel_name());
+      return 0;
+    }
     if (argc == 18 && std::strcmp(argv[1], "run") == 0) return run(argv + 2);
+    if (argc == 8 && std::strcmp(argv[1], "grid") == 0) {
+      if (!gemm::set_kernel(argv[2])) return 5;
+      int tm = 0, tn = 0;
+      gemm::thread_grid(std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[5]), std::atoi(argv[6]), tm, tn);
+      std::printf("%d %d %d\n", tm, tn, gemm::prefer_own(std::atoll(argv[3]), std::atoll(argv[4]),
+                                                         std::atoll(argv[5]), std::atoi(argv[6]), argv[7][0] == '1'));
+      return 0;
+    }
     if ((argc == 9 || argc == 11) && std::strcmp(argv[1], "bench") == 0) return bench(argv + 2);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -224,3 +224,44 @@ def test_bad_arguments_raise_invalid_argument(driver, tmp_path, args, message):
                    A=rng.standard_normal(64).astype(np.float32), B=rng.standard_normal(64).astype(np.float32),
                    expect_rc=3, **kw)
     assert message in err
+
+
+def grid(driver, kernel, M, N, K, threads, packed=False):
+    out = subprocess.run([driver, "grid", kernel, str(M), str(N), str(K), str(threads), str(int(packed))],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return int(out[0]), int(out[1]), out[2] == "1"
+
+
+@pytest.mark.parametrize("kernel", ALL_KERNELS)
+def test_two_threads_share_the_mlp_and_square_products(driver, kernels, kernel):
+    need(kernels, kernel)
+    for M, N, K in [(128, 1024, 784), (128, 1024, 1024), (1024, 1024, 1024), (1024, 64, 1024)]:
+        tm, tn = grid(driver, kernel, M, N, K, 2)[:2]
+        assert tm * tn == 2, (M, N, K, tm, tn)
+    # Tiny products stay on the calling thread: handing them out costs more than they take.
+    assert grid(driver, kernel, 16, 16, 16, 2)[:2] == (1, 1)
+    assert grid(driver, kernel, 5, 0, 5, 2)[:2] == (1, 1)
+
+
+def test_prefer_own(driver, kernels):
+    own = [k for k in kernels if k != "none"]
+    if not own:
+        pytest.skip("CPU lacks AVX2+FMA and AVX-512: no own SIMD gemm kernel to prefer")
+    k = own[0]
+    assert grid(driver, k, 128, 1024, 784, 2, packed=True)[2]
+    assert grid(driver, k, 128, 1024, 784, 1)[2]
+    assert not grid(driver, k, 16, 16, 16, 1, packed=True)[2]     # overhead-bound
+    assert not grid(driver, k, 1, 1024, 1024, 1)[2]               # a gemv: OpenBLAS
+    assert grid(driver, k, 1, 1024, 1024, 1, packed=True)[2]
+    assert not grid(driver, "none", 128, 1024, 784, 2, packed=True)[2]
+
+
+def test_kernel_env_var(driver, kernels):
+    env = dict(os.environ)
+    for name in kernels:
+        env["GRAPHC_GEMM_KERNEL"] = name
+        out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.split() == [name]
+    env["GRAPHC_GEMM_KERNEL"] = "sse9"
+    out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "GRAPHC_GEMM_KERNEL=sse9" in out.stderr

@@ -252,6 +252,9 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
   const KernelSet& ks = *P.ks;
   const int nr = ks.nr, mr = ks.mr;
   const int64_t nc_panels = std::max<int64_t>(1, kNcCols / nr);
+  // K split into equal blocks of at most kKc (784 -> 4 x 196, not 3 x 256 + 16: a short last
+  // block pays a full load and store of C for a few multiply-adds).
+  const int64_t kc_step = (P.K + (P.K + kKc - 1) / kKc - 1) / ((P.K + kKc - 1) / kKc);
   float* apack = t_a_scratch.get(static_cast<int64_t>(mr) * kKc);
   float* bscratch = P.packed ? nullptr : t_b_scratch.get(kKc * nc_panels * nr);
   for (int64_t pb = p0; pb < p1; pb += nc_panels) {
@@ -262,8 +265,8 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
     // A B with rows of at most two panels (N <= 2*nr, contiguous: an MLP's 10-class layer) is
     // compact enough to read in place at any M.
     const bool direct_b = !P.packed && !P.trans_b && (i1 - i0 <= kDirectBRows || P.ldb <= 2 * nr);
-    for (int64_t k0 = 0; k0 < P.K; k0 += kKc) {
-      const int64_t kc = std::min(kKc, P.K - k0);
+    for (int64_t k0 = 0; k0 < P.K; k0 += kc_step) {
+      const int64_t kc = std::min(kc_step, P.K - k0);
       const bool last_k = k0 + kc == P.K;
       const float* bblock;
       int64_t pstride;
@@ -336,6 +339,14 @@ void choose_grid(int64_t strips, int64_t panels, int threads, int& tm, int& tn) 
       }
     }
   }
+}
+
+void grid_for(const KernelSet& ks, int64_t M, int64_t N, int64_t K, int threads, int& tm, int& tn) {
+  const int64_t strips = (M + ks.mr - 1) / ks.mr;
+  const int64_t panels = (N + ks.nr - 1) / ks.nr;
+  const int64_t work = saturating_mul(saturating_mul(M, N), K);
+  const int usable = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinParallelWork)));
+  choose_grid(strips, panels, usable, tm, tn);
 }
 
 void check_ld(const char* what, int64_t ld, int64_t width) {
@@ -426,10 +437,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
   const Problem P{ks, trans_a, trans_b, M, N, K, A, lda, B, ldb, packed, C, ldc, epilogue, epilogue_ctx};
   const int64_t strips = (M + ks->mr - 1) / ks->mr;
   const int64_t panels = (N + ks->nr - 1) / ks->nr;
-  const int64_t work = saturating_mul(saturating_mul(M, N), K);
-  const int usable = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinParallelWork)));
   int tm, tn;
-  choose_grid(strips, panels, usable, tm, tn);
+  grid_for(*ks, M, N, K, threads, tm, tn);
   auto task = [&](int64_t t) {
     const int64_t gm = t / tn, gn = t % tn;
     const int64_t s0 = strips * gm / tm, s1 = strips * (gm + 1) / tm;
@@ -442,13 +451,22 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
   });
 }
 
+void thread_grid(int64_t M, int64_t N, int64_t K, int threads, int& row_groups, int& col_groups) {
+  row_groups = col_groups = 1;
+  if (M <= 0 || N <= 0 || K <= 0 || threads < 1) return;
+  grid_for(*kernels_for(current_kernel(), N), M, N, K, threads, row_groups, col_groups);
+}
+
 bool prefer_own(int64_t M, int64_t N, int64_t K, int threads, bool packed) {
-  (void)M;
-  (void)N;
-  (void)K;
-  (void)threads;
-  (void)packed;
-  return available();
+  (void)threads;  // the 2-thread crossovers could not be measured apart from load (docs/gemm.md)
+  if (!available()) return false;
+  // At or below 2^18 multiply-adds (64^3) the fixed cost of a call (kernel choice, scratch,
+  // packing) shows: own/OpenBLAS 1.01-1.17x at one thread, packed or not.
+  if (saturating_mul(saturating_mul(M, N), K) <= (int64_t(1) << 18)) return false;
+  if (packed) return true;  // 0.17-1.06x above that size
+  // One row: a gemv, memory-bound, where OpenBLAS's row-streaming gemv beats panels read in
+  // place (1x1024x1024: own 3.8x slower unpacked, 0.87x packed).
+  return M > 1;
 }
 
 const KernelSet* portable_kernels() { return &kPortable; }

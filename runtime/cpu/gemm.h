@@ -75,6 +75,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
            const float* B, int64_t ldb, const PackedB* packed, float* C, int64_t ldc, int threads,
            RangeFn epilogue = nullptr, void* epilogue_ctx = nullptr);
 
+// The partition sgemm uses: row_groups x col_groups rectangles of C, one per pool task (1 x 1:
+// the calling thread alone).  Products under ~2^20 multiply-adds run on one thread.
+void thread_grid(int64_t M, int64_t N, int64_t K, int threads, int& row_groups, int& col_groups);
+
 // Whether sgemm is expected to beat OpenBLAS for this shape and thread count on this kernel
 // (measured crossovers, docs/gemm.md); `packed` says whether B comes pre-packed.  False when
 // !available().
