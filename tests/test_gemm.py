@@ -28,8 +28,12 @@ def driver(tmp_path_factory):
     if cxx is None:
         pytest.skip("no C++ compiler (g++) on PATH: the gemm test driver cannot be built")
     exe = str(tmp_path_factory.mktemp("gemm") / "gemm_driver")
-    cmd = [cxx, "-O2", "-std=c++17", "-pthread", "-Wall", "-Werror", "-I", os.path.join(ROOT, "runtime"),
-           *[os.path.join(ROOT, s) for s in SOURCES], "-o", exe]
+    # GRAPHC_SANITIZE=1 (as tools/sanitize.sh sets): the driver under ASan + UBSan, where any
+    # report exits non-zero and fails the case.
+    sanitize = ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"] \
+        if os.environ.get("GRAPHC_SANITIZE") == "1" else []
+    cmd = [cxx, "-O2", "-std=c++17", "-pthread", "-Wall", "-Werror", *sanitize, "-I",
+           os.path.join(ROOT, "runtime"), *[os.path.join(ROOT, s) for s in SOURCES], "-o", exe]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return exe
 
