@@ -13,6 +13,9 @@
 //       snapshots the elements' values at call time; the driver fails (exit 4) unless every
 //       element was covered exactly once and held its final value then.  OFFSET shifts A, B
 //       and C by that many floats from a 64-byte boundary (unaligned pointers).
+//   gemm_driver mismatch PACK_KERNEL RUN_KERNEL N DK
+//       packs an 8 x N B under one kernel and multiplies with K = 8 + DK under another: exit 3
+//       (invalid_argument) when they do not match, 0 when they do.
 //   gemm_driver grid KERNEL M N K THREADS PACKED
 //       prints thread_grid's row and column groups and prefer_own (0/1) for that product.
 //   gemm_driver bench KERNEL M N K THREADS PACKED REPS [TA TB]
@@ -200,6 +203,22 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (argc == 18 && std::strcmp(argv[1], "run") == 0) return run(argv + 2);
+    if (argc == 6 && std::strcmp(argv[1], "mismatch") == 0) {
+      // B packed under kernel argv[2] (K x N = 8 x argv[4]), sgemm run under argv[3] with
+      // K = 8 + argv[5]: exit 3 expected when the kernels or the sizes differ.
+      const int64_t N = std::atoll(argv[4]), K = 8, K2 = K + std::atoll(argv[5]);
+      std::vector<float> A(4 * K2, 1.0f), B(K * N, 1.0f), C(4 * N);
+      if (!gemm::set_kernel(argv[2])) return 5;
+      auto pb = gemm::pack_b(false, K, N, B.data(), N);
+      if (!gemm::set_kernel(argv[3])) return 5;
+      try {
+        gemm::sgemm(false, false, 4, N, K2, A.data(), K2, nullptr, 0, pb.get(), C.data(), N, 1);
+      } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "invalid_argument: %s\n", e.what());
+        return 3;
+      }
+      return 0;
+    }
     if (argc == 8 && std::strcmp(argv[1], "grid") == 0) {
       if (!gemm::set_kernel(argv[2])) return 5;
       int tm = 0, tn = 0;

@@ -269,3 +269,18 @@ def test_kernel_env_var(driver, kernels):
     env["GRAPHC_GEMM_KERNEL"] = "sse9"
     out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "GRAPHC_GEMM_KERNEL=sse9" in out.stderr
+
+
+def test_packed_b_is_checked_against_the_kernel_and_sizes(driver, kernels):
+    def rc(pack_kernel, run_kernel, N, dk):
+        out = subprocess.run([driver, "mismatch", pack_kernel, run_kernel, str(N), str(dk)], capture_output=True,
+                             text=True)
+        return out.returncode, out.stderr
+
+    for k in kernels:
+        assert rc(k, k, 40, 0)[0] == 0
+        code, err = rc(k, k, 40, 1)
+        assert code == 3 and "packed B is 8x40" in err
+    if "avx512" in kernels and "avx2" in kernels:
+        code, err = rc("avx512", "avx2", 40, 0)
+        assert code == 3 and "packed for kernel avx512" in err

@@ -384,8 +384,10 @@ std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const 
   pb->N = N;
   pb->nr = ks->nr;
   pb->kernel = ks->name;
-  const int64_t floats = std::max<int64_t>(1, pb->panels() * K * ks->nr);
-  if (floats > INT64_MAX / 8) throw std::invalid_argument("pack_b: B too large");
+  const int64_t floats = std::max<int64_t>(1, saturating_mul(saturating_mul(pb->panels(), ks->nr), K));
+  if (floats > INT64_MAX / 8) {
+    throw std::invalid_argument("pack_b: B of " + std::to_string(K) + "x" + std::to_string(N) + " is too large");
+  }
   const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
   float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (data == nullptr) throw std::bad_alloc();
