@@ -176,7 +176,7 @@ class OpDef:
     def __init__(self, name, doc, inputs, type_vars, attrs, infer, reference, examples,
                  gradient=None, elementwise=False, view=False, variadic=False, differentiable=True,
                  inplace=None, constant=False, cost=None, index_inputs=None, workspace=None,
-                 composite=None, kernels=("cpu",)):
+                 composite=None, kernels=("cpu",), fusible=False):
         self.name = name
         self.doc = doc
         self.inputs = tuple(inputs)
@@ -199,6 +199,7 @@ class OpDef:
         self.workspace = workspace
         self.composite = composite
         self.kernels = tuple(kernels)
+        self.fusible = fusible
 
     def __repr__(self):
         return f"<OpDef {self.name}>"
@@ -325,7 +326,7 @@ def _parse_inputs(name, inputs, type_vars):
 def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, type_vars=None, gradient=None,
                 elementwise=False, view=False, variadic=False, differentiable=True, inplace=None,
                 constant=False, cost=None, index_inputs=None, workspace=None, composite=None,
-                kernels=("cpu",)):
+                kernels=("cpu",), fusible=False):
     """Declare an op.  Refuses a duplicate name or a missing part.
 
     inputs: ``[(name, dtypes), ...]`` where dtypes is a tuple of dtype names or the name
@@ -346,7 +347,10 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
         composite(ctx) -> output Tensors built from other registry ops; the compiler expands
             the node for a target without a kernel for it (and autodiff differentiates the
             expansion when the op declares no gradient of its own);
-        kernels: the devices with a kernel for this op (a test checks this against the runtime).
+        kernels: the devices with a kernel for this op (a test checks this against the runtime);
+        fusible: an elementwise op with one float dtype in and out and float attrs only, which the
+            fusion pass may put in a fused program (graphc/ops/fused.py); every device's fused-program
+            interpreter must implement it (a test checks this against the runtime).
     """
     if name in _OPS:
         raise RegistryError(f"op {name!r} is already registered")
@@ -362,7 +366,9 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
         raise RegistryError(f"op {name!r} has neither a kernel nor a composite definition")
     opdef = OpDef(name, doc.strip(), parsed, type_vars, dict(attrs or {}), infer, reference, examples,
                   gradient, elementwise, view, variadic, differentiable, inplace, constant, cost,
-                  index_inputs, workspace, composite, kernels)
+                  index_inputs, workspace, composite, kernels, fusible)
+    if fusible and not (elementwise and all(k == "float" for k in (spec.kind for spec in opdef.attrs.values()))):
+        raise RegistryError(f"op {name!r}: a fusible op is elementwise with float attrs only")
     _OPS[name] = opdef
     return opdef
 

@@ -444,6 +444,39 @@ INDEPENDENT.update({
 })
 
 
+def _program(text, inputs, product=None):
+    """An independent reading of a fused op's program (graphc/ops/fused.py's grammar): each
+    statement through the members' independent implementations above, registers broadcast to the
+    output's shape and kept in its dtype."""
+    dtype = inputs[0].dtype
+    operands = inputs if product is None else [product] + list(inputs[2:])  # the matmul's operands do not broadcast
+    shape = np.broadcast_shapes(*[x.shape for x in operands])
+    regs = []
+    for stmt in text.split(";"):
+        head, _, rest = stmt.partition("=")
+        op, _, args = rest.partition("(")
+        attrs = {}
+        if "[" in op:
+            op, _, attr_text = op.partition("[")
+            for item in attr_text.rstrip("]").split(","):
+                key, _, value = item.partition("=")
+                attrs[key] = float(value)
+        values = []
+        for a in args.rstrip(")").split(","):
+            values.append(product if a == "p" else (regs[int(a[1:])] if a[0] == "r" else inputs[int(a[1:])]))
+        out = np.asarray(INDEPENDENT[op]([np.asarray(v) for v in values], attrs), dtype)
+        regs.append(np.broadcast_to(out, shape))
+    return np.array(regs[-1])
+
+
+INDEPENDENT.update({
+    "fused_elementwise": lambda inputs, attrs: _program(attrs["program"], inputs),
+    "fused_matmul": lambda inputs, attrs: _program(attrs["program"], inputs, np.asarray(_matmul(inputs[:2], attrs))),
+    "fused_reduce": lambda inputs, attrs: INDEPENDENT[attrs["reduce"]](
+        [_program(attrs["program"], inputs)], {"axes": attrs["axes"], "keepdims": attrs["keepdims"]}),
+})
+
+
 def test_every_op_has_an_independent_implementation():
     assert set(INDEPENDENT) == {o.name for o in OPS}
 

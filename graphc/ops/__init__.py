@@ -6,6 +6,7 @@ builder function that adds the op to a graph."""
 from graphc import graph as _graph
 from graphc import registry as _registry  # noqa: E402
 from graphc.ops import _common
+from graphc.ops import fused as _fused  # noqa: F401  (registers the fused ops)
 from graphc.ops.activations import silu  # noqa: F401
 from graphc.ops.backward import (  # noqa: F401
     broadcast_like,

@@ -167,6 +167,7 @@ register_op(
     reference=lambda inputs, attrs: np.where(inputs[1] > 0, inputs[0], np.zeros((), inputs[0].dtype)),
     examples=_relu_grad_examples,
     elementwise=True,
+    fusible=True,
 )
 
 

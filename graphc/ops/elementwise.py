@@ -73,6 +73,7 @@ def _make_unary(name, ref, allowed, rng_range, doc):
         examples=_unary_examples(allowed, *rng_range, kink_at_zero=name in ("abs", "relu")),
         elementwise=True,
         differentiable=name != "logical_not",
+        fusible=name != "logical_not",
     )
 
 
@@ -153,6 +154,7 @@ register_op(
     reference=lambda inputs, attrs: np.power(inputs[0], inputs[0].dtype.type(attrs["exponent"])),
     examples=_pow_examples,
     elementwise=True,
+    fusible=True,
 )
 
 
@@ -229,6 +231,7 @@ def _make_binary(name, ref, allowed, out_dtype, doc):
         examples=_binary_examples(name, allowed),
         elementwise=True,
         differentiable=out_dtype is None,
+        fusible=out_dtype is None,
     )
 
 
