@@ -5,7 +5,7 @@
 //   gemm_driver kernels
 //       prints the kernels this CPU can run, one per line ("avx512", "avx2", "none").
 //   gemm_driver name
-//       prints kernel_name() as chosen at start-up (GRAPHC_GEMM_KERNEL or the best).
+//       prints kernel_name() as chosen from isa.h's active_isa() (GRAPHC_ISA caps it).
 //   gemm_driver run KERNEL TA TB M N K LDA LDB LDC THREADS PACKED EPILOGUE OFFSET A.bin B.bin C.bin
 //       C.bin gets the M x LDC float32 storage of C after sgemm.  C starts as NaN everywhere
 //       (so a read of C before writing, or a write past column N, shows).  PACKED=1 packs B

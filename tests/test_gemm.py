@@ -17,7 +17,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ["tests/gemm_driver.cc", "runtime/cpu/gemm.cc", "runtime/cpu/gemm_avx512.cc",
-           "runtime/cpu/gemm_avx2.cc"]
+           "runtime/cpu/gemm_avx2.cc", "runtime/cpu/isa.cc"]
 ALL_KERNELS = ["avx512", "avx2", "none"]
 EPS32 = np.finfo(np.float32).eps
 
@@ -260,15 +260,20 @@ def test_prefer_own(driver, kernels):
     assert not grid(driver, "none", 128, 1024, 784, 2, packed=True)[2]
 
 
-def test_kernel_env_var(driver, kernels):
+def test_kernel_follows_the_isa_cap(driver, kernels):
     env = dict(os.environ)
-    for name in kernels:
-        env["GRAPHC_GEMM_KERNEL"] = name
-        out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True)
-        assert out.returncode == 0 and out.stdout.split() == [name]
-    env["GRAPHC_GEMM_KERNEL"] = "sse9"
+    env.pop("GRAPHC_ISA", None)
+    out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [kernels[0]]   # the best this CPU has
+    for isa, kernel in [("avx512", "avx512"), ("avx2", "avx2"), ("baseline", "none")]:
+        if kernel not in kernels:
+            continue
+        env["GRAPHC_ISA"] = isa
+        out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.split() == [kernel]
+    env["GRAPHC_ISA"] = "sse9"
     out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True)
-    assert out.returncode != 0 and "GRAPHC_GEMM_KERNEL=sse9" in out.stderr
+    assert out.returncode != 0 and "GRAPHC_ISA" in out.stderr and "sse9" in out.stderr
 
 
 def test_packed_b_is_checked_against_the_kernel_and_sizes(driver, kernels):

@@ -24,7 +24,7 @@ import _bench_util as bu  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ["tests/gemm_driver.cc", "runtime/cpu/gemm.cc", "runtime/cpu/gemm_avx512.cc",
-           "runtime/cpu/gemm_avx2.cc"]
+           "runtime/cpu/gemm_avx2.cc", "runtime/cpu/isa.cc"]
 SHAPES = [(128, 784, 1024), (128, 1024, 1024), (1024, 1024, 1024)]  # (M, K, N)
 SWEEP = [(m, k, n) for m in (1, 4, 16, 64, 256) for (k, n) in ((64, 64), (256, 256), (1024, 1024), (784, 10))]
 

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "common.h"
+#include "isa.h"
 
 namespace graphc {
 namespace cpu {
@@ -86,41 +87,36 @@ const KernelSet kPortable = {
     false,
 };
 
-const KernelSet* best_kernel() {
-  if (const KernelSet* k = avx512_kernels()) return k;
-  if (const KernelSet* k = avx2_kernels()) return k;
-  return &kPortable;
+// The kernel for the ISA the CPU kernels use now (isa.h: detected, capped by GRAPHC_ISA or
+// set_isa_cap): AVX-512, else AVX2+FMA, else the portable kernel.
+const KernelSet* isa_kernel() {
+  switch (active_isa()) {
+    case Isa::Avx512:
+      if (const KernelSet* k = avx512_kernels()) return k;
+      [[fallthrough]];
+    case Isa::Avx2:
+      if (const KernelSet* k = avx2_kernels()) return k;
+      [[fallthrough]];
+    default:
+      return &kPortable;
+  }
 }
 
 // nullptr for an unknown name or a kernel this CPU cannot run.
 const KernelSet* kernel_by_name(const std::string& name) {
-  if (name == "auto") return best_kernel();
   if (name == "avx512") return avx512_kernels();
   if (name == "avx2") return avx2_kernels();
   if (name == "none") return &kPortable;
   return nullptr;
 }
 
-std::atomic<const KernelSet*>& kernel_slot() {
-  static std::atomic<const KernelSet*> slot{[] {
-    const char* env = std::getenv("GRAPHC_GEMM_KERNEL");
-    if (env == nullptr || *env == '\0') return best_kernel();
-    const KernelSet* k = kernel_by_name(env);
-    // A bad value is not fatal at static-init time: it is reported by every sgemm call
-    // (current_kernel) so that the user sees it as a typed error, not an abort.
-    return k;
-  }()};
-  return slot;
-}
+// set_kernel's choice; nullptr: follow active_isa() (read on every call, so a cap set for
+// later sessions applies to their products too).
+std::atomic<const KernelSet*> g_forced{nullptr};
 
 const KernelSet* current_kernel() {
-  const KernelSet* k = kernel_slot().load(std::memory_order_acquire);
-  if (k == nullptr) {
-    const char* env = std::getenv("GRAPHC_GEMM_KERNEL");
-    throw std::invalid_argument(std::string("GRAPHC_GEMM_KERNEL=") + (env ? env : "") +
-                                ": expected auto, avx512, avx2 or none, one this CPU supports");
-  }
-  return k;
+  if (const KernelSet* k = g_forced.load(std::memory_order_acquire)) return k;
+  return isa_kernel();
 }
 
 // 64-byte aligned, grow-only scratch owned by one thread (pool workers live for the process).
@@ -364,9 +360,13 @@ const char* kernel_name() { return current_kernel()->name; }
 
 bool set_kernel(const char* name) {
   if (name == nullptr) return false;
+  if (std::strcmp(name, "auto") == 0) {
+    g_forced.store(nullptr, std::memory_order_release);
+    return true;
+  }
   const KernelSet* k = kernel_by_name(name);
   if (k == nullptr) return false;
-  kernel_slot().store(k, std::memory_order_release);
+  g_forced.store(k, std::memory_order_release);
   return true;
 }
 

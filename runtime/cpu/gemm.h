@@ -27,17 +27,19 @@ namespace graphc {
 namespace cpu {
 namespace gemm {
 
-// True when an own SIMD kernel (AVX2+FMA or AVX-512) runs on this CPU.  When false, sgemm
-// still works (portable C++ kernel) but callers should prefer OpenBLAS.
+// True when an own SIMD kernel (AVX2+FMA or AVX-512) runs: the CPU has one and the ISA cap
+// (isa.h: GRAPHC_ISA, set_isa_cap) allows it.  When false, sgemm still works (portable C++
+// kernel) but callers should prefer OpenBLAS.  Throws std::invalid_argument for a bad GRAPHC_ISA.
 bool available();
 
-// The kernel sgemm uses now: "avx512", "avx2" or "none" (the portable fallback).
+// The kernel sgemm uses now: "avx512", "avx2" or "none" (the portable fallback).  It follows
+// isa.h's active_isa() on every call unless set_kernel forced one.
 const char* kernel_name();
 
-// Test and benchmark hook: use kernel `name` ("avx512", "avx2", "none"), or "auto" for the
-// best one this CPU has (the default; the env var GRAPHC_GEMM_KERNEL sets the initial choice).
-// Returns false (and changes nothing) when the CPU cannot run `name` or the name is unknown.
-// Not synchronised with concurrent sgemm calls: set it before starting work.
+// Test and benchmark hook: force kernel `name` ("avx512", "avx2", "none"), or "auto" to
+// follow active_isa() again (the default).  Returns false (and changes nothing) when the CPU
+// cannot run `name` or the name is unknown.  Not synchronised with concurrent sgemm calls
+// (a PackedB from another kernel is rejected): set it before starting work.
 bool set_kernel(const char* name);
 
 // B (K x N after op) packed into the kernel's column panels: panel p holds columns
