@@ -1,13 +1,13 @@
 // gemm.cc — the ISA-independent part of gemm.h: kernel choice, packing, blocking, threads.
 //
 // Loop nest of one thread's rectangle of C (rows [i0, i1), panels [p0, p1)), BLIS-like:
-//   for each block of kNcPanels panels           (jc)
-//     for each block of kKc values of k          (pc; fixed, so the FMA chain never depends on it)
-//       B block: the packed weights in place, or packed now into thread-local scratch (L2)
-//       for each strip of mr rows                (ir)
-//         pack the A strip (mr x kc, k-major, L1)
+//   for each block of kNcCols columns              (jc)
+//     for each block of at most kKc values of k    (pc)
+//       B block: the packed weights, packed now into thread-local scratch (L2), or B in place
+//       for each strip of mr rows                  (ir)
+//         the A strip: packed (mr x kc, k-major, L1) or read in place
 //         for each panel of nr columns in the block: micro-kernel (A strip x B panel slice)
-//         after the last k block: the epilogue over the strip's rows of this panel block
+//         after the last k block: the epilogue over the strip's rows of this column block
 // A later k block reloads the partial sums from C and continues the same chain, so C is an
 // exact continuation and the result does not depend on the blocking or on the partition.
 #include "gemm.h"
@@ -49,14 +49,14 @@ constexpr int64_t kDirectBRows = 24;
 // costs several microseconds, as long as ~2^20 multiply-adds take on one core.
 constexpr int64_t kMinParallelWork = int64_t(1) << 20;
 
-// ---- the portable kernel: plain C++ (SSE2 by the compiler), the result when no own SIMD
-// kernel exists and the reference the SIMD kernels are tested against ----------------------
+// ---- the portable kernel: plain C++ (SSE2 by the compiler), used when no own SIMD kernel
+// runs (non-x86 builds, GRAPHC_ISA=baseline) ------------------------------------------------
 constexpr int kPortableMr = 4;
 constexpr int kPortableNr = 16;
 
 template <int R, bool kRows>
-void portable_micro(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc, int64_t ncols,
-                    bool accumulate) {
+void portable_micro(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc,
+                    int64_t ncols, bool accumulate) {
   float acc[R][kPortableNr];
   for (int r = 0; r < R; ++r) {
     for (int j = 0; j < kPortableNr; ++j) acc[r][j] = accumulate && j < ncols ? c[r * ldc + j] : 0.0f;

@@ -65,8 +65,8 @@ GRAPHC_AVX512 void micro(int64_t kc, const float* a, int64_t as, const float* b,
 // The narrow kernel for N <= 16 (an MLP's 10-class output layer): one zmm of columns per
 // row, so a 32-wide panel would waste more than half of every FMA; up to 16 rows.
 template <int R, bool kRows>
-GRAPHC_AVX512 void micro_narrow(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc,
-                                int64_t ncols, bool accumulate) {
+GRAPHC_AVX512 void micro_narrow(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
+                                int64_t ldc, int64_t ncols, bool accumulate) {
   const __mmask16 m0 = ncols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << ncols) - 1);
   __m512 c0[R];
 #pragma GCC unroll 16
