@@ -40,6 +40,7 @@ from graphc import checkpoint, errors
 from graphc import feeds as feeds_mod
 from graphc._load_blas import load_openblas
 from graphc._proto import graphc_pb2 as pb
+from graphc.plan import explain_step_error, step_members
 
 _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
            pb.INT32: np.dtype(np.int32), pb.INT64: np.dtype(np.int64), pb.BOOL: np.dtype(np.bool_)}
@@ -168,7 +169,7 @@ class Session:
         except MemoryError as e:
             raise errors.ResourceError(f"out of memory loading the plan: {e}") from None
         except (ValueError, OverflowError, TypeError, RuntimeError) as e:
-            raise errors.ModelFormatError(f"invalid plan: {e}") from None
+            raise errors.ModelFormatError(f"invalid plan: {explain_step_error(self._proto, str(e))}") from None
         # run() and the variable accessors are serialised by the executor; this lock
         # makes a checkpoint a consistent snapshot (no run between two variables).
         self._lock = threading.RLock()
@@ -221,7 +222,7 @@ class Session:
             except errors.GraphcError:
                 raise
             except RuntimeError as e:
-                raise errors.RuntimeExecutionError(str(e)) from None
+                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
         return dict(zip(self._fetch_names, outs))
 
     def io_binding(self):
@@ -244,7 +245,7 @@ class Session:
             except errors.GraphcError:
                 raise
             except RuntimeError as e:
-                raise errors.RuntimeExecutionError(str(e)) from None
+                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
 
     def _out_arrays(self, out):
         """One array per fetch for run(out=...): the caller's where given, new ones elsewhere."""
@@ -306,7 +307,8 @@ class Session:
         ``warmup + iters`` optimizer steps.  Returns one dict per step, in plan order:
         ``{"step", "node", "op", "file", "line", "seconds"}`` where ``seconds`` is the
         median over the timed runs of one call, and ``seconds_total`` is that median
-        times ``iters``.
+        times ``iters``; ``"fused"`` lists, for a fused step, the graph nodes it runs
+        (``{"node", "op", "file", "line"}`` each, in program order), else ``[]``.
         """
         iters, warmup = int(iters), int(warmup)
         if iters < 1:
@@ -320,12 +322,13 @@ class Session:
             except errors.GraphcError:
                 raise
             except RuntimeError as e:
-                raise errors.RuntimeExecutionError(str(e)) from None
+                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
         out = []
         for i, (step, t) in enumerate(zip(self._proto.steps, secs)):
             out.append({"step": i, "node": step.node, "op": step.op, "file": step.provenance.file,
                         "line": int(step.provenance.line), "seconds": float(t),
-                        "seconds_total": float(t) * iters})
+                        "seconds_total": float(t) * iters,
+                        "fused": step_members(step) if step.fused else []})
         return out
 
     def _feed_arrays(self, feeds):

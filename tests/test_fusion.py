@@ -395,3 +395,17 @@ def test_cli_no_fuse_and_info(tmp_path, fusing):
         assert cli.main(["info", str(fused), "--json"]) == 0
     info = json.loads(buf.getvalue())
     assert [f["members"][:2] for f in info["fused"]] == [["matmul", "add"], ["matmul_1", "add_1"]]
+
+
+@_needs("fused_matmul")
+def test_errors_name_the_members_and_their_lines():
+    g, x, y = _mlp()
+    plan = gc.compile(g, shapes={"x": (4, 5)}, fetches=[y.name])
+    step = next(s for s in plan.proto.steps if s.op == "fused_matmul")
+    step.attrs["program"].s = "r0=add(p,i2);r1=softmax(r0)"   # not a member the runtime knows
+    with pytest.raises(gc.errors.ModelFormatError) as e:
+        gc.Session(plan)
+    msg = str(e.value)
+    assert "softmax" in msg and "fused step running" in msg
+    for member in step.fused:
+        assert f"{member.node} ({member.op} at {__file__}:{member.provenance.line})" in msg
