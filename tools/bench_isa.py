@@ -1,6 +1,6 @@
 """Elementwise, reduction and fused-program kernels per ISA (runtime/cpu/isa.h).
 
-    PYTHONPATH=. python tools/bench_isa.py [--n 1000000] [--repeat 50] [--quick]
+    PYTHONPATH=. python tools/bench_isa.py [--n 1000000] [--repeat 50] [--quick] [--only TEXT]
 
 Each case is one small plan over float32 inputs of n elements, timed with Session.profile
 (the C++ clock around each step's kernel, feeds excluded): the median of ``--repeat`` runs,
@@ -25,6 +25,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=50, help="timed runs per case; the median is kept")
     parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="5 runs per case (smoke test)")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     args = parser.parse_args()
     repeat = 5 if args.quick else args.repeat
 
@@ -62,6 +63,8 @@ def main():
     print(f"| {'case':<28} | " + " | ".join(f"{c:>12}" for c in cols) + " |")
     print(f"|{'-' * 30}|" + "|".join("-" * 14 for _ in cols) + "|")
     for name, shapes, build, fuse in cases:
+        if args.only not in name:
+            continue
         with Graph() as g:
             xs = [gc.placeholder(f"x{i}", s, "float32") for i, s in enumerate(shapes)]
             y = build(xs)
