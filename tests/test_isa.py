@@ -202,15 +202,20 @@ def _ulps(got, want64):
 
 @pytest.mark.parametrize("op,ref,max_ulp", [
     ("exp", np.exp, 1),
+    ("log", np.log, 1),
     ("tanh", np.tanh, 1),
     ("sigmoid", lambda x: 1 / (1 + np.exp(-x)), 2),
 ])
 def test_float32_transcendentals_within_stated_ulps(op, ref, max_ulp):
-    """exp_f32 / tanh_f32 (runtime/cpu/elementwise_ops.h) replace glibc's calls for float32:
-    within max_ulp of the correctly rounded result on a dense grid that reaches the overflow,
-    underflow and subnormal results, and exact at the special values; on every ISA."""
+    """exp_f32 / log_f32 / tanh_f32 (runtime/cpu/elementwise_ops.h) replace glibc's calls for
+    float32: within max_ulp of the correctly rounded result on a dense grid that reaches the
+    overflow, underflow and subnormal results (log: every 2039th positive float32 bit pattern,
+    subnormals included, and [0.5, 2] densely), and exact at the special values; on every ISA."""
     grid = np.concatenate([np.linspace(-110, 95, 400_001), np.geomspace(1e-38, 1, 20_001),
                            -np.geomspace(1e-38, 1, 20_001)]).astype(np.float32)
+    if op == "log":
+        grid = np.concatenate([np.arange(1, 0x7F800000, 2039, dtype=np.int64).astype(np.int32).view(np.float32),
+                               np.linspace(0.5, 2, 200_001, dtype=np.float32), -grid[:1000]])
     specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-45, 3.4e38, -3.4e38], np.float32)
     x = np.concatenate([grid, specials])
     plan, out = _plan(lambda xs: getattr(gc, op)(xs[0]), [x.shape], "float32")
