@@ -197,6 +197,19 @@ struct PowF {
   template <class T> T operator()(T x, T e) const { return static_cast<T>(std::pow(x, e)); }
 };
 
+// Elements per parallel chunk of op on T: a chunk should be several microseconds of work, or
+// waking a worker costs more than it saves.  Our float32 exp/log/tanh/sigmoid and sqrt
+// (vectorised) cost ~0.2-2 ns per element here, pow and the float64 libm calls 5-20 ns.
+template <class T> int64_t ew_grain(EwOp op) {
+  switch (op) {
+    case EwOp::Pow: return kCostlyGrain;
+    case EwOp::Exp: case EwOp::Log: case EwOp::Tanh: case EwOp::Sigmoid:
+      return std::is_same_v<T, float> ? int64_t(1) << 13 : kCostlyGrain;
+    case EwOp::Sqrt: return int64_t(1) << 13;
+    default: return kCheapGrain;
+  }
+}
+
 // Loops over n elements.  Strides are in elements (0: a broadcast scalar, 1: contiguous,
 // anything else: strided).  out may alias an input exactly (in-place steps), never partially.
 template <class T> struct EwLoops {

@@ -23,15 +23,6 @@ struct Stmt {
   int nargs = 0;
 };
 
-bool is_cheap(EwOp op) {
-  switch (op) {
-    case EwOp::Exp: case EwOp::Log: case EwOp::Sqrt: case EwOp::Sigmoid: case EwOp::Tanh: case EwOp::Pow:
-      return false;
-    default:
-      return true;
-  }
-}
-
 // Non-negative decimal integer (at most 9 digits, so no overflow); -1 when s is not one.
 int parse_index(const std::string& s) {
   if (s.empty() || s.size() > 9) return -1;
@@ -342,10 +333,12 @@ FusedProgram::FusedProgram(const KernelArgs& args, const std::string& text, int 
   impl_ = y.dtype == DType::F32 ? build<float>(args, prog) : build<double>(args, prog);
   numel_ = numel_of(y);
   num_statements_ = prog.size();
-  bool cheap = true;
-  for (const Stmt& s : prog) cheap = cheap && is_cheap(s.op);
-  const int64_t grain = cheap ? std::max<int64_t>(kCheapGrain / static_cast<int64_t>(prog.size()), kFusedTile)
-                              : kCostlyGrain;
+  // Per-element work adds up over the statements: the grain is the harmonic sum of theirs.
+  double inv = 0.0;
+  for (const Stmt& st : prog) {
+    inv += 1.0 / static_cast<double>(y.dtype == DType::F32 ? ew_grain<float>(st.op) : ew_grain<double>(st.op));
+  }
+  const int64_t grain = std::max<int64_t>(static_cast<int64_t>(1.0 / inv), kFusedTile);
   grain_ = (grain + kFusedTile - 1) / kFusedTile * kFusedTile;
 }
 
