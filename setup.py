@@ -52,7 +52,13 @@ def cpu_extension():
     # -ffp-contract=off: no a*b+c -> fma contraction, so the AVX2/AVX-512 builds of the loops
     # (runtime/cpu/elementwise_isa_*.cc, `#pragma GCC target`) compute the same bits as the
     # baseline build; GCC's default outside ISO mode, and clang's default, is to contract.
-    compile_args = ["-std=c++17", "-O3", "-pthread", "-Wall", "-Wno-unused-function", "-ffp-contract=off"]
+    # -fno-trapping-math: we never read floating-point exception flags or enable traps, and
+    # without it GCC will not if-convert a float select that feeds arithmetic (exp_f32's clamps,
+    # sigmoid), so those loops stayed scalar.  It changes no result (unlike -ffast-math, which
+    # stays off).  -fno-math-errno: nothing reads errno after a math call, and with it sqrt is
+    # the IEEE sqrt instruction (vectorised) instead of a call that may set errno.
+    compile_args = ["-std=c++17", "-O3", "-pthread", "-Wall", "-Wno-unused-function", "-ffp-contract=off",
+                    "-fno-trapping-math", "-fno-math-errno"]
     link_args = ["-pthread"]
     if os.environ.get("GRAPHC_SANITIZE", "0") not in ("", "0"):
         # ASan + UBSan for tools/sanitize.sh (the later -O1 wins); build into its own -b/-t dirs.

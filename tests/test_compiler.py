@@ -403,7 +403,7 @@ def test_roles_set_the_value_kind_and_step_role():
         gc.relu(x, name="fwd")
     (gr,) = g.add_node("neg", [g.tensor("fwd")], name="grad_node", role=GRADIENT)
     (op,) = g.add_node("neg", [gr], name="opt_node", role=OPTIMIZER)
-    plan = compile(g, fetches=["fwd", op])
+    plan = compile(g, fetches=["fwd", op], fuse=False)
     kinds = {v.name: v.kind for v in plan.values}
     assert kinds == {"x": "input", "fwd": "activation", "grad_node": "gradient", "opt_node": "optimizer"}
     assert [s.role for s in plan.steps] == [pb.FORWARD, pb.GRADIENT, pb.OPTIMIZER]
@@ -479,7 +479,7 @@ def test_memory_report_liveness():
         b = gc.neg(a, name="b")                  # step 1
         c = gc.exp(b, name="c")                  # step 2 (b dies here)
         gc.add(c, a, name="d")                   # step 3 (a, c die here)
-    plan = compile(g, fetches=["d"])
+    plan = compile(g, fetches=["d"], fuse=False)
     report = memory_report(plan)
     # x dies after step 0; a lives 0..3, b 1..2, c 2..3, d 3..3.  In place: a takes over x at
     # step 0, c over b at step 2, d over c at step 3; each such pair counts once.
@@ -495,7 +495,7 @@ def test_memory_report_liveness():
     assert (m.lower_bound_bytes, list(m.step_live_bytes), m.peak_step) == (128, [64, 128, 128, 128], 1)
     assert list(m.peak_values) == ["a", "b"] and dict(m.bytes_by_kind) == report["bytes_by_kind"]
     # A fetched value stays live to the last step (and x, fetched, is not taken over).
-    assert memory_report(compile(g, fetches=["d", "x"]))["step_live_bytes"] == [128, 192, 192, 192]
+    assert memory_report(compile(g, fetches=["d", "x"], fuse=False))["step_live_bytes"] == [128, 192, 192, 192]
     # No steps: every arena value counts as live at once.
     report = memory_report(compile(g, fetches=["x"]))
     assert (report["step_live_bytes"], report["lower_bound_bytes"], report["peak_step"]) == ([], 64, -1)
@@ -566,7 +566,7 @@ def test_compile_from_a_model_file_matches_compile_from_the_graph(tmp_path):
 @pytest.fixture
 def good_plan():
     g, out = mlp()
-    return compile(g, shapes={"x": (2, 4)}, fetches=[out])
+    return compile(g, shapes={"x": (2, 4)}, fetches=[out], fuse=False)  # tests name the unfused steps
 
 
 def test_save_load_round_trip(good_plan, tmp_path):

@@ -139,18 +139,20 @@ def same_bits(a, b):
     return np.array_equal(a.view(ints)[~nan_a], b.view(ints)[~nan_b])
 
 
-def _plan(build, shapes, dtype):
+def _plan(build, shapes, dtype, fuse=False):
     with Graph() as g:
         xs = [gc.placeholder(f"x{i}", s, dtype) for i, s in enumerate(shapes)]
         y = build(xs)
-    return gc.compile(g, shapes={}, fetches=[y.name]), y.name
+    return gc.compile(g, shapes={}, fetches=[y.name], fuse=fuse), y.name
 
 
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
-def test_identical_bits_on_every_isa_and_thread_count(case, dtype):
+def test_identical_bits_on_every_isa_and_thread_count(case, dtype, fuse):
+    """Unfused: the standalone kernels; fused: chains become fused_elementwise steps."""
     name, build, shapes = case
-    plan, out = _plan(build, shapes, dtype)
+    plan, out = _plan(build, shapes, dtype, fuse)
     rng = np.random.default_rng(0)
     positive = name.startswith(("tanh", "pow"))
     feeds_list = [{f"x{i}": rng.uniform(0.1 if positive else -2, 2, s).astype(dtype) for i, s in enumerate(shapes)},
@@ -189,3 +191,42 @@ def test_kernels_built_before_a_cap_keep_their_isa():
     _runtime.set_isa("baseline")
     x = np.linspace(-1, 1, 1000, dtype=np.float32)
     np.testing.assert_array_equal(s.run({"x0": x})[out], np.maximum(x, 0))
+
+
+def _ulps(got, want64):
+    """|got - round(want64)| in float32 units in the last place (ints of the bit patterns;
+    both finite)."""
+    want = want64.astype(np.float32)
+    return np.abs(got.view(np.int32).astype(np.int64) - want.view(np.int32).astype(np.int64))
+
+
+@pytest.mark.parametrize("op,ref,max_ulp", [
+    ("exp", np.exp, 1),
+    ("log", np.log, 1),
+    ("tanh", np.tanh, 1),
+    ("sigmoid", lambda x: 1 / (1 + np.exp(-x)), 2),
+])
+def test_float32_transcendentals_within_stated_ulps(op, ref, max_ulp):
+    """exp_f32 / log_f32 / tanh_f32 (runtime/cpu/elementwise_ops.h) replace glibc's calls for
+    float32: within max_ulp of the correctly rounded result on a dense grid that reaches the
+    overflow, underflow and subnormal results (log: every 2039th positive float32 bit pattern,
+    subnormals included, and [0.5, 2] densely), and exact at the special values; on every ISA."""
+    grid = np.concatenate([np.linspace(-110, 95, 400_001), np.geomspace(1e-38, 1, 20_001),
+                           -np.geomspace(1e-38, 1, 20_001)]).astype(np.float32)
+    if op == "log":
+        grid = np.concatenate([np.arange(1, 0x7F800000, 2039, dtype=np.int64).astype(np.int32).view(np.float32),
+                               np.linspace(0.5, 2, 200_001, dtype=np.float32), -grid[:1000]])
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-45, 3.4e38, -3.4e38], np.float32)
+    x = np.concatenate([grid, specials])
+    plan, out = _plan(lambda xs: getattr(gc, op)(xs[0]), [x.shape], "float32")
+    with np.errstate(all="ignore"):
+        want64 = ref(x.astype(np.float64))
+        want32 = want64.astype(np.float32)  # exp's overflow to inf
+    for isa in ISAS:
+        _runtime.set_isa(isa)
+        got = Session(plan).run({"x0": x})[out]
+        fin = np.isfinite(want32)
+        assert _ulps(got[fin], want64[fin]).max() <= max_ulp, (isa, x[fin][_ulps(got[fin], want64[fin]).argmax()])
+        np.testing.assert_array_equal(got[~fin], want32[~fin])
+        n = len(specials)
+        np.testing.assert_array_equal(np.signbit(got[-n:]), np.signbit(want32[-n:]))

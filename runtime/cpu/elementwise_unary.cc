@@ -55,8 +55,9 @@ template <class Types, class F> void add_fusible_unary(KernelRegistry& r, EwOp e
       T* py = y.as<T>();
       const int64_t n = numel_of(x);
       const int threads = args.ctx.threads;
-      return [px, py, n, threads, grain, fn, attr]() {
-        parallel_for(n, threads, grain, [&](int64_t b, int64_t e) { fn(py + b, px + b, 1, e - b, attr); });
+      const int64_t g = ew_grain<T>(ew_op);
+      return [px, py, n, threads, g, fn, attr]() {
+        parallel_for(n, threads, g, [&](int64_t b, int64_t e) { fn(py + b, px + b, 1, e - b, attr); });
       };
     } else {
       return unary_kernel<T, T>(args, F{}, grain);

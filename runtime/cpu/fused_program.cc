@@ -23,15 +23,6 @@ struct Stmt {
   int nargs = 0;
 };
 
-bool is_cheap(EwOp op) {
-  switch (op) {
-    case EwOp::Exp: case EwOp::Log: case EwOp::Sqrt: case EwOp::Sigmoid: case EwOp::Tanh: case EwOp::Pow:
-      return false;
-    default:
-      return true;
-  }
-}
-
 // Non-negative decimal integer (at most 9 digits, so no overflow); -1 when s is not one.
 int parse_index(const std::string& s) {
   if (s.empty() || s.size() > 9) return -1;
@@ -163,6 +154,7 @@ template <class T> struct Impl final : FusedProgram::Impl {
     EwOp op;
     T attr;
     Operand a, b;
+    int dst = 0;  // register buffer slot written (unused by the last statement)
   };
   struct Gathered {
     const T* base;
@@ -173,7 +165,7 @@ template <class T> struct Impl final : FusedProgram::Impl {
   std::vector<Gathered> gathered;
   T* out = nullptr;
   const EwLoops<T>* loops = nullptr;
-  int num_regs = 0;  // registers that need a buffer (all but the last statement's)
+  int num_regs = 0;  // register buffers (slots reused once a register is dead)
 
   void gather(const Gathered& g, T* dst, int64_t t0, int64_t n) const {
     const StridedLoop<1>& L = g.loop;
@@ -227,7 +219,7 @@ template <class T> struct Impl final : FusedProgram::Impl {
       };
       for (size_t k = 0; k < steps.size(); ++k) {
         const Step& s = steps[k];
-        T* dst = k + 1 == steps.size() ? obase + t0 : regs + k * kFusedTile;
+        T* dst = k + 1 == steps.size() ? obase + t0 : regs + s.dst * kFusedTile;
         int64_t sa = 1, sb = 1;
         const T* a = operand(s.a, sa);
         const T* b = ew_is_binary(s.op) ? operand(s.b, sb) : nullptr;
@@ -253,7 +245,6 @@ std::shared_ptr<const FusedProgram::Impl> build(const KernelArgs& args, const Te
   const int64_t numel = numel_of(y);
   impl->out = y.as<T>();
   impl->loops = &ew_loops<T>(active_isa());
-  impl->num_regs = static_cast<int>(prog.size()) - 1;
   impl->inputs.assign(args.in.size(), nullptr);
   std::vector<int> kind_of(args.in.size(), -1), slot_of(args.in.size(), 0);
   auto operand = [&](const Arg& a) {
@@ -292,12 +283,42 @@ std::shared_ptr<const FusedProgram::Impl> build(const KernelArgs& args, const Te
     o.slot = slot_of[i];
     return o;
   };
-  for (const Stmt& s : prog) {
+  // Register buffers: a register's slot is free again after its last reader, so a long chain
+  // needs a few tile buffers (in L1), not one per statement.  A statement may write the slot
+  // of an operand it reads for the last time: its loop reads element i before writing it.
+  const int nstmt = static_cast<int>(prog.size());
+  std::vector<int> last_use(nstmt, -1), slot_of_reg(nstmt, -1), free_slots;
+  for (int k = 0; k < nstmt; ++k) {
+    for (int a = 0; a < prog[k].nargs; ++a) {
+      if (prog[k].args[a].kind == Arg::Reg) last_use[prog[k].args[a].index] = k;
+    }
+  }
+  for (int k = 0; k < nstmt; ++k) {
+    const Stmt& s = prog[k];
     typename Impl<T>::Step step;
     step.op = s.op;
     step.attr = static_cast<T>(s.exponent);  // as the pow kernel: the attr cast to T
     step.a = operand(s.args[0]);
     if (s.nargs > 1) step.b = operand(s.args[1]);
+    for (Operand* o : {&step.a, &step.b}) {
+      if (o->kind == Operand::Reg) o->slot = slot_of_reg[o->slot];
+    }
+    for (int a = 0; a < s.nargs; ++a) {
+      const Arg& arg = s.args[a];
+      if (arg.kind == Arg::Reg && last_use[arg.index] == k && slot_of_reg[arg.index] >= 0) {
+        free_slots.push_back(slot_of_reg[arg.index]);
+        slot_of_reg[arg.index] = -1;  // freed once even when read twice (add(r0, r0))
+      }
+    }
+    if (k + 1 < nstmt) {
+      if (free_slots.empty()) free_slots.push_back(impl->num_regs++);
+      step.dst = slot_of_reg[k] = free_slots.back();
+      free_slots.pop_back();
+      if (last_use[k] < 0) {  // never read: its slot is free at once
+        free_slots.push_back(step.dst);
+        slot_of_reg[k] = -1;
+      }
+    }
     impl->steps.push_back(step);
   }
   return impl;
@@ -330,10 +351,12 @@ void FusedProgram::init(const KernelArgs& args, const TensorRef& y, const std::s
   impl_ = y.dtype == DType::F32 ? build<float>(args, y, prog) : build<double>(args, y, prog);
   numel_ = numel_of(y);
   num_statements_ = prog.size();
-  bool cheap = true;
-  for (const Stmt& s : prog) cheap = cheap && is_cheap(s.op);
-  const int64_t grain = cheap ? std::max<int64_t>(kCheapGrain / static_cast<int64_t>(prog.size()), kFusedTile)
-                              : kCostlyGrain;
+  // Per-element work adds up over the statements: the grain is the harmonic sum of theirs.
+  double inv = 0.0;
+  for (const Stmt& st : prog) {
+    inv += 1.0 / static_cast<double>(y.dtype == DType::F32 ? ew_grain<float>(st.op) : ew_grain<double>(st.op));
+  }
+  const int64_t grain = std::max<int64_t>(static_cast<int64_t>(1.0 / inv), kFusedTile);
   grain_ = (grain + kFusedTile - 1) / kFusedTile * kFusedTile;
 }
 
