@@ -1,0 +1,363 @@
+// gemm.cc — the ISA-independent part of gemm.h: kernel choice, packing, blocking, threads.
+//
+// Loop nest of one thread's rectangle of C (rows [i0, i1), panels [p0, p1)), BLIS-like:
+//   for each block of kNcPanels panels           (jc)
+//     for each block of kKc values of k          (pc; fixed, so the FMA chain never depends on it)
+//       B block: the packed weights in place, or packed now into thread-local scratch (L2)
+//       for each strip of mr rows                (ir)
+//         pack the A strip (mr x kc, k-major, L1)
+//         for each panel of nr columns in the block: micro-kernel (A strip x B panel slice)
+//         after the last k block: the epilogue over the strip's rows of this panel block
+// A later k block reloads the partial sums from C and continues the same chain, so C is an
+// exact continuation and the result does not depend on the blocking or on the partition.
+#include "gemm.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "common.h"
+
+namespace graphc {
+namespace cpu {
+namespace gemm {
+namespace {
+
+// k values per block: the A strip (12 x 256 x 4 B = 12 KiB) stays in L1 while the B panel
+// slices (256 x 32 x 4 B = 32 KiB each) stream from L2.
+constexpr int64_t kKc = 256;
+// Panels per column block: the B block (kKc x 512 floats = 512 KiB) stays in L2 (1 MiB on
+// the Zen 4 this was tuned on) while every row strip of the thread's rows passes over it.
+constexpr int64_t kNcCols = 512;
+// Multiply-adds below which one thread runs the whole product: handing work to the pool
+// costs several microseconds, as long as ~2^20 multiply-adds take on one core.
+constexpr int64_t kMinParallelWork = int64_t(1) << 20;
+
+// ---- the portable kernel: plain C++ (SSE2 by the compiler), the result when no own SIMD
+// kernel exists and the reference the SIMD kernels are tested against ----------------------
+constexpr int kPortableMr = 4;
+constexpr int kPortableNr = 16;
+
+template <int R>
+void portable_micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t ncols,
+                    bool accumulate) {
+  float acc[R][kPortableNr];
+  for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < kPortableNr; ++j) acc[r][j] = accumulate && j < ncols ? c[r * ldc + j] : 0.0f;
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int r = 0; r < R; ++r) {
+      const float av = a[k * R + r];
+      for (int j = 0; j < kPortableNr; ++j) acc[r][j] += av * b[k * kPortableNr + j];
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int64_t j = 0; j < ncols; ++j) c[r * ldc + j] = acc[r][j];
+  }
+}
+
+const KernelSet kPortable = {
+    "none",
+    kPortableMr,
+    kPortableNr,
+    {nullptr, portable_micro<1>, portable_micro<2>, portable_micro<3>, portable_micro<4>, nullptr, nullptr,
+     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+const KernelSet* best_kernel() {
+  if (const KernelSet* k = avx512_kernels()) return k;
+  if (const KernelSet* k = avx2_kernels()) return k;
+  return &kPortable;
+}
+
+// nullptr for an unknown name or a kernel this CPU cannot run.
+const KernelSet* kernel_by_name(const std::string& name) {
+  if (name == "auto") return best_kernel();
+  if (name == "avx512") return avx512_kernels();
+  if (name == "avx2") return avx2_kernels();
+  if (name == "none") return &kPortable;
+  return nullptr;
+}
+
+std::atomic<const KernelSet*>& kernel_slot() {
+  static std::atomic<const KernelSet*> slot{[] {
+    const char* env = std::getenv("GRAPHC_GEMM_KERNEL");
+    if (env == nullptr || *env == '\0') return best_kernel();
+    const KernelSet* k = kernel_by_name(env);
+    // A bad value is not fatal at static-init time: it is reported by every sgemm call
+    // (current_kernel) so that the user sees it as a typed error, not an abort.
+    return k;
+  }()};
+  return slot;
+}
+
+const KernelSet* current_kernel() {
+  const KernelSet* k = kernel_slot().load(std::memory_order_acquire);
+  if (k == nullptr) {
+    const char* env = std::getenv("GRAPHC_GEMM_KERNEL");
+    throw std::invalid_argument(std::string("GRAPHC_GEMM_KERNEL=") + (env ? env : "") +
+                                ": expected auto, avx512, avx2 or none, one this CPU supports");
+  }
+  return k;
+}
+
+// 64-byte aligned, grow-only scratch owned by one thread (pool workers live for the process).
+class Scratch {
+ public:
+  ~Scratch() { std::free(p_); }
+  float* get(int64_t floats) {
+    const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+    if (bytes > cap_) {
+      std::free(p_);
+      p_ = nullptr;
+      cap_ = 0;
+      p_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (p_ == nullptr) throw std::bad_alloc();
+      cap_ = bytes;
+    }
+    return p_;
+  }
+
+ private:
+  float* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+// Packs op(B)[k0 : k0+kc, col0 : col0 + npan*nr) into npan panels, panel q at dst + q*pstride,
+// nr floats per k, columns past N zero.
+void pack_b_block(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
+                  int64_t npan, int nr, float* dst, int64_t pstride) {
+  for (int64_t q = 0; q < npan; ++q) {
+    const int64_t col = col0 + q * nr;
+    const int64_t w = std::min<int64_t>(nr, N - col);
+    float* d = dst + q * pstride;
+    if (!trans_b) {
+      const float* s = B + k0 * ldb + col;
+      for (int64_t k = 0; k < kc; ++k) {
+        std::memcpy(d + k * nr, s + k * ldb, static_cast<size_t>(w) * sizeof(float));
+        for (int64_t j = w; j < nr; ++j) d[k * nr + j] = 0.0f;
+      }
+    } else {
+      // op(B)[k][col + j] = B[(col + j) * ldb + k]: read rows of B, write columns of the panel.
+      for (int64_t j = 0; j < w; ++j) {
+        const float* s = B + (col + j) * ldb + k0;
+        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = s[k];
+      }
+      for (int64_t j = w; j < nr; ++j) {
+        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = 0.0f;
+      }
+    }
+  }
+}
+
+// Packs op(A)[i : i+R, k0 : k0+kc) k-major: dst[k*R + r].
+void pack_a_strip(bool trans_a, const float* A, int64_t lda, int64_t i, int R, int64_t k0, int64_t kc,
+                  float* dst) {
+  if (trans_a) {
+    // op(A)[i + r][k] = A[k * lda + i + r]: R contiguous floats per k.
+    const float* s = A + k0 * lda + i;
+    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * R, s + k * lda, static_cast<size_t>(R) * sizeof(float));
+  } else {
+    for (int r = 0; r < R; ++r) {
+      const float* s = A + (i + r) * lda + k0;
+      for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = s[k];
+    }
+  }
+}
+
+struct Problem {
+  const KernelSet* ks;
+  bool trans_a, trans_b;
+  int64_t M, N, K;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  const PackedB* packed;
+  float* C;
+  int64_t ldc;
+  RangeFn epilogue;
+  void* ctx;
+};
+
+thread_local Scratch t_a_scratch, t_b_scratch;
+
+// One thread's rectangle: rows [i0, i1), panels [p0, p1).
+void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) {
+  const KernelSet& ks = *P.ks;
+  const int nr = ks.nr, mr = ks.mr;
+  const int64_t nc_panels = std::max<int64_t>(1, kNcCols / nr);
+  float* apack = t_a_scratch.get(static_cast<int64_t>(mr) * kKc);
+  float* bscratch = P.packed ? nullptr : t_b_scratch.get(kKc * nc_panels * nr);
+  for (int64_t pb = p0; pb < p1; pb += nc_panels) {
+    const int64_t pe = std::min(pb + nc_panels, p1);
+    const int64_t col_begin = pb * nr, col_end = std::min(pe * nr, P.N);
+    for (int64_t k0 = 0; k0 < P.K; k0 += kKc) {
+      const int64_t kc = std::min(kKc, P.K - k0);
+      const bool last_k = k0 + kc == P.K;
+      const float* bblock;
+      int64_t pstride;
+      if (P.packed) {
+        bblock = P.packed->panel(pb) + k0 * nr;
+        pstride = P.K * nr;
+      } else {
+        pack_b_block(P.trans_b, P.B, P.ldb, P.N, k0, kc, col_begin, pe - pb, nr, bscratch, kc * nr);
+        bblock = bscratch;
+        pstride = kc * nr;
+      }
+      for (int64_t i = i0; i < i1; i += mr) {
+        const int R = static_cast<int>(std::min<int64_t>(mr, i1 - i));
+        pack_a_strip(P.trans_a, P.A, P.lda, i, R, k0, kc, apack);
+        const MicroFn micro = ks.micro[R];
+        float* crow = P.C + i * P.ldc;
+        for (int64_t p = pb; p < pe; ++p) {
+          const int64_t col = p * nr;
+          micro(kc, apack, bblock + (p - pb) * pstride, crow + col, P.ldc, std::min<int64_t>(nr, P.N - col), k0 > 0);
+        }
+        if (last_k && P.epilogue) {
+          for (int r = 0; r < R; ++r) P.epilogue(P.ctx, (i + r) * P.N + col_begin, (i + r) * P.N + col_end);
+        }
+      }
+    }
+  }
+}
+
+// Threads grid: tm row groups x tn panel groups, minimising the largest rectangle (in
+// micro-tiles); ties go to fewer threads, then to more panel groups (rows share all of B,
+// panel groups read disjoint parts of it).
+void choose_grid(int64_t strips, int64_t panels, int threads, int& tm, int& tn) {
+  tm = tn = 1;
+  int64_t best = strips * panels;
+  for (int n = 1; n <= threads; ++n) {
+    for (int m = 1; m * n <= threads; ++m) {
+      if (n > panels || m > strips) continue;
+      const int64_t cost = ((strips + m - 1) / m) * ((panels + n - 1) / n);
+      if (cost < best || (cost == best && m * n < tm * tn) || (cost == best && m * n == tm * tn && n > tn)) {
+        best = cost;
+        tm = m;
+        tn = n;
+      }
+    }
+  }
+}
+
+void check_ld(const char* what, int64_t ld, int64_t width) {
+  if (ld < width) {
+    throw std::invalid_argument(std::string("sgemm: ") + what + " = " + std::to_string(ld) +
+                                " is smaller than the row width " + std::to_string(width));
+  }
+}
+
+}  // namespace
+
+bool available() { return std::strcmp(current_kernel()->name, "none") != 0; }
+
+const char* kernel_name() { return current_kernel()->name; }
+
+bool set_kernel(const char* name) {
+  if (name == nullptr) return false;
+  const KernelSet* k = kernel_by_name(name);
+  if (k == nullptr) return false;
+  kernel_slot().store(k, std::memory_order_release);
+  return true;
+}
+
+std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb) {
+  if (K < 0 || N < 0) {
+    throw std::invalid_argument("pack_b: negative size K=" + std::to_string(K) + ", N=" + std::to_string(N));
+  }
+  if (K > 0 && N > 0) {
+    check_ld("ldb", ldb, trans_b ? K : N);
+    if (B == nullptr) throw std::invalid_argument("pack_b: B is null");
+  }
+  const KernelSet* ks = current_kernel();
+  auto pb = std::make_shared<PackedB>();
+  pb->K = K;
+  pb->N = N;
+  pb->nr = ks->nr;
+  pb->kernel = ks->name;
+  const int64_t floats = std::max<int64_t>(1, pb->panels() * K * ks->nr);
+  if (floats > INT64_MAX / 8) throw std::invalid_argument("pack_b: B too large");
+  const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+  float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (data == nullptr) throw std::bad_alloc();
+  pb->storage = std::shared_ptr<float>(data, [](float* p) { std::free(p); });
+  pb->data = data;
+  if (K > 0 && N > 0) pack_b_block(trans_b, B, ldb, N, 0, K, 0, pb->panels(), ks->nr, data, K * ks->nr);
+  return pb;
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, const PackedB* packed, float* C, int64_t ldc, int threads,
+           RangeFn epilogue, void* epilogue_ctx) {
+  if (M < 0 || N < 0 || K < 0) {
+    throw std::invalid_argument("sgemm: negative size M=" + std::to_string(M) + ", N=" + std::to_string(N) +
+                                ", K=" + std::to_string(K));
+  }
+  if (threads < 1) throw std::invalid_argument("sgemm: threads must be >= 1, got " + std::to_string(threads));
+  const KernelSet* ks = current_kernel();
+  if (M == 0 || N == 0) return;
+  check_ld("ldc", ldc, N);
+  if (C == nullptr) throw std::invalid_argument("sgemm: C is null");
+  if (epilogue && ldc != N) {
+    throw std::invalid_argument("sgemm: an epilogue needs ldc == N (" + std::to_string(N) + "), got " +
+                                std::to_string(ldc));
+  }
+  if (K == 0) {
+    for (int64_t i = 0; i < M; ++i) {
+      std::memset(C + i * ldc, 0, static_cast<size_t>(N) * sizeof(float));
+      if (epilogue) epilogue(epilogue_ctx, i * N, i * N + N);
+    }
+    return;
+  }
+  check_ld("lda", lda, trans_a ? M : K);
+  if (A == nullptr) throw std::invalid_argument("sgemm: A is null");
+  if (packed) {
+    if (packed->K != K || packed->N != N) {
+      throw std::invalid_argument("sgemm: packed B is " + std::to_string(packed->K) + "x" +
+                                  std::to_string(packed->N) + ", the product needs " + std::to_string(K) + "x" +
+                                  std::to_string(N));
+    }
+    if (packed->nr != ks->nr || std::strcmp(packed->kernel, ks->name) != 0) {
+      throw std::invalid_argument(std::string("sgemm: B was packed for kernel ") + packed->kernel +
+                                  ", the current kernel is " + ks->name);
+    }
+  } else {
+    check_ld("ldb", ldb, trans_b ? K : N);
+    if (B == nullptr) throw std::invalid_argument("sgemm: B is null");
+  }
+  const Problem P{ks, trans_a, trans_b, M, N, K, A, lda, B, ldb, packed, C, ldc, epilogue, epilogue_ctx};
+  const int64_t strips = (M + ks->mr - 1) / ks->mr;
+  const int64_t panels = (N + ks->nr - 1) / ks->nr;
+  const int64_t work = saturating_mul(saturating_mul(M, N), K);
+  const int usable = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinParallelWork)));
+  int tm, tn;
+  choose_grid(strips, panels, usable, tm, tn);
+  auto task = [&](int64_t t) {
+    const int64_t gm = t / tn, gn = t % tn;
+    const int64_t s0 = strips * gm / tm, s1 = strips * (gm + 1) / tm;
+    const int64_t p0 = panels * gn / tn, p1 = panels * (gn + 1) / tn;
+    run_rect(P, s0 * ks->mr, std::min(s1 * ks->mr, M), p0, p1);
+  };
+  const int64_t tasks = int64_t(tm) * tn;
+  parallel_for(tasks, static_cast<int>(tasks), 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) task(t);
+  });
+}
+
+bool prefer_own(int64_t M, int64_t N, int64_t K, int threads, bool packed) {
+  (void)M;
+  (void)N;
+  (void)K;
+  (void)threads;
+  (void)packed;
+  return available();
+}
+
+const KernelSet* portable_kernels() { return &kPortable; }
+
+}  // namespace gemm
+}  // namespace cpu
+}  // namespace graphc

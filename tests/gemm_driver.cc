@@ -1,0 +1,162 @@
+// gemm_driver.cc — a standalone driver for runtime/cpu/gemm.h, compiled by tests/test_gemm.py
+// and tools/bench_gemm.py with the system g++ (no Python in the loop, no change to the
+// extension's Cython wrapper).
+//
+//   gemm_driver kernels
+//       prints the kernels this CPU can run, one per line ("avx512", "avx2", "none").
+//   gemm_driver run KERNEL TA TB M N K LDA LDB LDC THREADS PACKED EPILOGUE OFFSET A.bin B.bin C.bin
+//       C.bin gets the M x LDC float32 storage of C after sgemm.  C starts as NaN everywhere
+//       (so a read of C before writing, or a write past column N, shows).  PACKED=1 packs B
+//       with pack_b first.  EPILOGUE=1 passes a callback that counts the calls per element and
+//       snapshots the elements' values at call time; the driver fails (exit 4) unless every
+//       element was covered exactly once and held its final value then.  OFFSET shifts A, B
+//       and C by that many floats from a 64-byte boundary (unaligned pointers).
+//   gemm_driver bench KERNEL M N K THREADS PACKED REPS
+//       prints the median and min time in ms of REPS sgemm calls (after 3 warm-ups).
+// Exit status: 0 ok, 2 usage, 3 std::invalid_argument from the API (message on stderr),
+// 4 epilogue check failed, 5 the kernel is not available on this CPU.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu/gemm.h"
+
+namespace gemm = graphc::cpu::gemm;
+
+namespace {
+
+std::vector<float> read_floats(const char* path, size_t n) {
+  std::vector<float> v(n);
+  FILE* f = std::fopen(path, "rb");
+  if (!f) throw std::runtime_error(std::string("cannot open ") + path);
+  const size_t got = n ? std::fread(v.data(), sizeof(float), n, f) : 0;
+  std::fclose(f);
+  if (got != n) throw std::runtime_error(std::string("short read from ") + path);
+  return v;
+}
+
+// A float buffer whose data() is `offset` floats past a 64-byte boundary.
+struct Buf {
+  std::vector<float> raw;
+  float* p;
+  Buf(size_t n, int offset, float fill) : raw(n + 16 + offset, fill) {
+    auto addr = reinterpret_cast<uintptr_t>(raw.data());
+    p = reinterpret_cast<float*>((addr + 63) / 64 * 64) + offset;
+  }
+};
+
+struct EpiState {
+  const float* C;
+  std::vector<int> count;
+  std::vector<float> snapshot;
+};
+
+void epilogue(void* ctx, int64_t b, int64_t e) {
+  auto* s = static_cast<EpiState*>(ctx);
+  for (int64_t i = b; i < e; ++i) {
+    // Racing increments would only under-count, which the check reports too.
+    s->count[i] += 1;
+    s->snapshot[i] = s->C[i];
+  }
+}
+
+int run(char** a) {
+  const std::string kernel = a[0];
+  const bool ta = std::atoi(a[1]) != 0, tb = std::atoi(a[2]) != 0;
+  const int64_t M = std::atoll(a[3]), N = std::atoll(a[4]), K = std::atoll(a[5]);
+  const int64_t lda = std::atoll(a[6]), ldb = std::atoll(a[7]), ldc = std::atoll(a[8]);
+  const int threads = std::atoi(a[9]);
+  const bool packed = std::atoi(a[10]) != 0, epi = std::atoi(a[11]) != 0;
+  const int offset = std::atoi(a[12]);
+  if (!gemm::set_kernel(kernel.c_str())) return 5;
+  const size_t na = static_cast<size_t>(std::max<int64_t>(0, (ta ? K : M) * lda));
+  const size_t nb = static_cast<size_t>(std::max<int64_t>(0, (tb ? N : K) * ldb));
+  const size_t nc = static_cast<size_t>(std::max<int64_t>(0, M * ldc));
+  Buf A(na, offset, 0.0f), B(nb, offset, 0.0f), C(nc, offset, std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> va = read_floats(a[13], na), vb = read_floats(a[14], nb);
+  std::copy(va.begin(), va.end(), A.p);
+  std::copy(vb.begin(), vb.end(), B.p);
+  EpiState st{C.p, std::vector<int>(nc, 0), std::vector<float>(nc, 0.0f)};
+  std::shared_ptr<const gemm::PackedB> pb;
+  try {
+    if (packed) pb = gemm::pack_b(tb, K, N, B.p, ldb);
+    gemm::sgemm(ta, tb, M, N, K, A.p, lda, packed ? nullptr : B.p, packed ? 0 : ldb, pb.get(), C.p, ldc, threads,
+                epi ? epilogue : nullptr, epi ? &st : nullptr);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "invalid_argument: %s\n", e.what());
+    return 3;
+  }
+  if (epi) {
+    for (size_t i = 0; i < nc; ++i) {
+      if (st.count[i] != 1) {
+        std::fprintf(stderr, "epilogue covered element %zu %d times\n", i, st.count[i]);
+        return 4;
+      }
+      if (std::memcmp(&st.snapshot[i], &C.p[i], sizeof(float)) != 0) {
+        std::fprintf(stderr, "element %zu changed after its epilogue call\n", i);
+        return 4;
+      }
+    }
+  }
+  FILE* f = std::fopen(a[15], "wb");
+  if (!f) return 2;
+  if (nc) std::fwrite(C.p, sizeof(float), nc, f);
+  std::fclose(f);
+  return 0;
+}
+
+int bench(char** a) {
+  const std::string kernel = a[0];
+  const int64_t M = std::atoll(a[1]), N = std::atoll(a[2]), K = std::atoll(a[3]);
+  const int threads = std::atoi(a[4]);
+  const bool packed = std::atoi(a[5]) != 0;
+  const int reps = std::max(1, std::atoi(a[6]));
+  if (!gemm::set_kernel(kernel.c_str())) return 5;
+  Buf A(M * K, 0, 0.0f), B(K * N, 0, 0.0f), C(M * N, 0, 0.0f);
+  uint32_t s = 12345;
+  auto rnd = [&] {
+    s = s * 1664525u + 1013904223u;
+    return static_cast<float>(s >> 8) / 16777216.0f - 0.5f;
+  };
+  for (int64_t i = 0; i < M * K; ++i) A.p[i] = rnd();
+  for (int64_t i = 0; i < K * N; ++i) B.p[i] = rnd();
+  std::shared_ptr<const gemm::PackedB> pb;
+  if (packed) pb = gemm::pack_b(false, K, N, B.p, N);
+  std::vector<double> t;
+  for (int r = 0; r < reps + 3; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    gemm::sgemm(false, false, M, N, K, A.p, K, B.p, N, pb.get(), C.p, N, threads);
+    auto t1 = std::chrono::steady_clock::now();
+    if (r >= 3) t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  std::printf("%.6f %.6f %s\n", t[t.size() / 2], t[0], gemm::kernel_name());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc == 2 && std::strcmp(argv[1], "kernels") == 0) {
+      for (const char* k : {"avx512", "avx2", "none"}) {
+        if (gemm::set_kernel(k)) std::printf("%s\n", k);
+      }
+      return 0;
+    }
+    if (argc == 18 && std::strcmp(argv[1], "run") == 0) return run(argv + 2);
+    if (argc == 9 && std::strcmp(argv[1], "bench") == 0) return bench(argv + 2);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
+  std::fprintf(stderr, "usage: see the comment at the top of tests/gemm_driver.cc\n");
+  return 2;
+}
