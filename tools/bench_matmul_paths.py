@@ -1,0 +1,61 @@
+"""Per-layer and whole-MLP latency of graphc's matmul paths against ONNX Runtime.
+
+MLP 784-1024-1024-10 (float32, bias + relu) at batch 1 and 128: each step's median time
+from ``Session.profile`` (C++ steady_clock around the kernel call) and the whole
+``Session.run`` latency next to ONNX Runtime's on the same thread count, sampled
+round-robin, medians.  Prints which GEMM kernel and spin time were in force.
+
+Run:  PYTHONPATH=. python tools/bench_matmul_paths.py [--threads N] [--repeat R] [--quick]
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_util as bu  # noqa: E402
+import bench_runtime as br  # noqa: E402
+
+
+def main(argv=None):
+    args = bu.parse_args(__doc__.splitlines()[0], argv=argv)
+    bu.pin_threads(args.threads)
+    import numpy as np
+
+    import graphc as gc
+
+    threads = args.threads
+    repeat = args.repeat or (5 if args.quick else 30)
+    iters = 50 if args.quick else 300
+    ort, ort_why = bu.try_import("onnxruntime")
+    onnx, onnx_why = bu.try_import("onnx")
+    print(f"machine: {bu.machine()}")
+    print(f"threads: {threads}; GRAPHC_SPIN_US={os.environ.get('GRAPHC_SPIN_US', '(default)')}; "
+          f"GRAPHC_GEMV={os.environ.get('GRAPHC_GEMV', '(default)')}; "
+          f"GRAPHC_GEMM={os.environ.get('GRAPHC_GEMM', '(default)')}")
+    print(bu.load_note())
+    params = br.make_weights(0)
+    ort_run = br.ort_mlp(ort, onnx, threads, params) if ort and onnx else None
+    rng = np.random.default_rng(1)
+    rows = []
+    for batch in (1, 128):
+        X = rng.standard_normal((batch, br.SIZES[0]), dtype=np.float32)
+        sess, run_g = br.graphc_mlp(gc, threads, params, batch)
+        feeds = {sess.feed_names[0]: X}
+        prof = sess.profile(feeds, iters=iters, warmup=10)
+        for p in prof:
+            if p["seconds"] * 1e6 >= 0.5:
+                rows.append([f"b={batch}", p["node"], p["op"], f"{p['seconds'] * 1e6:.1f}"])
+        fns = [lambda: run_g(X)] + ([lambda: ort_run(X)] if ort_run else [])
+        times = bu.median_times(fns, repeat, min_time=0.05)
+        rows.append([f"b={batch}", "whole MLP (Session.run)", "-", f"{times[0] * 1e6:.1f}"])
+        if ort_run:
+            rows.append([f"b={batch}", "whole MLP (onnxruntime)", "-", f"{times[1] * 1e6:.1f}"])
+            rows.append([f"b={batch}", "ratio graphc/onnxruntime", "-", f"{times[0] / times[1]:.2f}x"])
+        else:
+            rows.append([f"b={batch}", "onnxruntime", ort_why or onnx_why, "-"])
+    bu.print_table(f"MLP per step (us, median of {iters} profiled runs) and whole run, threads={threads}",
+                   ["batch", "node", "op", "us"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
