@@ -71,6 +71,8 @@ class Executor {
   void run_step(size_t s);
   void poison_frees(size_t s);
   void check_persistent(int32_t index, size_t nbytes) const;
+  void find_written_persistent();
+  const uint64_t* read_only_version(int32_t value_index) const;
 
   PlanDesc plan_;
   ExecutorOptions options_;
@@ -79,6 +81,9 @@ class Executor {
   std::vector<DeviceBuffer> persistent_;
   std::vector<DeviceBuffer> constants_;
   std::vector<void*> value_ptrs_;
+  // KernelArgs::in_version: bumped by write_persistent; constants point at kConstantVersion.
+  std::vector<uint64_t> persistent_version_;
+  std::vector<char> persistent_written_;  // by a step or as a feed: never read-only
   std::vector<Kernel> kernels_;
   std::mutex mutex_;
 };

@@ -29,8 +29,9 @@ def main(argv=None):
     onnx, onnx_why = bu.try_import("onnx")
     print(f"machine: {bu.machine()}")
     print(f"threads: {threads}; GRAPHC_SPIN_US={os.environ.get('GRAPHC_SPIN_US', '(default)')}; "
-          f"GRAPHC_GEMV={os.environ.get('GRAPHC_GEMV', '(default)')}; "
-          f"GRAPHC_GEMM={os.environ.get('GRAPHC_GEMM', '(default)')}")
+          f"GRAPHC_MATMUL_PATH={os.environ.get('GRAPHC_MATMUL_PATH', '(auto)')}; "
+          f"GRAPHC_GEMV_KERNEL={os.environ.get('GRAPHC_GEMV_KERNEL', '(auto)')}; "
+          f"GRAPHC_GEMM_KERNEL={os.environ.get('GRAPHC_GEMM_KERNEL', '(auto)')}")
     print(bu.load_note())
     params = br.make_weights(0)
     ort_run = br.ort_mlp(ort, onnx, threads, params) if ort and onnx else None

@@ -51,6 +51,8 @@ inline void cpu_relax() {
 // the gap between two steps of a plan (a few us) and between two Session.run calls from a
 // Python loop (~20-60 us), short enough that an idle session gives its cores back quickly.
 constexpr int64_t kDefaultSpinUs = 100;
+// Of which the first part spins with pause only (see WorkerPool::spin_until).
+constexpr int64_t kPauseNs = 5000;
 
 // GRAPHC_SPIN_US, or the default when unset or unparsable; clamped to [0, 1 s].
 inline int64_t spin_us_from_env() {
@@ -117,19 +119,32 @@ class WorkerPool {
     }
   }
 
-  // Spins until `ready()` or the spin time is over; true when ready.
+  // Spins until `ready()` or the spin time is over; true when ready.  The first
+  // kPauseNs spin with a pause instruction; after that each look is followed by a
+  // sched_yield: on an idle machine it returns at once (still ~1 us reaction), on an
+  // oversubscribed one it hands the core to a thread that has work — pure pause-spinning
+  // there made a batch-1 matmul 5x slower at load 6 on 2 cores (docs/benchmarks.md).
   template <class Ready> bool spin_until(Ready ready) const {
     const int64_t spin_ns = spin_ns_.load(std::memory_order_relaxed);
     if (spin_ns <= 0) return ready();
     const auto t0 = std::chrono::steady_clock::now();
+    auto elapsed = [&] {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    };
     for (unsigned i = 1;; ++i) {
       if (ready()) return true;
       cpu_relax();
       // The clock costs ~20 ns (vDSO): read it every 64 pauses only.
-      if ((i & 63) == 0 && std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now() - t0).count() > spin_ns) {
-        return ready();
+      if ((i & 63) == 0) {
+        const int64_t t = elapsed();
+        if (t > spin_ns) return ready();
+        if (t > kPauseNs) break;
       }
+    }
+    for (;;) {
+      if (ready()) return true;
+      std::this_thread::yield();
+      if (elapsed() > spin_ns) return ready();
     }
   }
 
