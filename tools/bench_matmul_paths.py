@@ -45,7 +45,7 @@ def main(argv=None):
         for p in prof:
             if p["seconds"] * 1e6 >= 0.5:
                 rows.append([f"b={batch}", p["node"], p["op"], f"{p['seconds'] * 1e6:.1f}"])
-        fns = [lambda: run_g(X)] + ([lambda: ort_run(X)] if ort_run else [])
+        fns = [lambda r=run_g, x=X: r(x)] + ([lambda x=X: ort_run(x)] if ort_run else [])
         times = bu.median_times(fns, repeat, min_time=0.05)
         rows.append([f"b={batch}", "whole MLP (Session.run)", "-", f"{times[0] * 1e6:.1f}"])
         if ort_run:

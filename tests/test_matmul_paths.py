@@ -1,0 +1,186 @@
+"""matmul's kernel paths (runtime/cpu/matmul.cc): the GEMV kernels, graphc's own GEMM and
+OpenBLAS, each forced with GRAPHC_MATMUL_PATH (read when a plan is loaded), against float64
+numpy on odd, 0 and 1 sizes, every transpose and batch broadcasting; thread counts 1 and 2
+bit-identical; the GEMV ISA versions bit-identical to each other (and the axpy form to the
+own GEMM); packed weights rebuilt when set_variable / load_checkpoint change them.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+PATHS = ("gemv", "gemm", "blas")
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+FLAGS = cpu_flags()
+HAS_AVX2 = {"avx2", "fma"} <= FLAGS
+HAS_AVX512 = HAS_AVX2 and {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= FLAGS
+
+
+def stored(shape_mk, transpose):
+    """The stored shape of an operand whose logical last two dims are shape_mk."""
+    *batch, r, c = shape_mk
+    return (*batch, c, r) if transpose else (*batch, r, c)
+
+
+def session(a_shape, b_shape, ta, tb, threads, dtype="float32", b_init=None):
+    """A one-matmul plan: a is fed; b is fed, or a variable (read-only across runs in an
+    inference plan) when b_init is given."""
+    with gc.Graph() as g:
+        a = gc.placeholder("a", a_shape, dtype)
+        b = gc.placeholder("b", b_shape, dtype) if b_init is None else gc.variable("w", init=b_init)
+        y = gc.matmul(a, b, transpose_a=ta, transpose_b=tb, name="y")
+    shapes = {"a": a_shape} if b_init is not None else {"a": a_shape, "b": b_shape}
+    plan = gc.compile(g, shapes=shapes, fetches=[y.name], train=False)
+    return gc.Session(plan, threads=threads), y.name
+
+
+def run(monkeypatch, path, A, B, ta, tb, threads):
+    monkeypatch.setenv("GRAPHC_MATMUL_PATH", path)
+    sess, y = session(A.shape, B.shape, ta, tb, threads, A.dtype.name)
+    return sess.run({"a": A, "b": B})[y]
+
+
+def reference(A, B, ta, tb):
+    """float64 product and the rounding bound K * 2^-23 * sum |a b| (float32) per element."""
+    a = np.swapaxes(A, -1, -2) if ta else A
+    b = np.swapaxes(B, -1, -2) if tb else B
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    K = a.shape[-1]
+    eps = np.finfo(A.dtype).eps
+    return a64 @ b64, (K + 2) * eps * (np.abs(a64) @ np.abs(b64)) + 1e-30
+
+
+def operands(rng, M, K, N, ta, tb, abatch=(), bbatch=(), dtype=np.float32):
+    A = rng.standard_normal(stored((*abatch, M, K), ta)).astype(dtype)
+    B = rng.standard_normal(stored((*bbatch, K, N), tb)).astype(dtype)
+    return A, B
+
+
+# (M, K, N): one row, one column, both, odd, empty, K == 0, and big enough to split.
+VECTOR_SHAPES = [(1, 1, 1), (1, 7, 1), (1, 33, 17), (1, 64, 16), (1, 300, 333), (5, 40, 1), (301, 257, 1),
+                 (1, 0, 9), (9, 0, 1), (1, 5, 0), (0, 5, 1)]
+MATRIX_SHAPES = [(2, 3, 4), (7, 13, 33), (13, 1, 5), (37, 71, 45), (4, 0, 3), (0, 3, 4), (3, 4, 0)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("ta,tb", list(itertools.product([False, True], repeat=2)))
+def test_paths_against_float64(monkeypatch, path, ta, tb):
+    rng = np.random.default_rng(0)
+    for M, K, N in VECTOR_SHAPES + MATRIX_SHAPES:
+        A, B = operands(rng, M, K, N, ta, tb)
+        y = run(monkeypatch, path, A, B, ta, tb, threads=2)
+        ref, bound = reference(A, B, ta, tb)
+        assert y.shape == ref.shape and y.dtype == np.float32
+        assert np.all(np.abs(y - ref) <= bound), (path, ta, tb, M, K, N, np.max(np.abs(y - ref) - bound))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_batch_broadcasting(monkeypatch, path, ta, tb):
+    rng = np.random.default_rng(1)
+    for (M, K, N), (ab, bb) in itertools.product([(1, 19, 23), (6, 19, 1), (5, 19, 23)],
+                                                  [((2, 1), (3,)), ((), (2, 3)), ((4,), ()), ((1, 3), (2, 1))]):
+        A, B = operands(rng, M, K, N, ta, tb, ab, bb)
+        y = run(monkeypatch, path, A, B, ta, tb, threads=2)
+        ref, bound = reference(A, B, ta, tb)
+        assert y.shape == ref.shape
+        assert np.all(np.abs(y - ref) <= bound), (path, M, K, N, ab, bb)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_threads_bit_identical(monkeypatch, path):
+    rng = np.random.default_rng(2)
+    for (M, K, N), (ta, tb) in itertools.product([(1, 300, 333), (301, 257, 1), (1, 1024, 1000), (130, 300, 129)],
+                                                 [(False, False), (False, True), (True, False)]):
+        A, B = operands(rng, M, K, N, ta, tb, (2,), ())
+        y1 = run(monkeypatch, path, A, B, ta, tb, threads=1)
+        y2 = run(monkeypatch, path, A, B, ta, tb, threads=2)
+        assert np.array_equal(y1.view(np.uint32), y2.view(np.uint32)), (path, M, K, N, ta, tb)
+
+
+def test_float64_on_blas(monkeypatch):
+    # float64 always goes to OpenBLAS, one row or not; the forced float32 paths do not apply.
+    rng = np.random.default_rng(3)
+    for path, (M, K, N) in itertools.product(PATHS, [(1, 31, 9), (7, 31, 1), (6, 31, 9)]):
+        A, B = operands(rng, M, K, N, False, True, dtype=np.float64)
+        y = run(monkeypatch, path, A, B, False, True, threads=2)
+        ref, bound = reference(A, B, False, True)
+        assert y.dtype == np.float64 and np.all(np.abs(y - ref) <= bound)
+
+
+GEMV_ISAS = [pytest.param("avx512", marks=pytest.mark.skipif(not HAS_AVX512, reason="CPU lacks AVX-512")),
+             pytest.param("avx2", marks=pytest.mark.skipif(not HAS_AVX2, reason="CPU lacks AVX2+FMA"))]
+
+
+@pytest.mark.parametrize("isa", GEMV_ISAS)
+def test_gemv_isa_versions_agree(monkeypatch, isa):
+    """Each GEMV ISA version against the other available one and float64; the two compute
+    the same chains of fused multiply-adds (runtime/cpu/gemv.h), so they agree bit for bit."""
+    rng = np.random.default_rng(4)
+    other = "avx2" if isa == "avx512" else ("avx512" if HAS_AVX512 else "avx2")
+    for (M, K, N), (ta, tb) in itertools.product([(1, 1, 1), (1, 33, 17), (1, 300, 333), (45, 77, 1)],
+                                                 [(False, False), (False, True), (True, False)]):
+        A, B = operands(rng, M, K, N, ta, tb)
+        monkeypatch.setenv("GRAPHC_GEMV_KERNEL", isa)
+        y = run(monkeypatch, "gemv", A, B, ta, tb, threads=2)
+        monkeypatch.setenv("GRAPHC_GEMV_KERNEL", other)
+        y_other = run(monkeypatch, "gemv", A, B, ta, tb, threads=1)
+        ref, bound = reference(A, B, ta, tb)
+        assert np.all(np.abs(y - ref) <= bound), (isa, M, K, N, ta, tb)
+        assert np.array_equal(y.view(np.uint32), y_other.view(np.uint32)), (isa, other, M, K, N, ta, tb)
+
+
+@pytest.mark.skipif(not HAS_AVX2, reason="CPU lacks AVX2+FMA: no own GEMV/GEMM kernel")
+def test_gemv_axpy_form_matches_own_gemm(monkeypatch):
+    """x @ W (W stored K x N) on the GEMV path is the very fma chain of the own GEMM kernel,
+    so a batch-1 product does not change bits when it moves between the two paths."""
+    rng = np.random.default_rng(5)
+    for M, K, N in [(1, 784, 1024), (1, 37, 45), (1, 1, 3)]:
+        A, B = operands(rng, M, K, N, False, False)
+        y_gemv = run(monkeypatch, "gemv", A, B, False, False, threads=2)
+        y_gemm = run(monkeypatch, "gemm", A, B, False, False, threads=2)
+        assert np.array_equal(y_gemv.view(np.uint32), y_gemm.view(np.uint32)), (M, K, N)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_weights_changed_between_runs(monkeypatch, path, tmp_path):
+    """B is a variable of an inference plan: read-only across runs, so the own GEMM packs it
+    once; set_variable and load_checkpoint must make the next run see the new weights."""
+    monkeypatch.setenv("GRAPHC_MATMUL_PATH", path)
+    rng = np.random.default_rng(6)
+    for M, K, N in [(33, 70, 45), (1, 70, 45)]:
+        A = rng.standard_normal((M, K)).astype(np.float32)
+        W1 = rng.standard_normal((K, N)).astype(np.float32)
+        W2 = rng.standard_normal((K, N)).astype(np.float32)
+        sess, y = session(A.shape, W1.shape, False, False, 2, b_init=W1)
+        ckpt = tmp_path / f"w{M}.ckpt"
+        sess.save_checkpoint(str(ckpt))
+        out = sess.run({"a": A})[y]  # packs W1 (own GEMM path)
+        ref, bound = reference(A, W1, False, False)
+        assert np.all(np.abs(out - ref) <= bound), (path, M, "initial")
+        for W in (W2, W1, W2):
+            sess.set_variable("w", W)
+            out = sess.run({"a": A})[y]
+            ref, bound = reference(A, W, False, False)
+            assert np.all(np.abs(out - ref) <= bound), (path, M, "set_variable")
+        sess.set_variable("w", W2)
+        sess.run({"a": A})
+        sess.load_checkpoint(str(ckpt))  # back to W1
+        out = sess.run({"a": A})[y]
+        ref, bound = reference(A, W1, False, False)
+        assert np.all(np.abs(out - ref) <= bound), (path, M, "load_checkpoint")
