@@ -12,7 +12,8 @@
 //       element was covered exactly once and held its final value then.  OFFSET shifts A, B
 //       and C by that many floats from a 64-byte boundary (unaligned pointers).
 //   gemm_driver bench KERNEL M N K THREADS PACKED REPS
-//       prints the median and min time in ms of REPS sgemm calls (after 3 warm-ups).
+//       prints the median and min wall time and the median process CPU time, in ms, of REPS
+//       sgemm calls (after 3 warm-ups), and the kernel name.
 // Exit status: 0 ok, 2 usage, 3 std::invalid_argument from the API (message on stderr),
 // 4 epilogue check failed, 5 the kernel is not available on this CPU.
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -112,6 +114,12 @@ int run(char** a) {
   return 0;
 }
 
+double cpu_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
 int bench(char** a) {
   const std::string kernel = a[0];
   const int64_t M = std::atoll(a[1]), N = std::atoll(a[2]), K = std::atoll(a[3]);
@@ -129,20 +137,51 @@ int bench(char** a) {
   for (int64_t i = 0; i < K * N; ++i) B.p[i] = rnd();
   std::shared_ptr<const gemm::PackedB> pb;
   if (packed) pb = gemm::pack_b(false, K, N, B.p, N);
-  std::vector<double> t;
+  std::vector<double> t, cpu;
   for (int r = 0; r < reps + 3; ++r) {
+    const double c0 = cpu_ms();
     auto t0 = std::chrono::steady_clock::now();
     gemm::sgemm(false, false, M, N, K, A.p, K, B.p, N, pb.get(), C.p, N, threads);
     auto t1 = std::chrono::steady_clock::now();
-    if (r >= 3) t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    const double c1 = cpu_ms();
+    if (r >= 3) {
+      t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      cpu.push_back(c1 - c0);
+    }
   }
   std::sort(t.begin(), t.end());
-  std::printf("%.6f %.6f %s\n", t[t.size() / 2], t[0], gemm::kernel_name());
+  std::sort(cpu.begin(), cpu.end());
+  // Wall median, wall min, process CPU time median (all threads; on a loaded machine the
+  // CPU time of a 1-thread run is the steadier figure), kernel.
+  std::printf("%.6f %.6f %.6f %s\n", t[t.size() / 2], t[0], cpu[cpu.size() / 2], gemm::kernel_name());
   return 0;
 }
 
 }  // namespace
 
+// The C API tools/bench_gemm.py loads with ctypes (the driver built with -shared -fPIC
+// -DGEMM_DRIVER_LIBRARY), so that the own kernel, numpy and ONNX Runtime are timed round-robin
+// in one process.  Row-major, no transposes, ld = width.
+extern "C" {
+int gemm_driver_set_kernel(const char* name) { return gemm::set_kernel(name) ? 1 : 0; }
+const char* gemm_driver_kernel_name() { return gemm::kernel_name(); }
+void* gemm_driver_pack(int64_t K, int64_t N, const float* B) {
+  return new std::shared_ptr<const gemm::PackedB>(gemm::pack_b(false, K, N, B, N));
+}
+void gemm_driver_free(void* packed) { delete static_cast<std::shared_ptr<const gemm::PackedB>*>(packed); }
+int gemm_driver_sgemm(int64_t M, int64_t N, int64_t K, const float* A, const float* B, void* packed, float* C,
+                      int threads) {
+  try {
+    const gemm::PackedB* pb = packed ? static_cast<std::shared_ptr<const gemm::PackedB>*>(packed)->get() : nullptr;
+    gemm::sgemm(false, false, M, N, K, A, K, B, N, pb, C, N, threads);
+    return 0;
+  } catch (const std::exception&) {
+    return 1;
+  }
+}
+}
+
+#ifndef GEMM_DRIVER_LIBRARY
 int main(int argc, char** argv) {
   try {
     if (argc == 2 && std::strcmp(argv[1], "kernels") == 0) {
@@ -160,3 +199,4 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "usage: see the comment at the top of tests/gemm_driver.cc\n");
   return 2;
 }
+#endif  // GEMM_DRIVER_LIBRARY

@@ -28,9 +28,11 @@ namespace {
 // k values per block: the A strip (12 x 256 x 4 B = 12 KiB) stays in L1 while the B panel
 // slices (256 x 32 x 4 B = 32 KiB each) stream from L2.
 constexpr int64_t kKc = 256;
-// Panels per column block: the B block (kKc x 512 floats = 512 KiB) stays in L2 (1 MiB on
-// the Zen 4 this was tuned on) while every row strip of the thread's rows passes over it.
-constexpr int64_t kNcCols = 512;
+// Columns per column block: the B block (kKc x 1024 floats = 1 MiB) is about the L2 (1 MiB
+// per core on the Zen 4 this was tuned on) that every row strip of the thread passes over.
+// Swept on 1024^3 and 128x784x1024 at one thread (CPU time, docs/gemm.md): kKc 192..512 were
+// within noise; 1024 columns beat 512 by 5-10% (fewer A strip repacks and C reloads).
+constexpr int64_t kNcCols = 1024;
 // Multiply-adds below which one thread runs the whole product: handing work to the pool
 // costs several microseconds, as long as ~2^20 multiply-adds take on one core.
 constexpr int64_t kMinParallelWork = int64_t(1) << 20;
@@ -125,31 +127,61 @@ class Scratch {
   size_t cap_ = 0;
 };
 
+// Copies one full row of a panel: a fixed-size loop the compiler turns into vector moves
+// (a memcpy call per 64-128 bytes cost ~20% of a 128x784x1024 product).
+template <int NR> inline void copy_row(float* d, const float* s) {
+  for (int j = 0; j < NR; ++j) d[j] = s[j];
+}
+
+template <int NR>
+void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
+                   int64_t npan, float* dst, int64_t pstride) {
+  if (!trans_b) {
+    // k outer: each row of B is read once, left to right, into every panel of the block.
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* s = B + (k0 + k) * ldb + col0;
+      for (int64_t q = 0; q < npan; ++q) {
+        float* d = dst + q * pstride + k * NR;
+        const int64_t w = std::min<int64_t>(NR, N - col0 - q * NR);
+        if (w == NR) {
+          copy_row<NR>(d, s + q * NR);
+        } else {
+          for (int64_t j = 0; j < w; ++j) d[j] = s[q * NR + j];
+          for (int64_t j = w; j < NR; ++j) d[j] = 0.0f;
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t q = 0; q < npan; ++q) {
+    const int64_t col = col0 + q * NR;
+    const int64_t w = std::min<int64_t>(NR, N - col);
+    float* d = dst + q * pstride;
+    // op(B)[k][col + j] = B[(col + j) * ldb + k]: read rows of B, write columns of the panel
+    // (the kc x NR panel slice stays in L1 meanwhile).
+    for (int64_t j = 0; j < w; ++j) {
+      const float* s = B + (col + j) * ldb + k0;
+      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+    }
+    for (int64_t j = w; j < NR; ++j) {
+      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = 0.0f;
+    }
+  }
+}
+
 // Packs op(B)[k0 : k0+kc, col0 : col0 + npan*nr) into npan panels, panel q at dst + q*pstride,
 // nr floats per k, columns past N zero.
 void pack_b_block(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
                   int64_t npan, int nr, float* dst, int64_t pstride) {
-  for (int64_t q = 0; q < npan; ++q) {
-    const int64_t col = col0 + q * nr;
-    const int64_t w = std::min<int64_t>(nr, N - col);
-    float* d = dst + q * pstride;
-    if (!trans_b) {
-      const float* s = B + k0 * ldb + col;
-      for (int64_t k = 0; k < kc; ++k) {
-        std::memcpy(d + k * nr, s + k * ldb, static_cast<size_t>(w) * sizeof(float));
-        for (int64_t j = w; j < nr; ++j) d[k * nr + j] = 0.0f;
-      }
-    } else {
-      // op(B)[k][col + j] = B[(col + j) * ldb + k]: read rows of B, write columns of the panel.
-      for (int64_t j = 0; j < w; ++j) {
-        const float* s = B + (col + j) * ldb + k0;
-        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = s[k];
-      }
-      for (int64_t j = w; j < nr; ++j) {
-        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = 0.0f;
-      }
-    }
+  switch (nr) {
+    case 16: return pack_b_panels<16>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride);
+    case 32: return pack_b_panels<32>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride);
+    default: throw std::logic_error("gemm: no packing routine for panel width " + std::to_string(nr));
   }
+}
+
+template <int R> void pack_a_trans(const float* s, int64_t lda, int64_t kc, float* dst) {
+  for (int64_t k = 0; k < kc; ++k) copy_row<R>(dst + k * R, s + k * lda);
 }
 
 // Packs op(A)[i : i+R, k0 : k0+kc) k-major: dst[k*R + r].
@@ -158,12 +190,20 @@ void pack_a_strip(bool trans_a, const float* A, int64_t lda, int64_t i, int R, i
   if (trans_a) {
     // op(A)[i + r][k] = A[k * lda + i + r]: R contiguous floats per k.
     const float* s = A + k0 * lda + i;
-    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * R, s + k * lda, static_cast<size_t>(R) * sizeof(float));
-  } else {
-    for (int r = 0; r < R; ++r) {
-      const float* s = A + (i + r) * lda + k0;
-      for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = s[k];
+    switch (R) {
+      case 12: return pack_a_trans<12>(s, lda, kc, dst);
+      case 6: return pack_a_trans<6>(s, lda, kc, dst);
+      case 4: return pack_a_trans<4>(s, lda, kc, dst);
+      default:
+        for (int64_t k = 0; k < kc; ++k) {
+          for (int r = 0; r < R; ++r) dst[k * R + r] = s[k * lda + r];
+        }
+        return;
     }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float* s = A + (i + r) * lda + k0;
+    for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = s[k];
   }
 }
 
