@@ -184,3 +184,82 @@ def test_weights_changed_between_runs(monkeypatch, path, tmp_path):
         out = sess.run({"a": A})[y]
         ref, bound = reference(A, W1, False, False)
         assert np.all(np.abs(out - ref) <= bound), (path, M, "load_checkpoint")
+
+
+# -- the worker pool (runtime/cpu/thread_pool.h) -------------------------------------------------
+
+POOL_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {root!r})
+import graphc as gc
+rng = np.random.default_rng(7)
+with gc.Graph() as g:
+    x = gc.placeholder("x", (64, 300))
+    w = gc.placeholder("w", (300, 257))
+    y = gc.relu(gc.matmul(x, w) + 1.0, name="y")
+plan = gc.compile(g, shapes={{"x": (64, 300), "w": (300, 257)}}, fetches=[y.name], train=False)
+sess = gc.Session(plan, threads=2)
+X = rng.standard_normal((64, 300)).astype(np.float32)
+W = rng.standard_normal((300, 257)).astype(np.float32)
+outs = [sess.run({{"x": X, "w": W}})[y.name] for _ in range(20)]
+assert all(np.array_equal(o, outs[0]) for o in outs)
+sys.stdout.buffer.write(outs[0].tobytes())
+"""
+
+
+def pool_run(spin_us):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    if spin_us is None:
+        env.pop("GRAPHC_SPIN_US", None)
+    else:
+        env["GRAPHC_SPIN_US"] = spin_us
+    res = subprocess.run([sys.executable, "-c", POOL_SCRIPT.format(root=root)], env=env, capture_output=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    return res.stdout
+
+
+def test_pool_spin_settings_same_results():
+    """GRAPHC_SPIN_US only changes how workers wait: sleeping at once (0), the default, a
+    long spin and an unparsable value (the default) give the same bytes, run after run."""
+    outs = [pool_run(s) for s in ("0", None, "5000", "junk")]
+    assert len(outs[0]) == 64 * 257 * 4
+    assert all(o == outs[0] for o in outs[1:])
+
+
+def test_pool_after_fork():
+    """A child forked after the pool has workers starts with an empty pool (the parent's
+    workers do not exist there) and still runs threaded steps, without hanging."""
+    import os
+    import select
+
+    rng = np.random.default_rng(8)
+    A, B = operands(rng, 200, 300, 257, False, False)
+    sess, y = session(A.shape, B.shape, False, False, 2)
+    expect = sess.run({"a": A, "b": B})[y]  # the parent's pool now has a worker
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report through the pipe, never return into pytest
+        code = 1
+        try:
+            out = sess.run({"a": A, "b": B})[y]
+            os.write(w, b"ok" if np.array_equal(out, expect) else b"mismatch")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 60)
+    if not ready:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung in a threaded run")
+    msg = os.read(r, 100)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert msg == b"ok" and os.WEXITSTATUS(status) == 0, msg
