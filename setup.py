@@ -49,7 +49,10 @@ def cpu_extension():
     from Cython.Build import cythonize
 
     inc, libdir, lib = openblas()
-    compile_args = ["-std=c++17", "-O3", "-pthread", "-Wall", "-Wno-unused-function"]
+    # -ffp-contract=off: no a*b+c -> fma contraction, so the AVX2/AVX-512 builds of the loops
+    # (runtime/cpu/elementwise_isa_*.cc, `#pragma GCC target`) compute the same bits as the
+    # baseline build; GCC's default outside ISO mode, and clang's default, is to contract.
+    compile_args = ["-std=c++17", "-O3", "-pthread", "-Wall", "-Wno-unused-function", "-ffp-contract=off"]
     link_args = ["-pthread"]
     if os.environ.get("GRAPHC_SANITIZE", "0") not in ("", "0"):
         # ASan + UBSan for tools/sanitize.sh (the later -O1 wins); build into its own -b/-t dirs.
@@ -64,7 +67,7 @@ def cpu_extension():
         sources=sources,
         # distutils compares only a source's own time with its object's: list the headers
         # so that a changed one (op_schema.h is regenerated) recompiles what includes it.
-        depends=sorted(glob.glob("runtime/*.h") + glob.glob("runtime/cpu/*.h")),
+        depends=sorted(glob.glob("runtime/*.h") + glob.glob("runtime/cpu/*.h") + glob.glob("runtime/cpu/*.inc")),
         language="c++",
         include_dirs=["runtime", inc],
         library_dirs=[libdir],

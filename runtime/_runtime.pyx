@@ -19,6 +19,8 @@ from libcpp.vector cimport vector
 
 from device cimport ErrorKind, built_devices, classify_current_exception, cuda_built as c_cuda_built, set_exception_hook
 from executor cimport Executor as CExecutor, ExecutorOptions
+from fused_program cimport fused_ops as c_fused_ops
+from isa cimport active_isa, detected_isa, isa_name, set_isa_cap
 from kernel_registry cimport KernelRegistry
 from plan cimport (ATTR_BOOL, ATTR_DTYPE, ATTR_FLOAT, ATTR_FLOATS, ATTR_INT, ATTR_INTS, ATTR_STRING,
                    ATTR_TENSOR, AttrValue, DType, PlanDesc, StepDesc, Storage, TensorData, ValueDesc, dtype_name)
@@ -68,6 +70,26 @@ def cuda_built():
 def devices():
     """Names of the devices this build has kernels for, "cpu" first."""
     return [d.decode() for d in built_devices()]
+
+
+def cpu_isa(detected=False):
+    """The vector ISA the CPU kernels built from now on use: "avx512", "avx2" or "baseline"
+    (runtime/cpu/isa.h).  ``detected=True``: what this CPU supports, whatever the cap.
+    ValueError when GRAPHC_ISA holds something else than those three names."""
+    return isa_name(detected_isa() if detected else active_isa()).decode()
+
+
+def set_isa(name):
+    """Cap the ISA of the CPU kernels of Sessions created afterwards (tests, benchmarks):
+    "baseline", "avx2", "avx512" (never above what the CPU has), or None for no cap (back to
+    GRAPHC_ISA).  Every ISA computes identical bits; only speed changes."""
+    set_isa_cap(_b(name or ""))
+
+
+def fused_ops():
+    """The member ops the CPU fused-program interpreter knows (runtime/cpu/fused_program.h),
+    sorted: it must equal ``graphc.ops.fused.fusible_ops()``."""
+    return [op.decode() for op in c_fused_ops()]
 
 
 def physical_memory():

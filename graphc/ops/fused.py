@@ -241,7 +241,7 @@ register_op(
     elementwise=True,
     differentiable=False,
     composite=_composite(0, False),
-    kernels=(),
+    kernels=("cpu",),
 )
 
 

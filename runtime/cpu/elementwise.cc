@@ -1,6 +1,9 @@
 // elementwise.cc — binary arithmetic and comparisons with numpy broadcasting.
-// Unary math, cast and where live in elementwise_unary.cc.
+// Unary math, cast and where live in elementwise_unary.cc.  The float kernels of the
+// fusible ops run the per-ISA loops of elementwise_loops.inc (elementwise_ops.h).
 #include "elementwise.h"
+#include "elementwise_ops.h"
+#include "fused_program.h"
 
 namespace graphc {
 namespace cpu {
@@ -28,7 +31,7 @@ inline void binary_segment(O* out, const T* a, int64_t sa, const T* b, int64_t s
   }
 }
 
-template <class T, class O, class Op> Kernel binary_kernel(const KernelArgs& args, Op op) {
+template <class T, class O, class Op> Kernel binary_kernel(const KernelArgs& args, Op op, int ew_op) {
   args.expect_arity(2, 1);
   const TensorRef &a = args.in[0], &b = args.in[1], &y = args.out[0];
   expect_dtype(args, a, dtype_of<T>(), "input 0");
@@ -40,6 +43,18 @@ template <class T, class O, class Op> Kernel binary_kernel(const KernelArgs& arg
   const T* pb = b.as<const T>();
   O* py = y.as<O>();
   const int threads = args.ctx.threads;
+  if constexpr (std::is_floating_point_v<T> && std::is_same_v<T, O>) {
+    if (ew_op >= 0) {
+      // A fusible op: the loop of the active ISA, the very loop a fused program runs.
+      const auto fn = ew_loops<T>(active_isa()).binary[ew_op];
+      return [loop, pa, pb, py, threads, fn]() {
+        loop.run(threads, kCheapGrain, [&](int64_t o, const std::array<int64_t, 2>& off, int64_t n,
+                                           const std::array<int64_t, 2>& s) {
+          fn(py + o, pa + off[0], s[0], pb + off[1], s[1], n);
+        });
+      };
+    }
+  }
   return [loop, pa, pb, py, threads, op]() {
     loop.run(threads, kCheapGrain, [&](int64_t o, const std::array<int64_t, 2>& off, int64_t n,
                                        const std::array<int64_t, 2>& s) {
@@ -51,28 +66,33 @@ template <class T, class O, class Op> Kernel binary_kernel(const KernelArgs& arg
 // One kernel per dtype the op's schema allows.  The output type and the instantiated
 // types are template parameters so that each op instantiates only what it can register
 // (this file's compile time is mostly these instantiations).
-template <bool kToBool, class Types, class Op> void add_binary(KernelRegistry& r, const char* name, Op op) {
-  add_typed<Types>(r, name, [op](auto tag, const KernelArgs& a) -> Kernel {
+// ew_op: the op's index in the ISA tables (EwOp), or -1 for an op that is not fusible.
+template <bool kToBool, class Types, class Op>
+void add_binary(KernelRegistry& r, const char* name, Op op, int ew_op = -1) {
+  add_typed<Types>(r, name, [op, ew_op](auto tag, const KernelArgs& a) -> Kernel {
     using T = typename decltype(tag)::type;
     using O = std::conditional_t<kToBool, boolean, T>;
-    return binary_kernel<T, O>(a, [op](T x, T y) { return static_cast<O>(op(x, y)); });
+    return binary_kernel<T, O>(a, [op](T x, T y) { return static_cast<O>(op(x, y)); }, ew_op);
   });
 }
+
+constexpr int ew(EwOp op) { return static_cast<int>(op); }
 
 }  // namespace
 
 void register_elementwise_kernels(KernelRegistry& r) {
-  add_binary<false, NumericTypes>(r, "add", [](auto a, auto b) { return wrap_add(a, b); });
-  add_binary<false, NumericTypes>(r, "sub", [](auto a, auto b) { return wrap_sub(a, b); });
-  add_binary<false, NumericTypes>(r, "mul", [](auto a, auto b) { return wrap_mul(a, b); });
-  add_binary<false, FloatTypes>(r, "div", [](auto a, auto b) { return a / b; });
-  add_binary<false, NumericTypes>(r, "maximum", [](auto a, auto b) { return nan_max(a, b); });
-  add_binary<false, NumericTypes>(r, "minimum", [](auto a, auto b) { return nan_min(a, b); });
+  add_binary<false, NumericTypes>(r, "add", AddF{}, ew(EwOp::Add));
+  add_binary<false, NumericTypes>(r, "sub", SubF{}, ew(EwOp::Sub));
+  add_binary<false, NumericTypes>(r, "mul", MulF{}, ew(EwOp::Mul));
+  add_binary<false, FloatTypes>(r, "div", DivF{}, ew(EwOp::Div));
+  add_binary<false, NumericTypes>(r, "maximum", MaximumF{}, ew(EwOp::Maximum));
+  add_binary<false, NumericTypes>(r, "minimum", MinimumF{}, ew(EwOp::Minimum));
   add_binary<true, AllTypes>(r, "equal", [](auto a, auto b) { return a == b; });
   add_binary<true, NumericTypes>(r, "less", [](auto a, auto b) { return a < b; });
   add_binary<true, NumericTypes>(r, "greater", [](auto a, auto b) { return a > b; });
 
   register_unary_kernels(r);
+  register_fused_elementwise_kernels(r);
 }
 
 }  // namespace cpu

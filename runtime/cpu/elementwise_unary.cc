@@ -2,6 +2,7 @@
 #include <limits>
 
 #include "elementwise.h"
+#include "elementwise_ops.h"
 
 namespace graphc {
 namespace cpu {
@@ -36,10 +37,31 @@ void add_unary(KernelRegistry& r, const char* name, int64_t grain, MakeOp make_o
   });
 }
 
-template <class T> T sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  T e = std::exp(x);
-  return e / (T(1) + e);
+// A fusible op (elementwise_ops.h): integer dtypes run the functor here, float dtypes the
+// active ISA's loop, the very loop a fused program runs.  attr: pow's exponent.
+template <class Types, class F> void add_fusible_unary(KernelRegistry& r, EwOp ew_op, int64_t grain) {
+  const char* name = kEwOpNames[static_cast<int>(ew_op)];
+  add_typed<Types>(r, name, [ew_op, grain](auto tag, const KernelArgs& args) -> Kernel {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_floating_point_v<T>) {
+      args.expect_arity(1, 1);
+      const TensorRef &x = args.in[0], &y = args.out[0];
+      expect_dtype(args, x, dtype_of<T>(), "input");
+      expect_dtype(args, y, dtype_of<T>(), "output");
+      expect_dims(args, y, x.dims, "output");
+      const T attr = ew_op == EwOp::Pow ? static_cast<T>(attrs::Pow(args).exponent) : T(0);
+      const auto fn = ew_loops<T>(active_isa()).unary[static_cast<int>(ew_op) - kNumBinaryEwOps];
+      const T* px = x.as<const T>();
+      T* py = y.as<T>();
+      const int64_t n = numel_of(x);
+      const int threads = args.ctx.threads;
+      return [px, py, n, threads, grain, fn, attr]() {
+        parallel_for(n, threads, grain, [&](int64_t b, int64_t e) { fn(py + b, px + b, 1, e - b, attr); });
+      };
+    } else {
+      return unary_kernel<T, T>(args, F{}, grain);
+    }
+  });
 }
 
 // ---------------------------------------------------------------- cast
@@ -129,46 +151,15 @@ Kernel where_kernel(const KernelArgs& args) {
 }  // namespace
 
 void register_unary_kernels(KernelRegistry& r) {
-  add_unary<NumericTypes>(r, "neg", kCheapGrain, [](auto tag, const KernelArgs&) {
-    using T = typename decltype(tag)::type;
-    return [](T x) { return wrap_neg(x); };
-  });
-  add_unary<NumericTypes>(r, "abs", kCheapGrain, [](auto tag, const KernelArgs&) {
-    using T = typename decltype(tag)::type;
-    return [](T x) { return x < T(0) ? wrap_neg(x) : x; };
-  });
-  add_unary<NumericTypes>(r, "relu", kCheapGrain, [](auto tag, const KernelArgs&) {
-    using T = typename decltype(tag)::type;
-    return [](T x) { return x < T(0) ? T(0) : x; };  // NaN stays NaN, like np.maximum(x, 0)
-  });
-  add_unary<FloatTypes>(r, "exp", kCostlyGrain, [](auto tag, const KernelArgs&) {
-    using T = typename decltype(tag)::type;
-    return [](T x) { return std::exp(x); };
-  });
-  add_unary<FloatTypes>(r, "log", kCostlyGrain, [](auto tag, const KernelArgs&) {
-    using T = typename decltype(tag)::type;
-    return [](T x) { return std::log(x); };
-  });
-  add_unary<FloatTypes>(r, "sqrt", kCostlyGrain, [](auto tag, const KernelArgs&) {
-    using T = typename decltype(tag)::type;
-    return [](T x) { return std::sqrt(x); };
-  });
-  add_unary<FloatTypes>(r, "sigmoid", kCostlyGrain, [](auto tag, const KernelArgs&) {
-    using T = typename decltype(tag)::type;
-    return [](T x) { return sigmoid(x); };
-  });
-  add_unary<FloatTypes>(r, "tanh", kCostlyGrain, [](auto tag, const KernelArgs&) {
-    using T = typename decltype(tag)::type;
-    return [](T x) { return std::tanh(x); };
-  });
-  add_unary<FloatTypes>(r, "pow", kCostlyGrain, [](auto tag, const KernelArgs& a) {
-    using T = typename decltype(tag)::type;
-    const T e = static_cast<T>(attrs::Pow(a).exponent);
-    // numpy's power(x, 0.5) is sqrt(x): NaN for -inf and -0.0 for -0.0, where C's pow gives
-    // +inf and +0.0; every other exponent agrees with C's pow.
-    const bool half = e == T(0.5);
-    return [e, half](T x) { return half ? std::sqrt(x) : static_cast<T>(std::pow(x, e)); };
-  });
+  add_fusible_unary<NumericTypes, NegF>(r, EwOp::Neg, kCheapGrain);
+  add_fusible_unary<NumericTypes, AbsF>(r, EwOp::Abs, kCheapGrain);
+  add_fusible_unary<NumericTypes, ReluF>(r, EwOp::Relu, kCheapGrain);
+  add_fusible_unary<FloatTypes, ExpF>(r, EwOp::Exp, kCostlyGrain);
+  add_fusible_unary<FloatTypes, LogF>(r, EwOp::Log, kCostlyGrain);
+  add_fusible_unary<FloatTypes, SqrtF>(r, EwOp::Sqrt, kCostlyGrain);
+  add_fusible_unary<FloatTypes, SigmoidF>(r, EwOp::Sigmoid, kCostlyGrain);
+  add_fusible_unary<FloatTypes, TanhF>(r, EwOp::Tanh, kCostlyGrain);
+  add_fusible_unary<FloatTypes, SqrtF>(r, EwOp::Pow, kCostlyGrain);  // float only: F is never used
   add_unary<AllTypes>(r, "logical_not", kCheapGrain, [](auto tag, const KernelArgs&) {
     using T = typename decltype(tag)::type;
     return [](T x) { return static_cast<T>(x == 0); };

@@ -1,0 +1,368 @@
+// fused_program.cc — parse and run a fused op's elementwise program (fused_program.h), and
+// the fused_elementwise kernel.
+#include "fused_program.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "elementwise_ops.h"
+
+namespace graphc {
+namespace cpu {
+namespace {
+
+struct Arg {
+  enum Kind { Input, Reg, Product } kind = Input;
+  int index = 0;
+};
+
+struct Stmt {
+  EwOp op = EwOp::Add;
+  double exponent = 0.0;  // pow's attr
+  Arg args[2];
+  int nargs = 0;
+};
+
+bool is_cheap(EwOp op) {
+  switch (op) {
+    case EwOp::Exp: case EwOp::Log: case EwOp::Sqrt: case EwOp::Sigmoid: case EwOp::Tanh: case EwOp::Pow:
+      return false;
+    default:
+      return true;
+  }
+}
+
+// Non-negative decimal integer (at most 9 digits, so no overflow); -1 when s is not one.
+int parse_index(const std::string& s) {
+  if (s.empty() || s.size() > 9) return -1;
+  int v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t p = s.find(sep, start);
+    out.push_back(s.substr(start, p == std::string::npos ? std::string::npos : p - start));
+    if (p == std::string::npos) return out;
+    start = p + 1;
+  }
+}
+
+std::string quoted(const std::string& s) {
+  return "'" + (s.size() > 80 ? s.substr(0, 80) + "..." : s) + "'";
+}
+
+std::string known_ops_text() {
+  std::string s;
+  for (const std::string& name : fused_ops()) s += (s.empty() ? "" : ", ") + name;
+  return s;
+}
+
+std::vector<Stmt> parse(const KernelArgs& args, const std::string& text, int first_input, bool allow_product) {
+  if (text.empty()) args.fail("the program is empty");
+  const int num_inputs = static_cast<int>(args.in.size());
+  std::vector<Stmt> prog;
+  const std::vector<std::string> parts = split(text, ';');
+  for (size_t k = 0; k < parts.size(); ++k) {
+    const std::string& st = parts[k];
+    const std::string where = "program statement " + std::to_string(k) + " " + quoted(st) + ": ";
+    auto bad = [&](const std::string& msg) { args.fail(where + msg); };
+    const size_t eq = st.find('=');
+    if (st.empty() || st[0] != 'r' || eq == std::string::npos) bad("is not of the form rK=op(args)");
+    const int reg = parse_index(st.substr(1, eq - 1));
+    if (reg != static_cast<int>(k)) {
+      bad("defines " + st.substr(0, eq) + "; registers are defined in order (expected r" + std::to_string(k) + ")");
+    }
+    const size_t open = st.find('(', eq);
+    if (open == std::string::npos || st.back() != ')') bad("is not of the form rK=op(args)");
+    std::string head = st.substr(eq + 1, open - eq - 1);  // op or op[attrs]
+    std::string attr_text;
+    bool has_attrs = false;
+    const size_t lb = head.find('[');
+    if (lb != std::string::npos) {
+      if (head.back() != ']') bad("attrs must be written [name=value,...]");
+      attr_text = head.substr(lb + 1, head.size() - lb - 2);
+      head = head.substr(0, lb);
+      has_attrs = true;
+    }
+    Stmt s;
+    int found = -1;
+    for (int i = 0; i < kNumEwOps; ++i) {
+      if (head == kEwOpNames[i]) found = i;
+    }
+    if (found < 0) bad("unknown op '" + head + "' (the interpreter knows: " + known_ops_text() + ")");
+    s.op = static_cast<EwOp>(found);
+    bool has_exponent = false;
+    if (has_attrs) {
+      for (const std::string& item : split(attr_text, ',')) {
+        const size_t e = item.find('=');
+        const std::string name = item.substr(0, e);
+        if (e == std::string::npos || s.op != EwOp::Pow || name != "exponent" || has_exponent) {
+          bad(head + " has no attr '" + name + "'" + (has_exponent ? " (given twice)" : ""));
+        }
+        const std::string value = item.substr(e + 1);
+        // strtod reads Python's float repr exactly (1e-05, inf, nan, -0.0).
+        char* end = nullptr;
+        errno = 0;
+        const double v = value.empty() ? 0.0 : std::strtod(value.c_str(), &end);
+        if (value.empty() || end != value.c_str() + value.size()) {
+          bad("attr exponent = '" + value + "' is not a number");
+        }
+        s.exponent = v;
+        has_exponent = true;
+      }
+    }
+    if (s.op == EwOp::Pow && !has_exponent) bad("pow needs the attr exponent");
+    const std::string arg_text = st.substr(open + 1, st.size() - open - 2);
+    const std::vector<std::string> items = split(arg_text, ',');
+    const int arity = ew_is_binary(s.op) ? 2 : 1;
+    if (static_cast<int>(items.size()) != arity) {
+      bad(head + " takes " + std::to_string(arity) + " inputs, got " + std::to_string(items.size()));
+    }
+    for (int a = 0; a < arity; ++a) {
+      const std::string& it = items[a];
+      Arg arg;
+      if (it == "p") {
+        if (!allow_product) bad("'p' (the matmul product) is only allowed in fused_matmul");
+        arg.kind = Arg::Product;
+      } else if (!it.empty() && (it[0] == 'i' || it[0] == 'r')) {
+        arg.kind = it[0] == 'i' ? Arg::Input : Arg::Reg;
+        arg.index = parse_index(it.substr(1));
+        if (arg.index < 0) bad("bad argument '" + it + "' (expected iN, rN or p)");
+        if (arg.kind == Arg::Reg && arg.index >= static_cast<int>(k)) bad(it + " is not defined yet");
+        if (arg.kind == Arg::Input && (arg.index < first_input || arg.index >= num_inputs)) {
+          bad("input " + it + " is out of range [" + std::to_string(first_input) + ", " +
+              std::to_string(num_inputs) + ")");
+        }
+      } else {
+        bad("bad argument '" + it + "' (expected iN, rN or p)");
+      }
+      s.args[a] = arg;
+    }
+    s.nargs = arity;
+    prog.push_back(s);
+  }
+  return prog;
+}
+
+// Where a statement's operand comes from, for the current tile starting at t0.
+struct Operand {
+  enum Kind { Full, Scalar, Gather, Product, Reg } kind = Full;
+  int slot = 0;  // Gather: gather buffer; Reg: register buffer
+  int input = 0;
+};
+
+template <class T> struct Impl final : FusedProgram::Impl {
+  struct Step {
+    EwOp op;
+    T attr;
+    Operand a, b;
+  };
+  struct Gathered {
+    const T* base;
+    StridedLoop<1> loop;
+  };
+  std::vector<Step> steps;
+  std::vector<const T*> inputs;  // by step input index (nullptr for unnamed inputs)
+  std::vector<Gathered> gathered;
+  T* out = nullptr;
+  const EwLoops<T>* loops = nullptr;
+  int num_regs = 0;  // registers that need a buffer (all but the last statement's)
+
+  void gather(const Gathered& g, T* dst, int64_t t0, int64_t n) const {
+    const StridedLoop<1>& L = g.loop;
+    const int64_t inner = L.inner();
+    const int64_t si = L.strides.back()[0];
+    const int64_t outer_rank = static_cast<int64_t>(L.dims.size()) - 1;
+    int64_t done = 0;
+    while (done < n) {
+      const int64_t f = t0 + done;
+      int64_t row = f / inner;
+      const int64_t col = f % inner;
+      int64_t off = col * si;
+      for (int64_t j = outer_rank - 1; j >= 0; --j) {
+        off += (row % L.dims[j]) * L.strides[j][0];
+        row /= L.dims[j];
+      }
+      const int64_t len = std::min(inner - col, n - done);
+      const T* src = g.base + off;
+      T* d = dst + done;
+      if (si == 0) {
+        std::fill(d, d + len, src[0]);
+      } else if (si == 1) {
+        std::memcpy(d, src, static_cast<size_t>(len) * sizeof(T));
+      } else {
+        for (int64_t i = 0; i < len; ++i) d[i] = src[i * si];
+      }
+      done += len;
+    }
+  }
+
+  void run_range(int64_t begin, int64_t end) const override {
+    if (end <= begin) return;
+    std::vector<T> buf(static_cast<size_t>((num_regs + static_cast<int>(gathered.size())) * kFusedTile));
+    T* regs = buf.data();
+    T* gbufs = regs + num_regs * kFusedTile;
+    for (int64_t t0 = begin; t0 < end; t0 += kFusedTile) {
+      const int64_t n = std::min(kFusedTile, end - t0);
+      for (size_t g = 0; g < gathered.size(); ++g) gather(gathered[g], gbufs + g * kFusedTile, t0, n);
+      auto operand = [&](const Operand& o, int64_t& stride) -> const T* {
+        stride = 1;
+        switch (o.kind) {
+          case Operand::Full: return inputs[o.input] + t0;
+          case Operand::Scalar: stride = 0; return inputs[o.input];
+          case Operand::Gather: return gbufs + o.slot * kFusedTile;
+          case Operand::Product: return out + t0;
+          default: return regs + o.slot * kFusedTile;
+        }
+      };
+      for (size_t k = 0; k < steps.size(); ++k) {
+        const Step& s = steps[k];
+        T* dst = k + 1 == steps.size() ? out + t0 : regs + k * kFusedTile;
+        int64_t sa = 1, sb = 1;
+        const T* a = operand(s.a, sa);
+        const T* b = ew_is_binary(s.op) ? operand(s.b, sb) : nullptr;
+        loops->run(s.op, dst, a, sa, b, sb, n, s.attr);
+      }
+    }
+  }
+};
+
+bool broadcasts_to(const std::vector<int64_t>& in, const std::vector<int64_t>& out) {
+  if (in.size() > out.size()) return false;
+  const size_t lead = out.size() - in.size();
+  for (size_t j = 0; j < in.size(); ++j) {
+    if (in[j] != 1 && in[j] != out[lead + j]) return false;
+  }
+  return true;
+}
+
+template <class T>
+std::shared_ptr<const FusedProgram::Impl> build(const KernelArgs& args, const std::vector<Stmt>& prog) {
+  auto impl = std::make_shared<Impl<T>>();
+  const TensorRef& y = args.out[0];
+  const int64_t numel = numel_of(y);
+  impl->out = y.as<T>();
+  impl->loops = &ew_loops<T>(active_isa());
+  impl->num_regs = static_cast<int>(prog.size()) - 1;
+  impl->inputs.assign(args.in.size(), nullptr);
+  std::vector<int> kind_of(args.in.size(), -1), slot_of(args.in.size(), 0);
+  auto operand = [&](const Arg& a) {
+    Operand o;
+    if (a.kind == Arg::Reg) {
+      o.kind = Operand::Reg;
+      o.slot = a.index;
+      return o;
+    }
+    if (a.kind == Arg::Product) {
+      o.kind = Operand::Product;
+      return o;
+    }
+    const int i = a.index;
+    const TensorRef& t = args.in[i];
+    o.input = i;
+    if (kind_of[i] < 0) {
+      expect_dtype(args, t, y.dtype, "input " + std::to_string(i));
+      if (!broadcasts_to(t.dims, y.dims)) {
+        args.fail("input " + std::to_string(i) + " of shape " + format_dims(t.dims) +
+                  " does not broadcast to the output's " + format_dims(y.dims));
+      }
+      impl->inputs[i] = t.as<const T>();
+      const int64_t nin = numel_of(t);
+      if (nin == numel) {
+        kind_of[i] = Operand::Full;  // broadcastable with equal size: the same flat layout
+      } else if (nin == 1) {
+        kind_of[i] = Operand::Scalar;
+      } else {
+        kind_of[i] = Operand::Gather;
+        slot_of[i] = static_cast<int>(impl->gathered.size());
+        impl->gathered.push_back({t.as<const T>(), StridedLoop<1>::broadcast(y.dims, {t.dims})});
+      }
+    }
+    o.kind = static_cast<Operand::Kind>(kind_of[i]);
+    o.slot = slot_of[i];
+    return o;
+  };
+  for (const Stmt& s : prog) {
+    typename Impl<T>::Step step;
+    step.op = s.op;
+    step.attr = static_cast<T>(s.exponent);  // as the pow kernel: the attr cast to T
+    step.a = operand(s.args[0]);
+    if (s.nargs > 1) step.b = operand(s.args[1]);
+    impl->steps.push_back(step);
+  }
+  return impl;
+}
+
+}  // namespace
+
+FusedProgram::FusedProgram(const KernelArgs& args, const std::string& text, int first_input, bool allow_product) {
+  if (args.out.empty()) args.fail("has no output for the program to write");
+  const TensorRef& y = args.out[0];
+  if (y.dtype != DType::F32 && y.dtype != DType::F64) {
+    args.fail(std::string("output must be float32 or float64, got ") + dtype_name(y.dtype));
+  }
+  const std::vector<Stmt> prog = parse(args, text, first_input, allow_product);
+  impl_ = y.dtype == DType::F32 ? build<float>(args, prog) : build<double>(args, prog);
+  numel_ = numel_of(y);
+  num_statements_ = prog.size();
+  bool cheap = true;
+  for (const Stmt& s : prog) cheap = cheap && is_cheap(s.op);
+  const int64_t grain = cheap ? std::max<int64_t>(kCheapGrain / static_cast<int64_t>(prog.size()), kFusedTile)
+                              : kCostlyGrain;
+  grain_ = (grain + kFusedTile - 1) / kFusedTile * kFusedTile;
+}
+
+void FusedProgram::run_range(int64_t begin, int64_t end) const { impl_->run_range(begin, end); }
+
+void FusedProgram::run(int threads) const {
+  const int64_t ntiles = (numel_ + kFusedTile - 1) / kFusedTile;
+  const Impl* impl = impl_.get();
+  const int64_t n = numel_;
+  parallel_for(ntiles, threads, grain_ / kFusedTile, [impl, n](int64_t b, int64_t e) {
+    impl->run_range(b * kFusedTile, std::min(e * kFusedTile, n));
+  });
+}
+
+std::vector<std::string> fused_ops() {
+  std::vector<std::string> names(kEwOpNames, kEwOpNames + kNumEwOps);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+namespace {
+
+template <class T> Kernel fused_elementwise_kernel(const KernelArgs& args) {
+  if (args.in.empty() || args.out.size() != 1) {
+    args.fail("expects at least 1 input and 1 output, got " + std::to_string(args.in.size()) + " and " +
+              std::to_string(args.out.size()));
+  }
+  std::vector<std::vector<int64_t>> shapes;
+  for (size_t i = 0; i < args.in.size(); ++i) {
+    expect_dtype(args, args.in[i], dtype_of<T>(), "input " + std::to_string(i));
+    shapes.push_back(args.in[i].dims);
+  }
+  expect_dtype(args, args.out[0], dtype_of<T>(), "output");
+  expect_broadcast_output(args, args.out[0], shapes);
+  const FusedProgram prog(args, attrs::FusedElementwise(args).program, 0, false);
+  if (prog.numel() == 0) return no_op_kernel();
+  const int threads = args.ctx.threads;
+  return [prog, threads]() { prog.run(threads); };
+}
+
+}  // namespace
+
+void register_fused_elementwise_kernels(KernelRegistry& r) {
+  add_typed<FloatTypes>(r, "fused_elementwise", [](auto tag, const KernelArgs& a) -> Kernel {
+    return fused_elementwise_kernel<typename decltype(tag)::type>(a);
+  });
+}
+
+}  // namespace cpu
+}  // namespace graphc

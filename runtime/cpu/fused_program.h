@@ -1,0 +1,66 @@
+// fused_program.h — the interpreter of a fused op's elementwise *program* (the `program`
+// attr of fused_elementwise and fused_matmul; grammar in graphc/ops/fused.py):
+//
+//     "r0=add(p,i2);r1=relu(r0)"      "r0=mul(i0,i1);r1=pow[exponent=2.0](r0);r2=sub(r1,i0)"
+//
+// Parsed and checked once when the kernel is built.  Evaluated in tiles of kFusedTile
+// output elements: each statement is one tight loop over the tile (the per-ISA loops of
+// elementwise_loops.inc, chosen from active_isa() at build time), registers live in
+// per-call tile buffers that stay in L1, inputs of the output's full shape are read in
+// place, broadcast scalars as stride-0 operands, other broadcast inputs are gathered into a
+// tile buffer.  The last statement writes the output directly.  Each member computes
+// bit-identically to its standalone kernel (elementwise_ops.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace graphc {
+namespace cpu {
+
+constexpr int64_t kFusedTile = 512;
+
+class FusedProgram {
+ public:
+  // first_input: index of the first step input the program may name (0 for
+  // fused_elementwise, 2 for fused_matmul).  allow_product: "p" allowed (fused_matmul).
+  // Checks every named input broadcasts to args.out[0]'s dims and has its dtype (F32/F64).
+  // Throws via args.fail(...) (std::invalid_argument) naming the statement at fault.
+  FusedProgram(const KernelArgs& args, const std::string& text, int first_input, bool allow_product);
+
+  // Output elements [begin, end) (flat C-order indices into args.out[0]); "p" reads the
+  // output buffer at the same index (the matmul wrote it there).  Single-threaded; safe to
+  // run concurrently on disjoint ranges.
+  void run_range(int64_t begin, int64_t end) const;
+  // The whole output, split over `threads` on tile boundaries; every element is computed
+  // the same way whatever the split, so results are identical for any thread count.
+  void run(int threads) const;
+
+  int64_t numel() const { return numel_; }
+  size_t num_statements() const { return num_statements_; }
+
+  struct Impl {
+    virtual ~Impl() = default;
+    virtual void run_range(int64_t begin, int64_t end) const = 0;
+  };
+
+ private:
+  std::shared_ptr<const Impl> impl_;
+  int64_t numel_ = 0;
+  int64_t grain_ = 0;  // elements per parallel chunk, at least
+  size_t num_statements_ = 0;
+};
+
+// The member ops the interpreter knows, sorted (graphc._runtime.fused_ops(); a test checks
+// it equals the registry's fusible set).
+std::vector<std::string> fused_ops();
+
+// Registers the "fused_elementwise" kernels (F32, F64); called from elementwise.cc.
+void register_fused_elementwise_kernels(KernelRegistry& r);
+
+}  // namespace cpu
+}  // namespace graphc
