@@ -315,5 +315,5 @@ register_op(
     cost=_fm_cost,
     differentiable=False,
     composite=_composite(2, True),
-    kernels=(),
+    kernels=("cpu",),
 )
