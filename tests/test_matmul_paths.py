@@ -263,3 +263,113 @@ def test_pool_after_fork():
     os.close(r)
     _, status = os.waitpid(pid, 0)
     assert msg == b"ok" and os.WEXITSTATUS(status) == 0, msg
+
+
+# -- fused_matmul: the same product, then the epilogue on each finished range -------------------
+
+EPILOGUES = [
+    # (program, extra input shapes as functions of (batch, M, N))
+    ("r0=add(p,i2);r1=relu(r0)", lambda bt, M, N: [(N,)]),
+    ("r0=add(p,i2)", lambda bt, M, N: [(*bt, M, N)]),
+    ("r0=mul(p,i2);r1=add(r0,i3);r2=tanh(r1);r3=sub(r2,p)", lambda bt, M, N: [(1, N), (M, 1)]),
+    ("r0=sigmoid(p)", lambda bt, M, N: []),
+]
+
+
+def fused_pair(a_shape, b_shape, extra_shapes, ta, tb, program, b_init=None, dtype="float32"):
+    """(fused graph, unfused graph, fetch names): fused_matmul vs matmul and the program's
+    member ops as separate nodes."""
+    from graphc.ops.fused import parse_program
+
+    def inputs():
+        a = gc.placeholder("a", a_shape, dtype)
+        b = gc.placeholder("b", b_shape, dtype) if b_init is None else gc.variable("w", init=b_init)
+        extra = [gc.placeholder(f"e{i}", s, dtype) for i, s in enumerate(extra_shapes)]
+        return a, b, extra
+
+    attrs = {"transpose_a": ta, "transpose_b": tb}
+    with gc.Graph() as fused:
+        a, b, extra = inputs()
+        (yf,) = fused.add_node("fused_matmul", [a, b, *extra], {**attrs, "program": program})
+    with gc.Graph() as unfused:
+        a, b, extra = inputs()
+        p = gc.matmul(a, b, **attrs)
+        regs = []
+        for ins in parse_program(program, 2 + len(extra), first_input=2, allow_product=True):
+            args = [p if k == "p" else (extra[n - 2] if k == "i" else regs[n]) for k, n in ins.args]
+            (r,) = unfused.add_node(ins.op, args, ins.attrs)
+            regs.append(r)
+        yu = regs[-1]
+    return fused, unfused, yf.name, yu.name
+
+
+def run_graph(g, fetch, feeds, threads):
+    shapes = {k: v.shape for k, v in feeds.items()}
+    sess = gc.Session(gc.compile(g, shapes=shapes, fetches=[fetch], train=False), threads=threads)
+    return sess, sess.run(feeds)[fetch]
+
+
+def same_bits(x, y):
+    return x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_fused_matmul_bit_identical_to_unfused(monkeypatch, path):
+    monkeypatch.setenv("GRAPHC_MATMUL_PATH", path)
+    rng = np.random.default_rng(9)
+    cases = [((), 1, 300, 333, False, False), ((), 1, 77, 45, False, True), ((), 301, 257, 1, False, False),
+             ((), 45, 77, 1, True, False), ((), 37, 71, 45, False, False), ((), 37, 71, 45, True, True),
+             ((2,), 5, 19, 23, False, False), ((2,), 1, 19, 23, False, True), ((), 4, 0, 3, False, False),
+             ((), 1, 0, 3, False, False)]
+    for (bt, M, K, N, ta, tb), (program, extra_fn), threads in itertools.product(cases, EPILOGUES, (1, 2)):
+        A, B = operands(rng, M, K, N, ta, tb, bt, ())
+        extra_shapes = extra_fn(bt, M, N)
+        feeds = {"a": A, "b": B}
+        feeds.update({f"e{i}": rng.standard_normal(s).astype(np.float32) for i, s in enumerate(extra_shapes)})
+        fused, unfused, yf, yu = fused_pair(A.shape, B.shape, extra_shapes, ta, tb, program)
+        _, out_f = run_graph(fused, yf, feeds, threads)
+        _, out_u = run_graph(unfused, yu, feeds, threads)
+        assert same_bits(out_f, out_u), (path, bt, M, K, N, ta, tb, program, threads)
+
+
+def test_fused_matmul_float64_and_packed_weights(monkeypatch, tmp_path):
+    rng = np.random.default_rng(10)
+    program = "r0=add(p,i2);r1=relu(r0)"
+    # float64 (OpenBLAS, then the epilogue over the whole output).
+    A, B = operands(rng, 9, 31, 17, False, False, dtype=np.float64)
+    bias = rng.standard_normal(17)
+    fused, unfused, yf, yu = fused_pair(A.shape, B.shape, [(17,)], False, False, program, dtype="float64")
+    feeds = {"a": A, "b": B, "e0": bias}
+    assert same_bits(run_graph(fused, yf, feeds, 2)[1], run_graph(unfused, yu, feeds, 2)[1])
+    # A read-only weight on the own GEMM path: packed once, repacked after set_variable, the
+    # epilogue applied to the new product.
+    monkeypatch.setenv("GRAPHC_MATMUL_PATH", "gemm")
+    A, W1 = operands(rng, 33, 70, 45, False, False)
+    W2 = rng.standard_normal(W1.shape).astype(np.float32)
+    bias = rng.standard_normal(45).astype(np.float32)
+    fused, unfused, yf, yu = fused_pair(A.shape, W1.shape, [(45,)], False, False, program, b_init=W1)
+    feeds = {"a": A, "e0": bias}
+    sf, out_f = run_graph(fused, yf, feeds, 2)
+    su, out_u = run_graph(unfused, yu, feeds, 2)
+    assert same_bits(out_f, out_u)
+    for W in (W2, W1):
+        sf.set_variable("w", W)
+        su.set_variable("w", W)
+        out_f, out_u = sf.run(feeds)[yf], su.run(feeds)[yu]
+        assert same_bits(out_f, out_u)
+        ref, bound = reference(A, W, False, False)
+        assert np.all(np.abs(out_f - np.maximum(ref + bias, 0)) <= bound + 1e-6)
+
+
+def test_fused_matmul_bad_program_is_a_typed_error():
+    with gc.Graph() as g:
+        a = gc.placeholder("a", (2, 3))
+        b = gc.placeholder("b", (3, 4))
+        (y,) = g.add_node("fused_matmul", [a, b], {"program": "r0=relu(p)"})
+    plan = gc.compile(g, shapes={"a": (2, 3), "b": (3, 4)}, fetches=[y.name], train=False)
+    (step,) = [st for st in plan.proto.steps if st.op == "fused_matmul"]
+    gc.Session(plan, threads=1)  # the compiled program loads
+    # A corrupted program must be refused at load with a typed error naming it.
+    step.attrs["program"].s = "r0=nosuchop(p)"
+    with pytest.raises(gc.errors.GraphcError, match="nosuchop"):
+        gc.Session(plan, threads=1)
