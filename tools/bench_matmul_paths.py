@@ -15,6 +15,21 @@ import _bench_util as bu  # noqa: E402
 import bench_runtime as br  # noqa: E402
 
 
+def fused_mlp_session(gc, threads, params, batch):
+    """The MLP with each layer one fused_matmul step (bias add, relu as its epilogue), as
+    the fusion pass makes it: what the fused kernel path costs before that pass lands."""
+    with gc.Graph() as g:
+        h = x = gc.placeholder("x", (None, br.SIZES[0]))
+        for i, (w, b) in enumerate(params):
+            wv = gc.variable(f"fc{i + 1}/w", init=w)
+            bv = gc.variable(f"fc{i + 1}/b", init=b)
+            program = "r0=add(p,i2);r1=relu(r0)" if i < len(params) - 1 else "r0=add(p,i2)"
+            (h,) = g.add_node("fused_matmul", [h, wv, bv], {"program": program}, name=f"fc{i + 1}/fused")
+    plan = gc.compile(g, shapes={x.name: (batch, br.SIZES[0])}, fetches=[h.name], train=False)
+    sess = gc.Session(plan, threads=threads)
+    return sess, (lambda X: sess.run({x.name: X})[h.name])
+
+
 def main(argv=None):
     args = bu.parse_args(__doc__.splitlines()[0], argv=argv)
     bu.pin_threads(args.threads)
@@ -40,17 +55,23 @@ def main(argv=None):
     for batch in (1, 128):
         X = rng.standard_normal((batch, br.SIZES[0]), dtype=np.float32)
         sess, run_g = br.graphc_mlp(gc, threads, params, batch)
-        feeds = {sess.feed_names[0]: X}
-        prof = sess.profile(feeds, iters=iters, warmup=10)
-        for p in prof:
-            if p["seconds"] * 1e6 >= 0.5:
-                rows.append([f"b={batch}", p["node"], p["op"], f"{p['seconds'] * 1e6:.1f}"])
-        fns = [lambda r=run_g, x=X: r(x)] + ([lambda x=X: ort_run(x)] if ort_run else [])
+        sess_f, run_f = fused_mlp_session(gc, threads, params, batch)
+        if not np.array_equal(run_g(X), run_f(X)):
+            rows.append([f"b={batch}", "WARNING: fused output differs from unfused", "-", "-"])
+        for label, ss in (("", sess), ("fused ", sess_f)):
+            prof = ss.profile({ss.feed_names[0]: X}, iters=iters, warmup=10)
+            for p in prof:
+                if p["seconds"] * 1e6 >= 0.5:
+                    rows.append([f"b={batch}", label + p["node"], p["op"], f"{p['seconds'] * 1e6:.1f}"])
+        fns = [lambda r=run_g, x=X: r(x), lambda r=run_f, x=X: r(x)]
+        fns += [lambda x=X: ort_run(x)] if ort_run else []
         times = bu.median_times(fns, repeat, min_time=0.05)
         rows.append([f"b={batch}", "whole MLP (Session.run)", "-", f"{times[0] * 1e6:.1f}"])
+        rows.append([f"b={batch}", "whole MLP fused (Session.run)", "-", f"{times[1] * 1e6:.1f}"])
         if ort_run:
-            rows.append([f"b={batch}", "whole MLP (onnxruntime)", "-", f"{times[1] * 1e6:.1f}"])
-            rows.append([f"b={batch}", "ratio graphc/onnxruntime", "-", f"{times[0] / times[1]:.2f}x"])
+            rows.append([f"b={batch}", "whole MLP (onnxruntime)", "-", f"{times[2] * 1e6:.1f}"])
+            rows.append([f"b={batch}", "ratio graphc/onnxruntime", "-", f"{times[0] / times[2]:.2f}x"])
+            rows.append([f"b={batch}", "ratio graphc fused/onnxruntime", "-", f"{times[1] / times[2]:.2f}x"])
         else:
             rows.append([f"b={batch}", "onnxruntime", ort_why or onnx_why, "-"])
     bu.print_table(f"MLP per step (us, median of {iters} profiled runs) and whole run, threads={threads}",
