@@ -79,7 +79,7 @@ class WorkerPool {
   // chunk stops the chunks not yet started and is rethrown here (the first one).
   template <class F> void run(int chunks, F& f) {
     std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
-    if (!busy.owns_lock() || chunks <= 1) {
+    if (!busy.owns_lock() || chunks <= 1 || chunks > kMaxChunks) {
       for (int c = 0; c < chunks; ++c) f(c);
       return;
     }
@@ -99,6 +99,16 @@ class WorkerPool {
   using JobFn = void (*)(void*, int);
   template <class F> static void trampoline(void* f, int c) { (*static_cast<F*>(f))(c); }
 
+  // A job's chunks are claimed from one 64-bit word: generation (32 bits) | chunks (16) |
+  // next chunk (16).  A worker that wakes late for a finished job fails its claim (the
+  // generation or the count moved on), so the caller waits for the chunks to be done, not
+  // for every worker to check in: with a descheduled worker (an oversubscribed machine)
+  // the caller simply runs the remaining chunks itself.
+  static constexpr int kMaxChunks = 0xFFFF;
+  static uint64_t claim_word(uint64_t gen, uint64_t chunks, uint64_t next) {
+    return (gen << 32) | (chunks << 16) | next;
+  }
+
   WorkerPool() : spin_ns_(spin_us_from_env() * 1000) {}
 
   static WorkerPool*& instance() {
@@ -106,16 +116,40 @@ class WorkerPool {
     return p;
   }
 
-  // Runs chunks of the current job until none is left; the first exception stops the rest.
-  void take(JobFn fn, void* ctx, int chunks) {
-    for (int c = next_.fetch_add(1); c < chunks; c = next_.fetch_add(1)) {
+  // Runs chunks of job `gen` while any is left.  fn and ctx were read after seeing `gen`;
+  // a successful claim proves the job was still unfinished, so they were still its own
+  // (a caller rewrites them only after every chunk of the previous job is done).
+  void take(uint32_t gen, JobFn fn, void* ctx) {
+    uint64_t c = claim_.load(std::memory_order_acquire);
+    for (;;) {
+      const uint32_t cgen = static_cast<uint32_t>(c >> 32);
+      const int chunks = static_cast<int>((c >> 16) & 0xFFFF), next = static_cast<int>(c & 0xFFFF);
+      if (cgen != gen || next >= chunks) return;
+      if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      int finished = 1;
       try {
-        fn(ctx, c);
+        fn(ctx, next);
       } catch (...) {
-        std::lock_guard<std::mutex> lk(err_mu_);
-        if (!err_) err_ = std::current_exception();
-        next_.store(chunks);
+        {
+          std::lock_guard<std::mutex> lk(err_mu_);
+          if (!err_) err_ = std::current_exception();
+        }
+        // Claim every chunk not yet started and count it as done.
+        uint64_t cur = claim_.load(std::memory_order_acquire);
+        while (static_cast<uint32_t>(cur >> 32) == gen && static_cast<int>(cur & 0xFFFF) < chunks) {
+          const uint64_t stop = claim_word(gen, chunks, chunks);
+          if (claim_.compare_exchange_weak(cur, stop, std::memory_order_acq_rel, std::memory_order_acquire)) {
+            finished += chunks - static_cast<int>(cur & 0xFFFF);
+            break;
+          }
+        }
       }
+      if (done_.fetch_add(finished, std::memory_order_seq_cst) + finished == chunks &&
+          caller_waiting_.load(std::memory_order_seq_cst)) {
+        std::lock_guard<std::mutex> lk(mu_);
+        done_cv_.notify_one();
+      }
+      c = claim_.load(std::memory_order_acquire);
     }
   }
 
@@ -149,16 +183,15 @@ class WorkerPool {
   }
 
   void dispatch(JobFn fn, void* ctx, int chunks) {
-    const int nworkers = static_cast<int>(workers_.size());
-    // No worker reads these now: every worker checked in after the previous job (pending_
-    // reached 0) and reads them again only after it sees the new generation (release).
-    fn_ = fn;
-    ctx_ = ctx;
-    chunks_ = chunks;
+    // Every chunk of the previous job is done: no worker can still claim one, so the job's
+    // fields are free to rewrite (workers read them only after seeing the new generation).
+    const uint32_t gen = static_cast<uint32_t>(gen_.load(std::memory_order_relaxed)) + 1;
+    fn_.store(fn, std::memory_order_relaxed);
+    ctx_.store(ctx, std::memory_order_relaxed);
     err_ = nullptr;
-    next_.store(0, std::memory_order_relaxed);
-    pending_.store(nworkers, std::memory_order_relaxed);
-    gen_.fetch_add(1, std::memory_order_seq_cst);
+    done_.store(0, std::memory_order_relaxed);
+    claim_.store(claim_word(gen, static_cast<uint64_t>(chunks), 0), std::memory_order_release);
+    gen_.store(gen, std::memory_order_seq_cst);
     // Dekker pair with wait_for_job: a worker bumps sleepers_ before its last look at gen_,
     // so either it sees the new generation or we see it asleep and wake it.  Taking mu_
     // closes the window between its look (under mu_) and its wait.
@@ -166,13 +199,12 @@ class WorkerPool {
       { std::lock_guard<std::mutex> lk(mu_); }
       wake_.notify_all();
     }
-    take(fn, ctx, chunks);
-    // Wait for every worker to check in (also those that found no chunk left).
-    auto done = [this] { return pending_.load(std::memory_order_seq_cst) == 0; };
+    take(gen, fn, ctx);
+    auto done = [&] { return done_.load(std::memory_order_seq_cst) == chunks; };
     if (!spin_until(done)) {
       std::unique_lock<std::mutex> lk(mu_);
       caller_waiting_.store(true, std::memory_order_seq_cst);
-      done_.wait(lk, done);
+      done_cv_.wait(lk, done);
       caller_waiting_.store(false, std::memory_order_relaxed);
     }
     if (err_) {
@@ -182,41 +214,36 @@ class WorkerPool {
     }
   }
 
-  uint64_t wait_for_job(uint64_t seen) {
-    uint64_t g = seen;
-    if (spin_until([&] { return (g = gen_.load(std::memory_order_acquire)) != seen; })) return g;
+  uint32_t wait_for_job(uint32_t seen) {
+    uint32_t g = seen;
+    auto moved = [&] { return (g = gen_.load(std::memory_order_seq_cst)) != seen; };
+    if (spin_until(moved)) return g;
     std::unique_lock<std::mutex> lk(mu_);
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
-    wake_.wait(lk, [&] { return (g = gen_.load(std::memory_order_seq_cst)) != seen; });
+    wake_.wait(lk, moved);
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
     return g;
   }
 
-  void work(uint64_t seen) {
+  void work(uint32_t seen) {
     for (;;) {
       seen = wait_for_job(seen);
-      take(fn_, ctx_, chunks_);
-      if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-          caller_waiting_.load(std::memory_order_seq_cst)) {
-        std::lock_guard<std::mutex> lk(mu_);
-        done_.notify_one();
-      }
+      take(seen, fn_.load(std::memory_order_relaxed), ctx_.load(std::memory_order_relaxed));
     }
   }
 
   std::mutex run_mu_;  // one job at a time
   std::mutex mu_;      // sleeping and waking only
   std::mutex err_mu_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_, done_cv_;
   std::vector<std::thread> workers_;
-  // The current job (see dispatch for why plain fields are safe).
-  JobFn fn_ = nullptr;
-  void* ctx_ = nullptr;
-  int chunks_ = 0;
-  std::exception_ptr err_;
-  std::atomic<uint64_t> gen_{0};
-  std::atomic<int> next_{0};
-  std::atomic<int> pending_{0};
+  // The current job (see take() for why relaxed loads of fn_ / ctx_ are enough).
+  std::atomic<JobFn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::exception_ptr err_;  // under err_mu_ while the job runs; read after it is done
+  std::atomic<uint32_t> gen_{0};
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> done_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> caller_waiting_{false};
   std::atomic<int64_t> spin_ns_;
