@@ -11,6 +11,7 @@
 // once per 32 k for all R rows.
 #include "gemv.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -33,6 +34,12 @@ inline float reduce32(float* l) {
   }
   return l[0];
 }
+
+// axpy form: ranges at least this wide stream W row by row (axpy_rows*); narrower ones keep
+// their columns in registers (fewer loads and stores of y; 1.1 vs 2.9 us for 1024x10).
+constexpr int64_t kRowsMinWidth = 64;
+// Columns of y per row-streaming block: 4 KB, in L1 next to the four W row segments.
+constexpr int64_t kRowBlock = 1024;
 
 // ---- AVX-512 ------------------------------------------------------------------------------
 
@@ -66,8 +73,53 @@ GRAPHC_GEMV_AVX512 void axpy_tail512(int64_t K, const float* x, const float* W, 
   _mm512_mask_storeu_ps(y, m, acc);
 }
 
+// Wide ranges: W streamed row by row (four rows per pass, each a contiguous segment the
+// hardware prefetcher follows) into a block of y kept in L1.  y[j] still gets the same
+// chain fma(x[k], W[k][j], acc) for k = 0, 1, ... (the four fmas of a pass are applied in
+// k order), so the result is the one of the register-blocked loop below.  Holding columns
+// in registers for the whole K loop instead reads each row segment from another page,
+// where the prefetcher stops: 54 vs 43 us for 784x1024 on one core (OpenBLAS: 46 us).
+GRAPHC_GEMV_AVX512 void axpy_rows512(int64_t K, const float* x, const float* W, int64_t ldw, float* y, int64_t j0,
+                                     int64_t j1) {
+  for (int64_t jb = j0; jb < j1; jb += kRowBlock) {
+    const int64_t n = std::min<int64_t>(j1, jb + kRowBlock) - jb;
+    const int64_t nv = (n + 15) / 16;
+    const __mmask16 mlast = mask16(n - 16 * (nv - 1));
+    float* yb = y + jb;
+    const float* wb = W + jb;
+    for (int64_t v = 0; v < nv; ++v) _mm512_mask_storeu_ps(yb + 16 * v, v + 1 < nv ? 0xFFFF : mlast, _mm512_setzero_ps());
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const float* w0 = wb + k * ldw;
+      const __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
+      const __m512 x2 = _mm512_set1_ps(x[k + 2]), x3 = _mm512_set1_ps(x[k + 3]);
+      for (int64_t v = 0; v < nv; ++v) {
+        const __mmask16 m = v + 1 < nv ? __mmask16(0xFFFF) : mlast;
+        const int64_t o = 16 * v;
+        __m512 acc = _mm512_maskz_loadu_ps(m, yb + o);
+        acc = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + o), acc);
+        acc = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, w0 + ldw + o), acc);
+        acc = _mm512_fmadd_ps(x2, _mm512_maskz_loadu_ps(m, w0 + 2 * ldw + o), acc);
+        acc = _mm512_fmadd_ps(x3, _mm512_maskz_loadu_ps(m, w0 + 3 * ldw + o), acc);
+        _mm512_mask_storeu_ps(yb + o, m, acc);
+      }
+    }
+    for (; k < K; ++k) {
+      const float* w0 = wb + k * ldw;
+      const __m512 x0 = _mm512_set1_ps(x[k]);
+      for (int64_t v = 0; v < nv; ++v) {
+        const __mmask16 m = v + 1 < nv ? __mmask16(0xFFFF) : mlast;
+        const int64_t o = 16 * v;
+        _mm512_mask_storeu_ps(yb + o, m,
+                              _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + o), _mm512_maskz_loadu_ps(m, yb + o)));
+      }
+    }
+  }
+}
+
 GRAPHC_GEMV_AVX512 void axpy512(int64_t K, const float* x, const float* W, int64_t ldw, float* y, int64_t j0,
                                 int64_t j1) {
+  if (j1 - j0 >= kRowsMinWidth) return axpy_rows512(K, x, W, ldw, y, j0, j1);
   int64_t j = j0;
   for (; j + 256 <= j1; j += 256) axpy_block512<16>(K, x, W + j, ldw, y + j);
   if (j + 128 <= j1) { axpy_block512<8>(K, x, W + j, ldw, y + j); j += 128; }
@@ -151,8 +203,54 @@ GRAPHC_GEMV_AVX2 void axpy_tail256(int64_t K, const float* x, const float* W, in
   _mm256_maskstore_ps(y, m, acc);
 }
 
+// The AVX2 twin of axpy_rows512 (same chains, same results).
+GRAPHC_GEMV_AVX2 void axpy_rows256(int64_t K, const float* x, const float* W, int64_t ldw, float* y, int64_t j0,
+                                   int64_t j1) {
+  for (int64_t jb = j0; jb < j1; jb += kRowBlock) {
+    const int64_t n = std::min<int64_t>(j1, jb + kRowBlock) - jb;
+    const int64_t nv = (n + 7) / 8;
+    const __m256i full = mask8(8), mlast = mask8(n - 8 * (nv - 1));
+    float* yb = y + jb;
+    const float* wb = W + jb;
+    for (int64_t v = 0; v < nv; ++v) _mm256_maskstore_ps(yb + 8 * v, v + 1 < nv ? full : mlast, _mm256_setzero_ps());
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const float* w0 = wb + k * ldw;
+      const __m256 x0 = _mm256_set1_ps(x[k]), x1 = _mm256_set1_ps(x[k + 1]);
+      const __m256 x2 = _mm256_set1_ps(x[k + 2]), x3 = _mm256_set1_ps(x[k + 3]);
+      int64_t v = 0;
+      for (; v + 1 < nv; ++v) {
+        const int64_t o = 8 * v;
+        __m256 acc = _mm256_loadu_ps(yb + o);
+        acc = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w0 + o), acc);
+        acc = _mm256_fmadd_ps(x1, _mm256_loadu_ps(w0 + ldw + o), acc);
+        acc = _mm256_fmadd_ps(x2, _mm256_loadu_ps(w0 + 2 * ldw + o), acc);
+        acc = _mm256_fmadd_ps(x3, _mm256_loadu_ps(w0 + 3 * ldw + o), acc);
+        _mm256_storeu_ps(yb + o, acc);
+      }
+      const int64_t o = 8 * v;
+      __m256 acc = _mm256_maskload_ps(yb + o, mlast);
+      acc = _mm256_fmadd_ps(x0, _mm256_maskload_ps(w0 + o, mlast), acc);
+      acc = _mm256_fmadd_ps(x1, _mm256_maskload_ps(w0 + ldw + o, mlast), acc);
+      acc = _mm256_fmadd_ps(x2, _mm256_maskload_ps(w0 + 2 * ldw + o, mlast), acc);
+      acc = _mm256_fmadd_ps(x3, _mm256_maskload_ps(w0 + 3 * ldw + o, mlast), acc);
+      _mm256_maskstore_ps(yb + o, mlast, acc);
+    }
+    for (; k < K; ++k) {
+      const float* w0 = wb + k * ldw;
+      const __m256 x0 = _mm256_set1_ps(x[k]);
+      for (int64_t v = 0; v < nv; ++v) {
+        const __m256i m = v + 1 < nv ? full : mlast;
+        const int64_t o = 8 * v;
+        _mm256_maskstore_ps(yb + o, m, _mm256_fmadd_ps(x0, _mm256_maskload_ps(w0 + o, m), _mm256_maskload_ps(yb + o, m)));
+      }
+    }
+  }
+}
+
 GRAPHC_GEMV_AVX2 void axpy256(int64_t K, const float* x, const float* W, int64_t ldw, float* y, int64_t j0,
                               int64_t j1) {
+  if (j1 - j0 >= kRowsMinWidth) return axpy_rows256(K, x, W, ldw, y, j0, j1);
   int64_t j = j0;
   for (; j + 96 <= j1; j += 96) axpy_block256<12>(K, x, W + j, ldw, y + j);
   if (j + 64 <= j1) { axpy_block256<8>(K, x, W + j, ldw, y + j); j += 64; }
