@@ -44,6 +44,7 @@ constexpr int64_t kSmallWork = int64_t(1) << 22;
 // Multiply-adds per thread below which the GEMV path stays on fewer threads: a hand-off to
 // a spinning worker costs ~1 us, which 2^15 multiply-adds (~1-2 us on one core) repay.
 constexpr int64_t kGemvWorkPerThread = int64_t(1) << 15;
+constexpr int64_t kOverSplit = 4;
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
@@ -202,10 +203,16 @@ Kernel gemv_kernel(const gemv::Kernels* kern, const Shape& s, const float* pa, c
   const int64_t ldw = dot ? std::max<int64_t>(K, 1) : L;
   const int64_t total = s.nbatch * L;
   // Chunks of whole 16-output units (so the vector blocks stay full), at least
-  // kGemvWorkPerThread multiply-adds each.
+  // kGemvWorkPerThread multiply-adds and 64 outputs each; kOverSplit chunks per thread,
+  // claimed dynamically, so that a thread slowed down by a busy core takes fewer of them
+  // (on the shared 2-core VM the second core is often half taken: an even split then runs
+  // at the slow core's pace).
   const int64_t units = (total + 15) / 16;
   const int64_t by_work = std::max<int64_t>(1, saturating_mul(total, std::max<int64_t>(K, 1)) / kGemvWorkPerThread);
-  const int chunks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({threads_arg, units, by_work})));
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({threads_arg, units, by_work})));
+  const int chunks = threads <= 1 ? 1 : static_cast<int>(std::min<int64_t>({int64_t(threads) * kOverSplit,
+                                                                              std::max<int64_t>(units / 4, threads),
+                                                                              by_work}));
   auto aoff = s.aoff, boff = s.boff;
   return [=]() {
     auto run_range = [&](int64_t b, int64_t e) {
@@ -231,9 +238,11 @@ Kernel gemv_kernel(const gemv::Kernels* kern, const Shape& s, const float* pa, c
       return;
     }
     // Unit boundaries depend on the thread count; the values do not (gemv.h).
-    parallel_for(units, chunks, 1, [&](int64_t ub, int64_t ue) {
+    auto chunk = [&](int c) {
+      const int64_t ub = units * c / chunks, ue = units * (c + 1) / chunks;
       run_range(ub * 16, std::min<int64_t>(total, ue * 16));
-    });
+    };
+    WorkerPool::get().run(chunks, chunk, threads);
   };
 }
 

@@ -75,15 +75,19 @@ class WorkerPool {
     return *instance();  // never destroyed: workers may still be asleep at exit
   }
 
-  // Calls f(c) for every c in [0, chunks), the caller taking part.  An exception from any
-  // chunk stops the chunks not yet started and is rethrown here (the first one).
-  template <class F> void run(int chunks, F& f) {
+  // Calls f(c) for every c in [0, chunks), the caller taking part, on at most `threads`
+  // threads (0: one per chunk).  Chunks are claimed in order as threads get free, so more
+  // chunks than threads balance uneven progress.  An exception from any chunk stops the
+  // chunks not yet started and is rethrown here (the first one).
+  template <class F> void run(int chunks, F& f, int threads = 0) {
+    const int team = threads > 0 ? std::min(threads, chunks) : chunks;
     std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
-    if (!busy.owns_lock() || chunks <= 1 || chunks > kMaxChunks) {
+    if (!busy.owns_lock() || team <= 1 || chunks > kMaxChunks) {
       for (int c = 0; c < chunks; ++c) f(c);
       return;
     }
-    while (static_cast<int>(workers_.size()) < chunks - 1) {
+    slots_.store(team - 1, std::memory_order_relaxed);  // published by dispatch's release
+    while (static_cast<int>(workers_.size()) < team - 1) {
       workers_.emplace_back([this, g = gen_.load()] { work(g); });
       workers_.back().detach();
     }
@@ -228,6 +232,9 @@ class WorkerPool {
   void work(uint32_t seen) {
     for (;;) {
       seen = wait_for_job(seen);
+      // A worker beyond the job's team stays out.  (One that wakes late may take a slot of
+      // the next job: that job then runs on one thread fewer, with the same results.)
+      if (slots_.fetch_sub(1, std::memory_order_acq_rel) <= 0) continue;
       take(seen, fn_.load(std::memory_order_relaxed), ctx_.load(std::memory_order_relaxed));
     }
   }
@@ -244,6 +251,7 @@ class WorkerPool {
   std::atomic<uint32_t> gen_{0};
   std::atomic<uint64_t> claim_{0};
   std::atomic<int> done_{0};
+  std::atomic<int> slots_{0};  // workers that may still join the current job
   std::atomic<int> sleepers_{0};
   std::atomic<bool> caller_waiting_{false};
   std::atomic<int64_t> spin_ns_;
