@@ -373,3 +373,26 @@ def test_fused_matmul_bad_program_is_a_typed_error():
     step.attrs["program"].s = "r0=nosuchop(p)"
     with pytest.raises(gc.errors.GraphcError, match="nosuchop"):
         gc.Session(plan, threads=1)
+
+
+def test_gemv_follows_the_isa_cap(monkeypatch):
+    """GRAPHC_ISA / set_isa cap the GEMV kernels like every other kernel: under "baseline"
+    a batch-1 product goes to OpenBLAS (the same bits as the forced blas path)."""
+    from graphc import _runtime
+
+    rng = np.random.default_rng(11)
+    A, B = operands(rng, 1, 300, 333, False, False)
+    y_blas = run(monkeypatch, "blas", A, B, False, False, threads=1)
+    try:
+        _runtime.set_isa("baseline")
+        y_capped = run(monkeypatch, "", A, B, False, False, threads=1)
+    finally:
+        _runtime.set_isa("")
+    assert np.array_equal(y_capped.view(np.uint32), y_blas.view(np.uint32))
+    if HAS_AVX2:
+        # Uncapped, the GEMV kernel runs: the sequential fma chain, not OpenBLAS's order.
+        y_auto = run(monkeypatch, "", A, B, False, False, threads=1)
+        y_gemv = run(monkeypatch, "gemv", A, B, False, False, threads=1)
+        assert np.array_equal(y_auto.view(np.uint32), y_gemv.view(np.uint32))
+        # ...which rounds differently from OpenBLAS here, so the capped check above can fail.
+        assert not np.array_equal(y_gemv.view(np.uint32), y_blas.view(np.uint32))

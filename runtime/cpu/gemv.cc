@@ -11,6 +11,8 @@
 // once per 32 k for all R rows.
 #include "gemv.h"
 
+#include "isa.h"
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -315,23 +317,20 @@ GRAPHC_GEMV_AVX2 void dot256(int64_t K, const float* x, const float* W, int64_t 
 const Kernels kAvx512{"avx512", &axpy512, &dot512};
 const Kernels kAvx2{"avx2", &axpy256, &dot256};
 
-bool has_avx512() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-bool has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+// isa.h's detection also checks that the OS saves the wider registers.
+bool has_avx512() { return detected_isa() >= Isa::Avx512; }
+bool has_avx2() { return detected_isa() >= Isa::Avx2; }
 
 }  // namespace
 
 const Kernels* kernels_for(const std::string& want) {
   if (want == "avx512") return has_avx512() ? &kAvx512 : nullptr;
   if (want == "avx2") return has_avx2() ? &kAvx2 : nullptr;
-  if (want == "auto") return has_avx512() ? &kAvx512 : has_avx2() ? &kAvx2 : nullptr;
+  if (want == "auto") {
+    // The ISA the other kernels use (GRAPHC_ISA caps it): GRAPHC_ISA=baseline means BLAS here.
+    const Isa isa = active_isa();
+    return isa >= Isa::Avx512 ? &kAvx512 : isa >= Isa::Avx2 ? &kAvx2 : nullptr;
+  }
   return nullptr;
 }
 

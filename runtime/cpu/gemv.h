@@ -38,9 +38,10 @@ struct Kernels {
   DotFn dot;
 };
 
-// The kernels for `want` ("auto": the best this CPU runs; "avx512", "avx2": that one), or
-// nullptr when the CPU (or a non-x86 build) cannot run it, or for "none" / an unknown name:
-// callers then use BLAS.
+// The kernels for `want` ("auto": those of isa.h's active_isa(), so GRAPHC_ISA caps them
+// too; "avx512", "avx2": that one), or nullptr when the CPU (or a non-x86 build) cannot run
+// it, for "auto" under GRAPHC_ISA=baseline, and for "none" / an unknown name: callers then
+// use BLAS.
 const Kernels* kernels_for(const std::string& want);
 
 // kernels_for(GRAPHC_GEMV_KERNEL, default "auto"); the env var is read on every call (at
