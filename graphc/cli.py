@@ -247,6 +247,8 @@ def cmd_compile(args):
 
     params = inspect.signature(compiler.compile).parameters
     kwargs = {"shapes": shapes, "target": args.target}
+    if args.no_fuse:
+        kwargs["fuse"] = False
     if args.fetch:
         kwargs["fetches"] = list(args.fetch)
     if "train" in params:   # the spec already sits on the graph; say so explicitly (False: inference)
@@ -303,6 +305,9 @@ def _print_plan_summary(plan):
     info = _params(plan.proto.persistent)
     mem = plan.memory_report()
     print(f"  steps: {len(plan.steps)}" + (f" ({role_text})" if role_text else ""))
+    fused = [step for step in plan.proto.steps if step.fused]
+    if fused:
+        print(f"  fused: {len(fused)} steps run {sum(len(step.fused) for step in fused)} graph nodes")
     print(f"  parameters: {info['count']} in {info['variables']} variables, {format_bytes(info['bytes'])}")
     naive = mem["naive_bytes"]
     ratio = f", {mem['arena_bytes'] / naive:.2f}x of naive" if naive else ""
@@ -395,6 +400,8 @@ def plan_info(plan, path):
         "steps": len(proto.steps),
         "ops": _histogram(s.op for s in proto.steps),
         "roles": _role_histogram(_ROLE_NAMES.get(s.role, str(s.role)) for s in proto.steps),
+        "fused": [{"step": k, "op": s.op, "members": [m.node for m in s.fused]}
+                  for k, s in enumerate(proto.steps) if s.fused],
         "parameters": _params(proto.persistent),
         "inputs": [value_dict(i) for i in proto.feeds],
         "outputs": [value_dict(i) for i in proto.fetches],
@@ -418,6 +425,12 @@ def _print_info(info):
         print(f"  {op:<32} {n:>6}")
     if len(info["roles"]) > 1 or "forward" not in info["roles"]:
         print("roles: " + ", ".join(f"{r} {n}" for r, n in info["roles"].items()))
+    if info.get("fused"):
+        print(f"fused steps: {len(info['fused'])}")
+        for f in info["fused"][:20]:
+            print(f"  step {f['step']:<5} {f['op']:<18} " + " → ".join(f["members"]))
+        if len(info["fused"]) > 20:
+            print(f"  ... and {len(info['fused']) - 20} more")
     print(f"parameters: {p['count']} in {p['variables']} variables, {format_bytes(p['bytes'])}"
           + (f"; other state {p['state_count']} ({format_bytes(p['state_bytes'])})" if p["state_count"] else ""))
     for title, key in (("inputs", "inputs"), ("outputs", "outputs")):
@@ -769,6 +782,9 @@ def _print_node_table(plan, totals, iters, top):
         step = steps[s]
         print(f"{rank:>3} {step.node[:32]:<32} {step.op[:22]:<22} {_ROLE_NAMES.get(step.role, '?'):<9} "
               f"{totals[s] / iters * 1e6:>10.2f} {100 * totals[s] / grand:>6.1f}  {_prov(step.provenance)}")
+        for member in step.fused:   # a fused step: the user's nodes it runs, each with its line
+            print(f"{'':>3}   {member.node[:30]:<30} {member.op[:22]:<22} {'':<9} {'':>10} {'':>6}  "
+                  f"{_prov(member.provenance)}")
 
 
 # -- the parser ----------------------------------------------------------------------------
@@ -800,6 +816,8 @@ def build_parser():
     c.add_argument("--inference", action="store_true", help="ignore the model's training spec")
     c.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
     c.add_argument("--memory-budget", metavar="SIZE", help="e.g. 64MB, 512MiB")
+    c.add_argument("--no-fuse", action="store_true",
+                   help="one step per node: no fused elementwise chains or matmul epilogues")
     common(c)
     c.set_defaults(func=cmd_compile)
 

@@ -218,12 +218,16 @@ class Node:
         self.role = role
         self.provenance = provenance
         self.scope = scope
+        # the nodes a fused node runs (graphc/compiler/fuse.py), in program order; () otherwise
+        self.fused = ()
 
     def __repr__(self):
         return f"<gc.Node {self.name!r} op={self.op} inputs={self.inputs} outputs={self.outputs}>"
 
     def describe(self):
-        """'op(name=...)' with the user's file:line, for error messages."""
+        """'op(name=...)' for error messages; a fused node also names its members."""
+        if self.fused:
+            return f"{self.op}(name={self.name}; fused: {', '.join(m.name for m in self.fused)})"
         return f"{self.op}(name={self.name})"
 
 

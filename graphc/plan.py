@@ -17,6 +17,7 @@ Example::
 
 import bisect
 import os
+import re
 
 from google.protobuf.message import DecodeError
 
@@ -104,6 +105,38 @@ class Plan:
 
 
 # -- loading -------------------------------------------------------------------------
+
+def _where(provenance):
+    return f"{provenance.file}:{provenance.line}" if provenance.file else ""
+
+
+def step_members(step):
+    """The graph nodes a plan step runs, as dicts (node, op, file, line): its fused members in
+    program order, or the step's own node for an unfused step."""
+    if step.fused:
+        return [{"node": m.node, "op": m.op, "file": m.provenance.file, "line": int(m.provenance.line)}
+                for m in step.fused]
+    return [{"node": step.node, "op": step.op, "file": step.provenance.file, "line": int(step.provenance.line)}]
+
+
+_STEP_PREFIX = re.compile(r"step (\d+) ")
+
+
+def explain_step_error(proto, message):
+    """A runtime message that starts with ``step N (...)`` (the C++ executor's wording), with
+    where the user built that step appended: its file:line, and for a fused step every member
+    node with its own line, so the error points at the user's code rather than a fused op."""
+    m = _STEP_PREFIX.match(message)
+    if m is None or not 0 <= int(m.group(1)) < len(proto.steps):
+        return message
+    step = proto.steps[int(m.group(1))]
+    if step.fused:
+        members = ", ".join(f"{x['node']} ({x['op']}" + (f" at {x['file']}:{x['line']})" if x["file"] else ")")
+                            for x in step_members(step))
+        return f"{message} [fused step running: {members}]"
+    where = _where(step.provenance)
+    return f"{message} [built at {where}]" if where else message
+
 
 def plan_from_bytes(data, what="plan"):
     """Parse and validate plan bytes; raises ModelFormatError."""

@@ -166,6 +166,19 @@ def _attr_lines(op, attrs):
     return [", ".join(parts)] if parts else []
 
 
+def _fused_lines(op, attrs, members):
+    """A fused step's label: its attrs but the program, then one line per member it runs (the
+    user's node, its op and line), so the drawing names what the user built."""
+    lines = _attr_lines(op, {k: v for k, v in attrs.items() if k != "program"})
+    lines.append(f"fused {len(members)} nodes:")
+    for name, member_op, prov in members:
+        line = f"  {name} ({member_op})"
+        if prov and prov[1]:
+            line += f" line {prov[1]}"
+        lines.append(line)
+    return lines
+
+
 def _picture_of_graph(graph):
     pic = _Picture("graph")
     producer = {}
@@ -180,7 +193,11 @@ def _picture_of_graph(graph):
                              scope=_scope_of_name(var.name), provenance=var.provenance))
         producer[var.name] = item
     for node in graph.nodes:
-        lines = [node.op, node.name] + _attr_lines(node.op, node.attrs)
+        if node.fused:
+            lines = [node.op, node.name] + _fused_lines(node.op, node.attrs,
+                                                        [(m.name, m.op, m.provenance) for m in node.fused])
+        else:
+            lines = [node.op, node.name] + _attr_lines(node.op, node.attrs)
         item = pic.add(_Item("node:" + node.name, "op", lines, role=node.role, scope=node.scope,
                              provenance=node.provenance, op=node.op,
                              fetched=any(o in fetched for o in node.outputs)))
@@ -230,7 +247,11 @@ def _picture_of_plan(plan):
                          if values[i].storage == pb.PERSISTENT}
     for s, step in enumerate(proto.steps):
         attrs = {k: _proto_attr_value(a) for k, a in step.attrs.items()}
-        lines = [step.op, step.node or f"step {s}"] + _attr_lines(step.op, attrs) + [f"step {s}"]
+        if step.fused:
+            members = [(m.node, m.op, (m.provenance.file, m.provenance.line)) for m in step.fused]
+            lines = [step.op, step.node or f"step {s}"] + _fused_lines(step.op, attrs, members) + [f"step {s}"]
+        else:
+            lines = [step.op, step.node or f"step {s}"] + _attr_lines(step.op, attrs) + [f"step {s}"]
         pic.add(_Item(f"step:{s}", "op", lines, role=_ROLE_NAMES.get(step.role, "forward"),
                       scope=_scope_of_name(step.node), provenance=(step.provenance.file, step.provenance.line),
                       op=step.op, fetched=any(o in fetched for o in step.outputs)))

@@ -136,6 +136,15 @@ inline constexpr AttrInfo kFusedMatmulAttrs[] = {
     {"transpose_b", AttrValue::Bool, false, false},
     {"program", AttrValue::String, true, false},
 };
+inline constexpr InputInfo kFusedReduceInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kFusedReduceAttrs[] = {
+    {"program", AttrValue::String, true, false},
+    {"reduce", AttrValue::String, true, false},
+    {"axes", AttrValue::Ints, false, true},
+    {"keepdims", AttrValue::Bool, false, false},
+};
 inline constexpr InputInfo kGreaterInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -356,6 +365,7 @@ inline constexpr OpInfo kOps[] = {
     {"expand_dims", kExpandDimsInputs, 1, false, kExpandDimsAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"fused_elementwise", kFusedElementwiseInputs, 1, true, kFusedElementwiseAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
     {"fused_matmul", kFusedMatmulInputs, 3, true, kFusedMatmulAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
+    {"fused_reduce", kFusedReduceInputs, 1, true, kFusedReduceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, 0u},
     {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
@@ -394,7 +404,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 52;
+inline constexpr int kNumOps = 53;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -532,6 +542,24 @@ struct FusedMatmul {
     if (a.has("transpose_b")) transpose_b = a.attr_bool("transpose_b", false);
     if (!a.has("program")) a.fail("missing attr 'program'");
     program = a.attr_string("program", std::string());
+  }
+};
+
+// fused_reduce: A reduction with an elementwise prologue (made by the fusion pass): the `program` attr (graphc/ops/fused.py) computes a value of the inputs' broadcast
+struct FusedReduce {
+  std::string program;  // the prologue (see graphc/ops/fused.py)
+  std::string reduce;  // sum, mean or max
+  bool has_axes = false;  // false: the attr is None
+  std::vector<int64_t> axes;  // reduced axes; None: all
+  bool keepdims = false;  // keep reduced axes as size 1
+  explicit FusedReduce(const KernelArgs& a) {
+    if (!a.has("program")) a.fail("missing attr 'program'");
+    program = a.attr_string("program", std::string());
+    if (!a.has("reduce")) a.fail("missing attr 'reduce'");
+    reduce = a.attr_string("reduce", std::string());
+    has_axes = a.has("axes");
+    if (a.has("axes")) axes = a.attr_ints("axes");
+    if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
   }
 };
 

@@ -281,7 +281,7 @@ def test_every_stage_passes_the_checker_and_keeps_outputs_unchanged():
     final, seen = stages(g, {"x": (3, 4), "unused_in": (3,)}, [out, "relu"])
     assert list(seen) == ["validate_graph", "prune_inputs", "bind_shapes", "infer_shapes", "expand_composites",
                           "append_gradients", "append_optimizer", "expand_gradient_composites",
-                          "recompute_for_budget", "prune_graph", "schedule_nodes"]
+                          "recompute_for_budget", "prune_graph", "fuse", "schedule_nodes"]
     for graph in seen.values():
         check_graph(graph)
     feeds = {"x": np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)}

@@ -472,6 +472,8 @@ def _program(text, inputs, product=None):
 INDEPENDENT.update({
     "fused_elementwise": lambda inputs, attrs: _program(attrs["program"], inputs),
     "fused_matmul": lambda inputs, attrs: _program(attrs["program"], inputs, np.asarray(_matmul(inputs[:2], attrs))),
+    "fused_reduce": lambda inputs, attrs: INDEPENDENT[attrs["reduce"]](
+        [_program(attrs["program"], inputs)], {"axes": attrs["axes"], "keepdims": attrs["keepdims"]}),
 })
 
 

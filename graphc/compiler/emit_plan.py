@@ -81,6 +81,9 @@ def emit_plan(graph, buffers, target="cpu"):
         if node.attrs:
             encode_attrs(opdef, node.attrs, step.attrs, encoder, node.describe())
         _set_provenance(step, node.provenance)
+        for member in node.fused:
+            _set_provenance(step.fused.add(node=member.name, op=member.op, role=_ROLE_TO_PROTO[member.role]),
+                            member.provenance)
 
     plan.feeds.extend(index[ph.name] for ph in graph.inputs)
     plan.fetches.extend(index[name] for name in graph.outputs)

@@ -12,6 +12,7 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     expand_gradient_composites  the same, for composites the gradients brought in
     recompute_for_budget  drop and recompute forward values to fit ``memory_budget``
     prune_graph      keep what the fetches need (``fetches=``)
+    fuse             elementwise chains and matmul epilogues become fused steps (``fuse=``)
     schedule_nodes   a deterministic topological order
 
 then the scheduled graph is lowered:
@@ -33,6 +34,7 @@ from graphc.compiler.assign_buffers import assign_buffers
 from graphc.compiler.bind_shapes import bind_shapes
 from graphc.compiler.emit_plan import emit_plan
 from graphc.compiler.expand_composites import expand_composites
+from graphc.compiler.fuse import fuse as fuse_pass
 from graphc.compiler.infer_shapes import infer_shapes
 from graphc.compiler.prune_graph import prune_graph
 from graphc.compiler.recompute import recompute_for_budget
@@ -45,10 +47,11 @@ from graphc.plan import Plan
 TARGETS = ("cpu", "cuda")
 
 
-def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(), target="cpu"):
+def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(), target="cpu", fuse=True):
     """The Graph → Graph passes, in order, as (name, function) pairs.  ``model_inputs``:
     the placeholder names of the model as loaded (shapes for those pruned early are fine);
-    ``target``: the device whose kernels decide which composite ops are expanded."""
+    ``target``: the device whose kernels decide which composite ops are expanded and which
+    fused ops exist; ``fuse``: run the fusion pass."""
     expand = functools.partial(expand_composites, target=target)
     return [
         ("validate_graph", validate_graph),
@@ -62,6 +65,7 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
         ("expand_gradient_composites", expand),
         ("recompute_for_budget", functools.partial(recompute_for_budget, memory_budget=memory_budget)),
         ("prune_graph", functools.partial(prune_graph, fetches=fetches)),
+        ("fuse", functools.partial(fuse_pass, target=target, enabled=fuse)),
         ("schedule_nodes", schedule_nodes),
     ]
 
@@ -121,21 +125,23 @@ def with_training(graph, train):
     return out
 
 
-def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memory_budget=None, target="cpu"):
+def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memory_budget=None, target="cpu",
+                fuse=True):
     """Run the graph passes; returns the scheduled Graph.
 
     ``on_pass(name, graph)`` is called after each pass (tests check every stage; viz draws them).
     """
     graph = with_training(load_model(model), train)
     model_inputs = [ph.name for ph in graph.inputs]
-    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target):
+    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse):
         graph = run_pass(graph)
         if on_pass is not None:
             on_pass(name, graph)
     return graph
 
 
-def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_budget=None, on_pass=None):  # noqa: A001 — the public name users expect
+def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_budget=None, on_pass=None,  # noqa: A001 — the public name users expect
+            fuse=True):
     """Compile a model into a :class:`graphc.plan.Plan`.
 
     ``model``: a Graph or a path to a .pb file.  ``shapes``: placeholder name → concrete
@@ -145,6 +151,8 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
     ``memory_budget``: arena bytes (int or "64MB"-style text) the plan must fit; forward
     values are dropped and recomputed in the backward pass to get there.
     ``on_pass(name, graph)``: called after each graph pass (for ``graphc compile -v``).
+    ``fuse``: run the fusion pass (graphc/compiler/fuse.py): elementwise chains and matmul
+    epilogues become single steps; False keeps one step per node (results agree bit for bit).
     ``train``: add or override the training spec (see :func:`with_training`).  A model
     with a training spec compiles into one training step: forward, gradients, in-place
     optimizer updates; it fetches the loss by default.
@@ -170,7 +178,7 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
     _pygc.disable()
     try:
         graph = lower_graph(model, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget,
-                            target=target)
+                            target=target, fuse=fuse)
         return Plan(emit_plan(graph, assign_buffers(graph), target=target))
     finally:
         if was_enabled:

@@ -25,7 +25,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import Example, broadcast_shapes, build, rand, special
-from graphc.ops.reduce import _matmul_cost, _matmul_infer, _matmul_ref
+from graphc.ops.reduce import _matmul_cost, _matmul_infer, _matmul_ref, _reduce_infer, normalize_axes
 from graphc.registry import AttrSpec, all_ops, get_op, has_op, register_op
 
 _STMT = re.compile(r"r(\d+)=([a-z_][a-z0-9_]*)(?:\[([^\]]*)\])?\(([^()]*)\)\Z")
@@ -316,4 +316,121 @@ register_op(
     differentiable=False,
     composite=_composite(2, True),
     kernels=("cpu",),
+)
+
+
+# -- fused_reduce -------------------------------------------------------------------------------
+
+REDUCTIONS = ("sum", "mean", "max")
+
+
+class _ReduceCtx:
+    """What _reduce_infer needs of an InferContext, for the program's (broadcast) value."""
+
+    def __init__(self, ctx, shape):
+        self._ctx = ctx
+        self._shape = shape
+        self.attrs = ctx.attrs
+        self.node = ctx.node
+
+    def shape(self, i):
+        return self._shape
+
+    def dtype(self, i):
+        return self._ctx.dtype(0)
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+def reduced_axes_are_trailing(shape, axes):
+    """Whether reducing ``axes`` of ``shape`` leaves each output's items one contiguous run
+    (the axes are the trailing ones, ignoring size-1 dims): the layout fused_reduce runs."""
+    rank = len(shape)
+    axes = set(range(rank)) if axes is None else {a % rank for a in axes} if rank else set()
+    seen_reduced = False
+    for i in range(rank):
+        if shape[i] == 1:
+            continue
+        if i in axes:
+            seen_reduced = True
+        elif seen_reduced:
+            return False
+    return True
+
+
+def _fr_infer(ctx):
+    if not ctx.inputs:
+        ctx.fail("expects at least one input")
+    if ctx.attrs["reduce"] not in REDUCTIONS:
+        ctx.fail(f"reduce must be one of {', '.join(REDUCTIONS)}, got {ctx.attrs['reduce']!r}")
+    _ctx_program(ctx, 0, False)
+    shape = broadcast_shapes(ctx, *[ctx.shape(i) for i in range(len(ctx.inputs))])
+    if all(isinstance(d, int) for d in shape):
+        axes = normalize_axes(ctx, ctx.attrs["axes"], len(shape))
+        if not reduced_axes_are_trailing(shape, axes):
+            ctx.fail(f"reduces axes {list(axes)} of shape {shape}: only trailing axes are supported")
+    return _reduce_infer(ctx.attrs["reduce"] != "max")(_ReduceCtx(ctx, shape))
+
+
+def _fr_ref(inputs, attrs):
+    shape = np.broadcast_shapes(*[np.shape(x) for x in inputs])
+    instrs = parse_program(attrs["program"], len(inputs))
+    value = evaluate_program(instrs, inputs, shape, inputs[0].dtype)
+    return get_op(attrs["reduce"]).evaluate([value], {"axes": attrs["axes"], "keepdims": attrs["keepdims"]})[0]
+
+
+def _fr_cost(in_shapes, out_shapes, attrs):
+    n = 1
+    for d in np.broadcast_shapes(*[tuple(int(x) for x in s) for s in in_shapes]):
+        n *= int(d)
+    return n * (1 + len(attrs["program"].split(";")))
+
+
+def _fr_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for program, n in [("r0=mul(i0,i0)", 1), ("r0=sub(i0,i1);r1=mul(r0,r0)", 2), ("r0=exp(i0);r1=mul(r0,i1)", 2)]:
+            for reduce in REDUCTIONS:
+                for shape, other, axes, keepdims in [((5, 3), (5, 3), None, False), ((5, 3), (3,), (1,), True),
+                                                     ((7, 1, 9), (9,), (-1,), False), ((1,), (1,), None, True),
+                                                     ((0, 4), (4,), (1,), False), ((4, 0), (0,), (1,), True),
+                                                     ((3, 5000), (5000,), (1,), False)]:
+                    if reduce == "max" and 0 in shape:
+                        continue
+                    xs = [rand(rng, shape, dt, -1.5, 1.5)] + [rand(rng, other, dt, -1.5, 1.5)][: n - 1]
+                    attrs = {"program": program, "reduce": reduce, "axes": axes, "keepdims": keepdims}
+                    out.append(Example(xs, attrs, grad=False, note=dt))
+            xs = [special(rng, (4, 9), dt) for _ in range(n)]
+            for reduce in REDUCTIONS:
+                out.append(Example(xs, {"program": program, "reduce": reduce, "axes": (1,), "keepdims": False},
+                                   grad=False, note=f"{dt} special values"))
+    return out
+
+
+def _reduce_composite(ctx):
+    value = _composite(0, False)(ctx)
+    return build(ctx.attrs["reduce"], [value], {"axes": ctx.attrs["axes"], "keepdims": ctx.attrs["keepdims"]})
+
+
+register_op(
+    "fused_reduce",
+    doc="A reduction with an elementwise prologue (made by the fusion pass): the `program` attr "
+        "(graphc/ops/fused.py) computes a value of the inputs' broadcast shape that is reduced "
+        "(`reduce`: sum, mean or max, as those ops) over `axes` — trailing axes only — without "
+        "the value ever reaching memory.",
+    inputs=[("x", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    variadic=True,
+    attrs={"program": AttrSpec("str", doc="the prologue (see graphc/ops/fused.py)"),
+           "reduce": AttrSpec("str", doc="sum, mean or max"),
+           "axes": AttrSpec("ints", default=None, optional=True, doc="reduced axes; None: all"),
+           "keepdims": AttrSpec("bool", default=False, doc="keep reduced axes as size 1")},
+    infer=_fr_infer,
+    reference=_fr_ref,
+    examples=_fr_examples,
+    cost=_fr_cost,
+    differentiable=False,
+    composite=_reduce_composite,
+    kernels=(),
 )

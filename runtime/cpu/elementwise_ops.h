@@ -100,7 +100,7 @@ template <class T> struct ReduceLoops {
   // acc[i] += x[i] (sum) or acc[i] = max(acc[i], x[i]) for i < n: one row of an
   // inner-dim reduction.
   void (*sum_rows)(Acc* acc, const T* x, int64_t n);
-  void (*max_rows)(T* acc, const T* x, int64_t n);
+  void (*max_rows)(Acc* acc, const T* x, int64_t n);
 };
 
 struct EwTables {

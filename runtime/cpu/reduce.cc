@@ -4,10 +4,13 @@
 // the (outer, reduce, inner) form with contiguous loops; several groups fall back to a
 // precomputed list of reduced offsets.  Summation order never depends on the thread
 // count: a long reduce axis is cut into fixed-size blocks whose partials are combined in
-// order, so threads=1 and threads=N give identical bits.
+// order, so threads=1 and threads=N give identical bits.  Float loops run the active ISA's
+// build (elementwise_loops.inc): inside a block, kReduceLanes interleaved partial sums, an
+// order fixed by the shape alone, so every ISA gives identical bits too.
 #include <limits>
 
 #include "common.h"
+#include "elementwise_ops.h"
 
 namespace graphc {
 namespace cpu {
@@ -199,6 +202,13 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
     }
   };
   auto first_or_zero = [](const T* src) -> A { return R == ReduceOp::Max ? static_cast<A>(src[0]) : A(0); };
+  // The float loops of the active ISA (nullptr for integer types, which keep the plain loops).
+  const ReduceLoops<T>* rl = nullptr;
+  if constexpr (std::is_floating_point_v<T>) {
+    static_assert(std::is_same_v<typename ReduceLoops<T>::Acc, A>, "one accumulator type");
+    rl = &reduce_loops<T>(active_isa());
+  }
+  (void)rl;
 
   if (p.general) {
     return [p, px, py, threads, finish, first_or_zero]() {
@@ -221,10 +231,18 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
     // Each output reduces a contiguous run of `red` items, in blocks of kBlock.
     const int64_t nblocks = std::max<int64_t>(1, (red + kBlock - 1) / kBlock);
     return [=]() {
-      auto reduce_run = [&](const T* src, int64_t n) {
-        A acc = n > 0 ? first_or_zero(src) : A(0);
-        for (int64_t r = 0; r < n; ++r) acc = combine<R>(acc, static_cast<A>(src[r]));
-        return acc;
+      auto reduce_run = [&](const T* src, int64_t n) -> A {
+        if constexpr (std::is_floating_point_v<T>) {
+          if constexpr (R == ReduceOp::Max) {
+            return static_cast<A>(rl->max(src, n));  // n >= 1: blocks are never empty
+          } else {
+            return rl->sum(src, n);
+          }
+        } else {
+          A acc = n > 0 ? first_or_zero(src) : A(0);
+          for (int64_t r = 0; r < n; ++r) acc = combine<R>(acc, static_cast<A>(src[r]));
+          return acc;
+        }
       };
       if (outer >= threads || nblocks == 1) {
         parallel_for(outer, threads, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(red, 1)),
@@ -270,7 +288,15 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
         for (int64_t i = 0; i < n; ++i) acc[i] = red > 0 ? first_or_zero(src + i) : A(0);
         for (int64_t r = 0; r < red; ++r) {
           const T* row = src + r * inner;
-          for (int64_t i = 0; i < n; ++i) acc[i] = combine<R>(acc[i], static_cast<A>(row[i]));
+          if constexpr (std::is_floating_point_v<T>) {
+            if constexpr (R == ReduceOp::Max) {
+              rl->max_rows(acc, row, n);
+            } else {
+              rl->sum_rows(acc, row, n);
+            }
+          } else {
+            for (int64_t i = 0; i < n; ++i) acc[i] = combine<R>(acc[i], static_cast<A>(row[i]));
+          }
         }
         O* dst = py + o * inner + i0;
         for (int64_t i = 0; i < n; ++i) dst[i] = finish(acc[i], red);
