@@ -4,6 +4,8 @@
 //
 //   gemm_driver kernels
 //       prints the kernels this CPU can run, one per line ("avx512", "avx2", "none").
+//   gemm_driver name
+//       prints kernel_name() as chosen from isa.h's active_isa() (GRAPHC_ISA caps it).
 //   gemm_driver run KERNEL TA TB M N K LDA LDB LDC THREADS PACKED EPILOGUE OFFSET A.bin B.bin C.bin
 //       C.bin gets the M x LDC float32 storage of C after sgemm.  C starts as NaN everywhere
 //       (so a read of C before writing, or a write past column N, shows).  PACKED=1 packs B
@@ -11,7 +13,12 @@
 //       snapshots the elements' values at call time; the driver fails (exit 4) unless every
 //       element was covered exactly once and held its final value then.  OFFSET shifts A, B
 //       and C by that many floats from a 64-byte boundary (unaligned pointers).
-//   gemm_driver bench KERNEL M N K THREADS PACKED REPS
+//   gemm_driver mismatch PACK_KERNEL RUN_KERNEL N DK
+//       packs an 8 x N B under one kernel and multiplies with K = 8 + DK under another: exit 3
+//       (invalid_argument) when they do not match, 0 when they do.
+//   gemm_driver grid KERNEL M N K THREADS PACKED
+//       prints thread_grid's row and column groups and prefer_own (0/1) for that product.
+//   gemm_driver bench KERNEL M N K THREADS PACKED REPS [TA TB]
 //       prints the median and min wall time and the median process CPU time, in ms, of REPS
 //       sgemm calls (after 3 warm-ups), and the kernel name.
 // Exit status: 0 ok, 2 usage, 3 std::invalid_argument from the API (message on stderr),
@@ -126,6 +133,7 @@ int bench(char** a) {
   const int threads = std::atoi(a[4]);
   const bool packed = std::atoi(a[5]) != 0;
   const int reps = std::max(1, std::atoi(a[6]));
+  const bool ta = a[7] != nullptr && std::atoi(a[7]) != 0, tb = a[7] != nullptr && std::atoi(a[8]) != 0;
   if (!gemm::set_kernel(kernel.c_str())) return 5;
   Buf A(M * K, 0, 0.0f), B(K * N, 0, 0.0f), C(M * N, 0, 0.0f);
   uint32_t s = 12345;
@@ -136,12 +144,12 @@ int bench(char** a) {
   for (int64_t i = 0; i < M * K; ++i) A.p[i] = rnd();
   for (int64_t i = 0; i < K * N; ++i) B.p[i] = rnd();
   std::shared_ptr<const gemm::PackedB> pb;
-  if (packed) pb = gemm::pack_b(false, K, N, B.p, N);
+  if (packed) pb = gemm::pack_b(tb, K, N, B.p, tb ? K : N);
   std::vector<double> t, cpu;
   for (int r = 0; r < reps + 3; ++r) {
     const double c0 = cpu_ms();
     auto t0 = std::chrono::steady_clock::now();
-    gemm::sgemm(false, false, M, N, K, A.p, K, B.p, N, pb.get(), C.p, N, threads);
+    gemm::sgemm(ta, tb, M, N, K, A.p, ta ? M : K, B.p, tb ? K : N, pb.get(), C.p, N, threads);
     auto t1 = std::chrono::steady_clock::now();
     const double c1 = cpu_ms();
     if (r >= 3) {
@@ -190,8 +198,36 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (argc == 2 && std::strcmp(argv[1], "name") == 0) {
+      std::printf("%s\n", gemm::kernel_name());
+      return 0;
+    }
     if (argc == 18 && std::strcmp(argv[1], "run") == 0) return run(argv + 2);
-    if (argc == 9 && std::strcmp(argv[1], "bench") == 0) return bench(argv + 2);
+    if (argc == 6 && std::strcmp(argv[1], "mismatch") == 0) {
+      // B packed under kernel argv[2] (K x N = 8 x argv[4]), sgemm run under argv[3] with
+      // K = 8 + argv[5]: exit 3 expected when the kernels or the sizes differ.
+      const int64_t N = std::atoll(argv[4]), K = 8, K2 = K + std::atoll(argv[5]);
+      std::vector<float> A(4 * K2, 1.0f), B(K * N, 1.0f), C(4 * N);
+      if (!gemm::set_kernel(argv[2])) return 5;
+      auto pb = gemm::pack_b(false, K, N, B.data(), N);
+      if (!gemm::set_kernel(argv[3])) return 5;
+      try {
+        gemm::sgemm(false, false, 4, N, K2, A.data(), K2, nullptr, 0, pb.get(), C.data(), N, 1);
+      } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "invalid_argument: %s\n", e.what());
+        return 3;
+      }
+      return 0;
+    }
+    if (argc == 8 && std::strcmp(argv[1], "grid") == 0) {
+      if (!gemm::set_kernel(argv[2])) return 5;
+      int tm = 0, tn = 0;
+      gemm::thread_grid(std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[5]), std::atoi(argv[6]), tm, tn);
+      std::printf("%d %d %d\n", tm, tn, gemm::prefer_own(std::atoll(argv[3]), std::atoll(argv[4]),
+                                                         std::atoll(argv[5]), std::atoi(argv[6]), argv[7][0] == '1'));
+      return 0;
+    }
+    if ((argc == 9 || argc == 11) && std::strcmp(argv[1], "bench") == 0) return bench(argv + 2);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ["tests/gemm_driver.cc", "runtime/cpu/gemm.cc", "runtime/cpu/gemm_avx512.cc",
-           "runtime/cpu/gemm_avx2.cc"]
+           "runtime/cpu/gemm_avx2.cc", "runtime/cpu/isa.cc"]
 ALL_KERNELS = ["avx512", "avx2", "none"]
 EPS32 = np.finfo(np.float32).eps
 
@@ -28,8 +28,12 @@ def driver(tmp_path_factory):
     if cxx is None:
         pytest.skip("no C++ compiler (g++) on PATH: the gemm test driver cannot be built")
     exe = str(tmp_path_factory.mktemp("gemm") / "gemm_driver")
-    cmd = [cxx, "-O2", "-std=c++17", "-pthread", "-Wall", "-Werror", "-I", os.path.join(ROOT, "runtime"),
-           *[os.path.join(ROOT, s) for s in SOURCES], "-o", exe]
+    # GRAPHC_SANITIZE=1 (as tools/sanitize.sh sets): the driver under ASan + UBSan, where any
+    # report exits non-zero and fails the case.
+    sanitize = ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"] \
+        if os.environ.get("GRAPHC_SANITIZE") == "1" else []
+    cmd = [cxx, "-O2", "-std=c++17", "-pthread", "-Wall", "-Werror", *sanitize, "-I",
+           os.path.join(ROOT, "runtime"), *[os.path.join(ROOT, s) for s in SOURCES], "-o", exe]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return exe
 
@@ -152,7 +156,7 @@ def test_leading_dims_and_unaligned_pointers(driver, kernels, tmp_path, kernel):
 @pytest.mark.parametrize("kernel", ALL_KERNELS)
 def test_bit_identical_across_threads_packing_and_alignment(driver, kernels, tmp_path, kernel):
     need(kernels, kernel)
-    for (M, N, K) in [(128, 300, 270), (61, 1030, 40), (300, 70, 600)]:
+    for (M, N, K) in [(128, 300, 270), (61, 1030, 40), (300, 70, 600), (50, 10, 700)]:
         for ta, tb in [(False, False), (True, True), (False, True)]:
             base = run_gemm(driver, tmp_path, kernel, ta, tb, M, N, K, threads=1, seed=7)[0]
             for threads, packed, offset in [(2, False, 0), (3, False, 0), (1, True, 0), (2, True, 1), (4, True, 2)]:
@@ -165,10 +169,11 @@ def test_bit_identical_across_threads_packing_and_alignment(driver, kernels, tmp
 def test_avx512_and_avx2_bit_identical(driver, kernels, tmp_path):
     need(kernels, "avx512")
     need(kernels, "avx2")
-    for (M, N, K) in [(37, 77, 300), (128, 64, 33)]:
-        c1 = run_gemm(driver, tmp_path, "avx512", False, True, M, N, K, threads=2, seed=3)[0]
-        c2 = run_gemm(driver, tmp_path, "avx2", False, True, M, N, K, threads=1, seed=3)[0]
-        assert np.array_equal(c1.view(np.uint32), c2.view(np.uint32))
+    for (M, N, K) in [(37, 77, 300), (128, 64, 33), (40, 10, 300), (30, 500, 20)]:
+        for ta, tb in [(False, True), (True, False)]:
+            c1 = run_gemm(driver, tmp_path, "avx512", ta, tb, M, N, K, threads=2, seed=3)[0]
+            c2 = run_gemm(driver, tmp_path, "avx2", ta, tb, M, N, K, threads=1, packed=True, seed=3)[0]
+            assert np.array_equal(c1.view(np.uint32), c2.view(np.uint32))
 
 
 @pytest.mark.parametrize("kernel", ALL_KERNELS)
@@ -223,3 +228,64 @@ def test_bad_arguments_raise_invalid_argument(driver, tmp_path, args, message):
                    A=rng.standard_normal(64).astype(np.float32), B=rng.standard_normal(64).astype(np.float32),
                    expect_rc=3, **kw)
     assert message in err
+
+
+def grid(driver, kernel, M, N, K, threads, packed=False):
+    out = subprocess.run([driver, "grid", kernel, str(M), str(N), str(K), str(threads), str(int(packed))],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return int(out[0]), int(out[1]), out[2] == "1"
+
+
+@pytest.mark.parametrize("kernel", ALL_KERNELS)
+def test_two_threads_share_the_mlp_and_square_products(driver, kernels, kernel):
+    need(kernels, kernel)
+    for M, N, K in [(128, 1024, 784), (128, 1024, 1024), (1024, 1024, 1024), (1024, 64, 1024)]:
+        tm, tn = grid(driver, kernel, M, N, K, 2)[:2]
+        assert tm * tn == 2, (M, N, K, tm, tn)
+    # Tiny products stay on the calling thread: handing them out costs more than they take.
+    assert grid(driver, kernel, 16, 16, 16, 2)[:2] == (1, 1)
+    assert grid(driver, kernel, 5, 0, 5, 2)[:2] == (1, 1)
+
+
+def test_prefer_own(driver, kernels):
+    own = [k for k in kernels if k != "none"]
+    if not own:
+        pytest.skip("CPU lacks AVX2+FMA and AVX-512: no own SIMD gemm kernel to prefer")
+    k = own[0]
+    assert grid(driver, k, 128, 1024, 784, 2, packed=True)[2]
+    assert grid(driver, k, 128, 1024, 784, 1)[2]
+    assert not grid(driver, k, 16, 16, 16, 1, packed=True)[2]     # overhead-bound
+    assert not grid(driver, k, 1, 1024, 1024, 1)[2]               # a gemv: OpenBLAS
+    assert grid(driver, k, 1, 1024, 1024, 1, packed=True)[2]
+    assert not grid(driver, "none", 128, 1024, 784, 2, packed=True)[2]
+
+
+def test_kernel_follows_the_isa_cap(driver, kernels):
+    env = dict(os.environ)
+    env.pop("GRAPHC_ISA", None)
+    out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [kernels[0]]   # the best this CPU has
+    for isa, kernel in [("avx512", "avx512"), ("avx2", "avx2"), ("baseline", "none")]:
+        if kernel not in kernels:
+            continue
+        env["GRAPHC_ISA"] = isa
+        out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.split() == [kernel]
+    env["GRAPHC_ISA"] = "sse9"
+    out = subprocess.run([driver, "name"], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "GRAPHC_ISA" in out.stderr and "sse9" in out.stderr
+
+
+def test_packed_b_is_checked_against_the_kernel_and_sizes(driver, kernels):
+    def rc(pack_kernel, run_kernel, N, dk):
+        out = subprocess.run([driver, "mismatch", pack_kernel, run_kernel, str(N), str(dk)], capture_output=True,
+                             text=True)
+        return out.returncode, out.stderr
+
+    for k in kernels:
+        assert rc(k, k, 40, 0)[0] == 0
+        code, err = rc(k, k, 40, 1)
+        assert code == 3 and "packed B is 8x40" in err
+    if "avx512" in kernels and "avx2" in kernels:
+        code, err = rc("avx512", "avx2", 40, 0)
+        assert code == 3 and "packed for kernel avx512" in err

@@ -13,16 +13,18 @@ import argparse
 import ctypes
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_util as bu  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ["tests/gemm_driver.cc", "runtime/cpu/gemm.cc", "runtime/cpu/gemm_avx512.cc",
-           "runtime/cpu/gemm_avx2.cc"]
+           "runtime/cpu/gemm_avx2.cc", "runtime/cpu/isa.cc"]
 SHAPES = [(128, 784, 1024), (128, 1024, 1024), (1024, 1024, 1024)]  # (M, K, N)
 SWEEP = [(m, k, n) for m in (1, 4, 16, 64, 256) for (k, n) in ((64, 64), (256, 256), (1024, 1024), (784, 10))]
 
@@ -76,14 +78,39 @@ def ort_matmul(ort, onnx, np, a_shape, b, threads):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
+def median_times(fns, repeat, clock, warmup=3, min_time=0.0):
+    """Median seconds per call of each fn, sampled round-robin (as _bench_util.median_times), on
+    ``clock``: time.perf_counter (wall) or time.process_time (this process's CPU time: with one
+    thread, the time the call itself ran, steadier than wall time on a loaded machine)."""
+    inner = []
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - t0, 1e-7)
+        inner.append(max(1, int(min_time / one)))
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = clock()
+            for _ in range(inner[i]):
+                fn()
+            samples[i].append((clock() - t0) / inner[i])
+    return [statistics.median(s) for s in samples]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--repeat", type=int, default=31, help="round-robin rounds; medians reported")
     parser.add_argument("--kernel", default="auto", help="own kernel: auto, avx512, avx2 or none")
     parser.add_argument("--sweep", action="store_true", help="also print own/OpenBLAS ratios on small shapes")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with process CPU time instead of wall time (meaningful at one thread only)")
     args = parser.parse_args()
     threads_list = [int(t) for t in args.threads.split(",")]
+    clock = time.process_time if args.cpu_time else time.perf_counter
 
     import numpy as np
     ort, ort_missing = bu.try_import("onnxruntime")
@@ -99,7 +126,7 @@ def main():
         print(bu.machine())
         print(bu.load_note())
         print(f"own kernel: {kernel}; OpenBLAS via numpy {np.__version__}; ONNX Runtime: "
-              f"{ort.__version__ if ort else ort_missing}")
+              f"{ort.__version__ if ort else ort_missing}; clock: {'process CPU time' if args.cpu_time else 'wall'}")
         print()
 
         def fp(x):
@@ -111,9 +138,12 @@ def main():
             b = rng.standard_normal((K, N)).astype(np.float32)
             c = np.empty((M, N), np.float32)
             packed = dll.gemm_driver_pack(K, N, fp(b))
+            # Pointers made once: ndarray.ctypes costs microseconds per call, more than a small gemm.
+            pa, pb, pc = fp(a), fp(b), fp(c)
+            sg = dll.gemm_driver_sgemm
             fns = {
-                "own packed": lambda: dll.gemm_driver_sgemm(M, N, K, fp(a), None, packed, fp(c), threads),
-                "own": lambda: dll.gemm_driver_sgemm(M, N, K, fp(a), fp(b), None, fp(c), threads),
+                "own packed": lambda: sg(M, N, K, pa, None, packed, pc, threads),
+                "own": lambda: sg(M, N, K, pa, pb, None, pc, threads),
                 "OpenBLAS": lambda: np.matmul(a, b, out=c),
             }
             if with_ort and ort and onnx:
@@ -131,7 +161,7 @@ def main():
             for (M, K, N) in SHAPES:
                 fns, packed = contenders(M, K, N, threads, True)
                 names = list(fns)
-                times = bu.median_times([fns[n] for n in names], args.repeat, warmup=3, min_time=0.02)
+                times = median_times([fns[n] for n in names], args.repeat, clock, min_time=0.02)
                 dll.gemm_driver_free(packed)
                 t = dict(zip(names, times))
                 gf = {n: 2.0 * M * N * K / t[n] / 1e9 for n in names}
@@ -156,8 +186,7 @@ def main():
                         set_blas_threads(threads)
                     fns, packed = contenders(M, K, N, threads, False)
                     names = list(fns)
-                    times = bu.median_times([fns[n] for n in names], max(5, args.repeat // 3), warmup=3,
-                                            min_time=0.005)
+                    times = median_times([fns[n] for n in names], max(5, args.repeat // 3), clock, min_time=0.005)
                     dll.gemm_driver_free(packed)
                     t = dict(zip(names, times))
                     cells += [f"{t['OpenBLAS'] * 1e6:.1f} us", bu.fmt_ratio(t["own"], t["OpenBLAS"]),

@@ -1,13 +1,13 @@
 // gemm.cc — the ISA-independent part of gemm.h: kernel choice, packing, blocking, threads.
 //
 // Loop nest of one thread's rectangle of C (rows [i0, i1), panels [p0, p1)), BLIS-like:
-//   for each block of kNcPanels panels           (jc)
-//     for each block of kKc values of k          (pc; fixed, so the FMA chain never depends on it)
-//       B block: the packed weights in place, or packed now into thread-local scratch (L2)
-//       for each strip of mr rows                (ir)
-//         pack the A strip (mr x kc, k-major, L1)
+//   for each block of kNcCols columns              (jc)
+//     for each block of at most kKc values of k    (pc)
+//       B block: the packed weights, packed now into thread-local scratch (L2), or B in place
+//       for each strip of mr rows                  (ir)
+//         the A strip: packed (mr x kc, k-major, L1) or read in place
 //         for each panel of nr columns in the block: micro-kernel (A strip x B panel slice)
-//         after the last k block: the epilogue over the strip's rows of this panel block
+//         after the last k block: the epilogue over the strip's rows of this column block
 // A later k block reloads the partial sums from C and continues the same chain, so C is an
 // exact continuation and the result does not depend on the blocking or on the partition.
 #include "gemm.h"
@@ -19,6 +19,7 @@
 #include <string>
 
 #include "common.h"
+#include "isa.h"
 
 namespace graphc {
 namespace cpu {
@@ -33,26 +34,37 @@ constexpr int64_t kKc = 256;
 // Swept on 1024^3 and 128x784x1024 at one thread (CPU time, docs/gemm.md): kKc 192..512 were
 // within noise; 1024 columns beat 512 by 5-10% (fewer A strip repacks and C reloads).
 constexpr int64_t kNcCols = 1024;
+// Panels per column block from which the A strip is packed (k-major, L1) rather than read in
+// place: packing costs about one move per element of A, the micro-kernel's broadcast from a
+// packed strip saves address arithmetic on every panel.  Below 4 panels (N <= 96) packing
+// does not pay: 256x784x10 took 118 us with packing, 64 us without (one thread).
+constexpr int64_t kPackAPanels = 4;
+// Rows of a thread's rectangle up to which a non-transposed, unpacked B is read in place
+// instead of packed: packing costs a read and a write of every B element, which only pays
+// when enough row strips reuse the copy.  Measured at one thread (CPU time): M=4 x 1024 x
+// 1024 packed 0.24 ms, in place 0.11 ms; M=24 0.70 vs 0.62 ms; M=36 1.08 vs 2.26 ms (rows
+// 4 KiB apart alias in L1 once several strips re-read them).
+constexpr int64_t kDirectBRows = 24;
 // Multiply-adds below which one thread runs the whole product: handing work to the pool
 // costs several microseconds, as long as ~2^20 multiply-adds take on one core.
 constexpr int64_t kMinParallelWork = int64_t(1) << 20;
 
-// ---- the portable kernel: plain C++ (SSE2 by the compiler), the result when no own SIMD
-// kernel exists and the reference the SIMD kernels are tested against ----------------------
+// ---- the portable kernel: plain C++ (SSE2 by the compiler), used when no own SIMD kernel
+// runs (non-x86 builds, GRAPHC_ISA=baseline) ------------------------------------------------
 constexpr int kPortableMr = 4;
 constexpr int kPortableNr = 16;
 
-template <int R>
-void portable_micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t ncols,
-                    bool accumulate) {
+template <int R, bool kRows>
+void portable_micro(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c, int64_t ldc,
+                    int64_t ncols, bool accumulate) {
   float acc[R][kPortableNr];
   for (int r = 0; r < R; ++r) {
     for (int j = 0; j < kPortableNr; ++j) acc[r][j] = accumulate && j < ncols ? c[r * ldc + j] : 0.0f;
   }
   for (int64_t k = 0; k < kc; ++k) {
     for (int r = 0; r < R; ++r) {
-      const float av = a[k * R + r];
-      for (int j = 0; j < kPortableNr; ++j) acc[r][j] += av * b[k * kPortableNr + j];
+      const float av = kRows ? a[r * as + k] : a[k * as + r];
+      for (int j = 0; j < kPortableNr; ++j) acc[r][j] += av * b[k * bs + j];
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -64,45 +76,47 @@ const KernelSet kPortable = {
     "none",
     kPortableMr,
     kPortableNr,
-    {nullptr, portable_micro<1>, portable_micro<2>, portable_micro<3>, portable_micro<4>, nullptr, nullptr,
-     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+    {nullptr, portable_micro<1, false>, portable_micro<2, false>, portable_micro<3, false>,
+     portable_micro<4, false>, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+     nullptr, nullptr, nullptr, nullptr},
+    {nullptr, portable_micro<1, true>, portable_micro<2, true>, portable_micro<3, true>,
+     portable_micro<4, true>, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+     nullptr, nullptr, nullptr},
+    nullptr,
+    nullptr,
+    false,
 };
 
-const KernelSet* best_kernel() {
-  if (const KernelSet* k = avx512_kernels()) return k;
-  if (const KernelSet* k = avx2_kernels()) return k;
-  return &kPortable;
+// The kernel for the ISA the CPU kernels use now (isa.h: detected, capped by GRAPHC_ISA or
+// set_isa_cap): AVX-512, else AVX2+FMA, else the portable kernel.
+const KernelSet* isa_kernel() {
+  switch (active_isa()) {
+    case Isa::Avx512:
+      if (const KernelSet* k = avx512_kernels()) return k;
+      [[fallthrough]];
+    case Isa::Avx2:
+      if (const KernelSet* k = avx2_kernels()) return k;
+      [[fallthrough]];
+    default:
+      return &kPortable;
+  }
 }
 
 // nullptr for an unknown name or a kernel this CPU cannot run.
 const KernelSet* kernel_by_name(const std::string& name) {
-  if (name == "auto") return best_kernel();
   if (name == "avx512") return avx512_kernels();
   if (name == "avx2") return avx2_kernels();
   if (name == "none") return &kPortable;
   return nullptr;
 }
 
-std::atomic<const KernelSet*>& kernel_slot() {
-  static std::atomic<const KernelSet*> slot{[] {
-    const char* env = std::getenv("GRAPHC_GEMM_KERNEL");
-    if (env == nullptr || *env == '\0') return best_kernel();
-    const KernelSet* k = kernel_by_name(env);
-    // A bad value is not fatal at static-init time: it is reported by every sgemm call
-    // (current_kernel) so that the user sees it as a typed error, not an abort.
-    return k;
-  }()};
-  return slot;
-}
+// set_kernel's choice; nullptr: follow active_isa() (read on every call, so a cap set for
+// later sessions applies to their products too).
+std::atomic<const KernelSet*> g_forced{nullptr};
 
 const KernelSet* current_kernel() {
-  const KernelSet* k = kernel_slot().load(std::memory_order_acquire);
-  if (k == nullptr) {
-    const char* env = std::getenv("GRAPHC_GEMM_KERNEL");
-    throw std::invalid_argument(std::string("GRAPHC_GEMM_KERNEL=") + (env ? env : "") +
-                                ": expected auto, avx512, avx2 or none, one this CPU supports");
-  }
-  return k;
+  if (const KernelSet* k = g_forced.load(std::memory_order_acquire)) return k;
+  return isa_kernel();
 }
 
 // 64-byte aligned, grow-only scratch owned by one thread (pool workers live for the process).
@@ -135,7 +149,7 @@ template <int NR> inline void copy_row(float* d, const float* s) {
 
 template <int NR>
 void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
-                   int64_t npan, float* dst, int64_t pstride) {
+                   int64_t npan, float* dst, int64_t pstride, PackTransFn pack_trans) {
   if (!trans_b) {
     // k outer: each row of B is read once, left to right, into every panel of the block.
     for (int64_t k = 0; k < kc; ++k) {
@@ -159,9 +173,13 @@ void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t
     float* d = dst + q * pstride;
     // op(B)[k][col + j] = B[(col + j) * ldb + k]: read rows of B, write columns of the panel
     // (the kc x NR panel slice stays in L1 meanwhile).
-    for (int64_t j = 0; j < w; ++j) {
-      const float* s = B + (col + j) * ldb + k0;
-      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+    if (pack_trans != nullptr) {
+      pack_trans(B + col * ldb + k0, ldb, kc, w, NR, d);
+    } else {
+      for (int64_t j = 0; j < w; ++j) {
+        const float* s = B + (col + j) * ldb + k0;
+        for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+      }
     }
     for (int64_t j = w; j < NR; ++j) {
       for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = 0.0f;
@@ -171,11 +189,12 @@ void pack_b_panels(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t
 
 // Packs op(B)[k0 : k0+kc, col0 : col0 + npan*nr) into npan panels, panel q at dst + q*pstride,
 // nr floats per k, columns past N zero.
-void pack_b_block(bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0, int64_t kc, int64_t col0,
-                  int64_t npan, int nr, float* dst, int64_t pstride) {
+void pack_b_block(const KernelSet& ks, bool trans_b, const float* B, int64_t ldb, int64_t N, int64_t k0,
+                  int64_t kc, int64_t col0, int64_t npan, float* dst, int64_t pstride) {
+  const int nr = ks.nr;
   switch (nr) {
-    case 16: return pack_b_panels<16>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride);
-    case 32: return pack_b_panels<32>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride);
+    case 16: return pack_b_panels<16>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride, ks.pack_trans);
+    case 32: return pack_b_panels<32>(trans_b, B, ldb, N, k0, kc, col0, npan, dst, pstride, ks.pack_trans);
     default: throw std::logic_error("gemm: no packing routine for panel width " + std::to_string(nr));
   }
 }
@@ -229,32 +248,67 @@ void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) 
   const KernelSet& ks = *P.ks;
   const int nr = ks.nr, mr = ks.mr;
   const int64_t nc_panels = std::max<int64_t>(1, kNcCols / nr);
+  // K split into equal blocks of at most kKc (784 -> 4 x 196, not 3 x 256 + 16: a short last
+  // block pays a full load and store of C for a few multiply-adds).
+  const int64_t kc_step = (P.K + (P.K + kKc - 1) / kKc - 1) / ((P.K + kKc - 1) / kKc);
   float* apack = t_a_scratch.get(static_cast<int64_t>(mr) * kKc);
   float* bscratch = P.packed ? nullptr : t_b_scratch.get(kKc * nc_panels * nr);
   for (int64_t pb = p0; pb < p1; pb += nc_panels) {
     const int64_t pe = std::min(pb + nc_panels, p1);
     const int64_t col_begin = pb * nr, col_end = std::min(pe * nr, P.N);
-    for (int64_t k0 = 0; k0 < P.K; k0 += kKc) {
-      const int64_t kc = std::min(kKc, P.K - k0);
+    const bool pack_a = pe - pb >= kPackAPanels;
+    // B read in place (not packed) when few row strips would reuse the packed copy.
+    // A B with rows of at most two panels (N <= 2*nr, contiguous: an MLP's 10-class layer) is
+    // compact enough to read in place at any M.
+    const bool direct_b = !P.packed && !P.trans_b && (i1 - i0 <= kDirectBRows || P.ldb <= 2 * nr);
+    for (int64_t k0 = 0; k0 < P.K; k0 += kc_step) {
+      const int64_t kc = std::min(kc_step, P.K - k0);
       const bool last_k = k0 + kc == P.K;
       const float* bblock;
       int64_t pstride;
       if (P.packed) {
         bblock = P.packed->panel(pb) + k0 * nr;
         pstride = P.K * nr;
+      } else if (direct_b) {
+        // Full panels are read in place; a partial last panel too when the kernel masks its
+        // loads of B, else it is packed (reading nr columns would run past row ends).
+        bblock = P.B + k0 * P.ldb + col_begin;
+        pstride = nr;
+        if (!ks.masked_b_loads && col_end - col_begin < (pe - pb) * nr) {
+          pack_b_block(ks, false, P.B, P.ldb, P.N, k0, kc, (pe - 1) * nr, 1, bscratch, kc * nr);
+        }
       } else {
-        pack_b_block(P.trans_b, P.B, P.ldb, P.N, k0, kc, col_begin, pe - pb, nr, bscratch, kc * nr);
+        pack_b_block(ks, P.trans_b, P.B, P.ldb, P.N, k0, kc, col_begin, pe - pb, bscratch, kc * nr);
         bblock = bscratch;
         pstride = kc * nr;
       }
       for (int64_t i = i0; i < i1; i += mr) {
         const int R = static_cast<int>(std::min<int64_t>(mr, i1 - i));
-        pack_a_strip(P.trans_a, P.A, P.lda, i, R, k0, kc, apack);
-        const MicroFn micro = ks.micro[R];
+        // The strip of A: packed when enough panels reuse it, else read in place.
+        const float* a;
+        int64_t as;
+        MicroFn micro;
+        if (pack_a) {
+          pack_a_strip(P.trans_a, P.A, P.lda, i, R, k0, kc, apack);
+          a = apack, as = R, micro = ks.micro[R];
+        } else if (P.trans_a) {
+          a = P.A + k0 * P.lda + i, as = P.lda, micro = ks.micro[R];
+        } else {
+          a = P.A + i * P.lda + k0, as = P.lda, micro = ks.micro_rows[R];
+        }
         float* crow = P.C + i * P.ldc;
         for (int64_t p = pb; p < pe; ++p) {
           const int64_t col = p * nr;
-          micro(kc, apack, bblock + (p - pb) * pstride, crow + col, P.ldc, std::min<int64_t>(nr, P.N - col), k0 > 0);
+          const int64_t ncols = std::min<int64_t>(nr, P.N - col);
+          if (direct_b) {
+            if (ncols == nr || ks.masked_b_loads) {
+              micro(kc, a, as, bblock + (p - pb) * nr, P.ldb, crow + col, P.ldc, ncols, k0 > 0);
+            } else {
+              micro(kc, a, as, bscratch, nr, crow + col, P.ldc, ncols, k0 > 0);
+            }
+          } else {
+            micro(kc, a, as, bblock + (p - pb) * pstride, nr, crow + col, P.ldc, ncols, k0 > 0);
+          }
         }
         if (last_k && P.epilogue) {
           for (int r = 0; r < R; ++r) P.epilogue(P.ctx, (i + r) * P.N + col_begin, (i + r) * P.N + col_end);
@@ -283,6 +337,14 @@ void choose_grid(int64_t strips, int64_t panels, int threads, int& tm, int& tn) 
   }
 }
 
+void grid_for(const KernelSet& ks, int64_t M, int64_t N, int64_t K, int threads, int& tm, int& tn) {
+  const int64_t strips = (M + ks.mr - 1) / ks.mr;
+  const int64_t panels = (N + ks.nr - 1) / ks.nr;
+  const int64_t work = saturating_mul(saturating_mul(M, N), K);
+  const int usable = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinParallelWork)));
+  choose_grid(strips, panels, usable, tm, tn);
+}
+
 void check_ld(const char* what, int64_t ld, int64_t width) {
   if (ld < width) {
     throw std::invalid_argument(std::string("sgemm: ") + what + " = " + std::to_string(ld) +
@@ -298,9 +360,13 @@ const char* kernel_name() { return current_kernel()->name; }
 
 bool set_kernel(const char* name) {
   if (name == nullptr) return false;
+  if (std::strcmp(name, "auto") == 0) {
+    g_forced.store(nullptr, std::memory_order_release);
+    return true;
+  }
   const KernelSet* k = kernel_by_name(name);
   if (k == nullptr) return false;
-  kernel_slot().store(k, std::memory_order_release);
+  g_forced.store(k, std::memory_order_release);
   return true;
 }
 
@@ -312,20 +378,22 @@ std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const 
     check_ld("ldb", ldb, trans_b ? K : N);
     if (B == nullptr) throw std::invalid_argument("pack_b: B is null");
   }
-  const KernelSet* ks = current_kernel();
+  const KernelSet* ks = kernels_for(current_kernel(), N);
   auto pb = std::make_shared<PackedB>();
   pb->K = K;
   pb->N = N;
   pb->nr = ks->nr;
   pb->kernel = ks->name;
-  const int64_t floats = std::max<int64_t>(1, pb->panels() * K * ks->nr);
-  if (floats > INT64_MAX / 8) throw std::invalid_argument("pack_b: B too large");
+  const int64_t floats = std::max<int64_t>(1, saturating_mul(saturating_mul(pb->panels(), ks->nr), K));
+  if (floats > INT64_MAX / 8) {
+    throw std::invalid_argument("pack_b: B of " + std::to_string(K) + "x" + std::to_string(N) + " is too large");
+  }
   const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
   float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (data == nullptr) throw std::bad_alloc();
   pb->storage = std::shared_ptr<float>(data, [](float* p) { std::free(p); });
   pb->data = data;
-  if (K > 0 && N > 0) pack_b_block(trans_b, B, ldb, N, 0, K, 0, pb->panels(), ks->nr, data, K * ks->nr);
+  if (K > 0 && N > 0) pack_b_block(*ks, trans_b, B, ldb, N, 0, K, 0, pb->panels(), data, K * ks->nr);
   return pb;
 }
 
@@ -337,7 +405,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
                                 ", K=" + std::to_string(K));
   }
   if (threads < 1) throw std::invalid_argument("sgemm: threads must be >= 1, got " + std::to_string(threads));
-  const KernelSet* ks = current_kernel();
+  const KernelSet* ks = kernels_for(current_kernel(), N);
   if (M == 0 || N == 0) return;
   check_ld("ldc", ldc, N);
   if (C == nullptr) throw std::invalid_argument("sgemm: C is null");
@@ -371,10 +439,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
   const Problem P{ks, trans_a, trans_b, M, N, K, A, lda, B, ldb, packed, C, ldc, epilogue, epilogue_ctx};
   const int64_t strips = (M + ks->mr - 1) / ks->mr;
   const int64_t panels = (N + ks->nr - 1) / ks->nr;
-  const int64_t work = saturating_mul(saturating_mul(M, N), K);
-  const int usable = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinParallelWork)));
   int tm, tn;
-  choose_grid(strips, panels, usable, tm, tn);
+  grid_for(*ks, M, N, K, threads, tm, tn);
   auto task = [&](int64_t t) {
     const int64_t gm = t / tn, gn = t % tn;
     const int64_t s0 = strips * gm / tm, s1 = strips * (gm + 1) / tm;
@@ -387,13 +453,22 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
   });
 }
 
+void thread_grid(int64_t M, int64_t N, int64_t K, int threads, int& row_groups, int& col_groups) {
+  row_groups = col_groups = 1;
+  if (M <= 0 || N <= 0 || K <= 0 || threads < 1) return;
+  grid_for(*kernels_for(current_kernel(), N), M, N, K, threads, row_groups, col_groups);
+}
+
 bool prefer_own(int64_t M, int64_t N, int64_t K, int threads, bool packed) {
-  (void)M;
-  (void)N;
-  (void)K;
-  (void)threads;
-  (void)packed;
-  return available();
+  (void)threads;  // the 2-thread crossovers could not be measured apart from load (docs/gemm.md)
+  if (!available()) return false;
+  // At or below 2^18 multiply-adds (64^3) the fixed cost of a call (kernel choice, scratch,
+  // packing) shows: own/OpenBLAS 1.01-1.17x at one thread, packed or not.
+  if (saturating_mul(saturating_mul(M, N), K) <= (int64_t(1) << 18)) return false;
+  if (packed) return true;  // 0.17-1.06x above that size
+  // One row: a gemv, memory-bound, where OpenBLAS's row-streaming gemv beats panels read in
+  // place (1x1024x1024: own 3.8x slower unpacked, 0.87x packed).
+  return M > 1;
 }
 
 const KernelSet* portable_kernels() { return &kPortable; }

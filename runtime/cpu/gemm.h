@@ -27,17 +27,19 @@ namespace graphc {
 namespace cpu {
 namespace gemm {
 
-// True when an own SIMD kernel (AVX2+FMA or AVX-512) runs on this CPU.  When false, sgemm
-// still works (portable C++ kernel) but callers should prefer OpenBLAS.
+// True when an own SIMD kernel (AVX2+FMA or AVX-512) runs: the CPU has one and the ISA cap
+// (isa.h: GRAPHC_ISA, set_isa_cap) allows it.  When false, sgemm still works (portable C++
+// kernel) but callers should prefer OpenBLAS.  Throws std::invalid_argument for a bad GRAPHC_ISA.
 bool available();
 
-// The kernel sgemm uses now: "avx512", "avx2" or "none" (the portable fallback).
+// The kernel sgemm uses now: "avx512", "avx2" or "none" (the portable fallback).  It follows
+// isa.h's active_isa() on every call unless set_kernel forced one.
 const char* kernel_name();
 
-// Test and benchmark hook: use kernel `name` ("avx512", "avx2", "none"), or "auto" for the
-// best one this CPU has (the default; the env var GRAPHC_GEMM_KERNEL sets the initial choice).
-// Returns false (and changes nothing) when the CPU cannot run `name` or the name is unknown.
-// Not synchronised with concurrent sgemm calls: set it before starting work.
+// Test and benchmark hook: force kernel `name` ("avx512", "avx2", "none"), or "auto" to
+// follow active_isa() again (the default).  Returns false (and changes nothing) when the CPU
+// cannot run `name` or the name is unknown.  Not synchronised with concurrent sgemm calls
+// (a PackedB from another kernel is rejected): set it before starting work.
 bool set_kernel(const char* name);
 
 // B (K x N after op) packed into the kernel's column panels: panel p holds columns
@@ -46,7 +48,7 @@ bool set_kernel(const char* name);
 // that packed it (nr differs between kernels); sgemm rejects it under another kernel.
 struct PackedB {
   int64_t K = 0, N = 0;
-  int nr = 0;                 // panel width of the kernel that packed it
+  int nr = 0;                 // panel width of the kernel that packed it (narrower for small N)
   const char* kernel = "";    // kernel_name() when it was packed
   int64_t panels() const { return (N + nr - 1) / nr; }
   const float* panel(int64_t p) const { return data + p * K * nr; }
@@ -75,27 +77,49 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
            const float* B, int64_t ldb, const PackedB* packed, float* C, int64_t ldc, int threads,
            RangeFn epilogue = nullptr, void* epilogue_ctx = nullptr);
 
+// The partition sgemm uses: row_groups x col_groups rectangles of C, one per pool task (1 x 1:
+// the calling thread alone).  Products under ~2^20 multiply-adds run on one thread.
+void thread_grid(int64_t M, int64_t N, int64_t K, int threads, int& row_groups, int& col_groups);
+
 // Whether sgemm is expected to beat OpenBLAS for this shape and thread count on this kernel
 // (measured crossovers, docs/gemm.md); `packed` says whether B comes pre-packed.  False when
 // !available().
 bool prefer_own(int64_t M, int64_t N, int64_t K, int threads, bool packed);
 
 // ---- internal: what an ISA translation unit provides -------------------------------------
-// micro(kc, a, b, c, ldc, ncols, accumulate): for r < R rows and j < ncols (<= nr) columns,
-//   acc = accumulate ? c[r*ldc + j] : 0;  acc = fma(a[k*R + r], b[k*nr + j], acc) for k < kc;
+// micro(kc, a, as, b, bs, c, ldc, ncols, accumulate): for r < R rows and j < ncols (<= nr)
+// columns, acc = accumulate ? c[r*ldc + j] : 0;  acc = fma(A(r, k), b[k*bs + j], acc) for k < kc;
 //   c[r*ldc + j] = acc.
-// a is packed k-major with R floats per k; b is a panel slice (nr floats per k, zero padded).
-using MicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t ncols,
-                         bool accumulate);
+// micro[R] reads A k-major, A(r, k) = a[k*as + r] (the packed strip with as = R, or a
+// transposed A in place with as = lda); micro_rows[R] reads A row-major, A(r, k) = a[r*as + k]
+// (a non-transposed A in place, as = lda).  b: a packed panel slice (bs = nr, zero padded past
+// N) or a non-transposed B in place (bs = ldb); all nr columns of b are read, whatever ncols,
+// unless the set has masked_b_loads (then only the first ncols).
+using MicroFn = void (*)(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
+                         int64_t ldc, int64_t ncols, bool accumulate);
+// pack_trans(s, ld, kc, w, nr, d): d[k*nr + j] = s[j*ld + k] for j < w, k < kc (packing a
+// transposed B's panel); null: the portable loop.
+using PackTransFn = void (*)(const float* s, int64_t ld, int64_t kc, int64_t w, int nr, float* d);
 constexpr int kMaxMr = 16;
 struct KernelSet {
   const char* name;
-  int mr;                      // rows per micro-kernel call (1..mr supported)
-  int nr;                      // panel width
-  MicroFn micro[kMaxMr + 1];   // micro[r] computes r rows; micro[0] unused
+  int mr;                        // rows per micro-kernel call (1..mr supported)
+  int nr;                        // panel width
+  MicroFn micro[kMaxMr + 1];     // micro[r] computes r rows; micro[0] unused
+  MicroFn micro_rows[kMaxMr + 1];
+  const KernelSet* narrow;     // used instead when N <= narrow->nr (a narrower panel), or null
+  PackTransFn pack_trans;      // or null
+  bool masked_b_loads;         // micro reads only ncols columns of b: a partial panel in place
 };
+// The set sgemm and pack_b use for N columns: `ks` or its narrow variant.
+inline const KernelSet* kernels_for(const KernelSet* ks, int64_t N) {
+  return ks->narrow != nullptr && N <= ks->narrow->nr ? ks->narrow : ks;
+}
 // nullptr when the ISA was not compiled in (non-x86) or the CPU lacks it.
 const KernelSet* avx512_kernels();
+#if defined(__x86_64__)
+void pack_trans_avx2(const float* s, int64_t ld, int64_t kc, int64_t w, int nr, float* d);
+#endif
 const KernelSet* avx2_kernels();
 const KernelSet* portable_kernels();
 
