@@ -36,12 +36,12 @@ def _isa_params(isa):
     return pytest.param(isa, marks=marks, id=isa)
 
 
-def _plan(build, shapes, dtype):
+def _plan(build, shapes, dtype, fuse=True):
     """Compile a graph of placeholders x0, x1, ... of ``shapes`` mapped by ``build(g, xs)``."""
     with Graph() as g:
         xs = [gc.placeholder(f"x{i}", s, dtype) for i, s in enumerate(shapes)]
         y = build(g, xs)
-    return gc.compile(g, shapes={}, fetches=[y.name]), y.name
+    return gc.compile(g, shapes={}, fetches=[y.name], fuse=fuse), y.name
 
 
 def _fused_plan(program, shapes, dtype):
@@ -56,9 +56,7 @@ def _unfused_plan(program, shapes, dtype):
             args = [regs[n] if kind == "r" else xs[n] for kind, n in ins.args]
             regs.append(g.add_node(ins.op, args, ins.attrs)[0])
         return regs[-1]
-    plan, name = _plan(build, shapes, dtype)
-    # The comparison is only meaningful while the members stay separate steps (a fusion pass in
-    # the compiler would have to be turned off here).
+    plan, name = _plan(build, shapes, dtype, fuse=False)
     assert not any(s.op.startswith("fused_") for s in plan.proto.steps), "the compiler fused the members"
     return plan, name
 
@@ -197,7 +195,7 @@ def test_output_takes_over_an_input():
         b = gc.placeholder("b", (3,))
         h = gc.exp(x)
         y = g.add_node("fused_elementwise", [h, b], {"program": program})[0]
-    plan = gc.compile(g, shapes={}, fetches=[y.name])
+    plan = gc.compile(g, shapes={}, fetches=[y.name], fuse=False)
     steps = list(plan.proto.steps)
     fe = next(s for s in steps if s.op == "fused_elementwise")
     vals = plan.proto.values
@@ -208,7 +206,7 @@ def test_output_takes_over_an_input():
         b2 = gc.placeholder("b", (3,))
         h2 = gc.exp(x2)
         y2 = gc.tanh(h2 * b2 + h2)
-    want = Session(gc.compile(g2, shapes={}, fetches=[y2.name])).run(feeds)[y2.name]
+    want = Session(gc.compile(g2, shapes={}, fetches=[y2.name], fuse=False)).run(feeds)[y2.name]
     for isa in ISAS:
         for threads in (1, 2):
             _same_bits(_run((plan, y.name), feeds, isa, threads), want, f"in place isa={isa} threads={threads}")

@@ -139,18 +139,20 @@ def same_bits(a, b):
     return np.array_equal(a.view(ints)[~nan_a], b.view(ints)[~nan_b])
 
 
-def _plan(build, shapes, dtype):
+def _plan(build, shapes, dtype, fuse=False):
     with Graph() as g:
         xs = [gc.placeholder(f"x{i}", s, dtype) for i, s in enumerate(shapes)]
         y = build(xs)
-    return gc.compile(g, shapes={}, fetches=[y.name]), y.name
+    return gc.compile(g, shapes={}, fetches=[y.name], fuse=fuse), y.name
 
 
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
-def test_identical_bits_on_every_isa_and_thread_count(case, dtype):
+def test_identical_bits_on_every_isa_and_thread_count(case, dtype, fuse):
+    """Unfused: the standalone kernels; fused: chains become fused_elementwise steps."""
     name, build, shapes = case
-    plan, out = _plan(build, shapes, dtype)
+    plan, out = _plan(build, shapes, dtype, fuse)
     rng = np.random.default_rng(0)
     positive = name.startswith(("tanh", "pow"))
     feeds_list = [{f"x{i}": rng.uniform(0.1 if positive else -2, 2, s).astype(dtype) for i, s in enumerate(shapes)},

@@ -40,19 +40,23 @@ template <class T> T wrap_mul(T a, T b) {
 template <class T> T wrap_neg(T a) { return wrap_sub(T(0), a); }
 
 // numpy maximum/minimum propagate NaN.
+// Written as selects, not early returns, so that the vectoriser if-converts them (the
+// reductions' max loops stayed scalar with the early returns); same results.
 template <class T> T nan_max(T a, T b) {
+  T m = a > b ? a : b;
   if constexpr (std::is_floating_point_v<T>) {
-    if (a != a) return a;
-    if (b != b) return b;
+    m = b != b ? b : m;
+    m = a != a ? a : m;
   }
-  return a > b ? a : b;
+  return m;
 }
 template <class T> T nan_min(T a, T b) {
+  T m = a < b ? a : b;
   if constexpr (std::is_floating_point_v<T>) {
-    if (a != a) return a;
-    if (b != b) return b;
+    m = b != b ? b : m;
+    m = a != a ? a : m;
   }
-  return a < b ? a : b;
+  return m;
 }
 
 // elementwise_unary.cc: unary math, cast, where.
