@@ -45,6 +45,12 @@ constexpr int64_t kSmallWork = int64_t(1) << 22;
 // a spinning worker costs ~1 us, which 2^15 multiply-adds (~1-2 us on one core) repay.
 constexpr int64_t kGemvWorkPerThread = int64_t(1) << 15;
 constexpr int64_t kOverSplit = 4;
+// Narrower products stay on OpenBLAS: own GEMM's 32/16-column panels are mostly padding
+// there.  One thread, B packed, load ~2.6 (tools, docs/benchmarks.md): (128,1024)@(1024,N)
+// OpenBLAS vs own: N=10 61 vs 86 us, N=64 212 vs 256 us, N=96 259 vs 254 us, N=128 344 vs
+// 351 us, N=256 695 vs 683 us; (1024,1024)@(1024,64) 1.49 vs 1.86 ms.  (gemm::prefer_own
+// does not look at N yet; this belongs there.)
+constexpr int64_t kOwnGemmMinN = 96;
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
@@ -309,7 +315,8 @@ Kernel product_kernel(const KernelArgs& args, bool ta, bool tb, Epilogue ep) {
       if (const gemv::Kernels* kern = gemv::selected()) return gemv_kernel(kern, s, pa, pb, py, threads, ep);
     }
     const bool read_only_b = args.input_version(1) != nullptr && s.b_single;
-    if (force == "gemm" || (force != "blas" && !vector && gemm::prefer_own(s.M, s.N, s.K, threads, read_only_b))) {
+    const bool own = !vector && s.N >= kOwnGemmMinN && gemm::prefer_own(s.M, s.N, s.K, threads, read_only_b);
+    if (force == "gemm" || (force != "blas" && own)) {
       return gemm_kernel(s, pa, pb, py, threads, ep, args.input_version(1));
     }
   }
