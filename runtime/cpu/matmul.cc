@@ -41,9 +41,12 @@ namespace {
 // layer (<= 2^20) single-threaded and every batch-128 hidden layer (>= 2^26.6)
 // multi-threaded; (128,1024)@(1024,10) (2^20.3) runs single-threaded (docs/benchmarks.md).
 constexpr int64_t kSmallWork = int64_t(1) << 22;
-// Multiply-adds per thread below which the GEMV path stays on fewer threads: a hand-off to
-// a spinning worker costs ~1 us, which 2^15 multiply-adds (~1-2 us on one core) repay.
-constexpr int64_t kGemvWorkPerThread = int64_t(1) << 15;
+// Multiply-adds per thread below which the GEMV path stays on fewer threads.  A hand-off to
+// a spinning worker costs ~1 us, which 2^15 multiply-adds would repay on two free cores; but
+// the products are memory-bound and on the shared 2-core VM a second thread did not pay for
+// the MLP's batch-1 layers (784x1024: 38 us on one thread, 45-55 us split over two, load
+// 2.5-3.5; docs/benchmarks.md), so only products of 2^21 multiply-adds and more are split.
+constexpr int64_t kGemvWorkPerThread = int64_t(1) << 20;
 constexpr int64_t kOverSplit = 4;
 // Narrower products stay on OpenBLAS: own GEMM's 32/16-column panels are mostly padding
 // there.  One thread, B packed, load ~2.6 (tools, docs/benchmarks.md): (128,1024)@(1024,N)
