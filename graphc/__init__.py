@@ -95,7 +95,7 @@ from graphc.ops import (  # noqa: F401
     where,
 )
 from graphc.plan import Plan, load_plan, memory_report  # noqa: E402
-from graphc.session import Session
+from graphc.session import IOBinding, Session
 
 
 def load(path):

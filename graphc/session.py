@@ -11,7 +11,9 @@ Example::
     out = sess.run({"x": np.ones((2, 3), np.float32)})   # {y.name: array}
 
 The whole plan runs in one C++ call with the GIL released.  Results are copies, so
-they stay valid after the next run.
+they stay valid after the next run.  To avoid the copies, ``run(feeds, out={...})``
+writes results into your arrays, and an :class:`IOBinding` (``sess.io_binding()``) lets
+the kernels read and write your arrays in place (docs/feeds.md).
 
 A Session may be shared by threads: ``run``, ``profile``, ``get_variable``,
 ``set_variable`` and the checkpoint methods are serialised, and each ``run`` returns
@@ -30,6 +32,7 @@ Environment (read when a Session is created):
 import os
 import re
 import threading
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -37,6 +40,7 @@ from graphc import checkpoint, errors
 from graphc import feeds as feeds_mod
 from graphc._load_blas import load_openblas
 from graphc._proto import graphc_pb2 as pb
+from graphc.plan import explain_step_error, step_members
 
 _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
            pb.INT32: np.dtype(np.int32), pb.INT64: np.dtype(np.int64), pb.BOOL: np.dtype(np.bool_)}
@@ -165,13 +169,19 @@ class Session:
         except MemoryError as e:
             raise errors.ResourceError(f"out of memory loading the plan: {e}") from None
         except (ValueError, OverflowError, TypeError, RuntimeError) as e:
-            raise errors.ModelFormatError(f"invalid plan: {e}") from None
+            raise errors.ModelFormatError(f"invalid plan: {explain_step_error(self._proto, str(e))}") from None
         # run() and the variable accessors are serialised by the executor; this lock
         # makes a checkpoint a consistent snapshot (no run between two variables).
         self._lock = threading.RLock()
         self._feeds = [int(i) for i in self._proto.feeds]
         self._fetches = [int(i) for i in self._proto.fetches]
         self._feed_index = {values[i].name: pos for pos, i in enumerate(self._feeds)}
+        # run()'s per-call work, precomputed: specs per feed (plan order) for the fast
+        # path, (shape, dtype) per fetch for the result arrays.
+        self._feed_specs = [self._info[i] for i in self._feeds]
+        self._fetch_names = [self._info[i][0] for i in self._fetches]
+        self._fetch_specs = [(self._info[i][2], self._info[i][1]) for i in self._fetches]
+        self._fetch_index = {name: k for k, name in enumerate(self._fetch_names)}
 
     @property
     def feed_names(self):
@@ -185,22 +195,109 @@ class Session:
     def variable_names(self):
         return sorted(self._variables)
 
-    def run(self, feeds=None):
+    def run(self, feeds=None, out=None):
         """Run the plan once.  ``feeds`` maps placeholder names (or Tensor handles) to arrays.
 
         Returns {fetch name: numpy array}.  Raises FeedError for a missing, unknown,
         wrong-dtype or wrong-shape feed and RuntimeExecutionError when a kernel fails.
+
+        ``out`` maps fetch names (or Tensors) to arrays the results are written into
+        (each a writable, C-contiguous numpy array of exactly the fetch's dtype and
+        shape; FeedError otherwise); they are returned in the dict, the same objects.
+        Fetches not in ``out`` get new arrays.  ``out`` saves the allocation; the
+        result is still copied out of the runtime's memory, which :meth:`io_binding`
+        avoids.  Example::
+
+            y = np.empty((2, 3), np.float32)
+            sess.run({"x": xb}, out={"y": y})     # y holds the result
         """
         arrays = self._feed_arrays(feeds)
-        outs = [np.empty(self._info[i][2], self._info[i][1]) for i in self._fetches]
+        if out is None:
+            outs = [np.empty(shape, dtype) for shape, dtype in self._fetch_specs]
+        else:
+            outs = self._out_arrays(out)
         with self._lock:
             try:
                 self._exec.run(arrays, outs)
             except errors.GraphcError:
                 raise
             except RuntimeError as e:
-                raise errors.RuntimeExecutionError(str(e)) from None
-        return {self._info[i][0]: arr for i, arr in zip(self._fetches, outs)}
+                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
+        return dict(zip(self._fetch_names, outs))
+
+    def io_binding(self):
+        """A new :class:`IOBinding` of this session: feeds read and fetches written in
+        place in your own arrays.  See :class:`IOBinding`."""
+        return IOBinding(self)
+
+    def run_with_binding(self, binding):
+        """Run the plan once with the arrays bound in ``binding`` (an :class:`IOBinding`
+        of this session); the same as ``binding.run()``."""
+        if not isinstance(binding, IOBinding) or binding._sess is not self:
+            raise TypeError(f"run_with_binding expects an IOBinding of this session (session.io_binding()), "
+                            f"got {type(binding).__name__}")
+        return binding.run()
+
+    def _run_bound(self, rt_binding, feeds, outs):
+        with self._lock:
+            try:
+                self._exec.run_bound(rt_binding, feeds, outs)
+            except errors.GraphcError:
+                raise
+            except RuntimeError as e:
+                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
+
+    def _out_arrays(self, out):
+        """One array per fetch for run(out=...): the caller's where given, new ones elsewhere."""
+        if type(out) is not dict and not isinstance(out, Mapping):
+            raise errors.FeedError(f"out must be a dict mapping fetch names (or Tensors) to arrays, got "
+                                   f"{type(out).__name__}")
+        outs = [None] * len(self._fetches)
+        specs, index = self._fetch_specs, self._fetch_index
+        for key, arr in out.items():
+            # Fast path: a known str key and a writable C-contiguous ndarray of the exact spec.
+            k = index.get(key) if type(key) is str else None
+            if k is not None and outs[k] is None and type(arr) is np.ndarray:
+                spec = specs[k]
+                if arr.dtype == spec[1] and arr.shape == spec[0]:
+                    flags = arr.flags
+                    if flags.c_contiguous and flags.writeable:
+                        outs[k] = arr
+                        continue
+            k = self._fetch_pos(key, "out")
+            if outs[k] is not None:
+                raise errors.FeedError(f"out names fetch {errors.quote(self._fetch_names[k])} twice")
+            shape, dtype = self._fetch_specs[k]
+            _check_out_array(f"out[{errors.quote(self._fetch_names[k])}]", arr, dtype, shape)
+            if not arr.flags.c_contiguous:
+                raise errors.FeedError(f"out[{errors.quote(self._fetch_names[k])}] must be C-contiguous; got "
+                                       f"strides {arr.strides} for shape {arr.shape} (pass np.empty(...) or "
+                                       f"np.ascontiguousarray(...))")
+            outs[k] = arr
+        for k, (shape, dtype) in enumerate(self._fetch_specs):
+            if outs[k] is None:
+                outs[k] = np.empty(shape, dtype)
+        return outs
+
+    def _fetch_pos(self, key, what):
+        name = key if isinstance(key, str) else getattr(key, "name", None)
+        if not isinstance(name, str):
+            raise errors.FeedError(f"{what} key {errors.quote(key)} is neither a fetch name nor a Tensor")
+        k = self._fetch_index.get(name)
+        if k is None:
+            raise errors.FeedError(f"unknown fetch {errors.quote(name)} in {what}; the plan's fetches are "
+                                   f"{feeds_mod._listing(self._fetch_names)}")
+        return k
+
+    def _feed_pos(self, key):
+        name = key if isinstance(key, str) else getattr(key, "name", None)
+        if not isinstance(name, str):
+            raise errors.FeedError(f"feed key {errors.quote(key)} is neither a placeholder name nor a Tensor")
+        pos = self._feed_index.get(name)
+        if pos is None:
+            raise errors.FeedError(f"unknown feed {errors.quote(name)}; the plan's placeholders are "
+                                   f"{feeds_mod._listing(self.feed_names)}")
+        return pos
 
     def profile(self, feeds=None, iters=10, warmup=2):
         """Time every step: run ``warmup`` untimed then ``iters`` timed runs with ``feeds``.
@@ -210,7 +307,8 @@ class Session:
         ``warmup + iters`` optimizer steps.  Returns one dict per step, in plan order:
         ``{"step", "node", "op", "file", "line", "seconds"}`` where ``seconds`` is the
         median over the timed runs of one call, and ``seconds_total`` is that median
-        times ``iters``.
+        times ``iters``; ``"fused"`` lists, for a fused step, the graph nodes it runs
+        (``{"node", "op", "file", "line"}`` each, in program order), else ``[]``.
         """
         iters, warmup = int(iters), int(warmup)
         if iters < 1:
@@ -224,17 +322,39 @@ class Session:
             except errors.GraphcError:
                 raise
             except RuntimeError as e:
-                raise errors.RuntimeExecutionError(str(e)) from None
+                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
         out = []
         for i, (step, t) in enumerate(zip(self._proto.steps, secs)):
             out.append({"step": i, "node": step.node, "op": step.op, "file": step.provenance.file,
                         "line": int(step.provenance.line), "seconds": float(t),
-                        "seconds_total": float(t) * iters})
+                        "seconds_total": float(t) * iters,
+                        "fused": step_members(step) if step.fused else []})
         return out
 
     def _feed_arrays(self, feeds):
-        # The rules live in graphc.feeds (shared wording, docs/feeds.md); specs in plan order.
-        return feeds_mod.check_feeds(feeds, [self._info[i] for i in self._feeds])
+        # Fast path for the common call: a dict of str keys to C-contiguous numpy arrays of
+        # exactly the placeholder's dtype and shape, every placeholder once (n distinct
+        # known keys).  Anything else takes graphc.feeds' full check, which owns the rules
+        # and their wording (docs/feeds.md); the fast path accepts nothing it refuses.
+        specs = self._feed_specs
+        if type(feeds) is dict and len(feeds) == len(specs):
+            arrays = [None] * len(specs)
+            index = self._feed_index
+            for key, value in feeds.items():
+                if type(key) is not str or type(value) is not np.ndarray:
+                    break
+                pos = index.get(key)
+                if pos is None:
+                    break
+                spec = specs[pos]
+                if value.dtype != spec[1] or value.shape != spec[2] or not value.flags.c_contiguous:
+                    break
+                arrays[pos] = value
+            else:
+                return arrays
+        elif feeds is None and not specs:
+            return []
+        return feeds_mod.check_feeds(feeds, specs)
 
     def _check_feed(self, name, index, value):
         _, dtype, shape = self._info[index]
@@ -282,3 +402,334 @@ class Session:
         with self._lock:
             for name, value in values.items():
                 self.set_variable(name, value)
+
+
+def _check_out_array(what, arr, dtype, shape):
+    """The checks every array written by the runtime passes: a writable numpy array of
+    exactly ``dtype`` (native byte order) and ``shape``.  FeedError naming ``what``."""
+    want = f"a writable numpy array of {dtype.name} {shape}"
+    if not isinstance(arr, np.ndarray) or isinstance(arr, np.ma.MaskedArray):
+        raise errors.FeedError(f"{what} expects {want}, got {type(arr).__name__}")
+    if arr.dtype != dtype:
+        raise errors.FeedError(f"{what} expects dtype {dtype.name}, got {feeds_mod._describe_dtype(arr.dtype)}")
+    if arr.shape != shape:
+        raise errors.FeedError(f"{what} expects shape {shape}, got {arr.shape}")
+    if not arr.flags.writeable:
+        raise errors.FeedError(f"{what} is read-only; expected {want}")
+
+
+def _byte_range(arr):
+    """[lo, hi) of the bytes a C-contiguous array spans."""
+    lo = arr.__array_interface__["data"][0]
+    return lo, lo + arr.nbytes
+
+
+def _why_not_in_place(arr, dtype):
+    """Why the kernels cannot use ``arr`` (checked for dtype and shape) directly, or None."""
+    if arr.dtype != dtype:
+        return f"its dtype is {feeds_mod._describe_dtype(arr.dtype)}, not native {dtype.name}"
+    if not arr.flags.c_contiguous:
+        return f"it is not C-contiguous (strides {arr.strides})"
+    if not arr.flags.aligned:
+        return (f"its data at address {arr.__array_interface__['data'][0]} is not aligned to {dtype.itemsize} "
+                f"bytes ({dtype.name})")
+    return None
+
+
+class IOBinding:
+    """Feeds read and fetches written in place, in the caller's own arrays (ONNX Runtime's
+    IOBinding).  Made by :meth:`Session.io_binding` or ``gc.IOBinding(session)``.
+
+    ``bind_input(name, array)`` binds a placeholder to a numpy array: each run reads the
+    array as it is then (refill it in place between runs).  ``bind_output(name, array)``
+    binds a fetch: each run writes the result into it; without an array the binding
+    allocates one.  :meth:`run` (or ``session.run_with_binding(b)``) runs the plan and
+    returns ``{fetch name: array}``: the bound arrays themselves for bound fetches, new
+    arrays for the others.  Every placeholder must be bound before :meth:`run`.
+
+    In place (no copy at all) when the layout and the plan allow it: a C-contiguous
+    array aligned to its dtype's size, of exactly the value's dtype and shape (outputs:
+    writable, overlapping no other bound array), and, for a fetch, a value the plan
+    computes into its own memory (not a variable, a constant, a placeholder, or a value
+    fetched twice).  Otherwise the binding copies (``copy=None``, the default) or, with
+    ``copy=False``, raises FeedError naming the value and the reason; ``copy=True``
+    always copies.  :attr:`zero_copy` says which bindings are in place.  A wrong dtype
+    or shape, or a read-only output array, is always a FeedError.
+
+    Binding prepares again (once, when a binding changes, never per run) the steps that
+    touch a redirected value; a plain :meth:`Session.run` and other bindings are not
+    affected, and may run from other threads at the same time.  Bound arrays are kept
+    alive (and cannot be resized) while bound.  Example::
+
+        b = sess.io_binding()
+        x = np.zeros((2, 3), np.float32)
+        b.bind_input("x", x)
+        y = b.bind_output("y")             # an array allocated by the binding
+        for batch in batches:
+            x[...] = batch                 # refill in place
+            b.run()                        # y now holds this batch's result
+    """
+
+    def __init__(self, session):
+        if not isinstance(session, Session):
+            raise TypeError(f"IOBinding expects a graphc Session, got {type(session).__name__}")
+        self._sess = session
+        self._inputs = {}    # feed position -> (array, copy flag)
+        self._outputs = {}   # fetch position -> (array, copy flag)
+        self._in_place_in = {}
+        self._in_place_out = {}
+        self._rt = None      # the runtime's Binding; None: none made for the current bindings yet
+        self._lock = threading.RLock()
+        self._plan_ok_in = None
+        self._plan_ok_out = None
+        self._last = None    # the last run's {fetch name: array}
+
+    # -- binding --------------------------------------------------------------------------
+
+    def bind_input(self, name, array, copy=None):
+        """Bind placeholder ``name`` (or its Tensor) to ``array``, a numpy array of exactly
+        its dtype and shape (FeedError otherwise, worded as for :meth:`Session.run`).
+        ``copy``: None reads it in place when possible and copies it in otherwise;
+        False requires in place (FeedError saying why not); True always copies."""
+        sess = self._sess
+        pos = sess._feed_pos(name)
+        pname, dtype, shape = sess._feed_specs[pos]
+        if not isinstance(array, np.ndarray) or isinstance(array, np.ma.MaskedArray):
+            if isinstance(array, np.ma.MaskedArray):
+                feeds_mod.check_feed(pname, array, dtype, shape)  # its FeedError
+            raise errors.FeedError(f"bind_input({errors.quote(pname)}) expects a numpy array of {dtype.name} "
+                                   f"{shape}, got {type(array).__name__}: bind np.asarray(value), then refill it "
+                                   f"in place")
+        feeds_mod.check_feed(pname, array, dtype, shape)   # dtype, shape: FeedError as in run()
+        self._change(self._inputs, pos, (array, _copy_flag(copy)))
+
+    bind_cpu_input = bind_input   # ONNX Runtime's name; graphc binds host arrays only
+
+    def bind_output(self, name, array=None, copy=None):
+        """Bind fetch ``name`` (or its Tensor) to ``array``, a writable numpy array of
+        exactly its dtype and shape (FeedError otherwise); None allocates one.  Returns
+        the bound array.  ``copy`` as in :meth:`bind_input`."""
+        sess = self._sess
+        k = sess._fetch_pos(name, "bind_output")
+        shape, dtype = sess._fetch_specs[k]
+        if array is None:
+            array = np.empty(shape, dtype)
+        _check_out_array(f"bind_output({errors.quote(sess._fetch_names[k])})", array, dtype, shape)
+        self._change(self._outputs, k, (array, _copy_flag(copy)))
+        return array
+
+    def unbind_input(self, name):
+        """Forget the binding of placeholder ``name`` (KeyError when it has none)."""
+        pos = self._sess._feed_pos(name)
+        with self._lock:
+            if pos not in self._inputs:
+                raise KeyError(f"placeholder {self._sess._feed_specs[pos][0]!r} is not bound")
+            self._change(self._inputs, pos, None)
+
+    def unbind_output(self, name):
+        """Forget the binding of fetch ``name``: runs return a new array for it again."""
+        k = self._sess._fetch_pos(name, "unbind_output")
+        with self._lock:
+            if k not in self._outputs:
+                raise KeyError(f"fetch {self._sess._fetch_names[k]!r} is not bound")
+            self._change(self._outputs, k, None)
+
+    def clear(self):
+        """Forget every binding (the arrays are released)."""
+        with self._lock:
+            self._inputs, self._outputs = {}, {}
+            self._decide()
+            self._rt = self._last = None
+
+    def clear_binding_inputs(self):
+        """Forget every input binding (ONNX Runtime's name)."""
+        with self._lock:
+            self._inputs = {}
+            self._decide()
+            self._rt = None
+
+    def clear_binding_outputs(self):
+        """Forget every output binding (ONNX Runtime's name)."""
+        with self._lock:
+            self._outputs = {}
+            self._decide()
+            self._rt = self._last = None
+
+    def get_outputs(self):
+        """The last run's results as a list in the plan's fetch order (bound fetches: the
+        bound arrays themselves); [] before the first run."""
+        last = self._last
+        return [] if last is None else [last[name] for name in self._sess._fetch_names]
+
+    def copy_outputs_to_cpu(self):
+        """Copies of :meth:`get_outputs` (ONNX Runtime's name): they keep their values
+        when the next run overwrites the bound arrays."""
+        return [np.array(a, copy=True) for a in self.get_outputs()]
+
+    @property
+    def zero_copy(self):
+        """{name: bool} for every bound placeholder and fetch: True when the kernels use the
+        bound array in place, False when a run copies it (a name bound both as input and
+        as output is True only if both are in place)."""
+        with self._lock:
+            out = {}
+            for pos, flag in self._in_place_in.items():
+                out[self._sess._feed_specs[pos][0]] = flag
+            for k, flag in self._in_place_out.items():
+                name = self._sess._fetch_names[k]
+                out[name] = out.get(name, True) and flag
+            return out
+
+    @property
+    def bound_inputs(self):
+        """{placeholder name: bound array}."""
+        return {self._sess._feed_specs[p][0]: a for p, (a, _) in sorted(self._inputs.items())}
+
+    @property
+    def bound_outputs(self):
+        """{fetch name: bound array}."""
+        return {self._sess._fetch_names[k]: a for k, (a, _) in sorted(self._outputs.items())}
+
+    def _change(self, table, key, entry):
+        """Apply one change, decide what is in place, prepare the runtime's binding; on a
+        FeedError (a strict binding no longer possible) leave everything as it was."""
+        with self._lock:
+            old = table.get(key)
+            if entry is None:
+                del table[key]
+            else:
+                table[key] = entry
+            try:
+                self._decide()
+                self._prepare()
+            except BaseException:
+                if old is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = old
+                self._decide()
+                self._prepare()
+                raise
+
+    def _decide(self):
+        """Which bindings are in place; FeedError for a strict one that cannot be."""
+        sess = self._sess
+        if self._plan_ok_in is None:
+            self._plan_ok_in = sess._exec.feed_refusals()
+            self._plan_ok_out = sess._exec.fetch_refusals()
+        in_place_in, in_place_out = {}, {}
+        ranges = []   # (lo, hi, label) of every bound array the kernels may read in place
+        for pos, (arr, copy) in sorted(self._inputs.items()):
+            name, dtype, _ = sess._feed_specs[pos]
+            why = "copy=True" if copy else (self._plan_ok_in[pos] or _why_not_in_place(arr, dtype))
+            if why and copy is False:
+                raise errors.FeedError(f"bind_input({errors.quote(name)}, copy=False): the array cannot be read "
+                                       f"in place: {why}")
+            in_place_in[pos] = not why
+            if not why and arr.nbytes:
+                ranges.append((*_byte_range(arr), f"input {errors.quote(name)}"))
+        for k, (arr, copy) in sorted(self._outputs.items()):
+            name = sess._fetch_names[k]
+            dtype = sess._fetch_specs[k][1]
+            why = "copy=True" if copy else (self._plan_ok_out[k] or _why_not_in_place(arr, dtype))
+            if not why and arr.nbytes:
+                lo, hi = _byte_range(arr)
+                for olo, ohi, label in ranges:
+                    if lo < ohi and olo < hi:
+                        why = f"it overlaps the array bound as {label}"
+                        break
+                else:
+                    for j, (other, _) in self._outputs.items():
+                        if j != k and np.may_share_memory(arr, other):
+                            why = f"it overlaps the array bound as output {errors.quote(sess._fetch_names[j])}"
+                            break
+            if why and copy is False:
+                raise errors.FeedError(f"bind_output({errors.quote(name)}, copy=False): the result cannot be "
+                                       f"written in place: {why}")
+            in_place_out[k] = not why
+        self._in_place_in, self._in_place_out = in_place_in, in_place_out
+
+    def _prepare(self):
+        """The runtime's binding for the current decisions, and run()'s per-call lists."""
+        sess = self._sess
+        n_in, n_out = len(sess._feeds), len(sess._fetches)
+        feeds = [None] * n_in
+        fetches = [None] * n_out
+        for pos, flag in self._in_place_in.items():
+            if flag:
+                feeds[pos] = self._inputs[pos][0]
+        for k, flag in self._in_place_out.items():
+            if flag:
+                fetches[k] = self._outputs[k][0]
+        try:
+            self._rt = sess._exec.bind(feeds, fetches)
+        except ValueError as e:  # the checks above make this the runtime's own refusal
+            raise errors.FeedError(f"cannot bind: {e}") from None
+        # Per run: feeds to copy (None for those read in place), and whether any needs a
+        # conversion each run (a strided or byte-swapped array is re-read every run).
+        self._copy_feeds = [None] * n_in
+        self._convert = []
+        for pos, (arr, _) in self._inputs.items():
+            if self._in_place_in[pos]:
+                continue
+            name, dtype, shape = sess._feed_specs[pos]
+            if arr.flags.c_contiguous and arr.dtype == dtype:
+                self._copy_feeds[pos] = arr        # memcpy'd each run: alignment does not matter
+            else:
+                self._convert.append(pos)
+        self._all_in_place = all(self._in_place_in.get(p, False) for p in range(n_in))
+        self._missing = [sess._feed_specs[p][0] for p in range(n_in) if p not in self._inputs]
+        self._copy_outs = [k for k in range(n_out) if not self._in_place_out.get(k, False)]
+        self._result_names = sess._fetch_names
+
+    def run(self):
+        """Run the plan once with the bound arrays; returns {fetch name: array} (bound
+        fetches: the bound arrays, now holding this run's values; others: new arrays).
+        FeedError when a placeholder is not bound; RuntimeExecutionError when a kernel fails."""
+        with self._lock:
+            if self._rt is None:
+                self._decide()
+                self._prepare()
+            if self._missing:
+                raise errors.FeedError(f"missing feed for placeholder(s) {feeds_mod._listing(self._missing)}; "
+                                       f"bind each with bind_input(name, array)")
+            sess = self._sess
+            feeds = None
+            if not self._all_in_place:
+                feeds = self._copy_feeds
+                if self._convert:
+                    feeds = list(feeds)
+                    for pos in self._convert:
+                        name, dtype, shape = sess._feed_specs[pos]
+                        feeds[pos] = feeds_mod.check_feed(name, self._inputs[pos][0], dtype, shape)
+            results = [None] * len(self._result_names)
+            for k, (arr, _) in self._outputs.items():
+                results[k] = arr
+            if not self._copy_outs:
+                sess._run_bound(self._rt, feeds, None)
+                self._last = out = dict(zip(self._result_names, results))
+                return out
+            outs = [None] * len(results)
+            strided = []
+            for k in self._copy_outs:
+                bound = self._outputs.get(k)
+                if bound is not None and bound[0].flags.c_contiguous:
+                    outs[k] = bound[0]             # memcpy'd into: alignment does not matter
+                else:
+                    shape, dtype = sess._fetch_specs[k]
+                    outs[k] = np.empty(shape, dtype)
+                    if bound is None:
+                        results[k] = outs[k]
+                    else:
+                        strided.append(k)
+            sess._run_bound(self._rt, feeds, outs)
+            for k in strided:
+                results[k][...] = outs[k]
+            self._last = out = dict(zip(self._result_names, results))
+            return out
+
+
+def _copy_flag(copy):
+    if copy is None or copy is True or copy is False:
+        return copy
+    raise TypeError(f"copy must be None, True or False, got {copy!r}")

@@ -12,13 +12,14 @@ graphc.errors.DeviceError, any other → RuntimeError.
 """
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from libcpp.memory cimport unique_ptr
 from libcpp.pair cimport pair
 from libcpp.string cimport string
 from libcpp.utility cimport move
 from libcpp.vector cimport vector
 
 from device cimport ErrorKind, built_devices, classify_current_exception, cuda_built as c_cuda_built, set_exception_hook
-from executor cimport Executor as CExecutor, ExecutorOptions
+from executor cimport Binding as CBinding, Executor as CExecutor, ExecutorOptions
 from fused_program cimport fused_ops as c_fused_ops
 from isa cimport active_isa, detected_isa, isa_name, set_isa_cap
 from kernel_registry cimport KernelRegistry
@@ -225,6 +226,93 @@ cdef PlanDesc _plan_desc(msg) except *:
     return p
 
 
+cdef class _Buffers:
+    """Buffers pinned for a C++ call with PyObject_GetBuffer (no memoryview objects: this
+    is run()'s per-call path), with their pointers; close() releases them."""
+    cdef vector[Py_buffer] bufs
+    cdef vector[const void*] cptrs
+    cdef vector[void*] ptrs
+
+    def __cinit__(self, Py_ssize_t n):
+        # Reserved up front so run()'s path never reallocates.
+        self.bufs.reserve(n)
+        self.cptrs.reserve(n)
+        self.ptrs.reserve(n)
+
+    def __dealloc__(self):
+        self.close()
+
+    cdef skip(self):
+        self.cptrs.push_back(NULL)
+        self.ptrs.push_back(NULL)
+
+    cdef add(self, obj, size_t nbytes, bint writable, str what, size_t k):
+        cdef Py_buffer buf
+        cdef int flags = PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0)
+        if self.bufs.size() == self.bufs.capacity():
+            raise ValueError(f"{what} {k}: more buffers than reserved")
+        try:
+            PyObject_GetBuffer(obj, &buf, flags)
+        except (BufferError, ValueError) as e:  # numpy: ValueError for a strided array
+            raise ValueError(f"{what} {k}: {e}") from None
+        except TypeError as e:
+            raise ValueError(f"{what} {k}: not a buffer ({e})") from None
+        if <size_t>buf.len != nbytes:
+            n = buf.len
+            PyBuffer_Release(&buf)
+            raise ValueError(f"{what} {k}: buffer has {n} bytes, expected {nbytes}")
+        self.bufs.push_back(buf)
+        self.cptrs.push_back(buf.buf)
+        self.ptrs.push_back(buf.buf)
+
+    cdef close(self):
+        cdef size_t i
+        for i in range(self.bufs.size()):
+            PyBuffer_Release(&self.bufs[i])
+        self.bufs.clear()
+        self.cptrs.clear()
+        self.ptrs.clear()
+
+
+cdef class Binding:
+    """IO binding prepared by Executor.bind: the C++ Binding and the pinned arrays it
+    points into (released when it is dropped)."""
+    cdef CBinding* ptr
+    cdef Executor owner
+    cdef _Buffers pinned_in
+    cdef _Buffers pinned_out
+    cdef vector[const void*] none_feeds
+    cdef vector[void*] none_outs
+
+    def __dealloc__(self):
+        del self.ptr  # before the pins are released and the executor can go
+        self.ptr = NULL
+
+    cdef _check(self):
+        if self.ptr == NULL:
+            raise ValueError("this Binding was not made by Executor.bind")
+
+    @property
+    def feed_in_place(self):
+        """Per feed (plan order): whether its kernels read the bound array in place."""
+        self._check()
+        cdef const vector[char]* v = &self.ptr.feed_in_place()
+        return [bool(v[0][i]) for i in range(v.size())]
+
+    @property
+    def fetch_in_place(self):
+        """Per fetch (plan order): whether its producer writes the bound array in place."""
+        self._check()
+        cdef const vector[char]* v = &self.ptr.fetch_in_place()
+        return [bool(v[0][i]) for i in range(v.size())]
+
+    @property
+    def prepared_steps(self):
+        """How many steps were prepared again for this binding."""
+        self._check()
+        return self.ptr.prepared_steps()
+
+
 cdef class _Pinned:
     """C-contiguous buffers pinned for a C++ call (each by a memoryview), with their
     pointers; close() releases them."""
@@ -299,19 +387,14 @@ cdef class Executor:
         buffers, plan.fetches order, each exactly its value's nbytes) before the next run
         can start.  The GIL is released for the whole run.  RuntimeError names the failing
         step."""
-        cdef _Pinned fin = self._pin_feeds(feeds)
-        cdef _Pinned fout = _Pinned()
-        cdef vector[const void*] fptrs
+        cdef _Buffers fin = _Buffers(len(feeds))
+        cdef _Buffers fout = _Buffers(len(outs) if outs is not None else 0)
         try:
+            self._pin_feeds(fin, feeds, True)
             if outs is not None:
-                if len(outs) != len(self._fetch_nbytes):
-                    raise ValueError(f"expected {len(self._fetch_nbytes)} fetch buffers, got {len(outs)}")
-                for k, out in enumerate(outs):
-                    fout.add(out, self._fetch_nbytes[k], True, f"fetch {k}")
-            for i in range(fin.ptrs.size()):
-                fptrs.push_back(fin.ptrs[i])
+                self._pin_outs(fout, outs, True)
             with nogil:
-                self.ptr.run(fptrs, fout.ptrs)
+                self.ptr.run(fin.cptrs, fout.ptrs)
         finally:
             fin.close()
             fout.close()
@@ -319,30 +402,100 @@ cdef class Executor:
     def profile(self, list feeds, int iters, int warmup):
         """Run `warmup + iters` times; the median seconds of each step's kernel call
         over the last `iters` runs, one float per step (timed in C++)."""
-        cdef _Pinned fin = self._pin_feeds(feeds)
-        cdef vector[const void*] fptrs
+        cdef _Buffers fin = _Buffers(len(feeds))
         cdef vector[double] secs
         try:
-            for i in range(fin.ptrs.size()):
-                fptrs.push_back(fin.ptrs[i])
+            self._pin_feeds(fin, feeds, True)
             with nogil:
-                secs = self.ptr.profile(fptrs, iters, warmup)
+                secs = self.ptr.profile(fin.cptrs, iters, warmup)
         finally:
             fin.close()
         return [secs[i] for i in range(secs.size())]
 
-    cdef _Pinned _pin_feeds(self, list feeds):
-        cdef _Pinned pin = _Pinned()
+    cdef _pin_feeds(self, _Buffers pin, list feeds, bint required):
         cdef const PlanDesc* plan = &self.ptr.plan()
+        cdef size_t k
         if <size_t>len(feeds) != plan.feeds.size():
             raise ValueError(f"expected {plan.feeds.size()} feeds, got {len(feeds)}")
+        for k in range(plan.feeds.size()):
+            f = feeds[k]
+            if f is None and not required:
+                pin.skip()
+            else:
+                pin.add(f, self.ptr.value(plan.feeds[k]).nbytes, False, "feed", k)
+
+    cdef _pin_outs(self, _Buffers pin, list outs, bint required):
+        cdef const PlanDesc* plan = &self.ptr.plan()
+        cdef size_t k
+        if <size_t>len(outs) != plan.fetches.size():
+            raise ValueError(f"expected {plan.fetches.size()} fetch buffers, got {len(outs)}")
+        for k in range(plan.fetches.size()):
+            o = outs[k]
+            if o is None and not required:
+                pin.skip()
+            else:
+                pin.add(o, self.ptr.value(plan.fetches[k]).nbytes, True, "fetch", k)
+
+    def feed_refusals(self):
+        """Per feed (plan order): why it cannot be bound in place, or "" when it can."""
+        cdef size_t k
+        return [self.ptr.feed_refusal(k).decode("utf-8", "replace") for k in range(self.ptr.plan().feeds.size())]
+
+    def fetch_refusals(self):
+        """Per fetch (plan order): why it cannot be bound in place, or "" when it can."""
+        cdef size_t k
+        return [self.ptr.fetch_refusal(k).decode("utf-8", "replace") for k in range(self.ptr.plan().fetches.size())]
+
+    def bind(self, list feeds, list fetches):
+        """A Binding whose kernels read feed k from `feeds[k]` and write fetch k into
+        `fetches[k]` in place (None: keep the arena).  Each array must be C-contiguous,
+        exactly the value's nbytes, aligned to its dtype (fetches: writable); the plan
+        must allow it (feed_refusals, fetch_refusals).  ValueError otherwise.  The
+        Binding pins the arrays until it is dropped."""
+        cdef _Buffers fin = _Buffers(len(feeds))
+        cdef _Buffers fout = _Buffers(len(fetches))
+        cdef Binding b = Binding.__new__(Binding)
         try:
-            for k, f in enumerate(feeds):
-                pin.add(f, self.ptr.value(plan.feeds[k]).nbytes, False, f"feed {k}")
+            self._pin_feeds(fin, feeds, False)
+            self._pin_outs(fout, fetches, False)
+            b.ptr = self.ptr.bind(fin.cptrs, fout.ptrs).release()
         except BaseException:
-            pin.close()
+            fin.close()
+            fout.close()
             raise
-        return pin
+        b.owner = self
+        b.pinned_in = fin
+        b.pinned_out = fout
+        b.none_feeds.assign(fin.cptrs.size(), NULL)
+        return b
+
+    def run_bound(self, Binding binding, list feeds=None, list outs=None):
+        """run() under `binding`: `feeds[k]` is copied in (None for the feeds the binding
+        holds in place; feeds=None when it holds them all) and fetch k is copied into
+        `outs[k]` when not None (outs=None: copy none)."""
+        cdef _Buffers fin
+        cdef _Buffers fout
+        if binding.owner is not self:
+            raise ValueError("the binding belongs to another executor")
+        if feeds is None and outs is None:
+            # The fully bound path: nothing to pin per call.
+            with nogil:
+                self.ptr.run_bound(binding.ptr[0], binding.none_feeds, binding.none_outs)
+            return
+        fin = _Buffers(len(feeds) if feeds is not None else 0)
+        fout = _Buffers(len(outs) if outs is not None else 0)
+        try:
+            if feeds is not None:
+                self._pin_feeds(fin, feeds, False)
+            else:
+                fin.cptrs = binding.none_feeds
+            if outs is not None:
+                self._pin_outs(fout, outs, False)
+            with nogil:
+                self.ptr.run_bound(binding.ptr[0], fin.cptrs, fout.ptrs)
+        finally:
+            fin.close()
+            fout.close()
 
     def read_value(self, int32_t index, out):
         """Copy value `index` into `out`, a writable C-contiguous buffer of its nbytes."""

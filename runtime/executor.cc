@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <new>
 #include <stdexcept>
 #include <utility>
@@ -68,7 +69,8 @@ const uint64_t kConstantVersion = 0;
 }
 
 // Which persistent tensors a run may write (a step's output, or a feed): the others, and
-// constants, are read-only across runs, and kernels may cache what they derive from them.
+// constants, are read-only across runs, and kernels may cache what they derive from them
+// (KernelArgs::in_version; matmul packs such weights once).
 void Executor::find_written_persistent() {
   persistent_version_.assign(plan_.persistent.size(), 0);
   persistent_written_.assign(plan_.persistent.size(), 0);
@@ -94,44 +96,197 @@ const uint64_t* Executor::read_only_version(int32_t idx) const {
 }
 
 void Executor::prepare_steps() {
-  const KernelRegistry& reg = KernelRegistry::for_device(device_->name());
   find_written_persistent();
-  const KernelContext ctx{options_.threads, device_.get(), device_->stream()};
   kernels_.reserve(plan_.steps.size());
+  for (size_t s = 0; s < plan_.steps.size(); ++s) kernels_.push_back(make_kernel(s, value_ptrs_));
+  kernel_ptrs_.resize(kernels_.size());
+  for (size_t s = 0; s < kernels_.size(); ++s) kernel_ptrs_[s] = &kernels_[s];
+  producer_.assign(plan_.values.size(), -1);
   for (size_t s = 0; s < plan_.steps.size(); ++s) {
-    const StepDesc& st = plan_.steps[s];
-    auto ref = [this](int32_t idx) {
-      const ValueDesc& v = plan_.values[idx];
-      return TensorRef{value_ptrs_[idx], v.dtype, v.dims};
-    };
-    std::vector<TensorRef> ins, outs;
-    for (int32_t idx : st.inputs) ins.push_back(ref(idx));
-    for (int32_t idx : st.outputs) outs.push_back(ref(idx));
-    DType key = !ins.empty() ? ins[0].dtype : (!outs.empty() ? outs[0].dtype : DType::Invalid);
-    const KernelFactory* factory = reg.find(st.op, key);
-    if (factory == nullptr) {
-      if (!reg.has_op(st.op)) {
-        throw std::invalid_argument(step_label(s) + ": unknown op '" + shorten(st.op) + "' (no " + device_->name() +
-                                    " kernel)");
-      }
-      throw std::invalid_argument(step_label(s) + ": no " + device_->name() + " kernel for dtype " +
-                                  dtype_name(key));
+    for (int32_t idx : plan_.steps[s].outputs) producer_[idx] = static_cast<int32_t>(s);
+  }
+}
+
+// The kernel of step `s` over the value pointers `ptrs` (value_ptrs_, or a binding's).
+Kernel Executor::make_kernel(size_t s, const std::vector<void*>& ptrs) const {
+  const KernelRegistry& reg = KernelRegistry::for_device(device_->name());
+  const KernelContext ctx{options_.threads, device_.get(), device_->stream()};
+  const StepDesc& st = plan_.steps[s];
+  auto ref = [&](int32_t idx) {
+    const ValueDesc& v = plan_.values[idx];
+    return TensorRef{ptrs[idx], v.dtype, v.dims};
+  };
+  std::vector<TensorRef> ins, outs;
+  for (int32_t idx : st.inputs) ins.push_back(ref(idx));
+  for (int32_t idx : st.outputs) outs.push_back(ref(idx));
+  DType key = !ins.empty() ? ins[0].dtype : (!outs.empty() ? outs[0].dtype : DType::Invalid);
+  const KernelFactory* factory = reg.find(st.op, key);
+  if (factory == nullptr) {
+    if (!reg.has_op(st.op)) {
+      throw std::invalid_argument(step_label(s) + ": unknown op '" + shorten(st.op) + "' (no " + device_->name() +
+                                  " kernel)");
     }
-    KernelArgs args(st, std::move(ins), std::move(outs), ctx);
-    args.in_version.reserve(st.inputs.size());
-    for (int32_t idx : st.inputs) args.in_version.push_back(read_only_version(idx));
-    try {
-      kernels_.push_back((*factory)(args));
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(step_label(s) + ": " + e.what());
-    } catch (const std::bad_alloc&) {
-      throw;
-    } catch (const std::exception& e) {
-      // A factory must throw std::invalid_argument for a bad step; anything else is
-      // still the plan's fault at load time.
-      throw std::invalid_argument(step_label(s) + ": " + e.what());
+    throw std::invalid_argument(step_label(s) + ": no " + device_->name() + " kernel for dtype " + dtype_name(key));
+  }
+  KernelArgs args(st, std::move(ins), std::move(outs), ctx);
+  args.in_version.reserve(st.inputs.size());
+  for (int32_t idx : st.inputs) args.in_version.push_back(read_only_version(idx));
+  try {
+    return (*factory)(args);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(step_label(s) + ": " + e.what());
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    // A factory must throw std::invalid_argument for a bad step; anything else is
+    // still the plan's fault at load time.
+    throw std::invalid_argument(step_label(s) + ": " + e.what());
+  }
+}
+
+int32_t Executor::root(int32_t idx) const {
+  const ValueDesc& v = plan_.values[idx];
+  return v.storage == Storage::View ? v.alias_of : idx;
+}
+
+std::string Executor::feed_refusal(size_t k) const {
+  if (k >= plan_.feeds.size()) {
+    throw std::invalid_argument("feed " + std::to_string(k) + " out of range (the plan has " +
+                                std::to_string(plan_.feeds.size()) + ")");
+  }
+  // validate_plan: a feed is an arena value that no step writes, so the kernels only
+  // read it and any memory of its bytes will do.
+  if (plan_.values[plan_.feeds[k]].nbytes == 0) return "it has no bytes";
+  return "";
+}
+
+std::string Executor::fetch_refusal(size_t k) const {
+  if (k >= plan_.fetches.size()) {
+    throw std::invalid_argument("fetch " + std::to_string(k) + " out of range (the plan has " +
+                                std::to_string(plan_.fetches.size()) + ")");
+  }
+  const int32_t idx = plan_.fetches[k];
+  const int32_t r = root(idx);
+  const ValueDesc& v = plan_.values[r];
+  const std::string of = r == idx ? "it" : "the value it views ('" + shorten(v.name) + "')";
+  if (v.nbytes == 0) return "it has no bytes";
+  switch (v.storage) {
+    case Storage::Persistent: return of + " is a variable, which lives in the runtime's persistent storage";
+    case Storage::Constant: return of + " is a constant of the plan";
+    default: break;
+  }
+  for (int32_t f : plan_.feeds) {
+    if (f == r) return of + " is a placeholder fed by the caller";
+  }
+  for (size_t j = 0; j < plan_.fetches.size(); ++j) {
+    if (j != k && root(plan_.fetches[j]) == r) {
+      return of + " is fetched twice (also as fetch " + std::to_string(j) + ", '" +
+             shorten(plan_.values[plan_.fetches[j]].name) + "'): its bytes have one place";
     }
   }
+  for (const StepDesc& st : plan_.steps) {
+    for (int32_t w : st.workspaces) {
+      if (w == r) return of + " is a step's workspace";
+    }
+  }
+  if (producer_[r] < 0) return of + " is written by no step";
+  return "";
+}
+
+std::unique_ptr<Binding> Executor::bind(const std::vector<const void*>& feeds,
+                                        const std::vector<void*>& fetches) {
+  check_feed_count(feeds.size());
+  if (!fetches.empty() && fetches.size() != plan_.fetches.size()) {
+    throw std::invalid_argument("expected " + std::to_string(plan_.fetches.size()) + " fetch pointers, got " +
+                                std::to_string(fetches.size()));
+  }
+  auto b = std::make_unique<Binding>();
+  b->owner_ = this;
+  b->value_ptrs_ = value_ptrs_;
+  b->caller_memory_.assign(plan_.values.size(), 0);
+  b->feed_in_place_.assign(plan_.feeds.size(), 0);
+  b->fetch_in_place_.assign(plan_.fetches.size(), 0);
+  auto check_ptr = [this](const void* p, int32_t idx, const std::string& what) {
+    const ValueDesc& v = plan_.values[idx];
+    const size_t align = dtype_size(v.dtype);
+    if (align > 1 && reinterpret_cast<uintptr_t>(p) % align != 0) {
+      throw std::invalid_argument(what + " '" + shorten(v.name) + "': the memory at " +
+                                  std::to_string(reinterpret_cast<uintptr_t>(p)) + " is not aligned to " +
+                                  std::to_string(align) + " bytes (" + dtype_name(v.dtype) + ")");
+    }
+  };
+  for (size_t k = 0; k < feeds.size(); ++k) {
+    if (feeds[k] == nullptr) continue;
+    const int32_t idx = plan_.feeds[k];
+    std::string why = feed_refusal(k);
+    if (!why.empty()) {
+      throw std::invalid_argument("feed '" + shorten(plan_.values[idx].name) + "' cannot be bound: " + why);
+    }
+    check_ptr(feeds[k], idx, "feed");
+    // The kernels only read a feed (validate_plan), so the caller's read-only memory is safe.
+    b->value_ptrs_[idx] = const_cast<void*>(feeds[k]);
+    b->caller_memory_[idx] = 1;
+    b->feed_in_place_[k] = 1;
+  }
+  for (size_t k = 0; k < fetches.size(); ++k) {
+    if (fetches[k] == nullptr) continue;
+    const int32_t idx = plan_.fetches[k];
+    std::string why = fetch_refusal(k);
+    if (!why.empty()) {
+      throw std::invalid_argument("fetch '" + shorten(plan_.values[idx].name) + "' cannot be bound: " + why);
+    }
+    check_ptr(fetches[k], idx, "fetch");
+    // A kernel writing memory that another bound value reads or writes would see its
+    // inputs change under it.
+    auto overlaps = [&](const void* other, int32_t oidx) {
+      const auto lo = reinterpret_cast<uintptr_t>(fetches[k]), hi = lo + plan_.values[idx].nbytes;
+      const auto olo = reinterpret_cast<uintptr_t>(other), ohi = olo + plan_.values[oidx].nbytes;
+      return lo < ohi && olo < hi;
+    };
+    for (size_t j = 0; j < fetches.size(); ++j) {
+      if (j != k && fetches[j] != nullptr && overlaps(fetches[j], plan_.fetches[j])) {
+        throw std::invalid_argument("fetch '" + shorten(plan_.values[idx].name) +
+                                    "' is bound to memory that overlaps fetch '" +
+                                    shorten(plan_.values[plan_.fetches[j]].name) + "'");
+      }
+    }
+    for (size_t j = 0; j < feeds.size(); ++j) {
+      if (feeds[j] != nullptr && overlaps(feeds[j], plan_.feeds[j])) {
+        throw std::invalid_argument("fetch '" + shorten(plan_.values[idx].name) +
+                                    "' is bound to memory that overlaps feed '" +
+                                    shorten(plan_.values[plan_.feeds[j]].name) + "'");
+      }
+    }
+    const int32_t r = root(idx);
+    b->value_ptrs_[r] = fetches[k];
+    b->caller_memory_[r] = 1;
+    b->fetch_in_place_[k] = 1;
+  }
+  // validate_plan: a view aliases a root directly, so one pass moves every view along.
+  for (size_t i = 0; i < plan_.values.size(); ++i) {
+    if (plan_.values[i].storage == Storage::View) {
+      const int32_t r = plan_.values[i].alias_of;
+      b->value_ptrs_[i] = b->value_ptrs_[r];
+      b->caller_memory_[i] = b->caller_memory_[r];
+    }
+  }
+  // Only the steps that touch a redirected value get new kernels (kernels capture pointers).
+  std::vector<size_t> touched;
+  for (size_t s = 0; s < plan_.steps.size(); ++s) {
+    const StepDesc& st = plan_.steps[s];
+    bool hit = false;
+    for (int32_t idx : st.inputs) hit = hit || b->caller_memory_[idx];
+    for (int32_t idx : st.outputs) hit = hit || b->caller_memory_[idx];
+    if (hit) touched.push_back(s);
+  }
+  b->own_.reserve(touched.size());  // no reallocation: kernels_ below points into it
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t s : touched) b->own_.push_back(make_kernel(s, b->value_ptrs_));
+  }
+  b->kernels_ = kernel_ptrs_;
+  for (size_t t = 0; t < touched.size(); ++t) b->kernels_[touched[t]] = &b->own_[t];
+  return b;
 }
 
 const ValueDesc& Executor::value(int32_t index) const {
@@ -182,22 +337,26 @@ void Executor::read_value(int32_t index, void* dst, size_t nbytes) {
   device_->synchronize();
 }
 
-void Executor::copy_feeds(const std::vector<const void*>& feeds) {
-  if (feeds.size() != plan_.feeds.size()) {
-    throw std::invalid_argument("expected " + std::to_string(plan_.feeds.size()) + " feeds, got " +
-                                std::to_string(feeds.size()));
-  }
-  for (size_t i = 0; i < feeds.size(); ++i) {
-    const ValueDesc& v = plan_.values[plan_.feeds[i]];
-    if (v.nbytes == 0) continue;
-    if (feeds[i] == nullptr) throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
-    device_->copy_host_to_device(value_ptrs_[plan_.feeds[i]], feeds[i], v.nbytes);
+void Executor::check_feed_count(size_t n) const {
+  if (n != plan_.feeds.size()) {
+    throw std::invalid_argument("expected " + std::to_string(plan_.feeds.size()) + " feeds, got " + std::to_string(n));
   }
 }
 
-inline void Executor::run_step(size_t s) {
+// A null feed is one a binding redirected (its kernels read the caller's memory).
+void Executor::copy_feeds(const std::vector<const void*>& feeds, const std::vector<void*>& ptrs) {
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    const int32_t idx = plan_.feeds[i];
+    if (feeds[i] == nullptr) continue;
+    const ValueDesc& v = plan_.values[idx];
+    if (v.nbytes == 0) continue;
+    device_->copy_host_to_device(ptrs[idx], feeds[i], v.nbytes);
+  }
+}
+
+inline void Executor::run_step(const Kernel& k, size_t s) {
   try {
-    kernels_[s]();
+    k();
   } catch (const std::bad_alloc&) {
     throw ResourceError(step_label(s) + ": out of memory");
   } catch (const std::exception& e) {
@@ -205,11 +364,35 @@ inline void Executor::run_step(size_t s) {
   }
 }
 
-void Executor::poison_frees(size_t s) {
+// The caller's memory is never poisoned: a bound feed dies in the plan, not in the
+// caller's hands.
+void Executor::poison_frees(size_t s, const std::vector<void*>& ptrs, const std::vector<char>* caller_memory) {
   for (int32_t idx : plan_.steps[s].frees) {
-    const ValueDesc& v = plan_.values[idx];
-    device_->memset(value_ptrs_[idx], 0xFF, v.nbytes);
+    if (caller_memory != nullptr && (*caller_memory)[idx]) continue;
+    device_->memset(ptrs[idx], 0xFF, plan_.values[idx].nbytes);
   }
+}
+
+void Executor::run_steps(const std::vector<const Kernel*>& kernels, const std::vector<void*>& ptrs,
+                         const std::vector<char>* caller_memory) {
+  const size_t n = kernels.size();
+  if (options_.poison) {
+    for (size_t s = 0; s < n; ++s) {
+      run_step(*kernels[s], s);
+      poison_frees(s, ptrs, caller_memory);
+    }
+  } else {
+    for (size_t s = 0; s < n; ++s) run_step(*kernels[s], s);
+  }
+}
+
+void Executor::copy_fetches(const std::vector<void*>& fetches, const std::vector<void*>& ptrs) {
+  for (size_t k = 0; k < fetches.size(); ++k) {
+    if (fetches[k] == nullptr) continue;
+    int32_t idx = plan_.fetches[k];
+    device_->copy_device_to_host(fetches[k], ptrs[idx], plan_.values[idx].nbytes);
+  }
+  device_->synchronize();
 }
 
 void Executor::run(const std::vector<const void*>& feeds, const std::vector<void*>& fetches) {
@@ -217,45 +400,64 @@ void Executor::run(const std::vector<const void*>& feeds, const std::vector<void
     throw std::invalid_argument("expected " + std::to_string(plan_.fetches.size()) + " fetch buffers, got " +
                                 std::to_string(fetches.size()));
   }
+  check_feed_count(feeds.size());
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    const ValueDesc& v = plan_.values[plan_.feeds[i]];
+    if (feeds[i] == nullptr && v.nbytes != 0) throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
+  }
   std::lock_guard<std::mutex> lock(mutex_);
-  copy_feeds(feeds);
-  const size_t n = kernels_.size();
-  if (options_.poison) {
-    for (size_t s = 0; s < n; ++s) {
-      run_step(s);
-      poison_frees(s);
-    }
-  } else {
-    for (size_t s = 0; s < n; ++s) run_step(s);
-  }
+  copy_feeds(feeds, value_ptrs_);
+  run_steps(kernel_ptrs_, value_ptrs_, nullptr);
   // Still under the lock: the next run may overwrite these bytes.
-  for (size_t k = 0; k < fetches.size(); ++k) {
-    if (fetches[k] == nullptr) continue;
-    int32_t idx = plan_.fetches[k];
-    device_->copy_device_to_host(fetches[k], value_ptrs_[idx], plan_.values[idx].nbytes);
+  copy_fetches(fetches, value_ptrs_);
+}
+
+void Executor::run(const Binding& b, const std::vector<const void*>& feeds, const std::vector<void*>& fetches) {
+  if (b.owner_ != this) throw std::invalid_argument("the binding belongs to another executor");
+  if (!fetches.empty() && fetches.size() != plan_.fetches.size()) {
+    throw std::invalid_argument("expected " + std::to_string(plan_.fetches.size()) + " fetch buffers, got " +
+                                std::to_string(fetches.size()));
   }
-  device_->synchronize();
+  check_feed_count(feeds.size());
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    const ValueDesc& v = plan_.values[plan_.feeds[i]];
+    if (feeds[i] == nullptr && v.nbytes != 0 && !b.feed_in_place_[i]) {
+      throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
+    }
+    if (feeds[i] != nullptr && b.feed_in_place_[i]) {
+      throw std::invalid_argument("feed '" + shorten(v.name) + "' is bound in place; it takes no copy");
+    }
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  copy_feeds(feeds, b.value_ptrs_);
+  run_steps(b.kernels_, b.value_ptrs_, &b.caller_memory_);
+  copy_fetches(fetches, b.value_ptrs_);
 }
 
 std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int iters, int warmup) {
   if (iters < 1) throw std::invalid_argument("iters must be >= 1, got " + std::to_string(iters));
   if (warmup < 0) throw std::invalid_argument("warmup must be >= 0, got " + std::to_string(warmup));
+  check_feed_count(feeds.size());
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    const ValueDesc& v = plan_.values[plan_.feeds[i]];
+    if (feeds[i] == nullptr && v.nbytes != 0) throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   using Clock = std::chrono::steady_clock;
   const size_t n = kernels_.size();
   // times[s * iters + it]: seconds of step s in timed run it.
   std::vector<double> times(n * static_cast<size_t>(iters), 0.0);
   for (int r = 0; r < warmup + iters; ++r) {
-    copy_feeds(feeds);
+    copy_feeds(feeds, value_ptrs_);
     const bool timed = r >= warmup;
     const size_t it = timed ? static_cast<size_t>(r - warmup) : 0;
     for (size_t s = 0; s < n; ++s) {
       auto t0 = Clock::now();
-      run_step(s);
+      run_step(kernels_[s], s);
       device_->synchronize();
       auto t1 = Clock::now();
       if (timed) times[s * iters + it] = std::chrono::duration<double>(t1 - t0).count();
-      if (options_.poison) poison_frees(s);
+      if (options_.poison) poison_frees(s, value_ptrs_, nullptr);
     }
   }
   std::vector<double> medians(n, 0.0);

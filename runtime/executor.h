@@ -25,6 +25,32 @@ struct ExecutorOptions {
   Limits limits;
 };
 
+class Executor;
+
+// IO binding: some feeds and fetches redirected to the caller's memory, prepared once by
+// Executor::bind and reused by every Executor::run(const Binding&, ...).  Redirecting a
+// value re-prepares (into the binding) only the steps that touch it or a view of it; the
+// executor's own kernels and pointers are never changed, so a plain run() and runs under
+// other bindings stay as they were.  The caller keeps the redirected memory alive and
+// unmoved while the binding exists; the binding must not outlive its executor.
+class Binding {
+ public:
+  // Per feed / fetch (plan order): whether the kernels use the caller's memory in place.
+  const std::vector<char>& feed_in_place() const { return feed_in_place_; }
+  const std::vector<char>& fetch_in_place() const { return fetch_in_place_; }
+  // How many steps were prepared again for this binding.
+  size_t prepared_steps() const { return own_.size(); }
+
+ private:
+  friend class Executor;
+  const Executor* owner_ = nullptr;
+  std::vector<void*> value_ptrs_;         // the executor's, with the redirected roots and their views replaced
+  std::vector<Kernel> own_;               // the re-prepared kernels
+  std::vector<const Kernel*> kernels_;    // per step: into own_ or the executor's kernels
+  std::vector<char> caller_memory_;       // per value: its bytes are the caller's (never poisoned)
+  std::vector<char> feed_in_place_, fetch_in_place_;
+};
+
 // Thread safety: every public member may be called from several threads at once; run,
 // profile and the variable accessors are serialised by one mutex, and run() copies the
 // fetches out before it lets the next caller in.
@@ -43,6 +69,27 @@ class Executor {
   // rethrown as std::runtime_error naming the step's node and op.
   void run(const std::vector<const void*>& feeds, const std::vector<void*>& fetches);
   void run(const std::vector<const void*>& feeds) { run(feeds, {}); }
+
+  // Why feed / fetch `k` (plan order) cannot be redirected to the caller's memory, or ""
+  // when it can.  A feed can (validate_plan: an arena value no step writes), unless it
+  // has no bytes.  A fetch can when its root (the value itself, or what it views) is an
+  // arena value written by a step, not a feed, not a workspace, not the root of another
+  // fetch.  std::invalid_argument for k out of range.
+  std::string feed_refusal(size_t k) const;
+  std::string fetch_refusal(size_t k) const;
+
+  // A binding where feed k's kernels read `feeds[k]` and fetch k's producer writes
+  // `fetches[k]` in place (nullptr: keep the arena; `fetches` may be empty).  Each
+  // non-null pointer must be aligned to its dtype's size, point to the value's nbytes,
+  // and be allowed by feed_refusal/fetch_refusal; no two fetch pointers may be equal.
+  // std::invalid_argument otherwise (naming the value), or naming the step whose
+  // kernel refused the new pointers.  Serialised with runs (the factories run under the lock).
+  std::unique_ptr<Binding> bind(const std::vector<const void*>& feeds, const std::vector<void*>& fetches);
+
+  // run() under `binding`: `feeds[k]` is copied in when not null (it must be null only
+  // for feeds the binding redirected, or of no bytes); `fetches[k]` (when `fetches` is
+  // not empty) receives a copy of fetch k when not null.
+  void run(const Binding& binding, const std::vector<const void*>& feeds, const std::vector<void*>& fetches);
 
   // Runs the plan `warmup + iters` times with `feeds` (as run() does), timing every
   // step's kernel call with std::chrono::steady_clock over the last `iters` runs.
@@ -66,10 +113,16 @@ class Executor {
  private:
   void allocate();
   void prepare_steps();
+  Kernel make_kernel(size_t s, const std::vector<void*>& ptrs) const;
   std::string step_label(size_t i) const;
-  void copy_feeds(const std::vector<const void*>& feeds);
-  void run_step(size_t s);
-  void poison_frees(size_t s);
+  void check_feed_count(size_t n) const;
+  void copy_feeds(const std::vector<const void*>& feeds, const std::vector<void*>& ptrs);
+  void run_steps(const std::vector<const Kernel*>& kernels, const std::vector<void*>& ptrs,
+                 const std::vector<char>* caller_memory);
+  void copy_fetches(const std::vector<void*>& fetches, const std::vector<void*>& ptrs);
+  void run_step(const Kernel& k, size_t s);
+  void poison_frees(size_t s, const std::vector<void*>& ptrs, const std::vector<char>* caller_memory);
+  int32_t root(int32_t idx) const;
   void check_persistent(int32_t index, size_t nbytes) const;
   void find_written_persistent();
   const uint64_t* read_only_version(int32_t value_index) const;
@@ -85,6 +138,8 @@ class Executor {
   std::vector<uint64_t> persistent_version_;
   std::vector<char> persistent_written_;  // by a step or as a feed: never read-only
   std::vector<Kernel> kernels_;
+  std::vector<const Kernel*> kernel_ptrs_;  // &kernels_[s]: the plain run's step list
+  std::vector<int32_t> producer_;           // per value: the step that writes it, -1 for none
   std::mutex mutex_;
 };
 

@@ -1,6 +1,7 @@
 # Cython declarations for executor.h.
 from libc.stdint cimport int32_t
 from libcpp cimport bool
+from libcpp.memory cimport unique_ptr
 from libcpp.string cimport string
 from libcpp.vector cimport vector
 
@@ -16,9 +17,21 @@ cdef extern from "executor.h" namespace "graphc":
         string device
         Limits limits
 
+    cdef cppclass Binding:
+        const vector[char]& feed_in_place()
+        const vector[char]& fetch_in_place()
+        size_t prepared_steps()
+
     cdef cppclass Executor:
         Executor(PlanDesc plan, const ExecutorOptions& options) except +raise_current_exception
         void run(const vector[const void*]& feeds, const vector[void*]& fetches) except +raise_current_exception nogil
+        # Executor::run(const Binding&, ...), named apart from the plain run for Cython.
+        void run_bound "run"(const Binding& binding, const vector[const void*]& feeds,
+                             const vector[void*]& fetches) except +raise_current_exception nogil
+        string feed_refusal(size_t k) except +raise_current_exception
+        string fetch_refusal(size_t k) except +raise_current_exception
+        unique_ptr[Binding] bind(const vector[const void*]& feeds,
+                                 const vector[void*]& fetches) except +raise_current_exception
         vector[double] profile(const vector[const void*]& feeds, int iters, int warmup) except +raise_current_exception nogil
         const PlanDesc& plan()
         int threads()

@@ -136,6 +136,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     KernelRegistry r;
     register_elementwise_kernels(r);
     register_reduce_kernels(r);
+    register_fused_reduce_kernels(r);
     register_matmul_kernels(r);
     register_shape_kernels(r);
     register_nn_kernels(r);

@@ -105,6 +105,7 @@ class KernelRegistry {
 // One per file under runtime/cpu/.
 void register_elementwise_kernels(KernelRegistry& r);
 void register_reduce_kernels(KernelRegistry& r);
+void register_fused_reduce_kernels(KernelRegistry& r);  // cpu/fused_reduce.cc
 void register_matmul_kernels(KernelRegistry& r);
 void register_shape_kernels(KernelRegistry& r);
 void register_nn_kernels(KernelRegistry& r);

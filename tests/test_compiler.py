@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import graphc as gc
 from graphc import reference, serialize
 from graphc._proto import graphc_pb2 as pb
-from graphc.compiler import compile, lower_graph
+from graphc.compiler import compile as _compile
+from graphc.compiler import lower_graph
 from graphc.compiler.assign_buffers import ALIGNMENT, ARENA, CONSTANT, PERSISTENT, VIEW, assign_buffers
 from graphc.compiler.bind_shapes import bind_shapes
 from graphc.compiler.emit_plan import emit_plan
@@ -26,6 +27,12 @@ from graphc.graph import GRADIENT, OPTIMIZER, Graph, Node, is_static
 from graphc.plan import Plan, load_plan, memory_report, plan_from_bytes, validate_plan
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def compile(*args, **kwargs):  # noqa: A001
+    """These tests name the values and steps of unfused plans; tests/test_fusion.py fuses."""
+    kwargs.setdefault("fuse", False)
+    return _compile(*args, **kwargs)
 
 
 def mlp():
@@ -303,7 +310,8 @@ def test_compile_rejects_bad_target_and_model():
 
 
 def scheduled(g, shapes, fetches=None):
-    return lower_graph(g, shapes, fetches)
+    # one node per step: these tests name the unfused graph's values (tests/test_fusion.py fuses)
+    return lower_graph(g, shapes, fetches, fuse=False)
 
 
 def test_assign_buffers_storage_rules():
@@ -744,7 +752,7 @@ def test_assign_buffers_each_input_taken_over_at_most_once():
         h = x
         for k in range(60):  # an elementwise chain: every output takes over its dying input
             h = gc.relu(h) if k % 2 else h * 2.0
-    graph = lower_graph(g, fetches=[h])
+    graph = lower_graph(g, fetches=[h], fuse=False)
     buffers = assign_buffers(graph)
     taken = [b.inplace_of for b in buffers.buffers.values() if b.inplace_of]
     assert len(taken) > 50

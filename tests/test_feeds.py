@@ -171,3 +171,57 @@ def test_nan_in_a_training_feed_propagates_to_loss_and_weights():
     assert np.isnan(sess.get_variable("w")).any()
     # ...and the run does not recover on clean batches.
     assert np.isnan(sess.run({"x": X, "y": np.array([0, 1])})[loss.name])
+
+
+class _Subclass(np.ndarray):
+    """An ndarray subclass: the fast path leaves it to the full check."""
+
+
+def _feed_variants():
+    """Feeds for the (x float32 (2, 3), i int64 (2,)) plan: good ones in every spelling, and
+    every kind of refusal the full check knows."""
+    big = np.zeros((3, 4), np.float32)
+    raw = np.zeros(2 * 3 * 4 + 5, np.uint8)
+    start = (-raw.ctypes.data) % 4 + 1
+    misaligned = raw[start:start + 24].view(np.float32).reshape(2, 3)
+    return [
+        {"x": X, "i": I64},
+        {"i": I64, "x": X},
+        {"x": X.tolist(), "i": I64},
+        {"x": big[:2, :3], "i": I64},                   # strided
+        {"x": misaligned, "i": I64},                    # misaligned, contiguous
+        {"x": X.astype(">f4"), "i": I64},
+        {"x": X.astype(np.float64), "i": I64},
+        {"x": X.reshape(3, 2), "i": I64},
+        {"x": X, "i": I64, "z": X},
+        {"x": X},
+        {"x": np.ma.masked_array(X), "i": I64},
+        {"x": X.view(_Subclass), "i": I64},
+        {"x": X, "i": I64.astype(np.int32)},
+        {1: X, "i": I64},
+        None,
+        [X, I64],
+    ]
+
+
+@pytest.mark.parametrize("k", range(len(_feed_variants())))
+def test_session_fast_path_agrees_with_check_feeds(mlp, k):
+    """Session.run checks the common case (a dict of exact C-contiguous arrays) in a fast
+    path; it must accept exactly what check_feeds accepts, with the same values, and let
+    check_feeds word every refusal."""
+    sess = mlp[0]
+    feeds = _feed_variants()[k]
+    specs = [sess._info[i] for i in sess._feeds]
+    try:
+        want = check_feeds(feeds, specs)
+    except errors.FeedError as e:
+        with pytest.raises(errors.FeedError) as info:
+            sess._feed_arrays(feeds)
+        assert str(info.value) == str(e)
+        return
+    got = sess._feed_arrays(feeds)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert type(g) is np.ndarray and g.flags.c_contiguous
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)

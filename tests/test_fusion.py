@@ -22,11 +22,12 @@ UNARY = [op for op in FUSIBLE if op.num_inputs == 1]
 BINARY = [op for op in FUSIBLE if op.num_inputs == 2]
 
 
-def _kernels_built():
-    return all("cpu" in registry.get_op(n).kernels for n in ("fused_elementwise", "fused_matmul", "fused_reduce"))
+def _needs(*ops):
+    missing = [n for n in ops if "cpu" not in registry.get_op(n).kernels]
+    return pytest.mark.skipif(bool(missing), reason=f"no CPU kernel for {', '.join(missing)} in this build")
 
 
-needs_kernels = pytest.mark.skipif(not _kernels_built(), reason="the fused ops have no CPU kernel in this build")
+needs_kernels = _needs("fused_elementwise", "fused_matmul", "fused_reduce")
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def _attrs_for(op):
 
 
 def _apply(op, *args):
-    return gc.get_default_graph().add_node(op.name, list(args), _attrs_for(op))
+    return gc.get_default_graph().add_node(op.name, list(args), _attrs_for(op))[0]
 
 
 def _run_both(graph, shapes, feeds, fetches, threads=1, **kw):
@@ -194,7 +195,7 @@ def _feed_for(rng, shape, dtype, special):
     return x
 
 
-@needs_kernels
+@_needs("fused_elementwise")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_pair_and_a_triple_per_op_agree(dtype):
     """Every (producer, consumer) pair of fusible ops, and for each op a triple ending in it,
@@ -228,7 +229,7 @@ def test_every_pair_and_a_triple_per_op_agree(dtype):
     _assert_same(fused, unfused)
 
 
-@needs_kernels
+@_needs("fused_elementwise")
 @pytest.mark.parametrize("op", FUSIBLE, ids=lambda o: o.name)
 def test_every_example_of_a_fusible_op_agrees_inside_a_fused_step(op):
     """Each example of the op (its special values, size 0 and 1, broadcasting) with a member
@@ -243,7 +244,7 @@ def test_every_example_of_a_fusible_op_agrees_inside_a_fused_step(op):
         with gc.Graph() as g:
             ins = [gc.placeholder(f"in{i}", np.shape(x), dtype.name) for i, x in enumerate(ex.inputs)]
             first = gc.abs(ins[0])
-            y = g.add_node(op.name, [first] + ins[1:], ex.attrs)
+            (y,) = g.add_node(op.name, [first] + ins[1:], ex.attrs)
             z = gc.neg(y)
         feeds = {f"in{i}": np.asarray(x) for i, x in enumerate(ex.inputs)}
         shapes = {k: v.shape for k, v in feeds.items()}
@@ -252,7 +253,7 @@ def test_every_example_of_a_fusible_op_agrees_inside_a_fused_step(op):
         _assert_same(fused, unfused)
 
 
-@needs_kernels
+@_needs("fused_matmul")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_matmul_epilogues_agree(threads):
     rng = np.random.default_rng(2)
@@ -311,7 +312,7 @@ def test_training_plans_agree_for_twenty_steps(act):
     assert a[-1] < a[0]
 
 
-@needs_kernels
+@_needs("fused_reduce")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_reductions_with_prologues_agree(threads):
     rng = np.random.default_rng(3)
@@ -394,3 +395,17 @@ def test_cli_no_fuse_and_info(tmp_path, fusing):
         assert cli.main(["info", str(fused), "--json"]) == 0
     info = json.loads(buf.getvalue())
     assert [f["members"][:2] for f in info["fused"]] == [["matmul", "add"], ["matmul_1", "add_1"]]
+
+
+@_needs("fused_matmul")
+def test_errors_name_the_members_and_their_lines():
+    g, x, y = _mlp()
+    plan = gc.compile(g, shapes={"x": (4, 5)}, fetches=[y.name])
+    step = next(s for s in plan.proto.steps if s.op == "fused_matmul")
+    step.attrs["program"].s = "r0=add(p,i2);r1=softmax(r0)"   # not a member the runtime knows
+    with pytest.raises(gc.errors.ModelFormatError) as e:
+        gc.Session(plan)
+    msg = str(e.value)
+    assert "softmax" in msg and "fused step running" in msg
+    for member in step.fused:
+        assert f"{member.node} ({member.op} at {__file__}:{member.provenance.line})" in msg

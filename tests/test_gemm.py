@@ -14,6 +14,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ["tests/gemm_driver.cc", "runtime/cpu/gemm.cc", "runtime/cpu/gemm_avx512.cc",
@@ -207,7 +209,8 @@ def test_nan_and_inf_inputs_propagate_like_ieee(driver, kernels, tmp_path):
     A[1, 2] = np.inf
     B[2, 3] = 0.0
     C = run_gemm(driver, tmp_path, kernel, False, False, M, N, K, A=A, B=B)[0]
-    ref = A.astype(np.float64) @ B.astype(np.float64)
+    with np.errstate(invalid="ignore"):   # inf * 0 is the point of the test
+        ref = A.astype(np.float64) @ B.astype(np.float64)
     assert np.array_equal(np.isnan(C), np.isnan(ref))
     assert np.array_equal(np.isinf(C), np.isinf(ref))
 
@@ -289,3 +292,23 @@ def test_packed_b_is_checked_against_the_kernel_and_sizes(driver, kernels):
     if "avx512" in kernels and "avx2" in kernels:
         code, err = rc("avx512", "avx2", 40, 0)
         assert code == 3 and "packed for kernel avx512" in err
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(M=st.integers(0, 70), N=st.integers(0, 140), K=st.integers(0, 600), ta=st.booleans(), tb=st.booleans(),
+       pads=st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 5)), threads=st.integers(1, 4),
+       packed=st.booleans(), epilogue=st.booleans(), offset=st.integers(0, 3), seed=st.integers(0, 2**16))
+def test_random_products_match_numpy_and_one_thread(driver, kernels, tmp_path, M, N, K, ta, tb, pads, threads,
+                                                   packed, epilogue, offset, seed):
+    """Any shape, transposes, leading dims, alignment, threads, packing and epilogue: within the
+    float32 bound of float64 numpy, and the same bits as one thread with plain arguments."""
+    kernel = kernels[0]
+    lda = (M if ta else K) + pads[0]
+    ldb = (K if tb else N) + pads[1]
+    ldc = N + (0 if epilogue else pads[2])
+    C, cs, A, B = run_gemm(driver, tmp_path, kernel, ta, tb, M, N, K, lda, ldb, ldc, threads=threads,
+                           packed=packed, epilogue=epilogue, offset=offset, seed=seed)
+    check_close(C, A, B, ta, tb, M, N, K)
+    assert np.all(np.isnan(cs[:, N:]))
+    plain = run_gemm(driver, tmp_path, kernel, ta, tb, M, N, K, lda, ldb, N, threads=1, A=A, B=B)[0]
+    assert np.array_equal(C.view(np.uint32), plain.view(np.uint32))

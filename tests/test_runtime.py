@@ -405,3 +405,45 @@ def test_profile_of_a_training_plan_runs_real_steps():
     prof = sess.profile(_train_feeds(0), iters=3, warmup=2)
     assert len(prof) == len(plan.proto.steps)
     assert sess.get_variable("optimizer/step") == 5
+
+
+def test_executor_checks_every_buffer_it_is_given():
+    """The Cython layer pins buffers with PyObject_GetBuffer: a wrong size, a strided or a
+    read-only buffer is a ValueError naming the feed or fetch, never a crash."""
+    from graphc.session import _load_runtime
+    runtime = _load_runtime()
+    ex = runtime.Executor(_hand_plan(), 1, False)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    y, v = np.empty((2, 3), np.float32), np.empty(6, np.float32)
+    ex.run([x], [y, v])
+    np.testing.assert_array_equal(y, x + np.array([1, 2, 3], np.float32))
+    np.testing.assert_array_equal(v, y.ravel())
+    with pytest.raises(ValueError, match="feed 0: buffer has 4 bytes, expected 24"):
+        ex.run([np.zeros(1, np.float32)])
+    with pytest.raises(ValueError, match="feed 0: .*contiguous"):
+        ex.run([np.ones((3, 2), np.float32).T])
+    ro = np.zeros((2, 3), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="fetch 0: .*(writable|read-only)"):
+        ex.run([x], [ro, v])
+    with pytest.raises(ValueError, match="expected 1 feeds, got 2"):
+        ex.run([x, x])
+    with pytest.raises(ValueError, match="feed 0: not a buffer"):
+        ex.run([object()])
+    # y and its view v share their bytes: neither can be written in place by a binding.
+    assert ex.feed_refusals() == [""]
+    assert all("fetched twice" in r for r in ex.fetch_refusals())
+    with pytest.raises(ValueError, match="cannot be bound: .*fetched twice"):
+        ex.bind([None], [y, None])
+    b = ex.bind([x], [None, None])
+    assert b.feed_in_place == [True] and b.fetch_in_place == [False, False]
+    with pytest.raises(ValueError, match="bound in place; it takes no copy"):
+        ex.run_bound(b, [x], None)
+    ex.run_bound(b, None, [y, v])
+    np.testing.assert_array_equal(y, x + np.array([1, 2, 3], np.float32))
+    with pytest.raises(ValueError, match="another executor"):
+        runtime.Executor(_hand_plan(), 1, False).run_bound(b)
+    with pytest.raises(ValueError, match="not made by Executor.bind"):
+        assert runtime.Binding().feed_in_place is None  # raises first
+    with pytest.raises(ValueError, match="another executor"):
+        ex.run_bound(runtime.Binding())

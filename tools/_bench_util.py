@@ -85,11 +85,21 @@ def median_time(fn, repeat, warmup=2, min_time=0.0):
     return statistics.median(samples)
 
 
-def median_times(fns, repeat, warmup=2, min_time=0.0):
-    """Median seconds per call of each ``fns[i]()``, sampled round-robin.
+# Calls per framework in a row in median_times; the first of each block is discarded.
+BLOCK = 6
+SAMPLING = (f"frameworks timed in alternating blocks of {BLOCK} calls, the first of each block discarded "
+            "(peers' worker threads spin after a call)")
 
-    Each round times every function once, so a load spike from other processes on the
-    machine hits all contenders alike instead of whichever happened to be running.
+
+def median_times(fns, repeat, warmup=2, min_time=0.0, block=BLOCK):
+    """Median seconds per call of each ``fns[i]()``, sampled in alternating blocks.
+
+    Each framework runs ``block`` samples in a row, then the next framework, round after
+    round until each has ``repeat`` samples; a load spike from other processes still
+    hits every contender within a round.  The first sample of every block is discarded:
+    ONNX Runtime's and OpenBLAS's worker threads keep spinning for a while after each
+    call, so whoever runs right after another framework on a small machine pays for
+    them (strict round-robin charged that to every call).
     """
     inner = []
     for fn in fns:
@@ -100,12 +110,18 @@ def median_times(fns, repeat, warmup=2, min_time=0.0):
         one = max(time.perf_counter() - t0, 1e-7)
         inner.append(max(1, int(min_time / one)) if min_time > 0 else 1)
     samples = [[] for _ in fns]
-    for _ in range(repeat):
+    block = max(2, int(block))
+    while any(len(s) < repeat for s in samples):
         for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            for _ in range(inner[i]):
-                fn()
-            samples[i].append((time.perf_counter() - t0) / inner[i])
+            if len(samples[i]) >= repeat:
+                continue
+            for j in range(min(block, repeat - len(samples[i]) + 1)):
+                t0 = time.perf_counter()
+                for _ in range(inner[i]):
+                    fn()
+                dt = (time.perf_counter() - t0) / inner[i]
+                if j > 0:
+                    samples[i].append(dt)
     return [statistics.median(s) for s in samples]
 
 

@@ -2,14 +2,23 @@
 
 Cases (float32, every framework on the same thread count):
   * sgemm 1024x1024x1024: a one-node matmul plan through gc.Session vs numpy ``a @ b``
-    (GFLOP/s; target >= 0.9x numpy);
+    (GFLOP/s; target >= 0.9x numpy), and the same plan run with IO binding (a, b and the
+    result bound in place, no copies; target >= 0.95x numpy);
   * MLP 784-1024-1024-10 (bias + relu between layers) at batch 1 and 128, latency vs
     PyTorch (nn.Linear, inference_mode) and ONNX Runtime (MatMul+Add+Relu built with
-    onnx.helper); targets <= 1.0x ONNX Runtime at batch 1, <= 1.0x PyTorch at batch 128.
+    onnx.helper); target <= 1.0x ONNX Runtime at both batches.  graphc runs the default
+    (fused) plan; the "no fusion" column is the same model compiled with fuse=False, timed
+    in the same rounds.
+  * run() overhead per call: a 3-step plan (x -> relu -> neg -> exp, x of shape (4,)
+    float32) through plain ``run``, ``run(out=...)`` and an IO binding, minus the
+    kernels' own time (the sum of Session.profile's per-step medians); target < 10 us.
 Outputs are checked to agree (allclose) before anything is timed.  Times are medians;
 graphc is timed through the public ``Session.run`` (feed checks and result copies included).
 
-Run:  PYTHONPATH=. python tools/bench_runtime.py [--threads N] [--repeat R] [--quick]
+The header names the instruction set the kernels ran with (graphc._runtime.cpu_isa();
+``--isa avx2`` or ``baseline`` caps it, as GRAPHC_ISA does).
+
+Run:  PYTHONPATH=. python tools/bench_runtime.py [--threads N] [--repeat R] [--quick] [--isa ISA]
 """
 import os
 import sys
@@ -46,9 +55,63 @@ def graphc_sgemm(gc, threads, n):
     return lambda A, B: sess.run({"a": A, "b": B})["y"]
 
 
-def graphc_mlp(gc, threads, params, batch):
+def graphc_sgemm_bound(gc, threads, n, A, B):
+    """The sgemm plan with A, B and the result bound in place: the run copies nothing.
+    Returns (run, the bound result array, zero_copy flags)."""
+    with gc.Graph() as g:
+        a = gc.placeholder("a", (n, n))
+        b = gc.placeholder("b", (n, n))
+        y = gc.matmul(a, b, name="y")
+    plan = gc.compile(g, shapes={"a": (n, n), "b": (n, n)}, fetches=[y.name], train=False)
+    sess = gc.Session(plan, threads=threads)
+    binding = sess.io_binding()
+    binding.bind_input("a", A)
+    binding.bind_input("b", B)
+    Y = binding.bind_output(y.name)
+    return binding.run, Y, binding.zero_copy
+
+
+OVERHEAD_TARGET_US = 10.0
+
+
+def run_overhead_rows(gc, np, threads, repeat, min_time):
+    """Rows for run()'s per-call overhead on a 3-step plan, by calling path."""
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (4,))
+        y = gc.exp(gc.neg(gc.relu(x)), name="y")
+    # Three steps on purpose (unfused): the fusion pass would make the chain one step.
+    plan = gc.compile(g, shapes={"x": (4,)}, fetches=[y.name], train=False, fuse=False)
+    assert len(plan.proto.steps) == 3, [s.op for s in plan.proto.steps]
+    sess = gc.Session(plan, threads=threads)
+    X = np.linspace(-1, 1, 4, dtype=np.float32)
+    Y = np.empty(4, np.float32)
+    feeds, out = {"x": X}, {y.name: Y}
+    binding = sess.io_binding()
+    binding.bind_input("x", X)
+    binding.bind_output(y.name, Y)
+    want = sess.run(feeds)[y.name]
+    sess.run(feeds, out=out)
+    same = np.array_equal(Y, want)
+    binding.run()
+    same = same and np.array_equal(Y, want)
+    kernels = sum(r["seconds"] for r in sess.profile(feeds, iters=max(200, repeat * 20), warmup=20))
+    paths = [("plain run(feeds)", lambda: sess.run(feeds)), ("run(feeds, out=...)", lambda: sess.run(feeds, out=out)),
+             ("IO binding run()", binding.run)]
+    times = bu.median_times([fn for _, fn in paths], repeat, warmup=50, min_time=min_time)
+    rows = []
+    for (label, _), t in zip(paths, times):
+        over = (t - kernels) * 1e6
+        rows.append([f"run() overhead, 3-step plan: {label}", "us/call over the kernels' own time",
+                     f"{over:.2f} us", "-", "kernels (profile)", f"{kernels * 1e6:.2f} us", "-",
+                     f"< {OVERHEAD_TARGET_US:.0f} us", "met" if over < OVERHEAD_TARGET_US else "MISSED"])
+    note = (f"run() overhead: plain, out= and bound results equal bit for bit: {same}; zero_copy "
+            f"{binding.zero_copy}; kernels' own time = sum of Session.profile step medians")
+    return rows, note
+
+
+def graphc_mlp(gc, threads, params, batch, fuse=True):
     g, x, out, names = bu.graphc_mlp(gc, params, SIZES[0])
-    plan = gc.compile(g, shapes={x.name: (batch, SIZES[0])}, fetches=[out.name], train=False)
+    plan = gc.compile(g, shapes={x.name: (batch, SIZES[0])}, fetches=[out.name], train=False, fuse=fuse)
     sess = gc.Session(plan, threads=threads)
     for (wn, bn), (w, b) in zip(names, params):
         sess.set_variable(wn, w)
@@ -99,11 +162,19 @@ def ort_mlp(ort, onnx, threads, params):
 
 
 def main(argv=None):
-    args = bu.parse_args(__doc__.splitlines()[0], argv=argv)
+    def extra(parser):
+        parser.add_argument("--isa", choices=("avx512", "avx2", "baseline"),
+                            help="cap the kernels' instruction set (default: the best the CPU has)")
+
+    args = bu.parse_args(__doc__.splitlines()[0], extra=extra, argv=argv)
     bu.pin_threads(args.threads)
     import numpy as np
 
     import graphc as gc
+    from graphc import _runtime
+
+    if args.isa:
+        _runtime.set_isa(args.isa)
 
     threads = args.threads
     rep_mm = args.repeat or (3 if args.quick else 15)
@@ -121,7 +192,9 @@ def main(argv=None):
     versions += [f"onnxruntime {ort.__version__}" if ort else f"onnxruntime {ort_why}"]
     print(f"machine: {bu.machine()}")
     print(f"threads: {threads} for every framework; {', '.join(versions)}")
-    print(f"repeats: {rep_mm} (sgemm), {rep_mlp} (MLP); medians, frameworks sampled round-robin")
+    print(f"graphc kernels: ISA {_runtime.cpu_isa()} (the CPU has {_runtime.cpu_isa(detected=True)})"
+          + (f"; {_runtime.matmul_info()}" if hasattr(_runtime, "matmul_info") else ""))
+    print(f"repeats: {rep_mm} (sgemm), {rep_mlp} (MLP, run() overhead); medians, {bu.SAMPLING}")
     print(bu.load_note())
     print()
 
@@ -137,21 +210,31 @@ def main(argv=None):
     ref = A @ B
     ok = np.allclose(gmm(A, B), ref, rtol=1e-3, atol=1e-3)
     notes.append(f"sgemm graphc vs numpy allclose(rtol=1e-3, atol=1e-3): {ok}")
-    t_g, t_np = bu.median_times([lambda: gmm(A, B), lambda: A @ B], rep_mm)
+    run_bound, Y, zero_copy = graphc_sgemm_bound(gc, threads, n, A, B)
+    run_bound()
+    ok_b = np.allclose(Y, ref, rtol=1e-3, atol=1e-3)
+    notes.append(f"sgemm with IO binding vs numpy allclose(rtol=1e-3, atol=1e-3): {ok_b}; zero_copy {zero_copy}")
+    t_g, t_b, t_np = bu.median_times([lambda: gmm(A, B), run_bound, lambda: A @ B], rep_mm)
     ratio = (flops / t_g) / (flops / t_np)
-    rows.append([f"sgemm {n}x{n}x{n}", "GFLOP/s (higher is better)", f"{flops / t_g / 1e9:.1f}", "numpy",
+    rows.append([f"sgemm {n}x{n}x{n}", "GFLOP/s (higher is better)", f"{flops / t_g / 1e9:.1f}", "-", "numpy",
                  f"{flops / t_np / 1e9:.1f}", f"{ratio:.2f}x", ">= 0.90x", "met" if ratio >= 0.9 else "MISSED"])
+    ratio_b = (flops / t_b) / (flops / t_np)
+    rows.append([f"sgemm {n}x{n}x{n}, IO binding", "GFLOP/s (higher is better)", f"{flops / t_b / 1e9:.1f}",
+                 "-", "numpy", f"{flops / t_np / 1e9:.1f}", f"{ratio_b:.2f}x", ">= 0.95x",
+                 "met" if ratio_b >= 0.95 else "MISSED"])
 
     # MLP ---------------------------------------------------------------------------------
     params = make_weights(0)
     peers = {}
     peers["torch"] = (torch_mlp(torch, threads, params), None) if torch else (None, torch_why)
     peers["onnxruntime"] = (ort_mlp(ort, onnx, threads, params), None) if ort else (None, ort_why)
-    targets = {1: "onnxruntime", 128: "torch"}
+    targets = {1: "onnxruntime", 128: "onnxruntime"}
     for batch in (1, 128):
         X = rng.standard_normal((batch, SIZES[0]), dtype=np.float32)
         _, run_g = graphc_mlp(gc, threads, params, batch)
+        _, run_u = graphc_mlp(gc, threads, params, batch, fuse=False)
         y_g = run_g(X)
+        notes.append(f"MLP batch {batch}: fused and unfused outputs bit-identical: {np.array_equal(y_g, run_u(X))}")
         h = X
         for i, (w, b) in enumerate(params):  # float64 numpy reference
             h = h.astype(np.float64) @ w + b
@@ -163,25 +246,30 @@ def main(argv=None):
                 checks.append(f"{name} {np.allclose(y_g, fn(X), rtol=RTOL, atol=ATOL)}")
         notes.append(f"MLP batch {batch}: graphc output allclose(rtol={RTOL}, atol={ATOL}) vs " + ", ".join(checks))
         live = [(name, fn) for name, (fn, _) in peers.items() if fn is not None]
-        fns = [lambda r=run_g, x=X: r(x)] + [(lambda f=fn, x=X: f(x)) for _, fn in live]
+        fns = [lambda r=run_g, x=X: r(x), lambda r=run_u, x=X: r(x)] + [(lambda f=fn, x=X: f(x)) for _, fn in live]
         times = bu.median_times(fns, rep_mlp, min_time=min_time)
-        t_g, peer_t = times[0], dict(zip([name for name, _ in live], times[1:]))
+        t_g, t_u, peer_t = times[0], times[1], dict(zip([name for name, _ in live], times[2:]))
         for name, (fn, why) in peers.items():
             is_target = targets[batch] == name
             if fn is None:
-                rows.append([f"MLP 784-1024-1024-10 b={batch}", "latency", bu.fmt_ms(t_g), name, why, "-",
-                             "<= 1.00x" if is_target else "", "-" if is_target else ""])
+                rows.append([f"MLP 784-1024-1024-10 b={batch}", "latency", bu.fmt_ms(t_g), bu.fmt_ms(t_u), name, why,
+                             "-", "<= 1.00x" if is_target else "", "-" if is_target else ""])
                 continue
             t_p = peer_t[name]
             status = ""
             if is_target:
                 status = "met" if t_g / t_p <= 1.0 else "MISSED"
-            rows.append([f"MLP 784-1024-1024-10 b={batch}", "latency", bu.fmt_ms(t_g), name, bu.fmt_ms(t_p),
-                         bu.fmt_ratio(t_g, t_p), "<= 1.00x" if is_target else "", status])
+            rows.append([f"MLP 784-1024-1024-10 b={batch}", "latency", bu.fmt_ms(t_g), bu.fmt_ms(t_u), name,
+                         bu.fmt_ms(t_p), bu.fmt_ratio(t_g, t_p), "<= 1.00x" if is_target else "", status])
+
+    # run() overhead ----------------------------------------------------------------------
+    over_rows, note = run_overhead_rows(gc, np, threads, rep_mlp, min_time)
+    rows += over_rows
+    notes.append(note)
 
     bu.print_table(f"graphc runtime vs peers, threads={threads} (ratio: sgemm = graphc/peer GFLOP/s, "
                    "MLP = graphc/peer time)",
-                   ["case", "metric", "graphc", "peer", "peer value", "ratio", "target", "status"], rows)
+                   ["case", "metric", "graphc", "no fusion", "peer", "peer value", "ratio", "target", "status"], rows)
     print()
     for note in notes:
         print(note)

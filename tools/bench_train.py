@@ -75,7 +75,7 @@ def main(argv=None):
                 f"torch {torch.__version__}" if torch else f"torch {torch_why}"]
     print(f"machine: {bu.machine()}")
     print(f"threads: {threads} for every framework; {', '.join(versions)}")
-    print(f"repeats: {repeat}; medians, frameworks sampled round-robin")
+    print(f"repeats: {repeat}; medians, {bu.SAMPLING}")
     print(bu.load_note())
     print()
 

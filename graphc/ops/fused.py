@@ -432,5 +432,5 @@ register_op(
     cost=_fr_cost,
     differentiable=False,
     composite=_reduce_composite,
-    kernels=(),
+    kernels=("cpu",),
 )

@@ -204,8 +204,11 @@ template <class T> struct Impl final : FusedProgram::Impl {
     }
   }
 
-  void run_range(int64_t begin, int64_t end) const override {
+  void run_range(int64_t begin, int64_t end) const override { run_range_to(begin, end, out + begin); }
+
+  void run_range_to(int64_t begin, int64_t end, void* dst_at_begin) const override {
     if (end <= begin) return;
+    T* obase = static_cast<T*>(dst_at_begin) - begin;  // element f goes to obase[f]
     std::vector<T> buf(static_cast<size_t>((num_regs + static_cast<int>(gathered.size())) * kFusedTile));
     T* regs = buf.data();
     T* gbufs = regs + num_regs * kFusedTile;
@@ -224,7 +227,7 @@ template <class T> struct Impl final : FusedProgram::Impl {
       };
       for (size_t k = 0; k < steps.size(); ++k) {
         const Step& s = steps[k];
-        T* dst = k + 1 == steps.size() ? out + t0 : regs + k * kFusedTile;
+        T* dst = k + 1 == steps.size() ? obase + t0 : regs + k * kFusedTile;
         int64_t sa = 1, sb = 1;
         const T* a = operand(s.a, sa);
         const T* b = ew_is_binary(s.op) ? operand(s.b, sb) : nullptr;
@@ -244,9 +247,9 @@ bool broadcasts_to(const std::vector<int64_t>& in, const std::vector<int64_t>& o
 }
 
 template <class T>
-std::shared_ptr<const FusedProgram::Impl> build(const KernelArgs& args, const std::vector<Stmt>& prog) {
+std::shared_ptr<const FusedProgram::Impl> build(const KernelArgs& args, const TensorRef& y,
+                                                const std::vector<Stmt>& prog) {
   auto impl = std::make_shared<Impl<T>>();
-  const TensorRef& y = args.out[0];
   const int64_t numel = numel_of(y);
   impl->out = y.as<T>();
   impl->loops = &ew_loops<T>(active_isa());
@@ -308,8 +311,23 @@ FusedProgram::FusedProgram(const KernelArgs& args, const std::string& text, int 
   if (y.dtype != DType::F32 && y.dtype != DType::F64) {
     args.fail(std::string("output must be float32 or float64, got ") + dtype_name(y.dtype));
   }
+  init(args, y, text, first_input, allow_product);
+}
+
+FusedProgram::FusedProgram(const KernelArgs& args, const std::string& text, const std::vector<int64_t>& value_dims) {
+  if (args.out.empty()) args.fail("has no output");
+  const DType dt = args.out[0].dtype;
+  if (dt != DType::F32 && dt != DType::F64) {
+    args.fail(std::string("output must be float32 or float64, got ") + dtype_name(dt));
+  }
+  // The value never lands in a tensor: its "output" has no storage ("p" is refused).
+  init(args, TensorRef{nullptr, dt, value_dims}, text, 0, false);
+}
+
+void FusedProgram::init(const KernelArgs& args, const TensorRef& y, const std::string& text, int first_input,
+                        bool allow_product) {
   const std::vector<Stmt> prog = parse(args, text, first_input, allow_product);
-  impl_ = y.dtype == DType::F32 ? build<float>(args, prog) : build<double>(args, prog);
+  impl_ = y.dtype == DType::F32 ? build<float>(args, y, prog) : build<double>(args, y, prog);
   numel_ = numel_of(y);
   num_statements_ = prog.size();
   bool cheap = true;
@@ -320,6 +338,8 @@ FusedProgram::FusedProgram(const KernelArgs& args, const std::string& text, int 
 }
 
 void FusedProgram::run_range(int64_t begin, int64_t end) const { impl_->run_range(begin, end); }
+
+void FusedProgram::run_range_to(int64_t begin, int64_t end, void* dst) const { impl_->run_range_to(begin, end, dst); }
 
 void FusedProgram::run(int threads) const {
   const int64_t ntiles = (numel_ + kFusedTile - 1) / kFusedTile;

@@ -23,6 +23,9 @@ namespace graphc {
 namespace cpu {
 
 constexpr int64_t kFusedTile = 512;
+// The reduce-axis block of sum/mean/max (reduce.cc) and fused_reduce: each block's partial
+// is reduced alone, then the partials are combined in order, so both give the same bits.
+constexpr int64_t kReduceBlock = 4096;
 
 class FusedProgram {
  public:
@@ -31,11 +34,16 @@ class FusedProgram {
   // Checks every named input broadcasts to args.out[0]'s dims and has its dtype (F32/F64).
   // Throws via args.fail(...) (std::invalid_argument) naming the statement at fault.
   FusedProgram(const KernelArgs& args, const std::string& text, int first_input, bool allow_product);
+  // A program whose value (of shape `value_dims`, the output's dtype) is not the step's
+  // output but goes to caller buffers through run_range_to (fused_reduce's prologue).
+  FusedProgram(const KernelArgs& args, const std::string& text, const std::vector<int64_t>& value_dims);
 
   // Output elements [begin, end) (flat C-order indices into args.out[0]); "p" reads the
   // output buffer at the same index (the matmul wrote it there).  Single-threaded; safe to
   // run concurrently on disjoint ranges.
   void run_range(int64_t begin, int64_t end) const;
+  // Values [begin, end) written to dst[0 .. end - begin) (a buffer of the output's dtype).
+  void run_range_to(int64_t begin, int64_t end, void* dst) const;
   // The whole output, split over `threads` on tile boundaries; every element is computed
   // the same way whatever the split, so results are identical for any thread count.
   void run(int threads) const;
@@ -46,9 +54,11 @@ class FusedProgram {
   struct Impl {
     virtual ~Impl() = default;
     virtual void run_range(int64_t begin, int64_t end) const = 0;
+    virtual void run_range_to(int64_t begin, int64_t end, void* dst) const = 0;
   };
 
  private:
+  void init(const KernelArgs& args, const TensorRef& y, const std::string& text, int first_input, bool allow_product);
   std::shared_ptr<const Impl> impl_;
   int64_t numel_ = 0;
   int64_t grain_ = 0;  // elements per parallel chunk, at least

@@ -11,12 +11,13 @@
 
 #include "common.h"
 #include "elementwise_ops.h"
+#include "fused_program.h"
 
 namespace graphc {
 namespace cpu {
 namespace {
 
-constexpr int64_t kBlock = 4096;  // reduce-axis block: fixed, so results are deterministic
+constexpr int64_t kBlock = kReduceBlock;  // fixed, so results are deterministic (and fused_reduce's)
 
 enum class ReduceOp { Sum, Mean, Max };
 

@@ -1,0 +1,140 @@
+// fused_reduce.cc — a sum, mean or max over trailing axes with an elementwise prologue (the
+// fusion pass's fused_reduce; graphc/ops/fused.py).
+//
+// Each output reduces one contiguous run of the prologue's values.  The run is cut into
+// blocks of kReduceBlock items exactly as reduce.cc cuts a stored input: the prologue fills
+// a block-sized buffer (FusedProgram::run_range_to, the members' own scalar code), the
+// active ISA's reduce loop reduces it, and the block partials are combined in order.  So a
+// fused reduction gives the same bits as the members' kernels followed by the reduction,
+// for any thread count, and the prologue's values never reach memory.
+#include <limits>
+
+#include "common.h"
+#include "elementwise_ops.h"
+#include "fused_program.h"
+
+namespace graphc {
+namespace cpu {
+namespace {
+
+enum class Red { Sum, Mean, Max };
+
+template <class T> Kernel fused_reduce_kernel(const KernelArgs& args) {
+  using A = typename ReduceLoops<T>::Acc;
+  if (args.in.empty() || args.out.size() != 1) {
+    args.fail("expects at least 1 input and 1 output, got " + std::to_string(args.in.size()) + " and " +
+              std::to_string(args.out.size()));
+  }
+  std::vector<std::vector<int64_t>> shapes;
+  for (size_t i = 0; i < args.in.size(); ++i) {
+    expect_dtype(args, args.in[i], dtype_of<T>(), "input " + std::to_string(i));
+    shapes.push_back(args.in[i].dims);
+  }
+  const TensorRef& y = args.out[0];
+  expect_dtype(args, y, dtype_of<T>(), "output");
+  const std::vector<int64_t> value = broadcast_dims(args, shapes, "the inputs");
+  const attrs::FusedReduce attr(args);
+  Red red;
+  if (attr.reduce == "sum") red = Red::Sum;
+  else if (attr.reduce == "mean") red = Red::Mean;
+  else if (attr.reduce == "max") red = Red::Max;
+  else args.fail("reduce must be sum, mean or max, got '" + attr.reduce.substr(0, 40) + "'");
+
+  const int64_t rank = static_cast<int64_t>(value.size());
+  std::vector<bool> reduced(rank, !attr.has_axes);
+  if (attr.has_axes) {
+    for (int64_t ax : attr.axes) {
+      const int64_t a = normalize_axis(args, ax, rank, "axes entry");
+      if (rank == 0) continue;
+      if (reduced[a]) args.fail("axes entry " + std::to_string(ax) + " is repeated");
+      reduced[a] = true;
+    }
+  }
+  // Only trailing reduced axes (size-1 dims aside): each output's items are one run.
+  bool seen = false;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (value[i] == 1) continue;
+    if (reduced[i]) seen = true;
+    else if (seen) args.fail("reduces a non-trailing axis of " + format_dims(value) + ": not supported");
+  }
+  std::vector<int64_t> want;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (!reduced[i]) want.push_back(value[i]);
+    else if (attr.keepdims) want.push_back(1);
+    if (red == Red::Max && reduced[i] && value[i] == 0) {
+      args.fail("cannot reduce over axis " + std::to_string(i) + " of size 0 (no identity for max)");
+    }
+  }
+  expect_dims(args, y, want, "output");
+  const FusedProgram prog(args, attr.program, value);
+  const int64_t outer = numel_of(y);
+  T* py = y.as<T>();
+  if (outer == 0) return no_op_kernel();
+  const int64_t total = prog.numel();
+  if (total == 0) {
+    const T fill = red == Red::Mean ? std::numeric_limits<T>::quiet_NaN() : T(0);
+    return [py, outer, fill]() { std::fill(py, py + outer, fill); };
+  }
+  const int64_t run = total / outer;  // items per output (>= 1 here)
+  const int64_t nblocks = (run + kReduceBlock - 1) / kReduceBlock;
+  const ReduceLoops<T>* rl = &reduce_loops<T>(active_isa());
+  const int threads = args.ctx.threads;
+
+  // Block b of output o, reduced: its values made in buf, then the ISA's loop.
+  auto block = [prog, rl, run, red](int64_t o, int64_t b, T* buf, T* first) -> A {
+    const int64_t lo = b * kReduceBlock, hi = std::min(run, lo + kReduceBlock);
+    prog.run_range_to(o * run + lo, o * run + hi, buf);
+    if (first != nullptr) *first = buf[0];
+    if (red == Red::Max) return static_cast<A>(rl->max(buf, hi - lo));
+    return rl->sum(buf, hi - lo);
+  };
+  // reduce.cc's combine and finish: NaN-propagating max; sums added; mean in double.
+  auto combine = [red](A acc, A v) -> A {
+    if (red != Red::Max) return acc + v;
+    if (acc != acc) return acc;
+    if (v != v) return v;
+    return v > acc ? v : acc;
+  };
+  auto finish = [red, run](A acc) -> T {
+    if (red == Red::Mean) return static_cast<T>(static_cast<double>(acc) / static_cast<double>(run));
+    return static_cast<T>(acc);
+  };
+  return [=]() {
+    if (outer >= threads || nblocks == 1) {
+      parallel_for(outer, threads, std::max<int64_t>(1, (1 << 14) / run), [&](int64_t b, int64_t e) {
+        std::vector<T> buf(static_cast<size_t>(std::min(run, kReduceBlock)));
+        for (int64_t o = b; o < e; ++o) {
+          T first = T(0);
+          A acc = block(o, 0, buf.data(), &first);
+          // reduce.cc starts from the run's first item for max (0 for sums), then combines
+          acc = combine(red == Red::Max ? static_cast<A>(first) : A(0), acc);
+          for (int64_t k = 1; k < nblocks; ++k) acc = combine(acc, block(o, k, buf.data(), nullptr));
+          py[o] = finish(acc);
+        }
+      });
+      return;
+    }
+    std::vector<A> partial(static_cast<size_t>(nblocks));
+    std::vector<T> firsts(static_cast<size_t>(nblocks));
+    for (int64_t o = 0; o < outer; ++o) {
+      parallel_for(nblocks, threads, 1, [&](int64_t b, int64_t e) {
+        std::vector<T> buf(static_cast<size_t>(kReduceBlock));
+        for (int64_t k = b; k < e; ++k) partial[k] = block(o, k, buf.data(), &firsts[k]);
+      });
+      A acc = red == Red::Max ? static_cast<A>(firsts[0]) : A(0);
+      for (int64_t k = 0; k < nblocks; ++k) acc = combine(acc, partial[k]);
+      py[o] = finish(acc);
+    }
+  };
+}
+
+}  // namespace
+}  // namespace cpu
+
+void register_fused_reduce_kernels(KernelRegistry& r) {
+  cpu::add_typed<cpu::FloatTypes>(r, "fused_reduce", [](auto tag, const KernelArgs& a) -> Kernel {
+    return cpu::fused_reduce_kernel<typename decltype(tag)::type>(a);
+  });
+}
+
+}  // namespace graphc
