@@ -71,9 +71,9 @@ class GraphvizNotFoundError(GraphcError):
 # -- a neutral picture: items (boxes) and edges ----------------------------------------
 
 class _Item:
-    __slots__ = ("key", "kind", "lines", "role", "scope", "provenance", "op", "fetched")
+    __slots__ = ("key", "kind", "lines", "role", "scope", "provenance", "op", "fetched", "members")
 
-    def __init__(self, key, kind, lines, role=None, scope="", provenance=None, op=None, fetched=False):
+    def __init__(self, key, kind, lines, role=None, scope="", provenance=None, op=None, fetched=False, members=()):
         self.key = key              # unique id within the picture
         self.kind = kind            # "op", "input", "variable", "state", "constant"
         self.lines = lines          # label lines
@@ -82,6 +82,7 @@ class _Item:
         self.provenance = provenance
         self.op = op
         self.fetched = fetched
+        self.members = members      # a fused step's (node, op, provenance), in program order
 
 
 class _Picture:
@@ -193,14 +194,14 @@ def _picture_of_graph(graph):
                              scope=_scope_of_name(var.name), provenance=var.provenance))
         producer[var.name] = item
     for node in graph.nodes:
-        if node.fused:
-            lines = [node.op, node.name] + _fused_lines(node.op, node.attrs,
-                                                        [(m.name, m.op, m.provenance) for m in node.fused])
+        members = tuple((m.name, m.op, m.provenance) for m in node.fused)
+        if members:
+            lines = [node.op, node.name] + _fused_lines(node.op, node.attrs, members)
         else:
             lines = [node.op, node.name] + _attr_lines(node.op, node.attrs)
         item = pic.add(_Item("node:" + node.name, "op", lines, role=node.role, scope=node.scope,
                              provenance=node.provenance, op=node.op,
-                             fetched=any(o in fetched for o in node.outputs)))
+                             fetched=any(o in fetched for o in node.outputs), members=members))
         for o in node.outputs:
             producer[o] = item
     for node in graph.nodes:
@@ -247,14 +248,14 @@ def _picture_of_plan(plan):
                          if values[i].storage == pb.PERSISTENT}
     for s, step in enumerate(proto.steps):
         attrs = {k: _proto_attr_value(a) for k, a in step.attrs.items()}
-        if step.fused:
-            members = [(m.node, m.op, (m.provenance.file, m.provenance.line)) for m in step.fused]
+        members = tuple((m.node, m.op, (m.provenance.file, m.provenance.line)) for m in step.fused)
+        if members:
             lines = [step.op, step.node or f"step {s}"] + _fused_lines(step.op, attrs, members) + [f"step {s}"]
         else:
             lines = [step.op, step.node or f"step {s}"] + _attr_lines(step.op, attrs) + [f"step {s}"]
         pic.add(_Item(f"step:{s}", "op", lines, role=_ROLE_NAMES.get(step.role, "forward"),
                       scope=_scope_of_name(step.node), provenance=(step.provenance.file, step.provenance.line),
-                      op=step.op, fetched=any(o in fetched for o in step.outputs)))
+                      op=step.op, fetched=any(o in fetched for o in step.outputs), members=members))
 
     def where_label(i):
         v = values[i]
@@ -367,7 +368,12 @@ def _node_attrs(item):
         attrs["peripheries"] = "2"
     prov = _fmt_prov(item.provenance)
     tooltip = item.lines[1] if item.kind == "op" else item.lines[0]
-    attrs["tooltip"] = _esc(f"{tooltip} — built at {prov}" if prov else tooltip)
+    if item.members:   # a fused step: where the user built each node it runs
+        attrs["tooltip"] = "\\n".join(
+            _esc(f"{name} ({op})" + (f" — built at {_fmt_prov(p)}" if _fmt_prov(p) else ""))
+            for name, op, p in item.members)
+    else:
+        attrs["tooltip"] = _esc(f"{tooltip} — built at {prov}" if prov else tooltip)
     return attrs
 
 

@@ -64,7 +64,39 @@ std::string Executor::step_label(size_t i) const {
   return "step " + std::to_string(i) + " (node '" + shorten(st.node) + "', op '" + shorten(st.op) + "')";
 }
 
+namespace {
+const uint64_t kConstantVersion = 0;
+}
+
+// Which persistent tensors a run may write (a step's output, or a feed): the others, and
+// constants, are read-only across runs, and kernels may cache what they derive from them
+// (KernelArgs::in_version; matmul packs such weights once).
+void Executor::find_written_persistent() {
+  persistent_version_.assign(plan_.persistent.size(), 0);
+  persistent_written_.assign(plan_.persistent.size(), 0);
+  auto mark = [this](int32_t idx) {
+    const ValueDesc& v = plan_.values[idx];
+    const ValueDesc& root = v.storage == Storage::View ? plan_.values[v.alias_of] : v;
+    if (root.storage == Storage::Persistent) persistent_written_[root.index] = 1;
+  };
+  for (const StepDesc& st : plan_.steps) {
+    for (int32_t idx : st.outputs) mark(idx);
+  }
+  for (int32_t idx : plan_.feeds) mark(idx);
+}
+
+const uint64_t* Executor::read_only_version(int32_t idx) const {
+  const ValueDesc& v = plan_.values[idx];
+  const ValueDesc& root = v.storage == Storage::View ? plan_.values[v.alias_of] : v;
+  if (root.storage == Storage::Constant) return &kConstantVersion;
+  if (root.storage == Storage::Persistent && !persistent_written_[root.index]) {
+    return &persistent_version_[root.index];
+  }
+  return nullptr;
+}
+
 void Executor::prepare_steps() {
+  find_written_persistent();
   kernels_.reserve(plan_.steps.size());
   for (size_t s = 0; s < plan_.steps.size(); ++s) kernels_.push_back(make_kernel(s, value_ptrs_));
   kernel_ptrs_.resize(kernels_.size());
@@ -97,6 +129,8 @@ Kernel Executor::make_kernel(size_t s, const std::vector<void*>& ptrs) const {
     throw std::invalid_argument(step_label(s) + ": no " + device_->name() + " kernel for dtype " + dtype_name(key));
   }
   KernelArgs args(st, std::move(ins), std::move(outs), ctx);
+  args.in_version.reserve(st.inputs.size());
+  for (int32_t idx : st.inputs) args.in_version.push_back(read_only_version(idx));
   try {
     return (*factory)(args);
   } catch (const std::invalid_argument& e) {
@@ -289,6 +323,7 @@ void Executor::write_persistent(int32_t index, const void* src, size_t nbytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   device_->copy_host_to_device(persistent_[index].data(), src, nbytes);
   device_->synchronize();
+  ++persistent_version_[index];  // kernels rebuild what they cached from it
 }
 
 void Executor::read_value(int32_t index, void* dst, size_t nbytes) {

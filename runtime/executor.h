@@ -124,6 +124,8 @@ class Executor {
   void poison_frees(size_t s, const std::vector<void*>& ptrs, const std::vector<char>* caller_memory);
   int32_t root(int32_t idx) const;
   void check_persistent(int32_t index, size_t nbytes) const;
+  void find_written_persistent();
+  const uint64_t* read_only_version(int32_t value_index) const;
 
   PlanDesc plan_;
   ExecutorOptions options_;
@@ -132,6 +134,9 @@ class Executor {
   std::vector<DeviceBuffer> persistent_;
   std::vector<DeviceBuffer> constants_;
   std::vector<void*> value_ptrs_;
+  // KernelArgs::in_version: bumped by write_persistent; constants point at kConstantVersion.
+  std::vector<uint64_t> persistent_version_;
+  std::vector<char> persistent_written_;  // by a step or as a feed: never read-only
   std::vector<Kernel> kernels_;
   std::vector<const Kernel*> kernel_ptrs_;  // &kernels_[s]: the plain run's step list
   std::vector<int32_t> producer_;           // per value: the step that writes it, -1 for none

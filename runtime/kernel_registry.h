@@ -52,6 +52,16 @@ class KernelArgs {
   std::vector<TensorRef> in;
   std::vector<TensorRef> out;
   KernelContext ctx;
+  // Per input (empty, or one entry per input): non-null when the input's bytes never change
+  // during a run of the plan — a constant, or a persistent value that no step writes (an
+  // inference plan's weights).  *in_version[i] then changes whenever they are changed from
+  // outside a run (Executor::write_persistent: set_variable, load_checkpoint); it is read
+  // and bumped only under the executor's run lock.  A kernel may cache data derived from
+  // such an input (packed weights) and rebuild it when the version moved.
+  std::vector<const uint64_t*> in_version;
+
+  // The version counter of input i when it is read-only across runs, else nullptr.
+  const uint64_t* input_version(size_t i) const { return i < in_version.size() ? in_version[i] : nullptr; }
 
   bool has(const std::string& name) const { return step.attrs.count(name) != 0; }
   int64_t attr_int(const std::string& name) const;

@@ -364,7 +364,7 @@ inline constexpr OpInfo kOps[] = {
     {"exp", kExpInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"expand_dims", kExpandDimsInputs, 1, false, kExpandDimsAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"fused_elementwise", kFusedElementwiseInputs, 1, true, kFusedElementwiseAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
-    {"fused_matmul", kFusedMatmulInputs, 3, true, kFusedMatmulAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, 0u},
+    {"fused_matmul", kFusedMatmulInputs, 3, true, kFusedMatmulAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"fused_reduce", kFusedReduceInputs, 1, true, kFusedReduceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},

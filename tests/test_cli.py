@@ -101,7 +101,8 @@ def work(tmp_path_factory):
 def test_compile_prints_summary_and_writes_a_loadable_plan(work):
     out = ok(graphc("compile", work / "mlp.pb", "-o", work / "c.plan", "--shape", "x=2,6", "--shape", "y=2"))
     assert f"wrote {work / 'c.plan'}" in out
-    assert "steps: 4" in out
+    assert "steps: 3" in out   # fc1's matmul and relu run as one fused step
+    assert "fused: 1 steps run 2 graph nodes" in out
     assert "parameters: 72 in 2 variables" in out   # 6*8 + 8*3
     assert "arena:" in out and "naive" in out
     plan = gc.load_plan(str(work / "c.plan"))
@@ -183,7 +184,8 @@ def test_info_model_json(work):
 
 def test_info_plan_json_has_memory_report(work):
     info = json.loads(ok(graphc("info", work / "mlp.plan", "--json")))
-    assert info["kind"] == "plan" and info["steps"] == 4
+    assert info["kind"] == "plan" and info["steps"] == 3
+    assert info["fused"] == [{"step": 0, "op": "fused_matmul", "members": ["fc1/matmul", "fc1/relu"]}]
     report = gc.memory_report(str(work / "mlp.plan"))
     mem = info["memory"]
     assert mem["arena_bytes"] == report["arena_bytes"]
@@ -252,7 +254,8 @@ def test_viz_svg_with_tooltips(work):
     ok(graphc("viz", work / "mlp.plan", "-o", work / "g.svg"))
     svg = (work / "g.svg").read_text()
     assert svg.lstrip().startswith("<?xml") or "<svg" in svg[:400]
-    assert "fc1/matmul — built at" in svg and "test_cli.py:" in svg
+    # fc1/matmul runs inside a fused step: its tooltip lists each member with its line
+    assert "fc1/matmul (matmul) — built at" in svg and "fc1/relu (relu) — built at" in svg and "test_cli.py:" in svg
 
 
 def test_viz_without_dot_writes_dot_file_and_says_how_to_install(work, tmp_path):
@@ -306,9 +309,10 @@ def test_random_feeds_fit_the_labels(work):
 def test_per_step_seconds_accepts_common_profile_shapes(work):
     from graphc.cli import per_step_seconds
     plan = gc.load_plan(str(work / "mlp.plan"))
-    assert per_step_seconds([(0, 1.0), (2, 0.5), (0, 1.0)], plan) == [2.0, 0.0, 0.5, 0.0]
-    assert per_step_seconds({"fc2/matmul": 3.0}, plan) == [0.0, 0.0, 3.0, 0.0]
-    assert per_step_seconds([0.1, 0.2, 0.3, 0.4], plan) == [0.1, 0.2, 0.3, 0.4]
+    # steps: fused fc1 (matmul + relu), fc2/matmul, loss
+    assert per_step_seconds([(0, 1.0), (2, 0.5), (0, 1.0)], plan) == [2.0, 0.0, 0.5]
+    assert per_step_seconds({"fc2/matmul": 3.0}, plan) == [0.0, 3.0, 0.0]
+    assert per_step_seconds([0.1, 0.2, 0.3], plan) == [0.1, 0.2, 0.3]
     with pytest.raises(GraphcError):
         per_step_seconds([(9, 1.0)], plan)
 

@@ -201,7 +201,7 @@ def test_output_takes_over_an_input():
         b = gc.placeholder("b", (3,))
         h = gc.exp(x)
         y = g.add_node("fused_elementwise", [h, b], {"program": program})[0]
-    plan = gc.compile(g, shapes={}, fetches=[y.name], fuse=False)
+    plan = gc.compile(g, shapes={}, fetches=[y.name])
     steps = list(plan.proto.steps)
     fe = next(s for s in steps if s.op == "fused_elementwise")
     vals = plan.proto.values
@@ -212,7 +212,7 @@ def test_output_takes_over_an_input():
         b2 = gc.placeholder("b", (3,))
         h2 = gc.exp(x2)
         y2 = gc.tanh(h2 * b2 + h2)
-    want = Session(gc.compile(g2, shapes={}, fetches=[y2.name], fuse=False)).run(feeds)[y2.name]
+    want = Session(gc.compile(g2, shapes={}, fetches=[y2.name])).run(feeds)[y2.name]
     for isa in ISAS:
         for threads in (1, 2):
             _same_bits(_run((plan, y.name), feeds, isa, threads), want, f"in place isa={isa} threads={threads}")

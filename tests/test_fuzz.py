@@ -347,14 +347,15 @@ def _plan_mutation(rng, plan, words):
             v.nbytes *= d
         v.nbytes *= ITEMSIZE[v.dtype]
         if v.storage == pb.ARENA and v.offset + v.nbytes > plan.arena_bytes:
-            plan.arena_bytes = v.offset + v.nbytes
+            plan.arena_bytes = min(v.offset + v.nbytes, 2**64 - 1)  # a uint64 field
         return f"plan-retype values[{i}]"
     if kind == "op":
         step.op = rng.choice(words) if words else "add"
         return f"plan-op steps[{s}] -> {step.op}"
     if kind == "attr":
         return f"plan-{_attr_mutation(rng, step)} steps[{s}]"
-    plan.arena_bytes = rng.choice([0, 64, plan.arena_bytes // 2, plan.arena_bytes + 64, 2**40, 2**63, 2**64 - 64])
+    plan.arena_bytes = rng.choice([0, 64, plan.arena_bytes // 2, min(plan.arena_bytes + 64, 2**64 - 1), 2**40, 2**63,
+                                   2**64 - 64])
     return f"plan-arena {plan.arena_bytes}"
 
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 import graphc as gc
 from graphc import reference
 from graphc._proto import graphc_pb2 as pb
-from graphc.compiler import compile, lower_graph
+from graphc.compiler import compile as _compile
+from graphc.compiler import lower_graph as _lower_graph
 from graphc.compiler.plan_memory import plan_memory
 from graphc.compiler.recompute import measure, parse_bytes, recompute_for_budget
 from graphc.compiler.schedule_nodes import schedule_nodes, schedule_order
@@ -22,6 +23,18 @@ from graphc.plan import memory_report
 from graphc.proto_enums import dtype_from_proto
 
 # -- an arena simulator: run the plan's steps with numpy on one bytearray ----------------------
+
+
+# These tests plan and verify the memory of unfused graphs, naming their values (the recompute
+# pass runs before fusion in the pipeline; tests/test_fusion.py covers fused plans).
+def compile(*args, **kwargs):  # noqa: A001
+    kwargs.setdefault("fuse", False)
+    return _compile(*args, **kwargs)
+
+
+def lower_graph(*args, **kwargs):
+    kwargs.setdefault("fuse", False)
+    return _lower_graph(*args, **kwargs)
 
 
 def simulate(plan, feeds, poison=True):

@@ -37,7 +37,7 @@ from graphc.compiler.expand_composites import expand_composites
 from graphc.compiler.fuse import fuse as fuse_pass
 from graphc.compiler.infer_shapes import infer_shapes
 from graphc.compiler.prune_graph import prune_graph
-from graphc.compiler.recompute import recompute_for_budget
+from graphc.compiler.recompute import parse_bytes, recompute_for_budget
 from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.compiler.validate_graph import validate_graph
 from graphc.errors import CompileError, GraphError
@@ -179,7 +179,15 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
     try:
         graph = lower_graph(model, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget,
                             target=target, fuse=fuse)
-        return Plan(emit_plan(graph, assign_buffers(graph), target=target))
+        buffers = assign_buffers(graph)
+        if fuse and memory_budget is not None and buffers.arena_bytes > parse_bytes(memory_budget):
+            # The recompute pass met the budget before fusion; a fused step keeps its inputs
+            # live until it runs, which can (rarely) raise the peak past it: keep the unfused
+            # plan, which fits.
+            graph = lower_graph(model, shapes, fetches, train=train, memory_budget=memory_budget, target=target,
+                                fuse=False)
+            buffers = assign_buffers(graph)
+        return Plan(emit_plan(graph, buffers, target=target))
     finally:
         if was_enabled:
             _pygc.enable()

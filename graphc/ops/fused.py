@@ -315,7 +315,7 @@ register_op(
     cost=_fm_cost,
     differentiable=False,
     composite=_composite(2, True),
-    kernels=(),
+    kernels=("cpu",),
 )
 
 

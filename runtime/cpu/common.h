@@ -1,16 +1,9 @@
-// common.h — helpers shared by the CPU kernels: dtype dispatch, parallel loops,
+// common.h — helpers shared by the CPU kernels: dtype dispatch, parallel loops (thread_pool.h),
 // broadcast and strided iteration plans (computed once at prepare time).
 #pragma once
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <array>
-#include <atomic>
-#include <condition_variable>
-#include <functional>
-#include <mutex>
-#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -22,6 +15,7 @@
 
 #include "../kernel_registry.h"
 #include "../op_schema.h"  // typed attrs with the registry's defaults: attrs::<Op>(args)
+#include "thread_pool.h"  // WorkerPool, parallel_for
 
 namespace graphc {
 namespace cpu {
@@ -57,109 +51,6 @@ template <class F> auto dispatch_bytes(size_t itemsize, F&& f) {
     case 8: return f(Tag<uint64_t>{});
     default: throw std::invalid_argument("unsupported item size");
   }
-}
-
-// A small pool of worker threads that sleep (condition variable) between jobs.  OpenMP's
-// workers spin after each parallel region, and so do OpenBLAS's after each call; on a
-// 2-core machine the two sets of spinning threads took the cores from each other (MLP
-// batch 128 at threads=2: 20-130 ms with OpenMP regions between the gemms, 5.5 ms with
-// OMP_WAIT_POLICY=passive; docs/benchmarks.md).  One job at a time: a caller that finds
-// the pool busy (another session, or a nested call) runs its chunks itself, in order.
-class WorkerPool {
- public:
-  static WorkerPool& get() {
-    static WorkerPool* p = [] {
-      pthread_atfork(nullptr, nullptr, [] { instance() = new WorkerPool; });  // child: no workers
-      return instance() = new WorkerPool;
-    }();
-    (void)p;
-    return *instance();  // never destroyed: workers may still be asleep at exit
-  }
-
-  // Calls f(c) for every c in [0, chunks), the caller taking part.
-  template <class F> void run(int chunks, F& f) {
-    std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
-    if (!busy.owns_lock() || chunks <= 1) {
-      for (int c = 0; c < chunks; ++c) f(c);
-      return;
-    }
-    while (static_cast<int>(workers_.size()) < chunks - 1) {
-      workers_.emplace_back([this, g = generation_] { work(g); });
-      workers_.back().detach();
-    }
-    std::function<void(int)> job = [&f](int c) { f(c); };
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      job_ = &job;
-      njobs_ = chunks;
-      next_.store(0, std::memory_order_relaxed);
-      pending_ = static_cast<int>(workers_.size());
-      ++generation_;
-    }
-    wake_.notify_all();
-    std::exception_ptr err;
-    try {
-      take(job, chunks);
-    } catch (...) {
-      err = std::current_exception();
-      next_.store(chunks);  // workers stop taking chunks
-    }
-    {
-      std::unique_lock<std::mutex> lk(mu_);
-      done_.wait(lk, [this] { return pending_ == 0; });
-      job_ = nullptr;
-    }
-    if (err) std::rethrow_exception(err);
-  }
-
- private:
-  static WorkerPool*& instance() {
-    static WorkerPool* p = nullptr;
-    return p;
-  }
-  void take(const std::function<void(int)>& job, int chunks) {
-    for (int c = next_.fetch_add(1); c < chunks; c = next_.fetch_add(1)) job(c);
-  }
-  void work(uint64_t seen) {
-    for (;;) {
-      const std::function<void(int)>* job;
-      int chunks;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        wake_.wait(lk, [&] { return generation_ != seen; });
-        seen = generation_;
-        job = job_;
-        chunks = njobs_;
-      }
-      take(*job, chunks);
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--pending_ == 0) done_.notify_one();
-    }
-  }
-
-  std::mutex run_mu_;
-  std::mutex mu_;
-  std::condition_variable wake_, done_;
-  std::vector<std::thread> workers_;
-  const std::function<void(int)>* job_ = nullptr;
-  int njobs_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  std::atomic<int> next_{0};
-};
-
-// Split [0, n) into at most `threads` contiguous chunks of at least `grain` items and
-// run f(begin, end) on each.  Chunk boundaries depend on `threads`, so kernels whose
-// result would depend on them (reductions) must not use this for their reduce loop.
-template <class F> void parallel_for(int64_t n, int threads, int64_t grain, F&& f) {
-  if (n <= 0) return;
-  int64_t chunks = std::min<int64_t>(threads, (n + grain - 1) / std::max<int64_t>(grain, 1));
-  if (chunks <= 1) {
-    f(int64_t(0), n);
-    return;
-  }
-  auto chunk = [&](int c) { f(n * c / chunks, n * (c + 1) / chunks); };
-  WorkerPool::get().run(static_cast<int>(chunks), chunk);
 }
 
 // Element counts and strides.  Every TensorRef a factory sees has passed

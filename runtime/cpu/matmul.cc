@@ -1,16 +1,37 @@
 // matmul.cc — op(a) @ op(b) over the last two axes (op = identity or swap, from the
-// transpose_a / transpose_b attrs), numpy batch broadcasting, via OpenBLAS.
+// transpose_a / transpose_b attrs), numpy batch broadcasting; and fused_matmul, the same
+// product followed by an elementwise epilogue program (fused_program.h) over it and the
+// step's extra inputs.  One kernel builder serves both, so a fused step computes its
+// product on exactly the path the unfused matmul would take and its results are
+// bit-identical to matmul followed by the unfused ops.
 //
-// Transposed operands are never copied: the trans flags and leading dims go to BLAS.
-// A product with one row or one column goes to gemv (OpenBLAS's gemm with M == 1 is
-// several times slower than gemv), and products below kSmallWork multiply-adds run
-// single-threaded: on 2 cores, OpenBLAS's thread hand-off costs more than it saves for
-// them, and under load it collapses (docs/benchmarks.md, finding 1).
+// Paths, chosen per shape when the plan is loaded:
+//   gemv   float32 with one row or one column: gemv.h's AVX-512 / AVX2 kernels, outputs
+//          split over threads (OpenBLAS's sgemv is single-threaded and its M == 1 sgemm is
+//          several times slower; docs/benchmarks.md, "Batch-1 matmul");
+//   gemm   float32 otherwise, when gemm.h's own kernel runs on this CPU and gemm::prefer_own
+//          says it wins: B packed once when it is read-only across runs (weights of an
+//          inference plan), repacked when the executor bumps its version (set_variable);
+//   blas   OpenBLAS (float64, CPUs without AVX2, and what the others decline).
+// The epilogue runs on each finished range while it is in cache: per thread chunk (gemv),
+// per finished block (gemm's callback), or after the call over the whole output (blas).
+// GRAPHC_MATMUL_PATH=gemv|gemm|blas forces a path where it applies (tests, benchmarks).
+//
+// Transposed operands are never copied: the trans flags and leading dims go to the kernels.
 #include <climits>
+#include <cstdlib>
+#include <memory>
 
 #include <cblas.h>
 
 #include "common.h"
+#include "gemm.h"
+#include "gemv.h"
+
+#if __has_include("fused_program.h")
+#include "fused_program.h"
+#define GRAPHC_HAVE_FUSED_PROGRAM 1
+#endif
 
 namespace graphc {
 namespace cpu {
@@ -20,107 +41,315 @@ namespace {
 // layer (<= 2^20) single-threaded and every batch-128 hidden layer (>= 2^26.6)
 // multi-threaded; (128,1024)@(1024,10) (2^20.3) runs single-threaded (docs/benchmarks.md).
 constexpr int64_t kSmallWork = int64_t(1) << 22;
+// Multiply-adds per thread below which the GEMV path stays on fewer threads.  A hand-off to
+// a spinning worker costs ~1 us, which 2^15 multiply-adds would repay on two free cores; but
+// the products are memory-bound and on the shared 2-core VM a second thread did not pay for
+// the MLP's batch-1 layers (784x1024: 38 us on one thread, 45-55 us split over two, load
+// 2.5-3.5; docs/benchmarks.md), so only products of 2^21 multiply-adds and more are split.
+constexpr int64_t kGemvWorkPerThread = int64_t(1) << 20;
+constexpr int64_t kOverSplit = 4;
+// Narrower products stay on OpenBLAS: own GEMM's 32/16-column panels are mostly padding
+// there.  One thread, B packed, load ~2.6 (tools, docs/benchmarks.md): (128,1024)@(1024,N)
+// OpenBLAS vs own: N=10 61 vs 86 us, N=64 212 vs 256 us, N=96 259 vs 254 us, N=128 344 vs
+// 351 us, N=256 695 vs 683 us; (1024,1024)@(1024,64) 1.49 vs 1.86 ms.  (gemm::prefer_own
+// does not look at N yet; this belongs there.)
+constexpr int64_t kOwnGemmMinN = 96;
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
-inline void gemm(bool ta, bool tb, blasint m, blasint n, blasint k, const float* a, blasint lda,
-                 const float* b, blasint ldb, float* c) {
+inline void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, const float* a, blasint lda,
+                      const float* b, blasint ldb, float* c) {
   scipy_cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
 }
-inline void gemm(bool ta, bool tb, blasint m, blasint n, blasint k, const double* a, blasint lda,
-                 const double* b, blasint ldb, double* c) {
+inline void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, const double* a, blasint lda,
+                      const double* b, blasint ldb, double* c) {
   scipy_cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), m, n, k, 1.0, a, lda, b, ldb, 0.0, c, n);
 }
 // y = op(A) x with A stored row-major (rows x cols).
-inline void gemv(bool t, blasint rows, blasint cols, const float* a, const float* x, float* y) {
+inline void blas_gemv(bool t, blasint rows, blasint cols, const float* a, const float* x, float* y) {
   scipy_cblas_sgemv(CblasRowMajor, tr(t), rows, cols, 1.0f, a, std::max<blasint>(cols, 1), x, 1, 0.0f, y, 1);
 }
-inline void gemv(bool t, blasint rows, blasint cols, const double* a, const double* x, double* y) {
+inline void blas_gemv(bool t, blasint rows, blasint cols, const double* a, const double* x, double* y) {
   scipy_cblas_dgemv(CblasRowMajor, tr(t), rows, cols, 1.0, a, std::max<blasint>(cols, 1), x, 1, 0.0, y, 1);
 }
 
-template <class T> Kernel matmul_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
+// What runs after the product, on flat output ranges [b, e) that hold their final p.
+// Empty for plain matmul.
+struct Epilogue {
+  gemm::RangeFn range = nullptr;      // single-threaded, on one finished range
+  void* ctx = nullptr;
+  std::function<void(int)> whole;     // the whole output on `threads` threads
+  std::shared_ptr<void> keep;         // owns ctx
+  explicit operator bool() const { return range != nullptr; }
+};
+
+// The shape of one matmul step, validated.
+struct Shape {
+  bool ta = false, tb = false;
+  int64_t ar = 0, ac = 0, br = 0, bc = 0;  // stored (rows, cols) of a and b per batch
+  int64_t M = 0, N = 0, K = 0;
+  int64_t nbatch = 0;
+  std::vector<int64_t> aoff, boff;  // element offsets of each batch's A and B
+  bool b_single = false;            // every batch uses the same B matrix
+};
+
+// Validates a step's a = in[0], b = in[1] and out[0] like matmul; empty output: nbatch = 0.
+Shape matmul_shape(const KernelArgs& args, bool ta, bool tb) {
   const TensorRef &a = args.in[0], &b = args.in[1], &y = args.out[0];
   expect_dtype(args, b, a.dtype, "input 1");
   expect_dtype(args, y, a.dtype, "output");
   if (a.dims.size() < 2 || b.dims.size() < 2) {
     args.fail("inputs must have rank >= 2, got " + format_dims(a.dims) + " and " + format_dims(b.dims));
   }
-  const attrs::Matmul attr(args);
-  const bool ta = attr.transpose_a, tb = attr.transpose_b;
-  // Stored shapes: a is (ar, ac), b is (br, bc) per batch.
-  const int64_t ar = a.dims[a.dims.size() - 2], ac = a.dims.back();
-  const int64_t br = b.dims[b.dims.size() - 2], bc = b.dims.back();
-  const int64_t M = ta ? ac : ar, K = ta ? ar : ac;
-  const int64_t K2 = tb ? bc : br, N = tb ? br : bc;
-  if (K != K2) {
-    args.fail("expects input 1 of shape " + std::string(tb ? "(..., N, " : "(..., ") + std::to_string(K) +
+  Shape s;
+  s.ta = ta;
+  s.tb = tb;
+  s.ar = a.dims[a.dims.size() - 2];
+  s.ac = a.dims.back();
+  s.br = b.dims[b.dims.size() - 2];
+  s.bc = b.dims.back();
+  s.M = ta ? s.ac : s.ar;
+  s.K = ta ? s.ar : s.ac;
+  const int64_t K2 = tb ? s.bc : s.br;
+  s.N = tb ? s.br : s.bc;
+  if (s.K != K2) {
+    args.fail("expects input 1 of shape " + std::string(tb ? "(..., N, " : "(..., ") + std::to_string(s.K) +
               (tb ? ")" : ", N)") + " (transpose_a=" + (ta ? "true" : "false") + ", transpose_b=" +
               (tb ? "true" : "false") + "), got " + format_dims(b.dims));
   }
-  if (ar > INT_MAX || ac > INT_MAX || br > INT_MAX || bc > INT_MAX) {
+  if (s.ar > INT_MAX || s.ac > INT_MAX || s.br > INT_MAX || s.bc > INT_MAX) {
     args.fail("matrix dims exceed the BLAS int range: " + format_dims(a.dims) + " and " + format_dims(b.dims));
   }
   std::vector<int64_t> abatch(a.dims.begin(), a.dims.end() - 2), bbatch(b.dims.begin(), b.dims.end() - 2);
   std::vector<int64_t> batch = broadcast_dims(args, {abatch, bbatch}, "batch dims of the inputs");
   std::vector<int64_t> want = batch;
-  want.push_back(M);
-  want.push_back(N);
+  want.push_back(s.M);
+  want.push_back(s.N);
   expect_dims(args, y, want, "output");
   // An empty output: nothing to write (and the batch offsets below would be products of
   // possibly huge dims).
-  if (numel_of(y) == 0) return no_op_kernel();
-  // Element offsets of each batch's A and B matrices, broadcast like numpy.
+  if (numel_of(y) == 0) return s;
   auto loop = StridedLoop<2>::broadcast(batch, {abatch, bbatch});
-  const int64_t nbatch = numel_of(batch);
-  std::vector<int64_t> aoff, boff;
-  aoff.reserve(nbatch);
-  boff.reserve(nbatch);
-  loop.run(1, 1, [&](int64_t, const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& s) {
+  s.nbatch = numel_of(batch);
+  s.aoff.reserve(s.nbatch);
+  s.boff.reserve(s.nbatch);
+  loop.run(1, 1, [&](int64_t, const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
     for (int64_t i = 0; i < n; ++i) {
-      aoff.push_back((off[0] + i * s[0]) * M * K);
-      boff.push_back((off[1] + i * s[1]) * K * N);
+      s.aoff.push_back((off[0] + i * st[0]) * s.M * s.K);
+      s.boff.push_back((off[1] + i * st[1]) * s.K * s.N);
     }
   });
-  const T* pa = a.as<const T>();
-  const T* pb = b.as<const T>();
-  T* py = y.as<T>();
-  const int threads = saturating_mul(saturating_mul(M, N), K) < kSmallWork ? 1 : args.ctx.threads;
-  const blasint lda = static_cast<blasint>(std::max<int64_t>(ac, 1));
-  const blasint ldb = static_cast<blasint>(std::max<int64_t>(bc, 1));
+  s.b_single = true;
+  for (int64_t o : s.boff) s.b_single = s.b_single && o == s.boff[0];
+  return s;
+}
+
+enum class Path { Gemv, Gemm, Blas };
+
+std::string forced_path() {
+  const char* s = std::getenv("GRAPHC_MATMUL_PATH");
+  return s != nullptr ? std::string(s) : std::string();
+}
+
+// The float64 kernel: OpenBLAS, then the epilogue over the whole output.
+template <class T>
+Kernel blas_kernel(const Shape& s, const T* pa, const T* pb, T* py, int threads_arg, Epilogue ep) {
+  const int64_t M = s.M, N = s.N, K = s.K;
+  const int threads = saturating_mul(saturating_mul(M, N), K) < kSmallWork ? 1 : threads_arg;
+  const blasint lda = static_cast<blasint>(std::max<int64_t>(s.ac, 1));
+  const blasint ldb = static_cast<blasint>(std::max<int64_t>(s.bc, 1));
   const blasint m = static_cast<blasint>(M), n = static_cast<blasint>(N), k = static_cast<blasint>(K);
   // 0: gemm; 1: one row (y^T = op(B)^T x, x = the row of op(A), contiguous whether or not
   // transposed since M == 1); 2: one column (y = op(A) x, x = the column of op(B)).
   const int mode = M == 1 ? 1 : (N == 1 ? 2 : 0);
-  const size_t ybytes = static_cast<size_t>(nbatch * M * N) * sizeof(T);
+  const size_t ybytes = static_cast<size_t>(s.nbatch * M * N) * sizeof(T);
+  const bool ta = s.ta, tb = s.tb;
+  const int64_t nbatch = s.nbatch;
+  auto aoff = s.aoff, boff = s.boff;
   return [=]() {
     if (K == 0 || mode != 0) {
       // K == 0: the result is zeros.  gemv: zero y first so that beta = 0 never meets
       // garbage (some OpenBLAS versions scale y by beta, propagating NaN).
       std::memset(py, 0, ybytes);
-      if (K == 0) return;
     }
-    // OpenBLAS keeps one global thread count; set it to this step's before each call.
-    scipy_openblas_set_num_threads(threads);
-    for (int64_t i = 0; i < nbatch; ++i) {
-      const T* ai = pa + aoff[i];
-      const T* bi = pb + boff[i];
-      T* yi = py + i * M * N;
-      if (mode == 1) {
-        // B stored (K, N): y = B^T x; stored (N, K) (tb): y = B x.
-        if (tb) gemv(false, n, k, bi, ai, yi);
-        else gemv(true, k, n, bi, ai, yi);
-      } else if (mode == 2) {
-        // A stored (M, K): y = A x; stored (K, M) (ta): y = A^T x.
-        if (ta) gemv(true, k, m, ai, bi, yi);
-        else gemv(false, m, k, ai, bi, yi);
-      } else {
-        gemm(ta, tb, m, n, k, ai, lda, bi, ldb, yi);
+    if (K > 0) {
+      // OpenBLAS keeps one global thread count; set it to this step's before each call.
+      scipy_openblas_set_num_threads(threads);
+      for (int64_t i = 0; i < nbatch; ++i) {
+        const T* ai = pa + aoff[i];
+        const T* bi = pb + boff[i];
+        T* yi = py + i * M * N;
+        if (mode == 1) {
+          // B stored (K, N): y = B^T x; stored (N, K) (tb): y = B x.
+          if (tb) blas_gemv(false, n, k, bi, ai, yi);
+          else blas_gemv(true, k, n, bi, ai, yi);
+        } else if (mode == 2) {
+          // A stored (M, K): y = A x; stored (K, M) (ta): y = A^T x.
+          if (ta) blas_gemv(true, k, m, ai, bi, yi);
+          else blas_gemv(false, m, k, ai, bi, yi);
+        } else {
+          blas_gemm(ta, tb, m, n, k, ai, lda, bi, ldb, yi);
+        }
       }
+    }
+    if (ep) ep.whole(threads_arg);
+  };
+}
+
+// float32 with one row or one column: gemv.h's kernels, outputs split over threads.
+Kernel gemv_kernel(const gemv::Kernels* kern, const Shape& s, const float* pa, const float* pb, float* py,
+                   int threads_arg, Epilogue ep) {
+  // Per batch: L outputs, each a K-long product of x with a row (dot) or column (axpy) of W.
+  //   M == 1 (N == 1 too): x = the row of op(A) (contiguous), W = B: dot form when B's rows
+  //     are the outputs (tb, or N == 1 where B is one contiguous K-vector), else axpy over
+  //     B stored (K, N);
+  //   N == 1: x = the column of op(B) (contiguous), W = A: dot over A stored (M, K), or axpy
+  //     over A stored (K, M) (ta).
+  const int64_t M = s.M, N = s.N, K = s.K;
+  const bool row = M == 1;
+  const int64_t L = row ? N : M;
+  const bool dot = row ? (s.tb || N == 1) : !s.ta;
+  const int64_t ldw = dot ? std::max<int64_t>(K, 1) : L;
+  const int64_t total = s.nbatch * L;
+  // Chunks of whole 16-output units (so the vector blocks stay full), at least
+  // kGemvWorkPerThread multiply-adds and 64 outputs each; kOverSplit chunks per thread,
+  // claimed dynamically, so that a thread slowed down by a busy core takes fewer of them
+  // (on the shared 2-core VM the second core is often half taken: an even split then runs
+  // at the slow core's pace).
+  const int64_t units = (total + 15) / 16;
+  const int64_t by_work = std::max<int64_t>(1, saturating_mul(total, std::max<int64_t>(K, 1)) / kGemvWorkPerThread);
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({threads_arg, units, by_work})));
+  const int chunks = threads <= 1 ? 1 : static_cast<int>(std::min<int64_t>({int64_t(threads) * kOverSplit,
+                                                                              std::max<int64_t>(units / 4, threads),
+                                                                              by_work}));
+  auto aoff = s.aoff, boff = s.boff;
+  return [=]() {
+    auto run_range = [&](int64_t b, int64_t e) {
+      // Flat outputs [b, e) may span batches: one kernel call per batch segment.
+      while (b < e) {
+        const int64_t i = b / L, j0 = b % L, j1 = std::min<int64_t>(L, j0 + (e - b));
+        const float* x = row ? pa + aoff[i] : pb + boff[i];
+        const float* W = row ? pb + boff[i] : pa + aoff[i];
+        float* y = py + i * L;
+        if (K == 0) {
+          std::memset(y + j0, 0, static_cast<size_t>(j1 - j0) * sizeof(float));
+        } else if (dot) {
+          kern->dot(K, x, W, ldw, y, j0, j1);
+        } else {
+          kern->axpy(K, x, W, ldw, y, j0, j1);
+        }
+        if (ep) ep.range(ep.ctx, i * L + j0, i * L + j1);
+        b += j1 - j0;
+      }
+    };
+    if (chunks <= 1) {
+      run_range(0, total);
+      return;
+    }
+    // Unit boundaries depend on the thread count; the values do not (gemv.h).
+    auto chunk = [&](int c) {
+      const int64_t ub = units * c / chunks, ue = units * (c + 1) / chunks;
+      run_range(ub * 16, std::min<int64_t>(total, ue * 16));
+    };
+    WorkerPool::get().run(chunks, chunk, threads);
+  };
+}
+
+// B packed once for gemm.h, rebuilt when its version (or the gemm kernel) changed.
+struct PackCache {
+  const uint64_t* version = nullptr;
+  uint64_t packed_version = 0;
+  std::shared_ptr<const gemm::PackedB> packed;
+  const gemm::PackedB* get(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
+    if (!packed || *version != packed_version || std::strcmp(packed->kernel, gemm::kernel_name()) != 0) {
+      packed = gemm::pack_b(tb, K, N, B, ldb);
+      packed_version = *version;
+    }
+    return packed.get();
+  }
+};
+
+// The epilogue of one batch matrix: gemm reports ranges relative to its C.
+struct BatchRange {
+  const Epilogue* ep;
+  int64_t base;
+  static void call(void* c, int64_t b, int64_t e) {
+    auto* r = static_cast<BatchRange*>(c);
+    r->ep->range(r->ep->ctx, r->base + b, r->base + e);
+  }
+};
+
+// float32 products with M, N > 1 on gemm.h's kernel.
+Kernel gemm_kernel(const Shape& s, const float* pa, const float* pb, float* py, int threads, Epilogue ep,
+                   const uint64_t* b_version) {
+  const int64_t M = s.M, N = s.N, K = s.K;
+  const int64_t lda = std::max<int64_t>(s.ac, 1), ldb = std::max<int64_t>(s.bc, 1);
+  const bool ta = s.ta, tb = s.tb;
+  const int64_t nbatch = s.nbatch;
+  auto aoff = s.aoff, boff = s.boff;
+  // Pack only a B shared by every batch and unchanged across runs; K == 0 has nothing to pack.
+  std::shared_ptr<PackCache> cache;
+  if (b_version != nullptr && s.b_single && K > 0) {
+    cache = std::make_shared<PackCache>();
+    cache->version = b_version;
+  }
+  return [=]() {
+    const gemm::PackedB* packed = cache ? cache->get(tb, K, N, pb + boff[0], ldb) : nullptr;
+    for (int64_t i = 0; i < nbatch; ++i) {
+      BatchRange r{&ep, i * M * N};
+      gemm::sgemm(ta, tb, M, N, K, pa + aoff[i], lda, packed ? nullptr : pb + boff[i], packed ? 0 : ldb, packed,
+                  py + i * M * N, N, threads, ep ? &BatchRange::call : nullptr, &r);
     }
   };
 }
+
+template <class T>
+Kernel product_kernel(const KernelArgs& args, bool ta, bool tb, Epilogue ep) {
+  const Shape s = matmul_shape(args, ta, tb);
+  if (s.nbatch == 0) return no_op_kernel();
+  const T* pa = args.in[0].as<const T>();
+  const T* pb = args.in[1].as<const T>();
+  T* py = args.out[0].as<T>();
+  const int threads = args.ctx.threads;
+  if constexpr (std::is_same<T, float>::value) {
+    const std::string force = forced_path();
+    const bool vector = s.M == 1 || s.N == 1;
+    if (vector && force != "blas" && force != "gemm") {
+      if (const gemv::Kernels* kern = gemv::selected()) return gemv_kernel(kern, s, pa, pb, py, threads, ep);
+    }
+    const bool read_only_b = args.input_version(1) != nullptr && s.b_single;
+    const bool own = !vector && s.N >= kOwnGemmMinN && gemm::prefer_own(s.M, s.N, s.K, threads, read_only_b);
+    if (force == "gemm" || (force != "blas" && own)) {
+      return gemm_kernel(s, pa, pb, py, threads, ep, args.input_version(1));
+    }
+  }
+  return blas_kernel<T>(s, pa, pb, py, threads, std::move(ep));
+}
+
+template <class T> Kernel matmul_kernel(const KernelArgs& args) {
+  args.expect_arity(2, 1);
+  const attrs::Matmul attr(args);
+  return product_kernel<T>(args, attr.transpose_a, attr.transpose_b, Epilogue{});
+}
+
+#ifdef GRAPHC_HAVE_FUSED_PROGRAM
+template <class T> Kernel fused_matmul_kernel(const KernelArgs& args) {
+  if (args.in.size() < 2 || args.out.size() != 1) {
+    args.fail("expects at least 2 inputs and 1 output, got " + std::to_string(args.in.size()) + " and " +
+              std::to_string(args.out.size()));
+  }
+  const attrs::FusedMatmul attr(args);
+  // The program reads "p" from the output buffer (the product written there first) and
+  // inputs 2.. broadcast to the output.
+  auto prog = std::make_shared<FusedProgram>(args, attr.program, 2, true);
+  Epilogue ep;
+  ep.range = [](void* c, int64_t b, int64_t e) { static_cast<const FusedProgram*>(c)->run_range(b, e); };
+  ep.ctx = prog.get();
+  ep.whole = [p = prog.get()](int threads) { p->run(threads); };
+  ep.keep = prog;
+  return product_kernel<T>(args, attr.transpose_a, attr.transpose_b, std::move(ep));
+}
+#endif
 
 }  // namespace
 }  // namespace cpu
@@ -129,6 +358,11 @@ void register_matmul_kernels(KernelRegistry& r) {
   cpu::add_typed<cpu::FloatTypes>(r, "matmul", [](auto tag, const KernelArgs& a) {
     return cpu::matmul_kernel<typename decltype(tag)::type>(a);
   });
+#ifdef GRAPHC_HAVE_FUSED_PROGRAM
+  cpu::add_typed<cpu::FloatTypes>(r, "fused_matmul", [](auto tag, const KernelArgs& a) {
+    return cpu::fused_matmul_kernel<typename decltype(tag)::type>(a);
+  });
+#endif
 }
 
 }  // namespace graphc
