@@ -7,8 +7,9 @@
 //
 // Paths, chosen per shape when the plan is loaded:
 //   gemv   float32 with one row or one column: gemv.h's AVX-512 / AVX2 kernels, outputs
-//          split over threads (OpenBLAS's sgemv is single-threaded and its M == 1 sgemm is
-//          several times slower; docs/benchmarks.md, "Batch-1 matmul");
+//          split over threads when large (OpenBLAS's sgemv is single-threaded and its
+//          M == 1 sgemm is several times slower; docs/benchmarks.md, "Matmul paths"); the
+//          dot form only when split, OpenBLAS's sgemv matching it on one thread;
 //   gemm   float32 otherwise, when gemm.h's own kernel runs on this CPU and gemm::prefer_own
 //          says it wins: B packed once when it is read-only across runs (weights of an
 //          inference plan), repacked when the executor bumps its version (set_variable);
@@ -315,7 +316,16 @@ Kernel product_kernel(const KernelArgs& args, bool ta, bool tb, Epilogue ep) {
     const std::string force = forced_path();
     const bool vector = s.M == 1 || s.N == 1;
     if (vector && force != "blas" && force != "gemm") {
-      if (const gemv::Kernels* kern = gemv::selected()) return gemv_kernel(kern, s, pa, pb, py, threads, ep);
+      // The dot form (x @ W^T, W @ x) was not faster than OpenBLAS's sgemv on one thread
+      // (1024x1024: 56 vs 51 us in a plan, 48-71 vs 40-66 us in a C++ driver; both are
+      // memory-bound): it runs here only when it is split over threads (or forced).
+      const bool dot = s.M == 1 ? (s.tb || s.N == 1) : !s.ta;
+      const int64_t work = saturating_mul(s.nbatch * (s.M == 1 ? s.N : s.M), s.K);
+      const bool split = threads > 1 && work >= 2 * kGemvWorkPerThread;
+      const gemv::Kernels* kern = gemv::selected();
+      if (kern != nullptr && (force == "gemv" || !dot || split)) {
+        return gemv_kernel(kern, s, pa, pb, py, threads, ep);
+      }
     }
     const bool read_only_b = args.input_version(1) != nullptr && s.b_single;
     const bool own = !vector && s.N >= kOwnGemmMinN && gemm::prefer_own(s.M, s.N, s.K, threads, read_only_b);
