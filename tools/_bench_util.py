@@ -87,19 +87,24 @@ def median_time(fn, repeat, warmup=2, min_time=0.0):
 
 # Calls per framework in a row in median_times; the first of each block is discarded.
 BLOCK = 6
-SAMPLING = (f"frameworks timed in alternating blocks of {BLOCK} calls, the first of each block discarded "
-            "(peers' worker threads spin after a call)")
+# Pause before each block: OpenBLAS's idle threads spin for about 2^28 cycles (~0.1 s) after a
+# call and ONNX Runtime's for a while too; a framework timed right after another would share
+# the 2 cores with those spinning threads for its whole block.
+SETTLE = 0.25
+SAMPLING = (f"frameworks timed in alternating blocks of {BLOCK} calls after a {SETTLE:g} s pause (peers' "
+            "idle worker threads spin for ~0.1 s after a call), the first of each block discarded")
 
 
-def median_times(fns, repeat, warmup=2, min_time=0.0, block=BLOCK):
+def median_times(fns, repeat, warmup=2, min_time=0.0, block=BLOCK, settle=SETTLE):
     """Median seconds per call of each ``fns[i]()``, sampled in alternating blocks.
 
     Each framework runs ``block`` samples in a row, then the next framework, round after
     round until each has ``repeat`` samples; a load spike from other processes still
-    hits every contender within a round.  The first sample of every block is discarded:
-    ONNX Runtime's and OpenBLAS's worker threads keep spinning for a while after each
-    call, so whoever runs right after another framework on a small machine pays for
-    them (strict round-robin charged that to every call).
+    hits every contender within a round.  ONNX Runtime's and OpenBLAS's idle worker threads
+    keep spinning for a while after each call (OpenBLAS: ~0.1 s), so whoever runs right
+    after another framework on a small machine pays for them (strict round-robin charged
+    that to every call): each block starts after a ``settle`` pause, and its first sample
+    is discarded.
     """
     inner = []
     for fn in fns:
@@ -115,6 +120,8 @@ def median_times(fns, repeat, warmup=2, min_time=0.0, block=BLOCK):
         for i, fn in enumerate(fns):
             if len(samples[i]) >= repeat:
                 continue
+            if settle and len(fns) > 1:
+                time.sleep(settle)
             for j in range(min(block, repeat - len(samples[i]) + 1)):
                 t0 = time.perf_counter()
                 for _ in range(inner[i]):
