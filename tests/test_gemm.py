@@ -14,6 +14,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from cpuinfo import cpu_flags
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,17 +45,6 @@ def driver(tmp_path_factory):
 def kernels(driver):
     out = subprocess.run([driver, "kernels"], check=True, capture_output=True, text=True).stdout
     return out.split()
-
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
 
 
 def need(kernels, kernel):

@@ -9,24 +9,14 @@ import itertools
 
 import numpy as np
 import pytest
+from cpuinfo import cpu_flags
 
 import graphc as gc
 
 PATHS = ("gemv", "gemm", "blas")
 
 
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-FLAGS = cpu_flags()
+FLAGS = cpu_flags() or set()
 HAS_AVX2 = {"avx2", "fma"} <= FLAGS
 HAS_AVX512 = HAS_AVX2 and {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= FLAGS
 
