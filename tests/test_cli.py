@@ -12,20 +12,17 @@ import tempfile
 
 import numpy as np
 import pytest
+from subproc import child_env
 
 import graphc as gc
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import GraphcError
 
-# The folder holding the graphc these tests import (site-packages after `pip install .`, the
-# source tree with an in-place build): subprocesses must import that same package.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(gc.__file__)))
 BATCH = 4
 
 
 def graphc(*args, cwd=None, env=None):
-    e = dict(os.environ if env is None else env)
-    e["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    e = child_env(env)
     # not the repository root as cwd: `python -m` puts the cwd first on sys.path
     return subprocess.run([sys.executable, "-m", "graphc", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or tempfile.gettempdir(), env=e, timeout=120)

@@ -3,12 +3,11 @@ the promise that makes the choice safe: every ISA build of the elementwise, redu
 fused-program loops computes identical bits, at any thread count."""
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from subproc import run_python
 
 import graphc as gc
 from graphc import _runtime
@@ -19,7 +18,6 @@ from graphc.session import Session
 NAMES = ["baseline", "avx2", "avx512"]
 DETECTED = _runtime.cpu_isa(detected=True)
 ISAS = NAMES[: NAMES.index(DETECTED) + 1]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -52,9 +50,7 @@ def test_set_isa_rejects_unknown_names():
 
 
 def _subprocess(code, env_isa):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), GRAPHC_ISA=env_isa)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return run_python(textwrap.dedent(code), env=dict(os.environ, GRAPHC_ISA=env_isa))
 
 
 _SESSION_CODE = """

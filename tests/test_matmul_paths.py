@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 from cpuinfo import cpu_flags
+from subproc import run_python
 
 import graphc as gc
 
@@ -183,18 +184,17 @@ def test_weights_changed_between_runs(monkeypatch, path, tmp_path):
 POOL_SCRIPT = """
 import sys
 import numpy as np
-sys.path.insert(0, {root!r})
 import graphc as gc
 rng = np.random.default_rng(7)
 with gc.Graph() as g:
     x = gc.placeholder("x", (64, 300))
     w = gc.placeholder("w", (300, 257))
     y = gc.relu(gc.matmul(x, w) + 1.0, name="y")
-plan = gc.compile(g, shapes={{"x": (64, 300), "w": (300, 257)}}, fetches=[y.name], train=False)
+plan = gc.compile(g, shapes={"x": (64, 300), "w": (300, 257)}, fetches=[y.name], train=False)
 sess = gc.Session(plan, threads=2)
 X = rng.standard_normal((64, 300)).astype(np.float32)
 W = rng.standard_normal((300, 257)).astype(np.float32)
-outs = [sess.run({{"x": X, "w": W}})[y.name] for _ in range(20)]
+outs = [sess.run({"x": X, "w": W})[y.name] for _ in range(20)]
 assert all(np.array_equal(o, outs[0]) for o in outs)
 sys.stdout.buffer.write(outs[0].tobytes())
 """
@@ -202,17 +202,13 @@ sys.stdout.buffer.write(outs[0].tobytes())
 
 def pool_run(spin_us):
     import os
-    import subprocess
-    import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     if spin_us is None:
         env.pop("GRAPHC_SPIN_US", None)
     else:
         env["GRAPHC_SPIN_US"] = spin_us
-    res = subprocess.run([sys.executable, "-c", POOL_SCRIPT.format(root=root)], env=env, capture_output=True,
-                         timeout=120)
+    res = run_python(POOL_SCRIPT, env=env, text=False)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     return res.stdout
 

@@ -19,20 +19,17 @@ import numpy as np
 import plan_corpus as corpus
 import pytest
 from plan_corpus import CASES, ENTRY_POINTS
-
-import graphc
+from subproc import child_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "plan_corpus.py")
 # The folder holding the graphc this process imported (site-packages after `pip install .`,
 # the source tree with an in-place build): the workers must import that same package.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(graphc.__file__)))
 CASE_TIMEOUT = 60     # seconds a case may take (the first includes the worker's imports)
 
 
 def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
+    env = child_env()
     env.pop("GRAPHC_MEMORY_LIMIT", None)
     env["OPENBLAS_NUM_THREADS"] = "1"   # keeps the worker's address space small under RLIMIT_AS
     return env
