@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.errors import DTypeError, GraphError, ShapeError
+from graphc.errors import DTypeError, GraphError, ModelFormatError, ShapeError
 from graphc.graph import Graph
 from graphc.ops._common import build
 from graphc.session import Session
@@ -223,3 +223,45 @@ def test_flatten_is_one_reshape_node():
         x = gc.placeholder("x", (2, 3, 4))
         gc.flatten(x)
     assert [n.op for n in g.nodes if n.op != "placeholder"] == ["reshape"]
+
+
+# -- the C++ kernels' own checks (a plan's attrs may be any bytes) ---------------------------------
+
+def _tampered_plan(dtype, mode, edit):
+    with Graph() as g:
+        x = gc.placeholder("x", (3, 4), dtype)
+        y = gc.pad(x, [(1, 1), (2, 2)], mode=mode)
+    proto = gc.compile(g, fetches=[y.name]).proto
+    (step,) = [s for s in proto.steps if s.op == "pad"]
+    edit(step.attrs)
+    return proto
+
+
+def _set_mode(a, v):
+    a["mode"].s = v
+
+
+def _set_pads(a, v):
+    a["pads"].ints.values[:] = v
+
+
+def _set_value(a, v):
+    a["value"].f = v
+
+
+@pytest.mark.parametrize("dtype,mode,edit,match", [
+    ("float32", "constant", lambda a: _set_mode(a, "wrap"), "attr 'mode' must be"),
+    ("float32", "reflect", lambda a: _set_pads(a, [1, 1, 4, 0]), "pads < dim"),  # the output dims differ too
+    ("float32", "reflect", lambda a: _set_pads(a, [0, 2, 4, 0]), "pads < dim"),  # the same output dims (5, 8)
+    ("float32", "constant", lambda a: _set_pads(a, [1, 1, 2]), "2 \\* rank = 4"),
+    ("float32", "constant", lambda a: _set_pads(a, [-1, 3, 2, 2]), "negative"),
+    ("float32", "constant", lambda a: _set_pads(a, [2 ** 62, 2 ** 62, 2, 2]), "overflows|output"),
+    ("int32", "constant", lambda a: _set_value(a, 0.5), "not exactly representable"),
+    ("int32", "constant", lambda a: _set_value(a, float("nan")), "not exactly representable"),
+    ("int64", "constant", lambda a: _set_value(a, 2.0 ** 63), "not exactly representable"),
+    ("bool", "constant", lambda a: (_set_mode(a, "replicate")), "takes float or int input, got bool"),
+])
+def test_kernel_refuses_tampered_attrs(dtype, mode, edit, match):
+    proto = _tampered_plan(dtype, mode, edit)
+    with pytest.raises(ModelFormatError, match=match):
+        Session(proto).run({"x": np.ones((3, 4), dtype)})
