@@ -92,6 +92,14 @@ inline int64_t row_base(const PadPlan& p, int64_t r) {
 // A double attr as T, refused unless exact (ints/bool: no NaN, no fraction, in range).
 template <class T> T border_value(const KernelArgs& args, double v) {
   if constexpr (std::is_floating_point_v<T>) {
+    // A double beyond float's range does not convert (undefined behaviour): round as IEEE
+    // does, to ±FLT_MAX up to half an ulp past it, to ±inf beyond (numpy's astype).
+    if (std::is_same_v<T, float> && std::isfinite(v) && std::fabs(v) > std::numeric_limits<float>::max()) {
+      const double inf_from = 0x1p128 - 0x1p103;  // FLT_MAX + half an ulp
+      const float mag = std::fabs(v) >= inf_from ? std::numeric_limits<float>::infinity()
+                                                 : std::numeric_limits<float>::max();
+      return static_cast<T>(std::copysign(mag, static_cast<float>(v > 0 ? 1 : -1)));
+    }
     return static_cast<T>(v);
   } else {
     const double lo = std::is_same_v<T, boolean> ? 0.0 : static_cast<double>(std::numeric_limits<T>::min());
