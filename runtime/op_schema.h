@@ -209,6 +209,22 @@ inline constexpr AttrInfo kOneHotAttrs[] = {
     {"depth", AttrValue::Int, true, false},
     {"dtype", AttrValue::DTypeKind, false, false},
 };
+inline constexpr InputInfo kPadInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kPadAttrs[] = {
+    {"pads", AttrValue::Ints, true, false},
+    {"mode", AttrValue::String, false, false},
+    {"value", AttrValue::Float, false, false},
+};
+inline constexpr InputInfo kPadGradInputs[] = {
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kPadGradAttrs[] = {
+    {"pads", AttrValue::Ints, true, false},
+    {"mode", AttrValue::String, false, false},
+};
 inline constexpr InputInfo kPowInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
@@ -379,6 +395,8 @@ inline constexpr OpInfo kOps[] = {
     {"mul", kMulInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"neg", kNegInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"one_hot", kOneHotInputs, 1, false, kOneHotAttrs, 2, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu},
+    {"pad", kPadInputs, 1, false, kPadAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"pad_grad", kPadGradInputs, 2, false, kPadGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"pow", kPowInputs, 1, false, kPowAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"relu", kReluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
@@ -404,7 +422,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 53;
+inline constexpr int kNumOps = 55;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -653,6 +671,30 @@ struct OneHot {
     if (!a.has("depth")) a.fail("missing attr 'depth'");
     depth = a.attr_int("depth");
     if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
+  }
+};
+
+// pad: y = x with pads[2i] items before and pads[2i+1] after along axis i (numpy.pad per-axis pairs, flattened); 'mode' constant (border = 'value'), reflect 
+struct Pad {
+  std::vector<int64_t> pads;  // [before_0, after_0, before_1, after_1, ...], one pair per axis, >= 0
+  std::string mode = "constant";  // 'constant', 'reflect' or 'replicate'
+  double value = 0.0;  // the border value of mode 'constant' (cast to x's dtype)
+  explicit Pad(const KernelArgs& a) {
+    if (!a.has("pads")) a.fail("missing attr 'pads'");
+    pads = a.attr_ints("pads");
+    if (a.has("mode")) mode = a.attr_string("mode", std::string());
+    if (a.has("value")) value = a.attr_float("value");
+  }
+};
+
+// pad_grad: The adjoint of pad: each item of g (pad's output shape) added to the item of x it was read from; the constant border is dropped. Only the shape of x i
+struct PadGrad {
+  std::vector<int64_t> pads;  // as in pad
+  std::string mode = "constant";  // as in pad
+  explicit PadGrad(const KernelArgs& a) {
+    if (!a.has("pads")) a.fail("missing attr 'pads'");
+    pads = a.attr_ints("pads");
+    if (a.has("mode")) mode = a.attr_string("mode", std::string());
   }
 };
 

@@ -48,6 +48,7 @@ from graphc.ops.nn import (  # noqa: F401
     softmax,
     softmax_cross_entropy,
 )
+from graphc.ops.pad import flatten, pad  # noqa: F401
 from graphc.ops.reduce import matmul, max, mean, sum  # noqa: F401
 from graphc.ops.shape import (  # noqa: F401
     broadcast_to,
