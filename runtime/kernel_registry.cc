@@ -140,6 +140,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_matmul_kernels(r);
     register_shape_kernels(r);
     register_nn_kernels(r);
+    register_pool_kernels(r);
     return r;
   }();
   return registry;

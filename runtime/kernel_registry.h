@@ -109,6 +109,7 @@ void register_fused_reduce_kernels(KernelRegistry& r);  // cpu/fused_reduce.cc
 void register_matmul_kernels(KernelRegistry& r);
 void register_shape_kernels(KernelRegistry& r);
 void register_nn_kernels(KernelRegistry& r);
+void register_pool_kernels(KernelRegistry& r);  // cpu/pool.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);
 
