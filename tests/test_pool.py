@@ -158,3 +158,18 @@ def test_gradient_of_wrong_shape_is_refused():
         attrs = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)}
         with pytest.raises(errors.ShapeError, match="max_pool2d_grad.*pooled shape \\(1, 2, 3, 3\\)"):
             gc.max_pool2d_grad(dy, x, attrs)
+
+
+def test_gradients_on_symbolic_batch_dimension():
+    """The batch size is bound at compile time; the gradient ops infer through None dims."""
+    x0 = np.random.default_rng(4).uniform(-1, 1, size=(3, 2, 6, 6)).astype(np.float32)
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 2, 6, 6))
+        y = gc.avg_pool2d(gc.max_pool2d(x, 2, 1), 3, 2, 1)
+        (gx,) = gc.gradients(gc.sum(y), [x])
+    assert gx.shape == (None, 2, 6, 6)
+    sess = Session(gc.compile(g, shapes={"x": x0.shape}, fetches=[y.name, gx.name]), threads=2)
+    out = sess.run({"x": x0})
+    want = gc.reference.evaluate(g, {"x": x0}, [y, gx])
+    np.testing.assert_allclose(out[y.name], want[y], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out[gx.name], want[gx], rtol=1e-6, atol=1e-6)
