@@ -141,6 +141,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_shape_kernels(r);
     register_nn_kernels(r);
     register_pad_kernels(r);
+    register_pool_kernels(r);
     return r;
   }();
   return registry;

@@ -110,6 +110,7 @@ void register_matmul_kernels(KernelRegistry& r);
 void register_shape_kernels(KernelRegistry& r);
 void register_nn_kernels(KernelRegistry& r);
 void register_pad_kernels(KernelRegistry& r);  // cpu/pad.cc
+void register_pool_kernels(KernelRegistry& r);  // cpu/pool.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);
 

@@ -78,6 +78,25 @@ inline constexpr InputInfo kAssignInputs[] = {
     {"value", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
 inline constexpr int kAssignInplace[] = {0, 0};
+inline constexpr InputInfo kAvgPool2dInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kAvgPool2dAttrs[] = {
+    {"kernel_size", AttrValue::Ints, true, false},
+    {"stride", AttrValue::Ints, true, false},
+    {"padding", AttrValue::Ints, true, false},
+    {"count_include_pad", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kAvgPool2dGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kAvgPool2dGradAttrs[] = {
+    {"kernel_size", AttrValue::Ints, true, false},
+    {"stride", AttrValue::Ints, true, false},
+    {"padding", AttrValue::Ints, true, false},
+    {"count_include_pad", AttrValue::Bool, false, false},
+};
 inline constexpr InputInfo kBroadcastLikeInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -179,6 +198,32 @@ inline constexpr InputInfo kMaxInputs[] = {
 inline constexpr AttrInfo kMaxAttrs[] = {
     {"axes", AttrValue::Ints, false, true},
     {"keepdims", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kMaxPool2dInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kMaxPool2dAttrs[] = {
+    {"kernel_size", AttrValue::Ints, true, false},
+    {"stride", AttrValue::Ints, true, false},
+    {"padding", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kMaxPool2dGatherInputs[] = {
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kMaxPool2dGatherAttrs[] = {
+    {"kernel_size", AttrValue::Ints, true, false},
+    {"stride", AttrValue::Ints, true, false},
+    {"padding", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kMaxPool2dGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kMaxPool2dGradAttrs[] = {
+    {"kernel_size", AttrValue::Ints, true, false},
+    {"stride", AttrValue::Ints, true, false},
+    {"padding", AttrValue::Ints, true, false},
 };
 inline constexpr InputInfo kMaximumInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -370,6 +415,8 @@ inline constexpr OpInfo kOps[] = {
     {"adam_update", kAdamUpdateInputs, 5, false, kAdamUpdateAttrs, 6, kAdamUpdateInplace, 3, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"add", kAddInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"assign", kAssignInputs, 2, false, nullptr, 0, kAssignInplace, 1, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
+    {"avg_pool2d", kAvgPool2dInputs, 1, false, kAvgPool2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"avg_pool2d_grad", kAvgPool2dGradInputs, 2, false, kAvgPool2dGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"broadcast_like", kBroadcastLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"broadcast_to", kBroadcastToInputs, 1, false, kBroadcastToAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"cast", kCastInputs, 1, false, kCastAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, true, kDeviceCpu},
@@ -389,6 +436,9 @@ inline constexpr OpInfo kOps[] = {
     {"logical_not", kLogicalNotInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu},
     {"matmul", kMatmulInputs, 2, false, kMatmulAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"max", kMaxInputs, 1, false, kMaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
+    {"max_pool2d", kMaxPool2dInputs, 1, false, kMaxPool2dAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"max_pool2d_gather", kMaxPool2dGatherInputs, 2, false, kMaxPool2dGatherAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"max_pool2d_grad", kMaxPool2dGradInputs, 2, false, kMaxPool2dGradAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"maximum", kMaximumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"mean", kMeanInputs, 1, false, kMeanAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"minimum", kMinimumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
@@ -422,7 +472,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 55;
+inline constexpr int kNumOps = 60;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -477,6 +527,40 @@ struct Add {
 // assign: var ← value: the output is the variable's new content, written in its storage.
 struct Assign {
   explicit Assign(const KernelArgs&) {}
+};
+
+// avg_pool2d: y[n,c,i,j] = sum of x[n,c] over window (i, j) / divisor (NCHW; divisor k_h·k_w with count_include_pad, else the number of input elements in the window
+struct AvgPool2d {
+  std::vector<int64_t> kernel_size;  // window (k_h, k_w), each > 0
+  std::vector<int64_t> stride;  // step between windows (s_h, s_w), each > 0
+  std::vector<int64_t> padding;  // implicit padding (p_h, p_w) on both sides, 0 <= p <= k // 2
+  bool count_include_pad = true;  // divide by k_h·k_w (True) or by the number of input elements in the window
+  explicit AvgPool2d(const KernelArgs& a) {
+    if (!a.has("kernel_size")) a.fail("missing attr 'kernel_size'");
+    kernel_size = a.attr_ints("kernel_size");
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("padding")) a.fail("missing attr 'padding'");
+    padding = a.attr_ints("padding");
+    if (a.has("count_include_pad")) count_include_pad = a.attr_bool("count_include_pad", false);
+  }
+};
+
+// avg_pool2d_grad: The gradient of avg_pool2d: zeros of x's shape, dy[n,c,i,j] / divisor added over window (i, j). Only the shape of x is read.
+struct AvgPool2dGrad {
+  std::vector<int64_t> kernel_size;  // window (k_h, k_w), each > 0
+  std::vector<int64_t> stride;  // step between windows (s_h, s_w), each > 0
+  std::vector<int64_t> padding;  // implicit padding (p_h, p_w) on both sides, 0 <= p <= k // 2
+  bool count_include_pad = true;  // divide by k_h·k_w (True) or by the number of input elements in the window
+  explicit AvgPool2dGrad(const KernelArgs& a) {
+    if (!a.has("kernel_size")) a.fail("missing attr 'kernel_size'");
+    kernel_size = a.attr_ints("kernel_size");
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("padding")) a.fail("missing attr 'padding'");
+    padding = a.attr_ints("padding");
+    if (a.has("count_include_pad")) count_include_pad = a.attr_bool("count_include_pad", false);
+  }
 };
 
 // broadcast_like: y = x broadcast (numpy rules) to the shape of 'like'; only that shape is read.
@@ -628,6 +712,51 @@ struct Max {
     has_axes = a.has("axes");
     if (a.has("axes")) axes = a.attr_ints("axes");
     if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
+  }
+};
+
+// max_pool2d: y[n,c,i,j] = max of x[n,c] over window (i, j) (NCHW; padding counts as -inf); a NaN in the window is the max (PyTorch).
+struct MaxPool2d {
+  std::vector<int64_t> kernel_size;  // window (k_h, k_w), each > 0
+  std::vector<int64_t> stride;  // step between windows (s_h, s_w), each > 0
+  std::vector<int64_t> padding;  // implicit padding (p_h, p_w) on both sides, 0 <= p <= k // 2
+  explicit MaxPool2d(const KernelArgs& a) {
+    if (!a.has("kernel_size")) a.fail("missing attr 'kernel_size'");
+    kernel_size = a.attr_ints("kernel_size");
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("padding")) a.fail("missing attr 'padding'");
+    padding = a.attr_ints("padding");
+  }
+};
+
+// max_pool2d_gather: y[n,c,i,j] = g[n,c] at window (i, j)'s max position in x (the adjoint of max_pool2d_grad in dy); g has x's shape.
+struct MaxPool2dGather {
+  std::vector<int64_t> kernel_size;  // window (k_h, k_w), each > 0
+  std::vector<int64_t> stride;  // step between windows (s_h, s_w), each > 0
+  std::vector<int64_t> padding;  // implicit padding (p_h, p_w) on both sides, 0 <= p <= k // 2
+  explicit MaxPool2dGather(const KernelArgs& a) {
+    if (!a.has("kernel_size")) a.fail("missing attr 'kernel_size'");
+    kernel_size = a.attr_ints("kernel_size");
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("padding")) a.fail("missing attr 'padding'");
+    padding = a.attr_ints("padding");
+  }
+};
+
+// max_pool2d_grad: The gradient of max_pool2d: zeros of x's shape, dy[n,c,i,j] added at window (i, j)'s max position in x (the last NaN, else the first maximum).
+struct MaxPool2dGrad {
+  std::vector<int64_t> kernel_size;  // window (k_h, k_w), each > 0
+  std::vector<int64_t> stride;  // step between windows (s_h, s_w), each > 0
+  std::vector<int64_t> padding;  // implicit padding (p_h, p_w) on both sides, 0 <= p <= k // 2
+  explicit MaxPool2dGrad(const KernelArgs& a) {
+    if (!a.has("kernel_size")) a.fail("missing attr 'kernel_size'");
+    kernel_size = a.attr_ints("kernel_size");
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("padding")) a.fail("missing attr 'padding'");
+    padding = a.attr_ints("padding");
   }
 };
 

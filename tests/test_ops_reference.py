@@ -444,6 +444,81 @@ INDEPENDENT.update({
 })
 
 
+
+def _pool_windows(x, attrs):
+    """Per output position (n, c, i, j): the in-range input positions of its k_h×k_w window in
+    row-major order, and the window's divisor for avg pooling."""
+    (kh, kw), (sh, sw), (ph, pw) = attrs["kernel_size"], attrs["stride"], attrs["padding"]
+    n, c, h, w = x.shape
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    for idx in itertools.product(range(n), range(c), range(ho), range(wo)):
+        cells = [(r, q) for r in range(idx[2] * sh - ph, idx[2] * sh - ph + kh)
+                 for q in range(idx[3] * sw - pw, idx[3] * sw - pw + kw) if 0 <= r < h and 0 <= q < w]
+        div = kh * kw if attrs.get("count_include_pad", True) else len(cells)
+        yield idx, (n, c, ho, wo), cells, div
+
+
+def _pool_max_cell(x, n, c, cells):
+    """PyTorch's CPU scan: a value replaces the running max (from -inf) when it is larger or NaN."""
+    best, cell = -math.inf, cells[0]
+    for r, q in cells:
+        v = float(x[n, c, r, q])
+        if v > best or math.isnan(v):
+            best, cell = v, (r, q)
+    return cell
+
+
+def _max_pool_gather(inputs, attrs):
+    src, x = inputs
+    out = None
+    for (n, c, i, j), shape, cells, _ in _pool_windows(x, attrs):
+        out = np.zeros(shape, x.dtype) if out is None else out
+        out[n, c, i, j] = src[(n, c) + _pool_max_cell(x, n, c, cells)]
+    return out if out is not None else np.zeros(_pool_shape(x, attrs), x.dtype)
+
+
+def _max_pool_grad(inputs, attrs):
+    dy, x = inputs
+    out = [[[[0.0] * x.shape[3] for _ in range(x.shape[2])] for _ in range(x.shape[1])] for _ in range(x.shape[0])]
+    for (n, c, i, j), _, cells, _ in _pool_windows(x, attrs):
+        r, q = _pool_max_cell(x, n, c, cells)
+        out[n][c][r][q] += float(dy[n, c, i, j])
+    return np.array(out, x.dtype).reshape(x.shape)
+
+
+def _avg_pool(inputs, attrs):
+    (x,) = inputs
+    out = np.zeros(_pool_shape(x, attrs), x.dtype)
+    for (n, c, i, j), _, cells, div in _pool_windows(x, attrs):
+        total = 0.0
+        for r, q in cells:
+            total += float(x[n, c, r, q])
+        out[n, c, i, j] = total / div
+    return out
+
+
+def _avg_pool_grad(inputs, attrs):
+    dy, x = inputs
+    out = [[[[0.0] * x.shape[3] for _ in range(x.shape[2])] for _ in range(x.shape[1])] for _ in range(x.shape[0])]
+    for (n, c, i, j), _, cells, div in _pool_windows(x, attrs):
+        for r, q in cells:
+            out[n][c][r][q] += float(dy[n, c, i, j]) / div
+    return np.array(out, x.dtype).reshape(x.shape)
+
+
+def _pool_shape(x, attrs):
+    (kh, kw), (sh, sw), (ph, pw) = attrs["kernel_size"], attrs["stride"], attrs["padding"]
+    return x.shape[:2] + ((x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1)
+
+
+INDEPENDENT.update({
+    "max_pool2d": lambda inputs, attrs: _max_pool_gather([inputs[0], inputs[0]], attrs),
+    "max_pool2d_gather": _max_pool_gather,
+    "max_pool2d_grad": _max_pool_grad,
+    "avg_pool2d": _avg_pool,
+    "avg_pool2d_grad": _avg_pool_grad,
+})
+
 def _program(text, inputs, product=None):
     """An independent reading of a fused op's program (graphc/ops/fused.py's grammar): each
     statement through the members' independent implementations above, registers broadcast to the
