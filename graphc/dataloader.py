@@ -303,14 +303,18 @@ def fashion_mnist(root, train=True, download=False):
 
 # Unpickling runs code named by the file: only these globals may be named.  A CIFAR batch is a
 # dict of bytes keys, a numpy uint8 array, lists of ints and bytes; builtins are listed for
-# pickles written by Python 3, and _codecs.encode is how protocol 2 writes bytes.
+# pickles written by Python 3 (Python 2 names them __builtin__), and _codecs.encode is how
+# protocol 2 writes bytes.
 _PICKLE_ALLOWED = {
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "bytes"), ("builtins", "str"), ("builtins", "int"),
-    ("__builtin__", "dict"), ("__builtin__", "list"), ("__builtin__", "str"), ("__builtin__", "int"),
+    ("__builtin__", "dict"), ("__builtin__", "list"), ("__builtin__", "bytes"), ("__builtin__", "str"),
+    ("__builtin__", "int"),
     ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
     ("_codecs", "encode"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    # protocol 5 (numpy >= 1.16 writes arrays as a buffer and rebuilds them with _frombuffer)
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
 }
 
 
