@@ -309,7 +309,6 @@ _PICKLE_ALLOWED = {
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "bytes"), ("builtins", "str"), ("builtins", "int"),
     ("__builtin__", "dict"), ("__builtin__", "list"), ("__builtin__", "bytes"), ("__builtin__", "str"),
     ("__builtin__", "int"),
-    ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
     ("_codecs", "encode"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
