@@ -13,7 +13,8 @@ a plan, and run the plan with the C++ runtime::
 
 # The layers, in the order data flows; each imports only from the lines above it
 # (tests/test_imports.py checks, and that the IR never loads protobuf):
-#   errors, dtypes, shapes, init, fileio, checkpoint, datasets   plain-Python basics
+#   errors, dtypes, shapes, init, fileio, checkpoint, datasets,  plain-Python basics
+#   dataloader (gc.data)
 #   registry → graph → ops → autodiff, optim                     the IR and the builder
 #   reference                                                    numpy evaluation of a graph
 #   proto_enums → serialize                                      the model file (protobuf from here on)
@@ -22,8 +23,11 @@ a plan, and run the plan with the C++ runtime::
 #   viz → cli                                                    the tools
 # A lower layer reaches a higher one only through a hook the higher one installs when it is
 # imported: graphc.ops gives Tensor operators their builders, graphc.serialize backs Graph.save.
+import sys as _sys
+
 from graphc import (  # noqa: F401
     checkpoint,
+    dataloader,
     datasets,
     dtypes,
     errors,
@@ -96,6 +100,12 @@ from graphc.ops import (  # noqa: F401
 )
 from graphc.plan import Plan, load_plan, memory_report  # noqa: E402
 from graphc.session import IOBinding, Session
+
+# gc.data is the module graphc/dataloader.py: the folder graphc/data/ holds package data, so
+# the module cannot take that name; registering it also makes `import graphc.data` find it
+# instead of the data folder as a namespace package.
+data = dataloader
+_sys.modules.setdefault("graphc.data", dataloader)
 
 
 def load(path):
