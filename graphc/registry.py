@@ -176,7 +176,7 @@ class OpDef:
     def __init__(self, name, doc, inputs, type_vars, attrs, infer, reference, examples,
                  gradient=None, elementwise=False, view=False, variadic=False, differentiable=True,
                  inplace=None, constant=False, cost=None, index_inputs=None, workspace=None,
-                 composite=None, kernels=("cpu",), fusible=False):
+                 composite=None, kernels=("cpu",), fusible=False, epilogue_into=None, prologue_into=None):
         self.name = name
         self.doc = doc
         self.inputs = tuple(inputs)
@@ -200,6 +200,8 @@ class OpDef:
         self.composite = composite
         self.kernels = tuple(kernels)
         self.fusible = fusible
+        self.epilogue_into = epilogue_into
+        self.prologue_into = prologue_into
 
     def __repr__(self):
         return f"<OpDef {self.name}>"
@@ -326,7 +328,7 @@ def _parse_inputs(name, inputs, type_vars):
 def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, type_vars=None, gradient=None,
                 elementwise=False, view=False, variadic=False, differentiable=True, inplace=None,
                 constant=False, cost=None, index_inputs=None, workspace=None, composite=None,
-                kernels=("cpu",), fusible=False):
+                kernels=("cpu",), fusible=False, epilogue_into=None, prologue_into=None):
     """Declare an op.  Refuses a duplicate name or a missing part.
 
     inputs: ``[(name, dtypes), ...]`` where dtypes is a tuple of dtype names or the name
@@ -350,7 +352,14 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
         kernels: the devices with a kernel for this op (a test checks this against the runtime);
         fusible: an elementwise op with one float dtype in and out and float attrs only, which the
             fusion pass may put in a fused program (graphc/ops/fused.py); every device's fused-program
-            interpreter must implement it (a test checks this against the runtime).
+            interpreter must implement it (a test checks this against the runtime);
+        epilogue_into: the fused op that runs this op and then an elementwise program on its
+            output (``p``): its inputs are this op's then the program's, its attrs this op's
+            plus ``program`` (matmul → fused_matmul);
+        prologue_into: the fused op that runs an elementwise program and this op on the
+            program's value: its attrs are this op's plus ``program`` and ``reduce`` (this op's
+            name) (sum/mean/max → fused_reduce).  The fusion pass fuses only where the fused
+            op's inference accepts the result and the target has its kernel.
     """
     if name in _OPS:
         raise RegistryError(f"op {name!r} is already registered")
@@ -366,7 +375,7 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
         raise RegistryError(f"op {name!r} has neither a kernel nor a composite definition")
     opdef = OpDef(name, doc.strip(), parsed, type_vars, dict(attrs or {}), infer, reference, examples,
                   gradient, elementwise, view, variadic, differentiable, inplace, constant, cost,
-                  index_inputs, workspace, composite, kernels, fusible)
+                  index_inputs, workspace, composite, kernels, fusible, epilogue_into, prologue_into)
     if fusible and not (elementwise and all(k == "float" for k in (spec.kind for spec in opdef.attrs.values()))):
         raise RegistryError(f"op {name!r}: a fusible op is elementwise with float attrs only")
     _OPS[name] = opdef
@@ -444,6 +453,11 @@ def check_complete():
                if op.differentiable and op.gradient is None and op.composite is None]
     if missing:
         raise RegistryError(f"ops without a gradient (declare one or mark differentiable=False): {missing}")
+    dangling = [f"{op.name}.{kind} = {target!r}" for op in _OPS.values()
+                for kind, target in (("epilogue_into", op.epilogue_into), ("prologue_into", op.prologue_into))
+                if target is not None and target not in _OPS]
+    if dangling:
+        raise RegistryError(f"fusion targets that are not registered ops: {dangling}")
 
 
 def get_op(name):

@@ -7,11 +7,12 @@ Guarantees: a new Graph computing the same values in which
 * every maximal group of *fusible* nodes (registry flag ``fusible``: elementwise, one float
   dtype in and out) whose intermediate values are all of the group's output shape and read
   only inside the group becomes one ``fused_elementwise`` node (two members or more);
-* a ``matmul`` whose product is read only by such a group (even a one-member group: a bias
-  add, an activation) joins it as a ``fused_matmul`` node: the epilogue runs on each block
-  of the product while it is in cache;
-* otherwise, a group whose output is read only by one ``sum``, ``mean`` or ``max`` over
-  trailing axes (a weight-decay ``sum(w * w)``, a squared error's ``mean((p - t)²)``) joins
+* a node whose op declares ``epilogue_into`` (matmul → ``fused_matmul``) and whose output is
+  read only by such a group (even a one-member group: a bias add, an activation) joins it:
+  the epilogue runs on each block of the product while it is in cache;
+* otherwise, a group whose output is read only by one node whose op declares
+  ``prologue_into`` (sum, mean, max → ``fused_reduce``, over trailing axes only, as its
+  inference says) (a weight-decay ``sum(w * w)``, a squared error's ``mean((p - t)²)``) joins
   that reduction as a ``fused_reduce`` node: the prologue's values are reduced as they are
   made and never reach memory.
 
@@ -32,8 +33,9 @@ output leaves it, so joining it cannot create a cycle.
 
 from graphc import dtypes, registry
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
+from graphc.errors import GraphcError
 from graphc.graph import Node
-from graphc.ops.fused import REDUCTIONS, Instr, format_program, reduced_axes_are_trailing
+from graphc.ops.fused import Instr, format_program
 
 
 class FusedMember:
@@ -82,15 +84,15 @@ def _topological(graph):
 
 
 class _Group:
-    __slots__ = ("root", "members", "shape", "dtype", "matmul", "reduce")
+    __slots__ = ("root", "members", "shape", "dtype", "producer", "consumer")
 
     def __init__(self, root, shape, dtype):
         self.root = root
         self.members = [root]   # reverse program order while collecting
         self.shape = shape
         self.dtype = dtype
-        self.matmul = None
-        self.reduce = None
+        self.producer = None
+        self.consumer = None
 
 
 def _fusible(graph, node):
@@ -103,13 +105,41 @@ def _fusible(graph, node):
     return all(graph.tensor(i).dtype == out.dtype for i in node.inputs)
 
 
-def _is_matmul(graph, node):
-    return node.op == "matmul" and graph.tensor(node.outputs[0]).dtype in dtypes.FLOATS
+def _kernel_on(op_name, target):
+    return op_name is not None and target in registry.get_op(op_name).kernels
 
 
-def find_groups(graph, allow_matmul=True, allow_reduce=True):
-    """The groups the pass fuses, each a (members in program order, matmul node or None, reduce
-    node or None) triple; groups of one member with neither are left out (nothing to fuse)."""
+def _accepts(graph, op_name, inputs, attrs, name):
+    """Whether ``op_name``'s own inference accepts a fused node over ``inputs`` with ``attrs``:
+    the fused op's declaration, not the pass, says what it can run (fused_reduce only reduces
+    trailing axes, for one)."""
+    opdef = registry.get_op(op_name)
+    try:
+        attrs = opdef.check_attrs(attrs, name)
+        opdef.infer_node(Node(name, op_name, inputs, [name], attrs), [(graph.tensor(i).dtype, graph.tensor(i).shape)
+                                                                    for i in inputs])
+    except GraphcError:
+        return False
+    return True
+
+
+def epilogue_attrs(producer, program):
+    """The attrs of the fused op a producer's ``epilogue_into`` names."""
+    return dict(producer.attrs, program=program)
+
+
+def prologue_attrs(consumer, program):
+    """The attrs of the fused op a consumer's ``prologue_into`` names."""
+    return dict(consumer.attrs, program=program, reduce=consumer.op)
+
+
+def find_groups(graph, target="cpu"):
+    """The groups the pass fuses, each a (members in program order, producer or None, consumer
+    or None) triple: the producer is a node whose op declares ``epilogue_into`` (a matmul whose
+    product the group reads), the consumer one whose op declares ``prologue_into`` (a
+    reduction of the group's output), each only where the target has the fused op's kernel
+    and the fused op's inference accepts the node.  Groups of one member with neither are
+    left out (nothing to fuse)."""
     order = _topological(graph)
     consumers = graph.consumers()
     protected = set(graph.outputs)
@@ -135,49 +165,53 @@ def find_groups(graph, allow_matmul=True, allow_reduce=True):
         else:
             group_of[node.name] = group_of[group.root.name]
             group.members.append(node)
-    if allow_matmul:
-        producer = {o: node for node in order for o in node.outputs}
-        for gid, group in enumerate(groups):
-            for member in reversed(group.members):  # program order: the first matmul met wins
-                for i in member.inputs:
-                    mm = producer.get(i)
-                    if mm is None or not _is_matmul(graph, mm) or i in protected:
-                        continue
-                    t = graph.tensor(i)
-                    if t.shape != group.shape or t.dtype != group.dtype:
-                        continue
-                    if all(group_of.get(r.name) == gid for r in consumers.get(i, ())):
-                        group.matmul = mm
-                        break
-                if group.matmul is not None:
+    producer_of = {o: node for node in order for o in node.outputs}
+    for gid, group in enumerate(groups):
+        members = list(reversed(group.members))
+        for member in members:  # program order: the first producer met wins
+            for i in member.inputs:
+                prod = producer_of.get(i)
+                if prod is None or i in protected or len(prod.outputs) != 1:
+                    continue
+                fused_op = registry.get_op(prod.op).epilogue_into
+                t = graph.tensor(i)
+                if not _kernel_on(fused_op, target) or t.shape != group.shape or t.dtype != group.dtype:
+                    continue
+                if not all(group_of.get(r.name) == gid for r in consumers.get(i, ())):
+                    continue
+                inputs, program = build_program(members, prod)
+                if _accepts(graph, fused_op, inputs, epilogue_attrs(prod, program), group.root.name):
+                    group.producer = prod
                     break
-    if allow_reduce:
-        for group in groups:
-            out_name = group.root.outputs[0]
-            readers = consumers.get(out_name, ())
-            if group.matmul is not None or out_name in protected or len(readers) != 1:
-                continue
-            red = readers[0]
-            if red.op not in REDUCTIONS or graph.tensor(red.outputs[0]).dtype != group.dtype:
-                continue
-            if reduced_axes_are_trailing(group.shape, red.attrs.get("axes")):
-                group.reduce = red
+            if group.producer is not None:
+                break
+        out_name = group.root.outputs[0]
+        readers = consumers.get(out_name, ())
+        if group.producer is not None or out_name in protected or len(readers) != 1:
+            continue
+        cons = readers[0]
+        fused_op = registry.get_op(cons.op).prologue_into
+        if not _kernel_on(fused_op, target) or len(cons.inputs) != 1 or len(cons.outputs) != 1:
+            continue
+        inputs, program = build_program(members)
+        if _accepts(graph, fused_op, inputs, prologue_attrs(cons, program), cons.name):
+            group.consumer = cons
     out = []
     for group in groups:
         members = list(reversed(group.members))
-        if len(members) >= 2 or group.matmul is not None or group.reduce is not None:
-            out.append((members, group.matmul, group.reduce))
+        if len(members) >= 2 or group.producer is not None or group.consumer is not None:
+            out.append((members, group.producer, group.consumer))
     return out
 
 
-def build_program(members, matmul=None):
+def build_program(members, producer=None):
     """The fused node's inputs (value names) and program text for ``members`` (program order),
-    with ``matmul``'s product as ``p`` when given (its operands are then inputs 0 and 1)."""
-    inputs = list(matmul.inputs) if matmul is not None else []
+    with ``producer``'s output as ``p`` when given (its inputs come first)."""
+    inputs = list(producer.inputs) if producer is not None else []
     first = len(inputs)
     arg_of = {}
-    if matmul is not None:
-        arg_of[matmul.outputs[0]] = ("p", 0)
+    if producer is not None:
+        arg_of[producer.outputs[0]] = ("p", 0)
     instrs = []
     for member in members:
         args = []
@@ -198,34 +232,22 @@ def build_program(members, matmul=None):
 def fuse(graph, target="cpu", enabled=True):
     if not enabled:
         return graph
-    fe = target in registry.get_op("fused_elementwise").kernels
-    fm = target in registry.get_op("fused_matmul").kernels
-    fr = target in registry.get_op("fused_reduce").kernels
-    if not (fe or fm or fr):
-        return graph
-    groups = []
-    for members, mm, red in find_groups(graph, allow_matmul=fm, allow_reduce=fr):
-        if mm is None and red is None and not fe:
-            continue
-        groups.append((members, mm, red))
+    chains = _kernel_on("fused_elementwise", target)
+    groups = [(members, prod, cons) for members, prod, cons in find_groups(graph, target)
+              if prod is not None or cons is not None or chains]
     if not groups:
         return graph
     fused_at = {}      # name of the node whose place the fused node takes -> the fused Node
     absorbed = set()   # names of nodes replaced by a fused node
-    for members, mm, red in groups:
-        inputs, program = build_program(members, mm)
-        parts = ([mm] if mm is not None else []) + members + ([red] if red is not None else [])
+    for members, prod, cons in groups:
+        inputs, program = build_program(members, prod)
+        parts = ([prod] if prod is not None else []) + members + ([cons] if cons is not None else [])
         root = parts[-1]
-        attrs = {"program": program}
-        op = "fused_elementwise"
-        if mm is not None:
-            op = "fused_matmul"
-            attrs = {"transpose_a": mm.attrs.get("transpose_a", False),
-                     "transpose_b": mm.attrs.get("transpose_b", False), "program": program}
-        elif red is not None:
-            op = "fused_reduce"
-            attrs = {"program": program, "reduce": red.op, "axes": red.attrs.get("axes"),
-                     "keepdims": red.attrs.get("keepdims", False)}
+        op, attrs = "fused_elementwise", {"program": program}
+        if prod is not None:
+            op, attrs = registry.get_op(prod.op).epilogue_into, epilogue_attrs(prod, program)
+        elif cons is not None:
+            op, attrs = registry.get_op(cons.op).prologue_into, prologue_attrs(cons, program)
         node = Node(root.name, op, inputs, root.outputs, attrs, root.role, root.provenance, root.scope)
         node.fused = tuple(FusedMember(p.name, p.op, p.role, p.provenance) for p in parts)
         fused_at[root.name] = node

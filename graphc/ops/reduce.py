@@ -121,6 +121,7 @@ for _op, (_doc, _ref, _allowed, _empty_ok) in _REDUCE_DOC.items():
         infer=_reduce_infer(_empty_ok),
         reference=_ref,
         examples=_reduce_examples(_op, _allowed),
+        prologue_into="fused_reduce",
     )
 
 
@@ -217,6 +218,7 @@ register_op(
     attrs={"transpose_a": AttrSpec("bool", default=False, doc="use a's last two axes swapped"),
            "transpose_b": AttrSpec("bool", default=False, doc="use b's last two axes swapped")},
     cost=_matmul_cost,
+    epilogue_into="fused_matmul",
     infer=_matmul_infer,
     reference=_matmul_ref,
     examples=_matmul_examples,
