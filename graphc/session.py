@@ -356,10 +356,6 @@ class Session:
             return []
         return feeds_mod.check_feeds(feeds, specs)
 
-    def _check_feed(self, name, index, value):
-        _, dtype, shape = self._info[index]
-        return feeds_mod.check_feed(name, value, dtype, shape)
-
     def _variable(self, name):
         try:
             return self._variables[name]
