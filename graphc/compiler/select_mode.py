@@ -61,7 +61,8 @@ class TrainFormContext:
         name = self.node.inputs[i]
         if not any(v.name == name for v in self._graph.variables):
             raise CompileError(f"{self.node.describe()} in training updates {what} (input {i}, {name!r}) in place: "
-                               f"it must be a variable (gc.variable(..., trainable=False)){where(self.node.provenance)}")
+                               f"it must be a variable (gc.variable(..., trainable=False))"
+                               f"{where(self.node.provenance)}")
 
 
 def select_mode(graph):
@@ -113,7 +114,8 @@ def _replace(out, graph, node, opdef, written):
         except CompileError:
             raise
         except GraphcError as e:
-            raise CompileError(f"building the training form of {node.describe()}: {e}{where(node.provenance)}") from None
+            raise CompileError(f"building the training form of {node.describe()}: {e}"
+                               f"{where(node.provenance)}") from None
     results = list(results) if isinstance(results, (list, tuple)) else [results]
     if len(results) != len(node.outputs):
         raise CompileError(f"the training form of {node.op} returned {len(results)} outputs for a node with "

@@ -21,7 +21,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.errors import GraphError
-from graphc.ops._common import F, Example, build, numel, rand, special
+from graphc.ops._common import Example, F, build, numel, rand, special
 from graphc.registry import AttrSpec, defgrad, register_op
 
 EPS_ATTR = AttrSpec("float", default=1e-5, doc="added to the variance before the square root")
