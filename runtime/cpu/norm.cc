@@ -51,6 +51,27 @@ template <class F> inline void each_in_channel(const ChannelGeom& g, int64_t ch,
   }
 }
 
+// Sums over a channel in 8 interleaved double accumulators (element j of each contiguous run
+// goes to lane j % 8), combined in one fixed tree: 8 independent add chains instead of one
+// (a single chain is bound by the add latency), and the same order for any thread count.
+constexpr int kLanes = 8;
+struct Lanes {
+  double a[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double total() const { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+};
+
+// f(lanes, k, offset) for every element of channel ch; k = the element's lane.
+template <class F> inline void each_in_channel_laned(const ChannelGeom& g, int64_t ch, F&& f) {
+  for (int64_t b = 0; b < g.n; ++b) {
+    const int64_t base = (b * g.c + ch) * g.inner;
+    int64_t j = 0;
+    for (; j + kLanes <= g.inner; j += kLanes) {
+      for (int k = 0; k < kLanes; ++k) f(k, base + j + k);
+    }
+    for (; j < g.inner; ++j) f(static_cast<int>(j % kLanes), base + j);
+  }
+}
+
 template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
   args.expect_arity(3, 3);
   const attrs::BatchNormTrain attr(args);
@@ -75,15 +96,15 @@ template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
   return [=]() {
     for_channels(g, threads, [&](int64_t ch) {
       const double cnt = static_cast<double>(g.count);
-      double s = 0;
-      each_in_channel(g, ch, [&](int64_t i) { s += static_cast<double>(px[i]); });
-      const double mean = s / cnt;  // 0/0 = NaN for an empty batch, as the reference
-      double q = 0;
-      each_in_channel(g, ch, [&](int64_t i) {
+      Lanes s;
+      each_in_channel_laned(g, ch, [&](int k, int64_t i) { s.a[k] += static_cast<double>(px[i]); });
+      const double mean = s.total() / cnt;  // 0/0 = NaN for an empty batch, as the reference
+      Lanes q;
+      each_in_channel_laned(g, ch, [&](int k, int64_t i) {
         const double d = static_cast<double>(px[i]) - mean;
-        q += d * d;
+        q.a[k] += d * d;
       });
-      const double var = q / cnt;
+      const double var = q.total() / cnt;
       const double invstd = 1.0 / std::sqrt(var + eps);
       const double scale = invstd * static_cast<double>(pw[ch]);
       const double bias = static_cast<double>(pb[ch]);
@@ -125,13 +146,14 @@ template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
       const double cnt = static_cast<double>(g.count);
       const double mean = static_cast<double>(pmean[ch]);
       const double invstd = 1.0 / std::sqrt(static_cast<double>(pvar[ch]) + eps);
-      double db = 0, sdx = 0;
-      each_in_channel(g, ch, [&](int64_t i) {
+      Lanes sdb, sdx;
+      each_in_channel_laned(g, ch, [&](int k, int64_t i) {
         const double d = static_cast<double>(pdy[i]);
-        db += d;
-        sdx += d * (static_cast<double>(px[i]) - mean);
+        sdb.a[k] += d;
+        sdx.a[k] += d * (static_cast<double>(px[i]) - mean);
       });
-      const double dw = g.count ? sdx * invstd : 0.0;  // Σ dy·x̂ over an empty batch is 0 (its var is NaN)
+      const double db = sdb.total();
+      const double dw = g.count ? sdx.total() * invstd : 0.0;  // Σ dy·x̂ over an empty batch is 0 (its var is NaN)
       // the reference's order: a·(dy - k1 - xc·k2) + k3 + xc·k4
       const double a = static_cast<double>(pw[ch]) * invstd;
       const double k1 = db / cnt, k2 = invstd * dw / cnt;
