@@ -94,6 +94,10 @@ template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
   const double eps = attr.eps;
   const int threads = args.ctx.threads;
   return [=]() {
+    if (g.count == 0) {  // an empty batch (maybe (2**40, C, 0): walk no samples): NaN statistics
+      for (int64_t ch = 0; ch < g.c; ++ch) pmean[ch] = pvar[ch] = static_cast<T>(std::nan(""));
+      return;
+    }
     for_channels(g, threads, [&](int64_t ch) {
       const double cnt = static_cast<double>(g.count);
       Lanes s;
@@ -142,6 +146,10 @@ template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
   const double eps = attr.eps;
   const int threads = args.ctx.threads;
   return [=]() {
+    if (g.count == 0) {  // an empty batch: the sums are 0 and dx is empty (walk no samples)
+      for (int64_t ch = 0; ch < g.c; ++ch) pdw[ch] = pdb[ch] = T(0);
+      return;
+    }
     for_channels(g, threads, [&](int64_t ch) {
       const double cnt = static_cast<double>(g.count);
       const double mean = static_cast<double>(pmean[ch]);
@@ -153,7 +161,7 @@ template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
         sdx.a[k] += d * (static_cast<double>(px[i]) - mean);
       });
       const double db = sdb.total();
-      const double dw = g.count ? sdx.total() * invstd : 0.0;  // Σ dy·x̂ over an empty batch is 0 (its var is NaN)
+      const double dw = sdx.total() * invstd;
       // the reference's order: a·(dy - k1 - xc·k2) + k3 + xc·k4
       const double a = static_cast<double>(pw[ch]) * invstd;
       const double k1 = db / cnt, k2 = invstd * dw / cnt;
