@@ -2,8 +2,9 @@
 // batch_norm_train, batch_norm_train_grad and the in-place batch_norm_update_stats
 // (graphc/ops/norm.py has the semantics; the inference form is a composite, no kernel).
 //
-// Statistics are accumulated in double and every output is computed in double in the
-// reference's order, then rounded once.  A channel is one task: its sums run in one fixed
+// Sums are accumulated in double; each element is then computed in T from per-channel
+// coefficients rounded once to T, in the reference's order of operations (so the float32
+// loops run at float32 width).  A channel is one task: its sums run in one fixed
 // order on one thread, so results are identical for any thread count.
 #include <cmath>
 #include <string>
@@ -110,11 +111,8 @@ template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
       });
       const double var = q.total() / cnt;
       const double invstd = 1.0 / std::sqrt(var + eps);
-      const double scale = invstd * static_cast<double>(pw[ch]);
-      const double bias = static_cast<double>(pb[ch]);
-      each_in_channel(g, ch, [&](int64_t i) {
-        py[i] = static_cast<T>((static_cast<double>(px[i]) - mean) * scale + bias);
-      });
+      const T m = static_cast<T>(mean), scale = static_cast<T>(invstd * static_cast<double>(pw[ch])), bias = pb[ch];
+      each_in_channel(g, ch, [&](int64_t i) { py[i] = (px[i] - m) * scale + bias; });
       pmean[ch] = static_cast<T>(mean);
       pvar[ch] = static_cast<T>(var);
     });
@@ -162,13 +160,15 @@ template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
       });
       const double db = sdb.total();
       const double dw = sdx.total() * invstd;
-      // the reference's order: a·(dy - k1 - xc·k2) + k3 + xc·k4
-      const double a = static_cast<double>(pw[ch]) * invstd;
-      const double k1 = db / cnt, k2 = invstd * dw / cnt;
-      const double k3 = static_cast<double>(pdmean[ch]) / cnt, k4 = 2.0 * static_cast<double>(pdvar[ch]) / cnt;
+      // the reference's order, in T: a·((dy - k1) - xc·k2) + k3 + xc·k4 with xc = x - mean
+      const T a = static_cast<T>(static_cast<double>(pw[ch]) * invstd);
+      const T k1 = static_cast<T>(db / cnt), k2 = static_cast<T>(invstd * dw / cnt);
+      const T k3 = static_cast<T>(static_cast<double>(pdmean[ch]) / cnt);
+      const T k4 = static_cast<T>(2.0 * static_cast<double>(pdvar[ch]) / cnt);
+      const T m = pmean[ch];
       each_in_channel(g, ch, [&](int64_t i) {
-        const double xc = static_cast<double>(px[i]) - mean;
-        pdx[i] = static_cast<T>(a * (static_cast<double>(pdy[i]) - k1 - xc * k2) + k3 + xc * k4);
+        const T xc = px[i] - m;
+        pdx[i] = a * ((pdy[i] - k1) - xc * k2) + k3 + xc * k4;
       });
       pdw[ch] = static_cast<T>(dw);
       pdb[ch] = static_cast<T>(db);
