@@ -629,7 +629,7 @@ struct AvgPool2dGrad {
 // batch_norm: Batch norm, inference form: y = (x - running_mean) / √(running_var + eps) · weight + bias per channel (axis 1). In a training plan select_mode makes i
 struct BatchNorm {
   bool has_momentum = false;  // false: the attr is None
-  double momentum = 0.1;  // weight of the batch statistic in the running update, in [0, 1]; None: the cumulative average of the batches seen (counted in <scope>/num_batches_tracked)
+  double momentum;  // weight of the batch statistic in the running update, in [0, 1]; None: the cumulative average of the batches seen (counted in <scope>/num_batches_tracked)
   double eps = 1e-05;  // added to the variance before the square root
   explicit BatchNorm(const KernelArgs& a) {
     has_momentum = a.has("momentum");

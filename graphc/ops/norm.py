@@ -26,7 +26,8 @@ from graphc.ops._common import Example, F, build, numel, rand, special
 from graphc.registry import AttrSpec, defgrad, register_op
 
 EPS_ATTR = AttrSpec("float", default=1e-5, doc="added to the variance before the square root")
-MOMENTUM_ATTR = AttrSpec("float", default=0.1, optional=True,
+# absent from a .pb means None (the cumulative average); the builder's default is 0.1
+MOMENTUM_ATTR = AttrSpec("float", default=None, optional=True,
                          doc="weight of the batch statistic in the running update, in [0, 1]; None: the "
                              "cumulative average of the batches seen (counted in <scope>/num_batches_tracked)")
 _FLOAT_T = {"T": dtypes.FLOATS}
