@@ -12,7 +12,9 @@ Guarantees, in training: a new Graph in which every node whose op declares a
 node's inputs, named ``<node>/<part>``, with the node's role, scope and provenance; the
 node's outputs keep their names, so consumers, fetches and the loss need no renaming.
 Parts no consumer reads are kept when they write state in place (batch norm's running
-statistics: prune keeps in-place nodes).  A form that draws random numbers reads the
+statistics: prune keeps in-place nodes).  A form may keep state of its own in a variable
+(``ctx.state(name, init)``: created, not trainable, when the graph has none of that name;
+batch norm's ``num_batches_tracked`` for momentum=None).  A form that draws random numbers reads the
 int64 scalar variable ``rng/step`` (created once per graph, initial value 0, not
 trainable; an existing one is reused), and the pass appends one in-place increment
 ``rng/step ← rng/step + 1`` (role optimizer), which the scheduler orders after every
