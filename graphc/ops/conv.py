@@ -43,6 +43,8 @@ GRAD_WEIGHT_ATTRS = dict(CONV_ATTRS, kernel_size=AttrSpec("ints", doc="(k_h, k_w
 # Images whose im2col matrices the planned workspace holds at once: the kernels run that many
 # images in parallel (one per thread, up to this many threads; more threads split each GEMM).
 WORKSPACE_SLOTS = 4
+# The widest column panel of graphc's GEMM (runtime/cpu/gemm.h, AVX-512: 32 floats).
+PANEL = 32
 
 
 def _known(d):
@@ -172,18 +174,21 @@ def _is_pointwise(w_shape, attrs):
             and not any(attrs["pads"]))
 
 
-def _col_request(dtype, n, c, khw, out_hw):
+def _col_request(dtype, n, c, khw, out_hw, panels=False):
     slots = min(int(n), WORKSPACE_SLOTS)
     if slots == 0:
         return []
-    return [(dtype, (slots, int(c) * int(khw[0]) * int(khw[1]), int(out_hw[0]) * int(out_hw[1])))]
+    p = int(out_hw[0]) * int(out_hw[1])
+    if panels:  # the forward writes float32 columns straight into the GEMM's 32-wide B panels
+        p = -(-p // PANEL) * PANEL
+    return [(dtype, (slots, int(c) * int(khw[0]) * int(khw[1]), p))]
 
 
 def _conv_workspace(ctx):
     x, w = ctx.shape(0), ctx.shape(1)
     if _is_pointwise(w, ctx.attrs):
         return []
-    return _col_request(ctx.dtype(0), x[0], x[1], w[2:], ctx.out_shape(0)[2:])
+    return _col_request(ctx.dtype(0), x[0], x[1], w[2:], ctx.out_shape(0)[2:], panels=True)
 
 
 def _grad_input_workspace(ctx):

@@ -87,17 +87,22 @@ ConvGeom conv_geom(const KernelArgs& a, const Attr& attr, const std::vector<int6
 }
 
 // The im2col workspace: `slots` matrices of (C·kh·kw) x P (all groups), slots >= 1.  Returns slots.
-template <class T> int64_t check_cols(const KernelArgs& a, const ConvGeom& q, size_t i) {
+// `width` is P, or P rounded up to kPanel for the forward's panel layout.
+template <class T> int64_t check_cols(const KernelArgs& a, const ConvGeom& q, size_t i, int64_t width) {
   const std::string what = "workspace " + std::to_string(i) + " (im2col)";
   if (a.ws.size() <= i) a.fail("expects a planned " + what + " (the plan has " + std::to_string(a.ws.size()) + ")");
   const TensorRef& t = a.ws[i];
   expect_dtype(a, t, dtype_of<T>(), what);
-  if (t.dims.size() != 3 || t.dims[0] < 1 || t.dims[1] != q.k * q.g || t.dims[2] != q.p) {
-    a.fail(what + " must have shape (slots >= 1, " + std::to_string(q.k * q.g) + ", " + std::to_string(q.p) +
+  if (t.dims.size() != 3 || t.dims[0] < 1 || t.dims[1] != q.k * q.g || t.dims[2] != width) {
+    a.fail(what + " must have shape (slots >= 1, " + std::to_string(q.k * q.g) + ", " + std::to_string(width) +
            "), got " + format_dims(t.dims));
   }
   return t.dims[0];
 }
+
+// The widest B panel of the own GEMM (AVX-512); graphc/ops/conv.py's PANEL sizes the workspace by it.
+constexpr int64_t kPanel = 32;
+inline int64_t round_up_panel(int64_t p) { return (p + kPanel - 1) / kPanel * kPanel; }
 
 // Rows (c, a, b) of image x's column matrix: col[(c·kh + a)·kw + b][i·wo + j] =
 // x[c][i·sh + a·dh - pt][j·sw + b·dw - pl], 0 in the padding.
@@ -119,17 +124,76 @@ template <class T> void im2col(const ConvGeom& q, const T* x, T* col) {
             continue;
           }
           const T* src = xc + r * q.w;  // input column j·sw + off for output column j
-          std::fill(dst, dst + j0, T(0));
+          // plain loops, not memcpy/fill: the rows are short (16-32 items) and many
+          for (int64_t j = 0; j < j0; ++j) dst[j] = T(0);
           if (q.sw == 1) {
-            if (j1 > j0) std::memcpy(dst + j0, src + j0 + off, sizeof(T) * (j1 - j0));
+            const T* s1 = src + off;
+            for (int64_t j = j0; j < j1; ++j) dst[j] = s1[j];
           } else {
             for (int64_t j = j0; j < j1; ++j) dst[j] = src[j * q.sw + off];
           }
-          std::fill(dst + j1, dst + q.wo, T(0));
+          for (int64_t j = j1; j < q.wo; ++j) dst[j] = T(0);
         }
       }
     }
   }
+}
+
+// The kernel set sgemm uses now for N columns (gemm.h: it follows the ISA cap on every call).
+const gemm::KernelSet* active_kernels(int64_t n) {
+  const char* name = gemm::kernel_name();
+  const gemm::KernelSet* ks = nullptr;
+  if (std::strcmp(name, "avx512") == 0) ks = gemm::avx512_kernels();
+  if (std::strcmp(name, "avx2") == 0) ks = gemm::avx2_kernels();
+  return gemm::kernels_for(ks != nullptr ? ks : gemm::portable_kernels(), n);
+}
+
+// im2col of image x for the float32 forward, written straight in the GEMM's packed-B layout
+// (gemm.h PackedB: per group, panel j holds output positions [j·nr, j·nr + nr) for every row k,
+// nr floats per k, zero past P), so sgemm multiplies it without packing a copy of it.
+// Returns the group stride (floats) in `col`.
+int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr) {
+  const int64_t panels = (q.p + nr - 1) / nr, gstride = panels * nr * q.k;
+  const int shift = __builtin_ctzll(static_cast<unsigned long long>(nr));
+  for (int64_t c = 0; c < q.c; ++c) {
+    const float* xc = x + c * q.h * q.w;
+    const int64_t g = c / q.cg;
+    for (int64_t a = 0; a < q.kh; ++a) {
+      for (int64_t b = 0; b < q.kw; ++b) {
+        const int64_t kl = ((c - g * q.cg) * q.kh + a) * q.kw + b;  // row within the group's matrix
+        float* base = col + g * gstride + kl * nr;
+        const int64_t off = b * q.dw - q.pl;
+        const int64_t j0 = off >= 0 ? 0 : std::min(q.wo, (-off + q.sw - 1) / q.sw);
+        const int64_t j1 = std::max(j0, std::min(q.wo, off >= q.w ? 0 : (q.w - 1 - off) / q.sw + 1));
+        for (int64_t i = 0; i < q.ho; ++i) {
+          const int64_t r = i * q.sh + a * q.dh - q.pt;
+          const bool inside = r >= 0 && r < q.h;
+          const float* src = xc + (inside ? r : 0) * q.w;
+          // output columns [js, je) of row i fall into one panel at a time
+          for (int64_t js = 0; js < q.wo;) {
+            const int64_t pos = i * q.wo + js, in_panel = pos & (nr - 1);  // nr is a power of 2
+            const int64_t je = std::min(q.wo, js + nr - in_panel);
+            float* __restrict d = base + (pos >> shift) * q.k * nr + in_panel;  // d[j - js] for output column j
+            const int64_t lo = inside ? std::min(std::max(js, j0), je) : je;
+            const int64_t hi = inside ? std::max(lo, std::min(je, j1)) : je;
+            for (int64_t j = js; j < lo; ++j) d[j - js] = 0.0f;
+            if (q.sw == 1) {
+              const float* __restrict s1 = src + off + js;
+              for (int64_t j = lo - js; j < hi - js; ++j) d[j] = s1[j];
+            } else {
+              for (int64_t j = lo; j < hi; ++j) d[j - js] = src[j * q.sw + off];
+            }
+            for (int64_t j = hi; j < je; ++j) d[j - js] = 0.0f;
+            js = je;
+          }
+        }
+        // the last panel's columns past P: zeros, as pack_b leaves them
+        const int64_t tail = panels * nr - q.p;
+        if (tail > 0) std::fill(base + (panels - 1) * q.k * nr + (nr - tail), base + (panels - 1) * q.k * nr + nr, 0.0f);
+      }
+    }
+  }
+  return gstride;
 }
 
 // dx (one image, zeroed first) += the column matrix's entries at the positions im2col read
@@ -202,7 +266,64 @@ template <class T> Kernel fill_zero_kernel(T* out, int64_t count) {
   return [=]() { std::fill(out, out + count, T(0)); };
 }
 
-// conv2d(x, w) -> y
+// The workspace at index i: `slots` tensors of `per_slot` dims, dtype T.
+template <class T> T* check_slots(const KernelArgs& a, size_t i, int64_t slots, const std::vector<int64_t>& per_slot,
+                                  const std::string& what) {
+  const std::string name = "workspace " + std::to_string(i) + " (" + what + ")";
+  if (a.ws.size() <= i) a.fail("expects a planned " + name + " (the plan has " + std::to_string(a.ws.size()) + ")");
+  std::vector<int64_t> want = {slots};
+  want.insert(want.end(), per_slot.begin(), per_slot.end());
+  expect_dtype(a, a.ws[i], dtype_of<T>(), name);
+  expect_dims(a, a.ws[i], want, name);
+  return a.ws[i].as<T>();
+}
+
+// dst (cols x rows) = src (rows x cols) transposed, in tiles that stay in L1.
+template <class T> void transpose(const T* src, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t kTile = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+    const int64_t r1 = std::min(rows, r0 + kTile);
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      const int64_t c1 = std::min(cols, c0 + kTile);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
+      }
+    }
+  }
+}
+
+// Y[n]_g (Og x P, in place in y) = W_g (Og x K) · col_g (K x P) for one image.
+inline void forward_image(const ConvGeom& q, const float* xn, const float* w, float* col, float* yn, int t) {
+  if (q.pointwise) {  // the image is its own column matrix (sgemm packs it)
+    for (int64_t g = 0; g < q.g; ++g) {
+      gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, xn + g * q.k * q.p, q.p, nullptr,
+                  yn + g * q.og * q.p, q.p, t);
+    }
+    return;
+  }
+  const gemm::KernelSet* ks = active_kernels(q.p);
+  if (ks->nr > kPanel || (ks->nr & (ks->nr - 1)) != 0) {  // every kernel today: 16 or 32
+    throw std::runtime_error("conv2d: the GEMM's panel width " + std::to_string(ks->nr) + " is not a power of 2 <= " +
+                             std::to_string(kPanel));
+  }
+  const int64_t gstride = im2col_panels(q, xn, col, ks->nr);
+  for (int64_t g = 0; g < q.g; ++g) {
+    gemm::PackedB pb;
+    pb.K = q.k, pb.N = q.p, pb.nr = ks->nr, pb.kernel = ks->name, pb.data = col + g * gstride;
+    gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, nullptr, 0, &pb, yn + g * q.og * q.p, q.p, t);
+  }
+}
+
+inline void forward_image(const ConvGeom& q, const double* xn, const double* w, double* col, double* yn, int t) {
+  if (!q.pointwise) im2col(q, xn, col);
+  const double* src = q.pointwise ? xn : col;
+  for (int64_t g = 0; g < q.g; ++g) {
+    gemm_t(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, src + g * q.k * q.p, q.p, yn + g * q.og * q.p, q.p,
+           t);
+  }
+}
+
+// conv2d(x, w) -> y.
 template <class T> Kernel conv_kernel(const KernelArgs& args) {
   args.expect_arity(2, 1);
   const TensorRef &x = args.in[0], &w = args.in[1];
@@ -216,23 +337,16 @@ template <class T> Kernel conv_kernel(const KernelArgs& args) {
   T* py = args.out[0].as<T>();
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   if (q.k == 0) return fill_zero_kernel(py, numel_of(args.out[0]));  // no input channels: sums of nothing
-  const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0);
+  const int64_t width = round_up_panel(q.p);
+  const int64_t slots = q.pointwise ? q.n : check_cols<T>(args, q, 0, width);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
   const T* px = x.as<const T>();
   const T* pw = w.as<const T>();
   const int threads = args.ctx.threads;
   return [=]() {
-    for_images(q.n, q.pointwise ? q.n : slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
-      T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * q.p;
-      for (int64_t n = n0; n < n1; ++n) {
-        const T* xn = px + n * q.c * q.h * q.w;
-        if (!q.pointwise) im2col(q, xn, col);
-        const T* src = q.pointwise ? xn : col;
-        for (int64_t g = 0; g < q.g; ++g) {
-          gemm_t(false, false, q.og, q.p, q.k, pw + g * q.og * q.k, q.k, src + g * q.k * q.p, q.p,
-                 py + (n * q.o + g * q.og) * q.p, q.p, t);
-        }
-      }
+    for_images(q.n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
+      T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * width;
+      for (int64_t n = n0; n < n1; ++n) forward_image(q, px + n * q.c * q.h * q.w, pw, col, py + n * q.o * q.p, t);
     });
   };
 }
@@ -255,7 +369,7 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
   T* pdx = args.out[0].as<T>();
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   if (q.og == 0) return fill_zero_kernel(pdx, numel_of(args.out[0]));  // no output channels
-  const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0);
+  const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0, q.p);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
   const T* pdy = dy.as<const T>();
   const T* pw = w.as<const T>();
@@ -276,7 +390,9 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
   };
 }
 
-// conv2d_grad_weight(dy, x) -> dw
+// conv2d_grad_weight(dy, x) -> dw.  Per image and group, the partial dW^T (K x Og) = col (K x P) ·
+// dY^T (P x Og) (the better GEMM shape, as the forward's), stored per image; the partials are
+// then summed in image order and transposed into dw.
 template <class T> Kernel grad_weight_kernel(const KernelArgs& args) {
   args.expect_arity(2, 1);
   const TensorRef &dy = args.in[0], &x = args.in[1];
@@ -296,46 +412,34 @@ template <class T> Kernel grad_weight_kernel(const KernelArgs& args) {
   const int64_t wsize = numel_of(args.out[0]);
   if (wsize == 0) return no_op_kernel();
   if (q.n == 0) return fill_zero_kernel(pdw, wsize);  // a sum over no images
-  int64_t slots = 1;
-  size_t part_ws = 0;
-  if (!q.pointwise) {
-    slots = check_cols<T>(args, q, 0);
-    part_ws = 1;
-  }
-  // one weight-sized partial product per image, summed in image order afterwards
-  const std::string what = "workspace " + std::to_string(part_ws) + " (per-image partial sums)";
-  if (args.ws.size() != part_ws + 1) {
-    args.fail("expects " + std::to_string(part_ws + 1) + " planned workspaces, got " + std::to_string(args.ws.size()));
-  }
-  expect_dtype(args, args.ws[part_ws], x.dtype, what);
-  std::vector<int64_t> part_dims = {q.n, q.o, q.cg, q.kh, q.kw};
-  expect_dims(args, args.ws[part_ws], part_dims, what);
-  T* ppart = args.ws[part_ws].as<T>();
+  const int64_t slots = q.pointwise ? q.n : check_cols<T>(args, q, 0, q.p);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
+  // per image, per group: the K x Og partial product (the layout of dims (N, O, C/g, kh, kw)'s bytes)
+  T* ppart = check_slots<T>(args, q.pointwise ? 0 : 1, q.n, q.w_dims(), "per-image partial sums");
   const T* pdy = dy.as<const T>();
   const T* px = x.as<const T>();
   const int threads = args.ctx.threads;
   return [=]() {
-    for_images(q.n, q.pointwise ? q.n : slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
+    for_images(q.n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
       T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * q.p;
       for (int64_t n = n0; n < n1; ++n) {
         const T* xn = px + n * q.c * q.h * q.w;
         if (!q.pointwise) im2col(q, xn, col);
         const T* src = q.pointwise ? xn : col;
         for (int64_t g = 0; g < q.g; ++g) {
-          gemm_t(false, true, q.og, q.k, q.p, pdy + (n * q.o + g * q.og) * q.p, q.p, src + g * q.k * q.p, q.p,
-                 ppart + n * wsize + g * q.og * q.k, q.k, t);
+          gemm_t(false, true, q.k, q.og, q.p, src + g * q.k * q.p, q.p, pdy + (n * q.o + g * q.og) * q.p, q.p,
+                 ppart + n * wsize + g * q.k * q.og, q.og, t);
         }
       }
     });
-    // dw[e] = ((part[0][e] + part[1][e]) + part[2][e]) + ...: image order, whatever the split over e
+    // part[0][e] = ((part[0][e] + part[1][e]) + part[2][e]) + ...: image order, whatever the split over e
     parallel_for(wsize, threads, 4096, [&](int64_t b, int64_t e) {
-      std::copy(ppart + b, ppart + e, pdw + b);
       for (int64_t n = 1; n < q.n; ++n) {
         const T* src = ppart + n * wsize;
-        for (int64_t i = b; i < e; ++i) pdw[i] += src[i];
+        for (int64_t i = b; i < e; ++i) ppart[i] += src[i];
       }
     });
+    for (int64_t g = 0; g < q.g; ++g) transpose(ppart + g * q.k * q.og, q.k, q.og, pdw + g * q.og * q.k);
   };
 }
 
