@@ -184,10 +184,36 @@ def _col_request(dtype, n, c, khw, out_hw, panels=False):
     return [(dtype, (slots, int(c) * int(khw[0]) * int(khw[1]), p))]
 
 
+# Input channels from which a float32 stride-1 convolution runs as an implicit GEMM on the padded
+# image (runtime/cpu/conv.cc, kImplicitMinChannels): below, each tap's product is too short.
+IMPLICIT_MIN_CHANNELS = 16
+
+
+def _implicit(dtype, attrs, w_shape, c_in):
+    """Whether the kernel computes this convolution as an implicit GEMM (no im2col)."""
+    return (dtype == "float32" and attrs["groups"] == 1 and tuple(attrs["stride"]) == (1, 1)
+            and not _is_pointwise(w_shape, attrs) and int(c_in) >= IMPLICIT_MIN_CHANNELS)
+
+
+def _implicit_request(dtype, n, c_in, c_out, hw, khw, dilation, pads):
+    """The implicit GEMM's workspaces: padded images, the output on the padded grid, repacked weights."""
+    slots = min(int(n), WORKSPACE_SLOTS)
+    if slots == 0:
+        return []
+    (h, w), (kh, kw), (dh, dw) = hw, khw, dilation
+    hp, wp = h + pads[0] + pads[2], w + pads[1] + pads[3]
+    grid = (hp - dh * (kh - 1)) * wp
+    return [(dtype, (slots, c_in * hp * wp + (kw - 1) * dw + PANEL)), (dtype, (slots, c_out * grid)),
+            (dtype, (kh * kw * c_in, c_out))]
+
+
 def _conv_workspace(ctx):
     x, w = ctx.shape(0), ctx.shape(1)
     if _is_pointwise(w, ctx.attrs):
         return []
+    if _implicit(ctx.dtype(0), ctx.attrs, w, x[1]):
+        return _implicit_request(ctx.dtype(0), x[0], x[1], w[0], x[2:], w[2:], ctx.attrs["dilation"],
+                                 ctx.attrs["pads"])
     return _col_request(ctx.dtype(0), x[0], x[1], w[2:], ctx.out_shape(0)[2:], panels=True)
 
 
@@ -195,6 +221,14 @@ def _grad_input_workspace(ctx):
     dy, w = ctx.shape(0), ctx.shape(1)
     if _is_pointwise(w, ctx.attrs):
         return []
+    a = ctx.attrs
+    kh, kw = w[2:]
+    (dh, dw), pads = a["dilation"], a["pads"]
+    flipped = (dh * (kh - 1) - pads[0], dw * (kw - 1) - pads[1], dh * (kh - 1) - pads[2], dw * (kw - 1) - pads[3])
+    if _implicit(ctx.dtype(0), a, w, w[0]) and min(flipped) >= 0:
+        # dx: the stride-1 convolution of dy with the flipped kernel, padded by d·(k-1) - p
+        return _implicit_request(ctx.dtype(0), dy[0], w[0], ctx.out_shape(0)[1], dy[2:], w[2:], a["dilation"],
+                                 flipped)
     return _col_request(ctx.dtype(0), dy[0], ctx.out_shape(0)[1], w[2:], dy[2:])
 
 

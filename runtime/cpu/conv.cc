@@ -19,6 +19,7 @@
 // weight gradient sums the per-image partial products in image order.  So results are the
 // same bits for every thread count.
 #include <algorithm>
+#include <type_traits>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -196,6 +197,91 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
   return gstride;
 }
 
+// ---- implicit GEMM for stride-1 float32 convolutions (no im2col) --------------------------
+//
+// On the zero-padded image xpad (C x Hp x Wp), output position (i, j) of tap (a, b) reads
+// xpad[c][i + a·dh][j + b·dw].  Computing the outputs on the padded grid — positions
+// p' = i·Wp + j for j < Wp, the last Wp - Wo of each row wasted — makes that read
+// xpad[c][p' + a·dh·Wp + b·dw]: for each tap, B (C x Ho·Wp) is xpad itself at an offset, read
+// in place by gemm.h's micro-kernels with row stride Hp·Wp.  Each output tile (mr channels x
+// nr positions) is one FMA chain over (tap, c) in that order: the micro-kernel's accumulate
+// flag continues it from tap to tap.  A, the weights, is repacked per call into
+// wt[tap][c][o] (k-major strips: A(r, k) = wt[tap][k][o0 + r]).  The valid columns are then
+// copied out of the padded grid.  graphc/ops/conv.py (_implicit) takes the same decision.
+struct Implicit {
+  int64_t cin = 0, cout = 0, h = 0, w = 0;    // input image, channels in and out
+  int64_t pt = 0, pl = 0, hp = 0, wp = 0;     // padding (top, left) and the padded plane
+  int64_t kh = 0, kw = 0, dh = 1, dw = 1;
+  int64_t ho = 0, wo = 0, grid = 0;           // output and its padded grid Ho·Wp
+  int64_t plane() const { return hp * wp; }
+  // xpad floats: every plane, and the tail that the last tap's last tile reads past it
+  int64_t xpad_floats() const { return cin * plane() + (kw - 1) * dw + kPanel; }
+};
+
+// Implicit geometry of a stride-1 convolution of `cin`-channel images with pads (t, l, b, r).
+inline Implicit implicit_geom(int64_t cin, int64_t cout, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t dh,
+                              int64_t dw, int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+  Implicit m;
+  m.cin = cin, m.cout = cout, m.h = h, m.w = w, m.kh = kh, m.kw = kw, m.dh = dh, m.dw = dw;
+  m.pt = pt, m.pl = pl, m.hp = h + pt + pb, m.wp = w + pl + pr;
+  m.ho = m.hp - dh * (kh - 1), m.wo = m.wp - dw * (kw - 1), m.grid = m.ho * m.wp;
+  return m;
+}
+
+// xpad = x (cin x h x w) zero-padded.
+inline void pad_image(const Implicit& m, const float* x, float* xpad) {
+  for (int64_t c = 0; c < m.cin; ++c) {
+    const float* xc = x + c * m.h * m.w;
+    float* d = xpad + c * m.plane();
+    std::fill(d, d + m.pt * m.wp, 0.0f);
+    for (int64_t r = 0; r < m.h; ++r) {
+      float* dr = d + (m.pt + r) * m.wp;
+      const float* sr = xc + r * m.w;
+      for (int64_t q = 0; q < m.pl; ++q) dr[q] = 0.0f;
+      for (int64_t q = 0; q < m.w; ++q) dr[m.pl + q] = sr[q];
+      for (int64_t q = m.pl + m.w; q < m.wp; ++q) dr[q] = 0.0f;
+    }
+    std::fill(d + (m.pt + m.h) * m.wp, d + m.plane(), 0.0f);
+  }
+  // the tail is read only into the wasted columns; zeros keep it defined
+  std::fill(xpad + m.cin * m.plane(), xpad + m.xpad_floats(), 0.0f);
+}
+
+// ygrid (cout x grid) = the convolution on the padded grid; tiles split over `threads`.
+inline void implicit_gemm(const Implicit& m, const float* xpad, const float* wt, float* ygrid, int threads) {
+  const gemm::KernelSet* ks = active_kernels(m.grid);
+  const int64_t mr = ks->mr, nr = ks->nr;
+  const int64_t strips = (m.cout + mr - 1) / mr, tiles = (m.grid + nr - 1) / nr;
+  const int64_t taps = m.kh * m.kw;
+  auto run = [&](int64_t b, int64_t e) {
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t s = task / tiles, t = task - s * tiles;
+      const int64_t o0 = s * mr, rows = std::min(mr, m.cout - o0);
+      const int64_t p0 = t * nr, ncols = std::min(nr, m.grid - p0);
+      const gemm::MicroFn micro = ks->micro[rows];
+      float* c = ygrid + o0 * m.grid + p0;
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        const int64_t a = tap / m.kw, bb = tap - a * m.kw;
+        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xpad + a * m.dh * m.wp + bb * m.dw + p0, m.plane(), c,
+              m.grid, ncols, tap > 0);
+      }
+    }
+  };
+  // strip-major task order: a strip's weights (taps·cin·mr floats) stay in L1 across its tiles
+  parallel_for(strips * tiles, threads, std::max<int64_t>(1, (strips * tiles) / std::max(threads, 1)), run);
+}
+
+// y (cout x ho x wo) = the valid columns of the padded grid.
+inline void unpad_output(const Implicit& m, const float* ygrid, float* y) {
+  for (int64_t o = 0; o < m.cout; ++o) {
+    for (int64_t i = 0; i < m.ho; ++i) {
+      const float* s = ygrid + o * m.grid + i * m.wp;
+      float* d = y + (o * m.ho + i) * m.wo;
+      for (int64_t j = 0; j < m.wo; ++j) d[j] = s[j];
+    }
+  }
+}
+
 // dx (one image, zeroed first) += the column matrix's entries at the positions im2col read
 // them from, in the fixed order (c, a, b, i, j); padding entries are dropped.
 template <class T> void col2im(const ConvGeom& q, const T* col, T* dx) {
@@ -292,6 +378,60 @@ template <class T> void transpose(const T* src, int64_t rows, int64_t cols, T* d
   }
 }
 
+// Channels below which a tap's K (= input channels) is too short for the implicit GEMM: each
+// micro-kernel call loads and stores its C tile once per tap (the 3-channel stem stays on im2col).
+constexpr int64_t kImplicitMinChannels = 16;
+
+// graphc/ops/conv.py's _implicit_forward / _implicit_grad_input take the same decisions.
+inline bool forward_is_implicit(const ConvGeom& q) {
+  return q.g == 1 && q.sh == 1 && q.sw == 1 && !q.pointwise && q.c >= kImplicitMinChannels;
+}
+inline bool grad_input_is_implicit(const ConvGeom& q) {
+  return q.g == 1 && q.sh == 1 && q.sw == 1 && !q.pointwise && q.o >= kImplicitMinChannels &&
+         q.pt <= q.dh * (q.kh - 1) && q.pb <= q.dh * (q.kh - 1) && q.pl <= q.dw * (q.kw - 1) &&
+         q.pr <= q.dw * (q.kw - 1);
+}
+
+// The implicit-GEMM kernel over n images of m.cin channels: workspaces xpad (slots, xpad
+// floats), ygrid (slots, cout·grid) and wt (taps·cin, cout).  w is the OIHW weight of the
+// convolution (flip: of the convolution whose input gradient this is: wt[tap'][o][c] =
+// w[o][c][flipped tap'], so the GEMM's input channels are w's output channels).
+Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, const float* in, const float* w,
+                       float* out, bool flip) {
+  if (args.ws.size() != 3) args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
+  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
+  if (slots < 1) args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  float* xpads = check_slots<float>(args, 0, slots, {m.xpad_floats()}, "padded images");
+  float* grids = check_slots<float>(args, 1, slots, {m.cout * m.grid}, "output on the padded grid");
+  float* wt = check_slots<float>(args, 2, m.kh * m.kw * m.cin, {m.cout}, "repacked weights");
+  const int threads = args.ctx.threads;
+  return [=]() {
+    const int64_t taps = m.kh * m.kw;
+    // wt[tap][k][r]: k-major strips of the GEMM's A for every tap
+    for (int64_t tap = 0; tap < taps; ++tap) {
+      float* d = wt + tap * m.cin * m.cout;
+      if (!flip) {  // w is (cout, cin, kh, kw)
+        for (int64_t o = 0; o < m.cout; ++o) {
+          for (int64_t c = 0; c < m.cin; ++c) d[c * m.cout + o] = w[(o * m.cin + c) * taps + tap];
+        }
+      } else {  // w is (cin, cout, kh, kw): the forward's (O, C, kh, kw), read at the flipped tap
+        for (int64_t c = 0; c < m.cin; ++c) {
+          for (int64_t o = 0; o < m.cout; ++o) d[c * m.cout + o] = w[(c * m.cout + o) * taps + (taps - 1 - tap)];
+        }
+      }
+    }
+    for_images(n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
+      float* xpad = xpads + slot * m.xpad_floats();
+      float* grid = grids + slot * m.cout * m.grid;
+      for (int64_t i = n0; i < n1; ++i) {
+        pad_image(m, in + i * m.cin * m.h * m.w, xpad);
+        implicit_gemm(m, xpad, wt, grid, t);
+        unpad_output(m, grid, out + i * m.cout * m.ho * m.wo);
+      }
+    });
+  };
+}
+
 // Y[n]_g (Og x P, in place in y) = W_g (Og x K) · col_g (K x P) for one image.
 inline void forward_image(const ConvGeom& q, const float* xn, const float* w, float* col, float* yn, int t) {
   if (q.pointwise) {  // the image is its own column matrix (sgemm packs it)
@@ -337,6 +477,11 @@ template <class T> Kernel conv_kernel(const KernelArgs& args) {
   T* py = args.out[0].as<T>();
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   if (q.k == 0) return fill_zero_kernel(py, numel_of(args.out[0]));  // no input channels: sums of nothing
+  if (std::is_same<T, float>::value && forward_is_implicit(q)) {
+    return implicit_kernel(args, implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr),
+                           q.n, reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
+                           reinterpret_cast<float*>(py), /*flip=*/false);
+  }
   const int64_t width = round_up_panel(q.p);
   const int64_t slots = q.pointwise ? q.n : check_cols<T>(args, q, 0, width);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
@@ -369,6 +514,14 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
   T* pdx = args.out[0].as<T>();
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   if (q.og == 0) return fill_zero_kernel(pdx, numel_of(args.out[0]));  // no output channels
+  if (std::is_same<T, float>::value && grad_input_is_implicit(q)) {
+    // dx is the stride-1 convolution of dy with the flipped, transposed kernel, padded by d·(k-1) - p
+    const Implicit m = implicit_geom(q.o, q.c, q.ho, q.wo, q.kh, q.kw, q.dh, q.dw, q.dh * (q.kh - 1) - q.pt,
+                                     q.dw * (q.kw - 1) - q.pl, q.dh * (q.kh - 1) - q.pb, q.dw * (q.kw - 1) - q.pr);
+    if (m.ho != q.h || m.wo != q.w) args.fail("internal: the flipped convolution's output is not x's size");
+    return implicit_kernel(args, m, q.n, reinterpret_cast<const float*>(dy.data),
+                           reinterpret_cast<const float*>(w.data), reinterpret_cast<float*>(pdx), /*flip=*/true);
+  }
   const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0, q.p);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
   const T* pdy = dy.as<const T>();
