@@ -26,6 +26,8 @@ CASES = [
     ((2, 4, 5, 6), (5, 4, 4, 4), dict(padding="same")),
     ((1, 3, 3, 3), (4, 3, 5, 5), dict(padding=2)),
     ((5, 2, 7, 7), (3, 2, 7, 7), dict(padding="valid")),
+    ((2, 16, 6, 6), (16, 16, 3, 3), dict(padding=3)),  # implicit forward; grad_input's flipped pads < 0: im2col
+    ((2, 24, 9, 10), (16, 24, 3, 3), dict(stride=(2, 3), padding=(1, 2), dilation=2)),
 ]
 
 
@@ -102,10 +104,15 @@ def _isa_param(isa):
 
 
 @pytest.mark.parametrize("isa", [_isa_param(i) for i in ISA_ORDER])
-def test_every_gemm_kernel_computes_the_convolution(isa):
+@pytest.mark.parametrize("xs,ws,kwargs", [
+    ((4, 8, 11, 13), (8, 8, 3, 3), dict(padding=1)),                     # im2col into packed panels
+    ((4, 16, 11, 13), (20, 16, 3, 3), dict(padding=1)),                  # implicit GEMM, grad_input too
+    ((3, 16, 12, 9), (8, 16, 3, 3), dict(stride=2, padding=1, dilation=(1, 2))),  # implicit, stride phases
+])
+def test_every_gemm_kernel_computes_the_convolution(isa, xs, ws, kwargs):
     """The forward writes its columns in the packed layout of the GEMM kernel that runs (32- or
-    16-wide panels): each kernel the CPU has must give the same results as float64."""
-    xs, ws, kwargs = (4, 8, 11, 13), (8, 8, 3, 3), dict(padding=1)
+    16-wide panels), or calls its micro-kernels on the padded image (which read past a tile's
+    columns on AVX2 and the portable kernel): each kernel the CPU has must agree with float64."""
     plan, names, ys = _conv_graph(xs, ws, kwargs)
     plan64, _, _ = _conv_graph(xs, ws, kwargs, "float64")
     feeds = _feeds(np.random.default_rng(2), xs, ws, ys)

@@ -197,73 +197,101 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
   return gstride;
 }
 
-// ---- implicit GEMM for stride-1 float32 convolutions (no im2col) --------------------------
+// ---- implicit GEMM for float32 convolutions (no im2col) -----------------------------------
 //
-// On the zero-padded image xpad (C x Hp x Wp), output position (i, j) of tap (a, b) reads
-// xpad[c][i + a·dh][j + b·dw].  Computing the outputs on the padded grid — positions
-// p' = i·Wp + j for j < Wp, the last Wp - Wo of each row wasted — makes that read
-// xpad[c][p' + a·dh·Wp + b·dw]: for each tap, B (C x Ho·Wp) is xpad itself at an offset, read
-// in place by gemm.h's micro-kernels with row stride Hp·Wp.  Each output tile (mr channels x
-// nr positions) is one FMA chain over (tap, c) in that order: the micro-kernel's accumulate
-// flag continues it from tap to tap.  A, the weights, is repacked per call into
-// wt[tap][c][o] (k-major strips: A(r, k) = wt[tap][k][o0 + r]).  The valid columns are then
-// copied out of the padded grid.  graphc/ops/conv.py (_implicit) takes the same decision.
+// On the zero-padded image xpad (C x Hp x Wp), output (i, j) of tap (a, b) reads
+// xpad[c][i·sh + a·dh][j·sw + b·dw].  The padded image is stored as sh·sw phase images
+// xq[py][px][c][u][v] = xpad[c][u·sh + py][v·sw + px] (one phase at stride 1), so the read is
+// xq[(a·dh) % sh][(b·dw) % sw][c][i + (a·dh) / sh][j + (b·dw) / sw]: unit stride in j.  Computing
+// the outputs on the phase grid — positions p' = i·Wq + j for j < Wq, the last Wq - Wo of each
+// row wasted — makes it xq[phase][c][p' + offset(tap)]: for each tap, B (C x Ho·Wq) is a phase
+// image itself at an offset, read in place by gemm.h's micro-kernels with row stride Hq·Wq.
+// Each output tile (up to mr channels x nr positions) is one FMA chain over (tap, c) in that
+// order: the micro-kernel's accumulate flag continues it from tap to tap.  A, the weights, is
+// repacked per call into wt[tap][c][o] (k-major strips: A(r, k) = wt[tap][k][o0 + r]).  The
+// valid columns are then copied out of the grid.  graphc/ops/conv.py takes the same decision.
 struct Implicit {
   int64_t cin = 0, cout = 0, h = 0, w = 0;    // input image, channels in and out
-  int64_t pt = 0, pl = 0, hp = 0, wp = 0;     // padding (top, left) and the padded plane
-  int64_t kh = 0, kw = 0, dh = 1, dw = 1;
-  int64_t ho = 0, wo = 0, grid = 0;           // output and its padded grid Ho·Wp
-  int64_t plane() const { return hp * wp; }
-  // xpad floats: every plane, and the tail that the last tap's last tile reads past it
-  int64_t xpad_floats() const { return cin * plane() + (kw - 1) * dw + kPanel; }
+  int64_t pt = 0, pl = 0, hp = 0, wp = 0;     // padding (top, left) and the padded image
+  int64_t kh = 0, kw = 0, dh = 1, dw = 1, sh = 1, sw = 1;
+  int64_t hq = 0, wq = 0;                     // a phase image: ceil(Hp / sh) x ceil(Wp / sw)
+  int64_t ho = 0, wo = 0, grid = 0;           // output and its grid Ho·Wq
+  int64_t plane() const { return hq * wq; }
+  int64_t phase_floats() const { return cin * plane(); }
+  // xq floats: every phase, and the tail that the last tap's last tile reads past the last one
+  int64_t xpad_floats() const { return sh * sw * phase_floats() + dw * (kw - 1) / sw + kPanel; }
+  // where tap (a, b) reads position 0 of channel 0
+  int64_t tap_offset(int64_t a, int64_t b) const {
+    return ((a * dh) % sh * sw + (b * dw) % sw) * phase_floats() + (a * dh) / sh * wq + (b * dw) / sw;
+  }
 };
 
-// Implicit geometry of a stride-1 convolution of `cin`-channel images with pads (t, l, b, r).
+// Implicit geometry of a convolution of `cin`-channel images with pads (t, l, b, r).
 inline Implicit implicit_geom(int64_t cin, int64_t cout, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t dh,
-                              int64_t dw, int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
+                              int64_t dw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t sh = 1,
+                              int64_t sw = 1) {
   Implicit m;
-  m.cin = cin, m.cout = cout, m.h = h, m.w = w, m.kh = kh, m.kw = kw, m.dh = dh, m.dw = dw;
+  m.cin = cin, m.cout = cout, m.h = h, m.w = w, m.kh = kh, m.kw = kw, m.dh = dh, m.dw = dw, m.sh = sh, m.sw = sw;
   m.pt = pt, m.pl = pl, m.hp = h + pt + pb, m.wp = w + pl + pr;
-  m.ho = m.hp - dh * (kh - 1), m.wo = m.wp - dw * (kw - 1), m.grid = m.ho * m.wp;
+  m.hq = (m.hp + sh - 1) / sh, m.wq = (m.wp + sw - 1) / sw;
+  m.ho = (m.hp - dh * (kh - 1) - 1) / sh + 1, m.wo = (m.wp - dw * (kw - 1) - 1) / sw + 1;
+  m.grid = m.ho * m.wq;
   return m;
 }
 
-// xpad = x (cin x h x w) zero-padded.
-inline void pad_image(const Implicit& m, const float* x, float* xpad) {
-  for (int64_t c = 0; c < m.cin; ++c) {
-    const float* xc = x + c * m.h * m.w;
-    float* d = xpad + c * m.plane();
-    std::fill(d, d + m.pt * m.wp, 0.0f);
-    for (int64_t r = 0; r < m.h; ++r) {
-      float* dr = d + (m.pt + r) * m.wp;
-      const float* sr = xc + r * m.w;
-      for (int64_t q = 0; q < m.pl; ++q) dr[q] = 0.0f;
-      for (int64_t q = 0; q < m.w; ++q) dr[m.pl + q] = sr[q];
-      for (int64_t q = m.pl + m.w; q < m.wp; ++q) dr[q] = 0.0f;
+// xq = the phase images of x (cin x h x w) zero-padded.
+inline void pad_image(const Implicit& m, const float* x, float* xq) {
+  for (int64_t py = 0; py < m.sh; ++py) {
+    for (int64_t px = 0; px < m.sw; ++px) {
+      float* phase = xq + (py * m.sw + px) * m.phase_floats();
+      // columns v of this phase hold padded columns v·sw + px, input columns v·sw + px - pl
+      const int64_t first = px >= m.pl ? 0 : (m.pl - px + m.sw - 1) / m.sw;
+      const int64_t end = std::max(first, std::min(m.wq, (m.pl + m.w - px + m.sw - 1) / m.sw));
+      for (int64_t c = 0; c < m.cin; ++c) {
+        const float* xc = x + c * m.h * m.w;
+        for (int64_t u = 0; u < m.hq; ++u) {
+          float* d = phase + c * m.plane() + u * m.wq;
+          const int64_t r = u * m.sh + py - m.pt;
+          if (r < 0 || r >= m.h) {
+            for (int64_t v = 0; v < m.wq; ++v) d[v] = 0.0f;
+            continue;
+          }
+          const float* src = xc + r * m.w;  // src[v·sw + px - pl] for v in [first, end)
+          const int64_t shift = px - m.pl;
+          for (int64_t v = 0; v < first; ++v) d[v] = 0.0f;
+          if (m.sw == 1) {
+            for (int64_t v = first; v < end; ++v) d[v] = src[v + shift];
+          } else {
+            for (int64_t v = first; v < end; ++v) d[v] = src[v * m.sw + shift];
+          }
+          for (int64_t v = end; v < m.wq; ++v) d[v] = 0.0f;
+        }
+      }
     }
-    std::fill(d + (m.pt + m.h) * m.wp, d + m.plane(), 0.0f);
   }
   // the tail is read only into the wasted columns; zeros keep it defined
-  std::fill(xpad + m.cin * m.plane(), xpad + m.xpad_floats(), 0.0f);
+  std::fill(xq + m.sh * m.sw * m.phase_floats(), xq + m.xpad_floats(), 0.0f);
 }
 
-// ygrid (cout x grid) = the convolution on the padded grid; tiles split over `threads`.
-inline void implicit_gemm(const Implicit& m, const float* xpad, const float* wt, float* ygrid, int threads) {
+// ygrid (cout x grid) = the convolution on the grid; tiles split over `threads`.
+inline void implicit_gemm(const Implicit& m, const float* xq, const float* wt, float* ygrid, int threads) {
   const gemm::KernelSet* ks = active_kernels(m.grid);
   const int64_t mr = ks->mr, nr = ks->nr;
   const int64_t strips = (m.cout + mr - 1) / mr, tiles = (m.grid + nr - 1) / nr;
   const int64_t taps = m.kh * m.kw;
+  // rows split evenly over the strips (64 = 11+11+11+11+10+10, not 5x12+4: a 4-row strip
+  // does 8 FMAs per 6 loads)
   auto run = [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
       const int64_t s = task / tiles, t = task - s * tiles;
-      const int64_t o0 = s * mr, rows = std::min(mr, m.cout - o0);
+      const int64_t o0 = m.cout * s / strips, rows = m.cout * (s + 1) / strips - o0;
       const int64_t p0 = t * nr, ncols = std::min(nr, m.grid - p0);
       const gemm::MicroFn micro = ks->micro[rows];
       float* c = ygrid + o0 * m.grid + p0;
       for (int64_t tap = 0; tap < taps; ++tap) {
         const int64_t a = tap / m.kw, bb = tap - a * m.kw;
-        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xpad + a * m.dh * m.wp + bb * m.dw + p0, m.plane(), c,
-              m.grid, ncols, tap > 0);
+        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xq + m.tap_offset(a, bb) + p0, m.plane(), c, m.grid,
+              ncols, tap > 0);
       }
     }
   };
@@ -275,7 +303,7 @@ inline void implicit_gemm(const Implicit& m, const float* xpad, const float* wt,
 inline void unpad_output(const Implicit& m, const float* ygrid, float* y) {
   for (int64_t o = 0; o < m.cout; ++o) {
     for (int64_t i = 0; i < m.ho; ++i) {
-      const float* s = ygrid + o * m.grid + i * m.wp;
+      const float* s = ygrid + o * m.grid + i * m.wq;
       float* d = y + (o * m.ho + i) * m.wo;
       for (int64_t j = 0; j < m.wo; ++j) d[j] = s[j];
     }
@@ -384,10 +412,10 @@ constexpr int64_t kImplicitMinChannels = 16;
 
 // graphc/ops/conv.py's _implicit_forward / _implicit_grad_input take the same decisions.
 inline bool forward_is_implicit(const ConvGeom& q) {
-  return q.g == 1 && q.sh == 1 && q.sw == 1 && !q.pointwise && q.c >= kImplicitMinChannels;
+  return q.g == 1 && q.kh * q.kw > 1 && q.c >= kImplicitMinChannels;
 }
 inline bool grad_input_is_implicit(const ConvGeom& q) {
-  return q.g == 1 && q.sh == 1 && q.sw == 1 && !q.pointwise && q.o >= kImplicitMinChannels &&
+  return q.g == 1 && q.sh == 1 && q.sw == 1 && q.kh * q.kw > 1 && q.o >= kImplicitMinChannels &&
          q.pt <= q.dh * (q.kh - 1) && q.pb <= q.dh * (q.kh - 1) && q.pl <= q.dw * (q.kw - 1) &&
          q.pr <= q.dw * (q.kw - 1);
 }
@@ -478,7 +506,8 @@ template <class T> Kernel conv_kernel(const KernelArgs& args) {
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   if (q.k == 0) return fill_zero_kernel(py, numel_of(args.out[0]));  // no input channels: sums of nothing
   if (std::is_same<T, float>::value && forward_is_implicit(q)) {
-    return implicit_kernel(args, implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr),
+    return implicit_kernel(args,
+                           implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh, q.sw),
                            q.n, reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
                            reinterpret_cast<float*>(py), /*flip=*/false);
   }
