@@ -19,6 +19,7 @@
 // weight gradient sums the per-image partial products in image order.  So results are the
 // same bits for every thread count.
 #include <algorithm>
+#include <atomic>
 #include <type_traits>
 #include <cstring>
 #include <string>
@@ -363,16 +364,30 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, 
   }
 }
 
-// Runs f(first image, end image, slot, gemm threads) over the images: up to `slots` chunks in
-// parallel with single-threaded GEMMs, or one chunk whose GEMMs take every thread.
+// Runs f(first image, end image, slot, gemm threads) over the images: chunks of images on up to
+// `slots` threads at once, each chunk with single-threaded GEMMs and a workspace slot of its own,
+// or one chunk whose GEMMs take every thread.  Several chunks per thread, claimed as threads get
+// free, so a thread that another process holds up (a shared machine) does not stall the step:
+// a chunk takes the lowest free slot, and at most `team` <= slots chunks run at once.
 template <class F> void for_images(int64_t n, int64_t slots, int threads, F&& f) {
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>({n, slots, int64_t(threads)}));
-  if (chunks == 1) {
+  const int64_t team = std::max<int64_t>(1, std::min<int64_t>({n, slots, int64_t(threads), int64_t(64)}));
+  if (team == 1) {
     f(int64_t(0), n, int64_t(0), threads);
     return;
   }
-  auto chunk = [&](int c) { f(n * c / chunks, n * (c + 1) / chunks, int64_t(c), 1); };
-  WorkerPool::get().run(static_cast<int>(chunks), chunk, threads);
+  const int64_t chunks = std::min<int64_t>(n, 4 * team);
+  std::atomic<uint64_t> busy{0};
+  auto chunk = [&](int c) {
+    uint64_t cur = busy.load(std::memory_order_relaxed);
+    int64_t slot = 0;
+    for (;;) {
+      slot = __builtin_ctzll(~cur);  // a free bit exists: fewer than 64 chunks run at once
+      if (busy.compare_exchange_weak(cur, cur | (uint64_t(1) << slot), std::memory_order_acquire)) break;
+    }
+    f(n * c / chunks, n * (c + 1) / chunks, slot, 1);
+    busy.fetch_and(~(uint64_t(1) << slot), std::memory_order_release);
+  };
+  WorkerPool::get().run(static_cast<int>(chunks), chunk, static_cast<int>(team));
 }
 
 template <class T> Kernel fill_zero_kernel(T* out, int64_t count) {
