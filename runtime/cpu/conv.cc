@@ -257,15 +257,21 @@ inline void pad_image(const Implicit& m, const float* x, float* xq) {
             for (int64_t v = 0; v < m.wq; ++v) d[v] = 0.0f;
             continue;
           }
-          const float* src = xc + r * m.w;  // src[v·sw + px - pl] for v in [first, end)
-          const int64_t shift = px - m.pl;
+          // src[v·sw] for v in [first, end); locals, not m's fields: the stores through d
+          // could alias m, and the loop reloaded the stride on every element (21% of a
+          // stride-2 layer)
+          const int64_t sw = m.sw, wq = m.wq, len = end - first;
+          const float* __restrict src = xc + r * m.w + (first * sw + px - m.pl);  // input column of v = first
+          float* __restrict dv = d + first;
           for (int64_t v = 0; v < first; ++v) d[v] = 0.0f;
-          if (m.sw == 1) {
-            for (int64_t v = first; v < end; ++v) d[v] = src[v + shift];
+          if (sw == 1) {
+            for (int64_t v = 0; v < len; ++v) dv[v] = src[v];
+          } else if (sw == 2) {
+            for (int64_t v = 0; v < len; ++v) dv[v] = src[2 * v];
           } else {
-            for (int64_t v = first; v < end; ++v) d[v] = src[v * m.sw + shift];
+            for (int64_t v = 0; v < len; ++v) dv[v] = src[v * sw];
           }
-          for (int64_t v = end; v < m.wq; ++v) d[v] = 0.0f;
+          for (int64_t v = end; v < wq; ++v) d[v] = 0.0f;
         }
       }
     }
@@ -274,30 +280,50 @@ inline void pad_image(const Implicit& m, const float* x, float* xq) {
   std::fill(xq + m.sh * m.sw * m.phase_floats(), xq + m.xpad_floats(), 0.0f);
 }
 
-// ygrid (cout x grid) = the convolution on the grid; tiles split over `threads`.
-inline void implicit_gemm(const Implicit& m, const float* xq, const float* wt, float* ygrid, int threads) {
+// The convolution of one image (xq) into y (cout x ho x wo); tiles split over `threads`.
+// When whole tiles fit in an output row (Wo a multiple of the panel width: 32x32 images on
+// AVX-512, or 16x16 ones on its 16-wide kernel or on AVX2), the tiles are row segments written
+// straight into y: no wasted columns, no copy.  Otherwise the tiles run along the grid into
+// ygrid and the valid columns are copied out (unpad_output).  Either way each output element
+// is the same FMA chain over (tap, c), so the two give the same bits.  Returns whether y holds
+// the result (else ygrid does).
+inline bool implicit_gemm(const Implicit& m, const float* xq, const float* wt, float* ygrid, float* y,
+                          int threads) {
   const gemm::KernelSet* ks = active_kernels(m.grid);
+  bool rows = m.wo % ks->nr == 0;
+  if (!rows && ks->narrow != nullptr && m.wo % ks->narrow->nr == 0) {
+    ks = ks->narrow;
+    rows = true;
+  }
   const int64_t mr = ks->mr, nr = ks->nr;
-  const int64_t strips = (m.cout + mr - 1) / mr, tiles = (m.grid + nr - 1) / nr;
-  const int64_t taps = m.kh * m.kw;
+  const int64_t strips = (m.cout + mr - 1) / mr;
+  const int64_t tiles = rows ? m.ho * (m.wo / nr) : (m.grid + nr - 1) / nr;
+  const int64_t taps = m.kh * m.kw, p = m.ho * m.wo;
   // rows split evenly over the strips (64 = 11+11+11+11+10+10, not 5x12+4: a 4-row strip
   // does 8 FMAs per 6 loads)
   auto run = [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
       const int64_t s = task / tiles, t = task - s * tiles;
-      const int64_t o0 = m.cout * s / strips, rows = m.cout * (s + 1) / strips - o0;
-      const int64_t p0 = t * nr, ncols = std::min(nr, m.grid - p0);
-      const gemm::MicroFn micro = ks->micro[rows];
-      float* c = ygrid + o0 * m.grid + p0;
+      const int64_t o0 = m.cout * s / strips, nrows = m.cout * (s + 1) / strips - o0;
+      const gemm::MicroFn micro = ks->micro[nrows];
+      int64_t p0, ncols, ldc;  // the tile's first grid position, its width; c and its row stride
+      float* c;
+      if (rows) {
+        const int64_t i = t / (m.wo / nr), j0 = (t - i * (m.wo / nr)) * nr;
+        p0 = i * m.wq + j0, ncols = nr, ldc = p, c = y + o0 * p + i * m.wo + j0;
+      } else {
+        p0 = t * nr, ncols = std::min(nr, m.grid - p0), ldc = m.grid, c = ygrid + o0 * m.grid + p0;
+      }
       for (int64_t tap = 0; tap < taps; ++tap) {
         const int64_t a = tap / m.kw, bb = tap - a * m.kw;
-        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xq + m.tap_offset(a, bb) + p0, m.plane(), c, m.grid,
+        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xq + m.tap_offset(a, bb) + p0, m.plane(), c, ldc,
               ncols, tap > 0);
       }
     }
   };
   // strip-major task order: a strip's weights (taps·cin·mr floats) stay in L1 across its tiles
   parallel_for(strips * tiles, threads, std::max<int64_t>(1, (strips * tiles) / std::max(threads, 1)), run);
+  return rows;
 }
 
 // y (cout x ho x wo) = the valid columns of the padded grid.
@@ -511,8 +537,8 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
       float* grid = grids + slot * m.cout * m.grid;
       for (int64_t i = n0; i < n1; ++i) {
         pad_image(m, in + i * m.cin * m.h * m.w, xpad);
-        implicit_gemm(m, xpad, wt, grid, t);
-        unpad_output(m, grid, out + i * m.cout * m.ho * m.wo);
+        float* y = out + i * m.cout * m.ho * m.wo;
+        if (!implicit_gemm(m, xpad, wt, grid, y, t)) unpad_output(m, grid, y);
       }
     });
   };
