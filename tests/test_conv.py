@@ -27,6 +27,7 @@ CASES = [
     ((1, 3, 3, 3), (4, 3, 5, 5), dict(padding=2)),
     ((5, 2, 7, 7), (3, 2, 7, 7), dict(padding="valid")),
     ((2, 16, 6, 6), (16, 16, 3, 3), dict(padding=3)),  # implicit forward; grad_input's flipped pads < 0: im2col
+    ((2, 16, 5, 32), (24, 16, 3, 3), dict(padding=1)),  # implicit, tiles = output rows of 32 (straight into y)
     ((2, 24, 9, 10), (16, 24, 3, 3), dict(stride=(2, 3), padding=(1, 2), dilation=2)),
 ]
 
