@@ -2,17 +2,24 @@
 // input and OIHW weights; graphc/ops/conv.py has the semantics (PyTorch's), docs/conv.md the
 // design and the figures.
 //
-// im2col + GEMM, one image at a time:
-//   forward       Y[n]_g (Og x P)  = W_g (Og x K) · col[n]_g (K x P)
-//   grad_input    dcol_g (K x P)   = W_g^T · dY[n]_g, then col2im into dX[n]
-//   grad_weight   part[n]_g (Og x K) = dY[n]_g · col[n]_g^T, then dW = Σ_n part[n] in image order
-// with K = C/g·k_h·k_w and P = H_out·W_out.  A 1x1 kernel at stride 1 without padding reads
-// (or writes) the image itself as its column matrix.  float32 runs graphc's own GEMM
-// (gemm.h); float64, the reference-precision dtype, plain loops.
+// Two strategies, one image at a time (K = C/g·k_h·k_w, P = H_out·W_out):
+//  - implicit GEMM (float32, one group, more than one tap, >= 16 input channels; grad_input at
+//    stride 1 only): gemm.h's micro-kernels read the zero-padded image (split into stride
+//    phases) in place, one FMA chain per output over (tap, channel) — see struct Implicit;
+//  - im2col + GEMM otherwise:
+//      forward       Y[n]_g (Og x P)  = W_g (Og x K) · col[n]_g (K x P), col written in the
+//                    GEMM's packed-B layout (float32)
+//      grad_input    dcol_g (K x P)   = W_g^T · dY[n]_g, then col2im into dX[n]
+//      grad_weight   part[n]_g (K x Og) = col[n]_g · dY[n]_g^T, then dW = Σ_n part[n] in image
+//                    order
+//    A 1x1 kernel at stride 1 without padding reads (or writes) the image itself as its column
+//    matrix.  float32 runs graphc's own GEMM (gemm.h); float64, the reference-precision dtype,
+//    plain loops.
 //
-// The column matrices live in the step's planned workspace (KernelArgs::ws, sized by the
-// op's registry `workspace` function): `slots` matrices, so up to that many images run at
-// once, one per thread.  With a single slot (or one image) the GEMM itself is split.
+// Scratch lives in the step's planned workspaces (KernelArgs::ws, sized by the op's registry
+// `workspace` function, which takes the same decisions): `slots` column matrices or padded
+// images, so up to that many images run at once, one per thread; with one image (or slot)
+// the GEMM itself is split.
 //
 // Determinism: each output element is one FMA chain in a fixed order (gemm.h), whichever
 // thread computes it; col2im adds into one image from one thread in a fixed order; the
@@ -20,9 +27,9 @@
 // same bits for every thread count.
 #include <algorithm>
 #include <atomic>
-#include <type_traits>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
@@ -191,7 +198,8 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
         }
         // the last panel's columns past P: zeros, as pack_b leaves them
         const int64_t tail = panels * nr - q.p;
-        if (tail > 0) std::fill(base + (panels - 1) * q.k * nr + (nr - tail), base + (panels - 1) * q.k * nr + nr, 0.0f);
+        float* last = base + (panels - 1) * q.k * nr;
+        if (tail > 0) std::fill(last + (nr - tail), last + nr, 0.0f);
       }
     }
   }
@@ -451,7 +459,7 @@ template <class T> void transpose(const T* src, int64_t rows, int64_t cols, T* d
 // micro-kernel call loads and stores its C tile once per tap (the 3-channel stem stays on im2col).
 constexpr int64_t kImplicitMinChannels = 16;
 
-// graphc/ops/conv.py's _implicit_forward / _implicit_grad_input take the same decisions.
+// graphc/ops/conv.py's _implicit (and the workspace functions that call it) takes the same decisions.
 inline bool forward_is_implicit(const ConvGeom& q) {
   return q.g == 1 && q.kh * q.kw > 1 && q.c >= kImplicitMinChannels;
 }
@@ -488,12 +496,26 @@ inline void scatter_grad_input(const Implicit& m, const float* dy, const float* 
           for (int64_t tap = 0; tap < taps; ++tap) {
             const int64_t a = tap / m.kw, b = tap - a * m.kw;
             const int64_t r = i + a * m.dh - pt, q = j + b * m.dw - pl;
-            if (r >= 0 && r < m.ho && q >= 0 && q < m.wo) dx[(c * m.ho + r) * m.wo + q] += g * w[(o * c_ch + c) * taps + tap];
+            if (r >= 0 && r < m.ho && q >= 0 && q < m.wo) {
+              dx[(c * m.ho + r) * m.wo + q] += g * w[(o * c_ch + c) * taps + tap];
+            }
           }
         }
       }
     }
   }
+}
+
+// The slot count of the implicit GEMM's first workspace (3 in all: checked by the caller).
+inline int64_t implicit_slots(const KernelArgs& args) {
+  if (args.ws.size() != 3) {
+    args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
+  }
+  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
+  if (slots < 1) {
+    args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  }
+  return slots;
 }
 
 // The implicit-GEMM kernel over n images of m.cin channels: workspaces xpad (slots, xpad
@@ -502,9 +524,7 @@ inline void scatter_grad_input(const Implicit& m, const float* dy, const float* 
 // w[o][c][flipped tap'], so the GEMM's input channels are w's output channels).
 Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, const float* in, const float* w,
                        float* out, bool flip) {
-  if (args.ws.size() != 3) args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
-  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
-  if (slots < 1) args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  const int64_t slots = implicit_slots(args);
   float* xpads = check_slots<float>(args, 0, slots, {m.xpad_floats()}, "padded images");
   float* grids = check_slots<float>(args, 1, slots, {m.cout * m.grid}, "output on the padded grid");
   float* wt = check_slots<float>(args, 2, m.kh * m.kw * m.cin, {m.cout}, "repacked weights");
@@ -515,7 +535,9 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
       // The flipped convolution would add 0 · w for the taps that fall into dy's padding:
       // NaN where w is inf or NaN, which the op's definition (and the im2col path) leaves out.
       for_images(n, n, threads, [&](int64_t n0, int64_t n1, int64_t, int) {
-        for (int64_t i = n0; i < n1; ++i) scatter_grad_input(m, in + i * m.cin * m.h * m.w, w, out + i * m.cout * m.ho * m.wo);
+        for (int64_t i = n0; i < n1; ++i) {
+          scatter_grad_input(m, in + i * m.cin * m.h * m.w, w, out + i * m.cout * m.ho * m.wo);
+        }
       });
       return;
     }
@@ -577,9 +599,7 @@ inline void direct_grad_weight(const ConvGeom& q, const float* dy, const float* 
 Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, const float* dy, const float* x,
                                    float* dw) {
   const Implicit m = implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh, q.sw);
-  if (args.ws.size() != 3) args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
-  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
-  if (slots < 1) args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  const int64_t slots = implicit_slots(args);
   float* xqs = check_slots<float>(args, 0, slots, {m.xpad_floats()}, "padded images");
   float* dyts = check_slots<float>(args, 1, slots, {m.grid * q.o + kPanel}, "dy transposed onto the grid");
   const int64_t wsize = q.o * q.c * q.kh * q.kw;
@@ -697,7 +717,8 @@ template <class T> Kernel conv_kernel(const KernelArgs& args) {
   if (q.k == 0) return fill_zero_kernel(py, numel_of(args.out[0]));  // no input channels: sums of nothing
   if (std::is_same<T, float>::value && forward_is_implicit(q)) {
     return implicit_kernel(args,
-                           implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh, q.sw),
+                           implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh,
+                                         q.sw),
                            q.n, reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
                            reinterpret_cast<float*>(py), /*flip=*/false);
   }
