@@ -13,7 +13,7 @@ Attrs shared by the three ops:
 Output rows: floor((H + top + bottom - d_h·(k_h - 1) - 1) / s_h) + 1 (likewise columns), which
 must be >= 1.  Output (n, o, i, j) = Σ_{c, a, b} x_pad[n, g·C/g + c, i·s_h + a·d_h, j·s_w + b·d_w]
 · w[o, c, a, b] with x_pad the input padded with zeros: padding takes part in the sum as 0
-(so an infinite weight over padding gives NaN, as PyTorch's im2col).
+(so an infinite weight over padding gives NaN, as an im2col implementation does).
 
 conv2d_grad_input(dy, w) is the adjoint of conv2d in x (attr ``input_size`` = (H, W), since the
 floor loses trailing rows); conv2d_grad_weight(dy, x) the adjoint in w (attr ``kernel_size``).
@@ -166,7 +166,9 @@ def _grad_weight_cost(in_shapes, out_shapes, attrs):
     return 2 * int(np.prod(in_shapes[0])) * int(np.prod(out_shapes[0][1:]))
 
 
-# -- workspaces: the im2col matrices (and grad_weight's per-image partial sums) --------------------
+# -- workspaces: what runtime/cpu/conv.cc uses for each case (the same decisions as its kernels) ----
+# im2col matrices, or the implicit GEMM's padded images / output grid / repacked weights, and
+# grad_weight's per-image partial sums.  A mismatch is refused when the plan loads.
 
 def _is_pointwise(w_shape, attrs):
     """A 1x1 kernel at stride 1 without padding: the input is already the im2col matrix."""
