@@ -269,11 +269,11 @@ def test_one_infinite_weight_or_input_reaches_exactly_the_outputs_it_should(op):
     from graphc import registry
     rng = np.random.default_rng(6)
     attrs = {"stride": (1, 1), "pads": (1, 1, 1, 1), "dilation": (1, 1), "groups": 1}
-    x = rng.standard_normal((2, 16, 5, 6)).astype(np.float32)
+    x = rng.standard_normal((3, 16, 5, 6)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
-    dy = rng.standard_normal((2, 16, 5, 6)).astype(np.float32)
+    dy = rng.standard_normal((3, 16, 5, 6)).astype(np.float32)
     if op == "conv2d_grad_weight":
-        x[1, 3, 0, 2] = np.inf
+        x[1, 3, 0, 2] = np.inf  # image 1 by the definition, between two implicit ones in the same sum
         inputs, attrs = [dy, x], dict(attrs, kernel_size=(3, 3))
     else:
         w[4, 7, 0, 0] = np.inf

@@ -189,6 +189,9 @@ def _col_request(dtype, n, c, khw, out_hw, panels=False):
 # Input channels from which a float32 convolution runs as an implicit GEMM on the padded image
 # (runtime/cpu/conv.cc, kImplicitMinChannels): below, each tap's product is too short.
 IMPLICIT_MIN_CHANNELS = 16
+# Images whose implicit weight-gradient products one partial sum holds (runtime/cpu/conv.cc,
+# kImagesPerPartial): one FMA chain over the group's images, in order, then the partials in order.
+IMAGES_PER_PARTIAL = 4
 
 
 def _implicit(dtype, attrs, w_shape, c_in, stride1=False):
@@ -249,7 +252,7 @@ def _grad_weight_workspace(ctx):
         xq, grid_out, _ = _implicit_request(ctx.dtype(0), n, x[1], w[0], x[2:], w[2:], ctx.attrs["dilation"],
                                             ctx.attrs["pads"], ctx.attrs["stride"])
         dyt = (ctx.dtype(0), (xq[1][0], grid_out[1][1] + PANEL))
-        return [xq, dyt, (ctx.dtype(0), (n, int(np.prod(w))))]
+        return [xq, dyt, (ctx.dtype(0), (-(-n // IMAGES_PER_PARTIAL), int(np.prod(w))))]
     cols = [] if _is_pointwise(w, ctx.attrs) else _col_request(ctx.dtype(0), n, x[1], w[2:], dy[2:])
     # one weight-sized partial sum per image, added in image order (the same bits at any thread count)
     return cols + [(ctx.dtype(0), (n,) + tuple(int(d) for d in w))]

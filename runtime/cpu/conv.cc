@@ -566,9 +566,14 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
   };
 }
 
+// Images whose weight-gradient products are summed in one chain into one partial (below): the
+// chain does not depend on the thread count, and the partials to add up afterwards are 4x fewer.
+// graphc/ops/conv.py's IMAGES_PER_PARTIAL sizes the workspace by it.
+constexpr int64_t kImagesPerPartial = 4;
+
 // conv2d_grad_weight of one image by its definition (for an image with inf or NaN, below):
-// part[tap][c][o] = Σ_{i,j} dy[o][i][j] · x_pad[c][i·sh + a·dh][j·sw + b·dw], padding as 0.
-inline void direct_grad_weight(const ConvGeom& q, const float* dy, const float* x, float* part) {
+// part[tap][c][o] (+)= Σ_{i,j} dy[o][i][j] · x_pad[c][i·sh + a·dh][j·sw + b·dw], padding as 0.
+inline void direct_grad_weight(const ConvGeom& q, const float* dy, const float* x, float* part, bool accumulate) {
   const int64_t taps = q.kh * q.kw;
   for (int64_t tap = 0; tap < taps; ++tap) {
     const int64_t a = tap / q.kw, b = tap - a * q.kw;
@@ -583,7 +588,8 @@ inline void direct_grad_weight(const ConvGeom& q, const float* dy, const float* 
             s += dy[(o * q.ho + i) * q.wo + j] * xv;
           }
         }
-        part[(tap * q.c + c) * q.o + o] = s;
+        float& dst = part[(tap * q.c + c) * q.o + o];
+        dst = accumulate ? dst + s : s;
       }
     }
   }
@@ -593,9 +599,10 @@ inline void direct_grad_weight(const ConvGeom& q, const float* dy, const float* 
 // part[tap] (C x O) = Xs (C x G) · dyT (G x O), where Xs(c, p') = xq[phase][c][offset(tap) + p']
 // is the forward's B read as a row-major A (micro_rows) and dyT (G x O) is dy transposed onto the
 // grid, zero in the wasted columns.  Those columns meet real values of x there (0 · x), so an
-// image holding inf or NaN is done by the definition instead (direct_grad_weight).  The per-image
-// partials (layout [tap][c][o]) are summed in image order and permuted into dw[o][c][tap].
-// Workspaces: xq (slots, xpad floats), dyT (slots, G·O + kPanel), partials (N, O·C·kh·kw).
+// image holding inf or NaN is done by the definition instead (direct_grad_weight).  Each group of
+// kImagesPerPartial images accumulates into one partial (layout [tap][c][o]) in image order; the
+// partials are summed in group order and permuted into dw[o][c][tap].
+// Workspaces: xq (slots, xpad floats), dyT (slots, G·O + kPanel), partials (groups, O·C·kh·kw).
 Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, const float* dy, const float* x,
                                    float* dw) {
   const Implicit m = implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh, q.sw);
@@ -603,19 +610,22 @@ Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, co
   float* xqs = check_slots<float>(args, 0, slots, {m.xpad_floats()}, "padded images");
   float* dyts = check_slots<float>(args, 1, slots, {m.grid * q.o + kPanel}, "dy transposed onto the grid");
   const int64_t wsize = q.o * q.c * q.kh * q.kw;
-  float* parts = check_slots<float>(args, 2, q.n, {wsize}, "per-image partial sums");
+  const int64_t groups = (q.n + kImagesPerPartial - 1) / kImagesPerPartial;
+  float* parts = check_slots<float>(args, 2, groups, {wsize}, "partial sums of image groups");
   const int threads = args.ctx.threads;
   return [=]() {
     const int64_t taps = q.kh * q.kw;
-    for_images(q.n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
+    // work units: groups of kImagesPerPartial images, each one chunk's, summed in one chain
+    for_images(groups, slots, threads, [&](int64_t g0, int64_t g1, int64_t slot, int t) {
       float* xq = xqs + slot * m.xpad_floats();
       float* dyt = dyts + slot * (m.grid * q.o + kPanel);
-      for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t n = g0 * kImagesPerPartial; n < std::min(q.n, g1 * kImagesPerPartial); ++n) {
         const float* xn = x + n * q.c * q.h * q.w;
         const float* dyn = dy + n * q.o * q.p;
-        float* part = parts + n * wsize;
+        float* part = parts + n / kImagesPerPartial * wsize;
+        const bool accumulate = n % kImagesPerPartial != 0;  // continue the group's chain
         if (!all_finite(xn, q.c * q.h * q.w)) {
-          direct_grad_weight(q, dyn, xn, part);
+          direct_grad_weight(q, dyn, xn, part, accumulate);
           continue;
         }
         pad_image(m, xn, xq);
@@ -648,7 +658,7 @@ Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, co
             const int64_t o0 = tl * nr, ncols = std::min(nr, q.o - o0);
             const int64_t a = tap / q.kw, bb = tap - a * q.kw;
             ks->micro_rows[rows](m.grid, xq + m.tap_offset(a, bb) + c0 * m.plane(), m.plane(), dyt + o0, q.o,
-                                 part + (tap * q.c + c0) * q.o + o0, q.o, ncols, false);
+                                 part + (tap * q.c + c0) * q.o + o0, q.o, ncols, accumulate);
           }
         };
         const int64_t tasks = taps * strips * tiles;
@@ -657,7 +667,7 @@ Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, co
     });
     // part[0][e] = ((part[0][e] + part[1][e]) + part[2][e]) + ...: image order, whatever the split over e
     parallel_for(wsize, threads, 4096, [&](int64_t b, int64_t e) {
-      for (int64_t n = 1; n < q.n; ++n) {
+      for (int64_t n = 1; n < groups; ++n) {
         const float* src = parts + n * wsize;
         for (int64_t i = b; i < e; ++i) parts[i] += src[i];
       }
