@@ -345,7 +345,10 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
         constant: the op's value is fixed at build time (stored as read-only data);
         cost(in_shapes, attrs) -> estimated flops (recompute, scheduling);
         index_inputs: ``{input: IndexRange}`` for integer inputs holding indices;
-        workspace(in_shapes, attrs) -> scratch bytes the kernel needs (planned in the arena);
+        workspace(ctx) -> ``[(dtype, dims), ...]``: scratch tensors the kernel needs, planned in the
+            arena and live at the node's step only (``ctx`` is a :class:`WorkspaceContext`: the
+            node's concrete input and output types and its attrs); the kernel gets them in order
+            (``KernelArgs::ws``);
         composite(ctx) -> output Tensors built from other registry ops; the compiler expands
             the node for a target without a kernel for it (and autodiff differentiates the
             expansion when the op declares no gradient of its own);
@@ -395,6 +398,26 @@ def defgrad(name):
         opdef.gradient = fn
         return fn
     return wrap
+
+
+class WorkspaceContext:
+    """What a ``workspace`` function sees: a node's concrete input and output types and its attrs
+    (the compiler calls it once shapes are known, from ``assign_buffers``)."""
+
+    def __init__(self, node, in_types, out_types):
+        self.node = node
+        self.inputs = list(in_types)
+        self.outputs = list(out_types)
+        self.attrs = node.attrs
+
+    def dtype(self, i):
+        return self.inputs[i][0]
+
+    def shape(self, i):
+        return tuple(self.inputs[i][1])
+
+    def out_shape(self, i):
+        return tuple(self.outputs[i][1])
 
 
 class CompositeContext:

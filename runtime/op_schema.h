@@ -122,6 +122,38 @@ inline constexpr AttrInfo kConcatAttrs[] = {
 inline constexpr AttrInfo kConstantAttrs[] = {
     {"value", AttrValue::Tensor, true, false},
 };
+inline constexpr InputInfo kConv2dInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+    {"w", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kConv2dAttrs[] = {
+    {"stride", AttrValue::Ints, true, false},
+    {"pads", AttrValue::Ints, true, false},
+    {"dilation", AttrValue::Ints, true, false},
+    {"groups", AttrValue::Int, false, false},
+};
+inline constexpr InputInfo kConv2dGradInputInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"w", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kConv2dGradInputAttrs[] = {
+    {"stride", AttrValue::Ints, true, false},
+    {"pads", AttrValue::Ints, true, false},
+    {"dilation", AttrValue::Ints, true, false},
+    {"groups", AttrValue::Int, false, false},
+    {"input_size", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kConv2dGradWeightInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kConv2dGradWeightAttrs[] = {
+    {"stride", AttrValue::Ints, true, false},
+    {"pads", AttrValue::Ints, true, false},
+    {"dilation", AttrValue::Ints, true, false},
+    {"groups", AttrValue::Int, false, false},
+    {"kernel_size", AttrValue::Ints, true, false},
+};
 inline constexpr InputInfo kDivInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64)},
@@ -422,6 +454,9 @@ inline constexpr OpInfo kOps[] = {
     {"cast", kCastInputs, 1, false, kCastAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, true, kDeviceCpu},
     {"concat", kConcatInputs, 1, true, kConcatAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"constant", nullptr, 0, false, kConstantAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, true, false, 0u},
+    {"conv2d", kConv2dInputs, 2, false, kConv2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"conv2d_grad_input", kConv2dGradInputInputs, 2, false, kConv2dGradInputAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"conv2d_grad_weight", kConv2dGradWeightInputs, 2, false, kConv2dGradWeightAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"equal", kEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, false, kDeviceCpu},
     {"exp", kExpInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
@@ -472,7 +507,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 60;
+inline constexpr int kNumOps = 63;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -599,6 +634,63 @@ struct Concat {
 struct Constant {
   // value: a tensor attr, stored by the compiler as constant data  // the value, any dtype and shape
   explicit Constant(const KernelArgs&) {}
+};
+
+// conv2d: y[n,o,i,j] = Σ_{c,a,b} x_pad[n, g·C/g + c, i·s_h + a·d_h, j·s_w + b·d_w] · w[o,c,a,b] (NCHW x, OIHW w, g = o // (O/g), x_pad zero-padded by pads = (to
+struct Conv2d {
+  std::vector<int64_t> stride;  // step between output positions (s_h, s_w), each > 0
+  std::vector<int64_t> pads;  // zero padding (top, left, bottom, right), each >= 0
+  std::vector<int64_t> dilation;  // spacing of the kernel taps (d_h, d_w), each > 0
+  int64_t groups = 1;  // channel groups g > 0, dividing the input and output channels
+  explicit Conv2d(const KernelArgs& a) {
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("pads")) a.fail("missing attr 'pads'");
+    pads = a.attr_ints("pads");
+    if (!a.has("dilation")) a.fail("missing attr 'dilation'");
+    dilation = a.attr_ints("dilation");
+    if (a.has("groups")) groups = a.attr_int("groups");
+  }
+};
+
+// conv2d_grad_input: The gradient of conv2d in x (its adjoint): dx[n,c,h,w] = Σ dy[n,o,i,j] · w[o,c',a,b] over the (o, i, j, a, b) whose tap reads x[n,c,h,w]; x's (H, W) i
+struct Conv2dGradInput {
+  std::vector<int64_t> stride;  // step between output positions (s_h, s_w), each > 0
+  std::vector<int64_t> pads;  // zero padding (top, left, bottom, right), each >= 0
+  std::vector<int64_t> dilation;  // spacing of the kernel taps (d_h, d_w), each > 0
+  int64_t groups = 1;  // channel groups g > 0, dividing the input and output channels
+  std::vector<int64_t> input_size;  // (H, W) of the convolution's input
+  explicit Conv2dGradInput(const KernelArgs& a) {
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("pads")) a.fail("missing attr 'pads'");
+    pads = a.attr_ints("pads");
+    if (!a.has("dilation")) a.fail("missing attr 'dilation'");
+    dilation = a.attr_ints("dilation");
+    if (a.has("groups")) groups = a.attr_int("groups");
+    if (!a.has("input_size")) a.fail("missing attr 'input_size'");
+    input_size = a.attr_ints("input_size");
+  }
+};
+
+// conv2d_grad_weight: The gradient of conv2d in w (its adjoint): dw[o,c,a,b] = Σ_{n,i,j} dy[n,o,i,j] · x_pad[n, g·C/g + c, i·s_h + a·d_h, j·s_w + b·d_w]; w's (k_h, k_w) is 
+struct Conv2dGradWeight {
+  std::vector<int64_t> stride;  // step between output positions (s_h, s_w), each > 0
+  std::vector<int64_t> pads;  // zero padding (top, left, bottom, right), each >= 0
+  std::vector<int64_t> dilation;  // spacing of the kernel taps (d_h, d_w), each > 0
+  int64_t groups = 1;  // channel groups g > 0, dividing the input and output channels
+  std::vector<int64_t> kernel_size;  // (k_h, k_w) of the convolution's weight
+  explicit Conv2dGradWeight(const KernelArgs& a) {
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("pads")) a.fail("missing attr 'pads'");
+    pads = a.attr_ints("pads");
+    if (!a.has("dilation")) a.fail("missing attr 'dilation'");
+    dilation = a.attr_ints("dilation");
+    if (a.has("groups")) groups = a.attr_int("groups");
+    if (!a.has("kernel_size")) a.fail("missing attr 'kernel_size'");
+    kernel_size = a.attr_ints("kernel_size");
+  }
 };
 
 // div: Elementwise with numpy broadcasting: y = a / b (IEEE: x/0 = ±inf, 0/0 = NaN). Both inputs have one dtype (float32, float64).

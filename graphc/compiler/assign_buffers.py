@@ -26,7 +26,8 @@ whose bytes are dead after step ``s`` (the runtime's poison mode fills them with
 
 Kernel workspaces: a step may own scratch values (``workspaces[node name]``, kind
 "workspace", live at that step only); an op asks for them with an
-``opdef.workspace(node, graph) -> [(dtype, dims)]`` function (no op does yet).
+``opdef.workspace(ctx) -> [(dtype, dims)]`` function, ``ctx`` a
+:class:`graphc.registry.WorkspaceContext` (conv2d and its gradient ops: im2col matrices).
 """
 
 from dataclasses import dataclass, field
@@ -81,7 +82,11 @@ class BufferAssignment:
 
 def _workspace_requests(node, graph):
     fn = getattr(registry.get_op(node.op), "workspace", None)
-    return list(fn(node, graph)) if fn is not None else []
+    if fn is None:
+        return []
+    types = [(graph.tensor(t).dtype, tuple(graph.tensor(t).shape)) for t in node.inputs]
+    outs = [(graph.tensor(t).dtype, tuple(graph.tensor(t).shape)) for t in node.outputs]
+    return list(fn(registry.WorkspaceContext(node, types, outs)))
 
 
 def assign_buffers(graph):

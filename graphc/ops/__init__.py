@@ -16,6 +16,7 @@ from graphc.ops.backward import (  # noqa: F401
     softmax_cross_entropy_grad,
     sum_to,
 )
+from graphc.ops.conv import conv2d, conv2d_grad_input, conv2d_grad_weight  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     abs,
     add,

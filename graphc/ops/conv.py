@@ -1,0 +1,489 @@
+"""2-D convolution over NCHW input with OIHW weights (PyTorch's conv2d semantics), and the ops
+its gradients are built from: conv2d_grad_input and conv2d_grad_weight.
+
+Attrs shared by the three ops:
+  stride   (s_h, s_w) > 0;
+  pads     (top, left, bottom, right) >= 0 — ONNX's order (begins, then ends), so PyTorch's
+           ``padding="same"`` with an even kernel (the extra row/column at the bottom/right)
+           is expressible;
+  dilation (d_h, d_w) > 0;
+  groups   g > 0, dividing the input channels C and the output channels O; the weight is
+           (O, C / g, k_h, k_w) and output channel o reads input channels of group o // (O / g).
+
+Output rows: floor((H + top + bottom - d_h·(k_h - 1) - 1) / s_h) + 1 (likewise columns), which
+must be >= 1.  Output (n, o, i, j) = Σ_{c, a, b} x_pad[n, g·C/g + c, i·s_h + a·d_h, j·s_w + b·d_w]
+· w[o, c, a, b] with x_pad the input padded with zeros: padding takes part in the sum as 0
+(so an infinite weight over padding gives NaN, as PyTorch's im2col).
+
+conv2d_grad_input(dy, w) is the adjoint of conv2d in x (attr ``input_size`` = (H, W), since the
+floor loses trailing rows); conv2d_grad_weight(dy, x) the adjoint in w (attr ``kernel_size``).
+Both are linear in each input, so their gradients are the three ops again.  A bias is not part
+of the op: gc.conv2d adds it with a broadcast add, whose gradient is the sum over (N, H, W).
+
+The numpy references sum in float64 and round once to the dtype; the kernels sum in the
+dtype (float32: FMA chains in a fixed order, graphc's own GEMM) — see docs/conv.md.
+"""
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.errors import GraphError, ShapeError
+from graphc.ops._common import Example, F, build, rand, special
+from graphc.registry import AttrSpec, defgrad, register_op
+
+CONV_ATTRS = {
+    "stride": AttrSpec("ints", doc="step between output positions (s_h, s_w), each > 0"),
+    "pads": AttrSpec("ints", doc="zero padding (top, left, bottom, right), each >= 0"),
+    "dilation": AttrSpec("ints", doc="spacing of the kernel taps (d_h, d_w), each > 0"),
+    "groups": AttrSpec("int", default=1, doc="channel groups g > 0, dividing the input and output channels"),
+}
+GRAD_INPUT_ATTRS = dict(CONV_ATTRS, input_size=AttrSpec("ints", doc="(H, W) of the convolution's input"))
+GRAD_WEIGHT_ATTRS = dict(CONV_ATTRS, kernel_size=AttrSpec("ints", doc="(k_h, k_w) of the convolution's weight"))
+
+# Images whose im2col matrices the planned workspace holds at once: the kernels run that many
+# images in parallel (one per thread, up to this many threads; more threads split each GEMM).
+WORKSPACE_SLOTS = 4
+
+
+def _known(d):
+    return isinstance(d, int)
+
+
+def _check_attrs(ctx):
+    a = ctx.attrs
+    for name, n in (("stride", 2), ("pads", 4), ("dilation", 2)):
+        if len(a[name]) != n:
+            ctx.fail(f"{name}={list(a[name])} must hold {n} ints")
+    if any(v <= 0 for v in a["stride"]) or any(v <= 0 for v in a["dilation"]):
+        ctx.fail(f"stride={list(a['stride'])} and dilation={list(a['dilation'])} must be positive")
+    if any(v < 0 for v in a["pads"]):
+        ctx.fail(f"pads={list(a['pads'])} must be >= 0")
+    if a["groups"] <= 0:
+        ctx.fail(f"groups={a['groups']} must be positive")
+
+
+def _out_hw(ctx, hw, khw, what="x"):
+    """Output (H_out, W_out) for input (H, W) and kernel (k_h, k_w); None where unknown."""
+    a = ctx.attrs
+    out = []
+    for axis, d, k, s, p0, p1, dil in zip("HW", hw, khw, a["stride"], a["pads"][:2], a["pads"][2:], a["dilation"]):
+        if not (_known(d) and _known(k)):
+            out.append(None)
+            continue
+        if d < 1:
+            ctx.fail(f"{what}: {axis}={d} must be >= 1")
+        span = dil * (k - 1) + 1
+        if d + p0 + p1 < span:
+            ctx.fail(f"{what}: {axis}={d} padded by ({p0}, {p1}) is smaller than the dilated kernel ({span}): "
+                     f"the output would be empty")
+        out.append((d + p0 + p1 - span) // s + 1)
+    return tuple(out)
+
+
+def _check_rank4(ctx, i, what):
+    if len(ctx.shape(i)) != 4:
+        ctx.fail(f"expects input {i} ({what}) of rank 4, got shape {tuple(ctx.shape(i))}")
+
+
+def _check_channels(ctx, c_in, w_shape, what_w="w"):
+    """The weight (O, C/g, k_h, k_w) against the input channels c_in and the groups."""
+    g = ctx.attrs["groups"]
+    o, cg = w_shape[0], w_shape[1]
+    if _known(c_in) and c_in % g:
+        ctx.fail(f"x has {c_in} channels, not divisible by groups={g}")
+    if _known(o) and o % g:
+        ctx.fail(f"{what_w} has {o} output channels, not divisible by groups={g}")
+    if _known(c_in) and _known(cg) and cg * g != c_in:
+        ctx.fail(f"{what_w} of shape {tuple(w_shape)} expects {cg} input channels per group (x with {cg * g} "
+                 f"channels at groups={g}), x has {c_in}")
+    for axis, k in zip("HW", w_shape[2:]):
+        if _known(k) and k < 1:
+            ctx.fail(f"{what_w} of shape {tuple(w_shape)}: kernel {axis}={k} must be >= 1")
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(not _known(x) or not _known(y) or x == y for x, y in zip(a, b))
+
+
+def _conv_infer(ctx):
+    _check_attrs(ctx)
+    _check_rank4(ctx, 0, "x")
+    _check_rank4(ctx, 1, "w")
+    x, w = ctx.shape(0), ctx.shape(1)
+    _check_channels(ctx, x[1], w)
+    return ctx.dtype(0), (x[0], w[0]) + _out_hw(ctx, x[2:], w[2:])
+
+
+def _grad_input_infer(ctx):
+    # (dy, w) -> dx of shape (N, C, H, W)
+    _check_attrs(ctx)
+    _check_rank4(ctx, 0, "dy")
+    _check_rank4(ctx, 1, "w")
+    hw = ctx.attrs["input_size"]
+    if len(hw) != 2:
+        ctx.fail(f"input_size={list(hw)} must hold 2 ints (H, W)")
+    dy, w = ctx.shape(0), ctx.shape(1)
+    c_in = w[1] * ctx.attrs["groups"] if _known(w[1]) else None
+    _check_channels(ctx, c_in, w)
+    want = (dy[0], w[0]) + _out_hw(ctx, hw, w[2:], what=f"input_size={list(hw)}")
+    if not _same(dy, want):
+        ctx.fail(f"expects dy of the convolution's output shape {want}, got {tuple(dy)}")
+    return ctx.dtype(1), (dy[0], c_in) + tuple(hw)
+
+
+def _grad_weight_infer(ctx):
+    # (dy, x) -> dw of shape (O, C/g, k_h, k_w)
+    _check_attrs(ctx)
+    _check_rank4(ctx, 0, "dy")
+    _check_rank4(ctx, 1, "x")
+    khw = ctx.attrs["kernel_size"]
+    if len(khw) != 2 or any(k < 1 for k in khw):
+        ctx.fail(f"kernel_size={list(khw)} must hold 2 ints >= 1")
+    dy, x = ctx.shape(0), ctx.shape(1)
+    g = ctx.attrs["groups"]
+    o = dy[1]
+    cg = x[1] // g if _known(x[1]) else None
+    w = (o, cg) + tuple(khw)
+    _check_channels(ctx, x[1], w, what_w="dy")
+    want = (x[0], o) + _out_hw(ctx, x[2:], khw)
+    if not _same(dy, want):
+        ctx.fail(f"expects dy of the convolution's output shape {want}, got {tuple(dy)}")
+    return ctx.dtype(1), w
+
+
+def _conv_cost(in_shapes, out_shapes, attrs):
+    """2·(output elements)·(C/g)·k_h·k_w: each output is one dot product over a window."""
+    return 2 * int(np.prod(out_shapes[0])) * int(np.prod(in_shapes[1][1:]))
+
+
+def _grad_input_cost(in_shapes, out_shapes, attrs):
+    return 2 * int(np.prod(in_shapes[0])) * int(np.prod(in_shapes[1][1:]))
+
+
+def _grad_weight_cost(in_shapes, out_shapes, attrs):
+    return 2 * int(np.prod(in_shapes[0])) * int(np.prod(out_shapes[0][1:]))
+
+
+# -- workspaces: the im2col matrices (and grad_weight's per-image partial sums) --------------------
+
+def _is_pointwise(w_shape, attrs):
+    """A 1x1 kernel at stride 1 without padding: the input is already the im2col matrix."""
+    return (tuple(w_shape[2:]) == (1, 1) and tuple(attrs["stride"]) == (1, 1)
+            and not any(attrs["pads"]))
+
+
+def _col_request(dtype, n, c, khw, out_hw):
+    slots = min(int(n), WORKSPACE_SLOTS)
+    if slots == 0:
+        return []
+    return [(dtype, (slots, int(c) * int(khw[0]) * int(khw[1]), int(out_hw[0]) * int(out_hw[1])))]
+
+
+def _conv_workspace(ctx):
+    x, w = ctx.shape(0), ctx.shape(1)
+    if _is_pointwise(w, ctx.attrs):
+        return []
+    return _col_request(ctx.dtype(0), x[0], x[1], w[2:], ctx.out_shape(0)[2:])
+
+
+def _grad_input_workspace(ctx):
+    dy, w = ctx.shape(0), ctx.shape(1)
+    if _is_pointwise(w, ctx.attrs):
+        return []
+    return _col_request(ctx.dtype(0), dy[0], ctx.out_shape(0)[1], w[2:], dy[2:])
+
+
+def _grad_weight_workspace(ctx):
+    dy, x = ctx.shape(0), ctx.shape(1)
+    w = ctx.out_shape(0)
+    n = int(x[0])
+    if n == 0:
+        return []
+    cols = [] if _is_pointwise(w, ctx.attrs) else _col_request(ctx.dtype(0), n, x[1], w[2:], dy[2:])
+    # one weight-sized partial sum per image, added in image order (the same bits at any thread count)
+    return cols + [(ctx.dtype(0), (n,) + tuple(int(d) for d in w))]
+
+
+# -- numpy references: one tap (a, b) of the kernel at a time, summed in float64 -------------------
+
+def _geometry(attrs, x_hw, khw):
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["stride"], attrs["pads"], attrs["dilation"]
+    ho = (x_hw[0] + pt + pb - dh * (khw[0] - 1) - 1) // sh + 1
+    wo = (x_hw[1] + pl + pr - dw * (khw[1] - 1) - 1) // sw + 1
+    return ho, wo
+
+
+def _taps(attrs, khw, ho, wo):
+    """(a, b, row slice, column slice) of each kernel tap in the padded input."""
+    (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
+    for a in range(khw[0]):
+        for b in range(khw[1]):
+            yield a, b, slice(a * dh, a * dh + sh * (ho - 1) + 1, sh), slice(b * dw, b * dw + sw * (wo - 1) + 1, sw)
+
+
+def _padded(x, attrs):
+    pt, pl, pb, pr = attrs["pads"]
+    return np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+
+
+def _grouped(a, g):
+    """(N, C, ...) -> (N, g, C/g, ...)."""
+    return a.reshape((a.shape[0], g, a.shape[1] // g) + a.shape[2:])
+
+
+def _conv_ref(inputs, attrs):
+    x, w = inputs
+    g = attrs["groups"]
+    ho, wo = _geometry(attrs, x.shape[2:], w.shape[2:])
+    xp = _padded(x, attrs)
+    wg = w.astype(np.float64).reshape((g, w.shape[0] // g) + w.shape[1:])
+    y = np.zeros((x.shape[0], g, w.shape[0] // g, ho, wo))
+    for a, b, rs, cs in _taps(attrs, w.shape[2:], ho, wo):
+        y += np.einsum("ngchw,goc->ngohw", _grouped(xp[:, :, rs, cs], g), wg[..., a, b])
+    return y.reshape(x.shape[0], w.shape[0], ho, wo).astype(x.dtype)
+
+
+def _grad_input_ref(inputs, attrs):
+    dy, w = inputs
+    g = attrs["groups"]
+    h, wd = attrs["input_size"]
+    pt, pl, pb, pr = attrs["pads"]
+    n, c = dy.shape[0], w.shape[1] * g
+    ho, wo = dy.shape[2:]
+    dxp = np.zeros((n, g, c // g, h + pt + pb, wd + pl + pr))
+    wg = w.astype(np.float64).reshape((g, w.shape[0] // g) + w.shape[1:])
+    dyg = _grouped(dy.astype(np.float64), g)
+    for a, b, rs, cs in _taps(attrs, w.shape[2:], ho, wo):
+        dxp[:, :, :, rs, cs] += np.einsum("ngohw,goc->ngchw", dyg, wg[..., a, b])
+    return dxp[:, :, :, pt:pt + h, pl:pl + wd].reshape(n, c, h, wd).astype(w.dtype)
+
+
+def _grad_weight_ref(inputs, attrs):
+    dy, x = inputs
+    g = attrs["groups"]
+    kh, kw = attrs["kernel_size"]
+    o = dy.shape[1]
+    ho, wo = dy.shape[2:]
+    xp = _padded(x, attrs)
+    dyg = _grouped(dy.astype(np.float64), g)
+    dw = np.zeros((g, o // g, x.shape[1] // g, kh, kw))
+    for a, b, rs, cs in _taps(attrs, (kh, kw), ho, wo):
+        dw[..., a, b] = np.einsum("ngohw,ngchw->goc", dyg, _grouped(xp[:, :, rs, cs], g))
+    return dw.reshape(o, x.shape[1] // g, kh, kw).astype(x.dtype)
+
+
+# -- examples ------------------------------------------------------------------------------------
+
+def _a(stride=1, pads=0, dilation=1, groups=1):
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    p = (pads,) * 4 if isinstance(pads, int) else tuple(pads)
+    return {"stride": pair(stride), "pads": p, "dilation": pair(dilation), "groups": groups}
+
+
+# (x shape, w shape, attrs): size 1, size-0 batch / channels / outputs, odd sizes, strides, asymmetric pads,
+# dilation, groups, depthwise, kernels larger than the input, 1x1 (the pointwise path and strided)
+CASES = [
+    ((1, 1, 1, 1), (1, 1, 1, 1), _a()),
+    ((0, 2, 4, 4), (3, 2, 3, 3), _a(pads=1)),
+    ((2, 0, 3, 3), (2, 0, 1, 1), _a()),
+    ((2, 0, 3, 3), (2, 0, 3, 3), _a(pads=1)),
+    ((2, 2, 4, 4), (0, 2, 3, 3), _a()),
+    ((2, 3, 5, 5), (4, 3, 3, 3), _a(pads=1)),
+    ((5, 3, 5, 4), (2, 3, 3, 2), _a()),
+    ((2, 4, 7, 6), (6, 2, 3, 3), _a(stride=2, pads=1, groups=2)),
+    ((1, 3, 6, 7), (3, 1, 3, 3), _a(pads=2, dilation=2, groups=3)),
+    ((2, 2, 5, 5), (4, 1, 3, 3), _a(pads=1, groups=2)),
+    ((1, 2, 3, 3), (2, 2, 5, 5), _a(pads=2)),
+    ((1, 1, 1, 1), (1, 1, 3, 3), _a(pads=1)),
+    ((2, 3, 5, 4), (4, 3, 1, 1), _a()),
+    ((1, 2, 5, 5), (3, 2, 1, 1), _a(stride=2)),
+    ((1, 2, 4, 3), (3, 2, 1, 1), _a(pads=(1, 0, 0, 1))),
+    ((1, 2, 6, 5), (2, 2, 2, 3), _a(stride=(1, 2), pads=(0, 1, 1, 2), dilation=(2, 1))),
+    ((1, 2, 7, 7), (2, 2, 4, 4), _a(pads=(1, 1, 2, 2))),
+    ((6, 8, 9, 9), (8, 8, 3, 3), _a(pads=1)),
+]
+SPECIAL_CASE = ((2, 3, 6, 7), (4, 3, 3, 3), _a(stride=2, pads=1))
+
+
+def _conv_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for xs, ws, attrs in CASES:
+            out.append(Example([rand(rng, xs, dt), rand(rng, ws, dt)], attrs, note=dt))
+        xs, ws, attrs = SPECIAL_CASE
+        # no extremes: a sum of float maxima overflows in the kernel's order and not in float64
+        out.append(Example([special(rng, xs, dt, extremes=False), rand(rng, ws, dt)], attrs, grad=False,
+                           note=f"{dt} special values in x"))
+        out.append(Example([rand(rng, xs, dt), special(rng, ws, dt, extremes=False)], attrs, grad=False,
+                           note=f"{dt} special values in w (inf over padding: NaN)"))
+    return out
+
+
+def _out_shape(xs, ws, attrs):
+    return (xs[0], ws[0]) + _geometry(attrs, xs[2:], ws[2:])
+
+
+def _grad_input_examples(rng):
+    out = []
+    for ex in _conv_examples(rng):
+        x, w = ex.inputs
+        shape = _out_shape(x.shape, w.shape, ex.attrs)
+        dy = rand(rng, shape, x.dtype.name) if ex.grad else special(rng, shape, x.dtype.name, extremes=False)
+        out.append(Example([dy, w], dict(ex.attrs, input_size=x.shape[2:]), grad=ex.grad, note=ex.note))
+    return out
+
+
+def _grad_weight_examples(rng):
+    out = []
+    for ex in _conv_examples(rng):
+        x, w = ex.inputs
+        shape = _out_shape(x.shape, w.shape, ex.attrs)
+        dy = rand(rng, shape, x.dtype.name) if ex.grad else special(rng, shape, x.dtype.name, extremes=False)
+        out.append(Example([dy, x], dict(ex.attrs, kernel_size=w.shape[2:]), grad=ex.grad, note=ex.note))
+    return out
+
+
+# -- declarations --------------------------------------------------------------------------------
+
+_FLOAT_T = {"T": dtypes.FLOATS}
+
+register_op(
+    "conv2d",
+    doc="y[n,o,i,j] = Σ_{c,a,b} x_pad[n, g·C/g + c, i·s_h + a·d_h, j·s_w + b·d_w] · w[o,c,a,b] "
+        "(NCHW x, OIHW w, g = o // (O/g), x_pad zero-padded by pads = (top, left, bottom, right)).",
+    inputs=[("x", "T"), ("w", "T")],
+    type_vars=_FLOAT_T,
+    attrs=CONV_ATTRS,
+    infer=_conv_infer,
+    reference=_conv_ref,
+    examples=_conv_examples,
+    cost=_conv_cost,
+    workspace=_conv_workspace,
+)
+
+register_op(
+    "conv2d_grad_input",
+    doc="The gradient of conv2d in x (its adjoint): dx[n,c,h,w] = Σ dy[n,o,i,j] · w[o,c',a,b] over the "
+        "(o, i, j, a, b) whose tap reads x[n,c,h,w]; x's (H, W) is the attr input_size.",
+    inputs=[("dy", "T"), ("w", "T")],
+    type_vars=_FLOAT_T,
+    attrs=GRAD_INPUT_ATTRS,
+    infer=_grad_input_infer,
+    reference=_grad_input_ref,
+    examples=_grad_input_examples,
+    cost=_grad_input_cost,
+    workspace=_grad_input_workspace,
+)
+
+register_op(
+    "conv2d_grad_weight",
+    doc="The gradient of conv2d in w (its adjoint): dw[o,c,a,b] = Σ_{n,i,j} dy[n,o,i,j] · "
+        "x_pad[n, g·C/g + c, i·s_h + a·d_h, j·s_w + b·d_w]; w's (k_h, k_w) is the attr kernel_size.",
+    inputs=[("dy", "T"), ("x", "T")],
+    type_vars=_FLOAT_T,
+    attrs=GRAD_WEIGHT_ATTRS,
+    infer=_grad_weight_infer,
+    reference=_grad_weight_ref,
+    examples=_grad_weight_examples,
+    cost=_grad_weight_cost,
+    workspace=_grad_weight_workspace,
+)
+
+
+def _conv_attrs(attrs):
+    return {k: attrs[k] for k in CONV_ATTRS}
+
+
+# -- gradients: every op is linear in each input, and the three are each other's adjoints ---------
+
+@defgrad("conv2d")
+def _grad_conv2d(ctx):
+    x, w = ctx.inputs
+    a = _conv_attrs(ctx.attrs)
+    return [conv2d_grad_input(ctx.g, w, x.shape[2:], a), conv2d_grad_weight(ctx.g, x, w.shape[2:], a)]
+
+
+@defgrad("conv2d_grad_input")
+def _grad_conv2d_grad_input(ctx):
+    # dx = A_w^T dy, so <dx, G> = <dy, conv2d(G, w)>: dy gets conv2d(G, w), w gets grad_weight(dy, G)
+    dy, w = ctx.inputs
+    a = _conv_attrs(ctx.attrs)
+    return [build("conv2d", [ctx.g, w], a), conv2d_grad_weight(dy, ctx.g, w.shape[2:], a)]
+
+
+@defgrad("conv2d_grad_weight")
+def _grad_conv2d_grad_weight(ctx):
+    # <dw, G> = <dy, conv2d(x, G)>: dy gets conv2d(x, G), x gets grad_input(dy, G)
+    dy, x = ctx.inputs
+    a = _conv_attrs(ctx.attrs)
+    return [build("conv2d", [x, ctx.g], a), conv2d_grad_input(dy, ctx.g, x.shape[2:], a)]
+
+
+# -- builders ------------------------------------------------------------------------------------
+
+def _pair(name, v):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return (int(v), int(v))
+    try:
+        t = tuple(int(e) for e in v)
+        ok = len(t) == 2 and not any(isinstance(e, bool) for e in v)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise GraphError(f"conv2d: {name} must be an int or a pair of ints, got {v!r}")
+    return t
+
+
+def _resolve_padding(padding, w_shape, stride, dilation):
+    """pads (top, left, bottom, right) of an int, a pair, "valid" or "same" (PyTorch's split:
+    total d·(k-1) per axis, the odd one extra at the bottom/right)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise GraphError(f"conv2d: padding={padding!r} must be an int, a pair, 'same' or 'valid'")
+        if stride != (1, 1):
+            raise GraphError(f"conv2d: padding='same' needs stride 1 (as PyTorch), got stride={stride}")
+        k = w_shape[2:]
+        if not all(_known(d) for d in k):
+            raise ShapeError(f"conv2d: padding='same' needs a known kernel size, w has shape {tuple(w_shape)}")
+        total = [dil * (kk - 1) for dil, kk in zip(dilation, k)]
+        begin = [t // 2 for t in total]
+        return (begin[0], begin[1], total[0] - begin[0], total[1] - begin[1])
+    p = _pair("padding", padding)
+    return (p[0], p[1], p[0], p[1])
+
+
+def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, name=None):
+    """2-D convolution (as ``torch.nn.functional.conv2d``): NCHW ``x``, OIHW ``w`` (O output
+    channels, C / groups input channels per group), optional ``bias`` of shape (O,).
+
+    stride and dilation are ints or (h, w) pairs; padding an int, a pair, ``"valid"`` (0) or
+    ``"same"`` (stride 1 only; an odd total padding puts the extra row/column at the
+    bottom/right, as PyTorch).  groups == C is a depthwise convolution.  Output rows:
+    floor((H + 2p - d·(k - 1) - 1) / s) + 1.  Bad shapes raise ShapeError naming the argument."""
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
+        raise GraphError(f"conv2d: groups must be an int, got {groups!r}")
+    stride, dilation = _pair("stride", stride), _pair("dilation", dilation)
+    if len(w.shape) != 4:
+        raise ShapeError(f"conv2d: w must have rank 4 (O, C/groups, k_h, k_w), got shape {tuple(w.shape)}")
+    attrs = {"stride": stride, "pads": _resolve_padding(padding, w.shape, stride, dilation),
+             "dilation": dilation, "groups": int(groups)}
+    if bias is None:
+        return build("conv2d", [x, w], attrs, name=name)
+    if len(bias.shape) != 1 or (_known(bias.shape[0]) and _known(w.shape[0]) and bias.shape[0] != w.shape[0]):
+        raise ShapeError(f"conv2d: bias must have shape ({w.shape[0]},) (one per output channel of w), "
+                         f"got {tuple(bias.shape)}")
+    y = build("conv2d", [x, w], attrs)
+    return F.add(y, F.reshape(bias, (w.shape[0], 1, 1)), name=name)
+
+
+def conv2d_grad_input(dy, w, input_size, attrs, name=None):
+    """The gradient of conv2d(x, w, **attrs) in x, for x of spatial size input_size = (H, W)."""
+    return build("conv2d_grad_input", [dy, w], dict(_conv_attrs(attrs), input_size=tuple(input_size)), name=name)
+
+
+def conv2d_grad_weight(dy, x, kernel_size, attrs, name=None):
+    """The gradient of conv2d(x, w, **attrs) in w, for w of spatial size kernel_size = (k_h, k_w)."""
+    return build("conv2d_grad_weight", [dy, x], dict(_conv_attrs(attrs), kernel_size=tuple(kernel_size)),
+                 name=name)
