@@ -176,7 +176,8 @@ class OpDef:
     def __init__(self, name, doc, inputs, type_vars, attrs, infer, reference, examples,
                  gradient=None, elementwise=False, view=False, variadic=False, differentiable=True,
                  inplace=None, constant=False, cost=None, index_inputs=None, workspace=None,
-                 composite=None, kernels=("cpu",), fusible=False, epilogue_into=None, prologue_into=None):
+                 composite=None, kernels=("cpu",), fusible=False, epilogue_into=None, prologue_into=None,
+                 train_form=None):
         self.name = name
         self.doc = doc
         self.inputs = tuple(inputs)
@@ -202,6 +203,7 @@ class OpDef:
         self.fusible = fusible
         self.epilogue_into = epilogue_into
         self.prologue_into = prologue_into
+        self.train_form = train_form
 
     def __repr__(self):
         return f"<OpDef {self.name}>"
@@ -328,7 +330,7 @@ def _parse_inputs(name, inputs, type_vars):
 def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, type_vars=None, gradient=None,
                 elementwise=False, view=False, variadic=False, differentiable=True, inplace=None,
                 constant=False, cost=None, index_inputs=None, workspace=None, composite=None,
-                kernels=("cpu",), fusible=False, epilogue_into=None, prologue_into=None):
+                kernels=("cpu",), fusible=False, epilogue_into=None, prologue_into=None, train_form=None):
     """Declare an op.  Refuses a duplicate name or a missing part.
 
     inputs: ``[(name, dtypes), ...]`` where dtypes is a tuple of dtype names or the name
@@ -363,6 +365,9 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
             program's value: its attrs are this op's plus ``program`` and ``reduce`` (this op's
             name) (sum/mean/max → fused_reduce).  The fusion pass fuses only where the fused
             op's inference accepts the result and the target has its kernel.
+        train_form(ctx) -> output Tensors: what the node becomes in a training plan (the op as
+            declared is its inference form); the select_mode pass builds it from the node's
+            inputs like a composite (graphc/compiler/select_mode.py: batch_norm, dropout).
     """
     if name in _OPS:
         raise RegistryError(f"op {name!r} is already registered")
@@ -378,7 +383,7 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
         raise RegistryError(f"op {name!r} has neither a kernel nor a composite definition")
     opdef = OpDef(name, doc.strip(), parsed, type_vars, dict(attrs or {}), infer, reference, examples,
                   gradient, elementwise, view, variadic, differentiable, inplace, constant, cost,
-                  index_inputs, workspace, composite, kernels, fusible, epilogue_into, prologue_into)
+                  index_inputs, workspace, composite, kernels, fusible, epilogue_into, prologue_into, train_form)
     if fusible and not (elementwise and all(k == "float" for k in (spec.kind for spec in opdef.attrs.values()))):
         raise RegistryError(f"op {name!r}: a fusible op is elementwise with float attrs only")
     _OPS[name] = opdef

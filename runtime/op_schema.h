@@ -97,6 +97,48 @@ inline constexpr AttrInfo kAvgPool2dGradAttrs[] = {
     {"padding", AttrValue::Ints, true, false},
     {"count_include_pad", AttrValue::Bool, false, false},
 };
+inline constexpr InputInfo kBatchNormInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+    {"running_mean", "T", bit(DType::F32) | bit(DType::F64)},
+    {"running_var", "T", bit(DType::F32) | bit(DType::F64)},
+    {"weight", "T", bit(DType::F32) | bit(DType::F64)},
+    {"bias", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kBatchNormAttrs[] = {
+    {"momentum", AttrValue::Float, false, false},
+    {"eps", AttrValue::Float, false, false},
+};
+inline constexpr InputInfo kBatchNormTrainInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+    {"weight", "T", bit(DType::F32) | bit(DType::F64)},
+    {"bias", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kBatchNormTrainAttrs[] = {
+    {"eps", AttrValue::Float, false, false},
+};
+inline constexpr InputInfo kBatchNormTrainGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+    {"weight", "T", bit(DType::F32) | bit(DType::F64)},
+    {"mean", "T", bit(DType::F32) | bit(DType::F64)},
+    {"var", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dmean", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dvar", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kBatchNormTrainGradAttrs[] = {
+    {"eps", AttrValue::Float, false, false},
+};
+inline constexpr InputInfo kBatchNormUpdateStatsInputs[] = {
+    {"running_mean", "T", bit(DType::F32) | bit(DType::F64)},
+    {"running_var", "T", bit(DType::F32) | bit(DType::F64)},
+    {"mean", "T", bit(DType::F32) | bit(DType::F64)},
+    {"var", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kBatchNormUpdateStatsAttrs[] = {
+    {"momentum", AttrValue::Float, true, false},
+    {"count", AttrValue::Int, true, false},
+};
+inline constexpr int kBatchNormUpdateStatsInplace[] = {0, 0, 1, 1};
 inline constexpr InputInfo kBroadcastLikeInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -157,6 +199,21 @@ inline constexpr AttrInfo kConv2dGradWeightAttrs[] = {
 inline constexpr InputInfo kDivInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kDropoutInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kDropoutAttrs[] = {
+    {"p", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, false, true},
+};
+inline constexpr InputInfo kDropoutTrainInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kDropoutTrainAttrs[] = {
+    {"p", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
 };
 inline constexpr InputInfo kEqualInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -449,6 +506,10 @@ inline constexpr OpInfo kOps[] = {
     {"assign", kAssignInputs, 2, false, nullptr, 0, kAssignInplace, 1, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
     {"avg_pool2d", kAvgPool2dInputs, 1, false, kAvgPool2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"avg_pool2d_grad", kAvgPool2dGradInputs, 2, false, kAvgPool2dGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"batch_norm", kBatchNormInputs, 5, false, kBatchNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
+    {"batch_norm_train", kBatchNormTrainInputs, 3, false, kBatchNormTrainAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"batch_norm_train_grad", kBatchNormTrainGradInputs, 7, false, kBatchNormTrainGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"batch_norm_update_stats", kBatchNormUpdateStatsInputs, 4, false, kBatchNormUpdateStatsAttrs, 2, kBatchNormUpdateStatsInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"broadcast_like", kBroadcastLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"broadcast_to", kBroadcastToInputs, 1, false, kBroadcastToAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"cast", kCastInputs, 1, false, kCastAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, true, kDeviceCpu},
@@ -458,6 +519,8 @@ inline constexpr OpInfo kOps[] = {
     {"conv2d_grad_input", kConv2dGradInputInputs, 2, false, kConv2dGradInputAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"conv2d_grad_weight", kConv2dGradWeightInputs, 2, false, kConv2dGradWeightAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"dropout", kDropoutInputs, 1, false, kDropoutAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
+    {"dropout_train", kDropoutTrainInputs, 2, false, kDropoutTrainAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"equal", kEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, false, kDeviceCpu},
     {"exp", kExpInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"expand_dims", kExpandDimsInputs, 1, false, kExpandDimsAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
@@ -507,7 +570,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 63;
+inline constexpr int kNumOps = 69;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -595,6 +658,44 @@ struct AvgPool2dGrad {
     if (!a.has("padding")) a.fail("missing attr 'padding'");
     padding = a.attr_ints("padding");
     if (a.has("count_include_pad")) count_include_pad = a.attr_bool("count_include_pad", false);
+  }
+};
+
+// batch_norm: Batch norm, inference form: y = (x - running_mean) / √(running_var + eps) · weight + bias per channel (axis 1). In a training plan select_mode makes i
+struct BatchNorm {
+  double momentum = 0.1;  // weight of the batch statistic in the running update, in [0, 1]
+  double eps = 1e-05;  // added to the variance before the square root
+  explicit BatchNorm(const KernelArgs& a) {
+    if (a.has("momentum")) momentum = a.attr_float("momentum");
+    if (a.has("eps")) eps = a.attr_float("eps");
+  }
+};
+
+// batch_norm_train: Batch norm, training form: mean, var = the mean and biased variance of x over every axis but 1; y = (x - mean) / √(var + eps) · weight + bias. Outputs
+struct BatchNormTrain {
+  double eps = 1e-05;  // added to the variance before the square root
+  explicit BatchNormTrain(const KernelArgs& a) {
+    if (a.has("eps")) eps = a.attr_float("eps");
+  }
+};
+
+// batch_norm_train_grad: The gradient of batch_norm_train (dy, dmean, dvar the gradients of its outputs): with s = 1/√(var + eps), x̂ = (x - mean)·s, n the elements per channe
+struct BatchNormTrainGrad {
+  double eps = 1e-05;  // added to the variance before the square root
+  explicit BatchNormTrainGrad(const KernelArgs& a) {
+    if (a.has("eps")) eps = a.attr_float("eps");
+  }
+};
+
+// batch_norm_update_stats: running_mean ← (1 - momentum)·running_mean + momentum·mean; running_var ← (1 - momentum)·running_var + momentum·var·count/(count - 1) (the unbiased ba
+struct BatchNormUpdateStats {
+  double momentum;  // weight of the batch statistic, in [0, 1]
+  int64_t count = 0;  // elements per channel in the batch (n >= 2)
+  explicit BatchNormUpdateStats(const KernelArgs& a) {
+    if (!a.has("momentum")) a.fail("missing attr 'momentum'");
+    momentum = a.attr_float("momentum");
+    if (!a.has("count")) a.fail("missing attr 'count'");
+    count = a.attr_int("count");
   }
 };
 
@@ -696,6 +797,29 @@ struct Conv2dGradWeight {
 // div: Elementwise with numpy broadcasting: y = a / b (IEEE: x/0 = ±inf, 0/0 = NaN). Both inputs have one dtype (float32, float64).
 struct Div {
   explicit Div(const KernelArgs&) {}
+};
+
+// dropout: Dropout, inference form: y = x. In a training plan select_mode makes it dropout_train(x, rng/step) (each element zeroed with probability p, the rest s
+struct Dropout {
+  double p = 0.5;  // drop probability, in [0, 1)
+  bool has_seed = false;  // false: the attr is None
+  int64_t seed;  // Philox key; absent: crc32 of the node name (dropout_seed)
+  explicit Dropout(const KernelArgs& a) {
+    if (a.has("p")) p = a.attr_float("p");
+    has_seed = a.has("seed");
+    if (a.has("seed")) seed = a.attr_int("seed");
+  }
+};
+
+// dropout_train: Dropout, training form: y[i] = x[i] · m[i], m[i] = 1/(1 - p) if (w_i >> 8) · 2⁻²⁴ >= p else 0, where w_i is word i % 4 of Philox4x32-10(counter = (i /
+struct DropoutTrain {
+  double p = 0.5;  // drop probability, in [0, 1)
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high)
+  explicit DropoutTrain(const KernelArgs& a) {
+    if (a.has("p")) p = a.attr_float("p");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+  }
 };
 
 // equal: Elementwise with numpy broadcasting: y = (a == b), bool. Both inputs have one dtype (float32, float64, int32, int64, bool).

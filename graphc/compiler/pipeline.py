@@ -6,6 +6,7 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     prune_inputs     (prune_graph) drop what neither the fetches nor the training loss need
     bind_shapes      placeholders get concrete shapes (``shapes=``)
     infer_shapes     every value gets a concrete shape and dtype
+    select_mode      training graphs only: mode-dependent ops (batch_norm, dropout) take their training form
     expand_composites  composite ops the target has no kernel for become their definition
     append_gradients the training loss's gradient nodes (training models only)
     append_optimizer in-place update nodes and optimizer state (training models only)
@@ -39,6 +40,7 @@ from graphc.compiler.infer_shapes import infer_shapes
 from graphc.compiler.prune_graph import prune_graph
 from graphc.compiler.recompute import parse_bytes, recompute_for_budget
 from graphc.compiler.schedule_nodes import schedule_nodes
+from graphc.compiler.select_mode import select_mode
 from graphc.compiler.validate_graph import validate_graph
 from graphc.errors import CompileError, GraphError
 from graphc.graph import Graph
@@ -59,6 +61,7 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
         ("prune_inputs", functools.partial(prune_graph, fetches=fetches)),
         ("bind_shapes", functools.partial(bind_shapes, shapes=shapes, pruned=model_inputs)),
         ("infer_shapes", infer_shapes),
+        ("select_mode", select_mode),
         ("expand_composites", expand),
         ("append_gradients", append_gradients),
         ("append_optimizer", append_optimizer),

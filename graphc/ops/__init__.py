@@ -49,8 +49,10 @@ from graphc.ops.nn import (  # noqa: F401
     softmax,
     softmax_cross_entropy,
 )
+from graphc.ops.norm import batch_norm, batch_norm_train, batch_norm_train_grad  # noqa: F401
 from graphc.ops.pad import flatten, pad  # noqa: F401
 from graphc.ops.pool import avg_pool2d, avg_pool2d_grad, max_pool2d, max_pool2d_gather, max_pool2d_grad  # noqa: F401
+from graphc.ops.random import dropout, dropout_train  # noqa: F401
 from graphc.ops.reduce import matmul, max, mean, sum  # noqa: F401
 from graphc.ops.shape import (  # noqa: F401
     broadcast_to,
