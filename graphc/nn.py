@@ -463,8 +463,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, inplace=False, name=None):
         super().__init__(name)
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise GraphError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise GraphError(f"Dropout: p must be a drop probability in [0, 1), got {p!r}")
         self.p = float(p)
 
     def extra_repr(self):
