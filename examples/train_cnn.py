@@ -11,6 +11,7 @@ The plots need matplotlib: pip install "graphc[plot]".
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -142,26 +143,35 @@ def main(argv=None):
 
     train = gc.Session(train_plan, threads=args.threads)
     infer = gc.Session(infer_plan, threads=args.threads)
-    checkpoint = os.path.join(out_dir, "checkpoint.npz")
-    if args.resume and os.path.exists(checkpoint):
-        train.load_checkpoint(checkpoint)
-        print(f"resumed from {checkpoint}")
-
     # The plan's batch size is fixed: drop the last, smaller batch of each epoch.
     loader = gc.data.DataLoader((xtr, ytr), batch_size=args.batch, shuffle=True, seed=0, drop_last=True)
+    checkpoint = os.path.join(out_dir, "checkpoint.npz")
+    progress = os.path.join(out_dir, "checkpoint.json")
+    if args.resume and os.path.exists(checkpoint):
+        train.load_checkpoint(checkpoint)     # weights, batch-norm statistics and momentum buffers
+        if os.path.exists(progress):
+            with open(progress) as f:
+                loader.epoch = int(json.load(f)["epochs_done"])   # continue with the next epoch's batches
+        print(f"resumed from {checkpoint} after epoch {loader.epoch}")
+
+    def save(epochs_done):
+        train.save_checkpoint(checkpoint)
+        with open(progress, "w") as f:
+            json.dump({"epochs_done": epochs_done}, f)
+
     losses, test_acc = [], []
     batch_loss = np.empty((), np.float32)
     t0 = time.perf_counter()
     epoch_seen = None
     for epoch, (xb, yb) in loader.epochs(args.epochs, progress=not args.no_progress, desc="training"):
         if epoch_seen is not None and epoch != epoch_seen:
-            train.save_checkpoint(checkpoint)
+            save(epoch)
             test_acc.append(accuracy(infer, train, logits_name, xte, yte)[0])
         epoch_seen = epoch
         train.run({"x": xb, "y": yb}, out={loss_name: batch_loss})
         losses.append(float(batch_loss))
     train_time = time.perf_counter() - t0
-    train.save_checkpoint(checkpoint)
+    save(loader.epoch)
     acc, predictions = accuracy(infer, train, logits_name, xte, yte)
     test_acc.append(acc)
 
