@@ -36,6 +36,10 @@ def build_model(width=16, dropout=0.1):
         nn.Linear(2 * width, 10))
 
 
+def optimizer(lr):
+    return gc.optim.SGD(lr=lr, momentum=0.9, weight_decay=5e-4)
+
+
 def build_graph(width, lr):
     """The model as a graph: placeholders x (N, 1, 8, 8) and y (N,), the logits, the mean
     cross-entropy loss, and SGD with momentum as the training spec."""
@@ -45,8 +49,15 @@ def build_graph(width, lr):
         y = gc.placeholder("y", (None,), dtype="int64")
         logits = build_model(width)(x)
         loss = gc.softmax_cross_entropy(logits, y, name="loss")
-        gc.optim.SGD(lr=lr, momentum=0.9, weight_decay=5e-4).minimize(loss)
+        optimizer(lr).minimize(loss)
     return g, logits.name, loss.name
+
+
+def move_state(src, dst):
+    """Every persistent variable of ``src`` (weights, batch-norm statistics, optimizer state)
+    into ``dst``, a plan of the same model with the same variables."""
+    for name in src.variable_names:
+        dst.set_variable(name, src.get_variable(name))
 
 
 def accuracy(infer, train, logits_name, xte, yte):
@@ -110,6 +121,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--width", type=int, default=16, help="channels of the stem and the first block")
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--decay-at", type=int, default=None,
+                        help="epoch from which the learning rate is lr/10 (default: two thirds of --epochs)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="folder for model.pb, the plans, the checkpoint and the PNGs")
     parser.add_argument("--resume", action="store_true", help="start from OUT/checkpoint.npz when it exists")
@@ -131,8 +144,13 @@ def main(argv=None):
     graph.save(model_path)
     model = gc.load(model_path)          # both plans start from the file, as a deployment would
 
+    decay_at = round(2 * args.epochs / 3) if args.decay_at is None else args.decay_at
     t0 = time.perf_counter()
-    train_plan = gc.compile(model, shapes={"x": (args.batch, 1, 8, 8), "y": (args.batch,)})
+    shapes = {"x": (args.batch, 1, 8, 8), "y": (args.batch,)}
+    train_plan = gc.compile(model, shapes=shapes)
+    # The learning rate is part of a plan: the slower phase is a second training plan of the same
+    # .pb with lr/10, and the state (weights, statistics, momentum) moves over at decay_at.
+    slow_plan = gc.compile(model, shapes=shapes, train=optimizer(args.lr / 10)) if decay_at < args.epochs else None
     infer_plan = gc.compile(model, shapes={"x": (len(xte), 1, 8, 8)}, fetches=[logits_name], train=False)
     train_plan.save(os.path.join(out_dir, "train.plan"))
     infer_plan.save(os.path.join(out_dir, "infer.plan"))
@@ -141,7 +159,8 @@ def main(argv=None):
           f"{report['arena_bytes']:,} B, persistent {report['persistent_bytes']:,} B; inference plan "
           f"{len(infer_plan.steps)} steps")
 
-    train = gc.Session(train_plan, threads=args.threads)
+    fast = train = gc.Session(train_plan, threads=args.threads)
+    slow = gc.Session(slow_plan, threads=args.threads) if slow_plan is not None else None
     infer = gc.Session(infer_plan, threads=args.threads)
     # The plan's batch size is fixed: drop the last, smaller batch of each epoch.
     loader = gc.data.DataLoader((xtr, ytr), batch_size=args.batch, shuffle=True, seed=0, drop_last=True)
@@ -153,6 +172,9 @@ def main(argv=None):
             with open(progress) as f:
                 loader.epoch = int(json.load(f)["epochs_done"])   # continue with the next epoch's batches
         print(f"resumed from {checkpoint} after epoch {loader.epoch}")
+        if slow is not None and loader.epoch >= decay_at:
+            move_state(train, slow)
+            train = slow
 
     def save(epochs_done):
         train.save_checkpoint(checkpoint)
@@ -167,6 +189,9 @@ def main(argv=None):
         if epoch_seen is not None and epoch != epoch_seen:
             save(epoch)
             test_acc.append(accuracy(infer, train, logits_name, xte, yte)[0])
+        if epoch == decay_at and train is fast and slow is not None:
+            move_state(fast, slow)
+            train = slow
         epoch_seen = epoch
         train.run({"x": xb, "y": yb}, out={loss_name: batch_loss})
         losses.append(float(batch_loss))
@@ -178,7 +203,8 @@ def main(argv=None):
     per_epoch = len(loader)
     first = float(np.mean(losses[:min(per_epoch, 5)]))
     last = float(np.mean(losses[-min(per_epoch, 5):]))
-    print(f"trained {len(losses)} steps ({args.epochs} epochs of {per_epoch}) in {train_time:.2f} s "
+    print(f"trained {len(losses)} steps ({args.epochs} epochs of {per_epoch}; lr {args.lr:g}"
+          + (f", {args.lr / 10:g} from epoch {decay_at}" if slow is not None else "") + f") in {train_time:.2f} s "
           f"({1e3 * train_time / max(len(losses), 1):.2f} ms/step)")
     print(f"loss {'fell' if last < first else 'did not fall'}: {first:.4f} (first steps) -> {last:.4f} (last steps)")
     print("test accuracy per epoch: " + " ".join(f"{100 * a:.1f}" for a in test_acc))
