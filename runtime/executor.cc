@@ -131,6 +131,8 @@ Kernel Executor::make_kernel(size_t s, const std::vector<void*>& ptrs) const {
   KernelArgs args(st, std::move(ins), std::move(outs), ctx);
   args.in_version.reserve(st.inputs.size());
   for (int32_t idx : st.inputs) args.in_version.push_back(read_only_version(idx));
+  // Workspaces are arena values: a binding's ptrs carry the executor's own arena pointers for them.
+  for (int32_t idx : st.workspaces) args.ws.push_back(ref(idx));
   try {
     return (*factory)(args);
   } catch (const std::invalid_argument& e) {

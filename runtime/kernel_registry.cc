@@ -142,6 +142,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_nn_kernels(r);
     register_pad_kernels(r);
     register_pool_kernels(r);
+    register_conv_kernels(r);
     return r;
   }();
   return registry;

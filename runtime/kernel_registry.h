@@ -59,6 +59,11 @@ class KernelArgs {
   // and bumped only under the executor's run lock.  A kernel may cache data derived from
   // such an input (packed weights) and rebuild it when the version moved.
   std::vector<const uint64_t*> in_version;
+  // The step's planned workspaces (PlanStep.workspaces, in the order the op's registry
+  // `workspace` function asked for them): scratch arena memory that is the kernel's alone
+  // during its call, never allocated per call.  A factory checks their dtype and dims like
+  // any tensor's (a plan may carry none: the kernel then refuses the step).
+  std::vector<TensorRef> ws;
 
   // The version counter of input i when it is read-only across runs, else nullptr.
   const uint64_t* input_version(size_t i) const { return i < in_version.size() ? in_version[i] : nullptr; }
@@ -111,6 +116,7 @@ void register_shape_kernels(KernelRegistry& r);
 void register_nn_kernels(KernelRegistry& r);
 void register_pad_kernels(KernelRegistry& r);  // cpu/pad.cc
 void register_pool_kernels(KernelRegistry& r);  // cpu/pool.cc
+void register_conv_kernels(KernelRegistry& r);  // cpu/conv.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);
 

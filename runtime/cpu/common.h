@@ -312,6 +312,7 @@ inline void check_tensor_refs(const KernelArgs& a, DType registered) {
   };
   for (size_t i = 0; i < a.in.size(); ++i) check(a.in[i], "input " + std::to_string(i));
   for (size_t i = 0; i < a.out.size(); ++i) check(a.out[i], "output " + std::to_string(i));
+  for (size_t i = 0; i < a.ws.size(); ++i) check(a.ws[i], "workspace " + std::to_string(i));
   const TensorRef* key = !a.in.empty() ? &a.in[0] : (!a.out.empty() ? &a.out[0] : nullptr);
   if (key == nullptr) a.fail("has neither inputs nor outputs");
   if (key->dtype != registered) {
