@@ -143,6 +143,8 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_pad_kernels(r);
     register_pool_kernels(r);
     register_conv_kernels(r);
+    register_norm_kernels(r);
+    register_dropout_kernels(r);
     return r;
   }();
   return registry;

@@ -117,6 +117,8 @@ void register_nn_kernels(KernelRegistry& r);
 void register_pad_kernels(KernelRegistry& r);  // cpu/pad.cc
 void register_pool_kernels(KernelRegistry& r);  // cpu/pool.cc
 void register_conv_kernels(KernelRegistry& r);  // cpu/conv.cc
+void register_norm_kernels(KernelRegistry& r);  // cpu/norm.cc
+void register_dropout_kernels(KernelRegistry& r);  // cpu/dropout.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);
 

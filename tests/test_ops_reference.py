@@ -658,6 +658,109 @@ INDEPENDENT.update({"conv2d": _conv2d, "conv2d_grad_input": _conv2d_grad_input,
                     "conv2d_grad_weight": _conv2d_grad_weight})
 
 
+# -- batch norm and dropout (graphc/ops/norm.py, graphc/ops/random.py) -------------------------------
+
+def _channel_lists(x):
+    """{channel: [(flat index, value), ...]} of an (N, C, ...) array, in C order."""
+    out = {c: [] for c in range(x.shape[1])}
+    for idx in itertools.product(*[range(d) for d in x.shape]):
+        out[idx[1]].append((idx, float(x[idx])))
+    return out
+
+
+def _div(a, b):
+    return _ieee(lambda p, q: p / q, a, b)
+
+
+def _channel_stats(vals):
+    n = len(vals)
+    mean = _div(sum(v for _, v in vals), n)
+    var = _div(sum((v - mean) * (v - mean) for _, v in vals), n)
+    return mean, var, n
+
+
+def _batch_norm(inputs, attrs):
+    x, rm, rv, w, b = inputs
+    out = np.empty(x.shape, x.dtype)
+    for c, vals in _channel_lists(x).items():
+        # PyTorch's inference form: y = x·α + β, α = w/√(rv + eps), β = b - rm·α
+        alpha = _div(float(w[c]), _ieee(math.sqrt, float(rv[c]) + attrs["eps"]))
+        beta = float(b[c]) - float(rm[c]) * alpha
+        with np.errstate(over="ignore"):  # a float32 result past the largest finite value is inf
+            for idx, v in vals:
+                out[idx] = v * alpha + beta
+    return out
+
+
+def _batch_norm_train(inputs, attrs):
+    x, w, b = inputs
+    y = np.empty(x.shape, x.dtype)
+    means, variances = np.empty(x.shape[1], x.dtype), np.empty(x.shape[1], x.dtype)
+    for c, vals in _channel_lists(x).items():
+        mean, var, _ = _channel_stats(vals)
+        invstd = _div(1.0, _ieee(math.sqrt, var + attrs["eps"]))
+        for idx, v in vals:
+            y[idx] = (v - mean) * invstd * float(w[c]) + float(b[c])
+        means[c], variances[c] = mean, var
+    return [y, means, variances]
+
+
+def _batch_norm_train_grad(inputs, attrs):
+    dy, x, w, mean, var, dmean, dvar = inputs
+    dx = np.empty(x.shape, x.dtype)
+    dws, dbs = np.empty(x.shape[1], x.dtype), np.empty(x.shape[1], x.dtype)
+    for c, vals in _channel_lists(x).items():
+        n, m = len(vals), float(mean[c])
+        s = _div(1.0, _ieee(math.sqrt, float(var[c]) + attrs["eps"]))
+        db = sum(float(dy[idx]) for idx, _ in vals)
+        dw = sum(float(dy[idx]) * (v - m) * s for idx, v in vals)
+        for idx, v in vals:
+            xhat = (v - m) * s
+            dx[idx] = (float(w[c]) * s * (float(dy[idx]) - _div(db, n) - xhat * _div(dw, n))
+                       + _div(float(dmean[c]), n) + 2.0 * float(dvar[c]) * _div(v - m, n))
+        dws[c], dbs[c] = dw, db
+    return [dx, dws, dbs]
+
+
+def _update_stats(rm, rv, mean, var, momentum, count):
+    return ((1 - momentum) * rm + momentum * mean,
+            (1 - momentum) * rv + momentum * (var * count / (count - 1)))
+
+
+def _rotl_free_philox(ctr, key):
+    """Philox4x32-10 on Python ints (Salmon et al. 2011), independent of graphc.ops.random."""
+    c0, c1, c2, c3 = ctr
+    k0, k1 = key
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + 0x9E3779B9) % 2**32, (k1 + 0xBB67AE85) % 2**32
+        p0, p1 = 0xD2511F53 * c0, 0xCD9E8D57 * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 % 2**32, (p0 >> 32) ^ c3 ^ k1, p0 % 2**32
+    return c0, c1, c2, c3
+
+
+def _dropout_train(inputs, attrs):
+    x, step = inputs
+    step, seed, p = int(step), attrs["seed"], attrs["p"]
+    flat = [float(v) for v in x.reshape(-1)]
+    out = []
+    for i, v in enumerate(flat):
+        words = _rotl_free_philox((i // 4 % 2**32, i // 4 >> 32, step % 2**32, step >> 32), (seed % 2**32, seed >> 32))
+        u = (words[i % 4] >> 8) / 2**24
+        out.append(v * (1.0 / (1.0 - p)) if u >= p else v * 0.0)
+    return np.array(out, x.dtype).reshape(x.shape)
+
+
+INDEPENDENT.update({
+    "batch_norm": _batch_norm,
+    "batch_norm_train": _batch_norm_train,
+    "batch_norm_train_grad": _batch_norm_train_grad,
+    "batch_norm_update_stats": _per_element(_update_stats),
+    "dropout": lambda inputs, attrs: _flat_reshape(inputs, inputs[0].shape),
+    "dropout_train": _dropout_train,
+})
+
+
 def test_every_op_has_an_independent_implementation():
     assert set(INDEPENDENT) == {o.name for o in OPS}
 

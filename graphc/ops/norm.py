@@ -95,7 +95,7 @@ def _train_grad_ref(inputs, attrs):
     invstd = 1.0 / np.sqrt(var + attrs["eps"])
     xc = x - mean.reshape(cs)
     db = dy.sum(axis=axes)
-    dw = (dy * xc).sum(axis=axes) * invstd
+    dw = (dy * xc).sum(axis=axes) * invstd if n else np.zeros_like(invstd)  # an empty batch: Σ = 0 (var is NaN)
     dx = (w * invstd).reshape(cs) * (dy - (db / n).reshape(cs) - xc * (invstd * dw / n).reshape(cs)) \
         + (dmean / n).reshape(cs) + xc * (2.0 * dvar / n).reshape(cs)
     return dx.astype(t), dw.astype(t), db.astype(t)
@@ -207,8 +207,9 @@ def _train_grad_examples(rng):
         with np.errstate(all="ignore"):  # an empty batch's statistics are NaN
             mean, var, _ = _stats(x)
         if ex.grad:
-            # keep the variance away from 0 so finite differences in var stay smooth
-            var = np.maximum(var, 0.1)
+            # finite statistics (an empty batch's are NaN), the variance away from 0 so finite
+            # differences in var stay smooth
+            mean, var = np.nan_to_num(mean), np.maximum(np.nan_to_num(var, nan=1.0), 0.1)
         dy = rand(rng, x.shape, dt) if ex.grad else special(rng, x.shape, dt, extremes=False)
         out.append(Example([dy, x, w, mean.astype(dt), var.astype(dt), rand(rng, c, dt), rand(rng, c, dt)],
                            ex.attrs, grad=ex.grad, note=ex.note))
@@ -291,8 +292,8 @@ def _train_grad_composite(ctx):
     invstd = F.div(const(1.0), F.sqrt(F.add(var, const(ctx.attrs["eps"]))))
     xc = F.sub(x, chan(mean))
     db = F.sum(dy, axis=axes)
-    dw = F.mul(F.sum(F.mul(dy, xc), axis=axes), invstd)
-    inv_n = const(1.0 / n if n else np.nan)
+    dw = F.sum(F.mul(F.mul(dy, xc), chan(invstd)), axis=axes)  # Σ dy·x̂: 0 for an empty batch
+    inv_n = const(1.0 / n if n else 0.0)  # n = 0: dx is empty; 0 keeps the second-order sums at 0, not NaN
     centred = F.sub(F.sub(dy, chan(F.mul(db, inv_n))), F.mul(xc, chan(F.mul(invstd, F.mul(dw, inv_n)))))
     dx = F.add(F.add(F.mul(chan(F.mul(w, invstd)), centred), chan(F.mul(dmean, inv_n))),
                F.mul(xc, chan(F.mul(dvar, F.mul(const(2.0), inv_n)))))

@@ -22,7 +22,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.errors import GraphError
-from graphc.ops._common import Example, build, rand, special
+from graphc.ops._common import Example, F, build, rand, special
 from graphc.registry import AttrSpec, defgrad, register_op
 
 # -- Philox4x32-10 (numpy, vectorised over counters) --------------------------------------------
@@ -138,7 +138,8 @@ register_op(
     infer=_dropout_infer,
     reference=lambda inputs, attrs: inputs[0].copy(),
     examples=_dropout_examples,
-    composite=lambda ctx: ctx.x,  # the identity: expand_composites removes the node
+    # the identity as a view (a reshape to its own shape): the inference plan runs no step for it
+    composite=lambda ctx: F.reshape(ctx.x, ctx.x.shape),
     kernels=(),
     train_form=lambda ctx: dropout_train(ctx.x, ctx.rng_step(), ctx.attrs["p"],
                                          dropout_seed(ctx.node.name, ctx.attrs["seed"]), name="train"),

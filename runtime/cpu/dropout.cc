@@ -1,0 +1,61 @@
+// dropout.cc — dropout_train: y = x · m, m = 1/(1 - p) where the Philox mask keeps the element,
+// else 0 (graphc/ops/random.py has the semantics, runtime/cpu/philox.h the generator).
+//
+// Element i's mask bit depends on (seed, step, i) only, so threads split the blocks of four
+// elements freely and every thread count gives the same bits.  The step is read when the
+// kernel runs (it is a variable the plan increments after each training run).
+#include <string>
+
+#include "common.h"
+#include "philox.h"
+
+namespace graphc {
+namespace cpu {
+namespace {
+
+template <class T> Kernel dropout_train_kernel(const KernelArgs& args) {
+  args.expect_arity(2, 1);
+  const attrs::DropoutTrain attr(args);
+  if (!(attr.p >= 0.0 && attr.p < 1.0)) args.fail("p must be in [0, 1), got " + std::to_string(attr.p));
+  if (attr.seed < 0) args.fail("seed must be in [0, 2**63), got " + std::to_string(attr.seed));
+  const TensorRef &x = args.in[0], &step = args.in[1];
+  expect_dtype(args, step, DType::I64, "input 1 (step)");
+  expect_dims(args, step, {}, "input 1 (step)");
+  expect_dtype(args, args.out[0], x.dtype, "output");
+  expect_dims(args, args.out[0], x.dims, "output");
+  const int64_t n = numel_of(x);
+  if (n == 0) return no_op_kernel();
+  const T* px = x.as<const T>();
+  const int64_t* pstep = step.as<const int64_t>();
+  T* py = args.out[0].as<T>();
+  const uint64_t seed = static_cast<uint64_t>(attr.seed);
+  const uint32_t threshold = philox::keep_threshold(attr.p);
+  const T scale = static_cast<T>(1.0 / (1.0 - attr.p));  // rounded once, as the reference
+  const int threads = args.ctx.threads;
+  return [=]() {
+    const uint64_t s = static_cast<uint64_t>(*pstep);
+    const int64_t blocks = (n + 3) / 4;
+    parallel_for(blocks, threads, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t blk = b; blk < e; ++blk) {
+        const philox::Words r = philox::dropout_block(seed, s, static_cast<uint64_t>(blk));
+        const int64_t base = blk * 4;
+        const int64_t m = n - base < 4 ? n - base : 4;
+        for (int64_t j = 0; j < m; ++j) {
+          py[base + j] = px[base + j] * (philox::keep(r.w[j], threshold) ? scale : T(0));
+        }
+      }
+    });
+  };
+}
+
+}  // namespace
+}  // namespace cpu
+
+void register_dropout_kernels(KernelRegistry& r) {
+  using namespace cpu;
+  add_typed<FloatTypes>(r, "dropout_train", [](auto tag, const KernelArgs& a) {
+    return dropout_train_kernel<typename decltype(tag)::type>(a);
+  });
+}
+
+}  // namespace graphc

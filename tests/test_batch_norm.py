@@ -1,0 +1,183 @@
+"""Batch norm through the compiler and the runtime: one .pb, two plans.  The training plan
+normalises with the batch statistics and updates the running ones in place (PyTorch's
+momentum rule, unbiased running variance); the inference plan of the same model uses the
+running statistics.  Compared with torch.nn.functional.batch_norm where torch imports."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import CompileError, GraphError, ShapeError
+from graphc.session import Session
+
+SHAPES = [(8, 3, 5, 7), (6, 4), (5, 3, 9)]
+
+
+def _model(shape, momentum=0.1, eps=1e-5, lr=0.1, seed=0):
+    """y = batch_norm(x); loss = Σ y · r (r fixed), trained by SGD on weight and bias."""
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    with gc.Graph() as g:
+        x = gc.placeholder("x", shape)
+        with gc.name_scope("bn"):
+            rm = gc.variable("running_mean", init=rng.uniform(-0.5, 0.5, c).astype(np.float32), trainable=False)
+            rv = gc.variable("running_var", init=rng.uniform(0.5, 1.5, c).astype(np.float32), trainable=False)
+            w = gc.variable("weight", init=rng.uniform(0.5, 1.5, c).astype(np.float32))
+            b = gc.variable("bias", init=rng.uniform(-0.5, 0.5, c).astype(np.float32))
+        y = gc.batch_norm(x, rm, rv, w, b, momentum=momentum, eps=eps, name="bn")
+        r = gc.constant(rng.standard_normal(shape).astype(np.float32), name="r")
+        loss = gc.sum(y * r)
+        gc.optim.SGD(lr=lr).minimize(loss)
+    init = {v.name: v.init_value.copy() for v in g.variables}
+    return g, y, loss, init, g.tensor("r").producer.attrs["value"]
+
+
+def _inputs(shape, steps, seed=1):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(shape) * 2 + 0.5).astype(np.float32) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_training_matches_torch_for_three_steps(shape):
+    torch = pytest.importorskip("torch", reason="torch is not installed: the PyTorch comparison needs it")
+    F = torch.nn.functional
+    momentum, eps, lr = 0.1, 1e-5, 0.1
+    g, y, loss, init, r = _model(shape, momentum, eps, lr)
+    sess = Session(gc.compile(g, fetches=[y.name, loss.name]), threads=2)
+    t = {k: torch.tensor(v) for k, v in init.items()}
+    w = t["bn/weight"].clone().requires_grad_(True)
+    b = t["bn/bias"].clone().requires_grad_(True)
+    rm, rv = t["bn/running_mean"].clone(), t["bn/running_var"].clone()
+    for xv in _inputs(shape, 3):
+        got = sess.run({"x": xv})
+        ty = F.batch_norm(torch.tensor(xv), rm, rv, w, b, training=True, momentum=momentum, eps=eps)
+        tl = (ty * torch.tensor(r)).sum()
+        tl.backward()
+        with torch.no_grad():
+            w -= lr * w.grad
+            b -= lr * b.grad
+            w.grad = None
+            b.grad = None
+        np.testing.assert_allclose(got[y.name], ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got[loss.name], tl.item(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(sess.get_variable("bn/running_mean"), rm.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sess.get_variable("bn/running_var"), rv.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sess.get_variable("bn/weight"), w.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sess.get_variable("bn/bias"), b.detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_inference_plan_of_the_same_pb_uses_running_stats(tmp_path):
+    shape = (8, 3, 5, 7)
+    g, y, _, init, _ = _model(shape)
+    path = str(tmp_path / "bn.pb")
+    g.save(path)
+    train = Session(gc.compile(path), threads=2)
+    for xv in _inputs(shape, 3):
+        train.run({"x": xv})
+    infer_plan = gc.compile(path, train=False, fetches=[y.name])
+    ops = [s.op for s in infer_plan.proto.steps] + [m.op for s in infer_plan.proto.steps for m in s.fused]
+    assert not any(op.startswith("batch_norm") for op in ops), ops
+    infer = Session(infer_plan)
+    for name in infer.variable_names:
+        infer.set_variable(name, train.get_variable(name))
+    rm, rv = train.get_variable("bn/running_mean"), train.get_variable("bn/running_var")
+    w, b = train.get_variable("bn/weight"), train.get_variable("bn/bias")
+    assert not np.allclose(rm, init["bn/running_mean"])  # training moved them
+    xv = _inputs(shape, 1, seed=9)[0]
+    got = infer.run({"x": xv})[y.name]
+    cs = (3, 1, 1)
+    want = (xv - rm.reshape(cs)) / np.sqrt(rv.reshape(cs) + 1e-5) * w.reshape(cs) + b.reshape(cs)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    infer.run({"x": xv})
+    assert infer.get_variable("bn/running_mean").tobytes() == rm.tobytes()  # inference changes nothing
+    torch = pytest.importorskip("torch", reason="torch is not installed: the PyTorch comparison needs it")
+    ty = torch.nn.functional.batch_norm(torch.tensor(xv), torch.tensor(rm), torch.tensor(rv), torch.tensor(w),
+                                        torch.tensor(b), training=False, eps=1e-5)
+    np.testing.assert_allclose(got, ty.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_without_training_spec_is_inference():
+    rng = np.random.default_rng(0)
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (4, 2, 3))
+        rm = gc.variable("rm", init=np.array([0.5, -1.0], np.float32), trainable=False)
+        rv = gc.variable("rv", init=np.array([4.0, 0.25], np.float32), trainable=False)
+        y = gc.batch_norm(x, rm, rv)  # weight, bias None: ones, zeros
+    xv = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    got = Session(gc.compile(g)).run({"x": xv})[y.name]
+    want = (xv - np.array([0.5, -1.0], np.float32)[:, None]) / np.sqrt(np.array([4.0, 0.25])[:, None] + 1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_training_results_identical_at_threads_1_and_2():
+    shape = (16, 5, 9, 11)
+    g, y, loss, _, _ = _model(shape)
+    plan = gc.compile(g, fetches=[y.name, loss.name])
+    s1, s2 = Session(plan, threads=1), Session(plan, threads=2)
+    for xv in _inputs(shape, 2):
+        r1, r2 = s1.run({"x": xv}), s2.run({"x": xv})
+        assert r1[y.name].tobytes() == r2[y.name].tobytes()
+    for name in ("bn/running_mean", "bn/running_var", "bn/weight"):
+        assert s1.get_variable(name).tobytes() == s2.get_variable(name).tobytes()
+
+
+def test_training_nodes_keep_the_user_name_and_provenance():
+    from graphc.compiler.pipeline import lower_graph
+    g, y, _, _, _ = _model((4, 3, 2, 2))
+    graph = lower_graph(g)
+    parts = {n.name: n for n in graph.nodes if n.name.startswith("bn/")}
+    assert parts["bn/train"].op == "batch_norm_train" and parts["bn/update_stats"].op == "batch_norm_update_stats"
+    assert parts["bn/train"].outputs[0] == "bn"  # consumers read the node's own output name
+    assert parts["bn/train"].provenance == g.node("bn").provenance
+    assert parts["bn/train"].provenance[0].endswith("test_batch_norm.py")
+
+
+def test_momentum_none_is_refused():
+    with gc.Graph():
+        x = gc.placeholder("x", (2, 3))
+        rm = gc.variable("rm", init=np.zeros(3, np.float32), trainable=False)
+        rv = gc.variable("rv", init=np.ones(3, np.float32), trainable=False)
+        with pytest.raises(GraphError, match="momentum=None"):
+            gc.batch_norm(x, rm, rv, momentum=None)
+        with pytest.raises(ShapeError, match=r"momentum in \[0, 1\]"):
+            gc.batch_norm(x, rm, rv, momentum=1.5)
+        with pytest.raises(ShapeError, match=r"running_var \(input 2\) of shape \(3,\)"):
+            gc.batch_norm(x, rm, gc.variable("rv4", init=np.ones(4, np.float32)))
+        with pytest.raises(ShapeError, match="rank >= 2"):
+            gc.batch_norm(gc.placeholder("v", (3,)), rm, rv)
+
+
+def _train_graph(x_shape, stats_are_variables=True):
+    c = x_shape[1]
+    with gc.Graph() as g:
+        x = gc.placeholder("x", x_shape)
+        if stats_are_variables:
+            rm = gc.variable("rm", init=np.zeros(c, np.float32), trainable=False)
+        else:
+            rm = gc.constant(np.zeros(c, np.float32))
+        rv = gc.variable("rv", init=np.ones(c, np.float32), trainable=False)
+        w = gc.variable("w", init=np.ones(c, np.float32))
+        y = gc.batch_norm(x, rm, rv, w, name="norm")
+        gc.optim.SGD(lr=0.1).minimize(gc.sum(y * y))
+    return g
+
+
+def test_training_refuses_one_value_per_channel_and_constant_stats():
+    with pytest.raises(CompileError, match=r"norm.*more than 1 value per channel.*count=1"):
+        gc.compile(_train_graph((1, 3, 1, 1)))
+    with pytest.raises(CompileError, match=r"norm.*updates running_mean.*must be a variable"):
+        gc.compile(_train_graph((4, 3), stats_are_variables=False))
+    # inference accepts both (nothing is updated)
+    gc.compile(_train_graph((1, 3, 1, 1)), train=False)
+
+
+def test_two_batch_norms_sharing_running_stats_are_refused_in_training():
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (4, 3))
+        rm = gc.variable("rm", init=np.zeros(3, np.float32), trainable=False)
+        rv = gc.variable("rv", init=np.ones(3, np.float32), trainable=False)
+        w = gc.variable("w", init=np.ones(3, np.float32))
+        y = gc.batch_norm(gc.batch_norm(x * w, rm, rv, name="a"), rm, rv, name="b")
+        gc.optim.SGD(lr=0.1).minimize(gc.sum(y * y))
+    with pytest.raises(CompileError, match="both update 'rm' in place"):
+        gc.compile(g)
