@@ -374,7 +374,7 @@ def test_batchnorm2d_training_matches_torch(kw):
     g, x, r, y, loss = _bn_graph(c, **kw)
     plan = gc.compile(g, shapes={"x": (6, c, 5, 4), "r": (6, c, 5, 4)}, fetches=[loss, y])
     sess = gc.Session(plan, threads=1)
-    sess.load_state_dict(tm.state_dict())
+    sess.load_state_dict({**tm.state_dict(), "s": ts})
     tm.train()
     rng = _rng(3)
     for step in range(3):
