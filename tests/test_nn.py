@@ -8,6 +8,7 @@ within 1e-4 relative" is measured per tensor as max|ours - torch| / max|torch| (
 elementwise relative error is meaningless at the zeros of a gradient).
 """
 
+import importlib.util
 import math
 import os
 import subprocess
@@ -599,3 +600,14 @@ def test_train_cnn_example_quick(tmp_path):
     assert "loss fell" in r.stdout, r.stdout[-2000:]
     for name in ("model.pb", "train.plan", "infer.plan", "checkpoint.npz"):
         assert (tmp_path / name).exists(), name
+    if importlib.util.find_spec("matplotlib") is not None:
+        for name in ("loss.png", "misclassified.png"):
+            assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    else:
+        assert 'pip install "graphc[plot]"' in r.stdout
+    # --resume continues from the checkpoint at the next epoch
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_cnn.py"), "--quick", "--epochs", "1",
+                        "--out", str(tmp_path), "--threads", "1", "--resume", "--no-progress"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "after epoch 1" in r.stdout, r.stdout[-2000:]
