@@ -181,6 +181,31 @@ def test_layer_reuse_shares_variables():
     assert lin.variables(g)["shared/weight"].graph is g
 
 
+def test_reused_layer_trains_like_torch():
+    """Gradients from both uses of a shared layer add up, as in PyTorch."""
+    torch = _torch()
+    t_lin = torch.nn.Linear(4, 4)
+    lin = gc.nn.Linear(4, 4, name="shared")
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (3, 4))
+        loss = gc.mean(lin(gc.relu(lin(x))) ** 2)
+        gc.optim.SGD(lr=0.1, momentum=0.9).minimize(loss)
+    sess = gc.Session(gc.compile(g, shapes={"x": (3, 4)}), threads=1)
+    sess.load_state_dict({"shared." + k: v for k, v in t_lin.state_dict().items()})
+    opt = torch.optim.SGD(t_lin.parameters(), lr=0.1, momentum=0.9)
+    rng = _rng(8)
+    for step in range(2):
+        xb = _f32(rng, 3, 4)
+        ours = sess.run({"x": xb})[loss.name]
+        opt.zero_grad()
+        lt = (t_lin(torch.relu(t_lin(torch.from_numpy(xb)))) ** 2).mean()
+        lt.backward()
+        opt.step()
+        _assert_close(ours, lt.item(), f"shared layer loss, step {step}")
+    for k, v in _state(t_lin).items():
+        _assert_close(sess.get_variable("shared/" + k), v, f"shared layer {k} after 2 steps")
+
+
 def test_layer_errors():
     with gc.Graph():
         x = gc.placeholder("x", (2, 5))
@@ -463,6 +488,14 @@ def test_dropout_statistics_and_inference_identity():
     second = sess.run({"x": xb})[y.name]
     np.testing.assert_array_equal(first == 0, dropped)
     assert not np.array_equal(first == 0, second == 0)
+    # a second Dropout layer draws another mask (its seed comes from its own scope name)
+    with gc.Graph() as g2:
+        x2 = gc.placeholder("x", (64, 1000))
+        w2 = gc.variable("w", (1000,), init=gc.init.ones())
+        a, b = gc.nn.Dropout(p, name="a")(x2 * w2), gc.nn.Dropout(p, name="b")(x2 * w2)
+        gc.optim.SGD(lr=1e-3).minimize(gc.mean(a + b))
+    two = gc.Session(gc.compile(g2, shapes={"x": xb.shape}, fetches=[a, b]), threads=1).run({"x": xb})
+    assert not np.array_equal(two[a.name] == 0, two[b.name] == 0)
     # an inference plan of the same graph is the identity
     infer = gc.Session(gc.compile(g, shapes={"x": xb.shape}, fetches=[y], train=False), threads=1)
     np.testing.assert_array_equal(infer.run({"x": xb})[y.name], xb)
