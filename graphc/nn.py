@@ -229,6 +229,12 @@ def _require(op):
     return fn
 
 
+def _param_dtype(x):
+    """A layer's variables take the dtype of its (float) input on the first call: float32
+    models by default, float64 ones (gradient checks) when fed float64."""
+    return "float64" if getattr(x, "dtype", None) == "float64" else "float32"
+
+
 def _check_rank(layer, x, rank, what):
     if not isinstance(x, Tensor):
         raise GraphError(f"{layer} expects a gc.Tensor, got {type(x).__name__}")
@@ -314,10 +320,11 @@ class Linear(Module):
             raise ShapeError(f"{layer} expects a Tensor of rank >= 1, got {getattr(x, 'shape', type(x).__name__)}")
         _check_dim(layer, x, -1, self.in_features, "a last dim of")
         bound = 1.0 / math.sqrt(self.in_features)
-        w = self.variable("weight", (self.out_features, self.in_features), _uniform(bound))
+        dt = _param_dtype(x)
+        w = self.variable("weight", (self.out_features, self.in_features), _uniform(bound), dtype=dt)
         y = ops.matmul(x, w, transpose_b=True)
         if self.use_bias:
-            y = ops.add(y, self.variable("bias", (self.out_features,), _uniform(bound)))
+            y = ops.add(y, self.variable("bias", (self.out_features,), _uniform(bound), dtype=dt))
         return y
 
 
@@ -388,8 +395,10 @@ class Conv2d(Module):
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
         bound = 1.0 / math.sqrt(fan_in)
-        w = self.variable("weight", (self.out_channels, self.in_channels // self.groups, kh, kw), _uniform(bound))
-        b = self.variable("bias", (self.out_channels,), _uniform(bound)) if self.use_bias else None
+        dt = _param_dtype(x)
+        w = self.variable("weight", (self.out_channels, self.in_channels // self.groups, kh, kw), _uniform(bound),
+                          dtype=dt)
+        b = self.variable("bias", (self.out_channels,), _uniform(bound), dtype=dt) if self.use_bias else None
         conv2d = _require("conv2d")
         padding = self.padding
         if self.padding_mode != "zeros":
@@ -437,12 +446,13 @@ class BatchNorm2d(Module):
         _check_rank(layer, x, 4, "NCHW input")
         _check_dim(layer, x, 1, self.num_features, "channels")
         c = self.num_features
-        weight = self.variable("weight", (c,), _constant(1.0)) if self.affine else None
-        bias = self.variable("bias", (c,), _constant(0.0)) if self.affine else None
+        dt = _param_dtype(x)
+        weight = self.variable("weight", (c,), _constant(1.0), dtype=dt) if self.affine else None
+        bias = self.variable("bias", (c,), _constant(0.0), dtype=dt) if self.affine else None
         if not self.track_running_stats:
             return self._batch_stats(x, weight, bias)
-        mean = self.variable("running_mean", (c,), _constant(0.0), trainable=False)
-        var = self.variable("running_var", (c,), _constant(1.0), trainable=False)
+        mean = self.variable("running_mean", (c,), _constant(0.0), trainable=False, dtype=dt)
+        var = self.variable("running_var", (c,), _constant(1.0), trainable=False, dtype=dt)
         return _require("batch_norm")(x, mean, var, weight=weight, bias=bias, momentum=self.momentum, eps=self.eps)
 
     def _batch_stats(self, x, weight, bias):

@@ -159,6 +159,22 @@ def test_default_init_follows_pytorch_bounds_and_is_reproducible():
     np.testing.assert_array_equal(a["bn/running_var"], np.ones(64, np.float32))
 
 
+def test_float64_model_has_float64_variables():
+    """A layer first called on float64 input makes float64 variables, so a whole model runs in
+    float64 (as torch's .double())."""
+    torch = _torch()
+    tm = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.Flatten(),
+                             torch.nn.Linear(3 * 4 * 4, 2)).double().eval()
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 2, 6, 6), dtype="float64")
+        y = gc.nn.Sequential(gc.nn.Conv2d(2, 3, 3), gc.nn.BatchNorm2d(3), gc.nn.Flatten(), gc.nn.Linear(48, 2))(x)
+    assert y.dtype == "float64" and {v.dtype for v in g.variables} == {"float64"}
+    sess = _inference(g, x, y, (2, 2, 6, 6))
+    sess.load_state_dict(tm.state_dict())
+    xb = _rng(10).standard_normal((2, 2, 6, 6))
+    _assert_close(sess.run({"x": xb})[y.name], tm(torch.from_numpy(xb)).detach().numpy(), "float64 model", 1e-12)
+
+
 def test_layer_reuse_shares_variables():
     lin = gc.nn.Linear(4, 4, name="shared")
     with gc.Graph() as g:
