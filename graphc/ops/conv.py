@@ -43,6 +43,8 @@ GRAD_WEIGHT_ATTRS = dict(CONV_ATTRS, kernel_size=AttrSpec("ints", doc="(k_h, k_w
 # Images whose im2col matrices the planned workspace holds at once: the kernels run that many
 # images in parallel (one per thread, up to this many threads; more threads split each GEMM).
 WORKSPACE_SLOTS = 4
+# The widest column panel of graphc's GEMM (runtime/cpu/gemm.h, AVX-512: 32 floats).
+PANEL = 32
 
 
 def _known(d):
@@ -172,24 +174,64 @@ def _is_pointwise(w_shape, attrs):
             and not any(attrs["pads"]))
 
 
-def _col_request(dtype, n, c, khw, out_hw):
+def _col_request(dtype, n, c, khw, out_hw, panels=False):
     slots = min(int(n), WORKSPACE_SLOTS)
     if slots == 0:
         return []
-    return [(dtype, (slots, int(c) * int(khw[0]) * int(khw[1]), int(out_hw[0]) * int(out_hw[1])))]
+    p = int(out_hw[0]) * int(out_hw[1])
+    if panels:  # the forward writes float32 columns straight into the GEMM's 32-wide B panels
+        p = -(-p // PANEL) * PANEL
+    return [(dtype, (slots, int(c) * int(khw[0]) * int(khw[1]), p))]
+
+
+# Input channels from which a float32 convolution runs as an implicit GEMM on the padded image
+# (runtime/cpu/conv.cc, kImplicitMinChannels): below, each tap's product is too short.
+IMPLICIT_MIN_CHANNELS = 16
+
+
+def _implicit(dtype, attrs, w_shape, c_in, stride1=False):
+    """Whether the kernel computes this convolution as an implicit GEMM (no im2col): float32,
+    one group, a kernel of more than one tap, enough channels (grad_input: stride 1 only)."""
+    return (dtype == "float32" and attrs["groups"] == 1 and int(w_shape[2]) * int(w_shape[3]) > 1
+            and int(c_in) >= IMPLICIT_MIN_CHANNELS and (not stride1 or tuple(attrs["stride"]) == (1, 1)))
+
+
+def _implicit_request(dtype, n, c_in, c_out, hw, khw, dilation, pads, stride=(1, 1)):
+    """The implicit GEMM's workspaces: the padded images' stride phases, the output on the phase
+    grid, the repacked weights (runtime/cpu/conv.cc, struct Implicit)."""
+    slots = min(int(n), WORKSPACE_SLOTS)
+    if slots == 0:
+        return []
+    (h, w), (kh, kw), (dh, dw), (sh, sw) = hw, khw, dilation, stride
+    hp, wp = h + pads[0] + pads[2], w + pads[1] + pads[3]
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    grid = ((hp - dh * (kh - 1) - 1) // sh + 1) * wq
+    return [(dtype, (slots, sh * sw * c_in * hq * wq + dw * (kw - 1) // sw + PANEL)), (dtype, (slots, c_out * grid)),
+            (dtype, (kh * kw * c_in, c_out))]
 
 
 def _conv_workspace(ctx):
     x, w = ctx.shape(0), ctx.shape(1)
     if _is_pointwise(w, ctx.attrs):
         return []
-    return _col_request(ctx.dtype(0), x[0], x[1], w[2:], ctx.out_shape(0)[2:])
+    if _implicit(ctx.dtype(0), ctx.attrs, w, x[1]):
+        return _implicit_request(ctx.dtype(0), x[0], x[1], w[0], x[2:], w[2:], ctx.attrs["dilation"],
+                                 ctx.attrs["pads"], ctx.attrs["stride"])
+    return _col_request(ctx.dtype(0), x[0], x[1], w[2:], ctx.out_shape(0)[2:], panels=True)
 
 
 def _grad_input_workspace(ctx):
     dy, w = ctx.shape(0), ctx.shape(1)
     if _is_pointwise(w, ctx.attrs):
         return []
+    a = ctx.attrs
+    kh, kw = w[2:]
+    (dh, dw), pads = a["dilation"], a["pads"]
+    flipped = (dh * (kh - 1) - pads[0], dw * (kw - 1) - pads[1], dh * (kh - 1) - pads[2], dw * (kw - 1) - pads[3])
+    if _implicit(ctx.dtype(0), a, w, w[0], stride1=True) and min(flipped) >= 0:
+        # dx: the stride-1 convolution of dy with the flipped kernel, padded by d·(k-1) - p
+        return _implicit_request(ctx.dtype(0), dy[0], w[0], ctx.out_shape(0)[1], dy[2:], w[2:], a["dilation"],
+                                 flipped)
     return _col_request(ctx.dtype(0), dy[0], ctx.out_shape(0)[1], w[2:], dy[2:])
 
 
@@ -301,6 +343,9 @@ CASES = [
     ((1, 2, 6, 5), (2, 2, 2, 3), _a(stride=(1, 2), pads=(0, 1, 1, 2), dilation=(2, 1))),
     ((1, 2, 7, 7), (2, 2, 4, 4), _a(pads=(1, 1, 2, 2))),
     ((6, 8, 9, 9), (8, 8, 3, 3), _a(pads=1)),
+    # >= 16 channels: the float32 kernels' implicit GEMM (strided, dilated, asymmetric pads)
+    ((2, 16, 7, 6), (16, 16, 3, 2), _a(stride=(2, 1), pads=(1, 0, 2, 1), dilation=(2, 1))),
+    ((2, 16, 5, 6), (17, 16, 3, 2), _a(pads=(1, 0, 2, 1), dilation=(2, 1))),
 ]
 SPECIAL_CASE = ((2, 3, 6, 7), (4, 3, 3, 3), _a(stride=2, pads=1))
 

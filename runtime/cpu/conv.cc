@@ -19,6 +19,7 @@
 // weight gradient sums the per-image partial products in image order.  So results are the
 // same bits for every thread count.
 #include <algorithm>
+#include <type_traits>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -87,17 +88,22 @@ ConvGeom conv_geom(const KernelArgs& a, const Attr& attr, const std::vector<int6
 }
 
 // The im2col workspace: `slots` matrices of (C·kh·kw) x P (all groups), slots >= 1.  Returns slots.
-template <class T> int64_t check_cols(const KernelArgs& a, const ConvGeom& q, size_t i) {
+// `width` is P, or P rounded up to kPanel for the forward's panel layout.
+template <class T> int64_t check_cols(const KernelArgs& a, const ConvGeom& q, size_t i, int64_t width) {
   const std::string what = "workspace " + std::to_string(i) + " (im2col)";
   if (a.ws.size() <= i) a.fail("expects a planned " + what + " (the plan has " + std::to_string(a.ws.size()) + ")");
   const TensorRef& t = a.ws[i];
   expect_dtype(a, t, dtype_of<T>(), what);
-  if (t.dims.size() != 3 || t.dims[0] < 1 || t.dims[1] != q.k * q.g || t.dims[2] != q.p) {
-    a.fail(what + " must have shape (slots >= 1, " + std::to_string(q.k * q.g) + ", " + std::to_string(q.p) +
+  if (t.dims.size() != 3 || t.dims[0] < 1 || t.dims[1] != q.k * q.g || t.dims[2] != width) {
+    a.fail(what + " must have shape (slots >= 1, " + std::to_string(q.k * q.g) + ", " + std::to_string(width) +
            "), got " + format_dims(t.dims));
   }
   return t.dims[0];
 }
+
+// The widest B panel of the own GEMM (AVX-512); graphc/ops/conv.py's PANEL sizes the workspace by it.
+constexpr int64_t kPanel = 32;
+inline int64_t round_up_panel(int64_t p) { return (p + kPanel - 1) / kPanel * kPanel; }
 
 // Rows (c, a, b) of image x's column matrix: col[(c·kh + a)·kw + b][i·wo + j] =
 // x[c][i·sh + a·dh - pt][j·sw + b·dw - pl], 0 in the padding.
@@ -119,15 +125,187 @@ template <class T> void im2col(const ConvGeom& q, const T* x, T* col) {
             continue;
           }
           const T* src = xc + r * q.w;  // input column j·sw + off for output column j
-          std::fill(dst, dst + j0, T(0));
+          // plain loops, not memcpy/fill: the rows are short (16-32 items) and many
+          for (int64_t j = 0; j < j0; ++j) dst[j] = T(0);
           if (q.sw == 1) {
-            if (j1 > j0) std::memcpy(dst + j0, src + j0 + off, sizeof(T) * (j1 - j0));
+            const T* s1 = src + off;
+            for (int64_t j = j0; j < j1; ++j) dst[j] = s1[j];
           } else {
             for (int64_t j = j0; j < j1; ++j) dst[j] = src[j * q.sw + off];
           }
-          std::fill(dst + j1, dst + q.wo, T(0));
+          for (int64_t j = j1; j < q.wo; ++j) dst[j] = T(0);
         }
       }
+    }
+  }
+}
+
+// The kernel set sgemm uses now for N columns (gemm.h: it follows the ISA cap on every call).
+const gemm::KernelSet* active_kernels(int64_t n) {
+  const char* name = gemm::kernel_name();
+  const gemm::KernelSet* ks = nullptr;
+  if (std::strcmp(name, "avx512") == 0) ks = gemm::avx512_kernels();
+  if (std::strcmp(name, "avx2") == 0) ks = gemm::avx2_kernels();
+  return gemm::kernels_for(ks != nullptr ? ks : gemm::portable_kernels(), n);
+}
+
+// im2col of image x for the float32 forward, written straight in the GEMM's packed-B layout
+// (gemm.h PackedB: per group, panel j holds output positions [j·nr, j·nr + nr) for every row k,
+// nr floats per k, zero past P), so sgemm multiplies it without packing a copy of it.
+// Returns the group stride (floats) in `col`.
+int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr) {
+  const int64_t panels = (q.p + nr - 1) / nr, gstride = panels * nr * q.k;
+  const int shift = __builtin_ctzll(static_cast<unsigned long long>(nr));
+  for (int64_t c = 0; c < q.c; ++c) {
+    const float* xc = x + c * q.h * q.w;
+    const int64_t g = c / q.cg;
+    for (int64_t a = 0; a < q.kh; ++a) {
+      for (int64_t b = 0; b < q.kw; ++b) {
+        const int64_t kl = ((c - g * q.cg) * q.kh + a) * q.kw + b;  // row within the group's matrix
+        float* base = col + g * gstride + kl * nr;
+        const int64_t off = b * q.dw - q.pl;
+        const int64_t j0 = off >= 0 ? 0 : std::min(q.wo, (-off + q.sw - 1) / q.sw);
+        const int64_t j1 = std::max(j0, std::min(q.wo, off >= q.w ? 0 : (q.w - 1 - off) / q.sw + 1));
+        for (int64_t i = 0; i < q.ho; ++i) {
+          const int64_t r = i * q.sh + a * q.dh - q.pt;
+          const bool inside = r >= 0 && r < q.h;
+          const float* src = xc + (inside ? r : 0) * q.w;
+          // output columns [js, je) of row i fall into one panel at a time
+          for (int64_t js = 0; js < q.wo;) {
+            const int64_t pos = i * q.wo + js, in_panel = pos & (nr - 1);  // nr is a power of 2
+            const int64_t je = std::min(q.wo, js + nr - in_panel);
+            float* __restrict d = base + (pos >> shift) * q.k * nr + in_panel;  // d[j - js] for output column j
+            const int64_t lo = inside ? std::min(std::max(js, j0), je) : je;
+            const int64_t hi = inside ? std::max(lo, std::min(je, j1)) : je;
+            for (int64_t j = js; j < lo; ++j) d[j - js] = 0.0f;
+            if (q.sw == 1) {
+              const float* __restrict s1 = src + off + js;
+              for (int64_t j = lo - js; j < hi - js; ++j) d[j] = s1[j];
+            } else {
+              for (int64_t j = lo; j < hi; ++j) d[j - js] = src[j * q.sw + off];
+            }
+            for (int64_t j = hi; j < je; ++j) d[j - js] = 0.0f;
+            js = je;
+          }
+        }
+        // the last panel's columns past P: zeros, as pack_b leaves them
+        const int64_t tail = panels * nr - q.p;
+        if (tail > 0) std::fill(base + (panels - 1) * q.k * nr + (nr - tail), base + (panels - 1) * q.k * nr + nr, 0.0f);
+      }
+    }
+  }
+  return gstride;
+}
+
+// ---- implicit GEMM for float32 convolutions (no im2col) -----------------------------------
+//
+// On the zero-padded image xpad (C x Hp x Wp), output (i, j) of tap (a, b) reads
+// xpad[c][i·sh + a·dh][j·sw + b·dw].  The padded image is stored as sh·sw phase images
+// xq[py][px][c][u][v] = xpad[c][u·sh + py][v·sw + px] (one phase at stride 1), so the read is
+// xq[(a·dh) % sh][(b·dw) % sw][c][i + (a·dh) / sh][j + (b·dw) / sw]: unit stride in j.  Computing
+// the outputs on the phase grid — positions p' = i·Wq + j for j < Wq, the last Wq - Wo of each
+// row wasted — makes it xq[phase][c][p' + offset(tap)]: for each tap, B (C x Ho·Wq) is a phase
+// image itself at an offset, read in place by gemm.h's micro-kernels with row stride Hq·Wq.
+// Each output tile (up to mr channels x nr positions) is one FMA chain over (tap, c) in that
+// order: the micro-kernel's accumulate flag continues it from tap to tap.  A, the weights, is
+// repacked per call into wt[tap][c][o] (k-major strips: A(r, k) = wt[tap][k][o0 + r]).  The
+// valid columns are then copied out of the grid.  graphc/ops/conv.py takes the same decision.
+struct Implicit {
+  int64_t cin = 0, cout = 0, h = 0, w = 0;    // input image, channels in and out
+  int64_t pt = 0, pl = 0, hp = 0, wp = 0;     // padding (top, left) and the padded image
+  int64_t kh = 0, kw = 0, dh = 1, dw = 1, sh = 1, sw = 1;
+  int64_t hq = 0, wq = 0;                     // a phase image: ceil(Hp / sh) x ceil(Wp / sw)
+  int64_t ho = 0, wo = 0, grid = 0;           // output and its grid Ho·Wq
+  int64_t plane() const { return hq * wq; }
+  int64_t phase_floats() const { return cin * plane(); }
+  // xq floats: every phase, and the tail that the last tap's last tile reads past the last one
+  int64_t xpad_floats() const { return sh * sw * phase_floats() + dw * (kw - 1) / sw + kPanel; }
+  // where tap (a, b) reads position 0 of channel 0
+  int64_t tap_offset(int64_t a, int64_t b) const {
+    return ((a * dh) % sh * sw + (b * dw) % sw) * phase_floats() + (a * dh) / sh * wq + (b * dw) / sw;
+  }
+};
+
+// Implicit geometry of a convolution of `cin`-channel images with pads (t, l, b, r).
+inline Implicit implicit_geom(int64_t cin, int64_t cout, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t dh,
+                              int64_t dw, int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t sh = 1,
+                              int64_t sw = 1) {
+  Implicit m;
+  m.cin = cin, m.cout = cout, m.h = h, m.w = w, m.kh = kh, m.kw = kw, m.dh = dh, m.dw = dw, m.sh = sh, m.sw = sw;
+  m.pt = pt, m.pl = pl, m.hp = h + pt + pb, m.wp = w + pl + pr;
+  m.hq = (m.hp + sh - 1) / sh, m.wq = (m.wp + sw - 1) / sw;
+  m.ho = (m.hp - dh * (kh - 1) - 1) / sh + 1, m.wo = (m.wp - dw * (kw - 1) - 1) / sw + 1;
+  m.grid = m.ho * m.wq;
+  return m;
+}
+
+// xq = the phase images of x (cin x h x w) zero-padded.
+inline void pad_image(const Implicit& m, const float* x, float* xq) {
+  for (int64_t py = 0; py < m.sh; ++py) {
+    for (int64_t px = 0; px < m.sw; ++px) {
+      float* phase = xq + (py * m.sw + px) * m.phase_floats();
+      // columns v of this phase hold padded columns v·sw + px, input columns v·sw + px - pl
+      const int64_t first = px >= m.pl ? 0 : (m.pl - px + m.sw - 1) / m.sw;
+      const int64_t end = std::max(first, std::min(m.wq, (m.pl + m.w - px + m.sw - 1) / m.sw));
+      for (int64_t c = 0; c < m.cin; ++c) {
+        const float* xc = x + c * m.h * m.w;
+        for (int64_t u = 0; u < m.hq; ++u) {
+          float* d = phase + c * m.plane() + u * m.wq;
+          const int64_t r = u * m.sh + py - m.pt;
+          if (r < 0 || r >= m.h) {
+            for (int64_t v = 0; v < m.wq; ++v) d[v] = 0.0f;
+            continue;
+          }
+          const float* src = xc + r * m.w;  // src[v·sw + px - pl] for v in [first, end)
+          const int64_t shift = px - m.pl;
+          for (int64_t v = 0; v < first; ++v) d[v] = 0.0f;
+          if (m.sw == 1) {
+            for (int64_t v = first; v < end; ++v) d[v] = src[v + shift];
+          } else {
+            for (int64_t v = first; v < end; ++v) d[v] = src[v * m.sw + shift];
+          }
+          for (int64_t v = end; v < m.wq; ++v) d[v] = 0.0f;
+        }
+      }
+    }
+  }
+  // the tail is read only into the wasted columns; zeros keep it defined
+  std::fill(xq + m.sh * m.sw * m.phase_floats(), xq + m.xpad_floats(), 0.0f);
+}
+
+// ygrid (cout x grid) = the convolution on the grid; tiles split over `threads`.
+inline void implicit_gemm(const Implicit& m, const float* xq, const float* wt, float* ygrid, int threads) {
+  const gemm::KernelSet* ks = active_kernels(m.grid);
+  const int64_t mr = ks->mr, nr = ks->nr;
+  const int64_t strips = (m.cout + mr - 1) / mr, tiles = (m.grid + nr - 1) / nr;
+  const int64_t taps = m.kh * m.kw;
+  // rows split evenly over the strips (64 = 11+11+11+11+10+10, not 5x12+4: a 4-row strip
+  // does 8 FMAs per 6 loads)
+  auto run = [&](int64_t b, int64_t e) {
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t s = task / tiles, t = task - s * tiles;
+      const int64_t o0 = m.cout * s / strips, rows = m.cout * (s + 1) / strips - o0;
+      const int64_t p0 = t * nr, ncols = std::min(nr, m.grid - p0);
+      const gemm::MicroFn micro = ks->micro[rows];
+      float* c = ygrid + o0 * m.grid + p0;
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        const int64_t a = tap / m.kw, bb = tap - a * m.kw;
+        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xq + m.tap_offset(a, bb) + p0, m.plane(), c, m.grid,
+              ncols, tap > 0);
+      }
+    }
+  };
+  // strip-major task order: a strip's weights (taps·cin·mr floats) stay in L1 across its tiles
+  parallel_for(strips * tiles, threads, std::max<int64_t>(1, (strips * tiles) / std::max(threads, 1)), run);
+}
+
+// y (cout x ho x wo) = the valid columns of the padded grid.
+inline void unpad_output(const Implicit& m, const float* ygrid, float* y) {
+  for (int64_t o = 0; o < m.cout; ++o) {
+    for (int64_t i = 0; i < m.ho; ++i) {
+      const float* s = ygrid + o * m.grid + i * m.wq;
+      float* d = y + (o * m.ho + i) * m.wo;
+      for (int64_t j = 0; j < m.wo; ++j) d[j] = s[j];
     }
   }
 }
@@ -202,7 +380,118 @@ template <class T> Kernel fill_zero_kernel(T* out, int64_t count) {
   return [=]() { std::fill(out, out + count, T(0)); };
 }
 
-// conv2d(x, w) -> y
+// The workspace at index i: `slots` tensors of `per_slot` dims, dtype T.
+template <class T> T* check_slots(const KernelArgs& a, size_t i, int64_t slots, const std::vector<int64_t>& per_slot,
+                                  const std::string& what) {
+  const std::string name = "workspace " + std::to_string(i) + " (" + what + ")";
+  if (a.ws.size() <= i) a.fail("expects a planned " + name + " (the plan has " + std::to_string(a.ws.size()) + ")");
+  std::vector<int64_t> want = {slots};
+  want.insert(want.end(), per_slot.begin(), per_slot.end());
+  expect_dtype(a, a.ws[i], dtype_of<T>(), name);
+  expect_dims(a, a.ws[i], want, name);
+  return a.ws[i].as<T>();
+}
+
+// dst (cols x rows) = src (rows x cols) transposed, in tiles that stay in L1.
+template <class T> void transpose(const T* src, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t kTile = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+    const int64_t r1 = std::min(rows, r0 + kTile);
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      const int64_t c1 = std::min(cols, c0 + kTile);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
+      }
+    }
+  }
+}
+
+// Channels below which a tap's K (= input channels) is too short for the implicit GEMM: each
+// micro-kernel call loads and stores its C tile once per tap (the 3-channel stem stays on im2col).
+constexpr int64_t kImplicitMinChannels = 16;
+
+// graphc/ops/conv.py's _implicit_forward / _implicit_grad_input take the same decisions.
+inline bool forward_is_implicit(const ConvGeom& q) {
+  return q.g == 1 && q.kh * q.kw > 1 && q.c >= kImplicitMinChannels;
+}
+inline bool grad_input_is_implicit(const ConvGeom& q) {
+  return q.g == 1 && q.sh == 1 && q.sw == 1 && q.kh * q.kw > 1 && q.o >= kImplicitMinChannels &&
+         q.pt <= q.dh * (q.kh - 1) && q.pb <= q.dh * (q.kh - 1) && q.pl <= q.dw * (q.kw - 1) &&
+         q.pr <= q.dw * (q.kw - 1);
+}
+
+// The implicit-GEMM kernel over n images of m.cin channels: workspaces xpad (slots, xpad
+// floats), ygrid (slots, cout·grid) and wt (taps·cin, cout).  w is the OIHW weight of the
+// convolution (flip: of the convolution whose input gradient this is: wt[tap'][o][c] =
+// w[o][c][flipped tap'], so the GEMM's input channels are w's output channels).
+Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, const float* in, const float* w,
+                       float* out, bool flip) {
+  if (args.ws.size() != 3) args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
+  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
+  if (slots < 1) args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  float* xpads = check_slots<float>(args, 0, slots, {m.xpad_floats()}, "padded images");
+  float* grids = check_slots<float>(args, 1, slots, {m.cout * m.grid}, "output on the padded grid");
+  float* wt = check_slots<float>(args, 2, m.kh * m.kw * m.cin, {m.cout}, "repacked weights");
+  const int threads = args.ctx.threads;
+  return [=]() {
+    const int64_t taps = m.kh * m.kw;
+    // wt[tap][k][r]: k-major strips of the GEMM's A for every tap
+    for (int64_t tap = 0; tap < taps; ++tap) {
+      float* d = wt + tap * m.cin * m.cout;
+      if (!flip) {  // w is (cout, cin, kh, kw)
+        for (int64_t o = 0; o < m.cout; ++o) {
+          for (int64_t c = 0; c < m.cin; ++c) d[c * m.cout + o] = w[(o * m.cin + c) * taps + tap];
+        }
+      } else {  // w is (cin, cout, kh, kw): the forward's (O, C, kh, kw), read at the flipped tap
+        for (int64_t c = 0; c < m.cin; ++c) {
+          for (int64_t o = 0; o < m.cout; ++o) d[c * m.cout + o] = w[(c * m.cout + o) * taps + (taps - 1 - tap)];
+        }
+      }
+    }
+    for_images(n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
+      float* xpad = xpads + slot * m.xpad_floats();
+      float* grid = grids + slot * m.cout * m.grid;
+      for (int64_t i = n0; i < n1; ++i) {
+        pad_image(m, in + i * m.cin * m.h * m.w, xpad);
+        implicit_gemm(m, xpad, wt, grid, t);
+        unpad_output(m, grid, out + i * m.cout * m.ho * m.wo);
+      }
+    });
+  };
+}
+
+// Y[n]_g (Og x P, in place in y) = W_g (Og x K) · col_g (K x P) for one image.
+inline void forward_image(const ConvGeom& q, const float* xn, const float* w, float* col, float* yn, int t) {
+  if (q.pointwise) {  // the image is its own column matrix (sgemm packs it)
+    for (int64_t g = 0; g < q.g; ++g) {
+      gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, xn + g * q.k * q.p, q.p, nullptr,
+                  yn + g * q.og * q.p, q.p, t);
+    }
+    return;
+  }
+  const gemm::KernelSet* ks = active_kernels(q.p);
+  if (ks->nr > kPanel || (ks->nr & (ks->nr - 1)) != 0) {  // every kernel today: 16 or 32
+    throw std::runtime_error("conv2d: the GEMM's panel width " + std::to_string(ks->nr) + " is not a power of 2 <= " +
+                             std::to_string(kPanel));
+  }
+  const int64_t gstride = im2col_panels(q, xn, col, ks->nr);
+  for (int64_t g = 0; g < q.g; ++g) {
+    gemm::PackedB pb;
+    pb.K = q.k, pb.N = q.p, pb.nr = ks->nr, pb.kernel = ks->name, pb.data = col + g * gstride;
+    gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, nullptr, 0, &pb, yn + g * q.og * q.p, q.p, t);
+  }
+}
+
+inline void forward_image(const ConvGeom& q, const double* xn, const double* w, double* col, double* yn, int t) {
+  if (!q.pointwise) im2col(q, xn, col);
+  const double* src = q.pointwise ? xn : col;
+  for (int64_t g = 0; g < q.g; ++g) {
+    gemm_t(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, src + g * q.k * q.p, q.p, yn + g * q.og * q.p, q.p,
+           t);
+  }
+}
+
+// conv2d(x, w) -> y.
 template <class T> Kernel conv_kernel(const KernelArgs& args) {
   args.expect_arity(2, 1);
   const TensorRef &x = args.in[0], &w = args.in[1];
@@ -216,23 +505,22 @@ template <class T> Kernel conv_kernel(const KernelArgs& args) {
   T* py = args.out[0].as<T>();
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   if (q.k == 0) return fill_zero_kernel(py, numel_of(args.out[0]));  // no input channels: sums of nothing
-  const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0);
+  if (std::is_same<T, float>::value && forward_is_implicit(q)) {
+    return implicit_kernel(args,
+                           implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh, q.sw),
+                           q.n, reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
+                           reinterpret_cast<float*>(py), /*flip=*/false);
+  }
+  const int64_t width = round_up_panel(q.p);
+  const int64_t slots = q.pointwise ? q.n : check_cols<T>(args, q, 0, width);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
   const T* px = x.as<const T>();
   const T* pw = w.as<const T>();
   const int threads = args.ctx.threads;
   return [=]() {
-    for_images(q.n, q.pointwise ? q.n : slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
-      T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * q.p;
-      for (int64_t n = n0; n < n1; ++n) {
-        const T* xn = px + n * q.c * q.h * q.w;
-        if (!q.pointwise) im2col(q, xn, col);
-        const T* src = q.pointwise ? xn : col;
-        for (int64_t g = 0; g < q.g; ++g) {
-          gemm_t(false, false, q.og, q.p, q.k, pw + g * q.og * q.k, q.k, src + g * q.k * q.p, q.p,
-                 py + (n * q.o + g * q.og) * q.p, q.p, t);
-        }
-      }
+    for_images(q.n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
+      T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * width;
+      for (int64_t n = n0; n < n1; ++n) forward_image(q, px + n * q.c * q.h * q.w, pw, col, py + n * q.o * q.p, t);
     });
   };
 }
@@ -255,7 +543,15 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
   T* pdx = args.out[0].as<T>();
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   if (q.og == 0) return fill_zero_kernel(pdx, numel_of(args.out[0]));  // no output channels
-  const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0);
+  if (std::is_same<T, float>::value && grad_input_is_implicit(q)) {
+    // dx is the stride-1 convolution of dy with the flipped, transposed kernel, padded by d·(k-1) - p
+    const Implicit m = implicit_geom(q.o, q.c, q.ho, q.wo, q.kh, q.kw, q.dh, q.dw, q.dh * (q.kh - 1) - q.pt,
+                                     q.dw * (q.kw - 1) - q.pl, q.dh * (q.kh - 1) - q.pb, q.dw * (q.kw - 1) - q.pr);
+    if (m.ho != q.h || m.wo != q.w) args.fail("internal: the flipped convolution's output is not x's size");
+    return implicit_kernel(args, m, q.n, reinterpret_cast<const float*>(dy.data),
+                           reinterpret_cast<const float*>(w.data), reinterpret_cast<float*>(pdx), /*flip=*/true);
+  }
+  const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0, q.p);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
   const T* pdy = dy.as<const T>();
   const T* pw = w.as<const T>();
@@ -276,7 +572,9 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
   };
 }
 
-// conv2d_grad_weight(dy, x) -> dw
+// conv2d_grad_weight(dy, x) -> dw.  Per image and group, the partial dW^T (K x Og) = col (K x P) ·
+// dY^T (P x Og) (the better GEMM shape, as the forward's), stored per image; the partials are
+// then summed in image order and transposed into dw.
 template <class T> Kernel grad_weight_kernel(const KernelArgs& args) {
   args.expect_arity(2, 1);
   const TensorRef &dy = args.in[0], &x = args.in[1];
@@ -296,46 +594,34 @@ template <class T> Kernel grad_weight_kernel(const KernelArgs& args) {
   const int64_t wsize = numel_of(args.out[0]);
   if (wsize == 0) return no_op_kernel();
   if (q.n == 0) return fill_zero_kernel(pdw, wsize);  // a sum over no images
-  int64_t slots = 1;
-  size_t part_ws = 0;
-  if (!q.pointwise) {
-    slots = check_cols<T>(args, q, 0);
-    part_ws = 1;
-  }
-  // one weight-sized partial product per image, summed in image order afterwards
-  const std::string what = "workspace " + std::to_string(part_ws) + " (per-image partial sums)";
-  if (args.ws.size() != part_ws + 1) {
-    args.fail("expects " + std::to_string(part_ws + 1) + " planned workspaces, got " + std::to_string(args.ws.size()));
-  }
-  expect_dtype(args, args.ws[part_ws], x.dtype, what);
-  std::vector<int64_t> part_dims = {q.n, q.o, q.cg, q.kh, q.kw};
-  expect_dims(args, args.ws[part_ws], part_dims, what);
-  T* ppart = args.ws[part_ws].as<T>();
+  const int64_t slots = q.pointwise ? q.n : check_cols<T>(args, q, 0, q.p);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
+  // per image, per group: the K x Og partial product (the layout of dims (N, O, C/g, kh, kw)'s bytes)
+  T* ppart = check_slots<T>(args, q.pointwise ? 0 : 1, q.n, q.w_dims(), "per-image partial sums");
   const T* pdy = dy.as<const T>();
   const T* px = x.as<const T>();
   const int threads = args.ctx.threads;
   return [=]() {
-    for_images(q.n, q.pointwise ? q.n : slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
+    for_images(q.n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
       T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * q.p;
       for (int64_t n = n0; n < n1; ++n) {
         const T* xn = px + n * q.c * q.h * q.w;
         if (!q.pointwise) im2col(q, xn, col);
         const T* src = q.pointwise ? xn : col;
         for (int64_t g = 0; g < q.g; ++g) {
-          gemm_t(false, true, q.og, q.k, q.p, pdy + (n * q.o + g * q.og) * q.p, q.p, src + g * q.k * q.p, q.p,
-                 ppart + n * wsize + g * q.og * q.k, q.k, t);
+          gemm_t(false, true, q.k, q.og, q.p, src + g * q.k * q.p, q.p, pdy + (n * q.o + g * q.og) * q.p, q.p,
+                 ppart + n * wsize + g * q.k * q.og, q.og, t);
         }
       }
     });
-    // dw[e] = ((part[0][e] + part[1][e]) + part[2][e]) + ...: image order, whatever the split over e
+    // part[0][e] = ((part[0][e] + part[1][e]) + part[2][e]) + ...: image order, whatever the split over e
     parallel_for(wsize, threads, 4096, [&](int64_t b, int64_t e) {
-      std::copy(ppart + b, ppart + e, pdw + b);
       for (int64_t n = 1; n < q.n; ++n) {
         const T* src = ppart + n * wsize;
-        for (int64_t i = b; i < e; ++i) pdw[i] += src[i];
+        for (int64_t i = b; i < e; ++i) ppart[i] += src[i];
       }
     });
+    for (int64_t g = 0; g < q.g; ++g) transpose(ppart + g * q.k * q.og, q.k, q.og, pdw + g * q.og * q.k);
   };
 }
 
