@@ -181,3 +181,39 @@ def test_two_batch_norms_sharing_running_stats_are_refused_in_training():
         gc.optim.SGD(lr=0.1).minimize(gc.sum(y * y))
     with pytest.raises(CompileError, match="both update 'rm' in place"):
         gc.compile(g)
+
+
+def test_select_mode_pass_structure():
+    """select_mode alone: inference graphs come back unchanged (the same object); a training graph
+    gets each mode-dependent node's training form, one rng/step variable and one increment."""
+    from graphc.compiler.pipeline import lower_graph, with_training
+    from graphc.compiler.select_mode import select_mode
+    from graphc.compiler.validate_graph import validate_graph
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (4, 3, 2, 2))
+        rm = gc.variable("rm", init=np.zeros(3, np.float32), trainable=False)
+        rv = gc.variable("rv", init=np.ones(3, np.float32), trainable=False)
+        w = gc.variable("w", init=np.ones(3, np.float32))
+        h = gc.dropout(gc.batch_norm(x, rm, rv, w, name="bn"), 0.5, seed=1, name="drop")
+        gc.optim.SGD(lr=0.1).minimize(gc.mean(h * h))
+    seen = {}
+    lower_graph(g, on_pass=lambda name, graph: seen.setdefault(name, graph))
+    before, after = seen["infer_shapes"], seen["select_mode"]
+    validate_graph(after)
+    for node in after.nodes:
+        for o in node.outputs:
+            assert after.tensor(o).producer is node
+    ops = {n.name: (n.op, tuple(n.inputs), tuple(n.outputs)) for n in after.nodes}
+    assert ops["bn/train"][0] == "batch_norm_train" and ops["bn/train"][1][:2] == ("x", "w")  # bias: zeros
+    assert ops["bn/train"][2] == ("bn", "bn/train:1", "bn/train:2")
+    assert ops["bn/update_stats"] == ("batch_norm_update_stats", ("rm", "rv", "bn/train:1", "bn/train:2"),
+                                      ("bn/update_stats:0", "bn/update_stats:1"))
+    assert ops["drop/train"] == ("dropout_train", ("bn", "rng/step"), ("drop",))
+    assert ops["rng/step/increment"][0] == "assign" and ops["rng/step/increment"][1][0] == "rng/step"
+    assert [v.name for v in after.variables] == [v.name for v in before.variables] + ["rng/step"]
+    assert not any(n.op in ("batch_norm", "dropout") for n in after.nodes)
+    # inference: nothing to do
+    untrained = with_training(before, False)
+    assert select_mode(untrained) is untrained
+    inference = lower_graph(g, train=False, fuse=False)
+    assert not any(n.op.startswith(("batch_norm_", "dropout")) for n in inference.nodes)

@@ -14,8 +14,9 @@ pass (graphc/compiler/select_mode.py) replaces it by
 
 The gradient of batch_norm_train is ``batch_norm_train_grad`` (one kernel); that op's own
 gradient differentiates its composite definition (the same formula from elementwise and
-reduction ops), so second order works too.  Statistics and normalisation are computed in
-float64 and rounded once to the input dtype, by the references and the kernels alike."""
+reduction ops), so second order works too.  The references and the kernels alike accumulate
+the per-channel sums in float64 and compute each element in the input dtype from per-channel
+coefficients rounded once (as PyTorch's CPU kernels), in one fixed order of operations."""
 
 import numpy as np
 
@@ -82,22 +83,28 @@ def _train_ref(inputs, attrs):
     x, w, b = inputs
     mean, var, _ = _stats(x)
     cs = _channel_shape(x.shape)
-    invstd = 1.0 / np.sqrt(var + attrs["eps"])
-    y = (x.astype(np.float64) - mean.reshape(cs)) * (invstd * w.astype(np.float64)).reshape(cs) + b.reshape(cs)
-    return y.astype(x.dtype), mean.astype(x.dtype), var.astype(x.dtype)
+    scale = 1.0 / np.sqrt(var + attrs["eps"]) * w.astype(np.float64)
+    # per element in the input dtype, from per-channel coefficients rounded once
+    y = (x - mean.astype(x.dtype).reshape(cs)) * scale.astype(x.dtype).reshape(cs) + b.reshape(cs)
+    return y, mean.astype(x.dtype), var.astype(x.dtype)
 
 
 def _train_grad_ref(inputs, attrs):
-    dy, x, w, mean, var, dmean, dvar = (a.astype(np.float64) for a in inputs)
-    t = inputs[1].dtype
+    dy64, x64, w64, mean64, var64, dmean64, dvar64 = (a.astype(np.float64) for a in inputs)
+    dy, x, _, mean = inputs[:4]
+    t = x.dtype
     axes, cs = _axes(x.ndim), _channel_shape(x.shape)
     n = numel(x.shape) // x.shape[1] if x.shape[1] else 0
-    invstd = 1.0 / np.sqrt(var + attrs["eps"])
+    invstd = 1.0 / np.sqrt(var64 + attrs["eps"])
+    db = dy64.sum(axis=axes)
+    # an empty batch: Σ = 0 (its var is NaN)
+    dw = (dy64 * (x64 - mean64.reshape(cs))).sum(axis=axes) * invstd if n else np.zeros_like(invstd)
+    # per element in the input dtype: a·((dy - k1) - xc·k2) + k3 + xc·k4, xc = x - mean
+    a, k1, k2 = w64 * invstd, db / n, invstd * dw / n
+    k3, k4 = dmean64 / n, 2.0 * dvar64 / n
+    a, k1, k2, k3, k4 = (v.astype(t).reshape(cs) for v in (a, k1, k2, k3, k4))
     xc = x - mean.reshape(cs)
-    db = dy.sum(axis=axes)
-    dw = (dy * xc).sum(axis=axes) * invstd if n else np.zeros_like(invstd)  # an empty batch: Σ = 0 (var is NaN)
-    dx = (w * invstd).reshape(cs) * (dy - (db / n).reshape(cs) - xc * (invstd * dw / n).reshape(cs)) \
-        + (dmean / n).reshape(cs) + xc * (2.0 * dvar / n).reshape(cs)
+    dx = a * ((dy - k1) - xc * k2) + k3 + xc * k4
     return dx.astype(t), dw.astype(t), db.astype(t)
 
 

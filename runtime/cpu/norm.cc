@@ -2,8 +2,9 @@
 // batch_norm_train, batch_norm_train_grad and the in-place batch_norm_update_stats
 // (graphc/ops/norm.py has the semantics; the inference form is a composite, no kernel).
 //
-// Statistics are accumulated in double and every output is computed in double in the
-// reference's order, then rounded once.  A channel is one task: its sums run in one fixed
+// Sums are accumulated in double; each element is then computed in T from per-channel
+// coefficients rounded once to T, in the reference's order of operations (so the float32
+// loops run at float32 width).  A channel is one task: its sums run in one fixed
 // order on one thread, so results are identical for any thread count.
 #include <cmath>
 #include <string>
@@ -51,6 +52,27 @@ template <class F> inline void each_in_channel(const ChannelGeom& g, int64_t ch,
   }
 }
 
+// Sums over a channel in 8 interleaved double accumulators (element j of each contiguous run
+// goes to lane j % 8), combined in one fixed tree: 8 independent add chains instead of one
+// (a single chain is bound by the add latency), and the same order for any thread count.
+constexpr int kLanes = 8;
+struct Lanes {
+  double a[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double total() const { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+};
+
+// f(lanes, k, offset) for every element of channel ch; k = the element's lane.
+template <class F> inline void each_in_channel_laned(const ChannelGeom& g, int64_t ch, F&& f) {
+  for (int64_t b = 0; b < g.n; ++b) {
+    const int64_t base = (b * g.c + ch) * g.inner;
+    int64_t j = 0;
+    for (; j + kLanes <= g.inner; j += kLanes) {
+      for (int k = 0; k < kLanes; ++k) f(k, base + j + k);
+    }
+    for (; j < g.inner; ++j) f(static_cast<int>(j % kLanes), base + j);
+  }
+}
+
 template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
   args.expect_arity(3, 3);
   const attrs::BatchNormTrain attr(args);
@@ -73,23 +95,24 @@ template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
   const double eps = attr.eps;
   const int threads = args.ctx.threads;
   return [=]() {
+    if (g.count == 0) {  // an empty batch (maybe (2**40, C, 0): walk no samples): NaN statistics
+      for (int64_t ch = 0; ch < g.c; ++ch) pmean[ch] = pvar[ch] = static_cast<T>(std::nan(""));
+      return;
+    }
     for_channels(g, threads, [&](int64_t ch) {
       const double cnt = static_cast<double>(g.count);
-      double s = 0;
-      each_in_channel(g, ch, [&](int64_t i) { s += static_cast<double>(px[i]); });
-      const double mean = s / cnt;  // 0/0 = NaN for an empty batch, as the reference
-      double q = 0;
-      each_in_channel(g, ch, [&](int64_t i) {
+      Lanes s;
+      each_in_channel_laned(g, ch, [&](int k, int64_t i) { s.a[k] += static_cast<double>(px[i]); });
+      const double mean = s.total() / cnt;  // 0/0 = NaN for an empty batch, as the reference
+      Lanes q;
+      each_in_channel_laned(g, ch, [&](int k, int64_t i) {
         const double d = static_cast<double>(px[i]) - mean;
-        q += d * d;
+        q.a[k] += d * d;
       });
-      const double var = q / cnt;
+      const double var = q.total() / cnt;
       const double invstd = 1.0 / std::sqrt(var + eps);
-      const double scale = invstd * static_cast<double>(pw[ch]);
-      const double bias = static_cast<double>(pb[ch]);
-      each_in_channel(g, ch, [&](int64_t i) {
-        py[i] = static_cast<T>((static_cast<double>(px[i]) - mean) * scale + bias);
-      });
+      const T m = static_cast<T>(mean), scale = static_cast<T>(invstd * static_cast<double>(pw[ch])), bias = pb[ch];
+      each_in_channel(g, ch, [&](int64_t i) { py[i] = (px[i] - m) * scale + bias; });
       pmean[ch] = static_cast<T>(mean);
       pvar[ch] = static_cast<T>(var);
     });
@@ -121,24 +144,31 @@ template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
   const double eps = attr.eps;
   const int threads = args.ctx.threads;
   return [=]() {
+    if (g.count == 0) {  // an empty batch: the sums are 0 and dx is empty (walk no samples)
+      for (int64_t ch = 0; ch < g.c; ++ch) pdw[ch] = pdb[ch] = T(0);
+      return;
+    }
     for_channels(g, threads, [&](int64_t ch) {
       const double cnt = static_cast<double>(g.count);
       const double mean = static_cast<double>(pmean[ch]);
       const double invstd = 1.0 / std::sqrt(static_cast<double>(pvar[ch]) + eps);
-      double db = 0, sdx = 0;
-      each_in_channel(g, ch, [&](int64_t i) {
+      Lanes sdb, sdx;
+      each_in_channel_laned(g, ch, [&](int k, int64_t i) {
         const double d = static_cast<double>(pdy[i]);
-        db += d;
-        sdx += d * (static_cast<double>(px[i]) - mean);
+        sdb.a[k] += d;
+        sdx.a[k] += d * (static_cast<double>(px[i]) - mean);
       });
-      const double dw = g.count ? sdx * invstd : 0.0;  // Σ dy·x̂ over an empty batch is 0 (its var is NaN)
-      // the reference's order: a·(dy - k1 - xc·k2) + k3 + xc·k4
-      const double a = static_cast<double>(pw[ch]) * invstd;
-      const double k1 = db / cnt, k2 = invstd * dw / cnt;
-      const double k3 = static_cast<double>(pdmean[ch]) / cnt, k4 = 2.0 * static_cast<double>(pdvar[ch]) / cnt;
+      const double db = sdb.total();
+      const double dw = sdx.total() * invstd;
+      // the reference's order, in T: a·((dy - k1) - xc·k2) + k3 + xc·k4 with xc = x - mean
+      const T a = static_cast<T>(static_cast<double>(pw[ch]) * invstd);
+      const T k1 = static_cast<T>(db / cnt), k2 = static_cast<T>(invstd * dw / cnt);
+      const T k3 = static_cast<T>(static_cast<double>(pdmean[ch]) / cnt);
+      const T k4 = static_cast<T>(2.0 * static_cast<double>(pdvar[ch]) / cnt);
+      const T m = pmean[ch];
       each_in_channel(g, ch, [&](int64_t i) {
-        const double xc = static_cast<double>(px[i]) - mean;
-        pdx[i] = static_cast<T>(a * (static_cast<double>(pdy[i]) - k1 - xc * k2) + k3 + xc * k4);
+        const T xc = px[i] - m;
+        pdx[i] = a * ((pdy[i] - k1) - xc * k2) + k3 + xc * k4;
       });
       pdw[ch] = static_cast<T>(dw);
       pdb[ch] = static_cast<T>(db);
