@@ -133,6 +133,8 @@ class Module:
     def __setattr__(self, key, value):
         if isinstance(value, Module):
             self.add_module(key, value)
+        elif key in self.__dict__.get("_modules", ()):
+            del self._modules[key]          # a child replaced by a plain value (e.g. None) is no child
         object.__setattr__(self, key, value)
 
     def add_module(self, name, module):
@@ -193,6 +195,8 @@ class Module:
         try:
             t = graph.add_variable(name, value, trainable, user_provenance())
         except GraphError as e:
+            if "duplicate name" not in str(e):
+                raise
             raise GraphError(f"{type(self).__name__}: cannot create variable {full!r}: {e}.  Two layers called "
                              f"at the same scope need different names: put them in a gc.nn.Sequential or a "
                              f"Module, give one name=..., or call it inside gc.name_scope(...)") from None
