@@ -24,7 +24,7 @@ import graphc as gc
 ACCURACY_TARGET = 0.985
 
 
-def build_model(width=16, dropout=0.1):
+def build_model(width=32, dropout=0.1):
     """A ResNet for 1×8×8 images: conv-bn-relu stem, a residual block at 8×8, one at 4×4
     with twice the channels, global average pooling, dropout, a linear classifier."""
     nn = gc.nn
@@ -123,10 +123,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--width", type=int, default=16, help="channels of the stem and the first block")
+    parser.add_argument("--width", type=int, default=32, help="channels of the stem and the first block")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--decay-at", type=int, default=None,
                         help="epoch from which the learning rate is lr/10 (default: two thirds of --epochs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batch order and dropout")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="folder for model.pb, the plans, the checkpoint and the PNGs")
     parser.add_argument("--resume", action="store_true", help="start from OUT/checkpoint.npz when it exists")
@@ -143,6 +144,7 @@ def main(argv=None):
     out_dir = args.out or tempfile.mkdtemp(prefix="graphc-cnn-")
     os.makedirs(out_dir, exist_ok=True)
 
+    gc.nn.manual_seed(args.seed)
     graph, logits_name, loss_name = build_graph(args.width, args.lr)
     model_path = os.path.join(out_dir, "model.pb")
     graph.save(model_path)
@@ -167,7 +169,8 @@ def main(argv=None):
     slow = gc.Session(slow_plan, threads=args.threads) if slow_plan is not None else None
     infer = gc.Session(infer_plan, threads=args.threads)
     # The plan's batch size is fixed: drop the last, smaller batch of each epoch.
-    loader = gc.data.DataLoader((xtr, ytr), batch_size=args.batch, shuffle=True, seed=0, drop_last=True)
+    loader = gc.data.DataLoader((xtr, ytr), batch_size=args.batch, shuffle=True, seed=args.seed,
+                                drop_last=True)
     checkpoint = os.path.join(out_dir, "checkpoint.npz")
     progress = os.path.join(out_dir, "checkpoint.json")
     resumed = args.resume and os.path.exists(checkpoint)
