@@ -258,3 +258,36 @@ def test_size_zero_batch_and_symbolic_batch():
         assert out[y.name].shape == (n, 4, 4, 4)
         if n == 0:
             assert not out[gw.name].any()
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_grad_input", "conv2d_grad_weight"])
+def test_one_infinite_weight_or_input_reaches_exactly_the_outputs_it_should(op):
+    """A single inf: the border outputs whose taps fall into the padding must stay finite where
+    the definition leaves those taps out (grad_input), and be NaN where padding takes part as 0
+    (the forward: inf · 0).  The float32 kernels here run the implicit GEMM (16 channels)."""
+    from graphc import registry
+    rng = np.random.default_rng(6)
+    attrs = {"stride": (1, 1), "pads": (1, 1, 1, 1), "dilation": (1, 1), "groups": 1}
+    x = rng.standard_normal((2, 16, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 16, 5, 6)).astype(np.float32)
+    if op == "conv2d_grad_weight":
+        x[1, 3, 0, 2] = np.inf
+        inputs, attrs = [dy, x], dict(attrs, kernel_size=(3, 3))
+    else:
+        w[4, 7, 0, 0] = np.inf
+        inputs = [x, w] if op == "conv2d" else [dy, w]
+        if op == "conv2d_grad_input":
+            attrs = dict(attrs, input_size=(5, 6))
+    want = registry.get_op(op).evaluate(inputs, attrs)[0]
+    assert np.isinf(want).any() and np.isfinite(want).any()
+    with gc.Graph() as g:
+        phs = [gc.placeholder(f"in{i}", a.shape) for i, a in enumerate(inputs)]
+        (y,) = g.add_node(op, phs, attrs)
+    plan = gc.compile(g, shapes={}, fetches=[y.name])
+    for threads in (1, 2):
+        got = Session(plan, threads=threads).run({f"in{i}": a for i, a in enumerate(inputs)})[y.name]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        fin = np.isfinite(want)
+        np.testing.assert_allclose(got[fin], want[fin], rtol=1e-4, atol=1e-4)

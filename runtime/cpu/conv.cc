@@ -420,6 +420,35 @@ inline bool grad_input_is_implicit(const ConvGeom& q) {
          q.pr <= q.dw * (q.kw - 1);
 }
 
+inline bool all_finite(const float* p, int64_t n) {
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
+  return ok;
+}
+
+// conv2d_grad_input of one image by its definition, for weights with inf or NaN: dx[c][h][w]
+// += dy[o][i][j] · w[o][c][a][b] over the taps that read x[c][h][w] (m is the flipped
+// convolution's geometry: dy is its input (m.cin = O channels of m.h x m.w), dx its output).
+inline void scatter_grad_input(const Implicit& m, const float* dy, const float* w, float* dx) {
+  const int64_t o_ch = m.cin, c_ch = m.cout, taps = m.kh * m.kw;
+  const int64_t pt = m.dh * (m.kh - 1) - m.pt, pl = m.dw * (m.kw - 1) - m.pl;  // the forward's pads
+  std::fill(dx, dx + c_ch * m.ho * m.wo, 0.0f);
+  for (int64_t o = 0; o < o_ch; ++o) {
+    for (int64_t i = 0; i < m.h; ++i) {
+      for (int64_t j = 0; j < m.w; ++j) {
+        const float g = dy[(o * m.h + i) * m.w + j];
+        for (int64_t c = 0; c < c_ch; ++c) {
+          for (int64_t tap = 0; tap < taps; ++tap) {
+            const int64_t a = tap / m.kw, b = tap - a * m.kw;
+            const int64_t r = i + a * m.dh - pt, q = j + b * m.dw - pl;
+            if (r >= 0 && r < m.ho && q >= 0 && q < m.wo) dx[(c * m.ho + r) * m.wo + q] += g * w[(o * c_ch + c) * taps + tap];
+          }
+        }
+      }
+    }
+  }
+}
+
 // The implicit-GEMM kernel over n images of m.cin channels: workspaces xpad (slots, xpad
 // floats), ygrid (slots, cout·grid) and wt (taps·cin, cout).  w is the OIHW weight of the
 // convolution (flip: of the convolution whose input gradient this is: wt[tap'][o][c] =
@@ -435,6 +464,14 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
   const int threads = args.ctx.threads;
   return [=]() {
     const int64_t taps = m.kh * m.kw;
+    if (flip && !all_finite(w, taps * m.cin * m.cout)) {
+      // The flipped convolution would add 0 · w for the taps that fall into dy's padding:
+      // NaN where w is inf or NaN, which the op's definition (and the im2col path) leaves out.
+      for_images(n, n, threads, [&](int64_t n0, int64_t n1, int64_t, int) {
+        for (int64_t i = n0; i < n1; ++i) scatter_grad_input(m, in + i * m.cin * m.h * m.w, w, out + i * m.cout * m.ho * m.wo);
+      });
+      return;
+    }
     // wt[tap][k][r]: k-major strips of the GEMM's A for every tap
     for (int64_t tap = 0; tap < taps; ++tap) {
       float* d = wt + tap * m.cin * m.cout;
