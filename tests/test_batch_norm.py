@@ -217,3 +217,33 @@ def test_select_mode_pass_structure():
     assert select_mode(untrained) is untrained
     inference = lower_graph(g, train=False, fuse=False)
     assert not any(n.op.startswith(("batch_norm_", "dropout")) for n in inference.nodes)
+
+
+def test_recompute_under_a_budget_keeps_results_and_running_stats():
+    rng = np.random.default_rng(3)
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (16, 4, 6, 6))
+        y = gc.placeholder("y", (16,), "int64")
+        h = x
+        for k in range(4):
+            with gc.name_scope(f"bn{k}"):
+                rm = gc.variable("running_mean", init=np.zeros(4, np.float32), trainable=False)
+                rv = gc.variable("running_var", init=np.ones(4, np.float32), trainable=False)
+                w = gc.variable("weight", init=rng.uniform(0.5, 1.5, (4, 1, 1)).astype(np.float32))
+            h = gc.tanh(gc.batch_norm(h * w, rm, rv, name=f"bn{k}/norm"))
+        fc = gc.variable("fc", (144, 6), init=gc.init.xavier_uniform(seed=0))
+        loss = gc.softmax_cross_entropy(gc.reshape(h, (16, 144)) @ fc, y)
+        gc.optim.SGD(lr=0.1).minimize(loss)
+    free = gc.compile(g, fuse=False)
+    budget = free.arena_bytes * 7 // 10
+    tight = gc.compile(g, memory_budget=budget, fuse=False)
+    assert tight.arena_bytes <= budget
+    from graphc._proto import graphc_pb2 as pb
+    # (the pass keeps batch_norm_train's outputs, not elementwise, and recomputes the cheap products)
+    assert any(s.role == pb.RECOMPUTE for s in tight.proto.steps)
+    feeds = {"x": rng.standard_normal((16, 4, 6, 6)).astype(np.float32), "y": rng.integers(0, 6, 16)}
+    a, b = Session(free), Session(tight)
+    for _ in range(3):
+        assert a.run(feeds)[loss.name].tobytes() == b.run(feeds)[loss.name].tobytes()
+    for name in a.variable_names:
+        assert a.get_variable(name).tobytes() == b.get_variable(name).tobytes(), name

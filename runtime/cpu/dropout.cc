@@ -4,6 +4,7 @@
 // Element i's mask bit depends on (seed, step, i) only, so threads split the blocks of four
 // elements freely and every thread count gives the same bits.  The step is read when the
 // kernel runs (it is a variable the plan increments after each training run).
+#include <algorithm>
 #include <string>
 
 #include "common.h"
@@ -36,13 +37,23 @@ template <class T> Kernel dropout_train_kernel(const KernelArgs& args) {
     const uint64_t s = static_cast<uint64_t>(*pstep);
     const int64_t blocks = (n + 3) / 4;
     parallel_for(blocks, threads, 4096, [&](int64_t b, int64_t e) {
-      for (int64_t blk = b; blk < e; ++blk) {
-        const philox::Words r = philox::dropout_block(seed, s, static_cast<uint64_t>(blk));
-        const int64_t base = blk * 4;
-        const int64_t m = n - base < 4 ? n - base : 4;
-        for (int64_t j = 0; j < m; ++j) {
-          py[base + j] = px[base + j] * (philox::keep(r.w[j], threshold) ? scale : T(0));
-        }
+      // locals, not captures: the stores to y could otherwise alias them and force reloads
+      const T* xs = px;
+      T* ys = py;
+      const uint64_t key = seed, st = s;
+      const uint32_t thr = threshold;
+      const T sc = scale;
+      const int64_t full = std::min<int64_t>(e, n / 4);  // blocks with all 4 elements
+      int64_t blk = b;
+      for (; blk < full; ++blk) {
+        const philox::Words r = philox::dropout_block(key, st, static_cast<uint64_t>(blk));
+        const T* xb = xs + blk * 4;
+        T* yb = ys + blk * 4;
+        for (int j = 0; j < 4; ++j) yb[j] = xb[j] * (philox::keep(r.w[j], thr) ? sc : T(0));
+      }
+      for (; blk < e; ++blk) {  // the last, partial block
+        const philox::Words r = philox::dropout_block(key, st, static_cast<uint64_t>(blk));
+        for (int64_t i = blk * 4; i < n; ++i) ys[i] = xs[i] * (philox::keep(r.w[i - blk * 4], thr) ? sc : T(0));
       }
     });
   };
