@@ -2,7 +2,8 @@
 
     gc.nn layers → save model.pb → load → compile a training plan and an inference plan
     from the same .pb → train in the C++ runtime with a progress bar, checkpointing every
-    epoch → evaluate on the test set → PNGs of the loss curve and of the misclassified digits
+    epoch → evaluate on the test set (and check the inference plan against the numpy reference
+    interpreter) → PNGs of the loss curve and of the misclassified digits
 
 Run:  python examples/train_cnn.py [--epochs 15] [--threads 2] [--out DIR] [--resume]
       python examples/train_cnn.py --quick --epochs 1      # a few seconds: checks the loss falls
@@ -207,6 +208,14 @@ def main(argv=None):
     save(loader.epoch)
     acc, predictions = accuracy(infer, train, logits_name, xte, yte)
     test_acc.append(acc)
+    # The C++ inference plan against the numpy reference interpreter of the saved model, with
+    # the trained weights (batch norm on running statistics, dropout the identity in both).
+    weights = {name: infer.get_variable(name) for name in infer.variable_names}
+    expected = gc.reference.evaluate(model, {"x": xte}, [logits_name], state=weights)[logits_name]
+    got = infer.run({"x": xte})[logits_name]
+    max_diff = float(np.max(np.abs(got - expected)))
+    if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
+        raise SystemExit(f"runtime and reference interpreter disagree: max |diff| = {max_diff:.3g}")
 
     per_epoch = len(loader)
     first = float(np.mean(losses[:min(per_epoch, 5)]))
@@ -215,6 +224,7 @@ def main(argv=None):
           + (f", {args.lr / 10:g} from epoch {decay_at}" if slow is not None else "") + f") in {train_time:.2f} s "
           f"({1e3 * train_time / max(len(losses), 1):.2f} ms/step)")
     print(f"loss {'fell' if last < first else 'did not fall'}: {first:.4f} (first steps) -> {last:.4f} (last steps)")
+    print(f"inference plan matches the reference interpreter (max |diff| {max_diff:.2e})")
     print("test accuracy per epoch: " + " ".join(f"{100 * a:.1f}" for a in test_acc))
     print(f"test accuracy: {100 * acc:.2f}% ({len(xte)} images, {int(np.sum(predictions != yte))} wrong)")
     plots = save_plots(out_dir, losses, per_epoch, test_acc, xte, yte, predictions)
