@@ -399,7 +399,6 @@ class Session:
             for name, value in values.items():
                 self.set_variable(name, value)
 
-
     # -- PyTorch-style state dicts --------------------------------------------------------
 
     def _model_variable_names(self):
@@ -447,7 +446,7 @@ class Session:
             raise StateDictError(f"load_state_dict expects a mapping of names to arrays, got "
                                  f"{type(state_dict).__name__}")
         resolved, sources = {}, {}
-        unexpected, mismatched, skipped = [], [], []
+        unexpected, mismatched = [], []
         for key, value in state_dict.items():
             if not isinstance(key, str):
                 unexpected.append(key)
@@ -455,10 +454,8 @@ class Session:
             name = key if key in self._variables else key.replace(".", "/")
             if name not in self._variables:
                 base = name.rpartition("/")[0]
-                if name.rpartition("/")[2] == "num_batches_tracked" and (
-                        (base + "/running_mean" if base else "running_mean") in self._variables):
-                    skipped.append(key)
-                else:
+                if not (name.rpartition("/")[2] == "num_batches_tracked"
+                        and (base + "/running_mean" if base else "running_mean") in self._variables):
                     unexpected.append(key)
                 continue
             if name in sources:
