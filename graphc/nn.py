@@ -473,7 +473,8 @@ class BatchNorm2d(Module):
 class Dropout(Module):
     """Zeroes each element with probability ``p`` and scales the rest by 1/(1-p) in a training
     plan; the identity in an inference plan (``torch.nn.Dropout``).  The mask's seed comes from
-    the layer's scope name and :func:`manual_seed`, so it is the same on every run."""
+    the layer's scope name, the call's number (a layer applied twice draws two masks) and
+    :func:`manual_seed`, so it is the same on every run."""
 
     def __init__(self, p=0.5, inplace=False, name=None):
         super().__init__(name)
@@ -486,8 +487,10 @@ class Dropout(Module):
 
     def forward(self, x):
         graph = x.graph if isinstance(x, Tensor) else get_default_graph()
-        scope = graph.scope or "dropout"
-        seed = _name_seed(scope)
+        # A layer applied k times draws k independent masks: the k-th call's seed also hashes k.
+        calls = self.__dict__.setdefault("_calls", weakref.WeakKeyDictionary())
+        k = calls[graph] = calls.get(graph, 0) + 1
+        seed = _name_seed((graph.scope or "dropout") + ("" if k == 1 else f"#{k}"))
         # one int64-safe seed: the global seed mixed with the scope's hash
         seed = (seed[1] ^ (seed[0] * 0x9E3779B97F4A7C15)) & 0x7FFFFFFFFFFFFFFF
         return _require("dropout")(x, p=self.p, seed=seed)

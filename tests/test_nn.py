@@ -514,6 +514,15 @@ def test_dropout_statistics_and_inference_identity():
         gc.optim.SGD(lr=1e-3).minimize(gc.mean(a + b))
     two = gc.Session(gc.compile(g2, shapes={"x": xb.shape}, fetches=[a, b]), threads=1).run({"x": xb})
     assert not np.array_equal(two[a.name] == 0, two[b.name] == 0)
+    # ... and so does one Dropout layer applied twice
+    with gc.Graph() as g3:
+        x3 = gc.placeholder("x", (64, 1000))
+        w3 = gc.variable("w", (1000,), init=gc.init.ones())
+        drop = gc.nn.Dropout(p, name="d")
+        a, b = drop(x3 * w3), drop(x3 * w3)
+        gc.optim.SGD(lr=1e-3).minimize(gc.mean(a + b))
+    two = gc.Session(gc.compile(g3, shapes={"x": xb.shape}, fetches=[a, b]), threads=1).run({"x": xb})
+    assert not np.array_equal(two[a.name] == 0, two[b.name] == 0)
     # an inference plan of the same graph is the identity
     infer = gc.Session(gc.compile(g, shapes={"x": xb.shape}, fetches=[y], train=False), threads=1)
     np.testing.assert_array_equal(infer.run({"x": xb})[y.name], xb)
