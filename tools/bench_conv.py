@@ -10,10 +10,15 @@ kernel, not feed copies).  Results are checked against torch (rtol 1e-3) before 
 Medians of alternating blocks (tools/_bench_util.py); ratio = graphc / torch (< 1: graphc
 faster).
 
-Run:  PYTHONPATH=. python tools/bench_conv.py [--threads 2] [--repeat R] [--quick]
+``--cpu-time`` (with --threads 1) times process CPU time instead of wall clock, round-robin,
+median: the steadier figure on a machine that other processes load.
+
+Run:  PYTHONPATH=. python tools/bench_conv.py [--threads 2] [--repeat R] [--quick] [--cpu-time]
 """
 import os
+import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_util as bu  # noqa: E402
@@ -68,8 +73,27 @@ def torch_case(torch, direction, stride, padding, arrays):
     return run
 
 
+def cpu_times(fns, repeat, warmup=2):
+    """Median process CPU seconds per call of each fn, calls round-robin (one thread only)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = time.process_time()
+            fn()
+            samples[i].append(time.process_time() - t0)
+    return [statistics.median(s) for s in samples]
+
+
 def main(argv=None):
-    args = bu.parse_args(__doc__.splitlines()[0], argv=argv)
+    def extra(parser):
+        parser.add_argument("--cpu-time", action="store_true",
+                            help="time process CPU time, round-robin (needs --threads 1)")
+    args = bu.parse_args(__doc__.splitlines()[0], extra=extra, argv=argv)
+    if args.cpu_time and args.threads != 1:
+        raise SystemExit("--cpu-time needs --threads 1 (CPU time adds up every thread's)")
     bu.pin_threads(args.threads)
     import numpy as np
 
@@ -80,7 +104,8 @@ def main(argv=None):
     print(bu.machine())
     print(bu.load_note())
     print(f"threads {args.threads}; ISA {_runtime.cpu_isa()}; "
-          f"torch {torch.__version__ if torch else why}; {bu.SAMPLING}; median of {repeat}")
+          f"torch {torch.__version__ if torch else why}; "
+          f"{'process CPU time, calls round-robin' if args.cpu_time else bu.SAMPLING}; median of {repeat}")
     if torch is not None:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -104,7 +129,7 @@ def main(argv=None):
                 if err > 1e-3:
                     raise SystemExit(f"{name} {direction}: graphc and torch differ (max error {err:.2e} of max |y|)")
                 fns.append(tfn)
-            times = bu.median_times(fns, repeat)
+            times = cpu_times(fns, repeat) if args.cpu_time else bu.median_times(fns, repeat)
             ours, theirs = times[0], (times[1] if torch is not None else None)
             rows.append([name, direction, bu.fmt_ms(ours), bu.fmt_ms(theirs), bu.fmt_ratio(ours, theirs)])
     bu.print_table("conv2d float32, batch 32", ["shape", "direction", "graphc", "torch", "graphc/torch"], rows)

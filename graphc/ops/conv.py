@@ -241,6 +241,13 @@ def _grad_weight_workspace(ctx):
     n = int(x[0])
     if n == 0:
         return []
+    if _implicit(ctx.dtype(0), ctx.attrs, w, x[1]):
+        # the forward's padded images; dy transposed onto its grid (+ the panel the AVX2 and
+        # portable micro-kernels read past O); one partial product per image
+        xq, grid_out, _ = _implicit_request(ctx.dtype(0), n, x[1], w[0], x[2:], w[2:], ctx.attrs["dilation"],
+                                            ctx.attrs["pads"], ctx.attrs["stride"])
+        dyt = (ctx.dtype(0), (xq[1][0], grid_out[1][1] + PANEL))
+        return [xq, dyt, (ctx.dtype(0), (n, int(np.prod(w))))]
     cols = [] if _is_pointwise(w, ctx.attrs) else _col_request(ctx.dtype(0), n, x[1], w[2:], dy[2:])
     # one weight-sized partial sum per image, added in image order (the same bits at any thread count)
     return cols + [(ctx.dtype(0), (n,) + tuple(int(d) for d in w))]

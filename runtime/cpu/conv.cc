@@ -19,6 +19,7 @@
 // weight gradient sums the per-image partial products in image order.  So results are the
 // same bits for every thread count.
 #include <algorithm>
+#include <atomic>
 #include <type_traits>
 #include <cstring>
 #include <string>
@@ -363,16 +364,30 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, 
   }
 }
 
-// Runs f(first image, end image, slot, gemm threads) over the images: up to `slots` chunks in
-// parallel with single-threaded GEMMs, or one chunk whose GEMMs take every thread.
+// Runs f(first image, end image, slot, gemm threads) over the images: chunks of images on up to
+// `slots` threads at once, each chunk with single-threaded GEMMs and a workspace slot of its own,
+// or one chunk whose GEMMs take every thread.  Several chunks per thread, claimed as threads get
+// free, so a thread that another process holds up (a shared machine) does not stall the step:
+// a chunk takes the lowest free slot, and at most `team` <= slots chunks run at once.
 template <class F> void for_images(int64_t n, int64_t slots, int threads, F&& f) {
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>({n, slots, int64_t(threads)}));
-  if (chunks == 1) {
+  const int64_t team = std::max<int64_t>(1, std::min<int64_t>({n, slots, int64_t(threads), int64_t(64)}));
+  if (team == 1) {
     f(int64_t(0), n, int64_t(0), threads);
     return;
   }
-  auto chunk = [&](int c) { f(n * c / chunks, n * (c + 1) / chunks, int64_t(c), 1); };
-  WorkerPool::get().run(static_cast<int>(chunks), chunk, threads);
+  const int64_t chunks = std::min<int64_t>(n, 4 * team);
+  std::atomic<uint64_t> busy{0};
+  auto chunk = [&](int c) {
+    uint64_t cur = busy.load(std::memory_order_relaxed);
+    int64_t slot = 0;
+    for (;;) {
+      slot = __builtin_ctzll(~cur);  // a free bit exists: fewer than 64 chunks run at once
+      if (busy.compare_exchange_weak(cur, cur | (uint64_t(1) << slot), std::memory_order_acquire)) break;
+    }
+    f(n * c / chunks, n * (c + 1) / chunks, slot, 1);
+    busy.fetch_and(~(uint64_t(1) << slot), std::memory_order_release);
+  };
+  WorkerPool::get().run(static_cast<int>(chunks), chunk, static_cast<int>(team));
 }
 
 template <class T> Kernel fill_zero_kernel(T* out, int64_t count) {
@@ -420,10 +435,16 @@ inline bool grad_input_is_implicit(const ConvGeom& q) {
          q.pr <= q.dw * (q.kw - 1);
 }
 
+// No inf or NaN among p[0, n): exponent bits all ones, tested on the integer bits (the loop
+// vectorizes; a float reduction would not, without reassociation).
 inline bool all_finite(const float* p, int64_t n) {
-  bool ok = true;
-  for (int64_t i = 0; i < n; ++i) ok &= std::isfinite(p[i]);
-  return ok;
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
 }
 
 // conv2d_grad_input of one image by its definition, for weights with inf or NaN: dx[c][h][w]
@@ -494,6 +515,112 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
         unpad_output(m, grid, out + i * m.cout * m.ho * m.wo);
       }
     });
+  };
+}
+
+// conv2d_grad_weight of one image by its definition (for an image with inf or NaN, below):
+// part[tap][c][o] = Σ_{i,j} dy[o][i][j] · x_pad[c][i·sh + a·dh][j·sw + b·dw], padding as 0.
+inline void direct_grad_weight(const ConvGeom& q, const float* dy, const float* x, float* part) {
+  const int64_t taps = q.kh * q.kw;
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    const int64_t a = tap / q.kw, b = tap - a * q.kw;
+    for (int64_t c = 0; c < q.c; ++c) {
+      for (int64_t o = 0; o < q.o; ++o) {
+        float s = 0.0f;
+        for (int64_t i = 0; i < q.ho; ++i) {
+          const int64_t r = i * q.sh + a * q.dh - q.pt;
+          for (int64_t j = 0; j < q.wo; ++j) {
+            const int64_t col = j * q.sw + b * q.dw - q.pl;
+            const float xv = r >= 0 && r < q.h && col >= 0 && col < q.w ? x[(c * q.h + r) * q.w + col] : 0.0f;
+            s += dy[(o * q.ho + i) * q.wo + j] * xv;
+          }
+        }
+        part[(tap * q.c + c) * q.o + o] = s;
+      }
+    }
+  }
+}
+
+// conv2d_grad_weight as an implicit GEMM (the forward's conditions): per image and tap,
+// part[tap] (C x O) = Xs (C x G) · dyT (G x O), where Xs(c, p') = xq[phase][c][offset(tap) + p']
+// is the forward's B read as a row-major A (micro_rows) and dyT (G x O) is dy transposed onto the
+// grid, zero in the wasted columns.  Those columns meet real values of x there (0 · x), so an
+// image holding inf or NaN is done by the definition instead (direct_grad_weight).  The per-image
+// partials (layout [tap][c][o]) are summed in image order and permuted into dw[o][c][tap].
+// Workspaces: xq (slots, xpad floats), dyT (slots, G·O + kPanel), partials (N, O·C·kh·kw).
+Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, const float* dy, const float* x,
+                                   float* dw) {
+  const Implicit m = implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh, q.sw);
+  if (args.ws.size() != 3) args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
+  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
+  if (slots < 1) args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  float* xqs = check_slots<float>(args, 0, slots, {m.xpad_floats()}, "padded images");
+  float* dyts = check_slots<float>(args, 1, slots, {m.grid * q.o + kPanel}, "dy transposed onto the grid");
+  const int64_t wsize = q.o * q.c * q.kh * q.kw;
+  float* parts = check_slots<float>(args, 2, q.n, {wsize}, "per-image partial sums");
+  const int threads = args.ctx.threads;
+  return [=]() {
+    const int64_t taps = q.kh * q.kw;
+    for_images(q.n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
+      float* xq = xqs + slot * m.xpad_floats();
+      float* dyt = dyts + slot * (m.grid * q.o + kPanel);
+      for (int64_t n = n0; n < n1; ++n) {
+        const float* xn = x + n * q.c * q.h * q.w;
+        const float* dyn = dy + n * q.o * q.p;
+        float* part = parts + n * wsize;
+        if (!all_finite(xn, q.c * q.h * q.w)) {
+          direct_grad_weight(q, dyn, xn, part);
+          continue;
+        }
+        pad_image(m, xn, xq);
+        // dyt[i·wq + j][o] = dy[o][i][j], in blocks of 8 channels: 8 read streams, 32-byte writes
+        // (one channel at a time wrote single floats at a stride of O floats; all channels at
+        // once read at a stride of P floats, 4 KiB at 32x32, which aliases in L1)
+        for (int64_t o0 = 0; o0 < q.o; o0 += 8) {
+          const int64_t ob = std::min<int64_t>(8, q.o - o0);
+          const float* src = dyn + o0 * q.p;
+          for (int64_t i = 0; i < q.ho; ++i) {
+            for (int64_t j = 0; j < q.wo; ++j) {
+              float* d = dyt + (i * m.wq + j) * q.o + o0;
+              const float* sp = src + i * q.wo + j;
+              for (int64_t oo = 0; oo < ob; ++oo) d[oo] = sp[oo * q.p];
+            }
+          }
+        }
+        for (int64_t i = 0; i < q.ho; ++i) {
+          std::fill(dyt + (i * m.wq + q.wo) * q.o, dyt + (i + 1) * m.wq * q.o, 0.0f);
+        }
+        std::fill(dyt + m.grid * q.o, dyt + m.grid * q.o + kPanel, 0.0f);
+        const gemm::KernelSet* ks = active_kernels(q.o);
+        const int64_t mr = ks->mr, nr = ks->nr;
+        const int64_t strips = (q.c + mr - 1) / mr, tiles = (q.o + nr - 1) / nr;
+        auto run = [&](int64_t b, int64_t e) {
+          for (int64_t task = b; task < e; ++task) {
+            const int64_t tap = task / (strips * tiles), rest = task - tap * strips * tiles;
+            const int64_t s = rest / tiles, tl = rest - s * tiles;
+            const int64_t c0 = q.c * s / strips, rows = q.c * (s + 1) / strips - c0;
+            const int64_t o0 = tl * nr, ncols = std::min(nr, q.o - o0);
+            const int64_t a = tap / q.kw, bb = tap - a * q.kw;
+            ks->micro_rows[rows](m.grid, xq + m.tap_offset(a, bb) + c0 * m.plane(), m.plane(), dyt + o0, q.o,
+                                 part + (tap * q.c + c0) * q.o + o0, q.o, ncols, false);
+          }
+        };
+        const int64_t tasks = taps * strips * tiles;
+        parallel_for(tasks, t, std::max<int64_t>(1, tasks / std::max(t, 1)), run);
+      }
+    });
+    // part[0][e] = ((part[0][e] + part[1][e]) + part[2][e]) + ...: image order, whatever the split over e
+    parallel_for(wsize, threads, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t n = 1; n < q.n; ++n) {
+        const float* src = parts + n * wsize;
+        for (int64_t i = b; i < e; ++i) parts[i] += src[i];
+      }
+    });
+    for (int64_t o = 0; o < q.o; ++o) {
+      for (int64_t c = 0; c < q.c; ++c) {
+        for (int64_t tap = 0; tap < taps; ++tap) dw[(o * q.c + c) * taps + tap] = parts[(tap * q.c + c) * q.o + o];
+      }
+    }
   };
 }
 
@@ -631,6 +758,10 @@ template <class T> Kernel grad_weight_kernel(const KernelArgs& args) {
   const int64_t wsize = numel_of(args.out[0]);
   if (wsize == 0) return no_op_kernel();
   if (q.n == 0) return fill_zero_kernel(pdw, wsize);  // a sum over no images
+  if (std::is_same<T, float>::value && forward_is_implicit(q)) {
+    return implicit_grad_weight_kernel(args, q, reinterpret_cast<const float*>(dy.data),
+                                       reinterpret_cast<const float*>(x.data), reinterpret_cast<float*>(pdw));
+  }
   const int64_t slots = q.pointwise ? q.n : check_cols<T>(args, q, 0, q.p);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
   // per image, per group: the K x Og partial product (the layout of dims (N, O, C/g, kh, kw)'s bytes)
