@@ -105,7 +105,7 @@ inline constexpr InputInfo kBatchNormInputs[] = {
     {"bias", "T", bit(DType::F32) | bit(DType::F64)},
 };
 inline constexpr AttrInfo kBatchNormAttrs[] = {
-    {"momentum", AttrValue::Float, false, false},
+    {"momentum", AttrValue::Float, false, true},
     {"eps", AttrValue::Float, false, false},
 };
 inline constexpr InputInfo kBatchNormTrainInputs[] = {
@@ -663,9 +663,11 @@ struct AvgPool2dGrad {
 
 // batch_norm: Batch norm, inference form: y = (x - running_mean) / √(running_var + eps) · weight + bias per channel (axis 1). In a training plan select_mode makes i
 struct BatchNorm {
-  double momentum = 0.1;  // weight of the batch statistic in the running update, in [0, 1]
+  bool has_momentum = false;  // false: the attr is None
+  double momentum;  // weight of the batch statistic in the running update, in [0, 1]; None: the cumulative average of the batches seen (counted in <scope>/num_batches_tracked)
   double eps = 1e-05;  // added to the variance before the square root
   explicit BatchNorm(const KernelArgs& a) {
+    has_momentum = a.has("momentum");
     if (a.has("momentum")) momentum = a.attr_float("momentum");
     if (a.has("eps")) eps = a.attr_float("eps");
   }

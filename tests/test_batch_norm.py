@@ -132,22 +132,53 @@ def test_training_nodes_keep_the_user_name_and_provenance():
     assert parts["bn/train"].provenance[0].endswith("test_batch_norm.py")
 
 
-def test_momentum_none_is_refused():
+def test_bad_arguments_are_refused():
     with gc.Graph():
         x = gc.placeholder("x", (2, 3))
         rm = gc.variable("rm", init=np.zeros(3, np.float32), trainable=False)
         rv = gc.variable("rv", init=np.ones(3, np.float32), trainable=False)
-        with pytest.raises(GraphError, match="momentum=None"):
-            gc.batch_norm(x, rm, rv, momentum=None)
-        with pytest.raises(ShapeError, match=r"momentum in \[0, 1\]"):
+        with pytest.raises(ShapeError, match=r"momentum in \[0, 1\] or None"):
             gc.batch_norm(x, rm, rv, momentum=1.5)
         with pytest.raises(ShapeError, match=r"running_var \(input 2\) of shape \(3,\)"):
             gc.batch_norm(x, rm, gc.variable("rv4", init=np.ones(4, np.float32)))
         with pytest.raises(ShapeError, match="rank >= 2"):
             gc.batch_norm(gc.placeholder("v", (3,)), rm, rv)
+        with pytest.raises(GraphError, match="attr 'eps'"):
+            gc.batch_norm(x, rm, rv, eps="small")
 
 
-def _train_graph(x_shape, stats_are_variables=True):
+def test_momentum_none_is_the_cumulative_average_as_torch():
+    torch = pytest.importorskip("torch", reason="torch is not installed: the PyTorch comparison needs it")
+    shape, c = (8, 3, 5, 7), 3
+    with gc.Graph() as g:
+        x = gc.placeholder("x", shape)
+        with gc.name_scope("bn1"):
+            rm = gc.variable("running_mean", init=np.zeros(c, np.float32), trainable=False)
+            rv = gc.variable("running_var", init=np.ones(c, np.float32), trainable=False)
+            w = gc.variable("weight", init=np.ones(c, np.float32))
+            b = gc.variable("bias", init=np.zeros(c, np.float32))
+        y = gc.batch_norm(x, rm, rv, w, b, momentum=None, name="bn1/norm")
+        gc.optim.SGD(lr=1e-30).minimize(gc.sum(y * y))  # weight and bias stay 1 and 0 (rounding)
+    plan = gc.compile(g, fetches=[y.name])
+    # the counter sits beside the running statistics, as PyTorch's state_dict key bn1.num_batches_tracked
+    assert "bn1/num_batches_tracked" in [v.name for v in plan.proto.persistent]
+    sess = Session(plan, threads=2)
+    module = torch.nn.BatchNorm2d(c, momentum=None, affine=False)
+    module.train()
+    for xv in _inputs(shape, 3):
+        got = sess.run({"x": xv})[y.name]
+        want = module(torch.tensor(xv)).detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sess.get_variable("bn1/running_mean"), module.running_mean.numpy(), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(sess.get_variable("bn1/running_var"), module.running_var.numpy(), rtol=1e-5, atol=1e-6)
+    assert int(sess.get_variable("bn1/num_batches_tracked")) == int(module.num_batches_tracked) == 3
+    # inference: no counter, the running statistics normalise
+    infer = gc.compile(g, train=False, fetches=[y.name])
+    assert "bn1/num_batches_tracked" not in [v.name for v in infer.proto.persistent]
+
+
+def _train_graph(x_shape, stats_are_variables=True, momentum=0.1):
     c = x_shape[1]
     with gc.Graph() as g:
         x = gc.placeholder("x", x_shape)
@@ -157,7 +188,7 @@ def _train_graph(x_shape, stats_are_variables=True):
             rm = gc.constant(np.zeros(c, np.float32))
         rv = gc.variable("rv", init=np.ones(c, np.float32), trainable=False)
         w = gc.variable("w", init=np.ones(c, np.float32))
-        y = gc.batch_norm(x, rm, rv, w, name="norm")
+        y = gc.batch_norm(x, rm, rv, w, momentum=momentum, name="norm")
         gc.optim.SGD(lr=0.1).minimize(gc.sum(y * y))
     return g
 
@@ -165,6 +196,8 @@ def _train_graph(x_shape, stats_are_variables=True):
 def test_training_refuses_one_value_per_channel_and_constant_stats():
     with pytest.raises(CompileError, match=r"norm.*more than 1 value per channel.*count=1"):
         gc.compile(_train_graph((1, 3, 1, 1)))
+    with pytest.raises(CompileError, match=r"norm.*more than 1 value per channel.*count=1"):
+        gc.compile(_train_graph((1, 3), momentum=None))
     with pytest.raises(CompileError, match=r"norm.*updates running_mean.*must be a variable"):
         gc.compile(_train_graph((4, 3), stats_are_variables=False))
     # inference accepts both (nothing is updated)

@@ -12,7 +12,9 @@ Guarantees, in training: a new Graph in which every node whose op declares a
 node's inputs, named ``<node>/<part>``, with the node's role, scope and provenance; the
 node's outputs keep their names, so consumers, fetches and the loss need no renaming.
 Parts no consumer reads are kept when they write state in place (batch norm's running
-statistics: prune keeps in-place nodes).  A form that draws random numbers reads the
+statistics: prune keeps in-place nodes).  A form may keep state of its own in a variable
+(``ctx.state(name, init)``: created, not trainable, when the graph has none of that name;
+batch norm's ``num_batches_tracked`` for momentum=None).  A form that draws random numbers reads the
 int64 scalar variable ``rng/step`` (created once per graph, initial value 0, not
 trainable; an existing one is reused), and the pass appends one in-place increment
 ``rng/step ← rng/step + 1`` (role optimizer), which the scheduler orders after every
@@ -37,8 +39,10 @@ def is_training(graph):
 
 class TrainFormContext:
     """What an op's ``train_form`` sees: the node, its input Tensors (placeholders of a scratch
-    graph with the inputs' types) and attrs; ``rng_step()`` gives the step counter Tensor;
-    ``require_variable(i, what)`` refuses a non-variable input that the form updates in place."""
+    graph with the inputs' types) and attrs; ``rng_step()`` gives the step counter Tensor,
+    ``state(name, init)`` a persistent variable of the graph (created with ``init`` when
+    absent); ``require_variable(i, what)`` refuses a non-variable input that the form updates
+    in place."""
 
     def __init__(self, node, inputs, graph, scratch, state):
         self.node = node
@@ -46,16 +50,26 @@ class TrainFormContext:
         self.attrs = node.attrs
         self._graph = graph
         self._scratch = scratch
-        self._state = state
+        self._state = state  # scratch placeholder name → (variable name, initial value)
 
     @property
     def x(self):
         return self.inputs[0]
 
     def rng_step(self):
-        if "rng_step" not in self._state:
-            self._state["rng_step"] = self._scratch.add_placeholder("rng_step", (), "int64", self.node.provenance)
-        return self._state["rng_step"]
+        return self.state(RNG_STEP, np.zeros((), np.int64))
+
+    def state(self, name, init):
+        init = np.asarray(init)
+        key = f"state{len(self._state)}"
+        for k, (var, _) in self._state.items():
+            if var == name:
+                return self._scratch.tensor(k)
+        self._state[key] = (name, init)
+        return self._scratch.add_placeholder(key, init.shape, init.dtype.name, self.node.provenance)
+
+    def input_name(self, i):
+        return self.node.inputs[i]
 
     def require_variable(self, i, what):
         name = self.node.inputs[i]
@@ -87,15 +101,17 @@ def select_mode(graph):
     return out
 
 
-def _rng_variable(out):
+def _state_variable(out, name, init, provenance):
+    """The variable ``name`` of ``out``, created with ``init`` (not trainable) when absent; an
+    existing one must have init's dtype and shape."""
     for var in out.variables:
-        if var.name == RNG_STEP:
-            if var.dtype != "int64" or var.shape != ():
-                raise CompileError(f"variable {RNG_STEP!r} is the random step counter: it must be an int64 scalar, "
-                                   f"got {var.dtype} of shape {var.shape}{where(var.provenance)}")
-            return var.name
-    out.add_variable(RNG_STEP, np.zeros((), np.int64), trainable=False)
-    return RNG_STEP
+        if var.name == name:
+            if var.dtype != init.dtype.name or var.shape != init.shape:
+                raise CompileError(f"variable {name!r} is state of the training plan: it must be {init.dtype.name} of "
+                                   f"shape {init.shape}, got {var.dtype} of shape {var.shape}{where(var.provenance)}")
+            return name
+    out.add_variable(name, init, trainable=False, provenance=provenance)
+    return name
 
 
 def _replace(out, graph, node, opdef, written):
@@ -121,8 +137,8 @@ def _replace(out, graph, node, opdef, written):
         raise CompileError(f"the training form of {node.op} returned {len(results)} outputs for a node with "
                            f"{len(node.outputs)}")
     names = {f"input{k}": name for k, name in enumerate(node.inputs)}
-    if "rng_step" in state:
-        names["rng_step"] = _rng_variable(out)
+    for key, (var, init) in state.items():
+        names[key] = _state_variable(out, var, init, node.provenance)
     for res, orig in zip(results, node.outputs):
         if res.name in names:
             raise CompileError(f"the training form of {node.describe()} returns an input unchanged")
@@ -139,7 +155,7 @@ def _replace(out, graph, node, opdef, written):
         part = Node(f"{node.name}/{sn.name}", sn.op, [names[i] for i in sn.inputs], [names[o] for o in sn.outputs],
                     sn.attrs, node.role, node.provenance, node.scope)
         copy_node(out, part, node_types(scratch, sn))
-    return "rng_step" in state
+    return any(var == RNG_STEP for var, _ in state.values())
 
 
 def _append_rng_increment(out):

@@ -26,7 +26,10 @@ from graphc.ops._common import Example, F, build, numel, rand, special
 from graphc.registry import AttrSpec, defgrad, register_op
 
 EPS_ATTR = AttrSpec("float", default=1e-5, doc="added to the variance before the square root")
-MOMENTUM_ATTR = AttrSpec("float", default=0.1, doc="weight of the batch statistic in the running update, in [0, 1]")
+# absent from a .pb means None (the cumulative average); the builder's default is 0.1
+MOMENTUM_ATTR = AttrSpec("float", default=None, optional=True,
+                         doc="weight of the batch statistic in the running update, in [0, 1]; None: the "
+                             "cumulative average of the batches seen (counted in <scope>/num_batches_tracked)")
 _FLOAT_T = {"T": dtypes.FLOATS}
 
 
@@ -123,8 +126,8 @@ def _batch_norm_infer(ctx):
     _check_channels(ctx, c, (1, 2, 3, 4), ("running_mean", "running_var", "weight", "bias"))
     _check_eps(ctx)
     m = ctx.attrs["momentum"]
-    if not 0.0 <= m <= 1.0:
-        ctx.fail(f"expects momentum in [0, 1], got {m}")
+    if m is not None and not 0.0 <= m <= 1.0:
+        ctx.fail(f"expects momentum in [0, 1] or None, got {m}")
     return ctx.dtype(0), ctx.shape(0)
 
 
@@ -175,7 +178,7 @@ def _inference_examples(rng):
     for dt in dtypes.FLOATS:
         for i, shape in enumerate(X_SHAPES):
             c = (shape[1],)
-            attrs = {"eps": [1e-5, 1e-3][i % 2], "momentum": 0.1}
+            attrs = {"eps": [1e-5, 1e-3][i % 2], "momentum": [0.1, None][i % 2]}  # momentum: training only
             out.append(Example([rand(rng, shape, dt), rand(rng, c, dt), _pos(rng, c, dt), rand(rng, c, dt),
                                 rand(rng, c, dt)], attrs, note=dt))
         shape = (2, 3, 4, 5)
@@ -245,14 +248,42 @@ def _inference_composite(ctx):
     return F.add(F.mul(x, F.reshape(scale, cs)), F.reshape(shift, cs))
 
 
+def batches_tracked_name(running_mean_name):
+    """The counter of momentum=None batch norm: ``<scope>/num_batches_tracked`` beside a
+    ``<scope>/running_mean`` (PyTorch's state_dict key with '.' → '/'), else
+    ``<running_mean>/num_batches_tracked``."""
+    if running_mean_name.endswith("running_mean"):
+        return running_mean_name[:-len("running_mean")] + "num_batches_tracked"
+    return running_mean_name + "/num_batches_tracked"
+
+
 def _train_form(ctx):
     x, rm, rv, w, b = ctx.inputs
     for i, what in ((1, "running_mean"), (2, "running_var")):
         ctx.require_variable(i, what)
     y, mean, var = batch_norm_train(x, w, b, eps=ctx.attrs["eps"], name="train")
     count = numel(x.shape) // x.shape[1] if x.shape[1] else 0
-    build("batch_norm_update_stats", [rm, rv, mean, var], {"momentum": ctx.attrs["momentum"], "count": count},
-          name="update_stats")
+    if ctx.attrs["momentum"] is not None:
+        build("batch_norm_update_stats", [rm, rv, mean, var], {"momentum": ctx.attrs["momentum"], "count": count},
+              name="update_stats")
+        return [y]
+    # momentum=None (PyTorch): t ← t + 1, running ← (1 - 1/t)·running + (1/t)·batch, from in-place assigns
+    if count < 2:
+        raise GraphError(f"expects more than 1 value per channel in training (the unbiased variance divides by "
+                         f"n - 1), got count={count}")
+    t = ctx.state(batches_tracked_name(ctx.input_name(1)), np.zeros((), np.int64))
+    t1 = F.add(t, F.constant(np.ones((), np.int64), graph=t.graph), name="count_next")
+    build("assign", [t, t1], name="count_update")
+    dt = x.dtype
+
+    def const(v):
+        return F.constant(np.asarray(v, dt), graph=x.graph)
+
+    f = F.div(const(1.0), F.cast(t1, dt))
+    keep = F.sub(const(1.0), f)
+    unbiased = F.mul(var, const(count / (count - 1)))
+    build("assign", [rm, F.add(F.mul(rm, keep), F.mul(mean, f))], name="update_mean")
+    build("assign", [rv, F.add(F.mul(rv, keep), F.mul(unbiased, f))], name="update_var")
     return [y]
 
 
@@ -357,8 +388,10 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, momentum=0.
     plan normalises with the batch's statistics and updates the running ones in place
     (running ← (1 - momentum)·running + momentum·batch, the unbiased batch variance for
     running_var); an inference plan (a model without training spec, or ``compile(train=False)``)
-    normalises with the running statistics.  momentum=None (PyTorch's cumulative average) is
-    refused.
+    normalises with the running statistics.  momentum=None is PyTorch's cumulative average: the
+    weight of batch t is 1/t, counted in the int64 variable ``<scope>/num_batches_tracked`` beside
+    ``<scope>/running_mean`` (created by the training compile when absent;
+    :func:`batches_tracked_name`).
 
     Example::
 
@@ -366,9 +399,6 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, momentum=0.
         rv = gc.variable("bn/running_var", init=np.ones(16, np.float32), trainable=False)
         y = gc.batch_norm(x, rm, rv, weight=gamma, bias=beta)
     """
-    if momentum is None:
-        raise GraphError("batch_norm: momentum=None (a cumulative moving average) is not supported; "
-                         "pass a float in [0, 1] such as 0.1")
     c = running_mean.shape[0] if len(running_mean.shape) == 1 else None
     if (weight is None or bias is None) and not isinstance(c, int):
         raise GraphError(f"batch_norm: running_mean must have shape (C,), got {running_mean.shape}")
