@@ -422,22 +422,22 @@ class BatchNorm2d(Module):
     In a training plan the batch statistics normalise and the running statistics move by
     ``momentum`` (PyTorch's rule, unbiased variance); an inference plan uses the running
     statistics.  With ``track_running_stats=False`` both plans use batch statistics.
-    PyTorch's ``num_batches_tracked`` counter is not kept (it only matters for
-    ``momentum=None``, which is refused); :meth:`graphc.Session.load_state_dict` skips it.
+    ``momentum=None`` is PyTorch's cumulative average: the training plan then counts the steps in
+    the int64 variable ``num_batches_tracked`` (created by the compile).  With a float momentum
+    the counter is not kept (it changes nothing); :meth:`graphc.Session.load_state_dict` skips
+    PyTorch's ``num_batches_tracked`` then.
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, name=None):
         super().__init__(name)
         self.num_features = _positive_int("BatchNorm2d", "num_features", num_features)
-        if momentum is None:
-            raise GraphError("BatchNorm2d: momentum=None (a cumulative moving average) is not supported; "
-                             "give a float such as 0.1")
         if not (isinstance(eps, (int, float)) and eps > 0):
             raise GraphError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
-        if not (isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0):
-            raise GraphError(f"BatchNorm2d: momentum must be in [0, 1], got {momentum!r}")
+        if momentum is not None and not (isinstance(momentum, (int, float)) and not isinstance(momentum, bool)
+                                         and 0.0 <= momentum <= 1.0):
+            raise GraphError(f"BatchNorm2d: momentum must be in [0, 1] or None, got {momentum!r}")
         self.eps = float(eps)
-        self.momentum = float(momentum)
+        self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
 
