@@ -9,12 +9,12 @@ Loading treats the file as untrusted and is all-or-nothing.  :func:`load` checks
 this order and before any member's data is read: the file is a zip archive; every
 member is a ``.npy`` stored or deflated, listed once, whose bytes lie inside the
 archive; the format marker is present and of this version; the variable names are
-exactly the plan's; each member's declared uncompressed size fits the plan's bytes
-(so a deflate bomb is refused from the zip directory alone); each ``.npy`` header
-(at most ``MAX_HEADER_BYTES``, parsed without pickle) names the plan's dtype and shape
-and leaves exactly the right number of data bytes.  Only then is data read, in
-bounded chunks, with every member's CRC and bool bytes checked.  Any failure raises
-:class:`graphc.errors.CheckpointError` and the caller has changed nothing yet.
+exactly the plan's (with ``strict=False``: only shared names are read); each member's
+declared uncompressed size fits the plan's bytes (so a deflate bomb is refused from
+the zip directory alone); each ``.npy`` header (at most ``MAX_HEADER_BYTES``, parsed
+without pickle) names the plan's dtype and shape and leaves exactly the right number of
+data bytes.  Only then is data read, in bounded chunks, with every member's CRC and
+bool bytes checked.  Any failure raises :class:`graphc.errors.CheckpointError` and the caller has changed nothing yet.
 
 Byte order: an array stored in the other byte order (``'>f4'`` on a little-endian
 machine) is converted exactly to native order — byte swapping loses nothing — so a
@@ -62,7 +62,7 @@ def save(path, variables):
     atomic_write(path, buf.getvalue())
 
 
-def load(path, expected):
+def load(path, expected, strict=True, found=None):
     """Read a checkpoint and check it against ``expected`` (name → (dtype, shape)).
 
     ``dtype`` is anything ``np.dtype`` accepts.  Returns name → native-order, C-contiguous
@@ -70,6 +70,12 @@ def load(path, expected):
     or one whose variables differ from the plan's in names, shapes or dtypes, raises
     CheckpointError (a mismatch lists every difference, bounded); see the module
     docstring for the checks and their order.
+
+    ``strict=False`` (PyTorch's ``load_state_dict(strict=False)``): names only one side has
+    are no error — the result holds the variables both have (an inference plan reading a
+    training checkpoint skips its optimizer state); shapes and dtypes are still checked and
+    every other check is the same.  ``found``: a list that receives every variable name the
+    file holds.
     """
     path = os.fspath(path)
     where = f"checkpoint {quote(path)}"
@@ -93,7 +99,12 @@ def load(path, expected):
         try:
             members = _members(zf, archive_size, where)
             _check_marker(zf, members, where)
-            _check_names(members, plan, where)
+            if found is not None:
+                found.extend(sorted(set(members) - {MARKER}))
+            if strict:
+                _check_names(members, plan, where)
+            else:
+                plan = {name: spec for name, spec in plan.items() if name in members}
             headers = _check_headers(zf, members, plan, where)
             return {name: _read_data(zf, members[name], headers[name], plan[name], where) for name in plan}
         except CheckpointError:

@@ -387,17 +387,27 @@ class Session:
             values = {name: self.get_variable(name) for name in self.variable_names}
         checkpoint.save(path, values)
 
-    def load_checkpoint(self, path):
+    def load_checkpoint(self, path, strict=True):
         """Restore every persistent variable from ``path``.  Raises CheckpointError, and
         changes nothing, when the file is missing, corrupt, or its variables differ from
-        the plan's in names, dtypes or shapes."""
+        the plan's in names, dtypes or shapes.
+
+        ``strict=False`` restores the variables the file and the plan share and returns
+        ``(missing, unexpected)`` name lists like PyTorch's ``load_state_dict``: an inference
+        plan loads a training plan's checkpoint this way (its momentum buffers and
+        ``rng/step`` are unexpected there); shapes and dtypes must still match."""
         # checkpoint.load reads and checks every variable before returning, so nothing
         # below runs unless the whole file is good: a failure changes no variable.
         expected = {name: (dtype, shape) for name, (_, dtype, shape) in self._variables.items()}
-        values = checkpoint.load(path, expected)
+        in_file = []
+        values = checkpoint.load(path, expected, strict=strict, found=in_file)
         with self._lock:
             for name, value in values.items():
                 self.set_variable(name, value)
+        if not strict:
+            missing = sorted(set(expected) - set(values))
+            return missing, sorted(set(in_file) - set(expected))
+        return None
 
     # -- PyTorch-style state dicts --------------------------------------------------------
 

@@ -137,6 +137,35 @@ def test_mismatched_checkpoint_names_the_variable(tmp_path):
         Session(infer, threads=1).load_checkpoint(tmp_path / "h16.npz")
 
 
+def test_non_strict_load_takes_the_shared_variables_and_lists_the_rest(tmp_path):
+    plan, _ = _mlp(hidden=16)
+    trained = Session(plan, threads=1)
+    trained.save_checkpoint(tmp_path / "train.npz")
+    infer, _ = _mlp(hidden=16, optimizer=False)
+    sess = Session(infer, threads=1)
+    for name in sess.variable_names:   # make every variable differ from the file first
+        sess.set_variable(name, sess.get_variable(name) + 1)
+    missing, unexpected = sess.load_checkpoint(tmp_path / "train.npz", strict=False)
+    assert missing == []
+    assert set(unexpected) == set(trained.variable_names) - set(sess.variable_names) and unexpected
+    for name in sess.variable_names:
+        np.testing.assert_array_equal(sess.get_variable(name), trained.get_variable(name))
+    # the other way round: the training session keeps its optimizer state, which is missing
+    resumed = Session(plan, threads=1)
+    Session(infer, threads=1).save_checkpoint(tmp_path / "infer.npz")
+    missing, unexpected = resumed.load_checkpoint(tmp_path / "infer.npz", strict=False)
+    assert set(missing) == set(resumed.variable_names) - set(sess.variable_names) and missing
+    assert unexpected == []
+    # shapes are still checked, and a refusal changes nothing
+    other, _ = _mlp(hidden=7, optimizer=False)
+    small = Session(other, threads=1)
+    before = _state(small)
+    with pytest.raises(errors.CheckpointError, match=r"'w1'.*\(5, 7\).*\(5, 16\)"):
+        small.load_checkpoint(tmp_path / "train.npz", strict=False)
+    for name, value in before.items():
+        np.testing.assert_array_equal(small.get_variable(name), value)
+
+
 def test_writer_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
     plan, loss = _mlp()
     plan.save(tmp_path / "train.plan")
