@@ -142,9 +142,9 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_nn_kernels(r);
     register_pad_kernels(r);
     register_pool_kernels(r);
-    register_conv_kernels(r);
     register_norm_kernels(r);
     register_dropout_kernels(r);
+    register_conv_kernels(r);
     return r;
   }();
   return registry;

@@ -116,9 +116,9 @@ void register_shape_kernels(KernelRegistry& r);
 void register_nn_kernels(KernelRegistry& r);
 void register_pad_kernels(KernelRegistry& r);  // cpu/pad.cc
 void register_pool_kernels(KernelRegistry& r);  // cpu/pool.cc
-void register_conv_kernels(KernelRegistry& r);  // cpu/conv.cc
 void register_norm_kernels(KernelRegistry& r);  // cpu/norm.cc
 void register_dropout_kernels(KernelRegistry& r);  // cpu/dropout.cc
+void register_conv_kernels(KernelRegistry& r);  // cpu/conv.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);
 

@@ -27,6 +27,7 @@ CASES = [
     ((1, 3, 3, 3), (4, 3, 5, 5), dict(padding=2)),
     ((5, 2, 7, 7), (3, 2, 7, 7), dict(padding="valid")),
     ((2, 16, 6, 6), (16, 16, 3, 3), dict(padding=3)),  # implicit forward; grad_input's flipped pads < 0: im2col
+    ((2, 16, 5, 32), (24, 16, 3, 3), dict(padding=1)),  # implicit, tiles = output rows of 32 (straight into y)
     ((2, 24, 9, 10), (16, 24, 3, 3), dict(stride=(2, 3), padding=(1, 2), dilation=2)),
 ]
 
@@ -291,3 +292,49 @@ def test_one_infinite_weight_or_input_reaches_exactly_the_outputs_it_should(op):
         np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
         fin = np.isfinite(want)
         np.testing.assert_allclose(got[fin], want[fin], rtol=1e-4, atol=1e-4)
+
+
+def _tiny_cnn():
+    """conv(3->16, 3x3, bias) - relu - conv(16->16, 3x3, stride 2) - relu - mean - linear(16->4)."""
+    rng = np.random.default_rng(7)
+    return {"c1": (rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32),
+            "b1": (rng.standard_normal(16) * 0.1).astype(np.float32),
+            "c2": (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32),
+            "fc": (rng.standard_normal((16, 4)) * 0.3).astype(np.float32)}
+
+
+def test_training_steps_match_torch():
+    """Three SGD-with-momentum steps of a small CNN (im2col and implicit-GEMM layers, a bias,
+    stride 2) equal PyTorch's: losses and the variables after them (float32, rtol 1e-4)."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed: the comparison needs it")
+    params = _tiny_cnn()
+    rng = np.random.default_rng(8)
+    batches = [(rng.standard_normal((6, 3, 12, 12)).astype(np.float32), rng.integers(0, 4, 6)) for _ in range(3)]
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (6, 3, 12, 12))
+        labels = gc.placeholder("y", (6,), "int64")
+        v = {k: gc.variable(k, a.shape) for k, a in params.items()}
+        h = gc.relu(gc.conv2d(x, v["c1"], v["b1"], padding=1))
+        h = gc.relu(gc.conv2d(h, v["c2"], stride=2, padding=1))
+        loss = gc.softmax_cross_entropy(gc.mean(h, axis=(2, 3)) @ v["fc"], labels)
+        gc.optim.SGD(lr=0.1, momentum=0.9).minimize(loss)
+    plan = gc.compile(g, shapes={}, fetches=[loss.name])
+    sess = Session(plan, threads=2)
+    for k, a in params.items():
+        sess.set_variable(k, a)
+    got = [float(sess.run({"x": xb, "y": yb})[loss.name]) for xb, yb in batches]
+
+    tp = {k: torch.tensor(a, requires_grad=True) for k, a in params.items()}
+    opt = torch.optim.SGD(tp.values(), lr=0.1, momentum=0.9)
+    want = []
+    for xb, yb in batches:
+        opt.zero_grad()
+        th = torch.relu(torch.nn.functional.conv2d(torch.from_numpy(xb), tp["c1"], tp["b1"], padding=1))
+        th = torch.relu(torch.nn.functional.conv2d(th, tp["c2"], stride=2, padding=1))
+        tl = torch.nn.functional.cross_entropy(th.mean(dim=(2, 3)) @ tp["fc"], torch.from_numpy(yb))
+        tl.backward()
+        opt.step()
+        want.append(float(tl.detach()))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    for k in params:
+        np.testing.assert_allclose(sess.get_variable(k), tp[k].detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=k)

@@ -598,66 +598,6 @@ def _pad_grad(inputs, attrs):
 INDEPENDENT.update({"pad": _pad, "pad_grad": _pad_grad})
 
 
-def _conv_geometry(attrs, h, w, kh, kw):
-    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["stride"], attrs["pads"], attrs["dilation"]
-    return (h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
-
-
-def _conv_terms(attrs, x_shape, w_shape):
-    """Every (n, o, i, j, c_in, c_w, a, b, r, q) where output (n, o, i, j) reads weight (o, c_w, a, b) at
-    padded-input row r and column q of input channel c_in (r, q may lie in the padding)."""
-    n_, c, h, w = x_shape
-    o_, cg, kh, kw = w_shape
-    g = attrs["groups"]
-    (sh, sw), (pt, pl, _, _), (dh, dw) = attrs["stride"], attrs["pads"], attrs["dilation"]
-    ho, wo = _conv_geometry(attrs, h, w, kh, kw)
-    for n, o, i, j in itertools.product(range(n_), range(o_), range(ho), range(wo)):
-        group = o // (o_ // g)
-        for cw, a, b in itertools.product(range(cg), range(kh), range(kw)):
-            yield n, o, i, j, group * cg + cw, cw, a, b, i * sh + a * dh - pt, j * sw + b * dw - pl
-
-
-def _conv_in(x_shape, r, q):
-    return 0 <= r < x_shape[2] and 0 <= q < x_shape[3]
-
-
-@np.errstate(invalid="ignore", over="ignore")  # the special-value examples add inf + -inf
-def _conv2d(inputs, attrs):
-    x, w = inputs
-    ho, wo = _conv_geometry(attrs, x.shape[2], x.shape[3], w.shape[2], w.shape[3])
-    out = np.zeros((x.shape[0], w.shape[0], ho, wo))
-    for n, o, i, j, c, cw, a, b, r, q in _conv_terms(attrs, x.shape, w.shape):
-        xv = float(x[n, c, r, q]) if _conv_in(x.shape, r, q) else 0.0  # padding takes part as 0
-        out[n, o, i, j] += xv * float(w[o, cw, a, b])
-    return out.astype(x.dtype)
-
-
-@np.errstate(invalid="ignore", over="ignore")
-def _conv2d_grad_input(inputs, attrs):
-    dy, w = inputs
-    x_shape = (dy.shape[0], w.shape[1] * attrs["groups"]) + tuple(attrs["input_size"])
-    out = np.zeros(x_shape)
-    for n, o, i, j, c, cw, a, b, r, q in _conv_terms(attrs, x_shape, w.shape):
-        if _conv_in(x_shape, r, q):
-            out[n, c, r, q] += float(dy[n, o, i, j]) * float(w[o, cw, a, b])
-    return out.astype(w.dtype)
-
-
-@np.errstate(invalid="ignore", over="ignore")
-def _conv2d_grad_weight(inputs, attrs):
-    dy, x = inputs
-    w_shape = (dy.shape[1], x.shape[1] // attrs["groups"]) + tuple(attrs["kernel_size"])
-    out = np.zeros(w_shape)
-    for n, o, i, j, c, cw, a, b, r, q in _conv_terms(attrs, x.shape, w_shape):
-        xv = float(x[n, c, r, q]) if _conv_in(x.shape, r, q) else 0.0  # padding as 0 (inf * 0: NaN)
-        out[o, cw, a, b] += float(dy[n, o, i, j]) * xv
-    return out.astype(x.dtype)
-
-
-INDEPENDENT.update({"conv2d": _conv2d, "conv2d_grad_input": _conv2d_grad_input,
-                    "conv2d_grad_weight": _conv2d_grad_weight})
-
-
 # -- batch norm and dropout (graphc/ops/norm.py, graphc/ops/random.py) -------------------------------
 
 def _channel_lists(x):
@@ -759,6 +699,64 @@ INDEPENDENT.update({
     "dropout": lambda inputs, attrs: _flat_reshape(inputs, inputs[0].shape),
     "dropout_train": _dropout_train,
 })
+def _conv_geometry(attrs, h, w, kh, kw):
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["stride"], attrs["pads"], attrs["dilation"]
+    return (h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+
+
+def _conv_terms(attrs, x_shape, w_shape):
+    """Every (n, o, i, j, c_in, c_w, a, b, r, q) where output (n, o, i, j) reads weight (o, c_w, a, b) at
+    padded-input row r and column q of input channel c_in (r, q may lie in the padding)."""
+    n_, c, h, w = x_shape
+    o_, cg, kh, kw = w_shape
+    g = attrs["groups"]
+    (sh, sw), (pt, pl, _, _), (dh, dw) = attrs["stride"], attrs["pads"], attrs["dilation"]
+    ho, wo = _conv_geometry(attrs, h, w, kh, kw)
+    for n, o, i, j in itertools.product(range(n_), range(o_), range(ho), range(wo)):
+        group = o // (o_ // g)
+        for cw, a, b in itertools.product(range(cg), range(kh), range(kw)):
+            yield n, o, i, j, group * cg + cw, cw, a, b, i * sh + a * dh - pt, j * sw + b * dw - pl
+
+
+def _conv_in(x_shape, r, q):
+    return 0 <= r < x_shape[2] and 0 <= q < x_shape[3]
+
+
+@np.errstate(invalid="ignore", over="ignore")  # the special-value examples add inf + -inf
+def _conv2d(inputs, attrs):
+    x, w = inputs
+    ho, wo = _conv_geometry(attrs, x.shape[2], x.shape[3], w.shape[2], w.shape[3])
+    out = np.zeros((x.shape[0], w.shape[0], ho, wo))
+    for n, o, i, j, c, cw, a, b, r, q in _conv_terms(attrs, x.shape, w.shape):
+        xv = float(x[n, c, r, q]) if _conv_in(x.shape, r, q) else 0.0  # padding takes part as 0
+        out[n, o, i, j] += xv * float(w[o, cw, a, b])
+    return out.astype(x.dtype)
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def _conv2d_grad_input(inputs, attrs):
+    dy, w = inputs
+    x_shape = (dy.shape[0], w.shape[1] * attrs["groups"]) + tuple(attrs["input_size"])
+    out = np.zeros(x_shape)
+    for n, o, i, j, c, cw, a, b, r, q in _conv_terms(attrs, x_shape, w.shape):
+        if _conv_in(x_shape, r, q):
+            out[n, c, r, q] += float(dy[n, o, i, j]) * float(w[o, cw, a, b])
+    return out.astype(w.dtype)
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def _conv2d_grad_weight(inputs, attrs):
+    dy, x = inputs
+    w_shape = (dy.shape[1], x.shape[1] // attrs["groups"]) + tuple(attrs["kernel_size"])
+    out = np.zeros(w_shape)
+    for n, o, i, j, c, cw, a, b, r, q in _conv_terms(attrs, x.shape, w_shape):
+        xv = float(x[n, c, r, q]) if _conv_in(x.shape, r, q) else 0.0  # padding as 0 (inf * 0: NaN)
+        out[o, cw, a, b] += float(dy[n, o, i, j]) * xv
+    return out.astype(x.dtype)
+
+
+INDEPENDENT.update({"conv2d": _conv2d, "conv2d_grad_input": _conv2d_grad_input,
+                    "conv2d_grad_weight": _conv2d_grad_weight})
 
 
 def test_every_op_has_an_independent_implementation():

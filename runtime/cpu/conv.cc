@@ -2,17 +2,24 @@
 // input and OIHW weights; graphc/ops/conv.py has the semantics (PyTorch's), docs/conv.md the
 // design and the figures.
 //
-// im2col + GEMM, one image at a time:
-//   forward       Y[n]_g (Og x P)  = W_g (Og x K) · col[n]_g (K x P)
-//   grad_input    dcol_g (K x P)   = W_g^T · dY[n]_g, then col2im into dX[n]
-//   grad_weight   part[n]_g (Og x K) = dY[n]_g · col[n]_g^T, then dW = Σ_n part[n] in image order
-// with K = C/g·k_h·k_w and P = H_out·W_out.  A 1x1 kernel at stride 1 without padding reads
-// (or writes) the image itself as its column matrix.  float32 runs graphc's own GEMM
-// (gemm.h); float64, the reference-precision dtype, plain loops.
+// Two strategies, one image at a time (K = C/g·k_h·k_w, P = H_out·W_out):
+//  - implicit GEMM (float32, one group, more than one tap, >= 16 input channels; grad_input at
+//    stride 1 only): gemm.h's micro-kernels read the zero-padded image (split into stride
+//    phases) in place, one FMA chain per output over (tap, channel) — see struct Implicit;
+//  - im2col + GEMM otherwise:
+//      forward       Y[n]_g (Og x P)  = W_g (Og x K) · col[n]_g (K x P), col written in the
+//                    GEMM's packed-B layout (float32)
+//      grad_input    dcol_g (K x P)   = W_g^T · dY[n]_g, then col2im into dX[n]
+//      grad_weight   part[n]_g (K x Og) = col[n]_g · dY[n]_g^T, then dW = Σ_n part[n] in image
+//                    order
+//    A 1x1 kernel at stride 1 without padding reads (or writes) the image itself as its column
+//    matrix.  float32 runs graphc's own GEMM (gemm.h); float64, the reference-precision dtype,
+//    plain loops.
 //
-// The column matrices live in the step's planned workspace (KernelArgs::ws, sized by the
-// op's registry `workspace` function): `slots` matrices, so up to that many images run at
-// once, one per thread.  With a single slot (or one image) the GEMM itself is split.
+// Scratch lives in the step's planned workspaces (KernelArgs::ws, sized by the op's registry
+// `workspace` function, which takes the same decisions): `slots` column matrices or padded
+// images, so up to that many images run at once, one per thread; with one image (or slot)
+// the GEMM itself is split.
 //
 // Determinism: each output element is one FMA chain in a fixed order (gemm.h), whichever
 // thread computes it; col2im adds into one image from one thread in a fixed order; the
@@ -20,9 +27,9 @@
 // same bits for every thread count.
 #include <algorithm>
 #include <atomic>
-#include <type_traits>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
@@ -191,7 +198,8 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
         }
         // the last panel's columns past P: zeros, as pack_b leaves them
         const int64_t tail = panels * nr - q.p;
-        if (tail > 0) std::fill(base + (panels - 1) * q.k * nr + (nr - tail), base + (panels - 1) * q.k * nr + nr, 0.0f);
+        float* last = base + (panels - 1) * q.k * nr;
+        if (tail > 0) std::fill(last + (nr - tail), last + nr, 0.0f);
       }
     }
   }
@@ -257,15 +265,21 @@ inline void pad_image(const Implicit& m, const float* x, float* xq) {
             for (int64_t v = 0; v < m.wq; ++v) d[v] = 0.0f;
             continue;
           }
-          const float* src = xc + r * m.w;  // src[v·sw + px - pl] for v in [first, end)
-          const int64_t shift = px - m.pl;
+          // src[v·sw] for v in [first, end); locals, not m's fields: the stores through d
+          // could alias m, and the loop reloaded the stride on every element (21% of a
+          // stride-2 layer)
+          const int64_t sw = m.sw, wq = m.wq, len = end - first;
+          const float* __restrict src = xc + r * m.w + (first * sw + px - m.pl);  // input column of v = first
+          float* __restrict dv = d + first;
           for (int64_t v = 0; v < first; ++v) d[v] = 0.0f;
-          if (m.sw == 1) {
-            for (int64_t v = first; v < end; ++v) d[v] = src[v + shift];
+          if (sw == 1) {
+            for (int64_t v = 0; v < len; ++v) dv[v] = src[v];
+          } else if (sw == 2) {
+            for (int64_t v = 0; v < len; ++v) dv[v] = src[2 * v];
           } else {
-            for (int64_t v = first; v < end; ++v) d[v] = src[v * m.sw + shift];
+            for (int64_t v = 0; v < len; ++v) dv[v] = src[v * sw];
           }
-          for (int64_t v = end; v < m.wq; ++v) d[v] = 0.0f;
+          for (int64_t v = end; v < wq; ++v) d[v] = 0.0f;
         }
       }
     }
@@ -274,30 +288,50 @@ inline void pad_image(const Implicit& m, const float* x, float* xq) {
   std::fill(xq + m.sh * m.sw * m.phase_floats(), xq + m.xpad_floats(), 0.0f);
 }
 
-// ygrid (cout x grid) = the convolution on the grid; tiles split over `threads`.
-inline void implicit_gemm(const Implicit& m, const float* xq, const float* wt, float* ygrid, int threads) {
+// The convolution of one image (xq) into y (cout x ho x wo); tiles split over `threads`.
+// When whole tiles fit in an output row (Wo a multiple of the panel width: 32x32 images on
+// AVX-512, or 16x16 ones on its 16-wide kernel or on AVX2), the tiles are row segments written
+// straight into y: no wasted columns, no copy.  Otherwise the tiles run along the grid into
+// ygrid and the valid columns are copied out (unpad_output).  Either way each output element
+// is the same FMA chain over (tap, c), so the two give the same bits.  Returns whether y holds
+// the result (else ygrid does).
+inline bool implicit_gemm(const Implicit& m, const float* xq, const float* wt, float* ygrid, float* y,
+                          int threads) {
   const gemm::KernelSet* ks = active_kernels(m.grid);
+  bool rows = m.wo % ks->nr == 0;
+  if (!rows && ks->narrow != nullptr && m.wo % ks->narrow->nr == 0) {
+    ks = ks->narrow;
+    rows = true;
+  }
   const int64_t mr = ks->mr, nr = ks->nr;
-  const int64_t strips = (m.cout + mr - 1) / mr, tiles = (m.grid + nr - 1) / nr;
-  const int64_t taps = m.kh * m.kw;
+  const int64_t strips = (m.cout + mr - 1) / mr;
+  const int64_t tiles = rows ? m.ho * (m.wo / nr) : (m.grid + nr - 1) / nr;
+  const int64_t taps = m.kh * m.kw, p = m.ho * m.wo;
   // rows split evenly over the strips (64 = 11+11+11+11+10+10, not 5x12+4: a 4-row strip
   // does 8 FMAs per 6 loads)
   auto run = [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
       const int64_t s = task / tiles, t = task - s * tiles;
-      const int64_t o0 = m.cout * s / strips, rows = m.cout * (s + 1) / strips - o0;
-      const int64_t p0 = t * nr, ncols = std::min(nr, m.grid - p0);
-      const gemm::MicroFn micro = ks->micro[rows];
-      float* c = ygrid + o0 * m.grid + p0;
+      const int64_t o0 = m.cout * s / strips, nrows = m.cout * (s + 1) / strips - o0;
+      const gemm::MicroFn micro = ks->micro[nrows];
+      int64_t p0, ncols, ldc;  // the tile's first grid position, its width; c and its row stride
+      float* c;
+      if (rows) {
+        const int64_t i = t / (m.wo / nr), j0 = (t - i * (m.wo / nr)) * nr;
+        p0 = i * m.wq + j0, ncols = nr, ldc = p, c = y + o0 * p + i * m.wo + j0;
+      } else {
+        p0 = t * nr, ncols = std::min(nr, m.grid - p0), ldc = m.grid, c = ygrid + o0 * m.grid + p0;
+      }
       for (int64_t tap = 0; tap < taps; ++tap) {
         const int64_t a = tap / m.kw, bb = tap - a * m.kw;
-        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xq + m.tap_offset(a, bb) + p0, m.plane(), c, m.grid,
+        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xq + m.tap_offset(a, bb) + p0, m.plane(), c, ldc,
               ncols, tap > 0);
       }
     }
   };
   // strip-major task order: a strip's weights (taps·cin·mr floats) stay in L1 across its tiles
   parallel_for(strips * tiles, threads, std::max<int64_t>(1, (strips * tiles) / std::max(threads, 1)), run);
+  return rows;
 }
 
 // y (cout x ho x wo) = the valid columns of the padded grid.
@@ -425,7 +459,7 @@ template <class T> void transpose(const T* src, int64_t rows, int64_t cols, T* d
 // micro-kernel call loads and stores its C tile once per tap (the 3-channel stem stays on im2col).
 constexpr int64_t kImplicitMinChannels = 16;
 
-// graphc/ops/conv.py's _implicit_forward / _implicit_grad_input take the same decisions.
+// graphc/ops/conv.py's _implicit (and the workspace functions that call it) takes the same decisions.
 inline bool forward_is_implicit(const ConvGeom& q) {
   return q.g == 1 && q.kh * q.kw > 1 && q.c >= kImplicitMinChannels;
 }
@@ -462,12 +496,26 @@ inline void scatter_grad_input(const Implicit& m, const float* dy, const float* 
           for (int64_t tap = 0; tap < taps; ++tap) {
             const int64_t a = tap / m.kw, b = tap - a * m.kw;
             const int64_t r = i + a * m.dh - pt, q = j + b * m.dw - pl;
-            if (r >= 0 && r < m.ho && q >= 0 && q < m.wo) dx[(c * m.ho + r) * m.wo + q] += g * w[(o * c_ch + c) * taps + tap];
+            if (r >= 0 && r < m.ho && q >= 0 && q < m.wo) {
+              dx[(c * m.ho + r) * m.wo + q] += g * w[(o * c_ch + c) * taps + tap];
+            }
           }
         }
       }
     }
   }
+}
+
+// The slot count of the implicit GEMM's first workspace (3 in all: checked by the caller).
+inline int64_t implicit_slots(const KernelArgs& args) {
+  if (args.ws.size() != 3) {
+    args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
+  }
+  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
+  if (slots < 1) {
+    args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  }
+  return slots;
 }
 
 // The implicit-GEMM kernel over n images of m.cin channels: workspaces xpad (slots, xpad
@@ -476,9 +524,7 @@ inline void scatter_grad_input(const Implicit& m, const float* dy, const float* 
 // w[o][c][flipped tap'], so the GEMM's input channels are w's output channels).
 Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, const float* in, const float* w,
                        float* out, bool flip) {
-  if (args.ws.size() != 3) args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
-  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
-  if (slots < 1) args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  const int64_t slots = implicit_slots(args);
   float* xpads = check_slots<float>(args, 0, slots, {m.xpad_floats()}, "padded images");
   float* grids = check_slots<float>(args, 1, slots, {m.cout * m.grid}, "output on the padded grid");
   float* wt = check_slots<float>(args, 2, m.kh * m.kw * m.cin, {m.cout}, "repacked weights");
@@ -489,7 +535,9 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
       // The flipped convolution would add 0 · w for the taps that fall into dy's padding:
       // NaN where w is inf or NaN, which the op's definition (and the im2col path) leaves out.
       for_images(n, n, threads, [&](int64_t n0, int64_t n1, int64_t, int) {
-        for (int64_t i = n0; i < n1; ++i) scatter_grad_input(m, in + i * m.cin * m.h * m.w, w, out + i * m.cout * m.ho * m.wo);
+        for (int64_t i = n0; i < n1; ++i) {
+          scatter_grad_input(m, in + i * m.cin * m.h * m.w, w, out + i * m.cout * m.ho * m.wo);
+        }
       });
       return;
     }
@@ -511,8 +559,8 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
       float* grid = grids + slot * m.cout * m.grid;
       for (int64_t i = n0; i < n1; ++i) {
         pad_image(m, in + i * m.cin * m.h * m.w, xpad);
-        implicit_gemm(m, xpad, wt, grid, t);
-        unpad_output(m, grid, out + i * m.cout * m.ho * m.wo);
+        float* y = out + i * m.cout * m.ho * m.wo;
+        if (!implicit_gemm(m, xpad, wt, grid, y, t)) unpad_output(m, grid, y);
       }
     });
   };
@@ -551,9 +599,7 @@ inline void direct_grad_weight(const ConvGeom& q, const float* dy, const float* 
 Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, const float* dy, const float* x,
                                    float* dw) {
   const Implicit m = implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh, q.sw);
-  if (args.ws.size() != 3) args.fail("expects 3 planned workspaces (implicit GEMM), got " + std::to_string(args.ws.size()));
-  const int64_t slots = args.ws[0].dims.size() == 2 ? args.ws[0].dims[0] : 0;
-  if (slots < 1) args.fail("workspace 0 (padded images) must have shape (slots >= 1, n), got " + format_dims(args.ws[0].dims));
+  const int64_t slots = implicit_slots(args);
   float* xqs = check_slots<float>(args, 0, slots, {m.xpad_floats()}, "padded images");
   float* dyts = check_slots<float>(args, 1, slots, {m.grid * q.o + kPanel}, "dy transposed onto the grid");
   const int64_t wsize = q.o * q.c * q.kh * q.kw;
@@ -671,7 +717,8 @@ template <class T> Kernel conv_kernel(const KernelArgs& args) {
   if (q.k == 0) return fill_zero_kernel(py, numel_of(args.out[0]));  // no input channels: sums of nothing
   if (std::is_same<T, float>::value && forward_is_implicit(q)) {
     return implicit_kernel(args,
-                           implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh, q.sw),
+                           implicit_geom(q.c, q.o, q.h, q.w, q.kh, q.kw, q.dh, q.dw, q.pt, q.pl, q.pb, q.pr, q.sh,
+                                         q.sw),
                            q.n, reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
                            reinterpret_cast<float*>(py), /*flip=*/false);
   }
