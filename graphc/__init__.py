@@ -15,7 +15,7 @@ a plan, and run the plan with the C++ runtime::
 # (tests/test_imports.py checks, and that the IR never loads protobuf):
 #   errors, dtypes, shapes, init, fileio, checkpoint, datasets,  plain-Python basics
 #   dataloader (gc.data)
-#   registry → graph → ops → autodiff, optim                     the IR and the builder
+#   registry → graph → ops → autodiff, optim, nn                 the IR and the builder (nn: layers)
 #   reference                                                    numpy evaluation of a graph
 #   proto_enums → serialize                                      the model file (protobuf from here on)
 #   plan → session                                               the plan and the runtime's face
@@ -40,6 +40,7 @@ from graphc import (  # noqa: F401
     shapes,
     viz,
 )
+from graphc import nn as _nn_layers
 from graphc._version import __version__  # noqa: F401
 from graphc.autodiff import gradients
 from graphc.compiler import compile  # noqa: E402,A004
@@ -106,6 +107,10 @@ from graphc.session import IOBinding, Session
 # instead of the data folder as a namespace package.
 data = dataloader
 _sys.modules.setdefault("graphc.data", dataloader)
+
+# gc.nn is the layers module graphc/nn.py; `from graphc.ops import *` above bound the name nn to
+# the op module graphc.ops.nn (softmax, cross-entropy), which stays reachable as gc.ops.nn.
+nn = _nn_layers
 
 
 def load(path):

@@ -409,6 +409,125 @@ class Session:
             return missing, sorted(set(in_file) - set(expected))
         return None
 
+    # -- PyTorch-style state dicts --------------------------------------------------------
+
+    def _model_variable_names(self):
+        """The plan's model variables in plan order: trainable ones and the other state the
+        model keeps (batch-norm running statistics), not the optimizer's state (written only
+        by optimizer steps: momentum buffers, Adam moments, the step count)."""
+        values = self._proto.values
+        by_optimizer = set()
+        for step in self._proto.steps:
+            if step.role == pb.OPTIMIZER:
+                for i in step.outputs:
+                    if 0 <= i < len(values) and values[i].storage == pb.PERSISTENT:
+                        by_optimizer.add(values[i].index)
+        return [p.name for k, p in enumerate(self._proto.persistent) if p.trainable or k not in by_optimizer]
+
+    def state_dict(self):
+        """{PyTorch-style key: array copy} of the model variables (``conv1/weight`` →
+        ``conv1.weight``), without the optimizer's state; the inverse of :meth:`load_state_dict`."""
+        with self._lock:
+            return {name.replace("/", "."): self.get_variable(name) for name in self._model_variable_names()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy weights in from ``state_dict``, a mapping of names to arrays: a PyTorch
+        ``module.state_dict()`` (torch tensors are converted with ``np.asarray``; torch need
+        not be imported here) or ``{graphc name: numpy array}``.
+
+        A key names the variable of the same name, else the variable whose name is the key
+        with ``.`` → ``/`` (``layer1.0.conv1.weight`` → ``layer1/0/conv1/weight``).  Keys
+        ending in ``num_batches_tracked`` beside a ``running_mean`` are skipped (graphc's
+        BatchNorm2d keeps no counter).  Values are cast to the variable's dtype when numpy
+        casts safely or within a kind (float64 → float32).
+
+        Every entry is checked before any variable changes: a key that names no variable
+        (unexpected), a model variable no key names (missing; optimizer state is never
+        missing), a shape or dtype that does not fit (mismatched), or two keys naming one
+        variable raise :class:`StateDictError` listing all of them, and nothing is written.
+        ``strict=False`` tolerates missing and unexpected entries (still not mismatched
+        ones), as PyTorch's.  Returns ``{"missing_keys": [...], "unexpected_keys": [...]}``.
+
+        Example::
+
+            sess.load_state_dict(torch_model.state_dict())
+        """
+        if not isinstance(state_dict, Mapping):
+            raise StateDictError(f"load_state_dict expects a mapping of names to arrays, got "
+                                 f"{type(state_dict).__name__}")
+        resolved, sources = {}, {}
+        unexpected, mismatched = [], []
+        for key, value in state_dict.items():
+            if not isinstance(key, str):
+                unexpected.append(key)
+                continue
+            name = key if key in self._variables else key.replace(".", "/")
+            if name not in self._variables:
+                base = name.rpartition("/")[0]
+                if not (name.rpartition("/")[2] == "num_batches_tracked"
+                        and (base + "/running_mean" if base else "running_mean") in self._variables):
+                    unexpected.append(key)
+                continue
+            if name in sources:
+                mismatched.append(f"{errors.quote(key, 120)}: names variable {name!r}, already given as "
+                                  f"{errors.quote(sources[name], 120)}")
+                continue
+            sources[name] = key
+            _, dtype, shape = self._variables[name]
+            arr, why = _state_array(value, dtype, shape)
+            if why:
+                mismatched.append(f"{errors.quote(key, 120)} (variable {name!r}): {why}")
+            else:
+                resolved[name] = arr
+        missing = [n for n in self._model_variable_names() if n not in sources]
+        if mismatched or (strict and (missing or unexpected)):
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing (no key for the variable): "
+                             + ", ".join(errors.quote(n, 120) for n in missing))
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected (no variable of that name, with '.' read as '/'): "
+                             + ", ".join(errors.quote(k, 120) for k in unexpected))
+            if mismatched:
+                parts.append(f"{len(mismatched)} mismatched: " + "; ".join(mismatched))
+            raise StateDictError("load_state_dict: nothing was loaded; " + "; ".join(parts),
+                                 missing=missing, unexpected=unexpected, mismatched=mismatched)
+        with self._lock:
+            for name, arr in resolved.items():
+                i = self._variables[name][0]
+                self._exec.write_persistent(i, arr)
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+
+class StateDictError(errors.CheckpointError):
+    """:meth:`Session.load_state_dict` found entries that do not fit the plan.  The message
+    lists every one; the attributes ``missing`` (variable names), ``unexpected`` (keys) and
+    ``mismatched`` (one description per entry) hold them too."""
+
+    def __init__(self, message, missing=(), unexpected=(), mismatched=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+
+
+def _state_array(value, dtype, shape):
+    """(C-contiguous array of ``dtype``, None), or (None, why ``value`` cannot be the variable's)."""
+    try:
+        if hasattr(value, "detach") and hasattr(value, "cpu"):   # a torch tensor, maybe requiring grad
+            value = value.detach().cpu()
+        arr = np.asarray(value)
+    except Exception as e:  # any array-like's own conversion error (e.g. a bfloat16 tensor)
+        return None, f"cannot be read as an array ({type(e).__name__}: {str(e)[:80]})"
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        return None, f"expected {dtype.name}{shape}, got a {type(value).__name__} of dtype {arr.dtype}"
+    if tuple(arr.shape) != shape:
+        return None, f"expected shape {shape}, got {tuple(arr.shape)}"
+    if arr.dtype != dtype and not (np.can_cast(arr.dtype, dtype, "safe")
+                                   or (arr.dtype.kind == "f" and dtype.kind == "f")):
+        return None, f"expected dtype {dtype.name}, got {arr.dtype.name} (no safe cast)"
+    return np.ascontiguousarray(arr, dtype=dtype), None
+
 
 def _check_out_array(what, arr, dtype, shape):
     """The checks every array written by the runtime passes: a writable numpy array of

@@ -47,7 +47,7 @@ LAYERS = (
     ("graphc.registry",),
     ("graphc.graph",),
     ("graphc.ops",),
-    ("graphc.autodiff", "graphc.optim"),
+    ("graphc.autodiff", "graphc.optim", "graphc.nn"),
     ("graphc.reference", "graphc.schema_codegen"),
     ("graphc._proto", "graphc.proto_enums"),
     ("graphc.serialize",),

@@ -1,0 +1,616 @@
+"""``gc.nn``: layers with PyTorch's constructor arguments, parameter names and default
+initialisation, so that a PyTorch model's weights load into the graphc twin in one call.
+
+A layer is a callable object.  The first time it is called on a Tensor of a graph it creates
+its variables in that graph, under a name scope: a layer stored as attribute ``conv1`` of a
+block stored as ``layer1`` of the model gets ``layer1/conv1/weight``, which is PyTorch's
+state-dict key ``layer1.conv1.weight`` with ``.`` → ``/``.  Calling the same layer object
+again in the same graph reuses its variables (weight sharing); calling it in another graph
+creates them there.  The model (the outermost layer) adds no scope of its own unless it is
+given ``name=...``; wrap the call in ``gc.name_scope`` to put a whole model under a prefix.
+
+Example::
+
+    import graphc as gc
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 1, 8, 8))
+        y = gc.placeholder("y", (None,), dtype="int64")
+        model = gc.nn.Sequential(
+            gc.nn.Conv2d(1, 16, 3, padding=1, bias=False), gc.nn.BatchNorm2d(16), gc.nn.ReLU(),
+            gc.nn.ResidualBlock(16, 32, stride=2),
+            gc.nn.AdaptiveAvgPool2d(1), gc.nn.Flatten(), gc.nn.Linear(32, 10))
+        logits = model(x)                       # variables 0/weight, 1/running_mean, ..., 5/bias
+        loss = gc.softmax_cross_entropy(logits, y)
+        gc.optim.SGD(lr=0.1, momentum=0.9).minimize(loss)
+    # later: sess.load_state_dict(torch_model.state_dict())
+
+Initialisation follows PyTorch: ``Linear`` and ``Conv2d`` weights U(-b, b) with
+b = 1/√fan_in (``kaiming_uniform_(a=√5)``), biases U(-b, b) with the same bound;
+``BatchNorm2d`` weight 1, bias 0, running mean 0, running variance 1.  The draws are seeded
+from ``(seed, variable name)`` (:func:`manual_seed`, default 0), so a model built twice,
+in any order, starts from the same values; they are not PyTorch's draws.
+
+Training or inference is not a property of a layer: ``BatchNorm2d`` and ``Dropout`` build
+``gc.batch_norm`` and ``gc.dropout``, which behave as in ``model.train()`` in a training plan
+and as in ``model.eval()`` in an inference plan compiled from the same .pb.
+"""
+
+import contextlib
+import hashlib
+import math
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+
+from graphc import init as initializers
+from graphc import ops
+from graphc.errors import GraphError, ShapeError
+from graphc.graph import Tensor, get_default_graph, user_provenance
+
+__all__ = [
+    "Module", "Sequential", "Identity", "Linear", "Conv2d", "BatchNorm2d", "Dropout", "ReLU", "MaxPool2d",
+    "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "ResidualBlock", "manual_seed",
+]
+
+_seed = [0]
+
+
+def manual_seed(seed):
+    """Set the seed every layer's initial values are drawn from (default 0).  Each variable
+    draws from ``numpy.random.default_rng([seed, hash(variable name)])``: the values depend on
+    the seed and the name only, not on the order layers are built in."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise GraphError(f"gc.nn.manual_seed expects an int >= 0, got {seed!r}")
+    _seed[0] = int(seed)
+
+
+def _name_seed(name):
+    """The seed of the variable (or dropout node) called ``name``: the global seed and a
+    stable 64-bit hash of the name (Python's hash() changes from run to run)."""
+    return [_seed[0], int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")]
+
+
+def _uniform(bound):
+    return lambda seed: initializers.uniform(-bound, bound, seed=seed)
+
+
+def _constant(value):
+    return lambda seed: initializers.constant(value)
+
+
+def _pair(layer, what, v):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return (int(v), int(v))
+    try:
+        t = tuple(v)
+    except TypeError:
+        t = None
+    if t is None or len(t) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) for e in t):
+        raise GraphError(f"{layer}: {what} must be an int or a pair of ints, got {v!r}")
+    return (int(t[0]), int(t[1]))
+
+
+def _positive_int(layer, what, v):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise GraphError(f"{layer}: {what} must be an int >= 1, got {v!r}")
+    return int(v)
+
+
+def _check_name(name, what):
+    if not isinstance(name, str) or not name or "/" in name or ":" in name:
+        raise GraphError(f"{what} must be a non-empty string without '/' or ':', got {name!r}")
+    return name
+
+
+class Module:
+    """Base class of the layers: children, name scopes and variables.
+
+    A subclass sets its sub-layers as attributes (or with :meth:`add_module`) and implements
+    :meth:`forward`.  A child's scope is its attribute name; the outermost module's scope is
+    ``name`` (None: no scope of its own).  Inside ``forward``, :meth:`variable` creates a
+    variable under the module's scope the first time and returns the same Tensor afterwards.
+    Example::
+
+        class Net(gc.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1 = gc.nn.Linear(64, 32)
+                self.fc2 = gc.nn.Linear(32, 10)
+
+            def forward(self, x):
+                return self.fc2(gc.relu(self.fc1(x)))   # variables fc1/weight, ..., fc2/bias
+    """
+
+    def __init__(self, name=None):
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_scope_name", None if name is None else _check_name(name, "a layer's name"))
+        object.__setattr__(self, "_parent_named", False)
+        # graph → {local variable name: Tensor}; weak, so a finished graph is not kept alive
+        object.__setattr__(self, "_vars", weakref.WeakKeyDictionary())
+
+    # -- children ---------------------------------------------------------------------
+    def __setattr__(self, key, value):
+        if isinstance(value, Module):
+            self.add_module(key, value)
+        elif key in self.__dict__.get("_modules", ()):
+            del self._modules[key]          # a child replaced by a plain value (e.g. None) is no child
+        object.__setattr__(self, key, value)
+
+    def add_module(self, name, module):
+        """Register ``module`` as the child ``name`` (its scope inside this module's scope).
+        A module registered in two places keeps the name it got first."""
+        if "_modules" not in self.__dict__:
+            raise GraphError(f"{type(self).__name__}.__init__ must call super().__init__() before setting layers")
+        if not isinstance(module, Module):
+            raise GraphError(f"{type(self).__name__}.add_module({name!r}, ...) expects a gc.nn layer, got "
+                             f"{type(module).__name__}")
+        _check_name(name, "a child layer's name")
+        self._modules[name] = module
+        if not module._parent_named:
+            object.__setattr__(module, "_scope_name", name)
+            object.__setattr__(module, "_parent_named", True)
+        object.__setattr__(self, name, module)
+
+    def named_children(self):
+        """(name, module) of the direct children, in registration order."""
+        return list(self._modules.items())
+
+    def children(self):
+        return list(self._modules.values())
+
+    # -- calling ----------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        graph = None
+        for a in list(args) + list(kwargs.values()):
+            if isinstance(a, Tensor):
+                graph = a.graph
+                break
+        if graph is None:
+            graph = get_default_graph()
+        with self._enter(graph):
+            return self.forward(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _enter(self, graph):
+        with contextlib.ExitStack() as stack:
+            if self._scope_name is not None:
+                stack.enter_context(graph.name_scope(self._scope_name))
+            object.__setattr__(self, "_graph", graph)
+            yield
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def variable(self, name, shape, init, trainable=True, dtype="float32"):
+        """The variable ``name`` of this module in the graph being built: created under the
+        current scope on the first call (``init(seed)`` gives a gc.init initializer; the seed
+        comes from the variable's full name), the same Tensor on later calls."""
+        graph = self.__dict__.get("_graph") or get_default_graph()
+        table = self._vars.setdefault(graph, {})
+        if name in table:
+            return table[name]
+        full = f"{graph.scope}/{name}" if graph.scope else name
+        value = np.asarray(init(_name_seed(full))(tuple(shape), np.dtype(dtype)), dtype=dtype)
+        try:
+            t = graph.add_variable(name, value, trainable, user_provenance())
+        except GraphError as e:
+            if "duplicate name" not in str(e):
+                raise
+            raise GraphError(f"{type(self).__name__}: cannot create variable {full!r}: {e}.  Two layers called "
+                             f"at the same scope need different names: put them in a gc.nn.Sequential or a "
+                             f"Module, give one name=..., or call it inside gc.name_scope(...)") from None
+        table[name] = t
+        return t
+
+    def variables(self, graph=None):
+        """{full variable name: Tensor} of this module and its children in ``graph`` (default:
+        the graph it was last called in), in creation order of the modules."""
+        graph = graph or self.__dict__.get("_graph") or get_default_graph()
+        out = {t.name: t for t in self._vars.get(graph, {}).values()}
+        for child in self._modules.values():
+            out.update(child.variables(graph))
+        return out
+
+    # -- printing ---------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._modules:
+            return head + ")"
+        lines = [head]
+        for name, child in self._modules.items():
+            lines.append("  (" + name + "): " + repr(child).replace("\n", "\n  "))
+        return "\n".join(lines) + "\n)"
+
+
+def _require(op):
+    fn = getattr(ops, op, None)
+    if fn is None:
+        raise GraphError(f"gc.{op} is not available in this build of graphc")
+    return fn
+
+
+def _param_dtype(x):
+    """A layer's variables take the dtype of its (float) input on the first call: float32
+    models by default, float64 ones (gradient checks) when fed float64."""
+    return "float64" if getattr(x, "dtype", None) == "float64" else "float32"
+
+
+def _check_rank(layer, x, rank, what):
+    if not isinstance(x, Tensor):
+        raise GraphError(f"{layer} expects a gc.Tensor, got {type(x).__name__}")
+    if len(x.shape) != rank:
+        raise ShapeError(f"{layer} expects {what} (rank {rank}), got shape {x.shape}")
+
+
+def _check_dim(layer, x, axis, expected, what):
+    d = x.shape[axis]
+    if isinstance(d, int) and d != expected:
+        raise ShapeError(f"{layer} expects {what} {expected}, got input of shape {x.shape}")
+
+
+class Identity(Module):
+    """y = x."""
+
+    def __init__(self, *args, name=None, **kwargs):
+        super().__init__(name)
+
+    def forward(self, x):
+        return x
+
+
+class Sequential(Module):
+    """Layers applied in order; children are named ``"0"``, ``"1"``, ... as in PyTorch, or by
+    the keys of an OrderedDict.  Indexable (``seq[0]``, ``seq[-1]``, ``seq[1:]`` is a new
+    Sequential of the same layer objects), iterable, ``len()``, :meth:`append`."""
+
+    def __init__(self, *layers, name=None):
+        super().__init__(name)
+        if len(layers) == 1 and isinstance(layers[0], (dict, OrderedDict)):
+            for key, layer in layers[0].items():
+                self.add_module(str(key), layer)
+        else:
+            for i, layer in enumerate(layers):
+                self.add_module(str(i), layer)
+
+    def append(self, layer):
+        self.add_module(str(len(self._modules)), layer)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        layers = list(self._modules.values())
+        if isinstance(index, slice):
+            out = Sequential()
+            for key, layer in list(self._modules.items())[index]:
+                out._modules[key] = layer   # same objects, same scope names: no re-registration
+            return out
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"Sequential indices are ints or slices, got {type(index).__name__}")
+        if not -len(layers) <= index < len(layers):
+            raise IndexError(f"Sequential index {index} out of range for {len(layers)} layers")
+        return layers[index]
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+
+class Linear(Module):
+    """y = x Wᵀ + b over the last axis, ``weight`` of shape (out_features, in_features) as
+    in ``torch.nn.Linear``; ``bias`` (out_features,) unless ``bias=False``."""
+
+    def __init__(self, in_features, out_features, bias=True, name=None):
+        super().__init__(name)
+        self.in_features = _positive_int("Linear", "in_features", in_features)
+        self.out_features = _positive_int("Linear", "out_features", out_features)
+        self.use_bias = bool(bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.use_bias}"
+
+    def forward(self, x):
+        layer = f"Linear({self.extra_repr()})"
+        if not isinstance(x, Tensor) or len(x.shape) < 1:
+            raise ShapeError(f"{layer} expects a Tensor of rank >= 1, got {getattr(x, 'shape', type(x).__name__)}")
+        _check_dim(layer, x, -1, self.in_features, "a last dim of")
+        bound = 1.0 / math.sqrt(self.in_features)
+        dt = _param_dtype(x)
+        w = self.variable("weight", (self.out_features, self.in_features), _uniform(bound), dtype=dt)
+        y = ops.matmul(x, w, transpose_b=True)
+        if self.use_bias:
+            y = ops.add(y, self.variable("bias", (self.out_features,), _uniform(bound), dtype=dt))
+        return y
+
+
+_PADDING_MODES = ("zeros", "reflect", "replicate")
+
+
+class Conv2d(Module):
+    """2-D convolution of NCHW input as ``torch.nn.Conv2d``: ``weight`` of shape
+    (out_channels, in_channels / groups, kh, kw), ``bias`` (out_channels,) unless
+    ``bias=False``.  ``padding``: int, pair, ``"same"`` or ``"valid"``; ``padding_mode``
+    ``"zeros"`` (in the conv), ``"reflect"`` or ``"replicate"`` (a ``gc.pad`` before it)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", name=None):
+        super().__init__(name)
+        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
+        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
+        self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size)
+        self.stride = _pair("Conv2d", "stride", stride)
+        self.dilation = _pair("Conv2d", "dilation", dilation)
+        self.groups = _positive_int("Conv2d", "groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise GraphError(f"Conv2d: in_channels={in_channels} and out_channels={out_channels} must both be "
+                             f"divisible by groups={groups}")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise GraphError(f"Conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise GraphError(f"Conv2d: padding='same' needs stride 1 (as in PyTorch), got stride={stride!r}")
+            self.padding = padding if padding == "same" else (0, 0)
+        else:
+            self.padding = _pair("Conv2d", "padding", padding)
+            if min(self.padding) < 0:
+                raise GraphError(f"Conv2d: padding must be >= 0, got {padding!r}")
+        if padding_mode not in _PADDING_MODES:
+            raise GraphError(f"Conv2d: padding_mode must be one of {', '.join(map(repr, _PADDING_MODES))}, "
+                             f"got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.use_bias = bool(bias)
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"padding={self.padding!r}")
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if not self.use_bias:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s
+
+    def _explicit_pads(self):
+        """(before, after) per spatial axis; "same" puts the odd extra on the end, as PyTorch."""
+        if self.padding == "same":
+            out = []
+            for k, d in zip(self.kernel_size, self.dilation):
+                total = d * (k - 1)
+                out.append((total // 2, total - total // 2))
+            return out
+        return [(p, p) for p in self.padding]
+
+    def forward(self, x):
+        layer = f"Conv2d({self.extra_repr()})"
+        _check_rank(layer, x, 4, "NCHW input")
+        _check_dim(layer, x, 1, self.in_channels, "input channels")
+        kh, kw = self.kernel_size
+        fan_in = self.in_channels // self.groups * kh * kw
+        bound = 1.0 / math.sqrt(fan_in)
+        dt = _param_dtype(x)
+        w = self.variable("weight", (self.out_channels, self.in_channels // self.groups, kh, kw), _uniform(bound),
+                          dtype=dt)
+        b = self.variable("bias", (self.out_channels,), _uniform(bound), dtype=dt) if self.use_bias else None
+        conv2d = _require("conv2d")
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            pads = self._explicit_pads()
+            if any(p for pair in pads for p in pair):
+                x = ops.pad(x, [(0, 0), (0, 0)] + pads, mode=self.padding_mode)
+            padding = 0
+        return conv2d(x, w, bias=b, stride=self.stride, padding=padding, dilation=self.dilation,
+                      groups=self.groups)
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation over the channels of NCHW input, as ``torch.nn.BatchNorm2d``:
+    ``weight`` (γ, ones) and ``bias`` (β, zeros) when ``affine``; ``running_mean`` (zeros) and
+    ``running_var`` (ones) as non-trainable variables when ``track_running_stats``.
+
+    In a training plan the batch statistics normalise and the running statistics move by
+    ``momentum`` (PyTorch's rule, unbiased variance); an inference plan uses the running
+    statistics.  With ``track_running_stats=False`` both plans use batch statistics.
+    ``momentum=None`` is PyTorch's cumulative average: the training plan then counts the steps in
+    the int64 variable ``num_batches_tracked`` (created by the compile).  With a float momentum
+    the counter is not kept (it changes nothing); :meth:`graphc.Session.load_state_dict` skips
+    PyTorch's ``num_batches_tracked`` then.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, name=None):
+        super().__init__(name)
+        self.num_features = _positive_int("BatchNorm2d", "num_features", num_features)
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise GraphError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
+        if momentum is not None and not (isinstance(momentum, (int, float)) and not isinstance(momentum, bool)
+                                         and 0.0 <= momentum <= 1.0):
+            raise GraphError(f"BatchNorm2d: momentum must be in [0, 1] or None, got {momentum!r}")
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+    def forward(self, x):
+        layer = f"BatchNorm2d({self.extra_repr()})"
+        _check_rank(layer, x, 4, "NCHW input")
+        _check_dim(layer, x, 1, self.num_features, "channels")
+        c = self.num_features
+        dt = _param_dtype(x)
+        weight = self.variable("weight", (c,), _constant(1.0), dtype=dt) if self.affine else None
+        bias = self.variable("bias", (c,), _constant(0.0), dtype=dt) if self.affine else None
+        if not self.track_running_stats:
+            return self._batch_stats(x, weight, bias)
+        mean = self.variable("running_mean", (c,), _constant(0.0), trainable=False, dtype=dt)
+        var = self.variable("running_var", (c,), _constant(1.0), trainable=False, dtype=dt)
+        return _require("batch_norm")(x, mean, var, weight=weight, bias=bias, momentum=self.momentum, eps=self.eps)
+
+    def _batch_stats(self, x, weight, bias):
+        """Normalisation by the batch's own statistics, from elementwise ops and means."""
+        mean = ops.mean(x, axis=(0, 2, 3), keepdims=True)
+        centred = ops.sub(x, mean)
+        var = ops.mean(ops.mul(centred, centred), axis=(0, 2, 3), keepdims=True)
+        y = ops.div(centred, ops.sqrt(ops.add(var, ops.constant(self.eps, dtype=x.dtype))))
+        if weight is not None:
+            y = ops.add(ops.mul(y, ops.reshape(weight, (1, -1, 1, 1))), ops.reshape(bias, (1, -1, 1, 1)))
+        return y
+
+
+class Dropout(Module):
+    """Zeroes each element with probability ``p`` and scales the rest by 1/(1-p) in a training
+    plan; the identity in an inference plan (``torch.nn.Dropout``).  The mask's seed comes from
+    the layer's scope name, the call's number (a layer applied twice draws two masks) and
+    :func:`manual_seed`, so it is the same on every run."""
+
+    def __init__(self, p=0.5, inplace=False, name=None):
+        super().__init__(name)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise GraphError(f"Dropout: p must be a drop probability in [0, 1), got {p!r}")
+        self.p = float(p)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+    def forward(self, x):
+        graph = x.graph if isinstance(x, Tensor) else get_default_graph()
+        # A layer applied k times draws k independent masks: the k-th call's seed also hashes k.
+        calls = self.__dict__.setdefault("_calls", weakref.WeakKeyDictionary())
+        k = calls[graph] = calls.get(graph, 0) + 1
+        seed = _name_seed((graph.scope or "dropout") + ("" if k == 1 else f"#{k}"))
+        # one int64-safe seed: the global seed mixed with the scope's hash
+        seed = (seed[1] ^ (seed[0] * 0x9E3779B97F4A7C15)) & 0x7FFFFFFFFFFFFFFF
+        return _require("dropout")(x, p=self.p, seed=seed)
+
+
+class ReLU(Module):
+    """y = max(x, 0)."""
+
+    def __init__(self, inplace=False, name=None):
+        super().__init__(name)
+
+    def forward(self, x):
+        return ops.relu(x)
+
+
+class MaxPool2d(Module):
+    """``torch.nn.MaxPool2d`` over NCHW input (dilation 1, no indices, floor mode)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False,
+                 name=None):
+        super().__init__(name)
+        if _pair("MaxPool2d", "dilation", dilation) != (1, 1):
+            raise GraphError(f"MaxPool2d: dilation={dilation!r} is not supported (only 1)")
+        if return_indices:
+            raise GraphError("MaxPool2d: return_indices=True is not supported")
+        if ceil_mode:
+            raise GraphError("MaxPool2d: ceil_mode=True is not supported")
+        self.kernel_size = _pair("MaxPool2d", "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _pair("MaxPool2d", "stride", stride)
+        self.padding = _pair("MaxPool2d", "padding", padding)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def forward(self, x):
+        return ops.max_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding)
+
+
+class AvgPool2d(Module):
+    """``torch.nn.AvgPool2d`` over NCHW input (floor mode, no divisor override)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None, name=None):
+        super().__init__(name)
+        if ceil_mode:
+            raise GraphError("AvgPool2d: ceil_mode=True is not supported")
+        if divisor_override is not None:
+            raise GraphError("AvgPool2d: divisor_override is not supported")
+        self.kernel_size = _pair("AvgPool2d", "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _pair("AvgPool2d", "stride", stride)
+        self.padding = _pair("AvgPool2d", "padding", padding)
+        self.count_include_pad = bool(count_include_pad)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"count_include_pad={self.count_include_pad}")
+
+    def forward(self, x):
+        return ops.avg_pool2d(x, self.kernel_size, stride=self.stride, padding=self.padding,
+                              count_include_pad=self.count_include_pad)
+
+
+class AdaptiveAvgPool2d(Module):
+    """Global average pooling, ``torch.nn.AdaptiveAvgPool2d(1)``: NCHW → NC11 (output size 1 only)."""
+
+    def __init__(self, output_size=1, name=None):
+        super().__init__(name)
+        if _pair("AdaptiveAvgPool2d", "output_size", output_size) != (1, 1):
+            raise GraphError(f"AdaptiveAvgPool2d: only output_size 1 (global average pooling) is supported, "
+                             f"got {output_size!r}")
+
+    def extra_repr(self):
+        return "output_size=(1, 1)"
+
+    def forward(self, x):
+        _check_rank("AdaptiveAvgPool2d", x, 4, "NCHW input")
+        return ops.mean(x, axis=(2, 3), keepdims=True)
+
+
+class Flatten(Module):
+    """``torch.nn.Flatten(start_dim=1, end_dim=-1)``: the axes start_dim..end_dim merged."""
+
+    def __init__(self, start_dim=1, end_dim=-1, name=None):
+        super().__init__(name)
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def forward(self, x):
+        return ops.flatten(x, self.start_dim, self.end_dim)
+
+
+class ResidualBlock(Module):
+    """torchvision's ``BasicBlock``: conv3×3(stride)-bn-relu-conv3×3-bn, plus the input (or,
+    when the stride or the channel count changes, a 1×1 conv(stride)-bn of it), then relu.
+    Children ``conv1``, ``bn1``, ``conv2``, ``bn2`` and ``downsample`` (``downsample.0`` the
+    conv, ``downsample.1`` the bn), so torchvision ResNet keys such as
+    ``layer2.0.downsample.1.running_var`` load unchanged."""
+
+    def __init__(self, in_channels, out_channels, stride=1, name=None):
+        super().__init__(name)
+        self.in_channels = _positive_int("ResidualBlock", "in_channels", in_channels)
+        self.out_channels = _positive_int("ResidualBlock", "out_channels", out_channels)
+        self.stride = _positive_int("ResidualBlock", "stride", stride)
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = BatchNorm2d(out_channels)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
+        self.bn2 = BatchNorm2d(out_channels)
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = Sequential(Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                         BatchNorm2d(out_channels))
+        else:
+            self.downsample = None
+
+    def extra_repr(self):
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+
+    def forward(self, x):
+        out = ops.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return ops.relu(ops.add(out, identity))
