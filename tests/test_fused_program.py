@@ -176,6 +176,23 @@ def test_chains_match_the_unfused_chain(program, n, dtype):
         _check_against_unfused(program, shapes, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_per_channel_inputs_within_and_across_rows(dtype):
+    """NCHW with (C, 1, 1) scale and shift (batch norm's inference form): a tile inside one H*W
+    run reads them as scalars, a tile across runs gathers them; both give the unfused bits.
+    H*W of 1024 (tiles within a run), 63 (every tile crosses runs) and 700 (both kinds).
+    Finite values only: with NaN in both operands of an add the unfused broadcast kernel may
+    return the other operand's NaN (payload and sign differ; NaN-ness does not), on either path."""
+    rng = np.random.default_rng(9)
+    program = "r0=mul(i0,i1);r1=add(r0,i2);r2=relu(r1)"
+    for hw in [(32, 32), (7, 9), (25, 28)]:
+        c = 5
+        _check_against_unfused(program, [(3, c) + hw, (c, 1, 1), (c, 1, 1)], dtype, rng, specials=False)
+        # the per-channel input first, the full one second (operand order does not matter)
+        _check_against_unfused("r0=mul(i0,i1);r1=sub(r0,i2)", [(c, 1, 1), (2, c) + hw, (c, 1, 1)], dtype, rng,
+                               specials=False)
+
+
 def test_registers_reused_and_inputs_read_twice():
     rng = np.random.default_rng(6)
     program = "r0=mul(i0,i0);r1=add(r0,i1);r2=mul(r1,r0);r3=sub(r2,i0);r4=div(r3,r1);r5=maximum(r4,r0)"

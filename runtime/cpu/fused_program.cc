@@ -167,6 +167,18 @@ template <class T> struct Impl final : FusedProgram::Impl {
   const EwLoops<T>* loops = nullptr;
   int num_regs = 0;  // register buffers (slots reused once a register is dead)
 
+  static constexpr int kMaxRowScalars = 8;
+
+  // The element offset of row `row` (the flat index over every axis but the innermost).
+  static int64_t row_offset(const StridedLoop<1>& L, int64_t row) {
+    int64_t off = 0;
+    for (int64_t j = static_cast<int64_t>(L.dims.size()) - 2; j >= 0; --j) {
+      off += (row % L.dims[j]) * L.strides[j][0];
+      row /= L.dims[j];
+    }
+    return off;
+  }
+
   void gather(const Gathered& g, T* dst, int64_t t0, int64_t n) const {
     const StridedLoop<1>& L = g.loop;
     const int64_t inner = L.inner();
@@ -204,15 +216,32 @@ template <class T> struct Impl final : FusedProgram::Impl {
     std::vector<T> buf(static_cast<size_t>((num_regs + static_cast<int>(gathered.size())) * kFusedTile));
     T* regs = buf.data();
     T* gbufs = regs + num_regs * kFusedTile;
+    // A gathered input that is constant along the innermost run (a per-channel scale on NCHW)
+    // and whose tile lies inside one run is read as a scalar: no fill of a tile buffer.
+    const T* row_scalar[kMaxRowScalars] = {};
     for (int64_t t0 = begin; t0 < end; t0 += kFusedTile) {
       const int64_t n = std::min(kFusedTile, end - t0);
-      for (size_t g = 0; g < gathered.size(); ++g) gather(gathered[g], gbufs + g * kFusedTile, t0, n);
+      for (size_t g = 0; g < gathered.size(); ++g) {
+        const Gathered& gi = gathered[g];
+        const int64_t inner = gi.loop.inner();
+        if (static_cast<int>(g) < kMaxRowScalars && gi.loop.strides.back()[0] == 0 && t0 / inner == (t0 + n - 1) / inner) {
+          row_scalar[g] = gi.base + row_offset(gi.loop, t0 / inner);
+        } else {
+          if (static_cast<int>(g) < kMaxRowScalars) row_scalar[g] = nullptr;
+          gather(gi, gbufs + g * kFusedTile, t0, n);
+        }
+      }
       auto operand = [&](const Operand& o, int64_t& stride) -> const T* {
         stride = 1;
         switch (o.kind) {
           case Operand::Full: return inputs[o.input] + t0;
           case Operand::Scalar: stride = 0; return inputs[o.input];
-          case Operand::Gather: return gbufs + o.slot * kFusedTile;
+          case Operand::Gather:
+            if (o.slot < kMaxRowScalars && row_scalar[o.slot] != nullptr) {
+              stride = 0;
+              return row_scalar[o.slot];
+            }
+            return gbufs + o.slot * kFusedTile;
           case Operand::Product: return out + t0;
           default: return regs + o.slot * kFusedTile;
         }
