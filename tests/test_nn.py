@@ -554,26 +554,13 @@ def test_dropout_matches_torch_statistics():
 
 
 def _torch_block(torch, cin, cout, stride):
-    """torchvision's BasicBlock, written out (torchvision is not a dependency)."""
-    nn = torch.nn
-
-    class BasicBlock(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.downsample = None
-            if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    return BasicBlock()
+    """torchvision's BasicBlock: the benchmark's twin of gc.nn.ResidualBlock (tools/_bench_util.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+    try:
+        import _bench_util
+    finally:
+        sys.path.pop(0)
+    return _bench_util.torch_basic_block(torch, cin, cout, stride)
 
 
 def _gc_twin():

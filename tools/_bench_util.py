@@ -176,6 +176,45 @@ def torch_mlp(torch, params):
     return torch.nn.Sequential(*layers)
 
 
+def torch_basic_block(torch, cin, cout, stride):
+    """torchvision's BasicBlock, written out (torchvision is not a dependency): the twin of
+    gc.nn.ResidualBlock, with the same child names (conv1, bn1, conv2, bn2, downsample)."""
+    nn = torch.nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    return BasicBlock()
+
+
+def torch_sgd_step(torch, model, lr, momentum):
+    """step(X, Y) -> loss: one PyTorch training step (cross entropy, SGD with momentum)."""
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(X, Y):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(torch.from_numpy(X)), torch.from_numpy(Y))
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+    return step
+
+
 def print_table(title, header, rows):
     """A plain fixed-width table; cells are strings."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]

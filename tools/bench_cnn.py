@@ -46,34 +46,11 @@ def _extra(parser):
 # --------------------------------------------------------------------------- the two models
 
 
-def torch_block(torch, cin, cout, stride):
-    """torchvision's BasicBlock (torchvision is not a dependency)."""
-    nn = torch.nn
-
-    class BasicBlock(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.downsample = None
-            if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    return BasicBlock()
-
-
 def torch_model(torch):
     nn = torch.nn
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(CHANNELS, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-                         torch_block(torch, 32, 32, 1), torch_block(torch, 32, 64, 2),
+                         bu.torch_basic_block(torch, 32, 32, 1), bu.torch_basic_block(torch, 32, 64, 2),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, CLASSES))
 
 
@@ -107,17 +84,7 @@ def graphc_step(gc, threads, batch, state):
 
 
 def torch_step(torch, model):
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step(X, Y):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(torch.from_numpy(X)), torch.from_numpy(Y))
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-    return step
+    return bu.torch_sgd_step(torch, model, LR, MOMENTUM)
 
 
 def batches(batch, n, seed=1):

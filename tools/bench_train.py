@@ -48,17 +48,7 @@ def graphc_step(gc, threads, params):
 
 def torch_step(torch, threads, params):
     torch.set_num_threads(threads)
-    model = bu.torch_mlp(torch, params).train()
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step(X, Y):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(torch.from_numpy(X)), torch.from_numpy(Y))
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-    return step
+    return bu.torch_sgd_step(torch, bu.torch_mlp(torch, params), LR, MOMENTUM)
 
 
 def main(argv=None):
