@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from subproc import child_env
 
 import graphc as gc
 from graphc.errors import CheckpointError, CompileError, GraphError, ShapeError
@@ -680,7 +681,7 @@ def test_resnet_under_a_memory_budget_recomputes_to_the_same_results():
 
 def test_train_cnn_example_quick(tmp_path):
     """The example in its reduced configuration: it trains, the loss falls, it writes its files."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()   # the graphc under test (installed or in-place), not the bare source tree
     r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_cnn.py"), "--quick", "--epochs", "1",
                         "--out", str(tmp_path), "--threads", "2"],
                        env=env, capture_output=True, text=True, timeout=600)
