@@ -176,15 +176,15 @@ def _grad_composite(ctx):
     dy, x, w, mean, rstd, dmean, drstd = ctx.inputs
     shape = tuple(x.shape)
     a = _norm_axis(len(shape), ctx.attrs["axis"])
-    n = numel(shape[a:])
+    n = numel(shape[a:])  # static: weight has shape x.shape[axis:]
     lead_axes, row_axes = tuple(range(a)), tuple(range(a, len(shape)))
     t = x.dtype
 
     def const(v):
         return F.constant(np.asarray(v, t), graph=x.graph)
 
-    def per_row(v):  # (rows...) -> (rows..., 1, ..., 1), broadcasting against x
-        return F.reshape(v, shape[:a] + (1,) * (len(shape) - a))
+    def per_row(v):  # (rows...) -> (rows..., 1, ..., 1), broadcasting against x (symbolic rows too)
+        return F.expand_dims(v, axis=tuple(range(a, len(shape))))
 
     def col_sum(v):
         return F.sum(v, axis=lead_axes) if lead_axes else v
