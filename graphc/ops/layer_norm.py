@@ -8,7 +8,7 @@ x.shape[axis:].  Each row is normalised by its own mean and biased variance:
     y = (x - mean) · rstd · weight + bias        (weight, bias of shape x.shape[axis:])
 
 - ``layer_norm(x, weight, bias) -> (y, mean, rstd)``: one kernel, one task per row (the row is
-  read twice while it is in cache: the sum, then the centred sum of squares).  mean and rstd
+  read three times while it is in cache: the sum, the centred sum of squares, then y).  mean and rstd
   (shape x.shape[:axis]) are kept for the backward.
 - ``layer_norm_grad(dy, x, weight, mean, rstd, dmean, drstd) -> (dx, dweight, dbias)``: one kernel;
   dx per row, dweight and dbias summed over the rows in row order for every column (columns are

@@ -3,8 +3,8 @@
 // layer_norm_grad -> (dx, dweight, dbias).
 //
 // x is (rows, n), row-major.  Sums are accumulated in double and each output is rounded
-// once to T, as the reference.  The forward and dx are one task per row (the row is read
-// twice while it is in cache); dweight/dbias are column sums over the rows, computed with
+// once to T, as the reference.  The forward and dx are one task per row (a row is read
+// three times while it is in cache: Σx, Σ(x - mean)², then y or dx); dweight/dbias are column sums over the rows, computed with
 // the columns as the parallel tasks and each column summed in row order, so every result
 // has the same bits for any thread count.
 #include <algorithm>
@@ -40,20 +40,77 @@ RowGeom row_geom(const KernelArgs& a, const TensorRef& x, int64_t axis_attr) {
   return g;
 }
 
-// 8 interleaved double accumulators (element j goes to lane j % 8), combined in one fixed tree:
-// independent add chains, and an order that depends on the row length only.
+// Σ f(j) for j < n in 8 interleaved double accumulators (element j goes to lane j % 8), combined
+// in one fixed tree: independent add chains, and an order that depends on the row length only.
+// The lanes are locals that never escape, so they stay in registers (a struct passed by
+// reference may alias a double row for all the compiler knows, and is stored at every add).
 constexpr int kLanes = 8;
-struct Lanes {
+template <class F> inline double laned_sum(int64_t n, F&& f) {
   double a[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
-  double total() const { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
-};
-
-template <class F> inline void laned(int64_t n, Lanes& s, F&& f) {
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) s.a[k] += f(j + k);
+    for (int k = 0; k < kLanes; ++k) a[k] += f(j + k);
   }
-  for (; j < n; ++j) s.a[j % kLanes] += f(j);
+  for (; j < n; ++j) a[j % kLanes] += f(j);
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// The per-row and per-column work as plain functions with restrict pointers (outputs never alias
+// inputs: the ops are not in place), so the loops vectorize without alias checks or the
+// exception edges of the parallel_for lambdas.
+template <class T>
+void forward_row(const T* __restrict xr, const T* __restrict w, const T* __restrict b, T* __restrict yr, int64_t n,
+                 double eps, T* mean_out, T* rstd_out) {
+  const double dn = static_cast<double>(n);
+  const double mean = laned_sum(n, [&](int64_t j) { return static_cast<double>(xr[j]); }) / dn;
+  const double ss = laned_sum(n, [&](int64_t j) {
+    const double d = static_cast<double>(xr[j]) - mean;
+    return d * d;
+  });
+  const double rstd = 1.0 / std::sqrt(ss / dn + eps);
+  for (int64_t j = 0; j < n; ++j) {
+    yr[j] = static_cast<T>((static_cast<double>(xr[j]) - mean) * rstd * static_cast<double>(w[j]) +
+                           static_cast<double>(b[j]));
+  }
+  *mean_out = static_cast<T>(mean);
+  *rstd_out = static_cast<T>(rstd);
+}
+
+// dx of one row, the reference's order: rstd·((g - k1) - x̂·k2) + k3 + xc·k4
+template <class T>
+void grad_row(const T* __restrict dyr, const T* __restrict xr, const T* __restrict w, T* __restrict dxr, int64_t n,
+              double mean, double rstd, double dmean, double drstd) {
+  const double dn = static_cast<double>(n);
+  const double k1 =
+      laned_sum(n, [&](int64_t j) { return static_cast<double>(dyr[j]) * static_cast<double>(w[j]); }) / dn;
+  const double k2 = laned_sum(n, [&](int64_t j) {
+                      return static_cast<double>(dyr[j]) * static_cast<double>(w[j]) *
+                             ((static_cast<double>(xr[j]) - mean) * rstd);
+                    }) / dn;
+  const double k3 = dmean / dn;
+  const double k4 = -drstd * rstd * rstd * rstd / dn;
+  for (int64_t j = 0; j < n; ++j) {
+    const double xc = static_cast<double>(xr[j]) - mean;
+    const double gj = static_cast<double>(dyr[j]) * static_cast<double>(w[j]);
+    dxr[j] = static_cast<T>(rstd * ((gj - k1) - xc * rstd * k2) + k3 + xc * k4);
+  }
+}
+
+// Column sums of dy·x̂ and dy over every row, in row order, for columns [c0, c0 + w)
+template <class T>
+void column_block(const T* __restrict dy, const T* __restrict x, const T* __restrict mean, const T* __restrict rstd,
+                  int64_t rows, int64_t n, int64_t c0, int64_t w, double* __restrict sw, double* __restrict sb) {
+  for (int64_t j = 0; j < w; ++j) sw[j] = sb[j] = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* dyr = dy + r * n + c0;
+    const T* xr = x + r * n + c0;
+    const double m = static_cast<double>(mean[r]), s = static_cast<double>(rstd[r]);
+    for (int64_t j = 0; j < w; ++j) {
+      const double d = static_cast<double>(dyr[j]);
+      sw[j] += d * ((static_cast<double>(xr[j]) - m) * s);
+      sb[j] += d;
+    }
+  }
 }
 
 int64_t row_grain(int64_t n) { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, n)); }
@@ -92,26 +149,7 @@ template <class T> Kernel layer_norm_kernel(const KernelArgs& args) {
   const int threads = args.ctx.threads;
   return [=]() {
     parallel_for(rows, threads, row_grain(n), [&](int64_t rb, int64_t re) {
-      const double dn = static_cast<double>(n);
-      for (int64_t r = rb; r < re; ++r) {
-        const T* xr = px + r * n;
-        T* yr = py + r * n;
-        Lanes s;
-        laned(n, s, [&](int64_t j) { return static_cast<double>(xr[j]); });
-        const double mean = s.total() / dn;
-        Lanes q;
-        laned(n, q, [&](int64_t j) {
-          const double d = static_cast<double>(xr[j]) - mean;
-          return d * d;
-        });
-        const double rstd = 1.0 / std::sqrt(q.total() / dn + eps);
-        for (int64_t j = 0; j < n; ++j) {
-          yr[j] = static_cast<T>((static_cast<double>(xr[j]) - mean) * rstd * static_cast<double>(pw[j]) +
-                                 static_cast<double>(pb[j]));
-        }
-        pmean[r] = static_cast<T>(mean);
-        prstd[r] = static_cast<T>(rstd);
-      }
+      for (int64_t r = rb; r < re; ++r) forward_row(px + r * n, pw, pb, py + r * n, n, eps, pmean + r, prstd + r);
     });
   };
 }
@@ -155,27 +193,11 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
   const int64_t rows = g.rows, n = g.n;
   const int threads = args.ctx.threads;
   return [=]() {
-    const double dn = static_cast<double>(n);
-    // dx: one task per row, the reference's order: rstd·((g - k1) - x̂·k2) + k3 + xc·k4
+    // dx: one task per row
     parallel_for(rows, threads, row_grain(n), [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) {
-        const T *dyr = pdy + r * n, *xr = px + r * n;
-        const double mean = static_cast<double>(pmean[r]), rstd = static_cast<double>(prstd[r]);
-        Lanes s1, s2;
-        laned(n, s1, [&](int64_t j) { return static_cast<double>(dyr[j]) * static_cast<double>(pw[j]); });
-        laned(n, s2, [&](int64_t j) {
-          return static_cast<double>(dyr[j]) * static_cast<double>(pw[j]) *
-                 ((static_cast<double>(xr[j]) - mean) * rstd);
-        });
-        const double k1 = s1.total() / dn, k2 = s2.total() / dn;
-        const double k3 = static_cast<double>(pdmean[r]) / dn;
-        const double k4 = -static_cast<double>(pdrstd[r]) * rstd * rstd * rstd / dn;
-        T* dxr = pdx + r * n;
-        for (int64_t j = 0; j < n; ++j) {
-          const double xc = static_cast<double>(xr[j]) - mean;
-          const double gj = static_cast<double>(dyr[j]) * static_cast<double>(pw[j]);
-          dxr[j] = static_cast<T>(rstd * ((gj - k1) - xc * rstd * k2) + k3 + xc * k4);
-        }
+        grad_row(pdy + r * n, px + r * n, pw, pdx + r * n, n, static_cast<double>(pmean[r]),
+                 static_cast<double>(prstd[r]), static_cast<double>(pdmean[r]), static_cast<double>(pdrstd[r]));
       }
     });
     // dweight, dbias: blocks of columns are the tasks; each column sums its rows in row order
@@ -184,17 +206,7 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
       double sw[kBlock], sb[kBlock];
       for (int64_t c0 = cb; c0 < ce; c0 += kBlock) {
         const int64_t w = std::min(kBlock, ce - c0);
-        std::fill(sw, sw + w, 0.0);
-        std::fill(sb, sb + w, 0.0);
-        for (int64_t r = 0; r < rows; ++r) {
-          const T *dyr = pdy + r * n + c0, *xr = px + r * n + c0;
-          const double mean = static_cast<double>(pmean[r]), rstd = static_cast<double>(prstd[r]);
-          for (int64_t j = 0; j < w; ++j) {
-            const double d = static_cast<double>(dyr[j]);
-            sw[j] += d * ((static_cast<double>(xr[j]) - mean) * rstd);
-            sb[j] += d;
-          }
-        }
+        column_block(pdy, px, pmean, prstd, rows, n, c0, w, sw, sb);
         for (int64_t j = 0; j < w; ++j) {
           pdw[c0 + j] = static_cast<T>(sw[j]);
           pdb[c0 + j] = static_cast<T>(sb[j]);
