@@ -229,3 +229,16 @@ def test_zero_size_with_huge_other_dims_runs_at_once():
     proc = subprocess.run([sys.executable, "-c", _HUGE_SCRIPT], capture_output=True, text=True, timeout=300,
                           cwd=root, env={**os.environ, "PYTHONPATH": root})
     assert proc.returncode == 0 and "all done" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_inference_plan_with_unused_statistics():
+    # only y is fetched: mean and rstd are dead outputs the plan still gives room to
+    torch = _torch()
+    rng = np.random.default_rng(8)
+    xv = rng.standard_normal((6, 3, 17))
+    with gc.Graph() as g:
+        x = gc.placeholder("x", xv.shape, "float64")
+        y = gc.relu(gc.layer_norm(x, axis=-2, eps=1e-3)) * 2.0
+    got = _run(g, [y], {"x": xv}, threads=2)[0]
+    want = torch.relu(torch.nn.functional.layer_norm(torch.tensor(xv), (3, 17), eps=1e-3)) * 2.0
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)
