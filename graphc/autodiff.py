@@ -45,7 +45,7 @@ def _total(contributions, name):
     return contributions[name][0]
 
 
-def gradients(ys, xs, grad_ys=None):
+def gradients(ys, xs, grad_ys=None, _only_new_since=None):
     """d(Σ ys · grad_ys)/d xs as new graph nodes; returns one Tensor per x (None where
     no differentiable path connects it to ys).
 
@@ -83,6 +83,8 @@ def gradients(ys, xs, grad_ys=None):
         if any(o in needed for o in node.outputs):
             needed.update(node.inputs)
     on_path = [n for n in order if any(o in reach for o in n.outputs) and any(o in needed for o in n.outputs)]
+    if _only_new_since is not None:  # a composite's expansion: its inputs are independent leaves
+        on_path = [n for n in on_path if n.name not in _only_new_since]
 
     contributions = {}
     with graph.building(GRADIENT):
@@ -136,8 +138,12 @@ def gradients(ys, xs, grad_ys=None):
 def _composite_gradient(opdef, ctx):
     """The gradient of a composite op that declares none: build its definition from the
     node's inputs and differentiate that (its forward nodes become gradient nodes)."""
+    # Only the expansion's nodes are differentiated: an input computed from another input
+    # (batch_norm_train_grad's mean from x) must not be differentiated through here too, or the
+    # caller, which sends the input's gradient on through its producer, counts that path twice.
+    before = {n.name for n in ctx.inputs[0].graph.nodes} if ctx.inputs else None
     outs = registry.expand_node(opdef, ctx.node, ctx.inputs)
-    return gradients(outs, ctx.inputs, grad_ys=ctx.grads)
+    return gradients(outs, ctx.inputs, grad_ys=ctx.grads, _only_new_since=before)
 
 
 def _provenance(t):

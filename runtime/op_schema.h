@@ -257,6 +257,28 @@ inline constexpr InputInfo kGreaterInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
+inline constexpr InputInfo kLayerNormInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+    {"weight", "T", bit(DType::F32) | bit(DType::F64)},
+    {"bias", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kLayerNormAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+    {"eps", AttrValue::Float, false, false},
+};
+inline constexpr InputInfo kLayerNormGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+    {"weight", "T", bit(DType::F32) | bit(DType::F64)},
+    {"mean", "T", bit(DType::F32) | bit(DType::F64)},
+    {"rstd", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dmean", "T", bit(DType::F32) | bit(DType::F64)},
+    {"drstd", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kLayerNormGradAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+    {"eps", AttrValue::Float, false, false},
+};
 inline constexpr InputInfo kLessInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -528,6 +550,8 @@ inline constexpr OpInfo kOps[] = {
     {"fused_matmul", kFusedMatmulInputs, 3, true, kFusedMatmulAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"fused_reduce", kFusedReduceInputs, 1, true, kFusedReduceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
+    {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"log_softmax", kLogSoftmaxInputs, 1, false, kLogSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -570,7 +594,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 69;
+inline constexpr int kNumOps = 71;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -886,6 +910,26 @@ struct FusedReduce {
 // greater: Elementwise with numpy broadcasting: y = (a > b), bool. Both inputs have one dtype (float32, float64, int32, int64).
 struct Greater {
   explicit Greater(const KernelArgs&) {}
+};
+
+// layer_norm: Layer norm over x.shape[axis:] (one row): mean = Σx/n, var = Σ(x - mean)²/n, rstd = 1/√(var + eps), y = (x - mean)·rstd·weight + bias. Outputs (y, mea
+struct LayerNorm {
+  int64_t axis = -1;  // the first normalised axis: x.shape[axis:] is normalised as one row
+  double eps = 1e-05;  // added to the variance before the square root
+  explicit LayerNorm(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+    if (a.has("eps")) eps = a.attr_float("eps");
+  }
+};
+
+// layer_norm_grad: The gradient of layer_norm (dy, dmean, drstd the gradients of its outputs): with x̂ = (x - mean)·rstd, g = dy·weight, n the row length: dbias = Σ_rows
+struct LayerNormGrad {
+  int64_t axis = -1;  // the first normalised axis: x.shape[axis:] is normalised as one row
+  double eps = 1e-05;  // added to the variance before the square root
+  explicit LayerNormGrad(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+    if (a.has("eps")) eps = a.attr_float("eps");
+  }
 };
 
 // less: Elementwise with numpy broadcasting: y = (a < b), bool. Both inputs have one dtype (float32, float64, int32, int64).

@@ -799,3 +799,56 @@ def test_broadcasting_corner_cases(a, b, expected):
     out = gc.reference.evaluate(z.graph, {"a": np.ones(a, np.float32), "b": np.ones(b, np.float32)}, [z])
     assert out[z].shape == expected
     assert np.all(out[z] == 2)
+
+
+# -- layer norm (graphc/ops/layer_norm.py) -----------------------------------------------------------
+
+def _ln_rows(x, axis):
+    """(lead shape, [[flat values of row r] for r]) of x cut after its first `axis` axes."""
+    a = axis + x.ndim if axis < 0 else axis
+    lead = x.shape[:a]
+    flat = [float(v) for v in x.reshape(-1)]
+    n = len(flat) // max(1, math.prod(lead)) if flat else math.prod(x.shape[a:])
+    return lead, [flat[r * n:(r + 1) * n] for r in range(math.prod(lead))], n
+
+
+def _layer_norm(inputs, attrs):
+    x, w, b = inputs
+    lead, rows, n = _ln_rows(x, attrs["axis"])
+    wf, bf = [float(v) for v in w.reshape(-1)], [float(v) for v in b.reshape(-1)]
+    y, means, rstds = [], [], []
+    for row in rows:
+        mean = _div(sum(row), n)
+        var = _div(sum((v - mean) * (v - mean) for v in row), n)
+        rstd = _div(1.0, _ieee(math.sqrt, var + attrs["eps"]))
+        y += [(v - mean) * rstd * wf[j] + bf[j] for j, v in enumerate(row)]
+        means.append(mean)
+        rstds.append(rstd)
+    with np.errstate(over="ignore"):
+        return [np.array(y, x.dtype).reshape(x.shape), np.array(means, x.dtype).reshape(lead),
+                np.array(rstds, x.dtype).reshape(lead)]
+
+
+def _layer_norm_grad(inputs, attrs):
+    dy, x, w, mean, rstd, dmean, drstd = inputs
+    lead, xrows, n = _ln_rows(x, attrs["axis"])
+    _, dyrows, _ = _ln_rows(dy, attrs["axis"])
+    wf = [float(v) for v in w.reshape(-1)]
+    m, s, dm, ds = ([float(v) for v in a.reshape(-1)] for a in (mean, rstd, dmean, drstd))
+    dx, dw, db = [], [0.0] * len(wf), [0.0] * len(wf)
+    for r, (xr, dyr) in enumerate(zip(xrows, dyrows)):
+        xhat = [(v - m[r]) * s[r] for v in xr]
+        g = [d * wf[j] for j, d in enumerate(dyr)]
+        mg = _div(sum(g), n)
+        mgx = _div(sum(gj * h for gj, h in zip(g, xhat)), n)
+        for j in range(n):
+            # rstd·(g - mean(g) - x̂·mean(g·x̂)) + dmean/n + drstd · ∂rstd/∂x, ∂rstd/∂x = -rstd³·(x - mean)/n
+            dx.append(s[r] * (g[j] - mg - xhat[j] * mgx) + _div(dm[r], n)
+                      - ds[r] * s[r] ** 3 * _div(xr[j] - m[r], n))
+            dw[j] += dyr[j] * xhat[j]
+            db[j] += dyr[j]
+    t = x.dtype
+    return [np.array(dx, t).reshape(x.shape), np.array(dw, t).reshape(w.shape), np.array(db, t).reshape(w.shape)]
+
+
+INDEPENDENT.update({"layer_norm": _layer_norm, "layer_norm_grad": _layer_norm_grad})
