@@ -3,13 +3,16 @@
 // with the mathematical limit where torch's formula meets inf·0 or an overflowing exp).
 //
 // Each is one elementwise pass computed in T (float32 at float32 width, as torch does); the
-// inf·0 cases are removed with selects, not branches, so the loops stay branch-free.  No
+// inf·0 cases are removed with selects, not branches, so the loops stay branch-free.  float32's
+// tanh form and softplus are built on exp_f32/log_f32 (plain arithmetic, so the loops vectorise:
+// glibc's tanhf/log1pf are a call per element, 15-25 ns here); the erf form calls erfc (libm).  No
 // reduction, so results are the same bits for any thread count.  An output may alias an input
 // of its size (the ops are declared elementwise): every loop reads item i before writing it.
 #include <cmath>
 #include <string>
 
 #include "common.h"
+#include "elementwise_ops.h"  // exp_f32, log_f32: float32 exp and log as vectorisable arithmetic
 #include "op_schema.h"
 
 namespace graphc {
@@ -112,15 +115,75 @@ template <class T> T gelu_tanh_grad(T dy, T x) {
   return dy * (T(0.5) * (T(1) + t) + second);
 }
 
+// float32 tanh form via ½(1 + tanh u) = σ(2u) and 1 - tanh² u = 4σ(2u)σ(-2u), with a = e^(-2|u|) in
+// [0, 1] (never overflows): σ(2|u|) = 1/(1 + a), σ(-2|u|) = a/(1 + a).  Equal to torch's literal
+// formula up to its rounding (whose 1 + tanh u cancels for u < 0; this form does not).
+inline void sigmoid2_f32(float u, float& s, float& q) {  // s = σ(2u), q = σ(2u)·σ(-2u)
+  const float a = exp_f32(-2.0f * std::fabs(u));
+  const float inv = 1.0f / (1.0f + a);
+  s = u >= 0.0f ? inv : a * inv;
+  q = a * inv * inv;
+}
+
+inline float gelu_tanh_f32(float x) {
+  float s, q;
+  sigmoid2_f32(float(kK) * (x + float(kKappa) * (x * x * x)), s, q);
+  return s == 0.0f ? -0.0f : x * s;
+}
+
+inline float gelu_tanh_grad_f32(float dy, float x) {
+  const float x_sq = x * x;
+  float s, q;
+  sigmoid2_f32(float(kK) * (x + float(kKappa) * (x_sq * x)), s, q);
+  const float inner_d = float(kK) * (1.0f + 3.0f * float(kKappa) * x_sq);
+  const float second = q == 0.0f ? 0.0f : 2.0f * x * q * inner_d;  // ½x·(1 - t²)·u' = 2x·q·u'
+  return dy * (s + second);
+}
+
+// log1p(a) for a in [0, 1] from log_f32: log(1 + a)·a/((1 + a) - 1) cancels the rounding of 1 + a
+// (Goldberg's trick); a where 1 + a rounds to 1.
+inline float log1p_unit_f32(float a) {
+  const float u = 1.0f + a;
+  const float d = u - 1.0f;
+  return d == 0.0f ? a : log_f32(u) * (a / d);
+}
+
+template <class T> T softplus_soft(T z, T beta) {
+  return ((z > T(0) ? z : T(0)) + std::log1p(std::exp(-std::fabs(z)))) / beta;
+}
+template <> inline float softplus_soft<float>(float z, float beta) {
+  return ((z > 0.0f ? z : 0.0f) + log1p_unit_f32(exp_f32(-std::fabs(z)))) / beta;
+}
+
+template <class T> T sigmoid_of(T z) {
+  const T e = std::exp(-std::fabs(z));
+  return (z >= T(0) ? T(1) : e) / (T(1) + e);
+}
+template <> inline float sigmoid_of<float>(float z) {
+  const float e = exp_f32(-std::fabs(z));
+  return (z >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+template <class T> Kernel gelu_tanh_kernel(const KernelArgs& a) {
+  return unary_kernel<T>(a, [](T x) { return gelu_tanh(x); });
+}
+template <> Kernel gelu_tanh_kernel<float>(const KernelArgs& a) {
+  return unary_kernel<float>(a, [](float x) { return gelu_tanh_f32(x); });
+}
+template <class T> Kernel gelu_tanh_grad_kernel(const KernelArgs& a) {
+  return grad_kernel<T>(a, [](T dy, T x) { return gelu_tanh_grad(dy, x); });
+}
+template <> Kernel gelu_tanh_grad_kernel<float>(const KernelArgs& a) {
+  return grad_kernel<float>(a, [](float dy, float x) { return gelu_tanh_grad_f32(dy, x); });
+}
+
 template <class T> Kernel gelu_kernel(const KernelArgs& a) {
-  if (gelu_tanh_form(a, attrs::Gelu(a).approximate)) return unary_kernel<T>(a, [](T x) { return gelu_tanh(x); });
+  if (gelu_tanh_form(a, attrs::Gelu(a).approximate)) return gelu_tanh_kernel<T>(a);
   return unary_kernel<T>(a, [](T x) { return gelu_erf(x); });
 }
 
 template <class T> Kernel gelu_grad_kernel(const KernelArgs& a) {
-  if (gelu_tanh_form(a, attrs::GeluGrad(a).approximate)) {
-    return grad_kernel<T>(a, [](T dy, T x) { return gelu_tanh_grad(dy, x); });
-  }
+  if (gelu_tanh_form(a, attrs::GeluGrad(a).approximate)) return gelu_tanh_grad_kernel<T>(a);
   return grad_kernel<T>(a, [](T dy, T x) { return gelu_erf_grad(dy, x); });
 }
 
@@ -133,7 +196,7 @@ template <class T> Kernel softplus_kernel(const KernelArgs& a) {
   const T beta = T(p.beta), threshold = T(p.threshold);
   return unary_kernel<T>(a, [beta, threshold](T x) {
     const T z = x * beta;
-    const T soft = (std::fmax(z, T(0)) + std::log1p(std::exp(-std::fabs(z)))) / beta;
+    const T soft = softplus_soft(z, beta);
     return z > threshold ? x : soft;
   });
 }
@@ -145,8 +208,7 @@ template <class T> Kernel softplus_grad_kernel(const KernelArgs& a) {
   const T beta = T(p.beta), threshold = T(p.threshold);
   return grad_kernel<T>(a, [beta, threshold](T dy, T x) {
     const T z = x * beta;
-    const T e = std::exp(-std::fabs(z));
-    const T s = (z >= T(0) ? T(1) : e) / (T(1) + e);
+    const T s = sigmoid_of(z);
     return z > threshold ? dy : dy * s;
   });
 }
