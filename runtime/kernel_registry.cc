@@ -146,6 +146,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_dropout_kernels(r);
     register_conv_kernels(r);
     register_layer_norm_kernels(r);
+    register_activation_kernels(r);
     return r;
   }();
   return registry;

@@ -253,6 +253,19 @@ inline constexpr AttrInfo kFusedReduceAttrs[] = {
     {"axes", AttrValue::Ints, false, true},
     {"keepdims", AttrValue::Bool, false, false},
 };
+inline constexpr InputInfo kGeluInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kGeluAttrs[] = {
+    {"approximate", AttrValue::String, false, false},
+};
+inline constexpr InputInfo kGeluGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kGeluGradAttrs[] = {
+    {"approximate", AttrValue::String, false, false},
+};
 inline constexpr InputInfo kGreaterInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -471,6 +484,21 @@ inline constexpr InputInfo kSoftmaxCrossEntropyGradInputs[] = {
 inline constexpr AttrInfo kSoftmaxCrossEntropyGradAttrs[] = {
     {"reduction", AttrValue::String, false, false},
 };
+inline constexpr InputInfo kSoftplusInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kSoftplusAttrs[] = {
+    {"beta", AttrValue::Float, false, false},
+    {"threshold", AttrValue::Float, false, false},
+};
+inline constexpr InputInfo kSoftplusGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kSoftplusGradAttrs[] = {
+    {"beta", AttrValue::Float, false, false},
+    {"threshold", AttrValue::Float, false, false},
+};
 inline constexpr InputInfo kSplitInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
@@ -549,6 +577,8 @@ inline constexpr OpInfo kOps[] = {
     {"fused_elementwise", kFusedElementwiseInputs, 1, true, kFusedElementwiseAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
     {"fused_matmul", kFusedMatmulInputs, 3, true, kFusedMatmulAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"fused_reduce", kFusedReduceInputs, 1, true, kFusedReduceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
+    {"gelu", kGeluInputs, 1, false, kGeluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"gelu_grad", kGeluGradInputs, 2, false, kGeluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -583,6 +613,8 @@ inline constexpr OpInfo kOps[] = {
     {"softmax", kSoftmaxInputs, 1, false, kSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"softmax_cross_entropy", kSoftmaxCrossEntropyInputs, 2, false, kSoftmaxCrossEntropyAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"softmax_cross_entropy_grad", kSoftmaxCrossEntropyGradInputs, 3, false, kSoftmaxCrossEntropyGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"softplus", kSoftplusInputs, 1, false, kSoftplusAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"softplus_grad", kSoftplusGradInputs, 2, false, kSoftplusGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"split", kSplitInputs, 1, false, kSplitAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"sqrt", kSqrtInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"squeeze", kSqueezeInputs, 1, false, kSqueezeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
@@ -594,7 +626,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 71;
+inline constexpr int kNumOps = 75;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -904,6 +936,22 @@ struct FusedReduce {
     has_axes = a.has("axes");
     if (a.has("axes")) axes = a.attr_ints("axes");
     if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
+  }
+};
+
+// gelu: GELU (torch.nn.functional.gelu): y = x·Φ(x), Φ(x) = ½·erfc(-x/√2) ('none'), or ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) ('tanh'). gelu(-inf) = -0 (the
+struct Gelu {
+  std::string approximate = "none";  // 'none': x·Φ(x) with erf (exact); 'tanh': torch's tanh form
+  explicit Gelu(const KernelArgs& a) {
+    if (a.has("approximate")) approximate = a.attr_string("approximate", std::string());
+  }
+};
+
+// gelu_grad: dx = dy · gelu'(x) for gelu's 'approximate' form: Φ(x) + x·φ(x) ('none'); the derivative of the tanh form ('tanh'). The limits at ±inf (0 and 1), wher
+struct GeluGrad {
+  std::string approximate = "none";  // as in gelu
+  explicit GeluGrad(const KernelArgs& a) {
+    if (a.has("approximate")) approximate = a.attr_string("approximate", std::string());
   }
 };
 
@@ -1220,6 +1268,26 @@ struct SoftmaxCrossEntropyGrad {
   std::string reduction = "mean";  // 'mean', 'sum' or 'none', as in the forward op
   explicit SoftmaxCrossEntropyGrad(const KernelArgs& a) {
     if (a.has("reduction")) reduction = a.attr_string("reduction", std::string());
+  }
+};
+
+// softplus: Softplus (torch.nn.functional.softplus): y = x where beta·x > threshold, else log(1 + e^(beta·x)) / beta, computed as (max(z, 0) + log1p(e^-|z|)) / be
+struct Softplus {
+  double beta = 1.0;  // the sharpness: y = log(1 + e^(beta·x)) / beta (finite, nonzero)
+  double threshold = 20.0;  // y = x where beta·x > threshold (torch's linear region)
+  explicit Softplus(const KernelArgs& a) {
+    if (a.has("beta")) beta = a.attr_float("beta");
+    if (a.has("threshold")) threshold = a.attr_float("threshold");
+  }
+};
+
+// softplus_grad: dx = dy where beta·x > threshold, else dy·σ(beta·x) (σ computed without overflow; torch: NaN where e^(beta·x) overflows below a large threshold).
+struct SoftplusGrad {
+  double beta = 1.0;  // as in softplus
+  double threshold = 20.0;  // as in softplus
+  explicit SoftplusGrad(const KernelArgs& a) {
+    if (a.has("beta")) beta = a.attr_float("beta");
+    if (a.has("threshold")) threshold = a.attr_float("threshold");
   }
 };
 

@@ -759,6 +759,47 @@ INDEPENDENT.update({"conv2d": _conv2d, "conv2d_grad_input": _conv2d_grad_input,
                     "conv2d_grad_weight": _conv2d_grad_weight})
 
 
+# gelu / softplus: torch's formulas on Python floats (erf, not the reference's erfc), with the
+# limits the ops define where the formula meets inf·0 (gelu at ±inf) or e^z overflows.
+_GELU_K, _GELU_KAPPA = math.sqrt(2 / math.pi), 0.044715
+
+
+def _gelu(v, approximate):
+    if approximate == "none":
+        return -0.0 if v == -math.inf else v * 0.5 * (1 + math.erf(v / math.sqrt(2)))
+    right = 1 + math.tanh(_GELU_K * (v + _GELU_KAPPA * v * v * v))
+    return -0.0 if right == 0 else 0.5 * v * right
+
+
+def _gelu_grad(dy, v, approximate):
+    if approximate == "none":
+        if math.isinf(v):
+            d = 1.0 if v > 0 else 0.0
+        else:
+            d = 0.5 * (1 + math.erf(v / math.sqrt(2))) + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi)
+        return dy * d
+    t = math.tanh(_GELU_K * (v + _GELU_KAPPA * v * v * v))
+    sech2 = 1 - t * t
+    d = 0.5 * (1 + t) + (0.0 if sech2 == 0 else 0.5 * v * sech2 * _GELU_K * (1 + 3 * _GELU_KAPPA * v * v))
+    return dy * d
+
+
+def _softplus(v, beta, threshold):
+    z = v * beta
+    if z > threshold:
+        return v
+    return (z if z > 700 else math.log1p(math.exp(z))) / beta  # log(1 + e^z) = z to double precision
+
+
+def _softplus_grad(dy, v, beta, threshold):
+    z = v * beta
+    return dy if z > threshold else dy * _sig(z)
+
+
+INDEPENDENT.update({"gelu": _elementwise(_gelu), "gelu_grad": _elementwise(_gelu_grad),
+                    "softplus": _elementwise(_softplus), "softplus_grad": _elementwise(_softplus_grad)})
+
+
 def test_every_op_has_an_independent_implementation():
     assert set(INDEPENDENT) == {o.name for o in OPS}
 

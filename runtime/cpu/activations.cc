@@ -1,0 +1,229 @@
+// activations.cc — gelu (erf and tanh forms), softplus and their gradient ops gelu_grad and
+// softplus_grad (graphc/ops/activations.py has the semantics: torch.nn.functional's formulas,
+// with the mathematical limit where torch's formula meets inf·0 or an overflowing exp).
+//
+// Each is one elementwise pass computed in T (float32 at float32 width, as torch does); the
+// inf·0 cases are removed with selects, not branches, so the loops stay branch-free.  float32's
+// tanh form and softplus are built on exp_f32/log_f32 (plain arithmetic, so the loops vectorise:
+// glibc's tanhf/log1pf are a call per element, 15-25 ns here); the erf form calls erfc (libm).  No
+// reduction, so results are the same bits for any thread count.  An output may alias an input
+// of its size (the ops are declared elementwise): every loop reads item i before writing it.
+#include <cmath>
+#include <string>
+
+#include "common.h"
+#include "elementwise_ops.h"  // exp_f32, log_f32: float32 exp and log as vectorisable arithmetic
+#include "op_schema.h"
+
+namespace graphc {
+namespace cpu {
+namespace {
+
+constexpr double kSqrt1_2 = 0.70710678118654752440;     // 1/√2
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/√(2π)
+constexpr double kK = 0.79788456080286535588;           // √(2/π)
+constexpr double kKappa = 0.044715;
+
+constexpr int64_t kGrain = 1 << 14;  // items per task: the transcendental calls make items costly
+
+bool gelu_tanh_form(const KernelArgs& a, const std::string& approximate) {
+  if (approximate != "none" && approximate != "tanh") {
+    a.fail("attr 'approximate' must be 'none' or 'tanh', got '" + approximate + "'");
+  }
+  return approximate == "tanh";
+}
+
+struct SoftplusParams {
+  double beta, threshold;
+};
+
+SoftplusParams softplus_params(const KernelArgs& a, double beta, double threshold) {
+  if (!std::isfinite(beta) || beta == 0.0) a.fail("attr 'beta' must be finite and nonzero, got " + std::to_string(beta));
+  if (std::isnan(threshold)) a.fail("attr 'threshold' must be a number, got nan");
+  return {beta, threshold};
+}
+
+// y = f(x), one input of y's dtype and dims.
+template <class T, class Fn> Kernel unary_kernel(const KernelArgs& args, Fn f) {
+  args.expect_arity(1, 1);
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  expect_dtype(args, y, x.dtype, "output");
+  expect_dims(args, y, x.dims, "output");
+  const T* px = x.as<const T>();
+  T* py = y.as<T>();
+  const int64_t n = numel_of(x);
+  const int threads = args.ctx.threads;
+  return [=]() {
+    parallel_for(n, threads, kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) py[i] = f(px[i]);
+    });
+  };
+}
+
+// dx = f(dy, x): the gradient ops' (dy, x) inputs, dx of x's dtype and dims.
+template <class T, class Fn> Kernel grad_kernel(const KernelArgs& args, Fn f) {
+  args.expect_arity(2, 1);
+  const TensorRef &dy = args.in[0], &x = args.in[1], &dx = args.out[0];
+  expect_dtype(args, dy, x.dtype, "input 0 (dy)");
+  expect_dtype(args, dx, x.dtype, "output");
+  expect_dims(args, dy, x.dims, "input 0 (dy)");
+  expect_dims(args, dx, x.dims, "output");
+  const T* pdy = dy.as<const T>();
+  const T* px = x.as<const T>();
+  T* pdx = dx.as<T>();
+  const int64_t n = numel_of(x);
+  const int threads = args.ctx.threads;
+  return [=]() {
+    parallel_for(n, threads, kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) pdx[i] = f(pdy[i], px[i]);
+    });
+  };
+}
+
+// gelu, erf form: x·Φ(x) with Φ(x) = ½·erfc(-x/√2) (erfc keeps the negative tail accurate where
+// torch's ½·(1 + erf) cancels to 0).  Φ = 0 only for x <= about -13 (-38 in double) or -inf:
+// the result is -0 there (torch: -0 for finite x, NaN for -inf).
+template <class T> T gelu_erf(T x) {
+  const T cdf = T(0.5) * std::erfc(-x * T(kSqrt1_2));
+  return cdf == T(0) ? T(-0.0) : x * cdf;
+}
+
+// gelu, tanh form: ½·x·(1 + tanh(√(2/π)·(x + κx³))), torch's order of operations.
+template <class T> T gelu_tanh(T x) {
+  const T inner = T(kK) * (x + T(kKappa) * (x * x * x));
+  const T right = T(1) + std::tanh(inner);
+  return right == T(0) ? T(-0.0) : T(0.5) * x * right;
+}
+
+// gelu'(x) = Φ(x) + x·φ(x); x·φ(x) -> 0 where φ underflows (|x| large, ±inf: torch NaN at ±inf).
+template <class T> T gelu_erf_grad(T dy, T x) {
+  const T cdf = T(0.5) * std::erfc(-x * T(kSqrt1_2));
+  const T pdf = std::exp(T(-0.5) * x * x) * T(kInvSqrt2Pi);
+  const T xpdf = pdf == T(0) ? T(0) : x * pdf;
+  return dy * (cdf + xpdf);
+}
+
+// The tanh form's derivative, torch's terms: ½(1 + t) + ½x·(1 - t²)·√(2/π)(1 + 3κx²); the second
+// term -> 0 where tanh saturates (torch: inf·0 = NaN at |x| >= about 1e13 in float32, ±inf).
+template <class T> T gelu_tanh_grad(T dy, T x) {
+  const T x_sq = x * x;
+  const T inner = T(kK) * (x + T(kKappa) * (x_sq * x));
+  const T t = std::tanh(inner);
+  const T sech2 = T(1) - t * t;
+  const T inner_d = T(kK) * (T(1) + T(3) * T(kKappa) * x_sq);
+  const T second = sech2 == T(0) ? T(0) : T(0.5) * x * sech2 * inner_d;
+  return dy * (T(0.5) * (T(1) + t) + second);
+}
+
+// float32 tanh form via ½(1 + tanh u) = σ(2u) and 1 - tanh² u = 4σ(2u)σ(-2u), with a = e^(-2|u|) in
+// [0, 1] (never overflows): σ(2|u|) = 1/(1 + a), σ(-2|u|) = a/(1 + a).  Equal to torch's literal
+// formula up to its rounding (whose 1 + tanh u cancels for u < 0; this form does not).
+inline void sigmoid2_f32(float u, float& s, float& q) {  // s = σ(2u), q = σ(2u)·σ(-2u)
+  const float a = exp_f32(-2.0f * std::fabs(u));
+  const float inv = 1.0f / (1.0f + a);
+  s = u >= 0.0f ? inv : a * inv;
+  q = a * inv * inv;
+}
+
+inline float gelu_tanh_f32(float x) {
+  float s, q;
+  sigmoid2_f32(float(kK) * (x + float(kKappa) * (x * x * x)), s, q);
+  return s == 0.0f ? -0.0f : x * s;
+}
+
+inline float gelu_tanh_grad_f32(float dy, float x) {
+  const float x_sq = x * x;
+  float s, q;
+  sigmoid2_f32(float(kK) * (x + float(kKappa) * (x_sq * x)), s, q);
+  const float inner_d = float(kK) * (1.0f + 3.0f * float(kKappa) * x_sq);
+  const float second = q == 0.0f ? 0.0f : 2.0f * x * q * inner_d;  // ½x·(1 - t²)·u' = 2x·q·u'
+  return dy * (s + second);
+}
+
+// log1p(a) for a in [0, 1] from log_f32: log(1 + a)·a/((1 + a) - 1) cancels the rounding of 1 + a
+// (Goldberg's trick); a where 1 + a rounds to 1.
+inline float log1p_unit_f32(float a) {
+  const float u = 1.0f + a;
+  const float d = u - 1.0f;
+  return d == 0.0f ? a : log_f32(u) * (a / d);
+}
+
+template <class T> T softplus_soft(T z, T beta) {
+  return ((z > T(0) ? z : T(0)) + std::log1p(std::exp(-std::fabs(z)))) / beta;
+}
+template <> inline float softplus_soft<float>(float z, float beta) {
+  return ((z > 0.0f ? z : 0.0f) + log1p_unit_f32(exp_f32(-std::fabs(z)))) / beta;
+}
+
+template <class T> T sigmoid_of(T z) {
+  const T e = std::exp(-std::fabs(z));
+  return (z >= T(0) ? T(1) : e) / (T(1) + e);
+}
+template <> inline float sigmoid_of<float>(float z) {
+  const float e = exp_f32(-std::fabs(z));
+  return (z >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+template <class T> Kernel gelu_tanh_kernel(const KernelArgs& a) {
+  return unary_kernel<T>(a, [](T x) { return gelu_tanh(x); });
+}
+template <> Kernel gelu_tanh_kernel<float>(const KernelArgs& a) {
+  return unary_kernel<float>(a, [](float x) { return gelu_tanh_f32(x); });
+}
+template <class T> Kernel gelu_tanh_grad_kernel(const KernelArgs& a) {
+  return grad_kernel<T>(a, [](T dy, T x) { return gelu_tanh_grad(dy, x); });
+}
+template <> Kernel gelu_tanh_grad_kernel<float>(const KernelArgs& a) {
+  return grad_kernel<float>(a, [](float dy, float x) { return gelu_tanh_grad_f32(dy, x); });
+}
+
+template <class T> Kernel gelu_kernel(const KernelArgs& a) {
+  if (gelu_tanh_form(a, attrs::Gelu(a).approximate)) return gelu_tanh_kernel<T>(a);
+  return unary_kernel<T>(a, [](T x) { return gelu_erf(x); });
+}
+
+template <class T> Kernel gelu_grad_kernel(const KernelArgs& a) {
+  if (gelu_tanh_form(a, attrs::GeluGrad(a).approximate)) return gelu_tanh_grad_kernel<T>(a);
+  return grad_kernel<T>(a, [](T dy, T x) { return gelu_erf_grad(dy, x); });
+}
+
+// softplus: x where z = beta·x > threshold, else log(1 + e^z)/beta as (max(z, 0) + log1p(e^-|z|))/beta:
+// equal to torch's log1p(e^z)/beta to rounding, and finite where e^z overflows under a large
+// threshold (torch: inf).  NaN x: the comparison is false and the NaN flows through.
+template <class T> Kernel softplus_kernel(const KernelArgs& a) {
+  const attrs::Softplus at(a);
+  const SoftplusParams p = softplus_params(a, at.beta, at.threshold);
+  const T beta = T(p.beta), threshold = T(p.threshold);
+  return unary_kernel<T>(a, [beta, threshold](T x) {
+    const T z = x * beta;
+    const T soft = softplus_soft(z, beta);
+    return z > threshold ? x : soft;
+  });
+}
+
+// softplus_grad: dy where z > threshold, else dy·σ(z), σ from e^-|z| (never overflows).
+template <class T> Kernel softplus_grad_kernel(const KernelArgs& a) {
+  const attrs::SoftplusGrad at(a);
+  const SoftplusParams p = softplus_params(a, at.beta, at.threshold);
+  const T beta = T(p.beta), threshold = T(p.threshold);
+  return grad_kernel<T>(a, [beta, threshold](T dy, T x) {
+    const T z = x * beta;
+    const T s = sigmoid_of(z);
+    return z > threshold ? dy : dy * s;
+  });
+}
+
+}  // namespace
+}  // namespace cpu
+
+void register_activation_kernels(KernelRegistry& r) {
+  using namespace cpu;
+#define GRAPHC_TYPED(kernel) [](auto tag, const KernelArgs& a) { return kernel<typename decltype(tag)::type>(a); }
+  add_typed<FloatTypes>(r, "gelu", GRAPHC_TYPED(gelu_kernel));
+  add_typed<FloatTypes>(r, "gelu_grad", GRAPHC_TYPED(gelu_grad_kernel));
+  add_typed<FloatTypes>(r, "softplus", GRAPHC_TYPED(softplus_kernel));
+  add_typed<FloatTypes>(r, "softplus_grad", GRAPHC_TYPED(softplus_grad_kernel));
+#undef GRAPHC_TYPED
+}
+
+}  // namespace graphc
