@@ -145,6 +145,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_norm_kernels(r);
     register_dropout_kernels(r);
     register_conv_kernels(r);
+    register_gather_kernels(r);
     return r;
   }();
   return registry;

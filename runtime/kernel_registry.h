@@ -119,6 +119,7 @@ void register_pool_kernels(KernelRegistry& r);  // cpu/pool.cc
 void register_norm_kernels(KernelRegistry& r);  // cpu/norm.cc
 void register_dropout_kernels(KernelRegistry& r);  // cpu/dropout.cc
 void register_conv_kernels(KernelRegistry& r);  // cpu/conv.cc
+void register_gather_kernels(KernelRegistry& r);  // cpu/gather.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);
 
