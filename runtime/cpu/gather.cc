@@ -93,12 +93,14 @@ template <class T, class L> Kernel embedding_grad_kernel(const KernelArgs& args)
   return [=]() {
     check_ids(pi, n, V);
     if (D == 0) return;
+    // Zeros first, whole rows (contiguous); then the sums.
+    parallel_for(V, threads, std::max<int64_t>(1, (1 << 15) / D),
+                 [&](int64_t b, int64_t e) { std::fill(py + b * D, py + e * D, T(0)); });
+    if (n == 0) return;
     const int64_t blocks = (D + kColBlock - 1) / kColBlock;
-    // Enough (ids + rows) per chunk to pay for a hand-over; never a split of one column's sum.
-    const int64_t work = std::max<int64_t>(1, (n + V) * kColBlock);
-    parallel_for(blocks, threads, std::max<int64_t>(1, (1 << 15) / work), [&](int64_t b, int64_t e) {
+    // Enough ids per chunk to pay for a hand-over; a chunk is whole columns, never part of a sum.
+    parallel_for(blocks, threads, std::max<int64_t>(1, (1 << 15) / (n * kColBlock)), [&](int64_t b, int64_t e) {
       const int64_t c0 = b * kColBlock, c1 = std::min(D, e * kColBlock);
-      for (int64_t r = 0; r < V; ++r) std::fill(py + r * D + c0, py + r * D + c1, T(0));
       for (int64_t i = 0; i < n; ++i) {
         const T* src = pg + i * D;
         T* dst = py + static_cast<int64_t>(pi[i]) * D;
