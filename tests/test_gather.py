@@ -226,3 +226,58 @@ def test_second_derivative_through_embedding_grad():
     d = rng.normal(size=w0.shape)
     numeric = (np.sum(grad_at(w0 + 1e-6 * d) * u) - np.sum(grad_at(w0 - 1e-6 * d) * u)) / 2e-6
     assert abs(np.sum(got * d) - numeric) <= 1e-5 + 1e-4 * abs(numeric)
+
+
+def _bag_of_words_model():
+    """A tiny text classifier: mean of token embeddings → linear → softmax cross-entropy."""
+    g = Graph()
+    with g:
+        tokens = gc.placeholder("tokens", (None, 6), "int64")
+        labels = gc.placeholder("labels", (None,), "int64")
+        table = gc.variable("table", init=np.random.default_rng(8).normal(size=(20, 8)).astype(np.float32))
+        proj = gc.variable("proj", init=np.random.default_rng(9).normal(size=(8, 3)).astype(np.float32) * 0.3)
+        h = gc.mean(gc.embedding(tokens, table, name="lookup"), axis=1)
+        loss = gc.softmax_cross_entropy(h @ proj, labels)
+        gc.optim.SGD(lr=2.0).minimize(loss)
+    return g, loss
+
+
+def test_training_an_embedding_table_is_the_same_bits_at_1_and_2_threads():
+    rng = np.random.default_rng(10)
+    tokens = rng.integers(0, 20, size=(16, 6))
+    tokens[:, :3] = rng.integers(0, 2, size=(16, 3))  # frequent tokens: repeated rows in every step
+    labels = tokens[:, 3] % 3
+    g, loss = _bag_of_words_model()
+    shapes = {"tokens": tokens.shape, "labels": labels.shape}
+    plan = gc.compile(g, shapes=shapes)
+    graph = gc.compiler.lower_graph(g, shapes=shapes)
+    state = {}
+    sessions = [gc.Session(plan, threads=t) for t in (1, 2)]
+    losses = []
+    for step in range(30):
+        feeds = {"tokens": tokens, "labels": labels}
+        got = [float(s.run(feeds)[loss.name]) for s in sessions]
+        want = float(gc.reference.evaluate(graph, feeds, [loss.name], state=state)[loss.name])
+        assert got[0] == got[1] and abs(got[0] - want) <= 1e-4 * abs(want), (step, got, want)
+        losses.append(got[0])
+    assert losses[-1] < 0.5 * losses[0], losses
+    for name in sessions[0].variable_names:
+        a, b = (s.get_variable(name) for s in sessions)
+        assert a.tobytes() == b.tobytes(), name
+        np.testing.assert_allclose(a, state[name], rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+def test_bench_random_feeds_keep_ids_in_range():
+    from graphc.cli import random_feeds
+    with Graph() as g:
+        ids = gc.placeholder("ids", (50,), "int32")
+        idx = gc.placeholder("idx", (40,), "int64")
+        w = gc.placeholder("w", (7, 3))
+        x = gc.placeholder("x", (3, 5))
+        y1 = gc.embedding(ids, w)
+        y2 = gc.take(x, idx, axis=1)
+    plan = gc.compile(g, shapes={}, fetches=[y1.name, y2.name])
+    feeds = random_feeds(plan)
+    assert 0 <= feeds["ids"].min() and feeds["ids"].max() < 7
+    assert 0 <= feeds["idx"].min() and feeds["idx"].max() < 5
+    Session(plan).run(feeds)  # no out-of-range error
