@@ -182,8 +182,18 @@ def test_take_on_ints_and_a_negative_index_is_an_error():
     y, _, _, _ = _run(lambda a, b: gc.take(a, b, axis=1), {"x": x, "idx": np.array([3, 0, 3], np.int64)})
     np.testing.assert_array_equal(y, x[:, [3, 0, 3]])
     # decided: unlike numpy.take, -1 does not wrap (torch.index_select's rule)
-    with pytest.raises(RuntimeExecutionError, match=r"id -1 at position 1 is outside \[0, 4\)"):
-        _run(lambda a, b: gc.take(a, b, axis=1), {"x": x, "idx": np.array([0, -1], np.int64)})
+    with pytest.raises(RuntimeExecutionError, match=r"node 'pick/embedding'.*id -1 at position 1 is outside \[0, 4\)"):
+        _run(lambda a, b: gc.take(a, b, axis=1, name="pick"), {"x": x, "idx": np.array([0, -1], np.int64)})
+    _, _, _, y = _run(lambda a, b: gc.take(a, b, axis=-1), {"x": x, "idx": np.array([1], np.int64)})
+    assert y.name == "take" and y.producer.op == "transpose"
+    with Graph() as g:
+        xp = gc.placeholder("x", (3, 4))
+        ip = gc.placeholder("i", (2,), "int64")
+        with gc.name_scope("enc"):
+            names = [gc.take(xp, ip, axis=1, name="pick").name, gc.take(xp, ip, axis=1).name,
+                     gc.take(xp, ip, axis=1).name]
+    assert names == ["enc/pick", "enc/take", "enc/take_1"]
+    assert {"enc/pick/embedding", "enc/take/move_axis", "enc/take_1/embedding"} <= {n.name for n in g.nodes}
 
 
 def test_take_and_embedding_refuse_bad_arguments_at_build_time():

@@ -162,7 +162,8 @@ def take(x, indices, axis=0, name=None):
     ``indices`` are int32/int64 in ``[0, x.shape[axis])``: unlike numpy.take, a NEGATIVE index is an
     error (torch's rule), as is one past the end — raised at run time naming the node.  ``axis`` may
     be negative (counted from the end).  Built as ``embedding`` with the axis moved to the front by
-    ``transpose`` (axis 0 needs no transpose); the gradient follows from those ops.
+    ``transpose`` (axis 0 needs no transpose), the parts named ``<name>/move_axis`` and
+    ``<name>/embedding`` (a bad index names the latter); the gradient follows from those ops.
     """
     x, indices = as_tensors(x, indices)
     rank = x.ndim
@@ -175,8 +176,15 @@ def take(x, indices, axis=0, name=None):
     a = int(axis) % rank
     if a == 0:
         return build("embedding", [indices, x], {}, name=name)
-    front = build("transpose", [x], {"perm": (a,) + tuple(range(a)) + tuple(range(a + 1, rank))})
-    picked = build("embedding", [indices, front], {})
+    # The parts are named <take>/move_axis and <take>/embedding, so a bad index names the take.
+    g = x.graph
+    if name is None:
+        base = g.unique_name("take")  # with the name scope
+    else:
+        base = name if "/" in name or not g.scope else f"{g.scope}/{name}"  # as add_node scopes it
+    front = build("transpose", [x], {"perm": (a,) + tuple(range(a)) + tuple(range(a + 1, rank))},
+                  name=f"{base}/move_axis")
+    picked = build("embedding", [indices, front], {}, name=f"{base}/embedding")
     k = indices.ndim
     perm = tuple(range(k, k + a)) + tuple(range(k)) + tuple(range(k + a, k + rank - 1))
-    return build("transpose", [picked], {"perm": perm}, name=name)
+    return build("transpose", [picked], {"perm": perm}, name=base)
