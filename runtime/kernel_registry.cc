@@ -147,6 +147,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_conv_kernels(r);
     register_layer_norm_kernels(r);
     register_activation_kernels(r);
+    register_gather_kernels(r);
     return r;
   }();
   return registry;

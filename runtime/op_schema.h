@@ -215,6 +215,15 @@ inline constexpr AttrInfo kDropoutTrainAttrs[] = {
     {"p", AttrValue::Float, false, false},
     {"seed", AttrValue::Int, true, false},
 };
+inline constexpr InputInfo kEmbeddingInputs[] = {
+    {"ids", "", bit(DType::I32) | bit(DType::I64)},
+    {"weight", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr InputInfo kEmbeddingGradInputs[] = {
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+    {"ids", "", bit(DType::I32) | bit(DType::I64)},
+    {"weight", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kEqualInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -571,6 +580,8 @@ inline constexpr OpInfo kOps[] = {
     {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"dropout", kDropoutInputs, 1, false, kDropoutAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"dropout_train", kDropoutTrainInputs, 2, false, kDropoutTrainAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"embedding", kEmbeddingInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
+    {"embedding_grad", kEmbeddingGradInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"equal", kEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, false, kDeviceCpu},
     {"exp", kExpInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"expand_dims", kExpandDimsInputs, 1, false, kExpandDimsAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
@@ -626,7 +637,7 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 75;
+inline constexpr int kNumOps = 77;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -878,6 +889,16 @@ struct DropoutTrain {
     if (!a.has("seed")) a.fail("missing attr 'seed'");
     seed = a.attr_int("seed");
   }
+};
+
+// embedding: y[i..., :] = weight[ids[i...], :] (torch.nn.functional.embedding / index_select along axis 0): ids int32/int64 of any shape, weight (V, ...) of any dt
+struct Embedding {
+  explicit Embedding(const KernelArgs&) {}
+};
+
+// embedding_grad: The adjoint of embedding w.r.t. the weight: zeros of weight's shape, then row g[i...] added to row ids[i...], in index order (C order of ids) — determ
+struct EmbeddingGrad {
+  explicit EmbeddingGrad(const KernelArgs&) {}
 };
 
 // equal: Elementwise with numpy broadcasting: y = (a == b), bool. Both inputs have one dtype (float32, float64, int32, int64, bool).

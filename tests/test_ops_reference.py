@@ -893,3 +893,30 @@ def _layer_norm_grad(inputs, attrs):
 
 
 INDEPENDENT.update({"layer_norm": _layer_norm, "layer_norm_grad": _layer_norm_grad})
+
+
+# -- embedding (graphc/ops/gather.py) ----------------------------------------------------------------
+
+def _embedding(inputs, attrs):
+    ids, w = inputs
+    out = np.empty(ids.shape + w.shape[1:], w.dtype)
+    for idx in itertools.product(*[range(d) for d in ids.shape]):
+        k = int(ids[idx])
+        assert 0 <= k < w.shape[0], (idx, k)
+        for rest in itertools.product(*[range(d) for d in w.shape[1:]]):
+            out[idx + rest] = w[(k,) + rest]
+    return out
+
+
+def _embedding_grad(inputs, attrs):
+    g, ids, w = inputs
+    out = np.zeros(w.shape, g.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # the special-value examples add inf + -inf
+        for idx in itertools.product(*[range(d) for d in ids.shape]):  # index order: the kernel's order
+            k = int(ids[idx])
+            for rest in itertools.product(*[range(d) for d in w.shape[1:]]):
+                out[(k,) + rest] += g[idx + rest]
+    return out
+
+
+INDEPENDENT.update({"embedding": _embedding, "embedding_grad": _embedding_grad})
