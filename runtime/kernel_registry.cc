@@ -148,6 +148,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_layer_norm_kernels(r);
     register_activation_kernels(r);
     register_gather_kernels(r);
+    register_scan_kernels(r);
     return r;
   }();
   return registry;

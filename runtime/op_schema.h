@@ -73,6 +73,13 @@ inline constexpr InputInfo kAddInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
+inline constexpr InputInfo kArgmaxInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kArgmaxAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+    {"keepdims", AttrValue::Bool, false, false},
+};
 inline constexpr InputInfo kAssignInputs[] = {
     {"var", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"value", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -195,6 +202,14 @@ inline constexpr AttrInfo kConv2dGradWeightAttrs[] = {
     {"dilation", AttrValue::Ints, true, false},
     {"groups", AttrValue::Int, false, false},
     {"kernel_size", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kCumsumInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kCumsumAttrs[] = {
+    {"axis", AttrValue::Int, true, false},
+    {"exclusive", AttrValue::Bool, false, false},
+    {"reverse", AttrValue::Bool, false, false},
 };
 inline constexpr InputInfo kDivInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64)},
@@ -551,6 +566,18 @@ inline constexpr InputInfo kTransposeInputs[] = {
 inline constexpr AttrInfo kTransposeAttrs[] = {
     {"perm", AttrValue::Ints, false, true},
 };
+inline constexpr InputInfo kTrilInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kTrilAttrs[] = {
+    {"diagonal", AttrValue::Int, false, false},
+};
+inline constexpr InputInfo kTriuInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kTriuAttrs[] = {
+    {"diagonal", AttrValue::Int, false, false},
+};
 inline constexpr InputInfo kWhereInputs[] = {
     {"cond", "", bit(DType::Bool)},
     {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -562,6 +589,7 @@ inline constexpr OpInfo kOps[] = {
     {"abs", kAbsInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"adam_update", kAdamUpdateInputs, 5, false, kAdamUpdateAttrs, 6, kAdamUpdateInplace, 3, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"add", kAddInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"argmax", kArgmaxInputs, 1, false, kArgmaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu},
     {"assign", kAssignInputs, 2, false, nullptr, 0, kAssignInplace, 1, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
     {"avg_pool2d", kAvgPool2dInputs, 1, false, kAvgPool2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"avg_pool2d_grad", kAvgPool2dGradInputs, 2, false, kAvgPool2dGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -577,6 +605,7 @@ inline constexpr OpInfo kOps[] = {
     {"conv2d", kConv2dInputs, 2, false, kConv2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"conv2d_grad_input", kConv2dGradInputInputs, 2, false, kConv2dGradInputAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"conv2d_grad_weight", kConv2dGradWeightInputs, 2, false, kConv2dGradWeightAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"cumsum", kCumsumInputs, 1, false, kCumsumAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"dropout", kDropoutInputs, 1, false, kDropoutAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"dropout_train", kDropoutTrainInputs, 2, false, kDropoutTrainAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -635,9 +664,11 @@ inline constexpr OpInfo kOps[] = {
     {"sum_to", kSumToInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"tanh", kTanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"tril", kTrilInputs, 1, false, kTrilAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 77;
+inline constexpr int kNumOps = 81;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -687,6 +718,16 @@ struct AdamUpdate {
 // add: Elementwise with numpy broadcasting: y = a + b. Both inputs have one dtype (float32, float64, int32, int64).
 struct Add {
   explicit Add(const KernelArgs&) {}
+};
+
+// argmax: y = the index (int64) of the largest item along 'axis'; the first of equal maxima; NaN counts as the largest (the first NaN wins, torch/numpy). The ax
+struct Argmax {
+  int64_t axis = -1;  // the axis searched
+  bool keepdims = false;  // keep the axis with size 1
+  explicit Argmax(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+    if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
+  }
 };
 
 // assign: var ← value: the output is the variable's new content, written in its storage.
@@ -860,6 +901,19 @@ struct Conv2dGradWeight {
     if (a.has("groups")) groups = a.attr_int("groups");
     if (!a.has("kernel_size")) a.fail("missing attr 'kernel_size'");
     kernel_size = a.attr_ints("kernel_size");
+  }
+};
+
+// cumsum: y_k = x_0 + ... + x_k along 'axis' (exclusive: x_0 + ... + x_{k-1}, y_0 = 0; reverse: the sums run from the end). Summed sequentially along the axis; 
+struct Cumsum {
+  int64_t axis = 0;  // the axis summed along
+  bool exclusive = false;  // leave the item itself out of its sum
+  bool reverse = false;  // sum from the end of the axis
+  explicit Cumsum(const KernelArgs& a) {
+    if (!a.has("axis")) a.fail("missing attr 'axis'");
+    axis = a.attr_int("axis");
+    if (a.has("exclusive")) exclusive = a.attr_bool("exclusive", false);
+    if (a.has("reverse")) reverse = a.attr_bool("reverse", false);
   }
 };
 
@@ -1378,6 +1432,22 @@ struct Transpose {
   explicit Transpose(const KernelArgs& a) {
     has_perm = a.has("perm");
     if (a.has("perm")) perm = a.attr_ints("perm");
+  }
+};
+
+// tril: y = x where j - i <= diagonal, else 0, for item (i, j) of the last two axes (torch.tril).
+struct Tril {
+  int64_t diagonal = 0;  // 0: the main diagonal; > 0 above it, < 0 below it
+  explicit Tril(const KernelArgs& a) {
+    if (a.has("diagonal")) diagonal = a.attr_int("diagonal");
+  }
+};
+
+// triu: y = x where j - i >= diagonal, else 0, for item (i, j) of the last two axes (torch.triu).
+struct Triu {
+  int64_t diagonal = 0;  // 0: the main diagonal; > 0 above it, < 0 below it
+  explicit Triu(const KernelArgs& a) {
+    if (a.has("diagonal")) diagonal = a.attr_int("diagonal");
   }
 };
 

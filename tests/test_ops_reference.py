@@ -920,3 +920,70 @@ def _embedding_grad(inputs, attrs):
 
 
 INDEPENDENT.update({"embedding": _embedding, "embedding_grad": _embedding_grad})
+
+
+# -- tril / triu, cumsum, argmax (graphc/ops/scan.py) ------------------------------------------------
+
+def _tri(upper):
+    def impl(inputs, attrs):
+        x, k = inputs[0], attrs["diagonal"]
+        out = np.empty(x.shape, x.dtype)
+        for idx in itertools.product(*[range(d) for d in x.shape]):
+            i, j = idx[-2], idx[-1]
+            keep = j - i >= k if upper else j - i <= k
+            out[idx] = x[idx] if keep else 0
+        return out
+    return impl
+
+
+def _axis_lines(shape, axis):
+    """Every line along axis: the list of index tuples of its items, in axis order."""
+    other = [range(d) for i, d in enumerate(shape) if i != axis]
+    for rest in itertools.product(*other):
+        yield [rest[:axis] + (k,) + rest[axis:] for k in range(shape[axis])]
+
+
+def _cumsum(inputs, attrs):
+    x = inputs[0]
+    if x.ndim == 0:
+        return np.zeros_like(x) if attrs["exclusive"] else x.copy()
+    out = np.empty(x.shape, x.dtype)
+    bits = 8 * x.dtype.itemsize
+    for line in _axis_lines(x.shape, attrs["axis"] % x.ndim):
+        if attrs["reverse"]:
+            line = line[::-1]
+        acc = None  # the sum so far, in x's dtype (float) or wrapped to it (int); None: no item yet
+        for idx in line:
+            v = x[idx]
+            if attrs["exclusive"]:
+                out[idx] = 0 if acc is None else acc
+            if x.dtype.kind == "f":
+                with np.errstate(over="ignore", invalid="ignore"):
+                    acc = v if acc is None else x.dtype.type(acc + v)  # numpy scalars: x's rounding
+            else:
+                s = int(v) + (0 if acc is None else int(acc))
+                acc = (s + 2 ** (bits - 1)) % 2 ** bits - 2 ** (bits - 1)
+            if not attrs["exclusive"]:
+                out[idx] = acc
+    return out
+
+
+def _argmax(inputs, attrs):
+    x = inputs[0]
+    if x.ndim == 0:
+        return np.zeros((), np.int64)
+    axis = attrs["axis"] % x.ndim
+    shape = tuple(1 if i == axis else d for i, d in enumerate(x.shape))
+    out = np.zeros(shape, np.int64)
+    for line in _axis_lines(x.shape, axis):
+        best = 0
+        for k, idx in enumerate(line):
+            v, b = x[idx].item(), x[line[best]].item()  # exact Python int / float
+            if not math.isnan(b) and (math.isnan(v) or v > b):
+                best = k
+        if line:
+            out[line[0][:axis] + (0,) + line[0][axis + 1:]] = best
+    return out if attrs["keepdims"] else out.reshape(tuple(d for i, d in enumerate(x.shape) if i != axis))
+
+
+INDEPENDENT.update({"tril": _tri(False), "triu": _tri(True), "cumsum": _cumsum, "argmax": _argmax})
