@@ -77,10 +77,6 @@ def _uniform(bound):
     return lambda seed: initializers.uniform(-bound, bound, seed=seed)
 
 
-def _normal(std):
-    return lambda seed: initializers.normal(0.0, std, seed=seed)
-
-
 def _constant(value):
     return lambda seed: initializers.constant(value)
 
@@ -628,16 +624,25 @@ class Embedding(Module):
     """A lookup table, ``torch.nn.Embedding(num_embeddings, embedding_dim)``: int32/int64 ids of
     any shape → rows of ``weight`` (num_embeddings, embedding_dim), initialised N(0, 1); the
     result has shape ``ids.shape + (embedding_dim,)``.  An id outside [0, num_embeddings) is a
-    :class:`graphc.errors.RuntimeExecutionError` when the plan runs.  ``padding_idx``,
-    ``max_norm``, ``scale_grad_by_freq``, ``sparse`` and ``_weight`` are refused (a GraphError):
-    graphc has no masked-row gradient, renormalisation or sparse gradients."""
+    :class:`graphc.errors.RuntimeExecutionError` when the plan runs.  ``padding_idx`` (negative:
+    counted from the end) starts that row at zeros and gives it no gradient, as PyTorch (the ids
+    equal to it take their rows through a ``stop_gradient``).  ``max_norm``,
+    ``scale_grad_by_freq``, ``sparse`` and ``_weight`` are refused (a GraphError): graphc has no
+    renormalisation or sparse gradients."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, name=None):
         super().__init__(name)
         self.num_embeddings = _positive_int("Embedding", "num_embeddings", num_embeddings)
         self.embedding_dim = _positive_int("Embedding", "embedding_dim", embedding_dim)
-        refused = [("padding_idx", padding_idx, None), ("max_norm", max_norm, None),
+        if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)) or \
+                    not -self.num_embeddings <= padding_idx < self.num_embeddings:
+                raise GraphError(f"Embedding: padding_idx must be an int in [-{self.num_embeddings}, "
+                                 f"{self.num_embeddings}) (num_embeddings={self.num_embeddings}), got {padding_idx!r}")
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
+        refused = [("max_norm", max_norm, None),
                    ("scale_grad_by_freq", scale_grad_by_freq, False), ("sparse", sparse, False),
                    ("_weight", _weight, None), ("_freeze", _freeze, False)]
         for what, value, default in refused:
@@ -648,7 +653,18 @@ class Embedding(Module):
             raise GraphError(f"Embedding: norm_type={norm_type!r} is not supported (it only matters with max_norm)")
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        return s if self.padding_idx is None else s + f", padding_idx={self.padding_idx}"
+
+    def _init(self, seed):
+        normal = initializers.normal(0.0, 1.0, seed=seed)
+
+        def init(shape, dtype):
+            w = normal(shape, dtype)
+            if self.padding_idx is not None:
+                w[self.padding_idx] = 0
+            return w
+        return init
 
     def forward(self, ids):
         layer = f"Embedding({self.extra_repr()})"
@@ -656,8 +672,13 @@ class Embedding(Module):
             raise GraphError(f"{layer} expects a gc.Tensor of int32/int64 ids, got {type(ids).__name__}")
         if ids.dtype not in ("int32", "int64"):
             raise GraphError(f"{layer} expects int32 or int64 ids, got dtype {ids.dtype}")
-        w = self.variable("weight", (self.num_embeddings, self.embedding_dim), _normal(1.0))
-        return _require("embedding")(ids, w)
+        w = self.variable("weight", (self.num_embeddings, self.embedding_dim), self._init)
+        y = _require("embedding")(ids, w)
+        if self.padding_idx is not None:
+            # the padding row gets no gradient: its uses read it through a stop_gradient
+            pad = ops.expand_dims(ops.equal(ids, ops.constant(self.padding_idx, dtype=ids.dtype, graph=ids.graph)), -1)
+            y = ops.where(pad, ops.stop_gradient(y), y)
+        return y
 
 
 def _normalized_shape(v):

@@ -90,7 +90,9 @@ def test_reprs():
 
 
 @pytest.mark.parametrize("make, words", [
-    (lambda: gc.nn.Embedding(10, 3, padding_idx=0), "padding_idx"),
+    (lambda: gc.nn.Embedding(10, 3, padding_idx=10), "padding_idx"),
+    (lambda: gc.nn.Embedding(10, 3, padding_idx=-11), "padding_idx"),
+    (lambda: gc.nn.Embedding(10, 3, padding_idx=1.0), "padding_idx"),
     (lambda: gc.nn.Embedding(10, 3, max_norm=1.0), "max_norm"),
     (lambda: gc.nn.Embedding(10, 3, sparse=True), "sparse"),
     (lambda: gc.nn.Embedding(10, 3, scale_grad_by_freq=True), "scale_grad_by_freq"),
@@ -181,11 +183,15 @@ def test_float_layers_match_torch(what, make, shape):
         _assert_close(out[gt.name], params[k].grad.numpy(), f"{what} d/d{k}")
 
 
-def test_embedding_matches_torch():
+@pytest.mark.parametrize("padding_idx", [None, 3, -2])
+def test_embedding_matches_torch(padding_idx):
     torch = _torch()
     rng = np.random.default_rng(2)
-    tm = torch.nn.Embedding(11, 4)
-    layer = gc.nn.Embedding(11, 4)
+    tm = torch.nn.Embedding(11, 4, padding_idx=padding_idx)
+    layer = gc.nn.Embedding(11, 4, padding_idx=padding_idx)
+    if padding_idx is not None:
+        with torch.no_grad():       # a nonzero padding row: its uses read it, its gradient stays 0
+            tm.weight[padding_idx] = 2.0
     for dtype in ("int64", "int32"):
         with gc.Graph() as g:
             ids = gc.placeholder("ids", (None, 6), dtype=dtype)
@@ -195,6 +201,8 @@ def test_embedding_matches_torch():
         sess = gc.Session(gc.compile(g, shapes={"ids": (5, 6), "r": (5, 6, 4)}, fetches=[y, gw], train=False))
         sess.load_state_dict(tm.state_dict())
         idb = rng.integers(0, 11, (5, 6))          # repeated ids: their gradient rows add up
+        if padding_idx is not None:
+            idb[0, :3] = padding_idx % 11
         rb = rng.standard_normal((5, 6, 4)).astype(np.float32)
         out = sess.run({"ids": idb.astype(dtype), "r": rb})
         tm.zero_grad()
@@ -202,6 +210,17 @@ def test_embedding_matches_torch():
         (yt * torch.from_numpy(rb)).sum().backward()
         np.testing.assert_array_equal(out[y.name], yt.detach().numpy())     # a gather: exact
         _assert_close(out[gw.name], tm.weight.grad.numpy(), f"Embedding {dtype} d/dweight")
+        if padding_idx is not None:
+            assert not tm.weight.grad[padding_idx].any() and not out[gw.name][padding_idx].any()
+
+
+def test_embedding_padding_row_starts_at_zero():
+    assert repr(gc.nn.Embedding(10, 3, padding_idx=-1)) == "Embedding(10, 3, padding_idx=9)"
+    with gc.Graph() as g:
+        ids = gc.placeholder("ids", (None,), dtype="int64")
+        y = gc.nn.Embedding(10, 3, padding_idx=-1)(ids)
+    w = gc.Session(gc.compile(g, shapes={"ids": (2,)}, fetches=[y], train=False)).state_dict()["weight"]
+    assert not w[9].any() and np.all(w[:9] != 0)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
