@@ -647,8 +647,8 @@ class Embedding(Module):
                    ("_weight", _weight, None), ("_freeze", _freeze, False)]
         for what, value, default in refused:
             if (value is not None) if default is None else bool(value):
-                raise GraphError(f"Embedding: {what}={value!r} is not supported (only the default {default!r}); "
-                                 f"load a trained table with Session.load_state_dict instead of _weight")
+                hint = "; load a table with Session.load_state_dict instead" if what == "_weight" else ""
+                raise GraphError(f"Embedding: {what}={value!r} is not supported (only the default {default!r}){hint}")
         if norm_type != 2.0:
             raise GraphError(f"Embedding: norm_type={norm_type!r} is not supported (it only matters with max_norm)")
 
