@@ -26,7 +26,8 @@ Example::
 
 Initialisation follows PyTorch: ``Linear`` and ``Conv2d`` weights U(-b, b) with
 b = 1/√fan_in (``kaiming_uniform_(a=√5)``), biases U(-b, b) with the same bound;
-``BatchNorm2d`` weight 1, bias 0, running mean 0, running variance 1.  The draws are seeded
+``BatchNorm2d`` weight 1, bias 0, running mean 0, running variance 1; ``Embedding`` weight
+N(0, 1); ``LayerNorm`` weight 1, bias 0.  The draws are seeded
 from ``(seed, variable name)`` (:func:`manual_seed`, default 0), so a model built twice,
 in any order, starts from the same values; they are not PyTorch's draws.
 
@@ -50,7 +51,8 @@ from graphc.graph import Tensor, get_default_graph, user_provenance
 
 __all__ = [
     "Module", "Sequential", "Identity", "Linear", "Conv2d", "BatchNorm2d", "Dropout", "ReLU", "MaxPool2d",
-    "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "ResidualBlock", "manual_seed",
+    "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "ResidualBlock", "Embedding", "LayerNorm", "GELU", "SiLU",
+    "Softplus", "manual_seed",
 ]
 
 _seed = [0]
@@ -614,3 +616,172 @@ class ResidualBlock(Module):
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
         return ops.relu(ops.add(out, identity))
+
+
+# -- layers for sequence models ------------------------------------------------------------------
+
+class Embedding(Module):
+    """A lookup table, ``torch.nn.Embedding(num_embeddings, embedding_dim)``: int32/int64 ids of
+    any shape → rows of ``weight`` (num_embeddings, embedding_dim), initialised N(0, 1); the
+    result has shape ``ids.shape + (embedding_dim,)``.  An id outside [0, num_embeddings) is a
+    :class:`graphc.errors.RuntimeExecutionError` when the plan runs.  ``padding_idx`` (negative:
+    counted from the end) starts that row at zeros and gives it no gradient, as PyTorch (the ids
+    equal to it take their rows through a ``stop_gradient``).  ``max_norm``,
+    ``scale_grad_by_freq``, ``sparse`` and ``_weight`` are refused (a GraphError): graphc has no
+    renormalisation or sparse gradients."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, name=None):
+        super().__init__(name)
+        self.num_embeddings = _positive_int("Embedding", "num_embeddings", num_embeddings)
+        self.embedding_dim = _positive_int("Embedding", "embedding_dim", embedding_dim)
+        if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)) or \
+                    not -self.num_embeddings <= padding_idx < self.num_embeddings:
+                raise GraphError(f"Embedding: padding_idx must be an int in [-{self.num_embeddings}, "
+                                 f"{self.num_embeddings}) (num_embeddings={self.num_embeddings}), got {padding_idx!r}")
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
+        refused = [("max_norm", max_norm, None),
+                   ("scale_grad_by_freq", scale_grad_by_freq, False), ("sparse", sparse, False),
+                   ("_weight", _weight, None), ("_freeze", _freeze, False)]
+        for what, value, default in refused:
+            if (value is not None) if default is None else bool(value):
+                hint = "; load a table with Session.load_state_dict instead" if what == "_weight" else ""
+                raise GraphError(f"Embedding: {what}={value!r} is not supported (only the default {default!r}){hint}")
+        if norm_type != 2.0:
+            raise GraphError(f"Embedding: norm_type={norm_type!r} is not supported (it only matters with max_norm)")
+
+    def extra_repr(self):
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        return s if self.padding_idx is None else s + f", padding_idx={self.padding_idx}"
+
+    def _init(self, seed):
+        normal = initializers.normal(0.0, 1.0, seed=seed)
+
+        def init(shape, dtype):
+            w = normal(shape, dtype)
+            if self.padding_idx is not None:
+                w[self.padding_idx] = 0
+            return w
+        return init
+
+    def forward(self, ids):
+        layer = f"Embedding({self.extra_repr()})"
+        if not isinstance(ids, Tensor):
+            raise GraphError(f"{layer} expects a gc.Tensor of int32/int64 ids, got {type(ids).__name__}")
+        if ids.dtype not in ("int32", "int64"):
+            raise GraphError(f"{layer} expects int32 or int64 ids, got dtype {ids.dtype}")
+        w = self.variable("weight", (self.num_embeddings, self.embedding_dim), self._init)
+        y = _require("embedding")(ids, w)
+        if self.padding_idx is not None:
+            # the padding row gets no gradient: its uses read it through a stop_gradient
+            pad = ops.expand_dims(ops.equal(ids, ops.constant(self.padding_idx, dtype=ids.dtype, graph=ids.graph)), -1)
+            y = ops.where(pad, ops.stop_gradient(y), y)
+        return y
+
+
+def _normalized_shape(v):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        t = (int(v),)
+    else:
+        try:
+            t = tuple(v)
+        except TypeError:
+            t = None
+        if t is not None and any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) for e in t):
+            t = None
+    if not t or any(e < 1 for e in t):
+        raise GraphError(f"LayerNorm: normalized_shape must be an int >= 1 or a non-empty tuple of them, got {v!r}")
+    return tuple(int(e) for e in t)
+
+
+class LayerNorm(Module):
+    """``torch.nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True, bias=True)``:
+    normalises over the trailing ``len(normalized_shape)`` axes, which must equal
+    ``normalized_shape``; ``weight`` (ones) and ``bias`` (zeros) of that shape when
+    ``elementwise_affine`` (``bias=False``: the weight only).  One ``gc.layer_norm`` node."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, name=None):
+        super().__init__(name)
+        self.normalized_shape = _normalized_shape(normalized_shape)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0 or not math.isfinite(eps):
+            raise GraphError(f"LayerNorm: eps must be a finite number > 0, got {eps!r}")
+        self.eps = float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        self.use_bias = bool(bias)
+
+    def extra_repr(self):
+        s = f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return s if self.use_bias else s + ", bias=False"
+
+    def forward(self, x):
+        layer = f"LayerNorm({self.extra_repr()})"
+        n = len(self.normalized_shape)
+        if not isinstance(x, Tensor):
+            raise GraphError(f"{layer} expects a gc.Tensor, got {type(x).__name__}")
+        if len(x.shape) < n:
+            raise ShapeError(f"{layer} expects an input of rank >= {n}, got shape {x.shape}")
+        tail = tuple(x.shape[len(x.shape) - n:])
+        if any(isinstance(d, int) and d != e for d, e in zip(tail, self.normalized_shape)):
+            raise ShapeError(f"{layer} expects the last {n} dims to be {self.normalized_shape}, got input of "
+                             f"shape {x.shape}")
+        dt = _param_dtype(x)
+        weight = bias = None
+        if self.elementwise_affine:
+            weight = self.variable("weight", self.normalized_shape, _constant(1.0), dtype=dt)
+            if self.use_bias:
+                bias = self.variable("bias", self.normalized_shape, _constant(0.0), dtype=dt)
+        if bias is None:
+            # the op fills a missing weight/bias only for a static tail; the tail is normalized_shape here
+            bias = ops.constant(np.zeros(self.normalized_shape, dt), graph=x.graph)
+        if weight is None:
+            weight = ops.constant(np.ones(self.normalized_shape, dt), graph=x.graph)
+        return _require("layer_norm")(x, axis=-n, weight=weight, bias=bias, eps=self.eps)
+
+
+class GELU(Module):
+    """``torch.nn.GELU(approximate="none")``: x·Φ(x) (erf form), or the tanh form with
+    ``approximate="tanh"``."""
+
+    def __init__(self, approximate="none", name=None):
+        super().__init__(name)
+        if approximate not in ("none", "tanh"):
+            raise GraphError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+    def forward(self, x):
+        return _require("gelu")(x, approximate=self.approximate)
+
+
+class SiLU(Module):
+    """``torch.nn.SiLU()``: x·sigmoid(x)."""
+
+    def __init__(self, inplace=False, name=None):
+        super().__init__(name)
+
+    def forward(self, x):
+        return _require("silu")(x)
+
+
+class Softplus(Module):
+    """``torch.nn.Softplus(beta=1, threshold=20)``: log(1 + e^(beta·x)) / beta, and x where
+    beta·x > threshold."""
+
+    def __init__(self, beta=1.0, threshold=20.0, name=None):
+        super().__init__(name)
+        for what, v in (("beta", beta), ("threshold", threshold)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or math.isnan(v):
+                raise GraphError(f"Softplus: {what} must be a number, got {v!r}")
+        if beta == 0 or not math.isfinite(beta):
+            raise GraphError(f"Softplus: beta must be finite and nonzero, got {beta!r}")
+        self.beta, self.threshold = float(beta), float(threshold)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+    def forward(self, x):
+        return _require("softplus")(x, beta=self.beta, threshold=self.threshold)
