@@ -108,7 +108,7 @@ from graphc.session import IOBinding, Session
 data = dataloader
 _sys.modules.setdefault("graphc.data", dataloader)
 
-# gc.nn is the layers module graphc/nn.py; `from graphc.ops import *` above bound the name nn to
+# gc.nn is the layers package graphc/nn/; `from graphc.ops import *` above bound the name nn to
 # the op module graphc.ops.nn (softmax, cross-entropy), which stays reachable as gc.ops.nn.
 nn = _nn_layers
 
