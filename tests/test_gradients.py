@@ -196,3 +196,23 @@ def test_grad_ys_scales():
         y = x * 3.0
         (gx,) = gc.gradients(y, [x], grad_ys=[np.array([1.0, 2.0])])
     np.testing.assert_allclose(gc.reference.evaluate(g, {"x": np.zeros(2)}, [gx])[gx], [3.0, 6.0])
+
+
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_shared_weight_gradient_of_a_batched_matmul_is_one_matmul(transpose_b):
+    # x (N, T, K) · W: W's gradient sums N·T rows; it is built as one 2-D matmul over the folded
+    # rows (no batched partial products and no reduction over the batch), with the same value.
+    rng = np.random.default_rng(1)
+    xv, cv = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 5, 6))
+    wv = rng.normal(size=(6, 4) if transpose_b else (4, 6))
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 5, 4), "float64")
+        w = gc.variable("w", init=wv)
+        y = gc.matmul(x, w, transpose_b=transpose_b)
+        loss = gc.sum(y * gc.constant(cv))
+        (gw,) = gc.gradients(loss, [w])
+    got = gc.reference.evaluate(g, {"x": xv}, [gw])[gw]
+    expected = np.einsum("ntk,ntm->km", xv, cv)      # dW[k, m] = Σ_nt x[n,t,k] c[n,t,m] for y = x·W
+    np.testing.assert_allclose(got, expected.T if transpose_b else expected, rtol=1e-12)
+    # the gradient is one matmul of 2-D operands (the folded rows), not a sum over the batch
+    assert gw.op == "matmul" and [len(g.tensor(t).shape) for t in gw.producer.inputs] == [2, 2], gw.op
