@@ -126,7 +126,15 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
             if gx.shape != x.shape and all(isinstance(d, int) for d in x.shape + gx.shape):
                 raise GraphError(f"internal: gradient of {node.describe()} for {x.name} has shape {gx.shape}, "
                                  f"expected {x.shape}")
-            contributions.setdefault(x.name, []).append(gx)
+            terms = contributions.setdefault(x.name, [])
+            if terms:
+                # Sum as the contributions arrive (the same left-to-right order as summing them
+                # at the end, so the same bits): a variable read at every step of an unrolled
+                # loop then keeps one running total live instead of one term per step.
+                with graph.building(GRADIENT, node.provenance):
+                    terms[0] = ops.add(terms[0], gx)
+            else:
+                terms.append(gx)
 
     out = []
     with graph.building(GRADIENT):
