@@ -362,7 +362,7 @@ def test_fusion_does_not_defer_a_running_sum():
         for x in xs[1:]:
             acc = acc + x @ w
         out = gc.tanh(acc)
-    for members, producer, consumer in find_groups(g):
+    for members, _producer, _consumer in find_groups(g):
         assert len(members) <= 2, [m.name for m in members]
     feed = {f"x{k}": np.random.default_rng(k).standard_normal((16, 16)).astype(np.float32) for k in range(6)}
     a = gc.Session(gc.compile(g, fetches=[out], train=False)).run(feed)[out.name]
