@@ -35,14 +35,40 @@ def _sum_all(terms):
     return total
 
 
-def _total(contributions, name):
-    """The summed gradient of a value (summed once, then reused)."""
+def _total(contributions, name, products=None):
+    """The summed gradient of a value (summed once, then reused).  ``products[name]``: terms
+    aᵀb (matmul nodes with transpose_a) kept apart, summed here by one matmul of the stacked
+    operands."""
+    pending = products.pop(name, None) if products else None
+    if pending:
+        if len(pending) == 1:
+            term = pending[0][0]
+        else:
+            # Σ_k a_kᵀ b_k = [a_1; …; a_n]ᵀ [b_1; …; b_n]: a weight read at every step of an
+            # unrolled loop gets its gradient from one GEMM over all steps (inner dim n·B)
+            # instead of n thin GEMMs of inner dim B and n adds of the weight's size.
+            a = ops.concat([ab[0] for _, ab in pending], axis=0)
+            b = ops.concat([ab[1] for _, ab in pending], axis=0)
+            term = ops.matmul(a, b, transpose_a=True)
+        terms = contributions.setdefault(name, [])
+        terms[:] = [term] if not terms else [ops.add(_sum_all(terms), term)]
     terms = contributions.get(name)
     if not terms:
         return None
     if len(terms) > 1:
         contributions[name] = [_sum_all(terms)]
     return contributions[name][0]
+
+
+def _outer_product(gx):
+    """(a, b) when ``gx`` is made by a matmul aᵀb of two matrices (a weight gradient), else None."""
+    node = gx.producer
+    if getattr(node, "op", None) != "matmul" or not node.attrs.get("transpose_a") or node.attrs.get("transpose_b"):
+        return None
+    a, b = (gx.graph.tensor(i) for i in node.inputs)
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        return None
+    return a, b
 
 
 def gradients(ys, xs, grad_ys=None, _only_new_since=None):
@@ -87,6 +113,7 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
         on_path = [n for n in on_path if n.name not in _only_new_since]
 
     contributions = {}
+    products = {}   # value name → [(term, (a, b))] for terms aᵀb, summed by _total in one matmul
     with graph.building(GRADIENT):
         for y, gy in zip(ys, grad_ys):
             if not dtypes.is_float(y.dtype):
@@ -111,7 +138,7 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
         with graph.building(GRADIENT, node.provenance):
             grads = []
             for o in outputs:
-                total = _total(contributions, o.name)
+                total = _total(contributions, o.name, products)
                 if total is not None:
                     grads.append(total)
                 else:
@@ -126,6 +153,10 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
             if gx.shape != x.shape and all(isinstance(d, int) for d in x.shape + gx.shape):
                 raise GraphError(f"internal: gradient of {node.describe()} for {x.name} has shape {gx.shape}, "
                                  f"expected {x.shape}")
+            ab = _outer_product(gx)
+            if ab is not None:
+                products.setdefault(x.name, []).append((gx, ab))
+                continue
             terms = contributions.setdefault(x.name, [])
             if terms:
                 # Sum as the contributions arrive (the same left-to-right order as summing them
@@ -139,7 +170,7 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
     out = []
     with graph.building(GRADIENT):
         for x in xs:
-            out.append(_total(contributions, x.name))
+            out.append(_total(contributions, x.name, products))
     return out
 
 
