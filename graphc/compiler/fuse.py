@@ -6,7 +6,10 @@ Guarantees: a new Graph computing the same values in which
 
 * every maximal group of *fusible* nodes (registry flag ``fusible``: elementwise, one float
   dtype in and out) whose intermediate values are all of the group's output shape and read
-  only inside the group becomes one ``fused_elementwise`` node (two members or more);
+  only inside the group becomes one ``fused_elementwise`` node (two members or more); a node
+  joins a group only if every value the group reads from outside is made before that node in
+  the graph's order, so fusing never holds a member (and what it reads) back behind unrelated
+  work — a running sum over an unrolled loop's steps stays one add per step;
 * a node whose op declares ``epilogue_into`` (matmul → ``fused_matmul``) and whose output is
   read only by such a group (even a one-member group: a bias add, an activation) joins it:
   the epilogue runs on each block of the product while it is in cache;

@@ -211,7 +211,11 @@ class LSTM(_RNNBase):
         c' = f c + i g;   h' = o tanh(c')
 
     ``forward(x, hx=None)`` → ``(output, (h_n, c_n))``.  ``dropout`` applies ``gc.dropout`` to
-    the input of every layer after the first in a training plan.  ``proj_size`` is refused.
+    the input of every layer after the first in a training plan.  ``bidirectional`` adds the
+    ``_reverse`` parameters and concatenates both directions' outputs; ``proj_size`` is refused.
+    From the zero state (``hx=None``) the first step skips ``h W_hhᵀ`` (h = 0): with a sequence
+    of length 1, ``weight_hh_l*`` is then never read, the plan holds no such variable, and
+    loading a PyTorch state dict needs ``strict=False``.
 
     Example::
 
