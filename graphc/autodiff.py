@@ -71,12 +71,16 @@ def _outer_product(gx):
     return a, b
 
 
-def gradients(ys, xs, grad_ys=None, _only_new_since=None):
+def gradients(ys, xs, grad_ys=None, _only_new_since=None, stack_outer_products=True):
     """d(Σ ys · grad_ys)/d xs as new graph nodes; returns one Tensor per x (None where
     no differentiable path connects it to ys).
 
     - ys, xs: Tensors (or lists of them) of one graph; grad_ys defaults to ones.
-    - Contributions to a value used several times are summed.
+    - Contributions to a value used several times are summed, as they arrive; with
+      ``stack_outer_products``, terms aᵀb of matrices (a weight read at every step of an
+      unrolled loop) are summed instead by one matmul of the stacked a's and b's: faster,
+      but every a and b stays live until it runs (the compiler turns it off under a memory
+      budget).
     - stop_gradient blocks; integer and bool values get no gradient.
     - An op on the path without a declared gradient raises GraphError naming the op,
       the node and the user's file:line.
@@ -153,7 +157,7 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
             if gx.shape != x.shape and all(isinstance(d, int) for d in x.shape + gx.shape):
                 raise GraphError(f"internal: gradient of {node.describe()} for {x.name} has shape {gx.shape}, "
                                  f"expected {x.shape}")
-            ab = _outer_product(gx)
+            ab = _outer_product(gx) if stack_outer_products else None
             if ab is not None:
                 products.setdefault(x.name, []).append((gx, ab))
                 continue

@@ -104,7 +104,7 @@ def measure(threads, repeat, quick=False, profile=False):
     row = {"what": f"LSTM LM train step (emb {EMB}, {LAYERS}x{HIDDEN}, seq {SEQ}, batch {BATCH}, Adam)",
            "graphc_ms": ours * 1e3, "torch_ms": None if theirs is None else theirs * 1e3,
            "ratio": None if theirs is None else ours / theirs, "compile_s": compile_s,
-           "arena_mib": plan.memory_report()["arena_bytes"] / 2**20 if hasattr(plan, "memory_report") else None}
+           "arena_mib": plan.arena_bytes / 2**20}
     if profile:
         by_op = {}
         for step in sess.profile(feeds, iters=3 if quick else 10, warmup=1):
@@ -130,10 +130,11 @@ def main(argv=None):
           f"{bu.SAMPLING}; median of {repeat}")
     rows = measure(args.threads, repeat, args.quick, args.profile)
     bu.print_table("LSTM language model training step, float32",
-                   ["what", "graphc", "torch", "graphc/torch", "compile"],
+                   ["what", "graphc", "torch", "graphc/torch", "compile", "arena"],
                    [[r["what"], bu.fmt_ms(r["graphc_ms"] / 1e3),
                      bu.fmt_ms(None if r["torch_ms"] is None else r["torch_ms"] / 1e3),
-                     "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['compile_s']:.2f} s"] for r in rows])
+                     "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['compile_s']:.2f} s",
+                     f"{r['arena_mib']:.1f} MiB"] for r in rows])
     for r in rows:
         if "profile" in r:
             total = sum(ms for _, ms in r["profile"])
