@@ -334,17 +334,6 @@ class _Demand:
         return self._returning(j, steps)
 
 
-def _demanded(nodes, preds, done, lazy, ready_lazy, cursor=None):
-    """One search of :class:`_Demand`, from scratch (kept for callers outside the scheduler)."""
-    demand = _Demand(nodes, preds, [[] for _ in nodes])
-    if cursor:
-        demand.cursor = cursor[0]
-    out = demand.find(done, lazy, ready_lazy, 0)
-    if cursor:
-        cursor[0] = demand.cursor
-    return out
-
-
 def best_order(graph):
     """The schedule with the lowest peak of live arena bytes among POLICIES, and that peak
     (None when shapes are not all concrete: then the stored order)."""
