@@ -67,15 +67,16 @@ def _attention(q, k, v, mask, causal, scale, dropout=None, need_weights=False):
     if sdpa is not None and dropout is None and not need_weights:
         return sdpa(q, k, v, mask=mask, causal=causal, scale=scale), None
     if causal:
-        mask = _causal_keep(q.graph, q.shape[-2], k.shape[-2])
+        length, source = q.shape[-2], k.shape[-2]
+        _causal_keep(q.graph, length, source)       # the static-length check
+        mask = ops.constant(np.triu(np.full((length, source), -np.inf, dtype=q.dtype), 1), graph=q.graph)
     # scaling q (L·E numbers) is cheaper than scaling the scores (L·S), and is what PyTorch does
     q = ops.mul(q, ops.constant(scale, dtype=q.dtype, graph=q.graph))
     scores = ops.matmul(q, k, transpose_b=True)
     if mask is not None:
-        if mask.dtype == "bool":
-            scores = ops.where(mask, scores, ops.constant(-np.inf, dtype=scores.dtype, graph=scores.graph))
-        else:
-            scores = ops.add(scores, mask)
+        # always an added 0 / -inf: the scores' gradient passes an add unchanged (a where would
+        # need a select in the backward too), and the add can fuse into the matmul
+        scores = ops.add(scores, _as_additive(mask, scores.dtype))
     weights = ops.softmax(scores, axis=-1)
     if dropout is not None:
         weights = dropout(weights)
