@@ -83,17 +83,42 @@ def _attention(q, k, v, mask, causal, scale, dropout=None, need_weights=False):
     return ops.matmul(weights, v), (weights if need_weights else None)
 
 
-class _OutProj(Linear):
-    """PyTorch's ``out_proj`` of MultiheadAttention: a Linear whose bias starts at zero."""
+def _project(x, w, b=None):
+    """x Wᵀ + b over the last axis, with the leading axes merged into one for the matmul: the
+    weight's gradient is then one GEMM over all N·L rows, not N batched ones and a sum."""
+    lead = tuple(x.shape[:-1])
+    flat = len(lead) > 1 and sum(not isinstance(d, int) for d in lead) <= 1
+    y = ops.matmul(ops.reshape(x, (-1, x.shape[-1])) if flat else x, w, transpose_b=True)
+    if b is not None:
+        y = ops.add(y, b)       # next to its matmul, where the bias add fuses into the GEMM
+    return ops.reshape(y, tuple(_dim(d) for d in lead) + (w.shape[0],)) if flat else y
+
+
+class _Linear(Linear):
+    """``torch.nn.Linear`` (same variables and initialisation) projecting through
+    :func:`_project`."""
+
+    def _bias_init(self):
+        return _uniform(1.0 / math.sqrt(self.in_features))
 
     def forward(self, x):
+        layer = f"Linear({self.extra_repr()})"
+        if not isinstance(x, Tensor) or len(x.shape) < 1:
+            raise ShapeError(f"{layer} expects a Tensor of rank >= 1, got {getattr(x, 'shape', type(x).__name__)}")
+        if isinstance(x.shape[-1], int) and x.shape[-1] != self.in_features:
+            raise ShapeError(f"{layer} expects a last dim of {self.in_features}, got input of shape {x.shape}")
         dt = _param_dtype(x)
         w = self.variable("weight", (self.out_features, self.in_features),
                           _uniform(1.0 / math.sqrt(self.in_features)), dtype=dt)
-        y = ops.matmul(x, w, transpose_b=True)
-        if self.use_bias:
-            y = ops.add(y, self.variable("bias", (self.out_features,), _constant(0.0), dtype=dt))
-        return y
+        b = self.variable("bias", (self.out_features,), self._bias_init(), dtype=dt) if self.use_bias else None
+        return _project(x, w, b)
+
+
+class _OutProj(_Linear):
+    """PyTorch's ``out_proj`` of MultiheadAttention: a Linear whose bias starts at zero."""
+
+    def _bias_init(self):
+        return _constant(0.0)
 
 
 def _dim(d):
@@ -224,10 +249,7 @@ class MultiheadAttention(Module):
         if self._qkv_same_embed_dim:
             w = self.variable("in_proj_weight", (3 * e, e), _xavier(e, 3 * e), dtype=dt)
             if self_attention:
-                qkv = ops.matmul(query, w, transpose_b=True)
-                if bias is not None:
-                    qkv = ops.add(qkv, bias)
-                q, k, v = ops.split(qkv, 3, axis=-1)
+                q, k, v = ops.split(_project(query, w, bias), 3, axis=-1)
                 projections = None
             else:
                 projections = ops.split(w, 3, axis=0)
@@ -236,9 +258,7 @@ class MultiheadAttention(Module):
                            for c, d in (("q", e), ("k", self.kdim), ("v", self.vdim))]
         if projections is not None:
             biases = ops.split(bias, 3, axis=0) if bias is not None else (None,) * 3
-            q, k, v = (ops.matmul(t, pw, transpose_b=True) for t, pw in zip((query, key, value), projections))
-            if bias is not None:
-                q, k, v = (ops.add(t, b) for t, b in zip((q, k, v), biases))
+            q, k, v = (_project(t, pw, b) for t, pw, b in zip((query, key, value), projections, biases))
         q, k, v = (self._split_heads(t, batch_first) for t in (q, k, v))
 
         mask = None         # in sdpa's convention: bool True = keep, float added
@@ -298,9 +318,9 @@ class TransformerEncoderLayer(Module):
         dim_feedforward = _positive_int("TransformerEncoderLayer", "dim_feedforward", dim_feedforward)
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
                                             device=device, dtype=dtype)
-        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        self.linear1 = _Linear(d_model, dim_feedforward, bias=bias)
         self.dropout = Dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        self.linear2 = _Linear(dim_feedforward, d_model, bias=bias)
         self.norm_first = bool(norm_first)
         self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
