@@ -298,3 +298,52 @@ def test_encoder_names_are_torch_keys():
     names = sorted(k.replace("/", ".") for k in layer.variables(g))
     assert names == sorted(k for k, _ in tm.named_parameters())
     assert y.shape == (L, N, E)
+
+
+def test_batch_bound_at_compile_time():
+    """A (None, L, E) placeholder: the layers reshape with -1 for the batch, bound by compile."""
+    torch = _torch()
+    rng = np.random.default_rng(24)
+    kw = dict(dim_feedforward=12, dropout=0.0, batch_first=True, norm_first=True)
+    tm = torch.nn.TransformerEncoderLayer(E, H, **kw)
+    _randomize(torch, tm, rng)
+    layer = gc.nn.TransformerEncoderLayer(E, H, **kw)
+    x = rng.standard_normal((N, L, E)).astype(np.float32)
+    with gc.Graph() as g:
+        xp = gc.placeholder("x", (None, L, E))
+        y = layer(xp, is_causal=True)
+    assert y.shape == (None, L, E)
+    sess = gc.Session(gc.compile(g, shapes={"x": x.shape}, fetches=[y], train=False))
+    sess.load_state_dict(tm.state_dict())
+    with torch.no_grad():
+        want = tm(torch.from_numpy(x), src_mask=torch.from_numpy(np.triu(np.ones((L, L), bool), 1)),
+                  is_causal=True).numpy()
+    _assert_close(sess.run({"x": x})[y.name], want, "batch None")
+
+
+def test_mha_attention_dropout_acts_in_training_only():
+    torch = _torch()
+    rng = np.random.default_rng(25)
+    tm = torch.nn.MultiheadAttention(E, H, dropout=0.5, batch_first=True)
+    _randomize(torch, tm, rng)
+    tm.eval()
+    layer = gc.nn.MultiheadAttention(E, H, dropout=0.5, batch_first=True)
+    x = rng.standard_normal((N, L, E)).astype(np.float32)
+    with gc.Graph() as g:
+        xp = gc.placeholder("x", x.shape)
+        y, w = layer(xp, xp, xp)
+        gc.optim.SGD(lr=1e-9).minimize(gc.mean(y * y))
+    infer = gc.Session(gc.compile(g, shapes={"x": x.shape}, fetches=[y, w], train=False))
+    infer.load_state_dict(tm.state_dict())
+    got = infer.run({"x": x})
+    with torch.no_grad():
+        ty, tw = tm(torch.from_numpy(x), torch.from_numpy(x), torch.from_numpy(x))
+    _assert_close(got[y.name], ty.numpy(), "eval output")
+    _assert_close(got[w.name], tw.numpy(), "eval weights")
+    train = gc.Session(gc.compile(g, shapes={"x": x.shape}, fetches=[y, w]))
+    train.load_state_dict(tm.state_dict())
+    dropped = train.run({"x": x})[w.name]
+    # p = 0.5 zeroes about half the weights and doubles the rest (averaged over heads: some stay 0)
+    assert not np.allclose(dropped, tw.numpy(), atol=1e-3)
+    kept = train.run({"x": x})[w.name]
+    assert not np.array_equal(dropped, kept), "each training step draws a new mask"
