@@ -347,3 +347,16 @@ def test_mha_attention_dropout_acts_in_training_only():
     assert not np.allclose(dropped, tw.numpy(), atol=1e-3)
     kept = train.run({"x": x})[w.name]
     assert not np.array_equal(dropped, kept), "each training step draws a new mask"
+
+
+@pytest.mark.parametrize("kind", ["function", "layer"])
+def test_encoder_layer_callable_activation(kind):
+    torch = _torch()
+    rng = np.random.default_rng(26)
+    kw = dict(dim_feedforward=12, dropout=0.0, batch_first=True)
+    tm = torch.nn.TransformerEncoderLayer(E, H, activation=torch.nn.functional.silu, **kw)
+    _randomize(torch, tm, rng)
+    act = gc.silu if kind == "function" else gc.nn.SiLU()
+    layer = gc.nn.TransformerEncoderLayer(E, H, activation=act, **kw)
+    x = rng.standard_normal((N, L, E)).astype(np.float32)
+    _check(torch, tm, layer, [x], lambda m, a: m(a), lambda m, a: m(a), f"silu {kind}")
