@@ -174,28 +174,6 @@ inline float gelu_erf_grad_f32(float dy, float x) {
   return dy * (cdf + xpdf);
 }
 
-// The float32 erf-form loops, compiled for AVX-512F and AVX2 beside the baseline and picked at
-// load time (GCC/clang target_clones, an ifunc): the transcendental arithmetic dominates, and the
-// baseline's 4-wide SSE2 ran it at ~8 ns per item.  No FMA (-ffp-contract=off) and IEEE
-// arithmetic only, so every clone gives the same bits as the scalar code.  The inline functions
-// they call are baseline code inlined into each clone (no wider copy can leak to the linker).
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__APPLE__)
-#define GRAPHC_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GRAPHC_ISA_CLONES
-#endif
-
-// `ivdep`: y may alias x exactly (an in-place step), never partially.
-GRAPHC_ISA_CLONES void gelu_erf_loop_f32(float* y, const float* x, int64_t n) {
-#pragma GCC ivdep
-  for (int64_t i = 0; i < n; ++i) y[i] = gelu_erf_f32(x[i]);
-}
-
-GRAPHC_ISA_CLONES void gelu_erf_grad_loop_f32(float* dx, const float* dy, const float* x, int64_t n) {
-#pragma GCC ivdep
-  for (int64_t i = 0; i < n; ++i) dx[i] = gelu_erf_grad_f32(dy[i], x[i]);
-}
-
 // log1p(a) for a in [0, 1] from log_f32: log(1 + a)·a/((1 + a) - 1) cancels the rounding of 1 + a
 // (Goldberg's trick); a where 1 + a rounds to 1.
 inline float log1p_unit_f32(float a) {
@@ -235,40 +213,14 @@ template <> Kernel gelu_tanh_grad_kernel<float>(const KernelArgs& a) {
 
 template <class T> Kernel gelu_kernel(const KernelArgs& a) {
   if (gelu_tanh_form(a, attrs::Gelu(a).approximate)) return gelu_tanh_kernel<T>(a);
-  if constexpr (std::is_same_v<T, float>) {
-    a.expect_arity(1, 1);
-    const TensorRef &x = a.in[0], &y = a.out[0];
-    expect_dtype(a, y, x.dtype, "output");
-    expect_dims(a, y, x.dims, "output");
-    const float* px = x.as<const float>();
-    float* py = y.as<float>();
-    const int64_t n = numel_of(x);
-    const int threads = a.ctx.threads;
-    return [=]() {
-      parallel_for(n, threads, kGrain, [&](int64_t b, int64_t e) { gelu_erf_loop_f32(py + b, px + b, e - b); });
-    };
-  }
+  if constexpr (std::is_same_v<T, float>) return unary_kernel<float>(a, [](float x) { return gelu_erf_f32(x); });
   return unary_kernel<T>(a, [](T x) { return gelu_erf(x); });
 }
 
 template <class T> Kernel gelu_grad_kernel(const KernelArgs& a) {
   if (gelu_tanh_form(a, attrs::GeluGrad(a).approximate)) return gelu_tanh_grad_kernel<T>(a);
   if constexpr (std::is_same_v<T, float>) {
-    a.expect_arity(2, 1);
-    const TensorRef &dy = a.in[0], &x = a.in[1], &dx = a.out[0];
-    expect_dtype(a, dy, x.dtype, "input 0 (dy)");
-    expect_dtype(a, dx, x.dtype, "output");
-    expect_dims(a, dy, x.dims, "input 0 (dy)");
-    expect_dims(a, dx, x.dims, "output");
-    const float* pdy = dy.as<const float>();
-    const float* px = x.as<const float>();
-    float* pdx = dx.as<float>();
-    const int64_t n = numel_of(x);
-    const int threads = a.ctx.threads;
-    return [=]() {
-      parallel_for(n, threads, kGrain,
-                   [&](int64_t b, int64_t e) { gelu_erf_grad_loop_f32(pdx + b, pdy + b, px + b, e - b); });
-    };
+    return grad_kernel<float>(a, [](float dy, float x) { return gelu_erf_grad_f32(dy, x); });
   }
   return grad_kernel<T>(a, [](T dy, T x) { return gelu_erf_grad(dy, x); });
 }
