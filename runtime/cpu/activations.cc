@@ -5,13 +5,11 @@
 // Each is one elementwise pass computed in T (float32 at float32 width, as torch does); the
 // inf·0 cases are removed with selects, not branches, so the loops stay branch-free.  float32's
 // tanh form and softplus are built on exp_f32/log_f32 (plain arithmetic, so the loops vectorise:
-// glibc's tanhf/log1pf are a call per element, 15-25 ns here); so is float32's erf form (A&S 7.1.26 as
-// PyTorch's vectorised erf); float64's erf form calls erfc (libm).  No
+// glibc's tanhf/log1pf are a call per element, 15-25 ns here); the erf form calls erfc (libm).  No
 // reduction, so results are the same bits for any thread count.  An output may alias an input
 // of its size (the ops are declared elementwise): every loop reads item i before writing it.
 #include <cmath>
 #include <string>
-#include <type_traits>
 
 #include "common.h"
 #include "elementwise_ops.h"  // exp_f32, log_f32: float32 exp and log as vectorisable arithmetic
@@ -142,38 +140,6 @@ inline float gelu_tanh_grad_f32(float dy, float x) {
   return dy * (s + second);
 }
 
-// float32 erf form on exp_f32 (libm's erfcf is a call per element, ~30 ns here; the GPT step's
-// gelu and gelu_grad took a third of its time).  erfc(a) for a = |x|/√2 >= 0 by Abramowitz &
-// Stegun 7.1.26, t·P(t)·e^(-a²) with t = 1/(1 + p·a): absolute error <= 1.5e-7, the approximation
-// PyTorch's own vectorised erf uses.  Φ(x) = ½erfc(a) for x < 0 (no cancellation in the tail),
-// 1 - ½erfc(a) for x >= 0; e^(-a²) = e^(-x²/2) is also φ(x)·√(2π) for the gradient.
-inline void gelu_phi_f32(float x, float& cdf, float& e) {
-  const float a = std::fabs(x) * float(kSqrt1_2);
-  const float t = 1.0f / (1.0f + 0.3275911f * a);
-  float p = 1.061405429f;
-  p = p * t - 1.453152027f;
-  p = p * t + 1.421413741f;
-  p = p * t - 0.284496736f;
-  p = p * t + 0.254829592f;
-  e = exp_f32(-(a * a));
-  const float half_erfc = 0.5f * (p * t * e);
-  cdf = x < 0.0f ? half_erfc : 1.0f - half_erfc;
-}
-
-inline float gelu_erf_f32(float x) {
-  float cdf, e;
-  gelu_phi_f32(x, cdf, e);
-  return cdf == 0.0f ? -0.0f : x * cdf;
-}
-
-inline float gelu_erf_grad_f32(float dy, float x) {
-  float cdf, e;
-  gelu_phi_f32(x, cdf, e);
-  const float pdf = e * float(kInvSqrt2Pi);
-  const float xpdf = pdf == 0.0f ? 0.0f : x * pdf;
-  return dy * (cdf + xpdf);
-}
-
 // log1p(a) for a in [0, 1] from log_f32: log(1 + a)·a/((1 + a) - 1) cancels the rounding of 1 + a
 // (Goldberg's trick); a where 1 + a rounds to 1.
 inline float log1p_unit_f32(float a) {
@@ -213,15 +179,11 @@ template <> Kernel gelu_tanh_grad_kernel<float>(const KernelArgs& a) {
 
 template <class T> Kernel gelu_kernel(const KernelArgs& a) {
   if (gelu_tanh_form(a, attrs::Gelu(a).approximate)) return gelu_tanh_kernel<T>(a);
-  if constexpr (std::is_same_v<T, float>) return unary_kernel<float>(a, [](float x) { return gelu_erf_f32(x); });
   return unary_kernel<T>(a, [](T x) { return gelu_erf(x); });
 }
 
 template <class T> Kernel gelu_grad_kernel(const KernelArgs& a) {
   if (gelu_tanh_form(a, attrs::GeluGrad(a).approximate)) return gelu_tanh_grad_kernel<T>(a);
-  if constexpr (std::is_same_v<T, float>) {
-    return grad_kernel<float>(a, [](float dy, float x) { return gelu_erf_grad_f32(dy, x); });
-  }
   return grad_kernel<T>(a, [](T dy, T x) { return gelu_erf_grad(dy, x); });
 }
 
