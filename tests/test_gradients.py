@@ -39,6 +39,8 @@ def _build(op, inputs, attrs, rng):
         outs = g.add_node(op.name, phs, attrs)
         terms = []
         for k, o in enumerate(outs):
+            if o.dtype in ("int32", "int64", "bool"):  # indices (topk's second output) carry no gradient
+                continue
             if o.dtype != "float64":  # float32 outputs (cast) are too coarse for eps = 1e-6
                 return None
             r = gc.constant(rng.normal(size=o.shape).astype(o.dtype), name=f"r{k}")
