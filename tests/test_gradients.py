@@ -45,6 +45,8 @@ def _build(op, inputs, attrs, rng):
                 return None
             r = gc.constant(rng.normal(size=o.shape).astype(o.dtype), name=f"r{k}")
             terms.append(gc.sum(o * r))
+        if not terms:  # integer outputs only (an op on int inputs): nothing to differentiate
+            return None
         loss = terms[0]
         for t in terms[1:]:
             loss = loss + t
