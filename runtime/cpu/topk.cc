@@ -7,14 +7,16 @@
 //
 // topk's order is a strict total order (value, NaN above every number, then the lower index), so
 // the k items it selects and their order are unique whatever the selection algorithm does; it
-// copies a line into a (value, index) buffer and runs std::partial_sort (a heap: O(n log k), not a
-// full sort) — or std::nth_element and a sort of the k by index for sorted=false.
+// copies a line into a buffer of (integer key, index) items and runs std::nth_element (O(n)) and
+// a sort of the k selected ones — never a sort of the whole line unless k = n.
 //
 // take_along_axis and take_along_axis_grad check every index against [0, n) before touching memory:
 // a bad one throws std::runtime_error naming the index and its position (the executor prefixes
 // the node), never a read or write out of bounds.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -56,31 +58,42 @@ void expect_same_except(const KernelArgs& args, const TensorRef& a, const Tensor
 
 // -- topk ---------------------------------------------------------------------------------------
 
-template <class T> struct Item {
-  T v;
+// An item of a line as one unsigned key and its index: ascending (key, index) is topk's order, so
+// the selection compares two integers instead of floats with NaN cases.  The key maps the value
+// to an unsigned integer that orders like the value (flip the sign bit of a positive number, all
+// bits of a negative one), -0.0 to 0.0's key (they tie), every NaN to the largest key (above
+// +inf); for largest=true the key is inverted, so larger values (and NaN) come first.
+struct Item {
+  uint64_t key;
   int64_t i;
+  bool operator<(const Item& o) const { return key < o.key || (key == o.key && i < o.i); }
 };
 
-// a comes before b in topk's order.  largest: NaN first, then larger values; smallest: smaller
-// values, NaN last.  Ties (equal values, -0.0 == 0.0, NaN vs NaN) go to the lower index.
-template <class T, bool kLargest> struct Before {
-  bool operator()(const Item<T>& a, const Item<T>& b) const {
-    const bool na = std::isnan(a.v), nb = std::isnan(b.v);
-    if (na != nb) return kLargest ? na : nb;
-    if (!na && a.v != b.v) return kLargest ? a.v > b.v : a.v < b.v;
-    return a.i < b.i;
-  }
-};
-
-template <class T, bool kLargest>
-void select_line(std::vector<Item<T>>& buf, int64_t k, bool sorted) {
-  const Before<T, kLargest> before;
-  const auto first = buf.begin(), kth = buf.begin() + k, last = buf.end();
-  if (sorted) {
-    std::partial_sort(first, kth, last, before);
+template <class T> inline uint64_t order_key(T v, bool largest) {
+  uint64_t k;
+  if (std::isnan(v)) {
+    k = ~uint64_t(0);
   } else {
-    if (kth != last) std::nth_element(first, kth, last, before);
-    std::sort(first, kth, [](const Item<T>& a, const Item<T>& b) { return a.i < b.i; });
+    using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    constexpr U kSign = U(1) << (8 * sizeof(T) - 1);
+    if (v == T(0)) v = T(0);  // -0.0 ties with 0.0
+    U bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    bits = (bits & kSign) ? U(~bits) : U(bits | kSign);
+    // float32: into the high half, so NaN's key (all ones) stays above +inf's
+    k = sizeof(T) == 4 ? (uint64_t(bits) << 32) : uint64_t(bits);
+  }
+  return largest ? ~k : k;
+}
+
+// buf[0:k] = the line's k first items in topk's order (sorted) or in index order.
+void select_line(std::vector<Item>& buf, int64_t k, bool sorted) {
+  const auto first = buf.begin(), kth = buf.begin() + k, last = buf.end();
+  if (kth != last) std::nth_element(first, kth, last);  // selection: O(n), not a sort of the line
+  if (sorted) {
+    std::sort(first, kth);
+  } else {
+    std::sort(first, kth, [](const Item& a, const Item& b) { return a.i < b.i; });
   }
 }
 
@@ -111,20 +124,16 @@ template <class T> Kernel topk_kernel(const KernelArgs& args) {
   return [=]() {
     const int64_t nlines = s.outer * s.inner;
     parallel_for(nlines, threads, std::max<int64_t>(1, kGrain / n), [&](int64_t b, int64_t e) {
-      std::vector<Item<T>> buf(static_cast<size_t>(n));
+      std::vector<Item> buf(static_cast<size_t>(n));
       for (int64_t line = b; line < e; ++line) {
         const int64_t o = line / s.inner, i = line % s.inner;
         const T* src = px + o * n * s.inner + i;
-        for (int64_t j = 0; j < n; ++j) buf[j] = Item<T>{src[j * s.inner], j};
-        if (largest) {
-          select_line<T, true>(buf, k, sorted);
-        } else {
-          select_line<T, false>(buf, k, sorted);
-        }
+        for (int64_t j = 0; j < n; ++j) buf[j] = Item{order_key(src[j * s.inner], largest), j};
+        select_line(buf, k, sorted);
         T* dv = pv + o * k * s.inner + i;
         int64_t* di = pi + o * k * s.inner + i;
         for (int64_t j = 0; j < k; ++j) {
-          dv[j * s.inner] = buf[j].v;
+          dv[j * s.inner] = src[buf[j].i * s.inner];  // the item itself: -0.0 and NaN payloads kept
           di[j * s.inner] = buf[j].i;
         }
       }
