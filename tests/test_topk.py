@@ -119,6 +119,21 @@ def test_topk_long_rows_same_bits_at_one_and_two_threads():
     np.testing.assert_array_equal(a[1], np.argsort(y, axis=0, kind="stable")[:3])
 
 
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("sorted_", [True, False])
+@pytest.mark.parametrize("k", [1, 20, 125, 600])   # the kernel's heap (k * 16 <= n) and selection paths
+def test_topk_many_ties_nans_and_infinities_match_the_reference(k, sorted_, largest):
+    rng = np.random.default_rng(k)
+    pool = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.5, 1e-40], np.float32)
+    x = rng.choice(pool, size=(4, 2000)).astype(np.float32)
+    x[3] = rng.standard_normal(2000).astype(np.float32)   # one line without ties
+    attrs = {"k": k, "axis": 1, "largest": largest, "sorted": sorted_}
+    (values, indices), _ = _run(lambda p: gc.topk(p, k, largest=largest, sorted=sorted_), {"x": x})
+    want_v, want_i = registry.get_op("topk").evaluate([x], attrs)
+    np.testing.assert_array_equal(indices, want_i)
+    assert values.tobytes() == want_v.tobytes()   # the items themselves: -0.0 stays -0.0
+
+
 def test_topk_refuses_bad_arguments_at_build_time():
     with gc.Graph():
         x = gc.placeholder("x", (4, 6))

@@ -101,6 +101,9 @@ def _topk_examples(rng):
                                note=f"{dt} special {flags}"))
             out.append(Example([special(rng, (12, 5), dt)], {"k": 12, "axis": 0, **flags}, grad=False,
                                note=f"{dt} special all {flags}"))
+            # a long line and a small k (the kernel's heap path) over special values
+            out.append(Example([special(rng, (3, 200), dt)], {"k": 6, "axis": 1, **flags}, grad=False,
+                               note=f"{dt} special long {flags}"))
             ties = np.resize(np.asarray([1, 3, 3, -0.0, 0.0, 3, np.nan, 1, np.nan], dt), (4, 9))
             out.append(Example([ties], {"k": 5, "axis": 1, **flags}, grad=False, note=f"{dt} ties {flags}"))
     return out

@@ -7,8 +7,8 @@
 //
 // topk's order is a strict total order (value, NaN above every number, then the lower index), so
 // the k items it selects and their order are unique whatever the selection algorithm does; it
-// copies a line into a buffer of (integer key, index) items and runs std::nth_element (O(n)) and
-// a sort of the k selected ones — never a sort of the whole line unless k = n.
+// turns items into (integer key, index) pairs and selects with a heap of k (small k) or
+// std::nth_element (O(n)), then sorts the k selected ones — never the whole line unless k = n.
 //
 // take_along_axis and take_along_axis_grad check every index against [0, n) before touching memory:
 // a bad one throws std::runtime_error naming the index and its position (the executor prefixes
@@ -86,15 +86,41 @@ template <class T> inline uint64_t order_key(T v, bool largest) {
   return largest ? ~k : k;
 }
 
-// buf[0:k] = the line's k first items in topk's order (sorted) or in index order.
-void select_line(std::vector<Item>& buf, int64_t k, bool sorted) {
+// A small k of a long line (sampling from a large vocabulary): a max-heap of the k best so far,
+// whose top is the worst of them; most items lose one integer comparison against it and are never
+// stored.  O(n) on most data, O(n log k) at worst (a line in the selected order).
+constexpr int64_t kHeapRatio = 16;  // the heap when k * kHeapRatio <= n
+
+// buf[0:k] = the k first items of the line src[0], src[stride], ... in topk's order.
+template <class T>
+void select_line(const T* src, int64_t n, int64_t stride, int64_t k, bool largest, std::vector<Item>& buf) {
+  if (k > 0 && k * kHeapRatio <= n) {
+    buf.clear();
+    for (int64_t j = 0; j < k; ++j) buf.push_back(Item{order_key(src[j * stride], largest), j});
+    std::make_heap(buf.begin(), buf.end());
+    // thr: the value of the worst kept item.  An item strictly worse as a float (v < thr for
+    // largest) loses without its key; NaN, ties and a NaN thr fail the float test and go on to the
+    // exact (key, index) comparison.
+    T thr = src[buf.front().i * stride];
+    for (int64_t j = k; j < n; ++j) {
+      const T v = src[j * stride];
+      if (largest ? v < thr : v > thr) continue;
+      const Item it{order_key(v, largest), j};
+      if (it < buf.front()) {
+        std::pop_heap(buf.begin(), buf.end());
+        buf.back() = it;
+        std::push_heap(buf.begin(), buf.end());
+        thr = src[buf.front().i * stride];
+      }
+    }
+    std::sort_heap(buf.begin(), buf.end());
+    return;
+  }
+  buf.resize(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) buf[j] = Item{order_key(src[j * stride], largest), j};
   const auto first = buf.begin(), kth = buf.begin() + k, last = buf.end();
   if (kth != last) std::nth_element(first, kth, last);  // selection: O(n), not a sort of the line
-  if (sorted) {
-    std::sort(first, kth);
-  } else {
-    std::sort(first, kth, [](const Item& a, const Item& b) { return a.i < b.i; });
-  }
+  std::sort(first, kth);
 }
 
 template <class T> Kernel topk_kernel(const KernelArgs& args) {
@@ -124,12 +150,13 @@ template <class T> Kernel topk_kernel(const KernelArgs& args) {
   return [=]() {
     const int64_t nlines = s.outer * s.inner;
     parallel_for(nlines, threads, std::max<int64_t>(1, kGrain / n), [&](int64_t b, int64_t e) {
-      std::vector<Item> buf(static_cast<size_t>(n));
+      std::vector<Item> buf;
+      buf.reserve(static_cast<size_t>(n));
       for (int64_t line = b; line < e; ++line) {
         const int64_t o = line / s.inner, i = line % s.inner;
         const T* src = px + o * n * s.inner + i;
-        for (int64_t j = 0; j < n; ++j) buf[j] = Item{order_key(src[j * s.inner], largest), j};
-        select_line(buf, k, sorted);
+        select_line(src, n, s.inner, k, largest, buf);
+        if (!sorted) std::sort(buf.begin(), buf.begin() + k, [](const Item& a, const Item& b) { return a.i < b.i; });
         T* dv = pv + o * k * s.inner + i;
         int64_t* di = pi + o * k * s.inner + i;
         for (int64_t j = 0; j < k; ++j) {
