@@ -557,8 +557,32 @@ inline constexpr InputInfo kSumToInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
+inline constexpr InputInfo kTakeAlongAxisInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"indices", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kTakeAlongAxisAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+};
+inline constexpr InputInfo kTakeAlongAxisGradInputs[] = {
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+    {"indices", "", bit(DType::I64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kTakeAlongAxisGradAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+};
 inline constexpr InputInfo kTanhInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kTopkInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kTopkAttrs[] = {
+    {"k", AttrValue::Int, true, false},
+    {"axis", AttrValue::Int, false, false},
+    {"largest", AttrValue::Bool, false, false},
+    {"sorted", AttrValue::Bool, false, false},
 };
 inline constexpr InputInfo kTransposeInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -662,13 +686,16 @@ inline constexpr OpInfo kOps[] = {
     {"sub", kSubInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"sum", kSumInputs, 1, false, kSumAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"sum_to", kSumToInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
+    {"take_along_axis", kTakeAlongAxisInputs, 2, false, kTakeAlongAxisAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"take_along_axis_grad", kTakeAlongAxisGradInputs, 3, false, kTakeAlongAxisGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"tanh", kTanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"topk", kTopkInputs, 1, false, kTopkAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"tril", kTrilInputs, 1, false, kTrilAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 81;
+inline constexpr int kNumOps = 84;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -1420,9 +1447,40 @@ struct SumTo {
   explicit SumTo(const KernelArgs&) {}
 };
 
+// take_along_axis: y[..., j, ...] = x[..., indices[..., j, ...], ...] along 'axis' (torch.gather, numpy.take_along_axis): indices int64 of x's rank and x's shape on ever
+struct TakeAlongAxis {
+  int64_t axis = -1;  // the axis selected along (negative: from the end)
+  explicit TakeAlongAxis(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+  }
+};
+
+// take_along_axis_grad: The adjoint of take_along_axis w.r.t. x: zeros of x's shape, then g[..., j, ...] added at [..., indices[..., j, ...], ...], each line in index order (
+struct TakeAlongAxisGrad {
+  int64_t axis = -1;  // the axis selected along (negative: from the end)
+  explicit TakeAlongAxisGrad(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+  }
+};
+
 // tanh: Elementwise: y = tanh x. Dtypes: float32, float64.
 struct Tanh {
   explicit Tanh(const KernelArgs&) {}
+};
+
+// topk: (values, indices) = the k largest (largest=False: smallest) items of x along 'axis' and their int64 positions (torch.topk, ONNX TopK). Total order: Na
+struct Topk {
+  int64_t k = 0;  // how many items to keep, 0 <= k <= x.shape[axis]
+  int64_t axis = -1;  // the axis selected along (negative: from the end)
+  bool largest = true;  // keep the largest items (False: the smallest)
+  bool sorted = true;  // best first (False: in the order of their index)
+  explicit Topk(const KernelArgs& a) {
+    if (!a.has("k")) a.fail("missing attr 'k'");
+    k = a.attr_int("k");
+    if (a.has("axis")) axis = a.attr_int("axis");
+    if (a.has("largest")) largest = a.attr_bool("largest", false);
+    if (a.has("sorted")) sorted = a.attr_bool("sorted", false);
+  }
 };
 
 // transpose: y = x with axes permuted: y.shape[i] = x.shape[perm[i]] (perm None reverses the axes).

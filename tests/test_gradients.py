@@ -39,10 +39,14 @@ def _build(op, inputs, attrs, rng):
         outs = g.add_node(op.name, phs, attrs)
         terms = []
         for k, o in enumerate(outs):
+            if o.dtype in ("int32", "int64", "bool"):  # indices (topk's second output) carry no gradient
+                continue
             if o.dtype != "float64":  # float32 outputs (cast) are too coarse for eps = 1e-6
                 return None
             r = gc.constant(rng.normal(size=o.shape).astype(o.dtype), name=f"r{k}")
             terms.append(gc.sum(o * r))
+        if not terms:  # integer outputs only (an op on int inputs): nothing to differentiate
+            return None
         loss = terms[0]
         for t in terms[1:]:
             loss = loss + t

@@ -987,3 +987,66 @@ def _argmax(inputs, attrs):
 
 
 INDEPENDENT.update({"tril": _tri(False), "triu": _tri(True), "cumsum": _cumsum, "argmax": _argmax})
+
+
+# -- topk, take_along_axis, take_along_axis_grad (graphc/ops/topk.py) ---------------------------------
+
+def _topk_better(a, b, largest):
+    """(value, index) a comes before b: NaN above every number, ties to the lower index."""
+    (va, ia), (vb, ib) = a, b
+    na, nb = math.isnan(va), math.isnan(vb)
+    if na != nb:
+        return na if largest else nb
+    if not na and va != vb:
+        return va > vb if largest else va < vb
+    return ia < ib
+
+
+def _topk(inputs, attrs):
+    x, k = inputs[0], attrs["k"]
+    axis = attrs["axis"] % x.ndim
+    shape = tuple(k if i == axis else d for i, d in enumerate(x.shape))
+    values, indices = np.zeros(shape, x.dtype), np.zeros(shape, np.int64)
+    for line in _axis_lines(x.shape, axis):
+        items = [(x[idx].item(), j) for j, idx in enumerate(line)]
+        chosen = []
+        for _ in range(k):  # selection: the best remaining item, k times
+            best = None
+            for it in items:
+                if it not in chosen and (best is None or _topk_better(it, best, attrs["largest"])):
+                    best = it
+            chosen.append(best)
+        if not attrs["sorted"]:
+            chosen.sort(key=lambda it: it[1])
+        for j, (v, i) in enumerate(chosen):
+            pos = line[0][:axis] + (j,) + line[0][axis + 1:]
+            values[pos], indices[pos] = v, i
+    return [values, indices]
+
+
+def _take_along_axis(inputs, attrs):
+    x, idx = inputs
+    axis = attrs["axis"] % x.ndim
+    out = np.zeros(idx.shape, x.dtype)
+    for pos in itertools.product(*[range(d) for d in idx.shape]):
+        k = int(idx[pos])
+        assert 0 <= k < x.shape[axis], (pos, k)
+        out[pos] = x[pos[:axis] + (k,) + pos[axis + 1:]]
+    return out
+
+
+def _take_along_axis_grad(inputs, attrs):
+    g, idx, x = inputs
+    axis = attrs["axis"] % x.ndim
+    out = np.zeros(x.shape, g.dtype)
+    for pos in itertools.product(*[range(d) for d in idx.shape]):  # C order: the order of the sums
+        k = int(idx[pos])
+        assert 0 <= k < x.shape[axis], (pos, k)
+        target = pos[:axis] + (k,) + pos[axis + 1:]
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[target] = out[target] + g[pos]
+    return out
+
+
+INDEPENDENT.update({"topk": _topk, "take_along_axis": _take_along_axis,
+                    "take_along_axis_grad": _take_along_axis_grad})
