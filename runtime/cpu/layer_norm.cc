@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "isa.h"
 
 namespace graphc {
 namespace cpu {
@@ -40,77 +41,53 @@ RowGeom row_geom(const KernelArgs& a, const TensorRef& x, int64_t axis_attr) {
   return g;
 }
 
-// Σ f(j) for j < n in 8 interleaved double accumulators (element j goes to lane j % 8), combined
-// in one fixed tree: independent add chains, and an order that depends on the row length only.
-// The lanes are locals that never escape, so they stay in registers (a struct passed by
-// reference may alias a double row for all the compiler knows, and is stored at every add).
-constexpr int kLanes = 8;
-template <class F> inline double laned_sum(int64_t n, F&& f) {
-  double a[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) a[k] += f(j + k);
-  }
-  for (; j < n; ++j) a[j % kLanes] += f(j);
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
+// The row loops for each ISA (layer_norm_rows.inc), chosen at kernel build from active_isa().
+namespace isa_baseline {
+#include "layer_norm_rows.inc"
+}  // namespace isa_baseline
 
-// The per-row and per-column work as plain functions with restrict pointers (outputs never alias
-// inputs: the ops are not in place), so the loops vectorize without alias checks or the
-// exception edges of the parallel_for lambdas.
-template <class T>
-void forward_row(const T* __restrict xr, const T* __restrict w, const T* __restrict b, T* __restrict yr, int64_t n,
-                 double eps, T* mean_out, T* rstd_out) {
-  const double dn = static_cast<double>(n);
-  const double mean = laned_sum(n, [&](int64_t j) { return static_cast<double>(xr[j]); }) / dn;
-  const double ss = laned_sum(n, [&](int64_t j) {
-    const double d = static_cast<double>(xr[j]) - mean;
-    return d * d;
-  });
-  const double rstd = 1.0 / std::sqrt(ss / dn + eps);
-  for (int64_t j = 0; j < n; ++j) {
-    yr[j] = static_cast<T>((static_cast<double>(xr[j]) - mean) * rstd * static_cast<double>(w[j]) +
-                           static_cast<double>(b[j]));
-  }
-  *mean_out = static_cast<T>(mean);
-  *rstd_out = static_cast<T>(rstd);
-}
+#if defined(__x86_64__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+namespace isa_avx2 {
+#include "layer_norm_rows.inc"
+}  // namespace isa_avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), \
+                             apply_to = function)
+#else
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+#endif
+namespace isa_avx512 {
+#include "layer_norm_rows.inc"
+}  // namespace isa_avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif  // __x86_64__
 
-// dx of one row, the reference's order: rstd·((g - k1) - x̂·k2) + k3 + xc·k4
-template <class T>
-void grad_row(const T* __restrict dyr, const T* __restrict xr, const T* __restrict w, T* __restrict dxr, int64_t n,
-              double mean, double rstd, double dmean, double drstd) {
-  const double dn = static_cast<double>(n);
-  const double k1 =
-      laned_sum(n, [&](int64_t j) { return static_cast<double>(dyr[j]) * static_cast<double>(w[j]); }) / dn;
-  const double k2 = laned_sum(n, [&](int64_t j) {
-                      return static_cast<double>(dyr[j]) * static_cast<double>(w[j]) *
-                             ((static_cast<double>(xr[j]) - mean) * rstd);
-                    }) / dn;
-  const double k3 = dmean / dn;
-  const double k4 = -drstd * rstd * rstd * rstd / dn;
-  for (int64_t j = 0; j < n; ++j) {
-    const double xc = static_cast<double>(xr[j]) - mean;
-    const double gj = static_cast<double>(dyr[j]) * static_cast<double>(w[j]);
-    dxr[j] = static_cast<T>(rstd * ((gj - k1) - xc * rstd * k2) + k3 + xc * k4);
-  }
-}
+template <class T> struct RowLoops {
+  decltype(&isa_baseline::forward_row<T>) forward;
+  decltype(&isa_baseline::grad_row<T>) grad;
+  decltype(&isa_baseline::column_block<T>) columns;
+};
 
-// Column sums of dy·x̂ and dy over every row, in row order, for columns [c0, c0 + w)
-template <class T>
-void column_block(const T* __restrict dy, const T* __restrict x, const T* __restrict mean, const T* __restrict rstd,
-                  int64_t rows, int64_t n, int64_t c0, int64_t w, double* __restrict sw, double* __restrict sb) {
-  for (int64_t j = 0; j < w; ++j) sw[j] = sb[j] = 0.0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* dyr = dy + r * n + c0;
-    const T* xr = x + r * n + c0;
-    const double m = static_cast<double>(mean[r]), s = static_cast<double>(rstd[r]);
-    for (int64_t j = 0; j < w; ++j) {
-      const double d = static_cast<double>(dyr[j]);
-      sw[j] += d * ((static_cast<double>(xr[j]) - m) * s);
-      sb[j] += d;
-    }
-  }
+template <class T> RowLoops<T> row_loops() {
+#if defined(__x86_64__)
+  const Isa isa = active_isa();
+  if (isa == Isa::Avx512) return {isa_avx512::forward_row<T>, isa_avx512::grad_row<T>, isa_avx512::column_block<T>};
+  if (isa == Isa::Avx2) return {isa_avx2::forward_row<T>, isa_avx2::grad_row<T>, isa_avx2::column_block<T>};
+#endif
+  return {isa_baseline::forward_row<T>, isa_baseline::grad_row<T>, isa_baseline::column_block<T>};
 }
 
 int64_t row_grain(int64_t n) { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, n)); }
@@ -147,6 +124,7 @@ template <class T> Kernel layer_norm_kernel(const KernelArgs& args) {
   const int64_t rows = g.rows, n = g.n;
   const double eps = attr.eps;
   const int threads = args.ctx.threads;
+  const auto forward_row = row_loops<T>().forward;
   return [=]() {
     parallel_for(rows, threads, row_grain(n), [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) forward_row(px + r * n, pw, pb, py + r * n, n, eps, pmean + r, prstd + r);
@@ -192,6 +170,9 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
   T* pdx = args.out[0].as<T>();
   const int64_t rows = g.rows, n = g.n;
   const int threads = args.ctx.threads;
+  const RowLoops<T> loops = row_loops<T>();
+  const auto grad_row = loops.grad;
+  const auto column_block = loops.columns;
   return [=]() {
     // dx: one task per row
     parallel_for(rows, threads, row_grain(n), [&](int64_t rb, int64_t re) {
