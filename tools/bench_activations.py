@@ -12,6 +12,7 @@ blocks (tools/_bench_util.py); ratio = graphc / torch (< 1: graphc faster).
 
 Run:  PYTHONPATH=. python tools/bench_activations.py [--threads 2] [--repeat R] [--quick] [--shape 2048x512]
 """
+import functools
 import os
 import sys
 
@@ -82,10 +83,7 @@ def measure(threads, repeat=None, quick=False, shape=SHAPE):
             fns = [run]
             if torch is not None:
                 xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-                if direction == "forward":
-                    tfn = (lambda f=t_fwd, a=xt: f(a))
-                else:
-                    tfn = (lambda f=t_bwd, a=dyt, b=xt: f(a, b))
+                tfn = functools.partial(t_fwd, xt) if direction == "forward" else functools.partial(t_bwd, dyt, xt)
                 run()
                 want = tfn().numpy()
                 err = float(np.abs(result - want).max()) / (float(np.abs(want).max()) or 1.0)
