@@ -4,7 +4,7 @@
 //
 // Each is one elementwise pass computed in T (float32 at float32 width, as torch does); the
 // inf·0 cases are removed with selects, not branches, so the loops stay branch-free.  float32 is
-// built on exp_f32/log_f32 and a rational erf (plain arithmetic, no libm call per element), and
+// built on exp_f32, a log1p polynomial and a rational erf (plain arithmetic, no libm call per element), and
 // its loops are compiled three times — baseline x86-64, AVX2+FMA, AVX-512 — and picked at kernel
 // build from active_isa() (isa.h), as the elementwise kernels are: the same operations in the
 // same order (no FMA contraction: -ffp-contract=off), so every ISA gives the same bits.  float64
@@ -16,7 +16,7 @@
 #include <type_traits>
 
 #include "common.h"
-#include "elementwise_ops.h"  // exp_f32, log_f32: float32 exp and log as vectorisable arithmetic
+#include "elementwise_ops.h"  // exp_f32: float32 exp as vectorisable arithmetic
 #include "isa.h"
 #include "op_schema.h"
 
@@ -239,12 +239,31 @@ inline float gelu_tanh_grad_f32(float dy, float x) {
   return dy * (s + second);
 }
 
-// log1p(a) for a in [0, 1] from log_f32: log(1 + a)·a/((1 + a) - 1) cancels the rounding of 1 + a
-// (Goldberg's trick); a where 1 + a rounds to 1.
+// log1p(a) for a in [0, 1] (softplus's a = e^-|z|), Cephes' logf core without its general
+// argument handling: 1 + a = 2^e·(1 + f) with f = a (e = 0, exact: no rounding of 1 + a) for
+// a <= √2 - 1, else f = (a - 1)/2 (e = 1; a - 1 is exact for a >= ½, half an ulp of a below),
+// f in [√½ - 1, √2 - 1], then logf's polynomial in f and e·ln2 in two parts.  Within 1.4 ulp of
+// log1p (measured against float64 on 1.1e6 points of [0, 1], down to 1e-45); no division, a
+// third fewer operations than log_f32 with Goldberg's correction.  NaN stays NaN.
 inline float log1p_unit_f32(float a) {
-  const float u = 1.0f + a;
-  const float d = u - 1.0f;
-  return d == 0.0f ? a : log_f32(u) * (a / d);
+  const bool big = a > 0.41421356f;
+  const float f = big ? (a - 1.0f) * 0.5f : a;
+  const float fe = big ? 1.0f : 0.0f;
+  const float z = f * f;
+  float y = 7.0376836292e-2f;
+  y = y * f - 1.1514610310e-1f;
+  y = y * f + 1.1676998740e-1f;
+  y = y * f - 1.2420140846e-1f;
+  y = y * f + 1.4249322787e-1f;
+  y = y * f - 1.6668057665e-1f;
+  y = y * f + 2.0000714765e-1f;
+  y = y * f - 2.4999993993e-1f;
+  y = y * f + 3.3333331174e-1f;
+  y = y * f * z;
+  y = y + fe * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  const float r = f + y;
+  return r + fe * 0.693359375f;
 }
 
 template <class T> T softplus_soft(T z, T beta) {
