@@ -2,11 +2,12 @@
 // (graphc/ops/layer_norm.py has the semantics): layer_norm -> (y, mean, rstd) and
 // layer_norm_grad -> (dx, dweight, dbias).
 //
-// x is (rows, n), row-major.  Sums are accumulated in double and each output is rounded
-// once to T, as the reference.  The forward and dx are one task per row (a row is read
-// three times while it is in cache: Σx, Σ(x - mean)², then y or dx); dweight/dbias are column sums over the rows, computed with
-// the columns as the parallel tasks and each column summed in row order, so every result
-// has the same bits for any thread count.
+// x is (rows, n), row-major.  Sums are accumulated in double (16 lanes, one fixed combine order)
+// and each output is rounded once to T, as the reference.  The forward is one task per row (read
+// three times while it is in L1: Σx, Σ(x - mean)², then y); the backward is one task per block of
+// rows, each row read while in L1 for Σg and Σg·x̂, its column partials and dx; dweight/dbias sum
+// the blocks' partials in block order.  Every order depends on the shapes only, so results have
+// the same bits for any thread count.  The row loops are compiled per ISA (layer_norm_rows.inc).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -14,6 +15,10 @@
 
 #include "common.h"
 #include "isa.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>  // the AVX-512 float32 row sums (used only inside their target region)
+#endif
 
 namespace graphc {
 namespace cpu {
@@ -66,7 +71,80 @@ namespace isa_avx2 {
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 #endif
 namespace isa_avx512 {
+// float32's row sums with intrinsics (the vectoriser leaves the generic ones' 16 double lanes
+// partly scalar): the generic operations in the generic lane order — lanes 0-7 and 8-15 are two
+// zmm of doubles, the tail and the combine tree are the generic code's — so the same bits.
+double sum_x(const float* __restrict xr, int64_t n);
+double sum_sq_dev(const float* __restrict xr, int64_t n, double mean);
+void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w, int64_t n,
+               double mean, double rstd, double* s1, double* s2);
+
 #include "layer_norm_rows.inc"
+
+// maskz: the unmasked form trips a false -Wmaybe-uninitialized in GCC 12 (_mm512_undefined_pd)
+inline __m512d load8(const float* p) { return _mm512_maskz_cvtps_pd(static_cast<__mmask8>(0xFF), _mm256_loadu_ps(p)); }
+
+double sum_x(const float* __restrict xr, int64_t n) {
+  __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    lo = _mm512_add_pd(lo, load8(xr + j));
+    hi = _mm512_add_pd(hi, load8(xr + j + 8));
+  }
+  double a[kLanes];
+  _mm512_storeu_pd(a, lo);
+  _mm512_storeu_pd(a + 8, hi);
+  for (; j < n; ++j) a[j % kLanes] += static_cast<double>(xr[j]);
+  return combine_lanes(a);
+}
+
+double sum_sq_dev(const float* __restrict xr, int64_t n, double mean) {
+  const __m512d vm = _mm512_set1_pd(mean);
+  __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const __m512d dl = _mm512_sub_pd(load8(xr + j), vm), dh = _mm512_sub_pd(load8(xr + j + 8), vm);
+    lo = _mm512_add_pd(lo, _mm512_mul_pd(dl, dl));
+    hi = _mm512_add_pd(hi, _mm512_mul_pd(dh, dh));
+  }
+  double a[kLanes];
+  _mm512_storeu_pd(a, lo);
+  _mm512_storeu_pd(a + 8, hi);
+  for (; j < n; ++j) {
+    const double d = static_cast<double>(xr[j]) - mean;
+    a[j % kLanes] += d * d;
+  }
+  return combine_lanes(a);
+}
+
+void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w, int64_t n,
+               double mean, double rstd, double* s1, double* s2) {
+  const __m512d vm = _mm512_set1_pd(mean), vr = _mm512_set1_pd(rstd);
+  __m512d a1l = _mm512_setzero_pd(), a1h = _mm512_setzero_pd(), a2l = _mm512_setzero_pd(), a2h = _mm512_setzero_pd();
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const __m512d gl = _mm512_mul_pd(load8(dyr + j), load8(w + j));
+    const __m512d gh = _mm512_mul_pd(load8(dyr + j + 8), load8(w + j + 8));
+    const __m512d xl = _mm512_mul_pd(_mm512_sub_pd(load8(xr + j), vm), vr);
+    const __m512d xh = _mm512_mul_pd(_mm512_sub_pd(load8(xr + j + 8), vm), vr);
+    a1l = _mm512_add_pd(a1l, gl);
+    a1h = _mm512_add_pd(a1h, gh);
+    a2l = _mm512_add_pd(a2l, _mm512_mul_pd(gl, xl));
+    a2h = _mm512_add_pd(a2h, _mm512_mul_pd(gh, xh));
+  }
+  double a1[kLanes], a2[kLanes];
+  _mm512_storeu_pd(a1, a1l);
+  _mm512_storeu_pd(a1 + 8, a1h);
+  _mm512_storeu_pd(a2, a2l);
+  _mm512_storeu_pd(a2 + 8, a2h);
+  for (; j < n; ++j) {
+    const double gj = static_cast<double>(dyr[j]) * static_cast<double>(w[j]);
+    a1[j % kLanes] += gj;
+    a2[j % kLanes] += gj * ((static_cast<double>(xr[j]) - mean) * rstd);
+  }
+  *s1 = combine_lanes(a1);
+  *s2 = combine_lanes(a2);
+}
 }  // namespace isa_avx512
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -78,16 +156,16 @@ namespace isa_avx512 {
 template <class T> struct RowLoops {
   decltype(&isa_baseline::forward_row<T>) forward;
   decltype(&isa_baseline::grad_row<T>) grad;
-  decltype(&isa_baseline::column_block<T>) columns;
+  decltype(&isa_baseline::combine_columns<T>) columns;
 };
 
 template <class T> RowLoops<T> row_loops() {
 #if defined(__x86_64__)
   const Isa isa = active_isa();
-  if (isa == Isa::Avx512) return {isa_avx512::forward_row<T>, isa_avx512::grad_row<T>, isa_avx512::column_block<T>};
-  if (isa == Isa::Avx2) return {isa_avx2::forward_row<T>, isa_avx2::grad_row<T>, isa_avx2::column_block<T>};
+  if (isa == Isa::Avx512) return {isa_avx512::forward_row<T>, isa_avx512::grad_row<T>, isa_avx512::combine_columns<T>};
+  if (isa == Isa::Avx2) return {isa_avx2::forward_row<T>, isa_avx2::grad_row<T>, isa_avx2::combine_columns<T>};
 #endif
-  return {isa_baseline::forward_row<T>, isa_baseline::grad_row<T>, isa_baseline::column_block<T>};
+  return {isa_baseline::forward_row<T>, isa_baseline::grad_row<T>, isa_baseline::combine_columns<T>};
 }
 
 int64_t row_grain(int64_t n) { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, n)); }
@@ -172,27 +250,30 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
   const int threads = args.ctx.threads;
   const RowLoops<T> loops = row_loops<T>();
   const auto grad_row = loops.grad;
-  const auto column_block = loops.columns;
+  const auto combine_columns = loops.columns;
+  // dweight/dbias: each block of R rows (R from the row count only: at most 64 blocks) sums its
+  // rows' dy·x̂ and dy in row order into partials of its own while it computes their dx, then the
+  // partials are summed in block order — one pass over dy and x, and the same bits at any thread
+  // count.  Partials: nblocks·n doubles each, at most 64·n.
+  const int64_t block_rows = std::max<int64_t>(16, (rows + 63) / 64);
+  const int64_t nblocks = (rows + block_rows - 1) / block_rows;
+  const int64_t block_grain = std::max<int64_t>(1, row_grain(n) / block_rows);
   return [=]() {
-    // dx: one task per row
-    parallel_for(rows, threads, row_grain(n), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) {
-        grad_row(pdy + r * n, px + r * n, pw, pdx + r * n, n, static_cast<double>(pmean[r]),
-                 static_cast<double>(prstd[r]), static_cast<double>(pdmean[r]), static_cast<double>(pdrstd[r]));
-      }
-    });
-    // dweight, dbias: blocks of columns are the tasks; each column sums its rows in row order
-    constexpr int64_t kBlock = 256;
-    parallel_for(n, threads, kBlock, [&](int64_t cb, int64_t ce) {
-      double sw[kBlock], sb[kBlock];
-      for (int64_t c0 = cb; c0 < ce; c0 += kBlock) {
-        const int64_t w = std::min(kBlock, ce - c0);
-        column_block(pdy, px, pmean, prstd, rows, n, c0, w, sw, sb);
-        for (int64_t j = 0; j < w; ++j) {
-          pdw[c0 + j] = static_cast<T>(sw[j]);
-          pdb[c0 + j] = static_cast<T>(sb[j]);
+    std::vector<double> part(static_cast<size_t>(2 * nblocks * n), 0.0);
+    double* pw_part = part.data();
+    double* pb_part = part.data() + nblocks * n;
+    parallel_for(nblocks, threads, block_grain, [&](int64_t kb, int64_t ke) {
+      for (int64_t k = kb; k < ke; ++k) {
+        const int64_t r1 = std::min(rows, (k + 1) * block_rows);
+        for (int64_t r = k * block_rows; r < r1; ++r) {
+          grad_row(pdy + r * n, px + r * n, pw, pdx + r * n, n, static_cast<double>(pmean[r]),
+                   static_cast<double>(prstd[r]), static_cast<double>(pdmean[r]), static_cast<double>(pdrstd[r]),
+                   pw_part + k * n, pb_part + k * n);
         }
       }
+    });
+    parallel_for(n, threads, 256, [&](int64_t cb, int64_t ce) {
+      combine_columns(pw_part, pb_part, nblocks, n, cb, ce, pdw, pdb);
     });
   };
 }
