@@ -74,47 +74,53 @@ namespace isa_avx512 {
 // float32's row sums with intrinsics (the vectoriser leaves the generic ones' 16 double lanes
 // partly scalar): the generic operations in the generic lane order — lanes 0-7 and 8-15 are two
 // zmm of doubles, the tail and the combine tree are the generic code's — so the same bits.
-double sum_x(const float* __restrict xr, int64_t n);
-double sum_sq_dev(const float* __restrict xr, int64_t n, double mean);
+void row_moments(const float* __restrict xr, int64_t n, double* sx, double* su, double* su2);
 void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w, int64_t n,
                double mean, double rstd, double* s1, double* s2);
+void write_y(const float* __restrict xr, const float* __restrict w, const float* __restrict b, float* __restrict yr,
+             int64_t n, double mean, double rstd);
+void write_dx(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w,
+              float* __restrict dxr, int64_t n, double mean, double rstd, double k1, double k2, double k3, double k4,
+              double* __restrict sw, double* __restrict sb);
 
 #include "layer_norm_rows.inc"
 
 // maskz: the unmasked form trips a false -Wmaybe-uninitialized in GCC 12 (_mm512_undefined_pd)
 inline __m512d load8(const float* p) { return _mm512_maskz_cvtps_pd(static_cast<__mmask8>(0xFF), _mm256_loadu_ps(p)); }
 
-double sum_x(const float* __restrict xr, int64_t n) {
-  __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+void row_moments(const float* __restrict xr, int64_t n, double* sx, double* su, double* su2) {
+  const double x0 = static_cast<double>(xr[0]);
+  const __m512d v0 = _mm512_set1_pd(x0);
+  __m512d al = _mm512_setzero_pd(), ah = _mm512_setzero_pd(), bl = _mm512_setzero_pd(), bh = _mm512_setzero_pd(),
+          cl = _mm512_setzero_pd(), ch = _mm512_setzero_pd();
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    lo = _mm512_add_pd(lo, load8(xr + j));
-    hi = _mm512_add_pd(hi, load8(xr + j + 8));
+    const __m512d xl = load8(xr + j), xh = load8(xr + j + 8);
+    const __m512d ul = _mm512_sub_pd(xl, v0), uh = _mm512_sub_pd(xh, v0);
+    al = _mm512_add_pd(al, xl);
+    ah = _mm512_add_pd(ah, xh);
+    bl = _mm512_add_pd(bl, ul);
+    bh = _mm512_add_pd(bh, uh);
+    cl = _mm512_add_pd(cl, _mm512_mul_pd(ul, ul));
+    ch = _mm512_add_pd(ch, _mm512_mul_pd(uh, uh));
   }
-  double a[kLanes];
-  _mm512_storeu_pd(a, lo);
-  _mm512_storeu_pd(a + 8, hi);
-  for (; j < n; ++j) a[j % kLanes] += static_cast<double>(xr[j]);
-  return combine_lanes(a);
-}
-
-double sum_sq_dev(const float* __restrict xr, int64_t n, double mean) {
-  const __m512d vm = _mm512_set1_pd(mean);
-  __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    const __m512d dl = _mm512_sub_pd(load8(xr + j), vm), dh = _mm512_sub_pd(load8(xr + j + 8), vm);
-    lo = _mm512_add_pd(lo, _mm512_mul_pd(dl, dl));
-    hi = _mm512_add_pd(hi, _mm512_mul_pd(dh, dh));
-  }
-  double a[kLanes];
-  _mm512_storeu_pd(a, lo);
-  _mm512_storeu_pd(a + 8, hi);
+  double a[kLanes], b[kLanes], c[kLanes];
+  _mm512_storeu_pd(a, al);
+  _mm512_storeu_pd(a + 8, ah);
+  _mm512_storeu_pd(b, bl);
+  _mm512_storeu_pd(b + 8, bh);
+  _mm512_storeu_pd(c, cl);
+  _mm512_storeu_pd(c + 8, ch);
   for (; j < n; ++j) {
-    const double d = static_cast<double>(xr[j]) - mean;
-    a[j % kLanes] += d * d;
+    const double x = static_cast<double>(xr[j]);
+    const double u = x - x0;
+    a[j % kLanes] += x;
+    b[j % kLanes] += u;
+    c[j % kLanes] += u * u;
   }
-  return combine_lanes(a);
+  *sx = combine_lanes(a);
+  *su = combine_lanes(b);
+  *su2 = combine_lanes(c);
 }
 
 void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w, int64_t n,
@@ -144,6 +150,48 @@ void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const fl
   }
   *s1 = combine_lanes(a1);
   *s2 = combine_lanes(a2);
+}
+
+inline void store8(float* p, __m512d v) { _mm256_storeu_ps(p, _mm512_maskz_cvtpd_ps(static_cast<__mmask8>(0xFF), v)); }
+
+void write_y(const float* __restrict xr, const float* __restrict w, const float* __restrict b, float* __restrict yr,
+             int64_t n, double mean, double rstd) {
+  const __m512d vm = _mm512_set1_pd(mean), vr = _mm512_set1_pd(rstd);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m512d t = _mm512_mul_pd(_mm512_mul_pd(_mm512_sub_pd(load8(xr + j), vm), vr), load8(w + j));
+    store8(yr + j, _mm512_add_pd(t, load8(b + j)));
+  }
+  for (; j < n; ++j) {
+    yr[j] = static_cast<float>((static_cast<double>(xr[j]) - mean) * rstd * static_cast<double>(w[j]) +
+                               static_cast<double>(b[j]));
+  }
+}
+
+void write_dx(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w,
+              float* __restrict dxr, int64_t n, double mean, double rstd, double k1, double k2, double k3, double k4,
+              double* __restrict sw, double* __restrict sb) {
+  const __m512d vm = _mm512_set1_pd(mean), vr = _mm512_set1_pd(rstd), v1 = _mm512_set1_pd(k1),
+                v2 = _mm512_set1_pd(k2), v3 = _mm512_set1_pd(k3), v4 = _mm512_set1_pd(k4);
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    const __m512d d = load8(dyr + c);
+    const __m512d xc = _mm512_sub_pd(load8(xr + c), vm);
+    _mm512_storeu_pd(sw + c, _mm512_add_pd(_mm512_loadu_pd(sw + c), _mm512_mul_pd(d, _mm512_mul_pd(xc, vr))));
+    _mm512_storeu_pd(sb + c, _mm512_add_pd(_mm512_loadu_pd(sb + c), d));
+    const __m512d gj = _mm512_mul_pd(d, load8(w + c));
+    const __m512d inner = _mm512_sub_pd(_mm512_sub_pd(gj, v1), _mm512_mul_pd(_mm512_mul_pd(xc, vr), v2));
+    const __m512d t = _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(vr, inner), v3), _mm512_mul_pd(xc, v4));
+    store8(dxr + c, t);
+  }
+  for (; c < n; ++c) {
+    const double d = static_cast<double>(dyr[c]);
+    const double xc = static_cast<double>(xr[c]) - mean;
+    sw[c] += d * (xc * rstd);
+    sb[c] += d;
+    const double gj = d * static_cast<double>(w[c]);
+    dxr[c] = static_cast<float>(rstd * ((gj - k1) - xc * rstd * k2) + k3 + xc * k4);
+  }
 }
 }  // namespace isa_avx512
 #if defined(__clang__)
