@@ -80,7 +80,7 @@ void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const fl
 void write_y(const float* __restrict xr, const float* __restrict w, const float* __restrict b, float* __restrict yr,
              int64_t n, double mean, double rstd);
 void write_dx(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w,
-              float* __restrict dxr, int64_t n, double mean, double rstd, double k1, double k2, double k3, double k4,
+              float* __restrict dxr, int64_t n, double mean, double rstd, double kx, double k0,
               double* __restrict sw, double* __restrict sb);
 
 #include "layer_norm_rows.inc"
@@ -125,14 +125,14 @@ void row_moments(const float* __restrict xr, int64_t n, double* sx, double* su, 
 
 void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w, int64_t n,
                double mean, double rstd, double* s1, double* s2) {
-  const __m512d vm = _mm512_set1_pd(mean), vr = _mm512_set1_pd(rstd);
+  const __m512d vm = _mm512_set1_pd(mean);
   __m512d a1l = _mm512_setzero_pd(), a1h = _mm512_setzero_pd(), a2l = _mm512_setzero_pd(), a2h = _mm512_setzero_pd();
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     const __m512d gl = _mm512_mul_pd(load8(dyr + j), load8(w + j));
     const __m512d gh = _mm512_mul_pd(load8(dyr + j + 8), load8(w + j + 8));
-    const __m512d xl = _mm512_mul_pd(_mm512_sub_pd(load8(xr + j), vm), vr);
-    const __m512d xh = _mm512_mul_pd(_mm512_sub_pd(load8(xr + j + 8), vm), vr);
+    const __m512d xl = _mm512_sub_pd(load8(xr + j), vm);
+    const __m512d xh = _mm512_sub_pd(load8(xr + j + 8), vm);
     a1l = _mm512_add_pd(a1l, gl);
     a1h = _mm512_add_pd(a1h, gh);
     a2l = _mm512_add_pd(a2l, _mm512_mul_pd(gl, xl));
@@ -146,7 +146,7 @@ void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const fl
   for (; j < n; ++j) {
     const double gj = static_cast<double>(dyr[j]) * static_cast<double>(w[j]);
     a1[j % kLanes] += gj;
-    a2[j % kLanes] += gj * ((static_cast<double>(xr[j]) - mean) * rstd);
+    a2[j % kLanes] += gj * (static_cast<double>(xr[j]) - mean);
   }
   *s1 = combine_lanes(a1);
   *s2 = combine_lanes(a2);
@@ -169,10 +169,10 @@ void write_y(const float* __restrict xr, const float* __restrict w, const float*
 }
 
 void write_dx(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w,
-              float* __restrict dxr, int64_t n, double mean, double rstd, double k1, double k2, double k3, double k4,
+              float* __restrict dxr, int64_t n, double mean, double rstd, double kx, double k0,
               double* __restrict sw, double* __restrict sb) {
-  const __m512d vm = _mm512_set1_pd(mean), vr = _mm512_set1_pd(rstd), v1 = _mm512_set1_pd(k1),
-                v2 = _mm512_set1_pd(k2), v3 = _mm512_set1_pd(k3), v4 = _mm512_set1_pd(k4);
+  const __m512d vm = _mm512_set1_pd(mean), vr = _mm512_set1_pd(rstd), vx = _mm512_set1_pd(kx),
+                v0 = _mm512_set1_pd(k0);
   int64_t c = 0;
   for (; c + 8 <= n; c += 8) {
     const __m512d d = load8(dyr + c);
@@ -180,8 +180,7 @@ void write_dx(const float* __restrict dyr, const float* __restrict xr, const flo
     _mm512_storeu_pd(sw + c, _mm512_add_pd(_mm512_loadu_pd(sw + c), _mm512_mul_pd(d, _mm512_mul_pd(xc, vr))));
     _mm512_storeu_pd(sb + c, _mm512_add_pd(_mm512_loadu_pd(sb + c), d));
     const __m512d gj = _mm512_mul_pd(d, load8(w + c));
-    const __m512d inner = _mm512_sub_pd(_mm512_sub_pd(gj, v1), _mm512_mul_pd(_mm512_mul_pd(xc, vr), v2));
-    const __m512d t = _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(vr, inner), v3), _mm512_mul_pd(xc, v4));
+    const __m512d t = _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(vr, gj), _mm512_mul_pd(xc, vx)), v0);
     store8(dxr + c, t);
   }
   for (; c < n; ++c) {
@@ -190,7 +189,7 @@ void write_dx(const float* __restrict dyr, const float* __restrict xr, const flo
     sw[c] += d * (xc * rstd);
     sb[c] += d;
     const double gj = d * static_cast<double>(w[c]);
-    dxr[c] = static_cast<float>(rstd * ((gj - k1) - xc * rstd * k2) + k3 + xc * k4);
+    dxr[c] = static_cast<float>((rstd * gj + xc * kx) + k0);
   }
 }
 }  // namespace isa_avx512
