@@ -76,7 +76,7 @@ namespace isa_avx512 {
 // zmm of doubles, the tail and the combine tree are the generic code's — so the same bits.
 void row_moments(const float* __restrict xr, int64_t n, double* sx, double* su, double* su2);
 void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w, int64_t n,
-               double mean, double rstd, double* s1, double* s2);
+               double mean, double* s1, double* s2);
 void write_y(const float* __restrict xr, const float* __restrict w, const float* __restrict b, float* __restrict yr,
              int64_t n, double mean, double rstd);
 void write_dx(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w,
@@ -124,7 +124,7 @@ void row_moments(const float* __restrict xr, int64_t n, double* sx, double* su, 
 }
 
 void sum_g_gxh(const float* __restrict dyr, const float* __restrict xr, const float* __restrict w, int64_t n,
-               double mean, double rstd, double* s1, double* s2) {
+               double mean, double* s1, double* s2) {
   const __m512d vm = _mm512_set1_pd(mean);
   __m512d a1l = _mm512_setzero_pd(), a1h = _mm512_setzero_pd(), a2l = _mm512_setzero_pd(), a2h = _mm512_setzero_pd();
   int64_t j = 0;
