@@ -201,18 +201,18 @@ void write_dx(const float* __restrict dyr, const float* __restrict xr, const flo
 #endif  // __x86_64__
 
 template <class T> struct RowLoops {
-  decltype(&isa_baseline::forward_row<T>) forward;
-  decltype(&isa_baseline::grad_row<T>) grad;
+  decltype(&isa_baseline::forward_rows<T>) forward;
+  decltype(&isa_baseline::grad_rows<T>) grad;
   decltype(&isa_baseline::combine_columns<T>) columns;
 };
 
 template <class T> RowLoops<T> row_loops() {
 #if defined(__x86_64__)
   const Isa isa = active_isa();
-  if (isa == Isa::Avx512) return {isa_avx512::forward_row<T>, isa_avx512::grad_row<T>, isa_avx512::combine_columns<T>};
-  if (isa == Isa::Avx2) return {isa_avx2::forward_row<T>, isa_avx2::grad_row<T>, isa_avx2::combine_columns<T>};
+  if (isa == Isa::Avx512) return {isa_avx512::forward_rows<T>, isa_avx512::grad_rows<T>, isa_avx512::combine_columns<T>};
+  if (isa == Isa::Avx2) return {isa_avx2::forward_rows<T>, isa_avx2::grad_rows<T>, isa_avx2::combine_columns<T>};
 #endif
-  return {isa_baseline::forward_row<T>, isa_baseline::grad_row<T>, isa_baseline::combine_columns<T>};
+  return {isa_baseline::forward_rows<T>, isa_baseline::grad_rows<T>, isa_baseline::combine_columns<T>};
 }
 
 int64_t row_grain(int64_t n) { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, n)); }
@@ -249,10 +249,10 @@ template <class T> Kernel layer_norm_kernel(const KernelArgs& args) {
   const int64_t rows = g.rows, n = g.n;
   const double eps = attr.eps;
   const int threads = args.ctx.threads;
-  const auto forward_row = row_loops<T>().forward;
+  const auto forward_rows = row_loops<T>().forward;
   return [=]() {
     parallel_for(rows, threads, row_grain(n), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) forward_row(px + r * n, pw, pb, py + r * n, n, eps, pmean + r, prstd + r);
+      forward_rows(px + rb * n, pw, pb, py + rb * n, n, re - rb, eps, pmean + rb, prstd + rb);
     });
   };
 }
@@ -296,7 +296,7 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
   const int64_t rows = g.rows, n = g.n;
   const int threads = args.ctx.threads;
   const RowLoops<T> loops = row_loops<T>();
-  const auto grad_row = loops.grad;
+  const auto grad_rows = loops.grad;
   const auto combine_columns = loops.columns;
   // dweight/dbias: each block of R rows (R from the row count only: at most 64 blocks) sums its
   // rows' dy·x̂ and dy in row order into partials of its own while it computes their dx, then the
@@ -311,12 +311,9 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
     double* pb_part = part.data() + nblocks * n;
     parallel_for(nblocks, threads, block_grain, [&](int64_t kb, int64_t ke) {
       for (int64_t k = kb; k < ke; ++k) {
-        const int64_t r1 = std::min(rows, (k + 1) * block_rows);
-        for (int64_t r = k * block_rows; r < r1; ++r) {
-          grad_row(pdy + r * n, px + r * n, pw, pdx + r * n, n, static_cast<double>(pmean[r]),
-                   static_cast<double>(prstd[r]), static_cast<double>(pdmean[r]), static_cast<double>(pdrstd[r]),
-                   pw_part + k * n, pb_part + k * n);
-        }
+        const int64_t r0 = k * block_rows, r1 = std::min(rows, r0 + block_rows);
+        grad_rows(pdy + r0 * n, px + r0 * n, pw, pdx + r0 * n, n, r1 - r0, pmean + r0, prstd + r0, pdmean + r0,
+                  pdrstd + r0, pw_part + k * n, pb_part + k * n);
       }
     });
     parallel_for(n, threads, 256, [&](int64_t cb, int64_t ce) {
