@@ -996,7 +996,7 @@ def _attn_exp(x):
 
 
 def _attn_kept(inputs, attrs, b, i):
-    q, k, mask = inputs[0], inputs[1], np.broadcast_to(inputs[3], inputs[0].shape[:-1] + inputs[1].shape[-2:-1])
+    k, mask = inputs[1], np.broadcast_to(inputs[3], inputs[0].shape[:-1] + inputs[1].shape[-2:-1])
     return [j for j in range(k.shape[-2]) if mask[b + (i, j)] and not (attrs["causal"] and j > i)]
 
 
