@@ -90,7 +90,7 @@ def _grad_infer(ctx):
 
 # Query rows and keys per block, and workspace slots: runtime/cpu/attention.cc's kBlock and kSlots
 # (its kernels refuse a plan whose workspace differs).
-ATTN_BLOCK = 64
+ATTN_BLOCK = 128
 ATTN_SLOTS = 8
 
 
@@ -108,10 +108,10 @@ def _slots(tasks, per):
 
 def _workspace(ctx):
     """One row per slot: a key block transposed (E), a block of scores (kBlock), the accumulator
-    (Ev) and three per-row values, for a block of kBlock query rows: independent of L and S."""
+    and a P·V block (2·Ev) and four per-row values, for a block of kBlock query rows: independent of L and S."""
     batch, L, _, e, ev = _geom(ctx)
     b = ATTN_BLOCK
-    return [(ctx.dtype(0), d) for _, d in _slots(batch * -(-L // b), b * (e + b + ev + 3))]
+    return [(ctx.dtype(0), d) for _, d in _slots(batch * -(-L // b), b * (e + b + 2 * ev + 4))]
 
 
 def _grad_workspace(ctx):

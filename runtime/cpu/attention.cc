@@ -6,7 +6,7 @@
 // workspace, so each row's kBlock dot products vectorise over the block), keeps per row a running
 // max, a running Σ exp(s - max) and an accumulator rescaled when the max grows, and writes
 // out = acc / Σ and lse = max + log Σ at the end.  The (L, S) matrix is never stored: a task
-// needs kBlock·(E + kBlock + Ev + 3) values of workspace, whatever L and S are.
+// needs kBlock·(E + kBlock + 2·Ev + 4) values of workspace, whatever L and S are.
 //
 // The backward is FlashAttention-2's, in two passes that recompute P = exp(s - lse) block by
 // block: pass A (tasks: query blocks) sums dq_i over the keys, pass B (tasks: key blocks) sums
@@ -29,6 +29,8 @@
 #include <vector>
 
 #include "common.h"
+#include "elementwise_ops.h"  // exp_value: float32 exp the compiler vectorises
+#include "gemm.h"
 #include "isa.h"
 
 namespace graphc {
@@ -38,7 +40,7 @@ namespace {
 // Query rows and keys per block (the tasks' grain and the workspace's unit) and workspace slots:
 // graphc/ops/attention.py holds the same numbers (ATTN_BLOCK, ATTN_SLOTS); a plan whose workspace
 // differs is refused below.
-constexpr int64_t kBlock = 64;
+constexpr int64_t kBlock = 128;
 constexpr int64_t kSlots = 8;
 
 // Where one (batch item, query or key block) task reads.
@@ -48,6 +50,7 @@ template <class T> struct AttnTask {
   int64_t mask_row, mask_col;  // element strides of the mask along L and S (0: broadcast)
   int64_t L, S, E, Ev;
   bool causal;
+  bool use_gemm;  // float32 blocks that keep every key run the products through gemm::sgemm
   T scale;
 };
 
@@ -199,7 +202,7 @@ int64_t mask_offset(const AttnGeom& g, int64_t b) {
 
 template <class T>
 AttnTask<T> make_task(const AttnGeom& g, const T* q, const T* k, const T* v, const boolean* mask, bool all_kept,
-                      bool causal, T scale, int64_t b) {
+                      bool causal, T scale, bool use_gemm, int64_t b) {
   AttnTask<T> t;
   t.q = q + b * g.L * g.E;
   t.k = k + b * g.S * g.E;
@@ -213,6 +216,7 @@ AttnTask<T> make_task(const AttnGeom& g, const T* q, const T* k, const T* v, con
   t.Ev = g.Ev;
   t.causal = causal;
   t.scale = scale;
+  t.use_gemm = use_gemm;
   return t;
 }
 
@@ -241,21 +245,23 @@ template <class T> Kernel attention_kernel(const KernelArgs& args) {
   expect_dtype(args, args.out[1], args.in[0].dtype, "output 1 (lse)");
   expect_dims(args, args.out[1], ld, "output 1 (lse)");
   const int64_t qblocks = ceil_div(g.L, kBlock), tasks = g.batch * qblocks;
-  T* ws = attn_workspace<T>(args, tasks, kBlock * (g.E + kBlock + g.Ev + 3));
+  T* ws = attn_workspace<T>(args, tasks, kBlock * (g.E + kBlock + 2 * g.Ev + 4));
   if (tasks == 0) return no_op_kernel();
   const T *pq = args.in[0].as<const T>(), *pk = args.in[1].as<const T>(), *pv = args.in[2].as<const T>();
   const boolean* pm = args.in[3].as<const boolean>();
   const bool scalar_mask = args.in[3].dims.empty();
   T *po = args.out[0].as<T>(), *pl = args.out[1].as<T>();
-  const int64_t per = kBlock * (g.E + kBlock + g.Ev + 3);
+  const int64_t per = kBlock * (g.E + kBlock + 2 * g.Ev + 4);
   const T scale = static_cast<T>(attr.scale);
   const auto loops = attn_loops<T>();
   const int threads = args.ctx.threads;
+  // only where sgemm has FMA micro-kernels (AVX2, AVX-512: the same bits); else the own loops
+  const bool use_gemm = std::is_same<T, float>::value && gemm::available();
   return [=]() {
     const bool all_kept = scalar_mask && pm[0] != 0;  // read at run time: the mask may be fed
     for_tasks(tasks, threads, [&](int64_t task, int64_t slot) {
       const int64_t b = task / qblocks, i0 = (task % qblocks) * kBlock;
-      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, b);
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
       loops.forward(t, i0, std::min(g.L, i0 + kBlock), po + b * g.L * g.Ev, pl + b * g.L, ws + slot * per);
     });
   };
@@ -304,17 +310,18 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
   const T scale = static_cast<T>(attr.scale);
   const auto loops = attn_loops<T>();
   const int threads = args.ctx.threads;
+  const bool use_gemm = false;  // the backward's own loops (P must match pass A and pass B)
   return [=]() {
     const bool all_kept = scalar_mask && pm[0] != 0;
     for_tasks(tasks_q, threads, [&](int64_t task, int64_t slot) {
       const int64_t b = task / qblocks, i0 = (task % qblocks) * kBlock;
-      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, b);
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
       const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
       loops.grad_q(t, gi, i0, std::min(g.L, i0 + kBlock), pdq + b * g.L * g.E, ws + slot * per);
     });
     for_tasks(tasks_kv, threads, [&](int64_t task, int64_t slot) {
       const int64_t b = task / kblocks, j0 = (task % kblocks) * kBlock;
-      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, b);
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
       const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
       loops.grad_kv(t, gi, j0, std::min(g.S, j0 + kBlock), pdk + b * g.S * g.E, pdv + b * g.S * g.Ev,
                     ws + slot * per);

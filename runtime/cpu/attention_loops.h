@@ -37,8 +37,61 @@ template <class T> inline void attn_axpy(T a, const T* __restrict x, T* __restri
   for (int64_t c = 0; c < n; ++c) y[c] += a * x[c];
 }
 
+// Σ x[jj] for jj < n in 8 lanes (jj goes to lane jj % 8) combined in one fixed tree: vectorisable,
+// in an order that depends on n only.
+template <class T> inline T attn_lanesum(const T* __restrict x, int64_t n) {
+  T a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t jj = 0;
+  for (; jj + 8 <= n; jj += 8) {
+    for (int k = 0; k < 8; ++k) a[k] += x[jj + k];
+  }
+  for (; jj < n; ++jj) a[jj % 8] += x[jj];
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// acc[c] += Σ_jj p[jj] · v[jj · Ev + c], jj ascending, over the kept keys (kf[jj] != 0; kf null:
+// all): a masked key is skipped, so its NaN or inf value adds nothing.
+template <class T>
+void attn_pv(const T* __restrict p, const T* __restrict kf, const T* __restrict v, int64_t n, int64_t Ev,
+             T* __restrict acc) {
+  for (int64_t jj = 0; jj < n; ++jj) {
+    if (kf != nullptr && kf[jj] == T(0)) continue;
+    const T pj = p[jj];
+    const T* vr = v + jj * Ev;
+    for (int64_t c = 0; c < Ev; ++c) acc[c] += pj * vr[c];
+  }
+}
+
+// The online-softmax update of rows [i0, i0 + nr) with keys [j0, j0 + nc), all kept, float32:
+// S = Q Kᵀ and P V by gemm::sgemm on one thread (each element one FMA chain in k order: the bits
+// depend on the shapes only), the softmax between them as in the per-row path.
+inline void attn_block_gemm(const AttnTask<float>& t, int64_t i0, int64_t nr, int64_t j0, int64_t nc, float* sc,
+                            float* acc, float* mx, float* sum, float* kept, float* pv) {
+  const int64_t E = t.E, Ev = t.Ev;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
+  for (int64_t r = 0; r < nr; ++r) {
+    float* s = sc + r * kBlock;
+    for (int64_t jj = 0; jj < nc; ++jj) s[jj] *= t.scale;
+    float bm = ninf;
+    for (int64_t jj = 0; jj < nc; ++jj) bm = s[jj] > bm ? s[jj] : bm;
+    const float m_old = mx[r];
+    const float m_new = m_old > bm ? m_old : bm;
+    const float off = m_new == ninf ? 0.0f : m_new;
+    const float alpha = m_old == ninf ? 0.0f : exp_value(m_old - off);
+    mx[r] = m_new;
+    kept[r] = 1.0f;
+    for (int64_t jj = 0; jj < nc; ++jj) s[jj] = exp_value(s[jj] - off);
+    sum[r] = sum[r] * alpha + attn_lanesum(s, nc);
+    float* a = acc + r * Ev;
+    for (int64_t c = 0; c < Ev; ++c) a[c] *= alpha;
+  }
+  gemm::sgemm(false, false, nr, Ev, nc, sc, kBlock, t.v + j0 * Ev, Ev, nullptr, pv, Ev, 1);
+  for (int64_t x = 0; x < nr * Ev; ++x) acc[x] += pv[x];
+}
+
 // The forward of query rows [i0, i1) (i1 - i0 <= kBlock): out (L, Ev) and lse (L,) rows.
-// ws holds kBlock·(E + kBlock + Ev + 3) values.
+// ws holds kBlock·(E + kBlock + 2·Ev + 4) values.
 template <class T> void attn_forward_task(const AttnTask<T>& t, int64_t i0, int64_t i1, T* out, T* lse, T* ws) {
   const int64_t E = t.E, Ev = t.Ev, nr = i1 - i0;
   T* kt = ws;                          // E x kBlock
@@ -47,6 +100,8 @@ template <class T> void attn_forward_task(const AttnTask<T>& t, int64_t i0, int6
   T* mx = acc + kBlock * Ev;           // running max over the kept scores (-inf: none yet)
   T* sum = mx + kBlock;                // running Σ exp(s - max)
   T* kept = sum + kBlock;              // 1 once a row has a kept key
+  T* kf = kept + kBlock;               // the current row's kept flags in the key block
+  T* pv = kf + kBlock;                 // kBlock x Ev: P·V of a block (GEMM path)
   const T ninf = -std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < nr; ++r) {
     mx[r] = ninf;
@@ -57,37 +112,58 @@ template <class T> void attn_forward_task(const AttnTask<T>& t, int64_t i0, int6
   const int64_t jend = t.causal ? std::min(t.S, i1) : t.S;  // causal: no key beyond the last row
   for (int64_t j0 = 0; j0 < jend; j0 += kBlock) {
     const int64_t nc = std::min(kBlock, jend - j0);
-    attn_pack(t.k, E, j0, nc, kt);
+    bool scores_done = false;
+    if constexpr (std::is_same_v<T, float>) {
+      if (t.use_gemm) {
+        // every row keeps every key of the block: both products as GEMMs (FMA micro-kernels)
+        if (t.mask == nullptr && (!t.causal || j0 + nc - 1 <= i0)) {
+          attn_block_gemm(t, i0, nr, j0, nc, sc, acc, mx, sum, kept, pv);
+          continue;
+        }
+        // else the scores as one GEMM (a masked key's score is computed and ignored), P·V per row
+        gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
+        scores_done = true;
+      }
+    }
+    if (!scores_done) attn_pack(t.k, E, j0, nc, kt);
     for (int64_t r = 0; r < nr; ++r) {
       const int64_t i = i0 + r;
       T* s = sc + r * kBlock;
-      attn_dots(t.q + i * E, kt, E, nc, s);
-      bool any = false;
-      T bm = ninf;
-      for (int64_t jj = 0; jj < nc; ++jj) {
-        if (!attn_keep(t, i, j0 + jj)) continue;
-        any = true;
-        s[jj] *= t.scale;
-        if (s[jj] > bm) bm = s[jj];  // a NaN score is not the max; its exp makes the row NaN below
+      if (!scores_done) attn_dots(t.q + i * E, kt, E, nc, s);
+      // kf[jj]: 1 for a kept key.  A block wholly kept (no mask, below the causal diagonal) takes
+      // the same arithmetic without the flags' selects and branches.
+      const bool full = t.mask == nullptr && (!t.causal || j0 + nc - 1 <= i);
+      bool any = full;
+      if (!full) {
+        for (int64_t jj = 0; jj < nc; ++jj) {
+          kf[jj] = attn_keep(t, i, j0 + jj) ? T(1) : T(0);
+          any = any || kf[jj] != T(0);
+        }
       }
       if (!any) continue;
+      for (int64_t jj = 0; jj < nc; ++jj) s[jj] *= t.scale;
+      T bm = ninf;  // a NaN score is not the max; its exp makes the row NaN below
+      if (full) {
+        for (int64_t jj = 0; jj < nc; ++jj) bm = s[jj] > bm ? s[jj] : bm;
+      } else {
+        for (int64_t jj = 0; jj < nc; ++jj) bm = (kf[jj] != T(0) && s[jj] > bm) ? s[jj] : bm;
+      }
       const T m_old = mx[r];
       const T m_new = m_old > bm ? m_old : bm;
       const T off = m_new == ninf ? T(0) : m_new;  // every kept score so far -inf: exp(-inf - 0) = 0
       // Nothing accumulated yet (m_old = -inf): the old sums are 0 (or NaN, kept NaN by · 0)
-      const T alpha = m_old == ninf ? T(0) : std::exp(m_old - off);
+      const T alpha = m_old == ninf ? T(0) : exp_value(m_old - off);
       mx[r] = m_new;
       kept[r] = T(1);
-      T l = sum[r] * alpha;
+      if (full) {
+        for (int64_t jj = 0; jj < nc; ++jj) s[jj] = exp_value(s[jj] - off);
+      } else {
+        for (int64_t jj = 0; jj < nc; ++jj) s[jj] = kf[jj] != T(0) ? exp_value(s[jj] - off) : T(0);
+      }
+      sum[r] = sum[r] * alpha + attn_lanesum(s, nc);
       T* a = acc + r * Ev;
       for (int64_t c = 0; c < Ev; ++c) a[c] *= alpha;
-      for (int64_t jj = 0; jj < nc; ++jj) {
-        if (!attn_keep(t, i, j0 + jj)) continue;
-        const T p = std::exp(s[jj] - off);
-        l += p;
-        attn_axpy(p, t.v + (j0 + jj) * Ev, a, Ev);
-      }
-      sum[r] = l;
+      attn_pv(s, full ? nullptr : kf, t.v + j0 * Ev, nc, Ev, a);
     }
   }
   const T nan = std::numeric_limits<T>::quiet_NaN();
@@ -139,7 +215,7 @@ void attn_grad_q_task(const AttnTask<T>& t, const AttnGradIn<T>& g, int64_t i0, 
       const T li = g.lse[i], di = dd[r];
       for (int64_t jj = 0; jj < nc; ++jj) {
         if (!attn_keep(t, i, j0 + jj)) continue;
-        const T p = std::exp(s[jj] * t.scale - li);
+        const T p = exp_value(s[jj] * t.scale - li);
         attn_axpy(p * (dp[jj] - di), t.k + (j0 + jj) * E, acc + r * E, E);
       }
     }
@@ -179,7 +255,7 @@ void attn_grad_kv_task(const AttnTask<T>& t, const AttnGradIn<T>& g, int64_t j0,
       for (int64_t ii = 0; ii < nq; ++ii) {
         const int64_t i = q0 + ii;
         if (!attn_keep(t, i, j)) continue;
-        const T p = std::exp(s[ii] * t.scale - g.lse[i]);
+        const T p = exp_value(s[ii] * t.scale - g.lse[i]);
         attn_axpy(p, g.dout + i * Ev, acc_v + jj * Ev, Ev);
         attn_axpy(p * (dp[ii] - dd[ii]), t.q + i * E, acc_k + jj * E, E);
       }
