@@ -33,6 +33,10 @@
 #include "gemm.h"
 #include "isa.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>  // attention_loops.h's max loops (used only inside the AVX2/AVX-512 regions)
+#endif
+
 namespace graphc {
 namespace cpu {
 namespace {
@@ -63,9 +67,11 @@ template <class T> inline bool attn_keep(const AttnTask<T>& t, int64_t i, int64_
   return t.mask == nullptr || t.mask[i * t.mask_row + j * t.mask_col] != 0;
 }
 
+#define ATTN_ISA 0
 namespace isa_baseline {
 #include "attention_loops.h"
 }  // namespace isa_baseline
+#undef ATTN_ISA
 
 #if defined(__x86_64__)
 #if defined(__clang__)
@@ -74,9 +80,11 @@ namespace isa_baseline {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #endif
+#define ATTN_ISA 1
 namespace isa_avx2 {
 #include "attention_loops.h"
 }  // namespace isa_avx2
+#undef ATTN_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), \
@@ -86,9 +94,11 @@ namespace isa_avx2 {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 #endif
+#define ATTN_ISA 2
 namespace isa_avx512 {
 #include "attention_loops.h"
 }  // namespace isa_avx512
+#undef ATTN_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
 #else

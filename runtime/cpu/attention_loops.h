@@ -49,6 +49,63 @@ template <class T> inline T attn_lanesum(const T* __restrict x, int64_t n) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+template <class T> inline T attn_max_tail(const T* s, int64_t jj, int64_t n, T bm) {
+  for (; jj < n; ++jj) bm = s[jj] > bm ? s[jj] : bm;
+  return bm;
+}
+
+// s[jj] *= scale for jj < n; returns the max of the products (NaN ignored, -inf when none).  GCC
+// does not vectorise a float max (x > m ? x : m is not associative for it with NaN), so the
+// AVX2/AVX-512 builds spell that very select lane by lane: vmaxps/vmaxpd (AVX2: max(x, m) is
+// x > m ? x : m), a compare and a blend (AVX-512: GCC 12 warns inside _mm512_max_ps's header).  The lanes' results are combined in a fixed order; a max is exact, so only which
+// of -0.0 and +0.0 is picked may depend on the ISA, and exp gives the same for both.
+template <class T> inline T attn_scale_max(T* __restrict s, int64_t n, T scale) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  T bm = ninf;
+  int64_t jj = 0;
+  for (int64_t x = 0; x < n; ++x) s[x] *= scale;
+#if ATTN_ISA >= 2
+  if constexpr (std::is_same_v<T, float>) {
+    if (n < 16) return attn_max_tail(s, 0, n, bm);
+    __m512 m = _mm512_loadu_ps(s);  // (no set1: GCC 12 warns inside its own header)
+    for (jj = 16; jj + 16 <= n; jj += 16) {
+      const __m512 x = _mm512_loadu_ps(s + jj);
+      m = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, m, _CMP_GT_OQ), m, x);
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, m);
+    for (int k = 0; k < 16; ++k) bm = lanes[k] > bm ? lanes[k] : bm;
+  } else {
+    if (n < 8) return attn_max_tail(s, 0, n, bm);
+    __m512d m = _mm512_loadu_pd(s);  // (no set1: GCC 12 warns inside its own header)
+    for (jj = 8; jj + 8 <= n; jj += 8) {
+      const __m512d x = _mm512_loadu_pd(s + jj);
+      m = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, m, _CMP_GT_OQ), m, x);
+    }
+    alignas(64) double lanes[8];
+    _mm512_store_pd(lanes, m);
+    for (int k = 0; k < 8; ++k) bm = lanes[k] > bm ? lanes[k] : bm;
+  }
+#elif ATTN_ISA == 1
+  if constexpr (std::is_same_v<T, float>) {
+    if (n < 8) return attn_max_tail(s, 0, n, bm);
+    __m256 m = _mm256_loadu_ps(s);  // (no set1: GCC 12 warns inside its own header)
+    for (jj = 8; jj + 8 <= n; jj += 8) m = _mm256_max_ps(_mm256_loadu_ps(s + jj), m);
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, m);
+    for (int k = 0; k < 8; ++k) bm = lanes[k] > bm ? lanes[k] : bm;
+  } else {
+    if (n < 4) return attn_max_tail(s, 0, n, bm);
+    __m256d m = _mm256_loadu_pd(s);  // (no set1: GCC 12 warns inside its own header)
+    for (jj = 4; jj + 4 <= n; jj += 4) m = _mm256_max_pd(_mm256_loadu_pd(s + jj), m);
+    alignas(32) double lanes[4];
+    _mm256_store_pd(lanes, m);
+    for (int k = 0; k < 4; ++k) bm = lanes[k] > bm ? lanes[k] : bm;
+  }
+#endif
+  return attn_max_tail(s, jj, n, bm);
+}
+
 // acc[c] += Σ_jj p[jj] · v[jj · Ev + c], jj ascending, over the kept keys (kf[jj] != 0; kf null:
 // all): a masked key is skipped, so its NaN or inf value adds nothing.
 template <class T>
@@ -72,9 +129,7 @@ inline void attn_block_gemm(const AttnTask<float>& t, int64_t i0, int64_t nr, in
   gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
   for (int64_t r = 0; r < nr; ++r) {
     float* s = sc + r * kBlock;
-    for (int64_t jj = 0; jj < nc; ++jj) s[jj] *= t.scale;
-    float bm = ninf;
-    for (int64_t jj = 0; jj < nc; ++jj) bm = s[jj] > bm ? s[jj] : bm;
+    const float bm = attn_scale_max(s, nc, t.scale);
     const float m_old = mx[r];
     const float m_new = m_old > bm ? m_old : bm;
     const float off = m_new == ninf ? 0.0f : m_new;
@@ -130,23 +185,25 @@ template <class T> void attn_forward_task(const AttnTask<T>& t, int64_t i0, int6
       const int64_t i = i0 + r;
       T* s = sc + r * kBlock;
       if (!scores_done) attn_dots(t.q + i * E, kt, E, nc, s);
-      // kf[jj]: 1 for a kept key.  A block wholly kept (no mask, below the causal diagonal) takes
-      // the same arithmetic without the flags' selects and branches.
-      const bool full = t.mask == nullptr && (!t.causal || j0 + nc - 1 <= i);
+      // kf[jj]: 1 for a kept key.  Without a mask the kept keys are a prefix of the block (all of
+      // it, or up to the causal diagonal): the same arithmetic on the prefix, without the flags'
+      // selects and branches.
+      const bool full = t.mask == nullptr;
+      const int64_t n = full && t.causal ? std::min(nc, i - j0 + 1) : nc;
+      if (n <= 0) continue;
       bool any = full;
       if (!full) {
-        for (int64_t jj = 0; jj < nc; ++jj) {
+        for (int64_t jj = 0; jj < n; ++jj) {
           kf[jj] = attn_keep(t, i, j0 + jj) ? T(1) : T(0);
           any = any || kf[jj] != T(0);
         }
       }
       if (!any) continue;
-      for (int64_t jj = 0; jj < nc; ++jj) s[jj] *= t.scale;
-      T bm = ninf;  // a NaN score is not the max; its exp makes the row NaN below
-      if (full) {
-        for (int64_t jj = 0; jj < nc; ++jj) bm = s[jj] > bm ? s[jj] : bm;
-      } else {
-        for (int64_t jj = 0; jj < nc; ++jj) bm = (kf[jj] != T(0) && s[jj] > bm) ? s[jj] : bm;
+      // a NaN score is not the max; its exp makes the row NaN below
+      T bm = attn_scale_max(s, n, t.scale);
+      if (!full) {
+        bm = ninf;
+        for (int64_t jj = 0; jj < n; ++jj) bm = (kf[jj] != T(0) && s[jj] > bm) ? s[jj] : bm;
       }
       const T m_old = mx[r];
       const T m_new = m_old > bm ? m_old : bm;
@@ -156,14 +213,14 @@ template <class T> void attn_forward_task(const AttnTask<T>& t, int64_t i0, int6
       mx[r] = m_new;
       kept[r] = T(1);
       if (full) {
-        for (int64_t jj = 0; jj < nc; ++jj) s[jj] = exp_value(s[jj] - off);
+        for (int64_t jj = 0; jj < n; ++jj) s[jj] = exp_value(s[jj] - off);
       } else {
-        for (int64_t jj = 0; jj < nc; ++jj) s[jj] = kf[jj] != T(0) ? exp_value(s[jj] - off) : T(0);
+        for (int64_t jj = 0; jj < n; ++jj) s[jj] = kf[jj] != T(0) ? exp_value(s[jj] - off) : T(0);
       }
-      sum[r] = sum[r] * alpha + attn_lanesum(s, nc);
+      sum[r] = sum[r] * alpha + attn_lanesum(s, n);
       T* a = acc + r * Ev;
       for (int64_t c = 0; c < Ev; ++c) a[c] *= alpha;
-      attn_pv(s, full ? nullptr : kf, t.v + j0 * Ev, nc, Ev, a);
+      attn_pv(s, full ? nullptr : kf, t.v + j0 * Ev, n, Ev, a);
     }
   }
   const T nan = std::numeric_limits<T>::quiet_NaN();
