@@ -231,6 +231,8 @@ AttnTask<T> make_task(const AttnGeom& g, const T* q, const T* k, const T* v, con
 }
 
 // Runs f(task, slot) for task < tasks: chunk c of min(tasks, kSlots) chunks takes tasks c, c + chunks, ...
+// Tasks are numbered block-major (task = block · batch + item), so with causal masking, where a
+// block's cost grows with its index, every chunk gets a like mix of blocks.
 template <class F> void for_tasks(int64_t tasks, int threads, F&& f) {
   const int64_t chunks = std::min(tasks, kSlots);
   parallel_for(chunks, threads, 1, [&](int64_t cb, int64_t ce) {
@@ -270,7 +272,7 @@ template <class T> Kernel attention_kernel(const KernelArgs& args) {
   return [=]() {
     const bool all_kept = scalar_mask && pm[0] != 0;  // read at run time: the mask may be fed
     for_tasks(tasks, threads, [&](int64_t task, int64_t slot) {
-      const int64_t b = task / qblocks, i0 = (task % qblocks) * kBlock;
+      const int64_t b = task % g.batch, i0 = (task / g.batch) * kBlock;
       const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
       loops.forward(t, i0, std::min(g.L, i0 + kBlock), po + b * g.L * g.Ev, pl + b * g.L, ws + slot * per);
     });
@@ -324,13 +326,13 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
   return [=]() {
     const bool all_kept = scalar_mask && pm[0] != 0;
     for_tasks(tasks_q, threads, [&](int64_t task, int64_t slot) {
-      const int64_t b = task / qblocks, i0 = (task % qblocks) * kBlock;
+      const int64_t b = task % g.batch, i0 = (task / g.batch) * kBlock;
       const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
       const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
       loops.grad_q(t, gi, i0, std::min(g.L, i0 + kBlock), pdq + b * g.L * g.E, ws + slot * per);
     });
     for_tasks(tasks_kv, threads, [&](int64_t task, int64_t slot) {
-      const int64_t b = task / kblocks, j0 = (task % kblocks) * kBlock;
+      const int64_t b = task % g.batch, j0 = (task / g.batch) * kBlock;
       const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
       const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
       loops.grad_kv(t, gi, j0, std::min(g.S, j0 + kBlock), pdk + b * g.S * g.E, pdv + b * g.S * g.Ev,
