@@ -441,6 +441,30 @@ inline constexpr InputInfo kReshapeLikeInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
+inline constexpr InputInfo kScaledDotProductAttentionInputs[] = {
+    {"q", "T", bit(DType::F32) | bit(DType::F64)},
+    {"k", "T", bit(DType::F32) | bit(DType::F64)},
+    {"v", "T", bit(DType::F32) | bit(DType::F64)},
+    {"mask", "", bit(DType::Bool)},
+};
+inline constexpr AttrInfo kScaledDotProductAttentionAttrs[] = {
+    {"scale", AttrValue::Float, true, false},
+    {"causal", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kScaledDotProductAttentionGradInputs[] = {
+    {"q", "T", bit(DType::F32) | bit(DType::F64)},
+    {"k", "T", bit(DType::F32) | bit(DType::F64)},
+    {"v", "T", bit(DType::F32) | bit(DType::F64)},
+    {"mask", "", bit(DType::Bool)},
+    {"out", "T", bit(DType::F32) | bit(DType::F64)},
+    {"lse", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dout", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dlse", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kScaledDotProductAttentionGradAttrs[] = {
+    {"scale", AttrValue::Float, true, false},
+    {"causal", AttrValue::Bool, false, false},
+};
 inline constexpr InputInfo kSgdMomentumUpdateInputs[] = {
     {"w", "T", bit(DType::F32) | bit(DType::F64)},
     {"g", "T", bit(DType::F32) | bit(DType::F64)},
@@ -668,6 +692,8 @@ inline constexpr OpInfo kOps[] = {
     {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"reshape_like", kReshapeLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"scaled_dot_product_attention", kScaledDotProductAttentionInputs, 4, false, kScaledDotProductAttentionAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"scaled_dot_product_attention_grad", kScaledDotProductAttentionGradInputs, 8, false, kScaledDotProductAttentionGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"sgd_momentum_update", kSgdMomentumUpdateInputs, 3, false, kSgdMomentumUpdateAttrs, 4, kSgdMomentumUpdateInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"sgd_update", kSgdUpdateInputs, 2, false, kSgdUpdateAttrs, 2, kSgdUpdateInplace, 1, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"sigmoid", kSigmoidInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
@@ -695,7 +721,7 @@ inline constexpr OpInfo kOps[] = {
     {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 84;
+inline constexpr int kNumOps = 86;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -1270,6 +1296,28 @@ struct Reshape {
 // reshape_like: y = x reshaped to the shape of 'like' (same element count). A view.
 struct ReshapeLike {
   explicit ReshapeLike(const KernelArgs&) {}
+};
+
+// scaled_dot_product_attention: Attention (torch's scaled_dot_product_attention, dropout 0): keep = mask (broadcast to (..., L, S)) and j <= i if causal; s = scale·q kᵀ; out[i] = Σ_{
+struct ScaledDotProductAttention {
+  double scale;  // the factor of q kᵀ (the builder's default: 1/√E)
+  bool causal = false;  // keep key j for query i only when j <= i (top-left aligned)
+  explicit ScaledDotProductAttention(const KernelArgs& a) {
+    if (!a.has("scale")) a.fail("missing attr 'scale'");
+    scale = a.attr_float("scale");
+    if (a.has("causal")) causal = a.attr_bool("causal", false);
+  }
+};
+
+// scaled_dot_product_attention_grad: The gradient of scaled_dot_product_attention (dout, dlse the gradients of out and lse): with P = exp(s - lse) on the kept keys (0 elsewhere), dP = dou
+struct ScaledDotProductAttentionGrad {
+  double scale;  // the factor of q kᵀ (the builder's default: 1/√E)
+  bool causal = false;  // keep key j for query i only when j <= i (top-left aligned)
+  explicit ScaledDotProductAttentionGrad(const KernelArgs& a) {
+    if (!a.has("scale")) a.fail("missing attr 'scale'");
+    scale = a.attr_float("scale");
+    if (a.has("causal")) causal = a.attr_bool("causal", false);
+  }
 };
 
 // sgd_momentum_update: SGD with momentum (PyTorch's rule, dampening 0): g' = g + wd·w; v ← μ·v + g'; w ← w - lr·(g' + μ·v) with nesterov, else w ← w - lr·v.

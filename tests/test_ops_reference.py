@@ -1050,3 +1050,62 @@ def _take_along_axis_grad(inputs, attrs):
 
 INDEPENDENT.update({"topk": _topk, "take_along_axis": _take_along_axis,
                     "take_along_axis_grad": _take_along_axis_grad})
+
+
+# -- scaled_dot_product_attention (graphc/ops/attention.py) ------------------------------------------
+
+def _attn_exp(x):
+    return x if math.isnan(x) else (math.inf if x > 709.0 else math.exp(x))
+
+
+def _attn_kept(inputs, attrs, b, i):
+    k, mask = inputs[1], np.broadcast_to(inputs[3], inputs[0].shape[:-1] + inputs[1].shape[-2:-1])
+    return [j for j in range(k.shape[-2]) if mask[b + (i, j)] and not (attrs["causal"] and j > i)]
+
+
+def _attn_score(q, k, b, i, j, scale):
+    return sum(float(q[b + (i, e)]) * float(k[b + (j, e)]) for e in range(q.shape[-1])) * scale
+
+
+def _attention(inputs, attrs):
+    q, k, v = inputs[:3]
+    L, ev = q.shape[-2], v.shape[-1]
+    out = np.zeros(q.shape[:-1] + (ev,))
+    lse = np.zeros(q.shape[:-1])
+    for b in itertools.product(*[range(d) for d in q.shape[:-2]]):
+        for i in range(L):
+            kept = _attn_kept(inputs, attrs, b, i)
+            if not kept:  # a fully masked row: 0 and lse = -inf
+                lse[b + (i,)] = -math.inf
+                continue
+            s = {j: _attn_score(q, k, b, i, j, attrs["scale"]) for j in kept}
+            mx = math.nan if any(math.isnan(x) for x in s.values()) else max(s.values())
+            p = {j: _attn_exp(s[j] - mx) for j in kept}
+            total = sum(p.values())
+            for c in range(ev):
+                out[b + (i, c)] = sum(p[j] * float(v[b + (j, c)]) for j in kept) / total
+            lse[b + (i,)] = mx + math.log(total) if not math.isnan(total) else math.nan
+    return [out, lse]
+
+
+@np.errstate(invalid="ignore")  # the special-value examples add inf + -inf into the array
+def _attention_grad(inputs, attrs):
+    q, k, v, _, out, lse, dout, dlse = inputs
+    L, e, ev, scale = q.shape[-2], q.shape[-1], v.shape[-1], attrs["scale"]
+    dq, dk, dv = np.zeros(q.shape), np.zeros(k.shape), np.zeros(v.shape)
+    for b in itertools.product(*[range(d) for d in q.shape[:-2]]):
+        for i in range(L):
+            d = sum(float(dout[b + (i, c)]) * float(out[b + (i, c)]) for c in range(ev)) - float(dlse[b + (i,)])
+            for j in _attn_kept(inputs, attrs, b, i):
+                p = _attn_exp(_attn_score(q, k, b, i, j, scale) - float(lse[b + (i,)]))
+                dp = sum(float(dout[b + (i, c)]) * float(v[b + (j, c)]) for c in range(ev))
+                ds = p * (dp - d)
+                for x in range(e):
+                    dq[b + (i, x)] += ds * float(k[b + (j, x)])
+                    dk[b + (j, x)] += ds * float(q[b + (i, x)])
+                for c in range(ev):
+                    dv[b + (j, c)] += p * float(dout[b + (i, c)])
+    return [dq * scale, dk * scale, dv]
+
+
+INDEPENDENT.update({"scaled_dot_product_attention": _attention, "scaled_dot_product_attention_grad": _attention_grad})

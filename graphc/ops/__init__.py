@@ -8,6 +8,7 @@ from graphc import registry as _registry  # noqa: E402
 from graphc.ops import _common
 from graphc.ops import fused as _fused  # noqa: F401  (registers the fused ops)
 from graphc.ops.activations import gelu, silu, softplus  # noqa: F401
+from graphc.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphc.ops.backward import (  # noqa: F401
     broadcast_like,
     relu_grad,
