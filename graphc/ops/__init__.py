@@ -42,7 +42,7 @@ from graphc.ops.elementwise import (  # noqa: F401
     tanh,
     where,
 )
-from graphc.ops.gather import embedding, take  # noqa: F401
+from graphc.ops.gather import embedding, gather, take  # noqa: F401
 from graphc.ops.layer_norm import layer_norm, layer_norm_grad, layer_norm_stats  # noqa: F401
 from graphc.ops.nn import (  # noqa: F401
     binary_cross_entropy_with_logits,
