@@ -35,8 +35,23 @@ def _sum_all(terms):
     return total
 
 
-def _total(contributions, name):
-    """The summed gradient of a value (summed once, then reused)."""
+def _total(contributions, name, products=None):
+    """The summed gradient of a value (summed once, then reused).  ``products[name]``: terms
+    aᵀb (matmul nodes with transpose_a) kept apart, summed here by one matmul of the stacked
+    operands."""
+    pending = products.pop(name, None) if products else None
+    if pending:
+        if len(pending) == 1:
+            term = pending[0][0]
+        else:
+            # Σ_k a_kᵀ b_k = [a_1; …; a_n]ᵀ [b_1; …; b_n]: a weight read at every step of an
+            # unrolled loop gets its gradient from one GEMM over all steps (inner dim n·B)
+            # instead of n thin GEMMs of inner dim B and n adds of the weight's size.
+            a = ops.concat([ab[0] for _, ab in pending], axis=0)
+            b = ops.concat([ab[1] for _, ab in pending], axis=0)
+            term = ops.matmul(a, b, transpose_a=True)
+        terms = contributions.setdefault(name, [])
+        terms[:] = [term] if not terms else [ops.add(_sum_all(terms), term)]
     terms = contributions.get(name)
     if not terms:
         return None
@@ -45,12 +60,27 @@ def _total(contributions, name):
     return contributions[name][0]
 
 
-def gradients(ys, xs, grad_ys=None, _only_new_since=None):
+def _outer_product(gx):
+    """(a, b) when ``gx`` is made by a matmul aᵀb of two matrices (a weight gradient), else None."""
+    node = gx.producer
+    if getattr(node, "op", None) != "matmul" or not node.attrs.get("transpose_a") or node.attrs.get("transpose_b"):
+        return None
+    a, b = (gx.graph.tensor(i) for i in node.inputs)
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        return None
+    return a, b
+
+
+def gradients(ys, xs, grad_ys=None, _only_new_since=None, stack_outer_products=True):
     """d(Σ ys · grad_ys)/d xs as new graph nodes; returns one Tensor per x (None where
     no differentiable path connects it to ys).
 
     - ys, xs: Tensors (or lists of them) of one graph; grad_ys defaults to ones.
-    - Contributions to a value used several times are summed.
+    - Contributions to a value used several times are summed, as they arrive; with
+      ``stack_outer_products``, terms aᵀb of matrices (a weight read at every step of an
+      unrolled loop) are summed instead by one matmul of the stacked a's and b's: faster,
+      but every a and b stays live until it runs (the compiler turns it off under a memory
+      budget).
     - stop_gradient blocks; integer and bool values get no gradient.
     - An op on the path without a declared gradient raises GraphError naming the op,
       the node and the user's file:line.
@@ -87,6 +117,7 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
         on_path = [n for n in on_path if n.name not in _only_new_since]
 
     contributions = {}
+    products = {}   # value name → [(term, (a, b))] for terms aᵀb, summed by _total in one matmul
     with graph.building(GRADIENT):
         for y, gy in zip(ys, grad_ys):
             if not dtypes.is_float(y.dtype):
@@ -99,7 +130,8 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
             contributions.setdefault(y.name, []).append(gy)
 
     for node in reversed(on_path):
-        if not any(o in contributions for o in node.outputs):
+        # a value's terms are in contributions, or (outer products aᵀb awaiting their one stacked matmul) in products
+        if not any(o in contributions or o in products for o in node.outputs):
             continue
         opdef = registry.get_op(node.op)
         if not opdef.differentiable:
@@ -111,7 +143,7 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
         with graph.building(GRADIENT, node.provenance):
             grads = []
             for o in outputs:
-                total = _total(contributions, o.name)
+                total = _total(contributions, o.name, products)
                 if total is not None:
                     grads.append(total)
                 else:
@@ -126,12 +158,24 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None):
             if gx.shape != x.shape and all(isinstance(d, int) for d in x.shape + gx.shape):
                 raise GraphError(f"internal: gradient of {node.describe()} for {x.name} has shape {gx.shape}, "
                                  f"expected {x.shape}")
-            contributions.setdefault(x.name, []).append(gx)
+            ab = _outer_product(gx) if stack_outer_products else None
+            if ab is not None:
+                products.setdefault(x.name, []).append((gx, ab))
+                continue
+            terms = contributions.setdefault(x.name, [])
+            if terms:
+                # Sum as the contributions arrive (the same left-to-right order as summing them
+                # at the end, so the same bits): a variable read at every step of an unrolled
+                # loop then keeps one running total live instead of one term per step.
+                with graph.building(GRADIENT, node.provenance):
+                    terms[0] = ops.add(terms[0], gx)
+            else:
+                terms.append(gx)
 
     out = []
     with graph.building(GRADIENT):
         for x in xs:
-            out.append(_total(contributions, x.name))
+            out.append(_total(contributions, x.name, products))
     return out
 
 

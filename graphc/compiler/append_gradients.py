@@ -23,7 +23,9 @@ def trained_variables(graph):
     return names
 
 
-def append_gradients(graph):
+def append_gradients(graph, stack_outer_products=True):
+    """``stack_outer_products``: see :func:`graphc.autodiff.gradients` (off under a memory
+    budget: summing a weight's per-step gradient terms as they come keeps less live)."""
     if graph.training is None or not graph.training.loss:
         return graph
     spec = graph.training
@@ -34,7 +36,7 @@ def append_gradients(graph):
     if loss.shape != () or loss.dtype not in ("float32", "float64"):
         raise CompileError(f"training loss {spec.loss!r} must be a float scalar, got {loss.shape} {loss.dtype}")
     names = trained_variables(out)
-    grads = gradients(loss, [out.tensor(n) for n in names])
+    grads = gradients(loss, [out.tensor(n) for n in names], stack_outer_products=stack_outer_products)
     out.gradients_of = {n: g.name for n, g in zip(names, grads) if g is not None}
     if not out.gradients_of:
         raise CompileError(f"the loss {spec.loss!r} depends on none of the variables {names}")

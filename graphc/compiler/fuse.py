@@ -6,7 +6,10 @@ Guarantees: a new Graph computing the same values in which
 
 * every maximal group of *fusible* nodes (registry flag ``fusible``: elementwise, one float
   dtype in and out) whose intermediate values are all of the group's output shape and read
-  only inside the group becomes one ``fused_elementwise`` node (two members or more);
+  only inside the group becomes one ``fused_elementwise`` node (two members or more); a node
+  joins a group only if every value the group reads from outside is made before that node in
+  the graph's order, so fusing never holds a member (and what it reads) back behind unrelated
+  work — a running sum over an unrolled loop's steps stays one add per step;
 * a node whose op declares ``epilogue_into`` (matmul → ``fused_matmul``) and whose output is
   read only by such a group (even a one-member group: a bias add, an activation) joins it:
   the epilogue runs on each block of the product while it is in cache;
@@ -145,8 +148,23 @@ def find_groups(graph, target="cpu"):
     protected = set(graph.outputs)
     if graph.training is not None and graph.training.loss:
         protected.add(graph.training.loss)
+    producer_of = {o: node for node in order for o in node.outputs}
+    # A fused node runs where its last member stood, so a member joins a group only if every
+    # value the group reads from outside is made before that member: otherwise the member, and
+    # the bytes it reads, would wait for later work.  (A gradient summed over the 64 steps of an
+    # unrolled LSTM is a chain of adds, each reading a term made after the previous add; fused
+    # into one node, all 64 terms of 1 MiB would be live at once.)  Constants are made nowhere.
+    position = {}
+    for k, node in enumerate(order):
+        position[node.name] = -1 if registry.get_op(node.op).constant else k
+
+    def made_at(value):
+        prod = producer_of.get(value)
+        return -1 if prod is None else position[prod.name]
+
     group_of = {}
     groups = []
+    outside = []    # per group: {value it reads from outside: its producer's position}
     for node in reversed(order):
         if not _fusible(graph, node):
             continue
@@ -156,16 +174,20 @@ def find_groups(graph, target="cpu"):
         if out.name not in protected and readers:
             ids = {group_of.get(r.name) for r in readers}
             if len(ids) == 1 and None not in ids:
-                cand = groups[ids.pop()]
-                if cand.shape == out.shape and cand.dtype == out.dtype:
+                gid = ids.pop()
+                cand = groups[gid]
+                if cand.shape == out.shape and cand.dtype == out.dtype and \
+                        max((p for v, p in outside[gid].items() if v != out.name), default=-1) < position[node.name]:
                     group = cand
         if group is None:
-            group_of[node.name] = len(groups)
+            gid = group_of[node.name] = len(groups)
             groups.append(_Group(node, out.shape, out.dtype))
+            outside.append({})
         else:
-            group_of[node.name] = group_of[group.root.name]
+            gid = group_of[node.name] = group_of[group.root.name]
             group.members.append(node)
-    producer_of = {o: node for node in order for o in node.outputs}
+            del outside[gid][out.name]
+        outside[gid].update((i, made_at(i)) for i in node.inputs)
     for gid, group in enumerate(groups):
         members = list(reversed(group.members))
         for member in members:  # program order: the first producer met wins

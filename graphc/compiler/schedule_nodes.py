@@ -167,7 +167,7 @@ def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=
     dying = [ph for ph in prep.placeholders if not prep.left.get(ph) and ph not in fetched]
     stamp = [0] * n
     heap, ready_lazy = [], set()
-    cursor = [0]  # the earliest stored node that is neither done nor lazy (see _demanded)
+    demand = _Demand(nodes, preds, succs)
 
     def make_ready(i):
         if lazy[i]:
@@ -218,7 +218,7 @@ def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=
                 continue
             run(i)
         elif ready_lazy:
-            run(_demanded(nodes, preds, done, lazy, ready_lazy, cursor))
+            run(demand.find(done, lazy, ready_lazy, len(order)))
         else:
             stuck = [nodes[i].name for i in range(n) if not done[i]]
             raise CompileError(f"cannot schedule nodes {stuck[:5]}: a cycle through data or in-place "
@@ -236,28 +236,102 @@ def _topological(n, preds, succs):
     return order
 
 
-def _demanded(nodes, preds, done, lazy, ready_lazy, cursor=None):
-    """The ready lazy node that the earliest stored waiting node needs first.  ``cursor``: a
-    one-item list remembering where the last search found that node (nodes only ever get
-    done, so it only moves forward; without it each call would rescan from node 0)."""
-    first = cursor[0] if cursor else 0
-    while first < len(nodes) and (done[first] or lazy[first]):
-        first += 1
-    if cursor:
-        cursor[0] = first
-    if first == len(nodes):
+class _Demand:
+    """The ready lazy node that the earliest stored waiting node needs first: the first ready
+    lazy node in the depth-first preorder from that node through its undone predecessors
+    (lowest index first), else the lowest ready lazy node.
+
+    A recomputed segment runs one lazy node per search while the same node waits, so the
+    search is resumed rather than restarted: when only the node it returned has run since,
+    the preorder from the same start differs from the last one only in that node (now done,
+    skipped) and in its successors that became ready; the earliest visited of those is the
+    answer, else the walk continues where it stopped.  (Restarted each time, the walk over
+    the waiting node's whole undone ancestry made a 64-step LSTM's recompute quadratic.)"""
+
+    def __init__(self, nodes, preds, succs):
+        self.nodes, self.preds, self.succs = nodes, preds, succs
+        self.cursor = 0        # the earliest stored node that is neither done nor lazy: only moves on
+        self.first = None      # the start of the current walk
+        self.path = []         # [node, index of its next predecessor in kids[node]]
+        self.kids = {}         # visited node -> its undone predecessors when visited, ascending
+        self.visit = {}        # visited node -> preorder number
+        self.visited = []      # the visited nodes in preorder (self.visit's keys, in order)
+        self.parent = {}       # visited node -> (the node it was reached from, its index there)
+        self.returned = None   # what the last search returned
+        self.steps = -1        # how many nodes had run when it returned it
+
+    def find(self, done, lazy, ready_lazy, steps):
+        nodes = self.nodes
+        first = self.cursor
+        while first < len(nodes) and (done[first] or lazy[first]):
+            first += 1
+        self.cursor = first
+        if first == len(nodes):
+            return min(ready_lazy)
+        r = self.returned
+        if first == self.first and steps == self.steps + 1 and r is not None and done[r]:
+            found = [j for j in self.succs[r] if j in ready_lazy and j in self.visit]
+            if found:
+                return self._rewind(min(found, key=self.visit.__getitem__), steps)
+        else:
+            self.first = first
+            self.path, self.kids, self.visit, self.visited, self.parent = [], {}, {}, [], {}
+            hit = self._enter(first, None, 0, done, ready_lazy)
+            if hit is not None:
+                return self._returning(hit, steps)
+        path, kids = self.path, self.kids
+        while path:
+            frame = path[-1]
+            node = frame[0]
+            if done[node]:
+                path.pop()
+                continue
+            ks = kids[node]
+            hit = None
+            while frame[1] < len(ks):
+                c = ks[frame[1]]
+                frame[1] += 1
+                if done[c] or c in self.visit:
+                    continue
+                hit = self._enter(c, node, frame[1] - 1, done, ready_lazy)
+                break
+            else:
+                path.pop()
+                continue
+            if hit is not None:
+                return self._returning(hit, steps)
+        self.returned = None
         return min(ready_lazy)
-    seen = set()
-    stack = [first]
-    while stack:
-        i = stack.pop()
+
+    def _enter(self, i, parent, index, done, ready_lazy):
+        """Visit ``i`` (push it on the path); ``i`` when it is the answer."""
+        self.visit[i] = len(self.visited)
+        self.visited.append(i)
+        self.parent[i] = (parent, index)
+        self.path.append([i, 0])
         if i in ready_lazy:
             return i
-        if i in seen:
-            continue
-        seen.add(i)
-        stack.extend(sorted((p for p in preds[i] if not done[p]), reverse=True))
-    return min(ready_lazy)
+        self.kids[i] = sorted(p for p in self.preds[i] if not done[p])
+        return None
+
+    def _returning(self, i, steps):
+        self.returned, self.steps = i, steps
+        return i
+
+    def _rewind(self, j, steps):
+        """Put the walk back to the moment it first visited ``j`` and return ``j``."""
+        cut = self.visit[j]
+        while len(self.visited) > cut + 1:          # forget what was visited after j
+            del self.visit[self.visited.pop()]
+        chain = []
+        v = j
+        while v is not None:
+            p, index = self.parent[v]
+            if p is not None:
+                chain.append([p, index + 1])
+            v = p
+        self.path = chain[::-1] + [[j, 0]]
+        return self._returning(j, steps)
 
 
 def best_order(graph):

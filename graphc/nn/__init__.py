@@ -54,9 +54,12 @@ from graphc.nn.layers import (
                               Softplus,
 )
 from graphc.nn.module import Identity, Module, Sequential, manual_seed
+from graphc.nn.rnn import GRU, LSTM, GRUCell, LSTMCell
+from graphc.nn.transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 
 __all__ = [
     "Module", "Sequential", "Identity", "Linear", "Conv2d", "BatchNorm2d", "Dropout", "ReLU", "MaxPool2d",
     "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "ResidualBlock", "Embedding", "LayerNorm", "GELU", "SiLU",
-    "Softplus", "manual_seed",
+    "Softplus", "manual_seed", "LSTM", "LSTMCell", "GRU", "GRUCell", "MultiheadAttention",
+    "TransformerEncoderLayer", "TransformerEncoder",
 ]

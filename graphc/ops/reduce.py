@@ -286,4 +286,20 @@ def _grad_matmul(ctx):
         ga, gb = matmul(b, g, transpose_b=True), matmul(a, g)
     else:
         ga, gb = matmul(b, g, transpose_a=True, transpose_b=True), matmul(g, a, transpose_a=True, transpose_b=True)
-    return [unbroadcast(ga, a), unbroadcast(gb, b)]
+    flat = _flat_weight_grad(a, b, g, ta, tb)
+    return [unbroadcast(ga, a), flat if flat is not None else unbroadcast(gb, b)]
+
+
+def _flat_weight_grad(a, b, g, ta, tb):
+    """The gradient of a 2-D ``b`` shared by every matrix of a batched ``a`` (a Linear layer on a
+    sequence: x (N, T, K) · Wᵀ) as ONE matmul over the batch folded into the rows — the same sum
+    as the batched product followed by a reduction over the batch, without the (N, ·, ·) partial
+    products.  None when the shapes do not allow the fold (b batched, a transposed, a dim unknown)."""
+    if len(b.shape) != 2 or len(a.shape) < 3 or ta:
+        return None
+    k, n = a.shape[-1], g.shape[-1]
+    if not isinstance(k, int) or not isinstance(n, int):
+        return None
+    a2, g2 = F.reshape(a, (-1, k)), F.reshape(g, (-1, n))
+    # C = A·B: dB = A2ᵀ·G2 (K, N);  C = A·Bᵀ: dB = G2ᵀ·A2 (N, K)
+    return matmul(g2, a2, transpose_a=True) if tb else matmul(a2, g2, transpose_a=True)
