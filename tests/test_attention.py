@@ -143,6 +143,26 @@ def test_causal_with_more_queries_than_keys_has_no_fully_masked_row():
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_non_finite_causally_masked_key_adds_nothing(dtype):
+    """An inf key and a NaN value at the last position: rows before it never see it, so their out and
+    dq equal those with a finite key there (float32's GEMM paths multiply masked entries by 0, so
+    they must not run on such an item)."""
+    rng = np.random.default_rng(6)
+    q, k, v = _qkv(rng, (2, 2), 64, 64, 32, 32, dtype)
+    dout = rng.standard_normal((2, 2, 64, 32)).astype(dtype)
+    clean_out, clean_dq, _, _ = _run(q, k, v, causal=True, grads=True, dout=dout)
+    k[1, 0, 63] = np.inf
+    v[1, 0, 63] = np.nan
+    out, dq, _, _ = _run(q, k, v, causal=True, grads=True, dout=dout)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for got, want in ((out, clean_out), (dq, clean_dq)):
+        assert np.isfinite(got[:, :, :63]).all()
+        np.testing.assert_allclose(got[:, :, :63], want[:, :, :63], rtol=tol, atol=tol)
+        # the other items are untouched: the same bits as the clean run
+        assert got[0].tobytes() == want[0].tobytes() and got[1, 1].tobytes() == want[1, 1].tobytes()
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_identical_bits_at_any_thread_count_and_isa(causal):
     """Same bits for 1, 2, 3 threads on every ISA, and between AVX2 and AVX-512 (the float32 GEMM

@@ -119,9 +119,25 @@ void attn_pv(const T* __restrict p, const T* __restrict kf, const T* __restrict 
   }
 }
 
-// The online-softmax update of rows [i0, i0 + nr) with keys [j0, j0 + nc), all kept, float32:
+// 0 when every x[i] (i < n) is finite, else NaN: x - x is NaN exactly for inf and NaN, summed in
+// 16 lanes so that it vectorises.
+template <class T> inline T attn_nonfinite(const T* __restrict x, int64_t n) {
+  T a[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int k = 0; k < 16; ++k) a[k] += x[i + k] - x[i + k];
+  }
+  for (; i < n; ++i) a[0] += x[i] - x[i];
+  T z = T(0);
+  for (int k = 0; k < 16; ++k) z += a[k];
+  return z;
+}
+
+// The online-softmax update of rows [i0, i0 + nr) with keys [j0, j0 + nc), float32, no mask:
 // S = Q Kᵀ and P V by gemm::sgemm on one thread (each element one FMA chain in k order: the bits
-// depend on the shapes only), the softmax between them as in the per-row path.
+// depend on the shapes only), the softmax between them as in the per-row path.  Causal: row i
+// keeps the prefix of keys j <= i; the rest of its P row is an exact 0, which the P V GEMM
+// multiplies by those keys' values, so the caller checks that they are finite.
 inline void attn_block_gemm(const AttnTask<float>& t, int64_t i0, int64_t nr, int64_t j0, int64_t nc, float* sc,
                             float* acc, float* mx, float* sum, float* kept, float* pv) {
   const int64_t E = t.E, Ev = t.Ev;
@@ -129,15 +145,18 @@ inline void attn_block_gemm(const AttnTask<float>& t, int64_t i0, int64_t nr, in
   gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
   for (int64_t r = 0; r < nr; ++r) {
     float* s = sc + r * kBlock;
-    const float bm = attn_scale_max(s, nc, t.scale);
+    const int64_t n = t.causal ? std::max<int64_t>(0, std::min(nc, i0 + r - j0 + 1)) : nc;
+    for (int64_t jj = n; jj < nc; ++jj) s[jj] = 0.0f;
+    if (n == 0) continue;  // no key of the block: P row 0, the running values unchanged
+    const float bm = attn_scale_max(s, n, t.scale);
     const float m_old = mx[r];
     const float m_new = m_old > bm ? m_old : bm;
     const float off = m_new == ninf ? 0.0f : m_new;
     const float alpha = m_old == ninf ? 0.0f : exp_value(m_old - off);
     mx[r] = m_new;
     kept[r] = 1.0f;
-    for (int64_t jj = 0; jj < nc; ++jj) s[jj] = exp_value(s[jj] - off);
-    sum[r] = sum[r] * alpha + attn_lanesum(s, nc);
+    for (int64_t jj = 0; jj < n; ++jj) s[jj] = exp_value(s[jj] - off);
+    sum[r] = sum[r] * alpha + attn_lanesum(s, n);
     float* a = acc + r * Ev;
     for (int64_t c = 0; c < Ev; ++c) a[c] *= alpha;
   }
@@ -170,8 +189,10 @@ template <class T> void attn_forward_task(const AttnTask<T>& t, int64_t i0, int6
     bool scores_done = false;
     if constexpr (std::is_same_v<T, float>) {
       if (t.use_gemm) {
-        // every row keeps every key of the block: both products as GEMMs (FMA micro-kernels)
-        if (t.mask == nullptr && (!t.causal || j0 + nc - 1 <= i0)) {
+        // every row keeps every key of the block, or a causal prefix of it over finite values: both
+        // products as GEMMs (FMA micro-kernels)
+        if (t.mask == nullptr &&
+            (!t.causal || j0 + nc - 1 <= i0 || attn_nonfinite(t.v + j0 * Ev, nc * Ev) == 0.0f)) {
           attn_block_gemm(t, i0, nr, j0, nc, sc, acc, mx, sum, kept, pv);
           continue;
         }
@@ -322,20 +343,6 @@ void attn_grad_kv_task(const AttnTask<T>& t, const AttnGradIn<T>& g, int64_t j0,
     for (int64_t e = 0; e < E; ++e) dk[(j0 + jj) * E + e] = acc_k[jj * E + e] * t.scale;
     for (int64_t c = 0; c < Ev; ++c) dv[(j0 + jj) * Ev + c] = acc_v[jj * Ev + c];
   }
-}
-
-// 0 when every x[i] (i < n) is finite, else NaN: x - x is NaN exactly for inf and NaN, summed in
-// 16 lanes so that it vectorises.
-template <class T> inline T attn_nonfinite(const T* __restrict x, int64_t n) {
-  T a[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    for (int k = 0; k < 16; ++k) a[k] += x[i + k] - x[i + k];
-  }
-  for (; i < n; ++i) a[0] += x[i] - x[i];
-  T z = T(0);
-  for (int k = 0; k < 16; ++k) z += a[k];
-  return z;
 }
 
 // The whole backward of one batch item by GEMMs (float32, no mask: every key kept, or causal):
