@@ -2,6 +2,7 @@
 #include <atomic>
 #include <limits>
 #include <memory>
+#include <type_traits>
 
 #include "common.h"
 #include "elementwise_ops.h"  // exp_value: float32 exp the compiler vectorises
@@ -348,18 +349,31 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
     // The step is data (it changes every run), read here, not at prepare.
     const T t = static_cast<T>(*pstep);
     const T c1 = T(1) - std::pow(b1, t), c2 = T(1) - std::pow(b2, t);
+    // The weight-decay form is picked once, outside the loop (mode 0: none, 1: L2 into the
+    // gradient, 2: decoupled), and the loop is ivdep (the outputs alias the inputs exactly or not
+    // at all: each item is read before it is written), so that it vectorises; sqrt and / are
+    // correctly rounded in SIMD too, so the bits are the scalar loop's.
+    const T keep = T(1) - lr * wd;
+    const int mode = decoupled ? 2 : (wd != T(0) ? 1 : 0);
     parallel_for(n, threads, 1 << 13, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        T wi = w[i], gi = g[i];
-        if (decoupled) wi = wi * (T(1) - lr * wd);
-        else if (wd != T(0)) gi = gi + wd * wi;
-        const T mi = b1 * m[i] + (T(1) - b1) * gi;
-        const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
-        const T mhat = mi / c1, vhat = vi / c2;
-        ym[i] = mi;
-        yv[i] = vi;
-        yw[i] = wi - lr * mhat / (std::sqrt(vhat) + eps);
-      }
+      auto run = [&](auto mode_c) {
+        constexpr int kMode = decltype(mode_c)::value;
+#pragma GCC ivdep
+        for (int64_t i = b; i < e; ++i) {
+          T wi = w[i], gi = g[i];
+          if constexpr (kMode == 2) wi = wi * keep;
+          if constexpr (kMode == 1) gi = gi + wd * wi;
+          const T mi = b1 * m[i] + (T(1) - b1) * gi;
+          const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
+          const T mhat = mi / c1, vhat = vi / c2;
+          ym[i] = mi;
+          yv[i] = vi;
+          yw[i] = wi - lr * mhat / (std::sqrt(vhat) + eps);
+        }
+      };
+      if (mode == 2) run(std::integral_constant<int, 2>());
+      else if (mode == 1) run(std::integral_constant<int, 1>());
+      else run(std::integral_constant<int, 0>());
     });
   };
 }
