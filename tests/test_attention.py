@@ -105,6 +105,21 @@ def test_gradients_float32_within_1e4_of_torch():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c[5] is None], ids=str)
+def test_float32_gradients_without_a_mask_match_torch(case):
+    """float32 without a mask takes the GEMM backward (one task per item): causal with L < S and
+    L > S, several key and query blocks, against torch at float32's tolerance."""
+    lead, L, S, E, Ev, _, causal, scale = case
+    rng = np.random.default_rng(7)
+    q, k, v = _qkv(rng, lead, L, S, E, Ev, "float32")
+    dout = rng.standard_normal(lead + (L, Ev)).astype(np.float32)
+    want = _torch(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), None, causal, scale,
+                  dout=dout.astype(np.float64))
+    got = _run(q, k, v, causal=causal, scale=scale, grads=True, dout=dout)
+    for name, a, b in zip(["out", "dq", "dk", "dv"], got, want):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4, err_msg=name)
+
+
 def test_fully_masked_rows_give_zero_and_no_nan_in_gradients():
     rng = np.random.default_rng(3)
     q, k, v = _qkv(rng, (2, 2), 6, 9, 4, 3)
