@@ -105,6 +105,21 @@ def test_gradients_float32_within_1e4_of_torch():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c[5] is None], ids=str)
+def test_float32_gradients_without_a_mask_match_torch(case):
+    """float32 without a mask takes the GEMM backward (one task per item): causal with L < S and
+    L > S, several key and query blocks, against torch at float32's tolerance."""
+    lead, L, S, E, Ev, _, causal, scale = case
+    rng = np.random.default_rng(7)
+    q, k, v = _qkv(rng, lead, L, S, E, Ev, "float32")
+    dout = rng.standard_normal(lead + (L, Ev)).astype(np.float32)
+    want = _torch(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), None, causal, scale,
+                  dout=dout.astype(np.float64))
+    got = _run(q, k, v, causal=causal, scale=scale, grads=True, dout=dout)
+    for name, a, b in zip(["out", "dq", "dk", "dv"], got, want):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4, err_msg=name)
+
+
 def test_fully_masked_rows_give_zero_and_no_nan_in_gradients():
     rng = np.random.default_rng(3)
     q, k, v = _qkv(rng, (2, 2), 6, 9, 4, 3)
@@ -141,6 +156,26 @@ def test_causal_with_more_queries_than_keys_has_no_fully_masked_row():
     np.testing.assert_allclose(got[0, 0], v[0, 0], rtol=1e-12)
     (want,) = _torch(q, k, v, causal=True)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_non_finite_causally_masked_key_adds_nothing(dtype):
+    """An inf key and a NaN value at the last position: rows before it never see it, so their out and
+    dq equal those with a finite key there (float32's GEMM paths multiply masked entries by 0, so
+    they must not run on such an item)."""
+    rng = np.random.default_rng(6)
+    q, k, v = _qkv(rng, (2, 2), 64, 64, 32, 32, dtype)
+    dout = rng.standard_normal((2, 2, 64, 32)).astype(dtype)
+    clean_out, clean_dq, _, _ = _run(q, k, v, causal=True, grads=True, dout=dout)
+    k[1, 0, 63] = np.inf
+    v[1, 0, 63] = np.nan
+    out, dq, _, _ = _run(q, k, v, causal=True, grads=True, dout=dout)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for got, want in ((out, clean_out), (dq, clean_dq)):
+        assert np.isfinite(got[:, :, :63]).all()
+        np.testing.assert_allclose(got[:, :, :63], want[:, :, :63], rtol=tol, atol=tol)
+        # the other items are untouched: the same bits as the clean run
+        assert got[0].tobytes() == want[0].tobytes() and got[1, 1].tobytes() == want[1, 1].tobytes()
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -115,10 +115,13 @@ def _workspace(ctx):
 
 
 def _grad_workspace(ctx):
+    """One row per slot: the per-row loops' key and value blocks transposed plus row sums
+    (2·E + 2·Ev + 4 per block row), or the float32 GEMM backward's S and dP blocks (2·kBlock) with its
+    block product and dK, dV accumulators: their larger bound, independent of L and S."""
     batch, L, S, e, ev = _geom(ctx)
     b = ATTN_BLOCK
     tasks = batch * max(-(-L // b), -(-S // b))
-    return [(ctx.dtype(0), d) for _, d in _slots(tasks, b * (2 * e + 2 * ev + 4))]
+    return [(ctx.dtype(0), d) for _, d in _slots(tasks, b * (2 * b + 2 * e + 2 * ev + 4))]
 
 
 def _cost(in_shapes, out_shapes, attrs):

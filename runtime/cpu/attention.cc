@@ -12,7 +12,9 @@
 // block: pass A (tasks: query blocks) sums dq_i over the keys, pass B (tasks: key blocks) sums
 // dk_j and dv_j over the query rows.  Each output is written by one task and summed in one order
 // (keys or rows ascending), so there are no atomics and the bits do not depend on the thread
-// count.  The price is computing s and dP twice.
+// count.  The price is computing s and dP twice.  For float32 without a mask (causal or none)
+// and finite inputs, one task per batch item runs the whole backward as GEMMs instead
+// (attn_grad_item_gemm), computing P once.
 //
 // Workspace: `slots` (<= kSlots) rows of per-task scratch, planned in the arena
 // (graphc/ops/attention.py computes the same sizes).  Chunk c of min(tasks, slots) chunks runs
@@ -110,21 +112,24 @@ template <class T> struct AttnLoops {
   void (*forward)(const AttnTask<T>&, int64_t, int64_t, T*, T*, T*);
   void (*grad_q)(const AttnTask<T>&, const AttnGradIn<T>&, int64_t, int64_t, T*, T*);
   void (*grad_kv)(const AttnTask<T>&, const AttnGradIn<T>&, int64_t, int64_t, T*, T*, T*);
+  bool (*grad_item)(const AttnTask<T>&, const AttnGradIn<T>&, T*, T*, T*, T*);
 };
 
 template <class T> AttnLoops<T> attn_loops() {
 #if defined(__x86_64__)
   switch (active_isa()) {
     case Isa::Avx512:
-      return {&isa_avx512::attn_forward_task<T>, &isa_avx512::attn_grad_q_task<T>, &isa_avx512::attn_grad_kv_task<T>};
+      return {&isa_avx512::attn_forward_task<T>, &isa_avx512::attn_grad_q_task<T>, &isa_avx512::attn_grad_kv_task<T>,
+              &isa_avx512::attn_grad_item_gemm<T>};
     case Isa::Avx2:
-      return {&isa_avx2::attn_forward_task<T>, &isa_avx2::attn_grad_q_task<T>, &isa_avx2::attn_grad_kv_task<T>};
+      return {&isa_avx2::attn_forward_task<T>, &isa_avx2::attn_grad_q_task<T>, &isa_avx2::attn_grad_kv_task<T>,
+              &isa_avx2::attn_grad_item_gemm<T>};
     default:
       break;
   }
 #endif
   return {&isa_baseline::attn_forward_task<T>, &isa_baseline::attn_grad_q_task<T>,
-          &isa_baseline::attn_grad_kv_task<T>};
+          &isa_baseline::attn_grad_kv_task<T>, &isa_baseline::attn_grad_item_gemm<T>};
 }
 
 // The shapes of q (..., L, E), k (..., S, E), v (..., S, Ev) and the mask's strides, checked.
@@ -302,7 +307,7 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
   }
   const int64_t qblocks = ceil_div(g.L, kBlock), kblocks = ceil_div(g.S, kBlock);
   const int64_t tasks_q = g.batch * qblocks, tasks_kv = g.batch * kblocks;
-  const int64_t per = kBlock * (2 * g.E + 2 * g.Ev + 4);
+  const int64_t per = kBlock * (2 * kBlock + 2 * g.E + 2 * g.Ev + 4);  // attn_grad_item_gemm's bound
   T* ws = attn_workspace<T>(args, std::max(tasks_q, tasks_kv), per);
   T *pdq = args.out[0].as<T>(), *pdk = args.out[1].as<T>(), *pdv = args.out[2].as<T>();
   if (g.batch == 0) {
@@ -322,9 +327,29 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
   const T scale = static_cast<T>(attr.scale);
   const auto loops = attn_loops<T>();
   const int threads = args.ctx.threads;
-  const bool use_gemm = false;  // the backward's own loops (P must match pass A and pass B)
+  const bool use_gemm = false;  // the per-row loops (P must match pass A and pass B)
+  // float32 with sgemm's FMA kernels: one task per batch item, its whole backward as GEMMs
+  // (attn_grad_item_gemm) when every key is kept or the mask is causal and its inputs are finite,
+  // else that item's per-row loops.  Each output row is written by one task either way.
+  const bool item_gemm = std::is_same<T, float>::value && gemm::available() && scalar_mask;
+  const int64_t qtasks_per_item = qblocks, ktasks_per_item = kblocks;
   return [=]() {
     const bool all_kept = scalar_mask && pm[0] != 0;
+    if (item_gemm && all_kept) {
+      for_tasks(g.batch, threads, [&](int64_t b, int64_t slot) {
+        const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
+        const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
+        T *dq = pdq + b * g.L * g.E, *dk = pdk + b * g.S * g.E, *dv = pdv + b * g.S * g.Ev, *w = ws + slot * per;
+        if (loops.grad_item(t, gi, dq, dk, dv, w)) return;
+        for (int64_t blk = 0; blk < qtasks_per_item; ++blk) {
+          loops.grad_q(t, gi, blk * kBlock, std::min(g.L, (blk + 1) * kBlock), dq, w);
+        }
+        for (int64_t blk = 0; blk < ktasks_per_item; ++blk) {
+          loops.grad_kv(t, gi, blk * kBlock, std::min(g.S, (blk + 1) * kBlock), dk, dv, w);
+        }
+      });
+      return;
+    }
     for_tasks(tasks_q, threads, [&](int64_t task, int64_t slot) {
       const int64_t b = task % g.batch, i0 = (task / g.batch) * kBlock;
       const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);

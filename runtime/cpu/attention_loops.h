@@ -119,9 +119,25 @@ void attn_pv(const T* __restrict p, const T* __restrict kf, const T* __restrict 
   }
 }
 
-// The online-softmax update of rows [i0, i0 + nr) with keys [j0, j0 + nc), all kept, float32:
+// 0 when every x[i] (i < n) is finite, else NaN: x - x is NaN exactly for inf and NaN, summed in
+// 16 lanes so that it vectorises.
+template <class T> inline T attn_nonfinite(const T* __restrict x, int64_t n) {
+  T a[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int k = 0; k < 16; ++k) a[k] += x[i + k] - x[i + k];
+  }
+  for (; i < n; ++i) a[0] += x[i] - x[i];
+  T z = T(0);
+  for (int k = 0; k < 16; ++k) z += a[k];
+  return z;
+}
+
+// The online-softmax update of rows [i0, i0 + nr) with keys [j0, j0 + nc), float32, no mask:
 // S = Q Kᵀ and P V by gemm::sgemm on one thread (each element one FMA chain in k order: the bits
-// depend on the shapes only), the softmax between them as in the per-row path.
+// depend on the shapes only), the softmax between them as in the per-row path.  Causal: row i
+// keeps the prefix of keys j <= i; the rest of its P row is an exact 0, which the P V GEMM
+// multiplies by those keys' values, so the caller checks that they are finite.
 inline void attn_block_gemm(const AttnTask<float>& t, int64_t i0, int64_t nr, int64_t j0, int64_t nc, float* sc,
                             float* acc, float* mx, float* sum, float* kept, float* pv) {
   const int64_t E = t.E, Ev = t.Ev;
@@ -129,15 +145,18 @@ inline void attn_block_gemm(const AttnTask<float>& t, int64_t i0, int64_t nr, in
   gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
   for (int64_t r = 0; r < nr; ++r) {
     float* s = sc + r * kBlock;
-    const float bm = attn_scale_max(s, nc, t.scale);
+    const int64_t n = t.causal ? std::max<int64_t>(0, std::min(nc, i0 + r - j0 + 1)) : nc;
+    for (int64_t jj = n; jj < nc; ++jj) s[jj] = 0.0f;
+    if (n == 0) continue;  // no key of the block: P row 0, the running values unchanged
+    const float bm = attn_scale_max(s, n, t.scale);
     const float m_old = mx[r];
     const float m_new = m_old > bm ? m_old : bm;
     const float off = m_new == ninf ? 0.0f : m_new;
     const float alpha = m_old == ninf ? 0.0f : exp_value(m_old - off);
     mx[r] = m_new;
     kept[r] = 1.0f;
-    for (int64_t jj = 0; jj < nc; ++jj) s[jj] = exp_value(s[jj] - off);
-    sum[r] = sum[r] * alpha + attn_lanesum(s, nc);
+    for (int64_t jj = 0; jj < n; ++jj) s[jj] = exp_value(s[jj] - off);
+    sum[r] = sum[r] * alpha + attn_lanesum(s, n);
     float* a = acc + r * Ev;
     for (int64_t c = 0; c < Ev; ++c) a[c] *= alpha;
   }
@@ -170,8 +189,10 @@ template <class T> void attn_forward_task(const AttnTask<T>& t, int64_t i0, int6
     bool scores_done = false;
     if constexpr (std::is_same_v<T, float>) {
       if (t.use_gemm) {
-        // every row keeps every key of the block: both products as GEMMs (FMA micro-kernels)
-        if (t.mask == nullptr && (!t.causal || j0 + nc - 1 <= i0)) {
+        // every row keeps every key of the block, or a causal prefix of it over finite values: both
+        // products as GEMMs (FMA micro-kernels)
+        if (t.mask == nullptr &&
+            (!t.causal || j0 + nc - 1 <= i0 || attn_nonfinite(t.v + j0 * Ev, nc * Ev) == 0.0f)) {
           attn_block_gemm(t, i0, nr, j0, nc, sc, acc, mx, sum, kept, pv);
           continue;
         }
@@ -324,6 +345,72 @@ void attn_grad_kv_task(const AttnTask<T>& t, const AttnGradIn<T>& g, int64_t j0,
   }
 }
 
+// The whole backward of one batch item by GEMMs (float32, no mask: every key kept, or causal):
+// per (key block, query block) pair S = Q Kᵀ and dP = dO Vᵀ by gemm::sgemm, P = exp(scale·S -
+// lse) and dS = P ∘ (dP - D) with the causally masked entries set to an exact 0, then dV += Pᵀ dO,
+// dK += dSᵀ Q, dQ += dS K (three more GEMMs, each block's product added to its accumulator in
+// block order).  One task owns the item's dq, dk and dv, so the bits depend on the shapes only.
+// P is computed once per entry (the per-row loops compute it in both passes).  Multiplying by a
+// masked entry's 0 would turn an inf or NaN of a masked key or row into NaN, so an item with any
+// non-finite input is left to the per-row loops (returns false); double also returns false.
+// ws holds 2·kBlock² + kBlock·(max(E, Ev) + E + Ev + 1) <= kBlock·(2·kBlock + 2E + 2Ev + 4) values.
+template <class T>
+bool attn_grad_item_gemm(const AttnTask<T>& t, const AttnGradIn<T>& g, T* dq, T* dk, T* dv, T* ws) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    const int64_t L = t.L, S = t.S, E = t.E, Ev = t.Ev, W = std::max(E, Ev);
+    const float bad = attn_nonfinite(t.q, L * E) + attn_nonfinite(t.k, S * E) + attn_nonfinite(t.v, S * Ev) +
+                      attn_nonfinite(g.out, L * Ev) + attn_nonfinite(g.dout, L * Ev) + attn_nonfinite(g.lse, L) +
+                      attn_nonfinite(g.dlse, L);
+    if (bad != 0.0f) return false;  // NaN != 0
+    float* sc = ws;                       // kBlock x kBlock: scores, then P
+    float* dp = sc + kBlock * kBlock;     // kBlock x kBlock: dP, then dS
+    float* tmp = dp + kBlock * kBlock;    // kBlock x W: one block's product before it is added
+    float* acc_k = tmp + kBlock * W;      // kBlock x E
+    float* acc_v = acc_k + kBlock * E;    // kBlock x Ev
+    float* dd = acc_v + kBlock * Ev;      // kBlock: D_i = rowsum(dout ∘ out) - dlse
+    for (int64_t x = 0; x < L * E; ++x) dq[x] = 0.0f;
+    for (int64_t j0 = 0; j0 < S; j0 += kBlock) {
+      const int64_t nk = std::min(kBlock, S - j0);
+      for (int64_t x = 0; x < nk * E; ++x) acc_k[x] = 0.0f;
+      for (int64_t x = 0; x < nk * Ev; ++x) acc_v[x] = 0.0f;
+      for (int64_t q0 = t.causal ? j0 : 0; q0 < L; q0 += kBlock) {  // causal: rows i < j0 keep no key here
+        const int64_t nq = std::min(kBlock, L - q0);
+        // causal: keys past the block's last row are masked in every row of it
+        const int64_t nc = t.causal ? std::min(nk, q0 + nq - j0) : nk;
+        gemm::sgemm(false, true, nq, nc, E, t.q + q0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
+        gemm::sgemm(false, true, nq, nc, Ev, g.dout + q0 * Ev, Ev, t.v + j0 * Ev, Ev, nullptr, dp, kBlock, 1);
+        for (int64_t r = 0; r < nq; ++r) {
+          const int64_t i = q0 + r;
+          dd[r] = attn_rowdot(g.dout + i * Ev, g.out + i * Ev, Ev) - g.dlse[i];
+        }
+        for (int64_t r = 0; r < nq; ++r) {
+          const int64_t i = q0 + r;
+          const int64_t n = t.causal ? std::min(nc, i - j0 + 1) : nc;  // >= 1: i >= q0 >= j0 when causal
+          float* s = sc + r * kBlock;
+          float* d = dp + r * kBlock;
+          const float li = g.lse[i], di = dd[r], scale = t.scale;
+          for (int64_t jj = 0; jj < n; ++jj) s[jj] = exp_value(s[jj] * scale - li);
+          for (int64_t jj = 0; jj < n; ++jj) d[jj] = s[jj] * (d[jj] - di);
+          for (int64_t jj = n; jj < nc; ++jj) s[jj] = d[jj] = 0.0f;
+        }
+        gemm::sgemm(true, false, nc, Ev, nq, sc, kBlock, g.dout + q0 * Ev, Ev, nullptr, tmp, Ev, 1);
+        for (int64_t x = 0; x < nc * Ev; ++x) acc_v[x] += tmp[x];
+        gemm::sgemm(true, false, nc, E, nq, dp, kBlock, t.q + q0 * E, E, nullptr, tmp, E, 1);
+        for (int64_t x = 0; x < nc * E; ++x) acc_k[x] += tmp[x];
+        gemm::sgemm(false, false, nq, E, nc, dp, kBlock, t.k + j0 * E, E, nullptr, tmp, E, 1);
+        float* dqb = dq + q0 * E;
+        for (int64_t x = 0; x < nq * E; ++x) dqb[x] += tmp[x];
+      }
+      for (int64_t x = 0; x < nk * E; ++x) dk[j0 * E + x] = acc_k[x] * t.scale;
+      for (int64_t x = 0; x < nk * Ev; ++x) dv[j0 * Ev + x] = acc_v[x];
+    }
+    for (int64_t x = 0; x < L * E; ++x) dq[x] *= t.scale;
+    return true;
+  }
+}
+
 // One instantiation per dtype, so that attention.cc can take their addresses.
 template void attn_forward_task<float>(const AttnTask<float>&, int64_t, int64_t, float*, float*, float*);
 template void attn_forward_task<double>(const AttnTask<double>&, int64_t, int64_t, double*, double*, double*);
@@ -333,5 +420,9 @@ template void attn_grad_q_task<double>(const AttnTask<double>&, const AttnGradIn
                                        double*);
 template void attn_grad_kv_task<float>(const AttnTask<float>&, const AttnGradIn<float>&, int64_t, int64_t, float*,
                                        float*, float*);
+template bool attn_grad_item_gemm<float>(const AttnTask<float>&, const AttnGradIn<float>&, float*, float*, float*,
+                                         float*);
+template bool attn_grad_item_gemm<double>(const AttnTask<double>&, const AttnGradIn<double>&, double*, double*,
+                                          double*, double*);
 template void attn_grad_kv_task<double>(const AttnTask<double>&, const AttnGradIn<double>&, int64_t, int64_t,
                                         double*, double*, double*);
