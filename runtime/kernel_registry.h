@@ -123,6 +123,7 @@ void register_layer_norm_kernels(KernelRegistry& r);  // cpu/layer_norm.cc
 void register_activation_kernels(KernelRegistry& r);  // cpu/activations.cc
 void register_gather_kernels(KernelRegistry& r);  // cpu/gather.cc
 void register_scan_kernels(KernelRegistry& r);  // cpu/scan.cc
+void register_rnn_cell_kernels(KernelRegistry& r);  // cpu/rnn_cell.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);
 

@@ -332,6 +332,17 @@ inline constexpr AttrInfo kLogSoftmaxAttrs[] = {
 inline constexpr InputInfo kLogicalNotInputs[] = {
     {"x", "T", bit(DType::Bool)},
 };
+inline constexpr InputInfo kLstmCellInputs[] = {
+    {"gates", "T", bit(DType::F32) | bit(DType::F64)},
+    {"c_prev", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kLstmCellGradInputs[] = {
+    {"dh", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dc", "T", bit(DType::F32) | bit(DType::F64)},
+    {"gates", "T", bit(DType::F32) | bit(DType::F64)},
+    {"c_prev", "T", bit(DType::F32) | bit(DType::F64)},
+    {"c", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kMatmulInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64)},
@@ -626,6 +637,8 @@ inline constexpr OpInfo kOps[] = {
     {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"log_softmax", kLogSoftmaxInputs, 1, false, kLogSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"logical_not", kLogicalNotInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu},
+    {"lstm_cell", kLstmCellInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"lstm_cell_grad", kLstmCellGradInputs, 5, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"matmul", kMatmulInputs, 2, false, kMatmulAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"max", kMaxInputs, 1, false, kMaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"max_pool2d", kMaxPool2dInputs, 1, false, kMaxPool2dAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -668,7 +681,7 @@ inline constexpr OpInfo kOps[] = {
     {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 81;
+inline constexpr int kNumOps = 83;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -1076,6 +1089,16 @@ struct LogSoftmax {
 // logical_not: Elementwise: y = not x (bool). Dtypes: bool.
 struct LogicalNot {
   explicit LogicalNot(const KernelArgs&) {}
+};
+
+// lstm_cell: One LSTM step's gate arithmetic (PyTorch's gate order i, f, g, o): from gates (N, 4H) = x·W_ihᵀ + h·W_hhᵀ + biases and c_prev (N, H): i, f, o = σ(gate
+struct LstmCell {
+  explicit LstmCell(const KernelArgs&) {}
+};
+
+// lstm_cell_grad: The gradient of lstm_cell (dh, dc the gradients of its outputs h and c; c its output): with the activations recomputed from gates and dĉ = dc + dh·o·(
+struct LstmCellGrad {
+  explicit LstmCellGrad(const KernelArgs&) {}
 };
 
 // matmul: Matrix product: y[..., i, j] = Σ_k a'[..., i, k] b'[..., k, j] with a' = a or its last two axes swapped (transpose_a), likewise b' (transpose_b), as B

@@ -987,3 +987,44 @@ def _argmax(inputs, attrs):
 
 
 INDEPENDENT.update({"tril": _tri(False), "triu": _tri(True), "cumsum": _cumsum, "argmax": _argmax})
+
+
+# -- the fused LSTM cell (graphc/ops/rnn_cell.py) ----------------------------------------------------
+
+def _lstm_acts(gates, r, j, h):
+    """σ(i), σ(f), tanh(g), σ(o) of row r, column j, with Python floats."""
+    row = [float(v) for v in gates[r]]
+    return _sig(row[j]), _sig(row[h + j]), math.tanh(row[2 * h + j]), _sig(row[3 * h + j])
+
+
+def _lstm_cell(inputs, attrs):
+    gates, cp = inputs
+    n, h = cp.shape
+    hs, cs = np.zeros((n, h)), np.zeros((n, h))
+    for r in range(n):
+        for j in range(h):
+            i, f, g, o = _lstm_acts(gates, r, j, h)
+            c = f * float(cp[r, j]) + i * g   # Python floats: inf·0 is NaN, as IEEE
+            cs[r, j], hs[r, j] = c, o * math.tanh(c)
+    return [hs.astype(gates.dtype), cs.astype(gates.dtype)]
+
+
+def _lstm_cell_grad(inputs, attrs):
+    dh, dc, gates, cp, c = inputs
+    n, h = cp.shape
+    dg, dcp = np.zeros((n, 4 * h)), np.zeros((n, h))
+    for r in range(n):
+        for j in range(h):
+            i, f, g, o = _lstm_acts(gates, r, j, h)
+            tc = math.tanh(float(c[r, j]))
+            dhj = float(dh[r, j])
+            dct = float(dc[r, j]) + dhj * o * (1 - tc * tc)
+            dg[r, j] = dct * g * i * (1 - i)
+            dg[r, h + j] = dct * float(cp[r, j]) * f * (1 - f)
+            dg[r, 2 * h + j] = dct * i * (1 - g * g)
+            dg[r, 3 * h + j] = dhj * tc * o * (1 - o)
+            dcp[r, j] = dct * f
+    return [dg.astype(gates.dtype), dcp.astype(gates.dtype)]
+
+
+INDEPENDENT.update({"lstm_cell": _lstm_cell, "lstm_cell_grad": _lstm_cell_grad})
