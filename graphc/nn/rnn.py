@@ -4,7 +4,9 @@ arguments, parameter names, gate order and default initialisation U(-1/√H, 1/�
 A recurrent layer is unrolled over the static sequence length into ordinary graph nodes (the
 time dim of the input must be known when the layer is called).  Per layer and direction the
 input projection ``x W_ihᵀ + b`` of every time step is one matmul; a step then adds only
-``h W_hhᵀ`` and the gate arithmetic, elementwise ops that the fusion pass joins.  The per-step
+``h W_hhᵀ`` (the add is the GEMM's fused epilogue) and the gate arithmetic: for the LSTM one
+``lstm_cell`` node (graphc/ops/rnn_cell.py: one kernel forward, one ``lstm_cell_grad`` backward),
+for the GRU elementwise ops that the fusion pass joins.  The per-step
 pieces of the projection come from one ``split`` of it, and the outputs of all steps are
 joined by one ``concat``: a copy each of a tensor the size of the layer's output, instead of a
 slice and a concat per step.
