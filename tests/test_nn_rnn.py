@@ -318,8 +318,9 @@ def _lstm_lm(seq, batch=32, vocab=128, emb=64, hidden=256, layers=2):
 
 def test_lstm_lm_training_plan_compiles_in_seconds():
     """The 2-layer, 64-step LSTM LM training plan (~700 steps with the fused lstm_cell, ~3,700
-    nodes after fusion without it): 0.15 s here, 1.1-1.8 s without (2 shared cores, load 1-7).  A pass quadratic in the node count (as the weight-gradient add
-    chain's fusion or the on-demand scheduler search were) takes minutes; 20 s is generous."""
+    nodes after fusion without it): 0.15 s here, 1.1-1.8 s without (2 shared cores, load 1-7).
+    A pass quadratic in the node count (as the weight-gradient add chain's fusion or the
+    on-demand scheduler search were) takes minutes; 20 s is generous."""
     g, loss = _lstm_lm(64)
     t = time.perf_counter()
     plan = gc.compile(g, fetches=[loss])
