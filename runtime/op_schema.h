@@ -294,6 +294,17 @@ inline constexpr InputInfo kGreaterInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
+inline constexpr InputInfo kGruCellInputs[] = {
+    {"xw", "T", bit(DType::F32) | bit(DType::F64)},
+    {"hw", "T", bit(DType::F32) | bit(DType::F64)},
+    {"h", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kGruCellGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"xw", "T", bit(DType::F32) | bit(DType::F64)},
+    {"hw", "T", bit(DType::F32) | bit(DType::F64)},
+    {"h", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kLayerNormInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
     {"weight", "T", bit(DType::F32) | bit(DType::F64)},
@@ -631,6 +642,8 @@ inline constexpr OpInfo kOps[] = {
     {"gelu", kGeluInputs, 1, false, kGeluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"gelu_grad", kGeluGradInputs, 2, false, kGeluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
+    {"gru_cell", kGruCellInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"gru_cell_grad", kGruCellGradInputs, 4, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
@@ -681,7 +694,7 @@ inline constexpr OpInfo kOps[] = {
     {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 83;
+inline constexpr int kNumOps = 85;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -1046,6 +1059,16 @@ struct GeluGrad {
 // greater: Elementwise with numpy broadcasting: y = (a > b), bool. Both inputs have one dtype (float32, float64, int32, int64).
 struct Greater {
   explicit Greater(const KernelArgs&) {}
+};
+
+// gru_cell: One GRU step's gate arithmetic (PyTorch's gate order r, z, n): from xw = x·W_ihᵀ + b_ih and hw = h·W_hhᵀ + b_hh (N, 3H) and h (N, H): r = σ(xw[r] + hw
+struct GruCell {
+  explicit GruCell(const KernelArgs&) {}
+};
+
+// gru_cell_grad: The gradient of gru_cell (dy the gradient of h'), the activations recomputed from xw and hw: dan = dy·(1-z)·(1-n²), dar = dan·hw[n]·r(1-r), daz = dy·(
+struct GruCellGrad {
+  explicit GruCellGrad(const KernelArgs&) {}
 };
 
 // layer_norm: Layer norm over x.shape[axis:] (one row): mean = Σx/n, var = Σ(x - mean)²/n, rstd = 1/√(var + eps), y = (x - mean)·rstd·weight + bias. Outputs (y, mea

@@ -1028,3 +1028,43 @@ def _lstm_cell_grad(inputs, attrs):
 
 
 INDEPENDENT.update({"lstm_cell": _lstm_cell, "lstm_cell_grad": _lstm_cell_grad})
+
+
+def _gru_acts(xw, hw, r, j, h):
+    """σ(r), σ(z), tanh(n), hw_n of row r, column j, with Python floats."""
+    x, hh = [float(v) for v in xw[r]], [float(v) for v in hw[r]]
+    rr, z = _sig(x[j] + hh[j]), _sig(x[h + j] + hh[h + j])
+    return rr, z, math.tanh(x[2 * h + j] + rr * hh[2 * h + j]), hh[2 * h + j]
+
+
+def _gru_cell(inputs, attrs):
+    xw, hw, hs = inputs
+    n, h = hs.shape
+    out = np.zeros((n, h))
+    for r in range(n):
+        for j in range(h):
+            _, z, nn, _ = _gru_acts(xw, hw, r, j, h)
+            out[r, j] = (1 - z) * nn + z * float(hs[r, j]) if math.isfinite(nn) and math.isfinite(float(hs[r, j])) \
+                else nn + z * (float(hs[r, j]) - nn)   # (1-z)n + zh; with inf/NaN the op's form n + z(h - n)
+    return [out.astype(xw.dtype)]
+
+
+def _gru_cell_grad(inputs, attrs):
+    dy, xw, hw, hs = inputs
+    n, h = hs.shape
+    dx, dhw, dh = np.zeros((n, 3 * h)), np.zeros((n, 3 * h)), np.zeros((n, h))
+    for r in range(n):
+        for j in range(h):
+            rr, z, nn, hn = _gru_acts(xw, hw, r, j, h)
+            d = float(dy[r, j])
+            dan = d * (1 - z) * (1 - nn * nn)       # through n = tanh(xn + r hn)
+            dar = dan * hn * rr * (1 - rr)
+            daz = d * (float(hs[r, j]) - nn) * z * (1 - z)
+            dx[r, j], dx[r, h + j], dx[r, 2 * h + j] = dar, daz, dan
+            dhw[r, j], dhw[r, h + j], dhw[r, 2 * h + j] = dar, daz, dan * rr
+            dh[r, j] = d * z
+    t = xw.dtype
+    return [dx.astype(t), dhw.astype(t), dh.astype(t)]
+
+
+INDEPENDENT.update({"gru_cell": _gru_cell, "gru_cell_grad": _gru_cell_grad})

@@ -1,4 +1,4 @@
-"""The fused LSTM cell ops (graphc/ops/rnn_cell.py, runtime/cpu/rnn_cell.cc) beyond the
+"""The fused LSTM and GRU cell ops (graphc/ops/rnn_cell.py, runtime/cpu/rnn_cell.cc) beyond the
 registry-driven tests (tests/test_kernels.py, test_gradients.py, test_ops_reference.py): against
 PyTorch's LSTM gate arithmetic and its autograd, the kernel at a size that runs the worker pool
 (threads 1 and 2 give the same bits), refusals, and that gc.nn.LSTM puts one lstm_cell node per
@@ -108,3 +108,55 @@ def test_lstm_layer_uses_one_cell_per_step_from_a_state():
     cells = [nd for nd in g.nodes if nd.op == "lstm_cell"]
     assert len(cells) == steps - 1   # the first step starts from the zero state: no c_prev to read
     assert out.shape == (steps, 3, 6)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_gru_cell_matches_torch_forward_and_backward(dt):
+    torch = _torch()
+    n, h = 32, 67
+    rng = np.random.default_rng(3)
+    feeds = {k: rng.uniform(-2, 2, s).astype(dt) for k, s in
+             (("xw", (n, 3 * h)), ("hw", (n, 3 * h)), ("h", (n, h)), ("r", (n, h)))}
+    with gc.Graph() as g:
+        xw, hw, hh, r = (gc.placeholder(k, feeds[k].shape, dt) for k in ("xw", "hw", "h", "r"))
+        out = gc.gru_cell(xw, hw, hh)
+        grads = gc.gradients(gc.sum(out * r), [xw, hw, hh])
+    got = gc.Session(gc.compile(g, fetches=[out, *grads]), threads=1).run(feeds)
+    t = {k: torch.tensor(v, requires_grad=k != "r") for k, v in feeds.items()}
+    xr, xz, xn = t["xw"].chunk(3, dim=1)
+    hr, hz, hn = t["hw"].chunk(3, dim=1)
+    rr, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    nn = torch.tanh(xn + rr * hn)
+    want = (1 - z) * nn + z * t["h"]
+    (want * t["r"]).sum().backward()
+    tol = dict(rtol=1e-5, atol=1e-6) if dt == "float32" else dict(rtol=1e-12, atol=1e-13)
+    for tens, w in zip([out, *grads], [want, t["xw"].grad, t["hw"].grad, t["h"].grad]):
+        np.testing.assert_allclose(got[tens.name], w.detach().numpy(), err_msg=tens.name, **tol)
+
+
+def test_gru_bits_equal_at_one_and_two_threads():
+    n, h = 64, 256
+    rng = np.random.default_rng(4)
+    feeds = {k: rng.uniform(-2, 2, s).astype(np.float32) for k, s in
+             (("xw", (n, 3 * h)), ("hw", (n, 3 * h)), ("h", (n, h)), ("r", (n, h)))}
+    with gc.Graph() as g:
+        xw, hw, hh, r = (gc.placeholder(k, feeds[k].shape) for k in ("xw", "hw", "h", "r"))
+        out = gc.gru_cell(xw, hw, hh)
+        fetches = [out, *gc.gradients(gc.sum(out * r), [xw, hw, hh])]
+    plan = gc.compile(g, fetches=fetches)
+    ref = gc.Session(plan, threads=1).run(feeds)
+    got = gc.Session(plan, threads=2).run(feeds)
+    for t in fetches:
+        assert got[t.name].tobytes() == ref[t.name].tobytes(), t.name
+
+
+def test_gru_refusals_and_layer_nodes():
+    with gc.Graph():
+        with pytest.raises(ShapeError, match="3H"):
+            gc.gru_cell(gc.placeholder("x", (3, 8)), gc.placeholder("hw", (3, 8)), gc.placeholder("h", (3, 2)))
+        with pytest.raises(ShapeError, match="hw"):
+            gc.gru_cell(gc.placeholder("x2", (3, 6)), gc.placeholder("hw2", (3, 9)), gc.placeholder("h2", (3, 2)))
+    with gc.Graph() as g:
+        out, _ = gc.nn.GRU(4, 6, num_layers=2)(gc.placeholder("x", (5, 3, 4)))
+    assert sum(nd.op == "gru_cell" for nd in g.nodes) == 2 * 4   # every step but the first of each layer
+    assert out.shape == (5, 3, 6)
