@@ -130,7 +130,8 @@ def gradients(ys, xs, grad_ys=None, _only_new_since=None, stack_outer_products=T
             contributions.setdefault(y.name, []).append(gy)
 
     for node in reversed(on_path):
-        if not any(o in contributions for o in node.outputs):
+        # a value's terms are in contributions, or (outer products aᵀb awaiting their one stacked matmul) in products
+        if not any(o in contributions or o in products for o in node.outputs):
             continue
         opdef = registry.get_op(node.op)
         if not opdef.differentiable:

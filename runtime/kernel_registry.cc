@@ -146,10 +146,12 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_dropout_kernels(r);
     register_conv_kernels(r);
     register_layer_norm_kernels(r);
+    register_attention_kernels(r);
     register_activation_kernels(r);
     register_gather_kernels(r);
     register_scan_kernels(r);
     register_rnn_cell_kernels(r);
+    register_topk_kernels(r);
     return r;
   }();
   return registry;

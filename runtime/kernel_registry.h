@@ -120,10 +120,12 @@ void register_norm_kernels(KernelRegistry& r);  // cpu/norm.cc
 void register_dropout_kernels(KernelRegistry& r);  // cpu/dropout.cc
 void register_conv_kernels(KernelRegistry& r);  // cpu/conv.cc
 void register_layer_norm_kernels(KernelRegistry& r);  // cpu/layer_norm.cc
+void register_attention_kernels(KernelRegistry& r);  // cpu/attention.cc
 void register_activation_kernels(KernelRegistry& r);  // cpu/activations.cc
 void register_gather_kernels(KernelRegistry& r);  // cpu/gather.cc
 void register_scan_kernels(KernelRegistry& r);  // cpu/scan.cc
 void register_rnn_cell_kernels(KernelRegistry& r);  // cpu/rnn_cell.cc
+void register_topk_kernels(KernelRegistry& r);  // cpu/topk.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);
 

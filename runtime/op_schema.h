@@ -463,6 +463,30 @@ inline constexpr InputInfo kReshapeLikeInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
+inline constexpr InputInfo kScaledDotProductAttentionInputs[] = {
+    {"q", "T", bit(DType::F32) | bit(DType::F64)},
+    {"k", "T", bit(DType::F32) | bit(DType::F64)},
+    {"v", "T", bit(DType::F32) | bit(DType::F64)},
+    {"mask", "", bit(DType::Bool)},
+};
+inline constexpr AttrInfo kScaledDotProductAttentionAttrs[] = {
+    {"scale", AttrValue::Float, true, false},
+    {"causal", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kScaledDotProductAttentionGradInputs[] = {
+    {"q", "T", bit(DType::F32) | bit(DType::F64)},
+    {"k", "T", bit(DType::F32) | bit(DType::F64)},
+    {"v", "T", bit(DType::F32) | bit(DType::F64)},
+    {"mask", "", bit(DType::Bool)},
+    {"out", "T", bit(DType::F32) | bit(DType::F64)},
+    {"lse", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dout", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dlse", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kScaledDotProductAttentionGradAttrs[] = {
+    {"scale", AttrValue::Float, true, false},
+    {"causal", AttrValue::Bool, false, false},
+};
 inline constexpr InputInfo kSgdMomentumUpdateInputs[] = {
     {"w", "T", bit(DType::F32) | bit(DType::F64)},
     {"g", "T", bit(DType::F32) | bit(DType::F64)},
@@ -579,8 +603,32 @@ inline constexpr InputInfo kSumToInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
+inline constexpr InputInfo kTakeAlongAxisInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"indices", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kTakeAlongAxisAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+};
+inline constexpr InputInfo kTakeAlongAxisGradInputs[] = {
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+    {"indices", "", bit(DType::I64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kTakeAlongAxisGradAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+};
 inline constexpr InputInfo kTanhInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kTopkInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kTopkAttrs[] = {
+    {"k", AttrValue::Int, true, false},
+    {"axis", AttrValue::Int, false, false},
+    {"largest", AttrValue::Bool, false, false},
+    {"sorted", AttrValue::Bool, false, false},
 };
 inline constexpr InputInfo kTransposeInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -670,6 +718,8 @@ inline constexpr OpInfo kOps[] = {
     {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"reshape_like", kReshapeLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"scaled_dot_product_attention", kScaledDotProductAttentionInputs, 4, false, kScaledDotProductAttentionAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"scaled_dot_product_attention_grad", kScaledDotProductAttentionGradInputs, 8, false, kScaledDotProductAttentionGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"sgd_momentum_update", kSgdMomentumUpdateInputs, 3, false, kSgdMomentumUpdateAttrs, 4, kSgdMomentumUpdateInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"sgd_update", kSgdUpdateInputs, 2, false, kSgdUpdateAttrs, 2, kSgdUpdateInplace, 1, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"sigmoid", kSigmoidInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
@@ -688,13 +738,16 @@ inline constexpr OpInfo kOps[] = {
     {"sub", kSubInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"sum", kSumInputs, 1, false, kSumAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"sum_to", kSumToInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
+    {"take_along_axis", kTakeAlongAxisInputs, 2, false, kTakeAlongAxisAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"take_along_axis_grad", kTakeAlongAxisGradInputs, 3, false, kTakeAlongAxisGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"tanh", kTanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"topk", kTopkInputs, 1, false, kTopkAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"tril", kTrilInputs, 1, false, kTrilAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 85;
+inline constexpr int kNumOps = 90;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -1291,6 +1344,28 @@ struct ReshapeLike {
   explicit ReshapeLike(const KernelArgs&) {}
 };
 
+// scaled_dot_product_attention: Attention (torch's scaled_dot_product_attention, dropout 0): keep = mask (broadcast to (..., L, S)) and j <= i if causal; s = scale·q kᵀ; out[i] = Σ_{
+struct ScaledDotProductAttention {
+  double scale;  // the factor of q kᵀ (the builder's default: 1/√E)
+  bool causal = false;  // keep key j for query i only when j <= i (top-left aligned)
+  explicit ScaledDotProductAttention(const KernelArgs& a) {
+    if (!a.has("scale")) a.fail("missing attr 'scale'");
+    scale = a.attr_float("scale");
+    if (a.has("causal")) causal = a.attr_bool("causal", false);
+  }
+};
+
+// scaled_dot_product_attention_grad: The gradient of scaled_dot_product_attention (dout, dlse the gradients of out and lse): with P = exp(s - lse) on the kept keys (0 elsewhere), dP = dou
+struct ScaledDotProductAttentionGrad {
+  double scale;  // the factor of q kᵀ (the builder's default: 1/√E)
+  bool causal = false;  // keep key j for query i only when j <= i (top-left aligned)
+  explicit ScaledDotProductAttentionGrad(const KernelArgs& a) {
+    if (!a.has("scale")) a.fail("missing attr 'scale'");
+    scale = a.attr_float("scale");
+    if (a.has("causal")) causal = a.attr_bool("causal", false);
+  }
+};
+
 // sgd_momentum_update: SGD with momentum (PyTorch's rule, dampening 0): g' = g + wd·w; v ← μ·v + g'; w ← w - lr·(g' + μ·v) with nesterov, else w ← w - lr·v.
 struct SgdMomentumUpdate {
   double lr;  // learning rate
@@ -1466,9 +1541,40 @@ struct SumTo {
   explicit SumTo(const KernelArgs&) {}
 };
 
+// take_along_axis: y[..., j, ...] = x[..., indices[..., j, ...], ...] along 'axis' (torch.gather, numpy.take_along_axis): indices int64 of x's rank and x's shape on ever
+struct TakeAlongAxis {
+  int64_t axis = -1;  // the axis selected along (negative: from the end)
+  explicit TakeAlongAxis(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+  }
+};
+
+// take_along_axis_grad: The adjoint of take_along_axis w.r.t. x: zeros of x's shape, then g[..., j, ...] added at [..., indices[..., j, ...], ...], each line in index order (
+struct TakeAlongAxisGrad {
+  int64_t axis = -1;  // the axis selected along (negative: from the end)
+  explicit TakeAlongAxisGrad(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+  }
+};
+
 // tanh: Elementwise: y = tanh x. Dtypes: float32, float64.
 struct Tanh {
   explicit Tanh(const KernelArgs&) {}
+};
+
+// topk: (values, indices) = the k largest (largest=False: smallest) items of x along 'axis' and their int64 positions (torch.topk, ONNX TopK). Total order: Na
+struct Topk {
+  int64_t k = 0;  // how many items to keep, 0 <= k <= x.shape[axis]
+  int64_t axis = -1;  // the axis selected along (negative: from the end)
+  bool largest = true;  // keep the largest items (False: the smallest)
+  bool sorted = true;  // best first (False: in the order of their index)
+  explicit Topk(const KernelArgs& a) {
+    if (!a.has("k")) a.fail("missing attr 'k'");
+    k = a.attr_int("k");
+    if (a.has("axis")) axis = a.attr_int("axis");
+    if (a.has("largest")) largest = a.attr_bool("largest", false);
+    if (a.has("sorted")) sorted = a.attr_bool("sorted", false);
+  }
 };
 
 // transpose: y = x with axes permuted: y.shape[i] = x.shape[perm[i]] (perm None reverses the axes).

@@ -178,6 +178,50 @@ def test_identical_across_thread_counts(name, ours, theirs):
         assert a.tobytes() == b.tobytes(), name
 
 
+@pytest.mark.parametrize("name,ours,theirs", CASES[:-1], ids=[c[0] for c in CASES[:-1]])
+def test_identical_on_every_isa(name, ours, theirs):
+    """float32 loops are compiled for baseline, AVX2 and AVX-512 (the same operations in the same
+    order, no FMA contraction): every ISA the CPU has gives the baseline's bits, specials included."""
+    from graphc import _runtime
+    names = ["baseline", "avx2", "avx512"]
+    isas = names[: names.index(_runtime.cpu_isa(detected=True)) + 1]
+    x = np.concatenate([_inputs("float32"), _specials("float32")])
+    try:
+        results = {}
+        for isa in isas:
+            _runtime.set_isa(isa)
+            results[isa], _, _ = _ours(ours, x)
+    finally:
+        _runtime.set_isa(None)
+    for isa, outs in results.items():
+        for a, b in zip(outs, results["baseline"]):
+            assert a.tobytes() == b.tobytes(), (name, isa)
+
+
+def test_float32_gelu_erf_against_float64():
+    """The float32 erf form (Eigen's rational erf, runtime/cpu/activations.cc) against float64 erfc
+    on a dense grid.  Φ's error is absolute: the rational is within 4.2e-7 of erf once evaluated in
+    float32, so Φ = ½(1 + erf) within 2.1e-7 plus its rounding (3e-8): |gelu error| <= 2.5e-7·|x|
+    plus one ulp of the result; the slope Φ + x·φ within 2.5e-7 plus x·φ's few ulp (<= 0.25):
+    atol 3e-7."""
+    x = np.concatenate([np.linspace(-14, 14, 280_001), np.geomspace(1e-30, 1, 2001)]).astype(np.float32)
+    x = np.concatenate([x, -x])
+    with Graph() as g:
+        xp = gc.placeholder("x", x.shape, "float32")
+        y = gc.gelu(xp)
+        (dx,) = gc.gradients(y, [xp])
+    out = Session(gc.compile(g, fetches=[y.name, dx.name]), threads=1).run({"x": x})
+    xd = x.astype(np.float64)
+    erfc = np.vectorize(math.erfc)
+    cdf = 0.5 * erfc(-xd / math.sqrt(2))
+    want_y = xd * cdf
+    want_dx = cdf + xd * np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
+    err = np.abs(out[y.name] - want_y)
+    bound = 2.5e-7 * np.abs(xd) + np.spacing(np.abs(want_y).astype(np.float32)).astype(np.float64)
+    assert (err <= bound).all(), (x[np.argmax(err - bound)], err.max())
+    np.testing.assert_allclose(out[dx.name], want_dx, rtol=0, atol=3e-7)
+
+
 def test_ops_stay_one_kernel_step():
     with Graph() as g:
         x = gc.placeholder("x", (4, 5), "float32")

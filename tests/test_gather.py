@@ -291,3 +291,15 @@ def test_bench_random_feeds_keep_ids_in_range():
     assert 0 <= feeds["ids"].min() and feeds["ids"].max() < 7
     assert 0 <= feeds["idx"].min() and feeds["idx"].max() < 5
     Session(plan).run(feeds)  # no out-of-range error
+
+
+def test_gather_is_tf_gather():
+    # gc.gather follows tf.gather (= numpy.take with in-range indices), torch.gather is take_along_axis
+    rng = np.random.default_rng(5)
+    xv = rng.normal(size=(3, 4, 5))
+    iv = np.array([[2, 0], [1, 1]], np.int64)
+    with gc.Graph() as g:
+        x = gc.placeholder("x", xv.shape, "float64")
+        y = gc.gather(x, gc.constant(iv), axis=1)
+    got = gc.Session(gc.compile(g, fetches=[y])).run({"x": xv})[y.name]
+    np.testing.assert_array_equal(got, np.take(xv, iv, axis=1))

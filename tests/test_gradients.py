@@ -39,10 +39,14 @@ def _build(op, inputs, attrs, rng):
         outs = g.add_node(op.name, phs, attrs)
         terms = []
         for k, o in enumerate(outs):
+            if o.dtype in ("int32", "int64", "bool"):  # indices (topk's second output) carry no gradient
+                continue
             if o.dtype != "float64":  # float32 outputs (cast) are too coarse for eps = 1e-6
                 return None
             r = gc.constant(rng.normal(size=o.shape).astype(o.dtype), name=f"r{k}")
             terms.append(gc.sum(o * r))
+        if not terms:  # integer outputs only (an op on int inputs): nothing to differentiate
+            return None
         loss = terms[0]
         for t in terms[1:]:
             loss = loss + t
@@ -216,3 +220,20 @@ def test_shared_weight_gradient_of_a_batched_matmul_is_one_matmul(transpose_b):
     np.testing.assert_allclose(got, expected.T if transpose_b else expected, rtol=1e-12)
     # the gradient is one matmul of 2-D operands (the folded rows), not a sum over the batch
     assert gw.op == "matmul" and [len(g.tensor(t).shape) for t in gw.producer.inputs] == [2, 2], gw.op
+
+
+def test_weight_gradient_through_a_split_of_outer_products():
+    # w1 and w2 (halves of W) each get a gradient gᵀx, an outer-product term held apart for one
+    # stacked matmul; the split that made them must still pass the gradient on to W.
+    rng = np.random.default_rng(2)
+    xv, wv = rng.normal(size=(5, 4)), rng.normal(size=(6, 4))
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (5, 4), "float64")
+        w = gc.variable("w", init=wv)
+        w1, w2 = gc.split(w, 2, axis=0)
+        loss = gc.sum(gc.matmul(x, w1, transpose_b=True)) + 2.0 * gc.sum(gc.matmul(x, w2, transpose_b=True))
+        (gw,) = gc.gradients(loss, [w])
+    assert gw is not None
+    got = gc.reference.evaluate(g, {"x": xv}, [gw])[gw]
+    col = xv.sum(axis=0)                  # d Σ x·w_rowᵀ / d w_row = Σ_n x[n]
+    np.testing.assert_allclose(got, np.concatenate([np.tile(col, (3, 1)), 2 * np.tile(col, (3, 1))]), rtol=1e-12)

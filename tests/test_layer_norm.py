@@ -110,6 +110,26 @@ def test_identical_bits_at_threads_1_and_2(shape, axis):
         assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_identical_bits_on_every_isa(dtype):
+    """The row loops are compiled per ISA (runtime/cpu/layer_norm_rows.inc): same operations in the
+    same order, so each ISA the CPU has gives the bits of the baseline build."""
+    from graphc import _runtime
+    names = ["baseline", "avx2", "avx512"]
+    isas = names[: names.index(_runtime.cpu_isa(detected=True)) + 1]
+    g, fetches, feeds, _ = _graph((67, 131), -1, True, dtype, seed=9)
+    try:
+        results = {}
+        for isa in isas:
+            _runtime.set_isa(isa)
+            results[isa] = _run(g, fetches, feeds, threads=2)
+    finally:
+        _runtime.set_isa(None)
+    for isa, outs in results.items():
+        for a, b in zip(outs, results["baseline"]):
+            assert a.tobytes() == b.tobytes(), isa
+
+
 def _mlp(dtype, seed=0):
     """x (8, 5, 13) -> layer_norm(axis=-1) with learned weight/bias -> linear 13 -> 3; MSE loss."""
     rng = np.random.default_rng(seed)

@@ -1068,3 +1068,125 @@ def _gru_cell_grad(inputs, attrs):
 
 
 INDEPENDENT.update({"gru_cell": _gru_cell, "gru_cell_grad": _gru_cell_grad})
+
+
+# -- topk, take_along_axis, take_along_axis_grad (graphc/ops/topk.py) ---------------------------------
+
+def _topk_better(a, b, largest):
+    """(value, index) a comes before b: NaN above every number, ties to the lower index."""
+    (va, ia), (vb, ib) = a, b
+    na, nb = math.isnan(va), math.isnan(vb)
+    if na != nb:
+        return na if largest else nb
+    if not na and va != vb:
+        return va > vb if largest else va < vb
+    return ia < ib
+
+
+def _topk(inputs, attrs):
+    x, k = inputs[0], attrs["k"]
+    axis = attrs["axis"] % x.ndim
+    shape = tuple(k if i == axis else d for i, d in enumerate(x.shape))
+    values, indices = np.zeros(shape, x.dtype), np.zeros(shape, np.int64)
+    for line in _axis_lines(x.shape, axis):
+        items = [(x[idx].item(), j) for j, idx in enumerate(line)]
+        chosen = []
+        for _ in range(k):  # selection: the best remaining item, k times
+            best = None
+            for it in items:
+                if it not in chosen and (best is None or _topk_better(it, best, attrs["largest"])):
+                    best = it
+            chosen.append(best)
+        if not attrs["sorted"]:
+            chosen.sort(key=lambda it: it[1])
+        for j, (v, i) in enumerate(chosen):
+            pos = line[0][:axis] + (j,) + line[0][axis + 1:]
+            values[pos], indices[pos] = v, i
+    return [values, indices]
+
+
+def _take_along_axis(inputs, attrs):
+    x, idx = inputs
+    axis = attrs["axis"] % x.ndim
+    out = np.zeros(idx.shape, x.dtype)
+    for pos in itertools.product(*[range(d) for d in idx.shape]):
+        k = int(idx[pos])
+        assert 0 <= k < x.shape[axis], (pos, k)
+        out[pos] = x[pos[:axis] + (k,) + pos[axis + 1:]]
+    return out
+
+
+def _take_along_axis_grad(inputs, attrs):
+    g, idx, x = inputs
+    axis = attrs["axis"] % x.ndim
+    out = np.zeros(x.shape, g.dtype)
+    for pos in itertools.product(*[range(d) for d in idx.shape]):  # C order: the order of the sums
+        k = int(idx[pos])
+        assert 0 <= k < x.shape[axis], (pos, k)
+        target = pos[:axis] + (k,) + pos[axis + 1:]
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[target] = out[target] + g[pos]
+    return out
+
+
+INDEPENDENT.update({"topk": _topk, "take_along_axis": _take_along_axis,
+                    "take_along_axis_grad": _take_along_axis_grad})
+
+
+# -- scaled_dot_product_attention (graphc/ops/attention.py) ------------------------------------------
+
+def _attn_exp(x):
+    return x if math.isnan(x) else (math.inf if x > 709.0 else math.exp(x))
+
+
+def _attn_kept(inputs, attrs, b, i):
+    k, mask = inputs[1], np.broadcast_to(inputs[3], inputs[0].shape[:-1] + inputs[1].shape[-2:-1])
+    return [j for j in range(k.shape[-2]) if mask[b + (i, j)] and not (attrs["causal"] and j > i)]
+
+
+def _attn_score(q, k, b, i, j, scale):
+    return sum(float(q[b + (i, e)]) * float(k[b + (j, e)]) for e in range(q.shape[-1])) * scale
+
+
+def _attention(inputs, attrs):
+    q, k, v = inputs[:3]
+    L, ev = q.shape[-2], v.shape[-1]
+    out = np.zeros(q.shape[:-1] + (ev,))
+    lse = np.zeros(q.shape[:-1])
+    for b in itertools.product(*[range(d) for d in q.shape[:-2]]):
+        for i in range(L):
+            kept = _attn_kept(inputs, attrs, b, i)
+            if not kept:  # a fully masked row: 0 and lse = -inf
+                lse[b + (i,)] = -math.inf
+                continue
+            s = {j: _attn_score(q, k, b, i, j, attrs["scale"]) for j in kept}
+            mx = math.nan if any(math.isnan(x) for x in s.values()) else max(s.values())
+            p = {j: _attn_exp(s[j] - mx) for j in kept}
+            total = sum(p.values())
+            for c in range(ev):
+                out[b + (i, c)] = sum(p[j] * float(v[b + (j, c)]) for j in kept) / total
+            lse[b + (i,)] = mx + math.log(total) if not math.isnan(total) else math.nan
+    return [out, lse]
+
+
+@np.errstate(invalid="ignore")  # the special-value examples add inf + -inf into the array
+def _attention_grad(inputs, attrs):
+    q, k, v, _, out, lse, dout, dlse = inputs
+    L, e, ev, scale = q.shape[-2], q.shape[-1], v.shape[-1], attrs["scale"]
+    dq, dk, dv = np.zeros(q.shape), np.zeros(k.shape), np.zeros(v.shape)
+    for b in itertools.product(*[range(d) for d in q.shape[:-2]]):
+        for i in range(L):
+            d = sum(float(dout[b + (i, c)]) * float(out[b + (i, c)]) for c in range(ev)) - float(dlse[b + (i,)])
+            for j in _attn_kept(inputs, attrs, b, i):
+                p = _attn_exp(_attn_score(q, k, b, i, j, scale) - float(lse[b + (i,)]))
+                dp = sum(float(dout[b + (i, c)]) * float(v[b + (j, c)]) for c in range(ev))
+                ds = p * (dp - d)
+                for x in range(e):
+                    dq[b + (i, x)] += ds * float(k[b + (j, x)])
+                    dk[b + (j, x)] += ds * float(q[b + (i, x)])
+                for c in range(ev):
+                    dv[b + (j, c)] += p * float(dout[b + (i, c)])
+    return [dq * scale, dk * scale, dv]
+
+
+INDEPENDENT.update({"scaled_dot_product_attention": _attention, "scaled_dot_product_attention_grad": _attention_grad})

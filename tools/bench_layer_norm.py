@@ -15,7 +15,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_util as bu  # noqa: E402
 
-# (rows, n): transformer-like (batch·seq, d_model) and a few odd ones
+# (rows, n): the GPT benchmark's (2048 tokens, width 128), transformer-like (batch·seq, d_model) and a few odd ones
+GPT_SHAPE = (2048, 128)
 SHAPES = [(4096, 256), (2048, 768), (512, 4097), (65536, 31)]
 
 
@@ -50,31 +51,27 @@ def torch_case(torch, direction, arrays):
     return lambda: list(torch.ops.aten.native_layer_norm_backward(dy, x, [n], m, r, w, b, [True, True, True]))
 
 
-def main(argv=None):
-    args = bu.parse_args(__doc__.splitlines()[0], argv=argv)
-    bu.pin_threads(args.threads)
+def measure(threads, repeat=None, quick=False, shapes=None):
+    """Rows {"what", "graphc_ms", "torch_ms", "ratio"} for each shape, forward and backward, at
+    ``threads`` threads (torch at the same count; torch_ms/ratio None without torch).  Default
+    shapes: the GPT benchmark's (2048, 128) only; main() prints SHAPES."""
     import numpy as np
 
     import graphc as gc
-    from graphc import _runtime
-    torch, why = bu.try_import("torch")
-    repeat = args.repeat or (5 if args.quick else 21)
-    print(bu.machine())
-    print(bu.load_note())
-    print(f"threads {args.threads}; ISA {_runtime.cpu_isa()}; torch {torch.__version__ if torch else why}; "
-          f"{bu.SAMPLING}; median of {repeat}")
+    torch, _ = bu.try_import("torch")
     if torch is not None:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
+    repeat = repeat or (5 if quick else 21)
     rng = np.random.default_rng(0)
     rows = []
-    for shape in SHAPES:
+    for shape in shapes or [GPT_SHAPE]:
         x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
         w, b = rng.uniform(0.5, 1.5, shape[1]).astype(np.float32), rng.uniform(-0.5, 0.5, shape[1]).astype(np.float32)
         mean = x.astype(np.float64).mean(axis=1)
         rstd = (1.0 / np.sqrt(x.astype(np.float64).var(axis=1) + 1e-5)).astype(np.float32)
         arrays = (x, w, b, rng.standard_normal(shape).astype(np.float32), mean.astype(np.float32), rstd)
         for direction in ("forward", "backward"):
-            run, results = graphc_case(gc, args.threads, direction, arrays)
+            run, results = graphc_case(gc, threads, direction, arrays)
             fns = [run]
             if torch is not None:
                 tfn = torch_case(torch, direction, arrays)
@@ -86,11 +83,27 @@ def main(argv=None):
                         raise SystemExit(f"{shape} {direction}: graphc and torch differ (max error {err:.2e})")
                 fns.append(tfn)
             times = bu.median_times(fns, repeat)
-            ours, theirs = times[0], (times[1] if torch is not None else None)
-            rows.append([f"{shape[0]}x{shape[1]}", direction, bu.fmt_ms(ours), bu.fmt_ms(theirs),
-                         bu.fmt_ratio(ours, theirs)])
-    bu.print_table("layer_norm float32 over the last axis", ["rows x n", "direction", "graphc", "torch",
-                                                              "graphc/torch"], rows)
+            ours = times[0] * 1e3
+            theirs = times[1] * 1e3 if torch is not None else None
+            rows.append({"what": f"layer_norm {direction} {shape[0]}x{shape[1]}", "graphc_ms": ours,
+                         "torch_ms": theirs, "ratio": ours / theirs if theirs else None})
+    return rows
+
+
+def main(argv=None):
+    args = bu.parse_args(__doc__.splitlines()[0], argv=argv)
+    bu.pin_threads(args.threads)
+    from graphc import _runtime
+    torch, why = bu.try_import("torch")
+    repeat = args.repeat or (5 if args.quick else 21)
+    print(bu.machine())
+    print(bu.load_note())
+    print(f"threads {args.threads}; ISA {_runtime.cpu_isa()}; torch {torch.__version__ if torch else why}; "
+          f"{bu.SAMPLING}; median of {repeat}")
+    rows = measure(args.threads, repeat, args.quick, [GPT_SHAPE] + SHAPES)
+    bu.print_table("layer_norm float32 over the last axis", ["case", "graphc", "torch", "graphc/torch"],
+                   [[r["what"], bu.fmt_ms(r["graphc_ms"] / 1e3), bu.fmt_ms(r["torch_ms"] and r["torch_ms"] / 1e3),
+                     bu.fmt_ratio(r["graphc_ms"], r["torch_ms"])] for r in rows])
 
 
 if __name__ == "__main__":

@@ -56,16 +56,16 @@ def _attention(q, k, v, mask, causal, scale, dropout=None, need_weights=False):
     the True entries, a float one is added; ``causal`` keeps j <= i.  Returns (out, weights),
     weights None unless ``need_weights``.
 
-    Uses ``gc.scaled_dot_product_attention`` when the build has it and neither the weights nor
-    attention dropout are asked for (the fused op has neither); otherwise the composite.  A causal
+    Uses the fused ``gc.scaled_dot_product_attention`` (no (L, S) matrix stored) when neither
+    the weights nor attention dropout are asked for and the mask is None or bool (the fused op
+    has no dropout, returns no weights and takes bool masks); otherwise the composite below.  A causal
     mask together with an explicit one is folded into the explicit mask first (PyTorch's sdpa
     refuses both at once)."""
     if causal and mask is not None:
         mask = _merge(_causal_keep(q.graph, q.shape[-2], k.shape[-2]), mask, q.dtype)
         causal = False
-    sdpa = getattr(ops, "scaled_dot_product_attention", None)
-    if sdpa is not None and dropout is None and not need_weights:
-        return sdpa(q, k, v, mask=mask, causal=causal, scale=scale), None
+    if dropout is None and not need_weights and (mask is None or mask.dtype == "bool"):
+        return ops.scaled_dot_product_attention(q, k, v, mask=mask, causal=causal, scale=scale), None
     if causal:
         length, source = q.shape[-2], k.shape[-2]
         _causal_keep(q.graph, length, source)       # the static-length check

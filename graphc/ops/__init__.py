@@ -8,6 +8,7 @@ from graphc import registry as _registry  # noqa: E402
 from graphc.ops import _common
 from graphc.ops import fused as _fused  # noqa: F401  (registers the fused ops)
 from graphc.ops.activations import gelu, silu, softplus  # noqa: F401
+from graphc.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphc.ops.backward import (  # noqa: F401
     broadcast_like,
     relu_grad,
@@ -41,7 +42,7 @@ from graphc.ops.elementwise import (  # noqa: F401
     tanh,
     where,
 )
-from graphc.ops.gather import embedding, take  # noqa: F401
+from graphc.ops.gather import embedding, gather, take  # noqa: F401
 from graphc.ops.layer_norm import layer_norm, layer_norm_grad, layer_norm_stats  # noqa: F401
 from graphc.ops.nn import (  # noqa: F401
     binary_cross_entropy_with_logits,
@@ -70,6 +71,7 @@ from graphc.ops.shape import (  # noqa: F401
     stop_gradient,
     transpose,
 )
+from graphc.ops.topk import take_along_axis, topk  # noqa: F401
 from graphc.ops.updates import assign  # noqa: F401
 
 _registry.check_complete()

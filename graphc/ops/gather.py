@@ -188,3 +188,11 @@ def take(x, indices, axis=0, name=None):
     k = indices.ndim
     perm = tuple(range(k, k + a)) + tuple(range(k)) + tuple(range(k + a, k + rank - 1))
     return build("transpose", [picked], {"perm": perm}, name=base)
+
+
+def gather(params, indices, axis=0, name=None):
+    """``tf.gather(params, indices, axis=axis)`` (TensorFlow 1's name for :func:`take`): the rows
+    of ``params`` along ``axis`` picked by ``indices`` of any shape; negative or out-of-range
+    indices are errors at run time.  PyTorch's element-wise ``torch.gather`` is
+    :func:`graphc.take_along_axis`."""
+    return take(params, indices, axis=axis, name=name)

@@ -1,0 +1,357 @@
+// attention.cc — scaled dot-product attention (graphc/ops/attention.py has the semantics):
+// scaled_dot_product_attention -> (out, lse) and scaled_dot_product_attention_grad -> (dq, dk, dv).
+//
+// The forward is FlashAttention's loop on the CPU's caches: a task is (batch item, block of
+// kBlock query rows); it walks the keys in blocks of kBlock (the block transposed into the
+// workspace, so each row's kBlock dot products vectorise over the block), keeps per row a running
+// max, a running Σ exp(s - max) and an accumulator rescaled when the max grows, and writes
+// out = acc / Σ and lse = max + log Σ at the end.  The (L, S) matrix is never stored: a task
+// needs kBlock·(E + kBlock + 2·Ev + 4) values of workspace, whatever L and S are.
+//
+// The backward is FlashAttention-2's, in two passes that recompute P = exp(s - lse) block by
+// block: pass A (tasks: query blocks) sums dq_i over the keys, pass B (tasks: key blocks) sums
+// dk_j and dv_j over the query rows.  Each output is written by one task and summed in one order
+// (keys or rows ascending), so there are no atomics and the bits do not depend on the thread
+// count.  The price is computing s and dP twice.
+//
+// Workspace: `slots` (<= kSlots) rows of per-task scratch, planned in the arena
+// (graphc/ops/attention.py computes the same sizes).  Chunk c of min(tasks, slots) chunks runs
+// tasks c, c + chunks, ... (interleaved: causal rows at the end cost more) with slot c.
+//
+// The loops are compiled for baseline x86-64, AVX2 and AVX-512 (attention_loops.h, included
+// once per ISA below) and picked at plan load from active_isa(); -ffp-contract=off keeps the
+// bits equal across the three.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "elementwise_ops.h"  // exp_value: float32 exp the compiler vectorises
+#include "gemm.h"
+#include "isa.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>  // attention_loops.h's max loops (used only inside the AVX2/AVX-512 regions)
+#endif
+
+namespace graphc {
+namespace cpu {
+namespace {
+
+// Query rows and keys per block (the tasks' grain and the workspace's unit) and workspace slots:
+// graphc/ops/attention.py holds the same numbers (ATTN_BLOCK, ATTN_SLOTS); a plan whose workspace
+// differs is refused below.
+constexpr int64_t kBlock = 128;
+constexpr int64_t kSlots = 8;
+
+// Where one (batch item, query or key block) task reads.
+template <class T> struct AttnTask {
+  const T *q, *k, *v;          // (L, E), (S, E), (S, Ev) of this batch item
+  const boolean* mask;         // the item's mask at (0, 0); nullptr: every key kept
+  int64_t mask_row, mask_col;  // element strides of the mask along L and S (0: broadcast)
+  int64_t L, S, E, Ev;
+  bool causal;
+  bool use_gemm;  // float32 blocks that keep every key run the products through gemm::sgemm
+  T scale;
+};
+
+template <class T> struct AttnGradIn {
+  const T *out, *lse, *dout, *dlse;  // (L, Ev), (L,), (L, Ev), (L,) of this batch item
+};
+
+template <class T> inline bool attn_keep(const AttnTask<T>& t, int64_t i, int64_t j) {
+  if (t.causal && j > i) return false;
+  return t.mask == nullptr || t.mask[i * t.mask_row + j * t.mask_col] != 0;
+}
+
+#define ATTN_ISA 0
+namespace isa_baseline {
+#include "attention_loops.h"
+}  // namespace isa_baseline
+#undef ATTN_ISA
+
+#if defined(__x86_64__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#define ATTN_ISA 1
+namespace isa_avx2 {
+#include "attention_loops.h"
+}  // namespace isa_avx2
+#undef ATTN_ISA
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), \
+                             apply_to = function)
+#else
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+#endif
+#define ATTN_ISA 2
+namespace isa_avx512 {
+#include "attention_loops.h"
+}  // namespace isa_avx512
+#undef ATTN_ISA
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+template <class T> struct AttnLoops {
+  void (*forward)(const AttnTask<T>&, int64_t, int64_t, T*, T*, T*);
+  void (*grad_q)(const AttnTask<T>&, const AttnGradIn<T>&, int64_t, int64_t, T*, T*);
+  void (*grad_kv)(const AttnTask<T>&, const AttnGradIn<T>&, int64_t, int64_t, T*, T*, T*);
+};
+
+template <class T> AttnLoops<T> attn_loops() {
+#if defined(__x86_64__)
+  switch (active_isa()) {
+    case Isa::Avx512:
+      return {&isa_avx512::attn_forward_task<T>, &isa_avx512::attn_grad_q_task<T>, &isa_avx512::attn_grad_kv_task<T>};
+    case Isa::Avx2:
+      return {&isa_avx2::attn_forward_task<T>, &isa_avx2::attn_grad_q_task<T>, &isa_avx2::attn_grad_kv_task<T>};
+    default:
+      break;
+  }
+#endif
+  return {&isa_baseline::attn_forward_task<T>, &isa_baseline::attn_grad_q_task<T>,
+          &isa_baseline::attn_grad_kv_task<T>};
+}
+
+// The shapes of q (..., L, E), k (..., S, E), v (..., S, Ev) and the mask's strides, checked.
+struct AttnGeom {
+  std::vector<int64_t> lead;
+  int64_t batch = 0, L = 0, S = 0, E = 0, Ev = 0;
+  std::vector<int64_t> mask_lead_stride;  // per lead dim (0: broadcast)
+  int64_t mask_row = 0, mask_col = 0;
+  bool empty_rows = true;  // batch · L = 0: no output row to write
+};
+
+AttnGeom attn_geom(const KernelArgs& a, bool causal) {
+  const TensorRef &q = a.in[0], &k = a.in[1], &v = a.in[2], &m = a.in[3];
+  const size_t r = q.dims.size();
+  if (r < 2) a.fail("input 0 (q) must have rank >= 2 (..., L, E), got shape " + format_dims(q.dims));
+  if (k.dims.size() != r || v.dims.size() != r) {
+    a.fail("inputs q, k, v must have one rank, got " + format_dims(q.dims) + ", " + format_dims(k.dims) + ", " +
+           format_dims(v.dims));
+  }
+  AttnGeom g;
+  g.lead.assign(q.dims.begin(), q.dims.end() - 2);
+  for (size_t d = 0; d + 2 < r; ++d) {
+    if (k.dims[d] != q.dims[d] || v.dims[d] != q.dims[d]) {
+      a.fail("inputs q, k, v must have equal leading dims, got " + format_dims(q.dims) + ", " + format_dims(k.dims) +
+             ", " + format_dims(v.dims));
+    }
+  }
+  g.L = q.dims[r - 2];
+  g.E = q.dims[r - 1];
+  g.S = k.dims[r - 2];
+  g.Ev = v.dims[r - 1];
+  if (k.dims[r - 1] != g.E) a.fail("input 1 (k) must have E = " + std::to_string(g.E) + ", got " + format_dims(k.dims));
+  if (v.dims[r - 2] != g.S) a.fail("input 2 (v) must have S = " + std::to_string(g.S) + ", got " + format_dims(v.dims));
+  expect_dtype(a, k, q.dtype, "input 1 (k)");
+  expect_dtype(a, v, q.dtype, "input 2 (v)");
+  expect_dtype(a, m, DType::Bool, "input 3 (mask)");
+  const size_t rm = m.dims.size();
+  if (causal && rm != 0) a.fail("takes a mask or causal=True, not both; got a mask of shape " + format_dims(m.dims));
+  if (rm > r) a.fail("input 3 (mask) of shape " + format_dims(m.dims) + " has a higher rank than q");
+  std::vector<int64_t> full = g.lead;
+  full.push_back(g.L);
+  full.push_back(g.S);
+  std::vector<int64_t> eff(r, 0);
+  int64_t stride = 1;
+  for (size_t d = r; d-- > 0;) {
+    if (d + rm < r) break;
+    const int64_t md = m.dims[d + rm - r];
+    if (md != 1 && md != full[d]) {
+      a.fail("input 3 (mask) of shape " + format_dims(m.dims) + " does not broadcast to " + format_dims(full));
+    }
+    eff[d] = md == 1 ? 0 : stride;
+    stride *= md;
+  }
+  g.mask_lead_stride.assign(eff.begin(), eff.end() - 2);
+  g.mask_row = eff[r - 2];
+  g.mask_col = eff[r - 1];
+  g.empty_rows = has_zero_dim(g.lead) || g.L == 0;
+  g.batch = g.empty_rows ? 0 : numel_of(g.lead);
+  return g;
+}
+
+int64_t ceil_div(int64_t n, int64_t d) { return (n + d - 1) / d; }
+
+// The workspace the op declares: (slots, per_task) with slots = min(tasks, kSlots), none for no task.
+template <class T> T* attn_workspace(const KernelArgs& a, int64_t tasks, int64_t per_task) {
+  const int64_t slots = std::min(tasks, kSlots);
+  if (slots == 0) {
+    if (!a.ws.empty()) a.fail("expects no workspace for an empty problem, got " + std::to_string(a.ws.size()));
+    return nullptr;
+  }
+  if (a.ws.size() != 1) a.fail("expects 1 workspace, got " + std::to_string(a.ws.size()));
+  expect_dtype(a, a.ws[0], a.in[0].dtype, "workspace 0");
+  expect_dims(a, a.ws[0], {slots, per_task}, "workspace 0");
+  return a.ws[0].as<T>();
+}
+
+int64_t mask_offset(const AttnGeom& g, int64_t b) {
+  int64_t off = 0;
+  for (size_t d = g.lead.size(); d-- > 0;) {
+    off += (b % g.lead[d]) * g.mask_lead_stride[d];
+    b /= g.lead[d];
+  }
+  return off;
+}
+
+template <class T>
+AttnTask<T> make_task(const AttnGeom& g, const T* q, const T* k, const T* v, const boolean* mask, bool all_kept,
+                      bool causal, T scale, bool use_gemm, int64_t b) {
+  AttnTask<T> t;
+  t.q = q + b * g.L * g.E;
+  t.k = k + b * g.S * g.E;
+  t.v = v + b * g.S * g.Ev;
+  t.mask = all_kept ? nullptr : mask + mask_offset(g, b);
+  t.mask_row = g.mask_row;
+  t.mask_col = g.mask_col;
+  t.L = g.L;
+  t.S = g.S;
+  t.E = g.E;
+  t.Ev = g.Ev;
+  t.causal = causal;
+  t.scale = scale;
+  t.use_gemm = use_gemm;
+  return t;
+}
+
+// Runs f(task, slot) for task < tasks: chunk c of min(tasks, kSlots) chunks takes tasks c, c + chunks, ...
+// Tasks are numbered block-major (task = block · batch + item), so with causal masking, where a
+// block's cost grows with its index, every chunk gets a like mix of blocks.
+template <class F> void for_tasks(int64_t tasks, int threads, F&& f) {
+  const int64_t chunks = std::min(tasks, kSlots);
+  parallel_for(chunks, threads, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c) {
+      for (int64_t t = c; t < tasks; t += chunks) f(t, c);
+    }
+  });
+}
+
+template <class T> Kernel attention_kernel(const KernelArgs& args) {
+  args.expect_arity(4, 2);
+  const attrs::ScaledDotProductAttention attr(args);
+  if (!std::isfinite(attr.scale)) args.fail("scale must be finite, got " + std::to_string(attr.scale));
+  const bool causal = attr.causal;
+  const AttnGeom g = attn_geom(args, causal);
+  std::vector<int64_t> od = g.lead, ld = g.lead;
+  od.push_back(g.L);
+  od.push_back(g.Ev);
+  ld.push_back(g.L);
+  expect_dtype(args, args.out[0], args.in[0].dtype, "output 0 (out)");
+  expect_dims(args, args.out[0], od, "output 0 (out)");
+  expect_dtype(args, args.out[1], args.in[0].dtype, "output 1 (lse)");
+  expect_dims(args, args.out[1], ld, "output 1 (lse)");
+  const int64_t qblocks = ceil_div(g.L, kBlock), tasks = g.batch * qblocks;
+  T* ws = attn_workspace<T>(args, tasks, kBlock * (g.E + kBlock + 2 * g.Ev + 4));
+  if (tasks == 0) return no_op_kernel();
+  const T *pq = args.in[0].as<const T>(), *pk = args.in[1].as<const T>(), *pv = args.in[2].as<const T>();
+  const boolean* pm = args.in[3].as<const boolean>();
+  const bool scalar_mask = args.in[3].dims.empty();
+  T *po = args.out[0].as<T>(), *pl = args.out[1].as<T>();
+  const int64_t per = kBlock * (g.E + kBlock + 2 * g.Ev + 4);
+  const T scale = static_cast<T>(attr.scale);
+  const auto loops = attn_loops<T>();
+  const int threads = args.ctx.threads;
+  // only where sgemm has FMA micro-kernels (AVX2, AVX-512: the same bits); else the own loops
+  const bool use_gemm = std::is_same<T, float>::value && gemm::available();
+  return [=]() {
+    const bool all_kept = scalar_mask && pm[0] != 0;  // read at run time: the mask may be fed
+    for_tasks(tasks, threads, [&](int64_t task, int64_t slot) {
+      const int64_t b = task % g.batch, i0 = (task / g.batch) * kBlock;
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
+      loops.forward(t, i0, std::min(g.L, i0 + kBlock), po + b * g.L * g.Ev, pl + b * g.L, ws + slot * per);
+    });
+  };
+}
+
+template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
+  args.expect_arity(8, 3);
+  const attrs::ScaledDotProductAttentionGrad attr(args);
+  if (!std::isfinite(attr.scale)) args.fail("scale must be finite, got " + std::to_string(attr.scale));
+  const bool causal = attr.causal;
+  const AttnGeom g = attn_geom(args, causal);
+  std::vector<int64_t> od = g.lead, ld = g.lead;
+  od.push_back(g.L);
+  od.push_back(g.Ev);
+  ld.push_back(g.L);
+  const DType dt = args.in[0].dtype;
+  const char* names[] = {"input 4 (out)", "input 5 (lse)", "input 6 (dout)", "input 7 (dlse)"};
+  for (int i = 4; i < 8; ++i) {
+    expect_dtype(args, args.in[i], dt, names[i - 4]);
+    expect_dims(args, args.in[i], i % 2 == 0 ? od : ld, names[i - 4]);
+  }
+  const char* onames[] = {"output 0 (dq)", "output 1 (dk)", "output 2 (dv)"};
+  for (int o = 0; o < 3; ++o) {
+    expect_dtype(args, args.out[o], dt, onames[o]);
+    expect_dims(args, args.out[o], args.in[o].dims, onames[o]);
+  }
+  const int64_t qblocks = ceil_div(g.L, kBlock), kblocks = ceil_div(g.S, kBlock);
+  const int64_t tasks_q = g.batch * qblocks, tasks_kv = g.batch * kblocks;
+  const int64_t per = kBlock * (2 * g.E + 2 * g.Ev + 4);
+  T* ws = attn_workspace<T>(args, std::max(tasks_q, tasks_kv), per);
+  T *pdq = args.out[0].as<T>(), *pdk = args.out[1].as<T>(), *pdv = args.out[2].as<T>();
+  if (g.batch == 0) {
+    // no query row: dk and dv are 0 (S rows of nothing to sum); dq is empty
+    const int64_t nk = args.out[1].numel(), nv = args.out[2].numel();
+    if (has_zero_dim(g.lead) || (nk == 0 && nv == 0)) return no_op_kernel();
+    return [=]() {
+      std::fill(pdk, pdk + nk, T(0));
+      std::fill(pdv, pdv + nv, T(0));
+    };
+  }
+  const T *pq = args.in[0].as<const T>(), *pk = args.in[1].as<const T>(), *pv = args.in[2].as<const T>();
+  const boolean* pm = args.in[3].as<const boolean>();
+  const bool scalar_mask = args.in[3].dims.empty();
+  const T *pout = args.in[4].as<const T>(), *plse = args.in[5].as<const T>();
+  const T *pdout = args.in[6].as<const T>(), *pdlse = args.in[7].as<const T>();
+  const T scale = static_cast<T>(attr.scale);
+  const auto loops = attn_loops<T>();
+  const int threads = args.ctx.threads;
+  const bool use_gemm = false;  // the backward's own loops (P must match pass A and pass B)
+  return [=]() {
+    const bool all_kept = scalar_mask && pm[0] != 0;
+    for_tasks(tasks_q, threads, [&](int64_t task, int64_t slot) {
+      const int64_t b = task % g.batch, i0 = (task / g.batch) * kBlock;
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
+      const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
+      loops.grad_q(t, gi, i0, std::min(g.L, i0 + kBlock), pdq + b * g.L * g.E, ws + slot * per);
+    });
+    for_tasks(tasks_kv, threads, [&](int64_t task, int64_t slot) {
+      const int64_t b = task % g.batch, j0 = (task / g.batch) * kBlock;
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
+      const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
+      loops.grad_kv(t, gi, j0, std::min(g.S, j0 + kBlock), pdk + b * g.S * g.E, pdv + b * g.S * g.Ev,
+                    ws + slot * per);
+    });
+  };
+}
+
+}  // namespace
+}  // namespace cpu
+
+void register_attention_kernels(KernelRegistry& r) {
+  using namespace cpu;
+  add_typed<FloatTypes>(r, "scaled_dot_product_attention", [](auto tag, const KernelArgs& a) {
+    return attention_kernel<typename decltype(tag)::type>(a);
+  });
+  add_typed<FloatTypes>(r, "scaled_dot_product_attention_grad", [](auto tag, const KernelArgs& a) {
+    return attention_grad_kernel<typename decltype(tag)::type>(a);
+  });
+}
+
+}  // namespace graphc
