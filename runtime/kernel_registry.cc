@@ -150,6 +150,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_activation_kernels(r);
     register_gather_kernels(r);
     register_scan_kernels(r);
+    register_rnn_cell_kernels(r);
     register_topk_kernels(r);
     return r;
   }();

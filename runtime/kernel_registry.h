@@ -124,6 +124,7 @@ void register_attention_kernels(KernelRegistry& r);  // cpu/attention.cc
 void register_activation_kernels(KernelRegistry& r);  // cpu/activations.cc
 void register_gather_kernels(KernelRegistry& r);  // cpu/gather.cc
 void register_scan_kernels(KernelRegistry& r);  // cpu/scan.cc
+void register_rnn_cell_kernels(KernelRegistry& r);  // cpu/rnn_cell.cc
 void register_topk_kernels(KernelRegistry& r);  // cpu/topk.cc
 
 std::string format_dims(const std::vector<int64_t>& dims);

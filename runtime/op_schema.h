@@ -294,6 +294,17 @@ inline constexpr InputInfo kGreaterInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
+inline constexpr InputInfo kGruCellInputs[] = {
+    {"xw", "T", bit(DType::F32) | bit(DType::F64)},
+    {"hw", "T", bit(DType::F32) | bit(DType::F64)},
+    {"h", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kGruCellGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"xw", "T", bit(DType::F32) | bit(DType::F64)},
+    {"hw", "T", bit(DType::F32) | bit(DType::F64)},
+    {"h", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kLayerNormInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
     {"weight", "T", bit(DType::F32) | bit(DType::F64)},
@@ -331,6 +342,17 @@ inline constexpr AttrInfo kLogSoftmaxAttrs[] = {
 };
 inline constexpr InputInfo kLogicalNotInputs[] = {
     {"x", "T", bit(DType::Bool)},
+};
+inline constexpr InputInfo kLstmCellInputs[] = {
+    {"gates", "T", bit(DType::F32) | bit(DType::F64)},
+    {"c_prev", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kLstmCellGradInputs[] = {
+    {"dh", "T", bit(DType::F32) | bit(DType::F64)},
+    {"dc", "T", bit(DType::F32) | bit(DType::F64)},
+    {"gates", "T", bit(DType::F32) | bit(DType::F64)},
+    {"c_prev", "T", bit(DType::F32) | bit(DType::F64)},
+    {"c", "T", bit(DType::F32) | bit(DType::F64)},
 };
 inline constexpr InputInfo kMatmulInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64)},
@@ -668,12 +690,16 @@ inline constexpr OpInfo kOps[] = {
     {"gelu", kGeluInputs, 1, false, kGeluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"gelu_grad", kGeluGradInputs, 2, false, kGeluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
+    {"gru_cell", kGruCellInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"gru_cell_grad", kGruCellGradInputs, 4, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"log_softmax", kLogSoftmaxInputs, 1, false, kLogSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"logical_not", kLogicalNotInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu},
+    {"lstm_cell", kLstmCellInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"lstm_cell_grad", kLstmCellGradInputs, 5, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"matmul", kMatmulInputs, 2, false, kMatmulAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"max", kMaxInputs, 1, false, kMaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"max_pool2d", kMaxPool2dInputs, 1, false, kMaxPool2dAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -721,7 +747,7 @@ inline constexpr OpInfo kOps[] = {
     {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 86;
+inline constexpr int kNumOps = 90;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -1088,6 +1114,16 @@ struct Greater {
   explicit Greater(const KernelArgs&) {}
 };
 
+// gru_cell: One GRU step's gate arithmetic (PyTorch's gate order r, z, n): from xw = x·W_ihᵀ + b_ih and hw = h·W_hhᵀ + b_hh (N, 3H) and h (N, H): r = σ(xw[r] + hw
+struct GruCell {
+  explicit GruCell(const KernelArgs&) {}
+};
+
+// gru_cell_grad: The gradient of gru_cell (dy the gradient of h'), the activations recomputed from xw and hw: dan = dy·(1-z)·(1-n²), dar = dan·hw[n]·r(1-r), daz = dy·(
+struct GruCellGrad {
+  explicit GruCellGrad(const KernelArgs&) {}
+};
+
 // layer_norm: Layer norm over x.shape[axis:] (one row): mean = Σx/n, var = Σ(x - mean)²/n, rstd = 1/√(var + eps), y = (x - mean)·rstd·weight + bias. Outputs (y, mea
 struct LayerNorm {
   int64_t axis = -1;  // the first normalised axis: x.shape[axis:] is normalised as one row
@@ -1129,6 +1165,16 @@ struct LogSoftmax {
 // logical_not: Elementwise: y = not x (bool). Dtypes: bool.
 struct LogicalNot {
   explicit LogicalNot(const KernelArgs&) {}
+};
+
+// lstm_cell: One LSTM step's gate arithmetic (PyTorch's gate order i, f, g, o): from gates (N, 4H) = x·W_ihᵀ + h·W_hhᵀ + biases and c_prev (N, H): i, f, o = σ(gate
+struct LstmCell {
+  explicit LstmCell(const KernelArgs&) {}
+};
+
+// lstm_cell_grad: The gradient of lstm_cell (dh, dc the gradients of its outputs h and c; c its output): with the activations recomputed from gates and dĉ = dc + dh·o·(
+struct LstmCellGrad {
+  explicit LstmCellGrad(const KernelArgs&) {}
 };
 
 // matmul: Matrix product: y[..., i, j] = Σ_k a'[..., i, k] b'[..., k, j] with a' = a or its last two axes swapped (transpose_a), likewise b' (transpose_b), as B

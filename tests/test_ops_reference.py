@@ -989,6 +989,87 @@ def _argmax(inputs, attrs):
 INDEPENDENT.update({"tril": _tri(False), "triu": _tri(True), "cumsum": _cumsum, "argmax": _argmax})
 
 
+# -- the fused LSTM cell (graphc/ops/rnn_cell.py) ----------------------------------------------------
+
+def _lstm_acts(gates, r, j, h):
+    """σ(i), σ(f), tanh(g), σ(o) of row r, column j, with Python floats."""
+    row = [float(v) for v in gates[r]]
+    return _sig(row[j]), _sig(row[h + j]), math.tanh(row[2 * h + j]), _sig(row[3 * h + j])
+
+
+def _lstm_cell(inputs, attrs):
+    gates, cp = inputs
+    n, h = cp.shape
+    hs, cs = np.zeros((n, h)), np.zeros((n, h))
+    for r in range(n):
+        for j in range(h):
+            i, f, g, o = _lstm_acts(gates, r, j, h)
+            c = f * float(cp[r, j]) + i * g   # Python floats: inf·0 is NaN, as IEEE
+            cs[r, j], hs[r, j] = c, o * math.tanh(c)
+    return [hs.astype(gates.dtype), cs.astype(gates.dtype)]
+
+
+def _lstm_cell_grad(inputs, attrs):
+    dh, dc, gates, cp, c = inputs
+    n, h = cp.shape
+    dg, dcp = np.zeros((n, 4 * h)), np.zeros((n, h))
+    for r in range(n):
+        for j in range(h):
+            i, f, g, o = _lstm_acts(gates, r, j, h)
+            tc = math.tanh(float(c[r, j]))
+            dhj = float(dh[r, j])
+            dct = float(dc[r, j]) + dhj * o * (1 - tc * tc)
+            dg[r, j] = dct * g * i * (1 - i)
+            dg[r, h + j] = dct * float(cp[r, j]) * f * (1 - f)
+            dg[r, 2 * h + j] = dct * i * (1 - g * g)
+            dg[r, 3 * h + j] = dhj * tc * o * (1 - o)
+            dcp[r, j] = dct * f
+    return [dg.astype(gates.dtype), dcp.astype(gates.dtype)]
+
+
+INDEPENDENT.update({"lstm_cell": _lstm_cell, "lstm_cell_grad": _lstm_cell_grad})
+
+
+def _gru_acts(xw, hw, r, j, h):
+    """σ(r), σ(z), tanh(n), hw_n of row r, column j, with Python floats."""
+    x, hh = [float(v) for v in xw[r]], [float(v) for v in hw[r]]
+    rr, z = _sig(x[j] + hh[j]), _sig(x[h + j] + hh[h + j])
+    return rr, z, math.tanh(x[2 * h + j] + rr * hh[2 * h + j]), hh[2 * h + j]
+
+
+def _gru_cell(inputs, attrs):
+    xw, hw, hs = inputs
+    n, h = hs.shape
+    out = np.zeros((n, h))
+    for r in range(n):
+        for j in range(h):
+            _, z, nn, _ = _gru_acts(xw, hw, r, j, h)
+            out[r, j] = (1 - z) * nn + z * float(hs[r, j]) if math.isfinite(nn) and math.isfinite(float(hs[r, j])) \
+                else nn + z * (float(hs[r, j]) - nn)   # (1-z)n + zh; with inf/NaN the op's form n + z(h - n)
+    return [out.astype(xw.dtype)]
+
+
+def _gru_cell_grad(inputs, attrs):
+    dy, xw, hw, hs = inputs
+    n, h = hs.shape
+    dx, dhw, dh = np.zeros((n, 3 * h)), np.zeros((n, 3 * h)), np.zeros((n, h))
+    for r in range(n):
+        for j in range(h):
+            rr, z, nn, hn = _gru_acts(xw, hw, r, j, h)
+            d = float(dy[r, j])
+            dan = d * (1 - z) * (1 - nn * nn)       # through n = tanh(xn + r hn)
+            dar = dan * hn * rr * (1 - rr)
+            daz = d * (float(hs[r, j]) - nn) * z * (1 - z)
+            dx[r, j], dx[r, h + j], dx[r, 2 * h + j] = dar, daz, dan
+            dhw[r, j], dhw[r, h + j], dhw[r, 2 * h + j] = dar, daz, dan * rr
+            dh[r, j] = d * z
+    t = xw.dtype
+    return [dx.astype(t), dhw.astype(t), dh.astype(t)]
+
+
+INDEPENDENT.update({"gru_cell": _gru_cell, "gru_cell_grad": _gru_cell_grad})
+
+
 # -- topk, take_along_axis, take_along_axis_grad (graphc/ops/topk.py) ---------------------------------
 
 def _topk_better(a, b, largest):

@@ -4,7 +4,9 @@ arguments, parameter names, gate order and default initialisation U(-1/√H, 1/�
 A recurrent layer is unrolled over the static sequence length into ordinary graph nodes (the
 time dim of the input must be known when the layer is called).  Per layer and direction the
 input projection ``x W_ihᵀ + b`` of every time step is one matmul; a step then adds only
-``h W_hhᵀ`` and the gate arithmetic, elementwise ops that the fusion pass joins.  The per-step
+``h W_hhᵀ`` (the add is the GEMM's fused epilogue) and the gate arithmetic, one ``lstm_cell`` or
+``gru_cell`` node (graphc/ops/rnn_cell.py: one kernel forward, one ``*_cell_grad`` backward).  The
+first step from the zero state reads no state and stays a few elementwise ops.  The per-step
 pieces of the projection come from one ``split`` of it, and the outputs of all steps are
 joined by one ``concat``: a copy each of a tensor the size of the layer's output, instead of a
 slice and a concat per step.
@@ -37,39 +39,35 @@ def _check_state(layer, t, shape, what):
 
 def _lstm_step(xw, h, c, w_hh):
     """One LSTM step from the precomputed input projection ``xw`` (B, 4H) (biases included).
-    ``h``/``c`` None: the zero state (the h-projection and the forget term vanish)."""
+    ``h``/``c`` None: the zero state (the h-projection and the forget term vanish).  From a
+    state, the gate arithmetic is one ``lstm_cell`` node (one kernel forward and one backward,
+    instead of a dozen elementwise steps each way)."""
     gates = xw if h is None else ops.add(xw, ops.matmul(h, w_hh, transpose_b=True))
+    if c is not None:
+        return ops.lstm_cell(gates, c)
     i, f, g, o = ops.split(gates, 4, axis=1)
-    ig = ops.mul(ops.sigmoid(i), ops.tanh(g))
-    c = ig if c is None else ops.add(ops.mul(ops.sigmoid(f), c), ig)
-    h = ops.mul(ops.sigmoid(o), ops.tanh(c))
-    return h, c
+    c = ops.mul(ops.sigmoid(i), ops.tanh(g))
+    return ops.mul(ops.sigmoid(o), ops.tanh(c)), c
 
 
 def _gru_step(xw, h, w_hh, b_hh):
     """One GRU step (PyTorch's equations) from ``xw`` = x W_ihᵀ + b_ih (B, 3H);
     ``h`` None: the zero state."""
-    x_r, x_z, x_n = ops.split(xw, 3, axis=1)
-    if h is None:
-        hw = b_hh
-        if hw is None:
-            z = ops.sigmoid(x_z)
-            n = ops.tanh(x_n)
-            return ops.sub(n, ops.mul(z, n))
-    else:
+    if h is not None:
         hw = ops.matmul(h, w_hh, transpose_b=True)
         if b_hh is not None:
             hw = ops.add(hw, b_hh)
-    if len(hw.shape) == 1:
-        h_r, h_z, h_n = ops.split(hw, 3, axis=0)
-    else:
-        h_r, h_z, h_n = ops.split(hw, 3, axis=1)
+        return ops.gru_cell(xw, hw, h)   # the gate arithmetic as one node (graphc/ops/rnn_cell.py)
+    x_r, x_z, x_n = ops.split(xw, 3, axis=1)
+    if b_hh is None:
+        z = ops.sigmoid(x_z)
+        n = ops.tanh(x_n)
+        return ops.sub(n, ops.mul(z, n))
+    h_r, h_z, h_n = ops.split(b_hh, 3, axis=0)
     r = ops.sigmoid(ops.add(x_r, h_r))
     z = ops.sigmoid(ops.add(x_z, h_z))
     n = ops.tanh(ops.add(x_n, ops.mul(r, h_n)))
-    if h is None:
-        return ops.sub(n, ops.mul(z, n))            # (1 - z) n + z 0
-    return ops.add(n, ops.mul(z, ops.sub(h, n)))    # (1 - z) n + z h
+    return ops.sub(n, ops.mul(z, n))            # (1 - z) n + z 0
 
 
 class _RNNBase(Module):

@@ -57,6 +57,7 @@ from graphc.ops.pad import flatten, pad  # noqa: F401
 from graphc.ops.pool import avg_pool2d, avg_pool2d_grad, max_pool2d, max_pool2d_gather, max_pool2d_grad  # noqa: F401
 from graphc.ops.random import dropout, dropout_train  # noqa: F401
 from graphc.ops.reduce import matmul, max, mean, sum  # noqa: F401
+from graphc.ops.rnn_cell import gru_cell, gru_cell_grad, lstm_cell, lstm_cell_grad  # noqa: F401
 from graphc.ops.scan import argmax, cumsum, tril, triu  # noqa: F401
 from graphc.ops.shape import (  # noqa: F401
     broadcast_to,

@@ -328,7 +328,14 @@ Kernel product_kernel(const KernelArgs& args, bool ta, bool tb, Epilogue ep) {
       }
     }
     const bool read_only_b = args.input_version(1) != nullptr && s.b_single;
-    const bool own = !vector && s.N >= kOwnGemmMinN && gemm::prefer_own(s.M, s.N, s.K, threads, read_only_b);
+    // A narrow product big enough for OpenBLAS to thread (>= kSmallWork) takes the own GEMM too,
+    // whatever `threads` is (the path must not depend on it: same bits at any thread count).
+    // After a threaded call OpenBLAS's workers spin (blas_thread_server) for ~2^28 cycles,
+    // taking a core from the worker pool's steps that follow: in the LSTM LM training step at 2
+    // threads (its N = 64 input-gradient GEMMs) that was 19% of the samples (perf) and the step
+    // 199 -> 131-141 ms median without it (load ~3.5 on 2 cores); 123 -> 115 ms at one thread.
+    const bool wide = s.N >= kOwnGemmMinN || saturating_mul(saturating_mul(s.M, s.N), s.K) >= kSmallWork;
+    const bool own = !vector && wide && gemm::prefer_own(s.M, s.N, s.K, threads, read_only_b);
     if (force == "gemm" || (force != "blas" && own)) {
       return gemm_kernel(s, pa, pb, py, threads, ep, args.input_version(1));
     }
