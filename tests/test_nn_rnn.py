@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 import pytest
+from torch_compare import assert_close
+from torch_compare import torch_or_skip as _torch
 
 import graphc as gc
 from graphc.errors import GraphError, ShapeError
@@ -20,18 +22,8 @@ from graphc.errors import GraphError, ShapeError
 RTOL = 1e-4
 
 
-def _torch():
-    torch = pytest.importorskip("torch", reason="torch is not installed: gc.nn is checked against PyTorch")
-    torch.set_num_threads(1)
-    return torch
-
-
 def _assert_close(ours, theirs, what, rtol=RTOL):
-    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != torch's {theirs.shape}"
-    scale = max(float(np.max(np.abs(theirs))), 1e-30)
-    err = float(np.max(np.abs(ours - theirs))) / scale
-    assert err <= rtol, f"{what}: max |graphc - torch| / max |torch| = {err:.3g} > {rtol:g}"
+    assert_close(ours, theirs, what, rtol)
 
 
 # --------------------------------------------------------------------------- names, refusals

@@ -8,6 +8,8 @@ per tensor as max|graphc − torch| / max|torch|, as in test_nn_seq.py.
 
 import numpy as np
 import pytest
+from torch_compare import assert_close
+from torch_compare import torch_or_skip as _torch
 
 import graphc as gc
 from graphc.errors import GraphError, ShapeError
@@ -17,19 +19,8 @@ from graphc.errors import GraphError, ShapeError
 RTOL = 1e-4
 
 
-def _torch():
-    torch = pytest.importorskip("torch", reason="torch is not installed: gc.nn is checked against PyTorch")
-    torch.set_num_threads(1)
-    return torch
-
-
 def _assert_close(ours, theirs, what, rtol=RTOL):
-    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != torch's {theirs.shape}"
-    assert np.all(np.isfinite(ours)), f"{what}: graphc gave non-finite values"
-    scale = max(float(np.max(np.abs(theirs))), 1e-30)
-    err = float(np.max(np.abs(ours - theirs))) / scale
-    assert err <= rtol, f"{what}: max |graphc - torch| / max |torch| = {err:.3g} > {rtol:g}"
+    assert_close(ours, theirs, what, rtol, finite=True)
 
 
 def _randomize(torch, module, rng):
