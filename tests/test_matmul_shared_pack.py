@@ -118,3 +118,27 @@ def test_training_against_numpy():
         ref = (h @ w.T) @ w
         y = sess.run(feeds)[y_name]
         assert np.allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_lone_step_weight_rewritten_every_run():
+    """One step multiplies by a weight the optimizer rewrites every run: packed on the first
+    run, then on the unpacked path (matmul.cc); every run must match a fresh session started
+    from the weight that run saw (which packs it), and the weight held still packs again."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w0 = (rng.standard_normal((K, N)) / np.sqrt(K)).astype(np.float32)
+    with gc.Graph() as g:
+        xp = gc.placeholder("x", (M, K))
+        y = gc.matmul(xp, gc.variable("w", init=w0))
+        loss = gc.mean(y * y)
+        gc.optim.SGD(lr=0.5).minimize(loss)
+    plan = gc.compile(g, fetches=[y])
+    for threads in (1, 2):
+        sess = gc.Session(plan, threads=threads)
+        for _ in range(4):
+            w = sess.get_variable("w")
+            out = sess.run({"x": x})[y.name]
+            fresh = gc.Session(plan, threads=threads)
+            fresh.set_variable("w", w)
+            assert np.array_equal(fresh.run({"x": x})[y.name], out), threads
+            assert np.allclose(out, x.astype(np.float64) @ w, rtol=1e-4, atol=1e-4)

@@ -281,6 +281,7 @@ struct SharedPack {
   uint64_t packed_version = 0;
   int64_t uses = 0;              // calls served by the current pack
   uint64_t seen_version = 0;     // the version at the last call
+  bool unpacked = false;         // a lone step's B that changes every call: not packed
   std::shared_ptr<const gemm::PackedB> packed;
   // The pack to use now, or null for the unpacked path.  Steps of one executor run one at a
   // time under its run lock; the mutex makes a shared entry safe whatever the caller.
@@ -291,10 +292,16 @@ struct SharedPack {
     const bool fresh = packed && v == packed_version && std::strcmp(packed->kernel, gemm::kernel_name()) == 0;
     if (!fresh) {
       // A lone step whose last pack served one call and whose B changed again since its last
-      // call: rewritten every run, unpacked.  Packed again once B stays unchanged for a call.
-      if (packed && users == 1 && uses <= 1 && v != last_seen) return nullptr;
+      // call: rewritten every run, unpacked (and the stale pack's memory freed).  Packed
+      // again once B stays unchanged from one call to the next.
+      if (users == 1 && (unpacked || (packed && uses <= 1)) && v != last_seen) {
+        packed.reset();
+        unpacked = true;
+        return nullptr;
+      }
       packed = gemm::pack_b(tb, K, N, B, ldb);
       packed_version = v;
+      unpacked = false;
       uses = 0;
     }
     ++uses;
