@@ -1,6 +1,7 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <new>
@@ -66,13 +67,25 @@ std::string Executor::step_label(size_t i) const {
 
 namespace {
 const uint64_t kConstantVersion = 0;
-}
+// Versions of persistent values are drawn from one process-wide counter, so a version is never
+// reused, even by another executor: a cache keyed by (version pointer, version) can never take
+// a stale entry for current (matmul shares packed weights between steps this way).
+std::atomic<uint64_t> g_next_version{1};
+uint64_t next_version() { return g_next_version.fetch_add(1, std::memory_order_relaxed); }
+}  // namespace
 
 // Which persistent tensors a run may write (a step's output, or a feed): the others, and
 // constants, are read-only across runs, and kernels may cache what they derive from them
 // (KernelArgs::in_version; matmul packs such weights once).
+//
+// Written persistent values (a training plan's weights) get a version too, but theirs also
+// moves during a run: after every step that writes them (bump_written) and when a run's feeds
+// are copied in, so a kernel may cache data derived from them between two writes (matmul packs
+// an RNN's W_hh once per run for all time steps, docs/gemm.md).  KernelArgs::in_version is
+// non-null for them as well: a cache must compare the version on every call either way.
 void Executor::find_written_persistent() {
   persistent_version_.assign(plan_.persistent.size(), 0);
+  for (uint64_t& v : persistent_version_) v = next_version();
   persistent_written_.assign(plan_.persistent.size(), 0);
   auto mark = [this](int32_t idx) {
     const ValueDesc& v = plan_.values[idx];
@@ -89,9 +102,7 @@ const uint64_t* Executor::read_only_version(int32_t idx) const {
   const ValueDesc& v = plan_.values[idx];
   const ValueDesc& root = v.storage == Storage::View ? plan_.values[v.alias_of] : v;
   if (root.storage == Storage::Constant) return &kConstantVersion;
-  if (root.storage == Storage::Persistent && !persistent_written_[root.index]) {
-    return &persistent_version_[root.index];
-  }
+  if (root.storage == Storage::Persistent) return &persistent_version_[root.index];
   return nullptr;
 }
 
@@ -325,7 +336,7 @@ void Executor::write_persistent(int32_t index, const void* src, size_t nbytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   device_->copy_host_to_device(persistent_[index].data(), src, nbytes);
   device_->synchronize();
-  ++persistent_version_[index];  // kernels rebuild what they cached from it
+  persistent_version_[index] = next_version();  // kernels rebuild what they cached from it
 }
 
 void Executor::read_value(int32_t index, void* dst, size_t nbytes) {
@@ -349,6 +360,10 @@ void Executor::check_feed_count(size_t n) const {
 void Executor::copy_feeds(const std::vector<const void*>& feeds, const std::vector<void*>& ptrs) {
   for (size_t i = 0; i < feeds.size(); ++i) {
     const int32_t idx = plan_.feeds[i];
+    // A persistent feed changes every run, copied in or (bound in place) in the caller's hands.
+    const ValueDesc& fv = plan_.values[idx];
+    const ValueDesc& froot = fv.storage == Storage::View ? plan_.values[fv.alias_of] : fv;
+    if (froot.storage == Storage::Persistent) persistent_version_[froot.index] = next_version();
     if (feeds[i] == nullptr) continue;
     const ValueDesc& v = plan_.values[idx];
     if (v.nbytes == 0) continue;
@@ -357,6 +372,13 @@ void Executor::copy_feeds(const std::vector<const void*>& feeds, const std::vect
 }
 
 inline void Executor::run_step(const Kernel& k, size_t s) {
+  // What kernels cached from a persistent value this step writes is stale from now on (bumped
+  // before the call: a step that fails half-way has still changed the bytes).
+  for (int32_t idx : plan_.steps[s].outputs) {
+    const ValueDesc& v = plan_.values[idx];
+    const ValueDesc& root = v.storage == Storage::View ? plan_.values[v.alias_of] : v;
+    if (root.storage == Storage::Persistent) persistent_version_[root.index] = next_version();
+  }
   try {
     k();
   } catch (const std::bad_alloc&) {

@@ -11,8 +11,9 @@
 //          M == 1 sgemm is several times slower; docs/benchmarks.md, "Matmul paths"); the
 //          dot form only when split, OpenBLAS's sgemv matching it on one thread;
 //   gemm   float32 otherwise, when gemm.h's own kernel runs on this CPU and gemm::prefer_own
-//          says it wins: B packed once when it is read-only across runs (weights of an
-//          inference plan), repacked when the executor bumps its version (set_variable);
+//          says it wins: B packed when it is a constant or a variable, the pack shared by the
+//          steps that multiply by it and kept until the executor bumps its version
+//          (set_variable, or a step writing it: a training plan's optimizer update);
 //   blas   OpenBLAS (float64, CPUs without AVX2, and what the others decline).
 // The epilogue runs on each finished range while it is in cache: per thread chunk (gemv),
 // per finished block (gemm's callback), or after the call over the whole output (blas).
@@ -21,7 +22,11 @@
 // Transposed operands are never copied: the trans flags and leading dims go to the kernels.
 #include <climits>
 #include <cstdlib>
+#include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <tuple>
 
 #include <cblas.h>
 
@@ -256,19 +261,84 @@ Kernel gemv_kernel(const gemv::Kernels* kern, const Shape& s, const float* pa, c
   };
 }
 
-// B packed once for gemm.h, rebuilt when its version (or the gemm kernel) changed.
-struct PackCache {
+// B packed for gemm.h, shared by every gemm step that multiplies by the same B the same way
+// (same buffer, version counter, trans_b, K, N, ldb), rebuilt when its version (or the gemm
+// kernel) changed.  The executor bumps the version when B is set from outside and, for a
+// variable the plan writes, after every step that writes it (KernelArgs::in_version): an
+// unrolled LSTM's 32 steps h @ W_hh^T then share one pack per run instead of repacking W_hh
+// at each step (docs/gemm.md, "Packed weights shared between steps").
+//
+// Whether packing pays: always once the pack is reused (several steps, or several runs of an
+// unchanged weight); a weight that one step multiplies by and the plan rewrites every run
+// (an MLP layer in training) would be packed, single-threaded, for one use: once a pack went
+// stale after a single use, such a lone step stays on the unpacked path (whose per-thread
+// packing is split over the threads, or which reads B in place).  The values are the same
+// either way: packing never changes gemm.h's summation chain.
+struct SharedPack {
+  std::mutex mu;
   const uint64_t* version = nullptr;
+  int users = 0;                 // steps that registered it (all of them at plan load)
   uint64_t packed_version = 0;
+  int64_t uses = 0;              // calls served by the current pack
+  uint64_t seen_version = 0;     // the version at the last call
+  bool unpacked = false;         // a lone step's B that changes every call: not packed
   std::shared_ptr<const gemm::PackedB> packed;
-  const gemm::PackedB* get(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
-    if (!packed || *version != packed_version || std::strcmp(packed->kernel, gemm::kernel_name()) != 0) {
+  // The pack to use now, or null for the unpacked path.  Steps of one executor run one at a
+  // time under its run lock; the mutex makes a shared entry safe whatever the caller.
+  std::shared_ptr<const gemm::PackedB> get(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
+    std::lock_guard<std::mutex> lock(mu);
+    const uint64_t v = *version, last_seen = seen_version;
+    seen_version = v;
+    const bool fresh = packed && v == packed_version && std::strcmp(packed->kernel, gemm::kernel_name()) == 0;
+    if (!fresh) {
+      // A lone step whose last pack served one call and whose B changed again since its last
+      // call: rewritten every run, unpacked (and the stale pack's memory freed).  Packed
+      // again once B stays unchanged from one call to the next.
+      if (users == 1 && (unpacked || (packed && uses <= 1)) && v != last_seen) {
+        packed.reset();
+        unpacked = true;
+        return nullptr;
+      }
       packed = gemm::pack_b(tb, K, N, B, ldb);
-      packed_version = *version;
+      packed_version = v;
+      unpacked = false;
+      uses = 0;
     }
-    return packed.get();
+    ++uses;
+    return packed;
   }
 };
+
+struct PackKey {
+  const uint64_t* version;
+  const float* B;
+  bool tb;
+  int64_t K, N, ldb;
+  bool operator<(const PackKey& o) const {
+    return std::tie(version, B, tb, K, N, ldb) < std::tie(o.version, o.B, o.tb, o.K, o.N, o.ldb);
+  }
+};
+
+// The entries of live kernels.  The version pointer in the key is unique to one executor's
+// value while it lives, and versions are never reused (executor.cc), so an entry left by a
+// destroyed executor whose memory was reused can never look fresh.
+std::shared_ptr<SharedPack> shared_pack(const PackKey& key) {
+  static std::mutex mu;
+  static std::map<PackKey, std::weak_ptr<SharedPack>> entries;
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto it = entries.begin(); it != entries.end();) {
+    it = it->second.expired() ? entries.erase(it) : std::next(it);
+  }
+  std::shared_ptr<SharedPack> sp = entries[key].lock();
+  if (!sp) {
+    sp = std::make_shared<SharedPack>();
+    sp->version = key.version;
+    entries[key] = sp;
+  }
+  std::lock_guard<std::mutex> entry_lock(sp->mu);
+  ++sp->users;
+  return sp;
+}
 
 // The epilogue of one batch matrix: gemm reports ranges relative to its C.
 struct BatchRange {
@@ -288,14 +358,13 @@ Kernel gemm_kernel(const Shape& s, const float* pa, const float* pb, float* py, 
   const bool ta = s.ta, tb = s.tb;
   const int64_t nbatch = s.nbatch;
   auto aoff = s.aoff, boff = s.boff;
-  // Pack only a B shared by every batch and unchanged across runs; K == 0 has nothing to pack.
-  std::shared_ptr<PackCache> cache;
-  if (b_version != nullptr && s.b_single && K > 0) {
-    cache = std::make_shared<PackCache>();
-    cache->version = b_version;
-  }
+  // Pack only a B shared by every batch whose changes the executor tracks (a constant or a
+  // variable); K == 0 has nothing to pack.
+  std::shared_ptr<SharedPack> cache;
+  if (b_version != nullptr && s.b_single && K > 0) cache = shared_pack({b_version, pb + boff[0], tb, K, N, ldb});
   return [=]() {
-    const gemm::PackedB* packed = cache ? cache->get(tb, K, N, pb + boff[0], ldb) : nullptr;
+    const std::shared_ptr<const gemm::PackedB> keep = cache ? cache->get(tb, K, N, pb + boff[0], ldb) : nullptr;
+    const gemm::PackedB* packed = keep.get();
     for (int64_t i = 0; i < nbatch; ++i) {
       BatchRange r{&ep, i * M * N};
       gemm::sgemm(ta, tb, M, N, K, pa + aoff[i], lda, packed ? nullptr : pb + boff[i], packed ? 0 : ldb, packed,
@@ -327,6 +396,9 @@ Kernel product_kernel(const KernelArgs& args, bool ta, bool tb, Epilogue ep) {
         return gemv_kernel(kern, s, pa, pb, py, threads, ep);
       }
     }
+    // B a constant or variable (its changes tracked, so it can be packed and the pack kept).
+    // Only M == 1 products get another answer from prefer_own with packed = true, and those
+    // took the branch above: whether a variable is written by the plan changes no path.
     const bool read_only_b = args.input_version(1) != nullptr && s.b_single;
     // A narrow product big enough for OpenBLAS to thread (>= kSmallWork) takes the own GEMM too,
     // whatever `threads` is (the path must not depend on it: same bits at any thread count).
