@@ -134,7 +134,8 @@ class Executor {
   std::vector<DeviceBuffer> persistent_;
   std::vector<DeviceBuffer> constants_;
   std::vector<void*> value_ptrs_;
-  // KernelArgs::in_version: bumped by write_persistent; constants point at kConstantVersion.
+  // KernelArgs::in_version: bumped by write_persistent, by feeds and before each step that writes
+  // the value (from one process-wide counter); constants point at kConstantVersion.
   std::vector<uint64_t> persistent_version_;
   std::vector<char> persistent_written_;  // by a step or as a feed: never read-only
   std::vector<Kernel> kernels_;

@@ -52,12 +52,13 @@ class KernelArgs {
   std::vector<TensorRef> in;
   std::vector<TensorRef> out;
   KernelContext ctx;
-  // Per input (empty, or one entry per input): non-null when the input's bytes never change
-  // during a run of the plan — a constant, or a persistent value that no step writes (an
-  // inference plan's weights).  *in_version[i] then changes whenever they are changed from
-  // outside a run (Executor::write_persistent: set_variable, load_checkpoint); it is read
-  // and bumped only under the executor's run lock.  A kernel may cache data derived from
-  // such an input (packed weights) and rebuild it when the version moved.
+  // Per input (empty, or one entry per input): non-null when the input is a constant or a
+  // persistent value (a variable).  *in_version[i] changes whenever the bytes may have changed:
+  // from outside a run (Executor::write_persistent: set_variable, load_checkpoint), before each
+  // step of a run that writes the value (an optimizer update), and when it is fed.  Versions come
+  // from one process-wide counter and are never reused; they are read and bumped only under the
+  // executor's run lock.  A kernel may cache data derived from such an input (packed weights,
+  // shared between the steps that read the same weight) and rebuild it when the version moved.
   std::vector<const uint64_t*> in_version;
   // The step's planned workspaces (PlanStep.workspaces, in the order the op's registry
   // `workspace` function asked for them): scratch arena memory that is the kernel's alone
