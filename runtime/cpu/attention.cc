@@ -34,6 +34,7 @@
 #include "elementwise_ops.h"  // exp_value: float32 exp the compiler vectorises
 #include "gemm.h"
 #include "isa.h"
+#include "isa_target.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>  // attention_loops.h's max loops (used only inside the AVX2/AVX-512 regions)
@@ -76,36 +77,20 @@ namespace isa_baseline {
 #undef ATTN_ISA
 
 #if defined(__x86_64__)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+GRAPHC_TARGET_AVX2_BEGIN
 #define ATTN_ISA 1
 namespace isa_avx2 {
 #include "attention_loops.h"
 }  // namespace isa_avx2
 #undef ATTN_ISA
-#if defined(__clang__)
-#pragma clang attribute pop
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), \
-                             apply_to = function)
-#else
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
-#endif
+GRAPHC_TARGET_END
+GRAPHC_TARGET_AVX512_BEGIN
 #define ATTN_ISA 2
 namespace isa_avx512 {
 #include "attention_loops.h"
 }  // namespace isa_avx512
 #undef ATTN_ISA
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+GRAPHC_TARGET_END
 #endif
 
 template <class T> struct AttnLoops {

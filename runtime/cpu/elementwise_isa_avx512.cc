@@ -5,15 +5,11 @@
 // namespace isa_avx512 get the wider ISA (elementwise_loops.inc says why).  No FMA contraction
 // happens although the target has FMA: setup.py builds with -ffp-contract=off.
 #include "elementwise_ops.h"
+#include "isa_target.h"
 
 #if defined(__x86_64__)
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
-#endif
+GRAPHC_TARGET_AVX512_BEGIN
 
 namespace graphc {
 namespace cpu {
@@ -23,10 +19,6 @@ namespace isa_avx512 {
 }  // namespace cpu
 }  // namespace graphc
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+GRAPHC_TARGET_END
 
 #endif  // __x86_64__

@@ -15,6 +15,7 @@
 
 #include "common.h"
 #include "isa.h"
+#include "isa_target.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>  // the AVX-512 float32 row sums (used only inside their target region)
@@ -52,24 +53,12 @@ namespace isa_baseline {
 }  // namespace isa_baseline
 
 #if defined(__x86_64__)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+GRAPHC_TARGET_AVX2_BEGIN
 namespace isa_avx2 {
 #include "layer_norm_rows.inc"
 }  // namespace isa_avx2
-#if defined(__clang__)
-#pragma clang attribute pop
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), \
-                             apply_to = function)
-#else
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
-#endif
+GRAPHC_TARGET_END
+GRAPHC_TARGET_AVX512_BEGIN
 namespace isa_avx512 {
 // float32's row sums with intrinsics (the vectoriser leaves the generic ones' 16 double lanes
 // partly scalar): the generic operations in the generic lane order — lanes 0-7 and 8-15 are two
@@ -193,11 +182,7 @@ void write_dx(const float* __restrict dyr, const float* __restrict xr, const flo
   }
 }
 }  // namespace isa_avx512
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+GRAPHC_TARGET_END
 #endif  // __x86_64__
 
 template <class T> struct RowLoops {

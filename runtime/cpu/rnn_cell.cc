@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "elementwise_ops.h"
+#include "isa_target.h"
 
 namespace graphc {
 namespace cpu {
@@ -23,32 +24,16 @@ namespace isa_baseline_rnn {
 }  // namespace isa_baseline_rnn
 
 #if defined(__x86_64__)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+GRAPHC_TARGET_AVX2_BEGIN
 namespace isa_avx2_rnn {
 #include "rnn_cell_loops.inc"
 }  // namespace isa_avx2_rnn
-#if defined(__clang__)
-#pragma clang attribute pop
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), \
-                             apply_to = function)
-#else
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
-#endif
+GRAPHC_TARGET_END
+GRAPHC_TARGET_AVX512_BEGIN
 namespace isa_avx512_rnn {
 #include "rnn_cell_loops.inc"
 }  // namespace isa_avx512_rnn
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+GRAPHC_TARGET_END
 #endif  // __x86_64__
 
 namespace {
