@@ -69,6 +69,28 @@ inline float exp_f32(float x) {
   return p * s1 * s2;
 }
 
+// Cephes logf's kernel: log(1 + m) + fe·ln2 for a reduced argument m in [√½ - 1, √2 - 1] and an
+// integer-valued fe, ln2 in two parts (0.693359375 exact, -2.12194440e-4 the rest).  Shared by
+// log_f32 below and activations.cc's log1p on [0, 1]; a fixed order of operations, so the same
+// bits wherever it is inlined (no FMA contraction: -ffp-contract=off).
+inline float log_reduced_f32(float m, float fe) {
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y = y + fe * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  const float r = m + y;
+  return r + fe * 0.693359375f;
+}
+
 // log for float32, vectorisable like exp_f32.  Cephes' logf: x = m 2^e with m in [sqrt(1/2),
 // sqrt(2)) (subnormals scaled by 2^23 first), log(m) from a degree-9 polynomial in m - 1, plus
 // e ln2 in two parts.  Within 1 ulp of the correctly rounded result (checked against float64
@@ -92,21 +114,7 @@ inline float log_f32(float x) {
   e = low ? e - 1 : e;
   m = low ? (m + m) - 1.0f : m - 1.0f;
   const float fe = static_cast<float>(e);
-  const float z = m * m;
-  float y = 7.0376836292e-2f;
-  y = y * m - 1.1514610310e-1f;
-  y = y * m + 1.1676998740e-1f;
-  y = y * m - 1.2420140846e-1f;
-  y = y * m + 1.4249322787e-1f;
-  y = y * m - 1.6668057665e-1f;
-  y = y * m + 2.0000714765e-1f;
-  y = y * m - 2.4999993993e-1f;
-  y = y * m + 3.3333331174e-1f;
-  y = y * m * z;
-  y = y + fe * -2.12194440e-4f;
-  y = y - 0.5f * z;
-  float r = m + y;
-  r = r + fe * 0.693359375f;
+  float r = log_reduced_f32(m, fe);
   // Special values: log(+-0) = -inf, log(x < 0) = NaN, log(+inf) = +inf, NaN stays.
   const float inf = std::numeric_limits<float>::infinity();
   r = x == inf ? inf : r;
