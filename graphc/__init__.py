@@ -13,7 +13,7 @@ a plan, and run the plan with the C++ runtime::
 
 # The layers, in the order data flows; each imports only from the lines above it
 # (tests/test_imports.py checks, and that the IR never loads protobuf):
-#   errors, dtypes, shapes, init, fileio, checkpoint, datasets, text,  plain-Python basics
+#   errors, dtypes, shapes, init, fileio, checkpoint, datasets, text, images   plain-Python basics
 #   dataloader (gc.data)
 #   registry → graph → ops → autodiff, optim, nn                 the IR and the builder (nn: layers)
 #   reference                                                    numpy evaluation of a graph
@@ -31,6 +31,7 @@ from graphc import (  # noqa: F401
     datasets,
     dtypes,
     errors,
+    images,
     init,
     optim,
     proto_enums,

@@ -46,6 +46,10 @@ class CheckpointError(GraphcError, ValueError):
     """A checkpoint file is corrupt or does not match the plan."""
 
 
+class ImageError(GraphcError, ValueError):
+    """An array cannot be written as an image (graphc.images): bad shape, dtype or values."""
+
+
 class DeviceError(GraphcError, RuntimeError):
     """A device cannot be used: its runtime is not built, its driver is missing, or the
     machine has no such device.  The message says which."""

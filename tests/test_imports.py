@@ -44,7 +44,7 @@ LAZY_ALLOWED = ("graphviz", "tqdm", "torch", "scipy_openblas32", "graphc._runtim
 LAYERS = (
     ("graphc.errors", "graphc._version", "graphc.dtypes", "graphc.shapes", "graphc.init", "graphc.fileio",
      "graphc.checkpoint", "graphc.datasets", "graphc._load_blas", "graphc.feeds", "graphc.dataloader",
-     "graphc.text"),
+     "graphc.text", "graphc.images"),
     ("graphc.registry",),
     ("graphc.graph",),
     ("graphc.ops",),
