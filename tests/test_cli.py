@@ -432,3 +432,83 @@ def test_main_in_process_returns_status(work, capsys):
     assert json.loads(capsys.readouterr().out)["kind"] == "model"
     assert main(["info", str(work / "missing.pb")]) == 2
     assert main([]) == 2
+
+
+# -- programs: several entries over one store ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def prog(work):
+    """A program of the MLP: 'train' (SGD on the loss) and 'logits' (inference), built with
+    graphc.program.build_program over plans compiled as usual."""
+    from graphc.program import build_program
+    g = gc.load(str(work / "mlp.pb"))
+    shapes = {"x": (BATCH, 6), "y": (BATCH,)}
+    train = gc.compile(g, shapes=shapes, train={"loss": "loss", "optimizer": gc.optim.SGD(lr=0.5)})
+    logits = gc.compile(g, shapes={"x": (BATCH, 6)}, train=False, fetches=["fc2/matmul:0"]
+                        if g.has_value("fc2/matmul:0") else [g.nodes[-2].outputs[0]])
+    program = build_program({"train": train, "logits": logits})
+    path = work / "mlp.program"
+    program.save(str(path))
+    return path, program
+
+
+def test_info_of_a_program_lists_entries_and_the_shared_store(prog, cli):
+    path, program = prog
+    info = json.loads(ok(cli("info", path, "--json")))
+    assert info["kind"] == "program" and [e["name"] for e in info["entries"]] == ["train", "logits"]
+    train, logits = info["entries"]
+    assert train["kind"] == "training" and train["training"]["loss"] == "loss"
+    assert [v["name"] for v in train["inputs"]] == ["x", "y"] and [v["name"] for v in logits["inputs"]] == ["x"]
+    assert logits["kind"] == "inference" and logits["outputs"][0]["shape"] == [BATCH, 3]
+    mem = program.memory_report()
+    assert info["memory"]["arena_bytes"] == mem["arena_bytes"] == max(e["arena_bytes"] for e in info["entries"])
+    assert info["memory"]["persistent_bytes"] == mem["persistent_bytes"] > 0
+    text = ok(cli("info", path))
+    assert f"program {path}: 2 entries" in text
+    assert "entry train (training)" in text and "entry logits (inference)" in text and "shared arena" in text
+
+
+def test_run_an_entry_of_a_program(prog, work, tmp_path, cli):
+    path, program = prog
+    out = ok(graphc("run", path, "--entry", "logits", "--feed", f"x={work / 'x.npy'}", "-o", tmp_path / "o.npz"))
+    assert "wrote" in out
+    sess = gc.Session(program.plan("logits"), threads=1)
+    with np.load(tmp_path / "o.npz") as got:
+        want = sess.run({"x": np.load(work / "x.npy")})
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+    # Training steps through the program: the checkpoint holds every variable of the program.
+    ckpt = tmp_path / "p.npz"
+    ok(cli("run", path, "--entry", "train", "--feed", work / "feeds.npz", "--steps", "3", "--checkpoint", ckpt))
+    with np.load(ckpt) as saved:
+        assert sorted(saved.files) == sorted(v.name for v in program.persistent)
+        w = saved["fc1/w"]
+    whole = gc.Session(program, threads=1)
+    assert not np.array_equal(w, whole.get_variable("fc1/w"))
+    bad(cli("run", path, "--feed", work / "feeds.npz"), "program of 2 entries", "--entry", "train, logits")
+    bad(cli("run", path, "--entry", "nope", "--feed", work / "feeds.npz"), "--entry nope", "no such entry")
+    bad(cli("run", path, "--entry", "logits", "--steps", "2", "--feed", f"x={work / 'x.npy'}"),
+        "entry 'logits'", "inference entry")
+    bad(cli("run", work / "mlp.plan", "--entry", "train", "--feed", work / "feeds.npz"),
+        "single compiled plan", "no entry name")
+    bad(cli("bench", path, "--iters", "2"), "program of 2 entries")
+    assert "latency ms" in ok(cli("bench", path, "--entry", "logits", "--iters", "2", "--warmup", "0"))
+
+
+def test_viz_of_an_entry_of_a_program(prog, tmp_path, cli):
+    path, program = prog
+    ok(cli("viz", path, "--entry", "train", "-o", tmp_path / "t.dot"))
+    dot = (tmp_path / "t.dot").read_text()
+    assert "sgd" in dot.lower() and "step " in dot
+    bad(cli("viz", path, "-o", tmp_path / "u.dot"), "program of 2 entries", "--entry")
+    bad(cli("viz", path, "--entry", "nope", "-o", tmp_path / "u.dot"), "no such entry")
+
+
+def test_compile_entry_flag_checks(work, tmp_path, cli):
+    out = tmp_path / "e.program"
+    bad(cli("compile", work / "mlp.pb", "--entry", "a", "--train", "loss", "-o", out), "--train", "--entry")
+    bad(cli("compile", work / "mlp.pb", "--entry", "a", "--fetch", "loss", "-o", out), "--fetch")
+    bad(cli("compile", work / "mlp.pb", "--entry", "a", "--entries", "all", "-o", out), "not both")
+    bad(cli("compile", work / "mlp.pb", "--entries", "a,,b", "-o", out), "bad --entries")
+    bad(cli("compile", work / "mlp.pb", "--entry", "a", "--entry", "a", "-o", out), "twice")
+    assert not out.exists()
