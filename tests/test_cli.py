@@ -512,3 +512,67 @@ def test_compile_entry_flag_checks(work, tmp_path, cli):
     bad(cli("compile", work / "mlp.pb", "--entries", "a,,b", "-o", out), "bad --entries")
     bad(cli("compile", work / "mlp.pb", "--entry", "a", "--entry", "a", "-o", out), "twice")
     assert not out.exists()
+
+
+def build_entries_model():
+    """The MLP with named entries: 'step' (SGD on the loss, fetching the logits too) and
+    'predict' (the logits)."""
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 6))
+        y = gc.placeholder("y", (None,), dtype="int64")
+        with gc.name_scope("fc1"):
+            w1 = gc.variable("w", (6, 8), init=gc.init.xavier_uniform(seed=0))
+            h = gc.relu(x @ w1)
+        with gc.name_scope("fc2"):
+            w2 = gc.variable("w", (8, 3), init=gc.init.xavier_uniform(seed=1))
+            logits = h @ w2
+        loss = gc.softmax_cross_entropy(logits, y, name="loss")
+        gc.optim.SGD(0.5).minimize(loss, var_list=[w2], name="step", fetches=[logits])
+        g.entry("predict", fetches=[logits])
+    return g
+
+
+def test_compile_info_and_run_entries_of_a_model(work, tmp_path, cli):
+    pb_path = tmp_path / "ent.pb"
+    build_entries_model().save(str(pb_path))
+    info = json.loads(ok(cli("info", pb_path, "--json")))
+    assert info["entries"] == [
+        {"name": "step", "kind": "training", "fetches": ["fc2/matmul"], "loss": "loss", "optimizer": "sgd",
+         "var_list": 1},
+        {"name": "predict", "kind": "inference", "fetches": ["fc2/matmul"]}]
+    text = ok(cli("info", pb_path))
+    assert "step                 training, loss loss, sgd, var_list 1; fetches: fc2/matmul" in text
+    # One entry: a plan (default name MODEL.plan); all of them: a program (MODEL.program).
+    out = ok(cli("compile", pb_path, "--entry", "predict", "--shape", f"x={BATCH},6"))
+    assert f"wrote {tmp_path / 'ent.plan'} (entry predict" in out
+    assert gc.load_plan(str(tmp_path / "ent.plan")).fetches == ["fc2/matmul"]
+    # Flat shapes bind every entry; ENTRY:NAME=... overrides one entry's.
+    out = ok(cli("compile", pb_path, "--entries", "all", "--shape", f"x={BATCH},6", "--shape", f"y={BATCH}",
+                 "--shape", "predict:x=1,6"))
+    assert "program of 2 entries" in out and "shared: arena" in out
+    program = gc.load_program(str(tmp_path / "ent.program"))
+    assert program.entries == ["step", "predict"]
+    assert list(program.plan("predict").proto.values[program.plan("predict").proto.feeds[0]].dims) == [1, 6]
+    ok(cli("compile", pb_path, "--entry", "predict", "--entry", "step", "--shape", f"x={BATCH},6",
+           "--shape", f"y={BATCH}", "-o", tmp_path / "two.program"))
+    assert gc.load_program(str(tmp_path / "two.program")).entries == ["predict", "step"]
+    # Train through the program, then predict from the trained weights in one process.
+    whole = gc.Session(program, threads=1)
+    ckpt = tmp_path / "ent.npz"
+    ok(cli("run", tmp_path / "ent.program", "--entry", "step", "--feed", work / "feeds.npz", "--steps", "4",
+           "--checkpoint", ckpt))
+    whole.load_checkpoint(str(ckpt))
+    assert set(whole.variable_names) == {"fc1/w", "fc2/w"}   # plain SGD keeps no state
+    bad(cli("compile", pb_path, "--entry", "nope", "--shape", f"x={BATCH},6"), "nope")
+    bad(cli("info", tmp_path / "ent.program", "--entry", "x"), "unrecognized arguments")
+
+
+def test_viz_entry_of_a_model_draws_the_part_it_computes(tmp_path, cli):
+    pb_path = tmp_path / "ent.pb"
+    build_entries_model().save(str(pb_path))
+    ok(cli("viz", pb_path, "--entry", "predict", "-o", tmp_path / "p.dot"))
+    ok(cli("viz", pb_path, "--entry", "step", "-o", tmp_path / "s.dot"))
+    predict, step = (tmp_path / "p.dot").read_text(), (tmp_path / "s.dot").read_text()
+    assert "fc2/matmul" in predict and "softmax_cross_entropy" not in predict and 'label="y\\n' not in predict
+    assert "softmax_cross_entropy" in step and 'label="y\\n' in step
+    bad(cli("viz", pb_path, "--entry", "nope", "-o", tmp_path / "n.dot"), "no such entry", "step, predict")

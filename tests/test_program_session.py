@@ -450,3 +450,51 @@ def test_a_packed_weight_is_repacked_after_another_entry_trains_it(monkeypatch):
     np.testing.assert_array_equal(after, fresh.run({"x": xb})[y.name])
     np.testing.assert_allclose(after, xb.astype(np.float64) @ w1.astype(np.float64), rtol=1e-4, atol=1e-4)
     assert not np.allclose(after, first, atol=1e-3)   # a stale pack would have returned `first`
+
+
+# -- named entries compiled by gc.compile(entries=...) -------------------------------------
+
+def _named_model():
+    """Two Adam entries over overlapping variables (both train w; "b_step" also v), and an
+    inference entry: the optimizer state of each entry is its own (<entry>/<var>/adam_m)."""
+    init = _inits(3)
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (M, K))
+        t = gc.placeholder("t", (M, N))
+        w = gc.variable("w", init=init["w"])
+        v = gc.variable("v", init=init["v"])
+        h = gc.matmul(x, w, name="h")
+        y = gc.matmul(h, v, name="y")
+        d_a, d_b = h - t, y - t
+        gc.optim.Adam(0.05).minimize(gc.mean(d_a * d_a, name="loss_a"), var_list=[w], name="a_step")
+        gc.optim.Adam(0.02).minimize(gc.mean(d_b * d_b, name="loss_b"), var_list=[w, v], name="b_step",
+                                     fetches=[y])
+        g.entry("predict", fetches=[y])
+    return g
+
+
+def test_named_entries_keep_their_own_optimizer_state_over_a_shared_weight():
+    g = _named_model()
+    prog = gc.compile(g, entries="all")
+    assert prog.entries == ["a_step", "b_step", "predict"]
+    sess = gc.Session(prog, threads=1)
+    names = set(sess.variable_names)
+    assert {"a_step/w/adam_m", "b_step/w/adam_m", "b_step/v/adam_m", "a_step/optimizer/step",
+            "b_step/optimizer/step"} <= names
+    assert "a_step/v/adam_m" not in names
+    ref = _Separate({name: prog.plan(name) for name in prog.entries}, prog)
+    schedule = ["predict", "a_step", "b_step", "a_step", "predict", "b_step", "b_step", "predict"]
+    for step, entry in enumerate(schedule):
+        got = sess.run(_feeds(sess, entry, step), entry=entry)
+        want = ref.run(entry, _data(step))
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"step {step} ({entry}) {name}")
+    for name in sess.variable_names:
+        np.testing.assert_array_equal(sess.get_variable(name), ref.state[name], err_msg=name)
+    # Both entries trained w, each with its own moments and step count.
+    assert int(sess.get_variable("a_step/optimizer/step")) == 2
+    assert int(sess.get_variable("b_step/optimizer/step")) == 3
+    assert not np.array_equal(sess.get_variable("a_step/w/adam_m"), sess.get_variable("b_step/w/adam_m"))
+    # The model's variables only, whatever entry's optimizer wrote the rest.
+    assert set(sess.state_dict()) == {"w", "v"}
+    assert sess.fetch_names("b_step")[1:] == [sess.fetch_names("predict")[0]]
