@@ -349,7 +349,11 @@ def test_runtime_executor_attach_checks(plans, program):
 def test_two_threads_running_different_entries_give_the_serial_results(program):
     steps = 12
     serial = gc.Session(program, threads=1)
-    want_losses = [serial.run(_feeds(serial, "train_a", s), entry="train_a") for s in range(steps)]
+    weights = [serial.get_variable("w")]     # w before each training step, and after the last
+    want_losses = []
+    for s in range(steps):
+        want_losses.append(serial.run(_feeds(serial, "train_a", s), entry="train_a"))
+        weights.append(serial.get_variable("w"))
     want_state = {n: serial.get_variable(n) for n in serial.variable_names}
     sess = gc.Session(program, threads=2)
     got_losses, infer_outs, failures = [], [], []
@@ -381,8 +385,17 @@ def test_two_threads_running_different_entries_give_the_serial_results(program):
             np.testing.assert_array_equal(got[name], want[name])
     for name, value in want_state.items():
         np.testing.assert_array_equal(sess.get_variable(name), value, err_msg=name)
-    # Each inference saw some complete state: h = x @ w for w one of the trained states.
+    # Each inference ran whole between two training runs: its h is x @ w for one of the states
+    # w went through (the same kernels: the same bits), never a mix.
     assert len(infer_outs) == steps
+    probe = gc.Session(program, threads=2)
+    name = probe.fetch_names("hidden")[0]
+    for feeds, out in infer_outs:
+        candidates = []
+        for w in weights:
+            probe.set_variable("w", w)
+            candidates.append(probe.run(feeds, entry="hidden")[name])
+        assert any(np.array_equal(out[name], c) for c in candidates)
 
 
 def test_io_binding_and_profile_of_an_entry(program):
