@@ -165,6 +165,10 @@ class _Entry:
         self._proto = proto
         self._info = info
         self._exec = None
+
+    def _build_tables(self):
+        """run()'s tables; only once the runtime validated the plan (indices in range)."""
+        proto, info = self._proto, self._info
         values = proto.values
         self._feeds = [int(i) for i in proto.feeds]
         self._fetches = [int(i) for i in proto.fetches]
@@ -391,6 +395,7 @@ class Session:
                 entry._raise(errors.ResourceError, f"out of memory loading the plan: {e}")
             except (ValueError, OverflowError, TypeError, RuntimeError) as e:
                 entry._raise(errors.ModelFormatError, f"invalid plan: {explain_step_error(entry._proto, str(e))}")
+            entry._build_tables()
             first = first or entry._exec
         self._first = next(iter(self._entries.values()))
         self._exec = self._first._exec   # any executor reaches the shared store
