@@ -37,6 +37,7 @@ Environment (read when a Session is created):
   not given; default: the machine's physical memory.  Above it, creating the Session
   raises ResourceError before anything is allocated.
 """
+import math
 import os
 import re
 import threading
@@ -412,8 +413,7 @@ class Session:
                 f"of {cap} bytes")
 
     def _memory_figures(self, arena_bytes):
-        persistent = sum(dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for _, dtype, shape in
-                         self._variables.values())
+        persistent = sum(dtype.itemsize * math.prod(shape) for _, dtype, shape in self._variables.values())
         constants = {}
         for name, entry in self._entries.items():
             constants[name] = sum(_nbytes(t.dtype, t.dims) if t.dtype in _DTYPES else 0 for t in entry._proto.constants)
