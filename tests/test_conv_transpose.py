@@ -129,7 +129,7 @@ def _build(xs, ws, **kwargs):
     ((1, 3, 4, 4), (3, 2, 3, 3), dict(output_padding=1), ShapeError, "output_padding.*stride \\(1\\).*dilation"),
     ((1, 3, 4, 4), (4, 2, 3, 3), dict(), ShapeError, "expects x with 4 channels, x has 3"),
     ((1, 4, 4, 4), (4, 2, 3, 3), dict(groups=3), ShapeError, "not divisible by groups=3"),
-    ((1, 3, 2, 2), (3, 2, 3, 3), dict(padding=3), ShapeError, "output H of -3.*reduce the padding"),
+    ((1, 3, 2, 2), (3, 2, 3, 3), dict(padding=3), ShapeError, "output H of -2.*reduce the padding"),
     ((1, 3, 4), (3, 2, 3, 3), dict(), ShapeError, "rank 4"),
     ((1, 3, 4, 4), (3, 2, 3), dict(), ShapeError, "w must have rank 4"),
     ((1, 3, 4, 4), (3, 2, 3, 3), dict(bias_shape=(3,)), ShapeError, "bias must have shape \\(2,\\)"),

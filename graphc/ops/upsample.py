@@ -49,7 +49,7 @@ def _composite(ctx):
     lead = n if _known(n) else -1
     # x · 1 broadcast over the block axes: exact for every value (NaN, ±inf, -0.0), and unlike
     # broadcast_to it needs no concrete batch
-    ones = F.constant(np.ones((1, 1, 1, sh, 1, sw), dtypes.as_dtype(x.dtype)))
+    ones = F.constant(np.ones((1, 1, 1, sh, 1, sw), dtypes.as_dtype(x.dtype)), graph=x.graph)
     blocks = F.mul(F.reshape(x, (lead, c, h, 1, w, 1)), ones)
     return F.reshape(blocks, (lead, c, h * sh, w * sw))
 
