@@ -37,6 +37,7 @@ Environment (read when a Session is created):
   not given; default: the machine's physical memory.  Above it, creating the Session
   raises ResourceError before anything is allocated.
 """
+import math
 import os
 import re
 import threading
@@ -165,6 +166,10 @@ class _Entry:
         self._proto = proto
         self._info = info
         self._exec = None
+
+    def _build_tables(self):
+        """run()'s tables; only once the runtime validated the plan (indices in range)."""
+        proto, info = self._proto, self._info
         values = proto.values
         self._feeds = [int(i) for i in proto.feeds]
         self._fetches = [int(i) for i in proto.fetches]
@@ -391,6 +396,7 @@ class Session:
                 entry._raise(errors.ResourceError, f"out of memory loading the plan: {e}")
             except (ValueError, OverflowError, TypeError, RuntimeError) as e:
                 entry._raise(errors.ModelFormatError, f"invalid plan: {explain_step_error(entry._proto, str(e))}")
+            entry._build_tables()
             first = first or entry._exec
         self._first = next(iter(self._entries.values()))
         self._exec = self._first._exec   # any executor reaches the shared store
@@ -407,8 +413,7 @@ class Session:
                 f"of {cap} bytes")
 
     def _memory_figures(self, arena_bytes):
-        persistent = sum(dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for _, dtype, shape in
-                         self._variables.values())
+        persistent = sum(dtype.itemsize * math.prod(shape) for _, dtype, shape in self._variables.values())
         constants = {}
         for name, entry in self._entries.items():
             constants[name] = sum(_nbytes(t.dtype, t.dims) if t.dtype in _DTYPES else 0 for t in entry._proto.constants)

@@ -138,7 +138,8 @@ class Executor {
   size_t arena_nbytes() const { return share_->arena.size(); }
 
   // Host copies of persistent tensor `index` (PlanDesc::persistent, shared by every
-  // PERSISTENT value with that index) and of value `index` (VIEWs resolved).  `nbytes`
+  // PERSISTENT value with that index) and of value `index` (VIEWs resolved; an arena value's
+  // bytes are the last run's on the shared state, which may be another entry's).  `nbytes`
   // must be the tensor's size; std::invalid_argument otherwise.
   void read_persistent(int32_t index, void* dst, size_t nbytes);
   void write_persistent(int32_t index, const void* src, size_t nbytes);

@@ -800,6 +800,41 @@ INDEPENDENT.update({"gelu": _elementwise(_gelu), "gelu_grad": _elementwise(_gelu
                     "softplus": _elementwise(_softplus), "softplus_grad": _elementwise(_softplus_grad)})
 
 
+@np.errstate(invalid="ignore", over="ignore")
+def _conv_transpose2d(inputs, attrs):
+    # every x[n, c, i, j]·w[c, o, a, b] added at output row i·s + a·d - top, column j·s + b·d - left, if inside
+    x, w = inputs
+    n_, c_, h, wd = x.shape
+    _, cog, kh, kw = w.shape
+    g = attrs["groups"]
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["stride"], attrs["pads"], attrs["dilation"]
+    oph, opw = attrs["output_padding"]
+    ho, wo = (h - 1) * sh - pt - pb + dh * (kh - 1) + oph + 1, (wd - 1) * sw - pl - pr + dw * (kw - 1) + opw + 1
+    out = np.zeros((n_, cog * g, ho, wo))
+    for n, c, i, j, o, a, b in itertools.product(range(n_), range(c_), range(h), range(wd), range(cog), range(kh),
+                                                 range(kw)):
+        r, q = i * sh + a * dh - pt, j * sw + b * dw - pl
+        if 0 <= r < ho and 0 <= q < wo:
+            out[n, c // (c_ // g) * cog + o, r, q] += float(x[n, c, i, j]) * float(w[c, o, a, b])
+    return out.astype(x.dtype)
+
+
+def _upsample_nearest2d(inputs, attrs):
+    x = inputs[0]
+    sh, sw = attrs["scales"]
+    n_, c_, h, w = x.shape
+    out = np.empty((n_, c_, h * sh, w * sw), x.dtype)
+    for n, c, i, j in itertools.product(range(n_), range(c_), range(h * sh), range(w * sw)):
+        out[n, c, i, j] = x[n, c, i // sh, j // sw]
+    return out
+
+
+INDEPENDENT.update({"conv_transpose2d": _conv_transpose2d,
+                    "leaky_relu": _elementwise(lambda v, negative_slope: v if v > 0 else v * negative_slope),
+                    "leaky_relu_grad": _elementwise(lambda dy, v, negative_slope: dy if v > 0 else dy * negative_slope),
+                    "upsample_nearest2d": _upsample_nearest2d})
+
+
 def test_every_op_has_an_independent_implementation():
     assert set(INDEPENDENT) == {o.name for o in OPS}
 

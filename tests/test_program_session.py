@@ -511,3 +511,29 @@ def test_named_entries_keep_their_own_optimizer_state_over_a_shared_weight():
     # The model's variables only, whatever entry's optimizer wrote the rest.
     assert set(sess.state_dict()) == {"w", "v"}
     assert sess.fetch_names("b_step")[1:] == [sess.fetch_names("predict")[0]]
+
+
+def test_corrupt_program_files_give_typed_errors(program, tmp_path):
+    """Bytes flipped anywhere in a program file: loading it (and running each entry that
+    loads) raises a graphc error or works; never another exception, never a crash."""
+    data = bytearray(program.to_bytes())
+    rng = np.random.default_rng(11)
+    path = tmp_path / "bad.program"
+    outcomes = {"loaded": 0, "refused": 0}
+    for _trial in range(100):
+        mutated = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            mutated[int(rng.integers(0, len(mutated)))] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(mutated))
+        try:
+            sess = gc.Session(str(path), threads=1)
+        except errors.GraphcError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["loaded"] += 1
+        for entry in sess.entries:
+            try:
+                sess.run({n: np.zeros(s, d) for n, d, s in sess._entries[entry]._feed_specs}, entry=entry)
+            except errors.GraphcError:
+                pass
+    assert outcomes["refused"] > 0 and outcomes["loaded"] > 0, outcomes

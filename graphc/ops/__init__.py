@@ -7,7 +7,7 @@ from graphc import graph as _graph
 from graphc import registry as _registry  # noqa: E402
 from graphc.ops import _common
 from graphc.ops import fused as _fused  # noqa: F401  (registers the fused ops)
-from graphc.ops.activations import gelu, silu, softplus  # noqa: F401
+from graphc.ops.activations import gelu, leaky_relu, silu, softplus  # noqa: F401
 from graphc.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphc.ops.backward import (  # noqa: F401
     broadcast_like,
@@ -17,7 +17,7 @@ from graphc.ops.backward import (  # noqa: F401
     softmax_cross_entropy_grad,
     sum_to,
 )
-from graphc.ops.conv import conv2d, conv2d_grad_input, conv2d_grad_weight  # noqa: F401
+from graphc.ops.conv import conv2d, conv2d_grad_input, conv2d_grad_weight, conv_transpose2d  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     abs,
     add,
@@ -73,6 +73,7 @@ from graphc.ops.shape import (  # noqa: F401
 )
 from graphc.ops.topk import take_along_axis, topk  # noqa: F401
 from graphc.ops.updates import assign  # noqa: F401
+from graphc.ops.upsample import upsample  # noqa: F401
 
 _registry.check_complete()
 
