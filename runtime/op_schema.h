@@ -755,9 +755,9 @@ inline constexpr OpInfo kOps[] = {
     {"pad_grad", kPadGradInputs, 2, false, kPadGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"pow", kPowInputs, 1, false, kPowAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"random_normal", kRandomNormalInputs, 1, false, kRandomNormalAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu},
-    {"random_normal_like", kRandomNormalLikeInputs, 2, false, kRandomNormalLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, 0u},
+    {"random_normal_like", kRandomNormalLikeInputs, 2, false, kRandomNormalLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
     {"random_uniform", kRandomUniformInputs, 1, false, kRandomUniformAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu},
-    {"random_uniform_like", kRandomUniformLikeInputs, 2, false, kRandomUniformLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, 0u},
+    {"random_uniform_like", kRandomUniformLikeInputs, 2, false, kRandomUniformLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
     {"relu", kReluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
@@ -1382,7 +1382,7 @@ struct RandomNormal {
   }
 };
 
-// random_normal_like: random_normal with the shape of x (only x's shape is read: its dims may be bound at compile time).
+// random_normal_like: random_normal with the shape of x: x is a data-less input (its dims, maybe bound at compile time, are read, never its values; it stays a placeholder o
 struct RandomNormalLike {
   double mean = 0.0;  // the mean
   double stddev = 1.0;  // the standard deviation, >= 0
@@ -1417,7 +1417,7 @@ struct RandomUniform {
   }
 };
 
-// random_uniform_like: random_uniform with the shape of x (only x's shape is read: its dims may be bound at compile time).
+// random_uniform_like: random_uniform with the shape of x: x is a data-less input (its dims, maybe bound at compile time, are read, never its values; it stays a placeholder 
 struct RandomUniformLike {
   double minval = 0.0;  // lower bound (included)
   double maxval = 1.0;  // upper bound (excluded but for rounding)

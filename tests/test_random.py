@@ -45,6 +45,11 @@ def test_kernel_equals_reference_and_advances_one_step_per_run(dtype):
         ref = gc.reference.evaluate(g, {}, [u, z], state={RNG_STEP: np.asarray(step, np.int64)})
         # uniform: the same float64 operations in the same order: equal bits
         np.testing.assert_array_equal(out["u"], ref[u])
+    # a plan fetching only the draw still takes x (a data-less input: its dims, not its values)
+    only = Session(gc.compile(model, shapes={"x": (2, 1, 3, 3)}, fetches=["eps"]))
+    assert only.feed_names == ["x"]
+    e1 = only.run({"x": np.full((2, 1, 3, 3), np.nan, np.float32)})["eps"]
+    assert e1.shape == (2, 1, 3, 3) and np.isfinite(e1).all()
         # normal: libm's log/sin/cos against numpy's may differ in the last ulp of float64, which
         # rounding to float32 almost always hides
         np.testing.assert_allclose(out["z"], ref[z], rtol=1e-6 if dtype == "float32" else 1e-14, atol=0)
@@ -148,6 +153,11 @@ def test_like_shape_is_bound_at_compile_time_and_roundtrips(tmp_path):
     ref = gc.reference.evaluate(g, {"x": xv}, [y, u])
     np.testing.assert_allclose(out[y.name], ref[y], rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(out["u"], ref[u])
+    # a plan fetching only the draw still takes x (a data-less input: its dims, not its values)
+    only = Session(gc.compile(model, shapes={"x": (2, 1, 3, 3)}, fetches=["eps"]))
+    assert only.feed_names == ["x"]
+    e1 = only.run({"x": np.full((2, 1, 3, 3), np.nan, np.float32)})["eps"]
+    assert e1.shape == (2, 1, 3, 3) and np.isfinite(e1).all()
 
 
 def test_dropout_and_random_ops_share_one_increment_in_training():
@@ -233,3 +243,13 @@ def test_errors_are_typed_and_name_the_argument():
         gc.variable(RNG_STEP, init=np.zeros(2, np.float32), trainable=False)
         with pytest.raises(GraphError, match="rng/step.*int64 scalar variable"):
             gc.random_normal((2,))
+
+
+def test_a_plan_without_draws_has_no_increment():
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (3,))
+        z = gc.random_normal((3,), seed=1, name="z")
+        y = x * 2.0
+    plan = gc.compile(g, fetches=[y])  # the draw is pruned: nothing reads rng/step
+    assert not _increments(plan) and all(v.name != RNG_STEP for v in plan.proto.persistent)
+    assert len(_increments(gc.compile(g, fetches=[y, z]))) == 1

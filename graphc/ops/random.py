@@ -356,6 +356,9 @@ def _random_like_examples(params):
                 step = np.asarray(_STEPS[(i + k) % len(_STEPS)], np.int64)
                 attrs = dict(params[i % len(params)], seed=7 + i, dtype="float64" if i % 3 == 2 else None)
                 out.append(Example([rand(rng, shape, dt), step], attrs, grad=False, note=dt))
+            if dt in dtypes.FLOATS:  # only x's shape is read: its values (NaN, ±inf, -0.0) change nothing
+                out.append(Example([special(rng, (4, 5), dt), np.asarray(2, np.int64)], dict(params[1], seed=3),
+                                   grad=False, note=f"{dt} special values"))
         return out
     return examples
 
@@ -407,37 +410,27 @@ _LIKE_DTYPE = AttrSpec("dtype", default=None, optional=True, doc="float32 or flo
                                                                   "a float, else float32")
 
 
-def _like_composite(op):
-    def composite(ctx):
-        attrs = {k: v for k, v in ctx.attrs.items() if k != "dtype"}
-        attrs.update(shape=tuple(ctx.x.shape), dtype=_out_dtype(ctx.attrs, ctx.x.dtype))
-        return build(op, [ctx.inputs[1]], attrs)
-    return composite
-
-
 register_op(
     "random_uniform_like",
-    doc="random_uniform with the shape of x (only x's shape is read: its dims may be bound at compile time).",
+    doc="random_uniform with the shape of x: x is a data-less input (its dims, maybe bound at compile time, "
+        "are read, never its values; it stays a placeholder of the plan).",
     inputs=[("x", dtypes.ALL), ("step", ("int64",))],
     attrs=dict(_UNIFORM_ATTRS, dtype=_LIKE_DTYPE),
     infer=_random_like_infer(True),
     reference=_random_ref(random_uniforms, "minval", "maxval"),
     examples=_random_like_examples(_UNIFORM_PARAMS),
-    composite=_like_composite("random_uniform"),
-    kernels=(),
     differentiable=False,
 )
 
 register_op(
     "random_normal_like",
-    doc="random_normal with the shape of x (only x's shape is read: its dims may be bound at compile time).",
+    doc="random_normal with the shape of x: x is a data-less input (its dims, maybe bound at compile time, "
+        "are read, never its values; it stays a placeholder of the plan).",
     inputs=[("x", dtypes.ALL), ("step", ("int64",))],
     attrs=dict(_NORMAL_ATTRS, dtype=_LIKE_DTYPE),
     infer=_random_like_infer(False),
     reference=_random_ref(random_normals, "mean", "stddev"),
     examples=_random_like_examples(_NORMAL_PARAMS),
-    composite=_like_composite("random_normal"),
-    kernels=(),
     differentiable=False,
 )
 
