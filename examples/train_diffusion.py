@@ -42,7 +42,7 @@ import gen_common  # noqa: E402
 # (0: only at the end); samples: the sample_step entry's batch (the scored samples); score: the
 # classifier that judges the samples (full, quick or none).
 CONFIGS = {
-    "full": dict(T=100, width=512, blocks=2, batch=128, steps=3000, lr=1e-3, sample_every=1000, samples=500,
+    "full": dict(T=100, width=512, blocks=2, batch=128, steps=6000, lr=1e-3, sample_every=1000, samples=500,
                  digits=None, score="full"),
     # a few seconds: 64 digits, a narrow net, a short chain; a grid at step 4 and at the end
     "tiny": dict(T=8, width=16, blocks=1, batch=16, steps=6, lr=1e-2, sample_every=4, samples=100,
