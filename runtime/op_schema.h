@@ -470,6 +470,46 @@ inline constexpr InputInfo kPowInputs[] = {
 inline constexpr AttrInfo kPowAttrs[] = {
     {"exponent", AttrValue::Float, true, false},
 };
+inline constexpr InputInfo kRandomNormalInputs[] = {
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kRandomNormalAttrs[] = {
+    {"mean", AttrValue::Float, false, false},
+    {"stddev", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
+    {"shape", AttrValue::Ints, true, false},
+    {"dtype", AttrValue::DTypeKind, false, false},
+};
+inline constexpr InputInfo kRandomNormalLikeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kRandomNormalLikeAttrs[] = {
+    {"mean", AttrValue::Float, false, false},
+    {"stddev", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
+    {"dtype", AttrValue::DTypeKind, false, true},
+};
+inline constexpr InputInfo kRandomUniformInputs[] = {
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kRandomUniformAttrs[] = {
+    {"minval", AttrValue::Float, false, false},
+    {"maxval", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
+    {"shape", AttrValue::Ints, true, false},
+    {"dtype", AttrValue::DTypeKind, false, false},
+};
+inline constexpr InputInfo kRandomUniformLikeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kRandomUniformLikeAttrs[] = {
+    {"minval", AttrValue::Float, false, false},
+    {"maxval", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
+    {"dtype", AttrValue::DTypeKind, false, true},
+};
 inline constexpr InputInfo kReluInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
@@ -747,6 +787,10 @@ inline constexpr OpInfo kOps[] = {
     {"pad", kPadInputs, 1, false, kPadAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"pad_grad", kPadGradInputs, 2, false, kPadGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"pow", kPowInputs, 1, false, kPowAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"random_normal", kRandomNormalInputs, 1, false, kRandomNormalAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu},
+    {"random_normal_like", kRandomNormalLikeInputs, 2, false, kRandomNormalLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
+    {"random_uniform", kRandomUniformInputs, 1, false, kRandomUniformAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu},
+    {"random_uniform_like", kRandomUniformLikeInputs, 2, false, kRandomUniformLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
     {"relu", kReluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
@@ -1386,6 +1430,76 @@ struct Pow {
   explicit Pow(const KernelArgs& a) {
     if (!a.has("exponent")) a.fail("missing attr 'exponent'");
     exponent = a.attr_float("exponent");
+  }
+};
+
+// random_normal: Normal random numbers: y = mean + stddev · z (in float64, rounded once to dtype), z by Box–Muller from pairs of uniforms (u₁ in (0, 1], u₂ in [0, 1)):
+struct RandomNormal {
+  double mean = 0.0;  // the mean
+  double stddev = 1.0;  // the standard deviation, >= 0
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high), in [0, 2**63)
+  std::vector<int64_t> shape;  // the output shape
+  DType dtype = DType::F32;  // float32 or float64
+  explicit RandomNormal(const KernelArgs& a) {
+    if (a.has("mean")) mean = a.attr_float("mean");
+    if (a.has("stddev")) stddev = a.attr_float("stddev");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+    if (!a.has("shape")) a.fail("missing attr 'shape'");
+    shape = a.attr_ints("shape");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
+  }
+};
+
+// random_normal_like: random_normal with the shape of x: x is a data-less input (its dims, maybe bound at compile time, are read, never its values; it stays a placeholder o
+struct RandomNormalLike {
+  double mean = 0.0;  // the mean
+  double stddev = 1.0;  // the standard deviation, >= 0
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high), in [0, 2**63)
+  bool has_dtype = false;  // false: the attr is None
+  DType dtype = DType::Invalid;  // float32 or float64; None: x's dtype when it is a float, else float32
+  explicit RandomNormalLike(const KernelArgs& a) {
+    if (a.has("mean")) mean = a.attr_float("mean");
+    if (a.has("stddev")) stddev = a.attr_float("stddev");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+    has_dtype = a.has("dtype");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
+  }
+};
+
+// random_uniform: Uniform random numbers: y = minval + (maxval - minval) · u, u in [0, 1) (in float64, rounded once to dtype); element i: float32 word i % 4 of block i 
+struct RandomUniform {
+  double minval = 0.0;  // lower bound (included)
+  double maxval = 1.0;  // upper bound (excluded but for rounding)
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high), in [0, 2**63)
+  std::vector<int64_t> shape;  // the output shape
+  DType dtype = DType::F32;  // float32 or float64
+  explicit RandomUniform(const KernelArgs& a) {
+    if (a.has("minval")) minval = a.attr_float("minval");
+    if (a.has("maxval")) maxval = a.attr_float("maxval");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+    if (!a.has("shape")) a.fail("missing attr 'shape'");
+    shape = a.attr_ints("shape");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
+  }
+};
+
+// random_uniform_like: random_uniform with the shape of x: x is a data-less input (its dims, maybe bound at compile time, are read, never its values; it stays a placeholder 
+struct RandomUniformLike {
+  double minval = 0.0;  // lower bound (included)
+  double maxval = 1.0;  // upper bound (excluded but for rounding)
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high), in [0, 2**63)
+  bool has_dtype = false;  // false: the attr is None
+  DType dtype = DType::Invalid;  // float32 or float64; None: x's dtype when it is a float, else float32
+  explicit RandomUniformLike(const KernelArgs& a) {
+    if (a.has("minval")) minval = a.attr_float("minval");
+    if (a.has("maxval")) maxval = a.attr_float("maxval");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+    has_dtype = a.has("dtype");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
   }
 };
 

@@ -6,7 +6,7 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     prune_inputs     (prune_graph) drop what neither the fetches nor the training loss need
     bind_shapes      placeholders get concrete shapes (``shapes=``)
     infer_shapes     every value gets a concrete shape and dtype
-    select_mode      training graphs only: mode-dependent ops (batch_norm, dropout) take their training form
+    select_mode      training: dropout, batch_norm take their training form; any mode: one rng/step increment
     expand_composites  composite ops the target has no kernel for become their definition
     append_gradients the training loss's gradient nodes (training models only)
     append_optimizer in-place update nodes and optimizer state (training models only)

@@ -55,7 +55,15 @@ from graphc.ops.nn import (  # noqa: F401
 from graphc.ops.norm import batch_norm, batch_norm_train, batch_norm_train_grad  # noqa: F401
 from graphc.ops.pad import flatten, pad  # noqa: F401
 from graphc.ops.pool import avg_pool2d, avg_pool2d_grad, max_pool2d, max_pool2d_gather, max_pool2d_grad  # noqa: F401
-from graphc.ops.random import dropout, dropout_train  # noqa: F401
+from graphc.ops.random import (  # noqa: F401
+    dropout,
+    dropout_train,
+    random_normal,
+    random_normal_like,
+    random_uniform,
+    random_uniform_like,
+    rng_step,
+)
 from graphc.ops.reduce import matmul, max, mean, sum  # noqa: F401
 from graphc.ops.rnn_cell import gru_cell, gru_cell_grad, lstm_cell, lstm_cell_grad  # noqa: F401
 from graphc.ops.scan import argmax, cumsum, tril, triu  # noqa: F401
