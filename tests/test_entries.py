@@ -552,3 +552,18 @@ def test_any_entries_field_loads_or_is_a_model_format_error_and_compiles_or_is_a
         assert str(e).startswith("entry "), str(e)
         return
     assert prog.entries == list(graph.entries)
+
+
+def test_program_compile_is_deterministic_and_applies_the_budget_to_every_entry():
+    g = _linear()
+    shapes = {"x": (64, D), "t": (64, 1)}
+    prog = gc.compile(g, entries="all", shapes=shapes)
+    assert gc.compile(g, entries="all", shapes=shapes).to_bytes() == prog.to_bytes()
+    budget = prog.arena_bytes
+    for name in prog.entries:   # each entry's plan alone is the one compile(entry=) gives
+        alone = gc.compile(g, entry=name, shapes=shapes)
+        assert prog.memory_report()["arena_bytes_by_entry"][name] == alone.arena_bytes
+    tight = gc.compile(g, entries="all", shapes=shapes, memory_budget=budget)
+    assert tight.arena_bytes <= budget
+    with pytest.raises(CompileError, match="^entry 'fit': "):
+        gc.compile(g, entries="all", shapes=shapes, memory_budget=16)

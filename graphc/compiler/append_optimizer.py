@@ -29,11 +29,13 @@ def append_optimizer(graph, state_prefix=""):
         raise CompileError(f"training spec: {e}") from None
     out = clone_graph(graph)
     pairs = [(out.tensor(g), out.tensor(v)) for v, g in grads_of.items()]
+    # the step counter and the clipping nodes belong to no one variable: they get the loss's line
+    loss_provenance = out.tensor(graph.training.loss).producer.provenance
     if not state_prefix:
-        optim.append_updates(out, optimizer, pairs)
+        optim.append_updates(out, optimizer, pairs, provenance=loss_provenance)
     else:
         try:
-            optim.append_updates(out, optimizer, pairs, prefix=state_prefix)
+            optim.append_updates(out, optimizer, pairs, prefix=state_prefix, provenance=loss_provenance)
         except GraphError as e:   # a user variable already holds a state variable's name
             raise CompileError(f"entry {state_prefix!r}: optimizer state: {e}") from None
     out.gradients_of = dict(grads_of)

@@ -49,7 +49,7 @@ from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.compiler.select_mode import select_mode
 from graphc.compiler.validate_graph import validate_graph
 from graphc.errors import CompileError, GraphcError, GraphError
-from graphc.graph import Graph
+from graphc.graph import Graph, compiler_provenance
 from graphc.plan import Plan
 from graphc.program import build_program
 
@@ -215,7 +215,8 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
     model_variables = [v.name for v in graph.variables]
     for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse, state_prefix,
                                        model_variables):
-        graph = run_pass(graph)
+        with compiler_provenance():
+            graph = run_pass(graph)
         if on_pass is not None:
             on_pass(name, graph)
     return graph
