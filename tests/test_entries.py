@@ -268,10 +268,14 @@ def test_compile_argument_errors():
     with pytest.raises(CompileError, match="entry='fit'"):
         gc.compile(g, entries="fit", shapes=shapes)
     # no default training spec: compile(model) says what to do instead
-    with pytest.raises(CompileError, match=r"named entries \('fit', 'small', 'predict'\).*entry=NAME"):
+    with pytest.raises(CompileError, match=r"named entries \('fit', 'small', 'predict'\) .*entry=NAME"):
         gc.compile(g, shapes=shapes)
-    # ... but explicit fetches still compile an inference plan as before
+    with pytest.raises(CompileError, match="named entries"):
+        gc.compile(g, shapes=shapes, train=False)
+    # ... but explicit fetches, or declared outputs, still compile an inference plan as before
     assert gc.compile(g, shapes=shapes, fetches=["y"]).fetches == ["y"]
+    g.set_outputs(["xw"])
+    assert gc.compile(g, shapes=shapes, train=False).fetches == ["xw"]
     with gc.Graph() as plain:
         gc.relu(gc.placeholder("x", (2,)))
     with pytest.raises(CompileError, match="no named entries"):

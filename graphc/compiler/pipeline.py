@@ -249,7 +249,9 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
     persistent store.  ``shapes`` then may also hold per-entry dicts that add or override
     shapes for one entry: ``{"x": (64, 784), "sample": {"z": (500, 32)}}``.  ``fetches`` and
     ``train`` cannot be combined with either.  Without ``entry``/``entries`` a model compiles
-    as it always has (its default training spec, from an unnamed ``minimize(loss)``, if any).
+    as it always has (its default training spec, from an unnamed ``minimize(loss)``, if any),
+    except that a model with named entries and neither a default spec nor declared outputs
+    needs ``fetches=`` (else CompileError: its loose values are not a sensible plan).
 
     Example::
 
@@ -280,11 +282,14 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
                               for name in names])
     if entry is not None:
         return _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, entry)
-    if getattr(graph, "entries", None) and graph.training is None and fetches is None and train is None:
+    if (getattr(graph, "entries", None) and graph.training is None and fetches is None and not graph.outputs
+            and (train is None or train is False)):
+        # Nothing sensible to compile: the default would be every loose value of the model
+        # (a GAN's two losses and its samples, say) in one inference plan.
         listed = ", ".join(repr(n) for n in graph.entries)
-        raise CompileError(f"the model has named entries ({listed}) and no default training spec: pass entry=NAME "
-                           f"for one plan, entries=[...] or entries='all' for a program, or fetches= for an "
-                           f"inference plan of any values")
+        raise CompileError(f"the model has named entries ({listed}) and no default training spec or declared "
+                           f"outputs: pass entry=NAME for one plan, entries=[...] or entries='all' for a program, "
+                           f"or fetches= for an inference plan of any values")
     return _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse, None)
 
 
