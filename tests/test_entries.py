@@ -571,3 +571,58 @@ def test_program_compile_is_deterministic_and_applies_the_budget_to_every_entry(
     assert tight.arena_bytes <= budget
     with pytest.raises(CompileError, match="^entry 'fit': "):
         gc.compile(g, entries="all", shapes=shapes, memory_budget=16)
+
+
+def test_gan_shaped_entries_train_only_their_own_variables():
+    """A GAN's two Adam steps over disjoint var lists: train_d leaves G's weights bit for bit,
+    train_g leaves D's, while each reads both; the alternation equals the reference
+    interpreter's."""
+    nn = gc.nn
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 8))
+        z = gc.placeholder("z", (None, 4))
+        G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 8), name="G")
+        D = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), name="D")
+        fake = gc.tanh(G(z))
+        d_real, d_fake = D(x), D(fake)
+        d_loss = gc.add(gc.mean(gc.softplus(-d_real)), gc.mean(gc.softplus(d_fake)), name="d_loss")
+        g_loss = gc.mean(gc.softplus(-d_fake), name="g_loss")
+        d_fake_mean = gc.mean(gc.sigmoid(d_fake), name="d_fake_mean")
+        gc.optim.Adam(1e-2, betas=(0.5, 0.999)).minimize(d_loss, var_list=D.variables(g), name="train_d")
+        gc.optim.Adam(1e-2, betas=(0.5, 0.999)).minimize(g_loss, var_list=G.variables(g), name="train_g",
+                                                          fetches=[d_fake_mean])
+        g.entry("sample", fetches=[fake])
+    d_vars, g_vars = list(D.variables(g)), list(G.variables(g))
+    shapes = {"x": (5, 8), "z": (5, 4), "sample": {"z": (3, 4)}}
+    prog = gc.compile(g, entries="all", shapes=shapes)
+    store = _SharedStore(prog)
+    lowered = {n: gc.compiler.lower_graph(g, shapes=shapes, entry=n) for n in ("train_d", "train_g")}
+    ref_state = {}
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        feeds = {"x": rng.standard_normal((5, 8)).astype(np.float32),
+                 "z": rng.standard_normal((5, 4)).astype(np.float32)}
+        before = dict(store.values)
+        out = store.run("train_d", feeds)
+        ref = gc.reference.evaluate(lowered["train_d"], feeds, ["d_loss"], state=ref_state)
+        np.testing.assert_allclose(out["d_loss"], ref["d_loss"], rtol=1e-5)
+        for v in g_vars:
+            np.testing.assert_array_equal(store.values[v], before[v])
+        assert not all(np.array_equal(store.values[v], before[v]) for v in d_vars)
+
+        before = dict(store.values)
+        out = store.run("train_g", {"z": feeds["z"]})
+        assert list(out) == ["g_loss", "d_fake_mean"]
+        ref = gc.reference.evaluate(lowered["train_g"], {"z": feeds["z"]}, ["g_loss", "d_fake_mean"],
+                                    state=ref_state)
+        np.testing.assert_allclose(out["g_loss"], ref["g_loss"], rtol=1e-5)
+        np.testing.assert_allclose(out["d_fake_mean"], ref["d_fake_mean"], rtol=1e-5)
+        for v in d_vars:
+            np.testing.assert_array_equal(store.values[v], before[v])
+        assert not all(np.array_equal(store.values[v], before[v]) for v in g_vars)
+    for v in d_vars + g_vars:
+        np.testing.assert_allclose(store.values[v], ref_state[v], rtol=1e-4, atol=1e-6)
+    assert int(store.values["train_d/optimizer/step"]) == 3 and int(store.values["train_g/optimizer/step"]) == 3
+    assert not any(n.startswith("train_g/D/") or n.startswith("train_d/G/") for n in store.values)
+    samples = store.run("sample", {"z": np.zeros((3, 4), np.float32)})["tanh"]
+    assert samples.shape == (3, 8)
