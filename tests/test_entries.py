@@ -626,3 +626,28 @@ def test_gan_shaped_entries_train_only_their_own_variables():
     assert not any(n.startswith("train_g/D/") or n.startswith("train_d/G/") for n in store.values)
     samples = store.run("sample", {"z": np.zeros((3, 4), np.float32)})["tanh"]
     assert samples.shape == (3, 8)
+
+
+def test_entries_with_external_weights(tmp_path):
+    g = _linear()
+    path = tmp_path / "m.pb"
+    g.save(path, external_threshold=0)
+    assert (tmp_path / "m.pb.weights").exists()
+    loaded = gc.load(path)
+    assert loaded.entries == g.entries
+    shapes = {"x": (N, D), "t": (N, 1)}
+    assert gc.compile(loaded, entries="all", shapes=shapes) == gc.compile(g, entries="all", shapes=shapes)
+
+
+def test_a_variable_holding_an_entrys_state_name_is_a_compile_error_naming_the_entry():
+    for read_by_the_loss in (False, True):    # pruned before the optimizer pass, or still there
+        with gc.Graph() as g:
+            x = gc.placeholder("x", (2,))
+            w = gc.variable("w", (2,), init=gc.init.ones())
+            clash = gc.variable("step/w/momentum", (2,), trainable=False)
+            loss = gc.sum(x * w * clash) if read_by_the_loss else gc.sum(x * w)
+            gc.optim.SGD(0.1, momentum=0.9).minimize(loss, var_list=[w], name="step")
+            gc.optim.SGD(0.1, momentum=0.9).minimize(loss, var_list=[w])
+        with pytest.raises(CompileError, match=r"^entry 'step': optimizer state: .*'step/w/momentum'"):
+            gc.compile(g, entry="step")
+        gc.compile(g)   # the default spec's state is w/momentum: no clash
