@@ -500,6 +500,8 @@ def test_reference_evaluates_an_entry():
     assert list(gc.reference.evaluate(g, {"x": x}, entry="predict")) == ["y"]
     with pytest.raises(KeyError, match="no entry 'nope'"):
         gc.reference.evaluate(g, {"x": x}, entry="nope")
+    with pytest.raises(ValueError, match="lower_graph"):
+        gc.reference.evaluate(g, {"x": x, "t": t}, entry="fit", state={})
 
 
 def _mostly(good, bad):
