@@ -623,7 +623,9 @@ def _print_info(info):
                     if e["kind"] == "training" else "inference")
             print(f"  {e['name']:<20} {what}; fetches: {', '.join(e['fetches']) or 'none'}")
     t = info["training"]
-    if t is None:
+    if t is None and info.get("entries"):
+        print("training: no default spec (compile an entry above with --entry NAME)")
+    elif t is None:
         print("training: none (inference)")
     else:
         hp = ", ".join(f"{k}={v:g}" for k, v in t["optimizer"]["hyperparameters"].items())

@@ -91,6 +91,19 @@ def _source(plan):
                     f"{type(plan).__name__}")
 
 
+def _check_declared(persistent, where):
+    """ModelFormatError when a variable's initial value (its dtype and dims, which the runtime
+    allocates by) disagrees with its declared dtype and dims (which the Session reads by)."""
+    for i, var in enumerate(persistent):
+        init = var.init
+        if not init.dims and not init.raw_data:
+            continue   # no init: the declaration is the runtime's too
+        if init.dtype != var.dtype or list(init.dims) != list(var.dims):
+            raise errors.ModelFormatError(
+                f"{where}plan variable {i} ({errors.quote(var.name)}) is declared dtype {var.dtype} dims "
+                f"{list(var.dims)}, but its initial value has dtype {init.dtype} dims {list(init.dims)}")
+
+
 def _shape(dims):
     return tuple(int(d) for d in dims)
 
@@ -372,6 +385,7 @@ class Session:
             self._variables[var.name] = (i, _DTYPES[var.dtype], _shape(var.dims))
         self._entries = {}
         for name, proto in protos:
+            _check_declared(proto.persistent, f"entry {name!r}: " if self._program is not None else "")
             info = []
             for i, v in enumerate(proto.values):
                 if v.dtype not in _DTYPES:

@@ -542,6 +542,7 @@ def test_compile_info_and_run_entries_of_a_model(work, tmp_path, cli):
         {"name": "predict", "kind": "inference", "fetches": ["fc2/matmul"]}]
     text = ok(cli("info", pb_path))
     assert "step                 training, loss loss, sgd, var_list 1; fetches: fc2/matmul" in text
+    assert "training: no default spec" in text
     # One entry: a plan (default name MODEL.plan); all of them: a program (MODEL.program).
     out = ok(cli("compile", pb_path, "--entry", "predict", "--shape", f"x={BATCH},6"))
     assert f"wrote {tmp_path / 'ent.plan'} (entry predict" in out

@@ -214,3 +214,57 @@ def test_layer_matches_torch(kwargs, xs):
     assert_close(out[grads[0].name], xt.grad.numpy(), "d/dx", 1e-5)
     for k, gt in zip(sorted(variables), grads[1:]):
         assert_close(out[gt.name], params[k].grad.numpy(), f"d/d{k}", 1e-5)
+
+
+class _TinyGenerator(gc.nn.Module):
+    """A DCGAN-style generator on 8x8: linear -> (16, 2, 2) -> ConvTranspose2d(k4 s2 p1) -> LeakyReLU
+    -> Upsample(2) -> ConvTranspose2d(k3 p1, one channel) -> tanh."""
+
+    def __init__(self, nn):
+        super().__init__()
+        self.fc = nn.Linear(8, 16 * 2 * 2)
+        self.up1 = nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1)
+        self.act = nn.LeakyReLU(0.2)
+        self.up2 = nn.Upsample(scale_factor=2)
+        self.out = nn.ConvTranspose2d(8, 1, 3, padding=1)
+
+    def forward(self, z):
+        return gc.tanh(self.out(self.up2(self.act(self.up1(gc.reshape(self.fc(z), (-1, 16, 2, 2)))))))
+
+
+def test_a_tiny_generator_trains_like_torch():
+    """Three Adam steps of a generator built from the new layers (a squared error onto fixed
+    targets) equal PyTorch's: losses and every variable after them (float32, rtol 1e-4)."""
+    torch = _torch()
+    torch.manual_seed(0)
+    nn = torch.nn
+    tfc, tup1 = nn.Linear(8, 64), nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1)
+    tact, tup2, tout = nn.LeakyReLU(0.2), nn.Upsample(scale_factor=2), nn.ConvTranspose2d(8, 1, 3, padding=1)
+    tparams = {"fc.weight": tfc.weight, "fc.bias": tfc.bias, "up1.weight": tup1.weight, "up1.bias": tup1.bias,
+               "out.weight": tout.weight, "out.bias": tout.bias}
+    rng = np.random.default_rng(9)
+    batches = [(rng.standard_normal((5, 8)).astype(np.float32),
+                rng.uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)) for _ in range(3)]
+    with gc.Graph() as g:
+        z = gc.placeholder("z", (5, 8))
+        target = gc.placeholder("t", (5, 1, 8, 8))
+        fake = _TinyGenerator(gc.nn)(z)
+        loss = gc.mean((fake - target) * (fake - target))
+        gc.optim.Adam(1e-2, betas=(0.5, 0.999)).minimize(loss)
+    sess = Session(gc.compile(g, shapes={}, fetches=[loss.name]), threads=2)
+    sess.load_state_dict({k: v.detach().numpy() for k, v in tparams.items()})
+    got = [float(sess.run({"z": zb, "t": tb})[loss.name]) for zb, tb in batches]
+
+    opt = torch.optim.Adam(tparams.values(), lr=1e-2, betas=(0.5, 0.999))
+    want = []
+    for zb, tb in batches:
+        opt.zero_grad()
+        tf = torch.tanh(tout(tup2(tact(tup1(tfc(torch.from_numpy(zb)).reshape(-1, 16, 2, 2))))))
+        tl = ((tf - torch.from_numpy(tb)) ** 2).mean()
+        tl.backward()
+        opt.step()
+        want.append(float(tl.detach()))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    state = sess.state_dict()
+    for k, p in tparams.items():
+        np.testing.assert_allclose(state[k], p.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=k)

@@ -864,8 +864,11 @@ def _upsample_nearest2d(inputs, attrs):
 
 
 INDEPENDENT.update({"conv_transpose2d": _conv_transpose2d,
-                    "leaky_relu": _elementwise(lambda v, negative_slope: v if v > 0 else v * negative_slope),
-                    "leaky_relu_grad": _elementwise(lambda dy, v, negative_slope: dy if v > 0 else dy * negative_slope),
+                    # a slope of 1.5 takes float32's max to inf: np.errstate quiets the cast's warning
+                    "leaky_relu": np.errstate(over="ignore")(_elementwise(
+                        lambda v, negative_slope: v if v > 0 else v * negative_slope)),
+                    "leaky_relu_grad": np.errstate(over="ignore")(_elementwise(
+                        lambda dy, v, negative_slope: dy if v > 0 else dy * negative_slope)),
                     "upsample_nearest2d": _upsample_nearest2d})
 
 

@@ -537,3 +537,19 @@ def test_corrupt_program_files_give_typed_errors(program, tmp_path):
             except errors.GraphcError:
                 pass
     assert outcomes["refused"] > 0 and outcomes["loaded"] > 0, outcomes
+
+
+def test_a_variable_declared_unlike_its_initial_value_is_refused(plans, program):
+    """The runtime allocates a variable by its initial value, the Session reads it by its
+    declaration: a plan where the two differ is a ModelFormatError, not a later ValueError."""
+    proto = pb.Plan()
+    proto.CopyFrom(plans[0]["infer"].proto)
+    proto.persistent[0].dims.append(1)
+    with pytest.raises(errors.ModelFormatError, match=r"plan variable 0 \('w'\) is declared .* initial value"):
+        gc.Session(proto, threads=1)
+
+    def redeclare(plan):
+        plan.persistent[0].dtype = pb.FLOAT64
+
+    with pytest.raises(errors.ModelFormatError, match=r"entry 'hidden': plan variable 0 .* declared dtype"):
+        gc.Session(_corrupt(program, "hidden", redeclare), threads=1)

@@ -10,13 +10,17 @@ plan run through an IOBinding (inputs read, outputs written in place): "forward"
 (max error 1e-3 of the largest magnitude) before timing.  Medians of alternating blocks
 (tools/_bench_util.py); ratio = graphc / torch (< 1: graphc faster).
 
-Run:  PYTHONPATH=. python tools/bench_conv_transpose.py [--threads 2] [--repeat R] [--quick]
+``--cpu-time`` (with --threads 1) times process CPU time instead of wall clock, round-robin,
+median: the steadier figure on a machine that other processes load (tools/bench_conv.py's).
+
+Run:  PYTHONPATH=. python tools/bench_conv_transpose.py [--threads 2] [--repeat R] [--quick] [--cpu-time]
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_util as bu  # noqa: E402
+from bench_conv import cpu_times  # noqa: E402
 
 # name, x (N, C_in, H, W), w (C_in, C_out, kh, kw), stride, padding
 SHAPES = [
@@ -58,7 +62,12 @@ def torch_case(torch, backward, stride, padding, arrays):
 
 
 def main(argv=None):
-    args = bu.parse_args(__doc__.splitlines()[0], argv=argv)
+    def extra(parser):
+        parser.add_argument("--cpu-time", action="store_true",
+                            help="time process CPU time, round-robin (needs --threads 1)")
+    args = bu.parse_args(__doc__.splitlines()[0], extra=extra, argv=argv)
+    if args.cpu_time and args.threads != 1:
+        raise SystemExit("--cpu-time needs --threads 1 (CPU time adds up every thread's)")
     bu.pin_threads(args.threads)
     import numpy as np
 
@@ -69,7 +78,7 @@ def main(argv=None):
     print(bu.machine())
     print(bu.load_note())
     print(f"threads {args.threads}; ISA {_runtime.cpu_isa()}; torch {torch.__version__ if torch else why}; "
-          f"{bu.SAMPLING}; median of {repeat}")
+          f"{'process CPU time, calls round-robin' if args.cpu_time else bu.SAMPLING}; median of {repeat}")
     if torch is not None:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -90,7 +99,7 @@ def main(argv=None):
                     if err > 1e-3:
                         raise SystemExit(f"{name} {what}: graphc and torch differ (max error {err:.2e} of max)")
                 fns.append(tfn)
-            times = bu.median_times(fns, repeat)
+            times = cpu_times(fns, repeat) if args.cpu_time else bu.median_times(fns, repeat)
             ours, theirs = times[0], (times[1] if torch is not None else None)
             rows.append([name, "fwd+bwd" if backward else "forward", bu.fmt_ms(ours), bu.fmt_ms(theirs),
                          bu.fmt_ratio(ours, theirs)])

@@ -357,8 +357,9 @@ def _random_like_examples(params):
                 attrs = dict(params[i % len(params)], seed=7 + i, dtype="float64" if i % 3 == 2 else None)
                 out.append(Example([rand(rng, shape, dt), step], attrs, grad=False, note=dt))
             if dt in dtypes.FLOATS:  # only x's shape is read: its values (NaN, ±inf, -0.0) change nothing
-                out.append(Example([special(rng, (4, 5), dt), np.asarray(2, np.int64)], dict(params[1], seed=3),
-                                   grad=False, note=f"{dt} special values"))
+                attrs = dict(params[1], seed=3, dtype=None)
+                out.append(Example([special(rng, (4, 5), dt), np.asarray(2, np.int64)], attrs, grad=False,
+                                   note=f"{dt} special values"))
         return out
     return examples
 
