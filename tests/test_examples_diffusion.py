@@ -6,11 +6,13 @@ import importlib.util
 import json
 import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
 import pytest
-from subproc import run_python
+from subproc import child_env, run_python
 
 import graphc as gc
 
@@ -146,6 +148,23 @@ def test_schedule_tables():
     assert (np.diff(s["alpha_bar"]) < 0).all() and 0 < s["alpha_bar"][-1] < 1e-3 < s["alpha_bar"][0] < 1
     np.testing.assert_allclose(s["alpha_bar"], np.cumprod(1 - s["beta"]))
     assert s["sigma"][0] == 0 and (s["sigma"][1:] > 0).all() and (s["sigma"] ** 2 <= s["beta"] + 1e-15).all()
+
+
+def test_script_scores_the_samples_and_exits_by_the_bar(tmp_path):
+    # the script as a user runs it, --score quick: the quick classifier trained into a fresh cache
+    env = child_env(GRAPHC_CACHE=str(tmp_path / "cache"))
+    p = subprocess.run([sys.executable, os.path.join(EXAMPLES, "train_diffusion.py"), *_tiny(tmp_path / "run"),
+                        "--score", "quick"], env=env, capture_output=True, text=True, timeout=300,
+                       cwd=str(tmp_path))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]      # tiny: no bar to meet
+    assert "500 samples" not in p.stdout and "100 samples: mean top-class probability" in p.stdout
+    assert (tmp_path / "cache" / "digits_cnn_quick" / "checkpoint.npz").exists()
+    td = _load_example()
+    passed, missed = {"passed": True}, {"passed": False}
+    assert td.exit_code({"config": "full", "score": missed}) == 1
+    assert td.exit_code({"config": "full", "score": passed}) == 0
+    assert td.exit_code({"config": "tiny", "score": missed}) == 0
+    assert td.exit_code({"config": "full", "score": None}) == 0        # --score none: nothing judged
 
 
 @pytest.mark.parametrize("argv", [["--steps", "-1"], ["--sample-every", "-2"], ["--config", "huge"],
