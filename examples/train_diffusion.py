@@ -135,7 +135,7 @@ def build_graph(cfg, seed):
         gc.optim.Adam(cfg["lr"]).minimize(loss, name="train")
         # sampling: one step of the reverse process (the same network: the same variables)
         x_t = gc.placeholder("x_t", (None, 1, 8, 8))
-        eps_hat = gc.reshape(net(x_t, t), (-1, 1, 8, 8), name="eps_hat")
+        eps_hat = gc.reshape(net(x_t, t), (-1, 1, 8, 8), name="eps_hat")     # (a no-op reshape that names it)
         x0_hat = (x_t - _gather(np.sqrt(1.0 - sched["alpha_bar"]), t) * eps_hat) / _gather(
             np.sqrt(sched["alpha_bar"]), t)
         x0_hat = gc.minimum(gc.maximum(x0_hat, -1.0), 1.0)
@@ -158,8 +158,8 @@ def batch_of_step(step, seed, n_images, batch, T):
 def sample(sess, names, T, n, seed):
     """``n`` images (N, 1, 8, 8) in [0, 1]: x_T ~ N(0, I) from a seeded generator, then the
     sample_step entry once per diffusion step (its z is drawn in the graph)."""
-    # the same x_T at every grid, so the grids show one set of digits forming; its stream is
-    # apart from the batches' ([seed, step], two words)
+    # x_T from its own stream (the batches' are [seed, step]); each grid is still a fresh draw:
+    # the in-graph z differs every run, and β_{T−1} = 0.999 leaves little of x_T after one step
     x = np.random.default_rng([seed, 0, 1]).standard_normal((n, 1, 8, 8)).astype(np.float32)
     ts = np.empty(n, np.int64)
     for step in reversed(range(T)):
