@@ -18,7 +18,7 @@ a plan, and run the plan with the C++ runtime::
 #   registry → graph → ops → autodiff, optim, nn                 the IR and the builder (nn: layers)
 #   reference                                                    numpy evaluation of a graph
 #   proto_enums → serialize                                      the model file (protobuf from here on)
-#   plan → session                                               the plan and the runtime's face
+#   plan → program → session                                     the plan, a program of plans, the runtime's face
 #   compiler                                                     model → plan (never imported by the runtime)
 #   viz → cli                                                    the tools
 # A lower layer reaches a higher one only through a hook the higher one installs when it is
@@ -102,6 +102,7 @@ from graphc.ops import (  # noqa: F401
     where,
 )
 from graphc.plan import Plan, load_plan, memory_report  # noqa: E402
+from graphc.program import Program, load_program
 from graphc.session import IOBinding, Session
 
 # gc.data is the module graphc/dataloader.py: the folder graphc/data/ holds package data, so

@@ -15,8 +15,10 @@ Example::
 """
 
 import contextlib
+import dataclasses
 import heapq
 import os
+import re
 import sys
 import threading
 
@@ -31,6 +33,10 @@ FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE = "forward", "gradient", "optimizer", "r
 ROLES = (FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# An entry point's name: the same rule as graphc.program.ENTRY_NAME (this module, the IR,
+# does not import the schema; tests/test_entries.py checks the two agree).
+ENTRY_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 # Hooks the upper layers install when they are imported, so this module (the IR) never
 # imports them: graphc.ops installs the op builders that Tensor operators call
@@ -182,6 +188,29 @@ class Tensor:
         return self._ops().cast(self, to=dtype)
 
 
+@dataclasses.dataclass
+class Entry:
+    """A named entry point of a graph: a training step or an inference function.
+
+    ``name``: unique among the graph's entries, of letters, digits, ``_``, ``.`` or ``-``.
+    ``fetches``: value names the entry returns (a training entry returns its loss first, then
+    these).  ``training``: a :class:`graphc.optim.TrainingSpec` (the entry is one step of that
+    optimizer minimizing its loss) or None (an inference function: mode-dependent ops such as
+    dropout and batch norm take their inference form).
+
+    Built by ``gc.optim.<Optimizer>.minimize(loss, name=...)`` and :meth:`Graph.entry`; listed,
+    in declaration order, in ``graph.entries``.
+    """
+
+    name: str
+    fetches: list = dataclasses.field(default_factory=list)
+    training: object = None
+
+    @property
+    def is_training(self):
+        return self.training is not None
+
+
 class Placeholder:
     """A graph input, fed at run time.  A dimension may be None or a symbol."""
 
@@ -263,8 +292,9 @@ class Graph:
     """A static computation graph.  Use as a context manager to make it the default.
 
     Attributes: ``inputs`` (placeholders), ``variables``, ``nodes``, ``outputs``
-    (declared output names), ``training`` (a :class:`graphc.optim.TrainingSpec` or None),
-    ``metadata`` (str → str).
+    (declared output names), ``training`` (a :class:`graphc.optim.TrainingSpec` or None:
+    the default entry, recorded by an unnamed ``minimize(loss)``), ``entries`` (named entry
+    points, an ordered ``{name: Entry}``, see :meth:`entry`), ``metadata`` (str → str).
     """
 
     def __init__(self):
@@ -273,6 +303,7 @@ class Graph:
         self.nodes = []
         self.outputs = []
         self.training = None
+        self.entries = {}
         self.metadata = {}
         self._values = {}       # value name → Tensor
         self._producers = {}    # node/placeholder/variable name → object
@@ -504,6 +535,71 @@ class Graph:
         for n in names:
             self.tensor(n)
         self.outputs = names
+
+    # -- entry points ----------------------------------------------------------------
+    def entry(self, name, fetches):
+        """Declare the inference entry point ``name`` returning ``fetches`` (Tensors of this
+        graph or value names, at least one).  Returns the :class:`Entry`.
+
+        ``gc.compile(model, entry=name)`` compiles it into a plan with train=False semantics;
+        ``gc.compile(model, entries=[...])`` joins it with other entries (training steps
+        recorded by ``minimize(loss, name=...)``) into one program over the same variables.
+
+        Example::
+
+            g.entry("sample", fetches=[fake_images])
+
+        Raises GraphError (at the caller's line) for a bad or duplicate name, or a fetch that
+        is not a value of this graph.
+        """
+        provenance = user_provenance()
+        self.check_entry_name(name, provenance)
+        names = self.entry_fetch_names(name, fetches, provenance)
+        if not names:
+            raise GraphError(f"entry {name!r}: give at least one fetch{where(provenance)}")
+        return self.add_entry(Entry(name, names, None), provenance)
+
+    def entry_fetch_names(self, entry_name, fetches, provenance=None):
+        """``fetches`` (Tensors of this graph or value names) as a list of unique value names;
+        GraphError naming the entry for anything else."""
+        if fetches is None:
+            return []
+        if isinstance(fetches, (str, Tensor)):
+            fetches = [fetches]
+        names = []
+        for f in fetches:
+            if isinstance(f, Tensor):
+                if f.graph is not self:
+                    raise GraphError(f"entry {entry_name!r}: fetch {f.name!r} is a Tensor of another graph"
+                                     f"{where(provenance)}")
+                name = f.name
+            elif isinstance(f, str):
+                if f not in self._values:
+                    raise GraphError(f"entry {entry_name!r}: fetch {f!r} is not a value of the graph"
+                                     f"{where(provenance)}")
+                name = f
+            else:
+                raise GraphError(f"entry {entry_name!r}: a fetch must be a Tensor or a value name, got "
+                                 f"{type(f).__name__}{where(provenance)}")
+            names.append(name)
+        return list(dict.fromkeys(names))
+
+    def check_entry_name(self, name, provenance=None):
+        """GraphError unless ``name`` is a valid entry name not yet taken."""
+        if not isinstance(name, str) or not ENTRY_NAME.fullmatch(name):
+            raise GraphError(f"entry name {name!r} must be a non-empty string of letters, digits, '_', '.' or '-'"
+                             f"{where(provenance)}")
+        if name in self.entries:
+            kind = "training" if self.entries[name].training is not None else "inference"
+            raise GraphError(f"duplicate entry name {name!r}: the graph already has a {kind} entry of that name"
+                             f"{where(provenance)}")
+
+    def add_entry(self, entry, provenance=None):
+        """Record ``entry`` (an :class:`Entry` whose fetches were checked) after checking its
+        name; the optimizers and :meth:`entry` call this."""
+        self.check_entry_name(entry.name, provenance)
+        self.entries[entry.name] = entry
+        return entry
 
     # -- persistence ---------------------------------------------------------------
     def save(self, path, external_threshold=None):

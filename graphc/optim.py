@@ -17,8 +17,8 @@ import dataclasses
 import numpy as np
 
 from graphc import ops
-from graphc.errors import GraphError, quote
-from graphc.graph import OPTIMIZER, Tensor
+from graphc.errors import GraphError, quote, where
+from graphc.graph import OPTIMIZER, Entry, Placeholder, Tensor, user_provenance
 from graphc.ops._common import build
 
 KINDS = ("sgd", "adam", "adamw")
@@ -70,20 +70,85 @@ class Optimizer:
         return TrainingSpec(loss=loss_name, var_list=list(var_list),
                             optimizer=OptimizerSpec(self.kind, hyper, self.clip_global_norm))
 
-    def minimize(self, loss, var_list=None):
-        """Record the training spec (loss, optimizer, variables) in loss's graph."""
+    def minimize(self, loss, var_list=None, name=None, fetches=None):
+        """Record a training step minimizing ``loss`` (a float scalar Tensor) in loss's graph.
+
+        ``var_list``: the variables to train (Tensors or names of trainable variables of the
+        graph; None or empty: every trainable variable).
+
+        Without ``name`` this is the graph's default training spec (``graph.training``,
+        replacing an earlier one), which ``gc.compile(model)`` compiles; its optimizer state
+        is named ``<var>/adam_m``, ``<var>/momentum``, ``optimizer/step``.  Returns the
+        TrainingSpec.
+
+        With ``name`` it records the training entry ``name`` (``graph.entries[name]``, see
+        :class:`graphc.graph.Entry`), compiled with ``gc.compile(model, entry=name)`` or
+        joined with other entries by ``gc.compile(model, entries=[...])``; ``fetches``: values
+        the step returns besides the loss (its first fetch).  Its optimizer state is its own:
+        ``<name>/<var>/adam_m``, ``<name>/<var>/momentum``, ``<name>/optimizer/step``, so two
+        entries training the same variable keep separate moments.  Returns the Entry.
+
+        Example::
+
+            gc.optim.Adam(2e-4, betas=(0.5, 0.999)).minimize(d_loss, var_list=d_vars, name="train_d")
+
+        Raises GraphError (at the caller's line) for a loss that is not a float scalar, a
+        var_list item that is not a trainable variable of the graph, a bad or duplicate entry
+        name, or a fetch that is not a value of the graph.
+        """
+        provenance = user_provenance()
         if not isinstance(loss, Tensor):
-            raise GraphError(f"minimize() takes the loss Tensor, got {type(loss).__name__}")
+            raise GraphError(f"minimize() takes the loss Tensor, got {type(loss).__name__}{where(provenance)}")
+        what = "minimize()" if name is None else f"minimize(name={name!r})"
         if loss.shape != () or loss.dtype not in ("float32", "float64"):
-            raise GraphError(f"minimize(): the loss must be a float scalar, got {loss.shape} {loss.dtype}")
-        names = []
-        for v in var_list or []:
-            name = v.name if isinstance(v, Tensor) else v
-            if not any(var.name == name for var in loss.graph.variables):
-                raise GraphError(f"minimize(): {name!r} is not a variable of the graph")
-            names.append(name)
-        loss.graph.training = self.to_spec(loss.name, names)
-        return loss.graph.training
+            raise GraphError(f"{what}: the loss must be a float scalar, got {loss.shape} {loss.dtype}"
+                             f"{where(provenance)}")
+        graph = loss.graph
+        if name is not None:
+            graph.check_entry_name(name, provenance)
+        names = _var_names(graph, var_list, what, provenance)
+        spec = self.to_spec(loss.name, names)
+        if name is None:
+            if fetches is not None:
+                raise GraphError(f"minimize(): fetches= needs name= (the default training step returns its "
+                                 f"loss; name the step to give it more fetches){where(provenance)}")
+            graph.training = spec
+            return spec
+        extra = [f for f in graph.entry_fetch_names(name, fetches, provenance) if f != loss.name]
+        return graph.add_entry(Entry(name, extra, spec), provenance)
+
+
+def _var_names(graph, var_list, what, provenance):
+    """The names of ``var_list`` (Tensors or names), each a trainable variable of ``graph``."""
+    if var_list is None:
+        return []
+    if isinstance(var_list, (str, Tensor)):
+        var_list = [var_list]
+    variables = {var.name: var for var in graph.variables}
+    names = []
+    for v in var_list:
+        if isinstance(v, Tensor):
+            if v.graph is not graph:
+                raise GraphError(f"{what}: var_list item {v.name!r} is a Tensor of another graph{where(provenance)}")
+            name = v.name
+        elif isinstance(v, str):
+            name = v
+        else:
+            raise GraphError(f"{what}: var_list items must be variables (Tensors) or their names, got "
+                             f"{type(v).__name__}{where(provenance)}")
+        var = variables.get(name)
+        if var is None:
+            if graph.has_value(name):
+                producer = graph.producer(name)
+                kind = "a placeholder" if isinstance(producer, Placeholder) else f"the output of {producer.describe()}"
+                raise GraphError(f"{what}: var_list names {name!r}, which is {kind}, not a variable"
+                                 f"{where(provenance)}")
+            raise GraphError(f"{what}: var_list names {name!r}, which is not a value of the graph{where(provenance)}")
+        if not var.trainable:
+            raise GraphError(f"{what}: var_list names {name!r}, a variable created with trainable=False"
+                             f"{where(provenance)}")
+        names.append(name)
+    return list(dict.fromkeys(names))
 
 
 class SGD(Optimizer):
@@ -165,8 +230,10 @@ def parse(text):
 
 # -- the compiler's side: update nodes ----------------------------------------------------------
 
-def _state(graph, var, suffix, dtype=None, shape=None, value=0):
+def _state(graph, var, suffix, dtype=None, shape=None, value=0, prefix=""):
     name = f"{var.name}/{suffix}" if var is not None else suffix
+    if prefix:
+        name = f"{prefix}/{name}"
     arr = np.full(shape if shape is not None else var.shape, value, dtype or var.dtype)
     return graph.add_variable(name, arr, trainable=False, provenance=var.producer.provenance if var is not None
                               else ("", 0))
@@ -183,8 +250,15 @@ def clip_by_global_norm(grads, clip):
     return [ops.mul(g, ops.cast(scale, g.dtype) if g.dtype != scale.dtype else scale) for g in grads]
 
 
-def append_updates(graph, optimizer, grads_and_vars):
-    """Append the update nodes (role optimizer) for (gradient, variable) pairs; returns them."""
+def append_updates(graph, optimizer, grads_and_vars, prefix=""):
+    """Append the update nodes (role optimizer) for (gradient, variable) pairs; returns them.
+
+    ``prefix``: the training entry's name: its optimizer state (and update nodes) are named
+    ``<prefix>/<var>/adam_m``, ``<prefix>/optimizer/step``, ...; "" (the default training
+    step) keeps ``<var>/adam_m``, ``optimizer/step``."""
+
+    def named(name):
+        return f"{prefix}/{name}" if prefix else name
 
     with graph.building(OPTIMIZER):
         grads = [g for g, _ in grads_and_vars]
@@ -193,31 +267,31 @@ def append_updates(graph, optimizer, grads_and_vars):
         updates = []
         step = None
         if optimizer.kind in ("adam", "adamw") and grads_and_vars:
-            counter = _state(graph, None, "optimizer/step", dtype="int64", shape=())
-            step = build("assign", [counter, ops.add(counter, np.int64(1))], name="optimizer/step_update")
+            counter = _state(graph, None, "optimizer/step", dtype="int64", shape=(), prefix=prefix)
+            step = build("assign", [counter, ops.add(counter, np.int64(1))], name=named("optimizer/step_update"))
         for g, var in zip(grads, (v for _, v in grads_and_vars)):
             with graph.building(OPTIMIZER, var.producer.provenance):
-                updates.extend(_update(graph, optimizer, var, g, step))
+                updates.extend(_update(graph, optimizer, var, g, step, prefix))
         if step is not None:
             updates.append(step)
     return updates
 
 
-def _update(graph, optimizer, var, g, step):
+def _update(graph, optimizer, var, g, step, prefix=""):
     """The update node(s) of one variable; returns their outputs."""
 
     h = optimizer.hyper
-    name = f"{var.name}/update"
+    name = f"{prefix}/{var.name}/update" if prefix else f"{var.name}/update"
     if optimizer.kind == "sgd" and h["momentum"] == 0:
         out = build("sgd_update", [var, g], {"lr": h["lr"], "weight_decay": h["weight_decay"]}, name=name)
     elif optimizer.kind == "sgd":
-        vel = _state(graph, var, "momentum")
+        vel = _state(graph, var, "momentum", prefix=prefix)
         out = build("sgd_momentum_update", [var, g, vel],
                     {"lr": h["lr"], "momentum": h["momentum"], "nesterov": bool(h["nesterov"]),
                      "weight_decay": h["weight_decay"]}, name=name)
     else:
-        m = _state(graph, var, "adam_m")
-        v = _state(graph, var, "adam_v")
+        m = _state(graph, var, "adam_m", prefix=prefix)
+        v = _state(graph, var, "adam_v", prefix=prefix)
         out = build("adam_update", [var, g, m, v, step],
                     {"lr": h["lr"], "beta1": h["beta1"], "beta2": h["beta2"], "eps": h["eps"],
                      "weight_decay": h["weight_decay"], "decoupled": optimizer.kind == "adamw"}, name=name)

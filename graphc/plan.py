@@ -181,8 +181,9 @@ def _size_fits(dims, itemsize):
     return n <= INT64_MAX
 
 
-def _check_tensor(t, what):
-    """dtype, dims and inline byte length of a graphc.Tensor; returns (dtype name, dims)."""
+def _check_tensor(t, what, empty=False):
+    """dtype, dims and inline byte length of a graphc.Tensor; returns (dtype name, dims).
+    ``empty``: the data must be absent (a program's plan: the values live in the program)."""
     try:
         name = dtype_from_proto(t.dtype)
     except KeyError:
@@ -194,13 +195,13 @@ def _check_tensor(t, what):
         raise ModelFormatError(f"{what}: plans keep tensor data inline; external data is not allowed")
     if not _size_fits(dims, dtypes.itemsize(name)):
         raise ModelFormatError(f"{what}: dims {list(dims)} of {name} overflow int64 bytes")
-    expected = _numel(dims) * dtypes.itemsize(name)
+    expected = 0 if empty else _numel(dims) * dtypes.itemsize(name)
     if len(t.raw_data) != expected:
         raise ModelFormatError(f"{what}: raw_data has {len(t.raw_data)} bytes, expected {expected}")
     return name, dims
 
 
-def validate_plan(proto, what="plan", inplace_ok=None, layout=True):
+def validate_plan(proto, what="plan", inplace_ok=None, layout=True, shared_persistent=False):
     """Check every claim of a plan; raises ModelFormatError on the first lie.
 
     The same rules as the C++ runtime's validator (runtime/validate.cc, the trust
@@ -216,7 +217,9 @@ def validate_plan(proto, what="plan", inplace_ok=None, layout=True):
     Session checks it) and what each kernel requires of its step's dims and attrs.
 
     ``inplace_ok(op) -> bool``: which ops may write an output over the exact bytes of a
-    dying input; default: the registry's ``elementwise`` flag.
+    dying input; default: the registry's ``elementwise`` flag.  ``shared_persistent``: the
+    plan is an entry of a program (graphc/program.py), whose persistent variables carry no
+    init data (the program holds it once).
     """
     if proto.format_version < 1:
         raise ModelFormatError(f"{what}: not a graphc plan (format_version {proto.format_version})")
@@ -226,7 +229,7 @@ def validate_plan(proto, what="plan", inplace_ok=None, layout=True):
     persistent = []
     for i, var in enumerate(proto.persistent):
         vwhat = f"{what}: persistent[{i}] ({quote(var.name)})"
-        dtype, dims = _check_tensor(var.init, vwhat + " init")
+        dtype, dims = _check_tensor(var.init, vwhat + " init", empty=shared_persistent)
         try:
             vdtype = dtype_from_proto(var.dtype)
         except KeyError:

@@ -43,9 +43,13 @@ def placeholder_kind(dtype):
     return np.dtype(dtype).kind
 
 
-def evaluate(graph, feeds, fetches=None, state=None):
+def evaluate(graph, feeds, fetches=None, state=None, entry=None):
     """Evaluate ``fetches`` (names or Tensors; default: the graph's outputs, else every
     value no node consumes) given ``feeds`` (placeholder name or Tensor → array).
+    ``entry``: fetch the named entry's values instead (``graph.entries[entry]``: a training
+    entry's loss, then its fetches); to run a training entry's step, evaluate the graph the
+    compiler lowers for it, ``gc.compiler.lower_graph(model, entry=name, shapes=...)``, with a
+    ``state`` that the entries share.
 
     Returns a dict keyed like ``fetches`` (by name when fetches is None).  Only the
     nodes the fetches need are run.  Variables take their initial values, or, when a
@@ -54,6 +58,14 @@ def evaluate(graph, feeds, fetches=None, state=None):
     ``state`` — so calling evaluate repeatedly on a compiled training graph trains it.
     """
     feeds = {_key(k): v for k, v in (feeds or {}).items()}
+    if entry is not None:
+        if fetches is not None:
+            raise ValueError("give fetches= or entry=, not both")
+        spec = getattr(graph, "entries", {}).get(entry)
+        if spec is None:
+            raise KeyError(f"graph has no entry {entry!r}; its entries: {list(getattr(graph, 'entries', {}))}")
+        loss = [spec.training.loss] if spec.training is not None else []
+        fetches = list(dict.fromkeys(loss + list(spec.fetches)))
     if fetches is None:
         fetch_keys = graph.default_fetches()
     elif isinstance(fetches, (str, Tensor)):

@@ -32,7 +32,18 @@ from graphc._proto import graphc_pb2 as pb
 from graphc._version import __version__
 from graphc.errors import GraphcError, ModelFormatError, quote
 from graphc.fileio import atomic_write
-from graphc.graph import FORWARD, GRADIENT, OPTIMIZER, RECOMPUTE, Graph, Node, install_saver, kahn_order
+from graphc.graph import (
+    ENTRY_NAME,
+    FORWARD,
+    GRADIENT,
+    OPTIMIZER,
+    RECOMPUTE,
+    Entry,
+    Graph,
+    Node,
+    install_saver,
+    kahn_order,
+)
 from graphc.proto_enums import dtype_from_proto, dtype_to_proto
 
 FORMAT_VERSION = 1
@@ -211,6 +222,11 @@ def _build_model(graph, writer):
     g.outputs.extend(graph.outputs)
     if graph.training is not None:
         model.training.CopyFrom(training_to_proto(graph.training))
+    for name, entry in getattr(graph, "entries", {}).items():
+        e = model.entries.add(name=name)
+        e.fetches.extend(entry.fetches)
+        if entry.training is not None:
+            e.training.CopyFrom(training_to_proto(entry.training))
     return model
 
 
@@ -597,7 +613,55 @@ def _graph_from_proto(model, reader):
             if name not in var_names:
                 raise ModelFormatError(f"training spec: var_list names {quote(name)}, which is not a variable")
         graph.training = training_from_proto(t)
+    for k, e in enumerate(model.entries):
+        entry = _entry_from_proto(e, k, graph, types)
+        graph.entries[entry.name] = entry
     return graph
+
+
+def _entry_from_proto(e, k, graph, types):
+    """The Entry of the k-th Model.entries message, after checking every claim: a valid
+    unique name, fetches that are values, and for a training entry a float scalar loss, a
+    known optimizer and a var_list of trainable variables."""
+    what = f"entry {k} ({_name(quote(e.name))})"
+    if not ENTRY_NAME.fullmatch(e.name):
+        raise ModelFormatError(f"{what}: entry names are letters, digits, '_', '.' or '-'")
+    if e.name in graph.entries:
+        raise ModelFormatError(f"{what}: duplicate entry name")
+    what = f"entry {_name(quote(e.name))}"
+    for name in e.fetches:
+        if name not in types:
+            raise ModelFormatError(f"{what}: fetch {_name(quote(name))} is not a value of the graph")
+    if len(set(e.fetches)) != len(e.fetches):
+        raise ModelFormatError(f"{what}: a fetch is listed twice")
+    training = None
+    if e.HasField("training"):
+        t = e.training
+        if not t.loss:
+            raise ModelFormatError(f"{what}: its training spec names no loss")
+        if t.loss not in types:
+            raise ModelFormatError(f"{what}: loss {_name(quote(t.loss))} is not a value of the graph")
+        dtype, shape = types[t.loss]
+        if shape != () or dtype not in ("float32", "float64"):
+            raise ModelFormatError(f"{what}: loss {_name(quote(t.loss))} must be a float scalar, got "
+                                   f"{_bounded(shape)} {dtype}")
+        variables = {v.name: v for v in graph.variables}
+        for name in t.var_list:
+            var = variables.get(name)
+            if var is None:
+                raise ModelFormatError(f"{what}: var_list names {_name(quote(name))}, which is not a variable")
+            if not var.trainable:
+                raise ModelFormatError(f"{what}: var_list names {_name(quote(name))}, which is not trainable")
+        if len(set(t.var_list)) != len(t.var_list):
+            raise ModelFormatError(f"{what}: var_list names a variable twice")
+        try:
+            optim.from_spec(t.optimizer)
+        except GraphcError as e:
+            raise ModelFormatError(f"{what}: {_bounded(e)}") from None
+        training = training_from_proto(t)
+    elif not e.fetches:
+        raise ModelFormatError(f"{what}: an inference entry with no fetches")
+    return Entry(e.name, list(e.fetches), training)
 
 
 def _where(node):

@@ -53,6 +53,7 @@ LAYERS = (
     ("graphc._proto", "graphc.proto_enums"),
     ("graphc.serialize",),
     ("graphc.plan",),
+    ("graphc.program",),
     ("graphc.session",),
     ("graphc.compiler",),
     ("graphc.viz",),

@@ -6,6 +6,10 @@ Graph with optimizer state variables (non-trainable, zero-initialised:
 in-place update nodes (role "optimizer") for every trained variable, following the
 spec's optimizer and global-norm clipping.  Update nodes are side effects: prune keeps
 them (their ops declare ``inplace``).  A graph without a training spec is returned unchanged.
+
+A named training entry's state is its own: ``state_prefix`` (the entry name) is prepended
+(``train_d/<var>/adam_m``, ``train_d/optimizer/step``), so entries training the same
+variable never share moments.
 """
 
 from graphc import optim
@@ -13,7 +17,7 @@ from graphc.compiler._rebuild import clone_graph
 from graphc.errors import CompileError, GraphError
 
 
-def append_optimizer(graph):
+def append_optimizer(graph, state_prefix=""):
     if graph.training is None or not graph.training.loss:
         return graph
     grads_of = getattr(graph, "gradients_of", None)
@@ -25,6 +29,12 @@ def append_optimizer(graph):
         raise CompileError(f"training spec: {e}") from None
     out = clone_graph(graph)
     pairs = [(out.tensor(g), out.tensor(v)) for v, g in grads_of.items()]
-    optim.append_updates(out, optimizer, pairs)
+    if not state_prefix:
+        optim.append_updates(out, optimizer, pairs)
+    else:
+        try:
+            optim.append_updates(out, optimizer, pairs, prefix=state_prefix)
+        except GraphError as e:   # a user variable already holds a state variable's name
+            raise CompileError(f"entry {state_prefix!r}: optimizer state: {e}") from None
     out.gradients_of = dict(grads_of)
     return out

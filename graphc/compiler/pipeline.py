@@ -20,6 +20,12 @@ then the scheduled graph is lowered:
 
     assign_buffers   every value gets a storage, offset and size
     emit_plan        the graphc_pb2.Plan message
+
+Entry points (``graph.entries``, docs/entries.md): ``compile(model, entry=NAME)`` runs the
+same pipeline on the model with that entry's training spec (or none: an inference entry)
+and fetches, and names its optimizer state after the entry; ``compile(model, entries=[...])``
+compiles each so and joins the plans into a :class:`graphc.program.Program`
+(graphc.program.build_program): one persistent store that every entry's plan indexes.
 """
 
 import functools
@@ -42,18 +48,21 @@ from graphc.compiler.recompute import parse_bytes, recompute_for_budget
 from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.compiler.select_mode import select_mode
 from graphc.compiler.validate_graph import validate_graph
-from graphc.errors import CompileError, GraphError
+from graphc.errors import CompileError, GraphcError, GraphError
 from graphc.graph import Graph
 from graphc.plan import Plan
+from graphc.program import build_program
 
 TARGETS = ("cpu", "cuda")
 
 
-def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(), target="cpu", fuse=True):
+def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(), target="cpu", fuse=True,
+                 state_prefix=""):
     """The Graph → Graph passes, in order, as (name, function) pairs.  ``model_inputs``:
     the placeholder names of the model as loaded (shapes for those pruned early are fine);
     ``target``: the device whose kernels decide which composite ops are expanded and which
-    fused ops exist; ``fuse``: run the fusion pass."""
+    fused ops exist; ``fuse``: run the fusion pass; ``state_prefix``: the training entry whose
+    optimizer state this is ("" for the default training spec)."""
     expand = functools.partial(expand_composites, target=target)
     return [
         ("validate_graph", validate_graph),
@@ -64,7 +73,7 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
         ("select_mode", select_mode),
         ("expand_composites", expand),
         ("append_gradients", functools.partial(append_gradients, stack_outer_products=memory_budget is None)),
-        ("append_optimizer", append_optimizer),
+        ("append_optimizer", functools.partial(append_optimizer, state_prefix=state_prefix)),
         ("expand_gradient_composites", expand),
         ("recompute_for_budget", functools.partial(recompute_for_budget, memory_budget=memory_budget)),
         ("prune_graph", functools.partial(prune_graph, fetches=fetches)),
@@ -128,15 +137,79 @@ def with_training(graph, train):
     return out
 
 
+def entry_graph(graph, name):
+    """``graph`` prepared for compiling its entry ``name``: a copy whose training spec is the
+    entry's (None for an inference entry) and whose metadata records ``entry``; returns
+    ``(graph, fetches, state_prefix)``: the entry's fetches (a training entry's loss first) and
+    the name its optimizer state is prefixed with ("" for an inference entry)."""
+    entries = getattr(graph, "entries", {})
+    entry = entries.get(name) if isinstance(name, str) else None
+    if entry is None:
+        listed = ", ".join(repr(n) for n in entries) or "none (name one with minimize(loss, name=...) or g.entry())"
+        raise CompileError(f"the model has no entry {name!r}; its entries: {listed}")
+    out = clone_graph(graph)
+    out.training = entry.training
+    out.metadata["entry"] = name
+    if entry.training is not None:
+        fetches = list(dict.fromkeys([entry.training.loss, *entry.fetches]))
+        return out, fetches, name
+    return out, list(entry.fetches), ""
+
+
+def entry_shapes(graph, shapes, entry=None):
+    """The flat placeholder → shape dict for compiling ``entry`` (None: the default entry).
+
+    ``shapes`` may mix placeholder shapes (for every entry) with per-entry dicts keyed by entry
+    name that add or override them for that entry: ``{"x": (64, 8), "sample": {"z": (500, 32)}}``.
+    A key naming both a placeholder and an entry, or a dict under a key that is no entry, is a
+    CompileError."""
+    if shapes is None:
+        return None
+    if not isinstance(shapes, dict):
+        raise CompileError(f"shapes= takes a dict of placeholder name → shape, got {type(shapes).__name__}")
+    entries = getattr(graph, "entries", {})
+    if not entries:
+        return shapes
+    placeholders = {ph.name for ph in graph.inputs}
+    flat, per_entry = {}, {}
+    for key, value in shapes.items():
+        if key in entries:
+            if key in placeholders:
+                raise CompileError(f"shapes key {key!r} names both a placeholder and an entry; rename one")
+            if not isinstance(value, dict):
+                raise CompileError(f"shapes[{key!r}]: {key!r} is an entry, so its value must be a dict of "
+                                   f"placeholder shapes for that entry, got {value!r}")
+            per_entry[key] = value
+        elif isinstance(value, dict):
+            raise CompileError(f"shapes[{key!r}] is a dict but {key!r} is not an entry of the model; its entries: "
+                               f"{', '.join(repr(n) for n in entries)}")
+        else:
+            flat[key] = value
+    if entry is not None:
+        flat.update(per_entry.get(entry, {}))
+    return flat
+
+
 def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memory_budget=None, target="cpu",
-                fuse=True):
+                fuse=True, entry=None):
     """Run the graph passes; returns the scheduled Graph.
 
     ``on_pass(name, graph)`` is called after each pass (tests check every stage; viz draws them).
+    ``entry``: lower the model's entry of that name (its training spec and fetches; ``fetches``
+    and ``train`` must then be None).
     """
-    graph = with_training(load_model(model), train)
+    graph = load_model(model)
+    state_prefix = ""
+    if entry is not None:
+        if fetches is not None or train is not None:
+            raise CompileError(f"entry {entry!r}: fetches= and train= come from the entry; give neither with entry=")
+        shapes = entry_shapes(graph, shapes, entry)
+        graph, fetches, state_prefix = entry_graph(graph, entry)
+    else:
+        shapes = entry_shapes(graph, shapes)
+        graph = with_training(graph, train)
     model_inputs = [ph.name for ph in graph.inputs]
-    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse):
+    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse, state_prefix):
         graph = run_pass(graph)
         if on_pass is not None:
             on_pass(name, graph)
@@ -144,8 +217,9 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
 
 
 def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_budget=None, on_pass=None,  # noqa: A001 — the public name users expect
-            fuse=True):
-    """Compile a model into a :class:`graphc.plan.Plan`.
+            fuse=True, entry=None, entries=None):
+    """Compile a model into a :class:`graphc.plan.Plan`, or several of its entry points into a
+    :class:`graphc.program.Program`.
 
     ``model``: a Graph or a path to a .pb file.  ``shapes``: placeholder name → concrete
     shape, binding None and symbolic dims.  ``fetches``: value names or Tensors the plan
@@ -153,12 +227,23 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
     ``target``: "cpu" or "cuda" (the same plan runs on both; recorded for the runtime).
     ``memory_budget``: arena bytes (int or "64MB"-style text) the plan must fit; forward
     values are dropped and recomputed in the backward pass to get there.
-    ``on_pass(name, graph)``: called after each graph pass (for ``graphc compile -v``).
+    ``on_pass(name, graph)``: called after each graph pass (for ``graphc compile -v``; with
+    ``entries=``, for each entry in turn).
     ``fuse``: run the fusion pass (graphc/compiler/fuse.py): elementwise chains and matmul
     epilogues become single steps; False keeps one step per node (results agree bit for bit).
     ``train``: add or override the training spec (see :func:`with_training`).  A model
     with a training spec compiles into one training step: forward, gradients, in-place
     optimizer updates; it fetches the loss by default.
+
+    Entry points (docs/entries.md): ``entry="train_d"`` compiles that entry of the model into
+    a Plan (a training entry: one step of its optimizer over its var_list, fetching its loss
+    then its extra fetches; an inference entry: its fetches, with dropout and batch norm in
+    their inference form).  ``entries=["train_d", "sample"]`` (or ``"all"``: every named entry,
+    in declaration order) compiles each and returns a Program whose plans share one
+    persistent store.  ``shapes`` then may also hold per-entry dicts that add or override
+    shapes for one entry: ``{"x": (64, 784), "sample": {"z": (500, 32)}}``.  ``fetches`` and
+    ``train`` cannot be combined with either.  Without ``entry``/``entries`` a model compiles
+    as it always has (its default training spec, from an unnamed ``minimize(loss)``, if any).
 
     Example::
 
@@ -169,28 +254,93 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
         plan = gc.compile(g, shapes={"x": (8, 4)})
         plan.save("relu.plan")
 
-    Raises CompileError (bad shapes, fetches, target or graph) or the ShapeError /
-    DTypeError of the node whose inference fails on the bound shapes.
+    Raises CompileError (bad shapes, fetches, target, entry or graph) or the ShapeError /
+    DTypeError of the node whose inference fails on the bound shapes; an error while
+    compiling an entry names it.
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if entry is not None and entries is not None:
+        raise CompileError("give entry= (one plan) or entries= (a program), not both")
+    if entries is not None or entry is not None:
+        if fetches is not None or train is not None:
+            which = "entry=" if entry is not None else "entries="
+            raise CompileError(f"fetches= and train= cannot be combined with {which}: each entry brings its own "
+                               f"fetches and training spec")
+    graph = load_model(model)
+    if entries is not None:
+        names = _entry_list(graph, entries)
+        return build_program([(name, _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, name))
+                              for name in names])
+    if entry is not None:
+        return _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, entry)
+    if getattr(graph, "entries", None) and graph.training is None and fetches is None and train is None:
+        listed = ", ".join(repr(n) for n in graph.entries)
+        raise CompileError(f"the model has named entries ({listed}) and no default training spec: pass entry=NAME "
+                           f"for one plan, entries=[...] or entries='all' for a program, or fetches= for an "
+                           f"inference plan of any values")
+    return _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse, None)
+
+
+def _entry_list(graph, entries):
+    """``entries`` ("all" or a list of names) checked against the model's entries."""
+    known = getattr(graph, "entries", {})
+    listed = ", ".join(repr(n) for n in known) or "none"
+    if isinstance(entries, str):
+        if entries != "all":
+            raise CompileError(f"entries= takes a list of entry names or 'all', got {entries!r} (compile one entry "
+                               f"into a plan with entry={entries!r})")
+        names = list(known)
+        if not names:
+            raise CompileError("entries='all': the model has no named entries (record them with "
+                               "minimize(loss, name=...) and g.entry(name, fetches))")
+        return names
+    try:
+        names = list(entries)
+    except TypeError:
+        raise CompileError(f"entries= takes a list of entry names or 'all', got {type(entries).__name__}") from None
+    if not names:
+        raise CompileError("entries= is empty; name at least one entry")
+    for n in names:
+        if not isinstance(n, str) or n not in known:
+            raise CompileError(f"entries=: the model has no entry {n!r}; its entries: {listed}")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise CompileError(f"entries= lists {dup} more than once")
+    return names
+
+
+def _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, name):
+    try:
+        return _compile(graph, shapes, None, target, None, memory_budget, on_pass, fuse, name)
+    except GraphcError as e:
+        if str(e).startswith(f"entry {name!r}"):
+            raise
+        try:
+            wrapped = type(e)(f"entry {name!r}: {e}")
+        except Exception:  # noqa: BLE001 — an error type whose constructor takes more than a message
+            raise e from None
+        raise wrapped from None
+
+
+def _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse, entry):
     # The passes allocate hundreds of thousands of small objects (nodes, tensors, dicts) and
     # free almost none: Python's cyclic collector would rescan the growing heap over and over
     # (a third of the time of a large compile).  Collection resumes afterwards as before.
     was_enabled = _pygc.isenabled()
     _pygc.disable()
     try:
-        graph = lower_graph(model, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget,
-                            target=target, fuse=fuse)
-        buffers = assign_buffers(graph)
+        lowered = lower_graph(graph, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget,
+                              target=target, fuse=fuse, entry=entry)
+        buffers = assign_buffers(lowered)
         if fuse and memory_budget is not None and buffers.arena_bytes > parse_bytes(memory_budget):
             # The recompute pass met the budget before fusion; a fused step keeps its inputs
             # live until it runs, which can (rarely) raise the peak past it: keep the unfused
             # plan, which fits.
-            graph = lower_graph(model, shapes, fetches, train=train, memory_budget=memory_budget, target=target,
-                                fuse=False)
-            buffers = assign_buffers(graph)
-        return Plan(emit_plan(graph, buffers, target=target))
+            lowered = lower_graph(graph, shapes, fetches, train=train, memory_budget=memory_budget, target=target,
+                                  fuse=False, entry=entry)
+            buffers = assign_buffers(lowered)
+        return Plan(emit_plan(lowered, buffers, target=target))
     finally:
         if was_enabled:
             _pygc.enable()
