@@ -95,10 +95,11 @@ def build_graph(cfg, seed):
         # D's belief that the real batch is real and that G's batch is real (0.5 each at balance).
         d_real = gc.mean(gc.sigmoid(real_logits), name="d_real")
         d_fake = gc.mean(gc.sigmoid(fake_logits_g), name="d_fake")
-        gc.optim.Adam(cfg["lr"], **adam).minimize(d_loss, var_list=list(disc.variables().values()),
-                                                  name="train_d", fetches=[d_real])
-        gc.optim.Adam(cfg["lr"], **adam).minimize(g_loss, var_list=list(gen.variables().values()),
-                                                  name="train_g", fetches=[d_fake])
+        trainable = {v.name for v in g.variables if v.trainable}   # not batch norm's running statistics
+        d_vars = [n for n in disc.variables() if n in trainable]
+        g_vars = [n for n in gen.variables() if n in trainable]
+        gc.optim.Adam(cfg["lr"], **adam).minimize(d_loss, var_list=d_vars, name="train_d", fetches=[d_real])
+        gc.optim.Adam(cfg["lr"], **adam).minimize(g_loss, var_list=g_vars, name="train_g", fetches=[d_fake])
         z = gc.placeholder("z", (None, cfg["z"]))
         images = gen(z)
         g.entry("sample", fetches=[images])
