@@ -35,7 +35,7 @@ import gen_common  # noqa: E402
 # z: latent size; g_width/d_width: channels of the networks' 8×8 layers (the 4×4 ones have
 # twice as many); steps: training steps (each one train_d run and one train_g run).
 CONFIGS = {
-    "full": dict(z=32, g_width=32, d_width=32, batch=64, steps=1200, lr=2e-4, digits=None, score="full"),
+    "full": dict(z=32, g_width=32, d_width=32, batch=64, steps=2400, lr=2e-4, digits=None, score="full"),
     # 64 digits: 4 steps an epoch, so a few steps cross an epoch's end (grid, checkpoint)
     "tiny": dict(z=8, g_width=4, d_width=4, batch=16, steps=6, lr=2e-4, digits=64, score="none"),
 }
