@@ -144,6 +144,7 @@ const KernelRegistry& KernelRegistry::cpu() {
     register_pool_kernels(r);
     register_norm_kernels(r);
     register_dropout_kernels(r);
+    register_random_kernels(r);
     register_conv_kernels(r);
     register_layer_norm_kernels(r);
     register_attention_kernels(r);

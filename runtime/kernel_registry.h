@@ -119,6 +119,7 @@ void register_pad_kernels(KernelRegistry& r);  // cpu/pad.cc
 void register_pool_kernels(KernelRegistry& r);  // cpu/pool.cc
 void register_norm_kernels(KernelRegistry& r);  // cpu/norm.cc
 void register_dropout_kernels(KernelRegistry& r);  // cpu/dropout.cc
+void register_random_kernels(KernelRegistry& r);  // cpu/random.cc
 void register_conv_kernels(KernelRegistry& r);  // cpu/conv.cc
 void register_layer_norm_kernels(KernelRegistry& r);  // cpu/layer_norm.cc
 void register_attention_kernels(KernelRegistry& r);  // cpu/attention.cc

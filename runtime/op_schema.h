@@ -203,6 +203,17 @@ inline constexpr AttrInfo kConv2dGradWeightAttrs[] = {
     {"groups", AttrValue::Int, false, false},
     {"kernel_size", AttrValue::Ints, true, false},
 };
+inline constexpr InputInfo kConvTranspose2dInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+    {"w", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kConvTranspose2dAttrs[] = {
+    {"stride", AttrValue::Ints, true, false},
+    {"pads", AttrValue::Ints, true, false},
+    {"dilation", AttrValue::Ints, true, false},
+    {"groups", AttrValue::Int, false, false},
+    {"output_padding", AttrValue::Ints, false, false},
+};
 inline constexpr InputInfo kCumsumInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
@@ -327,6 +338,19 @@ inline constexpr AttrInfo kLayerNormGradAttrs[] = {
     {"axis", AttrValue::Int, false, false},
     {"eps", AttrValue::Float, false, false},
 };
+inline constexpr InputInfo kLeakyReluInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kLeakyReluAttrs[] = {
+    {"negative_slope", AttrValue::Float, false, false},
+};
+inline constexpr InputInfo kLeakyReluGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kLeakyReluGradAttrs[] = {
+    {"negative_slope", AttrValue::Float, false, false},
+};
 inline constexpr InputInfo kLessInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -445,6 +469,46 @@ inline constexpr InputInfo kPowInputs[] = {
 };
 inline constexpr AttrInfo kPowAttrs[] = {
     {"exponent", AttrValue::Float, true, false},
+};
+inline constexpr InputInfo kRandomNormalInputs[] = {
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kRandomNormalAttrs[] = {
+    {"mean", AttrValue::Float, false, false},
+    {"stddev", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
+    {"shape", AttrValue::Ints, true, false},
+    {"dtype", AttrValue::DTypeKind, false, false},
+};
+inline constexpr InputInfo kRandomNormalLikeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kRandomNormalLikeAttrs[] = {
+    {"mean", AttrValue::Float, false, false},
+    {"stddev", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
+    {"dtype", AttrValue::DTypeKind, false, true},
+};
+inline constexpr InputInfo kRandomUniformInputs[] = {
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kRandomUniformAttrs[] = {
+    {"minval", AttrValue::Float, false, false},
+    {"maxval", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
+    {"shape", AttrValue::Ints, true, false},
+    {"dtype", AttrValue::DTypeKind, false, false},
+};
+inline constexpr InputInfo kRandomUniformLikeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+    {"step", "", bit(DType::I64)},
+};
+inline constexpr AttrInfo kRandomUniformLikeAttrs[] = {
+    {"minval", AttrValue::Float, false, false},
+    {"maxval", AttrValue::Float, false, false},
+    {"seed", AttrValue::Int, true, false},
+    {"dtype", AttrValue::DTypeKind, false, true},
 };
 inline constexpr InputInfo kReluInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -648,6 +712,12 @@ inline constexpr InputInfo kTriuInputs[] = {
 inline constexpr AttrInfo kTriuAttrs[] = {
     {"diagonal", AttrValue::Int, false, false},
 };
+inline constexpr InputInfo kUpsampleNearest2dInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kUpsampleNearest2dAttrs[] = {
+    {"scales", AttrValue::Ints, true, false},
+};
 inline constexpr InputInfo kWhereInputs[] = {
     {"cond", "", bit(DType::Bool)},
     {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -675,6 +745,7 @@ inline constexpr OpInfo kOps[] = {
     {"conv2d", kConv2dInputs, 2, false, kConv2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"conv2d_grad_input", kConv2dGradInputInputs, 2, false, kConv2dGradInputAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"conv2d_grad_weight", kConv2dGradWeightInputs, 2, false, kConv2dGradWeightAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"conv_transpose2d", kConvTranspose2dInputs, 2, false, kConvTranspose2dAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"cumsum", kCumsumInputs, 1, false, kCumsumAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"dropout", kDropoutInputs, 1, false, kDropoutAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
@@ -694,6 +765,8 @@ inline constexpr OpInfo kOps[] = {
     {"gru_cell_grad", kGruCellGradInputs, 4, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"leaky_relu", kLeakyReluInputs, 1, false, kLeakyReluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"leaky_relu_grad", kLeakyReluGradInputs, 2, false, kLeakyReluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"log_softmax", kLogSoftmaxInputs, 1, false, kLogSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -714,6 +787,10 @@ inline constexpr OpInfo kOps[] = {
     {"pad", kPadInputs, 1, false, kPadAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"pad_grad", kPadGradInputs, 2, false, kPadGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"pow", kPowInputs, 1, false, kPowAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"random_normal", kRandomNormalInputs, 1, false, kRandomNormalAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu},
+    {"random_normal_like", kRandomNormalLikeInputs, 2, false, kRandomNormalLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
+    {"random_uniform", kRandomUniformInputs, 1, false, kRandomUniformAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu},
+    {"random_uniform_like", kRandomUniformLikeInputs, 2, false, kRandomUniformLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
     {"relu", kReluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
@@ -745,9 +822,10 @@ inline constexpr OpInfo kOps[] = {
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"tril", kTrilInputs, 1, false, kTrilAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"upsample_nearest2d", kUpsampleNearest2dInputs, 1, false, kUpsampleNearest2dAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 90;
+inline constexpr int kNumOps = 98;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -983,6 +1061,25 @@ struct Conv2dGradWeight {
   }
 };
 
+// conv_transpose2d: The transposed convolution (torch.nn.functional.conv_transpose2d): y[n, g·C_out/g + o, i·s_h + a·d_h - top, j·s_w + b·d_w - left] += x[n, g·C_in/g + c
+struct ConvTranspose2d {
+  std::vector<int64_t> stride;  // step between output positions (s_h, s_w), each > 0
+  std::vector<int64_t> pads;  // zero padding (top, left, bottom, right), each >= 0
+  std::vector<int64_t> dilation;  // spacing of the kernel taps (d_h, d_w), each > 0
+  int64_t groups = 1;  // channel groups g > 0, dividing the input and output channels
+  std::vector<int64_t> output_padding = {0, 0};  // rows/columns added at the bottom/right (h, w), each < stride or < dilation
+  explicit ConvTranspose2d(const KernelArgs& a) {
+    if (!a.has("stride")) a.fail("missing attr 'stride'");
+    stride = a.attr_ints("stride");
+    if (!a.has("pads")) a.fail("missing attr 'pads'");
+    pads = a.attr_ints("pads");
+    if (!a.has("dilation")) a.fail("missing attr 'dilation'");
+    dilation = a.attr_ints("dilation");
+    if (a.has("groups")) groups = a.attr_int("groups");
+    if (a.has("output_padding")) output_padding = a.attr_ints("output_padding");
+  }
+};
+
 // cumsum: y_k = x_0 + ... + x_k along 'axis' (exclusive: x_0 + ... + x_{k-1}, y_0 = 0; reverse: the sums run from the end). Summed sequentially along the axis; 
 struct Cumsum {
   int64_t axis = 0;  // the axis summed along
@@ -1141,6 +1238,22 @@ struct LayerNormGrad {
   explicit LayerNormGrad(const KernelArgs& a) {
     if (a.has("axis")) axis = a.attr_int("axis");
     if (a.has("eps")) eps = a.attr_float("eps");
+  }
+};
+
+// leaky_relu: Leaky ReLU (torch.nn.functional.leaky_relu): y = x where x > 0, else x · negative_slope.
+struct LeakyRelu {
+  double negative_slope = 0.01;  // y = x · negative_slope where x <= 0 (finite)
+  explicit LeakyRelu(const KernelArgs& a) {
+    if (a.has("negative_slope")) negative_slope = a.attr_float("negative_slope");
+  }
+};
+
+// leaky_relu_grad: dx = dy where x > 0, else dy · negative_slope (x may be leaky_relu's output when negative_slope >= 0: it has x's sign).
+struct LeakyReluGrad {
+  double negative_slope = 0.01;  // as in leaky_relu
+  explicit LeakyReluGrad(const KernelArgs& a) {
+    if (a.has("negative_slope")) negative_slope = a.attr_float("negative_slope");
   }
 };
 
@@ -1317,6 +1430,76 @@ struct Pow {
   explicit Pow(const KernelArgs& a) {
     if (!a.has("exponent")) a.fail("missing attr 'exponent'");
     exponent = a.attr_float("exponent");
+  }
+};
+
+// random_normal: Normal random numbers: y = mean + stddev · z (in float64, rounded once to dtype), z by Box–Muller from pairs of uniforms (u₁ in (0, 1], u₂ in [0, 1)):
+struct RandomNormal {
+  double mean = 0.0;  // the mean
+  double stddev = 1.0;  // the standard deviation, >= 0
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high), in [0, 2**63)
+  std::vector<int64_t> shape;  // the output shape
+  DType dtype = DType::F32;  // float32 or float64
+  explicit RandomNormal(const KernelArgs& a) {
+    if (a.has("mean")) mean = a.attr_float("mean");
+    if (a.has("stddev")) stddev = a.attr_float("stddev");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+    if (!a.has("shape")) a.fail("missing attr 'shape'");
+    shape = a.attr_ints("shape");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
+  }
+};
+
+// random_normal_like: random_normal with the shape of x: x is a data-less input (its dims, maybe bound at compile time, are read, never its values; it stays a placeholder o
+struct RandomNormalLike {
+  double mean = 0.0;  // the mean
+  double stddev = 1.0;  // the standard deviation, >= 0
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high), in [0, 2**63)
+  bool has_dtype = false;  // false: the attr is None
+  DType dtype = DType::Invalid;  // float32 or float64; None: x's dtype when it is a float, else float32
+  explicit RandomNormalLike(const KernelArgs& a) {
+    if (a.has("mean")) mean = a.attr_float("mean");
+    if (a.has("stddev")) stddev = a.attr_float("stddev");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+    has_dtype = a.has("dtype");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
+  }
+};
+
+// random_uniform: Uniform random numbers: y = minval + (maxval - minval) · u, u in [0, 1) (in float64, rounded once to dtype); element i: float32 word i % 4 of block i 
+struct RandomUniform {
+  double minval = 0.0;  // lower bound (included)
+  double maxval = 1.0;  // upper bound (excluded but for rounding)
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high), in [0, 2**63)
+  std::vector<int64_t> shape;  // the output shape
+  DType dtype = DType::F32;  // float32 or float64
+  explicit RandomUniform(const KernelArgs& a) {
+    if (a.has("minval")) minval = a.attr_float("minval");
+    if (a.has("maxval")) maxval = a.attr_float("maxval");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+    if (!a.has("shape")) a.fail("missing attr 'shape'");
+    shape = a.attr_ints("shape");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
+  }
+};
+
+// random_uniform_like: random_uniform with the shape of x: x is a data-less input (its dims, maybe bound at compile time, are read, never its values; it stays a placeholder 
+struct RandomUniformLike {
+  double minval = 0.0;  // lower bound (included)
+  double maxval = 1.0;  // upper bound (excluded but for rounding)
+  int64_t seed = 0;  // Philox key (64 bits: key words low, high), in [0, 2**63)
+  bool has_dtype = false;  // false: the attr is None
+  DType dtype = DType::Invalid;  // float32 or float64; None: x's dtype when it is a float, else float32
+  explicit RandomUniformLike(const KernelArgs& a) {
+    if (a.has("minval")) minval = a.attr_float("minval");
+    if (a.has("maxval")) maxval = a.attr_float("maxval");
+    if (!a.has("seed")) a.fail("missing attr 'seed'");
+    seed = a.attr_int("seed");
+    has_dtype = a.has("dtype");
+    if (a.has("dtype")) dtype = a.attr_dtype("dtype", DType::Invalid);
   }
 };
 
@@ -1600,6 +1783,15 @@ struct Triu {
   int64_t diagonal = 0;  // 0: the main diagonal; > 0 above it, < 0 below it
   explicit Triu(const KernelArgs& a) {
     if (a.has("diagonal")) diagonal = a.attr_int("diagonal");
+  }
+};
+
+// upsample_nearest2d: Nearest upsampling by integer factors: y[n, c, i, j] = x[n, c, i // s_h, j // s_w], y of shape (N, C, H·s_h, W·s_w). Composite: reshape, a broadcast m
+struct UpsampleNearest2d {
+  std::vector<int64_t> scales;  // integer factors (s_h, s_w), each >= 1
+  explicit UpsampleNearest2d(const KernelArgs& a) {
+    if (!a.has("scales")) a.fail("missing attr 'scales'");
+    scales = a.attr_ints("scales");
   }
 };
 

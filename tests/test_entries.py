@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import program as program_mod
@@ -494,3 +496,59 @@ def test_reference_evaluates_an_entry():
     assert list(gc.reference.evaluate(g, {"x": x}, entry="predict")) == ["y"]
     with pytest.raises(KeyError, match="no entry 'nope'"):
         gc.reference.evaluate(g, {"x": x}, entry="nope")
+
+
+def _mostly(good, bad):
+    """Mostly one of ``good``, sometimes one of ``bad`` (so most drawn files load and compile)."""
+    return st.sampled_from(good) | st.sampled_from(good) | st.sampled_from(good) | st.sampled_from(bad)
+
+
+_VALUES = ["y", "xw", "fit_loss", "small_loss", "x", "w"]
+_entry_messages = st.lists(st.fixed_dictionaries({
+    "name": _mostly([None], ["", "a/b", "t:0", "e0"]),   # None: "e<index>", unique
+    "fetches": st.lists(_mostly(_VALUES, ["nothing", ""]), max_size=3),
+    "training": st.none() | st.fixed_dictionaries({
+        "loss": _mostly(["fit_loss", "small_loss"], ["y", "x", "nothing", ""]),
+        "var_list": st.lists(_mostly(["w", "b"], ["x", "y", "nothing"]), max_size=2),
+        "kind": _mostly(["sgd", "adam", "adamw"], ["", "rmsprop"]),
+        "lr": _mostly([0.1], [0.0, -1.0, float("nan")]),
+        "momentum": st.sampled_from([0.0, 0.9]),
+        "nesterov": st.sampled_from([0.0, 1.0]),
+        "clip": _mostly([0.0, 1.0], [-1.0])})}), max_size=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_entry_messages)
+def test_any_entries_field_loads_or_is_a_model_format_error_and_compiles_or_is_a_compile_error(entries):
+    """Whatever a file's entries claim: loading gives a model or a ModelFormatError; every
+    entry of a model that loads compiles into a program or raises a CompileError."""
+    model = model_to_proto(_linear())
+    del model.entries[:]
+    for i, e in enumerate(entries):
+        if e["name"] is None:
+            e["name"] = f"e{i}"
+        msg = model.entries.add(name=e["name"])
+        msg.fetches.extend(e["fetches"])
+        if e["training"] is not None:
+            t = e["training"]
+            msg.training.loss = t["loss"]
+            msg.training.var_list.extend(t["var_list"])
+            msg.training.optimizer.kind = t["kind"]
+            for k in ("lr", "momentum", "nesterov"):
+                msg.training.optimizer.hyperparameters[k] = t[k]
+            msg.training.optimizer.clip_global_norm = t["clip"]
+    try:
+        graph = graph_from_proto(model)
+    except ModelFormatError:
+        return
+    assert list(graph.entries) == [e["name"] for e in entries]
+    # what loaded re-saves to the same message
+    assert model_to_proto(graph).SerializeToString(deterministic=True) == model.SerializeToString(deterministic=True)
+    if not graph.entries:
+        return
+    try:
+        prog = gc.compile(graph, entries="all", shapes={"x": (2, D), "t": (2, 1)})
+    except CompileError as e:
+        assert str(e).startswith("entry "), str(e)
+        return
+    assert prog.entries == list(graph.entries)

@@ -44,8 +44,11 @@ def test_inferred_shape_and_dtype_match_reference(op):
 
 @pytest.mark.parametrize("op", [o for o in OPS if o.num_inputs > 0], ids=lambda o: o.name)
 def test_examples_cover_size_zero_size_one_and_odd_sizes(op):
-    sizes = {np.size(x) for ex in _examples(op) for x in ex.inputs}
-    shapes = [np.shape(x) for ex in _examples(op) for x in ex.inputs]
+    arrays = [x for ex in _examples(op) for x in ex.inputs]
+    if all(np.ndim(x) == 0 for x in arrays):  # a generator (random_normal: a step scalar in): its outputs' sizes
+        arrays = [y for ex in _examples(op) for y in op.evaluate(ex.inputs, ex.attrs)]
+    sizes = {np.size(x) for x in arrays}
+    shapes = [np.shape(x) for x in arrays]
     assert 0 in sizes, f"{op.name}: no example with a size-0 input"
     assert 1 in sizes, f"{op.name}: no example with a size-1 input"
     assert any(any(d > 1 and d % 2 for d in s) for s in shapes), f"{op.name}: no odd-sized example"
@@ -691,6 +694,37 @@ def _dropout_train(inputs, attrs):
     return np.array(out, x.dtype).reshape(x.shape)
 
 
+def _random_draw(normal):
+    """random_uniform / random_normal (and the _like forms) element by element with math and Python ints."""
+    def impl(inputs, attrs):
+        step, seed = int(inputs[-1]) % 2**64, attrs["seed"]
+        shape = tuple(attrs["shape"]) if "shape" in attrs else inputs[0].shape
+        dt = attrs["dtype"] or (inputs[0].dtype.name if inputs[0].dtype.kind == "f" else "float32")
+        per = 4 if dt == "float32" else 2  # elements per Philox block
+
+        def unit(w, k, extra=0):  # uniform k of the block (a word, or a word pair for float64)
+            if dt == "float32":
+                return ((w[k] >> 8) + extra) / 2**24
+            return (((w[2 * k] << 21) | (w[2 * k + 1] >> 11)) + extra) / 2**53
+        out = []
+        for i in range(math.prod(shape)):
+            b, j = divmod(i, per)
+            w = _rotl_free_philox((b % 2**32, b >> 32, step % 2**32, step >> 32), (seed % 2**32, seed >> 32))
+            if normal:
+                p = j // 2 if dt == "float32" else 0  # the Box–Muller pair: uniforms 2p, 2p + 1
+                r = math.sqrt(-2.0 * math.log(unit(w, 2 * p, extra=1)))
+                z = r * (math.cos if j % 2 == 0 else math.sin)(2 * math.pi * unit(w, 2 * p + 1))
+                out.append(attrs["mean"] + attrs["stddev"] * z)
+            else:
+                out.append(attrs["minval"] + (attrs["maxval"] - attrs["minval"]) * unit(w, j))
+        return np.array(out, np.float64).astype(dt).reshape(shape)
+    return impl
+
+
+INDEPENDENT.update({
+    "random_uniform": _random_draw(False), "random_normal": _random_draw(True),
+    "random_uniform_like": _random_draw(False), "random_normal_like": _random_draw(True),
+})
 INDEPENDENT.update({
     "batch_norm": _batch_norm,
     "batch_norm_train": _batch_norm_train,
@@ -798,6 +832,44 @@ def _softplus_grad(dy, v, beta, threshold):
 
 INDEPENDENT.update({"gelu": _elementwise(_gelu), "gelu_grad": _elementwise(_gelu_grad),
                     "softplus": _elementwise(_softplus), "softplus_grad": _elementwise(_softplus_grad)})
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def _conv_transpose2d(inputs, attrs):
+    # every x[n, c, i, j]·w[c, o, a, b] added at output row i·s + a·d - top, column j·s + b·d - left, if inside
+    x, w = inputs
+    n_, c_, h, wd = x.shape
+    _, cog, kh, kw = w.shape
+    g = attrs["groups"]
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["stride"], attrs["pads"], attrs["dilation"]
+    oph, opw = attrs["output_padding"]
+    ho, wo = (h - 1) * sh - pt - pb + dh * (kh - 1) + oph + 1, (wd - 1) * sw - pl - pr + dw * (kw - 1) + opw + 1
+    out = np.zeros((n_, cog * g, ho, wo))
+    for n, c, i, j, o, a, b in itertools.product(range(n_), range(c_), range(h), range(wd), range(cog), range(kh),
+                                                 range(kw)):
+        r, q = i * sh + a * dh - pt, j * sw + b * dw - pl
+        if 0 <= r < ho and 0 <= q < wo:
+            out[n, c // (c_ // g) * cog + o, r, q] += float(x[n, c, i, j]) * float(w[c, o, a, b])
+    return out.astype(x.dtype)
+
+
+def _upsample_nearest2d(inputs, attrs):
+    x = inputs[0]
+    sh, sw = attrs["scales"]
+    n_, c_, h, w = x.shape
+    out = np.empty((n_, c_, h * sh, w * sw), x.dtype)
+    for n, c, i, j in itertools.product(range(n_), range(c_), range(h * sh), range(w * sw)):
+        out[n, c, i, j] = x[n, c, i // sh, j // sw]
+    return out
+
+
+INDEPENDENT.update({"conv_transpose2d": _conv_transpose2d,
+                    # a slope of 1.5 takes float32's max to inf: np.errstate quiets the cast's warning
+                    "leaky_relu": np.errstate(over="ignore")(_elementwise(
+                        lambda v, negative_slope: v if v > 0 else v * negative_slope)),
+                    "leaky_relu_grad": np.errstate(over="ignore")(_elementwise(
+                        lambda dy, v, negative_slope: dy if v > 0 else dy * negative_slope)),
+                    "upsample_nearest2d": _upsample_nearest2d})
 
 
 def test_every_op_has_an_independent_implementation():

@@ -155,6 +155,28 @@ def test_loss_that_ignores_the_variables_is_an_error():
         gc.compile(g)
 
 
+def test_var_list_naming_a_variable_the_loss_does_not_reach():
+    """As in TensorFlow and PyTorch, such a variable gets no update; the others train.  Only
+    a var_list the loss reaches none of is an error."""
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (3,))
+        w = gc.variable("w", (3,), init=gc.init.ones())
+        unused = gc.variable("unused", (3,), init=gc.init.ones())
+        loss = gc.sum(x * w)
+        gc.optim.SGD(lr=0.5).minimize(loss, var_list=[unused, w])
+    plan = gc.compile(g)
+    assert [v.name for v in plan.proto.persistent] == ["w"]
+    sess = gc.Session(plan)
+    sess.run({"x": np.array([1, 2, 3], np.float32)})
+    np.testing.assert_allclose(sess.get_variable("w"), 1 - 0.5 * np.array([1, 2, 3], np.float32))
+    g.training.var_list = ["unused"]
+    with pytest.raises(CompileError, match=r"depends on none of the variables \['unused'\]"):
+        gc.compile(g)
+    g.training.var_list = ["nothing"]
+    with pytest.raises(CompileError, match=r"unknown variables \['nothing'\]"):
+        gc.compile(g)
+
+
 # -- losses ---------------------------------------------------------------------------------
 
 

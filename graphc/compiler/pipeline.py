@@ -6,7 +6,7 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     prune_inputs     (prune_graph) drop what neither the fetches nor the training loss need
     bind_shapes      placeholders get concrete shapes (``shapes=``)
     infer_shapes     every value gets a concrete shape and dtype
-    select_mode      training graphs only: mode-dependent ops (batch_norm, dropout) take their training form
+    select_mode      training: dropout, batch_norm take their training form; any mode: one rng/step increment
     expand_composites  composite ops the target has no kernel for become their definition
     append_gradients the training loss's gradient nodes (training models only)
     append_optimizer in-place update nodes and optimizer state (training models only)
@@ -57,12 +57,14 @@ TARGETS = ("cpu", "cuda")
 
 
 def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(), target="cpu", fuse=True,
-                 state_prefix=""):
+                 state_prefix="", model_variables=()):
     """The Graph → Graph passes, in order, as (name, function) pairs.  ``model_inputs``:
     the placeholder names of the model as loaded (shapes for those pruned early are fine);
     ``target``: the device whose kernels decide which composite ops are expanded and which
     fused ops exist; ``fuse``: run the fusion pass; ``state_prefix``: the training entry whose
-    optimizer state this is ("" for the default training spec)."""
+    optimizer state this is ("" for the default training spec); ``model_variables``: the
+    variable names of the model as loaded (a var_list naming one the loss does not reach, which
+    the early prune drops, trains the others)."""
     expand = functools.partial(expand_composites, target=target)
     return [
         ("validate_graph", validate_graph),
@@ -72,7 +74,8 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
         ("infer_shapes", infer_shapes),
         ("select_mode", select_mode),
         ("expand_composites", expand),
-        ("append_gradients", functools.partial(append_gradients, stack_outer_products=memory_budget is None)),
+        ("append_gradients", functools.partial(append_gradients, stack_outer_products=memory_budget is None,
+                                               model_variables=model_variables)),
         ("append_optimizer", functools.partial(append_optimizer, state_prefix=state_prefix)),
         ("expand_gradient_composites", expand),
         ("recompute_for_budget", functools.partial(recompute_for_budget, memory_budget=memory_budget)),
@@ -209,7 +212,9 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
         shapes = entry_shapes(graph, shapes)
         graph = with_training(graph, train)
     model_inputs = [ph.name for ph in graph.inputs]
-    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse, state_prefix):
+    model_variables = [v.name for v in graph.variables]
+    for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse, state_prefix,
+                                       model_variables):
         graph = run_pass(graph)
         if on_pass is not None:
             on_pass(name, graph)

@@ -15,11 +15,13 @@ Parts no consumer reads are kept when they write state in place (batch norm's ru
 statistics: prune keeps in-place nodes).  A form may keep state of its own in a variable
 (``ctx.state(name, init)``: created, not trainable, when the graph has none of that name;
 batch norm's ``num_batches_tracked`` for momentum=None).  A form that draws random numbers reads the
-int64 scalar variable ``rng/step`` (created once per graph, initial value 0, not
-trainable; an existing one is reused), and the pass appends one in-place increment
-``rng/step ← rng/step + 1`` (role optimizer), which the scheduler orders after every
-reader: each run of a training plan draws fresh masks, a recomputed forward node draws
-the same mask as the original, and a checkpoint (which saves ``rng/step``) resumes the
+int64 scalar variable ``rng/step`` (created once per graph, initial value 0, not trainable;
+an existing one is reused: the random ops' builder creates it with the graph).
+
+In every mode, last: one in-place increment ``rng/step ← rng/step + 1`` is appended when any
+node reads ``rng/step`` (graphc/compiler/rng_step.py: once per plan, however many dropout and
+random nodes draw), so each run of any plan draws fresh numbers, a recomputed forward node
+draws the same numbers as the original, and a checkpoint (which saves ``rng/step``) resumes the
 sequence.
 """
 
@@ -27,10 +29,10 @@ import numpy as np
 
 from graphc import registry
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
+from graphc.compiler.rng_step import append_rng_increment
 from graphc.errors import CompileError, GraphcError, where
-from graphc.graph import OPTIMIZER, Graph, Node
-
-RNG_STEP = "rng/step"
+from graphc.graph import Graph, Node
+from graphc.ops.random import RNG_STEP
 
 
 def is_training(graph):
@@ -80,6 +82,10 @@ class TrainFormContext:
 
 
 def select_mode(graph):
+    return append_rng_increment(_select_training_forms(graph))
+
+
+def _select_training_forms(graph):
     if not is_training(graph) or not any(registry.get_op(n.op).train_form for n in graph.nodes):
         return graph
     out = new_graph_like(graph)
@@ -87,16 +93,13 @@ def select_mode(graph):
         copy_placeholder(out, ph)
     for var in graph.variables:
         copy_variable(out, var)
-    uses_rng = False
     written = {}  # variable → the node whose form writes it in place (two writers would deadlock the schedule)
     for node in graph.nodes:
         opdef = registry.get_op(node.op)
         if opdef.train_form is None:
             copy_node(out, node, node_types(graph, node))
             continue
-        uses_rng |= _replace(out, graph, node, opdef, written)
-    if uses_rng:
-        _append_rng_increment(out)
+        _replace(out, graph, node, opdef, written)
     out.outputs = list(graph.outputs)
     return out
 
@@ -116,7 +119,7 @@ def _state_variable(out, name, init, provenance):
 
 def _replace(out, graph, node, opdef, written):
     """Build the node's training form in a scratch graph, then copy its nodes into ``out``
-    under ``<node>/`` with the node's output names; returns whether it reads the rng step."""
+    under ``<node>/`` with the node's output names."""
     scratch = Graph()
     state = {}
     with scratch:
@@ -155,12 +158,3 @@ def _replace(out, graph, node, opdef, written):
         part = Node(f"{node.name}/{sn.name}", sn.op, [names[i] for i in sn.inputs], [names[o] for o in sn.outputs],
                     sn.attrs, node.role, node.provenance, node.scope)
         copy_node(out, part, node_types(scratch, sn))
-    return any(var == RNG_STEP for var, _ in state.values())
-
-
-def _append_rng_increment(out):
-    step = out.tensor(RNG_STEP)
-    with out.building(OPTIMIZER):
-        one = out.add_node("constant", [], {"value": np.ones((), np.int64)}, name=f"{RNG_STEP}/one")
-        nxt = out.add_node("add", [step, one[0]], name=f"{RNG_STEP}/next")
-        out.add_node("assign", [step, nxt[0]], name=f"{RNG_STEP}/increment")

@@ -42,16 +42,19 @@ from graphc.nn.layers import (
                               AvgPool2d,
                               BatchNorm2d,
                               Conv2d,
+                              ConvTranspose2d,
                               Dropout,
                               Embedding,
                               Flatten,
                               LayerNorm,
+                              LeakyReLU,
                               Linear,
                               MaxPool2d,
                               ReLU,
                               ResidualBlock,
                               SiLU,
                               Softplus,
+                              Upsample,
 )
 from graphc.nn.module import Identity, Module, Sequential, manual_seed
 from graphc.nn.rnn import GRU, LSTM, GRUCell, LSTMCell
@@ -61,5 +64,5 @@ __all__ = [
     "Module", "Sequential", "Identity", "Linear", "Conv2d", "BatchNorm2d", "Dropout", "ReLU", "MaxPool2d",
     "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "ResidualBlock", "Embedding", "LayerNorm", "GELU", "SiLU",
     "Softplus", "manual_seed", "LSTM", "LSTMCell", "GRU", "GRUCell", "MultiheadAttention",
-    "TransformerEncoderLayer", "TransformerEncoder",
+    "TransformerEncoderLayer", "TransformerEncoder", "ConvTranspose2d", "Upsample", "LeakyReLU",
 ]

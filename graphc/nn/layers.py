@@ -503,3 +503,104 @@ class Softplus(Module):
 
     def forward(self, x):
         return _require("softplus")(x, beta=self.beta, threshold=self.threshold)
+
+
+class ConvTranspose2d(Module):
+    """Transposed 2-D convolution of NCHW input as ``torch.nn.ConvTranspose2d``: ``weight`` of
+    shape (in_channels, out_channels / groups, kh, kw), ``bias`` (out_channels,) unless
+    ``bias=False``.  Output rows (H - 1)·stride - 2·padding + dilation·(k - 1) + output_padding + 1.
+    Initialised as PyTorch: U(-b, b) with b = 1/√fan_in, fan_in = out_channels / groups · kh · kw
+    (the weight's dim 1 times the kernel, as torch computes it)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", name=None):
+        super().__init__(name)
+        self.in_channels = _positive_int("ConvTranspose2d", "in_channels", in_channels)
+        self.out_channels = _positive_int("ConvTranspose2d", "out_channels", out_channels)
+        self.kernel_size = _pair("ConvTranspose2d", "kernel_size", kernel_size)
+        self.stride = _pair("ConvTranspose2d", "stride", stride)
+        self.padding = _pair("ConvTranspose2d", "padding", padding)
+        self.output_padding = _pair("ConvTranspose2d", "output_padding", output_padding)
+        self.dilation = _pair("ConvTranspose2d", "dilation", dilation)
+        self.groups = _positive_int("ConvTranspose2d", "groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise GraphError(f"ConvTranspose2d: in_channels={in_channels} and out_channels={out_channels} must both "
+                             f"be divisible by groups={groups}")
+        if min(self.padding) < 0 or min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
+            raise GraphError(f"ConvTranspose2d: kernel_size, stride and dilation must be >= 1 and padding >= 0, got "
+                             f"kernel_size={kernel_size!r}, stride={stride!r}, padding={padding!r}, "
+                             f"dilation={dilation!r}")
+        for p, s, d in zip(self.output_padding, self.stride, self.dilation):
+            if p < 0 or not (p < s or p < d):
+                raise GraphError(f"ConvTranspose2d: output_padding={output_padding!r} must be >= 0 and smaller than "
+                                 f"the stride or the dilation (stride={stride!r}, dilation={dilation!r})")
+        if padding_mode != "zeros":
+            raise GraphError(f"ConvTranspose2d: only padding_mode='zeros' is supported (as PyTorch), "
+                             f"got {padding_mode!r}")
+        self.use_bias = bool(bias)
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"padding={self.padding}")
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if not self.use_bias:
+            s += ", bias=False"
+        return s
+
+    def forward(self, x):
+        layer = f"ConvTranspose2d({self.extra_repr()})"
+        _check_rank(layer, x, 4, "NCHW input")
+        _check_dim(layer, x, 1, self.in_channels, "input channels")
+        kh, kw = self.kernel_size
+        fan_in = self.out_channels // self.groups * kh * kw
+        bound = 1.0 / math.sqrt(fan_in)
+        dt = _param_dtype(x)
+        w = self.variable("weight", (self.in_channels, self.out_channels // self.groups, kh, kw), _uniform(bound),
+                          dtype=dt)
+        b = self.variable("bias", (self.out_channels,), _uniform(bound), dtype=dt) if self.use_bias else None
+        return _require("conv_transpose2d")(x, w, bias=b, stride=self.stride, padding=self.padding,
+                                            output_padding=self.output_padding, groups=self.groups,
+                                            dilation=self.dilation)
+
+
+class Upsample(Module):
+    """``torch.nn.Upsample(scale_factor=..., mode="nearest")`` over NCHW input, integer factors
+    (an int or an (h, w) pair): each pixel becomes an s_h x s_w block."""
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", name=None):
+        super().__init__(name)
+        if size is not None:
+            raise GraphError("Upsample: size= is not supported; give an integer scale_factor")
+        if scale_factor is None:
+            raise GraphError("Upsample: scale_factor is required (an int or a pair of ints)")
+        if mode != "nearest":
+            raise GraphError(f"Upsample: mode={mode!r} is not supported (only 'nearest')")
+        self.scale_factor, self.mode = scale_factor, mode
+
+    def extra_repr(self):
+        return f"scale_factor={self.scale_factor!r}, mode={self.mode!r}"
+
+    def forward(self, x):
+        return _require("upsample")(x, scale_factor=self.scale_factor, mode=self.mode)
+
+
+class LeakyReLU(Module):
+    """``torch.nn.LeakyReLU(negative_slope=0.01)``: x where x > 0, else x · negative_slope."""
+
+    def __init__(self, negative_slope=0.01, inplace=False, name=None):
+        super().__init__(name)
+        v = negative_slope
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+            raise GraphError(f"LeakyReLU: negative_slope must be a finite number, got {v!r}")
+        self.negative_slope = float(v)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+    def forward(self, x):
+        return _require("leaky_relu")(x, negative_slope=self.negative_slope)

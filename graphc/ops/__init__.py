@@ -7,7 +7,7 @@ from graphc import graph as _graph
 from graphc import registry as _registry  # noqa: E402
 from graphc.ops import _common
 from graphc.ops import fused as _fused  # noqa: F401  (registers the fused ops)
-from graphc.ops.activations import gelu, silu, softplus  # noqa: F401
+from graphc.ops.activations import gelu, leaky_relu, silu, softplus  # noqa: F401
 from graphc.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphc.ops.backward import (  # noqa: F401
     broadcast_like,
@@ -17,7 +17,7 @@ from graphc.ops.backward import (  # noqa: F401
     softmax_cross_entropy_grad,
     sum_to,
 )
-from graphc.ops.conv import conv2d, conv2d_grad_input, conv2d_grad_weight  # noqa: F401
+from graphc.ops.conv import conv2d, conv2d_grad_input, conv2d_grad_weight, conv_transpose2d  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     abs,
     add,
@@ -55,7 +55,15 @@ from graphc.ops.nn import (  # noqa: F401
 from graphc.ops.norm import batch_norm, batch_norm_train, batch_norm_train_grad  # noqa: F401
 from graphc.ops.pad import flatten, pad  # noqa: F401
 from graphc.ops.pool import avg_pool2d, avg_pool2d_grad, max_pool2d, max_pool2d_gather, max_pool2d_grad  # noqa: F401
-from graphc.ops.random import dropout, dropout_train  # noqa: F401
+from graphc.ops.random import (  # noqa: F401
+    dropout,
+    dropout_train,
+    random_normal,
+    random_normal_like,
+    random_uniform,
+    random_uniform_like,
+    rng_step,
+)
 from graphc.ops.reduce import matmul, max, mean, sum  # noqa: F401
 from graphc.ops.rnn_cell import gru_cell, gru_cell_grad, lstm_cell, lstm_cell_grad  # noqa: F401
 from graphc.ops.scan import argmax, cumsum, tril, triu  # noqa: F401
@@ -73,6 +81,7 @@ from graphc.ops.shape import (  # noqa: F401
 )
 from graphc.ops.topk import take_along_axis, topk  # noqa: F401
 from graphc.ops.updates import assign  # noqa: F401
+from graphc.ops.upsample import upsample  # noqa: F401
 
 _registry.check_complete()
 

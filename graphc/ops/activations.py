@@ -347,3 +347,112 @@ def softplus(x, beta=1.0, threshold=20.0, name=None):
     if math.isnan(threshold):
         raise GraphError("softplus: threshold=nan: expected a number")
     return build("softplus", as_tensors(x), {"beta": float(beta), "threshold": float(threshold)}, name=name)
+
+
+# -- leaky_relu ----------------------------------------------------------------------------------------
+# torch.nn.functional.leaky_relu: y = x where x > 0, else x · negative_slope (the slope cast to x's
+# dtype, one rounding, as torch's kernel).  NaN stays NaN, -0.0 gives -0.0 (0 · slope keeps the sign
+# for slope >= 0).  The gradient op reads x; for slope >= 0 the sign of y is the sign of x, so the
+# gradient reads the output instead and the planner can free the pre-activation (as relu's does).
+
+def _check_slope(ctx):
+    slope = ctx.attrs["negative_slope"]
+    if not math.isfinite(slope):
+        ctx.fail(f"negative_slope={slope!r} must be finite")
+
+
+def _leaky_relu_infer(ctx):
+    _check_slope(ctx)
+    return ctx.dtype(0), ctx.shape(0)
+
+
+def _leaky_relu_grad_infer(ctx):
+    _check_slope(ctx)
+    return _grad_infer(ctx)
+
+
+def _leaky_relu_ref(inputs, attrs):
+    x = inputs[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(x > 0, x, x * x.dtype.type(attrs["negative_slope"])).astype(x.dtype)
+
+
+def _leaky_relu_grad_ref(inputs, attrs):
+    dy, x = inputs
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(x > 0, dy, dy * dy.dtype.type(attrs["negative_slope"])).astype(dy.dtype)
+
+
+_SLOPES = [0.01, 0.2, -0.5, 1.5, 0.0]
+
+
+def _off_kink(x, dt):
+    # finite differences across the kink at 0 would be wrong: keep the examples' x away from it
+    return np.where(np.abs(x) < 0.05, np.asarray(0.5, dt), x).astype(dt)
+
+
+def _leaky_relu_examples(rng, grad_op=False):
+    out = []
+    for slope in _SLOPES:
+        a = {"negative_slope": slope}
+        for dt in dtypes.FLOATS:
+            for shape in UNARY_SHAPES:
+                x = _off_kink(rand(rng, shape, dt), dt)
+                ins = [rand(rng, shape, dt), x] if grad_op else [x]
+                out.append(Example(ins, a, note=f"slope {slope} {dt}"))
+            x = _specials(dt)
+            ins = [special(rng, x.shape, dt), x] if grad_op else [x]
+            out.append(Example(ins, a, grad=False, note=f"slope {slope} {dt} special values"))
+    return out
+
+
+_SLOPE_ATTR = AttrSpec("float", default=0.01, doc="y = x · negative_slope where x <= 0 (finite)")
+
+register_op(
+    "leaky_relu",
+    doc="Leaky ReLU (torch.nn.functional.leaky_relu): y = x where x > 0, else x · negative_slope.",
+    inputs=[("x", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"negative_slope": _SLOPE_ATTR},
+    infer=_leaky_relu_infer,
+    reference=_leaky_relu_ref,
+    examples=_leaky_relu_examples,
+    elementwise=True,
+)
+
+register_op(
+    "leaky_relu_grad",
+    doc="dx = dy where x > 0, else dy · negative_slope (x may be leaky_relu's output when negative_slope >= 0: "
+        "it has x's sign).",
+    inputs=[("dy", "T"), ("x", "T")],
+    type_vars={"T": dtypes.FLOATS},
+    attrs={"negative_slope": AttrSpec("float", default=0.01, doc="as in leaky_relu")},
+    infer=_leaky_relu_grad_infer,
+    reference=_leaky_relu_grad_ref,
+    examples=lambda rng: _leaky_relu_examples(rng, grad_op=True),
+    elementwise=True,
+)
+
+
+@defgrad("leaky_relu")
+def _grad_leaky_relu(ctx):
+    slope = ctx.attrs["negative_slope"]
+    # slope >= 0: y > 0 exactly where x > 0 (NaN in both), so the output can stand in for x
+    sign_source = ctx.y if slope >= 0 else ctx.x
+    return [build("leaky_relu_grad", [ctx.g, sign_source], {"negative_slope": slope})]
+
+
+@defgrad("leaky_relu_grad")
+def _grad_leaky_relu_grad(ctx):
+    # linear in dy; piecewise constant in x (0 almost everywhere)
+    return [build("leaky_relu_grad", [ctx.g, ctx.inputs[1]], {"negative_slope": ctx.attrs["negative_slope"]}), None]
+
+
+def leaky_relu(x, negative_slope=0.01, name=None):
+    """Leaky ReLU as ``torch.nn.functional.leaky_relu(x, negative_slope)``: ``x`` where ``x > 0``,
+    else ``x · negative_slope`` (any finite slope)."""
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.integer, np.floating)):
+        raise GraphError(f"leaky_relu: negative_slope={negative_slope!r} must be a number")
+    if not math.isfinite(negative_slope):
+        raise GraphError(f"leaky_relu: negative_slope={negative_slope!r} must be finite")
+    return build("leaky_relu", as_tensors(x), {"negative_slope": float(negative_slope)}, name=name)

@@ -552,3 +552,228 @@ def conv2d_grad_weight(dy, x, kernel_size, attrs, name=None):
     """The gradient of conv2d(x, w, **attrs) in w, for w of spatial size kernel_size = (k_h, k_w)."""
     return build("conv2d_grad_weight", [dy, x], dict(_conv_attrs(attrs), kernel_size=tuple(kernel_size)),
                  name=name)
+
+
+# -- conv_transpose2d: the adjoint of conv2d in x, as an op of its own ------------------------------
+# torch.nn.functional.conv_transpose2d: x (N, C_in, H, W), w (C_in, C_out/g, k_h, k_w) — the weight of
+# the conv2d (C_out -> C_in channels) whose input gradient it is.  Output rows
+#   H_out = (H - 1)·s_h - top - bottom + d_h·(k_h - 1) + output_padding_h + 1
+# (likewise columns); output_padding adds rows at the bottom (and columns at the right) that the
+# formula's floor in conv2d loses, and must be < the stride or < the dilation (as torch).
+# Composite: conv2d_grad_input(x, w) with input_size (H_out, W_out) and the bottom/right pads chosen
+# so that the conv2d of an (H_out, W_out) image has exactly x's (H, W) outputs (the bottom pad only
+# changes how many outputs the conv2d has, never which taps meet which rows); where no pad >= 0
+# does (output_padding >= stride, allowed when < dilation), x gets zero rows/columns at the
+# bottom/right first.  Autodiff differentiates that definition: x's gradient is conv2d(dy, w),
+# w's is conv2d_grad_weight(x, dy) — the conv2d kernels, no third convolution.
+
+TRANSPOSE_ATTRS = dict(CONV_ATTRS, output_padding=AttrSpec(
+    "ints", default=(0, 0), doc="rows/columns added at the bottom/right (h, w), each < stride or < dilation"))
+
+
+def _transpose_out_hw(ctx_fail, attrs, hw, khw):
+    """(H_out, W_out) of conv_transpose2d for x's (H, W) and the kernel's (k_h, k_w); None where unknown."""
+    out = []
+    for axis, d, k, s, p0, p1, dil, op in zip("HW", hw, khw, attrs["stride"], attrs["pads"][:2], attrs["pads"][2:],
+                                               attrs["dilation"], attrs["output_padding"]):
+        if not (_known(d) and _known(k)):
+            out.append(None)
+            continue
+        if d < 1:
+            ctx_fail(f"x: {axis}={d} must be >= 1")
+        size = (d - 1) * s - p0 - p1 + dil * (k - 1) + op + 1
+        if size < 1:
+            ctx_fail(f"x: {axis}={d} gives an output {axis} of {size} (= ({d} - 1)·{s} - {p0} - {p1} + "
+                     f"{dil}·({k} - 1) + {op} + 1): must be >= 1; reduce the padding")
+        out.append(size)
+    return tuple(out)
+
+
+def _check_transpose_attrs(ctx):
+    _check_attrs(ctx)
+    a = ctx.attrs
+    op = a["output_padding"]
+    if len(op) != 2:
+        ctx.fail(f"output_padding={list(op)} must hold 2 ints")
+    for axis, p, s, d in zip("HW", op, a["stride"], a["dilation"]):
+        if p < 0 or not (p < s or p < d):
+            ctx.fail(f"output_padding={list(op)}: {axis}={p} must be >= 0 and smaller than the stride ({s}) or "
+                     f"the dilation ({d})")
+
+
+def _transpose_infer(ctx):
+    _check_transpose_attrs(ctx)
+    _check_rank4(ctx, 0, "x")
+    _check_rank4(ctx, 1, "w")
+    x, w = ctx.shape(0), ctx.shape(1)
+    g = ctx.attrs["groups"]
+    c_in, cog = w[0], w[1]
+    if _known(c_in) and c_in % g:
+        ctx.fail(f"w of shape {tuple(w)} has {c_in} input channels, not divisible by groups={g}")
+    if _known(x[1]) and _known(c_in) and x[1] != c_in:
+        ctx.fail(f"w of shape {tuple(w)} (C_in, C_out/groups, k_h, k_w) expects x with {c_in} channels, x has {x[1]}")
+    for axis, k in zip("HW", w[2:]):
+        if _known(k) and k < 1:
+            ctx.fail(f"w of shape {tuple(w)}: kernel {axis}={k} must be >= 1")
+    c_out = cog * g if _known(cog) else None
+    return ctx.dtype(0), (x[0], c_out) + _transpose_out_hw(ctx.fail, ctx.attrs, x[2:], w[2:])
+
+
+def _shape_error(msg):
+    raise ShapeError(f"conv_transpose2d: {msg}")
+
+
+def transpose_as_grad_input(attrs, hw, khw):
+    """How conv_transpose2d over x of spatial size hw runs as conv2d_grad_input: (the conv2d's
+    attrs, its input_size, the zero rows and columns x gets at the bottom and right)."""
+    out = _transpose_out_hw(_shape_error, attrs, hw, khw)
+    pads, extra = list(attrs["pads"]), [0, 0]
+    for i, s in enumerate(attrs["stride"]):
+        op, end = attrs["output_padding"][i], attrs["pads"][2 + i]
+        # conv2d of an out-sized image with end pad e has floor(((H-1)·s - end + e + op) / s) + 1
+        # outputs: x's H exactly for e in [end - op, end - op + s - 1]
+        e = max(0, end - op)
+        pads[2 + i] = e
+        extra[i] = ((hw[i] - 1) * s - end + e + op) // s + 1 - hw[i]
+    return ({"stride": tuple(attrs["stride"]), "pads": tuple(pads), "dilation": tuple(attrs["dilation"]),
+             "groups": attrs["groups"]}, out, tuple(extra))
+
+
+def _transpose_composite(ctx):
+    x, w = ctx.inputs
+    if not all(_known(d) for d in tuple(x.shape[2:]) + tuple(w.shape[2:])):
+        raise ShapeError(f"conv_transpose2d: needs known spatial sizes, got x {tuple(x.shape)} and w {tuple(w.shape)}")
+    conv_attrs, out, extra = transpose_as_grad_input(ctx.attrs, tuple(x.shape[2:]), tuple(w.shape[2:]))
+    if any(extra):
+        x = F.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    return conv2d_grad_input(x, w, out, conv_attrs)
+
+
+def _transpose_ref(inputs, attrs):
+    # scatter form: x[n, c, i, j]·w[c, o, a, b] lands on output row i·s_h + a·d_h - top, column
+    # j·s_w + b·d_w - left; rows/columns outside [0, H_out) x [0, W_out) are dropped
+    x, w = inputs
+    g = attrs["groups"]
+    (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
+    pt, pl = attrs["pads"][:2]
+    n, c_in, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    cog = w.shape[1]
+    ho, wo = _transpose_out_hw(lambda m: None, attrs, (h, wd), (kh, kw))
+    full_h = max(pt + ho, (h - 1) * sh + dh * (kh - 1) + 1)
+    full_w = max(pl + wo, (wd - 1) * sw + dw * (kw - 1) + 1)
+    y = np.zeros((n, g, cog, full_h, full_w))
+    xg = _grouped(x.astype(np.float64), g)
+    wg = w.astype(np.float64).reshape((g, c_in // g, cog, kh, kw))
+    for a in range(kh):
+        for b in range(kw):
+            rs = slice(a * dh, a * dh + sh * (h - 1) + 1, sh)
+            cs = slice(b * dw, b * dw + sw * (wd - 1) + 1, sw)
+            y[:, :, :, rs, cs] += np.einsum("ngchw,gco->ngohw", xg, wg[..., a, b])
+    return y[:, :, :, pt:pt + ho, pl:pl + wo].reshape(n, g * cog, ho, wo).astype(x.dtype)
+
+
+def _transpose_cost(in_shapes, out_shapes, attrs):
+    """2·(input elements)·(C_out/g)·k_h·k_w: each input item meets every tap of its group's outputs."""
+    return 2 * int(np.prod(in_shapes[0])) * int(np.prod(in_shapes[1][1:]))
+
+
+def _t(stride=1, pads=0, dilation=1, groups=1, output_padding=0):
+    a = _a(stride, pads, dilation, groups)
+    a["output_padding"] = (output_padding,) * 2 if isinstance(output_padding, int) else tuple(output_padding)
+    return a
+
+
+# (x shape, w shape, attrs): size 1, size-0 batch / channels, odd sizes, DCGAN's k4 s2 p1, output_padding
+# (< stride, and >= stride under a dilation: x padded), asymmetric pads, groups, depthwise, 1x1 (the
+# pointwise grad_input), >= 16 output channels at stride 1 (the float32 implicit GEMM)
+TRANSPOSE_CASES = [
+    ((1, 1, 1, 1), (1, 1, 1, 1), _t()),
+    ((0, 2, 3, 3), (2, 3, 3, 3), _t(pads=1)),
+    ((2, 0, 3, 3), (0, 2, 2, 2), _t(stride=2)),
+    ((2, 2, 3, 3), (2, 0, 3, 3), _t()),
+    ((2, 3, 4, 4), (3, 2, 4, 4), _t(stride=2, pads=1)),
+    ((3, 3, 5, 4), (3, 2, 3, 2), _t()),
+    ((2, 3, 3, 5), (3, 4, 3, 2), _t(stride=(2, 3), pads=(1, 0, 1, 0), output_padding=(1, 2))),
+    ((1, 4, 3, 3), (4, 1, 3, 3), _t(stride=2, pads=1, groups=2, output_padding=1)),
+    ((1, 3, 4, 3), (3, 1, 3, 3), _t(pads=1, groups=3)),
+    ((1, 2, 4, 3), (2, 3, 3, 3), _t(dilation=2, output_padding=1)),
+    ((1, 2, 4, 3), (2, 3, 3, 2), _t(stride=(1, 2), dilation=(3, 1), pads=(1, 0, 1, 0), output_padding=(2, 1))),
+    ((2, 2, 5, 4), (2, 2, 3, 3), _t(pads=(1, 0, 2, 1))),
+    ((1, 2, 2, 2), (2, 2, 5, 5), _t(stride=3, pads=2, output_padding=2)),
+    ((2, 3, 4, 5), (3, 2, 1, 1), _t()),
+    ((1, 2, 3, 3), (2, 3, 1, 1), _t(stride=2, output_padding=1)),
+    ((5, 4, 7, 6), (4, 3, 4, 4), _t(stride=2, pads=1)),
+    ((2, 16, 5, 6), (16, 17, 3, 3), _t(pads=1)),
+]
+TRANSPOSE_SPECIAL = [((2, 3, 4, 5), (3, 4, 3, 3), _t(stride=2, pads=1, output_padding=1)),
+                     ((1, 16, 4, 5), (16, 16, 3, 3), _t(pads=1))]  # float32: the implicit GEMM
+
+
+def _transpose_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for xs, ws, attrs in TRANSPOSE_CASES:
+            out.append(Example([rand(rng, xs, dt), rand(rng, ws, dt)], attrs, note=dt))
+        for xs, ws, attrs in TRANSPOSE_SPECIAL:
+            out.append(Example([special(rng, xs, dt, extremes=False), rand(rng, ws, dt)], attrs, grad=False,
+                               note=f"{dt} special values in x"))
+            out.append(Example([rand(rng, xs, dt), special(rng, ws, dt, extremes=False)], attrs, grad=False,
+                               note=f"{dt} special values in w"))
+    return out
+
+
+register_op(
+    "conv_transpose2d",
+    doc="The transposed convolution (torch.nn.functional.conv_transpose2d): y[n, g·C_out/g + o, i·s_h + a·d_h - top, "
+        "j·s_w + b·d_w - left] += x[n, g·C_in/g + c, i, j] · w[g·C_in/g + c, o, a, b]; H_out = (H - 1)·s_h - top - "
+        "bottom + d_h·(k_h - 1) + output_padding_h + 1.  Composite: conv2d_grad_input.",
+    inputs=[("x", "T"), ("w", "T")],
+    type_vars=_FLOAT_T,
+    attrs=TRANSPOSE_ATTRS,
+    infer=_transpose_infer,
+    reference=_transpose_ref,
+    examples=_transpose_examples,
+    cost=_transpose_cost,
+    composite=_transpose_composite,
+    kernels=(),
+)
+
+
+def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, name=None):
+    """Transposed 2-D convolution (as ``torch.nn.functional.conv_transpose2d``): NCHW ``x``,
+    ``w`` of shape (C_in, C_out / groups, k_h, k_w), optional ``bias`` of shape (C_out,).
+
+    stride, padding, output_padding and dilation are ints or (h, w) pairs; output rows:
+    (H - 1)·s - 2p + d·(k - 1) + output_padding + 1, with output_padding < stride or < dilation.
+    It is the gradient of ``conv2d`` in its input (the same weight): ``conv_transpose2d(x, w,
+    stride=2, padding=1)`` upsamples a 4x4 map to 8x8 with a 4x4 kernel.  Bad shapes raise
+    ShapeError naming the argument.
+
+    >>> import graphc as gc
+    >>> with gc.Graph():
+    ...     z = gc.placeholder("z", (None, 64, 4, 4))
+    ...     w = gc.variable("w", (64, 32, 4, 4))
+    ...     gc.conv_transpose2d(z, w, stride=2, padding=1).shape
+    (None, 32, 8, 8)
+    """
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
+        raise GraphError(f"conv_transpose2d: groups must be an int, got {groups!r}")
+    try:
+        stride, dilation = _pair("stride", stride), _pair("dilation", dilation)
+        p, op = _pair("padding", padding), _pair("output_padding", output_padding)
+    except GraphError as e:
+        raise GraphError(str(e).replace("conv2d:", "conv_transpose2d:", 1)) from None
+    if len(w.shape) != 4:
+        raise ShapeError(f"conv_transpose2d: w must have rank 4 (C_in, C_out/groups, k_h, k_w), got shape "
+                         f"{tuple(w.shape)}")
+    attrs = {"stride": stride, "pads": (p[0], p[1], p[0], p[1]), "dilation": dilation, "groups": int(groups),
+             "output_padding": op}
+    if bias is None:
+        return build("conv_transpose2d", [x, w], attrs, name=name)
+    c_out = w.shape[1] * int(groups) if _known(w.shape[1]) else None
+    if len(bias.shape) != 1 or (_known(bias.shape[0]) and c_out is not None and bias.shape[0] != c_out):
+        raise ShapeError(f"conv_transpose2d: bias must have shape ({c_out},) (one per output channel: w.shape[1] "
+                         f"· groups), got {tuple(bias.shape)}")
+    y = build("conv_transpose2d", [x, w], attrs)
+    return F.add(y, F.reshape(bias, (c_out, 1, 1)), name=name)

@@ -1,5 +1,5 @@
-// activations.cc — gelu (erf and tanh forms), softplus and their gradient ops gelu_grad and
-// softplus_grad (graphc/ops/activations.py has the semantics: torch.nn.functional's formulas,
+// activations.cc — gelu (erf and tanh forms), softplus, leaky_relu and their gradient ops gelu_grad,
+// softplus_grad and leaky_relu_grad (graphc/ops/activations.py has the semantics: torch.nn.functional's formulas,
 // with the mathematical limit where torch's formula meets inf·0 or an overflowing exp).
 //
 // Each is one elementwise pass computed in T (float32 at float32 width, as torch does); the
@@ -330,6 +330,24 @@ template <class T> Kernel softplus_grad_kernel(const KernelArgs& a) {
   });
 }
 
+// leaky_relu: x where x > 0, else x·slope (the slope rounded to T once, as torch).  A select, so
+// NaN flows through the product and -0.0 stays -0.0 for slope >= 0.
+double leaky_slope(const KernelArgs& a, double slope) {
+  if (!std::isfinite(slope)) a.fail("attr 'negative_slope' must be finite, got " + std::to_string(slope));
+  return slope;
+}
+
+template <class T> Kernel leaky_relu_kernel(const KernelArgs& a) {
+  const T slope = T(leaky_slope(a, attrs::LeakyRelu(a).negative_slope));
+  return unary_kernel<T>(a, [slope](T x) { return x > T(0) ? x : x * slope; });
+}
+
+// leaky_relu_grad: dy where x > 0, else dy·slope.
+template <class T> Kernel leaky_relu_grad_kernel(const KernelArgs& a) {
+  const T slope = T(leaky_slope(a, attrs::LeakyReluGrad(a).negative_slope));
+  return grad_kernel<T>(a, [slope](T dy, T x) { return x > T(0) ? dy : dy * slope; });
+}
+
 }  // namespace
 }  // namespace cpu
 
@@ -340,6 +358,8 @@ void register_activation_kernels(KernelRegistry& r) {
   add_typed<FloatTypes>(r, "gelu_grad", GRAPHC_TYPED(gelu_grad_kernel));
   add_typed<FloatTypes>(r, "softplus", GRAPHC_TYPED(softplus_kernel));
   add_typed<FloatTypes>(r, "softplus_grad", GRAPHC_TYPED(softplus_grad_kernel));
+  add_typed<FloatTypes>(r, "leaky_relu", GRAPHC_TYPED(leaky_relu_kernel));
+  add_typed<FloatTypes>(r, "leaky_relu_grad", GRAPHC_TYPED(leaky_relu_grad_kernel));
 #undef GRAPHC_TYPED
 }
 

@@ -50,14 +50,20 @@ GRAPHC_HD inline Words philox4x32_10(Words c, uint32_t k0, uint32_t k1) {
   return c;
 }
 
-// The four words of dropout block b (elements 4b .. 4b + 3) at (seed, step).
-GRAPHC_HD inline Words dropout_block(uint64_t seed, uint64_t step, uint64_t block) {
+// The four words of block b of the (seed, step) stream: counter (b lo, b hi, step lo, step hi),
+// key (seed lo, seed hi).  Dropout and the random ops (random_math.h) all draw from it.
+GRAPHC_HD inline Words stream_block(uint64_t seed, uint64_t step, uint64_t block) {
   Words c;
   c.w[0] = static_cast<uint32_t>(block);
   c.w[1] = static_cast<uint32_t>(block >> 32);
   c.w[2] = static_cast<uint32_t>(step);
   c.w[3] = static_cast<uint32_t>(step >> 32);
   return philox4x32_10(c, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+// The four words of dropout block b (elements 4b .. 4b + 3) at (seed, step).
+GRAPHC_HD inline Words dropout_block(uint64_t seed, uint64_t step, uint64_t block) {
+  return stream_block(seed, step, block);
 }
 
 // ceil(p · 2^24) for p in [0, 1]: scaling by a power of two is exact, so (word >> 8) >= this
