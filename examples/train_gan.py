@@ -168,6 +168,8 @@ def main(argv=None):
     done = 0
     resumed = args.resume and os.path.exists(checkpoint)
     if resumed:
+        if not os.path.exists(progress_path):
+            raise SystemExit(f"--resume: {checkpoint} has no {progress_path} saying how many steps it holds")
         sess.load_checkpoint(checkpoint)      # both networks, both Adam states, batch-norm statistics, rng/step
         with open(progress_path) as f:
             done = int(json.load(f)["steps_done"])
@@ -188,6 +190,8 @@ def main(argv=None):
         gc.images.save_grid(path, sample()[:GRID_SAMPLES], nrow=10)
         return path
 
+    if not resumed:                   # the real digits, to hold the samples against
+        gc.images.save_grid(os.path.join(out_dir, "real_digits.png"), data[:GRID_SAMPLES], nrow=10)
     history = []                       # (d_loss, g_loss, d_real, d_fake) per step
     bar = gen_common.Progress(steps, desc="GAN", enabled=not args.no_progress, initial=done)
     t0 = time.perf_counter()
@@ -241,7 +245,8 @@ def main(argv=None):
         s = gen_common.score(clf(images))
         result["score"] = s
         print(f"classifier ({100 * clf.test_accuracy:.1f}% test accuracy, {clf.folder}): " + gen_common.format_score(s))
-    print(f"files: {out_dir} (model.pb, gan.program, checkpoint.npz, samples_epoch*.png, samples.png)")
+    print(f"files: {out_dir} (model.pb, gan.program, checkpoint.npz, samples_epoch*.png, samples.png, "
+          "real_digits.png)")
     return result
 
 
