@@ -62,7 +62,10 @@ def _tiny(out, *extra):
 
 
 def test_tiny_gan_trains_and_writes_grids(tmp_path):
-    (r,), stdout = _run([_tiny(tmp_path, "--steps", "9")])
+    # --score quick: the end-of-run scoring path, with the quick classifier trained into a fresh cache
+    (r,), stdout = _run([_tiny(tmp_path / "run", "--steps", "9", "--score", "quick")],
+                        env={**os.environ, "GRAPHC_CACHE": str(tmp_path / "cache")})
+    tmp_path = tmp_path / "run"
     h = np.array(r["history"])
     assert r["steps"] == 9 and h.shape == (9, 4) and np.isfinite(h).all()
     # Both losses move: every step updates D, then G, with fresh noise.
@@ -73,11 +76,15 @@ def test_tiny_gan_trains_and_writes_grids(tmp_path):
     side = 10 * (8 * 4 + 1) + 1                               # 10 × 10 digits, scale 4, padding 1
     for name in ("samples_epoch000.png", "samples_epoch001.png", "samples.png"):
         assert _png_size(tmp_path / name) == (side, side), name
+    assert _png_size(tmp_path / "real_digits.png") == (side, side)
     for name in ("model.pb", "gan.program", "checkpoint.npz", "checkpoint.json"):
         assert (tmp_path / name).exists(), name
     s = np.array(r["samples"])
     assert s.shape == (500, 1, 8, 8) and (s > 0).all() and (s < 1).all()     # sigmoid outputs
     assert "d_loss" in stdout and "g_loss" in stdout
+    sc = r["score"]          # an untrained generator: figures, not the bar
+    assert sc["n"] == 500 and sum(sc["histogram"]) == 500 and 0.1 <= sc["mean_top_prob"] <= 1.0
+    assert "samples per class" in stdout
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
