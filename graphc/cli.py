@@ -3,10 +3,12 @@
 ::
 
     graphc compile model.pb -o model.plan --shape x=128,784 [--train loss --optimizer adam:lr=1e-3]
-    graphc info  model.pb|model.plan [--json]
-    graphc viz   model.pb|model.plan -o graph.svg [--collapse] [--depth N]
-    graphc run   model.plan --feed x=x.npy [--steps N] [-o out.npz] [--checkpoint ckpt]
-    graphc bench model.plan [--warmup 10 --iters 100]
+    graphc compile model.pb --entry sample -o sample.plan      # one entry point -> a plan
+    graphc compile model.pb --entries all -o gan.program       # several (--entry A --entry B) -> a program
+    graphc info  model.pb|model.plan|gan.program [--json]
+    graphc viz   model.pb|model.plan|gan.program -o graph.svg [--entry NAME] [--collapse] [--depth N]
+    graphc run   model.plan|gan.program [--entry NAME] --feed x=x.npy [--steps N] [-o out.npz] [--checkpoint ckpt]
+    graphc bench model.plan|gan.program [--entry NAME] [--warmup 10 --iters 100]
 
 Bad input (a missing or wrong-kind file, a bad flag value, an unknown shape name,
 feeds that do not match the plan) prints one line on stderr and exits with 2; ``-v``
@@ -32,6 +34,7 @@ from graphc import compiler, dtypes, optim, registry, serialize, viz
 from graphc._version import __version__
 from graphc.errors import CompileError, FeedError, GraphcError, ModelFormatError, quote
 from graphc.plan import load_plan
+from graphc.program import is_program_bytes, load_program
 from graphc.proto_enums import dtype_from_proto
 from graphc.session import Session
 
@@ -161,9 +164,20 @@ def _load_plan(path):
     return load_plan(path)
 
 
+def _is_program_file(path):
+    try:
+        with open(path, "rb") as f:
+            return is_program_bytes(f.read())
+    except OSError:
+        return False
+
+
 def load_any(path):
-    """('model', Graph) or ('plan', Plan); the extension picks what is tried first."""
+    """('model', Graph), ('plan', Plan) or ('program', Program); the extension picks what is
+    tried first (a program file is told by its content: it has entries)."""
     _check_exists(path)
+    if _is_program_file(path):
+        return "program", load_program(path)
     order = [("plan", _load_plan), ("model", _load_model)]
     if not path.endswith(".plan"):
         order.reverse()
@@ -176,18 +190,35 @@ def load_any(path):
     raise ModelFormatError(f"{path}: neither a graphc model nor a plan ({first})")
 
 
-def load_plan_arg(path, command):
+def load_plan_arg(path, command, entry=None):
+    """The Plan to run: a plan file's (``entry`` None or its own entry name), or entry
+    ``entry`` of a program file (required when the program has several).  Returns
+    ``(plan, program or None, entry name or None)``."""
     kind, obj = load_any(path)
-    if kind != "plan":
+    if kind == "model":
         raise UsageError(f"{path} is a model (.pb), but {command} needs a compiled plan; "
                          f"make one with: graphc compile {path} -o MODEL.plan")
-    return obj
+    if kind == "program":
+        if entry is None:
+            if len(obj.entries) != 1:
+                raise UsageError(f"{path} is a program of {len(obj.entries)} entries; choose one with --entry NAME "
+                                 f"({', '.join(obj.entries)})")
+            entry = obj.entries[0]
+        if entry not in obj.entries:
+            raise UsageError(f"--entry {entry}: {path} has no such entry; its entries: {', '.join(obj.entries)}")
+        return obj.plan(entry), obj, entry
+    own = obj.proto.metadata.get("entry") or None
+    if entry is not None and entry != own:
+        have = f"entry {own!r}" if own else "no entry name"
+        raise UsageError(f"--entry {entry}: {path} is a single compiled plan ({have}); --entry selects an entry "
+                         f"of a program file")
+    return obj, None, own
 
 
 def load_model_arg(path):
     kind, obj = load_any(path)
     if kind != "model":
-        raise UsageError(f"{path} is a compiled plan; compile takes a model (.pb) saved with Graph.save")
+        raise UsageError(f"{path} is a compiled {kind}; compile takes a model (.pb) saved with Graph.save")
     return obj
 
 
@@ -231,15 +262,54 @@ def _has_training_steps(plan):
     return any(step.role in (1, 2) for step in plan.steps)
 
 
-def cmd_compile(args):
+def _selected_entries(args):
+    """None (no --entry/--entries), one name (a plan), or a list / "all" (a program)."""
+    if args.entries is not None and args.entry:
+        raise UsageError("give --entry NAME (repeatable) or --entries all|A,B,..., not both")
+    if args.entries is not None:
+        text = args.entries.strip()
+        if text == "all":
+            return "all"
+        names = [n.strip() for n in text.split(",")]
+        if not text or not all(names):
+            raise UsageError(f"bad --entries {args.entries!r}: expected 'all' or names separated by commas")
+        return names
+    if not args.entry:
+        return None
+    if len(set(args.entry)) != len(args.entry):
+        raise UsageError(f"--entry names an entry twice: {', '.join(args.entry)}")
+    return args.entry[0] if len(args.entry) == 1 else list(args.entry)
+
+
+def _compile_shapes(texts, graph):
+    """--shape NAME=DIMS (every entry) and ENTRY:NAME=DIMS (that entry only) → the compiler's
+    shapes dict (flat, with one nested dict per entry that overrides)."""
+    entries = getattr(graph, "entries", None) or {}
     shapes = {}
-    for text in args.shape:
+    for text in texts:
         name, dims = parse_shape(text)
+        entry, sep, rest = name.partition(":")
+        if sep and entry in entries and rest:
+            table = shapes.setdefault(entry, {})
+            if not isinstance(table, dict):
+                raise UsageError(f"--shape {text}: {entry!r} names both an entry and a placeholder")
+            if rest in table:
+                raise UsageError(f"--shape {name} is given twice")
+            table[rest] = dims
+            continue
         if name in shapes:
             raise UsageError(f"--shape {name} is given twice")
         shapes[name] = dims
-    budget = parse_bytes(args.memory_budget) if args.memory_budget is not None else None
+    return shapes
+
+
+def cmd_compile(args):
     graph = load_model_arg(args.model)
+    selected = _selected_entries(args)
+    if selected is not None:
+        return _compile_entries(args, graph, selected)
+    shapes = _compile_shapes(args.shape, graph)
+    budget = parse_bytes(args.memory_budget) if args.memory_budget is not None else None
     out = args.output or os.path.splitext(args.model)[0] + ".plan"
     if os.path.abspath(out) == os.path.abspath(args.model):
         raise UsageError(f"-o {out} would overwrite the model")
@@ -292,6 +362,50 @@ def cmd_compile(args):
         print(f"{'compile (total)':<20} {total * 1e3:>9.2f} {len(plan.steps):>7}")
     print(f"wrote {out} (target {plan.target})")
     _print_plan_summary(plan)
+    return EXIT_OK
+
+
+def _compile_entries(args, graph, selected):
+    """compile --entry NAME (a plan) or --entry A --entry B / --entries all (a program)."""
+    for flag, given in (("--train", args.train), ("--optimizer", args.optimizer), ("--inference", args.inference),
+                        ("--fetch", args.fetch)):
+        if given:
+            raise UsageError(f"{flag} cannot be combined with --entry/--entries: an entry carries its own loss, "
+                             f"optimizer and fetches (give them to minimize(..., name=) or graph.entry())")
+    params = inspect.signature(compiler.compile).parameters
+    if "entries" not in params or "entry" not in params:
+        raise UsageError("--entry/--entries: this graphc's compiler has no entry points (graphc.compiler.compile "
+                         "takes no entry=/entries=)")
+    kwargs = {"shapes": _compile_shapes(args.shape, graph), "target": args.target}
+    if args.no_fuse:
+        kwargs["fuse"] = False
+    if args.memory_budget is not None:
+        kwargs["memory_budget"] = parse_bytes(args.memory_budget)
+    single = isinstance(selected, str) and selected != "all"
+    ext = ".plan" if single else ".program"
+    out = args.output or os.path.splitext(args.model)[0] + ext
+    if os.path.abspath(out) == os.path.abspath(args.model):
+        raise UsageError(f"-o {out} would overwrite the model")
+    started = time.perf_counter()
+    if single:
+        result = compiler.compile(graph, entry=selected, **kwargs)
+    else:
+        result = compiler.compile(graph, entries=selected, **kwargs)
+    total = time.perf_counter() - started
+    result.save(out)
+    if args.verbose:
+        print(f"compile (total) {total * 1e3:.2f} ms")
+    if single:
+        print(f"wrote {out} (entry {selected}, target {result.target})")
+        _print_plan_summary(result)
+        return EXIT_OK
+    mem = result.memory_report()
+    print(f"wrote {out} (program of {len(result.entries)} entries, target {result.target})")
+    for name in result.entries:
+        print(f"entry {name}:")
+        _print_plan_summary(result.plan(name))
+    print(f"shared: arena {format_bytes(mem['arena_bytes'])} (separate arenas would be "
+          f"{format_bytes(mem['separate_arenas_bytes'])}), persistent {format_bytes(mem['persistent_bytes'])}")
     return EXIT_OK
 
 
@@ -371,8 +485,73 @@ def model_info(graph, path):
         "inputs": [{"name": p.name, "dtype": p.dtype, "shape": list(p.shape)} for p in graph.inputs],
         "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in values],
         "training": _spec_dict(graph.training),
+        "entries": [_model_entry_dict(e) for e in (getattr(graph, "entries", None) or {}).values()],
         "metadata": dict(graph.metadata),
     }
+
+
+def _model_entry_dict(entry):
+    spec = entry.training
+    out = {"name": entry.name, "kind": "training" if spec is not None else "inference",
+           "fetches": list(entry.fetches)}
+    if spec is not None:
+        out["loss"] = spec.loss
+        out["optimizer"] = spec.optimizer.kind
+        out["var_list"] = len(spec.var_list)   # 0: every trainable variable
+    return out
+
+
+def program_info(program, path):
+    mem = program.memory_report()
+    entries = []
+    for name in program.entries:
+        proto = program.entry_proto(name)
+        values = proto.values
+
+        def value_dict(i, values=values):
+            v = values[i]
+            return {"name": v.name, "dtype": dtype_from_proto(v.dtype), "shape": list(v.dims)}
+
+        training = proto.training if proto.HasField("training") else None
+        entries.append({"name": name, "kind": "training" if training is not None else "inference",
+                        "steps": len(proto.steps),
+                        "roles": _role_histogram(_ROLE_NAMES.get(st.role, str(st.role)) for st in proto.steps),
+                        "inputs": [value_dict(i) for i in proto.feeds],
+                        "outputs": [value_dict(i) for i in proto.fetches],
+                        "training": _spec_dict(training), "arena_bytes": int(proto.arena_bytes)})
+    return {
+        "kind": "program",
+        "path": path,
+        "target": program.target,
+        "entries": entries,
+        "parameters": _params(program.persistent),
+        "memory": {"arena_bytes": mem["arena_bytes"], "separate_arenas_bytes": mem["separate_arenas_bytes"],
+                   "persistent_bytes": mem["persistent_bytes"]},
+        "metadata": dict(program.proto.metadata),
+    }
+
+
+def _print_program_info(info):
+    p = info["parameters"]
+    print(f"program {info['path']}: {len(info['entries'])} entries, target {info['target']}")
+    for e in info["entries"]:
+        print(f"entry {e['name']} ({e['kind']}): {e['steps']} steps, arena {format_bytes(e['arena_bytes'])}")
+        print("  feeds:   " + (", ".join(f"{v['name']} {v['dtype']} {_fmt_shape(v['shape'])}" for v in e["inputs"])
+                               or "none"))
+        print("  fetches: " + (", ".join(f"{v['name']} {v['dtype']} {_fmt_shape(v['shape'])}" for v in e["outputs"])
+                               or "none"))
+        t = e["training"]
+        if t is not None:
+            hp = ", ".join(f"{k}={v:g}" for k, v in t["optimizer"]["hyperparameters"].items())
+            print(f"  training: loss {t['loss']}, optimizer {t['optimizer']['kind']}" + (f" ({hp})" if hp else "")
+                  + f", var_list {len(t['var_list']) or 'all'}")
+    print(f"parameters: {p['count']} in {p['variables']} variables, {format_bytes(p['bytes'])}"
+          + (f"; other state {p['state_count']} ({format_bytes(p['state_bytes'])})" if p["state_count"] else ""))
+    m = info["memory"]
+    print("memory:")
+    print(f"  shared arena  {format_bytes(m['arena_bytes'])} (separate arenas: "
+          f"{format_bytes(m['separate_arenas_bytes'])})")
+    print(f"  persistent    {format_bytes(m['persistent_bytes'])} (shared by every entry)")
 
 
 def plan_info(plan, path):
@@ -437,8 +616,16 @@ def _print_info(info):
         print(f"{title}:")
         for v in info[key]:
             print(f"  {v['name']:<24} {v['dtype']:<8} {_fmt_shape(v['shape'])}")
+    if info.get("entries"):
+        print("entries:")
+        for e in info["entries"]:
+            what = (f"training, loss {e['loss']}, {e['optimizer']}, var_list {e['var_list'] or 'all'}"
+                    if e["kind"] == "training" else "inference")
+            print(f"  {e['name']:<20} {what}; fetches: {', '.join(e['fetches']) or 'none'}")
     t = info["training"]
-    if t is None:
+    if t is None and info.get("entries"):
+        print("training: no default spec (compile an entry above with --entry NAME)")
+    elif t is None:
         print("training: none (inference)")
     else:
         hp = ", ".join(f"{k}={v:g}" for k, v in t["optimizer"]["hyperparameters"].items())
@@ -469,9 +656,14 @@ def _print_info(info):
 
 def cmd_info(args):
     kind, obj = load_any(args.file)
-    info = model_info(obj, args.file) if kind == "model" else plan_info(obj, args.file)
+    if kind == "program":
+        info = program_info(obj, args.file)
+    else:
+        info = model_info(obj, args.file) if kind == "model" else plan_info(obj, args.file)
     if args.json:
         print(json.dumps(info, indent=2))
+    elif kind == "program":
+        _print_program_info(info)
     else:
         _print_info(info)
     return EXIT_OK
@@ -484,9 +676,20 @@ def cmd_viz(args):
     viz.output_format(out)
     if args.depth is not None and args.depth < 0:
         raise UsageError(f"--depth must be >= 0, got {args.depth}")
-    _, obj = load_any(args.file)
+    kind, obj = load_any(args.file)
+    if args.entry is not None:
+        entries = obj.entries if kind == "program" else list(getattr(obj, "entries", None) or {})
+        if kind == "plan":
+            load_plan_arg(args.file, "viz", args.entry)   # its own entry name, or a UsageError
+        elif args.entry not in entries:
+            raise UsageError(f"--entry {args.entry}: {args.file} has no such entry; its entries: "
+                             f"{', '.join(entries) or 'none'}")
+    elif kind == "program" and len(obj.entries) > 1:
+        raise UsageError(f"{args.file} is a program of {len(obj.entries)} entries; choose one with --entry NAME "
+                         f"({', '.join(obj.entries)})")
     try:
-        written = viz.draw(obj, out, collapse=args.collapse, depth=args.depth, rankdir=args.rankdir)
+        written = viz.draw(obj, out, collapse=args.collapse, depth=args.depth, rankdir=args.rankdir,
+                           entry=args.entry)
     except viz.GraphvizNotFoundError as e:
         print(f"graphc viz: {e}", file=sys.stderr)
         return EXIT_OK
@@ -580,8 +783,8 @@ def check_feeds(plan, feeds, batches=False):
     return out
 
 
-def open_session(plan, device, threads):
-    kwargs = {"device": device or plan.target or "cpu"}
+def open_session(plan, device, threads, target=None):
+    kwargs = {"device": device or target or getattr(plan, "target", None) or "cpu"}
     if threads is not None:
         kwargs["threads"] = threads
     try:
@@ -626,13 +829,18 @@ def cmd_run(args):
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
     if args.output is not None and not args.output.endswith(".npz"):
         raise UsageError(f"-o {args.output}: run writes the fetched values as an .npz file")
-    plan = load_plan_arg(args.plan, "run")
+    plan, program, entry = load_plan_arg(args.plan, "run", args.entry)
     training = plan.training is not None and _has_training_steps(plan)
     if args.steps > 1 and not training:
-        raise UsageError(f"--steps {args.steps} needs a training plan; {args.plan} is an inference plan "
-                         f"(compile with --train LOSS --optimizer ...)")
+        what = f"entry {entry!r} of {args.plan} is an inference entry" if program is not None else \
+            f"{args.plan} is an inference plan"
+        raise UsageError(f"--steps {args.steps} needs a training plan; {what} (compile with --train LOSS "
+                         f"--optimizer ...)")
     batches = check_feeds(plan, load_feeds(args.feed), batches=training)
-    sess = open_session(plan, args.device, args.threads)
+    # A program runs whole (every entry on one store), so a checkpoint covers all of it.
+    sess = open_session(program if program is not None else plan, args.device, args.threads,
+                        target=plan.target)
+    run_entry = entry if program is not None else None
     if args.checkpoint and os.path.exists(args.checkpoint):
         sess.load_checkpoint(args.checkpoint)
         print(f"loaded checkpoint {args.checkpoint}", file=sys.stderr)
@@ -647,7 +855,7 @@ def cmd_run(args):
         steps = bar
     for s in steps:
         feeds = {name: arrs[s % len(arrs)] for name, arrs in batches.items()}
-        fetched = fetch_dict(sess.run(feeds), plan)
+        fetched = fetch_dict(sess.run(feeds, entry=run_entry), plan)
         if bar is not None and loss_name in fetched:
             bar.set_postfix(loss=f"{float(np.asarray(fetched[loss_name])):.6g}")
     if bar is not None:
@@ -746,7 +954,7 @@ def per_step_seconds(result, plan):
 def cmd_bench(args):
     if args.iters < 1 or args.warmup < 0:
         raise UsageError("--iters must be >= 1 and --warmup >= 0")
-    plan = load_plan_arg(args.plan, "bench")
+    plan, _, _ = load_plan_arg(args.plan, "bench", args.entry)
     if args.feed:
         feeds = {k: v[0] for k, v in check_feeds(plan, load_feeds(args.feed)).items()}
     else:
@@ -818,6 +1026,10 @@ def build_parser():
     c.add_argument("--memory-budget", metavar="SIZE", help="e.g. 64MB, 512MiB")
     c.add_argument("--no-fuse", action="store_true",
                    help="one step per node: no fused elementwise chains or matmul epilogues")
+    c.add_argument("--entry", action="append", default=[], metavar="NAME",
+                   help="compile this entry point: once -> a plan, repeated -> a program of those entries")
+    c.add_argument("--entries", metavar="all|A,B,...", help="compile these entry points (all: every one) "
+                   "into a program; --shape ENTRY:NAME=D0,... binds a shape for one entry")
     common(c)
     c.set_defaults(func=cmd_compile)
 
@@ -833,11 +1045,14 @@ def build_parser():
     z.add_argument("--collapse", action="store_true", help="draw each top-level scope as one box")
     z.add_argument("--depth", type=int, metavar="N", help="keep scopes N deep as clusters, deeper ones as boxes")
     z.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB")
+    z.add_argument("--entry", metavar="NAME", help="draw one entry point: a program's plan of it, or the part "
+                   "of a model's graph it computes")
     common(z)
     z.set_defaults(func=cmd_viz)
 
     r = sub.add_parser("run", help="run a plan on feeds from .npy/.npz files")
-    r.add_argument("plan")
+    r.add_argument("plan", help="a plan or a program file")
+    r.add_argument("--entry", metavar="NAME", help="the entry of a program to run (required when it has several)")
     r.add_argument("--feed", action="append", default=[], metavar="NAME=FILE.npy|FILE.npz")
     r.add_argument("-o", "--output", metavar="OUT.npz", help="write the fetched values")
     r.add_argument("--steps", type=int, default=1, help="training steps (training plans)")
@@ -848,7 +1063,8 @@ def build_parser():
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bench", help="latency and time per node")
-    b.add_argument("plan")
+    b.add_argument("plan", help="a plan or a program file")
+    b.add_argument("--entry", metavar="NAME", help="the entry of a program to time (required when it has several)")
     b.add_argument("--warmup", type=int, default=10)
     b.add_argument("--iters", type=int, default=100)
     b.add_argument("--top", type=int, default=20, help="rows of the per-node table")

@@ -67,7 +67,10 @@ _IN_PACKAGE = {}  # code file name → inside the graphc package (os.path.abspat
 
 
 def user_provenance():
-    """(file, line) of the innermost stack frame outside the graphc package."""
+    """(file, line) of the innermost stack frame outside the graphc package; ("", 0) inside
+    :func:`compiler_provenance`."""
+    if getattr(_state, "in_compiler", 0):
+        return ("", 0)
     frame = sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_filename
@@ -261,6 +264,19 @@ class Node:
 
 
 _state = threading.local()
+
+
+@contextlib.contextmanager
+def compiler_provenance():
+    """Inside, a node built without a provenance (by a compiler pass, not under
+    ``Graph.building(role, provenance)``) gets none, ``("", 0)``, instead of the innermost
+    user frame, which would be the line that called ``gc.compile``: the same model compiled
+    from two lines must give the same plan bytes."""
+    _state.in_compiler = getattr(_state, "in_compiler", 0) + 1
+    try:
+        yield
+    finally:
+        _state.in_compiler -= 1
 
 
 def _stack():

@@ -250,8 +250,10 @@ def clip_by_global_norm(grads, clip):
     return [ops.mul(g, ops.cast(scale, g.dtype) if g.dtype != scale.dtype else scale) for g in grads]
 
 
-def append_updates(graph, optimizer, grads_and_vars, prefix=""):
+def append_updates(graph, optimizer, grads_and_vars, prefix="", provenance=None):
     """Append the update nodes (role optimizer) for (gradient, variable) pairs; returns them.
+    ``provenance``: the (file, line) of the nodes that serve every variable (the step counter,
+    global-norm clipping); a variable's own update carries the variable's.
 
     ``prefix``: the training entry's name: its optimizer state (and update nodes) are named
     ``<prefix>/<var>/adam_m``, ``<prefix>/optimizer/step``, ...; "" (the default training
@@ -260,7 +262,7 @@ def append_updates(graph, optimizer, grads_and_vars, prefix=""):
     def named(name):
         return f"{prefix}/{name}" if prefix else name
 
-    with graph.building(OPTIMIZER):
+    with graph.building(OPTIMIZER, provenance):
         grads = [g for g, _ in grads_and_vars]
         if optimizer.clip_global_norm > 0 and grads:
             grads = clip_by_global_norm(grads, optimizer.clip_global_norm)

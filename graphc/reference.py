@@ -64,6 +64,10 @@ def evaluate(graph, feeds, fetches=None, state=None, entry=None):
         spec = getattr(graph, "entries", {}).get(entry)
         if spec is None:
             raise KeyError(f"graph has no entry {entry!r}; its entries: {list(getattr(graph, 'entries', {}))}")
+        if spec.training is not None and state is not None:
+            # the graph as built has no gradient or update nodes: evaluating it would not train
+            raise ValueError(f"entry {entry!r} is a training step: evaluate the graph the compiler lowers for it, "
+                             f"gc.compiler.lower_graph(model, entry={entry!r}, shapes=...), with state=")
         loss = [spec.training.loss] if spec.training is not None else []
         fetches = list(dict.fromkeys(loss + list(spec.fetches)))
     if fetches is None:

@@ -15,6 +15,14 @@ they stay valid after the next run.  To avoid the copies, ``run(feeds, out={...}
 writes results into your arrays, and an :class:`IOBinding` (``sess.io_binding()``) lets
 the kernels read and write your arrays in place (docs/feeds.md).
 
+A Session also runs a program (``gc.compile(model, entries=[...])``, or a program file):
+every entry over one copy of the variables and optimizer state, one arena::
+
+    sess = gc.Session(prog)                        # or gc.Session("gan.program")
+    sess.run({"x": xb}, entry="train_d")           # entry= is required when there are several
+    sess.run({}, entry="sample")                   # sees the weights train_d just wrote
+    sess.save_checkpoint("gan.npz")                # every variable and optimizer state
+
 A Session may be shared by threads: ``run``, ``profile``, ``get_variable``,
 ``set_variable`` and the checkpoint methods are serialised, and each ``run`` returns
 its own fetches (copied out before the next run starts).
@@ -29,6 +37,7 @@ Environment (read when a Session is created):
   not given; default: the machine's physical memory.  Above it, creating the Session
   raises ResourceError before anything is allocated.
 """
+import math
 import os
 import re
 import threading
@@ -41,6 +50,7 @@ from graphc import feeds as feeds_mod
 from graphc._load_blas import load_openblas
 from graphc._proto import graphc_pb2 as pb
 from graphc.plan import explain_step_error, step_members
+from graphc.program import Program, is_program_bytes, program_from_bytes, validate_program
 
 _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
            pb.INT32: np.dtype(np.int32), pb.INT64: np.dtype(np.int64), pb.BOOL: np.dtype(np.bool_)}
@@ -52,9 +62,13 @@ def _load_runtime():
     return _runtime
 
 
-def _plan_proto(plan):
-    if isinstance(plan, pb.Plan):
+def _source(plan):
+    """The graphc_pb2.Plan or graphc.program.Program that ``plan`` (a Plan, Program, their
+    messages, or a path to either file) holds."""
+    if isinstance(plan, (pb.Plan, Program)):
         return plan
+    if isinstance(plan, pb.Program):
+        return Program(validate_program(plan))
     proto = getattr(plan, "proto", None)
     if isinstance(proto, pb.Plan):
         return proto
@@ -65,13 +79,29 @@ def _plan_proto(plan):
                 data = f.read()
         except OSError as e:
             raise errors.ModelFormatError(f"cannot read plan {path!r}: {e.strerror or e}") from None
+        if is_program_bytes(data):
+            return program_from_bytes(data, f"program {path!r}")
         msg = pb.Plan()
         try:
             msg.ParseFromString(data)
         except Exception as e:  # protobuf raises DecodeError or RuntimeError by backend
             raise errors.ModelFormatError(f"plan {path!r}: not a graphc plan ({e})") from None
         return msg
-    raise TypeError(f"Session expects a graphc Plan, a graphc_pb2.Plan or a path, got {type(plan).__name__}")
+    raise TypeError(f"Session expects a graphc Plan or Program, their protobuf message or a path, got "
+                    f"{type(plan).__name__}")
+
+
+def _check_declared(persistent, where):
+    """ModelFormatError when a variable's initial value (its dtype and dims, which the runtime
+    allocates by) disagrees with its declared dtype and dims (which the Session reads by)."""
+    for i, var in enumerate(persistent):
+        init = var.init
+        if not init.dims and not init.raw_data:
+            continue   # no init: the declaration is the runtime's too
+        if init.dtype != var.dtype or list(init.dims) != list(var.dims):
+            raise errors.ModelFormatError(
+                f"{where}plan variable {i} ({errors.quote(var.name)}) is declared dtype {var.dtype} dims "
+                f"{list(var.dims)}, but its initial value has dtype {init.dtype} dims {list(init.dims)}")
 
 
 def _shape(dims):
@@ -113,223 +143,85 @@ def _poison_from_env():
     return os.environ.get("GRAPHC_POISON", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-class Session:
-    """Runs one plan on one device.
+def _nbytes(dtype_enum, dims):
+    n = _DTYPES[dtype_enum].itemsize
+    for d in dims:
+        n *= int(d)
+    return n
 
-    Args:
-        plan: a ``graphc.plan.Plan``, a ``graphc_pb2.Plan`` message or a path to a ``.plan``.
-        device: ``"cpu"`` or ``"cuda"`` (``graphc._runtime.devices()`` lists those built).
-        threads: CPU threads for kernels and BLAS; None means ``os.cpu_count()``.
-        poison: fill dead values with 0xFF after each step (see the module docstring);
-            None reads ``GRAPHC_POISON`` from the environment.
-        memory_limit: the most bytes the plan may ask for (arena + variables +
-            constants), an int or a string such as ``"2GiB"``; None reads
-            ``GRAPHC_MEMORY_LIMIT``, else the machine's physical memory.
 
-    The C++ runtime validates the plan before it allocates anything (indices, sizes
-    and their overflow, alignment, and that values live at the same time never share
-    arena bytes).  Raises ModelFormatError when the plan is corrupt, inconsistent or
-    unsafe, ResourceError when it needs more memory than allowed or an allocation
-    fails, DeviceError when ``device`` is unknown or not usable on this build/machine.
-    """
+class _Names(list):
+    """A list of names that can also be called with an entry name: ``sess.feed_names`` (the
+    list) and ``sess.feed_names("train_d")`` (that entry's list)."""
 
-    def __init__(self, plan, device="cpu", threads=None, poison=None, memory_limit=None):
-        if not isinstance(device, str):
-            raise errors.DeviceError(f"device must be a name such as 'cpu' or 'cuda', got {errors.quote(device)}")
-        limit = _memory_limit(memory_limit)
-        if threads is None:
-            threads = os.cpu_count() or 1
-        threads = int(threads)
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        self._proto = _plan_proto(plan)
-        self.device = device
-        self.threads = threads
-        values = self._proto.values
-        self._info = []
-        for i, v in enumerate(values):
-            if v.dtype not in _DTYPES:
-                raise errors.ModelFormatError(f"plan value {i} ({v.name!r}) has invalid dtype {v.dtype}")
-            self._info.append((v.name, _DTYPES[v.dtype], _shape(v.dims)))
-        self.poison = _poison_from_env() if poison is None else bool(poison)
-        # Variables are keyed by Plan.persistent: several PERSISTENT values may share one
-        # storage index (a variable and the in-place outputs of its update ops).
-        self._variables = {}
-        for i, var in enumerate(self._proto.persistent):
-            if var.dtype not in _DTYPES:
-                raise errors.ModelFormatError(f"plan variable {i} ({var.name!r}) has invalid dtype {var.dtype}")
-            if var.name in self._variables:
-                raise errors.ModelFormatError(f"plan variable {var.name!r} is listed twice")
-            self._variables[var.name] = (i, _DTYPES[var.dtype], _shape(var.dims))
-        runtime = _load_runtime()
-        try:
-            self._exec = runtime.Executor(self._proto, threads, self.poison, device, limit)
-        except errors.GraphcError:
-            raise  # ResourceError, DeviceError: already typed by the runtime
-        except MemoryError as e:
-            raise errors.ResourceError(f"out of memory loading the plan: {e}") from None
-        except (ValueError, OverflowError, TypeError, RuntimeError) as e:
-            raise errors.ModelFormatError(f"invalid plan: {explain_step_error(self._proto, str(e))}") from None
-        # run() and the variable accessors are serialised by the executor; this lock
-        # makes a checkpoint a consistent snapshot (no run between two variables).
-        self._lock = threading.RLock()
-        self._feeds = [int(i) for i in self._proto.feeds]
-        self._fetches = [int(i) for i in self._proto.fetches]
+    __slots__ = ("_of",)
+
+    def __call__(self, entry=None):
+        return list(self._of(entry))
+
+
+def _names(values, of):
+    out = _Names(values)
+    out._of = of
+    return out
+
+
+class _Entry:
+    """One entry of a Session: its plan, its executor (on the session's shared state) and the
+    tables run() uses.  The attribute names are the ones IOBinding reads."""
+
+    def __init__(self, session, name, proto, info):
+        self.session = session
+        self.name = name
+        # Prefix of messages that concern this entry (programs only: a plain plan's messages
+        # read as before).
+        self.label = f"entry {name!r}: " if session._program is not None else ""
+        self._proto = proto
+        self._info = info
+        self._exec = None
+
+    def _build_tables(self):
+        """run()'s tables; only once the runtime validated the plan (indices in range)."""
+        proto, info = self._proto, self._info
+        values = proto.values
+        self._feeds = [int(i) for i in proto.feeds]
+        self._fetches = [int(i) for i in proto.fetches]
         self._feed_index = {values[i].name: pos for pos, i in enumerate(self._feeds)}
         # run()'s per-call work, precomputed: specs per feed (plan order) for the fast
         # path, (shape, dtype) per fetch for the result arrays.
-        self._feed_specs = [self._info[i] for i in self._feeds]
-        self._fetch_names = [self._info[i][0] for i in self._fetches]
-        self._fetch_specs = [(self._info[i][2], self._info[i][1]) for i in self._fetches]
+        self._feed_specs = [info[i] for i in self._feeds]
+        self._fetch_names = [info[i][0] for i in self._fetches]
+        self._fetch_specs = [(info[i][2], info[i][1]) for i in self._fetches]
         self._fetch_index = {name: k for k, name in enumerate(self._fetch_names)}
 
     @property
     def feed_names(self):
-        return [self._info[i][0] for i in self._feeds]
+        return [spec[0] for spec in self._feed_specs]
 
-    @property
-    def fetch_names(self):
-        return [self._info[i][0] for i in self._fetches]
+    def _raise(self, exc_type, message):
+        raise exc_type(self.label + message) from None
 
-    @property
-    def variable_names(self):
-        return sorted(self._variables)
-
-    def run(self, feeds=None, out=None):
-        """Run the plan once.  ``feeds`` maps placeholder names (or Tensor handles) to arrays.
-
-        Returns {fetch name: numpy array}.  Raises FeedError for a missing, unknown,
-        wrong-dtype or wrong-shape feed and RuntimeExecutionError when a kernel fails.
-
-        ``out`` maps fetch names (or Tensors) to arrays the results are written into
-        (each a writable, C-contiguous numpy array of exactly the fetch's dtype and
-        shape; FeedError otherwise); they are returned in the dict, the same objects.
-        Fetches not in ``out`` get new arrays.  ``out`` saves the allocation; the
-        result is still copied out of the runtime's memory, which :meth:`io_binding`
-        avoids.  Example::
-
-            y = np.empty((2, 3), np.float32)
-            sess.run({"x": xb}, out={"y": y})     # y holds the result
-        """
-        arrays = self._feed_arrays(feeds)
-        if out is None:
-            outs = [np.empty(shape, dtype) for shape, dtype in self._fetch_specs]
-        else:
-            outs = self._out_arrays(out)
-        with self._lock:
+    def _run(self, arrays, outs):
+        with self.session._lock:
             try:
                 self._exec.run(arrays, outs)
-            except errors.GraphcError:
+            except errors.GraphcError as e:
+                if self.label:
+                    self._raise(type(e), str(e))
                 raise
             except RuntimeError as e:
-                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
-        return dict(zip(self._fetch_names, outs))
-
-    def io_binding(self):
-        """A new :class:`IOBinding` of this session: feeds read and fetches written in
-        place in your own arrays.  See :class:`IOBinding`."""
-        return IOBinding(self)
-
-    def run_with_binding(self, binding):
-        """Run the plan once with the arrays bound in ``binding`` (an :class:`IOBinding`
-        of this session); the same as ``binding.run()``."""
-        if not isinstance(binding, IOBinding) or binding._sess is not self:
-            raise TypeError(f"run_with_binding expects an IOBinding of this session (session.io_binding()), "
-                            f"got {type(binding).__name__}")
-        return binding.run()
+                self._raise(errors.RuntimeExecutionError, explain_step_error(self._proto, str(e)))
 
     def _run_bound(self, rt_binding, feeds, outs):
-        with self._lock:
+        with self.session._lock:
             try:
                 self._exec.run_bound(rt_binding, feeds, outs)
-            except errors.GraphcError:
+            except errors.GraphcError as e:
+                if self.label:
+                    self._raise(type(e), str(e))
                 raise
             except RuntimeError as e:
-                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
-
-    def _out_arrays(self, out):
-        """One array per fetch for run(out=...): the caller's where given, new ones elsewhere."""
-        if type(out) is not dict and not isinstance(out, Mapping):
-            raise errors.FeedError(f"out must be a dict mapping fetch names (or Tensors) to arrays, got "
-                                   f"{type(out).__name__}")
-        outs = [None] * len(self._fetches)
-        specs, index = self._fetch_specs, self._fetch_index
-        for key, arr in out.items():
-            # Fast path: a known str key and a writable C-contiguous ndarray of the exact spec.
-            k = index.get(key) if type(key) is str else None
-            if k is not None and outs[k] is None and type(arr) is np.ndarray:
-                spec = specs[k]
-                if arr.dtype == spec[1] and arr.shape == spec[0]:
-                    flags = arr.flags
-                    if flags.c_contiguous and flags.writeable:
-                        outs[k] = arr
-                        continue
-            k = self._fetch_pos(key, "out")
-            if outs[k] is not None:
-                raise errors.FeedError(f"out names fetch {errors.quote(self._fetch_names[k])} twice")
-            shape, dtype = self._fetch_specs[k]
-            _check_out_array(f"out[{errors.quote(self._fetch_names[k])}]", arr, dtype, shape)
-            if not arr.flags.c_contiguous:
-                raise errors.FeedError(f"out[{errors.quote(self._fetch_names[k])}] must be C-contiguous; got "
-                                       f"strides {arr.strides} for shape {arr.shape} (pass np.empty(...) or "
-                                       f"np.ascontiguousarray(...))")
-            outs[k] = arr
-        for k, (shape, dtype) in enumerate(self._fetch_specs):
-            if outs[k] is None:
-                outs[k] = np.empty(shape, dtype)
-        return outs
-
-    def _fetch_pos(self, key, what):
-        name = key if isinstance(key, str) else getattr(key, "name", None)
-        if not isinstance(name, str):
-            raise errors.FeedError(f"{what} key {errors.quote(key)} is neither a fetch name nor a Tensor")
-        k = self._fetch_index.get(name)
-        if k is None:
-            raise errors.FeedError(f"unknown fetch {errors.quote(name)} in {what}; the plan's fetches are "
-                                   f"{feeds_mod._listing(self._fetch_names)}")
-        return k
-
-    def _feed_pos(self, key):
-        name = key if isinstance(key, str) else getattr(key, "name", None)
-        if not isinstance(name, str):
-            raise errors.FeedError(f"feed key {errors.quote(key)} is neither a placeholder name nor a Tensor")
-        pos = self._feed_index.get(name)
-        if pos is None:
-            raise errors.FeedError(f"unknown feed {errors.quote(name)}; the plan's placeholders are "
-                                   f"{feeds_mod._listing(self.feed_names)}")
-        return pos
-
-    def profile(self, feeds=None, iters=10, warmup=2):
-        """Time every step: run ``warmup`` untimed then ``iters`` timed runs with ``feeds``.
-
-        Each step's kernel call is timed in C++ (std::chrono::steady_clock); ``run()``
-        carries no timing.  The runs are real runs: a training plan takes
-        ``warmup + iters`` optimizer steps.  Returns one dict per step, in plan order:
-        ``{"step", "node", "op", "file", "line", "seconds"}`` where ``seconds`` is the
-        median over the timed runs of one call, and ``seconds_total`` is that median
-        times ``iters``; ``"fused"`` lists, for a fused step, the graph nodes it runs
-        (``{"node", "op", "file", "line"}`` each, in program order), else ``[]``.
-        """
-        iters, warmup = int(iters), int(warmup)
-        if iters < 1:
-            raise ValueError(f"iters must be >= 1, got {iters}")
-        if warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {warmup}")
-        arrays = self._feed_arrays(feeds)
-        with self._lock:
-            try:
-                secs = self._exec.profile(arrays, iters, warmup)
-            except errors.GraphcError:
-                raise
-            except RuntimeError as e:
-                raise errors.RuntimeExecutionError(explain_step_error(self._proto, str(e))) from None
-        out = []
-        for i, (step, t) in enumerate(zip(self._proto.steps, secs)):
-            out.append({"step": i, "node": step.node, "op": step.op, "file": step.provenance.file,
-                        "line": int(step.provenance.line), "seconds": float(t),
-                        "seconds_total": float(t) * iters,
-                        "fused": step_members(step) if step.fused else []})
-        return out
+                self._raise(errors.RuntimeExecutionError, explain_step_error(self._proto, str(e)))
 
     def _feed_arrays(self, feeds):
         # Fast path for the common call: a dict of str keys to C-contiguous numpy arrays of
@@ -354,13 +246,354 @@ class Session:
                 return arrays
         elif feeds is None and not specs:
             return []
-        return feeds_mod.check_feeds(feeds, specs)
+        if not self.label:
+            return feeds_mod.check_feeds(feeds, specs)
+        try:
+            return feeds_mod.check_feeds(feeds, specs)
+        except errors.FeedError as e:
+            self._raise(errors.FeedError, str(e))
+
+    def _out_arrays(self, out):
+        """One array per fetch for run(out=...): the caller's where given, new ones elsewhere."""
+        if type(out) is not dict and not isinstance(out, Mapping):
+            raise errors.FeedError(f"{self.label}out must be a dict mapping fetch names (or Tensors) to arrays, got "
+                                   f"{type(out).__name__}")
+        outs = [None] * len(self._fetches)
+        specs, index = self._fetch_specs, self._fetch_index
+        for key, arr in out.items():
+            # Fast path: a known str key and a writable C-contiguous ndarray of the exact spec.
+            k = index.get(key) if type(key) is str else None
+            if k is not None and outs[k] is None and type(arr) is np.ndarray:
+                spec = specs[k]
+                if arr.dtype == spec[1] and arr.shape == spec[0]:
+                    flags = arr.flags
+                    if flags.c_contiguous and flags.writeable:
+                        outs[k] = arr
+                        continue
+            k = self._fetch_pos(key, "out")
+            name = errors.quote(self._fetch_names[k])
+            if outs[k] is not None:
+                raise errors.FeedError(f"{self.label}out names fetch {name} twice")
+            shape, dtype = self._fetch_specs[k]
+            try:
+                _check_out_array(f"out[{name}]", arr, dtype, shape)
+            except errors.FeedError as e:
+                self._raise(errors.FeedError, str(e))
+            if not arr.flags.c_contiguous:
+                raise errors.FeedError(f"{self.label}out[{name}] must be C-contiguous; got strides {arr.strides} for "
+                                       f"shape {arr.shape} (pass np.empty(...) or np.ascontiguousarray(...))")
+            outs[k] = arr
+        for k, (shape, dtype) in enumerate(self._fetch_specs):
+            if outs[k] is None:
+                outs[k] = np.empty(shape, dtype)
+        return outs
+
+    def _fetch_pos(self, key, what):
+        name = key if isinstance(key, str) else getattr(key, "name", None)
+        if not isinstance(name, str):
+            raise errors.FeedError(f"{self.label}{what} key {errors.quote(key)} is neither a fetch name nor a Tensor")
+        k = self._fetch_index.get(name)
+        if k is None:
+            raise errors.FeedError(f"{self.label}unknown fetch {errors.quote(name)} in {what}; the plan's fetches "
+                                   f"are {feeds_mod._listing(self._fetch_names)}")
+        return k
+
+    def _feed_pos(self, key):
+        name = key if isinstance(key, str) else getattr(key, "name", None)
+        if not isinstance(name, str):
+            raise errors.FeedError(f"{self.label}feed key {errors.quote(key)} is neither a placeholder name nor a "
+                                   f"Tensor")
+        pos = self._feed_index.get(name)
+        if pos is None:
+            raise errors.FeedError(f"{self.label}unknown feed {errors.quote(name)}; the plan's placeholders are "
+                                   f"{feeds_mod._listing(self.feed_names)}")
+        return pos
+
+
+class Session:
+    """Runs one plan, or every entry of a program, on one device.
+
+    Args:
+        plan: a ``graphc.plan.Plan``, a ``graphc_pb2.Plan`` message, a
+            :class:`graphc.program.Program` (``gc.compile(model, entries=[...])``), a
+            ``graphc_pb2.Program`` message, or a path to a plan or program file.
+        device: ``"cpu"`` or ``"cuda"`` (``graphc._runtime.devices()`` lists those built).
+        threads: CPU threads for kernels and BLAS; None means ``os.cpu_count()``.
+        poison: fill dead values with 0xFF after each step (see the module docstring);
+            None reads ``GRAPHC_POISON`` from the environment.
+        memory_limit: the most bytes the plan may ask for (arena + variables +
+            constants), an int or a string such as ``"2GiB"``; None reads
+            ``GRAPHC_MEMORY_LIMIT``, else the machine's physical memory.  For a program it
+            holds the whole program: the shared arena, the shared store and every entry
+            plan's constants.
+
+    The C++ runtime validates the plan before it allocates anything (indices, sizes
+    and their overflow, alignment, and that values live at the same time never share
+    arena bytes).  Raises ModelFormatError when the plan is corrupt, inconsistent or
+    unsafe, ResourceError when it needs more memory than allowed or an allocation
+    fails, DeviceError when ``device`` is unknown or not usable on this build/machine.
+
+    A program's entries run on one shared state (runtime/executor.h, SharedState): one
+    copy of the variables and every optimizer's state, which every entry reads and
+    updates (a training entry's step is seen by the next run of an inference entry), and
+    one arena of the largest entry plan's size.  Runs of different entries are
+    serialised.  ``run(feeds, entry="train_d")`` names the entry (required when the
+    program has several); ``feed_names("sample")``/``fetch_names("sample")`` list one
+    entry's names, while the bare ``feed_names``/``fetch_names`` lists hold the only
+    entry's names (a plain plan's, as before), or for several entries every name any
+    entry has (in entry order, each once).  Checkpoints and state dicts cover the whole
+    program.
+    """
+
+    def __init__(self, plan, device="cpu", threads=None, poison=None, memory_limit=None):
+        if not isinstance(device, str):
+            raise errors.DeviceError(f"device must be a name such as 'cpu' or 'cuda', got {errors.quote(device)}")
+        limit = _memory_limit(memory_limit)
+        if threads is None:
+            threads = os.cpu_count() or 1
+        threads = int(threads)
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        source = _source(plan)
+        self._program = source if isinstance(source, Program) else None
+        self.device = device
+        self.threads = threads
+        self.poison = _poison_from_env() if poison is None else bool(poison)
+        # run() and the variable accessors are serialised by the executors' shared mutex;
+        # this lock makes a checkpoint a consistent snapshot (no run between two variables).
+        self._lock = threading.RLock()
+        if self._program is None:
+            name = source.metadata.get("entry") or None
+            protos = [(name, source)]
+            persistent = source.persistent
+        else:
+            names = self._program.entries
+            # The first entry's plan carries the initial values (it creates the shared store);
+            # the others attach to it (their init data is empty).
+            protos = [(names[0], self._program.plan(names[0]).proto)]
+            protos += [(n, self._program.entry_proto(n)) for n in names[1:]]
+            persistent = self._program.persistent
+        # Variables are keyed by the persistent list: several PERSISTENT values may share one
+        # storage index (a variable and the in-place outputs of its update ops).
+        self._variables = {}
+        self._trainable = [bool(var.trainable) for var in persistent]
+        for i, var in enumerate(persistent):
+            if var.dtype not in _DTYPES:
+                raise errors.ModelFormatError(f"plan variable {i} ({var.name!r}) has invalid dtype {var.dtype}")
+            if var.name in self._variables:
+                raise errors.ModelFormatError(f"plan variable {var.name!r} is listed twice")
+            self._variables[var.name] = (i, _DTYPES[var.dtype], _shape(var.dims))
+        self._entries = {}
+        for name, proto in protos:
+            _check_declared(proto.persistent, f"entry {name!r}: " if self._program is not None else "")
+            info = []
+            for i, v in enumerate(proto.values):
+                if v.dtype not in _DTYPES:
+                    where = f"entry {name!r}: " if self._program is not None else ""
+                    raise errors.ModelFormatError(f"{where}plan value {i} ({v.name!r}) has invalid dtype {v.dtype}")
+                info.append((v.name, _DTYPES[v.dtype], _shape(v.dims)))
+            self._entries[name] = _Entry(self, name, proto, info)
+        runtime = _load_runtime()
+        arena_bytes = max(int(p.arena_bytes) for _, p in protos)
+        if self._program is not None:
+            self._check_program_memory(runtime, limit, arena_bytes)
+        first = None
+        for entry in self._entries.values():
+            try:
+                entry._exec = runtime.Executor(entry._proto, threads, self.poison, device, limit, share=first,
+                                               arena_bytes=arena_bytes)
+            except errors.GraphcError as e:
+                if entry.label:
+                    entry._raise(type(e), str(e))
+                raise  # ResourceError, DeviceError: already typed by the runtime
+            except MemoryError as e:
+                entry._raise(errors.ResourceError, f"out of memory loading the plan: {e}")
+            except (ValueError, OverflowError, TypeError, RuntimeError) as e:
+                entry._raise(errors.ModelFormatError, f"invalid plan: {explain_step_error(entry._proto, str(e))}")
+            entry._build_tables()
+            first = first or entry._exec
+        self._first = next(iter(self._entries.values()))
+        self._exec = self._first._exec   # any executor reaches the shared store
+
+    def _check_program_memory(self, runtime, limit, arena_bytes):
+        """ResourceError when the whole program (shared arena, shared store, every entry's
+        constants) needs more than ``limit`` bytes (0: physical memory), before any allocation."""
+        report = self._memory_figures(arena_bytes)
+        cap = limit or runtime.physical_memory()
+        if report["total_bytes"] > cap:
+            raise errors.ResourceError(
+                f"the program needs {report['total_bytes']} bytes (shared arena {report['arena_bytes']}, persistent "
+                f"{report['persistent_bytes']}, constants {report['constants_bytes']}), more than the memory limit "
+                f"of {cap} bytes")
+
+    def _memory_figures(self, arena_bytes):
+        persistent = sum(dtype.itemsize * math.prod(shape) for _, dtype, shape in self._variables.values())
+        constants = {}
+        for name, entry in self._entries.items():
+            constants[name] = sum(_nbytes(t.dtype, t.dims) if t.dtype in _DTYPES else 0 for t in entry._proto.constants)
+        total_constants = sum(constants.values())
+        return {"arena_bytes": int(arena_bytes),
+                "arena_bytes_by_entry": {name: int(e._proto.arena_bytes) for name, e in self._entries.items()},
+                "persistent_bytes": persistent, "constants_bytes": total_constants,
+                "constants_bytes_by_entry": constants,
+                "total_bytes": int(arena_bytes) + persistent + total_constants}
+
+    def memory_report(self):
+        """The memory this session holds, in bytes: ``arena_bytes`` (the one arena, shared by
+        every entry: the largest entry plan's), ``arena_bytes_by_entry`` (what each plan asks
+        for), ``persistent_bytes`` (variables and optimizer state, stored once),
+        ``constants_bytes`` (every plan's own constants) and its ``constants_bytes_by_entry``,
+        and ``total_bytes``.  A plain plan's entry is keyed by its name, or None."""
+        return self._memory_figures(self._exec.arena_bytes)
+
+    # -- entries ----------------------------------------------------------------------------
+
+    @property
+    def entries(self):
+        """The entry names (a program's, in order; a plain plan's name when it has one, else [])."""
+        return [name for name in self._entries if name is not None]
+
+    def _entry(self, entry):
+        """The _Entry that ``entry`` names; None names the only one.  KeyError otherwise,
+        listing the entries."""
+        if entry is None:
+            if len(self._entries) == 1:
+                return self._first
+            raise EntryError(f"this program has {len(self._entries)} entries; name one with entry=: "
+                                    f"{self.entries}")
+        if not isinstance(entry, str):
+            raise EntryError(f"entry must be an entry name (str), got {errors.quote(entry)}")
+        found = self._entries.get(entry)
+        if found is None:
+            if self._program is None:
+                have = f"the plan's entry is {self._first.name!r}" if self._first.name else "the plan has no entries"
+                raise EntryError(f"unknown entry {entry!r}: this session runs one plan ({have}; pass "
+                                        f"entry=None)")
+            raise EntryError(f"unknown entry {entry!r}; the program's entries are {self.entries}")
+        return found
+
+    def _all_names(self, attr):
+        seen = {}
+        for e in self._entries.values():
+            for n in getattr(e, attr):
+                seen.setdefault(n, None)
+        return list(seen)
+
+    @property
+    def feed_names(self):
+        """The placeholder names of the only entry (a plain plan's), or of every entry; call it
+        with an entry name for one entry's: ``sess.feed_names("sample")``."""
+        return _names(self._all_names("feed_names"), lambda entry: self._entry(entry).feed_names)
+
+    @property
+    def fetch_names(self):
+        """The fetch names of the only entry (a plain plan's), or of every entry; call it with
+        an entry name for one entry's: ``sess.fetch_names("train_d")``."""
+        return _names(self._all_names("_fetch_names"), lambda entry: self._entry(entry)._fetch_names)
+
+    @property
+    def variable_names(self):
+        return sorted(self._variables)
+
+    # The only (or first) entry's tables, as attributes of a plain plan's session had them.
+    @property
+    def _proto(self):
+        return self._first._proto
+
+    @property
+    def _info(self):
+        return self._first._info
+
+    @property
+    def _feeds(self):
+        return self._first._feeds
+
+    def _feed_arrays(self, feeds):
+        return self._first._feed_arrays(feeds)
+
+    def run(self, feeds=None, entry=None, out=None):
+        """Run the plan (or ``entry`` of a program) once.  ``feeds`` maps placeholder names
+        (or Tensor handles) to arrays.
+
+        Returns {fetch name: numpy array}.  Raises FeedError for a missing, unknown,
+        wrong-dtype or wrong-shape feed and RuntimeExecutionError when a kernel fails.
+        ``entry``: the entry to run; required when the program has several (EntryError,
+        a KeyError, listing them, otherwise); for a plain plan None or the plan's name.
+
+        ``out`` maps fetch names (or Tensors) to arrays the results are written into
+        (each a writable, C-contiguous numpy array of exactly the fetch's dtype and
+        shape; FeedError otherwise); they are returned in the dict, the same objects.
+        Fetches not in ``out`` get new arrays.  ``out`` saves the allocation; the
+        result is still copied out of the runtime's memory, which :meth:`io_binding`
+        avoids.  Example::
+
+            y = np.empty((2, 3), np.float32)
+            sess.run({"x": xb}, out={"y": y})     # y holds the result
+        """
+        e = self._first if entry is None and len(self._entries) == 1 else self._entry(entry)
+        arrays = e._feed_arrays(feeds)
+        if out is None:
+            outs = [np.empty(shape, dtype) for shape, dtype in e._fetch_specs]
+        else:
+            outs = e._out_arrays(out)
+        e._run(arrays, outs)
+        return dict(zip(e._fetch_names, outs))
+
+    def io_binding(self, entry=None):
+        """A new :class:`IOBinding` of this session (of ``entry`` of a program): feeds read and
+        fetches written in place in your own arrays.  See :class:`IOBinding`."""
+        return IOBinding(self, entry=entry)
+
+    def run_with_binding(self, binding):
+        """Run the plan once with the arrays bound in ``binding`` (an :class:`IOBinding`
+        of this session); the same as ``binding.run()``."""
+        if not isinstance(binding, IOBinding) or binding._session is not self:
+            raise TypeError(f"run_with_binding expects an IOBinding of this session (session.io_binding()), "
+                            f"got {type(binding).__name__}")
+        return binding.run()
+
+    def profile(self, feeds=None, iters=10, warmup=2, entry=None):
+        """Time every step: run ``warmup`` untimed then ``iters`` timed runs with ``feeds``
+        (of ``entry``, for a program: as in :meth:`run`).
+
+        Each step's kernel call is timed in C++ (std::chrono::steady_clock); ``run()``
+        carries no timing.  The runs are real runs: a training plan takes
+        ``warmup + iters`` optimizer steps.  Returns one dict per step, in plan order:
+        ``{"step", "node", "op", "file", "line", "seconds"}`` where ``seconds`` is the
+        median over the timed runs of one call, and ``seconds_total`` is that median
+        times ``iters``; ``"fused"`` lists, for a fused step, the graph nodes it runs
+        (``{"node", "op", "file", "line"}`` each, in program order), else ``[]``.
+        """
+        iters, warmup = int(iters), int(warmup)
+        if iters < 1:
+            raise ValueError(f"iters must be >= 1, got {iters}")
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        e = self._entry(entry)
+        arrays = e._feed_arrays(feeds)
+        with self._lock:
+            try:
+                secs = e._exec.profile(arrays, iters, warmup)
+            except errors.GraphcError as exc:
+                if e.label:
+                    e._raise(type(exc), str(exc))
+                raise
+            except RuntimeError as exc:
+                e._raise(errors.RuntimeExecutionError, explain_step_error(e._proto, str(exc)))
+        out = []
+        for i, (step, t) in enumerate(zip(e._proto.steps, secs)):
+            out.append({"step": i, "node": step.node, "op": step.op, "file": step.provenance.file,
+                        "line": int(step.provenance.line), "seconds": float(t),
+                        "seconds_total": float(t) * iters,
+                        "fused": step_members(step) if step.fused else []})
+        return out
 
     def _variable(self, name):
         try:
             return self._variables[name]
         except KeyError:
-            raise KeyError(f"plan has no variable {name!r}; variables: {self.variable_names}") from None
+            what = "program" if self._program is not None else "plan"
+            raise KeyError(f"{what} has no variable {name!r}; variables: {self.variable_names}") from None
 
     def get_variable(self, name):
         """A copy of the current value of variable ``name`` (a ``Plan.persistent`` name:
@@ -412,17 +645,19 @@ class Session:
     # -- PyTorch-style state dicts --------------------------------------------------------
 
     def _model_variable_names(self):
-        """The plan's model variables in plan order: trainable ones and the other state the
-        model keeps (batch-norm running statistics), not the optimizer's state (written only
-        by optimizer steps: momentum buffers, Adam moments, the step count)."""
-        values = self._proto.values
+        """The model variables in store order: trainable ones and the other state the model
+        keeps (batch-norm running statistics), not the optimizer's state (written only by
+        optimizer steps, of any entry: momentum buffers, Adam moments, the step counts)."""
         by_optimizer = set()
-        for step in self._proto.steps:
-            if step.role == pb.OPTIMIZER:
-                for i in step.outputs:
-                    if 0 <= i < len(values) and values[i].storage == pb.PERSISTENT:
-                        by_optimizer.add(values[i].index)
-        return [p.name for k, p in enumerate(self._proto.persistent) if p.trainable or k not in by_optimizer]
+        for e in self._entries.values():
+            values = e._proto.values
+            for step in e._proto.steps:
+                if step.role == pb.OPTIMIZER:
+                    for i in step.outputs:
+                        if 0 <= i < len(values) and values[i].storage == pb.PERSISTENT:
+                            by_optimizer.add(values[i].index)
+        return [name for name, (k, _, _) in self._variables.items()
+                if self._trainable[k] or k not in by_optimizer]
 
     def state_dict(self):
         """{PyTorch-style key: array copy} of the model variables (``conv1/weight`` →
@@ -499,6 +734,13 @@ class Session:
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
 
+class EntryError(errors.FeedError, KeyError):
+    """``entry=`` names no entry of the session, or is missing where the program has several
+    (a FeedError and a KeyError).  The message lists the entries."""
+
+    __str__ = errors.FeedError.__str__
+
+
 class StateDictError(errors.CheckpointError):
     """:meth:`Session.load_state_dict` found entries that do not fit the plan.  The message
     lists every one; the attributes ``missing`` (variable names), ``unexpected`` (keys) and
@@ -563,7 +805,8 @@ def _why_not_in_place(arr, dtype):
 
 class IOBinding:
     """Feeds read and fetches written in place, in the caller's own arrays (ONNX Runtime's
-    IOBinding).  Made by :meth:`Session.io_binding` or ``gc.IOBinding(session)``.
+    IOBinding).  Made by :meth:`Session.io_binding` or ``gc.IOBinding(session)``; for a
+    program, of one entry: ``sess.io_binding(entry="sample")``.
 
     ``bind_input(name, array)`` binds a placeholder to a numpy array: each run reads the
     array as it is then (refill it in place between runs).  ``bind_output(name, array)``
@@ -595,10 +838,12 @@ class IOBinding:
             b.run()                        # y now holds this batch's result
     """
 
-    def __init__(self, session):
+    def __init__(self, session, entry=None):
         if not isinstance(session, Session):
             raise TypeError(f"IOBinding expects a graphc Session, got {type(session).__name__}")
-        self._sess = session
+        self._session = session
+        # The entry bound (its executor, feeds and fetches); None: the session's only entry.
+        self._sess = session._entry(entry)
         self._inputs = {}    # feed position -> (array, copy flag)
         self._outputs = {}   # fetch position -> (array, copy flag)
         self._in_place_in = {}

@@ -20,8 +20,10 @@ Example::
     gc.viz.draw(g, "graph.svg")          # or .png, .pdf, .dot
     gc.viz.to_digraph(g)                 # a graphviz.Digraph; notebooks display it
 
-``draw`` and ``to_digraph`` take a Graph, a Plan (or graphc_pb2.Plan) or a path to
-a ``.pb`` model or ``.plan`` file.
+``draw`` and ``to_digraph`` take a Graph, a Plan (or graphc_pb2.Plan), a Program or a
+path to a ``.pb`` model, ``.plan`` or program file.  ``entry=NAME`` draws one entry point:
+of a program, that entry's plan (required when it has several); of a Graph, the part of
+the graph the entry computes (its fetches and, for a training entry, its loss).
 """
 
 import os
@@ -34,6 +36,7 @@ from graphc.errors import GraphcError
 from graphc.fileio import atomic_write
 from graphc.graph import Graph
 from graphc.plan import Plan, load_plan
+from graphc.program import Program, load_plan_or_program
 from graphc.proto_enums import dtype_from_proto
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -180,20 +183,52 @@ def _fused_lines(op, attrs, members):
     return lines
 
 
-def _picture_of_graph(graph):
+def _entry_part(graph, entry):
+    """(names of the nodes, placeholders and variables that entry ``entry`` of ``graph``
+    computes from, its fetched values); GraphcError for an unknown entry."""
+    entries = getattr(graph, "entries", None) or {}
+    spec = entries.get(entry)
+    if spec is None:
+        raise GraphcError(f"the model has no entry {entry!r}; its entries: {list(entries) or 'none'}")
+    targets = list(spec.fetches)
+    if spec.training is not None and spec.training.loss:
+        targets.insert(0, spec.training.loss)
+    keep, todo = set(), list(targets)
+    while todo:
+        value = todo.pop()
+        if not graph.has_value(value):
+            continue
+        producer = graph.tensor(value).producer
+        name = getattr(producer, "name", None)
+        if name is None or name in keep:
+            continue
+        keep.add(name)
+        todo.extend(getattr(producer, "inputs", ()))
+    return keep, set(targets)
+
+
+def _picture_of_graph(graph, entry=None):
     pic = _Picture("graph")
     producer = {}
     fetched = set(graph.default_fetches())
+    keep = None
+    if entry is not None:
+        keep, fetched = _entry_part(graph, entry)
     for ph in graph.inputs:
+        if keep is not None and ph.name not in keep:
+            continue
         item = pic.add(_Item("in:" + ph.name, "input", [ph.name, "input " + _type_label(ph.dtype, ph.shape)],
                              scope=_scope_of_name(ph.name), provenance=ph.provenance))
         producer[ph.name] = item
     for var in graph.variables:
+        if keep is not None and var.name not in keep:
+            continue
         kind = "variable" if var.trainable else "state"
         item = pic.add(_Item("var:" + var.name, kind, [var.name, f"{kind} {_type_label(var.dtype, var.shape)}"],
                              scope=_scope_of_name(var.name), provenance=var.provenance))
         producer[var.name] = item
-    for node in graph.nodes:
+    nodes = [n for n in graph.nodes if keep is None or n.name in keep]
+    for node in nodes:
         members = tuple((m.name, m.op, m.provenance) for m in node.fused)
         if members:
             lines = [node.op, node.name] + _fused_lines(node.op, node.attrs, members)
@@ -204,7 +239,7 @@ def _picture_of_graph(graph):
                              fetched=any(o in fetched for o in node.outputs), members=members))
         for o in node.outputs:
             producer[o] = item
-    for node in graph.nodes:
+    for node in nodes:
         for value in node.inputs:
             src = producer.get(value)
             if src is None:
@@ -285,18 +320,36 @@ def _picture_of_plan(plan):
     return pic
 
 
-def _as_picture(obj):
+def _as_picture(obj, entry=None):
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
-        if path.endswith(".plan"):
+        if path.endswith(".pb"):
+            obj = serialize.load(path)
+        elif path.endswith(".plan"):
             obj = load_plan(path)
         else:
-            obj = serialize.load(path)
+            obj = load_plan_or_program(path)
     if isinstance(obj, Graph):
-        return _picture_of_graph(obj)
+        return _picture_of_graph(obj, entry)
+    if isinstance(obj, Program):
+        if entry is None:
+            if len(obj.entries) != 1:
+                raise GraphcError(f"the program has {len(obj.entries)} entries; name the one to draw (entry=, "
+                                  f"--entry): {obj.entries}")
+            entry = obj.entries[0]
+        if entry not in obj.entries:
+            raise GraphcError(f"the program has no entry {entry!r}; its entries: {obj.entries}")
+        return _picture_of_plan(obj.entry_proto(entry))
     if isinstance(obj, (Plan, pb.Plan)):
+        if entry is not None:
+            proto = obj.proto if isinstance(obj, Plan) else obj
+            own = proto.metadata.get("entry")
+            if entry != own:
+                have = f"entry {own!r}" if own else "no entry name"
+                raise GraphcError(f"the plan is one compiled plan ({have}); cannot draw entry {entry!r}")
         return _picture_of_plan(obj)
-    raise TypeError(f"viz draws a Graph, a Plan or a path to a .pb/.plan file, got {type(obj).__name__}")
+    raise TypeError(f"viz draws a Graph, a Plan, a Program or a path to a .pb/.plan/program file, got "
+                    f"{type(obj).__name__}")
 
 
 # -- collapsing scopes --------------------------------------------------------------------
@@ -381,8 +434,9 @@ def _cluster_id(scope):
     return "cluster_" + scope.replace('"', "_")
 
 
-def to_digraph(obj, collapse=False, depth=None, rankdir="TB"):
-    """A ``graphviz.Digraph`` of a Graph, Plan or .pb/.plan path (see the module doc).
+def to_digraph(obj, collapse=False, depth=None, rankdir="TB", entry=None):
+    """A ``graphviz.Digraph`` of a Graph, Plan, Program or .pb/.plan/program path (see the
+    module doc; ``entry``: draw that entry point only).
 
     ``collapse=True`` draws each top-level name scope as one box; ``depth=N`` keeps
     scopes nested up to N deep as clusters and draws deeper ones as boxes
@@ -393,7 +447,7 @@ def to_digraph(obj, collapse=False, depth=None, rankdir="TB"):
 
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
         raise ValueError(f"depth must be an int >= 0, got {depth!r}")
-    pic = _as_picture(obj)
+    pic = _as_picture(obj, entry)
     if collapse or depth is not None:
         pic = _collapse(pic, 0 if depth is None else depth)
 
@@ -454,9 +508,10 @@ def output_format(path):
     return ext
 
 
-def draw(obj, path, collapse=False, depth=None, rankdir="TB"):
-    """Draw a Graph, Plan or .pb/.plan path into ``path``; the format comes from its
-    extension (.svg, .png, .pdf or .dot).  Returns the path written.
+def draw(obj, path, collapse=False, depth=None, rankdir="TB", entry=None):
+    """Draw a Graph, Plan, Program or .pb/.plan/program path into ``path``; the format comes
+    from its extension (.svg, .png, .pdf or .dot); ``entry``: that entry point only.  Returns
+    the path written.
 
     The file is replaced only once the whole drawing is produced.  Without graphviz's
     ``dot`` program a non-.dot drawing cannot be rendered: the DOT text is written
@@ -467,7 +522,7 @@ def draw(obj, path, collapse=False, depth=None, rankdir="TB"):
 
     path = os.fspath(path)
     fmt = output_format(path)
-    digraph = to_digraph(obj, collapse=collapse, depth=depth, rankdir=rankdir)
+    digraph = to_digraph(obj, collapse=collapse, depth=depth, rankdir=rankdir, entry=entry)
     if fmt == "dot":
         _atomic_write(path, digraph.source.encode("utf-8"))
         return path

@@ -12,14 +12,14 @@ graphc.errors.DeviceError, any other → RuntimeError.
 """
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libcpp.memory cimport unique_ptr
+from libcpp.memory cimport shared_ptr, unique_ptr
 from libcpp.pair cimport pair
 from libcpp.string cimport string
 from libcpp.utility cimport move
 from libcpp.vector cimport vector
 
 from device cimport ErrorKind, built_devices, classify_current_exception, cuda_built as c_cuda_built, set_exception_hook
-from executor cimport Binding as CBinding, Executor as CExecutor, ExecutorOptions
+from executor cimport Binding as CBinding, Executor as CExecutor, ExecutorOptions, SharedState
 from fused_program cimport fused_ops as c_fused_ops
 from isa cimport active_isa, detected_isa, isa_name, set_isa_cap
 from kernel_registry cimport KernelRegistry
@@ -346,27 +346,45 @@ cdef class _Pinned:
 cdef class Executor:
     """One loaded plan on one device: its arena, persistent storage and prepared steps.
 
-    ``Executor(plan_msg, threads, poison=False, device="cpu", memory_limit=0)``.
+    ``Executor(plan_msg, threads, poison=False, device="cpu", memory_limit=0, share=None,
+    arena_bytes=0)``.
     The plan is validated in C++ before anything is allocated: ValueError (from
     std::invalid_argument) when it is malformed or unsafe, graphc.errors.ResourceError
     when it needs more than ``memory_limit`` bytes (0: the machine's physical memory) or
     an allocation fails, graphc.errors.DeviceError when ``device`` cannot be used.
     ``poison``: after each step, fill the values in its ``frees`` with 0xFF bytes.
     Every method may be called from several threads; calls are serialised in C++.
+
+    The entries of a program share one arena and one persistent store (SharedState,
+    runtime/executor.h): the first executor is made with ``arena_bytes`` of the largest
+    entry plan, each other one with ``share=`` that first executor (any executor on the
+    state will do); ValueError when its plan's persistent list differs from the state's
+    (naming the first difference), the device differs or the arena is too small.  Runs of
+    executors on one state are serialised.
     """
     cdef CExecutor* ptr
     cdef list _fetch_nbytes
 
-    def __cinit__(self, plan_msg, int threads, bint poison=False, device="cpu", memory_limit=0):
+    def __cinit__(self, plan_msg, int threads, bint poison=False, device="cpu", memory_limit=0, share=None,
+                  arena_bytes=0):
         cdef ExecutorOptions options
         cdef PlanDesc desc
         cdef const PlanDesc* plan
+        cdef shared_ptr[SharedState] state
+        if share is not None:
+            if not isinstance(share, Executor):
+                raise TypeError(f"share must be an Executor, got {type(share).__name__}")
+            state = (<Executor>share).ptr.shared_state()
         options.threads = threads
         options.poison = poison
         options.device = _b(device)
         options.limits.memory_limit = _memory_limit(memory_limit)
+        arena_bytes = int(arena_bytes)
+        if arena_bytes < 0 or arena_bytes >= 2 ** 64:
+            raise ValueError(f"arena_bytes must be in [0, 2**64), got {arena_bytes}")
+        options.arena_bytes = arena_bytes
         desc = _plan_desc(plan_msg)
-        self.ptr = new CExecutor(move(desc), options)
+        self.ptr = new CExecutor(move(desc), options, state)
         plan = &self.ptr.plan()
         self._fetch_nbytes = [self.ptr.value(plan.fetches[k]).nbytes for k in range(plan.fetches.size())]
 
@@ -380,6 +398,16 @@ cdef class Executor:
     @property
     def poison(self):
         return self.ptr.poison()
+
+    @property
+    def arena_bytes(self):
+        """The bytes of the arena this executor runs in (shared with the executors it shares a
+        state with): at least its plan's arena_bytes."""
+        return self.ptr.arena_nbytes()
+
+    def shares_state_with(self, Executor other):
+        """Whether this executor and ``other`` run on one shared state (arena and persistent store)."""
+        return self.ptr.shared_state().get() == other.ptr.shared_state().get()
 
     def run(self, list feeds, list outs=None):
         """Copy `feeds` (C-contiguous buffers, plan.feeds order, each exactly its value's

@@ -13,43 +13,122 @@ namespace graphc {
 Executor::Executor(PlanDesc plan, int threads, bool poison)
     : Executor(std::move(plan), ExecutorOptions{threads, poison, "cpu", Limits{}}) {}
 
-Executor::Executor(PlanDesc plan, const ExecutorOptions& options) : plan_(std::move(plan)), options_(options) {
+Executor::Executor(PlanDesc plan, const ExecutorOptions& options, std::shared_ptr<SharedState> share)
+    : plan_(std::move(plan)), options_(options) {
   if (options_.threads < 1) {
     throw std::invalid_argument("threads must be >= 1, got " + std::to_string(options_.threads));
   }
-  device_ = make_device(options_.device);
+  if (share) {
+    // The state's device, not a second one: the buffers this executor uses belong to it.
+    if (share->device->name() != options_.device) {
+      throw std::invalid_argument("cannot attach to the shared state: it is on device '" + share->device->name() +
+                                  "', this executor on '" + shorten(options_.device) + "'");
+    }
+    device_ = share->device;
+  } else {
+    device_ = make_device(options_.device);
+  }
   KernelRegistry::for_device(device_->name());  // DeviceUnavailable before any work
   validate_plan(plan_, options_.limits);
   try {
-    allocate();
+    if (share) {
+      attach(share);
+    } else {
+      allocate();
+    }
+    point_values();
     prepare_steps();
   } catch (const std::bad_alloc&) {
     throw ResourceError("out of memory while loading the plan on " + device_->name());
   }
 }
 
+namespace {
+const uint64_t kConstantVersion = 0;
+// Versions of persistent values are drawn from one process-wide counter, so a version is never
+// reused, even by another executor: a cache keyed by (version pointer, version) can never take
+// a stale entry for current (matmul shares packed weights between steps this way).
+std::atomic<uint64_t> g_next_version{1};
+uint64_t next_version() { return g_next_version.fetch_add(1, std::memory_order_relaxed); }
+
+std::string describe_tensor(const TensorData& t) {
+  std::string out = "'" + shorten(t.name) + "' " + dtype_name(t.dtype) + " [";
+  for (size_t i = 0; i < t.dims.size(); ++i) out += (i ? ", " : "") + std::to_string(t.dims[i]);
+  return out + "]";
+}
+
+// A block of `nbytes` on `dev`, holding `t`'s data when it has any (validate_plan allows empty
+// data only for persistent tensors: they start as zeros).
+DeviceBuffer upload(Device* dev, const TensorData& t) {
+  uint64_t nbytes = 0;
+  tensor_nbytes(t.dims, t.dtype, &nbytes);  // validated
+  DeviceBuffer buf(dev, nbytes);
+  if (t.bytes.size() == nbytes) dev->copy_host_to_device(buf.data(), t.bytes.data(), nbytes);
+  return buf;
+}
+}  // namespace
+
+// A state of this executor's own: an arena of max(plan, options) bytes and the persistent store
+// filled from the plan's init data.
 void Executor::allocate() {
   Device* dev = device_.get();
-  arena_ = DeviceBuffer(dev, plan_.arena_bytes);
-  auto fill = [dev](std::vector<DeviceBuffer>& bufs, const std::vector<TensorData>& list) {
-    bufs.reserve(list.size());
-    for (const TensorData& t : list) {
-      uint64_t nbytes = 0;
-      tensor_nbytes(t.dims, t.dtype, &nbytes);  // validated
-      DeviceBuffer buf(dev, nbytes);
-      // validate_plan allows empty data only for persistent tensors: they start as zeros.
-      if (t.bytes.size() == nbytes) dev->copy_host_to_device(buf.data(), t.bytes.data(), nbytes);
-      bufs.push_back(std::move(buf));
+  const uint64_t arena_bytes = std::max<uint64_t>(plan_.arena_bytes, options_.arena_bytes);
+  if (arena_bytes > plan_.arena_bytes) {
+    // validate_plan held the plan's own needs against the limit; a larger shared arena is held too.
+    const uint64_t limit = options_.limits.memory_limit ? options_.limits.memory_limit : physical_memory_bytes();
+    if (arena_bytes > limit) {
+      throw ResourceError("the shared arena of " + std::to_string(arena_bytes) + " bytes exceeds the memory limit of " +
+                          std::to_string(limit) + " bytes");
     }
-  };
-  fill(persistent_, plan_.persistent);
-  fill(constants_, plan_.constants);
+  }
+  auto st = std::make_shared<SharedState>();
+  st->device = device_;
+  st->arena = DeviceBuffer(dev, arena_bytes);
+  st->persistent.reserve(plan_.persistent.size());
+  st->persistent_desc.reserve(plan_.persistent.size());
+  for (const TensorData& t : plan_.persistent) {
+    st->persistent.push_back(upload(dev, t));
+    st->persistent_desc.push_back(TensorData{t.name, t.dtype, t.dims, std::string()});
+  }
+  st->persistent_version.assign(plan_.persistent.size(), 0);
+  for (uint64_t& v : st->persistent_version) v = next_version();
+  share_ = std::move(st);
+}
+
+// Another executor's state: its persistent list must be this plan's, in order, and its arena
+// large enough for this plan.
+void Executor::attach(const std::shared_ptr<SharedState>& share) {
+  const std::vector<TensorData>& have = share->persistent_desc;
+  const std::vector<TensorData>& mine = plan_.persistent;
+  const std::string why = "cannot attach to the shared state: ";
+  for (size_t i = 0; i < std::min(have.size(), mine.size()); ++i) {
+    if (have[i].name != mine[i].name || have[i].dtype != mine[i].dtype || have[i].dims != mine[i].dims) {
+      throw std::invalid_argument(why + "persistent[" + std::to_string(i) + "] is " + describe_tensor(mine[i]) +
+                                  " in this plan, " + describe_tensor(have[i]) + " in the shared store");
+    }
+  }
+  if (have.size() != mine.size()) {
+    throw std::invalid_argument(why + "this plan lists " + std::to_string(mine.size()) +
+                                " persistent tensors, the shared store " + std::to_string(have.size()));
+  }
+  if (share->arena.size() < plan_.arena_bytes) {
+    throw std::invalid_argument(why + "its arena has " + std::to_string(share->arena.size()) + " bytes, this plan needs " +
+                                std::to_string(plan_.arena_bytes) + " (create the first executor with arena_bytes of "
+                                "the largest plan)");
+  }
+  share_ = share;
+}
+
+void Executor::point_values() {
+  Device* dev = device_.get();
+  constants_.reserve(plan_.constants.size());
+  for (const TensorData& t : plan_.constants) constants_.push_back(upload(dev, t));
   value_ptrs_.assign(plan_.values.size(), nullptr);
   for (size_t i = 0; i < plan_.values.size(); ++i) {
     const ValueDesc& v = plan_.values[i];
     switch (v.storage) {
-      case Storage::Arena: value_ptrs_[i] = arena_.data() + v.offset; break;
-      case Storage::Persistent: value_ptrs_[i] = persistent_[v.index].data(); break;
+      case Storage::Arena: value_ptrs_[i] = share_->arena.data() + v.offset; break;
+      case Storage::Persistent: value_ptrs_[i] = share_->persistent[v.index].data(); break;
       case Storage::Constant: value_ptrs_[i] = constants_[v.index].data(); break;
       case Storage::View: break;
     }
@@ -65,15 +144,6 @@ std::string Executor::step_label(size_t i) const {
   return "step " + std::to_string(i) + " (node '" + shorten(st.node) + "', op '" + shorten(st.op) + "')";
 }
 
-namespace {
-const uint64_t kConstantVersion = 0;
-// Versions of persistent values are drawn from one process-wide counter, so a version is never
-// reused, even by another executor: a cache keyed by (version pointer, version) can never take
-// a stale entry for current (matmul shares packed weights between steps this way).
-std::atomic<uint64_t> g_next_version{1};
-uint64_t next_version() { return g_next_version.fetch_add(1, std::memory_order_relaxed); }
-}  // namespace
-
 // Which persistent tensors a run may write (a step's output, or a feed): the others, and
 // constants, are read-only across runs, and kernels may cache what they derive from them
 // (KernelArgs::in_version; matmul packs such weights once).
@@ -84,8 +154,6 @@ uint64_t next_version() { return g_next_version.fetch_add(1, std::memory_order_r
 // an RNN's W_hh once per run for all time steps, docs/gemm.md).  KernelArgs::in_version is
 // non-null for them as well: a cache must compare the version on every call either way.
 void Executor::find_written_persistent() {
-  persistent_version_.assign(plan_.persistent.size(), 0);
-  for (uint64_t& v : persistent_version_) v = next_version();
   persistent_written_.assign(plan_.persistent.size(), 0);
   auto mark = [this](int32_t idx) {
     const ValueDesc& v = plan_.values[idx];
@@ -102,7 +170,7 @@ const uint64_t* Executor::read_only_version(int32_t idx) const {
   const ValueDesc& v = plan_.values[idx];
   const ValueDesc& root = v.storage == Storage::View ? plan_.values[v.alias_of] : v;
   if (root.storage == Storage::Constant) return &kConstantVersion;
-  if (root.storage == Storage::Persistent) return &persistent_version_[root.index];
+  if (root.storage == Storage::Persistent) return &share_->persistent_version[root.index];
   return nullptr;
 }
 
@@ -294,7 +362,7 @@ std::unique_ptr<Binding> Executor::bind(const std::vector<const void*>& feeds,
   }
   b->own_.reserve(touched.size());  // no reallocation: kernels_ below points into it
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> lock(share_->mutex);
     for (size_t s : touched) b->own_.push_back(make_kernel(s, b->value_ptrs_));
   }
   b->kernels_ = kernel_ptrs_;
@@ -310,10 +378,10 @@ const ValueDesc& Executor::value(int32_t index) const {
 }
 
 size_t Executor::persistent_nbytes(int32_t index) const {
-  if (index < 0 || static_cast<size_t>(index) >= persistent_.size()) {
+  if (index < 0 || static_cast<size_t>(index) >= share_->persistent.size()) {
     throw std::invalid_argument("persistent index " + std::to_string(index) + " out of range");
   }
-  return persistent_[index].size();
+  return share_->persistent[index].size();
 }
 
 void Executor::check_persistent(int32_t index, size_t nbytes) const {
@@ -326,17 +394,17 @@ void Executor::check_persistent(int32_t index, size_t nbytes) const {
 
 void Executor::read_persistent(int32_t index, void* dst, size_t nbytes) {
   check_persistent(index, nbytes);
-  std::lock_guard<std::mutex> lock(mutex_);
-  device_->copy_device_to_host(dst, persistent_[index].data(), nbytes);
+  std::lock_guard<std::mutex> lock(share_->mutex);
+  device_->copy_device_to_host(dst, share_->persistent[index].data(), nbytes);
   device_->synchronize();
 }
 
 void Executor::write_persistent(int32_t index, const void* src, size_t nbytes) {
   check_persistent(index, nbytes);
-  std::lock_guard<std::mutex> lock(mutex_);
-  device_->copy_host_to_device(persistent_[index].data(), src, nbytes);
+  std::lock_guard<std::mutex> lock(share_->mutex);
+  device_->copy_host_to_device(share_->persistent[index].data(), src, nbytes);
   device_->synchronize();
-  persistent_version_[index] = next_version();  // kernels rebuild what they cached from it
+  share_->persistent_version[index] = next_version();  // kernels rebuild what they cached from it
 }
 
 void Executor::read_value(int32_t index, void* dst, size_t nbytes) {
@@ -345,7 +413,7 @@ void Executor::read_value(int32_t index, void* dst, size_t nbytes) {
     throw std::invalid_argument("value " + std::to_string(index) + " ('" + shorten(v.name) + "') has " +
                                 std::to_string(v.nbytes) + " bytes, the buffer has " + std::to_string(nbytes));
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(share_->mutex);
   device_->copy_device_to_host(dst, value_ptrs_[index], nbytes);
   device_->synchronize();
 }
@@ -363,7 +431,7 @@ void Executor::copy_feeds(const std::vector<const void*>& feeds, const std::vect
     // A persistent feed changes every run, copied in or (bound in place) in the caller's hands.
     const ValueDesc& fv = plan_.values[idx];
     const ValueDesc& froot = fv.storage == Storage::View ? plan_.values[fv.alias_of] : fv;
-    if (froot.storage == Storage::Persistent) persistent_version_[froot.index] = next_version();
+    if (froot.storage == Storage::Persistent) share_->persistent_version[froot.index] = next_version();
     if (feeds[i] == nullptr) continue;
     const ValueDesc& v = plan_.values[idx];
     if (v.nbytes == 0) continue;
@@ -377,7 +445,7 @@ inline void Executor::run_step(const Kernel& k, size_t s) {
   for (int32_t idx : plan_.steps[s].outputs) {
     const ValueDesc& v = plan_.values[idx];
     const ValueDesc& root = v.storage == Storage::View ? plan_.values[v.alias_of] : v;
-    if (root.storage == Storage::Persistent) persistent_version_[root.index] = next_version();
+    if (root.storage == Storage::Persistent) share_->persistent_version[root.index] = next_version();
   }
   try {
     k();
@@ -429,7 +497,7 @@ void Executor::run(const std::vector<const void*>& feeds, const std::vector<void
     const ValueDesc& v = plan_.values[plan_.feeds[i]];
     if (feeds[i] == nullptr && v.nbytes != 0) throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(share_->mutex);
   copy_feeds(feeds, value_ptrs_);
   run_steps(kernel_ptrs_, value_ptrs_, nullptr);
   // Still under the lock: the next run may overwrite these bytes.
@@ -452,7 +520,7 @@ void Executor::run(const Binding& b, const std::vector<const void*>& feeds, cons
       throw std::invalid_argument("feed '" + shorten(v.name) + "' is bound in place; it takes no copy");
     }
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(share_->mutex);
   copy_feeds(feeds, b.value_ptrs_);
   run_steps(b.kernels_, b.value_ptrs_, &b.caller_memory_);
   copy_fetches(fetches, b.value_ptrs_);
@@ -466,7 +534,7 @@ std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int
     const ValueDesc& v = plan_.values[plan_.feeds[i]];
     if (feeds[i] == nullptr && v.nbytes != 0) throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(share_->mutex);
   using Clock = std::chrono::steady_clock;
   const size_t n = kernels_.size();
   // times[s * iters + it]: seconds of step s in timed run it.

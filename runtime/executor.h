@@ -23,6 +23,31 @@ struct ExecutorOptions {
   std::string device = "cpu";
   // Validation limits (memory limit, in-place rule); see validate.h.
   Limits limits;
+  // The arena to allocate when this executor creates its shared state: at least the plan's
+  // own arena_bytes (a program's first executor passes the largest entry plan's, so every
+  // other entry attaches to it).  Ignored when attaching to an existing state.
+  uint64_t arena_bytes = 0;
+};
+
+// What the executors of one program share: the device, the arena, the persistent store (a
+// program's variables and every optimizer's state) with its version counters, and the mutex
+// that serialises their runs.  The runs of different entries never overlap, so one arena of
+// the largest plan's size serves them all; a step of one entry writing a weight bumps the
+// version that every other entry's kernels compare (KernelArgs::in_version), so what they
+// cached from the old bytes (matmul's packed weights) is rebuilt.  A plain Executor makes a
+// state of its own and behaves as if it were unshared.
+struct SharedState {
+  // Declared first so it is destroyed last: the buffers below free their memory through it.
+  std::shared_ptr<Device> device;
+  DeviceBuffer arena;
+  // Per persistent tensor: its name, dtype and dims (bytes empty), checked on attach.
+  std::vector<TensorData> persistent_desc;
+  std::vector<DeviceBuffer> persistent;
+  // KernelArgs::in_version of each persistent tensor: bumped by write_persistent, by feeds and
+  // before each step that writes it (from one process-wide counter, so never reused).
+  std::vector<uint64_t> persistent_version;
+  // Serialises runs, profiles, bindings and variable accesses of every executor on the state.
+  std::mutex mutex;
 };
 
 class Executor;
@@ -52,15 +77,22 @@ class Binding {
 };
 
 // Thread safety: every public member may be called from several threads at once; run,
-// profile and the variable accessors are serialised by one mutex, and run() copies the
-// fetches out before it lets the next caller in.
+// profile and the variable accessors are serialised by one mutex (SharedState::mutex, shared
+// by every executor of a program), and run() copies the fetches out before it lets the next
+// caller in.
 class Executor {
  public:
   // In this order: opens the device (DeviceUnavailable), validates the plan
   // (std::invalid_argument naming the value or step; ResourceError above the memory
   // limit), allocates (ResourceError), then builds every step's kernel
   // (std::invalid_argument naming the step's node and op).
-  Executor(PlanDesc plan, const ExecutorOptions& options);
+  //
+  // With `share` (another executor's shared_state()), the executor allocates no arena and no
+  // persistent store of its own: it attaches to those of `share`, after checking that the
+  // device is the same, that its plan's persistent list equals the state's (names, dtypes,
+  // dims, in order; the plan's init data is ignored) and that the arena is large enough —
+  // std::invalid_argument naming the first difference otherwise.
+  Executor(PlanDesc plan, const ExecutorOptions& options, std::shared_ptr<SharedState> share = nullptr);
   Executor(PlanDesc plan, int threads, bool poison = false);
 
   // Copies each feed (plan.feeds order; each exactly the value's nbytes, host memory)
@@ -100,9 +132,14 @@ class Executor {
   int threads() const { return options_.threads; }
   bool poison() const { return options_.poison; }
   const Device& device() const { return *device_; }
+  // The state this executor runs on (to attach another executor of the same program).
+  std::shared_ptr<SharedState> shared_state() const { return share_; }
+  // The bytes of the (shared) arena: at least plan().arena_bytes.
+  size_t arena_nbytes() const { return share_->arena.size(); }
 
   // Host copies of persistent tensor `index` (PlanDesc::persistent, shared by every
-  // PERSISTENT value with that index) and of value `index` (VIEWs resolved).  `nbytes`
+  // PERSISTENT value with that index) and of value `index` (VIEWs resolved; an arena value's
+  // bytes are the last run's on the shared state, which may be another entry's).  `nbytes`
   // must be the tensor's size; std::invalid_argument otherwise.
   void read_persistent(int32_t index, void* dst, size_t nbytes);
   void write_persistent(int32_t index, const void* src, size_t nbytes);
@@ -112,6 +149,8 @@ class Executor {
 
  private:
   void allocate();
+  void attach(const std::shared_ptr<SharedState>& share);
+  void point_values();
   void prepare_steps();
   Kernel make_kernel(size_t s, const std::vector<void*>& ptrs) const;
   std::string step_label(size_t i) const;
@@ -130,18 +169,15 @@ class Executor {
   PlanDesc plan_;
   ExecutorOptions options_;
   std::shared_ptr<Device> device_;
-  DeviceBuffer arena_;
-  std::vector<DeviceBuffer> persistent_;
+  // The arena, persistent store, versions and mutex (shared with the other executors of a
+  // program, or this executor's alone).  Constants are the plan's own.
+  std::shared_ptr<SharedState> share_;
   std::vector<DeviceBuffer> constants_;
   std::vector<void*> value_ptrs_;
-  // KernelArgs::in_version: bumped by write_persistent, by feeds and before each step that writes
-  // the value (from one process-wide counter); constants point at kConstantVersion.
-  std::vector<uint64_t> persistent_version_;
   std::vector<char> persistent_written_;  // by a step or as a feed: never read-only
   std::vector<Kernel> kernels_;
   std::vector<const Kernel*> kernel_ptrs_;  // &kernels_[s]: the plain run's step list
   std::vector<int32_t> producer_;           // per value: the step that writes it, -1 for none
-  std::mutex mutex_;
 };
 
 }  // namespace graphc

@@ -1,7 +1,8 @@
 # Cython declarations for executor.h.
 from libc.stdint cimport int32_t
 from libcpp cimport bool
-from libcpp.memory cimport unique_ptr
+from libc.stdint cimport uint64_t
+from libcpp.memory cimport shared_ptr, unique_ptr
 from libcpp.string cimport string
 from libcpp.vector cimport vector
 
@@ -16,6 +17,10 @@ cdef extern from "executor.h" namespace "graphc":
         bool poison
         string device
         Limits limits
+        uint64_t arena_bytes
+
+    cdef cppclass SharedState:
+        pass
 
     cdef cppclass Binding:
         const vector[char]& feed_in_place()
@@ -23,7 +28,8 @@ cdef extern from "executor.h" namespace "graphc":
         size_t prepared_steps()
 
     cdef cppclass Executor:
-        Executor(PlanDesc plan, const ExecutorOptions& options) except +raise_current_exception
+        Executor(PlanDesc plan, const ExecutorOptions& options,
+                 shared_ptr[SharedState] share) except +raise_current_exception
         void run(const vector[const void*]& feeds, const vector[void*]& fetches) except +raise_current_exception nogil
         # Executor::run(const Binding&, ...), named apart from the plain run for Cython.
         void run_bound "run"(const Binding& binding, const vector[const void*]& feeds,
@@ -35,6 +41,8 @@ cdef extern from "executor.h" namespace "graphc":
         vector[double] profile(const vector[const void*]& feeds, int iters, int warmup) except +raise_current_exception nogil
         const PlanDesc& plan()
         int threads()
+        shared_ptr[SharedState] shared_state()
+        size_t arena_nbytes()
         bint poison()
         void read_persistent(int32_t index, void* dst, size_t nbytes) except +raise_current_exception nogil
         void write_persistent(int32_t index, const void* src, size_t nbytes) except +raise_current_exception nogil

@@ -432,3 +432,148 @@ def test_main_in_process_returns_status(work, capsys):
     assert json.loads(capsys.readouterr().out)["kind"] == "model"
     assert main(["info", str(work / "missing.pb")]) == 2
     assert main([]) == 2
+
+
+# -- programs: several entries over one store ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def prog(work):
+    """A program of the MLP: 'train' (SGD on the loss) and 'logits' (inference), built with
+    graphc.program.build_program over plans compiled as usual."""
+    from graphc.program import build_program
+    g = gc.load(str(work / "mlp.pb"))
+    shapes = {"x": (BATCH, 6), "y": (BATCH,)}
+    train = gc.compile(g, shapes=shapes, train={"loss": "loss", "optimizer": gc.optim.SGD(lr=0.5)})
+    logits = gc.compile(g, shapes={"x": (BATCH, 6)}, train=False, fetches=["fc2/matmul"])
+    program = build_program({"train": train, "logits": logits})
+    path = work / "mlp.program"
+    program.save(str(path))
+    return path, program
+
+
+def test_info_of_a_program_lists_entries_and_the_shared_store(prog, cli):
+    path, program = prog
+    info = json.loads(ok(cli("info", path, "--json")))
+    assert info["kind"] == "program" and [e["name"] for e in info["entries"]] == ["train", "logits"]
+    train, logits = info["entries"]
+    assert train["kind"] == "training" and train["training"]["loss"] == "loss"
+    assert [v["name"] for v in train["inputs"]] == ["x", "y"] and [v["name"] for v in logits["inputs"]] == ["x"]
+    assert logits["kind"] == "inference" and logits["outputs"][0]["shape"] == [BATCH, 3]
+    mem = program.memory_report()
+    assert info["memory"]["arena_bytes"] == mem["arena_bytes"] == max(e["arena_bytes"] for e in info["entries"])
+    assert info["memory"]["persistent_bytes"] == mem["persistent_bytes"] > 0
+    text = ok(cli("info", path))
+    assert f"program {path}: 2 entries" in text
+    assert "entry train (training)" in text and "entry logits (inference)" in text and "shared arena" in text
+
+
+def test_run_an_entry_of_a_program(prog, work, tmp_path, cli):
+    path, program = prog
+    out = ok(graphc("run", path, "--entry", "logits", "--feed", f"x={work / 'x.npy'}", "-o", tmp_path / "o.npz"))
+    assert "wrote" in out
+    sess = gc.Session(program.plan("logits"), threads=1)
+    with np.load(tmp_path / "o.npz") as got:
+        want = sess.run({"x": np.load(work / "x.npy")})
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+    # Training steps through the program: the checkpoint holds every variable of the program.
+    ckpt = tmp_path / "p.npz"
+    ok(cli("run", path, "--entry", "train", "--feed", work / "feeds.npz", "--steps", "3", "--checkpoint", ckpt))
+    with np.load(ckpt) as saved:
+        assert sorted(n for n in saved.files if not n.startswith("__graphc")) == sorted(
+            v.name for v in program.persistent)
+        w = saved["fc1/w"]
+    whole = gc.Session(program, threads=1)
+    assert not np.array_equal(w, whole.get_variable("fc1/w"))
+    bad(cli("run", path, "--feed", work / "feeds.npz"), "program of 2 entries", "--entry", "train, logits")
+    bad(cli("run", path, "--entry", "nope", "--feed", work / "feeds.npz"), "--entry nope", "no such entry")
+    bad(cli("run", path, "--entry", "logits", "--steps", "2", "--feed", f"x={work / 'x.npy'}"),
+        "entry 'logits'", "inference entry")
+    bad(cli("run", work / "mlp.plan", "--entry", "train", "--feed", work / "feeds.npz"),
+        "single compiled plan", "no entry name")
+    bad(cli("bench", path, "--iters", "2"), "program of 2 entries")
+    assert "latency ms" in ok(cli("bench", path, "--entry", "logits", "--iters", "2", "--warmup", "0"))
+
+
+def test_viz_of_an_entry_of_a_program(prog, tmp_path, cli):
+    path, program = prog
+    ok(cli("viz", path, "--entry", "train", "-o", tmp_path / "t.dot"))
+    dot = (tmp_path / "t.dot").read_text()
+    assert "sgd" in dot.lower() and "step " in dot
+    bad(cli("viz", path, "-o", tmp_path / "u.dot"), "program of 2 entries", "--entry")
+    bad(cli("viz", path, "--entry", "nope", "-o", tmp_path / "u.dot"), "no such entry")
+
+
+def test_compile_entry_flag_checks(work, tmp_path, cli):
+    out = tmp_path / "e.program"
+    bad(cli("compile", work / "mlp.pb", "--entry", "a", "--train", "loss", "-o", out), "--train", "--entry")
+    bad(cli("compile", work / "mlp.pb", "--entry", "a", "--fetch", "loss", "-o", out), "--fetch")
+    bad(cli("compile", work / "mlp.pb", "--entry", "a", "--entries", "all", "-o", out), "not both")
+    bad(cli("compile", work / "mlp.pb", "--entries", "a,,b", "-o", out), "bad --entries")
+    bad(cli("compile", work / "mlp.pb", "--entry", "a", "--entry", "a", "-o", out), "twice")
+    assert not out.exists()
+
+
+def build_entries_model():
+    """The MLP with named entries: 'step' (SGD on the loss, fetching the logits too) and
+    'predict' (the logits)."""
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 6))
+        y = gc.placeholder("y", (None,), dtype="int64")
+        with gc.name_scope("fc1"):
+            w1 = gc.variable("w", (6, 8), init=gc.init.xavier_uniform(seed=0))
+            h = gc.relu(x @ w1)
+        with gc.name_scope("fc2"):
+            w2 = gc.variable("w", (8, 3), init=gc.init.xavier_uniform(seed=1))
+            logits = h @ w2
+        loss = gc.softmax_cross_entropy(logits, y, name="loss")
+        gc.optim.SGD(0.5).minimize(loss, var_list=[w2], name="step", fetches=[logits])
+        g.entry("predict", fetches=[logits])
+    return g
+
+
+def test_compile_info_and_run_entries_of_a_model(work, tmp_path, cli):
+    pb_path = tmp_path / "ent.pb"
+    build_entries_model().save(str(pb_path))
+    info = json.loads(ok(cli("info", pb_path, "--json")))
+    assert info["entries"] == [
+        {"name": "step", "kind": "training", "fetches": ["fc2/matmul"], "loss": "loss", "optimizer": "sgd",
+         "var_list": 1},
+        {"name": "predict", "kind": "inference", "fetches": ["fc2/matmul"]}]
+    text = ok(cli("info", pb_path))
+    assert "step                 training, loss loss, sgd, var_list 1; fetches: fc2/matmul" in text
+    assert "training: no default spec" in text
+    # One entry: a plan (default name MODEL.plan); all of them: a program (MODEL.program).
+    out = ok(cli("compile", pb_path, "--entry", "predict", "--shape", f"x={BATCH},6"))
+    assert f"wrote {tmp_path / 'ent.plan'} (entry predict" in out
+    assert gc.load_plan(str(tmp_path / "ent.plan")).fetches == ["fc2/matmul"]
+    # Flat shapes bind every entry; ENTRY:NAME=... overrides one entry's.
+    out = ok(cli("compile", pb_path, "--entries", "all", "--shape", f"x={BATCH},6", "--shape", f"y={BATCH}",
+                 "--shape", "predict:x=1,6"))
+    assert "program of 2 entries" in out and "shared: arena" in out
+    program = gc.load_program(str(tmp_path / "ent.program"))
+    assert program.entries == ["step", "predict"]
+    assert list(program.plan("predict").proto.values[program.plan("predict").proto.feeds[0]].dims) == [1, 6]
+    ok(cli("compile", pb_path, "--entry", "predict", "--entry", "step", "--shape", f"x={BATCH},6",
+           "--shape", f"y={BATCH}", "-o", tmp_path / "two.program"))
+    assert gc.load_program(str(tmp_path / "two.program")).entries == ["predict", "step"]
+    # Train through the program, then predict from the trained weights in one process.
+    whole = gc.Session(program, threads=1)
+    ckpt = tmp_path / "ent.npz"
+    ok(cli("run", tmp_path / "ent.program", "--entry", "step", "--feed", work / "feeds.npz", "--steps", "4",
+           "--checkpoint", ckpt))
+    whole.load_checkpoint(str(ckpt))
+    assert set(whole.variable_names) == {"fc1/w", "fc2/w"}   # plain SGD keeps no state
+    bad(cli("compile", pb_path, "--entry", "nope", "--shape", f"x={BATCH},6"), "nope")
+    bad(cli("info", tmp_path / "ent.program", "--entry", "x"), "unrecognized arguments")
+
+
+def test_viz_entry_of_a_model_draws_the_part_it_computes(tmp_path, cli):
+    pb_path = tmp_path / "ent.pb"
+    build_entries_model().save(str(pb_path))
+    ok(cli("viz", pb_path, "--entry", "predict", "-o", tmp_path / "p.dot"))
+    ok(cli("viz", pb_path, "--entry", "step", "-o", tmp_path / "s.dot"))
+    predict, step = (tmp_path / "p.dot").read_text(), (tmp_path / "s.dot").read_text()
+    assert "fc2/matmul" in predict and "softmax_cross_entropy" not in predict and 'label="y\\n' not in predict
+    assert "softmax_cross_entropy" in step and 'label="y\\n' in step
+    bad(cli("viz", pb_path, "--entry", "nope", "-o", tmp_path / "n.dot"), "no such entry", "step, predict")

@@ -268,10 +268,14 @@ def test_compile_argument_errors():
     with pytest.raises(CompileError, match="entry='fit'"):
         gc.compile(g, entries="fit", shapes=shapes)
     # no default training spec: compile(model) says what to do instead
-    with pytest.raises(CompileError, match=r"named entries \('fit', 'small', 'predict'\).*entry=NAME"):
+    with pytest.raises(CompileError, match=r"named entries \('fit', 'small', 'predict'\) .*entry=NAME"):
         gc.compile(g, shapes=shapes)
-    # ... but explicit fetches still compile an inference plan as before
+    with pytest.raises(CompileError, match="named entries"):
+        gc.compile(g, shapes=shapes, train=False)
+    # ... but explicit fetches, or declared outputs, still compile an inference plan as before
     assert gc.compile(g, shapes=shapes, fetches=["y"]).fetches == ["y"]
+    g.set_outputs(["xw"])
+    assert gc.compile(g, shapes=shapes, train=False).fetches == ["xw"]
     with gc.Graph() as plain:
         gc.relu(gc.placeholder("x", (2,)))
     with pytest.raises(CompileError, match="no named entries"):
@@ -496,6 +500,8 @@ def test_reference_evaluates_an_entry():
     assert list(gc.reference.evaluate(g, {"x": x}, entry="predict")) == ["y"]
     with pytest.raises(KeyError, match="no entry 'nope'"):
         gc.reference.evaluate(g, {"x": x}, entry="nope")
+    with pytest.raises(ValueError, match="lower_graph"):
+        gc.reference.evaluate(g, {"x": x, "t": t}, entry="fit", state={})
 
 
 def _mostly(good, bad):
@@ -552,3 +558,98 @@ def test_any_entries_field_loads_or_is_a_model_format_error_and_compiles_or_is_a
         assert str(e).startswith("entry "), str(e)
         return
     assert prog.entries == list(graph.entries)
+
+
+def test_program_compile_is_deterministic_and_applies_the_budget_to_every_entry():
+    g = _linear()
+    shapes = {"x": (64, D), "t": (64, 1)}
+    prog = gc.compile(g, entries="all", shapes=shapes)
+    assert gc.compile(g, entries="all", shapes=shapes).to_bytes() == prog.to_bytes()
+    budget = prog.arena_bytes
+    for name in prog.entries:   # each entry's plan alone is the one compile(entry=) gives
+        alone = gc.compile(g, entry=name, shapes=shapes)
+        assert prog.memory_report()["arena_bytes_by_entry"][name] == alone.arena_bytes
+    tight = gc.compile(g, entries="all", shapes=shapes, memory_budget=budget)
+    assert tight.arena_bytes <= budget
+    with pytest.raises(CompileError, match="^entry 'fit': "):
+        gc.compile(g, entries="all", shapes=shapes, memory_budget=16)
+
+
+def test_gan_shaped_entries_train_only_their_own_variables():
+    """A GAN's two Adam steps over disjoint var lists: train_d leaves G's weights bit for bit,
+    train_g leaves D's, while each reads both; the alternation equals the reference
+    interpreter's."""
+    nn = gc.nn
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 8))
+        z = gc.placeholder("z", (None, 4))
+        G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 8), name="G")
+        D = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), name="D")
+        fake = gc.tanh(G(z))
+        d_real, d_fake = D(x), D(fake)
+        d_loss = gc.add(gc.mean(gc.softplus(-d_real)), gc.mean(gc.softplus(d_fake)), name="d_loss")
+        g_loss = gc.mean(gc.softplus(-d_fake), name="g_loss")
+        d_fake_mean = gc.mean(gc.sigmoid(d_fake), name="d_fake_mean")
+        gc.optim.Adam(1e-2, betas=(0.5, 0.999)).minimize(d_loss, var_list=D.variables(g), name="train_d")
+        gc.optim.Adam(1e-2, betas=(0.5, 0.999)).minimize(g_loss, var_list=G.variables(g), name="train_g",
+                                                          fetches=[d_fake_mean])
+        g.entry("sample", fetches=[fake])
+    d_vars, g_vars = list(D.variables(g)), list(G.variables(g))
+    shapes = {"x": (5, 8), "z": (5, 4), "sample": {"z": (3, 4)}}
+    prog = gc.compile(g, entries="all", shapes=shapes)
+    store = _SharedStore(prog)
+    lowered = {n: gc.compiler.lower_graph(g, shapes=shapes, entry=n) for n in ("train_d", "train_g")}
+    ref_state = {}
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        feeds = {"x": rng.standard_normal((5, 8)).astype(np.float32),
+                 "z": rng.standard_normal((5, 4)).astype(np.float32)}
+        before = dict(store.values)
+        out = store.run("train_d", feeds)
+        ref = gc.reference.evaluate(lowered["train_d"], feeds, ["d_loss"], state=ref_state)
+        np.testing.assert_allclose(out["d_loss"], ref["d_loss"], rtol=1e-5)
+        for v in g_vars:
+            np.testing.assert_array_equal(store.values[v], before[v])
+        assert not all(np.array_equal(store.values[v], before[v]) for v in d_vars)
+
+        before = dict(store.values)
+        out = store.run("train_g", {"z": feeds["z"]})
+        assert list(out) == ["g_loss", "d_fake_mean"]
+        ref = gc.reference.evaluate(lowered["train_g"], {"z": feeds["z"]}, ["g_loss", "d_fake_mean"],
+                                    state=ref_state)
+        np.testing.assert_allclose(out["g_loss"], ref["g_loss"], rtol=1e-5)
+        np.testing.assert_allclose(out["d_fake_mean"], ref["d_fake_mean"], rtol=1e-5)
+        for v in d_vars:
+            np.testing.assert_array_equal(store.values[v], before[v])
+        assert not all(np.array_equal(store.values[v], before[v]) for v in g_vars)
+    for v in d_vars + g_vars:
+        np.testing.assert_allclose(store.values[v], ref_state[v], rtol=1e-4, atol=1e-6)
+    assert int(store.values["train_d/optimizer/step"]) == 3 and int(store.values["train_g/optimizer/step"]) == 3
+    assert not any(n.startswith("train_g/D/") or n.startswith("train_d/G/") for n in store.values)
+    samples = store.run("sample", {"z": np.zeros((3, 4), np.float32)})["tanh"]
+    assert samples.shape == (3, 8)
+
+
+def test_entries_with_external_weights(tmp_path):
+    g = _linear()
+    path = tmp_path / "m.pb"
+    g.save(path, external_threshold=0)
+    assert (tmp_path / "m.pb.weights").exists()
+    loaded = gc.load(path)
+    assert loaded.entries == g.entries
+    shapes = {"x": (N, D), "t": (N, 1)}
+    assert gc.compile(loaded, entries="all", shapes=shapes) == gc.compile(g, entries="all", shapes=shapes)
+
+
+def test_a_variable_holding_an_entrys_state_name_is_a_compile_error_naming_the_entry():
+    for read_by_the_loss in (False, True):    # pruned before the optimizer pass, or still there
+        with gc.Graph() as g:
+            x = gc.placeholder("x", (2,))
+            w = gc.variable("w", (2,), init=gc.init.ones())
+            clash = gc.variable("step/w/momentum", (2,), trainable=False)
+            loss = gc.sum(x * w * clash) if read_by_the_loss else gc.sum(x * w)
+            gc.optim.SGD(0.1, momentum=0.9).minimize(loss, var_list=[w], name="step")
+            gc.optim.SGD(0.1, momentum=0.9).minimize(loss, var_list=[w])
+        with pytest.raises(CompileError, match=r"^entry 'step': optimizer state: .*'step/w/momentum'"):
+            gc.compile(g, entry="step")
+        gc.compile(g)   # the default spec's state is w/momentum: no clash

@@ -2,6 +2,8 @@
 the training spec (save/load, compile(train=...)), clipping — all through the
 reference interpreter, so they hold for any runtime that matches it."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -175,6 +177,25 @@ def test_var_list_naming_a_variable_the_loss_does_not_reach():
     g.training.var_list = ["nothing"]
     with pytest.raises(CompileError, match=r"unknown variables \['nothing'\]"):
         gc.compile(g)
+
+
+def test_the_plan_does_not_depend_on_the_line_that_compiles_it():
+    """Nodes the compiler builds for no one forward node (Adam's step counter, global-norm
+    clipping, summed gradient terms) used to record the gc.compile call's file:line."""
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (4, 3))
+        w = gc.variable("w", (3, 3), init=gc.init.xavier_uniform(seed=0))
+        h = x @ w
+        loss = gc.mean((h @ w) ** 2, name="loss")    # w read twice: two gradient terms summed
+        gc.optim.AdamW(1e-3, clip_global_norm=1.0).minimize(loss)
+    first = gc.compile(g)
+    second = gc.compile(g)
+    assert first.to_bytes() == second.to_bytes()
+    files = {s.provenance.file for s in first.proto.steps}
+    assert os.path.basename(__file__) in {os.path.basename(f) for f in files if f}
+    lines = {s.provenance.line for s in first.proto.steps if s.provenance.file}
+    here = test_the_plan_does_not_depend_on_the_line_that_compiles_it.__code__.co_firstlineno
+    assert lines <= set(range(here, here + 8)), lines   # the graph's lines, none of the compile calls
 
 
 # -- losses ---------------------------------------------------------------------------------

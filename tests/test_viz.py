@@ -106,3 +106,46 @@ def test_without_dot_the_dot_file_is_written(tmp_path, monkeypatch):
     assert info.value.dot_path == str(tmp_path / "g.dot")
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
     assert (tmp_path / "g.svg").read_text() == "old drawing"
+
+
+def _entries_graph():
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (2, 3))
+        t = gc.placeholder("t", (2, 4))
+        w = gc.variable("w", (3, 4), init=gc.init.ones())
+        y = gc.matmul(x, w, name="y")
+        z = gc.relu(y, name="z")
+        d = z - t
+        gc.optim.SGD(0.1).minimize(gc.mean(d * d, name="loss"), name="train")
+        g.entry("infer", fetches=[y])
+    return g
+
+
+def test_entry_of_a_graph_draws_the_part_it_computes():
+    g = _entries_graph()
+    infer = viz.to_dot(g, entry="infer")
+    train = viz.to_dot(g, entry="train")
+    assert "matmul\\ny" in infer and "relu" not in infer and "t\\ninput" not in infer
+    assert "relu" in train and "t\\ninput" in train and "loss" in train
+    with pytest.raises(GraphcError, match="no entry 'nope'.*'train', 'infer'"):
+        viz.to_dot(g, entry="nope")
+
+
+def test_a_program_draws_one_entry_plan(tmp_path):
+    g = _entries_graph()
+    prog = gc.compile(g, entries="all")
+    dot = viz.to_dot(prog, entry="train")
+    assert "step 0" in dot and "sgd" in dot.lower()
+    assert "sgd" not in viz.to_dot(prog, entry="infer").lower()
+    with pytest.raises(GraphcError, match="2 entries; name the one to draw"):
+        viz.to_dot(prog)
+    with pytest.raises(GraphcError, match="no entry 'nope'"):
+        viz.to_dot(prog, entry="nope")
+    path = tmp_path / "m.program"
+    prog.save(str(path))
+    assert viz.to_dot(str(path), entry="infer") == viz.to_dot(prog, entry="infer")
+    # A plan: entry= must be its own entry name.
+    plan = prog.plan("infer")
+    assert viz.to_dot(plan, entry="infer") == viz.to_dot(plan)
+    with pytest.raises(GraphcError, match="one compiled plan"):
+        viz.to_dot(plan, entry="train")

@@ -17,7 +17,10 @@ from graphc.compiler._rebuild import clone_graph
 from graphc.errors import CompileError, GraphError
 
 
-def append_optimizer(graph, state_prefix=""):
+def append_optimizer(graph, state_prefix="", model_variables=()):
+    """``model_variables``: every variable name of the model before the early prune; a state
+    variable may take none of them (a variable the loss does not read is pruned before this
+    pass, and would otherwise share its name, so its storage in a program, with the state)."""
     if graph.training is None or not graph.training.loss:
         return graph
     grads_of = getattr(graph, "gradients_of", None)
@@ -29,12 +32,20 @@ def append_optimizer(graph, state_prefix=""):
         raise CompileError(f"training spec: {e}") from None
     out = clone_graph(graph)
     pairs = [(out.tensor(g), out.tensor(v)) for v, g in grads_of.items()]
+    # the step counter and the clipping nodes belong to no one variable: they get the loss's line
+    loss_provenance = out.tensor(graph.training.loss).producer.provenance
+    who = f"entry {state_prefix!r}: " if state_prefix else ""
     if not state_prefix:
-        optim.append_updates(out, optimizer, pairs)
+        optim.append_updates(out, optimizer, pairs, provenance=loss_provenance)
     else:
         try:
-            optim.append_updates(out, optimizer, pairs, prefix=state_prefix)
+            optim.append_updates(out, optimizer, pairs, prefix=state_prefix, provenance=loss_provenance)
         except GraphError as e:   # a user variable already holds a state variable's name
-            raise CompileError(f"entry {state_prefix!r}: optimizer state: {e}") from None
+            raise CompileError(f"{who}optimizer state: {e}") from None
+    taken = set(model_variables)
+    for var in out.variables[len(graph.variables):]:
+        if var.name in taken:
+            raise CompileError(f"{who}optimizer state: the model has a variable named {var.name!r}, the name of "
+                               f"the optimizer's state; rename that variable")
     out.gradients_of = dict(grads_of)
     return out

@@ -49,7 +49,7 @@ from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.compiler.select_mode import select_mode
 from graphc.compiler.validate_graph import validate_graph
 from graphc.errors import CompileError, GraphcError, GraphError
-from graphc.graph import Graph
+from graphc.graph import Graph, compiler_provenance
 from graphc.plan import Plan
 from graphc.program import build_program
 
@@ -76,7 +76,8 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
         ("expand_composites", expand),
         ("append_gradients", functools.partial(append_gradients, stack_outer_products=memory_budget is None,
                                                model_variables=model_variables)),
-        ("append_optimizer", functools.partial(append_optimizer, state_prefix=state_prefix)),
+        ("append_optimizer", functools.partial(append_optimizer, state_prefix=state_prefix,
+                                               model_variables=model_variables)),
         ("expand_gradient_composites", expand),
         ("recompute_for_budget", functools.partial(recompute_for_budget, memory_budget=memory_budget)),
         ("prune_graph", functools.partial(prune_graph, fetches=fetches)),
@@ -215,7 +216,8 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
     model_variables = [v.name for v in graph.variables]
     for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse, state_prefix,
                                        model_variables):
-        graph = run_pass(graph)
+        with compiler_provenance():
+            graph = run_pass(graph)
         if on_pass is not None:
             on_pass(name, graph)
     return graph
@@ -248,7 +250,9 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
     persistent store.  ``shapes`` then may also hold per-entry dicts that add or override
     shapes for one entry: ``{"x": (64, 784), "sample": {"z": (500, 32)}}``.  ``fetches`` and
     ``train`` cannot be combined with either.  Without ``entry``/``entries`` a model compiles
-    as it always has (its default training spec, from an unnamed ``minimize(loss)``, if any).
+    as it always has (its default training spec, from an unnamed ``minimize(loss)``, if any),
+    except that a model with named entries and neither a default spec nor declared outputs
+    needs ``fetches=`` (else CompileError: its loose values are not a sensible plan).
 
     Example::
 
@@ -279,11 +283,14 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
                               for name in names])
     if entry is not None:
         return _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, entry)
-    if getattr(graph, "entries", None) and graph.training is None and fetches is None and train is None:
+    if (getattr(graph, "entries", None) and graph.training is None and fetches is None and not graph.outputs
+            and (train is None or train is False)):
+        # Nothing sensible to compile: the default would be every loose value of the model
+        # (a GAN's two losses and its samples, say) in one inference plan.
         listed = ", ".join(repr(n) for n in graph.entries)
-        raise CompileError(f"the model has named entries ({listed}) and no default training spec: pass entry=NAME "
-                           f"for one plan, entries=[...] or entries='all' for a program, or fetches= for an "
-                           f"inference plan of any values")
+        raise CompileError(f"the model has named entries ({listed}) and no default training spec or declared "
+                           f"outputs: pass entry=NAME for one plan, entries=[...] or entries='all' for a program, "
+                           f"or fetches= for an inference plan of any values")
     return _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse, None)
 
 
