@@ -89,13 +89,15 @@ def test_tiny_gan_trains_and_writes_grids(tmp_path):
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    (a, b, c), _ = _run([_tiny(whole, "--steps", "10"), _tiny(parts, "--steps", "6"),
-                         _tiny(parts, "--steps", "10", "--resume")])
+    (a, b, c, t), _ = _run([_tiny(whole, "--steps", "10"), _tiny(parts, "--steps", "6"),
+                            _tiny(parts, "--steps", "10", "--resume"),
+                            _tiny(tmp_path / "threads", "--steps", "10", "--threads", "3")])
     assert not b["resumed"] and c["resumed"] and c["steps"] == 4
     # The same batches, noise draws (rng/step is in the checkpoint) and optimizer states: the
     # same losses step by step and the same generator at the end, bit for bit.
     assert b["history"] + c["history"] == a["history"]
     assert c["samples"] == a["samples"]
+    assert t["history"] == a["history"] and t["samples"] == a["samples"]     # 3 threads: the same run
     assert (whole / "samples_epoch001.png").read_bytes() == (parts / "samples_epoch001.png").read_bytes()
 
 
