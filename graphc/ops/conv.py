@@ -199,6 +199,7 @@ IMAGES_PER_PARTIAL = 4
 # (K | O, N·P) matrices within BATCHED_MAX_FLOATS: one GEMM of depth N·P instead of one per image.
 BATCHED_MAX_P = 64
 BATCHED_MAX_FLOATS = 1 << 23
+BATCHED_INPUT_COLS = 128  # conv2d_grad_input batches chunks of images of about this many columns
 
 
 def _batched_grad_weight(dtype, attrs, w_shape, n, out_hw):
@@ -254,7 +255,8 @@ def _grad_input_workspace(ctx):
         return _implicit_request(ctx.dtype(0), dy[0], w[0], ctx.out_shape(0)[1], dy[2:], w[2:], a["dilation"],
                                  flipped)
     if _batched_grad_weight(ctx.dtype(0), a, w, dy[0], dy[2:]):  # the same test (conv.cc grad_input_is_batched)
-        cols = int(dy[0]) * int(dy[2]) * int(dy[3])
+        p = int(dy[2]) * int(dy[3])  # chunks of about BATCHED_INPUT_COLS columns (conv.cc kBatchedInputCols)
+        cols = min(int(dy[0]), max(1, BATCHED_INPUT_COLS // p)) * p
         return [(ctx.dtype(0), (int(np.prod(w[1:])), cols)), (ctx.dtype(0), (int(w[0]), cols))]
     return _col_request(ctx.dtype(0), dy[0], ctx.out_shape(0)[1], w[2:], dy[2:])
 

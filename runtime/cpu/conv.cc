@@ -488,7 +488,13 @@ inline bool grad_weight_is_batched(const ConvGeom& q) {
 // conv2d_grad_input the same way, where it is not an implicit GEMM (stride > 1: conv_transpose2d's
 // forward): dcol (K x N·P) = W^T · dy' in one GEMM (each element one chain over O), then col2im
 // per image from its columns.  The caller tests grad_input_is_implicit first.
+// Images per GEMM: about kBatchedInputCols columns, so that the chunk's column matrix stays in L2
+// for col2im (no reduction crosses images here: any chunking gives the same bits).
 inline bool grad_input_is_batched(const ConvGeom& q) { return grad_weight_is_batched(q); }
+constexpr int64_t kBatchedInputCols = 128;
+inline int64_t batched_grad_input_images(const ConvGeom& q) {
+  return std::min(q.n, std::max<int64_t>(1, kBatchedInputCols / q.p));
+}
 
 // No inf or NaN among p[0, n): exponent bits all ones, tested on the integer bits (the loop
 // vectorizes; a float reduction would not, without reassociation).
@@ -794,25 +800,26 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
                            reinterpret_cast<const float*>(w.data), reinterpret_cast<float*>(pdx), /*flip=*/true);
   }
   if (std::is_same<T, float>::value && grad_input_is_batched(q)) {
-    const int64_t cols = q.n * q.p;
-    T* col = check_slots<T>(args, 0, q.k, {cols}, "the images' column matrices side by side");
-    T* dyr = check_slots<T>(args, 1, q.o, {cols}, "dy regrouped to (O, N·P)");
+    const int64_t per = batched_grad_input_images(q), width = per * q.p;
+    T* col = check_slots<T>(args, 0, q.k, {width}, "a chunk of images' column matrices side by side");
+    T* dyr = check_slots<T>(args, 1, q.o, {width}, "a chunk of dy regrouped to (O, images·P)");
     const T* pdy = dy.as<const T>();
     const T* pw = w.as<const T>();
     const int threads = args.ctx.threads;
     return [=]() {
-      parallel_for(q.n, threads, 1, [&](int64_t b, int64_t e) {
-        for (int64_t n = b; n < e; ++n) {
+      for (int64_t n0 = 0; n0 < q.n; n0 += per) {
+        const int64_t nb = std::min(per, q.n - n0), cols = nb * q.p;
+        for (int64_t n = 0; n < nb; ++n) {
           for (int64_t o = 0; o < q.o; ++o) {
-            std::memcpy(dyr + o * cols + n * q.p, pdy + (n * q.o + o) * q.p, sizeof(T) * q.p);
+            std::memcpy(dyr + o * cols + n * q.p, pdy + ((n0 + n) * q.o + o) * q.p, sizeof(T) * q.p);
           }
         }
-      });
-      gemm_t(true, false, q.k, cols, q.o, pw, q.k, dyr, cols, col, cols, threads);
-      // each image's dx from its own columns, in col2im's fixed order
-      parallel_for(q.n, threads, 1, [&](int64_t b, int64_t e) {
-        for (int64_t n = b; n < e; ++n) col2im(q, col + n * q.p, pdx + n * q.c * q.h * q.w, cols);
-      });
+        gemm_t(true, false, q.k, cols, q.o, pw, q.k, dyr, cols, col, cols, threads);
+        // each image's dx from its own columns, in col2im's fixed order
+        parallel_for(nb, threads, 1, [&](int64_t b, int64_t e) {
+          for (int64_t n = b; n < e; ++n) col2im(q, col + n * q.p, pdx + (n0 + n) * q.c * q.h * q.w, cols);
+        });
+      }
     };
   }
   const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0, q.p);
