@@ -194,23 +194,6 @@ IMPLICIT_MIN_CHANNELS = 16
 IMAGES_PER_PARTIAL = 4
 
 
-# The batched weight gradient (runtime/cpu/conv.cc, grad_weight_is_batched): float32, one group,
-# not pointwise, at most BATCHED_MAX_P output positions per image, at least 2 images and the two
-# (K | O, N·P) matrices within BATCHED_MAX_FLOATS: one GEMM of depth N·P instead of one per image.
-BATCHED_MAX_P = 64
-BATCHED_MAX_FLOATS = 1 << 23
-BATCHED_INPUT_COLS = 128  # conv2d_grad_input batches chunks of images of about this many columns
-
-
-def _batched_grad_weight(dtype, attrs, w_shape, n, out_hw):
-    """Whether conv2d_grad_weight runs as one GEMM over every image's columns (the kernel's test)."""
-    p, n = int(out_hw[0]) * int(out_hw[1]), int(n)
-    k = int(np.prod(w_shape[1:]))
-    cols = n * p
-    return (dtype == "float32" and attrs["groups"] == 1 and not _is_pointwise(w_shape, attrs) and p <= BATCHED_MAX_P
-            and n >= 2 and cols <= BATCHED_MAX_FLOATS and k + int(w_shape[0]) <= BATCHED_MAX_FLOATS // cols)
-
-
 def _implicit(dtype, attrs, w_shape, c_in, stride1=False):
     """Whether the kernel computes this convolution as an implicit GEMM (no im2col): float32,
     one group, a kernel of more than one tap, enough channels (grad_input: stride 1 only)."""
@@ -254,10 +237,6 @@ def _grad_input_workspace(ctx):
         # dx: the stride-1 convolution of dy with the flipped kernel, padded by d·(k-1) - p
         return _implicit_request(ctx.dtype(0), dy[0], w[0], ctx.out_shape(0)[1], dy[2:], w[2:], a["dilation"],
                                  flipped)
-    if _batched_grad_weight(ctx.dtype(0), a, w, dy[0], dy[2:]):  # the same test (conv.cc grad_input_is_batched)
-        p = int(dy[2]) * int(dy[3])  # chunks of about BATCHED_INPUT_COLS columns (conv.cc kBatchedInputCols)
-        cols = min(int(dy[0]), max(1, BATCHED_INPUT_COLS // p)) * p
-        return [(ctx.dtype(0), (int(np.prod(w[1:])), cols)), (ctx.dtype(0), (int(w[0]), cols))]
     return _col_request(ctx.dtype(0), dy[0], ctx.out_shape(0)[1], w[2:], dy[2:])
 
 
@@ -267,9 +246,6 @@ def _grad_weight_workspace(ctx):
     n = int(x[0])
     if n == 0:
         return []
-    if _batched_grad_weight(ctx.dtype(0), ctx.attrs, w, n, dy[2:]):
-        cols = n * int(dy[2]) * int(dy[3])
-        return [(ctx.dtype(0), (int(np.prod(w[1:])), cols)), (ctx.dtype(0), (int(w[0]), cols))]
     if _implicit(ctx.dtype(0), ctx.attrs, w, x[1]):
         # the forward's padded images; dy transposed onto its grid (+ the panel the AVX2 and
         # portable micro-kernels read past O); one partial product per image

@@ -114,15 +114,13 @@ constexpr int64_t kPanel = 32;
 inline int64_t round_up_panel(int64_t p) { return (p + kPanel - 1) / kPanel * kPanel; }
 
 // Rows (c, a, b) of image x's column matrix: col[(c·kh + a)·kw + b][i·wo + j] =
-// x[c][i·sh + a·dh - pt][j·sw + b·dw - pl], 0 in the padding.  `ld` is the row stride (P, or
-// N·P when the images' matrices sit side by side in one batched matrix).
-template <class T> void im2col(const ConvGeom& q, const T* x, T* col, int64_t ld = -1) {
-  if (ld < 0) ld = q.p;
+// x[c][i·sh + a·dh - pt][j·sw + b·dw - pl], 0 in the padding.
+template <class T> void im2col(const ConvGeom& q, const T* x, T* col) {
   for (int64_t c = 0; c < q.c; ++c) {
     const T* xc = x + c * q.h * q.w;
     for (int64_t a = 0; a < q.kh; ++a) {
       for (int64_t b = 0; b < q.kw; ++b) {
-        T* row = col + ((c * q.kh + a) * q.kw + b) * ld;
+        T* row = col + ((c * q.kh + a) * q.kw + b) * q.p;
         // output columns j whose input column j·sw + b·dw - pl is inside [0, w)
         const int64_t off = b * q.dw - q.pl;
         const int64_t j0 = off >= 0 ? 0 : std::min(q.wo, (-off + q.sw - 1) / q.sw);
@@ -349,14 +347,13 @@ inline void unpad_output(const Implicit& m, const float* ygrid, float* y) {
 
 // dx (one image, zeroed first) += the column matrix's entries at the positions im2col read
 // them from, in the fixed order (c, a, b, i, j); padding entries are dropped.
-template <class T> void col2im(const ConvGeom& q, const T* col, T* dx, int64_t ld = -1) {
-  if (ld < 0) ld = q.p;  // the row stride, as im2col's
+template <class T> void col2im(const ConvGeom& q, const T* col, T* dx) {
   std::fill(dx, dx + q.c * q.h * q.w, T(0));
   for (int64_t c = 0; c < q.c; ++c) {
     T* xc = dx + c * q.h * q.w;
     for (int64_t a = 0; a < q.kh; ++a) {
       for (int64_t b = 0; b < q.kw; ++b) {
-        const T* row = col + ((c * q.kh + a) * q.kw + b) * ld;
+        const T* row = col + ((c * q.kh + a) * q.kw + b) * q.p;
         const int64_t off = b * q.dw - q.pl;
         const int64_t j0 = off >= 0 ? 0 : std::min(q.wo, (-off + q.sw - 1) / q.sw);
         const int64_t j1 = std::max(j0, std::min(q.wo, off >= q.w ? 0 : (q.w - 1 - off) / q.sw + 1));
@@ -470,30 +467,6 @@ inline bool grad_input_is_implicit(const ConvGeom& q) {
   return q.g == 1 && q.sh == 1 && q.sw == 1 && q.kh * q.kw > 1 && q.o >= kImplicitMinChannels &&
          q.pt <= q.dh * (q.kh - 1) && q.pb <= q.dh * (q.kh - 1) && q.pl <= q.dw * (q.kw - 1) &&
          q.pr <= q.dw * (q.kw - 1);
-}
-
-// The batched weight gradient (float32, one group, not pointwise, small output maps): the images'
-// column matrices side by side, col (K x N·P), and dy regrouped to (O x N·P), so that
-// dw (O x K) = dy' · col^T is ONE GEMM whose depth is N·P — per image (P = 16 on a 4x4 map) each
-// product was too short to pay for its packing and C tile traffic.  Each dw element is one FMA
-// chain over (n, p) in order (gemm.h splits M and N among threads, never K): the same bits at any
-// thread count.  graphc/ops/conv.py's _batched_grad_weight takes the same decision.
-constexpr int64_t kBatchedMaxP = 64;                    // output positions per image
-constexpr int64_t kBatchedMaxFloats = int64_t(1) << 23;  // col + dy' (32 MiB of workspace at most)
-inline bool grad_weight_is_batched(const ConvGeom& q) {
-  if (q.g != 1 || q.pointwise || q.p > kBatchedMaxP || q.n < 2) return false;
-  const int64_t cols = q.n * q.p;  // <= n·64: no overflow for any n a plan's dims allow
-  return cols <= kBatchedMaxFloats && q.k + q.o <= kBatchedMaxFloats / cols;
-}
-// conv2d_grad_input the same way, where it is not an implicit GEMM (stride > 1: conv_transpose2d's
-// forward): dcol (K x N·P) = W^T · dy' in one GEMM (each element one chain over O), then col2im
-// per image from its columns.  The caller tests grad_input_is_implicit first.
-// Images per GEMM: about kBatchedInputCols columns, so that the chunk's column matrix stays in L2
-// for col2im (no reduction crosses images here: any chunking gives the same bits).
-inline bool grad_input_is_batched(const ConvGeom& q) { return grad_weight_is_batched(q); }
-constexpr int64_t kBatchedInputCols = 128;
-inline int64_t batched_grad_input_images(const ConvGeom& q) {
-  return std::min(q.n, std::max<int64_t>(1, kBatchedInputCols / q.p));
 }
 
 // No inf or NaN among p[0, n): exponent bits all ones, tested on the integer bits (the loop
@@ -799,29 +772,6 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
     return implicit_kernel(args, m, q.n, reinterpret_cast<const float*>(dy.data),
                            reinterpret_cast<const float*>(w.data), reinterpret_cast<float*>(pdx), /*flip=*/true);
   }
-  if (std::is_same<T, float>::value && grad_input_is_batched(q)) {
-    const int64_t per = batched_grad_input_images(q), width = per * q.p;
-    T* col = check_slots<T>(args, 0, q.k, {width}, "a chunk of images' column matrices side by side");
-    T* dyr = check_slots<T>(args, 1, q.o, {width}, "a chunk of dy regrouped to (O, images·P)");
-    const T* pdy = dy.as<const T>();
-    const T* pw = w.as<const T>();
-    const int threads = args.ctx.threads;
-    return [=]() {
-      for (int64_t n0 = 0; n0 < q.n; n0 += per) {
-        const int64_t nb = std::min(per, q.n - n0), cols = nb * q.p;
-        for (int64_t n = 0; n < nb; ++n) {
-          for (int64_t o = 0; o < q.o; ++o) {
-            std::memcpy(dyr + o * cols + n * q.p, pdy + ((n0 + n) * q.o + o) * q.p, sizeof(T) * q.p);
-          }
-        }
-        gemm_t(true, false, q.k, cols, q.o, pw, q.k, dyr, cols, col, cols, threads);
-        // each image's dx from its own columns, in col2im's fixed order
-        parallel_for(nb, threads, 1, [&](int64_t b, int64_t e) {
-          for (int64_t n = b; n < e; ++n) col2im(q, col + n * q.p, pdx + (n0 + n) * q.c * q.h * q.w, cols);
-        });
-      }
-    };
-  }
   const int64_t slots = q.pointwise ? 1 : check_cols<T>(args, q, 0, q.p);
   T* pcol = q.pointwise ? nullptr : args.ws[0].as<T>();
   const T* pdy = dy.as<const T>();
@@ -865,26 +815,6 @@ template <class T> Kernel grad_weight_kernel(const KernelArgs& args) {
   const int64_t wsize = numel_of(args.out[0]);
   if (wsize == 0) return no_op_kernel();
   if (q.n == 0) return fill_zero_kernel(pdw, wsize);  // a sum over no images
-  if (std::is_same<T, float>::value && grad_weight_is_batched(q)) {
-    const int64_t cols = q.n * q.p;
-    T* col = check_slots<T>(args, 0, q.k, {cols}, "the images' column matrices side by side");
-    T* dyr = check_slots<T>(args, 1, q.o, {cols}, "dy regrouped to (O, N·P)");
-    const T* pdy = dy.as<const T>();
-    const T* px = x.as<const T>();
-    const int threads = args.ctx.threads;
-    return [=]() {
-      // each image writes its own columns of col and dy': any split over images gives the same matrices
-      parallel_for(q.n, threads, 1, [&](int64_t b, int64_t e) {
-        for (int64_t n = b; n < e; ++n) {
-          im2col(q, px + n * q.c * q.h * q.w, col + n * q.p, cols);
-          for (int64_t o = 0; o < q.o; ++o) {
-            std::memcpy(dyr + o * cols + n * q.p, pdy + (n * q.o + o) * q.p, sizeof(T) * q.p);
-          }
-        }
-      });
-      gemm_t(false, true, q.o, q.k, cols, dyr, cols, col, cols, pdw, q.k, threads);
-    };
-  }
   if (std::is_same<T, float>::value && forward_is_implicit(q)) {
     return implicit_grad_weight_kernel(args, q, reinterpret_cast<const float*>(dy.data),
                                        reinterpret_cast<const float*>(x.data), reinterpret_cast<float*>(pdw));
