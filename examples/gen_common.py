@@ -38,7 +38,7 @@ CLASSIFIER_BATCH = 250               # the inference plan's fixed batch; the las
 # about a minute on 2 cores) and a quick one for tests (a narrow net on 512 images, seconds;
 # its probabilities are rough, fit to check that scoring runs, not to judge samples).
 FULL_ARGS = ["--epochs", "15"]
-QUICK_ARGS = ["--quick", "--epochs", "2"]
+QUICK_ARGS = ["--quick", "--epochs", "8"]
 QUICK_WIDTH = 8                      # train_cnn's --quick width
 FULL_WIDTH = 32                      # train_cnn's default --width
 

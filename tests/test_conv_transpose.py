@@ -28,6 +28,12 @@ CASES = [
     ((2, 3, 3, 3), (3, 4, 1, 1), dict(stride=2, output_padding=1)),
     ((2, 16, 9, 7), (16, 24, 3, 3), dict(padding=1)),
     ((2, 16, 6, 6), (16, 8, 5, 5), dict(padding=4)),
+    # the DCGAN layer at batch 1, odd sizes under a dilation at stride 2 (>= 16 channels), a 9x9 map
+    # at stride 2, and the digits GAN's last layer (one output channel)
+    ((1, 64, 4, 4), (64, 32, 4, 4), dict(stride=2, padding=1)),
+    ((5, 17, 3, 5), (17, 6, 3, 3), dict(stride=2, dilation=2, padding=1, output_padding=1)),
+    ((3, 16, 9, 9), (16, 8, 4, 4), dict(stride=2, padding=1)),
+    ((4, 32, 8, 8), (32, 1, 4, 4), dict(stride=2, padding=1)),
 ]
 
 
@@ -268,3 +274,4 @@ def test_a_tiny_generator_trains_like_torch():
     state = sess.state_dict()
     for k, p in tparams.items():
         np.testing.assert_allclose(state[k], p.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+

@@ -55,6 +55,19 @@ class Linear(Module):
 _PADDING_MODES = ("zeros", "reflect", "replicate")
 
 
+def _conv_repr(layer, after_padding):
+    """torch's repr of a Conv2d / ConvTranspose2d: the arguments that differ from the defaults."""
+    s = (f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, stride={layer.stride}, "
+         f"padding={layer.padding!r}{after_padding}")
+    if layer.dilation != (1, 1):
+        s += f", dilation={layer.dilation}"
+    if layer.groups != 1:
+        s += f", groups={layer.groups}"
+    if not layer.use_bias:
+        s += ", bias=False"
+    return s
+
+
 class Conv2d(Module):
     """2-D convolution of NCHW input as ``torch.nn.Conv2d``: ``weight`` of shape
     (out_channels, in_channels / groups, kh, kw), ``bias`` (out_channels,) unless
@@ -90,14 +103,7 @@ class Conv2d(Module):
         self.use_bias = bool(bias)
 
     def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"padding={self.padding!r}")
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if not self.use_bias:
-            s += ", bias=False"
+        s = _conv_repr(self, "")
         if self.padding_mode != "zeros":
             s += f", padding_mode={self.padding_mode!r}"
         return s
@@ -540,17 +546,7 @@ class ConvTranspose2d(Module):
         self.use_bias = bool(bias)
 
     def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"padding={self.padding}")
-        if self.output_padding != (0, 0):
-            s += f", output_padding={self.output_padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if not self.use_bias:
-            s += ", bias=False"
-        return s
+        return _conv_repr(self, f", output_padding={self.output_padding}" if self.output_padding != (0, 0) else "")
 
     def forward(self, x):
         layer = f"ConvTranspose2d({self.extra_repr()})"

@@ -363,18 +363,24 @@ SPECIAL_CASES = [((2, 3, 6, 7), (4, 3, 3, 3), _a(stride=2, pads=1)),
                  ((1, 16, 4, 5), (16, 16, 3, 3), _a(pads=1))]  # float32: the implicit GEMM
 
 
-def _conv_examples(rng):
+def _x_w_examples(rng, cases, special_cases, w_note):
+    """Examples of an op of (x, w): every case per float dtype, and each special case twice, with
+    NaN/±inf/-0.0 in x and then in w (``w_note`` says what to expect there)."""
     out = []
     for dt in dtypes.FLOATS:
-        for xs, ws, attrs in CASES:
+        for xs, ws, attrs in cases:
             out.append(Example([rand(rng, xs, dt), rand(rng, ws, dt)], attrs, note=dt))
-        for xs, ws, attrs in SPECIAL_CASES:
+        for xs, ws, attrs in special_cases:
             # no extremes: a sum of float maxima overflows in the kernel's order and not in float64
             out.append(Example([special(rng, xs, dt, extremes=False), rand(rng, ws, dt)], attrs, grad=False,
                                note=f"{dt} special values in x"))
             out.append(Example([rand(rng, xs, dt), special(rng, ws, dt, extremes=False)], attrs, grad=False,
-                               note=f"{dt} special values in w (inf over padding: NaN)"))
+                               note=f"{dt} special values in w{w_note}"))
     return out
+
+
+def _conv_examples(rng):
+    return _x_w_examples(rng, CASES, SPECIAL_CASES, " (inf over padding: NaN)")
 
 
 def _out_shape(xs, ws, attrs):
@@ -711,16 +717,7 @@ TRANSPOSE_SPECIAL = [((2, 3, 4, 5), (3, 4, 3, 3), _t(stride=2, pads=1, output_pa
 
 
 def _transpose_examples(rng):
-    out = []
-    for dt in dtypes.FLOATS:
-        for xs, ws, attrs in TRANSPOSE_CASES:
-            out.append(Example([rand(rng, xs, dt), rand(rng, ws, dt)], attrs, note=dt))
-        for xs, ws, attrs in TRANSPOSE_SPECIAL:
-            out.append(Example([special(rng, xs, dt, extremes=False), rand(rng, ws, dt)], attrs, grad=False,
-                               note=f"{dt} special values in x"))
-            out.append(Example([rand(rng, xs, dt), special(rng, ws, dt, extremes=False)], attrs, grad=False,
-                               note=f"{dt} special values in w"))
-    return out
+    return _x_w_examples(rng, TRANSPOSE_CASES, TRANSPOSE_SPECIAL, "")
 
 
 register_op(
