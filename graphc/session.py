@@ -104,6 +104,23 @@ def _check_declared(persistent, where):
                 f"{list(var.dims)}, but its initial value has dtype {init.dtype} dims {list(init.dims)}")
 
 
+def _check_program_persistent(program):
+    """ModelFormatError when the first entry's plan does not list the program's persistent
+    variables (names, dtypes, dims, in order), naming the entry and the first difference.  The
+    shared state is made from that plan; the runtime holds every other entry to it on attach."""
+    shared = program.persistent
+    for name in program.entries[:1]:
+        mine = program.entry_proto(name).persistent
+        if len(mine) != len(shared):
+            raise errors.ModelFormatError(f"entry {name!r}: its plan lists {len(mine)} persistent variables, the "
+                                          f"program {len(shared)}")
+        for i, (a, b) in enumerate(zip(mine, shared)):
+            if a.name != b.name or a.dtype != b.dtype or list(a.dims) != list(b.dims):
+                raise errors.ModelFormatError(
+                    f"entry {name!r}: persistent[{i}] is {errors.quote(a.name)} dtype {a.dtype} dims {list(a.dims)} "
+                    f"in its plan, {errors.quote(b.name)} dtype {b.dtype} dims {list(b.dims)} in the program")
+
+
 def _shape(dims):
     return tuple(int(d) for d in dims)
 
@@ -373,6 +390,10 @@ class Session:
             protos = [(names[0], self._program.plan(names[0]).proto)]
             protos += [(n, self._program.entry_proto(n)) for n in names[1:]]
             persistent = self._program.persistent
+            # A Program object may be built from an unchecked message: the runtime checks that the
+            # entries agree with each other (the shared state is made from the first entry's plan),
+            # but the variable table below is read from the program's own list, so hold them equal.
+            _check_program_persistent(self._program)
         # Variables are keyed by the persistent list: several PERSISTENT values may share one
         # storage index (a variable and the in-place outputs of its update ops).
         self._variables = {}

@@ -553,3 +553,45 @@ def test_a_variable_declared_unlike_its_initial_value_is_refused(plans, program)
 
     with pytest.raises(errors.ModelFormatError, match=r"entry 'hidden': plan variable 0 .* declared dtype"):
         gc.Session(_corrupt(program, "hidden", redeclare), threads=1)
+
+
+def test_a_program_object_whose_persistent_list_lies_is_refused(program):
+    """A Program built from an unchecked message (not through load_program): the entries agree
+    with each other, but the program's own list (which the variable table is read from) differs
+    -- same bytes, other dims, or a variable no plan has.  Before: get_variable returned the
+    program's (wrong) shape, or an untyped ValueError from the runtime."""
+    flipped = pb.Program()
+    flipped.CopyFrom(program.proto)
+    var = flipped.persistent[0]
+    dims = list(var.dims)[::-1]
+    assert dims != list(var.dims)
+    del var.dims[:], var.init.dims[:]
+    var.dims.extend(dims)
+    var.init.dims.extend(dims)
+    with pytest.raises(errors.ModelFormatError, match=rf"entry 'train_a': persistent\[0\] is '{var.name}' .* dims "
+                                                      rf"\[{dims[1]}, {dims[0]}\] in its plan, .* in the program"):
+        gc.Session(Program(flipped), threads=1)
+
+    extra = pb.Program()
+    extra.CopyFrom(program.proto)
+    extra.persistent.add().CopyFrom(extra.persistent[0])
+    extra.persistent[-1].name = "extra"
+    with pytest.raises(errors.ModelFormatError, match=r"entry 'train_a': its plan lists 6 persistent variables, "
+                                                      r"the program 7"):
+        gc.Session(Program(extra), threads=1)
+
+
+def test_program_and_plan_files_are_not_taken_for_each_other(program, plans, tmp_path):
+    """A Program parses as an empty Plan (and an empty Model): its fields are unknown to them.
+    Before: gc.load_plan returned a plan of no steps and gc.load an empty graph."""
+    path = tmp_path / "p.program"
+    program.save(path)
+    with pytest.raises(errors.ModelFormatError, match="is a compiled program .* not a single plan"):
+        gc.load_plan(path)
+    with pytest.raises(errors.ModelFormatError, match=r"is a compiled program \(load it with gc.load_program\)"):
+        gc.load(path)
+    plan_path = tmp_path / "p.plan"
+    plans[0]["infer"].save(plan_path)
+    with pytest.raises(errors.ModelFormatError, match="not a graphc program"):
+        load_program(plan_path)
+    assert gc.load_plan(plan_path).proto == plans[0]["infer"].proto   # a plan still loads as before
