@@ -595,3 +595,29 @@ def test_program_and_plan_files_are_not_taken_for_each_other(program, plans, tmp
     with pytest.raises(errors.ModelFormatError, match="not a graphc program"):
         load_program(plan_path)
     assert gc.load_plan(plan_path).proto == plans[0]["infer"].proto   # a plan still loads as before
+
+
+def test_runtime_holds_a_shared_arena_with_the_store_against_the_memory_limit(program):
+    """The C++ runtime (the trust boundary) holds a shared arena larger than the plan's own
+    together with the persistent store and constants against the memory limit, on create and
+    on attach.  Before: only the arena alone was held (a limit between the arena and arena +
+    store let the state be made)."""
+    from graphc import _runtime
+    small = min(program.entries, key=lambda n: program.entry_proto(n).arena_bytes)
+    plan = program.plan(small).proto
+    arena = program.arena_bytes
+    assert arena > plan.arena_bytes
+    store = sum(len(v.init.raw_data) for v in program.persistent)
+    consts = sum(len(c.raw_data) for c in plan.constants)
+    need = arena + store + consts
+    assert store > 0
+    first = _runtime.Executor(plan, 1, memory_limit=need, arena_bytes=arena)
+    with pytest.raises(errors.ResourceError, match=rf"the shared arena of {arena} bytes .* needs {need} bytes, above "
+                                                   rf"the memory limit of {need - 1} bytes"):
+        _runtime.Executor(plan, 1, memory_limit=need - 1, arena_bytes=arena)
+    # Attaching the same small entry under a limit its own plan meets but the shared arena does not.
+    own = plan.arena_bytes + store + consts
+    assert own < need
+    with pytest.raises(errors.ResourceError, match=rf"the shared arena of {arena} bytes"):
+        _runtime.Executor(program.entry_proto(small), 1, memory_limit=need - 1, share=first)
+    _runtime.Executor(program.entry_proto(small), 1, memory_limit=need, share=first)
