@@ -37,6 +37,7 @@ Environment (read when a Session is created):
   not given; default: the machine's physical memory.  Above it, creating the Session
   raises ResourceError before anything is allocated.
 """
+import contextlib
 import math
 import os
 import re
@@ -882,6 +883,10 @@ class IOBinding:
         its dtype and shape (FeedError otherwise, worded as for :meth:`Session.run`).
         ``copy``: None reads it in place when possible and copies it in otherwise;
         False requires in place (FeedError saying why not); True always copies."""
+        with self._named():
+            self._bind_input(name, array, copy)
+
+    def _bind_input(self, name, array, copy):
         sess = self._sess
         pos = sess._feed_pos(name)
         pname, dtype, shape = sess._feed_specs[pos]
@@ -900,6 +905,21 @@ class IOBinding:
         """Bind fetch ``name`` (or its Tensor) to ``array``, a writable numpy array of
         exactly its dtype and shape (FeedError otherwise); None allocates one.  Returns
         the bound array.  ``copy`` as in :meth:`bind_input`."""
+        with self._named():
+            return self._bind_output(name, array, copy)
+
+    @contextlib.contextmanager
+    def _named(self):
+        """A program entry's binding: its FeedErrors start with ``entry 'NAME': `` as run()'s do."""
+        label = self._sess.label
+        try:
+            yield
+        except errors.FeedError as e:
+            if not label or str(e).startswith(label):
+                raise
+            raise type(e)(label + str(e)) from None
+
+    def _bind_output(self, name, array, copy):
         sess = self._sess
         k = sess._fetch_pos(name, "bind_output")
         shape, dtype = sess._fetch_specs[k]

@@ -621,3 +621,20 @@ def test_runtime_holds_a_shared_arena_with_the_store_against_the_memory_limit(pr
     with pytest.raises(errors.ResourceError, match=rf"the shared arena of {arena} bytes"):
         _runtime.Executor(program.entry_proto(small), 1, memory_limit=need - 1, share=first)
     _runtime.Executor(program.entry_proto(small), 1, memory_limit=need, share=first)
+
+
+def test_io_binding_errors_name_the_entry(program):
+    """A program entry's binding words its FeedErrors as run() does, starting with the entry.
+    Before: bind_input / bind_output errors did not say which entry's binding refused."""
+    sess = gc.Session(program, threads=1)
+    b = sess.io_binding(entry="infer")
+    with pytest.raises(errors.FeedError, match=r"^entry 'infer': feed 'x' expects shape \(8, 6\), got \(2, 6\)"):
+        b.bind_input("x", np.zeros((2, K), np.float32))
+    with pytest.raises(errors.FeedError, match=r"^entry 'infer': bind_output\(.*\) expects shape"):
+        b.bind_output(sess.fetch_names("infer")[0], np.zeros((1, 1), np.float32))
+    with pytest.raises(errors.FeedError, match=r"^entry 'infer': unknown fetch"):
+        b.bind_output("nope")
+    # A plain plan's binding is worded as before (no entry).
+    plain = gc.Session(program.plan("infer"), threads=1).io_binding()
+    with pytest.raises(errors.FeedError, match=r"^feed 'x' expects shape"):
+        plain.bind_input("x", np.zeros((2, K), np.float32))
