@@ -145,8 +145,23 @@ def plan_from_bytes(data, what="plan"):
         proto.ParseFromString(bytes(data))
     except (DecodeError, ValueError, RuntimeError) as e:
         raise ModelFormatError(f"{what}: not a graphc plan (protobuf decode failed: {e})") from None
+    if _holds_program(data):
+        # A Program's fields (16..18) are unknown to Plan, so it would parse as an empty plan.
+        raise ModelFormatError(f"{what}: is a compiled program of several entries, not a single plan (load it "
+                               f"with gc.load_program, or run one entry with gc.Session(program))")
     validate_plan(proto, what)
     return Plan(proto)
+
+
+def _holds_program(data):
+    """Whether ``data`` parses as a graphc_pb2.Program with entries (graphc.program.is_program_bytes,
+    which this module cannot import)."""
+    probe = pb.Program()
+    try:
+        probe.ParseFromString(bytes(data))
+    except (DecodeError, ValueError, RuntimeError):
+        return False
+    return len(probe.entries) > 0
 
 
 def load_plan(path):

@@ -728,10 +728,22 @@ def load(path):
         model.ParseFromString(data)
     except DecodeError as e:
         raise ModelFormatError(f"{path}: not a graphc model (truncated or not protobuf): {_bounded(e)}") from None
+    if not model.HasField("graph") and _is_program(data):
+        # A compiled Program's fields (16..18) are unknown to Model: it would load as an empty graph.
+        raise ModelFormatError(f"{path}: is a compiled program (load it with gc.load_program), not a model")
     try:
         return graph_from_proto(model, os.path.dirname(os.path.abspath(path)))
     except ModelFormatError as e:
         raise ModelFormatError(f"{path}: {e}") from None
+
+
+def _is_program(data):
+    probe = pb.Program()
+    try:
+        probe.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError):
+        return False
+    return len(probe.entries) > 0
 
 
 # Graph.save (in the IR, which never imports protobuf) writes through this module.

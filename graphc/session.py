@@ -37,6 +37,7 @@ Environment (read when a Session is created):
   not given; default: the machine's physical memory.  Above it, creating the Session
   raises ResourceError before anything is allocated.
 """
+import contextlib
 import math
 import os
 import re
@@ -102,6 +103,23 @@ def _check_declared(persistent, where):
             raise errors.ModelFormatError(
                 f"{where}plan variable {i} ({errors.quote(var.name)}) is declared dtype {var.dtype} dims "
                 f"{list(var.dims)}, but its initial value has dtype {init.dtype} dims {list(init.dims)}")
+
+
+def _check_program_persistent(program):
+    """ModelFormatError when the first entry's plan does not list the program's persistent
+    variables (names, dtypes, dims, in order), naming the entry and the first difference.  The
+    shared state is made from that plan; the runtime holds every other entry to it on attach."""
+    shared = program.persistent
+    for name in program.entries[:1]:
+        mine = program.entry_proto(name).persistent
+        if len(mine) != len(shared):
+            raise errors.ModelFormatError(f"entry {name!r}: its plan lists {len(mine)} persistent variables, the "
+                                          f"program {len(shared)}")
+        for i, (a, b) in enumerate(zip(mine, shared)):
+            if a.name != b.name or a.dtype != b.dtype or list(a.dims) != list(b.dims):
+                raise errors.ModelFormatError(
+                    f"entry {name!r}: persistent[{i}] is {errors.quote(a.name)} dtype {a.dtype} dims {list(a.dims)} "
+                    f"in its plan, {errors.quote(b.name)} dtype {b.dtype} dims {list(b.dims)} in the program")
 
 
 def _shape(dims):
@@ -373,6 +391,10 @@ class Session:
             protos = [(names[0], self._program.plan(names[0]).proto)]
             protos += [(n, self._program.entry_proto(n)) for n in names[1:]]
             persistent = self._program.persistent
+            # A Program object may be built from an unchecked message: the runtime checks that the
+            # entries agree with each other (the shared state is made from the first entry's plan),
+            # but the variable table below is read from the program's own list, so hold them equal.
+            _check_program_persistent(self._program)
         # Variables are keyed by the persistent list: several PERSISTENT values may share one
         # storage index (a variable and the in-place outputs of its update ops).
         self._variables = {}
@@ -861,6 +883,10 @@ class IOBinding:
         its dtype and shape (FeedError otherwise, worded as for :meth:`Session.run`).
         ``copy``: None reads it in place when possible and copies it in otherwise;
         False requires in place (FeedError saying why not); True always copies."""
+        with self._named():
+            self._bind_input(name, array, copy)
+
+    def _bind_input(self, name, array, copy):
         sess = self._sess
         pos = sess._feed_pos(name)
         pname, dtype, shape = sess._feed_specs[pos]
@@ -879,6 +905,21 @@ class IOBinding:
         """Bind fetch ``name`` (or its Tensor) to ``array``, a writable numpy array of
         exactly its dtype and shape (FeedError otherwise); None allocates one.  Returns
         the bound array.  ``copy`` as in :meth:`bind_input`."""
+        with self._named():
+            return self._bind_output(name, array, copy)
+
+    @contextlib.contextmanager
+    def _named(self):
+        """A program entry's binding: its FeedErrors start with ``entry 'NAME': `` as run()'s do."""
+        label = self._sess.label
+        try:
+            yield
+        except errors.FeedError as e:
+            if not label or str(e).startswith(label):
+                raise
+            raise type(e)(label + str(e)) from None
+
+    def _bind_output(self, name, array, copy):
         sess = self._sess
         k = sess._fetch_pos(name, "bind_output")
         shape, dtype = sess._fetch_specs[k]

@@ -68,19 +68,39 @@ DeviceBuffer upload(Device* dev, const TensorData& t) {
 }
 }  // namespace
 
+// ResourceError when a shared arena of `arena_bytes` plus this plan's persistent tensors (the
+// shared store's, equal on attach) and constants is above this executor's memory limit.  The
+// constants of the other executors on the state are not counted here (the Session holds the
+// whole program against the limit before it makes any executor).
+namespace {
+void check_shared_memory(const PlanDesc& plan, const ExecutorOptions& options, uint64_t arena_bytes) {
+  const uint64_t limit = options.limits.memory_limit ? options.limits.memory_limit : physical_memory_bytes();
+  uint64_t total = arena_bytes;
+  bool overflow = false;
+  for (const auto* list : {&plan.persistent, &plan.constants}) {
+    for (const TensorData& t : *list) {
+      uint64_t nbytes = 0;
+      tensor_nbytes(t.dims, t.dtype, &nbytes);  // validated
+      overflow |= __builtin_add_overflow(total, nbytes, &total);
+    }
+  }
+  if (overflow || total > limit) {
+    throw ResourceError("the shared arena of " + std::to_string(arena_bytes) + " bytes with this plan's persistent "
+                        "tensors and constants needs " + (overflow ? std::string("more than 2^64") :
+                        std::to_string(total)) + " bytes, above the memory limit of " + std::to_string(limit) +
+                        " bytes");
+  }
+}
+}  // namespace
+
 // A state of this executor's own: an arena of max(plan, options) bytes and the persistent store
 // filled from the plan's init data.
 void Executor::allocate() {
   Device* dev = device_.get();
   const uint64_t arena_bytes = std::max<uint64_t>(plan_.arena_bytes, options_.arena_bytes);
-  if (arena_bytes > plan_.arena_bytes) {
-    // validate_plan held the plan's own needs against the limit; a larger shared arena is held too.
-    const uint64_t limit = options_.limits.memory_limit ? options_.limits.memory_limit : physical_memory_bytes();
-    if (arena_bytes > limit) {
-      throw ResourceError("the shared arena of " + std::to_string(arena_bytes) + " bytes exceeds the memory limit of " +
-                          std::to_string(limit) + " bytes");
-    }
-  }
+  // validate_plan held the plan's own needs against the limit; with a larger shared arena, the
+  // arena together with the persistent store and constants is held too.
+  if (arena_bytes > plan_.arena_bytes) check_shared_memory(plan_, options_, arena_bytes);
   auto st = std::make_shared<SharedState>();
   st->device = device_;
   st->arena = DeviceBuffer(dev, arena_bytes);
@@ -111,6 +131,8 @@ void Executor::attach(const std::shared_ptr<SharedState>& share) {
     throw std::invalid_argument(why + "this plan lists " + std::to_string(mine.size()) +
                                 " persistent tensors, the shared store " + std::to_string(have.size()));
   }
+  // The shared arena may be larger than this plan's own (validate_plan counted that one).
+  if (share->arena.size() > plan_.arena_bytes) check_shared_memory(plan_, options_, share->arena.size());
   if (share->arena.size() < plan_.arena_bytes) {
     throw std::invalid_argument(why + "its arena has " + std::to_string(share->arena.size()) + " bytes, this plan needs " +
                                 std::to_string(plan_.arena_bytes) + " (create the first executor with arena_bytes of "

@@ -553,3 +553,88 @@ def test_a_variable_declared_unlike_its_initial_value_is_refused(plans, program)
 
     with pytest.raises(errors.ModelFormatError, match=r"entry 'hidden': plan variable 0 .* declared dtype"):
         gc.Session(_corrupt(program, "hidden", redeclare), threads=1)
+
+
+def test_a_program_object_whose_persistent_list_lies_is_refused(program):
+    """A Program built from an unchecked message (not through load_program): the entries agree
+    with each other, but the program's own list (which the variable table is read from) differs
+    -- same bytes, other dims, or a variable no plan has.  Before: get_variable returned the
+    program's (wrong) shape, or an untyped ValueError from the runtime."""
+    flipped = pb.Program()
+    flipped.CopyFrom(program.proto)
+    var = flipped.persistent[0]
+    dims = list(var.dims)[::-1]
+    assert dims != list(var.dims)
+    del var.dims[:], var.init.dims[:]
+    var.dims.extend(dims)
+    var.init.dims.extend(dims)
+    with pytest.raises(errors.ModelFormatError, match=rf"entry 'train_a': persistent\[0\] is '{var.name}' .* dims "
+                                                      rf"\[{dims[1]}, {dims[0]}\] in its plan, .* in the program"):
+        gc.Session(Program(flipped), threads=1)
+
+    extra = pb.Program()
+    extra.CopyFrom(program.proto)
+    extra.persistent.add().CopyFrom(extra.persistent[0])
+    extra.persistent[-1].name = "extra"
+    with pytest.raises(errors.ModelFormatError, match=r"entry 'train_a': its plan lists 6 persistent variables, "
+                                                      r"the program 7"):
+        gc.Session(Program(extra), threads=1)
+
+
+def test_program_and_plan_files_are_not_taken_for_each_other(program, plans, tmp_path):
+    """A Program parses as an empty Plan (and an empty Model): its fields are unknown to them.
+    Before: gc.load_plan returned a plan of no steps and gc.load an empty graph."""
+    path = tmp_path / "p.program"
+    program.save(path)
+    with pytest.raises(errors.ModelFormatError, match="is a compiled program .* not a single plan"):
+        gc.load_plan(path)
+    with pytest.raises(errors.ModelFormatError, match=r"is a compiled program \(load it with gc.load_program\)"):
+        gc.load(path)
+    plan_path = tmp_path / "p.plan"
+    plans[0]["infer"].save(plan_path)
+    with pytest.raises(errors.ModelFormatError, match="not a graphc program"):
+        load_program(plan_path)
+    assert gc.load_plan(plan_path).proto == plans[0]["infer"].proto   # a plan still loads as before
+
+
+def test_runtime_holds_a_shared_arena_with_the_store_against_the_memory_limit(program):
+    """The C++ runtime (the trust boundary) holds a shared arena larger than the plan's own
+    together with the persistent store and constants against the memory limit, on create and
+    on attach.  Before: only the arena alone was held (a limit between the arena and arena +
+    store let the state be made)."""
+    from graphc import _runtime
+    small = min(program.entries, key=lambda n: program.entry_proto(n).arena_bytes)
+    plan = program.plan(small).proto
+    arena = program.arena_bytes
+    assert arena > plan.arena_bytes
+    store = sum(len(v.init.raw_data) for v in program.persistent)
+    consts = sum(len(c.raw_data) for c in plan.constants)
+    need = arena + store + consts
+    assert store > 0
+    first = _runtime.Executor(plan, 1, memory_limit=need, arena_bytes=arena)
+    with pytest.raises(errors.ResourceError, match=rf"the shared arena of {arena} bytes .* needs {need} bytes, above "
+                                                   rf"the memory limit of {need - 1} bytes"):
+        _runtime.Executor(plan, 1, memory_limit=need - 1, arena_bytes=arena)
+    # Attaching the same small entry under a limit its own plan meets but the shared arena does not.
+    own = plan.arena_bytes + store + consts
+    assert own < need
+    with pytest.raises(errors.ResourceError, match=rf"the shared arena of {arena} bytes"):
+        _runtime.Executor(program.entry_proto(small), 1, memory_limit=need - 1, share=first)
+    _runtime.Executor(program.entry_proto(small), 1, memory_limit=need, share=first)
+
+
+def test_io_binding_errors_name_the_entry(program):
+    """A program entry's binding words its FeedErrors as run() does, starting with the entry.
+    Before: bind_input / bind_output errors did not say which entry's binding refused."""
+    sess = gc.Session(program, threads=1)
+    b = sess.io_binding(entry="infer")
+    with pytest.raises(errors.FeedError, match=r"^entry 'infer': feed 'x' expects shape \(8, 6\), got \(2, 6\)"):
+        b.bind_input("x", np.zeros((2, K), np.float32))
+    with pytest.raises(errors.FeedError, match=r"^entry 'infer': bind_output\(.*\) expects shape"):
+        b.bind_output(sess.fetch_names("infer")[0], np.zeros((1, 1), np.float32))
+    with pytest.raises(errors.FeedError, match=r"^entry 'infer': unknown fetch"):
+        b.bind_output("nope")
+    # A plain plan's binding is worded as before (no entry).
+    plain = gc.Session(program.plan("infer"), threads=1).io_binding()
+    with pytest.raises(errors.FeedError, match=r"^feed 'x' expects shape"):
+        plain.bind_input("x", np.zeros((2, K), np.float32))

@@ -248,3 +248,18 @@ def test_a_plan_without_draws_has_no_increment():
     plan = gc.compile(g, fetches=[y])  # the draw is pruned: nothing reads rng/step
     assert not _increments(plan) and all(v.name != RNG_STEP for v in plan.proto.persistent)
     assert len(_increments(gc.compile(g, fetches=[y, z]))) == 1
+
+
+def test_rng_increment_carries_the_first_draws_line():
+    """The appended rng/step increment names the user's line of the first draw (as every other
+    node names a user line).  Before: its steps had no provenance at all."""
+    import inspect
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (2, 3))
+        line = inspect.currentframe().f_lineno + 1
+        y = x + gc.random_normal((2, 3), seed=1)
+    plan = gc.compile(g, fetches=[y])
+    steps = [s for s in plan.proto.steps if s.node.startswith("rng/step/")]
+    assert steps, "the plan increments rng/step"
+    for s in steps:
+        assert s.HasField("provenance") and s.provenance.file == __file__ and s.provenance.line == line, s

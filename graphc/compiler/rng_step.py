@@ -26,18 +26,24 @@ def append_rng_increment(graph):
     if not graph.has_value(RNG_STEP):
         return graph
     reads = writes = False
+    first_reader = None
     for node in graph.nodes:
         if RNG_STEP in {node.inputs[i] for i in registry.get_op(node.op).inplace.values()}:
             writes = True
         elif RNG_STEP in node.inputs:
             reads = True
+            first_reader = first_reader or node
     if not reads or writes:
         return graph
     out = clone_graph(graph)
     step = out.tensor(RNG_STEP)
+    # The user's line of the first draw: the increment exists because of it (and the plan's
+    # bytes do not depend on where compile() was called).
+    where = first_reader.provenance
     with out.building(OPTIMIZER):
-        one = out.add_node("constant", [], {"value": np.ones((), np.int64)}, name=f"{RNG_STEP}/one")
-        nxt = out.add_node("add", [step, one[0]], name=f"{RNG_STEP}/next")
-        out.add_node("assign", [step, nxt[0]], name=f"{RNG_STEP}/increment")
+        one = out.add_node("constant", [], {"value": np.ones((), np.int64)}, name=f"{RNG_STEP}/one",
+                           provenance=where)
+        nxt = out.add_node("add", [step, one[0]], name=f"{RNG_STEP}/next", provenance=where)
+        out.add_node("assign", [step, nxt[0]], name=f"{RNG_STEP}/increment", provenance=where)
     return out
 
