@@ -25,7 +25,7 @@ from graphc import dtypes, registry
 from graphc._proto import graphc_pb2 as pb
 from graphc.errors import GraphError, ModelFormatError, quote
 from graphc.fileio import atomic_write
-from graphc.proto_enums import dtype_from_proto
+from graphc.proto_enums import dtype_from_proto, is_program_bytes
 
 FORMAT_VERSION = 1          # the plan format this code writes
 MIN_CONSUMER_VERSION = 1    # readers older than this must refuse what we write
@@ -145,23 +145,13 @@ def plan_from_bytes(data, what="plan"):
         proto.ParseFromString(bytes(data))
     except (DecodeError, ValueError, RuntimeError) as e:
         raise ModelFormatError(f"{what}: not a graphc plan (protobuf decode failed: {e})") from None
-    if _holds_program(data):
+    if is_program_bytes(data):
         # A Program's fields (16..18) are unknown to Plan, so it would parse as an empty plan.
         raise ModelFormatError(f"{what}: is a compiled program of several entries, not a single plan (load it "
                                f"with gc.load_program, or run one entry with gc.Session(program))")
     validate_plan(proto, what)
     return Plan(proto)
 
-
-def _holds_program(data):
-    """Whether ``data`` parses as a graphc_pb2.Program with entries (graphc.program.is_program_bytes,
-    which this module cannot import)."""
-    probe = pb.Program()
-    try:
-        probe.ParseFromString(bytes(data))
-    except (DecodeError, ValueError, RuntimeError):
-        return False
-    return len(probe.entries) > 0
 
 
 def load_plan(path):

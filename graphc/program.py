@@ -40,7 +40,7 @@ from graphc.plan import (
     plan_from_bytes,
     validate_plan,
 )
-from graphc.proto_enums import dtype_from_proto
+from graphc.proto_enums import dtype_from_proto, is_program_bytes  # noqa: F401 (re-exported)
 
 ENTRY_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -240,17 +240,6 @@ def _read(path, what):
     except OSError as e:
         raise ModelFormatError(f"cannot read {what} {path!r}: {e.strerror or e}") from None
 
-
-def is_program_bytes(data):
-    """Whether ``data`` holds a Program (it has entries) rather than a Plan.  The two share
-    no field past the version header (proto/graphc.proto), so this never guesses wrong for
-    a well-formed file; bytes that decode as neither are left to the caller's parser."""
-    probe = pb.Program()
-    try:
-        probe.ParseFromString(bytes(data))
-    except (DecodeError, ValueError, RuntimeError):
-        return False
-    return len(probe.entries) > 0
 
 
 def load_program(path):

@@ -44,7 +44,7 @@ from graphc.graph import (
     install_saver,
     kahn_order,
 )
-from graphc.proto_enums import dtype_from_proto, dtype_to_proto
+from graphc.proto_enums import dtype_from_proto, dtype_to_proto, is_program_bytes
 
 FORMAT_VERSION = 1
 MIN_CONSUMER_VERSION = 1
@@ -728,7 +728,7 @@ def load(path):
         model.ParseFromString(data)
     except DecodeError as e:
         raise ModelFormatError(f"{path}: not a graphc model (truncated or not protobuf): {_bounded(e)}") from None
-    if not model.HasField("graph") and _is_program(data):
+    if not model.HasField("graph") and is_program_bytes(data):
         # A compiled Program's fields (16..18) are unknown to Model: it would load as an empty graph.
         raise ModelFormatError(f"{path}: is a compiled program (load it with gc.load_program), not a model")
     try:
@@ -736,14 +736,6 @@ def load(path):
     except ModelFormatError as e:
         raise ModelFormatError(f"{path}: {e}") from None
 
-
-def _is_program(data):
-    probe = pb.Program()
-    try:
-        probe.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError):
-        return False
-    return len(probe.entries) > 0
 
 
 # Graph.save (in the IR, which never imports protobuf) writes through this module.

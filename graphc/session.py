@@ -220,20 +220,16 @@ class _Entry:
         raise exc_type(self.label + message) from None
 
     def _run(self, arrays, outs):
-        with self.session._lock:
-            try:
-                self._exec.run(arrays, outs)
-            except errors.GraphcError as e:
-                if self.label:
-                    self._raise(type(e), str(e))
-                raise
-            except RuntimeError as e:
-                self._raise(errors.RuntimeExecutionError, explain_step_error(self._proto, str(e)))
+        self._call(self._exec.run, arrays, outs)
 
     def _run_bound(self, rt_binding, feeds, outs):
+        self._call(self._exec.run_bound, rt_binding, feeds, outs)
+
+    def _call(self, run, *args):
+        """``run(*args)`` under the session's lock, its errors typed and labelled with the entry."""
         with self.session._lock:
             try:
-                self._exec.run_bound(rt_binding, feeds, outs)
+                run(*args)
             except errors.GraphcError as e:
                 if self.label:
                     self._raise(type(e), str(e))
