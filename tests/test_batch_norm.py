@@ -231,7 +231,7 @@ def test_select_mode_pass_structure():
         gc.optim.SGD(lr=0.1).minimize(gc.mean(h * h))
     seen = {}
     lower_graph(g, on_pass=lambda name, graph: seen.setdefault(name, graph))
-    before, after = seen["infer_shapes"], seen["select_mode"]
+    before, after = seen["infer_shapes"], seen["append_rng_increment"]
     validate_graph(after)
     for node in after.nodes:
         for o in node.outputs:

@@ -287,7 +287,7 @@ def test_every_stage_passes_the_checker_and_keeps_outputs_unchanged():
     g, out = mlp()
     final, seen = stages(g, {"x": (3, 4), "unused_in": (3,)}, [out, "relu"])
     assert list(seen) == ["validate_graph", "prune_inputs", "bind_shapes", "infer_shapes", "select_mode",
-                          "expand_composites",
+                          "append_rng_increment", "expand_composites",
                           "append_gradients", "append_optimizer", "expand_gradient_composites",
                           "recompute_for_budget", "prune_graph", "fuse", "schedule_nodes"]
     for graph in seen.values():

@@ -6,7 +6,8 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     prune_inputs     (prune_graph) drop what neither the fetches nor the training loss need
     bind_shapes      placeholders get concrete shapes (``shapes=``)
     infer_shapes     every value gets a concrete shape and dtype
-    select_mode      training: dropout, batch_norm take their training form; any mode: one rng/step increment
+    select_mode      training graphs only: mode-dependent ops (batch_norm, dropout) take their training form
+    append_rng_increment  any mode: one rng/step increment when a node draws random numbers
     expand_composites  composite ops the target has no kernel for become their definition
     append_gradients the training loss's gradient nodes (training models only)
     append_optimizer in-place update nodes and optimizer state (training models only)
@@ -45,6 +46,7 @@ from graphc.compiler.fuse import fuse as fuse_pass
 from graphc.compiler.infer_shapes import infer_shapes
 from graphc.compiler.prune_graph import prune_graph
 from graphc.compiler.recompute import parse_bytes, recompute_for_budget
+from graphc.compiler.rng_step import append_rng_increment
 from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.compiler.select_mode import select_mode
 from graphc.compiler.validate_graph import validate_graph
@@ -73,6 +75,7 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
         ("bind_shapes", functools.partial(bind_shapes, shapes=shapes, pruned=model_inputs)),
         ("infer_shapes", infer_shapes),
         ("select_mode", select_mode),
+        ("append_rng_increment", append_rng_increment),
         ("expand_composites", expand),
         ("append_gradients", functools.partial(append_gradients, stack_outer_products=memory_budget is None,
                                                model_variables=model_variables)),

@@ -1,6 +1,6 @@
 """append_rng_increment — one ``rng/step`` increment per plan that draws random numbers, in every mode.
 
-Needs: a Graph (select_mode calls it last, in training and in inference alike).
+Needs: a Graph after select_mode (the pipeline runs it next, in training and in inference alike).
 Guarantees: when some node reads the int64 scalar variable ``rng/step`` (dropout's training form,
 random_uniform, random_normal and their ``_like`` forms) and no node writes it yet, a new Graph
 with one in-place increment ``rng/step ← rng/step + 1`` appended (role optimizer, nodes

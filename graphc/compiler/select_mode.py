@@ -18,18 +18,17 @@ batch norm's ``num_batches_tracked`` for momentum=None).  A form that draws rand
 int64 scalar variable ``rng/step`` (created once per graph, initial value 0, not trainable;
 an existing one is reused: the random ops' builder creates it with the graph).
 
-In every mode, last: one in-place increment ``rng/step ← rng/step + 1`` is appended when any
-node reads ``rng/step`` (graphc/compiler/rng_step.py: once per plan, however many dropout and
-random nodes draw), so each run of any plan draws fresh numbers, a recomputed forward node
-draws the same numbers as the original, and a checkpoint (which saves ``rng/step``) resumes the
-sequence.
+The next pass, append_rng_increment (graphc/compiler/rng_step.py), runs in every mode and
+appends one in-place increment ``rng/step ← rng/step + 1`` when any node reads ``rng/step``
+(once per plan, however many dropout and random nodes draw), so each run of any plan draws
+fresh numbers, a recomputed forward node draws the same numbers as the original, and a
+checkpoint (which saves ``rng/step``) resumes the sequence.
 """
 
 import numpy as np
 
 from graphc import registry
 from graphc.compiler._rebuild import copy_node, copy_placeholder, copy_variable, new_graph_like, node_types
-from graphc.compiler.rng_step import append_rng_increment
 from graphc.errors import CompileError, GraphcError, where
 from graphc.graph import Graph, Node
 from graphc.ops.random import RNG_STEP
@@ -82,10 +81,6 @@ class TrainFormContext:
 
 
 def select_mode(graph):
-    return append_rng_increment(_select_training_forms(graph))
-
-
-def _select_training_forms(graph):
     if not is_training(graph) or not any(registry.get_op(n.op).train_form for n in graph.nodes):
         return graph
     out = new_graph_like(graph)
