@@ -191,10 +191,7 @@ def run(title, model_fn, configs, argv=None):
 
     def save(steps_done):
         train.save_checkpoint(checkpoint)
-        tmp = progress_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"steps_done": steps_done}, f)
-        os.replace(tmp, progress_file)
+        gc.fileio.atomic_write(progress_file, json.dumps({"steps_done": steps_done}).encode())
 
     start_bits = validation_bits(evaluate, train, windows, cfg["eval_batch"])
     losses = []

@@ -187,8 +187,7 @@ def main(argv=None):
 
     def save(epochs_done):
         train.save_checkpoint(checkpoint)
-        with open(progress, "w") as f:
-            json.dump({"epochs_done": epochs_done}, f)
+        gc.fileio.atomic_write(progress, json.dumps({"epochs_done": epochs_done}).encode())
 
     losses, test_acc = [], []
     batch_loss = np.empty((), np.float32)

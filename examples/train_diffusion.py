@@ -232,10 +232,7 @@ def main(argv=None):
 
     def save(steps_done):
         sess.save_checkpoint(checkpoint)
-        tmp = progress_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"steps_done": steps_done}, f)
-        os.replace(tmp, progress_file)
+        gc.fileio.atomic_write(progress_file, json.dumps({"steps_done": steps_done}).encode())
 
     grids = []
 
