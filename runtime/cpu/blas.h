@@ -15,8 +15,9 @@
 // (gemm.h, gemv.h) are unaffected.
 //
 // No function here allocates (the built-in loops use fixed stack tiles).  OpenBLAS allocates
-// its own buffers and may start its threads inside its first calls; that is outside graphc's
-// control (docs/runtime.md, "Allocation").
+// its own buffers inside its first call on each thread (prepare_thread makes that call) and
+// starts its threads when it is loaded; that is outside graphc's control (docs/runtime.md,
+// "Allocation").
 //
 // Example:
 //   graphc::cpu::blas::set_threads(1);
@@ -184,6 +185,16 @@ inline const char* name() { return "scipy-openblas32"; }
 #endif
 
 #endif
+
+// Makes the library's per-thread allocations on the calling thread now: OpenBLAS's first call
+// on a thread allocates its thread-local buffers (the dynamic linker's TLS block, ~140 KiB).
+// matmul's BLAS steps call it when they are prepared, so a plan prepared and run on one thread
+// allocates nothing inside BLAS calls.
+inline void prepare_thread() {
+  float a = 0.0f, b = 0.0f, c = 0.0f;
+  set_threads(1);
+  gemm(false, false, 1, 1, 1, &a, 1, &b, 1, &c, 1);
+}
 
 }  // namespace blas
 }  // namespace cpu

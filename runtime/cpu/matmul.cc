@@ -151,6 +151,7 @@ Kernel blas_kernel(const Shape& s, const T* pa, const T* pb, T* py, int threads_
   const int mode = M == 1 ? 1 : (N == 1 ? 2 : 0);
   const size_t ybytes = static_cast<size_t>(s.nbatch * M * N) * sizeof(T);
   const bool ta = s.ta, tb = s.tb;
+  if (K > 0) blas::prepare_thread();  // the library's per-thread buffers, now rather than in a run
   const int64_t nbatch = s.nbatch;
   auto aoff = s.aoff, boff = s.boff;
   return [=]() {
@@ -255,6 +256,11 @@ Kernel gemv_kernel(const gemv::Kernels* kern, const Shape& s, const float* pa, c
 // stale after a single use, such a lone step stays on the unpacked path (whose per-thread
 // packing is split over the threads, or which reads B in place).  The values are the same
 // either way: packing never changes gemm.h's summation chain.
+//
+// The pack's memory is allocated when the first step registers (prepare time) and every
+// repack writes it in place, so a run allocates nothing (docs/runtime.md, "Allocation").  In
+// place is safe: the entry's version pointer belongs to one executor state, whose runs are
+// serialised (KernelArgs::in_version), so no step reads the pack while another repacks it.
 struct SharedPack {
   std::mutex mu;
   const uint64_t* version = nullptr;
@@ -263,30 +269,31 @@ struct SharedPack {
   int64_t uses = 0;              // calls served by the current pack
   uint64_t seen_version = 0;     // the version at the last call
   bool unpacked = false;         // a lone step's B that changes every call: not packed
-  std::shared_ptr<const gemm::PackedB> packed;
-  // The pack to use now, or null for the unpacked path.  Steps of one executor run one at a
-  // time under its run lock; the mutex makes a shared entry safe whatever the caller.
-  std::shared_ptr<const gemm::PackedB> get(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
+  bool valid = false;            // `pack` holds B as of packed_version
+  std::shared_ptr<gemm::PackedB> pack;  // storage for any kernel (gemm::alloc_packed_b)
+  // The pack to use now, or null for the unpacked path.
+  const gemm::PackedB* get(bool tb, const float* B, int64_t ldb) {
     std::lock_guard<std::mutex> lock(mu);
     const uint64_t v = *version, last_seen = seen_version;
     seen_version = v;
-    const bool fresh = packed && v == packed_version && std::strcmp(packed->kernel, gemm::kernel_name()) == 0;
+    const bool fresh = valid && v == packed_version && std::strcmp(pack->kernel, gemm::kernel_name()) == 0;
     if (!fresh) {
       // A lone step whose last pack served one call and whose B changed again since its last
-      // call: rewritten every run, unpacked (and the stale pack's memory freed).  Packed
-      // again once B stays unchanged from one call to the next.
-      if (users == 1 && (unpacked || (packed && uses <= 1)) && v != last_seen) {
-        packed.reset();
+      // call: rewritten every run, unpacked.  Packed again once B stays unchanged from one
+      // call to the next.
+      if (users == 1 && (unpacked || (valid && uses <= 1)) && v != last_seen) {
+        valid = false;
         unpacked = true;
         return nullptr;
       }
-      packed = gemm::pack_b(tb, K, N, B, ldb);
+      gemm::repack_b(*pack, tb, B, ldb);
+      valid = true;
       packed_version = v;
       unpacked = false;
       uses = 0;
     }
     ++uses;
-    return packed;
+    return pack.get();
   }
 };
 
@@ -314,6 +321,7 @@ std::shared_ptr<SharedPack> shared_pack(const PackKey& key) {
   if (!sp) {
     sp = std::make_shared<SharedPack>();
     sp->version = key.version;
+    sp->pack = gemm::alloc_packed_b(key.K, key.N);
     entries[key] = sp;
   }
   std::lock_guard<std::mutex> entry_lock(sp->mu);
@@ -343,13 +351,14 @@ Kernel gemm_kernel(const Shape& s, const float* pa, const float* pb, float* py, 
   // variable); K == 0 has nothing to pack.
   std::shared_ptr<SharedPack> cache;
   if (b_version != nullptr && s.b_single && K > 0) cache = shared_pack({b_version, pb + boff[0], tb, K, N, ldb});
+  // Enough for the unpacked path, which needs more than the packed one.
+  const gemm::Scratch scratch(gemm::scratch_floats(M, N, K, threads, false));
   return [=]() {
-    const std::shared_ptr<const gemm::PackedB> keep = cache ? cache->get(tb, K, N, pb + boff[0], ldb) : nullptr;
-    const gemm::PackedB* packed = keep.get();
+    const gemm::PackedB* packed = cache ? cache->get(tb, pb + boff[0], ldb) : nullptr;
     for (int64_t i = 0; i < nbatch; ++i) {
       BatchRange r{&ep, i * M * N};
       gemm::sgemm(ta, tb, M, N, K, pa + aoff[i], lda, packed ? nullptr : pb + boff[i], packed ? 0 : ldb, packed,
-                  py + i * M * N, N, threads, ep ? &BatchRange::call : nullptr, &r);
+                  py + i * M * N, N, threads, ep ? &BatchRange::call : nullptr, &r, scratch.data());
     }
   };
 }
