@@ -4,7 +4,8 @@
 allocations the C++ run made (GIL released: executor, kernels, worker pool, BLAS) during the
 first run after load and during the runs after it.
 
-``python tests/noalloc_probe.py THREADS [CASE_PREFIX...]`` (the shim must be preloaded).
+``python tests/noalloc_probe.py THREADS [CASE...]`` (the shim must be preloaded): a CASE is a
+case's name (``model/cnn``) or a prefix ending in ``/`` (``model/``, ``op/topk/``).
 
 Cases: every registry op on each of its examples (one node, as tests/test_kernels.py builds
 it), the same on examples scaled up so that the parallel paths run, and whole models compiled
@@ -193,19 +194,31 @@ def _topk_gather():
     return gc.compile(g, shapes={}, fetches=[vals.name, idx.name, rows.name]), feeds
 
 
-def model_cases():
-    yield "model/mlp_sgd", *_mlp(gc.optim.SGD(lr=0.1), 32)
-    yield "model/mlp_momentum", *_mlp(gc.optim.SGD(lr=0.1, momentum=0.9, nesterov=True), 32)
-    yield "model/mlp_adam", *_mlp(gc.optim.Adam(lr=1e-3), 32)
-    yield "model/mlp_adamw_clip", *_mlp(gc.optim.AdamW(lr=1e-3, clip_global_norm=1.0), 32)
-    yield "model/mlp_infer_b1", *_mlp(None, 1, hidden=1024, train=False)
-    yield "model/mlp_infer_b128", *_mlp(None, 128, hidden=1024, train=False)
-    yield "model/cnn", *_cnn()
-    yield "model/lstm", *_rnn("lstm")
-    yield "model/gru", *_rnn("gru")
-    yield "model/transformer", *_transformer()
-    yield "model/float64", *_float64_products()
-    yield "model/topk_gather", *_topk_gather()
+MODELS = {
+    "model/mlp_sgd": lambda: _mlp(gc.optim.SGD(lr=0.1), 32),
+    "model/mlp_momentum": lambda: _mlp(gc.optim.SGD(lr=0.1, momentum=0.9, nesterov=True), 32),
+    "model/mlp_adam": lambda: _mlp(gc.optim.Adam(lr=1e-3), 32),
+    "model/mlp_adamw_clip": lambda: _mlp(gc.optim.AdamW(lr=1e-3, clip_global_norm=1.0), 32),
+    "model/mlp_infer_b1": lambda: _mlp(None, 1, hidden=1024, train=False),
+    "model/mlp_infer_b128": lambda: _mlp(None, 128, hidden=1024, train=False),
+    "model/cnn": _cnn,
+    "model/lstm": lambda: _rnn("lstm"),
+    "model/gru": lambda: _rnn("gru"),
+    "model/transformer": _transformer,
+    "model/float64": _float64_products,
+    "model/topk_gather": _topk_gather,
+}
+
+
+def selected(name, prefixes):
+    """A case is selected by its exact name, or by a prefix ending in '/' (a family, an op)."""
+    return not prefixes or any(name == p or (p.endswith("/") and name.startswith(p)) for p in prefixes)
+
+
+def model_cases(prefixes=()):
+    for name, build in MODELS.items():
+        if selected(name, prefixes):
+            yield name, *build()
 
 
 def selftest_cases():
@@ -224,13 +237,14 @@ def main(argv):
     SHIM = _shim()
     threads = int(argv[1])
     prefixes = argv[2:]
-    families = {"selftest/": selftest_cases, "model/": model_cases, "op/": lambda: op_cases(scaled=False),
+    families = {"selftest/": selftest_cases, "model/": lambda: model_cases(prefixes),
+                "op/": lambda: op_cases(scaled=False),
                 "op_scaled/": lambda: op_cases(scaled=True)}
     for family, cases in families.items():
         if prefixes and not any(p.startswith(family) or family.startswith(p) for p in prefixes):
             continue
         for name, plan, feeds in cases():
-            if prefixes and not any(name.startswith(p) for p in prefixes):
+            if not selected(name, prefixes):
                 continue
             print(json.dumps(probe(name, plan, feeds, threads)), flush=True)
 
