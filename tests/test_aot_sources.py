@@ -17,13 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from graphc import _runtime
+from graphc._load_blas import load_openblas
 from graphc.aot import sources
 from graphc.errors import AotError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME = os.path.join(REPO, "runtime")
 CXX = os.environ.get("CXX", "g++").split()
+
+load_openblas()
+from graphc import _runtime  # noqa: E402  (after OpenBLAS is loaded)
 
 
 def kernel_rows():
