@@ -4,8 +4,7 @@
 generated C++ source, the weights image, the runtime sources the plan needs, a Makefile and a
 CMakeLists.txt) that builds a static and a shared library with no Python; docs/aot.md.
 
-Modules: errors (AotError), sources (which runtime sources an artifact ships), weights (the
-weights image writer), emit (the generator).
+Modules: sources (which runtime sources an artifact ships), weights (the weights image),
+c_text (exact C literals and identifiers), build_files (Makefile, CMakeLists.txt), emit (the
+generator).  Errors: graphc.errors.AotError.
 """
-
-from graphc.aot.errors import AotError  # noqa: F401
