@@ -99,8 +99,13 @@ lib$(NAME).a: $(OBJECTS)
 \trm -f $@
 \t$(AR) rcs $@ $^
 
+# GNU ld: a missing definition fails the link of the .so, not a program that loads it later.
+ifeq ($(shell uname -s),Linux)
+  SO_FLAGS ?= -Wl,--no-undefined
+endif
+
 lib$(NAME).so: $(OBJECTS)
-\t$(CXX) -shared -pthread $(LDFLAGS) -o $@ $^ $(BLAS_LIBS) $(LDLIBS)
+\t$(CXX) -shared -pthread $(LDFLAGS) $(SO_FLAGS) -o $@ $^ $(BLAS_LIBS) $(LDLIBS)
 
 $(OBJDIR)/$(BLAS)/%.o: %.cc
 \t@mkdir -p $(dir $@)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphc._load_blas import load_openblas
 from graphc._proto import graphc_pb2 as pb
 from graphc.aot import build_files, sources, weights
 from graphc.aot.c_text import (
@@ -229,8 +230,9 @@ def _check_runtime(plans):
     runtime trusts its tables, so they must be what graphc's runtime accepts.  No memory limit:
     the artifact runs on another machine."""
     try:
+        load_openblas()   # the extension links it (graphc/_load_blas.py)
         from graphc import _runtime
-    except ImportError:  # compiling models works without a built extension; so does emitting
+    except (ImportError, OSError):  # compiling models works without a built extension; so does emitting
         return
     for name, _, proto in plans:
         try:
@@ -632,7 +634,7 @@ def _header(model, name):
           f"   *out is NULL and {n}_last_error(NULL) tells why (per thread). */",
           f"{N}_API int {n}_create({n}_context** out, void* arena, size_t arena_bytes, void* state, "
           f"size_t state_bytes,",
-          f"{' ' * (len(N) + 16 + len(n))}void* constants, size_t constant_bytes, int threads);",
+          f"{' ' * (len(N) + 17 + len(n))}void* constants, size_t constant_bytes, int threads);",
           f"{N}_API void {n}_destroy({n}_context* ctx);",
           "/* \"\" when the last call on ctx succeeded. */",
           f"{N}_API const char* {n}_last_error(const {n}_context* ctx);",
@@ -653,7 +655,7 @@ def _header(model, name):
           f"/* index < {N}_NUM_VARIABLES; any out pointer may be NULL. */",
           f"{N}_API int {n}_variable_info(const {n}_context* ctx, int index, const char** name, int* dtype, "
           f"int* ndim,",
-          f"{' ' * (len(N) + 23 + len(n))}const int64_t** dims, size_t* nbytes);",
+          f"{' ' * (len(N) + 24 + len(n))}const int64_t** dims, size_t* nbytes);",
           "/* Every persistent tensor as numpy .npz (Session.save_checkpoint's format), written atomically;",
           "   loading is strict and all-or-nothing. */",
           f"{N}_API int {n}_save_checkpoint({n}_context* ctx, const char* path);",
@@ -664,6 +666,14 @@ def _header(model, name):
           "#endif",
           "",
           f"#endif  /* {N}_H_ */"]
+    seen = set()
+    for line in L:
+        if line.startswith("#define ") and not line.startswith(f"#define {N}_API"):
+            macro = line.split()[1]
+            if macro in seen:   # e.g. entries named "entry" and "num_feeds": ENTRY_NUM_FEEDS twice
+                raise AotError(f"the names of the plan make the header macro {macro} twice; rename an entry, "
+                               f"feed or fetch")
+            seen.add(macro)
     return "\n".join(L) + "\n"
 
 
