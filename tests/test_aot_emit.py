@@ -278,6 +278,13 @@ def test_emit_is_deterministic(tmp_path):
     before = {f: os.stat(os.path.join(a.out_dir, f)).st_mtime_ns for f in ta if not f.endswith(".weights")}
     emit_c(_program(), tmp_path / "a", name="mlp")
     assert {f: os.stat(os.path.join(a.out_dir, f)).st_mtime_ns for f in before} == before
+    # Another plan emitted over it (with and then without embedded weights) leaves the tree a
+    # fresh emit of that plan gives: no stale runtime source, no stale .S.
+    emit_c(_tiny_plan(), tmp_path / "a", name="mlp", embed_weights=True)
+    emit_c(_tiny_plan(), tmp_path / "a", name="mlp")
+    fresh = emit_c(_tiny_plan(), tmp_path / "c", name="mlp")
+    assert _tree(a.out_dir) == _tree(fresh.out_dir)
+    assert len(fresh.files) < len(a.files)
 
 
 def _tiny_plan():

@@ -770,9 +770,12 @@ def emit_c(source, out_dir, name=None, embed_weights=False):
     files = [f"{name}.h", f"{name}.cc", f"{name}.weights", "Makefile", "CMakeLists.txt"]
     _write_text(os.path.join(out_dir, f"{name}.h"), _header(model, name))
     _write_text(os.path.join(out_dir, f"{name}.cc"), _Source(model, name, register_fns, embed_weights).text())
+    asm_path = os.path.join(out_dir, f"{name}_weights.S")
     if embed_weights:
         files.append(f"{name}_weights.S")
-        _write_text(os.path.join(out_dir, f"{name}_weights.S"), _embed_asm(name))
+        _write_text(asm_path, _embed_asm(name))
+    elif os.path.isfile(asm_path):   # left by an earlier --embed-weights emit: no longer built
+        os.remove(asm_path)
     cc_sources = [f"graphc/{p}" for p in selected if p.endswith(".cc")]
     _write_text(os.path.join(out_dir, "Makefile"), build_files.makefile(name, cc_sources, embed_weights))
     _write_text(os.path.join(out_dir, "CMakeLists.txt"), build_files.cmakelists(name, cc_sources, embed_weights))
@@ -785,9 +788,20 @@ def emit_c(source, out_dir, name=None, embed_weights=False):
         except OSError as e:
             raise AotError(f"cannot copy the runtime source {rel!r} from {runtime_dir!r}: {e.strerror or e}") from None
         files.append(f"graphc/{rel}")
+    _remove_stale_sources(os.path.join(out_dir, "graphc"), set(selected))
     return EmitResult(out_dir=out_dir, name=name, header=os.path.join(out_dir, f"{name}.h"),
                       source=os.path.join(out_dir, f"{name}.cc"), weights=weights_path, files=sorted(files),
                       embedded=bool(embed_weights))
+
+
+def _remove_stale_sources(folder, keep):
+    """Runtime sources an earlier emit into the same folder shipped and this plan does not need
+    (only .h/.cc/.inc files under out/graphc/, which the emitter owns)."""
+    for dirpath, _, names in os.walk(folder):
+        for fn in names:
+            rel = os.path.relpath(os.path.join(dirpath, fn), folder).replace(os.sep, "/")
+            if rel not in keep and fn.endswith((".h", ".cc", ".inc")):
+                os.remove(os.path.join(dirpath, fn))
 
 
 def _all_zero(data):
