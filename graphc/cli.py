@@ -33,7 +33,7 @@ import numpy as np
 
 from graphc import compiler, dtypes, optim, registry, serialize, viz
 from graphc._version import __version__
-from graphc.aot.c_text import name_from_stem
+from graphc.aot.c_text import check_name, name_from_stem
 from graphc.aot.emit import emit_c
 from graphc.errors import CompileError, FeedError, GraphcError, ModelFormatError, quote
 from graphc.plan import load_plan
@@ -317,6 +317,8 @@ def _check_emit(args):
     if args.emit == "c":
         if not args.output:
             raise UsageError("--emit c needs -o FOLDER: the folder the C artifact is written into")
+        if args.name is not None:
+            check_name(args.name)   # before compiling: a bad name fails fast
         return
     for flag, given in (("--name", args.name is not None), ("--embed-weights", args.embed_weights)):
         if given:
@@ -324,15 +326,16 @@ def _check_emit(args):
 
 
 def _write_compiled(args, result, out):
-    """Save the plan or program at ``out``, or with --emit c write the C artifact there."""
+    """Save the plan or program at ``out``, or with --emit c write the C artifact there; returns
+    the line to print after the summary (None for a plan)."""
     if args.emit != "c":
         result.save(out)
-        return
+        return None
     name = args.name if args.name is not None else name_from_stem(os.path.splitext(os.path.basename(args.model))[0])
     res = emit_c(result, out, name=name, embed_weights=args.embed_weights)
-    print(f"C artifact {res.name!r}: {len(res.files)} files ({res.name}.h, {res.name}.cc, {res.name}.weights"
-          f"{', ' + res.name + '_weights.S' if res.embedded else ''}, Makefile, CMakeLists.txt, graphc/); "
-          f"build it with: make -C {out}")
+    return (f"C artifact {res.name!r}: {len(res.files)} files ({res.name}.h, {res.name}.cc, {res.name}.weights"
+            f"{', ' + res.name + '_weights.S' if res.embedded else ''}, Makefile, CMakeLists.txt, graphc/); "
+            f"build it with: make -C {out}")
 
 
 def cmd_compile(args):
@@ -386,7 +389,7 @@ def cmd_compile(args):
         raise CompileError("the model has a training spec but the compiler added no gradient or optimizer "
                            "steps: training support is not present in this graphc (use --inference to "
                            "compile the forward pass only)")
-    _write_compiled(args, plan, out)
+    emitted = _write_compiled(args, plan, out)
 
     if args.verbose:
         print(f"{'pass':<20} {'ms':>9} {'nodes':>7}")
@@ -395,6 +398,8 @@ def cmd_compile(args):
         print(f"{'compile (total)':<20} {total * 1e3:>9.2f} {len(plan.steps):>7}")
     print(f"wrote {out} (target {plan.target})")
     _print_plan_summary(plan)
+    if emitted:
+        print(emitted)
     return EXIT_OK
 
 
@@ -425,12 +430,14 @@ def _compile_entries(args, graph, selected):
     else:
         result = compiler.compile(graph, entries=selected, **kwargs)
     total = time.perf_counter() - started
-    _write_compiled(args, result, out)
+    emitted = _write_compiled(args, result, out)
     if args.verbose:
         print(f"compile (total) {total * 1e3:.2f} ms")
     if single:
         print(f"wrote {out} (entry {selected}, target {result.target})")
         _print_plan_summary(result)
+        if emitted:
+            print(emitted)
         return EXIT_OK
     mem = result.memory_report()
     print(f"wrote {out} (program of {len(result.entries)} entries, target {result.target})")
@@ -439,6 +446,8 @@ def _compile_entries(args, graph, selected):
         _print_plan_summary(result.plan(name))
     print(f"shared: arena {format_bytes(mem['arena_bytes'])} (separate arenas would be "
           f"{format_bytes(mem['separate_arenas_bytes'])}), persistent {format_bytes(mem['persistent_bytes'])}")
+    if emitted:
+        print(emitted)
     return EXIT_OK
 
 
