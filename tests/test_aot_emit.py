@@ -341,6 +341,33 @@ def test_tables_of_the_tiny_plan(tmp_path):
     assert "graphc::register_elementwise_kernels(r);" in src
 
 
+def test_edge_plan_compiles_warning_free(tmp_path):
+    """0-byte feeds and fetches (no memcpy: a NULL pointer is allowed there), a scalar int64 feed,
+    a bool feed fetched back, a variable fetched from state memory: the generated C++ compiles
+    with -Wall -Wextra -Werror against the shipped runtime headers."""
+    if GXX is None:
+        pytest.skip("no C++ compiler")
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (0, 3))
+        s = gc.placeholder("s", (), dtype="int64")
+        b = gc.placeholder("b", (2,), dtype="bool")
+        w = gc.variable("w", init=np.ones((2, 2), np.float32))
+        y = gc.mul(x, 2.0, name="y")
+        z = gc.add(s, 1, name="z")
+    plan = gc.compile(g, fetches=[w, y, z, b])
+    res = emit_c(plan, tmp_path / "o", name="edge")
+    src = open(res.source).read()
+    assert "// feed 0 'x' float32 (0, 3): no bytes" in src and "// fetch 1 'y' float32 (0, 3): no bytes" in src
+    w_off = 0   # the only persistent tensor
+    assert f"std::memcpy(fetches[0], S + {w_off}, 16);" in src
+    d = _defines(open(res.header).read())
+    assert d["EDGE_MAIN_FEED_X_BYTES"] == "0u" and d["EDGE_MAIN_FEED_S_NDIM"] == "0"
+    assert d["EDGE_MAIN_FEED_S_SHAPE"] == "{0}" and d["EDGE_MAIN_FEED_B_DTYPE"] == "EDGE_BOOL"
+    r = subprocess.run([GXX, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-Dgraphc=graphc_edge",
+                        "-Igraphc", "-I.", "edge.cc"], cwd=res.out_dir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 # -- the CLI ----------------------------------------------------------------------------------------
 
 def _cli(*args, cwd):
