@@ -388,6 +388,19 @@ def test_cli_emit_c(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out2" / "tm_weights.S").is_file()
     assert "tm_graphc_weights_begin" in (tmp_path / "out2" / "tm.cc").read_text()
+    # A program of the model's entry points.
+    g, y, loss = _graph()
+    with g:
+        gc.optim.SGD(lr=0.1, momentum=0.9).minimize(loss, name="train")
+        g.entry("infer", fetches=[y])
+    g.save(str(tmp_path / "prog.pb"))
+    r = _cli("compile", tmp_path / "prog.pb", "--entries", "all", "--emit", "c", "-o", tmp_path / "out3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "C artifact 'prog'" in r.stdout
+    d = _defines((tmp_path / "out3" / "prog.h").read_text())
+    assert d["PROG_ENTRY_TRAIN"] == "0" and d["PROG_ENTRY_INFER"] == "1" and d["PROG_NUM_ENTRIES"] == "2"
+    # the momentum buffers of w (6, 5) and b (5,), float32, each padded to 64 bytes
+    assert _uint(d["PROG_OPTIMIZER_STATE_BYTES"]) == 128 + 64
 
 
 @pytest.mark.parametrize("args, needle", [
