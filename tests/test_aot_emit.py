@@ -8,6 +8,9 @@ a golden header of a hand-built plan (regenerate: GRAPHC_REGEN_GOLDEN=1), names,
 errors, and one real build each with make and with cmake of a tiny training program whose C
 driver's fetches and final variables equal a Session's byte for byte.  The broad parity tests
 (every op, every optimizer, threads 1 and 2) are tests/test_aot_parity.py.
+
+GRAPHC_AOT_OBJDIR=/some/dir shares the make build's runtime objects between runs (the artifact is
+always named "mlp", built with the same flags), so a rerun compiles only the generated file.
 """
 
 import hashlib
