@@ -1,18 +1,20 @@
 """The Makefile and CMakeLists.txt of an AOT artifact (graphc/aot/emit.py).
 
 Both build ``lib<name>.a`` and ``lib<name>.so`` from the generated source and the shipped runtime
-sources with exactly the kernel flags of graphc's own extension (setup.py), so the artifact
-computes the same bits as a Session, plus ``-Dgraphc=graphc_<name>`` (two artifacts link into
-one program without clashing) and hidden visibility (the .so exports only the C API).
+sources with exactly the kernel flags of graphc's own extension (setup.py's, after Python's
+-DNDEBUG -fwrapv -O3), so the artifact computes the same bits as a Session, plus
+``-Dgraphc=graphc_<name>`` (two artifacts link into one program without clashing) and hidden
+visibility (the .so exports only the C API).
 
 BLAS: ``openblas`` (default: the scipy-openblas32 graphc itself uses; its paths at emit time are
 the defaults of BLAS_INC / BLAS_DIR / BLAS_LIB, with an rpath), ``cblas`` (any CBLAS: <cblas.h>,
 link flags in BLAS_LIBS) or ``none`` (the portable built-in GEMM of runtime/cpu/blas.h).
 """
 
-# setup.py's compile_args minus the warnings, plus what a library needs.
-KERNEL_FLAGS = ("-std=c++17 -O3 -pthread -ffp-contract=off -fno-trapping-math -fno-math-errno -fPIC "
-                "-fvisibility=hidden")
+# What graphc's extension is compiled with: Python's own flags (-DNDEBUG -fwrapv -O3, before
+# setup.py's), then setup.py's compile_args minus the warnings, plus what a library needs.
+KERNEL_FLAGS = ("-DNDEBUG -fwrapv -std=c++17 -O3 -pthread -ffp-contract=off -fno-trapping-math -fno-math-errno "
+                "-fPIC -fvisibility=hidden")
 
 
 def openblas_defaults():
