@@ -623,10 +623,36 @@ def test_bad_checkpoint_changes_nothing(ctx, tmp_path):
     assert ctx.call("rt_load_checkpoint", str(path).encode()) == CHECKPOINT
     assert "w/momentum" in ctx.error()
     np.testing.assert_array_equal(ctx.state, before)
-    assert ctx.call("rt_load_checkpoint", str(tmp_path / "none.npz").encode()) in (IO, CHECKPOINT)
-    assert ctx.error() != ""
+    assert ctx.call("rt_load_checkpoint", str(tmp_path / "none.npz").encode()) == IO
+    assert "none.npz" in ctx.error() and "does not exist" in ctx.error()
+    np.testing.assert_array_equal(ctx.state, before)
+    assert ctx.call("rt_save_checkpoint", str(tmp_path / "no" / "such" / "dir.npz").encode()) == IO
+    assert "dir.npz" in ctx.error()
 
 
 def test_versions_are_never_reused(lib):
     got = [lib.rt_next_version() for _ in range(5)]
     assert got == sorted(set(got))
+
+
+def test_contexts_in_parallel_threads(lib):
+    """One context per thread: two contexts training at once get what each gets alone."""
+    steps = [feeds_train(seed) for seed in range(8)]
+
+    def train(c):
+        outs = []
+        for x, g in steps:
+            st, (y0, y1) = c.run(TRAIN, [x, g])
+            assert st == OK, c.error()
+            outs.append(y1.tobytes())
+        return outs, c.read("w").tobytes()
+
+    alone = Ctx(lib, threads=2)
+    expected = train(alone)
+    alone.close()
+    ctxs = [Ctx(lib, threads=t) for t in (1, 2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = list(pool.map(train, ctxs))
+    for c in ctxs:
+        c.close()
+    assert got == [expected, expected]
