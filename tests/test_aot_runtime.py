@@ -5,6 +5,9 @@ straight-line entry functions the emitter would write and a C API (prefix rt_). 
 here with the runtime sources an artifact ships (same flags, -Dgraphc=graphc_rt) into a shared
 library driven through ctypes.  The same plans are written as graphc Plan messages and run in a
 gc.Session: the artifact must compute the same bits.
+
+GRAPHC_AOT_OBJDIR=/some/dir keeps the runtime objects between runs (as tests/test_aot_emit.py
+does); they are rebuilt when any runtime source is newer or the flags changed.
 """
 
 import ctypes
@@ -22,6 +25,8 @@ import pytest
 import graphc as gc
 from graphc import checkpoint
 from graphc._proto import graphc_pb2 as pb
+from graphc.aot import build_files, sources
+from graphc.aot import weights as weights_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = ROOT / "runtime"
@@ -32,8 +37,8 @@ PREDICT, TRAIN, LOOKUP = 0, 1, 2
 F32, I64 = 1, 4
 ARENA, PERSISTENT, CONSTANT, VIEW = 0, 1, 2, 3
 VARIABLE, OPTIMIZER_STATE, CONST_KIND = 0, 1, 2
-FLAGS = ["-std=c++17", "-O3", "-pthread", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fPIC",
-         "-fvisibility=hidden", "-Dgraphc=graphc_rt"]
+# An artifact's flags (graphc/aot/build_files.py), its namespace renamed as `make` does.
+FLAGS = build_files.KERNEL_FLAGS.split() + ["-Dgraphc=graphc_rt"]
 LR, MOMENTUM = 0.1, 0.9
 
 
@@ -148,21 +153,39 @@ OPS = sorted({step[0] for e in ENTRIES.values() for step in e["steps"]})
 def _runtime_sources():
     """The .cc files an artifact running OPS ships (graphc.aot.sources): the registry, the AOT
     runtime and the kernel files with their companions."""
-    from graphc.aot import sources
-
     files = sources.select_sources(OPS)
     assert "aot/aot_runtime.cc" in files and "cpu/thread_pool.h" in files
     return [RUNTIME_DIR / f for f in files if f.endswith(".cc")]
 
 
+def _object_dir(tmp, inc):
+    """Where the runtime objects go: GRAPHC_AOT_OBJDIR/test_aot_runtime-<flags hash> (kept), else tmp."""
+    shared = os.environ.get("GRAPHC_AOT_OBJDIR")
+    if not shared:
+        return tmp, 0.0
+    key = hashlib.sha256(" ".join(_compiler() + FLAGS + [inc]).encode()).hexdigest()[:12]
+    folder = Path(shared) / f"test_aot_runtime-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    newest = max(p.stat().st_mtime for p in RUNTIME_DIR.rglob("*") if p.suffix in (".h", ".cc", ".inc"))
+    return folder, newest
+
+
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
-    import scipy_openblas32  # the OpenBLAS graphc links (setup.py openblas())
-
-    from graphc.aot import weights as weights_mod
-    inc, libdir, lib = (scipy_openblas32.get_include_dir(), scipy_openblas32.get_lib_dir(),
-                        scipy_openblas32.get_library())
+    inc, libdir, lib = build_files.openblas_defaults()
+    assert libdir, "scipy-openblas32 (graphc's own BLAS, the artifact's default) is not installed"
     out = tmp_path_factory.mktemp("aot_rt")
+    objdir, newest = _object_dir(out, inc)
+
+    def runtime_object(src):
+        obj = objdir / (src.parent.name + "_" + src.stem + ".o")
+        if obj.exists() and obj.stat().st_mtime > newest:
+            return obj
+        tmp = obj.with_name(f"{obj.name}.{os.getpid()}.tmp")
+        _compile(cxx, src, tmp, ["-I", inc])
+        os.replace(tmp, obj)
+        return obj
+
     init = initial_values()
     image = weights_mod.weights_image(PLAN_SHA256, weight_tensors(init))
     (out / "rt.weights").write_bytes(image.data)
@@ -171,8 +194,7 @@ def build(tmp_path_factory):
         defines.append(f"-DRT_SHA256_{macro}=\"{rec.sha256}\"")
     cxx = _compiler()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        objs = list(pool.map(lambda s: _compile(cxx, s, out / (s.parent.name + "_" + s.stem + ".o"), ["-I", inc]),
-                             _runtime_sources()))
+        objs = list(pool.map(runtime_object, _runtime_sources()))
         plain = pool.submit(_compile, cxx, ROOT / "tests" / "aot_rt_driver.cc", out / "driver.o", defines)
         embed = pool.submit(_compile, cxx, ROOT / "tests" / "aot_rt_driver.cc", out / "driver_embed.o",
                             defines + [f"-DRT_EMBED=\"{out / 'rt.weights'}\""])
