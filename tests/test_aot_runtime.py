@@ -2,12 +2,14 @@
 
 tests/aot_rt_driver.cc holds static plan tables for three entries (predict, train, lookup), the
 straight-line entry functions the emitter would write and a C API (prefix rt_).  It is compiled
-here with the runtime sources an artifact ships (same flags, -Dgraphc=graphc_rt) into a shared
+here with the runtime sources an artifact ships (same flags) into a shared
 library driven through ctypes.  The same plans are written as graphc Plan messages and run in a
 gc.Session: the artifact must compute the same bits.
 
-GRAPHC_AOT_OBJDIR=/some/dir keeps the runtime objects between runs (as tests/test_aot_emit.py
-does); they are rebuilt when any runtime source is newer or the flags changed.
+The runtime objects are those of an artifact named "aotm" (-Dgraphc=graphc_aotm), put where the
+emitted Makefile puts them, $GRAPHC_AOT_OBJDIR/aotm/openblas/graphc/<path>.o, so that every AOT
+test of a session compiles the kernels once; an object is rebuilt when a runtime source is newer.
+Without GRAPHC_AOT_OBJDIR they go to a temporary folder.
 """
 
 import ctypes
@@ -37,8 +39,10 @@ PREDICT, TRAIN, LOOKUP = 0, 1, 2
 F32, I64 = 1, 4
 ARENA, PERSISTENT, CONSTANT, VIEW = 0, 1, 2, 3
 VARIABLE, OPTIMIZER_STATE, CONST_KIND = 0, 1, 2
-# An artifact's flags (graphc/aot/build_files.py), its namespace renamed as `make` does.
-FLAGS = build_files.KERNEL_FLAGS.split() + ["-Dgraphc=graphc_rt"]
+# The artifact name whose runtime objects the AOT tests share, and its flags
+# (graphc/aot/build_files.py), the namespace renamed as `make` does.
+ARTIFACT = "aotm"
+FLAGS = build_files.KERNEL_FLAGS.split() + [f"-Dgraphc=graphc_{ARTIFACT}"]
 LR, MOMENTUM = 0.1, 0.9
 
 
@@ -158,16 +162,10 @@ def _runtime_sources():
     return [RUNTIME_DIR / f for f in files if f.endswith(".cc")]
 
 
-def _object_dir(tmp, inc):
-    """Where the runtime objects go: GRAPHC_AOT_OBJDIR/test_aot_runtime-<flags hash> (kept), else tmp."""
+def _object_dir(tmp):
+    """The Makefile's $(OBJDIR)/$(NAME)/$(BLAS) for GRAPHC_AOT_OBJDIR, else a folder under tmp."""
     shared = os.environ.get("GRAPHC_AOT_OBJDIR")
-    if not shared:
-        return tmp, 0.0
-    key = hashlib.sha256(" ".join(_compiler() + FLAGS + [inc]).encode()).hexdigest()[:12]
-    folder = Path(shared) / f"test_aot_runtime-{key}"
-    folder.mkdir(parents=True, exist_ok=True)
-    newest = max(p.stat().st_mtime for p in RUNTIME_DIR.rglob("*") if p.suffix in (".h", ".cc", ".inc"))
-    return folder, newest
+    return (Path(shared) if shared else tmp / "obj") / ARTIFACT / "openblas"
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +173,14 @@ def build(tmp_path_factory):
     inc, libdir, lib = build_files.openblas_defaults()
     assert libdir, "scipy-openblas32 (graphc's own BLAS, the artifact's default) is not installed"
     out = tmp_path_factory.mktemp("aot_rt")
-    objdir, newest = _object_dir(out, inc)
+    objdir = _object_dir(out)
+    newest = max(p.stat().st_mtime for p in RUNTIME_DIR.rglob("*") if p.suffix in (".h", ".cc", ".inc"))
 
     def runtime_object(src):
-        obj = objdir / (src.parent.name + "_" + src.stem + ".o")
+        obj = objdir / "graphc" / src.relative_to(RUNTIME_DIR).with_suffix(".o")
         if obj.exists() and obj.stat().st_mtime > newest:
             return obj
+        obj.parent.mkdir(parents=True, exist_ok=True)
         tmp = obj.with_name(f"{obj.name}.{os.getpid()}.tmp")
         _compile(cxx, src, tmp, ["-I", inc])
         os.replace(tmp, obj)
