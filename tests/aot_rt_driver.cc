@@ -14,8 +14,11 @@
 //                       a second feed 'nothing' of 0 bytes that no step reads
 // The sha256 strings of the tables come from the test (-D): it derives them from the initial
 // values it writes into the weights image.
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "aot/aot_runtime.h"
 
@@ -219,6 +222,56 @@ const ModelTable* bad_model(int kind) {
 }
 
 }  // namespace
+
+// ---- allocation counting (the test links with -Wl,--wrap=malloc,...) ----
+// Every allocation the code in this library makes (the runtime, the kernels, the templates they
+// instantiate) passes here: operator new is replaced inside the library (hidden, so it binds
+// locally), malloc & co. are wrapped at link time.  OpenBLAS and libstdc++'s own compiled code
+// are outside.  rt_allocations() tells how many there were.
+namespace {
+std::atomic<long> g_allocations{0};
+}
+extern "C" {
+void* __real_malloc(size_t n);
+void* __real_calloc(size_t n, size_t k);
+void* __real_realloc(void* p, size_t n);
+int __real_posix_memalign(void** p, size_t a, size_t n);
+void* __real_aligned_alloc(size_t a, size_t n);
+void* __wrap_malloc(size_t n) { g_allocations.fetch_add(1); return __real_malloc(n); }
+void* __wrap_calloc(size_t n, size_t k) { g_allocations.fetch_add(1); return __real_calloc(n, k); }
+void* __wrap_realloc(void* p, size_t n) { g_allocations.fetch_add(1); return __real_realloc(p, n); }
+int __wrap_posix_memalign(void** p, size_t a, size_t n) { g_allocations.fetch_add(1); return __real_posix_memalign(p, a, n); }
+void* __wrap_aligned_alloc(size_t a, size_t n) { g_allocations.fetch_add(1); return __real_aligned_alloc(a, n); }
+}
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1);
+  if (void* p = __real_malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](size_t n) { return operator new(n); }
+void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  g_allocations.fetch_add(1);
+  return __real_malloc(n ? n : 1);
+}
+void* operator new[](size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+void* operator new(size_t n, std::align_val_t a) {
+  g_allocations.fetch_add(1);
+  void* p = nullptr;
+  const size_t al = static_cast<size_t>(a) < sizeof(void*) ? sizeof(void*) : static_cast<size_t>(a);
+  if (__real_posix_memalign(&p, al, n ? n : 1) == 0) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](size_t n, std::align_val_t a) { return operator new(n, a); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t, std::align_val_t) noexcept { std::free(p); }
+
+RT_API long rt_allocations() { return g_allocations.load(); }
 
 // ---- the C API (as the emitter writes it, prefix rt_) ----
 using graphc::aot::Context;

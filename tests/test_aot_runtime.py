@@ -203,7 +203,8 @@ def build(tmp_path_factory):
     for kind, driver in drivers.items():
         so = out / f"librt_{kind}.so"
         cmd = cxx + ["-shared", "-pthread", "-o", str(so), str(driver)] + [str(o) for o in objs] + [
-            "-L", libdir, "-l", lib, f"-Wl,-rpath,{libdir}"]
+            "-L", libdir, "-l", lib, f"-Wl,-rpath,{libdir}",
+            "-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-4000:]
         libs[kind] = _load(so)
@@ -230,6 +231,7 @@ def _load(path):
         "rt_load_checkpoint": (i, [vp, cp]),
         "rt_sizes": (None, [ctypes.POINTER(ctypes.c_uint64)]),
         "rt_next_version": (ctypes.c_uint64, []),
+        "rt_allocations": (ctypes.c_long, []),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)
@@ -678,3 +680,30 @@ def test_contexts_in_parallel_threads(lib):
     for c in ctxs:
         c.close()
     assert got == [expected, expected]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_entry_calls_allocate_nothing(lib, threads):
+    """No allocation inside an entry call, the first one included (the library's own code: the
+    runtime and the kernels; OpenBLAS is outside the count)."""
+    before = lib.rt_allocations()
+    c = Ctx(lib, threads=threads)
+    assert lib.rt_allocations() > before  # the counter sees creation and loading
+    x = feeds_predict()
+    xt, g = feeds_train(0)
+    ids = np.array([3, 1, 4, 1], np.int64)
+    feeds = {PREDICT: [x], TRAIN: [xt, g], LOOKUP: [ids, None]}
+    # Buffers and ctypes arrays made before counting (they are Python's, not the library's).
+    calls, keep = [], []
+    for entry, fs in feeds.items():
+        e = ENTRIES[list(ENTRIES)[entry]]
+        outs = [np.empty(e["values"][i][6], NP_DTYPE[e["values"][i][1]]) for i in e["fetches"]]
+        keep.append(outs)  # alive while the library writes into them
+        calls.append((entry, (ctypes.c_void_p * len(fs))(*[None if f is None else f.ctypes.data for f in fs]),
+                      (ctypes.c_void_p * len(outs))(*[o.ctypes.data for o in outs])))
+    start = lib.rt_allocations()
+    for _ in range(3):
+        for entry, fa, oa in calls:
+            assert lib.rt_run(c.h, entry, fa, oa) == OK
+    assert lib.rt_allocations() - start == 0
+    c.close()
