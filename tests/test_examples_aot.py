@@ -1,0 +1,153 @@
+"""examples/aot: export the digits program, build train_digits.c and infer_digits.c with the
+emitted Makefile, train in C and compare with a gc.Session run of the same steps (same batches,
+same threads): the loss, every trained variable and the test accuracy are bit-identical; the C
+checkpoint loads in Python, a Python checkpoint drives the C inference program, and infer_digits
+classifies like the Session's "predict" entry."""
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "aot", "export_digits.py")
+STEPS = 300  # ~14 epochs of 22 batches: the net is well past chance and still changing
+BATCH = 64
+
+pytestmark = pytest.mark.skipif(not (shutil.which("make") and shutil.which("cc") and shutil.which("g++")),
+                                reason="the AOT examples build with make, cc and g++")
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("export_digits", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The exported and built example: (module, program, out folder)."""
+    ed = _load_example()
+    out = str(tmp_path_factory.mktemp("digits_aot"))
+    program, result = ed.export(out, batch=BATCH)
+    assert result.name == "digits"
+    for name in ("digits.h", "digits.weights", "Makefile", "train_digits.c", "infer_digits.c",
+                 "digits_train_images.f32", "digits_train_labels.i32", "digits_test_images.f32",
+                 "digits_test_labels.i32"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    jobs = str(max(1, min(4, os.cpu_count() or 1)))
+    r = subprocess.run(["make", "-j", jobs, "programs", "PROGRAMS=train_digits.c infer_digits.c"], cwd=out,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return ed, program, out
+
+
+def _run(out, *args):
+    r = subprocess.run([os.path.join(out, "bin", args[0]), *args[1:]], cwd=out, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout
+
+
+def _accuracy(text):
+    m = re.search(r"test accuracy (\d+)/(\d+) = ", text)
+    assert m, text
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_data_files_hold_the_shipped_digits(built):
+    _, _, out = built
+    (xtr, ytr), (xte, yte) = gc.datasets.load_digits()
+    np.testing.assert_array_equal(np.fromfile(os.path.join(out, "digits_train_images.f32"), "<f4").reshape(-1, 64),
+                                  xtr)
+    np.testing.assert_array_equal(np.fromfile(os.path.join(out, "digits_train_labels.i32"), "<i4"), ytr)
+    np.testing.assert_array_equal(np.fromfile(os.path.join(out, "digits_test_images.f32"), "<f4").reshape(-1, 64),
+                                  xte)
+    np.testing.assert_array_equal(np.fromfile(os.path.join(out, "digits_test_labels.i32"), "<i4"), yte)
+
+
+def test_batch_order_is_a_per_epoch_permutation():
+    ed = _load_example()
+    n = 1438
+    order = ed.batch_indices(n, BATCH, 2 * (n // BATCH), seed=1)
+    per_epoch = n // BATCH
+    first, second = order[:per_epoch].ravel(), order[per_epoch:].ravel()
+    assert len(set(first.tolist())) == len(first) == per_epoch * BATCH  # no row twice in an epoch
+    assert not np.array_equal(first, second)                              # each epoch reshuffles
+    assert not np.array_equal(first, np.arange(len(first)))
+    np.testing.assert_array_equal(order, ed.batch_indices(n, BATCH, 2 * per_epoch, seed=1))
+    assert not np.array_equal(order, ed.batch_indices(n, BATCH, 2 * per_epoch, seed=2))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_c_training_equals_python_session_bit_for_bit(built, threads, tmp_path):
+    ed, program, out = built
+    ckpt = str(tmp_path / f"c_trained_{threads}.npz")
+    text = _run(out, "train_digits", str(STEPS), "-t", str(threads), "-s", "1", "-o", ckpt)
+    c_correct, n_test = _accuracy(text)
+    c_loss = np.float32(float(re.search(r"final loss (\S+)", text).group(1)))  # %.9g: a float32 round-trips
+
+    sess, loss, correct, _ = ed.python_run(program, STEPS, BATCH, seed=1, threads=threads)
+    # The bar comes from the Python run of the same steps; training must have beaten the
+    # untrained network's accuracy, and the C program must reach exactly the same.
+    untrained = gc.Session(program, threads=threads)
+    (_, _), (xte, yte) = gc.datasets.load_digits()
+    before = int(np.sum(np.argmax(untrained.run({"x": xte}, entry="evaluate")["logits"], axis=1) == yte))
+    assert correct > before
+    assert n_test == len(yte)
+    assert c_correct == correct, text
+    assert c_loss.tobytes() == loss.tobytes(), (c_loss, loss)
+
+    # The C checkpoint is Session.save_checkpoint's format: it loads, and every variable
+    # (weights and momentum) equals the Python-trained one bit for bit.
+    resumed = gc.Session(program, threads=threads)
+    resumed.load_checkpoint(ckpt)
+    assert sorted(resumed.variable_names) == sorted(sess.variable_names)
+    for name in sess.variable_names:
+        assert resumed.get_variable(name).tobytes() == sess.get_variable(name).tobytes(), name
+
+
+def test_infer_digits_with_c_and_python_checkpoints(built, tmp_path):
+    ed, program, out = built
+    ckpt_c = str(tmp_path / "c.npz")
+    _run(out, "train_digits", "100", "-t", "1", "-o", ckpt_c)
+    sess, _, _, _ = ed.python_run(program, 100, BATCH, seed=1, threads=1)
+    ckpt_py = str(tmp_path / "py.npz")
+    sess.save_checkpoint(ckpt_py)
+
+    # What the "predict" entry (batch 1) gives image by image through the Session.
+    (_, _), (xte, yte) = gc.datasets.load_digits()
+    predicted = np.array([int(np.argmax(sess.run({"x": xte[i:i + 1]}, entry="predict")["logits"]))
+                          for i in range(len(xte))])
+    want = int(np.sum(predicted == yte))
+    for ckpt in (ckpt_c, ckpt_py):
+        text = _run(out, "infer_digits", "-c", ckpt, "-r", "2", "-t", "1")
+        assert _accuracy(text) == (want, len(yte)), text
+        m = re.search(r"latency per call \(batch 1, 1 thread\(s\), (\d+) calls\): median ([\d.]+) us", text)
+        assert m and int(m.group(1)) == 2 * len(yte) and float(m.group(2)) > 0, text
+
+    # Images given on the command line: one class per image, the Session's.
+    images = str(tmp_path / "five.f32")
+    xte[:5].astype("<f4").tofile(images)
+    text = _run(out, "infer_digits", "-c", ckpt_py, "-r", "1", images)
+    assert re.findall(r"image (\d+): class (\d+)", text) == [(str(i), str(predicted[i])) for i in range(5)], text
+
+
+def test_programs_report_errors_through_last_error(built, tmp_path):
+    _, _, out = built
+    exe = os.path.join(out, "bin", "infer_digits")
+    r = subprocess.run([exe, "-c", str(tmp_path / "missing.npz")], cwd=out, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "digits_load_checkpoint failed" in r.stderr and "missing.npz" in r.stderr, r.stderr
+    bad = tmp_path / "bad.weights"
+    bad.write_bytes(b"not a weights image")
+    r = subprocess.run([exe, "-w", str(bad), "-c", "none"], cwd=out, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "digits_load_weights failed" in r.stderr, r.stderr
+    r = subprocess.run([os.path.join(out, "bin", "train_digits"), "-t", "0"], cwd=out, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "usage: train_digits" in r.stderr, r.stderr
