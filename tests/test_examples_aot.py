@@ -42,8 +42,12 @@ def built(tmp_path_factory):
                  "digits_test_labels.i32"):
         assert os.path.isfile(os.path.join(out, name)), name
     jobs = str(max(1, min(4, os.cpu_count() or 1)))
-    r = subprocess.run(["make", "-j", jobs, "programs", "PROGRAMS=train_digits.c infer_digits.c"], cwd=out,
-                       capture_output=True, text=True, timeout=900)
+    cmd = ["make", "-j", jobs, "programs", "PROGRAMS=train_digits.c infer_digits.c"]
+    if os.environ.get("GRAPHC_AOT_OBJDIR"):  # keep the runtime objects between sessions (tests/aot_harness.py)
+        cmd.append(f"OBJDIR={os.path.join(os.path.abspath(os.environ['GRAPHC_AOT_OBJDIR']), 'examples_digits')}")
+    if shutil.which("ccache"):
+        cmd.append(f"CXX=ccache {os.environ.get('CXX') or 'g++'}")
+    r = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return ed, program, out
 
