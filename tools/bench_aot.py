@@ -4,20 +4,25 @@ One table, one run, per thread count (default 1 and 2):
   * MLP 784-1024-1024-10 (bias + relu between layers, bench_runtime.py's seeded weights)
     inference at batch 1: the AOT artifact called from C (tools/bench_aot_driver.c, the timing
     loop in C), gc.Session.run from Python, and ONNX Runtime (the same MLP built in torch with
-    graphc's weights, torch.onnx.export, intra_op threads = the same threads). Target: the
-    artifact's latency <= ONNX Runtime's.
-  * the digits training step (examples/aot/export_digits.py's program, entry "train", batch 64):
+    graphc's weights, torch.onnx.export, intra_op threads = the same threads, called through
+    its Python API). Target: the artifact's latency <= ONNX Runtime's.
+  * the digits MLP 64-128-10 at batch 1 (examples/aot/export_digits.py's entry "predict"), the
+    same three ways: a model so small that the per-call overhead is most of the time.
+  * the digits training step (the same program's entry "train", batch 64, SGD with momentum):
     the artifact from C vs Session.run (ONNX Runtime has no training step: "-").
 Each call is timed alone and the medians of the per-call times are reported. The frameworks
 run in alternating rounds (C driver process, Session, ONNX Runtime, ...), so a load spike from
 other processes hits all of them. "overhead removed" = Session median - AOT median: what the
 Python call path (feed checks, copies into numpy arrays, the GIL) costs per call.
 Before timing, the artifact's fetches are checked bit-identical to Session.run's at the same
-thread count (the MLP's logits; the digits loss after 3 steps from the same start).
+thread count (the logits; the digits loss after 3 steps from the same start) and ONNX Runtime's
+close to them.
 
 Run:  PYTHONPATH=. python tools/bench_aot.py [--threads 1,2] [--calls 400] [--rounds 5] [--quick]
-      [--build-dir DIR]  (keeps the artifacts and the driver there; default: a temporary folder)
+      [--build-dir DIR]  (emits and builds the artifacts there and keeps them: a second run
+                          with the same DIR rebuilds only what changed)
 """
+import argparse
 import os
 import shutil
 import statistics
@@ -29,8 +34,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import argparse  # noqa: E402
-
 import _bench_util as bu  # noqa: E402
 
 SIZES = (784, 1024, 1024, 10)
@@ -65,13 +68,16 @@ def mlp_plan(gc, params):
 
 
 def digits_program(gc):
-    """examples/aot/export_digits.py's program (train / evaluate / predict over one store)."""
+    """examples/aot/export_digits.py's program (train / evaluate / predict over one store), a
+    training batch, one test image and the initial weights as [(w, b), ...]."""
     sys.path.insert(0, os.path.join(ROOT, "examples", "aot"))
     import export_digits
     (xtr, ytr), (xte, _) = gc.datasets.load_digits()
     graph, _, _ = export_digits.build_model()
     program = export_digits.compile_program(graph, DIGITS_BATCH, len(xte))
-    return program, xtr[:DIGITS_BATCH], ytr[:DIGITS_BATCH]
+    sess = gc.Session(program, threads=1)
+    params = [(sess.get_variable(f"fc{i}/w"), sess.get_variable(f"fc{i}/b")) for i in (1, 2)]
+    return program, xtr[:DIGITS_BATCH], ytr[:DIGITS_BATCH], xte[:1], params
 
 
 class Artifact:
@@ -79,16 +85,16 @@ class Artifact:
 
     def __init__(self, gc, source, folder, name):
         self.name, self.folder = name, folder
-        if os.path.isdir(folder):
-            shutil.rmtree(folder)
-        result = gc.emit_c(source, folder, name=name)
-        self.weights = result.weights if getattr(result, "weights", None) else os.path.join(folder, f"{name}.weights")
+        result = gc.emit_c(source, folder, name=name)  # into an existing folder: make rebuilds what changed
+        self.weights = result.weights
         with open(os.path.join(folder, "bench_driver.c"), "w") as f:
             f.write(f'#define _POSIX_C_SOURCE 200809L\n#include "{name}.h"\n#define AOT_NAME {name}\n'
                     f'#define AOT_UNAME {name.upper()}\n#include "{DRIVER}"\n')
         jobs = str(max(1, min(4, os.cpu_count() or 1)))
-        r = subprocess.run(["make", "-j", jobs, "programs", "PROGRAMS=bench_driver.c"], cwd=folder,
-                           capture_output=True, text=True)
+        cmd = ["make", "-j", jobs, "programs", "PROGRAMS=bench_driver.c"]
+        if shutil.which("ccache"):
+            cmd.append(f"CXX=ccache {os.environ.get('CXX') or 'g++'}")
+        r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"building the {name} artifact failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
         self.binary = os.path.join(folder, "bin", "bench_driver")
@@ -130,16 +136,15 @@ def per_call_times(fn, calls, warmup):
     return out
 
 
-def ort_session(ort, torch, params, threads, folder):
-    """ONNX Runtime over the MLP built in torch with graphc's weights and torch.onnx.export."""
+def ort_mlp(ort, torch, params, threads, path):
+    """ONNX Runtime over an MLP built in torch with graphc's weights (bu.torch_mlp: Linear layers,
+    ReLU between) and exported with torch.onnx.export; returns run(X) -> logits."""
     import warnings
-
     model = bu.torch_mlp(torch, params).eval()
-    path = os.path.join(folder, "mlp.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, SIZES[0]),), path, input_names=["x"], output_names=["y"],
-                          dynamo=False)
+        torch.onnx.export(model, (torch.zeros(1, params[0][0].shape[0]),), path, input_names=["x"],
+                          output_names=["y"], dynamo=False)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -148,52 +153,86 @@ def ort_session(ort, torch, params, threads, folder):
     return lambda X: sess.run(["y"], {"x": X})[0]
 
 
-def measure(c, threads, rounds, calls, warmup):
-    """Check, then time, both cases at one thread count. Returns (table rows, notes)."""
-    np, X, xb, yb, mlp, digits = c["np"], c["X"], c["xb"], c["yb"], c["mlp"], c["digits"]
-    notes = []
-    # The MLP: the artifact's logits against Session.run's, bit for bit.
-    sess = c["gc"].Session(c["plan"], threads=threads)
-    want = sess.run({"x": X})[c["y_name"]]
-    _, (got,) = mlp.run(0, [X], [want.nbytes], threads, 0, 1)
-    same_mlp = got == np.ascontiguousarray(want).tobytes()
-    ort_fn = None
-    if c["ort"]:
-        ort_fn = ort_session(c["ort"], c["torch"], c["params"], threads, c["build_dir"])
-        close = np.allclose(ort_fn(X), want, rtol=1e-4, atol=1e-5)
-        notes.append(f"threads {threads}: MLP logits AOT == Session bit for bit: {same_mlp}; "
-                     f"ONNX Runtime allclose(rtol=1e-4, atol=1e-5): {close}")
-    else:
-        notes.append(f"threads {threads}: MLP logits AOT == Session bit for bit: {same_mlp}")
-    # The digits step: 3 steps from the initial weights in both, the last loss compared.
-    dsess = c["gc"].Session(c["program"], threads=threads)
-    for _ in range(3):
-        loss = dsess.run({"x": xb, "y": yb}, entry="train")["loss"]
-    _, (got_loss,) = digits.run(c["train_entry"], [xb, yb], [loss.nbytes], threads, 0, 3)
-    same_digits = got_loss == np.ascontiguousarray(loss).tobytes()
-    notes.append(f"threads {threads}: digits loss after 3 steps AOT == Session bit for bit: {same_digits}")
+class Case:
+    """One row: an artifact entry, its Session twin and (for inference) an ONNX Runtime twin."""
 
-    samples = {"mlp_aot": [], "mlp_sess": [], "mlp_ort": [], "dig_aot": [], "dig_sess": []}
-    feeds_mlp, feeds_dig = {"x": X}, {"x": xb, "y": yb}
-    run_sess = lambda: sess.run(feeds_mlp)  # noqa: E731
-    run_ort = lambda: ort_fn(X)  # noqa: E731
-    run_dsess = lambda: dsess.run(feeds_dig, entry="train")  # noqa: E731
-    for _ in range(rounds):
-        samples["mlp_aot"] += list(mlp.run(0, [X], [], threads, warmup, calls)[0])
-        samples["mlp_sess"] += per_call_times(run_sess, calls, warmup)
-        if ort_fn:
-            samples["mlp_ort"] += per_call_times(run_ort, calls, warmup)
-        samples["dig_aot"] += list(digits.run(c["train_entry"], [xb, yb], [], threads, warmup, calls)[0])
-        samples["dig_sess"] += per_call_times(run_dsess, calls, warmup)
-    med = {k: statistics.median(v) for k, v in samples.items() if v}
-    t_ort = med.get("mlp_ort")
-    rows = [["MLP 784-1024-1024-10 inference b=1", str(threads), fmt_us(med["mlp_aot"]), fmt_us(med["mlp_sess"]),
-             fmt_us(t_ort) if t_ort else c["ort_why"], f"{med['mlp_aot'] / t_ort:.2f}x" if t_ort else "-",
-             fmt_us(med["mlp_sess"] - med["mlp_aot"]),
-             ("met" if med["mlp_aot"] <= t_ort else "MISSED") if t_ort else "-"],
-            [f"digits training step b={DIGITS_BATCH}", str(threads), fmt_us(med["dig_aot"]), fmt_us(med["dig_sess"]),
-             "-", "-", fmt_us(med["dig_sess"] - med["dig_aot"]), "-"]]
-    return rows, notes
+    def __init__(self, label, artifact, entry, feeds, session_call, ort_call=None):
+        self.label, self.artifact, self.entry, self.feeds = label, artifact, entry, feeds
+        self.session_call, self.ort_call = session_call, ort_call
+        self.samples = {"aot": [], "session": [], "ort": []}
+
+    def time_round(self, threads, calls, warmup):
+        self.samples["aot"] += list(self.artifact.run(self.entry, self.feeds, [], threads, warmup, calls)[0])
+        self.samples["session"] += per_call_times(self.session_call, calls, warmup)
+        if self.ort_call is not None:
+            self.samples["ort"] += per_call_times(self.ort_call, calls, warmup)
+
+    def row(self, threads, ort_why):
+        med = {k: statistics.median(v) for k, v in self.samples.items() if v}
+        t_ort, t_aot, t_sess = med.get("ort"), med["aot"], med["session"]
+        if t_ort:
+            peer, ratio, status = fmt_us(t_ort), f"{t_aot / t_ort:.2f}x", "met" if t_aot <= t_ort else "MISSED"
+        elif self.ort_call is None and ort_why is None:
+            peer, ratio, status = "-", "-", "-"
+        else:
+            peer, ratio, status = ort_why or "-", "-", "-"
+        return [self.label, str(threads), fmt_us(t_aot), fmt_us(t_sess), peer, ratio, fmt_us(t_sess - t_aot), status]
+
+
+def cases_for(c, threads):
+    """Check every artifact against Session.run (bit for bit) and ONNX Runtime (close) at
+    `threads`, and return (the Cases to time, notes)."""
+    gc, np, build_dir = c["gc"], c["np"], c["build_dir"]
+    notes, cases = [], []
+    ort, torch = c["ort"], c["torch"]
+
+    # MLP 784-1024-1024-10, batch 1.
+    X = c["X"]
+    sess = gc.Session(c["plan"], threads=threads)
+    want = sess.run({"x": X})[c["y_name"]]
+    _, (got,) = c["mlp"].run(0, [X], [want.nbytes], threads, 0, 1)
+    note = f"threads {threads}: MLP 784-1024-1024-10 logits AOT == Session bit for bit: " \
+           f"{got == np.ascontiguousarray(want).tobytes()}"
+    ort_call = None
+    if ort:
+        run_ort = ort_mlp(ort, torch, c["params"], threads, os.path.join(build_dir, "mlp.onnx"))
+        note += f"; ONNX Runtime allclose(rtol=1e-4, atol=1e-5): {np.allclose(run_ort(X), want, 1e-4, 1e-5)}"
+        ort_call = lambda: run_ort(X)  # noqa: E731
+    notes.append(note)
+    feeds = {"x": X}
+    cases.append(Case("MLP 784-1024-1024-10 inference b=1", c["mlp"], 0, [X], lambda: sess.run(feeds), ort_call))
+
+    # The digits program: predict (batch 1) and train (batch 64).
+    program, digits = c["program"], c["digits"]
+    dsess = gc.Session(program, threads=threads)
+    xi = c["x_image"]
+    predict = program.entries.index("predict")
+    want = dsess.run({"x": xi}, entry="predict")["logits"]
+    _, (got,) = digits.run(predict, [xi], [want.nbytes], threads, 0, 1)
+    note = f"threads {threads}: digits predict logits AOT == Session bit for bit: " \
+           f"{got == np.ascontiguousarray(want).tobytes()}"
+    ort_call = None
+    if ort:
+        run_dort = ort_mlp(ort, torch, c["digits_params"], threads, os.path.join(build_dir, "digits.onnx"))
+        note += f"; ONNX Runtime allclose(rtol=1e-4, atol=1e-5): {np.allclose(run_dort(xi), want, 1e-4, 1e-5)}"
+        ort_call = lambda: run_dort(xi)  # noqa: E731
+    notes.append(note)
+    pfeeds = {"x": xi}
+    cases.append(Case("digits MLP 64-128-10 inference b=1", digits, predict, [xi],
+                      lambda: dsess.run(pfeeds, entry="predict"), ort_call))
+
+    xb, yb = c["xb"], c["yb"]
+    train = program.entries.index("train")
+    tsess = gc.Session(program, threads=threads)
+    for _ in range(3):  # 3 steps from the initial weights in both; the last loss compared
+        loss = tsess.run({"x": xb, "y": yb}, entry="train")["loss"]
+    _, (got,) = digits.run(train, [xb, yb], [loss.nbytes], threads, 0, 3)
+    notes.append(f"threads {threads}: digits loss after 3 training steps AOT == Session bit for bit: "
+                 f"{got == np.ascontiguousarray(loss).tobytes()}")
+    tfeeds = {"x": xb, "y": yb}
+    cases.append(Case(f"digits training step b={DIGITS_BATCH}", digits, train, [xb, yb],
+                      lambda: tsess.run(tfeeds, entry="train")))
+    return cases, notes
 
 
 def fmt_us(seconds):
@@ -219,8 +258,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds (smoke test)")
     parser.add_argument("--build-dir", default=None, help="where to emit and build the artifacts (kept)")
     args = parser.parse_args(argv)
-    thread_counts = args.threads
-    bu.pin_threads(max(thread_counts))
+    bu.pin_threads(max(args.threads))
     import numpy as np
 
     import graphc as gc
@@ -231,8 +269,8 @@ def main(argv=None):
     torch, torch_why = bu.try_import("torch")
     ort, ort_why = bu.try_import("onnxruntime")
     if ort is not None and torch is None:
-        ort, ort_why = None, f"missing (the ONNX model is exported from torch: {torch_why})"
-    build_dir = args.build_dir or tempfile.mkdtemp(prefix="graphc-bench-aot-")
+        ort, ort_why = None, f"missing (the ONNX models are exported from torch: {torch_why})"
+    build_dir = os.path.abspath(args.build_dir or tempfile.mkdtemp(prefix="graphc-bench-aot-"))
     os.makedirs(build_dir, exist_ok=True)
 
     print(f"machine: {bu.machine()}")
@@ -245,22 +283,24 @@ def main(argv=None):
     params = make_weights(0)
     plan, y_name = mlp_plan(gc, params)
     mlp = Artifact(gc, plan, os.path.join(build_dir, "mlp"), "mlp")
-    program, xb, yb = digits_program(gc)
+    program, xb, yb, x_image, digits_params = digits_program(gc)
     digits = Artifact(gc, program, os.path.join(build_dir, "digits"), "digits")
-    train_entry = program.entries.index("train")
     print(f"emitted and built both artifacts in {time.perf_counter() - t0:.1f} s")
     print()
 
     rng = np.random.default_rng(1)
-    X = rng.standard_normal((1, SIZES[0]), dtype=np.float32)
+    ctx = dict(gc=gc, np=np, build_dir=build_dir, ort=ort, torch=torch, plan=plan, y_name=y_name, mlp=mlp,
+               params=params, X=rng.standard_normal((1, SIZES[0]), dtype=np.float32), program=program,
+               digits=digits, digits_params=digits_params, x_image=x_image, xb=xb, yb=yb)
     rows, notes = [], []
-    for threads in thread_counts:
-        ctx = dict(gc=gc, np=np, plan=plan, y_name=y_name, program=program, xb=xb, yb=yb, mlp=mlp, digits=digits,
-                   train_entry=train_entry, X=X, params=params, build_dir=build_dir, torch=torch, ort=ort,
-                   ort_why=ort_why)
-        r, n = measure(ctx, threads, rounds, calls, warmup)
-        rows += r
-        notes += n
+    for threads in args.threads:
+        cases, case_notes = cases_for(ctx, threads)
+        notes += case_notes
+        for _ in range(rounds):
+            for case in cases:
+                case.time_round(threads, calls, warmup)
+        rows += [case.row(threads, ort_why if case.ort_call is None and "inference" in case.label else None)
+                 for case in cases]
 
     bu.print_table("AOT artifact (C) vs Session.run (Python) vs ONNX Runtime (Python API): median per-call latency",
                    ["case", "threads", "AOT from C", "Session.run", "ONNX Runtime", "AOT/ORT",
@@ -268,6 +308,7 @@ def main(argv=None):
     print()
     for note in notes:
         print(note)
+    print(bu.load_note().replace("at start", "at end"))
     if not args.build_dir:
         shutil.rmtree(build_dir, ignore_errors=True)
     return 0
