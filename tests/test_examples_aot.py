@@ -2,7 +2,13 @@
 emitted Makefile, train in C and compare with a gc.Session run of the same steps (same batches,
 same threads): the loss, every trained variable and the test accuracy are bit-identical; the C
 checkpoint loads in Python, a Python checkpoint drives the C inference program, and infer_digits
-classifies like the Session's "predict" entry."""
+classifies like the Session's "predict" entry.
+
+Build cost: the artifact is emitted under the one name every AOT test uses (AOT_TEST_NAME,
+"aotm") and built with the shared object folder (GRAPHC_AOT_OBJDIR), so the kernel objects
+compile once per test session.  The example programs are written against the name "digits"; a
+generated digits.h maps each DIGITS_* macro, digits_* function and the context type of the
+emitted aotm.h onto the aotm ones, so the programs compile unchanged."""
 import importlib.util
 import os
 import re
@@ -18,9 +24,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "aot", "export_digits.py")
 STEPS = 300  # ~14 epochs of 22 batches: the net is well past chance and still changing
 BATCH = 64
+try:
+    from aot_harness import AOT_TEST_NAME as NAME
+except ImportError:  # the shared harness not present: the same fixed name
+    NAME = "aotm"
+WEIGHTS = f"{NAME}.weights"
 
 pytestmark = pytest.mark.skipif(not (shutil.which("make") and shutil.which("cc") and shutil.which("g++")),
                                 reason="the AOT examples build with make, cc and g++")
+
+
+def prefix_shim(header_text, name, alias):
+    """A header `alias`.h that includes `name`.h and spells its API with the prefix `alias`:
+    every macro NAME_X becomes ALIAS_X, every function name_f alias_f, and the context type."""
+    up, alias_up = name.upper(), alias.upper()
+    macros = sorted(set(re.findall(rf"^#define ({up}_\w+)", header_text, re.M)))
+    functions = sorted(set(re.findall(rf"\b{name}_(\w+)\s*\(", header_text)))
+    assert macros and functions and "create" in functions, "the header has no API to alias"
+    lines = [f"/* {alias}.h: the API of {name}.h under the prefix {alias} (tests/test_examples_aot.py) */",
+             f"#ifndef {alias_up}_SHIM_H_", f"#define {alias_up}_SHIM_H_", f'#include "{name}.h"']
+    lines += [f"#define {alias_up}{m[len(up):]} {m}" for m in macros]
+    lines += [f"#define {alias}_{f} {name}_{f}" for f in functions]
+    lines += [f"typedef {name}_context {alias}_context;", "#endif", ""]
+    return "\n".join(lines)
 
 
 def _load_example():
@@ -35,16 +61,21 @@ def built(tmp_path_factory):
     """The exported and built example: (module, program, out folder)."""
     ed = _load_example()
     out = str(tmp_path_factory.mktemp("digits_aot"))
-    program, result = ed.export(out, batch=BATCH)
-    assert result.name == "digits"
-    for name in ("digits.h", "digits.weights", "Makefile", "train_digits.c", "infer_digits.c",
+    program, result = ed.export(out, batch=BATCH, name=NAME)
+    assert result.name == NAME
+    for name in (f"{NAME}.h", WEIGHTS, "Makefile", "train_digits.c", "infer_digits.c",
                  "digits_train_images.f32", "digits_train_labels.i32", "digits_test_images.f32",
                  "digits_test_labels.i32"):
         assert os.path.isfile(os.path.join(out, name)), name
+    if NAME != "digits":
+        with open(result.header) as f:
+            shim = prefix_shim(f.read(), NAME, "digits")
+        with open(os.path.join(out, "digits.h"), "w") as f:
+            f.write(shim)
     jobs = str(max(1, min(4, os.cpu_count() or 1)))
     cmd = ["make", "-j", jobs, "programs", "PROGRAMS=train_digits.c infer_digits.c"]
-    if os.environ.get("GRAPHC_AOT_OBJDIR"):  # keep the runtime objects between sessions (tests/aot_harness.py)
-        cmd.append(f"OBJDIR={os.path.join(os.path.abspath(os.environ['GRAPHC_AOT_OBJDIR']), 'examples_digits')}")
+    if os.environ.get("GRAPHC_AOT_OBJDIR"):  # the test session's shared object folder (tests/conftest.py)
+        cmd.append(f"OBJDIR={os.path.abspath(os.environ['GRAPHC_AOT_OBJDIR'])}")
     if shutil.which("ccache"):
         cmd.append(f"CXX=ccache {os.environ.get('CXX') or 'g++'}")
     r = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=1800)
@@ -93,7 +124,7 @@ def test_batch_order_is_a_per_epoch_permutation():
 def test_c_training_equals_python_session_bit_for_bit(built, threads, tmp_path):
     ed, program, out = built
     ckpt = str(tmp_path / f"c_trained_{threads}.npz")
-    text = _run(out, "train_digits", str(STEPS), "-t", str(threads), "-s", "1", "-o", ckpt)
+    text = _run(out, "train_digits", str(STEPS), "-t", str(threads), "-s", "1", "-o", ckpt, "-w", WEIGHTS)
     c_correct, n_test = _accuracy(text)
     c_loss = np.float32(float(re.search(r"final loss (\S+)", text).group(1)))  # %.9g: a float32 round-trips
 
@@ -120,7 +151,7 @@ def test_c_training_equals_python_session_bit_for_bit(built, threads, tmp_path):
 def test_infer_digits_with_c_and_python_checkpoints(built, tmp_path):
     ed, program, out = built
     ckpt_c = str(tmp_path / "c.npz")
-    _run(out, "train_digits", "100", "-t", "1", "-o", ckpt_c)
+    _run(out, "train_digits", "100", "-t", "1", "-o", ckpt_c, "-w", WEIGHTS)
     sess, _, _, _ = ed.python_run(program, 100, BATCH, seed=1, threads=1)
     ckpt_py = str(tmp_path / "py.npz")
     sess.save_checkpoint(ckpt_py)
@@ -131,7 +162,7 @@ def test_infer_digits_with_c_and_python_checkpoints(built, tmp_path):
                           for i in range(len(xte))])
     want = int(np.sum(predicted == yte))
     for ckpt in (ckpt_c, ckpt_py):
-        text = _run(out, "infer_digits", "-c", ckpt, "-r", "2", "-t", "1")
+        text = _run(out, "infer_digits", "-c", ckpt, "-r", "2", "-t", "1", "-w", WEIGHTS)
         assert _accuracy(text) == (want, len(yte)), text
         m = re.search(r"latency per call \(batch 1, 1 thread\(s\), (\d+) calls\): median ([\d.]+) us", text)
         assert m and int(m.group(1)) == 2 * len(yte) and float(m.group(2)) > 0, text
@@ -139,14 +170,15 @@ def test_infer_digits_with_c_and_python_checkpoints(built, tmp_path):
     # Images given on the command line: one class per image, the Session's.
     images = str(tmp_path / "five.f32")
     xte[:5].astype("<f4").tofile(images)
-    text = _run(out, "infer_digits", "-c", ckpt_py, "-r", "1", images)
+    text = _run(out, "infer_digits", "-c", ckpt_py, "-r", "1", "-w", WEIGHTS, images)
     assert re.findall(r"image (\d+): class (\d+)", text) == [(str(i), str(predicted[i])) for i in range(5)], text
 
 
 def test_programs_report_errors_through_last_error(built, tmp_path):
     _, _, out = built
     exe = os.path.join(out, "bin", "infer_digits")
-    r = subprocess.run([exe, "-c", str(tmp_path / "missing.npz")], cwd=out, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([exe, "-w", WEIGHTS, "-c", str(tmp_path / "missing.npz")], cwd=out, capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 1 and "digits_load_checkpoint failed" in r.stderr and "missing.npz" in r.stderr, r.stderr
     bad = tmp_path / "bad.weights"
     bad.write_bytes(b"not a weights image")
