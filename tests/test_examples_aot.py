@@ -2,7 +2,8 @@
 emitted Makefile, train in C and compare with a gc.Session run of the same steps (same batches,
 same threads): the loss, every trained variable and the test accuracy are bit-identical; the C
 checkpoint loads in Python, a Python checkpoint drives the C inference program, and infer_digits
-classifies like the Session's "predict" entry.
+classifies like the Session's "predict" entry; tools/bench_aot_driver.c (the benchmark's C timing
+loop) builds against the same artifact and returns the Session's fetches.
 
 Build cost: the artifact is emitted under the one name every AOT test uses (AOT_TEST_NAME,
 "aotm") and built with the shared object folder (GRAPHC_AOT_OBJDIR), so the kernel objects
@@ -22,6 +23,7 @@ import graphc as gc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "aot", "export_digits.py")
+BENCH = os.path.join(ROOT, "tools", "bench_aot.py")
 STEPS = 300  # ~14 epochs of 22 batches: the net is well past chance and still changing
 BATCH = 64
 try:
@@ -49,11 +51,15 @@ def prefix_shim(header_text, name, alias):
     return "\n".join(lines)
 
 
-def _load_example():
-    spec = importlib.util.spec_from_file_location("export_digits", EXAMPLE)
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_example():
+    return _load(EXAMPLE, "export_digits")
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,10 @@ def built(tmp_path_factory):
             shim = prefix_shim(f.read(), NAME, "digits")
         with open(os.path.join(out, "digits.h"), "w") as f:
             f.write(shim)
+    with open(os.path.join(out, "bench_driver.c"), "w") as f:  # tools/bench_aot.py's C timing loop
+        f.write(_load(BENCH, "bench_aot").driver_wrapper(NAME))
     jobs = str(max(1, min(4, os.cpu_count() or 1)))
-    cmd = ["make", "-j", jobs, "programs", "PROGRAMS=train_digits.c infer_digits.c"]
+    cmd = ["make", "-j", jobs, "programs", "PROGRAMS=train_digits.c infer_digits.c bench_driver.c"]
     if os.environ.get("GRAPHC_AOT_OBJDIR"):  # the test session's shared object folder (tests/conftest.py)
         cmd.append(f"OBJDIR={os.path.abspath(os.environ['GRAPHC_AOT_OBJDIR'])}")
     if shutil.which("ccache"):
@@ -187,3 +195,34 @@ def test_programs_report_errors_through_last_error(built, tmp_path):
     r = subprocess.run([os.path.join(out, "bin", "train_digits"), "-t", "0"], cwd=out, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "usage: train_digits" in r.stderr, r.stderr
+
+
+def test_bench_driver_times_calls_and_returns_the_sessions_fetches(built, tmp_path):
+    """tools/bench_aot_driver.c (the benchmark's timing loop in C) on this artifact: the
+    per-call times it writes and, after 2 warm-up and 5 timed training steps, the loss equals
+    a Session's after 7 steps on the same batch; the predict entry's logits equal the Session's."""
+    _, program, out = built
+    (xtr, ytr), (xte, _) = gc.datasets.load_digits()
+    xb, yb, xi = xtr[:BATCH], ytr[:BATCH], xte[:1]
+    sess = gc.Session(program, threads=1)
+    for _ in range(7):
+        loss = sess.run({"x": xb, "y": yb}, entry="train")["loss"]
+    logits = sess.run({"x": xi}, entry="predict")["logits"]
+    fresh_logits = gc.Session(program, threads=1).run({"x": xi}, entry="predict")["logits"]
+    files = {}
+    for key, value in (("x", xb), ("y", yb), ("xi", xi)):
+        files[key] = str(tmp_path / f"{key}.bin")
+        np.ascontiguousarray(value).tofile(files[key])
+    times, fetch = str(tmp_path / "times.f64"), str(tmp_path / "fetch.bin")
+    exe = os.path.join(out, "bin", "bench_driver")
+    _run(out, "bench_driver", WEIGHTS, "1", str(program.entries.index("train")), "2", "5", times,
+         "-f", files["x"], "-f", files["y"], "-o", "4", fetch)
+    t = np.fromfile(times, np.float64)
+    assert len(t) == 5 and np.all(t > 0), t
+    assert open(fetch, "rb").read() == loss.tobytes()
+    _run(out, "bench_driver", WEIGHTS, "1", str(program.entries.index("predict")), "0", "1", times,
+         "-f", files["xi"], "-o", str(logits.nbytes), fetch)
+    assert open(fetch, "rb").read() == fresh_logits.tobytes()  # a fresh context: the initial weights
+    r = subprocess.run([exe, WEIGHTS, "1", "99", "0", "1", times], cwd=out, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "run (warmup) failed" not in r.stderr and "run failed" in r.stderr, r.stderr

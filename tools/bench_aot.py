@@ -81,6 +81,12 @@ def digits_program(gc):
     return program, xtr[:DIGITS_BATCH], ytr[:DIGITS_BATCH], xte[:1], params
 
 
+def driver_wrapper(name):
+    """The C file that builds bench_aot_driver.c for the artifact `name` (in its folder)."""
+    return (f'#define _POSIX_C_SOURCE 200809L\n#include "{name}.h"\n#define AOT_NAME {name}\n'
+            f'#define AOT_UNAME {name.upper()}\n#include "{DRIVER}"\n')
+
+
 class Artifact:
     """An emitted artifact with the C timing driver built by its own Makefile."""
 
@@ -89,8 +95,7 @@ class Artifact:
         result = gc.emit_c(source, folder, name=name)  # into an existing folder: make rebuilds what changed
         self.weights = result.weights
         with open(os.path.join(folder, "bench_driver.c"), "w") as f:
-            f.write(f'#define _POSIX_C_SOURCE 200809L\n#include "{name}.h"\n#define AOT_NAME {name}\n'
-                    f'#define AOT_UNAME {name.upper()}\n#include "{DRIVER}"\n')
+            f.write(driver_wrapper(name))
         jobs = str(max(1, min(4, os.cpu_count() or 1)))
         cmd = ["make", "-j", jobs, "programs", "PROGRAMS=bench_driver.c"]
         if shutil.which("ccache"):
