@@ -30,6 +30,8 @@ import math
 import struct
 from typing import NamedTuple
 
+import numpy as np
+
 from graphc.fileio import atomic_write
 
 MAGIC = b"GRAPHCW1"
@@ -117,7 +119,7 @@ def _normalize(tensors):
 
 
 def _is_zero(data):
-    return data is None or not any(data)
+    return data is None or not np.frombuffer(data, np.uint8).any()
 
 
 def weights_layout(tensors):
@@ -184,7 +186,7 @@ def weights_image(plan_sha256_hex, tensors):
         raise WeightsError(f"the plan sha256 must be 64 lowercase hex digits, got {plan_sha256_hex!r:.100}")
     normalized = _normalize(tensors)
     layout = weights_layout(tensors)
-    out = bytearray(layout.image_bytes)
+    out = bytearray(layout.image_bytes)  # zero-filled: padding and the header's tail
     _HEADER.pack_into(out, 0, MAGIC, FORMAT, len(normalized), plan_sha256_hex.encode(), layout.image_bytes,
                       HEADER_BYTES)
     pos = HEADER_BYTES
