@@ -213,6 +213,21 @@ def test_writer_refuses_bad_tensor_lists(tmp_path):
     assert not (tmp_path / "x.weights").exists()
 
 
+def test_python_reader_reads_the_writer_and_checks_like_c(tmp_path):
+    case = WeightsCase(tmp_path)
+    plan, tensors = W.read_weights(case.image)
+    assert plan == PLAN
+    assert [(t.name, t.kind, t.dtype, t.dims) for t in tensors] == [t[:4] for t in case.tensors]
+    for t, (_, _, _, _, arr), rec in zip(tensors, case.tensors, case.records):
+        assert (t.nbytes, t.sha256, t.zero_init) == (rec.nbytes, rec.sha256, rec.zero_init)
+        assert t.data == (None if rec.zero_init else arr.tobytes())
+    for how, match in [("magic", "magic"), ("truncated", "the header says"), ("flipped_byte", "do not match"),
+                       ("misaligned", "misaligned"), ("ndim_huge", "runs past the end")]:
+        image, _, _ = corrupt(case, how)
+        with pytest.raises(W.WeightsError, match=match):
+            W.read_weights(image)
+
+
 def expected_memory(case):
     state = np.full(case.layout.state_bytes, FILL, np.uint8)
     const = np.full(case.layout.constant_bytes, FILL, np.uint8)
