@@ -608,7 +608,7 @@ class Reader {
     if (eocd >= kLocator64Bytes && get32(p_ + eocd - kLocator64Bytes) == kLocator64Sig) {
       const uint8_t* l = p_ + eocd - kLocator64Bytes;
       const uint64_t e64 = get64(l + 8);
-      if (get32(l + 4) != 0 || get32(l + 16) != 1) fail(": zip archives spanning several disks are not supported");
+      if (get32(l + 4) != 0 || get32(l + 16) > 1) fail(": zip archives spanning several disks are not supported");
       if (e64 > eocd - kLocator64Bytes || eocd - kLocator64Bytes - e64 < kEnd64Bytes || get32(p_ + e64) != kEnd64Sig) {
         fail(" is corrupt: its zip64 end of central directory record is missing or misplaced");
       }
