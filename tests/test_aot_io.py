@@ -213,6 +213,10 @@ def test_writer_refuses_bad_tensor_lists(tmp_path):
         W.weights_layout([good[-1], good[0]])
     with pytest.raises(W.WeightsError, match="which need 60"):
         W.weights_layout([("w", W.VARIABLE, 1, (3, 5), b"\0" * 59)])
+    with pytest.raises(W.WeightsError, match="C-contiguous"):
+        W.weights_layout([("w", W.VARIABLE, 1, (4, 3), np.ones((3, 4), np.float32).T)])
+    # arrays are taken as they are (C-contiguous, any dtype that has the bytes)
+    assert W.weights_layout([("w", W.VARIABLE, 2, (), np.array(1.5))]).records[0].nbytes == 8
     with pytest.raises(W.WeightsError, match="DataType"):
         W.weights_layout([("w", W.VARIABLE, 9, (3,), None)])
     with pytest.raises(W.WeightsError, match="64 lowercase hex"):

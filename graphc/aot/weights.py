@@ -97,7 +97,10 @@ def _check(index, tensor):
         raise WeightsError(f"tensor {name!r}: dims must be non-negative ints, got {dims}")
     nbytes = ITEM_BYTES[dtype] * math.prod(dims)
     if data is not None:
-        data = memoryview(data).cast("B")
+        try:
+            data = memoryview(data).cast("B")
+        except (TypeError, ValueError) as e:
+            raise WeightsError(f"tensor {name!r}: the data must be C-contiguous bytes-like: {e}") from None
         if data.nbytes != nbytes:
             raise WeightsError(f"tensor {name!r}: {data.nbytes} bytes for dtype {dtype} dims {dims}, "
                                f"which need {nbytes}")
