@@ -217,6 +217,10 @@ def test_writer_refuses_bad_tensor_lists(tmp_path):
         W.weights_layout([("w", W.VARIABLE, 1, (4, 3), np.ones((3, 4), np.float32).T)])
     # arrays are taken as they are (C-contiguous, any dtype that has the bytes)
     assert W.weights_layout([("w", W.VARIABLE, 2, (), np.array(1.5))]).records[0].nbytes == 8
+    assert W.weights_layout([("w", W.VARIABLE, 1, np.array([2, 3]), None)]).records[0].nbytes == 24
+    for dims in [(2, -1), (2.0, 3), (True, 3)]:
+        with pytest.raises(W.WeightsError, match="non-negative ints"):
+            W.weights_layout([("w", W.VARIABLE, 1, dims, None)])
     with pytest.raises(W.WeightsError, match="DataType"):
         W.weights_layout([("w", W.VARIABLE, 9, (3,), None)])
     with pytest.raises(W.WeightsError, match="64 lowercase hex"):

@@ -27,6 +27,7 @@ before it copies a byte.
 
 import hashlib
 import math
+import operator
 import struct
 from typing import NamedTuple
 
@@ -92,8 +93,13 @@ def _check(index, tensor):
         raise WeightsError(f"tensor {name!r}: kind {kind!r} is not one of {KINDS}")
     if dtype not in ITEM_BYTES:
         raise WeightsError(f"tensor {name!r}: dtype {dtype!r} is not a DataType number 1..5")
-    dims = tuple(dims)
-    if any(not isinstance(d, int) or isinstance(d, bool) or d < 0 for d in dims):
+    try:
+        if any(isinstance(d, (bool, np.bool_)) for d in dims):
+            raise TypeError("a bool is not a dim")
+        dims = tuple(operator.index(d) for d in dims)  # ints, numpy ints
+    except TypeError:
+        raise WeightsError(f"tensor {name!r}: dims must be non-negative ints, got {dims!r:.200}") from None
+    if any(d < 0 for d in dims):
         raise WeightsError(f"tensor {name!r}: dims must be non-negative ints, got {dims}")
     nbytes = ITEM_BYTES[dtype] * math.prod(dims)
     if data is not None:
