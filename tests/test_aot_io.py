@@ -13,14 +13,11 @@ per module with the system g++ against those three files only.
 """
 
 import hashlib
-import importlib
-import importlib.util
 import io
 import os
 import shutil
 import struct
 import subprocess
-import sys
 import warnings
 import zipfile
 import zlib
@@ -29,6 +26,7 @@ import numpy as np
 import pytest
 
 from graphc import checkpoint
+from graphc.aot import weights as W
 from graphc.errors import CheckpointError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,21 +38,6 @@ DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.int64, 5: np.bool_}
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
 
 
-def _weights_module():
-    """graphc.aot.weights; loaded from its file while the graphc.aot package (another branch's)
-    is not in this tree."""
-    try:
-        return importlib.import_module("graphc.aot.weights")
-    except ImportError:
-        path = os.path.join(ROOT, "graphc", "aot", "weights.py")
-        spec = importlib.util.spec_from_file_location("graphc_aot_weights", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-W = _weights_module()
 
 
 @pytest.fixture(scope="module")
