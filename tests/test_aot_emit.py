@@ -526,8 +526,8 @@ def _check_driver(program, out, exe, tmp_path, embedded, threads=1):
 @pytest.mark.skipif(shutil.which("make") is None or GXX is None, reason="needs make and a C++ compiler")
 def test_make_build_runs_like_a_session(program, tmp_path):
     """--embed-weights artifact built with `make`; the C driver (built by `make programs`) trains
-    3 steps and infers, from the weights file and from the embedded image: byte-identical to a
-    Session.  The shared library links no libpython."""
+    3 steps and infers, from the weights file and from the embedded image, at threads 1 and 2:
+    byte-identical to a Session of the same threads.  The shared library links no libpython."""
     train_fetch = program.plan("train").fetches
     assert train_fetch, "the train entry fetches its loss"
     res = emit_c(program, tmp_path / "out", name="mlp", embed_weights=True)
@@ -539,8 +539,8 @@ def test_make_build_runs_like_a_session(program, tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     out = res.out_dir
     assert os.path.isfile(os.path.join(out, "libmlp.a")) and os.path.isfile(os.path.join(out, "libmlp.so"))
-    for embedded in (False, True):
-        _check_driver(program, out, os.path.join(out, "bin", "driver"), tmp_path, embedded)
+    for embedded, threads in ((False, 1), (True, 1), (True, 2)):
+        _check_driver(program, out, os.path.join(out, "bin", "driver"), tmp_path, embedded, threads)
     if shutil.which("readelf"):
         dyn = subprocess.run(["readelf", "-d", os.path.join(out, "libmlp.so")], capture_output=True, text=True).stdout
         assert "libpython" not in dyn
