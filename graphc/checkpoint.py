@@ -26,6 +26,7 @@ import io
 import math
 import os
 import stat
+import tokenize
 import zipfile
 import zlib
 
@@ -168,7 +169,7 @@ def _open_npy(zf, info, where):
         f.close()
         raise
     except (ValueError, SyntaxError, TypeError, RecursionError, EOFError, OSError, zipfile.BadZipFile,
-            zlib.error) as e:
+            tokenize.TokenError, zlib.error) as e:
         f.close()
         raise CheckpointError(f"{where}: member {quote(info.filename)} has no valid .npy header: "
                               f"{_short(e)}") from None

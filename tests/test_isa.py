@@ -225,4 +225,7 @@ def test_float32_transcendentals_within_stated_ulps(op, ref, max_ulp):
         assert _ulps(got[fin], want64[fin]).max() <= max_ulp, (isa, x[fin][_ulps(got[fin], want64[fin]).argmax()])
         np.testing.assert_array_equal(got[~fin], want32[~fin])
         n = len(specials)
-        np.testing.assert_array_equal(np.signbit(got[-n:]), np.signbit(want32[-n:]))
+        # the sign of a NaN result is unspecified (IEEE 754 6.3): numpy's log gives +NaN on one
+        # CPU and -NaN on another; every other special value's sign is checked
+        signed = ~np.isnan(want32[-n:])
+        np.testing.assert_array_equal(np.signbit(got[-n:])[signed], np.signbit(want32[-n:])[signed])

@@ -59,6 +59,9 @@ constexpr int64_t kOverSplit = 4;
 // 351 us, N=256 695 vs 683 us; (1024,1024)@(1024,64) 1.49 vs 1.86 ms.  (gemm::prefer_own
 // does not look at N yet; this belongs there.)
 constexpr int64_t kOwnGemmMinN = 96;
+// The BLAS path's fixed output blocks (blas_kernel): rows of C per gemm call, outputs per gemv call.
+constexpr int64_t kBlasRows = 64;
+constexpr int64_t kBlasCols = 1024;
 
 // What runs after the product, on flat output ranges [b, e) that hold their final p.
 // Empty for plain matmul.
@@ -154,6 +157,14 @@ Kernel blas_kernel(const Shape& s, const T* pa, const T* pb, T* py, int threads_
   if (K > 0) blas::prepare_thread();  // the library's per-thread buffers, now rather than in a run
   const int64_t nbatch = s.nbatch;
   auto aoff = s.aoff, boff = s.boff;
+  // OpenBLAS's own threading changes its bits with the thread count on some CPUs (seen: sgemm
+  // 130x300x129 on a Zen AVX2 VM with scipy-openblas32 0.3.34).  So the library always runs on
+  // one thread, over a partition of the outputs that does not depend on `threads`: blocks of
+  // kBlasRows rows of C (gemm, one column) or kBlasCols outputs (one row), each a call of its own;
+  // the blocks are spread over graphc's workers.  Same bits at every thread count.
+  const int64_t L = mode == 1 ? N : M;
+  const int64_t block = mode == 0 ? kBlasRows : kBlasCols;
+  const int64_t nblocks = K > 0 ? (L + block - 1) / block : 0;
   return [=]() {
     if (K == 0 || mode != 0) {
       // K == 0: the result is zeros.  gemv: zero y first so that beta = 0 never meets
@@ -161,24 +172,33 @@ Kernel blas_kernel(const Shape& s, const T* pa, const T* pb, T* py, int threads_
       std::memset(py, 0, ybytes);
     }
     if (K > 0) {
-      // OpenBLAS keeps one global thread count; set it to this step's before each call.
-      blas::set_threads(threads);
-      for (int64_t i = 0; i < nbatch; ++i) {
+      // OpenBLAS keeps one global thread count; one thread for every call (above).
+      blas::set_threads(1);
+      auto task = [&](int64_t t) {
+        const int64_t i = t / nblocks, b0 = (t % nblocks) * block;
+        const int len = static_cast<int>(std::min(block, L - b0));
         const T* ai = pa + aoff[i];
         const T* bi = pb + boff[i];
         T* yi = py + i * M * N;
         if (mode == 1) {
-          // B stored (K, N): y = B^T x; stored (N, K) (tb): y = B x.
-          if (tb) blas::gemv(false, n, k, bi, std::max(k, 1), ai, yi);
-          else blas::gemv(true, k, n, bi, std::max(n, 1), ai, yi);
+          // y^T = x^T op(B), outputs [b0, b0 + len): B stored (K, N): columns b0..; stored
+          // (N, K) (tb): rows b0..
+          if (tb) blas::gemv(false, len, k, bi + b0 * K, std::max(k, 1), ai, yi + b0);
+          else blas::gemv(true, k, len, bi + b0, std::max(n, 1), ai, yi + b0);
         } else if (mode == 2) {
-          // A stored (M, K): y = A x; stored (K, M) (ta): y = A^T x.
-          if (ta) blas::gemv(true, k, m, ai, std::max(m, 1), bi, yi);
-          else blas::gemv(false, m, k, ai, std::max(k, 1), bi, yi);
+          // y = op(A) x, rows [b0, b0 + len): A stored (M, K): rows b0..; stored (K, M) (ta):
+          // columns b0..
+          if (ta) blas::gemv(true, k, len, ai + b0, std::max(m, 1), bi, yi + b0);
+          else blas::gemv(false, len, k, ai + b0 * K, std::max(k, 1), bi, yi + b0);
         } else {
-          blas::gemm(ta, tb, m, n, k, ai, lda, bi, ldb, yi, n);
+          // rows [b0, b0 + len) of C = op(A) op(B): op(A)'s rows b0.. start at A + b0 * lda
+          // (stored (M, K)) or A + b0 (ta: stored (K, M)).
+          blas::gemm(ta, tb, len, n, k, ta ? ai + b0 : ai + b0 * lda, lda, bi, ldb, yi + b0 * N, n);
         }
-      }
+      };
+      parallel_for(nbatch * nblocks, threads, 1, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) task(t);
+      });
     }
     if (ep) ep.whole(threads_arg);
   };
