@@ -435,9 +435,10 @@ def assert_identical(got, want, calls, what=""):
 
 def error_cases(art, bad_weights=(), bad_checkpoint=None, missing_dir=None):
     """Run ``driver errors``: {case: (status name, message)} (a case may appear once).
-    ``bad_weights``: files load_weights must refuse (each reported as ``weights:<i>``, and
-    ``unchanged:<i>``'s message says whether variable 0 kept its value: "unchanged" or "CHANGED"); ``bad_checkpoint``: a file
-    load_checkpoint must refuse; ``missing_dir``: a folder that does not exist (save fails)."""
+    ``bad_weights``: files load_weights must refuse (each reported as ``weights:<i>``; the
+    message of ``unchanged:<i>`` says whether variable 0 kept its value: "unchanged" or
+    "CHANGED"); ``bad_checkpoint``: a file load_checkpoint must refuse; ``missing_dir``: a
+    folder that does not exist (save fails)."""
     exe = build_driver(art)
     cmd = [exe, "errors", art.weights, bad_checkpoint or "-", os.path.join(missing_dir or "/nonexistent", "x.npz"),
            *bad_weights]
