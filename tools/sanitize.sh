@@ -31,10 +31,14 @@ start=$(date +%s)
 # A copy of the Python sources next to the sanitized extension: PYTHONPATH=$out then
 # imports this package and this extension, never an installed or in-place one.
 # The extension is kept: build_ext rebuilds it only when a runtime source is newer.
+# The runtime sources go where an installed package keeps them (graphc/_runtime_src), for
+# gc.emit_c, which copies them into the AOT artifacts.
 python - "$out" <<'EOF'
 import shutil, sys
 shutil.copytree("graphc", sys.argv[1] + "/graphc", dirs_exist_ok=True,
                 ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+shutil.copytree("runtime", sys.argv[1] + "/graphc/_runtime_src", dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("*.pyx", "*.pxd", "__pycache__"))
 EOF
 GRAPHC_SANITIZE=1 python setup.py -q build_ext -b "$out" -t "$out-temp"
 built=$(date +%s)
