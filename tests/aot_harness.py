@@ -745,6 +745,9 @@ static void report(const char* name, int status, const char* message) {
 static int errors_mode(int argc, char** argv) {
   if (argc < 5) die(2, "usage", "errors GOOD_WEIGHTS BAD_CHECKPOINT|- UNWRITABLE_PATH BAD_WEIGHTS...");
   header_checks();
+  report("arena_bytes", 0, std::to_string((unsigned long long)@P@_ARENA_BYTES).c_str());
+  report("state_bytes", 0, std::to_string((unsigned long long)@P@_STATE_BYTES).c_str());
+  report("constant_bytes", 0, std::to_string((unsigned long long)@P@_CONSTANT_BYTES).c_str());
   Memory m = memory();
   @n@_context* ctx = nullptr;
   int s;
