@@ -57,7 +57,7 @@ STATUS = {"OK": 0, "ARGUMENT": 1, "ALIGNMENT": 2, "SIZE": 3, "WEIGHTS": 4, "NOT_
           "CHECKPOINT": 7, "RUNTIME": 8, "NO_MEMORY": 9, "STATE": 10}
 STATUS_NAME = {v: k for k, v in STATUS.items()}
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _objdirs = {}
 _tmp_root = None
 
@@ -311,11 +311,8 @@ def build_driver(art, sanitize=False):
     with open(src, "w") as f:
         f.write(driver_source(art))
     exe = os.path.join(art.out_dir, f"driver_{key}")
-    cmd = _cxx_command().split() + ["-std=c++17", "-pthread", "-I", art.out_dir, src, "-o", exe]
-    if sanitize:
-        cmd[1:1] = SANITIZE_FLAGS.split() + ["-O1", "-g", "-DAOT_NO_ALLOC_COUNT"]
-    else:
-        cmd[1:1] = ["-O1"]
+    flags = SANITIZE_FLAGS.split() + ["-O1", "-g", "-DAOT_NO_ALLOC_COUNT"] if sanitize else ["-O1"]
+    cmd = _cxx_command().split() + flags + ["-std=c++17", "-pthread", "-I", art.out_dir, src, "-o", exe]
     cmd += [art.static_lib] + blas_link_flags()
     if not sanitize:
         cmd += [f"-Wl,--wrap={fn}" for fn in ALLOC_WRAPPED]
