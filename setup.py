@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 
 def _parallel_compile(self, sources, output_dir=None, macros=None, include_dirs=None, debug=0,
@@ -38,6 +39,33 @@ class BuildExt(build_ext):
         import types
         self.compiler.compile = types.MethodType(_parallel_compile, self.compiler)
         super().build_extensions()
+
+
+# The runtime sources an AOT artifact (graphc compile --emit c) copies: installed as
+# graphc/_runtime_src/ with runtime/'s layout (graphc/aot/sources.py reads them there).
+RUNTIME_SOURCE_PATTERNS = ("*.h", "*.cc", "aot/*.h", "aot/*.cc", "aot/*.inc", "cpu/*.h", "cpu/*.cc",
+                           "cpu/*.inc")
+
+
+def runtime_sources(root="runtime"):
+    """The runtime files a wheel ships for AOT artifacts, relative to ``root``, sorted."""
+    found = set()
+    for pattern in RUNTIME_SOURCE_PATTERNS:
+        found.update(os.path.relpath(p, root) for p in glob.glob(os.path.join(root, pattern)))
+    return sorted(found)
+
+
+class BuildPy(build_py):
+    """build_py that also copies the runtime's C++ sources into graphc/_runtime_src/."""
+
+    def run(self):
+        super().run()
+        here = os.path.dirname(os.path.abspath(__file__))
+        dest_root = os.path.join(self.build_lib, "graphc", "_runtime_src")
+        for rel in runtime_sources(os.path.join(here, "runtime")):
+            dest = os.path.join(dest_root, rel)
+            self.mkpath(os.path.dirname(dest))
+            self.copy_file(os.path.join(here, "runtime", rel), dest)
 
 
 def openblas():
@@ -106,6 +134,6 @@ setup(
     packages=find_packages(include=["graphc", "graphc.*"]),
     package_data={"graphc": ["data/*"]},
     ext_modules=cpu_extension() + cuda_extensions(),
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
     zip_safe=False,
 )

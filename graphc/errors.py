@@ -55,6 +55,11 @@ class DeviceError(GraphcError, RuntimeError):
     machine has no such device.  The message says which."""
 
 
+class AotError(GraphcError, ValueError):
+    """An AOT artifact (graphc compile --emit c) cannot be made: an op without a CPU kernel
+    file, missing runtime sources, a bad artifact name or option."""
+
+
 class ResourceError(GraphcError, MemoryError):
     """A plan needs more memory than is available or allowed (arena, persistent
     storage, workspace), or an allocation failed."""

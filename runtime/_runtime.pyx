@@ -22,7 +22,7 @@ from device cimport ErrorKind, built_devices, classify_current_exception, cuda_b
 from executor cimport Binding as CBinding, Executor as CExecutor, ExecutorOptions, SharedState
 from fused_program cimport fused_ops as c_fused_ops
 from isa cimport active_isa, detected_isa, isa_name, set_isa_cap
-from kernel_registry cimport KernelRegistry
+from kernel_registry cimport KernelFile, KernelRegistry, cpu_kernel_files
 from plan cimport (ATTR_BOOL, ATTR_DTYPE, ATTR_FLOAT, ATTR_FLOATS, ATTR_INT, ATTR_INTS, ATTR_STRING,
                    ATTR_TENSOR, AttrValue, DType, PlanDesc, StepDesc, Storage, TensorData, ValueDesc, dtype_name)
 from validate cimport Limits, physical_memory_bytes, set_inplace_ops
@@ -61,6 +61,24 @@ def kernel_keys(device="cpu"):
     for i in range(keys.size()):
         out.append((keys[i].first.decode(), dtype_name(keys[i].second).decode()))
     return sorted(out)
+
+
+def kernel_files():
+    """The CPU kernel files, one ``(source, register function, sorted op names)`` per register_*
+    function of runtime/cpu/kernel_files.cc, in its order (source: a file name under
+    runtime/cpu/, e.g. "elementwise.cc").  Each row's ops come from a registry of its own."""
+    cdef const vector[KernelFile]* files = &cpu_kernel_files()
+    cdef KernelRegistry* reg
+    out = []
+    for i in range(files.size()):
+        reg = new KernelRegistry()
+        try:
+            files.at(i).register_fn(reg[0])
+            ops = sorted(op.decode() for op in reg.ops())
+        finally:
+            del reg
+        out.append((files.at(i).source.decode(), files.at(i).register_name.decode(), ops))
+    return out
 
 
 def cuda_built():

@@ -130,39 +130,7 @@ std::vector<std::string> KernelRegistry::ops() const {
   return {names.begin(), names.end()};
 }
 
-const KernelRegistry& KernelRegistry::cpu() {
-  // A function-local static: thread-safe initialisation, no static-order issues.
-  static const KernelRegistry registry = [] {
-    KernelRegistry r;
-    register_elementwise_kernels(r);
-    register_reduce_kernels(r);
-    register_fused_reduce_kernels(r);
-    register_matmul_kernels(r);
-    register_shape_kernels(r);
-    register_nn_kernels(r);
-    register_pad_kernels(r);
-    register_pool_kernels(r);
-    register_norm_kernels(r);
-    register_dropout_kernels(r);
-    register_random_kernels(r);
-    register_conv_kernels(r);
-    register_layer_norm_kernels(r);
-    register_attention_kernels(r);
-    register_activation_kernels(r);
-    register_gather_kernels(r);
-    register_scan_kernels(r);
-    register_rnn_cell_kernels(r);
-    register_topk_kernels(r);
-    return r;
-  }();
-  return registry;
-}
-
-const KernelRegistry& KernelRegistry::for_device(const std::string& name) {
-  if (name == "cpu") return cpu();
-  // A CUDA build registers its kernels here (runtime/cuda/, a later issue).
-  std::string shown = name.size() > 64 ? name.substr(0, 64) + "..." : name;
-  throw DeviceUnavailable("no kernels for device '" + shown + "' in this build");
-}
+// KernelRegistry::cpu() and for_device() live in cpu/kernel_files.cc (every kernel file), so
+// that an AOT artifact can ship this file with only the kernel files its plan uses.
 
 }  // namespace graphc

@@ -99,7 +99,8 @@ class KernelRegistry {
   std::vector<std::pair<std::string, DType>> keys() const;
 
   // The kernels of device `name` ("cpu", "cuda"), registered on first use.  Throws
-  // DeviceUnavailable for a device this build has no kernels for.
+  // DeviceUnavailable for a device this build has no kernels for.  Both are defined in
+  // cpu/kernel_files.cc (with every kernel file), not in kernel_registry.cc.
   static const KernelRegistry& for_device(const std::string& name);
   // Same as for_device("cpu").
   static const KernelRegistry& cpu();
@@ -128,6 +129,16 @@ void register_gather_kernels(KernelRegistry& r);  // cpu/gather.cc
 void register_scan_kernels(KernelRegistry& r);  // cpu/scan.cc
 void register_rnn_cell_kernels(KernelRegistry& r);  // cpu/rnn_cell.cc
 void register_topk_kernels(KernelRegistry& r);  // cpu/topk.cc
+
+// The CPU kernel files (cpu/kernel_files.cc): one row per register_* function above, named
+// after the file under runtime/cpu/ that defines it.  KernelRegistry::cpu() runs them all; an
+// AOT artifact ships and runs only the rows its plan needs (graphc/aot/sources.py).
+struct KernelFile {
+  const char* source;         // "elementwise.cc"
+  const char* register_name;  // "register_elementwise_kernels"
+  void (*register_fn)(KernelRegistry& r);
+};
+const std::vector<KernelFile>& cpu_kernel_files();
 
 std::string format_dims(const std::vector<int64_t>& dims);
 

@@ -19,3 +19,10 @@ cdef extern from "kernel_registry.h" namespace "graphc":
 
         @staticmethod
         const KernelRegistry& for_device(const string& name) except +raise_current_exception
+
+    cdef cppclass KernelFile:
+        const char* source
+        const char* register_name
+        void (*register_fn)(KernelRegistry& r) except +raise_current_exception
+
+    const vector[KernelFile]& cpu_kernel_files() except +raise_current_exception

@@ -28,7 +28,7 @@ constexpr uint32_t kAbiVersion = 1;
 enum Status : int {
   kOk = 0,
   kArgument = 1,    // a null pointer, an unknown entry index, a wrong byte count
-  kAlignment = 2,   // caller memory not aligned to kAlignment (arena, state, constants) or the dtype
+  kAlignment = 2,   // caller memory not aligned to kTensorAlignment (arena, state, constants) or the dtype
   kSize = 3,        // caller memory smaller than the artifact needs
   kWeights = 4,     // a weights file/image that is not this artifact's (sizes, hashes, format)
   kNotFound = 5,    // an unknown variable name
@@ -49,7 +49,7 @@ class Error : public std::runtime_error {
 
 // Every caller-owned block (arena, state, constants) and every tensor inside state and
 // constant memory is aligned to this.
-constexpr uint64_t kAlignment = 64;
+constexpr uint64_t kTensorAlignment = 64;
 
 // One attribute of a step: graphc::AttrValue as data.  `kind` is AttrValue::Kind.
 struct AttrTable {
@@ -118,7 +118,7 @@ struct TensorTable {
   int32_t ndim;
   const int64_t* dims;
   uint64_t offset;        // in state memory (variables, optimizer state) or constant memory;
-                          // a multiple of kAlignment
+                          // a multiple of kTensorAlignment
   uint64_t nbytes;
   const char* sha256;     // 64 lowercase hex digits: sha256 of the initial bytes
   int32_t zero_init;      // 1: the initial value is all zero bytes (not stored in the weights)

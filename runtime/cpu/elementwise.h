@@ -1,6 +1,7 @@
 // elementwise.h — what the two elementwise files share: integer arithmetic that wraps
 // like numpy, NaN-propagating max/min, parallel grains, and the unary registration.
 // (Split in two files so that a parallel build compiles them side by side.)
+// aot-sources: elementwise_unary.cc
 #pragma once
 
 #include "common.h"

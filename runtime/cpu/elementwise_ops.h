@@ -10,6 +10,7 @@
 // This header is included *outside* any `#pragma GCC target` region: the functors'
 // out-of-line copies (if the compiler makes any) are baseline code, and the per-ISA
 // loops inline them into their own, differently named, instantiations.
+// aot-sources: elementwise_isa_baseline.cc elementwise_isa_avx2.cc elementwise_isa_avx512.cc
 #pragma once
 
 #include <cmath>

@@ -10,6 +10,7 @@
 // place, broadcast scalars as stride-0 operands, other broadcast inputs are gathered into a
 // tile buffer.  The last statement writes the output directly.  Each member computes
 // bit-identically to its standalone kernel (elementwise_ops.h).
+// aot-sources: fused_program.cc
 #pragma once
 
 #include <cstdint>

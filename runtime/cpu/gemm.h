@@ -18,6 +18,7 @@
 // Example (C++):
 //   auto pb = graphc::cpu::gemm::pack_b(false, K, N, W, N);           // once, at load
 //   graphc::cpu::gemm::sgemm(false, false, M, N, K, X, K, W, N, pb.get(), Y, N, threads);
+// aot-sources: gemm.cc gemm_avx2.cc gemm_avx512.cc
 #pragma once
 
 #include <cstdint>

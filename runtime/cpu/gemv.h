@@ -18,6 +18,7 @@
 //   dot form:  32 partial sums, lane l = the fma chain over k = l, l+32, l+64, ... (from
 //              0), then summed pairwise: lane i += lane i+16, then i+8, i+4, i+2, i+1.
 // Against OpenBLAS / numpy results differ by rounding only (|err| <= K * 2^-23 * sum|x W|).
+// aot-sources: gemv.cc
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,7 @@
 // (elementwise_isa_*.cc, via `#pragma GCC target`), and a kernel picks one set of loops when
 // it is built (at plan load) from active_isa().  Every set computes identical bits
 // (elementwise_ops.h says why), so the choice changes speed only.
+// aot-sources: isa.cc
 #pragma once
 
 #include <string>
