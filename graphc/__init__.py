@@ -18,7 +18,8 @@ a plan, and run the plan with the C++ runtime::
 #   registry → graph → ops → autodiff, optim, nn                 the IR and the builder (nn: layers)
 #   reference                                                    numpy evaluation of a graph
 #   proto_enums → serialize                                      the model file (protobuf from here on)
-#   plan → program → session                                     the plan, a program of plans, the runtime's face
+#   plan → program → aot → session                               the plan, a program of plans, the C artifact
+#                                                                emitter (gc.emit_c), the runtime's face
 #   compiler                                                     model → plan (never imported by the runtime)
 #   viz → cli                                                    the tools
 # A lower layer reaches a higher one only through a hook the higher one installs when it is
@@ -44,6 +45,7 @@ from graphc import (  # noqa: F401
 )
 from graphc import nn as _nn_layers
 from graphc._version import __version__  # noqa: F401
+from graphc.aot.emit import EmitResult, emit_c  # noqa: F401
 from graphc.autodiff import gradients
 from graphc.compiler import compile  # noqa: E402,A004
 from graphc.compiler.verify_plan import PlanVerificationError

@@ -5,6 +5,7 @@
     graphc compile model.pb -o model.plan --shape x=128,784 [--train loss --optimizer adam:lr=1e-3]
     graphc compile model.pb --entry sample -o sample.plan      # one entry point -> a plan
     graphc compile model.pb --entries all -o gan.program       # several (--entry A --entry B) -> a program
+    graphc compile model.pb --emit c -o out/ [--name mlp] [--embed-weights]   # a C library source tree
     graphc info  model.pb|model.plan|gan.program [--json]
     graphc viz   model.pb|model.plan|gan.program -o graph.svg [--entry NAME] [--collapse] [--depth N]
     graphc run   model.plan|gan.program [--entry NAME] --feed x=x.npy [--steps N] [-o out.npz] [--checkpoint ckpt]
@@ -32,6 +33,8 @@ import numpy as np
 
 from graphc import compiler, dtypes, optim, registry, serialize, viz
 from graphc._version import __version__
+from graphc.aot.c_text import check_name, name_from_stem
+from graphc.aot.emit import emit_c
 from graphc.errors import CompileError, FeedError, GraphcError, ModelFormatError, quote
 from graphc.plan import load_plan
 from graphc.program import is_program_bytes, load_program
@@ -303,7 +306,40 @@ def _compile_shapes(texts, graph):
     return shapes
 
 
+EMIT_FORMATS = ("plan", "c")
+
+
+def _check_emit(args):
+    """--emit plan (default) or c; --name and --embed-weights belong to --emit c, which needs -o."""
+    if args.emit not in EMIT_FORMATS:
+        raise UsageError(f"unknown --emit {args.emit!r}: expected one of {', '.join(EMIT_FORMATS)} (plan: a .plan or "
+                         f".program file; c: a C library source tree, docs/aot.md)")
+    if args.emit == "c":
+        if not args.output:
+            raise UsageError("--emit c needs -o FOLDER: the folder the C artifact is written into")
+        if args.name is not None:
+            check_name(args.name)   # before compiling: a bad name fails fast
+        return
+    for flag, given in (("--name", args.name is not None), ("--embed-weights", args.embed_weights)):
+        if given:
+            raise UsageError(f"{flag} applies to --emit c only")
+
+
+def _write_compiled(args, result, out):
+    """Save the plan or program at ``out``, or with --emit c write the C artifact there; returns
+    the line to print after the summary (None for a plan)."""
+    if args.emit != "c":
+        result.save(out)
+        return None
+    name = args.name if args.name is not None else name_from_stem(os.path.splitext(os.path.basename(args.model))[0])
+    res = emit_c(result, out, name=name, embed_weights=args.embed_weights)
+    return (f"C artifact {res.name!r}: {len(res.files)} files ({res.name}.h, {res.name}.cc, {res.name}.weights"
+            f"{', ' + res.name + '_weights.S' if res.embedded else ''}, Makefile, CMakeLists.txt, graphc/); "
+            f"build it with: make -C {out}")
+
+
 def cmd_compile(args):
+    _check_emit(args)
     graph = load_model_arg(args.model)
     selected = _selected_entries(args)
     if selected is not None:
@@ -353,7 +389,7 @@ def cmd_compile(args):
         raise CompileError("the model has a training spec but the compiler added no gradient or optimizer "
                            "steps: training support is not present in this graphc (use --inference to "
                            "compile the forward pass only)")
-    plan.save(out)
+    emitted = _write_compiled(args, plan, out)
 
     if args.verbose:
         print(f"{'pass':<20} {'ms':>9} {'nodes':>7}")
@@ -362,6 +398,8 @@ def cmd_compile(args):
         print(f"{'compile (total)':<20} {total * 1e3:>9.2f} {len(plan.steps):>7}")
     print(f"wrote {out} (target {plan.target})")
     _print_plan_summary(plan)
+    if emitted:
+        print(emitted)
     return EXIT_OK
 
 
@@ -392,12 +430,14 @@ def _compile_entries(args, graph, selected):
     else:
         result = compiler.compile(graph, entries=selected, **kwargs)
     total = time.perf_counter() - started
-    result.save(out)
+    emitted = _write_compiled(args, result, out)
     if args.verbose:
         print(f"compile (total) {total * 1e3:.2f} ms")
     if single:
         print(f"wrote {out} (entry {selected}, target {result.target})")
         _print_plan_summary(result)
+        if emitted:
+            print(emitted)
         return EXIT_OK
     mem = result.memory_report()
     print(f"wrote {out} (program of {len(result.entries)} entries, target {result.target})")
@@ -406,6 +446,8 @@ def _compile_entries(args, graph, selected):
         _print_plan_summary(result.plan(name))
     print(f"shared: arena {format_bytes(mem['arena_bytes'])} (separate arenas would be "
           f"{format_bytes(mem['separate_arenas_bytes'])}), persistent {format_bytes(mem['persistent_bytes'])}")
+    if emitted:
+        print(emitted)
     return EXIT_OK
 
 
@@ -1030,6 +1072,13 @@ def build_parser():
                    help="compile this entry point: once -> a plan, repeated -> a program of those entries")
     c.add_argument("--entries", metavar="all|A,B,...", help="compile these entry points (all: every one) "
                    "into a program; --shape ENTRY:NAME=D0,... binds a shape for one entry")
+    c.add_argument("--emit", default="plan", metavar="plan|c",
+                   help="plan (default): write the plan or program file; c: write a C library source tree into "
+                   "the folder -o (header, source, weights, Makefile, CMakeLists.txt; docs/aot.md)")
+    c.add_argument("--name", metavar="NAME", help="--emit c: the C prefix of the artifact (a lower-case C "
+                   "identifier; default: the model file's stem)")
+    c.add_argument("--embed-weights", action="store_true",
+                   help="--emit c: also assemble the weights into the library (.incbin)")
     common(c)
     c.set_defaults(func=cmd_compile)
 

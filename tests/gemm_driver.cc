@@ -22,10 +22,12 @@
 //       prints the median and min wall time and the median process CPU time, in ms, of REPS
 //       sgemm calls (after 3 warm-ups), and the kernel name.
 // Exit status: 0 ok, 2 usage, 3 std::invalid_argument from the API (message on stderr),
-// 4 epilogue check failed, 5 the kernel is not available on this CPU.
+// 4 epilogue check failed, 5 the kernel is not available on this CPU, 6 sgemm wrote past the
+// caller's scratch (GEMM_DRIVER_SCRATCH=1: run passes scratch of exactly scratch_floats()).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -94,13 +96,36 @@ int run(char** a) {
   std::copy(vb.begin(), vb.end(), B.p);
   EpiState st{C.p, std::vector<int>(nc, 0), std::vector<float>(nc, 0.0f)};
   std::shared_ptr<const gemm::PackedB> pb;
+  // GEMM_DRIVER_SCRATCH=1: the caller's scratch of exactly scratch_floats(...) floats, NaN
+  // filled, followed by a guard of 64 sentinel floats that must survive (exit 6 otherwise).
+  const char* use_scratch = std::getenv("GEMM_DRIVER_SCRATCH");
+  const int64_t sfloats = use_scratch != nullptr && use_scratch[0] == '1'
+                              ? gemm::scratch_floats(M, N, K, threads, packed) : -1;
+  constexpr float kGuard = 12345.5f;
+  std::vector<float> sstore(sfloats >= 0 ? static_cast<size_t>(sfloats) + 16 + 64 : 0);
+  float* scratch = nullptr;
+  if (sfloats >= 0) {
+    size_t skip = 0;
+    while ((reinterpret_cast<uintptr_t>(sstore.data() + skip) & 63) != 0) ++skip;
+    scratch = sstore.data() + skip;
+    std::fill(scratch, scratch + sfloats, std::numeric_limits<float>::quiet_NaN());
+    std::fill(scratch + sfloats, scratch + sfloats + 64, kGuard);
+  }
   try {
     if (packed) pb = gemm::pack_b(tb, K, N, B.p, ldb);
     gemm::sgemm(ta, tb, M, N, K, A.p, lda, packed ? nullptr : B.p, packed ? 0 : ldb, pb.get(), C.p, ldc, threads,
-                epi ? epilogue : nullptr, epi ? &st : nullptr);
+                epi ? epilogue : nullptr, epi ? &st : nullptr, scratch);
   } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "invalid_argument: %s\n", e.what());
     return 3;
+  }
+  if (scratch != nullptr) {
+    for (int i = 0; i < 64; ++i) {
+      if (scratch[sfloats + i] != kGuard) {
+        std::fprintf(stderr, "sgemm wrote past scratch_floats() = %lld\n", static_cast<long long>(sfloats));
+        return 6;
+      }
+    }
   }
   if (epi) {
     for (size_t i = 0; i < nc; ++i) {

@@ -58,7 +58,7 @@ def storage(rng, rows, cols, ld):
 
 
 def run_gemm(driver, tmp_path, kernel, ta, tb, M, N, K, lda=None, ldb=None, ldc=None, threads=1,
-             packed=False, epilogue=False, offset=0, seed=0, A=None, B=None, expect_rc=0):
+             packed=False, epilogue=False, offset=0, seed=0, A=None, B=None, expect_rc=0, scratch=False):
     """Runs one sgemm in the driver; returns (C (M x N view of the storage), storage, A, B)."""
     lda = lda if lda is not None else (M if ta else K)
     ldb = ldb if ldb is not None else (K if tb else N)
@@ -73,7 +73,8 @@ def run_gemm(driver, tmp_path, kernel, ta, tb, M, N, K, lda=None, ldb=None, ldc=
     B.astype(np.float32).tofile(fb)
     args = [driver, "run", kernel, str(int(ta)), str(int(tb)), str(M), str(N), str(K), str(lda), str(ldb),
             str(ldc), str(threads), str(int(packed)), str(int(epilogue)), str(offset), str(fa), str(fb), str(fc)]
-    proc = subprocess.run(args, capture_output=True, text=True)
+    env = dict(os.environ, GEMM_DRIVER_SCRATCH="1") if scratch else None
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
     assert proc.returncode == expect_rc, proc.stderr
     if expect_rc != 0:
         return proc.stderr
@@ -143,6 +144,21 @@ def test_leading_dims_and_unaligned_pointers(driver, kernels, tmp_path, kernel):
             check_close(C, A, B, ta, tb, M, N, K)
             # The padding columns of C are never written: they still hold the driver's NaN.
             assert np.all(np.isnan(cs[:, N:]))
+
+
+@pytest.mark.parametrize("kernel", ALL_KERNELS)
+def test_caller_scratch_is_large_enough_and_changes_no_bit(driver, kernels, tmp_path, kernel):
+    """sgemm on the caller's scratch (what the kernels allocate when they are prepared, so that a
+    run allocates nothing) of exactly scratch_floats(): no write past it (the driver's guard) and
+    the same bits as on the thread-local buffers, over several k blocks, column blocks and tasks."""
+    need(kernels, kernel)
+    for (M, N, K) in [(128, 300, 270), (61, 1100, 40), (300, 70, 600), (50, 10, 700), (1, 33, 5), (7, 2100, 513)]:
+        for ta, tb in [(False, False), (True, True), (False, True), (True, False)]:
+            for threads, packed in [(1, False), (2, False), (3, True), (4, False)]:
+                base = run_gemm(driver, tmp_path, kernel, ta, tb, M, N, K, threads=threads, packed=packed, seed=3)[0]
+                own = run_gemm(driver, tmp_path, kernel, ta, tb, M, N, K, threads=threads, packed=packed, seed=3,
+                               scratch=True)[0]
+                assert np.array_equal(base.view(np.uint32), own.view(np.uint32)), (M, N, K, ta, tb, threads, packed)
 
 
 @pytest.mark.parametrize("kernel", ALL_KERNELS)

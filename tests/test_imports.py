@@ -54,6 +54,7 @@ LAYERS = (
     ("graphc.serialize",),
     ("graphc.plan",),
     ("graphc.program",),
+    ("graphc.aot",),
     ("graphc.session",),
     ("graphc.compiler",),
     ("graphc.viz",),

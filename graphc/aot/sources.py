@@ -14,6 +14,7 @@ import functools
 import os
 import re
 
+from graphc._load_blas import load_openblas
 from graphc.errors import AotError, quote
 
 # Every artifact ships these (relative to the runtime folder).  The AOT runtime's files are
@@ -69,8 +70,6 @@ def runtime_source_dir(package_dir=None):
 def kernel_table():
     """``[(kernel file, register function, sorted ops)]``, kernel files relative to the
     runtime folder (``cpu/elementwise.cc``), in the registry's order."""
-    from graphc._load_blas import load_openblas
-
     load_openblas()  # the extension needs OpenBLAS loaded first (graphc/session.py's _load_runtime)
     from graphc import _runtime
 

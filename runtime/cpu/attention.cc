@@ -59,6 +59,7 @@ template <class T> struct AttnTask {
   bool causal;
   bool use_gemm;  // float32 blocks that keep every key run the products through gemm::sgemm
   T scale;
+  float* gemm_scratch;  // sgemm's scratch for this task's slot (AttnGemmScratch)
 };
 
 template <class T> struct AttnGradIn {
@@ -202,8 +203,9 @@ int64_t mask_offset(const AttnGeom& g, int64_t b) {
 
 template <class T>
 AttnTask<T> make_task(const AttnGeom& g, const T* q, const T* k, const T* v, const boolean* mask, bool all_kept,
-                      bool causal, T scale, bool use_gemm, int64_t b) {
+                      bool causal, T scale, bool use_gemm, int64_t b, float* gemm_scratch) {
   AttnTask<T> t;
+  t.gemm_scratch = gemm_scratch;
   t.q = q + b * g.L * g.E;
   t.k = k + b * g.S * g.E;
   t.v = v + b * g.S * g.Ev;
@@ -219,6 +221,21 @@ AttnTask<T> make_task(const AttnGeom& g, const T* q, const T* k, const T* v, con
   t.use_gemm = use_gemm;
   return t;
 }
+
+// The scratch of the single-threaded sgemm calls of one task per workspace slot (gemm.h),
+// allocated when the kernel is prepared so that a run allocates nothing: products of at most
+// kBlock rows with N and K at most max(kBlock, E, Ev).  Empty for float64 (no sgemm).
+template <class T> struct AttnGemmScratch {
+  gemm::Scratch buf;
+  int64_t per_slot = 0;
+  AttnGemmScratch(const AttnGeom& g, int64_t tasks) {
+    if (!std::is_same<T, float>::value || tasks == 0) return;
+    const int64_t w = std::max({kBlock, g.E, g.Ev});
+    per_slot = gemm::scratch_floats(kBlock, w, w, 1, false);
+    buf = gemm::Scratch(std::min(tasks, kSlots) * per_slot);
+  }
+  float* at(int64_t slot) const { return buf.data() ? buf.data() + slot * per_slot : nullptr; }
+};
 
 // Runs f(task, slot) for task < tasks: chunk c of min(tasks, kSlots) chunks takes tasks c, c + chunks, ...
 // Tasks are numbered block-major (task = block · batch + item), so with causal masking, where a
@@ -259,11 +276,12 @@ template <class T> Kernel attention_kernel(const KernelArgs& args) {
   const int threads = args.ctx.threads;
   // only where sgemm has FMA micro-kernels (AVX2, AVX-512: the same bits); else the own loops
   const bool use_gemm = std::is_same<T, float>::value && gemm::available();
+  const AttnGemmScratch<T> gs(g, tasks);
   return [=]() {
     const bool all_kept = scalar_mask && pm[0] != 0;  // read at run time: the mask may be fed
     for_tasks(tasks, threads, [&](int64_t task, int64_t slot) {
       const int64_t b = task % g.batch, i0 = (task / g.batch) * kBlock;
-      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b, gs.at(slot));
       loops.forward(t, i0, std::min(g.L, i0 + kBlock), po + b * g.L * g.Ev, pl + b * g.L, ws + slot * per);
     });
   };
@@ -318,11 +336,12 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
   // else that item's per-row loops.  Each output row is written by one task either way.
   const bool item_gemm = std::is_same<T, float>::value && gemm::available() && scalar_mask;
   const int64_t qtasks_per_item = qblocks, ktasks_per_item = kblocks;
+  const AttnGemmScratch<T> gs(g, std::max(tasks_q, tasks_kv));
   return [=]() {
     const bool all_kept = scalar_mask && pm[0] != 0;
     if (item_gemm && all_kept) {
       for_tasks(g.batch, threads, [&](int64_t b, int64_t slot) {
-        const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
+        const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b, gs.at(slot));
         const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
         T *dq = pdq + b * g.L * g.E, *dk = pdk + b * g.S * g.E, *dv = pdv + b * g.S * g.Ev, *w = ws + slot * per;
         if (loops.grad_item(t, gi, dq, dk, dv, w)) return;
@@ -337,13 +356,13 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
     }
     for_tasks(tasks_q, threads, [&](int64_t task, int64_t slot) {
       const int64_t b = task % g.batch, i0 = (task / g.batch) * kBlock;
-      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b, gs.at(slot));
       const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
       loops.grad_q(t, gi, i0, std::min(g.L, i0 + kBlock), pdq + b * g.L * g.E, ws + slot * per);
     });
     for_tasks(tasks_kv, threads, [&](int64_t task, int64_t slot) {
       const int64_t b = task % g.batch, j0 = (task / g.batch) * kBlock;
-      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b);
+      const AttnTask<T> t = make_task(g, pq, pk, pv, pm, all_kept, causal, scale, use_gemm, b, gs.at(slot));
       const AttnGradIn<T> gi{pout + b * g.L * g.Ev, plse + b * g.L, pdout + b * g.L * g.Ev, pdlse + b * g.L};
       loops.grad_kv(t, gi, j0, std::min(g.S, j0 + kBlock), pdk + b * g.S * g.E, pdv + b * g.S * g.Ev,
                     ws + slot * per);

@@ -142,7 +142,8 @@ inline void attn_block_gemm(const AttnTask<float>& t, int64_t i0, int64_t nr, in
                             float* acc, float* mx, float* sum, float* kept, float* pv) {
   const int64_t E = t.E, Ev = t.Ev;
   const float ninf = -std::numeric_limits<float>::infinity();
-  gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
+  gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock,
+      1, nullptr, nullptr, t.gemm_scratch);
   for (int64_t r = 0; r < nr; ++r) {
     float* s = sc + r * kBlock;
     const int64_t n = t.causal ? std::max<int64_t>(0, std::min(nc, i0 + r - j0 + 1)) : nc;
@@ -160,7 +161,8 @@ inline void attn_block_gemm(const AttnTask<float>& t, int64_t i0, int64_t nr, in
     float* a = acc + r * Ev;
     for (int64_t c = 0; c < Ev; ++c) a[c] *= alpha;
   }
-  gemm::sgemm(false, false, nr, Ev, nc, sc, kBlock, t.v + j0 * Ev, Ev, nullptr, pv, Ev, 1);
+  gemm::sgemm(false, false, nr, Ev, nc, sc, kBlock, t.v + j0 * Ev, Ev, nullptr, pv, Ev,
+      1, nullptr, nullptr, t.gemm_scratch);
   for (int64_t x = 0; x < nr * Ev; ++x) acc[x] += pv[x];
 }
 
@@ -197,7 +199,8 @@ template <class T> void attn_forward_task(const AttnTask<T>& t, int64_t i0, int6
           continue;
         }
         // else the scores as one GEMM (a masked key's score is computed and ignored), P·V per row
-        gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
+        gemm::sgemm(false, true, nr, nc, E, t.q + i0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock,
+            1, nullptr, nullptr, t.gemm_scratch);
         scores_done = true;
       }
     }
@@ -379,8 +382,10 @@ bool attn_grad_item_gemm(const AttnTask<T>& t, const AttnGradIn<T>& g, T* dq, T*
         const int64_t nq = std::min(kBlock, L - q0);
         // causal: keys past the block's last row are masked in every row of it
         const int64_t nc = t.causal ? std::min(nk, q0 + nq - j0) : nk;
-        gemm::sgemm(false, true, nq, nc, E, t.q + q0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock, 1);
-        gemm::sgemm(false, true, nq, nc, Ev, g.dout + q0 * Ev, Ev, t.v + j0 * Ev, Ev, nullptr, dp, kBlock, 1);
+        gemm::sgemm(false, true, nq, nc, E, t.q + q0 * E, E, t.k + j0 * E, E, nullptr, sc, kBlock,
+            1, nullptr, nullptr, t.gemm_scratch);
+        gemm::sgemm(false, true, nq, nc, Ev, g.dout + q0 * Ev, Ev, t.v + j0 * Ev, Ev, nullptr, dp, kBlock,
+            1, nullptr, nullptr, t.gemm_scratch);
         for (int64_t r = 0; r < nq; ++r) {
           const int64_t i = q0 + r;
           dd[r] = attn_rowdot(g.dout + i * Ev, g.out + i * Ev, Ev) - g.dlse[i];
@@ -395,11 +400,14 @@ bool attn_grad_item_gemm(const AttnTask<T>& t, const AttnGradIn<T>& g, T* dq, T*
           for (int64_t jj = 0; jj < n; ++jj) d[jj] = s[jj] * (d[jj] - di);
           for (int64_t jj = n; jj < nc; ++jj) s[jj] = d[jj] = 0.0f;
         }
-        gemm::sgemm(true, false, nc, Ev, nq, sc, kBlock, g.dout + q0 * Ev, Ev, nullptr, tmp, Ev, 1);
+        gemm::sgemm(true, false, nc, Ev, nq, sc, kBlock, g.dout + q0 * Ev, Ev, nullptr, tmp, Ev,
+            1, nullptr, nullptr, t.gemm_scratch);
         for (int64_t x = 0; x < nc * Ev; ++x) acc_v[x] += tmp[x];
-        gemm::sgemm(true, false, nc, E, nq, dp, kBlock, t.q + q0 * E, E, nullptr, tmp, E, 1);
+        gemm::sgemm(true, false, nc, E, nq, dp, kBlock, t.q + q0 * E, E, nullptr, tmp, E,
+            1, nullptr, nullptr, t.gemm_scratch);
         for (int64_t x = 0; x < nc * E; ++x) acc_k[x] += tmp[x];
-        gemm::sgemm(false, false, nq, E, nc, dp, kBlock, t.k + j0 * E, E, nullptr, tmp, E, 1);
+        gemm::sgemm(false, false, nq, E, nc, dp, kBlock, t.k + j0 * E, E, nullptr, tmp, E,
+            1, nullptr, nullptr, t.gemm_scratch);
         float* dqb = dq + q0 * E;
         for (int64_t x = 0; x < nq * E; ++x) dqb[x] += tmp[x];
       }

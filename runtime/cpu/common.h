@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -109,6 +110,7 @@ inline std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& dims)
 // 1 are dropped and adjacent dims merged when every operand allows, so same-shape, scalar
 // and trailing-broadcast cases become one or two flat loops.
 template <int N> struct StridedLoop {
+  static constexpr int64_t kStackRank = 16;
   std::vector<int64_t> dims;                      // collapsed; at least one dim
   std::vector<std::array<int64_t, N>> strides;    // per dim, per input
   std::array<int64_t, N> base{};                  // element offset of the first item
@@ -198,8 +200,12 @@ template <int N> struct StridedLoop {
     const int64_t outer_rank = static_cast<int64_t>(dims.size()) - 1;
     parallel_for(nrows, threads, std::max<int64_t>(1, grain / std::max<int64_t>(n_inner, 1)),
                  [&](int64_t b, int64_t e) {
-      // Multi-index of row b over the outer dims.
-      std::vector<int64_t> idx(outer_rank);
+      // Multi-index of row b over the outer dims: on the stack up to kStackRank outer dims
+      // (every collapsed loop in practice), so a run allocates nothing.
+      int64_t idx_stack[kStackRank];
+      std::vector<int64_t> idx_heap;
+      if (outer_rank > kStackRank) idx_heap.resize(static_cast<size_t>(outer_rank));
+      int64_t* const idx = outer_rank > kStackRank ? idx_heap.data() : idx_stack;
       std::array<int64_t, N> off = base;
       int64_t rem = b;
       for (int64_t j = outer_rank - 1; j >= 0; --j) {
@@ -321,10 +327,29 @@ inline void check_tensor_refs(const KernelArgs& a, DType registered) {
   }
 }
 
+// Memory a kernel allocates when it is prepared and reuses on every run, so that a run
+// allocates nothing (docs/runtime.md, "Allocation"); the kernel's copies share it.  Zeroed
+// once, at allocation: a run that needs zeros writes them.
+template <class T> class KernelBuffer {
+ public:
+  KernelBuffer() = default;
+  explicit KernelBuffer(int64_t count)
+      : data_(std::make_shared<std::vector<T>>(static_cast<size_t>(std::max<int64_t>(count, 0)))) {}
+  T* data() const { return data_ ? data_->data() : nullptr; }
+
+ private:
+  std::shared_ptr<std::vector<T>> data_;
+};
+
+// Starts the worker threads a kernel of `threads` may hand work to, when it is prepared: its
+// runs then create no thread (WorkerPool::reserve).
+inline void reserve_workers(const KernelArgs& a) { WorkerPool::get().reserve(a.ctx.threads - 1); }
+
 // Registers a factory behind check_tensor_refs: every CPU kernel goes through here.
 inline void add_kernel(KernelRegistry& r, const std::string& op, DType dtype, KernelFactory factory) {
   r.add(op, dtype, [dtype, f = std::move(factory)](const KernelArgs& a) {
     check_tensor_refs(a, dtype);
+    reserve_workers(a);
     return f(a);
   });
 }

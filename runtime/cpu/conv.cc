@@ -372,12 +372,12 @@ template <class T> void col2im(const ConvGeom& q, const T* col, T* dx) {
 // C (M x N, ldc) = op(A) op(B): float32 on the own GEMM; float64 in plain loops, each element
 // one chain over k in order (the reference-precision path, not tuned).
 void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-            int64_t ldb, float* C, int64_t ldc, int threads) {
-  gemm::sgemm(ta, tb, M, N, K, A, lda, B, ldb, nullptr, C, ldc, threads);
+            int64_t ldb, float* C, int64_t ldc, int threads, float* scratch) {
+  gemm::sgemm(ta, tb, M, N, K, A, lda, B, ldb, nullptr, C, ldc, threads, nullptr, nullptr, scratch);
 }
 
 void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B,
-            int64_t ldb, double* C, int64_t ldc, int) {
+            int64_t ldb, double* C, int64_t ldc, int, float*) {
   for (int64_t i = 0; i < M; ++i) {
     double* c = C + i * ldc;
     if (!tb) {
@@ -403,8 +403,12 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, 
 // or one chunk whose GEMMs take every thread.  Several chunks per thread, claimed as threads get
 // free, so a thread that another process holds up (a shared machine) does not stall the step:
 // a chunk takes the lowest free slot, and at most `team` <= slots chunks run at once.
+inline int64_t image_team(int64_t n, int64_t slots, int threads) {
+  return std::max<int64_t>(1, std::min<int64_t>({n, slots, int64_t(threads), int64_t(64)}));
+}
+
 template <class F> void for_images(int64_t n, int64_t slots, int threads, F&& f) {
-  const int64_t team = std::max<int64_t>(1, std::min<int64_t>({n, slots, int64_t(threads), int64_t(64)}));
+  const int64_t team = image_team(n, slots, threads);
   if (team == 1) {
     f(int64_t(0), n, int64_t(0), threads);
     return;
@@ -423,6 +427,22 @@ template <class F> void for_images(int64_t n, int64_t slots, int threads, F&& f)
   };
   WorkerPool::get().run(static_cast<int>(chunks), chunk, static_cast<int>(team));
 }
+
+// The float32 GEMMs' scratch (gemm.h) of a kernel that runs for_images(n, slots, threads): one
+// region per image slot for single-threaded GEMMs of M x N x K, or one for the GEMM that
+// takes every thread (a team of one); allocated when the kernel is prepared, so a run
+// allocates nothing.  Float64 kernels need none.
+template <class T> struct GemmScratch {
+  gemm::Scratch buf;
+  int64_t per_slot = 0;
+  GemmScratch(int64_t n, int64_t slots, int threads, int64_t M, int64_t N, int64_t K) {
+    if (!std::is_same<T, float>::value) return;
+    per_slot = gemm::scratch_floats(M, N, K, 1, false);
+    const int64_t threaded = gemm::scratch_floats(M, N, K, threads, false);
+    buf = gemm::Scratch(std::max(image_team(n, slots, threads) * per_slot, threaded));
+  }
+  float* at(int64_t slot) const { return buf.data() ? buf.data() + slot * per_slot : nullptr; }
+};
 
 template <class T> Kernel fill_zero_kernel(T* out, int64_t count) {
   if (count == 0) return no_op_kernel();
@@ -681,11 +701,12 @@ Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, co
 }
 
 // Y[n]_g (Og x P, in place in y) = W_g (Og x K) · col_g (K x P) for one image.
-inline void forward_image(const ConvGeom& q, const float* xn, const float* w, float* col, float* yn, int t) {
+inline void forward_image(const ConvGeom& q, const float* xn, const float* w, float* col, float* yn, int t,
+                          float* scratch) {
   if (q.pointwise) {  // the image is its own column matrix (sgemm packs it)
     for (int64_t g = 0; g < q.g; ++g) {
       gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, xn + g * q.k * q.p, q.p, nullptr,
-                  yn + g * q.og * q.p, q.p, t);
+                  yn + g * q.og * q.p, q.p, t, nullptr, nullptr, scratch);
     }
     return;
   }
@@ -698,16 +719,18 @@ inline void forward_image(const ConvGeom& q, const float* xn, const float* w, fl
   for (int64_t g = 0; g < q.g; ++g) {
     gemm::PackedB pb;
     pb.K = q.k, pb.N = q.p, pb.nr = ks->nr, pb.kernel = ks->name, pb.data = col + g * gstride;
-    gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, nullptr, 0, &pb, yn + g * q.og * q.p, q.p, t);
+    gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, nullptr, 0, &pb, yn + g * q.og * q.p, q.p, t,
+                nullptr, nullptr, scratch);
   }
 }
 
-inline void forward_image(const ConvGeom& q, const double* xn, const double* w, double* col, double* yn, int t) {
+inline void forward_image(const ConvGeom& q, const double* xn, const double* w, double* col, double* yn, int t,
+                          float* scratch) {
   if (!q.pointwise) im2col(q, xn, col);
   const double* src = q.pointwise ? xn : col;
   for (int64_t g = 0; g < q.g; ++g) {
     gemm_t(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, src + g * q.k * q.p, q.p, yn + g * q.og * q.p, q.p,
-           t);
+           t, scratch);
   }
 }
 
@@ -738,10 +761,13 @@ template <class T> Kernel conv_kernel(const KernelArgs& args) {
   const T* px = x.as<const T>();
   const T* pw = w.as<const T>();
   const int threads = args.ctx.threads;
+  const GemmScratch<T> scratch(q.n, slots, threads, q.og, q.p, q.k);
   return [=]() {
     for_images(q.n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
       T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * width;
-      for (int64_t n = n0; n < n1; ++n) forward_image(q, px + n * q.c * q.h * q.w, pw, col, py + n * q.o * q.p, t);
+      for (int64_t n = n0; n < n1; ++n) {
+        forward_image(q, px + n * q.c * q.h * q.w, pw, col, py + n * q.o * q.p, t, scratch.at(slot));
+      }
     });
   };
 }
@@ -777,6 +803,7 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
   const T* pdy = dy.as<const T>();
   const T* pw = w.as<const T>();
   const int threads = args.ctx.threads;
+  const GemmScratch<T> scratch(q.n, q.pointwise ? q.n : slots, threads, q.k, q.p, q.og);
   return [=]() {
     for_images(q.n, q.pointwise ? q.n : slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
       T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * q.p;
@@ -785,7 +812,7 @@ template <class T> Kernel grad_input_kernel(const KernelArgs& args) {
         T* dst = q.pointwise ? dxn : col;
         for (int64_t g = 0; g < q.g; ++g) {
           gemm_t(true, false, q.k, q.p, q.og, pw + g * q.og * q.k, q.k, pdy + (n * q.o + g * q.og) * q.p, q.p,
-                 dst + g * q.k * q.p, q.p, t);
+                 dst + g * q.k * q.p, q.p, t, scratch.at(slot));
         }
         if (!q.pointwise) col2im(q, col, dxn);
       }
@@ -826,6 +853,7 @@ template <class T> Kernel grad_weight_kernel(const KernelArgs& args) {
   const T* pdy = dy.as<const T>();
   const T* px = x.as<const T>();
   const int threads = args.ctx.threads;
+  const GemmScratch<T> scratch(q.n, slots, threads, q.k, q.og, q.p);
   return [=]() {
     for_images(q.n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
       T* col = q.pointwise ? nullptr : pcol + slot * q.g * q.k * q.p;
@@ -835,7 +863,7 @@ template <class T> Kernel grad_weight_kernel(const KernelArgs& args) {
         const T* src = q.pointwise ? xn : col;
         for (int64_t g = 0; g < q.g; ++g) {
           gemm_t(false, true, q.k, q.og, q.p, src + g * q.k * q.p, q.p, pdy + (n * q.o + g * q.og) * q.p, q.p,
-                 ppart + n * wsize + g * q.k * q.og, q.og, t);
+                 ppart + n * wsize + g * q.k * q.og, q.og, t, scratch.at(slot));
         }
       }
     });

@@ -168,6 +168,8 @@ template <class T> struct Impl final : FusedProgram::Impl {
   int num_regs = 0;  // register buffers (slots reused once a register is dead)
 
   static constexpr int kMaxRowScalars = 8;
+  // The register and gather tiles of one run_range_to call (on the calling thread's stack).
+  static constexpr size_t kStackBytes = 48 * 1024;
 
   // The element offset of row `row` (the flat index over every axis but the innermost).
   static int64_t row_offset(const StridedLoop<1>& L, int64_t row) {
@@ -213,14 +215,21 @@ template <class T> struct Impl final : FusedProgram::Impl {
   void run_range_to(int64_t begin, int64_t end, void* dst_at_begin) const override {
     if (end <= begin) return;
     T* obase = static_cast<T*>(dst_at_begin) - begin;  // element f goes to obase[f]
-    std::vector<T> buf(static_cast<size_t>((num_regs + static_cast<int>(gathered.size())) * kFusedTile));
-    T* regs = buf.data();
-    T* gbufs = regs + num_regs * kFusedTile;
+    // Register and gather buffers on the stack, so that a run allocates nothing: tiles of
+    // kFusedTile elements while the buffers fit kStackBytes, shorter ones (multiples of 16)
+    // for programs with more live buffers.  Every element is computed by the same statements
+    // whatever the tile, so the tile length changes no result.
+    const int64_t slots = num_regs + static_cast<int64_t>(gathered.size());
+    alignas(64) T buf[kStackBytes / sizeof(T)];
+    const int64_t fit = slots == 0 ? kFusedTile : static_cast<int64_t>(kStackBytes / sizeof(T)) / slots / 16 * 16;
+    const int64_t tile = std::min<int64_t>(kFusedTile, fit);  // >= 16: build() checked the slots
+    T* regs = buf;
+    T* gbufs = regs + num_regs * tile;
     // A gathered input that is constant along the innermost run (a per-channel scale on NCHW)
     // and whose tile lies inside one run is read as a scalar: no fill of a tile buffer.
     const T* row_scalar[kMaxRowScalars] = {};
-    for (int64_t t0 = begin; t0 < end; t0 += kFusedTile) {
-      const int64_t n = std::min(kFusedTile, end - t0);
+    for (int64_t t0 = begin; t0 < end; t0 += tile) {
+      const int64_t n = std::min(tile, end - t0);
       for (size_t g = 0; g < gathered.size(); ++g) {
         const Gathered& gi = gathered[g];
         const int64_t inner = gi.loop.inner();
@@ -228,7 +237,7 @@ template <class T> struct Impl final : FusedProgram::Impl {
           row_scalar[g] = gi.base + row_offset(gi.loop, t0 / inner);
         } else {
           if (static_cast<int>(g) < kMaxRowScalars) row_scalar[g] = nullptr;
-          gather(gi, gbufs + g * kFusedTile, t0, n);
+          gather(gi, gbufs + g * tile, t0, n);
         }
       }
       auto operand = [&](const Operand& o, int64_t& stride) -> const T* {
@@ -241,14 +250,14 @@ template <class T> struct Impl final : FusedProgram::Impl {
               stride = 0;
               return row_scalar[o.slot];
             }
-            return gbufs + o.slot * kFusedTile;
+            return gbufs + o.slot * tile;
           case Operand::Product: return out + t0;
-          default: return regs + o.slot * kFusedTile;
+          default: return regs + o.slot * tile;
         }
       };
       for (size_t k = 0; k < steps.size(); ++k) {
         const Step& s = steps[k];
-        T* dst = k + 1 == steps.size() ? obase + t0 : regs + s.dst * kFusedTile;
+        T* dst = k + 1 == steps.size() ? obase + t0 : regs + s.dst * tile;
         int64_t sa = 1, sb = 1;
         const T* a = operand(s.a, sa);
         const T* b = ew_is_binary(s.op) ? operand(s.b, sb) : nullptr;
@@ -349,6 +358,11 @@ std::shared_ptr<const FusedProgram::Impl> build(const KernelArgs& args, const Te
       }
     }
     impl->steps.push_back(step);
+  }
+  const size_t slots = static_cast<size_t>(impl->num_regs) + impl->gathered.size();
+  if (slots * 16 * sizeof(T) > Impl<T>::kStackBytes) {
+    args.fail("the program needs " + std::to_string(slots) + " live tile buffers, more than the interpreter's " +
+              std::to_string(Impl<T>::kStackBytes) + "-byte stack area holds");
   }
   return impl;
 }

@@ -99,27 +99,36 @@ template <class T> Kernel fused_reduce_kernel(const KernelArgs& args) {
     if (red == Red::Mean) return static_cast<T>(static_cast<double>(acc) / static_cast<double>(run));
     return static_cast<T>(acc);
   };
+  // Per-chunk value buffers (one block each) and the per-block partials, allocated now so that
+  // a run allocates nothing.
+  const bool by_output = outer >= threads || nblocks == 1;
+  const int64_t out_grain = std::max<int64_t>(1, (1 << 14) / run);
+  const int64_t buf_len = std::min(run, kReduceBlock);
+  const int64_t chunks = by_output ? parallel_chunks(outer, threads, out_grain) : parallel_chunks(nblocks, threads, 1);
+  const KernelBuffer<T> bufs(chunks * buf_len);
+  const KernelBuffer<A> partials(by_output ? 0 : nblocks);
+  const KernelBuffer<T> firsts_buf(by_output ? 0 : nblocks);
   return [=]() {
-    if (outer >= threads || nblocks == 1) {
-      parallel_for(outer, threads, std::max<int64_t>(1, (1 << 14) / run), [&](int64_t b, int64_t e) {
-        std::vector<T> buf(static_cast<size_t>(std::min(run, kReduceBlock)));
+    if (by_output) {
+      parallel_for_chunks(outer, threads, out_grain, [&](int64_t b, int64_t e, int64_t c) {
+        T* const buf = bufs.data() + c * buf_len;
         for (int64_t o = b; o < e; ++o) {
           T first = T(0);
-          A acc = block(o, 0, buf.data(), &first);
+          A acc = block(o, 0, buf, &first);
           // reduce.cc starts from the run's first item for max (0 for sums), then combines
           acc = combine(red == Red::Max ? static_cast<A>(first) : A(0), acc);
-          for (int64_t k = 1; k < nblocks; ++k) acc = combine(acc, block(o, k, buf.data(), nullptr));
+          for (int64_t k = 1; k < nblocks; ++k) acc = combine(acc, block(o, k, buf, nullptr));
           py[o] = finish(acc);
         }
       });
       return;
     }
-    std::vector<A> partial(static_cast<size_t>(nblocks));
-    std::vector<T> firsts(static_cast<size_t>(nblocks));
+    A* const partial = partials.data();
+    T* const firsts = firsts_buf.data();
     for (int64_t o = 0; o < outer; ++o) {
-      parallel_for(nblocks, threads, 1, [&](int64_t b, int64_t e) {
-        std::vector<T> buf(static_cast<size_t>(kReduceBlock));
-        for (int64_t k = b; k < e; ++k) partial[k] = block(o, k, buf.data(), &firsts[k]);
+      parallel_for_chunks(nblocks, threads, 1, [&](int64_t b, int64_t e, int64_t c) {
+        T* const buf = bufs.data() + c * buf_len;
+        for (int64_t k = b; k < e; ++k) partial[k] = block(o, k, buf, &firsts[k]);
       });
       A acc = red == Red::Max ? static_cast<A>(firsts[0]) : A(0);
       for (int64_t k = 0; k < nblocks; ++k) acc = combine(acc, partial[k]);

@@ -119,10 +119,11 @@ const KernelSet* current_kernel() {
   return isa_kernel();
 }
 
-// 64-byte aligned, grow-only scratch owned by one thread (pool workers live for the process).
-class Scratch {
+// 64-byte aligned, grow-only scratch owned by one thread (pool workers live for the process):
+// sgemm's buffers when the caller gives none.
+class ThreadScratch {
  public:
-  ~Scratch() { std::free(p_); }
+  ~ThreadScratch() { std::free(p_); }
   float* get(int64_t floats) {
     const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
     if (bytes > cap_) {
@@ -241,18 +242,38 @@ struct Problem {
   void* ctx;
 };
 
-thread_local Scratch t_a_scratch, t_b_scratch;
+thread_local ThreadScratch t_a_scratch, t_b_scratch;
 
-// One thread's rectangle: rows [i0, i1), panels [p0, p1).
-void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1) {
+int64_t round16(int64_t floats) { return (floats + 15) / 16 * 16; }
+// K split into equal blocks of at most kKc (784 -> 4 x 196, not 3 x 256 + 16: a short last
+// block pays a full load and store of C for a few multiply-adds).
+int64_t kc_step_for(int64_t K) { return (K + (K + kKc - 1) / kKc - 1) / ((K + kKc - 1) / kKc); }
+// One task's scratch: the A strip (at most kMaxMr x kKc) and, unless B is packed, the B block
+// (kc_step x at most kNcCols columns, whole panels of at most 32).  Both grow with M, N and K,
+// so the scratch of a product bounds that of every smaller one.
+int64_t a_scratch_floats() { return round16(int64_t(kMaxMr) * kKc); }
+int64_t b_scratch_floats(int64_t N, int64_t K, bool packed) {
+  if (packed || K <= 0) return 0;
+  // min(K, kKc) >= kc_step_for(K), and grows with K: a bound for every smaller product too.
+  return round16(std::min(K, kKc) * std::min<int64_t>(kNcCols, (N + 31) / 32 * 32));
+}
+// Thread tasks of one product: at most the grid's thread count (grid_for).
+int64_t max_tasks(int64_t M, int64_t N, int64_t K, int threads) {
+  const int64_t work = saturating_mul(saturating_mul(M, N), K);
+  return std::max<int64_t>(1, std::min<int64_t>(threads, std::max<int64_t>(1, work / kMinParallelWork)));
+}
+
+// One thread's rectangle: rows [i0, i1), panels [p0, p1); `scratch` (null: the thread's own)
+// holds a_scratch_floats() then b_scratch_floats(...) floats.
+void run_rect(const Problem& P, int64_t i0, int64_t i1, int64_t p0, int64_t p1, float* scratch) {
   const KernelSet& ks = *P.ks;
   const int nr = ks.nr, mr = ks.mr;
   const int64_t nc_panels = std::max<int64_t>(1, kNcCols / nr);
-  // K split into equal blocks of at most kKc (784 -> 4 x 196, not 3 x 256 + 16: a short last
-  // block pays a full load and store of C for a few multiply-adds).
-  const int64_t kc_step = (P.K + (P.K + kKc - 1) / kKc - 1) / ((P.K + kKc - 1) / kKc);
-  float* apack = t_a_scratch.get(static_cast<int64_t>(mr) * kKc);
-  float* bscratch = P.packed ? nullptr : t_b_scratch.get(kKc * nc_panels * nr);
+  const int64_t kc_step = kc_step_for(P.K);
+  float* apack = scratch ? scratch : t_a_scratch.get(static_cast<int64_t>(mr) * kKc);
+  float* bscratch = P.packed ? nullptr
+                    : scratch ? scratch + a_scratch_floats()
+                              : t_b_scratch.get(kKc * nc_panels * nr);
   for (int64_t pb = p0; pb < p1; pb += nc_panels) {
     const int64_t pe = std::min(pb + nc_panels, p1);
     const int64_t col_begin = pb * nr, col_end = std::min(pe * nr, P.N);
@@ -370,36 +391,60 @@ bool set_kernel(const char* name) {
   return true;
 }
 
-std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb) {
+std::shared_ptr<PackedB> alloc_packed_b(int64_t K, int64_t N) {
   if (K < 0 || N < 0) {
     throw std::invalid_argument("pack_b: negative size K=" + std::to_string(K) + ", N=" + std::to_string(N));
   }
-  if (K > 0 && N > 0) {
-    check_ld("ldb", ldb, trans_b ? K : N);
-    if (B == nullptr) throw std::invalid_argument("pack_b: B is null");
-  }
-  const KernelSet* ks = kernels_for(current_kernel(), N);
-  auto pb = std::make_shared<PackedB>();
-  pb->K = K;
-  pb->N = N;
-  pb->nr = ks->nr;
-  pb->kernel = ks->name;
-  const int64_t floats = std::max<int64_t>(1, saturating_mul(saturating_mul(pb->panels(), ks->nr), K));
+  // Panels of the widest kernel (32 columns) hold every narrower kernel's too.
+  const int64_t floats = std::max<int64_t>(1, saturating_mul((N + 31) / 32 * 32, K));
   if (floats > INT64_MAX / 8) {
     throw std::invalid_argument("pack_b: B of " + std::to_string(K) + "x" + std::to_string(N) + " is too large");
   }
+  auto pb = std::make_shared<PackedB>();
+  pb->K = K;
+  pb->N = N;
   const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
   float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (data == nullptr) throw std::bad_alloc();
   pb->storage = std::shared_ptr<float>(data, [](float* p) { std::free(p); });
   pb->data = data;
-  if (K > 0 && N > 0) pack_b_block(*ks, trans_b, B, ldb, N, 0, K, 0, pb->panels(), data, K * ks->nr);
   return pb;
+}
+
+void repack_b(PackedB& pb, bool trans_b, const float* B, int64_t ldb) {
+  const int64_t K = pb.K, N = pb.N;
+  if (K > 0 && N > 0) {
+    check_ld("ldb", ldb, trans_b ? K : N);
+    if (B == nullptr) throw std::invalid_argument("pack_b: B is null");
+  }
+  const KernelSet* ks = kernels_for(current_kernel(), N);
+  pb.nr = ks->nr;
+  pb.kernel = ks->name;
+  if (K > 0 && N > 0) pack_b_block(*ks, trans_b, B, ldb, N, 0, K, 0, pb.panels(), pb.data, K * ks->nr);
+}
+
+std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb) {
+  std::shared_ptr<PackedB> pb = alloc_packed_b(K, N);
+  repack_b(*pb, trans_b, B, ldb);
+  return pb;
+}
+
+int64_t scratch_floats(int64_t M, int64_t N, int64_t K, int threads, bool packed) {
+  if (M <= 0 || N <= 0 || K <= 0) return 0;
+  return max_tasks(M, N, K, std::max(threads, 1)) * (a_scratch_floats() + b_scratch_floats(N, K, packed));
+}
+
+Scratch::Scratch(int64_t floats) {
+  if (floats <= 0) return;
+  const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (p == nullptr) throw std::bad_alloc();
+  data_ = std::shared_ptr<float>(p, [](float* q) { std::free(q); });
 }
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
            const float* B, int64_t ldb, const PackedB* packed, float* C, int64_t ldc, int threads,
-           RangeFn epilogue, void* epilogue_ctx) {
+           RangeFn epilogue, void* epilogue_ctx, float* scratch) {
   if (M < 0 || N < 0 || K < 0) {
     throw std::invalid_argument("sgemm: negative size M=" + std::to_string(M) + ", N=" + std::to_string(N) +
                                 ", K=" + std::to_string(K));
@@ -441,11 +486,13 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
   const int64_t panels = (N + ks->nr - 1) / ks->nr;
   int tm, tn;
   grid_for(*ks, M, N, K, threads, tm, tn);
+  const int64_t task_floats = a_scratch_floats() + b_scratch_floats(N, K, packed != nullptr);
   auto task = [&](int64_t t) {
     const int64_t gm = t / tn, gn = t % tn;
     const int64_t s0 = strips * gm / tm, s1 = strips * (gm + 1) / tm;
     const int64_t p0 = panels * gn / tn, p1 = panels * (gn + 1) / tn;
-    run_rect(P, s0 * ks->mr, std::min(s1 * ks->mr, M), p0, p1);
+    float* own = scratch ? scratch + t * task_floats : nullptr;
+    run_rect(P, s0 * ks->mr, std::min(s1 * ks->mr, M), p0, p1, own);
   };
   const int64_t tasks = int64_t(tm) * tn;
   parallel_for(tasks, static_cast<int>(tasks), 1, [&](int64_t b, int64_t e) {

@@ -62,6 +62,13 @@ struct PackedB {
 // Throws std::invalid_argument for negative sizes or a too-small ldb.
 std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb);
 
+// A PackedB with storage for a K x N B under any kernel and nothing packed yet (kernel ""),
+// for repack_b: a caller that repacks a changing B allocates once, when it prepares.
+std::shared_ptr<PackedB> alloc_packed_b(int64_t K, int64_t N);
+// Packs B into `pb` (from alloc_packed_b(K, N) with this K and N) for the current kernel, in
+// place: allocates nothing.  The caller makes sure no sgemm reads `pb` meanwhile.
+void repack_b(PackedB& pb, bool trans_b, const float* B, int64_t ldb);
+
 // Called with a flat range [begin, end) of C's elements (row-major, index i*N + j) once they
 // hold their final value, by the thread that computed them, while they are still in cache.
 // Every element of C is covered by exactly one call.  Ranges never cross a row.
@@ -74,9 +81,27 @@ using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
 // B and trans_b (B and ldb are then unused and may be null / 0).  K == 0 writes zeros; M or
 // N == 0 does nothing.  `threads` >= 1 runs on the shared WorkerPool (common.h).  With an
 // epilogue, ldc must equal N.  Throws std::invalid_argument on bad sizes / strides / packing.
+// `scratch`: at least scratch_floats(M, N, K, threads, packed != nullptr) floats, 64-byte
+// aligned, this call's alone (callers running concurrently need their own): the call then
+// allocates nothing.  Null: per-thread buffers, allocated by each thread's first call.
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
            const float* B, int64_t ldb, const PackedB* packed, float* C, int64_t ldc, int threads,
-           RangeFn epilogue = nullptr, void* epilogue_ctx = nullptr);
+           RangeFn epilogue = nullptr, void* epilogue_ctx = nullptr, float* scratch = nullptr);
+
+// The scratch sgemm needs for this product (an upper bound under every kernel; a multiple
+// of 16 floats): A strips and, unless B is packed, B blocks, per thread task.
+int64_t scratch_floats(int64_t M, int64_t N, int64_t K, int threads, bool packed);
+
+// Owns scratch for sgemm: sized at construction (prepare time), 64-byte aligned.
+class Scratch {
+ public:
+  Scratch() = default;
+  explicit Scratch(int64_t floats);
+  float* data() const { return data_.get(); }
+
+ private:
+  std::shared_ptr<float> data_;
+};
 
 // The partition sgemm uses: row_groups x col_groups rectangles of C, one per pool task (1 x 1:
 // the calling thread alone).  Products under ~2^20 multiply-adds run on one thread.

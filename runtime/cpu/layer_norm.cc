@@ -290,10 +290,11 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
   const int64_t block_rows = std::max<int64_t>(16, (rows + 63) / 64);
   const int64_t nblocks = (rows + block_rows - 1) / block_rows;
   const int64_t block_grain = std::max<int64_t>(1, row_grain(n) / block_rows);
+  const KernelBuffer<double> part(2 * nblocks * n);
   return [=]() {
-    std::vector<double> part(static_cast<size_t>(2 * nblocks * n), 0.0);
     double* pw_part = part.data();
     double* pb_part = part.data() + nblocks * n;
+    std::fill(pw_part, pw_part + 2 * nblocks * n, 0.0);
     parallel_for(nblocks, threads, block_grain, [&](int64_t kb, int64_t ke) {
       for (int64_t k = kb; k < ke; ++k) {
         const int64_t r0 = k * block_rows, r1 = std::min(rows, r0 + block_rows);

@@ -14,7 +14,7 @@
 //          says it wins: B packed when it is a constant or a variable, the pack shared by the
 //          steps that multiply by it and kept until the executor bumps its version
 //          (set_variable, or a step writing it: a training plan's optimizer update);
-//   blas   OpenBLAS (float64, CPUs without AVX2, and what the others decline).
+//   blas   blas.h (OpenBLAS by default; float64, CPUs without AVX2, what the others decline).
 // The epilogue runs on each finished range while it is in cache: per thread chunk (gemv),
 // per finished block (gemm's callback), or after the call over the whole output (blas).
 // GRAPHC_MATMUL_PATH=gemv|gemm|blas forces a path where it applies (tests, benchmarks).
@@ -28,8 +28,7 @@
 #include <mutex>
 #include <tuple>
 
-#include <cblas.h>
-
+#include "blas.h"
 #include "common.h"
 #include "gemm.h"
 #include "gemv.h"
@@ -60,24 +59,6 @@ constexpr int64_t kOverSplit = 4;
 // 351 us, N=256 695 vs 683 us; (1024,1024)@(1024,64) 1.49 vs 1.86 ms.  (gemm::prefer_own
 // does not look at N yet; this belongs there.)
 constexpr int64_t kOwnGemmMinN = 96;
-
-inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
-
-inline void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, const float* a, blasint lda,
-                      const float* b, blasint ldb, float* c) {
-  scipy_cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
-}
-inline void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, const double* a, blasint lda,
-                      const double* b, blasint ldb, double* c) {
-  scipy_cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), m, n, k, 1.0, a, lda, b, ldb, 0.0, c, n);
-}
-// y = op(A) x with A stored row-major (rows x cols).
-inline void blas_gemv(bool t, blasint rows, blasint cols, const float* a, const float* x, float* y) {
-  scipy_cblas_sgemv(CblasRowMajor, tr(t), rows, cols, 1.0f, a, std::max<blasint>(cols, 1), x, 1, 0.0f, y, 1);
-}
-inline void blas_gemv(bool t, blasint rows, blasint cols, const double* a, const double* x, double* y) {
-  scipy_cblas_dgemv(CblasRowMajor, tr(t), rows, cols, 1.0, a, std::max<blasint>(cols, 1), x, 1, 0.0, y, 1);
-}
 
 // What runs after the product, on flat output ranges [b, e) that hold their final p.
 // Empty for plain matmul.
@@ -162,14 +143,15 @@ template <class T>
 Kernel blas_kernel(const Shape& s, const T* pa, const T* pb, T* py, int threads_arg, Epilogue ep) {
   const int64_t M = s.M, N = s.N, K = s.K;
   const int threads = saturating_mul(saturating_mul(M, N), K) < kSmallWork ? 1 : threads_arg;
-  const blasint lda = static_cast<blasint>(std::max<int64_t>(s.ac, 1));
-  const blasint ldb = static_cast<blasint>(std::max<int64_t>(s.bc, 1));
-  const blasint m = static_cast<blasint>(M), n = static_cast<blasint>(N), k = static_cast<blasint>(K);
+  const int lda = static_cast<int>(std::max<int64_t>(s.ac, 1));
+  const int ldb = static_cast<int>(std::max<int64_t>(s.bc, 1));
+  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
   // 0: gemm; 1: one row (y^T = op(B)^T x, x = the row of op(A), contiguous whether or not
   // transposed since M == 1); 2: one column (y = op(A) x, x = the column of op(B)).
   const int mode = M == 1 ? 1 : (N == 1 ? 2 : 0);
   const size_t ybytes = static_cast<size_t>(s.nbatch * M * N) * sizeof(T);
   const bool ta = s.ta, tb = s.tb;
+  if (K > 0) blas::prepare_thread();  // the library's per-thread buffers, now rather than in a run
   const int64_t nbatch = s.nbatch;
   auto aoff = s.aoff, boff = s.boff;
   return [=]() {
@@ -180,21 +162,21 @@ Kernel blas_kernel(const Shape& s, const T* pa, const T* pb, T* py, int threads_
     }
     if (K > 0) {
       // OpenBLAS keeps one global thread count; set it to this step's before each call.
-      scipy_openblas_set_num_threads(threads);
+      blas::set_threads(threads);
       for (int64_t i = 0; i < nbatch; ++i) {
         const T* ai = pa + aoff[i];
         const T* bi = pb + boff[i];
         T* yi = py + i * M * N;
         if (mode == 1) {
           // B stored (K, N): y = B^T x; stored (N, K) (tb): y = B x.
-          if (tb) blas_gemv(false, n, k, bi, ai, yi);
-          else blas_gemv(true, k, n, bi, ai, yi);
+          if (tb) blas::gemv(false, n, k, bi, std::max(k, 1), ai, yi);
+          else blas::gemv(true, k, n, bi, std::max(n, 1), ai, yi);
         } else if (mode == 2) {
           // A stored (M, K): y = A x; stored (K, M) (ta): y = A^T x.
-          if (ta) blas_gemv(true, k, m, ai, bi, yi);
-          else blas_gemv(false, m, k, ai, bi, yi);
+          if (ta) blas::gemv(true, k, m, ai, std::max(m, 1), bi, yi);
+          else blas::gemv(false, m, k, ai, std::max(k, 1), bi, yi);
         } else {
-          blas_gemm(ta, tb, m, n, k, ai, lda, bi, ldb, yi);
+          blas::gemm(ta, tb, m, n, k, ai, lda, bi, ldb, yi, n);
         }
       }
     }
@@ -274,6 +256,11 @@ Kernel gemv_kernel(const gemv::Kernels* kern, const Shape& s, const float* pa, c
 // stale after a single use, such a lone step stays on the unpacked path (whose per-thread
 // packing is split over the threads, or which reads B in place).  The values are the same
 // either way: packing never changes gemm.h's summation chain.
+//
+// The pack's memory is allocated when the first step registers (prepare time) and every
+// repack writes it in place, so a run allocates nothing (docs/runtime.md, "Allocation").  In
+// place is safe: the entry's version pointer belongs to one executor state, whose runs are
+// serialised (KernelArgs::in_version), so no step reads the pack while another repacks it.
 struct SharedPack {
   std::mutex mu;
   const uint64_t* version = nullptr;
@@ -282,30 +269,31 @@ struct SharedPack {
   int64_t uses = 0;              // calls served by the current pack
   uint64_t seen_version = 0;     // the version at the last call
   bool unpacked = false;         // a lone step's B that changes every call: not packed
-  std::shared_ptr<const gemm::PackedB> packed;
-  // The pack to use now, or null for the unpacked path.  Steps of one executor run one at a
-  // time under its run lock; the mutex makes a shared entry safe whatever the caller.
-  std::shared_ptr<const gemm::PackedB> get(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
+  bool valid = false;            // `pack` holds B as of packed_version
+  std::shared_ptr<gemm::PackedB> pack;  // storage for any kernel (gemm::alloc_packed_b)
+  // The pack to use now, or null for the unpacked path.
+  const gemm::PackedB* get(bool tb, const float* B, int64_t ldb) {
     std::lock_guard<std::mutex> lock(mu);
     const uint64_t v = *version, last_seen = seen_version;
     seen_version = v;
-    const bool fresh = packed && v == packed_version && std::strcmp(packed->kernel, gemm::kernel_name()) == 0;
+    const bool fresh = valid && v == packed_version && std::strcmp(pack->kernel, gemm::kernel_name()) == 0;
     if (!fresh) {
       // A lone step whose last pack served one call and whose B changed again since its last
-      // call: rewritten every run, unpacked (and the stale pack's memory freed).  Packed
-      // again once B stays unchanged from one call to the next.
-      if (users == 1 && (unpacked || (packed && uses <= 1)) && v != last_seen) {
-        packed.reset();
+      // call: rewritten every run, unpacked.  Packed again once B stays unchanged from one
+      // call to the next.
+      if (users == 1 && (unpacked || (valid && uses <= 1)) && v != last_seen) {
+        valid = false;
         unpacked = true;
         return nullptr;
       }
-      packed = gemm::pack_b(tb, K, N, B, ldb);
+      gemm::repack_b(*pack, tb, B, ldb);
+      valid = true;
       packed_version = v;
       unpacked = false;
       uses = 0;
     }
     ++uses;
-    return packed;
+    return pack.get();
   }
 };
 
@@ -333,6 +321,7 @@ std::shared_ptr<SharedPack> shared_pack(const PackKey& key) {
   if (!sp) {
     sp = std::make_shared<SharedPack>();
     sp->version = key.version;
+    sp->pack = gemm::alloc_packed_b(key.K, key.N);
     entries[key] = sp;
   }
   std::lock_guard<std::mutex> entry_lock(sp->mu);
@@ -362,13 +351,14 @@ Kernel gemm_kernel(const Shape& s, const float* pa, const float* pb, float* py, 
   // variable); K == 0 has nothing to pack.
   std::shared_ptr<SharedPack> cache;
   if (b_version != nullptr && s.b_single && K > 0) cache = shared_pack({b_version, pb + boff[0], tb, K, N, ldb});
+  // Enough for the unpacked path, which needs more than the packed one.
+  const gemm::Scratch scratch(gemm::scratch_floats(M, N, K, threads, false));
   return [=]() {
-    const std::shared_ptr<const gemm::PackedB> keep = cache ? cache->get(tb, K, N, pb + boff[0], ldb) : nullptr;
-    const gemm::PackedB* packed = keep.get();
+    const gemm::PackedB* packed = cache ? cache->get(tb, pb + boff[0], ldb) : nullptr;
     for (int64_t i = 0; i < nbatch; ++i) {
       BatchRange r{&ep, i * M * N};
       gemm::sgemm(ta, tb, M, N, K, pa + aoff[i], lda, packed ? nullptr : pb + boff[i], packed ? 0 : ldb, packed,
-                  py + i * M * N, N, threads, ep ? &BatchRange::call : nullptr, &r);
+                  py + i * M * N, N, threads, ep ? &BatchRange::call : nullptr, &r, scratch.data());
     }
   };
 }

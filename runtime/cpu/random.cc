@@ -61,6 +61,7 @@ Kernel random_kernel(const KernelArgs& args, bool normal, int64_t seed, const st
   const int64_t* pstep = step.as<const int64_t>();
   const uint64_t key = static_cast<uint64_t>(seed);
   const int threads = args.ctx.threads;
+  reserve_workers(args);  // registered with r.add, not add_kernel
   using namespace random_math;
   if (dtype == DType::F32) {
     float* py = args.out[0].as<float>();

@@ -231,6 +231,8 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
   if (inner == 1) {
     // Each output reduces a contiguous run of `red` items, in blocks of kBlock.
     const int64_t nblocks = std::max<int64_t>(1, (red + kBlock - 1) / kBlock);
+    // The per-block partials of one output, when the blocks are what runs in parallel.
+    const KernelBuffer<A> partials(outer >= threads || nblocks == 1 ? 0 : nblocks);
     return [=]() {
       auto reduce_run = [&](const T* src, int64_t n) -> A {
         if constexpr (std::is_floating_point_v<T>) {
@@ -259,7 +261,7 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
           }
         });
       } else {
-        std::vector<A> partial(static_cast<size_t>(nblocks));
+        A* const partial = partials.data();
         for (int64_t o = 0; o < outer; ++o) {
           const T* src = px + o * red;
           parallel_for(nblocks, threads, 1, [&](int64_t b, int64_t e) {

@@ -162,6 +162,9 @@ template <class T> Kernel argmax_kernel(const KernelArgs& args) {
   const T* px = x.as<const T>();
   int64_t* py = y.as<int64_t>();
   const int threads = args.ctx.threads;
+  // inner > 1: a best value per inner position, per chunk
+  const int64_t col_grain = std::max<int64_t>(1, kGrain / (s.n * s.inner));
+  const KernelBuffer<T> bests(s.inner > 1 ? parallel_chunks(s.outer, threads, col_grain) * s.inner : 0);
   return [=]() {
     const int64_t n = s.n, inner = s.inner;
     if (inner == 1) {
@@ -182,8 +185,8 @@ template <class T> Kernel argmax_kernel(const KernelArgs& args) {
       return;
     }
     // inner > 1: walk the axis row by row (contiguous reads), a best value per inner position
-    parallel_for(s.outer, threads, std::max<int64_t>(1, kGrain / (n * inner)), [&](int64_t b, int64_t e) {
-      std::vector<T> best(static_cast<size_t>(inner));
+    parallel_for_chunks(s.outer, threads, col_grain, [&](int64_t b, int64_t e, int64_t c) {
+      T* const best = bests.data() + c * inner;
       for (int64_t o = b; o < e; ++o) {
         const T* xo = px + o * n * inner;
         int64_t* yo = py + o * inner;

@@ -13,7 +13,8 @@
 // busy — another session, or a nested call — runs its chunks itself, in order); the
 // caller takes part in its job; a forked child starts with an empty pool; the pool is
 // never destroyed (workers may still be asleep or spinning at exit).  A job is a function
-// pointer and a context pointer: dispatch allocates nothing.
+// pointer and a context pointer: dispatch allocates nothing, and once reserve() has started
+// the workers a run() allocates nothing at all (docs/runtime.md, "Allocation").
 #pragma once
 
 #include <pthread.h>
@@ -87,11 +88,27 @@ class WorkerPool {
       return;
     }
     slots_.store(team - 1, std::memory_order_relaxed);  // published by dispatch's release
-    while (static_cast<int>(workers_.size()) < team - 1) {
-      workers_.emplace_back([this, g = gen_.load()] { work(g); });
-      workers_.back().detach();
-    }
+    // A team larger than reserve() prepared for starts its missing workers now (this
+    // allocates: kernel factories reserve theirs, see reserve()).
+    while (static_cast<int>(workers_.size()) < team - 1) start_worker();
     dispatch(&trampoline<F>, &f, chunks);
+  }
+
+  // Starts worker threads until the pool has at least `workers`, so that run() with a team
+  // of up to workers + 1 threads (the caller takes part) creates no thread and allocates
+  // nothing.  Kernel factories call it with their step's threads - 1 (common.h add_kernel),
+  // so an Executor or an AOT context has its workers before its first run.  Waits for a job
+  // in progress; negative or 0: nothing to do.
+  void reserve(int workers) {
+    if (workers <= 0) return;
+    std::lock_guard<std::mutex> busy(run_mu_);
+    workers = std::min(workers, kMaxChunks);
+    while (static_cast<int>(workers_.size()) < workers) start_worker();
+  }
+  // Worker threads started so far (tests).
+  int workers() {
+    std::lock_guard<std::mutex> busy(run_mu_);
+    return static_cast<int>(workers_.size());
   }
 
   // Microseconds a worker (and a caller waiting for its job) spins before it sleeps.
@@ -114,6 +131,12 @@ class WorkerPool {
   }
 
   WorkerPool() : spin_ns_(spin_us_from_env() * 1000) {}
+
+  // Under run_mu_.  A new worker waits for the first job after the current generation.
+  void start_worker() {
+    workers_.emplace_back([this, g = gen_.load()] { work(g); });
+    workers_.back().detach();
+  }
 
   static WorkerPool*& instance() {
     static WorkerPool* p = nullptr;
@@ -257,18 +280,31 @@ class WorkerPool {
   std::atomic<int64_t> spin_ns_;
 };
 
+// The chunks parallel_for(n, threads, grain, f) splits [0, n) into (0 for n <= 0).
+inline int64_t parallel_chunks(int64_t n, int threads, int64_t grain) {
+  if (n <= 0) return 0;
+  return std::max<int64_t>(1, std::min<int64_t>(threads, (n + grain - 1) / std::max<int64_t>(grain, 1)));
+}
+
 // Split [0, n) into at most `threads` contiguous chunks of at least `grain` items and
-// run f(begin, end) on each.  Chunk boundaries depend on `threads`, so kernels whose
-// result would depend on them (reductions) must not use this for their reduce loop.
-template <class F> void parallel_for(int64_t n, int threads, int64_t grain, F&& f) {
-  if (n <= 0) return;
-  int64_t chunks = std::min<int64_t>(threads, (n + grain - 1) / std::max<int64_t>(grain, 1));
-  if (chunks <= 1) {
-    f(int64_t(0), n);
+// run f(begin, end, chunk) on each, chunk < parallel_chunks(n, threads, grain) <= threads: the
+// index of per-chunk scratch a kernel allocated when it was prepared (KernelBuffer, common.h).
+// Chunk boundaries depend on `threads`, so kernels whose result would depend on them
+// (reductions) must not use this for their reduce loop.
+template <class F> void parallel_for_chunks(int64_t n, int threads, int64_t grain, F&& f) {
+  const int64_t chunks = parallel_chunks(n, threads, grain);
+  if (chunks == 0) return;
+  if (chunks == 1) {
+    f(int64_t(0), n, int64_t(0));
     return;
   }
-  auto chunk = [&](int c) { f(n * c / chunks, n * (c + 1) / chunks); };
+  auto chunk = [&](int c) { f(n * c / chunks, n * (c + 1) / chunks, int64_t(c)); };
   WorkerPool::get().run(static_cast<int>(chunks), chunk);
+}
+
+// parallel_for_chunks without the chunk index: f(begin, end).
+template <class F> void parallel_for(int64_t n, int threads, int64_t grain, F&& f) {
+  parallel_for_chunks(n, threads, grain, [&](int64_t b, int64_t e, int64_t) { f(b, e); });
 }
 
 }  // namespace cpu

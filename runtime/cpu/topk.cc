@@ -93,32 +93,33 @@ constexpr int64_t kHeapRatio = 16;  // the heap when k * kHeapRatio <= n
 
 // buf[0:k] = the k first items of the line src[0], src[stride], ... in topk's order.
 template <class T>
-void select_line(const T* src, int64_t n, int64_t stride, int64_t k, bool largest, std::vector<Item>& buf) {
+void select_line(const T* src, int64_t n, int64_t stride, int64_t k, bool largest, Item* buf) {
   if (k > 0 && k * kHeapRatio <= n) {
-    buf.clear();
-    for (int64_t j = 0; j < k; ++j) buf.push_back(Item{order_key(src[j * stride], largest), j});
-    std::make_heap(buf.begin(), buf.end());
+    Item* const end = buf + k;
+    for (int64_t j = 0; j < k; ++j) buf[j] = Item{order_key(src[j * stride], largest), j};
+    std::make_heap(buf, end);
     // thr: the value of the worst kept item.  An item strictly worse as a float (v < thr for
     // largest) loses without its key; NaN, ties and a NaN thr fail the float test and go on to the
     // exact (key, index) comparison.
-    T thr = src[buf.front().i * stride];
+    T thr = src[buf[0].i * stride];
     for (int64_t j = k; j < n; ++j) {
       const T v = src[j * stride];
       if (largest ? v < thr : v > thr) continue;
       const Item it{order_key(v, largest), j};
-      if (it < buf.front()) {
-        std::pop_heap(buf.begin(), buf.end());
-        buf.back() = it;
-        std::push_heap(buf.begin(), buf.end());
-        thr = src[buf.front().i * stride];
+      if (it < buf[0]) {
+        std::pop_heap(buf, end);
+        end[-1] = it;
+        std::push_heap(buf, end);
+        thr = src[buf[0].i * stride];
       }
     }
-    std::sort_heap(buf.begin(), buf.end());
+    std::sort_heap(buf, end);
     return;
   }
-  buf.resize(static_cast<size_t>(n));
   for (int64_t j = 0; j < n; ++j) buf[j] = Item{order_key(src[j * stride], largest), j};
-  const auto first = buf.begin(), kth = buf.begin() + k, last = buf.end();
+  Item* const first = buf;
+  Item* const kth = buf + k;
+  Item* const last = buf + n;
   if (kth != last) std::nth_element(first, kth, last);  // selection: O(n), not a sort of the line
   std::sort(first, kth);
 }
@@ -147,16 +148,16 @@ template <class T> Kernel topk_kernel(const KernelArgs& args) {
   int64_t* pi = indices.as<int64_t>();
   const bool largest = attr.largest, sorted = attr.sorted;
   const int threads = args.ctx.threads;
+  const int64_t nlines = s.outer * s.inner, grain = std::max<int64_t>(1, kGrain / n);
+  const KernelBuffer<Item> bufs(parallel_chunks(nlines, threads, grain) * n);  // one line per chunk
   return [=]() {
-    const int64_t nlines = s.outer * s.inner;
-    parallel_for(nlines, threads, std::max<int64_t>(1, kGrain / n), [&](int64_t b, int64_t e) {
-      std::vector<Item> buf;
-      buf.reserve(static_cast<size_t>(n));
+    parallel_for_chunks(nlines, threads, grain, [&](int64_t b, int64_t e, int64_t c) {
+      Item* const buf = bufs.data() + c * n;
       for (int64_t line = b; line < e; ++line) {
         const int64_t o = line / s.inner, i = line % s.inner;
         const T* src = px + o * n * s.inner + i;
         select_line(src, n, s.inner, k, largest, buf);
-        if (!sorted) std::sort(buf.begin(), buf.begin() + k, [](const Item& a, const Item& b) { return a.i < b.i; });
+        if (!sorted) std::sort(buf, buf + k, [](const Item& a, const Item& b) { return a.i < b.i; });
         T* dv = pv + o * k * s.inner + i;
         int64_t* di = pi + o * k * s.inner + i;
         for (int64_t j = 0; j < k; ++j) {
