@@ -32,10 +32,10 @@ def _bad_weights(art, tmp_path):
     good = open(art.weights, "rb").read()
     records = h.weights_records(art.weights)
     other = h.artifact("two_optimizers").weights
-    out = [("another model's weights", other, []),
-           ("truncated", _write(tmp_path / "truncated.weights", good[:len(good) // 2]), []),
-           ("header only", _write(tmp_path / "header.weights", good[:128]), []),
-           ("empty", _write(tmp_path / "empty.weights", b""), [])]
+    out = [("another model's weights", other, ["plan", other]),
+           ("truncated", _write(tmp_path / "truncated.weights", good[:len(good) // 2]), [("truncated", "short")]),
+           ("header only", _write(tmp_path / "header.weights", good[:128]), [("truncated", "short")]),
+           ("empty", _write(tmp_path / "empty.weights", b""), ["empty.weights"])]
     # a flipped byte in the data of the last stored tensor: its sha256 no longer matches
     stored = [r for r in records if not r[6] and r[5] > 0]
     assert stored, "the model stores no tensor data"
@@ -46,10 +46,11 @@ def _bad_weights(art, tmp_path):
     # another plan hash in the header
     other_hash = bytearray(good)
     other_hash[16] = ord("0") if other_hash[16] != ord("0") else ord("1")
-    out.append(("another plan hash", _write(tmp_path / "hash.weights", bytes(other_hash)), []))
+    out.append(("another plan hash", _write(tmp_path / "hash.weights", bytes(other_hash)),
+                ["plan", bytes(other_hash[16:80]).decode()]))
     bad_magic = bytearray(good)
     bad_magic[0:8] = b"GRAPHCW9"
-    out.append(("a bad magic", _write(tmp_path / "magic.weights", bytes(bad_magic)), []))
+    out.append(("a bad magic", _write(tmp_path / "magic.weights", bytes(bad_magic)), ["magic"]))
     return out
 
 
