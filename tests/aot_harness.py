@@ -115,7 +115,8 @@ def sanitizer_works():
     with open(src, "w") as f:
         f.write("#include <vector>\nint main() { std::vector<int> v(3); return v[1]; }\n")
     exe = os.path.join(d, "probe")
-    r = subprocess.run([cxx, "-fsanitize=address,undefined", src, "-o", exe], capture_output=True, text=True)
+    r = subprocess.run([cxx, "-fsanitize=address,undefined", src, "-o", exe], capture_output=True, text=True,
+                       env=_tool_env())
     if r.returncode != 0:
         return False, f"{cxx} -fsanitize=address,undefined does not link: {r.stderr.strip()[-300:]}"
     r = subprocess.run([exe], capture_output=True, text=True, env=_sanitizer_env())
@@ -124,9 +125,16 @@ def sanitizer_works():
     return True, ""
 
 
-def _sanitizer_env():
+def _tool_env():
+    """The environment of the compiler, make and the drivers: without LD_PRELOAD (tools/sanitize.sh
+    preloads libasan into Python; the sanitized driver links it itself, the tools need none)."""
     env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)   # tools/sanitize.sh preloads libasan for Python; the driver links it
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
+def _sanitizer_env():
+    env = _tool_env()
     env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"
     env["UBSAN_OPTIONS"] = "halt_on_error=1:abort_on_error=1:print_stacktrace=1"
     return env
@@ -201,7 +209,8 @@ def _make(out_dir, kind, extra=()):
         cmd.append(f"CXXFLAGS=-O1 -g {SANITIZE_FLAGS}")
         cmd.append(f"LDFLAGS={SANITIZE_FLAGS}")
     cmd += list(extra)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+                       env=_tool_env())
     if r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
 
@@ -322,7 +331,8 @@ def build_driver(art, sanitize=False):
     cmd += [art.static_lib] + blas_link_flags()
     if not sanitize:
         cmd += [f"-Wl,--wrap={fn}" for fn in ALLOC_WRAPPED] + ["-rdynamic"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+                       env=_tool_env())
     if r.returncode != 0:
         raise AssertionError(f"driver build failed:\n{' '.join(cmd)}\n{r.stderr[-8000:]}")
     art.drivers[key] = exe
@@ -371,7 +381,7 @@ def run_driver(art, calls, threads, work_dir, weights=None, load_checkpoint=None
     os.makedirs(out_dir, exist_ok=True)
     cmd = [exe, "run", str(threads), weights or art.weights, seq_path, out_dir, load_checkpoint or "-",
            save_checkpoint or "-"]
-    env = _sanitizer_env() if sanitize else None
+    env = _sanitizer_env() if sanitize else _tool_env()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if r.returncode != 0:
         raise AssertionError(f"driver failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
@@ -444,7 +454,7 @@ def error_cases(art, bad_weights=(), bad_checkpoint=None, missing_dir=None):
     exe = build_driver(art)
     cmd = [exe, "errors", art.weights, bad_checkpoint or "-", os.path.join(missing_dir or "/nonexistent", "x.npz"),
            *bad_weights]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_tool_env())
     if r.returncode != 0:
         raise AssertionError(f"driver errors failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     cases = {}
