@@ -443,6 +443,17 @@ def assert_identical(got, want, calls, what=""):
     assert not bad, f"{what}: the artifact differs from the Session in {len(bad)} places: {bad[:20]}"
 
 
+def alloc_selftest(art):
+    """(allocations the driver made itself: 3 expected, allocations while the library created a
+    context: > 0 expected) as the driver's counter saw them."""
+    r = subprocess.run([build_driver(art), "selftest"], capture_output=True, text=True, timeout=300,
+                       env=_tool_env())
+    if r.returncode != 0:
+        raise AssertionError(f"driver selftest failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+    own, created = (int(x) for x in r.stdout.split())
+    return own, created
+
+
 # -- the C API's failure cases ---------------------------------------------------------------------
 
 def error_cases(art, bad_weights=(), bad_checkpoint=None, missing_dir=None):
@@ -929,8 +940,36 @@ static int errors_mode(int argc, char** argv) {
   return 0;
 }
 
+// driver selftest: the counter sees the driver's own allocations (3) and the library's
+// allocations while a context is created (> 0), so a count of 0 in run means none were made.
+static void* volatile g_sink = nullptr;
+static int selftest_mode() {
+  counting(true);
+  long before = allocs();
+  // through a volatile sink, so the compiler cannot elide the allocations
+  void* p = std::malloc(16);
+  g_sink = p;
+  int* q = new int[4];
+  g_sink = q;
+  void* r = std::aligned_alloc(64, 64);
+  g_sink = r;
+  long own = allocs() - before;
+  std::free(p);
+  delete[] q;
+  std::free(r);
+  Memory m = memory();
+  before = allocs();
+  @n@_context* ctx = create(m, 2);
+  long created = allocs() - before;
+  counting(false);
+  @n@_destroy(ctx);
+  std::printf("%ld %ld\n", own, created);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "run") == 0) return run_mode(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "selftest") == 0) return selftest_mode();
   if (argc >= 2 && std::strcmp(argv[1], "errors") == 0) return errors_mode(argc, argv);
   die(2, "usage", "driver run ... | driver errors ...");
   return 2;

@@ -86,6 +86,15 @@ def test_artifact_equals_session_bit_for_bit(key, tmp_path):
 
 
 @needs_toolchain
+def test_the_allocation_counter_counts():
+    """The driver's counter is live: it sees the driver's own malloc/new/aligned_alloc and the
+    allocations the static library makes while creating a context (so 0 inside calls is real)."""
+    own, created = h.alloc_selftest(h.artifact("mlp_sgd"))
+    assert own == 3
+    assert created > 0
+
+
+@needs_toolchain
 def test_weights_from_memory_give_the_same_bits(tmp_path):
     m = h.model("mlp_sgd")
     art = h.artifact("mlp_sgd")
