@@ -16,6 +16,11 @@
 //   aot_io_driver npz-read PATH SPEC OUTDIR
 //       SPEC lines "name dtype dims": read_npz(PATH) into buffers filled with 0xA5; writes
 //       OUTDIR/<line index>.bin.
+//   aot_io_driver weights-fuzz SPEC IMAGE N SEED
+//   aot_io_driver npz-fuzz PATH SPEC N SEED
+//       N damaged copies of the image / checkpoint (bytes flipped, set to 0x00/0xFF, runs of them,
+//       the end cut off), each loaded in-process: every one must either load or fail with
+//       kWeights / kCheckpoint and leave the destination untouched.  Prints "ok LOADED REFUSED".
 // Exit status: 0 ok; 10 + the aot::Status of an aot::Error (message on stderr); 2 usage or a
 // bad spec; 99 when a failed load changed the destination memory (all-or-nothing broken).
 #include <cstdio>
@@ -23,6 +28,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -101,6 +107,8 @@ struct Block {
   size_t size;
 };
 
+bool same(const Block& a, const Block& b) { return a.size == b.size && std::memcmp(a.p, b.p, a.size) == 0; }
+
 int fail_with(const aot::Error& e) {
   std::fprintf(stderr, "%s\n", e.what());
   return 10 + int(e.status);
@@ -123,18 +131,26 @@ int cmd_sha256(int argc, char** argv) {
   return 0;
 }
 
-int cmd_weights(int argc, char** argv) {
-  if (argc != 5) usage("weights SPEC IMAGE OUTDIR");
-  const auto lines = spec_lines(argv[2]);
-  if (lines.empty() || lines[0].size() != 5) usage("bad spec header");
-  const std::string plan = lines[0][0];
-  const uint64_t state_bytes = std::stoull(lines[0][1]), constant_bytes = std::stoull(lines[0][2]);
-  const int n_persistent = std::stoi(lines[0][3]), n_constants = std::stoi(lines[0][4]);
-  if (int(lines.size()) != 1 + n_persistent + n_constants) usage("spec line count");
-  // Storage that outlives the tables pointing into it.
+// The ModelTable of a weights spec, with the storage its pointers point into.
+struct SpecModel {
   std::vector<std::string> names, shas;
   std::vector<std::vector<int64_t>> dims;
   std::vector<aot::TensorTable> tables;
+  std::string plan;
+  aot::ModelTable m{};
+};
+
+void build_model(const char* spec, SpecModel* sm) {
+  const auto lines = spec_lines(spec);
+  if (lines.empty() || lines[0].size() != 5) usage("bad spec header");
+  sm->plan = lines[0][0];
+  const uint64_t state_bytes = std::stoull(lines[0][1]), constant_bytes = std::stoull(lines[0][2]);
+  const int n_persistent = std::stoi(lines[0][3]), n_constants = std::stoi(lines[0][4]);
+  if (int(lines.size()) != 1 + n_persistent + n_constants) usage("spec line count");
+  auto& names = sm->names;
+  auto& shas = sm->shas;
+  auto& dims = sm->dims;
+  auto& tables = sm->tables;
   names.reserve(lines.size());
   shas.reserve(lines.size());
   dims.reserve(lines.size());
@@ -156,17 +172,77 @@ int cmd_weights(int argc, char** argv) {
     t.zero_init = std::stoi(f[7]);
     tables.push_back(t);
   }
-  aot::ModelTable m{};
+  aot::ModelTable& m = sm->m;
   m.abi_version = aot::kAbiVersion;
   m.name = "io_test";
-  m.plan_sha256 = plan.c_str();
+  m.plan_sha256 = sm->plan.c_str();
   m.state_bytes = state_bytes;
   m.constant_bytes = constant_bytes;
   m.n_persistent = n_persistent;
   m.persistent = tables.data();
   m.n_constants = n_constants;
   m.constants = tables.data() + n_persistent;
-  Block state(state_bytes), constants(constant_bytes);
+}
+
+// One damaged copy of `good` (deterministic in rng).
+std::vector<uint8_t> damage(const std::vector<uint8_t>& good, std::mt19937_64& rng) {
+  std::vector<uint8_t> d = good;
+  if (d.empty()) return d;
+  const int kind = int(rng() % 5);
+  const size_t at = size_t(rng() % d.size());
+  if (kind == 0) {
+    d[at] ^= uint8_t(1u << (rng() % 8));
+  } else if (kind == 1 || kind == 2) {  // a run of 0x00 or 0xFF (sizes, offsets, counts)
+    const size_t len = 1 + size_t(rng() % 8);
+    for (size_t i = at; i < d.size() && i < at + len; ++i) d[i] = kind == 1 ? 0x00 : 0xFF;
+  } else if (kind == 3) {
+    d.resize(at);
+  } else {
+    for (int i = 0; i < 3; ++i) d[size_t(rng() % d.size())] = uint8_t(rng());
+  }
+  return d;
+}
+
+int cmd_weights_fuzz(int argc, char** argv) {
+  if (argc != 6) usage("weights-fuzz SPEC IMAGE N SEED");
+  SpecModel sm;
+  build_model(argv[2], &sm);
+  const std::vector<uint8_t> good = read_file(argv[3]);
+  const long n = std::atol(argv[4]);
+  std::mt19937_64 rng(std::strtoull(argv[5], nullptr, 10));
+  Block ref_state(sm.m.state_bytes), ref_constants(sm.m.constant_bytes);
+  aot::load_weights(good.data(), good.size(), sm.m, ref_state.p, ref_constants.p);
+  long loaded = 0, refused = 0;
+  for (long i = 0; i < n; ++i) {
+    const std::vector<uint8_t> bad = damage(good, rng);
+    Block state(sm.m.state_bytes), constants(sm.m.constant_bytes);
+    try {
+      aot::load_weights(bad.data(), bad.size(), sm.m, state.p, constants.p);
+      // a damaged copy that loads must have been damaged where it does not matter
+      if (!same(state, ref_state) || !same(constants, ref_constants)) {
+        std::fprintf(stderr, "damaged copy %ld loaded DIFFERENT values\n", i);
+        return 99;
+      }
+      ++loaded;
+    } catch (const aot::Error& e) {
+      if (e.status != aot::kWeights || !state.untouched() || !constants.untouched()) {
+        std::fprintf(stderr, "damaged copy %ld: status %d, memory %s: %s\n", i, int(e.status),
+                     state.untouched() && constants.untouched() ? "untouched" : "CHANGED", e.what());
+        return 99;
+      }
+      ++refused;
+    }
+  }
+  std::printf("ok %ld %ld\n", loaded, refused);
+  return 0;
+}
+
+int cmd_weights(int argc, char** argv) {
+  if (argc != 5) usage("weights SPEC IMAGE OUTDIR");
+  SpecModel sm;
+  build_model(argv[2], &sm);
+  const aot::ModelTable& m = sm.m;
+  Block state(m.state_bytes), constants(m.constant_bytes);
   const std::vector<uint8_t> image = read_file(argv[3]);
   try {
     aot::load_weights(image.data(), image.size(), m, state.p, constants.p, "weights file 'test.weights'");
@@ -237,6 +313,56 @@ int cmd_npz_read(int argc, char** argv) {
 
 }  // namespace
 
+int cmd_npz_fuzz(int argc, char** argv) {
+  if (argc != 6) usage("npz-fuzz PATH SPEC N SEED");
+  const std::vector<uint8_t> good = read_file(argv[2]);
+  const auto lines = spec_lines(argv[3]);
+  const long n = std::atol(argv[4]);
+  std::mt19937_64 rng(std::strtoull(argv[5], nullptr, 10));
+  auto make = [&](std::vector<Block>* blocks, std::vector<aot::NpzExpect>* expect) {
+    blocks->reserve(lines.size());
+    for (const auto& f : lines) {
+      const std::vector<int64_t> dims = parse_dims(f[2]);
+      const int32_t dtype = std::stoi(f[1]);
+      const uint64_t nbytes = count_of(dims) * aot::dtype_bytes(dtype);
+      blocks->emplace_back(nbytes);
+      expect->push_back(aot::NpzExpect{f[0], dtype, dims, blocks->back().p, nbytes});
+    }
+  };
+  std::vector<Block> ref;
+  std::vector<aot::NpzExpect> ref_expect;
+  make(&ref, &ref_expect);
+  aot::read_npz_image(good.data(), good.size(), ref_expect, "checkpoint 'good'");
+  long loaded = 0, refused = 0;
+  for (long i = 0; i < n; ++i) {
+    const std::vector<uint8_t> bad = damage(good, rng);
+    std::vector<Block> blocks;
+    std::vector<aot::NpzExpect> expect;
+    make(&blocks, &expect);
+    try {
+      aot::read_npz_image(bad.data(), bad.size(), expect, "checkpoint 'fuzz'");
+      for (size_t k = 0; k < blocks.size(); ++k) {
+        if (!same(blocks[k], ref[k])) {
+          std::fprintf(stderr, "damaged copy %ld loaded DIFFERENT values\n", i);
+          return 99;
+        }
+      }
+      ++loaded;
+    } catch (const aot::Error& e) {
+      bool untouched = true;
+      for (const Block& b : blocks) untouched = untouched && b.untouched();
+      if (e.status != aot::kCheckpoint || !untouched) {
+        std::fprintf(stderr, "damaged copy %ld: status %d, memory %s: %s\n", i, int(e.status),
+                     untouched ? "untouched" : "CHANGED", e.what());
+        return 99;
+      }
+      ++refused;
+    }
+  }
+  std::printf("ok %ld %ld\n", loaded, refused);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) usage("expected a command: sha256, weights, npz-write, npz-read");
   const std::string cmd = argv[1];
@@ -244,5 +370,7 @@ int main(int argc, char** argv) {
   if (cmd == "weights") return cmd_weights(argc, argv);
   if (cmd == "npz-write") return cmd_npz_write(argc, argv);
   if (cmd == "npz-read") return cmd_npz_read(argc, argv);
+  if (cmd == "weights-fuzz") return cmd_weights_fuzz(argc, argv);
+  if (cmd == "npz-fuzz") return cmd_npz_fuzz(argc, argv);
   usage("unknown command " + cmd);
 }

@@ -157,7 +157,10 @@ def test_special_values_match_torch_or_the_limit(name, ours, theirs, dtype):
         np.testing.assert_allclose(y[i], ty[i], err_msg=f"{name} y at {v}", **TOL[dtype])
         np.testing.assert_allclose(dx[i], tdx[i], err_msg=f"{name} dx at {v}", **TOL[dtype])
         if y[i] == 0:
-            assert np.signbit(y[i]) == np.signbit(ty[i]), (name, v, y[i], ty[i])
+            # torch's sign, or, for x·Φ(x) and x·σ(x) (Φ, σ > 0), the exact result's: x's (torch's
+            # vectorised gelu gives +0 for x = -0 and -10 in float32 on some CPUs)
+            exact_sign = name.split("-")[0] in ("gelu", "silu") and np.signbit(y[i]) == np.signbit(v)
+            assert np.signbit(y[i]) == np.signbit(ty[i]) or exact_sign, (name, v, y[i], ty[i])
 
 
 def test_no_nan_where_exp_overflows():

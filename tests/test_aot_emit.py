@@ -9,8 +9,9 @@ errors, and one real build each with make and with cmake of a tiny training prog
 driver's fetches and final variables equal a Session's byte for byte.  The broad parity tests
 (every op, every optimizer, threads 1 and 2) are tests/test_aot_parity.py.
 
-GRAPHC_AOT_OBJDIR=/some/dir shares the make build's runtime objects between runs (the artifact is
-always named "mlp", built with the same flags), so a rerun compiles only the generated file.
+GRAPHC_AOT_OBJDIR=/some/dir shares the make build's runtime objects (the Makefile's OBJDIR) with the
+other AOT test modules and between runs: the artifact is named "aotm" like theirs, so the kernels
+compile once and a rerun compiles only the generated file.
 """
 
 import hashlib
@@ -523,31 +524,44 @@ def _check_driver(program, out, exe, tmp_path, embedded, threads=1):
     assert got == want
 
 
+# The artifact name of the make build: the one every AOT test module builds under (tests/aot_harness.py
+# AOT_TEST_NAME), so with a shared GRAPHC_AOT_OBJDIR the runtime objects compile once per session.
+AOT_TEST_NAME = "aotm"
+
+
+@pytest.fixture(scope="module")
+def objdir(tmp_path_factory):
+    """GRAPHC_AOT_OBJDIR (the session's shared object folder) when set, else one of this module."""
+    return os.environ.get("GRAPHC_AOT_OBJDIR") or str(tmp_path_factory.mktemp("aot_objects"))
+
+
 @pytest.mark.skipif(shutil.which("make") is None or GXX is None, reason="needs make and a C++ compiler")
-def test_make_build_runs_like_a_session(program, tmp_path):
+def test_make_build_runs_like_a_session(program, tmp_path, objdir):
     """--embed-weights artifact built with `make`; the C driver (built by `make programs`) trains
-    3 steps and infers, from the weights file and from the embedded image: byte-identical to a
-    Session.  The shared library links no libpython."""
+    3 steps and infers, from the weights file and from the embedded image, at threads 1 and 2:
+    byte-identical to a Session of the same threads.  The shared library links no libpython."""
     train_fetch = program.plan("train").fetches
     assert train_fetch, "the train entry fetches its loss"
-    res = emit_c(program, tmp_path / "out", name="mlp", embed_weights=True)
-    (tmp_path / "driver.c").write_text(DRIVER)
-    # GRAPHC_AOT_OBJDIR: share the runtime objects between runs (a warm rebuild takes seconds).
-    objdir = [f"OBJDIR={os.environ['GRAPHC_AOT_OBJDIR']}"] if os.environ.get("GRAPHC_AOT_OBJDIR") else []
-    r = subprocess.run(["make", "-j2", "all", "programs", f"PROGRAMS={tmp_path / 'driver.c'}", *objdir],
-                       cwd=res.out_dir, capture_output=True, text=True, env=_build_env(), timeout=1500)
+    n = AOT_TEST_NAME
+    res = emit_c(program, tmp_path / "out", name=n, embed_weights=True)
+    (tmp_path / "driver.c").write_text(DRIVER.replace("mlp", n).replace("MLP", n.upper()))
+    jobs = os.environ.get("GRAPHC_BUILD_JOBS", "2")
+    r = subprocess.run(["make", f"-j{jobs}", "all", "programs", f"PROGRAMS={tmp_path / 'driver.c'}",
+                        f"OBJDIR={objdir}"], cwd=res.out_dir, capture_output=True, text=True, env=_build_env(),
+                       timeout=1500)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     out = res.out_dir
-    assert os.path.isfile(os.path.join(out, "libmlp.a")) and os.path.isfile(os.path.join(out, "libmlp.so"))
-    for embedded in (False, True):
-        _check_driver(program, out, os.path.join(out, "bin", "driver"), tmp_path, embedded)
+    assert os.path.isdir(os.path.join(objdir, n, "openblas", "graphc", "cpu"))   # the shared runtime objects
+    assert os.path.isfile(os.path.join(out, f"lib{n}.a")) and os.path.isfile(os.path.join(out, f"lib{n}.so"))
+    for embedded, threads in ((False, 1), (True, 1), (True, 2)):
+        _check_driver(program, out, os.path.join(out, "bin", "driver"), tmp_path, embedded, threads)
     if shutil.which("readelf"):
-        dyn = subprocess.run(["readelf", "-d", os.path.join(out, "libmlp.so")], capture_output=True, text=True).stdout
+        so = os.path.join(out, f"lib{n}.so")
+        dyn = subprocess.run(["readelf", "-d", so], capture_output=True, text=True).stdout
         assert "libpython" not in dyn
-        syms = subprocess.run(["nm", "-D", "--defined-only", os.path.join(out, "libmlp.so")], capture_output=True,
-                              text=True).stdout.split()
-        exported = sorted(s for s in syms if s.startswith("mlp_"))
-        assert "mlp_create" in exported and "mlp_run_train" in exported
+        syms = subprocess.run(["nm", "-D", "--defined-only", so], capture_output=True, text=True).stdout.split()
+        exported = sorted(s for s in syms if s.startswith(f"{n}_"))
+        assert f"{n}_create" in exported and f"{n}_run_train" in exported
         assert not [s for s in syms if "graphc" in s and "weights" in s]   # the image symbols are hidden
 
 

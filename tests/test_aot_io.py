@@ -13,14 +13,11 @@ per module with the system g++ against those three files only.
 """
 
 import hashlib
-import importlib
-import importlib.util
 import io
 import os
 import shutil
 import struct
 import subprocess
-import sys
 import warnings
 import zipfile
 import zlib
@@ -29,6 +26,7 @@ import numpy as np
 import pytest
 
 from graphc import checkpoint
+from graphc.aot import weights as W
 from graphc.errors import CheckpointError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,21 +38,6 @@ DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.int64, 5: np.bool_}
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
 
 
-def _weights_module():
-    """graphc.aot.weights; loaded from its file while the graphc.aot package (another branch's)
-    is not in this tree."""
-    try:
-        return importlib.import_module("graphc.aot.weights")
-    except ImportError:
-        path = os.path.join(ROOT, "graphc", "aot", "weights.py")
-        spec = importlib.util.spec_from_file_location("graphc_aot_weights", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-W = _weights_module()
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +45,20 @@ def driver(tmp_path_factory):
     cxx = shutil.which(os.environ.get("CXX", "g++").split()[-1]) or shutil.which("g++")
     if cxx is None:
         pytest.skip("no C++ compiler (g++) on PATH: the AOT I/O driver cannot be built")
-    exe = str(tmp_path_factory.mktemp("aot_io") / "aot_io_driver")
+    folder = tmp_path_factory.mktemp("aot_io")
+    exe = str(folder / "aot_io_driver")
     launcher = [shutil.which("ccache")] if shutil.which("ccache") else []
+    # GRAPHC_SANITIZE=1 (as tools/sanitize.sh sets): under ASan + UBSan, any report fails the case
     sanitize = ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"] \
         if os.environ.get("GRAPHC_SANITIZE") == "1" else []
-    cmd = [*launcher, cxx, "-O2", "-std=c++17", "-pthread", "-Wall", "-Wextra", "-Werror", *sanitize, "-I",
-           os.path.join(ROOT, "runtime"), *[os.path.join(ROOT, s) for s in SOURCES], "-o", exe]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    flags = ["-O2", "-std=c++17", "-pthread", "-Wall", "-Wextra", "-Werror", *sanitize]
+    objects = []
+    for source in SOURCES:  # one file per compile, so that ccache can reuse the objects
+        obj = str(folder / (os.path.basename(source) + ".o"))
+        subprocess.run([*launcher, cxx, *flags, "-I", os.path.join(ROOT, "runtime"), "-c",
+                        os.path.join(ROOT, source), "-o", obj], check=True, capture_output=True, text=True)
+        objects.append(obj)
+    subprocess.run([cxx, *flags, *objects, "-o", exe], check=True, capture_output=True, text=True)
     return exe
 
 
@@ -206,11 +196,34 @@ def test_writer_refuses_bad_tensor_lists(tmp_path):
         W.weights_layout([good[-1], good[0]])
     with pytest.raises(W.WeightsError, match="which need 60"):
         W.weights_layout([("w", W.VARIABLE, 1, (3, 5), b"\0" * 59)])
+    with pytest.raises(W.WeightsError, match="C-contiguous"):
+        W.weights_layout([("w", W.VARIABLE, 1, (4, 3), np.ones((3, 4), np.float32).T)])
+    # arrays are taken as they are (C-contiguous, any dtype that has the bytes)
+    assert W.weights_layout([("w", W.VARIABLE, 2, (), np.array(1.5))]).records[0].nbytes == 8
+    assert W.weights_layout([("w", W.VARIABLE, 1, np.array([2, 3]), None)]).records[0].nbytes == 24
+    for dims in [(2, -1), (2.0, 3), (True, 3)]:
+        with pytest.raises(W.WeightsError, match="non-negative ints"):
+            W.weights_layout([("w", W.VARIABLE, 1, dims, None)])
     with pytest.raises(W.WeightsError, match="DataType"):
         W.weights_layout([("w", W.VARIABLE, 9, (3,), None)])
     with pytest.raises(W.WeightsError, match="64 lowercase hex"):
         W.write_weights(tmp_path / "x.weights", "ABC", good)
     assert not (tmp_path / "x.weights").exists()
+
+
+def test_python_reader_reads_the_writer_and_checks_like_c(tmp_path):
+    case = WeightsCase(tmp_path)
+    plan, tensors = W.read_weights(case.image)
+    assert plan == PLAN
+    assert [(t.name, t.kind, t.dtype, t.dims) for t in tensors] == [t[:4] for t in case.tensors]
+    for t, (_, _, _, _, arr), rec in zip(tensors, case.tensors, case.records):
+        assert (t.nbytes, t.sha256, t.zero_init) == (rec.nbytes, rec.sha256, rec.zero_init)
+        assert t.data == (None if rec.zero_init else arr.tobytes())
+    for how, match in [("magic", "magic"), ("truncated", "the header says"), ("flipped_byte", "do not match"),
+                       ("misaligned", "misaligned"), ("ndim_huge", "runs past the end")]:
+        image, _, _ = corrupt(case, how)
+        with pytest.raises(W.WeightsError, match=match):
+            W.read_weights(image)
 
 
 def expected_memory(case):
@@ -403,10 +416,10 @@ def test_c_checkpoint_is_deterministic_and_replaces_atomically(driver, tmp_path)
     arrays = ckpt_arrays()
     path = tmp_path / "c.npz"
     path.write_bytes(b"old contents")
-    os.chmod(path, 0o640)
+    os.chmod(path, 0o604)  # no umask turns 0666 into this: the old mode is set explicitly
     c_write(driver, tmp_path, path, arrays)
     first = path.read_bytes()
-    assert os.stat(path).st_mode & 0o777 == 0o640  # the replaced file's mode is kept
+    assert os.stat(path).st_mode & 0o777 == 0o604  # the replaced file's mode is kept
     c_write(driver, tmp_path, path, arrays)
     assert path.read_bytes() == first
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in tmp_path.iterdir())
@@ -451,6 +464,16 @@ def test_big_endian_and_fortran_members_convert_exactly(driver, tmp_path):
     want = checkpoint.load(path, expected_of(arrays))  # the Python loader's conversion
     assert_same(want, arrays)
     assert_same(c_read(driver, tmp_path, path, expected_of(arrays)), arrays)
+
+
+def test_marker_of_another_integer_type_is_accepted(driver, tmp_path):
+    # graphc.checkpoint accepts any 0-d integer marker; so does the C reader (big-endian too)
+    w = np.arange(4, dtype=np.float32)
+    for marker in (np.array(1, ">i4"), np.array(1, np.uint8), np.array(1, ">u8")):
+        path = tmp_path / "m.npz"
+        path.write_bytes(_npz({"w": w, checkpoint.MARKER: marker}, marker=None))
+        assert_same(checkpoint.load(path, {"w": (np.float32, (4,))}), {"w": w})
+        assert_same(c_read(driver, tmp_path, path, {"w": (np.float32, (4,))}), {"w": w})
 
 
 def _npz(members, marker=1, method=zipfile.ZIP_STORED):
@@ -643,3 +666,42 @@ def test_oversized_file_is_refused_before_reading(driver, tmp_path):
         f.truncate(64 << 20)  # sparse: 64 MB of zeros for a 4-byte checkpoint
     got = c_read(driver, tmp_path, path, {"w": (np.float32, ())}, expect_status=K_CHECKPOINT)
     assert "more than a checkpoint of these 1 variables can be" in got
+
+
+# ---------------------------------------------------------------------------------------------
+# damaged copies, in-process in the driver
+
+FUZZ_COPIES = int(os.environ.get("GRAPHC_AOT_IO_FUZZ", "20000"))
+
+
+def fuzz_counts(output):
+    word, loaded, refused = output.split()
+    assert word == "ok" and int(loaded) + int(refused) == FUZZ_COPIES
+    return int(loaded), int(refused)
+
+
+def test_damaged_weights_load_right_or_not_at_all(driver, tmp_path):
+    case = WeightsCase(tmp_path)
+    (tmp_path / "spec.txt").write_text(case.spec)
+    (tmp_path / "image.weights").write_bytes(bytes(case.image))
+    # the driver exits 99 if a copy fails with another status, changes memory when refused, or
+    # loads values other than the undamaged image's
+    loaded, refused = fuzz_counts(run(driver, "weights-fuzz", tmp_path / "spec.txt", tmp_path / "image.weights",
+                                      FUZZ_COPIES, 1))
+    # only the header's padding, the records' padding and the bytes between tensors may change
+    assert refused > loaded
+
+
+@pytest.mark.parametrize("writer", ["c", "python_big_endian_fortran"])
+def test_damaged_checkpoints_load_right_or_not_at_all(driver, tmp_path, writer):
+    arrays = ckpt_arrays(3)
+    path = tmp_path / "f.npz"
+    if writer == "c":
+        c_write(driver, tmp_path, path, arrays, zip64=True)
+    else:
+        stored = {n: a.astype(a.dtype.newbyteorder(">"), order="F") for n, a in arrays.items()}
+        checkpoint.save(path, stored)
+    lines = [f"{name}\t{CODES[a.dtype]}\t{dims_text(a.shape)}" for name, a in arrays.items()]
+    (tmp_path / "read.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    loaded, refused = fuzz_counts(run(driver, "npz-fuzz", path, tmp_path / "read.txt", FUZZ_COPIES, 2))
+    assert refused > loaded

@@ -296,3 +296,19 @@ def test_build_py_ships_runtime_sources(tmp_path):
     ops = _runtime.kernel_ops()
     assert (sources.select_sources(ops, root=str(shipped), base=link_base())
             == sources.select_sources(ops, base=link_base()))
+
+
+def test_sdist_carries_the_runtime_sources(tmp_path):
+    # A wheel built from the sdist must be able to ship them too (MANIFEST.in).
+    import tarfile
+
+    res = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    [archive] = list(tmp_path.glob("*.tar.gz"))
+    with tarfile.open(archive) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    want = {os.path.relpath(os.path.join(d, f), REPO).replace(os.sep, "/")
+            for d, _dirs, files in os.walk(RUNTIME) for f in files
+            if f.endswith((".h", ".cc", ".inc", ".pyx", ".pxd"))}
+    assert want <= names, sorted(want - names)

@@ -86,3 +86,38 @@ def test_the_counter_sees_a_run_that_allocates(shim):
     rows = _probe(shim, 1, ["selftest/"])
     assert [r["case"] for r in rows] == ["selftest/bad_index"]
     assert rows[0]["first"] > 0 and rows[0]["later"] > 0
+
+
+def _aot_mlp_program():
+    import graphc as gc
+    from graphc.program import build_program
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (32, 784))
+        t = gc.placeholder("t", (32,), dtype="int64")
+        model = gc.nn.Sequential(gc.nn.Linear(784, 256), gc.nn.ReLU(), gc.nn.Linear(256, 256), gc.nn.ReLU(),
+                                 gc.nn.Linear(256, 10))
+        y = gc.reshape(model(x), (32, 10), name="y")
+        loss = gc.softmax_cross_entropy(y, t, name="loss")
+    train = gc.compile(g, train={"loss": loss, "optimizer": gc.optim.AdamW(lr=1e-3, clip_global_norm=1.0)})
+    infer = gc.compile(g, train=False, fetches=[y])
+    return build_program({"train": train, "infer": infer})
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("g++") is None, reason="needs make and g++")
+def test_aot_entry_calls_do_not_allocate(shim, tmp_path):
+    """The issue's promise on a real artifact: an MLP train + infer program emitted with gc.emit_c,
+    built with its Makefile (default BLAS), run by tests/noalloc_aot_driver.c under the shim
+    counting every thread: 0 allocations in the first and in later calls of both entries, at
+    threads 1 and 2.  GRAPHC_AOT_OBJDIR shares the runtime objects with tests/test_aot_emit.py."""
+    from graphc.aot.emit import emit_c
+    res = emit_c(_aot_mlp_program(), tmp_path / "out", name="mlp")
+    shutil.copy(os.path.join(ROOT, "tests", "noalloc_aot_driver.c"), tmp_path / "driver.c")
+    objdir = [f"OBJDIR={os.environ['GRAPHC_AOT_OBJDIR']}"] if os.environ.get("GRAPHC_AOT_OBJDIR") else []
+    r = subprocess.run(["make", "-j2", "all", "programs", f"PROGRAMS={tmp_path / 'driver.c'}", *objdir],
+                       cwd=res.out_dir, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for threads in (1, 2):
+        p = subprocess.run([os.path.join(res.out_dir, "bin", "driver"), str(threads), "4"], cwd=res.out_dir,
+                           env=dict(os.environ, LD_PRELOAD=shim), capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert f"threads={threads} train: first=0 later=0  infer: first=0 later=0" in p.stdout, p.stdout

@@ -44,9 +44,9 @@ def makefile(name, cc_sources, embed_weights):
 #
 # CXX, CC, CXXFLAGS, CFLAGS, LDFLAGS and LDLIBS are yours (CXXFLAGS come after the kernel flags,
 # e.g. CXXFLAGS="-O1 -g -fsanitize=address,undefined").  The runtime objects go under
-# $(OBJDIR)/$(BLAS): artifacts of the same name may share one OBJDIR (the generated {name}.cc and
-# the weights are compiled under $(MODEL_OBJDIR), which stays in this folder); artifacts built with
-# other CXXFLAGS need their own OBJDIR.
+# $(OBJDIR)/$(NAME)/$(BLAS) (they depend on the name through -Dgraphc=graphc_$(NAME)), so any
+# artifacts may share one OBJDIR: the generated {name}.cc and the weights are compiled under
+# $(MODEL_OBJDIR), which stays in this folder.  Builds with other CXXFLAGS need their own OBJDIR.
 
 NAME := {name}
 CXX ?= g++
@@ -89,7 +89,7 @@ RUNTIME_SOURCES := \\
 MODEL_SOURCES := $(NAME).cc
 ASM_SOURCES := {asm}
 
-RUNTIME_OBJECTS := $(patsubst %.cc,$(OBJDIR)/$(BLAS)/%.o,$(RUNTIME_SOURCES))
+RUNTIME_OBJECTS := $(patsubst %.cc,$(OBJDIR)/$(NAME)/$(BLAS)/%.o,$(RUNTIME_SOURCES))
 MODEL_OBJECTS := $(patsubst %.cc,$(MODEL_OBJDIR)/$(BLAS)/%.o,$(MODEL_SOURCES)) \\
   $(patsubst %.S,$(MODEL_OBJDIR)/%.o,$(ASM_SOURCES))
 OBJECTS := $(RUNTIME_OBJECTS) $(MODEL_OBJECTS)
@@ -109,7 +109,7 @@ endif
 lib$(NAME).so: $(OBJECTS)
 \t$(CXX) -shared -pthread $(LDFLAGS) $(SO_FLAGS) -o $@ $^ $(BLAS_LIBS) $(LDLIBS)
 
-$(OBJDIR)/$(BLAS)/%.o: %.cc
+$(OBJDIR)/$(NAME)/$(BLAS)/%.o: %.cc
 \t@mkdir -p $(dir $@)
 \t$(CXX) $(GRAPHC_FLAGS) $(BLAS_FLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
 

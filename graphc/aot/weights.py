@@ -27,8 +27,11 @@ before it copies a byte.
 
 import hashlib
 import math
+import operator
 import struct
 from typing import NamedTuple
+
+import numpy as np
 
 from graphc.fileio import atomic_write
 
@@ -90,12 +93,20 @@ def _check(index, tensor):
         raise WeightsError(f"tensor {name!r}: kind {kind!r} is not one of {KINDS}")
     if dtype not in ITEM_BYTES:
         raise WeightsError(f"tensor {name!r}: dtype {dtype!r} is not a DataType number 1..5")
-    dims = tuple(dims)
-    if any(not isinstance(d, int) or isinstance(d, bool) or d < 0 for d in dims):
+    try:
+        if any(isinstance(d, (bool, np.bool_)) for d in dims):
+            raise TypeError("a bool is not a dim")
+        dims = tuple(operator.index(d) for d in dims)  # ints, numpy ints
+    except TypeError:
+        raise WeightsError(f"tensor {name!r}: dims must be non-negative ints, got {dims!r:.200}") from None
+    if any(d < 0 for d in dims):
         raise WeightsError(f"tensor {name!r}: dims must be non-negative ints, got {dims}")
     nbytes = ITEM_BYTES[dtype] * math.prod(dims)
     if data is not None:
-        data = memoryview(data).cast("B")
+        try:
+            data = memoryview(data).cast("B")
+        except (TypeError, ValueError) as e:
+            raise WeightsError(f"tensor {name!r}: the data must be C-contiguous bytes-like: {e}") from None
         if data.nbytes != nbytes:
             raise WeightsError(f"tensor {name!r}: {data.nbytes} bytes for dtype {dtype} dims {dims}, "
                                f"which need {nbytes}")
@@ -117,7 +128,7 @@ def _normalize(tensors):
 
 
 def _is_zero(data):
-    return data is None or not any(data)
+    return data is None or not np.frombuffer(data, np.uint8).any()
 
 
 def weights_layout(tensors):
@@ -184,7 +195,7 @@ def weights_image(plan_sha256_hex, tensors):
         raise WeightsError(f"the plan sha256 must be 64 lowercase hex digits, got {plan_sha256_hex!r:.100}")
     normalized = _normalize(tensors)
     layout = weights_layout(tensors)
-    out = bytearray(layout.image_bytes)
+    out = bytearray(layout.image_bytes)  # zero-filled: padding and the header's tail
     _HEADER.pack_into(out, 0, MAGIC, FORMAT, len(normalized), plan_sha256_hex.encode(), layout.image_bytes,
                       HEADER_BYTES)
     pos = HEADER_BYTES
@@ -200,3 +211,66 @@ def weights_image(plan_sha256_hex, tensors):
         if not rec.zero_init:
             out[off:off + nbytes] = data
     return WeightsImage(bytes(out), layout)
+
+
+class WeightsTensor(NamedTuple):
+    """One tensor of an image as :func:`read_weights` finds it (``data`` None when zero_init)."""
+    name: str
+    kind: int
+    dtype: int
+    dims: tuple
+    nbytes: int
+    sha256: str
+    zero_init: bool
+    data: bytes
+
+
+def read_weights(data):
+    """Parse and check an image (bytes-like): returns (plan sha256 hex, [WeightsTensor, ...]).
+
+    The Python twin of the C reader's self-checks (magic, format, sizes, bounds, alignment, every
+    tensor's sha256); the comparison with an artifact's tables is the C reader's.  Raises
+    WeightsError naming what is wrong."""
+    data = bytes(data)
+    if len(data) < HEADER_BYTES:
+        raise WeightsError(f"{len(data)} bytes: shorter than the {HEADER_BYTES}-byte header")
+    magic, fmt, count, plan, total, table = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise WeightsError(f"not a graphc weights image (magic {magic!r})")
+    if fmt != FORMAT:
+        raise WeightsError(f"format {fmt}; this graphc reads format {FORMAT}")
+    if total != len(data):
+        raise WeightsError(f"the header says {total} bytes, the image has {len(data)}")
+    if table != HEADER_BYTES:
+        raise WeightsError(f"the record table starts at {table}, expected {HEADER_BYTES}")
+    tensors, pos = [], table
+    for i in range(count):
+        if pos + _RECORD.size > len(data):
+            raise WeightsError(f"record {i} runs past the end")
+        kind, dtype, ndim, name_len, offset, nbytes, digest, zero, reserved = _RECORD.unpack_from(data, pos)
+        end = pos + (_RECORD.size + 8 * ndim + name_len + 7) // 8 * 8
+        if end > len(data):
+            raise WeightsError(f"record {i} runs past the end")
+        dims = struct.unpack_from(f"<{ndim}q", data, pos + _RECORD.size)
+        name = data[pos + _RECORD.size + 8 * ndim:pos + _RECORD.size + 8 * ndim + name_len].decode("utf-8", "replace")
+        pos = end
+        if kind not in KINDS or dtype not in ITEM_BYTES or reserved != 0 or any(d < 0 for d in dims) or \
+                nbytes != ITEM_BYTES[dtype] * math.prod(dims) or zero not in (0, 1):
+            raise WeightsError(f"record {i} ({name!r}) is malformed: kind {kind}, dtype {dtype}, dims {dims}, "
+                               f"{nbytes} bytes, zero_init {zero}, reserved {reserved}")
+        tensors.append([name, kind, dtype, dims, offset, nbytes, digest.hex(), bool(zero)])
+    out = []
+    for name, kind, dtype, dims, offset, nbytes, digest, zero in tensors:
+        if zero:
+            payload = None
+            actual = hashlib.sha256(bytes(nbytes)).hexdigest()
+        else:
+            if offset % ALIGNMENT or offset < pos or offset + nbytes > len(data):
+                raise WeightsError(f"{name!r}: {nbytes} bytes at offset {offset} are misaligned or outside the "
+                                   f"data section [{pos}, {len(data)})")
+            payload = data[offset:offset + nbytes]
+            actual = hashlib.sha256(payload).hexdigest()
+        if actual != digest:
+            raise WeightsError(f"{name!r}: its bytes do not match their sha256 (the image is damaged)")
+        out.append(WeightsTensor(name, kind, dtype, dims, nbytes, digest, zero, payload))
+    return plan.decode("ascii", "replace"), out

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -312,24 +313,29 @@ void write_npz_atomic(const std::string& path, const std::vector<NpzTensor>& ten
   put32(end, std::min<uint64_t>(cd_offset, kMax32));
   put16(end, 0);
 
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  struct stat old;
-  const mode_t mode = ::stat(path.c_str(), &old) == 0 ? (old.st_mode & 07777) : 0666;
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  // pid and a per-process count: two contexts saving at once never share a temporary file.
+  static std::atomic<uint64_t> saves{0};
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(saves++);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);  // umask applies
   if (fd < 0) throw Error(kIo, io_error(where + ": cannot create " + quote(tmp)));
-  bool ok = true;
+  std::string err;  // the first failure
+  auto check = [&](bool good, const char* what) {
+    if (!good && err.empty()) err = io_error(where + ": cannot " + what + " " + quote(tmp));
+    return good;
+  };
+  // A replaced checkpoint keeps its mode (as graphc.fileio.atomic_write does).
+  struct stat old;
+  bool ok = !(::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode)) ||
+            check(::fchmod(fd, old.st_mode & 07777) == 0, "set the mode of");
   for (size_t i = 0; ok && i < members.size(); ++i) {
     const Member& m = members[i];
-    ok = write_all(fd, locals[i].data(), locals[i].size()) && write_all(fd, m.header.data(), m.header.size()) &&
-         write_all(fd, m.data, m.nbytes);
+    ok = check(write_all(fd, locals[i].data(), locals[i].size()) && write_all(fd, m.header.data(), m.header.size()) &&
+                   write_all(fd, m.data, m.nbytes),
+               "write");
   }
-  ok = ok && write_all(fd, central.data(), central.size()) && write_all(fd, end.data(), end.size());
-  ok = ok && ::fsync(fd) == 0;
-  std::string err = ok ? "" : io_error(where + ": cannot write " + quote(tmp));
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    err = io_error(where + ": cannot write " + quote(tmp));
-  }
+  ok = ok && check(write_all(fd, central.data(), central.size()) && write_all(fd, end.data(), end.size()), "write");
+  ok = ok && check(::fsync(fd) == 0, "flush");
+  ok = check(::close(fd) == 0, "close") && ok;
   if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
     ok = false;
     err = io_error(where + ": cannot rename " + quote(tmp) + " over it");
@@ -602,7 +608,7 @@ class Reader {
     if (eocd >= kLocator64Bytes && get32(p_ + eocd - kLocator64Bytes) == kLocator64Sig) {
       const uint8_t* l = p_ + eocd - kLocator64Bytes;
       const uint64_t e64 = get64(l + 8);
-      if (get32(l + 4) != 0 || get32(l + 16) != 1) fail(": zip archives spanning several disks are not supported");
+      if (get32(l + 4) != 0 || get32(l + 16) > 1) fail(": zip archives spanning several disks are not supported");
       if (e64 > eocd - kLocator64Bytes || eocd - kLocator64Bytes - e64 < kEnd64Bytes || get32(p_ + e64) != kEnd64Sig) {
         fail(" is corrupt: its zip64 end of central directory record is missing or misplaced");
       }

@@ -109,6 +109,7 @@ void Sha256::final(uint8_t out[32]) noexcept {
     out[4 * i + 2] = uint8_t(h_[i] >> 8);
     out[4 * i + 3] = uint8_t(h_[i]);
   }
+  reset();
 }
 
 std::string digest_hex(const uint8_t digest[32]) {

@@ -16,7 +16,7 @@ class Sha256 {
   Sha256() noexcept;
   // Feed n more bytes (any split of the message gives the same digest).
   void update(const void* p, size_t n) noexcept;
-  // The digest of everything fed so far; the object is spent afterwards (reset() to reuse).
+  // The digest of everything fed so far; the object then starts over, as if new.
   void final(uint8_t out[32]) noexcept;
   void reset() noexcept;
 

@@ -118,40 +118,41 @@ std::string quote(const char* s, size_t n) {
 void load_weights(const void* data, size_t nbytes, const ModelTable& m, uint8_t* state, uint8_t* constants,
                   const char* source) {
   const std::string where = source ? source : "weights";
-  auto fail = [&](const std::string& what) { throw Error(kWeights, where + ": " + what); };
+  // what: " is ...", " has ...", or ": record 3 ..." after where
+  auto fail = [&](const std::string& what) { throw Error(kWeights, where + what); };
   if (data == nullptr && nbytes > 0) throw Error(kArgument, where + ": null data pointer");
   const uint8_t* const p = static_cast<const uint8_t*>(data);
 
   // The header.
   if (nbytes < kWeightsHeaderBytes) {
-    fail("is " + std::to_string(nbytes) + " bytes, shorter than the 128-byte header of a graphc weights image");
+    fail(" is " + std::to_string(nbytes) + " bytes, shorter than the 128-byte header of a graphc weights image");
   }
-  if (std::memcmp(p, kWeightsMagic, 8) != 0) fail("is not a graphc weights image (no 'GRAPHCW1' magic)");
+  if (std::memcmp(p, kWeightsMagic, 8) != 0) fail(" is not a graphc weights image (no 'GRAPHCW1' magic)");
   const uint32_t format = u32_at(p + 8);
   if (format != kWeightsFormat) {
-    fail("has format " + std::to_string(format) + "; this artifact reads format " + std::to_string(kWeightsFormat));
+    fail(" has format " + std::to_string(format) + "; this artifact reads format " + std::to_string(kWeightsFormat));
   }
   const std::string file_plan(reinterpret_cast<const char*>(p + 16), 64);
   const std::string want_plan = m.plan_sha256 ? m.plan_sha256 : "";
   if (file_plan != want_plan) {
-    fail("belongs to another plan (plan sha256 " + quote(file_plan) + " in the file, '" + want_plan +
+    fail(" belongs to another plan (plan sha256 " + quote(file_plan) + " in the file, '" + want_plan +
          "' in this artifact)");
   }
   const uint64_t total = u64_at(p + 80);
   if (total != nbytes) {
-    fail(total > nbytes ? "is truncated: the header says " + std::to_string(total) + " bytes, there are " +
+    fail(total > nbytes ? " is truncated: the header says " + std::to_string(total) + " bytes, there are " +
                               std::to_string(nbytes)
-                        : "has " + std::to_string(nbytes - total) + " bytes past the " + std::to_string(total) +
+                        : " has " + std::to_string(nbytes - total) + " bytes past the " + std::to_string(total) +
                               " its header declares");
   }
   const uint64_t table_offset = u64_at(p + 88);
   if (table_offset != kWeightsHeaderBytes) {
-    fail("its record table starts at " + std::to_string(table_offset) + ", expected 128");
+    fail(": its record table starts at " + std::to_string(table_offset) + ", expected 128");
   }
   const uint32_t count = u32_at(p + 12);
   const uint64_t want_count = uint64_t(m.n_persistent) + uint64_t(m.n_constants);
   if (count != want_count) {
-    fail("holds " + std::to_string(count) + " tensors, this artifact has " + std::to_string(want_count) + " (" +
+    fail(" holds " + std::to_string(count) + " tensors, this artifact has " + std::to_string(want_count) + " (" +
          std::to_string(m.n_persistent) + " persistent, " + std::to_string(m.n_constants) + " constants)");
   }
 
@@ -160,7 +161,7 @@ void load_weights(const void* data, size_t nbytes, const ModelTable& m, uint8_t*
   uint64_t pos = table_offset;
   for (uint32_t i = 0; i < count; ++i) {
     Record& r = records[i];
-    if (nbytes - pos < kWeightsRecordFixedBytes) fail("record " + std::to_string(i) + " runs past the end");
+    if (nbytes - pos < kWeightsRecordFixedBytes) fail(": record " + std::to_string(i) + " runs past the end");
     const uint8_t* q = p + pos;
     r.kind = u32_at(q);
     r.dtype = u32_at(q + 4);
@@ -171,13 +172,13 @@ void load_weights(const void* data, size_t nbytes, const ModelTable& m, uint8_t*
     r.sha256 = q + 32;
     r.zero_init = u32_at(q + 64);
     r.reserved = u32_at(q + 68);
-    if (r.ndim > kMaxNdim) fail("record " + std::to_string(i) + " claims " + std::to_string(r.ndim) + " dims");
+    if (r.ndim > kMaxNdim) fail(": record " + std::to_string(i) + " claims " + std::to_string(r.ndim) + " dims");
     if (name_len > kMaxNameBytes) {
-      fail("record " + std::to_string(i) + " claims a " + std::to_string(name_len) + "-byte name");
+      fail(": record " + std::to_string(i) + " claims a " + std::to_string(name_len) + "-byte name");
     }
     const uint64_t var = uint64_t(r.ndim) * 8 + name_len;
     const uint64_t len = (kWeightsRecordFixedBytes + var + 7) / 8 * 8;
-    if (nbytes - pos < len) fail("record " + std::to_string(i) + " runs past the end");
+    if (nbytes - pos < len) fail(": record " + std::to_string(i) + " runs past the end");
     r.dims.resize(r.ndim);
     for (uint32_t d = 0; d < r.ndim; ++d) {
       r.dims[d] = static_cast<int64_t>(u64_at(q + kWeightsRecordFixedBytes + 8 * d));
@@ -246,7 +247,7 @@ void load_weights(const void* data, size_t nbytes, const ModelTable& m, uint8_t*
       continue;
     }
   }
-  if (!problems.empty()) fail("does not match this artifact: " + joined(problems));
+  if (!problems.empty()) fail(" does not match this artifact: " + joined(problems));
 
   // The destination: the tables are trusted, but a wrong one must not write out of bounds.
   for (uint32_t i = 0; i < count; ++i) {
