@@ -61,8 +61,12 @@ def test_the_models_cover_every_registry_op_and_every_plan_op():
         outs = [o for n in every.graph.nodes if n.op == op for o in n.outputs]
         assert outs, f"no {op} node in the every-op graph"
         assert any(storage.get(o) == pb.VIEW for o in outs), f"{op}: no output is a VIEW value of the plan"
-    # and the state kinds: variables, optimizer state, constants
-    assert any(len(e.plan.persistent) for e in h.model("gpt_adamw_clip").source.proto.entries)
+    # and every kind of state memory: variables, optimizer state (moments, momentum), constants
+    def names(key):
+        return [v.name for v in h.model(key).source.proto.persistent]
+    assert any(n.endswith("/adam_m") for n in names("gpt_adamw_clip")), names("gpt_adamw_clip")
+    assert any(n.endswith("/adam_m") for n in names("lstm_adam_clip")), names("lstm_adam_clip")
+    assert any(n.endswith("/momentum") for n in names("cnn_momentum")), names("cnn_momentum")
     assert len(plan.constants) > 0 and len(plan.persistent) > 0
 
 
