@@ -17,7 +17,10 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from graphc import checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -65,3 +68,46 @@ def test_blas_blocks_on_the_workers_allocate_nothing(shim, case):
     rows = _rows(2, "count", case, env=dict(os.environ, LD_PRELOAD=shim))
     row = rows[case]
     assert (row["first"], row["later"]) == (0, 0), row
+
+
+# -- the checkpoint writer's temporary file ---------------------------------------------------
+
+DRIVER_SOURCES = ["tests/aot_review_driver.cc", "runtime/aot/sha256.cc", "runtime/aot/npz.cc",
+                  "runtime/aot/weights_file.cc"]
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler: the review driver cannot be built")
+    folder = tmp_path_factory.mktemp("aot_review")
+    launcher = [shutil.which("ccache")] if shutil.which("ccache") else []
+    flags = ["-O1", "-std=c++17", "-pthread", "-Wall", "-Wextra", "-Werror"]
+    objects = []
+    for source in DRIVER_SOURCES:
+        obj = str(folder / (os.path.basename(source) + ".o"))
+        subprocess.run([*launcher, cxx, *flags, "-I", os.path.join(ROOT, "runtime"), "-c", os.path.join(ROOT, source),
+                        "-o", obj], check=True, capture_output=True, text=True)
+        objects.append(obj)
+    exe = str(folder / "aot_review_driver")
+    subprocess.run([cxx, *flags, *objects, "-o", exe], check=True, capture_output=True, text=True)
+    return exe
+
+
+def test_checkpoint_writer_never_writes_through_a_planted_temporary_name(driver, tmp_path):
+    # The writer's temporary name (<path>.tmp-<pid>-<n>) is predictable: in a shared folder
+    # another user can plant a link there.  Opening it with O_TRUNC followed the link and
+    # overwrote the file it points at; the writer must create its temporary file afresh
+    # (O_EXCL, no link followed) and take another name when one is taken.
+    path = tmp_path / "ckpt.npz"
+    proc = subprocess.run([driver, "tmp_taken", str(path)], capture_output=True, text=True)
+    victims = [tmp_path / f"ckpt.npz.victim-{n}" for n in range(4)]
+    assert [v.read_bytes() for v in victims] == [b"victim"] * 4
+    assert proc.returncode == 0, proc.stderr
+    assert not path.is_symlink()
+    loaded = dict(np.load(path))
+    assert loaded["w"].tobytes() == np.array([1, 2, 3], np.float32).tobytes()
+    assert int(loaded[checkpoint.MARKER]) == 1
+    # no temporary file of the writer is left besides the planted links
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name and not p.is_symlink()) == []
