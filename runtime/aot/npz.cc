@@ -313,10 +313,18 @@ void write_npz_atomic(const std::string& path, const std::vector<NpzTensor>& ten
   put32(end, std::min<uint64_t>(cd_offset, kMax32));
   put16(end, 0);
 
-  // pid and a per-process count: two contexts saving at once never share a temporary file.
+  // pid and a per-process count: two contexts saving at once never share a temporary file.  The
+  // name is predictable, so it is created afresh (O_EXCL: never an existing file, nor a link
+  // someone planted there, which O_TRUNC would follow and overwrite); a taken name moves on to
+  // the next count.
   static std::atomic<uint64_t> saves{0};
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(saves++);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);  // umask applies
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(saves++);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);  // umask applies
+    if (fd >= 0 || errno != EEXIST) break;
+  }
   if (fd < 0) throw Error(kIo, io_error(where + ": cannot create " + quote(tmp)));
   std::string err;  // the first failure
   auto check = [&](bool good, const char* what) {
