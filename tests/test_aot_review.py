@@ -111,3 +111,21 @@ def test_checkpoint_writer_never_writes_through_a_planted_temporary_name(driver,
     assert int(loaded[checkpoint.MARKER]) == 1
     # no temporary file of the writer is left besides the planted links
     assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name and not p.is_symlink()) == []
+
+
+K_IO = 6  # aot::kIo (runtime/aot/tables.h); the driver exits 10 + status
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_checkpoint_reader_refuses_a_fifo_without_blocking(driver, tmp_path):
+    # graphc.checkpoint refuses anything but a regular file before it opens it ("a FIFO:
+    # reading it could block forever"); the C reader made the same check only after open(),
+    # which blocks on a FIFO until some writer opens it: the call never returned.
+    fifo = tmp_path / "ckpt.npz"
+    os.mkfifo(fifo)
+    try:
+        proc = subprocess.run([driver, "load_checkpoint", str(fifo)], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("loading a checkpoint from a FIFO blocked")
+    assert proc.returncode == 10 + K_IO, (proc.returncode, proc.stderr)
+    assert "is not a regular file" in proc.stderr
