@@ -958,7 +958,9 @@ void read_npz_image(const void* data, size_t nbytes, const std::vector<NpzExpect
 
 void read_npz(const std::string& path, const std::vector<NpzExpect>& expect) {
   const std::string where = "checkpoint " + quote(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO blocks until a writer comes, before the check below could refuse
+  // it (no effect on a regular file's reads; cleared anyway once it is known to be one).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) throw Error(kIo, where + " does not exist");
     throw Error(kIo, io_error(where + " cannot be opened"));
@@ -971,6 +973,8 @@ void read_npz(const std::string& path, const std::vector<NpzExpect>& expect) {
   if (::fstat(fd, &st) != 0) throw Error(kIo, io_error(where + " cannot be read"));
   // a folder, a FIFO (reading it could block forever) or a device
   if (!S_ISREG(st.st_mode)) throw Error(kIo, where + " is not a regular file");
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl == -1 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) throw Error(kIo, io_error(where + " cannot be read"));
   const uint64_t size = uint64_t(st.st_size);
   // A checkpoint of these tensors cannot be larger than their bytes plus, per member, a .npy
   // header and the zip records (names, extra fields and comments of at most 64 KiB each): a
