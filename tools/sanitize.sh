@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build graphc._runtime with AddressSanitizer + UndefinedBehaviorSanitizer and run the
-# kernel tests, the malformed-plan corpus and the mutation fuzz under it.
+# kernel tests, the malformed-plan corpus and the mutation fuzz under it; then build the AOT
+# test artifacts (graphc compile --emit c) with ASan + UBSan and run their parity tests.
 #
 #   tools/sanitize.sh                 # build into build/asan, then run the tests
 #   tools/sanitize.sh -x -k concat    # extra arguments go to pytest
@@ -30,10 +31,14 @@ start=$(date +%s)
 # A copy of the Python sources next to the sanitized extension: PYTHONPATH=$out then
 # imports this package and this extension, never an installed or in-place one.
 # The extension is kept: build_ext rebuilds it only when a runtime source is newer.
+# The runtime sources go where an installed package keeps them (graphc/_runtime_src), for
+# gc.emit_c, which copies them into the AOT artifacts.
 python - "$out" <<'EOF'
 import shutil, sys
 shutil.copytree("graphc", sys.argv[1] + "/graphc", dirs_exist_ok=True,
                 ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+shutil.copytree("runtime", sys.argv[1] + "/graphc/_runtime_src", dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("*.pyx", "*.pxd", "__pycache__"))
 EOF
 GRAPHC_SANITIZE=1 python setup.py -q build_ext -b "$out" -t "$out-temp"
 built=$(date +%s)
@@ -63,4 +68,12 @@ print('sanitize.sh: testing', r.__file__)"
 status=0
 python -m pytest -q -p no:cacheprovider "${tests[@]}" "$@" || status=$?
 echo "sanitize.sh: tests in $(($(date +%s) - built)) s (exit $status)"
+
+# The AOT artifacts (graphc compile --emit c): every test model's artifact and the test driver
+# rebuilt with -fsanitize=address,undefined run the parity sequences against the Session
+# (tests/test_aot_parity.py -k sanitize; skipped, saying why, when the compiler cannot link
+# a sanitized program).  The driver links libasan itself, so the test drops LD_PRELOAD for it.
+aot_start=$(date +%s)
+GRAPHC_AOT_SANITIZE=1 python -m pytest -q -p no:cacheprovider -rs tests/test_aot_parity.py -k sanitize || status=$?
+echo "sanitize.sh: AOT artifacts under ASan+UBSan in $(($(date +%s) - aot_start)) s (exit $status)"
 exit $status

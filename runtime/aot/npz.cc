@@ -31,7 +31,6 @@ constexpr uint32_t kLocator64Sig = 0x07064b50;
 constexpr uint64_t kLocalBytes = 30, kCentralBytes = 46, kEndBytes = 22, kEnd64Bytes = 56, kLocator64Bytes = 20;
 constexpr uint32_t kMax32 = 0xffffffffu;
 constexpr uint16_t kMax16 = 0xffffu;
-constexpr size_t kListLimit = 10;
 const char kSuffix[] = ".npy";
 const char kNpyMagic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 
@@ -61,15 +60,6 @@ uint16_t get16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
 uint32_t get32(const uint8_t* p) { return uint32_t(get16(p)) | (uint32_t(get16(p + 2)) << 16); }
 uint64_t get64(const uint8_t* p) { return uint64_t(get32(p)) | (uint64_t(get32(p + 4)) << 32); }
 
-std::string joined(const std::vector<std::string>& problems) {
-  std::string s;
-  for (size_t i = 0; i < problems.size() && i < kListLimit; ++i) {
-    if (i) s += "; ";
-    s += problems[i];
-  }
-  if (problems.size() > kListLimit) s += "; and " + std::to_string(problems.size() - kListLimit) + " more";
-  return s;
-}
 
 std::string io_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 

@@ -25,15 +25,6 @@ uint32_t u32_at(const uint8_t* p) {
 
 uint64_t u64_at(const uint8_t* p) { return uint64_t(u32_at(p)) | (uint64_t(u32_at(p + 4)) << 32); }
 
-std::string joined(const std::vector<std::string>& problems) {
-  std::string s;
-  for (size_t i = 0; i < problems.size() && i < kListLimit; ++i) {
-    if (i) s += "; ";
-    s += problems[i];
-  }
-  if (problems.size() > kListLimit) s += "; and " + std::to_string(problems.size() - kListLimit) + " more";
-  return s;
-}
 
 const char* kind_name(int64_t kind) {
   switch (kind) {
@@ -87,6 +78,16 @@ std::string shape_text(const int64_t* dims, int32_t ndim) {
   }
   if (ndim == 1) s += ",";
   return s + ")";
+}
+
+std::string joined(const std::vector<std::string>& problems) {
+  std::string s;
+  for (size_t i = 0; i < problems.size() && i < kListLimit; ++i) {
+    if (i) s += "; ";
+    s += problems[i];
+  }
+  if (problems.size() > kListLimit) s += "; and " + std::to_string(problems.size() - kListLimit) + " more";
+  return s;
 }
 
 std::string quote(const char* s, size_t n) {

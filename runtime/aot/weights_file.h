@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tables.h"
 
@@ -56,6 +57,8 @@ std::string shape_text(const int64_t* dims, int32_t ndim);
 // A name quoted like Python's repr(), control bytes escaped, cut after about 200 characters.
 std::string quote(const char* s, size_t n);
 inline std::string quote(const std::string& s) { return quote(s.data(), s.size()); }
+// Problems "; "-joined, at most 10 of them, then "; and N more" (graphc/checkpoint.py's _problems).
+std::string joined(const std::vector<std::string>& problems);
 
 }  // namespace aot
 }  // namespace graphc
