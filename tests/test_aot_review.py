@@ -129,3 +129,47 @@ def test_checkpoint_reader_refuses_a_fifo_without_blocking(driver, tmp_path):
         pytest.fail("loading a checkpoint from a FIFO blocked")
     assert proc.returncode == 10 + K_IO, (proc.returncode, proc.stderr)
     assert "is not a regular file" in proc.stderr
+
+
+# -- locale --------------------------------------------------------------------------------------
+
+LOCALE_DRIVER = os.path.join(HERE, "aot_review_locale.py")
+
+
+@pytest.fixture(scope="module")
+def comma_locale(tmp_path_factory):
+    """(environment, locale name) of a locale whose decimal separator is a comma: an installed
+    one, else de_DE.UTF-8 compiled with localedef into a temporary LOCPATH."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        names = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
+    except OSError:
+        names = []
+    for name in names:
+        if name.lower().replace("-", "") in ("de_de.utf8", "fr_fr.utf8", "de_de", "fr_fr"):
+            return env, name
+    localedef = shutil.which("localedef")
+    if localedef is None:
+        pytest.skip("no locale with a decimal comma and no localedef to make one")
+    folder = tmp_path_factory.mktemp("locales")
+    proc = subprocess.run([localedef, "-i", "de_DE", "-f", "UTF-8", str(folder / "de_DE.UTF-8")], capture_output=True,
+                          text=True)
+    if not (folder / "de_DE.UTF-8").exists():
+        pytest.skip(f"localedef could not make de_DE.UTF-8: {proc.stderr[-300:]}")
+    env["LOCPATH"] = str(folder)
+    return env, "de_DE.UTF-8"
+
+
+def test_fused_float_literals_do_not_depend_on_the_c_locale(comma_locale):
+    # The fused interpreter read pow's exponent with strtod, which follows LC_NUMERIC: under a
+    # decimal comma "1.5" stopped at the '.', and loading the plan (a Session, or an artifact's
+    # context in a host program that called setlocale) failed with "is not a number".
+    env, name = comma_locale
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, LOCALE_DRIVER, *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout.split()[-1]
+
+    assert run(name) == run()
