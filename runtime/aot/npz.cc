@@ -303,10 +303,18 @@ void write_npz_atomic(const std::string& path, const std::vector<NpzTensor>& ten
   put32(end, std::min<uint64_t>(cd_offset, kMax32));
   put16(end, 0);
 
-  // pid and a per-process count: two contexts saving at once never share a temporary file.
+  // pid and a per-process count: two contexts saving at once never share a temporary file.  The
+  // name is predictable, so it is created afresh (O_EXCL: never an existing file, nor a link
+  // someone planted there, which O_TRUNC would follow and overwrite); a taken name moves on to
+  // the next count.
   static std::atomic<uint64_t> saves{0};
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(saves++);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);  // umask applies
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(saves++);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);  // umask applies
+    if (fd >= 0 || errno != EEXIST) break;
+  }
   if (fd < 0) throw Error(kIo, io_error(where + ": cannot create " + quote(tmp)));
   std::string err;  // the first failure
   auto check = [&](bool good, const char* what) {
@@ -940,7 +948,9 @@ void read_npz_image(const void* data, size_t nbytes, const std::vector<NpzExpect
 
 void read_npz(const std::string& path, const std::vector<NpzExpect>& expect) {
   const std::string where = "checkpoint " + quote(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO blocks until a writer comes, before the check below could refuse
+  // it (no effect on a regular file's reads; cleared anyway once it is known to be one).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) throw Error(kIo, where + " does not exist");
     throw Error(kIo, io_error(where + " cannot be opened"));
@@ -953,6 +963,8 @@ void read_npz(const std::string& path, const std::vector<NpzExpect>& expect) {
   if (::fstat(fd, &st) != 0) throw Error(kIo, io_error(where + " cannot be read"));
   // a folder, a FIFO (reading it could block forever) or a device
   if (!S_ISREG(st.st_mode)) throw Error(kIo, where + " is not a regular file");
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl == -1 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) throw Error(kIo, io_error(where + " cannot be read"));
   const uint64_t size = uint64_t(st.st_size);
   // A checkpoint of these tensors cannot be larger than their bytes plus, per member, a .npy
   // header and the zip records (names, extra fields and comments of at most 64 KiB each): a

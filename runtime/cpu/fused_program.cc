@@ -3,7 +3,9 @@
 #include "fused_program.h"
 
 #include <cerrno>
+#include <clocale>
 #include <cstdlib>
+#include <cstring>
 
 #include "elementwise_ops.h"
 
@@ -32,6 +34,32 @@ int parse_index(const std::string& s) {
     v = v * 10 + (c - '0');
   }
   return v;
+}
+
+// `text` as a double, whole, written as Python's float repr writes it ('.' for the decimal point:
+// 1.5, 1e-05, inf, nan, -0.0), exactly (strtod rounds correctly), whatever the C locale: strtod
+// reads the decimal point of LC_NUMERIC, which a program that runs the kernels (an AOT
+// artifact's host, or Python after locale.setlocale) may have set to ','.  false when `text`
+// is not a number.
+bool parse_double(const std::string& text, double* out) {
+  if (text.empty()) return false;
+  std::string s = text;
+  const std::lconv* lc = std::localeconv();
+  const char* point = lc != nullptr && lc->decimal_point != nullptr ? lc->decimal_point : ".";
+  if (std::strcmp(point, ".") != 0 && *point != '\0') {
+    s.clear();
+    for (char c : text) {
+      if (c == '.') {
+        s += point;
+      } else {
+        s += c;
+      }
+    }
+  }
+  char* end = nullptr;
+  errno = 0;
+  *out = std::strtod(s.c_str(), &end);
+  return end == s.c_str() + s.size();
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -98,13 +126,9 @@ std::vector<Stmt> parse(const KernelArgs& args, const std::string& text, int fir
           bad(head + " has no attr '" + name + "'" + (has_exponent ? " (given twice)" : ""));
         }
         const std::string value = item.substr(e + 1);
-        // strtod reads Python's float repr exactly (1e-05, inf, nan, -0.0).
-        char* end = nullptr;
-        errno = 0;
-        const double v = value.empty() ? 0.0 : std::strtod(value.c_str(), &end);
-        if (value.empty() || end != value.c_str() + value.size()) {
-          bad("attr exponent = '" + value + "' is not a number");
-        }
+        // Python's float repr, read exactly and in any C locale (parse_double).
+        double v = 0.0;
+        if (!parse_double(value, &v)) bad("attr exponent = '" + value + "' is not a number");
         s.exponent = v;
         has_exponent = true;
       }

@@ -62,6 +62,10 @@ constexpr int64_t kOwnGemmMinN = 96;
 // The BLAS path's fixed output blocks (blas_kernel): rows of C per gemm call, outputs per gemv call.
 constexpr int64_t kBlasRows = 64;
 constexpr int64_t kBlasCols = 1024;
+// Those blocks run on graphc's workers, and OpenBLAS allocates a thread's own buffers in its
+// first call there: every worker makes that call when it starts (WorkerPool::add_thread_init,
+// inside reserve() at prepare time), so no run allocates.
+[[maybe_unused]] const bool kBlasWorkersPrepared = WorkerPool::add_thread_init(&blas::prepare_thread);
 
 // What runs after the product, on flat output ranges [b, e) that hold their final p.
 // Empty for plain matmul.

@@ -104,6 +104,26 @@ class WorkerPool {
     std::lock_guard<std::mutex> busy(run_mu_);
     workers = std::min(workers, kMaxChunks);
     while (static_cast<int>(workers_.size()) < workers) start_worker();
+    // The new workers' thread_init functions (their allocations) happen here, not in a run.
+    while (ready_.load(std::memory_order_acquire) < static_cast<int>(workers_.size())) std::this_thread::yield();
+  }
+
+  // A function every worker thread runs once when it starts, before its first job: a
+  // library's per-thread setup that would otherwise allocate inside a run (matmul.cc adds
+  // blas::prepare_thread: OpenBLAS allocates a thread's buffers in its first call there, and
+  // the BLAS path spreads its calls over the workers).  Added at static initialisation, before
+  // any worker starts; at most kMaxThreadInits, repeats ignored.  Must not throw.
+  using ThreadInit = void (*)();
+  static bool add_thread_init(ThreadInit fn) {
+    std::lock_guard<std::mutex> lock(init_mu());
+    const int n = init_count().load(std::memory_order_relaxed);
+    for (int i = 0; i < n; ++i) {
+      if (inits()[i] == fn) return true;
+    }
+    if (n >= kMaxThreadInits) return false;
+    inits()[n] = fn;
+    init_count().store(n + 1, std::memory_order_release);
+    return true;
   }
   // Worker threads started so far (tests).
   int workers() {
@@ -134,8 +154,35 @@ class WorkerPool {
 
   // Under run_mu_.  A new worker waits for the first job after the current generation.
   void start_worker() {
-    workers_.emplace_back([this, g = gen_.load()] { work(g); });
+    workers_.emplace_back([this, g = gen_.load()] {
+      run_thread_inits();
+      ready_.fetch_add(1, std::memory_order_release);
+      work(g);
+    });
     workers_.back().detach();
+  }
+
+  static constexpr int kMaxThreadInits = 8;
+  static std::mutex& init_mu() {
+    static std::mutex mu;
+    return mu;
+  }
+  static ThreadInit* inits() {
+    static ThreadInit fns[kMaxThreadInits] = {};
+    return fns;
+  }
+  static std::atomic<int>& init_count() {
+    static std::atomic<int> n{0};
+    return n;
+  }
+  static void run_thread_inits() {
+    const int n = init_count().load(std::memory_order_acquire);
+    for (int i = 0; i < n; ++i) {
+      try {
+        inits()[i]();
+      } catch (...) {
+      }
+    }
   }
 
   static WorkerPool*& instance() {
@@ -278,6 +325,7 @@ class WorkerPool {
   std::atomic<int> sleepers_{0};
   std::atomic<bool> caller_waiting_{false};
   std::atomic<int64_t> spin_ns_;
+  std::atomic<int> ready_{0};  // workers that ran their thread_init functions
 };
 
 // The chunks parallel_for(n, threads, grain, f) splits [0, n) into (0 for n <= 0).

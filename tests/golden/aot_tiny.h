@@ -11,8 +11,9 @@
  * went wrong (tiny_last_error(NULL): why tiny_create failed, per thread).  No exception
  * crosses the API and an entry call allocates no memory.
  * Threads: one context per thread.  Process-wide, shared by every context: the OpenBLAS thread
- * count (set to the context's `threads` on every call), the CPU worker pool and the version
- * counter.  `threads` = the threads of gc.Session(..., threads=) for identical bits.
+ * count (set to 1 by every BLAS call: the products run on the CPU worker pool), the CPU worker
+ * pool and the version counter.  `threads` = the threads of gc.Session(..., threads=) for
+ * identical bits.
  */
 #ifndef TINY_H_
 #define TINY_H_
