@@ -9,6 +9,11 @@ distinguishes (gemm with op(A)/op(B) transposed or not, one row, one column, a b
 bytes must not depend on the thread count, the blocks must put every output in its place (numpy
 agrees to rounding), and a run must allocate nothing, the first one included, even though
 the workers make OpenBLAS calls of their own (docs/aot.md, "Threads and what is process-wide").
+
+Also: the C checkpoint writer never writes through a link planted at its temporary name, the C
+checkpoint reader refuses a FIFO without blocking (tests/aot_review_driver.cc), and a fused
+program's float literal loads the same under a decimal-comma C locale, as a host program of an
+artifact may set (tests/aot_review_locale.py).
 """
 
 import json
