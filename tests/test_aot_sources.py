@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import graphc
 from graphc._load_blas import load_openblas
 from graphc.aot import sources
 from graphc.errors import AotError
@@ -87,7 +88,15 @@ def test_rows_name_files_that_define_their_register_function():
 
 
 def test_runtime_source_dir():
-    assert os.path.samefile(sources.runtime_source_dir(), RUNTIME)
+    """The installed copy after `pip install .` (CI), the source tree's runtime/ in an in-place
+    build; either way the same files as runtime/."""
+    installed = os.path.join(os.path.dirname(os.path.abspath(graphc.__file__)), "_runtime_src")
+    want = installed if os.path.isdir(installed) else RUNTIME
+    got = sources.runtime_source_dir()
+    assert os.path.samefile(got, want)
+    for rel in ("kernel_registry.cc", "aot/aot_runtime.cc", "cpu/matmul.cc"):
+        with open(os.path.join(got, rel), "rb") as a, open(os.path.join(RUNTIME, rel), "rb") as b:
+            assert a.read() == b.read(), rel
 
 
 def test_runtime_source_dir_prefers_installed_copy(tmp_path):

@@ -25,6 +25,7 @@ import subprocess
 import sys
 
 import pytest
+from subproc import child_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,7 +42,8 @@ def shim(tmp_path_factory):
 
 
 def _probe(shim, threads, prefixes, trace=False):
-    env = dict(os.environ, LD_PRELOAD=shim, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # the tested graphc (site-packages after `pip install .`, else the source tree): tests/subproc.py
+    env = child_env(LD_PRELOAD=shim)
     if trace:
         env["NOALLOC_TRACE"] = "1"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "noalloc_probe.py"), str(threads), *prefixes],
