@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 import pytest
+from subproc import child_env
 
 from graphc import checkpoint
 
@@ -33,8 +34,7 @@ PROBE = os.path.join(HERE, "aot_review_probe.py")
 
 
 def _rows(threads, *extra, env=None):
-    env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env = child_env(env)  # the tested graphc (site-packages after `pip install .`, else the source tree)
     proc = subprocess.run([sys.executable, PROBE, str(threads), *extra], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -145,7 +145,7 @@ LOCALE_DRIVER = os.path.join(HERE, "aot_review_locale.py")
 def comma_locale(tmp_path_factory):
     """(environment, locale name) of a locale whose decimal separator is a comma: an installed
     one, else de_DE.UTF-8 compiled with localedef into a temporary LOCPATH."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     try:
         names = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
     except OSError:
