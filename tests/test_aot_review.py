@@ -9,6 +9,11 @@ distinguishes (gemm with op(A)/op(B) transposed or not, one row, one column, a b
 bytes must not depend on the thread count, the blocks must put every output in its place (numpy
 agrees to rounding), and a run must allocate nothing, the first one included, even though
 the workers make OpenBLAS calls of their own (docs/aot.md, "Threads and what is process-wide").
+
+Also: the C checkpoint writer never writes through a link planted at its temporary name, the C
+checkpoint reader refuses a FIFO without blocking (tests/aot_review_driver.cc), and a fused
+program's float literal loads the same under a decimal-comma C locale, as a host program of an
+artifact may set (tests/aot_review_locale.py).
 """
 
 import json
@@ -19,6 +24,7 @@ import sys
 
 import numpy as np
 import pytest
+from subproc import child_env
 
 from graphc import checkpoint
 
@@ -28,8 +34,7 @@ PROBE = os.path.join(HERE, "aot_review_probe.py")
 
 
 def _rows(threads, *extra, env=None):
-    env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env = child_env(env)  # the tested graphc (site-packages after `pip install .`, else the source tree)
     proc = subprocess.run([sys.executable, PROBE, str(threads), *extra], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -140,7 +145,7 @@ LOCALE_DRIVER = os.path.join(HERE, "aot_review_locale.py")
 def comma_locale(tmp_path_factory):
     """(environment, locale name) of a locale whose decimal separator is a comma: an installed
     one, else de_DE.UTF-8 compiled with localedef into a temporary LOCPATH."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     try:
         names = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
     except OSError:
