@@ -602,6 +602,32 @@ def test_bad_weights_change_nothing(build, lib, tmp_path):
     c.close()
 
 
+def test_weights_files_that_are_not_images_are_refused_before_reading(build, lib, tmp_path):
+    """A FIFO (open would block), a device (/dev/zero never ends) and a file larger than any image
+    of this artifact are refused from their metadata, nothing read and nothing changed."""
+    c = Ctx(lib, load=False)
+    fifo = tmp_path / "fifo.weights"
+    os.mkfifo(fifo)
+    assert c.call("rt_load_weights", str(fifo).encode()) == IO
+    assert c.error() == f"the weights file '{fifo}' is not a regular file"
+    assert c.call("rt_load_weights", b"/dev/zero") == IO
+    assert "is not a regular file" in c.error()
+    huge = tmp_path / "huge.weights"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 40)  # sparse: 1 TiB of metadata, no disk
+    assert c.call("rt_load_weights", str(huge).encode()) == WEIGHTS
+    assert f"has {1 << 40} bytes, more than a weights image of this artifact can have" in c.error()
+    assert not c.state.any() and not c.consts.any()
+    # an image with bytes appended is not refused by size alone (the loader names what is wrong)
+    longer = tmp_path / "longer.weights"
+    longer.write_bytes(bytes(build["image"].data) + b"\0" * 64)
+    assert c.call("rt_load_weights", str(longer).encode()) == WEIGHTS
+    assert "more than a weights image" not in c.error()
+    assert c.call("rt_load_weights", str(build["weights"]).encode()) == OK
+    c.close()
+
+
+
 def test_loading_weights_again_resets_and_moves_versions(build, ctx):
     """Weights loaded after runs replace what training changed, and kernels repack."""
     x, g = feeds_train(0)

@@ -1,5 +1,9 @@
 #include "aot_runtime.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -385,32 +389,66 @@ int Context::load_embedded_weights() noexcept {
                               "embedded weights");
 }
 
+// The most bytes a weights image of these tables can have (graphc/aot/weights.py's layout: a
+// 128-byte header, per tensor a record of 72 bytes + 8 per dim + its name, padded to 8, and its
+// data padded to 64), so a file that is larger is refused before it is read.
+static uint64_t max_image_bytes(const ModelTable& m) {
+  uint64_t total = 128;
+  auto add = [&](const TensorTable* list, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) {
+      total += 72 + 8 * static_cast<uint64_t>(list[i].ndim) + std::strlen(list[i].name) + 8;
+      total += list[i].nbytes + 64;
+    }
+  };
+  add(m.persistent, m.n_persistent);
+  add(m.constants, m.n_constants);
+  return total;
+}
+
 int Context::load_weights_file(const char* path) noexcept {
   if (!ready_) return fail(kState, "cannot load weights: the context was not initialised");
   if (path == nullptr) return fail(kArgument, "the weights path is NULL");
   try {
-    std::FILE* f = std::fopen(path, "rb");
-    if (f == nullptr) {
+    // O_NONBLOCK: a FIFO is refused below instead of blocking in open().
+    const int fd = ::open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
       const int err = errno;
       return fail(kIo, "cannot open the weights file " + quoted(path) + ": " + std::strerror(err));
     }
-    std::vector<unsigned char> data;
-    unsigned char chunk[1 << 16];
-    for (;;) {
-      const size_t n = std::fread(chunk, 1, sizeof chunk, f);
-      data.insert(data.end(), chunk, chunk + n);
-      if (n < sizeof chunk) break;
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      return fail(kIo, "the weights file " + quoted(path) + " is not a regular file");
     }
-    const bool bad = std::ferror(f) != 0;
-    const int err = errno;
-    std::fclose(f);
-    if (bad) return fail(kIo, "cannot read the weights file " + quoted(path) + ": " + std::strerror(err));
+    const uint64_t size = static_cast<uint64_t>(st.st_size), limit = max_image_bytes(*model_);
+    if (size > limit) {
+      return fail(kWeights, "weights file " + quoted(path) + " has " + std::to_string(size) + " bytes, more than a "
+                            "weights image of this artifact can have (" + std::to_string(limit) + ")");
+    }
+    std::vector<unsigned char> data(static_cast<size_t>(size));
+    size_t got = 0;
+    while (got < data.size()) {
+      const ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int err = errno;
+        return fail(kIo, "cannot read the weights file " + quoted(path) + ": " + std::strerror(err));
+      }
+      if (n == 0) break;  // the file shrank while it was read: the loader says it is truncated
+      got += static_cast<size_t>(n);
+    }
+    data.resize(got);
     // An empty file still goes to the loader, which says what is wrong with it.
     static const unsigned char kEmpty = 0;
     const std::string source = "weights file " + quoted(path);
     return load_weights_checked(data.empty() ? &kEmpty : data.data(), data.size(), source.c_str());
   } catch (const std::bad_alloc&) {
-    return fail(kNoMemory, "out of memory while reading the weights file " + std::string(path));
+    return fail(kNoMemory, "out of memory while reading the weights file");
+  } catch (const std::exception& e) {
+    return fail(kIo, std::string("cannot read the weights file: ") + e.what());
   }
 }
 
