@@ -6,6 +6,8 @@ kernel objects then compile once per session, not once per test module.  Set it 
 keep the objects across sessions."""
 
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -24,3 +26,16 @@ def aot_objdir(tmp_path_factory):
         yield path
     finally:
         os.environ.pop("GRAPHC_AOT_OBJDIR", None)
+
+
+@pytest.fixture(scope="session")
+def noalloc_shim(tmp_path_factory):
+    """tests/noalloc_shim.c built as an LD_PRELOAD library that counts malloc-family calls
+    (tests/test_noalloc.py, tests/test_aot_review.py); skipped without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler: the allocation-counting shim cannot be built")
+    out = str(tmp_path_factory.mktemp("noalloc") / "noalloc_shim.so")
+    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-o", out, os.path.join(os.path.dirname(__file__), "noalloc_shim.c"),
+                    "-ldl"], check=True, capture_output=True, text=True)
+    return out

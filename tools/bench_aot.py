@@ -36,22 +36,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import _bench_util as bu  # noqa: E402
+import bench_runtime as br  # noqa: E402  (the MLP and its seeded weights)
 
-SIZES = (784, 1024, 1024, 10)
+SIZES = br.SIZES
 DIGITS_BATCH = 64
 DRIVER = os.path.join(HERE, "bench_aot_driver.c")
-
-
-def make_weights(seed=0):
-    """bench_runtime.py's MLP weights (nn.Linear's init range, seeded)."""
-    import numpy as np
-    rng = np.random.default_rng(seed)
-    params = []
-    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
-        bound = 1.0 / np.sqrt(fan_in)
-        params.append((rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32),
-                       rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)))
-    return params
 
 
 def mlp_plan(gc, params):
@@ -305,7 +294,7 @@ def main(argv=None):
           f"(after {warmup} warm-up calls each round); artifacts in {build_dir}")
     print(bu.load_note())
     t0 = time.perf_counter()
-    params = make_weights(0)
+    params = br.make_weights(0)
     plan, y_name = mlp_plan(gc, params)
     mlp = Artifact(gc, plan, os.path.join(build_dir, "mlp"), "mlp")
     program, xb, yb, x_image, digits_params = digits_program(gc)
