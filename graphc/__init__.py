@@ -21,6 +21,7 @@ a plan, and run the plan with the C++ runtime::
 #   plan → program → aot → session                               the plan, a program of plans, the C artifact
 #                                                                emitter (gc.emit_c), the runtime's face
 #   compiler                                                     model → plan (never imported by the runtime)
+#   onnx                                                         ONNX import/export (the onnx package lazily)
 #   viz → cli                                                    the tools
 # A lower layer reaches a higher one only through a hook the higher one installs when it is
 # imported: graphc.ops gives Tensor operators their builders, graphc.serialize backs Graph.save.
@@ -34,6 +35,7 @@ from graphc import (  # noqa: F401
     errors,
     images,
     init,
+    onnx,
     optim,
     proto_enums,
     reference,  # noqa: E402,F401

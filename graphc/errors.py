@@ -60,6 +60,27 @@ class AotError(GraphcError, ValueError):
     file, missing runtime sources, a bad artifact name or option."""
 
 
+class OnnxError(GraphcError, ValueError):
+    """Base of the ONNX import/export errors (graphc.onnx)."""
+
+
+class OnnxFormatError(OnnxError, ModelFormatError):
+    """An ONNX file is malformed: truncated or not a ModelProto, a node input nothing
+    produces, a tensor whose data is shorter than its dims say, an external-data path
+    outside the model's folder.  The message names the file and the node or tensor."""
+
+
+class OnnxUnsupportedError(OnnxError):
+    """An ONNX model uses something graphc does not support: an op, an attribute value, a
+    dtype, an opset, a value that must be known when the model is imported.  The message
+    names the node, its op_type and the opset (never a wrong result instead)."""
+
+
+class OnnxExportError(OnnxError):
+    """A graphc graph cannot be written as ONNX: an op with no ONNX form (the message
+    names the node, the op and the user's file:line), an opset out of range."""
+
+
 class ResourceError(GraphcError, MemoryError):
     """A plan needs more memory than is available or allowed (arena, persistent
     storage, workspace), or an allocation failed."""

@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = os.path.join(ROOT, "graphc")
 
 # Imports allowed inside a function body (see the module docstring).
-LAZY_ALLOWED = ("graphviz", "tqdm", "torch", "scipy_openblas32", "graphc._runtime")
+LAZY_ALLOWED = ("graphviz", "tqdm", "torch", "onnx", "onnxruntime", "scipy_openblas32", "graphc._runtime")
 
 # The layers in the order data flows (DESIGN.md); a module imports only modules of its own
 # layer or of layers before it.  The plan and the session sit before the compiler: the
@@ -57,6 +57,7 @@ LAYERS = (
     ("graphc.aot",),
     ("graphc.session",),
     ("graphc.compiler",),
+    ("graphc.onnx",),
     ("graphc.viz",),
     ("graphc.cli", "graphc.__main__"),
 )
