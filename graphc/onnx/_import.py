@@ -612,18 +612,8 @@ class _Importer:
         g._values[target] = t
 
     def identity(self, t, name, ctx=None):
-        """A named alias of ``t`` (the registry's ``identity`` view)."""
-        g = self.graph
-        if registry.has_op("identity"):
-            return g.add_node("identity", [t], {}, name=name)[0]
-        # until the identity op is merged: a view that keeps the gradient
-        shape = t.shape
-        unknown = [d for d in shape if not isinstance(d, int)]
-        if len(unknown) <= 1:
-            return g.add_node("reshape", [t], {"shape": tuple(d if isinstance(d, int) else -1 for d in shape)},
-                              name=name)[0]
-        e = g.add_node("expand_dims", [t], {"axes": (0,)}, name=self.fresh_name(name + "/expand"))[0]
-        return g.add_node("squeeze", [e], {"axes": (0,)}, name=name)[0]
+        """A named alias of ``t`` (the registry's ``identity`` view: free)."""
+        return self.graph.add_node("identity", [t], {}, name=name)[0]
 
     def bind_output(self, oname, v, force_name=False):
         """The graphc tensor of graph output ``oname`` (materialized; a second output bound to
