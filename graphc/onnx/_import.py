@@ -537,7 +537,7 @@ class _Importer:
                 return int(o.version)
         raise OnnxFormatError("the model imports no default-domain (ai.onnx) opset")
 
-    def run_node(self, node, idx, opset, prefix=""):
+    def run_node(self, node, idx, opset, prefix="", where_idx=None):
         label = self.node_label(node, idx)
         if prefix:
             label = f"{prefix}/{label}"
@@ -562,13 +562,14 @@ class _Importer:
         fn = HANDLERS.get(node.op_type)
         ctx = NodeContext(self, node, name, opset, inputs)
         if fn is None:
-            body = self.function_body(node, opset)
+            body, body_opset = self.function_body(ctx)
             if body is None:
                 raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r}")
+            # the body's nodes, read at the body's own opset (an ONNX function names the opset it is written in)
             for k, sub in enumerate(body.node):
-                self.run_node(sub, k, opset, prefix=name)
+                self.run_node(sub, k, body_opset, prefix=name, where_idx=idx if where_idx is None else where_idx)
             return
-        with self.graph.building(FORWARD, (self.where_file, idx)):
+        with self.graph.building(FORWARD, (self.where_file, idx if where_idx is None else where_idx)):
             out = fn(ctx)
         if not isinstance(out, (list, tuple)):
             out = [out]
@@ -626,36 +627,50 @@ class _Importer:
 
     _output_tensors = None
 
-    def function_body(self, node, opset):
-        """The ONNX function body of a standard op without a handler, its names bound to the
-        node's (formal inputs/outputs → actual names, attribute references → the node's attrs),
-        or None when the op's schema has none."""
+    def function_body(self, ctx):
+        """(FunctionProto, its default-domain opset) expanding a standard op without a handler
+        through the ONNX function of its schema (context-dependent ones built for the node's input
+        types), names bound to the node's (formal inputs/outputs → actual names, internal values
+        prefixed, attribute references → the node's attrs or the schema defaults); (None, None)
+        when the op has no function."""
         import onnx
         from onnx import defs
 
+        node, opset = ctx.node, ctx.opset
         try:
             schema = defs.get_schema(node.op_type, opset, "")
-        except Exception:
-            return None
+        except Exception:   # onnx raises SchemaError for an unknown op
+            return None, None
         fn = None
         try:
             if schema.has_function:
-                fn = schema.get_function_with_opset_version(opset) if hasattr(
-                    schema, "get_function_with_opset_version") else schema.function_body
-            if (fn is None or not fn.node) and schema.has_context_dependent_function:
-                return None
-        except Exception:
-            return None
-        if fn is None or not len(fn.node):
-            return None
+                fn = schema.get_function_with_opset_version(opset)
+            elif schema.has_context_dependent_function:
+                types = []
+                for v in ctx.inputs:
+                    tp = onnx.TypeProto()
+                    if v is not None:
+                        tp.tensor_type.elem_type = GRAPHC_TO_ONNX[v.dtype]
+                        if v.shape is not None:
+                            shape = tp.tensor_type.shape
+                            for d in v.shape:
+                                dim = shape.dim.add()
+                                if isinstance(d, int):
+                                    dim.dim_value = d
+                                elif isinstance(d, str):
+                                    dim.dim_param = d
+                    types.append(tp.SerializeToString())
+                fn = schema.get_context_dependent_function_with_opset_version(opset, node.SerializeToString(), types)
+        except Exception as e:   # onnx's builders raise several types
+            raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r} and "
+                                       f"onnx could not build its function body: {e}") from None
         if isinstance(fn, bytes):
             fp = onnx.FunctionProto()
             fp.ParseFromString(fn)
             fn = fp
-        for imp in fn.opset_import:
-            if imp.domain in DEFAULT_DOMAINS and int(imp.version) != opset:
-                # a body written for another opset: its nodes' semantics may differ from `opset`
-                pass
+        if fn is None or not len(fn.node):
+            return None, None
+        body_opset = next((int(i.version) for i in fn.opset_import if i.domain in DEFAULT_DOMAINS), opset)
         rename = {}
         for i, formal in enumerate(fn.input):
             rename[formal] = node.input[i] if i < len(node.input) else ""
@@ -686,8 +701,11 @@ class _Importer:
                     b.CopyFrom(src)
                     b.name = a.name
                 else:
+                    if a.type in (5, 10):
+                        raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op "
+                                                   f"{node.op_type!r}; its function body has subgraphs")
                     new.attribute.add().CopyFrom(a)
-        return out
+        return out, body_opset
 
 
 def _parse(model):
