@@ -277,3 +277,20 @@ def test_local_functions_are_inlined():
     check(m, {"x": x})
     _, out = graphc_run(m, {"x": x})
     np.testing.assert_array_equal(out["y"], x)
+
+
+def test_docs_handler_table_is_current():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from graphc.onnx._import import replace_handler_table
+
+    with open(os.path.join(root, "docs", "onnx.md"), encoding="utf-8") as f:
+        text = f.read()
+    assert replace_handler_table(text) == text, "run python tools/onnx_handler_table.py --write"
+    for op in ("Reshape", "Slice", "Gather", "Pad"):
+        assert f"| {op} | tensor |" in text
+    assert subprocess.run([sys.executable, os.path.join(root, "tools", "onnx_handler_table.py")],
+                          capture_output=True).returncode == 0

@@ -774,3 +774,30 @@ def load_model(model, trainable=True, shapes=None):
                                        f"converter failed to convert it: {e}") from None
         imp.model = m
     return imp.run()
+
+
+# -- the handler table of docs/onnx.md -------------------------------------------------------
+
+TABLE_BEGIN = "<!-- onnx-handlers:begin (generated: python tools/onnx_handler_table.py --write) -->"
+TABLE_END = "<!-- onnx-handlers:end -->"
+_MODULE_KIND = {"_ops_tensor": "tensor", "_ops_math": "math", "_ops_nn": "nn"}
+
+
+def handler_table():
+    """The markdown table of every ONNX op with a handler: op, kind (the handler module), and the
+    first line of the handler's docstring (what it maps to, its limits)."""
+    lines = ["| ONNX op | kind | graphc |", "|---|---|---|"]
+    for op in sorted(HANDLERS):
+        fn = HANDLERS[op]
+        kind = _MODULE_KIND.get(fn.__module__.rpartition(".")[2], fn.__module__)
+        doc = (fn.__doc__ or "").strip().splitlines()
+        text = doc[0].strip() if doc else ""
+        lines.append(f"| {op} | {kind} | {text.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_handler_table(text):
+    """``text`` (docs/onnx.md) with the block between the markers replaced by :func:`handler_table`."""
+    a = text.index(TABLE_BEGIN) + len(TABLE_BEGIN)
+    b = text.index(TABLE_END)
+    return text[:a] + "\n" + handler_table() + text[b:]

@@ -106,6 +106,7 @@ def reshape_to(ctx, x, target):
 
 @handler("Constant")
 def _constant(ctx):
+    """constant folded at import (value, value_float(s), value_int(s)); sparse/string refused"""
     for key in ("sparse_value", "value_string", "value_strings"):
         if ctx.has_attr(key):
             ctx.unsupported(f"attribute {key} is not supported (graphc has no sparse or string tensors)")
@@ -124,6 +125,7 @@ def _constant(ctx):
 
 @handler("Identity")
 def _identity(ctx):
+    """the input itself (an `identity` node carries the output name)"""
     x = ctx.inputs[0]
     if x is None:
         ctx.format_error("input 0 is missing")
@@ -140,12 +142,14 @@ def cast_value(ctx, x, dt):
 
 @handler("Cast")
 def _cast(ctx):
+    """`cast` (graphc dtypes only; float8/16, uint8, string... refused)"""
     dt = ctx.onnx_dtype(ctx.attr("to"), "attribute to")
     return cast_value(ctx, ctx.inputs[0], dt)
 
 
 @handler("CastLike")
 def _cast_like(ctx):
+    """`cast` to the second input's dtype"""
     return cast_value(ctx, ctx.inputs[0], ctx.inputs[1].dtype)
 
 
@@ -153,6 +157,7 @@ def _cast_like(ctx):
 
 @handler("Shape")
 def _shape(ctx):
+    """folded at import (start/end); symbolic dims carried as a shape value"""
     shape = list(shape_of(ctx, ctx.inputs[0]))
     r = len(shape)
     start = ctx.attr("start", 0)
@@ -165,6 +170,7 @@ def _shape(ctx):
 
 @handler("Size")
 def _size(ctx):
+    """folded at import (static shape)"""
     shape = shape_of(ctx, ctx.inputs[0])
     if all(isinstance(d, int) for d in shape):
         return ctx.const(np.asarray(_prod(shape), np.int64))
@@ -178,6 +184,7 @@ def _size(ctx):
 
 @handler("Reshape")
 def _reshape(ctx):
+    """`reshape` (0 copies the input dim unless allowzero=1; -1; symbolic dims cancel)"""
     x = ctx.inputs[0]
     in_shape = shape_of(ctx, x)
     target = ctx.shape_input(1, "shape")
@@ -199,6 +206,7 @@ def _reshape(ctx):
 
 @handler("Flatten")
 def _flatten(ctx):
+    """`reshape` to 2-D"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -235,6 +243,7 @@ def _axes_input(ctx, idx=1, attr="axes"):
 
 @handler("Squeeze")
 def _squeeze(ctx):
+    """`squeeze` (axes input or attr; without axes: the static size-1 dims)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -263,6 +272,7 @@ def _squeeze(ctx):
 
 @handler("Unsqueeze")
 def _unsqueeze(ctx):
+    """`expand_dims` (axes input or attr, negative axes of the output)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     axes = _axes_input(ctx)
@@ -284,6 +294,7 @@ def _unsqueeze(ctx):
 
 @handler("Transpose")
 def _transpose(ctx):
+    """`transpose` (perm, default reversed)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     perm = ctx.attr("perm", None)
@@ -300,6 +311,7 @@ def _transpose(ctx):
 
 @handler("Concat")
 def _concat(ctx):
+    """`concat` (shape values concatenated at import)"""
     xs = [v for v in ctx.inputs if v is not None]
     if not xs:
         ctx.format_error("Concat has no inputs")
@@ -327,6 +339,7 @@ def _concat(ctx):
 
 @handler("Split")
 def _split(ctx):
+    """`split` (split input/attr, num_outputs with a smaller last chunk, or equal parts)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     axis = norm_axis(ctx, ctx.attr("axis", 0), len(shape))
@@ -383,6 +396,7 @@ def onnx_slice_range(start, end, step, d):
 
 @handler("Slice")
 def _slice(ctx):
+    """`slice` with ONNX's clamping computed at import (negative steps, INT64 bounds)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -468,6 +482,7 @@ def _indices(ctx, i, n, what):
 
 @handler("Gather")
 def _gather(ctx):
+    """`embedding` (+ `transpose` for axis != 0); negative indices wrapped (`where` at run time)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -494,6 +509,7 @@ def _gather(ctx):
 
 @handler("GatherElements")
 def _gather_elements(ctx):
+    """`take_along_axis`; negative indices wrapped; indices of data's shape off the axis"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -535,6 +551,7 @@ def _broadcast_shape(ctx, a, b):
 
 @handler("Expand")
 def _expand(ctx):
+    """`broadcast_to` of the bidirectional broadcast shape (static)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     target = ctx.shape_input(1, "shape")
@@ -554,6 +571,7 @@ def _expand(ctx):
 
 @handler("Tile")
 def _tile(ctx):
+    """`reshape` + `broadcast_to` + `reshape` (static shapes)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     reps = [int(v) for v in ctx.const_input(1, "repeats").reshape(-1)]
@@ -584,6 +602,7 @@ _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
 
 @handler("Pad")
 def _pad(ctx):
+    """`pad` (constant/reflect/edge; pads/constant_value/axes inputs; negative pads → `slice`); wrap refused"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -652,6 +671,7 @@ _SPLAT_LIMIT = 4096   # elements; a larger splat is a run-time broadcast_to of a
 
 @handler("ConstantOfShape")
 def _constant_of_shape(ctx):
+    """constant (small) or `broadcast_to` of a scalar (static shape)"""
     shape = ctx.shape_input(0, "shape")
     value = ctx.attr("value", None)
     if value is None:
@@ -672,6 +692,7 @@ def _constant_of_shape(ctx):
 
 @handler("Range")
 def _range(ctx):
+    """folded at import (inputs known at import; values accumulate like ONNX)"""
     start = ctx.const_input(0, "start")
     limit = ctx.const_input(1, "limit")
     delta = ctx.const_input(2, "delta")
@@ -696,6 +717,7 @@ def _range(ctx):
 
 @handler("EyeLike")
 def _eye_like(ctx):
+    """folded at import (static 2-D shape, k, dtype)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     if len(shape) != 2 or any(not isinstance(d, int) for d in shape):
@@ -708,11 +730,13 @@ def _eye_like(ctx):
 
 @handler("Where")
 def _where(ctx):
+    """`where`"""
     return ctx.op("where", [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]])
 
 
 @handler("Trilu")
 def _trilu(ctx):
+    """`triu` / `tril` with diagonal k"""
     x = ctx.inputs[0]
     k = 0
     if ctx.input(1) is not None:
@@ -727,6 +751,7 @@ def _trilu(ctx):
 
 @handler("OneHot")
 def _one_hot(ctx):
+    """`one_hot` (bool) + `where(on, off)`, negative indices wrapped, axis by `transpose`"""
     idx = ctx.inputs[0]
     depth = ctx.const_input(1, "depth").reshape(-1)
     values = ctx.inputs[2]
@@ -771,6 +796,7 @@ def _one_hot(ctx):
 
 @handler("TopK")
 def _topk(ctx):
+    """`topk` (floats; K known at import; ties: lower index first; sorted=0 gives the sorted order)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     if x.dtype not in ("float32", "float64"):
@@ -788,6 +814,7 @@ def _topk(ctx):
 
 @handler("CumSum")
 def _cumsum(ctx):
+    """`cumsum` (axis known at import; exclusive, reverse)"""
     x = ctx.inputs[0]
     av = ctx.const_input(1, "axis").reshape(-1)
     if av.size != 1:
@@ -799,6 +826,7 @@ def _cumsum(ctx):
 
 @handler("Dropout")
 def _dropout(ctx):
+    """`dropout` (y = x in inference, drops in graphc training plans); mask all True; training_mode=1 refused"""
     x = ctx.inputs[0]
     ratio = 0.5
     if ctx.opset < 12 and ctx.has_attr("ratio"):
