@@ -639,19 +639,13 @@ def _pad(ctx):
         if x.dtype == "bool":
             fv = 1.0 if value else 0.0
     y = x
-    grow = [(max(b, 0), max(e, 0)) for b, e in zip(before, after)]
-    if any(b or e for b, e in grow):
-        attrs = {"pads": tuple(v for p in grow for v in p), "mode": _PAD_MODES[mode]}
-        if mode == "constant":
-            attrs["value"] = fv
-        y = ctx.op("pad", [y], attrs)
+    # negative pads crop first (onnxruntime's order: the padding then reflects/repeats the cropped data)
     crop = [(min(b, 0), min(e, 0)) for b, e in zip(before, after)]
     if any(b or e for b, e in crop):
-        ys = shape_of(ctx, y)
         starts, ends, ax = [], [], []
         for a, (b, e) in enumerate(crop):
             if b or e:
-                d = ys[a]
+                d = shape[a]
                 if not isinstance(d, int):
                     ctx.unsupported(f"negative pads on axis {a} of symbolic size {d!r}")
                 if -b - e > d:
@@ -661,6 +655,12 @@ def _pad(ctx):
                 ax.append(a)
         y = ctx.op("slice", [y], {"starts": tuple(starts), "ends": tuple(ends), "axes": tuple(ax),
                                   "steps": (1,) * len(ax)})
+    grow = [(max(b, 0), max(e, 0)) for b, e in zip(before, after)]
+    if any(b or e for b, e in grow):
+        attrs = {"pads": tuple(v for p in grow for v in p), "mode": _PAD_MODES[mode]}
+        if mode == "constant":
+            attrs["value"] = fv
+        y = ctx.op("pad", [y], attrs)
     return y
 
 
