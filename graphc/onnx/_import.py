@@ -133,7 +133,9 @@ class NodeContext:
         return f"node {self.name!r} ({self.op_type}, opset {self.opset})"
 
     def unsupported(self, msg):
-        raise OnnxUnsupportedError(f"{self.where()}: {msg}")
+        e = OnnxUnsupportedError(f"{self.where()}: {msg}")
+        e.op_type = self.op_type
+        raise e
 
     def format_error(self, msg):
         raise OnnxFormatError(f"{self.where()}: {msg}")
@@ -536,7 +538,19 @@ class _Importer:
         for o in self.model.opset_import:
             if o.domain in DEFAULT_DOMAINS:
                 return int(o.version)
-        raise OnnxFormatError("the model imports no default-domain (ai.onnx) opset")
+        for i, node in enumerate(self.model.graph.node):
+            if node.domain not in DEFAULT_DOMAINS:
+                self.other_domain(node, self.node_label(node, i))
+        if len(self.model.graph.node):
+            raise OnnxFormatError("the model imports no default-domain (ai.onnx) opset but has default-domain nodes")
+        return MIN_OPSET
+
+    def other_domain(self, node, name):
+        version = next((int(o.version) for o in self.model.opset_import if o.domain == node.domain), None)
+        e = OnnxUnsupportedError(f"node {name!r} ({node.op_type}, opset {version}) of domain {node.domain!r}: graphc "
+                                 "imports the default ONNX domain (ai.onnx) only")
+        e.op_type = node.op_type
+        raise e
 
     def run_node(self, node, idx, opset, prefix="", where_idx=None):
         label = self.node_label(node, idx)
@@ -550,8 +564,7 @@ class _Importer:
             name = f"{label}_{n}"
         self._node_names.add(name)
         if node.domain not in DEFAULT_DOMAINS:
-            raise OnnxUnsupportedError(f"node {name!r} ({node.op_type}, domain {node.domain!r}): ops of domain "
-                                       f"{node.domain!r} are not supported (graphc imports the default ONNX domain)")
+            self.other_domain(node, name)
         inputs = []
         for inp in node.input:
             if not inp:
@@ -565,13 +578,20 @@ class _Importer:
         if fn is None:
             body, body_opset = self.function_body(ctx)
             if body is None:
-                raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r}")
+                e = OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r}")
+                e.op_type = node.op_type
+                raise e
             # the body's nodes, read at the body's own opset (an ONNX function names the opset it is written in)
             for k, sub in enumerate(body.node):
                 self.run_node(sub, k, body_opset, prefix=name, where_idx=idx if where_idx is None else where_idx)
             return
-        with self.graph.building(FORWARD, (self.where_file, idx if where_idx is None else where_idx)):
-            out = fn(ctx)
+        try:
+            with self.graph.building(FORWARD, (self.where_file, idx if where_idx is None else where_idx)):
+                out = fn(ctx)
+        except OnnxUnsupportedError as e:
+            if getattr(e, "op_type", None) is None:
+                e.op_type = node.op_type   # the op refused (conformance tools group refusals by it)
+            raise
         if not isinstance(out, (list, tuple)):
             out = [out]
         out = list(out)
@@ -667,8 +687,8 @@ class _Importer:
                     types.append(tp.SerializeToString())
                 fn = schema.get_context_dependent_function_with_opset_version(opset, node.SerializeToString(), types)
         except Exception as e:   # onnx's builders raise several types
-            raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r} and "
-                                       f"onnx could not build its function body: {e}") from None
+            ctx.unsupported(f"graphc has no handler for ONNX op {node.op_type!r} and onnx could not build its "
+                            f"function body: {e}")
         if isinstance(fn, bytes):
             fp = onnx.FunctionProto()
             fp.ParseFromString(fn)
@@ -707,8 +727,8 @@ class _Importer:
                     b.name = a.name
                 else:
                     if a.type in (5, 10):
-                        raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op "
-                                                   f"{node.op_type!r}; its function body has subgraphs")
+                        ctx.unsupported(f"graphc has no handler for ONNX op {node.op_type!r}; its function body "
+                                        "has subgraphs")
                     new.attribute.add().CopyFrom(a)
         return out, body_opset
 
