@@ -181,6 +181,15 @@ class NodeContext:
         if v is None:
             self.unsupported(f"input {i} ({what}) is missing")
         if v.static is None:
+            onnx_input = getattr(v, "onnx_input", None)
+            if onnx_input is not None:
+                try:
+                    self.unsupported(f"needs input {i} ({what}) known at import; it is the graph input "
+                                     f"{onnx_input!r}, fed at run time (gc.onnx.load(..., values={{{onnx_input!r}: "
+                                     "array}) makes it a constant)")
+                except OnnxUnsupportedError as e:
+                    e.input_name = onnx_input   # the graph input whose value the import needs
+                    raise
             self.unsupported(f"needs input {i} ({what}) known at import; it is computed at run time "
                              f"(value {v.name!r})")
         return v.static
@@ -289,8 +298,9 @@ def _sanitize(name):
 
 
 class _Importer:
-    def __init__(self, model, path, trainable, shapes):
+    def __init__(self, model, path, trainable, shapes, values=None):
         self.model = model
+        self.given = dict(values or {})
         self.path = path
         self.base_dir = os.path.dirname(os.path.abspath(path)) if path else None
         self.trainable = trainable
@@ -443,10 +453,11 @@ class _Importer:
         for vi in gp.value_info:
             if vi.type.HasField("tensor_type"):
                 graphc_dtype(vi.type.tensor_type.elem_type, f"value {vi.name!r}")
-        unknown = set(self.shapes) - {vi.name for vi in gp.input if vi.name not in inits}
+        unknown = (set(self.shapes) | set(self.given)) - {vi.name for vi in gp.input if vi.name not in inits}
         if unknown:
-            raise OnnxUnsupportedError(f"shapes= names {sorted(unknown)}, which are not graph inputs of the model "
-                                       f"(inputs: {[vi.name for vi in gp.input if vi.name not in inits]})")
+            names = [vi.name for vi in gp.input if vi.name not in inits]
+            raise OnnxUnsupportedError(f"shapes=/values= name {sorted(unknown)}, which are not graph inputs of the "
+                                       f"model (inputs: {names})")
         # graph inputs (an input that is also an initializer takes the initializer's value)
         for vi in gp.input:
             if vi.name in inits:
@@ -454,6 +465,14 @@ class _Importer:
             if not vi.name:
                 raise OnnxFormatError("a graph input has an empty name")
             dt, shape = self.value_type(vi, "graph input")
+            if vi.name in self.given:
+                arr = np.asarray(self.given[vi.name])
+                if arr.dtype.name != dt or (shape is not None and (len(shape) != arr.ndim or any(
+                        isinstance(a, int) and a != b for a, b in zip(shape, arr.shape)))):
+                    raise OnnxUnsupportedError(f"values=: input {vi.name!r} is {dt} of shape {shape}, got "
+                                               f"{arr.dtype} of shape {arr.shape}")
+                self.values[vi.name] = const_value(arr, vi.name, self)
+                continue
             if vi.name in self.shapes:
                 pinned = tuple(int(d) for d in self.shapes[vi.name])
                 if shape is not None and (len(shape) != len(pinned) or any(
@@ -467,6 +486,7 @@ class _Importer:
             name = self.fresh_name(vi.name)
             t = g.add_placeholder(name, shape, dt, provenance=(self.where_file, 0))
             self.values[vi.name] = Value(t.name, dt, t.shape, tensor=t, builder=self)
+            self.values[vi.name].onnx_input = vi.name
             self.onnx_names[vi.name] = t.name
         for t in gp.initializer:
             arr = self.tensor_array(t, "initializer")
@@ -765,12 +785,13 @@ def _parse(model):
     return m, path
 
 
-def load_model(model, trainable=True, shapes=None):
-    """An ONNX model (path, bytes or ModelProto) as a :class:`graphc.Graph` (see gc.onnx.load)."""
+def load_model(model, trainable=True, shapes=None, values=None):
+    """An ONNX model (path, bytes or ModelProto) as a :class:`graphc.Graph` (see gc.onnx.load).
+    ``values``: ``{graph input name: array}`` fixing those inputs at import (they become constants)."""
     import onnx
 
     m, path = _parse(model)
-    imp = _Importer(m, path, trainable, shapes)
+    imp = _Importer(m, path, trainable, shapes, values)
     imp._output_tensors = set()
     # external data first (graphc's rules), so no onnx tool reads files itself
     for t in m.graph.initializer:
