@@ -35,7 +35,7 @@ def make_model(op, feeds, inits=None, attrs=None, outputs=("y",), inputs=None, o
     graph = helper.make_graph(
         [node], f"{op}_test",
         [helper.make_tensor_value_info(k, _TYPES[v.dtype], v.shape) for k, v in feeds.items()],
-        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs if o],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs if o],
         [numpy_helper.from_array(v, k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10
@@ -49,17 +49,21 @@ def run_graphc(model, feeds):
     return [out[g.onnx_names[o.name]] for o in model.graph.output]
 
 
-def check(model, feeds, rtol=1e-4, atol=1e-5, use_ort=True):
-    """graphc's outputs equal the reference evaluator's and onnxruntime's."""
+def check(model, feeds, rtol=1e-4, atol=1e-5, use_ort=True, use_ref=True):
+    """graphc's outputs equal the reference evaluator's and onnxruntime's (use_ref / use_ort
+    False where that implementation lacks the case or gets it wrong: said at the call)."""
+    assert use_ort or use_ref
     got = run_graphc(model, feeds)
-    want = ReferenceEvaluator(model).run(None, feeds)
-    for g, w, o in zip(got, want, model.graph.output):
-        assert g.shape == np.shape(w), (o.name, g.shape, np.shape(w))
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"output {o.name} vs reference")
+    wants = []
+    if use_ref:
+        wants.append(("reference", ReferenceEvaluator(model).run(None, feeds)))
     if use_ort:
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        for g, w, o in zip(got, sess.run(None, feeds), model.graph.output):
-            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"output {o.name} vs onnxruntime")
+        wants.append(("onnxruntime", sess.run(None, feeds)))
+    for who, want in wants:
+        for g, w, o in zip(got, want, model.graph.output):
+            assert g.shape == np.shape(w), (who, o.name, g.shape, np.shape(w))
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"output {o.name} vs {who}")
     return got
 
 
@@ -131,7 +135,8 @@ def test_conv_transpose(xs, ws, attrs):
     x = _f32(rng, *xs)
     c_out = ws[1] * attrs.get("group", 1)
     m = make_model("ConvTranspose", {"x": x}, {"w": _f32(rng, *ws), "b": _f32(rng, c_out)}, attrs)
-    check(m, {"x": x})
+    # onnx's reference ConvTranspose fails on group > 1 and ignores output_shape without auto_pad
+    check(m, {"x": x}, use_ref="group" not in attrs and "output_shape" not in attrs)
 
 
 def test_conv_3d_refused():
@@ -162,14 +167,20 @@ def test_conv_3d_refused():
 ])
 def test_pool(op, xs, attrs):
     x = _f32(_rng(5), *xs)
-    check(make_model(op, {"x": x}, attrs=attrs), {"x": x}, use_ort=op != "AveragePool" or "dilations" not in attrs)
+    pads = attrs.get("pads", [0, 0])
+    asymmetric = pads[:len(pads) // 2] != pads[len(pads) // 2:]
+    # onnxruntime has no dilated AveragePool; onnx's reference MaxPool pairs asymmetric pads wrongly
+    # (a (6, 7) input with pads [0, 2, 1, 0] and a 3x3 kernel gives (6, 6), onnxruntime (5, 7))
+    check(make_model(op, {"x": x}, attrs=attrs), {"x": x}, use_ort=op != "AveragePool" or "dilations" not in attrs,
+          use_ref=op != "MaxPool" or not asymmetric)
 
 
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 @pytest.mark.parametrize("xs", [(2, 3, 5, 4), (2, 3, 6)])
 def test_global_pool(op, xs):
     x = _f32(_rng(6), *xs)
-    check(make_model(op, {"x": x}), {"x": x})
+    # onnx's reference GlobalMaxPool drops the trailing axis of a 1-D (N, C, L) input
+    check(make_model(op, {"x": x}), {"x": x}, use_ref=op != "GlobalMaxPool" or len(xs) == 4)
 
 
 def test_maxpool_indices_refused():
@@ -315,20 +326,20 @@ def _rnn_model(op, gates, t=3, n=2, i=4, h=5, direction="forward", layout=0, bia
                                 dict(direction="reverse", bias=False), dict(peep=True)])
 def test_lstm(kw):
     m, feeds = _rnn_model("LSTM", 4, **kw)
-    check(m, feeds)
+    check(m, feeds, use_ort=not kw.get("layout"))  # onnxruntime refuses layout=1
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(linear_before_reset=1), dict(direction="bidirectional", initial=True),
                                 dict(linear_before_reset=1, layout=1, initial=True, direction="reverse")])
 def test_gru(kw):
     m, feeds = _rnn_model("GRU", 3, **kw)
-    check(m, feeds)
+    check(m, feeds, use_ort=not kw.get("layout"))
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(direction="bidirectional", initial=True, layout=1)])
 def test_rnn(kw):
     m, feeds = _rnn_model("RNN", 1, **kw)
-    check(m, feeds)
+    check(m, feeds, use_ort=not kw.get("layout"))
 
 
 def test_lstm_clip_refused():

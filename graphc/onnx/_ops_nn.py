@@ -516,6 +516,10 @@ def _batch_norm(ctx):
     momentum = float(ctx.attr("momentum", 0.9))
     if _rank(ctx, x, "X") < 2:
         ctx.unsupported(f"X of shape {x.shape}: expects (N, C, ...)")
+    for v in (mean, var):
+        # running statistics: state a training compile updates in place, never a trained parameter
+        if v.init is not None and v._tensor is None:
+            v._trainable = False
     if not int(ctx.attr("training_mode", 0)):
         if _wanted(ctx, 1) or _wanted(ctx, 2):
             ctx.unsupported("running-statistics outputs with training_mode=0")
