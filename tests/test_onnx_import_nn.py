@@ -270,7 +270,9 @@ def test_resize(attrs, scales, sizes):
         inits["sizes"] = np.asarray(sizes, np.int64)
         names = ["x", "", "", "sizes"]
         inits = {"sizes": inits["sizes"]}
-    check(make_model("Resize", {"x": x}, inits, attrs, inputs=names), {"x": x})
+    # tf_half_pixel_for_nn is Resize-11's (kept by the version converter); onnx's reference dropped it
+    check(make_model("Resize", {"x": x}, inits, attrs, inputs=names), {"x": x},
+          use_ref=attrs.get("coordinate_transformation_mode") != "tf_half_pixel_for_nn")
 
 
 def test_resize_cubic_refused():
@@ -376,3 +378,19 @@ def test_nll_loss():
     labels = rng.integers(0, 4, (6,)).astype(np.int64)
     m = make_model("NegativeLogLikelihoodLoss", {"x": x, "labels": labels}, {"w": np.abs(_f32(rng, 4)) + 0.1})
     check(m, {"x": x, "labels": labels})
+
+
+# -- Einsum ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("eq,shapes", [("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ij->ji", [(3, 4)]),
+                                       ("i,j->ij", [(3,), (4,)]), ("...ij,jk", [(2, 3, 4), (4, 2)]),
+                                       ("bhqd, bhkd -> bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)])])
+def test_einsum(eq, shapes):
+    rng = _rng(19)
+    feeds = {f"x{i}": _f32(rng, *s) for i, s in enumerate(shapes)}
+    check(make_model("Einsum", feeds, attrs=dict(equation=eq)), feeds)
+
+
+def test_einsum_diagonal_refused():
+    x = np.zeros((3, 3), np.float32)
+    refused(make_model("Einsum", {"x": x}, attrs=dict(equation="ii->i")), "Einsum_0")
