@@ -394,3 +394,46 @@ def test_einsum(eq, shapes):
 def test_einsum_diagonal_refused():
     x = np.zeros((3, 3), np.float32)
     refused(make_model("Einsum", {"x": x}, attrs=dict(equation="ii->i")), "Einsum_0")
+
+
+# -- models: a symbolic batch, trainability -------------------------------------------------------
+
+def _cnn_model(rng):
+    """Conv -> BatchNormalization -> MaxPool -> GlobalAveragePool -> Flatten -> Gemm, batch 'N'."""
+    inits = {"w": _f32(rng, 4, 3, 3, 3, scale=0.3), "cb": _f32(rng, 4), "s": _f32(rng, 4), "b": _f32(rng, 4),
+             "m": _f32(rng, 4), "v": np.abs(_f32(rng, 4)) + 0.5, "fw": _f32(rng, 4, 5), "fb": _f32(rng, 5)}
+    nodes = [helper.make_node("Conv", ["x", "w", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
+             helper.make_node("MaxPool", ["n"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["p"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc")]
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 10
+    return model
+
+
+def test_symbolic_batch_cnn():
+    rng = _rng(20)
+    model = _cnn_model(rng)
+    g = gc.onnx.load(model)
+    assert tuple(g.inputs[0].shape) == ("N", 3, 8, 8)
+    for n in (1, 3):
+        x = _f32(rng, n, 3, 8, 8)
+        check(model, {"x": x})
+
+
+def test_symbolic_batch_lstm():
+    m, feeds = _rnn_model("LSTM", 4, n=3)
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "N"
+    check(m, feeds)
+
+
+def test_batch_norm_statistics_not_trainable():
+    g = gc.onnx.load(_cnn_model(_rng(21)))
+    trainable = {v.name: v.trainable for v in g.variables}
+    assert trainable["m"] is False and trainable["v"] is False
+    assert trainable["w"] is True and trainable["s"] is True and trainable["fw"] is True
