@@ -127,7 +127,7 @@ def test_conv(xs, ws, attrs):
     ((2, 4, 3, 3), (4, 1, 2, 3), dict(group=2, dilations=[1, 2], pads=[0, 1, 1, 0])),
     ((1, 2, 3, 4), (2, 3, 3, 3), dict(strides=[2, 2], output_shape=[7, 8])),
     ((1, 2, 3, 4), (2, 3, 3, 3), dict(strides=[2, 3], auto_pad="SAME_UPPER")),
-    ((1, 2, 3, 4), (2, 3, 4, 4), dict(strides=[2, 2], auto_pad="SAME_LOWER")),
+    ((1, 2, 3, 4), (2, 3, 3, 4), dict(strides=[2, 2], auto_pad="SAME_LOWER")),
     ((2, 3, 5), (3, 2, 3), dict(strides=[3], pads=[1, 0], output_padding=[2])),
 ])
 def test_conv_transpose(xs, ws, attrs):

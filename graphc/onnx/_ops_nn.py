@@ -161,6 +161,7 @@ def _str_attr(ctx, name, default):
 
 @handler("Gemm")
 def _gemm(ctx):
+    """`matmul` (transA/transB as its flags) · alpha + beta · C (C optional, broadcast); float only"""
     a, b = ctx.inputs[0], ctx.inputs[1]
     c = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, a, b, c)
@@ -181,6 +182,7 @@ def _gemm(ctx):
 
 @handler("MatMul")
 def _matmul(ctx):
+    """`matmul` (numpy.matmul: batch dims broadcast, 1-D operands via a size-1 axis); float only"""
     a, b = ctx.inputs
     _floats_only(ctx, a, b)
     ra, rb = _rank(ctx, a, "A"), _rank(ctx, b, "B")
@@ -197,6 +199,7 @@ def _matmul(ctx):
 
 @handler("Einsum")
 def _einsum(ctx):
+    """`einsum` (1..n operands, ellipsis; a repeated index inside one operand refused); float only"""
     _floats_only(ctx, *ctx.inputs)
     eq = _str_attr(ctx, "equation", None)
     if eq is None:
@@ -274,6 +277,7 @@ def _bias(ctx, y, b, nd):
 
 @handler("Conv")
 def _conv(ctx):
+    """`conv2d` (+ bias add); 1-D over a size-1 H; pads, strides, dilations, group, auto_pad; 3-D refused"""
     x, w = ctx.inputs[0], ctx.inputs[1]
     b = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w, b)
@@ -294,6 +298,7 @@ def _conv(ctx):
 
 @handler("ConvTranspose")
 def _conv_transpose(ctx):
+    """`conv_transpose2d` (+ bias); 1-D via a size-1 H; output_padding, output_shape, auto_pad; 3-D refused"""
     x, w = ctx.inputs[0], ctx.inputs[1]
     b = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w, b)
@@ -479,11 +484,17 @@ def _pool(ctx, kind):
 
 @handler("MaxPool")
 def _max_pool(ctx):
+    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices refused
+
+    1-D via a size-1 H."""
     return _pool(ctx, "max")
 
 
 @handler("AveragePool")
 def _avg_pool(ctx):
+    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: `slice` taps
+
+    1-D via a size-1 H."""
     return _pool(ctx, "avg")
 
 
@@ -498,11 +509,13 @@ def _global(ctx, op):
 
 @handler("GlobalAveragePool")
 def _global_avg(ctx):
+    """`mean` over the spatial axes (keepdims)"""
     return _global(ctx, "mean")
 
 
 @handler("GlobalMaxPool")
 def _global_max(ctx):
+    """`max` over the spatial axes (keepdims)"""
     return _global(ctx, "max")
 
 
@@ -510,6 +523,9 @@ def _global_max(ctx):
 
 @handler("BatchNormalization")
 def _batch_norm(ctx):
+    """`batch_norm` (momentum 1 - ONNX's; non-trainable statistics); training_mode=1: `batch_norm_train`
+
+    The running-statistics outputs of training mode: running · momentum + batch · (1 - momentum)."""
     x, scale, bias, mean, var = ctx.inputs[:5]
     _floats_only(ctx, x, scale, bias, mean, var)
     eps = float(ctx.attr("epsilon", 1e-5))
@@ -542,6 +558,9 @@ def _check_stash(ctx, x):
 
 @handler("LayerNormalization")
 def _layer_norm(ctx):
+    """`layer_norm` (axis, epsilon; Mean/InvStdDev outputs); stash_type=1 only (11 for float64)
+
+    Scale/bias that broadcast to the normalised shape are applied after a plain layer_norm."""
     x, scale = ctx.inputs[0], ctx.inputs[1]
     bias = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, scale, bias)
@@ -571,6 +590,7 @@ def _layer_norm(ctx):
 
 @handler("InstanceNormalization")
 def _instance_norm(ctx):
+    """`instance_norm`"""
     x, scale, bias = ctx.inputs[:3]
     _floats_only(ctx, x, scale, bias)
     if _rank(ctx, x, "input") < 3:
@@ -580,6 +600,9 @@ def _instance_norm(ctx):
 
 @handler("GroupNormalization")
 def _group_norm(ctx):
+    """`layer_norm` over (N, groups, rest), then the per-channel (or opset 18 per-group) scale, bias
+
+    Needs static C and spatial sizes."""
     x, scale, bias = ctx.inputs[:3]
     _floats_only(ctx, x, scale, bias)
     _check_stash(ctx, x)
@@ -608,6 +631,7 @@ def _group_norm(ctx):
 
 @handler("LpNormalization")
 def _lp_norm(ctx):
+    """x / (Σ|x| or √Σx²) along axis (`sum`, `sqrt`, `div`); a zero norm gives 0; p in {1, 2}"""
     x = ctx.inputs[0]
     _floats_only(ctx, x)
     p = int(ctx.attr("p", 2))
@@ -643,6 +667,9 @@ def _optional_const(ctx, i, what):
 
 @handler("Resize")
 def _resize(ctx):
+    """`resize` (nearest, linear; the coordinate/nearest modes of graphc's resize); cubic, antialias refused
+
+    tf_crop_and_resize and keep_aspect_ratio_policy != stretch are refused; scales/sizes known at import."""
     x = ctx.inputs[0]
     _floats_only(ctx, x)
     mode = _str_attr(ctx, "mode", "nearest")
@@ -718,6 +745,7 @@ def _nchw(ctx, x):
 
 @handler("DepthToSpace")
 def _depth_to_space(ctx):
+    """`reshape` + `transpose` + `reshape` (DCR, CRD); static C, H, W"""
     x = ctx.inputs[0]
     n, c, h, w = _nchw(ctx, x)
     b = int(ctx.attr("blocksize"))
@@ -737,6 +765,7 @@ def _depth_to_space(ctx):
 
 @handler("SpaceToDepth")
 def _space_to_depth(ctx):
+    """`reshape` + `transpose` + `reshape`; static C, H, W"""
     x = ctx.inputs[0]
     n, c, h, w = _nchw(ctx, x)
     b = int(ctx.attr("blocksize"))
@@ -869,6 +898,9 @@ class _Rnn:
 
 @handler("LSTM")
 def _lstm(ctx):
+    """unrolled `lstm_cell` steps (iofc → ifgo weights; peepholes composed); no clip/input_forget
+
+    Directions, layout, initial states; a static length, full sequence_lens, default activations."""
     rnn = _Rnn(ctx, "LSTM", 4)
     if int(ctx.attr("input_forget", 0)):
         ctx.unsupported("attr input_forget=1")
@@ -918,6 +950,9 @@ def _lstm(ctx):
 
 @handler("GRU")
 def _gru(ctx):
+    """unrolled `gru_cell` steps (linear_before_reset=1) or composed steps (0); no clip
+
+    Directions, layout, initial state; a static length, full sequence_lens, default activations."""
     rnn = _Rnn(ctx, "GRU", 3)
     linear = int(ctx.attr("linear_before_reset", 0))
     hsz = rnn.h
@@ -970,6 +1005,9 @@ def _gru(ctx):
 
 @handler("RNN")
 def _rnn(ctx):
+    """unrolled tanh(x·Wᵀ + h·Rᵀ + b) steps; directions, layout, initial state; no clip
+
+    A static length, full sequence_lens, the default activation."""
     rnn = _Rnn(ctx, "RNN", 1)
     ys, finals = [], []
     for d in range(rnn.dirs):
@@ -1031,6 +1069,9 @@ def _nll(ctx, logp, labels, weights):
 
 @handler("NegativeLogLikelihoodLoss")
 def _nll_loss(ctx):
+    """`take_along_axis` over axis 1; class weights, ignore_index, reduction none/sum/mean
+
+    mean with weights is ONNX's weighted mean: Σ w[label]·loss / Σ w[label]."""
     x, labels = ctx.inputs[:2]
     w = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w)
@@ -1039,6 +1080,7 @@ def _nll_loss(ctx):
 
 @handler("SoftmaxCrossEntropyLoss")
 def _sce_loss(ctx):
+    """`log_softmax` over axis 1 + the NegativeLogLikelihoodLoss composition; log_prob output"""
     x, labels = ctx.inputs[:2]
     w = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w)
