@@ -129,6 +129,7 @@ def test_conv(xs, ws, attrs):
     ((1, 2, 3, 4), (2, 3, 3, 3), dict(strides=[2, 3], auto_pad="SAME_UPPER")),
     ((1, 2, 3, 4), (2, 3, 3, 4), dict(strides=[2, 2], auto_pad="SAME_LOWER")),
     ((2, 3, 5), (3, 2, 3), dict(strides=[3], pads=[1, 0], output_padding=[2])),
+    ((1, 1, 3, 3), (1, 2, 3, 3), dict(strides=[3, 2], output_shape=[10, 8])),  # beyond the full output: zeros
 ])
 def test_conv_transpose(xs, ws, attrs):
     rng = _rng(4)

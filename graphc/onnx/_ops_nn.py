@@ -322,9 +322,6 @@ def _conv_transpose(ctx):
             out_shape = tuple(d * s for d, s in zip(sizes, strides))
         total = [s * (d - 1) + op + (k - 1) * dil + 1 - o
                  for d, s, op, k, dil, o in zip(sizes, strides, out_pad, kernel, dilations, out_shape)]
-        if any(t < 0 for t in total):
-            ctx.unsupported(f"output_shape={list(out_shape)} is larger than the transposed convolution gives "
-                            f"(negative total padding {total})")
         if auto == "SAME_UPPER":
             begin = [t // 2 for t in total]
         else:  # SAME_LOWER and NOTSET with output_shape (ONNX's reference and onnxruntime)
@@ -334,6 +331,9 @@ def _conv_transpose(ctx):
         if given is not None and auto == "NOTSET" and tuple(int(p) for p in given) != computed:
             ctx.unsupported(f"attr pads={list(given)} together with output_shape={list(out_shape)}: ambiguous")
         pads = computed
+    # a negative pad (output_shape beyond the full output): rows no input reaches, zeros before the bias
+    grow = tuple(max(0, -p) for p in pads)
+    pads = tuple(max(0, p) for p in pads)
     for p, s, dil in zip(out_pad, strides, dilations):
         if p < 0 or not (p < s or p < dil):
             ctx.unsupported(f"output_padding={list(out_pad)} must be smaller than the stride or the dilation")
@@ -343,6 +343,10 @@ def _conv_transpose(ctx):
         pads, out_pad = (0, pads[0], 0, pads[1]), (0,) + out_pad
     y = _op(ctx, "conv_transpose2d", [x, w], {"stride": strides, "pads": pads, "dilation": dilations,
                                               "groups": int(ctx.attr("group", 1)), "output_padding": out_pad})
+    if any(grow):
+        if nd == 1:
+            grow = (0, grow[0], 0, grow[1])
+        y = _op(ctx, "pad", [y], {"pads": (0, 0, 0, 0, grow[0], grow[2], grow[1], grow[3])})
     if nd == 1:
         y = _squeeze(ctx, y, (2,))
     return [_bias(ctx, y, b, nd)]
@@ -771,8 +775,11 @@ def _space_to_depth(ctx):
     b = int(ctx.attr("blocksize"))
     if b <= 0 or h % b or w % b:
         ctx.unsupported(f"blocksize={b} must divide H={h} and W={w}")
+    mode = _str_attr(ctx, "mode", "DCR")  # the attr is newer than opset 13 (DCR before)
+    if mode not in ("DCR", "CRD"):
+        ctx.unsupported(f"attr mode={mode!r} (DCR or CRD)")
     t = _reshape(ctx, x, (n, c, h // b, b, w // b, b))
-    t = _op(ctx, "transpose", [t], {"perm": (0, 3, 5, 1, 2, 4)})
+    t = _op(ctx, "transpose", [t], {"perm": (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)})
     return [_reshape(ctx, t, (n, c * b * b, h // b, w // b))]
 
 
