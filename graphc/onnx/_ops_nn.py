@@ -204,7 +204,12 @@ def _einsum(ctx):
     eq = _str_attr(ctx, "equation", None)
     if eq is None:
         ctx.unsupported("attr equation is required")
-    return [_op(ctx, "einsum", list(ctx.inputs), {"equation": eq.replace(" ", "")})]
+    eq = eq.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    if len(ctx.inputs) == 1 and arrow and lhs == rhs:
+        # y = x ("->" on a scalar, "ij->ij"): an identity, named (einsum's composite would hand x itself back)
+        return [_op(ctx, "identity", [ctx.inputs[0]])]
+    return [_op(ctx, "einsum", list(ctx.inputs), {"equation": eq})]
 
 
 # -- Conv, ConvTranspose --------------------------------------------------------------------------
@@ -788,12 +793,13 @@ def _space_to_depth(ctx):
 _DEFAULT_ACTS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh"), "RNN": ("tanh",)}
 
 
-def _zeros_like_rows(ctx, like, h, dt):
-    """Zeros of shape (N, h) for a (N, k) tensor like (N possibly symbolic)."""
-    n = like.shape[0]
+def _zero_state(ctx, xw, h, dt):
+    """Zeros of shape (N, h) for the (T, N, k) input projections xw (N possibly symbolic)."""
+    n = xw.shape[1]
     if _known(n):
         return np.zeros((int(n), h), dt)
-    return _op(ctx, "broadcast_like", [np.zeros((1, h), dt), _cols(ctx, like, 0, h)])
+    rows = _cols(ctx, _take(ctx, xw, 0, axis=0), 0, h)
+    return _op(ctx, "broadcast_like", [np.zeros((1, h), dt), rows])
 
 
 class _Rnn:
@@ -930,15 +936,14 @@ def _lstm(ctx):
         xw = rnn.inputs_times_w(w, bias)
         h = rnn.initial(5, d)
         c = rnn.initial(6, d)
+        # absent initial states are zeros, multiplied by R like any state (0·inf is NaN in ONNX too)
+        h = _zero_state(ctx, xw, hsz, rnn.dt) if h is None else h
+        c = _zero_state(ctx, xw, hsz, rnn.dt) if c is None else c
         if peep is not None:
             pi, po, pf = _split(ctx, rnn.per_dir(peep, d), 3, 0)
         hs = [None] * rnn.steps
         for t in rnn.order(d):
-            gates = rnn.step_input(xw, t)
-            if h is not None:
-                gates = _op(ctx, "add", [gates, _op(ctx, "matmul", [h, r], {"transpose_b": True})])
-            if c is None:
-                c = _zeros_like_rows(ctx, gates, hsz, rnn.dt)
+            gates = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
             if peep is None:
                 h, c = _op(ctx, "lstm_cell", [gates, c])
             else:
@@ -983,7 +988,7 @@ def _gru(ctx):
         for t in rnn.order(d):
             xt = rnn.step_input(xw, t)
             if h is None:
-                h = _zeros_like_rows(ctx, xt, hsz, rnn.dt)
+                h = _zero_state(ctx, xw, hsz, rnn.dt)
             if linear:
                 hw = _op(ctx, "matmul", [h, r], {"transpose_b": True})
                 if rb is not None:
@@ -1023,11 +1028,10 @@ def _rnn(ctx):
         bias = None if wb is None else _op(ctx, "add", [wb, rb])
         xw = rnn.inputs_times_w(w, bias)
         h = rnn.initial(5, d)
+        h = _zero_state(ctx, xw, rnn.h, rnn.dt) if h is None else h
         hs = [None] * rnn.steps
         for t in rnn.order(d):
-            a = rnn.step_input(xw, t)
-            if h is not None:
-                a = _op(ctx, "add", [a, _op(ctx, "matmul", [h, r], {"transpose_b": True})])
+            a = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
             h = _op(ctx, "tanh", [a])
             hs[t] = h
         ys.append(hs)
