@@ -184,10 +184,23 @@ def test_global_pool(op, xs):
     check(make_model(op, {"x": x}), {"x": x}, use_ref=op != "GlobalMaxPool" or len(xs) == 4)
 
 
-def test_maxpool_indices_refused():
-    x = np.zeros((1, 1, 4, 4), np.float32)
-    m = make_model("MaxPool", {"x": x}, attrs=dict(kernel_shape=[2, 2]), outputs=("y", "i"))
-    refused(m, "MaxPool_0", "Indices")
+@pytest.mark.parametrize("xs,attrs", [((2, 3, 5, 6), dict(kernel_shape=[2, 2])),
+                                      ((1, 2, 7, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+                                      ((1, 2, 7, 8), dict(kernel_shape=[3, 2], strides=[2, 2], ceil_mode=1,
+                                                          pads=[0, 1, 1, 0])),
+                                      ((2, 2, 9), dict(kernel_shape=[3], strides=[2], dilations=[2])),
+                                      ((2, 2, 5, 7), dict(kernel_shape=[2, 3], strides=[1, 2], storage_order=1))])
+def test_maxpool_indices(xs, attrs):
+    # ties would make the index implementation-defined: distinct values (a permutation)
+    x = _rng(23).permutation(int(np.prod(xs))).astype(np.float32).reshape(xs)
+    m = make_model("MaxPool", {"x": x}, attrs=attrs, outputs=("y", "i"))
+    m.graph.output[1].type.tensor_type.elem_type = TensorProto.INT64
+    y, i = run_graphc(m, {"x": x})
+    ry, ri = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(i, ri)
+    if not attrs.get("storage_order"):
+        np.testing.assert_array_equal(x.reshape(-1)[i], y)
 
 
 # -- normalisations --------------------------------------------------------------------------------

@@ -430,8 +430,10 @@ def _pool(ctx, kind):
         ctx.unsupported(f"kernel_shape={list(kernel)}, strides={list(strides)} and dilations={list(dilations)} "
                         f"must be positive")
     if kind == "max":
-        if _wanted(ctx, 1):
-            ctx.unsupported("the Indices output of MaxPool is not supported")
+        if int(ctx.attr("storage_order", 0)) not in (0, 1):
+            ctx.unsupported(f"attr storage_order={ctx.attr('storage_order')}")
+        if _wanted(ctx, 1) and not _static(x.shape):
+            ctx.unsupported(f"the Indices output needs X of a static shape, got {x.shape}")
         include = True
     else:
         include = bool(ctx.attr("count_include_pad", 0))
@@ -441,6 +443,7 @@ def _pool(ctx, kind):
         sizes, out, kernel, strides, dilations = (1,) + sizes, (1,) + out, (1,) + kernel, (1,) + strides, \
             (1,) + dilations
         pads = (0, pads[0], 0, pads[1])
+    x2d = x
     # the end pads that make exactly `out` windows (the ceil overhang included, trailing rows cut)
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     ends = tuple((o - 1) * s + sp - d - p for o, s, sp, d, p in zip(out, strides, span, sizes, pads[:2]))
@@ -457,14 +460,7 @@ def _pool(ctx, kind):
         else:
             y = _op(ctx, "avg_pool2d", [x], dict(attrs, count_include_pad=include))
     else:
-        widths = [(0, 0), (0, 0)] + [(p, max(e, 0)) for p, e in zip(pads[:2], ends)]
-        if any(w != (0, 0) for w in widths):
-            x = _op(ctx, "pad", [x], {"pads": tuple(v for pair in widths for v in pair), "mode": "constant",
-                                      "value": fill})
-        if any(e < 0 for e in ends):  # trailing rows no window reaches
-            x = _op(ctx, "slice", [x], {"starts": (0, 0), "ends": tuple(p + d + e for p, d, e in
-                                                                          zip(pads[:2], sizes, ends)),
-                                        "axes": (2, 3)})
+        x = _window_input(ctx, x, pads, ends, sizes, fill)
         if dilations == (1, 1):
             attrs = {"kernel_size": kernel, "stride": strides, "padding": (0, 0)}
             if kind == "max":
@@ -477,25 +473,73 @@ def _pool(ctx, kind):
             if full > 64:
                 ctx.unsupported(f"a dilated pool of {full} taps (more than 64)")
             y = None
-            for a in range(kernel[0]):
-                for b in range(kernel[1]):
-                    starts = (a * dilations[0], b * dilations[1])
-                    tap = _op(ctx, "slice", [x], {
-                        "starts": starts, "ends": tuple(s0 + (o - 1) * s + 1 for s0, o, s in zip(starts, out, strides)),
-                        "axes": (2, 3), "steps": strides})
-                    y = tap if y is None else _op(ctx, "maximum" if kind == "max" else "add", [y, tap])
+            for tap in _taps(ctx, x, kernel, dilations, out, strides):
+                y = tap if y is None else _op(ctx, "maximum" if kind == "max" else "add", [y, tap])
             if kind == "avg":
                 y = _op(ctx, "div", [y, divisor.astype(np.dtype(x.dtype))])
+    outs = [y]
+    if kind == "max" and _wanted(ctx, 1):
+        outs.append(_max_indices(ctx, _window_input(ctx, x2d, pads, ends, sizes, fill), sizes, kernel, strides,
+                                 dilations, pads, out, column_major=bool(ctx.attr("storage_order", 0))))
     if nd == 1:
-        y = _squeeze(ctx, y, (2,))
-    return [y]
+        outs = [_squeeze(ctx, v, (2,)) for v in outs]
+    return _outputs(ctx, outs)
+
+
+def _window_input(ctx, x, pads, ends, sizes, fill):
+    """x padded (fill) by the begin pads and the end pads that make exactly the windows ONNX has;
+    trailing rows no window reaches cut off."""
+    widths = [(0, 0), (0, 0)] + [(p, max(e, 0)) for p, e in zip(pads[:2], ends)]
+    if any(w != (0, 0) for w in widths):
+        x = _op(ctx, "pad", [x], {"pads": tuple(v for pair in widths for v in pair), "mode": "constant",
+                                  "value": fill})
+    if any(e < 0 for e in ends):
+        stops = tuple(p + d + e for p, d, e in zip(pads[:2], sizes, ends))
+        x = _op(ctx, "slice", [x], {"starts": (0, 0), "ends": stops, "axes": (2, 3)})
+    return x
+
+
+def _taps(ctx, xp, kernel, dilations, out, strides):
+    """The window taps of the padded input: for tap (a, b), the (N, C, OH, OW) values it reads."""
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            starts = (a * dilations[0], b * dilations[1])
+            yield _op(ctx, "slice", [xp], {
+                "starts": starts, "ends": tuple(s0 + (o - 1) * s + 1 for s0, o, s in zip(starts, out, strides)),
+                "axes": (2, 3), "steps": strides})
+
+
+def _max_indices(ctx, xp, sizes, kernel, strides, dilations, pads, out, column_major=False):
+    """MaxPool's Indices: the flat index into X of each window's first maximum (onnxruntime's choice):
+    argmax over the window's taps, mapped through a table of the taps' input positions.  Row major
+    ((n·C + c)·H + h)·W + w, or with storage_order=1 (n·C + c)·H·W + w·H + h."""
+    n, c = (int(d) for d in xp.shape[:2])
+    if kernel[0] * kernel[1] > 64:
+        ctx.unsupported(f"the Indices output of a {kernel[0]}x{kernel[1]} window (more than 64 taps)")
+    taps = [_expand(ctx, t, (4,)) for t in _taps(ctx, xp, kernel, dilations, out, strides)]
+    stacked = taps[0] if len(taps) == 1 else _op(ctx, "concat", taps, {"axis": 4})
+    best = _op(ctx, "argmax", [stacked], {"axis": 4, "keepdims": True})
+    h, w = sizes
+    rows = (np.arange(out[0]) * strides[0] - pads[0])[:, None, None, None] + \
+        (np.arange(kernel[0]) * dilations[0])[None, None, :, None]
+    cols = (np.arange(out[1]) * strides[1] - pads[1])[None, :, None, None] + \
+        (np.arange(kernel[1]) * dilations[1])[None, None, None, :]
+    # (OH, OW, k_h·k_w): tap (a, b) of window (i, j) reads X[.., rows, cols]; padding taps (never the max
+    # of a window holding an input element) are clamped inside
+    rows, cols = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+    table = (cols * h + rows) if column_major else (rows * w + cols)
+    table = table.reshape(out[0], out[1], -1).astype(np.int64)
+    table = np.broadcast_to(table, (n, c) + table.shape)
+    spatial = _squeeze(ctx, _op(ctx, "take_along_axis", [np.ascontiguousarray(table), best], {"axis": 4}), (4,))
+    offsets = (np.arange(n * c, dtype=np.int64) * (h * w)).reshape(n, c, 1, 1)
+    return _op(ctx, "add", [spatial, offsets])
 
 
 @handler("MaxPool")
 def _max_pool(ctx):
-    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices refused
+    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices: `argmax`
 
-    1-D via a size-1 H."""
+    1-D via a size-1 H.  Indices (storage_order 0 or 1) need a static X shape: the first maximum's flat index."""
     return _pool(ctx, "max")
 
 
