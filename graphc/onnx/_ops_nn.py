@@ -18,8 +18,8 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   never the ceil_mode overhang).  graphc's own pool kernels run when the pads are symmetric and
   at most half the kernel; otherwise the input is padded explicitly (-inf for max, 0 for
   average) and an average is rescaled by k/divisor per output position (a constant computed at
-  import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices output
-  is refused.  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
+  import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices: argmax
+  over the window's taps mapped to flat input positions (static shapes).  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
 * BatchNormalization: the inference form is graphc's batch_norm (momentum 1 - ONNX's, so a
   training compile updates the running statistics as ONNX's training mode would);
   training_mode=1 is batch_norm_train plus the running-statistics outputs.
