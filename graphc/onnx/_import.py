@@ -38,6 +38,16 @@ _ONNX_TYPE_NAMES = {0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT1
                     19: "FLOAT8E5M2", 20: "FLOAT8E5M2FNUZ", 21: "UINT4", 22: "INT4", 23: "FLOAT4E2M1"}
 GRAPHC_TO_ONNX = {v: k for k, v in _ONNX_DTYPES.items()}
 
+FOLD_LIMIT = 1 << 22   # elements: a larger result of an op on constants is computed at run time, not stored
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
 # Ops never folded at import time even when every input is known (their value is not a
 # function of the inputs alone).
 _NOT_FOLDABLE_PREFIXES = ("random_", "dropout", "rng_")
@@ -253,7 +263,9 @@ class NodeContext:
         try:
             if (vals or opdef.constant) and all(isinstance(v, Value) and v.const is not None for v in vals) \
                     and not op_name.startswith(_NOT_FOLDABLE_PREFIXES) and not opdef.inplace:
-                return self._fold(opdef, vals, attrs)
+                folded = self._fold(opdef, vals, attrs)
+                if folded is not None:
+                    return folded
             g = self._imp.graph
             tensors = [v.tensor() if isinstance(v, Value) else v for v in vals]
             name = self._imp.fresh_name(f"{self.name}/{op_name}")
@@ -269,6 +281,8 @@ class NodeContext:
         attrs = opdef.check_attrs(attrs, self.name, None)
         node = Node(f"{self.name}/{opdef.name}", opdef.name, [], [], attrs)
         types = opdef.infer_node(node, [(v.dtype, v.shape) for v in vals])
+        if sum(_numel(shape) for _, shape in types) > FOLD_LIMIT:
+            return None   # a large result stays a node (the import does not allocate it)
         outs = opdef.evaluate([v.const for v in vals], attrs)
         res = []
         for arr, (dt, shape) in zip(outs, types):
@@ -338,7 +352,7 @@ class _Importer:
         dims = tuple(int(d) for d in t.dims)
         if any(d < 0 for d in dims):
             raise OnnxFormatError(f"{what}: tensor {quote(t.name)} has a negative dim {dims}")
-        n = int(np.prod(dims, dtype=np.int64)) if dims else 1
+        n = _numel(dims)
         if t.data_location == 1:   # EXTERNAL
             self.load_external(t, what, n * np.dtype(dt).itemsize)
         if t.HasField("raw_data"):

@@ -10,7 +10,7 @@ along to the Reshape/Expand/... that reads them.
 import numpy as np
 
 from graphc import dtypes
-from graphc.onnx._import import GRAPHC_TO_ONNX, Value, handler
+from graphc.onnx._import import FOLD_LIMIT, GRAPHC_TO_ONNX, Value, handler
 
 _INT_DTYPES = ("int32", "int64")
 
@@ -829,6 +829,8 @@ def _eye_like(ctx):
     if len(shape) != 2 or any(not isinstance(d, int) for d in shape):
         ctx.unsupported(f"EyeLike of shape {list(shape)} (needs a static 2-D shape)")
     dt = ctx.onnx_dtype(ctx.attr("dtype"), "attribute dtype") if ctx.has_attr("dtype") else x.dtype
+    if shape[0] * shape[1] > FOLD_LIMIT:
+        ctx.unsupported(f"EyeLike of shape {list(shape)} (larger than graphc folds at import)")
     return ctx.const(np.eye(shape[0], shape[1], k=ctx.attr("k", 0), dtype=dt))
 
 
