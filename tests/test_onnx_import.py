@@ -325,3 +325,12 @@ def test_values_fix_graph_inputs_at_import():
         np.testing.assert_array_equal(out[g.onnx_names[k]], want[k])
     with pytest.raises(OnnxUnsupportedError, match="values="):
         gc.onnx.load(m, values={"s": np.array([4, 6], np.int32)})
+
+
+def test_large_results_are_not_folded():
+    # Expand of a 2-element constant to 8M elements: a run-time broadcast_to, not 32 MB stored in the graph
+    nodes = [c("v", np.array([1.0, 2.0], np.float32)), c("s", np.array([4096, 1024, 2], I64)),
+             h.make_node("Expand", ["v", "s"], ["y"])]
+    g = gc.onnx.load(make(nodes, {}, ["y"]))
+    assert [n.op for n in g.nodes] == ["constant", "broadcast_to"]
+    assert g.nodes[0].attrs["value"].size == 2
