@@ -334,3 +334,18 @@ def test_large_results_are_not_folded():
     g = gc.onnx.load(make(nodes, {}, ["y"]))
     assert [n.op for n in g.nodes] == ["constant", "broadcast_to"]
     assert g.nodes[0].attrs["value"].size == 2
+
+
+def test_untyped_outputs_and_non_trainable_initializers():
+    # an output declared by name only (elem_type UNDEFINED) takes graphc's inferred dtype
+    x = X35
+    g = h.make_graph([h.make_node("Transpose", ["x"], ["y"])], "t", [h.make_tensor_value_info("x", TP.FLOAT, [3, 5])],
+                     [h.make_tensor_value_info("y", TP.UNDEFINED, None)])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    _, out = graphc_run(m, {"x": x}, compiled=False)
+    np.testing.assert_array_equal(out["y"], x.T)
+    # Value.trainable: a handler may keep an initializer out of training (running statistics)
+    from graphc.onnx._import import Value
+    v = Value("w", "float32", (2,), init=np.ones(2, np.float32))
+    v.trainable = False
+    assert v.trainable is False

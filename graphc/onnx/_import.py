@@ -104,6 +104,19 @@ class Value:
         return f"<onnx Value {self.name!r} {self.dtype} {self.shape} {kind}>"
 
     @property
+    def trainable(self):
+        """Whether an initializer Value becomes a trainable variable (False: a non-trainable variable,
+        e.g. BatchNormalization's running statistics, which a training plan updates in place).  Set it
+        before the Value's first ``tensor()``."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, flag):
+        if self._tensor is not None and self.init is not None:
+            raise RuntimeError(f"initializer {self.name!r} is already a variable; set trainable before tensor()")
+        self._trainable = bool(flag)
+
+    @property
     def static(self):
         """The value known at import (const, else the initializer's value), or None."""
         return self.const if self.const is not None else self.init
@@ -465,7 +478,7 @@ class _Importer:
         if len(gp.sparse_initializer):
             raise OnnxUnsupportedError("the model has sparse initializers; graphc does not support them")
         for vi in gp.value_info:
-            if vi.type.HasField("tensor_type"):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type != 0:   # 0: type not given
                 graphc_dtype(vi.type.tensor_type.elem_type, f"value {vi.name!r}")
         unknown = (set(self.shapes) | set(self.given)) - {vi.name for vi in gp.input if vi.name not in inits}
         if unknown:
@@ -517,7 +530,7 @@ class _Importer:
         for vi in gp.output:
             if vi.name not in self.values:
                 raise OnnxFormatError(f"graph output {vi.name!r} is produced by no node, input or initializer")
-            if vi.type.HasField("tensor_type"):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type != 0:   # 0: inferred
                 graphc_dtype(vi.type.tensor_type.elem_type, f"graph output {vi.name!r}")
             t = self.bind_output(vi.name, self.values[vi.name], force_name=True)
             outs.append(t.name)
