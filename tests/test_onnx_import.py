@@ -349,3 +349,17 @@ def test_untyped_outputs_and_non_trainable_initializers():
     v = Value("w", "float32", (2,), init=np.ones(2, np.float32))
     v.trainable = False
     assert v.trainable is False
+
+
+def test_shape_arithmetic_on_symbolic_dims():
+    # torch-style shape code: [N * 1, C * W] from Shape(x) with a symbolic batch; Mul is the math handler's
+    x = RNG.standard_normal((5, 3, 4)).astype(np.float32)
+    nodes = [h.make_node("Shape", ["x"], ["s"]), c("i0", np.array([0], I64)), c("i1", np.array([1], I64)),
+             c("i2", np.array([2], I64)), c("one", np.array([1], I64)),
+             h.make_node("Gather", ["s", "i0"], ["n"]), h.make_node("Mul", ["n", "one"], ["n1"]),
+             h.make_node("Gather", ["s", "i1"], ["cc"]), h.make_node("Gather", ["s", "i2"], ["w"]),
+             h.make_node("Mul", ["cc", "w"], ["cw"]), h.make_node("Concat", ["n1", "cw"], ["t"], axis=0),
+             h.make_node("Reshape", ["x", "t"], ["y"])]
+    m = make(nodes, {"x": x}, ["y"], in_shapes={"x": ["N", 3, 4]})
+    g = check(m, {"x": x})
+    assert [n.op for n in g.nodes] == ["reshape"] and g.nodes[0].attrs["shape"] == (-1, 12)

@@ -48,6 +48,9 @@ def _numel(shape):
     return n
 
 
+# Elementwise integer ops computed on shape values at import (NodeContext._dims_op).
+_DIMS_OPS = ("add", "sub", "mul", "int_div", "div", "maximum", "minimum", "mod")
+
 # Ops never folded at import time even when every input is known (their value is not a
 # function of the inputs alone).
 _NOT_FOLDABLE_PREFIXES = ("random_", "dropout", "rng_")
@@ -273,6 +276,10 @@ class NodeContext:
             else:
                 vals.append(self._as_const(x, like))
         attrs = dict(attrs or {})
+        if op_name in _DIMS_OPS and any(isinstance(v, Value) and v.dims is not None for v in vals):
+            out = self._dims_op(opdef, vals, attrs)
+            if out is not None:
+                return out
         try:
             if (vals or opdef.constant) and all(isinstance(v, Value) and v.const is not None for v in vals) \
                     and not op_name.startswith(_NOT_FOLDABLE_PREFIXES) and not opdef.inplace:
@@ -289,6 +296,43 @@ class NodeContext:
             self.unsupported(f"graphc {op_name} refuses it: {e}")
         res = tuple(Value(t.name, t.dtype, t.shape, tensor=t, builder=self._imp) for t in outs)
         return res[0] if len(res) == 1 else res
+
+    def _dims_op(self, opdef, vals, attrs):
+        """Elementwise integer arithmetic on shape values (``dims``) and small int constants, at
+        import: int results where every operand is known, None (unknown at import) elsewhere,
+        ``x * 1`` / ``x + 0`` keep the symbol.  None when an operand is something else."""
+        lists = []
+        for v in vals:
+            if not isinstance(v, Value):
+                return None
+            if v.dims is not None:
+                lists.append((list(v.dims), v.shape))
+            elif v.const is not None and v.const.dtype.kind in "iu" and v.const.ndim <= 1:
+                lists.append(([int(d) for d in v.const.reshape(-1)], v.const.shape))
+            else:
+                return None
+        n = max(len(d) for d, _ in lists)
+        if any(len(d) not in (1, n) for d, _ in lists):
+            return None
+        rows = [d * n if len(d) == 1 else d for d, _ in lists]
+        out = []
+        for items in zip(*rows):
+            if all(isinstance(d, int) for d in items):
+                r = opdef.evaluate([np.asarray(d, np.int64) for d in items], opdef.check_attrs(attrs, self.name))
+                out.append(int(r[0]))
+            elif opdef.name == "mul" and len(items) == 2 and 1 in items:
+                out.append(items[0] if items[1] == 1 else items[1])
+            elif opdef.name in ("add", "sub") and len(items) == 2 and items[1] == 0:
+                out.append(items[0])
+            elif opdef.name == "add" and len(items) == 2 and items[0] == 0:
+                out.append(items[1])
+            else:
+                out.append(None)
+        shape = max((s for _, s in lists), key=len)
+        dt = next(v.dtype for v in vals if v.dims is not None)
+        if all(isinstance(d, int) for d in out):
+            return const_value(np.asarray(out, dtype=dt).reshape(shape), builder=self._imp)
+        return Value(None, dt, shape, dims=out, builder=self._imp)
 
     def _fold(self, opdef, vals, attrs):
         attrs = opdef.check_attrs(attrs, self.name, None)

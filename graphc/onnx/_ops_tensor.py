@@ -63,6 +63,8 @@ def resolve_target(ctx, in_shape, target):
     """A reshape target (int | str | None entries, at most one -1) as graphc's reshape attr (ints,
     one -1 at most) and the symbolic output shape.  Symbols cancel against the input's symbols."""
     target = list(target)
+    if -1 not in target and target.count(None) == 1:
+        target[target.index(None)] = -1   # the one dim unknown at import is the inferred one
     if target.count(-1) > 1:
         ctx.format_error(f"reshape target {target} has more than one -1")
     if -1 in target:
