@@ -19,7 +19,8 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   at most half the kernel; otherwise the input is padded explicitly (-inf for max, 0 for
   average) and an average is rescaled by k/divisor per output position (a constant computed at
   import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices: argmax
-  over the window's taps mapped to flat input positions (static shapes).  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
+  over the window's taps mapped to flat input positions (static shapes).  A NaN in a max
+  window: graphc's max is NaN there (ONNX's reference skips NaNs).
 * BatchNormalization: the inference form is graphc's batch_norm (momentum 1 - ONNX's, so a
   training compile updates the running statistics as ONNX's training mode would);
   training_mode=1 is batch_norm_train plus the running-statistics outputs.
@@ -587,8 +588,11 @@ def _batch_norm(ctx):
         ctx.unsupported(f"X of shape {x.shape}: expects (N, C, ...)")
     for v in (mean, var):
         # running statistics: state a training compile updates in place, never a trained parameter
-        if v.init is not None and v._tensor is None:
-            v._trainable = False
+        if v.init is not None:
+            try:
+                v.trainable = False
+            except RuntimeError:  # already a variable through an earlier node: left as it is
+                pass
     if not int(ctx.attr("training_mode", 0)):
         if _wanted(ctx, 1) or _wanted(ctx, 2):
             ctx.unsupported("running-statistics outputs with training_mode=0")
