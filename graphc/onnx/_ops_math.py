@@ -21,6 +21,12 @@ _END = 2 ** 62  # "to the end" of a slice (graphc.ops.shape.END)
 
 # -- helpers -------------------------------------------------------------------------------
 
+def _f32(value):
+    """An attribute default as ONNX stores it: a float32 (LeakyRelu's alpha=0.01 is
+    0.009999999776482582, also when a model leaves it out)."""
+    return float(np.float32(value))
+
+
 def _input(ctx, i):
     """Input i, or None when omitted (an empty name or past the end)."""
     return ctx.inputs[i] if i < len(ctx.inputs) else None
@@ -214,7 +220,7 @@ def _clip(ctx):
 def _leaky_relu(ctx):
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
-    alpha = float(ctx.attr("alpha", 0.01))
+    alpha = float(ctx.attr("alpha", _f32(0.01)))
     if not math.isfinite(alpha):
         ctx.unsupported(f"attr alpha={alpha} is not finite")
     return ctx.op("leaky_relu", [x], {"negative_slope": alpha})
@@ -274,15 +280,15 @@ def _hard_sigmoid(ctx, x, alpha, beta):
 def _hardsigmoid(ctx):
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
-    return _hard_sigmoid(ctx, x, float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5)))
+    return _hard_sigmoid(ctx, x, float(ctx.attr("alpha", _f32(0.2))), float(ctx.attr("beta", 0.5)))
 
 
 @handler("HardSwish")
 def _hardswish(ctx):
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
-    # ONNX's function body: Mul(X, HardSigmoid<alpha=1/6, beta=0.5>(X))
-    return ctx.op("mul", [x, _hard_sigmoid(ctx, x, 1.0 / 6.0, 0.5)])
+    # ONNX's function body: Mul(X, HardSigmoid<alpha=1/6 (a float32 attr), beta=0.5>(X))
+    return ctx.op("mul", [x, _hard_sigmoid(ctx, x, _f32(1.0 / 6.0), 0.5)])
 
 
 @handler("Softplus")

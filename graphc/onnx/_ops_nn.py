@@ -18,8 +18,9 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   never the ceil_mode overhang).  graphc's own pool kernels run when the pads are symmetric and
   at most half the kernel; otherwise the input is padded explicitly (-inf for max, 0 for
   average) and an average is rescaled by k/divisor per output position (a constant computed at
-  import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices output
-  is refused.  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
+  import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices: argmax
+  over the window's taps mapped to flat input positions (static shapes).  A NaN in a max
+  window: graphc's max is NaN there (ONNX's reference skips NaNs).
 * BatchNormalization: the inference form is graphc's batch_norm (momentum 1 - ONNX's, so a
   training compile updates the running statistics as ONNX's training mode would);
   training_mode=1 is batch_norm_train plus the running-statistics outputs.
@@ -204,7 +205,12 @@ def _einsum(ctx):
     eq = _str_attr(ctx, "equation", None)
     if eq is None:
         ctx.unsupported("attr equation is required")
-    return [_op(ctx, "einsum", list(ctx.inputs), {"equation": eq.replace(" ", "")})]
+    eq = eq.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    if len(ctx.inputs) == 1 and arrow and lhs == rhs:
+        # y = x ("->" on a scalar, "ij->ij"): an identity, named (einsum's composite would hand x itself back)
+        return [_op(ctx, "identity", [ctx.inputs[0]])]
+    return [_op(ctx, "einsum", list(ctx.inputs), {"equation": eq})]
 
 
 # -- Conv, ConvTranspose --------------------------------------------------------------------------
@@ -322,9 +328,6 @@ def _conv_transpose(ctx):
             out_shape = tuple(d * s for d, s in zip(sizes, strides))
         total = [s * (d - 1) + op + (k - 1) * dil + 1 - o
                  for d, s, op, k, dil, o in zip(sizes, strides, out_pad, kernel, dilations, out_shape)]
-        if any(t < 0 for t in total):
-            ctx.unsupported(f"output_shape={list(out_shape)} is larger than the transposed convolution gives "
-                            f"(negative total padding {total})")
         if auto == "SAME_UPPER":
             begin = [t // 2 for t in total]
         else:  # SAME_LOWER and NOTSET with output_shape (ONNX's reference and onnxruntime)
@@ -334,6 +337,9 @@ def _conv_transpose(ctx):
         if given is not None and auto == "NOTSET" and tuple(int(p) for p in given) != computed:
             ctx.unsupported(f"attr pads={list(given)} together with output_shape={list(out_shape)}: ambiguous")
         pads = computed
+    # a negative pad (output_shape beyond the full output): rows no input reaches, zeros before the bias
+    grow = tuple(max(0, -p) for p in pads)
+    pads = tuple(max(0, p) for p in pads)
     for p, s, dil in zip(out_pad, strides, dilations):
         if p < 0 or not (p < s or p < dil):
             ctx.unsupported(f"output_padding={list(out_pad)} must be smaller than the stride or the dilation")
@@ -343,6 +349,10 @@ def _conv_transpose(ctx):
         pads, out_pad = (0, pads[0], 0, pads[1]), (0,) + out_pad
     y = _op(ctx, "conv_transpose2d", [x, w], {"stride": strides, "pads": pads, "dilation": dilations,
                                               "groups": int(ctx.attr("group", 1)), "output_padding": out_pad})
+    if any(grow):
+        if nd == 1:
+            grow = (0, grow[0], 0, grow[1])
+        y = _op(ctx, "pad", [y], {"pads": (0, 0, 0, 0, grow[0], grow[2], grow[1], grow[3])})
     if nd == 1:
         y = _squeeze(ctx, y, (2,))
     return [_bias(ctx, y, b, nd)]
@@ -421,8 +431,10 @@ def _pool(ctx, kind):
         ctx.unsupported(f"kernel_shape={list(kernel)}, strides={list(strides)} and dilations={list(dilations)} "
                         f"must be positive")
     if kind == "max":
-        if _wanted(ctx, 1):
-            ctx.unsupported("the Indices output of MaxPool is not supported")
+        if int(ctx.attr("storage_order", 0)) not in (0, 1):
+            ctx.unsupported(f"attr storage_order={ctx.attr('storage_order')}")
+        if _wanted(ctx, 1) and not _static(x.shape):
+            ctx.unsupported(f"the Indices output needs X of a static shape, got {x.shape}")
         include = True
     else:
         include = bool(ctx.attr("count_include_pad", 0))
@@ -432,6 +444,7 @@ def _pool(ctx, kind):
         sizes, out, kernel, strides, dilations = (1,) + sizes, (1,) + out, (1,) + kernel, (1,) + strides, \
             (1,) + dilations
         pads = (0, pads[0], 0, pads[1])
+    x2d = x
     # the end pads that make exactly `out` windows (the ceil overhang included, trailing rows cut)
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     ends = tuple((o - 1) * s + sp - d - p for o, s, sp, d, p in zip(out, strides, span, sizes, pads[:2]))
@@ -448,14 +461,7 @@ def _pool(ctx, kind):
         else:
             y = _op(ctx, "avg_pool2d", [x], dict(attrs, count_include_pad=include))
     else:
-        widths = [(0, 0), (0, 0)] + [(p, max(e, 0)) for p, e in zip(pads[:2], ends)]
-        if any(w != (0, 0) for w in widths):
-            x = _op(ctx, "pad", [x], {"pads": tuple(v for pair in widths for v in pair), "mode": "constant",
-                                      "value": fill})
-        if any(e < 0 for e in ends):  # trailing rows no window reaches
-            x = _op(ctx, "slice", [x], {"starts": (0, 0), "ends": tuple(p + d + e for p, d, e in
-                                                                          zip(pads[:2], sizes, ends)),
-                                        "axes": (2, 3)})
+        x = _window_input(ctx, x, pads, ends, sizes, fill)
         if dilations == (1, 1):
             attrs = {"kernel_size": kernel, "stride": strides, "padding": (0, 0)}
             if kind == "max":
@@ -468,25 +474,73 @@ def _pool(ctx, kind):
             if full > 64:
                 ctx.unsupported(f"a dilated pool of {full} taps (more than 64)")
             y = None
-            for a in range(kernel[0]):
-                for b in range(kernel[1]):
-                    starts = (a * dilations[0], b * dilations[1])
-                    tap = _op(ctx, "slice", [x], {
-                        "starts": starts, "ends": tuple(s0 + (o - 1) * s + 1 for s0, o, s in zip(starts, out, strides)),
-                        "axes": (2, 3), "steps": strides})
-                    y = tap if y is None else _op(ctx, "maximum" if kind == "max" else "add", [y, tap])
+            for tap in _taps(ctx, x, kernel, dilations, out, strides):
+                y = tap if y is None else _op(ctx, "maximum" if kind == "max" else "add", [y, tap])
             if kind == "avg":
                 y = _op(ctx, "div", [y, divisor.astype(np.dtype(x.dtype))])
+    outs = [y]
+    if kind == "max" and _wanted(ctx, 1):
+        outs.append(_max_indices(ctx, _window_input(ctx, x2d, pads, ends, sizes, fill), sizes, kernel, strides,
+                                 dilations, pads, out, column_major=bool(ctx.attr("storage_order", 0))))
     if nd == 1:
-        y = _squeeze(ctx, y, (2,))
-    return [y]
+        outs = [_squeeze(ctx, v, (2,)) for v in outs]
+    return _outputs(ctx, outs)
+
+
+def _window_input(ctx, x, pads, ends, sizes, fill):
+    """x padded (fill) by the begin pads and the end pads that make exactly the windows ONNX has;
+    trailing rows no window reaches cut off."""
+    widths = [(0, 0), (0, 0)] + [(p, max(e, 0)) for p, e in zip(pads[:2], ends)]
+    if any(w != (0, 0) for w in widths):
+        x = _op(ctx, "pad", [x], {"pads": tuple(v for pair in widths for v in pair), "mode": "constant",
+                                  "value": fill})
+    if any(e < 0 for e in ends):
+        stops = tuple(p + d + e for p, d, e in zip(pads[:2], sizes, ends))
+        x = _op(ctx, "slice", [x], {"starts": (0, 0), "ends": stops, "axes": (2, 3)})
+    return x
+
+
+def _taps(ctx, xp, kernel, dilations, out, strides):
+    """The window taps of the padded input: for tap (a, b), the (N, C, OH, OW) values it reads."""
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            starts = (a * dilations[0], b * dilations[1])
+            yield _op(ctx, "slice", [xp], {
+                "starts": starts, "ends": tuple(s0 + (o - 1) * s + 1 for s0, o, s in zip(starts, out, strides)),
+                "axes": (2, 3), "steps": strides})
+
+
+def _max_indices(ctx, xp, sizes, kernel, strides, dilations, pads, out, column_major=False):
+    """MaxPool's Indices: the flat index into X of each window's first maximum (onnxruntime's choice):
+    argmax over the window's taps, mapped through a table of the taps' input positions.  Row major
+    ((n·C + c)·H + h)·W + w, or with storage_order=1 (n·C + c)·H·W + w·H + h."""
+    n, c = (int(d) for d in xp.shape[:2])
+    if kernel[0] * kernel[1] > 64:
+        ctx.unsupported(f"the Indices output of a {kernel[0]}x{kernel[1]} window (more than 64 taps)")
+    taps = [_expand(ctx, t, (4,)) for t in _taps(ctx, xp, kernel, dilations, out, strides)]
+    stacked = taps[0] if len(taps) == 1 else _op(ctx, "concat", taps, {"axis": 4})
+    best = _op(ctx, "argmax", [stacked], {"axis": 4, "keepdims": True})
+    h, w = sizes
+    rows = (np.arange(out[0]) * strides[0] - pads[0])[:, None, None, None] + \
+        (np.arange(kernel[0]) * dilations[0])[None, None, :, None]
+    cols = (np.arange(out[1]) * strides[1] - pads[1])[None, :, None, None] + \
+        (np.arange(kernel[1]) * dilations[1])[None, None, None, :]
+    # (OH, OW, k_h·k_w): tap (a, b) of window (i, j) reads X[.., rows, cols]; padding taps (never the max
+    # of a window holding an input element) are clamped inside
+    rows, cols = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+    table = (cols * h + rows) if column_major else (rows * w + cols)
+    table = table.reshape(out[0], out[1], -1).astype(np.int64)
+    table = np.broadcast_to(table, (n, c) + table.shape)
+    spatial = _squeeze(ctx, _op(ctx, "take_along_axis", [np.ascontiguousarray(table), best], {"axis": 4}), (4,))
+    offsets = (np.arange(n * c, dtype=np.int64) * (h * w)).reshape(n, c, 1, 1)
+    return _op(ctx, "add", [spatial, offsets])
 
 
 @handler("MaxPool")
 def _max_pool(ctx):
-    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices refused
+    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices: `argmax`
 
-    1-D via a size-1 H."""
+    1-D via a size-1 H.  Indices (storage_order 0 or 1) need a static X shape: the first maximum's flat index."""
     return _pool(ctx, "max")
 
 
@@ -534,8 +588,11 @@ def _batch_norm(ctx):
         ctx.unsupported(f"X of shape {x.shape}: expects (N, C, ...)")
     for v in (mean, var):
         # running statistics: state a training compile updates in place, never a trained parameter
-        if v.init is not None and v._tensor is None:
-            v._trainable = False
+        if v.init is not None:
+            try:
+                v.trainable = False
+            except RuntimeError:  # already a variable through an earlier node: left as it is
+                pass
     if not int(ctx.attr("training_mode", 0)):
         if _wanted(ctx, 1) or _wanted(ctx, 2):
             ctx.unsupported("running-statistics outputs with training_mode=0")
@@ -771,8 +828,11 @@ def _space_to_depth(ctx):
     b = int(ctx.attr("blocksize"))
     if b <= 0 or h % b or w % b:
         ctx.unsupported(f"blocksize={b} must divide H={h} and W={w}")
+    mode = _str_attr(ctx, "mode", "DCR")  # the attr is newer than opset 13 (DCR before)
+    if mode not in ("DCR", "CRD"):
+        ctx.unsupported(f"attr mode={mode!r} (DCR or CRD)")
     t = _reshape(ctx, x, (n, c, h // b, b, w // b, b))
-    t = _op(ctx, "transpose", [t], {"perm": (0, 3, 5, 1, 2, 4)})
+    t = _op(ctx, "transpose", [t], {"perm": (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)})
     return [_reshape(ctx, t, (n, c * b * b, h // b, w // b))]
 
 
@@ -781,12 +841,13 @@ def _space_to_depth(ctx):
 _DEFAULT_ACTS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh"), "RNN": ("tanh",)}
 
 
-def _zeros_like_rows(ctx, like, h, dt):
-    """Zeros of shape (N, h) for a (N, k) tensor like (N possibly symbolic)."""
-    n = like.shape[0]
+def _zero_state(ctx, xw, h, dt):
+    """Zeros of shape (N, h) for the (T, N, k) input projections xw (N possibly symbolic)."""
+    n = xw.shape[1]
     if _known(n):
         return np.zeros((int(n), h), dt)
-    return _op(ctx, "broadcast_like", [np.zeros((1, h), dt), _cols(ctx, like, 0, h)])
+    rows = _cols(ctx, _take(ctx, xw, 0, axis=0), 0, h)
+    return _op(ctx, "broadcast_like", [np.zeros((1, h), dt), rows])
 
 
 class _Rnn:
@@ -923,15 +984,14 @@ def _lstm(ctx):
         xw = rnn.inputs_times_w(w, bias)
         h = rnn.initial(5, d)
         c = rnn.initial(6, d)
+        # absent initial states are zeros, multiplied by R like any state (0·inf is NaN in ONNX too)
+        h = _zero_state(ctx, xw, hsz, rnn.dt) if h is None else h
+        c = _zero_state(ctx, xw, hsz, rnn.dt) if c is None else c
         if peep is not None:
             pi, po, pf = _split(ctx, rnn.per_dir(peep, d), 3, 0)
         hs = [None] * rnn.steps
         for t in rnn.order(d):
-            gates = rnn.step_input(xw, t)
-            if h is not None:
-                gates = _op(ctx, "add", [gates, _op(ctx, "matmul", [h, r], {"transpose_b": True})])
-            if c is None:
-                c = _zeros_like_rows(ctx, gates, hsz, rnn.dt)
+            gates = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
             if peep is None:
                 h, c = _op(ctx, "lstm_cell", [gates, c])
             else:
@@ -976,7 +1036,7 @@ def _gru(ctx):
         for t in rnn.order(d):
             xt = rnn.step_input(xw, t)
             if h is None:
-                h = _zeros_like_rows(ctx, xt, hsz, rnn.dt)
+                h = _zero_state(ctx, xw, hsz, rnn.dt)
             if linear:
                 hw = _op(ctx, "matmul", [h, r], {"transpose_b": True})
                 if rb is not None:
@@ -1016,11 +1076,10 @@ def _rnn(ctx):
         bias = None if wb is None else _op(ctx, "add", [wb, rb])
         xw = rnn.inputs_times_w(w, bias)
         h = rnn.initial(5, d)
+        h = _zero_state(ctx, xw, rnn.h, rnn.dt) if h is None else h
         hs = [None] * rnn.steps
         for t in rnn.order(d):
-            a = rnn.step_input(xw, t)
-            if h is not None:
-                a = _op(ctx, "add", [a, _op(ctx, "matmul", [h, r], {"transpose_b": True})])
+            a = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
             h = _op(ctx, "tanh", [a])
             hs[t] = h
         ys.append(hs)
