@@ -485,3 +485,11 @@ def test_train_imported_cnn():
     losses += [float(sess.run(feeds)[names["loss"]]) for _ in range(14)]
     assert losses[-1] < 0.7 * losses[0], losses
     assert not np.allclose(sess.get_variable("w"), w0)
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_dilated_pool_symbolic_batch(op):
+    x = _f32(_rng(24), 3, 2, 11, 10)
+    m = make_model(op, {"x": x}, attrs=dict(kernel_shape=[3, 2], dilations=[3, 2], strides=[2, 1], pads=[2, 1, 1, 0]))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    check(m, {"x": x}, use_ort=op == "MaxPool")  # onnxruntime has no dilated AveragePool

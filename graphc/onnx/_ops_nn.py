@@ -18,9 +18,9 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   never the ceil_mode overhang).  graphc's own pool kernels run when the pads are symmetric and
   at most half the kernel; otherwise the input is padded explicitly (-inf for max, 0 for
   average) and an average is rescaled by k/divisor per output position (a constant computed at
-  import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices: argmax
-  over the window's taps mapped to flat input positions (static shapes).  A NaN in a max
-  window: graphc's max is NaN there (ONNX's reference skips NaNs).
+  import).  Dilations: the pool of each phase (position mod the dilation), interleaved back.
+  MaxPool's Indices: argmax over the window's taps mapped to flat input positions (static
+  shapes).  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
 * BatchNormalization: the inference form is graphc's batch_norm (momentum 1 - ONNX's, so a
   training compile updates the running statistics as ONNX's training mode would);
   training_mode=1 is batch_norm_train plus the running-statistics outputs.
@@ -471,13 +471,9 @@ def _pool(ctx, kind):
                 if not np.all(divisor == full):
                     y = _op(ctx, "mul", [y, (full / divisor).astype(np.dtype(x.dtype))])
         else:
-            if full > 64:
-                ctx.unsupported(f"a dilated pool of {full} taps (more than 64)")
-            y = None
-            for tap in _taps(ctx, x, kernel, dilations, out, strides):
-                y = tap if y is None else _op(ctx, "maximum" if kind == "max" else "add", [y, tap])
-            if kind == "avg":
-                y = _op(ctx, "div", [y, divisor.astype(np.dtype(x.dtype))])
+            y = _dilated_pool(ctx, x, kind, kernel, strides, dilations, out, fill)
+            if kind == "avg" and not np.all(divisor == full):
+                y = _op(ctx, "mul", [y, (full / divisor).astype(np.dtype(x.dtype))])
     outs = [y]
     if kind == "max" and _wanted(ctx, 1):
         outs.append(_max_indices(ctx, _window_input(ctx, x2d, pads, ends, sizes, fill), sizes, kernel, strides,
@@ -485,6 +481,35 @@ def _pool(ctx, kind):
     if nd == 1:
         outs = [_squeeze(ctx, v, (2,)) for v in outs]
     return _outputs(ctx, outs)
+
+
+def _dilated_pool(ctx, xp, kind, kernel, strides, dilations, out, fill):
+    """A dilated pool of the window input xp as an undilated one: the rows of one phase (position mod
+    the dilation) are a dense sequence in which each dilated window is a plain window, so xp is split
+    into its dh·dw phases (reshape, transpose), pooled with stride 1, interleaved back, and the
+    windows of the stride kept (a strided slice).  Average: the window mean (sum / k_h·k_w)."""
+    n, c = xp.shape[:2]
+    if not _known(c):
+        ctx.unsupported(f"a dilated pool needs a static channel count, got X of shape {xp.shape}")
+    (hp, wp), (dh, dw), (kh, kw) = xp.shape[2:], dilations, kernel
+    eh, ew = -hp % dh, -wp % dw
+    if eh or ew:  # whole phases: the extra rows only make windows past the last one kept
+        xp = _op(ctx, "pad", [xp], {"pads": (0, 0, 0, 0, 0, eh, 0, ew), "mode": "constant", "value": fill})
+    h2, w2 = (hp + eh) // dh, (wp + ew) // dw
+    t = _reshape(ctx, xp, (n, c, h2, dh, w2, dw))
+    t = _op(ctx, "transpose", [t], {"perm": (0, 1, 3, 5, 2, 4)})
+    t = _reshape(ctx, t, (n, c * dh * dw, h2, w2))
+    attrs = {"kernel_size": (kh, kw), "stride": (1, 1), "padding": (0, 0)}
+    if kind == "max":
+        t = _op(ctx, "max_pool2d", [t], attrs)
+    else:
+        t = _op(ctx, "avg_pool2d", [t], dict(attrs, count_include_pad=True))
+    h3, w3 = h2 - kh + 1, w2 - kw + 1
+    t = _reshape(ctx, t, (n, c, dh, dw, h3, w3))
+    t = _op(ctx, "transpose", [t], {"perm": (0, 1, 4, 2, 5, 3)})
+    t = _reshape(ctx, t, (n, c, h3 * dh, w3 * dw))
+    return _op(ctx, "slice", [t], {"starts": (0, 0), "ends": tuple((o - 1) * st + 1 for o, st in zip(out, strides)),
+                                   "axes": (2, 3), "steps": tuple(strides)})
 
 
 def _window_input(ctx, x, pads, ends, sizes, fill):
@@ -538,7 +563,7 @@ def _max_indices(ctx, xp, sizes, kernel, strides, dilations, pads, out, column_m
 
 @handler("MaxPool")
 def _max_pool(ctx):
-    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices: `argmax`
+    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: per-phase pools; Indices: `argmax`
 
     1-D via a size-1 H.  Indices (storage_order 0 or 1) need a static X shape: the first maximum's flat index."""
     return _pool(ctx, "max")
@@ -546,7 +571,7 @@ def _max_pool(ctx):
 
 @handler("AveragePool")
 def _avg_pool(ctx):
-    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: `slice` taps
+    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: per-phase pools
 
     1-D via a size-1 H."""
     return _pool(ctx, "avg")
