@@ -910,6 +910,8 @@ class _Rnn:
             ctx.unsupported(f"a sequence of unknown length (X of shape {ctx.inputs[0].shape}): the layer is "
                             f"unrolled at import; pass shapes= to gc.onnx.load")
         self.steps = int(self.steps)
+        if self.steps < 1:
+            ctx.unsupported("an empty sequence (length 0)")
         hs = ctx.attr("hidden_size", None)
         if hs is None:
             if w.shape is None or not _known(w.shape[1]):
