@@ -363,12 +363,24 @@ def test_lstm_clip_refused():
     refused(m, "LSTM_0", "clip")
 
 
-def test_lstm_partial_sequence_refused():
-    m, _ = _rnn_model("LSTM", 4)
-    m.graph.node[0].input.insert(4, "lens")
-    del m.graph.node[0].input[5:]
-    m.graph.initializer.append(numpy_helper.from_array(np.asarray([3, 2], np.int32), "lens"))
-    refused(m, "LSTM_0", "sequence_lens")
+@pytest.mark.parametrize("op,gates,kw", [("LSTM", 4, dict()), ("LSTM", 4, dict(peep=True)), ("GRU", 3, dict()),
+                                         ("GRU", 3, dict(linear_before_reset=1)), ("RNN", 1, dict(initial=True))])
+def test_sequence_lens_at_run_time(op, gates, kw):
+    """Shorter sequences (sequence_lens a graph input): the state stops at each sequence's end and Y is
+    0 past it, as onnxruntime (onnx's reference ignores sequence_lens)."""
+    m, feeds = _rnn_model(op, gates, t=4, n=3, initial=True, **kw) if "initial" not in kw else \
+        _rnn_model(op, gates, t=4, n=3, **kw)
+    m.graph.node[0].input[4] = "lens"
+    m.graph.input.append(helper.make_tensor_value_info("lens", TensorProto.INT32, [3]))
+    feeds["lens"] = np.asarray([4, 1, 2], np.int32)
+    check(m, feeds, use_ref=False)
+
+
+def test_sequence_lens_reverse_refused():
+    m, _ = _rnn_model("LSTM", 4, direction="reverse", initial=True)
+    m.graph.node[0].input[4] = "lens"
+    m.graph.input.append(helper.make_tensor_value_info("lens", TensorProto.INT32, [2]))
+    refused(m, "LSTM_0", "sequence_lens", "forward direction only")
 
 
 # -- losses ---------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   cubic, antialias, tf_crop_and_resize and keep_aspect_ratio_policy other than stretch are
   refused.
 * LSTM / GRU / RNN: forward, reverse, bidirectional, layout 0 and 1, initial states, a
-  static sequence length (unrolled), sequence_lens absent or all full; the default
+  static sequence length (unrolled); sequence_lens all full, or (forward only) shorter / known
+  at run time: past a sequence's end the state is kept and Y is 0 (onnxruntime); the default
   activations only, no clip, no input_forget.  LSTM runs graphc's lstm_cell (gates permuted
   from ONNX's i, o, f, c to graphc's i, f, g, o once, on the weights) — with peepholes the
   cell is composed from elementwise ops; GRU with linear_before_reset=1 runs gru_cell (z, r, h
@@ -920,14 +921,39 @@ class _Rnn:
         self.h = int(hs)
         if w.shape is not None and _known(w.shape[0]) and w.shape[0] != self.dirs:
             ctx.unsupported(f"W of shape {w.shape} for {self.dirs} direction(s)")
-        if _present(ctx, 4):
-            lens = ctx.const_input(4, "sequence_lens")
-            if not np.all(lens == self.steps):
-                ctx.unsupported(f"sequence_lens={lens.tolist()} shorter than the sequence ({self.steps}): "
-                                f"only full sequences")
+        self.lens = None
+        lens = ctx.inputs[4] if _present(ctx, 4) else None
+        if lens is not None and not (lens.static is not None and np.all(lens.static == self.steps)):
+            # sequences shorter than X: a step past a sequence's end keeps its state and outputs 0
+            # (onnxruntime); forward only (a reverse pass would start at each sequence's own end)
+            if self.dirs != 1 or self.reverse:
+                ctx.unsupported(f"sequence_lens (shorter sequences, or known only at run time) with direction="
+                                f"{direction!r}: graphc supports them in the forward direction only")
+            if lens.dtype not in ("int32", "int64"):
+                ctx.unsupported(f"sequence_lens of dtype {lens.dtype}")
+            if lens.static is not None and (np.any(lens.static < 0) or np.any(lens.static > self.steps)):
+                ctx.unsupported(f"sequence_lens={lens.static.tolist()} outside [0, {self.steps}]")
+            self.lens = lens
         self.w, self.r = w, r
         self.b = ctx.inputs[3] if _present(ctx, 3) else None
         self.dt = np.dtype(x.dtype)
+
+    def _inside(self, t):
+        """(N, 1) bool: step t lies inside each sequence (sequence_lens > t)."""
+        t_const = np.asarray(t, np.dtype(self.lens.dtype))
+        return _expand(self.ctx, _op(self.ctx, "less", [t_const, self.lens]), (1,))
+
+    def advance(self, t, new, old):
+        """The state after step t: new inside the sequence, old past its end."""
+        if self.lens is None:
+            return new
+        return _op(self.ctx, "where", [self._inside(t), new, old])
+
+    def emit(self, t, new):
+        """Y at step t: the new hidden state inside the sequence, 0 past its end."""
+        if self.lens is None:
+            return new
+        return _op(self.ctx, "where", [self._inside(t), new, np.zeros((), self.dt)])
 
     def initial(self, i, d):
         """Direction d's initial state from input i (layout-aware), or None."""
@@ -988,7 +1014,7 @@ class _Rnn:
 def _lstm(ctx):
     """unrolled `lstm_cell` steps (iofc → ifgo weights; peepholes composed); no clip/input_forget
 
-    Directions, layout, initial states; a static length, full sequence_lens, default activations."""
+    Directions, layout, initial states; a static length; sequence_lens (shorter: forward only); default activations."""
     rnn = _Rnn(ctx, "LSTM", 4)
     if int(ctx.attr("input_forget", 0)):
         ctx.unsupported("attr input_forget=1")
@@ -1020,15 +1046,16 @@ def _lstm(ctx):
         for t in rnn.order(d):
             gates = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
             if peep is None:
-                h, c = _op(ctx, "lstm_cell", [gates, c])
+                h_new, c_new = _op(ctx, "lstm_cell", [gates, c])
             else:
                 gi, go, gf, gc = _split(ctx, gates, 4, 1)
                 i = _op(ctx, "sigmoid", [_op(ctx, "add", [gi, _op(ctx, "mul", [pi, c])])])
                 f = _op(ctx, "sigmoid", [_op(ctx, "add", [gf, _op(ctx, "mul", [pf, c])])])
-                c = _op(ctx, "add", [_op(ctx, "mul", [f, c]), _op(ctx, "mul", [i, _op(ctx, "tanh", [gc])])])
-                o = _op(ctx, "sigmoid", [_op(ctx, "add", [go, _op(ctx, "mul", [po, c])])])
-                h = _op(ctx, "mul", [o, _op(ctx, "tanh", [c])])
-            hs[t] = h
+                c_new = _op(ctx, "add", [_op(ctx, "mul", [f, c]), _op(ctx, "mul", [i, _op(ctx, "tanh", [gc])])])
+                o = _op(ctx, "sigmoid", [_op(ctx, "add", [go, _op(ctx, "mul", [po, c_new])])])
+                h_new = _op(ctx, "mul", [o, _op(ctx, "tanh", [c_new])])
+            hs[t] = rnn.emit(t, h_new)
+            h, c = rnn.advance(t, h_new, h), rnn.advance(t, c_new, c)
         ys.append(hs)
         finals.append(h)
         cells.append(c)
@@ -1039,7 +1066,7 @@ def _lstm(ctx):
 def _gru(ctx):
     """unrolled `gru_cell` steps (linear_before_reset=1) or composed steps (0); no clip
 
-    Directions, layout, initial state; a static length, full sequence_lens, default activations."""
+    Directions, layout, initial state; a static length; sequence_lens (shorter: forward only); default activations."""
     rnn = _Rnn(ctx, "GRU", 3)
     linear = int(ctx.attr("linear_before_reset", 0))
     hsz = rnn.h
@@ -1068,7 +1095,7 @@ def _gru(ctx):
                 hw = _op(ctx, "matmul", [h, r], {"transpose_b": True})
                 if rb is not None:
                     hw = _op(ctx, "add", [hw, rb])
-                h = _op(ctx, "gru_cell", [xt, hw, h])
+                h_new = _op(ctx, "gru_cell", [xt, hw, h])
             else:
                 x_zr, x_h = _cols(ctx, xt, 0, 2 * hsz), _cols(ctx, xt, 2 * hsz, 3 * hsz)
                 zr = _op(ctx, "add", [x_zr, _op(ctx, "matmul", [h, r_zr], {"transpose_b": True})])
@@ -1082,9 +1109,10 @@ def _gru(ctx):
                     n = _op(ctx, "add", [n, rb_h])
                 n = _op(ctx, "tanh", [n])
                 # (1 - z)·n + z·h, as ONNX writes it
-                h = _op(ctx, "add", [_op(ctx, "mul", [_op(ctx, "sub", [_scalar(xt, 1.0), z]), n]),
-                                     _op(ctx, "mul", [z, h])])
-            hs[t] = h
+                h_new = _op(ctx, "add", [_op(ctx, "mul", [_op(ctx, "sub", [_scalar(xt, 1.0), z]), n]),
+                                         _op(ctx, "mul", [z, h])])
+            hs[t] = rnn.emit(t, h_new)
+            h = rnn.advance(t, h_new, h)
         ys.append(hs)
         finals.append(h)
     return rnn.outputs(ys, finals)
@@ -1094,7 +1122,7 @@ def _gru(ctx):
 def _rnn(ctx):
     """unrolled tanh(x·Wᵀ + h·Rᵀ + b) steps; directions, layout, initial state; no clip
 
-    A static length, full sequence_lens, the default activation."""
+    A static length; sequence_lens (shorter ones forward only); the default activation."""
     rnn = _Rnn(ctx, "RNN", 1)
     ys, finals = [], []
     for d in range(rnn.dirs):
@@ -1107,8 +1135,9 @@ def _rnn(ctx):
         hs = [None] * rnn.steps
         for t in rnn.order(d):
             a = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
-            h = _op(ctx, "tanh", [a])
-            hs[t] = h
+            h_new = _op(ctx, "tanh", [a])
+            hs[t] = rnn.emit(t, h_new)
+            h = rnn.advance(t, h_new, h)
         ys.append(hs)
         finals.append(h)
     return rnn.outputs(ys, finals)
