@@ -18,9 +18,9 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   never the ceil_mode overhang).  graphc's own pool kernels run when the pads are symmetric and
   at most half the kernel; otherwise the input is padded explicitly (-inf for max, 0 for
   average) and an average is rescaled by k/divisor per output position (a constant computed at
-  import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices: argmax
-  over the window's taps mapped to flat input positions (static shapes).  A NaN in a max
-  window: graphc's max is NaN there (ONNX's reference skips NaNs).
+  import).  Dilations: the pool of each phase (position mod the dilation), interleaved back.
+  MaxPool's Indices: argmax over the window's taps mapped to flat input positions (static
+  shapes).  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
 * BatchNormalization: the inference form is graphc's batch_norm (momentum 1 - ONNX's, so a
   training compile updates the running statistics as ONNX's training mode would);
   training_mode=1 is batch_norm_train plus the running-statistics outputs.
@@ -28,10 +28,11 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   (opset 18's per-group and opset 21's per-channel scale), LpNormalization (p = 1, 2; a zero
   norm gives 0).
 * Resize: graphc's resize (nearest / linear; the coordinate modes and nearest modes it has);
-  cubic, antialias, tf_crop_and_resize and keep_aspect_ratio_policy other than stretch are
-  refused.
+  cubic, antialias and tf_crop_and_resize are refused; keep_aspect_ratio_policy as ONNX's
+  reference (one scale for the listed axes, sizes rounded half up).
 * LSTM / GRU / RNN: forward, reverse, bidirectional, layout 0 and 1, initial states, a
-  static sequence length (unrolled), sequence_lens absent or all full; the default
+  static sequence length (unrolled); sequence_lens all full, or (forward only) shorter / known
+  at run time: past a sequence's end the state is kept and Y is 0 (onnxruntime); the default
   activations only, no clip, no input_forget.  LSTM runs graphc's lstm_cell (gates permuted
   from ONNX's i, o, f, c to graphc's i, f, g, o once, on the weights) — with peepholes the
   cell is composed from elementwise ops; GRU with linear_before_reset=1 runs gru_cell (z, r, h
@@ -471,13 +472,9 @@ def _pool(ctx, kind):
                 if not np.all(divisor == full):
                     y = _op(ctx, "mul", [y, (full / divisor).astype(np.dtype(x.dtype))])
         else:
-            if full > 64:
-                ctx.unsupported(f"a dilated pool of {full} taps (more than 64)")
-            y = None
-            for tap in _taps(ctx, x, kernel, dilations, out, strides):
-                y = tap if y is None else _op(ctx, "maximum" if kind == "max" else "add", [y, tap])
-            if kind == "avg":
-                y = _op(ctx, "div", [y, divisor.astype(np.dtype(x.dtype))])
+            y = _dilated_pool(ctx, x, kind, kernel, strides, dilations, out, fill)
+            if kind == "avg" and not np.all(divisor == full):
+                y = _op(ctx, "mul", [y, (full / divisor).astype(np.dtype(x.dtype))])
     outs = [y]
     if kind == "max" and _wanted(ctx, 1):
         outs.append(_max_indices(ctx, _window_input(ctx, x2d, pads, ends, sizes, fill), sizes, kernel, strides,
@@ -485,6 +482,35 @@ def _pool(ctx, kind):
     if nd == 1:
         outs = [_squeeze(ctx, v, (2,)) for v in outs]
     return _outputs(ctx, outs)
+
+
+def _dilated_pool(ctx, xp, kind, kernel, strides, dilations, out, fill):
+    """A dilated pool of the window input xp as an undilated one: the rows of one phase (position mod
+    the dilation) are a dense sequence in which each dilated window is a plain window, so xp is split
+    into its dh·dw phases (reshape, transpose), pooled with stride 1, interleaved back, and the
+    windows of the stride kept (a strided slice).  Average: the window mean (sum / k_h·k_w)."""
+    n, c = xp.shape[:2]
+    if not _known(c):
+        ctx.unsupported(f"a dilated pool needs a static channel count, got X of shape {xp.shape}")
+    (hp, wp), (dh, dw), (kh, kw) = xp.shape[2:], dilations, kernel
+    eh, ew = -hp % dh, -wp % dw
+    if eh or ew:  # whole phases: the extra rows only make windows past the last one kept
+        xp = _op(ctx, "pad", [xp], {"pads": (0, 0, 0, 0, 0, eh, 0, ew), "mode": "constant", "value": fill})
+    h2, w2 = (hp + eh) // dh, (wp + ew) // dw
+    t = _reshape(ctx, xp, (n, c, h2, dh, w2, dw))
+    t = _op(ctx, "transpose", [t], {"perm": (0, 1, 3, 5, 2, 4)})
+    t = _reshape(ctx, t, (n, c * dh * dw, h2, w2))
+    attrs = {"kernel_size": (kh, kw), "stride": (1, 1), "padding": (0, 0)}
+    if kind == "max":
+        t = _op(ctx, "max_pool2d", [t], attrs)
+    else:
+        t = _op(ctx, "avg_pool2d", [t], dict(attrs, count_include_pad=True))
+    h3, w3 = h2 - kh + 1, w2 - kw + 1
+    t = _reshape(ctx, t, (n, c, dh, dw, h3, w3))
+    t = _op(ctx, "transpose", [t], {"perm": (0, 1, 4, 2, 5, 3)})
+    t = _reshape(ctx, t, (n, c, h3 * dh, w3 * dw))
+    return _op(ctx, "slice", [t], {"starts": (0, 0), "ends": tuple((o - 1) * st + 1 for o, st in zip(out, strides)),
+                                   "axes": (2, 3), "steps": tuple(strides)})
 
 
 def _window_input(ctx, x, pads, ends, sizes, fill):
@@ -538,7 +564,7 @@ def _max_indices(ctx, xp, sizes, kernel, strides, dilations, pads, out, column_m
 
 @handler("MaxPool")
 def _max_pool(ctx):
-    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices: `argmax`
+    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: per-phase pools; Indices: `argmax`
 
     1-D via a size-1 H.  Indices (storage_order 0 or 1) need a static X shape: the first maximum's flat index."""
     return _pool(ctx, "max")
@@ -546,7 +572,7 @@ def _max_pool(ctx):
 
 @handler("AveragePool")
 def _avg_pool(ctx):
-    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: `slice` taps
+    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: per-phase pools
 
     1-D via a size-1 H."""
     return _pool(ctx, "avg")
@@ -726,7 +752,8 @@ def _optional_const(ctx, i, what):
 def _resize(ctx):
     """`resize` (nearest, linear; the coordinate/nearest modes of graphc's resize); cubic, antialias refused
 
-    tf_crop_and_resize and keep_aspect_ratio_policy != stretch are refused; scales/sizes known at import."""
+    tf_crop_and_resize is refused; keep_aspect_ratio_policy stretch, not_larger, not_smaller; scales/sizes
+    known at import."""
     x = ctx.inputs[0]
     _floats_only(ctx, x)
     mode = _str_attr(ctx, "mode", "nearest")
@@ -771,10 +798,25 @@ def _resize(ctx):
                     ctx.unsupported(f"scale {s} of axis {a} gives an empty output")
     else:
         policy = _str_attr(ctx, "keep_aspect_ratio_policy", "stretch")
-        if policy != "stretch":
+        if policy not in ("stretch", "not_larger", "not_smaller"):
             ctx.unsupported(f"attr keep_aspect_ratio_policy={policy!r}")
         if len(sizes) != len(axes) or not _static(sizes):
             ctx.unsupported(f"sizes={list(sizes)} must be {len(axes)} known ints")
+        if policy != "stretch":
+            # one scale for every listed axis: the smallest (not_larger) or largest (not_smaller) of
+            # sizes / input size; each output size int(scale · input size + 0.5) (ONNX's reference)
+            if not _static([in_shape[a] for a in axes]):
+                ctx.unsupported(f"keep_aspect_ratio_policy={policy!r} needs the resized axes' sizes static")
+            ratios = [s / in_shape[a] for a, s in zip(axes, sizes)]
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            for a in axes:
+                full_scales[a] = scale
+                out[a] = int(scale * in_shape[a] + 0.5)
+                if out[a] < 1:
+                    ctx.unsupported(f"keep_aspect_ratio_policy={policy!r} gives an empty axis {a}")
+            sizes = ()
+        else:
+            full_scales = None
         for a, s in zip(axes, sizes):
             if s != in_shape[a]:
                 if not _known(in_shape[a]):
@@ -782,7 +824,6 @@ def _resize(ctx):
                 if s < 1:
                     ctx.unsupported(f"sizes[{a}]={s}: an empty output")
                 out[a] = int(s)
-        full_scales = None
     if all(d == -1 for d in out) and (full_scales is None or all(s == 1.0 for s in full_scales)):
         return [_op(ctx, "identity", [x])]
     attrs = {"sizes": tuple(out), "scales": None if full_scales is None else tuple(full_scales), "mode": mode,
@@ -885,6 +926,8 @@ class _Rnn:
             ctx.unsupported(f"a sequence of unknown length (X of shape {ctx.inputs[0].shape}): the layer is "
                             f"unrolled at import; pass shapes= to gc.onnx.load")
         self.steps = int(self.steps)
+        if self.steps < 1:
+            ctx.unsupported("an empty sequence (length 0)")
         hs = ctx.attr("hidden_size", None)
         if hs is None:
             if w.shape is None or not _known(w.shape[1]):
@@ -893,14 +936,39 @@ class _Rnn:
         self.h = int(hs)
         if w.shape is not None and _known(w.shape[0]) and w.shape[0] != self.dirs:
             ctx.unsupported(f"W of shape {w.shape} for {self.dirs} direction(s)")
-        if _present(ctx, 4):
-            lens = ctx.const_input(4, "sequence_lens")
-            if not np.all(lens == self.steps):
-                ctx.unsupported(f"sequence_lens={lens.tolist()} shorter than the sequence ({self.steps}): "
-                                f"only full sequences")
+        self.lens = None
+        lens = ctx.inputs[4] if _present(ctx, 4) else None
+        if lens is not None and not (lens.static is not None and np.all(lens.static == self.steps)):
+            # sequences shorter than X: a step past a sequence's end keeps its state and outputs 0
+            # (onnxruntime); forward only (a reverse pass would start at each sequence's own end)
+            if self.dirs != 1 or self.reverse:
+                ctx.unsupported(f"sequence_lens (shorter sequences, or known only at run time) with direction="
+                                f"{direction!r}: graphc supports them in the forward direction only")
+            if lens.dtype not in ("int32", "int64"):
+                ctx.unsupported(f"sequence_lens of dtype {lens.dtype}")
+            if lens.static is not None and (np.any(lens.static < 0) or np.any(lens.static > self.steps)):
+                ctx.unsupported(f"sequence_lens={lens.static.tolist()} outside [0, {self.steps}]")
+            self.lens = lens
         self.w, self.r = w, r
         self.b = ctx.inputs[3] if _present(ctx, 3) else None
         self.dt = np.dtype(x.dtype)
+
+    def _inside(self, t):
+        """(N, 1) bool: step t lies inside each sequence (sequence_lens > t)."""
+        t_const = np.asarray(t, np.dtype(self.lens.dtype))
+        return _expand(self.ctx, _op(self.ctx, "less", [t_const, self.lens]), (1,))
+
+    def advance(self, t, new, old):
+        """The state after step t: new inside the sequence, old past its end."""
+        if self.lens is None:
+            return new
+        return _op(self.ctx, "where", [self._inside(t), new, old])
+
+    def emit(self, t, new):
+        """Y at step t: the new hidden state inside the sequence, 0 past its end."""
+        if self.lens is None:
+            return new
+        return _op(self.ctx, "where", [self._inside(t), new, np.zeros((), self.dt)])
 
     def initial(self, i, d):
         """Direction d's initial state from input i (layout-aware), or None."""
@@ -961,7 +1029,7 @@ class _Rnn:
 def _lstm(ctx):
     """unrolled `lstm_cell` steps (iofc → ifgo weights; peepholes composed); no clip/input_forget
 
-    Directions, layout, initial states; a static length, full sequence_lens, default activations."""
+    Directions, layout, initial states; a static length; sequence_lens (shorter: forward only); default activations."""
     rnn = _Rnn(ctx, "LSTM", 4)
     if int(ctx.attr("input_forget", 0)):
         ctx.unsupported("attr input_forget=1")
@@ -993,15 +1061,16 @@ def _lstm(ctx):
         for t in rnn.order(d):
             gates = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
             if peep is None:
-                h, c = _op(ctx, "lstm_cell", [gates, c])
+                h_new, c_new = _op(ctx, "lstm_cell", [gates, c])
             else:
                 gi, go, gf, gc = _split(ctx, gates, 4, 1)
                 i = _op(ctx, "sigmoid", [_op(ctx, "add", [gi, _op(ctx, "mul", [pi, c])])])
                 f = _op(ctx, "sigmoid", [_op(ctx, "add", [gf, _op(ctx, "mul", [pf, c])])])
-                c = _op(ctx, "add", [_op(ctx, "mul", [f, c]), _op(ctx, "mul", [i, _op(ctx, "tanh", [gc])])])
-                o = _op(ctx, "sigmoid", [_op(ctx, "add", [go, _op(ctx, "mul", [po, c])])])
-                h = _op(ctx, "mul", [o, _op(ctx, "tanh", [c])])
-            hs[t] = h
+                c_new = _op(ctx, "add", [_op(ctx, "mul", [f, c]), _op(ctx, "mul", [i, _op(ctx, "tanh", [gc])])])
+                o = _op(ctx, "sigmoid", [_op(ctx, "add", [go, _op(ctx, "mul", [po, c_new])])])
+                h_new = _op(ctx, "mul", [o, _op(ctx, "tanh", [c_new])])
+            hs[t] = rnn.emit(t, h_new)
+            h, c = rnn.advance(t, h_new, h), rnn.advance(t, c_new, c)
         ys.append(hs)
         finals.append(h)
         cells.append(c)
@@ -1012,7 +1081,7 @@ def _lstm(ctx):
 def _gru(ctx):
     """unrolled `gru_cell` steps (linear_before_reset=1) or composed steps (0); no clip
 
-    Directions, layout, initial state; a static length, full sequence_lens, default activations."""
+    Directions, layout, initial state; a static length; sequence_lens (shorter: forward only); default activations."""
     rnn = _Rnn(ctx, "GRU", 3)
     linear = int(ctx.attr("linear_before_reset", 0))
     hsz = rnn.h
@@ -1041,7 +1110,7 @@ def _gru(ctx):
                 hw = _op(ctx, "matmul", [h, r], {"transpose_b": True})
                 if rb is not None:
                     hw = _op(ctx, "add", [hw, rb])
-                h = _op(ctx, "gru_cell", [xt, hw, h])
+                h_new = _op(ctx, "gru_cell", [xt, hw, h])
             else:
                 x_zr, x_h = _cols(ctx, xt, 0, 2 * hsz), _cols(ctx, xt, 2 * hsz, 3 * hsz)
                 zr = _op(ctx, "add", [x_zr, _op(ctx, "matmul", [h, r_zr], {"transpose_b": True})])
@@ -1055,9 +1124,10 @@ def _gru(ctx):
                     n = _op(ctx, "add", [n, rb_h])
                 n = _op(ctx, "tanh", [n])
                 # (1 - z)·n + z·h, as ONNX writes it
-                h = _op(ctx, "add", [_op(ctx, "mul", [_op(ctx, "sub", [_scalar(xt, 1.0), z]), n]),
-                                     _op(ctx, "mul", [z, h])])
-            hs[t] = h
+                h_new = _op(ctx, "add", [_op(ctx, "mul", [_op(ctx, "sub", [_scalar(xt, 1.0), z]), n]),
+                                         _op(ctx, "mul", [z, h])])
+            hs[t] = rnn.emit(t, h_new)
+            h = rnn.advance(t, h_new, h)
         ys.append(hs)
         finals.append(h)
     return rnn.outputs(ys, finals)
@@ -1067,7 +1137,7 @@ def _gru(ctx):
 def _rnn(ctx):
     """unrolled tanh(x·Wᵀ + h·Rᵀ + b) steps; directions, layout, initial state; no clip
 
-    A static length, full sequence_lens, the default activation."""
+    A static length; sequence_lens (shorter ones forward only); the default activation."""
     rnn = _Rnn(ctx, "RNN", 1)
     ys, finals = [], []
     for d in range(rnn.dirs):
@@ -1080,8 +1150,9 @@ def _rnn(ctx):
         hs = [None] * rnn.steps
         for t in rnn.order(d):
             a = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
-            h = _op(ctx, "tanh", [a])
-            hs[t] = h
+            h_new = _op(ctx, "tanh", [a])
+            hs[t] = rnn.emit(t, h_new)
+            h = rnn.advance(t, h_new, h)
         ys.append(hs)
         finals.append(h)
     return rnn.outputs(ys, finals)
