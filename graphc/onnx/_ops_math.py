@@ -478,12 +478,16 @@ def _reduce(ctx):
         return ctx.op("sum", [ctx.op("mul", [x, x])], attrs)
     if op == "ReduceLogSum":
         return ctx.op("log", [ctx.op("sum", [x], attrs)])
-    # ReduceLogSumExp, as ONNX's reference: m = max over the finite values (±inf read as -inf),
-    # log(Σ e^(x - m)) + m.  m carries no gradient (it cancels).
+    # ReduceLogSumExp = log(Σ e^x), computed as ONNX's reference does: m = max over the finite
+    # values (±inf read as -inf), log(Σ e^(x - m)) + m; m = 0 where no value is finite (the
+    # reference's m = -inf gives NaN there, where log Σ e^x is -inf or inf: onnxruntime's result).
+    # m carries no gradient (it cancels).
     dt = x.dtype
     finite = ctx.op("where", [ctx.op("isinf", [x], {"detect_positive": True, "detect_negative": True}),
                               _c(-np.inf, dt), x])
-    m = ctx.op("stop_gradient", [ctx.op("max", [finite], {"axes": axes, "keepdims": True})])
+    m = ctx.op("max", [finite], {"axes": axes, "keepdims": True})
+    m = ctx.op("where", [ctx.op("equal", [m, _c(-np.inf, dt)]), _c(0.0, dt), m])
+    m = ctx.op("stop_gradient", [m])
     s = ctx.op("sum", [ctx.op("exp", [ctx.op("sub", [x, m])])], {"axes": axes, "keepdims": True})
     y = ctx.op("add", [ctx.op("log", [s]), m])
     if not keepdims:
