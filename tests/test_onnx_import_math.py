@@ -568,3 +568,75 @@ def test_refuses_select_last_index_on_a_symbolic_dim():
     with pytest.raises(OnnxUnsupportedError, match="select_last_index"):
         gc.onnx.load(model)
     gc.onnx.load(model, shapes={"x": (2, 7)})  # pinning the dim makes it importable
+
+
+# -- gradients of the composed handlers (an imported model trains) ----------------------------------
+
+GRAD_CASES = [
+    # (op, attrs, extra const inputs, w values away from every kink)
+    ("Elu", {"alpha": 0.7}, [], [-30.0, -2.0, -0.3, 0.2, 3.0, 40.0]),
+    ("Selu", {}, [], [-5.0, -0.4, 0.3, 2.0]),
+    ("Celu", {"alpha": 1.5}, [], [-4.0, -0.2, 0.5, 3.0]),
+    ("HardSigmoid", {}, [], [-1.0, 0.4, 1.2, -2.0]),
+    ("HardSwish", {}, [], [-1.0, 0.4, 1.2, -2.0, 4.0]),
+    ("Softsign", {}, [], [-3.0, -0.5, 0.4, 2.0]),
+    ("Mish", {}, [], [-3.0, -0.5, 0.4, 2.0]),
+    ("Softplus", {}, [], [-30.0, -0.5, 0.4, 25.0]),
+    ("Gelu", {"approximate": "tanh"}, [], [-3.0, -0.5, 0.4, 2.0]),
+    ("ThresholdedRelu", {"alpha": 0.5}, [], [-1.0, 0.2, 0.9, 2.0]),
+    ("Shrink", {"bias": 0.3, "lambd": 0.5}, [], [-1.0, 0.2, 0.9, 2.0]),
+    ("PRelu", {}, [np.array([0.25])], [-1.0, 0.2, -0.9, 2.0]),
+    ("Pow", {}, [np.array([1.5, 2.0, -0.5, 3.0])], [0.5, 1.3, 2.0, 0.7]),
+    ("Clip", {}, [np.array(-0.5), np.array(1.5)], [-1.0, 0.2, 0.9, 2.0]),
+    ("ReduceLogSumExp", {"keepdims": 0}, [], [-1.0, 0.2, 0.9, 2.0]),
+    ("ReduceL2", {"keepdims": 0}, [], [-1.0, 0.2, 0.9, 2.0]),
+    ("ReduceProd", {"keepdims": 0}, [], [-1.0, 0.3, 0.9, 2.0, 1.1]),
+    ("ReduceMin", {"keepdims": 0}, [], [-1.0, 0.3, 0.9, 2.0]),
+    ("LogSoftmax", {}, [], [-1.0, 0.3, 0.9, 2.0]),
+]
+
+
+def _grad_model(op, attrs, extra, w, as_input):
+    """loss = Σ c · Op(W, *extra), c fixed weights: W an initializer (graphc: a trainable
+    variable) or, for the reference's finite differences, a graph input."""
+    opset = 20 if op == "Gelu" else 18
+    w = np.asarray(w, "float64").reshape(1, -1)
+    y_size = 1 if op.startswith("Reduce") else w.size
+    c = np.linspace(0.5, 1.5, y_size)
+    names = ["W"] + [f"e{i}" for i in range(len(extra))]
+    inits = [helper.make_tensor(n, TensorProto.DOUBLE, np.shape(a), np.ravel(a).tolist())
+             for n, a in zip(names[1:], extra)]
+    inits.append(helper.make_tensor("cflat", TensorProto.DOUBLE, [y_size], c.tolist()))
+    nodes = [helper.make_node(op, names, ["y"], **attrs),
+             helper.make_node("Shape", ["y"], ["ys"]),
+             helper.make_node("Reshape", ["cflat", "ys"], ["cy"]),
+             helper.make_node("Mul", ["y", "cy"], ["yc"]),
+             helper.make_node("ReduceSum", ["yc"], ["loss"], keepdims=0)]
+    inputs = []
+    if as_input:
+        inputs.append(helper.make_tensor_value_info("W", TensorProto.DOUBLE, w.shape))
+    else:
+        inits.append(helper.make_tensor("W", TensorProto.DOUBLE, w.shape, w.ravel().tolist()))
+    graph = helper.make_graph(nodes, "grad", inputs, [onnx.ValueInfoProto(name="loss")], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), w
+
+
+def test_gradients_of_composed_handlers():
+    for op, attrs, extra, w in GRAD_CASES:
+        extra = [np.asarray(e, "float64") for e in extra]
+        model, w_arr = _grad_model(op, attrs, extra, w, as_input=False)
+        g = gc.onnx.load(model)
+        loss = g.tensor(g.onnx_names["loss"])
+        (grad,) = gc.gradients(loss, [g.tensor("W")])
+        got = gc.Session(gc.compile(g, fetches=[grad])).run({})[grad.name]
+        # central differences of ONNX's reference forward, float64
+        ref = ReferenceEvaluator(_grad_model(op, attrs, extra, w, as_input=True)[0])
+        h = 1e-6
+        want = np.zeros_like(w_arr)
+        for i in range(w_arr.size):
+            d = np.zeros_like(w_arr)
+            d.flat[i] = h
+            up = ref.run(None, {"W": w_arr + d})[0]
+            down = ref.run(None, {"W": w_arr - d})[0]
+            want.flat[i] = (up - down) / (2 * h)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"d loss / d W through {op}")
