@@ -256,6 +256,10 @@ def test_mod():
         a, b = _outer(dt)
         cases.append(Case("Mod", [a, b], {"fmod": 1}, note=f"{dt} special"))
         cases.append(Case("Mod", [rand((4, 5), dt, -9, 9), rand((5,), dt, 0.5, 3)], {"fmod": 1}, note=dt))
+        if NEWEST >= 28:  # float fmod=0 (numpy.mod) is defined from opset 28 (onnxruntime: not yet)
+            cases.append(Case("Mod", [a, b], {"fmod": 0}, opset=28, ort=False, note=f"{dt} special, fmod=0"))
+            cases.append(Case("Mod", [rand((4, 5), dt, -9, 9), rand((5,), dt, -3, 3)], {"fmod": 0}, opset=28,
+                              ort=False, note=f"{dt} fmod=0"))
     check(cases)
 
 
@@ -546,7 +550,7 @@ def test_all_constant_inputs_fold():
 
 def test_refusals():
     f32 = rand((3,), "float32")
-    refuses(Case("Mod", [f32, f32], {"fmod": 0}), "fmod=0")
+    refuses(Case("Mod", [f32, f32], {"fmod": 0}, opset=27), "fmod=0", "opset 28")
     refuses(Case("Pow", [np.array([2, 3], "int32"), np.array([2, 3], "int32")]), "base", "int32")
     refuses(Case("Add", [np.array([1], "int32"), np.array([1], "int64")]), "int32", "int64")
     refuses(Case("Gelu", [f32], {"approximate": "erf"}, opset=20), "approximate")

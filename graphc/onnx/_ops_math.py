@@ -146,8 +146,11 @@ def _mod(ctx):
     fmod = ctx.attr("fmod", 0)
     if fmod not in (0, 1):
         ctx.unsupported(f"attr fmod={fmod} is not 0 or 1")
-    if a.dtype in FLOATS and not fmod:
-        ctx.unsupported(f"fmod=0 on {a.dtype} inputs: ONNX requires fmod=1 for floating-point Mod")
+    if a.dtype in FLOATS and not fmod and ctx.opset < 28:
+        # opset 28 defines float fmod=0 as numpy.mod (the divisor's sign, with its special
+        # cases); before, ONNX requires fmod=1 for floats
+        ctx.unsupported(f"fmod=0 on {a.dtype} inputs: ONNX before opset 28 requires fmod=1 for "
+                        "floating-point Mod")
     return ctx.op("mod", [a, b], {"fmod": bool(fmod)})
 
 
