@@ -405,6 +405,8 @@ def _reduce_axes(ctx, x, rank, noop_is_identity):
 
 
 def _empty_value(kind, dt):
+    if dt == "bool":
+        return kind == "highest"  # max of nothing is False, min of nothing True
     if kind == "lowest":
         return -np.inf if dt in FLOATS else np.iinfo(dt).min
     if kind == "highest":
@@ -435,6 +437,8 @@ def _reduce_prod(ctx, x, axes, keepdims):
 def _reduce(ctx):
     allowed, empty, noop_is_identity = _REDUCE[ctx.op_type]
     x = ctx.inputs[0]
+    if ctx.op_type in ("ReduceMax", "ReduceMin") and ctx.opset >= 20:
+        allowed = NUMERIC + BOOL  # opset 20: bool (max = any, min = all)
     _need(ctx, x, allowed)
     rank = _rank(ctx, x)
     axes = _reduce_axes(ctx, x, rank, noop_is_identity)
@@ -453,10 +457,12 @@ def _reduce(ctx):
         return ctx.op("sum", [x], attrs)
     if op == "ReduceMean":
         return ctx.op("mean", [x], attrs)
-    if op == "ReduceMax":
-        return ctx.op("max", [x], attrs)
-    if op == "ReduceMin":
-        return ctx.op("min", [x], attrs)
+    if op in ("ReduceMax", "ReduceMin"):
+        reduce_op = "max" if op == "ReduceMax" else "min"
+        if x.dtype == "bool":  # on 0/1: max = any, min = all
+            y = ctx.op(reduce_op, [ctx.op("cast", [x], {"to": "int32"})], attrs)
+            return ctx.op("cast", [y], {"to": "bool"})
+        return ctx.op(reduce_op, [x], attrs)
     if op == "ReduceProd":
         bad = [a for a in axes if not isinstance(x.shape[a], int)]
         if bad:
