@@ -1,0 +1,864 @@
+"""The ONNX form of each graphc op: ``EXPORTERS`` (op → function) and ``REFUSED`` (op → why
+there is none).  Every registry op is in exactly one of them (tests/test_onnx_export.py);
+docs/onnx_export.md's refusal table is generated from REFUSED.
+
+An exporter receives a :class:`graphc.onnx._export.NodeExport` ``e`` and returns the ONNX
+value name of each graphc output.  Where ONNX's op differs from graphc's on some values
+(NaN, ±inf, negative indices, out-of-range float→int casts...), the exporter adds the few
+nodes that make ONNX Runtime compute graphc's result, so that an exported model gives the
+same numbers as graphc on every input, special values included.
+"""
+
+import numpy as np
+
+from graphc import dtypes
+from graphc.onnx._export import export_composite
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+EXPORTERS = {}
+REFUSED = {}
+
+
+def exporter(*ops):
+    def wrap(fn):
+        for op in ops:
+            EXPORTERS[op] = fn
+        return fn
+    return wrap
+
+
+def refuse(reason, *ops):
+    for op in ops:
+        REFUSED[op] = reason
+
+
+# -- refusals --------------------------------------------------------------------------
+refuse("an optimizer update (it overwrites a variable in place); ONNX inference graphs have no "
+       "state updates: export the model's forward graph", "adam_update", "sgd_update", "sgd_momentum_update")
+refuse("overwrites a variable in place; ONNX graphs have no state updates", "assign")
+refuse("the running-statistics update of a training step (in place); export the inference graph, "
+       "where batch_norm uses the running statistics", "batch_norm_update_stats")
+refuse("graphc's Philox-based generator has no ONNX counterpart (ONNX RandomNormal/RandomUniform "
+       "draw different numbers)", "random_normal", "random_normal_like", "random_uniform",
+       "random_uniform_like")
+refuse("the training form of dropout draws its mask with graphc's Philox generator; export the "
+       "inference graph (dropout is the identity there)", "dropout_train")
+refuse("a gradient op without a clean ONNX form (the exported graph is the user's forward graph, "
+       "not a compiled training step)", "avg_pool2d_grad", "max_pool2d_grad", "max_pool2d_gather",
+       "conv2d_grad_weight")
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _binary(op_type):
+    def fn(e):
+        return e.add(op_type, [e.x(0), e.x(1)])
+    return fn
+
+
+def _unary(op_type):
+    def fn(e):
+        return e.add(op_type, [e.x(0)])
+    return fn
+
+
+for _op, _onnx in {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "equal": "Equal",
+                   "greater": "Greater", "less": "Less", "maximum": "Max", "minimum": "Min"}.items():
+    EXPORTERS[_op] = _binary(_onnx)
+for _op, _onnx in {"abs": "Abs", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Tanh",
+                   "sigmoid": "Sigmoid", "neg": "Neg", "logical_not": "Not",
+                   "stop_gradient": "Identity"}.items():
+    EXPORTERS[_op] = _unary(_onnx)
+
+
+def _zero(e, dtype):
+    return e.scalar(0, dtype)
+
+
+@exporter("relu")
+def _relu(e):
+    if e.dtype(0) in dtypes.INTS:  # (ONNX Runtime has no integer Relu kernel)
+        return e.add("Max", [e.x(0), _zero(e, e.dtype(0))])
+    return e.add("Relu", [e.x(0)])
+
+
+@exporter("relu_grad")
+def _relu_grad(e):
+    g, x = e.x(0), e.x(1)
+    return e.add("Where", [e.add("Greater", [x, _zero(e, e.dtype(1))]), g, _zero(e, e.dtype(0))])
+
+
+@exporter("leaky_relu")
+def _leaky_relu(e):
+    if e.dtype(0) == "float32":
+        return e.add("LeakyRelu", [e.x(0)], alpha=float(e.attrs["negative_slope"]))
+    # the same function for float64, which ONNX Runtime's LeakyRelu lacks
+    x = e.x(0)
+    return e.add("Where", [e.add("Greater", [x, _zero(e, e.dtype(0))]), x,
+                           e.add("Mul", [x, e.scalar(e.attrs["negative_slope"], e.dtype(0))])])
+
+
+@exporter("leaky_relu_grad")
+def _leaky_relu_grad(e):
+    dy, x = e.x(0), e.x(1)
+    slope = e.scalar(e.attrs["negative_slope"], e.dtype(0))
+    return e.add("Where", [e.add("Greater", [x, _zero(e, e.dtype(1))]), dy, e.add("Mul", [dy, slope])])
+
+
+@exporter("pow")
+def _pow(e):
+    if e.attrs["exponent"] == 0.5:  # numpy (graphc's definition) computes x^0.5 as √x: √-0 = -0, √-inf = NaN
+        return e.add("Sqrt", [e.x(0)])
+    return e.add("Pow", [e.x(0), e.scalar(e.attrs["exponent"], e.dtype(0))])
+
+
+@exporter("where")
+def _where(e):
+    c, x, y = e.x(0), e.x(1), e.x(2)
+    if e.dtype(1) == "bool":  # (ONNX Runtime has no bool Where kernel)
+        return e.add("Or", [e.add("And", [c, x]), e.add("And", [e.add("Not", [c]), y])])
+    return e.add("Where", [c, x, y])
+
+
+@exporter("cast")
+def _cast(e):
+    src, to = e.dtype(0), e.attrs["to"]
+    x = e.x(0)
+    if src == to:
+        return e.add("Identity", [x])
+    if src in dtypes.FLOATS and to in dtypes.INTS:
+        # graphc saturates (NaN → 0, beyond the range → the int's min/max); ONNX Cast leaves
+        # those cases undefined, so only in-range values reach it.
+        info = np.iinfo(to)
+        lim = 2.0 ** (info.bits - 1)
+        hi, lo = e.scalar(lim, src), e.scalar(-lim, src)
+        high = e.add("GreaterOrEqual", [x, hi])
+        low = e.add("LessOrEqual", [x, lo])
+        inside = e.add("And", [e.add("Less", [x, hi]), e.add("Greater", [x, lo])])  # False for NaN
+        safe = e.add("Where", [inside, x, _zero(e, src)])
+        y = e.add("Cast", [safe], to=_onnx_type(to))
+        y = e.add("Where", [low, e.scalar(info.min, to), y])
+        return e.add("Where", [high, e.scalar(info.max, to), y])
+    return e.add("Cast", [x], to=_onnx_type(to))
+
+
+def _onnx_type(dtype):
+    from graphc.onnx._export import onnx_dtype
+    return onnx_dtype(dtype)
+
+
+@exporter("softmax")
+def _softmax(e):
+    return e.add("Softmax", [e.x(0)], axis=int(e.attrs["axis"]))
+
+
+def _nan_rows(e, x, axis, y):
+    """y with NaN in every row (along axis) of x holding NaN or +inf (graphc's and ONNX's
+    definition; ONNX Runtime's LogSoftmax skips NaNs)."""
+    dt = e.dtype(0)
+    m = _max(e, x, [axis], True, dt)
+    bad = e.add("Not", [e.add("Less", [m, e.scalar(np.inf, dt)])])
+    return e.add("Where", [bad, e.scalar(np.nan, dt), y])
+
+
+@exporter("log_softmax")
+def _log_softmax(e):
+    rank = len(e.shape(0))
+    y = e.add("LogSoftmax", [e.x(0)], axis=int(e.attrs["axis"]))
+    if rank == 0:
+        return y
+    return _nan_rows(e, e.x(0), e.attrs["axis"] % rank, y)
+
+
+def _log1p(e, u, dtype):
+    """log(1 + u) accurate for small u (ONNX has no Log1p): log(w)·u/(w - 1), w = 1 + u."""
+    one = e.scalar(1, dtype)
+    w = e.add("Add", [one, u])
+    wm1 = e.add("Sub", [w, one])
+    exact = e.add("Div", [e.add("Mul", [e.add("Log", [w]), u]), wm1])
+    return e.add("Where", [e.add("Equal", [wm1, _zero(e, dtype)]), u, exact])
+
+
+@exporter("softplus")
+def _softplus(e):
+    x, dt = e.x(0), e.dtype(0)
+    beta, thr = e.attrs["beta"], e.attrs["threshold"]
+    z = e.add("Mul", [x, e.scalar(beta, dt)])
+    soft = e.add("Add", [e.add("Relu", [z]), _log1p(e, e.add("Exp", [e.add("Neg", [e.add("Abs", [z])])]), dt)])
+    soft = e.add("Div", [soft, e.scalar(beta, dt)])
+    return e.add("Where", [e.add("Greater", [z, e.scalar(thr, dt)]), x, soft])
+
+
+@exporter("softplus_grad")
+def _softplus_grad(e):
+    dy, x, dt = e.x(0), e.x(1), e.dtype(1)
+    z = e.add("Mul", [x, e.scalar(e.attrs["beta"], dt)])
+    g = e.add("Mul", [dy, e.add("Sigmoid", [z])])
+    return e.add("Where", [e.add("Greater", [z, e.scalar(e.attrs["threshold"], dt)]), dy, g])
+
+
+def _phi_cdf(e, x, dt):
+    """Φ(x) = ½·(1 + erf(x/√2))."""
+    half = e.scalar(0.5, dt)
+    erf = e.add("Erf", [e.add("Mul", [x, e.scalar(1 / np.sqrt(2.0), dt)])])
+    return e.add("Mul", [half, e.add("Add", [e.scalar(1, dt), erf])])
+
+
+def _gelu_tanh_inner(e, x, dt):
+    c = e.scalar(np.sqrt(2 / np.pi), dt)
+    x3 = e.add("Mul", [e.add("Mul", [x, x]), x])
+    return e.add("Mul", [c, e.add("Add", [x, e.add("Mul", [e.scalar(0.044715, dt), x3])])])
+
+
+@exporter("gelu")
+def _gelu(e):
+    x, dt, approx = e.x(0), e.dtype(0), e.attrs["approximate"]
+    if approx not in ("none", "tanh"):
+        e.fail(f"approximate={approx!r} is not an ONNX Gelu form")
+    if e.opset >= 20:
+        y = e.add("Gelu", [x], approximate=approx)
+    elif approx == "none":
+        y = e.add("Mul", [x, _phi_cdf(e, x, dt)])
+    else:
+        t = e.add("Tanh", [_gelu_tanh_inner(e, x, dt)])
+        y = e.add("Mul", [e.add("Mul", [e.scalar(0.5, dt), x]), e.add("Add", [e.scalar(1, dt), t])])
+    # graphc: gelu(-inf) = -0 (the limit); x·Φ(x) is -inf·0 = NaN there
+    neg_inf = e.add("Equal", [x, e.scalar(-np.inf, dt)])
+    return e.add("Where", [neg_inf, e.scalar(-0.0, dt), y])
+
+
+@exporter("gelu_grad")
+def _gelu_grad(e):
+    dy, x, dt, approx = e.x(0), e.x(1), e.dtype(1), e.attrs["approximate"]
+    if approx == "none":
+        pdf = e.add("Mul", [e.scalar(1 / np.sqrt(2 * np.pi), dt),
+                            e.add("Exp", [e.add("Mul", [e.scalar(-0.5, dt), e.add("Mul", [x, x])])])])
+        xpdf = e.add("Where", [e.add("Equal", [pdf, _zero(e, dt)]), _zero(e, dt), e.add("Mul", [x, pdf])])
+        d = e.add("Add", [_phi_cdf(e, x, dt), xpdf])
+    elif approx == "tanh":
+        t = e.add("Tanh", [_gelu_tanh_inner(e, x, dt)])
+        one = e.scalar(1, dt)
+        sech2 = e.add("Sub", [one, e.add("Mul", [t, t])])
+        c = np.sqrt(2 / np.pi)
+        inner_d = e.add("Add", [e.scalar(c, dt), e.add("Mul", [e.scalar(3 * 0.044715 * c, dt), e.add("Mul", [x, x])])])
+        tail = e.add("Mul", [e.add("Mul", [e.scalar(0.5, dt), x]), e.add("Mul", [sech2, inner_d])])
+        tail = e.add("Where", [e.add("Equal", [sech2, _zero(e, dt)]), _zero(e, dt), tail])
+        d = e.add("Add", [e.add("Mul", [e.scalar(0.5, dt), e.add("Add", [one, t])]), tail])
+    else:
+        e.fail(f"approximate={approx!r} is not an ONNX Gelu form")
+    return e.add("Mul", [dy, d])
+
+
+# -- matmul, reductions, scans ---------------------------------------------------------
+def _swap_last(e, x, rank):
+    perm = list(range(rank))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return e.add("Transpose", [x], perm=perm)
+
+
+@exporter("matmul")
+def _matmul(e):
+    a, b = e.x(0), e.x(1)
+    ta, tb = e.attrs["transpose_a"], e.attrs["transpose_b"]
+    if len(e.shape(0)) == 2 and len(e.shape(1)) == 2:
+        if ta or tb:
+            return e.add("Gemm", [a, b], transA=int(ta), transB=int(tb))
+        return e.add("MatMul", [a, b])
+    if ta:
+        a = _swap_last(e, a, len(e.shape(0)))
+    if tb:
+        b = _swap_last(e, b, len(e.shape(1)))
+    return e.add("MatMul", [a, b])
+
+
+def _reduce_axes(e):
+    axes = e.attrs["axes"]
+    rank = len(e.shape(0))
+    if rank == 0:
+        return ()
+    if axes is None:
+        return tuple(range(rank))
+    return tuple(sorted(a % rank for a in axes))
+
+
+def _sum(e, x, axes, keepdims, dt):
+    """graphc's sum: float32 summed in float64 (its kernels do), then rounded once."""
+    if dt != "float32" or (axes is not None and not axes):
+        return e.reduce("ReduceSum", x, axes, keepdims)
+    wide = e.reduce("ReduceSum", e.add("Cast", [x], to=_onnx_type("float64")), axes, keepdims)
+    return e.add("Cast", [wide], to=_onnx_type("float32"))
+
+
+def _count(e, shape_of_x, x, axes, dt):
+    """The number of elements over ``axes`` (None: all) as a scalar of dtype dt."""
+    rank = len(shape_of_x)
+    axes = range(rank) if axes is None else axes
+    dims = [shape_of_x[a] for a in axes]
+    if all(isinstance(d, (int, np.integer)) for d in dims):
+        return e.scalar(int(np.prod(dims, dtype=np.int64)), dt)
+    picked = e.add("Gather", [e.shape_of(x), e.ints(list(axes))], axis=0)
+    return e.add("Cast", [e.reduce("ReduceProd", picked, None, keepdims=False)], to=_onnx_type(dt))
+
+
+def _mean(e, x, shape, axes, keepdims, dt):
+    """graphc's mean: Σx / n (the mean of nothing is NaN; ONNX Runtime's ReduceMean gives 0),
+    float32 summed in float64."""
+    if axes is not None and not axes:
+        return e.add("Identity", [x])
+    wide = e.add("Cast", [x], to=_onnx_type("float64")) if dt == "float32" else x
+    total = e.reduce("ReduceSum", wide, axes, keepdims)
+    y = e.add("Div", [total, _count(e, shape, x, axes, "float64")])
+    return e.add("Cast", [y], to=_onnx_type("float32")) if dt == "float32" else y
+
+
+def _max(e, x, axes, keepdims, dt):
+    """graphc's max: NaN propagates (ONNX Runtime's ReduceMax skips NaNs)."""
+    y = e.reduce("ReduceMax", x, axes, keepdims)
+    if dt not in dtypes.FLOATS or (axes is not None and not axes):
+        return y
+    nan = e.reduce("ReduceMax", e.add("Cast", [e.add("IsNaN", [x])], to=_onnx_type(dt)), axes, keepdims)
+    return e.add("Where", [e.add("Greater", [nan, _zero(e, dt)]), e.scalar(np.nan, dt), y])
+
+
+@exporter("sum", "mean", "max")
+def _reduce(e):
+    axes, keep, dt = _reduce_axes(e), e.attrs["keepdims"], e.dtype(0)
+    if e.node.op == "sum":
+        return _sum(e, e.x(0), axes, keep, dt)
+    if e.node.op == "mean":
+        return _mean(e, e.x(0), e.shape(0), axes, keep, dt)
+    return _max(e, e.x(0), axes, keep, dt)
+
+
+@exporter("argmax")
+def _argmax(e):
+    if not e.shape(0):
+        return e.const(np.zeros((), np.int64))
+    x, dt = e.x(0), e.dtype(0)
+    axis, keep = int(e.attrs["axis"]), int(e.attrs["keepdims"])
+    y = e.add("ArgMax", [x], axis=axis, keepdims=keep, select_last_index=0)
+    if dt not in dtypes.FLOATS:
+        return y
+    # graphc: NaN counts as the largest, the first NaN wins (ONNX Runtime skips NaNs)
+    nan = e.add("Cast", [e.add("IsNaN", [x])], to=_onnx_type("float32"))
+    first_nan = e.add("ArgMax", [nan], axis=axis, keepdims=keep, select_last_index=0)
+    any_nan = e.add("Greater", [e.reduce("ReduceMax", nan, [axis % len(e.shape(0))], keep),
+                                _zero(e, "float32")])
+    return e.add("Where", [any_nan, first_nan, y])
+
+
+@exporter("cumsum")
+def _cumsum(e):
+    if not e.shape(0):  # a scalar: itself, or 0 (exclusive)
+        return e.add("Identity", [e.x(0)]) if not e.attrs["exclusive"] else _zero(e, e.dtype(0))
+    return e.add("CumSum", [e.x(0), e.const(np.asarray(e.attrs["axis"], np.int64))],
+                 exclusive=int(e.attrs["exclusive"]), reverse=int(e.attrs["reverse"]))
+
+
+@exporter("topk")
+def _topk(e):
+    axis = e.attrs["axis"] % len(e.shape(0))
+    k = e.ints([e.attrs["k"]])
+    values, indices = e.add("TopK", [e.x(0), k], n_out=2, axis=axis, largest=int(e.attrs["largest"]), sorted=1)
+    if e.attrs["sorted"]:
+        return values, indices
+    # graphc's unsorted order is index order; ONNX leaves it unspecified: sort by index
+    _, order = e.add("TopK", [indices, k], n_out=2, axis=axis, largest=0, sorted=1)
+    return (e.add("GatherElements", [values, order], axis=axis),
+            e.add("GatherElements", [indices, order], axis=axis))
+
+
+# -- shapes ----------------------------------------------------------------------------
+@exporter("reshape")
+def _reshape(e):
+    target = e.out_shape()
+    if all(isinstance(d, (int, np.integer)) for d in target):
+        return e.reshape(e.x(0), target)
+    return e.reshape(e.x(0), e.attrs["shape"])
+
+
+@exporter("reshape_like")
+def _reshape_like(e):
+    target = e.out_shape()
+    if all(isinstance(d, (int, np.integer)) for d in target):
+        return e.reshape(e.x(0), target)
+    if e.opset < 14:
+        e.fail("reshape_like to a shape known only at run time needs opset 14 (Reshape allowzero)")
+    return e.add("Reshape", [e.x(0), e.shape_of(e.x(1))], allowzero=1)
+
+
+@exporter("expand_dims")
+def _expand_dims(e):
+    rank = len(e.out_shape())
+    return e.unsqueeze(e.x(0), sorted(a % rank for a in e.attrs["axes"]))
+
+
+@exporter("squeeze")
+def _squeeze(e):
+    shape = e.shape(0)
+    axes = e.attrs["axes"]
+    if axes is None:
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    return e.squeeze(e.x(0), sorted(a % len(shape) for a in axes))
+
+
+@exporter("transpose")
+def _transpose(e):
+    perm = e.attrs["perm"]
+    if not e.shape(0):
+        return e.add("Identity", [e.x(0)])
+    if perm is None:
+        perm = tuple(reversed(range(len(e.shape(0)))))
+    return e.add("Transpose", [e.x(0)], perm=[int(p) % max(len(perm), 1) for p in perm])
+
+
+@exporter("concat")
+def _concat(e):
+    return e.add("Concat", [e.x(i) for i in range(e.num_inputs)], axis=int(e.attrs["axis"]))
+
+
+@exporter("split")
+def _split(e):
+    sizes = e.attrs["sizes"]
+    axis = int(e.attrs["axis"])
+    if len(sizes) == 1:
+        return [e.add("Identity", [e.x(0)])]
+    return e.add("Split", [e.x(0), e.ints(sizes)], n_out=len(sizes), axis=axis)
+
+
+@exporter("broadcast_to")
+def _broadcast_to(e):
+    return e.add("Expand", [e.x(0), e.ints(e.attrs["shape"])])
+
+
+@exporter("broadcast_like")
+def _broadcast_like(e):
+    return e.add("Expand", [e.x(0), e.shape_of(e.x(1))])
+
+
+@exporter("sum_to")
+def _sum_to(e):
+    xs, ls = e.shape(0), e.shape(1)
+    lead = len(xs) - len(ls)
+    axes = list(range(lead)) + [lead + i for i, d in enumerate(ls) if d == 1 and xs[lead + i] != 1]
+    y = e.x(0)
+    if axes:
+        y = _sum(e, y, axes, True, e.dtype(0))
+    if lead:
+        y = e.squeeze(y, list(range(lead)))
+    return y if y != e.x(0) else e.add("Identity", [y])
+
+
+def _slice_params(e, shape, attrs):
+    starts, ends = attrs["starts"], attrs["ends"]
+    axes = attrs["axes"] if attrs["axes"] is not None else range(len(starts))
+    steps = attrs["steps"] if attrs["steps"] is not None else (1,) * len(starts)
+    rank = len(shape)
+    out = ([], [], [], [])
+    for s, en, ax, st in zip(starts, ends, axes, steps):
+        ax %= rank
+        dim = shape[ax]
+        if isinstance(dim, (int, np.integer)):
+            b, en2, st2 = slice(s, en, st).indices(int(dim))
+            if len(range(b, en2, st2)) == 0:
+                b, en2, st2 = 0, 0, 1
+            elif st2 < 0 and en2 < 0:
+                en2 = INT64_MIN  # "before index 0" (ONNX reads -1 as the last item)
+        else:
+            if st < 0 and s < 0:
+                e.fail(f"a negative start ({s}) with a negative step on axis {ax}, whose size is known "
+                       "only at run time, has no exact ONNX Slice form (numpy and ONNX clamp it differently)")
+            b, en2, st2 = s, max(min(en, INT64_MAX), INT64_MIN), st
+        for lst, v in zip(out, (b, en2, ax, st2)):
+            lst.append(v)
+    return out
+
+
+@exporter("slice")
+def _slice(e):
+    starts, ends, axes, steps = _slice_params(e, e.shape(0), e.attrs)
+    if not axes:
+        return e.add("Identity", [e.x(0)])
+    return e.add("Slice", [e.x(0), e.ints(starts), e.ints(ends), e.ints(axes), e.ints(steps)])
+
+
+@exporter("slice_grad")
+def _slice_grad(e):
+    # zeros of x's shape with g scattered at the sliced positions (static shapes)
+    xshape = e.static(e.shape(1), "slice_grad")
+    index = np.arange(int(np.prod(xshape)), dtype=np.int64).reshape(xshape)
+    from graphc.ops.shape import slice_index
+    picked = index[slice_index(len(xshape), e.attrs)]
+    if picked.size == 0:
+        return e.zeros(xshape, e.dtype(0))
+    flat_zero = e.zeros([int(np.prod(xshape))], e.dtype(0))
+    flat_g = e.reshape(e.x(0), [picked.size])
+    out = e.add("ScatterElements", [flat_zero, e.ints(picked.reshape(-1)), flat_g], axis=0)
+    return e.reshape(out, xshape)
+
+
+@exporter("pad")
+def _pad(e):
+    pads = e.attrs["pads"]
+    rank = len(e.shape(0))
+    if rank == 0:
+        return e.add("Identity", [e.x(0)])
+    onnx_pads = [pads[2 * i] for i in range(rank)] + [pads[2 * i + 1] for i in range(rank)]
+    mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}.get(e.attrs["mode"])
+    if mode is None:
+        e.fail(f"pad mode {e.attrs['mode']!r} has no ONNX form")
+    ins = [e.x(0), e.ints(onnx_pads)]
+    if mode == "constant":
+        ins.append(e.scalar(e.attrs["value"], e.dtype(0)))
+    return e.add("Pad", ins, mode=mode)
+
+
+@exporter("pad_grad")
+def _pad_grad(e):
+    pads, mode = e.attrs["pads"], e.attrs["mode"]
+    rank = len(e.shape(0))
+    if rank == 0:
+        return e.add("Identity", [e.x(0)])
+    if mode == "constant":
+        crop = [-pads[2 * i] for i in range(rank)] + [-pads[2 * i + 1] for i in range(rank)]
+        return e.add("Pad", [e.x(0), e.ints(crop)], mode="constant")
+    # reflect / replicate: undo the padding one axis at a time (the last padded first), adding
+    # each border back onto the items it was copied from
+    xshape = e.static(e.shape(1), f"pad_grad (mode {mode})")
+    g = e.x(0)
+    for ax in reversed(range(rank)):
+        before, after = pads[2 * ax], pads[2 * ax + 1]
+        if before == 0 and after == 0:
+            continue
+        n = xshape[ax]
+        g = _unpad_axis(e, g, rank, ax, n, before, after, mode)
+    return g if g != e.x(0) else e.add("Identity", [g])
+
+
+def _slice_axis(e, g, ax, start, end, step=1):
+    return e.add("Slice", [g, e.ints([start]), e.ints([end]), e.ints([ax]), e.ints([step])])
+
+
+def _pad_axis(e, g, rank, ax, before, after):
+    pads = [0] * (2 * rank)
+    pads[ax], pads[rank + ax] = before, after
+    return e.add("Pad", [g, e.ints(pads)], mode="constant")
+
+
+def _unpad_axis(e, g, rank, ax, n, before, after, mode):
+    """The adjoint of padding one axis of length n by (before, after) in ``mode``."""
+    y = _slice_axis(e, g, ax, before, before + n)
+    if before:
+        head = _slice_axis(e, g, ax, 0, before)
+        if mode == "reflect":      # padded item j < before came from x[before - j]: flip onto 1..before
+            part = _pad_axis(e, _slice_axis(e, head, ax, before - 1, INT64_MIN, -1), rank, ax, 1, n - 1 - before)
+        else:                      # replicate: every head item came from x[0]
+            part = _pad_axis(e, e.reduce("ReduceSum", head, [ax], True), rank, ax, 0, n - 1)
+        y = e.add("Add", [y, part])
+    if after:
+        tail = _slice_axis(e, g, ax, before + n, before + n + after)
+        if mode == "reflect":      # tail item j came from x[n - 2 - j]: flip onto n-1-after..n-2
+            part = _pad_axis(e, _slice_axis(e, tail, ax, after - 1, INT64_MIN, -1), rank, ax, n - 1 - after, 1)
+        else:
+            part = _pad_axis(e, e.reduce("ReduceSum", tail, [ax], True), rank, ax, n - 1, 0)
+        y = e.add("Add", [y, part])
+    return y
+
+
+@exporter("tril", "triu")
+def _trilu(e):
+    return e.add("Trilu", [e.x(0), e.const(np.asarray(e.attrs["diagonal"], np.int64))],
+                 upper=int(e.node.op == "triu"))
+
+
+# -- gathers ---------------------------------------------------------------------------
+@exporter("take_along_axis")
+def _take_along_axis(e):
+    return e.add("GatherElements", [e.x(0), e.x(1)], axis=int(e.attrs["axis"]))
+
+
+@exporter("take_along_axis_grad")
+def _take_along_axis_grad(e):
+    if e.opset < 16:
+        e.fail("take_along_axis_grad needs opset 16 (ScatterElements reduction='add')")
+    zeros = e.zeros_like_shape(e.shape_of(e.x(2)), e.dtype(0))
+    return e.add("ScatterElements", [zeros, e.x(1), e.x(0)], axis=int(e.attrs["axis"]), reduction="add")
+
+
+@exporter("embedding")
+def _embedding(e):
+    return e.add("Gather", [e.x(1), e.x(0)], axis=0)
+
+
+@exporter("embedding_grad")
+def _embedding_grad(e):
+    if e.opset < 16:
+        e.fail("embedding_grad needs opset 16 (ScatterND reduction='add')")
+    ids = e.x(1)
+    if e.dtype(1) != "int64":
+        ids = e.add("Cast", [ids], to=_onnx_type("int64"))
+    zeros = e.zeros_like_shape(e.shape_of(e.x(2)), e.dtype(0))
+    return e.add("ScatterND", [zeros, e.unsqueeze(ids, [len(e.shape(1))]), e.x(0)], reduction="add")
+
+
+@exporter("one_hot")
+def _one_hot(e):
+    # graphc: an index outside [0, depth) gives a row of zeros (ONNX OneHot wraps negatives)
+    depth = int(e.attrs["depth"])
+    idx = e.unsqueeze(e.x(0), [len(e.shape(0))])
+    hit = e.add("Equal", [idx, e.const(np.arange(depth, dtype=e.dtype(0)))])
+    if e.attrs["dtype"] == "bool":
+        return hit
+    return e.add("Cast", [hit], to=_onnx_type(e.attrs["dtype"]))
+
+
+# -- nn ----------------------------------------------------------------------------------
+@exporter("conv2d")
+def _conv2d(e):
+    if (y := _empty(e)) is not None:
+        return y
+    a = e.attrs
+    return e.add("Conv", [e.x(0), e.x(1)], strides=list(a["stride"]), pads=list(a["pads"]),
+                 dilations=list(a["dilation"]), group=int(a["groups"]))
+
+
+def _conv_transpose(e, x, w, in_hw, k_hw, out_hw, a):
+    s, d, p = a["stride"], a["dilation"], a["pads"]
+    natural = [s[i] * (in_hw[i] - 1) + d[i] * (k_hw[i] - 1) + 1 - p[i] - p[i + 2] for i in range(2)]
+    extra = [out_hw[i] - natural[i] for i in range(2)]   # rows/cols added at the end
+    if any(o < 0 for o in extra):
+        e.fail(f"output size {tuple(out_hw)} is smaller than the transposed convolution's {tuple(natural)}")
+    # Output rows beyond the end crop come back first (a smaller end pad: exact, they hold
+    # data); rows beyond the full result are zeros (a Pad).  ONNX Runtime refuses an
+    # output_padding of stride or more, which graphc allows (up to the dilation).
+    end = [p[2 + i] - extra[i] for i in range(2)]
+    y = e.add("ConvTranspose", [x, w], strides=list(s), pads=[p[0], p[1], max(end[0], 0), max(end[1], 0)],
+              dilations=list(d), group=int(a["groups"]))
+    if min(end) < 0:
+        y = e.add("Pad", [y, e.ints([0, 0, 0, 0, 0, 0, max(-end[0], 0), max(-end[1], 0)])], mode="constant")
+    return y
+
+
+@exporter("conv2d_grad_input")
+def _conv2d_grad_input(e):
+    if (y := _empty(e)) is not None:
+        return y
+    dy = e.static(e.shape(0), "conv2d_grad_input")
+    w = e.static(e.shape(1), "conv2d_grad_input")
+    return _conv_transpose(e, e.x(0), e.x(1), dy[2:], w[2:], e.attrs["input_size"], e.attrs)
+
+
+@exporter("conv_transpose2d")
+def _conv_transpose2d(e):
+    if (y := _empty(e)) is not None:
+        return y
+    x = e.static(e.shape(0), "conv_transpose2d")
+    w = e.static(e.shape(1), "conv_transpose2d")
+    out = e.static(e.out_shape(), "conv_transpose2d")
+    return _conv_transpose(e, e.x(0), e.x(1), x[2:], w[2:], out[2:], e.attrs)
+
+
+def _empty(e):
+    """A node whose (static) output has no elements: ConstantOfShape (ONNX Runtime's pools and
+    convolutions refuse empty inputs that graphc accepts)."""
+    shape = e.out_shape()
+    if all(isinstance(d, (int, np.integer)) for d in shape) and 0 in shape:
+        return e.zeros(shape, e.out_dtype())
+    return None
+
+
+@exporter("max_pool2d")
+def _max_pool2d(e):
+    if (y := _empty(e)) is not None:
+        return y
+    a = e.attrs
+    (ph, pw) = a["padding"]
+    y = e.add("MaxPool", [e.x(0)], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
+              pads=[ph, pw, ph, pw])
+    # graphc: a NaN in the window is the max (PyTorch); ONNX Runtime skips NaNs
+    dt = e.dtype(0)
+    nan = e.add("Cast", [e.add("IsNaN", [e.x(0)])], to=_onnx_type(dt))
+    any_nan = e.add("MaxPool", [nan], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
+                    pads=[ph, pw, ph, pw])
+    return e.add("Where", [e.add("Greater", [any_nan, _zero(e, dt)]), e.scalar(np.nan, dt), y])
+
+
+@exporter("avg_pool2d")
+def _avg_pool2d(e):
+    if (y := _empty(e)) is not None:
+        return y
+    a = e.attrs
+    (ph, pw) = a["padding"]
+    return e.add("AveragePool", [e.x(0)], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
+                 pads=[ph, pw, ph, pw], count_include_pad=int(a["count_include_pad"]))
+
+
+@exporter("batch_norm")
+def _batch_norm(e):
+    x, mean, var, w, b = (e.x(i) for i in range(5))
+    dt, rank = e.dtype(0), len(e.shape(0))
+    if dt == "float32":
+        return e.add("BatchNormalization", [x, w, b, mean, var], epsilon=float(e.attrs["eps"]))
+    # float64: graphc's own order of operations (ONNX Runtime's float64 BatchNormalization is
+    # off by ~1e-10 relative)
+    chan = list(range(1, rank - 1))
+
+    def per_channel(v):
+        return e.unsqueeze(v, chan) if chan else v
+    std = e.add("Sqrt", [e.add("Add", [per_channel(var), e.scalar(e.attrs["eps"], dt)])])
+    y = e.add("Mul", [e.add("Div", [e.add("Sub", [x, per_channel(mean)]), std]), per_channel(w)])
+    return e.add("Add", [y, per_channel(b)])
+
+
+def _channel_axes(rank):
+    return [0] + list(range(2, rank))
+
+
+@exporter("batch_norm_train")
+def _batch_norm_train(e):
+    x, w, b = e.x(0), e.x(1), e.x(2)
+    rank, dt = len(e.shape(0)), e.dtype(0)
+    axes = _channel_axes(rank)
+    mean = _mean(e, x, e.shape(0), axes, True, dt)
+    xc = e.add("Sub", [x, mean])
+    var = _mean(e, e.add("Mul", [xc, xc]), e.shape(0), axes, True, dt)
+    rstd = e.add("Div", [e.scalar(1, dt), e.add("Sqrt", [e.add("Add", [var, e.scalar(e.attrs["eps"], dt)])])])
+    chan = list(range(1, rank - 1))
+    w_b = e.unsqueeze(w, chan) if chan else w
+    b_b = e.unsqueeze(b, chan) if chan else b
+    y = e.add("Add", [e.add("Mul", [e.add("Mul", [xc, rstd]), w_b]), b_b])
+    return y, e.squeeze(mean, axes), e.squeeze(var, axes)
+
+
+@exporter("layer_norm")
+def _layer_norm(e):
+    x, w, b = e.x(0), e.x(1), e.x(2)
+    shape, dt = e.shape(0), e.dtype(0)
+    rank = len(shape)
+    axis = e.attrs["axis"] % rank if rank else 0
+    eps = float(e.attrs["eps"])
+    axes = list(range(axis, rank))
+    mean = _mean(e, x, shape, axes, True, dt)
+    xc = e.add("Sub", [x, mean])
+    var = _mean(e, e.add("Mul", [xc, xc]), shape, axes, True, dt)
+    rstd = e.add("Div", [e.scalar(1, dt), e.add("Sqrt", [e.add("Add", [var, e.scalar(eps, dt)])])])
+    y = e.add("Add", [e.add("Mul", [e.add("Mul", [xc, rstd]), w]), b])
+    return y, e.squeeze(mean, axes), e.squeeze(rstd, axes)
+
+
+@exporter("softmax_cross_entropy")
+def _softmax_cross_entropy(e):
+    z, labels = e.x(0), e.x(1)
+    rank = len(e.shape(0))
+    lsm = _nan_rows(e, z, rank - 1, e.add("LogSoftmax", [z], axis=-1))
+    lab = labels if e.dtype(1) == "int64" else e.add("Cast", [labels], to=_onnx_type("int64"))
+    picked = e.add("GatherElements", [lsm, e.unsqueeze(lab, [rank - 1])], axis=rank - 1)
+    loss = e.add("Neg", [e.squeeze(picked, [rank - 1])])
+    red = e.attrs["reduction"]
+    if red == "none":
+        return loss
+    if red == "sum":
+        return e.reduce("ReduceSum", loss, None if rank > 1 else (), keepdims=False)
+    if red == "mean":
+        if rank == 1:
+            return e.add("Identity", [loss])
+        return _mean(e, loss, e.shape(0)[:-1], None, False, e.dtype(0))
+    e.fail(f"reduction={red!r} has no ONNX form")
+
+
+@exporter("softmax_cross_entropy_grad")
+def _softmax_cross_entropy_grad(e):
+    z, labels, g = e.x(0), e.x(1), e.x(2)
+    shape, dt = e.shape(0), e.dtype(0)
+    rank = len(shape)
+    p = e.add("Softmax", [z], axis=-1)
+    depth = e.add("Slice", [e.shape_of(z), e.ints([-1]), e.ints([INT64_MAX])])
+    rng = e.add("Range", [_zero(e, "int64"), e.squeeze(depth, [0]), e.scalar(1, "int64")])
+    lab = labels if e.dtype(1) == "int64" else e.add("Cast", [labels], to=_onnx_type("int64"))
+    onehot = e.add("Cast", [e.add("Equal", [e.unsqueeze(lab, [rank - 1]), rng])], to=_onnx_type(dt))
+    d = e.add("Sub", [p, onehot])
+    red = e.attrs["reduction"]
+    if red == "none":
+        return e.add("Mul", [d, e.unsqueeze(g, [rank - 1])])
+    d = e.add("Mul", [d, g])
+    if red == "mean":
+        count = e.reduce("ReduceProd", e.add("Cast", [e.shape_of(lab)], to=_onnx_type(dt)), None, keepdims=False)
+        d = e.add("Div", [d, count])
+    return d
+
+
+@exporter("scaled_dot_product_attention")
+def _attention(e):
+    q, k, v, mask = (e.x(i) for i in range(4))
+    dt = e.dtype(0)
+    rank = len(e.shape(0))
+    s = e.add("Mul", [e.add("MatMul", [q, _swap_last(e, k, len(e.shape(1)))]), e.scalar(e.attrs["scale"], dt)])
+    keep = mask
+    if e.attrs["causal"]:
+        sq = e.shape_of(q)
+        lq = e.add("Slice", [sq, e.ints([rank - 2]), e.ints([rank - 1])])
+        lk = e.add("Slice", [e.shape_of(k), e.ints([len(e.shape(1)) - 2]), e.ints([len(e.shape(1)) - 1])])
+        ones = e.zeros_like_shape(e.add("Concat", [lq, lk], axis=0), "int64")
+        ones = e.add("Add", [ones, e.scalar(1, "int64")])
+        tri = e.add("Cast", [e.add("Trilu", [ones], upper=0)], to=_onnx_type("bool"))
+        keep = e.add("And", [keep, tri])
+    neg = e.scalar(-np.inf, dt)
+    s = e.add("Where", [keep, s, neg])
+    m = e.reduce("ReduceMax", s, [rank - 1], keepdims=True)
+    m = e.add("Where", [e.add("Equal", [m, neg]), _zero(e, dt), m])   # a row with no kept key
+    p = e.add("Where", [keep, e.add("Exp", [e.add("Sub", [s, m])]), _zero(e, dt)])
+    total = e.reduce("ReduceSum", p, [rank - 1], keepdims=True)
+    empty = e.add("Equal", [total, _zero(e, dt)])
+    out = e.add("MatMul", [e.add("Div", [p, e.add("Where", [empty, e.scalar(1, dt), total])]), v])
+    out = e.add("Where", [empty, _zero(e, dt), out])
+    lse = e.squeeze(e.add("Add", [e.add("Log", [total]), m]), [rank - 1])
+    return out, lse
+
+
+# -- composites: exported through their registry definition ----------------------------
+for _op in ("silu", "dropout", "upsample_nearest2d", "lstm_cell", "gru_cell", "lstm_cell_grad", "gru_cell_grad",
+            "layer_norm_grad", "batch_norm_train_grad", "scaled_dot_product_attention_grad",
+            "fused_elementwise", "fused_matmul", "fused_reduce"):
+    EXPORTERS[_op] = export_composite
+
+
+@exporter("constant")
+def _constant(e):
+    return e.const(np.asarray(e.attrs["value"]))
+
+
+# -- documentation -----------------------------------------------------------------------
+DOC_PATH = "docs/onnx_export.md"
+
+
+def refusal_table():
+    """The Markdown table of REFUSED, grouped by reason (docs/onnx_export.md, between the
+    ``refusals`` markers; a test checks it is current)."""
+    by_reason = {}
+    for op in sorted(REFUSED):
+        by_reason.setdefault(REFUSED[op], []).append(op)
+    lines = ["| graphc op | why it has no ONNX form |", "|---|---|"]
+    for reason, ops in sorted(by_reason.items(), key=lambda kv: kv[1][0]):
+        lines.append(f"| {', '.join(f'`{o}`' for o in ops)} | {reason} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_doc(path=DOC_PATH):
+    import re
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    new, n = re.subn(r"(<!-- refusals:begin -->\n).*?(<!-- refusals:end -->)",
+                     lambda m: m.group(1) + refusal_table() + m.group(2), text, flags=re.S)
+    if n != 1:
+        raise SystemExit(f"{path} lacks the refusal markers")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new)
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] != ["--write"]:
+        raise SystemExit("usage: python -m graphc.onnx._export_ops --write  (regenerates docs/onnx_export.md's table)")
+    import graphc  # noqa: F401  (registers the ops)
+    _write_doc()

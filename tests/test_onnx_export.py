@@ -1,0 +1,207 @@
+"""The ONNX exporter (graphc/onnx/_export.py, _export_ops.py): every registry op's examples
+exported and run in onnxruntime give graphc's Session outputs; whole models; the model
+checker; external data; refusals; the refusal table in docs/onnx_export.md."""
+
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import graphc as gc  # noqa: E402
+from graphc import registry  # noqa: E402
+from graphc.errors import OnnxExportError  # noqa: E402
+from graphc.onnx import _export_ops  # noqa: E402
+from graphc.onnx._export import build_model, default_opset, save_model  # noqa: E402
+from graphc.session import Session  # noqa: E402
+
+
+OPS = registry.all_ops()
+EXPORTABLE = [op for op in OPS if op.name in _export_ops.EXPORTERS]
+DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "onnx_export.md")
+
+
+def _tol(dtype):
+    # tests/test_kernels.py's tolerances (graphc and ONNX Runtime both within them of the reference)
+    if dtype == np.float32:
+        return dict(rtol=1e-5, atol=1e-5)
+    if dtype == np.float64:
+        return dict(rtol=1e-12, atol=1e-13)
+    return dict(rtol=0, atol=0)
+
+
+def _ort_run(model, feeds):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    return dict(zip([o.name for o in sess.get_outputs()],
+                    sess.run(None, {k: v for k, v in feeds.items() if k in names})))
+
+
+def _all_examples_graph(op):
+    """One graph holding every example of ``op`` as its own node (placeholders e<k>_in<i>)."""
+    examples = list(op.examples(np.random.default_rng(0)))
+    g = gc.Graph()
+    feeds, shapes, cases = {}, {}, []
+    with g:
+        for k, ex in enumerate(examples):
+            ins = []
+            for i, x in enumerate(ex.inputs):
+                x = np.asarray(x)
+                name = f"e{k}_in{i}"
+                ins.append(gc.placeholder(name, x.shape, x.dtype.name))
+                feeds[name], shapes[name] = x, x.shape
+            outs = g.add_node(op.name, ins, ex.attrs, name=f"e{k}")
+            cases.append((ex, [t.name for t in outs]))
+    return g, feeds, shapes, cases
+
+
+@pytest.mark.parametrize("op", EXPORTABLE, ids=lambda o: o.name)
+def test_exported_op_matches_graphc(op):
+    g, feeds, shapes, cases = _all_examples_graph(op)
+    fetches = [n for _, outs in cases for n in outs]
+    model = build_model(g, fetches=fetches)
+    onnx.checker.check_model(model, full_check=True)
+    got = _ort_run(model, feeds)
+    plan = gc.compile(g, shapes=shapes, fetches=fetches)
+    want = Session(plan, threads=1).run(feeds)
+    for ex, outs in cases:
+        for name in outs:
+            a, w = np.asarray(got[name]), np.asarray(want[name])
+            assert a.shape == w.shape and a.dtype == w.dtype, (ex, name, a.shape, a.dtype, w.shape, w.dtype)
+            np.testing.assert_allclose(a, w, equal_nan=True, err_msg=f"{op.name} {ex!r} output {name}",
+                                       **_tol(w.dtype))
+
+
+def test_every_op_is_exported_or_refused():
+    names = {op.name for op in OPS}
+    both = set(_export_ops.EXPORTERS) & set(_export_ops.REFUSED)
+    assert not both, f"ops both exported and refused: {sorted(both)}"
+    missing = names - set(_export_ops.EXPORTERS) - set(_export_ops.REFUSED)
+    assert not missing, f"registry ops neither exported nor refused: {sorted(missing)}"
+    stale = (set(_export_ops.EXPORTERS) | set(_export_ops.REFUSED)) - names
+    assert not stale, f"exporter tables name ops the registry lacks: {sorted(stale)}"
+    assert all(isinstance(r, str) and len(r) > 20 for r in _export_ops.REFUSED.values())
+
+
+def test_refusal_table_in_docs_is_current():
+    text = open(DOC, encoding="utf-8").read()
+    m = re.search(r"<!-- refusals:begin -->\n(.*?)<!-- refusals:end -->", text, re.S)
+    assert m, "docs/onnx_export.md lacks the refusal markers"
+    assert m.group(1) == _export_ops.refusal_table(), "run python -m graphc.onnx._export_ops --write"
+
+
+def _mlp():
+    with gc.Graph() as g:
+        x = gc.placeholder("x", ("batch", 12))
+        model = gc.nn.Sequential(gc.nn.Linear(12, 32), gc.nn.ReLU(), gc.nn.Linear(32, 16), gc.nn.GELU(),
+                                 gc.nn.Linear(16, 5))
+        y = gc.softmax(model(x))
+        g.set_outputs([y])
+    return g
+
+
+def _cnn():
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 3, 16, 16))
+        model = gc.nn.Sequential(
+            gc.nn.Conv2d(3, 8, 3, padding=1, bias=False), gc.nn.BatchNorm2d(8), gc.nn.ReLU(),
+            gc.nn.ResidualBlock(8, 16, stride=2), gc.nn.MaxPool2d(2),
+            gc.nn.AdaptiveAvgPool2d(1), gc.nn.Flatten(), gc.nn.Linear(16, 10))
+        y = model(x)
+        g.set_outputs([y])
+    return g
+
+
+@pytest.mark.parametrize("make,shape", [(_mlp, (7, 12)), (_cnn, (2, 3, 16, 16))], ids=["mlp", "cnn"])
+def test_whole_model_matches(tmp_path, make, shape):
+    g = make()
+    path = tmp_path / "m.onnx"
+    proto = save_model(g, path)
+    onnx.checker.check_model(str(path), full_check=True)
+    assert proto.opset_import[0].version == default_opset()
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    loaded = onnx.load(str(path))
+    got = _ort_run(loaded, {"x": x})
+    plan = gc.compile(g, shapes={"x": shape})
+    want = Session(plan).run({"x": x})
+    (name,) = g.outputs
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
+    # the symbolic batch dim is a dim_param (named or anonymous), not a fixed size
+    dim0 = loaded.graph.input[0].type.tensor_type.shape.dim[0]
+    assert not dim0.HasField("dim_value")
+    # variables are initializers; nothing else is
+    assert {t.name for t in loaded.graph.initializer} == {v.name for v in g.variables}
+
+
+def test_export_from_pb_path_and_older_opset(tmp_path):
+    g = _mlp()
+    g.save(tmp_path / "m.pb")
+    proto = save_model(str(tmp_path / "m.pb"), tmp_path / "m.onnx", opset=13)
+    assert proto.opset_import[0].version == 13
+    onnx.checker.check_model(proto, full_check=True)
+    x = np.random.default_rng(0).standard_normal((3, 12)).astype(np.float32)
+    got = _ort_run(proto, {"x": x})
+    want = gc.reference.evaluate(g, {"x": x}, g.outputs)
+    np.testing.assert_allclose(got[g.outputs[0]], want[g.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
+def test_external_data_beyond_threshold(tmp_path):
+    g = _mlp()
+    path = tmp_path / "big.onnx"
+    save_model(g, path, external_threshold=1000)
+    data = tmp_path / "big.onnx.data"
+    assert data.exists() and data.stat().st_size > 12 * 32 * 4
+    onnx.checker.check_model(str(path), full_check=True)
+    loaded = onnx.load(str(path))  # reads the external data back
+    assert all(t.data_location == onnx.TensorProto.DEFAULT for t in loaded.graph.initializer)
+    x = np.random.default_rng(1).standard_normal((2, 12)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x})[0]
+    want = gc.reference.evaluate(g, {"x": x}, g.outputs)[g.outputs[0]]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # under the threshold: one self-contained file
+    save_model(g, tmp_path / "small.onnx")
+    assert not (tmp_path / "small.onnx.data").exists()
+
+
+def test_refused_op_names_node_and_line(tmp_path):
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (3,))
+        step = gc.placeholder("step", (), "int64")
+        y = g.add_node("random_uniform", [step], {"seed": 1, "shape": (3,)}, name="noise")[0]; line = sys._getframe().f_lineno  # noqa: E702,E501
+        z = x + y
+    with pytest.raises(OnnxExportError) as info:
+        save_model(g, tmp_path / "r.onnx", fetches=[z])
+    msg = str(info.value)
+    assert "'noise'" in msg and "random_uniform" in msg and f"test_onnx_export.py:{line}" in msg
+    assert not (tmp_path / "r.onnx").exists()
+
+
+def test_bad_opset_and_fetch(tmp_path):
+    g = _mlp()
+    for bad in (12, 10_000, "17", True):
+        with pytest.raises(OnnxExportError, match="opset"):
+            save_model(g, tmp_path / "o.onnx", opset=bad)
+    with pytest.raises(OnnxExportError, match="nope"):
+        save_model(g, tmp_path / "o.onnx", fetches=["nope"])
+    with pytest.raises(OnnxExportError):
+        save_model(42, tmp_path / "o.onnx")
+
+
+def test_only_needed_inputs_and_nodes():
+    with gc.Graph() as g:
+        a = gc.placeholder("a", (2,))
+        b = gc.placeholder("b", (2,))
+        ya = gc.exp(a)
+        gc.log(b)
+    model = build_model(g, fetches=[ya])
+    assert [i.name for i in model.graph.input] == ["a"]
+    assert [o.name for o in model.graph.output] == [ya.name]
+    assert [n.op_type for n in model.graph.node] == ["Exp"]
