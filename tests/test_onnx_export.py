@@ -19,7 +19,6 @@ from graphc.onnx import _export_ops  # noqa: E402
 from graphc.onnx._export import build_model, default_opset, save_model  # noqa: E402
 from graphc.session import Session  # noqa: E402
 
-
 OPS = registry.all_ops()
 EXPORTABLE = [op for op in OPS if op.name in _export_ops.EXPORTERS]
 DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "onnx_export.md")
@@ -34,19 +33,38 @@ def _tol(dtype):
     return dict(rtol=0, atol=0)
 
 
-def _ort_run(model, feeds):
+def _ort_session(model):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _ort_run(model, feeds):
+    sess = _ort_session(model)
     names = {i.name for i in sess.get_inputs()}
     return dict(zip([o.name for o in sess.get_outputs()],
                     sess.run(None, {k: v for k, v in feeds.items() if k in names})))
 
 
-def _all_examples_graph(op):
-    """One graph holding every example of ``op`` as its own node (placeholders e<k>_in<i>)."""
-    examples = list(op.examples(np.random.default_rng(0)))
+# (op, input dtype) whose exported model is valid ONNX but ONNX Runtime 1.32 has no kernel for
+# (float64 Conv/ConvTranspose/AveragePool/Erf): those groups run in onnx's ReferenceEvaluator.
+ORT_GAPS = {("conv2d", "float64"), ("conv2d_grad_input", "float64"), ("conv_transpose2d", "float64"),
+            ("avg_pool2d", "float64"), ("gelu", "float64"), ("gelu_grad", "float64")}
+
+
+def _example_groups(op):
+    """The op's examples grouped by input dtypes and dtype attrs (one ONNX model per group)."""
+    groups = {}
+    for ex in op.examples(np.random.default_rng(0)):
+        key = tuple(np.asarray(x).dtype.name for x in ex.inputs) + \
+            tuple(str(ex.attrs[k]) for k in ("to", "dtype") if k in ex.attrs)
+        groups.setdefault(key, []).append(ex)
+    return groups
+
+
+def _examples_graph(op, examples):
+    """One graph holding each example as its own node (placeholders e<k>_in<i>)."""
     g = gc.Graph()
     feeds, shapes, cases = {}, {}, []
     with g:
@@ -64,19 +82,30 @@ def _all_examples_graph(op):
 
 @pytest.mark.parametrize("op", EXPORTABLE, ids=lambda o: o.name)
 def test_exported_op_matches_graphc(op):
-    g, feeds, shapes, cases = _all_examples_graph(op)
-    fetches = [n for _, outs in cases for n in outs]
-    model = build_model(g, fetches=fetches)
-    onnx.checker.check_model(model, full_check=True)
-    got = _ort_run(model, feeds)
-    plan = gc.compile(g, shapes=shapes, fetches=fetches)
-    want = Session(plan, threads=1).run(feeds)
-    for ex, outs in cases:
-        for name in outs:
-            a, w = np.asarray(got[name]), np.asarray(want[name])
-            assert a.shape == w.shape and a.dtype == w.dtype, (ex, name, a.shape, a.dtype, w.shape, w.dtype)
-            np.testing.assert_allclose(a, w, equal_nan=True, err_msg=f"{op.name} {ex!r} output {name}",
-                                       **_tol(w.dtype))
+    gaps_seen = set()
+    for key, examples in _example_groups(op).items():
+        g, feeds, shapes, cases = _examples_graph(op, examples)
+        fetches = [n for _, outs in cases for n in outs]
+        model = build_model(g, fetches=fetches)
+        onnx.checker.check_model(model, full_check=True)
+        if (op.name, key[0]) in ORT_GAPS:
+            gaps_seen.add((op.name, key[0]))
+            with pytest.raises(ort.capi.onnxruntime_pybind11_state.NotImplemented):
+                _ort_session(model)  # (when it passes, ONNX Runtime gained the kernel: drop the gap)
+            from onnx.reference import ReferenceEvaluator
+            ref = ReferenceEvaluator(model)
+            got = dict(zip(ref.output_names, ref.run(None, {k: feeds[k] for k in ref.input_names})))
+        else:
+            got = _ort_run(model, feeds)
+        plan = gc.compile(g, shapes=shapes, fetches=fetches)
+        want = Session(plan, threads=1).run(feeds)
+        for ex, outs in cases:
+            for name in outs:
+                a, w = np.asarray(got[name]), np.asarray(want[name])
+                assert a.shape == w.shape and a.dtype == w.dtype, (ex, name, a.shape, a.dtype, w.shape, w.dtype)
+                np.testing.assert_allclose(a, w, equal_nan=True, err_msg=f"{op.name} {ex!r} output {name}",
+                                           **_tol(w.dtype))
+    assert gaps_seen == {gap for gap in ORT_GAPS if gap[0] == op.name}
 
 
 def test_every_op_is_exported_or_refused():

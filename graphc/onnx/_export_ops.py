@@ -523,9 +523,20 @@ def _pad_grad(e):
     if mode == "constant":
         crop = [-pads[2 * i] for i in range(rank)] + [-pads[2 * i + 1] for i in range(rank)]
         return e.add("Pad", [e.x(0), e.ints(crop)], mode="constant")
-    # reflect / replicate: undo the padding one axis at a time (the last padded first), adding
-    # each border back onto the items it was copied from
     xshape = e.static(e.shape(1), f"pad_grad (mode {mode})")
+    if e.opset >= 16:
+        # graphc adds each item of g, in C order, onto the x item it was read from: the same
+        # ScatterElements(reduction='add') over a constant index map (same order, same bits)
+        source = np.pad(np.arange(int(np.prod(xshape)), dtype=np.int64).reshape(xshape),
+                        [(pads[2 * i], pads[2 * i + 1]) for i in range(rank)],
+                        mode={"reflect": "reflect", "replicate": "edge"}[mode])
+        if source.size == 0:
+            return e.zeros(xshape, e.dtype(0))
+        flat = e.add("ScatterElements", [e.zeros([int(np.prod(xshape))], e.dtype(0)), e.ints(source.reshape(-1)),
+                                         e.reshape(e.x(0), [source.size])], axis=0, reduction="add")
+        return e.reshape(flat, xshape)
+    # opset < 16: undo the padding one axis at a time (the last padded first), adding each
+    # border back onto the items it was copied from (the sums' order differs: ~1 ulp)
     g = e.x(0)
     for ax in reversed(range(rank)):
         before, after = pads[2 * ax], pads[2 * ax + 1]
@@ -676,12 +687,16 @@ def _max_pool2d(e):
     (ph, pw) = a["padding"]
     y = e.add("MaxPool", [e.x(0)], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
               pads=[ph, pw, ph, pw])
-    # graphc: a NaN in the window is the max (PyTorch); ONNX Runtime skips NaNs
-    dt = e.dtype(0)
-    nan = e.add("Cast", [e.add("IsNaN", [e.x(0)])], to=_onnx_type(dt))
-    any_nan = e.add("MaxPool", [nan], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
-                    pads=[ph, pw, ph, pw])
-    return e.add("Where", [e.add("Greater", [any_nan, _zero(e, dt)]), e.scalar(np.nan, dt), y])
+    # graphc: a NaN in the window is the max (PyTorch), a window of -inf gives -inf; ONNX
+    # Runtime skips NaNs and starts from the lowest finite value.  One more pool over a code
+    # (2: NaN, 1: above -inf, 0: -inf; padding is below all) says which case a window is.
+    dt, x = e.dtype(0), e.x(0)
+    code = e.add("Where", [e.add("IsNaN", [x]), e.scalar(2, dt),
+                           e.add("Cast", [e.add("Greater", [x, e.scalar(-np.inf, dt)])], to=_onnx_type(dt))])
+    kind = e.add("MaxPool", [code], kernel_shape=list(a["kernel_size"]), strides=list(a["stride"]),
+                 pads=[ph, pw, ph, pw])
+    y = e.add("Where", [e.add("Greater", [kind, e.scalar(1, dt)]), e.scalar(np.nan, dt), y])
+    return e.add("Where", [e.add("Equal", [kind, _zero(e, dt)]), e.scalar(-np.inf, dt), y])
 
 
 @exporter("avg_pool2d")
@@ -706,9 +721,9 @@ def _batch_norm(e):
 
     def per_channel(v):
         return e.unsqueeze(v, chan) if chan else v
-    std = e.add("Sqrt", [e.add("Add", [per_channel(var), e.scalar(e.attrs["eps"], dt)])])
-    y = e.add("Mul", [e.add("Div", [e.add("Sub", [x, per_channel(mean)]), std]), per_channel(w)])
-    return e.add("Add", [y, per_channel(b)])
+    scale = e.add("Div", [w, e.add("Sqrt", [e.add("Add", [var, e.scalar(e.attrs["eps"], dt)])])])
+    shift = e.add("Sub", [b, e.add("Mul", [mean, scale])])
+    return e.add("Add", [e.add("Mul", [x, per_channel(scale)]), per_channel(shift)])
 
 
 def _channel_axes(rank):
