@@ -76,6 +76,7 @@ class KernelArgs {
   double attr_float(const std::string& name) const;
   std::string attr_string(const std::string& name, const std::string& fallback) const;
   std::vector<int64_t> attr_ints(const std::string& name) const;
+  std::vector<double> attr_floats(const std::string& name) const;
   DType attr_dtype(const std::string& name, DType fallback) const;
 
   // Throw std::invalid_argument unless the arity matches.
@@ -129,6 +130,7 @@ void register_gather_kernels(KernelRegistry& r);  // cpu/gather.cc
 void register_scan_kernels(KernelRegistry& r);  // cpu/scan.cc
 void register_rnn_cell_kernels(KernelRegistry& r);  // cpu/rnn_cell.cc
 void register_topk_kernels(KernelRegistry& r);  // cpu/topk.cc
+void register_tensor_extra_kernels(KernelRegistry& r);  // cpu/tensor_extra.cc
 
 // The CPU kernel files (cpu/kernel_files.cc): one row per register_* function above, named
 // after the file under runtime/cpu/ that defines it.  KernelRegistry::cpu() runs them all; an
