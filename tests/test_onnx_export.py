@@ -47,10 +47,35 @@ def _ort_run(model, feeds):
                     sess.run(None, {k: v for k, v in feeds.items() if k in names})))
 
 
-# (op, input dtype) whose exported model is valid ONNX but ONNX Runtime 1.32 has no kernel for
-# (float64 Conv/ConvTranspose/AveragePool/Erf): those groups run in onnx's ReferenceEvaluator.
-ORT_GAPS = {("conv2d", "float64"), ("conv2d_grad_input", "float64"), ("conv_transpose2d", "float64"),
-            ("avg_pool2d", "float64"), ("gelu", "float64"), ("gelu_grad", "float64")}
+# Ops whose exported models are valid ONNX but ONNX Runtime 1.32 refuses some of: no float64
+# Conv/ConvTranspose/AveragePool/Erf/Resize kernel, no int64/bool Resize, Resize linear only on
+# the last 2 axes (4-D: the inner 2) and without exclude_outside.  A group of examples ORT
+# refuses runs example by example: in ORT when it accepts the example, else in onnx's
+# ReferenceEvaluator; every listed op still has examples checked in ORT.
+ORT_LIMITED = {"conv2d", "conv2d_grad_input", "conv_transpose2d", "avg_pool2d", "gelu", "gelu_grad", "resize"}
+
+
+def _reference_run(model, feeds):
+    from onnx.reference import ReferenceEvaluator
+    ref = ReferenceEvaluator(model)
+    return dict(zip(ref.output_names, ref.run(None, {k: feeds[k] for k in ref.input_names})))
+
+
+# docs/onnx_export.md "Known difference": ONNX's attention multiplies the whole probability
+# matrix by v, graphc skips masked keys, so ±inf/NaN at a masked key differ.  Only the
+# registry's special-value examples of these two ops are exempt; finite examples must match.
+KNOWN_DIFFERENCES = {"scaled_dot_product_attention", "scaled_dot_product_attention_grad"}
+
+
+def _check(op, cases, got, want):
+    for ex, outs in cases:
+        if op.name in KNOWN_DIFFERENCES and "special values" in ex.note:
+            continue
+        for name in outs:
+            a, w = np.asarray(got[name]), np.asarray(want[name])
+            assert a.shape == w.shape and a.dtype == w.dtype, (ex, name, a.shape, a.dtype, w.shape, w.dtype)
+            np.testing.assert_allclose(a, w, equal_nan=True, err_msg=f"{op.name} {ex!r} output {name}",
+                                       **_tol(w.dtype))
 
 
 def _example_groups(op):
@@ -58,7 +83,7 @@ def _example_groups(op):
     groups = {}
     for ex in op.examples(np.random.default_rng(0)):
         key = tuple(np.asarray(x).dtype.name for x in ex.inputs) + \
-            tuple(str(ex.attrs[k]) for k in ("to", "dtype") if k in ex.attrs)
+            tuple(str(ex.attrs[k]) for k in ("to", "dtype", "exclude_outside") if k in ex.attrs)
         groups.setdefault(key, []).append(ex)
     return groups
 
@@ -82,30 +107,30 @@ def _examples_graph(op, examples):
 
 @pytest.mark.parametrize("op", EXPORTABLE, ids=lambda o: o.name)
 def test_exported_op_matches_graphc(op):
-    gaps_seen = set()
-    for key, examples in _example_groups(op).items():
+    in_ort = 0
+    for examples in _example_groups(op).values():
         g, feeds, shapes, cases = _examples_graph(op, examples)
         fetches = [n for _, outs in cases for n in outs]
         model = build_model(g, fetches=fetches)
         onnx.checker.check_model(model, full_check=True)
-        if (op.name, key[0]) in ORT_GAPS:
-            gaps_seen.add((op.name, key[0]))
-            with pytest.raises(ort.capi.onnxruntime_pybind11_state.NotImplemented):
-                _ort_session(model)  # (when it passes, ONNX Runtime gained the kernel: drop the gap)
-            from onnx.reference import ReferenceEvaluator
-            ref = ReferenceEvaluator(model)
-            got = dict(zip(ref.output_names, ref.run(None, {k: feeds[k] for k in ref.input_names})))
-        else:
-            got = _ort_run(model, feeds)
         plan = gc.compile(g, shapes=shapes, fetches=fetches)
         want = Session(plan, threads=1).run(feeds)
-        for ex, outs in cases:
-            for name in outs:
-                a, w = np.asarray(got[name]), np.asarray(want[name])
-                assert a.shape == w.shape and a.dtype == w.dtype, (ex, name, a.shape, a.dtype, w.shape, w.dtype)
-                np.testing.assert_allclose(a, w, equal_nan=True, err_msg=f"{op.name} {ex!r} output {name}",
-                                           **_tol(w.dtype))
-    assert gaps_seen == {gap for gap in ORT_GAPS if gap[0] == op.name}
+        try:
+            got = _ort_run(model, feeds)
+            in_ort += len(cases)
+        except Exception:  # noqa: BLE001 -- ONNX Runtime refused the model (see ORT_LIMITED)
+            if op.name not in ORT_LIMITED:
+                raise
+            got = {}
+            for _ex, outs in cases:  # one at a time: ORT where it accepts the example
+                one = build_model(g, fetches=outs)
+                try:
+                    got.update(_ort_run(one, feeds))
+                    in_ort += 1
+                except Exception:  # noqa: BLE001 -- ORT refuses this example (see ORT_LIMITED)
+                    got.update(_reference_run(one, feeds))
+        _check(op, cases, got, want)
+    assert in_ort > 0, f"no example of {op.name} ran in onnxruntime"
 
 
 def test_every_op_is_exported_or_refused():

@@ -68,7 +68,7 @@ for _op, _onnx in {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "equa
     EXPORTERS[_op] = _binary(_onnx)
 for _op, _onnx in {"abs": "Abs", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Tanh",
                    "sigmoid": "Sigmoid", "neg": "Neg", "logical_not": "Not",
-                   "stop_gradient": "Identity"}.items():
+                   "stop_gradient": "Identity", "identity": "Identity"}.items():
     EXPORTERS[_op] = _unary(_onnx)
 
 
@@ -312,35 +312,36 @@ def _mean(e, x, shape, axes, keepdims, dt):
     return e.add("Cast", [y], to=_onnx_type("float32")) if dt == "float32" else y
 
 
-def _max(e, x, axes, keepdims, dt):
-    """graphc's max: NaN propagates (ONNX Runtime's ReduceMax skips NaNs)."""
-    y = e.reduce("ReduceMax", x, axes, keepdims)
+def _max(e, x, axes, keepdims, dt, op_type="ReduceMax"):
+    """graphc's max (min): NaN propagates (ONNX Runtime's ReduceMax/ReduceMin skip NaNs)."""
+    y = e.reduce(op_type, x, axes, keepdims)
     if dt not in dtypes.FLOATS or (axes is not None and not axes):
         return y
     nan = e.reduce("ReduceMax", e.add("Cast", [e.add("IsNaN", [x])], to=_onnx_type(dt)), axes, keepdims)
     return e.add("Where", [e.add("Greater", [nan, _zero(e, dt)]), e.scalar(np.nan, dt), y])
 
 
-@exporter("sum", "mean", "max")
+@exporter("sum", "mean", "max", "min")
 def _reduce(e):
     axes, keep, dt = _reduce_axes(e), e.attrs["keepdims"], e.dtype(0)
     if e.node.op == "sum":
         return _sum(e, e.x(0), axes, keep, dt)
     if e.node.op == "mean":
         return _mean(e, e.x(0), e.shape(0), axes, keep, dt)
-    return _max(e, e.x(0), axes, keep, dt)
+    return _max(e, e.x(0), axes, keep, dt, "ReduceMin" if e.node.op == "min" else "ReduceMax")
 
 
-@exporter("argmax")
+@exporter("argmax", "argmin")
 def _argmax(e):
     if not e.shape(0):
         return e.const(np.zeros((), np.int64))
     x, dt = e.x(0), e.dtype(0)
     axis, keep = int(e.attrs["axis"]), int(e.attrs["keepdims"])
-    y = e.add("ArgMax", [x], axis=axis, keepdims=keep, select_last_index=0)
+    y = e.add("ArgMin" if e.node.op == "argmin" else "ArgMax", [x], axis=axis, keepdims=keep, select_last_index=0)
     if dt not in dtypes.FLOATS:
         return y
-    # graphc: NaN counts as the largest, the first NaN wins (ONNX Runtime skips NaNs)
+    # graphc: NaN counts as the largest (argmin: the smallest), the first NaN wins (ONNX
+    # Runtime skips NaNs)
     nan = e.add("Cast", [e.add("IsNaN", [x])], to=_onnx_type("float32"))
     first_nan = e.add("ArgMax", [nan], axis=axis, keepdims=keep, select_last_index=0)
     any_nan = e.add("Greater", [e.reduce("ReduceMax", nan, [axis % len(e.shape(0))], keep),
@@ -831,8 +832,55 @@ def _attention(e):
     return out, lse
 
 
+@exporter("tile")
+def _tile(e):
+    if not e.shape(0):
+        return e.add("Identity", [e.x(0)])
+    return e.add("Tile", [e.x(0), e.ints(e.attrs["repeats"])])
+
+
+@exporter("einsum")
+def _einsum(e):
+    if "..." in e.attrs["equation"]:
+        # numpy (graphc) broadcasts ellipses of different ranks; ONNX Einsum's inference
+        # refuses that: the registry composite (transpose/reshape/matmul/sum) instead
+        return export_composite(e)
+    return e.add("Einsum", [e.x(i) for i in range(e.num_inputs)], equation=e.attrs["equation"])
+
+
+@exporter("resize")
+def _resize(e):
+    a = e.attrs
+    mode, ctm = a["mode"], a["coordinate_transformation_mode"]
+    if mode not in ("nearest", "linear"):
+        e.fail(f"resize mode {mode!r} is not exported")
+    if ctm == "half_pixel_symmetric" and e.opset < 19:
+        e.fail("coordinate_transformation_mode 'half_pixel_symmetric' needs opset 19")
+    if (y := _empty(e)) is not None:
+        return y
+    shape = e.static(e.shape(0), "resize")
+    sizes = list(e.static(e.out_shape(), "resize"))  # (the attr may say -1: keep the input's)
+    attrs = dict(mode=mode, coordinate_transformation_mode=ctm)
+    if mode == "nearest":
+        attrs["nearest_mode"] = a["nearest_mode"]  # (exclude_outside has no effect on a clamped tap)
+    elif a["exclude_outside"]:
+        attrs["exclude_outside"] = 1
+    if a["scales"] is not None:
+        scales = [float(v) for v in a["scales"]]
+        # ONNX takes the output size from the scales: floor(in · scale) must be graphc's sizes
+        implied = [int(np.floor(d * np.float32(sc))) for d, sc in zip(shape, np.asarray(scales, np.float32))]
+        if implied != sizes:
+            e.fail(f"scales {scales} give ONNX output sizes {implied}, not the node's sizes {sizes}")
+        return e.add("Resize", [e.x(0), "", e.const(np.asarray(scales, np.float32))], **attrs)
+    return e.add("Resize", [e.x(0), "", "", e.ints(sizes)], **attrs)
+
+
+refuse("a gradient op without a clean ONNX form (the exported graph is the user's forward graph, "
+       "not a compiled training step)", "resize_grad")
+
 # -- composites: exported through their registry definition ----------------------------
-for _op in ("silu", "dropout", "upsample_nearest2d", "lstm_cell", "gru_cell", "lstm_cell_grad", "gru_cell_grad",
+for _op in ("instance_norm", "silu", "dropout", "upsample_nearest2d", "lstm_cell", "gru_cell", "lstm_cell_grad",
+            "gru_cell_grad",
             "layer_norm_grad", "batch_norm_train_grad", "scaled_dot_product_attention_grad",
             "fused_elementwise", "fused_matmul", "fused_reduce"):
     EXPORTERS[_op] = export_composite
