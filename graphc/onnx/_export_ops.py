@@ -525,63 +525,43 @@ def _pad_grad(e):
         crop = [-pads[2 * i] for i in range(rank)] + [-pads[2 * i + 1] for i in range(rank)]
         return e.add("Pad", [e.x(0), e.ints(crop)], mode="constant")
     xshape = e.static(e.shape(1), f"pad_grad (mode {mode})")
-    if e.opset >= 16:
-        # graphc adds each item of g, in C order, onto the x item it was read from: the same
-        # ScatterElements(reduction='add') over a constant index map (same order, same bits)
-        source = np.pad(np.arange(int(np.prod(xshape)), dtype=np.int64).reshape(xshape),
-                        [(pads[2 * i], pads[2 * i + 1]) for i in range(rank)],
-                        mode={"reflect": "reflect", "replicate": "edge"}[mode])
-        if source.size == 0:
-            return e.zeros(xshape, e.dtype(0))
-        flat = e.add("ScatterElements", [e.zeros([int(np.prod(xshape))], e.dtype(0)), e.ints(source.reshape(-1)),
-                                         e.reshape(e.x(0), [source.size])], axis=0, reduction="add")
-        return e.reshape(flat, xshape)
-    # opset < 16: undo the padding one axis at a time (the last padded first), adding each
-    # border back onto the items it was copied from (the sums' order differs: ~1 ulp)
-    g = e.x(0)
-    for ax in reversed(range(rank)):
-        before, after = pads[2 * ax], pads[2 * ax + 1]
-        if before == 0 and after == 0:
-            continue
-        n = xshape[ax]
-        g = _unpad_axis(e, g, rank, ax, n, before, after, mode)
-    return g if g != e.x(0) else e.add("Identity", [g])
+    if e.opset < 16:
+        e.fail(f"pad_grad of mode {mode!r} needs opset 16 (ScatterElements reduction='add')")
+    # graphc adds each item of g, in C order, onto the x item it was read from: the same
+    # ScatterElements(reduction='add') over a constant index map (same order, same bits)
+    source = np.pad(np.arange(int(np.prod(xshape)), dtype=np.int64).reshape(xshape),
+                    [(pads[2 * i], pads[2 * i + 1]) for i in range(rank)],
+                    mode={"reflect": "reflect", "replicate": "edge"}[mode])
+    if source.size == 0:
+        return e.zeros(xshape, e.dtype(0))
+    flat = e.add("ScatterElements", [e.zeros([int(np.prod(xshape))], e.dtype(0)), e.ints(source.reshape(-1)),
+                                     e.reshape(e.x(0), [source.size])], axis=0, reduction="add")
+    return e.reshape(flat, xshape)
 
 
-def _slice_axis(e, g, ax, start, end, step=1):
-    return e.add("Slice", [g, e.ints([start]), e.ints([end]), e.ints([ax]), e.ints([step])])
-
-
-def _pad_axis(e, g, rank, ax, before, after):
-    pads = [0] * (2 * rank)
-    pads[ax], pads[rank + ax] = before, after
-    return e.add("Pad", [g, e.ints(pads)], mode="constant")
-
-
-def _unpad_axis(e, g, rank, ax, n, before, after, mode):
-    """The adjoint of padding one axis of length n by (before, after) in ``mode``."""
-    y = _slice_axis(e, g, ax, before, before + n)
-    if before:
-        head = _slice_axis(e, g, ax, 0, before)
-        if mode == "reflect":      # padded item j < before came from x[before - j]: flip onto 1..before
-            part = _pad_axis(e, _slice_axis(e, head, ax, before - 1, INT64_MIN, -1), rank, ax, 1, n - 1 - before)
-        else:                      # replicate: every head item came from x[0]
-            part = _pad_axis(e, e.reduce("ReduceSum", head, [ax], True), rank, ax, 0, n - 1)
-        y = e.add("Add", [y, part])
-    if after:
-        tail = _slice_axis(e, g, ax, before + n, before + n + after)
-        if mode == "reflect":      # tail item j came from x[n - 2 - j]: flip onto n-1-after..n-2
-            part = _pad_axis(e, _slice_axis(e, tail, ax, after - 1, INT64_MIN, -1), rank, ax, n - 1 - after, 1)
-        else:
-            part = _pad_axis(e, e.reduce("ReduceSum", tail, [ax], True), rank, ax, n - 1, 0)
-        y = e.add("Add", [y, part])
-    return y
+def _band(e, rows_of, row_axis, cols_of, col_axis, k, upper):
+    """A bool (rows, cols) mask: j - i >= k (upper) or j - i <= k (lower), rows = dim row_axis
+    of rows_of, cols = dim col_axis of cols_of (Trilu's rule; Trilu itself needs opset 14)."""
+    def dim(x, axis):
+        return e.add("Gather", [e.shape_of(x), e.const(np.asarray(axis, np.int64))], axis=0)
+    one, zero = e.scalar(1, "int64"), _zero(e, "int64")
+    rows = e.add("Range", [zero, dim(rows_of, row_axis), one])
+    cols = e.add("Range", [zero, dim(cols_of, col_axis), one])
+    diff = e.add("Sub", [e.unsqueeze(cols, [0]), e.unsqueeze(rows, [1])])
+    kk = e.scalar(k, "int64")
+    return e.add("Not", [e.add("Less" if upper else "Greater", [diff, kk])])
 
 
 @exporter("tril", "triu")
 def _trilu(e):
-    return e.add("Trilu", [e.x(0), e.const(np.asarray(e.attrs["diagonal"], np.int64))],
-                 upper=int(e.node.op == "triu"))
+    k, upper = int(e.attrs["diagonal"]), e.node.op == "triu"
+    if e.opset >= 14:
+        return e.add("Trilu", [e.x(0), e.const(np.asarray(k, np.int64))], upper=int(upper))
+    x, rank = e.x(0), len(e.shape(0))
+    keep = _band(e, x, rank - 2, x, rank - 1, k, upper)
+    if e.dtype(0) == "bool":
+        return e.add("And", [keep, x])
+    return e.add("Where", [keep, x, _zero(e, e.dtype(0))])
 
 
 # -- gathers ---------------------------------------------------------------------------
@@ -811,14 +791,8 @@ def _attention(e):
     rank = len(e.shape(0))
     s = e.add("Mul", [e.add("MatMul", [q, _swap_last(e, k, len(e.shape(1)))]), e.scalar(e.attrs["scale"], dt)])
     keep = mask
-    if e.attrs["causal"]:
-        sq = e.shape_of(q)
-        lq = e.add("Slice", [sq, e.ints([rank - 2]), e.ints([rank - 1])])
-        lk = e.add("Slice", [e.shape_of(k), e.ints([len(e.shape(1)) - 2]), e.ints([len(e.shape(1)) - 1])])
-        ones = e.zeros_like_shape(e.add("Concat", [lq, lk], axis=0), "int64")
-        ones = e.add("Add", [ones, e.scalar(1, "int64")])
-        tri = e.add("Cast", [e.add("Trilu", [ones], upper=0)], to=_onnx_type("bool"))
-        keep = e.add("And", [keep, tri])
+    if e.attrs["causal"]:  # j <= i
+        keep = e.add("And", [keep, _band(e, q, rank - 2, k, len(e.shape(1)) - 2, 0, upper=False)])
     neg = e.scalar(-np.inf, dt)
     s = e.add("Where", [keep, s, neg])
     m = e.reduce("ReduceMax", s, [rank - 1], keepdims=True)
