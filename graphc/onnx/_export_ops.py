@@ -364,8 +364,10 @@ def _topk(e):
     values, indices = e.add("TopK", [e.x(0), k], n_out=2, axis=axis, largest=int(e.attrs["largest"]), sorted=1)
     if e.attrs["sorted"]:
         return values, indices
-    # graphc's unsorted order is index order; ONNX leaves it unspecified: sort by index
-    _, order = e.add("TopK", [indices, k], n_out=2, axis=axis, largest=0, sorted=1)
+    # graphc's unsorted order is index order; ONNX leaves it unspecified: sort by index (as
+    # float64, exact below 2^53, so that the model stays within TopK's float types)
+    as_float = e.add("Cast", [indices], to=_onnx_type("float64"))
+    _, order = e.add("TopK", [as_float, k], n_out=2, axis=axis, largest=0, sorted=1)
     return (e.add("GatherElements", [values, order], axis=axis),
             e.add("GatherElements", [indices, order], axis=axis))
 
