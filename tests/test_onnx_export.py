@@ -64,24 +64,34 @@ def _reference_run(model, feeds):
 # docs/onnx_export.md "Known difference": ONNX's attention multiplies the whole probability
 # matrix by v, graphc skips masked keys, so ±inf/NaN at a masked key differ.  Only the
 # registry's special-value examples of these two ops are exempt; finite examples must match.
-KNOWN_DIFFERENCES = {"scaled_dot_product_attention", "scaled_dot_product_attention_grad"}
+# graphc's linear resize skips taps of weight 0 (so an inf beside a sample point does not make
+# 0·inf = NaN); ONNX weighs every tap.
+KNOWN_DIFFERENCES = {"scaled_dot_product_attention", "scaled_dot_product_attention_grad", "resize"}
 
 
-def _check(op, cases, got, want):
+def _check(op, cases, got, want, loose=()):
     for ex, outs in cases:
         if op.name in KNOWN_DIFFERENCES and "special values" in ex.note:
             continue
         for name in outs:
             a, w = np.asarray(got[name]), np.asarray(want[name])
             assert a.shape == w.shape and a.dtype == w.dtype, (ex, name, a.shape, a.dtype, w.shape, w.dtype)
-            np.testing.assert_allclose(a, w, equal_nan=True, err_msg=f"{op.name} {ex!r} output {name}",
-                                       **_tol(w.dtype))
+            tol = _ort_tolerance(op, ex, w.dtype) or _tol(w.dtype)
+            if name in loose:  # onnx.reference's Erf computes in float32 (np.vectorize(math.erf, "f"))
+                tol = dict(rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(a, w, equal_nan=True, err_msg=f"{op.name} {ex!r} output {name}", **tol)
 
 
 def _example_groups(op):
-    """The op's examples grouped by input dtypes and dtype attrs (one ONNX model per group)."""
+    """The op's examples grouped by input dtypes and dtype attrs (one ONNX model per group);
+    the examples the export refuses (EXPORT_REFUSES) are checked to be refused and left out."""
     groups = {}
     for ex in op.examples(np.random.default_rng(0)):
+        if op.name in EXPORT_REFUSES and EXPORT_REFUSES[op.name](ex):
+            g, _, _, cases = _examples_graph(op, [ex])
+            with pytest.raises(OnnxExportError, match=op.name):
+                build_model(g, fetches=cases[0][1])
+            continue
         key = tuple(np.asarray(x).dtype.name for x in ex.inputs) + \
             tuple(str(ex.attrs[k]) for k in ("to", "dtype", "exclude_outside") if k in ex.attrs)
         groups.setdefault(key, []).append(ex)
@@ -105,6 +115,26 @@ def _examples_graph(op, examples):
     return g, feeds, shapes, cases
 
 
+# Examples neither ONNX Runtime nor onnx's ReferenceEvaluator runs: float64 grouped
+# ConvTranspose (the evaluator has no groups), float64/int64 Resize tf_half_pixel_for_nn (the
+# evaluator lacks the mode), bool Resize (neither has it); their float32/int32 twins run in ORT.
+REFERENCE_GAPS = {"conv2d_grad_input": lambda ex: ex.attrs["groups"] > 1,
+                  "conv_transpose2d": lambda ex: ex.attrs["groups"] > 1,
+                  "resize": lambda ex: (ex.attrs["coordinate_transformation_mode"] == "tf_half_pixel_for_nn"
+                                        or ex.inputs[0].dtype == bool)}
+
+# Examples whose attrs have no exact ONNX form: the export must refuse them (OnnxExportError).
+EXPORT_REFUSES = {"resize": lambda ex: ex.attrs["scales"] is not None and
+                  any(float(np.float32(v)) != v for v in ex.attrs["scales"])}
+
+
+def _ort_tolerance(op, ex, dtype):
+    # ONNX Runtime interpolates float32 linear Resize in float32 (graphc in float64)
+    if op.name == "resize" and ex.attrs["mode"] == "linear" and dtype == np.float32:
+        return dict(rtol=1e-4, atol=1e-4)
+    return None
+
+
 @pytest.mark.parametrize("op", EXPORTABLE, ids=lambda o: o.name)
 def test_exported_op_matches_graphc(op):
     in_ort = 0
@@ -121,15 +151,26 @@ def test_exported_op_matches_graphc(op):
         except Exception:  # noqa: BLE001 -- ONNX Runtime refused the model (see ORT_LIMITED)
             if op.name not in ORT_LIMITED:
                 raise
-            got = {}
-            for _ex, outs in cases:  # one at a time: ORT where it accepts the example
+            got, kept, loose = {}, [], set()
+            for ex, outs in cases:  # one at a time: ORT where it accepts the example
                 one = build_model(g, fetches=outs)
                 try:
                     got.update(_ort_run(one, feeds))
                     in_ort += 1
                 except Exception:  # noqa: BLE001 -- ORT refuses this example (see ORT_LIMITED)
-                    got.update(_reference_run(one, feeds))
-        _check(op, cases, got, want)
+                    try:
+                        got.update(_reference_run(one, feeds))
+                        if op.name in ("gelu", "gelu_grad"):
+                            loose.update(outs)
+                    except Exception:
+                        if not (op.name in REFERENCE_GAPS and REFERENCE_GAPS[op.name](ex)):
+                            raise
+                        continue
+                kept.append((ex, outs))
+            cases = kept
+        else:
+            loose = set()
+        _check(op, cases, got, want, loose)
     assert in_ort > 0, f"no example of {op.name} ran in onnxruntime"
 
 
@@ -259,3 +300,41 @@ def test_only_needed_inputs_and_nodes():
     assert [i.name for i in model.graph.input] == ["a"]
     assert [o.name for o in model.graph.output] == [ya.name]
     assert [n.op_type for n in model.graph.node] == ["Exp"]
+
+
+# Exported forms the importer (graphc/onnx/_import.py and handlers) does not read back yet: the
+# scatter-based gradient exports, and Resize of ints/bool (graphc's importer takes float Resize).
+ROUND_TRIP_REFUSED = {"embedding_grad": "ScatterND", "pad_grad": "ScatterElements",
+                      "slice_grad": "ScatterElements", "take_along_axis_grad": "ScatterElements"}
+
+
+@pytest.mark.parametrize("op", EXPORTABLE, ids=lambda o: o.name)
+def test_round_trip_through_onnx(op):
+    """graphc → ONNX → graphc (gc.onnx.load) computes what the original graph computes (both
+    evaluated with the registry references, so this checks the two graphs' meaning)."""
+    from graphc.errors import GraphError, OnnxUnsupportedError
+    checked = 0
+    for examples in _example_groups(op).values():
+        g, feeds, _, cases = _examples_graph(op, examples)
+        fetches = [n for _, outs in cases for n in outs]
+        model = build_model(g, fetches=fetches)
+        try:
+            g2 = gc.onnx.load(model)
+        except OnnxUnsupportedError as e:
+            if op.name in ROUND_TRIP_REFUSED and ROUND_TRIP_REFUSED[op.name] in str(e):
+                continue
+            if op.name == "resize" and g.tensor(cases[0][1][0]).dtype not in ("float32", "float64"):
+                continue
+            raise
+        except GraphError as e:
+            if "unknown op" in str(e) and not registry.has_op("isnan"):
+                pytest.skip(f"the importer builds ops of branch opsu, not merged here: {e}")
+            raise
+        names = g2.onnx_names
+        placeholders = {p.name for p in g2.inputs}
+        feeds2 = {names.get(k, k): v for k, v in feeds.items() if names.get(k, k) in placeholders}
+        want = gc.reference.evaluate(g, feeds, fetches)
+        got = gc.reference.evaluate(g2, feeds2, [names[n] for n in fetches])
+        _check(op, cases, {n: got[names[n]] for n in fetches}, want)
+        checked += 1
+    assert checked or op.name in ROUND_TRIP_REFUSED

@@ -216,7 +216,7 @@ def _gelu(e):
     x, dt, approx = e.x(0), e.dtype(0), e.attrs["approximate"]
     if approx not in ("none", "tanh"):
         e.fail(f"approximate={approx!r} is not an ONNX Gelu form")
-    if e.opset >= 20:
+    if e.opset >= 20 and dt == "float32":  # (Gelu's function body holds float32 constants)
         y = e.add("Gelu", [x], approximate=approx)
     elif approx == "none":
         y = e.add("Mul", [x, _phi_cdf(e, x, dt)])
@@ -843,6 +843,10 @@ def _resize(e):
         attrs["exclude_outside"] = 1
     if a["scales"] is not None:
         scales = [float(v) for v in a["scales"]]
+        inexact = [v for v in scales if float(np.float32(v)) != v]
+        if inexact:
+            e.fail(f"scales {inexact} are not float32 values: ONNX Resize's scales are float32, and the "
+                   "coordinate transform reads them (give float32-exact scales, or sizes only)")
         # ONNX takes the output size from the scales: floor(in · scale) must be graphc's sizes
         implied = [int(np.floor(d * np.float32(sc))) for d, sc in zip(shape, np.asarray(scales, np.float32))]
         if implied != sizes:
@@ -853,6 +857,64 @@ def _resize(e):
 
 refuse("a gradient op without a clean ONNX form (the exported graph is the user's forward graph, "
        "not a compiled training step)", "resize_grad")
+
+# -- OPSU's math ops (mapped when the registry has them) ---------------------------------
+_OPSU_UNARY = {"erf": "Erf", "floor": "Floor", "ceil": "Ceil", "round": "Round", "reciprocal": "Reciprocal",
+               "sin": "Sin", "cos": "Cos", "tan": "Tan", "asin": "Asin", "acos": "Acos", "atan": "Atan",
+               "sinh": "Sinh", "cosh": "Cosh", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh",
+               "sign": "Sign", "isnan": "IsNaN"}
+_OPSU_BINARY = {"power": "Pow", "greater_equal": "GreaterOrEqual", "less_equal": "LessOrEqual",
+                "logical_and": "And", "logical_or": "Or", "logical_xor": "Xor"}
+
+
+def _isinf(e):
+    return e.add("IsInf", [e.x(0)], detect_positive=int(e.attrs["detect_positive"]),
+                 detect_negative=int(e.attrs["detect_negative"]))
+
+
+def _mod(e):
+    a, b, dt = e.x(0), e.x(1), e.dtype(0)
+    zero = _zero(e, dt)
+    if dt in dtypes.INTS:
+        # graphc: x mod 0 = 0 (ONNX Runtime would trap): divide by 1 there, then select 0
+        b0 = e.add("Equal", [b, zero])
+        r = e.add("Mod", [a, e.add("Where", [b0, e.scalar(1, dt), b])], fmod=int(e.attrs["fmod"]))
+        return e.add("Where", [b0, zero, r])
+    r = e.add("Mod", [a, b], fmod=1)
+    if e.attrs["fmod"]:
+        return r
+    # the sign of the divisor (numpy.mod): r + b where r is nonzero and of the other sign
+    other = e.add("Xor", [e.add("Less", [r, zero]), e.add("Less", [b, zero])])
+    fix = e.add("And", [other, e.add("Not", [e.add("Equal", [r, zero])])])
+    return e.add("Where", [fix, e.add("Add", [r, b]), r])
+
+
+def _int_div(e):
+    a, b, dt = e.x(0), e.x(1), e.dtype(0)
+    zero, one = _zero(e, dt), e.scalar(1, dt)
+    # graphc: x / 0 = 0 and INT_MIN / -1 = INT_MIN (ONNX Runtime would trap on both)
+    b0 = e.add("Equal", [b, zero])
+    overflow = e.add("And", [e.add("Equal", [a, e.scalar(np.iinfo(dt).min, dt)]),
+                             e.add("Equal", [b, e.scalar(-1, dt)])])
+    safe = e.add("Where", [e.add("Or", [b0, overflow]), one, b])
+    return e.add("Where", [b0, zero, e.add("Div", [a, safe])])
+
+
+def _map_opsu():
+    from graphc import registry
+    for op, onnx_op in _OPSU_UNARY.items():
+        if registry.has_op(op):
+            EXPORTERS[op] = _unary(onnx_op)
+    for op, onnx_op in _OPSU_BINARY.items():
+        if registry.has_op(op):
+            EXPORTERS[op] = _binary(onnx_op)
+    for op, fn in (("isinf", _isinf), ("mod", _mod), ("int_div", _int_div)):
+        if registry.has_op(op):
+            EXPORTERS[op] = fn
+
+
+_map_opsu()
+
 
 # -- composites: exported through their registry definition ----------------------------
 for _op in ("instance_norm", "silu", "dropout", "upsample_nearest2d", "lstm_cell", "gru_cell", "lstm_cell_grad",
