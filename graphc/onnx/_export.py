@@ -211,6 +211,23 @@ class NodeExport:
     def ints(self, values):
         return self.const(np.asarray(list(values), dtype=np.int64).reshape(-1))
 
+    def branch(self, build):
+        """Run ``build()`` with the ONNX nodes it adds collected apart (for an If branch);
+        returns (nodes, output name)."""
+        saved, self.state.nodes = self.state.nodes, []
+        try:
+            out = build()
+            return self.state.nodes, out
+        finally:
+            self.state.nodes = saved
+
+    def subgraph(self, branch, dtype):
+        """A GraphProto of a :meth:`branch` whose one output has graphc dtype ``dtype``."""
+        from onnx import helper
+        nodes, out = branch
+        return helper.make_graph(nodes, self.state.fresh(self.node.name), [],
+                                 [helper.make_tensor_value_info(out, onnx_dtype(dtype), None)])
+
     # -- opset-dependent forms ---------------------------------------------------------
     def reduce(self, op_type, x, axes, keepdims):
         """``op_type`` (ReduceSum, ReduceMean, ReduceMax, ReduceMin, ...) over ``axes``

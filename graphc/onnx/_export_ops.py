@@ -786,6 +786,27 @@ def _softmax_cross_entropy_grad(e):
     return d
 
 
+def _attention_nonfinite(e, pn, v, keep, bad_v, dt):
+    """Σ over kept keys of pn·v with v's ±inf/NaN counted, not multiplied: a kept key of
+    weight > 0 adds ±inf (both signs: NaN), a NaN or a weight-0 key with ±inf adds NaN."""
+    zero, inf = _zero(e, dt), e.scalar(np.inf, dt)
+
+    def f(b):
+        return e.add("Cast", [b], to=_onnx_type(dt))
+    finite = e.add("MatMul", [pn, e.add("Where", [bad_v, zero, v])])
+    pos, neg = f(e.add("Equal", [v, inf])), f(e.add("Equal", [v, e.scalar(-np.inf, dt)]))
+    nan = f(e.add("IsNaN", [v]))
+    positive = f(e.add("And", [keep, e.add("Greater", [pn, zero])]))
+    weightless = f(e.add("And", [keep, e.add("Equal", [pn, zero])]))
+    n_pos = e.add("MatMul", [positive, pos])
+    n_neg = e.add("MatMul", [positive, neg])
+    n_nan = e.add("Add", [e.add("MatMul", [positive, nan]),
+                          e.add("MatMul", [weightless, e.add("Add", [e.add("Add", [pos, neg]), nan])])])
+    out = e.add("Where", [e.add("Greater", [n_pos, zero]), e.add("Add", [finite, inf]), finite])
+    out = e.add("Where", [e.add("Greater", [n_neg, zero]), e.add("Sub", [out, inf]), out])
+    return e.add("Where", [e.add("Greater", [n_nan, zero]), e.scalar(np.nan, dt), out])
+
+
 @exporter("scaled_dot_product_attention")
 def _attention(e):
     q, k, v, mask = (e.x(i) for i in range(4))
@@ -802,7 +823,16 @@ def _attention(e):
     p = e.add("Where", [keep, e.add("Exp", [e.add("Sub", [s, m])]), _zero(e, dt)])
     total = e.reduce("ReduceSum", p, [rank - 1], keepdims=True)
     empty = e.add("Equal", [total, _zero(e, dt)])
-    out = e.add("MatMul", [e.add("Div", [p, e.add("Where", [empty, e.scalar(1, dt), total])]), v])
+    pn = e.add("Div", [p, e.add("Where", [empty, e.scalar(1, dt), total])])
+    # graphc sums p·v over the kept keys only; a matrix product also multiplies the masked
+    # keys' zeros with v, so ±inf/NaN in v would leak from a masked key.  When v holds such
+    # values (checked at run time), an exact branch counts them per (query, column) instead.
+    bad_v = e.add("Or", [e.add("IsNaN", [v]), e.add("IsInf", [v])])
+    any_bad = e.add("Greater", [e.reduce("ReduceMax", e.add("Cast", [bad_v], to=_onnx_type(dt)), None, False),
+                                _zero(e, dt)])
+    fast = e.branch(lambda: e.add("MatMul", [pn, v]))
+    exact = e.branch(lambda: _attention_nonfinite(e, pn, v, keep, bad_v, dt))
+    out = e.add("If", [any_bad], then_branch=e.subgraph(exact, dt), else_branch=e.subgraph(fast, dt))
     out = e.add("Where", [empty, _zero(e, dt), out])
     lse = e.squeeze(e.add("Add", [e.add("Log", [total]), m]), [rank - 1])
     return out, lse
