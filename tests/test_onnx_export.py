@@ -357,3 +357,13 @@ def test_only_needed_inputs_and_nodes():
     assert [i.name for i in model.graph.input] == ["a"]
     assert [o.name for o in model.graph.output] == [ya.name]
     assert [n.op_type for n in model.graph.node] == ["Exp"]
+
+
+def test_fetches_by_entry_name():
+    with gc.Graph() as g:
+        a = gc.placeholder("a", (2,))
+        ya = gc.exp(a)
+        yb = gc.log(a)
+        g.entry("logs", fetches=[yb])
+    assert [o.name for o in build_model(g, fetches="logs").graph.output] == [yb.name]
+    assert {o.name for o in build_model(g).graph.output} == {ya.name, yb.name}

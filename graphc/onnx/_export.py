@@ -362,6 +362,8 @@ def _fetch_names(graph, fetches):
     from graphc.graph import Tensor
     if fetches is None:
         names = graph.default_fetches()
+    elif isinstance(fetches, str) and not graph.has_value(fetches) and fetches in graph.entries:
+        names = list(graph.entries[fetches].fetches)  # an entry point's name: its fetches
     else:
         if isinstance(fetches, (str, Tensor)):
             fetches = [fetches]
@@ -463,10 +465,11 @@ def save_model(model, path, opset=None, fetches=None, external_threshold=None):
 
     Writes ``path`` atomically and returns the ``onnx.ModelProto``.  ``opset``: the
     default-domain opset (13 .. onnx's newest; default :func:`default_opset`).
-    ``fetches``: the outputs (value names or Tensors; default: the declared outputs, else
-    the default fetches).  When the tensors total more than ``external_threshold`` bytes
-    (default about 2 GiB), tensors of 1 KiB or more go to ``<file name>.data`` beside the
-    model (ONNX external data; the returned proto then refers to it).
+    ``fetches``: the outputs (value names or Tensors, or the name of an entry point of the
+    graph; default: the declared outputs, else the default fetches).  When the tensors total
+    more than ``external_threshold`` bytes (default about 2 GiB), tensors of 1 KiB or more
+    go to ``<file name>.data`` beside the model (ONNX external data; the returned proto then
+    refers to it).
 
     Example::
 
