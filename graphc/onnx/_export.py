@@ -197,8 +197,6 @@ class NodeExport:
         """A Constant node holding ``value`` (dtype: its numpy dtype unless given)."""
         from onnx import helper
         arr = np.asarray(value, dtype=dtype)
-        if arr.dtype == np.float64 and dtype is None and not isinstance(value, np.ndarray):
-            arr = arr.astype(np.float64)
         name = self.state.fresh(self.node.name)
         self.state.nodes.append(helper.make_node("Constant", [], [name], name=name,
                                                  value=_tensor_proto(arr, name)))
