@@ -22,7 +22,8 @@ The models (all in eval mode, weights and batch-norm statistics seeded):
                    chain computing the flattened shape.
   * ``resnet``     examples/train_cnn.py's ResNet for 1x8x8 digits (conv-bn-relu stem, a
                    residual block at 8x8, one at 4x4 with twice the channels, global average
-                   pooling, linear), width 16 so the file stays small; dynamo.
+                   pooling, linear), width 16 so the file stays small; dynamo, with a dynamic
+                   batch dim (torch.export.Dim), so the imported model trains on any batch.
   * ``transformer`` nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64,
                    batch_first=True, activation="gelu"), eval; dynamo.
   * ``lstm``       nn.LSTM(8, 16, batch_first=True) + a Linear head on every step; dynamo.
@@ -121,9 +122,9 @@ FIXTURES = {
             lambda rng: {"x": _digits_images(5).reshape(5, 64)}, {}),
     "mlp_legacy": (lambda torch: mlp_model(torch, images=True),
                    lambda rng: {"x": _digits_images(3)},
-                   {"dynamo": False, "dynamic_axes": {"x": {0: "batch"}, "y": {0: "batch"}}}),
+                   {"dynamo": False, "dynamic_batch": True}),
     "resnet": (lambda torch: resnet_model(torch),
-               lambda rng: {"x": _digits_images(4)}, {}),
+               lambda rng: {"x": _digits_images(4)}, {"dynamic_batch": True}),
     "transformer": (transformer_model,
                     lambda rng: {"x": rng.standard_normal((2, 5, 32)).astype(np.float32)}, {}),
     "lstm": (lambda torch: rnn_model(torch, "lstm"),
@@ -162,15 +163,18 @@ def export(model, inputs, options, path):
     import onnx
     import torch
     args = tuple(torch.from_numpy(v) for v in inputs.values())
-    options = dict(options)
-    dynamo = options.pop("dynamo", True)
+    dynamic = options.get("dynamic_batch", False)
     kwargs = dict(input_names=list(inputs), output_names=["y"])
     with torch.no_grad():
-        if dynamo:
-            program = torch.onnx.export(model, args, dynamo=True, **kwargs, **options)
+        if options.get("dynamo", True):
+            if dynamic:
+                kwargs["dynamic_shapes"] = tuple({0: torch.export.Dim("batch")} for _ in args)
+            program = torch.onnx.export(model, args, dynamo=True, **kwargs)
             program.save(path, external_data=False)
         else:
-            torch.onnx.export(model, args, path, dynamo=False, **kwargs, **options)
+            if dynamic:
+                kwargs["dynamic_axes"] = {n: {0: "batch"} for n in kwargs["input_names"] + kwargs["output_names"]}
+            torch.onnx.export(model, args, path, dynamo=False, **kwargs)
     return onnx.load(path)
 
 
@@ -196,7 +200,7 @@ def make(name, out_dir, seed=0):
     return {
         "torch": torch.__version__, "onnx": onnx.__version__,
         "exporter": "dynamo" if options.get("dynamo", True) else "torchscript",
-        "opset": opset, "seed": seed,
+        "opset": opset, "seed": seed, "dynamic_batch": bool(options.get("dynamic_batch", False)),
         "ops": sorted({n.op_type for n in proto.graph.node}),
         "inputs": {k: list(v.shape) for k, v in inputs.items()},
         "outputs": {k: list(v.shape) for k, v in zip(out_names, outs)},
