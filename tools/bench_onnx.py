@@ -130,7 +130,7 @@ def main(argv=None):
 
     import graphc as gc
     ort, ort_why = bu.try_import("onnxruntime")
-    repeat = args.repeat or (5 if args.quick else 30)
+    repeat = args.repeat or (3 if args.quick else 10)
 
     tmp = None
     path = args.model
