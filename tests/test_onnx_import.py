@@ -130,6 +130,14 @@ CASES = [
      {"x": X35}, ["y"], None, 17),
     ("gather_elements", [h.make_node("GatherElements", ["x", "i"], ["y"], axis=1)],
      {"x": X35, "i": np.array([[0, -1, 4, 2, 1]] * 3, I64)}, ["y"], None, 17),
+    ("gather_nd", [h.make_node("GatherND", ["x", "i"], ["y"]),
+                   h.make_node("GatherND", ["x", "j"], ["z"], batch_dims=1)],
+     {"x": X234, "i": np.array([[0, -1], [1, 2]], I64), "j": np.array([[[1], [-3]], [[0], [2]]], I64)},
+     ["y", "z"], None, 17),
+    ("compress_nonzero", [c("cd", np.array([False, True, False, True])), h.make_node("Compress", ["x", "cd"], ["y"],
+                                                                                       axis=-1),
+                          h.make_node("Compress", ["x", "cd"], ["f"]), c("nz", np.array([[1, 0], [0, 3.0]])),
+                          h.make_node("NonZero", ["nz"], ["n"])], {"x": X234}, ["y", "f", "n"], None, 17),
     ("expand_bidirectional", [c("s", np.array([2, 1, 4], I64)), h.make_node("Expand", ["x", "s"], ["y"])],
      {"x": np.arange(3, dtype=np.float32).reshape(3, 1)}, ["y"], None, 17),
     ("tile", [c("r", np.array([2, 1, 3], I64)), h.make_node("Tile", ["x", "r"], ["y"])], {"x": X234}, ["y"], None, 17),
@@ -138,8 +146,9 @@ CASES = [
      {"x": np.arange(6, dtype=I64).reshape(2, 3)}, ["y"], None, 17),
     ("pad_reflect_edge", [c("p", np.array([0, 2, 0, 1], I64)), h.make_node("Pad", ["x", "p"], ["a"], mode="reflect"),
                           h.make_node("Pad", ["x", "p"], ["b"], mode="edge")], {"x": X35}, ["a", "b"], None, 17),
-    ("pad_negative", [c("p", np.array([-1, 2, 0, -2], I64)), h.make_node("Pad", ["x", "p"], ["y"])],
-     {"x": X35}, ["y"], None, 17),
+    ("pad_negative", [c("p", np.array([-1, 2, 0, -2], I64)), h.make_node("Pad", ["x", "p"], ["y"]),
+                      c("q", np.array([1, -3, -1, 2], I64)), h.make_node("Pad", ["x", "q"], ["z"], mode="edge")],
+     {"x": X35}, ["y", "z"], None, 17),
     ("pad_axes_opset18", [c("p", np.array([1, 2], I64)), c("ax", np.array([-1], I64)),
                           c("v", np.array(1.5, np.float32)),
                           h.make_node("Pad", ["x", "p", "v", "ax"], ["y"])], {"x": X35}, ["y"], None, 18),
@@ -277,3 +286,20 @@ def test_local_functions_are_inlined():
     check(m, {"x": x})
     _, out = graphc_run(m, {"x": x})
     np.testing.assert_array_equal(out["y"], x)
+
+
+def test_docs_handler_table_is_current():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from graphc.onnx._import import replace_handler_table
+
+    with open(os.path.join(root, "docs", "onnx.md"), encoding="utf-8") as f:
+        text = f.read()
+    assert replace_handler_table(text) == text, "run python tools/onnx_handler_table.py --write"
+    for op in ("Reshape", "Slice", "Gather", "Pad"):
+        assert f"| {op} | tensor |" in text
+    assert subprocess.run([sys.executable, os.path.join(root, "tools", "onnx_handler_table.py")],
+                          capture_output=True).returncode == 0

@@ -297,6 +297,7 @@ class _Importer:
         self.values = {}          # ONNX name -> Value
         self.onnx_names = {}      # ONNX name of a graph input/output -> graphc name
         self._node_names = set()
+        self._bound = set()       # ids of tensors renamed to an ONNX output name
         self._anon = 0
 
     # -- names -----------------------------------------------------------------------------
@@ -537,7 +538,7 @@ class _Importer:
                 return int(o.version)
         raise OnnxFormatError("the model imports no default-domain (ai.onnx) opset")
 
-    def run_node(self, node, idx, opset, prefix=""):
+    def run_node(self, node, idx, opset, prefix="", where_idx=None):
         label = self.node_label(node, idx)
         if prefix:
             label = f"{prefix}/{label}"
@@ -562,13 +563,14 @@ class _Importer:
         fn = HANDLERS.get(node.op_type)
         ctx = NodeContext(self, node, name, opset, inputs)
         if fn is None:
-            body = self.function_body(node, opset)
+            body, body_opset = self.function_body(ctx)
             if body is None:
                 raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r}")
+            # the body's nodes, read at the body's own opset (an ONNX function names the opset it is written in)
             for k, sub in enumerate(body.node):
-                self.run_node(sub, k, opset, prefix=name)
+                self.run_node(sub, k, body_opset, prefix=name, where_idx=idx if where_idx is None else where_idx)
             return
-        with self.graph.building(FORWARD, (self.where_file, idx)):
+        with self.graph.building(FORWARD, (self.where_file, idx if where_idx is None else where_idx)):
             out = fn(ctx)
         if not isinstance(out, (list, tuple)):
             out = [out]
@@ -589,16 +591,20 @@ class _Importer:
         if v.const is not None or (v.dims is not None and v._tensor is None):
             return Value(oname, v.dtype, v.shape, const=v.const, dims=v.dims, builder=self)
         t = v.tensor()
+        shape = t.shape
+        if v.shape is not None and len(v.shape) == len(t.shape):   # a handler's symbolic dims fill graphc's unknowns
+            shape = tuple(a if isinstance(a, int) or b is None else b for a, b in zip(t.shape, v.shape))
         target = _sanitize(oname)
         if t.name == target:
-            return Value(t.name, t.dtype, t.shape, tensor=t, builder=self)
+            return Value(t.name, t.dtype, shape, tensor=t, builder=self)
         node = t.producer
-        if (node in ctx.created and len(node.outputs) == 1 and not self.taken(target)
+        if (node in ctx.created and len(node.outputs) == 1 and not self.taken(target) and id(t) not in self._bound
                 and not any(t.name in n.inputs for n in ctx.created)):
             self._rename(node, t, target)
-            return Value(t.name, t.dtype, t.shape, tensor=t, builder=self)
+            self._bound.add(id(t))
+            return Value(t.name, t.dtype, shape, tensor=t, builder=self)
         t2 = self.identity(t, self.fresh_name(oname), ctx)
-        return Value(t2.name, t2.dtype, t2.shape, tensor=t2, builder=self)
+        return Value(t2.name, t2.dtype, shape, tensor=t2, builder=self)
 
     def _rename(self, node, t, target):
         g = self.graph
@@ -626,36 +632,50 @@ class _Importer:
 
     _output_tensors = None
 
-    def function_body(self, node, opset):
-        """The ONNX function body of a standard op without a handler, its names bound to the
-        node's (formal inputs/outputs → actual names, attribute references → the node's attrs),
-        or None when the op's schema has none."""
+    def function_body(self, ctx):
+        """(FunctionProto, its default-domain opset) expanding a standard op without a handler
+        through the ONNX function of its schema (context-dependent ones built for the node's input
+        types), names bound to the node's (formal inputs/outputs → actual names, internal values
+        prefixed, attribute references → the node's attrs or the schema defaults); (None, None)
+        when the op has no function."""
         import onnx
         from onnx import defs
 
+        node, opset = ctx.node, ctx.opset
         try:
             schema = defs.get_schema(node.op_type, opset, "")
-        except Exception:
-            return None
+        except Exception:   # onnx raises SchemaError for an unknown op
+            return None, None
         fn = None
         try:
             if schema.has_function:
-                fn = schema.get_function_with_opset_version(opset) if hasattr(
-                    schema, "get_function_with_opset_version") else schema.function_body
-            if (fn is None or not fn.node) and schema.has_context_dependent_function:
-                return None
-        except Exception:
-            return None
-        if fn is None or not len(fn.node):
-            return None
+                fn = schema.get_function_with_opset_version(opset)
+            elif schema.has_context_dependent_function:
+                types = []
+                for v in ctx.inputs:
+                    tp = onnx.TypeProto()
+                    if v is not None:
+                        tp.tensor_type.elem_type = GRAPHC_TO_ONNX[v.dtype]
+                        if v.shape is not None:
+                            shape = tp.tensor_type.shape
+                            for d in v.shape:
+                                dim = shape.dim.add()
+                                if isinstance(d, int):
+                                    dim.dim_value = d
+                                elif isinstance(d, str):
+                                    dim.dim_param = d
+                    types.append(tp.SerializeToString())
+                fn = schema.get_context_dependent_function_with_opset_version(opset, node.SerializeToString(), types)
+        except Exception as e:   # onnx's builders raise several types
+            raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r} and "
+                                       f"onnx could not build its function body: {e}") from None
         if isinstance(fn, bytes):
             fp = onnx.FunctionProto()
             fp.ParseFromString(fn)
             fn = fp
-        for imp in fn.opset_import:
-            if imp.domain in DEFAULT_DOMAINS and int(imp.version) != opset:
-                # a body written for another opset: its nodes' semantics may differ from `opset`
-                pass
+        if fn is None or not len(fn.node):
+            return None, None
+        body_opset = next((int(i.version) for i in fn.opset_import if i.domain in DEFAULT_DOMAINS), opset)
         rename = {}
         for i, formal in enumerate(fn.input):
             rename[formal] = node.input[i] if i < len(node.input) else ""
@@ -686,8 +706,11 @@ class _Importer:
                     b.CopyFrom(src)
                     b.name = a.name
                 else:
+                    if a.type in (5, 10):
+                        raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op "
+                                                   f"{node.op_type!r}; its function body has subgraphs")
                     new.attribute.add().CopyFrom(a)
-        return out
+        return out, body_opset
 
 
 def _parse(model):
@@ -756,3 +779,30 @@ def load_model(model, trainable=True, shapes=None):
                                        f"converter failed to convert it: {e}") from None
         imp.model = m
     return imp.run()
+
+
+# -- the handler table of docs/onnx.md -------------------------------------------------------
+
+TABLE_BEGIN = "<!-- onnx-handlers:begin (generated: python tools/onnx_handler_table.py --write) -->"
+TABLE_END = "<!-- onnx-handlers:end -->"
+_MODULE_KIND = {"_ops_tensor": "tensor", "_ops_math": "math", "_ops_nn": "nn"}
+
+
+def handler_table():
+    """The markdown table of every ONNX op with a handler: op, kind (the handler module), and the
+    first line of the handler's docstring (what it maps to, its limits)."""
+    lines = ["| ONNX op | kind | graphc |", "|---|---|---|"]
+    for op in sorted(HANDLERS):
+        fn = HANDLERS[op]
+        kind = _MODULE_KIND.get(fn.__module__.rpartition(".")[2], fn.__module__)
+        doc = (fn.__doc__ or "").strip().splitlines()
+        text = doc[0].strip() if doc else ""
+        lines.append(f"| {op} | {kind} | {text.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_handler_table(text):
+    """``text`` (docs/onnx.md) with the block between the markers replaced by :func:`handler_table`."""
+    a = text.index(TABLE_BEGIN) + len(TABLE_BEGIN)
+    b = text.index(TABLE_END)
+    return text[:a] + "\n" + handler_table() + text[b:]

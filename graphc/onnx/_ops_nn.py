@@ -516,6 +516,10 @@ def _batch_norm(ctx):
     momentum = float(ctx.attr("momentum", 0.9))
     if _rank(ctx, x, "X") < 2:
         ctx.unsupported(f"X of shape {x.shape}: expects (N, C, ...)")
+    for v in (mean, var):
+        # running statistics: state a training compile updates in place, never a trained parameter
+        if v.init is not None and v._tensor is None:
+            v._trainable = False
     if not int(ctx.attr("training_mode", 0)):
         if _wanted(ctx, 1) or _wanted(ctx, 2):
             ctx.unsupported("running-statistics outputs with training_mode=0")
@@ -624,7 +628,8 @@ def _lp_norm(ctx):
 
 # -- Resize --------------------------------------------------------------------------------------
 
-_COORD_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn")
+_COORD_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+                "tf_half_pixel_for_nn")
 _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
@@ -662,19 +667,24 @@ def _resize(ctx):
     if (scales is None) == (sizes is None):
         ctx.unsupported("exactly one of scales and sizes must be given")
     in_shape = tuple(x.shape)
+    # sizes: the full output shape, -1 for an axis kept as is (a symbolic batch); scales: ONNX's
+    # float32 scales exactly (the coordinate transform divides by them), None when sizes were given
+    # (the op then uses sizes / input size, as ONNX)
+    out = [-1] * r
     full_scales = [1.0] * r
-    out = list(in_shape)
     if scales is not None:
         if len(scales) != len(axes):
             ctx.unsupported(f"scales of {len(scales)} values for {len(axes)} axes")
-        for a, s in zip(axes, scales.tolist()):
+        for a, s in zip(axes, np.asarray(scales, np.float32).tolist()):
             if s <= 0:
                 ctx.unsupported(f"scale {s} <= 0")
-            full_scales[a] = float(s)
+            full_scales[a] = s
             if s != 1.0:
                 if not _known(in_shape[a]):
                     ctx.unsupported(f"a scaled axis {a} of unknown size (X of shape {in_shape})")
-                out[a] = int(np.floor(in_shape[a] * np.float32(s) if x.dtype == "float32" else in_shape[a] * s))
+                out[a] = int(np.floor(in_shape[a] * s))  # ONNX: float32 scale times the size, in float64
+                if out[a] < 1:
+                    ctx.unsupported(f"scale {s} of axis {a} gives an empty output")
     else:
         policy = _str_attr(ctx, "keep_aspect_ratio_policy", "stretch")
         if policy != "stretch":
@@ -685,12 +695,16 @@ def _resize(ctx):
             if s != in_shape[a]:
                 if not _known(in_shape[a]):
                     ctx.unsupported(f"a resized axis {a} of unknown size (X of shape {in_shape})")
-                full_scales[a] = s / in_shape[a]
+                if s < 1:
+                    ctx.unsupported(f"sizes[{a}]={s}: an empty output")
                 out[a] = int(s)
-    if out == list(in_shape) and all(s == 1.0 for s in full_scales):
+        full_scales = None
+    if all(d == -1 for d in out) and (full_scales is None or all(s == 1.0 for s in full_scales)):
         return [_op(ctx, "identity", [x])]
-    attrs = {"sizes": tuple(int(d) if _known(d) else -1 for d in out), "scales": tuple(full_scales), "mode": mode,
+    attrs = {"sizes": tuple(out), "scales": None if full_scales is None else tuple(full_scales), "mode": mode,
              "coordinate_transformation_mode": coord, "nearest_mode": nearest}
+    if attrs["scales"] is None:
+        del attrs["scales"]
     return [_op(ctx, "resize", [x], attrs)]
 
 

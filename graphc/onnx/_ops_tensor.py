@@ -106,6 +106,7 @@ def reshape_to(ctx, x, target):
 
 @handler("Constant")
 def _constant(ctx):
+    """constant folded at import (value, value_float(s), value_int(s)); sparse/string refused"""
     for key in ("sparse_value", "value_string", "value_strings"):
         if ctx.has_attr(key):
             ctx.unsupported(f"attribute {key} is not supported (graphc has no sparse or string tensors)")
@@ -124,6 +125,7 @@ def _constant(ctx):
 
 @handler("Identity")
 def _identity(ctx):
+    """the input itself (an `identity` node carries the output name)"""
     x = ctx.inputs[0]
     if x is None:
         ctx.format_error("input 0 is missing")
@@ -140,12 +142,14 @@ def cast_value(ctx, x, dt):
 
 @handler("Cast")
 def _cast(ctx):
+    """`cast` (graphc dtypes only; float8/16, uint8, string... refused)"""
     dt = ctx.onnx_dtype(ctx.attr("to"), "attribute to")
     return cast_value(ctx, ctx.inputs[0], dt)
 
 
 @handler("CastLike")
 def _cast_like(ctx):
+    """`cast` to the second input's dtype"""
     return cast_value(ctx, ctx.inputs[0], ctx.inputs[1].dtype)
 
 
@@ -153,6 +157,7 @@ def _cast_like(ctx):
 
 @handler("Shape")
 def _shape(ctx):
+    """folded at import (start/end); symbolic dims carried as a shape value"""
     shape = list(shape_of(ctx, ctx.inputs[0]))
     r = len(shape)
     start = ctx.attr("start", 0)
@@ -165,6 +170,7 @@ def _shape(ctx):
 
 @handler("Size")
 def _size(ctx):
+    """folded at import (static shape)"""
     shape = shape_of(ctx, ctx.inputs[0])
     if all(isinstance(d, int) for d in shape):
         return ctx.const(np.asarray(_prod(shape), np.int64))
@@ -178,6 +184,7 @@ def _size(ctx):
 
 @handler("Reshape")
 def _reshape(ctx):
+    """`reshape` (0 copies the input dim unless allowzero=1; -1; symbolic dims cancel)"""
     x = ctx.inputs[0]
     in_shape = shape_of(ctx, x)
     target = ctx.shape_input(1, "shape")
@@ -199,6 +206,7 @@ def _reshape(ctx):
 
 @handler("Flatten")
 def _flatten(ctx):
+    """`reshape` to 2-D"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -235,6 +243,7 @@ def _axes_input(ctx, idx=1, attr="axes"):
 
 @handler("Squeeze")
 def _squeeze(ctx):
+    """`squeeze` (axes input or attr; without axes: the static size-1 dims)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -263,6 +272,7 @@ def _squeeze(ctx):
 
 @handler("Unsqueeze")
 def _unsqueeze(ctx):
+    """`expand_dims` (axes input or attr, negative axes of the output)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     axes = _axes_input(ctx)
@@ -284,6 +294,7 @@ def _unsqueeze(ctx):
 
 @handler("Transpose")
 def _transpose(ctx):
+    """`transpose` (perm, default reversed)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     perm = ctx.attr("perm", None)
@@ -300,6 +311,7 @@ def _transpose(ctx):
 
 @handler("Concat")
 def _concat(ctx):
+    """`concat` (shape values concatenated at import)"""
     xs = [v for v in ctx.inputs if v is not None]
     if not xs:
         ctx.format_error("Concat has no inputs")
@@ -327,6 +339,7 @@ def _concat(ctx):
 
 @handler("Split")
 def _split(ctx):
+    """`split` (split input/attr, num_outputs with a smaller last chunk, or equal parts)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     axis = norm_axis(ctx, ctx.attr("axis", 0), len(shape))
@@ -383,6 +396,7 @@ def onnx_slice_range(start, end, step, d):
 
 @handler("Slice")
 def _slice(ctx):
+    """`slice` with ONNX's clamping computed at import (negative steps, INT64 bounds)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -468,6 +482,7 @@ def _indices(ctx, i, n, what):
 
 @handler("Gather")
 def _gather(ctx):
+    """`embedding` (+ `transpose` for axis != 0); negative indices wrapped (`where` at run time)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -494,6 +509,7 @@ def _gather(ctx):
 
 @handler("GatherElements")
 def _gather_elements(ctx):
+    """`take_along_axis`; negative indices wrapped; indices of data's shape off the axis"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -510,6 +526,93 @@ def _gather_elements(ctx):
     if idx.dtype != "int64":
         idx = ctx.op("cast", [idx], {"to": "int64"})
     return ctx.op("take_along_axis", [x, idx], {"axis": axis})
+
+
+@handler("GatherND")
+def _gather_nd(ctx):
+    """`embedding` of the data reshaped to (indexed part, rest) by the flat index (static indexed dims)"""
+    x = ctx.inputs[0]
+    shape = shape_of(ctx, x)
+    ishape = shape_of(ctx, ctx.inputs[1], 1)
+    b = ctx.attr("batch_dims", 0)
+    r, q = len(shape), len(ishape)
+    if q < 1 or not isinstance(ishape[-1], int):
+        ctx.unsupported(f"indices of shape {list(ishape)}: the last dim must be known at import")
+    k = ishape[-1]
+    if not 0 <= b < min(r, q) or b + k > r:
+        ctx.format_error(f"batch_dims={b} and indices' last dim {k} do not fit data of rank {r}")
+    inner = shape[b:b + k]
+    batch = shape[:b]
+    if any(not isinstance(d, int) for d in list(inner) + list(batch)) or \
+            any(not isinstance(d, int) for d in ishape[:b]):
+        ctx.unsupported(f"GatherND over dims {list(shape[:b + k])} that are not all known at import (shapes=)")
+    idx = ctx.inputs[1]
+    if idx.dtype != "int64":
+        if idx.dtype != "int32":
+            ctx.format_error(f"indices must be int64, got {idx.dtype}")
+        idx = ctx.op("cast", [idx], {"to": "int64"})
+    lead = tuple(ishape[:-1])
+    flat = None
+    stride = 1
+    for j in reversed(range(k)):
+        d = inner[j]
+        part = ctx.op("slice", [idx], {"starts": (j,), "ends": (j + 1,), "axes": (q - 1,), "steps": (1,)})
+        part = ctx.op("squeeze", [part], {"axes": (q - 1,)})
+        if part.const is not None:
+            arr = part.const
+            if arr.size and (arr.min() < -d or arr.max() >= d):
+                ctx.format_error(f"indices hold values outside [-{d}, {d}) for data axis {b + j}")
+        neg = ctx.op("less", [part, np.asarray(0, np.int64)])
+        part = ctx.op("where", [neg, ctx.op("add", [part, np.asarray(d, np.int64)]), part])
+        term = part if stride == 1 else ctx.op("mul", [part, np.asarray(stride, np.int64)])
+        flat = term if flat is None else ctx.op("add", [flat, term])
+        stride *= d
+    nb = int(np.prod(batch, dtype=np.int64)) if b else 1
+    if flat is None:   # k == 0: whole slices
+        flat = ctx.const(np.zeros(lead, np.int64))
+    if b:
+        # the batch position of every index row, as an offset into (batch..., inner...) flattened
+        offs = (np.arange(nb, dtype=np.int64) * stride).reshape(tuple(batch) + (1,) * (len(lead) - b))
+        flat = ctx.op("add", [flat, offs])
+    rest = tuple(shape[b + k:])
+    if any(not isinstance(d, int) for d in rest):
+        if len([d for d in rest if not isinstance(d, int)]) > 1:
+            ctx.unsupported(f"GatherND with trailing dims {list(rest)} (more than one symbolic)")
+    flat_data = reshape_to(ctx, x, [nb * stride] + list(rest))
+    y = ctx.op("embedding", [flat, flat_data])
+    return y
+
+
+@handler("Compress")
+def _compress(ctx):
+    """`embedding`/`transpose` gather of the positions where the condition (known at import) is true"""
+    x = ctx.inputs[0]
+    cond = ctx.const_input(1, "condition").reshape(-1).astype(bool)
+    shape = shape_of(ctx, x)
+    axis = ctx.attr("axis", None)
+    if axis is None:
+        x = reshape_to(ctx, x, [-1])
+        shape = shape_of(ctx, x)
+        axis = 0
+    axis = norm_axis(ctx, axis, len(shape))
+    d = shape[axis]
+    if isinstance(d, int) and cond.size > d:
+        ctx.format_error(f"condition of length {cond.size} for axis {axis} of size {d}")
+    picked = np.nonzero(cond)[0].astype(np.int64)
+    idx = ctx.const(picked)
+    if axis == 0:
+        return ctx.op("embedding", [idx, x])
+    r = len(shape)
+    front = ctx.op("transpose", [x], {"perm": (axis,) + tuple(range(axis)) + tuple(range(axis + 1, r))})
+    y = ctx.op("embedding", [idx, front])
+    return ctx.op("transpose", [y], {"perm": tuple(range(1, axis + 1)) + (0,) + tuple(range(axis + 1, r))})
+
+
+@handler("NonZero")
+def _non_zero(ctx):
+    """folded at import (the input known at import; the output's size depends on the values)"""
+    arr = ctx.const_input(0, "X")
+    return ctx.const(np.array(np.nonzero(arr), dtype=np.int64).reshape(arr.ndim, -1))
 
 
 # -- Expand, Tile --------------------------------------------------------------------------------
@@ -535,6 +638,7 @@ def _broadcast_shape(ctx, a, b):
 
 @handler("Expand")
 def _expand(ctx):
+    """`broadcast_to` of the bidirectional broadcast shape (static)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     target = ctx.shape_input(1, "shape")
@@ -554,6 +658,7 @@ def _expand(ctx):
 
 @handler("Tile")
 def _tile(ctx):
+    """`reshape` + `broadcast_to` + `reshape` (static shapes)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     reps = [int(v) for v in ctx.const_input(1, "repeats").reshape(-1)]
@@ -584,6 +689,7 @@ _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
 
 @handler("Pad")
 def _pad(ctx):
+    """`pad` (constant/reflect/edge; pads/constant_value/axes inputs; negative pads → `slice`); wrap refused"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
@@ -620,19 +726,13 @@ def _pad(ctx):
         if x.dtype == "bool":
             fv = 1.0 if value else 0.0
     y = x
-    grow = [(max(b, 0), max(e, 0)) for b, e in zip(before, after)]
-    if any(b or e for b, e in grow):
-        attrs = {"pads": tuple(v for p in grow for v in p), "mode": _PAD_MODES[mode]}
-        if mode == "constant":
-            attrs["value"] = fv
-        y = ctx.op("pad", [y], attrs)
+    # negative pads crop first (onnxruntime's order: the padding then reflects/repeats the cropped data)
     crop = [(min(b, 0), min(e, 0)) for b, e in zip(before, after)]
     if any(b or e for b, e in crop):
-        ys = shape_of(ctx, y)
         starts, ends, ax = [], [], []
         for a, (b, e) in enumerate(crop):
             if b or e:
-                d = ys[a]
+                d = shape[a]
                 if not isinstance(d, int):
                     ctx.unsupported(f"negative pads on axis {a} of symbolic size {d!r}")
                 if -b - e > d:
@@ -642,6 +742,12 @@ def _pad(ctx):
                 ax.append(a)
         y = ctx.op("slice", [y], {"starts": tuple(starts), "ends": tuple(ends), "axes": tuple(ax),
                                   "steps": (1,) * len(ax)})
+    grow = [(max(b, 0), max(e, 0)) for b, e in zip(before, after)]
+    if any(b or e for b, e in grow):
+        attrs = {"pads": tuple(v for p in grow for v in p), "mode": _PAD_MODES[mode]}
+        if mode == "constant":
+            attrs["value"] = fv
+        y = ctx.op("pad", [y], attrs)
     return y
 
 
@@ -652,6 +758,7 @@ _SPLAT_LIMIT = 4096   # elements; a larger splat is a run-time broadcast_to of a
 
 @handler("ConstantOfShape")
 def _constant_of_shape(ctx):
+    """constant (small) or `broadcast_to` of a scalar (static shape)"""
     shape = ctx.shape_input(0, "shape")
     value = ctx.attr("value", None)
     if value is None:
@@ -672,6 +779,7 @@ def _constant_of_shape(ctx):
 
 @handler("Range")
 def _range(ctx):
+    """folded at import (inputs known at import; values accumulate like ONNX)"""
     start = ctx.const_input(0, "start")
     limit = ctx.const_input(1, "limit")
     delta = ctx.const_input(2, "delta")
@@ -696,6 +804,7 @@ def _range(ctx):
 
 @handler("EyeLike")
 def _eye_like(ctx):
+    """folded at import (static 2-D shape, k, dtype)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     if len(shape) != 2 or any(not isinstance(d, int) for d in shape):
@@ -708,11 +817,13 @@ def _eye_like(ctx):
 
 @handler("Where")
 def _where(ctx):
+    """`where`"""
     return ctx.op("where", [ctx.inputs[0], ctx.inputs[1], ctx.inputs[2]])
 
 
 @handler("Trilu")
 def _trilu(ctx):
+    """`triu` / `tril` with diagonal k"""
     x = ctx.inputs[0]
     k = 0
     if ctx.input(1) is not None:
@@ -727,6 +838,7 @@ def _trilu(ctx):
 
 @handler("OneHot")
 def _one_hot(ctx):
+    """`one_hot` (bool) + `where(on, off)`, negative indices wrapped, axis by `transpose`"""
     idx = ctx.inputs[0]
     depth = ctx.const_input(1, "depth").reshape(-1)
     values = ctx.inputs[2]
@@ -771,6 +883,7 @@ def _one_hot(ctx):
 
 @handler("TopK")
 def _topk(ctx):
+    """`topk` (floats; K known at import; ties: lower index first; sorted=0 gives the sorted order)"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     if x.dtype not in ("float32", "float64"):
@@ -788,6 +901,7 @@ def _topk(ctx):
 
 @handler("CumSum")
 def _cumsum(ctx):
+    """`cumsum` (axis known at import; exclusive, reverse)"""
     x = ctx.inputs[0]
     av = ctx.const_input(1, "axis").reshape(-1)
     if av.size != 1:
@@ -799,6 +913,7 @@ def _cumsum(ctx):
 
 @handler("Dropout")
 def _dropout(ctx):
+    """`dropout` (y = x in inference, drops in graphc training plans); mask all True; training_mode=1 refused"""
     x = ctx.inputs[0]
     ratio = 0.5
     if ctx.opset < 12 and ctx.has_attr("ratio"):
