@@ -111,28 +111,33 @@ def test_dynamic_batch_compiles_for_another_batch(name):
 
 def test_imported_resnet_trains():
     """The torch ResNet, imported with trainable weights, learns the digits: a softmax
-    cross-entropy and SGD appended to the imported graph make the loss fall."""
-    path, _, _ = fixture("resnet")
+    cross-entropy and SGD with momentum appended to the imported graph make the loss fall, step
+    for step as torch's own training of the same model did (the recorded "train:loss")."""
+    spec = MANIFEST["resnet"]["train"]
+    path = os.path.join(DATA, "resnet.onnx")
+    with np.load(os.path.join(DATA, "resnet.npz")) as z:
+        torch_losses = z["train:loss"]
     g = gc.onnx.load(path, trainable=True)
     names = g.onnx_names
     (xtr, ytr), _ = gc.datasets.load_digits(images=True)
-    xb, yb = np.ascontiguousarray(xtr[:64], dtype=np.float32), ytr[:64].astype(np.int64)
+    xb = np.ascontiguousarray(xtr[:spec["batch"]], dtype=np.float32)
+    yb = ytr[:spec["batch"]].astype(np.int64)
     with g:
         labels = gc.placeholder("labels", (None,), dtype="int64")
         loss = gc.softmax_cross_entropy(g.tensor(names["y"]), labels, name="loss")
-        gc.optim.SGD(lr=0.05, momentum=0.9).minimize(loss)
+        gc.optim.SGD(lr=spec["lr"], momentum=spec["momentum"]).minimize(loss)
     plan = gc.compile(g, shapes={names["x"]: xb.shape, "labels": yb.shape})
     sess = gc.Session(plan, threads=2)
-    losses = [float(sess.run({names["x"]: xb, "labels": yb})[loss.name]) for _ in range(20)]
-    assert all(np.isfinite(losses)), losses
-    # the first loss is the torch model's own: cross-entropy of the stored weights' logits
-    logits, _ = run_graphc(path, {"x": xb}, ["y"])
-    z = logits["y"].astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    ce = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(yb)), yb]))
-    assert losses[0] == pytest.approx(ce, rel=1e-4)
-    assert losses[-1] < 0.5 * losses[0], losses
-    assert min(losses[-5:]) < min(losses[:5]), losses
+    losses = np.array([float(sess.run({names["x"]: xb, "labels": yb})[loss.name]) for _ in range(spec["steps"])])
+    assert np.all(np.isfinite(losses)), losses
+    assert losses[-1] < 0.9 * losses[0], losses
+    # The first loss is the imported forward pass alone; later ones also need every gradient
+    # and momentum update to be torch's.  Rounding differences compound over the 20 steps
+    # (each update feeds the next forward; measured: 3e-5 relative at step 20), so the curve is
+    # held to 2e-4 relative: a wrong or missing gradient (torch training the folded biases
+    # frozen, say) moves it by 1e-4 at step 2 and 1.5e-3 by step 20.
+    np.testing.assert_allclose(losses[0], torch_losses[0], rtol=1e-4)
+    np.testing.assert_allclose(losses, torch_losses, rtol=2e-4)
 
 
 # -- live re-export (only where torch is installed: not in CI) ------------------------------------

@@ -11,7 +11,10 @@ For each fixture NAME it writes
                except where FIXTURES says ``dynamo=False``), weights embedded;
   * NAME.npz   ``in:<onnx input name>`` the seeded inputs and ``out:<onnx output name>``
                torch's outputs for them (float32 as torch computed them, eval mode);
-and one manifest.json: per fixture the torch/onnx versions, the exporter, the opset, the
+``resnet.npz`` also holds ``train:loss``, torch's losses over TRAIN_STEPS SGD steps (lr
+TRAIN_LR, momentum TRAIN_MOMENTUM, mean cross-entropy, eval mode) on the first TRAIN_BATCH
+digits training images, which the imported model's training in graphc must reproduce; and
+one manifest.json: per fixture the torch/onnx versions, the exporter, the opset, the
 ONNX op types used, the input/output names and shapes.
 
 The models (all in eval mode, weights and batch-norm statistics seeded):
@@ -40,19 +43,68 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_OUT = os.path.join(ROOT, "tests", "data", "onnx")
 RESNET_WIDTH = 16
+# The ResNet's recorded training curve (NAME.npz "train:loss"): SGD on one fixed digits batch.
+TRAIN_STEPS, TRAIN_LR, TRAIN_MOMENTUM, TRAIN_BATCH = 20, 0.02, 0.9, 64
 
 
 def _seed_batchnorm(torch, model, generator):
-    """Non-trivial running statistics and affine parameters for every BatchNorm, so the
-    exported eval-mode normalisation is actually checked (fresh BN is the identity)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            with torch.no_grad():
-                m.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-                m.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=generator))
-                m.bias.copy_(0.1 * torch.randn(n, generator=generator))
+    """Random affine parameters for every BatchNorm and running statistics calibrated on 256
+    digits training images (a cumulative average over them in train mode), as a trained model
+    would hold: the exported eval-mode normalisation is then non-trivial (fresh BN is the
+    identity) and keeps the activations O(1), so the imported model also trains stably."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not bns:
+        return
+    for m in bns:
+        n = m.num_features
+        with torch.no_grad():
+            m.weight.copy_(1.0 + 0.2 * torch.randn(n, generator=generator))
+            m.bias.copy_(0.1 * torch.randn(n, generator=generator))
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(_digits_images(256, train=True)))
+    for m in bns:
+        m.momentum = 0.1
+
+
+def fold_batchnorm(torch, model):
+    """A copy of the ResNet with every eval-mode BatchNorm folded into the conv before it
+    (torch.nn.utils.fusion.fuse_conv_bn_eval), as the dynamo exporter writes it: the same
+    function, parametrized as the ONNX file is (conv weights and biases only)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    model = copy.deepcopy(model).eval()
+    model[0], model[1] = fuse_conv_bn_eval(model[0], model[1]), torch.nn.Identity()
+    for block in (model[3], model[4]):
+        block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), torch.nn.Identity()
+        block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), torch.nn.Identity()
+        if block.downsample is not None:
+            ds = block.downsample
+            ds[0], ds[1] = fuse_conv_bn_eval(ds[0], ds[1]), torch.nn.Identity()
+    for p in model.parameters():  # a folded bias of a bias=False conv comes back frozen
+        p.requires_grad_(True)
+    return model
+
+
+def train_losses(model, x, y, steps=TRAIN_STEPS, lr=TRAIN_LR, momentum=TRAIN_MOMENTUM):
+    """torch's training curve: the losses of ``steps`` SGD steps of mean cross-entropy on the
+    fixed batch (x, y), each loss before its update, of the ResNet as exported (eval mode, batch
+    norm folded into the convs: the parameters are the ONNX file's initializers).  Trains a copy."""
+    import torch
+    model = fold_batchnorm(torch, model)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return np.array(losses, dtype=np.float32)
 
 
 def mlp_model(torch, images=False):
@@ -109,11 +161,21 @@ def rnn_model(torch, cell):
     return RNN()
 
 
-def _digits_images(n):
-    """The first n test digits as (n, 1, 8, 8) float32 in [0, 1] (graphc's shipped data)."""
+def _digits_images(n, train=False):
+    """The first n test digits (``train``: the last n training digits) as (n, 1, 8, 8) float32
+    in [0, 1] (graphc's shipped data)."""
     import graphc as gc
-    _, (xte, _) = gc.datasets.load_digits(images=True)
-    return np.ascontiguousarray(xte[:n], dtype=np.float32)
+    (xtr, _), (xte, _) = gc.datasets.load_digits(images=True)
+    return np.ascontiguousarray(xtr[-n:] if train else xte[:n], dtype=np.float32)
+
+
+def training_batch():
+    """The fixed batch the ResNet's training curve is recorded on: the first TRAIN_BATCH
+    digits training images and labels (int64)."""
+    import graphc as gc
+    (xtr, ytr), _ = gc.datasets.load_digits(images=True)
+    return (np.ascontiguousarray(xtr[:TRAIN_BATCH], dtype=np.float32),
+            np.ascontiguousarray(ytr[:TRAIN_BATCH], dtype=np.int64))
 
 
 # name -> (builder(torch), inputs(rng) -> {input name: array}, export options)
@@ -195,6 +257,8 @@ def make(name, out_dir, seed=0):
                            f"model's inputs {list(inputs)} / {len(outs)} outputs")
     arrays = {f"in:{k}": v for k, v in inputs.items()}
     arrays.update({f"out:{k}": v for k, v in zip(out_names, outs)})
+    if name == "resnet":
+        arrays["train:loss"] = train_losses(model, *training_batch())
     np.savez(os.path.join(out_dir, f"{name}.npz"), **arrays)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     return {
@@ -205,6 +269,9 @@ def make(name, out_dir, seed=0):
         "inputs": {k: list(v.shape) for k, v in inputs.items()},
         "outputs": {k: list(v.shape) for k, v in zip(out_names, outs)},
         "bytes": os.path.getsize(path),
+        **({"train": {"steps": TRAIN_STEPS, "lr": TRAIN_LR, "momentum": TRAIN_MOMENTUM, "batch": TRAIN_BATCH,
+                      "loss": "mean softmax cross-entropy", "data": "the first `batch` digits training images"}}
+           if name == "resnet" else {}),
     }
 
 
