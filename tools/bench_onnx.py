@@ -18,6 +18,7 @@ graphc/ORT (< 1.0x: graphc is faster; the target is <= 1.0x).
 
 Run:  PYTHONPATH=. python tools/bench_onnx.py [--threads N] [--batches 1,8] [--repeat R] [--quick]
       [--model PATH]  (keep the generated model there; an existing file there is reused)
+      [--size S]      (S x S images instead of 224 x 224: tests/test_bench_onnx.py's smoke run)
 """
 import os
 import sys
@@ -34,9 +35,10 @@ IMAGE = (3, 224, 224)
 INPUT, OUTPUT = "input", "logits"
 
 
-def resnet18_onnx(np, seed=0, opset=17):
-    """A ResNet-18-shaped onnx.ModelProto: input ``input`` (N, 3, 224, 224) float32, output
-    ``logits`` (N, 1000); convolutions with biases (batch norm folded), random weights."""
+def resnet18_onnx(np, seed=0, opset=17, size=IMAGE[1]):
+    """A ResNet-18-shaped onnx.ModelProto: input ``input`` (N, 3, size, size) float32 (size 224
+    by default), output ``logits`` (N, 1000); convolutions with biases (batch norm folded),
+    random weights."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(seed)
@@ -81,7 +83,7 @@ def resnet18_onnx(np, seed=0, opset=17):
     nodes.append(helper.make_node("Gemm", ["flat", param("fc.weight", w), param("fc.bias", b)], [OUTPUT],
                                   name="fc", transB=1))
     graph = helper.make_graph(
-        nodes, "resnet18", [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", *IMAGE])],
+        nodes, "resnet18", [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", IMAGE[0], size, size])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", CLASSES])], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="graphc bench_onnx")
     model.ir_version = 8
@@ -98,13 +100,13 @@ def ort_session(ort, path, threads):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
-def graphc_session(gc, path, batch, threads):
-    """(Session, input name, output name, import+compile seconds) for ``batch``."""
+def graphc_session(gc, path, shape, threads):
+    """(Session, input name, output name, import+compile seconds) for input ``shape``."""
     t0 = time.perf_counter()
     graph = gc.onnx.load(path, trainable=False)
     names = getattr(graph, "onnx_names", {})
     x, y = names.get(INPUT, INPUT), names.get(OUTPUT, OUTPUT)
-    plan = gc.compile(graph, shapes={x: (batch, *IMAGE)}, fetches=[y], train=False)
+    plan = gc.compile(graph, shapes={x: shape}, fetches=[y], train=False)
     return gc.Session(plan, threads=threads), x, y, time.perf_counter() - t0
 
 
@@ -124,7 +126,11 @@ def main(argv=None):
         parser.add_argument("--batches", type=batch_list, default=[1, 8],
                             help="batch sizes, comma-separated (default 1,8)")
         parser.add_argument("--model", default=None, help="where to write (or reuse) the ONNX model")
+        parser.add_argument("--size", type=int, default=IMAGE[1],
+                            help="image height and width (default %(default)s; smaller: a smoke test)")
     args = bu.parse_args(__doc__.splitlines()[0], extra, argv)
+    if args.size < 32:
+        raise SystemExit(f"--size must be >= 32 (five stride-2 stages), got {args.size}")
     bu.pin_threads(args.threads)
     import numpy as np
 
@@ -137,22 +143,23 @@ def main(argv=None):
     if path is None:
         tmp = tempfile.TemporaryDirectory(prefix="graphc-bench-onnx-")
         path = os.path.join(tmp.name, "resnet18.onnx")
+    image = (IMAGE[0], args.size, args.size)
     if not os.path.exists(path):
         import onnx
-        onnx.save(resnet18_onnx(np), path)
+        onnx.save(resnet18_onnx(np, size=args.size), path)
 
     print(f"machine: {bu.machine()}")
     print(f"graphc {gc.__version__}, numpy {np.__version__}, "
           + (f"onnxruntime {ort.__version__}" if ort else f"onnxruntime {ort_why}"))
     print(f"model: ResNet-18-shaped ONNX ({os.path.getsize(path) / 2**20:.1f} MiB, random weights, BN folded), "
-          f"input N x {'x'.join(map(str, IMAGE))}; threads {args.threads} for both; "
+          f"input N x {'x'.join(map(str, image))}; threads {args.threads} for both; "
           f"medians of {repeat} calls; {bu.SAMPLING}")
     print(bu.load_note())
     rows, notes = [], []
     rng = np.random.default_rng(1)
     for batch in args.batches:
-        X = rng.standard_normal((batch, *IMAGE), dtype=np.float32)
-        sess, x_name, y_name, t_prep = graphc_session(gc, path, batch, args.threads)
+        X = rng.standard_normal((batch, *image), dtype=np.float32)
+        sess, x_name, y_name, t_prep = graphc_session(gc, path, X.shape, args.threads)
         ours_out = sess.run({x_name: X})[y_name]
         fns = [lambda sess=sess, feeds={x_name: X}: sess.run(feeds)]
         if ort is not None:
