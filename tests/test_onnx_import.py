@@ -144,8 +144,12 @@ CASES = [
     ("pad_constant_int", [c("p", np.array([1, 0, 2, 3], I64)), c("v", np.array(7, I64)),
                           h.make_node("Pad", ["x", "p", "v"], ["y"])],
      {"x": np.arange(6, dtype=I64).reshape(2, 3)}, ["y"], None, 17),
-    ("pad_reflect_edge", [c("p", np.array([0, 2, 0, 1], I64)), h.make_node("Pad", ["x", "p"], ["a"], mode="reflect"),
-                          h.make_node("Pad", ["x", "p"], ["b"], mode="edge")], {"x": X35}, ["a", "b"], None, 17),
+    ("pad_reflect_edge_wrap", [c("p", np.array([0, 2, 0, 1], I64)),
+                               h.make_node("Pad", ["x", "p"], ["a"], mode="reflect"),
+                               h.make_node("Pad", ["x", "p"], ["b"], mode="edge"),
+                               c("q", np.array([1, -1, 3, 5], I64)),
+                               h.make_node("Pad", ["x", "q"], ["w"], mode="wrap")],
+     {"x": X35}, ["a", "b", "w"], None, 19),
     ("pad_negative", [c("p", np.array([-1, 2, 0, -2], I64)), h.make_node("Pad", ["x", "p"], ["y"]),
                       c("q", np.array([1, -3, -1, 2], I64)), h.make_node("Pad", ["x", "q"], ["z"], mode="edge")],
      {"x": X35}, ["y", "z"], None, 17),
@@ -200,7 +204,7 @@ def test_names_and_passthrough_outputs():
     m = make([h.make_node("Identity", ["in:0"], ["out:0"]), h.make_node("Identity", ["in:0"], ["out2"])],
              {"in:0": x}, ["out:0", "out2", "in:0"])
     g = check(m, {"in:0": x})
-    assert g.onnx_names == {"in:0": "in_0", "out:0": "out_0", "out2": "out2"} or g.onnx_names["in:0"] == "in_0"
+    assert g.onnx_names == {"in:0": "in_0", "out:0": "out_0", "out2": "out2"}
     assert g.onnx_names["out:0"] == "out_0"
     assert {n.op for n in g.nodes} == {"identity"}
     assert len(set(g.outputs)) == 3
@@ -303,3 +307,59 @@ def test_docs_handler_table_is_current():
         assert f"| {op} | tensor |" in text
     assert subprocess.run([sys.executable, os.path.join(root, "tools", "onnx_handler_table.py")],
                           capture_output=True).returncode == 0
+
+
+def test_values_fix_graph_inputs_at_import():
+    x = X234
+    m = make([h.make_node("Reshape", ["x", "s"], ["y"]), h.make_node("TopK", ["y", "k"], ["v", "i"])],
+             {"x": x, "s": np.array([4, 6], I64), "k": np.array([2], I64)}, ["v", "i"])
+    with pytest.raises(OnnxUnsupportedError, match="graph input 's'") as e:
+        gc.onnx.load(m)
+    assert e.value.input_name == "s" and e.value.op_type == "Reshape"
+    feeds = {"x": x, "s": np.array([4, 6], I64), "k": np.array([2], I64)}
+    want = ort_run(m, feeds)
+    g = gc.onnx.load(m, values={"s": feeds["s"], "k": feeds["k"]})
+    assert [p.name for p in g.inputs] == ["x"]
+    out = gc.reference.evaluate(g, {"x": x}, g.outputs)
+    for k in ("v", "i"):
+        np.testing.assert_array_equal(out[g.onnx_names[k]], want[k])
+    with pytest.raises(OnnxUnsupportedError, match="values="):
+        gc.onnx.load(m, values={"s": np.array([4, 6], np.int32)})
+
+
+def test_large_results_are_not_folded():
+    # Expand of a 2-element constant to 8M elements: a run-time broadcast_to, not 32 MB stored in the graph
+    nodes = [c("v", np.array([1.0, 2.0], np.float32)), c("s", np.array([4096, 1024, 2], I64)),
+             h.make_node("Expand", ["v", "s"], ["y"])]
+    g = gc.onnx.load(make(nodes, {}, ["y"]))
+    assert [n.op for n in g.nodes] == ["constant", "broadcast_to"]
+    assert g.nodes[0].attrs["value"].size == 2
+
+
+def test_untyped_outputs_and_non_trainable_initializers():
+    # an output declared by name only (elem_type UNDEFINED) takes graphc's inferred dtype
+    x = X35
+    g = h.make_graph([h.make_node("Transpose", ["x"], ["y"])], "t", [h.make_tensor_value_info("x", TP.FLOAT, [3, 5])],
+                     [h.make_tensor_value_info("y", TP.UNDEFINED, None)])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    _, out = graphc_run(m, {"x": x}, compiled=False)
+    np.testing.assert_array_equal(out["y"], x.T)
+    # Value.trainable: a handler may keep an initializer out of training (running statistics)
+    from graphc.onnx._import import Value
+    v = Value("w", "float32", (2,), init=np.ones(2, np.float32))
+    v.trainable = False
+    assert v.trainable is False
+
+
+def test_shape_arithmetic_on_symbolic_dims():
+    # torch-style shape code: [N * 1, C * W] from Shape(x) with a symbolic batch; Mul is the math handler's
+    x = RNG.standard_normal((5, 3, 4)).astype(np.float32)
+    nodes = [h.make_node("Shape", ["x"], ["s"]), c("i0", np.array([0], I64)), c("i1", np.array([1], I64)),
+             c("i2", np.array([2], I64)), c("one", np.array([1], I64)),
+             h.make_node("Gather", ["s", "i0"], ["n"]), h.make_node("Mul", ["n", "one"], ["n1"]),
+             h.make_node("Gather", ["s", "i1"], ["cc"]), h.make_node("Gather", ["s", "i2"], ["w"]),
+             h.make_node("Mul", ["cc", "w"], ["cw"]), h.make_node("Concat", ["n1", "cw"], ["t"], axis=0),
+             h.make_node("Reshape", ["x", "t"], ["y"])]
+    m = make(nodes, {"x": x}, ["y"], in_shapes={"x": ["N", 3, 4]})
+    g = check(m, {"x": x})
+    assert [n.op for n in g.nodes] == ["reshape"] and g.nodes[0].attrs["shape"] == (-1, 12)

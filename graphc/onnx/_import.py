@@ -38,6 +38,19 @@ _ONNX_TYPE_NAMES = {0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT1
                     19: "FLOAT8E5M2", 20: "FLOAT8E5M2FNUZ", 21: "UINT4", 22: "INT4", 23: "FLOAT4E2M1"}
 GRAPHC_TO_ONNX = {v: k for k, v in _ONNX_DTYPES.items()}
 
+FOLD_LIMIT = 1 << 22   # elements: a larger result of an op on constants is computed at run time, not stored
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+# Elementwise integer ops computed on shape values at import (NodeContext._dims_op).
+_DIMS_OPS = ("add", "sub", "mul", "int_div", "div", "maximum", "minimum", "mod")
+
 # Ops never folded at import time even when every input is known (their value is not a
 # function of the inputs alone).
 _NOT_FOLDABLE_PREFIXES = ("random_", "dropout", "rng_")
@@ -94,6 +107,19 @@ class Value:
         return f"<onnx Value {self.name!r} {self.dtype} {self.shape} {kind}>"
 
     @property
+    def trainable(self):
+        """Whether an initializer Value becomes a trainable variable (False: a non-trainable variable,
+        e.g. BatchNormalization's running statistics, which a training plan updates in place).  Set it
+        before the Value's first ``tensor()``."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, flag):
+        if self._tensor is not None and self.init is not None:
+            raise RuntimeError(f"initializer {self.name!r} is already a variable; set trainable before tensor()")
+        self._trainable = bool(flag)
+
+    @property
     def static(self):
         """The value known at import (const, else the initializer's value), or None."""
         return self.const if self.const is not None else self.init
@@ -133,7 +159,9 @@ class NodeContext:
         return f"node {self.name!r} ({self.op_type}, opset {self.opset})"
 
     def unsupported(self, msg):
-        raise OnnxUnsupportedError(f"{self.where()}: {msg}")
+        e = OnnxUnsupportedError(f"{self.where()}: {msg}")
+        e.op_type = self.op_type
+        raise e
 
     def format_error(self, msg):
         raise OnnxFormatError(f"{self.where()}: {msg}")
@@ -179,6 +207,15 @@ class NodeContext:
         if v is None:
             self.unsupported(f"input {i} ({what}) is missing")
         if v.static is None:
+            onnx_input = getattr(v, "onnx_input", None)
+            if onnx_input is not None:
+                try:
+                    self.unsupported(f"needs input {i} ({what}) known at import; it is the graph input "
+                                     f"{onnx_input!r}, fed at run time (gc.onnx.load(..., values={{{onnx_input!r}: "
+                                     "array}) makes it a constant)")
+                except OnnxUnsupportedError as e:
+                    e.input_name = onnx_input   # the graph input whose value the import needs
+                    raise
             self.unsupported(f"needs input {i} ({what}) known at import; it is computed at run time "
                              f"(value {v.name!r})")
         return v.static
@@ -239,10 +276,16 @@ class NodeContext:
             else:
                 vals.append(self._as_const(x, like))
         attrs = dict(attrs or {})
+        if op_name in _DIMS_OPS and any(isinstance(v, Value) and v.dims is not None for v in vals):
+            out = self._dims_op(opdef, vals, attrs)
+            if out is not None:
+                return out
         try:
             if (vals or opdef.constant) and all(isinstance(v, Value) and v.const is not None for v in vals) \
                     and not op_name.startswith(_NOT_FOLDABLE_PREFIXES) and not opdef.inplace:
-                return self._fold(opdef, vals, attrs)
+                folded = self._fold(opdef, vals, attrs)
+                if folded is not None:
+                    return folded
             g = self._imp.graph
             tensors = [v.tensor() if isinstance(v, Value) else v for v in vals]
             name = self._imp.fresh_name(f"{self.name}/{op_name}")
@@ -254,10 +297,49 @@ class NodeContext:
         res = tuple(Value(t.name, t.dtype, t.shape, tensor=t, builder=self._imp) for t in outs)
         return res[0] if len(res) == 1 else res
 
+    def _dims_op(self, opdef, vals, attrs):
+        """Elementwise integer arithmetic on shape values (``dims``) and small int constants, at
+        import: int results where every operand is known, None (unknown at import) elsewhere,
+        ``x * 1`` / ``x + 0`` keep the symbol.  None when an operand is something else."""
+        lists = []
+        for v in vals:
+            if not isinstance(v, Value):
+                return None
+            if v.dims is not None:
+                lists.append((list(v.dims), v.shape))
+            elif v.const is not None and v.const.dtype.kind in "iu" and v.const.ndim <= 1:
+                lists.append(([int(d) for d in v.const.reshape(-1)], v.const.shape))
+            else:
+                return None
+        n = max(len(d) for d, _ in lists)
+        if any(len(d) not in (1, n) for d, _ in lists):
+            return None
+        rows = [d * n if len(d) == 1 else d for d, _ in lists]
+        out = []
+        for items in zip(*rows):
+            if all(isinstance(d, int) for d in items):
+                r = opdef.evaluate([np.asarray(d, np.int64) for d in items], opdef.check_attrs(attrs, self.name))
+                out.append(int(r[0]))
+            elif opdef.name == "mul" and len(items) == 2 and 1 in items:
+                out.append(items[0] if items[1] == 1 else items[1])
+            elif opdef.name in ("add", "sub") and len(items) == 2 and items[1] == 0:
+                out.append(items[0])
+            elif opdef.name == "add" and len(items) == 2 and items[0] == 0:
+                out.append(items[1])
+            else:
+                out.append(None)
+        shape = max((s for _, s in lists), key=len)
+        dt = next(v.dtype for v in vals if v.dims is not None)
+        if all(isinstance(d, int) for d in out):
+            return const_value(np.asarray(out, dtype=dt).reshape(shape), builder=self._imp)
+        return Value(None, dt, shape, dims=out, builder=self._imp)
+
     def _fold(self, opdef, vals, attrs):
         attrs = opdef.check_attrs(attrs, self.name, None)
         node = Node(f"{self.name}/{opdef.name}", opdef.name, [], [], attrs)
         types = opdef.infer_node(node, [(v.dtype, v.shape) for v in vals])
+        if sum(_numel(shape) for _, shape in types) > FOLD_LIMIT:
+            return None   # a large result stays a node (the import does not allocate it)
         outs = opdef.evaluate([v.const for v in vals], attrs)
         res = []
         for arr, (dt, shape) in zip(outs, types):
@@ -287,8 +369,9 @@ def _sanitize(name):
 
 
 class _Importer:
-    def __init__(self, model, path, trainable, shapes):
+    def __init__(self, model, path, trainable, shapes, values=None):
         self.model = model
+        self.given = dict(values or {})
         self.path = path
         self.base_dir = os.path.dirname(os.path.abspath(path)) if path else None
         self.trainable = trainable
@@ -326,7 +409,7 @@ class _Importer:
         dims = tuple(int(d) for d in t.dims)
         if any(d < 0 for d in dims):
             raise OnnxFormatError(f"{what}: tensor {quote(t.name)} has a negative dim {dims}")
-        n = int(np.prod(dims, dtype=np.int64)) if dims else 1
+        n = _numel(dims)
         if t.data_location == 1:   # EXTERNAL
             self.load_external(t, what, n * np.dtype(dt).itemsize)
         if t.HasField("raw_data"):
@@ -439,12 +522,13 @@ class _Importer:
         if len(gp.sparse_initializer):
             raise OnnxUnsupportedError("the model has sparse initializers; graphc does not support them")
         for vi in gp.value_info:
-            if vi.type.HasField("tensor_type"):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type != 0:   # 0: type not given
                 graphc_dtype(vi.type.tensor_type.elem_type, f"value {vi.name!r}")
-        unknown = set(self.shapes) - {vi.name for vi in gp.input if vi.name not in inits}
+        unknown = (set(self.shapes) | set(self.given)) - {vi.name for vi in gp.input if vi.name not in inits}
         if unknown:
-            raise OnnxUnsupportedError(f"shapes= names {sorted(unknown)}, which are not graph inputs of the model "
-                                       f"(inputs: {[vi.name for vi in gp.input if vi.name not in inits]})")
+            names = [vi.name for vi in gp.input if vi.name not in inits]
+            raise OnnxUnsupportedError(f"shapes=/values= name {sorted(unknown)}, which are not graph inputs of the "
+                                       f"model (inputs: {names})")
         # graph inputs (an input that is also an initializer takes the initializer's value)
         for vi in gp.input:
             if vi.name in inits:
@@ -452,6 +536,14 @@ class _Importer:
             if not vi.name:
                 raise OnnxFormatError("a graph input has an empty name")
             dt, shape = self.value_type(vi, "graph input")
+            if vi.name in self.given:
+                arr = np.asarray(self.given[vi.name])
+                if arr.dtype.name != dt or (shape is not None and (len(shape) != arr.ndim or any(
+                        isinstance(a, int) and a != b for a, b in zip(shape, arr.shape)))):
+                    raise OnnxUnsupportedError(f"values=: input {vi.name!r} is {dt} of shape {shape}, got "
+                                               f"{arr.dtype} of shape {arr.shape}")
+                self.values[vi.name] = const_value(arr, vi.name, self)
+                continue
             if vi.name in self.shapes:
                 pinned = tuple(int(d) for d in self.shapes[vi.name])
                 if shape is not None and (len(shape) != len(pinned) or any(
@@ -465,6 +557,7 @@ class _Importer:
             name = self.fresh_name(vi.name)
             t = g.add_placeholder(name, shape, dt, provenance=(self.where_file, 0))
             self.values[vi.name] = Value(t.name, dt, t.shape, tensor=t, builder=self)
+            self.values[vi.name].onnx_input = vi.name
             self.onnx_names[vi.name] = t.name
         for t in gp.initializer:
             arr = self.tensor_array(t, "initializer")
@@ -481,7 +574,7 @@ class _Importer:
         for vi in gp.output:
             if vi.name not in self.values:
                 raise OnnxFormatError(f"graph output {vi.name!r} is produced by no node, input or initializer")
-            if vi.type.HasField("tensor_type"):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type != 0:   # 0: inferred
                 graphc_dtype(vi.type.tensor_type.elem_type, f"graph output {vi.name!r}")
             t = self.bind_output(vi.name, self.values[vi.name], force_name=True)
             outs.append(t.name)
@@ -536,7 +629,19 @@ class _Importer:
         for o in self.model.opset_import:
             if o.domain in DEFAULT_DOMAINS:
                 return int(o.version)
-        raise OnnxFormatError("the model imports no default-domain (ai.onnx) opset")
+        for i, node in enumerate(self.model.graph.node):
+            if node.domain not in DEFAULT_DOMAINS:
+                self.other_domain(node, self.node_label(node, i))
+        if len(self.model.graph.node):
+            raise OnnxFormatError("the model imports no default-domain (ai.onnx) opset but has default-domain nodes")
+        return MIN_OPSET
+
+    def other_domain(self, node, name):
+        version = next((int(o.version) for o in self.model.opset_import if o.domain == node.domain), None)
+        e = OnnxUnsupportedError(f"node {name!r} ({node.op_type}, opset {version}) of domain {node.domain!r}: graphc "
+                                 "imports the default ONNX domain (ai.onnx) only")
+        e.op_type = node.op_type
+        raise e
 
     def run_node(self, node, idx, opset, prefix="", where_idx=None):
         label = self.node_label(node, idx)
@@ -550,8 +655,7 @@ class _Importer:
             name = f"{label}_{n}"
         self._node_names.add(name)
         if node.domain not in DEFAULT_DOMAINS:
-            raise OnnxUnsupportedError(f"node {name!r} ({node.op_type}, domain {node.domain!r}): ops of domain "
-                                       f"{node.domain!r} are not supported (graphc imports the default ONNX domain)")
+            self.other_domain(node, name)
         inputs = []
         for inp in node.input:
             if not inp:
@@ -565,13 +669,20 @@ class _Importer:
         if fn is None:
             body, body_opset = self.function_body(ctx)
             if body is None:
-                raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r}")
+                e = OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r}")
+                e.op_type = node.op_type
+                raise e
             # the body's nodes, read at the body's own opset (an ONNX function names the opset it is written in)
             for k, sub in enumerate(body.node):
                 self.run_node(sub, k, body_opset, prefix=name, where_idx=idx if where_idx is None else where_idx)
             return
-        with self.graph.building(FORWARD, (self.where_file, idx if where_idx is None else where_idx)):
-            out = fn(ctx)
+        try:
+            with self.graph.building(FORWARD, (self.where_file, idx if where_idx is None else where_idx)):
+                out = fn(ctx)
+        except OnnxUnsupportedError as e:
+            if getattr(e, "op_type", None) is None:
+                e.op_type = node.op_type   # the op refused (conformance tools group refusals by it)
+            raise
         if not isinstance(out, (list, tuple)):
             out = [out]
         out = list(out)
@@ -667,8 +778,8 @@ class _Importer:
                     types.append(tp.SerializeToString())
                 fn = schema.get_context_dependent_function_with_opset_version(opset, node.SerializeToString(), types)
         except Exception as e:   # onnx's builders raise several types
-            raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r} and "
-                                       f"onnx could not build its function body: {e}") from None
+            ctx.unsupported(f"graphc has no handler for ONNX op {node.op_type!r} and onnx could not build its "
+                            f"function body: {e}")
         if isinstance(fn, bytes):
             fp = onnx.FunctionProto()
             fp.ParseFromString(fn)
@@ -707,8 +818,8 @@ class _Importer:
                     b.name = a.name
                 else:
                     if a.type in (5, 10):
-                        raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op "
-                                                   f"{node.op_type!r}; its function body has subgraphs")
+                        ctx.unsupported(f"graphc has no handler for ONNX op {node.op_type!r}; its function body "
+                                        "has subgraphs")
                     new.attribute.add().CopyFrom(a)
         return out, body_opset
 
@@ -745,12 +856,13 @@ def _parse(model):
     return m, path
 
 
-def load_model(model, trainable=True, shapes=None):
-    """An ONNX model (path, bytes or ModelProto) as a :class:`graphc.Graph` (see gc.onnx.load)."""
+def load_model(model, trainable=True, shapes=None, values=None):
+    """An ONNX model (path, bytes or ModelProto) as a :class:`graphc.Graph` (see gc.onnx.load).
+    ``values``: ``{graph input name: array}`` fixing those inputs at import (they become constants)."""
     import onnx
 
     m, path = _parse(model)
-    imp = _Importer(m, path, trainable, shapes)
+    imp = _Importer(m, path, trainable, shapes, values)
     imp._output_tensors = set()
     # external data first (graphc's rules), so no onnx tool reads files itself
     for t in m.graph.initializer:

@@ -18,8 +18,9 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   never the ceil_mode overhang).  graphc's own pool kernels run when the pads are symmetric and
   at most half the kernel; otherwise the input is padded explicitly (-inf for max, 0 for
   average) and an average is rescaled by k/divisor per output position (a constant computed at
-  import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices output
-  is refused.  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
+  import).  Dilations: the pool of each phase (position mod the dilation), interleaved back.
+  MaxPool's Indices: argmax over the window's taps mapped to flat input positions (static
+  shapes).  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
 * BatchNormalization: the inference form is graphc's batch_norm (momentum 1 - ONNX's, so a
   training compile updates the running statistics as ONNX's training mode would);
   training_mode=1 is batch_norm_train plus the running-statistics outputs.
@@ -30,7 +31,8 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   cubic, antialias, tf_crop_and_resize and keep_aspect_ratio_policy other than stretch are
   refused.
 * LSTM / GRU / RNN: forward, reverse, bidirectional, layout 0 and 1, initial states, a
-  static sequence length (unrolled), sequence_lens absent or all full; the default
+  static sequence length (unrolled); sequence_lens all full, or (forward only) shorter / known
+  at run time: past a sequence's end the state is kept and Y is 0 (onnxruntime); the default
   activations only, no clip, no input_forget.  LSTM runs graphc's lstm_cell (gates permuted
   from ONNX's i, o, f, c to graphc's i, f, g, o once, on the weights) — with peepholes the
   cell is composed from elementwise ops; GRU with linear_before_reset=1 runs gru_cell (z, r, h
@@ -161,6 +163,7 @@ def _str_attr(ctx, name, default):
 
 @handler("Gemm")
 def _gemm(ctx):
+    """`matmul` (transA/transB as its flags) · alpha + beta · C (C optional, broadcast); float only"""
     a, b = ctx.inputs[0], ctx.inputs[1]
     c = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, a, b, c)
@@ -181,6 +184,7 @@ def _gemm(ctx):
 
 @handler("MatMul")
 def _matmul(ctx):
+    """`matmul` (numpy.matmul: batch dims broadcast, 1-D operands via a size-1 axis); float only"""
     a, b = ctx.inputs
     _floats_only(ctx, a, b)
     ra, rb = _rank(ctx, a, "A"), _rank(ctx, b, "B")
@@ -197,11 +201,17 @@ def _matmul(ctx):
 
 @handler("Einsum")
 def _einsum(ctx):
+    """`einsum` (1..n operands, ellipsis; a repeated index inside one operand refused); float only"""
     _floats_only(ctx, *ctx.inputs)
     eq = _str_attr(ctx, "equation", None)
     if eq is None:
         ctx.unsupported("attr equation is required")
-    return [_op(ctx, "einsum", list(ctx.inputs), {"equation": eq.replace(" ", "")})]
+    eq = eq.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    if len(ctx.inputs) == 1 and arrow and lhs == rhs:
+        # y = x ("->" on a scalar, "ij->ij"): an identity, named (einsum's composite would hand x itself back)
+        return [_op(ctx, "identity", [ctx.inputs[0]])]
+    return [_op(ctx, "einsum", list(ctx.inputs), {"equation": eq})]
 
 
 # -- Conv, ConvTranspose --------------------------------------------------------------------------
@@ -274,6 +284,7 @@ def _bias(ctx, y, b, nd):
 
 @handler("Conv")
 def _conv(ctx):
+    """`conv2d` (+ bias add); 1-D over a size-1 H; pads, strides, dilations, group, auto_pad; 3-D refused"""
     x, w = ctx.inputs[0], ctx.inputs[1]
     b = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w, b)
@@ -294,6 +305,7 @@ def _conv(ctx):
 
 @handler("ConvTranspose")
 def _conv_transpose(ctx):
+    """`conv_transpose2d` (+ bias); 1-D via a size-1 H; output_padding, output_shape, auto_pad; 3-D refused"""
     x, w = ctx.inputs[0], ctx.inputs[1]
     b = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w, b)
@@ -317,9 +329,6 @@ def _conv_transpose(ctx):
             out_shape = tuple(d * s for d, s in zip(sizes, strides))
         total = [s * (d - 1) + op + (k - 1) * dil + 1 - o
                  for d, s, op, k, dil, o in zip(sizes, strides, out_pad, kernel, dilations, out_shape)]
-        if any(t < 0 for t in total):
-            ctx.unsupported(f"output_shape={list(out_shape)} is larger than the transposed convolution gives "
-                            f"(negative total padding {total})")
         if auto == "SAME_UPPER":
             begin = [t // 2 for t in total]
         else:  # SAME_LOWER and NOTSET with output_shape (ONNX's reference and onnxruntime)
@@ -329,6 +338,9 @@ def _conv_transpose(ctx):
         if given is not None and auto == "NOTSET" and tuple(int(p) for p in given) != computed:
             ctx.unsupported(f"attr pads={list(given)} together with output_shape={list(out_shape)}: ambiguous")
         pads = computed
+    # a negative pad (output_shape beyond the full output): rows no input reaches, zeros before the bias
+    grow = tuple(max(0, -p) for p in pads)
+    pads = tuple(max(0, p) for p in pads)
     for p, s, dil in zip(out_pad, strides, dilations):
         if p < 0 or not (p < s or p < dil):
             ctx.unsupported(f"output_padding={list(out_pad)} must be smaller than the stride or the dilation")
@@ -338,6 +350,10 @@ def _conv_transpose(ctx):
         pads, out_pad = (0, pads[0], 0, pads[1]), (0,) + out_pad
     y = _op(ctx, "conv_transpose2d", [x, w], {"stride": strides, "pads": pads, "dilation": dilations,
                                               "groups": int(ctx.attr("group", 1)), "output_padding": out_pad})
+    if any(grow):
+        if nd == 1:
+            grow = (0, grow[0], 0, grow[1])
+        y = _op(ctx, "pad", [y], {"pads": (0, 0, 0, 0, grow[0], grow[2], grow[1], grow[3])})
     if nd == 1:
         y = _squeeze(ctx, y, (2,))
     return [_bias(ctx, y, b, nd)]
@@ -416,8 +432,10 @@ def _pool(ctx, kind):
         ctx.unsupported(f"kernel_shape={list(kernel)}, strides={list(strides)} and dilations={list(dilations)} "
                         f"must be positive")
     if kind == "max":
-        if _wanted(ctx, 1):
-            ctx.unsupported("the Indices output of MaxPool is not supported")
+        if int(ctx.attr("storage_order", 0)) not in (0, 1):
+            ctx.unsupported(f"attr storage_order={ctx.attr('storage_order')}")
+        if _wanted(ctx, 1) and not _static(x.shape):
+            ctx.unsupported(f"the Indices output needs X of a static shape, got {x.shape}")
         include = True
     else:
         include = bool(ctx.attr("count_include_pad", 0))
@@ -427,6 +445,7 @@ def _pool(ctx, kind):
         sizes, out, kernel, strides, dilations = (1,) + sizes, (1,) + out, (1,) + kernel, (1,) + strides, \
             (1,) + dilations
         pads = (0, pads[0], 0, pads[1])
+    x2d = x
     # the end pads that make exactly `out` windows (the ceil overhang included, trailing rows cut)
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     ends = tuple((o - 1) * s + sp - d - p for o, s, sp, d, p in zip(out, strides, span, sizes, pads[:2]))
@@ -443,14 +462,7 @@ def _pool(ctx, kind):
         else:
             y = _op(ctx, "avg_pool2d", [x], dict(attrs, count_include_pad=include))
     else:
-        widths = [(0, 0), (0, 0)] + [(p, max(e, 0)) for p, e in zip(pads[:2], ends)]
-        if any(w != (0, 0) for w in widths):
-            x = _op(ctx, "pad", [x], {"pads": tuple(v for pair in widths for v in pair), "mode": "constant",
-                                      "value": fill})
-        if any(e < 0 for e in ends):  # trailing rows no window reaches
-            x = _op(ctx, "slice", [x], {"starts": (0, 0), "ends": tuple(p + d + e for p, d, e in
-                                                                          zip(pads[:2], sizes, ends)),
-                                        "axes": (2, 3)})
+        x = _window_input(ctx, x, pads, ends, sizes, fill)
         if dilations == (1, 1):
             attrs = {"kernel_size": kernel, "stride": strides, "padding": (0, 0)}
             if kind == "max":
@@ -460,30 +472,109 @@ def _pool(ctx, kind):
                 if not np.all(divisor == full):
                     y = _op(ctx, "mul", [y, (full / divisor).astype(np.dtype(x.dtype))])
         else:
-            if full > 64:
-                ctx.unsupported(f"a dilated pool of {full} taps (more than 64)")
-            y = None
-            for a in range(kernel[0]):
-                for b in range(kernel[1]):
-                    starts = (a * dilations[0], b * dilations[1])
-                    tap = _op(ctx, "slice", [x], {
-                        "starts": starts, "ends": tuple(s0 + (o - 1) * s + 1 for s0, o, s in zip(starts, out, strides)),
-                        "axes": (2, 3), "steps": strides})
-                    y = tap if y is None else _op(ctx, "maximum" if kind == "max" else "add", [y, tap])
-            if kind == "avg":
-                y = _op(ctx, "div", [y, divisor.astype(np.dtype(x.dtype))])
+            y = _dilated_pool(ctx, x, kind, kernel, strides, dilations, out, fill)
+            if kind == "avg" and not np.all(divisor == full):
+                y = _op(ctx, "mul", [y, (full / divisor).astype(np.dtype(x.dtype))])
+    outs = [y]
+    if kind == "max" and _wanted(ctx, 1):
+        outs.append(_max_indices(ctx, _window_input(ctx, x2d, pads, ends, sizes, fill), sizes, kernel, strides,
+                                 dilations, pads, out, column_major=bool(ctx.attr("storage_order", 0))))
     if nd == 1:
-        y = _squeeze(ctx, y, (2,))
-    return [y]
+        outs = [_squeeze(ctx, v, (2,)) for v in outs]
+    return _outputs(ctx, outs)
+
+
+def _dilated_pool(ctx, xp, kind, kernel, strides, dilations, out, fill):
+    """A dilated pool of the window input xp as an undilated one: the rows of one phase (position mod
+    the dilation) are a dense sequence in which each dilated window is a plain window, so xp is split
+    into its dh·dw phases (reshape, transpose), pooled with stride 1, interleaved back, and the
+    windows of the stride kept (a strided slice).  Average: the window mean (sum / k_h·k_w)."""
+    n, c = xp.shape[:2]
+    if not _known(c):
+        ctx.unsupported(f"a dilated pool needs a static channel count, got X of shape {xp.shape}")
+    (hp, wp), (dh, dw), (kh, kw) = xp.shape[2:], dilations, kernel
+    eh, ew = -hp % dh, -wp % dw
+    if eh or ew:  # whole phases: the extra rows only make windows past the last one kept
+        xp = _op(ctx, "pad", [xp], {"pads": (0, 0, 0, 0, 0, eh, 0, ew), "mode": "constant", "value": fill})
+    h2, w2 = (hp + eh) // dh, (wp + ew) // dw
+    t = _reshape(ctx, xp, (n, c, h2, dh, w2, dw))
+    t = _op(ctx, "transpose", [t], {"perm": (0, 1, 3, 5, 2, 4)})
+    t = _reshape(ctx, t, (n, c * dh * dw, h2, w2))
+    attrs = {"kernel_size": (kh, kw), "stride": (1, 1), "padding": (0, 0)}
+    if kind == "max":
+        t = _op(ctx, "max_pool2d", [t], attrs)
+    else:
+        t = _op(ctx, "avg_pool2d", [t], dict(attrs, count_include_pad=True))
+    h3, w3 = h2 - kh + 1, w2 - kw + 1
+    t = _reshape(ctx, t, (n, c, dh, dw, h3, w3))
+    t = _op(ctx, "transpose", [t], {"perm": (0, 1, 4, 2, 5, 3)})
+    t = _reshape(ctx, t, (n, c, h3 * dh, w3 * dw))
+    return _op(ctx, "slice", [t], {"starts": (0, 0), "ends": tuple((o - 1) * st + 1 for o, st in zip(out, strides)),
+                                   "axes": (2, 3), "steps": tuple(strides)})
+
+
+def _window_input(ctx, x, pads, ends, sizes, fill):
+    """x padded (fill) by the begin pads and the end pads that make exactly the windows ONNX has;
+    trailing rows no window reaches cut off."""
+    widths = [(0, 0), (0, 0)] + [(p, max(e, 0)) for p, e in zip(pads[:2], ends)]
+    if any(w != (0, 0) for w in widths):
+        x = _op(ctx, "pad", [x], {"pads": tuple(v for pair in widths for v in pair), "mode": "constant",
+                                  "value": fill})
+    if any(e < 0 for e in ends):
+        stops = tuple(p + d + e for p, d, e in zip(pads[:2], sizes, ends))
+        x = _op(ctx, "slice", [x], {"starts": (0, 0), "ends": stops, "axes": (2, 3)})
+    return x
+
+
+def _taps(ctx, xp, kernel, dilations, out, strides):
+    """The window taps of the padded input: for tap (a, b), the (N, C, OH, OW) values it reads."""
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            starts = (a * dilations[0], b * dilations[1])
+            yield _op(ctx, "slice", [xp], {
+                "starts": starts, "ends": tuple(s0 + (o - 1) * s + 1 for s0, o, s in zip(starts, out, strides)),
+                "axes": (2, 3), "steps": strides})
+
+
+def _max_indices(ctx, xp, sizes, kernel, strides, dilations, pads, out, column_major=False):
+    """MaxPool's Indices: the flat index into X of each window's first maximum (onnxruntime's choice):
+    argmax over the window's taps, mapped through a table of the taps' input positions.  Row major
+    ((n·C + c)·H + h)·W + w, or with storage_order=1 (n·C + c)·H·W + w·H + h."""
+    n, c = (int(d) for d in xp.shape[:2])
+    if kernel[0] * kernel[1] > 64:
+        ctx.unsupported(f"the Indices output of a {kernel[0]}x{kernel[1]} window (more than 64 taps)")
+    taps = [_expand(ctx, t, (4,)) for t in _taps(ctx, xp, kernel, dilations, out, strides)]
+    stacked = taps[0] if len(taps) == 1 else _op(ctx, "concat", taps, {"axis": 4})
+    best = _op(ctx, "argmax", [stacked], {"axis": 4, "keepdims": True})
+    h, w = sizes
+    rows = (np.arange(out[0]) * strides[0] - pads[0])[:, None, None, None] + \
+        (np.arange(kernel[0]) * dilations[0])[None, None, :, None]
+    cols = (np.arange(out[1]) * strides[1] - pads[1])[None, :, None, None] + \
+        (np.arange(kernel[1]) * dilations[1])[None, None, None, :]
+    # (OH, OW, k_h·k_w): tap (a, b) of window (i, j) reads X[.., rows, cols]; padding taps (never the max
+    # of a window holding an input element) are clamped inside
+    rows, cols = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+    table = (cols * h + rows) if column_major else (rows * w + cols)
+    table = table.reshape(out[0], out[1], -1).astype(np.int64)
+    table = np.broadcast_to(table, (n, c) + table.shape)
+    spatial = _squeeze(ctx, _op(ctx, "take_along_axis", [np.ascontiguousarray(table), best], {"axis": 4}), (4,))
+    offsets = (np.arange(n * c, dtype=np.int64) * (h * w)).reshape(n, c, 1, 1)
+    return _op(ctx, "add", [spatial, offsets])
 
 
 @handler("MaxPool")
 def _max_pool(ctx):
+    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: per-phase pools; Indices: `argmax`
+
+    1-D via a size-1 H.  Indices (storage_order 0 or 1) need a static X shape: the first maximum's flat index."""
     return _pool(ctx, "max")
 
 
 @handler("AveragePool")
 def _avg_pool(ctx):
+    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: per-phase pools
+
+    1-D via a size-1 H."""
     return _pool(ctx, "avg")
 
 
@@ -498,11 +589,13 @@ def _global(ctx, op):
 
 @handler("GlobalAveragePool")
 def _global_avg(ctx):
+    """`mean` over the spatial axes (keepdims)"""
     return _global(ctx, "mean")
 
 
 @handler("GlobalMaxPool")
 def _global_max(ctx):
+    """`max` over the spatial axes (keepdims)"""
     return _global(ctx, "max")
 
 
@@ -510,6 +603,9 @@ def _global_max(ctx):
 
 @handler("BatchNormalization")
 def _batch_norm(ctx):
+    """`batch_norm` (momentum 1 - ONNX's; non-trainable statistics); training_mode=1: `batch_norm_train`
+
+    The running-statistics outputs of training mode: running · momentum + batch · (1 - momentum)."""
     x, scale, bias, mean, var = ctx.inputs[:5]
     _floats_only(ctx, x, scale, bias, mean, var)
     eps = float(ctx.attr("epsilon", 1e-5))
@@ -518,8 +614,11 @@ def _batch_norm(ctx):
         ctx.unsupported(f"X of shape {x.shape}: expects (N, C, ...)")
     for v in (mean, var):
         # running statistics: state a training compile updates in place, never a trained parameter
-        if v.init is not None and v._tensor is None:
-            v._trainable = False
+        if v.init is not None:
+            try:
+                v.trainable = False
+            except RuntimeError:  # already a variable through an earlier node: left as it is
+                pass
     if not int(ctx.attr("training_mode", 0)):
         if _wanted(ctx, 1) or _wanted(ctx, 2):
             ctx.unsupported("running-statistics outputs with training_mode=0")
@@ -542,6 +641,9 @@ def _check_stash(ctx, x):
 
 @handler("LayerNormalization")
 def _layer_norm(ctx):
+    """`layer_norm` (axis, epsilon; Mean/InvStdDev outputs); stash_type=1 only (11 for float64)
+
+    Scale/bias that broadcast to the normalised shape are applied after a plain layer_norm."""
     x, scale = ctx.inputs[0], ctx.inputs[1]
     bias = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, scale, bias)
@@ -571,6 +673,7 @@ def _layer_norm(ctx):
 
 @handler("InstanceNormalization")
 def _instance_norm(ctx):
+    """`instance_norm`"""
     x, scale, bias = ctx.inputs[:3]
     _floats_only(ctx, x, scale, bias)
     if _rank(ctx, x, "input") < 3:
@@ -580,6 +683,9 @@ def _instance_norm(ctx):
 
 @handler("GroupNormalization")
 def _group_norm(ctx):
+    """`layer_norm` over (N, groups, rest), then the per-channel (or opset 18 per-group) scale, bias
+
+    Needs static C and spatial sizes."""
     x, scale, bias = ctx.inputs[:3]
     _floats_only(ctx, x, scale, bias)
     _check_stash(ctx, x)
@@ -608,6 +714,7 @@ def _group_norm(ctx):
 
 @handler("LpNormalization")
 def _lp_norm(ctx):
+    """x / (Σ|x| or √Σx²) along axis (`sum`, `sqrt`, `div`); a zero norm gives 0; p in {1, 2}"""
     x = ctx.inputs[0]
     _floats_only(ctx, x)
     p = int(ctx.attr("p", 2))
@@ -643,6 +750,9 @@ def _optional_const(ctx, i, what):
 
 @handler("Resize")
 def _resize(ctx):
+    """`resize` (nearest, linear; the coordinate/nearest modes of graphc's resize); cubic, antialias refused
+
+    tf_crop_and_resize and keep_aspect_ratio_policy != stretch are refused; scales/sizes known at import."""
     x = ctx.inputs[0]
     _floats_only(ctx, x)
     mode = _str_attr(ctx, "mode", "nearest")
@@ -718,6 +828,7 @@ def _nchw(ctx, x):
 
 @handler("DepthToSpace")
 def _depth_to_space(ctx):
+    """`reshape` + `transpose` + `reshape` (DCR, CRD); static C, H, W"""
     x = ctx.inputs[0]
     n, c, h, w = _nchw(ctx, x)
     b = int(ctx.attr("blocksize"))
@@ -737,13 +848,17 @@ def _depth_to_space(ctx):
 
 @handler("SpaceToDepth")
 def _space_to_depth(ctx):
+    """`reshape` + `transpose` + `reshape`; static C, H, W"""
     x = ctx.inputs[0]
     n, c, h, w = _nchw(ctx, x)
     b = int(ctx.attr("blocksize"))
     if b <= 0 or h % b or w % b:
         ctx.unsupported(f"blocksize={b} must divide H={h} and W={w}")
+    mode = _str_attr(ctx, "mode", "DCR")  # the attr is newer than opset 13 (DCR before)
+    if mode not in ("DCR", "CRD"):
+        ctx.unsupported(f"attr mode={mode!r} (DCR or CRD)")
     t = _reshape(ctx, x, (n, c, h // b, b, w // b, b))
-    t = _op(ctx, "transpose", [t], {"perm": (0, 3, 5, 1, 2, 4)})
+    t = _op(ctx, "transpose", [t], {"perm": (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)})
     return [_reshape(ctx, t, (n, c * b * b, h // b, w // b))]
 
 
@@ -752,12 +867,13 @@ def _space_to_depth(ctx):
 _DEFAULT_ACTS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh"), "RNN": ("tanh",)}
 
 
-def _zeros_like_rows(ctx, like, h, dt):
-    """Zeros of shape (N, h) for a (N, k) tensor like (N possibly symbolic)."""
-    n = like.shape[0]
+def _zero_state(ctx, xw, h, dt):
+    """Zeros of shape (N, h) for the (T, N, k) input projections xw (N possibly symbolic)."""
+    n = xw.shape[1]
     if _known(n):
         return np.zeros((int(n), h), dt)
-    return _op(ctx, "broadcast_like", [np.zeros((1, h), dt), _cols(ctx, like, 0, h)])
+    rows = _cols(ctx, _take(ctx, xw, 0, axis=0), 0, h)
+    return _op(ctx, "broadcast_like", [np.zeros((1, h), dt), rows])
 
 
 class _Rnn:
@@ -795,6 +911,8 @@ class _Rnn:
             ctx.unsupported(f"a sequence of unknown length (X of shape {ctx.inputs[0].shape}): the layer is "
                             f"unrolled at import; pass shapes= to gc.onnx.load")
         self.steps = int(self.steps)
+        if self.steps < 1:
+            ctx.unsupported("an empty sequence (length 0)")
         hs = ctx.attr("hidden_size", None)
         if hs is None:
             if w.shape is None or not _known(w.shape[1]):
@@ -803,14 +921,39 @@ class _Rnn:
         self.h = int(hs)
         if w.shape is not None and _known(w.shape[0]) and w.shape[0] != self.dirs:
             ctx.unsupported(f"W of shape {w.shape} for {self.dirs} direction(s)")
-        if _present(ctx, 4):
-            lens = ctx.const_input(4, "sequence_lens")
-            if not np.all(lens == self.steps):
-                ctx.unsupported(f"sequence_lens={lens.tolist()} shorter than the sequence ({self.steps}): "
-                                f"only full sequences")
+        self.lens = None
+        lens = ctx.inputs[4] if _present(ctx, 4) else None
+        if lens is not None and not (lens.static is not None and np.all(lens.static == self.steps)):
+            # sequences shorter than X: a step past a sequence's end keeps its state and outputs 0
+            # (onnxruntime); forward only (a reverse pass would start at each sequence's own end)
+            if self.dirs != 1 or self.reverse:
+                ctx.unsupported(f"sequence_lens (shorter sequences, or known only at run time) with direction="
+                                f"{direction!r}: graphc supports them in the forward direction only")
+            if lens.dtype not in ("int32", "int64"):
+                ctx.unsupported(f"sequence_lens of dtype {lens.dtype}")
+            if lens.static is not None and (np.any(lens.static < 0) or np.any(lens.static > self.steps)):
+                ctx.unsupported(f"sequence_lens={lens.static.tolist()} outside [0, {self.steps}]")
+            self.lens = lens
         self.w, self.r = w, r
         self.b = ctx.inputs[3] if _present(ctx, 3) else None
         self.dt = np.dtype(x.dtype)
+
+    def _inside(self, t):
+        """(N, 1) bool: step t lies inside each sequence (sequence_lens > t)."""
+        t_const = np.asarray(t, np.dtype(self.lens.dtype))
+        return _expand(self.ctx, _op(self.ctx, "less", [t_const, self.lens]), (1,))
+
+    def advance(self, t, new, old):
+        """The state after step t: new inside the sequence, old past its end."""
+        if self.lens is None:
+            return new
+        return _op(self.ctx, "where", [self._inside(t), new, old])
+
+    def emit(self, t, new):
+        """Y at step t: the new hidden state inside the sequence, 0 past its end."""
+        if self.lens is None:
+            return new
+        return _op(self.ctx, "where", [self._inside(t), new, np.zeros((), self.dt)])
 
     def initial(self, i, d):
         """Direction d's initial state from input i (layout-aware), or None."""
@@ -869,6 +1012,9 @@ class _Rnn:
 
 @handler("LSTM")
 def _lstm(ctx):
+    """unrolled `lstm_cell` steps (iofc → ifgo weights; peepholes composed); no clip/input_forget
+
+    Directions, layout, initial states; a static length; sequence_lens (shorter: forward only); default activations."""
     rnn = _Rnn(ctx, "LSTM", 4)
     if int(ctx.attr("input_forget", 0)):
         ctx.unsupported("attr input_forget=1")
@@ -891,25 +1037,25 @@ def _lstm(ctx):
         xw = rnn.inputs_times_w(w, bias)
         h = rnn.initial(5, d)
         c = rnn.initial(6, d)
+        # absent initial states are zeros, multiplied by R like any state (0·inf is NaN in ONNX too)
+        h = _zero_state(ctx, xw, hsz, rnn.dt) if h is None else h
+        c = _zero_state(ctx, xw, hsz, rnn.dt) if c is None else c
         if peep is not None:
             pi, po, pf = _split(ctx, rnn.per_dir(peep, d), 3, 0)
         hs = [None] * rnn.steps
         for t in rnn.order(d):
-            gates = rnn.step_input(xw, t)
-            if h is not None:
-                gates = _op(ctx, "add", [gates, _op(ctx, "matmul", [h, r], {"transpose_b": True})])
-            if c is None:
-                c = _zeros_like_rows(ctx, gates, hsz, rnn.dt)
+            gates = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
             if peep is None:
-                h, c = _op(ctx, "lstm_cell", [gates, c])
+                h_new, c_new = _op(ctx, "lstm_cell", [gates, c])
             else:
                 gi, go, gf, gc = _split(ctx, gates, 4, 1)
                 i = _op(ctx, "sigmoid", [_op(ctx, "add", [gi, _op(ctx, "mul", [pi, c])])])
                 f = _op(ctx, "sigmoid", [_op(ctx, "add", [gf, _op(ctx, "mul", [pf, c])])])
-                c = _op(ctx, "add", [_op(ctx, "mul", [f, c]), _op(ctx, "mul", [i, _op(ctx, "tanh", [gc])])])
-                o = _op(ctx, "sigmoid", [_op(ctx, "add", [go, _op(ctx, "mul", [po, c])])])
-                h = _op(ctx, "mul", [o, _op(ctx, "tanh", [c])])
-            hs[t] = h
+                c_new = _op(ctx, "add", [_op(ctx, "mul", [f, c]), _op(ctx, "mul", [i, _op(ctx, "tanh", [gc])])])
+                o = _op(ctx, "sigmoid", [_op(ctx, "add", [go, _op(ctx, "mul", [po, c_new])])])
+                h_new = _op(ctx, "mul", [o, _op(ctx, "tanh", [c_new])])
+            hs[t] = rnn.emit(t, h_new)
+            h, c = rnn.advance(t, h_new, h), rnn.advance(t, c_new, c)
         ys.append(hs)
         finals.append(h)
         cells.append(c)
@@ -918,6 +1064,9 @@ def _lstm(ctx):
 
 @handler("GRU")
 def _gru(ctx):
+    """unrolled `gru_cell` steps (linear_before_reset=1) or composed steps (0); no clip
+
+    Directions, layout, initial state; a static length; sequence_lens (shorter: forward only); default activations."""
     rnn = _Rnn(ctx, "GRU", 3)
     linear = int(ctx.attr("linear_before_reset", 0))
     hsz = rnn.h
@@ -941,12 +1090,12 @@ def _gru(ctx):
         for t in rnn.order(d):
             xt = rnn.step_input(xw, t)
             if h is None:
-                h = _zeros_like_rows(ctx, xt, hsz, rnn.dt)
+                h = _zero_state(ctx, xw, hsz, rnn.dt)
             if linear:
                 hw = _op(ctx, "matmul", [h, r], {"transpose_b": True})
                 if rb is not None:
                     hw = _op(ctx, "add", [hw, rb])
-                h = _op(ctx, "gru_cell", [xt, hw, h])
+                h_new = _op(ctx, "gru_cell", [xt, hw, h])
             else:
                 x_zr, x_h = _cols(ctx, xt, 0, 2 * hsz), _cols(ctx, xt, 2 * hsz, 3 * hsz)
                 zr = _op(ctx, "add", [x_zr, _op(ctx, "matmul", [h, r_zr], {"transpose_b": True})])
@@ -960,9 +1109,10 @@ def _gru(ctx):
                     n = _op(ctx, "add", [n, rb_h])
                 n = _op(ctx, "tanh", [n])
                 # (1 - z)·n + z·h, as ONNX writes it
-                h = _op(ctx, "add", [_op(ctx, "mul", [_op(ctx, "sub", [_scalar(xt, 1.0), z]), n]),
-                                     _op(ctx, "mul", [z, h])])
-            hs[t] = h
+                h_new = _op(ctx, "add", [_op(ctx, "mul", [_op(ctx, "sub", [_scalar(xt, 1.0), z]), n]),
+                                         _op(ctx, "mul", [z, h])])
+            hs[t] = rnn.emit(t, h_new)
+            h = rnn.advance(t, h_new, h)
         ys.append(hs)
         finals.append(h)
     return rnn.outputs(ys, finals)
@@ -970,6 +1120,9 @@ def _gru(ctx):
 
 @handler("RNN")
 def _rnn(ctx):
+    """unrolled tanh(x·Wᵀ + h·Rᵀ + b) steps; directions, layout, initial state; no clip
+
+    A static length; sequence_lens (shorter ones forward only); the default activation."""
     rnn = _Rnn(ctx, "RNN", 1)
     ys, finals = [], []
     for d in range(rnn.dirs):
@@ -978,13 +1131,13 @@ def _rnn(ctx):
         bias = None if wb is None else _op(ctx, "add", [wb, rb])
         xw = rnn.inputs_times_w(w, bias)
         h = rnn.initial(5, d)
+        h = _zero_state(ctx, xw, rnn.h, rnn.dt) if h is None else h
         hs = [None] * rnn.steps
         for t in rnn.order(d):
-            a = rnn.step_input(xw, t)
-            if h is not None:
-                a = _op(ctx, "add", [a, _op(ctx, "matmul", [h, r], {"transpose_b": True})])
-            h = _op(ctx, "tanh", [a])
-            hs[t] = h
+            a = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
+            h_new = _op(ctx, "tanh", [a])
+            hs[t] = rnn.emit(t, h_new)
+            h = rnn.advance(t, h_new, h)
         ys.append(hs)
         finals.append(h)
     return rnn.outputs(ys, finals)
@@ -1031,6 +1184,9 @@ def _nll(ctx, logp, labels, weights):
 
 @handler("NegativeLogLikelihoodLoss")
 def _nll_loss(ctx):
+    """`take_along_axis` over axis 1; class weights, ignore_index, reduction none/sum/mean
+
+    mean with weights is ONNX's weighted mean: Σ w[label]·loss / Σ w[label]."""
     x, labels = ctx.inputs[:2]
     w = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w)
@@ -1039,6 +1195,7 @@ def _nll_loss(ctx):
 
 @handler("SoftmaxCrossEntropyLoss")
 def _sce_loss(ctx):
+    """`log_softmax` over axis 1 + the NegativeLogLikelihoodLoss composition; log_prob output"""
     x, labels = ctx.inputs[:2]
     w = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w)

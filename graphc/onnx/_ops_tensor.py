@@ -10,7 +10,7 @@ along to the Reshape/Expand/... that reads them.
 import numpy as np
 
 from graphc import dtypes
-from graphc.onnx._import import GRAPHC_TO_ONNX, Value, handler
+from graphc.onnx._import import FOLD_LIMIT, GRAPHC_TO_ONNX, Value, handler
 
 _INT_DTYPES = ("int32", "int64")
 
@@ -63,6 +63,8 @@ def resolve_target(ctx, in_shape, target):
     """A reshape target (int | str | None entries, at most one -1) as graphc's reshape attr (ints,
     one -1 at most) and the symbolic output shape.  Symbols cancel against the input's symbols."""
     target = list(target)
+    if -1 not in target and target.count(None) == 1:
+        target[target.index(None)] = -1   # the one dim unknown at import is the inferred one
     if target.count(-1) > 1:
         ctx.format_error(f"reshape target {target} has more than one -1")
     if -1 in target:
@@ -689,13 +691,13 @@ _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
 
 @handler("Pad")
 def _pad(ctx):
-    """`pad` (constant/reflect/edge; pads/constant_value/axes inputs; negative pads → `slice`); wrap refused"""
+    """`pad` (constant/reflect/edge; pads/constant_value/axes inputs; negative pads → `slice`); wrap → `concat`"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
     mode = ctx.attr("mode", "constant")
-    if mode not in _PAD_MODES:
-        ctx.unsupported(f"attr mode={mode!r} is not supported (constant, reflect, edge)")
+    if mode not in _PAD_MODES and mode != "wrap":
+        ctx.unsupported(f"attr mode={mode!r} is not supported (constant, reflect, edge, wrap)")
     if ctx.opset < 11 and ctx.has_attr("pads"):
         pads = list(ctx.attr("pads"))
         value = ctx.attr("value", 0.0)
@@ -743,6 +745,25 @@ def _pad(ctx):
         y = ctx.op("slice", [y], {"starts": tuple(starts), "ends": tuple(ends), "axes": tuple(ax),
                                   "steps": (1,) * len(ax)})
     grow = [(max(b, 0), max(e, 0)) for b, e in zip(before, after)]
+    if mode == "wrap":
+        # the last b items, the data, the first e items along each padded axis (pads up to the axis size)
+        ys = shape_of(ctx, y)
+        for a, (b, e) in enumerate(grow):
+            if not (b or e):
+                continue
+            d = ys[a]
+            if not isinstance(d, int) or b > d or e > d:
+                ctx.unsupported(f"mode 'wrap' with pads ({b}, {e}) on axis {a} of size {d!r} (pads up to a static "
+                                "axis size are supported)")
+            parts = []
+            if b:
+                parts.append(ctx.op("slice", [y], {"starts": (d - b,), "ends": (d,), "axes": (a,), "steps": (1,)}))
+            parts.append(y)
+            if e:
+                parts.append(ctx.op("slice", [y], {"starts": (0,), "ends": (e,), "axes": (a,), "steps": (1,)}))
+            y = ctx.op("concat", parts, {"axis": a})
+            ys = shape_of(ctx, y)
+        return y
     if any(b or e for b, e in grow):
         attrs = {"pads": tuple(v for p in grow for v in p), "mode": _PAD_MODES[mode]}
         if mode == "constant":
@@ -810,6 +831,8 @@ def _eye_like(ctx):
     if len(shape) != 2 or any(not isinstance(d, int) for d in shape):
         ctx.unsupported(f"EyeLike of shape {list(shape)} (needs a static 2-D shape)")
     dt = ctx.onnx_dtype(ctx.attr("dtype"), "attribute dtype") if ctx.has_attr("dtype") else x.dtype
+    if shape[0] * shape[1] > FOLD_LIMIT:
+        ctx.unsupported(f"EyeLike of shape {list(shape)} (larger than graphc folds at import)")
     return ctx.const(np.eye(shape[0], shape[1], k=ctx.attr("k", 0), dtype=dt))
 
 
