@@ -148,12 +148,14 @@ def _round_trip(op, g, model, shapes, feeds, cases, want):
     """Import ``model`` back (gc.onnx.load), compile and run it; compare with ``want``.  Returns
     1, or 0 where the importer refuses a form listed in ROUND_TRIP_REFUSED."""
     from graphc.errors import OnnxUnsupportedError
+    if not cases:
+        return 0
     try:
         g2 = gc.onnx.load(model)
     except OnnxUnsupportedError as e:
         if op.name in ROUND_TRIP_REFUSED and ROUND_TRIP_REFUSED[op.name] in str(e):
             return 0
-        if op.name == "resize" and g.tensor(cases[0][1][0]).dtype not in ("float32", "float64"):
+        if op.name == "resize" and g.inputs[0].dtype not in ("float32", "float64"):
             return 0
         raise
     names = g2.onnx_names
@@ -162,7 +164,8 @@ def _round_trip(op, g, model, shapes, feeds, cases, want):
     feeds2 = {names.get(k, k): v for k, v in feeds.items() if names.get(k, k) in placeholders}
     shapes2 = {names.get(k, k): v for k, v in shapes.items() if names.get(k, k) in placeholders}
     plan = gc.compile(g2, shapes=shapes2, fetches=[names[n] for n in fetches])
-    got = Session(plan, threads=1).run(feeds2)
+    sess = Session(plan, threads=1)
+    got = sess.run({k: v for k, v in feeds2.items() if k in sess.feed_names})  # (unread inputs are pruned)
     _check(op, cases, {n: got[names[n]] for n in fetches}, want)
     return 1
 

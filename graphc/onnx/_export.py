@@ -34,6 +34,9 @@ import numpy as np
 from graphc import dtypes, registry
 from graphc.errors import OnnxExportError, where
 from graphc.fileio import atomic_write
+from graphc.graph import Graph, Tensor, compiler_provenance
+from graphc.onnx._export_ops import COMPOSITE, EXPORTERS, ONNX_DTYPE, REFUSED
+from graphc.serialize import load as load_pb
 
 MIN_OPSET = 13
 # When onnxruntime is not installed, the default opset is capped here (the newest opset
@@ -43,13 +46,12 @@ EXTERNAL_THRESHOLD = 2**31 - 1024 * 1024  # bytes of tensor data kept inside the
 EXTERNAL_MIN_TENSOR = 1024               # tensors smaller than this stay inline even then
 EXTERNAL_ALIGN = 4096
 
-_ONNX_DTYPE = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float64": 11}  # onnx.TensorProto enum
 
 _opset_cache = {}
 
 
 def onnx_dtype(dtype):
-    return _ONNX_DTYPE[dtypes.as_dtype(dtype)]
+    return ONNX_DTYPE[dtypes.as_dtype(dtype)]
 
 
 def _ort_max_opset(limit):
@@ -202,6 +204,10 @@ class NodeExport:
                                                  value=_tensor_proto(arr, name)))
         return name
 
+    def onnx_type(self, dtype):
+        """The onnx.TensorProto enum of a graphc dtype (Cast's ``to``)."""
+        return onnx_dtype(dtype)
+
     def scalar(self, value, dtype):
         """A rank-0 Constant of graphc dtype ``dtype``."""
         return self.const(np.asarray(value).astype(dtypes.as_dtype(dtype)))
@@ -283,14 +289,15 @@ class NodeExport:
 def _export_nodes(state, graph, nodes, names, root=None):
     """Append the ONNX form of ``nodes`` (graphc nodes of ``graph``, in order) to ``state``;
     ``names`` maps graphc value names to ONNX names and is extended with the outputs."""
-    from graphc.onnx._export_ops import EXPORTERS, REFUSED
     for node in nodes:
         e = NodeExport(state, graph, node, names, root)
         fn = EXPORTERS.get(node.op)
         if fn is None:
             reason = REFUSED.get(node.op, "no exporter is written for it")
             e.fail(f"graphc op {node.op!r} has no ONNX form: {reason}")
-        outs = fn(e)
+        outs = COMPOSITE if fn is COMPOSITE else fn(e)  # (an exporter may defer to the composite)
+        if outs is COMPOSITE:
+            outs = export_composite(e)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         if len(outs) != len(node.outputs):
             raise AssertionError(f"exporter of {node.op} returned {len(outs)} values for {len(node.outputs)}")
@@ -301,7 +308,6 @@ def _export_nodes(state, graph, nodes, names, root=None):
 def export_composite(e):
     """Export a node through its registry composite definition (built in a scratch graph
     from placeholders of the node's input types, then exported node by node)."""
-    from graphc.graph import Graph, compiler_provenance
     scratch = Graph()
     inner = {}
     with scratch, compiler_provenance():
@@ -357,7 +363,6 @@ def _needed_nodes(graph, fetches):
 
 
 def _fetch_names(graph, fetches):
-    from graphc.graph import Tensor
     if fetches is None:
         names = graph.default_fetches()
     elif isinstance(fetches, str) and not graph.has_value(fetches) and fetches in graph.entries:
@@ -481,11 +486,9 @@ def save_model(model, path, opset=None, fetches=None, external_threshold=None):
     Raises OnnxExportError for an op or attr value with no ONNX form (naming the node and
     the user's file:line), GraphcError subclasses for a bad .pb.
     """
-    from graphc.graph import Graph
     if not isinstance(model, Graph):
         if isinstance(model, (str, os.PathLike)):
-            from graphc.serialize import load
-            model = load(model)
+            model = load_pb(model)
         else:
             raise OnnxExportError(f"save_model expects a graphc Graph or a .pb path, got {type(model).__name__}")
     proto = build_model(model, opset=opset, fetches=fetches)

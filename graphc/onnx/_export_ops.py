@@ -9,10 +9,17 @@ nodes that make ONNX Runtime compute graphc's result, so that an exported model 
 same numbers as graphc on every input, special values included.
 """
 
+import re
+import sys
+
 import numpy as np
 
-from graphc import dtypes
-from graphc.onnx._export import export_composite
+import graphc.ops  # noqa: F401  (registers the ops this module maps)
+from graphc import dtypes, registry
+from graphc.ops.shape import slice_index
+
+# an EXPORTERS value: export the node through its registry composite (graphc/onnx/_export.py)
+COMPOSITE = "composite"
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -143,9 +150,11 @@ def _cast(e):
     return e.add("Cast", [x], to=_onnx_type(to))
 
 
+ONNX_DTYPE = {"float32": 1, "int32": 6, "int64": 7, "bool": 9, "float64": 11}  # onnx.TensorProto enum
+
+
 def _onnx_type(dtype):
-    from graphc.onnx._export import onnx_dtype
-    return onnx_dtype(dtype)
+    return ONNX_DTYPE[dtypes.as_dtype(dtype)]
 
 
 @exporter("softmax")
@@ -491,7 +500,6 @@ def _slice_grad(e):
     # zeros of x's shape with g scattered at the sliced positions (static shapes)
     xshape = e.static(e.shape(1), "slice_grad")
     index = np.arange(int(np.prod(xshape)), dtype=np.int64).reshape(xshape)
-    from graphc.ops.shape import slice_index
     picked = index[slice_index(len(xshape), e.attrs)]
     if picked.size == 0:
         return e.zeros(xshape, e.dtype(0))
@@ -850,7 +858,7 @@ def _einsum(e):
     if "..." in e.attrs["equation"]:
         # numpy (graphc) broadcasts ellipses of different ranks; ONNX Einsum's inference
         # refuses that: the registry composite (transpose/reshape/matmul/sum) instead
-        return export_composite(e)
+        return COMPOSITE
     return e.add("Einsum", [e.x(i) for i in range(e.num_inputs)], equation=e.attrs["equation"])
 
 
@@ -931,7 +939,6 @@ def _int_div(e):
 
 
 def _map_opsu():
-    from graphc import registry
     for op, onnx_op in _OPSU_UNARY.items():
         if registry.has_op(op):
             EXPORTERS[op] = _unary(onnx_op)
@@ -951,7 +958,7 @@ for _op in ("instance_norm", "silu", "dropout", "upsample_nearest2d", "lstm_cell
             "gru_cell_grad",
             "layer_norm_grad", "batch_norm_train_grad", "scaled_dot_product_attention_grad",
             "fused_elementwise", "fused_matmul", "fused_reduce"):
-    EXPORTERS[_op] = export_composite
+    EXPORTERS[_op] = COMPOSITE
 
 
 @exporter("constant")
@@ -976,7 +983,6 @@ def refusal_table():
 
 
 def _write_doc(path=DOC_PATH):
-    import re
     with open(path, encoding="utf-8") as f:
         text = f.read()
     new, n = re.subn(r"(<!-- refusals:begin -->\n).*?(<!-- refusals:end -->)",
@@ -988,8 +994,6 @@ def _write_doc(path=DOC_PATH):
 
 
 if __name__ == "__main__":
-    import sys
     if sys.argv[1:] != ["--write"]:
         raise SystemExit("usage: python -m graphc.onnx._export_ops --write  (regenerates docs/onnx_export.md's table)")
-    import graphc  # noqa: F401  (registers the ops)
     _write_doc()
