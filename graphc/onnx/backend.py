@@ -1,0 +1,198 @@
+"""graphc as an ONNX backend (``onnx.backend.base.Backend``).
+
+ONNX's backend interface: ``GraphcBackend.prepare(model)`` imports the model
+(:func:`graphc.onnx.load`) and returns a :class:`GraphcBackendRep`; ``rep.run(inputs)``
+compiles the imported graph for the shapes of the arrays it is given (one plan and one
+:class:`graphc.Session` per distinct set of input shapes, kept for the next run) and
+returns the model's outputs in the ONNX graph's output order.  ``run_model`` and
+``run_node`` are the one-off forms; ``supports_device`` answers for the devices this
+build of the runtime has.
+
+Example::
+
+    import numpy as np, onnx
+    from onnx import helper, TensorProto
+    from graphc.onnx.backend import GraphcBackend
+    node = helper.make_node("Relu", ["x"], ["y"])
+    x = np.array([-1.0, 2.0], np.float32)
+    (y,) = GraphcBackend.run_node(node, [x])          # array([0., 2.], dtype=float32)
+
+ONNX's conformance cases (tools/onnx_conformance.py, tests/test_onnx_backend.py) drive
+graphc through this interface.  An import refused with OnnxUnsupportedError propagates
+from ``prepare`` (an ONNX backend test runner counts it as a failure of that case; our
+runner counts it as unsupported).
+
+Like every module of graphc.onnx, this one imports ``onnx`` only when it is used, so the
+backend class is built on first access of ``GraphcBackend``/``GraphcBackendRep``.
+"""
+
+import numpy as np
+
+from graphc.compiler import compile as compile_model
+from graphc.errors import FeedError, OnnxUnsupportedError
+from graphc.onnx import load
+from graphc.session import Session
+
+# The CPU runtime is always built; CUDA only where the runtime was compiled with it.
+_DEVICE_NAMES = {"CPU": "cpu", "CUDA": "cuda"}
+
+
+def _device_name(device):
+    """ONNX's device text ('CPU', 'CUDA', 'CUDA:0') → graphc's ('cpu', 'cuda')."""
+    kind, _, index = str(device).partition(":")
+    name = _DEVICE_NAMES.get(kind.upper())
+    if name is None or index not in ("", "0"):
+        raise OnnxUnsupportedError(f"device {device!r} is not supported: graphc runs on 'CPU' and, when built "
+                                   f"with CUDA, 'CUDA' (device 0)")
+    return name
+
+
+def _runtime_devices():
+    from graphc import _runtime
+    return set(_runtime.devices())
+
+
+def _make_classes():
+    import onnx.backend.base as base
+
+    class GraphcBackendRep(base.BackendRep):
+        """An imported ONNX model, compiled on demand for the shapes it is run with.
+
+        ``run(inputs)``: ``inputs`` is a list of arrays in the order of the model's graph
+        inputs (initializers that older models also list as inputs are not fed), or a
+        dict {ONNX input name: array}; returns a tuple of arrays, one per graph output,
+        also indexable by output name.
+        """
+
+        def __init__(self, model, graph, device="cpu", threads=None):
+            self.graph = graph
+            self.device = device
+            self.threads = threads
+            inits = {t.name for t in model.graph.initializer}
+            self.input_names = [i.name for i in model.graph.input if i.name not in inits]
+            self.output_names = [o.name for o in model.graph.output]
+            names = getattr(graph, "onnx_names", {})
+            self._graphc_name = {n: names.get(n, n) for n in self.input_names + self.output_names}
+            self._sessions = {}     # tuple of (name, shape) → (Session, feed names)
+            self._outputs_type = base.namedtupledict("Outputs", self.output_names)
+
+        def feeds(self, inputs):
+            """``inputs`` (as for :meth:`run`) as {graphc name: array}."""
+            if isinstance(inputs, dict):
+                unknown = sorted(set(inputs) - set(self.input_names))
+                if unknown:
+                    raise FeedError(f"the model has no input(s) {unknown}; its inputs: {self.input_names}")
+                items = inputs.items()
+            else:
+                inputs = list(inputs)
+                if len(inputs) > len(self.input_names):
+                    raise FeedError(f"{len(inputs)} inputs given, the model has {len(self.input_names)}: "
+                                    f"{self.input_names}")
+                items = zip(self.input_names, inputs)
+            return {self._graphc_name[n]: np.asarray(a) for n, a in items}
+
+        def session(self, feeds):
+            """The Session compiled for the shapes of ``feeds`` ({graphc name: array}), made once."""
+            key = tuple(sorted((n, a.shape) for n, a in feeds.items()))
+            hit = self._sessions.get(key)
+            if hit is None:
+                placeholders = {p.name for p in self.graph.inputs}
+                shapes = {n: a.shape for n, a in feeds.items() if n in placeholders}
+                plan = compile_model(self.graph, shapes=shapes, target=self.device)
+                sess = Session(plan, device=self.device, threads=self.threads)
+                hit = self._sessions[key] = (sess, set(sess.feed_names))
+            return hit
+
+        def run(self, inputs, **kwargs):
+            feeds = self.feeds(inputs)
+            sess, wanted = self.session(feeds)
+            missing = sorted(wanted - set(feeds))
+            if missing:
+                raise FeedError(f"missing input(s) {missing}; the model's inputs: {self.input_names}")
+            got = sess.run({n: a for n, a in feeds.items() if n in wanted})
+            return self._outputs_type(*(got[self._graphc_name[n]] for n in self.output_names))
+
+    class GraphcBackend(base.Backend):
+        """graphc behind ONNX's backend interface (see the module docstring)."""
+
+        @classmethod
+        def is_compatible(cls, model, device="CPU", **kwargs):
+            return cls.supports_device(device)
+
+        @classmethod
+        def prepare(cls, model, device="CPU", **kwargs):
+            """Import ``model`` (a ModelProto, bytes or a path) and return a GraphcBackendRep.
+            kwargs: ``trainable`` (default False: an inference backend keeps initializers as
+            constants), ``shapes`` (as for :func:`graphc.onnx.load`), ``threads``."""
+            import onnx
+            name = _device_name(device)
+            # load() gives the typed errors for a malformed file; the input/output names are
+            # then read from the (now known good) ModelProto.
+            graph = load(model, trainable=kwargs.get("trainable", False), shapes=kwargs.get("shapes"))
+            if isinstance(model, bytes):
+                model = onnx.load_model_from_string(model)
+            elif not isinstance(model, onnx.ModelProto):
+                model = onnx.load(model, load_external_data=False)
+            return GraphcBackendRep(model, graph, device=name, threads=kwargs.get("threads"))
+
+        @classmethod
+        def run_model(cls, model, inputs, device="CPU", **kwargs):
+            return cls.prepare(model, device, **kwargs).run(inputs)
+
+        @classmethod
+        def run_node(cls, node, inputs, device="CPU", outputs_info=None, **kwargs):
+            """Run one NodeProto on ``inputs`` (arrays, in the node's input order; an omitted
+            optional input is '' in node.input and absent from ``inputs``).  ``opset_version``
+            (kwarg) picks the default-domain opset, else the newest the installed onnx knows."""
+            from onnx import defs, helper
+            present = [n for n in node.input if n]
+            inputs = [np.asarray(a) for a in inputs]
+            if len(inputs) != len(present):
+                raise FeedError(f"node {node.op_type} names {len(present)} inputs, {len(inputs)} arrays given")
+            graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+                            for n, a in zip(present, inputs)]
+            graph_outputs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
+            graph = helper.make_graph([node], f"run_node_{node.op_type}", graph_inputs, graph_outputs)
+            opset = kwargs.pop("opset_version", None) or defs.onnx_opset_version()
+            model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid(node.domain or "", opset)])
+            return cls.prepare(model, device, **kwargs).run(inputs)
+
+        @classmethod
+        def supports_device(cls, device):
+            try:
+                return _device_name(device) in _runtime_devices()
+            except OnnxUnsupportedError:
+                return False
+
+    return GraphcBackendRep, GraphcBackend
+
+
+_CLASSES = {}
+
+
+def __getattr__(name):
+    # The classes derive from onnx's, so they are made when first asked for (``import
+    # graphc`` never imports onnx).
+    if name in ("GraphcBackend", "GraphcBackendRep"):
+        if not _CLASSES:
+            rep, backend = _make_classes()
+            _CLASSES.update(GraphcBackendRep=rep, GraphcBackend=backend)
+        return _CLASSES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def prepare(model, device="CPU", **kwargs):
+    """ONNX's module-level backend API: ``graphc.onnx.backend.prepare(model).run(inputs)``."""
+    return __getattr__("GraphcBackend").prepare(model, device, **kwargs)
+
+
+def run_model(model, inputs, device="CPU", **kwargs):
+    return __getattr__("GraphcBackend").run_model(model, inputs, device, **kwargs)
+
+
+def run_node(node, inputs, device="CPU", outputs_info=None, **kwargs):
+    return __getattr__("GraphcBackend").run_node(node, inputs, device, outputs_info, **kwargs)
+
+
+def supports_device(device):
+    return __getattr__("GraphcBackend").supports_device(device)
