@@ -1,4 +1,4 @@
-"""The ``graphc`` command line tool: compile, info, viz, run and bench.
+"""The ``graphc`` command line tool: compile, info, viz, run, bench, import and export.
 
 ::
 
@@ -10,6 +10,8 @@
     graphc viz   model.pb|model.plan|gan.program -o graph.svg [--entry NAME] [--collapse] [--depth N]
     graphc run   model.plan|gan.program [--entry NAME] --feed x=x.npy [--steps N] [-o out.npz] [--checkpoint ckpt]
     graphc bench model.plan|gan.program [--entry NAME] [--warmup 10 --iters 100]
+    graphc import model.onnx -o model.pb [--constants] [--shape x=1,3,224,224]   # ONNX -> graphc (docs/onnx.md)
+    graphc export model.pb -o model.onnx [--opset N]                              # graphc -> ONNX
 
 Bad input (a missing or wrong-kind file, a bad flag value, an unknown shape name,
 feeds that do not match the plan) prints one line on stderr and exits with 2; ``-v``
@@ -32,6 +34,7 @@ import traceback
 import numpy as np
 
 from graphc import compiler, dtypes, optim, registry, serialize, viz
+from graphc import onnx as gc_onnx
 from graphc._version import __version__
 from graphc.aot.c_text import check_name, name_from_stem
 from graphc.aot.emit import emit_c
@@ -1037,6 +1040,45 @@ def _print_node_table(plan, totals, iters, top):
                   f"{_prov(member.provenance)}")
 
 
+# -- import / export (ONNX) ----------------------------------------------------------------
+
+def _default_output(path, ext):
+    return os.path.splitext(path)[0] + ext
+
+
+def cmd_import(args):
+    _check_exists(args.model)
+    shapes = dict(parse_shape(t) for t in args.shape)
+    out = args.output or _default_output(args.model, ".pb")
+    graph = gc_onnx.load(args.model, trainable=not args.constants, shapes=shapes or None)
+    graph.save(out)
+    params = _params(graph.variables)
+    ops = _histogram(n.op for n in graph.nodes)
+    top = ", ".join(f"{op} {k}" for op, k in list(ops.items())[:8]) + (", ..." if len(ops) > 8 else "")
+    print(f"wrote {out}: {len(graph.nodes)} nodes, {len(ops)} ops ({top}), "
+          f"{params['count']} parameters in {params['variables']} variables ({format_bytes(params['bytes'])})")
+    names = getattr(graph, "onnx_names", {})
+    for p in graph.inputs:
+        print(f"  input  {p.name} {_fmt_shape(p.shape)} {p.dtype}")
+    for o in graph.outputs:
+        t = graph.tensor(o)
+        print(f"  output {o} {_fmt_shape(t.shape)} {t.dtype}")
+    renamed = {k: v for k, v in names.items() if k != v}
+    for k, v in renamed.items():
+        print(f"  renamed ONNX value {k!r} -> {v!r} (':' is reserved in graphc names)")
+    return EXIT_OK
+
+
+def cmd_export(args):
+    _check_exists(args.model)
+    out = args.output or _default_output(args.model, ".onnx")
+    model = gc_onnx.save(args.model, out, opset=args.opset)
+    opset = next((o.version for o in getattr(model, "opset_import", []) if o.domain in ("", "ai.onnx")), None)
+    nodes = len(model.graph.node) if model is not None else 0
+    print(f"wrote {out}: {nodes} ONNX nodes" + (f", opset {opset}" if opset is not None else ""))
+    return EXIT_OK
+
+
 # -- the parser ----------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -1110,6 +1152,24 @@ def build_parser():
     r.add_argument("--threads", type=int)
     common(r)
     r.set_defaults(func=cmd_run)
+
+    im = sub.add_parser("import", help="import an ONNX model (.onnx) as a graphc model (.pb)")
+    im.add_argument("model", help="the ONNX model")
+    im.add_argument("-o", "--output", help="the model to write (default: MODEL with .pb)")
+    im.add_argument("--constants", action="store_true",
+                    help="float initializers become constants (default: trainable variables)")
+    im.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                    help="pin a graph input's shape at import (repeatable; needed when a shape computation "
+                    "depends on more than one symbolic dim)")
+    common(im)
+    im.set_defaults(func=cmd_import)
+
+    ex = sub.add_parser("export", help="export a graphc model (.pb) as an ONNX model")
+    ex.add_argument("model", help="the graphc model .pb")
+    ex.add_argument("-o", "--output", help="the ONNX file to write (default: MODEL with .onnx)")
+    ex.add_argument("--opset", type=int, metavar="N", help="the default-domain opset (default: see docs/onnx.md)")
+    common(ex)
+    ex.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="latency and time per node")
     b.add_argument("plan", help="a plan or a program file")

@@ -316,6 +316,9 @@ inline constexpr InputInfo kGruCellGradInputs[] = {
     {"hw", "T", bit(DType::F32) | bit(DType::F64)},
     {"h", "T", bit(DType::F32) | bit(DType::F64)},
 };
+inline constexpr InputInfo kIdentityInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
 inline constexpr InputInfo kLayerNormInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
     {"weight", "T", bit(DType::F32) | bit(DType::F64)},
@@ -763,6 +766,7 @@ inline constexpr OpInfo kOps[] = {
     {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"gru_cell", kGruCellInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"gru_cell_grad", kGruCellGradInputs, 4, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"identity", kIdentityInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"leaky_relu", kLeakyReluInputs, 1, false, kLeakyReluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
@@ -825,7 +829,7 @@ inline constexpr OpInfo kOps[] = {
     {"upsample_nearest2d", kUpsampleNearest2dInputs, 1, false, kUpsampleNearest2dAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 98;
+inline constexpr int kNumOps = 99;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -1219,6 +1223,11 @@ struct GruCell {
 // gru_cell_grad: The gradient of gru_cell (dy the gradient of h'), the activations recomputed from xw and hw: dan = dy·(1-z)·(1-n²), dar = dan·hw[n]·r(1-r), daz = dy·(
 struct GruCellGrad {
   explicit GruCellGrad(const KernelArgs&) {}
+};
+
+// identity: y = x (ONNX Identity), any dtype. A view: the output aliases the input's bytes.
+struct Identity {
+  explicit Identity(const KernelArgs&) {}
 };
 
 // layer_norm: Layer norm over x.shape[axis:] (one row): mean = Σx/n, var = Σ(x - mean)²/n, rstd = 1/√(var + eps), y = (x - mean)·rstd·weight + bias. Outputs (y, mea

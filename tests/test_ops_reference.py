@@ -1262,3 +1262,8 @@ def _attention_grad(inputs, attrs):
 
 
 INDEPENDENT.update({"scaled_dot_product_attention": _attention, "scaled_dot_product_attention_grad": _attention_grad})
+
+
+from tensor_extra_independent import INDEPENDENT_TENSOR_EXTRA  # noqa: E402  (identity, tile, resize, ...)
+
+INDEPENDENT.update(INDEPENDENT_TENSOR_EXTRA)

@@ -79,6 +79,7 @@ from graphc.ops.shape import (  # noqa: F401
     stop_gradient,
     transpose,
 )
+from graphc.ops.tensor_extra import identity  # noqa: F401
 from graphc.ops.topk import take_along_axis, topk  # noqa: F401
 from graphc.ops.updates import assign  # noqa: F401
 from graphc.ops.upsample import upsample  # noqa: F401
