@@ -58,7 +58,9 @@ BEGIN, END = "<!-- onnx-conformance:begin -->", "<!-- onnx-conformance:end -->"
 PASS, FAIL, UNSUPPORTED = "PASS", "FAIL", "UNSUPPORTED"
 CACHE_FORMAT = 1
 
-_OP_IN_MESSAGE = re.compile(r"\(([A-Za-z][A-Za-z0-9_]*), opset \d+\)")
+_OP_IN_MESSAGE = re.compile(r"node (?:'[^']*'|\"[^\"]*\") \(([A-Za-z][A-Za-z0-9_]*)[,)]")
+_DTYPE_IN_MESSAGE = re.compile(r"element type (?:type )?([A-Za-z0-9_]+)")
+_TYPE_IN_MESSAGE = re.compile(r"of ONNX type ([a-z_]+)")
 _EXPANDED = re.compile(r"_expanded(_ver\d+)?$")
 
 
@@ -217,12 +219,29 @@ def _describe(exc):
 
 
 def _refusal_op(exc):
-    m = _OP_IN_MESSAGE.search(str(exc))
-    return m.group(1) if m else ""
+    """The op_type a refusal names (``node 'n' (Conv, opset 17): ...``); for a refusal of the
+    model's inputs/outputs, what it refuses: ``dtype FLOAT16``, ``sequence_type``."""
+    text = str(exc)
+    for pattern, form in ((_OP_IN_MESSAGE, "{}"), (_DTYPE_IN_MESSAGE, "dtype {}"), (_TYPE_IN_MESSAGE, "{}")):
+        m = pattern.search(text)
+        if m:
+            return form.format(m.group(1))
+    return ""
 
 
 def compare(refs, outs, rtol, atol):
-    """None when ``outs`` equal ``refs`` as onnx's backend runner requires, else what differs."""
+    """None when ``outs`` equal ``refs`` as onnx's backend runner requires (its own
+    ``assert_similar_outputs`` decides), else what differs."""
+    from onnx.backend.test.runner import Runner
+    try:
+        Runner.assert_similar_outputs(refs, outs, rtol=rtol, atol=atol)
+        return None
+    except Exception as e:  # noqa: BLE001 — onnx raises AssertionError, or TypeError/AttributeError on a type mismatch
+        return _difference(refs, outs, rtol, atol) or _describe(e)
+
+
+def _difference(refs, outs, rtol, atol):
+    """What differs between ``outs`` and ``refs``, in words (None when this finds nothing)."""
     if len(outs) != len(refs):
         return f"{len(outs)} outputs, expected {len(refs)}"
     for i, (ref, out) in enumerate(zip(refs, outs)):

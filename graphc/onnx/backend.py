@@ -144,6 +144,7 @@ def _make_classes():
             """Run one NodeProto on ``inputs`` (arrays, in the node's input order; an omitted
             optional input is '' in node.input and absent from ``inputs``).  ``opset_version``
             (kwarg) picks the default-domain opset, else the newest the installed onnx knows."""
+            import onnx
             from onnx import defs, helper
             present = [n for n in node.input if n]
             inputs = [np.asarray(a) for a in inputs]
@@ -155,6 +156,11 @@ def _make_classes():
             graph = helper.make_graph([node], f"run_node_{node.op_type}", graph_inputs, graph_outputs)
             opset = kwargs.pop("opset_version", None) or defs.onnx_opset_version()
             model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid(node.domain or "", opset)])
+            # The outputs' types come from ONNX's shape inference (where it can tell them).
+            inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.output}
+            for out in model.graph.output:
+                if out.name in inferred and inferred[out.name].type.tensor_type.elem_type:
+                    out.CopyFrom(inferred[out.name])
             return cls.prepare(model, device, **kwargs).run(inputs)
 
         @classmethod
