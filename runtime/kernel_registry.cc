@@ -92,6 +92,13 @@ std::vector<int64_t> KernelArgs::attr_ints(const std::string& name) const {
   return v.ints;
 }
 
+std::vector<double> KernelArgs::attr_floats(const std::string& name) const {
+  const AttrValue& v = get(name);
+  if (v.kind == AttrValue::Float) return {v.f};
+  expect_kind(*this, name, v, AttrValue::Floats);
+  return v.floats;
+}
+
 DType KernelArgs::attr_dtype(const std::string& name, DType fallback) const {
   if (!has(name)) return fallback;
   const AttrValue& v = get(name);

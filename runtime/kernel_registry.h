@@ -76,6 +76,7 @@ class KernelArgs {
   double attr_float(const std::string& name) const;
   std::string attr_string(const std::string& name, const std::string& fallback) const;
   std::vector<int64_t> attr_ints(const std::string& name) const;
+  std::vector<double> attr_floats(const std::string& name) const;
   DType attr_dtype(const std::string& name, DType fallback) const;
 
   // Throw std::invalid_argument unless the arity matches.

@@ -80,6 +80,13 @@ inline constexpr AttrInfo kArgmaxAttrs[] = {
     {"axis", AttrValue::Int, false, false},
     {"keepdims", AttrValue::Bool, false, false},
 };
+inline constexpr InputInfo kArgminInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kArgminAttrs[] = {
+    {"axis", AttrValue::Int, false, false},
+    {"keepdims", AttrValue::Bool, false, false},
+};
 inline constexpr InputInfo kAssignInputs[] = {
     {"var", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"value", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -241,6 +248,12 @@ inline constexpr AttrInfo kDropoutTrainAttrs[] = {
     {"p", AttrValue::Float, false, false},
     {"seed", AttrValue::Int, true, false},
 };
+inline constexpr InputInfo kEinsumInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kEinsumAttrs[] = {
+    {"equation", AttrValue::String, true, false},
+};
 inline constexpr InputInfo kEmbeddingInputs[] = {
     {"ids", "", bit(DType::I32) | bit(DType::I64)},
     {"weight", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -318,6 +331,14 @@ inline constexpr InputInfo kGruCellGradInputs[] = {
 };
 inline constexpr InputInfo kIdentityInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr InputInfo kInstanceNormInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+    {"scale", "T", bit(DType::F32) | bit(DType::F64)},
+    {"bias", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kInstanceNormAttrs[] = {
+    {"eps", AttrValue::Float, false, false},
 };
 inline constexpr InputInfo kLayerNormInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
@@ -433,6 +454,13 @@ inline constexpr AttrInfo kMeanAttrs[] = {
     {"axes", AttrValue::Ints, false, true},
     {"keepdims", AttrValue::Bool, false, false},
 };
+inline constexpr InputInfo kMinInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kMinAttrs[] = {
+    {"axes", AttrValue::Ints, false, true},
+    {"keepdims", AttrValue::Bool, false, false},
+};
 inline constexpr InputInfo kMinimumInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -529,6 +557,29 @@ inline constexpr AttrInfo kReshapeAttrs[] = {
 inline constexpr InputInfo kReshapeLikeInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"like", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr InputInfo kResizeInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kResizeAttrs[] = {
+    {"sizes", AttrValue::Ints, true, false},
+    {"scales", AttrValue::Floats, false, true},
+    {"mode", AttrValue::String, false, false},
+    {"coordinate_transformation_mode", AttrValue::String, false, false},
+    {"nearest_mode", AttrValue::String, false, false},
+    {"exclude_outside", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kResizeGradInputs[] = {
+    {"dy", "T", bit(DType::F32) | bit(DType::F64)},
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kResizeGradAttrs[] = {
+    {"sizes", AttrValue::Ints, true, false},
+    {"scales", AttrValue::Floats, false, true},
+    {"mode", AttrValue::String, false, false},
+    {"coordinate_transformation_mode", AttrValue::String, false, false},
+    {"nearest_mode", AttrValue::String, false, false},
+    {"exclude_outside", AttrValue::Bool, false, false},
 };
 inline constexpr InputInfo kScaledDotProductAttentionInputs[] = {
     {"q", "T", bit(DType::F32) | bit(DType::F64)},
@@ -688,6 +739,12 @@ inline constexpr AttrInfo kTakeAlongAxisGradAttrs[] = {
 inline constexpr InputInfo kTanhInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
+inline constexpr InputInfo kTileInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
+};
+inline constexpr AttrInfo kTileAttrs[] = {
+    {"repeats", AttrValue::Ints, true, false},
+};
 inline constexpr InputInfo kTopkInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64)},
 };
@@ -733,6 +790,7 @@ inline constexpr OpInfo kOps[] = {
     {"adam_update", kAdamUpdateInputs, 5, false, kAdamUpdateAttrs, 6, kAdamUpdateInplace, 3, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"add", kAddInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"argmax", kArgmaxInputs, 1, false, kArgmaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu},
+    {"argmin", kArgminInputs, 1, false, kArgminAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu},
     {"assign", kAssignInputs, 2, false, nullptr, 0, kAssignInplace, 1, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
     {"avg_pool2d", kAvgPool2dInputs, 1, false, kAvgPool2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"avg_pool2d_grad", kAvgPool2dGradInputs, 2, false, kAvgPool2dGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -753,6 +811,7 @@ inline constexpr OpInfo kOps[] = {
     {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"dropout", kDropoutInputs, 1, false, kDropoutAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"dropout_train", kDropoutTrainInputs, 2, false, kDropoutTrainAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"einsum", kEinsumInputs, 1, true, kEinsumAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"embedding", kEmbeddingInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"embedding_grad", kEmbeddingGradInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"equal", kEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, false, kDeviceCpu},
@@ -767,6 +826,7 @@ inline constexpr OpInfo kOps[] = {
     {"gru_cell", kGruCellInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"gru_cell_grad", kGruCellGradInputs, 4, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"identity", kIdentityInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"instance_norm", kInstanceNormInputs, 3, false, kInstanceNormAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"leaky_relu", kLeakyReluInputs, 1, false, kLeakyReluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
@@ -784,6 +844,7 @@ inline constexpr OpInfo kOps[] = {
     {"max_pool2d_grad", kMaxPool2dGradInputs, 2, false, kMaxPool2dGradAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"maximum", kMaximumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"mean", kMeanInputs, 1, false, kMeanAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"min", kMinInputs, 1, false, kMinAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"minimum", kMinimumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"mul", kMulInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"neg", kNegInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
@@ -799,6 +860,8 @@ inline constexpr OpInfo kOps[] = {
     {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"reshape_like", kReshapeLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"resize", kResizeInputs, 1, false, kResizeAttrs, 6, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
+    {"resize_grad", kResizeGradInputs, 2, false, kResizeGradAttrs, 6, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"scaled_dot_product_attention", kScaledDotProductAttentionInputs, 4, false, kScaledDotProductAttentionAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"scaled_dot_product_attention_grad", kScaledDotProductAttentionGradInputs, 8, false, kScaledDotProductAttentionGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"sgd_momentum_update", kSgdMomentumUpdateInputs, 3, false, kSgdMomentumUpdateAttrs, 4, kSgdMomentumUpdateInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
@@ -822,6 +885,7 @@ inline constexpr OpInfo kOps[] = {
     {"take_along_axis", kTakeAlongAxisInputs, 2, false, kTakeAlongAxisAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"take_along_axis_grad", kTakeAlongAxisGradInputs, 3, false, kTakeAlongAxisGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"tanh", kTanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"tile", kTileInputs, 1, false, kTileAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"topk", kTopkInputs, 1, false, kTopkAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"tril", kTrilInputs, 1, false, kTrilAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
@@ -829,7 +893,7 @@ inline constexpr OpInfo kOps[] = {
     {"upsample_nearest2d", kUpsampleNearest2dInputs, 1, false, kUpsampleNearest2dAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 99;
+inline constexpr int kNumOps = 106;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -886,6 +950,16 @@ struct Argmax {
   int64_t axis = -1;  // the axis searched
   bool keepdims = false;  // keep the axis with size 1
   explicit Argmax(const KernelArgs& a) {
+    if (a.has("axis")) axis = a.attr_int("axis");
+    if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
+  }
+};
+
+// argmin: y = the index (int64) of the smallest item along 'axis'; the first of equal minima (ONNX ArgMin with select_last_index=0); NaN counts as the smallest 
+struct Argmin {
+  int64_t axis = -1;  // the axis searched
+  bool keepdims = false;  // keep the axis with size 1
+  explicit Argmin(const KernelArgs& a) {
     if (a.has("axis")) axis = a.attr_int("axis");
     if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
   }
@@ -1125,6 +1199,15 @@ struct DropoutTrain {
   }
 };
 
+// einsum: Einstein summation (numpy.einsum, ONNX Einsum) of one or more float operands: y[out] = Σ over the indices not in the output of Π x_k[term_k]; implicit
+struct Einsum {
+  std::string equation;  // the einsum equation, e.g. 'bij,bjk->bik'
+  explicit Einsum(const KernelArgs& a) {
+    if (!a.has("equation")) a.fail("missing attr 'equation'");
+    equation = a.attr_string("equation", std::string());
+  }
+};
+
 // embedding: y[i..., :] = weight[ids[i...], :] (torch.nn.functional.embedding / index_select along axis 0): ids int32/int64 of any shape, weight (V, ...) of any dt
 struct Embedding {
   explicit Embedding(const KernelArgs&) {}
@@ -1228,6 +1311,14 @@ struct GruCellGrad {
 // identity: y = x (ONNX Identity), any dtype. A view: the output aliases the input's bytes.
 struct Identity {
   explicit Identity(const KernelArgs&) {}
+};
+
+// instance_norm: Instance norm (ONNX InstanceNormalization): per sample n and channel c, mean and biased variance over the spatial axes 2.. of x (N, C, D1, ...); y = (
+struct InstanceNorm {
+  double eps = 1e-05;  // added to the variance before the square root
+  explicit InstanceNorm(const KernelArgs& a) {
+    if (a.has("eps")) eps = a.attr_float("eps");
+  }
 };
 
 // layer_norm: Layer norm over x.shape[axis:] (one row): mean = Σx/n, var = Σ(x - mean)²/n, rstd = 1/√(var + eps), y = (x - mean)·rstd·weight + bias. Outputs (y, mea
@@ -1377,6 +1468,18 @@ struct Mean {
   std::vector<int64_t> axes;  // axes reduced; None: every axis
   bool keepdims = false;  // keep reduced axes as size 1
   explicit Mean(const KernelArgs& a) {
+    has_axes = a.has("axes");
+    if (a.has("axes")) axes = a.attr_ints("axes");
+    if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
+  }
+};
+
+// min: y = min x over 'axes' (all axes when None); NaN propagates (numpy.min); reducing an axis of size 0 is an error. The gradient goes to every position eq
+struct Min {
+  bool has_axes = false;  // false: the attr is None
+  std::vector<int64_t> axes;  // axes reduced; None: every axis
+  bool keepdims = false;  // keep reduced axes as size 1
+  explicit Min(const KernelArgs& a) {
     has_axes = a.has("axes");
     if (a.has("axes")) axes = a.attr_ints("axes");
     if (a.has("keepdims")) keepdims = a.attr_bool("keepdims", false);
@@ -1534,6 +1637,48 @@ struct Reshape {
 // reshape_like: y = x reshaped to the shape of 'like' (same element count). A view.
 struct ReshapeLike {
   explicit ReshapeLike(const KernelArgs&) {}
+};
+
+// resize: ONNX Resize, modes nearest and linear: along each axis i whose size or scale changes, output index j maps to the input coordinate x(j) of 'coordinate_
+struct Resize {
+  std::vector<int64_t> sizes;  // the output shape, one entry per axis; -1 keeps the input's size (scale 1)
+  bool has_scales = false;  // false: the attr is None
+  std::vector<double> scales;  // per-axis scale the coordinate transform divides by (ONNX's scales input); None: sizes[i] / x.shape[i]
+  std::string mode = "nearest";  // nearest or linear (n-linear over the resized axes)
+  std::string coordinate_transformation_mode = "half_pixel";  // how an output index maps to an input coordinate: half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nn
+  std::string nearest_mode = "round_prefer_floor";  // rounding of the coordinate in nearest mode: round_prefer_floor, round_prefer_ceil, floor, ceil
+  bool exclude_outside = false;  // give taps outside the input weight 0 and renormalise the rest
+  explicit Resize(const KernelArgs& a) {
+    if (!a.has("sizes")) a.fail("missing attr 'sizes'");
+    sizes = a.attr_ints("sizes");
+    has_scales = a.has("scales");
+    if (a.has("scales")) scales = a.attr_floats("scales");
+    if (a.has("mode")) mode = a.attr_string("mode", std::string());
+    if (a.has("coordinate_transformation_mode")) coordinate_transformation_mode = a.attr_string("coordinate_transformation_mode", std::string());
+    if (a.has("nearest_mode")) nearest_mode = a.attr_string("nearest_mode", std::string());
+    if (a.has("exclude_outside")) exclude_outside = a.attr_bool("exclude_outside", false);
+  }
+};
+
+// resize_grad: The gradient of resize with respect to x: dx = Rᵀ dy for the linear map R that resize applies (each output's taps scatter weight · dy back to the inpu
+struct ResizeGrad {
+  std::vector<int64_t> sizes;  // the output shape, one entry per axis; -1 keeps the input's size (scale 1)
+  bool has_scales = false;  // false: the attr is None
+  std::vector<double> scales;  // per-axis scale the coordinate transform divides by (ONNX's scales input); None: sizes[i] / x.shape[i]
+  std::string mode = "nearest";  // nearest or linear (n-linear over the resized axes)
+  std::string coordinate_transformation_mode = "half_pixel";  // how an output index maps to an input coordinate: half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nn
+  std::string nearest_mode = "round_prefer_floor";  // rounding of the coordinate in nearest mode: round_prefer_floor, round_prefer_ceil, floor, ceil
+  bool exclude_outside = false;  // give taps outside the input weight 0 and renormalise the rest
+  explicit ResizeGrad(const KernelArgs& a) {
+    if (!a.has("sizes")) a.fail("missing attr 'sizes'");
+    sizes = a.attr_ints("sizes");
+    has_scales = a.has("scales");
+    if (a.has("scales")) scales = a.attr_floats("scales");
+    if (a.has("mode")) mode = a.attr_string("mode", std::string());
+    if (a.has("coordinate_transformation_mode")) coordinate_transformation_mode = a.attr_string("coordinate_transformation_mode", std::string());
+    if (a.has("nearest_mode")) nearest_mode = a.attr_string("nearest_mode", std::string());
+    if (a.has("exclude_outside")) exclude_outside = a.attr_bool("exclude_outside", false);
+  }
 };
 
 // scaled_dot_product_attention: Attention (torch's scaled_dot_product_attention, dropout 0): keep = mask (broadcast to (..., L, S)) and j <= i if causal; s = scale·q kᵀ; out[i] = Σ_{
@@ -1752,6 +1897,15 @@ struct TakeAlongAxisGrad {
 // tanh: Elementwise: y = tanh x. Dtypes: float32, float64.
 struct Tanh {
   explicit Tanh(const KernelArgs&) {}
+};
+
+// tile: y = x repeated repeats[i] times along each axis i (numpy.tile with one repeat per axis, ONNX Tile): y[j] = x[j mod x.shape]; y.shape[i] = x.shape[i] ·
+struct Tile {
+  std::vector<int64_t> repeats;  // how many copies along each axis (one entry per axis, >= 0)
+  explicit Tile(const KernelArgs& a) {
+    if (!a.has("repeats")) a.fail("missing attr 'repeats'");
+    repeats = a.attr_ints("repeats");
+  }
 };
 
 // topk: (values, indices) = the k largest (largest=False: smallest) items of x along 'axis' and their int64 positions (torch.topk, ONNX TopK). Total order: Na

@@ -297,6 +297,7 @@ class _Importer:
         self.values = {}          # ONNX name -> Value
         self.onnx_names = {}      # ONNX name of a graph input/output -> graphc name
         self._node_names = set()
+        self._bound = set()       # ids of tensors renamed to an ONNX output name
         self._anon = 0
 
     # -- names -----------------------------------------------------------------------------
@@ -590,16 +591,20 @@ class _Importer:
         if v.const is not None or (v.dims is not None and v._tensor is None):
             return Value(oname, v.dtype, v.shape, const=v.const, dims=v.dims, builder=self)
         t = v.tensor()
+        shape = t.shape
+        if v.shape is not None and len(v.shape) == len(t.shape):   # a handler's symbolic dims fill graphc's unknowns
+            shape = tuple(a if isinstance(a, int) or b is None else b for a, b in zip(t.shape, v.shape))
         target = _sanitize(oname)
         if t.name == target:
-            return Value(t.name, t.dtype, t.shape, tensor=t, builder=self)
+            return Value(t.name, t.dtype, shape, tensor=t, builder=self)
         node = t.producer
-        if (node in ctx.created and len(node.outputs) == 1 and not self.taken(target)
+        if (node in ctx.created and len(node.outputs) == 1 and not self.taken(target) and id(t) not in self._bound
                 and not any(t.name in n.inputs for n in ctx.created)):
             self._rename(node, t, target)
-            return Value(t.name, t.dtype, t.shape, tensor=t, builder=self)
+            self._bound.add(id(t))
+            return Value(t.name, t.dtype, shape, tensor=t, builder=self)
         t2 = self.identity(t, self.fresh_name(oname), ctx)
-        return Value(t2.name, t2.dtype, t2.shape, tensor=t2, builder=self)
+        return Value(t2.name, t2.dtype, shape, tensor=t2, builder=self)
 
     def _rename(self, node, t, target):
         g = self.graph

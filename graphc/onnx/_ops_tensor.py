@@ -528,6 +528,93 @@ def _gather_elements(ctx):
     return ctx.op("take_along_axis", [x, idx], {"axis": axis})
 
 
+@handler("GatherND")
+def _gather_nd(ctx):
+    """`embedding` of the data reshaped to (indexed part, rest) by the flat index (static indexed dims)"""
+    x = ctx.inputs[0]
+    shape = shape_of(ctx, x)
+    ishape = shape_of(ctx, ctx.inputs[1], 1)
+    b = ctx.attr("batch_dims", 0)
+    r, q = len(shape), len(ishape)
+    if q < 1 or not isinstance(ishape[-1], int):
+        ctx.unsupported(f"indices of shape {list(ishape)}: the last dim must be known at import")
+    k = ishape[-1]
+    if not 0 <= b < min(r, q) or b + k > r:
+        ctx.format_error(f"batch_dims={b} and indices' last dim {k} do not fit data of rank {r}")
+    inner = shape[b:b + k]
+    batch = shape[:b]
+    if any(not isinstance(d, int) for d in list(inner) + list(batch)) or \
+            any(not isinstance(d, int) for d in ishape[:b]):
+        ctx.unsupported(f"GatherND over dims {list(shape[:b + k])} that are not all known at import (shapes=)")
+    idx = ctx.inputs[1]
+    if idx.dtype != "int64":
+        if idx.dtype != "int32":
+            ctx.format_error(f"indices must be int64, got {idx.dtype}")
+        idx = ctx.op("cast", [idx], {"to": "int64"})
+    lead = tuple(ishape[:-1])
+    flat = None
+    stride = 1
+    for j in reversed(range(k)):
+        d = inner[j]
+        part = ctx.op("slice", [idx], {"starts": (j,), "ends": (j + 1,), "axes": (q - 1,), "steps": (1,)})
+        part = ctx.op("squeeze", [part], {"axes": (q - 1,)})
+        if part.const is not None:
+            arr = part.const
+            if arr.size and (arr.min() < -d or arr.max() >= d):
+                ctx.format_error(f"indices hold values outside [-{d}, {d}) for data axis {b + j}")
+        neg = ctx.op("less", [part, np.asarray(0, np.int64)])
+        part = ctx.op("where", [neg, ctx.op("add", [part, np.asarray(d, np.int64)]), part])
+        term = part if stride == 1 else ctx.op("mul", [part, np.asarray(stride, np.int64)])
+        flat = term if flat is None else ctx.op("add", [flat, term])
+        stride *= d
+    nb = int(np.prod(batch, dtype=np.int64)) if b else 1
+    if flat is None:   # k == 0: whole slices
+        flat = ctx.const(np.zeros(lead, np.int64))
+    if b:
+        # the batch position of every index row, as an offset into (batch..., inner...) flattened
+        offs = (np.arange(nb, dtype=np.int64) * stride).reshape(tuple(batch) + (1,) * (len(lead) - b))
+        flat = ctx.op("add", [flat, offs])
+    rest = tuple(shape[b + k:])
+    if any(not isinstance(d, int) for d in rest):
+        if len([d for d in rest if not isinstance(d, int)]) > 1:
+            ctx.unsupported(f"GatherND with trailing dims {list(rest)} (more than one symbolic)")
+    flat_data = reshape_to(ctx, x, [nb * stride] + list(rest))
+    y = ctx.op("embedding", [flat, flat_data])
+    return y
+
+
+@handler("Compress")
+def _compress(ctx):
+    """`embedding`/`transpose` gather of the positions where the condition (known at import) is true"""
+    x = ctx.inputs[0]
+    cond = ctx.const_input(1, "condition").reshape(-1).astype(bool)
+    shape = shape_of(ctx, x)
+    axis = ctx.attr("axis", None)
+    if axis is None:
+        x = reshape_to(ctx, x, [-1])
+        shape = shape_of(ctx, x)
+        axis = 0
+    axis = norm_axis(ctx, axis, len(shape))
+    d = shape[axis]
+    if isinstance(d, int) and cond.size > d:
+        ctx.format_error(f"condition of length {cond.size} for axis {axis} of size {d}")
+    picked = np.nonzero(cond)[0].astype(np.int64)
+    idx = ctx.const(picked)
+    if axis == 0:
+        return ctx.op("embedding", [idx, x])
+    r = len(shape)
+    front = ctx.op("transpose", [x], {"perm": (axis,) + tuple(range(axis)) + tuple(range(axis + 1, r))})
+    y = ctx.op("embedding", [idx, front])
+    return ctx.op("transpose", [y], {"perm": tuple(range(1, axis + 1)) + (0,) + tuple(range(axis + 1, r))})
+
+
+@handler("NonZero")
+def _non_zero(ctx):
+    """folded at import (the input known at import; the output's size depends on the values)"""
+    arr = ctx.const_input(0, "X")
+    return ctx.const(np.array(np.nonzero(arr), dtype=np.int64).reshape(arr.ndim, -1))
+
+
 # -- Expand, Tile --------------------------------------------------------------------------------
 
 def _broadcast_shape(ctx, a, b):

@@ -52,7 +52,7 @@ from graphc.ops.nn import (  # noqa: F401
     softmax,
     softmax_cross_entropy,
 )
-from graphc.ops.norm import batch_norm, batch_norm_train, batch_norm_train_grad  # noqa: F401
+from graphc.ops.norm import batch_norm, batch_norm_train, batch_norm_train_grad, instance_norm  # noqa: F401
 from graphc.ops.pad import flatten, pad  # noqa: F401
 from graphc.ops.pool import avg_pool2d, avg_pool2d_grad, max_pool2d, max_pool2d_gather, max_pool2d_grad  # noqa: F401
 from graphc.ops.random import (  # noqa: F401
@@ -64,7 +64,7 @@ from graphc.ops.random import (  # noqa: F401
     random_uniform_like,
     rng_step,
 )
-from graphc.ops.reduce import matmul, max, mean, sum  # noqa: F401
+from graphc.ops.reduce import argmin, matmul, max, mean, min, sum  # noqa: F401
 from graphc.ops.rnn_cell import gru_cell, gru_cell_grad, lstm_cell, lstm_cell_grad  # noqa: F401
 from graphc.ops.scan import argmax, cumsum, tril, triu  # noqa: F401
 from graphc.ops.shape import (  # noqa: F401
@@ -79,7 +79,7 @@ from graphc.ops.shape import (  # noqa: F401
     stop_gradient,
     transpose,
 )
-from graphc.ops.tensor_extra import identity  # noqa: F401
+from graphc.ops.tensor_extra import einsum, identity, resize, tile  # noqa: F401
 from graphc.ops.topk import take_along_axis, topk  # noqa: F401
 from graphc.ops.updates import assign  # noqa: F401
 from graphc.ops.upsample import upsample  # noqa: F401

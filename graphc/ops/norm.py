@@ -419,3 +419,84 @@ def batch_norm_train(x, weight, bias, eps=1e-5, name=None):
 def batch_norm_train_grad(dy, x, weight, mean, var, dmean, dvar, eps=1e-5, name=None):
     """The gradient (dx, dweight, dbias) of batch_norm_train (see the op's doc)."""
     return build("batch_norm_train_grad", [dy, x, weight, mean, var, dmean, dvar], {"eps": eps}, name=name)
+
+
+# -- instance_norm (ONNX InstanceNormalization) ----------------------------------------------------------
+
+def _instance_infer(ctx):
+    shape = ctx.shape(0)
+    if len(shape) < 3:
+        ctx.fail(f"expects x of rank >= 3 (N, C, D1, ...) normalised over the spatial axes, got shape {tuple(shape)}")
+    _check_channels(ctx, shape[1], (1, 2), ("scale", "bias"))
+    _check_eps(ctx)
+    return ctx.dtype(0), shape
+
+
+def _instance_ref(inputs, attrs):
+    x, scale, bias = inputs
+    xd = x.astype(np.float64)
+    axes = tuple(range(2, x.ndim))
+    cs = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    n = numel(x.shape[2:])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = xd.sum(axis=axes, keepdims=True) / n
+        var = ((xd - mean) ** 2).sum(axis=axes, keepdims=True) / n
+        y = (xd - mean) / np.sqrt(var + attrs["eps"]) * scale.astype(np.float64).reshape(cs) \
+            + bias.astype(np.float64).reshape(cs)
+    return y.astype(x.dtype)
+
+
+def _instance_composite(ctx):
+    x, scale, bias = ctx.inputs
+    rank = len(x.shape)
+    axes = tuple(range(2, rank))
+    cs = (-1,) + (1,) * (rank - 2)  # (C, 1, ..., 1) broadcasts against (N, C, D1, ...)
+    mean = F.mean(x, axis=axes, keepdims=True)
+    xc = F.sub(x, mean)
+    var = F.mean(F.mul(xc, xc), axis=axes, keepdims=True)
+    eps = F.constant(np.asarray(ctx.attrs["eps"], x.dtype), graph=x.graph)
+    inv = F.div(F.constant(np.asarray(1.0, x.dtype), graph=x.graph), F.sqrt(F.add(var, eps)))
+    return F.add(F.mul(F.mul(xc, inv), F.reshape(scale, cs)), F.reshape(bias, cs))
+
+
+_INSTANCE_CASES = [(1, 1, 1), (2, 3, 5), (1, 2, 7, 9), (3, 4, 1, 1), (0, 3, 4, 4), (2, 0, 3), (2, 3, 4, 5, 6),
+                   (1, 5, 73)]
+
+
+def _instance_examples(rng):
+    out = []
+    for dt in dtypes.FLOATS:
+        for shape in _INSTANCE_CASES:
+            c = shape[1]
+            out.append(Example([rand(rng, shape, dt), rand(rng, (c,), dt), rand(rng, (c,), dt)],
+                               {"eps": 1e-5}, note=dt))
+        out.append(Example([rand(rng, (2, 3, 6), dt), rand(rng, (3,), dt), rand(rng, (3,), dt)], {"eps": 0.1},
+                           note=f"{dt} eps 0.1"))
+        x = special(rng, (2, 3, 8), dt, extremes=False)
+        out.append(Example([x, rand(rng, (3,), dt), rand(rng, (3,), dt)], {"eps": 1e-5}, grad=False,
+                           note=f"{dt} special values"))
+    return out
+
+
+register_op(
+    "instance_norm",
+    doc="Instance norm (ONNX InstanceNormalization): per sample n and channel c, mean and biased variance over "
+        "the spatial axes 2.. of x (N, C, D1, ...); y = (x - mean) / √(var + eps) · scale[c] + bias[c].  A "
+        "composite of reductions and elementwise ops (autodiff differentiates it); an empty spatial extent "
+        "gives NaN (0/0), as the reference.",
+    inputs=[("x", "T"), ("scale", "T"), ("bias", "T")],
+    type_vars=_FLOAT_T,
+    attrs={"eps": EPS_ATTR},
+    infer=_instance_infer,
+    reference=_instance_ref,
+    examples=_instance_examples,
+    composite=_instance_composite,
+    kernels=(),
+)
+
+
+def instance_norm(x, scale, bias, eps=1e-5, name=None):
+    """Instance normalisation of ``x`` (N, C, D1, ...): each (n, c) slice normalised over its
+    spatial axes, then ``· scale[c] + bias[c]`` ((C,) tensors), as ONNX InstanceNormalization and
+    ``torch.nn.functional.instance_norm`` without running statistics."""
+    return build("instance_norm", [x, scale, bias], {"eps": eps}, name=name)

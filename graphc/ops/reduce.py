@@ -1,10 +1,11 @@
-"""Reductions (sum, mean, max over axes with keepdims) and matrix multiply."""
+"""Reductions (sum, mean, max, min over axes with keepdims; argmin) and matmul."""
 
 import warnings
 
 import numpy as np
 
 from graphc import dtypes
+from graphc.errors import GraphError
 from graphc.ops._common import (
     ODD,
     Example,
@@ -125,6 +126,101 @@ for _op, (_doc, _ref, _allowed, _empty_ok) in _REDUCE_DOC.items():
     )
 
 
+# -- min / argmin (ONNX ReduceMin, ArgMin) -------------------------------------------------------------
+
+def _min_ref(inputs, attrs):
+    x = inputs[0]
+    return np.min(x, axis=_axes(attrs, x), keepdims=attrs["keepdims"])
+
+
+def _min_examples(rng):
+    out = []
+    for dt in dtypes.NUMERIC:
+        for shape, axes in REDUCE_CASES:
+            if (axes is None and 0 in shape) or (axes is not None and any(shape[a] == 0 for a in axes)):
+                continue
+            for keepdims in (False, True):
+                x = rand(rng, shape, dt)
+                if dt in dtypes.FLOATS:
+                    x = x + rng.permutation(x.size).reshape(shape).astype(dt) * 0.01  # a unique min
+                out.append(Example([x], {"axes": axes, "keepdims": keepdims}, note=dt))
+        out.append(Example([rand(rng, (0, 3), dt)], {"axes": (1,), "keepdims": False}, note=f"{dt} empty kept axis"))
+        for axes in (None, (1,), (0,)):
+            x = special(rng, (4, 9), dt, extremes=dt in dtypes.INTS)
+            out.append(Example([x], {"axes": axes, "keepdims": False}, grad=False, note=f"{dt} special values"))
+    return out
+
+
+register_op(
+    "min",
+    doc="y = min x over 'axes' (all axes when None); NaN propagates (numpy.min); reducing an axis of size 0 "
+        "is an error.  The gradient goes to every position equal to the min, split evenly among ties.  "
+        "keepdims keeps reduced axes as size 1.",
+    inputs=[("x", dtypes.NUMERIC)],
+    attrs={"axes": AttrSpec("ints", default=None, optional=True, doc="axes reduced; None: every axis"),
+           "keepdims": AttrSpec("bool", default=False, doc="keep reduced axes as size 1")},
+    infer=_reduce_infer(False),
+    reference=_min_ref,
+    examples=_min_examples,
+)
+
+
+def _argmin_infer(ctx):
+    shape = ctx.shape(0)
+    rank = len(shape)
+    axis = ctx.normalize_axis(ctx.attrs["axis"], rank)
+    if rank == 0:
+        return "int64", ()
+    if shape[axis] == 0:
+        ctx.fail(f"cannot take the arg-min over axis {axis} of size 0 (shape {shape})")
+    out = list(shape)
+    if ctx.attrs["keepdims"]:
+        out[axis] = 1
+    else:
+        del out[axis]
+    return "int64", tuple(out)
+
+
+def _argmin_ref(inputs, attrs):
+    x = inputs[0]
+    if x.ndim == 0:
+        return np.zeros((), np.int64)
+    # numpy.argmin: the first minimum, NaN below everything (the first NaN wins)
+    return np.argmin(x, axis=attrs["axis"] % x.ndim, keepdims=attrs["keepdims"]).astype(np.int64)
+
+
+_ARGMIN_CASES = [((), 0), ((1,), 0), ((7,), -1), ((5, 3), 0), ((5, 3), 1), ((4, 3, 5), 1), ((0, 4), 1),
+                 ((4, 0, 3), 2), ((5, 1, 3), 1), (ODD, 1), (ODD, 2), ((2, 300), -1)]
+
+
+def _argmin_examples(rng):
+    out = []
+    for dt in dtypes.NUMERIC:
+        for keepdims in (False, True):
+            for shape, axis in _ARGMIN_CASES:
+                out.append(Example([rand(rng, shape, dt)], {"axis": axis, "keepdims": keepdims}, note=dt))
+            x = np.resize(np.asarray([3, 1, 1, 2, 1], dt), (4, 5))  # ties: the first wins
+            out.append(Example([x], {"axis": 1, "keepdims": keepdims}, note=f"{dt} ties"))
+            out.append(Example([special(rng, (7, 9), dt)], {"axis": 1, "keepdims": keepdims}, note=f"{dt} special"))
+            out.append(Example([special(rng, (9, 7), dt)], {"axis": 0, "keepdims": keepdims}, note=f"{dt} special"))
+    return out
+
+
+register_op(
+    "argmin",
+    doc="y = the index (int64) of the smallest item along 'axis'; the first of equal minima (ONNX ArgMin with "
+        "select_last_index=0); NaN counts as the smallest (the first NaN wins, as numpy.argmin and argmax's "
+        "rule).  The axis must not be empty.",
+    inputs=[("x", dtypes.NUMERIC)],
+    attrs={"axis": AttrSpec("int", default=-1, doc="the axis searched"),
+           "keepdims": AttrSpec("bool", default=False, doc="keep the axis with size 1")},
+    infer=_argmin_infer,
+    reference=_argmin_ref,
+    examples=_argmin_examples,
+    differentiable=False,
+)
+
+
 def _axis_attr(axis):
     if axis is None:
         return None
@@ -146,6 +242,19 @@ def mean(x, axis=None, keepdims=False, name=None):
 def max(x, axis=None, keepdims=False, name=None):  # noqa: A001
     """Max of x over ``axis``."""
     return build("max", as_tensors(x), {"axes": _axis_attr(axis), "keepdims": keepdims}, name=name)
+
+
+def min(x, axis=None, keepdims=False, name=None):  # noqa: A001
+    """Min of x over ``axis`` (int, tuple, or None for all); NaN propagates."""
+    return build("min", as_tensors(x), {"axes": _axis_attr(axis), "keepdims": keepdims}, name=name)
+
+
+def argmin(x, axis=-1, keepdims=False, name=None):
+    """The int64 index of the smallest item along ``axis``: the first of equal minima, and NaN
+    counts as the smallest (the first NaN wins), as numpy.argmin."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise GraphError(f"argmin: axis={axis!r} must be an int")
+    return build("argmin", as_tensors(x), {"axis": int(axis), "keepdims": bool(keepdims)}, name=name)
 
 
 # -- matmul -------------------------------------------------------------------------------
@@ -261,6 +370,7 @@ def _grad_mean(ctx):
     return [F.div(broadcast_as(g, x), count)]
 
 
+@defgrad("min")
 @defgrad("max")
 def _grad_max(ctx):
     g, axes = _keepdims_grad(ctx)

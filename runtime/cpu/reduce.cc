@@ -1,4 +1,7 @@
-// reduce.cc — sum, mean, max over arbitrary axes.
+// reduce.cc — sum, mean, max, min over arbitrary axes, and argmin along one axis.
+//
+// min runs the plain loops (no ISA build of its own): comparisons are exact, so it gives the
+// same bits as any vectorised order would.
 //
 // Prepare merges adjacent dims that are all reduced or all kept.  One reduced group gives
 // the (outer, reduce, inner) form with contiguous loops; several groups fall back to a
@@ -19,7 +22,7 @@ namespace {
 
 constexpr int64_t kBlock = kReduceBlock;  // fixed, so results are deterministic (and fused_reduce's)
 
-enum class ReduceOp { Sum, Mean, Max };
+enum class ReduceOp { Sum, Mean, Max, Min };
 
 template <class T> struct AccOf { using type = T; };
 template <> struct AccOf<float> { using type = double; };
@@ -41,6 +44,12 @@ template <ReduceOp R, class A> inline A combine(A acc, A v) {
       if (v != v) return v;
     }
     return v > acc ? v : acc;
+  } else if constexpr (R == ReduceOp::Min) {
+    if constexpr (std::is_floating_point_v<A>) {
+      if (acc != acc) return acc;
+      if (v != v) return v;
+    }
+    return v < acc ? v : acc;
   } else {
     return wrap_add_acc(acc, v);
   }
@@ -118,6 +127,7 @@ template <ReduceOp R> struct AttrsOf;
 template <> struct AttrsOf<ReduceOp::Sum> { using type = attrs::Sum; };
 template <> struct AttrsOf<ReduceOp::Mean> { using type = attrs::Mean; };
 template <> struct AttrsOf<ReduceOp::Max> { using type = attrs::Max; };
+template <> struct AttrsOf<ReduceOp::Min> { using type = attrs::Min; };
 
 template <ReduceOp R, class T, class O> Kernel reduce_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);
@@ -172,7 +182,7 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
   using A = typename AccOf<T>::type;
   const TensorRef &x = args.in[0], &y = args.out[0];
   expect_dims(args, y, want, "output");
-  if constexpr (R == ReduceOp::Max) {
+  if constexpr (R == ReduceOp::Max || R == ReduceOp::Min) {
     // No identity: the schema rejects reducing a size-0 axis, whatever the output size.
     for (size_t i = 0; i < x.dims.size(); ++i) {
       if (reduced[i] && x.dims[i] == 0) {
@@ -202,7 +212,9 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
       return static_cast<O>(acc);
     }
   };
-  auto first_or_zero = [](const T* src) -> A { return R == ReduceOp::Max ? static_cast<A>(src[0]) : A(0); };
+  auto first_or_zero = [](const T* src) -> A {
+    return R == ReduceOp::Max || R == ReduceOp::Min ? static_cast<A>(src[0]) : A(0);
+  };
   // The float loops of the active ISA (nullptr for integer types, which keep the plain loops).
   const ReduceLoops<T>* rl = nullptr;
   if constexpr (std::is_floating_point_v<T>) {
@@ -235,7 +247,7 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
     const KernelBuffer<A> partials(outer >= threads || nblocks == 1 ? 0 : nblocks);
     return [=]() {
       auto reduce_run = [&](const T* src, int64_t n) -> A {
-        if constexpr (std::is_floating_point_v<T>) {
+        if constexpr (std::is_floating_point_v<T> && R != ReduceOp::Min) {
           if constexpr (R == ReduceOp::Max) {
             return static_cast<A>(rl->max(src, n));  // n >= 1: blocks are never empty
           } else {
@@ -291,7 +303,7 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
         for (int64_t i = 0; i < n; ++i) acc[i] = red > 0 ? first_or_zero(src + i) : A(0);
         for (int64_t r = 0; r < red; ++r) {
           const T* row = src + r * inner;
-          if constexpr (std::is_floating_point_v<T>) {
+          if constexpr (std::is_floating_point_v<T> && R != ReduceOp::Min) {
             if constexpr (R == ReduceOp::Max) {
               rl->max_rows(acc, row, n);
             } else {
@@ -303,6 +315,65 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
         }
         O* dst = py + o * inner + i0;
         for (int64_t i = 0; i < n; ++i) dst[i] = finish(acc[i], red);
+      }
+    });
+  };
+}
+
+// argmin along one axis: the first minimum; NaN counts as the smallest, so the first NaN wins
+// (numpy.argmin).  Each position's walk along the axis runs in one task: the same bits at any
+// thread count.
+template <class T> inline bool below(T v, T best) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return v < best || (std::isnan(v) && !std::isnan(best));
+  } else {
+    return v < best;
+  }
+}
+
+template <class T> Kernel argmin_kernel(const KernelArgs& args) {
+  args.expect_arity(1, 1);
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  expect_dtype(args, y, DType::I64, "output");
+  const attrs::Argmin attr(args);
+  const int64_t rank = static_cast<int64_t>(x.dims.size());
+  const int64_t axis = normalize_axis(args, attr.axis, rank);
+  std::vector<int64_t> want;
+  int64_t outer = 1, n = 1, inner = 1;
+  if (rank > 0) {
+    if (x.dims[axis] == 0) args.fail("cannot take the arg-min over axis " + std::to_string(axis) + " of size 0");
+    for (int64_t i = 0; i < rank; ++i) {
+      if (i != axis) want.push_back(x.dims[i]);
+      else if (attr.keepdims) want.push_back(1);
+    }
+  }
+  expect_dims(args, y, want, "output");
+  if (numel_of(x) == 0) return no_op_kernel();
+  if (rank > 0) {
+    for (int64_t i = 0; i < axis; ++i) outer *= x.dims[i];
+    for (int64_t i = axis + 1; i < rank; ++i) inner *= x.dims[i];
+    n = x.dims[axis];
+  }
+  const T* px = x.as<const T>();
+  int64_t* py = y.as<int64_t>();
+  const int threads = args.ctx.threads;
+  constexpr int64_t kGrain = 1 << 15;
+  return [=]() {
+    // one task per (outer, inner) position's walk; contiguous reads when inner == 1
+    parallel_for(outer * inner, threads, std::max<int64_t>(1, kGrain / n), [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p) {
+        const int64_t o = p / inner, j = p % inner;
+        const T* line = px + o * n * inner + j;
+        T best = line[0];
+        int64_t idx = 0;
+        for (int64_t k = 1; k < n; ++k) {
+          const T v = line[k * inner];
+          if (below(v, best)) {
+            best = v;
+            idx = k;
+          }
+        }
+        py[p] = idx;
       }
     });
   };
@@ -323,6 +394,10 @@ void register_reduce_kernels(KernelRegistry& r) {
   cpu::add_reduce<cpu::ReduceOp::Sum>(r, "sum");
   cpu::add_reduce<cpu::ReduceOp::Mean>(r, "mean");
   cpu::add_reduce<cpu::ReduceOp::Max>(r, "max");
+  cpu::add_reduce<cpu::ReduceOp::Min>(r, "min");
+  cpu::add_typed<cpu::NumericTypes>(r, "argmin", [](auto tag, const KernelArgs& a) {
+    return cpu::argmin_kernel<typename decltype(tag)::type>(a);
+  });
   cpu::add_typed<cpu::NumericTypes>(r, "sum_to", [](auto tag, const KernelArgs& a) {
     return cpu::sum_to_kernel<typename decltype(tag)::type>(a);
   });
