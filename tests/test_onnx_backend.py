@@ -142,3 +142,25 @@ def test_devices():
     assert not supports_device("CUDA:3")
     with pytest.raises(OnnxUnsupportedError, match="device"):
         prepare(_relu_model(), device="TPU")
+
+
+def test_inputs_the_import_needs_are_frozen_per_run():
+    # Reshape's target shape fed as a graph input: gc.onnx.load refuses it, the backend imports the
+    # model at run time with the shape frozen, once per distinct value.
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3)),
+                                            helper.make_tensor_value_info("shape", TensorProto.INT64, (2,))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 17)])
+    with pytest.raises(OnnxUnsupportedError, match="known at import"):
+        from graphc.onnx import load
+        load(model)
+    rep = prepare(model)
+    assert rep.graph is None and rep.freeze == {"shape"}
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for shape in ([3, 2], [6, 1], [3, 2]):
+        (y,) = rep.run([x, np.array(shape, np.int64)])
+        np.testing.assert_array_equal(y, x.reshape(shape))
+    assert len(rep._graphs) == 2 and len(rep._sessions) == 2
+    with pytest.raises(FeedError, match="shape"):
+        rep.run([x])

@@ -385,7 +385,9 @@ def render_doc(results):
            f"**{_rate(total)}** of {total[PASS] + total[FAIL]} accepted cases, {len(results)} cases in all.",
            "The kinds: node (one ONNX op per case, built in memory by onnx's case scripts; `_expanded` cases run",
            "the op's function body), pytorch-converted and pytorch-operator (models exported from PyTorch),",
-           "simple (small models).  The `real` kind (model-zoo downloads) is not run.",
+           "simple (small models).  The `real` kind (model-zoo downloads) is not run.  Where a case feeds a",
+           "value the import needs as a graph input (a Reshape's shape, a ReduceSum's axes, ...), the backend",
+           "imports the model at run time with that input frozen to the case's value (graphc/onnx/backend.py).",
            "",
            *summary_lines(results),
            ""]

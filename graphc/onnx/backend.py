@@ -17,6 +17,15 @@ Example::
     x = np.array([-1.0, 2.0], np.float32)
     (y,) = GraphcBackend.run_node(node, [x])          # array([0., 2.], dtype=float32)
 
+Values the import needs: graphc's import must know some inputs' values (a Reshape's
+target shape, a ReduceSum's axes, a TopK's K, ...); in a model they are initializers or
+computed from shapes, but a model may also take them as graph inputs (ONNX's node test
+cases do).  Then ``prepare`` keeps the model and ``run`` imports it with those graph
+inputs frozen to the values it is given (as initializers: a new import and plan per
+distinct value, the 16 most recent kept) — the backend gives ONNX's result for any
+input, while ``graphc.onnx.load`` refuses such a model (OnnxUnsupportedError) and asks
+for the values to be constants.
+
 ONNX's conformance cases (tools/onnx_conformance.py, tests/test_onnx_backend.py) drive
 graphc through this interface.  An import refused with OnnxUnsupportedError propagates
 from ``prepare`` (an ONNX backend test runner counts it as a failure of that case; our
@@ -25,6 +34,8 @@ runner counts it as unsupported).
 Like every module of graphc.onnx, this one imports ``onnx`` only when it is used, so the
 backend class is built on first access of ``GraphcBackend``/``GraphcBackendRep``.
 """
+
+import re
 
 import numpy as np
 
@@ -47,6 +58,55 @@ def _device_name(device):
     return name
 
 
+_NEEDED_VALUE = re.compile(r"known at import; it is computed at run time \(value '([^']+)'\)")
+_CACHED = 16    # plans (and imports) a BackendRep keeps, most recent first
+
+
+def _needed_input(exc, input_names):
+    """The graph input whose value an import refusal says it needs, or None."""
+    m = _NEEDED_VALUE.search(str(exc))
+    if m is None:
+        return None
+    for n in input_names:
+        if m.group(1) in (n, n.replace(":", "_")):
+            return n
+    return None
+
+
+def _frozen(model, values):
+    """A copy of ``model`` whose graph inputs named in ``values`` are initializers holding them."""
+    from onnx import numpy_helper
+    out = type(model)()
+    out.CopyFrom(model)
+    keep = [i for i in out.graph.input if i.name not in values]
+    del out.graph.input[:]
+    out.graph.input.extend(keep)
+    for n, a in values.items():
+        out.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(a), n))
+    return out
+
+
+def _load_freezing(model, feeds, needed, load):
+    """Import ``model`` with the graph inputs in ``needed`` frozen to their ``feeds`` values;
+    when the import needs one more graph input's value, freeze it too and import again.
+    Returns (graph, the inputs frozen)."""
+    needed = set(needed)
+    while True:
+        try:
+            return load(_frozen(model, {n: feeds[n] for n in needed})), needed
+        except OnnxUnsupportedError as e:
+            more = _needed_input(e, list(feeds))
+            if more is None or more in needed:
+                raise
+            needed.add(more)
+
+
+def _remember(cache, key, value):
+    cache[key] = value
+    while len(cache) > _CACHED:
+        del cache[next(iter(cache))]
+
+
 def _runtime_devices():
     from graphc import _runtime
     return set(_runtime.devices())
@@ -62,22 +122,29 @@ def _make_classes():
         inputs (initializers that older models also list as inputs are not fed), or a
         dict {ONNX input name: array}; returns a tuple of arrays, one per graph output,
         also indexable by output name.
+
+        ``freeze``: graph inputs whose values the import needs (a Reshape's shape, a
+        ReduceSum's axes, ... fed as graph inputs).  The model is then imported at run time,
+        once per distinct value of those inputs, with them as constants (see the module
+        docstring); ``graph`` is None until then.
         """
 
-        def __init__(self, model, graph, device="cpu", threads=None):
+        def __init__(self, model, graph, load, device="cpu", threads=None, freeze=()):
+            self.model = model
             self.graph = graph
             self.device = device
             self.threads = threads
+            self.freeze = set(freeze)
+            self._load = load
             inits = {t.name for t in model.graph.initializer}
             self.input_names = [i.name for i in model.graph.input if i.name not in inits]
             self.output_names = [o.name for o in model.graph.output]
-            names = getattr(graph, "onnx_names", {})
-            self._graphc_name = {n: names.get(n, n) for n in self.input_names + self.output_names}
-            self._sessions = {}     # tuple of (name, shape) → (Session, feed names)
+            self._graphs = {}       # frozen inputs' values → imported graph
+            self._sessions = {}     # (frozen values, feed shapes) → (Session, graph)
             self._outputs_type = base.namedtupledict("Outputs", self.output_names)
 
         def feeds(self, inputs):
-            """``inputs`` (as for :meth:`run`) as {graphc name: array}."""
+            """``inputs`` (as for :meth:`run`) as {ONNX input name: array}."""
             if isinstance(inputs, dict):
                 unknown = sorted(set(inputs) - set(self.input_names))
                 if unknown:
@@ -89,28 +156,55 @@ def _make_classes():
                     raise FeedError(f"{len(inputs)} inputs given, the model has {len(self.input_names)}: "
                                     f"{self.input_names}")
                 items = zip(self.input_names, inputs)
-            return {self._graphc_name[n]: np.asarray(a) for n, a in items}
+            return {n: np.asarray(a) for n, a in items}
+
+        def _frozen_key(self, feeds):
+            missing = sorted(self.freeze - set(feeds))
+            if missing:
+                raise FeedError(f"missing input(s) {missing}; the model's inputs: {self.input_names}")
+            return tuple((n, feeds[n].dtype.str, feeds[n].shape, feeds[n].tobytes()) for n in sorted(self.freeze))
+
+        def _graph_for(self, feeds):
+            if not self.freeze:
+                return (), self.graph
+            key = self._frozen_key(feeds)
+            graph = self._graphs.get(key)
+            if graph is None:
+                graph, needed = _load_freezing(self.model, feeds, self.freeze, self._load)
+                if needed != self.freeze:
+                    self.freeze = needed
+                    self._graphs.clear()
+                    self._sessions.clear()
+                    key = self._frozen_key(feeds)
+                _remember(self._graphs, key, graph)
+            return key, graph
 
         def session(self, feeds):
-            """The Session compiled for the shapes of ``feeds`` ({graphc name: array}), made once."""
-            key = tuple(sorted((n, a.shape) for n, a in feeds.items()))
-            hit = self._sessions.get(key)
+            """(Session, graph) for ``feeds`` ({ONNX input name: array}): the model imported (for
+            the frozen inputs' values) and compiled for the feeds' shapes, made once."""
+            key, graph = self._graph_for(feeds)
+            names = getattr(graph, "onnx_names", {})
+            placeholders = {p.name for p in graph.inputs}
+            shapes = {names.get(n, n): a.shape for n, a in feeds.items() if names.get(n, n) in placeholders}
+            skey = (key, tuple(sorted(shapes.items())))
+            hit = self._sessions.get(skey)
             if hit is None:
-                placeholders = {p.name for p in self.graph.inputs}
-                shapes = {n: a.shape for n, a in feeds.items() if n in placeholders}
-                plan = compile_model(self.graph, shapes=shapes, target=self.device)
-                sess = Session(plan, device=self.device, threads=self.threads)
-                hit = self._sessions[key] = (sess, set(sess.feed_names))
+                plan = compile_model(graph, shapes=shapes, target=self.device)
+                hit = (Session(plan, device=self.device, threads=self.threads), graph)
+                _remember(self._sessions, skey, hit)
             return hit
 
         def run(self, inputs, **kwargs):
             feeds = self.feeds(inputs)
-            sess, wanted = self.session(feeds)
-            missing = sorted(wanted - set(feeds))
+            sess, graph = self.session(feeds)
+            names = getattr(graph, "onnx_names", {})
+            by_graphc = {names.get(n, n): a for n, a in feeds.items()}
+            wanted = set(sess.feed_names)
+            missing = sorted(wanted - set(by_graphc))
             if missing:
                 raise FeedError(f"missing input(s) {missing}; the model's inputs: {self.input_names}")
-            got = sess.run({n: a for n, a in feeds.items() if n in wanted})
-            return self._outputs_type(*(got[self._graphc_name[n]] for n in self.output_names))
+            got = sess.run({n: a for n, a in by_graphc.items() if n in wanted})
+            return self._outputs_type(*(got[names.get(n, n)] for n in self.output_names))
 
     class GraphcBackend(base.Backend):
         """graphc behind ONNX's backend interface (see the module docstring)."""
@@ -128,12 +222,26 @@ def _make_classes():
             name = _device_name(device)
             # load() gives the typed errors for a malformed file; the input/output names are
             # then read from the (now known good) ModelProto.
-            graph = load(model, trainable=kwargs.get("trainable", False), shapes=kwargs.get("shapes"))
+            def load_it(m):
+                return load(m, trainable=kwargs.get("trainable", False), shapes=kwargs.get("shapes"))
+
+            freeze = ()
+            try:
+                graph = load_it(model)
+            except OnnxUnsupportedError as e:
+                if isinstance(model, onnx.ModelProto):
+                    needed = _needed_input(e, [i.name for i in model.graph.input])
+                    if needed is None:
+                        raise
+                    graph, freeze = None, (needed,)
+                else:
+                    raise
             if isinstance(model, bytes):
                 model = onnx.load_model_from_string(model)
             elif not isinstance(model, onnx.ModelProto):
                 model = onnx.load(model, load_external_data=False)
-            return GraphcBackendRep(model, graph, device=name, threads=kwargs.get("threads"))
+            return GraphcBackendRep(model, graph, load_it, device=name, threads=kwargs.get("threads"),
+                                    freeze=freeze)
 
         @classmethod
         def run_model(cls, model, inputs, device="CPU", **kwargs):
