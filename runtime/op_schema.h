@@ -53,6 +53,12 @@ struct OpInfo {
 inline constexpr InputInfo kAbsInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
+inline constexpr InputInfo kAcosInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kAcoshInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kAdamUpdateInputs[] = {
     {"w", "T", bit(DType::F32) | bit(DType::F64)},
     {"g", "T", bit(DType::F32) | bit(DType::F64)},
@@ -87,11 +93,23 @@ inline constexpr AttrInfo kArgminAttrs[] = {
     {"axis", AttrValue::Int, false, false},
     {"keepdims", AttrValue::Bool, false, false},
 };
+inline constexpr InputInfo kAsinInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kAsinhInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kAssignInputs[] = {
     {"var", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"value", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
 inline constexpr int kAssignInplace[] = {0, 0};
+inline constexpr InputInfo kAtanInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kAtanhInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kAvgPool2dInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64)},
 };
@@ -169,6 +187,9 @@ inline constexpr InputInfo kCastInputs[] = {
 inline constexpr AttrInfo kCastAttrs[] = {
     {"to", AttrValue::DTypeKind, true, false},
 };
+inline constexpr InputInfo kCeilInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kConcatInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
@@ -221,6 +242,12 @@ inline constexpr AttrInfo kConvTranspose2dAttrs[] = {
     {"groups", AttrValue::Int, false, false},
     {"output_padding", AttrValue::Ints, false, false},
 };
+inline constexpr InputInfo kCosInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kCoshInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kCumsumInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
@@ -267,6 +294,9 @@ inline constexpr InputInfo kEqualInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
 };
+inline constexpr InputInfo kErfInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kExpInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
@@ -275,6 +305,9 @@ inline constexpr InputInfo kExpandDimsInputs[] = {
 };
 inline constexpr AttrInfo kExpandDimsAttrs[] = {
     {"axes", AttrValue::Ints, true, false},
+};
+inline constexpr InputInfo kFloorInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
 inline constexpr InputInfo kFusedElementwiseInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
@@ -318,6 +351,10 @@ inline constexpr InputInfo kGreaterInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
+inline constexpr InputInfo kGreaterEqualInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
 inline constexpr InputInfo kGruCellInputs[] = {
     {"xw", "T", bit(DType::F32) | bit(DType::F64)},
     {"hw", "T", bit(DType::F32) | bit(DType::F64)},
@@ -339,6 +376,20 @@ inline constexpr InputInfo kInstanceNormInputs[] = {
 };
 inline constexpr AttrInfo kInstanceNormAttrs[] = {
     {"eps", AttrValue::Float, false, false},
+};
+inline constexpr InputInfo kIntDivInputs[] = {
+    {"a", "T", bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kIsinfInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kIsinfAttrs[] = {
+    {"detect_positive", AttrValue::Bool, false, false},
+    {"detect_negative", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kIsnanInputs[] = {
+    {"x", "", bit(DType::F32) | bit(DType::F64)},
 };
 inline constexpr InputInfo kLayerNormInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
@@ -379,6 +430,10 @@ inline constexpr InputInfo kLessInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
+inline constexpr InputInfo kLessEqualInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
 inline constexpr InputInfo kLogInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
@@ -388,8 +443,20 @@ inline constexpr InputInfo kLogSoftmaxInputs[] = {
 inline constexpr AttrInfo kLogSoftmaxAttrs[] = {
     {"axis", AttrValue::Int, false, false},
 };
+inline constexpr InputInfo kLogicalAndInputs[] = {
+    {"a", "T", bit(DType::Bool)},
+    {"b", "T", bit(DType::Bool)},
+};
 inline constexpr InputInfo kLogicalNotInputs[] = {
     {"x", "T", bit(DType::Bool)},
+};
+inline constexpr InputInfo kLogicalOrInputs[] = {
+    {"a", "T", bit(DType::Bool)},
+    {"b", "T", bit(DType::Bool)},
+};
+inline constexpr InputInfo kLogicalXorInputs[] = {
+    {"a", "T", bit(DType::Bool)},
+    {"b", "T", bit(DType::Bool)},
 };
 inline constexpr InputInfo kLstmCellInputs[] = {
     {"gates", "T", bit(DType::F32) | bit(DType::F64)},
@@ -465,6 +532,13 @@ inline constexpr InputInfo kMinimumInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
+inline constexpr InputInfo kModInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr AttrInfo kModAttrs[] = {
+    {"fmod", AttrValue::Bool, false, false},
+};
 inline constexpr InputInfo kMulInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -500,6 +574,10 @@ inline constexpr InputInfo kPowInputs[] = {
 };
 inline constexpr AttrInfo kPowAttrs[] = {
     {"exponent", AttrValue::Float, true, false},
+};
+inline constexpr InputInfo kPowerInputs[] = {
+    {"a", "T", bit(DType::F32) | bit(DType::F64)},
+    {"b", "T", bit(DType::F32) | bit(DType::F64)},
 };
 inline constexpr InputInfo kRandomNormalInputs[] = {
     {"step", "", bit(DType::I64)},
@@ -541,6 +619,9 @@ inline constexpr AttrInfo kRandomUniformLikeAttrs[] = {
     {"seed", AttrValue::Int, true, false},
     {"dtype", AttrValue::DTypeKind, false, true},
 };
+inline constexpr InputInfo kReciprocalInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kReluInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
 };
@@ -580,6 +661,9 @@ inline constexpr AttrInfo kResizeGradAttrs[] = {
     {"coordinate_transformation_mode", AttrValue::String, false, false},
     {"nearest_mode", AttrValue::String, false, false},
     {"exclude_outside", AttrValue::Bool, false, false},
+};
+inline constexpr InputInfo kRoundInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
 inline constexpr InputInfo kScaledDotProductAttentionInputs[] = {
     {"q", "T", bit(DType::F32) | bit(DType::F64)},
@@ -629,8 +713,17 @@ inline constexpr int kSgdUpdateInplace[] = {0, 0};
 inline constexpr InputInfo kSigmoidInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
+inline constexpr InputInfo kSignInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
 inline constexpr InputInfo kSiluInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kSinInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr InputInfo kSinhInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
 inline constexpr InputInfo kSliceInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool)},
@@ -736,6 +829,9 @@ inline constexpr InputInfo kTakeAlongAxisGradInputs[] = {
 inline constexpr AttrInfo kTakeAlongAxisGradAttrs[] = {
     {"axis", AttrValue::Int, false, false},
 };
+inline constexpr InputInfo kTanInputs[] = {
+    {"x", "T", bit(DType::F32) | bit(DType::F64)},
+};
 inline constexpr InputInfo kTanhInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64)},
 };
@@ -787,11 +883,17 @@ inline constexpr InputInfo kWhereInputs[] = {
 // Sorted by name (find_op does a binary search).
 inline constexpr OpInfo kOps[] = {
     {"abs", kAbsInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"acos", kAcosInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"acosh", kAcoshInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"adam_update", kAdamUpdateInputs, 5, false, kAdamUpdateAttrs, 6, kAdamUpdateInplace, 3, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"add", kAddInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"argmax", kArgmaxInputs, 1, false, kArgmaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu},
     {"argmin", kArgminInputs, 1, false, kArgminAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu},
+    {"asin", kAsinInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"asinh", kAsinhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"assign", kAssignInputs, 2, false, nullptr, 0, kAssignInplace, 1, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
+    {"atan", kAtanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"atanh", kAtanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"avg_pool2d", kAvgPool2dInputs, 1, false, kAvgPool2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"avg_pool2d_grad", kAvgPool2dGradInputs, 2, false, kAvgPool2dGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"batch_norm", kBatchNormInputs, 5, false, kBatchNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
@@ -801,12 +903,15 @@ inline constexpr OpInfo kOps[] = {
     {"broadcast_like", kBroadcastLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"broadcast_to", kBroadcastToInputs, 1, false, kBroadcastToAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"cast", kCastInputs, 1, false, kCastAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, true, kDeviceCpu},
+    {"ceil", kCeilInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
     {"concat", kConcatInputs, 1, true, kConcatAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"constant", nullptr, 0, false, kConstantAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, true, false, 0u},
     {"conv2d", kConv2dInputs, 2, false, kConv2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"conv2d_grad_input", kConv2dGradInputInputs, 2, false, kConv2dGradInputAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"conv2d_grad_weight", kConv2dGradWeightInputs, 2, false, kConv2dGradWeightAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"conv_transpose2d", kConvTranspose2dInputs, 2, false, kConvTranspose2dAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
+    {"cos", kCosInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"cosh", kCoshInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"cumsum", kCumsumInputs, 1, false, kCumsumAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"dropout", kDropoutInputs, 1, false, kDropoutAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
@@ -815,26 +920,36 @@ inline constexpr OpInfo kOps[] = {
     {"embedding", kEmbeddingInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"embedding_grad", kEmbeddingGradInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"equal", kEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, false, kDeviceCpu},
+    {"erf", kErfInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"exp", kExpInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"expand_dims", kExpandDimsInputs, 1, false, kExpandDimsAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
+    {"floor", kFloorInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
     {"fused_elementwise", kFusedElementwiseInputs, 1, true, kFusedElementwiseAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
     {"fused_matmul", kFusedMatmulInputs, 3, true, kFusedMatmulAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"fused_reduce", kFusedReduceInputs, 1, true, kFusedReduceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"gelu", kGeluInputs, 1, false, kGeluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"gelu_grad", kGeluGradInputs, 2, false, kGeluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
+    {"greater_equal", kGreaterEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"gru_cell", kGruCellInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"gru_cell_grad", kGruCellGradInputs, 4, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"identity", kIdentityInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"instance_norm", kInstanceNormInputs, 3, false, kInstanceNormAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
+    {"int_div", kIntDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
+    {"isinf", kIsinfInputs, 1, false, kIsinfAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
+    {"isnan", kIsnanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
     {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"leaky_relu", kLeakyReluInputs, 1, false, kLeakyReluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"leaky_relu_grad", kLeakyReluGradInputs, 2, false, kLeakyReluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
+    {"less_equal", kLessEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"log_softmax", kLogSoftmaxInputs, 1, false, kLogSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"logical_and", kLogicalAndInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu},
     {"logical_not", kLogicalNotInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu},
+    {"logical_or", kLogicalOrInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu},
+    {"logical_xor", kLogicalXorInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu},
     {"lstm_cell", kLstmCellInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"lstm_cell_grad", kLstmCellGradInputs, 5, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"matmul", kMatmulInputs, 2, false, kMatmulAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -846,28 +961,35 @@ inline constexpr OpInfo kOps[] = {
     {"mean", kMeanInputs, 1, false, kMeanAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"min", kMinInputs, 1, false, kMinAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"minimum", kMinimumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
+    {"mod", kModInputs, 2, false, kModAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"mul", kMulInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"neg", kNegInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"one_hot", kOneHotInputs, 1, false, kOneHotAttrs, 2, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu},
     {"pad", kPadInputs, 1, false, kPadAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"pad_grad", kPadGradInputs, 2, false, kPadGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"pow", kPowInputs, 1, false, kPowAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"power", kPowerInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"random_normal", kRandomNormalInputs, 1, false, kRandomNormalAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu},
     {"random_normal_like", kRandomNormalLikeInputs, 2, false, kRandomNormalLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
     {"random_uniform", kRandomUniformInputs, 1, false, kRandomUniformAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu},
     {"random_uniform_like", kRandomUniformLikeInputs, 2, false, kRandomUniformLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu},
+    {"reciprocal", kReciprocalInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"relu", kReluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu},
     {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"reshape_like", kReshapeLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu},
     {"resize", kResizeInputs, 1, false, kResizeAttrs, 6, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"resize_grad", kResizeGradInputs, 2, false, kResizeGradAttrs, 6, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"round", kRoundInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu},
     {"scaled_dot_product_attention", kScaledDotProductAttentionInputs, 4, false, kScaledDotProductAttentionAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"scaled_dot_product_attention_grad", kScaledDotProductAttentionGradInputs, 8, false, kScaledDotProductAttentionGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
     {"sgd_momentum_update", kSgdMomentumUpdateInputs, 3, false, kSgdMomentumUpdateAttrs, 4, kSgdMomentumUpdateInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"sgd_update", kSgdUpdateInputs, 2, false, kSgdUpdateAttrs, 2, kSgdUpdateInplace, 1, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu},
     {"sigmoid", kSigmoidInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"sign", kSignInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu},
     {"silu", kSiluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
+    {"sin", kSinInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
+    {"sinh", kSinhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"slice", kSliceInputs, 1, false, kSliceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"slice_grad", kSliceGradInputs, 2, false, kSliceGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"softmax", kSoftmaxInputs, 1, false, kSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -884,6 +1006,7 @@ inline constexpr OpInfo kOps[] = {
     {"sum_to", kSumToInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu},
     {"take_along_axis", kTakeAlongAxisInputs, 2, false, kTakeAlongAxisAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"take_along_axis_grad", kTakeAlongAxisGradInputs, 3, false, kTakeAlongAxisGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
+    {"tan", kTanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"tanh", kTanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu},
     {"tile", kTileInputs, 1, false, kTileAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu},
     {"topk", kTopkInputs, 1, false, kTopkAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu},
@@ -893,7 +1016,7 @@ inline constexpr OpInfo kOps[] = {
     {"upsample_nearest2d", kUpsampleNearest2dInputs, 1, false, kUpsampleNearest2dAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
     {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu},
 };
-inline constexpr int kNumOps = 106;
+inline constexpr int kNumOps = 133;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -919,6 +1042,16 @@ namespace attrs {
 // abs: Elementwise: y = |x|. Dtypes: float32, float64, int32, int64.
 struct Abs {
   explicit Abs(const KernelArgs&) {}
+};
+
+// acos: Elementwise: y = arccos x in [0, π] (NaN outside [-1, 1]). Dtypes: float32, float64.
+struct Acos {
+  explicit Acos(const KernelArgs&) {}
+};
+
+// acosh: Elementwise: y = arccosh x >= 0 (NaN below 1). Dtypes: float32, float64.
+struct Acosh {
+  explicit Acosh(const KernelArgs&) {}
 };
 
 // adam_update: Adam (Kingma & Ba) with bias correction at step t (input 4, counted from 1): m ← β1·m + (1-β1)·g; v ← β2·v + (1-β2)·g²; w ← w - lr·m̂/(√v̂ + ε), m̂ = 
@@ -965,9 +1098,29 @@ struct Argmin {
   }
 };
 
+// asin: Elementwise: y = arcsin x in [-π/2, π/2] (NaN outside [-1, 1]). Dtypes: float32, float64.
+struct Asin {
+  explicit Asin(const KernelArgs&) {}
+};
+
+// asinh: Elementwise: y = arcsinh x. Dtypes: float32, float64.
+struct Asinh {
+  explicit Asinh(const KernelArgs&) {}
+};
+
 // assign: var ← value: the output is the variable's new content, written in its storage.
 struct Assign {
   explicit Assign(const KernelArgs&) {}
+};
+
+// atan: Elementwise: y = arctan x in (-π/2, π/2). Dtypes: float32, float64.
+struct Atan {
+  explicit Atan(const KernelArgs&) {}
+};
+
+// atanh: Elementwise: y = arctanh x (±inf at ±1, NaN outside [-1, 1]). Dtypes: float32, float64.
+struct Atanh {
+  explicit Atanh(const KernelArgs&) {}
 };
 
 // avg_pool2d: y[n,c,i,j] = sum of x[n,c] over window (i, j) / divisor (NCHW; divisor k_h·k_w with count_include_pad, else the number of input elements in the window
@@ -1067,6 +1220,11 @@ struct Cast {
   }
 };
 
+// ceil: Elementwise: y = ⌈x⌉, the smallest integer >= x (NaN, ±inf, ±0 unchanged). Dtypes: float32, float64.
+struct Ceil {
+  explicit Ceil(const KernelArgs&) {}
+};
+
 // concat: Join inputs along 'axis'; other dims must match. One or more inputs of one dtype.
 struct Concat {
   int64_t axis = 0;  // the axis joined along
@@ -1158,6 +1316,16 @@ struct ConvTranspose2d {
   }
 };
 
+// cos: Elementwise: y = cos x (radians; NaN at ±inf). Dtypes: float32, float64.
+struct Cos {
+  explicit Cos(const KernelArgs&) {}
+};
+
+// cosh: Elementwise: y = cosh x (inf on overflow). Dtypes: float32, float64.
+struct Cosh {
+  explicit Cosh(const KernelArgs&) {}
+};
+
 // cumsum: y_k = x_0 + ... + x_k along 'axis' (exclusive: x_0 + ... + x_{k-1}, y_0 = 0; reverse: the sums run from the end). Summed sequentially along the axis; 
 struct Cumsum {
   int64_t axis = 0;  // the axis summed along
@@ -1223,6 +1391,11 @@ struct Equal {
   explicit Equal(const KernelArgs&) {}
 };
 
+// erf: Elementwise: y = erf x = 2/√π ∫₀ˣ e^(-t²) dt (erf(±inf) = ±1). Dtypes: float32, float64.
+struct Erf {
+  explicit Erf(const KernelArgs&) {}
+};
+
 // exp: Elementwise: y = e^x. Dtypes: float32, float64.
 struct Exp {
   explicit Exp(const KernelArgs&) {}
@@ -1235,6 +1408,11 @@ struct ExpandDims {
     if (!a.has("axes")) a.fail("missing attr 'axes'");
     axes = a.attr_ints("axes");
   }
+};
+
+// floor: Elementwise: y = ⌊x⌋, the largest integer <= x (NaN, ±inf, ±0 unchanged). Dtypes: float32, float64.
+struct Floor {
+  explicit Floor(const KernelArgs&) {}
 };
 
 // fused_elementwise: A chain of fusible elementwise ops as one step (made by the fusion pass): the `program` attr lists the members (module docstring of graphc/ops/fused.p
@@ -1298,6 +1476,11 @@ struct Greater {
   explicit Greater(const KernelArgs&) {}
 };
 
+// greater_equal: Elementwise with numpy broadcasting: y = (a >= b), bool (False where either is NaN). Both inputs have one dtype (float32, float64, int32, int64).
+struct GreaterEqual {
+  explicit GreaterEqual(const KernelArgs&) {}
+};
+
 // gru_cell: One GRU step's gate arithmetic (PyTorch's gate order r, z, n): from xw = x·W_ihᵀ + b_ih and hw = h·W_hhᵀ + b_hh (N, 3H) and h (N, H): r = σ(xw[r] + hw
 struct GruCell {
   explicit GruCell(const KernelArgs&) {}
@@ -1319,6 +1502,26 @@ struct InstanceNorm {
   explicit InstanceNorm(const KernelArgs& a) {
     if (a.has("eps")) eps = a.attr_float("eps");
   }
+};
+
+// int_div: Elementwise with numpy broadcasting: y = a / b truncated toward zero (C, ONNX Div on integers): 7/-2 = -3. x/0 = 0 and INT_MIN/-1 = INT_MIN (two's com
+struct IntDiv {
+  explicit IntDiv(const KernelArgs&) {}
+};
+
+// isinf: Elementwise: y = (x is +inf and detect_positive) or (x is -inf and detect_negative), bool (ONNX IsInf). Dtypes: float32, float64.
+struct Isinf {
+  bool detect_positive = true;  // true: +inf counts
+  bool detect_negative = true;  // true: -inf counts
+  explicit Isinf(const KernelArgs& a) {
+    if (a.has("detect_positive")) detect_positive = a.attr_bool("detect_positive", false);
+    if (a.has("detect_negative")) detect_negative = a.attr_bool("detect_negative", false);
+  }
+};
+
+// isnan: Elementwise: y = (x is NaN), bool (ONNX IsNaN). Dtypes: float32, float64.
+struct Isnan {
+  explicit Isnan(const KernelArgs&) {}
 };
 
 // layer_norm: Layer norm over x.shape[axis:] (one row): mean = Σx/n, var = Σ(x - mean)²/n, rstd = 1/√(var + eps), y = (x - mean)·rstd·weight + bias. Outputs (y, mea
@@ -1362,6 +1565,11 @@ struct Less {
   explicit Less(const KernelArgs&) {}
 };
 
+// less_equal: Elementwise with numpy broadcasting: y = (a <= b), bool (False where either is NaN). Both inputs have one dtype (float32, float64, int32, int64).
+struct LessEqual {
+  explicit LessEqual(const KernelArgs&) {}
+};
+
 // log: Elementwise: y = ln x (natural logarithm; -inf at 0, NaN below). Dtypes: float32, float64.
 struct Log {
   explicit Log(const KernelArgs&) {}
@@ -1375,9 +1583,24 @@ struct LogSoftmax {
   }
 };
 
+// logical_and: Elementwise with numpy broadcasting: y = a and b. Both inputs have one dtype (bool).
+struct LogicalAnd {
+  explicit LogicalAnd(const KernelArgs&) {}
+};
+
 // logical_not: Elementwise: y = not x (bool). Dtypes: bool.
 struct LogicalNot {
   explicit LogicalNot(const KernelArgs&) {}
+};
+
+// logical_or: Elementwise with numpy broadcasting: y = a or b. Both inputs have one dtype (bool).
+struct LogicalOr {
+  explicit LogicalOr(const KernelArgs&) {}
+};
+
+// logical_xor: Elementwise with numpy broadcasting: y = a xor b (a != b). Both inputs have one dtype (bool).
+struct LogicalXor {
+  explicit LogicalXor(const KernelArgs&) {}
 };
 
 // lstm_cell: One LSTM step's gate arithmetic (PyTorch's gate order i, f, g, o): from gates (N, 4H) = x·W_ihᵀ + h·W_hhᵀ + biases and c_prev (N, H): i, f, o = σ(gate
@@ -1491,6 +1714,14 @@ struct Minimum {
   explicit Minimum(const KernelArgs&) {}
 };
 
+// mod: Elementwise with numpy broadcasting: the remainder of a / b. fmod=False: the sign of the divisor, a - b·⌊a/b⌋ (numpy.mod, Python %, ONNX Mod fmod=0); 
+struct Mod {
+  bool fmod = false;  // false: the result has the divisor's sign; true: the dividend's (C fmod)
+  explicit Mod(const KernelArgs& a) {
+    if (a.has("fmod")) fmod = a.attr_bool("fmod", false);
+  }
+};
+
 // mul: Elementwise with numpy broadcasting: y = a · b. Both inputs have one dtype (float32, float64, int32, int64).
 struct Mul {
   explicit Mul(const KernelArgs&) {}
@@ -1543,6 +1774,11 @@ struct Pow {
     if (!a.has("exponent")) a.fail("missing attr 'exponent'");
     exponent = a.attr_float("exponent");
   }
+};
+
+// power: Elementwise with numpy broadcasting: y = a^b (C pow, ONNX Pow on floats: a^±0 = 1 and 1^b = 1 even for NaN, a negative base with a non-integer exponen
+struct Power {
+  explicit Power(const KernelArgs&) {}
 };
 
 // random_normal: Normal random numbers: y = mean + stddev · z (in float64, rounded once to dtype), z by Box–Muller from pairs of uniforms (u₁ in (0, 1], u₂ in [0, 1)):
@@ -1615,6 +1851,11 @@ struct RandomUniformLike {
   }
 };
 
+// reciprocal: Elementwise: y = 1 / x (IEEE: 1/±0 = ±inf). Dtypes: float32, float64.
+struct Reciprocal {
+  explicit Reciprocal(const KernelArgs&) {}
+};
+
 // relu: Elementwise: y = max(x, 0). Dtypes: float32, float64, int32, int64.
 struct Relu {
   explicit Relu(const KernelArgs&) {}
@@ -1681,6 +1922,11 @@ struct ResizeGrad {
   }
 };
 
+// round: Elementwise: y = x rounded to the nearest integer, halves to even (ONNX Round, numpy.round): round(2.5) = 2, round(-0.5) = -0. Dtypes: float32, float6
+struct Round {
+  explicit Round(const KernelArgs&) {}
+};
+
 // scaled_dot_product_attention: Attention (torch's scaled_dot_product_attention, dropout 0): keep = mask (broadcast to (..., L, S)) and j <= i if causal; s = scale·q kᵀ; out[i] = Σ_{
 struct ScaledDotProductAttention {
   double scale;  // the factor of q kᵀ (the builder's default: 1/√E)
@@ -1735,9 +1981,24 @@ struct Sigmoid {
   explicit Sigmoid(const KernelArgs&) {}
 };
 
+// sign: Elementwise sign: -1 for x < 0, 1 for x > 0, 0 for ±0 (+0.0 for floats), NaN for NaN (numpy.sign, ONNX Sign). Dtypes: float32, float64, int32, int64.
+struct Sign {
+  explicit Sign(const KernelArgs&) {}
+};
+
 // silu: SiLU (swish): y = x · σ(x), σ(x) = 1 / (1 + e^-x). Composite: mul(x, sigmoid(x)); no kernel of its own yet.
 struct Silu {
   explicit Silu(const KernelArgs&) {}
+};
+
+// sin: Elementwise: y = sin x (radians; NaN at ±inf). Dtypes: float32, float64.
+struct Sin {
+  explicit Sin(const KernelArgs&) {}
+};
+
+// sinh: Elementwise: y = sinh x (±inf on overflow). Dtypes: float32, float64.
+struct Sinh {
+  explicit Sinh(const KernelArgs&) {}
 };
 
 // slice: y = x[starts:ends:steps] along 'axes' (all axes in order when None; steps default 1), numpy semantics: negative indices count from the end, out-of-ran
@@ -1892,6 +2153,11 @@ struct TakeAlongAxisGrad {
   explicit TakeAlongAxisGrad(const KernelArgs& a) {
     if (a.has("axis")) axis = a.attr_int("axis");
   }
+};
+
+// tan: Elementwise: y = tan x (radians; NaN at ±inf). Dtypes: float32, float64.
+struct Tan {
+  explicit Tan(const KernelArgs&) {}
 };
 
 // tanh: Elementwise: y = tanh x. Dtypes: float32, float64.

@@ -119,7 +119,8 @@ def _einsum(inputs, attrs):
             for t, x in zip(terms, inputs):
                 p *= x[tuple(0 if x.shape[k] == 1 else val[c] for k, c in enumerate(t))].item()
             terms_sum.append(p)
-        res[oidx] = math.fsum(terms_sum)
+        # exact sum of finite terms; with ±inf or NaN among them, IEEE's answer
+        res[oidx] = math.fsum(terms_sum) if all(math.isfinite(t) for t in terms_sum) else sum(terms_sum)
     return res.astype(inputs[0].dtype)
 
 

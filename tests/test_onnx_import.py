@@ -144,8 +144,12 @@ CASES = [
     ("pad_constant_int", [c("p", np.array([1, 0, 2, 3], I64)), c("v", np.array(7, I64)),
                           h.make_node("Pad", ["x", "p", "v"], ["y"])],
      {"x": np.arange(6, dtype=I64).reshape(2, 3)}, ["y"], None, 17),
-    ("pad_reflect_edge", [c("p", np.array([0, 2, 0, 1], I64)), h.make_node("Pad", ["x", "p"], ["a"], mode="reflect"),
-                          h.make_node("Pad", ["x", "p"], ["b"], mode="edge")], {"x": X35}, ["a", "b"], None, 17),
+    ("pad_reflect_edge_wrap", [c("p", np.array([0, 2, 0, 1], I64)),
+                               h.make_node("Pad", ["x", "p"], ["a"], mode="reflect"),
+                               h.make_node("Pad", ["x", "p"], ["b"], mode="edge"),
+                               c("q", np.array([1, -1, 3, 5], I64)),
+                               h.make_node("Pad", ["x", "q"], ["w"], mode="wrap")],
+     {"x": X35}, ["a", "b", "w"], None, 19),
     ("pad_negative", [c("p", np.array([-1, 2, 0, -2], I64)), h.make_node("Pad", ["x", "p"], ["y"]),
                       c("q", np.array([1, -3, -1, 2], I64)), h.make_node("Pad", ["x", "q"], ["z"], mode="edge")],
      {"x": X35}, ["y", "z"], None, 17),
@@ -200,7 +204,7 @@ def test_names_and_passthrough_outputs():
     m = make([h.make_node("Identity", ["in:0"], ["out:0"]), h.make_node("Identity", ["in:0"], ["out2"])],
              {"in:0": x}, ["out:0", "out2", "in:0"])
     g = check(m, {"in:0": x})
-    assert g.onnx_names == {"in:0": "in_0", "out:0": "out_0", "out2": "out2"} or g.onnx_names["in:0"] == "in_0"
+    assert g.onnx_names == {"in:0": "in_0", "out:0": "out_0", "out2": "out2"}
     assert g.onnx_names["out:0"] == "out_0"
     assert {n.op for n in g.nodes} == {"identity"}
     assert len(set(g.outputs)) == 3
@@ -303,3 +307,21 @@ def test_docs_handler_table_is_current():
         assert f"| {op} | tensor |" in text
     assert subprocess.run([sys.executable, os.path.join(root, "tools", "onnx_handler_table.py")],
                           capture_output=True).returncode == 0
+
+
+def test_values_fix_graph_inputs_at_import():
+    x = X234
+    m = make([h.make_node("Reshape", ["x", "s"], ["y"]), h.make_node("TopK", ["y", "k"], ["v", "i"])],
+             {"x": x, "s": np.array([4, 6], I64), "k": np.array([2], I64)}, ["v", "i"])
+    with pytest.raises(OnnxUnsupportedError, match="graph input 's'") as e:
+        gc.onnx.load(m)
+    assert e.value.input_name == "s" and e.value.op_type == "Reshape"
+    feeds = {"x": x, "s": np.array([4, 6], I64), "k": np.array([2], I64)}
+    want = ort_run(m, feeds)
+    g = gc.onnx.load(m, values={"s": feeds["s"], "k": feeds["k"]})
+    assert [p.name for p in g.inputs] == ["x"]
+    out = gc.reference.evaluate(g, {"x": x}, g.outputs)
+    for k in ("v", "i"):
+        np.testing.assert_array_equal(out[g.onnx_names[k]], want[k])
+    with pytest.raises(OnnxUnsupportedError, match="values="):
+        gc.onnx.load(m, values={"s": np.array([4, 6], np.int32)})

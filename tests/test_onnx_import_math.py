@@ -54,6 +54,11 @@ def ints(dt):
     return np.array([info.min, info.min + 1, -7, -3, -1, 0, 1, 2, 5, info.max], dt)
 
 
+# what onnxruntime (CPU) has no kernel for: those cases run against ONNX's reference only
+ORT_MISSING = {(op, "float64") for op in ("Erf", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh",
+                                          "Atanh", "Celu", "Hardmax", "Mean", "Gelu")}
+
+
 class Case:
     """One ONNX node: ``inputs`` (arrays; None = omitted optional input) become graph inputs
     except those in ``consts`` ({index: array}, initializers known at import)."""
@@ -61,7 +66,9 @@ class Case:
     def __init__(self, op, inputs, attrs=None, consts=None, opset=18, outputs=1, ort=True, note=""):
         self.op, self.inputs, self.attrs = op, list(inputs), dict(attrs or {})
         self.consts = dict(consts or {})
-        self.opset, self.outputs, self.ort, self.note = opset, outputs, ort, note
+        dt = next((np.asarray(x).dtype.name for x in self.inputs if x is not None), None)
+        self.opset, self.outputs, self.note = opset, outputs, note
+        self.ort = ort and (op, dt) not in ORT_MISSING
 
     def __repr__(self):
         return f"{self.op}{self.attrs} {self.note}"
@@ -86,7 +93,7 @@ def build_model(cases, opset):
                 feeds[name] = arr
         outs = [f"c{k}_out{j}" for j in range(c.outputs)]
         nodes.append(helper.make_node(c.op, names, outs, name=f"c{k}_{c.op}", **c.attrs))
-        goutputs += [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs]
+        goutputs += [onnx.ValueInfoProto(name=o) for o in outs]  # type left to inference
     graph = helper.make_graph(nodes, "math", ginputs, goutputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 10)
@@ -275,7 +282,7 @@ def test_variadic():
             cases.append(Case(op, [a], note=f"{dt} one input"))
             cases.append(Case(op, [a, b], note=f"{dt} special"))
             cases.append(Case(op, [rand((3, 1, 4), dt), rand((5, 1), dt), rand((4,), dt)], note=f"{dt} three"))
-        if op != "Mean":
+        if op in ("Max", "Min"):
             for dt in I:
                 cases.append(Case(op, [ints(dt)[:, None], ints(dt)[None, :], rand((1,), dt)], note=dt))
     check(cases)
@@ -484,6 +491,7 @@ def test_refusals():
     refuses(Case("Add", [np.array([1], "int32"), np.array([1], "int64")]), "int32", "int64")
     refuses(Case("Gelu", [f32], {"approximate": "erf"}, opset=20), "approximate")
     refuses(Case("IsNaN", [np.array([1], "int64")]), "int64")
+    refuses(Case("Sum", [np.array([1], "int32"), np.array([2], "int32")]), "int32")
     refuses(Case("Celu", [f32], {"alpha": -1.0}), "alpha")
     refuses(Case("Shrink", [np.array([1], "int32")], {"lambd": 0.5}), "lambd")
     refuses(Case("ReduceSum", [rand((2, 3), "float32"), np.array([1], "int64")]), "axes", "known at import")

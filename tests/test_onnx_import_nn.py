@@ -127,8 +127,9 @@ def test_conv(xs, ws, attrs):
     ((2, 4, 3, 3), (4, 1, 2, 3), dict(group=2, dilations=[1, 2], pads=[0, 1, 1, 0])),
     ((1, 2, 3, 4), (2, 3, 3, 3), dict(strides=[2, 2], output_shape=[7, 8])),
     ((1, 2, 3, 4), (2, 3, 3, 3), dict(strides=[2, 3], auto_pad="SAME_UPPER")),
-    ((1, 2, 3, 4), (2, 3, 4, 4), dict(strides=[2, 2], auto_pad="SAME_LOWER")),
+    ((1, 2, 3, 4), (2, 3, 3, 4), dict(strides=[2, 2], auto_pad="SAME_LOWER")),
     ((2, 3, 5), (3, 2, 3), dict(strides=[3], pads=[1, 0], output_padding=[2])),
+    ((1, 1, 3, 3), (1, 2, 3, 3), dict(strides=[3, 2], output_shape=[10, 8])),  # beyond the full output: zeros
 ])
 def test_conv_transpose(xs, ws, attrs):
     rng = _rng(4)
@@ -437,3 +438,37 @@ def test_batch_norm_statistics_not_trainable():
     trainable = {v.name: v.trainable for v in g.variables}
     assert trainable["m"] is False and trainable["v"] is False
     assert trainable["w"] is True and trainable["s"] is True and trainable["fw"] is True
+
+
+def test_train_imported_cnn():
+    """An imported Conv/BatchNormalization/Gemm model with ONNX's SoftmaxCrossEntropyLoss trains in
+    graphc: the loss falls, the convolution weight moves and the batch-norm statistics are updated
+    as running state (momentum 1 - ONNX's), not by the optimizer."""
+    rng = _rng(22)
+    model = _cnn_model(rng)
+    g0 = model.graph
+    g0.node.append(helper.make_node("SoftmaxCrossEntropyLoss", ["y", "labels"], ["loss"], name="sce"))
+    g0.input.append(helper.make_tensor_value_info("labels", TensorProto.INT64, ["N"]))
+    del g0.output[:]
+    g0.output.append(helper.make_tensor_value_info("loss", TensorProto.FLOAT, []))
+    g = gc.onnx.load(model)
+    names = g.onnx_names
+    x = _f32(rng, 8, 3, 8, 8)
+    labels = rng.integers(0, 5, (8,)).astype(np.int64)
+    plan = gc.compile(g, shapes={names["x"]: x.shape, names["labels"]: labels.shape},
+                      train={"loss": names["loss"], "optimizer": "sgd:lr=0.1"})
+    sess = gc.Session(plan)
+    m0, w0 = sess.get_variable("m").copy(), sess.get_variable("w").copy()
+    feeds = {names["x"]: x, names["labels"]: labels}
+    losses = [float(sess.run(feeds)[names["loss"]])]
+    # the first step's running mean: 0.9 · m0 + 0.1 · the batch mean of the conv output (ONNX's
+    # training-mode BatchNormalization with its default momentum 0.9), the conv output from onnx's reference
+    conv = helper.make_model(helper.make_graph(
+        [g0.node[0]], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)],
+        [t for t in g0.initializer if t.name in ("w", "cb")]), opset_imports=[helper.make_opsetid("", OPSET)])
+    c = ReferenceEvaluator(conv).run(None, {"x": x})[0]
+    np.testing.assert_allclose(sess.get_variable("m"), 0.9 * m0 + 0.1 * c.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    losses += [float(sess.run(feeds)[names["loss"]]) for _ in range(14)]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert not np.allclose(sess.get_variable("w"), w0)

@@ -834,6 +834,85 @@ INDEPENDENT.update({"gelu": _elementwise(_gelu), "gelu_grad": _elementwise(_gelu
                     "softplus": _elementwise(_softplus), "softplus_grad": _elementwise(_softplus_grad)})
 
 
+# -- graphc/ops/math.py: the math module and Python's own operators -----------------------------------
+
+def _finite_or_same(fn):
+    """fn for finite v; NaN and ±inf unchanged (floor, ceil, round)."""
+    return lambda v: float(fn(v)) if math.isfinite(v) else v
+
+
+def _odd_integer(b):
+    return float(b).is_integer() and math.fmod(b, 2.0) != 0
+
+
+def _power(a, b):
+    """C99's pow (Annex F): what math.pow refuses (0 to a negative power, overflow) by its rules."""
+    if b == 0 or a == 1:
+        return 1.0
+    if a != a or b != b:
+        return math.nan
+    if a == 0:
+        if b < 0:
+            return math.copysign(math.inf, a) if _odd_integer(b) else math.inf
+        return a if _odd_integer(b) else 0.0
+    try:
+        return math.pow(a, b)
+    except ValueError:  # a negative base with a non-integer exponent
+        return math.nan
+    except OverflowError:
+        return -math.inf if a < 0 and _odd_integer(b) else math.inf
+
+
+def _mod(a, b, fmod):
+    if isinstance(a, int):
+        if b in (0, -1):
+            return 0
+        r = abs(a) % abs(b) * (1 if a >= 0 else -1)  # the dividend's sign
+        return r + b if not fmod and r != 0 and (r < 0) != (b < 0) else r
+    if b == 0 or not math.isfinite(a) or b != b:
+        return math.nan
+    return math.fmod(a, b) if fmod else a % b  # Python's float % has the divisor's sign
+
+
+def _int_div(a, b):
+    if b == 0:
+        return 0
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q  # _elementwise wraps INT_MIN / -1 = 2^63 to INT_MIN
+
+
+INDEPENDENT.update({
+    "erf": _elementwise(math.erf),
+    "floor": _elementwise(_finite_or_same(math.floor)),
+    "ceil": _elementwise(_finite_or_same(math.ceil)),
+    "round": _elementwise(_finite_or_same(round)),  # Python's round: halves to even
+    "reciprocal": _elementwise(lambda v: math.copysign(math.inf, v) if v == 0 else 1 / v),
+    "sin": _elementwise(math.sin),
+    "cos": _elementwise(math.cos),
+    "tan": _elementwise(math.tan),
+    "asin": _elementwise(math.asin),
+    "acos": _elementwise(math.acos),
+    "atan": _elementwise(math.atan),
+    "sinh": _elementwise(lambda v: math.copysign(math.inf, v) if abs(v) > 720 else math.sinh(v)),
+    "cosh": _elementwise(math.cosh),
+    "asinh": _elementwise(math.asinh),
+    "acosh": _elementwise(math.acosh),
+    "atanh": _elementwise(lambda v: math.copysign(math.inf, v) if abs(v) == 1 else math.atanh(v)),
+    "sign": _elementwise(lambda v: v if v != v else (1 if v > 0 else -1 if v < 0 else 0)),
+    "isnan": _elementwise(lambda v: v != v, "bool"),
+    "isinf": _elementwise(lambda v, detect_positive, detect_negative:
+                          (detect_positive and v == math.inf) or (detect_negative and v == -math.inf), "bool"),
+    "power": np.errstate(over="ignore")(_elementwise(_power)),
+    "mod": _elementwise(_mod),
+    "int_div": _elementwise(_int_div),
+    "greater_equal": _elementwise(lambda a, b: a >= b, "bool"),
+    "less_equal": _elementwise(lambda a, b: a <= b, "bool"),
+    "logical_and": _elementwise(lambda a, b: a and b, "bool"),
+    "logical_or": _elementwise(lambda a, b: a or b, "bool"),
+    "logical_xor": _elementwise(lambda a, b: a != b, "bool"),
+})
+
+
 @np.errstate(invalid="ignore", over="ignore")
 def _conv_transpose2d(inputs, attrs):
     # every x[n, c, i, j]·w[c, o, a, b] added at output row i·s + a·d - top, column j·s + b·d - left, if inside

@@ -36,17 +36,18 @@ def _require_onnx():
                           '(or pip install onnx)') from None
 
 
-def load(model, trainable=True, shapes=None):
+def load(model, trainable=True, shapes=None, values=None):
     """Import an ONNX model (a path, bytes, or an onnx.ModelProto) as a :class:`graphc.Graph`.
 
     ``trainable``: float initializers become trainable variables (True) or constants
     (False).  ``shapes``: optional ``{input name: shape}`` pinning graph-input dims at
     import time (needed only when a shape computation depends on more than one symbolic
     dim).  Raises OnnxFormatError (malformed file) or OnnxUnsupportedError (naming the
-    node, op and opset).
+    node, op and opset).  ``values``: optional ``{input name: array}`` fixing graph inputs at
+    import (they become constants: e.g. a Reshape's shape or TopK's K fed as an input).
     """
     _require_onnx()
-    return load_model(model, trainable=trainable, shapes=shapes)
+    return load_model(model, trainable=trainable, shapes=shapes, values=values)
 
 
 def save(model, path, opset=None):

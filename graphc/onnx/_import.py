@@ -133,7 +133,9 @@ class NodeContext:
         return f"node {self.name!r} ({self.op_type}, opset {self.opset})"
 
     def unsupported(self, msg):
-        raise OnnxUnsupportedError(f"{self.where()}: {msg}")
+        e = OnnxUnsupportedError(f"{self.where()}: {msg}")
+        e.op_type = self.op_type
+        raise e
 
     def format_error(self, msg):
         raise OnnxFormatError(f"{self.where()}: {msg}")
@@ -179,6 +181,15 @@ class NodeContext:
         if v is None:
             self.unsupported(f"input {i} ({what}) is missing")
         if v.static is None:
+            onnx_input = getattr(v, "onnx_input", None)
+            if onnx_input is not None:
+                try:
+                    self.unsupported(f"needs input {i} ({what}) known at import; it is the graph input "
+                                     f"{onnx_input!r}, fed at run time (gc.onnx.load(..., values={{{onnx_input!r}: "
+                                     "array}) makes it a constant)")
+                except OnnxUnsupportedError as e:
+                    e.input_name = onnx_input   # the graph input whose value the import needs
+                    raise
             self.unsupported(f"needs input {i} ({what}) known at import; it is computed at run time "
                              f"(value {v.name!r})")
         return v.static
@@ -287,8 +298,9 @@ def _sanitize(name):
 
 
 class _Importer:
-    def __init__(self, model, path, trainable, shapes):
+    def __init__(self, model, path, trainable, shapes, values=None):
         self.model = model
+        self.given = dict(values or {})
         self.path = path
         self.base_dir = os.path.dirname(os.path.abspath(path)) if path else None
         self.trainable = trainable
@@ -441,10 +453,11 @@ class _Importer:
         for vi in gp.value_info:
             if vi.type.HasField("tensor_type"):
                 graphc_dtype(vi.type.tensor_type.elem_type, f"value {vi.name!r}")
-        unknown = set(self.shapes) - {vi.name for vi in gp.input if vi.name not in inits}
+        unknown = (set(self.shapes) | set(self.given)) - {vi.name for vi in gp.input if vi.name not in inits}
         if unknown:
-            raise OnnxUnsupportedError(f"shapes= names {sorted(unknown)}, which are not graph inputs of the model "
-                                       f"(inputs: {[vi.name for vi in gp.input if vi.name not in inits]})")
+            names = [vi.name for vi in gp.input if vi.name not in inits]
+            raise OnnxUnsupportedError(f"shapes=/values= name {sorted(unknown)}, which are not graph inputs of the "
+                                       f"model (inputs: {names})")
         # graph inputs (an input that is also an initializer takes the initializer's value)
         for vi in gp.input:
             if vi.name in inits:
@@ -452,6 +465,14 @@ class _Importer:
             if not vi.name:
                 raise OnnxFormatError("a graph input has an empty name")
             dt, shape = self.value_type(vi, "graph input")
+            if vi.name in self.given:
+                arr = np.asarray(self.given[vi.name])
+                if arr.dtype.name != dt or (shape is not None and (len(shape) != arr.ndim or any(
+                        isinstance(a, int) and a != b for a, b in zip(shape, arr.shape)))):
+                    raise OnnxUnsupportedError(f"values=: input {vi.name!r} is {dt} of shape {shape}, got "
+                                               f"{arr.dtype} of shape {arr.shape}")
+                self.values[vi.name] = const_value(arr, vi.name, self)
+                continue
             if vi.name in self.shapes:
                 pinned = tuple(int(d) for d in self.shapes[vi.name])
                 if shape is not None and (len(shape) != len(pinned) or any(
@@ -465,6 +486,7 @@ class _Importer:
             name = self.fresh_name(vi.name)
             t = g.add_placeholder(name, shape, dt, provenance=(self.where_file, 0))
             self.values[vi.name] = Value(t.name, dt, t.shape, tensor=t, builder=self)
+            self.values[vi.name].onnx_input = vi.name
             self.onnx_names[vi.name] = t.name
         for t in gp.initializer:
             arr = self.tensor_array(t, "initializer")
@@ -536,7 +558,19 @@ class _Importer:
         for o in self.model.opset_import:
             if o.domain in DEFAULT_DOMAINS:
                 return int(o.version)
-        raise OnnxFormatError("the model imports no default-domain (ai.onnx) opset")
+        for i, node in enumerate(self.model.graph.node):
+            if node.domain not in DEFAULT_DOMAINS:
+                self.other_domain(node, self.node_label(node, i))
+        if len(self.model.graph.node):
+            raise OnnxFormatError("the model imports no default-domain (ai.onnx) opset but has default-domain nodes")
+        return MIN_OPSET
+
+    def other_domain(self, node, name):
+        version = next((int(o.version) for o in self.model.opset_import if o.domain == node.domain), None)
+        e = OnnxUnsupportedError(f"node {name!r} ({node.op_type}, opset {version}) of domain {node.domain!r}: graphc "
+                                 "imports the default ONNX domain (ai.onnx) only")
+        e.op_type = node.op_type
+        raise e
 
     def run_node(self, node, idx, opset, prefix="", where_idx=None):
         label = self.node_label(node, idx)
@@ -550,8 +584,7 @@ class _Importer:
             name = f"{label}_{n}"
         self._node_names.add(name)
         if node.domain not in DEFAULT_DOMAINS:
-            raise OnnxUnsupportedError(f"node {name!r} ({node.op_type}, domain {node.domain!r}): ops of domain "
-                                       f"{node.domain!r} are not supported (graphc imports the default ONNX domain)")
+            self.other_domain(node, name)
         inputs = []
         for inp in node.input:
             if not inp:
@@ -565,13 +598,20 @@ class _Importer:
         if fn is None:
             body, body_opset = self.function_body(ctx)
             if body is None:
-                raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r}")
+                e = OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r}")
+                e.op_type = node.op_type
+                raise e
             # the body's nodes, read at the body's own opset (an ONNX function names the opset it is written in)
             for k, sub in enumerate(body.node):
                 self.run_node(sub, k, body_opset, prefix=name, where_idx=idx if where_idx is None else where_idx)
             return
-        with self.graph.building(FORWARD, (self.where_file, idx if where_idx is None else where_idx)):
-            out = fn(ctx)
+        try:
+            with self.graph.building(FORWARD, (self.where_file, idx if where_idx is None else where_idx)):
+                out = fn(ctx)
+        except OnnxUnsupportedError as e:
+            if getattr(e, "op_type", None) is None:
+                e.op_type = node.op_type   # the op refused (conformance tools group refusals by it)
+            raise
         if not isinstance(out, (list, tuple)):
             out = [out]
         out = list(out)
@@ -667,8 +707,8 @@ class _Importer:
                     types.append(tp.SerializeToString())
                 fn = schema.get_context_dependent_function_with_opset_version(opset, node.SerializeToString(), types)
         except Exception as e:   # onnx's builders raise several types
-            raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op {node.op_type!r} and "
-                                       f"onnx could not build its function body: {e}") from None
+            ctx.unsupported(f"graphc has no handler for ONNX op {node.op_type!r} and onnx could not build its "
+                            f"function body: {e}")
         if isinstance(fn, bytes):
             fp = onnx.FunctionProto()
             fp.ParseFromString(fn)
@@ -707,8 +747,8 @@ class _Importer:
                     b.name = a.name
                 else:
                     if a.type in (5, 10):
-                        raise OnnxUnsupportedError(f"{ctx.where()}: graphc has no handler for ONNX op "
-                                                   f"{node.op_type!r}; its function body has subgraphs")
+                        ctx.unsupported(f"graphc has no handler for ONNX op {node.op_type!r}; its function body "
+                                        "has subgraphs")
                     new.attribute.add().CopyFrom(a)
         return out, body_opset
 
@@ -745,12 +785,13 @@ def _parse(model):
     return m, path
 
 
-def load_model(model, trainable=True, shapes=None):
-    """An ONNX model (path, bytes or ModelProto) as a :class:`graphc.Graph` (see gc.onnx.load)."""
+def load_model(model, trainable=True, shapes=None, values=None):
+    """An ONNX model (path, bytes or ModelProto) as a :class:`graphc.Graph` (see gc.onnx.load).
+    ``values``: ``{graph input name: array}`` fixing those inputs at import (they become constants)."""
     import onnx
 
     m, path = _parse(model)
-    imp = _Importer(m, path, trainable, shapes)
+    imp = _Importer(m, path, trainable, shapes, values)
     imp._output_tensors = set()
     # external data first (graphc's rules), so no onnx tool reads files itself
     for t in m.graph.initializer:

@@ -174,7 +174,8 @@ def _variadic(ctx):
     if not values:
         ctx.unsupported("needs at least one input")
     _same_dtype(ctx, values)
-    _need(ctx, values[0], FLOATS if ctx.op_type == "Mean" else NUMERIC)
+    # ONNX types Sum and Mean for floats only, Max and Min for every number
+    _need(ctx, values[0], FLOATS if ctx.op_type in ("Sum", "Mean") else NUMERIC)
     op = {"Max": "maximum", "Min": "minimum", "Sum": "add", "Mean": "add"}[ctx.op_type]
     y = values[0]
     for v in values[1:]:

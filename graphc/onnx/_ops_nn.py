@@ -161,6 +161,7 @@ def _str_attr(ctx, name, default):
 
 @handler("Gemm")
 def _gemm(ctx):
+    """`matmul` (transA/transB as its flags) · alpha + beta · C (C optional, broadcast); float only"""
     a, b = ctx.inputs[0], ctx.inputs[1]
     c = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, a, b, c)
@@ -181,6 +182,7 @@ def _gemm(ctx):
 
 @handler("MatMul")
 def _matmul(ctx):
+    """`matmul` (numpy.matmul: batch dims broadcast, 1-D operands via a size-1 axis); float only"""
     a, b = ctx.inputs
     _floats_only(ctx, a, b)
     ra, rb = _rank(ctx, a, "A"), _rank(ctx, b, "B")
@@ -197,6 +199,7 @@ def _matmul(ctx):
 
 @handler("Einsum")
 def _einsum(ctx):
+    """`einsum` (1..n operands, ellipsis; a repeated index inside one operand refused); float only"""
     _floats_only(ctx, *ctx.inputs)
     eq = _str_attr(ctx, "equation", None)
     if eq is None:
@@ -274,6 +277,7 @@ def _bias(ctx, y, b, nd):
 
 @handler("Conv")
 def _conv(ctx):
+    """`conv2d` (+ bias add); 1-D over a size-1 H; pads, strides, dilations, group, auto_pad; 3-D refused"""
     x, w = ctx.inputs[0], ctx.inputs[1]
     b = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w, b)
@@ -294,6 +298,7 @@ def _conv(ctx):
 
 @handler("ConvTranspose")
 def _conv_transpose(ctx):
+    """`conv_transpose2d` (+ bias); 1-D via a size-1 H; output_padding, output_shape, auto_pad; 3-D refused"""
     x, w = ctx.inputs[0], ctx.inputs[1]
     b = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w, b)
@@ -317,9 +322,6 @@ def _conv_transpose(ctx):
             out_shape = tuple(d * s for d, s in zip(sizes, strides))
         total = [s * (d - 1) + op + (k - 1) * dil + 1 - o
                  for d, s, op, k, dil, o in zip(sizes, strides, out_pad, kernel, dilations, out_shape)]
-        if any(t < 0 for t in total):
-            ctx.unsupported(f"output_shape={list(out_shape)} is larger than the transposed convolution gives "
-                            f"(negative total padding {total})")
         if auto == "SAME_UPPER":
             begin = [t // 2 for t in total]
         else:  # SAME_LOWER and NOTSET with output_shape (ONNX's reference and onnxruntime)
@@ -329,6 +331,9 @@ def _conv_transpose(ctx):
         if given is not None and auto == "NOTSET" and tuple(int(p) for p in given) != computed:
             ctx.unsupported(f"attr pads={list(given)} together with output_shape={list(out_shape)}: ambiguous")
         pads = computed
+    # a negative pad (output_shape beyond the full output): rows no input reaches, zeros before the bias
+    grow = tuple(max(0, -p) for p in pads)
+    pads = tuple(max(0, p) for p in pads)
     for p, s, dil in zip(out_pad, strides, dilations):
         if p < 0 or not (p < s or p < dil):
             ctx.unsupported(f"output_padding={list(out_pad)} must be smaller than the stride or the dilation")
@@ -338,6 +343,10 @@ def _conv_transpose(ctx):
         pads, out_pad = (0, pads[0], 0, pads[1]), (0,) + out_pad
     y = _op(ctx, "conv_transpose2d", [x, w], {"stride": strides, "pads": pads, "dilation": dilations,
                                               "groups": int(ctx.attr("group", 1)), "output_padding": out_pad})
+    if any(grow):
+        if nd == 1:
+            grow = (0, grow[0], 0, grow[1])
+        y = _op(ctx, "pad", [y], {"pads": (0, 0, 0, 0, grow[0], grow[2], grow[1], grow[3])})
     if nd == 1:
         y = _squeeze(ctx, y, (2,))
     return [_bias(ctx, y, b, nd)]
@@ -479,11 +488,17 @@ def _pool(ctx, kind):
 
 @handler("MaxPool")
 def _max_pool(ctx):
+    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices refused
+
+    1-D via a size-1 H."""
     return _pool(ctx, "max")
 
 
 @handler("AveragePool")
 def _avg_pool(ctx):
+    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: `slice` taps
+
+    1-D via a size-1 H."""
     return _pool(ctx, "avg")
 
 
@@ -498,11 +513,13 @@ def _global(ctx, op):
 
 @handler("GlobalAveragePool")
 def _global_avg(ctx):
+    """`mean` over the spatial axes (keepdims)"""
     return _global(ctx, "mean")
 
 
 @handler("GlobalMaxPool")
 def _global_max(ctx):
+    """`max` over the spatial axes (keepdims)"""
     return _global(ctx, "max")
 
 
@@ -510,6 +527,9 @@ def _global_max(ctx):
 
 @handler("BatchNormalization")
 def _batch_norm(ctx):
+    """`batch_norm` (momentum 1 - ONNX's; non-trainable statistics); training_mode=1: `batch_norm_train`
+
+    The running-statistics outputs of training mode: running · momentum + batch · (1 - momentum)."""
     x, scale, bias, mean, var = ctx.inputs[:5]
     _floats_only(ctx, x, scale, bias, mean, var)
     eps = float(ctx.attr("epsilon", 1e-5))
@@ -542,6 +562,9 @@ def _check_stash(ctx, x):
 
 @handler("LayerNormalization")
 def _layer_norm(ctx):
+    """`layer_norm` (axis, epsilon; Mean/InvStdDev outputs); stash_type=1 only (11 for float64)
+
+    Scale/bias that broadcast to the normalised shape are applied after a plain layer_norm."""
     x, scale = ctx.inputs[0], ctx.inputs[1]
     bias = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, scale, bias)
@@ -571,6 +594,7 @@ def _layer_norm(ctx):
 
 @handler("InstanceNormalization")
 def _instance_norm(ctx):
+    """`instance_norm`"""
     x, scale, bias = ctx.inputs[:3]
     _floats_only(ctx, x, scale, bias)
     if _rank(ctx, x, "input") < 3:
@@ -580,6 +604,9 @@ def _instance_norm(ctx):
 
 @handler("GroupNormalization")
 def _group_norm(ctx):
+    """`layer_norm` over (N, groups, rest), then the per-channel (or opset 18 per-group) scale, bias
+
+    Needs static C and spatial sizes."""
     x, scale, bias = ctx.inputs[:3]
     _floats_only(ctx, x, scale, bias)
     _check_stash(ctx, x)
@@ -608,6 +635,7 @@ def _group_norm(ctx):
 
 @handler("LpNormalization")
 def _lp_norm(ctx):
+    """x / (Σ|x| or √Σx²) along axis (`sum`, `sqrt`, `div`); a zero norm gives 0; p in {1, 2}"""
     x = ctx.inputs[0]
     _floats_only(ctx, x)
     p = int(ctx.attr("p", 2))
@@ -643,6 +671,9 @@ def _optional_const(ctx, i, what):
 
 @handler("Resize")
 def _resize(ctx):
+    """`resize` (nearest, linear; the coordinate/nearest modes of graphc's resize); cubic, antialias refused
+
+    tf_crop_and_resize and keep_aspect_ratio_policy != stretch are refused; scales/sizes known at import."""
     x = ctx.inputs[0]
     _floats_only(ctx, x)
     mode = _str_attr(ctx, "mode", "nearest")
@@ -718,6 +749,7 @@ def _nchw(ctx, x):
 
 @handler("DepthToSpace")
 def _depth_to_space(ctx):
+    """`reshape` + `transpose` + `reshape` (DCR, CRD); static C, H, W"""
     x = ctx.inputs[0]
     n, c, h, w = _nchw(ctx, x)
     b = int(ctx.attr("blocksize"))
@@ -737,13 +769,17 @@ def _depth_to_space(ctx):
 
 @handler("SpaceToDepth")
 def _space_to_depth(ctx):
+    """`reshape` + `transpose` + `reshape`; static C, H, W"""
     x = ctx.inputs[0]
     n, c, h, w = _nchw(ctx, x)
     b = int(ctx.attr("blocksize"))
     if b <= 0 or h % b or w % b:
         ctx.unsupported(f"blocksize={b} must divide H={h} and W={w}")
+    mode = _str_attr(ctx, "mode", "DCR")  # the attr is newer than opset 13 (DCR before)
+    if mode not in ("DCR", "CRD"):
+        ctx.unsupported(f"attr mode={mode!r} (DCR or CRD)")
     t = _reshape(ctx, x, (n, c, h // b, b, w // b, b))
-    t = _op(ctx, "transpose", [t], {"perm": (0, 3, 5, 1, 2, 4)})
+    t = _op(ctx, "transpose", [t], {"perm": (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)})
     return [_reshape(ctx, t, (n, c * b * b, h // b, w // b))]
 
 
@@ -869,6 +905,9 @@ class _Rnn:
 
 @handler("LSTM")
 def _lstm(ctx):
+    """unrolled `lstm_cell` steps (iofc → ifgo weights; peepholes composed); no clip/input_forget
+
+    Directions, layout, initial states; a static length, full sequence_lens, default activations."""
     rnn = _Rnn(ctx, "LSTM", 4)
     if int(ctx.attr("input_forget", 0)):
         ctx.unsupported("attr input_forget=1")
@@ -918,6 +957,9 @@ def _lstm(ctx):
 
 @handler("GRU")
 def _gru(ctx):
+    """unrolled `gru_cell` steps (linear_before_reset=1) or composed steps (0); no clip
+
+    Directions, layout, initial state; a static length, full sequence_lens, default activations."""
     rnn = _Rnn(ctx, "GRU", 3)
     linear = int(ctx.attr("linear_before_reset", 0))
     hsz = rnn.h
@@ -970,6 +1012,9 @@ def _gru(ctx):
 
 @handler("RNN")
 def _rnn(ctx):
+    """unrolled tanh(x·Wᵀ + h·Rᵀ + b) steps; directions, layout, initial state; no clip
+
+    A static length, full sequence_lens, the default activation."""
     rnn = _Rnn(ctx, "RNN", 1)
     ys, finals = [], []
     for d in range(rnn.dirs):
@@ -1031,6 +1076,9 @@ def _nll(ctx, logp, labels, weights):
 
 @handler("NegativeLogLikelihoodLoss")
 def _nll_loss(ctx):
+    """`take_along_axis` over axis 1; class weights, ignore_index, reduction none/sum/mean
+
+    mean with weights is ONNX's weighted mean: Σ w[label]·loss / Σ w[label]."""
     x, labels = ctx.inputs[:2]
     w = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w)
@@ -1039,6 +1087,7 @@ def _nll_loss(ctx):
 
 @handler("SoftmaxCrossEntropyLoss")
 def _sce_loss(ctx):
+    """`log_softmax` over axis 1 + the NegativeLogLikelihoodLoss composition; log_prob output"""
     x, labels = ctx.inputs[:2]
     w = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w)

@@ -689,13 +689,13 @@ _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
 
 @handler("Pad")
 def _pad(ctx):
-    """`pad` (constant/reflect/edge; pads/constant_value/axes inputs; negative pads → `slice`); wrap refused"""
+    """`pad` (constant/reflect/edge; pads/constant_value/axes inputs; negative pads → `slice`); wrap → `concat`"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     r = len(shape)
     mode = ctx.attr("mode", "constant")
-    if mode not in _PAD_MODES:
-        ctx.unsupported(f"attr mode={mode!r} is not supported (constant, reflect, edge)")
+    if mode not in _PAD_MODES and mode != "wrap":
+        ctx.unsupported(f"attr mode={mode!r} is not supported (constant, reflect, edge, wrap)")
     if ctx.opset < 11 and ctx.has_attr("pads"):
         pads = list(ctx.attr("pads"))
         value = ctx.attr("value", 0.0)
@@ -743,6 +743,25 @@ def _pad(ctx):
         y = ctx.op("slice", [y], {"starts": tuple(starts), "ends": tuple(ends), "axes": tuple(ax),
                                   "steps": (1,) * len(ax)})
     grow = [(max(b, 0), max(e, 0)) for b, e in zip(before, after)]
+    if mode == "wrap":
+        # the last b items, the data, the first e items along each padded axis (pads up to the axis size)
+        ys = shape_of(ctx, y)
+        for a, (b, e) in enumerate(grow):
+            if not (b or e):
+                continue
+            d = ys[a]
+            if not isinstance(d, int) or b > d or e > d:
+                ctx.unsupported(f"mode 'wrap' with pads ({b}, {e}) on axis {a} of size {d!r} (pads up to a static "
+                                "axis size are supported)")
+            parts = []
+            if b:
+                parts.append(ctx.op("slice", [y], {"starts": (d - b,), "ends": (d,), "axes": (a,), "steps": (1,)}))
+            parts.append(y)
+            if e:
+                parts.append(ctx.op("slice", [y], {"starts": (0,), "ends": (e,), "axes": (a,), "steps": (1,)}))
+            y = ctx.op("concat", parts, {"axis": a})
+            ys = shape_of(ctx, y)
+        return y
     if any(b or e for b, e in grow):
         attrs = {"pads": tuple(v for p in grow for v in p), "mode": _PAD_MODES[mode]}
         if mode == "constant":

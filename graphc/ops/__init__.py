@@ -44,6 +44,35 @@ from graphc.ops.elementwise import (  # noqa: F401
 )
 from graphc.ops.gather import embedding, gather, take  # noqa: F401
 from graphc.ops.layer_norm import layer_norm, layer_norm_grad, layer_norm_stats  # noqa: F401
+from graphc.ops.math import (  # noqa: F401
+    acos,
+    acosh,
+    asin,
+    asinh,
+    atan,
+    atanh,
+    ceil,
+    cos,
+    cosh,
+    erf,
+    floor,
+    greater_equal,
+    int_div,
+    isinf,
+    isnan,
+    less_equal,
+    logical_and,
+    logical_or,
+    logical_xor,
+    mod,
+    power,
+    reciprocal,
+    round,
+    sign,
+    sin,
+    sinh,
+    tan,
+)
 from graphc.ops.nn import (  # noqa: F401
     binary_cross_entropy_with_logits,
     log_softmax,

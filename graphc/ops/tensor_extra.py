@@ -299,6 +299,9 @@ def _einsum_examples(rng):
     for dt in dtypes.FLOATS:
         for eq, shapes in cases:
             out.append(Example([rand(rng, s, dt) for s in shapes], {"equation": eq}, note=f"{dt} {eq}"))
+        for eq in ("ij->ji", "ij->j"):  # NaN, ±inf, -0.0 through a transpose and a sum
+            out.append(Example([special(rng, (4, 9), dt, extremes=False)], {"equation": eq}, grad=False,
+                               note=f"{dt} {eq} special values"))
     return out
 
 

@@ -213,7 +213,7 @@ std::vector<AxisGather> resize_gathers(const ResizeSpec& s, const std::vector<in
     if (!axis_taps(s, xd[a], yd[a], scale, taps)) continue;
     AxisGather& g = out[a];
     g.identity = false;
-    g.max_taps = 0;
+    g.max_taps = 1;  // at least the one pair a row starts from (a list may be empty: exclude_outside)
     if (transposed) {
       std::vector<std::vector<std::pair<int64_t, double>>> inv(static_cast<size_t>(xd[a]));
       for (int64_t j = 0; j < yd[a]; ++j) {
