@@ -219,8 +219,10 @@ def _describe(exc):
 
 
 def _refusal_op(exc):
-    """The op_type a refusal names (``node 'n' (Conv, opset 17): ...``); for a refusal of the
-    model's inputs/outputs, what it refuses: ``dtype FLOAT16``, ``sequence_type``."""
+    """The op_type a refusal names (``e.op_type``, else ``node 'n' (Conv, opset 17): ...``); for a
+    refusal of the model's inputs/outputs, what it refuses: ``dtype FLOAT16``, ``sequence_type``."""
+    if getattr(exc, "op_type", None):
+        return exc.op_type
     text = str(exc)
     for pattern, form in ((_OP_IN_MESSAGE, "{}"), (_DTYPE_IN_MESSAGE, "dtype {}"), (_TYPE_IN_MESSAGE, "{}")):
         m = pattern.search(text)
@@ -421,7 +423,9 @@ def render_doc(results):
 def render_readme_block(results):
     total = _counts(results)
     refused = _refusals(results)
-    ops = ", ".join(f"{op} ({n})" for op, (n, _) in refused.items())
+    typed = {k: n for k, (n, _) in refused.items() if k.startswith("dtype ") or k.endswith("_type")}
+    ops = ", ".join(f"{op} ({n})" for op, (n, _) in refused.items() if op not in typed)
+    kinds = ", ".join(k.replace("dtype ", "") for k in typed)
     return "\n".join([
         f"Pass rate **{_rate(total)}** of the {total[PASS] + total[FAIL]} accepted cases "
         f"({total[PASS]} pass, {total[FAIL]} fail); {total[UNSUPPORTED]} of {len(results)} cases are refused "
@@ -429,7 +433,8 @@ def render_readme_block(results):
         "",
         *summary_lines(results),
         "",
-        f"Refusals by op (cases): {ops or 'none'}.  Details: [docs/onnx_conformance.md](docs/onnx_conformance.md).",
+        f"Refused for a dtype or value type graphc lacks: {sum(typed.values())} cases ({kinds or 'none'}).  "
+        f"Refused by op (cases): {ops or 'none'}.  Details: [docs/onnx_conformance.md](docs/onnx_conformance.md).",
     ])
 
 

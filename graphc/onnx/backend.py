@@ -21,8 +21,8 @@ Values the import needs: graphc's import must know some inputs' values (a Reshap
 target shape, a ReduceSum's axes, a TopK's K, ...); in a model they are initializers or
 computed from shapes, but a model may also take them as graph inputs (ONNX's node test
 cases do).  Then ``prepare`` keeps the model and ``run`` imports it with those graph
-inputs frozen to the values it is given (as initializers: a new import and plan per
-distinct value, the 16 most recent kept) — the backend gives ONNX's result for any
+inputs fixed to the values it is given (``graphc.onnx.load(..., values=)``: a new import
+and plan per distinct value, the 16 most recent kept) — the backend gives ONNX's result for any
 input, while ``graphc.onnx.load`` refuses such a model (OnnxUnsupportedError) and asks
 for the values to be constants.
 
@@ -34,8 +34,6 @@ runner counts it as unsupported).
 Like every module of graphc.onnx, this one imports ``onnx`` only when it is used, so the
 backend class is built on first access of ``GraphcBackend``/``GraphcBackendRep``.
 """
-
-import re
 
 import numpy as np
 
@@ -58,42 +56,23 @@ def _device_name(device):
     return name
 
 
-_NEEDED_VALUE = re.compile(r"known at import; it is computed at run time \(value '([^']+)'\)")
 _CACHED = 16    # plans (and imports) a BackendRep keeps, most recent first
 
 
 def _needed_input(exc, input_names):
-    """The graph input whose value an import refusal says it needs, or None."""
-    m = _NEEDED_VALUE.search(str(exc))
-    if m is None:
-        return None
-    for n in input_names:
-        if m.group(1) in (n, n.replace(":", "_")):
-            return n
-    return None
+    """The graph input whose value an import refusal says it needs (``e.input_name``), or None."""
+    name = getattr(exc, "input_name", None)
+    return name if name in input_names else None
 
 
-def _frozen(model, values):
-    """A copy of ``model`` whose graph inputs named in ``values`` are initializers holding them."""
-    from onnx import numpy_helper
-    out = type(model)()
-    out.CopyFrom(model)
-    keep = [i for i in out.graph.input if i.name not in values]
-    del out.graph.input[:]
-    out.graph.input.extend(keep)
-    for n, a in values.items():
-        out.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(a), n))
-    return out
-
-
-def _load_freezing(model, feeds, needed, load):
-    """Import ``model`` with the graph inputs in ``needed`` frozen to their ``feeds`` values;
-    when the import needs one more graph input's value, freeze it too and import again.
-    Returns (graph, the inputs frozen)."""
+def _load_freezing(feeds, needed, load):
+    """Import the model with the graph inputs in ``needed`` fixed to their ``feeds`` values
+    (``values=``); when the import needs one more graph input's value, fix it too and import
+    again.  Returns (graph, the inputs fixed)."""
     needed = set(needed)
     while True:
         try:
-            return load(_frozen(model, {n: feeds[n] for n in needed})), needed
+            return load(values={n: feeds[n] for n in needed}), needed
         except OnnxUnsupportedError as e:
             more = _needed_input(e, list(feeds))
             if more is None or more in needed:
@@ -170,7 +149,7 @@ def _make_classes():
             key = self._frozen_key(feeds)
             graph = self._graphs.get(key)
             if graph is None:
-                graph, needed = _load_freezing(self.model, feeds, self.freeze, self._load)
+                graph, needed = _load_freezing(feeds, self.freeze, self._load)
                 if needed != self.freeze:
                     self.freeze = needed
                     self._graphs.clear()
@@ -222,20 +201,20 @@ def _make_classes():
             name = _device_name(device)
             # load() gives the typed errors for a malformed file; the input/output names are
             # then read from the (now known good) ModelProto.
-            def load_it(m):
-                return load(m, trainable=kwargs.get("trainable", False), shapes=kwargs.get("shapes"))
+            source = model
+
+            def load_it(values=None):
+                return load(source, trainable=kwargs.get("trainable", False), shapes=kwargs.get("shapes"),
+                            values=values)
 
             freeze = ()
             try:
-                graph = load_it(model)
+                graph = load_it()
             except OnnxUnsupportedError as e:
-                if isinstance(model, onnx.ModelProto):
-                    needed = _needed_input(e, [i.name for i in model.graph.input])
-                    if needed is None:
-                        raise
-                    graph, freeze = None, (needed,)
-                else:
+                needed = getattr(e, "input_name", None)
+                if needed is None:
                     raise
+                graph, freeze = None, (needed,)
             if isinstance(model, bytes):
                 model = onnx.load_model_from_string(model)
             elif not isinstance(model, onnx.ModelProto):
