@@ -130,8 +130,8 @@ void register_gather_kernels(KernelRegistry& r);  // cpu/gather.cc
 void register_scan_kernels(KernelRegistry& r);  // cpu/scan.cc
 void register_rnn_cell_kernels(KernelRegistry& r);  // cpu/rnn_cell.cc
 void register_topk_kernels(KernelRegistry& r);  // cpu/topk.cc
-void register_tensor_extra_kernels(KernelRegistry& r);  // cpu/tensor_extra.cc
 void register_math_kernels(KernelRegistry& r);  // cpu/math.cc
+void register_tensor_extra_kernels(KernelRegistry& r);  // cpu/tensor_extra.cc
 
 // The CPU kernel files (cpu/kernel_files.cc): one row per register_* function above, named
 // after the file under runtime/cpu/ that defines it.  KernelRegistry::cpu() runs them all; an

@@ -184,10 +184,23 @@ def test_global_pool(op, xs):
     check(make_model(op, {"x": x}), {"x": x}, use_ref=op != "GlobalMaxPool" or len(xs) == 4)
 
 
-def test_maxpool_indices_refused():
-    x = np.zeros((1, 1, 4, 4), np.float32)
-    m = make_model("MaxPool", {"x": x}, attrs=dict(kernel_shape=[2, 2]), outputs=("y", "i"))
-    refused(m, "MaxPool_0", "Indices")
+@pytest.mark.parametrize("xs,attrs", [((2, 3, 5, 6), dict(kernel_shape=[2, 2])),
+                                      ((1, 2, 7, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+                                      ((1, 2, 7, 8), dict(kernel_shape=[3, 2], strides=[2, 2], ceil_mode=1,
+                                                          pads=[0, 1, 1, 0])),
+                                      ((2, 2, 9), dict(kernel_shape=[3], strides=[2], dilations=[2])),
+                                      ((2, 2, 5, 7), dict(kernel_shape=[2, 3], strides=[1, 2], storage_order=1))])
+def test_maxpool_indices(xs, attrs):
+    # ties would make the index implementation-defined: distinct values (a permutation)
+    x = _rng(23).permutation(int(np.prod(xs))).astype(np.float32).reshape(xs)
+    m = make_model("MaxPool", {"x": x}, attrs=attrs, outputs=("y", "i"))
+    m.graph.output[1].type.tensor_type.elem_type = TensorProto.INT64
+    y, i = run_graphc(m, {"x": x})
+    ry, ri = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(i, ri)
+    if not attrs.get("storage_order"):
+        np.testing.assert_array_equal(x.reshape(-1)[i], y)
 
 
 # -- normalisations --------------------------------------------------------------------------------
@@ -350,12 +363,24 @@ def test_lstm_clip_refused():
     refused(m, "LSTM_0", "clip")
 
 
-def test_lstm_partial_sequence_refused():
-    m, _ = _rnn_model("LSTM", 4)
-    m.graph.node[0].input.insert(4, "lens")
-    del m.graph.node[0].input[5:]
-    m.graph.initializer.append(numpy_helper.from_array(np.asarray([3, 2], np.int32), "lens"))
-    refused(m, "LSTM_0", "sequence_lens")
+@pytest.mark.parametrize("op,gates,kw", [("LSTM", 4, dict()), ("LSTM", 4, dict(peep=True)), ("GRU", 3, dict()),
+                                         ("GRU", 3, dict(linear_before_reset=1)), ("RNN", 1, dict(initial=True))])
+def test_sequence_lens_at_run_time(op, gates, kw):
+    """Shorter sequences (sequence_lens a graph input): the state stops at each sequence's end and Y is
+    0 past it, as onnxruntime (onnx's reference ignores sequence_lens)."""
+    m, feeds = _rnn_model(op, gates, t=4, n=3, initial=True, **kw) if "initial" not in kw else \
+        _rnn_model(op, gates, t=4, n=3, **kw)
+    m.graph.node[0].input[4] = "lens"
+    m.graph.input.append(helper.make_tensor_value_info("lens", TensorProto.INT32, [3]))
+    feeds["lens"] = np.asarray([4, 1, 2], np.int32)
+    check(m, feeds, use_ref=False)
+
+
+def test_sequence_lens_reverse_refused():
+    m, _ = _rnn_model("LSTM", 4, direction="reverse", initial=True)
+    m.graph.node[0].input[4] = "lens"
+    m.graph.input.append(helper.make_tensor_value_info("lens", TensorProto.INT32, [2]))
+    refused(m, "LSTM_0", "sequence_lens", "forward direction only")
 
 
 # -- losses ---------------------------------------------------------------------------------------
@@ -472,3 +497,70 @@ def test_train_imported_cnn():
     losses += [float(sess.run(feeds)[names["loss"]]) for _ in range(14)]
     assert losses[-1] < 0.7 * losses[0], losses
     assert not np.allclose(sess.get_variable("w"), w0)
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_dilated_pool_symbolic_batch(op):
+    x = _f32(_rng(24), 3, 2, 11, 10)
+    m = make_model(op, {"x": x}, attrs=dict(kernel_shape=[3, 2], dilations=[3, 2], strides=[2, 1], pads=[2, 1, 1, 0]))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    check(m, {"x": x}, use_ort=op == "MaxPool")  # onnxruntime has no dilated AveragePool
+
+
+# -- gradients through the imported compositions ---------------------------------------------------
+
+def _as_float64(model):
+    """The model with every float32 initializer, input and output made float64."""
+    for t in model.graph.initializer:
+        a = numpy_helper.to_array(t)
+        if a.dtype == np.float32:
+            t.CopyFrom(numpy_helper.from_array(a.astype(np.float64), t.name))
+    for vi in list(model.graph.input) + list(model.graph.output):
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = TensorProto.DOUBLE
+    return model
+
+
+@pytest.mark.parametrize("case", ["lstm_peephole", "lstm_bidirectional", "gru", "dilated_avg_pool"])
+def test_gradient_matches_finite_differences(case):
+    """d(Σ y·G)/d(weight) of the imported graph (gc.gradients, compiled, float64) equals the central
+    difference of onnx's reference evaluator along a random direction."""
+    rng = _rng(25)
+    if case == "dilated_avg_pool":
+        x = _f32(rng, 2, 3, 9, 8)
+        m = make_model("Conv", {"x": x}, {"w": _f32(rng, 4, 3, 2, 2)}, dict(pads=[1, 0, 0, 1]), outputs=("c",))
+        m.graph.node.append(helper.make_node("AveragePool", ["c"], ["y"], name="pool", kernel_shape=[2, 3],
+                                             dilations=[2, 2], pads=[0, 1, 1, 1], strides=[2, 1]))
+        m.graph.output[0].name = "y"
+        feeds, wname = {"x": x}, "w"
+    else:
+        kw = {"lstm_peephole": dict(peep=True), "lstm_bidirectional": dict(direction="bidirectional", initial=True),
+              "gru": dict(initial=True)}[case]
+        m, feeds = _rnn_model("GRU" if case == "gru" else "LSTM", 3 if case == "gru" else 4, **kw)
+        del m.graph.output[1:]
+        wname = "R"
+    m = _as_float64(m)
+    feeds = {k: v.astype(np.float64) for k, v in feeds.items()}
+    g = gc.onnx.load(m)
+    ref_out = ReferenceEvaluator(m).run(None, feeds)[0]
+    weight = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}[wname]
+    gy = rng.standard_normal(ref_out.shape)
+    with g:
+        y = g.tensor(g.onnx_names["y"])
+        loss = gc.sum(gc.mul(y, gc.constant(gy)))
+        (dw,) = gc.gradients(loss, [g.tensor(wname)])
+    plan = gc.compile(g, shapes={g.onnx_names[k]: v.shape for k, v in feeds.items()}, fetches=[dw])
+    got = gc.Session(plan).run({g.onnx_names[k]: v for k, v in feeds.items()})[dw.name]
+    direction = rng.standard_normal(weight.shape)
+    eps = 1e-6
+
+    def f(w):
+        m2 = onnx.ModelProto()
+        m2.CopyFrom(m)
+        for t in m2.graph.initializer:
+            if t.name == wname:
+                t.CopyFrom(numpy_helper.from_array(w, wname))
+        return float(np.sum(ReferenceEvaluator(m2).run(None, feeds)[0] * gy))
+
+    numeric = (f(weight + eps * direction) - f(weight - eps * direction)) / (2 * eps)
+    np.testing.assert_allclose(float(np.sum(got * direction)), numeric, rtol=1e-6, atol=1e-8)

@@ -38,6 +38,19 @@ _ONNX_TYPE_NAMES = {0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT1
                     19: "FLOAT8E5M2", 20: "FLOAT8E5M2FNUZ", 21: "UINT4", 22: "INT4", 23: "FLOAT4E2M1"}
 GRAPHC_TO_ONNX = {v: k for k, v in _ONNX_DTYPES.items()}
 
+FOLD_LIMIT = 1 << 22   # elements: a larger result of an op on constants is computed at run time, not stored
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+# Elementwise integer ops computed on shape values at import (NodeContext._dims_op).
+_DIMS_OPS = ("add", "sub", "mul", "int_div", "div", "maximum", "minimum", "mod")
+
 # Ops never folded at import time even when every input is known (their value is not a
 # function of the inputs alone).
 _NOT_FOLDABLE_PREFIXES = ("random_", "dropout", "rng_")
@@ -92,6 +105,19 @@ class Value:
         kind = ("const" if self.const is not None else "init" if self.init is not None
                 else "dims" if self.dims is not None else "tensor")
         return f"<onnx Value {self.name!r} {self.dtype} {self.shape} {kind}>"
+
+    @property
+    def trainable(self):
+        """Whether an initializer Value becomes a trainable variable (False: a non-trainable variable,
+        e.g. BatchNormalization's running statistics, which a training plan updates in place).  Set it
+        before the Value's first ``tensor()``."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, flag):
+        if self._tensor is not None and self.init is not None:
+            raise RuntimeError(f"initializer {self.name!r} is already a variable; set trainable before tensor()")
+        self._trainable = bool(flag)
 
     @property
     def static(self):
@@ -250,10 +276,16 @@ class NodeContext:
             else:
                 vals.append(self._as_const(x, like))
         attrs = dict(attrs or {})
+        if op_name in _DIMS_OPS and any(isinstance(v, Value) and v.dims is not None for v in vals):
+            out = self._dims_op(opdef, vals, attrs)
+            if out is not None:
+                return out
         try:
             if (vals or opdef.constant) and all(isinstance(v, Value) and v.const is not None for v in vals) \
                     and not op_name.startswith(_NOT_FOLDABLE_PREFIXES) and not opdef.inplace:
-                return self._fold(opdef, vals, attrs)
+                folded = self._fold(opdef, vals, attrs)
+                if folded is not None:
+                    return folded
             g = self._imp.graph
             tensors = [v.tensor() if isinstance(v, Value) else v for v in vals]
             name = self._imp.fresh_name(f"{self.name}/{op_name}")
@@ -265,10 +297,49 @@ class NodeContext:
         res = tuple(Value(t.name, t.dtype, t.shape, tensor=t, builder=self._imp) for t in outs)
         return res[0] if len(res) == 1 else res
 
+    def _dims_op(self, opdef, vals, attrs):
+        """Elementwise integer arithmetic on shape values (``dims``) and small int constants, at
+        import: int results where every operand is known, None (unknown at import) elsewhere,
+        ``x * 1`` / ``x + 0`` keep the symbol.  None when an operand is something else."""
+        lists = []
+        for v in vals:
+            if not isinstance(v, Value):
+                return None
+            if v.dims is not None:
+                lists.append((list(v.dims), v.shape))
+            elif v.const is not None and v.const.dtype.kind in "iu" and v.const.ndim <= 1:
+                lists.append(([int(d) for d in v.const.reshape(-1)], v.const.shape))
+            else:
+                return None
+        n = max(len(d) for d, _ in lists)
+        if any(len(d) not in (1, n) for d, _ in lists):
+            return None
+        rows = [d * n if len(d) == 1 else d for d, _ in lists]
+        out = []
+        for items in zip(*rows):
+            if all(isinstance(d, int) for d in items):
+                r = opdef.evaluate([np.asarray(d, np.int64) for d in items], opdef.check_attrs(attrs, self.name))
+                out.append(int(r[0]))
+            elif opdef.name == "mul" and len(items) == 2 and 1 in items:
+                out.append(items[0] if items[1] == 1 else items[1])
+            elif opdef.name in ("add", "sub") and len(items) == 2 and items[1] == 0:
+                out.append(items[0])
+            elif opdef.name == "add" and len(items) == 2 and items[0] == 0:
+                out.append(items[1])
+            else:
+                out.append(None)
+        shape = max((s for _, s in lists), key=len)
+        dt = next(v.dtype for v in vals if v.dims is not None)
+        if all(isinstance(d, int) for d in out):
+            return const_value(np.asarray(out, dtype=dt).reshape(shape), builder=self._imp)
+        return Value(None, dt, shape, dims=out, builder=self._imp)
+
     def _fold(self, opdef, vals, attrs):
         attrs = opdef.check_attrs(attrs, self.name, None)
         node = Node(f"{self.name}/{opdef.name}", opdef.name, [], [], attrs)
         types = opdef.infer_node(node, [(v.dtype, v.shape) for v in vals])
+        if sum(_numel(shape) for _, shape in types) > FOLD_LIMIT:
+            return None   # a large result stays a node (the import does not allocate it)
         outs = opdef.evaluate([v.const for v in vals], attrs)
         res = []
         for arr, (dt, shape) in zip(outs, types):
@@ -338,7 +409,7 @@ class _Importer:
         dims = tuple(int(d) for d in t.dims)
         if any(d < 0 for d in dims):
             raise OnnxFormatError(f"{what}: tensor {quote(t.name)} has a negative dim {dims}")
-        n = int(np.prod(dims, dtype=np.int64)) if dims else 1
+        n = _numel(dims)
         if t.data_location == 1:   # EXTERNAL
             self.load_external(t, what, n * np.dtype(dt).itemsize)
         if t.HasField("raw_data"):
@@ -451,7 +522,7 @@ class _Importer:
         if len(gp.sparse_initializer):
             raise OnnxUnsupportedError("the model has sparse initializers; graphc does not support them")
         for vi in gp.value_info:
-            if vi.type.HasField("tensor_type"):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type != 0:   # 0: type not given
                 graphc_dtype(vi.type.tensor_type.elem_type, f"value {vi.name!r}")
         unknown = (set(self.shapes) | set(self.given)) - {vi.name for vi in gp.input if vi.name not in inits}
         if unknown:
@@ -503,7 +574,7 @@ class _Importer:
         for vi in gp.output:
             if vi.name not in self.values:
                 raise OnnxFormatError(f"graph output {vi.name!r} is produced by no node, input or initializer")
-            if vi.type.HasField("tensor_type"):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type != 0:   # 0: inferred
                 graphc_dtype(vi.type.tensor_type.elem_type, f"graph output {vi.name!r}")
             t = self.bind_output(vi.name, self.values[vi.name], force_name=True)
             outs.append(t.name)

@@ -18,8 +18,9 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   never the ceil_mode overhang).  graphc's own pool kernels run when the pads are symmetric and
   at most half the kernel; otherwise the input is padded explicitly (-inf for max, 0 for
   average) and an average is rescaled by k/divisor per output position (a constant computed at
-  import).  Dilations: a max/mean over the kernel's strided slices.  MaxPool's Indices output
-  is refused.  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
+  import).  Dilations: the pool of each phase (position mod the dilation), interleaved back.
+  MaxPool's Indices: argmax over the window's taps mapped to flat input positions (static
+  shapes).  A NaN in a max window: graphc's max is NaN there (ONNX's reference skips NaNs).
 * BatchNormalization: the inference form is graphc's batch_norm (momentum 1 - ONNX's, so a
   training compile updates the running statistics as ONNX's training mode would);
   training_mode=1 is batch_norm_train plus the running-statistics outputs.
@@ -30,7 +31,8 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   cubic, antialias, tf_crop_and_resize and keep_aspect_ratio_policy other than stretch are
   refused.
 * LSTM / GRU / RNN: forward, reverse, bidirectional, layout 0 and 1, initial states, a
-  static sequence length (unrolled), sequence_lens absent or all full; the default
+  static sequence length (unrolled); sequence_lens all full, or (forward only) shorter / known
+  at run time: past a sequence's end the state is kept and Y is 0 (onnxruntime); the default
   activations only, no clip, no input_forget.  LSTM runs graphc's lstm_cell (gates permuted
   from ONNX's i, o, f, c to graphc's i, f, g, o once, on the weights) — with peepholes the
   cell is composed from elementwise ops; GRU with linear_before_reset=1 runs gru_cell (z, r, h
@@ -204,7 +206,12 @@ def _einsum(ctx):
     eq = _str_attr(ctx, "equation", None)
     if eq is None:
         ctx.unsupported("attr equation is required")
-    return [_op(ctx, "einsum", list(ctx.inputs), {"equation": eq.replace(" ", "")})]
+    eq = eq.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    if len(ctx.inputs) == 1 and arrow and lhs == rhs:
+        # y = x ("->" on a scalar, "ij->ij"): an identity, named (einsum's composite would hand x itself back)
+        return [_op(ctx, "identity", [ctx.inputs[0]])]
+    return [_op(ctx, "einsum", list(ctx.inputs), {"equation": eq})]
 
 
 # -- Conv, ConvTranspose --------------------------------------------------------------------------
@@ -425,8 +432,10 @@ def _pool(ctx, kind):
         ctx.unsupported(f"kernel_shape={list(kernel)}, strides={list(strides)} and dilations={list(dilations)} "
                         f"must be positive")
     if kind == "max":
-        if _wanted(ctx, 1):
-            ctx.unsupported("the Indices output of MaxPool is not supported")
+        if int(ctx.attr("storage_order", 0)) not in (0, 1):
+            ctx.unsupported(f"attr storage_order={ctx.attr('storage_order')}")
+        if _wanted(ctx, 1) and not _static(x.shape):
+            ctx.unsupported(f"the Indices output needs X of a static shape, got {x.shape}")
         include = True
     else:
         include = bool(ctx.attr("count_include_pad", 0))
@@ -436,6 +445,7 @@ def _pool(ctx, kind):
         sizes, out, kernel, strides, dilations = (1,) + sizes, (1,) + out, (1,) + kernel, (1,) + strides, \
             (1,) + dilations
         pads = (0, pads[0], 0, pads[1])
+    x2d = x
     # the end pads that make exactly `out` windows (the ceil overhang included, trailing rows cut)
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     ends = tuple((o - 1) * s + sp - d - p for o, s, sp, d, p in zip(out, strides, span, sizes, pads[:2]))
@@ -452,14 +462,7 @@ def _pool(ctx, kind):
         else:
             y = _op(ctx, "avg_pool2d", [x], dict(attrs, count_include_pad=include))
     else:
-        widths = [(0, 0), (0, 0)] + [(p, max(e, 0)) for p, e in zip(pads[:2], ends)]
-        if any(w != (0, 0) for w in widths):
-            x = _op(ctx, "pad", [x], {"pads": tuple(v for pair in widths for v in pair), "mode": "constant",
-                                      "value": fill})
-        if any(e < 0 for e in ends):  # trailing rows no window reaches
-            x = _op(ctx, "slice", [x], {"starts": (0, 0), "ends": tuple(p + d + e for p, d, e in
-                                                                          zip(pads[:2], sizes, ends)),
-                                        "axes": (2, 3)})
+        x = _window_input(ctx, x, pads, ends, sizes, fill)
         if dilations == (1, 1):
             attrs = {"kernel_size": kernel, "stride": strides, "padding": (0, 0)}
             if kind == "max":
@@ -469,34 +472,107 @@ def _pool(ctx, kind):
                 if not np.all(divisor == full):
                     y = _op(ctx, "mul", [y, (full / divisor).astype(np.dtype(x.dtype))])
         else:
-            if full > 64:
-                ctx.unsupported(f"a dilated pool of {full} taps (more than 64)")
-            y = None
-            for a in range(kernel[0]):
-                for b in range(kernel[1]):
-                    starts = (a * dilations[0], b * dilations[1])
-                    tap = _op(ctx, "slice", [x], {
-                        "starts": starts, "ends": tuple(s0 + (o - 1) * s + 1 for s0, o, s in zip(starts, out, strides)),
-                        "axes": (2, 3), "steps": strides})
-                    y = tap if y is None else _op(ctx, "maximum" if kind == "max" else "add", [y, tap])
-            if kind == "avg":
-                y = _op(ctx, "div", [y, divisor.astype(np.dtype(x.dtype))])
+            y = _dilated_pool(ctx, x, kind, kernel, strides, dilations, out, fill)
+            if kind == "avg" and not np.all(divisor == full):
+                y = _op(ctx, "mul", [y, (full / divisor).astype(np.dtype(x.dtype))])
+    outs = [y]
+    if kind == "max" and _wanted(ctx, 1):
+        outs.append(_max_indices(ctx, _window_input(ctx, x2d, pads, ends, sizes, fill), sizes, kernel, strides,
+                                 dilations, pads, out, column_major=bool(ctx.attr("storage_order", 0))))
     if nd == 1:
-        y = _squeeze(ctx, y, (2,))
-    return [y]
+        outs = [_squeeze(ctx, v, (2,)) for v in outs]
+    return _outputs(ctx, outs)
+
+
+def _dilated_pool(ctx, xp, kind, kernel, strides, dilations, out, fill):
+    """A dilated pool of the window input xp as an undilated one: the rows of one phase (position mod
+    the dilation) are a dense sequence in which each dilated window is a plain window, so xp is split
+    into its dh·dw phases (reshape, transpose), pooled with stride 1, interleaved back, and the
+    windows of the stride kept (a strided slice).  Average: the window mean (sum / k_h·k_w)."""
+    n, c = xp.shape[:2]
+    if not _known(c):
+        ctx.unsupported(f"a dilated pool needs a static channel count, got X of shape {xp.shape}")
+    (hp, wp), (dh, dw), (kh, kw) = xp.shape[2:], dilations, kernel
+    eh, ew = -hp % dh, -wp % dw
+    if eh or ew:  # whole phases: the extra rows only make windows past the last one kept
+        xp = _op(ctx, "pad", [xp], {"pads": (0, 0, 0, 0, 0, eh, 0, ew), "mode": "constant", "value": fill})
+    h2, w2 = (hp + eh) // dh, (wp + ew) // dw
+    t = _reshape(ctx, xp, (n, c, h2, dh, w2, dw))
+    t = _op(ctx, "transpose", [t], {"perm": (0, 1, 3, 5, 2, 4)})
+    t = _reshape(ctx, t, (n, c * dh * dw, h2, w2))
+    attrs = {"kernel_size": (kh, kw), "stride": (1, 1), "padding": (0, 0)}
+    if kind == "max":
+        t = _op(ctx, "max_pool2d", [t], attrs)
+    else:
+        t = _op(ctx, "avg_pool2d", [t], dict(attrs, count_include_pad=True))
+    h3, w3 = h2 - kh + 1, w2 - kw + 1
+    t = _reshape(ctx, t, (n, c, dh, dw, h3, w3))
+    t = _op(ctx, "transpose", [t], {"perm": (0, 1, 4, 2, 5, 3)})
+    t = _reshape(ctx, t, (n, c, h3 * dh, w3 * dw))
+    return _op(ctx, "slice", [t], {"starts": (0, 0), "ends": tuple((o - 1) * st + 1 for o, st in zip(out, strides)),
+                                   "axes": (2, 3), "steps": tuple(strides)})
+
+
+def _window_input(ctx, x, pads, ends, sizes, fill):
+    """x padded (fill) by the begin pads and the end pads that make exactly the windows ONNX has;
+    trailing rows no window reaches cut off."""
+    widths = [(0, 0), (0, 0)] + [(p, max(e, 0)) for p, e in zip(pads[:2], ends)]
+    if any(w != (0, 0) for w in widths):
+        x = _op(ctx, "pad", [x], {"pads": tuple(v for pair in widths for v in pair), "mode": "constant",
+                                  "value": fill})
+    if any(e < 0 for e in ends):
+        stops = tuple(p + d + e for p, d, e in zip(pads[:2], sizes, ends))
+        x = _op(ctx, "slice", [x], {"starts": (0, 0), "ends": stops, "axes": (2, 3)})
+    return x
+
+
+def _taps(ctx, xp, kernel, dilations, out, strides):
+    """The window taps of the padded input: for tap (a, b), the (N, C, OH, OW) values it reads."""
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            starts = (a * dilations[0], b * dilations[1])
+            yield _op(ctx, "slice", [xp], {
+                "starts": starts, "ends": tuple(s0 + (o - 1) * s + 1 for s0, o, s in zip(starts, out, strides)),
+                "axes": (2, 3), "steps": strides})
+
+
+def _max_indices(ctx, xp, sizes, kernel, strides, dilations, pads, out, column_major=False):
+    """MaxPool's Indices: the flat index into X of each window's first maximum (onnxruntime's choice):
+    argmax over the window's taps, mapped through a table of the taps' input positions.  Row major
+    ((n·C + c)·H + h)·W + w, or with storage_order=1 (n·C + c)·H·W + w·H + h."""
+    n, c = (int(d) for d in xp.shape[:2])
+    if kernel[0] * kernel[1] > 64:
+        ctx.unsupported(f"the Indices output of a {kernel[0]}x{kernel[1]} window (more than 64 taps)")
+    taps = [_expand(ctx, t, (4,)) for t in _taps(ctx, xp, kernel, dilations, out, strides)]
+    stacked = taps[0] if len(taps) == 1 else _op(ctx, "concat", taps, {"axis": 4})
+    best = _op(ctx, "argmax", [stacked], {"axis": 4, "keepdims": True})
+    h, w = sizes
+    rows = (np.arange(out[0]) * strides[0] - pads[0])[:, None, None, None] + \
+        (np.arange(kernel[0]) * dilations[0])[None, None, :, None]
+    cols = (np.arange(out[1]) * strides[1] - pads[1])[None, :, None, None] + \
+        (np.arange(kernel[1]) * dilations[1])[None, None, None, :]
+    # (OH, OW, k_h·k_w): tap (a, b) of window (i, j) reads X[.., rows, cols]; padding taps (never the max
+    # of a window holding an input element) are clamped inside
+    rows, cols = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+    table = (cols * h + rows) if column_major else (rows * w + cols)
+    table = table.reshape(out[0], out[1], -1).astype(np.int64)
+    table = np.broadcast_to(table, (n, c) + table.shape)
+    spatial = _squeeze(ctx, _op(ctx, "take_along_axis", [np.ascontiguousarray(table), best], {"axis": 4}), (4,))
+    offsets = (np.arange(n * c, dtype=np.int64) * (h * w)).reshape(n, c, 1, 1)
+    return _op(ctx, "add", [spatial, offsets])
 
 
 @handler("MaxPool")
 def _max_pool(ctx):
-    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: `slice` taps; Indices refused
+    """`max_pool2d`; asymmetric pads/ceil_mode: -inf `pad` first; dilations: per-phase pools; Indices: `argmax`
 
-    1-D via a size-1 H."""
+    1-D via a size-1 H.  Indices (storage_order 0 or 1) need a static X shape: the first maximum's flat index."""
     return _pool(ctx, "max")
 
 
 @handler("AveragePool")
 def _avg_pool(ctx):
-    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: `slice` taps
+    """`avg_pool2d`; asymmetric pads/ceil_mode: zero `pad`, × k/ONNX's divisor; dilations: per-phase pools
 
     1-D via a size-1 H."""
     return _pool(ctx, "avg")
@@ -538,8 +614,11 @@ def _batch_norm(ctx):
         ctx.unsupported(f"X of shape {x.shape}: expects (N, C, ...)")
     for v in (mean, var):
         # running statistics: state a training compile updates in place, never a trained parameter
-        if v.init is not None and v._tensor is None:
-            v._trainable = False
+        if v.init is not None:
+            try:
+                v.trainable = False
+            except RuntimeError:  # already a variable through an earlier node: left as it is
+                pass
     if not int(ctx.attr("training_mode", 0)):
         if _wanted(ctx, 1) or _wanted(ctx, 2):
             ctx.unsupported("running-statistics outputs with training_mode=0")
@@ -788,12 +867,13 @@ def _space_to_depth(ctx):
 _DEFAULT_ACTS = {"LSTM": ("sigmoid", "tanh", "tanh"), "GRU": ("sigmoid", "tanh"), "RNN": ("tanh",)}
 
 
-def _zeros_like_rows(ctx, like, h, dt):
-    """Zeros of shape (N, h) for a (N, k) tensor like (N possibly symbolic)."""
-    n = like.shape[0]
+def _zero_state(ctx, xw, h, dt):
+    """Zeros of shape (N, h) for the (T, N, k) input projections xw (N possibly symbolic)."""
+    n = xw.shape[1]
     if _known(n):
         return np.zeros((int(n), h), dt)
-    return _op(ctx, "broadcast_like", [np.zeros((1, h), dt), _cols(ctx, like, 0, h)])
+    rows = _cols(ctx, _take(ctx, xw, 0, axis=0), 0, h)
+    return _op(ctx, "broadcast_like", [np.zeros((1, h), dt), rows])
 
 
 class _Rnn:
@@ -831,6 +911,8 @@ class _Rnn:
             ctx.unsupported(f"a sequence of unknown length (X of shape {ctx.inputs[0].shape}): the layer is "
                             f"unrolled at import; pass shapes= to gc.onnx.load")
         self.steps = int(self.steps)
+        if self.steps < 1:
+            ctx.unsupported("an empty sequence (length 0)")
         hs = ctx.attr("hidden_size", None)
         if hs is None:
             if w.shape is None or not _known(w.shape[1]):
@@ -839,14 +921,39 @@ class _Rnn:
         self.h = int(hs)
         if w.shape is not None and _known(w.shape[0]) and w.shape[0] != self.dirs:
             ctx.unsupported(f"W of shape {w.shape} for {self.dirs} direction(s)")
-        if _present(ctx, 4):
-            lens = ctx.const_input(4, "sequence_lens")
-            if not np.all(lens == self.steps):
-                ctx.unsupported(f"sequence_lens={lens.tolist()} shorter than the sequence ({self.steps}): "
-                                f"only full sequences")
+        self.lens = None
+        lens = ctx.inputs[4] if _present(ctx, 4) else None
+        if lens is not None and not (lens.static is not None and np.all(lens.static == self.steps)):
+            # sequences shorter than X: a step past a sequence's end keeps its state and outputs 0
+            # (onnxruntime); forward only (a reverse pass would start at each sequence's own end)
+            if self.dirs != 1 or self.reverse:
+                ctx.unsupported(f"sequence_lens (shorter sequences, or known only at run time) with direction="
+                                f"{direction!r}: graphc supports them in the forward direction only")
+            if lens.dtype not in ("int32", "int64"):
+                ctx.unsupported(f"sequence_lens of dtype {lens.dtype}")
+            if lens.static is not None and (np.any(lens.static < 0) or np.any(lens.static > self.steps)):
+                ctx.unsupported(f"sequence_lens={lens.static.tolist()} outside [0, {self.steps}]")
+            self.lens = lens
         self.w, self.r = w, r
         self.b = ctx.inputs[3] if _present(ctx, 3) else None
         self.dt = np.dtype(x.dtype)
+
+    def _inside(self, t):
+        """(N, 1) bool: step t lies inside each sequence (sequence_lens > t)."""
+        t_const = np.asarray(t, np.dtype(self.lens.dtype))
+        return _expand(self.ctx, _op(self.ctx, "less", [t_const, self.lens]), (1,))
+
+    def advance(self, t, new, old):
+        """The state after step t: new inside the sequence, old past its end."""
+        if self.lens is None:
+            return new
+        return _op(self.ctx, "where", [self._inside(t), new, old])
+
+    def emit(self, t, new):
+        """Y at step t: the new hidden state inside the sequence, 0 past its end."""
+        if self.lens is None:
+            return new
+        return _op(self.ctx, "where", [self._inside(t), new, np.zeros((), self.dt)])
 
     def initial(self, i, d):
         """Direction d's initial state from input i (layout-aware), or None."""
@@ -907,7 +1014,7 @@ class _Rnn:
 def _lstm(ctx):
     """unrolled `lstm_cell` steps (iofc → ifgo weights; peepholes composed); no clip/input_forget
 
-    Directions, layout, initial states; a static length, full sequence_lens, default activations."""
+    Directions, layout, initial states; a static length; sequence_lens (shorter: forward only); default activations."""
     rnn = _Rnn(ctx, "LSTM", 4)
     if int(ctx.attr("input_forget", 0)):
         ctx.unsupported("attr input_forget=1")
@@ -930,25 +1037,25 @@ def _lstm(ctx):
         xw = rnn.inputs_times_w(w, bias)
         h = rnn.initial(5, d)
         c = rnn.initial(6, d)
+        # absent initial states are zeros, multiplied by R like any state (0·inf is NaN in ONNX too)
+        h = _zero_state(ctx, xw, hsz, rnn.dt) if h is None else h
+        c = _zero_state(ctx, xw, hsz, rnn.dt) if c is None else c
         if peep is not None:
             pi, po, pf = _split(ctx, rnn.per_dir(peep, d), 3, 0)
         hs = [None] * rnn.steps
         for t in rnn.order(d):
-            gates = rnn.step_input(xw, t)
-            if h is not None:
-                gates = _op(ctx, "add", [gates, _op(ctx, "matmul", [h, r], {"transpose_b": True})])
-            if c is None:
-                c = _zeros_like_rows(ctx, gates, hsz, rnn.dt)
+            gates = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
             if peep is None:
-                h, c = _op(ctx, "lstm_cell", [gates, c])
+                h_new, c_new = _op(ctx, "lstm_cell", [gates, c])
             else:
                 gi, go, gf, gc = _split(ctx, gates, 4, 1)
                 i = _op(ctx, "sigmoid", [_op(ctx, "add", [gi, _op(ctx, "mul", [pi, c])])])
                 f = _op(ctx, "sigmoid", [_op(ctx, "add", [gf, _op(ctx, "mul", [pf, c])])])
-                c = _op(ctx, "add", [_op(ctx, "mul", [f, c]), _op(ctx, "mul", [i, _op(ctx, "tanh", [gc])])])
-                o = _op(ctx, "sigmoid", [_op(ctx, "add", [go, _op(ctx, "mul", [po, c])])])
-                h = _op(ctx, "mul", [o, _op(ctx, "tanh", [c])])
-            hs[t] = h
+                c_new = _op(ctx, "add", [_op(ctx, "mul", [f, c]), _op(ctx, "mul", [i, _op(ctx, "tanh", [gc])])])
+                o = _op(ctx, "sigmoid", [_op(ctx, "add", [go, _op(ctx, "mul", [po, c_new])])])
+                h_new = _op(ctx, "mul", [o, _op(ctx, "tanh", [c_new])])
+            hs[t] = rnn.emit(t, h_new)
+            h, c = rnn.advance(t, h_new, h), rnn.advance(t, c_new, c)
         ys.append(hs)
         finals.append(h)
         cells.append(c)
@@ -959,7 +1066,7 @@ def _lstm(ctx):
 def _gru(ctx):
     """unrolled `gru_cell` steps (linear_before_reset=1) or composed steps (0); no clip
 
-    Directions, layout, initial state; a static length, full sequence_lens, default activations."""
+    Directions, layout, initial state; a static length; sequence_lens (shorter: forward only); default activations."""
     rnn = _Rnn(ctx, "GRU", 3)
     linear = int(ctx.attr("linear_before_reset", 0))
     hsz = rnn.h
@@ -983,12 +1090,12 @@ def _gru(ctx):
         for t in rnn.order(d):
             xt = rnn.step_input(xw, t)
             if h is None:
-                h = _zeros_like_rows(ctx, xt, hsz, rnn.dt)
+                h = _zero_state(ctx, xw, hsz, rnn.dt)
             if linear:
                 hw = _op(ctx, "matmul", [h, r], {"transpose_b": True})
                 if rb is not None:
                     hw = _op(ctx, "add", [hw, rb])
-                h = _op(ctx, "gru_cell", [xt, hw, h])
+                h_new = _op(ctx, "gru_cell", [xt, hw, h])
             else:
                 x_zr, x_h = _cols(ctx, xt, 0, 2 * hsz), _cols(ctx, xt, 2 * hsz, 3 * hsz)
                 zr = _op(ctx, "add", [x_zr, _op(ctx, "matmul", [h, r_zr], {"transpose_b": True})])
@@ -1002,9 +1109,10 @@ def _gru(ctx):
                     n = _op(ctx, "add", [n, rb_h])
                 n = _op(ctx, "tanh", [n])
                 # (1 - z)·n + z·h, as ONNX writes it
-                h = _op(ctx, "add", [_op(ctx, "mul", [_op(ctx, "sub", [_scalar(xt, 1.0), z]), n]),
-                                     _op(ctx, "mul", [z, h])])
-            hs[t] = h
+                h_new = _op(ctx, "add", [_op(ctx, "mul", [_op(ctx, "sub", [_scalar(xt, 1.0), z]), n]),
+                                         _op(ctx, "mul", [z, h])])
+            hs[t] = rnn.emit(t, h_new)
+            h = rnn.advance(t, h_new, h)
         ys.append(hs)
         finals.append(h)
     return rnn.outputs(ys, finals)
@@ -1014,7 +1122,7 @@ def _gru(ctx):
 def _rnn(ctx):
     """unrolled tanh(x·Wᵀ + h·Rᵀ + b) steps; directions, layout, initial state; no clip
 
-    A static length, full sequence_lens, the default activation."""
+    A static length; sequence_lens (shorter ones forward only); the default activation."""
     rnn = _Rnn(ctx, "RNN", 1)
     ys, finals = [], []
     for d in range(rnn.dirs):
@@ -1023,13 +1131,13 @@ def _rnn(ctx):
         bias = None if wb is None else _op(ctx, "add", [wb, rb])
         xw = rnn.inputs_times_w(w, bias)
         h = rnn.initial(5, d)
+        h = _zero_state(ctx, xw, rnn.h, rnn.dt) if h is None else h
         hs = [None] * rnn.steps
         for t in rnn.order(d):
-            a = rnn.step_input(xw, t)
-            if h is not None:
-                a = _op(ctx, "add", [a, _op(ctx, "matmul", [h, r], {"transpose_b": True})])
-            h = _op(ctx, "tanh", [a])
-            hs[t] = h
+            a = _op(ctx, "add", [rnn.step_input(xw, t), _op(ctx, "matmul", [h, r], {"transpose_b": True})])
+            h_new = _op(ctx, "tanh", [a])
+            hs[t] = rnn.emit(t, h_new)
+            h = rnn.advance(t, h_new, h)
         ys.append(hs)
         finals.append(h)
     return rnn.outputs(ys, finals)

@@ -10,7 +10,7 @@ along to the Reshape/Expand/... that reads them.
 import numpy as np
 
 from graphc import dtypes
-from graphc.onnx._import import GRAPHC_TO_ONNX, Value, handler
+from graphc.onnx._import import FOLD_LIMIT, GRAPHC_TO_ONNX, Value, handler
 
 _INT_DTYPES = ("int32", "int64")
 
@@ -63,6 +63,8 @@ def resolve_target(ctx, in_shape, target):
     """A reshape target (int | str | None entries, at most one -1) as graphc's reshape attr (ints,
     one -1 at most) and the symbolic output shape.  Symbols cancel against the input's symbols."""
     target = list(target)
+    if -1 not in target and target.count(None) == 1:
+        target[target.index(None)] = -1   # the one dim unknown at import is the inferred one
     if target.count(-1) > 1:
         ctx.format_error(f"reshape target {target} has more than one -1")
     if -1 in target:
@@ -829,6 +831,8 @@ def _eye_like(ctx):
     if len(shape) != 2 or any(not isinstance(d, int) for d in shape):
         ctx.unsupported(f"EyeLike of shape {list(shape)} (needs a static 2-D shape)")
     dt = ctx.onnx_dtype(ctx.attr("dtype"), "attribute dtype") if ctx.has_attr("dtype") else x.dtype
+    if shape[0] * shape[1] > FOLD_LIMIT:
+        ctx.unsupported(f"EyeLike of shape {list(shape)} (larger than graphc folds at import)")
     return ctx.const(np.eye(shape[0], shape[1], k=ctx.attr("k", 0), dtype=dt))
 
 

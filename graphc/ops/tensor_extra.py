@@ -284,7 +284,10 @@ def _einsum_composite(ctx):
         rest = set(out).union(*[set(t) for t in terms[k + 1:]])
         y, ty = _contract(y, ty, xs[k], terms[k], rest)
     y, ty = _sum_away(y, ty, set(out))
-    return _permute(y, ty, out)
+    y = _permute(y, ty, out)
+    # an equation that changes nothing ('->' on a scalar, 'ij->ij'): a view, so the node's output keeps
+    # a value of its own (a fetch of it is not renamed to the input)
+    return identity(y) if y is xs[0] else y
 
 
 def _einsum_examples(rng):

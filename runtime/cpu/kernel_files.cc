@@ -33,8 +33,8 @@ const std::vector<KernelFile>& cpu_kernel_files() {
       {"scan.cc", "register_scan_kernels", register_scan_kernels},
       {"rnn_cell.cc", "register_rnn_cell_kernels", register_rnn_cell_kernels},
       {"topk.cc", "register_topk_kernels", register_topk_kernels},
-      {"tensor_extra.cc", "register_tensor_extra_kernels", register_tensor_extra_kernels},
       {"math.cc", "register_math_kernels", register_math_kernels},
+      {"tensor_extra.cc", "register_tensor_extra_kernels", register_tensor_extra_kernels},
   };
   return files;
 }
