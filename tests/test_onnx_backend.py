@@ -164,3 +164,21 @@ def test_inputs_the_import_needs_are_frozen_per_run():
     assert len(rep._graphs) == 2 and len(rep._sessions) == 2
     with pytest.raises(FeedError, match="shape"):
         rep.run([x])
+
+
+def test_values_computed_from_integer_inputs_fix_those_inputs():
+    # Range's limit is computed (k + k) from the graph input k: the integer inputs are fixed per run.
+    nodes = [helper.make_node("Add", ["k", "k"], ["limit"]),
+             helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("z", TensorProto.INT64, (), [0])),
+             helper.make_node("Constant", [], ["one"], value=helper.make_tensor("o", TensorProto.INT64, (), [1])),
+             helper.make_node("Range", ["zero", "limit", "one"], ["r"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("k", TensorProto.INT64, ())],
+                              [helper.make_tensor_value_info("r", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 17)])
+    try:
+        rep = prepare(model)
+    except OnnxUnsupportedError as e:
+        pytest.skip(f"Range/Add not imported yet: {e}")
+    assert rep.freeze == {"k"}
+    for k in (2, 3):
+        np.testing.assert_array_equal(rep.run([np.array(k, np.int64)])[0], np.arange(2 * k))

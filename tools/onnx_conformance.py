@@ -389,7 +389,9 @@ def render_doc(results):
            "the op's function body), pytorch-converted and pytorch-operator (models exported from PyTorch),",
            "simple (small models).  The `real` kind (model-zoo downloads) is not run.  Where a case feeds a",
            "value the import needs as a graph input (a Reshape's shape, a ReduceSum's axes, ...), the backend",
-           "imports the model at run time with that input frozen to the case's value (graphc/onnx/backend.py).",
+           "imports the model at run time with that input fixed to the case's value (when the value is computed",
+           "from graph inputs, the integer graph inputs are fixed; graphc/onnx/backend.py).  What the import can",
+           "compute from fixed values alone it computes then, with the ops' numpy references.",
            "",
            *summary_lines(results),
            ""]

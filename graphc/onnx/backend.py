@@ -22,7 +22,8 @@ target shape, a ReduceSum's axes, a TopK's K, ...); in a model they are initiali
 computed from shapes, but a model may also take them as graph inputs (ONNX's node test
 cases do).  Then ``prepare`` keeps the model and ``run`` imports it with those graph
 inputs fixed to the values it is given (``graphc.onnx.load(..., values=)``: a new import
-and plan per distinct value, the 16 most recent kept) — the backend gives ONNX's result for any
+and plan per distinct value, the 16 most recent kept; when the needed value is computed
+from graph inputs, the integer graph inputs are fixed) — the backend gives ONNX's result for any
 input, while ``graphc.onnx.load`` refuses such a model (OnnxUnsupportedError) and asks
 for the values to be constants.
 
@@ -207,18 +208,28 @@ def _make_classes():
                 return load(source, trainable=kwargs.get("trainable", False), shapes=kwargs.get("shapes"),
                             values=values)
 
-            freeze = ()
+            freeze, refusal = (), None
             try:
                 graph = load_it()
             except OnnxUnsupportedError as e:
-                needed = getattr(e, "input_name", None)
-                if needed is None:
-                    raise
-                graph, freeze = None, (needed,)
+                graph, refusal = None, e
             if isinstance(model, bytes):
                 model = onnx.load_model_from_string(model)
             elif not isinstance(model, onnx.ModelProto):
                 model = onnx.load(model, load_external_data=False)
+            if refusal is not None:
+                needed = getattr(refusal, "input_name", None)
+                if needed is not None:
+                    freeze = (needed,)
+                elif "known at import" in str(refusal):
+                    # a value computed from graph inputs (a window length from a scalar size input):
+                    # fix the integer graph inputs, the float data stays fed at run time
+                    ints = (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
+                    inits = {t.name for t in model.graph.initializer}
+                    freeze = tuple(i.name for i in model.graph.input if i.name not in inits
+                                   and i.type.tensor_type.elem_type in ints)
+                if not freeze:
+                    raise refusal
             return GraphcBackendRep(model, graph, load_it, device=name, threads=kwargs.get("threads"),
                                     freeze=freeze)
 
