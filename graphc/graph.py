@@ -156,15 +156,15 @@ class Tensor:
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor):
-            raise TypeError("** supports a Python scalar exponent only; use gc.exp(y * gc.log(x))")
+            return self._ops().power(self, exponent)  # elementwise a^b, broadcasting
         return self._ops().pow(self, exponent=float(exponent))
 
     def __eq__(self, other): return self._ops().equal(self, other)
     def __ne__(self, other): return self._ops().logical_not(self._ops().equal(self, other))
     def __lt__(self, other): return self._ops().less(self, other)
     def __gt__(self, other): return self._ops().greater(self, other)
-    def __le__(self, other): return self._ops().logical_not(self._ops().greater(self, other))
-    def __ge__(self, other): return self._ops().logical_not(self._ops().less(self, other))
+    def __le__(self, other): return self._ops().less_equal(self, other)  # NaN <= x is False, as in numpy
+    def __ge__(self, other): return self._ops().greater_equal(self, other)
 
     def __getitem__(self, key):
         return self._ops().getitem(self, key)

@@ -32,7 +32,10 @@ def test_operators_build_the_expected_ops():
     for op, t in cases.items():
         assert t.producer.op == op
     assert m.producer.op == "matmul" and m.shape == (2, 4)
-    assert (ne.producer.op, le.producer.op, ge.producer.op) == ("logical_not",) * 3
+    assert (ne.producer.op, le.producer.op, ge.producer.op) == ("logical_not", "less_equal", "greater_equal")
+    with gc.Graph():
+        x = gc.placeholder("x", (3,))
+        assert (x ** gc.placeholder("e", (3,))).producer.op == "power"
     assert cases["pow"].producer.attrs["exponent"] == 2.0
     assert cases["equal"].dtype == "bool"
 

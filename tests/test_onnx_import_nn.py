@@ -289,6 +289,14 @@ def test_resize(attrs, scales, sizes):
           use_ref=attrs.get("coordinate_transformation_mode") != "tf_half_pixel_for_nn")
 
 
+@pytest.mark.parametrize("policy", ["not_larger", "not_smaller"])
+def test_resize_keep_aspect_ratio(policy):
+    x = _f32(_rng(26), 1, 2, 4, 3)
+    m = make_model("Resize", {"x": x}, {"sizes": np.asarray([7, 8], np.int64)},
+                   dict(mode="nearest", keep_aspect_ratio_policy=policy, axes=[2, 3]), inputs=["x", "", "", "sizes"])
+    check(m, {"x": x})
+
+
 def test_resize_cubic_refused():
     x = np.zeros((1, 1, 2, 2), np.float32)
     m = make_model("Resize", {"x": x}, {"scales": np.asarray([1, 1, 2, 2], np.float32)}, dict(mode="cubic"),

@@ -38,23 +38,17 @@ def _expand_once(graph, target):
         copy_placeholder(out, ph)
     for var in graph.variables:
         copy_variable(out, var)
-    rename = {}  # an output that is one of the expansion's inputs, passed through
     for node in graph.nodes:
-        if rename:
-            node = Node(node.name, node.op, [rename.get(i, i) for i in node.inputs], node.outputs, node.attrs,
-                        node.role, node.provenance, node.scope)
         opdef = registry.get_op(node.op)
         if not needs_expansion(opdef, target):
             copy_node(out, node, node_types(graph, node))
             continue
-        _expand_node(out, graph, node, opdef, rename)
-    out.outputs = [rename.get(o, o) for o in graph.outputs]
-    if rename and out.training is not None and out.training.loss in rename:
-        raise CompileError(f"the training loss {out.training.loss!r} is an input passed through a composite")
+        _expand_node(out, graph, node, opdef)
+    out.outputs = list(graph.outputs)
     return out
 
 
-def _expand_node(out, graph, node, opdef, rename):
+def _expand_node(out, graph, node, opdef):
     """Build the definition in a scratch graph over placeholders of the inputs' types, then
     copy its nodes into ``out`` under ``<node>/`` with the node's outputs' names."""
     scratch = Graph()
@@ -69,9 +63,10 @@ def _expand_node(out, graph, node, opdef, rename):
             raise CompileError(f"expanding {node.describe()} for its composite definition: {e}"
                                f"{where(node.provenance)}") from None
     names = {f"input{k}": name for k, name in enumerate(node.inputs)}
-    for res, orig in zip(results, node.outputs):
+    passthrough = []  # (output index, input name): the definition returns an input unchanged
+    for k, (res, orig) in enumerate(zip(results, node.outputs)):
         if res.name in names:
-            rename[orig] = names[res.name]  # the definition returns an input unchanged
+            passthrough.append((k, orig, names[res.name]))
         else:
             names[res.name] = orig
     for sn in scratch.nodes:
@@ -80,3 +75,10 @@ def _expand_node(out, graph, node, opdef, rename):
         part = Node(f"{node.name}/{sn.name}", sn.op, [names[i] for i in sn.inputs], [names[o] for o in sn.outputs],
                     sn.attrs, node.role, node.provenance, node.scope)
         copy_node(out, part, node_types(scratch, sn))
+    # An output that is an input passed through keeps its own name as an ``identity`` view (free),
+    # so fetches, graph outputs and the loss that name it need no renaming.
+    for k, orig, src in passthrough:
+        part_name = node.name if orig == node.name else f"{node.name}/passthrough{k}"
+        part = Node(part_name, "identity", [src], [orig], {}, node.role, node.provenance, node.scope)
+        t = graph.tensor(orig)
+        copy_node(out, part, [(t.dtype, t.shape)])

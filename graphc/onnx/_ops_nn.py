@@ -28,8 +28,8 @@ the node, the op and the attribute value it does not take.  The rules, per op:
   (opset 18's per-group and opset 21's per-channel scale), LpNormalization (p = 1, 2; a zero
   norm gives 0).
 * Resize: graphc's resize (nearest / linear; the coordinate modes and nearest modes it has);
-  cubic, antialias, tf_crop_and_resize and keep_aspect_ratio_policy other than stretch are
-  refused.
+  cubic, antialias and tf_crop_and_resize are refused; keep_aspect_ratio_policy as ONNX's
+  reference (one scale for the listed axes, sizes rounded half up).
 * LSTM / GRU / RNN: forward, reverse, bidirectional, layout 0 and 1, initial states, a
   static sequence length (unrolled); sequence_lens all full, or (forward only) shorter / known
   at run time: past a sequence's end the state is kept and Y is 0 (onnxruntime); the default
@@ -752,7 +752,8 @@ def _optional_const(ctx, i, what):
 def _resize(ctx):
     """`resize` (nearest, linear; the coordinate/nearest modes of graphc's resize); cubic, antialias refused
 
-    tf_crop_and_resize and keep_aspect_ratio_policy != stretch are refused; scales/sizes known at import."""
+    tf_crop_and_resize is refused; keep_aspect_ratio_policy stretch, not_larger, not_smaller; scales/sizes
+    known at import."""
     x = ctx.inputs[0]
     _floats_only(ctx, x)
     mode = _str_attr(ctx, "mode", "nearest")
@@ -797,10 +798,25 @@ def _resize(ctx):
                     ctx.unsupported(f"scale {s} of axis {a} gives an empty output")
     else:
         policy = _str_attr(ctx, "keep_aspect_ratio_policy", "stretch")
-        if policy != "stretch":
+        if policy not in ("stretch", "not_larger", "not_smaller"):
             ctx.unsupported(f"attr keep_aspect_ratio_policy={policy!r}")
         if len(sizes) != len(axes) or not _static(sizes):
             ctx.unsupported(f"sizes={list(sizes)} must be {len(axes)} known ints")
+        if policy != "stretch":
+            # one scale for every listed axis: the smallest (not_larger) or largest (not_smaller) of
+            # sizes / input size; each output size int(scale · input size + 0.5) (ONNX's reference)
+            if not _static([in_shape[a] for a in axes]):
+                ctx.unsupported(f"keep_aspect_ratio_policy={policy!r} needs the resized axes' sizes static")
+            ratios = [s / in_shape[a] for a, s in zip(axes, sizes)]
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            for a in axes:
+                full_scales[a] = scale
+                out[a] = int(scale * in_shape[a] + 0.5)
+                if out[a] < 1:
+                    ctx.unsupported(f"keep_aspect_ratio_policy={policy!r} gives an empty axis {a}")
+            sizes = ()
+        else:
+            full_scales = None
         for a, s in zip(axes, sizes):
             if s != in_shape[a]:
                 if not _known(in_shape[a]):
@@ -808,7 +824,6 @@ def _resize(ctx):
                 if s < 1:
                     ctx.unsupported(f"sizes[{a}]={s}: an empty output")
                 out[a] = int(s)
-        full_scales = None
     if all(d == -1 for d in out) and (full_scales is None or all(s == 1.0 for s in full_scales)):
         return [_op(ctx, "identity", [x])]
     attrs = {"sizes": tuple(out), "scales": None if full_scales is None else tuple(full_scales), "mode": mode,
