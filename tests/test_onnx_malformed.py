@@ -199,3 +199,21 @@ def test_cli_import_writes_a_model(tmp_path, capsys):
     assert [p.name for p in g.inputs] == ["x_0"] and g.inputs[0].shape == ("N", 3)
     assert cli_main(["import", str(src), "-o", str(out), "--shape", "x:0=5,3"]) == 0
     assert gc.load(str(out)).inputs[0].shape == (5, 3)
+
+
+def test_cli_export_then_import(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (2, 3))
+        y = gc.transpose(gc.relu(x))
+    g.set_outputs([y])
+    g.save(str(tmp_path / "m.pb"))
+    assert cli_main(["export", str(tmp_path / "m.pb"), "-o", str(tmp_path / "m.onnx")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    xv = np.array([[-1, 2, 3], [4, -5, 6]], np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(sess.run(None, {"x": xv})[0], np.maximum(xv, 0).T)
+    assert cli_main(["import", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "back.pb")]) == 0
+    back = gc.load(str(tmp_path / "back.pb"))
+    out = gc.reference.evaluate(back, {"x": xv}, back.outputs)
+    np.testing.assert_array_equal(out[back.outputs[0]], np.maximum(xv, 0).T)

@@ -14,18 +14,9 @@ The ``onnx`` package is needed only when one of these is called (``pip install
 """
 
 from graphc.errors import GraphcError
-from graphc.onnx import _ops_tensor  # noqa: F401  (the handlers register on import)
+from graphc.onnx import _ops_math, _ops_nn, _ops_tensor  # noqa: F401  (the handlers register on import)
 from graphc.onnx._export import save_model
 from graphc.onnx._import import HANDLERS, load_model  # noqa: F401
-
-try:  # (until the math and nn handler modules are merged)
-    from graphc.onnx import _ops_math  # noqa: F401
-except ImportError:
-    pass
-try:
-    from graphc.onnx import _ops_nn  # noqa: F401
-except ImportError:
-    pass
 
 
 def _require_onnx():
