@@ -81,6 +81,7 @@ def _unary_op(op, allowed):
         x = ctx.inputs[0]
         _need(ctx, x, allowed)
         return ctx.op(op, [x])
+    fn.__doc__ = f"{op} ({', '.join(allowed)})"
     return fn
 
 
@@ -90,6 +91,7 @@ def _binary_op(op, allowed):
         _same_dtype(ctx, [a, b])
         _need(ctx, a, allowed)
         return ctx.op(op, [a, b])
+    fn.__doc__ = f"{op}, broadcasting ({', '.join(allowed)})"
     return fn
 
 
@@ -123,6 +125,7 @@ for _onnx, (_op, _allowed) in _BINARY.items():
 
 @handler("Div")
 def _div(ctx):
+    """div (floats); int_div on ints (truncates toward zero; x/0 = 0)"""
     a, b = ctx.inputs[0], ctx.inputs[1]
     _same_dtype(ctx, [a, b])
     _need(ctx, a, NUMERIC)
@@ -132,6 +135,7 @@ def _div(ctx):
 
 @handler("IsInf")
 def _isinf(ctx):
+    """isinf with detect_positive / detect_negative (floats)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     return ctx.op("isinf", [x], {"detect_positive": bool(ctx.attr("detect_positive", 1)),
@@ -140,19 +144,27 @@ def _isinf(ctx):
 
 @handler("Mod")
 def _mod(ctx):
+    """mod (fmod attr); float fmod=0 only from opset 28 (numpy.mod), refused before"""
     a, b = ctx.inputs[0], ctx.inputs[1]
     _same_dtype(ctx, [a, b])
     _need(ctx, a, NUMERIC)
     fmod = ctx.attr("fmod", 0)
     if fmod not in (0, 1):
         ctx.unsupported(f"attr fmod={fmod} is not 0 or 1")
-    if a.dtype in FLOATS and not fmod:
-        ctx.unsupported(f"fmod=0 on {a.dtype} inputs: ONNX requires fmod=1 for floating-point Mod")
+    if a.dtype in FLOATS and not fmod and ctx.opset < 28:
+        # opset 28 defines float fmod=0 as numpy.mod (the divisor's sign, with its special
+        # cases); before, ONNX requires fmod=1 for floats
+        ctx.unsupported(f"fmod=0 on {a.dtype} inputs: ONNX before opset 28 requires fmod=1 for "
+                        "floating-point Mod")
     return ctx.op("mod", [a, b], {"fmod": bool(fmod)})
 
 
 @handler("Pow")
 def _pow(ctx):
+    """pow (scalar exponent known at import), else power; float base only; mixed dtypes via float64
+
+    An int base is refused; a float32 base with another exponent dtype is computed in float64
+    and rounded, as ONNX's reference (numpy's promotion) does."""
     x, e = ctx.inputs[0], ctx.inputs[1]
     _need(ctx, x, FLOATS, "base")
     _need(ctx, e, NUMERIC, "exponent")
@@ -176,6 +188,7 @@ def _pow(ctx):
 
 @handler("Max", "Min", "Sum", "Mean")
 def _variadic(ctx):
+    """Max/Min: maximum/minimum chains (numbers); Sum/Mean: add chain (/ n) (floats)"""
     values = [v for v in ctx.inputs if v is not None]
     if not values:
         ctx.unsupported("needs at least one input")
@@ -202,6 +215,7 @@ def _scalar_bound(ctx, x, v, what):
 
 @handler("Clip")
 def _clip(ctx):
+    """maximum(x, min) then minimum(·, max); bounds optional, scalars of x's dtype"""
     x = ctx.inputs[0]
     _need(ctx, x, NUMERIC)
     lo, hi = _input(ctx, 1), _input(ctx, 2)
@@ -218,6 +232,7 @@ def _clip(ctx):
 
 @handler("LeakyRelu")
 def _leaky_relu(ctx):
+    """leaky_relu (floats)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     alpha = float(ctx.attr("alpha", _f32(0.01)))
@@ -228,6 +243,7 @@ def _leaky_relu(ctx):
 
 @handler("PRelu")
 def _prelu(ctx):
+    """where(x > 0, x, x · slope); slope broadcasts to x"""
     x, slope = ctx.inputs[0], ctx.inputs[1]
     _same_dtype(ctx, [x, slope])
     _need(ctx, x, NUMERIC)
@@ -242,6 +258,7 @@ def _prelu(ctx):
 
 @handler("Elu")
 def _elu(ctx):
+    """where(x > 0, x, alpha · expm1(x)), expm1 via tanh (accurate near 0)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     return _elu_branch(ctx, x, float(ctx.attr("alpha", 1.0)))
@@ -249,6 +266,7 @@ def _elu(ctx):
 
 @handler("Selu")
 def _selu(ctx):
+    """gamma · Elu(alpha)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     alpha = float(ctx.attr("alpha", 1.67326319217681884765625))
@@ -258,6 +276,7 @@ def _selu(ctx):
 
 @handler("Celu")
 def _celu(ctx):
+    """max(0, x) + min(0, alpha · expm1(x / alpha)); alpha > 0"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     alpha = float(ctx.attr("alpha", 1.0))
@@ -278,6 +297,7 @@ def _hard_sigmoid(ctx, x, alpha, beta):
 
 @handler("HardSigmoid")
 def _hardsigmoid(ctx):
+    """max(0, min(1, alpha · x + beta))"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     return _hard_sigmoid(ctx, x, float(ctx.attr("alpha", _f32(0.2))), float(ctx.attr("beta", 0.5)))
@@ -285,6 +305,7 @@ def _hardsigmoid(ctx):
 
 @handler("HardSwish")
 def _hardswish(ctx):
+    """x · HardSigmoid(alpha=1/6, beta=0.5)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     # ONNX's function body: Mul(X, HardSigmoid<alpha=1/6 (a float32 attr), beta=0.5>(X))
@@ -293,6 +314,7 @@ def _hardswish(ctx):
 
 @handler("Softplus")
 def _softplus(ctx):
+    """softplus (beta=1, no linear region)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     # log(1 + e^x) without torch's linear region (threshold=inf): graphc's kernel computes
@@ -302,6 +324,7 @@ def _softplus(ctx):
 
 @handler("Softsign")
 def _softsign(ctx):
+    """x / (1 + abs(x))"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     return ctx.op("div", [x, ctx.op("add", [ctx.op("abs", [x]), _c(1.0, x.dtype)])])
@@ -309,6 +332,7 @@ def _softsign(ctx):
 
 @handler("ThresholdedRelu")
 def _thresholded_relu(ctx):
+    """where(x > alpha, x, 0)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     dt = x.dtype
@@ -318,6 +342,7 @@ def _thresholded_relu(ctx):
 
 @handler("Mish")
 def _mish(ctx):
+    """x · tanh(softplus(x))"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     sp = ctx.op("softplus", [x], {"beta": 1.0, "threshold": math.inf})
@@ -326,6 +351,7 @@ def _mish(ctx):
 
 @handler("Gelu")
 def _gelu(ctx):
+    """gelu (approximate none/tanh); NaN at -inf as ONNX's body"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     approximate = ctx.attr("approximate", "none")
@@ -340,6 +366,7 @@ def _gelu(ctx):
 
 @handler("Swish")
 def _swish(ctx):
+    """silu (alpha=1), else x · sigmoid(alpha · x)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     alpha = float(ctx.attr("alpha", 1.0))
@@ -350,6 +377,7 @@ def _swish(ctx):
 
 @handler("Shrink")
 def _shrink(ctx):
+    """where(x < -lambd, x + bias, where(x > lambd, x - bias, 0)); ints only with integral bias/lambd"""
     x = ctx.inputs[0]
     _need(ctx, x, NUMERIC)
     dt = x.dtype
@@ -402,6 +430,8 @@ def _reduce_axes(ctx, x, rank, noop_is_identity):
 
 
 def _empty_value(kind, dt):
+    if dt == "bool":
+        return kind == "highest"  # max of nothing is False, min of nothing True
     if kind == "lowest":
         return -np.inf if dt in FLOATS else np.iinfo(dt).min
     if kind == "highest":
@@ -430,8 +460,13 @@ def _reduce_prod(ctx, x, axes, keepdims):
 
 @handler(*_REDUCE)
 def _reduce(ctx):
+    """sum/mean/max/min/pairwise product/... over axes known at import (attr or input)
+
+    An empty set gives ONNX's identities; bool ReduceMax/ReduceMin from opset 20."""
     allowed, empty, noop_is_identity = _REDUCE[ctx.op_type]
     x = ctx.inputs[0]
+    if ctx.op_type in ("ReduceMax", "ReduceMin") and ctx.opset >= 20:
+        allowed = NUMERIC + BOOL  # opset 20: bool (max = any, min = all)
     _need(ctx, x, allowed)
     rank = _rank(ctx, x)
     axes = _reduce_axes(ctx, x, rank, noop_is_identity)
@@ -450,10 +485,12 @@ def _reduce(ctx):
         return ctx.op("sum", [x], attrs)
     if op == "ReduceMean":
         return ctx.op("mean", [x], attrs)
-    if op == "ReduceMax":
-        return ctx.op("max", [x], attrs)
-    if op == "ReduceMin":
-        return ctx.op("min", [x], attrs)
+    if op in ("ReduceMax", "ReduceMin"):
+        reduce_op = "max" if op == "ReduceMax" else "min"
+        if x.dtype == "bool":  # on 0/1: max = any, min = all
+            y = ctx.op(reduce_op, [ctx.op("cast", [x], {"to": "int32"})], attrs)
+            return ctx.op("cast", [y], {"to": "bool"})
+        return ctx.op(reduce_op, [x], attrs)
     if op == "ReduceProd":
         bad = [a for a in axes if not isinstance(x.shape[a], int)]
         if bad:
@@ -488,6 +525,7 @@ def _reduce(ctx):
 
 @handler("ArgMax", "ArgMin")
 def _argmax(ctx):
+    """argmax/argmin; select_last_index via the reversed axis (static dim)"""
     x = ctx.inputs[0]
     _need(ctx, x, NUMERIC)
     rank = _rank(ctx, x)
@@ -514,6 +552,7 @@ def _argmax(ctx):
 
 @handler("Softmax", "LogSoftmax")
 def _softmax(ctx):
+    """softmax / log_softmax (opset 13 axis; older opsets converted)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     rank = _rank(ctx, x)
@@ -525,6 +564,7 @@ def _softmax(ctx):
 
 @handler("Hardmax")
 def _hardmax(ctx):
+    """one_hot(argmax(x, axis)) moved to axis (static dim)"""
     x = ctx.inputs[0]
     _need(ctx, x, FLOATS)
     rank = _rank(ctx, x)
