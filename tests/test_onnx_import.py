@@ -364,3 +364,10 @@ def test_shape_arithmetic_on_symbolic_dims():
     m = make(nodes, {"x": x}, ["y"], in_shapes={"x": ["N", 3, 4]})
     g = check(m, {"x": x})
     assert [n.op for n in g.nodes] == ["reshape"] and g.nodes[0].attrs["shape"] == (-1, 12)
+
+
+def test_tile_with_symbolic_dims():
+    x = RNG.standard_normal((5, 3)).astype(np.float32)
+    nodes = [c("r", np.array([2, 3], I64)), h.make_node("Tile", ["x", "r"], ["y"])]
+    g = check(make(nodes, {"x": x}, ["y"], in_shapes={"x": ["N", 3]}), {"x": x})
+    assert [n.op for n in g.nodes] == ["tile"]
