@@ -267,11 +267,9 @@ def test_imported_variables_train():
         gc.optim.SGD(lr=0.1).minimize(loss)
     sess = gc.Session(gc.compile(g, shapes={"ids": (2,)}))
     sess.run({"ids": np.array([1, 3], I64)})
-    w2 = sess.get_variable("w") if hasattr(sess, "get_variable") else None
-    if w2 is not None:
-        want = w.copy()
-        want[[1, 3]] -= 0.1 * 2 * w[[1, 3]]
-        np.testing.assert_allclose(w2, want, rtol=1e-6)
+    want = w.copy()
+    want[[1, 3]] -= 0.1 * 2 * w[[1, 3]]   # d/dw sum(w[ids]^2) = 2 w on the picked rows
+    np.testing.assert_allclose(sess.get_variable("w"), want, rtol=1e-6)
 
 
 def test_old_opset_is_converted():
@@ -366,3 +364,10 @@ def test_shape_arithmetic_on_symbolic_dims():
     m = make(nodes, {"x": x}, ["y"], in_shapes={"x": ["N", 3, 4]})
     g = check(m, {"x": x})
     assert [n.op for n in g.nodes] == ["reshape"] and g.nodes[0].attrs["shape"] == (-1, 12)
+
+
+def test_tile_with_symbolic_dims():
+    x = RNG.standard_normal((5, 3)).astype(np.float32)
+    nodes = [c("r", np.array([2, 3], I64)), h.make_node("Tile", ["x", "r"], ["y"])]
+    g = check(make(nodes, {"x": x}, ["y"], in_shapes={"x": ["N", 3]}), {"x": x})
+    assert [n.op for n in g.nodes] == ["tile"]

@@ -660,7 +660,7 @@ def _expand(ctx):
 
 @handler("Tile")
 def _tile(ctx):
-    """`reshape` + `broadcast_to` + `reshape` (static shapes)"""
+    """`reshape` + `broadcast_to` + `reshape` (static shapes); `tile` with symbolic dims"""
     x = ctx.inputs[0]
     shape = shape_of(ctx, x)
     reps = [int(v) for v in ctx.const_input(1, "repeats").reshape(-1)]
@@ -671,7 +671,10 @@ def _tile(ctx):
     if all(v == 1 for v in reps):
         return x
     if any(not isinstance(d, int) for d in shape):
-        ctx.unsupported(f"Tile of shape {list(shape)} (symbolic dims); pin the input shapes (shapes=)")
+        # symbolic dims: the registry's tile op (its shape is bound at compile time)
+        y = ctx.op("tile", [x], {"repeats": tuple(reps)})
+        y.shape = tuple(d * rep if isinstance(d, int) else (d if rep == 1 else None) for d, rep in zip(shape, reps))
+        return y
     # exact and differentiable: (d0, d1, ...) -> (1, d0, 1, d1, ...) -> broadcast (r0, d0, r1, d1, ...) -> merge
     inter = []
     for d in shape:
