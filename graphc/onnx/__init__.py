@@ -14,7 +14,7 @@ The ``onnx`` package is needed only when one of these is called (``pip install
 """
 
 from graphc.errors import GraphcError
-from graphc.onnx import _ops_math, _ops_nn, _ops_tensor  # noqa: F401  (the handlers register on import)
+from graphc.onnx import _ops_control, _ops_math, _ops_nn, _ops_tensor  # noqa: F401  (the handlers register on import)
 from graphc.onnx._export import save_model
 from graphc.onnx._import import HANDLERS, load_model  # noqa: F401
 
