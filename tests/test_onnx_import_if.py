@@ -161,8 +161,9 @@ def _attr(node, name):
 def test_nested_if():
     # outer If(c1): then = If(c2) (x*2 | x+10) reading the outer scope twice removed; else = -x
     inner = _simple_if(h.make_node("Identity", ["c2"], ["c"]))
-    then_g = branch(inner[:1] + [h.make_node("If", ["c"], ["t"], name="inner", then_branch=_attr(inner[1], "then_branch"),
-                                             else_branch=_attr(inner[1], "else_branch"))], {"t": F32}, "then")
+    inner_if = h.make_node("If", ["c"], ["t"], name="inner", then_branch=_attr(inner[1], "then_branch"),
+                           else_branch=_attr(inner[1], "else_branch"))
+    then_g = branch(inner[:1] + [inner_if], {"t": F32}, "then")
     else_g = branch([h.make_node("Neg", ["x"], ["e"])], {"e": F32}, "else")
     m = model([h.make_node("If", ["c1"], ["y"], name="outer", then_branch=then_g, else_branch=else_g)],
               {"x": X, "c1": np.array(True), "c2": np.array(True)}, ["y"])
@@ -217,6 +218,13 @@ def test_random_inside_a_runtime_branch_is_refused():
                     [h.make_node("Identity", ["x"], ["e"])], {"e": F32})
     with pytest.raises(OnnxUnsupportedError, match=r"bad_if.*then_branch computes dropout \(random"):
         gc.onnx.load(m)
+    # BatchNormalization: graphc's training plans update its running statistics (a side effect)
+    stats = {n: numpy_helper.from_array(np.float32([1, 2, 3]), n) for n in ("s", "b", "mu", "var")}
+    m = _runtime_if([h.make_node("Identity", ["x"], ["t"])], {"t": F32},
+                    [h.make_node("BatchNormalization", ["x", "s", "b", "mu", "var"], ["e"])], {"e": F32})
+    m.graph.initializer.extend(stats.values())
+    with pytest.raises(OnnxUnsupportedError, match=r"bad_if.*else_branch computes batch_norm"):
+        gc.onnx.load(m)
 
 
 def test_runtime_indices_inside_a_runtime_branch_are_refused_constant_indices_import():
@@ -255,6 +263,12 @@ def test_malformed_if_is_a_format_error():
     m = _runtime_if([h.make_node("Identity", ["x"], ["t"]), h.make_node("Neg", ["x"], ["t2"])],
                     {"t": F32, "t2": F32}, [h.make_node("Identity", ["x"], ["e"])], {"e": F32})
     with pytest.raises(OnnxFormatError, match="then_branch has 2 outputs, the If node 1"):
+        gc.onnx.load(m)
+
+
+def test_a_branch_reading_the_if_output_is_a_cycle():
+    m = _runtime_if([h.make_node("Neg", ["y"], ["t"])], {"t": F32}, [h.make_node("Identity", ["x"], ["e"])], {"e": F32})
+    with pytest.raises(OnnxFormatError, match="cycle"):
         gc.onnx.load(m)
 
 

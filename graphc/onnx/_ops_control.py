@@ -89,15 +89,17 @@ def _import_branch(ctx, which, runtime_cond):
 
 
 def _check_pure(ctx, which, nodes):
-    """Refuse graphc nodes a run-time-selected branch may not hold: random or in-place ops, and
-    ops with run-time indices (graphc checks them and fails the run even where ONNX would not
-    run the branch)."""
+    """Refuse graphc nodes a run-time-selected branch may not hold: random or in-place ops, ops
+    whose training form has side effects (batch_norm updates running statistics, dropout drops:
+    a training plan would run them in the branch not taken too), and ops with run-time indices
+    (graphc checks them and fails the run even where ONNX would not run the branch)."""
     consts = {n.outputs[0] for n in nodes if n.op == "constant"}
     for n in nodes:
         opdef = registry.get_op(n.op)
-        if n.op.startswith(_NOT_FOLDABLE_PREFIXES) or opdef.inplace:
-            ctx.unsupported(f"{which} computes {n.op} (random or in place), which graphc cannot run in a branch "
-                            "selected at run time (it imports both branches)")
+        if n.op.startswith(_NOT_FOLDABLE_PREFIXES) or opdef.inplace or opdef.train_form is not None:
+            ctx.unsupported(f"{which} computes {n.op} (random, in place or with a training form that updates "
+                            "state), which graphc cannot run in a branch selected at run time (it imports both "
+                            "branches; a condition known at import avoids this)")
         for i in opdef.index_inputs:
             src = n.inputs[i] if i < len(n.inputs) else None
             producer = ctx._imp.graph._producers.get(src)
