@@ -280,3 +280,19 @@ def test_branch_values_do_not_leak_into_the_enclosing_graph():
                h.make_node("Add", ["y", "inner"], ["z"])], {"x": X}, ["z"])
     with pytest.raises(OnnxFormatError, match="inner"):
         gc.onnx.load(m)
+
+
+@pytest.mark.parametrize("align_corners", [0, 1])
+def test_a_function_body_holding_if_expands(align_corners):
+    # AffineGrid has no handler: its ONNX function body, which holds If nodes, is expanded with
+    # the branches' names bound to the call (graphc/onnx/_import.py _bind_function_graph)
+    theta = np.random.default_rng(0).standard_normal((2, 2, 3)).astype(np.float32)
+    m = model([const("size", np.array([2, 3, 4, 5], np.int64)),
+               h.make_node("AffineGrid", ["theta", "size"], ["y"], align_corners=align_corners)],
+              {"theta": theta}, ["y"], opset=20)
+    want = ReferenceEvaluator(m).run(None, {"theta": theta})[0]
+    g = gc.onnx.load(m)
+    plan = gc.compile(g, shapes={g.onnx_names["theta"]: theta.shape}, fetches=list(g.outputs))
+    got = gc.Session(plan, threads=1).run({g.onnx_names["theta"]: theta})[g.onnx_names["y"]]
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -378,6 +378,37 @@ def _outer_reads(gp):
     return reads - own
 
 
+def _bind_function_graph(g, name_of, attrs, defaults):
+    """A subgraph (an If branch, ...) inside a function body bound to the call, in place: every value
+    name through ``name_of`` (formals → the node's names, the body's own → prefixed), attribute
+    references → the node's attrs or the schema defaults; nested subgraphs likewise."""
+    import onnx
+
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        vi.name = name_of(vi.name)
+    for t in g.initializer:
+        t.name = name_of(t.name)
+    for n in g.node:
+        n.input[:] = [name_of(x) for x in n.input]
+        n.output[:] = [name_of(x) for x in n.output]
+        keep = []
+        for a in n.attribute:
+            b = onnx.AttributeProto()
+            if a.ref_attr_name:
+                src = attrs.get(a.ref_attr_name) or defaults.get(a.ref_attr_name)
+                if src is None:
+                    continue
+                b.CopyFrom(src)
+                b.name = a.name
+            else:
+                b.CopyFrom(a)
+                for sub in ([b.g] if a.type == 5 else b.graphs if a.type == 10 else []):
+                    _bind_function_graph(sub, name_of, attrs, defaults)
+            keep.append(b)
+        del n.attribute[:]
+        n.attribute.extend(keep)
+
+
 def _sanitize(name):
     return name.replace(":", "_")
 
@@ -834,10 +865,11 @@ class _Importer:
                     b.CopyFrom(src)
                     b.name = a.name
                 else:
-                    if a.type in (5, 10):
-                        ctx.unsupported(f"graphc has no handler for ONNX op {node.op_type!r}; its function body "
-                                        "has subgraphs")
-                    new.attribute.add().CopyFrom(a)
+                    b = new.attribute.add()
+                    b.CopyFrom(a)
+                    for g in ([b.g] if a.type == 5 else b.graphs if a.type == 10 else []):
+                        _bind_function_graph(g, lambda x: rename[x] if x in rename else (tag + x if x else ""),
+                                             attrs, defaults)
         return out, body_opset
 
 
