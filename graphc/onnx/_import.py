@@ -506,6 +506,8 @@ class _Importer:
         shape = []
         for d in tt.shape.dim:
             if d.HasField("dim_value"):
+                if d.dim_value < 0:
+                    raise OnnxFormatError(f"{what} {vi.name!r} has a negative dim {int(d.dim_value)}")
                 shape.append(int(d.dim_value))
             elif d.HasField("dim_param") and d.dim_param:
                 shape.append(d.dim_param)
@@ -546,6 +548,9 @@ class _Importer:
                 continue
             if vi.name in self.shapes:
                 pinned = tuple(int(d) for d in self.shapes[vi.name])
+                if any(d < 0 for d in pinned):
+                    raise OnnxUnsupportedError(f"shapes=: input {vi.name!r} pinned to {pinned}, "
+                                               "which has a negative dim")
                 if shape is not None and (len(shape) != len(pinned) or any(
                         isinstance(a, int) and a != b for a, b in zip(shape, pinned))):
                     raise OnnxUnsupportedError(f"shapes=: input {vi.name!r} has shape {shape}, cannot pin it "
