@@ -1,5 +1,6 @@
 """Regression tests for the review of issue 15's importer (REV): hostile models must give typed
-errors within bounded time/memory.  Each model is one or two nodes built with onnx.helper."""
+errors within bounded time/memory, and recurrent layers with a zero-length sequence must give
+onnxruntime's result.  Each model is one or two nodes built with onnx.helper."""
 
 import numpy as np
 import pytest
@@ -54,6 +55,42 @@ def test_graph_input_with_a_negative_dim_is_a_format_error():
                [h.make_tensor_value_info("y", TP.FLOAT, None)])
     with pytest.raises(OnnxFormatError, match=r"graph input 'x'.*negative"):
         gc.onnx.load(m)
+
+
+@pytest.mark.parametrize("op,gates", [("LSTM", 4), ("GRU", 3), ("RNN", 1)])
+def test_recurrent_zero_length_sequence_has_a_zero_final_state(op, gates):
+    """onnxruntime: an entry of sequence_lens 0 gives Y = 0 and Y_h (Y_c) = 0, not the initial state.
+    The other entries (lengths 3 and 1) are compared with onnxruntime too."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(15)
+    t, n, k, hs = 3, 3, 2, 4
+    x = rng.standard_normal((t, n, k)).astype(np.float32)
+    w = (rng.standard_normal((1, gates * hs, k)) * 0.5).astype(np.float32)
+    r = (rng.standard_normal((1, gates * hs, hs)) * 0.5).astype(np.float32)
+    b = (rng.standard_normal((1, 2 * gates * hs)) * 0.5).astype(np.float32)
+    h0 = rng.standard_normal((1, n, hs)).astype(np.float32)
+    lens = np.array([0, 3, 1], np.int32)
+    names = ["x", "W", "R", "B", "lens", "h0"] + (["c0"] if op == "LSTM" else [])
+    nout = 3 if op == "LSTM" else 2
+    outs = [f"o{j}" for j in range(nout)]
+    feeds = {"x": x, "lens": lens, "h0": h0}
+    inputs = [h.make_tensor_value_info("x", TP.FLOAT, x.shape), h.make_tensor_value_info("lens", TP.INT32, [n]),
+              h.make_tensor_value_info("h0", TP.FLOAT, h0.shape)]
+    if op == "LSTM":
+        feeds["c0"] = -h0
+        inputs.append(h.make_tensor_value_info("c0", TP.FLOAT, h0.shape))
+    inits = [numpy_helper.from_array(a, nm) for a, nm in ((w, "W"), (r, "R"), (b, "B"))]
+    m = _model([h.make_node(op, names, outs, hidden_size=hs)], inputs,
+               [h.make_tensor_value_info(o, TP.FLOAT, None) for o in outs], inits)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)
+    # the entry of length 0: onnxruntime's rule (nothing ran: no state)
+    for arr in want[1:]:
+        np.testing.assert_array_equal(arr[:, 0], 0)
+    g = gc.onnx.load(m, trainable=False)
+    got = gc.Session(gc.compile(g)).run({g.onnx_names[k]: v for k, v in feeds.items()})
+    for o, wv in zip(outs, want):
+        np.testing.assert_allclose(got[g.onnx_names[o]], wv, rtol=1e-5, atol=1e-6, err_msg=f"{op} {o}")
 
 
 def test_shapes_pinning_a_negative_dim_is_refused():
