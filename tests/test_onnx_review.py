@@ -99,3 +99,18 @@ def test_shapes_pinning_a_negative_dim_is_refused():
     with pytest.raises(OnnxUnsupportedError, match=r"shapes=: input 'x'.*negative"):
         gc.onnx.load(m, shapes={"x": (-1, 3)})
     assert gc.onnx.load(m, shapes={"x": (2, 3)}).onnx_names["x"]
+
+
+def test_external_data_location_with_a_nul_byte_is_a_format_error(tmp_path):
+    (tmp_path / "d.bin").write_bytes(bytes(16))
+    t = onnx.TensorProto(name="w", data_type=TP.FLOAT, dims=[4], data_location=TP.EXTERNAL)
+    entry = t.external_data.add()
+    entry.key, entry.value = "location", "d.bin\x00.txt"
+    m = _model([h.make_node("Relu", ["w"], ["y"])], [], [h.make_tensor_value_info("y", TP.FLOAT, None)], [t])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    with pytest.raises(OnnxFormatError, match="NUL byte"):
+        gc.onnx.load(str(path))
+    m.graph.initializer[0].external_data[0].value = "d.bin"   # the same model without the NUL loads
+    path.write_bytes(m.SerializeToString())
+    assert gc.onnx.load(str(path)).onnx_names["y"]

@@ -441,6 +441,8 @@ class _Importer:
         loc = info.get("location")
         if not loc:
             raise OnnxFormatError(f"{what}: tensor {name} has external data without a location")
+        if "\x00" in loc:
+            raise OnnxFormatError(f"{what}: tensor {name}: external data location {loc!r} holds a NUL byte")
         if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
             raise OnnxFormatError(f"{what}: tensor {name}: external data location {quote(loc)} is absolute; "
                                   "it must be relative to the model's folder")
