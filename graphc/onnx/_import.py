@@ -486,6 +486,8 @@ class _Importer:
         loc = info.get("location")
         if not loc:
             raise OnnxFormatError(f"{what}: tensor {name} has external data without a location")
+        if "\x00" in loc:
+            raise OnnxFormatError(f"{what}: tensor {name}: external data location {loc!r} holds a NUL byte")
         if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
             raise OnnxFormatError(f"{what}: tensor {name}: external data location {quote(loc)} is absolute; "
                                   "it must be relative to the model's folder")
@@ -551,6 +553,8 @@ class _Importer:
         shape = []
         for d in tt.shape.dim:
             if d.HasField("dim_value"):
+                if d.dim_value < 0:
+                    raise OnnxFormatError(f"{what} {vi.name!r} has a negative dim {int(d.dim_value)}")
                 shape.append(int(d.dim_value))
             elif d.HasField("dim_param") and d.dim_param:
                 shape.append(d.dim_param)
@@ -591,6 +595,9 @@ class _Importer:
                 continue
             if vi.name in self.shapes:
                 pinned = tuple(int(d) for d in self.shapes[vi.name])
+                if any(d < 0 for d in pinned):
+                    raise OnnxUnsupportedError(f"shapes=: input {vi.name!r} pinned to {pinned}, "
+                                               "which has a negative dim")
                 if shape is not None and (len(shape) != len(pinned) or any(
                         isinstance(a, int) and a != b for a, b in zip(shape, pinned))):
                     raise OnnxUnsupportedError(f"shapes=: input {vi.name!r} has shape {shape}, cannot pin it "

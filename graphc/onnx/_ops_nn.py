@@ -964,6 +964,13 @@ class _Rnn:
             return new
         return _op(self.ctx, "where", [self._inside(t), new, old])
 
+    def final(self, state):
+        """The final state (Y_h, Y_c) of one direction: 0 where a sequence is empty (sequence_lens 0:
+        no step ran; onnxruntime's result), else the state after the sequence's last step."""
+        if self.lens is None:
+            return state
+        return self.emit(0, state)
+
     def emit(self, t, new):
         """Y at step t: the new hidden state inside the sequence, 0 past its end."""
         if self.lens is None:
@@ -1072,8 +1079,8 @@ def _lstm(ctx):
             hs[t] = rnn.emit(t, h_new)
             h, c = rnn.advance(t, h_new, h), rnn.advance(t, c_new, c)
         ys.append(hs)
-        finals.append(h)
-        cells.append(c)
+        finals.append(rnn.final(h))
+        cells.append(rnn.final(c))
     return rnn.outputs(ys, finals, cells)
 
 
@@ -1129,7 +1136,7 @@ def _gru(ctx):
             hs[t] = rnn.emit(t, h_new)
             h = rnn.advance(t, h_new, h)
         ys.append(hs)
-        finals.append(h)
+        finals.append(rnn.final(h))
     return rnn.outputs(ys, finals)
 
 
@@ -1154,7 +1161,7 @@ def _rnn(ctx):
             hs[t] = rnn.emit(t, h_new)
             h = rnn.advance(t, h_new, h)
         ys.append(hs)
-        finals.append(h)
+        finals.append(rnn.final(h))
     return rnn.outputs(ys, finals)
 
 

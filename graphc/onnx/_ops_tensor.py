@@ -812,13 +812,16 @@ def _range(ctx):
             ctx.format_error(f"{what} must be a scalar, has shape {a.shape}")
     dt = start.dtype
     s, lim, d = start.reshape(()).item(), limit.reshape(()).item(), delta.reshape(()).item()
+    if not all(np.isfinite(v) for v in (s, lim, d)):
+        ctx.unsupported(f"start {s}, limit {lim}, delta {d}: a bound that is not finite (no finite length)")
     if d == 0:
         ctx.format_error("delta is 0")
     # ONNX: n = max(ceil((limit - start) / delta), 0); the values accumulate in the dtype (the spec's
     # function body and onnxruntime: prev + delta), which add.accumulate does sequentially
-    n = max(int(np.ceil((lim - s) / d)), 0)
-    if n > 1 << 26:
-        ctx.unsupported(f"Range of {n} elements (too large to fold at import)")
+    q = (lim - s) / d    # a Python float (inf where float64 bounds overflow in the subtraction)
+    if q > FOLD_LIMIT:   # the bound of every fold: a tiny model must not allocate gigabytes at import
+        ctx.unsupported(f"Range of {q:.6g} elements (too large to fold at import; the limit is {FOLD_LIMIT})")
+    n = max(int(np.ceil(q)), 0)
     steps = np.full(n, d, dtype=dt)
     if n:
         steps[0] = dt.type(s)
