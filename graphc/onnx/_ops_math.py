@@ -409,17 +409,6 @@ def _empty_value(kind, dt):
     return kind
 
 
-def _reduce_min(ctx, x, attrs):
-    from graphc.registry import has_op
-    if has_op("min"):
-        return ctx.op("min", [x], attrs)
-    if x.dtype in FLOATS:
-        return ctx.op("neg", [ctx.op("max", [ctx.op("neg", [x])], attrs)])
-    # -1 - x reverses the order of every int without overflow
-    m1 = _c(-1, x.dtype)
-    return ctx.op("sub", [m1, ctx.op("max", [ctx.op("sub", [m1, x])], attrs)])
-
-
 def _reduce_prod(ctx, x, axes, keepdims):
     """Product over static axes by pairwise halving along each axis (log2(n) mul nodes)."""
     y = x
@@ -464,7 +453,7 @@ def _reduce(ctx):
     if op == "ReduceMax":
         return ctx.op("max", [x], attrs)
     if op == "ReduceMin":
-        return _reduce_min(ctx, x, attrs)
+        return ctx.op("min", [x], attrs)
     if op == "ReduceProd":
         bad = [a for a in axes if not isinstance(x.shape[a], int)]
         if bad:
@@ -478,12 +467,16 @@ def _reduce(ctx):
         return ctx.op("sum", [ctx.op("mul", [x, x])], attrs)
     if op == "ReduceLogSum":
         return ctx.op("log", [ctx.op("sum", [x], attrs)])
-    # ReduceLogSumExp, as ONNX's reference: m = max over the finite values (±inf read as -inf),
-    # log(Σ e^(x - m)) + m.  m carries no gradient (it cancels).
+    # ReduceLogSumExp = log(Σ e^x), computed as ONNX's reference does: m = max over the finite
+    # values (±inf read as -inf), log(Σ e^(x - m)) + m; m = 0 where no value is finite (the
+    # reference's m = -inf gives NaN there, where log Σ e^x is -inf or inf: onnxruntime's result).
+    # m carries no gradient (it cancels).
     dt = x.dtype
     finite = ctx.op("where", [ctx.op("isinf", [x], {"detect_positive": True, "detect_negative": True}),
                               _c(-np.inf, dt), x])
-    m = ctx.op("stop_gradient", [ctx.op("max", [finite], {"axes": axes, "keepdims": True})])
+    m = ctx.op("max", [finite], {"axes": axes, "keepdims": True})
+    m = ctx.op("where", [ctx.op("equal", [m, _c(-np.inf, dt)]), _c(0.0, dt), m])
+    m = ctx.op("stop_gradient", [m])
     s = ctx.op("sum", [ctx.op("exp", [ctx.op("sub", [x, m])])], {"axes": axes, "keepdims": True})
     y = ctx.op("add", [ctx.op("log", [s]), m])
     if not keepdims:
@@ -511,23 +504,10 @@ def _argmax(ctx):
         # the last extremum is the first one of the reversed axis
         src = ctx.op("slice", [x], {"starts": (-1,), "ends": (-_END,), "axes": (axis,), "steps": (-1,)})
     attrs = {"axis": axis, "keepdims": keepdims}
-    if ctx.op_type == "ArgMax":
-        i = ctx.op("argmax", [src], attrs)
-    else:
-        i = _argmin(ctx, src, attrs)
+    i = ctx.op("argmax" if ctx.op_type == "ArgMax" else "argmin", [src], attrs)
     if last:
         i = ctx.op("sub", [_c(n - 1, "int64"), i])
     return i
-
-
-def _argmin(ctx, x, attrs):
-    from graphc.registry import has_op
-    if has_op("argmin"):
-        return ctx.op("argmin", [x], attrs)
-    if x.dtype in FLOATS:
-        # neg is exact and reverses the order; NaN stays first-wins
-        return ctx.op("argmax", [ctx.op("neg", [x])], attrs)
-    return ctx.op("argmax", [ctx.op("sub", [_c(-1, x.dtype), x])], attrs)
 
 
 # -- softmax family ------------------------------------------------------------------------------
