@@ -91,3 +91,40 @@ def test_kept_pack_follows_set_variable(xs, ws, stride, tmp_path):
     for sess in kept.values():
         sess.set_variable("w", w2)
     check(w2, "finite again")
+
+
+# im2col forward in bands of panels (conv.cc forward_image, kBandFloats = 64 Ki floats): the
+# stem-like 7x7/2 (K = 147: bands of 13 panels of 32), a P that ends mid-panel and mid-band,
+# and groups (K = 50 per group: bands of 20 panels)
+BAND_CASES = [
+    ((1, 3, 64, 64), (8, 3, 7, 7), 2, 3, 1),
+    ((2, 3, 61, 61), (8, 3, 7, 7), 2, 3, 1),
+    ((1, 4, 40, 40), (6, 2, 5, 5), 1, 2, 2),
+]
+
+
+def _reference_groups(x, w, stride, pad, groups):
+    cg, og = x.shape[1] // groups, w.shape[0] // groups
+    return np.concatenate([_reference(x[:, g * cg:(g + 1) * cg], w[g * og:(g + 1) * og], stride, pad)
+                           for g in range(groups)], axis=1)
+
+
+@pytest.mark.parametrize("xs,ws,stride,pad,groups", BAND_CASES)
+def test_im2col_bands(xs, ws, stride, pad, groups):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = (rng.standard_normal(ws) * 0.2).astype(np.float32)
+    with gc.Graph() as g:
+        xp = gc.placeholder("x", xs)
+        wv = gc.variable("w", ws, trainable=False)
+        y = gc.conv2d(xp, wv, stride=stride, padding=pad, groups=groups)
+    plan = gc.compile(g, shapes={}, fetches=[y.name], train=False)
+    ref = _reference_groups(x, w, stride, pad, groups)
+    outs = []
+    for t in (1, 2):
+        sess = Session(plan, threads=t)
+        sess.set_variable("w", w)
+        outs.append(sess.run({"x": x})[y.name])
+        assert outs[-1].shape == ref.shape
+        assert np.abs(outs[-1] - ref).max() <= 1e-5 * (1 + np.abs(ref).max()), t
+    assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))

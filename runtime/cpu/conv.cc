@@ -162,9 +162,11 @@ const gemm::KernelSet* active_kernels(int64_t n) {
 // im2col of image x for the float32 forward, written straight in the GEMM's packed-B layout
 // (gemm.h PackedB: per group, panel j holds output positions [j·nr, j·nr + nr) for every row k,
 // nr floats per k, zero past P), so sgemm multiplies it without packing a copy of it.
-// Returns the group stride (floats) in `col`.
-int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr) {
-  const int64_t panels = (q.p + nr - 1) / nr, gstride = panels * nr * q.k;
+// Only panels [pb0, pb1) are written, panel pb0 first (a band: the caller multiplies it while
+// it is in cache).  Returns the group stride (floats) in `col`.
+int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr, int64_t pb0, int64_t pb1) {
+  const int64_t panels = (q.p + nr - 1) / nr, gstride = (pb1 - pb0) * nr * q.k;
+  const int64_t pos0 = pb0 * nr, pos1 = std::min(q.p, pb1 * nr);  // the band's output positions
   const int shift = __builtin_ctzll(static_cast<unsigned long long>(nr));
   for (int64_t c = 0; c < q.c; ++c) {
     const float* xc = x + c * q.h * q.w;
@@ -176,15 +178,16 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
         const int64_t off = b * q.dw - q.pl;
         const int64_t j0 = off >= 0 ? 0 : std::min(q.wo, (-off + q.sw - 1) / q.sw);
         const int64_t j1 = std::max(j0, std::min(q.wo, off >= q.w ? 0 : (q.w - 1 - off) / q.sw + 1));
-        for (int64_t i = 0; i < q.ho; ++i) {
+        for (int64_t i = pos0 / q.wo; i * q.wo < pos1; ++i) {
           const int64_t r = i * q.sh + a * q.dh - q.pt;
           const bool inside = r >= 0 && r < q.h;
           const float* src = xc + (inside ? r : 0) * q.w;
-          // output columns [js, je) of row i fall into one panel at a time
-          for (int64_t js = 0; js < q.wo;) {
+          // output columns [js, je) of row i (within the band) fall into one panel at a time
+          const int64_t jend = std::min(q.wo, pos1 - i * q.wo);
+          for (int64_t js = std::max<int64_t>(0, pos0 - i * q.wo); js < jend;) {
             const int64_t pos = i * q.wo + js, in_panel = pos & (nr - 1);  // nr is a power of 2
-            const int64_t je = std::min(q.wo, js + nr - in_panel);
-            float* __restrict d = base + (pos >> shift) * q.k * nr + in_panel;  // d[j - js] for output column j
+            const int64_t je = std::min(jend, js + nr - in_panel);
+            float* __restrict d = base + ((pos >> shift) - pb0) * q.k * nr + in_panel;  // d[j - js] for column j
             const int64_t lo = inside ? std::min(std::max(js, j0), je) : je;
             const int64_t hi = inside ? std::max(lo, std::min(je, j1)) : je;
             for (int64_t j = js; j < lo; ++j) d[j - js] = 0.0f;
@@ -200,8 +203,8 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
         }
         // the last panel's columns past P: zeros, as pack_b leaves them
         const int64_t tail = panels * nr - q.p;
-        float* last = base + (panels - 1) * q.k * nr;
-        if (tail > 0) std::fill(last + (nr - tail), last + nr, 0.0f);
+        float* last = base + (panels - 1 - pb0) * q.k * nr;
+        if (tail > 0 && pb1 >= panels) std::fill(last + (nr - tail), last + nr, 0.0f);
       }
     }
   }
@@ -779,6 +782,9 @@ Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, co
   };
 }
 
+// The forward's im2col band (floats): 256 KiB, within L2 with the GEMM's A.
+constexpr int64_t kBandFloats = 64 * 1024;
+
 // Y[n]_g (Og x P, in place in y) = W_g (Og x K) · col_g (K x P) for one image.
 inline void forward_image(const ConvGeom& q, const float* xn, const float* w, float* col, float* yn, int t,
                           float* scratch) {
@@ -794,12 +800,21 @@ inline void forward_image(const ConvGeom& q, const float* xn, const float* w, fl
     throw std::runtime_error("conv2d: the GEMM's panel width " + std::to_string(ks->nr) + " is not a power of 2 <= " +
                              std::to_string(kPanel));
   }
-  const int64_t gstride = im2col_panels(q, xn, col, ks->nr);
-  for (int64_t g = 0; g < q.g; ++g) {
-    gemm::PackedB pb;
-    pb.K = q.k, pb.N = q.p, pb.nr = ks->nr, pb.kernel = ks->name, pb.data = col + g * gstride;
-    gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, nullptr, 0, &pb, yn + g * q.og * q.p, q.p, t,
-                nullptr, nullptr, scratch);
+  // Bands of panels whose column matrix (all groups) is about kBandFloats: im2col writes a band
+  // and the GEMM reads it back while it is in L2 (the stem's whole 7x7/2 column matrix at 224x224
+  // is 7.4 MB per image).  Each output element is still one chain over k (gemm.h), so the bits
+  // do not depend on the band.
+  const int64_t nr = ks->nr, panels = (q.p + nr - 1) / nr;
+  const int64_t band = std::max<int64_t>(1, std::min(panels, kBandFloats / std::max<int64_t>(1, q.g * q.k * nr)));
+  for (int64_t pb0 = 0; pb0 < panels; pb0 += band) {
+    const int64_t pb1 = std::min(panels, pb0 + band), n0 = pb0 * nr, ncols = std::min(q.p, pb1 * nr) - n0;
+    const int64_t gstride = im2col_panels(q, xn, col, nr, pb0, pb1);
+    for (int64_t g = 0; g < q.g; ++g) {
+      gemm::PackedB pb;
+      pb.K = q.k, pb.N = ncols, pb.nr = static_cast<int>(nr), pb.kernel = ks->name, pb.data = col + g * gstride;
+      gemm::sgemm(false, false, q.og, ncols, q.k, w + g * q.og * q.k, q.k, nullptr, 0, &pb,
+                  yn + g * q.og * q.p + n0, q.p, t, nullptr, nullptr, scratch);
+    }
   }
 }
 
