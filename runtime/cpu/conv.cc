@@ -28,6 +28,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -160,9 +162,11 @@ const gemm::KernelSet* active_kernels(int64_t n) {
 // im2col of image x for the float32 forward, written straight in the GEMM's packed-B layout
 // (gemm.h PackedB: per group, panel j holds output positions [j·nr, j·nr + nr) for every row k,
 // nr floats per k, zero past P), so sgemm multiplies it without packing a copy of it.
-// Returns the group stride (floats) in `col`.
-int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr) {
-  const int64_t panels = (q.p + nr - 1) / nr, gstride = panels * nr * q.k;
+// Only panels [pb0, pb1) are written, panel pb0 first (a band: the caller multiplies it while
+// it is in cache).  Returns the group stride (floats) in `col`.
+int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr, int64_t pb0, int64_t pb1) {
+  const int64_t panels = (q.p + nr - 1) / nr, gstride = (pb1 - pb0) * nr * q.k;
+  const int64_t pos0 = pb0 * nr, pos1 = std::min(q.p, pb1 * nr);  // the band's output positions
   const int shift = __builtin_ctzll(static_cast<unsigned long long>(nr));
   for (int64_t c = 0; c < q.c; ++c) {
     const float* xc = x + c * q.h * q.w;
@@ -174,15 +178,16 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
         const int64_t off = b * q.dw - q.pl;
         const int64_t j0 = off >= 0 ? 0 : std::min(q.wo, (-off + q.sw - 1) / q.sw);
         const int64_t j1 = std::max(j0, std::min(q.wo, off >= q.w ? 0 : (q.w - 1 - off) / q.sw + 1));
-        for (int64_t i = 0; i < q.ho; ++i) {
+        for (int64_t i = pos0 / q.wo; i * q.wo < pos1; ++i) {
           const int64_t r = i * q.sh + a * q.dh - q.pt;
           const bool inside = r >= 0 && r < q.h;
           const float* src = xc + (inside ? r : 0) * q.w;
-          // output columns [js, je) of row i fall into one panel at a time
-          for (int64_t js = 0; js < q.wo;) {
+          // output columns [js, je) of row i (within the band) fall into one panel at a time
+          const int64_t jend = std::min(q.wo, pos1 - i * q.wo);
+          for (int64_t js = std::max<int64_t>(0, pos0 - i * q.wo); js < jend;) {
             const int64_t pos = i * q.wo + js, in_panel = pos & (nr - 1);  // nr is a power of 2
-            const int64_t je = std::min(q.wo, js + nr - in_panel);
-            float* __restrict d = base + (pos >> shift) * q.k * nr + in_panel;  // d[j - js] for output column j
+            const int64_t je = std::min(jend, js + nr - in_panel);
+            float* __restrict d = base + ((pos >> shift) - pb0) * q.k * nr + in_panel;  // d[j - js] for column j
             const int64_t lo = inside ? std::min(std::max(js, j0), je) : je;
             const int64_t hi = inside ? std::max(lo, std::min(je, j1)) : je;
             for (int64_t j = js; j < lo; ++j) d[j - js] = 0.0f;
@@ -198,8 +203,8 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
         }
         // the last panel's columns past P: zeros, as pack_b leaves them
         const int64_t tail = panels * nr - q.p;
-        float* last = base + (panels - 1) * q.k * nr;
-        if (tail > 0) std::fill(last + (nr - tail), last + nr, 0.0f);
+        float* last = base + (panels - 1 - pb0) * q.k * nr;
+        if (tail > 0 && pb1 >= panels) std::fill(last + (nr - tail), last + nr, 0.0f);
       }
     }
   }
@@ -217,8 +222,8 @@ int64_t im2col_panels(const ConvGeom& q, const float* x, float* col, int64_t nr)
 // image itself at an offset, read in place by gemm.h's micro-kernels with row stride Hq·Wq.
 // Each output tile (up to mr channels x nr positions) is one FMA chain over (tap, c) in that
 // order: the micro-kernel's accumulate flag continues it from tap to tap.  A, the weights, is
-// repacked per call into wt[tap][c][o] (k-major strips: A(r, k) = wt[tap][k][o0 + r]).  The
-// valid columns are then copied out of the grid.  graphc/ops/conv.py takes the same decision.
+// packed strip-major (pack_implicit_weights: per strip of output channels, [tap][c][r]), once
+// for a constant weight, per call otherwise.  The valid columns are then copied out of the grid.  graphc/ops/conv.py takes the same decision.
 struct Implicit {
   int64_t cin = 0, cout = 0, h = 0, w = 0;    // input image, channels in and out
   int64_t pt = 0, pl = 0, hp = 0, wp = 0;     // padding (top, left) and the padded image
@@ -288,32 +293,86 @@ inline void pad_image(const Implicit& m, const float* x, float* xq) {
   std::fill(xq + m.sh * m.sw * m.phase_floats(), xq + m.xpad_floats(), 0.0f);
 }
 
-// The convolution of one image (xq) into y (cout x ho x wo); tiles split over `threads`.
+// The micro-kernel set of the implicit GEMM for geometry m, and whether its tiles are row
+// segments (below).  The packed weights' strips follow its mr, so the pack is rebuilt when it
+// changes (the ISA cap follows set_isa_cap on every call).
+struct ImplicitChoice {
+  const gemm::KernelSet* ks = nullptr;
+  bool rows = false;
+  int64_t strips = 0;
+};
+inline ImplicitChoice implicit_choice(const Implicit& m) {
+  ImplicitChoice ch;
+  ch.ks = active_kernels(m.grid);
+  ch.rows = m.wo % ch.ks->nr == 0;
+  if (!ch.rows && ch.ks->narrow != nullptr && m.wo % ch.ks->narrow->nr == 0) {
+    ch.ks = ch.ks->narrow;
+    ch.rows = true;
+  }
+  ch.strips = (m.cout + ch.ks->mr - 1) / ch.ks->mr;
+  return ch;
+}
+
+// Strip s of the output channels: [cout·s / strips, cout·(s + 1) / strips) — rows split evenly
+// over the strips (64 = 11+11+11+11+10+10, not 5x12+4: a 4-row strip does 8 FMAs per 6 loads).
+inline int64_t strip_begin(int64_t cout, int64_t strips, int64_t s) { return cout * s / strips; }
+
+// The GEMM's A for every tap, strip-major: strip s (rows o0 .. o0 + R) is one contiguous block
+// at wp + o0·taps·cin holding [tap][c][r] (k-major, as = R), so each micro-kernel call streams
+// its A and a strip's block is read in order for every tile.  Before (issue 15) A was
+// wt[tap][c][o] (as = cout), repacked per call with one pass over w per tap: for ResNet-18's
+// 512-channel 3x3 layers (9.4 MB of weights) the repack and the 2 KiB-strided A reads made the
+// layer 27 ms at batch 1 on 2 threads, 6x slower per FLOP than the 64-channel ones.
+// value(tap, c, o): w[o][c][tap] (w is (cout, cin, kh, kw)), or when flip w[c][o][taps-1-tap]
+// (w is (cin, cout, kh, kw): the forward's (O, C, kh, kw) read at the flipped tap).  A pure
+// copy, split over the threads by strip: the same bits at any thread count.
+inline void pack_implicit_weights(const Implicit& m, int64_t strips, const float* w, bool flip, float* wp,
+                                  int threads) {
+  const int64_t taps = m.kh * m.kw, cin = m.cin, cout = m.cout;
+  parallel_for(strips, threads, 1, [&](int64_t sb, int64_t se) {
+    for (int64_t s = sb; s < se; ++s) {
+      const int64_t o0 = strip_begin(cout, strips, s), nrows = strip_begin(cout, strips, s + 1) - o0;
+      float* __restrict d = wp + o0 * taps * cin;
+      if (!flip) {
+        for (int64_t r = 0; r < nrows; ++r) {  // w row o0 + r: cin·taps contiguous floats
+          const float* src = w + (o0 + r) * cin * taps;
+          for (int64_t c = 0; c < cin; ++c) {
+            for (int64_t tap = 0; tap < taps; ++tap) d[(tap * cin + c) * nrows + r] = src[c * taps + tap];
+          }
+        }
+      } else {
+        for (int64_t c = 0; c < cin; ++c) {  // w[c][o0 .. o0 + nrows][taps] is contiguous
+          const float* src = w + (c * cout + o0) * taps;
+          for (int64_t r = 0; r < nrows; ++r) {
+            for (int64_t tap = 0; tap < taps; ++tap) d[(tap * cin + c) * nrows + r] = src[r * taps + (taps - 1 - tap)];
+          }
+        }
+      }
+    }
+  });
+}
+
+// The convolution of one image (xq) into y (cout x ho x wo) with the strip-major packed
+// weights wp (pack_implicit_weights under the same choice); tiles split over `threads`.
 // When whole tiles fit in an output row (Wo a multiple of the panel width: 32x32 images on
 // AVX-512, or 16x16 ones on its 16-wide kernel or on AVX2), the tiles are row segments written
 // straight into y: no wasted columns, no copy.  Otherwise the tiles run along the grid into
 // ygrid and the valid columns are copied out (unpad_output).  Either way each output element
 // is the same FMA chain over (tap, c), so the two give the same bits.  Returns whether y holds
 // the result (else ygrid does).
-inline bool implicit_gemm(const Implicit& m, const float* xq, const float* wt, float* ygrid, float* y,
-                          int threads) {
-  const gemm::KernelSet* ks = active_kernels(m.grid);
-  bool rows = m.wo % ks->nr == 0;
-  if (!rows && ks->narrow != nullptr && m.wo % ks->narrow->nr == 0) {
-    ks = ks->narrow;
-    rows = true;
-  }
-  const int64_t mr = ks->mr, nr = ks->nr;
-  const int64_t strips = (m.cout + mr - 1) / mr;
+inline bool implicit_gemm(const Implicit& m, const ImplicitChoice& ch, const float* xq, const float* wp,
+                          float* ygrid, float* y, int threads) {
+  const gemm::KernelSet* ks = ch.ks;
+  const bool rows = ch.rows;
+  const int64_t nr = ks->nr, strips = ch.strips;
   const int64_t tiles = rows ? m.ho * (m.wo / nr) : (m.grid + nr - 1) / nr;
   const int64_t taps = m.kh * m.kw, p = m.ho * m.wo;
-  // rows split evenly over the strips (64 = 11+11+11+11+10+10, not 5x12+4: a 4-row strip
-  // does 8 FMAs per 6 loads)
   auto run = [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
       const int64_t s = task / tiles, t = task - s * tiles;
-      const int64_t o0 = m.cout * s / strips, nrows = m.cout * (s + 1) / strips - o0;
+      const int64_t o0 = strip_begin(m.cout, strips, s), nrows = strip_begin(m.cout, strips, s + 1) - o0;
       const gemm::MicroFn micro = ks->micro[nrows];
+      const float* a = wp + o0 * taps * m.cin;
       int64_t p0, ncols, ldc;  // the tile's first grid position, its width; c and its row stride
       float* c;
       if (rows) {
@@ -323,13 +382,13 @@ inline bool implicit_gemm(const Implicit& m, const float* xq, const float* wt, f
         p0 = t * nr, ncols = std::min(nr, m.grid - p0), ldc = m.grid, c = ygrid + o0 * m.grid + p0;
       }
       for (int64_t tap = 0; tap < taps; ++tap) {
-        const int64_t a = tap / m.kw, bb = tap - a * m.kw;
-        micro(m.cin, wt + tap * m.cin * m.cout + o0, m.cout, xq + m.tap_offset(a, bb) + p0, m.plane(), c, ldc,
-              ncols, tap > 0);
+        const int64_t aa = tap / m.kw, bb = tap - aa * m.kw;
+        micro(m.cin, a + tap * m.cin * nrows, nrows, xq + m.tap_offset(aa, bb) + p0, m.plane(), c, ldc, ncols,
+              tap > 0);
       }
     }
   };
-  // strip-major task order: a strip's weights (taps·cin·mr floats) stay in L1 across its tiles
+  // strip-major task order: a strip's weights (taps·cin·mr floats) stay in cache across its tiles
   parallel_for(strips * tiles, threads, std::max<int64_t>(1, (strips * tiles) / std::max(threads, 1)), run);
   return rows;
 }
@@ -526,6 +585,20 @@ inline void scatter_grad_input(const Implicit& m, const float* dy, const float* 
   }
 }
 
+// The implicit GEMM's packed weights of a tracked weight (KernelArgs::in_version), kept across
+// runs: valid for `version` under the micro-kernel set `ks` with `strips` strips.  Storage is
+// allocated when the kernel is prepared, so a run allocates nothing; runs of one executor are
+// serialised, the mutex guards a kernel shared otherwise.
+struct WeightPack {
+  explicit WeightPack(int64_t floats) : data(static_cast<size_t>(floats)) {}
+  std::mutex mu;
+  std::vector<float> data;
+  bool valid = false, finite = true;
+  uint64_t version = 0;
+  int64_t strips = 0;
+  const gemm::KernelSet* ks = nullptr;
+};
+
 // The slot count of the implicit GEMM's first workspace (3 in all: checked by the caller).
 inline int64_t implicit_slots(const KernelArgs& args) {
   if (args.ws.size() != 3) {
@@ -549,9 +622,31 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
   float* grids = check_slots<float>(args, 1, slots, {m.cout * m.grid}, "output on the padded grid");
   float* wt = check_slots<float>(args, 2, m.kh * m.kw * m.cin, {m.cout}, "repacked weights");
   const int threads = args.ctx.threads;
+  // A weight whose changes the executor tracks (a constant, a variable) is packed into storage
+  // of the kernel's own, allocated here, and repacked only when its version (or the micro-kernel
+  // set) changed: an inference plan packs once.  Otherwise the step's workspace takes the pack.
+  const uint64_t* version = args.input_version(1);
+  std::shared_ptr<WeightPack> cache;
+  if (version != nullptr) cache = std::make_shared<WeightPack>(m.kh * m.kw * m.cin * m.cout);
   return [=]() {
     const int64_t taps = m.kh * m.kw;
-    if (flip && !all_finite(w, taps * m.cin * m.cout)) {
+    const ImplicitChoice ch = implicit_choice(m);
+    const float* wp = wt;
+    bool finite = true;
+    if (cache) {
+      std::lock_guard<std::mutex> lock(cache->mu);
+      if (!cache->valid || cache->version != *version || cache->strips != ch.strips || cache->ks != ch.ks) {
+        cache->finite = !flip || all_finite(w, taps * m.cin * m.cout);
+        if (cache->finite) pack_implicit_weights(m, ch.strips, w, flip, cache->data.data(), threads);
+        cache->valid = true, cache->version = *version, cache->strips = ch.strips, cache->ks = ch.ks;
+      }
+      finite = cache->finite;
+      wp = cache->data.data();
+    } else {
+      finite = !flip || all_finite(w, taps * m.cin * m.cout);
+      if (finite) pack_implicit_weights(m, ch.strips, w, flip, wt, threads);
+    }
+    if (!finite) {
       // The flipped convolution would add 0 · w for the taps that fall into dy's padding:
       // NaN where w is inf or NaN, which the op's definition (and the im2col path) leaves out.
       for_images(n, n, threads, [&](int64_t n0, int64_t n1, int64_t, int) {
@@ -561,26 +656,13 @@ Kernel implicit_kernel(const KernelArgs& args, const Implicit& m, int64_t n, con
       });
       return;
     }
-    // wt[tap][k][r]: k-major strips of the GEMM's A for every tap
-    for (int64_t tap = 0; tap < taps; ++tap) {
-      float* d = wt + tap * m.cin * m.cout;
-      if (!flip) {  // w is (cout, cin, kh, kw)
-        for (int64_t o = 0; o < m.cout; ++o) {
-          for (int64_t c = 0; c < m.cin; ++c) d[c * m.cout + o] = w[(o * m.cin + c) * taps + tap];
-        }
-      } else {  // w is (cin, cout, kh, kw): the forward's (O, C, kh, kw), read at the flipped tap
-        for (int64_t c = 0; c < m.cin; ++c) {
-          for (int64_t o = 0; o < m.cout; ++o) d[c * m.cout + o] = w[(c * m.cout + o) * taps + (taps - 1 - tap)];
-        }
-      }
-    }
     for_images(n, slots, threads, [&](int64_t n0, int64_t n1, int64_t slot, int t) {
       float* xpad = xpads + slot * m.xpad_floats();
       float* grid = grids + slot * m.cout * m.grid;
       for (int64_t i = n0; i < n1; ++i) {
         pad_image(m, in + i * m.cin * m.h * m.w, xpad);
         float* y = out + i * m.cout * m.ho * m.wo;
-        if (!implicit_gemm(m, xpad, wt, grid, y, t)) unpad_output(m, grid, y);
+        if (!implicit_gemm(m, ch, xpad, wp, grid, y, t)) unpad_output(m, grid, y);
       }
     });
   };
@@ -700,6 +782,9 @@ Kernel implicit_grad_weight_kernel(const KernelArgs& args, const ConvGeom& q, co
   };
 }
 
+// The forward's im2col band (floats): 256 KiB, within L2 with the GEMM's A.
+constexpr int64_t kBandFloats = 64 * 1024;
+
 // Y[n]_g (Og x P, in place in y) = W_g (Og x K) · col_g (K x P) for one image.
 inline void forward_image(const ConvGeom& q, const float* xn, const float* w, float* col, float* yn, int t,
                           float* scratch) {
@@ -715,12 +800,21 @@ inline void forward_image(const ConvGeom& q, const float* xn, const float* w, fl
     throw std::runtime_error("conv2d: the GEMM's panel width " + std::to_string(ks->nr) + " is not a power of 2 <= " +
                              std::to_string(kPanel));
   }
-  const int64_t gstride = im2col_panels(q, xn, col, ks->nr);
-  for (int64_t g = 0; g < q.g; ++g) {
-    gemm::PackedB pb;
-    pb.K = q.k, pb.N = q.p, pb.nr = ks->nr, pb.kernel = ks->name, pb.data = col + g * gstride;
-    gemm::sgemm(false, false, q.og, q.p, q.k, w + g * q.og * q.k, q.k, nullptr, 0, &pb, yn + g * q.og * q.p, q.p, t,
-                nullptr, nullptr, scratch);
+  // Bands of panels whose column matrix (all groups) is about kBandFloats: im2col writes a band
+  // and the GEMM reads it back while it is in L2 (the stem's whole 7x7/2 column matrix at 224x224
+  // is 7.4 MB per image).  Each output element is still one chain over k (gemm.h), so the bits
+  // do not depend on the band.
+  const int64_t nr = ks->nr, panels = (q.p + nr - 1) / nr;
+  const int64_t band = std::max<int64_t>(1, std::min(panels, kBandFloats / std::max<int64_t>(1, q.g * q.k * nr)));
+  for (int64_t pb0 = 0; pb0 < panels; pb0 += band) {
+    const int64_t pb1 = std::min(panels, pb0 + band), n0 = pb0 * nr, ncols = std::min(q.p, pb1 * nr) - n0;
+    const int64_t gstride = im2col_panels(q, xn, col, nr, pb0, pb1);
+    for (int64_t g = 0; g < q.g; ++g) {
+      gemm::PackedB pb;
+      pb.K = q.k, pb.N = ncols, pb.nr = static_cast<int>(nr), pb.kernel = ks->name, pb.data = col + g * gstride;
+      gemm::sgemm(false, false, q.og, ncols, q.k, w + g * q.og * q.k, q.k, nullptr, 0, &pb,
+                  yn + g * q.og * q.p + n0, q.p, t, nullptr, nullptr, scratch);
+    }
   }
 }
 
