@@ -1072,7 +1072,7 @@ def cmd_import(args):
 def cmd_export(args):
     _check_exists(args.model)
     out = args.output or _default_output(args.model, ".onnx")
-    model = gc_onnx.save(args.model, out, opset=args.opset)
+    model = gc_onnx.save(args.model, out, opset=args.opset, fetches=args.fetch or None)
     opset = next((o.version for o in getattr(model, "opset_import", []) if o.domain in ("", "ai.onnx")), None)
     nodes = len(model.graph.node) if model is not None else 0
     print(f"wrote {out}: {nodes} ONNX nodes" + (f", opset {opset}" if opset is not None else ""))
@@ -1168,6 +1168,9 @@ def build_parser():
     ex.add_argument("model", help="the graphc model .pb")
     ex.add_argument("-o", "--output", help="the ONNX file to write (default: MODEL with .onnx)")
     ex.add_argument("--opset", type=int, metavar="N", help="the default-domain opset (default: see docs/onnx.md)")
+    ex.add_argument("--fetch", action="append", default=[], metavar="NAME",
+                    help="an ONNX graph output (a value name or an inference entry point; repeatable; "
+                         "default: the model's outputs)")
     common(ex)
     ex.set_defaults(func=cmd_export)
 

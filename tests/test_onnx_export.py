@@ -137,11 +137,10 @@ def _ort_tolerance(op, ex, dtype):
 
 
 # Exported forms the importer (graphc/onnx/_import.py and handlers) does not read back yet: the
-# scatter-based gradient exports, attention's If (the run-time choice of its exact branch), and
-# Resize of ints/bool (graphc's importer takes float Resize).
+# scatter-based gradient exports and Resize of ints/bool (graphc's importer takes float Resize).
+# (Attention's If, the run-time choice of its exact branch, imports: graphc/onnx/_ops_control.py.)
 ROUND_TRIP_REFUSED = {"embedding_grad": "ScatterND", "pad_grad": "ScatterElements",
-                      "slice_grad": "ScatterElements", "take_along_axis_grad": "ScatterElements",
-                      "scaled_dot_product_attention": "If"}
+                      "slice_grad": "ScatterElements", "take_along_axis_grad": "ScatterElements"}
 
 
 def _round_trip(op, g, model, shapes, feeds, cases, want):

@@ -217,3 +217,16 @@ def test_cli_export_then_import(tmp_path, capsys):
     back = gc.load(str(tmp_path / "back.pb"))
     out = gc.reference.evaluate(back, {"x": xv}, back.outputs)
     np.testing.assert_array_equal(out[back.outputs[0]], np.maximum(xv, 0).T)
+
+
+def test_cli_export_fetch_picks_the_outputs(tmp_path):
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (2, 3))
+        r = gc.relu(x, name="r")
+        y = gc.transpose(r, name="y")
+    g.set_outputs([y])
+    g.save(str(tmp_path / "m.pb"))
+    assert cli_main(["export", str(tmp_path / "m.pb"), "-o", str(tmp_path / "m.onnx"), "--fetch", "r"]) == 0
+    import onnx
+    assert [o.name for o in onnx.load(str(tmp_path / "m.onnx")).graph.output] == ["r"]
+    assert [o.name for o in gc.onnx.save(g, str(tmp_path / "d.onnx")).graph.output] == ["y"]

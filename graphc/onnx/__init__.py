@@ -14,7 +14,7 @@ The ``onnx`` package is needed only when one of these is called (``pip install
 """
 
 from graphc.errors import GraphcError
-from graphc.onnx import _ops_math, _ops_nn, _ops_tensor  # noqa: F401  (the handlers register on import)
+from graphc.onnx import _ops_control, _ops_math, _ops_nn, _ops_tensor  # noqa: F401  (the handlers register on import)
 from graphc.onnx._export import save_model
 from graphc.onnx._import import HANDLERS, load_model  # noqa: F401
 
@@ -41,10 +41,11 @@ def load(model, trainable=True, shapes=None, values=None):
     return load_model(model, trainable=trainable, shapes=shapes, values=values)
 
 
-def save(model, path, opset=None):
+def save(model, path, opset=None, fetches=None):
     """Export a graphc Graph (or a .pb path) to an ONNX file at ``path``; returns the
     ModelProto.  ``opset``: the default-domain opset (default: the newest both onnx and
-    onnxruntime support, see graphc.onnx._export).  Raises OnnxExportError naming the node
-    and op that has no ONNX form."""
+    onnxruntime support, see graphc.onnx._export).  ``fetches``: the ONNX graph's outputs
+    (value names, Tensors, or the name of an inference entry point; default: the graph's
+    outputs).  Raises OnnxExportError naming the node and op that has no ONNX form."""
     _require_onnx()
-    return save_model(model, path, opset=opset)
+    return save_model(model, path, opset=opset, fetches=fetches)

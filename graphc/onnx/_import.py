@@ -364,6 +364,51 @@ class NodeContext:
         return Value(out.name, out.dtype, out.shape, tensor=out, builder=self._imp)
 
 
+def _outer_reads(gp):
+    """Names a subgraph (and the subgraphs inside it) reads from enclosing scopes."""
+    own = {vi.name for vi in gp.input} | {t.name for t in gp.initializer}
+    reads = set()
+    for n in gp.node:
+        reads.update(x for x in n.input if x)
+        for a in n.attribute:
+            if a.type in (5, 10):
+                for sub in ([a.g] if a.type == 5 else a.graphs):
+                    reads |= _outer_reads(sub)
+        own.update(n.output)
+    return reads - own
+
+
+def _bind_function_graph(g, name_of, attrs, defaults):
+    """A subgraph (an If branch, ...) inside a function body bound to the call, in place: every value
+    name through ``name_of`` (formals → the node's names, the body's own → prefixed), attribute
+    references → the node's attrs or the schema defaults; nested subgraphs likewise."""
+    import onnx
+
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        vi.name = name_of(vi.name)
+    for t in g.initializer:
+        t.name = name_of(t.name)
+    for n in g.node:
+        n.input[:] = [name_of(x) for x in n.input]
+        n.output[:] = [name_of(x) for x in n.output]
+        keep = []
+        for a in n.attribute:
+            b = onnx.AttributeProto()
+            if a.ref_attr_name:
+                src = attrs.get(a.ref_attr_name) or defaults.get(a.ref_attr_name)
+                if src is None:
+                    continue
+                b.CopyFrom(src)
+                b.name = a.name
+            else:
+                b.CopyFrom(a)
+                for sub in ([b.g] if a.type == 5 else b.graphs if a.type == 10 else []):
+                    _bind_function_graph(sub, name_of, attrs, defaults)
+            keep.append(b)
+        del n.attribute[:]
+        n.attribute.extend(keep)
+
+
 def _sanitize(name):
     return name.replace(":", "_")
 
@@ -590,10 +635,11 @@ class _Importer:
         g.onnx_names = dict(self.onnx_names)
         return g
 
-    def ordered_nodes(self):
-        """The graph's nodes in a topological order (ONNX requires one; a model that lists a
-        consumer before its producer is reordered).  A node input nothing produces: OnnxFormatError."""
-        gp = self.model.graph
+    def ordered_nodes(self, gp=None):
+        """The nodes of ``gp`` (default: the model's graph; an If branch: names of ``self.values`` are
+        known) in a topological order (ONNX requires one; a model that lists a consumer before its
+        producer is reordered).  A node input nothing produces: OnnxFormatError."""
+        gp = self.model.graph if gp is None else gp
         nodes = list(gp.node)
         known = set(self.values)
         producer = {}
@@ -614,8 +660,9 @@ class _Importer:
                                           "which no node, graph input or initializer produces")
                 d.add(producer[inp])
             for a in n.attribute:
-                if a.type in (5, 10):   # GRAPH / GRAPHS: outer-scope names are checked by the handler
-                    pass
+                if a.type in (5, 10):   # GRAPH / GRAPHS: the subgraphs' reads of this graph's values order it too
+                    for sub in ([a.g] if a.type == 5 else a.graphs):
+                        d.update(producer[x] for x in _outer_reads(sub) if x in producer)
             deps.append(d)
         succs = [[] for _ in nodes]
         for i, d in enumerate(deps):
@@ -673,6 +720,7 @@ class _Importer:
                 raise OnnxFormatError(f"node {name!r} ({node.op_type}) reads input {inp!r}, which nothing produces")
         fn = HANDLERS.get(node.op_type)
         ctx = NodeContext(self, node, name, opset, inputs)
+        ctx.index = idx if where_idx is None else where_idx   # the top-level node's index (provenance)
         if fn is None:
             body, body_opset = self.function_body(ctx)
             if body is None:
@@ -824,10 +872,11 @@ class _Importer:
                     b.CopyFrom(src)
                     b.name = a.name
                 else:
-                    if a.type in (5, 10):
-                        ctx.unsupported(f"graphc has no handler for ONNX op {node.op_type!r}; its function body "
-                                        "has subgraphs")
-                    new.attribute.add().CopyFrom(a)
+                    b = new.attribute.add()
+                    b.CopyFrom(a)
+                    for g in ([b.g] if a.type == 5 else b.graphs if a.type == 10 else []):
+                        _bind_function_graph(g, lambda x: rename[x] if x in rename else (tag + x if x else ""),
+                                             attrs, defaults)
         return out, body_opset
 
 
@@ -904,7 +953,7 @@ def load_model(model, trainable=True, shapes=None, values=None):
 
 TABLE_BEGIN = "<!-- onnx-handlers:begin (generated: python tools/onnx_handler_table.py --write) -->"
 TABLE_END = "<!-- onnx-handlers:end -->"
-_MODULE_KIND = {"_ops_tensor": "tensor", "_ops_math": "math", "_ops_nn": "nn"}
+_MODULE_KIND = {"_ops_tensor": "tensor", "_ops_math": "math", "_ops_nn": "nn", "_ops_control": "control"}
 
 
 def handler_table():
