@@ -521,17 +521,23 @@ def _reduce(ctx):
     return y
 
 
+def _along_axis(ctx, allowed, default_axis):
+    """(x, rank, axis) of an op along one axis (ArgMax/ArgMin, Softmax family): input 0 of an
+    ``allowed`` dtype and rank >= 1, attr axis (``default_axis`` when absent) normalized."""
+    x = ctx.inputs[0]
+    _need(ctx, x, allowed)
+    rank = _rank(ctx, x)
+    if rank == 0:
+        ctx.unsupported("a rank-0 input")
+    return x, rank, _axis(ctx, int(ctx.attr("axis", default_axis)), rank)
+
+
 # -- arg max / min -------------------------------------------------------------------------------
 
 @handler("ArgMax", "ArgMin")
 def _argmax(ctx):
     """argmax/argmin; select_last_index via the reversed axis (static dim)"""
-    x = ctx.inputs[0]
-    _need(ctx, x, NUMERIC)
-    rank = _rank(ctx, x)
-    if rank == 0:
-        ctx.unsupported("a rank-0 input")
-    axis = _axis(ctx, int(ctx.attr("axis", 0)), rank)
+    x, rank, axis = _along_axis(ctx, NUMERIC, 0)
     keepdims = bool(ctx.attr("keepdims", 1))
     last = ctx.attr("select_last_index", 0)
     src = x
@@ -553,24 +559,14 @@ def _argmax(ctx):
 @handler("Softmax", "LogSoftmax")
 def _softmax(ctx):
     """softmax / log_softmax (opset 13 axis; older opsets converted)"""
-    x = ctx.inputs[0]
-    _need(ctx, x, FLOATS)
-    rank = _rank(ctx, x)
-    if rank == 0:
-        ctx.unsupported("a rank-0 input")
-    axis = _axis(ctx, int(ctx.attr("axis", -1)), rank)
+    x, rank, axis = _along_axis(ctx, FLOATS, -1)
     return ctx.op("softmax" if ctx.op_type == "Softmax" else "log_softmax", [x], {"axis": axis})
 
 
 @handler("Hardmax")
 def _hardmax(ctx):
     """one_hot(argmax(x, axis)) moved to axis (static dim)"""
-    x = ctx.inputs[0]
-    _need(ctx, x, FLOATS)
-    rank = _rank(ctx, x)
-    if rank == 0:
-        ctx.unsupported("a rank-0 input")
-    axis = _axis(ctx, int(ctx.attr("axis", -1)), rank)
+    x, rank, axis = _along_axis(ctx, FLOATS, -1)
     if 0 in x.shape:
         if not all(isinstance(d, int) for d in x.shape):
             ctx.unsupported(f"an empty input of shape {x.shape} with symbolic dims")

@@ -282,16 +282,21 @@ def _bias(ctx, y, b, nd):
     return _op(ctx, "add", [y, _reshape(ctx, b, (b.shape[0] if b.shape else None,) + (1,) * nd)])
 
 
-@handler("Conv")
-def _conv(ctx):
-    """`conv2d` (+ bias add); 1-D over a size-1 H; pads, strides, dilations, group, auto_pad; 3-D refused"""
+def _conv_inputs(ctx):
+    """(X, W, B or None, spatial rank, kernel shape) of Conv / ConvTranspose, checked."""
     x, w = ctx.inputs[0], ctx.inputs[1]
     b = ctx.inputs[2] if _present(ctx, 2) else None
     _floats_only(ctx, x, w, b)
     nd = _spatial(ctx, x)
     if _rank(ctx, w, "W") != nd + 2:
         ctx.unsupported(f"W of shape {w.shape} does not match X of shape {x.shape}")
-    kernel = _kernel(ctx, w, nd)
+    return x, w, b, nd, _kernel(ctx, w, nd)
+
+
+@handler("Conv")
+def _conv(ctx):
+    """`conv2d` (+ bias add); 1-D over a size-1 H; pads, strides, dilations, group, auto_pad; 3-D refused"""
+    x, w, b, nd, kernel = _conv_inputs(ctx)
     strides, dilations, pads, _ = _conv_geometry(ctx, x, kernel)
     if nd == 1:
         x, w = _to_2d(ctx, x), _to_2d(ctx, w)
@@ -306,13 +311,7 @@ def _conv(ctx):
 @handler("ConvTranspose")
 def _conv_transpose(ctx):
     """`conv_transpose2d` (+ bias); 1-D via a size-1 H; output_padding, output_shape, auto_pad; 3-D refused"""
-    x, w = ctx.inputs[0], ctx.inputs[1]
-    b = ctx.inputs[2] if _present(ctx, 2) else None
-    _floats_only(ctx, x, w, b)
-    nd = _spatial(ctx, x)
-    if _rank(ctx, w, "W") != nd + 2:
-        ctx.unsupported(f"W of shape {w.shape} does not match X of shape {x.shape}")
-    kernel = _kernel(ctx, w, nd)
+    x, w, b, nd, kernel = _conv_inputs(ctx)
     strides, dilations, pads, auto = _conv_geometry(ctx, x, kernel, transpose=True)
     out_pad = _ints(ctx, "output_padding", nd, 0)
     out_shape = ctx.attr("output_shape", None)

@@ -19,6 +19,7 @@ from graphc.ops._common import (
     special,
     unbroadcast,
 )
+from graphc.ops.scan import arg_extremum_examples, arg_extremum_infer, arg_extremum_ref
 from graphc.registry import AttrSpec, defgrad, register_op
 
 
@@ -165,47 +166,6 @@ register_op(
 )
 
 
-def _argmin_infer(ctx):
-    shape = ctx.shape(0)
-    rank = len(shape)
-    axis = ctx.normalize_axis(ctx.attrs["axis"], rank)
-    if rank == 0:
-        return "int64", ()
-    if shape[axis] == 0:
-        ctx.fail(f"cannot take the arg-min over axis {axis} of size 0 (shape {shape})")
-    out = list(shape)
-    if ctx.attrs["keepdims"]:
-        out[axis] = 1
-    else:
-        del out[axis]
-    return "int64", tuple(out)
-
-
-def _argmin_ref(inputs, attrs):
-    x = inputs[0]
-    if x.ndim == 0:
-        return np.zeros((), np.int64)
-    # numpy.argmin: the first minimum, NaN below everything (the first NaN wins)
-    return np.argmin(x, axis=attrs["axis"] % x.ndim, keepdims=attrs["keepdims"]).astype(np.int64)
-
-
-_ARGMIN_CASES = [((), 0), ((1,), 0), ((7,), -1), ((5, 3), 0), ((5, 3), 1), ((4, 3, 5), 1), ((0, 4), 1),
-                 ((4, 0, 3), 2), ((5, 1, 3), 1), (ODD, 1), (ODD, 2), ((2, 300), -1)]
-
-
-def _argmin_examples(rng):
-    out = []
-    for dt in dtypes.NUMERIC:
-        for keepdims in (False, True):
-            for shape, axis in _ARGMIN_CASES:
-                out.append(Example([rand(rng, shape, dt)], {"axis": axis, "keepdims": keepdims}, note=dt))
-            x = np.resize(np.asarray([3, 1, 1, 2, 1], dt), (4, 5))  # ties: the first wins
-            out.append(Example([x], {"axis": 1, "keepdims": keepdims}, note=f"{dt} ties"))
-            out.append(Example([special(rng, (7, 9), dt)], {"axis": 1, "keepdims": keepdims}, note=f"{dt} special"))
-            out.append(Example([special(rng, (9, 7), dt)], {"axis": 0, "keepdims": keepdims}, note=f"{dt} special"))
-    return out
-
-
 register_op(
     "argmin",
     doc="y = the index (int64) of the smallest item along 'axis'; the first of equal minima (ONNX ArgMin with "
@@ -214,9 +174,9 @@ register_op(
     inputs=[("x", dtypes.NUMERIC)],
     attrs={"axis": AttrSpec("int", default=-1, doc="the axis searched"),
            "keepdims": AttrSpec("bool", default=False, doc="keep the axis with size 1")},
-    infer=_argmin_infer,
-    reference=_argmin_ref,
-    examples=_argmin_examples,
+    infer=arg_extremum_infer("min"),
+    reference=arg_extremum_ref(np.argmin),
+    examples=arg_extremum_examples([3, 1, 1, 2, 1]),   # ties: the first minimum wins
     differentiable=False,
 )
 

@@ -175,45 +175,58 @@ def cumsum(x, axis, exclusive=False, reverse=False, name=None):
 # -- argmax ----------------------------------------------------------------------------------------
 
 
-def _argmax_infer(ctx):
-    shape = ctx.shape(0)
-    rank = len(shape)
-    axis = ctx.normalize_axis(ctx.attrs["axis"], rank)
-    if rank == 0:
-        return "int64", ()
-    if shape[axis] == 0:
-        ctx.fail(f"cannot take the arg-max over axis {axis} of size 0 (shape {shape})")
-    out = list(shape)
-    if ctx.attrs["keepdims"]:
-        out[axis] = 1
-    else:
-        del out[axis]
-    return "int64", tuple(out)
+def arg_extremum_infer(what):
+    """The shape inference of argmax / argmin (``what``: "max" / "min"): int64, the axis removed
+    (kept as 1 with keepdims); an empty axis is an error."""
+    def infer(ctx):
+        shape = ctx.shape(0)
+        rank = len(shape)
+        axis = ctx.normalize_axis(ctx.attrs["axis"], rank)
+        if rank == 0:
+            return "int64", ()
+        if shape[axis] == 0:
+            ctx.fail(f"cannot take the arg-{what} over axis {axis} of size 0 (shape {shape})")
+        out = list(shape)
+        if ctx.attrs["keepdims"]:
+            out[axis] = 1
+        else:
+            del out[axis]
+        return "int64", tuple(out)
+    return infer
 
 
-def _argmax_ref(inputs, attrs):
-    x = inputs[0]
-    if x.ndim == 0:
-        return np.zeros((), np.int64)
-    # numpy.argmax: the first maximum, NaN above everything (the first NaN)
-    return np.argmax(x, axis=attrs["axis"] % x.ndim, keepdims=attrs["keepdims"]).astype(np.int64)
+def arg_extremum_ref(np_fn):
+    """The numpy reference of argmax / argmin: ``np_fn`` (numpy.argmax / numpy.argmin: the first
+    extremum; NaN wins, the first NaN)."""
+    def ref(inputs, attrs):
+        x = inputs[0]
+        if x.ndim == 0:
+            return np.zeros((), np.int64)
+        return np_fn(x, axis=attrs["axis"] % x.ndim, keepdims=attrs["keepdims"]).astype(np.int64)
+    return ref
 
 
-_ARGMAX_CASES = [((), 0), ((1,), 0), ((7,), -1), ((5, 3), 0), ((5, 3), 1), ((4, 3, 5), 1), ((0, 4), 1),
-                 ((4, 0, 3), 2), ((5, 1, 3), 1), (ODD, 1), (ODD, 2), ((2, 300), -1)]
+_ARG_CASES = [((), 0), ((1,), 0), ((7,), -1), ((5, 3), 0), ((5, 3), 1), ((4, 3, 5), 1), ((0, 4), 1),
+              ((4, 0, 3), 2), ((5, 1, 3), 1), (ODD, 1), (ODD, 2), ((2, 300), -1)]
 
 
-def _argmax_examples(rng):
-    out = []
-    for dt in dtypes.NUMERIC:
-        for keepdims in (False, True):
-            for shape, axis in _ARGMAX_CASES:
-                out.append(Example([rand(rng, shape, dt)], {"axis": axis, "keepdims": keepdims}, note=dt))
-            x = np.resize(np.asarray([1, 3, 3, 2, 3], dt), (4, 5))  # ties: the first wins
-            out.append(Example([x], {"axis": 1, "keepdims": keepdims}, note=f"{dt} ties"))
-            out.append(Example([special(rng, (7, 9), dt)], {"axis": 1, "keepdims": keepdims}, note=f"{dt} special"))
-            out.append(Example([special(rng, (9, 7), dt)], {"axis": 0, "keepdims": keepdims}, note=f"{dt} special"))
-    return out
+def arg_extremum_examples(ties):
+    """The examples of argmax / argmin: every numeric dtype, keepdims, the shapes of _ARG_CASES,
+    a (4, 5) of repeated ``ties`` rows (the first extremum wins) and special values."""
+    def examples(rng):
+        out = []
+        for dt in dtypes.NUMERIC:
+            for keepdims in (False, True):
+                for shape, axis in _ARG_CASES:
+                    out.append(Example([rand(rng, shape, dt)], {"axis": axis, "keepdims": keepdims}, note=dt))
+                x = np.resize(np.asarray(ties, dt), (4, 5))
+                out.append(Example([x], {"axis": 1, "keepdims": keepdims}, note=f"{dt} ties"))
+                out.append(Example([special(rng, (7, 9), dt)], {"axis": 1, "keepdims": keepdims},
+                                   note=f"{dt} special"))
+                out.append(Example([special(rng, (9, 7), dt)], {"axis": 0, "keepdims": keepdims},
+                                   note=f"{dt} special"))
+        return out
+    return examples
 
 
 register_op(
@@ -223,9 +236,9 @@ register_op(
     inputs=[("x", dtypes.NUMERIC)],
     attrs={"axis": AttrSpec("int", default=-1, doc="the axis searched"),
            "keepdims": AttrSpec("bool", default=False, doc="keep the axis with size 1")},
-    infer=_argmax_infer,
-    reference=_argmax_ref,
-    examples=_argmax_examples,
+    infer=arg_extremum_infer("max"),
+    reference=arg_extremum_ref(np.argmax),
+    examples=arg_extremum_examples([1, 3, 3, 2, 3]),   # ties: the first maximum wins
     differentiable=False,
 )
 
