@@ -3,37 +3,21 @@
 
 #include "elementwise.h"
 #include "elementwise_ops.h"
+#include "map_kernel.h"
 
 namespace graphc {
 namespace cpu {
 namespace {
 
 // ---------------------------------------------------------------- unary
-
-template <class T, class O, class Op> Kernel unary_kernel(const KernelArgs& args, Op op, int64_t grain) {
-  args.expect_arity(1, 1);
-  const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, x, dtype_of<T>(), "input");
-  expect_dtype(args, y, dtype_of<O>(), "output");
-  expect_dims(args, y, x.dims, "output");
-  const T* px = x.as<const T>();
-  O* py = y.as<O>();
-  const int64_t n = numel_of(x);
-  const int threads = args.ctx.threads;
-  return [px, py, n, threads, grain, op]() {
-    parallel_for(n, threads, grain, [&](int64_t b, int64_t e) {
-#pragma GCC ivdep
-      for (int64_t i = b; i < e; ++i) py[i] = op(px[i]);
-    });
-  };
-}
+// (the loop: map_kernel, map_kernel.h)
 
 // One kernel per dtype the op's schema allows, instantiated for Types only.
 template <class Types, class MakeOp>
 void add_unary(KernelRegistry& r, const char* name, int64_t grain, MakeOp make_op) {
   add_typed<Types>(r, name, [make_op, grain](auto tag, const KernelArgs& a) -> Kernel {
     using T = typename decltype(tag)::type;
-    return unary_kernel<T, T>(a, make_op(tag, a), grain);
+    return map_kernel<T, T>(a, make_op(tag, a), grain);
   });
 }
 
@@ -60,7 +44,7 @@ template <class Types, class F> void add_fusible_unary(KernelRegistry& r, EwOp e
         parallel_for(n, threads, g, [&](int64_t b, int64_t e) { fn(py + b, px + b, 1, e - b, attr); });
       };
     } else {
-      return unary_kernel<T, T>(args, F{}, grain);
+      return map_kernel<T, T>(args, F{}, grain);
     }
   });
 }
@@ -110,7 +94,7 @@ Kernel cast_kernel(const KernelArgs& args) {
     using From = typename decltype(from_tag)::type;
     return dispatch_all(to, [&](auto to_tag) {
       using To = typename decltype(to_tag)::type;
-      return unary_kernel<From, To>(args, [](From v) { return cast_value<From, To>(v); }, kCheapGrain);
+      return map_kernel<From, To>(args, [](From v) { return cast_value<From, To>(v); }, kCheapGrain);
     });
   });
 }

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "common.h"
+#include "map_kernel.h"
 #include "op_schema.h"
 
 namespace graphc {
@@ -26,24 +27,7 @@ constexpr int64_t kCostly = 1 << 11;  // for libm calls
 
 // ---------------------------------------------------------------- loops
 
-// y = f(x): x of dtype T, y of dtype O and x's dims.
-template <class T, class O, class Fn> Kernel map_kernel(const KernelArgs& args, Fn f, int64_t grain) {
-  args.expect_arity(1, 1);
-  const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, x, dtype_of<T>(), "input");
-  expect_dtype(args, y, dtype_of<O>(), "output");
-  expect_dims(args, y, x.dims, "output");
-  const T* px = x.as<const T>();
-  O* py = y.as<O>();
-  const int64_t n = numel_of(x);
-  const int threads = args.ctx.threads;
-  return [px, py, n, threads, grain, f]() {
-    parallel_for(n, threads, grain, [&](int64_t b, int64_t e) {
-#pragma GCC ivdep
-      for (int64_t i = b; i < e; ++i) py[i] = f(px[i]);
-    });
-  };
-}
+// y = f(x): map_kernel (map_kernel.h).
 
 // y = f(a, b) with numpy broadcasting: a and b of dtype T, y of dtype O.
 template <class T, class O, class Fn> Kernel zip_kernel(const KernelArgs& args, Fn f, int64_t grain) {
