@@ -4,6 +4,7 @@
 #include "elementwise.h"
 #include "elementwise_ops.h"
 #include "fused_program.h"
+#include "map_kernel.h"
 
 namespace graphc {
 namespace cpu {
@@ -11,56 +12,21 @@ namespace {
 
 // ---------------------------------------------------------------- binary
 
-template <class T, class O, class Op>
-inline void binary_segment(O* out, const T* a, int64_t sa, const T* b, int64_t sb, int64_t n, Op op) {
-  // ivdep: out may alias an input exactly (in-place steps), never partially, so there is
-  // no loop-carried dependency and the vectoriser needs no runtime overlap check.
-  if (sa == 1 && sb == 1) {
-#pragma GCC ivdep
-    for (int64_t i = 0; i < n; ++i) out[i] = op(a[i], b[i]);
-  } else if (sa == 1 && sb == 0) {
-    const T bv = b[0];
-#pragma GCC ivdep
-    for (int64_t i = 0; i < n; ++i) out[i] = op(a[i], bv);
-  } else if (sa == 0 && sb == 1) {
-    const T av = a[0];
-#pragma GCC ivdep
-    for (int64_t i = 0; i < n; ++i) out[i] = op(av, b[i]);
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = op(a[i * sa], b[i * sb]);
-  }
-}
-
 template <class T, class O, class Op> Kernel binary_kernel(const KernelArgs& args, Op op, int ew_op) {
-  args.expect_arity(2, 1);
-  const TensorRef &a = args.in[0], &b = args.in[1], &y = args.out[0];
-  expect_dtype(args, a, dtype_of<T>(), "input 0");
-  expect_dtype(args, b, dtype_of<T>(), "input 1");
-  expect_dtype(args, y, dtype_of<O>(), "output");
-  expect_broadcast_output(args, y, {a.dims, b.dims});
-  auto loop = StridedLoop<2>::broadcast(y.dims, {a.dims, b.dims});
-  const T* pa = a.as<const T>();
-  const T* pb = b.as<const T>();
-  O* py = y.as<O>();
-  const int threads = args.ctx.threads;
   if constexpr (std::is_floating_point_v<T> && std::is_same_v<T, O>) {
     if (ew_op >= 0) {
       // A fusible op: the loop of the active ISA, the very loop a fused program runs.
+      const ZipOperands<T, O> z = zip_operands<T, O>(args);
       const auto fn = ew_loops<T>(active_isa()).binary[ew_op];
-      return [loop, pa, pb, py, threads, fn]() {
-        loop.run(threads, kCheapGrain, [&](int64_t o, const std::array<int64_t, 2>& off, int64_t n,
-                                           const std::array<int64_t, 2>& s) {
-          fn(py + o, pa + off[0], s[0], pb + off[1], s[1], n);
+      return [z, fn]() {
+        z.loop.run(z.threads, kCheapGrain, [&](int64_t o, const std::array<int64_t, 2>& off, int64_t n,
+                                               const std::array<int64_t, 2>& s) {
+          fn(z.y + o, z.a + off[0], s[0], z.b + off[1], s[1], n);
         });
       };
     }
   }
-  return [loop, pa, pb, py, threads, op]() {
-    loop.run(threads, kCheapGrain, [&](int64_t o, const std::array<int64_t, 2>& off, int64_t n,
-                                       const std::array<int64_t, 2>& s) {
-      binary_segment<T, O>(py + o, pa + off[0], s[0], pb + off[1], s[1], n, op);
-    });
-  };
+  return zip_kernel<T, O>(args, op, kCheapGrain);  // map_kernel.h
 }
 
 // One kernel per dtype the op's schema allows.  The output type and the instantiated

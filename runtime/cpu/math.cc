@@ -27,36 +27,7 @@ constexpr int64_t kCostly = 1 << 11;  // for libm calls
 
 // ---------------------------------------------------------------- loops
 
-// y = f(x): map_kernel (map_kernel.h).
-
-// y = f(a, b) with numpy broadcasting: a and b of dtype T, y of dtype O.
-template <class T, class O, class Fn> Kernel zip_kernel(const KernelArgs& args, Fn f, int64_t grain) {
-  args.expect_arity(2, 1);
-  const TensorRef &a = args.in[0], &b = args.in[1], &y = args.out[0];
-  expect_dtype(args, a, dtype_of<T>(), "input 0");
-  expect_dtype(args, b, dtype_of<T>(), "input 1");
-  expect_dtype(args, y, dtype_of<O>(), "output");
-  expect_broadcast_output(args, y, {a.dims, b.dims});
-  auto loop = StridedLoop<2>::broadcast(y.dims, {a.dims, b.dims});
-  const T* pa = a.as<const T>();
-  const T* pb = b.as<const T>();
-  O* py = y.as<O>();
-  const int threads = args.ctx.threads;
-  return [loop, pa, pb, py, threads, grain, f]() {
-    loop.run(threads, grain, [&](int64_t o, const std::array<int64_t, 2>& off, int64_t n,
-                                 const std::array<int64_t, 2>& s) {
-      const T* xa = pa + off[0];
-      const T* xb = pb + off[1];
-      O* out = py + o;
-      if (s[0] == 1 && s[1] == 1) {
-#pragma GCC ivdep
-        for (int64_t i = 0; i < n; ++i) out[i] = f(xa[i], xb[i]);
-      } else {
-        for (int64_t i = 0; i < n; ++i) out[i] = f(xa[i * s[0]], xb[i * s[1]]);
-      }
-    });
-  };
-}
+// y = f(x): map_kernel; y = f(a, b) with broadcasting: zip_kernel (map_kernel.h).
 
 // Registers kernel(tag, args) for every dtype of Types the op's schema allows.
 template <class Types, class O, class MakeFn>
