@@ -5,11 +5,24 @@
 
 Environment: GRAPHC_BUILD_JOBS (parallel compile jobs, default: CPU count); GRAPHC_SANITIZE=1
 builds with AddressSanitizer + UndefinedBehaviorSanitizer (use tools/sanitize.sh).
-CUDA kernels are built only when nvcc is found (see cuda_extensions()); none exist yet.
+
+CUDA (runtime/cuda/, docs/cuda.md): built into the same extension when nvcc is found.
+GRAPHC_CUDA=0 skips it, GRAPHC_CUDA=1 requires it (the build fails saying what is missing),
+unset builds it when nvcc and the cuBLAS/cuDNN headers are found.  NVCC names the compiler
+(default: nvcc on PATH, then /usr/local/cuda/bin/nvcc); GRAPHC_NVCC_LAUNCHER (e.g. ccache)
+prefixes each nvcc call; GRAPHC_CUDA_ARCHS (default "80;90") the SASS targets, PTX for the
+last.  The headers of cuBLASLt and cuDNN come from NVIDIA's wheels (nvidia-cublas,
+nvidia-cudnn-cu13), which tools/build_backend adds to the build requirements when nvcc is
+found, or from GRAPHC_CUDA_LIB_INCLUDE (folders, os.pathsep-separated).  The libraries are
+never linked: the runtime dlopens them when a CUDA Session opens.  The CUDA runtime is linked
+statically, so the extension imports with no driver or GPU present.
 """
 import glob
+import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from setuptools import Extension, find_packages, setup
@@ -38,13 +51,44 @@ class BuildExt(build_ext):
     def build_extensions(self):
         import types
         self.compiler.compile = types.MethodType(_parallel_compile, self.compiler)
+        for ext in self.extensions:
+            cuda = getattr(ext, "graphc_cuda", None)
+            if cuda is not None:
+                ext.extra_objects = list(ext.extra_objects or []) + self._nvcc_objects(cuda)
         super().build_extensions()
+
+    def _nvcc_objects(self, cuda):
+        """Compile runtime/cuda/*.cu with nvcc (in parallel); objects are reused while they are
+        newer than their source and every runtime header."""
+        out_dir = os.path.join(self.build_temp, "cuda")
+        os.makedirs(out_dir, exist_ok=True)
+        newest_header = max((os.path.getmtime(h) for h in runtime_headers()), default=0.0)
+        jobs = int(os.environ.get("GRAPHC_BUILD_JOBS", os.cpu_count() or 1))
+
+        def one(src):
+            obj = os.path.join(out_dir, os.path.basename(src)[:-3] + ".o")
+            if (not self.force and os.path.exists(obj)
+                    and os.path.getmtime(obj) >= max(os.path.getmtime(src), newest_header)):
+                return obj
+            cmd = cuda["launcher"] + [cuda["nvcc"]] + cuda["flags"] + ["-c", src, "-o", obj]
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+            return obj
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(one, cuda["sources"]))
 
 
 # The runtime sources an AOT artifact (graphc compile --emit c) copies: installed as
 # graphc/_runtime_src/ with runtime/'s layout (graphc/aot/sources.py reads them there).
 RUNTIME_SOURCE_PATTERNS = ("*.h", "*.cc", "aot/*.h", "aot/*.cc", "aot/*.inc", "cpu/*.h", "cpu/*.cc",
                            "cpu/*.inc")
+
+
+def runtime_headers():
+    """Every header a runtime source may include (a change recompiles the sources)."""
+    return sorted(glob.glob("runtime/*.h") + glob.glob("runtime/cpu/*.h") + glob.glob("runtime/cpu/*.inc")
+                  + glob.glob("runtime/cuda/*.h") + glob.glob("runtime/cuda/*.cuh") + glob.glob("runtime/cuda/*.inc"))
 
 
 def runtime_sources(root="runtime"):
@@ -74,6 +118,8 @@ def openblas():
 
 
 def cpu_extension():
+    """graphc._runtime: the Cython wrapper, the runtime and its CPU kernels, plus runtime/cuda/
+    (host files by the C++ compiler, kernels by nvcc) when cuda_config() finds CUDA."""
     from Cython.Build import cythonize
 
     inc, libdir, lib = openblas()
@@ -96,16 +142,27 @@ def cpu_extension():
         link_args += sanitize
     sources = (["runtime/_runtime.pyx"] + sorted(glob.glob("runtime/*.cc"))
                + sorted(glob.glob("runtime/cpu/*.cc")))
+    include_dirs, library_dirs, libraries, macros = ["runtime", inc], [libdir], [lib], []
+    cuda = cuda_config()
+    if cuda is not None:
+        sources += sorted(glob.glob("runtime/cuda/*.cc"))
+        include_dirs += cuda["include_dirs"]
+        library_dirs += cuda["library_dirs"]
+        # The CUDA runtime, statically: it dlopens libcuda.so.1 on first use, so importing
+        # graphc needs no driver; cuBLASLt and cuDNN are dlopened by runtime/cuda/libs.cc.
+        libraries += ["cudart_static", "dl", "rt"]
+        macros.append(("GRAPHC_WITH_CUDA", "1"))
     ext = Extension(
         "graphc._runtime",
         sources=sources,
         # distutils compares only a source's own time with its object's: list the headers
         # so that a changed one (op_schema.h is regenerated) recompiles what includes it.
-        depends=sorted(glob.glob("runtime/*.h") + glob.glob("runtime/cpu/*.h") + glob.glob("runtime/cpu/*.inc")),
+        depends=runtime_headers(),
         language="c++",
-        include_dirs=["runtime", inc],
-        library_dirs=[libdir],
-        libraries=[lib],
+        include_dirs=include_dirs,
+        library_dirs=library_dirs,
+        libraries=libraries,
+        define_macros=macros,
         # The build-time OpenBLAS folder (an in-place dev build) and, for an installed wheel
         # (pip builds in a temporary environment that is gone afterwards), the
         # scipy_openblas32 package installed beside graphc: `import graphc._runtime` then
@@ -115,25 +172,78 @@ def cpu_extension():
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    return cythonize([ext], include_path=["runtime"], compiler_directives={"language_level": "3"})
+    exts = cythonize([ext], include_path=["runtime"], compiler_directives={"language_level": "3"})
+    for e in exts:
+        e.graphc_cuda = cuda
+        if cuda is not None:
+            e.depends = list(e.depends) + cuda["sources"]
+    return exts
 
 
-def cuda_extensions():
-    """Extensions built with nvcc: none until the CUDA runtime issue lands.
+def _find_header(header, dirs):
+    for d in dirs:
+        if d and os.path.isfile(os.path.join(d, header)):
+            return d
+    return None
 
-    Returns [] when nvcc is absent, so the package builds and runs on CPU everywhere.
-    A CUDA build also defines GRAPHC_WITH_CUDA for runtime/device.cc (make_device,
-    cuda_built); without it, Session(device="cuda") raises DeviceError "not built".
-    """
-    if shutil.which("nvcc") is None:
-        return []
-    return []
+
+def _nvidia_wheel_dirs(sub):
+    """<site-packages>/nvidia/<lib>/<sub> folders of NVIDIA's wheels on sys.path (cu13 layout:
+    nvidia/cu13/{include,lib} for cuBLAS, nvidia/cudnn/{include,lib}; cu12: nvidia/cublas/...)."""
+    spec = importlib.util.find_spec("nvidia")
+    roots = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
+    return [os.path.join(r, lib, sub) for r in roots for lib in ("cu13", "cublas", "cudnn")]
+
+
+def cuda_config():
+    """How to build runtime/cuda/, or None for a CPU-only build (see the module docstring)."""
+    mode = os.environ.get("GRAPHC_CUDA", "").strip()
+    if mode == "0":
+        return None
+
+    def missing(why):
+        if mode == "1":
+            sys.exit(f"GRAPHC_CUDA=1 but {why}")
+        print(f"graphc: building without CUDA: {why} (GRAPHC_CUDA=0 silences this)", file=sys.stderr)
+        return None
+
+    nvcc = os.environ.get("NVCC") or shutil.which("nvcc")
+    if nvcc is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
+        nvcc = "/usr/local/cuda/bin/nvcc"
+    if nvcc is None:
+        return None if mode != "1" else missing("nvcc was not found (set NVCC or put it on PATH)")
+    home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    if not os.path.isfile(os.path.join(home, "include", "cuda_runtime.h")):
+        home = "/usr/local/cuda"
+    toolkit_inc = os.path.join(home, "include")
+    libdir = next((d for d in (os.path.join(home, "lib64"), os.path.join(home, "targets", "x86_64-linux", "lib"))
+                   if os.path.isfile(os.path.join(d, "libcudart_static.a"))), None)
+    if libdir is None:
+        return missing(f"libcudart_static.a was not found under {home}")
+    extra = [d for d in os.environ.get("GRAPHC_CUDA_LIB_INCLUDE", "").split(os.pathsep) if d]
+    search = extra + _nvidia_wheel_dirs("include") + [toolkit_inc, "/usr/include"]
+    lib_inc = []
+    for header, wheel in (("cublasLt.h", "nvidia-cublas"), ("cudnn.h", "nvidia-cudnn-cu13")):
+        d = _find_header(header, search)
+        if d is None:
+            return missing(f"{header} was not found: pip install {wheel} (or set GRAPHC_CUDA_LIB_INCLUDE)")
+        if d not in lib_inc:
+            lib_inc.append(d)
+    archs = [a.strip() for a in os.environ.get("GRAPHC_CUDA_ARCHS", "80;90").split(";") if a.strip()]
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")  # PTX: newer GPUs JIT it
+    flags = (["-std=c++17", "-O3", "-lineinfo", "--expt-relaxed-constexpr", "-DGRAPHC_WITH_CUDA",
+              "-Werror", "all-warnings", "-Xcompiler=-fPIC,-Wall,-Wno-unused-function,-Werror,-fno-math-errno",
+              "-Iruntime", "-I" + toolkit_inc] + ["-I" + d for d in lib_inc] + gencode)
+    launcher = os.environ.get("GRAPHC_NVCC_LAUNCHER", "").split()
+    return {"nvcc": nvcc, "flags": flags, "launcher": launcher, "include_dirs": [toolkit_inc] + lib_inc,
+            "library_dirs": [libdir], "sources": sorted(glob.glob("runtime/cuda/*.cu"))}
 
 
 setup(
     packages=find_packages(include=["graphc", "graphc.*"]),
     package_data={"graphc": ["data/*"]},
-    ext_modules=cpu_extension() + cuda_extensions(),
+    ext_modules=cpu_extension(),
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
     zip_safe=False,
 )

@@ -176,7 +176,7 @@ class OpDef:
     def __init__(self, name, doc, inputs, type_vars, attrs, infer, reference, examples,
                  gradient=None, elementwise=False, view=False, variadic=False, differentiable=True,
                  inplace=None, constant=False, cost=None, index_inputs=None, workspace=None,
-                 composite=None, kernels=("cpu",), fusible=False, epilogue_into=None, prologue_into=None,
+                 composite=None, kernels=("cpu", "cuda"), fusible=False, epilogue_into=None, prologue_into=None,
                  train_form=None):
         self.name = name
         self.doc = doc
@@ -330,7 +330,7 @@ def _parse_inputs(name, inputs, type_vars):
 def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, type_vars=None, gradient=None,
                 elementwise=False, view=False, variadic=False, differentiable=True, inplace=None,
                 constant=False, cost=None, index_inputs=None, workspace=None, composite=None,
-                kernels=("cpu",), fusible=False, epilogue_into=None, prologue_into=None, train_form=None):
+                kernels=("cpu", "cuda"), fusible=False, epilogue_into=None, prologue_into=None, train_form=None):
     """Declare an op.  Refuses a duplicate name or a missing part.
 
     inputs: ``[(name, dtypes), ...]`` where dtypes is a tuple of dtype names or the name
@@ -409,11 +409,12 @@ class WorkspaceContext:
     """What a ``workspace`` function sees: a node's concrete input and output types and its attrs
     (the compiler calls it once shapes are known, from ``assign_buffers``)."""
 
-    def __init__(self, node, in_types, out_types):
+    def __init__(self, node, in_types, out_types, target="cpu"):
         self.node = node
         self.inputs = list(in_types)
         self.outputs = list(out_types)
         self.attrs = node.attrs
+        self.target = target  # "cpu" or "cuda": whose kernel the workspaces are for
 
     def dtype(self, i):
         return self.inputs[i][0]

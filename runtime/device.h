@@ -36,6 +36,9 @@ class Device {
   virtual void synchronize() = 0;
   // The stream (cudaStream_t) or queue kernels are launched on; nullptr on CPU.
   virtual void* stream() const { return nullptr; }
+  // A hint before the executor's allocations: about `nbytes` (arena + persistent store +
+  // constants, each rounded to kAlignment) follow.  The CUDA device makes them one cudaMalloc.
+  virtual void reserve(size_t nbytes) { (void)nbytes; }
 };
 
 // Host memory; every operation is synchronous.

@@ -24,6 +24,14 @@ class DeviceUnavailable : public std::runtime_error {
   explicit DeviceUnavailable(const std::string& what) : std::runtime_error(what) {}
 };
 
+// The device failed in a way that leaves it unusable (a CUDA sticky error: illegal address,
+// launch failure): every later call on the session raises it again.  Mapped like
+// DeviceUnavailable, to graphc.errors.DeviceError.
+class DeviceFault : public DeviceUnavailable {
+ public:
+  explicit DeviceFault(const std::string& what) : DeviceUnavailable(what) {}
+};
+
 }  // namespace graphc
 
 namespace graphc {

@@ -40,7 +40,7 @@ shutil.copytree("graphc", sys.argv[1] + "/graphc", dirs_exist_ok=True,
 shutil.copytree("runtime", sys.argv[1] + "/graphc/_runtime_src", dirs_exist_ok=True,
                 ignore=shutil.ignore_patterns("*.pyx", "*.pxd", "__pycache__"))
 EOF
-GRAPHC_SANITIZE=1 python setup.py -q build_ext -b "$out" -t "$out-temp"
+GRAPHC_CUDA=0 GRAPHC_SANITIZE=1 python setup.py -q build_ext -b "$out" -t "$out-temp"
 built=$(date +%s)
 echo "sanitize.sh: ASan+UBSan build in $((built - start)) s: $(ls "$out"/graphc/_runtime*.so)"
 

@@ -80,16 +80,19 @@ class BufferAssignment:
     packing: str = ""                                # which plan_memory order won
 
 
-def _workspace_requests(node, graph):
+def _workspace_requests(node, graph, target):
     fn = getattr(registry.get_op(node.op), "workspace", None)
     if fn is None:
         return []
     types = [(graph.tensor(t).dtype, tuple(graph.tensor(t).shape)) for t in node.inputs]
     outs = [(graph.tensor(t).dtype, tuple(graph.tensor(t).shape)) for t in node.outputs]
-    return list(fn(registry.WorkspaceContext(node, types, outs)))
+    return list(fn(registry.WorkspaceContext(node, types, outs, target)))
 
 
-def assign_buffers(graph):
+def assign_buffers(graph, target="cpu"):
+    """``target``: the device whose kernels' workspaces are planned (an op's ``workspace``
+    function sees it as ``ctx.target``: the CUDA matmul's cuBLASLt workspace, the CPU conv's
+    im2col matrices)."""
     result = BufferAssignment()
     model = model_of(graph, graph.nodes)
     steps = [node for node in graph.nodes if emits_step(node)]
@@ -109,7 +112,7 @@ def assign_buffers(graph):
             if model.storage[o] == ARENA and model.root[o] == o:
                 t = graph.tensor(o)
                 info[o] = [t.dtype, tuple(t.shape), model.nbytes[o], _KIND_OF_ROLE.get(node.role, "activation"), s, s]
-        for k, (dtype, dims) in enumerate(_workspace_requests(node, graph)):
+        for k, (dtype, dims) in enumerate(_workspace_requests(node, graph, target)):
             name = f"{node.name}/workspace:{k}"
             info[name] = [dtype, tuple(dims), value_nbytes(dtype, dims), "workspace", s, s]
             result.workspaces.setdefault(node.name, []).append(name)

@@ -347,14 +347,14 @@ def _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse
     try:
         lowered = lower_graph(graph, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget,
                               target=target, fuse=fuse, entry=entry)
-        buffers = assign_buffers(lowered)
+        buffers = assign_buffers(lowered, target)
         if fuse and memory_budget is not None and buffers.arena_bytes > parse_bytes(memory_budget):
             # The recompute pass met the budget before fusion; a fused step keeps its inputs
             # live until it runs, which can (rarely) raise the peak past it: keep the unfused
             # plan, which fits.
             lowered = lower_graph(graph, shapes, fetches, train=train, memory_budget=memory_budget, target=target,
                                   fuse=False, entry=entry)
-            buffers = assign_buffers(lowered)
+            buffers = assign_buffers(lowered, target)
         return Plan(emit_plan(lowered, buffers, target=target))
     finally:
         if was_enabled:

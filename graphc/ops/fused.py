@@ -241,7 +241,7 @@ register_op(
     elementwise=True,
     differentiable=False,
     composite=_composite(0, False),
-    kernels=("cpu",),
+    kernels=("cpu", "cuda"),
 )
 
 
@@ -315,7 +315,7 @@ register_op(
     cost=_fm_cost,
     differentiable=False,
     composite=_composite(2, True),
-    kernels=("cpu",),
+    kernels=("cpu", "cuda"),
 )
 
 
@@ -432,5 +432,5 @@ register_op(
     cost=_fr_cost,
     differentiable=False,
     composite=_reduce_composite,
-    kernels=("cpu",),
+    kernels=("cpu", "cuda"),
 )

@@ -9,6 +9,9 @@
 
 #include "../errors.h"
 #include "../kernel_registry.h"
+#ifdef GRAPHC_WITH_CUDA
+#include "../cuda/kernel_files.h"
+#endif
 
 namespace graphc {
 
@@ -51,7 +54,9 @@ const KernelRegistry& KernelRegistry::cpu() {
 
 const KernelRegistry& KernelRegistry::for_device(const std::string& name) {
   if (name == "cpu") return cpu();
-  // A CUDA build registers its kernels here (runtime/cuda/, a later issue).
+#ifdef GRAPHC_WITH_CUDA
+  if (name == "cuda") return cuda::registry();
+#endif
   std::string shown = name.size() > 64 ? name.substr(0, 64) + "..." : name;
   throw DeviceUnavailable("no kernels for device '" + shown + "' in this build");
 }

@@ -15,11 +15,7 @@
 
 #include <stdint.h>
 
-#if defined(__CUDACC__)
-#define GRAPHC_HD __host__ __device__
-#else
-#define GRAPHC_HD
-#endif
+#include "../hd.h"
 
 namespace graphc {
 namespace philox {
