@@ -35,8 +35,17 @@ class Device;
 // What a kernel may use besides its tensors.  Fixed for the session's life.
 struct KernelContext {
   int threads = 1;
-  Device* device = nullptr;  // the device the tensors live on
+  Device* device = nullptr;  // the device the tensors live on; nullptr in a dry prepare (below)
   void* stream = nullptr;    // device->stream(): the stream/queue to launch on; nullptr on CPU
+  // The step's index in its plan (-1 when unknown), for messages and device-side error reports.
+  int64_t step_index = -1;
+  // CUDA: the session's device-side error slot (cuda::ErrorSlot*, common.cuh), where a kernel
+  // records a data error it cannot throw (an index out of range); the executor reads it after
+  // each run and raises naming the step.  nullptr on CPU.
+  void* error_slot = nullptr;
+  // A dry prepare (Executor::prepare_only: the CUDA factories tested on a machine without a
+  // GPU): device is nullptr, tensor pointers are fake, and the factory must validate and
+  // precompute as usual but call no CUDA or library function; its kernel is never run.
 };
 
 using Kernel = std::function<void()>;

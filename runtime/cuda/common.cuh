@@ -33,6 +33,24 @@ using cpu::NumericTypes;
 
 // ---- host side -------------------------------------------------------------------------
 
+// A dry prepare (KernelContext): validate and precompute, call no CUDA or library function.
+inline bool dry(const KernelArgs& a) { return a.ctx.device == nullptr; }
+
+// Data errors a kernel cannot throw: it records the first one here (ctx.error_slot, device
+// memory) and the executor raises after the run: "step N (node, op): <message>".
+enum ErrorCode : int32_t {
+  kNoError = 0,
+  kIndexOutOfRange = 1,  // v0: the index, v1: the exclusive bound
+  kInvalidValue = 2,     // v0: the value (an integer input out of its allowed set)
+};
+struct ErrorSlot {
+  int32_t code;        // ErrorCode; 0 while no error was recorded
+  int32_t pad;
+  int64_t step_index;  // KernelContext::step_index of the kernel that recorded it
+  int64_t v0, v1;
+};
+inline ErrorSlot* error_slot_of(const KernelArgs& a) { return static_cast<ErrorSlot*>(a.ctx.error_slot); }
+
 // The device a step's tensors live on.  Throws std::invalid_argument when the step is not
 // prepared for a CUDA device (a CPU executor never reaches a CUDA kernel).
 inline CudaDevice& device_of(const KernelArgs& a) {
@@ -142,6 +160,17 @@ template <int N> Strides<N> to_device(const KernelArgs& a, const cpu::StridedLoo
 #define GRAPHC_GRID_STRIDE(i, n)                                                         \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+// Records the first data error of a run (later ones are dropped); the kernel goes on safely
+// (e.g. reads no out-of-range row) and the executor raises once the run is done.
+__device__ inline void report_error(ErrorSlot* slot, int32_t code, int64_t step, int64_t v0, int64_t v1) {
+  if (slot == nullptr) return;
+  if (atomicCAS(reinterpret_cast<int*>(&slot->code), 0, code) == 0) {
+    slot->step_index = step;
+    slot->v0 = v0;
+    slot->v1 = v1;
+  }
+}
 
 // Sum of `v` over a warp (every lane gets it), in a fixed order: deterministic.
 template <class T> __device__ inline T warp_sum(T v) {
