@@ -25,7 +25,7 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import Example, broadcast_shapes, build, rand, special
-from graphc.ops.reduce import _matmul_cost, _matmul_infer, _matmul_ref, _reduce_infer, normalize_axes
+from graphc.ops.reduce import _matmul_cost, _matmul_infer, _matmul_ref, _matmul_workspace, _reduce_infer, normalize_axes
 from graphc.registry import AttrSpec, all_ops, get_op, has_op, register_op
 
 _STMT = re.compile(r"r(\d+)=([a-z_][a-z0-9_]*)(?:\[([^\]]*)\])?\(([^()]*)\)\Z")
@@ -313,6 +313,7 @@ register_op(
     reference=_fm_ref,
     examples=_fm_examples,
     cost=_fm_cost,
+    workspace=_matmul_workspace,  # the product's (CUDA: cuBLASLt's); the epilogue needs none
     differentiable=False,
     composite=_composite(2, True),
     kernels=("cpu", "cuda"),

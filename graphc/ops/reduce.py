@@ -1,5 +1,6 @@
 """Reductions (sum, mean, max, min over axes with keepdims; argmin) and matmul."""
 
+import math
 import warnings
 
 import numpy as np
@@ -243,6 +244,34 @@ def _matmul_cost(in_shapes, out_shapes, attrs):
     return 2 * n * int(k)
 
 
+# The CUDA products' cuBLASLt workspace (runtime/cuda/matmul.cu, blas.cu): split-K and stream-K
+# algorithms need scratch, and the heuristic only offers those that fit.  NVIDIA's cuBLAS docs
+# recommend 32 MiB on Hopper (4 MiB before): large products get 32 MiB, products under 2^24
+# multiply-adds (where a split rarely pays and small graphs should stay small) 4 MiB.  A
+# workspace lives at its step only, so the arena reuses the same bytes for every product.
+CUBLASLT_WORKSPACE_SMALL = 4 << 20
+CUBLASLT_WORKSPACE_LARGE = 32 << 20
+
+
+def cublaslt_workspace_bytes(m_n, k):
+    """The cuBLASLt workspace for a product of m_n outputs, each a k-long dot (0: none needed)."""
+    if m_n == 0 or k == 0:
+        return 0
+    return CUBLASLT_WORKSPACE_SMALL if m_n * k < (1 << 24) else CUBLASLT_WORKSPACE_LARGE
+
+
+def _matmul_workspace(ctx):
+    """CUDA only: cuBLASLt's workspace as float32 items (none for the CPU kernels)."""
+    if ctx.target != "cuda":
+        return []
+    a = ctx.shape(0)
+    if len(a) < 2:
+        return []
+    k = int(a[-2] if ctx.attrs.get("transpose_a") else a[-1])
+    nbytes = cublaslt_workspace_bytes(math.prod(int(d) for d in ctx.out_shape(0)), k)
+    return [("float32", (nbytes // 4,))] if nbytes else []
+
+
 def _t(x):
     return np.swapaxes(x, -1, -2)
 
@@ -287,6 +316,7 @@ register_op(
     attrs={"transpose_a": AttrSpec("bool", default=False, doc="use a's last two axes swapped"),
            "transpose_b": AttrSpec("bool", default=False, doc="use b's last two axes swapped")},
     cost=_matmul_cost,
+    workspace=_matmul_workspace,
     epilogue_into="fused_matmul",
     infer=_matmul_infer,
     reference=_matmul_ref,
