@@ -108,7 +108,10 @@ def _slots(tasks, per):
 
 def _workspace(ctx):
     """One row per slot: a key block transposed (E), a block of scores (kBlock), the accumulator
-    and a P·V block (2·Ev) and four per-row values, for a block of kBlock query rows: independent of L and S."""
+    and a P·V block (2·Ev) and four per-row values, for a block of kBlock query rows: independent of L and S.
+    The CUDA kernel (runtime/cuda/attention.cu) needs none."""
+    if ctx.target == "cuda":
+        return []
     batch, L, _, e, ev = _geom(ctx)
     b = ATTN_BLOCK
     return [(ctx.dtype(0), d) for _, d in _slots(batch * -(-L // b), b * (e + b + 2 * ev + 4))]
@@ -117,8 +120,12 @@ def _workspace(ctx):
 def _grad_workspace(ctx):
     """One row per slot: the per-row loops' key and value blocks transposed plus row sums
     (2·E + 2·Ev + 4 per block row), or the float32 GEMM backward's S and dP blocks (2·kBlock) with its
-    block product and dK, dV accumulators: their larger bound, independent of L and S."""
+    block product and dK, dV accumulators: their larger bound, independent of L and S.
+    CUDA (runtime/cuda/attention.cu): D = rowsum(dout ∘ out) - dlse per query row, (batch·L,), computed
+    once and read by both passes."""
     batch, L, S, e, ev = _geom(ctx)
+    if ctx.target == "cuda":
+        return [(ctx.dtype(0), (batch * L,))] if batch * L else []
     b = ATTN_BLOCK
     tasks = batch * max(-(-L // b), -(-S // b))
     return [(ctx.dtype(0), d) for _, d in _slots(tasks, b * (2 * b + 2 * e + 2 * ev + 4))]
