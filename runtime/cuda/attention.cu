@@ -470,9 +470,10 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
   const dim3 grid_q = grid_for(args, rows, g.E);
   const dim3 grid_kv = grid_for(args, krows, std::max(g.E, g.Ev));
   // D in the planned workspace (graphc/ops/attention.py, target "cuda"); a plan made for the CPU
-  // carries the CPU kernel's workspace instead: used only when it is the size D needs.
+  // carries the CPU kernel's workspace instead (scratch of the same dtype): used when it is large
+  // enough, else D is recomputed where it is needed.
   T* D = nullptr;
-  if (!args.ws.empty() && args.ws[0].dtype == dt && args.ws[0].numel() == rows) D = args.ws[0].as<T>();
+  if (!args.ws.empty() && args.ws[0].dtype == dt && args.ws[0].numel() >= rows) D = args.ws[0].as<T>();
   if (dry(args)) return no_op_kernel();
   AttnGradParams<T> gp;
   gp.out = args.in[4].as<const T>();
