@@ -3,7 +3,8 @@
 addresses and no device, validating and precomputing as it would before a real run; I16.md)
 must accept every registry example of every op, compiled for target "cuda" and for "cpu",
 and the training plans of the example models (MLP, CNN, GPT, LSTM).  A factory that refuses
-a step the CPU runs fails here, before any GPU sees it.  Skips only in a build without CUDA."""
+a step the CPU runs fails here, before any GPU sees it.  The prepare tests skip only in a build
+without CUDA."""
 
 import os
 import sys
@@ -17,7 +18,7 @@ from graphc import _runtime, registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-pytestmark = pytest.mark.skipif(not _runtime.cuda_built(),
+needs_cuda_build = pytest.mark.skipif(not _runtime.cuda_built(),
                                 reason="graphc was built without CUDA (no nvcc at build time, or GRAPHC_CUDA=0): "
                                        "there is no CUDA registry to prepare against")
 
@@ -31,6 +32,7 @@ def prepare(plan, device="cuda"):
     fn(plan.proto, device)
 
 
+@needs_cuda_build
 @pytest.mark.parametrize("op", OPS, ids=lambda o: o.name)
 def test_every_example_prepares_on_cuda(op):
     failures = []
@@ -46,6 +48,7 @@ def test_every_example_prepares_on_cuda(op):
         "\n".join(failures[:8])
 
 
+@needs_cuda_build
 def test_dry_prepare_runs_the_factory():
     """A step the factory must refuse (softmax over axis 5 of a matrix) is refused, naming the
     step: the dry prepare validates, it does not just look kernels up."""
@@ -108,9 +111,28 @@ def _lstm():
 MODELS = {"mlp": _mlp, "cnn": _cnn, "gpt": _gpt, "lstm": _lstm}
 
 
+@needs_cuda_build
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_training_plans_prepare_on_cuda(model):
     g, shapes = MODELS[model]()
     plan = gc.compile(g, shapes=shapes, target="cuda")
     assert any(s.op.endswith("_update") for s in plan.steps), "not a training plan"
     prepare(plan)
+
+
+def test_examples_include_size_0_and_size_1():
+    """The dry prepare here and tests/test_cuda_parity.py on a GPU cover empty tensors and
+    size-1 dimensions through the registry's examples: every op with inputs has an example with
+    an empty input (or, for the generators, an empty output) and one with a dimension of 1 (or a
+one-element input)."""
+    missing = []
+    for op in OPS:
+        examples = list(op.examples(np.random.default_rng(0)))
+        if not any(ex.inputs for ex in examples):
+            continue  # constant, random_normal, random_uniform: attributes only
+        if not any(np.size(x) == 0 for ex in examples for x in ex.inputs) and not any(
+                np.size(y) == 0 for ex in examples for y in op.evaluate(ex.inputs, ex.attrs)):
+            missing.append(f"{op.name}: no empty input or output")
+        if not any(np.size(x) == 1 or 1 in np.shape(x) for ex in examples for x in ex.inputs):
+            missing.append(f"{op.name}: no size-1 dimension")
+    assert not missing, missing
