@@ -80,11 +80,13 @@ phase() {
     if [ "$left" -lt 15 ]; then
         ROWS+=("$name|skipped (time)|0|budget of ${BUDGET}s spent")
         PHASE_RC=125
+        PHASE_SKIPPED=1
         FAILED=1
         return
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     local t0=$(date +%s)
+    PHASE_SKIPPED=0
     {
         echo "=== $name (limit ${limit}s): $*"
     } >>"$log"
@@ -94,7 +96,8 @@ phase() {
     echo "=== $name: exit $PHASE_RC after ${PHASE_SECONDS}s" >>"$log"
 }
 
-record() {  # record NAME STATUS DETAIL (uses PHASE_SECONDS)
+record() {  # record NAME STATUS DETAIL (uses PHASE_SECONDS); nothing after a phase skipped for time
+    [ "${PHASE_SKIPPED:-0}" = 1 ] && return
     ROWS+=("$1|$2|${PHASE_SECONDS:-0}|$3")
     case "$2" in pass*|"no GPU"*|absent*|"skipped (dry run)"*) ;; *) FAILED=1 ;; esac
 }
@@ -109,14 +112,14 @@ status_of() {  # a pytest/command exit status in words
 }
 
 pytest_line() {  # the last pytest summary line of a log ("3 passed, 1 skipped in 2.0s")
-    grep -E "[0-9]+ (passed|failed|skipped|error|errors|deselected)" "$1" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//'
+    grep -E "[0-9]+ (passed|failed|skipped|error|errors|deselected)" "$1" 2>/dev/null | tail -1 | sed 's/=//g; s/^ *//; s/ *$//'
 }
 
 # 1. the machine
 PHASE_SECONDS=0
 if command -v nvidia-smi >/dev/null 2>&1; then
     phase "nvidia-smi" 20 "$LOGS/nvidia-smi.txt" "nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv"
-    record "nvidia-smi" "$(status_of $PHASE_RC)" "$(grep -m1 -oE 'NVIDIA [A-Z0-9][^|]*[0-9]' "$LOGS/nvidia-smi.txt" | head -1 | sed 's/  */ /g')"
+    record "nvidia-smi" "$(status_of $PHASE_RC)" "$(grep -m1 '^NVIDIA [^-]' "$LOGS/nvidia-smi.txt" | cut -c1-100)"
 else
     echo "nvidia-smi: not found" >"$LOGS/nvidia-smi.txt"
     ROWS+=("nvidia-smi|absent|0|no NVIDIA driver tools on this machine")
@@ -153,16 +156,25 @@ if "$PY" -c "import pytest_timeout" >/dev/null 2>&1; then
     TIMEOUT_OPT=(--timeout 150)
 fi
 phase "tests" 200 "$LOGS/tests.log" "'$PY' ${PYFLAGS[*]} -m pytest -q -p no:cacheprovider -rfEs ${XDIST[*]} ${TIMEOUT_OPT[*]} -k cuda ${TESTS[*]}"
-record "tests" "$(status_of $PHASE_RC)" "$(pytest_line "$LOGS/tests.log")"
+CUDA_SKIPS=$(grep -cE "^SKIPPED .*device 'cuda'" "$LOGS/tests.log" 2>/dev/null); CUDA_SKIPS=${CUDA_SKIPS:-0}
+if [ "$DRY" = 0 ] && [ "$PHASE_RC" = 0 ] && [ "$CUDA_SKIPS" -gt 0 ]; then
+    # On the GPU machine a CUDA test that skips because CUDA is unusable is a failure.
+    record "tests" "FAIL (cuda skipped)" "$CUDA_SKIPS skip line(s) say CUDA is unusable; $(pytest_line "$LOGS/tests.log")"
+else
+    record "tests" "$(status_of $PHASE_RC)" "$(pytest_line "$LOGS/tests.log")"
+fi
 
 # 5. compute-sanitizer memcheck on a subset of the kernel tests (one process, step by step)
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$SAN" ]; then
     SUBSET="cuda and (add or mul or softmax or layer_norm or sum or max or matmul or embedding or take_along or conv2d or max_pool or dropout_train or random_uniform or cumsum or topk or transpose or concat or pad)"
-    phase "sanitizer" 100 "$LOGS/sanitizer.log" "GRAPHC_CUDA_SYNC=1 '$SAN' --tool memcheck --error-exitcode 86 --print-limit 30 '$PY' ${PYFLAGS[*]} -m pytest -q -p no:cacheprovider -x -k '$SUBSET' tests/test_kernels.py"
-    errors=$(grep -cE "^========= (Invalid|Program hit|Out-of-range|Misaligned)" "$LOGS/sanitizer.log")
-    if [ "$PHASE_RC" = 86 ]; then
+    phase "sanitizer" 100 "$LOGS/sanitizer.log" "GRAPHC_CUDA_SYNC=1 '$SAN' --tool memcheck --error-exitcode 86 --print-limit 30 '$PY' ${PYFLAGS[*]} -m pytest -v -p no:cacheprovider -x -k '$SUBSET' tests/test_kernels.py"
+    errors=$(grep -cE "^========= (Invalid|Program hit|Out-of-range|Misaligned)" "$LOGS/sanitizer.log" 2>/dev/null); errors=${errors:-0}
+    if [ "$PHASE_RC" = 86 ] || [ "$errors" -gt 0 ]; then
         record "sanitizer" "FAIL (memcheck errors)" "$errors memcheck report(s); $(pytest_line "$LOGS/sanitizer.log")"
+    elif [ "$PHASE_RC" = 124 ] || [ "$PHASE_RC" = 137 ]; then
+        # memcheck slows every launch; what ran before the limit was clean
+        record "sanitizer" "pass (partial: time limit)" "0 memcheck reports in $(grep -c ' PASSED' "$LOGS/sanitizer.log") test(s) passed before the limit"
     else
         record "sanitizer" "$(status_of $PHASE_RC)" "$errors memcheck report(s); $(pytest_line "$LOGS/sanitizer.log")"
     fi
@@ -173,10 +185,10 @@ fi
 
 # 6. the benchmarks
 phase "bench" 200 "$LOGS/bench.txt" "'$PY' ${PYFLAGS[*]} tools/bench_cuda.py --repeat \${BENCH_REPEAT:-10} --json '$LOGS/bench.json'"
-if [ "$PHASE_RC" = 2 ] && grep -q "no usable CUDA GPU" "$LOGS/bench.txt"; then
+if [ "$PHASE_RC" = 2 ] && grep -q "no usable CUDA GPU" "$LOGS/bench.txt" 2>/dev/null; then
     record "bench" "no GPU (exit 2)" "$(grep -m1 'no usable CUDA GPU' "$LOGS/bench.txt" | cut -c1-110)"
 else
-    record "bench" "$(status_of $PHASE_RC)" "$(grep -c '^  [a-z_]*: done' "$LOGS/bench.txt") row(s) measured"
+    record "bench" "$(status_of $PHASE_RC)" "$(grep -c '^  [a-z_]*: done' "$LOGS/bench.txt" 2>/dev/null) row(s) measured, $(grep -c '^  [a-z_]*: FAILED' "$LOGS/bench.txt" 2>/dev/null) failed"
 fi
 
 # the table
