@@ -8,8 +8,8 @@
 #   3. build: pip install --no-build-isolation --no-deps --target /tmp/site . with GRAPHC_CUDA=1
 #      (GRAPHC_CUDA_ARCHS=90 here, to halve nvcc's time: CI compiles sm_80 + sm_90 + PTX)
 #                                       → $OUT/build.log
-#   4. the CUDA tests: every test whose id says cuda in tests/test_kernels.py,
-#      test_gradients.py, test_train_e2e.py, test_cuda_parity.py and test_cuda_runtime.py
+#   4. the CUDA tests: every test whose id says cuda in tests/test_kernels.py, test_random.py,
+#      test_dropout.py, test_gradients.py, test_train_e2e.py, test_cuda_parity.py, test_cuda_runtime.py
 #      (pytest -k cuda, in parallel when pytest-xdist is there)
 #                                       → $OUT/tests.log
 #   5. compute-sanitizer --tool memcheck on a subset of the kernel tests, when present
@@ -145,7 +145,8 @@ else
 fi
 
 # 4. the CUDA tests
-TESTS=(tests/test_kernels.py tests/test_gradients.py tests/test_train_e2e.py tests/test_cuda_parity.py)
+TESTS=(tests/test_kernels.py tests/test_gradients.py tests/test_train_e2e.py tests/test_random.py tests/test_dropout.py
+       tests/test_cuda_parity.py)
 [ -f tests/test_cuda_runtime.py ] && TESTS+=(tests/test_cuda_runtime.py)
 XDIST=()
 if "$PY" -c "import xdist" >/dev/null 2>&1; then
