@@ -475,9 +475,10 @@ def main(argv=None):
     info = getattr(_runtime, "cuda_info", None)
     gpu = info() if info is not None and not args.smoke_cpu else {}
     print(f"machine: {bu.machine()}")
-    print(f"GPU: {gpu.get('name') or (torch.cuda.get_device_name() if torch and TDEV == 'cuda' else 'none')}; "
+    print(f"GPU: {gpu.get('gpu') or (torch.cuda.get_device_name() if torch and TDEV == 'cuda' else 'none')}; "
           f"graphc {gc.__version__}; " + (f"torch {torch.__version__}" if torch else f"torch: {torch_why}"))
-    print(f"repeats: {repeat}; TF32 off; GRAPHC_CUDA_TF32={os.environ.get('GRAPHC_CUDA_TF32', 'unset')}")
+    options = getattr(_runtime, "cuda_options", None)
+    print(f"repeats: {repeat}; TF32 off in torch; graphc CUDA options: {options() if options else 'unknown'}")
     print()
     if args.smoke_cpu:
         print("SMOKE TEST on the CPU at 1/16 size: the rows' code runs, no figure is printed")
