@@ -1,6 +1,7 @@
 """CPU against CUDA on every registry example (a GPU is needed; skips saying why otherwise):
-the generator and dropout bit-identical, integer and bool results exact, floats within the
-CUDA tolerance table of tests/test_kernels.py; the captured CUDA graph, step by step
+the generator and dropout bit-identical (float64 normals: within 4 ulp, the device's
+log/sin/cos against glibc's), integer and bool results exact, floats within twice the CUDA
+tolerance table of tests/test_kernels.py; the captured CUDA graph, step by step
 (GRAPHC_CUDA_GRAPHS=0) and GRAPHC_CUDA_SYNC=1 give the same bits run for run, and so do two
 Sessions (determinism); a data error found by a kernel (an embedding id out of range) raises
 naming the step, and the Session stays usable.  The registry's examples include size 0 and
@@ -55,10 +56,16 @@ def test_cuda_matches_cpu_and_is_deterministic(op, monkeypatch):
             for name, a, b in zip(fetches, c, d):
                 where = f"{op.name} {ex!r}, run {i + 1}, output {name}"
                 assert a.shape == b.shape and a.dtype == b.dtype, (where, a.shape, a.dtype, b.shape, b.dtype)
-                if op.name in GENERATOR_OPS or a.dtype.kind != "f":
+                if op.name.startswith("random_normal") and a.dtype == np.float64:
+                    # Box-Muller's log/sin/cos: glibc's against libdevice's, each within an ulp or two in
+                    # float64 (random_math.h); every other draw, float32 normals included, is bit-identical.
+                    np.testing.assert_array_max_ulp(b, a, maxulp=4)
+                elif op.name in GENERATOR_OPS or a.dtype.kind != "f":
                     assert a.tobytes() == b.tobytes(), f"{where}: CUDA differs from the CPU (must be bit-identical)"
-                else:
-                    np.testing.assert_allclose(b, a, equal_nan=True, err_msg=where, **_tol(a.dtype, "cuda", op.name))
+                else:  # each device within the table's tolerance of the reference: twice that of each other
+                    tol = _tol(a.dtype, "cuda", op.name)
+                    np.testing.assert_allclose(b, a, equal_nan=True, err_msg=where, rtol=2 * tol["rtol"],
+                                               atol=2 * tol["atol"])
         steps = _session_runs(cuda_plan, feeds, fetches, "cuda", RUNS, {"GRAPHC_CUDA_GRAPHS": "0"}, monkeypatch)
         assert _bits(steps) == _bits(graphs), f"{op.name} {ex!r}: GRAPHC_CUDA_GRAPHS=0 differs from the CUDA graph"
         synced = _session_runs(cuda_plan, feeds, fetches, "cuda", RUNS, {"GRAPHC_CUDA_SYNC": "1"}, monkeypatch)

@@ -4,12 +4,17 @@
 // never enters a sum, even NaN or inf), a fully masked row gives out = 0, lse = -inf and zero
 // gradients, a kept row whose scores are all -inf gives NaN; causal keeps j <= i.
 //
-// Why not cuBLASLt products + a softmax kernel: P·V and the backward's products multiply a
-// masked entry's 0 by its key's value, so an inf or NaN in a masked key or row would leak into
-// the sums (the CPU restricts its GEMM path to finite inputs for this reason).  These kernels
-// walk the keys and skip the masked ones, FlashAttention-style (online softmax, no (L, S)
-// matrix stored), in a fixed order: every output element is one chain of operations whatever
-// the launch, so two runs give the same bits (no atomics).
+// Products: the raw scores q·kᵀ (and the backward's dout·vᵀ) are cuBLASLt GEMMs (blas.cuh) into
+// a planned workspace, a chunk of batch items at a time (plan_scores); that is safe with masks
+// because every score is computed and the kernels only read the kept ones.  P·V and the
+// backward's dS·k, dSᵀ·q, Pᵀ·dout are NOT GEMMs: they would multiply a masked entry's 0 by its
+// key's value, so an inf or NaN in a masked key or row would leak into the sums (the CPU
+// restricts its GEMM path to finite inputs for this reason).  The kernels walk the keys and
+// skip the masked ones, FlashAttention-style (online softmax over the kept keys), in a fixed
+// order: every output element is one chain of operations whatever the launch, so two runs give
+// the same bits (no atomics).  Without a large enough workspace (a plan compiled for the CPU,
+// or L·S past graphc/ops/attention.py's ATTN_CUDA_SCORES) the kernels compute each dot product
+// themselves.
 //
 // Launch shape, every kernel: blocks of kWarps warps, ONE WARP PER OUTPUT ROW (a query row for
 // the forward and dq, a key row for dk/dv); gridDim.y splits the row's output columns into
@@ -18,12 +23,13 @@
 // lanes take 32 keys (or query rows) at a time: each lane computes one dot product, the warp
 // combines max / sum with shuffles, then the kept keys of the 32 are accumulated in ascending
 // order, each lane on its own columns.  Reads of q/k/v rows go through L1/L2 (no shared-memory
-// tiling yet: correct first; a tiled flash kernel is the next step).
+// tiling yet: correct first; a tiled flash kernel with tensor-core P·V is the next step).
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "blas.cuh"
 #include "common.cuh"
 
 namespace graphc {
@@ -157,6 +163,12 @@ template <class T> struct AttnParams {
   int64_t batch = 0, L = 0, S = 0, E = 0, Ev = 0;
   bool causal = false;
   T scale = T(1);
+  // The chunk of batch items [b0, b1) this launch covers, and its raw scores q·kᵀ (and for the
+  // backward dout·vᵀ) as (b1 - b0, L, S) row-major matrices made by cuBLASLt, or nullptr: the
+  // kernel computes each dot product itself.
+  int64_t b0 = 0, b1 = 0;
+  const T* sc = nullptr;
+  const T* dp = nullptr;
 };
 
 template <class T> struct AttnGradParams {
@@ -209,10 +221,11 @@ template <class T, int NC>
 __global__ void __launch_bounds__(kWarps * 32) attn_forward_kernel(AttnParams<T> p, T* __restrict__ out,
                                                                    T* __restrict__ lse) {
   const int lane = static_cast<int>(threadIdx.x & 31);
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (row >= p.batch * p.L) return;  // warp-uniform
+  const int64_t row = p.b0 * p.L + static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (row >= p.b1 * p.L) return;  // warp-uniform
   const int64_t b = row / p.L, i = row - b * p.L;
   const int64_t c0 = static_cast<int64_t>(blockIdx.y) * kGroup, cend = min(p.Ev, c0 + kGroup);
+  const T* sc = p.sc != nullptr ? p.sc + (row - p.b0 * p.L) * p.S : nullptr;
   const T* q = p.q + row * p.E;
   const T* k = p.k + b * p.S * p.E;
   const T* v = p.v + b * p.S * p.Ev;
@@ -228,7 +241,7 @@ __global__ void __launch_bounds__(kWarps * 32) attn_forward_kernel(AttnParams<T>
     const bool kept = j < jend && attn_keep(p, moff, i, j);
     const unsigned kmask = __ballot_sync(kFull, kept);
     if (kmask == 0) continue;
-    const T s = kept ? dot(q, k + j * p.E, p.E) * p.scale : T(0);
+    const T s = kept ? (sc != nullptr ? sc[j] : dot(q, k + j * p.E, p.E)) * p.scale : T(0);
     // the max over the kept scores; a NaN score is not the max (its exp makes the row NaN)
     T bm = (kept && s > ninf) ? s : ninf;
     for (int o = 16; o > 0; o >>= 1) {
@@ -278,10 +291,11 @@ template <class T, int NC>
 __global__ void __launch_bounds__(kWarps * 32) attn_grad_q_kernel(AttnParams<T> p, AttnGradParams<T> g,
                                                                   T* __restrict__ dq) {
   const int lane = static_cast<int>(threadIdx.x & 31);
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (row >= p.batch * p.L) return;
+  const int64_t row = p.b0 * p.L + static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (row >= p.b1 * p.L) return;
   const int64_t b = row / p.L, i = row - b * p.L;
   const int64_t c0 = static_cast<int64_t>(blockIdx.y) * kGroup, cend = min(p.E, c0 + kGroup);
+  const int64_t srow = (row - p.b0 * p.L) * p.S;  // this row's scores in p.sc / p.dp
   const T* q = p.q + row * p.E;
   const T* k = p.k + b * p.S * p.E;
   const T* v = p.v + b * p.S * p.Ev;
@@ -300,8 +314,10 @@ __global__ void __launch_bounds__(kWarps * 32) attn_grad_q_kernel(AttnParams<T> 
     if (kmask == 0) continue;
     T ds = T(0);
     if (kept) {
-      const T pr = dexp(dot(q, k + j * p.E, p.E) * p.scale - li);
-      ds = pr * (dot(dout, v + j * p.Ev, p.Ev) - di);
+      const T sj = p.sc != nullptr ? p.sc[srow + j] : dot(q, k + j * p.E, p.E);
+      const T dpj = p.dp != nullptr ? p.dp[srow + j] : dot(dout, v + j * p.Ev, p.Ev);
+      const T pr = dexp(sj * p.scale - li);
+      ds = pr * (dpj - di);
     }
     for (unsigned bits = kmask; bits != 0; bits &= bits - 1) {
       const int jj = __ffs(static_cast<int>(bits)) - 1;
@@ -328,8 +344,8 @@ template <class T, int NC>
 __global__ void __launch_bounds__(kWarps * 32) attn_grad_kv_kernel(AttnParams<T> p, AttnGradParams<T> g,
                                                                    T* __restrict__ dk, T* __restrict__ dv) {
   const int lane = static_cast<int>(threadIdx.x & 31);
-  const int64_t krow = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (krow >= p.batch * p.S) return;
+  const int64_t krow = p.b0 * p.S + static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (krow >= p.b1 * p.S) return;
   const int64_t b = krow / p.S, j = krow - b * p.S;
   const int64_t c0 = static_cast<int64_t>(blockIdx.y) * kGroup;
   const int64_t cend_k = min(p.E, c0 + kGroup), cend_v = min(p.Ev, c0 + kGroup);
@@ -351,8 +367,11 @@ __global__ void __launch_bounds__(kWarps * 32) attn_grad_kv_kernel(AttnParams<T>
     if (kept) {
       const int64_t row = b * p.L + i;
       const T di = g.D != nullptr ? g.D[row] : attn_delta(g, row, p.Ev);
-      pr = dexp(dot(kj, q + i * p.E, p.E) * p.scale - g.lse[row]);
-      ds = pr * (dot(vj, dout + i * p.Ev, p.Ev) - di);
+      const int64_t sidx = ((b - p.b0) * p.L + i) * p.S + j;  // (i, j) in p.sc / p.dp
+      const T sij = p.sc != nullptr ? p.sc[sidx] : dot(kj, q + i * p.E, p.E);
+      const T dpij = p.dp != nullptr ? p.dp[sidx] : dot(vj, dout + i * p.Ev, p.Ev);
+      pr = dexp(sij * p.scale - g.lse[row]);
+      ds = pr * (dpij - di);
     }
     for (unsigned bits = kmask; bits != 0; bits &= bits - 1) {
       const int ii = __ffs(static_cast<int>(bits)) - 1;
@@ -402,7 +421,89 @@ template <class T> AttnParams<T> params_of(const KernelArgs& args, const AttnGeo
   p.Ev = g.Ev;
   p.causal = causal;
   p.scale = static_cast<T>(scale);
+  p.b0 = 0;
+  p.b1 = g.batch;
   return p;
+}
+
+// The raw score products of a chunk of batch items on cuBLASLt (blas.cuh), into the planned
+// workspace (graphc/ops/attention.py: ATTN_CUDA_SCORES elements at most): per item an (L, S)
+// matrix q·kᵀ, and for the backward dout·vᵀ after it.  Safe with masks: every score is
+// computed, and the kernels read only the kept ones (unlike P·V, no masked entry is ever
+// multiplied into a sum).  Chunks of `chunk` items run one after the other on the stream (the
+// next chunk's products wait for the previous chunk's kernels).  chunk 0: no workspace large
+// enough, the kernels compute the dot products themselves.
+struct ScorePlan {
+  int64_t chunk = 0, batch = 0;
+  int products = 0;                // 1: q·kᵀ; 2: and dout·vᵀ
+  Gemm full[2], last[2];           // a whole chunk, the last (partial) chunk
+  dim3 grid_full[2], grid_last[2]; // the kernels' grids for them (per pass)
+  void* sc = nullptr;              // chunk·L·S scores, then (products 2) chunk·L·S dP
+  void* dp = nullptr;
+};
+
+// The less aligned of p and p + step·size (the starts of every chunk are multiples of step).
+const void* chunk_hint(const void* p, int64_t step, size_t size, bool several) {
+  if (!several || p == nullptr) return p;
+  const char* q = static_cast<const char*>(p) + step * static_cast<int64_t>(size);
+  auto al = [](const void* x) {
+    const uintptr_t v = reinterpret_cast<uintptr_t>(x) & uintptr_t(255);
+    return v == 0 ? uintptr_t(256) : (v & (~v + 1));
+  };
+  return al(q) < al(p) ? static_cast<const void*>(q) : p;
+}
+
+// ws_index: the workspace holding the scores; products: 1 (forward) or 2 (backward);
+// cols[pass]: each pass's output columns (for its grid); rows_per_item[pass]: L or S.
+template <class T>
+ScorePlan plan_scores(const KernelArgs& args, const AttnGeom& g, size_t ws_index, int products, const int64_t* cols,
+                      const int64_t* rows_per_item, int passes) {
+  ScorePlan sp;
+  sp.batch = g.batch;
+  sp.products = products;
+  const int64_t need = static_cast<int64_t>(products) * g.L * g.S;  // per batch item
+  if (g.batch > 0 && need > 0 && args.ws.size() > ws_index && args.ws[ws_index].dtype == args.in[0].dtype) {
+    sp.chunk = std::min(g.batch, args.ws[ws_index].numel() / need);
+  }
+  const int64_t step = sp.chunk > 0 ? sp.chunk : g.batch;
+  const int64_t rest = g.batch % step;
+  for (int ps = 0; ps < passes; ++ps) {
+    sp.grid_full[ps] = grid_for(args, step * rows_per_item[ps], cols[ps]);
+    sp.grid_last[ps] = grid_for(args, (rest > 0 ? rest : step) * rows_per_item[ps], cols[ps]);
+  }
+  if (sp.chunk == 0) return sp;
+  T* ws = args.ws[ws_index].as<T>();
+  sp.sc = ws;
+  sp.dp = products == 2 ? ws + sp.chunk * g.L * g.S : nullptr;
+  const bool several = g.batch > sp.chunk;
+  for (int pr = 0; pr < products; ++pr) {
+    // pr 0: q (L, E) · k (S, E)ᵀ; pr 1: dout (L, Ev) · v (S, Ev)ᵀ
+    const int64_t width = pr == 0 ? g.E : g.Ev;
+    const TensorRef& A = pr == 0 ? args.in[0] : args.in[6];
+    const TensorRef& B = pr == 0 ? args.in[1] : args.in[2];
+    GemmDesc d;
+    d.dtype = args.in[0].dtype;
+    d.trans_b = true;
+    d.m = g.L;
+    d.n = g.S;
+    d.k = width;
+    d.lda = std::max<int64_t>(width, 1);
+    d.ldb = std::max<int64_t>(width, 1);
+    d.ldc = g.S;
+    d.stride_a = g.L * width;
+    d.stride_b = g.S * width;
+    d.stride_c = g.L * g.S;
+    d.a_hint = chunk_hint(A.data, sp.chunk * g.L * width, sizeof(T), several);
+    d.b_hint = chunk_hint(B.data, sp.chunk * g.S * width, sizeof(T), several);
+    d.c_hint = pr == 0 ? sp.sc : sp.dp;
+    d.batch = sp.chunk;
+    sp.full[pr] = Gemm::plan(args, d, nullptr, 0);
+    if (rest > 0) {
+      d.batch = rest;
+      sp.last[pr] = Gemm::plan(args, d, nullptr, 0);
+    }
+  }
+  return sp;
 }
 
 template <class T> Kernel attention_kernel(const KernelArgs& args) {
@@ -421,15 +522,28 @@ template <class T> Kernel attention_kernel(const KernelArgs& args) {
   expect_dims(args, args.out[1], ld, "output 1 (lse)");
   const AttnParams<T> p = params_of<T>(args, g, causal, attr.scale);
   if (g.batch == 0) return no_op_kernel();
-  const dim3 grid = grid_for(args, g.batch * g.L, g.Ev);
+  const int64_t cols[1] = {g.Ev}, rows_per[1] = {g.L};
+  const ScorePlan sp = plan_scores<T>(args, g, 0, 1, cols, rows_per, 1);
   if (dry(args)) return no_op_kernel();
   T* out = args.out[0].as<T>();
   T* lse = args.out[1].as<T>();
   cudaStream_t stream = stream_of(args);
-  const int64_t ev = g.Ev;
   return [=] {
-    GRAPHC_ATTN_LAUNCH(attn_forward_kernel, ev, grid, stream, p, out, lse);
-    GRAPHC_CUDA_LAUNCH_CHECK("scaled_dot_product_attention");
+    const int64_t step = sp.chunk > 0 ? sp.chunk : sp.batch;
+    for (int64_t b0 = 0; b0 < sp.batch; b0 += step) {
+      const int64_t b1 = std::min(sp.batch, b0 + step);
+      const bool whole = b1 - b0 == step;
+      AttnParams<T> pc = p;
+      pc.b0 = b0;
+      pc.b1 = b1;
+      if (sp.chunk > 0) {
+        (whole ? sp.full[0] : sp.last[0]).run(stream, p.q + b0 * p.L * p.E, p.k + b0 * p.S * p.E, sp.sc);
+        pc.sc = static_cast<const T*>(sp.sc);
+      }
+      const dim3 grid = whole ? sp.grid_full[0] : sp.grid_last[0];
+      GRAPHC_ATTN_LAUNCH(attn_forward_kernel, p.Ev, grid, stream, pc, out, lse);
+      GRAPHC_CUDA_LAUNCH_CHECK("scaled_dot_product_attention");
+    }
   };
 }
 
@@ -466,14 +580,14 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
       if (nv > 0) GRAPHC_CUDA_CHECK(cudaMemsetAsync(pdv, 0, static_cast<size_t>(nv) * sizeof(T), stream));
     };
   }
-  const int64_t rows = g.batch * g.L, krows = g.batch * g.S;
-  const dim3 grid_q = grid_for(args, rows, g.E);
-  const dim3 grid_kv = grid_for(args, krows, std::max(g.E, g.Ev));
-  // D in the planned workspace (graphc/ops/attention.py, target "cuda"); a plan made for the CPU
-  // carries the CPU kernel's workspace instead (scratch of the same dtype): used when it is large
-  // enough, else D is recomputed where it is needed.
+  const int64_t rows = g.batch * g.L;
+  // Workspace 0: D (graphc/ops/attention.py, target "cuda").  A plan made for the CPU carries the
+  // CPU kernel's scratch there (same dtype): used when it is large enough, else D is recomputed
+  // where it is needed.  Workspace 1: the score products (plan_scores).
   T* D = nullptr;
   if (!args.ws.empty() && args.ws[0].dtype == dt && args.ws[0].numel() >= rows) D = args.ws[0].as<T>();
+  const int64_t cols[2] = {g.E, std::max(g.E, g.Ev)}, rows_per[2] = {g.L, g.S};
+  const ScorePlan sp = plan_scores<T>(args, g, 1, 2, cols, rows_per, 2);
   if (dry(args)) return no_op_kernel();
   AttnGradParams<T> gp;
   gp.out = args.in[4].as<const T>();
@@ -483,21 +597,35 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
   gp.D = D;
   cudaStream_t stream = stream_of(args);
   const unsigned dblocks = blocks_for(rows);
-  const int64_t E = g.E, Ev = g.Ev;
   return [=] {
     if (D != nullptr) {
       AttnGradParams<T> g0 = gp;
       g0.D = nullptr;
-      attn_delta_kernel<T><<<dblocks, kThreads, 0, stream>>>(g0, rows, Ev, D);
+      attn_delta_kernel<T><<<dblocks, kThreads, 0, stream>>>(g0, rows, p.Ev, D);
       GRAPHC_CUDA_LAUNCH_CHECK("scaled_dot_product_attention_grad (D)");
     }
-    if (E > 0) {
-      GRAPHC_ATTN_LAUNCH(attn_grad_q_kernel, E, grid_q, stream, p, gp, pdq);
-      GRAPHC_CUDA_LAUNCH_CHECK("scaled_dot_product_attention_grad (dq)");
-    }
-    if (krows > 0 && std::max(E, Ev) > 0) {
-      GRAPHC_ATTN_LAUNCH(attn_grad_kv_kernel, std::max(E, Ev), grid_kv, stream, p, gp, pdk, pdv);
-      GRAPHC_CUDA_LAUNCH_CHECK("scaled_dot_product_attention_grad (dk, dv)");
+    const int64_t step = sp.chunk > 0 ? sp.chunk : sp.batch;
+    for (int64_t b0 = 0; b0 < sp.batch; b0 += step) {
+      const int64_t b1 = std::min(sp.batch, b0 + step);
+      const bool whole = b1 - b0 == step;
+      AttnParams<T> pc = p;
+      pc.b0 = b0;
+      pc.b1 = b1;
+      if (sp.chunk > 0) {
+        (whole ? sp.full[0] : sp.last[0]).run(stream, p.q + b0 * p.L * p.E, p.k + b0 * p.S * p.E, sp.sc);
+        (whole ? sp.full[1] : sp.last[1]).run(stream, gp.dout + b0 * p.L * p.Ev, p.v + b0 * p.S * p.Ev, sp.dp);
+        pc.sc = static_cast<const T*>(sp.sc);
+        pc.dp = static_cast<const T*>(sp.dp);
+      }
+      if (p.E > 0) {
+        GRAPHC_ATTN_LAUNCH(attn_grad_q_kernel, p.E, whole ? sp.grid_full[0] : sp.grid_last[0], stream, pc, gp, pdq);
+        GRAPHC_CUDA_LAUNCH_CHECK("scaled_dot_product_attention_grad (dq)");
+      }
+      if (p.S > 0 && std::max(p.E, p.Ev) > 0) {
+        GRAPHC_ATTN_LAUNCH(attn_grad_kv_kernel, std::max(p.E, p.Ev), whole ? sp.grid_full[1] : sp.grid_last[1],
+                           stream, pc, gp, pdk, pdv);
+        GRAPHC_CUDA_LAUNCH_CHECK("scaled_dot_product_attention_grad (dk, dv)");
+      }
     }
   };
 }

@@ -15,9 +15,13 @@
 // is limited to algorithms without workspace.
 // K == 0 writes zeros (Gemm's epilogue kernel), an empty output launches nothing.
 //
-// fused_matmul: the product is written to out[0], then the program (ELEM's
-// runtime/cuda/fused_program.cuh, the device interpreter of cpu::FusedProgram) runs over
-// out[0] in place on the same stream.  Registered only when that header exists.
+// fused_matmul: the product is written to out[0], then the program runs over out[0] in place
+// on the same stream: one thread per output item (grid-stride) evaluating ELEM's
+// FusedDeviceProgram (runtime/cuda/fused_program.cuh, the device interpreter of
+// cpu::FusedProgram, passed by value as a __grid_constant__ parameter) with "p" reading out[0]
+// at the same index before the thread overwrites it.  Registered only when that header exists.
+// (A cuBLASLt epilogue would save the extra pass for a bias + relu program; the general
+// program, and bit-equality with the unfused ops, come first.)
 #include <climits>
 #include <string>
 #include <vector>
@@ -168,6 +172,13 @@ template <class T> Kernel matmul_kernel(const KernelArgs& args) {
   return [p = std::move(p), stream, A, B, Y] { run_product<T>(p, stream, A, B, Y); };
 }
 
+#if defined(GRAPHC_HAVE_CUDA_FUSED_PROGRAM) && defined(__CUDACC__)
+// One thread per output item: y[i] = program(p = y[i], inputs 2..) (grid-stride).
+template <class T> __global__ void fused_epilogue_kernel(const __grid_constant__ FusedDeviceProgram<T> prog, T* y) {
+  GRAPHC_GRID_STRIDE(i, prog.numel) { y[i] = prog.eval(i); }
+}
+#endif
+
 #ifdef GRAPHC_HAVE_CUDA_FUSED_PROGRAM
 template <class T> Kernel fused_matmul_kernel(const KernelArgs& args) {
   if (args.in.size() < 2 || args.out.size() != 1) {
@@ -178,15 +189,17 @@ template <class T> Kernel fused_matmul_kernel(const KernelArgs& args) {
   Product p = plan_product<T>(args, attr.transpose_a, attr.transpose_b);
   // The program reads "p" from out[0] (the product written there first) and inputs 2..
   // broadcast to the output; validated here even when the output is empty, as the CPU does.
-  Kernel program = fused_program_kernel(args, attr.program, 2, true);
+  T* Y = args.out[0].as<T>();
+  const FusedDeviceProgram<T> prog = make_fused_program<T>(args, attr.program, 2, true, args.out[0].dims, Y);
   if (p.coff.empty() || dry(args)) return no_op_kernel();
   const T* A = args.in[0].as<const T>();
   const T* B = args.in[1].as<const T>();
-  T* Y = args.out[0].as<T>();
   cudaStream_t stream = stream_of(args);
-  return [p = std::move(p), program = std::move(program), stream, A, B, Y] {
+  const unsigned blocks = blocks_for(prog.numel);
+  return [p = std::move(p), prog, blocks, stream, A, B, Y] {
     run_product<T>(p, stream, A, B, Y);
-    program();
+    fused_epilogue_kernel<T><<<blocks, kThreads, 0, stream>>>(prog, Y);
+    GRAPHC_CUDA_LAUNCH_CHECK("fused_matmul");
   };
 }
 #endif
