@@ -3,20 +3,16 @@
 // - identity: cudaMemcpyAsync device-to-device unless the plan made it a view (same buffer).
 // - tile: one StridedCopy gather (copy.cuh) over y viewed as (r0, d0, r1, d1, ...) with stride 0
 //   along each r axis, as the CPU.
-// - resize / resize_grad: resize_gather, one thread per destination item (grid-stride).  The
-//   thread computes its coordinates, then walks the tap combinations of the axes in the CPU's
-//   order (axis rank-2 outermost ... axis 0, then the last axis innermost) with an odometer:
-//   forward, an axis's taps are resize_taps(j) of its output index j (<= 2, the same HD function
-//   the CPU builds its tables with); backward (resize_grad, a gather: no atomics), the taps of
-//   input index i are the outputs j that read it, ascending: j in [ja, jb] found by binary search
-//   (both tap indices are monotone in j), each filtered exactly as the CPU transposes its table.
-//   Linear: Σ Π weights · x in float64 with every product and sum rounded on its own
-//   (__dmul_rn/__dadd_rn: no FMA contraction, the CPU's bits); nearest: the first tap of every
-//   axis, copied as raw items (any dtype), 0 when an axis has none.
+// - resize / resize_grad: resize_gather, one thread per destination item (grid-stride), the
+//   item computed by resize_item (resize_gather.h: the taps of every axis from the same HD
+//   resize_taps the CPU builds its tables with, walked in the CPU's order, float64 sums with
+//   every operation rounded on its own; resize_grad is a gather over binary-searched output
+//   ranges: no atomics, deterministic).
 #include "../cpu/resize_taps.h"
 #include "../cpu/shape_plans.h"
 #include "common.cuh"
 #include "copy.cuh"
+#include "resize_gather.h"
 
 namespace graphc {
 namespace cuda {
@@ -37,146 +33,9 @@ Kernel tile_kernel(const KernelArgs& a) {
 
 // -- resize ----------------------------------------------------------------------------------------
 
-// One resize / resize_grad step for the device: per axis, the forward sizes (n_in -> n_out at
-// scale) when the axis is resized; the destination's dims and the source's strides.
-struct ResizeDev {
-  cpu::ResizeMath math;
-  int rank = 0;
-  int64_t numel = 0;                 // destination items
-  int64_t dst_dims[kMaxDims] = {};
-  int64_t src_strides[kMaxDims] = {};
-  bool resized[kMaxDims] = {};
-  int64_t n_in[kMaxDims] = {}, n_out[kMaxDims] = {};
-  double scale[kMaxDims] = {};
-};
-
-__device__ inline double dmul(double a, double b) { return __dmul_rn(a, b); }
-__device__ inline double dadd(double a, double b) { return __dadd_rn(a, b); }
-
-// Entry e of axis a's tap list for destination coordinate c: its source index and weight;
-// false when the entry is not a tap.  Forward: e in [0, 2), the taps of output index c.
-// Backward: e = 2 j + k for output j, its tap k when that reads input index c.
-template <bool kGrad>
-__device__ inline bool tap_entry(const ResizeDev& d, int a, int64_t c, int64_t e, int64_t* src, double* w) {
-  if (!d.resized[a]) {
-    *src = c;
-    *w = 1.0;
-    return true;
-  }
-  int64_t idx[2];
-  double wt[2];
-  const int k = static_cast<int>(e & 1);
-  const int64_t j = kGrad ? (e >> 1) : c;
-  cpu::resize_taps(d.math, d.n_in[a], d.n_out[a], d.scale[a], j, idx, wt);
-  if (wt[k] == 0) return false;
-  if (kGrad && idx[k] != c) return false;
-  *src = kGrad ? j : idx[k];
-  *w = wt[k];
-  return true;
-}
-
-// [lo, hi) of the entries of axis a for destination coordinate c.
-template <bool kGrad> __device__ inline void tap_range(const ResizeDev& d, int a, int64_t c, int64_t* lo, int64_t* hi) {
-  if (!d.resized[a]) {
-    *lo = 0;
-    *hi = 1;
-    return;
-  }
-  if (!kGrad) {
-    *lo = 0;
-    *hi = 2;
-    return;
-  }
-  // Outputs j whose taps may read input c: idx1(j) >= c and idx0(j) <= c (both monotone in j).
-  int64_t idx[2];
-  double w[2];
-  const int64_t n = d.n_out[a];
-  int64_t b = 0, e = n;  // first j with idx1(j) >= c
-  while (b < e) {
-    const int64_t m = b + (e - b) / 2;
-    cpu::resize_taps(d.math, d.n_in[a], n, d.scale[a], m, idx, w);
-    if (idx[1] >= c) e = m; else b = m + 1;
-  }
-  const int64_t ja = b;
-  b = ja;
-  e = n;  // first j with idx0(j) > c
-  while (b < e) {
-    const int64_t m = b + (e - b) / 2;
-    cpu::resize_taps(d.math, d.n_in[a], n, d.scale[a], m, idx, w);
-    if (idx[0] > c) e = m; else b = m + 1;
-  }
-  *lo = 2 * ja;
-  *hi = 2 * b;
-}
-
 template <class T, bool kSum, bool kGrad>
 __global__ void resize_gather(ResizeDev d, const T* __restrict__ src, T* __restrict__ dst) {
-  const int R = d.rank;
-  GRAPHC_GRID_STRIDE(o, d.numel) {
-    int64_t c[kMaxDims];
-    int64_t rem = o;
-    for (int a = R - 1; a >= 0; --a) {
-      const int64_t q = rem / d.dst_dims[a];
-      c[a] = rem - q * d.dst_dims[a];
-      rem = q;
-    }
-    // Level l walks axis ax(l): rank-2, rank-3, ..., 0, then rank-1 (innermost).
-    int axis[kMaxDims];
-    int64_t lo[kMaxDims], hi[kMaxDims];
-    for (int l = 0; l < R; ++l) {
-      axis[l] = l == R - 1 ? R - 1 : R - 2 - l;
-      tap_range<kGrad>(d, axis[l], c[axis[l]], &lo[l], &hi[l]);
-    }
-    if (!kSum) {
-      int64_t off = 0;
-      bool found = true;
-      for (int l = 0; l < R && found; ++l) {
-        found = false;
-        for (int64_t e = lo[l]; e < hi[l]; ++e) {
-          int64_t s;
-          double w;
-          if (tap_entry<kGrad>(d, axis[l], c[axis[l]], e, &s, &w)) {
-            off += s * d.src_strides[axis[l]];
-            found = true;
-            break;
-          }
-        }
-      }
-      dst[o] = found ? src[off] : T(0);
-    } else {
-      double pre[kMaxDims + 1];
-      int64_t off[kMaxDims + 1], ent[kMaxDims];
-      pre[0] = 1.0;
-      off[0] = 0;
-      double acc = 0.0;
-      int l = 0;
-      ent[0] = lo[0] - 1;
-      while (l >= 0) {
-        int64_t s = 0;
-        double w = 0;
-        bool found = false;
-        while (++ent[l] < hi[l]) {
-          if (tap_entry<kGrad>(d, axis[l], c[axis[l]], ent[l], &s, &w)) {
-            found = true;
-            break;
-          }
-        }
-        if (!found) {
-          --l;
-          continue;
-        }
-        pre[l + 1] = dmul(pre[l], w);
-        off[l + 1] = off[l] + s * d.src_strides[axis[l]];
-        if (l == R - 1) {
-          acc = dadd(acc, dmul(pre[R], static_cast<double>(src[off[R]])));
-        } else {
-          ++l;
-          ent[l] = lo[l] - 1;
-        }
-      }
-      dst[o] = static_cast<T>(acc);
-    }
-  }
+  GRAPHC_GRID_STRIDE(o, d.numel) dst[o] = resize_item<T, kSum, kGrad>(d, src, o);
 }
 
 // dst (dims dd) <- src (dims sd) through the taps; grad: the transposed taps.
@@ -187,8 +46,8 @@ Kernel resize_launch(const KernelArgs& a, const cpu::ResizeSpec& s, const Tensor
   if (numel == 0) return no_op_kernel();
   const size_t rank = dst_t.dims.size();
   if (rank == 0) return device_copy_kernel(a, src_t.data, dst_t.data, sizeof(T));
-  if (rank > static_cast<size_t>(kMaxDims)) {
-    a.fail("the CUDA resize takes rank " + std::to_string(kMaxDims) + " at most, got " + format_dims(dst_t.dims));
+  if (rank > static_cast<size_t>(kResizeMaxDims)) {
+    a.fail("the CUDA resize takes rank " + std::to_string(kResizeMaxDims) + " at most, got " + format_dims(dst_t.dims));
   }
   ResizeDev d;
   d.math = s.math;
