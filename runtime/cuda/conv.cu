@@ -125,17 +125,12 @@ Geo geo_of(const ConvGeom& q) {
 
 constexpr int kBM = 64, kBN = 64, kBK = 16, kTM = 4, kTN = 4, kGemmThreads = 256;
 
-// x_pad[n][g·cg + c][i·sh + a·dh][j·sw + b·dw] of output position pp = i·wo + j and tap (a, b):
-// 0 in the padding.
-template <class T>
-__device__ inline T x_at(const Geo& q, const T* __restrict__ x, int64_t n, int64_t ch, int64_t pp, int64_t tap) {
-  const int64_t i = pp / q.wo, j = pp - i * q.wo, a = tap / q.kw, b = tap - a * q.kw;
-  const int64_t r = i * q.sh + a * q.dh - q.pt, col = j * q.sw + b * q.dw - q.pl;
-  if (r < 0 || r >= q.h || col < 0 || col >= q.w) return T(0);
-  return x[((n * q.c + ch) * q.h + r) * q.w + col];
-}
+// Each problem maps the GEMM's (m, k) to A and (k, n) to B.  A thread loads B for one column
+// n of its tile in every K step (igemm: nn = tid % kBN), so what depends on n alone — the
+// image, the position, the tensor base — is decomposed once per CTA into a Col (col()), and
+// b() is left with the k side of the index.
 
-// conv2d: M = og (o), N = n·P (image, position), K = cg·taps (c, tap).
+// conv2d: M = og (o), N = n·P (image, output position), K = cg·taps (c, tap).
 template <class T> struct FwdProblem {
   static constexpr bool kMasked = false;
   Geo q;
@@ -143,10 +138,19 @@ template <class T> struct FwdProblem {
   const T* x;
   const T* w;
   T* y;
+  struct Col {
+    int64_t base, r0, c0;  // x's offset of (image, group's channel 0); the window's top-left
+  };
   __device__ T a(int64_t g, int64_t m, int64_t k) const { return w[(g * q.og + m) * q.k + k]; }
-  __device__ bool b(int64_t g, int64_t k, int64_t n, T& v) const {
-    const int64_t c = k / q.taps, tap = k - c * q.taps, img = n / q.p, pp = n - img * q.p;
-    v = x_at(q, x, img, g * q.cg + c, pp, tap);
+  __device__ Col col(int64_t g, int64_t n) const {
+    const int64_t img = n / q.p, pp = n - img * q.p, i = pp / q.wo, j = pp - i * q.wo;
+    return Col{(img * q.c + g * q.cg) * q.h * q.w, i * q.sh - q.pt, j * q.sw - q.pl};
+  }
+  // x_pad[img][g·cg + c][i·sh + a·dh][j·sw + b·dw]: 0 in the padding (a term all the same)
+  __device__ bool b(int64_t k, const Col& cl, T& v) const {
+    const int64_t c = k / q.taps, tap = k - c * q.taps, a = tap / q.kw, bb = tap - a * q.kw;
+    const int64_t r = cl.r0 + a * q.dh, cc = cl.c0 + bb * q.dw;
+    v = (r >= 0 && r < q.h && cc >= 0 && cc < q.w) ? x[cl.base + (c * q.h + r) * q.w + cc] : T(0);
     return true;
   }
   __device__ void store(int64_t g, int64_t, int64_t m, int64_t n, T v) const {
@@ -163,19 +167,25 @@ template <class T> struct GradInputProblem {
   const T* dy;
   const T* w;
   T* dx;
+  struct Col {
+    int64_t base, th0, tw0;  // dy's offset of (image, group's channel 0); h + pt, w + pl
+  };
   __device__ T a(int64_t g, int64_t m, int64_t k) const {
     const int64_t o = k / q.taps, tap = k - o * q.taps;
     return w[((g * q.og + o) * q.cg + m) * q.taps + tap];
   }
-  // dy[n][o][i][j] when tap (a, b) of output (i, j) reads input (h, w); false when none does
-  __device__ bool b(int64_t g, int64_t k, int64_t n, T& v) const {
-    const int64_t o = k / q.taps, tap = k - o * q.taps, a = tap / q.kw, bb = tap - a * q.kw;
+  __device__ Col col(int64_t g, int64_t n) const {
     const int64_t hw = q.h * q.w, img = n / hw, rest = n - img * hw, h = rest / q.w, wc = rest - h * q.w;
-    const int64_t th = h + q.pt - a * q.dh, tw = wc + q.pl - bb * q.dw;
+    return Col{(img * q.o + g * q.og) * q.p, h + q.pt, wc + q.pl};
+  }
+  // dy[img][g·og + o][i][j] when tap (a, b) of output (i, j) reads input (h, w); false when none does
+  __device__ bool b(int64_t k, const Col& cl, T& v) const {
+    const int64_t o = k / q.taps, tap = k - o * q.taps, a = tap / q.kw, bb = tap - a * q.kw;
+    const int64_t th = cl.th0 - a * q.dh, tw = cl.tw0 - bb * q.dw;
     if (th < 0 || tw < 0) return false;
     const int64_t i = th / q.sh, j = tw / q.sw;
     if (i * q.sh != th || j * q.sw != tw || i >= q.ho || j >= q.wo) return false;
-    v = dy[((img * q.o + g * q.og + o) * q.ho + i) * q.wo + j];
+    v = dy[cl.base + o * q.p + i * q.wo + j];
     return true;
   }
   __device__ void store(int64_t g, int64_t, int64_t m, int64_t n, T v) const {
@@ -184,22 +194,31 @@ template <class T> struct GradInputProblem {
   }
 };
 
-// conv2d_grad_weight: M = og (o), N = cg·taps (c, tap), K = n·P (image, position).
+// conv2d_grad_weight: M = og (o), N = cg·taps (c, tap), K = n·P (image, output position).
 template <class T> struct GradWeightProblem {
   static constexpr bool kMasked = false;
   Geo q;
   int64_t M, N, K;
   const T* dy;
   const T* x;
-  T* out;         // dw, or the S partial products (split s at out + s·wsize)
+  T* out;         // dw, or the S partial products (slice s at out + s·wsize)
   int64_t wsize;  // o·cg·taps
+  struct Col {
+    int64_t base, ra, cb;  // x's channel offset (g·cg + c)·H·W; a·dh - pt, b·dw - pl
+  };
   __device__ T a(int64_t g, int64_t m, int64_t k) const {
     const int64_t img = k / q.p, pp = k - img * q.p;
     return dy[(img * q.o + g * q.og + m) * q.p + pp];
   }
-  __device__ bool b(int64_t g, int64_t k, int64_t n, T& v) const {
-    const int64_t img = k / q.p, pp = k - img * q.p, c = n / q.taps, tap = n - c * q.taps;
-    v = x_at(q, x, img, g * q.cg + c, pp, tap);
+  __device__ Col col(int64_t g, int64_t n) const {
+    const int64_t c = n / q.taps, tap = n - c * q.taps, a = tap / q.kw, bb = tap - a * q.kw;
+    return Col{(g * q.cg + c) * q.h * q.w, a * q.dh - q.pt, bb * q.dw - q.pl};
+  }
+  // x_pad[img][g·cg + c][i·sh + a·dh][j·sw + b·dw]: 0 in the padding (a term all the same)
+  __device__ bool b(int64_t k, const Col& cl, T& v) const {
+    const int64_t img = k / q.p, pp = k - img * q.p, i = pp / q.wo, j = pp - i * q.wo;
+    const int64_t r = i * q.sh + cl.ra, cc = j * q.sw + cl.cb;
+    v = (r >= 0 && r < q.h && cc >= 0 && cc < q.w) ? x[img * q.c * q.h * q.w + cl.base + r * q.w + cc] : T(0);
     return true;
   }
   __device__ void store(int64_t g, int64_t split, int64_t m, int64_t n, T v) const {
@@ -220,6 +239,10 @@ __global__ void __launch_bounds__(kGemmThreads) igemm(const P p, int groups, int
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN, m0 = static_cast<int64_t>(blockIdx.y) * kBM;
   const int64_t g = blockIdx.z % groups, split = blockIdx.z / groups;
   const int64_t kb = split * k_chunk, ke = min(p.K, kb + k_chunk);
+  static_assert(kGemmThreads % kBN == 0 && (kBK * kBN) % kGemmThreads == 0, "B tile loads");
+  const int bn = tid % kBN, bk0 = tid / kBN;  // this thread's B column, first B row
+  const bool n_ok = n0 + bn < p.N;
+  const typename P::Col cl = n_ok ? p.col(g, n0 + bn) : typename P::Col{};
   T acc[kTM][kTN];
 #pragma unroll
   for (int i = 0; i < kTM; ++i) {
@@ -234,13 +257,13 @@ __global__ void __launch_bounds__(kGemmThreads) igemm(const P p, int groups, int
       As[kk][mm] = (m < p.M && k < ke) ? p.a(g, m, k) : T(0);
     }
 #pragma unroll
-    for (int r = 0; r < kBK * kBN / kGemmThreads; ++r) {  // B: n fastest over the threads
-      const int e = tid + r * kGemmThreads, kk = e / kBN, nn = e % kBN;
-      const int64_t k = k0 + kk, n = n0 + nn;
+    for (int r = 0; r < kBK * kBN / kGemmThreads; ++r) {  // B: column bn, rows bk0 + r·(threads / kBN)
+      const int kk = bk0 + r * (kGemmThreads / kBN);
+      const int64_t k = k0 + kk;
       T v = T(0);
-      const bool ok = k < ke && n < p.N && p.b(g, k, n, v);
-      Bs[kk][nn] = ok ? v : T(0);
-      if (P::kMasked) Bv[kk][nn] = ok;
+      const bool ok = n_ok && k < ke && p.b(k, cl, v);
+      Bs[kk][bn] = ok ? v : T(0);
+      if constexpr (P::kMasked) Bv[kk][bn] = ok;
     }
     __syncthreads();
     const int64_t rem = ke - k0;
@@ -251,7 +274,7 @@ __global__ void __launch_bounds__(kGemmThreads) igemm(const P p, int groups, int
       for (int i = 0; i < kTM; ++i) av[i] = As[kk][ty + 16 * i];
 #pragma unroll
       for (int j = 0; j < kTN; ++j) bv[j] = Bs[kk][tx + 16 * j];
-      if (P::kMasked) {
+      if constexpr (P::kMasked) {
 #pragma unroll
         for (int j = 0; j < kTN; ++j) {
           if (!Bv[kk][tx + 16 * j]) continue;  // a tap that reads no input: not a term of the sum
