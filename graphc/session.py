@@ -231,11 +231,17 @@ class _Entry:
             try:
                 run(*args)
             except errors.GraphcError as e:
-                if self.label:
-                    self._raise(type(e), str(e))
-                raise
+                self._reraise_typed(e)
             except RuntimeError as e:
                 self._raise(errors.RuntimeExecutionError, explain_step_error(self._proto, str(e)))
+
+    def _reraise_typed(self, e):
+        """Re-raise a typed runtime error with the entry's label; a DeviceError that names a step
+        (a CUDA fault: the Session can no longer be used) gets the step's file:line as well."""
+        msg = explain_step_error(self._proto, str(e)) if isinstance(e, errors.DeviceError) else str(e)
+        if self.label or msg != str(e):
+            self._raise(type(e), msg)
+        raise e
 
     def _feed_arrays(self, feeds):
         # Fast path for the common call: a dict of str keys to C-contiguous numpy arrays of
@@ -412,6 +418,11 @@ class Session:
                 info.append((v.name, _DTYPES[v.dtype], _shape(v.dims)))
             self._entries[name] = _Entry(self, name, proto, info)
         runtime = _load_runtime()
+        if device == "cuda" and runtime.cuda_built():
+            try:
+                runtime.cuda_options()  # GRAPHC_CUDA_*: a bad value is the environment's fault, not the plan's
+            except ValueError as e:
+                raise errors.DeviceError(f"device 'cuda': {e}") from None
         arena_bytes = max(int(p.arena_bytes) for _, p in protos)
         if self._program is not None:
             self._check_program_memory(runtime, limit, arena_bytes)
@@ -593,9 +604,7 @@ class Session:
             try:
                 secs = e._exec.profile(arrays, iters, warmup)
             except errors.GraphcError as exc:
-                if e.label:
-                    e._raise(type(exc), str(exc))
-                raise
+                e._reraise_typed(exc)
             except RuntimeError as exc:
                 e._raise(errors.RuntimeExecutionError, explain_step_error(e._proto, str(exc)))
         out = []
