@@ -475,7 +475,8 @@ def main(argv=None):
     info = getattr(_runtime, "cuda_info", None)
     gpu = info() if info is not None and not args.smoke_cpu else {}
     print(f"machine: {bu.machine()}")
-    print(f"GPU: {gpu.get('gpu') or (torch.cuda.get_device_name() if torch and TDEV == 'cuda' else 'none')}; "
+    name = gpu.get("name") or gpu.get("gpu") or (torch.cuda.get_device_name() if torch and TDEV == "cuda" else "none")
+    print(f"GPU: {name}; "
           f"graphc {gc.__version__}; " + (f"torch {torch.__version__}" if torch else f"torch: {torch_why}"))
     options = getattr(_runtime, "cuda_options", None)
     print(f"repeats: {repeat}; TF32 off in torch; graphc CUDA options: {options() if options else 'unknown'}")

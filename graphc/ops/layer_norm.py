@@ -204,6 +204,25 @@ def _grad_composite(ctx):
     return dx, dw, db
 
 
+# The CUDA kernel's row chunks for dweight/dbias (runtime/cuda/layer_norm.cu: kChunkRows, kMaxChunks).
+CUDA_CHUNK_ROWS, CUDA_MAX_CHUNKS = 512, 64
+
+
+def _grad_workspace(ctx):
+    """CUDA only: dweight's and dbias's partial column sums per chunk of rows (2 x chunks x n
+    float64), summed in chunk order; one chunk needs none.  The CPU kernel keeps its own."""
+    if ctx.target != "cuda":
+        return []
+    shape = tuple(ctx.shape(1))
+    if len(shape) < 1 or not -len(shape) <= ctx.attrs["axis"] < len(shape):
+        return []
+    rows, n = _rows(shape, ctx.attrs["axis"])
+    chunks = max(1, min(CUDA_MAX_CHUNKS, -(-rows // CUDA_CHUNK_ROWS)))
+    if chunks <= 1 or n == 0:
+        return []
+    return [("float64", (2 * chunks * n,))]
+
+
 register_op(
     "layer_norm_grad",
     doc="The gradient of layer_norm (dy, dmean, drstd the gradients of its outputs): with x̂ = (x - mean)·rstd, "
@@ -216,6 +235,7 @@ register_op(
     infer=_layer_norm_grad_infer,
     reference=_layer_norm_grad_ref,
     examples=_grad_examples,
+    workspace=_grad_workspace,
     composite=_grad_composite,  # no gradient of its own: autodiff differentiates this definition
 )
 

@@ -9,9 +9,11 @@
 //   is re-read from L1/L2 (not kept in registers).
 // - layer_norm_grad, dx: the same row groups; one sweep for Σg and Σg·(x - mean), g = dy·w (double),
 //   then dx = rstd·g + xc·kx + k0 with the CPU's per-row constants.
-// - layer_norm_grad, dweight/dbias: a (32 x 32)-thread block per 32 columns; thread (c, r) sums
-//   rows r, r + 32, ... of its column in order (double), then thread row 0 sums the 32 partials in
-//   order: a fixed order, no atomics, no workspace.
+// - layer_norm_grad, dweight/dbias: a (32 x 32)-thread block per (32 columns, chunk of rows);
+//   thread (c, r) sums rows r, r + 32, ... of its column in the chunk in order (double), then thread
+//   row 0 sums the 32 partials in order; with the planned workspace (target "cuda": up to 64 chunks
+//   of >= 512 rows) a second kernel sums the chunks' partials per column in chunk order; without it,
+//   one chunk.  Fixed orders, no atomics.
 // Every product feeding an add is rounded first (mul_rn), as the CPU's -ffp-contract=off build;
 // the sums' order differs from the CPU's 16 lanes (double sums: the T results agree within an ulp).
 #include "nn_rows.cuh"
@@ -168,19 +170,26 @@ __global__ void ln_grad_rows(const T* __restrict__ dy, const T* __restrict__ x, 
   }
 }
 
-// dweight[c] = Σ_r dy·((x - mean)·rstd), dbias[c] = Σ_r dy over the rows, 32 columns per block.
+// dweight[c] = Σ_r dy·((x - mean)·rstd), dbias[c] = Σ_r dy, 32 columns per block.  Block (tile,
+// chunk) sums rows [chunk·chunk_rows, ...) of its columns: thread (c, t) rows t, t + 32, ... in order
+// (double), then thread row 0 the 32 partials in order; with one chunk it writes the outputs, else
+// chunk `chunk`'s partials (pw, pb: chunks x n doubles, the planned workspace) that
+// ln_grad_combine sums in chunk order.  Fixed orders throughout: the same bits every run.
 constexpr int kColTile = 32, kRowLanes = 32;
 template <class T>
 __global__ void ln_grad_columns(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ mean,
-                                const T* __restrict__ rstd, T* __restrict__ dw, T* __restrict__ db, int64_t rows,
-                                int64_t n) {
+                                const T* __restrict__ rstd, T* __restrict__ dw, T* __restrict__ db,
+                                double* __restrict__ pw_out, double* __restrict__ pb_out, int64_t rows, int64_t n,
+                                int64_t chunk_rows) {
   __shared__ double pw[kRowLanes][kColTile + 1], pb[kRowLanes][kColTile + 1];
   const int tc = threadIdx.x, tr = threadIdx.y;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunk_rows;
+  const int64_t r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
   for (int64_t c0 = static_cast<int64_t>(blockIdx.x) * kColTile; c0 < n; c0 += static_cast<int64_t>(gridDim.x) * kColTile) {
     const int64_t c = c0 + tc;
     double sw = 0.0, sb = 0.0;
     if (c < n) {
-      for (int64_t r = tr; r < rows; r += kRowLanes) {
+      for (int64_t r = r0 + tr; r < r1; r += kRowLanes) {
         const double d = static_cast<double>(dy[r * n + c]);
         const double xc = static_cast<double>(x[r * n + c]) - static_cast<double>(mean[r]);
         sw += mul_rn(d, mul_rn(xc, static_cast<double>(rstd[r])));
@@ -196,11 +205,38 @@ __global__ void ln_grad_columns(const T* __restrict__ dy, const T* __restrict__ 
         tw += pw[k][tc];
         tb += pb[k][tc];
       }
-      dw[c] = static_cast<T>(tw);
-      db[c] = static_cast<T>(tb);
+      if (pw_out == nullptr) {
+        dw[c] = static_cast<T>(tw);
+        db[c] = static_cast<T>(tb);
+      } else {
+        pw_out[blockIdx.y * n + c] = tw;
+        pb_out[blockIdx.y * n + c] = tb;
+      }
     }
     __syncthreads();
   }
+}
+
+// dweight, dbias: column c sums the chunks' partials in chunk order.
+template <class T>
+__global__ void ln_grad_combine(const double* __restrict__ pw, const double* __restrict__ pb, T* __restrict__ dw,
+                                T* __restrict__ db, int64_t chunks, int64_t n) {
+  GRAPHC_GRID_STRIDE(c, n) {
+    double tw = 0.0, tb = 0.0;
+    for (int64_t k = 0; k < chunks; ++k) {
+      tw += pw[k * n + c];
+      tb += pb[k * n + c];
+    }
+    dw[c] = static_cast<T>(tw);
+    db[c] = static_cast<T>(tb);
+  }
+}
+
+// Row chunks of the column sums (graphc/ops/layer_norm.py plans the partials for the same count):
+// one per 512 rows, at most 64.
+constexpr int64_t kChunkRows = 512, kMaxChunks = 64;
+inline int64_t column_chunks(int64_t rows) {
+  return std::max<int64_t>(1, std::min<int64_t>(kMaxChunks, (rows + kChunkRows - 1) / kChunkRows));
 }
 
 template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
@@ -246,6 +282,12 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
   const bool warp = n <= kWarpRowMax;
   const unsigned grid = row_blocks(rows, warp);
   const unsigned col_grid = static_cast<unsigned>(std::min<int64_t>((n + kColTile - 1) / kColTile, int64_t(1) << 20));
+  // The column sums in row chunks when the plan has their partials (target "cuda"), else one chunk.
+  int64_t chunks = column_chunks(rows);
+  double* part = chunks > 1 ? workspace_or_null<double>(args, 0, 2 * chunks * n) : nullptr;
+  if (part == nullptr) chunks = 1;
+  const int64_t chunk_rows = (rows + chunks - 1) / chunks;
+  double* part_b = part == nullptr ? nullptr : part + chunks * n;
   return [=]() {
     if (warp) {
       ln_grad_rows<T, RowWarp><<<grid, kWarpsPerBlock * 32, 0, s>>>(pdy, px, pw, pdx, pmean, prstd, pdmean, pdrstd,
@@ -255,8 +297,13 @@ template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
                                                                    n);
     }
     GRAPHC_CUDA_LAUNCH_CHECK("layer_norm_grad");
-    ln_grad_columns<T><<<col_grid, dim3(kColTile, kRowLanes), 0, s>>>(pdy, px, pmean, prstd, pdw, pdb, rows, n);
+    ln_grad_columns<T><<<dim3(col_grid, static_cast<unsigned>(chunks)), dim3(kColTile, kRowLanes), 0, s>>>(
+        pdy, px, pmean, prstd, pdw, pdb, part, part_b, rows, n, chunk_rows);
     GRAPHC_CUDA_LAUNCH_CHECK("layer_norm_grad");
+    if (part != nullptr) {
+      ln_grad_combine<T><<<blocks_for(n), kThreads, 0, s>>>(part, part_b, pdw, pdb, chunks, n);
+      GRAPHC_CUDA_LAUNCH_CHECK("layer_norm_grad");
+    }
   };
 }
 

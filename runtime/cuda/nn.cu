@@ -3,8 +3,9 @@
 //
 // Kernels (what each thread/block does):
 // - softmax/log_softmax, last axis (inner == 1): a warp per row for rows of <= 1024 items (256-thread
-//   blocks, rows over the grid's warps), else a 512-thread block per row.  Three sweeps over the
-//   row (max, Σ e^{x-max} in double, write), the row staying in L1; the reductions are fixed trees
+//   blocks, rows over the grid's warps) with the row in registers (2, 8 or 32 items a lane: one read,
+//   one exp per item, one write); else a 512-thread block per row, three sweeps over the row (max,
+//   Σ e^{x-max} in double, write) re-reading it from L1/L2.  The reductions are fixed trees
 //   (nn_rows.cuh), so two runs give the same bits.  A non-last axis: one thread per (outer, inner)
 //   column running the CPU's three loops (coalesced across inner).
 // - softmax_cross_entropy: the same row groups compute each row's log Σ e in double; 'none'
@@ -48,6 +49,52 @@ __global__ void softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t
     } else {
       const T inv = static_cast<T>(1.0 / s);
       for (int64_t k = g.lane(); k < n; k += g.size()) dst[k] = exp_t(src[k] - m) * inv;
+    }
+  }
+}
+
+// Rows of n <= 32·VPT items, a warp per row with the row in registers: lane l holds items l,
+// l + 32, ... (VPT of them, -inf past the end); one read, one exp per item, one write.
+template <class T, bool kLog, int VPT>
+__global__ void softmax_warp_regs(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t n) {
+  const RowWarp g;
+  for (int64_t r = g.id(); r < rows; r += g.count()) {
+    const T* src = x + r * n;
+    T* dst = y + r * n;
+    T v[VPT];
+    T m = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < VPT; ++j) {
+      const int64_t k = g.lane() + 32 * j;
+      v[j] = k < n ? src[k] : static_cast<T>(-INFINITY);
+      m = max_keep(m, v[j]);
+    }
+    m = g.max(m);
+    double s = 0.0;
+#pragma unroll
+    for (int j = 0; j < VPT; ++j) {
+      const int64_t k = g.lane() + 32 * j;
+      if (k < n) {
+        const T e = exp_t(v[j] - m);
+        if (!kLog) v[j] = e;
+        s += static_cast<double>(e);
+      }
+    }
+    s = g.sum(s);
+    if (kLog) {
+      const T lse = m + static_cast<T>(log(s));
+#pragma unroll
+      for (int j = 0; j < VPT; ++j) {
+        const int64_t k = g.lane() + 32 * j;
+        if (k < n) dst[k] = v[j] - lse;
+      }
+    } else {
+      const T inv = static_cast<T>(1.0 / s);
+#pragma unroll
+      for (int j = 0; j < VPT; ++j) {
+        const int64_t k = g.lane() + 32 * j;
+        if (k < n) dst[k] = v[j] * inv;
+      }
     }
   }
 }
@@ -98,8 +145,21 @@ template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
     };
   }
   if (n <= kWarpRowMax) {
+    const unsigned grid = row_blocks(outer, true), threads = kWarpsPerBlock * 32;
+    if (n <= 64) {
+      return [=]() {
+        softmax_warp_regs<T, kLog, 2><<<grid, threads, 0, s>>>(px, py, outer, n);
+        GRAPHC_CUDA_LAUNCH_CHECK(what);
+      };
+    }
+    if (n <= 256) {
+      return [=]() {
+        softmax_warp_regs<T, kLog, 8><<<grid, threads, 0, s>>>(px, py, outer, n);
+        GRAPHC_CUDA_LAUNCH_CHECK(what);
+      };
+    }
     return [=]() {
-      softmax_rows<T, kLog, RowWarp><<<row_blocks(outer, true), kWarpsPerBlock * 32, 0, s>>>(px, py, outer, n);
+      softmax_warp_regs<T, kLog, 32><<<grid, threads, 0, s>>>(px, py, outer, n);
       GRAPHC_CUDA_LAUNCH_CHECK(what);
     };
   }

@@ -2,8 +2,9 @@
 // in-place batch_norm_update_stats over axis 1 of (N, C, ...) float tensors.
 //
 // Kernels (what each thread/block does):
-// - batch_norm_train: a 512-thread block per channel (grid-stride over channels).  Thread t sums the
-//   channel's items t, t + 512, ... (in (sample, inner) order, double), the block combines the
+// - batch_norm_train: a 512-thread block per channel (grid-stride over channels).  Thread t sums a
+//   fixed set of the channel's items (each_owned: items t, t + 512, ... of every sample's run when
+//   the run has >= 512 items, else of the flattened channel; double), the block combines the
 //   partials in a fixed tree (nn_rows.cuh): the mean; a second sweep the same way: Σ(x - mean)²;
 //   then y = (x - m)·scale + bias in T with the CPU's coefficients rounded once to T.
 // - batch_norm_train_grad: the same block per channel: Σdy and Σdy·(x - mean) in one sweep, then dx
@@ -42,34 +43,43 @@ void expect_channel(const KernelArgs& a, const TensorRef& t, DType dtype, int64_
 
 constexpr int kChannelThreads = 512;
 
-// Offset of item j (in (sample, inner) order) of channel ch.
-__device__ inline int64_t channel_offset(int64_t j, int64_t ch, int64_t c, int64_t inner) {
-  const int64_t b = j / inner, k = j - b * inner;
-  return (b * c + ch) * inner + k;
+// f(i) for the offset i of every item of channel ch this thread owns: with inner >= the block
+// size, thread t takes items t, t + blockDim, ... of each sample's contiguous run (no division,
+// coalesced); else items t, t + blockDim, ... of the channel in (sample, inner) order.  Either way
+// a fixed assignment: the same partial sums every run.
+template <class F> __device__ inline void each_owned(int64_t ch, int64_t n, int64_t c, int64_t inner, F&& f) {
+  if (inner >= blockDim.x) {
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t base = (b * c + ch) * inner;
+      for (int64_t k = threadIdx.x; k < inner; k += blockDim.x) f(base + k);
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < n * inner; j += blockDim.x) {
+      const int64_t b = j / inner, k = j - b * inner;
+      f((b * c + ch) * inner + k);
+    }
+  }
 }
 
 template <class T>
 __global__ void bn_train_channels(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                                  T* __restrict__ y, T* __restrict__ mean_out, T* __restrict__ var_out, int64_t c,
-                                  int64_t inner, int64_t count, double eps) {
+                                  T* __restrict__ y, T* __restrict__ mean_out, T* __restrict__ var_out, int64_t n,
+                                  int64_t c, int64_t inner, int64_t count, double eps) {
   const RowBlock g;
   const double cnt = static_cast<double>(count);
   for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
     double s = 0.0;
-    for (int64_t j = threadIdx.x; j < count; j += blockDim.x) s += static_cast<double>(x[channel_offset(j, ch, c, inner)]);
+    each_owned(ch, n, c, inner, [&](int64_t i) { s += static_cast<double>(x[i]); });
     const double mean = g.sum(s) / cnt;
     double q = 0.0;
-    for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-      const double d = static_cast<double>(x[channel_offset(j, ch, c, inner)]) - mean;
+    each_owned(ch, n, c, inner, [&](int64_t i) {
+      const double d = static_cast<double>(x[i]) - mean;
       q += mul_rn(d, d);
-    }
+    });
     const double var = g.sum(q) / cnt;
     const double invstd = 1.0 / sqrt(var + eps);
     const T m = static_cast<T>(mean), scale = static_cast<T>(mul_rn(invstd, static_cast<double>(w[ch]))), b = bias[ch];
-    for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-      const int64_t i = channel_offset(j, ch, c, inner);
-      y[i] = mul_rn(x[i] - m, scale) + b;
-    }
+    each_owned(ch, n, c, inner, [&](int64_t i) { y[i] = mul_rn(x[i] - m, scale) + b; });
     if (threadIdx.x == 0) {
       mean_out[ch] = m;
       var_out[ch] = static_cast<T>(var);
@@ -105,7 +115,7 @@ template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
   T* pvar = args.out[2].as<T>();
   const double eps = attr.eps;
   cudaStream_t s = stream_of(args);
-  const int64_t c = g.c, inner = g.inner, count = g.count;
+  const int64_t n = g.n, c = g.c, inner = g.inner, count = g.count;
   if (count == 0) {  // an empty batch: NaN statistics (0/0, as the reference)
     const T nan = static_cast<T>(NAN);
     return [=]() {
@@ -115,7 +125,8 @@ template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
   }
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(c, int64_t(1) << 20));
   return [=]() {
-    bn_train_channels<T><<<grid, kChannelThreads, 0, s>>>(px, pw, pb, py, pmean, pvar, c, inner, count, eps);
+    bn_train_channels<T><<<grid, kChannelThreads, 0, s>>>(px, pw, pb, py, pmean, pvar, n, c, inner, count,
+                                                           eps);
     GRAPHC_CUDA_LAUNCH_CHECK("batch_norm_train");
   };
 }
@@ -124,20 +135,19 @@ template <class T>
 __global__ void bn_grad_channels(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
                                  const T* __restrict__ mean_in, const T* __restrict__ var_in,
                                  const T* __restrict__ dmean, const T* __restrict__ dvar, T* __restrict__ dx,
-                                 T* __restrict__ dw_out, T* __restrict__ db_out, int64_t c, int64_t inner,
-                                 int64_t count, double eps) {
+                                 T* __restrict__ dw_out, T* __restrict__ db_out, int64_t n, int64_t c,
+                                 int64_t inner, int64_t count, double eps) {
   const RowBlock g;
   const double cnt = static_cast<double>(count);
   for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
     const double mean = static_cast<double>(mean_in[ch]);
     const double invstd = 1.0 / sqrt(static_cast<double>(var_in[ch]) + eps);
     double sdb = 0.0, sdx = 0.0;
-    for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-      const int64_t i = channel_offset(j, ch, c, inner);
+    each_owned(ch, n, c, inner, [&](int64_t i) {
       const double d = static_cast<double>(dy[i]);
       sdb += d;
       sdx += mul_rn(d, static_cast<double>(x[i]) - mean);
-    }
+    });
     const double db = g.sum(sdb);
     const double dw = mul_rn(g.sum(sdx), invstd);
     const T a = static_cast<T>(mul_rn(static_cast<double>(w[ch]), invstd));
@@ -145,12 +155,11 @@ __global__ void bn_grad_channels(const T* __restrict__ dy, const T* __restrict__
     const T k3 = static_cast<T>(static_cast<double>(dmean[ch]) / cnt);
     const T k4 = static_cast<T>(mul_rn(2.0, static_cast<double>(dvar[ch])) / cnt);
     const T m = mean_in[ch];
-    for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-      const int64_t i = channel_offset(j, ch, c, inner);
+    each_owned(ch, n, c, inner, [&](int64_t i) {
       const T xc = x[i] - m;
       // a·((dy - k1) - xc·k2) + k3 + xc·k4, left to right, each product rounded
       dx[i] = (mul_rn(a, (dy[i] - k1) - mul_rn(xc, k2)) + k3) + mul_rn(xc, k4);
-    }
+    });
     if (threadIdx.x == 0) {
       dw_out[ch] = static_cast<T>(dw);
       db_out[ch] = static_cast<T>(db);
@@ -182,7 +191,7 @@ template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
   T* pdb = args.out[2].as<T>();
   const double eps = attr.eps;
   cudaStream_t s = stream_of(args);
-  const int64_t c = g.c, inner = g.inner, count = g.count;
+  const int64_t n = g.n, c = g.c, inner = g.inner, count = g.count;
   if (count == 0) {  // an empty batch: the sums are 0 (all-zero bits) and dx is empty
     const size_t bytes = static_cast<size_t>(c) * sizeof(T);
     return [=]() {
@@ -192,8 +201,8 @@ template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
   }
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(c, int64_t(1) << 20));
   return [=]() {
-    bn_grad_channels<T><<<grid, kChannelThreads, 0, s>>>(pdy, px, pw, pmean, pvar, pdmean, pdvar, pdx, pdw, pdb, c,
-                                                         inner, count, eps);
+    bn_grad_channels<T><<<grid, kChannelThreads, 0, s>>>(pdy, px, pw, pmean, pvar, pdmean, pdvar, pdx, pdw, pdb, n,
+                                                         c, inner, count, eps);
     GRAPHC_CUDA_LAUNCH_CHECK("batch_norm_train_grad");
   };
 }
