@@ -128,7 +128,7 @@ Geo geo_of(const ConvGeom& q) {
 template <class T, class P>
 __global__ void __launch_bounds__(kGemmThreads) igemm(const P p, int groups, int64_t k_chunk, const int* guard) {
   if (guard != nullptr && *guard == 0) return;
-  __shared__ T As[kBK][kBM];
+  __shared__ T As[kBK][kBM + 1];  // +1: the k-fastest stores below hit different banks
   __shared__ T Bs[kBK][kBN];
   __shared__ unsigned char Bv[P::kMasked ? kBK : 1][P::kMasked ? kBN : 1];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
