@@ -2,7 +2,10 @@
 workspace bound, grad_input's flag at its end, grad_weight's partial products of the own kernel's
 split reduction — and the CPU plan's workspaces untouched.  Runs without a GPU."""
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +16,7 @@ import graphc.ops  # noqa: F401  (registers the ops)
 from graphc import registry
 from graphc.ops import conv
 
-CONV_CU = Path(__file__).resolve().parents[1] / "runtime" / "cuda" / "conv.cu"
+CUDA_DIR = Path(__file__).resolve().parents[1] / "runtime" / "cuda"
 
 
 def _ws(op, inputs, outputs, attrs, target):
@@ -26,10 +29,9 @@ def _attrs(stride=(1, 1), pads=(1, 1, 1, 1), dilation=(1, 1), groups=1, **extra)
 
 
 def test_constants_match_the_cuda_kernel():
-    src = CONV_CU.read_text()
-    tile = re.search(r"constexpr int kBM = (\d+), kBN = (\d+)", src)
-    flag = re.search(r"constexpr size_t kFlagBytes = (\d+);", src)
-    assert tile and flag, "runtime/cuda/conv.cu no longer declares kBM/kBN/kFlagBytes"
+    tile = re.search(r"constexpr int kBM = (\d+), kBN = (\d+)", (CUDA_DIR / "conv_problems.h").read_text())
+    flag = re.search(r"constexpr size_t kFlagBytes = (\d+);", (CUDA_DIR / "conv.cu").read_text())
+    assert tile and flag, "conv_problems.h / conv.cu no longer declare kBM, kBN / kFlagBytes"
     assert int(tile.group(1)) == int(tile.group(2)) == conv.CUDA_TILE
     assert int(flag.group(1)) == conv.CUDA_FLAG_BYTES
 
@@ -83,3 +85,69 @@ def test_cpu_target_keeps_the_cpu_workspaces():
     cpu = _ws("conv2d", *args, "cpu")
     assert cpu == conv._col_request("float32", 2, 3, (3, 3), (5, 5), panels=True)
     assert all(len(dims) != 1 for _, dims in cpu)  # conv.cu tells the plans apart by ws[0]'s rank
+
+
+# -- the CUDA fallback kernel's index maps, run on the CPU -----------------------------------------
+# tests/cuda_conv_emul.cc runs runtime/cuda/conv_problems.h (what igemm computes per output: one
+# FMA chain over its K slice, the skipped terms of grad_input left out) on every registry example
+# of the three ops, NaN/±inf included, against the numpy references.
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def emul(tmp_path_factory):
+    cxx = shutil.which(os.environ.get("CXX", "g++").split()[-1]) or shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++) on PATH: the emulation driver cannot be built")
+    exe = str(tmp_path_factory.mktemp("conv_emul") / "cuda_conv_emul")
+    subprocess.run([cxx, "-O2", "-std=c++17", "-Wall", "-Werror", "-ffp-contract=off", "-I", str(ROOT / "runtime"),
+                    str(ROOT / "tests" / "cuda_conv_emul.cc"), "-o", exe], check=True, capture_output=True, text=True)
+    return exe
+
+
+OPS = {"conv2d": "fwd", "conv2d_grad_input": "gin", "conv2d_grad_weight": "gwt"}
+
+
+def _run_emul(exe, tmp_path, op, ex, splits):
+    a = ex.attrs
+    if op == "conv2d":
+        x, w = ex.inputs
+    elif op == "conv2d_grad_input":
+        dy, w = ex.inputs
+        x = np.zeros((dy.shape[0], w.shape[1] * a["groups"]) + tuple(a["input_size"]), dy.dtype)
+    else:
+        dy, x = ex.inputs
+        w = np.zeros((dy.shape[1], x.shape[1] // a["groups"]) + tuple(a["kernel_size"]), dy.dtype)
+    ho, wo = conv._geometry(a, x.shape[2:], w.shape[2:])
+    files = [tmp_path / f"{k}.bin" for k in ("in0", "in1", "out")]
+    for f, arr in zip(files[:2], ex.inputs):
+        np.ascontiguousarray(arr).tofile(f)
+    dt = "f32" if ex.inputs[0].dtype == np.float32 else "f64"
+    nums = list(x.shape) + [w.shape[0], w.shape[2], w.shape[3], a["groups"], *a["stride"], a["pads"][0],
+                            a["pads"][1], *a["dilation"], ho, wo, splits]
+    subprocess.run([exe, OPS[op], dt, *map(str, nums), *map(str, files)], check=True, capture_output=True)
+    shape = {"conv2d": (x.shape[0], w.shape[0], ho, wo), "conv2d_grad_input": x.shape,
+             "conv2d_grad_weight": w.shape}[op]
+    return np.fromfile(files[2], ex.inputs[0].dtype).reshape(shape)
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_cuda_fallback_index_maps_match_the_reference(emul, tmp_path, op):
+    opdef = registry.get_op(op)
+    count = 0
+    for ex in opdef.examples(np.random.default_rng(0)):
+        if any(arr.size == 0 for arr in ex.inputs):
+            continue  # the factories return before any kernel: nothing to emulate
+        want = opdef.reference(ex.inputs, ex.attrs)
+        if want.size == 0:
+            continue
+        f32 = ex.inputs[0].dtype == np.float32
+        for splits in ((1, 3) if op == "conv2d_grad_weight" else (1,)):
+            got = _run_emul(emul, tmp_path, op, ex, splits)
+            np.testing.assert_allclose(got, want, rtol=2e-5 if f32 else 1e-12, atol=2e-5 if f32 else 1e-12,
+                                       equal_nan=True, err_msg=f"{op} {ex.note} splits={splits}")
+            # NaN exactly where the reference has it (assert_allclose treats NaN == NaN only)
+            assert np.array_equal(np.isnan(got), np.isnan(want)), f"{op} {ex.note}: NaN positions differ"
+        count += 1
+    assert count >= 20  # every case of CASES and the special ones, per dtype

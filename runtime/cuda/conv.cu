@@ -53,11 +53,14 @@
 #include <vector>
 
 #include "common.cuh"
+#include "conv_problems.h"
 #include "cudnn_api.h"
 
 namespace graphc {
 namespace cuda {
 namespace {
+
+using namespace conv_gemm;
 
 struct ConvGeom {
   int64_t n = 0, c = 0, h = 0, w = 0;  // input
@@ -112,10 +115,6 @@ ConvGeom conv_geom(const KernelArgs& a, const Attr& attr, const std::vector<int6
   return q;
 }
 
-// The geometry a kernel reads (by value).
-struct Geo {
-  int64_t c, h, w, o, kh, kw, cg, og, sh, sw, pt, pl, dh, dw, ho, wo, taps, k, p;
-};
 Geo geo_of(const ConvGeom& q) {
   return Geo{q.c, q.h, q.w, q.o, q.kh, q.kw, q.cg, q.og, q.sh, q.sw, q.pt, q.pl, q.dh, q.dw, q.ho, q.wo,
              q.kh * q.kw, q.k, q.p};
@@ -123,116 +122,13 @@ Geo geo_of(const ConvGeom& q) {
 
 // ---- the own implicit-GEMM kernel ---------------------------------------------------------
 
-constexpr int kBM = 64, kBN = 64, kBK = 16, kTM = 4, kTN = 4, kGemmThreads = 256;
-
-// Each problem maps the GEMM's (m, k) to A and (k, n) to B.  A thread loads B for one column
-// n of its tile in every K step (igemm: nn = tid % kBN), so what depends on n alone — the
-// image, the position, the tensor base — is decomposed once per CTA into a Col (col()), and
-// b() is left with the k side of the index.
-
-// conv2d: M = og (o), N = n·P (image, output position), K = cg·taps (c, tap).
-template <class T> struct FwdProblem {
-  static constexpr bool kMasked = false;
-  Geo q;
-  int64_t M, N, K;
-  const T* x;
-  const T* w;
-  T* y;
-  struct Col {
-    int64_t base, r0, c0;  // x's offset of (image, group's channel 0); the window's top-left
-  };
-  __device__ T a(int64_t g, int64_t m, int64_t k) const { return w[(g * q.og + m) * q.k + k]; }
-  __device__ Col col(int64_t g, int64_t n) const {
-    const int64_t img = n / q.p, pp = n - img * q.p, i = pp / q.wo, j = pp - i * q.wo;
-    return Col{(img * q.c + g * q.cg) * q.h * q.w, i * q.sh - q.pt, j * q.sw - q.pl};
-  }
-  // x_pad[img][g·cg + c][i·sh + a·dh][j·sw + b·dw]: 0 in the padding (a term all the same)
-  __device__ bool b(int64_t k, const Col& cl, T& v) const {
-    const int64_t c = k / q.taps, tap = k - c * q.taps, a = tap / q.kw, bb = tap - a * q.kw;
-    const int64_t r = cl.r0 + a * q.dh, cc = cl.c0 + bb * q.dw;
-    v = (r >= 0 && r < q.h && cc >= 0 && cc < q.w) ? x[cl.base + (c * q.h + r) * q.w + cc] : T(0);
-    return true;
-  }
-  __device__ void store(int64_t g, int64_t, int64_t m, int64_t n, T v) const {
-    const int64_t img = n / q.p, pp = n - img * q.p;
-    y[(img * q.o + g * q.og + m) * q.p + pp] = v;
-  }
-};
-
-// conv2d_grad_input: M = cg (c), N = n·H·W (image, input position), K = og·taps (o, tap).
-template <class T> struct GradInputProblem {
-  static constexpr bool kMasked = true;
-  Geo q;
-  int64_t M, N, K;
-  const T* dy;
-  const T* w;
-  T* dx;
-  struct Col {
-    int64_t base, th0, tw0;  // dy's offset of (image, group's channel 0); h + pt, w + pl
-  };
-  __device__ T a(int64_t g, int64_t m, int64_t k) const {
-    const int64_t o = k / q.taps, tap = k - o * q.taps;
-    return w[((g * q.og + o) * q.cg + m) * q.taps + tap];
-  }
-  __device__ Col col(int64_t g, int64_t n) const {
-    const int64_t hw = q.h * q.w, img = n / hw, rest = n - img * hw, h = rest / q.w, wc = rest - h * q.w;
-    return Col{(img * q.o + g * q.og) * q.p, h + q.pt, wc + q.pl};
-  }
-  // dy[img][g·og + o][i][j] when tap (a, b) of output (i, j) reads input (h, w); false when none does
-  __device__ bool b(int64_t k, const Col& cl, T& v) const {
-    const int64_t o = k / q.taps, tap = k - o * q.taps, a = tap / q.kw, bb = tap - a * q.kw;
-    const int64_t th = cl.th0 - a * q.dh, tw = cl.tw0 - bb * q.dw;
-    if (th < 0 || tw < 0) return false;
-    const int64_t i = th / q.sh, j = tw / q.sw;
-    if (i * q.sh != th || j * q.sw != tw || i >= q.ho || j >= q.wo) return false;
-    v = dy[cl.base + o * q.p + i * q.wo + j];
-    return true;
-  }
-  __device__ void store(int64_t g, int64_t, int64_t m, int64_t n, T v) const {
-    const int64_t hw = q.h * q.w, img = n / hw, rest = n - img * hw;
-    dx[(img * q.c + g * q.cg + m) * hw + rest] = v;
-  }
-};
-
-// conv2d_grad_weight: M = og (o), N = cg·taps (c, tap), K = n·P (image, output position).
-template <class T> struct GradWeightProblem {
-  static constexpr bool kMasked = false;
-  Geo q;
-  int64_t M, N, K;
-  const T* dy;
-  const T* x;
-  T* out;         // dw, or the S partial products (slice s at out + s·wsize)
-  int64_t wsize;  // o·cg·taps
-  struct Col {
-    int64_t base, ra, cb;  // x's channel offset (g·cg + c)·H·W; a·dh - pt, b·dw - pl
-  };
-  __device__ T a(int64_t g, int64_t m, int64_t k) const {
-    const int64_t img = k / q.p, pp = k - img * q.p;
-    return dy[(img * q.o + g * q.og + m) * q.p + pp];
-  }
-  __device__ Col col(int64_t g, int64_t n) const {
-    const int64_t c = n / q.taps, tap = n - c * q.taps, a = tap / q.kw, bb = tap - a * q.kw;
-    return Col{(g * q.cg + c) * q.h * q.w, a * q.dh - q.pt, bb * q.dw - q.pl};
-  }
-  // x_pad[img][g·cg + c][i·sh + a·dh][j·sw + b·dw]: 0 in the padding (a term all the same)
-  __device__ bool b(int64_t k, const Col& cl, T& v) const {
-    const int64_t img = k / q.p, pp = k - img * q.p, i = pp / q.wo, j = pp - i * q.wo;
-    const int64_t r = i * q.sh + cl.ra, cc = j * q.sw + cl.cb;
-    v = (r >= 0 && r < q.h && cc >= 0 && cc < q.w) ? x[img * q.c * q.h * q.w + cl.base + r * q.w + cc] : T(0);
-    return true;
-  }
-  __device__ void store(int64_t g, int64_t split, int64_t m, int64_t n, T v) const {
-    out[split * wsize + (g * q.og + m) * q.k + n] = v;
-  }
-};
-
 // One CTA: the 64 x 64 tile (blockIdx.y, blockIdx.x) of group blockIdx.z % groups, over the
 // K slice blockIdx.z / groups (k_chunk items, a multiple of kBK).  When `guard` is set, the
 // CTA does nothing while *guard is 0 (grad_input's fix-up after cuDNN).
 template <class T, class P>
 __global__ void __launch_bounds__(kGemmThreads) igemm(const P p, int groups, int64_t k_chunk, const int* guard) {
   if (guard != nullptr && *guard == 0) return;
-  __shared__ T As[kBK][kBM];
+  __shared__ T As[kBK][kBM + 1];  // +1: the k-fastest stores below hit different banks
   __shared__ T Bs[kBK][kBN];
   __shared__ unsigned char Bv[P::kMasked ? kBK : 1][P::kMasked ? kBN : 1];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -334,8 +230,7 @@ GemmLaunch gemm_launch(const KernelArgs& a, int64_t M, int64_t N, int64_t K, int
   l.grid = dim3(static_cast<unsigned>(std::max<int64_t>(nt, 1)), static_cast<unsigned>(std::max<int64_t>(mt, 1)),
                 static_cast<unsigned>(std::max<int64_t>(z, 1)));
   l.groups = static_cast<int>(groups);
-  const int64_t per = (K + splits - 1) / std::max<int64_t>(splits, 1);
-  l.k_chunk = std::max<int64_t>(kBK, (per + kBK - 1) / kBK * kBK);
+  l.k_chunk = k_chunk_for(K, splits);
   return l;
 }
 

@@ -19,20 +19,13 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "pad_items.h"
 
 namespace graphc {
 namespace cuda {
 namespace {
 
-enum PadMode : int { kConstant = 0, kReflect = 1, kReplicate = 2 };
-
-// The merged axes (kMaxDims at most): x dims, before/after pads, x and y element strides.
-struct PadAxes {
-  int rank = 0;
-  int mode = kConstant;
-  int64_t xd[kMaxDims] = {}, yd[kMaxDims] = {}, before[kMaxDims] = {}, after[kMaxDims] = {};
-  int64_t xs[kMaxDims] = {}, ys[kMaxDims] = {};
-};
+using namespace pad_items;
 
 // make_plan's checks (runtime/cpu/pad.cc, same messages); returns the padded dims.
 std::vector<int64_t> check_pads(const KernelArgs& args, const std::vector<int64_t>& xd,
@@ -65,28 +58,11 @@ std::vector<int64_t> check_pads(const KernelArgs& args, const std::vector<int64_
 PadAxes merge_axes(const KernelArgs& args, const std::vector<int64_t>& xd, const std::vector<int64_t>& pads,
                    const std::string& mode) {
   PadAxes p;
-  p.mode = mode == "constant" ? kConstant : mode == "reflect" ? kReflect : kReplicate;
-  std::vector<int64_t> mx, mb, ma;
-  for (size_t i = 0; i < xd.size(); ++i) {
-    const int64_t b = pads[2 * i], a = pads[2 * i + 1];
-    if (!mx.empty() && b == 0 && a == 0 && mb.back() == 0 && ma.back() == 0) {
-      mx.back() *= xd[i];  // two unpadded axes: one identity axis
-      continue;
-    }
-    mx.push_back(xd[i]), mb.push_back(b), ma.push_back(a);
-  }
-  if (mx.empty()) mx = {1}, mb = {0}, ma = {0};  // a scalar: shape (1,), no pads
-  if (mx.size() > static_cast<size_t>(kMaxDims)) {
-    args.fail("pad over " + std::to_string(mx.size()) + " axes after merging the unpadded ones; the CUDA kernel "
-              "takes " + std::to_string(kMaxDims) + " at most");
-  }
-  p.rank = static_cast<int>(mx.size());
-  for (int i = 0; i < p.rank; ++i) p.xd[i] = mx[i], p.before[i] = mb[i], p.after[i] = ma[i];
-  for (int i = 0; i < p.rank; ++i) p.yd[i] = p.xd[i] + p.before[i] + p.after[i];
-  int64_t sx = 1, sy = 1;
-  for (int i = p.rank - 1; i >= 0; --i) {
-    p.xs[i] = sx, p.ys[i] = sy;
-    sx *= p.xd[i], sy *= p.yd[i];
+  const int rank = make_pad_axes(xd, pads, mode == "constant" ? kConstant : mode == "reflect" ? kReflect : kReplicate,
+                                 &p);
+  if (rank > kPadMaxAxes) {
+    args.fail("pad over " + std::to_string(rank) + " axes after merging the unpadded ones; the CUDA kernel "
+              "takes " + std::to_string(kPadMaxAxes) + " at most");
   }
   return p;
 }
@@ -111,75 +87,13 @@ template <class T> T border_value(const KernelArgs& args, double v) {
   }
 }
 
-// y[i] = x at the source of output item i, or `value` in a constant border.
 template <class T> __global__ void pad_fwd(const PadAxes p, const T* __restrict__ x, T* __restrict__ y, T value,
                                            int64_t n) {
-  GRAPHC_GRID_STRIDE(i, n) {
-    int64_t r = i, off = 0;
-    bool border = false;
-    for (int ax = p.rank - 1; ax >= 0; --ax) {
-      const int64_t q = r / p.yd[ax], o = r - q * p.yd[ax];
-      r = q;
-      const int64_t d = p.xd[ax];
-      int64_t k = o - p.before[ax];
-      if (k < 0 || k >= d) {
-        if (p.mode == kConstant) {
-          border = true;
-          break;
-        }
-        if (p.mode == kReflect) k = k < 0 ? -k : 2 * (d - 1) - k;  // pads < d keeps k in [0, d)
-        else k = k < 0 ? 0 : d - 1;
-      }
-      off += k * p.xs[ax];
-    }
-    y[i] = border ? value : x[off];
-  }
+  GRAPHC_GRID_STRIDE(i, n) { y[i] = pad_fwd_item(p, x, value, i); }
 }
 
-// dx[i] = Σ g over the output items that read x item i, in C order of g, from +0.
 template <class T> __global__ void pad_bwd(const PadAxes p, const T* __restrict__ g, T* __restrict__ dx, int64_t n) {
-  GRAPHC_GRID_STRIDE(i, n) {
-    // per axis: up to 3 ascending ranges [lo, hi) of output indices reading index k
-    int64_t lo[kMaxDims][3], hi[kMaxDims][3], cnt[kMaxDims];
-    int nr[kMaxDims];
-    int64_t r = i, total = 1;
-    for (int ax = p.rank - 1; ax >= 0; --ax) {
-      const int64_t q = r / p.xd[ax], k = r - q * p.xd[ax];
-      r = q;
-      const int64_t d = p.xd[ax], b = p.before[ax], a = p.after[ax];
-      int m = 0;
-      if (p.mode == kReflect) {
-        if (k >= 1 && k <= b) lo[ax][m] = b - k, hi[ax][m] = b - k + 1, ++m;
-        lo[ax][m] = k + b, hi[ax][m] = k + b + 1, ++m;
-        if (k <= d - 2 && k >= d - 1 - a) lo[ax][m] = 2 * (d - 1) - k + b, hi[ax][m] = lo[ax][m] + 1, ++m;
-      } else if (p.mode == kReplicate) {
-        lo[ax][0] = k == 0 ? 0 : k + b;
-        hi[ax][0] = k == d - 1 ? b + d + a : k + b + 1;
-        m = 1;
-      } else {
-        lo[ax][0] = k + b, hi[ax][0] = k + b + 1, m = 1;
-      }
-      nr[ax] = m;
-      int64_t c = 0;
-      for (int j = 0; j < m; ++j) c += hi[ax][j] - lo[ax][j];
-      cnt[ax] = c;
-      total *= c;
-    }
-    T s = T(0);
-    for (int64_t t = 0; t < total; ++t) {  // t in mixed radix cnt[], the last axis fastest: C order of g
-      int64_t u = t, off = 0;
-      for (int ax = p.rank - 1; ax >= 0; --ax) {
-        const int64_t q = u / cnt[ax];
-        int64_t e = u - q * cnt[ax];
-        u = q;
-        int j = 0;
-        while (j + 1 < nr[ax] && e >= hi[ax][j] - lo[ax][j]) e -= hi[ax][j] - lo[ax][j], ++j;
-        off += (lo[ax][j] + e) * p.ys[ax];
-      }
-      s += g[off];
-    }
-    dx[i] = s;
-  }
+  GRAPHC_GRID_STRIDE(i, n) { dx[i] = pad_bwd_item(p, g, i); }
 }
 
 template <class T> Kernel pad_kernel(const KernelArgs& args) {

@@ -19,18 +19,14 @@
 #include <string>
 #include <vector>
 
-#include <math_constants.h>
-
 #include "common.cuh"
+#include "pool_items.h"
 
 namespace graphc {
 namespace cuda {
 namespace {
 
-struct PoolGeom {
-  int64_t planes = 0, h = 0, w = 0, ho = 0, wo = 0;
-  int64_t kh = 0, kw = 0, sh = 0, sw = 0, ph = 0, pw = 0;
-};
+using namespace pool_items;
 
 // pool_geom of runtime/cpu/pool.cc (same checks, same messages).
 template <class Attr> PoolGeom pool_geom(const KernelArgs& a, const TensorRef& x, const std::string& what) {
@@ -60,109 +56,26 @@ template <class Attr> PoolGeom pool_geom(const KernelArgs& a, const TensorRef& x
 
 std::vector<int64_t> pooled_dims(const TensorRef& x, const PoolGeom& g) { return {x.dims[0], x.dims[1], g.ho, g.wo}; }
 
-// Window (oh, ow) clipped to the input: rows [h0, h1), columns [w0, w1).
-struct Window {
-  int64_t h0, h1, w0, w1;
-};
-
-GRAPHC_HD inline Window window(const PoolGeom& g, int64_t oh, int64_t ow) {
-  const int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-  Window win;
-  win.h0 = h0 > 0 ? h0 : 0;
-  win.h1 = h0 + g.kh < g.h ? h0 + g.kh : g.h;
-  win.w0 = w0 > 0 ? w0 : 0;
-  win.w1 = w0 + g.kw < g.w ? w0 + g.kw : g.w;
-  return win;
-}
-
-GRAPHC_HD inline int64_t divisor(const PoolGeom& g, const Window& win, bool count_include_pad) {
-  return count_include_pad ? g.kh * g.kw : (win.h1 - win.h0) * (win.w1 - win.w0);
-}
-
-// The pooled rows (or columns) whose windows contain input row i: [lo, hi], maybe empty.
-GRAPHC_HD inline void covering(int64_t i, int64_t pad, int64_t k, int64_t s, int64_t n_out, int64_t& lo, int64_t& hi) {
-  const int64_t t = i + pad;  // >= 0: the row in the padded input
-  lo = t - k < 0 ? 0 : (t - k) / s + 1;
-  hi = t / s < n_out - 1 ? t / s : n_out - 1;
-}
-
-// Offset in the plane of the window's max (cpu::argmax: val > max || isnan(val)).
-template <class T> __device__ inline int64_t argmax(const T* __restrict__ x, const PoolGeom& g, const Window& win) {
-  int64_t best = win.h0 * g.w + win.w0;
-  T m = -CUDART_INF_F;
-  for (int64_t i = win.h0; i < win.h1; ++i) {
-    for (int64_t j = win.w0; j < win.w1; ++j) {
-      const T v = x[i * g.w + j];
-      if (v > m || v != v) {
-        m = v;
-        best = i * g.w + j;
-      }
-    }
-  }
-  return best;
-}
-
 template <class T>
 __global__ void max_fwd(const PoolGeom g, const T* __restrict__ x, const T* __restrict__ src, T* __restrict__ y,
                         int64_t n) {
-  GRAPHC_GRID_STRIDE(idx, n) {
-    const int64_t ow = idx % g.wo, t = idx / g.wo, oh = t % g.ho, p = t / g.ho;
-    const int64_t base = p * g.h * g.w;
-    y[idx] = src[base + argmax(x + base, g, window(g, oh, ow))];
-  }
+  GRAPHC_GRID_STRIDE(idx, n) { y[idx] = max_fwd_item(g, x, src, idx); }
 }
 
 template <class T>
 __global__ void max_bwd(const PoolGeom g, const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
                         int64_t n) {
-  GRAPHC_GRID_STRIDE(idx, n) {
-    const int64_t j = idx % g.w, t = idx / g.w, i = t % g.h, p = t / g.h;
-    const T* xp = x + p * g.h * g.w;
-    const T* dyp = dy + p * g.ho * g.wo;
-    const int64_t me = i * g.w + j;
-    int64_t oh0, oh1, ow0, ow1;
-    covering(i, g.ph, g.kh, g.sh, g.ho, oh0, oh1);
-    covering(j, g.pw, g.kw, g.sw, g.wo, ow0, ow1);
-    T s = T(0);
-    for (int64_t oh = oh0; oh <= oh1; ++oh) {
-      for (int64_t ow = ow0; ow <= ow1; ++ow) {
-        if (argmax(xp, g, window(g, oh, ow)) == me) s += dyp[oh * g.wo + ow];
-      }
-    }
-    dx[idx] = s;
-  }
+  GRAPHC_GRID_STRIDE(idx, n) { dx[idx] = max_bwd_item(g, dy, x, idx); }
 }
 
 template <class T>
 __global__ void avg_fwd(const PoolGeom g, bool include_pad, const T* __restrict__ x, T* __restrict__ y, int64_t n) {
-  GRAPHC_GRID_STRIDE(idx, n) {
-    const int64_t ow = idx % g.wo, t = idx / g.wo, oh = t % g.ho, p = t / g.ho;
-    const T* xp = x + p * g.h * g.w;
-    const Window win = window(g, oh, ow);
-    T s = T(0);  // from +0 as PyTorch: a window of -0.0 averages to +0.0
-    for (int64_t i = win.h0; i < win.h1; ++i) {
-      for (int64_t j = win.w0; j < win.w1; ++j) s += xp[i * g.w + j];
-    }
-    y[idx] = s / static_cast<T>(divisor(g, win, include_pad));
-  }
+  GRAPHC_GRID_STRIDE(idx, n) { y[idx] = avg_fwd_item(g, include_pad, x, idx); }
 }
 
 template <class T>
 __global__ void avg_bwd(const PoolGeom g, bool include_pad, const T* __restrict__ dy, T* __restrict__ dx, int64_t n) {
-  GRAPHC_GRID_STRIDE(idx, n) {
-    const int64_t j = idx % g.w, t = idx / g.w, i = t % g.h, p = t / g.h;
-    const T* dyp = dy + p * g.ho * g.wo;
-    int64_t oh0, oh1, ow0, ow1;
-    covering(i, g.ph, g.kh, g.sh, g.ho, oh0, oh1);
-    covering(j, g.pw, g.kw, g.sw, g.wo, ow0, ow1);
-    T s = T(0);
-    for (int64_t oh = oh0; oh <= oh1; ++oh) {
-      for (int64_t ow = ow0; ow <= ow1; ++ow) {
-        s += dyp[oh * g.wo + ow] / static_cast<T>(divisor(g, window(g, oh, ow), include_pad));
-      }
-    }
-    dx[idx] = s;
-  }
+  GRAPHC_GRID_STRIDE(idx, n) { dx[idx] = avg_bwd_item(g, include_pad, dy, idx); }
 }
 
 // max_pool2d(x) and max_pool2d_gather(g, x): y = source at the max of x's window.
