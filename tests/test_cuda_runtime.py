@@ -239,3 +239,90 @@ def test_libraries_load_from_the_wheels_first():
 def test_cuda_load_library_rejects_an_unknown_name():
     with pytest.raises(ValueError, match="unknown CUDA library 'cufft'"):
         _runtime.cuda_load_library("cufft")
+
+
+# -- on a GPU (skipped here: they run in tools/gpu_check.sh) ------------------------------------
+
+GPU = pytest.mark.skipif(STATUS != "", reason=STATUS or "device 'cuda' is usable")
+
+
+def _train_plan():
+    with Graph() as g:
+        x = gc.placeholder("x", (None, 4))
+        lab = gc.placeholder("lab", (None,), dtype="int64")
+        w1 = gc.variable("w1", (4, 8), init=gc.init.xavier_uniform(seed=1))
+        w2 = gc.variable("w2", (8, 3), init=gc.init.xavier_uniform(seed=2))
+        loss = gc.softmax_cross_entropy(gc.relu(x @ w1) @ w2, lab)
+        gc.optim.SGD(lr=0.1).minimize(loss)
+    return gc.compile(g, shapes={"x": (6, 4), "lab": (6,)}), loss
+
+
+def _train_feeds(step):
+    rng = np.random.default_rng(100 + step)
+    return {"x": rng.standard_normal((6, 4)).astype(np.float32), "lab": rng.integers(0, 3, 6)}
+
+
+def _graph_state(sess):
+    return sess._entry(None)._exec.cuda_graph_state
+
+
+@GPU
+@pytest.mark.parametrize("env", [{}, {"GRAPHC_CUDA_GRAPHS": "0"}, {"GRAPHC_CUDA_SYNC": "1"}, {"GRAPHC_POISON": "1"}],
+                         ids=["graph", "steps", "sync", "poison"])
+def test_cuda_training_follows_the_cpu_run_for_run(env, monkeypatch):
+    """New feeds every run (the staged copies are in the captured graph), weights updated on
+    the device, read back and overwritten between runs (the graph reads the device memory)."""
+    for k in ("GRAPHC_CUDA_GRAPHS", "GRAPHC_CUDA_SYNC", "GRAPHC_POISON"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    plan, loss = _train_plan()
+    cpu = Session(plan, threads=1)
+    gpu = Session(plan, device="cuda")
+    want_state = {"GRAPHC_CUDA_GRAPHS": "off (GRAPHC_CUDA_GRAPHS=0)", "GRAPHC_CUDA_SYNC": "off (GRAPHC_CUDA_SYNC=1)"}
+    final = next((want_state[k] for k in env if k in want_state), "captured")
+    assert _graph_state(gpu) == (final if final != "captured" else "not yet")
+    for step in range(5):
+        if step == 3:  # an update from outside between two replays
+            for name in cpu.variable_names:
+                v = cpu.get_variable(name) * 0.5
+                cpu.set_variable(name, v)
+                gpu.set_variable(name, v)
+        a = cpu.run(_train_feeds(step))[loss.name]
+        b = gpu.run(_train_feeds(step))[loss.name]
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=f"run {step}")
+        if step >= 1:
+            assert _graph_state(gpu) == final
+    for name in cpu.variable_names:
+        np.testing.assert_allclose(gpu.get_variable(name), cpu.get_variable(name), rtol=1e-4, atol=1e-5)
+
+
+@GPU
+def test_cuda_refuses_io_binding_in_place_and_copies_instead():
+    plan = _mlp_plan()
+    sess = Session(plan, device="cuda")
+    ex = sess._entry(None)._exec
+    assert ex.feed_refusals() == ["device 'cuda': feeds are copied through pinned staging"]
+    assert set(ex.fetch_refusals()) == {"device 'cuda': fetches are copied through pinned staging"}
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    want = Session(plan, threads=1).run({"x": x})
+    b = sess.io_binding()
+    b.bind_input("x", x)
+    for _ in range(3):
+        sess.run_with_binding(b)
+        got = b.copy_outputs_to_cpu()
+        assert len(got) == len(want)
+        for name, g in zip(sess.fetch_names, got):
+            np.testing.assert_allclose(g, want[name], rtol=1e-5, atol=1e-6)
+    assert b.zero_copy == {"x": False}
+
+
+@GPU
+def test_cuda_profile_and_info():
+    plan = _mlp_plan()
+    sess = Session(plan, device="cuda")
+    rows = sess.profile({"x": np.ones((2, 3), np.float32)}, iters=3, warmup=1)
+    assert len(rows) == len(plan.proto.steps) and all(r["seconds"] > 0 for r in rows)
+    info = _runtime.cuda_info()
+    assert info["name"] and int(info["sm_count"]) > 0 and int(info["cublaslt_version"]) // 10000 == 13
+    assert float(info["compute_capability"]) >= 8.0
