@@ -57,8 +57,9 @@ template <class T> struct FusedDeviceProgram {
   const T* product = nullptr;              // "p": fused_matmul's output buffer, read at item i
   Stmt stmts[kFusedMaxStmts];
 
-#if defined(__CUDACC__)
-  __device__ __forceinline__ T operand(uint8_t kind, int16_t index, int64_t i, const T* regs) const {
+  // GRAPHC_HD: the kernels call it on the device; a host build can check it against the CPU's
+  // interpreter.
+  GRAPHC_HD T operand(uint8_t kind, int16_t index, int64_t i, const T* regs) const {
     switch (kind) {
       case Full: return inputs[index][i];
       case Scalar: return inputs[index][0];
@@ -75,7 +76,7 @@ template <class T> struct FusedDeviceProgram {
 
   // One member op on (a, b): the CPU's functors; pow with exponent 0.5 is sqrt, as the CPU's
   // pow loop (numpy's power(x, 0.5)).
-  static __device__ __forceinline__ T apply(uint8_t op, T a, T b, T attr) {
+  static GRAPHC_HD T apply(uint8_t op, T a, T b, T attr) {
     using cpu::EwOp;
     switch (static_cast<EwOp>(op)) {
       case EwOp::Add: return cpu::AddF{}(a, b);
@@ -99,7 +100,7 @@ template <class T> struct FusedDeviceProgram {
   }
 
   // Value item i.
-  __device__ T eval(int64_t i) const {
+  GRAPHC_HD T eval(int64_t i) const {
     T regs[kFusedMaxRegs];
     T v = T(0);
     for (int k = 0; k < num_stmts; ++k) {
@@ -111,7 +112,6 @@ template <class T> struct FusedDeviceProgram {
     }
     return v;
   }
-#endif
 };
 
 namespace fused_detail {
