@@ -137,8 +137,23 @@ Kernel where_kernel(const KernelArgs& args) {
 // ---------------------------------------------------------------- fused_elementwise
 
 // One thread per output item (grid-stride): y[i] = the program's value at i.
-template <class T> __global__ void fused_elementwise_kernel(const __grid_constant__ FusedDeviceProgram<T> p, T* y) {
+template <class T> __global__ void fused_program_kernel_impl(const __grid_constant__ FusedDeviceProgram<T> p, T* y) {
   GRAPHC_GRID_STRIDE(i, p.numel) { y[i] = p.eval(i); }
+}
+
+template <class T> Kernel fused_program_kernel_typed(const KernelArgs& args, const std::string& text, int first_input,
+                                                    bool allow_product) {
+  const TensorRef& y = args.out[0];
+  T* py = y.as<T>();
+  const FusedDeviceProgram<T> p = make_fused_program<T>(args, text, first_input, allow_product, y.dims, py);
+  if (p.numel == 0) return no_op_kernel();
+  const cudaStream_t stream = stream_of(args);
+  const unsigned blocks = blocks_for(p.numel);
+  const char* what = allow_product ? "fused_matmul (epilogue)" : "fused_elementwise";
+  return [p, py, stream, blocks, what] {
+    fused_program_kernel_impl<T><<<blocks, kThreads, 0, stream>>>(p, py);
+    GRAPHC_CUDA_LAUNCH_CHECK(what);
+  };
 }
 
 template <class T> Kernel fused_elementwise_factory(const KernelArgs& args) {
@@ -153,20 +168,21 @@ template <class T> Kernel fused_elementwise_factory(const KernelArgs& args) {
   }
   cpu::expect_dtype(args, args.out[0], dtype_of<T>(), "output");
   cpu::expect_broadcast_output(args, args.out[0], shapes);
-  const TensorRef& y = args.out[0];
-  const FusedDeviceProgram<T> p =
-      make_fused_program<T>(args, attrs::FusedElementwise(args).program, 0, false, y.dims, nullptr);
-  if (p.numel == 0) return no_op_kernel();
-  T* py = y.as<T>();
-  const cudaStream_t stream = stream_of(args);
-  const unsigned blocks = blocks_for(p.numel);
-  return [p, py, stream, blocks] {
-    fused_elementwise_kernel<T><<<blocks, kThreads, 0, stream>>>(p, py);
-    GRAPHC_CUDA_LAUNCH_CHECK("fused_elementwise");
-  };
+  return fused_program_kernel(args, attrs::FusedElementwise(args).program, 0, false);
 }
 
 }  // namespace
+
+Kernel fused_program_kernel(const KernelArgs& args, const std::string& text, int first_input, bool allow_product) {
+  // cpu::FusedProgram's checks, in its order.
+  if (args.out.empty()) args.fail("has no output for the program to write");
+  const DType dt = args.out[0].dtype;
+  if (dt != DType::F32 && dt != DType::F64) {
+    args.fail(std::string("output must be float32 or float64, got ") + dtype_name(dt));
+  }
+  if (dt == DType::F64) return fused_program_kernel_typed<double>(args, text, first_input, allow_product);
+  return fused_program_kernel_typed<float>(args, text, first_input, allow_product);
+}
 
 void register_elementwise_kernels(KernelRegistry& r) {
   add_binary<false, NumericTypes, cpu::AddF>(r, "add");

@@ -32,21 +32,24 @@
 namespace graphc {
 namespace cuda {
 
+// Capacity (make_fused_program refuses more, naming the limit): the whole program is below
+// 4 KB for float64, so it fits the classic kernel-parameter limit.
 constexpr int kFusedMaxStmts = 256;
-constexpr int kFusedMaxInputs = 64;
-constexpr int kFusedMaxGathers = 16;
-constexpr int kFusedMaxRegs = 32;
+constexpr int kFusedMaxInputs = 32;   // step inputs (fused_matmul's A and B included)
+constexpr int kFusedMaxGathers = 8;   // broadcast inputs that are neither full-size nor scalar
+constexpr int kFusedMaxRegs = 32;     // live registers (slots are reused after a register's last reader)
+constexpr int kFusedMaxAttrs = 16;    // pow statements (distinct exponents are stored per statement)
 
 template <class T> struct FusedDeviceProgram {
   // Where an operand comes from.
   enum Kind : uint8_t { Full = 0, Scalar = 1, Gather = 2, Product = 3, Reg = 4 };
-  struct Stmt {
-    T attr;          // pow's exponent, cast to T
+  struct Stmt {      // 8 bytes
     uint8_t op;      // cpu::EwOp
     uint8_t nargs;
     uint8_t kind[2];
-    int16_t index[2];  // Full/Scalar: input slot; Gather: gather slot; Reg: register slot
-    int16_t dst;       // register slot written (unused by the last statement)
+    uint8_t index[2];  // Full/Scalar: step input; Gather: gather slot; Reg: register slot
+    uint8_t dst;       // register slot written (unused by the last statement)
+    uint8_t attr;      // pow: its exponent's slot in attrs
   };
   int num_stmts = 0;
   int num_regs = 0;
@@ -55,10 +58,12 @@ template <class T> struct FusedDeviceProgram {
   const T* gather_base[kFusedMaxGathers] = {};
   Strides<1> gathers[kFusedMaxGathers];    // each broadcast input over the value's dims
   const T* product = nullptr;              // "p": fused_matmul's output buffer, read at item i
+  T attrs[kFusedMaxAttrs] = {};            // pow exponents, each cast to T
   Stmt stmts[kFusedMaxStmts];
 
-#if defined(__CUDACC__)
-  __device__ __forceinline__ T operand(uint8_t kind, int16_t index, int64_t i, const T* regs) const {
+  // GRAPHC_HD: the kernels call it on the device; a host build can check it against the CPU's
+  // interpreter.
+  GRAPHC_HD T operand(uint8_t kind, uint8_t index, int64_t i, const T* regs) const {
     switch (kind) {
       case Full: return inputs[index][i];
       case Scalar: return inputs[index][0];
@@ -75,7 +80,7 @@ template <class T> struct FusedDeviceProgram {
 
   // One member op on (a, b): the CPU's functors; pow with exponent 0.5 is sqrt, as the CPU's
   // pow loop (numpy's power(x, 0.5)).
-  static __device__ __forceinline__ T apply(uint8_t op, T a, T b, T attr) {
+  static GRAPHC_HD T apply(uint8_t op, T a, T b, T attr) {
     using cpu::EwOp;
     switch (static_cast<EwOp>(op)) {
       case EwOp::Add: return cpu::AddF{}(a, b);
@@ -99,20 +104,24 @@ template <class T> struct FusedDeviceProgram {
   }
 
   // Value item i.
-  __device__ T eval(int64_t i) const {
+  GRAPHC_HD T eval(int64_t i) const {
     T regs[kFusedMaxRegs];
     T v = T(0);
     for (int k = 0; k < num_stmts; ++k) {
       const Stmt& s = stmts[k];
       const T a = operand(s.kind[0], s.index[0], i, regs);
       const T b = s.nargs > 1 ? operand(s.kind[1], s.index[1], i, regs) : T(0);
-      v = apply(s.op, a, b, s.attr);
+      v = apply(s.op, a, b, attrs[s.attr]);
       if (k + 1 < num_stmts) regs[s.dst] = v;
     }
     return v;
   }
-#endif
+  GRAPHC_HD T value_at(int64_t flat) const { return eval(flat); }
 };
+static_assert(sizeof(FusedDeviceProgram<double>) <= 4096, "the fused program must fit 4 KB of kernel parameters");
+
+// RED's name for it (fused_reduce's prologue).
+template <class T> using DeviceProgram = FusedDeviceProgram<T>;
 
 namespace fused_detail {
 inline bool broadcasts_to(const std::vector<int64_t>& in, const std::vector<int64_t>& out) {
@@ -151,7 +160,8 @@ FusedDeviceProgram<T> make_fused_program(const KernelArgs& args, const std::stri
   const DType dt = cpu::dtype_of<T>();
   std::vector<int> kind_of(args.in.size(), -1), slot_of(args.in.size(), 0);
   int num_gathers = 0;
-  auto input_operand = [&](int i, uint8_t& kind, int16_t& index) {
+  int num_attrs = 0;
+  auto input_operand = [&](int i, uint8_t& kind, uint8_t& index) {
     const TensorRef& t = args.in[i];
     if (kind_of[i] < 0) {
       cpu::expect_dtype(args, t, dt, "input " + std::to_string(i));
@@ -178,7 +188,7 @@ FusedDeviceProgram<T> make_fused_program(const KernelArgs& args, const std::stri
       }
     }
     kind = static_cast<uint8_t>(kind_of[i]);
-    index = static_cast<int16_t>(kind_of[i] == P::Gather ? slot_of[i] : i);
+    index = static_cast<uint8_t>(kind_of[i] == P::Gather ? slot_of[i] : i);
   };
   // Register slots, as the CPU interpreter: free after the last reader.
   std::vector<int> last_use(nstmt, -1), slot_of_reg(nstmt, -1), free_slots;
@@ -191,7 +201,15 @@ FusedDeviceProgram<T> make_fused_program(const KernelArgs& args, const std::stri
     const cpu::FusedInstr& in = prog[k];
     typename P::Stmt& s = p.stmts[k];
     s.op = static_cast<uint8_t>(in.op);
-    s.attr = static_cast<T>(in.exponent);  // as the pow kernel: the attr cast to T
+    s.attr = 0;
+    if (in.op == static_cast<int>(cpu::EwOp::Pow)) {
+      if (num_attrs == kFusedMaxAttrs) {
+        args.fail("the program has more than " + std::to_string(kFusedMaxAttrs) +
+                  " pow statements; the CUDA interpreter takes that many at most");
+      }
+      p.attrs[num_attrs] = static_cast<T>(in.exponent);  // as the pow kernel: the attr cast to T
+      s.attr = static_cast<uint8_t>(num_attrs++);
+    }
     s.nargs = static_cast<uint8_t>(in.nargs);
     s.kind[0] = s.kind[1] = P::Scalar;
     s.index[0] = s.index[1] = 0;
@@ -203,7 +221,7 @@ FusedDeviceProgram<T> make_fused_program(const KernelArgs& args, const std::stri
         s.kind[a] = P::Product;
       } else {
         s.kind[a] = P::Reg;
-        s.index[a] = static_cast<int16_t>(slot_of_reg[in.index[a]]);
+        s.index[a] = static_cast<uint8_t>(slot_of_reg[in.index[a]]);
       }
     }
     for (int a = 0; a < in.nargs; ++a) {
@@ -214,7 +232,11 @@ FusedDeviceProgram<T> make_fused_program(const KernelArgs& args, const std::stri
     }
     if (k + 1 < nstmt) {
       if (free_slots.empty()) free_slots.push_back(p.num_regs++);
-      s.dst = static_cast<int16_t>(free_slots.back());
+      if (free_slots.back() >= kFusedMaxRegs) {
+        args.fail("the program needs more than " + std::to_string(kFusedMaxRegs) +
+                  " live registers; the CUDA interpreter has that many");
+      }
+      s.dst = static_cast<uint8_t>(free_slots.back());
       slot_of_reg[k] = free_slots.back();
       free_slots.pop_back();
       if (last_use[k] < 0) {
@@ -223,12 +245,27 @@ FusedDeviceProgram<T> make_fused_program(const KernelArgs& args, const std::stri
       }
     }
   }
-  if (p.num_regs > kFusedMaxRegs) {
+  if (p.num_regs > kFusedMaxRegs) {  // (slots above 255 would not fit a Stmt either)
     args.fail("the program needs " + std::to_string(p.num_regs) + " live registers; the CUDA interpreter has " +
               std::to_string(kFusedMaxRegs));
   }
   return p;
 }
+
+// fused_reduce's prologue: a program over `value_dims` whose value goes to the caller's kernel
+// (as cpu::FusedProgram(args, text, value_dims): inputs from 0, no "p").
+template <class T>
+FusedDeviceProgram<T> make_device_program(const KernelArgs& args, const std::string& text,
+                                          const std::vector<int64_t>& value_dims) {
+  return make_fused_program<T>(args, text, 0, false, value_dims, nullptr);
+}
+
+// The program over args.out[0] as a Kernel: cpu::FusedProgram(args, text, first_input,
+// allow_product)'s checks and messages; the Kernel runs one thread per output item (grid-stride)
+// on stream_of(args), "p" reading out[0] at the same item before it is overwritten (fused_matmul:
+// the product is already there).  No launch for an empty output; a dry prepare only validates.
+// Defined in elementwise.cu (fused_elementwise is this with first_input 0, no "p").
+Kernel fused_program_kernel(const KernelArgs& args, const std::string& text, int first_input, bool allow_product);
 
 }  // namespace cuda
 }  // namespace graphc
