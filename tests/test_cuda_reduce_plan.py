@@ -115,3 +115,20 @@ def test_scan_and_topk_prepare_on_cuda():
         t = gc.take_along_axis(x, idx, axis=1)
         outs += [v, i, v2, i2, v3, i3, t]
     _prepare(g, [o.name for o in outs])
+
+
+def test_fused_reduce_plans_the_partials_and_prepares():
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (4, 1 << 16))
+        y = gc.sum(x * x, axis=1)
+        z = gc.mean(gc.exp(x), axis=None)
+    fetches = [y.name, z.name]
+    cuda = _workspaces(gc.compile(g, fetches=fetches, target="cuda"))
+    cpu = _workspaces(gc.compile(g, fetches=fetches, target="cpu"))
+    fused = [ws for op, ws in cuda if op == "fused_reduce"]
+    assert len(fused) == 2, cuda  # the fusion pass made both: the test's premise
+    want = sorted([[4 * cuda_reduce_splits((4, 1 << 16), [False, True])[1]],
+                   [cuda_reduce_splits((4, 1 << 16), [True, True])[1]]])
+    assert sorted(ws[0][1] for ws in fused) == want
+    assert all(ws == [] for _, ws in cpu)
+    _prepare(g, fetches)

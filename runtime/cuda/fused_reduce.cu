@@ -4,28 +4,29 @@
 // Each output reduces one contiguous run of `run` values of the program (trailing axes only).
 // One block per (output, split) — reduce.cu's rows kernel with the loads replaced by the
 // program's value at the flat index (the device interpreter of cpu::FusedProgram:
-// fused_program.cuh's DeviceProgram<T>::value_at, ELEM's): thread t accumulates values t,
+// fused_program.cuh's FusedDeviceProgram<T>::eval, ELEM's, passed by value as a
+// __grid_constant__ parameter): thread t accumulates values t,
 // t + BS, ... of its chunk in the CPU's accumulator (double for float32), a fixed-tree block
 // reduction, and for long runs of few outputs the split's partials go to the planned workspace
 // (graphc/ops/fused.py plans it for target "cuda" with reduce.py's cuda_reduce_workspace) and a
 // second pass combines them in order.  No atomics: two runs give the same bits; the values never
 // reach memory.  sum of nothing is 0, mean of nothing NaN (as the CPU).
 //
-// Built only when fused_program.cuh provides the device program (it defines
-// GRAPHC_CUDA_DEVICE_PROGRAM); without it "fused_reduce" is not registered on CUDA (the schema
-// test names it).
+// Built only when fused_program.cuh is there; without it "fused_reduce" is not registered on
+// CUDA (the schema test names it).
 #include <limits>
 
 #include "reduce_common.cuh"
 
 #if __has_include("fused_program.cuh")
 #include "fused_program.cuh"
+#define GRAPHC_FUSED_REDUCE_ON_CUDA 1
 #endif
 
 namespace graphc {
 namespace cuda {
 
-#if defined(GRAPHC_CUDA_DEVICE_PROGRAM)
+#if defined(GRAPHC_FUSED_REDUCE_ON_CUDA)
 namespace {
 
 // reduce.cu's split rule for rows (graphc/ops/reduce.py cuda_reduce_splits).
@@ -35,7 +36,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Block (output o, split s) of nout * splits.
 template <ROp R, class T, class P, int BS>
-__global__ void __launch_bounds__(BS) fused_reduce_rows_kernel(P prog, T* __restrict__ y,
+__global__ void __launch_bounds__(BS) fused_reduce_rows_kernel(const __grid_constant__ P prog, T* __restrict__ y,
                                                                 typename AccOf<T>::type* __restrict__ partial,
                                                                 int64_t nout, int64_t run, int64_t chunk,
                                                                 int64_t splits) {
@@ -45,7 +46,7 @@ __global__ void __launch_bounds__(BS) fused_reduce_rows_kernel(P prog, T* __rest
     const int64_t o = b / splits, s = b - o * splits;
     const int64_t lo = s * chunk, hi = std::min(run, lo + chunk);
     A acc = identity_of<R, A>();
-    for (int64_t r = lo + threadIdx.x; r < hi; r += BS) acc = comb(acc, static_cast<A>(prog.value_at(o * run + r)));
+    for (int64_t r = lo + threadIdx.x; r < hi; r += BS) acc = comb(acc, static_cast<A>(prog.eval(o * run + r)));
     acc = block_reduce<BS>(acc, comb);
     if (threadIdx.x == 0) {
       if (splits == 1) {
@@ -74,20 +75,20 @@ template <class T> __global__ void fused_fill_kernel(T* __restrict__ y, int64_t 
 }
 
 template <ROp R, class T, int BS>
-Kernel launch_rows(const DeviceProgram<T>& prog, T* py, typename AccOf<T>::type* partial, int64_t nout, int64_t run,
+Kernel launch_rows(const FusedDeviceProgram<T>& prog, T* py, typename AccOf<T>::type* partial, int64_t nout, int64_t run,
                    int64_t chunk, int64_t splits, cudaStream_t stream) {
   using A = typename AccOf<T>::type;
   const unsigned grid = grid_for_blocks(nout * splits);
   if (splits == 1) {
     return [=] {
-      fused_reduce_rows_kernel<R, T, DeviceProgram<T>, BS><<<grid, BS, 0, stream>>>(prog, py, partial, nout, run, chunk,
+      fused_reduce_rows_kernel<R, T, FusedDeviceProgram<T>, BS><<<grid, BS, 0, stream>>>(prog, py, partial, nout, run, chunk,
                                                                                    splits);
       GRAPHC_CUDA_LAUNCH_CHECK("fused_reduce");
     };
   }
   const unsigned grid2 = grid_for_blocks(nout);
   return [=] {
-    fused_reduce_rows_kernel<R, T, DeviceProgram<T>, BS><<<grid, BS, 0, stream>>>(prog, py, partial, nout, run, chunk,
+    fused_reduce_rows_kernel<R, T, FusedDeviceProgram<T>, BS><<<grid, BS, 0, stream>>>(prog, py, partial, nout, run, chunk,
                                                                                  splits);
     GRAPHC_CUDA_LAUNCH_CHECK("fused_reduce");
     fused_reduce_partials_kernel<R, A, T, 128><<<grid2, 128, 0, stream>>>(partial, py, nout, splits, run);
@@ -96,7 +97,7 @@ Kernel launch_rows(const DeviceProgram<T>& prog, T* py, typename AccOf<T>::type*
 }
 
 template <ROp R, class T>
-Kernel launch(const DeviceProgram<T>& prog, T* py, typename AccOf<T>::type* partial, int64_t nout, int64_t run,
+Kernel launch(const FusedDeviceProgram<T>& prog, T* py, typename AccOf<T>::type* partial, int64_t nout, int64_t run,
               int64_t chunk, int64_t splits, cudaStream_t stream) {
   const int64_t per_block = splits > 1 ? chunk : run;
   if (per_block <= 128) return launch_rows<R, T, 32>(prog, py, partial, nout, run, chunk, splits, stream);
@@ -150,7 +151,7 @@ template <class T> Kernel fused_reduce_kernel(const KernelArgs& args) {
     }
   }
   cpu::expect_dims(args, y, want, "output");
-  const DeviceProgram<T> prog = make_device_program<T>(args, attr.program, value);
+  const FusedDeviceProgram<T> prog = make_fused_program<T>(args, attr.program, 0, false, value, nullptr);
   const int64_t nout = numel_of(y);
   T* py = y.as<T>();
   if (nout == 0) return no_op_kernel();
