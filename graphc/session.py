@@ -231,11 +231,17 @@ class _Entry:
             try:
                 run(*args)
             except errors.GraphcError as e:
-                if self.label:
-                    self._raise(type(e), str(e))
-                raise
+                self._reraise_typed(e)
             except RuntimeError as e:
                 self._raise(errors.RuntimeExecutionError, explain_step_error(self._proto, str(e)))
+
+    def _reraise_typed(self, e):
+        """Re-raise a typed runtime error with the entry's label; a DeviceError that names a step
+        (a CUDA fault: the Session can no longer be used) gets the step's file:line as well."""
+        msg = explain_step_error(self._proto, str(e)) if isinstance(e, errors.DeviceError) else str(e)
+        if self.label or msg != str(e):
+            self._raise(type(e), msg)
+        raise e
 
     def _feed_arrays(self, feeds):
         # Fast path for the common call: a dict of str keys to C-contiguous numpy arrays of
@@ -593,9 +599,7 @@ class Session:
             try:
                 secs = e._exec.profile(arrays, iters, warmup)
             except errors.GraphcError as exc:
-                if e.label:
-                    e._raise(type(exc), str(exc))
-                raise
+                e._reraise_typed(exc)
             except RuntimeError as exc:
                 e._raise(errors.RuntimeExecutionError, explain_step_error(e._proto, str(exc)))
         out = []

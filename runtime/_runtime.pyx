@@ -18,7 +18,11 @@ from libcpp.string cimport string
 from libcpp.utility cimport move
 from libcpp.vector cimport vector
 
-from device cimport ErrorKind, built_devices, classify_current_exception, cuda_built as c_cuda_built, set_exception_hook
+from device cimport (CudaOptions, ErrorKind, built_devices, classify_current_exception, cuda_built as c_cuda_built,
+                    cuda_info as c_cuda_info, cuda_library_dirs as c_cuda_library_dirs,
+                    cuda_load_library as c_cuda_load_library, cuda_options as c_cuda_options,
+                    cuda_status as c_cuda_status, set_cuda_library_dirs as c_set_cuda_library_dirs,
+                    set_exception_hook)
 from executor cimport Binding as CBinding, Executor as CExecutor, ExecutorOptions, SharedState
 from fused_program cimport fused_ops as c_fused_ops
 from isa cimport active_isa, detected_isa, isa_name, set_isa_cap
@@ -89,6 +93,89 @@ def cuda_built():
 def devices():
     """Names of the devices this build has kernels for, "cpu" first."""
     return [d.decode() for d in built_devices()]
+
+
+# Whether the CUDA library folders were set (by set_cuda_library_dirs, or from NVIDIA's wheels
+# by _cuda_library_dirs_default before the first use of device 'cuda').
+cdef bint _cuda_dirs_set = False
+
+
+def set_cuda_library_dirs(dirs):
+    """The folders searched first for libcublasLt.so.13 and libcudnn.so.9, before the system's
+    library path (runtime/cuda/libs.h).  By default, those of NVIDIA's pip wheels
+    (graphc._cuda_libs.library_dirs()), set on the first use of device 'cuda'.  A library
+    stays loaded once found."""
+    global _cuda_dirs_set
+    cdef vector[string] v
+    for d in dirs:
+        v.push_back(_b(str(d)))
+    c_set_cuda_library_dirs(v)
+    _cuda_dirs_set = True
+
+
+def cuda_library_dirs():
+    """The folders set_cuda_library_dirs gave (after the default was applied, if it was)."""
+    return [d.decode("utf-8", "replace") for d in c_cuda_library_dirs()]
+
+
+cdef _cuda_library_dirs_default():
+    if not _cuda_dirs_set:
+        from graphc import _cuda_libs
+        set_cuda_library_dirs(_cuda_libs.library_dirs())
+
+
+def cuda_status():
+    """"" when a Session on device "cuda" can open here, else the reason (the DeviceError
+    message it would raise: not built, no driver, no GPU, the driver too old, cuBLASLt
+    missing, ...).  Never raises."""
+    if not c_cuda_built():
+        return c_cuda_status().decode("utf-8", "replace")
+    _cuda_library_dirs_default()
+    return c_cuda_status().decode("utf-8", "replace")
+
+
+def cuda_info():
+    """Facts about GPU 0 and the CUDA libraries, a dict of str: gpu, compute_capability,
+    sm_count, memory_bytes, driver_version, runtime_version, cublaslt_path, cublaslt_version,
+    cudnn_path and cudnn_version (or cudnn_missing), library_dirs.  graphc.errors.DeviceError
+    when device "cuda" is not available (the reason as cuda_status())."""
+    if c_cuda_built():
+        _cuda_library_dirs_default()
+    return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in c_cuda_info()}
+
+
+def cuda_load_library(which):
+    """Load CUDA library ``which`` ("cublasLt" or "cudnn") as device "cuda" would (the folders
+    of set_cuda_library_dirs, then the system's; major version checked) without opening the
+    device: {"path": ..., "version": int}.  graphc.errors.DeviceError naming the file, what was
+    searched and the fix; ValueError for another name."""
+    if c_cuda_built():
+        _cuda_library_dirs_default()
+    d = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in c_cuda_load_library(_b(which))}
+    d["version"] = int(d["version"])
+    return d
+
+
+def cuda_options():
+    """The CUDA settings of the environment as the runtime reads them: {"graphs": bool,
+    "sync": bool, "tf32": bool} from GRAPHC_CUDA_GRAPHS (default 1), GRAPHC_CUDA_SYNC (0) and
+    GRAPHC_CUDA_TF32 (0).  ValueError naming the variable unless each is unset, "", "0" or "1"."""
+    cdef CudaOptions o = c_cuda_options()
+    return {"graphs": bool(o.graphs), "sync": bool(o.sync), "tf32": bool(o.tf32)}
+
+
+def prepare_only(plan_msg, device="cpu"):
+    """A dry prepare of ``plan_msg`` (a graphc.Plan protobuf message, as Executor takes) on
+    ``device``: validates the plan and calls every step's kernel factory from that device's
+    registry with fake tensor pointers and no device (runtime/kernel_registry.h), running
+    nothing and allocating no tensor.  Works for "cuda" on a machine without a GPU (a CUDA
+    build).  ValueError naming the step (``step N (node 'x', op 'y'): ...``) when a factory
+    refuses it or the plan is malformed; graphc.errors.DeviceError for a device this build
+    lacks."""
+    cdef PlanDesc desc = _plan_desc(plan_msg)
+    cdef string dev = _b(device)
+    with nogil:
+        CExecutor.prepare_only(desc, dev)
 
 
 def cpu_isa(detected=False):
@@ -396,6 +483,8 @@ cdef class Executor:
         options.threads = threads
         options.poison = poison
         options.device = _b(device)
+        if device == "cuda" and c_cuda_built():
+            _cuda_library_dirs_default()
         options.limits.memory_limit = _memory_limit(memory_limit)
         arena_bytes = int(arena_bytes)
         if arena_bytes < 0 or arena_bytes >= 2 ** 64:
@@ -416,6 +505,13 @@ cdef class Executor:
     @property
     def poison(self):
         return self.ptr.poison()
+
+    @property
+    def cuda_graph_state(self):
+        """On device "cuda": "captured" (run() replays one CUDA graph), "not yet" (before the
+        second run), "off (GRAPHC_CUDA_GRAPHS=0)", "off (GRAPHC_CUDA_SYNC=1)" or "failed: <why>"
+        (the capture failed; runs go step by step).  "" on other devices."""
+        return self.ptr.cuda_graph_state().decode("utf-8", "replace")
 
     @property
     def arena_bytes(self):

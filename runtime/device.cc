@@ -4,7 +4,14 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <stdexcept>
 #include <utility>
+
+#ifdef GRAPHC_WITH_CUDA
+#include "cuda/cuda_device.h"
+#include "cuda/libs.h"
+#endif
 
 namespace graphc {
 
@@ -81,12 +88,92 @@ std::vector<std::string> built_devices() {
   return names;
 }
 
+namespace {
+const char* const kNotBuilt =
+    "device 'cuda' is not available: this graphc was not built with CUDA (nvcc was not found at build time); "
+    "use device 'cpu'";
+
+bool env_flag(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || v[0] == '\0') return fallback;
+  if (std::strcmp(v, "0") == 0) return false;
+  if (std::strcmp(v, "1") == 0) return true;
+  std::string shown(v);
+  if (shown.size() > 40) shown = shown.substr(0, 40) + "...";
+  throw std::invalid_argument(std::string(name) + " must be 0 or 1 (or unset), got '" + shown + "'");
+}
+
+std::mutex g_dirs_mutex;
+std::vector<std::string>& library_dirs_storage() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+}  // namespace
+
+CudaOptions cuda_options() {
+  CudaOptions o;
+  o.graphs = env_flag("GRAPHC_CUDA_GRAPHS", true);
+  o.sync = env_flag("GRAPHC_CUDA_SYNC", false);
+  o.tf32 = env_flag("GRAPHC_CUDA_TF32", false);
+  return o;
+}
+
+void set_cuda_library_dirs(const std::vector<std::string>& dirs) {
+  std::lock_guard<std::mutex> lock(g_dirs_mutex);
+  library_dirs_storage() = dirs;
+}
+
+std::vector<std::string> cuda_library_dirs() {
+  std::lock_guard<std::mutex> lock(g_dirs_mutex);
+  return library_dirs_storage();
+}
+
+#ifdef GRAPHC_WITH_CUDA
+
+std::string cuda_status() {
+  try {
+    return cuda::unavailable_reason(0);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> cuda_info() { return cuda::device_info(0); }
+
+std::vector<std::pair<std::string, std::string>> cuda_load_library(const std::string& which) {
+  cuda::LoadedLibrary lib;
+  if (which == "cublasLt") {
+    cuda::load_cublaslt(&lib);
+  } else if (which == "cudnn") {
+    std::string missing;
+    if (cuda::load_cudnn(&lib, &missing) == nullptr) throw DeviceUnavailable(missing);
+  } else {
+    throw std::invalid_argument("unknown CUDA library '" + which.substr(0, 64) + "' (cublasLt, cudnn)");
+  }
+  return {{"path", lib.path}, {"version", std::to_string(lib.version)}};
+}
+
+#else
+
+std::string cuda_status() { return kNotBuilt; }
+std::vector<std::pair<std::string, std::string>> cuda_info() { throw DeviceUnavailable(kNotBuilt); }
+std::vector<std::pair<std::string, std::string>> cuda_load_library(const std::string& which) {
+  if (which != "cublasLt" && which != "cudnn") {
+    throw std::invalid_argument("unknown CUDA library '" + which.substr(0, 64) + "' (cublasLt, cudnn)");
+  }
+  throw DeviceUnavailable(kNotBuilt);
+}
+
+#endif
+
 std::shared_ptr<Device> make_device(const std::string& name) {
   if (name == "cpu") return std::make_shared<CpuDevice>();
   if (name == "cuda") {
-    // Later issues add the CUDA device here (and "no driver" / "no GPU" reasons).
-    throw DeviceUnavailable("device 'cuda' is not available: this graphc was not built with CUDA "
-                            "(nvcc was not found at build time); use device 'cpu'");
+#ifdef GRAPHC_WITH_CUDA
+    return std::make_shared<cuda::CudaDevice>(0);
+#else
+    throw DeviceUnavailable(kNotBuilt);
+#endif
   }
   std::string shown = name.size() > 64 ? name.substr(0, 64) + "..." : name;
   throw DeviceUnavailable("unknown device '" + shown + "'; this build has: cpu" +

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "errors.h"
@@ -63,6 +64,40 @@ std::vector<std::string> built_devices();
 
 // Whether this build was compiled with the CUDA runtime (GRAPHC_WITH_CUDA).
 bool cuda_built();
+
+// The CUDA settings of the environment, read when a CUDA executor or device opens:
+// GRAPHC_CUDA_GRAPHS (default 1: capture a run into a CUDA graph and replay it),
+// GRAPHC_CUDA_SYNC (default 0; 1: synchronise and check after every step, no graph),
+// GRAPHC_CUDA_TF32 (default 0; 1: TF32 tensor cores for float32 matmul and conv).  Each must
+// be unset, empty, "0" or "1"; std::invalid_argument naming the variable otherwise.
+struct CudaOptions {
+  bool graphs = true;
+  bool sync = false;
+  bool tf32 = false;
+};
+CudaOptions cuda_options();
+
+// "" when device 'cuda' can be opened (a CUDA build, a driver, a GPU of compute capability
+// 8.0 or later, cuBLASLt), else why: DeviceUnavailable's message.  Never throws.
+std::string cuda_status();
+
+// Facts about GPU 0 and the loaded libraries ("gpu", "compute_capability", "sm_count",
+// "memory_bytes", "driver_version", "runtime_version", "cublaslt_path", "cublaslt_version",
+// "cudnn_path", "cudnn_version" or "cudnn_missing", "library_dirs"), in that order.
+// DeviceUnavailable when device 'cuda' cannot be opened.
+std::vector<std::pair<std::string, std::string>> cuda_info();
+
+// The folders searched first for the CUDA libraries (libcublasLt.so.13, libcudnn.so.9), before
+// the system's library path; graphc/_cuda_libs.py sets those of NVIDIA's wheels.  Takes
+// effect for libraries not loaded yet (a library stays loaded once found).
+void set_cuda_library_dirs(const std::vector<std::string>& dirs);
+std::vector<std::string> cuda_library_dirs();
+
+// Loads CUDA library `which` ("cublasLt" or "cudnn") as a CUDA device would (search order
+// above, major version checked) without opening a device: {"path", "version"}.
+// DeviceUnavailable naming the file, the folders searched and the fix; in a build without
+// CUDA, that it is not built.  For tests and `graphc info`.
+std::vector<std::pair<std::string, std::string>> cuda_load_library(const std::string& which);
 
 // An owned block of device memory (move-only).
 class DeviceBuffer {

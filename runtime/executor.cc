@@ -6,7 +6,13 @@
 #include <cstdint>
 #include <new>
 #include <stdexcept>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
+
+#ifdef GRAPHC_WITH_CUDA
+#include "cuda/common.cuh"  // ErrorSlot, CudaDevice
+#endif
 
 namespace graphc {
 
@@ -31,11 +37,13 @@ Executor::Executor(PlanDesc plan, const ExecutorOptions& options, std::shared_pt
   KernelRegistry::for_device(device_->name());  // DeviceUnavailable before any work
   validate_plan(plan_, options_.limits);
   try {
+    reserve_memory(share != nullptr);
     if (share) {
       attach(share);
     } else {
       allocate();
     }
+    if (device_->name() == "cuda") cuda_open();
     point_values();
     prepare_steps();
   } catch (const std::bad_alloc&) {
@@ -44,6 +52,11 @@ Executor::Executor(PlanDesc plan, const ExecutorOptions& options, std::shared_pt
 }
 
 namespace {
+std::string plan_step_label(const PlanDesc& plan, size_t i) {
+  const StepDesc& st = plan.steps[i];
+  return "step " + std::to_string(i) + " (node '" + shorten(st.node) + "', op '" + shorten(st.op) + "')";
+}
+
 const uint64_t kConstantVersion = 0;
 // Versions of persistent values are drawn from one process-wide counter, so a version is never
 // reused, even by another executor: a cache keyed by (version pointer, version) can never take
@@ -92,6 +105,26 @@ void check_shared_memory(const PlanDesc& plan, const ExecutorOptions& options, u
   }
 }
 }  // namespace
+
+// Device::reserve with what this executor is about to allocate: the arena and the persistent
+// store unless it attaches to another executor's, its constants, and (CUDA) the error slot;
+// each block rounded up to 256 bytes as the CUDA pool places them.
+void Executor::reserve_memory(bool attaching) {
+  auto round = [](uint64_t n) { return n == 0 ? 256 : (n + 255) / 256 * 256; };
+  uint64_t total = 256;  // the error slot
+  if (!attaching) {
+    total += round(std::max<uint64_t>(plan_.arena_bytes, options_.arena_bytes));
+  }
+  for (const auto* list : {&plan_.persistent, &plan_.constants}) {
+    if (attaching && list == &plan_.persistent) continue;
+    for (const TensorData& t : *list) {
+      uint64_t nbytes = 0;
+      tensor_nbytes(t.dims, t.dtype, &nbytes);  // validated
+      total += round(nbytes);
+    }
+  }
+  device_->reserve(total);
+}
 
 // A state of this executor's own: an arena of max(plan, options) bytes and the persistent store
 // filled from the plan's init data.
@@ -161,10 +194,7 @@ void Executor::point_values() {
   }
 }
 
-std::string Executor::step_label(size_t i) const {
-  const StepDesc& st = plan_.steps[i];
-  return "step " + std::to_string(i) + " (node '" + shorten(st.node) + "', op '" + shorten(st.op) + "')";
-}
+std::string Executor::step_label(size_t i) const { return plan_step_label(plan_, i); }
 
 // Which persistent tensors a run may write (a step's output, or a feed): the others, and
 // constants, are read-only across runs, and kernels may cache what they derive from them
@@ -208,13 +238,17 @@ void Executor::prepare_steps() {
   }
 }
 
-// The kernel of step `s` over the value pointers `ptrs` (value_ptrs_, or a binding's).
-Kernel Executor::make_kernel(size_t s, const std::vector<void*>& ptrs) const {
-  const KernelRegistry& reg = KernelRegistry::for_device(device_->name());
-  const KernelContext ctx{options_.threads, device_.get(), device_->stream()};
-  const StepDesc& st = plan_.steps[s];
+namespace {
+
+// The kernel of step `s` of `plan` from `reg` over the value pointers `ptrs`; `version(idx)`
+// gives KernelArgs::in_version of value idx.  std::invalid_argument naming the step when the
+// registry has no kernel for it or its factory refuses it.
+template <class VersionOf>
+Kernel build_kernel(const PlanDesc& plan, size_t s, const std::vector<void*>& ptrs, const KernelRegistry& reg,
+                    const std::string& device_name, const KernelContext& ctx, VersionOf version) {
+  const StepDesc& st = plan.steps[s];
   auto ref = [&](int32_t idx) {
-    const ValueDesc& v = plan_.values[idx];
+    const ValueDesc& v = plan.values[idx];
     return TensorRef{ptrs[idx], v.dtype, v.dims};
   };
   std::vector<TensorRef> ins, outs;
@@ -224,26 +258,88 @@ Kernel Executor::make_kernel(size_t s, const std::vector<void*>& ptrs) const {
   const KernelFactory* factory = reg.find(st.op, key);
   if (factory == nullptr) {
     if (!reg.has_op(st.op)) {
-      throw std::invalid_argument(step_label(s) + ": unknown op '" + shorten(st.op) + "' (no " + device_->name() +
-                                  " kernel)");
+      throw std::invalid_argument(plan_step_label(plan, s) + ": unknown op '" + shorten(st.op) + "' (no " +
+                                  device_name + " kernel)");
     }
-    throw std::invalid_argument(step_label(s) + ": no " + device_->name() + " kernel for dtype " + dtype_name(key));
+    throw std::invalid_argument(plan_step_label(plan, s) + ": no " + device_name + " kernel for dtype " +
+                                dtype_name(key));
   }
   KernelArgs args(st, std::move(ins), std::move(outs), ctx);
+  args.ctx.step_index = static_cast<int64_t>(s);
   args.in_version.reserve(st.inputs.size());
-  for (int32_t idx : st.inputs) args.in_version.push_back(read_only_version(idx));
+  for (int32_t idx : st.inputs) args.in_version.push_back(version(idx));
   // Workspaces are arena values: a binding's ptrs carry the executor's own arena pointers for them.
   for (int32_t idx : st.workspaces) args.ws.push_back(ref(idx));
   try {
     return (*factory)(args);
   } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(step_label(s) + ": " + e.what());
+    throw std::invalid_argument(plan_step_label(plan, s) + ": " + e.what());
   } catch (const std::bad_alloc&) {
     throw;
   } catch (const std::exception& e) {
     // A factory must throw std::invalid_argument for a bad step; anything else is
     // still the plan's fault at load time.
-    throw std::invalid_argument(step_label(s) + ": " + e.what());
+    throw std::invalid_argument(plan_step_label(plan, s) + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+// The kernel of step `s` over the value pointers `ptrs` (value_ptrs_, or a binding's).
+Kernel Executor::make_kernel(size_t s, const std::vector<void*>& ptrs) const {
+  const KernelRegistry& reg = KernelRegistry::for_device(device_->name());
+  KernelContext ctx{options_.threads, device_.get(), device_->stream()};
+  ctx.error_slot = cuda_error_slot();
+  return build_kernel(plan_, s, ptrs, reg, device_->name(), ctx,
+                      [this](int32_t idx) { return read_only_version(idx); });
+}
+
+// Fake device addresses: every root value gets its own 256-aligned range above this base
+// (arena values at base + offset, then the persistent tensors, then the constants), so a
+// factory sees distinct, aligned, non-null pointers that nothing ever dereferences.
+void Executor::prepare_only(const PlanDesc& plan, const std::string& device) {
+  const KernelRegistry& reg = KernelRegistry::for_device(device);  // DeviceUnavailable when not built
+  Limits limits;
+  limits.memory_limit = UINT64_MAX;  // nothing is allocated
+  validate_plan(plan, limits);
+  constexpr uintptr_t kBase = uintptr_t(1) << 32;
+  auto round = [](uint64_t n) { return (n + 255) / 256 * 256 + 256; };
+  std::vector<uintptr_t> persistent_at(plan.persistent.size()), constant_at(plan.constants.size());
+  uintptr_t next = kBase + round(plan.arena_bytes);
+  auto place = [&](const std::vector<TensorData>& list, std::vector<uintptr_t>& at) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      uint64_t nbytes = 0;
+      tensor_nbytes(list[i].dims, list[i].dtype, &nbytes);  // validated
+      at[i] = next;
+      next += round(nbytes);
+    }
+  };
+  place(plan.persistent, persistent_at);
+  place(plan.constants, constant_at);
+  std::vector<void*> ptrs(plan.values.size(), nullptr);
+  for (size_t i = 0; i < plan.values.size(); ++i) {
+    const ValueDesc& v = plan.values[i];
+    switch (v.storage) {
+      case Storage::Arena: ptrs[i] = reinterpret_cast<void*>(kBase + v.offset); break;
+      case Storage::Persistent: ptrs[i] = reinterpret_cast<void*>(persistent_at[v.index]); break;
+      case Storage::Constant: ptrs[i] = reinterpret_cast<void*>(constant_at[v.index]); break;
+      case Storage::View: break;
+    }
+  }
+  for (size_t i = 0; i < plan.values.size(); ++i) {
+    if (plan.values[i].storage == Storage::View) ptrs[i] = ptrs[plan.values[i].alias_of];
+  }
+  // Constants and persistent values get a version as in a real executor (read-only inputs).
+  const uint64_t version = 0;
+  auto version_of = [&](int32_t idx) -> const uint64_t* {
+    const ValueDesc& v = plan.values[idx];
+    const ValueDesc& root = v.storage == Storage::View ? plan.values[v.alias_of] : v;
+    return root.storage == Storage::Constant || root.storage == Storage::Persistent ? &version : nullptr;
+  };
+  KernelContext ctx;  // device, stream and error slot nullptr: a dry prepare
+  for (size_t s = 0; s < plan.steps.size(); ++s) {
+    Kernel k = build_kernel(plan, s, ptrs, reg, device, ctx, version_of);
+    (void)k;
   }
 }
 
@@ -257,6 +353,7 @@ std::string Executor::feed_refusal(size_t k) const {
     throw std::invalid_argument("feed " + std::to_string(k) + " out of range (the plan has " +
                                 std::to_string(plan_.feeds.size()) + ")");
   }
+  if (cuda_) return "device 'cuda': feeds are copied through pinned staging";
   // validate_plan: a feed is an arena value that no step writes, so the kernels only
   // read it and any memory of its bytes will do.
   if (plan_.values[plan_.feeds[k]].nbytes == 0) return "it has no bytes";
@@ -268,6 +365,7 @@ std::string Executor::fetch_refusal(size_t k) const {
     throw std::invalid_argument("fetch " + std::to_string(k) + " out of range (the plan has " +
                                 std::to_string(plan_.fetches.size()) + ")");
   }
+  if (cuda_) return "device 'cuda': fetches are copied through pinned staging";
   const int32_t idx = plan_.fetches[k];
   const int32_t r = root(idx);
   const ValueDesc& v = plan_.values[r];
@@ -520,6 +618,7 @@ void Executor::run(const std::vector<const void*>& feeds, const std::vector<void
     if (feeds[i] == nullptr && v.nbytes != 0) throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
   }
   std::lock_guard<std::mutex> lock(share_->mutex);
+  if (cuda_) return cuda_run(feeds, fetches);
   copy_feeds(feeds, value_ptrs_);
   run_steps(kernel_ptrs_, value_ptrs_, nullptr);
   // Still under the lock: the next run may overwrite these bytes.
@@ -543,6 +642,8 @@ void Executor::run(const Binding& b, const std::vector<const void*>& feeds, cons
     }
   }
   std::lock_guard<std::mutex> lock(share_->mutex);
+  // On CUDA a binding redirects nothing (feed_refusal/fetch_refusal): the plain run.
+  if (cuda_) return cuda_run(feeds, fetches);
   copy_feeds(feeds, b.value_ptrs_);
   run_steps(b.kernels_, b.value_ptrs_, &b.caller_memory_);
   copy_fetches(fetches, b.value_ptrs_);
@@ -563,12 +664,17 @@ std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int
   std::vector<double> times(n * static_cast<size_t>(iters), 0.0);
   for (int r = 0; r < warmup + iters; ++r) {
     copy_feeds(feeds, value_ptrs_);
+    if (cuda_) cuda_profile_begin();
     const bool timed = r >= warmup;
     const size_t it = timed ? static_cast<size_t>(r - warmup) : 0;
     for (size_t s = 0; s < n; ++s) {
       auto t0 = Clock::now();
       run_step(kernels_[s], s);
-      device_->synchronize();
+      if (cuda_) {
+        cuda_sync_step(s);
+      } else {
+        device_->synchronize();
+      }
       auto t1 = Clock::now();
       if (timed) times[s * iters + it] = std::chrono::duration<double>(t1 - t0).count();
       if (options_.poison) poison_frees(s, value_ptrs_, nullptr);
@@ -583,5 +689,241 @@ std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int
   }
   return medians;
 }
+
+// ---- CUDA ----------------------------------------------------------------------------------
+//
+// A CUDA run (docs/runtime.md, "CUDA"): the caller's feeds are copied (host memcpy) into pinned
+// staging; then one enqueue of the whole step on the device's stream — reset the error slot,
+// copy the staged feeds to their arena values, every kernel, the poison memsets, copy every
+// fetch and the error slot back to pinned staging — either directly (the first run, and every
+// run when GRAPHC_CUDA_GRAPHS=0 or GRAPHC_CUDA_SYNC=1) or by replaying the graph captured from
+// that enqueue on the second run; one stream synchronisation; a data error a kernel recorded
+// in the slot is raised naming its step; the staged fetches are copied to the caller.
+
+#ifdef GRAPHC_WITH_CUDA
+
+struct Executor::CudaState {
+  cuda::CudaDevice* dev = nullptr;
+  DeviceBuffer slot;                   // one cuda::ErrorSlot in device memory
+  void* pinned = nullptr;              // the pinned block: the host slot, then feeds, then fetches
+  size_t pinned_bytes = 0;
+  cuda::ErrorSlot* host_slot = nullptr;
+  std::vector<uint8_t*> feed_stage;    // per feed (plan order); nullptr for a value of no bytes
+  std::vector<uint8_t*> fetch_stage;   // per fetch
+  std::vector<int32_t> bumped;         // persistent indices a run writes (steps' outputs, feeds)
+  std::unique_ptr<cuda::CudaGraph> graph;
+  bool graphs = true;                  // GRAPHC_CUDA_GRAPHS
+  bool sync_each_step = false;         // GRAPHC_CUDA_SYNC
+  std::string graph_failure;           // why the capture failed (graphs are then off)
+  int64_t runs = 0;                    // completed runs
+
+  ~CudaState() {
+    if (pinned != nullptr) dev->free_pinned(pinned);
+  }
+};
+
+void* Executor::cuda_error_slot() const { return cuda_ ? cuda_->slot.data() : nullptr; }
+
+void Executor::cuda_open() {
+  auto* dev = dynamic_cast<cuda::CudaDevice*>(device_.get());
+  if (dev == nullptr) throw std::logic_error("device 'cuda' is not a CudaDevice");
+  const CudaOptions opt = cuda_options();
+  auto cs = std::make_unique<CudaState>();
+  cs->dev = dev;
+  cs->graphs = opt.graphs && !opt.sync;
+  cs->sync_each_step = opt.sync;
+  cs->slot = DeviceBuffer(dev, sizeof(cuda::ErrorSlot));
+  auto round = [](size_t n) { return (n + 63) / 64 * 64; };
+  size_t total = round(sizeof(cuda::ErrorSlot));
+  for (int32_t idx : plan_.feeds) total += round(plan_.values[idx].nbytes);
+  for (int32_t idx : plan_.fetches) total += round(plan_.values[idx].nbytes);
+  cs->pinned = dev->alloc_pinned(total);
+  cs->pinned_bytes = total;
+  auto* p = static_cast<uint8_t*>(cs->pinned);
+  cs->host_slot = reinterpret_cast<cuda::ErrorSlot*>(p);
+  std::memset(cs->host_slot, 0, sizeof(cuda::ErrorSlot));
+  size_t at = round(sizeof(cuda::ErrorSlot));
+  for (int32_t idx : plan_.feeds) {
+    const size_t n = plan_.values[idx].nbytes;
+    cs->feed_stage.push_back(n ? p + at : nullptr);
+    at += round(n);
+  }
+  for (int32_t idx : plan_.fetches) {
+    const size_t n = plan_.values[idx].nbytes;
+    cs->fetch_stage.push_back(n ? p + at : nullptr);
+    at += round(n);
+  }
+  std::vector<char> seen(plan_.persistent.size(), 0);
+  auto mark = [&](int32_t idx) {
+    const ValueDesc& v = plan_.values[idx];
+    const ValueDesc& r = v.storage == Storage::View ? plan_.values[v.alias_of] : v;
+    if (r.storage == Storage::Persistent && !seen[r.index]) {
+      seen[r.index] = 1;
+      cs->bumped.push_back(r.index);
+    }
+  };
+  for (const StepDesc& st : plan_.steps) {
+    for (int32_t idx : st.outputs) mark(idx);
+  }
+  for (int32_t idx : plan_.feeds) mark(idx);
+  cuda_ = std::move(cs);
+}
+
+std::string Executor::cuda_graph_state() const {
+  if (!cuda_) return "";
+  if (cuda_->sync_each_step) return "off (GRAPHC_CUDA_SYNC=1)";
+  if (!cuda_->graph_failure.empty()) return "failed: " + cuda_->graph_failure;
+  if (!cuda_->graphs) return "off (GRAPHC_CUDA_GRAPHS=0)";
+  return cuda_->graph ? "captured" : "not yet";
+}
+
+namespace {
+// A device error raised while step `label` ran: a sticky one stays a DeviceFault (the Session
+// is unusable), any other becomes a std::runtime_error; both name the step.
+[[noreturn]] void rethrow_at_step(const std::string& label) {
+  try {
+    throw;
+  } catch (const DeviceFault& e) {
+    throw DeviceFault(label + ": " + e.what());
+  } catch (const ResourceError&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw ResourceError(label + ": out of memory");
+  } catch (const std::exception& e) {
+    throw std::runtime_error(label + ": " + e.what());
+  }
+}
+}  // namespace
+
+// The whole run on the stream (or into a capture): see the section comment.  Every kernel is
+// called under its step's label; with `sync_each_step` the stream is synchronised and the
+// error slot read after each step, so a fault names the step that caused it.
+void Executor::cuda_enqueue(bool sync_each_step) {
+  CudaState& cs = *cuda_;
+  cuda::CudaDevice& dev = *cs.dev;
+  dev.memset(cs.slot.data(), 0, sizeof(cuda::ErrorSlot));
+  for (size_t k = 0; k < plan_.feeds.size(); ++k) {
+    const int32_t idx = plan_.feeds[k];
+    if (cs.feed_stage[k] != nullptr) dev.copy_host_to_device_async(value_ptrs_[idx], cs.feed_stage[k], plan_.values[idx].nbytes);
+  }
+  for (size_t s = 0; s < kernels_.size(); ++s) {
+    try {
+      kernels_[s]();
+    } catch (...) {
+      rethrow_at_step(step_label(s));
+    }
+    if (options_.poison) poison_frees(s, value_ptrs_, nullptr);
+    if (sync_each_step) cuda_sync_step(s);
+  }
+  for (size_t k = 0; k < plan_.fetches.size(); ++k) {
+    const int32_t idx = plan_.fetches[k];
+    if (cs.fetch_stage[k] != nullptr) dev.copy_device_to_host_async(cs.fetch_stage[k], value_ptrs_[idx], plan_.values[idx].nbytes);
+  }
+  dev.copy_device_to_host_async(cs.host_slot, cs.slot.data(), sizeof(cuda::ErrorSlot));
+}
+
+// GRAPHC_CUDA_SYNC=1 and profile(): waits for step `s`, then reads the error slot.
+void Executor::cuda_sync_step(size_t s) {
+  CudaState& cs = *cuda_;
+  try {
+    cs.dev->copy_device_to_host_async(cs.host_slot, cs.slot.data(), sizeof(cuda::ErrorSlot));
+    cs.dev->synchronize();
+  } catch (...) {
+    rethrow_at_step(step_label(s));
+  }
+  cuda_check_slot();
+}
+
+// The data error a kernel recorded in the slot (already copied to host_slot), if any, as a
+// std::runtime_error naming its step in the CPU kernels' words.
+void Executor::cuda_check_slot() {
+  cuda::ErrorSlot e = *cuda_->host_slot;
+  if (e.code == cuda::kNoError) return;
+  std::memset(cuda_->host_slot, 0, sizeof(cuda::ErrorSlot));
+  std::string what;
+  switch (e.code) {
+    case cuda::kIndexOutOfRange:
+      what = "index " + std::to_string(e.v0) + " is outside [0, " + std::to_string(e.v1) + ")";
+      break;
+    case cuda::kInvalidValue: what = "invalid value " + std::to_string(e.v0); break;
+    default: what = "error code " + std::to_string(e.code) + " (" + std::to_string(e.v0) + ", " + std::to_string(e.v1) + ")";
+  }
+  if (e.step_index >= 0 && static_cast<size_t>(e.step_index) < plan_.steps.size()) {
+    throw std::runtime_error(step_label(static_cast<size_t>(e.step_index)) + ": " + what);
+  }
+  throw std::runtime_error("a CUDA kernel reported: " + what + " (at an unknown step " + std::to_string(e.step_index) + ")");
+}
+
+void Executor::cuda_profile_begin() {
+  cuda_->dev->memset(cuda_->slot.data(), 0, sizeof(cuda::ErrorSlot));
+}
+
+void Executor::cuda_run(const std::vector<const void*>& feeds, const std::vector<void*>& fetches) {
+  CudaState& cs = *cuda_;
+  cuda::CudaDevice& dev = *cs.dev;
+  dev.check_usable();
+  for (size_t k = 0; k < feeds.size(); ++k) {
+    if (cs.feed_stage[k] != nullptr) std::memcpy(cs.feed_stage[k], feeds[k], plan_.values[plan_.feeds[k]].nbytes);
+  }
+  // Kernels compare these versions to rebuild what they cached (CUDA kernels cache nothing
+  // across runs, but a run still writes these tensors): bumped once per run, graph or not.
+  for (int32_t i : cs.bumped) share_->persistent_version[i] = next_version();
+  if (cs.graph) {
+    cs.graph->launch(dev.cuda_stream());
+  } else if (cs.graphs && cs.runs >= 1) {
+    // The second run: capture the enqueue (nothing executes), then launch the graph.  A
+    // capture that fails (a kernel calling what a capture forbids) turns graphs off for this
+    // executor (cuda_graph_state says why) and the run goes step by step; a sticky error is a
+    // DeviceFault either way.
+    bool captured = false;
+    dev.begin_capture();
+    try {
+      cuda_enqueue(false);
+      cs.graph = dev.end_capture();
+      captured = true;
+    } catch (const DeviceFault&) {
+      dev.abort_capture();
+      throw;
+    } catch (const std::exception& e) {
+      dev.abort_capture();
+      cs.graph_failure = e.what();
+      cs.graphs = false;
+    }
+    if (captured) {
+      cs.graph->launch(dev.cuda_stream());
+    } else {
+      cuda_enqueue(cs.sync_each_step);
+    }
+  } else {
+    cuda_enqueue(cs.sync_each_step);
+  }
+  try {
+    dev.synchronize();
+  } catch (const DeviceFault& e) {
+    throw DeviceFault(std::string(e.what()) + (cs.sync_each_step ? "" : " (set GRAPHC_CUDA_SYNC=1 to name the step that failed)"));
+  }
+  ++cs.runs;
+  cuda_check_slot();
+  for (size_t k = 0; k < fetches.size(); ++k) {
+    if (fetches[k] != nullptr && cs.fetch_stage[k] != nullptr) {
+      std::memcpy(fetches[k], cs.fetch_stage[k], plan_.values[plan_.fetches[k]].nbytes);
+    }
+  }
+}
+
+#else  // no CUDA in this build: make_device("cuda") throws, so none of these is ever called
+
+struct Executor::CudaState {};
+void* Executor::cuda_error_slot() const { return nullptr; }
+void Executor::cuda_open() { throw std::logic_error("this graphc was not built with CUDA"); }
+std::string Executor::cuda_graph_state() const { return ""; }
+void Executor::cuda_run(const std::vector<const void*>&, const std::vector<void*>&) {}
+void Executor::cuda_enqueue(bool) {}
+void Executor::cuda_sync_step(size_t) {}
+void Executor::cuda_check_slot() {}
+void Executor::cuda_profile_begin() {}
+#endif
+
+Executor::~Executor() = default;
 
 }  // namespace graphc

@@ -94,6 +94,18 @@ class Executor {
   // std::invalid_argument naming the first difference otherwise.
   Executor(PlanDesc plan, const ExecutorOptions& options, std::shared_ptr<SharedState> share = nullptr);
   Executor(PlanDesc plan, int threads, bool poison = false);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // A dry prepare: validates `plan` (no memory limit: nothing is allocated) and calls the
+  // factory of every step from device `device`'s registry with fake, aligned, non-null
+  // tensor pointers and KernelContext::device == nullptr (kernel_registry.h), then drops the
+  // kernels unrun.  Needs only the registry, not the device: "cuda" works on a machine
+  // without a GPU (in a CUDA build).  std::invalid_argument naming the step (as the
+  // constructor's) for a step its factory refuses; DeviceUnavailable for a device this
+  // build has no kernels for.
+  static void prepare_only(const PlanDesc& plan, const std::string& device);
 
   // Copies each feed (plan.feeds order; each exactly the value's nbytes, host memory)
   // in, runs every step, and copies each fetch (plan.fetches order) to `fetches[k]`
@@ -103,7 +115,7 @@ class Executor {
   void run(const std::vector<const void*>& feeds) { run(feeds, {}); }
 
   // Why feed / fetch `k` (plan order) cannot be redirected to the caller's memory, or ""
-  // when it can.  A feed can (validate_plan: an arena value no step writes), unless it
+  // when it can.  On CUDA none can (feeds and fetches go through pinned staging).  A feed can (validate_plan: an arena value no step writes), unless it
   // has no bytes.  A fetch can when its root (the value itself, or what it views) is an
   // arena value written by a step, not a feed, not a workspace, not the root of another
   // fetch.  std::invalid_argument for k out of range.
@@ -126,12 +138,17 @@ class Executor {
   // Runs the plan `warmup + iters` times with `feeds` (as run() does), timing every
   // step's kernel call with std::chrono::steady_clock over the last `iters` runs.
   // Returns, per step, the median seconds of one call.  run() itself is never timed.
+  // On CUDA the steps run one by one (no graph), the device synchronised around each.
   std::vector<double> profile(const std::vector<const void*>& feeds, int iters, int warmup);
 
   const PlanDesc& plan() const { return plan_; }
   int threads() const { return options_.threads; }
   bool poison() const { return options_.poison; }
   const Device& device() const { return *device_; }
+  // CUDA: whether run() replays a captured graph: "captured", "not yet" (before the 2nd run),
+  // "off (GRAPHC_CUDA_GRAPHS=0)", "off (GRAPHC_CUDA_SYNC=1)", "failed: <why>" (the capture
+  // failed and runs go step by step).  "" on other devices.
+  std::string cuda_graph_state() const;
   // The state this executor runs on (to attach another executor of the same program).
   std::shared_ptr<SharedState> shared_state() const { return share_; }
   // The bytes of the (shared) arena: at least plan().arena_bytes.
@@ -148,6 +165,7 @@ class Executor {
   const ValueDesc& value(int32_t index) const;
 
  private:
+  void reserve_memory(bool attaching);
   void allocate();
   void attach(const std::shared_ptr<SharedState>& share);
   void point_values();
@@ -178,6 +196,19 @@ class Executor {
   std::vector<Kernel> kernels_;
   std::vector<const Kernel*> kernel_ptrs_;  // &kernels_[s]: the plain run's step list
   std::vector<int32_t> producer_;           // per value: the step that writes it, -1 for none
+
+  // CUDA (executor.cc, compiled only with GRAPHC_WITH_CUDA): pinned staging for feeds and
+  // fetches, the device-side error slot and the captured graph; nullptr on other devices.
+  // Declared last: destroyed first, while the device is still open.
+  struct CudaState;
+  void* cuda_error_slot() const;
+  void cuda_open();
+  void cuda_run(const std::vector<const void*>& feeds, const std::vector<void*>& fetches);
+  void cuda_enqueue(bool sync_each_step);
+  void cuda_sync_step(size_t s);
+  void cuda_check_slot();
+  void cuda_profile_begin();
+  std::unique_ptr<CudaState> cuda_;
 };
 
 }  // namespace graphc

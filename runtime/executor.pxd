@@ -28,6 +28,9 @@ cdef extern from "executor.h" namespace "graphc":
         size_t prepared_steps()
 
     cdef cppclass Executor:
+        @staticmethod
+        void prepare_only(const PlanDesc& plan, const string& device) except +raise_current_exception nogil
+        string cuda_graph_state()
         Executor(PlanDesc plan, const ExecutorOptions& options,
                  shared_ptr[SharedState] share) except +raise_current_exception
         void run(const vector[const void*]& feeds, const vector[void*]& fetches) except +raise_current_exception nogil

@@ -1,5 +1,8 @@
 """Every plan compiled in the test suite is checked by the independent verifier.
 
+The ``device`` fixture runs a test once per device of tests/devices.py ("cpu", "cuda"); the
+"cuda" case skips, with the specific reason, where no CUDA Session can open.
+
 AOT artifact builds (tests/aot_harness.py and every test that runs an emitted Makefile) share
 one object folder per test session, GRAPHC_AOT_OBJDIR (the Makefile's OBJDIR): the runtime's
 kernel objects then compile once per session, not once per test module.  Set it yourself to
@@ -10,8 +13,16 @@ import shutil
 import subprocess
 
 import pytest
+from devices import DEVICES, skip_unless
 
 os.environ.setdefault("GRAPHC_VERIFY", "1")
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """"cpu" or "cuda"; skips the test (saying why) on a device that cannot run here."""
+    skip_unless(request.param)
+    return request.param
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -34,12 +34,12 @@ def _ones():
     return np.ones((N, D), np.float32)
 
 
-def test_training_mask_matches_the_philox_stream_and_advances_per_run():
+def test_training_mask_matches_the_philox_stream_and_advances_per_run(device):
     p, seed = 0.3, 11
     g, h, loss = _model(p, seed, lr=1e-30)  # w stays exactly ones (1 - 1e-30·g rounds to 1): y shows the mask
-    plan = gc.compile(g, fetches=[h.name, loss.name])
+    plan = gc.compile(g, fetches=[h.name, loss.name], target=device)
     assert any(v.name == "rng/step" for v in plan.proto.persistent)
-    sess = Session(plan, threads=2)
+    sess = Session(plan, device=device, threads=2)
     scale = dropout_scale(p, np.float32)
     outs = []
     for step in range(3):
@@ -87,10 +87,10 @@ def test_masks_independent_of_the_plan():
     assert fused[h.name].tobytes() == unfused[h.name].tobytes()
 
 
-def test_gradient_regenerates_the_mask():
+def test_gradient_regenerates_the_mask(device):
     p, seed, lr = 0.4, 5, 0.5
     g, _, _ = _model(p, seed, lr)
-    sess = Session(gc.compile(g), threads=2)
+    sess = Session(gc.compile(g, target=device), device=device, threads=2)
     x = np.random.default_rng(2).uniform(0.5, 1.5, (N, D)).astype(np.float32)
     sess.run({"x": x})
     m = np.where(dropout_keep(N * D, seed, 0, p).reshape(N, D), dropout_scale(p, np.float32), np.float32(0))

@@ -43,7 +43,8 @@ LAZY_ALLOWED = ("graphviz", "tqdm", "torch", "onnx", "onnxruntime", "scipy_openb
 # runtime never imports the compiler.
 LAYERS = (
     ("graphc.errors", "graphc._version", "graphc.dtypes", "graphc.shapes", "graphc.init", "graphc.fileio",
-     "graphc.checkpoint", "graphc.datasets", "graphc._load_blas", "graphc.feeds", "graphc.dataloader",
+     "graphc.checkpoint", "graphc.datasets", "graphc._load_blas", "graphc._cuda_libs", "graphc.feeds",
+     "graphc.dataloader",
      "graphc.text", "graphc.images"),
     ("graphc.registry",),
     ("graphc.graph",),

@@ -33,11 +33,11 @@ def _draws(dtype="float32", seed=5):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_kernel_equals_reference_and_advances_one_step_per_run(dtype):
+def test_kernel_equals_reference_and_advances_one_step_per_run(dtype, device):
     g, u, z = _draws(dtype)
-    plan = gc.compile(g, fetches=[u, z])
+    plan = gc.compile(g, fetches=[u, z], target=device)
     assert len(_increments(plan)) == 1  # an inference plan increments too: one step per run
-    sess = Session(plan, threads=2)
+    sess = Session(plan, device=device, threads=2)
     seen = []
     for step in range(3):
         assert int(sess.get_variable(RNG_STEP)) == step
@@ -196,15 +196,15 @@ def test_no_gradient_through_a_draw():
     assert not np.array_equal(before, tsess.get_variable("w"))
 
 
-def test_checkpoint_resumes_the_sequence(tmp_path):
+def test_checkpoint_resumes_the_sequence(tmp_path, device):
     g, u, z = _draws()
-    plan = gc.compile(g, fetches=[u, z])
-    a = Session(plan)
+    plan = gc.compile(g, fetches=[u, z], target=device)
+    a = Session(plan, device=device)
     a.run({})
     ck = str(tmp_path / "rng.ckpt")
     a.save_checkpoint(ck)
     want = [a.run({}) for _ in range(2)]
-    b = Session(plan)
+    b = Session(plan, device=device)
     b.load_checkpoint(ck)
     got = [b.run({}) for _ in range(2)]
     for w, r in zip(want, got):

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../device.h"
@@ -34,6 +35,14 @@ bool is_sticky(cudaError_t e);
 #define GRAPHC_CUDA_CHECK(expr) ::graphc::cuda::check((expr), #expr)
 // After a kernel launch: reports a launch-configuration error at once (never synchronises).
 #define GRAPHC_CUDA_LAUNCH_CHECK(what) ::graphc::cuda::check(cudaGetLastError(), (what))
+
+// "" when CudaDevice(ordinal) can open: the driver loads, the GPU exists with compute
+// capability >= 8.0 and cuBLASLt loads; else why (DeviceUnavailable's message).  Opens no
+// stream or handle.  May throw only std::bad_alloc.
+std::string unavailable_reason(int ordinal);
+// Facts about GPU `ordinal` and the libraries (graphc::cuda_info, device.h); throws
+// DeviceUnavailable as CudaDevice(ordinal) would.
+std::vector<std::pair<std::string, std::string>> device_info(int ordinal);
 
 // A captured run (cudaGraphExec_t) that is replayed with one launch.
 class CudaGraph {
@@ -78,6 +87,7 @@ class CudaDevice final : public Device {
   int cc_major() const { return cc_major_; }
   int cc_minor() const { return cc_minor_; }
   size_t max_shared_per_block_optin() const { return max_smem_optin_; }
+  size_t total_memory() const { return total_memory_; }
   // The GPU's name, compute capability and the loaded libraries' versions, for messages and info().
   std::string describe() const;
 
@@ -110,7 +120,10 @@ class CudaDevice final : public Device {
   int ordinal_ = 0;
   int sm_count_ = 0, cc_major_ = 0, cc_minor_ = 0;
   size_t max_smem_optin_ = 0;
+  size_t total_memory_ = 0;
   std::string gpu_name_;
+  std::string cublaslt_path_, cudnn_path_;
+  size_t cublaslt_version_ = 0, cudnn_version_ = 0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CublasLtApi> cublaslt_;
   std::unique_ptr<CudnnApi> cudnn_;
