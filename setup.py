@@ -208,6 +208,8 @@ def cuda_config():
         return None
 
     nvcc = os.environ.get("NVCC") or shutil.which("nvcc")
+    if os.environ.get("NVCC") and shutil.which(nvcc) is None:
+        return missing(f"NVCC={nvcc!r} is not an executable")
     if nvcc is None and os.path.exists("/usr/local/cuda/bin/nvcc"):
         nvcc = "/usr/local/cuda/bin/nvcc"
     if nvcc is None:

@@ -418,6 +418,11 @@ class Session:
                 info.append((v.name, _DTYPES[v.dtype], _shape(v.dims)))
             self._entries[name] = _Entry(self, name, proto, info)
         runtime = _load_runtime()
+        if device == "cuda" and runtime.cuda_built():
+            try:
+                runtime.cuda_options()  # GRAPHC_CUDA_*: a bad value is the environment's fault, not the plan's
+            except ValueError as e:
+                raise errors.DeviceError(f"device 'cuda': {e}") from None
         arena_bytes = max(int(p.arena_bytes) for _, p in protos)
         if self._program is not None:
             self._check_program_memory(runtime, limit, arena_bytes)

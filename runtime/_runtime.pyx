@@ -135,7 +135,7 @@ def cuda_status():
 
 
 def cuda_info():
-    """Facts about GPU 0 and the CUDA libraries, a dict of str: gpu, compute_capability,
+    """Facts about GPU 0 and the CUDA libraries, a dict of str: name, compute_capability,
     sm_count, memory_bytes, driver_version, runtime_version, cublaslt_path, cublaslt_version,
     cudnn_path and cudnn_version (or cudnn_missing), library_dirs.  graphc.errors.DeviceError
     when device "cuda" is not available (the reason as cuda_status())."""

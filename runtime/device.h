@@ -81,7 +81,7 @@ CudaOptions cuda_options();
 // 8.0 or later, cuBLASLt), else why: DeviceUnavailable's message.  Never throws.
 std::string cuda_status();
 
-// Facts about GPU 0 and the loaded libraries ("gpu", "compute_capability", "sm_count",
+// Facts about GPU 0 and the loaded libraries ("name", "compute_capability", "sm_count",
 // "memory_bytes", "driver_version", "runtime_version", "cublaslt_path", "cublaslt_version",
 // "cudnn_path", "cudnn_version" or "cudnn_missing", "library_dirs"), in that order.
 // DeviceUnavailable when device 'cuda' cannot be opened.

@@ -868,6 +868,36 @@ void Executor::cuda_run(const std::vector<const void*>& feeds, const std::vector
   // Kernels compare these versions to rebuild what they cached (CUDA kernels cache nothing
   // across runs, but a run still writes these tensors): bumped once per run, graph or not.
   for (int32_t i : cs.bumped) share_->persistent_version[i] = next_version();
+  try {
+    cuda_launch_run();
+  } catch (...) {
+    // Work enqueued before the failure may still read the staging: let it finish before the
+    // next run refills it (a sticky error raises again here: the first one is what we report).
+    try {
+      dev.synchronize();
+    } catch (...) {
+    }
+    throw;
+  }
+  try {
+    dev.synchronize();
+  } catch (const DeviceFault& e) {
+    throw DeviceFault(std::string(e.what()) + (cs.sync_each_step ? "" : " (set GRAPHC_CUDA_SYNC=1 to name the step that failed)"));
+  }
+  ++cs.runs;
+  cuda_check_slot();
+  for (size_t k = 0; k < fetches.size(); ++k) {
+    if (fetches[k] != nullptr && cs.fetch_stage[k] != nullptr) {
+      std::memcpy(fetches[k], cs.fetch_stage[k], plan_.values[plan_.fetches[k]].nbytes);
+    }
+  }
+}
+
+// The run's device work: a replay of the captured graph, the capture (second run), or the
+// enqueue step by step.
+void Executor::cuda_launch_run() {
+  CudaState& cs = *cuda_;
+  cuda::CudaDevice& dev = *cs.dev;
   if (cs.graph) {
     cs.graph->launch(dev.cuda_stream());
   } else if (cs.graphs && cs.runs >= 1) {
@@ -897,18 +927,6 @@ void Executor::cuda_run(const std::vector<const void*>& feeds, const std::vector
   } else {
     cuda_enqueue(cs.sync_each_step);
   }
-  try {
-    dev.synchronize();
-  } catch (const DeviceFault& e) {
-    throw DeviceFault(std::string(e.what()) + (cs.sync_each_step ? "" : " (set GRAPHC_CUDA_SYNC=1 to name the step that failed)"));
-  }
-  ++cs.runs;
-  cuda_check_slot();
-  for (size_t k = 0; k < fetches.size(); ++k) {
-    if (fetches[k] != nullptr && cs.fetch_stage[k] != nullptr) {
-      std::memcpy(fetches[k], cs.fetch_stage[k], plan_.values[plan_.fetches[k]].nbytes);
-    }
-  }
 }
 
 #else  // no CUDA in this build: make_device("cuda") throws, so none of these is ever called
@@ -918,6 +936,7 @@ void* Executor::cuda_error_slot() const { return nullptr; }
 void Executor::cuda_open() { throw std::logic_error("this graphc was not built with CUDA"); }
 std::string Executor::cuda_graph_state() const { return ""; }
 void Executor::cuda_run(const std::vector<const void*>&, const std::vector<void*>&) {}
+void Executor::cuda_launch_run() {}
 void Executor::cuda_enqueue(bool) {}
 void Executor::cuda_sync_step(size_t) {}
 void Executor::cuda_check_slot() {}

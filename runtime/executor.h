@@ -204,6 +204,7 @@ class Executor {
   void* cuda_error_slot() const;
   void cuda_open();
   void cuda_run(const std::vector<const void*>& feeds, const std::vector<void*>& fetches);
+  void cuda_launch_run();
   void cuda_enqueue(bool sync_each_step);
   void cuda_sync_step(size_t s);
   void cuda_check_slot();

@@ -158,6 +158,14 @@ def test_cuda_options_from_the_environment(monkeypatch):
             _runtime.cuda_options()
 
 
+@NEEDS_CUDA_BUILD
+def test_a_bad_cuda_setting_is_a_device_error_naming_it(monkeypatch):
+    monkeypatch.setenv("GRAPHC_CUDA_GRAPHS", "on")
+    with pytest.raises(errors.DeviceError, match="^device 'cuda': GRAPHC_CUDA_GRAPHS must be 0 or 1"):
+        Session(_mlp_plan(), device="cuda")
+    Session(_mlp_plan(), device="cpu")  # the CPU never reads them
+
+
 # -- NVIDIA's libraries -------------------------------------------------------------------------
 
 def test_library_dirs_of_the_wheels(tmp_path):

@@ -446,8 +446,8 @@ def test_a_budgeted_compile_keeps_the_unfused_plan_when_fusion_raises_the_peak(m
     budget = gc.compile(g, shapes=shapes, fuse=False).memory_report()["arena_bytes"] * 8 // 10
     real = pipeline.assign_buffers
 
-    def inflated(graph):
-        buffers = real(graph)
+    def inflated(graph, target="cpu"):
+        buffers = real(graph, target)
         if any(n.fused for n in graph.nodes):
             buffers.arena_bytes = budget + 64
         return buffers

@@ -106,9 +106,27 @@ def _slots(tasks, per):
     return [] if slots == 0 else [(None, (slots, per))]
 
 
+# The CUDA kernels (runtime/cuda/attention.cu) compute the raw scores q·kᵀ (and the backward's
+# dout·vᵀ) with cuBLASLt into a workspace of (items, L, S) matrices, a chunk of batch items at a
+# time: at most ATTN_CUDA_SCORES elements (64 MiB of float32), so memory stays bounded; an item
+# whose L·S alone is larger gets no workspace and the kernels compute the dot products themselves.
+ATTN_CUDA_SCORES = 1 << 24
+
+
+def _cuda_scores(ctx, products):
+    """The CUDA score workspace: ``products`` (L, S) matrices per item, as many items as fit."""
+    batch, L, S, _, _ = _geom(ctx)
+    per = products * L * S
+    chunk = min(batch, ATTN_CUDA_SCORES // per) if per else 0
+    return [(ctx.dtype(0), (chunk * per,))] if chunk else []
+
+
 def _workspace(ctx):
     """One row per slot: a key block transposed (E), a block of scores (kBlock), the accumulator
-    and a P·V block (2·Ev) and four per-row values, for a block of kBlock query rows: independent of L and S."""
+    and a P·V block (2·Ev) and four per-row values, for a block of kBlock query rows: independent of L and S.
+    CUDA: the score matrices of a chunk of items (_cuda_scores)."""
+    if ctx.target == "cuda":
+        return _cuda_scores(ctx, 1)
     batch, L, _, e, ev = _geom(ctx)
     b = ATTN_BLOCK
     return [(ctx.dtype(0), d) for _, d in _slots(batch * -(-L // b), b * (e + b + 2 * ev + 4))]
@@ -117,8 +135,12 @@ def _workspace(ctx):
 def _grad_workspace(ctx):
     """One row per slot: the per-row loops' key and value blocks transposed plus row sums
     (2·E + 2·Ev + 4 per block row), or the float32 GEMM backward's S and dP blocks (2·kBlock) with its
-    block product and dK, dV accumulators: their larger bound, independent of L and S."""
+    block product and dK, dV accumulators: their larger bound, independent of L and S.
+    CUDA (runtime/cuda/attention.cu): D = rowsum(dout ∘ out) - dlse per query row, (batch·L,), computed
+    once and read by both passes, then the scores and dP matrices of a chunk of items (_cuda_scores)."""
     batch, L, S, e, ev = _geom(ctx)
+    if ctx.target == "cuda":
+        return ([(ctx.dtype(0), (batch * L,))] + _cuda_scores(ctx, 2)) if batch * L else []
     b = ATTN_BLOCK
     tasks = batch * max(-(-L // b), -(-S // b))
     return [(ctx.dtype(0), d) for _, d in _slots(tasks, b * (2 * b + 2 * e + 2 * ev + 4))]

@@ -24,6 +24,7 @@ from graphc.ops._common import (  # noqa: F401  (the gradient helpers stay impor
     zeros_like,
 )
 from graphc.ops.nn import _log_softmax_ref
+from graphc.ops.reduce import cuda_reduce_workspace
 from graphc.ops.shape import SLICE_ATTRS, _slice_examples, _slice_infer, _slice_ref, slice_index
 from graphc.registry import AttrSpec, IndexRange, defgrad, register_op
 from graphc.shapes import is_static
@@ -63,6 +64,16 @@ def _like_examples(pairs):
     return examples
 
 
+def _sum_to_workspace(ctx):
+    """CUDA only: the reduction's two-pass partials (graphc.ops.reduce.cuda_reduce_workspace)."""
+    if ctx.target != "cuda":
+        return []
+    x, like = ctx.shape(0), ctx.shape(1)
+    lead = len(x) - len(like)
+    reduced = [i < lead or like[i - lead] != x[i] for i in range(len(x))]
+    return cuda_reduce_workspace(x, reduced)
+
+
 SUM_TO_PAIRS = [((), ()), ((3,), ()), ((5, 3), (3,)), ((5, 3), (5, 1)), ((4, 5, 3), (5, 1)), ((0, 3), (3,)),
                 ((2, 0), (1, 0)), ((1,), (1,)), (ODD, (73, 1))]
 
@@ -74,6 +85,7 @@ register_op(
     infer=_sum_to_infer,
     reference=_sum_to_ref,
     examples=_like_examples(SUM_TO_PAIRS),
+    workspace=_sum_to_workspace,
 )
 
 

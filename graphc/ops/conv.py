@@ -215,8 +215,53 @@ def _implicit_request(dtype, n, c_in, c_out, hw, khw, dilation, pads, stride=(1,
             (dtype, (kh * kw * c_in, c_out))]
 
 
+# -- CUDA target (runtime/cuda/conv.cu) -----------------------------------------------------------
+# ws[0]: cuDNN's workspace, one rank-1 buffer of the op's dtype (the kernel picks only algorithms
+# that fit it): the explicit-GEMM column matrix of the whole batch, at least 1 MiB, at most
+# 256 MiB; grad_input adds CUDA_FLAG_BYTES at its end (the non-finite-weight flag).
+# grad_weight's ws[1]: (S, weight numel) partial products of graphc's own kernel, which splits
+# the reduction over N·H_out·W_out into S slices when the weight alone gives too few CTAs.
+CUDA_WS_MIN_BYTES = 1 << 20
+CUDA_WS_MAX_BYTES = 256 << 20
+CUDA_FLAG_BYTES = 256
+# The own kernel's output tile (runtime/cuda/conv.cu kBM x kBN) and the CTAs it aims for (about two
+# waves of an H100/H200's 132 SMs); a slice covers at least CUDA_MIN_SLICE reduction items.
+CUDA_TILE = 64
+CUDA_TARGET_CTAS = 264
+CUDA_MAX_SLICES = 64
+CUDA_MIN_SLICE = 512
+
+
+def _itemsize(dtype):
+    return np.dtype(dtype).itemsize
+
+
+def _cuda_cudnn_ws(dtype, n, c, khw, out_hw, extra_bytes=0):
+    """[(dtype, (items,))]: cuDNN's workspace bound (+ extra_bytes), in items of dtype."""
+    col = int(n) * int(c) * int(khw[0]) * int(khw[1]) * int(out_hw[0]) * int(out_hw[1]) * _itemsize(dtype)
+    nbytes = min(CUDA_WS_MAX_BYTES, max(CUDA_WS_MIN_BYTES, col)) + extra_bytes
+    return [(dtype, (-(-nbytes // _itemsize(dtype)),))]
+
+
+def _cuda_grad_weight_slices(n, out_hw, w_shape, groups):
+    """S: how many slices the own kernel splits grad_weight's reduction into (1: none)."""
+    og, k = int(w_shape[0]) // groups, int(w_shape[1]) * int(w_shape[2]) * int(w_shape[3])
+    tiles = -(-og // CUDA_TILE) * -(-k // CUDA_TILE) * groups
+    reduction = int(n) * int(out_hw[0]) * int(out_hw[1])
+    return max(1, min(CUDA_MAX_SLICES, -(-CUDA_TARGET_CTAS // max(tiles, 1)), reduction // CUDA_MIN_SLICE))
+
+
+def _numel(shape):
+    return int(np.prod([int(d) for d in shape]))
+
+
 def _conv_workspace(ctx):
     x, w = ctx.shape(0), ctx.shape(1)
+    if ctx.target == "cuda":
+        y = ctx.out_shape(0)
+        if _numel(y) == 0:
+            return []
+        return _cuda_cudnn_ws(ctx.dtype(0), x[0], x[1], w[2:], y[2:])
     if _is_pointwise(w, ctx.attrs):
         return []
     if _implicit(ctx.dtype(0), ctx.attrs, w, x[1]):
@@ -227,6 +272,11 @@ def _conv_workspace(ctx):
 
 def _grad_input_workspace(ctx):
     dy, w = ctx.shape(0), ctx.shape(1)
+    if ctx.target == "cuda":
+        dx = ctx.out_shape(0)
+        if _numel(dx) == 0:
+            return []
+        return _cuda_cudnn_ws(ctx.dtype(0), dy[0], dx[1], w[2:], dy[2:], extra_bytes=CUDA_FLAG_BYTES)
     if _is_pointwise(w, ctx.attrs):
         return []
     a = ctx.attrs
@@ -246,6 +296,12 @@ def _grad_weight_workspace(ctx):
     n = int(x[0])
     if n == 0:
         return []
+    if ctx.target == "cuda":
+        if _numel(w) == 0:
+            return []
+        ws = _cuda_cudnn_ws(ctx.dtype(0), n, x[1], w[2:], dy[2:])
+        slices = _cuda_grad_weight_slices(n, dy[2:], w, ctx.attrs["groups"])
+        return ws + ([(ctx.dtype(0), (slices, _numel(w)))] if slices > 1 else [])
     if _implicit(ctx.dtype(0), ctx.attrs, w, x[1]):
         # the forward's padded images; dy transposed onto its grid (+ the panel the AVX2 and
         # portable micro-kernels read past O); one partial product per image

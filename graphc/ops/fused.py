@@ -25,7 +25,15 @@ import numpy as np
 
 from graphc import dtypes
 from graphc.ops._common import Example, broadcast_shapes, build, rand, special
-from graphc.ops.reduce import _matmul_cost, _matmul_infer, _matmul_ref, _reduce_infer, normalize_axes
+from graphc.ops.reduce import (
+    _matmul_cost,
+    _matmul_infer,
+    _matmul_ref,
+    _matmul_workspace,
+    _reduce_infer,
+    cuda_reduce_workspace,
+    normalize_axes,
+)
 from graphc.registry import AttrSpec, all_ops, get_op, has_op, register_op
 
 _STMT = re.compile(r"r(\d+)=([a-z_][a-z0-9_]*)(?:\[([^\]]*)\])?\(([^()]*)\)\Z")
@@ -313,6 +321,7 @@ register_op(
     reference=_fm_ref,
     examples=_fm_examples,
     cost=_fm_cost,
+    workspace=_matmul_workspace,  # the product's (CUDA: cuBLASLt's); the epilogue needs none
     differentiable=False,
     composite=_composite(2, True),
     kernels=("cpu", "cuda"),
@@ -408,6 +417,17 @@ def _fr_examples(rng):
     return out
 
 
+def _fr_workspace(ctx):
+    """CUDA only: the two-pass split's partials (runtime/cuda/fused_reduce.cu, reduce.cu's rule)."""
+    if ctx.target != "cuda":
+        return []
+    shape = np.broadcast_shapes(*[tuple(int(d) for d in ctx.shape(i)) for i in range(len(ctx.inputs))])
+    rank = len(shape)
+    axes = ctx.attrs["axes"]
+    flagged = set(range(rank)) if axes is None else ({int(a) % rank for a in axes} if rank else set())
+    return cuda_reduce_workspace(shape, [i in flagged for i in range(rank)])
+
+
 def _reduce_composite(ctx):
     value = _composite(0, False)(ctx)
     return build(ctx.attrs["reduce"], [value], {"axes": ctx.attrs["axes"], "keepdims": ctx.attrs["keepdims"]})
@@ -430,6 +450,7 @@ register_op(
     reference=_fr_ref,
     examples=_fr_examples,
     cost=_fr_cost,
+    workspace=_fr_workspace,
     differentiable=False,
     composite=_reduce_composite,
     kernels=("cpu", "cuda"),

@@ -116,6 +116,20 @@ def _emb_grad_examples(rng):
     return out
 
 
+def _emb_grad_workspace(ctx):
+    """CUDA only (runtime/cuda/gather.cu): the stable radix sort of (id, position) pairs — keys and
+    positions double-buffered (4·n int64 words) — and cub's scratch, bounded by n/4 words + 4 MiB
+    (its onesweep look-back tiles and digit bins; the kernel checks cub's exact need at prepare).
+    The CPU kernel needs none."""
+    if ctx.target != "cuda":
+        return []
+    n = int(np.prod(ctx.shape(1), dtype=np.int64))
+    d = int(np.prod(ctx.shape(2)[1:], dtype=np.int64))
+    if n == 0 or d == 0:
+        return []
+    return [("int64", (4 * n + n // 4 + (1 << 19),))]
+
+
 register_op(
     "embedding_grad",
     doc="The adjoint of embedding w.r.t. the weight: zeros of weight's shape, then row g[i...] added to row "
@@ -127,6 +141,7 @@ register_op(
     infer=_emb_grad_infer,
     reference=_emb_grad_ref,
     examples=_emb_grad_examples,
+    workspace=_emb_grad_workspace,
 )
 
 

@@ -131,6 +131,15 @@ def _sce_examples(rng):
     return out
 
 
+def _sce_workspace(ctx):
+    """CUDA only (runtime/cuda/nn.cu): one float64 loss per row for 'mean'/'sum', summed in a fixed
+    order by a second kernel.  The CPU kernel needs none."""
+    if ctx.target != "cuda" or ctx.attrs.get("reduction", "mean") == "none":
+        return []
+    rows = int(np.prod(ctx.shape(0)[:-1], dtype=np.int64))
+    return [("float64", (rows,))] if rows > 0 else []
+
+
 register_op(
     "softmax_cross_entropy",
     doc="Fused, stable cross-entropy with integer labels: loss_i = log Σ_c e^{z_ic} - z_i,label_i over "
@@ -143,6 +152,7 @@ register_op(
     infer=_sce_infer,
     reference=_sce_ref,
     examples=_sce_examples,
+    workspace=_sce_workspace,
 )
 
 

@@ -1,5 +1,6 @@
 """Reductions (sum, mean, max, min over axes with keepdims; argmin) and matmul."""
 
+import math
 import warnings
 
 import numpy as np
@@ -81,6 +82,82 @@ REDUCE_CASES = [
 ]
 
 
+# The CUDA reductions' two-pass split (runtime/cuda/reduce.cu, choose_splits, the same constants):
+# a long reduction with few outputs is cut into fixed chunks whose 8-byte partials (the kernel's
+# accumulator: float64 or int64) go to a planned workspace, then combined in order.  Only the
+# "cuda" target plans it; without it the kernel runs in one pass.
+_CUDA_FEW_UNITS, _CUDA_SPLIT_TARGET, _CUDA_ROW_CHUNK, _CUDA_COL_CHUNK, _CUDA_COL_TILE = 256, 1024, 4096, 1024, 32
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def cuda_reduce_splits(shape, reduced):
+    """(outputs, splits) of runtime/cuda/reduce.cu's plan reducing ``shape`` over the dims flagged
+    in ``reduced`` (splits 1: one pass, no workspace)."""
+    shape = [int(d) for d in shape]
+    if 0 in shape:
+        return 0, 1
+    dims, kinds = [], []
+    for d, r in zip(shape, reduced):
+        if d == 1:
+            continue
+        if kinds and kinds[-1] == bool(r):
+            dims[-1] *= d
+        else:
+            dims.append(d)
+            kinds.append(bool(r))
+    nout = 1
+    for d, r in zip(dims, kinds):
+        nout *= 1 if r else d
+    if kinds.count(True) > 1:
+        return nout, 1
+    outer = red = inner = 1
+    j = 0
+    while j < len(dims) and not kinds[j]:
+        outer *= dims[j]
+        j += 1
+    if j < len(dims):
+        red = dims[j]
+        j += 1
+    while j < len(dims):
+        inner *= dims[j]
+        j += 1
+    rows = inner == 1
+    units = outer if rows else outer * _ceil_div(inner, _CUDA_COL_TILE)
+    if units >= _CUDA_FEW_UNITS:
+        return nout, 1
+    # (this module's sum/max/min are graph ops: plain comparisons here)
+    s = _ceil_div(red, _CUDA_ROW_CHUNK if rows else _CUDA_COL_CHUNK)
+    s = s if s < _ceil_div(_CUDA_SPLIT_TARGET, units) else _ceil_div(_CUDA_SPLIT_TARGET, units)
+    if s <= 1:
+        return nout, 1
+    chunk = _ceil_div(_ceil_div(red, s), 4) * 4
+    return nout, _ceil_div(red, chunk)
+
+
+def cuda_reduce_workspace(shape, reduced):
+    """The planned partials of a CUDA reduction: ``[("float64", (outputs * splits,))]`` or ``[]``."""
+    nout, splits = cuda_reduce_splits(shape, reduced)
+    return [("float64", (nout * splits,))] if splits > 1 and nout > 0 else []
+
+
+def _reduce_workspace(ctx):
+    """CUDA only: the two-pass split's partials (none for the CPU kernels)."""
+    if ctx.target != "cuda":
+        return []
+    shape = ctx.shape(0)
+    axes = ctx.attrs.get("axes")
+    rank = len(shape)
+    if axes is None:
+        reduced = [True] * rank
+    else:
+        flagged = {int(a) % rank for a in axes} if rank else set()
+        reduced = [i in flagged for i in range(rank)]
+    return cuda_reduce_workspace(shape, reduced)
+
+
 def _reduce_examples(op, allowed):
     def examples(rng):
         out = []
@@ -123,6 +200,7 @@ for _op, (_doc, _ref, _allowed, _empty_ok) in _REDUCE_DOC.items():
         infer=_reduce_infer(_empty_ok),
         reference=_ref,
         examples=_reduce_examples(_op, _allowed),
+        workspace=_reduce_workspace,
         prologue_into="fused_reduce",
     )
 
@@ -163,6 +241,7 @@ register_op(
     infer=_reduce_infer(False),
     reference=_min_ref,
     examples=_min_examples,
+    workspace=_reduce_workspace,
 )
 
 
@@ -243,6 +322,34 @@ def _matmul_cost(in_shapes, out_shapes, attrs):
     return 2 * n * int(k)
 
 
+# The CUDA products' cuBLASLt workspace (runtime/cuda/matmul.cu, blas.cu): split-K and stream-K
+# algorithms need scratch, and the heuristic only offers those that fit.  NVIDIA's cuBLAS docs
+# recommend 32 MiB on Hopper (4 MiB before): large products get 32 MiB, products under 2^24
+# multiply-adds (where a split rarely pays and small graphs should stay small) 4 MiB.  A
+# workspace lives at its step only, so the arena reuses the same bytes for every product.
+CUBLASLT_WORKSPACE_SMALL = 4 << 20
+CUBLASLT_WORKSPACE_LARGE = 32 << 20
+
+
+def cublaslt_workspace_bytes(m_n, k):
+    """The cuBLASLt workspace for a product of m_n outputs, each a k-long dot (0: none needed)."""
+    if m_n == 0 or k == 0:
+        return 0
+    return CUBLASLT_WORKSPACE_SMALL if m_n * k < (1 << 24) else CUBLASLT_WORKSPACE_LARGE
+
+
+def _matmul_workspace(ctx):
+    """CUDA only: cuBLASLt's workspace as float32 items (none for the CPU kernels)."""
+    if ctx.target != "cuda":
+        return []
+    a = ctx.shape(0)
+    if len(a) < 2:
+        return []
+    k = int(a[-2] if ctx.attrs.get("transpose_a") else a[-1])
+    nbytes = cublaslt_workspace_bytes(math.prod(int(d) for d in ctx.out_shape(0)), k)
+    return [("float32", (nbytes // 4,))] if nbytes else []
+
+
 def _t(x):
     return np.swapaxes(x, -1, -2)
 
@@ -287,6 +394,7 @@ register_op(
     attrs={"transpose_a": AttrSpec("bool", default=False, doc="use a's last two axes swapped"),
            "transpose_b": AttrSpec("bool", default=False, doc="use b's last two axes swapped")},
     cost=_matmul_cost,
+    workspace=_matmul_workspace,
     epilogue_into="fused_matmul",
     infer=_matmul_infer,
     reference=_matmul_ref,

@@ -4,6 +4,7 @@
 // aot-sources: elementwise_unary.cc
 #pragma once
 
+#include "../hd.h"
 #include "common.h"
 
 namespace graphc {
@@ -12,9 +13,10 @@ namespace cpu {
 constexpr int64_t kCheapGrain = 1 << 15;
 constexpr int64_t kCostlyGrain = 1 << 11;
 
+// GRAPHC_HD: the CUDA kernels (runtime/cuda/elementwise.cu) use the same functions.
 // Integer arithmetic wraps (two's complement) like numpy instead of being undefined on
 // overflow: neg and abs of INT_MIN give INT_MIN, as numpy's do.
-template <class T> T wrap_add(T a, T b) {
+template <class T> GRAPHC_HD T wrap_add(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
     using U = std::make_unsigned_t<T>;
     return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
@@ -22,7 +24,7 @@ template <class T> T wrap_add(T a, T b) {
     return a + b;
   }
 }
-template <class T> T wrap_sub(T a, T b) {
+template <class T> GRAPHC_HD T wrap_sub(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
     using U = std::make_unsigned_t<T>;
     return static_cast<T>(static_cast<U>(a) - static_cast<U>(b));
@@ -30,7 +32,7 @@ template <class T> T wrap_sub(T a, T b) {
     return a - b;
   }
 }
-template <class T> T wrap_mul(T a, T b) {
+template <class T> GRAPHC_HD T wrap_mul(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
     using U = std::make_unsigned_t<T>;
     return static_cast<T>(static_cast<U>(a) * static_cast<U>(b));
@@ -38,12 +40,12 @@ template <class T> T wrap_mul(T a, T b) {
     return a * b;
   }
 }
-template <class T> T wrap_neg(T a) { return wrap_sub(T(0), a); }
+template <class T> GRAPHC_HD T wrap_neg(T a) { return wrap_sub(T(0), a); }
 
 // numpy maximum/minimum propagate NaN.
 // Written as selects, not early returns, so that the vectoriser if-converts them (the
 // reductions' max loops stayed scalar with the early returns); same results.
-template <class T> T nan_max(T a, T b) {
+template <class T> GRAPHC_HD T nan_max(T a, T b) {
   T m = a > b ? a : b;
   if constexpr (std::is_floating_point_v<T>) {
     m = b != b ? b : m;
@@ -51,7 +53,7 @@ template <class T> T nan_max(T a, T b) {
   }
   return m;
 }
-template <class T> T nan_min(T a, T b) {
+template <class T> GRAPHC_HD T nan_min(T a, T b) {
   T m = a < b ? a : b;
   if constexpr (std::is_floating_point_v<T>) {
     m = b != b ? b : m;

@@ -20,11 +20,37 @@
 #include <string>
 #include <type_traits>
 
+#include "../hd.h"
 #include "elementwise.h"
 #include "isa.h"
 
 namespace graphc {
 namespace cpu {
+
+// Every scalar function and functor here is GRAPHC_HD: runtime/cuda/elementwise.cu and the CUDA
+// fused-program interpreter evaluate the very same code (nvcc may contract a*b+c into an FMA on
+// the device, so float32 results agree with the CPU's to an ulp or so, not bit for bit).
+
+// The bits of a float32 and back: memcpy on the host (what the vectoriser understands),
+// the register reinterpretation on the device.
+GRAPHC_HD inline int32_t f32_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_int(x);
+#else
+  int32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+#endif
+}
+GRAPHC_HD inline float f32_from_bits(int32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __int_as_float(b);
+#else
+  float x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+#endif
+}
 
 // The fusible ops, binary first.  Names (kEwOpNames) are the registry's op names.
 enum class EwOp : int {
@@ -46,7 +72,7 @@ extern const char* const kEwOpNames[kNumEwOps];
 // IEEE +, -, * and exact integer steps: the same bits on every ISA and in every lane (no FMA:
 // -ffp-contract=off).  The selects (no branches) let the vectoriser if-convert the clamps, which
 // needs -fno-trapping-math (setup.py).
-inline float exp_f32(float x) {
+GRAPHC_HD inline float exp_f32(float x) {
   x = x > 89.0f ? 89.0f : x;  // selects keep NaN
   x = x < -104.0f ? -104.0f : x;
   constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (v + kMagic) - kMagic rounds v to an integer
@@ -64,9 +90,7 @@ inline float exp_f32(float x) {
   const int32_t n = static_cast<int32_t>(fn == fn ? fn : 0.0f);  // in [-150, 129]; NaN stays in p
   const int32_t n1 = n >> 1, n2 = n - n1;
   const int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
-  float s1, s2;
-  std::memcpy(&s1, &b1, sizeof s1);
-  std::memcpy(&s2, &b2, sizeof s2);
+  const float s1 = f32_from_bits(b1), s2 = f32_from_bits(b2);
   return p * s1 * s2;
 }
 
@@ -74,7 +98,7 @@ inline float exp_f32(float x) {
 // integer-valued fe, ln2 in two parts (0.693359375 exact, -2.12194440e-4 the rest).  Shared by
 // log_f32 below and activations.cc's log1p on [0, 1]; a fixed order of operations, so the same
 // bits wherever it is inlined (no FMA contraction: -ffp-contract=off).
-inline float log_reduced_f32(float m, float fe) {
+GRAPHC_HD inline float log_reduced_f32(float m, float fe) {
   const float z = m * m;
   float y = 7.0376836292e-2f;
   y = y * m - 1.1514610310e-1f;
@@ -97,20 +121,17 @@ inline float log_reduced_f32(float m, float fe) {
 // e ln2 in two parts.  Within 1 ulp of the correctly rounded result (checked against float64
 // log on every 97th positive float32 bit pattern, subnormals included, and densely on [0.5, 2]);
 // log(+-0) = -inf, log(x < 0) = NaN, log(inf) = inf, NaN stays NaN.
-inline float log_f32(float x) {
-  int32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
+GRAPHC_HD inline float log_f32(float x) {
+  int32_t bits = f32_bits(x);
   // Subnormals: scale by 2^23 first (exact), remembering the exponent shift.
   const bool sub = bits < 0x00800000;  // also true for x <= 0 and -0.0 (sign bit set: negative int)
   float xs = x * 8388608.0f;
-  int32_t bs;
-  std::memcpy(&bs, &xs, sizeof bs);
+  const int32_t bs = f32_bits(xs);
   bits = sub ? bs : bits;
   const int32_t eadj = sub ? -23 : 0;
   int32_t e = ((bits >> 23) & 0xff) - 126 + eadj;
   const int32_t mb = (bits & 0x007fffff) | 0x3f000000;  // mantissa in [0.5, 1)
-  float m;
-  std::memcpy(&m, &mb, sizeof m);
+  float m = f32_from_bits(mb);
   const bool low = m < 0.707106781186547524f;
   e = low ? e - 1 : e;
   m = low ? (m + m) - 1.0f : m - 1.0f;
@@ -127,7 +148,7 @@ inline float log_f32(float x) {
   return r;
 }
 
-template <class T> T log_value(T x) {
+template <class T> GRAPHC_HD T log_value(T x) {
   if constexpr (std::is_same_v<T, float>) {
     return log_f32(x);
   } else {
@@ -135,7 +156,7 @@ template <class T> T log_value(T x) {
   }
 }
 
-template <class T> T exp_value(T x) {
+template <class T> GRAPHC_HD T exp_value(T x) {
   if constexpr (std::is_same_v<T, float>) {
     return exp_f32(x);
   } else {
@@ -148,7 +169,7 @@ template <class T> T exp_value(T x) {
 // gives exactly +-1); below, an odd degree-9 polynomial; +-0 stays +-0.  Within 1 ulp of the
 // correctly rounded result (checked against float64 tanh on 2.2e7 points in [-12, 12] and
 // down to 1e-40).
-inline float tanh_f32(float x) {
+GRAPHC_HD inline float tanh_f32(float x) {
   const float ax = x < 0.0f ? -x : x;
   const float e = exp_f32(2.0f * ax);
   const float t = 1.0f - 2.0f / (e + 1.0f);
@@ -163,7 +184,7 @@ inline float tanh_f32(float x) {
   return ax > 0.625f ? big : (x == 0.0f ? x : small);
 }
 
-template <class T> T tanh_value(T x) {
+template <class T> GRAPHC_HD T tanh_value(T x) {
   if constexpr (std::is_same_v<T, float>) {
     return tanh_f32(x);
   } else {
@@ -171,7 +192,7 @@ template <class T> T tanh_value(T x) {
   }
 }
 
-template <class T> T sigmoid_value(T x) {
+template <class T> GRAPHC_HD T sigmoid_value(T x) {
   // One exp of -|x| (never overflows: no inf/inf), both quotients, a select: no branch.
   const T e = exp_value(x < T(0) ? x : -x);
   const T pos = T(1) / (T(1) + e);
@@ -180,31 +201,66 @@ template <class T> T sigmoid_value(T x) {
 }
 
 // Binary functors: f(a, b).
-struct AddF { template <class T> T operator()(T a, T b) const { return wrap_add(a, b); } };
-struct SubF { template <class T> T operator()(T a, T b) const { return wrap_sub(a, b); } };
-struct MulF { template <class T> T operator()(T a, T b) const { return wrap_mul(a, b); } };
-struct DivF { template <class T> T operator()(T a, T b) const { return a / b; } };
-struct MaximumF { template <class T> T operator()(T a, T b) const { return nan_max(a, b); } };
-struct MinimumF { template <class T> T operator()(T a, T b) const { return nan_min(a, b); } };
+struct AddF { template <class T> GRAPHC_HD T operator()(T a, T b) const { return wrap_add(a, b); } };
+struct SubF { template <class T> GRAPHC_HD T operator()(T a, T b) const { return wrap_sub(a, b); } };
+struct MulF { template <class T> GRAPHC_HD T operator()(T a, T b) const { return wrap_mul(a, b); } };
+struct DivF { template <class T> GRAPHC_HD T operator()(T a, T b) const { return a / b; } };
+struct MaximumF { template <class T> GRAPHC_HD T operator()(T a, T b) const { return nan_max(a, b); } };
+struct MinimumF { template <class T> GRAPHC_HD T operator()(T a, T b) const { return nan_min(a, b); } };
 // relu_grad(g, x) = g where x > 0, else 0 (NaN x gives 0), as runtime/cpu/nn.cc's kernel.
-struct ReluGradF { template <class T> T operator()(T g, T x) const { return x > T(0) ? g : T(0); } };
+struct ReluGradF { template <class T> GRAPHC_HD T operator()(T g, T x) const { return x > T(0) ? g : T(0); } };
 
 // Unary functors: f(x).
-struct AbsF { template <class T> T operator()(T x) const { return x < T(0) ? wrap_neg(x) : x; } };
-struct NegF { template <class T> T operator()(T x) const { return wrap_neg(x); } };
-struct ExpF { template <class T> T operator()(T x) const { return exp_value(x); } };
-struct LogF { template <class T> T operator()(T x) const { return log_value(x); } };
-struct SqrtF { template <class T> T operator()(T x) const { return std::sqrt(x); } };
+struct AbsF { template <class T> GRAPHC_HD T operator()(T x) const { return x < T(0) ? wrap_neg(x) : x; } };
+struct NegF { template <class T> GRAPHC_HD T operator()(T x) const { return wrap_neg(x); } };
+struct ExpF { template <class T> GRAPHC_HD T operator()(T x) const { return exp_value(x); } };
+struct LogF { template <class T> GRAPHC_HD T operator()(T x) const { return log_value(x); } };
+struct SqrtF { template <class T> GRAPHC_HD T operator()(T x) const { return std::sqrt(x); } };
 // NaN stays NaN, like np.maximum(x, 0).
-struct ReluF { template <class T> T operator()(T x) const { return x < T(0) ? T(0) : x; } };
-struct SigmoidF { template <class T> T operator()(T x) const { return sigmoid_value(x); } };
-struct TanhF { template <class T> T operator()(T x) const { return tanh_value(x); } };
+struct ReluF { template <class T> GRAPHC_HD T operator()(T x) const { return x < T(0) ? T(0) : x; } };
+struct SigmoidF { template <class T> GRAPHC_HD T operator()(T x) const { return sigmoid_value(x); } };
+struct TanhF { template <class T> GRAPHC_HD T operator()(T x) const { return tanh_value(x); } };
 // pow with a fixed exponent e (the attr cast to T).  numpy's power(x, 0.5) is sqrt(x): NaN
 // for -inf and -0.0 for -0.0, where C's pow gives +inf and +0.0; every other exponent
 // agrees with C's pow.  The loop picks SqrtF once when e == 0.5.
 struct PowF {
-  template <class T> T operator()(T x, T e) const { return static_cast<T>(std::pow(x, e)); }
+  template <class T> GRAPHC_HD T operator()(T x, T e) const { return static_cast<T>(std::pow(x, e)); }
 };
+
+// cast: one definition for every device (GRAPHC_HD: runtime/cuda/elementwise.cu runs it too), matched by the numpy reference (graphc/ops/elementwise.py):
+//   float -> int: truncate toward zero, saturating like Rust's `as`: NaN -> 0, +inf and
+//     values >= 2^(bits-1) -> the type's max, -inf and values <= -2^(bits-1) -> its min.
+//   anything -> bool: x != 0 (NaN -> true, -0.0 -> false).
+//   float64 -> float32: IEEE round to nearest, ±inf beyond float32's range.
+//   int64 -> int32: wraps (keeps the low 32 bits, two's complement), like numpy and C.
+// Each range is checked before converting: C++ leaves an out-of-range float -> int or
+// double -> float conversion undefined.
+template <class From, class To> GRAPHC_HD To cast_value(From v) {
+  if constexpr (std::is_same_v<To, boolean> || std::is_same_v<From, boolean>) {
+    // A bool byte other than 0/1 (foreign bytes) still reads as true: 1, not 2.
+    return static_cast<To>(v != From(0));
+  } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
+    constexpr double lim = -static_cast<double>(std::numeric_limits<To>::min());  // 2^(bits-1), exact
+    const double d = static_cast<double>(v);
+    if (d != d) return To(0);
+    if (d >= lim) return std::numeric_limits<To>::max();
+    if (d <= -lim) return std::numeric_limits<To>::min();
+    return static_cast<To>(d);  // |trunc(d)| < 2^(bits-1): in range
+  } else if constexpr (std::is_same_v<From, double> && std::is_same_v<To, float>) {
+    // Round to nearest, ties to even: from FLT_MAX + half an ulp (2^128 - 2^103) on, the
+    // nearest float is 2^128, i.e. infinity.
+    constexpr double kOverflow = 340282356779733661637539395458142568448.0;
+    if (v >= kOverflow) return std::numeric_limits<float>::infinity();
+    if (v <= -kOverflow) return -std::numeric_limits<float>::infinity();
+    return static_cast<float>(v);  // NaN stays NaN
+  } else if constexpr (std::is_integral_v<From> && std::is_integral_v<To> && sizeof(To) < sizeof(From)) {
+    // Modulo 2^bits through the unsigned type (defined since C++20; GCC and Clang
+    // always did so).
+    return static_cast<To>(static_cast<std::make_unsigned_t<To>>(v));
+  } else {
+    return static_cast<To>(v);  // widening, int -> float (rounds to nearest), bool -> number
+  }
+}
 
 // Elements per parallel chunk of op on T: a chunk should be several microseconds of work, or
 // waking a worker costs more than it saves.  Our float32 exp/log/tanh/sigmoid and sqrt

@@ -51,40 +51,7 @@ template <class Types, class F> void add_fusible_unary(KernelRegistry& r, EwOp e
 
 // ---------------------------------------------------------------- cast
 
-// One definition for every device, matched by the numpy reference (graphc/ops/elementwise.py):
-//   float -> int: truncate toward zero, saturating like Rust's `as`: NaN -> 0, +inf and
-//     values >= 2^(bits-1) -> the type's max, -inf and values <= -2^(bits-1) -> its min.
-//   anything -> bool: x != 0 (NaN -> true, -0.0 -> false).
-//   float64 -> float32: IEEE round to nearest, ±inf beyond float32's range.
-//   int64 -> int32: wraps (keeps the low 32 bits, two's complement), like numpy and C.
-// Each range is checked before converting: C++ leaves an out-of-range float -> int or
-// double -> float conversion undefined.
-template <class From, class To> To cast_value(From v) {
-  if constexpr (std::is_same_v<To, boolean> || std::is_same_v<From, boolean>) {
-    // A bool byte other than 0/1 (foreign bytes) still reads as true: 1, not 2.
-    return static_cast<To>(v != From(0));
-  } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
-    constexpr double lim = -static_cast<double>(std::numeric_limits<To>::min());  // 2^(bits-1), exact
-    const double d = static_cast<double>(v);
-    if (d != d) return To(0);
-    if (d >= lim) return std::numeric_limits<To>::max();
-    if (d <= -lim) return std::numeric_limits<To>::min();
-    return static_cast<To>(d);  // |trunc(d)| < 2^(bits-1): in range
-  } else if constexpr (std::is_same_v<From, double> && std::is_same_v<To, float>) {
-    // Round to nearest, ties to even: from FLT_MAX + half an ulp (2^128 - 2^103) on, the
-    // nearest float is 2^128, i.e. infinity.
-    constexpr double kOverflow = 340282356779733661637539395458142568448.0;
-    if (v >= kOverflow) return std::numeric_limits<float>::infinity();
-    if (v <= -kOverflow) return -std::numeric_limits<float>::infinity();
-    return static_cast<float>(v);  // NaN stays NaN
-  } else if constexpr (std::is_integral_v<From> && std::is_integral_v<To> && sizeof(To) < sizeof(From)) {
-    // Modulo 2^bits through the unsigned type (defined since C++20; GCC and Clang
-    // always did so).
-    return static_cast<To>(static_cast<std::make_unsigned_t<To>>(v));
-  } else {
-    return static_cast<To>(v);  // widening, int -> float (rounds to nearest), bool -> number
-  }
-}
+// cast_value (elementwise_ops.h): one definition for the CPU and CUDA kernels.
 
 Kernel cast_kernel(const KernelArgs& args) {
   args.expect_arity(1, 1);

@@ -427,6 +427,25 @@ void FusedProgram::init(const KernelArgs& args, const TensorRef& y, const std::s
   grain_ = (grain + kFusedTile - 1) / kFusedTile * kFusedTile;
 }
 
+std::vector<FusedInstr> parse_fused_program(const KernelArgs& args, const std::string& text, int first_input,
+                                            bool allow_product) {
+  std::vector<FusedInstr> out;
+  for (const Stmt& s : parse(args, text, first_input, allow_product)) {
+    FusedInstr f;
+    f.op = static_cast<int>(s.op);
+    f.exponent = s.exponent;
+    f.nargs = s.nargs;
+    for (int a = 0; a < s.nargs; ++a) {
+      f.kind[a] = s.args[a].kind == Arg::Input ? FusedInstr::Input
+                  : s.args[a].kind == Arg::Reg ? FusedInstr::Reg
+                                               : FusedInstr::Product;
+      f.index[a] = s.args[a].index;
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
 void FusedProgram::run_range(int64_t begin, int64_t end) const { impl_->run_range(begin, end); }
 
 void FusedProgram::run_range_to(int64_t begin, int64_t end, void* dst) const { impl_->run_range_to(begin, end, dst); }

@@ -66,6 +66,21 @@ class FusedProgram {
   size_t num_statements_ = 0;
 };
 
+// One parsed statement "rK=op(a, b)" (op: an EwOp index, elementwise_ops.h), for interpreters
+// other than this file's: runtime/cuda/fused_program.cuh evaluates the same parse on the device.
+struct FusedInstr {
+  enum ArgKind { Input = 0, Reg = 1, Product = 2 };
+  int op = 0;
+  double exponent = 0.0;  // pow's attr (as written; the kernel casts it to T)
+  int nargs = 0;
+  int kind[2] = {0, 0};   // ArgKind
+  int index[2] = {0, 0};  // Input: the step input; Reg: the register (statement) index
+};
+// Parses and checks `text` exactly as FusedProgram does (same messages, via args.fail); the
+// inputs' dtypes and shapes are not checked here.
+std::vector<FusedInstr> parse_fused_program(const KernelArgs& args, const std::string& text, int first_input,
+                                            bool allow_product);
+
 // The member ops the interpreter knows, sorted (graphc._runtime.fused_ops(); a test checks
 // it equals the registry's fusible set).
 std::vector<std::string> fused_ops();

@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "map_kernel.h"
+#include "math_ops.h"
 #include "op_schema.h"
 
 namespace graphc {
@@ -55,49 +56,7 @@ void add_zip(KernelRegistry& r, const char* name, int64_t grain, MakeFn make) {
     return [](T x) -> T { return (expr); };                                               \
   })
 
-// ---------------------------------------------------------------- semantics
-
-// numpy.sign: ±1, +0 for ±0, NaN for NaN.
-template <class T> T sign_of(T x) {
-  if constexpr (std::is_floating_point_v<T>) {
-    const T s = x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    return x != x ? x : s;
-  } else {
-    return static_cast<T>((x > T(0)) - (x < T(0)));
-  }
-}
-
-// numpy.mod on floats (npy_divmod): C fmod, then moved by b when it has the other sign; an exact
-// 0 takes b's sign.  NaN stays NaN (b = 0, a = ±inf); a mod ±inf is a, or b when the signs differ.
-template <class T> T float_mod(T a, T b) {
-  T m = std::fmod(a, b);
-  if (b == T(0)) return m;
-  if (m != T(0)) {
-    if (std::isless(b, T(0)) != std::isless(m, T(0))) m += b;
-  } else {
-    m = std::copysign(T(0), b);
-  }
-  return m;
-}
-
-// Integer remainder without a trap: 0 for b = 0 and b = -1; the sign of b (floor) or of a (fmod).
-template <class T> T int_mod(T a, T b, bool c_fmod) {
-  if (b == T(0) || b == T(-1)) return T(0);
-  T m = a % b;
-  if (!c_fmod && m != T(0) && ((m < T(0)) != (b < T(0)))) m += b;  // |m| < |b|: no overflow
-  return m;
-}
-
-// Integer quotient toward zero without a trap: 0 for b = 0; -a wrapping for b = -1.
-template <class T> T int_div(T a, T b) {
-  using U = std::make_unsigned_t<T>;
-  if (b == T(0)) return T(0);
-  if (b == T(-1)) return static_cast<T>(U(0) - static_cast<U>(a));
-  return a / b;
-}
-
-// A bool byte other than 0/1 (foreign bytes) reads as true.
-inline bool truth(boolean v) { return v != boolean(0); }
+// sign_of, float_mod, int_mod, int_div, truth: math_ops.h (shared with runtime/cuda/math.cu).
 
 template <class T> Kernel mod_kernel(const KernelArgs& a) {
   const bool c_fmod = attrs::Mod(a).fmod;

@@ -15,49 +15,26 @@
 #include <utility>
 
 #include "common.h"
+#include "resize_taps.h"
+#include "shape_plans.h"
 
 namespace graphc {
 namespace cpu {
 namespace {
 
 Kernel identity_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  expect_dims(args, y, x.dims, "output");
-  const void* src = x.data;
-  void* dst = y.data;
-  const size_t n = static_cast<size_t>(numel_of(x)) * dtype_size(x.dtype);
+  const size_t n = identity_copy_bytes(args);
+  const void* src = args.in[0].data;
+  void* dst = args.out[0].data;
   return [src, dst, n]() {
     if (n && src != dst) std::memmove(dst, src, n);
   };
 }
 
 Kernel tile_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const auto loop = tile_loop(args);
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  const attrs::Tile attr(args);
-  const auto& xd = x.dims;
-  if (attr.repeats.size() != xd.size()) {
-    args.fail("attr 'repeats' must have " + std::to_string(xd.size()) + " entries (the input's rank), got " +
-              std::to_string(attr.repeats.size()));
-  }
-  std::vector<int64_t> want, loop_dims;
-  std::vector<std::array<int64_t, 1>> strides;
-  const auto cs = contiguous_strides(xd);
-  for (size_t i = 0; i < xd.size(); ++i) {
-    const int64_t r = attr.repeats[i];
-    if (r < 0) args.fail("attr 'repeats' " + format_dims(attr.repeats) + " has a negative entry");
-    want.push_back(xd[i] == 0 || r == 0 ? 0 : saturating_mul(xd[i], r));
-    loop_dims.push_back(r);
-    strides.push_back({0});
-    loop_dims.push_back(xd[i]);
-    strides.push_back({cs[i]});
-  }
-  expect_dims(args, y, want, "output");
   if (numel_of(y) == 0) return no_op_kernel();
-  const auto loop = StridedLoop<1>::make(loop_dims, strides);
   const int threads = args.ctx.threads;
   return dispatch_bytes(dtype_size(x.dtype), [&](auto tag) -> Kernel {
     using T = typename decltype(tag)::type;
@@ -69,127 +46,18 @@ Kernel tile_kernel(const KernelArgs& args) {
 
 // -- resize ----------------------------------------------------------------------------------------
 
-struct ResizeSpec {
-  std::vector<int64_t> sizes;
-  bool has_scales = false;
-  std::vector<double> scales;
-  std::string mode, ctm, nearest_mode;
-  bool exclude_outside = false;
-};
-
-template <class A> ResizeSpec resize_spec(const KernelArgs& args, const A& a, size_t rank) {
-  ResizeSpec s{a.sizes, a.has_scales, a.scales, a.mode, a.coordinate_transformation_mode, a.nearest_mode,
-               a.exclude_outside};
-  if (s.sizes.size() != rank) {
-    args.fail("attr 'sizes' must have " + std::to_string(rank) + " entries (the input's rank), got " +
-              std::to_string(s.sizes.size()));
-  }
-  if (s.has_scales && s.scales.size() != rank) {
-    args.fail("attr 'scales' must have " + std::to_string(rank) + " entries (the input's rank), got " +
-              std::to_string(s.scales.size()));
-  }
-  for (size_t i = 0; i < rank; ++i) {
-    if (s.sizes[i] < -1) args.fail("attr 'sizes' " + format_dims(s.sizes) + " has an entry below -1");
-    if (s.has_scales && !(s.scales[i] > 0 && std::isfinite(s.scales[i]))) {
-      args.fail("attr 'scales' entry " + std::to_string(i) + " must be finite and > 0");
-    }
-  }
-  if (s.mode != "nearest" && s.mode != "linear") args.fail("attr 'mode' must be nearest or linear, got '" + s.mode + "'");
-  static const char* const kCtm[] = {"half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
-                                     "asymmetric", "tf_half_pixel_for_nn"};
-  bool known = false;
-  for (const char* c : kCtm) known = known || s.ctm == c;
-  if (!known) args.fail("attr 'coordinate_transformation_mode' '" + s.ctm + "' is not supported");
-  if (s.ctm == "tf_half_pixel_for_nn" && s.mode != "nearest") {
-    args.fail("coordinate_transformation_mode 'tf_half_pixel_for_nn' is for mode 'nearest' only");
-  }
-  if (s.nearest_mode != "round_prefer_floor" && s.nearest_mode != "round_prefer_ceil" && s.nearest_mode != "floor" &&
-      s.nearest_mode != "ceil") {
-    args.fail("attr 'nearest_mode' '" + s.nearest_mode + "' is not supported");
-  }
-  return s;
-}
-
-std::vector<int64_t> resize_out_dims(const KernelArgs& args, const ResizeSpec& s, const std::vector<int64_t>& xd) {
-  std::vector<int64_t> out;
-  for (size_t i = 0; i < xd.size(); ++i) {
-    const int64_t n = s.sizes[i] == -1 ? xd[i] : s.sizes[i];
-    if (xd[i] == 0 && n > 0) {
-      args.fail("cannot resize axis " + std::to_string(i) + " of size 0 to size " + std::to_string(n));
-    }
-    if (s.sizes[i] == -1 && s.has_scales && s.scales[i] != 1.0) {
-      args.fail("axis " + std::to_string(i) + " keeps its size (sizes -1) but its scale is not 1");
-    }
-    out.push_back(n);
-  }
-  return out;
-}
-
-// The taps of one axis, per output index j: (input index, weight) pairs; false when the axis is
-// left as it is.  The float64 arithmetic follows axis_taps in graphc/ops/tensor_extra.py step by step.
-bool axis_taps(const ResizeSpec& s, int64_t n_in, int64_t n_out, double scale,
+// The taps of one axis, per output index j: (input index, weight) pairs (resize_taps.h).
+void axis_taps(const ResizeSpec& s, int64_t n_in, int64_t n_out, double scale,
                std::vector<std::vector<std::pair<int64_t, double>>>& taps) {
-  if (n_out == n_in && std::fabs(scale - 1.0) <= 1e-9 * std::max(1.0, std::fabs(scale))) return false;
-  const double ow = scale * static_cast<double>(n_in);
-  const double din = static_cast<double>(n_in);
   taps.assign(static_cast<size_t>(n_out), {});
   for (int64_t j = 0; j < n_out; ++j) {
-    const double y = static_cast<double>(j);
-    double x;
-    if (s.ctm == "align_corners") {
-      x = ow == 1 ? 0.0 : y * (din - 1) / (ow - 1);
-    } else if (s.ctm == "asymmetric") {
-      x = y / scale;
-    } else if (s.ctm == "pytorch_half_pixel") {
-      x = ow == 1 ? -0.5 : (y + 0.5) / scale - 0.5;
-    } else if (s.ctm == "half_pixel_symmetric") {
-      const double offset = (din / 2) * (1 - static_cast<double>(n_out) / ow);
-      x = offset + (y + 0.5) / scale - 0.5;
-    } else if (s.ctm == "tf_half_pixel_for_nn") {
-      x = (y + 0.5) / scale;
-    } else {
-      x = (y + 0.5) / scale - 0.5;
-    }
-    const double xf = std::floor(x);
-    const double ratio = x == xf ? 1.0 : x - xf;
-    const double xp = x + 1.0;
-    const double p = std::floor(xp);
-    const int64_t start = static_cast<int64_t>(p) + (xp - p == 0 ? -1 : 0) - 1;
+    int64_t idx[2];
     double w[2];
-    if (s.mode == "linear") {
-      w[0] = 1.0 - ratio;
-      w[1] = ratio;
-    } else if (ratio == 1.0) {
-      w[0] = 0.0;
-      w[1] = 1.0;
-    } else if (s.nearest_mode == "round_prefer_floor") {
-      w[0] = ratio <= 0.5 ? 1.0 : 0.0;
-      w[1] = ratio > 0.5 ? 1.0 : 0.0;
-    } else if (s.nearest_mode == "round_prefer_ceil") {
-      w[0] = ratio < 0.5 ? 1.0 : 0.0;
-      w[1] = ratio >= 0.5 ? 1.0 : 0.0;
-    } else if (s.nearest_mode == "floor") {
-      w[0] = 1.0;
-      w[1] = 0.0;
-    } else {
-      w[0] = 0.0;
-      w[1] = 1.0;
-    }
-    const int64_t idx[2] = {start, start + 1};
-    if (s.exclude_outside) {
-      for (int k = 0; k < 2; ++k) {
-        if (idx[k] < 0 || idx[k] >= n_in) w[k] = 0.0;
-      }
-      double total = w[0] + w[1];
-      if (total == 0) total = 1.0;
-      w[0] /= total;
-      w[1] /= total;
-    }
+    resize_taps(s.math, n_in, n_out, scale, j, idx, w);
     for (int k = 0; k < 2; ++k) {
-      if (w[k] != 0) taps[j].emplace_back(std::min(std::max<int64_t>(idx[k], 0), n_in - 1), w[k]);
+      if (w[k] != 0) taps[j].emplace_back(idx[k], w[k]);
     }
   }
-  return true;
 }
 
 // One destination axis of the gather: identity, or per destination index a list of (source
@@ -207,10 +75,10 @@ std::vector<AxisGather> resize_gathers(const ResizeSpec& s, const std::vector<in
                                        const std::vector<int64_t>& yd, bool transposed) {
   std::vector<AxisGather> out(xd.size());
   for (size_t a = 0; a < xd.size(); ++a) {
-    if (s.sizes[a] == -1 || yd[a] == 0) continue;
-    const double scale = s.has_scales ? s.scales[a] : static_cast<double>(yd[a]) / static_cast<double>(xd[a]);
+    double scale = 1.0;
+    if (!resize_axis(s, xd, yd, a, &scale)) continue;
     std::vector<std::vector<std::pair<int64_t, double>>> taps;
-    if (!axis_taps(s, xd[a], yd[a], scale, taps)) continue;
+    axis_taps(s, xd[a], yd[a], scale, taps);
     AxisGather& g = out[a];
     g.identity = false;
     g.max_taps = 1;  // at least the one pair a row starts from (a list may be empty: exclude_outside)

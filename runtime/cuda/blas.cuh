@@ -11,6 +11,9 @@
 // algorithm without workspace), so run() only enqueues cublasLtMatmul on the stream (safe in a
 // captured CUDA graph).  In a dry prepare (a.ctx.device == nullptr) plan() validates only.
 // TF32 is used for float32 only when the device allows it (GRAPHC_CUDA_TF32=1).
+// Epilogues: Bias by cuBLASLt where it has an algorithm (else graphc's epilogue kernel); ReLU
+// (NaN-propagating, as numpy's maximum) and GELU (graphc's erf form, NOT cuBLASLt's tanh
+// approximation) always by graphc's epilogue kernel, one extra pass over C.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +35,14 @@ struct GemmDesc {
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
   double alpha = 1.0, beta = 0.0;
   Epilogue epilogue = Epilogue::None;
+  // The pointers run() will get, when known at plan time (a factory's a.ins[i].data plus any
+  // offset; nullptr: a whole pooled tensor, 256-byte aligned).  Only their alignment is used:
+  // the heuristic then picks an algorithm that accepts it; run() throws when a pointer is
+  // less aligned than planned.
+  const void* a_hint = nullptr;
+  const void* b_hint = nullptr;
+  const void* c_hint = nullptr;
+  const void* bias_hint = nullptr;
 };
 
 class Gemm {

@@ -46,11 +46,14 @@ GpuFacts probe_gpu(int ordinal) {
   const std::string head = "device 'cuda' is not available: ";
   // cudart (linked statically) loads the driver itself, but only says "insufficient driver"
   // when there is none at all; look first, to say which.
-  static void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
-  if (driver == nullptr) {
+  // Looked up once (the handle is kept: the CUDA runtime uses the same library).
+  static const std::string no_driver = [] {
+    if (dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL) != nullptr) return std::string();
     const char* why = dlerror();
-    throw DeviceUnavailable(head + "no NVIDIA driver (libcuda.so.1) was found (" +
-                            std::string(why ? why : "dlopen failed") +
+    return std::string(why ? why : "dlopen failed");
+  }();
+  if (!no_driver.empty()) {
+    throw DeviceUnavailable(head + "no NVIDIA driver (libcuda.so.1) was found (" + no_driver +
                             "); install the NVIDIA driver on a machine with an NVIDIA GPU, or use device 'cpu'");
   }
   int n = 0;
@@ -160,7 +163,7 @@ std::vector<std::pair<std::string, std::string>> device_info(int ordinal) {
   std::string dirs;
   for (const std::string& d : cuda_library_dirs()) dirs += (dirs.empty() ? "" : ":") + d;
   std::vector<std::pair<std::string, std::string>> out = {
-      {"gpu", f.name},
+      {"name", f.name},
       {"compute_capability", std::to_string(f.major) + "." + std::to_string(f.minor)},
       {"sm_count", std::to_string(f.sm_count)},
       {"memory_bytes", std::to_string(f.total_memory)},
