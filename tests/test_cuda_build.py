@@ -173,6 +173,15 @@ def test_graphc_cuda_1_without_nvcc_fails_saying_so(monkeypatch):
     assert setup["cuda_config"]() is None  # unset: a CPU build, quietly
 
 
+def test_graphc_cuda_1_with_a_missing_nvcc_file_fails_saying_so(monkeypatch, tmp_path):
+    setup = _setup_functions()
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("GRAPHC_CUDA", "1")
+    monkeypatch.setenv("NVCC", str(tmp_path / "no-such-nvcc"))
+    with pytest.raises(SystemExit, match="is not an executable"):
+        setup["cuda_config"]()
+
+
 def test_cuda_config_flags_when_nvcc_is_here(monkeypatch):
     setup = _setup_functions()
     monkeypatch.chdir(ROOT)
