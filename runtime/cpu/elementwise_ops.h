@@ -227,7 +227,8 @@ struct PowF {
   template <class T> GRAPHC_HD T operator()(T x, T e) const { return static_cast<T>(std::pow(x, e)); }
 };
 
-// cast: one definition for every device (GRAPHC_HD: runtime/cuda/elementwise.cu runs it too), matched by the numpy reference (graphc/ops/elementwise.py):
+// cast: one definition for every device (GRAPHC_HD: runtime/cuda/elementwise.cu runs it too),
+// matched by the numpy reference (graphc/ops/elementwise.py):
 //   float -> int: truncate toward zero, saturating like Rust's `as`: NaN -> 0, +inf and
 //     values >= 2^(bits-1) -> the type's max, -inf and values <= -2^(bits-1) -> its min.
 //   anything -> bool: x != 0 (NaN -> true, -0.0 -> false).

@@ -92,7 +92,9 @@ bool gelu_tanh_form(const KernelArgs& a, const std::string& approximate) {
 }
 
 void check_softplus(const KernelArgs& a, double beta, double threshold) {
-  if (!std::isfinite(beta) || beta == 0.0) a.fail("attr 'beta' must be finite and nonzero, got " + std::to_string(beta));
+  if (!std::isfinite(beta) || beta == 0.0) {
+    a.fail("attr 'beta' must be finite and nonzero, got " + std::to_string(beta));
+  }
   if (std::isnan(threshold)) a.fail("attr 'threshold' must be a number, got nan");
 }
 

@@ -39,7 +39,8 @@ inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<ui
 
 // Element offsets of output item i into each input (Strides<N>::offsets in index type I: 32-bit
 // division when the caller checked that every offset fits).
-template <class I, int N> __device__ __forceinline__ void ew_offsets(const Strides<N>& s, int64_t i64, int64_t (&off)[N]) {
+template <class I, int N>
+__device__ __forceinline__ void ew_offsets(const Strides<N>& s, int64_t i64, int64_t (&off)[N]) {
   if (s.rank == 1) {
 #pragma unroll
     for (int k = 0; k < N; ++k) off[k] = s.base[k] + i64 * s.strides[0][k];
@@ -161,7 +162,8 @@ __global__ void ew_where_strided_kernel(const cpu::boolean* c, const T* x, const
 inline bool small_index(int64_t numel) { return numel < (int64_t(1) << 31); }
 
 // y = f(x) over n contiguous items.
-template <class T, class O, class F> Kernel ew_map_launch(const KernelArgs& args, const T* x, O* y, int64_t n, F f, const char* what) {
+template <class T, class O, class F>
+Kernel ew_map_launch(const KernelArgs& args, const T* x, O* y, int64_t n, F f, const char* what) {
   if (n == 0) return no_op_kernel();
   constexpr int V = vec_width<T, O>();
   const cudaStream_t stream = stream_of(args);

@@ -91,13 +91,19 @@ struct LessEqualF {
   template <class T> GRAPHC_HD boolean operator()(T x, T y) const { return static_cast<boolean>(x <= y); }
 };
 struct AndF {
-  GRAPHC_HD boolean operator()(boolean x, boolean y) const { return static_cast<boolean>(cpu::truth(x) && cpu::truth(y)); }
+  GRAPHC_HD boolean operator()(boolean x, boolean y) const {
+    return static_cast<boolean>(cpu::truth(x) && cpu::truth(y));
+  }
 };
 struct OrF {
-  GRAPHC_HD boolean operator()(boolean x, boolean y) const { return static_cast<boolean>(cpu::truth(x) || cpu::truth(y)); }
+  GRAPHC_HD boolean operator()(boolean x, boolean y) const {
+    return static_cast<boolean>(cpu::truth(x) || cpu::truth(y));
+  }
 };
 struct XorF {
-  GRAPHC_HD boolean operator()(boolean x, boolean y) const { return static_cast<boolean>(cpu::truth(x) != cpu::truth(y)); }
+  GRAPHC_HD boolean operator()(boolean x, boolean y) const {
+    return static_cast<boolean>(cpu::truth(x) != cpu::truth(y));
+  }
 };
 
 struct IntTypes {
