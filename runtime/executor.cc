@@ -809,6 +809,12 @@ void Executor::cuda_enqueue(bool sync_each_step) {
   for (size_t s = 0; s < kernels_.size(); ++s) {
     try {
       kernels_[s]();
+    } catch (const DeviceFault& e) {
+      // A launch check reports a sticky fault of ANY earlier kernel still in flight: without
+      // a sync after each step, this step is only where it surfaced.
+      if (sync_each_step) throw DeviceFault(step_label(s) + ": " + e.what());
+      throw DeviceFault("at or before " + step_label(s) + ": " + e.what() +
+                        " (set GRAPHC_CUDA_SYNC=1 to name the step that failed)");
     } catch (...) {
       rethrow_at_step(step_label(s));
     }
