@@ -3,8 +3,6 @@ cannot open (cuda_status, the Session's DeviceError, the CLI), the dry prepare
 (graphc._runtime.prepare_only), the search for NVIDIA's libraries, the GRAPHC_CUDA_* settings.
 The kernels themselves run in tests/test_kernels.py etc. when a GPU is present."""
 
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -192,9 +190,9 @@ def _probe(dirs, which):
             print(json.dumps({{"error": str(e)}}))
     """)
     import json
-    import os
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+    from subproc import run_python
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
