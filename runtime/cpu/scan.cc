@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "op_schema.h"
+#include "reduce_checks.h"
 
 namespace graphc {
 namespace cpu {
@@ -142,21 +143,8 @@ template <class T> inline bool beats(T v, T best) {
 }
 
 template <class T> Kernel argmax_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const int64_t axis = arg_extremum_axis<attrs::Argmax>(args, "arg-max");
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, DType::I64, "output");
-  const attrs::Argmax attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  const int64_t axis = normalize_axis(args, attr.axis, rank);
-  std::vector<int64_t> want;
-  if (rank > 0) {
-    if (x.dims[axis] == 0) args.fail("cannot take the arg-max over axis " + std::to_string(axis) + " of size 0");
-    for (int64_t i = 0; i < rank; ++i) {
-      if (i != axis) want.push_back(x.dims[i]);
-      else if (attr.keepdims) want.push_back(1);
-    }
-  }
-  expect_dims(args, y, want, "output");
   const AxisSplit s = split_at(x.dims, axis);
   if (numel_of(x) == 0) return no_op_kernel();
   const T* px = x.as<const T>();

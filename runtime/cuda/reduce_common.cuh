@@ -12,6 +12,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "../cpu/reduce_checks.h"
 #include "common.cuh"
 
 namespace graphc {
@@ -229,21 +230,8 @@ template <bool kMax, class T, class Attr> Kernel arg_extremum_kernel(const Kerne
 
 #if defined(__CUDACC__)
 template <bool kMax, class T, class Attr> Kernel arg_extremum_kernel(const KernelArgs& args, const char* what) {
-  args.expect_arity(1, 1);
+  const int64_t axis = cpu::arg_extremum_axis<Attr>(args, what);  // cpu/reduce_checks.h: the CPU's checks
   const TensorRef &x = args.in[0], &y = args.out[0];
-  cpu::expect_dtype(args, y, DType::I64, "output");
-  const Attr attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  const int64_t axis = cpu::normalize_axis(args, attr.axis, rank);
-  std::vector<int64_t> want;
-  if (rank > 0) {
-    if (x.dims[axis] == 0) args.fail(std::string("cannot take the ") + what + " over axis " + std::to_string(axis) + " of size 0");
-    for (int64_t i = 0; i < rank; ++i) {
-      if (i != axis) want.push_back(x.dims[i]);
-      else if (attr.keepdims) want.push_back(1);
-    }
-  }
-  cpu::expect_dims(args, y, want, "output");
   if (numel_of(x) == 0) return no_op_kernel();
   const AxisSplit s = split_at(x.dims, axis);
   const T* px = x.as<const T>();
