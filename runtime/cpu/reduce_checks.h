@@ -1,5 +1,5 @@
 // reduce_checks.h — the checks of the reductions (sum, mean, max, min, sum_to), argmin / argmax
-// and fused_reduce, shared by runtime/cpu/reduce.cc, scan.cc (argmax), fused_reduce.cc and
+// and fused_reduce, tril/triu and cumsum, shared by runtime/cpu/reduce.cc, scan.cc (argmax), fused_reduce.cc and
 // runtime/cuda/reduce.cu, reduce_common.cuh, fused_reduce.cu: both devices accept exactly the
 // same steps with the same messages.  Prepare-time code only.  Host code only.
 #pragma once
@@ -163,6 +163,50 @@ inline FusedReduceCheck fused_reduce_check(const KernelArgs& args, DType dt) {
   }
   expect_dims(args, y, want, "output");
   return {attr, red, value};
+}
+
+// (outer, n, inner) around `axis` (a scalar: one position, an axis of one item).
+struct AxisSplit {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+
+inline AxisSplit split_at(const std::vector<int64_t>& dims, int64_t axis) {
+  AxisSplit s;
+  if (dims.empty()) return s;
+  for (int64_t i = 0; i < axis; ++i) s.outer *= dims[i];
+  for (int64_t i = axis + 1; i < static_cast<int64_t>(dims.size()); ++i) s.inner *= dims[i];
+  s.n = dims[axis];
+  return s;
+}
+
+// tril / triu(x) -> y (rank >= 2): the diagonal.
+inline int64_t tri_check(const KernelArgs& args, bool upper) {
+  args.expect_arity(1, 1);
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  expect_dtype(args, y, x.dtype, "output");
+  expect_dims(args, y, x.dims, "output");
+  const int64_t rank = static_cast<int64_t>(x.dims.size());
+  if (rank < 2) args.fail("expects an input of rank >= 2, got rank " + std::to_string(rank));
+  const int64_t diagonal = upper ? attrs::Triu(args).diagonal : attrs::Tril(args).diagonal;
+  return diagonal;
+}
+
+// cumsum(x) -> y: the attrs and the split around the axis.
+struct CumsumCheck {
+  attrs::Cumsum attr;
+  AxisSplit s;
+};
+
+inline CumsumCheck cumsum_check(const KernelArgs& args) {
+  args.expect_arity(1, 1);
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  expect_dtype(args, y, x.dtype, "output");
+  expect_dims(args, y, x.dims, "output");
+  const attrs::Cumsum attr(args);
+  const int64_t rank = static_cast<int64_t>(x.dims.size());
+  const int64_t axis = normalize_axis(args, attr.axis, rank);
+  const AxisSplit s = split_at(x.dims, axis);
+  return {attr, s};
 }
 
 }  // namespace cpu

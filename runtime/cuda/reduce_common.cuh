@@ -25,18 +25,8 @@ template <> struct AccOf<int32_t> { using type = int64_t; };
 
 enum class ROp { Sum, Mean, Max, Min };
 
-// (outer, n, inner) around `axis` (a scalar: one position, an axis of one item).
-struct AxisSplit {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-inline AxisSplit split_at(const std::vector<int64_t>& dims, int64_t axis) {
-  AxisSplit s;
-  if (dims.empty()) return s;
-  for (int64_t i = 0; i < axis; ++i) s.outer *= dims[i];
-  for (int64_t i = axis + 1; i < static_cast<int64_t>(dims.size()); ++i) s.inner *= dims[i];
-  s.n = dims[axis];
-  return s;
-}
+using cpu::AxisSplit;  // (outer, n, inner) around an axis: cpu/reduce_checks.h
+using cpu::split_at;
 
 // Grid for a grid-stride loop over `n` blocks of work (never 0 blocks, at most 2^31 - 1).
 inline unsigned grid_for_blocks(int64_t n) {
