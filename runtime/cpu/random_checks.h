@@ -1,7 +1,7 @@
-// random_checks.h — the checks of random_uniform, random_normal and their _like forms, shared by
-// runtime/cpu/random.cc and runtime/cuda/random.cu: both devices accept exactly the same steps
-// with the same messages and draw the same values (random_math.h).  Prepare-time code only.
-// Host code only.
+// random_checks.h — the checks of random_uniform, random_normal, their _like forms and dropout_train,
+// shared by runtime/cpu/random.cc, dropout.cc and runtime/cuda/random.cu, dropout.cu: both devices
+// accept exactly the same steps with the same messages and draw the same values (random_math.h).
+// Prepare-time code only.  Host code only.
 #pragma once
 
 #include <cmath>
@@ -106,6 +106,20 @@ inline RandomDraw random_normal_like_draw(const KernelArgs& args) {
   check_normal(args, attr.mean, attr.stddev);
   return random_draw(args, true, attr.seed, args.in[0].dims, like_dtype(args, attr.has_dtype, attr.dtype),
                      attr.mean, attr.stddev);
+}
+
+// dropout_train(x, step) -> y: the attrs (p in [0, 1), seed >= 0), checked.
+inline attrs::DropoutTrain dropout_train_check(const KernelArgs& args) {
+  args.expect_arity(2, 1);
+  const attrs::DropoutTrain attr(args);
+  if (!(attr.p >= 0.0 && attr.p < 1.0)) args.fail("p must be in [0, 1), got " + std::to_string(attr.p));
+  if (attr.seed < 0) args.fail("seed must be in [0, 2**63), got " + std::to_string(attr.seed));
+  const TensorRef &x = args.in[0], &step = args.in[1];
+  expect_dtype(args, step, DType::I64, "input 1 (step)");
+  expect_dims(args, step, {}, "input 1 (step)");
+  expect_dtype(args, args.out[0], x.dtype, "output");
+  expect_dims(args, args.out[0], x.dims, "output");
+  return attr;
 }
 
 }  // namespace cpu
