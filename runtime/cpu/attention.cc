@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_checks.h"
 #include "common.h"
 #include "elementwise_ops.h"  // exp_value: float32 exp the compiler vectorises
 #include "gemm.h"
@@ -118,65 +119,6 @@ template <class T> AttnLoops<T> attn_loops() {
           &isa_baseline::attn_grad_kv_task<T>, &isa_baseline::attn_grad_item_gemm<T>};
 }
 
-// The shapes of q (..., L, E), k (..., S, E), v (..., S, Ev) and the mask's strides, checked.
-struct AttnGeom {
-  std::vector<int64_t> lead;
-  int64_t batch = 0, L = 0, S = 0, E = 0, Ev = 0;
-  std::vector<int64_t> mask_lead_stride;  // per lead dim (0: broadcast)
-  int64_t mask_row = 0, mask_col = 0;
-  bool empty_rows = true;  // batch · L = 0: no output row to write
-};
-
-AttnGeom attn_geom(const KernelArgs& a, bool causal) {
-  const TensorRef &q = a.in[0], &k = a.in[1], &v = a.in[2], &m = a.in[3];
-  const size_t r = q.dims.size();
-  if (r < 2) a.fail("input 0 (q) must have rank >= 2 (..., L, E), got shape " + format_dims(q.dims));
-  if (k.dims.size() != r || v.dims.size() != r) {
-    a.fail("inputs q, k, v must have one rank, got " + format_dims(q.dims) + ", " + format_dims(k.dims) + ", " +
-           format_dims(v.dims));
-  }
-  AttnGeom g;
-  g.lead.assign(q.dims.begin(), q.dims.end() - 2);
-  for (size_t d = 0; d + 2 < r; ++d) {
-    if (k.dims[d] != q.dims[d] || v.dims[d] != q.dims[d]) {
-      a.fail("inputs q, k, v must have equal leading dims, got " + format_dims(q.dims) + ", " + format_dims(k.dims) +
-             ", " + format_dims(v.dims));
-    }
-  }
-  g.L = q.dims[r - 2];
-  g.E = q.dims[r - 1];
-  g.S = k.dims[r - 2];
-  g.Ev = v.dims[r - 1];
-  if (k.dims[r - 1] != g.E) a.fail("input 1 (k) must have E = " + std::to_string(g.E) + ", got " + format_dims(k.dims));
-  if (v.dims[r - 2] != g.S) a.fail("input 2 (v) must have S = " + std::to_string(g.S) + ", got " + format_dims(v.dims));
-  expect_dtype(a, k, q.dtype, "input 1 (k)");
-  expect_dtype(a, v, q.dtype, "input 2 (v)");
-  expect_dtype(a, m, DType::Bool, "input 3 (mask)");
-  const size_t rm = m.dims.size();
-  if (causal && rm != 0) a.fail("takes a mask or causal=True, not both; got a mask of shape " + format_dims(m.dims));
-  if (rm > r) a.fail("input 3 (mask) of shape " + format_dims(m.dims) + " has a higher rank than q");
-  std::vector<int64_t> full = g.lead;
-  full.push_back(g.L);
-  full.push_back(g.S);
-  std::vector<int64_t> eff(r, 0);
-  int64_t stride = 1;
-  for (size_t d = r; d-- > 0;) {
-    if (d + rm < r) break;
-    const int64_t md = m.dims[d + rm - r];
-    if (md != 1 && md != full[d]) {
-      a.fail("input 3 (mask) of shape " + format_dims(m.dims) + " does not broadcast to " + format_dims(full));
-    }
-    eff[d] = md == 1 ? 0 : stride;
-    stride *= md;
-  }
-  g.mask_lead_stride.assign(eff.begin(), eff.end() - 2);
-  g.mask_row = eff[r - 2];
-  g.mask_col = eff[r - 1];
-  g.empty_rows = has_zero_dim(g.lead) || g.L == 0;
-  g.batch = g.empty_rows ? 0 : numel_of(g.lead);
-  return g;
-}
-
 int64_t ceil_div(int64_t n, int64_t d) { return (n + d - 1) / d; }
 
 // The workspace the op declares: (slots, per_task) with slots = min(tasks, kSlots), none for no task.
@@ -250,19 +192,9 @@ template <class F> void for_tasks(int64_t tasks, int threads, F&& f) {
 }
 
 template <class T> Kernel attention_kernel(const KernelArgs& args) {
-  args.expect_arity(4, 2);
-  const attrs::ScaledDotProductAttention attr(args);
-  if (!std::isfinite(attr.scale)) args.fail("scale must be finite, got " + std::to_string(attr.scale));
-  const bool causal = attr.causal;
-  const AttnGeom g = attn_geom(args, causal);
-  std::vector<int64_t> od = g.lead, ld = g.lead;
-  od.push_back(g.L);
-  od.push_back(g.Ev);
-  ld.push_back(g.L);
-  expect_dtype(args, args.out[0], args.in[0].dtype, "output 0 (out)");
-  expect_dims(args, args.out[0], od, "output 0 (out)");
-  expect_dtype(args, args.out[1], args.in[0].dtype, "output 1 (lse)");
-  expect_dims(args, args.out[1], ld, "output 1 (lse)");
+  const AttnCheck chk = attention_check(args);
+  const AttnGeom& g = chk.g;
+  const bool causal = chk.causal;
   const int64_t qblocks = ceil_div(g.L, kBlock), tasks = g.batch * qblocks;
   T* ws = attn_workspace<T>(args, tasks, kBlock * (g.E + kBlock + 2 * g.Ev + 4));
   if (tasks == 0) return no_op_kernel();
@@ -271,7 +203,7 @@ template <class T> Kernel attention_kernel(const KernelArgs& args) {
   const bool scalar_mask = args.in[3].dims.empty();
   T *po = args.out[0].as<T>(), *pl = args.out[1].as<T>();
   const int64_t per = kBlock * (g.E + kBlock + 2 * g.Ev + 4);
-  const T scale = static_cast<T>(attr.scale);
+  const T scale = static_cast<T>(chk.scale);
   const auto loops = attn_loops<T>();
   const int threads = args.ctx.threads;
   // only where sgemm has FMA micro-kernels (AVX2, AVX-512: the same bits); else the own loops
@@ -288,26 +220,9 @@ template <class T> Kernel attention_kernel(const KernelArgs& args) {
 }
 
 template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(8, 3);
-  const attrs::ScaledDotProductAttentionGrad attr(args);
-  if (!std::isfinite(attr.scale)) args.fail("scale must be finite, got " + std::to_string(attr.scale));
-  const bool causal = attr.causal;
-  const AttnGeom g = attn_geom(args, causal);
-  std::vector<int64_t> od = g.lead, ld = g.lead;
-  od.push_back(g.L);
-  od.push_back(g.Ev);
-  ld.push_back(g.L);
-  const DType dt = args.in[0].dtype;
-  const char* names[] = {"input 4 (out)", "input 5 (lse)", "input 6 (dout)", "input 7 (dlse)"};
-  for (int i = 4; i < 8; ++i) {
-    expect_dtype(args, args.in[i], dt, names[i - 4]);
-    expect_dims(args, args.in[i], i % 2 == 0 ? od : ld, names[i - 4]);
-  }
-  const char* onames[] = {"output 0 (dq)", "output 1 (dk)", "output 2 (dv)"};
-  for (int o = 0; o < 3; ++o) {
-    expect_dtype(args, args.out[o], dt, onames[o]);
-    expect_dims(args, args.out[o], args.in[o].dims, onames[o]);
-  }
+  const AttnCheck chk = attention_grad_check(args);
+  const AttnGeom& g = chk.g;
+  const bool causal = chk.causal;
   const int64_t qblocks = ceil_div(g.L, kBlock), kblocks = ceil_div(g.S, kBlock);
   const int64_t tasks_q = g.batch * qblocks, tasks_kv = g.batch * kblocks;
   const int64_t per = kBlock * (2 * kBlock + 2 * g.E + 2 * g.Ev + 4);  // attn_grad_item_gemm's bound
@@ -327,7 +242,7 @@ template <class T> Kernel attention_grad_kernel(const KernelArgs& args) {
   const bool scalar_mask = args.in[3].dims.empty();
   const T *pout = args.in[4].as<const T>(), *plse = args.in[5].as<const T>();
   const T *pdout = args.in[6].as<const T>(), *pdlse = args.in[7].as<const T>();
-  const T scale = static_cast<T>(attr.scale);
+  const T scale = static_cast<T>(chk.scale);
   const auto loops = attn_loops<T>();
   const int threads = args.ctx.threads;
   const bool use_gemm = false;  // the per-row loops (P must match pass A and pass B)

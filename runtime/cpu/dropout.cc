@@ -9,21 +9,15 @@
 
 #include "common.h"
 #include "philox.h"
+#include "random_checks.h"
 
 namespace graphc {
 namespace cpu {
 namespace {
 
 template <class T> Kernel dropout_train_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const attrs::DropoutTrain attr(args);
-  if (!(attr.p >= 0.0 && attr.p < 1.0)) args.fail("p must be in [0, 1), got " + std::to_string(attr.p));
-  if (attr.seed < 0) args.fail("seed must be in [0, 2**63), got " + std::to_string(attr.seed));
+  const attrs::DropoutTrain attr = dropout_train_check(args);
   const TensorRef &x = args.in[0], &step = args.in[1];
-  expect_dtype(args, step, DType::I64, "input 1 (step)");
-  expect_dims(args, step, {}, "input 1 (step)");
-  expect_dtype(args, args.out[0], x.dtype, "output");
-  expect_dims(args, args.out[0], x.dims, "output");
   const int64_t n = numel_of(x);
   if (n == 0) return no_op_kernel();
   const T* px = x.as<const T>();

@@ -12,60 +12,21 @@
 #include "common.h"
 #include "elementwise_ops.h"
 #include "fused_program.h"
+#include "reduce_checks.h"
 
 namespace graphc {
 namespace cpu {
 namespace {
 
-enum class Red { Sum, Mean, Max };
+using Red = FusedRed;
 
 template <class T> Kernel fused_reduce_kernel(const KernelArgs& args) {
   using A = typename ReduceLoops<T>::Acc;
-  if (args.in.empty() || args.out.size() != 1) {
-    args.fail("expects at least 1 input and 1 output, got " + std::to_string(args.in.size()) + " and " +
-              std::to_string(args.out.size()));
-  }
-  std::vector<std::vector<int64_t>> shapes;
-  for (size_t i = 0; i < args.in.size(); ++i) {
-    expect_dtype(args, args.in[i], dtype_of<T>(), "input " + std::to_string(i));
-    shapes.push_back(args.in[i].dims);
-  }
+  const FusedReduceCheck chk = fused_reduce_check(args, dtype_of<T>());
+  const attrs::FusedReduce& attr = chk.attr;
+  const Red red = chk.red;
+  const std::vector<int64_t>& value = chk.value;
   const TensorRef& y = args.out[0];
-  expect_dtype(args, y, dtype_of<T>(), "output");
-  const std::vector<int64_t> value = broadcast_dims(args, shapes, "the inputs");
-  const attrs::FusedReduce attr(args);
-  Red red;
-  if (attr.reduce == "sum") red = Red::Sum;
-  else if (attr.reduce == "mean") red = Red::Mean;
-  else if (attr.reduce == "max") red = Red::Max;
-  else args.fail("reduce must be sum, mean or max, got '" + attr.reduce.substr(0, 40) + "'");
-
-  const int64_t rank = static_cast<int64_t>(value.size());
-  std::vector<bool> reduced(rank, !attr.has_axes);
-  if (attr.has_axes) {
-    for (int64_t ax : attr.axes) {
-      const int64_t a = normalize_axis(args, ax, rank, "axes entry");
-      if (rank == 0) continue;
-      if (reduced[a]) args.fail("axes entry " + std::to_string(ax) + " is repeated");
-      reduced[a] = true;
-    }
-  }
-  // Only trailing reduced axes (size-1 dims aside): each output's items are one run.
-  bool seen = false;
-  for (int64_t i = 0; i < rank; ++i) {
-    if (value[i] == 1) continue;
-    if (reduced[i]) seen = true;
-    else if (seen) args.fail("reduces a non-trailing axis of " + format_dims(value) + ": not supported");
-  }
-  std::vector<int64_t> want;
-  for (int64_t i = 0; i < rank; ++i) {
-    if (!reduced[i]) want.push_back(value[i]);
-    else if (attr.keepdims) want.push_back(1);
-    if (red == Red::Max && reduced[i] && value[i] == 0) {
-      args.fail("cannot reduce over axis " + std::to_string(i) + " of size 0 (no identity for max)");
-    }
-  }
-  expect_dims(args, y, want, "output");
   const FusedProgram prog(args, attr.program, value);
   const int64_t outer = numel_of(y);
   T* py = y.as<T>();

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "elementwise_ops.h"  // exp_value: float32 exp the compiler vectorises
+#include "nn_checks.h"
 
 namespace graphc {
 namespace cpu {
@@ -13,18 +14,10 @@ namespace {
 
 // Softmax over `axis` in (outer, n, inner) form; inner == 1 is the contiguous fast path.
 template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const SoftmaxPlan plan = softmax_plan(args, kLog);
+  if (plan.empty) return no_op_kernel();
+  const int64_t outer = plan.outer, n = plan.n, inner = plan.inner;
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  expect_dims(args, y, x.dims, "output");
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank == 0) args.fail("needs rank >= 1");
-  const int64_t axis = normalize_axis(args, kLog ? attrs::LogSoftmax(args).axis : attrs::Softmax(args).axis, rank);
-  if (numel_of(x) == 0) return no_op_kernel();  // before any product of the other dims
-  int64_t outer = 1, inner = 1;
-  for (int64_t i = 0; i < axis; ++i) outer *= x.dims[i];
-  for (int64_t i = axis + 1; i < rank; ++i) inner *= x.dims[i];
-  const int64_t n = x.dims[axis];
   const T* px = x.as<const T>();
   T* py = y.as<T>();
   const int threads = args.ctx.threads;
@@ -95,25 +88,14 @@ template <class L> void check_labels(const L* labels, int64_t bad_row, int64_t C
 }
 
 template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
+  const ScePlan plan = sce_plan(args);
+  const int64_t rows = plan.rows, C = plan.C;
+  const bool reduce = plan.reduce, mean = plan.mean;
   const TensorRef &x = args.in[0], &lab = args.in[1], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  if (x.dims.empty()) args.fail("logits must have rank >= 1");
-  std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
-  expect_dims(args, lab, lead, "labels");
-  const std::string reduction = attrs::SoftmaxCrossEntropy(args).reduction;
-  if (reduction != "mean" && reduction != "sum" && reduction != "none") {
-    args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
-  }
-  const bool reduce = reduction != "none";
-  expect_dims(args, y, reduce ? std::vector<int64_t>{} : lead, "output");
-  const int64_t rows = numel_of(lead), C = x.dims.back();
-  if (C == 0) args.fail("logits " + format_dims(x.dims) + " have 0 classes");
   const T* px = x.as<const T>();
   const L* pl = lab.as<const L>();
   T* py = y.as<T>();
   const int threads = args.ctx.threads;
-  const bool mean = reduction == "mean";
   // Per-row losses for the reduced forms: owned by the prepared kernel, summed in order.
   auto losses = std::make_shared<std::vector<double>>(reduce ? rows : 0);
   return [=]() {
@@ -144,16 +126,10 @@ template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
 
 // relu_grad(g, x) = g where x > 0, else 0.
 template <class T> Kernel relu_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const TensorRef &g = args.in[0], &x = args.in[1], &y = args.out[0];
-  expect_dtype(args, x, g.dtype, "input 1");
-  expect_dtype(args, y, g.dtype, "output");
-  expect_dims(args, x, g.dims, "input 1");
-  expect_dims(args, y, g.dims, "output");
-  const T* pg = g.as<const T>();
-  const T* px = x.as<const T>();
-  T* py = y.as<T>();
-  const int64_t n = numel_of(g);
+  const int64_t n = relu_grad_check(args);
+  const T* pg = args.in[0].as<const T>();
+  const T* px = args.in[1].as<const T>();
+  T* py = args.out[0].as<T>();
   const int threads = args.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 15, [&](int64_t b, int64_t e) {
@@ -171,27 +147,15 @@ template <class T> Kernel relu_grad_kernel(const KernelArgs& args) {
 // softmax_cross_entropy_grad(logits, labels, g) = (softmax(logits) - one_hot(labels)) * scale,
 // scale = g per row ('none'), g ('sum') or g / max(N, 1) ('mean').
 template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(3, 1);
+  const ScePlan plan = sce_grad_plan(args);
+  const int64_t rows = plan.rows, C = plan.C;
+  const bool per_row = !plan.reduce, mean = plan.mean;
   const TensorRef &x = args.in[0], &lab = args.in[1], &g = args.in[2], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  expect_dtype(args, g, x.dtype, "input 2 (the gradient)");
-  if (x.dims.empty()) args.fail("logits must have rank >= 1");
-  std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
-  expect_dims(args, lab, lead, "labels");
-  expect_dims(args, y, x.dims, "output");
-  const std::string reduction = attrs::SoftmaxCrossEntropyGrad(args).reduction;
-  if (reduction != "mean" && reduction != "sum" && reduction != "none") {
-    args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
-  }
-  const bool per_row = reduction == "none";
-  expect_dims(args, g, per_row ? lead : std::vector<int64_t>{}, "input 2 (the gradient)");
-  const int64_t rows = numel_of(lead), C = x.dims.back();
   const T* px = x.as<const T>();
   const L* pl = lab.as<const L>();
   const T* pg = g.as<const T>();
   T* py = y.as<T>();
   const int threads = args.ctx.threads;
-  const bool mean = reduction == "mean";
   if (rows == 0) return no_op_kernel();  // no labels, an empty output
   return [=]() {
     std::atomic<int64_t> bad_row{-1};
@@ -231,38 +195,23 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
 
 // -- optimizer updates: elementwise over the variable, safe when outputs alias inputs
 // (each item is read before it is written).  The arithmetic follows the numpy reference
-// in the variable's dtype.
-
-template <class T> void expect_like_var(const KernelArgs& a, size_t n_state) {
-  for (size_t i = 1; i < 1 + n_state + 1 && i < a.in.size(); ++i) {
-    expect_dtype(a, a.in[i], a.in[0].dtype, "input " + std::to_string(i));
-    expect_dims(a, a.in[i], a.in[0].dims, "input " + std::to_string(i));
-  }
-  for (size_t i = 0; i < a.out.size(); ++i) {
-    expect_dtype(a, a.out[i], a.in[0].dtype, "output " + std::to_string(i));
-    expect_dims(a, a.out[i], a.in[0].dims, "output " + std::to_string(i));
-  }
-}
+// in the variable's dtype.  The checks: nn_checks.h (update_check, adam_check).
 
 template <class T> Kernel assign_kernel(const KernelArgs& a) {
-  a.expect_arity(2, 1);
-  expect_like_var<T>(a, 0);
+  const size_t n = static_cast<size_t>(update_check(a, 2, 1, 0)) * sizeof(T);
   const void* src = a.in[1].data;
   void* dst = a.out[0].data;
-  const size_t n = static_cast<size_t>(numel_of(a.in[0])) * sizeof(T);
   return [=]() { if (n && src != dst) std::memmove(dst, src, n); };
 }
 
 template <class T> Kernel sgd_kernel(const KernelArgs& a) {
-  a.expect_arity(2, 1);
-  expect_like_var<T>(a, 0);
+  const int64_t n = update_check(a, 2, 1, 0);
   const attrs::SgdUpdate attr(a);
   const T lr = static_cast<T>(attr.lr);
   const T wd = static_cast<T>(attr.weight_decay);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   T* y = a.out[0].as<T>();
-  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 16, [&](int64_t b, int64_t e) {
@@ -294,8 +243,7 @@ void sgd_momentum_loop(const T* w, const T* g, const T* v, T* yw, T* yv, int64_t
 }
 
 template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
-  a.expect_arity(3, 2);
-  expect_like_var<T>(a, 1);
+  const int64_t n = update_check(a, 3, 2, 1);
   const attrs::SgdMomentumUpdate attr(a);
   const T lr = static_cast<T>(attr.lr);
   const T mu = static_cast<T>(attr.momentum);
@@ -306,7 +254,6 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   const T* v = a.in[2].as<const T>();
   T* yw = a.out[0].as<T>();
   T* yv = a.out[1].as<T>();
-  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     parallel_for(n, threads, 1 << 16, [&](int64_t b, int64_t e) {
@@ -324,8 +271,7 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
 }
 
 template <class T> Kernel adam_kernel(const KernelArgs& a) {
-  a.expect_arity(5, 3);
-  expect_like_var<T>(a, 2);
+  const int64_t n = adam_check(a);
   const attrs::AdamUpdate attr(a);
   const T lr = static_cast<T>(attr.lr);
   const T b1 = static_cast<T>(attr.beta1);
@@ -333,8 +279,6 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   const T eps = static_cast<T>(attr.eps);
   const T wd = static_cast<T>(attr.weight_decay);
   const bool decoupled = attr.decoupled;
-  expect_dtype(a, a.in[4], DType::I64, "input 4 (the step)");
-  expect_dims(a, a.in[4], {}, "input 4 (the step)");
   const int64_t* pstep = a.in[4].as<const int64_t>();
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
@@ -343,7 +287,6 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   T* yw = a.out[0].as<T>();
   T* ym = a.out[1].as<T>();
   T* yv = a.out[2].as<T>();
-  const int64_t n = numel_of(a.in[0]);
   const int threads = a.ctx.threads;
   return [=]() {
     // The step is data (it changes every run), read here, not at prepare.
@@ -379,12 +322,8 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
 }
 
 template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
+  const int64_t depth = one_hot_depth(args);
   const TensorRef &x = args.in[0], &y = args.out[0];
-  const int64_t depth = attrs::OneHot(args).depth;
-  if (depth < 0) args.fail("depth must be >= 0, got " + std::to_string(depth));
-  std::vector<int64_t> want = x.dims;
-  want.push_back(depth);
-  expect_dims(args, y, want, "output (the indices' shape + (depth,))");
   if (numel_of(y) == 0) return no_op_kernel();  // depth 0 or no indices
   const I* px = x.as<const I>();
   O* py = y.as<O>();
@@ -408,11 +347,7 @@ template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
 template <class Make>
 void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make) {
   add_typed<FloatTypes>(r, op, [n_in, make](auto tag, const KernelArgs& a) -> Kernel {
-    using T = typename decltype(tag)::type;
-    a.expect_arity(n_in, 1);
-    if (a.in[1].dtype == DType::I32) return make(T{}, int32_t{}, a);
-    if (a.in[1].dtype == DType::I64) return make(T{}, int64_t{}, a);
-    a.fail(std::string("input 1 (labels) must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
+    return dispatch_labels<typename decltype(tag)::type>(a, n_in, make);
   });
 }
 
@@ -441,9 +376,7 @@ void register_nn_kernels(KernelRegistry& r) {
 #undef GRAPHC_TYPED
   for (DType t : schema_dtypes("one_hot")) {
     add_kernel(r, "one_hot", t, [t](const KernelArgs& a) -> Kernel {
-      a.expect_arity(1, 1);
-      const DType to = attrs::OneHot(a).dtype;
-      expect_dtype(a, a.out[0], to, "output");
+      const DType to = one_hot_out_dtype(a);
       return dispatch_all(t, [&](auto it) -> Kernel {
         using I = typename decltype(it)::type;
         return dispatch_all(to, [&](auto ot) -> Kernel { return one_hot_kernel<I, typename decltype(ot)::type>(a); });

@@ -11,31 +11,13 @@
 #include <vector>
 
 #include "common.h"
+#include "norm_checks.h"
 
 namespace graphc {
 namespace cpu {
 namespace {
 
-// x viewed as (N, C, inner): channel c of sample b is the contiguous run at (b·C + c)·inner.
-struct ChannelGeom {
-  int64_t n = 0, c = 0, inner = 1, count = 0;
-};
-
-ChannelGeom channel_geom(const KernelArgs& a, const TensorRef& x, const std::string& what) {
-  if (x.dims.size() < 2) a.fail(what + " must have rank >= 2 (N, C, ...), got shape " + format_dims(x.dims));
-  ChannelGeom g;
-  g.n = x.dims[0];
-  g.c = x.dims[1];
-  for (size_t i = 2; i < x.dims.size(); ++i) g.inner *= x.dims[i];
-  g.count = g.n * g.inner;  // numel fits in int64 (check_tensor_refs), so this product does too
-  if (g.c == 0) g.count = 0;
-  return g;
-}
-
-void expect_channel(const KernelArgs& a, const TensorRef& t, DType dtype, int64_t c, const std::string& what) {
-  expect_dtype(a, t, dtype, what);
-  expect_dims(a, t, {c}, what);
-}
+// ChannelGeom, channel_geom and the factories' checks: norm_checks.h.
 
 template <class F> void for_channels(const ChannelGeom& g, int threads, F&& f) {
   const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, g.count));
@@ -74,17 +56,10 @@ template <class F> inline void each_in_channel_laned(const ChannelGeom& g, int64
 }
 
 template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
-  args.expect_arity(3, 3);
-  const attrs::BatchNormTrain attr(args);
-  if (!(attr.eps >= 0)) args.fail("eps must be >= 0");
+  const auto chk = batch_norm_train_check(args);
+  const auto& attr = chk.attr;
+  const ChannelGeom& g = chk.g;
   const TensorRef& x = args.in[0];
-  const ChannelGeom g = channel_geom(args, x, "input 0 (x)");
-  expect_channel(args, args.in[1], x.dtype, g.c, "input 1 (weight)");
-  expect_channel(args, args.in[2], x.dtype, g.c, "input 2 (bias)");
-  expect_dtype(args, args.out[0], x.dtype, "output 0 (y)");
-  expect_dims(args, args.out[0], x.dims, "output 0 (y)");
-  expect_channel(args, args.out[1], x.dtype, g.c, "output 1 (mean)");
-  expect_channel(args, args.out[2], x.dtype, g.c, "output 2 (var)");
   if (g.c == 0) return no_op_kernel();
   const T* px = x.as<const T>();
   const T* pw = args.in[1].as<const T>();
@@ -120,19 +95,10 @@ template <class T> Kernel batch_norm_train_kernel(const KernelArgs& args) {
 }
 
 template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(7, 3);
-  const attrs::BatchNormTrainGrad attr(args);
-  if (!(attr.eps >= 0)) args.fail("eps must be >= 0");
+  const auto chk = batch_norm_train_grad_check(args);
+  const auto& attr = chk.attr;
+  const ChannelGeom& g = chk.g;
   const TensorRef &dy = args.in[0], &x = args.in[1];
-  const ChannelGeom g = channel_geom(args, x, "input 1 (x)");
-  expect_dtype(args, dy, x.dtype, "input 0 (dy)");
-  expect_dims(args, dy, x.dims, "input 0 (dy)");
-  const char* names[] = {"input 2 (weight)", "input 3 (mean)", "input 4 (var)", "input 5 (dmean)", "input 6 (dvar)"};
-  for (int i = 2; i < 7; ++i) expect_channel(args, args.in[i], x.dtype, g.c, names[i - 2]);
-  expect_dtype(args, args.out[0], x.dtype, "output 0 (dx)");
-  expect_dims(args, args.out[0], x.dims, "output 0 (dx)");
-  expect_channel(args, args.out[1], x.dtype, g.c, "output 1 (dweight)");
-  expect_channel(args, args.out[2], x.dtype, g.c, "output 2 (dbias)");
   if (g.c == 0) return no_op_kernel();
   const T* pdy = dy.as<const T>();
   const T* px = x.as<const T>();
@@ -178,17 +144,10 @@ template <class T> Kernel batch_norm_train_grad_kernel(const KernelArgs& args) {
 
 // In place: outputs 0 and 1 are the storage of inputs 0 and 1 (running mean and variance).
 template <class T> Kernel batch_norm_update_stats_kernel(const KernelArgs& args) {
-  args.expect_arity(4, 2);
-  const attrs::BatchNormUpdateStats attr(args);
-  if (!(attr.momentum >= 0.0 && attr.momentum <= 1.0)) args.fail("momentum must be in [0, 1]");
-  if (attr.count < 2) args.fail("count must be >= 2 (the unbiased variance divides by count - 1)");
+  const auto chk = batch_norm_update_stats_check(args);
+  const auto& attr = chk.attr;
+  const int64_t c = chk.c;
   const TensorRef& rm = args.in[0];
-  if (rm.dims.size() != 1) args.fail("input 0 (running_mean) must have rank 1, got shape " + format_dims(rm.dims));
-  const int64_t c = rm.dims[0];
-  const char* names[] = {"input 1 (running_var)", "input 2 (mean)", "input 3 (var)"};
-  for (int i = 1; i < 4; ++i) expect_channel(args, args.in[i], rm.dtype, c, names[i - 1]);
-  expect_channel(args, args.out[0], rm.dtype, c, "output 0 (running_mean)");
-  expect_channel(args, args.out[1], rm.dtype, c, "output 1 (running_var)");
   if (c == 0) return no_op_kernel();
   const T *prm = rm.as<const T>(), *prv = args.in[1].as<const T>();
   const T *pmean = args.in[2].as<const T>(), *pvar = args.in[3].as<const T>();

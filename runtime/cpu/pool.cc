@@ -8,47 +8,14 @@
 #include <vector>
 
 #include "common.h"
+#include "pool_checks.h"
 
 namespace graphc {
 namespace cpu {
 namespace {
 
-struct PoolGeom {
-  int64_t planes = 0, h = 0, w = 0, ho = 0, wo = 0;
-  int64_t kh = 0, kw = 0, sh = 0, sw = 0, ph = 0, pw = 0;
-};
+// PoolGeom, pool_geom and the factories' checks: pool_checks.h.
 
-// The window geometry from the attrs and x's dims, every attr checked (any plan bytes may
-// arrive): the C++ side of _check_attrs / _pooled_shape in graphc/ops/pool.py.
-template <class Attr> PoolGeom pool_geom(const KernelArgs& a, const TensorRef& x, const std::string& what) {
-  const Attr attr(a);
-  if (attr.kernel_size.size() != 2 || attr.stride.size() != 2 || attr.padding.size() != 2) {
-    a.fail("kernel_size, stride and padding must hold 2 ints each");
-  }
-  if (x.dims.size() != 4) a.fail(what + " must have rank 4 (N, C, H, W), got shape " + format_dims(x.dims));
-  PoolGeom g;
-  g.kh = attr.kernel_size[0], g.kw = attr.kernel_size[1];
-  g.sh = attr.stride[0], g.sw = attr.stride[1];
-  g.ph = attr.padding[0], g.pw = attr.padding[1];
-  if (g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0) a.fail("kernel_size and stride must be positive");
-  if (g.ph < 0 || g.pw < 0 || g.ph > g.kh / 2 || g.pw > g.kw / 2) {
-    a.fail("padding must be >= 0 and at most half of kernel_size");
-  }
-  g.h = x.dims[2], g.w = x.dims[3];
-  // 2p <= k, so h + 2p only overflows for absurd dims of an empty tensor: checked_add refuses those
-  if (g.h < 1 || g.w < 1 || checked_add(a, g.h, 2 * g.ph, "H + 2 * padding") < g.kh ||
-      checked_add(a, g.w, 2 * g.pw, "W + 2 * padding") < g.kw) {
-    a.fail(what + " of shape " + format_dims(x.dims) + " is smaller than the kernel (the output would be empty)");
-  }
-  g.ho = (g.h + 2 * g.ph - g.kh) / g.sh + 1;
-  g.wo = (g.w + 2 * g.pw - g.kw) / g.sw + 1;
-  g.planes = x.dims[0] * x.dims[1];
-  return g;
-}
-
-std::vector<int64_t> pooled_dims(const TensorRef& x, const PoolGeom& g) {
-  return {x.dims[0], x.dims[1], g.ho, g.wo};
-}
 
 // Window (oh, ow) clipped to the input: rows [h0, h1), columns [w0, w1).
 struct Window {
@@ -87,16 +54,9 @@ template <class F> void for_planes(const PoolGeom& g, int threads, F&& f) {
 
 // max_pool2d(x) and max_pool2d_gather(g, x): y = source at the max of x's window.
 template <class T, class Attr> Kernel max_pool_kernel(const KernelArgs& args, bool gather) {
-  args.expect_arity(gather ? 2 : 1, 1);
+  const PoolGeom g = pool_check<Attr>(args, gather);
   const TensorRef& x = args.in[gather ? 1 : 0];
   const TensorRef& src = args.in[0];
-  const PoolGeom g = pool_geom<Attr>(args, x, gather ? "input 1 (x)" : "input 0 (x)");
-  if (gather) {
-    expect_dtype(args, src, x.dtype, "input 0 (g)");
-    expect_dims(args, src, x.dims, "input 0 (g)");
-  }
-  expect_dtype(args, args.out[0], x.dtype, "output");
-  expect_dims(args, args.out[0], pooled_dims(x, g), "output");
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   const T* px = x.as<const T>();
   const T* ps = src.as<const T>();
@@ -116,13 +76,8 @@ template <class T, class Attr> Kernel max_pool_kernel(const KernelArgs& args, bo
 
 // max_pool2d_grad(dy, x): dy added at each window's max, zeros elsewhere.
 template <class T> Kernel max_pool_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
+  const PoolGeom g = pool_grad_check<attrs::MaxPool2dGrad>(args);
   const TensorRef &dy = args.in[0], &x = args.in[1];
-  const PoolGeom g = pool_geom<attrs::MaxPool2dGrad>(args, x, "input 1 (x)");
-  expect_dtype(args, dy, x.dtype, "input 0 (dy)");
-  expect_dims(args, dy, pooled_dims(x, g), "input 0 (dy)");
-  expect_dtype(args, args.out[0], x.dtype, "output");
-  expect_dims(args, args.out[0], x.dims, "output");
   if (numel_of(x) == 0) return no_op_kernel();
   const T* px = x.as<const T>();
   const T* pdy = dy.as<const T>();
@@ -147,12 +102,9 @@ inline int64_t divisor(const PoolGeom& g, const Window& win, bool count_include_
 
 // avg_pool2d(x): the window's sum, in the input dtype in row-major order (PyTorch), / divisor.
 template <class T> Kernel avg_pool_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  const TensorRef& x = args.in[0];
-  const PoolGeom g = pool_geom<attrs::AvgPool2d>(args, x, "input 0 (x)");
+  const PoolGeom g = pool_check<attrs::AvgPool2d>(args, false);
   const bool include_pad = attrs::AvgPool2d(args).count_include_pad;
-  expect_dtype(args, args.out[0], x.dtype, "output");
-  expect_dims(args, args.out[0], pooled_dims(x, g), "output");
+  const TensorRef& x = args.in[0];
   if (numel_of(args.out[0]) == 0) return no_op_kernel();
   const T* px = x.as<const T>();
   T* py = args.out[0].as<T>();
@@ -177,14 +129,9 @@ template <class T> Kernel avg_pool_kernel(const KernelArgs& args) {
 
 // avg_pool2d_grad(dy, x): dy / divisor added over each window; only x's dims are read.
 template <class T> Kernel avg_pool_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const TensorRef &dy = args.in[0], &x = args.in[1];
-  const PoolGeom g = pool_geom<attrs::AvgPool2dGrad>(args, x, "input 1 (x)");
+  const PoolGeom g = pool_grad_check<attrs::AvgPool2dGrad>(args);
   const bool include_pad = attrs::AvgPool2dGrad(args).count_include_pad;
-  expect_dtype(args, dy, x.dtype, "input 0 (dy)");
-  expect_dims(args, dy, pooled_dims(x, g), "input 0 (dy)");
-  expect_dtype(args, args.out[0], x.dtype, "output");
-  expect_dims(args, args.out[0], x.dims, "output");
+  const TensorRef &dy = args.in[0], &x = args.in[1];
   if (numel_of(x) == 0) return no_op_kernel();
   const T* pdy = dy.as<const T>();
   T* pdx = args.out[0].as<T>();

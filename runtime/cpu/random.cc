@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common.h"
+#include "random_checks.h"
 #include "random_math.h"
 
 namespace graphc {
@@ -39,92 +40,26 @@ Kernel fill_kernel(T* py, const int64_t* pstep, int64_t n, uint64_t seed, double
   };
 }
 
-// The checks and the dispatch shared by the four ops; `offset`/`scale`: minval/(maxval - minval)
-// or mean/stddev, already checked by the caller.  The step is the last input; a _like op's input 0
-// (its shape source) is never read.
-Kernel random_kernel(const KernelArgs& args, bool normal, int64_t seed, const std::vector<int64_t>& shape,
-                     DType dtype, double offset, double scale) {
-  const int step_input = static_cast<int>(args.in.size()) - 1;
-  if (seed < 0) args.fail("seed must be in [0, 2**63), got " + std::to_string(seed));
-  if (dtype != DType::F32 && dtype != DType::F64) args.fail("attr dtype must be float32 or float64");
-  for (int64_t d : shape) {
-    if (d < 0) args.fail("attr shape has a negative size " + std::to_string(d));
-  }
-  const TensorRef& step = args.in[step_input];
-  const std::string step_name = "input " + std::to_string(step_input) + " (step)";
-  expect_dtype(args, step, DType::I64, step_name);
-  expect_dims(args, step, {}, step_name);
-  expect_dtype(args, args.out[0], dtype, "output");
-  expect_dims(args, args.out[0], shape, "output");
-  const int64_t n = numel_of(args.out[0]);
-  if (n == 0) return no_op_kernel();
-  const int64_t* pstep = step.as<const int64_t>();
-  const uint64_t key = static_cast<uint64_t>(seed);
+// The fill of one checked draw (random_checks.h) for its dtype.
+Kernel draw_kernel(const KernelArgs& args, const RandomDraw& d) {
+  if (d.n == 0) return no_op_kernel();
   const int threads = args.ctx.threads;
   reserve_workers(args);  // registered with r.add, not add_kernel
   using namespace random_math;
-  if (dtype == DType::F32) {
+  if (d.dtype == DType::F32) {
     float* py = args.out[0].as<float>();
-    return normal ? fill_kernel<float, kPerBlockF32, normal_f32>(py, pstep, n, key, offset, scale, threads)
-                  : fill_kernel<float, kPerBlockF32, uniform_f32>(py, pstep, n, key, offset, scale, threads);
+    return d.normal ? fill_kernel<float, kPerBlockF32, normal_f32>(py, d.step, d.n, d.key, d.offset, d.scale, threads)
+                    : fill_kernel<float, kPerBlockF32, uniform_f32>(py, d.step, d.n, d.key, d.offset, d.scale, threads);
   }
   double* py = args.out[0].as<double>();
-  return normal ? fill_kernel<double, kPerBlockF64, normal_f64>(py, pstep, n, key, offset, scale, threads)
-                : fill_kernel<double, kPerBlockF64, uniform_f64>(py, pstep, n, key, offset, scale, threads);
+  return d.normal ? fill_kernel<double, kPerBlockF64, normal_f64>(py, d.step, d.n, d.key, d.offset, d.scale, threads)
+                  : fill_kernel<double, kPerBlockF64, uniform_f64>(py, d.step, d.n, d.key, d.offset, d.scale, threads);
 }
 
-double uniform_scale(const KernelArgs& args, double minval, double maxval) {
-  const double scale = maxval - minval;
-  if (!(std::isfinite(minval) && std::isfinite(maxval) && minval <= maxval && std::isfinite(scale))) {
-    args.fail("expects finite minval <= maxval with a finite maxval - minval, got minval=" + std::to_string(minval) +
-              ", maxval=" + std::to_string(maxval));
-  }
-  return scale;
-}
-
-void check_normal(const KernelArgs& args, double mean, double stddev) {
-  if (!(std::isfinite(mean) && std::isfinite(stddev) && stddev >= 0.0)) {
-    args.fail("expects a finite mean and a finite stddev >= 0, got mean=" + std::to_string(mean) +
-              ", stddev=" + std::to_string(stddev));
-  }
-}
-
-// A _like op's drawn dtype: the attr, else x's dtype when it is a float, else float32.
-DType like_dtype(const KernelArgs& args, bool has_dtype, DType dtype) {
-  if (has_dtype) return dtype;
-  const DType x = args.in[0].dtype;
-  return x == DType::F32 || x == DType::F64 ? x : DType::F32;
-}
-
-Kernel random_uniform_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  const attrs::RandomUniform attr(args);
-  const double scale = uniform_scale(args, attr.minval, attr.maxval);
-  return random_kernel(args, false, attr.seed, attr.shape, attr.dtype, attr.minval, scale);
-}
-
-Kernel random_normal_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  const attrs::RandomNormal attr(args);
-  check_normal(args, attr.mean, attr.stddev);
-  return random_kernel(args, true, attr.seed, attr.shape, attr.dtype, attr.mean, attr.stddev);
-}
-
-Kernel random_uniform_like_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const attrs::RandomUniformLike attr(args);
-  const double scale = uniform_scale(args, attr.minval, attr.maxval);
-  return random_kernel(args, false, attr.seed, args.in[0].dims, like_dtype(args, attr.has_dtype, attr.dtype),
-                       attr.minval, scale);
-}
-
-Kernel random_normal_like_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const attrs::RandomNormalLike attr(args);
-  check_normal(args, attr.mean, attr.stddev);
-  return random_kernel(args, true, attr.seed, args.in[0].dims, like_dtype(args, attr.has_dtype, attr.dtype),
-                       attr.mean, attr.stddev);
-}
+Kernel random_uniform_kernel(const KernelArgs& args) { return draw_kernel(args, random_uniform_draw(args)); }
+Kernel random_normal_kernel(const KernelArgs& args) { return draw_kernel(args, random_normal_draw(args)); }
+Kernel random_uniform_like_kernel(const KernelArgs& args) { return draw_kernel(args, random_uniform_like_draw(args)); }
+Kernel random_normal_like_kernel(const KernelArgs& args) { return draw_kernel(args, random_normal_like_draw(args)); }
 
 }  // namespace
 }  // namespace cpu

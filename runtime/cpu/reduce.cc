@@ -15,6 +15,7 @@
 #include "common.h"
 #include "elementwise_ops.h"
 #include "fused_program.h"
+#include "reduce_checks.h"
 
 namespace graphc {
 namespace cpu {
@@ -130,67 +131,21 @@ template <> struct AttrsOf<ReduceOp::Max> { using type = attrs::Max; };
 template <> struct AttrsOf<ReduceOp::Min> { using type = attrs::Min; };
 
 template <ReduceOp R, class T, class O> Kernel reduce_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  const TensorRef& x = args.in[0];
-  expect_dtype(args, args.out[0], dtype_of<O>(), "output");
-  const typename AttrsOf<R>::type attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  std::vector<bool> reduced(rank, !attr.has_axes);
-  if (attr.has_axes) {
-    for (int64_t ax : attr.axes) {
-      int64_t a = normalize_axis(args, ax, rank, "axes entry");
-      if (rank == 0) continue;
-      if (reduced[a]) args.fail("axes entry " + std::to_string(ax) + " is repeated");
-      reduced[a] = true;
-    }
-  }
-  const bool keepdims = attr.keepdims;
-  std::vector<int64_t> want;
-  for (int64_t i = 0; i < rank; ++i) {
-    if (!reduced[i]) want.push_back(x.dims[i]);
-    else if (keepdims) want.push_back(1);
-  }
-  return reduce_prepared<R, T, O>(args, reduced, want);
+  const ReduceAxes r = reduce_axes<typename AttrsOf<R>::type>(args, dtype_of<O>());
+  return reduce_prepared<R, T, O>(args, r.reduced, r.want);
 }
 
 // sum_to(x, like): sum over the dims broadcasting added or stretched to reach x from like.
 template <class T> Kernel sum_to_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const auto& xd = args.in[0].dims;
-  const auto& like = args.in[1].dims;
-  expect_dtype(args, args.out[0], dtype_of<T>(), "output");
-  if (like.size() > xd.size()) {
-    args.fail("cannot sum input 0 of shape " + format_dims(xd) + " to the shape of input 1, " + format_dims(like));
-  }
-  const size_t lead = xd.size() - like.size();
-  std::vector<bool> reduced(xd.size(), false);
-  for (size_t i = 0; i < xd.size(); ++i) {
-    if (i < lead) {
-      reduced[i] = true;
-    } else if (like[i - lead] != xd[i]) {
-      if (like[i - lead] != 1) {
-        args.fail("cannot sum input 0 of shape " + format_dims(xd) + " to the shape of input 1, " + format_dims(like));
-      }
-      reduced[i] = true;
-    }
-  }
-  return reduce_prepared<ReduceOp::Sum, T, T>(args, reduced, like);
+  const ReduceAxes r = sum_to_axes(args, dtype_of<T>());
+  return reduce_prepared<ReduceOp::Sum, T, T>(args, r.reduced, r.want);
 }
 
 template <ReduceOp R, class T, class O>
 Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced, const std::vector<int64_t>& want) {
   using A = typename AccOf<T>::type;
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dims(args, y, want, "output");
-  if constexpr (R == ReduceOp::Max || R == ReduceOp::Min) {
-    // No identity: the schema rejects reducing a size-0 axis, whatever the output size.
-    for (size_t i = 0; i < x.dims.size(); ++i) {
-      if (reduced[i] && x.dims[i] == 0) {
-        args.fail("cannot reduce over axis " + std::to_string(i) + " of size 0 (input shape " +
-                  format_dims(x.dims) + ")");
-      }
-    }
-  }
+  reduce_output_check(args, reduced, want, R == ReduceOp::Max || R == ReduceOp::Min);  // no identity
   const int64_t ny = numel_of(y);
   O* py = y.as<O>();
   if (ny == 0) return no_op_kernel();
@@ -332,22 +287,10 @@ template <class T> inline bool below(T v, T best) {
 }
 
 template <class T> Kernel argmin_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const int64_t axis = arg_extremum_axis<attrs::Argmin>(args, "arg-min");
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, DType::I64, "output");
-  const attrs::Argmin attr(args);
   const int64_t rank = static_cast<int64_t>(x.dims.size());
-  const int64_t axis = normalize_axis(args, attr.axis, rank);
-  std::vector<int64_t> want;
   int64_t outer = 1, n = 1, inner = 1;
-  if (rank > 0) {
-    if (x.dims[axis] == 0) args.fail("cannot take the arg-min over axis " + std::to_string(axis) + " of size 0");
-    for (int64_t i = 0; i < rank; ++i) {
-      if (i != axis) want.push_back(x.dims[i]);
-      else if (attr.keepdims) want.push_back(1);
-    }
-  }
-  expect_dims(args, y, want, "output");
   if (numel_of(x) == 0) return no_op_kernel();
   if (rank > 0) {
     for (int64_t i = 0; i < axis; ++i) outer *= x.dims[i];

@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "op_schema.h"
+#include "reduce_checks.h"
 
 namespace graphc {
 namespace cpu {
@@ -18,29 +19,12 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 15;  // items per task
 
-struct AxisSplit {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-
-AxisSplit split_at(const std::vector<int64_t>& dims, int64_t axis) {
-  AxisSplit s;
-  if (dims.empty()) return s;  // a scalar: one position, an axis of one item
-  for (int64_t i = 0; i < axis; ++i) s.outer *= dims[i];
-  for (int64_t i = axis + 1; i < static_cast<int64_t>(dims.size()); ++i) s.inner *= dims[i];
-  s.n = dims[axis];
-  return s;
-}
-
 // -- tril / triu --------------------------------------------------------------------------------
 
 template <class T, bool kUpper> Kernel tri_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const int64_t diagonal = tri_check(args, kUpper);
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  expect_dims(args, y, x.dims, "output");
   const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank < 2) args.fail("expects an input of rank >= 2, got rank " + std::to_string(rank));
-  const int64_t diagonal = kUpper ? attrs::Triu(args).diagonal : attrs::Tril(args).diagonal;
   const int64_t rows_n = x.dims[rank - 2], cols = x.dims[rank - 1];
   const int64_t nrows = numel_of(x) == 0 ? 0 : numel_of(x) / cols;  // all rows of all matrices
   if (nrows == 0) return no_op_kernel();
@@ -83,14 +67,10 @@ template <class T> inline T wrap_add(T a, T b) {
 }
 
 template <class T> Kernel cumsum_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const CumsumCheck chk = cumsum_check(args);
+  const attrs::Cumsum& attr = chk.attr;
+  const AxisSplit s = chk.s;
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  expect_dims(args, y, x.dims, "output");
-  const attrs::Cumsum attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  const int64_t axis = normalize_axis(args, attr.axis, rank);
-  const AxisSplit s = split_at(x.dims, axis);
   if (numel_of(x) == 0) return no_op_kernel();
   const bool exclusive = attr.exclusive, reverse = attr.reverse;
   const T* px = x.as<const T>();
@@ -142,21 +122,8 @@ template <class T> inline bool beats(T v, T best) {
 }
 
 template <class T> Kernel argmax_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const int64_t axis = arg_extremum_axis<attrs::Argmax>(args, "arg-max");
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, DType::I64, "output");
-  const attrs::Argmax attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  const int64_t axis = normalize_axis(args, attr.axis, rank);
-  std::vector<int64_t> want;
-  if (rank > 0) {
-    if (x.dims[axis] == 0) args.fail("cannot take the arg-max over axis " + std::to_string(axis) + " of size 0");
-    for (int64_t i = 0; i < rank; ++i) {
-      if (i != axis) want.push_back(x.dims[i]);
-      else if (attr.keepdims) want.push_back(1);
-    }
-  }
-  expect_dims(args, y, want, "output");
   const AxisSplit s = split_at(x.dims, axis);
   if (numel_of(x) == 0) return no_op_kernel();
   const T* px = x.as<const T>();

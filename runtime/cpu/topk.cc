@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common.h"
+#include "topk_checks.h"
 #include "op_schema.h"
 
 namespace graphc {
@@ -29,32 +30,7 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 14;  // items per task
 
-struct Lines {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-
-Lines lines_of(const std::vector<int64_t>& dims, int64_t axis) {
-  Lines s;
-  for (int64_t i = 0; i < axis; ++i) s.outer *= dims[i];
-  for (int64_t i = axis + 1; i < static_cast<int64_t>(dims.size()); ++i) s.inner *= dims[i];
-  s.n = dims[axis];
-  return s;
-}
-
-// dims with dims[axis] replaced by n
-std::vector<int64_t> with_axis(std::vector<int64_t> dims, int64_t axis, int64_t n) {
-  dims[axis] = n;
-  return dims;
-}
-
-// a and b agree on every axis but `axis` (same rank)
-void expect_same_except(const KernelArgs& args, const TensorRef& a, const TensorRef& b, int64_t axis,
-                        const std::string& a_name, const std::string& b_name) {
-  if (a.dims.size() != b.dims.size() || with_axis(a.dims, axis, 0) != with_axis(b.dims, axis, 0)) {
-    args.fail(a_name + " " + format_dims(a.dims) + " and " + b_name + " " + format_dims(b.dims) +
-              " must agree on every axis but " + std::to_string(axis));
-  }
-}
+// Lines, lines_of, with_axis, expect_same_except and the factories' checks: topk_checks.h.
 
 // -- topk ---------------------------------------------------------------------------------------
 
@@ -125,22 +101,11 @@ void select_line(const T* src, int64_t n, int64_t stride, int64_t k, bool larges
 }
 
 template <class T> Kernel topk_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 2);
+  const TopkCheck chk = topk_check(args);
+  const auto& attr = chk.attr;
+  const int64_t axis = chk.axis, n = chk.n, k = chk.k;
+  const std::vector<int64_t>& out_dims = chk.out_dims;
   const TensorRef &x = args.in[0], &values = args.out[0], &indices = args.out[1];
-  const attrs::Topk attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank == 0) args.fail("expects an input of rank >= 1, got a scalar");
-  const int64_t axis = normalize_axis(args, attr.axis, rank);
-  const int64_t n = x.dims[axis], k = attr.k;
-  if (k < 0 || k > n) {
-    args.fail("k=" + std::to_string(k) + " must lie in [0, " + std::to_string(n) + "] (axis " +
-              std::to_string(axis) + " of x " + format_dims(x.dims) + ")");
-  }
-  const std::vector<int64_t> out_dims = with_axis(x.dims, axis, k);
-  expect_dtype(args, values, x.dtype, "output 0 (values)");
-  expect_dims(args, values, out_dims, "output 0 (values)");
-  expect_dtype(args, indices, DType::I64, "output 1 (indices)");
-  expect_dims(args, indices, out_dims, "output 1 (indices)");
   const Lines s = lines_of(x.dims, axis);
   if (numel_of(out_dims) == 0) return no_op_kernel();
   const T* px = x.as<const T>();
@@ -183,15 +148,8 @@ void check_indices(const int64_t* idx, int64_t count, int64_t n) {
 
 // y[o, j, i] = x[o, idx[o, j, i], i]; any dtype (copied as T).
 template <class T> Kernel take_along_axis_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
+  const int64_t axis = take_along_axis_check(args);
   const TensorRef &x = args.in[0], &idx = args.in[1], &y = args.out[0];
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank == 0) args.fail("expects an input of rank >= 1, got a scalar");
-  const int64_t axis = normalize_axis(args, attrs::TakeAlongAxis(args).axis, rank);
-  expect_dtype(args, idx, DType::I64, "input 1 (indices)");
-  expect_same_except(args, x, idx, axis, "x", "indices");
-  expect_dtype(args, y, x.dtype, "output");
-  expect_dims(args, y, idx.dims, "output");
   const Lines sx = lines_of(x.dims, axis);
   const int64_t m = idx.dims[axis], count = numel_of(idx);
   if (count == 0) return no_op_kernel();
@@ -217,17 +175,8 @@ template <class T> Kernel take_along_axis_kernel(const KernelArgs& args) {
 
 // dx = 0, then dx[o, idx[o, j, i], i] += g[o, j, i] for j = 0, 1, ... in order.
 template <class T> Kernel take_along_axis_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(3, 1);
+  const int64_t axis = take_along_axis_grad_check(args);
   const TensorRef &g = args.in[0], &idx = args.in[1], &x = args.in[2], &dx = args.out[0];
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank == 0) args.fail("expects x of rank >= 1, got a scalar");
-  const int64_t axis = normalize_axis(args, attrs::TakeAlongAxisGrad(args).axis, rank);
-  expect_dtype(args, idx, DType::I64, "input 1 (indices)");
-  expect_dtype(args, x, g.dtype, "input 2 (x)");
-  expect_same_except(args, x, idx, axis, "x", "indices");
-  expect_dims(args, g, idx.dims, "input 0 (g)");
-  expect_dtype(args, dx, g.dtype, "output");
-  expect_dims(args, dx, x.dims, "output");
   const Lines sx = lines_of(x.dims, axis);
   const int64_t m = idx.dims[axis], count = numel_of(idx), total = numel_of(x);
   // (x empty with indices not: x's axis is empty, so every index is out of range; the check throws)

@@ -7,6 +7,7 @@
 // 16-byte aligned x and y: one float4 load and store per full block.
 #include "common.cuh"
 #include "../cpu/philox.h"
+#include "../cpu/random_checks.h"
 
 namespace graphc {
 namespace cuda {
@@ -36,15 +37,8 @@ __global__ void dropout_blocks(const T* x, T* y, const int64_t* __restrict__ pst
 }
 
 template <class T> Kernel dropout_train_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const attrs::DropoutTrain attr(args);
-  if (!(attr.p >= 0.0 && attr.p < 1.0)) args.fail("p must be in [0, 1), got " + std::to_string(attr.p));
-  if (attr.seed < 0) args.fail("seed must be in [0, 2**63), got " + std::to_string(attr.seed));
+  const attrs::DropoutTrain attr = cpu::dropout_train_check(args);
   const TensorRef &x = args.in[0], &step = args.in[1];
-  cpu::expect_dtype(args, step, DType::I64, "input 1 (step)");
-  cpu::expect_dims(args, step, {}, "input 1 (step)");
-  cpu::expect_dtype(args, args.out[0], x.dtype, "output");
-  cpu::expect_dims(args, args.out[0], x.dims, "output");
   const int64_t n = numel_of(x);
   if (n == 0) return no_op_kernel();
   const T* px = x.as<const T>();

@@ -107,50 +107,11 @@ Kernel launch(const FusedDeviceProgram<T>& prog, T* py, typename AccOf<T>::type*
 
 template <class T> Kernel fused_reduce_kernel(const KernelArgs& args) {
   using A = typename AccOf<T>::type;
-  if (args.in.empty() || args.out.size() != 1) {
-    args.fail("expects at least 1 input and 1 output, got " + std::to_string(args.in.size()) + " and " +
-              std::to_string(args.out.size()));
-  }
-  std::vector<std::vector<int64_t>> shapes;
-  for (size_t i = 0; i < args.in.size(); ++i) {
-    cpu::expect_dtype(args, args.in[i], cpu::dtype_of<T>(), "input " + std::to_string(i));
-    shapes.push_back(args.in[i].dims);
-  }
+  const cpu::FusedReduceCheck chk = cpu::fused_reduce_check(args, cpu::dtype_of<T>());  // the CPU's checks
+  const attrs::FusedReduce& attr = chk.attr;
+  const ROp red = chk.red == cpu::FusedRed::Sum ? ROp::Sum : chk.red == cpu::FusedRed::Mean ? ROp::Mean : ROp::Max;
+  const std::vector<int64_t>& value = chk.value;
   const TensorRef& y = args.out[0];
-  cpu::expect_dtype(args, y, cpu::dtype_of<T>(), "output");
-  const std::vector<int64_t> value = cpu::broadcast_dims(args, shapes, "the inputs");
-  const attrs::FusedReduce attr(args);
-  ROp red;
-  if (attr.reduce == "sum") red = ROp::Sum;
-  else if (attr.reduce == "mean") red = ROp::Mean;
-  else if (attr.reduce == "max") red = ROp::Max;
-  else args.fail("reduce must be sum, mean or max, got '" + attr.reduce.substr(0, 40) + "'");
-
-  const int64_t rank = static_cast<int64_t>(value.size());
-  std::vector<bool> reduced(rank, !attr.has_axes);
-  if (attr.has_axes) {
-    for (int64_t ax : attr.axes) {
-      const int64_t a = cpu::normalize_axis(args, ax, rank, "axes entry");
-      if (rank == 0) continue;
-      if (reduced[a]) args.fail("axes entry " + std::to_string(ax) + " is repeated");
-      reduced[a] = true;
-    }
-  }
-  bool seen = false;
-  for (int64_t i = 0; i < rank; ++i) {
-    if (value[i] == 1) continue;
-    if (reduced[i]) seen = true;
-    else if (seen) args.fail("reduces a non-trailing axis of " + format_dims(value) + ": not supported");
-  }
-  std::vector<int64_t> want;
-  for (int64_t i = 0; i < rank; ++i) {
-    if (!reduced[i]) want.push_back(value[i]);
-    else if (attr.keepdims) want.push_back(1);
-    if (red == ROp::Max && reduced[i] && value[i] == 0) {
-      args.fail("cannot reduce over axis " + std::to_string(i) + " of size 0 (no identity for max)");
-    }
-  }
-  cpu::expect_dims(args, y, want, "output");
   const FusedDeviceProgram<T> prog = make_fused_program<T>(args, attr.program, 0, false, value, nullptr);
   const int64_t nout = numel_of(y);
   T* py = y.as<T>();

@@ -16,6 +16,7 @@
 //   one chunk.  Fixed orders, no atomics.
 // Every product feeding an add is rounded first (mul_rn), as the CPU's -ffp-contract=off build;
 // the sums' order differs from the CPU's 16 lanes (double sums: the T results agree within an ulp).
+#include "../cpu/layer_norm_checks.h"
 #include "nn_rows.cuh"
 
 namespace graphc {
@@ -25,24 +26,7 @@ namespace {
 using cpu::expect_dims;
 using cpu::expect_dtype;
 
-struct RowGeom {
-  int64_t axis = 0, rows = 0, n = 0;
-  std::vector<int64_t> lead, tail;
-  bool empty = true;
-};
-
-RowGeom row_geom(const KernelArgs& a, const TensorRef& x, int64_t axis_attr) {
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank < 1) a.fail("input x must have rank >= 1, got shape " + format_dims(x.dims));
-  RowGeom g;
-  g.axis = cpu::normalize_axis(a, axis_attr, rank);
-  g.lead.assign(x.dims.begin(), x.dims.begin() + g.axis);
-  g.tail.assign(x.dims.begin() + g.axis, x.dims.end());
-  g.empty = cpu::has_zero_dim(x.dims);
-  g.rows = g.empty && !cpu::has_zero_dim(g.lead) ? cpu::checked_numel(g.lead) : numel_of(g.lead);
-  g.n = g.empty && !cpu::has_zero_dim(g.tail) ? cpu::checked_numel(g.tail) : numel_of(g.tail);
-  return g;
-}
+using cpu::RowGeom;  // the geometry and the checks: cpu/layer_norm_checks.h (as the CPU's)
 
 template <class T, class G>
 __global__ void ln_forward_rows(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
@@ -86,21 +70,10 @@ template <class T> __global__ void fill_items(T* p, int64_t n, T v) {
 }
 
 template <class T> Kernel layer_norm_kernel(const KernelArgs& args) {
-  args.expect_arity(3, 3);
-  const attrs::LayerNorm attr(args);
-  if (!(attr.eps >= 0)) args.fail("eps must be >= 0");
+  const auto chk = cpu::layer_norm_check(args);
+  const auto& attr = chk.attr;
+  const RowGeom& g = chk.g;
   const TensorRef& x = args.in[0];
-  const RowGeom g = row_geom(args, x, attr.axis);
-  expect_dtype(args, args.in[1], x.dtype, "input 1 (weight)");
-  expect_dims(args, args.in[1], g.tail, "input 1 (weight)");
-  expect_dtype(args, args.in[2], x.dtype, "input 2 (bias)");
-  expect_dims(args, args.in[2], g.tail, "input 2 (bias)");
-  expect_dtype(args, args.out[0], x.dtype, "output 0 (y)");
-  expect_dims(args, args.out[0], x.dims, "output 0 (y)");
-  expect_dtype(args, args.out[1], x.dtype, "output 1 (mean)");
-  expect_dims(args, args.out[1], g.lead, "output 1 (mean)");
-  expect_dtype(args, args.out[2], x.dtype, "output 2 (rstd)");
-  expect_dims(args, args.out[2], g.lead, "output 2 (rstd)");
   T* pmean = args.out[1].as<T>();
   T* prstd = args.out[2].as<T>();
   if (g.empty && cpu::has_zero_dim(g.lead)) return no_op_kernel();
@@ -240,26 +213,8 @@ inline int64_t column_chunks(int64_t rows) {
 }
 
 template <class T> Kernel layer_norm_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(7, 3);
-  const attrs::LayerNormGrad attr(args);
-  if (!(attr.eps >= 0)) args.fail("eps must be >= 0");
+  const RowGeom g = cpu::layer_norm_grad_check(args).g;
   const TensorRef &dy = args.in[0], &x = args.in[1];
-  const RowGeom g = row_geom(args, x, attr.axis);
-  expect_dtype(args, dy, x.dtype, "input 0 (dy)");
-  expect_dims(args, dy, x.dims, "input 0 (dy)");
-  expect_dtype(args, args.in[2], x.dtype, "input 2 (weight)");
-  expect_dims(args, args.in[2], g.tail, "input 2 (weight)");
-  const char* names[] = {"input 3 (mean)", "input 4 (rstd)", "input 5 (dmean)", "input 6 (drstd)"};
-  for (int i = 3; i < 7; ++i) {
-    expect_dtype(args, args.in[i], x.dtype, names[i - 3]);
-    expect_dims(args, args.in[i], g.lead, names[i - 3]);
-  }
-  expect_dtype(args, args.out[0], x.dtype, "output 0 (dx)");
-  expect_dims(args, args.out[0], x.dims, "output 0 (dx)");
-  expect_dtype(args, args.out[1], x.dtype, "output 1 (dweight)");
-  expect_dims(args, args.out[1], g.tail, "output 1 (dweight)");
-  expect_dtype(args, args.out[2], x.dtype, "output 2 (dbias)");
-  expect_dims(args, args.out[2], g.tail, "output 2 (dbias)");
   T* pdw = args.out[1].as<T>();
   T* pdb = args.out[2].as<T>();
   if (g.empty && cpu::has_zero_dim(g.tail)) return no_op_kernel();

@@ -19,6 +19,7 @@
 // - relu_grad, one_hot, sgd, sgd_momentum, adam: grid-stride loops, one item per thread per
 //   iteration, the CPU's formula order with the products rounded before any add (mul_rn: no FMA).
 //   adam reads its step on the device.  assign: one device-to-device copy on the stream.
+#include "../cpu/nn_checks.h"
 #include "nn_rows.cuh"
 
 namespace graphc {
@@ -121,18 +122,10 @@ __global__ void softmax_strided(const T* __restrict__ x, T* __restrict__ y, int6
 }
 
 template <class T, bool kLog> Kernel softmax_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const cpu::SoftmaxPlan plan = cpu::softmax_plan(args, kLog);
+  if (plan.empty) return no_op_kernel();
+  const int64_t outer = plan.outer, n = plan.n, inner = plan.inner;
   const TensorRef &x = args.in[0], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  expect_dims(args, y, x.dims, "output");
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank == 0) args.fail("needs rank >= 1");
-  const int64_t axis = normalize_axis(args, kLog ? attrs::LogSoftmax(args).axis : attrs::Softmax(args).axis, rank);
-  if (numel_of(x) == 0) return no_op_kernel();
-  int64_t outer = 1, inner = 1;
-  for (int64_t i = 0; i < axis; ++i) outer *= x.dims[i];
-  for (int64_t i = axis + 1; i < rank; ++i) inner *= x.dims[i];
-  const int64_t n = x.dims[axis];
   const T* px = x.as<const T>();
   T* py = y.as<T>();
   if (dry(args)) return no_op_kernel();
@@ -241,25 +234,14 @@ template <class T> __global__ void sce_sum(const double* __restrict__ lp, T* __r
 }
 
 template <class T, class L> Kernel sce_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
+  const cpu::ScePlan plan = cpu::sce_plan(args);
+  const int64_t rows = plan.rows, C = plan.C;
+  const bool reduce = plan.reduce, mean = plan.mean;
   const TensorRef &x = args.in[0], &lab = args.in[1], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  if (x.dims.empty()) args.fail("logits must have rank >= 1");
-  std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
-  expect_dims(args, lab, lead, "labels");
-  const std::string reduction = attrs::SoftmaxCrossEntropy(args).reduction;
-  if (reduction != "mean" && reduction != "sum" && reduction != "none") {
-    args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
-  }
-  const bool reduce = reduction != "none";
-  expect_dims(args, y, reduce ? std::vector<int64_t>{} : lead, "output");
-  const int64_t rows = numel_of(lead), C = x.dims.back();
-  if (C == 0) args.fail("logits " + format_dims(x.dims) + " have 0 classes");
   if (!reduce && rows == 0) return no_op_kernel();
   const T* px = x.as<const T>();
   const L* pl = lab.as<const L>();
   T* py = y.as<T>();
-  const bool mean = reduction == "mean";
   double* lp = reduce ? workspace_or_null<double>(args, 0, rows) : nullptr;
   ErrorSlot* slot = error_slot_of(args);
   const int64_t step = args.ctx.step_index;
@@ -316,26 +298,14 @@ __global__ void sce_grad_rows(const T* x, const L* __restrict__ labels, const T*
 }
 
 template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(3, 1);
+  const cpu::ScePlan plan = cpu::sce_grad_plan(args);
+  const int64_t rows = plan.rows, C = plan.C;
+  const bool per_row = !plan.reduce, mean = plan.mean;
   const TensorRef &x = args.in[0], &lab = args.in[1], &g = args.in[2], &y = args.out[0];
-  expect_dtype(args, y, x.dtype, "output");
-  expect_dtype(args, g, x.dtype, "input 2 (the gradient)");
-  if (x.dims.empty()) args.fail("logits must have rank >= 1");
-  std::vector<int64_t> lead(x.dims.begin(), x.dims.end() - 1);
-  expect_dims(args, lab, lead, "labels");
-  expect_dims(args, y, x.dims, "output");
-  const std::string reduction = attrs::SoftmaxCrossEntropyGrad(args).reduction;
-  if (reduction != "mean" && reduction != "sum" && reduction != "none") {
-    args.fail("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
-  }
-  const bool per_row = reduction == "none";
-  expect_dims(args, g, per_row ? lead : std::vector<int64_t>{}, "input 2 (the gradient)");
-  const int64_t rows = numel_of(lead), C = x.dims.back();
   const T* px = x.as<const T>();
   const L* pl = lab.as<const L>();
   const T* pg = g.as<const T>();
   T* py = y.as<T>();
-  const bool mean = reduction == "mean";
   if (rows == 0 || C == 0) return no_op_kernel();  // C == 0: every label is out of range, nothing is written
   ErrorSlot* slot = error_slot_of(args);
   const int64_t step = args.ctx.step_index;
@@ -365,16 +335,10 @@ template <class T> __global__ void relu_grad_items(const T* g, const T* x, T* y,
 }
 
 template <class T> Kernel relu_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const TensorRef &g = args.in[0], &x = args.in[1], &y = args.out[0];
-  expect_dtype(args, x, g.dtype, "input 1");
-  expect_dtype(args, y, g.dtype, "output");
-  expect_dims(args, x, g.dims, "input 1");
-  expect_dims(args, y, g.dims, "output");
-  const T* pg = g.as<const T>();
-  const T* px = x.as<const T>();
-  T* py = y.as<T>();
-  const int64_t n = numel_of(g);
+  const int64_t n = cpu::relu_grad_check(args);
+  const T* pg = args.in[0].as<const T>();
+  const T* px = args.in[1].as<const T>();
+  T* py = args.out[0].as<T>();
   if (n == 0 || dry(args)) return no_op_kernel();
   cudaStream_t s = stream_of(args);
   return [=]() {
@@ -383,25 +347,12 @@ template <class T> Kernel relu_grad_kernel(const KernelArgs& args) {
   };
 }
 
-// ---- optimizer updates -------------------------------------------------------------------
-
-template <class T> void expect_like_var(const KernelArgs& a, size_t n_state) {
-  for (size_t i = 1; i < 1 + n_state + 1 && i < a.in.size(); ++i) {
-    expect_dtype(a, a.in[i], a.in[0].dtype, "input " + std::to_string(i));
-    expect_dims(a, a.in[i], a.in[0].dims, "input " + std::to_string(i));
-  }
-  for (size_t i = 0; i < a.out.size(); ++i) {
-    expect_dtype(a, a.out[i], a.in[0].dtype, "output " + std::to_string(i));
-    expect_dims(a, a.out[i], a.in[0].dims, "output " + std::to_string(i));
-  }
-}
+// ---- optimizer updates (the checks: cpu/nn_checks.h update_check, adam_check) --------------
 
 template <class T> Kernel assign_kernel(const KernelArgs& a) {
-  a.expect_arity(2, 1);
-  expect_like_var<T>(a, 0);
+  const size_t n = static_cast<size_t>(cpu::update_check(a, 2, 1, 0)) * sizeof(T);
   const void* src = a.in[1].data;
   void* dst = a.out[0].data;
-  const size_t n = static_cast<size_t>(numel_of(a.in[0])) * sizeof(T);
   if (n == 0 || src == dst || dry(a)) return no_op_kernel();
   cudaStream_t s = stream_of(a);
   return [=]() { GRAPHC_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s)); };
@@ -415,15 +366,13 @@ template <class T> __global__ void sgd_items(const T* w, const T* g, T* y, int64
 }
 
 template <class T> Kernel sgd_kernel(const KernelArgs& a) {
-  a.expect_arity(2, 1);
-  expect_like_var<T>(a, 0);
+  const int64_t n = cpu::update_check(a, 2, 1, 0);
   const attrs::SgdUpdate attr(a);
   const T lr = static_cast<T>(attr.lr);
   const T wd = static_cast<T>(attr.weight_decay);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   T* y = a.out[0].as<T>();
-  const int64_t n = numel_of(a.in[0]);
   if (n == 0 || dry(a)) return no_op_kernel();
   cudaStream_t s = stream_of(a);
   return [=]() {
@@ -446,8 +395,7 @@ __global__ void sgd_momentum_items(const T* w, const T* g, const T* v, T* yw, T*
 }
 
 template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
-  a.expect_arity(3, 2);
-  expect_like_var<T>(a, 1);
+  const int64_t n = cpu::update_check(a, 3, 2, 1);
   const attrs::SgdMomentumUpdate attr(a);
   const T lr = static_cast<T>(attr.lr);
   const T mu = static_cast<T>(attr.momentum);
@@ -458,7 +406,6 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   const T* v = a.in[2].as<const T>();
   T* yw = a.out[0].as<T>();
   T* yv = a.out[1].as<T>();
-  const int64_t n = numel_of(a.in[0]);
   if (n == 0 || dry(a)) return no_op_kernel();
   cudaStream_t s = stream_of(a);
   const bool use_wd = wd != T(0);
@@ -489,8 +436,7 @@ __global__ void adam_items(const T* w, const T* g, const T* m, const T* v, T* yw
 }
 
 template <class T> Kernel adam_kernel(const KernelArgs& a) {
-  a.expect_arity(5, 3);
-  expect_like_var<T>(a, 2);
+  const int64_t n = cpu::adam_check(a);
   const attrs::AdamUpdate attr(a);
   const T lr = static_cast<T>(attr.lr);
   const T b1 = static_cast<T>(attr.beta1);
@@ -498,8 +444,6 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   const T eps = static_cast<T>(attr.eps);
   const T wd = static_cast<T>(attr.weight_decay);
   const bool decoupled = attr.decoupled;
-  expect_dtype(a, a.in[4], DType::I64, "input 4 (the step)");
-  expect_dims(a, a.in[4], {}, "input 4 (the step)");
   const int64_t* pstep = a.in[4].as<const int64_t>();
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
@@ -508,7 +452,6 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   T* yw = a.out[0].as<T>();
   T* ym = a.out[1].as<T>();
   T* yv = a.out[2].as<T>();
-  const int64_t n = numel_of(a.in[0]);
   if (n == 0 || dry(a)) return no_op_kernel();
   const T lr_wd = lr * wd;  // a separate statement: the host compiler cannot fuse it with the subtraction
   const T keep = T(1) - lr_wd;
@@ -533,12 +476,8 @@ template <class I, class O> __global__ void one_hot_items(const I* x, O* y, int6
 }
 
 template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
+  const int64_t depth = cpu::one_hot_depth(args);
   const TensorRef &x = args.in[0], &y = args.out[0];
-  const int64_t depth = attrs::OneHot(args).depth;
-  if (depth < 0) args.fail("depth must be >= 0, got " + std::to_string(depth));
-  std::vector<int64_t> want = x.dims;
-  want.push_back(depth);
-  expect_dims(args, y, want, "output (the indices' shape + (depth,))");
   const int64_t total = numel_of(y);
   if (total == 0 || dry(args)) return no_op_kernel();
   const I* px = x.as<const I>();
@@ -552,11 +491,7 @@ template <class I, class O> Kernel one_hot_kernel(const KernelArgs& args) {
 
 template <class Make> void add_label_kernels(KernelRegistry& r, const char* op, size_t n_in, Make make) {
   add_typed<FloatTypes>(r, op, [n_in, make](auto tag, const KernelArgs& a) -> Kernel {
-    using T = typename decltype(tag)::type;
-    a.expect_arity(n_in, 1);
-    if (a.in[1].dtype == DType::I32) return make(T{}, int32_t{}, a);
-    if (a.in[1].dtype == DType::I64) return make(T{}, int64_t{}, a);
-    a.fail(std::string("input 1 (labels) must be int32 or int64, got ") + dtype_name(a.in[1].dtype));
+    return cpu::dispatch_labels<typename decltype(tag)::type>(a, n_in, make);
   });
 }
 
@@ -582,9 +517,7 @@ void register_nn_kernels(KernelRegistry& r) {
 #undef GRAPHC_TYPED
   for (DType t : cpu::schema_dtypes("one_hot")) {
     add_kernel(r, "one_hot", t, [t](const KernelArgs& a) -> Kernel {
-      a.expect_arity(1, 1);
-      const DType to = attrs::OneHot(a).dtype;
-      expect_dtype(a, a.out[0], to, "output");
+      const DType to = cpu::one_hot_out_dtype(a);
       return cpu::dispatch_all(t, [&](auto it) -> Kernel {
         using I = typename decltype(it)::type;
         return cpu::dispatch_all(to, [&](auto ot) -> Kernel { return one_hot_kernel<I, typename decltype(ot)::type>(a); });

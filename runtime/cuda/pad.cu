@@ -18,6 +18,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../cpu/pad_checks.h"
 #include "common.cuh"
 #include "pad_items.h"
 
@@ -27,32 +28,7 @@ namespace {
 
 using namespace pad_items;
 
-// make_plan's checks (runtime/cpu/pad.cc, same messages); returns the padded dims.
-std::vector<int64_t> check_pads(const KernelArgs& args, const std::vector<int64_t>& xd,
-                                const std::vector<int64_t>& pads, const std::string& mode) {
-  if (mode != "constant" && mode != "reflect" && mode != "replicate") {
-    args.fail("attr 'mode' must be 'constant', 'reflect' or 'replicate', got '" + mode + "'");
-  }
-  const size_t rank = xd.size();
-  if (pads.size() != 2 * rank) {
-    args.fail("attr 'pads' must hold 2 * rank = " + std::to_string(2 * rank) + " entries (a (before, after) pair "
-              "per axis), got " + std::to_string(pads.size()));
-  }
-  std::vector<int64_t> yd;
-  for (size_t i = 0; i < rank; ++i) {
-    const int64_t b = pads[2 * i], a = pads[2 * i + 1], d = xd[i];
-    const std::string where = " on axis " + std::to_string(i) + " (dim " + std::to_string(d) + ", pads (" +
-                              std::to_string(b) + ", " + std::to_string(a) + "))";
-    if (b < 0 || a < 0) args.fail("attr 'pads' has a negative entry" + where);
-    if (b > 0 || a > 0) {
-      if (mode == "reflect" && (b >= d || a >= d)) args.fail("mode 'reflect' needs pads < dim" + where);
-      if (mode == "replicate" && d == 0) args.fail("mode 'replicate' cannot pad an empty axis" + where);
-    }
-    const std::string what = "the padded dim" + where;
-    yd.push_back(cpu::checked_add(args, cpu::checked_add(args, d, b, what), a, what));
-  }
-  return yd;
-}
+using cpu::padded_dims;  // the checks of pad and pad_grad: cpu/pad_checks.h (as the CPU's)
 
 // The merged axis table of a non-empty y (x may be empty only when y is).
 PadAxes merge_axes(const KernelArgs& args, const std::vector<int64_t>& xd, const std::vector<int64_t>& pads,
@@ -67,26 +43,6 @@ PadAxes merge_axes(const KernelArgs& args, const std::vector<int64_t>& xd, const
   return p;
 }
 
-// border_value of runtime/cpu/pad.cc: a double attr as T, refused unless exact for ints/bool.
-template <class T> T border_value(const KernelArgs& args, double v) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (std::is_same_v<T, float> && std::isfinite(v) && std::fabs(v) > std::numeric_limits<float>::max()) {
-      const double inf_from = 0x1p128 - 0x1p103;  // FLT_MAX + half an ulp
-      const float mag = std::fabs(v) >= inf_from ? std::numeric_limits<float>::infinity()
-                                                 : std::numeric_limits<float>::max();
-      return static_cast<T>(std::copysign(mag, static_cast<float>(v > 0 ? 1 : -1)));
-    }
-    return static_cast<T>(v);
-  } else {
-    const double lo = std::is_same_v<T, boolean> ? 0.0 : static_cast<double>(std::numeric_limits<T>::min());
-    const double hi = std::is_same_v<T, boolean> ? 1.0 : static_cast<double>(std::numeric_limits<T>::max());
-    const bool ok = std::isfinite(v) && v == std::trunc(v) && v >= lo &&
-                    (std::is_same_v<T, int64_t> ? v < 9223372036854775808.0 : v <= hi);
-    if (!ok) args.fail("attr 'value' " + std::to_string(v) + " is not exactly representable in the input's dtype");
-    return static_cast<T>(v);
-  }
-}
-
 template <class T> __global__ void pad_fwd(const PadAxes p, const T* __restrict__ x, T* __restrict__ y, T value,
                                            int64_t n) {
   GRAPHC_GRID_STRIDE(i, n) { y[i] = pad_fwd_item(p, x, value, i); }
@@ -97,14 +53,10 @@ template <class T> __global__ void pad_bwd(const PadAxes p, const T* __restrict_
 }
 
 template <class T> Kernel pad_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  cpu::expect_dtype(args, args.out[0], args.in[0].dtype, "output");
-  const attrs::Pad attr(args);
-  if (std::is_same_v<T, boolean> && attr.mode != "constant") {
-    args.fail("mode '" + attr.mode + "' takes float or int input, got bool");
-  }
-  const T value = border_value<T>(args, attr.value);
-  const std::vector<int64_t> yd = check_pads(args, args.in[0].dims, attr.pads, attr.mode);
+  const cpu::PadHead<T> h = cpu::pad_head<T>(args);
+  const attrs::Pad& attr = h.attr;
+  const T value = h.value;
+  const std::vector<int64_t> yd = padded_dims(args, args.in[0].dims, attr.pads, attr.mode);
   cpu::expect_dims(args, args.out[0], yd, "output");
   const int64_t n = numel_of(yd);
   if (n == 0) return no_op_kernel();
@@ -120,12 +72,8 @@ template <class T> Kernel pad_kernel(const KernelArgs& args) {
 }
 
 template <class T> Kernel pad_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  cpu::expect_dtype(args, args.in[1], args.in[0].dtype, "input 1 (x)");
-  cpu::expect_dtype(args, args.out[0], args.in[0].dtype, "output");
-  cpu::expect_dims(args, args.out[0], args.in[1].dims, "output");
-  const attrs::PadGrad attr(args);
-  const std::vector<int64_t> yd = check_pads(args, args.in[1].dims, attr.pads, attr.mode);
+  const attrs::PadGrad attr = cpu::pad_grad_head(args);
+  const std::vector<int64_t> yd = padded_dims(args, args.in[1].dims, attr.pads, attr.mode);
   cpu::expect_dims(args, args.in[0], yd, "input 0 (the gradient)");
   const int64_t n = numel_of(args.out[0]);
   if (n == 0) return no_op_kernel();  // x non-empty implies g non-empty (g's dims >= x's)

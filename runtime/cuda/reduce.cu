@@ -279,15 +279,7 @@ template <ROp R, class T, class O>
 Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced, const std::vector<int64_t>& want) {
   using A = typename AccOf<T>::type;
   const TensorRef &x = args.in[0], &y = args.out[0];
-  cpu::expect_dims(args, y, want, "output");
-  if constexpr (R == ROp::Max || R == ROp::Min) {
-    for (size_t i = 0; i < x.dims.size(); ++i) {
-      if (reduced[i] && x.dims[i] == 0) {
-        args.fail("cannot reduce over axis " + std::to_string(i) + " of size 0 (input shape " + format_dims(x.dims) +
-                  ")");
-      }
-    }
-  }
+  cpu::reduce_output_check(args, reduced, want, R == ROp::Max || R == ROp::Min);  // no identity
   const char* what = op_name(R);
   const int64_t ny = numel_of(y);
   O* py = y.as<O>();
@@ -372,49 +364,13 @@ Kernel reduce_prepared(const KernelArgs& args, const std::vector<bool>& reduced,
 }
 
 template <ROp R, class T> Kernel reduce_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
-  const TensorRef& x = args.in[0];
-  cpu::expect_dtype(args, args.out[0], cpu::dtype_of<T>(), "output");
-  const typename AttrsOf<R>::type attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  std::vector<bool> reduced(rank, !attr.has_axes);
-  if (attr.has_axes) {
-    for (int64_t ax : attr.axes) {
-      int64_t a = cpu::normalize_axis(args, ax, rank, "axes entry");
-      if (rank == 0) continue;
-      if (reduced[a]) args.fail("axes entry " + std::to_string(ax) + " is repeated");
-      reduced[a] = true;
-    }
-  }
-  std::vector<int64_t> want;
-  for (int64_t i = 0; i < rank; ++i) {
-    if (!reduced[i]) want.push_back(x.dims[i]);
-    else if (attr.keepdims) want.push_back(1);
-  }
-  return reduce_prepared<R, T, T>(args, reduced, want);
+  const cpu::ReduceAxes r = cpu::reduce_axes<typename AttrsOf<R>::type>(args, cpu::dtype_of<T>());
+  return reduce_prepared<R, T, T>(args, r.reduced, r.want);
 }
 
 template <class T> Kernel sum_to_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
-  const auto& xd = args.in[0].dims;
-  const auto& like = args.in[1].dims;
-  cpu::expect_dtype(args, args.out[0], cpu::dtype_of<T>(), "output");
-  if (like.size() > xd.size()) {
-    args.fail("cannot sum input 0 of shape " + format_dims(xd) + " to the shape of input 1, " + format_dims(like));
-  }
-  const size_t lead = xd.size() - like.size();
-  std::vector<bool> reduced(xd.size(), false);
-  for (size_t i = 0; i < xd.size(); ++i) {
-    if (i < lead) {
-      reduced[i] = true;
-    } else if (like[i - lead] != xd[i]) {
-      if (like[i - lead] != 1) {
-        args.fail("cannot sum input 0 of shape " + format_dims(xd) + " to the shape of input 1, " + format_dims(like));
-      }
-      reduced[i] = true;
-    }
-  }
-  return reduce_prepared<ROp::Sum, T, T>(args, reduced, like);
+  const cpu::ReduceAxes r = cpu::sum_to_axes(args, cpu::dtype_of<T>());
+  return reduce_prepared<ROp::Sum, T, T>(args, r.reduced, r.want);
 }
 
 template <ROp R> void add_reduce(KernelRegistry& r, const char* name) {

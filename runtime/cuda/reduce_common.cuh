@@ -12,6 +12,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "../cpu/reduce_checks.h"
 #include "common.cuh"
 
 namespace graphc {
@@ -24,18 +25,8 @@ template <> struct AccOf<int32_t> { using type = int64_t; };
 
 enum class ROp { Sum, Mean, Max, Min };
 
-// (outer, n, inner) around `axis` (a scalar: one position, an axis of one item).
-struct AxisSplit {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-inline AxisSplit split_at(const std::vector<int64_t>& dims, int64_t axis) {
-  AxisSplit s;
-  if (dims.empty()) return s;
-  for (int64_t i = 0; i < axis; ++i) s.outer *= dims[i];
-  for (int64_t i = axis + 1; i < static_cast<int64_t>(dims.size()); ++i) s.inner *= dims[i];
-  s.n = dims[axis];
-  return s;
-}
+using cpu::AxisSplit;  // (outer, n, inner) around an axis: cpu/reduce_checks.h
+using cpu::split_at;
 
 // Grid for a grid-stride loop over `n` blocks of work (never 0 blocks, at most 2^31 - 1).
 inline unsigned grid_for_blocks(int64_t n) {
@@ -229,21 +220,8 @@ template <bool kMax, class T, class Attr> Kernel arg_extremum_kernel(const Kerne
 
 #if defined(__CUDACC__)
 template <bool kMax, class T, class Attr> Kernel arg_extremum_kernel(const KernelArgs& args, const char* what) {
-  args.expect_arity(1, 1);
+  const int64_t axis = cpu::arg_extremum_axis<Attr>(args, what);  // cpu/reduce_checks.h: the CPU's checks
   const TensorRef &x = args.in[0], &y = args.out[0];
-  cpu::expect_dtype(args, y, DType::I64, "output");
-  const Attr attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  const int64_t axis = cpu::normalize_axis(args, attr.axis, rank);
-  std::vector<int64_t> want;
-  if (rank > 0) {
-    if (x.dims[axis] == 0) args.fail(std::string("cannot take the ") + what + " over axis " + std::to_string(axis) + " of size 0");
-    for (int64_t i = 0; i < rank; ++i) {
-      if (i != axis) want.push_back(x.dims[i]);
-      else if (attr.keepdims) want.push_back(1);
-    }
-  }
-  cpu::expect_dims(args, y, want, "output");
   if (numel_of(x) == 0) return no_op_kernel();
   const AxisSplit s = split_at(x.dims, axis);
   const T* px = x.as<const T>();

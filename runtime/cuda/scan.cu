@@ -37,13 +37,9 @@ __global__ void tri_kernel_d(const T* __restrict__ x, T* __restrict__ y, int64_t
 }
 
 template <class T, bool kUpper> Kernel tri_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const int64_t diagonal = cpu::tri_check(args, kUpper);  // cpu/reduce_checks.h: the CPU's checks
   const TensorRef &x = args.in[0], &y = args.out[0];
-  cpu::expect_dtype(args, y, x.dtype, "output");
-  cpu::expect_dims(args, y, x.dims, "output");
   const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank < 2) args.fail("expects an input of rank >= 2, got rank " + std::to_string(rank));
-  const int64_t diagonal = kUpper ? attrs::Triu(args).diagonal : attrs::Tril(args).diagonal;
   const int64_t rows_n = x.dims[rank - 2], cols = x.dims[rank - 1];
   const int64_t total = numel_of(x);
   if (total == 0) return no_op_kernel();
@@ -167,14 +163,10 @@ __global__ void __launch_bounds__(kScanThreads) cumsum_rows_kernel(const T* __re
 }
 
 template <class T> Kernel cumsum_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 1);
+  const cpu::CumsumCheck chk = cpu::cumsum_check(args);  // cpu/reduce_checks.h: the CPU's checks
+  const attrs::Cumsum& attr = chk.attr;
+  const AxisSplit s = chk.s;
   const TensorRef &x = args.in[0], &y = args.out[0];
-  cpu::expect_dtype(args, y, x.dtype, "output");
-  cpu::expect_dims(args, y, x.dims, "output");
-  const attrs::Cumsum attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  const int64_t axis = cpu::normalize_axis(args, attr.axis, rank);
-  const AxisSplit s = split_at(x.dims, axis);
   if (numel_of(x) == 0) return no_op_kernel();
   const bool exclusive = attr.exclusive, reverse = attr.reverse;
   const T* px = x.as<const T>();

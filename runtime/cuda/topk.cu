@@ -23,6 +23,7 @@
 //       CPU's loop).  Bad indices are reported and skipped.
 #include <cstring>
 
+#include "../cpu/topk_checks.h"
 #include "reduce_common.cuh"
 
 namespace graphc {
@@ -33,27 +34,10 @@ constexpr int64_t kSortMax = 4096;  // shared memory: 12 bytes a pair, 48 KiB at
 constexpr int64_t kSelectSortMax = 2048;  // the select kernel's shared sort (it has static shared too)
 constexpr int kSelectThreads = 256;
 
-struct Lines {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-Lines lines_of(const std::vector<int64_t>& dims, int64_t axis) {
-  Lines s;
-  for (int64_t i = 0; i < axis; ++i) s.outer *= dims[i];
-  for (int64_t i = axis + 1; i < static_cast<int64_t>(dims.size()); ++i) s.inner *= dims[i];
-  s.n = dims[axis];
-  return s;
-}
-std::vector<int64_t> with_axis(std::vector<int64_t> dims, int64_t axis, int64_t n) {
-  dims[axis] = n;
-  return dims;
-}
-void expect_same_except(const KernelArgs& args, const TensorRef& a, const TensorRef& b, int64_t axis,
-                        const std::string& a_name, const std::string& b_name) {
-  if (a.dims.size() != b.dims.size() || with_axis(a.dims, axis, 0) != with_axis(b.dims, axis, 0)) {
-    args.fail(a_name + " " + format_dims(a.dims) + " and " + b_name + " " + format_dims(b.dims) +
-              " must agree on every axis but " + std::to_string(axis));
-  }
-}
+// the line geometry and the checks: cpu/topk_checks.h (as the CPU's)
+using cpu::Lines;
+using cpu::lines_of;
+using cpu::with_axis;
 
 // -- topk: keys and the sorting network ----------------------------------------------------------
 
@@ -284,22 +268,11 @@ __global__ void __launch_bounds__(kSelectThreads)
 }
 
 template <class T> Kernel topk_kernel(const KernelArgs& args) {
-  args.expect_arity(1, 2);
+  const cpu::TopkCheck chk = cpu::topk_check(args);
+  const auto& attr = chk.attr;
+  const int64_t axis = chk.axis, n = chk.n, k = chk.k;
+  const std::vector<int64_t>& out_dims = chk.out_dims;
   const TensorRef &x = args.in[0], &values = args.out[0], &indices = args.out[1];
-  const attrs::Topk attr(args);
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank == 0) args.fail("expects an input of rank >= 1, got a scalar");
-  const int64_t axis = cpu::normalize_axis(args, attr.axis, rank);
-  const int64_t n = x.dims[axis], k = attr.k;
-  if (k < 0 || k > n) {
-    args.fail("k=" + std::to_string(k) + " must lie in [0, " + std::to_string(n) + "] (axis " + std::to_string(axis) +
-              " of x " + format_dims(x.dims) + ")");
-  }
-  const std::vector<int64_t> out_dims = with_axis(x.dims, axis, k);
-  cpu::expect_dtype(args, values, x.dtype, "output 0 (values)");
-  cpu::expect_dims(args, values, out_dims, "output 0 (values)");
-  cpu::expect_dtype(args, indices, DType::I64, "output 1 (indices)");
-  cpu::expect_dims(args, indices, out_dims, "output 1 (indices)");
   const Lines s = lines_of(x.dims, axis);
   if (numel_of(out_dims) == 0) return no_op_kernel();
   if (n > (int64_t(1) << 31) - 1) args.fail("the CUDA topk takes lines of at most 2^31 - 1 items, got " + std::to_string(n));
@@ -401,15 +374,8 @@ __global__ void take_along_grad_lines_kernel(const T* __restrict__ g, const int6
 }
 
 template <class T> Kernel take_along_axis_kernel(const KernelArgs& args) {
-  args.expect_arity(2, 1);
+  const int64_t axis = cpu::take_along_axis_check(args);
   const TensorRef &x = args.in[0], &idx = args.in[1], &y = args.out[0];
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank == 0) args.fail("expects an input of rank >= 1, got a scalar");
-  const int64_t axis = cpu::normalize_axis(args, attrs::TakeAlongAxis(args).axis, rank);
-  cpu::expect_dtype(args, idx, DType::I64, "input 1 (indices)");
-  expect_same_except(args, x, idx, axis, "x", "indices");
-  cpu::expect_dtype(args, y, x.dtype, "output");
-  cpu::expect_dims(args, y, idx.dims, "output");
   const Lines sx = lines_of(x.dims, axis);
   const int64_t m = idx.dims[axis], count = numel_of(idx);
   if (count == 0) return no_op_kernel();
@@ -428,17 +394,8 @@ template <class T> Kernel take_along_axis_kernel(const KernelArgs& args) {
 }
 
 template <class T> Kernel take_along_axis_grad_kernel(const KernelArgs& args) {
-  args.expect_arity(3, 1);
+  const int64_t axis = cpu::take_along_axis_grad_check(args);
   const TensorRef &g = args.in[0], &idx = args.in[1], &x = args.in[2], &dx = args.out[0];
-  const int64_t rank = static_cast<int64_t>(x.dims.size());
-  if (rank == 0) args.fail("expects x of rank >= 1, got a scalar");
-  const int64_t axis = cpu::normalize_axis(args, attrs::TakeAlongAxisGrad(args).axis, rank);
-  cpu::expect_dtype(args, idx, DType::I64, "input 1 (indices)");
-  cpu::expect_dtype(args, x, g.dtype, "input 2 (x)");
-  expect_same_except(args, x, idx, axis, "x", "indices");
-  cpu::expect_dims(args, g, idx.dims, "input 0 (g)");
-  cpu::expect_dtype(args, dx, g.dtype, "output");
-  cpu::expect_dims(args, dx, x.dims, "output");
   const Lines sx = lines_of(x.dims, axis);
   const int64_t m = idx.dims[axis], count = numel_of(idx), total = numel_of(x);
   if (total == 0 && count == 0) return no_op_kernel();
