@@ -55,6 +55,12 @@ class DeviceError(GraphcError, RuntimeError):
     machine has no such device.  The message says which."""
 
 
+class CommError(GraphcError, RuntimeError):
+    """Data-parallel training cannot go on: the ranks' plans differ, a collective failed or
+    timed out (a peer rank died or hangs), the MPI or NCCL library is missing or does not
+    match.  The message names this rank and the cause; the Session refuses further runs."""
+
+
 class AotError(GraphcError, ValueError):
     """An AOT artifact (graphc compile --emit c) cannot be made: an op without a CPU kernel
     file, missing runtime sources, a bad artifact name or option."""

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "comm_abi.h"
 #include "plan.h"
 
 namespace graphc {
@@ -43,6 +44,10 @@ struct KernelContext {
   // records a data error it cannot throw (an index out of range); the executor reads it after
   // each run and raises naming the step.  nullptr on CPU.
   void* error_slot = nullptr;
+  // Data parallel (runtime/comm_abi.h): the communicator the plan's allreduce_start /
+  // allreduce_wait steps call; nullptr for a world of one process (they do nothing) and in
+  // a dry prepare.  Owned by the executor's caller, alive as long as the executor.
+  const graphc_comm* comm = nullptr;
   // A dry prepare (Executor::prepare_only: the CUDA factories tested on a machine without a
   // GPU): device is nullptr, tensor pointers are fake, and the factory must validate and
   // precompute as usual but call no CUDA or library function; its kernel is never run.
