@@ -24,7 +24,7 @@ from single_op import single_op_graph
 
 import graphc as gc
 from graphc import registry, schema_codegen
-from graphc.errors import DTypeError, RegistryError, ShapeError
+from graphc.errors import AotError, DTypeError, RegistryError, ShapeError
 from graphc.registry import Example
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -266,3 +266,32 @@ def test_grad_scale_is_one_multiply_first(name, dtype, device):
                 np.testing.assert_allclose(a, r, rtol=tol, atol=tol)
             unscaled = _run(op, Example(ex.inputs, {**attrs, "grad_scale": 1.0}), device)
             assert any(u.tobytes() != a.tobytes() for u, a in zip(unscaled, got))  # the attr is read
+
+
+# -- AOT: data-parallel plans are refused ----------------------------------------------------------
+
+def _relu_plan():
+    with gc.Graph() as g:
+        y = gc.relu(gc.placeholder("x", (3,)))
+    return gc.compile(g, fetches=[y.name])
+
+
+def test_aot_refuses_a_plan_compiled_for_data_parallel(tmp_path):
+    plan = _relu_plan()
+    plan.proto.metadata["data_parallel.world_size"] = "2"
+    with pytest.raises(AotError, match=r"'main' is a data-parallel plan \(world size 2; steps none\): "
+                                       r"data-parallel plans run in a Session under mpirun"):
+        gc.emit_c(plan, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_aot_refuses_a_plan_with_collective_steps(tmp_path):
+    plan = _relu_plan()
+    plan.proto.steps[0].op = "allreduce_start"
+    with pytest.raises(AotError, match=r"no recorded world size; steps allreduce_start\): data-parallel plans"):
+        gc.emit_c(plan, tmp_path / "out")
+
+
+def test_aot_still_emits_a_plain_plan(tmp_path):
+    result = gc.emit_c(_relu_plan(), tmp_path / "out")
+    assert os.path.isdir(tmp_path / "out") and result is not None
