@@ -19,10 +19,10 @@ cdef extern from "comm_abi.h" nogil:
         int deterministic
         const char* backend
         void* self
-        int (*prepare)(void* self, int slot, uint64_t nbytes, void* stream, char* err, size_t errlen)
+        int (*prepare)(void* self, int slot, uint64_t nbytes, void* stream, char* err, size_t errlen) noexcept nogil
         int (*allreduce_start)(void* self, int slot, void* data, uint64_t count, int dtype, void* stream,
-                               char* err, size_t errlen)
-        int (*allreduce_wait)(void* self, int slot, void* stream, char* err, size_t errlen)
-        int (*broadcast)(void* self, void* data, uint64_t nbytes, int root, char* err, size_t errlen)
-        int (*allgather)(void* self, const void* send, uint64_t nbytes, void* recv, char* err, size_t errlen)
-        int (*barrier)(void* self, char* err, size_t errlen)
+                               char* err, size_t errlen) noexcept nogil
+        int (*allreduce_wait)(void* self, int slot, void* stream, char* err, size_t errlen) noexcept nogil
+        int (*broadcast)(void* self, void* data, uint64_t nbytes, int root, char* err, size_t errlen) noexcept nogil
+        int (*allgather)(void* self, const void* send, uint64_t nbytes, void* recv, char* err, size_t errlen) noexcept nogil
+        int (*barrier)(void* self, char* err, size_t errlen) noexcept nogil
