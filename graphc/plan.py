@@ -343,10 +343,6 @@ def _alias_map(op, num_outputs):
     return registry.get_op(op).alias_map(num_outputs) if registry.has_op(op) else {}
 
 
-def _contiguous_inputs(op):
-    return registry.has_op(op) and registry.get_op(op).contiguous_inputs
-
-
 def _check_alias_output(proto, s, step, k, i, what, check_index):
     """Output ``k`` of ``step`` is a VIEW its op writes in place through input ``i``: the view
     must alias that input's root, an ARENA value."""

@@ -41,11 +41,6 @@ int alias_input(const std::string& op, size_t output) {
   return info == nullptr ? -1 : schema::alias_input(*info, static_cast<int>(output));
 }
 
-bool contiguous_inputs(const std::string& op) {
-  const schema::OpInfo* info = schema::find_op(op);
-  return info != nullptr && info->contiguous_inputs;
-}
-
 void set_inplace_ops(Limits* limits, const std::vector<std::string>& ops) {
   std::unordered_set<std::string> names(ops.begin(), ops.end());
   limits->inplace_ok = [names](const std::string& op) { return names.count(op) != 0; };
