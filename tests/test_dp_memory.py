@@ -347,6 +347,17 @@ def _start_without_wait(p):
         del st.frees[:]
 
 
+def _read_in_flight(p):
+    """An update reads bucket 1's started view (the wait's input) instead of the wait's output."""
+    w = p.steps[_wait(p, 1)]
+    done = dict(zip(w.outputs, w.inputs))
+    for st in p.steps:
+        if st.op == "sgd_update" and st.inputs[1] in done:
+            st.inputs[1] = done[st.inputs[1]]
+            return
+    raise AssertionError("no update reads bucket 1")
+
+
 def _view_written_twice(p):
     w = _wait(p, 1)
     p.steps[w].outputs[:] = list(p.steps[_start(p, 1)].outputs)
@@ -397,6 +408,7 @@ MALFORMED = {
     "read_before_wait": (_read_before_wait, "before"),
     "view_written_twice": (_view_written_twice, "writes"),
     "start_without_wait": (_start_without_wait, "no later step completes it"),
+    "read_in_flight": (_read_in_flight, "started writing in place"),
     "bucket_member_twice": (_duplicate_member, "twice"),
     "bucket_member_not_arena": (_member_not_arena, "arena"),
     "alias_into_feed": (_alias_into_feed, "feed"),
