@@ -406,7 +406,10 @@ def test_plan_collectives_sum_then_a_failed_one_is_commerror_and_the_executor_re
                 out["again"] = str(e)
             out["again_seconds"] = time.monotonic() - t0
         else:
+            # Printed first: mpirun ends this rank when rank 0 leaves without MPI_Finalize.
+            print("RESULT " + json.dumps(out), flush=True)
             time.sleep(3)
+            os._exit(0)
         print("RESULT " + json.dumps(out), flush=True)
         os._exit(0)
     """
