@@ -690,6 +690,8 @@ void destroy(graphc_comm* comm) {
 
 double timeout_of(const graphc_comm* comm) { return state(comm->self)->timeout_s; }
 
+bool uses_worker(const graphc_comm* comm) { return state(comm->self)->worker != nullptr; }
+
 void abort_job(const graphc_comm* comm, int code) {
   State* st = state(comm->self);
   int finalized = 0;
