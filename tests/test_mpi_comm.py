@@ -67,7 +67,8 @@ def test_allreduce_sums_every_dtype_and_size(thread):
                      "threaded": thread == "1"}
 
 
-def test_deterministic_mode_is_numpys_rank_order_sum_on_three_ranks():
+@pytest.mark.parametrize("thread", ["1", "0"])
+def test_deterministic_mode_is_numpys_rank_order_sum_on_three_ranks(thread):
     require_mpi()
     script = """
         import hashlib, json
@@ -97,11 +98,13 @@ def test_deterministic_mode_is_numpys_rank_order_sum_on_three_ranks():
                     bad.append([dt, n])
                 digests.append(hashlib.sha256(x.tobytes()).hexdigest())
         print("RESULT " + json.dumps({"rank": comm.rank, "bad": bad, "det": comm.deterministic,
-                                      "digests": digests}), flush=True)
+                                      "digests": digests, "threaded": comm.threaded}), flush=True)
     """
-    res = _results(_run_ranks(script, 3))
+    # "1": blocking alltoallv/allgatherv on the worker thread; "0": the non-blocking ones, polled.
+    res = _results(_run_ranks(script, 3, env={**os.environ, "GRAPHC_COMM_THREAD": thread},
+                              mpi_args=("-x", "GRAPHC_COMM_THREAD")))
     assert [r["rank"] for r in res] == [0, 1, 2]
-    assert all(r["bad"] == [] and r["det"] for r in res), res
+    assert all(r["bad"] == [] and r["det"] and r["threaded"] == (thread == "1") for r in res), res
     assert res[0]["digests"] == res[1]["digests"] == res[2]["digests"]
 
 

@@ -124,9 +124,9 @@ cdef class Communicator:
 
     @property
     def threaded(self):
-        """Whether sums run as blocking MPI_Allreduce on this communicator's worker thread (sum
-        mode, more than one rank, MPI_THREAD_MULTIPLE, GRAPHC_COMM_THREAD not "0"); else
-        MPI_Iallreduce polled by the wait."""
+        """Whether reductions run as blocking collectives on this communicator's worker thread
+        (more than one rank, MPI_THREAD_MULTIPLE, GRAPHC_COMM_THREAD not "0"); else non-blocking
+        ones (MPI_Iallreduce; deterministic: MPI_Ialltoallv, MPI_Iallgatherv) polled by the wait."""
         return bool(uses_worker(self.c))
 
     def __repr__(self):

@@ -81,10 +81,11 @@ struct Slot {
   std::vector<unsigned char> scratch;
 };
 
-// The sum mode's reductions run on a worker thread as blocking MPI_Allreduce calls on a second
-// duplicate of the communicator (when MPI provides MPI_THREAD_MULTIPLE): Open MPI's blocking
-// allreduce uses its tuned algorithms (about twice as fast as the non-blocking schedule for
-// 16 MiB here), and the worker makes progress while the executor computes.  The jobs run in
+// The reductions run on a worker thread as blocking collectives on a second duplicate of the
+// communicator (when MPI provides MPI_THREAD_MULTIPLE): MPI_Allreduce, or in deterministic mode
+// MPI_Alltoallv + the rank-order sum + MPI_Allgatherv.  Open MPI's blocking collectives use its
+// tuned algorithms (the non-blocking allreduce schedule was 2.5x slower for 16 MiB here), and
+// the worker makes progress while the executor computes.  The jobs run in
 // start order, which every rank shares (identical plans); the wait blocks on a condition
 // variable in slices, so the timeout and SIGTERM still end it.
 struct Job {
@@ -92,10 +93,13 @@ struct Job {
   void* data;
   uint64_t count;
   int dtype;
+  bool deterministic;
+  unsigned char* scratch;  // deterministic: the slot's scratch (sized by start; null when this rank's chunk is empty)
 };
 
 struct Worker {
   MPI_Comm comm = MPI_COMM_NULL;
+  int rank = 0, size = 1;
   std::thread thread;
   std::mutex mutex;
   std::condition_variable wake, done;
@@ -260,6 +264,57 @@ void ordered_sum(T* out, const T* chunks, uint64_t n, int size) {
   }
 }
 
+// `data`'s chunk of this rank (at element lo, `mine` elements) = its copies of every rank in
+// `scratch` summed in rank order.
+void sum_own_chunk(int dtype, void* data, uint64_t lo, const unsigned char* scratch, uint64_t mine, int size) {
+  auto* bytes = static_cast<unsigned char*>(data);
+  switch (dtype) {
+    case 1: ordered_sum(reinterpret_cast<float*>(bytes) + lo, reinterpret_cast<const float*>(scratch), mine, size); break;
+    case 2: ordered_sum(reinterpret_cast<double*>(bytes) + lo, reinterpret_cast<const double*>(scratch), mine, size); break;
+    case 3: ordered_sum(reinterpret_cast<int32_t*>(bytes) + lo, reinterpret_cast<const int32_t*>(scratch), mine, size); break;
+    case 4: ordered_sum(reinterpret_cast<int64_t*>(bytes) + lo, reinterpret_cast<const int64_t*>(scratch), mine, size); break;
+    default: break;
+  }
+}
+
+// Deterministic mode's counts and displacements (elements): what this rank sends to and receives
+// from each rank (alltoallv), and every rank's chunk (allgatherv).  start() checked the int range.
+struct Chunks {
+  std::vector<int> scounts, sdispls, rcounts, rdispls;
+  uint64_t lo = 0, mine = 0;
+  Chunks(uint64_t count, int size, int me) : scounts(size), sdispls(size), rcounts(size), rdispls(size) {
+    lo = chunk_start(count, size, me);
+    mine = chunk_start(count, size, me + 1) - lo;
+    for (int j = 0; j < size; ++j) {
+      scounts[j] = static_cast<int>(chunk_start(count, size, j + 1) - chunk_start(count, size, j));
+      sdispls[j] = static_cast<int>(chunk_start(count, size, j));
+      rcounts[j] = static_cast<int>(mine);
+      rdispls[j] = static_cast<int>(mine * j);
+    }
+  }
+};
+
+int run_job(Worker* w, const Job& j) {
+  const MPI_Datatype type = mpi_type(j.dtype);
+  auto* bytes = static_cast<unsigned char*>(j.data);
+  if (!j.deterministic) {
+    const size_t esize = dtype_bytes(j.dtype);
+    int rc = MPI_SUCCESS;
+    for (uint64_t at = 0; at < j.count && rc == MPI_SUCCESS; at += kMaxPiece) {
+      rc = MPI_Allreduce(MPI_IN_PLACE, bytes + at * esize, static_cast<int>(std::min(kMaxPiece, j.count - at)), type,
+                         MPI_SUM, w->comm);
+    }
+    return rc;
+  }
+  const Chunks c(j.count, w->size, w->rank);
+  int rc = MPI_Alltoallv(j.data, c.scounts.data(), c.sdispls.data(), type, j.scratch, c.rcounts.data(),
+                         c.rdispls.data(), type, w->comm);
+  if (rc != MPI_SUCCESS) return rc;
+  sum_own_chunk(j.dtype, j.data, c.lo, j.scratch, c.mine, w->size);
+  return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, j.data, c.scounts.data(), c.sdispls.data(), type,
+                        w->comm);
+}
+
 void run_worker(Worker* w) {
   for (;;) {
     Job j;
@@ -270,13 +325,7 @@ void run_worker(Worker* w) {
       j = w->queue.front();
       w->queue.pop_front();
     }
-    int rc = MPI_SUCCESS;
-    auto* bytes = static_cast<unsigned char*>(j.data);
-    const size_t esize = dtype_bytes(j.dtype);
-    for (uint64_t at = 0; at < j.count && rc == MPI_SUCCESS; at += kMaxPiece) {
-      rc = MPI_Allreduce(MPI_IN_PLACE, bytes + at * esize, static_cast<int>(std::min(kMaxPiece, j.count - at)),
-                         mpi_type(j.dtype), MPI_SUM, w->comm);
-    }
+    const int rc = run_job(w, j);
     {
       std::lock_guard<std::mutex> lock(w->mutex);
       w->finished[j.slot] = rc;
@@ -385,16 +434,17 @@ int c_allreduce_start(void* self, int slot, void* data, uint64_t count, int dtyp
   if (st->c.size == 1 || count == 0) return GRAPHC_COMM_OK;
   const MPI_Datatype type = mpi_type(dtype);
   auto* bytes = static_cast<unsigned char*>(data);
-  if (st->worker) {
+  auto to_worker = [st, slot, data, count, dtype](bool deterministic, unsigned char* scratch) {
     Worker& w = *st->worker;
     {
       std::lock_guard<std::mutex> qlock(w.mutex);
       w.finished.erase(slot);
-      w.queue.push_back(Job{slot, data, count, dtype});
+      w.queue.push_back(Job{slot, data, count, dtype, deterministic, scratch});
     }
     w.wake.notify_one();
     return GRAPHC_COMM_OK;
-  }
+  };
+  if (st->worker && !st->c.deterministic) return to_worker(false, nullptr);
   if (!st->c.deterministic) {
     for (uint64_t at = 0; at < count; at += kMaxPiece) {
       const int n = static_cast<int>(std::min(kMaxPiece, count - at));
@@ -440,6 +490,7 @@ int c_allreduce_start(void* self, int slot, void* data, uint64_t count, int dtyp
     return fail(st, GRAPHC_COMM_UNSUPPORTED, rank_prefix(st) + what + ": too large for the deterministic mode "
                 "(displacements above INT_MAX elements)", err, errlen);
   }
+  if (st->worker) return to_worker(true, s.scratch.data());
   MPI_Request req;
   const int mrc = MPI_Ialltoallv(data, scounts.data(), sdispls.data(), type, s.scratch.data(), rcounts.data(),
                                  rdispls.data(), type, st->comm, &req);
@@ -636,14 +687,14 @@ graphc_comm* create(int fortran_handle, int deterministic, double timeout_s, std
   }
   st->comm = dup;
   MPI_Comm_set_errhandler(st->comm, MPI_ERRORS_RETURN);
-  // The worker (see Worker): sum mode, MPI_THREAD_MULTIPLE, more than one rank, and not turned
-  // off with GRAPHC_COMM_THREAD=0.  Every rank decides alike (same MPI, same environment), and
+  // The worker (see Worker): MPI_THREAD_MULTIPLE, more than one rank, and not turned off with
+  // GRAPHC_COMM_THREAD=0.  Every rank decides alike (same MPI, same environment), and
   // the second duplicate is made by all or none.
   int provided = MPI_THREAD_SINGLE;
   MPI_Query_thread(&provided);
   const char* env = std::getenv("GRAPHC_COMM_THREAD");
   const bool off = env != nullptr && std::string(env) == "0";
-  if (!deterministic && size > 1 && provided == MPI_THREAD_MULTIPLE && !off) {
+  if (size > 1 && provided == MPI_THREAD_MULTIPLE && !off) {
     MPI_Comm second = MPI_COMM_NULL;
     reqs.assign(1, MPI_REQUEST_NULL);
     rc = MPI_Comm_idup(user, &second, &reqs[0]);
@@ -658,6 +709,8 @@ graphc_comm* create(int fortran_handle, int deterministic, double timeout_s, std
     MPI_Comm_set_errhandler(second, MPI_ERRORS_RETURN);
     st->worker.reset(new Worker());
     st->worker->comm = second;
+    st->worker->rank = rank;
+    st->worker->size = size;
     st->worker->thread = std::thread(run_worker, st->worker.get());
   }
   return &st->c;

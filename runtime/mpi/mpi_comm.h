@@ -13,8 +13,9 @@
 // progress), the timeout passes (GRAPHC_COMM_TIMEOUT) or the launcher sends SIGTERM
 // (GRAPHC_COMM_ABORTED: mpirun tears the job down after a rank died).  Deterministic mode sums
 // in rank order 0, 1, ..., size-1 whatever MPI's algorithm: each rank receives its chunk of
-// every rank's buffer (MPI_Ialltoallv into scratch sized by prepare), adds them in rank order,
-// and the chunks are gathered back into every rank's buffer (MPI_Iallgatherv in place).
+// every rank's buffer (alltoallv into scratch sized by prepare), adds them in rank order, and
+// the chunks are gathered back into every rank's buffer (allgatherv in place): blocking calls
+// on the worker, or MPI_Ialltoallv / MPI_Iallgatherv polled by the wait.
 //
 // Errors are sticky (comm_abi.h): after the first failure every call fails at once with the
 // first message.
@@ -49,8 +50,8 @@ bool install_sigterm_handler();
 // The seconds a wait of `comm` may block (infinity: forever).
 double timeout_of(const graphc_comm* comm);
 
-// Whether `comm`'s sum-mode reductions run on its worker thread (blocking MPI_Allreduce on a
-// second duplicate): sum mode, size > 1, MPI_THREAD_MULTIPLE, GRAPHC_COMM_THREAD not "0".
+// Whether `comm`'s reductions run on its worker thread (blocking collectives on a second
+// duplicate): size > 1, MPI_THREAD_MULTIPLE, GRAPHC_COMM_THREAD not "0".
 bool uses_worker(const graphc_comm* comm);
 
 // MPI_Abort on `comm`'s communicator: ends every rank of the job (after a collective failed,
