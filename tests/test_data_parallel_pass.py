@@ -239,7 +239,8 @@ def test_shared_gradient_is_reduced_once():
         b = gc.variable("b", (5,), init=gc.init.uniform(-1, 1, seed=2))
         h = gc.tanh(x)
         s = gc.sum(h, axis=0) + 0.0
-        loss = gc.sum((s * (a + b)) * (s * (a + b)))
+        c = s * (a + b)
+        loss = gc.sum(c * c)
         gc.optim.SGD(lr=0.01).minimize(loss)
     st = stages(g, {"x": (4, 5)}, data_parallel=2)
     before, after = st["append_gradients"], st["data_parallel"]

@@ -148,8 +148,9 @@ def resolve(data_parallel):
     if data_parallel.world_size is None:
         n = launcher_world_size()
         if n is None:
-            raise CompileError("data_parallel=True: the world size is unknown; run under mpirun (or another MPI "
-                               "launcher) or pass data_parallel=N")
+            raise CompileError(f"data_parallel=True: the world size is unknown (mpi4py.MPI is not imported and none "
+                               f"of {', '.join(LAUNCHER_SIZE_VARS)} is set): run under mpirun or pass "
+                               f"data_parallel=N")
         data_parallel = DataParallel(n, data_parallel.bucket_cap, data_parallel.first_bucket)
     return data_parallel
 
