@@ -53,6 +53,7 @@ REDUCIBLE_DTYPES = ("float32", "float64")
 # (Open MPI, MPICH/Hydra and Intel MPI, PMIx, MVAPICH2), read when mpi4py.MPI is not imported yet.
 LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
 
+DP_METADATA_PREFIX = "data_parallel."
 META_WORLD_SIZE = "data_parallel.world_size"
 META_BUCKETS = "data_parallel.buckets"
 META_BUCKET_BYTES = "data_parallel.bucket_bytes"
@@ -180,13 +181,7 @@ def data_parallel(graph, config=None, first_slot=0):
     the graph is returned unchanged.  ``first_slot``: the bucket number of the first bucket
     (the entries of one program take disjoint slot numbers of the communicator they share)."""
     if config is None:
-        if not any(key.startswith("data_parallel.") for key in graph.metadata):
-            return graph
-        out = clone_graph(graph)   # a model's stale keys must not make its plan look data-parallel
-        out.metadata = {k: v for k, v in graph.metadata.items() if not k.startswith("data_parallel.")}
-        if hasattr(graph, "gradients_of"):
-            out.gradients_of = dict(graph.gradients_of)
-        return out
+        return graph
     if graph.training is None or not graph.training.loss:
         # an inference entry of a data-parallel program: it records the world and reduces nothing
         out = clone_graph(graph)

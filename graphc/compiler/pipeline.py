@@ -10,7 +10,7 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     append_rng_increment  any mode: one rng/step increment when a node draws random numbers
     expand_composites  composite ops the target has no kernel for become their definition
     append_gradients the training loss's gradient nodes (training models only)
-    data_parallel    ``data_parallel=``: gradients in buckets, each summed across ranks in place
+    data_parallel    (with ``data_parallel=`` only) gradients in buckets, each summed across ranks in place
     append_optimizer in-place update nodes and optimizer state (training models only)
     expand_gradient_composites  the same, for composites the gradients brought in
     recompute_for_budget  drop and recompute forward values to fit ``memory_budget``
@@ -41,7 +41,7 @@ from graphc.compiler.append_gradients import append_gradients
 from graphc.compiler.append_optimizer import append_optimizer
 from graphc.compiler.assign_buffers import assign_buffers
 from graphc.compiler.bind_shapes import bind_shapes
-from graphc.compiler.data_parallel import META_BUCKETS
+from graphc.compiler.data_parallel import DP_METADATA_PREFIX, META_BUCKETS
 from graphc.compiler.data_parallel import data_parallel as data_parallel_pass
 from graphc.compiler.data_parallel import resolve as resolve_data_parallel
 from graphc.compiler.emit_plan import emit_plan
@@ -74,6 +74,8 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
     graphc.compiler.data_parallel.DataParallel (or None), whose buckets are numbered from
     ``first_bucket_slot``."""
     expand = functools.partial(expand_composites, target=target)
+    parallel = [("data_parallel", functools.partial(data_parallel_pass, config=data_parallel,
+                                                    first_slot=first_bucket_slot))] if data_parallel else []
     return [
         ("validate_graph", validate_graph),
         # early prune: placeholders the fetches do not need need no shapes
@@ -85,7 +87,7 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
         ("expand_composites", expand),
         ("append_gradients", functools.partial(append_gradients, stack_outer_products=memory_budget is None,
                                                model_variables=model_variables)),
-        ("data_parallel", functools.partial(data_parallel_pass, config=data_parallel, first_slot=first_bucket_slot)),
+        *parallel,
         ("append_optimizer", functools.partial(append_optimizer, state_prefix=state_prefix,
                                                model_variables=model_variables)),
         ("expand_gradient_composites", expand),
@@ -225,6 +227,10 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
     else:
         shapes = entry_shapes(graph, shapes)
         graph = with_training(graph, train)
+    if any(key.startswith(DP_METADATA_PREFIX) for key in graph.metadata):
+        # the pass records these; a model's own (stale) keys must not make a plan look data-parallel
+        graph = clone_graph(graph)
+        graph.metadata = {k: v for k, v in graph.metadata.items() if not k.startswith(DP_METADATA_PREFIX)}
     model_inputs = [ph.name for ph in graph.inputs]
     model_variables = [v.name for v in graph.variables]
     for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse, state_prefix,
