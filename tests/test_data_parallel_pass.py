@@ -443,3 +443,39 @@ def test_entries_take_their_own_buckets():
         gc_compile(g, shapes, entry="sample", data_parallel=2)
     with pytest.raises(CompileError, match="inference entries"):
         gc_compile(g, shapes, entries=["sample"], data_parallel=2)
+
+
+# -- placement in the scheduled graph -----------------------------------------------------------------
+
+def test_starts_follow_their_gradients_and_waits_precede_their_updates():
+    """allreduce_start runs as soon as its bucket's gradients are written (and read: it sums them in
+    place); allreduce_wait right before the first node that reads the sum; an early bucket's
+    reduction overlaps the backward pass that is still computing the later buckets' gradients."""
+    g = mlp((8, 64, 32, 16, 4))
+    final = stages(g, {"x": (6, 8), "y": (6, 4)},
+                   data_parallel=DataParallel(2, bucket_cap=3000, first_bucket=300))["schedule_nodes"]
+    order = final.nodes
+    at = {n.name: k for k, n in enumerate(order)}
+    buckets = buckets_of(final)
+    assert len(buckets) >= 3
+    for b, ins, outs in buckets:
+        start = at[f"data_parallel/allreduce_start_{b}"]
+        wait = at[f"data_parallel/allreduce_wait_{b}"]
+        assert order[wait].inputs == outs and start < wait
+        # the members and views of them (not the start's outputs: those are the reduced bytes)
+        local = set(ins)
+        for n in order:
+            if registry.get_op(n.op).view and n.inputs[0] in local:
+                local.update(n.outputs)
+        touching = [k for k, n in enumerate(order) if k != start and not registry.get_op(n.op).view
+                    and (set(n.outputs) & set(ins) or set(n.inputs) & local)]
+        assert max(touching) < start   # every writer and reader of the members ran before
+        # asap: nothing between the last of them and the start but other starts
+        assert all(n.op == "allreduce_start" for n in order[max(touching) + 1:start])
+        consumers = [k for k, n in enumerate(order) if set(n.inputs) & set(order[wait].outputs)]
+        assert consumers and wait < min(consumers)
+        # alap: nothing between the wait and its first reader but other waits
+        assert all(n.op == "allreduce_wait" for n in order[wait + 1:min(consumers)])
+    # overlap: bucket 0's reduction starts before the last bucket's gradients are written
+    last_writers = [at[final.producer(v).name] for v in buckets[-1][1]]
+    assert at["data_parallel/allreduce_start_0"] < max(last_writers)

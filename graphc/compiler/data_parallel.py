@@ -13,9 +13,11 @@ gradients, so N ranks on N shards take exactly the step of one process on the wh
 
 Buckets (docs/data_parallel.md):
 
-- the gradients are ordered by when the node that writes them runs in a provisional schedule
-  (schedule_nodes on the graph as it is now): the last layers' gradients, written first by the
-  backward pass, go in the first bucket, so its reduction overlaps the rest of the backward pass;
+- the gradients are ordered by when their reduction could start in a provisional schedule
+  (schedule_nodes on the graph as it is now): after the node that writes the gradient and, as the
+  sum is taken in place, after the last node that reads it (the backward pass may read a
+  gradient on).  The last layers' gradients, written first by the backward pass, go in the
+  first bucket, so its reduction overlaps the rest of the backward pass;
 - greedy fill in that order: a bucket is closed when the next gradient would take it past its
   cap (``first_bucket`` for bucket 0, ``bucket_cap`` after; sizes counted 64-byte aligned, as the
   planner lays members out) or has another dtype (float32 or float64: one dtype per bucket);
@@ -192,11 +194,21 @@ def data_parallel(graph, config=None, first_slot=0):
         raise CompileError("data_parallel needs append_gradients first")
     model = MemoryModel(graph)
     # The provisional schedule: where each node would run if nothing were added.
-    position = {node.name: k for k, node in enumerate(schedule_nodes(graph).nodes)}
+    position, last_read = {}, {}
+    for k, node in enumerate(schedule_nodes(graph).nodes):
+        position[node.name] = k
+        for i in node.inputs:
+            last_read[model.root[i]] = k
+    fetched = set(graph.outputs)
+    copy_reason = {}
 
-    def written_at(value):
-        producer = graph.producer(value)
-        return position.get(producer.name, -1)
+    def ready_at(value):
+        """When a reduction of ``value`` could start: after its writer, and, summed in place, after
+        every node that reads its local bytes (the backward pass may read a gradient on)."""
+        written = position.get(graph.producer(value).name, -1)
+        if copy_reason[value] is not None:
+            return written   # its copy runs right after the writer
+        return max(written, last_read.get(value, -1))
 
     out = clone_graph(graph)
     loss_provenance = out.tensor(graph.training.loss).producer.provenance
@@ -210,16 +222,15 @@ def data_parallel(graph, config=None, first_slot=0):
         if dtype not in REDUCIBLE_DTYPES:
             raise CompileError(f"data_parallel: the gradient of variable {names[0]!r} is {dtype}; data-parallel "
                                f"training sums {' or '.join(REDUCIBLE_DTYPES)} gradients only")
-    order = sorted(users, key=lambda g: written_at(g))   # stable: ties keep the variables' order
-    fetched = set(graph.outputs)
+        copy_reason[g] = _needs_copy(graph, model, g, fetched)
+    order = sorted(users, key=ready_at)   # stable: ties keep the variables' order
     member_of = {}   # gradient value → the value a bucket reduces (itself or its copy)
     copied_bytes = 0
     with out.building(GRADIENT, loss_provenance):
         for k, g in enumerate(order):
             if model.nbytes[g] == 0:
                 continue
-            why = _needs_copy(graph, model, g, fetched)
-            if why is None:
+            if copy_reason[g] is None:
                 member_of[g] = g
                 continue
             t = out.tensor(g)
