@@ -227,16 +227,25 @@ def check_plans(records, plan_world=None):
     :func:`start_record`): None when every rank may start, else the one-line message every
     rank raises (a pure function of ``records``, so it is the same text on every rank).
 
-    Checked in order: local failures (naming each rank and its error), the plan's world size
-    against the number of ranks, the plans' hashes (naming the differing ranks and which
-    summary facts differ), then the device and the allreduce mode, which must agree (the
-    collectives differ otherwise, and would hang)."""
+    Checked in order: a rank that could not read its plan; the plan's world size against the
+    number of ranks; the plans' hashes (naming the differing ranks and which summary facts
+    differ); the device and the allreduce mode, which must agree (the collectives differ
+    otherwise, and would hang); then any other local failure (naming each rank and its
+    error)."""
     size = len(records)
-    failed = [(r, rec["error"]) for r, rec in enumerate(records) if rec.get("error")]
-    if failed:
+
+    def failures(only_unread):
+        failed = [(r, rec["error"]) for r, rec in enumerate(records)
+                  if rec.get("error") and (rec.get("plan") == "" or not only_unread)]
+        if not failed:
+            return None
         shown = "; ".join(f"rank {r}: {why}" for r, why in failed[:LIST_LIMIT])
         more = f"; and {len(failed) - LIST_LIMIT} more" if len(failed) > LIST_LIMIT else ""
         return f"data-parallel start-up failed on {_ranks(r for r, _ in failed)} of {size}: {shown}{more}"
+
+    unread = failures(only_unread=True)
+    if unread:
+        return unread
     worlds = _groups(rec["summary"].get("world size", "1") if rec["summary"] else "1" for rec in records)
     if len(worlds) == 1:
         world = int(next(iter(worlds)))
@@ -267,7 +276,7 @@ def check_plans(records, plan_world=None):
         if len(groups) > 1:
             listing = ", ".join(f"{json.dumps(v)} on {_ranks(rs)}" for v, rs in groups.items())
             return f"the ranks disagree on the {what}: {listing}; every rank must use the same"
-    return None
+    return failures(only_unread=False)
 
 
 def gather(host, obj):
