@@ -38,25 +38,20 @@ between members included), ``data_parallel.copied_bytes``.
 """
 
 import operator
-import os
-import sys
 
 from graphc.compiler._memory import ARENA, MemoryModel
 from graphc.compiler._rebuild import clone_graph
 from graphc.compiler.plan_memory import ALIGNMENT
 from graphc.compiler.recompute import parse_bytes
 from graphc.compiler.schedule_nodes import schedule_nodes
+from graphc.distributed import SIZE_VARS, WORLD_SIZE_KEY, launcher_world_size
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, Placeholder, Variable
 
 REDUCIBLE_DTYPES = ("float32", "float64")
 
-# Environment variables in which MPI launchers publish the number of processes they started
-# (Open MPI, MPICH/Hydra and Intel MPI, PMIx, MVAPICH2), read when mpi4py.MPI is not imported yet.
-LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
-
 DP_METADATA_PREFIX = "data_parallel."
-META_WORLD_SIZE = "data_parallel.world_size"
+META_WORLD_SIZE = WORLD_SIZE_KEY   # what the Session reads (graphc.distributed)
 META_BUCKETS = "data_parallel.buckets"
 META_BUCKET_BYTES = "data_parallel.bucket_bytes"
 META_COPIED_BYTES = "data_parallel.copied_bytes"
@@ -68,7 +63,8 @@ class DataParallel:
     ``DataParallel(world_size=N)``).
 
     ``world_size``: the number of ranks the plan is for (None: the number of processes the MPI
-    launcher started, read when compiling; a CompileError outside mpirun).  ``bucket_cap``: the
+    launcher started, graphc.distributed.launcher_world_size(), read when compiling; a
+    CompileError outside mpirun).  ``bucket_cap``: the
     most gradient bytes summed by one collective (an int or text such as "25MB", "4MiB");
     ``first_bucket``: the cap of the first bucket, small so that the first reduction starts
     early in the backward pass.
@@ -118,23 +114,6 @@ def _parse_cap(value, what):
     return n
 
 
-def launcher_world_size():
-    """The number of processes of the MPI job this process belongs to, or None when unknown:
-    mpi4py's COMM_WORLD size when mpi4py.MPI is already imported (importing it would
-    initialise MPI), else the launcher's environment (LAUNCHER_SIZE_VARS)."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is not None:
-        try:
-            return int(mpi.COMM_WORLD.Get_size())
-        except Exception:  # noqa: BLE001 — MPI finalized or unusable: fall back to the launcher's environment
-            pass
-    for var in LAUNCHER_SIZE_VARS:
-        text = os.environ.get(var, "").strip()
-        if text.isdigit() and int(text) >= 1:
-            return int(text)
-    return None
-
-
 def resolve(data_parallel):
     """``compile``'s ``data_parallel=`` as a DataParallel with a concrete world size, or None
     (not data-parallel).  None/False: None; True: the launcher's world; an int N; or a
@@ -152,7 +131,7 @@ def resolve(data_parallel):
         n = launcher_world_size()
         if n is None:
             raise CompileError(f"data_parallel=True: the world size is unknown (mpi4py.MPI is not imported and none "
-                               f"of {', '.join(LAUNCHER_SIZE_VARS)} is set): run under mpirun or pass "
+                               f"of {', '.join(SIZE_VARS)} is set): run under mpirun or pass "
                                f"data_parallel=N")
         data_parallel = DataParallel(n, data_parallel.bucket_cap, data_parallel.first_bucket)
     return data_parallel
