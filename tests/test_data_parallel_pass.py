@@ -479,3 +479,42 @@ def test_starts_follow_their_gradients_and_waits_precede_their_updates():
     # overlap: bucket 0's reduction starts before the last bucket's gradients are written
     last_writers = [at[final.producer(v).name] for v in buckets[-1][1]]
     assert at["data_parallel/allreduce_start_0"] < max(last_writers)
+
+
+# -- whole plans ------------------------------------------------------------------------------------
+
+def bucket_ranges(plan):
+    """[(bucket attr, bytes from the first member's offset to the last member's end)] of a plan's
+    allreduce_start steps, in step order."""
+    out = []
+    for step in plan.proto.steps:
+        if step.op == "allreduce_start":
+            first, last = plan.proto.values[step.inputs[0]], plan.proto.values[step.inputs[-1]]
+            out.append((step.attrs["bucket"].i, last.offset + last.nbytes - first.offset))
+    return out
+
+
+@pytest.mark.parametrize("kw", [{}, {"fuse": False}, {"memory_budget": "400KB"}], ids=["fused", "unfused", "budget"])
+def test_plans_verify_and_record_their_buckets(kw):
+    g = mlp((8, 64, 64, 64, 64, 64, 4), opt=gc.optim.Adam(1e-3, clip_global_norm=1.0))
+    shapes = {"x": (256, 8), "y": (256, 4)}
+    plan = gc_compile(g, shapes, data_parallel=DataParallel(3, bucket_cap=20000, first_bucket=2000), **kw)
+    gc.verify(plan)
+    meta = plan.proto.metadata
+    assert meta["data_parallel.world_size"] == "3"
+    ranges = bucket_ranges(plan)
+    assert [b for b, _ in ranges] == sorted(b for b, _ in ranges) == list(range(int(meta["data_parallel.buckets"])))
+    assert meta["data_parallel.bucket_bytes"] == ",".join(str(n) for _, n in ranges)
+    assert meta["data_parallel.copied_bytes"] == "0"
+    waits = [s for s in plan.proto.steps if s.op == "allreduce_wait"]
+    assert len(waits) == len(ranges)
+    scales = {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"}
+    assert scales == {1 / 3}
+    if "memory_budget" in kw:   # forward values are recomputed to fit (about 420 KB without)
+        assert plan.arena_bytes <= 400_000 and meta["graphc.recompute"]
+
+
+def test_compiles_are_deterministic():
+    g = mlp((8, 64, 32, 16, 4))
+    dp = DataParallel(2, bucket_cap=3000, first_bucket=300)
+    assert gc_compile(g, SHAPES, data_parallel=dp).to_bytes() == gc_compile(g, SHAPES, data_parallel=dp).to_bytes()
