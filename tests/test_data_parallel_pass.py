@@ -351,6 +351,21 @@ def test_one_rank_of_n_steps_as_one_process_on_the_mean_gradient(opt):
     assert not np.array_equal(s1["w0"], s3["w0"])
 
 
+def test_a_world_of_one_steps_as_the_plain_plan():
+    opt = gc.optim.SGD(lr=0.2, momentum=0.9, clip_global_norm=0.05)
+    feeds = rand_feeds(np.random.default_rng(3))
+    dp = stages(mlp(opt=opt), data_parallel=1)["schedule_nodes"]
+    plain = stages(mlp(opt=opt))["schedule_nodes"]
+    assert len(buckets_of(dp)) == 1 and dp.metadata["data_parallel.world_size"] == "1"
+    s1, s2 = {}, {}
+    for _ in range(3):
+        run_reference(dp, feeds, s1)
+        run_reference(plain, feeds, s2)
+    assert s1.keys() == s2.keys()
+    for name in s1:
+        np.testing.assert_array_equal(s1[name], s2[name])
+
+
 def simulate(graph, rank_feeds, state):
     """One step of ``graph`` on len(rank_feeds) simulated ranks with the numpy references: each
     rank has its own copy of the state; allreduce_start sums its inputs over the ranks in rank
