@@ -305,7 +305,7 @@ def communicator_problem(device):
     """Why this process cannot make the communicator for ``device`` ("" when it can, as far as
     a check without collectives can tell): the optional modules and their libraries."""
     try:
-        import graphc._mpi  # noqa: F401  (imports mpi4py.MPI and checks the vendor first)
+        from graphc import _mpi  # noqa: F401  (imports mpi4py.MPI and checks the vendor first)
     except ImportError as e:
         return (f"graphc was built without its MPI module or it cannot load ({e}); rebuild graphc with mpicc "
                 f"and mpi4py present ({PIP_MPI})")
