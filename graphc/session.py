@@ -418,8 +418,11 @@ class Session:
         # Set to the message of the first CommError: the session then refuses runs.
         self._broken = None
         self.rank, self.world_size, self.comm = 0, 1, None
+        self.deterministic_allreduce = False
+        if world == 1 and comm is None and (distributed.launcher_world_size() or 1) == 1:
+            world = None   # a world of one outside mpirun: every collective is a no-op, no MPI needed
         if world is None:
-            if comm is not None:
+            if comm is not None and distributed.plan_world_size(source) is None:
                 raise ValueError("comm= is for a data-parallel plan, and this plan was compiled without "
                                  "data_parallel: compile it with gc.compile(..., data_parallel=N) (graphc compile "
                                  "--data-parallel N) and run it under mpirun -np N")

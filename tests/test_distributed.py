@@ -300,3 +300,19 @@ assert np.array_equal(sess.get_variable("w"), np.ones_like(w0))
     got = _errors_by_rank(r.stdout)
     assert set(got) == {"RANK0", "RANK1"} and got["RANK0"] == got["RANK1"], r.stdout
     assert "failed on 1 of 2 ranks: rank 1" in got["RANK0"]
+
+
+def test_world_of_one_runs_without_mpi(monkeypatch):
+    """data_parallel=1 outside mpirun: no MPI, the collectives are no-ops, the plan trains."""
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
+    for name in distributed.SIZE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    plan = _plan(world=1)
+    sess = gc.Session(plan, threads=1)
+    assert (sess.rank, sess.world_size, sess.comm) == (0, 1, None)
+    ref = gc.Session(_plan(), threads=1)
+    feeds = {"x": np.ones((4, 3), np.float32), "y": np.zeros((4, 2), np.float32)}
+    for _ in range(3):
+        sess.run(feeds)
+        ref.run(feeds)
+    np.testing.assert_array_equal(sess.get_variable("w"), ref.get_variable("w"))
