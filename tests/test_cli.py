@@ -640,3 +640,30 @@ def test_shard_feeds_gives_rank_r_its_block_of_each_global_batch(work):
     np.testing.assert_array_equal(same["x"], x[:BATCH])
     with pytest.raises(gc.errors.FeedError, match="2 x 4 rows"):
         shard_feeds(plan, {"x": x[:6], "y": y}, 0, 2, quiet=True)
+
+
+def test_run_data_parallel_under_mpirun(work, tmp_path, cli):
+    """graphc run --data-parallel under mpirun -np 2: each rank takes its block of the global batch,
+    rank 0 alone prints, writes -o and the checkpoint, whose weights are those of one process
+    trained on the global batch."""
+    from tests.mpirun import mpirun, require_mpi
+    require_mpi()
+    ok(_dp_compile(cli, work, tmp_path / "dp.plan", "--data-parallel", "2"))
+    ok(cli("compile", work / "mlp.pb", "-o", tmp_path / "one.plan", "--shape", f"x={2 * BATCH},6", "--shape",
+           f"y={2 * BATCH}", "--train", "loss", "--optimizer", "sgd:lr=0.5"))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3 * 2 * BATCH, 6)).astype(np.float32)    # 3 global batches
+    y = rng.integers(0, 3, 3 * 2 * BATCH).astype(np.int64)
+    np.savez(tmp_path / "global.npz", x=x, y=y)
+    r = mpirun("import sys\nfrom graphc.cli import main\nsys.exit(main(sys.argv[1:]))\n", np=2,
+               args=["run", tmp_path / "dp.plan", "--data-parallel", "--feed", tmp_path / "global.npz", "--steps", "3",
+                     "--threads", "1", "-o", tmp_path / "out.npz", "--checkpoint", tmp_path / "ck.npz"], timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("step 3: loss") == 1 and "(mean over 2 ranks)" in r.stdout, r.stdout
+    assert r.stdout.count("wrote ") == 1
+    one = gc.Session(str(tmp_path / "one.plan"), threads=1)
+    for k in range(3):
+        one.run({"x": x[k * 2 * BATCH:(k + 1) * 2 * BATCH], "y": y[k * 2 * BATCH:(k + 1) * 2 * BATCH]})
+    with np.load(tmp_path / "ck.npz") as ck:
+        for name in ("fc1/w", "fc2/w"):
+            np.testing.assert_allclose(ck[name], one.get_variable(name), rtol=1e-5, atol=1e-6)
