@@ -531,8 +531,10 @@ class Session:
         except (errors.GraphcError, ImportError, ValueError, OSError) as e:
             local_error, cause = f"{type(e).__name__}: {e}", e
             deterministic = bool(deterministic) if isinstance(deterministic, bool) else False
+        if not isinstance(timeout, float):
+            timeout = None   # GRAPHC_COMM_TIMEOUT was bad: already this rank's local error
         records = distributed.gather(host, distributed.start_record(source, self.device, deterministic,
-                                                                    local_error))
+                                                                    local_error), timeout=timeout)
         verdict = distributed.check_plans(records)
         if verdict:
             raise errors.CommError(verdict) from cause
@@ -545,7 +547,7 @@ class Session:
         except (errors.GraphcError, ValueError, MemoryError) as e:
             local_error, cause = f"{type(e).__name__}: {e}", e
         try:
-            distributed.agree(host, local_error, "loading the plan")
+            distributed.agree(host, local_error, "loading the plan", timeout=timeout)
         except errors.CommError as e:
             raise errors.CommError(str(e)) from cause
         self._broadcast_state()

@@ -6,6 +6,7 @@ made-up records; the mpirun tests run real ranks (they need mpirun and mpi4py, n
 compiler's data-parallel pass: a plan whose metadata says data_parallel.world_size=N is a
 data-parallel plan to the Session, collective steps or not)."""
 
+import os
 import sys
 
 import numpy as np
@@ -139,6 +140,7 @@ def test_data_parallel_without_mpi4py_is_a_comm_error(tmp_path):
     path = tmp_path / "dp.plan"
     path.write_bytes(_plan(world=2).proto.SerializeToString())
     code = f"""
+import os
 import sys
 sys.modules["mpi4py"] = None          # import mpi4py raises ImportError
 import numpy as np, graphc as gc
@@ -361,3 +363,24 @@ print("RANK", sess.rank, "OK")
     err = float(next(line.split()[1] for line in r.stdout.splitlines() if line.startswith("MAXERR")))
     assert err < 1e-5, r.stdout
     assert r.stdout.count("OK") == 2
+
+
+def test_mpirun_a_rank_that_never_joins_is_a_timeout_not_a_hang():
+    _need_mpirun()
+    from tests.mpirun import mpirun
+    r = mpirun(_START + """
+import time
+t = time.monotonic()
+if rank == 1:
+    time.sleep(4)      # never creates its Session
+else:
+    try:
+        gc.Session(plan(4, 2), threads=1)
+    except gc.errors.CommError as e:
+        print(f"RANK{rank} {time.monotonic() - t:.1f} {e}")
+""", np=2, timeout=120, env={**os.environ, "GRAPHC_COMM_TIMEOUT": "2"})
+    got = _errors_by_rank(r.stdout)
+    assert set(got) == {"RANK0"}, r.stdout + r.stderr
+    seconds, msg = got["RANK0"].split(" ", 1)
+    assert 1.9 < float(seconds) < 10, got
+    assert "rank 0: data-parallel start-up" in msg and "within 2 s" in msg and "GRAPHC_COMM_TIMEOUT" in msg
