@@ -25,6 +25,9 @@ import hashlib
 import json
 import os
 import sys
+import time
+
+import numpy as np
 
 from graphc import errors
 from graphc._version import __version__
@@ -37,6 +40,7 @@ RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RA
 LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
 DETERMINISTIC_ENV = "GRAPHC_DETERMINISTIC_ALLREDUCE"
 TIMEOUT_ENV = "GRAPHC_COMM_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0
 # Plan.metadata key the compiler writes (graphc/compiler/data_parallel.py).
 WORLD_SIZE_KEY = "data_parallel.world_size"
 # How many differing ranks a message lists before it says "and N more".
@@ -279,18 +283,46 @@ def check_plans(records, plan_world=None):
     return failures(only_unread=False)
 
 
-def gather(host, obj):
+def _wait(request, deadline, seconds, what, host):
+    """Poll ``request`` until it completes; CommError once ``deadline`` (time.monotonic) passes."""
+    delay = 1e-4
+    while not request.Test():
+        if time.monotonic() > deadline:
+            raise errors.CommError(
+                f"rank {host.Get_rank()}: {what}: the other ranks did not answer within {seconds:g} s "
+                f"({TIMEOUT_ENV}); a rank died, hangs, or does not reach the same point (every rank creates its "
+                f"Session, saves and loads checkpoints together)")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+def gather(host, obj, timeout=None, what="data-parallel start-up"):
     """Every rank's ``obj`` (JSON-able), in rank order, through the mpi4py communicator
-    ``host``.  JSON rather than pickle: a peer's bytes never run code here."""
-    data = host.allgather(json.dumps(obj, sort_keys=True).encode())
-    return [json.loads(bytes(d).decode()) for d in data]
+    ``host``.  JSON rather than pickle: a peer's bytes never run code here.  Nonblocking
+    collectives polled against ``timeout`` seconds (None: ``GRAPHC_COMM_TIMEOUT``, default 60):
+    a rank that never comes is a CommError, not a hang."""
+    from mpi4py import MPI
+    try:
+        seconds = timeout_from_env(timeout) or DEFAULT_TIMEOUT
+    except errors.CommError:   # a bad GRAPHC_COMM_TIMEOUT: this rank reports it in obj; no hang meanwhile
+        seconds = DEFAULT_TIMEOUT
+    deadline = time.monotonic() + seconds
+    data = np.frombuffer(json.dumps(obj, sort_keys=True).encode(), np.uint8)
+    size = host.Get_size()
+    counts = np.empty(size, np.int64)
+    _wait(host.Iallgather(np.array([data.size], np.int64), counts), deadline, seconds, what, host)
+    counts = [int(c) for c in counts]
+    displs = [sum(counts[:r]) for r in range(size)]
+    recv = np.empty(sum(counts), np.uint8)
+    _wait(host.Iallgatherv(data, [recv, counts, displs, MPI.BYTE]), deadline, seconds, what, host)
+    return [json.loads(recv[displs[r]:displs[r] + counts[r]].tobytes().decode()) for r in range(size)]
 
 
-def agree(host, error, what):
+def agree(host, error, what, timeout=None):
     """Every rank calls this at the same point with its local failure (``""``: none).  Returns
     when every rank succeeded; otherwise every rank raises the same CommError naming the ranks
     that failed and why.  ``what`` names the stage ("loading the plan")."""
-    errors_by_rank = gather(host, {"error": error or ""})
+    errors_by_rank = gather(host, {"error": error or ""}, timeout=timeout, what=what)
     failed = [(r, rec["error"]) for r, rec in enumerate(errors_by_rank) if rec["error"]]
     if failed:
         shown = "; ".join(f"rank {r}: {why}" for r, why in failed[:LIST_LIMIT])
@@ -305,7 +337,7 @@ def communicator_problem(device):
     """Why this process cannot make the communicator for ``device`` ("" when it can, as far as
     a check without collectives can tell): the optional modules and their libraries."""
     try:
-        import graphc._mpi  # noqa: F401  (imports mpi4py.MPI and checks the vendor first)
+        from graphc import _mpi  # noqa: F401  (imports mpi4py.MPI and checks the vendor first)
     except ImportError as e:
         return (f"graphc was built without its MPI module or it cannot load ({e}); rebuild graphc with mpicc "
                 f"and mpi4py present ({PIP_MPI})")

@@ -308,7 +308,7 @@ def validate_plan(proto, what="plan", inplace_ok=None, layout=True, shared_persi
             storage = proto.values[idx].storage
             if storage == pb.VIEW:
                 if aliases is None:
-                    aliases = _alias_map(_op_def(step.op, what), len(step.outputs))
+                    aliases = _alias_map(step.op, len(step.outputs))
                 if k in aliases:
                     _check_alias_output(proto, s, step, k, aliases[k], what, check_index)
                     continue
@@ -337,16 +337,14 @@ def validate_plan(proto, what="plan", inplace_ok=None, layout=True, shared_persi
     return proto
 
 
-def _op_def(op, what):
-    try:
-        return registry.get_op(op)
-    except GraphError:
-        raise ModelFormatError(f"{what}: unknown op {quote(op)}") from None
+def _alias_map(op, num_outputs):
+    """The registry's ``{output: input}`` alias map of ``op`` ({} for an unknown op: whether the
+    op exists is the in-place rule's question, see :func:`_registry_inplace_ok`)."""
+    return registry.get_op(op).alias_map(num_outputs) if registry.has_op(op) else {}
 
 
-def _alias_map(opdef, num_outputs):
-    fn = getattr(opdef, "alias_map", None)
-    return fn(num_outputs) if fn is not None else {}
+def _contiguous_inputs(op):
+    return registry.has_op(op) and registry.get_op(op).contiguous_inputs
 
 
 def _check_alias_output(proto, s, step, k, i, what, check_index):
@@ -361,10 +359,13 @@ def _check_alias_output(proto, s, step, k, i, what, check_index):
     check_index(step.inputs[i], f"steps[{s}] ({quote(step.node)}) input")
     src = step.inputs[i]
     root = values[src].alias_of if values[src].storage == pb.VIEW else src
-    if values[o].alias_of != root or values[root].storage != pb.ARENA:
+    if values[root].storage != pb.ARENA:
         raise ModelFormatError(f"{label} writes view {quote(values[o].name)} in place through input {i} "
-                               f"({quote(values[src].name)}), so the view must alias that input's arena "
-                               f"root {quote(values[root].name)}, not value {values[o].alias_of}")
+                               f"({quote(values[src].name)}), which is not an arena value")
+    if values[o].alias_of != root:
+        raise ModelFormatError(f"{label} writes view {quote(values[o].name)} in place through input {i} "
+                               f"({quote(values[src].name)}), so the view must alias that input's root "
+                               f"{quote(values[root].name)}, not value {values[o].alias_of}")
 
 
 def _check_contiguous(proto, s, step, label, name, root):
@@ -463,7 +464,7 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                 raise ModelFormatError(f"{where(s)} writes in place into {name(r)}, which is "
                                        f"{'a feed' if r in feeds else 'a workspace'}")
             view_writer[o] = s
-        if step.inputs and getattr(_op_def(step.op, what), "contiguous_inputs", False):
+        if step.inputs and _contiguous_inputs(step.op):
             _check_contiguous(proto, s, step, where(s), name, root)
     generation = {}                        # ARENA root → the latest step that wrote it in place
     version = {i: -1 for i, v in enumerate(values)

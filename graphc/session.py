@@ -418,8 +418,11 @@ class Session:
         # Set to the message of the first CommError: the session then refuses runs.
         self._broken = None
         self.rank, self.world_size, self.comm = 0, 1, None
+        self.deterministic_allreduce = False
+        if world == 1 and comm is None and (distributed.launcher_world_size() or 1) == 1:
+            world = None   # a world of one outside mpirun: every collective is a no-op, no MPI needed
         if world is None:
-            if comm is not None:
+            if comm is not None and distributed.plan_world_size(source) is None:
                 raise ValueError("comm= is for a data-parallel plan, and this plan was compiled without "
                                  "data_parallel: compile it with gc.compile(..., data_parallel=N) (graphc compile "
                                  "--data-parallel N) and run it under mpirun -np N")
@@ -528,8 +531,10 @@ class Session:
         except (errors.GraphcError, ImportError, ValueError, OSError) as e:
             local_error, cause = f"{type(e).__name__}: {e}", e
             deterministic = bool(deterministic) if isinstance(deterministic, bool) else False
+        if not isinstance(timeout, float):
+            timeout = None   # GRAPHC_COMM_TIMEOUT was bad: already this rank's local error
         records = distributed.gather(host, distributed.start_record(source, self.device, deterministic,
-                                                                    local_error))
+                                                                    local_error), timeout=timeout)
         verdict = distributed.check_plans(records)
         if verdict:
             raise errors.CommError(verdict) from cause
@@ -542,7 +547,7 @@ class Session:
         except (errors.GraphcError, ValueError, MemoryError) as e:
             local_error, cause = f"{type(e).__name__}: {e}", e
         try:
-            distributed.agree(host, local_error, "loading the plan")
+            distributed.agree(host, local_error, "loading the plan", timeout=timeout)
         except errors.CommError as e:
             raise errors.CommError(str(e)) from cause
         self._broadcast_state()

@@ -36,14 +36,9 @@ bool default_inplace_ok(const std::string& op) {
   return info != nullptr && info->elementwise;
 }
 
-int alias_input(const std::string& op, size_t output, size_t num_inputs) {
+int alias_input(const std::string& op, size_t output) {
   const schema::OpInfo* info = schema::find_op(op);
-  if (info == nullptr) return -1;
-  if (info->alias_each) return output < num_inputs ? static_cast<int>(output) : -1;
-  for (int k = 0; k < info->num_alias; ++k) {
-    if (static_cast<size_t>(info->alias[2 * k]) == output) return info->alias[2 * k + 1];
-  }
-  return -1;
+  return info == nullptr ? -1 : schema::alias_input(*info, static_cast<int>(output));
 }
 
 bool contiguous_inputs(const std::string& op) {
@@ -223,16 +218,20 @@ class Validator {
         Storage so = p_.values[idx].storage;
         if (so == Storage::View) {
           // A view the step writes in place: its op declares output k an alias of an input.
-          const int j = alias_input(st.op, k, st.inputs.size());
+          const int j = alias_input(st.op, k);
           if (j >= 0) {
             if (static_cast<size_t>(j) >= st.inputs.size()) {
               bad(slabel(s) + " writes " + vname(idx) + " in place through input " + std::to_string(j) +
                   ", but the step has " + std::to_string(st.inputs.size()) + " inputs");
             }
             const int32_t r = root(st.inputs[j]);
-            if (p_.values[idx].alias_of != r || p_.values[r].storage != Storage::Arena) {
+            if (p_.values[r].storage != Storage::Arena) {
+              bad(slabel(s) + " writes " + vname(idx) + " in place through input " + std::to_string(j) + " (" +
+                  vname(st.inputs[j]) + "), which is not an arena value");
+            }
+            if (p_.values[idx].alias_of != r) {
               bad(slabel(s) + " writes " + vname(idx) + " in place through input " + std::to_string(j) +
-                  ", so the view must alias that input's arena root " + vname(r) + ", not value " +
+                  ", so the view must alias that input's root " + vname(r) + ", not value " +
                   std::to_string(p_.values[idx].alias_of));
             }
             continue;

@@ -47,7 +47,7 @@ bool default_inplace_ok(const std::string& op);
 
 // The input whose arena root output `output` of a step of `op` is a view of, written in place
 // by the step (the op's `alias` in runtime/op_schema.h: the data-parallel collectives), or -1.
-int alias_input(const std::string& op, size_t output, size_t num_inputs);
+int alias_input(const std::string& op, size_t output);
 
 // Whether the roots of a step's inputs must lie back to back in the arena (`contiguous_inputs`).
 bool contiguous_inputs(const std::string& op);

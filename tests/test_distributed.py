@@ -6,6 +6,7 @@ made-up records; the mpirun tests run real ranks (they need mpirun and mpi4py, n
 compiler's data-parallel pass: a plan whose metadata says data_parallel.world_size=N is a
 data-parallel plan to the Session, collective steps or not)."""
 
+import os
 import sys
 
 import numpy as np
@@ -139,6 +140,7 @@ def test_data_parallel_without_mpi4py_is_a_comm_error(tmp_path):
     path = tmp_path / "dp.plan"
     path.write_bytes(_plan(world=2).proto.SerializeToString())
     code = f"""
+import os
 import sys
 sys.modules["mpi4py"] = None          # import mpi4py raises ImportError
 import numpy as np, graphc as gc
@@ -300,3 +302,85 @@ assert np.array_equal(sess.get_variable("w"), np.ones_like(w0))
     got = _errors_by_rank(r.stdout)
     assert set(got) == {"RANK0", "RANK1"} and got["RANK0"] == got["RANK1"], r.stdout
     assert "failed on 1 of 2 ranks: rank 1" in got["RANK0"]
+
+
+def test_world_of_one_runs_without_mpi(monkeypatch):
+    """data_parallel=1 outside mpirun: no MPI, the collectives are no-ops, the plan trains."""
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
+    for name in distributed.SIZE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    plan = _plan(world=1)
+    sess = gc.Session(plan, threads=1)
+    assert (sess.rank, sess.world_size, sess.comm) == (0, 1, None)
+    ref = gc.Session(_plan(), threads=1)
+    feeds = {"x": np.ones((4, 3), np.float32), "y": np.zeros((4, 2), np.float32)}
+    for _ in range(3):
+        sess.run(feeds)
+        ref.run(feeds)
+    np.testing.assert_array_equal(sess.get_variable("w"), ref.get_variable("w"))
+
+
+def test_mpirun_two_ranks_train_like_one_process_on_the_full_batch(tmp_path):
+    """Smoke test of the whole path (compiler pass, collective kernels, MPI communicator,
+    Session, DataLoader shards, CLI-free): 2 ranks of batch 4 after 5 SGD steps hold the weights
+    one process reaches on the full batch of 8, on every rank alike."""
+    _need_mpirun()
+    _need_comm()
+    from tests.mpirun import mpirun
+    r = mpirun("""
+import numpy as np, graphc as gc
+from mpi4py import MPI
+def graph():
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 5))
+        y = gc.placeholder("y", (None, 2))
+        w = gc.variable("w", (5, 2), init=gc.init.xavier_uniform(seed=0))
+        b = gc.variable("b", (2,), init=gc.init.zeros())
+        d = gc.tanh(x @ w + b) - y
+        loss = gc.mean(d * d)
+        gc.optim.SGD(lr=0.3, momentum=0.9).minimize(loss)
+    return g
+rng = np.random.default_rng(1)
+x = rng.standard_normal((40, 5)).astype(np.float32)
+y = rng.standard_normal((40, 2)).astype(np.float32)
+sess = gc.Session(gc.compile(graph(), shapes={"x": (4, 5), "y": (4, 2)}, data_parallel=2), threads=1)
+loader = gc.data.DataLoader((x, y), batch_size=4, seed=3, drop_last=True, shard=sess)
+assert len(loader) == 5
+for xb, yb in loader:
+    sess.run({"x": xb, "y": yb})
+w = sess.get_variable("w")
+if sess.rank == 0:
+    one = gc.Session(gc.compile(graph(), shapes={"x": (8, 5), "y": (8, 2)}), threads=1)
+    for xb, yb in gc.data.DataLoader((x, y), batch_size=8, seed=3, drop_last=True):
+        one.run({"x": xb, "y": yb})
+    err = float(np.max(np.abs(one.get_variable("w") - w)))
+    print("MAXERR", err)
+every = MPI.COMM_WORLD.allgather(w)
+assert np.array_equal(every[0], every[1])
+print("RANK", sess.rank, "OK")
+""", np=2, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    err = float(next(line.split()[1] for line in r.stdout.splitlines() if line.startswith("MAXERR")))
+    assert err < 1e-5, r.stdout
+    assert r.stdout.count("OK") == 2
+
+
+def test_mpirun_a_rank_that_never_joins_is_a_timeout_not_a_hang():
+    _need_mpirun()
+    from tests.mpirun import mpirun
+    r = mpirun(_START + """
+import time
+t = time.monotonic()
+if rank == 1:
+    time.sleep(4)      # never creates its Session
+else:
+    try:
+        gc.Session(plan(4, 2), threads=1)
+    except gc.errors.CommError as e:
+        print(f"RANK{rank} {time.monotonic() - t:.1f} {e}")
+""", np=2, timeout=120, env={**os.environ, "GRAPHC_COMM_TIMEOUT": "2"})
+    got = _errors_by_rank(r.stdout)
+    assert set(got) == {"RANK0"}, r.stdout + r.stderr
+    seconds, msg = got["RANK0"].split(" ", 1)
+    assert 1.9 < float(seconds) < 10, got
+    assert "rank 0: data-parallel start-up" in msg and "within 2 s" in msg and "GRAPHC_COMM_TIMEOUT" in msg
