@@ -251,24 +251,41 @@ def test_shared_gradient_is_reduced_once():
     assert after.gradients_of["a"] == after.gradients_of["b"] == bucket[2][0].replace("start", "wait")
 
 
-def test_views_and_feeds_are_copied_and_counted():
+def test_a_view_gradient_is_reduced_in_its_root_and_a_fetched_one_is_copied():
     with gc.Graph() as g:
         x = gc.placeholder("x", (None, 12))
         w = gc.variable("w", (3, 4), init=gc.init.uniform(-1, 1, seed=1))
         v = gc.variable("v", (12,), init=gc.init.uniform(-1, 1, seed=2))
-        h = x * gc.reshape(w, (12,)) + v   # w's gradient is a reshape (a view)
+        h = x * gc.reshape(w, (12,)) + v   # w's gradient is a reshape (a view) of a (12,) value
         loss = gc.mean(h * h)
         gc.optim.SGD(lr=0.01).minimize(loss)
     st = stages(g, {"x": (4, 12)}, data_parallel=2)
     before, after = st["append_gradients"], st["data_parallel"]
     model = MemoryModel(before)
     gw = before.gradients_of["w"]
-    assert model.root[gw] != gw
+    root = model.root[gw]
+    assert root != gw
+    assert not [n for n in after.nodes if n.name.startswith("data_parallel/copy_")]
+    (bucket,) = buckets_of(after)
+    assert root in bucket[1] and gw not in bucket[1]
+    view = after.producer(after.gradients_of["w"])
+    assert view.op == "reshape" and view.name.startswith("data_parallel/view_")
+    assert view.inputs[0] in [o.replace("start", "wait") for o in bucket[2]]
+    assert after.tensor(after.gradients_of["w"]).shape == (3, 4)
+    assert after.metadata["data_parallel.copied_bytes"] == "0"
+    # the step is the plain one (a world of one, N=1)
+    feeds = {"x": np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32)}
+    s1, s2 = {}, {}
+    run_reference(stages(g, {"x": (4, 12)}, data_parallel=1)["schedule_nodes"], feeds, s1)
+    run_reference(stages(g, {"x": (4, 12)})["schedule_nodes"], feeds, s2)
+    np.testing.assert_array_equal(s1["w"], s2["w"])
+    # a fetched gradient is copied (the fetch shows this rank's gradient; the copy is summed)
+    before.outputs = [before.training.loss, gw]
+    after = data_parallel(before, DataParallel(2))
     copies = [n for n in after.nodes if n.name.startswith("data_parallel/copy_")]
     assert len(copies) == 1 and copies[0].op == "broadcast_to" and copies[0].inputs == [gw]
     assert copies[0].role == GRADIENT and tuple(copies[0].attrs["shape"]) == (3, 4)
-    (bucket,) = buckets_of(after)
-    assert copies[0].outputs[0] in bucket[1]
+    assert copies[0].outputs[0] in buckets_of(after)[0][1]
     assert after.metadata["data_parallel.copied_bytes"] == str(3 * 4 * 4)
 
 
