@@ -198,6 +198,11 @@ def test_caps_first_bucket_and_schedule_order():
     assert owner[flat[0]] in ("w3", "b3")   # the last layer's gradients come first
     assert {owner[flat[-1]]} <= {"w0", "b0"}
     assert sorted(flat) == sorted(set(before.gradients_of.values()))
+    # a bucket_cap below first_bucket caps the first bucket too
+    small = buckets_of(stages(g, {"x": (6, 8), "y": (6, 4)},
+                              data_parallel=DataParallel(2, bucket_cap=300))["data_parallel"])
+    for _, ins, _ in small:
+        assert len(ins) == 1 or sum(aligned(model.nbytes[v]) for v in ins) <= 300
 
 
 def test_one_dtype_per_bucket():

@@ -19,7 +19,7 @@ Buckets (docs/data_parallel.md):
   gradient on).  The last layers' gradients, written first by the backward pass, go in the
   first bucket, so its reduction overlaps the rest of the backward pass;
 - greedy fill in that order: a bucket is closed when the next gradient would take it past its
-  cap (``first_bucket`` for bucket 0, ``bucket_cap`` after; sizes counted 64-byte aligned, as the
+  cap (``min(first_bucket, bucket_cap)`` for bucket 0, ``bucket_cap`` after; sizes counted 64-byte aligned, as the
   planner lays members out) or has another dtype (float32 or float64: one dtype per bucket);
   a gradient bigger than the cap gets a bucket of its own;
 - a value that is the gradient of several variables (``a + b`` gives both the same gradient)
@@ -69,8 +69,9 @@ class DataParallel:
     launcher started, graphc.distributed.launcher_world_size(), read when compiling; a
     CompileError outside mpirun).  ``bucket_cap``: the
     most gradient bytes summed by one collective (an int or text such as "25MB", "4MiB");
-    ``first_bucket``: the cap of the first bucket, small so that the first reduction starts
-    early in the backward pass.
+    ``first_bucket``: the cap of the first bucket (at most bucket_cap), small so that the first
+    reduction starts early in the backward pass.  A gradient bigger than the cap has a bucket
+    of its own.
 
     Example (run under ``mpirun -np 2``; each rank feeds its own 64 rows)::
 
@@ -230,7 +231,7 @@ def data_parallel(graph, config=None, first_slot=0):
     buckets, current, size, dtype = [], [], 0, None
     for m in order:
         nbytes, m_dtype = model.nbytes[m], graph.tensor(m).dtype
-        cap = buckets and config.bucket_cap or config.first_bucket
+        cap = config.bucket_cap if buckets else min(config.first_bucket, config.bucket_cap)
         if current and (m_dtype != dtype or size + _aligned(nbytes) > cap):
             buckets.append(current)
             current, size = [], 0
