@@ -18,7 +18,6 @@ from graphc.compiler.data_parallel import (
     launcher_world_size,
     resolve,
 )
-from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, OPTIMIZER
 from tests.mpirun import mpirun, require_mpi
@@ -190,7 +189,7 @@ def test_caps_first_bucket_and_schedule_order():
         str(sum(aligned(n) for n in s[:-1]) + s[-1]) for s in sizes_b)
     assert after.metadata["data_parallel.buckets"] == str(len(buckets))
     # members in the order a schedule of the backward pass writes them: last layer first
-    position = {n.name: k for k, n in enumerate(schedule_nodes(before).nodes)}
+    position = {n.name: k for k, n in enumerate(before.topological_order())}
     flat = [v for _, ins, _ in buckets for v in ins]
     written = [position[before.producer(v).name] for v in flat]
     assert written == sorted(written)
