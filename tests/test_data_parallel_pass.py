@@ -332,9 +332,12 @@ def test_a_plain_compile_is_unchanged():
     g = mlp(opt=gc.optim.Adam(1e-2))
     assert gc_compile(g, SHAPES).to_bytes() == gc_compile(g, SHAPES, data_parallel=None).to_bytes()
     assert gc_compile(g, SHAPES).to_bytes() == gc_compile(g, SHAPES, data_parallel=False).to_bytes()
-    g.metadata["data_parallel.world_size"] = "8"   # a stale key in a model does not make it data-parallel
+    g.metadata["data_parallel.world_size"] = "8"   # a model's own key scales no update
     plan = gc_compile(g, SHAPES)
-    assert "data_parallel.world_size" not in plan.proto.metadata
+    assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"} == {1.0}
+    plan = gc_compile(g, SHAPES, data_parallel=2)   # the pass's record wins
+    assert plan.proto.metadata["data_parallel.world_size"] == "2"
+    assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"} == {0.5}
 
 
 def run_reference(graph, feeds, state, steps=1):

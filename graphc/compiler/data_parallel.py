@@ -54,7 +54,6 @@ from graphc.graph import GRADIENT, Placeholder, Variable
 
 REDUCIBLE_DTYPES = ("float32", "float64")
 
-DP_METADATA_PREFIX = "data_parallel."
 META_WORLD_SIZE = WORLD_SIZE_KEY   # what the Session reads (graphc.distributed)
 META_BUCKETS = "data_parallel.buckets"
 META_BUCKET_BYTES = "data_parallel.bucket_bytes"
@@ -266,6 +265,7 @@ def data_parallel(graph, config=None, first_slot=0):
                 (t,) = out.add_node("reshape", [t], {"shape": tuple(shape)}, name=f"data_parallel/view_{k}")
             reduced[g] = t.name
     out.gradients_of = {var: reduced.get(g, g) for var, g in grads_of.items()}
+    out.data_parallel_world_size = config.world_size   # for append_optimizer, next (see grad_scale)
     out.metadata.update(_metadata(config, bucket_bytes, copied_bytes))
     return out
 
@@ -276,7 +276,8 @@ def _metadata(config, bucket_bytes, copied_bytes):
 
 
 def grad_scale(graph):
-    """The factor append_optimizer folds into every update op: 1/N for a plan compiled for a
-    world of N ranks (its metadata ``data_parallel.world_size``), else 1."""
-    n = graph.metadata.get(META_WORLD_SIZE)
-    return 1.0 / int(n) if n else 1.0
+    """The factor append_optimizer folds into every update op: 1/N when ``graph`` is this pass's
+    output for a world of N ranks, else 1 (a model's own metadata, which a hand-built
+    data-parallel graph may carry, scales nothing)."""
+    n = getattr(graph, "data_parallel_world_size", None)
+    return 1.0 / n if n else 1.0
