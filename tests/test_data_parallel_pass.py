@@ -139,6 +139,14 @@ def test_compile_errors_name_the_fix():
         gc_compile(inf, {"x": (2, 3)}, data_parallel=2)
 
 
+def test_compile_under_a_launcher_takes_its_world(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "3")
+    for dp in (True, DataParallel(bucket_cap="1KB")):
+        plan = gc_compile(mlp(), SHAPES, data_parallel=dp)
+        assert plan.proto.metadata["data_parallel.world_size"] == "3"
+        assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "sgd_update"} == {1 / 3}
+
+
 # -- buckets ---------------------------------------------------------------------------------------
 
 def test_one_bucket_by_default_with_every_gradient_once_and_rewired():
@@ -423,26 +431,29 @@ def simulate(graph, rank_feeds, state):
     return [float(env[graph.training.loss]) for env in envs]
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
 @pytest.mark.parametrize("opt", [gc.optim.SGD(lr=0.1), gc.optim.Adam(1e-2),
                                  gc.optim.SGD(lr=0.1, momentum=0.9, clip_global_norm=0.1)],
                          ids=["sgd", "adam", "momentum-clip"])
-def test_two_simulated_ranks_match_one_process_on_the_full_batch(opt):
+def test_simulated_ranks_match_one_process_on_the_full_batch(opt, ranks):
     rng = np.random.default_rng(1)
     g = mlp(opt=opt)
-    dp = stages(g, {"x": (4, 8), "y": (4, 4)}, data_parallel=DataParallel(2, first_bucket=200,
+    dp = stages(g, {"x": (4, 8), "y": (4, 4)}, data_parallel=DataParallel(ranks, first_bucket=200,
                                                                           bucket_cap=2000))["schedule_nodes"]
     assert len(buckets_of(dp)) > 1
-    full = stages(g, {"x": (8, 8), "y": (8, 4)})["schedule_nodes"]
-    state = [{}, {}]
+    full_shapes = {"x": (4 * ranks, 8), "y": (4 * ranks, 4)}
+    full = stages(g, full_shapes)["schedule_nodes"]
+    state = [{} for _ in range(ranks)]
     full_state = {}
     for _ in range(10):
-        feeds = rand_feeds(rng, {"x": (8, 8), "y": (8, 4)})
-        shards = [{k: v[r * 4:(r + 1) * 4] for k, v in feeds.items()} for r in range(2)]
+        feeds = rand_feeds(rng, full_shapes)
+        shards = [{k: v[r * 4:(r + 1) * 4] for k, v in feeds.items()} for r in range(ranks)]
         losses = simulate(dp, shards, state)
         full_loss = run_reference(full, feeds, full_state)[full.training.loss]
         np.testing.assert_allclose(np.mean(losses), full_loss, rtol=1e-5)
-        for name in state[0]:
-            np.testing.assert_array_equal(state[0][name], state[1][name])   # every rank the same
+        for r in range(1, ranks):
+            for name in state[0]:
+                np.testing.assert_array_equal(state[0][name], state[r][name])   # every rank the same
         for name in ("w0", "b1", "w2"):
             np.testing.assert_allclose(state[0][name], full_state[name], rtol=2e-5, atol=2e-6)
 
