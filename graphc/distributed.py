@@ -192,6 +192,10 @@ def plan_summary(source):
         out[label + "variables"] = str(len(proto.persistent))
         out[label + "arena bytes"] = str(int(proto.arena_bytes))
         out[label + "buckets"] = proto.metadata.get("data_parallel.bucket_bytes", "")
+        init = hashlib.sha256()
+        for var in getattr(source, "persistent", proto.persistent):
+            init.update(var.init.raw_data)
+        out[label + "initial values"] = "sha256 " + init.hexdigest()[:12]
         if getattr(proto, "target", ""):
             out[label + "target"] = str(proto.target)
     return out
