@@ -21,6 +21,7 @@ mpi4py is optional: graphc imports and trains without it; only a data-parallel p
 and then its absence is a :class:`graphc.errors.CommError` that gives the pip command.
 """
 
+import atexit
 import hashlib
 import json
 import os
@@ -333,6 +334,30 @@ def agree(host, error, what, timeout=None):
         more = f"; and {len(failed) - LIST_LIMIT} more" if len(failed) > LIST_LIMIT else ""
         raise errors.CommError(f"{what} failed on {_ranks(r for r, _ in failed)} of {len(errors_by_rank)}: "
                                f"{shown}{more}")
+
+
+_ABORT_REGISTERED = []
+
+
+def abort_at_exit(comm):
+    """After a collective failed or timed out: when this process exits, end the whole MPI job
+    (MPI_Abort with status 1) instead of finalizing, which would wait for a peer that may
+    hang forever.  ``comm``: a graphc communicator (``abort``) or an mpi4py one (``Abort``).
+    Registered once per process; atexit runs it before mpi4py's own finalization (which was
+    registered earlier, when mpi4py.MPI was imported)."""
+    if _ABORT_REGISTERED:
+        return
+    _ABORT_REGISTERED.append(comm)
+
+    def abort():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if hasattr(comm, "abort"):
+            comm.abort(1)
+        else:
+            comm.Abort(1)
+
+    atexit.register(abort)
 
 
 # --------------------------------------------------------------------------- communicators

@@ -237,7 +237,7 @@ class _Entry:
             try:
                 run(*args)
             except errors.CommError as e:
-                session._broken = str(e)
+                session._comm_failed(str(e))
                 self._reraise_typed(e)
             except errors.GraphcError as e:
                 self._reraise_typed(e)
@@ -372,8 +372,9 @@ class Session:
     make the communicator (``sess.comm``), and every rank starts from rank 0's variables
     and optimizer state.  ``sess.rank`` and ``sess.world_size`` say where this process
     stands (0 and 1 for other plans).  After a CommError (a peer died, a collective timed
-    out) the session refuses runs.  ``save_checkpoint`` writes on rank 0 alone and every
-    rank waits for it; ``load_checkpoint`` reads on every rank.  ``set_variable`` and
+    out) the session refuses runs, and when this process exits it ends the whole MPI job
+    (MPI_Abort, exit status 1), so a hung peer cannot keep the job alive.  ``save_checkpoint``
+    writes on rank 0 alone and every rank waits for it; ``load_checkpoint`` reads on every rank.  ``set_variable`` and
     ``load_state_dict`` change this rank only: call them on every rank with the same values.
 
     The C++ runtime validates the plan before it allocates anything (indices, sizes
@@ -533,8 +534,12 @@ class Session:
             deterministic = bool(deterministic) if isinstance(deterministic, bool) else False
         if not isinstance(timeout, float):
             timeout = None   # GRAPHC_COMM_TIMEOUT was bad: already this rank's local error
-        records = distributed.gather(host, distributed.start_record(source, self.device, deterministic,
-                                                                    local_error), timeout=timeout)
+        record = distributed.start_record(source, self.device, deterministic, local_error)
+        try:
+            records = distributed.gather(host, record, timeout=timeout)
+        except errors.CommError:
+            distributed.abort_at_exit(host)   # a rank never came: it may hang, so end the job at exit
+            raise
         verdict = distributed.check_plans(records)
         if verdict:
             raise errors.CommError(verdict) from cause
@@ -549,6 +554,8 @@ class Session:
         try:
             distributed.agree(host, local_error, "loading the plan", timeout=timeout)
         except errors.CommError as e:
+            if "did not answer" in str(e):
+                distributed.abort_at_exit(host)
             raise errors.CommError(str(e)) from cause
         self._broadcast_state()
 
@@ -574,6 +581,13 @@ class Session:
                 self._exec.write_persistent(i, buf[at:at + size].view(dtype).reshape(shape))
                 at += size
 
+    def _comm_failed(self, message):
+        """A collective failed: the session refuses runs from now on, and this process ends
+        the whole MPI job when it exits (see :func:`graphc.distributed.abort_at_exit`)."""
+        self._broken = message
+        if self.comm is not None:
+            distributed.abort_at_exit(self.comm)
+
     def _collective(self, call, *args):
         """``call(*args)`` on the communicator: a failure breaks the session (CommError)."""
         if self._broken is not None:
@@ -581,10 +595,10 @@ class Session:
         try:
             return call(*args)
         except errors.CommError as e:
-            self._broken = str(e)
+            self._comm_failed(str(e))
             raise
         except (RuntimeError, OSError) as e:
-            self._broken = f"rank {self.rank}: {e}"
+            self._comm_failed(f"rank {self.rank}: {e}")
             raise errors.CommError(self._broken) from None
 
     def _agree(self, error, what, payload=""):
@@ -761,7 +775,7 @@ class Session:
             try:
                 secs = e._exec.profile(arrays, iters, warmup)
             except errors.CommError as exc:
-                self._broken = str(exc)
+                self._comm_failed(str(exc))
                 e._reraise_typed(exc)
             except errors.GraphcError as exc:
                 e._reraise_typed(exc)

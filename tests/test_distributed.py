@@ -398,3 +398,44 @@ def test_summary_names_different_initial_values():
     recs = [distributed.start_record(plan(s), "cpu", False) for s in (0, 1)]
     msg = distributed.check_plans(recs)
     assert "initial values: sha256" in msg and "feed shapes" not in msg
+
+
+def test_mpirun_hung_peer_ends_the_job(tmp_path):
+    """Rank 1 hangs mid-training: rank 0's step fails with CommError after the timeout, the
+    session refuses the next run, and the job ends (rank 0 aborts it at exit) long before
+    rank 1 would wake up."""
+    _need_mpirun()
+    _need_comm()
+    import time
+
+    from tests.mpirun import mpirun
+    started = time.monotonic()
+    r = mpirun("""
+import time, numpy as np, graphc as gc
+from mpi4py import MPI
+rank = MPI.COMM_WORLD.Get_rank()
+with gc.Graph() as g:
+    x = gc.placeholder("x", (None, 3))
+    w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=0))
+    gc.optim.SGD(lr=0.1).minimize(gc.mean((x @ w) * (x @ w)))
+sess = gc.Session(gc.compile(g, shapes={"x": (4, 3)}, data_parallel=2), threads=1, comm_timeout=2)
+feeds = {"x": np.ones((4, 3), np.float32)}
+sess.run(feeds)
+if rank == 1:
+    time.sleep(100)
+try:
+    sess.run(feeds)
+except gc.errors.CommError as e:
+    print("FIRST", e, flush=True)
+try:
+    sess.run(feeds)
+except gc.errors.CommError as e:
+    print("SECOND", e, flush=True)
+""", np=2, timeout=90)
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, elapsed
+    assert r.returncode != 0
+    first = next(line for line in r.stdout.splitlines() if line.startswith("FIRST"))
+    assert "rank 0" in first and "allreduce" in first and "2 s" in first
+    second = next(line for line in r.stdout.splitlines() if line.startswith("SECOND"))
+    assert "refuses" in second or "runs no more" in second
