@@ -179,7 +179,8 @@ def plan_summary(source):
     hashes do: the world size, the feeds' shapes, steps, variables, arena bytes, target and
     the graphc version (always one JSON-serialisable dict of str → str)."""
     protos = _protos(source)
-    out = {"graphc version": __version__}
+    world = plan_world_size(source)
+    out = {"graphc version": __version__, "world size": str(world or 1)}
     for proto in protos:
         label = f"entry {proto.metadata['entry']!r} " if len(protos) > 1 and "entry" in proto.metadata else ""
         values = proto.values
@@ -187,7 +188,6 @@ def plan_summary(source):
         for i in proto.feeds:
             v = values[i] if 0 <= i < len(values) else None
             feeds.append(f"{v.name}{tuple(int(d) for d in v.dims)}" if v is not None else f"#{i}")
-        out[label + "world size"] = proto.metadata.get(WORLD_SIZE_KEY, "1")
         out[label + "feed shapes"] = ", ".join(feeds)
         out[label + "steps"] = str(len(proto.steps))
         out[label + "variables"] = str(len(proto.persistent))

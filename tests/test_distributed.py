@@ -439,3 +439,35 @@ except gc.errors.CommError as e:
     assert "rank 0" in first and "allreduce" in first and "2 s" in first
     second = next(line for line in r.stdout.splitlines() if line.startswith("SECOND"))
     assert "refuses" in second or "runs no more" in second
+
+
+def test_mpirun_program_of_entries(tmp_path):
+    """A program compiled with data_parallel=2: the training entry's buckets are summed, the
+    inference entry runs alone, every rank ends with the same weights; checkpoints cover it."""
+    _need_mpirun()
+    _need_comm()
+    from tests.mpirun import mpirun
+    ck = str(tmp_path / "prog.npz")
+    r = mpirun(f"""
+import numpy as np, graphc as gc
+from mpi4py import MPI
+with gc.Graph() as g:
+    x = gc.placeholder("x", (None, 3))
+    w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=0))
+    y = gc.tanh(x @ w)
+    gc.optim.SGD(lr=0.1).minimize(gc.mean(y * y), name="train")
+    g.entry("predict", fetches=[y])
+sess = gc.Session(gc.compile(g, shapes={{"x": (4, 3)}}, entries="all", data_parallel=2), threads=1,
+                  deterministic_allreduce=True)
+rng = np.random.default_rng(sess.rank)          # different data on each rank
+for _ in range(3):
+    sess.run({{"x": rng.standard_normal((4, 3)).astype(np.float32)}}, entry="train")
+sess.run({{"x": np.ones((4, 3), np.float32)}}, entry="predict")
+ws = MPI.COMM_WORLD.allgather(sess.get_variable("w"))
+assert np.array_equal(ws[0], ws[1])
+sess.save_checkpoint({ck!r})
+sess.load_checkpoint({ck!r})
+print("OK", sess.rank, sess.deterministic_allreduce)
+""", np=2, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK 0 True" in r.stdout and "OK 1 True" in r.stdout
