@@ -376,6 +376,8 @@ class Session:
     (MPI_Abort, exit status 1), so a hung peer cannot keep the job alive.  ``save_checkpoint``
     writes on rank 0 alone and every rank waits for it; ``load_checkpoint`` reads on every rank.  ``set_variable`` and
     ``load_state_dict`` change this rank only: call them on every rank with the same values.
+    On ``device="cuda"`` each rank needs its own GPU: when ``CUDA_VISIBLE_DEVICES`` is unset
+    and the launcher started several ranks on the machine, local rank k is given GPU k.
 
     The C++ runtime validates the plan before it allocates anything (indices, sizes
     and their overflow, alignment, and that values live at the same time never share
@@ -518,6 +520,8 @@ class Session:
         Every rank takes part in every exchange below, in the same order, whatever failed
         locally before it; each verdict is computed from the gathered records alone, so a
         failure anywhere is the same CommError on every rank, never a hang."""
+        if self.device == "cuda":
+            distributed.pin_local_gpu()   # before CUDA starts in this process: local rank k → GPU k
         host = distributed.world_comm(comm)   # CommError (no mpi4py) on every rank alike
         local_error, cause = "", None
         try:

@@ -471,3 +471,33 @@ print("OK", sess.rank, sess.deterministic_allreduce)
 """, np=2, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "OK 0 True" in r.stdout and "OK 1 True" in r.stdout
+
+
+def test_pin_local_gpu():
+    env = {"OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2"}
+    assert distributed.pin_local_gpu(env) == "1" and env["CUDA_VISIBLE_DEVICES"] == "1"
+    env = {"OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2", "CUDA_VISIBLE_DEVICES": "3"}
+    assert distributed.pin_local_gpu(env) is None and env["CUDA_VISIBLE_DEVICES"] == "3"   # the user's choice
+    env = {"OMPI_COMM_WORLD_LOCAL_RANK": "0", "OMPI_COMM_WORLD_LOCAL_SIZE": "1"}
+    assert distributed.pin_local_gpu(env) is None and "CUDA_VISIBLE_DEVICES" not in env
+    assert distributed.pin_local_gpu({}) is None
+
+
+def test_mpirun_cuda_without_nccl_is_the_same_error_everywhere():
+    _need_mpirun()
+    _need_comm()
+    from graphc import _runtime
+    if _runtime.cuda_built() and getattr(_runtime, "nccl_built", lambda: False)():
+        pytest.skip("this graphc has CUDA and NCCL")
+    from tests.mpirun import mpirun
+    r = mpirun(_START + """
+try:
+    gc.Session(plan(4, 2), device="cuda", threads=1)
+    print(f"RANK{rank} started")
+except (gc.errors.CommError, gc.errors.DeviceError) as e:
+    print(f"RANK{rank} {type(e).__name__}: {e}")
+""", np=2, timeout=120)
+    got = _errors_by_rank(r.stdout)
+    assert set(got) == {"RANK0", "RANK1"} and got["RANK0"] == got["RANK1"], r.stdout + r.stderr
+    assert got["RANK0"].startswith("CommError: data-parallel start-up failed on ranks 0, 1 of 2")
+    assert "CUDA" in got["RANK0"] or "NCCL" in got["RANK0"]
