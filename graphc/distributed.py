@@ -282,7 +282,8 @@ def check_plans(records, plan_world=None):
     if len(worlds) == 1:
         world = int(next(iter(worlds)))
         if world != size:
-            return (f"the plan was compiled for {world} ranks (data_parallel={world}) but {size} processes joined: "
+            joined = "1 process" if size == 1 else f"{size} processes"
+            return (f"the plan was compiled for {world} ranks (data_parallel={world}) but {joined} joined: "
                     f"run it with mpirun -np {world}, or compile it with data_parallel={size} (or "
                     f"data_parallel=True under mpirun -np {size})")
     hashes = _groups(rec["plan"] for rec in records)

@@ -619,6 +619,14 @@ def test_bad_data_parallel_flags(work, tmp_path, cli, args, needle):
     assert not (tmp_path / "o.plan").exists()
 
 
+def test_run_data_parallel_outside_mpirun_says_how(work, tmp_path, cli):
+    pytest.importorskip("mpi4py")
+    ok(_dp_compile(cli, work, tmp_path / "dp.plan", "--data-parallel", "2"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI", "PMIX_"))}
+    bad(graphc("run", tmp_path / "dp.plan", "--data-parallel", "--feed", work / "feeds.npz", env=env),
+        "compiled for 2 ranks", "1 process joined", "mpirun -np 2")
+
+
 def test_run_data_parallel_flag_checks(work, tmp_path, cli):
     bad(cli("run", work / "mlp.plan", "--feed", work / "feeds.npz", "--data-parallel"),
         "not a data-parallel plan", "--data-parallel N")
