@@ -501,3 +501,42 @@ except (gc.errors.CommError, gc.errors.DeviceError) as e:
     assert set(got) == {"RANK0", "RANK1"} and got["RANK0"] == got["RANK1"], r.stdout + r.stderr
     assert got["RANK0"].startswith("CommError: data-parallel start-up failed on ranks 0, 1 of 2")
     assert "CUDA" in got["RANK0"] or "NCCL" in got["RANK0"]
+
+
+def test_mpirun_each_rank_draws_its_own_random_numbers(tmp_path):
+    """Dropout in a data-parallel plan: the same input gives different masks on the two ranks
+    (rank 1's rng/step counter is offset by 2**40), the counters advance together, rank 0's
+    checkpoint holds the plain counter, and a load keeps the ranks apart."""
+    _need_mpirun()
+    _need_comm()
+    from tests.mpirun import mpirun
+    ck = str(tmp_path / "rng.npz")
+    r = mpirun(f"""
+import numpy as np, graphc as gc
+from mpi4py import MPI
+with gc.Graph() as g:
+    x = gc.placeholder("x", (None, 64))
+    w = gc.variable("w", (64, 1), init=gc.init.xavier_uniform(seed=0))
+    h = gc.dropout(x, p=0.5, seed=7)
+    loss = gc.mean(h @ w)
+    gc.optim.SGD(lr=0.1).minimize(loss)
+plan = gc.compile(g, shapes={{"x": (4, 64)}}, fetches=[h.name, loss.name], data_parallel=2)
+sess = gc.Session(plan, threads=1)
+feeds = {{"x": np.ones((4, 64), np.float32)}}
+masks = MPI.COMM_WORLD.allgather(sess.run(feeds)[h.name] != 0)
+assert not np.array_equal(masks[0], masks[1])
+step = int(sess.get_variable("rng/step"))
+assert step == 1 + sess.rank * 2 ** 40, step
+sess.save_checkpoint({ck!r})
+sess.load_checkpoint({ck!r})
+assert int(sess.get_variable("rng/step")) == step
+masks = MPI.COMM_WORLD.allgather(sess.run(feeds)[h.name] != 0)
+assert not np.array_equal(masks[0], masks[1])
+ws = MPI.COMM_WORLD.allgather(sess.get_variable("w"))
+assert np.array_equal(ws[0], ws[1])
+print("OK", sess.rank)
+""", np=2, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK 0" in r.stdout and "OK 1" in r.stdout
+    with np.load(ck) as f:
+        assert int(f["rng/step"]) == 1
