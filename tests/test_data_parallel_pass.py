@@ -6,6 +6,8 @@ multi-process runs are tests/test_data_parallel.py's."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import registry
@@ -18,9 +20,9 @@ from graphc.compiler.data_parallel import (
     launcher_world_size,
     resolve,
 )
-from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, OPTIMIZER
+from tests.mpirun import mpirun, require_mpi
 
 UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "adam_update")
 LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -189,7 +191,7 @@ def test_caps_first_bucket_and_schedule_order():
         str(sum(aligned(n) for n in s[:-1]) + s[-1]) for s in sizes_b)
     assert after.metadata["data_parallel.buckets"] == str(len(buckets))
     # members in the order a schedule of the backward pass writes them: last layer first
-    position = {n.name: k for k, n in enumerate(schedule_nodes(before).nodes)}
+    position = {n.name: k for k, n in enumerate(before.topological_order())}
     flat = [v for _, ins, _ in buckets for v in ins]
     written = [position[before.producer(v).name] for v in flat]
     assert written == sorted(written)
@@ -197,6 +199,11 @@ def test_caps_first_bucket_and_schedule_order():
     assert owner[flat[0]] in ("w3", "b3")   # the last layer's gradients come first
     assert {owner[flat[-1]]} <= {"w0", "b0"}
     assert sorted(flat) == sorted(set(before.gradients_of.values()))
+    # a bucket_cap below first_bucket caps the first bucket too
+    small = buckets_of(stages(g, {"x": (6, 8), "y": (6, 4)},
+                              data_parallel=DataParallel(2, bucket_cap=300))["data_parallel"])
+    for _, ins, _ in small:
+        assert len(ins) == 1 or sum(aligned(model.nbytes[v]) for v in ins) <= 300
 
 
 def test_one_dtype_per_bucket():
@@ -250,24 +257,41 @@ def test_shared_gradient_is_reduced_once():
     assert after.gradients_of["a"] == after.gradients_of["b"] == bucket[2][0].replace("start", "wait")
 
 
-def test_views_and_feeds_are_copied_and_counted():
+def test_a_view_gradient_is_reduced_in_its_root_and_a_fetched_one_is_copied():
     with gc.Graph() as g:
         x = gc.placeholder("x", (None, 12))
         w = gc.variable("w", (3, 4), init=gc.init.uniform(-1, 1, seed=1))
         v = gc.variable("v", (12,), init=gc.init.uniform(-1, 1, seed=2))
-        h = x * gc.reshape(w, (12,)) + v   # w's gradient is a reshape (a view)
+        h = x * gc.reshape(w, (12,)) + v   # w's gradient is a reshape (a view) of a (12,) value
         loss = gc.mean(h * h)
         gc.optim.SGD(lr=0.01).minimize(loss)
     st = stages(g, {"x": (4, 12)}, data_parallel=2)
     before, after = st["append_gradients"], st["data_parallel"]
     model = MemoryModel(before)
     gw = before.gradients_of["w"]
-    assert model.root[gw] != gw
+    root = model.root[gw]
+    assert root != gw
+    assert not [n for n in after.nodes if n.name.startswith("data_parallel/copy_")]
+    (bucket,) = buckets_of(after)
+    assert root in bucket[1] and gw not in bucket[1]
+    view = after.producer(after.gradients_of["w"])
+    assert view.op == "reshape" and view.name.startswith("data_parallel/view_")
+    assert view.inputs[0] in [o.replace("start", "wait") for o in bucket[2]]
+    assert after.tensor(after.gradients_of["w"]).shape == (3, 4)
+    assert after.metadata["data_parallel.copied_bytes"] == "0"
+    # the step is the plain one (a world of one, N=1)
+    feeds = {"x": np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32)}
+    s1, s2 = {}, {}
+    run_reference(stages(g, {"x": (4, 12)}, data_parallel=1)["schedule_nodes"], feeds, s1)
+    run_reference(stages(g, {"x": (4, 12)})["schedule_nodes"], feeds, s2)
+    np.testing.assert_array_equal(s1["w"], s2["w"])
+    # a fetched gradient is copied (the fetch shows this rank's gradient; the copy is summed)
+    before.outputs = [before.training.loss, gw]
+    after = data_parallel(before, DataParallel(2))
     copies = [n for n in after.nodes if n.name.startswith("data_parallel/copy_")]
     assert len(copies) == 1 and copies[0].op == "broadcast_to" and copies[0].inputs == [gw]
     assert copies[0].role == GRADIENT and tuple(copies[0].attrs["shape"]) == (3, 4)
-    (bucket,) = buckets_of(after)
-    assert copies[0].outputs[0] in bucket[1]
+    assert copies[0].outputs[0] in buckets_of(after)[0][1]
     assert after.metadata["data_parallel.copied_bytes"] == str(3 * 4 * 4)
 
 
@@ -310,9 +334,12 @@ def test_a_plain_compile_is_unchanged():
     g = mlp(opt=gc.optim.Adam(1e-2))
     assert gc_compile(g, SHAPES).to_bytes() == gc_compile(g, SHAPES, data_parallel=None).to_bytes()
     assert gc_compile(g, SHAPES).to_bytes() == gc_compile(g, SHAPES, data_parallel=False).to_bytes()
-    g.metadata["data_parallel.world_size"] = "8"   # a stale key in a model does not make it data-parallel
+    g.metadata["data_parallel.world_size"] = "8"   # a model's own key scales no update
     plan = gc_compile(g, SHAPES)
-    assert "data_parallel.world_size" not in plan.proto.metadata
+    assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"} == {1.0}
+    plan = gc_compile(g, SHAPES, data_parallel=2)   # the pass's record wins
+    assert plan.proto.metadata["data_parallel.world_size"] == "2"
+    assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"} == {0.5}
 
 
 def run_reference(graph, feeds, state, steps=1):
@@ -349,6 +376,21 @@ def test_one_rank_of_n_steps_as_one_process_on_the_mean_gradient(opt):
     for _ in range(3):
         run_reference(stages(mlp(opt=noclip), data_parallel=2)["schedule_nodes"], feeds, s3)
     assert not np.array_equal(s1["w0"], s3["w0"])
+
+
+def test_a_world_of_one_steps_as_the_plain_plan():
+    opt = gc.optim.SGD(lr=0.2, momentum=0.9, clip_global_norm=0.05)
+    feeds = rand_feeds(np.random.default_rng(3))
+    dp = stages(mlp(opt=opt), data_parallel=1)["schedule_nodes"]
+    plain = stages(mlp(opt=opt))["schedule_nodes"]
+    assert len(buckets_of(dp)) == 1 and dp.metadata["data_parallel.world_size"] == "1"
+    s1, s2 = {}, {}
+    for _ in range(3):
+        run_reference(dp, feeds, s1)
+        run_reference(plain, feeds, s2)
+    assert s1.keys() == s2.keys()
+    for name in s1:
+        np.testing.assert_array_equal(s1[name], s2[name])
 
 
 def simulate(graph, rank_feeds, state):
@@ -443,3 +485,180 @@ def test_entries_take_their_own_buckets():
         gc_compile(g, shapes, entry="sample", data_parallel=2)
     with pytest.raises(CompileError, match="inference entries"):
         gc_compile(g, shapes, entries=["sample"], data_parallel=2)
+
+
+# -- placement in the scheduled graph -----------------------------------------------------------------
+
+def test_starts_follow_their_gradients_and_waits_precede_their_updates():
+    """allreduce_start runs as soon as its bucket's gradients are written (and read: it sums them in
+    place); allreduce_wait right before the first node that reads the sum; an early bucket's
+    reduction overlaps the backward pass that is still computing the later buckets' gradients."""
+    g = mlp((8, 64, 32, 16, 4))
+    final = stages(g, {"x": (6, 8), "y": (6, 4)},
+                   data_parallel=DataParallel(2, bucket_cap=3000, first_bucket=300))["schedule_nodes"]
+    order = final.nodes
+    at = {n.name: k for k, n in enumerate(order)}
+    buckets = buckets_of(final)
+    assert len(buckets) >= 3
+    for b, ins, outs in buckets:
+        start = at[f"data_parallel/allreduce_start_{b}"]
+        wait = at[f"data_parallel/allreduce_wait_{b}"]
+        assert order[wait].inputs == outs and start < wait
+        # the members and views of them (not the start's outputs: those are the reduced bytes)
+        local = set(ins)
+        for n in order:
+            if registry.get_op(n.op).view and n.inputs[0] in local:
+                local.update(n.outputs)
+        touching = [k for k, n in enumerate(order) if k != start and not registry.get_op(n.op).view
+                    and (set(n.outputs) & set(ins) or set(n.inputs) & local)]
+        assert max(touching) < start   # every writer and reader of the members ran before
+        # asap: nothing between the last of them and the start but other starts
+        assert all(n.op == "allreduce_start" for n in order[max(touching) + 1:start])
+        consumers = [k for k, n in enumerate(order) if set(n.inputs) & set(order[wait].outputs)]
+        assert consumers and wait < min(consumers)
+        # alap: nothing between the wait and its first reader but other waits
+        assert all(n.op == "allreduce_wait" for n in order[wait + 1:min(consumers)])
+    # overlap: bucket 0's reduction starts before the last bucket's gradients are written
+    last_writers = [at[final.producer(v).name] for v in buckets[-1][1]]
+    assert at["data_parallel/allreduce_start_0"] < max(last_writers)
+
+
+# -- whole plans ------------------------------------------------------------------------------------
+
+def bucket_ranges(plan):
+    """[(bucket attr, bytes from the first member's offset to the last member's end)] of a plan's
+    allreduce_start steps, in step order."""
+    out = []
+    for step in plan.proto.steps:
+        if step.op == "allreduce_start":
+            first, last = plan.proto.values[step.inputs[0]], plan.proto.values[step.inputs[-1]]
+            out.append((step.attrs["bucket"].i, last.offset + last.nbytes - first.offset))
+    return out
+
+
+@pytest.mark.parametrize("kw", [{}, {"fuse": False}, {"memory_budget": "400KB"}], ids=["fused", "unfused", "budget"])
+def test_plans_verify_and_record_their_buckets(kw):
+    g = mlp((8, 64, 64, 64, 64, 64, 4), opt=gc.optim.Adam(1e-3, clip_global_norm=1.0))
+    shapes = {"x": (256, 8), "y": (256, 4)}
+    plan = gc_compile(g, shapes, data_parallel=DataParallel(3, bucket_cap=20000, first_bucket=2000), **kw)
+    gc.verify(plan)
+    meta = plan.proto.metadata
+    assert meta["data_parallel.world_size"] == "3"
+    ranges = bucket_ranges(plan)
+    assert [b for b, _ in ranges] == sorted(b for b, _ in ranges) == list(range(int(meta["data_parallel.buckets"])))
+    assert meta["data_parallel.bucket_bytes"] == ",".join(str(n) for _, n in ranges)
+    assert meta["data_parallel.copied_bytes"] == "0"
+    waits = [s for s in plan.proto.steps if s.op == "allreduce_wait"]
+    assert len(waits) == len(ranges)
+    scales = {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"}
+    assert scales == {1 / 3}
+    if "memory_budget" in kw:   # forward values are recomputed to fit (about 420 KB without)
+        assert plan.arena_bytes <= 400_000 and meta["graphc.recompute"]
+
+
+def test_compiles_are_deterministic():
+    g = mlp((8, 64, 32, 16, 4))
+    dp = DataParallel(2, bucket_cap=3000, first_bucket=300)
+    assert gc_compile(g, SHAPES, data_parallel=dp).to_bytes() == gc_compile(g, SHAPES, data_parallel=dp).to_bytes()
+
+
+@pytest.mark.parametrize("opt", [gc.optim.SGD(lr=0.1, momentum=0.9), gc.optim.Adam(1e-2, clip_global_norm=0.05)],
+                         ids=["momentum", "adam-clip"])
+def test_a_world_of_one_session_trains_as_the_plain_plan(opt):
+    """The runtime: a plan compiled for a world of one (several buckets, no-op collectives outside
+    mpirun) trains bit for bit as the plain plan, and as the reference interpreter says."""
+    g = mlp((8, 64, 32, 16, 4), opt=opt)
+    shapes = {"x": (16, 8), "y": (16, 4)}
+    dp_plan = gc_compile(g, shapes, data_parallel=DataParallel(1, bucket_cap=3000, first_bucket=300))
+    assert int(dp_plan.proto.metadata["data_parallel.buckets"]) > 2
+    plain = gc.Session(gc_compile(g, shapes))
+    dp = gc.Session(dp_plan)
+    assert (dp.rank, dp.world_size) == (0, 1)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        feeds = rand_feeds(rng, shapes)
+        a, b = plain.run(feeds), dp.run(feeds)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    want, got = plain.state_dict(), dp.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(want[k], got[k])
+
+
+MPI_SCRIPT = """
+import sys
+import numpy as np
+import graphc as gc
+from mpi4py import MPI
+
+plan = gc.load_plan(sys.argv[1])
+want = np.load(sys.argv[2])
+sess = gc.Session(plan)
+r = sess.rank
+assert (sess.rank, sess.world_size) == (MPI.COMM_WORLD.Get_rank(), 2)
+for step in range(3):
+    feeds = {k[len(f"feed{step}_"):]: want[k][r * 4:(r + 1) * 4] for k in want.files if k.startswith(f"feed{step}_")}
+    sess.run(feeds)
+names = [k[len("state_"):] for k in want.files if k.startswith("state_")]
+state = {name: sess.get_variable(name) for name in names}   # weights and optimizer state
+for name in state:
+    np.testing.assert_allclose(state[name], want["state_" + name], rtol=1e-5, atol=1e-6, err_msg=name)
+mine = np.concatenate([np.ravel(v).astype(np.float64) for _, v in sorted(state.items())])
+every = MPI.COMM_WORLD.allgather(mine.tobytes())
+assert every[0] == every[1], "ranks differ"
+print(f"rank {r}: OK {len(state)} variables")
+"""
+
+
+def test_two_mpi_ranks_run_the_plan_as_the_simulated_world(tmp_path):
+    """The compiled plan on 2 real ranks (graphc._mpi, the runtime kernels) ends where the pass's
+    simulated 2-rank world says, and both ranks hold the same bytes."""
+    require_mpi()
+    opt = gc.optim.Adam(1e-2, clip_global_norm=0.1)
+    g = mlp(opt=opt)
+    dp_plan = gc_compile(g, {"x": (4, 8), "y": (4, 4)},
+                         data_parallel=DataParallel(2, bucket_cap=2000, first_bucket=200))
+    assert int(dp_plan.proto.metadata["data_parallel.buckets"]) > 1
+    graph = stages(g, {"x": (4, 8), "y": (4, 4)}, data_parallel=DataParallel(2, bucket_cap=2000,
+                                                                            first_bucket=200))["schedule_nodes"]
+    rng = np.random.default_rng(5)
+    state = [{}, {}]
+    saved = {}
+    for step in range(3):
+        feeds = rand_feeds(rng, {"x": (8, 8), "y": (8, 4)})
+        simulate(graph, [{k: v[r * 4:(r + 1) * 4] for k, v in feeds.items()} for r in range(2)], state)
+        saved.update({f"feed{step}_{k}": v for k, v in feeds.items()})
+    saved.update({f"state_{k}": v for k, v in state[0].items()})
+    dp_plan.save(str(tmp_path / "dp.plan"))
+    np.savez(tmp_path / "want.npz", **saved)
+    proc = mpirun(MPI_SCRIPT, np=2, args=(tmp_path / "dp.plan", tmp_path / "want.npz"), timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count(f"OK {len(state[0])} variables") == 2, proc.stdout
+
+
+@settings(max_examples=12, deadline=None)
+@given(widths=st.lists(st.integers(1, 40), min_size=2, max_size=5), cap=st.integers(1, 6000),
+       first=st.integers(1, 6000), f64=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_bucket_invariants(widths, cap, first, f64):
+    """Any MLP, any caps: every gradient in exactly one bucket, one dtype per bucket, caps kept
+    (but for a lone gradient), members in provisional-schedule order, metadata consistent."""
+    sizes = (3, *widths)
+    layer_dtypes = ["float64" if f64[i % 4] else "float32" for i in range(len(sizes) - 1)]
+    g = mlp(sizes, dtypes_per_layer=layer_dtypes)
+    st_ = stages(g, {"x": (2, 3), "y": (2, sizes[-1])}, data_parallel=DataParallel(2, bucket_cap=cap,
+                                                                                     first_bucket=first))
+    before, after = st_["append_gradients"], st_["data_parallel"]
+    model = MemoryModel(before)
+    buckets = buckets_of(after)
+    flat = [v for _, ins, _ in buckets for v in ins]
+    assert sorted(flat) == sorted(set(before.gradients_of.values()))
+    position = {n.name: k for k, n in enumerate(before.topological_order())}
+    ready = [position[before.producer(v).name] for v in flat]
+    assert ready == sorted(ready)
+    for k, (_, ins, _) in enumerate(buckets):
+        assert len({before.tensor(v).dtype for v in ins}) == 1
+        limit = min(first, cap) if k == 0 else cap
+        assert len(ins) == 1 or sum(-(-model.nbytes[v] // 64) * 64 for v in ins) <= limit
+    assert after.metadata["data_parallel.buckets"] == str(len(buckets))
+    assert set(after.gradients_of) == set(before.gradients_of)
