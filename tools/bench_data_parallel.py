@@ -135,7 +135,7 @@ def single_process(args):
         plan, loss, sample_shape = compile_model(gc, name, batch)
         sess = gc.Session(plan, threads=1)
         feeds = model_feeds(np, sample_shape, batch)
-        out[name] = step_seconds(lambda: sess.run(feeds), args.repeat, args.inner)
+        out[name] = step_seconds(lambda s=sess, f=feeds: s.run(f), args.repeat, args.inner)
     return out
 
 
@@ -190,7 +190,7 @@ def worker(args):
         plan, loss, sample_shape = compile_model(gc, name, batch, data_parallel=True)
         sess = gc.Session(plan, threads=1)
         feeds = model_feeds(np, sample_shape, batch, seed=rank)
-        res[name] = timed(lambda: sess.run(feeds), inner=args.inner)
+        res[name] = timed(lambda s=sess, f=feeds: s.run(f), inner=args.inner)
         buckets, starts, waits, copied = plan_comm_figures(plan)
         res[name + "_comm"] = {"buckets": buckets, "starts": starts, "waits": waits, "copied": copied,
                                "bucket_bytes": plan.proto.metadata.get("data_parallel.bucket_bytes", "")}
@@ -243,7 +243,8 @@ def main(argv=None):
         print(f"the {args.np} ranks did not finish within {args.timeout:.0f} s: {' '.join(cmd)}")
         return 1
     if r.returncode != 0 or not os.path.exists(out_path):
-        print(f"the {args.np} ranks failed (exit {r.returncode}): {' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        print(f"the {args.np} ranks failed (exit {r.returncode}): {' '.join(cmd)}")
+        print(r.stdout[-3000:] + "\n" + r.stderr[-3000:])
         return 1
     with open(out_path) as f:
         res = json.load(f)
