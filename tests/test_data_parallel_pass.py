@@ -351,6 +351,21 @@ def test_one_rank_of_n_steps_as_one_process_on_the_mean_gradient(opt):
     assert not np.array_equal(s1["w0"], s3["w0"])
 
 
+def test_a_world_of_one_steps_as_the_plain_plan():
+    opt = gc.optim.SGD(lr=0.2, momentum=0.9, clip_global_norm=0.05)
+    feeds = rand_feeds(np.random.default_rng(3))
+    dp = stages(mlp(opt=opt), data_parallel=1)["schedule_nodes"]
+    plain = stages(mlp(opt=opt))["schedule_nodes"]
+    assert len(buckets_of(dp)) == 1 and dp.metadata["data_parallel.world_size"] == "1"
+    s1, s2 = {}, {}
+    for _ in range(3):
+        run_reference(dp, feeds, s1)
+        run_reference(plain, feeds, s2)
+    assert s1.keys() == s2.keys()
+    for name in s1:
+        np.testing.assert_array_equal(s1[name], s2[name])
+
+
 def simulate(graph, rank_feeds, state):
     """One step of ``graph`` on len(rank_feeds) simulated ranks with the numpy references: each
     rank has its own copy of the state; allreduce_start sums its inputs over the ranks in rank
@@ -443,3 +458,78 @@ def test_entries_take_their_own_buckets():
         gc_compile(g, shapes, entry="sample", data_parallel=2)
     with pytest.raises(CompileError, match="inference entries"):
         gc_compile(g, shapes, entries=["sample"], data_parallel=2)
+
+
+# -- placement in the scheduled graph -----------------------------------------------------------------
+
+def test_starts_follow_their_gradients_and_waits_precede_their_updates():
+    """allreduce_start runs as soon as its bucket's gradients are written (and read: it sums them in
+    place); allreduce_wait right before the first node that reads the sum; an early bucket's
+    reduction overlaps the backward pass that is still computing the later buckets' gradients."""
+    g = mlp((8, 64, 32, 16, 4))
+    final = stages(g, {"x": (6, 8), "y": (6, 4)},
+                   data_parallel=DataParallel(2, bucket_cap=3000, first_bucket=300))["schedule_nodes"]
+    order = final.nodes
+    at = {n.name: k for k, n in enumerate(order)}
+    buckets = buckets_of(final)
+    assert len(buckets) >= 3
+    for b, ins, outs in buckets:
+        start = at[f"data_parallel/allreduce_start_{b}"]
+        wait = at[f"data_parallel/allreduce_wait_{b}"]
+        assert order[wait].inputs == outs and start < wait
+        # the members and views of them (not the start's outputs: those are the reduced bytes)
+        local = set(ins)
+        for n in order:
+            if registry.get_op(n.op).view and n.inputs[0] in local:
+                local.update(n.outputs)
+        touching = [k for k, n in enumerate(order) if k != start and not registry.get_op(n.op).view
+                    and (set(n.outputs) & set(ins) or set(n.inputs) & local)]
+        assert max(touching) < start   # every writer and reader of the members ran before
+        # asap: nothing between the last of them and the start but other starts
+        assert all(n.op == "allreduce_start" for n in order[max(touching) + 1:start])
+        consumers = [k for k, n in enumerate(order) if set(n.inputs) & set(order[wait].outputs)]
+        assert consumers and wait < min(consumers)
+        # alap: nothing between the wait and its first reader but other waits
+        assert all(n.op == "allreduce_wait" for n in order[wait + 1:min(consumers)])
+    # overlap: bucket 0's reduction starts before the last bucket's gradients are written
+    last_writers = [at[final.producer(v).name] for v in buckets[-1][1]]
+    assert at["data_parallel/allreduce_start_0"] < max(last_writers)
+
+
+# -- whole plans ------------------------------------------------------------------------------------
+
+def bucket_ranges(plan):
+    """[(bucket attr, bytes from the first member's offset to the last member's end)] of a plan's
+    allreduce_start steps, in step order."""
+    out = []
+    for step in plan.proto.steps:
+        if step.op == "allreduce_start":
+            first, last = plan.proto.values[step.inputs[0]], plan.proto.values[step.inputs[-1]]
+            out.append((step.attrs["bucket"].i, last.offset + last.nbytes - first.offset))
+    return out
+
+
+@pytest.mark.parametrize("kw", [{}, {"fuse": False}, {"memory_budget": "400KB"}], ids=["fused", "unfused", "budget"])
+def test_plans_verify_and_record_their_buckets(kw):
+    g = mlp((8, 64, 64, 64, 64, 64, 4), opt=gc.optim.Adam(1e-3, clip_global_norm=1.0))
+    shapes = {"x": (256, 8), "y": (256, 4)}
+    plan = gc_compile(g, shapes, data_parallel=DataParallel(3, bucket_cap=20000, first_bucket=2000), **kw)
+    gc.verify(plan)
+    meta = plan.proto.metadata
+    assert meta["data_parallel.world_size"] == "3"
+    ranges = bucket_ranges(plan)
+    assert [b for b, _ in ranges] == sorted(b for b, _ in ranges) == list(range(int(meta["data_parallel.buckets"])))
+    assert meta["data_parallel.bucket_bytes"] == ",".join(str(n) for _, n in ranges)
+    assert meta["data_parallel.copied_bytes"] == "0"
+    waits = [s for s in plan.proto.steps if s.op == "allreduce_wait"]
+    assert len(waits) == len(ranges)
+    scales = {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"}
+    assert scales == {1 / 3}
+    if "memory_budget" in kw:   # forward values are recomputed to fit (about 420 KB without)
+        assert plan.arena_bytes <= 400_000 and meta["graphc.recompute"]
+
+
+def test_compiles_are_deterministic():
+    g = mlp((8, 64, 32, 16, 4))
+    dp = DataParallel(2, bucket_cap=3000, first_bucket=300)
+    assert gc_compile(g, SHAPES, data_parallel=dp).to_bytes() == gc_compile(g, SHAPES, data_parallel=dp).to_bytes()

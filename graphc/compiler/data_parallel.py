@@ -13,9 +13,11 @@ gradients, so N ranks on N shards take exactly the step of one process on the wh
 
 Buckets (docs/data_parallel.md):
 
-- the gradients are ordered by when the node that writes them runs in a provisional schedule
-  (schedule_nodes on the graph as it is now): the last layers' gradients, written first by the
-  backward pass, go in the first bucket, so its reduction overlaps the rest of the backward pass;
+- the gradients are ordered by when their reduction could start in a provisional schedule
+  (schedule_nodes on the graph as it is now): after the node that writes the gradient and, as the
+  sum is taken in place, after the last node that reads it (the backward pass may read a
+  gradient on).  The last layers' gradients, written first by the backward pass, go in the
+  first bucket, so its reduction overlaps the rest of the backward pass;
 - greedy fill in that order: a bucket is closed when the next gradient would take it past its
   cap (``first_bucket`` for bucket 0, ``bucket_cap`` after; sizes counted 64-byte aligned, as the
   planner lays members out) or has another dtype (float32 or float64: one dtype per bucket);
@@ -36,25 +38,20 @@ between members included), ``data_parallel.copied_bytes``.
 """
 
 import operator
-import os
-import sys
 
 from graphc.compiler._memory import ARENA, MemoryModel
 from graphc.compiler._rebuild import clone_graph
 from graphc.compiler.plan_memory import ALIGNMENT
 from graphc.compiler.recompute import parse_bytes
 from graphc.compiler.schedule_nodes import schedule_nodes
+from graphc.distributed import SIZE_VARS, WORLD_SIZE_KEY, launcher_world_size
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, Placeholder, Variable
 
 REDUCIBLE_DTYPES = ("float32", "float64")
 
-# Environment variables in which MPI launchers publish the number of processes they started
-# (Open MPI, MPICH/Hydra and Intel MPI, PMIx, MVAPICH2), read when mpi4py.MPI is not imported yet.
-LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
-
 DP_METADATA_PREFIX = "data_parallel."
-META_WORLD_SIZE = "data_parallel.world_size"
+META_WORLD_SIZE = WORLD_SIZE_KEY   # what the Session reads (graphc.distributed)
 META_BUCKETS = "data_parallel.buckets"
 META_BUCKET_BYTES = "data_parallel.bucket_bytes"
 META_COPIED_BYTES = "data_parallel.copied_bytes"
@@ -66,7 +63,8 @@ class DataParallel:
     ``DataParallel(world_size=N)``).
 
     ``world_size``: the number of ranks the plan is for (None: the number of processes the MPI
-    launcher started, read when compiling; a CompileError outside mpirun).  ``bucket_cap``: the
+    launcher started, graphc.distributed.launcher_world_size(), read when compiling; a
+    CompileError outside mpirun).  ``bucket_cap``: the
     most gradient bytes summed by one collective (an int or text such as "25MB", "4MiB");
     ``first_bucket``: the cap of the first bucket, small so that the first reduction starts
     early in the backward pass.
@@ -116,23 +114,6 @@ def _parse_cap(value, what):
     return n
 
 
-def launcher_world_size():
-    """The number of processes of the MPI job this process belongs to, or None when unknown:
-    mpi4py's COMM_WORLD size when mpi4py.MPI is already imported (importing it would
-    initialise MPI), else the launcher's environment (LAUNCHER_SIZE_VARS)."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is not None:
-        try:
-            return int(mpi.COMM_WORLD.Get_size())
-        except Exception:  # noqa: BLE001 — MPI finalized or unusable: fall back to the launcher's environment
-            pass
-    for var in LAUNCHER_SIZE_VARS:
-        text = os.environ.get(var, "").strip()
-        if text.isdigit() and int(text) >= 1:
-            return int(text)
-    return None
-
-
 def resolve(data_parallel):
     """``compile``'s ``data_parallel=`` as a DataParallel with a concrete world size, or None
     (not data-parallel).  None/False: None; True: the launcher's world; an int N; or a
@@ -150,7 +131,7 @@ def resolve(data_parallel):
         n = launcher_world_size()
         if n is None:
             raise CompileError(f"data_parallel=True: the world size is unknown (mpi4py.MPI is not imported and none "
-                               f"of {', '.join(LAUNCHER_SIZE_VARS)} is set): run under mpirun or pass "
+                               f"of {', '.join(SIZE_VARS)} is set): run under mpirun or pass "
                                f"data_parallel=N")
         data_parallel = DataParallel(n, data_parallel.bucket_cap, data_parallel.first_bucket)
     return data_parallel
@@ -192,11 +173,21 @@ def data_parallel(graph, config=None, first_slot=0):
         raise CompileError("data_parallel needs append_gradients first")
     model = MemoryModel(graph)
     # The provisional schedule: where each node would run if nothing were added.
-    position = {node.name: k for k, node in enumerate(schedule_nodes(graph).nodes)}
+    position, last_read = {}, {}
+    for k, node in enumerate(schedule_nodes(graph).nodes):
+        position[node.name] = k
+        for i in node.inputs:
+            last_read[model.root[i]] = k
+    fetched = set(graph.outputs)
+    copy_reason = {}
 
-    def written_at(value):
-        producer = graph.producer(value)
-        return position.get(producer.name, -1)
+    def ready_at(value):
+        """When a reduction of ``value`` could start: after its writer, and, summed in place, after
+        every node that reads its local bytes (the backward pass may read a gradient on)."""
+        written = position.get(graph.producer(value).name, -1)
+        if copy_reason[value] is not None:
+            return written   # its copy runs right after the writer
+        return max(written, last_read.get(value, -1))
 
     out = clone_graph(graph)
     loss_provenance = out.tensor(graph.training.loss).producer.provenance
@@ -210,16 +201,15 @@ def data_parallel(graph, config=None, first_slot=0):
         if dtype not in REDUCIBLE_DTYPES:
             raise CompileError(f"data_parallel: the gradient of variable {names[0]!r} is {dtype}; data-parallel "
                                f"training sums {' or '.join(REDUCIBLE_DTYPES)} gradients only")
-    order = sorted(users, key=lambda g: written_at(g))   # stable: ties keep the variables' order
-    fetched = set(graph.outputs)
+        copy_reason[g] = _needs_copy(graph, model, g, fetched)
+    order = sorted(users, key=ready_at)   # stable: ties keep the variables' order
     member_of = {}   # gradient value → the value a bucket reduces (itself or its copy)
     copied_bytes = 0
     with out.building(GRADIENT, loss_provenance):
         for k, g in enumerate(order):
             if model.nbytes[g] == 0:
                 continue
-            why = _needs_copy(graph, model, g, fetched)
-            if why is None:
+            if copy_reason[g] is None:
                 member_of[g] = g
                 continue
             t = out.tensor(g)
