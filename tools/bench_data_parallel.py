@@ -175,7 +175,7 @@ def worker(args):
     with g:
         w = gc.variable("w", (ALLREDUCE_BYTES // 4,))
         loss = gc.sum(w * w, name="loss")
-        gc.optim.SGD(lr=0.0).minimize(loss)
+        gc.optim.SGD(lr=1e-3).minimize(loss)   # w = 0: the gradient 2w stays 0
     dp = gc.DataParallel(world_size=size, bucket_cap="64MB", first_bucket="64MB")
     plan = gc.compile(g, data_parallel=dp)
     sess = gc.Session(plan, threads=1, comm=world)
