@@ -39,7 +39,7 @@ import graphc as gc
 
 FEATURES, HIDDEN, CLASSES = 12, 16, 5
 PARAMS = {"fc1/w": (FEATURES, HIDDEN), "fc1/b": (HIDDEN,), "fc2/w": (HIDDEN, CLASSES), "fc2/b": (CLASSES,)}
-OPTIMIZERS = {"sgd": lambda: gc.optim.SGD(lr=0.1, momentum=0.9),
+OPTIMIZERS = {"sgd": lambda: gc.optim.SGD(lr=0.05, momentum=0.9),
               "adam": lambda: gc.optim.Adam(lr=1e-2)}
 
 
@@ -169,6 +169,7 @@ for kind in kinds:
     plan = gc.compile(g, shapes={"x": (micro, FEATURES), "y": (micro,)}, data_parallel=True)
     sess = gc.Session(plan, threads=1)
     record = {"rank": sess.rank, "world_size": sess.world_size, "metadata": dict(plan.proto.metadata),
+              "deterministic": bool(sess.comm.deterministic),
               "ops": [s.op for s in plan.steps], "losses": []}
     arrays = {}
     for i in range(steps):
@@ -182,11 +183,13 @@ for kind in kinds:
 '''
 
 
-def run_training(tmp_path, kinds, steps):
-    """Train ``kinds`` on 2 ranks for ``steps`` steps; returns {kind: (records, params)} with
-    per-rank records and per-rank, per-step parameter dicts."""
+def run_training(tmp_path, kinds, steps, deterministic=False):
+    """Train ``kinds`` on 2 ranks for ``steps`` steps (the allreduce in rank order when
+    ``deterministic``: GRAPHC_DETERMINISTIC_ALLREDUCE=1); returns {kind: (records, params)}
+    with per-rank records and per-rank, per-step parameter dicts."""
     require_mpi()
-    r = mpirun(TRAIN_RANKS, np=2, args=(tmp_path, steps, MICRO, ",".join(kinds)), timeout=150)
+    env = dict(os.environ, GRAPHC_DETERMINISTIC_ALLREDUCE="1" if deterministic else "0")
+    r = mpirun(TRAIN_RANKS, np=2, args=(tmp_path, steps, MICRO, ",".join(kinds)), timeout=150, env=env)
     assert r.returncode == 0, f"mpirun exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     result = {}
     for kind in kinds:
@@ -200,11 +203,12 @@ def run_training(tmp_path, kinds, steps):
     return result
 
 
-def check_plan_and_ranks(records, params):
-    """Both ranks report their place, the plan records a world of 2 with one allreduce_start /
-    allreduce_wait pair per bucket and no copy, and the ranks' parameters agree after every step."""
+def check_plan_and_ranks(records, params, deterministic=False):
+    """Both ranks report their place and the allreduce mode asked for, the plan records a world
+    of 2 with one allreduce_start / allreduce_wait pair per bucket and no copy, and the ranks'
+    parameters agree after every step."""
     for rank, rec in enumerate(records):
-        assert (rec["rank"], rec["world_size"]) == (rank, 2), rec
+        assert (rec["rank"], rec["world_size"], rec["deterministic"]) == (rank, 2, deterministic), rec
         meta = rec["metadata"]
         assert meta.get("data_parallel.world_size") == "2", meta
         buckets = int(meta["data_parallel.buckets"])
@@ -217,14 +221,17 @@ def check_plan_and_ranks(records, params):
         assert not why, why
 
 
-def test_two_ranks_bit_identical_to_accumulated_micro_batches(tmp_path):
+@pytest.mark.parametrize("deterministic", [False, True], ids=["mpi_sum", "rank_order_sum"])
+def test_two_ranks_bit_identical_to_accumulated_micro_batches(tmp_path, deterministic):
     """20 SGD-with-momentum steps and 20 Adam steps on 2 ranks: every step's parameters equal,
     bit for bit, one process summing the 2 micro-batches' gradients in rank order and scaling
-    by 1/2; identical on both ranks after every step."""
-    runs = run_training(tmp_path, ["sgd", "adam"], EXACT_STEPS)
+    by 1/2; identical on both ranks after every step.  With MPI's own sum and with graphc's
+    deterministic (rank-order) allreduce."""
+    kinds = ["sgd", "adam"] if not deterministic else ["adam"]
+    runs = run_training(tmp_path, kinds, EXACT_STEPS, deterministic)
     xs, ys = data(EXACT_STEPS, 2 * MICRO)
     for kind, (records, params) in runs.items():
-        check_plan_and_ranks(records, params)
+        check_plan_and_ranks(records, params, deterministic)
         ref = Reference(kind, MICRO)
         for i in range(EXACT_STEPS):
             micro = [(xs[i, r * MICRO:(r + 1) * MICRO], ys[i, r * MICRO:(r + 1) * MICRO]) for r in range(2)]
@@ -233,13 +240,20 @@ def test_two_ranks_bit_identical_to_accumulated_micro_batches(tmp_path):
             assert not why, why
 
 
-def test_two_ranks_loss_tracks_full_batch(tmp_path):
-    """Over 100 SGD steps the mean of the 2 ranks' losses (each on its half of the global batch)
+@pytest.fixture(scope="module")
+def hundred_steps(tmp_path_factory):
+    """SGD with momentum and Adam, 100 steps each on 2 ranks (one mpirun for both tests)."""
+    return run_training(tmp_path_factory.mktemp("dp100"), ["sgd", "adam"], LOSS_STEPS)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_two_ranks_loss_tracks_full_batch(hundred_steps, kind):
+    """Over 100 steps the mean of the 2 ranks' losses (each on its half of the global batch)
     stays within 1e-5 relative of one process training on the whole batch; the ranks'
     parameters agree after every step."""
-    records, params = run_training(tmp_path, ["sgd"], LOSS_STEPS)["sgd"]
+    records, params = hundred_steps[kind]
     check_plan_and_ranks(records, params)
-    g, loss, _ = build("sgd")
+    g, loss, _ = build(kind)
     full = gc.Session(gc.compile(g, shapes={"x": (2 * MICRO, FEATURES), "y": (2 * MICRO,)}), threads=1)
     xs, ys = data(LOSS_STEPS, 2 * MICRO)
     worst, at = 0.0, 0
@@ -249,6 +263,7 @@ def test_two_ranks_loss_tracks_full_batch(tmp_path):
         rel = abs(got - expected) / abs(expected)
         if rel > worst:
             worst, at = rel, i
+    print(f"{kind}: worst relative loss difference {worst:.3g} at step {at}")
     assert worst <= 1e-5, f"step {at}: relative loss difference {worst:.3g} > 1e-5"
     # the task is learnable and the ranks learnt it: the comparison is not between two stuck runs
     first = np.mean([r["losses"][0] for r in records])
