@@ -31,6 +31,7 @@ def test_bench_data_parallel_quick_prints_the_table():
     for model in ("MLP", "CNN"):
         (scaling,) = [k for k in rows if k.startswith(f"{model} train step, weak scaling")]
         assert re.fullmatch(r"\d+%", rows[scaling][2]), rows[scaling]
+        assert re.fullmatch(r"\d+%", rows[f"{model} train step, cost of the allreduce"][2]), r.stdout
         assert rows[f"{model} bytes copied for communication / step"][0] == "0 B", r.stdout
         collectives = rows[f"{model} collectives / step"]
         assert collectives[2] == "equal" and int(collectives[0]) >= 1, collectives

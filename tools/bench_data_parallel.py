@@ -9,7 +9,9 @@ One table, medians, ratios:
   ``Allreduce(IN_PLACE)`` on the same buffer (target <= 1.1x);
 * weak scaling of a training step at a fixed per-rank batch: one process running the plain plan
   against N ranks running the data-parallel plan (efficiency = t1 / tN, target >= 85%), for the
-  MLP of examples/train_digits.py and the CNN of examples/train_cnn.py;
+  MLP of examples/train_digits.py and the CNN of examples/train_cnn.py; and, to separate the
+  communication from the ranks' competition for cores and memory, N ranks each running the
+  plain plan at the same time against the data-parallel run;
 * bytes copied for communication per step (plan metadata ``data_parallel.copied_bytes``,
   target 0) and collectives per step (``allreduce_start`` steps in the plan, = buckets).
 
@@ -187,9 +189,14 @@ def worker(args):
     res["plan_steps"] = slowest(sum(starts) + sum(waits)) if len(starts) == 1 == len(waits) else None
 
     for name, (_, batch) in MODELS.items():
+        # every rank running the plain plan at once: the same competition for cores and memory
+        # as the data-parallel run, without its communication
+        plain, _, sample_shape = compile_model(gc, name, batch)
+        sess = gc.Session(plain, threads=1)
+        feeds = model_feeds(np, sample_shape, batch, seed=rank)
+        res[name + "_plain"] = timed(lambda s=sess, f=feeds: s.run(f), inner=args.inner)
         plan, loss, sample_shape = compile_model(gc, name, batch, data_parallel=True)
         sess = gc.Session(plan, threads=1)
-        feeds = model_feeds(np, sample_shape, batch, seed=rank)
         res[name] = timed(lambda s=sess, f=feeds: s.run(f), inner=args.inner)
         buckets, starts, waits, copied = plan_comm_figures(plan)
         res[name + "_comm"] = {"buckets": buckets, "starts": starts, "waits": waits, "copied": copied,
@@ -271,6 +278,10 @@ def main(argv=None):
         batch = MODELS[name][1]
         rows.append((f"{name} train step, weak scaling, batch {batch}/rank", f"{args.np} ranks {ms(tn)}",
                      f"1 process {ms(t1)}", f"{t1 / tn * 100:.0f}%", ">= 85%", "efficiency = t1 / tN"))
+        tp = res[name + "_plain"]
+        rows.append((f"{name} train step, cost of the allreduce", f"{args.np} ranks {ms(tn)}",
+                     f"{args.np} ranks, plain plan each {ms(tp)}", f"{tp / tn * 100:.0f}%", "",
+                     "same load, no communication / data-parallel"))
     for name in MODELS:
         c = res[name + "_comm"]
         rows.append((f"{name} bytes copied for communication / step", f"{c['copied']} B", "", "", "0",
