@@ -125,9 +125,9 @@ class Reference:
         return params
 
 
-def first_difference(a, b, what):
-    """"" when every array of ``a`` equals ``b``'s bit for bit, else a line naming the first."""
-    for name in PARAMS:
+def first_difference(a, b, what, names=PARAMS):
+    """"" when every array ``names`` of ``a`` equals ``b``'s bit for bit, else a line naming the first."""
+    for name in names:
         x, y = a[name], b[name]
         if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
             diff = np.max(np.abs(x.astype(np.float64) - y.astype(np.float64))) if x.shape == y.shape else "shape"
@@ -175,7 +175,7 @@ for kind in kinds:
     for i in range(steps):
         rows = slice(rank * micro, (rank + 1) * micro)
         record["losses"].append(float(sess.run({"x": xs[i, rows], "y": ys[i, rows]})[loss]))
-        for name in PARAMS:
+        for name in sess.variable_names:   # parameters and optimizer state
             arrays[f"{i}:{name}"] = sess.get_variable(name)
     np.savez(os.path.join(out_dir, f"{kind}_rank{rank}.npz"), **arrays)
     with open(os.path.join(out_dir, f"{kind}_rank{rank}.json"), "w") as f:
@@ -198,7 +198,8 @@ def run_training(tmp_path, kinds, steps, deterministic=False):
             with open(tmp_path / f"{kind}_rank{rank}.json") as f:
                 records.append(json.load(f))
             with np.load(tmp_path / f"{kind}_rank{rank}.npz") as z:
-                params.append([{name: z[f"{i}:{name}"] for name in PARAMS} for i in range(steps)])
+                names = sorted({key.split(":", 1)[1] for key in z.files})
+                params.append([{name: z[f"{i}:{name}"] for name in names} for i in range(steps)])
         result[kind] = (records, params)
     return result
 
@@ -217,7 +218,8 @@ def check_plan_and_ranks(records, params, deterministic=False):
         assert len(meta["data_parallel.bucket_bytes"].split(",")) == buckets, meta
         assert meta.get("data_parallel.copied_bytes", "0") == "0", meta
     for i, (p0, p1) in enumerate(zip(*params)):
-        why = first_difference(p0, p1, f"after step {i}, rank 0 vs rank 1")
+        assert set(p0) == set(p1) and set(PARAMS) <= set(p0), (sorted(p0), sorted(p1))
+        why = first_difference(p0, p1, f"after step {i}, rank 0 vs rank 1", names=sorted(p0))
         assert not why, why
 
 
