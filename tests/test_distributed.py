@@ -96,6 +96,11 @@ def test_env_flags(monkeypatch):
     monkeypatch.delenv(distributed.TIMEOUT_ENV, raising=False)
     assert distributed.timeout_from_env() is None
     assert distributed.timeout_from_env(2) == 2.0
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "inf")
+    assert distributed.timeout_from_env() == float("inf")
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "nan")
+    with pytest.raises(errors.CommError, match="positive"):
+        distributed.timeout_from_env()
     monkeypatch.setenv(distributed.TIMEOUT_ENV, "0")
     with pytest.raises(errors.CommError, match="positive"):
         distributed.timeout_from_env()
