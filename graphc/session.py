@@ -381,7 +381,15 @@ class Session:
     writes on rank 0 alone and every rank waits for it; ``load_checkpoint`` reads on every rank.  ``set_variable`` and
     ``load_state_dict`` change this rank only: call them on every rank with the same values.
     Random ops (dropout, noise) draw different numbers on each rank: rank r's ``rng/step``
-    counter is rank 0's plus r·2**40 (rank 0's is the one checkpoints save).
+    counter is rank 0's plus r·2**40 (rank 0's is the one checkpoints save).  Example, run
+    with ``mpirun -np 2 python train.py``::
+
+        plan = gc.compile(model, shapes={"x": (64, 784), "y": (64,)}, data_parallel=True)  # 64 per rank
+        sess = gc.Session(plan)                      # joins MPI.COMM_WORLD
+        loader = gc.data.DataLoader((x, y), batch_size=64, drop_last=True, shard=sess)
+        for epoch, (xb, yb) in loader.epochs(3):
+            sess.run({"x": xb, "y": yb})
+        sess.save_checkpoint("model.npz")            # rank 0 writes, every rank waits
     On ``device="cuda"`` each rank needs its own GPU: when ``CUDA_VISIBLE_DEVICES`` is unset
     and the launcher started several ranks on the machine, local rank k is given GPU k.
 
