@@ -121,8 +121,8 @@ def deterministic_from_env(value=None):
 
 
 def timeout_from_env(value=None):
-    """``value`` (seconds) or ``GRAPHC_COMM_TIMEOUT``; None when neither is set (the
-    communicator's default)."""
+    """``value`` (seconds, ``inf``: no limit) or ``GRAPHC_COMM_TIMEOUT``; None when neither is
+    set (the communicator's default, 60 s)."""
     if value is None:
         text = os.environ.get(TIMEOUT_ENV, "").strip()
         if not text:
@@ -132,7 +132,7 @@ def timeout_from_env(value=None):
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = -1.0
-    if not 0 < seconds < float("inf"):
+    if not seconds > 0:   # NaN too; "inf" waits forever, as graphc._mpi reads it
         raise errors.CommError(f"the collective timeout must be a positive number of seconds, got "
                                f"{errors.quote(value)} ({TIMEOUT_ENV})")
     return seconds
@@ -282,7 +282,8 @@ def check_plans(records, plan_world=None):
     if len(worlds) == 1:
         world = int(next(iter(worlds)))
         if world != size:
-            return (f"the plan was compiled for {world} ranks (data_parallel={world}) but {size} processes joined: "
+            joined = "1 process" if size == 1 else f"{size} processes"
+            return (f"the plan was compiled for {world} ranks (data_parallel={world}) but {joined} joined: "
                     f"run it with mpirun -np {world}, or compile it with data_parallel={size} (or "
                     f"data_parallel=True under mpirun -np {size})")
     hashes = _groups(rec["plan"] for rec in records)

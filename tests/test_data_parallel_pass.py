@@ -6,6 +6,8 @@ multi-process runs are tests/test_data_parallel.py's."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import registry
@@ -18,7 +20,6 @@ from graphc.compiler.data_parallel import (
     launcher_world_size,
     resolve,
 )
-from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, OPTIMIZER
 from tests.mpirun import mpirun, require_mpi
@@ -190,7 +191,7 @@ def test_caps_first_bucket_and_schedule_order():
         str(sum(aligned(n) for n in s[:-1]) + s[-1]) for s in sizes_b)
     assert after.metadata["data_parallel.buckets"] == str(len(buckets))
     # members in the order a schedule of the backward pass writes them: last layer first
-    position = {n.name: k for k, n in enumerate(schedule_nodes(before).nodes)}
+    position = {n.name: k for k, n in enumerate(before.topological_order())}
     flat = [v for _, ins, _ in buckets for v in ins]
     written = [position[before.producer(v).name] for v in flat]
     assert written == sorted(written)
@@ -333,9 +334,12 @@ def test_a_plain_compile_is_unchanged():
     g = mlp(opt=gc.optim.Adam(1e-2))
     assert gc_compile(g, SHAPES).to_bytes() == gc_compile(g, SHAPES, data_parallel=None).to_bytes()
     assert gc_compile(g, SHAPES).to_bytes() == gc_compile(g, SHAPES, data_parallel=False).to_bytes()
-    g.metadata["data_parallel.world_size"] = "8"   # a stale key in a model does not make it data-parallel
+    g.metadata["data_parallel.world_size"] = "8"   # a model's own key scales no update
     plan = gc_compile(g, SHAPES)
-    assert "data_parallel.world_size" not in plan.proto.metadata
+    assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"} == {1.0}
+    plan = gc_compile(g, SHAPES, data_parallel=2)   # the pass's record wins
+    assert plan.proto.metadata["data_parallel.world_size"] == "2"
+    assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"} == {0.5}
 
 
 def run_reference(graph, feeds, state, steps=1):
@@ -631,3 +635,30 @@ def test_two_mpi_ranks_run_the_plan_as_the_simulated_world(tmp_path):
     proc = mpirun(MPI_SCRIPT, np=2, args=(tmp_path / "dp.plan", tmp_path / "want.npz"), timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count(f"OK {len(state[0])} variables") == 2, proc.stdout
+
+
+@settings(max_examples=12, deadline=None)
+@given(widths=st.lists(st.integers(1, 40), min_size=2, max_size=5), cap=st.integers(1, 6000),
+       first=st.integers(1, 6000), f64=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_bucket_invariants(widths, cap, first, f64):
+    """Any MLP, any caps: every gradient in exactly one bucket, one dtype per bucket, caps kept
+    (but for a lone gradient), members in provisional-schedule order, metadata consistent."""
+    sizes = (3, *widths)
+    layer_dtypes = ["float64" if f64[i % 4] else "float32" for i in range(len(sizes) - 1)]
+    g = mlp(sizes, dtypes_per_layer=layer_dtypes)
+    st_ = stages(g, {"x": (2, 3), "y": (2, sizes[-1])}, data_parallel=DataParallel(2, bucket_cap=cap,
+                                                                                     first_bucket=first))
+    before, after = st_["append_gradients"], st_["data_parallel"]
+    model = MemoryModel(before)
+    buckets = buckets_of(after)
+    flat = [v for _, ins, _ in buckets for v in ins]
+    assert sorted(flat) == sorted(set(before.gradients_of.values()))
+    position = {n.name: k for k, n in enumerate(before.topological_order())}
+    ready = [position[before.producer(v).name] for v in flat]
+    assert ready == sorted(ready)
+    for k, (_, ins, _) in enumerate(buckets):
+        assert len({before.tensor(v).dtype for v in ins}) == 1
+        limit = min(first, cap) if k == 0 else cap
+        assert len(ins) == 1 or sum(-(-model.nbytes[v] // 64) * 64 for v in ins) <= limit
+    assert after.metadata["data_parallel.buckets"] == str(len(buckets))
+    assert set(after.gradients_of) == set(before.gradients_of)
