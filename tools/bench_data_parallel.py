@@ -2,7 +2,8 @@
 
 One table, medians, ratios:
 
-* allreduce of a 16 MiB float32 buffer between the ranks: graphc's communicator
+* allreduce of a 16 MiB float32 buffer between the ranks (and of the MLP's 38 KB bucket, where
+  latency rules): graphc's communicator
   (``graphc._mpi.Communicator.allreduce``, the C path the plan's steps take), its deterministic
   (rank-order) mode, and the plan's own ``allreduce_start`` + ``allreduce_wait`` steps on a
   16 MiB bucket (per-step medians from ``Session.profile``), each against raw mpi4py
@@ -38,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_util as bu  # noqa: E402
 
 ALLREDUCE_BYTES = 16 << 20
+SMALL_BYTES = 38464       # the MLP's one bucket
 MLP_BATCH = 64            # per rank, as examples/train_digits.py
 CNN_BATCH = 32            # per rank
 CNN_WIDTH = 32
@@ -173,6 +175,12 @@ def worker(args):
     res.update(timed({"mpi4py": lambda: world.Allreduce(MPI.IN_PLACE, buf),
                       "communicator": lambda: comm.allreduce(buf),
                       "deterministic": lambda: det.allreduce(buf)}))
+    # the latency-bound case: one bucket the size of the MLP's gradients
+    small = np.zeros(SMALL_BYTES // 4, np.float32)
+    small_times = step_seconds({"mpi4py": lambda: world.Allreduce(MPI.IN_PLACE, small),
+                                "communicator": lambda: comm.allreduce(small)},
+                               args.repeat * 10, 1, barrier=world.Barrier, slowest=slowest)
+    res["small_mpi4py"], res["small_communicator"] = small_times["mpi4py"], small_times["communicator"]
     # bit check: both modes sum what mpi4py sums (integers in float32: exact in any order)
     check = np.arange(1 << 16, dtype=np.float32) + rank
     want = sum(np.arange(1 << 16, dtype=np.float32) + r for r in range(size))
@@ -285,6 +293,9 @@ def main(argv=None):
             note = f"start+wait, bucket {res.get('plan_bucket_bytes')} B"
         rows.append((label, ms(t), f"mpi4py Allreduce(IN_PLACE) {ms(peer)}",
                      "—" if t is None else f"{t / peer:.2f}x", "<= 1.1x", note))
+    t, peer_small = res["small_communicator"], res["small_mpi4py"]
+    rows.append((f"allreduce {SMALL_BYTES} B f32 (MLP's bucket), Communicator", ms(t),
+                 f"mpi4py Allreduce(IN_PLACE) {ms(peer_small)}", f"{t / peer_small:.2f}x", "", "latency-bound"))
     for name in MODELS:
         t1, tn = ones[name], res[name]
         batch = MODELS[name][1]
