@@ -5,11 +5,13 @@ concrete shapes.  Guarantees: a new Graph in which the gradients are grouped int
 and each bucket is summed in place across ranks by one ``allreduce_start`` /
 ``allreduce_wait`` node pair (role gradient, named ``data_parallel/allreduce_start_<b>`` and
 ``data_parallel/allreduce_wait_<b>``, attr ``bucket = b``); ``gradients_of`` maps every
-variable to its bucket's wait output, so append_optimizer's update ops read the sum.  The
+variable to its bucket's wait output (or a reshape of it), so append_optimizer's update ops
+read the sum.  The
 plan records the world size it was compiled for; append_optimizer folds the averaging 1/N
 into every update op (``grad_scale``) and global-norm clipping measures the averaged
 gradients, so N ranks on N shards take exactly the step of one process on the whole batch
-(up to the summation order).  A graph without a training spec is returned unchanged.
+(up to the summation order).  A graph without a training spec (an inference entry of a
+data-parallel program) only records the world size, with no buckets.
 
 Buckets (docs/data_parallel.md):
 
@@ -22,8 +24,7 @@ Buckets (docs/data_parallel.md):
 - greedy fill in that order: a bucket is closed when the next gradient would take it past its
   cap (``min(first_bucket, bucket_cap)`` for bucket 0, ``bucket_cap`` after; sizes counted
   64-byte aligned, as the planner lays members out) or has another dtype (float32 or float64:
-  one dtype per bucket);
-  a gradient bigger than the cap gets a bucket of its own;
+  one dtype per bucket); a gradient bigger than the cap gets a bucket of its own;
 - a value that is the gradient of several variables (``a + b`` gives both the same gradient)
   is reduced once;
 - the planner lays a bucket's members out back to back in one arena range (the ops'
