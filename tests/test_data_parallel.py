@@ -1,6 +1,6 @@
 """Issue 17's tests: data-parallel training on 2 MPI ranks against one process.
 
-* 2 ranks after 20 SGD (momentum) and 20 Adam steps hold parameters bit-identical to one
+* 2 ranks after 20 SGD (with and without momentum) and 20 Adam steps hold parameters bit-identical to one
   process that accumulates the same 2 micro-batches in rank order.  The reference is built from
   graphc itself: a gradients plan (``gc.gradients``) run on each micro-batch, the gradients
   summed in rank order in numpy, times 1/N, then an update plan whose only gradient is a fed
@@ -39,7 +39,8 @@ import graphc as gc
 
 FEATURES, HIDDEN, CLASSES = 12, 16, 5
 PARAMS = {"fc1/w": (FEATURES, HIDDEN), "fc1/b": (HIDDEN,), "fc2/w": (HIDDEN, CLASSES), "fc2/b": (CLASSES,)}
-OPTIMIZERS = {"sgd": lambda: gc.optim.SGD(lr=0.05, momentum=0.9),
+OPTIMIZERS = {"sgd": lambda: gc.optim.SGD(lr=0.05, momentum=0.9),      # sgd_momentum_update
+              "sgd_plain": lambda: gc.optim.SGD(lr=0.1),               # sgd_update
               "adam": lambda: gc.optim.Adam(lr=1e-2)}
 
 
@@ -135,7 +136,7 @@ def first_difference(a, b, what, names=PARAMS):
     return ""
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("kind", ["sgd", "sgd_plain", "adam"])
 def test_reference_reproduces_one_process_training(kind):
     """The reference with one micro-batch and scale 1 is a plain training step, bit for bit;
     a scale one ulp off 1 is noticed.  Without this, the 2-rank comparison proves nothing."""
@@ -225,11 +226,11 @@ def check_plan_and_ranks(records, params, deterministic=False):
 
 @pytest.mark.parametrize("deterministic", [False, True], ids=["mpi_sum", "rank_order_sum"])
 def test_two_ranks_bit_identical_to_accumulated_micro_batches(tmp_path, deterministic):
-    """20 SGD-with-momentum steps and 20 Adam steps on 2 ranks: every step's parameters equal,
+    """20 steps of SGD with momentum, plain SGD and Adam on 2 ranks: every step's parameters equal,
     bit for bit, one process summing the 2 micro-batches' gradients in rank order and scaling
     by 1/2; identical on both ranks after every step.  With MPI's own sum and with graphc's
     deterministic (rank-order) allreduce."""
-    kinds = ["sgd", "adam"] if not deterministic else ["adam"]
+    kinds = ["sgd", "sgd_plain", "adam"] if not deterministic else ["adam"]
     runs = run_training(tmp_path, kinds, EXACT_STEPS, deterministic)
     xs, ys = data(EXACT_STEPS, 2 * MICRO)
     for kind, (records, params) in runs.items():
