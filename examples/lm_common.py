@@ -42,6 +42,8 @@ def parse_args(description, configs, argv=None):
     parser.add_argument("--config", choices=sorted(configs), default="small", help=CONFIG_HELP)
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="windows per training step, of each rank with --data-parallel (default: the config's)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the weights, the batch order, dropout and the sampling")
     parser.add_argument("--threads", type=int, default=None)
@@ -59,6 +61,10 @@ def parse_args(description, configs, argv=None):
         cfg["steps"] = args.steps
     if args.lr is not None:
         cfg["lr"] = args.lr
+    if args.batch is not None:
+        cfg["batch"] = args.batch
+    if cfg["batch"] < 1:
+        parser.error("--batch must be >= 1")
     if cfg["steps"] < 0:
         parser.error("--steps must be >= 0")
     if args.tokens < 0:

@@ -50,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch", type=int, default=64, help="batch of one step (of each rank with --data-parallel)")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", default=None, help="folder for model.pb, train.plan, infer.plan")
+    parser.add_argument("--out", default=None, help="folder for model.pb, train.plan, infer.plan, checkpoint.npz")
     dp_common.add_argument(parser)
     args = parser.parse_args(argv)
     world = dp_common.World(args.data_parallel)
@@ -98,6 +98,7 @@ def main(argv=None):
         if bar is not steps and step % 50 == 0:
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
     train_time = time.perf_counter() - t0
+    sess.save_checkpoint(os.path.join(out_dir, "checkpoint.npz"))   # data-parallel: rank 0 writes, all wait
     # Each rank's loss is over its shard; the mean over the ranks is the global batch's loss.
     losses = world.mean(losses)
     value = float(losses[-1]) if len(losses) else float("nan")
@@ -128,7 +129,7 @@ def evaluate(model, sess, logits, xte, yte, args, out_dir, n_steps, train_time, 
     print(f"trained {n_steps} steps in {train_time:.2f} s; final loss {value:.4f}")
     print(f"inference plan matches the reference interpreter (max |diff| {max_diff:.2e})")
     print(f"test accuracy: {accuracy:.4f} ({len(xte)} images)")
-    print(f"files: {out_dir}", flush=True)
+    print(f"files: {out_dir} (model.pb, train.plan, infer.plan, checkpoint.npz)", flush=True)
     return accuracy
 
 
