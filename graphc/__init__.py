@@ -13,7 +13,8 @@ a plan, and run the plan with the C++ runtime::
 
 # The layers, in the order data flows; each imports only from the lines above it
 # (tests/test_imports.py checks, and that the IR never loads protobuf):
-#   errors, dtypes, shapes, init, fileio, checkpoint, datasets, text, images   plain-Python basics
+#   errors, dtypes, shapes, init, fileio, checkpoint, datasets, text, images,  plain-Python basics
+#   distributed (the MPI launcher and world; mpi4py only when a data-parallel plan runs)
 #   dataloader (gc.data)
 #   registry → graph → ops → autodiff, optim, nn                 the IR and the builder (nn: layers)
 #   reference                                                    numpy evaluation of a graph
@@ -31,6 +32,7 @@ from graphc import (  # noqa: F401
     checkpoint,
     dataloader,
     datasets,
+    distributed,
     dtypes,
     errors,
     images,
@@ -50,6 +52,7 @@ from graphc._version import __version__  # noqa: F401
 from graphc.aot.emit import EmitResult, emit_c  # noqa: F401
 from graphc.autodiff import gradients
 from graphc.compiler import compile  # noqa: E402,A004
+from graphc.compiler.data_parallel import DataParallel
 from graphc.compiler.verify_plan import PlanVerificationError
 from graphc.compiler.verify_plan import verify_plan as verify
 from graphc.dtypes import bool_, float32, float64, int32, int64  # noqa: F401

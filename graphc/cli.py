@@ -33,11 +33,12 @@ import traceback
 
 import numpy as np
 
-from graphc import compiler, dtypes, optim, registry, serialize, viz
+from graphc import compiler, distributed, dtypes, optim, registry, serialize, viz
 from graphc import onnx as gc_onnx
 from graphc._version import __version__
 from graphc.aot.c_text import check_name, name_from_stem
 from graphc.aot.emit import emit_c
+from graphc.compiler.data_parallel import DataParallel
 from graphc.errors import CompileError, FeedError, GraphcError, ModelFormatError, quote
 from graphc.plan import load_plan
 from graphc.program import is_program_bytes, load_program
@@ -367,6 +368,7 @@ def cmd_compile(args):
             raise UsageError("--memory-budget: this graphc's compiler has no memory budget support yet "
                              "(graphc.compiler.compile takes no memory_budget)")
         kwargs["memory_budget"] = budget
+    _data_parallel_kwarg(args, params, kwargs)
 
     timings = []
     last = [0.0]
@@ -406,6 +408,31 @@ def cmd_compile(args):
     return EXIT_OK
 
 
+def _data_parallel_kwarg(args, params, kwargs):
+    """--data-parallel [N] [--bucket-cap SIZE] → compile(..., data_parallel=True | N | DataParallel)."""
+    if args.data_parallel is None:
+        if args.bucket_cap is not None:
+            raise UsageError("--bucket-cap needs --data-parallel [N]")
+        return
+    if "data_parallel" not in params:
+        raise UsageError("--data-parallel: this graphc's compiler has no data-parallel support "
+                         "(graphc.compiler.compile takes no data_parallel=)")
+    if args.emit == "c":
+        raise UsageError("--data-parallel with --emit c: data-parallel plans run in a Session under mpirun, "
+                         "not as a C artifact")
+    world = None
+    if args.data_parallel != "auto":
+        text = args.data_parallel.strip()
+        if not text.isdigit() or int(text) < 1:
+            raise UsageError(f"--data-parallel {args.data_parallel}: expected a number of ranks >= 1")
+        world = int(text)
+    if args.bucket_cap is not None:
+        parse_bytes(args.bucket_cap)   # a bad size is a usage error here, with the flag's name
+        kwargs["data_parallel"] = DataParallel(world_size=world, bucket_cap=args.bucket_cap)
+    else:
+        kwargs["data_parallel"] = True if world is None else world
+
+
 def _compile_entries(args, graph, selected):
     """compile --entry NAME (a plan) or --entry A --entry B / --entries all (a program)."""
     for flag, given in (("--train", args.train), ("--optimizer", args.optimizer), ("--inference", args.inference),
@@ -422,6 +449,7 @@ def _compile_entries(args, graph, selected):
         kwargs["fuse"] = False
     if args.memory_budget is not None:
         kwargs["memory_budget"] = parse_bytes(args.memory_budget)
+    _data_parallel_kwarg(args, params, kwargs)
     single = isinstance(selected, str) and selected != "all"
     ext = ".plan" if single else ".program"
     out = args.output or os.path.splitext(args.model)[0] + ext
@@ -472,6 +500,24 @@ def _print_plan_summary(plan):
     ratio = f", {mem['arena_bytes'] / naive:.2f}x of naive" if naive else ""
     print(f"  arena: {format_bytes(mem['arena_bytes'])} vs naive {format_bytes(naive)}{ratio}; "
           f"lower bound {format_bytes(mem['lower_bound_bytes'])}")
+    dp = _data_parallel_info(plan.proto)
+    if dp:
+        print(f"  data-parallel: {dp}")
+
+
+def _data_parallel_info(proto):
+    """'N ranks, B allreduce buckets (sizes)' from a data-parallel plan's metadata, else ''."""
+    meta = proto.metadata
+    world = meta.get(distributed.WORLD_SIZE_KEY)
+    if world is None:
+        return ""
+    sizes = [t for t in meta.get("data_parallel.bucket_bytes", "").split(",") if t.strip().isdigit()]
+    listing = f" ({', '.join(format_bytes(int(t)) for t in sizes)})" if sizes else ""
+    text = f"{world} ranks, {meta.get('data_parallel.buckets', len(sizes))} allreduce buckets{listing}"
+    copied = meta.get("data_parallel.copied_bytes", "0")
+    if copied.isdigit() and int(copied):
+        text += f"; {format_bytes(int(copied))} of gradients copied into buckets"
+    return text
 
 
 def _params(variables):
@@ -635,6 +681,7 @@ def plan_info(plan, path):
                    "bytes_by_kind": mem["bytes_by_kind"],
                    "persistent_bytes_by_kind": mem.get("persistent_bytes_by_kind", {}), "peak": peak},
         "metadata": dict(proto.metadata),
+        "data_parallel": _data_parallel_info(proto),
     }
 
 
@@ -649,6 +696,8 @@ def _print_info(info):
         print(f"  {op:<32} {n:>6}")
     if len(info["roles"]) > 1 or "forward" not in info["roles"]:
         print("roles: " + ", ".join(f"{r} {n}" for r, n in info["roles"].items()))
+    if info.get("data_parallel"):
+        print(f"data-parallel: {info['data_parallel']} (run under mpirun)")
     if info.get("fused"):
         print(f"fused steps: {len(info['fused'])}")
         for f in info["fused"][:20]:
@@ -828,8 +877,47 @@ def check_feeds(plan, feeds, batches=False):
     return out
 
 
-def open_session(plan, device, threads, target=None):
-    kwargs = {"device": device or target or getattr(plan, "target", None) or "cpu"}
+def shard_feeds(plan, feeds, rank, world, quiet=False):
+    """A data-parallel run's feeds for ``rank`` of ``world``: an array whose first dim is k × world ×
+    the plan's (k global batches) gives this rank the r-th block of rows of each global batch; an
+    array of exactly the plan's shape goes to every rank as it is (noted on stderr unless
+    ``quiet``); a scalar feed goes to every rank."""
+    spec = _plan_feeds(plan)
+    out = {}
+    for name, arr in feeds.items():
+        dims = spec.get(name, (None, ()))[1]
+        arr = np.asarray(arr)
+        if name not in spec or not dims or arr.ndim != len(dims) or arr.shape[1:] != tuple(dims[1:]) or dims[0] == 0:
+            out[name] = arr   # check_feeds names what is wrong
+            continue
+        per = dims[0]
+        if arr.shape[0] > 0 and arr.shape[0] % (per * world) == 0:
+            k = arr.shape[0] // (per * world)
+            blocks = arr.reshape((k, world, per) + arr.shape[1:])[:, rank]
+            out[name] = np.ascontiguousarray(blocks.reshape((k * per,) + arr.shape[1:]))
+        elif arr.shape == tuple(dims):
+            if not quiet:
+                print(f"note: feed {name!r} has the plan's per-rank shape {_fmt_shape(dims)}: every rank gets the same "
+                      f"array (give {world} x {per} rows to split it across the ranks)", file=sys.stderr)
+            out[name] = arr
+        else:
+            raise FeedError(f"feed {name!r}: a data-parallel run over {world} ranks takes the global batch, "
+                            f"{world} x {per} rows (or k times that for k steps) of shape {_fmt_shape(dims[1:])}, "
+                            f"rank r taking the r-th block; got {_fmt_shape(arr.shape)}")
+    return out
+
+
+def _checkpoint_exists(sess, path):
+    """Whether to load ``path``: it exists (data-parallel: on any rank; a rank that cannot read it
+    then fails the load on every rank alike rather than skipping it alone)."""
+    here = os.path.exists(path)
+    if sess.comm is None:
+        return here
+    return any(b == b"1" for b in sess.comm.allgather(b"1" if here else b"0"))
+
+
+def open_session(plan, device, threads, target=None, **extra):
+    kwargs = {"device": device or target or getattr(plan, "target", None) or "cpu", **extra}
     if threads is not None:
         kwargs["threads"] = threads
     try:
@@ -881,20 +969,36 @@ def cmd_run(args):
             f"{args.plan} is an inference plan"
         raise UsageError(f"--steps {args.steps} needs a training plan; {what} (compile with --train LOSS "
                          f"--optimizer ...)")
-    batches = check_feeds(plan, load_feeds(args.feed), batches=training)
+    world = distributed.plan_world_size(program if program is not None else plan)
+    if args.data_parallel and world is None:
+        raise UsageError(f"--data-parallel: {args.plan} is not a data-parallel plan; compile it with graphc compile "
+                         f"--data-parallel N, then run it under mpirun -np N")
+    if args.deterministic_allreduce and world is None:
+        raise UsageError("--deterministic-allreduce is for a data-parallel plan (--data-parallel)")
+    extra = {"deterministic_allreduce": True} if args.deterministic_allreduce else {}
+    if world is None:
+        batches = check_feeds(plan, load_feeds(args.feed), batches=training)
+    else:
+        feeds = load_feeds(args.feed)
     # A program runs whole (every entry on one store), so a checkpoint covers all of it.
     sess = open_session(program if program is not None else plan, args.device, args.threads,
-                        target=plan.target)
+                        target=plan.target, **extra)
+    if world is not None:
+        # After the collective start-up: the same files give the same verdict on every rank.
+        batches = check_feeds(plan, shard_feeds(plan, feeds, sess.rank, world, quiet=sess.rank != 0),
+                              batches=training)
+    lead = sess.rank == 0   # the rank that prints and writes
     run_entry = entry if program is not None else None
-    if args.checkpoint and os.path.exists(args.checkpoint):
+    if args.checkpoint and _checkpoint_exists(sess, args.checkpoint):
         sess.load_checkpoint(args.checkpoint)
-        print(f"loaded checkpoint {args.checkpoint}", file=sys.stderr)
+        if lead:
+            print(f"loaded checkpoint {args.checkpoint}", file=sys.stderr)
 
     loss_name = plan.training.loss if training else None
     fetched = {}
     steps = range(args.steps)
     bar = None
-    if args.steps > 1:
+    if args.steps > 1 and lead:
         from tqdm import tqdm
         bar = tqdm(steps, desc="train", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
         steps = bar
@@ -905,13 +1009,25 @@ def cmd_run(args):
             bar.set_postfix(loss=f"{float(np.asarray(fetched[loss_name])):.6g}")
     if bar is not None:
         bar.close()
-    if loss_name is not None:
+    if loss_name is not None and world is not None and loss_name in fetched:
+        # Each rank's loss is the mean over its shard; the shards are equal, so the mean of
+        # the ranks' losses is the loss of the global batch.
+        mine = np.asarray(fetched[loss_name], np.float64).reshape(1)
+        fetched[loss_name] = np.asarray(np.mean([np.frombuffer(b, np.float64)[0] for b in
+                                                 sess.comm.allgather(mine.tobytes())]),
+                                        np.asarray(fetched[loss_name]).dtype)
+    if loss_name is not None and lead:
+        what = f" (mean over {world} ranks)" if world is not None else ""
         if loss_name in fetched:
-            print(f"step {args.steps}: loss {float(np.asarray(fetched[loss_name])):.6g}")
+            print(f"step {args.steps}: loss {float(np.asarray(fetched[loss_name])):.6g}{what}")
         else:
             print(f"step {args.steps}: done (the plan does not fetch the loss {loss_name!r})")
 
-    if args.checkpoint:
+    if args.checkpoint and world is not None:
+        sess.save_checkpoint(args.checkpoint)   # rank 0 writes (atomically), every rank waits
+        if lead:
+            print(f"saved checkpoint {args.checkpoint}", file=sys.stderr)
+    elif args.checkpoint:
         tmp = _atomic_target(args.checkpoint)
         ok = False
         try:
@@ -920,6 +1036,8 @@ def cmd_run(args):
         finally:
             _replace_or_remove(tmp, args.checkpoint, ok)
         print(f"saved checkpoint {args.checkpoint}", file=sys.stderr)
+    if not lead:
+        return EXIT_OK
     if args.output:
         _save_npz(args.output, fetched)
         print(f"wrote {args.output} ({', '.join(fetched)})")
@@ -1108,6 +1226,11 @@ def build_parser():
     c.add_argument("--inference", action="store_true", help="ignore the model's training spec")
     c.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
     c.add_argument("--memory-budget", metavar="SIZE", help="e.g. 64MB, 512MiB")
+    c.add_argument("--data-parallel", nargs="?", const="auto", metavar="N",
+                   help="train on N ranks (run the plan under mpirun -np N; the shapes are per rank); without N: "
+                        "the world size of the mpirun this runs under")
+    c.add_argument("--bucket-cap", metavar="SIZE", help="--data-parallel: the most gradient bytes one allreduce "
+                                                        "sums (default 25MB)")
     c.add_argument("--no-fuse", action="store_true",
                    help="one step per node: no fused elementwise chains or matmul epilogues")
     c.add_argument("--entry", action="append", default=[], metavar="NAME",
@@ -1150,6 +1273,12 @@ def build_parser():
     r.add_argument("--checkpoint", metavar="PATH", help="load before (if present) and save after")
     r.add_argument("--device", choices=("cpu", "cuda"))
     r.add_argument("--threads", type=int)
+    r.add_argument("--data-parallel", action="store_true",
+                   help="the plan is data-parallel (compile --data-parallel N): run under mpirun -np N; each fed "
+                        "array holds the global batch and rank r takes its r-th block of rows; rank 0 prints and "
+                        "writes")
+    r.add_argument("--deterministic-allreduce", action="store_true",
+                   help="--data-parallel: sum gradients in rank order (bit-identical, slower)")
     common(r)
     r.set_defaults(func=cmd_run)
 

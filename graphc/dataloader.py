@@ -55,9 +55,25 @@ class DataLoader:
 
     ``drop_last=True`` leaves out a final batch smaller than ``batch_size``.
     ``len(loader)`` is the number of batches of one epoch.
+
+    Data-parallel training (one loader per rank): ``shard=(rank, world_size)``, or
+    ``shard=session`` (a data-parallel :class:`graphc.Session`: its ``rank`` and
+    ``world_size``).  ``batch_size`` is then the per-rank batch (the plan's); every rank
+    draws the same order (the same ``seed``), cuts it into global batches of
+    ``batch_size * world_size`` examples, and rank r takes the r-th contiguous slice of each,
+    so the ranks together see exactly what one process would with the global batch, and
+    every rank takes the same number of steps.  A final partial global batch (kept unless
+    ``drop_last``) is split as evenly as possible (sizes differ by at most one).  The
+    progress bar of :meth:`epochs` shows on rank 0 only.
+
+    Example::
+
+        loader = gc.data.DataLoader((x, y), batch_size=64, seed=0, drop_last=True, shard=sess)
+        for epoch, (xb, yb) in loader.epochs(3):
+            sess.run({"x": xb, "y": yb})
     """
 
-    def __init__(self, arrays, batch_size, shuffle=True, seed=0, drop_last=False):
+    def __init__(self, arrays, batch_size, shuffle=True, seed=0, drop_last=False, shard=None):
         if isinstance(arrays, dict):
             self._keys = list(arrays)
             values = [arrays[k] for k in self._keys]
@@ -90,12 +106,18 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
+        self.rank, self.world_size = _shard(shard)
         self.epoch = 0
+
+    @property
+    def global_batch_size(self):
+        """Examples per step over all ranks: ``batch_size * world_size``."""
+        return self.batch_size * self.world_size
 
     def __len__(self):
         if self.drop_last:
-            return self.n // self.batch_size
-        return math.ceil(self.n / self.batch_size)
+            return self.n // self.global_batch_size
+        return math.ceil(self.n / self.global_batch_size)
 
     def order(self, epoch):
         """The example indices of ``epoch`` in the order they are served (int64)."""
@@ -113,13 +135,19 @@ class DataLoader:
     def batches(self, epoch):
         """Yield the batches of ``epoch`` without touching the epoch counter."""
         order = self.order(epoch)
+        size = self.global_batch_size
         for b in range(len(self)):
+            # This rank's slice of global batch b (the whole batch when not sharded).
+            start = b * size
+            m = min(size, self.n - start)
+            start, stop = start + _split_bound(m, self.world_size, self.rank), \
+                start + _split_bound(m, self.world_size, self.rank + 1)
             if self.shuffle:
-                idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+                idx = order[start:stop]
                 yield self._pack([v[idx] for v in self._values])
             else:
                 # In order, a slice is a view: no copy of the data.
-                sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+                sl = slice(start, stop)
                 yield self._pack([v[sl] for v in self._values])
 
     def __iter__(self):
@@ -133,7 +161,7 @@ class DataLoader:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"DataLoader.epochs: n must be an integer >= 0; got {n!r}")
         bar = None
-        if progress:
+        if progress and self.rank == 0:
             try:
                 from tqdm import tqdm
             except ImportError:  # tqdm is a dependency; train without a bar if it is missing
@@ -153,6 +181,36 @@ class DataLoader:
         finally:
             if bar is not None:
                 bar.close()
+
+
+def _split_bound(m, parts, k):
+    """Where part ``k`` of ``m`` items cut into ``parts`` contiguous parts begins (the first
+    ``m % parts`` parts hold one more item, as numpy.array_split)."""
+    base, extra = divmod(m, parts)
+    return k * base + min(k, extra)
+
+
+def _shard(shard):
+    """(rank, world_size) from ``shard``: None, a pair, or an object with ``rank`` and
+    ``world_size`` (a Session)."""
+    if shard is None:
+        return 0, 1
+    if isinstance(shard, (tuple, list)):
+        if len(shard) != 2:
+            raise ValueError(f"DataLoader: shard must be (rank, world_size) or a Session; got {shard!r}")
+        rank, world = shard
+    elif hasattr(shard, "rank") and hasattr(shard, "world_size"):
+        rank, world = shard.rank, shard.world_size
+    else:
+        raise TypeError(f"DataLoader: shard must be (rank, world_size) or a data-parallel Session; got "
+                        f"{type(shard).__name__}")
+    for what, v in (("rank", rank), ("world_size", world)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"DataLoader: shard {what} must be an integer; got {v!r}")
+    if not 0 <= rank < world:
+        raise ValueError(f"DataLoader: shard rank must satisfy 0 <= rank < world_size; got rank {rank}, "
+                         f"world_size {world}")
+    return int(rank), int(world)
 
 
 # --------------------------------------------------------------------------- downloads

@@ -239,21 +239,32 @@ def _state(graph, var, suffix, dtype=None, shape=None, value=0, prefix=""):
                               else ("", 0))
 
 
-def clip_by_global_norm(grads, clip):
-    """Scale every gradient by min(1, clip / (‖g‖₂ + 1e-6)), ‖g‖₂ over all gradients."""
+def clip_by_global_norm(grads, clip, grad_scale=1.0):
+    """Scale every gradient by min(1, clip / (‖g‖₂ + 1e-6)), ‖g‖₂ over all gradients.
+
+    ``grad_scale``: the factor the update ops apply to the gradients after this
+    (data-parallel averaging, 1/N): the norm measured is that of ``grad_scale · g``, the
+    gradients the step takes, so N ranks clip as one process on the whole batch does."""
     squares = [ops.sum(ops.mul(g, g)) for g in grads]
     total = squares[0]
     for s in squares[1:]:
         total = ops.add(total, ops.cast(s, total.dtype) if s.dtype != total.dtype else s)
     norm = ops.sqrt(total)
+    if grad_scale != 1.0:
+        # ‖s·g‖ = s·‖g‖ (s > 0); exact when s is a power of two
+        norm = ops.mul(norm, grad_scale)
     scale = ops.minimum(ops.div(clip, ops.add(norm, 1e-6)), 1.0)
     return [ops.mul(g, ops.cast(scale, g.dtype) if g.dtype != scale.dtype else scale) for g in grads]
 
 
-def append_updates(graph, optimizer, grads_and_vars, prefix="", provenance=None):
+def append_updates(graph, optimizer, grads_and_vars, prefix="", provenance=None, grad_scale=1.0):
     """Append the update nodes (role optimizer) for (gradient, variable) pairs; returns them.
     ``provenance``: the (file, line) of the nodes that serve every variable (the step counter,
     global-norm clipping); a variable's own update carries the variable's.
+
+    ``grad_scale``: every update op first multiplies its gradient by it (attr ``grad_scale``;
+    1/N for the sum of N data-parallel ranks' gradients, graphc/compiler/data_parallel.py);
+    global-norm clipping then measures the scaled gradients.
 
     ``prefix``: the training entry's name: its optimizer state (and update nodes) are named
     ``<prefix>/<var>/adam_m``, ``<prefix>/optimizer/step``, ...; "" (the default training
@@ -265,7 +276,7 @@ def append_updates(graph, optimizer, grads_and_vars, prefix="", provenance=None)
     with graph.building(OPTIMIZER, provenance):
         grads = [g for g, _ in grads_and_vars]
         if optimizer.clip_global_norm > 0 and grads:
-            grads = clip_by_global_norm(grads, optimizer.clip_global_norm)
+            grads = clip_by_global_norm(grads, optimizer.clip_global_norm, grad_scale)
         updates = []
         step = None
         if optimizer.kind in ("adam", "adamw") and grads_and_vars:
@@ -273,28 +284,30 @@ def append_updates(graph, optimizer, grads_and_vars, prefix="", provenance=None)
             step = build("assign", [counter, ops.add(counter, np.int64(1))], name=named("optimizer/step_update"))
         for g, var in zip(grads, (v for _, v in grads_and_vars)):
             with graph.building(OPTIMIZER, var.producer.provenance):
-                updates.extend(_update(graph, optimizer, var, g, step, prefix))
+                updates.extend(_update(graph, optimizer, var, g, step, prefix, grad_scale))
         if step is not None:
             updates.append(step)
     return updates
 
 
-def _update(graph, optimizer, var, g, step, prefix=""):
+def _update(graph, optimizer, var, g, step, prefix="", grad_scale=1.0):
     """The update node(s) of one variable; returns their outputs."""
 
     h = optimizer.hyper
     name = f"{prefix}/{var.name}/update" if prefix else f"{var.name}/update"
+    # grad_scale only when it scales: a plan that is not data-parallel keeps its attrs (and bytes)
+    scale = {"grad_scale": float(grad_scale)} if grad_scale != 1.0 else {}
     if optimizer.kind == "sgd" and h["momentum"] == 0:
-        out = build("sgd_update", [var, g], {"lr": h["lr"], "weight_decay": h["weight_decay"]}, name=name)
+        out = build("sgd_update", [var, g], {"lr": h["lr"], "weight_decay": h["weight_decay"], **scale}, name=name)
     elif optimizer.kind == "sgd":
         vel = _state(graph, var, "momentum", prefix=prefix)
         out = build("sgd_momentum_update", [var, g, vel],
                     {"lr": h["lr"], "momentum": h["momentum"], "nesterov": bool(h["nesterov"]),
-                     "weight_decay": h["weight_decay"]}, name=name)
+                     "weight_decay": h["weight_decay"], **scale}, name=name)
     else:
         m = _state(graph, var, "adam_m", prefix=prefix)
         v = _state(graph, var, "adam_v", prefix=prefix)
         out = build("adam_update", [var, g, m, v, step],
                     {"lr": h["lr"], "beta1": h["beta1"], "beta2": h["beta2"], "eps": h["eps"],
-                     "weight_decay": h["weight_decay"], "decoupled": optimizer.kind == "adamw"}, name=name)
+                     "weight_decay": h["weight_decay"], "decoupled": optimizer.kind == "adamw", **scale}, name=name)
     return list(out) if isinstance(out, tuple) else [out]

@@ -216,8 +216,10 @@ def validate_plan(proto, what="plan", inplace_ok=None, layout=True, shared_persi
     itemsize; ARENA offsets aligned and inside the arena; PERSISTENT / CONSTANT indices
     in range with matching dtype and dims; VIEW aliases in range, non-view, same byte
     size; step, feed, fetch, frees and workspace indices in range; no step writes a
-    CONSTANT or a VIEW; frees and workspaces name ARENA values; feeds in ARENA, each
-    once; ops known to the registry; and the memory layout (:func:`check_memory_layout`).
+    CONSTANT, nor a VIEW unless its op declares that output an ``alias`` of an input and
+    the view aliases that input's ARENA root; frees and workspaces name ARENA values; feeds
+    in ARENA, each once; ops known to the registry; and the memory layout
+    (:func:`check_memory_layout`: liveness, overlap, alias generations, contiguity).
     Not checked here: the memory limit (a property of the machine that runs the plan:
     Session checks it) and what each kernel requires of its step's dims and attrs.
 
@@ -300,10 +302,18 @@ def validate_plan(proto, what="plan", inplace_ok=None, layout=True, shared_persi
             raise ModelFormatError(f"{what}: steps[{s}] has an invalid role code {step.role}")
         for idx in step.inputs:
             check_index(idx, f"steps[{s}] ({quote(step.node)}) input")
-        for idx in step.outputs:
+        aliases = None
+        for k, idx in enumerate(step.outputs):
             check_index(idx, f"steps[{s}] ({quote(step.node)}) output")
-            if proto.values[idx].storage in (pb.CONSTANT, pb.VIEW):
-                kind = "constant" if proto.values[idx].storage == pb.CONSTANT else "view"
+            storage = proto.values[idx].storage
+            if storage == pb.VIEW:
+                if aliases is None:
+                    aliases = _alias_map(step.op, len(step.outputs))
+                if k in aliases:
+                    _check_alias_output(proto, s, step, k, aliases[k], what, check_index)
+                    continue
+            if storage in (pb.CONSTANT, pb.VIEW):
+                kind = "constant" if storage == pb.CONSTANT else "view"
                 raise ModelFormatError(f"{what}: steps[{s}] ({quote(step.node)}) writes {kind} "
                                        f"{quote(proto.values[idx].name)}, which is read-only")
         for field in ("frees", "workspaces"):
@@ -325,6 +335,58 @@ def validate_plan(proto, what="plan", inplace_ok=None, layout=True, shared_persi
     if layout:
         check_memory_layout(proto, what, inplace_ok)
     return proto
+
+
+def _alias_map(op, num_outputs):
+    """The registry's ``{output: input}`` alias map of ``op`` ({} for an unknown op: whether the
+    op exists is the in-place rule's question, see :func:`_registry_inplace_ok`)."""
+    return registry.get_op(op).alias_map(num_outputs) if registry.has_op(op) else {}
+
+
+def _contiguous_inputs(op):
+    return registry.has_op(op) and registry.get_op(op).contiguous_inputs
+
+
+def _check_alias_output(proto, s, step, k, i, what, check_index):
+    """Output ``k`` of ``step`` is a VIEW its op writes in place through input ``i``: the view
+    must alias that input's root, an ARENA value."""
+    values = proto.values
+    o = step.outputs[k]
+    label = f"{what}: steps[{s}] ({quote(step.op)} {quote(step.node)})"
+    if i >= len(step.inputs):
+        raise ModelFormatError(f"{label} writes view {quote(values[o].name)} in place through input {i}, "
+                               f"but the step has {len(step.inputs)} inputs")
+    check_index(step.inputs[i], f"steps[{s}] ({quote(step.node)}) input")
+    src = step.inputs[i]
+    root = values[src].alias_of if values[src].storage == pb.VIEW else src
+    if values[root].storage != pb.ARENA:
+        raise ModelFormatError(f"{label} writes view {quote(values[o].name)} in place through input {i} "
+                               f"({quote(values[src].name)}), which is not an arena value")
+    if values[o].alias_of != root:
+        raise ModelFormatError(f"{label} writes view {quote(values[o].name)} in place through input {i} "
+                               f"({quote(values[src].name)}), so the view must alias that input's root "
+                               f"{quote(values[root].name)}, not value {values[o].alias_of}")
+
+
+def _check_contiguous(proto, s, step, label, name, root):
+    values = proto.values
+    roots = [root(i) for i in step.inputs]
+    seen = set()
+    for k, r in enumerate(roots):
+        if values[r].storage != pb.ARENA:
+            raise ModelFormatError(f"{label} needs its inputs back to back in the arena, but input {k} "
+                                   f"({name(step.inputs[k])}) is not an arena value")
+        if r in seen:
+            raise ModelFormatError(f"{label} names the bytes of {name(r)} twice among its contiguous inputs")
+        seen.add(r)
+        if k:
+            prev = values[roots[k - 1]]
+            expected = (prev.offset + prev.nbytes + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+            if values[r].offset != expected:
+                raise ModelFormatError(f"{label} needs its inputs back to back in the arena, but input {k} "
+                                       f"({name(step.inputs[k])}) is at offset {values[r].offset}, not "
+                                       f"{expected} (input {k - 1} {name(roots[k - 1])} is bytes "
+                                       f"[{prev.offset}, {prev.offset + prev.nbytes}))")
 
 
 def _registry_inplace_ok(what):
@@ -349,7 +411,16 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
       values to the end, workspaces at their step) occupy disjoint bytes, except an
       output written over the exact bytes (offset, size, dtype) of a direct input that
       dies at that step, when ``inplace_ok(op)``;
-    - frees: each value in ``steps[s].frees`` is dead after step ``s``.
+    - frees: each value in ``steps[s].frees`` is dead after step ``s``;
+    - alias writes (a step writing a VIEW output through its op's ``alias``: the
+      data-parallel collectives): the view's root is an ARENA value that is neither a feed
+      nor a workspace; a view is written by one step, and read only after it; a step writing
+      a root in place starts a new generation of it, and no later step reads an older one
+      (the root itself, or a view written before);
+    - contiguous inputs (ops with ``contiguous_inputs``): the inputs' roots are distinct
+      ARENA values laid out back to back, each at the first 64-byte aligned offset after
+      the previous one's end, so the one range the kernel reduces holds only them and
+      padding no value can own.
 
     Returns the replayed liveness: ``{arena value index: (first step, last step)}``.
     """
@@ -381,6 +452,21 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
             workspace_of[w] = s
             start[w] = end[w] = s
             written[w] = s - 1             # usable during its step
+    view_writer = {}                       # VIEW value written in place → the step that writes it
+    for s, step in enumerate(proto.steps):
+        for o in step.outputs:
+            if values[o].storage != pb.VIEW:
+                continue
+            r = values[o].alias_of
+            if o in view_writer:
+                raise ModelFormatError(f"{where(s)} writes view {name(o)}, which steps[{view_writer[o]}] writes")
+            if r in feeds or r in workspace_of:
+                raise ModelFormatError(f"{where(s)} writes in place into {name(r)}, which is "
+                                       f"{'a feed' if r in feeds else 'a workspace'}")
+            view_writer[o] = s
+        if step.inputs and _contiguous_inputs(step.op):
+            _check_contiguous(proto, s, step, where(s), name, root)
+    generation = {}                        # ARENA root → the latest step that wrote it in place
     version = {i: -1 for i, v in enumerate(values)
                if v.storage == pb.PERSISTENT and v.name == proto.persistent[v.index].name}
     last_write = {}                        # persistent index → the latest step that wrote it
@@ -393,6 +479,13 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                 if written.get(r, s) >= s:
                     raise ModelFormatError(f"{where(s)} reads {name(i)} before any step writes it")
                 end[r] = max(end[r], s)
+                w = view_writer.get(i)
+                if w is not None and w >= s:
+                    raise ModelFormatError(f"{where(s)} reads {name(i)} before steps[{w}] writes it in place")
+                g = generation.get(r)
+                if g is not None and (i == r or w is not None) and (w if w is not None else -1) < g:
+                    raise ModelFormatError(f"{where(s)} reads {name(i)}, but steps[{g}] "
+                                           f"({quote(proto.steps[g].node)}) overwrote {name(r)} in place before")
             elif st == pb.PERSISTENT:
                 if version.get(r, s) >= s:
                     raise ModelFormatError(f"{where(s)} reads persistent {name(i)} before any step writes it")
@@ -414,6 +507,8 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                     raise ModelFormatError(f"{where(s)} writes persistent {name(o)} a second time")
                 version[o] = s
                 last_write[values[o].index] = s
+            elif st == pb.VIEW:
+                generation[values[o].alias_of] = s
         may_take_over = inplace_ok(step.op)  # asked of every step: an unknown op fails here
         if step.inputs and step.outputs and may_take_over:
             for o in step.outputs:

@@ -177,7 +177,7 @@ class OpDef:
                  gradient=None, elementwise=False, view=False, variadic=False, differentiable=True,
                  inplace=None, constant=False, cost=None, index_inputs=None, workspace=None,
                  composite=None, kernels=("cpu", "cuda"), fusible=False, epilogue_into=None, prologue_into=None,
-                 train_form=None):
+                 train_form=None, alias=None, contiguous_inputs=False, schedule=None):
         self.name = name
         self.doc = doc
         self.inputs = tuple(inputs)
@@ -204,6 +204,18 @@ class OpDef:
         self.epilogue_into = epilogue_into
         self.prologue_into = prologue_into
         self.train_form = train_form
+        # output index -> input index whose bytes the output views and the step writes in place
+        # (a dict), or ALIAS_EACH: output k views input k, for every k (a variadic op)
+        self.alias = alias if alias == ALIAS_EACH else dict(alias or {})
+        self.contiguous_inputs = contiguous_inputs
+        self.schedule = schedule
+
+    def alias_map(self, num_outputs):
+        """``{output: input}`` for a node of this op with ``num_outputs`` outputs: the outputs
+        that are views of an input's bytes, written in place by the step (empty: none)."""
+        if self.alias == ALIAS_EACH:
+            return {k: k for k in range(num_outputs)}
+        return dict(self.alias)
 
     def __repr__(self):
         return f"<OpDef {self.name}>"
@@ -304,6 +316,10 @@ class OpDef:
 
 _OPS = {}
 
+# ``alias=ALIAS_EACH``: output k of a node is a view of input k's bytes, for every k.
+ALIAS_EACH = "each"
+SCHEDULES = (None, "asap", "alap")
+
 
 def _parse_inputs(name, inputs, type_vars):
     out = []
@@ -330,7 +346,8 @@ def _parse_inputs(name, inputs, type_vars):
 def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, type_vars=None, gradient=None,
                 elementwise=False, view=False, variadic=False, differentiable=True, inplace=None,
                 constant=False, cost=None, index_inputs=None, workspace=None, composite=None,
-                kernels=("cpu", "cuda"), fusible=False, epilogue_into=None, prologue_into=None, train_form=None):
+                kernels=("cpu", "cuda"), fusible=False, epilogue_into=None, prologue_into=None, train_form=None,
+                alias=None, contiguous_inputs=False, schedule=None):
     """Declare an op.  Refuses a duplicate name or a missing part.
 
     inputs: ``[(name, dtypes), ...]`` where dtypes is a tuple of dtype names or the name
@@ -368,6 +385,15 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
         train_form(ctx) -> output Tensors: what the node becomes in a training plan (the op as
             declared is its inference form); the select_mode pass builds it from the node's
             inputs like a composite (graphc/compiler/select_mode.py: batch_norm, dropout).
+        alias: ``{output: input}``, or ``ALIAS_EACH`` (output k of input k, for every k): output o is a
+            VIEW of input i's bytes and the step writes them in place (unlike ``view``, the node is a
+            kernel call; unlike ``inplace``, the input may be any planned value): the plan's output has
+            storage VIEW with alias_of the input (collectives: allreduce_start/allreduce_wait);
+        contiguous_inputs: the roots of the node's inputs are laid out back to back in one arena
+            range, in input order, each at a 64-byte aligned offset, so the kernel may treat
+            ``[ptr(in0), ptr(in_last) + nbytes(in_last))`` as one buffer (a gradient bucket);
+        schedule: ``"asap"`` (the scheduler places the node right after its last dependency) or
+            ``"alap"`` (right before its first consumer); None: the scheduler's own order.
     """
     if name in _OPS:
         raise RegistryError(f"op {name!r} is already registered")
@@ -381,9 +407,30 @@ def register_op(name, *, doc, inputs, infer, reference, examples, attrs=None, ty
         raise RegistryError(f"op {name!r}: a variadic op declares at least one input")
     if not kernels and composite is None and not constant:
         raise RegistryError(f"op {name!r} has neither a kernel nor a composite definition")
+    if schedule not in SCHEDULES:
+        raise RegistryError(f"op {name!r}: schedule={schedule!r}; expected one of {SCHEDULES}")
+    if alias is not None and alias != ALIAS_EACH:
+        if not isinstance(alias, dict) or any(
+                isinstance(k, bool) or isinstance(v, bool) or not isinstance(k, int) or not isinstance(v, int)
+                or k < 0 or v < 0 for k, v in alias.items()):
+            raise RegistryError(f"op {name!r}: alias is {{output: input}} with int indices or ALIAS_EACH, "
+                                f"got {alias!r}")
+        if not variadic and any(v >= len(parsed) for v in alias.values()):
+            raise RegistryError(f"op {name!r}: alias names an input beyond its {len(parsed)} inputs: {alias!r}")
+    if alias == ALIAS_EACH and not variadic:
+        raise RegistryError(f"op {name!r}: alias=ALIAS_EACH is for variadic ops (declare {{output: input}})")
+    if alias and (view or constant or elementwise):
+        raise RegistryError(f"op {name!r}: alias excludes view, constant and elementwise")
+    if alias and inplace:
+        overlap = set(inplace) & set(alias if alias != ALIAS_EACH else inplace)
+        if overlap:
+            raise RegistryError(f"op {name!r}: outputs {sorted(overlap)} are both inplace and alias")
+    if contiguous_inputs and (view or constant or not parsed):
+        raise RegistryError(f"op {name!r}: contiguous_inputs needs a kernel op with inputs")
     opdef = OpDef(name, doc.strip(), parsed, type_vars, dict(attrs or {}), infer, reference, examples,
                   gradient, elementwise, view, variadic, differentiable, inplace, constant, cost,
-                  index_inputs, workspace, composite, kernels, fusible, epilogue_into, prologue_into, train_form)
+                  index_inputs, workspace, composite, kernels, fusible, epilogue_into, prologue_into, train_form,
+                  alias, contiguous_inputs, schedule)
     if fusible and not (elementwise and all(k == "float" for k in (spec.kind for spec in opdef.attrs.values()))):
         raise RegistryError(f"op {name!r}: a fusible op is elementwise with float attrs only")
     _OPS[name] = opdef

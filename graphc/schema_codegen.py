@@ -75,6 +75,9 @@ def _op_info(op):
     if op.inplace:
         pairs = ", ".join(f"{o}, {i}" for o, i in sorted(op.inplace.items()))
         lines.append(f"inline constexpr int k{c}Inplace[] = {{{pairs}}};")
+    if op.alias and op.alias != registry.ALIAS_EACH:
+        pairs = ", ".join(f"{o}, {i}" for o, i in sorted(op.alias.items()))
+        lines.append(f"inline constexpr int k{c}Alias[] = {{{pairs}}};")
     return lines
 
 
@@ -85,9 +88,16 @@ def _op_row(op):
     inplace = f"k{c}Inplace" if op.inplace else "nullptr"
     b = lambda v: "true" if v else "false"  # noqa: E731
     kernels = _mask_devices(op.kernels)
+    each = op.alias == registry.ALIAS_EACH
+    alias = f"k{c}Alias" if op.alias and not each else "nullptr"
+    num_alias = 0 if each else len(op.alias)
     return (f"    {{{_cstr(op.name)}, {inputs}, {len(op.inputs)}, {b(op.variadic)}, {attrs}, {len(op.attrs)}, "
             f"{inplace}, {len(op.inplace)}, {_mask(op.dispatch_dtypes)}, {b(op.elementwise)}, {b(op.view)}, "
-            f"{b(op.constant)}, {b(op.differentiable)}, {kernels}}},")
+            f"{b(op.constant)}, {b(op.differentiable)}, {kernels}, {alias}, {num_alias}, {b(each)}, "
+            f"{b(op.contiguous_inputs)}, {_SCHEDULE[op.schedule]}}},")
+
+
+_SCHEDULE = {None: "Schedule::Any", "asap": "Schedule::Asap", "alap": "Schedule::Alap"}
 
 
 DEVICES = ("cpu", "cuda")
@@ -191,6 +201,8 @@ def generate():
         "constexpr uint32_t kDeviceCpu = 1u;",
         "constexpr uint32_t kDeviceCuda = 2u;",
         "",
+        "enum class Schedule : uint8_t { Any, Asap, Alap };",
+        "",
         "struct InputInfo {",
         "  const char* name;",
         "  const char* type_var;  // inputs naming one type var share one dtype; \"\" = none",
@@ -219,7 +231,22 @@ def generate():
         "  bool constant;          // value fixed at build time, stored as constant data",
         "  bool differentiable;",
         "  uint32_t kernels;       // kDevice* bits: devices with a kernel (else expanded)",
+        "  const int* alias;       // (output, input) pairs: the output is a VIEW of the input's bytes,",
+        "                          // which the step writes in place (storage VIEW, alias_of = the input)",
+        "  int num_alias;",
+        "  bool alias_each;        // output k is a view of input k, for every k (variadic collectives)",
+        "  bool contiguous_inputs; // the inputs' roots lie back to back in one arena range, in input",
+        "                          // order, each at a 64-byte aligned offset (a gradient bucket)",
+        "  Schedule schedule;      // where the scheduler places the node (informational at run time)",
         "};",
+        "",
+        "// The input an output is a VIEW of (alias), or -1 when output `out` is not an alias.",
+        "inline int alias_input(const OpInfo& op, int out) {",
+        "  if (op.alias_each) return out;",
+        "  for (int k = 0; k < op.num_alias; ++k)",
+        "    if (op.alias[2 * k] == out) return op.alias[2 * k + 1];",
+        "  return -1;",
+        "}",
         "",
     ]
     for op in ops:

@@ -38,6 +38,8 @@ Environment (read when a Session is created):
   raises ResourceError before anything is allocated.
 """
 import contextlib
+import hashlib
+import json
 import math
 import os
 import re
@@ -46,7 +48,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from graphc import checkpoint, errors
+from graphc import checkpoint, distributed, errors
 from graphc import feeds as feeds_mod
 from graphc._load_blas import load_openblas
 from graphc._proto import graphc_pb2 as pb
@@ -227,9 +229,16 @@ class _Entry:
 
     def _call(self, run, *args):
         """``run(*args)`` under the session's lock, its errors typed and labelled with the entry."""
-        with self.session._lock:
+        session = self.session
+        with session._lock:
+            if session._broken is not None:
+                self._raise(errors.CommError, f"this session's communicator failed earlier; it runs no more: "
+                                              f"{session._broken}")
             try:
                 run(*args)
+            except errors.CommError as e:
+                session._broken = str(e)
+                self._reraise_typed(e)
             except errors.GraphcError as e:
                 self._reraise_typed(e)
             except RuntimeError as e:
@@ -346,6 +355,26 @@ class Session:
             ``GRAPHC_MEMORY_LIMIT``, else the machine's physical memory.  For a program it
             holds the whole program: the shared arena, the shared store and every entry
             plan's constants.
+        comm: data-parallel plans only (``gc.compile(..., data_parallel=N)``): the mpi4py
+            communicator the ranks share; None means ``MPI.COMM_WORLD``.  A plain plan with
+            a comm is a ValueError.
+        deterministic_allreduce: sum the gradients in rank order, bit-identical whatever
+            MPI's algorithm (slower); None reads ``GRAPHC_DETERMINISTIC_ALLREDUCE``.
+        comm_timeout: seconds a collective may wait for the other ranks before it fails
+            with CommError; None reads ``GRAPHC_COMM_TIMEOUT`` (default 60).
+
+    Data-parallel (issue 17, docs/data_parallel.md): a plan compiled for N ranks runs under
+    ``mpirun -np N``, one Session per rank, each fed its own shard of every batch
+    (``gc.data.DataLoader(..., shard=sess)``); the plan's collective steps sum the
+    gradients across ranks and the update averages them.  Creating the Session is
+    collective: the ranks check that they all load the same plan (a sha256 of its bytes; on
+    a mismatch every rank raises the same CommError naming the ranks and what differs),
+    make the communicator (``sess.comm``), and every rank starts from rank 0's variables
+    and optimizer state.  ``sess.rank`` and ``sess.world_size`` say where this process
+    stands (0 and 1 for other plans).  After a CommError (a peer died, a collective timed
+    out) the session refuses runs.  ``save_checkpoint`` writes on rank 0 alone and every
+    rank waits for it; ``load_checkpoint`` reads on every rank.  ``set_variable`` and
+    ``load_state_dict`` change this rank only: call them on every rank with the same values.
 
     The C++ runtime validates the plan before it allocates anything (indices, sizes
     and their overflow, alignment, and that values live at the same time never share
@@ -365,16 +394,20 @@ class Session:
     program.
     """
 
-    def __init__(self, plan, device="cpu", threads=None, poison=None, memory_limit=None):
+    def __init__(self, plan, device="cpu", threads=None, poison=None, memory_limit=None, comm=None,
+                 deterministic_allreduce=None, comm_timeout=None):
         if not isinstance(device, str):
             raise errors.DeviceError(f"device must be a name such as 'cpu' or 'cuda', got {errors.quote(device)}")
         limit = _memory_limit(memory_limit)
+        source = _source(plan)
+        world = distributed.plan_world_size(source)
         if threads is None:
-            threads = os.cpu_count() or 1
+            # Ranks started on one machine share its cores.
+            local = distributed.local_world_size() if world is not None else 1
+            threads = max(1, (os.cpu_count() or 1) // local)
         threads = int(threads)
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        source = _source(plan)
         self._program = source if isinstance(source, Program) else None
         self.device = device
         self.threads = threads
@@ -382,6 +415,24 @@ class Session:
         # run() and the variable accessors are serialised by the executors' shared mutex;
         # this lock makes a checkpoint a consistent snapshot (no run between two variables).
         self._lock = threading.RLock()
+        # Set to the message of the first CommError: the session then refuses runs.
+        self._broken = None
+        self.rank, self.world_size, self.comm = 0, 1, None
+        self.deterministic_allreduce = False
+        if world == 1 and comm is None and (distributed.launcher_world_size() or 1) == 1:
+            world = None   # a world of one outside mpirun: every collective is a no-op, no MPI needed
+        if world is None:
+            if comm is not None and distributed.plan_world_size(source) is None:
+                raise ValueError("comm= is for a data-parallel plan, and this plan was compiled without "
+                                 "data_parallel: compile it with gc.compile(..., data_parallel=N) (graphc compile "
+                                 "--data-parallel N) and run it under mpirun -np N")
+            self._load_tables(source)
+            self._create_executors(_load_runtime(), limit, None)
+        else:
+            self._start_data_parallel(source, limit, comm, deterministic_allreduce, comm_timeout)
+
+    def _load_tables(self, source):
+        """The variable table and each entry's tables, from the plan alone (no runtime)."""
         if self._program is None:
             name = source.metadata.get("entry") or None
             protos = [(name, source)]
@@ -417,20 +468,33 @@ class Session:
                     raise errors.ModelFormatError(f"{where}plan value {i} ({v.name!r}) has invalid dtype {v.dtype}")
                 info.append((v.name, _DTYPES[v.dtype], _shape(v.dims)))
             self._entries[name] = _Entry(self, name, proto, info)
-        runtime = _load_runtime()
-        if device == "cuda" and runtime.cuda_built():
+
+    def _check_runtime(self, runtime, limit):
+        """Checks that need the runtime but allocate nothing: the CUDA environment and, for a
+        program, the whole program's memory."""
+        if self.device == "cuda" and runtime.cuda_built():
             try:
                 runtime.cuda_options()  # GRAPHC_CUDA_*: a bad value is the environment's fault, not the plan's
             except ValueError as e:
                 raise errors.DeviceError(f"device 'cuda': {e}") from None
-        arena_bytes = max(int(p.arena_bytes) for _, p in protos)
         if self._program is not None:
-            self._check_program_memory(runtime, limit, arena_bytes)
+            self._check_program_memory(runtime, limit, self._arena_bytes())
+
+    def _arena_bytes(self):
+        return max(int(e._proto.arena_bytes) for e in self._entries.values())
+
+    def _create_executors(self, runtime, limit, comm, checked=False):
+        """One executor per entry on one shared state; ``comm`` (a communicator, or None) goes
+        to every one of them (the plan's collective steps call it)."""
+        if not checked:
+            self._check_runtime(runtime, limit)
+        arena_bytes = self._arena_bytes()
+        extra = {} if comm is None else {"comm": comm}
         first = None
         for entry in self._entries.values():
             try:
-                entry._exec = runtime.Executor(entry._proto, threads, self.poison, device, limit, share=first,
-                                               arena_bytes=arena_bytes)
+                entry._exec = runtime.Executor(entry._proto, self.threads, self.poison, self.device, limit,
+                                               share=first, arena_bytes=arena_bytes, **extra)
             except errors.GraphcError as e:
                 if entry.label:
                     entry._raise(type(e), str(e))
@@ -443,6 +507,96 @@ class Session:
             first = first or entry._exec
         self._first = next(iter(self._entries.values()))
         self._exec = self._first._exec   # any executor reaches the shared store
+
+    # -- data-parallel start-up -------------------------------------------------------------
+
+    def _start_data_parallel(self, source, limit, comm, deterministic, timeout):
+        """Join the world, check that every rank runs the same plan, make the communicator,
+        load the plan and give every rank rank 0's variables.
+
+        Every rank takes part in every exchange below, in the same order, whatever failed
+        locally before it; each verdict is computed from the gathered records alone, so a
+        failure anywhere is the same CommError on every rank, never a hang."""
+        host = distributed.world_comm(comm)   # CommError (no mpi4py) on every rank alike
+        local_error, cause = "", None
+        try:
+            deterministic = distributed.deterministic_from_env(deterministic)
+            timeout = distributed.timeout_from_env(timeout)
+            self._load_tables(source)
+            runtime = _load_runtime()
+            self._check_runtime(runtime, limit)
+            problem = distributed.communicator_problem(self.device)
+            if problem:
+                raise errors.CommError(problem)
+        except (errors.GraphcError, ImportError, ValueError, OSError) as e:
+            local_error, cause = f"{type(e).__name__}: {e}", e
+            deterministic = bool(deterministic) if isinstance(deterministic, bool) else False
+        if not isinstance(timeout, float):
+            timeout = None   # GRAPHC_COMM_TIMEOUT was bad: already this rank's local error
+        records = distributed.gather(host, distributed.start_record(source, self.device, deterministic,
+                                                                    local_error), timeout=timeout)
+        verdict = distributed.check_plans(records)
+        if verdict:
+            raise errors.CommError(verdict) from cause
+        self.rank, self.world_size = int(host.Get_rank()), int(host.Get_size())
+        self.deterministic_allreduce = deterministic
+        self.comm = distributed.make_communicator(host, self.device, deterministic, timeout)
+        local_error, cause = "", None
+        try:
+            self._create_executors(runtime, limit, self.comm, checked=True)
+        except (errors.GraphcError, ValueError, MemoryError) as e:
+            local_error, cause = f"{type(e).__name__}: {e}", e
+        try:
+            distributed.agree(host, local_error, "loading the plan", timeout=timeout)
+        except errors.CommError as e:
+            raise errors.CommError(str(e)) from cause
+        self._broadcast_state()
+
+    def _broadcast_state(self):
+        """Overwrite every rank's variables and optimizer state with rank 0's, in one
+        broadcast of their bytes back to back (store order)."""
+        names = [name for name, (_, dtype, shape) in sorted(self._variables.items(), key=lambda kv: kv[1][0])
+                 if dtype.itemsize * math.prod(shape) > 0]
+        if not names:
+            return
+        sizes = [self._variables[n][1].itemsize * math.prod(self._variables[n][2]) for n in names]
+        buf = np.empty(sum(sizes), np.uint8)
+        with self._lock:
+            if self.rank == 0:
+                at = 0
+                for name, size in zip(names, sizes):
+                    buf[at:at + size] = self.get_variable(name).reshape(-1).view(np.uint8)
+                    at += size
+            self._collective(self.comm.broadcast, buf, 0)
+            at = 0
+            for name, size in zip(names, sizes):
+                i, dtype, shape = self._variables[name]
+                self._exec.write_persistent(i, buf[at:at + size].view(dtype).reshape(shape))
+                at += size
+
+    def _collective(self, call, *args):
+        """``call(*args)`` on the communicator: a failure breaks the session (CommError)."""
+        if self._broken is not None:
+            raise errors.CommError(f"this session's communicator failed earlier; it runs no more: {self._broken}")
+        try:
+            return call(*args)
+        except errors.CommError as e:
+            self._broken = str(e)
+            raise
+        except (RuntimeError, OSError) as e:
+            self._broken = f"rank {self.rank}: {e}"
+            raise errors.CommError(self._broken) from None
+
+    def _agree(self, error, what, payload=""):
+        """Every rank's (error, payload) through the communicator; raises the same
+        CheckpointError on every rank when any failed.  Returns the payloads in rank order."""
+        mine = json.dumps({"error": error or "", "payload": payload}).encode()
+        records = [json.loads(bytes(r).decode()) for r in self._collective(self.comm.allgather, mine)]
+        failed = [(r, rec["error"]) for r, rec in enumerate(records) if rec["error"]]
+        if failed:
+            shown = "; ".join(f"rank {r}: {why}" for r, why in failed[:distributed.LIST_LIMIT])
+            raise errors.CheckpointError(f"{what} failed on {len(failed)} of {len(records)} ranks: {shown}")
+        return [rec["payload"] for rec in records]
 
     def _check_program_memory(self, runtime, limit, arena_bytes):
         """ResourceError when the whole program (shared arena, shared store, every entry's
@@ -601,8 +755,14 @@ class Session:
         e = self._entry(entry)
         arrays = e._feed_arrays(feeds)
         with self._lock:
+            if self._broken is not None:
+                e._raise(errors.CommError, f"this session's communicator failed earlier; it runs no more: "
+                                           f"{self._broken}")
             try:
                 secs = e._exec.profile(arrays, iters, warmup)
+            except errors.CommError as exc:
+                self._broken = str(exc)
+                e._reraise_typed(exc)
             except errors.GraphcError as exc:
                 e._reraise_typed(exc)
             except RuntimeError as exc:
@@ -642,10 +802,25 @@ class Session:
 
     def save_checkpoint(self, path):
         """Write every persistent variable (weights and optimizer state) to ``path``, an
-        ``.npz`` archive, atomically: a crash mid-write leaves any previous file intact."""
-        with self._lock:
-            values = {name: self.get_variable(name) for name in self.variable_names}
-        checkpoint.save(path, values)
+        ``.npz`` archive, atomically: a crash mid-write leaves any previous file intact.
+
+        Data-parallel: every rank calls it; rank 0 alone writes (the ranks hold the same
+        values), and every rank returns once the file is in place, or raises the same
+        CheckpointError when rank 0 could not write it."""
+        if self.comm is None:
+            with self._lock:
+                values = {name: self.get_variable(name) for name in self.variable_names}
+            checkpoint.save(path, values)
+            return
+        error = ""
+        if self.rank == 0:
+            try:
+                with self._lock:
+                    values = {name: self.get_variable(name) for name in self.variable_names}
+                checkpoint.save(path, values)
+            except (OSError, errors.GraphcError) as e:
+                error = f"{type(e).__name__}: {e}"
+        self._agree(error, f"saving checkpoint {errors.quote(os.fspath(path))}")
 
     def load_checkpoint(self, path, strict=True):
         """Restore every persistent variable from ``path``.  Raises CheckpointError, and
@@ -660,7 +835,10 @@ class Session:
         # below runs unless the whole file is good: a failure changes no variable.
         expected = {name: (dtype, shape) for name, (_, dtype, shape) in self._variables.items()}
         in_file = []
-        values = checkpoint.load(path, expected, strict=strict, found=in_file)
+        if self.comm is None:
+            values = checkpoint.load(path, expected, strict=strict, found=in_file)
+        else:
+            values = self._load_checkpoint_everywhere(path, expected, strict, in_file)
         with self._lock:
             for name, value in values.items():
                 self.set_variable(name, value)
@@ -668,6 +846,30 @@ class Session:
             missing = sorted(set(expected) - set(values))
             return missing, sorted(set(in_file) - set(expected))
         return None
+
+    def _load_checkpoint_everywhere(self, path, expected, strict, in_file):
+        """Data-parallel load: every rank reads ``path`` and checks it; the ranks then compare
+        what they read (a digest of the values), so a rank that cannot read the file, or reads
+        a different one, is the same CheckpointError on every rank and nothing changes."""
+        error, digest, values = "", "", {}
+        try:
+            values = checkpoint.load(path, expected, strict=strict, found=in_file)
+            h = hashlib.sha256()
+            for name in sorted(values):
+                h.update(name.encode() + b"\0" + np.ascontiguousarray(values[name]).tobytes())
+            digest = h.hexdigest()
+        except (OSError, errors.GraphcError) as e:
+            error = f"{type(e).__name__}: {e}"
+        what = f"loading checkpoint {errors.quote(os.fspath(path))}"
+        digests = self._agree(error, what, digest)
+        if len(set(digests)) > 1:
+            groups = {}
+            for r, d in enumerate(digests):
+                groups.setdefault(d, []).append(str(r))
+            listing = "; ".join(f"ranks {', '.join(rs)} read {d[:12]}" for d, rs in groups.items())
+            raise errors.CheckpointError(f"{what}: the ranks read different files ({listing}); every rank must "
+                                         f"read the same checkpoint (a shared folder), nothing was loaded")
+        return values
 
     # -- PyTorch-style state dicts --------------------------------------------------------
 

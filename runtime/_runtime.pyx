@@ -8,9 +8,11 @@ the plan lives in C++ (runtime/validate.h), the one trust boundary.
 
 C++ exceptions become: std::invalid_argument → ValueError, ResourceError and
 std::bad_alloc → graphc.errors.ResourceError, DeviceUnavailable →
-graphc.errors.DeviceError, any other → RuntimeError.
+graphc.errors.DeviceError, CommFailure (a collective of a data-parallel plan) →
+graphc.errors.CommError, any other → RuntimeError.
 """
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libcpp.memory cimport shared_ptr, unique_ptr
 from libcpp.pair cimport pair
@@ -18,6 +20,7 @@ from libcpp.string cimport string
 from libcpp.utility cimport move
 from libcpp.vector cimport vector
 
+from comm_abi cimport GRAPHC_COMM_ABI_VERSION, graphc_comm
 from device cimport (CudaOptions, ErrorKind, built_devices, classify_current_exception, cuda_built as c_cuda_built,
                     cuda_info as c_cuda_info, cuda_library_dirs as c_cuda_library_dirs,
                     cuda_load_library as c_cuda_load_library, cuda_options as c_cuda_options,
@@ -46,6 +49,8 @@ cdef void _raise_current_exception() except * with gil:
         raise errors.ResourceError(msg)
     if kind == ErrorKind.Device:
         raise errors.DeviceError(msg)
+    if kind == ErrorKind.Comm:
+        raise errors.CommError(msg)
     raise RuntimeError(msg)
 
 
@@ -224,6 +229,35 @@ def validate_plan(plan_msg, memory_limit=0, inplace_ops=None):
     with nogil:
         c_validate_plan(desc, limits)
     return time.perf_counter() - t0
+
+
+cdef const graphc_comm* _comm_ptr(comm) except NULL:
+    """The graphc_comm* behind ``comm.capsule`` (runtime/comm_abi.h): TypeError unless it is a
+    PyCapsule named "graphc.comm" holding a communicator of this ABI version."""
+    try:
+        capsule = comm.capsule
+    except AttributeError:
+        raise TypeError(f"comm must be a communicator with a 'capsule' attribute (graphc._mpi.Communicator, "
+                        f"graphc._runtime.nccl_communicator), got {type(comm).__name__}") from None
+    if not PyCapsule_IsValid(capsule, b"graphc.comm"):
+        what = type(capsule).__name__
+        if type(capsule).__name__ == "PyCapsule":
+            name = PyCapsule_GetName(capsule)
+            what = f"a PyCapsule named {name.decode('utf-8', 'replace')!r}" if name != NULL else "an unnamed PyCapsule"
+        raise TypeError(f"comm.capsule must be a PyCapsule named 'graphc.comm', got {what}")
+    cdef const graphc_comm* c = <const graphc_comm*>PyCapsule_GetPointer(capsule, b"graphc.comm")
+    if c.abi_version != GRAPHC_COMM_ABI_VERSION:
+        raise TypeError(f"comm.capsule holds a communicator of ABI version {c.abi_version}, this graphc "
+                        f"expects {GRAPHC_COMM_ABI_VERSION} (graphc and the communicator module were built apart)")
+    return c
+
+
+def comm_info(comm):
+    """What the runtime sees through ``comm.capsule`` (a communicator of runtime/comm_abi.h):
+    {"rank", "size", "deterministic", "backend"}.  TypeError when ``comm`` is not one."""
+    cdef const graphc_comm* c = _comm_ptr(comm)
+    return {"rank": c.rank, "size": c.size, "deterministic": bool(c.deterministic),
+            "backend": c.backend.decode("utf-8", "replace") if c.backend != NULL else ""}
 
 
 cdef uint64_t _memory_limit(value) except? 0:
@@ -452,13 +486,20 @@ cdef class Executor:
     """One loaded plan on one device: its arena, persistent storage and prepared steps.
 
     ``Executor(plan_msg, threads, poison=False, device="cpu", memory_limit=0, share=None,
-    arena_bytes=0)``.
+    arena_bytes=0, comm=None)``.
     The plan is validated in C++ before anything is allocated: ValueError (from
     std::invalid_argument) when it is malformed or unsafe, graphc.errors.ResourceError
     when it needs more than ``memory_limit`` bytes (0: the machine's physical memory) or
     an allocation fails, graphc.errors.DeviceError when ``device`` cannot be used.
     ``poison``: after each step, fill the values in its ``frees`` with 0xFF bytes.
     Every method may be called from several threads; calls are serialised in C++.
+
+    ``comm``: the communicator of a data-parallel plan's collective steps (allreduce_start /
+    allreduce_wait): any object whose ``capsule`` attribute is a PyCapsule named "graphc.comm"
+    (graphc._mpi.Communicator, graphc._runtime.nccl_communicator); the executor keeps a
+    reference to it.  None: a world of one process (the collectives do nothing).  TypeError for
+    anything else.  A collective that fails raises graphc.errors.CommError naming the step, and
+    from then on every run of every executor on the shared state raises CommError at once.
 
     The entries of a program share one arena and one persistent store (SharedState,
     runtime/executor.h): the first executor is made with ``arena_bytes`` of the largest
@@ -469,9 +510,10 @@ cdef class Executor:
     """
     cdef CExecutor* ptr
     cdef list _fetch_nbytes
+    cdef readonly object comm
 
     def __cinit__(self, plan_msg, int threads, bint poison=False, device="cpu", memory_limit=0, share=None,
-                  arena_bytes=0):
+                  arena_bytes=0, comm=None):
         cdef ExecutorOptions options
         cdef PlanDesc desc
         cdef const PlanDesc* plan
@@ -490,6 +532,10 @@ cdef class Executor:
         if arena_bytes < 0 or arena_bytes >= 2 ** 64:
             raise ValueError(f"arena_bytes must be in [0, 2**64), got {arena_bytes}")
         options.arena_bytes = arena_bytes
+        if comm is not None:
+            options.comm = _comm_ptr(comm)
+        # Before the C++ executor exists: its kernels hold the pointer from their factories on.
+        self.comm = comm
         desc = _plan_desc(plan_msg)
         self.ptr = new CExecutor(move(desc), options, state)
         plan = &self.ptr.plan()

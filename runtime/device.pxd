@@ -10,6 +10,7 @@ cdef extern from "errors.h" namespace "graphc":
         Resource
         Device
         Runtime
+        Comm
 
     ErrorKind classify_current_exception(string* what)
     ctypedef void (*ExceptionHook)() except *

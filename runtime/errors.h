@@ -5,7 +5,9 @@
 // ResourceError:         the plan needs more memory than allowed, or an allocation failed.
 // DeviceUnavailable:     the requested device cannot be used (not built, no driver, no GPU,
 //                        unknown name); the message says which.
-// The Cython wrapper maps the last two to graphc.errors.ResourceError / DeviceError.
+// CommFailure:          a collective of a data-parallel plan failed (runtime/comm_abi.h).
+// The Cython wrapper maps the last three to graphc.errors.ResourceError / DeviceError /
+// CommError.
 #pragma once
 
 #include <new>
@@ -32,17 +34,33 @@ class DeviceFault : public DeviceUnavailable {
   explicit DeviceFault(const std::string& what) : DeviceUnavailable(what) {}
 };
 
+// A collective failed (a peer rank died, the wait timed out, the launcher is tearing the job
+// down): the communicator is broken for good (comm_abi.h: its errors are sticky), so the
+// executor that saw it refuses further runs.  `code` is the communicator's return code
+// (GRAPHC_COMM_ERROR, _TIMEOUT, _ABORTED, _UNSUPPORTED).  Mapped to graphc.errors.CommError.
+class CommFailure : public std::runtime_error {
+ public:
+  explicit CommFailure(const std::string& what, int code = 1) : std::runtime_error(what), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
 }  // namespace graphc
 
 namespace graphc {
 
 // What the exception being handled is, for the Cython wrapper's translation to
 // graphc.errors: call only inside a catch block.  Fills `what` with its message.
-enum class ErrorKind : int { Invalid = 1, Resource = 2, Device = 3, Runtime = 4 };
+enum class ErrorKind : int { Invalid = 1, Resource = 2, Device = 3, Runtime = 4, Comm = 5 };
 
 inline ErrorKind classify_current_exception(std::string* what) noexcept {
   try {
     throw;
+  } catch (const CommFailure& e) {
+    *what = e.what();
+    return ErrorKind::Comm;
   } catch (const DeviceUnavailable& e) {
     *what = e.what();
     return ErrorKind::Device;

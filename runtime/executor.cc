@@ -1,5 +1,7 @@
 #include "executor.h"
 
+#include "comm.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -35,6 +37,7 @@ Executor::Executor(PlanDesc plan, const ExecutorOptions& options, std::shared_pt
     device_ = make_device(options_.device);
   }
   KernelRegistry::for_device(device_->name());  // DeviceUnavailable before any work
+  check_comm(options_.comm);
   validate_plan(plan_, options_.limits);
   try {
     reserve_memory(share != nullptr);
@@ -290,6 +293,7 @@ Kernel Executor::make_kernel(size_t s, const std::vector<void*>& ptrs) const {
   const KernelRegistry& reg = KernelRegistry::for_device(device_->name());
   KernelContext ctx{options_.threads, device_.get(), device_->stream()};
   ctx.error_slot = cuda_error_slot();
+  ctx.comm = options_.comm;
   return build_kernel(plan_, s, ptrs, reg, device_->name(), ctx,
                       [this](int32_t idx) { return read_only_version(idx); });
 }
@@ -571,6 +575,8 @@ inline void Executor::run_step(const Kernel& k, size_t s) {
     k();
   } catch (const std::bad_alloc&) {
     throw ResourceError(step_label(s) + ": out of memory");
+  } catch (const CommFailure& e) {
+    throw CommFailure(step_label(s) + ": " + e.what(), e.code());
   } catch (const std::exception& e) {
     throw std::runtime_error(step_label(s) + ": " + e.what());
   }
@@ -607,6 +613,25 @@ void Executor::copy_fetches(const std::vector<void*>& fetches, const std::vector
   device_->synchronize();
 }
 
+void Executor::check_comm_usable() const {
+  if (!share_->comm_failure.empty()) {
+    throw CommFailure("a collective failed in an earlier run, so this session refuses further runs (the ranks "
+                      "may hold different weights now; restart the job, e.g. from a checkpoint): " +
+                      share_->comm_failure);
+  }
+}
+
+template <class F>
+void Executor::guard_comm(F body) {
+  check_comm_usable();
+  try {
+    body();
+  } catch (const CommFailure& e) {
+    share_->comm_failure = e.what();
+    throw;
+  }
+}
+
 void Executor::run(const std::vector<const void*>& feeds, const std::vector<void*>& fetches) {
   if (!fetches.empty() && fetches.size() != plan_.fetches.size()) {
     throw std::invalid_argument("expected " + std::to_string(plan_.fetches.size()) + " fetch buffers, got " +
@@ -618,11 +643,13 @@ void Executor::run(const std::vector<const void*>& feeds, const std::vector<void
     if (feeds[i] == nullptr && v.nbytes != 0) throw std::invalid_argument("feed '" + shorten(v.name) + "' has no data");
   }
   std::lock_guard<std::mutex> lock(share_->mutex);
-  if (cuda_) return cuda_run(feeds, fetches);
-  copy_feeds(feeds, value_ptrs_);
-  run_steps(kernel_ptrs_, value_ptrs_, nullptr);
-  // Still under the lock: the next run may overwrite these bytes.
-  copy_fetches(fetches, value_ptrs_);
+  guard_comm([&] {
+    if (cuda_) return cuda_run(feeds, fetches);
+    copy_feeds(feeds, value_ptrs_);
+    run_steps(kernel_ptrs_, value_ptrs_, nullptr);
+    // Still under the lock: the next run may overwrite these bytes.
+    copy_fetches(fetches, value_ptrs_);
+  });
 }
 
 void Executor::run(const Binding& b, const std::vector<const void*>& feeds, const std::vector<void*>& fetches) {
@@ -642,11 +669,13 @@ void Executor::run(const Binding& b, const std::vector<const void*>& feeds, cons
     }
   }
   std::lock_guard<std::mutex> lock(share_->mutex);
-  // On CUDA a binding redirects nothing (feed_refusal/fetch_refusal): the plain run.
-  if (cuda_) return cuda_run(feeds, fetches);
-  copy_feeds(feeds, b.value_ptrs_);
-  run_steps(b.kernels_, b.value_ptrs_, &b.caller_memory_);
-  copy_fetches(fetches, b.value_ptrs_);
+  guard_comm([&] {
+    // On CUDA a binding redirects nothing (feed_refusal/fetch_refusal): the plain run.
+    if (cuda_) return cuda_run(feeds, fetches);
+    copy_feeds(feeds, b.value_ptrs_);
+    run_steps(b.kernels_, b.value_ptrs_, &b.caller_memory_);
+    copy_fetches(fetches, b.value_ptrs_);
+  });
 }
 
 std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int iters, int warmup) {
@@ -662,24 +691,26 @@ std::vector<double> Executor::profile(const std::vector<const void*>& feeds, int
   const size_t n = kernels_.size();
   // times[s * iters + it]: seconds of step s in timed run it.
   std::vector<double> times(n * static_cast<size_t>(iters), 0.0);
-  for (int r = 0; r < warmup + iters; ++r) {
-    copy_feeds(feeds, value_ptrs_);
-    if (cuda_) cuda_profile_begin();
-    const bool timed = r >= warmup;
-    const size_t it = timed ? static_cast<size_t>(r - warmup) : 0;
-    for (size_t s = 0; s < n; ++s) {
-      auto t0 = Clock::now();
-      run_step(kernels_[s], s);
-      if (cuda_) {
-        cuda_sync_step(s);
-      } else {
-        device_->synchronize();
+  guard_comm([&] {
+    for (int r = 0; r < warmup + iters; ++r) {
+      copy_feeds(feeds, value_ptrs_);
+      if (cuda_) cuda_profile_begin();
+      const bool timed = r >= warmup;
+      const size_t it = timed ? static_cast<size_t>(r - warmup) : 0;
+      for (size_t s = 0; s < n; ++s) {
+        auto t0 = Clock::now();
+        run_step(kernels_[s], s);
+        if (cuda_) {
+          cuda_sync_step(s);
+        } else {
+          device_->synchronize();
+        }
+        auto t1 = Clock::now();
+        if (timed) times[s * iters + it] = std::chrono::duration<double>(t1 - t0).count();
+        if (options_.poison) poison_frees(s, value_ptrs_, nullptr);
       }
-      auto t1 = Clock::now();
-      if (timed) times[s * iters + it] = std::chrono::duration<double>(t1 - t0).count();
-      if (options_.poison) poison_frees(s, value_ptrs_, nullptr);
     }
-  }
+  });
   std::vector<double> medians(n, 0.0);
   for (size_t s = 0; s < n; ++s) {
     auto first = times.begin() + s * iters;
@@ -785,6 +816,8 @@ namespace {
     throw;
   } catch (const DeviceFault& e) {
     throw DeviceFault(label + ": " + e.what());
+  } catch (const CommFailure& e) {
+    throw CommFailure(label + ": " + e.what(), e.code());
   } catch (const ResourceError&) {
     throw;
   } catch (const std::bad_alloc&) {
@@ -918,6 +951,10 @@ void Executor::cuda_launch_run() {
       cs.graph = dev.end_capture();
       captured = true;
     } catch (const DeviceFault&) {
+      dev.abort_capture();
+      throw;
+    } catch (const CommFailure&) {
+      // The communicator is broken (sticky): not a reason to run without a graph.
       dev.abort_capture();
       throw;
     } catch (const std::exception& e) {

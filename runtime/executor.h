@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "comm_abi.h"
 #include "device.h"
 #include "kernel_registry.h"
 #include "plan.h"
@@ -27,6 +28,10 @@ struct ExecutorOptions {
   // own arena_bytes (a program's first executor passes the largest entry plan's, so every
   // other entry attaches to it).  Ignored when attaching to an existing state.
   uint64_t arena_bytes = 0;
+  // Data parallel (comm_abi.h): the communicator of this process's rank, given to every
+  // kernel in KernelContext::comm (not in a dry prepare); nullptr: a world of one process.
+  // Owned by the caller, alive as long as the executor (the Cython Executor keeps it).
+  const graphc_comm* comm = nullptr;
 };
 
 // What the executors of one program share: the device, the arena, the persistent store (a
@@ -48,6 +53,10 @@ struct SharedState {
   std::vector<uint64_t> persistent_version;
   // Serialises runs, profiles, bindings and variable accesses of every executor on the state.
   std::mutex mutex;
+  // The message of the first CommFailure a run on this state raised, "" before: the
+  // communicator is broken for good (comm_abi.h) and the replicas may have diverged, so every
+  // executor on the state refuses later runs with it.  Guarded by `mutex`.
+  std::string comm_failure;
 };
 
 class Executor;
@@ -110,7 +119,9 @@ class Executor {
   // Copies each feed (plan.feeds order; each exactly the value's nbytes, host memory)
   // in, runs every step, and copies each fetch (plan.fetches order) to `fetches[k]`
   // (host memory of the value's nbytes; nullptr: skip it).  A kernel failure is
-  // rethrown as std::runtime_error naming the step's node and op.
+  // rethrown as std::runtime_error naming the step's node and op; a collective's failure as
+  // CommFailure naming the step, after which every run, bound run and profile of every
+  // executor on the shared state throws CommFailure at once ("refuses further runs").
   void run(const std::vector<const void*>& feeds, const std::vector<void*>& fetches);
   void run(const std::vector<const void*>& feeds) { run(feeds, {}); }
 
@@ -143,6 +154,7 @@ class Executor {
 
   const PlanDesc& plan() const { return plan_; }
   int threads() const { return options_.threads; }
+  const graphc_comm* comm() const { return options_.comm; }
   bool poison() const { return options_.poison; }
   const Device& device() const { return *device_; }
   // CUDA: whether run() replays a captured graph: "captured", "not yet" (before the 2nd run),
@@ -178,6 +190,12 @@ class Executor {
                  const std::vector<char>* caller_memory);
   void copy_fetches(const std::vector<void*>& fetches, const std::vector<void*>& ptrs);
   void run_step(const Kernel& k, size_t s);
+  // Called under the state's mutex: CommFailure when an earlier run failed in a collective.
+  void check_comm_usable() const;
+  // Runs `body` (a run under the state's mutex); a CommFailure out of it is recorded in the
+  // shared state before it propagates.
+  template <class F>
+  void guard_comm(F body);
   void poison_frees(size_t s, const std::vector<void*>& ptrs, const std::vector<char>* caller_memory);
   int32_t root(int32_t idx) const;
   void check_persistent(int32_t index, size_t nbytes) const;

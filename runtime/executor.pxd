@@ -6,6 +6,7 @@ from libcpp.memory cimport shared_ptr, unique_ptr
 from libcpp.string cimport string
 from libcpp.vector cimport vector
 
+from comm_abi cimport graphc_comm
 from plan cimport PlanDesc, ValueDesc
 from validate cimport Limits
 
@@ -18,6 +19,7 @@ cdef extern from "executor.h" namespace "graphc":
         string device
         Limits limits
         uint64_t arena_bytes
+        const graphc_comm* comm
 
     cdef cppclass SharedState:
         pass

@@ -20,6 +20,8 @@ constexpr uint32_t bit(DType t) { return 1u << static_cast<int32_t>(t); }
 constexpr uint32_t kDeviceCpu = 1u;
 constexpr uint32_t kDeviceCuda = 2u;
 
+enum class Schedule : uint8_t { Any, Asap, Alap };
+
 struct InputInfo {
   const char* name;
   const char* type_var;  // inputs naming one type var share one dtype; "" = none
@@ -48,7 +50,22 @@ struct OpInfo {
   bool constant;          // value fixed at build time, stored as constant data
   bool differentiable;
   uint32_t kernels;       // kDevice* bits: devices with a kernel (else expanded)
+  const int* alias;       // (output, input) pairs: the output is a VIEW of the input's bytes,
+                          // which the step writes in place (storage VIEW, alias_of = the input)
+  int num_alias;
+  bool alias_each;        // output k is a view of input k, for every k (variadic collectives)
+  bool contiguous_inputs; // the inputs' roots lie back to back in one arena range, in input
+                          // order, each at a 64-byte aligned offset (a gradient bucket)
+  Schedule schedule;      // where the scheduler places the node (informational at run time)
 };
+
+// The input an output is a VIEW of (alias), or -1 when output `out` is not an alias.
+inline int alias_input(const OpInfo& op, int out) {
+  if (op.alias_each) return out;
+  for (int k = 0; k < op.num_alias; ++k)
+    if (op.alias[2 * k] == out) return op.alias[2 * k + 1];
+  return -1;
+}
 
 inline constexpr InputInfo kAbsInputs[] = {
     {"x", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -73,11 +90,24 @@ inline constexpr AttrInfo kAdamUpdateAttrs[] = {
     {"eps", AttrValue::Float, false, false},
     {"weight_decay", AttrValue::Float, false, false},
     {"decoupled", AttrValue::Bool, false, false},
+    {"grad_scale", AttrValue::Float, false, false},
 };
 inline constexpr int kAdamUpdateInplace[] = {0, 0, 1, 2, 2, 3};
 inline constexpr InputInfo kAddInputs[] = {
     {"a", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
     {"b", "T", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
+};
+inline constexpr InputInfo kAllreduceStartInputs[] = {
+    {"g", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kAllreduceStartAttrs[] = {
+    {"bucket", AttrValue::Int, true, false},
+};
+inline constexpr InputInfo kAllreduceWaitInputs[] = {
+    {"r", "T", bit(DType::F32) | bit(DType::F64)},
+};
+inline constexpr AttrInfo kAllreduceWaitAttrs[] = {
+    {"bucket", AttrValue::Int, true, false},
 };
 inline constexpr InputInfo kArgmaxInputs[] = {
     {"x", "", bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64)},
@@ -699,6 +729,7 @@ inline constexpr AttrInfo kSgdMomentumUpdateAttrs[] = {
     {"momentum", AttrValue::Float, true, false},
     {"nesterov", AttrValue::Bool, false, false},
     {"weight_decay", AttrValue::Float, false, false},
+    {"grad_scale", AttrValue::Float, false, false},
 };
 inline constexpr int kSgdMomentumUpdateInplace[] = {0, 0, 1, 2};
 inline constexpr InputInfo kSgdUpdateInputs[] = {
@@ -708,6 +739,7 @@ inline constexpr InputInfo kSgdUpdateInputs[] = {
 inline constexpr AttrInfo kSgdUpdateAttrs[] = {
     {"lr", AttrValue::Float, true, false},
     {"weight_decay", AttrValue::Float, false, false},
+    {"grad_scale", AttrValue::Float, false, false},
 };
 inline constexpr int kSgdUpdateInplace[] = {0, 0};
 inline constexpr InputInfo kSigmoidInputs[] = {
@@ -882,141 +914,143 @@ inline constexpr InputInfo kWhereInputs[] = {
 
 // Sorted by name (find_op does a binary search).
 inline constexpr OpInfo kOps[] = {
-    {"abs", kAbsInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"acos", kAcosInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"acosh", kAcoshInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"adam_update", kAdamUpdateInputs, 5, false, kAdamUpdateAttrs, 6, kAdamUpdateInplace, 3, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"add", kAddInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"argmax", kArgmaxInputs, 1, false, kArgmaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"argmin", kArgminInputs, 1, false, kArgminAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"asin", kAsinInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"asinh", kAsinhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"assign", kAssignInputs, 2, false, nullptr, 0, kAssignInplace, 1, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"atan", kAtanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"atanh", kAtanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"avg_pool2d", kAvgPool2dInputs, 1, false, kAvgPool2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"avg_pool2d_grad", kAvgPool2dGradInputs, 2, false, kAvgPool2dGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"batch_norm", kBatchNormInputs, 5, false, kBatchNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
-    {"batch_norm_train", kBatchNormTrainInputs, 3, false, kBatchNormTrainAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"batch_norm_train_grad", kBatchNormTrainGradInputs, 7, false, kBatchNormTrainGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"batch_norm_update_stats", kBatchNormUpdateStatsInputs, 4, false, kBatchNormUpdateStatsAttrs, 2, kBatchNormUpdateStatsInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"broadcast_like", kBroadcastLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"broadcast_to", kBroadcastToInputs, 1, false, kBroadcastToAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"cast", kCastInputs, 1, false, kCastAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"ceil", kCeilInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"concat", kConcatInputs, 1, true, kConcatAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"constant", nullptr, 0, false, kConstantAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, true, false, 0u},
-    {"conv2d", kConv2dInputs, 2, false, kConv2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"conv2d_grad_input", kConv2dGradInputInputs, 2, false, kConv2dGradInputAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"conv2d_grad_weight", kConv2dGradWeightInputs, 2, false, kConv2dGradWeightAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"conv_transpose2d", kConvTranspose2dInputs, 2, false, kConvTranspose2dAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
-    {"cos", kCosInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"cosh", kCoshInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"cumsum", kCumsumInputs, 1, false, kCumsumAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"dropout", kDropoutInputs, 1, false, kDropoutAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
-    {"dropout_train", kDropoutTrainInputs, 2, false, kDropoutTrainAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"einsum", kEinsumInputs, 1, true, kEinsumAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
-    {"embedding", kEmbeddingInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"embedding_grad", kEmbeddingGradInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"equal", kEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"erf", kErfInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"exp", kExpInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"expand_dims", kExpandDimsInputs, 1, false, kExpandDimsAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda},
-    {"floor", kFloorInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"fused_elementwise", kFusedElementwiseInputs, 1, true, kFusedElementwiseAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"fused_matmul", kFusedMatmulInputs, 3, true, kFusedMatmulAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"fused_reduce", kFusedReduceInputs, 1, true, kFusedReduceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"gelu", kGeluInputs, 1, false, kGeluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"gelu_grad", kGeluGradInputs, 2, false, kGeluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"greater_equal", kGreaterEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"gru_cell", kGruCellInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"gru_cell_grad", kGruCellGradInputs, 4, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"identity", kIdentityInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda},
-    {"instance_norm", kInstanceNormInputs, 3, false, kInstanceNormAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
-    {"int_div", kIntDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"isinf", kIsinfInputs, 1, false, kIsinfAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"isnan", kIsnanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"leaky_relu", kLeakyReluInputs, 1, false, kLeakyReluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"leaky_relu_grad", kLeakyReluGradInputs, 2, false, kLeakyReluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"less_equal", kLessEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"log_softmax", kLogSoftmaxInputs, 1, false, kLogSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"logical_and", kLogicalAndInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"logical_not", kLogicalNotInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"logical_or", kLogicalOrInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"logical_xor", kLogicalXorInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"lstm_cell", kLstmCellInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"lstm_cell_grad", kLstmCellGradInputs, 5, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"matmul", kMatmulInputs, 2, false, kMatmulAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"max", kMaxInputs, 1, false, kMaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"max_pool2d", kMaxPool2dInputs, 1, false, kMaxPool2dAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"max_pool2d_gather", kMaxPool2dGatherInputs, 2, false, kMaxPool2dGatherAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"max_pool2d_grad", kMaxPool2dGradInputs, 2, false, kMaxPool2dGradAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"maximum", kMaximumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"mean", kMeanInputs, 1, false, kMeanAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"min", kMinInputs, 1, false, kMinAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"minimum", kMinimumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"mod", kModInputs, 2, false, kModAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"mul", kMulInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"neg", kNegInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"one_hot", kOneHotInputs, 1, false, kOneHotAttrs, 2, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"pad", kPadInputs, 1, false, kPadAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"pad_grad", kPadGradInputs, 2, false, kPadGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"pow", kPowInputs, 1, false, kPowAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"power", kPowerInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"random_normal", kRandomNormalInputs, 1, false, kRandomNormalAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"random_normal_like", kRandomNormalLikeInputs, 2, false, kRandomNormalLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"random_uniform", kRandomUniformInputs, 1, false, kRandomUniformAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"random_uniform_like", kRandomUniformLikeInputs, 2, false, kRandomUniformLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"reciprocal", kReciprocalInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"relu", kReluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda},
-    {"reshape_like", kReshapeLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda},
-    {"resize", kResizeInputs, 1, false, kResizeAttrs, 6, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"resize_grad", kResizeGradInputs, 2, false, kResizeGradAttrs, 6, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"round", kRoundInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"scaled_dot_product_attention", kScaledDotProductAttentionInputs, 4, false, kScaledDotProductAttentionAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"scaled_dot_product_attention_grad", kScaledDotProductAttentionGradInputs, 8, false, kScaledDotProductAttentionGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"sgd_momentum_update", kSgdMomentumUpdateInputs, 3, false, kSgdMomentumUpdateAttrs, 4, kSgdMomentumUpdateInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"sgd_update", kSgdUpdateInputs, 2, false, kSgdUpdateAttrs, 2, kSgdUpdateInplace, 1, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"sigmoid", kSigmoidInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"sign", kSignInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda},
-    {"silu", kSiluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
-    {"sin", kSinInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"sinh", kSinhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"slice", kSliceInputs, 1, false, kSliceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"slice_grad", kSliceGradInputs, 2, false, kSliceGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"softmax", kSoftmaxInputs, 1, false, kSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"softmax_cross_entropy", kSoftmaxCrossEntropyInputs, 2, false, kSoftmaxCrossEntropyAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"softmax_cross_entropy_grad", kSoftmaxCrossEntropyGradInputs, 3, false, kSoftmaxCrossEntropyGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"softplus", kSoftplusInputs, 1, false, kSoftplusAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"softplus_grad", kSoftplusGradInputs, 2, false, kSoftplusGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"split", kSplitInputs, 1, false, kSplitAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"sqrt", kSqrtInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"squeeze", kSqueezeInputs, 1, false, kSqueezeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda},
-    {"stop_gradient", kStopGradientInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, false, kDeviceCpu | kDeviceCuda},
-    {"sub", kSubInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"sum", kSumInputs, 1, false, kSumAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"sum_to", kSumToInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"take_along_axis", kTakeAlongAxisInputs, 2, false, kTakeAlongAxisAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"take_along_axis_grad", kTakeAlongAxisGradInputs, 3, false, kTakeAlongAxisGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"tan", kTanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"tanh", kTanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"tile", kTileInputs, 1, false, kTileAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"topk", kTopkInputs, 1, false, kTopkAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"tril", kTrilInputs, 1, false, kTrilAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda},
-    {"upsample_nearest2d", kUpsampleNearest2dInputs, 1, false, kUpsampleNearest2dAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u},
-    {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu | kDeviceCuda},
+    {"abs", kAbsInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"acos", kAcosInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"acosh", kAcoshInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"adam_update", kAdamUpdateInputs, 5, false, kAdamUpdateAttrs, 7, kAdamUpdateInplace, 3, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"add", kAddInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"allreduce_start", kAllreduceStartInputs, 1, true, kAllreduceStartAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, true, true, Schedule::Asap},
+    {"allreduce_wait", kAllreduceWaitInputs, 1, true, kAllreduceWaitAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, true, true, Schedule::Alap},
+    {"argmax", kArgmaxInputs, 1, false, kArgmaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"argmin", kArgminInputs, 1, false, kArgminAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"asin", kAsinInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"asinh", kAsinhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"assign", kAssignInputs, 2, false, nullptr, 0, kAssignInplace, 1, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"atan", kAtanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"atanh", kAtanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"avg_pool2d", kAvgPool2dInputs, 1, false, kAvgPool2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"avg_pool2d_grad", kAvgPool2dGradInputs, 2, false, kAvgPool2dGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"batch_norm", kBatchNormInputs, 5, false, kBatchNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u, nullptr, 0, false, false, Schedule::Any},
+    {"batch_norm_train", kBatchNormTrainInputs, 3, false, kBatchNormTrainAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"batch_norm_train_grad", kBatchNormTrainGradInputs, 7, false, kBatchNormTrainGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"batch_norm_update_stats", kBatchNormUpdateStatsInputs, 4, false, kBatchNormUpdateStatsAttrs, 2, kBatchNormUpdateStatsInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"broadcast_like", kBroadcastLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"broadcast_to", kBroadcastToInputs, 1, false, kBroadcastToAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"cast", kCastInputs, 1, false, kCastAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"ceil", kCeilInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"concat", kConcatInputs, 1, true, kConcatAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"constant", nullptr, 0, false, kConstantAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, true, false, 0u, nullptr, 0, false, false, Schedule::Any},
+    {"conv2d", kConv2dInputs, 2, false, kConv2dAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"conv2d_grad_input", kConv2dGradInputInputs, 2, false, kConv2dGradInputAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"conv2d_grad_weight", kConv2dGradWeightInputs, 2, false, kConv2dGradWeightAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"conv_transpose2d", kConvTranspose2dInputs, 2, false, kConvTranspose2dAttrs, 5, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u, nullptr, 0, false, false, Schedule::Any},
+    {"cos", kCosInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"cosh", kCoshInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"cumsum", kCumsumInputs, 1, false, kCumsumAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"div", kDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"dropout", kDropoutInputs, 1, false, kDropoutAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u, nullptr, 0, false, false, Schedule::Any},
+    {"dropout_train", kDropoutTrainInputs, 2, false, kDropoutTrainAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"einsum", kEinsumInputs, 1, true, kEinsumAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u, nullptr, 0, false, false, Schedule::Any},
+    {"embedding", kEmbeddingInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"embedding_grad", kEmbeddingGradInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"equal", kEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"erf", kErfInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"exp", kExpInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"expand_dims", kExpandDimsInputs, 1, false, kExpandDimsAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"floor", kFloorInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"fused_elementwise", kFusedElementwiseInputs, 1, true, kFusedElementwiseAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"fused_matmul", kFusedMatmulInputs, 3, true, kFusedMatmulAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"fused_reduce", kFusedReduceInputs, 1, true, kFusedReduceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"gelu", kGeluInputs, 1, false, kGeluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"gelu_grad", kGeluGradInputs, 2, false, kGeluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"greater", kGreaterInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"greater_equal", kGreaterEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"gru_cell", kGruCellInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"gru_cell_grad", kGruCellGradInputs, 4, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"identity", kIdentityInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"instance_norm", kInstanceNormInputs, 3, false, kInstanceNormAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u, nullptr, 0, false, false, Schedule::Any},
+    {"int_div", kIntDivInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"isinf", kIsinfInputs, 1, false, kIsinfAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"isnan", kIsnanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"layer_norm", kLayerNormInputs, 3, false, kLayerNormAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"layer_norm_grad", kLayerNormGradInputs, 7, false, kLayerNormGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"leaky_relu", kLeakyReluInputs, 1, false, kLeakyReluAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"leaky_relu_grad", kLeakyReluGradInputs, 2, false, kLeakyReluGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"less", kLessInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"less_equal", kLessEqualInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"log", kLogInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"log_softmax", kLogSoftmaxInputs, 1, false, kLogSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"logical_and", kLogicalAndInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"logical_not", kLogicalNotInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"logical_or", kLogicalOrInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"logical_xor", kLogicalXorInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"lstm_cell", kLstmCellInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"lstm_cell_grad", kLstmCellGradInputs, 5, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"matmul", kMatmulInputs, 2, false, kMatmulAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"max", kMaxInputs, 1, false, kMaxAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"max_pool2d", kMaxPool2dInputs, 1, false, kMaxPool2dAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"max_pool2d_gather", kMaxPool2dGatherInputs, 2, false, kMaxPool2dGatherAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"max_pool2d_grad", kMaxPool2dGradInputs, 2, false, kMaxPool2dGradAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"maximum", kMaximumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"mean", kMeanInputs, 1, false, kMeanAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"min", kMinInputs, 1, false, kMinAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"minimum", kMinimumInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"mod", kModInputs, 2, false, kModAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"mul", kMulInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"neg", kNegInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"one_hot", kOneHotInputs, 1, false, kOneHotAttrs, 2, nullptr, 0, bit(DType::I32) | bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"pad", kPadInputs, 1, false, kPadAttrs, 3, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"pad_grad", kPadGradInputs, 2, false, kPadGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"pow", kPowInputs, 1, false, kPowAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"power", kPowerInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"random_normal", kRandomNormalInputs, 1, false, kRandomNormalAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"random_normal_like", kRandomNormalLikeInputs, 2, false, kRandomNormalLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"random_uniform", kRandomUniformInputs, 1, false, kRandomUniformAttrs, 5, nullptr, 0, bit(DType::I64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"random_uniform_like", kRandomUniformLikeInputs, 2, false, kRandomUniformLikeAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"reciprocal", kReciprocalInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"relu", kReluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"relu_grad", kReluGradInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"reshape", kReshapeInputs, 1, false, kReshapeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"reshape_like", kReshapeLikeInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"resize", kResizeInputs, 1, false, kResizeAttrs, 6, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"resize_grad", kResizeGradInputs, 2, false, kResizeGradAttrs, 6, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"round", kRoundInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"scaled_dot_product_attention", kScaledDotProductAttentionInputs, 4, false, kScaledDotProductAttentionAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"scaled_dot_product_attention_grad", kScaledDotProductAttentionGradInputs, 8, false, kScaledDotProductAttentionGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sgd_momentum_update", kSgdMomentumUpdateInputs, 3, false, kSgdMomentumUpdateAttrs, 5, kSgdMomentumUpdateInplace, 2, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sgd_update", kSgdUpdateInputs, 2, false, kSgdUpdateAttrs, 3, kSgdUpdateInplace, 1, bit(DType::F32) | bit(DType::F64), false, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sigmoid", kSigmoidInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sign", kSignInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"silu", kSiluInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u, nullptr, 0, false, false, Schedule::Any},
+    {"sin", kSinInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sinh", kSinhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"slice", kSliceInputs, 1, false, kSliceAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"slice_grad", kSliceGradInputs, 2, false, kSliceGradAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"softmax", kSoftmaxInputs, 1, false, kSoftmaxAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"softmax_cross_entropy", kSoftmaxCrossEntropyInputs, 2, false, kSoftmaxCrossEntropyAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"softmax_cross_entropy_grad", kSoftmaxCrossEntropyGradInputs, 3, false, kSoftmaxCrossEntropyGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"softplus", kSoftplusInputs, 1, false, kSoftplusAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"softplus_grad", kSoftplusGradInputs, 2, false, kSoftplusGradAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"split", kSplitInputs, 1, false, kSplitAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sqrt", kSqrtInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"squeeze", kSqueezeInputs, 1, false, kSqueezeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"stop_gradient", kStopGradientInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, true, false, false, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sub", kSubInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sum", kSumInputs, 1, false, kSumAttrs, 2, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"sum_to", kSumToInputs, 2, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"take_along_axis", kTakeAlongAxisInputs, 2, false, kTakeAlongAxisAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"take_along_axis_grad", kTakeAlongAxisGradInputs, 3, false, kTakeAlongAxisGradAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"tan", kTanInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"tanh", kTanhInputs, 1, false, nullptr, 0, nullptr, 0, bit(DType::F32) | bit(DType::F64), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"tile", kTileInputs, 1, false, kTileAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"topk", kTopkInputs, 1, false, kTopkAttrs, 4, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"transpose", kTransposeInputs, 1, false, kTransposeAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"tril", kTrilInputs, 1, false, kTrilAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"triu", kTriuInputs, 1, false, kTriuAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64) | bit(DType::I32) | bit(DType::I64) | bit(DType::Bool), false, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
+    {"upsample_nearest2d", kUpsampleNearest2dInputs, 1, false, kUpsampleNearest2dAttrs, 1, nullptr, 0, bit(DType::F32) | bit(DType::F64), false, false, false, true, 0u, nullptr, 0, false, false, Schedule::Any},
+    {"where", kWhereInputs, 3, false, nullptr, 0, nullptr, 0, bit(DType::Bool), true, false, false, true, kDeviceCpu | kDeviceCuda, nullptr, 0, false, false, Schedule::Any},
 };
-inline constexpr int kNumOps = 133;
+inline constexpr int kNumOps = 135;
 
 // The schema of op `name`, or nullptr for an op the registry does not know.
 inline const OpInfo* find_op(const std::string& name) {
@@ -1062,6 +1096,7 @@ struct AdamUpdate {
   double eps = 1e-08;  // added to the denominator
   double weight_decay = 0.0;  // L2 (or decoupled) weight decay
   bool decoupled = false;  // AdamW: decay the weights, not the gradient
+  double grad_scale = 1.0;  // g ← grad_scale · g first (one multiply, in the variable's dtype): data-parallel training folds the 1/N of the gradient average in here
   explicit AdamUpdate(const KernelArgs& a) {
     if (!a.has("lr")) a.fail("missing attr 'lr'");
     lr = a.attr_float("lr");
@@ -1070,12 +1105,31 @@ struct AdamUpdate {
     if (a.has("eps")) eps = a.attr_float("eps");
     if (a.has("weight_decay")) weight_decay = a.attr_float("weight_decay");
     if (a.has("decoupled")) decoupled = a.attr_bool("decoupled", false);
+    if (a.has("grad_scale")) grad_scale = a.attr_float("grad_scale");
   }
 };
 
 // add: Elementwise with numpy broadcasting: y = a + b. Both inputs have one dtype (float32, float64, int32, int64).
 struct Add {
   explicit Add(const KernelArgs&) {}
+};
+
+// allreduce_start: Start the in-place sum over all ranks of one gradient bucket: after the matching allreduce_wait, every output holds Σ_ranks input (returns at once; th
+struct AllreduceStart {
+  int64_t bucket = 0;  // the communicator slot of this bucket (>= 0)
+  explicit AllreduceStart(const KernelArgs& a) {
+    if (!a.has("bucket")) a.fail("missing attr 'bucket'");
+    bucket = a.attr_int("bucket");
+  }
+};
+
+// allreduce_wait: Wait until the sum allreduce_start began for attr bucket is in place (host memory: blocks; a device stream: orders the stream after it); outputs the s
+struct AllreduceWait {
+  int64_t bucket = 0;  // the communicator slot of this bucket (>= 0)
+  explicit AllreduceWait(const KernelArgs& a) {
+    if (!a.has("bucket")) a.fail("missing attr 'bucket'");
+    bucket = a.attr_int("bucket");
+  }
 };
 
 // argmax: y = the index (int64) of the largest item along 'axis'; the first of equal maxima; NaN counts as the largest (the first NaN wins, torch/numpy). The ax
@@ -1949,12 +2003,13 @@ struct ScaledDotProductAttentionGrad {
   }
 };
 
-// sgd_momentum_update: SGD with momentum (PyTorch's rule, dampening 0): g' = g + wd·w; v ← μ·v + g'; w ← w - lr·(g' + μ·v) with nesterov, else w ← w - lr·v.
+// sgd_momentum_update: SGD with momentum (PyTorch's rule, dampening 0): g' = g + wd·w; v ← μ·v + g'; w ← w - lr·(g' + μ·v) with nesterov, else w ← w - lr·v; g ← grad_scale ·
 struct SgdMomentumUpdate {
   double lr;  // learning rate
   double momentum;  // momentum factor
   bool nesterov = false;  // Nesterov momentum
   double weight_decay = 0.0;  // L2 penalty added to the gradient
+  double grad_scale = 1.0;  // g ← grad_scale · g first (one multiply, in the variable's dtype): data-parallel training folds the 1/N of the gradient average in here
   explicit SgdMomentumUpdate(const KernelArgs& a) {
     if (!a.has("lr")) a.fail("missing attr 'lr'");
     lr = a.attr_float("lr");
@@ -1962,17 +2017,20 @@ struct SgdMomentumUpdate {
     momentum = a.attr_float("momentum");
     if (a.has("nesterov")) nesterov = a.attr_bool("nesterov", false);
     if (a.has("weight_decay")) weight_decay = a.attr_float("weight_decay");
+    if (a.has("grad_scale")) grad_scale = a.attr_float("grad_scale");
   }
 };
 
-// sgd_update: Plain SGD: w ← w - lr · (g + weight_decay · w).
+// sgd_update: Plain SGD: w ← w - lr · (g + weight_decay · w); g ← grad_scale · g first (one multiply, in the variable's dtype): data-parallel training folds the 1/N
 struct SgdUpdate {
   double lr;  // learning rate
   double weight_decay = 0.0;  // L2 penalty added to the gradient
+  double grad_scale = 1.0;  // g ← grad_scale · g first (one multiply, in the variable's dtype): data-parallel training folds the 1/N of the gradient average in here
   explicit SgdUpdate(const KernelArgs& a) {
     if (!a.has("lr")) a.fail("missing attr 'lr'");
     lr = a.attr_float("lr");
     if (a.has("weight_decay")) weight_decay = a.attr_float("weight_decay");
+    if (a.has("grad_scale")) grad_scale = a.attr_float("grad_scale");
   }
 };
 

@@ -36,6 +36,16 @@ bool default_inplace_ok(const std::string& op) {
   return info != nullptr && info->elementwise;
 }
 
+int alias_input(const std::string& op, size_t output) {
+  const schema::OpInfo* info = schema::find_op(op);
+  return info == nullptr ? -1 : schema::alias_input(*info, static_cast<int>(output));
+}
+
+bool contiguous_inputs(const std::string& op) {
+  const schema::OpInfo* info = schema::find_op(op);
+  return info != nullptr && info->contiguous_inputs;
+}
+
 void set_inplace_ops(Limits* limits, const std::vector<std::string>& ops) {
   std::unordered_set<std::string> names(ops.begin(), ops.end());
   limits->inplace_ok = [names](const std::string& op) { return names.count(op) != 0; };
@@ -202,9 +212,31 @@ class Validator {
       const StepDesc& st = p_.steps[s];
       if (st.op.empty()) bad("step " + std::to_string(s) + " has no op");
       for (int32_t idx : st.inputs) check_index(idx, slabel(s) + " input");
-      for (int32_t idx : st.outputs) {
+      for (size_t k = 0; k < st.outputs.size(); ++k) {
+        const int32_t idx = st.outputs[k];
         check_index(idx, slabel(s) + " output");
         Storage so = p_.values[idx].storage;
+        if (so == Storage::View) {
+          // A view the step writes in place: its op declares output k an alias of an input.
+          const int j = alias_input(st.op, k);
+          if (j >= 0) {
+            if (static_cast<size_t>(j) >= st.inputs.size()) {
+              bad(slabel(s) + " writes " + vname(idx) + " in place through input " + std::to_string(j) +
+                  ", but the step has " + std::to_string(st.inputs.size()) + " inputs");
+            }
+            const int32_t r = root(st.inputs[j]);
+            if (p_.values[r].storage != Storage::Arena) {
+              bad(slabel(s) + " writes " + vname(idx) + " in place through input " + std::to_string(j) + " (" +
+                  vname(st.inputs[j]) + "), which is not an arena value");
+            }
+            if (p_.values[idx].alias_of != r) {
+              bad(slabel(s) + " writes " + vname(idx) + " in place through input " + std::to_string(j) +
+                  ", so the view must alias that input's root " + vname(r) + ", not value " +
+                  std::to_string(p_.values[idx].alias_of));
+            }
+            continue;
+          }
+        }
         if (so == Storage::Constant || so == Storage::View) {
           bad(slabel(s) + " writes " + vname(idx) + ", which is a read-only " + storage_name(so) +
               (so == Storage::View ? " (views have no step of their own)" : ""));
@@ -294,6 +326,25 @@ class Validator {
       const ValueDesc& v = p_.values[k];
       if (v.storage == Storage::Persistent && v.name == p_.persistent[v.index].name) version[k] = -1;
     }
+    // Alias writes: the view written in place by one step, into a computed arena root.
+    std::vector<int64_t> view_writer(nv_, -1);
+    for (size_t s = 0; s < nsteps; ++s) {
+      const StepDesc& st = p_.steps[s];
+      for (int32_t o : st.outputs) {
+        if (p_.values[o].storage != Storage::View) continue;
+        const int32_t r = p_.values[o].alias_of;
+        if (view_writer[o] >= 0) {
+          bad(slabel(s) + " writes view " + vname(o) + ", which " + slabel(static_cast<size_t>(view_writer[o])) +
+              " writes");
+        }
+        if (is_feed[r] || is_workspace[r]) {
+          bad(slabel(s) + " writes in place into " + vname(r) + ", which is " + (is_feed[r] ? "a feed" : "a workspace"));
+        }
+        view_writer[o] = static_cast<int64_t>(s);
+      }
+      if (!st.inputs.empty() && contiguous_inputs(st.op)) check_contiguous(s);
+    }
+    std::vector<int64_t> generation(nv_, -1);  // ARENA root: the latest step that wrote it in place
     // (output, input whose exact bytes it may take over), per step.
     std::vector<std::vector<std::pair<int32_t, int32_t>>> inplace(nsteps);
     for (size_t s = 0; s < nsteps; ++s) {
@@ -305,6 +356,13 @@ class Validator {
         if (sr == Storage::Arena) {
           if (written[r] == kUnwritten || written[r] >= si) bad(slabel(s) + " reads " + vname(i) + " before any step writes it");
           if (end[r] < si) end[r] = si;
+          const int64_t w = view_writer[i];
+          if (w >= si) bad(slabel(s) + " reads " + vname(i) + " before " + slabel(static_cast<size_t>(w)) + " writes it in place");
+          const int64_t g = generation[r];
+          if (g >= 0 && (i == r || w >= 0) && w < g) {
+            bad(slabel(s) + " reads " + vname(i) + ", but " + slabel(static_cast<size_t>(g)) + " overwrote " + vname(r) +
+                " in place before");
+          }
         } else if (sr == Storage::Persistent) {
           if (version[r] == kUnwritten || version[r] >= si) {
             bad(slabel(s) + " reads persistent " + vname(i) + " before any step writes it");
@@ -330,6 +388,8 @@ class Validator {
           if (version[o] != kUnwritten) bad(slabel(s) + " writes persistent " + vname(o) + " a second time");
           version[o] = si;
           last_write[vo.index] = si;
+        } else if (vo.storage == Storage::View) {
+          generation[vo.alias_of] = si;
         }
       }
       if (!st.outputs.empty() && !st.inputs.empty() && inplace_ok(st.op)) {
@@ -385,6 +445,33 @@ class Validator {
           bad(slabel(s) + " frees " + vname(i) + ", but it is live until step " + std::to_string(end[i]));
         }
         if (taken_input[i]) bad(slabel(s) + " frees " + vname(i) + ", but an output took its bytes over");
+      }
+    }
+  }
+
+  // The roots of a contiguous_inputs step's inputs: distinct arena values, each at the first
+  // 64-byte aligned offset after the previous one's end, so the one range the kernel reduces
+  // holds only them and padding that no value can own.
+  void check_contiguous(size_t s) const {
+    const StepDesc& st = p_.steps[s];
+    std::unordered_set<int32_t> seen;
+    for (size_t k = 0; k < st.inputs.size(); ++k) {
+      const int32_t r = root(st.inputs[k]);
+      const ValueDesc& v = p_.values[r];
+      if (v.storage != Storage::Arena) {
+        bad(slabel(s) + " needs its inputs back to back in the arena, but input " + std::to_string(k) + " (" +
+            vname(st.inputs[k]) + ") is not an arena value");
+      }
+      if (!seen.insert(r).second) bad(slabel(s) + " names the bytes of " + vname(r) + " twice among its contiguous inputs");
+      if (k == 0) continue;
+      const int32_t pr = root(st.inputs[k - 1]);
+      const ValueDesc& prev = p_.values[pr];
+      // offsets and sizes are inside the arena (check_values), so this cannot overflow
+      const uint64_t expected = (prev.offset + prev.nbytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+      if (v.offset != expected) {
+        bad(slabel(s) + " needs its inputs back to back in the arena, but input " + std::to_string(k) + " (" +
+            vname(st.inputs[k]) + ") is at offset " + std::to_string(v.offset) + ", not " + std::to_string(expected) +
+            " (input " + std::to_string(k - 1) + " " + vname(pr) + " is bytes " + range(prev.offset, prev.nbytes) + ")");
       }
     }
   }

@@ -5,8 +5,10 @@
 // trusted: every index is range-checked, every size is computed with overflow checks,
 // the memory it asks for is held against a limit, and the memory layout is proved safe
 // by replaying the steps (the rules of graphc/compiler/verify_plan.py): values live at
-// the same time occupy disjoint arena bytes, nothing is read before it is written, and
-// `frees` names only dead values.  What a kernel needs of its own tensors' dims and
+// the same time occupy disjoint arena bytes, nothing is read before it is written,
+// `frees` names only dead values, a step writes a VIEW only through its op's `alias` (and
+// no later step reads the overwritten generation), and the inputs of a `contiguous_inputs`
+// step lie back to back.  What a kernel needs of its own tensors' dims and
 // attrs is checked by its factory (kernel_registry.h), not here.
 #pragma once
 
@@ -42,6 +44,13 @@ uint64_t physical_memory_bytes();
 // in runtime/op_schema.h (generated from the Python registry); false for an op the
 // schema does not know.
 bool default_inplace_ok(const std::string& op);
+
+// The input whose arena root output `output` of a step of `op` is a view of, written in place
+// by the step (the op's `alias` in runtime/op_schema.h: the data-parallel collectives), or -1.
+int alias_input(const std::string& op, size_t output);
+
+// Whether the roots of a step's inputs must lie back to back in the arena (`contiguous_inputs`).
+bool contiguous_inputs(const std::string& op);
 
 // Sets limits->inplace_ok to "op is one of `ops`" (tests and tools; the executor uses
 // the default rule).

@@ -1023,11 +1023,14 @@ def every_op_model(per_op=6, cap=32768, runs=3):
     fetched; ``runs`` calls with the same feeds (in-place updates and the rng step change the
     state between calls)."""
     from graphc import registry
+    from graphc.aot.emit import COLLECTIVE_OPS
     g = gc.Graph()
     rng = np.random.default_rng(0)
     feeds, fetches = {}, []
     with g:
         for op in registry.all_ops():
+            if op.name in COLLECTIVE_OPS:  # data-parallel steps: an artifact refuses them (no communicator)
+                continue
             inplace = set(op.inplace.values())
             for k, ex in enumerate(_pick_examples(op, rng, per_op, cap)):
                 ins = []

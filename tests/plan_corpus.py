@@ -235,6 +235,94 @@ def _dup_names(p):
     p.values[1].name = p.values[0].name
 
 
+def _dp_plan():
+    """A data-parallel training plan of its own: two gradient buckets, each an allreduce_start /
+    allreduce_wait pair whose outputs are views written in place over the bucket's members,
+    laid out back to back (graphc/compiler/assign_buffers.py)."""
+    import graphc as gc
+    from graphc.graph import GRADIENT, OPTIMIZER, Graph
+
+    with Graph() as g:
+        x = gc.placeholder("x", (6, 4))
+        scale = gc.placeholder("scale", (8,))
+        lab = gc.placeholder("lab", (6,), dtype="int64")
+        w1 = gc.variable("w1", (4, 8), init=gc.init.xavier_uniform(seed=1))
+        b1 = gc.variable("b1", (8,), init=gc.init.zeros())
+        w2 = gc.variable("w2", (8, 3), init=gc.init.xavier_uniform(seed=2))
+        loss = gc.softmax_cross_entropy((gc.relu(x @ w1 + b1) * scale) @ w2, lab)
+        gw1, gb1, gw2 = gc.gradients(loss, [w1, b1, w2])
+        r0 = g.add_node("allreduce_start", [gw2], {"bucket": 0}, name="data_parallel/allreduce_start_0", role=GRADIENT)
+        (s0,) = g.add_node("allreduce_wait", r0, {"bucket": 0}, name="data_parallel/allreduce_wait_0", role=GRADIENT)
+        r1 = g.add_node("allreduce_start", [gb1, gw1], {"bucket": 1}, name="data_parallel/allreduce_start_1",
+                        role=GRADIENT)
+        sb1, sw1 = g.add_node("allreduce_wait", r1, {"bucket": 1}, name="data_parallel/allreduce_wait_1",
+                              role=GRADIENT)
+        for var, grad in ((w1, sw1), (b1, sb1), (w2, s0)):
+            g.add_node("sgd_update", [var, grad], {"lr": 0.1}, role=OPTIMIZER)
+    return gc.compile(g, fetches=[loss], fuse=False).proto
+
+
+def _dp_bucket(p, op, bucket):
+    for s, st in enumerate(p.steps):
+        if st.op == op and st.attrs["bucket"].i == bucket:
+            return s
+    raise LookupError(f"the data-parallel plan has no {op} of bucket {bucket}")
+
+
+def _dp_root(p, i):
+    return p.values[i].alias_of if p.values[i].storage == _pb().VIEW else i
+
+
+def _bucket_not_contiguous():
+    """Bucket 1's second member moved up one alignment slot: the one range the kernel sums
+    would cover bytes the bucket does not own (a wild write on every rank)."""
+    p = _dp_plan()
+    st = p.steps[_dp_bucket(p, "allreduce_start", 1)]
+    p.values[_dp_root(p, st.inputs[1])].offset += 64
+    p.arena_bytes += 128
+    return p
+
+
+def _bucket_into_feed():
+    """Bucket 1's first member (the b1 gradient) swapped for the feed `scale` of the same
+    shape: the allreduce would write the caller's feed in place."""
+    pb = _pb()
+    p = _dp_plan()
+    st = p.steps[_dp_bucket(p, "allreduce_start", 1)]
+    feed = _first(p, lambda v: v.name == "scale")
+    old = _dp_root(p, st.inputs[0])
+    st.inputs[0] = feed
+    for v in p.values:
+        if v.storage == pb.VIEW and v.alias_of == old:
+            v.alias_of = feed
+    p.values[feed].offset, p.values[old].offset = p.values[old].offset, p.values[feed].offset
+    return p
+
+
+def _bucket_stale_read():
+    """The w2 update reads the local gradient after the allreduce overwrote it with the sum."""
+    p = _dp_plan()
+    wait = p.steps[_dp_bucket(p, "allreduce_wait", 0)]
+    for st in p.steps:
+        if st.op == "sgd_update" and st.inputs[1] in wait.outputs:
+            st.inputs[1] = _dp_root(p, st.inputs[1])
+            return p
+    raise LookupError("no update reads bucket 0")
+
+
+def _bucket_view_by_plain_op():
+    """A matmul step claims to write a view of its output in place: matmul declares no alias."""
+    pb = _pb()
+    p = _dp_plan()
+    s = _step(p, "matmul")
+    out = p.steps[s].outputs[0]
+    v = p.values.add()
+    v.CopyFrom(p.values[out])
+    v.name, v.storage, v.alias_of = "fake_view", pb.VIEW, out
+    p.steps[s].outputs[0] = len(p.values) - 1
+    return p
+
+
 CASES = [
     # -- indices -----------------------------------------------------------------------------
     Case("step_input_out_of_range", lambda p: p.steps[0].inputs.__setitem__(0, len(p.values) + 5),
@@ -305,6 +393,15 @@ CASES = [
     Case("read_before_write", _read_before_write, "ModelFormatError", "ModelFormatError", "validator"),
     Case("free_of_live_value", _free_live, "ModelFormatError", "ModelFormatError", "validator"),
     Case("fetch_never_written", _fetch_unwritten, "ModelFormatError", "ModelFormatError", "validator"),
+    # -- data-parallel buckets (alias writes, contiguous inputs) ------------------------------------
+    Case("bucket_not_contiguous", _bucket_not_contiguous, "ModelFormatError", "ModelFormatError", "validator",
+         own_plan=True),
+    Case("bucket_alias_into_feed", _bucket_into_feed, "ModelFormatError", "ModelFormatError", "validator",
+         own_plan=True),
+    Case("bucket_stale_read", _bucket_stale_read, "ModelFormatError", "ModelFormatError", "validator",
+         own_plan=True),
+    Case("view_written_by_op_without_alias", _bucket_view_by_plain_op, "ModelFormatError", "ModelFormatError",
+         "validator", own_plan=True),
     # -- memory ----------------------------------------------------------------------------------
     Case("arena_above_physical_memory", lambda p: _set(p, "arena_bytes", 2 ** 62), "ResourceError", None,
          "resource"),

@@ -9,13 +9,20 @@ from graphc.graph import Graph
 def single_op_graph(op, ex):
     """(graph, inputs, outputs, shapes, feeds) for one node of ``op`` on example ``ex``:
     a placeholder per input, except inputs the op updates in place (optimizer updates),
-    which must be variables; ``shapes`` and ``feeds`` cover the placeholders."""
+    which must be variables, and inputs an output aliases (collectives), fed through a copy;
+    ``shapes`` and ``feeds`` cover the placeholders."""
     inplace = set(op.inplace.values())
+    # Inputs an output is a view of, written in place (the collectives' bucket members): values a
+    # step computes, never a feed (feeds are not written by steps) — through a copy, as the
+    # data_parallel pass materialises such a gradient (broadcast_to its own shape).
+    aliased = set(op.alias_map(len(ex.inputs)).values())
     g = Graph()
     with g:
         ins = [gc.variable(f"in{i}", init=np.asarray(x)) if i in inplace else
                gc.placeholder(f"in{i}", np.shape(x), np.asarray(x).dtype.name) for i, x in enumerate(ex.inputs)]
-        outs = g.add_node(op.name, ins, ex.attrs)
+        node_ins = [g.add_node("broadcast_to", [t], {"shape": tuple(np.shape(x))})[0] if i in aliased else t
+                    for i, (t, x) in enumerate(zip(ins, ex.inputs))]
+        outs = g.add_node(op.name, node_ins, ex.attrs)
     outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
     placeholders = [i for i in range(len(ex.inputs)) if i not in inplace]
     shapes = {f"in{i}": np.shape(ex.inputs[i]) for i in placeholders}

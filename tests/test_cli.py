@@ -577,3 +577,93 @@ def test_viz_entry_of_a_model_draws_the_part_it_computes(tmp_path, cli):
     assert "fc2/matmul" in predict and "softmax_cross_entropy" not in predict and 'label="y\\n' not in predict
     assert "softmax_cross_entropy" in step and 'label="y\\n' in step
     bad(cli("viz", pb_path, "--entry", "nope", "-o", tmp_path / "n.dot"), "no such entry", "step, predict")
+
+
+# -- data-parallel (issue 17) ----------------------------------------------------------------
+
+def _dp_compile(cli, work, out, *extra):
+    return cli("compile", work / "mlp.pb", "-o", out, "--shape", f"x={BATCH},6", "--shape", f"y={BATCH}",
+               "--train", "loss", "--optimizer", "sgd:lr=0.5", *extra)
+
+
+def test_compile_data_parallel_records_the_world_and_buckets(work, tmp_path, cli):
+    out = ok(_dp_compile(cli, work, tmp_path / "dp.plan", "--data-parallel", "2", "--bucket-cap", "1MB"))
+    assert "data-parallel: 2 ranks, 1 allreduce buckets" in out
+    plan = gc.load_plan(str(tmp_path / "dp.plan"))
+    assert plan.proto.metadata["data_parallel.world_size"] == "2"
+    assert any(s.op == "allreduce_start" for s in plan.proto.steps)
+    info = json.loads(ok(cli("info", tmp_path / "dp.plan", "--json")))
+    assert info["data_parallel"].startswith("2 ranks")
+    assert "data-parallel: 2 ranks" in ok(cli("info", tmp_path / "dp.plan"))
+    # --data-parallel without N: the launcher's world (here: none, so the compiler says how to fix it)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
+                                                            "MV2_COMM_WORLD_SIZE")}
+    r = graphc("compile", work / "mlp.pb", "-o", tmp_path / "auto.plan", "--shape", f"x={BATCH},6", "--shape",
+               f"y={BATCH}", "--train", "loss", "--optimizer", "sgd:lr=0.5", "--data-parallel", env=env)
+    bad(r, "mpirun")
+    r = graphc("compile", work / "mlp.pb", "-o", tmp_path / "auto.plan", "--shape", f"x={BATCH},6", "--shape",
+               f"y={BATCH}", "--train", "loss", "--optimizer", "sgd:lr=0.5", "--data-parallel",
+               env=dict(env, OMPI_COMM_WORLD_SIZE="3"))
+    ok(r)
+    assert gc.load_plan(str(tmp_path / "auto.plan")).proto.metadata["data_parallel.world_size"] == "3"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--data-parallel", "0"], "number of ranks >= 1"),
+    (["--data-parallel", "two"], "number of ranks >= 1"),
+    (["--bucket-cap", "1MB"], "--bucket-cap needs --data-parallel"),
+    (["--data-parallel", "2", "--bucket-cap", "lots"], "bad size"),
+])
+def test_bad_data_parallel_flags(work, tmp_path, cli, args, needle):
+    bad(_dp_compile(cli, work, tmp_path / "o.plan", *args), needle)
+    assert not (tmp_path / "o.plan").exists()
+
+
+def test_run_data_parallel_flag_checks(work, tmp_path, cli):
+    bad(cli("run", work / "mlp.plan", "--feed", work / "feeds.npz", "--data-parallel"),
+        "not a data-parallel plan", "--data-parallel N")
+    bad(cli("run", work / "mlp.plan", "--feed", work / "feeds.npz", "--deterministic-allreduce"),
+        "--deterministic-allreduce")
+
+
+def test_shard_feeds_gives_rank_r_its_block_of_each_global_batch(work):
+    from graphc.cli import shard_feeds
+    plan = gc.load_plan(str(work / "mlp.plan"))       # x (4, 6), y (4,)
+    x = np.arange(3 * 2 * BATCH * 6, dtype=np.float32).reshape(3 * 2 * BATCH, 6)   # 3 global batches of 2 ranks
+    y = np.arange(2 * BATCH, dtype=np.int64)
+    for rank in (0, 1):
+        got = shard_feeds(plan, {"x": x, "y": y}, rank, 2, quiet=True)
+        want = np.concatenate([x[(2 * j + rank) * BATCH:(2 * j + rank + 1) * BATCH] for j in range(3)])
+        np.testing.assert_array_equal(got["x"], want)
+        np.testing.assert_array_equal(got["y"], y[rank * BATCH:(rank + 1) * BATCH])
+    same = shard_feeds(plan, {"x": x[:BATCH], "y": y[:BATCH]}, 1, 2, quiet=True)   # the plan's shape: replicated
+    np.testing.assert_array_equal(same["x"], x[:BATCH])
+    with pytest.raises(gc.errors.FeedError, match="2 x 4 rows"):
+        shard_feeds(plan, {"x": x[:6], "y": y}, 0, 2, quiet=True)
+
+
+def test_run_data_parallel_under_mpirun(work, tmp_path, cli):
+    """graphc run --data-parallel under mpirun -np 2: each rank takes its block of the global batch,
+    rank 0 alone prints, writes -o and the checkpoint, whose weights are those of one process
+    trained on the global batch."""
+    from tests.mpirun import mpirun, require_mpi
+    require_mpi()
+    ok(_dp_compile(cli, work, tmp_path / "dp.plan", "--data-parallel", "2"))
+    ok(cli("compile", work / "mlp.pb", "-o", tmp_path / "one.plan", "--shape", f"x={2 * BATCH},6", "--shape",
+           f"y={2 * BATCH}", "--train", "loss", "--optimizer", "sgd:lr=0.5"))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3 * 2 * BATCH, 6)).astype(np.float32)    # 3 global batches
+    y = rng.integers(0, 3, 3 * 2 * BATCH).astype(np.int64)
+    np.savez(tmp_path / "global.npz", x=x, y=y)
+    r = mpirun("import sys\nfrom graphc.cli import main\nsys.exit(main(sys.argv[1:]))\n", np=2,
+               args=["run", tmp_path / "dp.plan", "--data-parallel", "--feed", tmp_path / "global.npz", "--steps", "3",
+                     "--threads", "1", "-o", tmp_path / "out.npz", "--checkpoint", tmp_path / "ck.npz"], timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("step 3: loss") == 1 and "(mean over 2 ranks)" in r.stdout, r.stdout
+    assert r.stdout.count("wrote ") == 1
+    one = gc.Session(str(tmp_path / "one.plan"), threads=1)
+    for k in range(3):
+        one.run({"x": x[k * 2 * BATCH:(k + 1) * 2 * BATCH], "y": y[k * 2 * BATCH:(k + 1) * 2 * BATCH]})
+    with np.load(tmp_path / "ck.npz") as ck:
+        for name in ("fc1/w", "fc2/w"):
+            np.testing.assert_allclose(ck[name], one.get_variable(name), rtol=1e-5, atol=1e-6)

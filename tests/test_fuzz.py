@@ -107,8 +107,11 @@ def _ops_graph(runnable=False):
                 continue
             for k, ex in enumerate(op.examples(rng)[:4]):
                 ins = []
+                aliased = set(op.alias_map(len(ex.inputs)).values()) if runnable else set()
                 for i, x in enumerate(ex.inputs):
                     ins.append(gc.placeholder(f"{op.name}_{k}_in{i}", x.shape, x.dtype.name))
+                    if i in aliased:  # written in place (collectives): a computed value, never a feed
+                        ins[-1] = g.add_node("broadcast_to", [ins[-1]], {"shape": tuple(x.shape)})[0]
                 g.add_node(op.name, ins, ex.attrs, name=f"{op.name}_{k}")
     return g
 

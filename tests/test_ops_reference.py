@@ -412,17 +412,20 @@ def _per_element(fn):
     return impl
 
 
-def _sgd(w, g, lr, weight_decay):
+def _sgd(w, g, lr, weight_decay, grad_scale=1.0):
+    g = g * grad_scale
     return (w - lr * (g + weight_decay * w),)
 
 
-def _sgd_momentum(w, g, v, lr, momentum, nesterov, weight_decay):
+def _sgd_momentum(w, g, v, lr, momentum, nesterov, weight_decay, grad_scale=1.0):
+    g = g * grad_scale
     g = g + weight_decay * w
     v = momentum * v + g
     return w - lr * (g + momentum * v if nesterov else v), v
 
 
-def _adam(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
+def _adam(w, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled, grad_scale=1.0):
+    g = g * grad_scale
     if decoupled:
         w = w * (1 - lr * weight_decay)
     else:
@@ -444,6 +447,9 @@ INDEPENDENT.update({
     "relu_grad": _elementwise(lambda g, x: g if x > 0 else 0.0),
     "softmax_cross_entropy_grad": _sce_grad,
     "slice_grad": _slice_grad,
+    # collectives: the sum over a world of one process, element by element
+    "allreduce_start": lambda inputs, attrs: [_flat_reshape([x], x.shape) for x in inputs],
+    "allreduce_wait": lambda inputs, attrs: [_flat_reshape([x], x.shape) for x in inputs],
 })
 
 

@@ -131,11 +131,14 @@ class _Model:
     def __init__(self, source):
         if isinstance(source, Plan):
             proto = source.proto
+            _refuse_data_parallel("main", proto)  # first: the clearest word for such a plan
             validate_plan(proto, "plan")
             self.plan_sha256 = hashlib.sha256(source.to_bytes()).hexdigest()
             plans = [("main", "", proto)]
             persistent = list(proto.persistent)
         elif isinstance(source, Program):
+            for entry in source.proto.entries:
+                _refuse_data_parallel(entry.name, entry.plan)
             validate_program(source.proto, "program")
             self.plan_sha256 = hashlib.sha256(source.to_bytes()).hexdigest()
             plans = [(e.name, e.name, e.plan) for e in source.proto.entries]
@@ -223,6 +226,23 @@ class _Model:
                 node = e.proto.steps[step].node if 0 <= step < len(e.proto.steps) else ""
                 best = (lb, step, node, e.name)
         return best
+
+
+# The steps of a data-parallel plan (graphc/ops/collective.py) sum gradients over the ranks of the
+# MPI or NCCL communicator that a Session joins; an artifact has no communicator and no launcher.
+COLLECTIVE_OPS = ("allreduce_start", "allreduce_wait")
+
+
+def _refuse_data_parallel(name, proto):
+    """AotError for a plan compiled with data_parallel (metadata data_parallel.world_size) or
+    holding collective steps."""
+    steps = sorted({s.op for s in proto.steps if s.op in COLLECTIVE_OPS})
+    world = proto.metadata.get("data_parallel.world_size")
+    if steps or world is not None:
+        what = f"world size {world}" if world is not None else "no recorded world size"
+        raise AotError(f"entry {name!r} is a data-parallel plan ({what}; steps {', '.join(steps) or 'none'}): "
+                       f"data-parallel plans run in a Session under mpirun (mpirun -np N python train.py); "
+                       f"compile without data_parallel for an AOT C artifact")
 
 
 def _check_runtime(plans):

@@ -11,6 +11,12 @@ Storage rules (the contract the plan encodes):
   as its input ``i`` (which must itself be persistent: a variable or an earlier in-place
   output).  Such a node runs after every other reader of input ``i`` (and of its views):
   :func:`inplace_control_deps`;
+- output ``o`` of an op with ``alias`` (``opdef.alias_map(n)[o] = i``: a collective that
+  writes a gradient bucket in place) → a view of the root of input ``i``, which must be
+  an ARENA value a step computes (not a feed); the root's bytes live through the whole
+  chain of aliases.  The node starts a new *generation* of that root: it runs after every
+  other reader of the generation it overwrites (input ``i`` and the plain views of it),
+  and readers of its output read the new generation (:func:`inplace_control_deps`);
 - any other node output → ARENA.
 
 Liveness (over a schedule): an ARENA root is live from the step that writes it (step 0
@@ -37,6 +43,13 @@ def value_nbytes(dtype, dims):
     return numel * size
 
 
+def alias_map(opdef, node):
+    """``{output: input}`` of the outputs of ``node`` that are views of an input's bytes which
+    its step writes in place (the registry's ``alias`` property); empty for other ops."""
+    fn = getattr(opdef, "alias_map", None)
+    return fn(len(node.outputs)) if fn is not None else {}
+
+
 def emits_step(node):
     """Whether a node becomes a PlanStep (constants and views do not)."""
     opdef = registry.get_op(node.op)
@@ -46,10 +59,14 @@ def emits_step(node):
 class MemoryModel:
     """Per value of a graph with concrete shapes: ``nbytes``, ``root`` (views followed),
     ``storage`` of the root (ARENA, PERSISTENT or CONSTANT) and, for PERSISTENT roots,
-    ``variable`` (the variable whose storage it is)."""
+    ``variable`` (the variable whose storage it is).  ``aliased``: the outputs written in place
+    through an op's ``alias`` (views of their root, with the root's storage); ``has_alias``:
+    whether there is any."""
 
     def __init__(self, graph, order=None):
         self.nbytes, self.root, self.storage, self.variable = {}, {}, {}, {}
+        self.aliased = set()
+        placeholders = {ph.name for ph in graph.inputs}
         for ph in graph.inputs:
             self._add(ph.name, graph, ARENA)
         for var in graph.variables:
@@ -57,8 +74,23 @@ class MemoryModel:
             self.variable[var.name] = var.name
         for node in order if order is not None else graph.topological_order():
             opdef = registry.get_op(node.op)
+            aliases = alias_map(opdef, node)
             for k, o in enumerate(node.outputs):
-                if opdef.constant:
+                if k in aliases:
+                    i = aliases[k]
+                    src = self.root[node.inputs[i]] if i < len(node.inputs) else None
+                    if src is None or self.storage[src] != ARENA or src in placeholders:
+                        what = ("no such input" if src is None else "a fed placeholder" if src in placeholders
+                                else f"a {self.storage[src].lower()} value")
+                        raise CompileError(
+                            f"{node.describe()} writes its output {k} in place into input {i}"
+                            f"{f' ({node.inputs[i]!r})' if src is not None else ''}, which must be a value a step "
+                            f"computes in the arena, not {what}{where(node.provenance)}")
+                    self.nbytes[o] = self._size(o, graph)
+                    self.root[o] = src
+                    self.storage[o] = ARENA
+                    self.aliased.add(o)
+                elif opdef.constant:
                     self._add(o, graph, CONSTANT)
                 elif opdef.view:
                     self.nbytes[o] = self._size(o, graph)
@@ -114,16 +146,18 @@ def model_of(graph, order=None):
 
 
 def inplace_control_deps(graph, model=None):
-    """node name → names of the nodes it must run after because it overwrites persistent
-    storage they read: every other reader of the overwritten input or of a view of it."""
+    """node name → names of the nodes it must run after because it overwrites storage they
+    read: for an ``inplace`` (persistent) output, every other reader of the overwritten input
+    or of a view of it; for an ``alias`` output, every other reader of the generation of the
+    root it overwrites (its input, the plain views of it)."""
     model = model or MemoryModel(graph)
+    deps = _alias_control_deps(graph, model) if model.aliased else {}
     readers = {}
     for node in graph.nodes:
         if registry.get_op(node.op).view:
             continue
         for i in node.inputs:
             readers.setdefault(model.root[i], []).append(node)
-    deps = {}
     for node in graph.nodes:
         opdef = registry.get_op(node.op)
         for in_idx in opdef.inplace.values():
@@ -135,6 +169,44 @@ def inplace_control_deps(graph, model=None):
                 if r is not node and r.name not in seen:
                     seen.add(r.name)
                     names.append(r.name)
+    return deps
+
+
+def _alias_control_deps(graph, model):
+    """The control dependencies of the ``alias`` writers.  A generation of an ARENA root is
+    a value that is not a plain view (the root itself, or an alias output); a plain view
+    belongs to its input's generation."""
+    generation = {}
+    for ph in graph.inputs:
+        generation[ph.name] = ph.name
+    for var in graph.variables:
+        generation[var.name] = var.name
+    for node in graph.topological_order():
+        opdef = registry.get_op(node.op)
+        for o in node.outputs:
+            generation[o] = generation[node.inputs[0]] if opdef.view else o
+    readers = {}
+    for node in graph.nodes:
+        if registry.get_op(node.op).view:
+            continue
+        seen = set()
+        for i in node.inputs:
+            gen = generation[i]
+            if gen not in seen:
+                seen.add(gen)
+                readers.setdefault(gen, []).append(node.name)
+    deps = {}
+    for node in graph.nodes:
+        aliases = alias_map(registry.get_op(node.op), node)
+        if not aliases:
+            continue
+        names = deps.setdefault(node.name, [])
+        seen = set()
+        for in_idx in sorted(set(aliases.values())):
+            for r in readers.get(generation[node.inputs[in_idx]], []):
+                if r != node.name and r not in seen:
+                    seen.add(r)
+                    names.append(r)
     return deps
 
 

@@ -10,10 +10,14 @@ them (their ops declare ``inplace``).  A graph without a training spec is return
 A named training entry's state is its own: ``state_prefix`` (the entry name) is prepended
 (``train_d/<var>/adam_m``, ``train_d/optimizer/step``), so entries training the same
 variable never share moments.
+
+A data-parallel graph (the data_parallel pass ran: its metadata records the world size N)
+gets ``grad_scale = 1/N`` in every update op: the gradients it reads are sums over N ranks.
 """
 
 from graphc import optim
 from graphc.compiler._rebuild import clone_graph
+from graphc.compiler.data_parallel import grad_scale
 from graphc.errors import CompileError, GraphError
 
 
@@ -35,11 +39,13 @@ def append_optimizer(graph, state_prefix="", model_variables=()):
     # the step counter and the clipping nodes belong to no one variable: they get the loss's line
     loss_provenance = out.tensor(graph.training.loss).producer.provenance
     who = f"entry {state_prefix!r}: " if state_prefix else ""
+    scale = grad_scale(graph)
     if not state_prefix:
-        optim.append_updates(out, optimizer, pairs, provenance=loss_provenance)
+        optim.append_updates(out, optimizer, pairs, provenance=loss_provenance, grad_scale=scale)
     else:
         try:
-            optim.append_updates(out, optimizer, pairs, prefix=state_prefix, provenance=loss_provenance)
+            optim.append_updates(out, optimizer, pairs, prefix=state_prefix, provenance=loss_provenance,
+                                 grad_scale=scale)
         except GraphError as e:   # a user variable already holds a state variable's name
             raise CompileError(f"{who}optimizer state: {e}") from None
     taken = set(model_variables)

@@ -13,6 +13,9 @@ order):
 - output ``k`` of an op with ``opdef.inplace = {k: i}`` → PERSISTENT with the ``index``
   of input ``i``'s storage (optimizer updates write into the variable), kind of that
   storage, no arena bytes;
+- output ``k`` of an op with ``alias`` (``opdef.alias_map(n)[k] = i``) → VIEW of the root
+  of input ``i`` (an ARENA value a step computes), written in place by the node's step;
+  the root's bytes stay live to the last read of any view or alias of it;
 - any other node output → ARENA, kind by role: "activation" (forward, recompute),
   "gradient", "optimizer".
 
@@ -21,7 +24,16 @@ for placeholders) to the last step that reads it or a view of it (fetched values
 the last step).  An elementwise op's output takes over the bytes of a direct input of
 the same dtype and size that dies at that step (in place).  Values live at the same
 time get disjoint 64-byte aligned ranges, packed by :mod:`graphc.compiler.plan_memory`.
-A size-0 value gets offset 0 and takes no room.  ``frees[s]`` lists the ARENA values
+A size-0 value gets offset 0 and takes no room.
+
+Contiguous inputs: the roots of the inputs of a node whose op has ``contiguous_inputs`` (a
+gradient bucket of allreduce_start/allreduce_wait) form one block, placed by plan_memory as a
+single range: member k at ``block offset + sum of align(nbytes) of members 0..k-1`` (size-0
+members too, so the kernel can check contiguity by pointers), the block live from the first
+member's write to the last read of any member or alias of one.  Members neither take over
+nor give up their bytes in place.  Nodes naming the same roots in the same order share the
+block; a root in two different groups, a root that is not a computed ARENA value, or a root
+named twice is a CompileError.  ``frees[s]`` lists the ARENA values
 whose bytes are dead after step ``s`` (the runtime's poison mode fills them with NaN).
 
 Kernel workspaces: a step may own scratch values (``workspaces[node name]``, kind
@@ -44,6 +56,7 @@ from graphc.compiler._memory import (
     value_nbytes,
 )
 from graphc.compiler.plan_memory import ALIGNMENT, align, plan_memory
+from graphc.errors import CompileError, where
 from graphc.graph import GRADIENT, OPTIMIZER
 
 _KIND_OF_ROLE = {GRADIENT: "gradient", OPTIMIZER: "optimizer"}
@@ -118,6 +131,7 @@ def assign_buffers(graph, target="cpu"):
             result.workspaces.setdefault(node.name, []).append(name)
     for r in fetched:
         info[r][5] = last
+    groups, member_of = _contiguous_groups(steps, model, info, graph)
 
     # In place: an elementwise output takes over a dying direct input of the same dtype and size.
     group = {name: name for name in info}
@@ -127,10 +141,10 @@ def assign_buffers(graph, target="cpu"):
         if not registry.get_op(node.op).elementwise or len(node.outputs) != 1:
             continue
         o = node.outputs[0]
-        if o not in info or info[o][2] == 0:
+        if o not in info or info[o][2] == 0 or o in member_of:
             continue
         for i in node.inputs:
-            if (i in info and model.root[i] == i and i not in fetched and info[i][5] == s
+            if (i in info and model.root[i] == i and i not in fetched and info[i][5] == s and i not in member_of
                     and info[i][0] == info[o][0] and info[i][2] == info[o][2] and i not in taken):
                 inplace_of[o] = i
                 taken.add(i)
@@ -140,7 +154,17 @@ def assign_buffers(graph, target="cpu"):
     for name in info:
         members.setdefault(group[name], []).append(name)
     blocks = []
+    prefix = {}  # contiguous member → its byte offset in the block
+    for g, roots in enumerate(groups):
+        at = 0
+        for r in roots:
+            prefix[r] = at
+            at += align(info[r][2])
+        size = prefix[roots[-1]] + info[roots[-1]][2]
+        blocks.append((("contiguous", g), size, min(info[r][4] for r in roots), max(info[r][5] for r in roots)))
     for head, names in members.items():
+        if head in member_of:
+            continue
         if len(names) == 1:
             _, _, nbytes, _, start, end = info[head]
             blocks.append((head, nbytes, start, end))
@@ -161,7 +185,11 @@ def assign_buffers(graph, target="cpu"):
 
     def arena(name):
         dtype, dims, nbytes, kind, start, end = info[name]
-        buffers[name] = Buffer(name, dtype, dims, ARENA, nbytes, kind, offset=offsets[group[name]] if nbytes else 0,
+        if name in member_of:
+            offset = offsets[("contiguous", member_of[name])] + prefix[name]
+        else:
+            offset = offsets[group[name]] if nbytes else 0
+        buffers[name] = Buffer(name, dtype, dims, ARENA, nbytes, kind, offset=offset,
                                start=start, end=end, inplace_of=inplace_of.get(name, ""))
 
     for ph in graph.inputs:
@@ -174,7 +202,11 @@ def assign_buffers(graph, target="cpu"):
         opdef = registry.get_op(node.op)
         for o in node.outputs:
             t = graph.tensor(o)
-            if opdef.constant:
+            if o in model.aliased:
+                root = buffers[model.root[o]]
+                buffers[o] = Buffer(o, t.dtype, tuple(t.shape), VIEW, model.nbytes[o], root.kind,
+                                    offset=root.offset, index=root.index, alias_of=root.name)
+            elif opdef.constant:
                 buffers[o] = Buffer(o, t.dtype, tuple(t.shape), CONSTANT, model.nbytes[o], "constant",
                                     index=len(result.constants))
                 result.constants.append(o)
@@ -195,3 +227,36 @@ def assign_buffers(graph, target="cpu"):
     position = {name: k for k, name in enumerate(buffers)}
     result.frees = [sorted(f, key=position.__getitem__) if len(f) > 1 else f for f in result.frees]
     return result
+
+
+def _contiguous_groups(steps, model, info, graph):
+    """The blocks of contiguous inputs: (list of root lists, {root: group index})."""
+    groups, member_of, by_roots = [], {}, {}
+    placeholders = {ph.name for ph in graph.inputs}
+    for node in steps:
+        if not getattr(registry.get_op(node.op), "contiguous_inputs", False):
+            continue
+        roots = tuple(model.root[i] for i in node.inputs)
+        if roots in by_roots:
+            continue
+        for k, r in enumerate(roots):
+            why = None
+            if r in placeholders:
+                why = "is a fed placeholder"
+            elif model.storage[r] != ARENA or r not in info:
+                why = f"is a {model.storage[r].lower()} value, not one a step computes in the arena"
+            elif r in roots[:k]:
+                why = f"is also input {roots.index(r)} of the node (each member once)"
+            elif r in member_of:
+                other = groups[member_of[r]]
+                why = (f"is already in the contiguous block {list(other)} of another node, "
+                       f"in a different arrangement")
+            if why:
+                raise CompileError(f"{node.describe()} needs its inputs back to back in one arena range "
+                                   f"(contiguous_inputs), but input {k} ({node.inputs[k]!r}, bytes of "
+                                   f"{r!r}) {why}{where(node.provenance)}")
+        by_roots[roots] = len(groups)
+        for r in roots:
+            member_of[r] = len(groups)
+        groups.append(list(roots))
+    return groups, member_of

@@ -10,6 +10,7 @@ The graph passes run in this order, each a function Graph → Graph in its own f
     append_rng_increment  any mode: one rng/step increment when a node draws random numbers
     expand_composites  composite ops the target has no kernel for become their definition
     append_gradients the training loss's gradient nodes (training models only)
+    data_parallel    (with ``data_parallel=`` only) gradients in buckets, each summed across ranks in place
     append_optimizer in-place update nodes and optimizer state (training models only)
     expand_gradient_composites  the same, for composites the gradients brought in
     recompute_for_budget  drop and recompute forward values to fit ``memory_budget``
@@ -40,6 +41,9 @@ from graphc.compiler.append_gradients import append_gradients
 from graphc.compiler.append_optimizer import append_optimizer
 from graphc.compiler.assign_buffers import assign_buffers
 from graphc.compiler.bind_shapes import bind_shapes
+from graphc.compiler.data_parallel import DP_METADATA_PREFIX, META_BUCKETS
+from graphc.compiler.data_parallel import data_parallel as data_parallel_pass
+from graphc.compiler.data_parallel import resolve as resolve_data_parallel
 from graphc.compiler.emit_plan import emit_plan
 from graphc.compiler.expand_composites import expand_composites
 from graphc.compiler.fuse import fuse as fuse_pass
@@ -59,15 +63,19 @@ TARGETS = ("cpu", "cuda")
 
 
 def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(), target="cpu", fuse=True,
-                 state_prefix="", model_variables=()):
+                 state_prefix="", model_variables=(), data_parallel=None, first_bucket_slot=0):
     """The Graph → Graph passes, in order, as (name, function) pairs.  ``model_inputs``:
     the placeholder names of the model as loaded (shapes for those pruned early are fine);
     ``target``: the device whose kernels decide which composite ops are expanded and which
     fused ops exist; ``fuse``: run the fusion pass; ``state_prefix``: the training entry whose
     optimizer state this is ("" for the default training spec); ``model_variables``: the
     variable names of the model as loaded (a var_list naming one the loss does not reach, which
-    the early prune drops, trains the others)."""
+    the early prune drops, trains the others); ``data_parallel``: a resolved
+    graphc.compiler.data_parallel.DataParallel (or None), whose buckets are numbered from
+    ``first_bucket_slot``."""
     expand = functools.partial(expand_composites, target=target)
+    parallel = [("data_parallel", functools.partial(data_parallel_pass, config=data_parallel,
+                                                    first_slot=first_bucket_slot))] if data_parallel else []
     return [
         ("validate_graph", validate_graph),
         # early prune: placeholders the fetches do not need need no shapes
@@ -79,6 +87,7 @@ def graph_passes(shapes=None, fetches=None, memory_budget=None, model_inputs=(),
         ("expand_composites", expand),
         ("append_gradients", functools.partial(append_gradients, stack_outer_products=memory_budget is None,
                                                model_variables=model_variables)),
+        *parallel,
         ("append_optimizer", functools.partial(append_optimizer, state_prefix=state_prefix,
                                                model_variables=model_variables)),
         ("expand_gradient_composites", expand),
@@ -198,13 +207,16 @@ def entry_shapes(graph, shapes, entry=None):
 
 
 def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memory_budget=None, target="cpu",
-                fuse=True, entry=None):
+                fuse=True, entry=None, data_parallel=None, first_bucket_slot=0):
     """Run the graph passes; returns the scheduled Graph.
 
     ``on_pass(name, graph)`` is called after each pass (tests check every stage; viz draws them).
     ``entry``: lower the model's entry of that name (its training spec and fetches; ``fetches``
-    and ``train`` must then be None).
+    and ``train`` must then be None).  ``data_parallel``: as :func:`compile`'s (resolved here
+    when it is not a DataParallel with a world size); ``first_bucket_slot``: the number of its
+    first bucket.
     """
+    data_parallel = resolve_data_parallel(data_parallel)
     graph = load_model(model)
     state_prefix = ""
     if entry is not None:
@@ -215,10 +227,14 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
     else:
         shapes = entry_shapes(graph, shapes)
         graph = with_training(graph, train)
+    if any(key.startswith(DP_METADATA_PREFIX) for key in graph.metadata):
+        # the pass records these; a model's own (stale) keys must not make a plan look data-parallel
+        graph = clone_graph(graph)
+        graph.metadata = {k: v for k, v in graph.metadata.items() if not k.startswith(DP_METADATA_PREFIX)}
     model_inputs = [ph.name for ph in graph.inputs]
     model_variables = [v.name for v in graph.variables]
     for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse, state_prefix,
-                                       model_variables):
+                                       model_variables, data_parallel, first_bucket_slot):
         with compiler_provenance():
             graph = run_pass(graph)
         if on_pass is not None:
@@ -227,7 +243,7 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
 
 
 def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_budget=None, on_pass=None,  # noqa: A001 — the public name users expect
-            fuse=True, entry=None, entries=None):
+            fuse=True, entry=None, entries=None, data_parallel=None):
     """Compile a model into a :class:`graphc.plan.Plan`, or several of its entry points into a
     :class:`graphc.program.Program`.
 
@@ -257,6 +273,15 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
     except that a model with named entries and neither a default spec nor declared outputs
     needs ``fetches=`` (else CompileError: its loose values are not a sensible plan).
 
+    Data-parallel training (docs/data_parallel.md): ``data_parallel=True`` compiles the training
+    step for the world of processes ``mpirun`` started (``N``: for N ranks; or a
+    :class:`graphc.DataParallel` with the world size and the bucket caps).  ``shapes`` are one
+    rank's; the plan sums every gradient over the ranks (buckets of ``allreduce_start`` /
+    ``allreduce_wait`` steps), folds 1/N into the updates and records N
+    (``plan.proto.metadata["data_parallel.world_size"]``); a Session joins the MPI world to run
+    it.  An inference plan cannot be data-parallel (in a program its inference entries record N
+    and reduce nothing).
+
     Example::
 
         import graphc as gc
@@ -266,7 +291,7 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
         plan = gc.compile(g, shapes={"x": (8, 4)})
         plan.save("relu.plan")
 
-    Raises CompileError (bad shapes, fetches, target, entry or graph) or the ShapeError /
+    Raises CompileError (bad shapes, fetches, target, entry, data_parallel or graph) or the ShapeError /
     DTypeError of the node whose inference fails on the bound shapes; an error while
     compiling an entry names it.
     """
@@ -280,12 +305,24 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
             raise CompileError(f"fetches= and train= cannot be combined with {which}: each entry brings its own "
                                f"fetches and training spec")
     graph = load_model(model)
+    data_parallel = resolve_data_parallel(data_parallel)
     if entries is not None:
         names = _entry_list(graph, entries)
-        return build_program([(name, _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, name))
-                              for name in names])
+        if data_parallel is not None and not any(graph.entries[n].training is not None for n in names):
+            raise CompileError(f"data_parallel=: the entries {names} are all inference entries; data-parallel "
+                               f"compiles training steps (run inference on each rank with a plain plan)")
+        plans, slot = [], 0
+        for name in names:
+            plan = _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, name, data_parallel, slot)
+            # the entries of a program share one communicator: each takes its own bucket numbers
+            slot += int(plan.proto.metadata.get(META_BUCKETS, "0"))
+            plans.append((name, plan))
+        return build_program(plans)
     if entry is not None:
-        return _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, entry)
+        if data_parallel is not None and graph.entries.get(entry) is not None and graph.entries[entry].training is None:
+            raise CompileError(f"data_parallel=: entry {entry!r} is an inference entry; data-parallel compiles "
+                               f"training steps (compile it without data_parallel= and run it on each rank)")
+        return _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, entry, data_parallel)
     if (getattr(graph, "entries", None) and graph.training is None and fetches is None and not graph.outputs
             and (train is None or train is False)):
         # Nothing sensible to compile: the default would be every loose value of the model
@@ -294,7 +331,11 @@ def compile(model, shapes=None, fetches=None, target="cpu", train=None, memory_b
         raise CompileError(f"the model has named entries ({listed}) and no default training spec or declared "
                            f"outputs: pass entry=NAME for one plan, entries=[...] or entries='all' for a program, "
                            f"or fetches= for an inference plan of any values")
-    return _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse, None)
+    if data_parallel is not None and (train is False or (train is None and graph.training is None)):
+        raise CompileError("data_parallel=: the model has no training spec, so this is an inference plan; "
+                           "data-parallel compiles training steps (record one with optimizer.minimize(loss) or "
+                           "pass train=)")
+    return _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse, None, data_parallel)
 
 
 def _entry_list(graph, entries):
@@ -325,9 +366,10 @@ def _entry_list(graph, entries):
     return names
 
 
-def _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, name):
+def _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, name, data_parallel=None, first_slot=0):
     try:
-        return _compile(graph, shapes, None, target, None, memory_budget, on_pass, fuse, name)
+        return _compile(graph, shapes, None, target, None, memory_budget, on_pass, fuse, name, data_parallel,
+                        first_slot)
     except GraphcError as e:
         if str(e).startswith(f"entry {name!r}"):
             raise
@@ -338,7 +380,8 @@ def _compile_entry(graph, shapes, target, memory_budget, on_pass, fuse, name):
         raise wrapped from None
 
 
-def _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse, entry):
+def _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse, entry, data_parallel=None,
+             first_slot=0):
     # The passes allocate hundreds of thousands of small objects (nodes, tensors, dicts) and
     # free almost none: Python's cyclic collector would rescan the growing heap over and over
     # (a third of the time of a large compile).  Collection resumes afterwards as before.
@@ -346,14 +389,15 @@ def _compile(graph, shapes, fetches, target, train, memory_budget, on_pass, fuse
     _pygc.disable()
     try:
         lowered = lower_graph(graph, shapes, fetches, on_pass=on_pass, train=train, memory_budget=memory_budget,
-                              target=target, fuse=fuse, entry=entry)
+                              target=target, fuse=fuse, entry=entry, data_parallel=data_parallel,
+                              first_bucket_slot=first_slot)
         buffers = assign_buffers(lowered, target)
         if fuse and memory_budget is not None and buffers.arena_bytes > parse_bytes(memory_budget):
             # The recompute pass met the budget before fusion; a fused step keeps its inputs
             # live until it runs, which can (rarely) raise the peak past it: keep the unfused
             # plan, which fits.
             lowered = lower_graph(graph, shapes, fetches, train=train, memory_budget=memory_budget, target=target,
-                                  fuse=False, entry=entry)
+                                  fuse=False, entry=entry, data_parallel=data_parallel, first_bucket_slot=first_slot)
             buffers = assign_buffers(lowered, target)
         return Plan(emit_plan(lowered, buffers, target=target))
     finally:

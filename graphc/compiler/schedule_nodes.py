@@ -4,8 +4,9 @@ Needs: an acyclic Graph.
 Guarantees: a new Graph with the same placeholders, variables, values and outputs
 whose ``nodes`` list is a topological order that also honours the control dependencies
 of in-place ops (a node with ``opdef.inplace`` runs after every other reader of the
-persistent input it overwrites, views included), and the same order every time for the
-same input.
+persistent input it overwrites, views included; a node with ``opdef.alias`` after every
+other reader of the arena generation it overwrites), and the same order every time for
+the same input.
 
 Memory-aware: when every shape is concrete, three list schedules are built and the one
 with the lower peak of live arena bytes is kept (the first on a tie):
@@ -20,6 +21,15 @@ with the lower peak of live arena bytes is kept (the first on a tie):
 
 The policies after one whose peak meets a floor no schedule goes below (a step's inputs and
 outputs, all placeholders, all fetches) are skipped: they could only tie.
+
+Ops with a ``schedule`` property (the data-parallel collectives), in every policy: an
+"asap" node runs as soon as it is ready (right after its last dependency, in-place control
+dependencies included: allreduce_start right after the last gradient of its bucket is
+written); an "alap" node is held back until nothing else can run (no other ready node, no
+on-demand node), so it runs right before its first consumer (allreduce_wait right before
+the first update that reads the bucket, after the rest of the backward pass); among several
+held back, the earliest stored first.  Alias writers (``opdef.alias``) run after every other
+reader of the generation they overwrite (:func:`graphc.compiler._memory.inplace_control_deps`).
 
 Nodes with role "recompute", and gradient nodes that read no gradient (transposes of
 activations or weights), run on demand, so each recomputed segment comes right
@@ -65,7 +75,7 @@ class _Prepared:
         get_op, producer_of = registry.get_op, producer.get
         # One sweep builds the per-node tables (a node's successors come out in index order).
         preds, succs = [], [[] for _ in range(n)]
-        step, reads, alloc, new_roots, inplace = [], [], [], [], []
+        step, reads, alloc, new_roots, inplace, when = [], [], [], [], [], []
         stored_is_topological = True
         for i, node in enumerate(nodes):
             ps = {producer_of(v) for v in node.inputs}
@@ -80,6 +90,7 @@ class _Prepared:
                     stored_is_topological = False
             opdef = get_op(node.op)
             inplace.append(bool(opdef.inplace))
+            when.append(getattr(opdef, "schedule", None))
             if opdef.constant or opdef.view:
                 step.append(False)
                 reads.append([])
@@ -108,7 +119,7 @@ class _Prepared:
                 if grad_dep[p] or is_grad[p]:
                     grad_dep[i] = True
                     break
-        recompute = [node.role == RECOMPUTE or (is_grad[i] and not grad_dep[i] and bool(succs[i]))
+        recompute = [when[i] is None and (node.role == RECOMPUTE or (is_grad[i] and not grad_dep[i] and bool(succs[i])))
                      for i, node in enumerate(nodes)]
         anchor = list(range(n))
         for i in reversed(topo):
@@ -118,6 +129,8 @@ class _Prepared:
         self.fetched = fetched
         self.left, self.readers, self.recompute, self.anchor = left, readers, recompute, anchor
         self.inplace = inplace
+        self.asap = [w == "asap" for w in when]
+        self.alap = [w == "alap" for w in when]
         self.placeholders = [ph.name for ph in graph.inputs]
         # per step: its new arena outputs that no step reads and nobody fetches (dead after it)
         self.unread_outputs = [[o for o in outs if o not in left and o not in fetched] for outs in new_roots]
@@ -136,10 +149,13 @@ def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=
     waiting = [len(p) for p in preds]
     left = dict(prep.left)  # counts down as readers run
     lazy = recompute if policy.startswith("memory") else [False] * n
+    asap, alap = prep.asap, prep.alap
 
     nbytes = model.nbytes
 
     def key(i):
+        if asap[i]:
+            return (-1, 0, i, 0, i)
         if not step[i]:
             return (0, 0, anchor[i], 0, i)
         if policy == "stored":
@@ -166,11 +182,13 @@ def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=
     peak = [live, live]  # [peak, live bytes now]
     dying = [ph for ph in prep.placeholders if not prep.left.get(ph) and ph not in fetched]
     stamp = [0] * n
-    heap, ready_lazy = [], set()
+    heap, ready_lazy, ready_alap = [], set(), []
     demand = _Demand(nodes, preds, succs)
 
     def make_ready(i):
-        if lazy[i]:
+        if alap[i]:
+            heapq.heappush(ready_alap, i)
+        elif lazy[i]:
             ready_lazy.add(i)
         else:
             in_heap[i] = True
@@ -219,6 +237,8 @@ def schedule_order(graph, policy="memory", model=None, prepared=None, with_peak=
             run(i)
         elif ready_lazy:
             run(demand.find(done, lazy, ready_lazy, len(order)))
+        elif ready_alap:
+            run(heapq.heappop(ready_alap))
         else:
             stuck = [nodes[i].name for i in range(n) if not done[i]]
             raise CompileError(f"cannot schedule nodes {stuck[:5]}: a cycle through data or in-place "

@@ -1,6 +1,7 @@
 """verify_plan — prove a plan's memory layout safe, independently of the planner.
 
-It reads only the plan (and the registry's ``elementwise`` flags), replays the steps
+It reads only the plan (and the registry's ``elementwise``, ``alias`` and
+``contiguous_inputs`` properties), replays the steps
 in order and checks (the replay is ``graphc.plan.check_memory_layout``, the Python twin
 of the runtime's C++ validator, so the compiler, ``gc.load_plan`` and the runtime hold
 plans to one set of rules):
@@ -18,7 +19,15 @@ plans to one set of rules):
   exception is an elementwise step writing its output over the exact bytes of a direct
   input (same dtype and size) that dies at that step;
 - frees: each value listed in ``steps[s].frees`` is an ARENA value that is dead
-  after step ``s`` (not fetched, not read later, bytes not taken over in place).
+  after step ``s`` (not fetched, not read later, bytes not taken over in place);
+- alias writes (the data-parallel collectives: a step writes VIEW outputs in place, which
+  its op's registry ``alias`` allows): the view aliases the written input's ARENA root,
+  not a feed nor a workspace, is written by one step and read only after it, and no step
+  reads a generation of the root older than the latest in-place write;
+- contiguous inputs (``contiguous_inputs`` ops: a gradient bucket): the inputs' roots are
+  distinct ARENA values back to back, each at the first 64-byte aligned offset after the
+  previous one's end (a plan claiming a bucket that is not contiguous is refused, so the
+  kernel never reduces bytes another value owns).
 
 Raises :class:`PlanVerificationError` (a CompileError) naming the values, their byte
 ranges and live steps.  ``verify_plan`` returns the replayed liveness

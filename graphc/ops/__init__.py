@@ -17,6 +17,7 @@ from graphc.ops.backward import (  # noqa: F401
     softmax_cross_entropy_grad,
     sum_to,
 )
+from graphc.ops.collective import allreduce_start, allreduce_wait  # noqa: F401
 from graphc.ops.conv import conv2d, conv2d_grad_input, conv2d_grad_weight, conv_transpose2d  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     abs,

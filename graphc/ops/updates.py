@@ -54,9 +54,23 @@ def _same_as_var(ctx, n_outputs, state_inputs):
     return [(ctx.dtype(0), ctx.shape(0))] * n_outputs
 
 
+_GRAD_SCALE_DOC = ("g ← grad_scale · g first (one multiply, in the variable's dtype): data-parallel "
+                   "training folds the 1/N of the gradient average in here")
+
+
+def _grad_scale():
+    return AttrSpec("float", default=1.0, doc=_GRAD_SCALE_DOC)
+
+
+def _scaled(g, attrs):
+    """g · grad_scale in g's dtype: bit-identical to feeding the scaled gradient."""
+    return (g * g.dtype.type(attrs.get("grad_scale", 1.0))).astype(g.dtype)
+
+
 def _sgd_ref(inputs, attrs):
     w, g = inputs
     t = w.dtype.type
+    g = _scaled(g, attrs)
     g = g + t(attrs["weight_decay"]) * w if attrs["weight_decay"] else g
     return (w - t(attrs["lr"]) * g).astype(w.dtype)
 
@@ -84,14 +98,16 @@ def _opt_examples(n_state, attrs_list, step=False):
 
 register_op(
     "sgd_update",
-    doc="Plain SGD: w ← w - lr · (g + weight_decay · w).",
+    doc="Plain SGD: w ← w - lr · (g + weight_decay · w); " + _GRAD_SCALE_DOC + ".",
     inputs=[("w", "T"), ("g", "T")],
     type_vars={"T": dtypes.FLOATS},
     attrs={"lr": AttrSpec("float", doc="learning rate"),
-           "weight_decay": AttrSpec("float", default=0.0, doc="L2 penalty added to the gradient")},
+           "weight_decay": AttrSpec("float", default=0.0, doc="L2 penalty added to the gradient"),
+           "grad_scale": _grad_scale()},
     infer=lambda ctx: _same_as_var(ctx, 1, ()),
     reference=_sgd_ref,
-    examples=_opt_examples(0, [{"lr": 0.1, "weight_decay": 0.0}, {"lr": 0.05, "weight_decay": 0.01}]),
+    examples=_opt_examples(0, [{"lr": 0.1, "weight_decay": 0.0}, {"lr": 0.05, "weight_decay": 0.01},
+                               {"lr": 0.1, "weight_decay": 0.01, "grad_scale": 1 / 3}]),
     differentiable=False,
     inplace={0: 0},
 )
@@ -100,6 +116,7 @@ register_op(
 def _sgd_momentum_ref(inputs, attrs):
     w, g, v = inputs
     t = w.dtype.type
+    g = _scaled(g, attrs)
     if attrs["weight_decay"]:
         g = g + t(attrs["weight_decay"]) * w
     v = (t(attrs["momentum"]) * v + g).astype(w.dtype)
@@ -110,16 +127,19 @@ def _sgd_momentum_ref(inputs, attrs):
 register_op(
     "sgd_momentum_update",
     doc="SGD with momentum (PyTorch's rule, dampening 0): g' = g + wd·w; v ← μ·v + g'; "
-        "w ← w - lr·(g' + μ·v) with nesterov, else w ← w - lr·v.",
+        "w ← w - lr·(g' + μ·v) with nesterov, else w ← w - lr·v; " + _GRAD_SCALE_DOC + ".",
     inputs=[("w", "T"), ("g", "T"), ("velocity", "T")],
     type_vars={"T": dtypes.FLOATS},
     attrs={"lr": AttrSpec("float", doc="learning rate"), "momentum": AttrSpec("float", doc="momentum factor"),
            "nesterov": AttrSpec("bool", default=False, doc="Nesterov momentum"),
-           "weight_decay": AttrSpec("float", default=0.0, doc="L2 penalty added to the gradient")},
+           "weight_decay": AttrSpec("float", default=0.0, doc="L2 penalty added to the gradient"),
+           "grad_scale": _grad_scale()},
     infer=lambda ctx: _same_as_var(ctx, 2, (2,)),
     reference=_sgd_momentum_ref,
     examples=_opt_examples(1, [{"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0},
-                               {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}]),
+                               {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2},
+                               {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2,
+                                "grad_scale": 0.125}]),
     differentiable=False,
     inplace={0: 0, 1: 2},
 )
@@ -137,6 +157,7 @@ def _adam_infer(ctx):
 def _adam_ref(inputs, attrs):
     w, g, m, v, step = inputs
     t = w.dtype.type
+    g = _scaled(g, attrs)
     lr, b1, b2, eps, wd = (t(attrs[k]) for k in ("lr", "beta1", "beta2", "eps", "weight_decay"))
     if attrs["decoupled"]:
         w = w * (t(1) - lr * wd)
@@ -156,7 +177,7 @@ register_op(
     doc="Adam (Kingma & Ba) with bias correction at step t (input 4, counted from 1): "
         "m ← β1·m + (1-β1)·g; v ← β2·v + (1-β2)·g²; w ← w - lr·m̂/(√v̂ + ε), m̂ = m/(1-β1^t), "
         "v̂ = v/(1-β2^t).  weight_decay adds wd·w to g, or with decoupled=true (AdamW) scales "
-        "w by (1 - lr·wd) first.",
+        "w by (1 - lr·wd) first; " + _GRAD_SCALE_DOC + ".",
     inputs=[("w", "T"), ("g", "T"), ("m", "T"), ("v", "T"), ("step", ("int64",))],
     type_vars={"T": dtypes.FLOATS},
     attrs={"lr": AttrSpec("float", doc="learning rate"),
@@ -164,13 +185,16 @@ register_op(
            "beta2": AttrSpec("float", default=0.999, doc="decay of the second moment"),
            "eps": AttrSpec("float", default=1e-8, doc="added to the denominator"),
            "weight_decay": AttrSpec("float", default=0.0, doc="L2 (or decoupled) weight decay"),
-           "decoupled": AttrSpec("bool", default=False, doc="AdamW: decay the weights, not the gradient")},
+           "decoupled": AttrSpec("bool", default=False, doc="AdamW: decay the weights, not the gradient"),
+           "grad_scale": _grad_scale()},
     infer=_adam_infer,
     reference=_adam_ref,
     examples=_opt_examples(2, [{"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
                                 "decoupled": False},
                                {"lr": 1e-2, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.1,
-                                "decoupled": True}], step=True),
+                                "decoupled": True},
+                               {"lr": 1e-2, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.1,
+                                "decoupled": False, "grad_scale": 1 / 3}], step=True),
     differentiable=False,
     inplace={0: 0, 1: 2, 2: 3},
 )

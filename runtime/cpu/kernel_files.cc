@@ -15,6 +15,8 @@
 
 namespace graphc {
 
+void register_collective_kernels(KernelRegistry& r);  // cpu/collective.cc (data-parallel allreduce)
+
 const std::vector<KernelFile>& cpu_kernel_files() {
   static const std::vector<KernelFile> files = {
       {"elementwise.cc", "register_elementwise_kernels", register_elementwise_kernels},
@@ -38,6 +40,7 @@ const std::vector<KernelFile>& cpu_kernel_files() {
       {"topk.cc", "register_topk_kernels", register_topk_kernels},
       {"math.cc", "register_math_kernels", register_math_kernels},
       {"tensor_extra.cc", "register_tensor_extra_kernels", register_tensor_extra_kernels},
+      {"collective.cc", "register_collective_kernels", register_collective_kernels},
   };
   return files;
 }

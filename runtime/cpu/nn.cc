@@ -195,7 +195,9 @@ template <class T, class L> Kernel sce_grad_kernel(const KernelArgs& args) {
 
 // -- optimizer updates: elementwise over the variable, safe when outputs alias inputs
 // (each item is read before it is written).  The arithmetic follows the numpy reference
-// in the variable's dtype.  The checks: nn_checks.h (update_check, adam_check).
+// in the variable's dtype.  grad_scale (data-parallel averaging, 1/N) multiplies the gradient
+// first, in T, as a separate rounding (the build has -ffp-contract=off): bit-identical to
+// feeding g * grad_scale with grad_scale 1 (x * 1 is exact).  The checks: nn_checks.h (update_check, adam_check).
 
 template <class T> Kernel assign_kernel(const KernelArgs& a) {
   const size_t n = static_cast<size_t>(update_check(a, 2, 1, 0)) * sizeof(T);
@@ -209,6 +211,7 @@ template <class T> Kernel sgd_kernel(const KernelArgs& a) {
   const attrs::SgdUpdate attr(a);
   const T lr = static_cast<T>(attr.lr);
   const T wd = static_cast<T>(attr.weight_decay);
+  const T gs = static_cast<T>(attr.grad_scale);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   T* y = a.out[0].as<T>();
@@ -217,10 +220,10 @@ template <class T> Kernel sgd_kernel(const KernelArgs& a) {
     parallel_for(n, threads, 1 << 16, [&](int64_t b, int64_t e) {
       if (wd == T(0)) {
 #pragma GCC ivdep
-        for (int64_t i = b; i < e; ++i) y[i] = w[i] - lr * g[i];
+        for (int64_t i = b; i < e; ++i) y[i] = w[i] - lr * (g[i] * gs);
       } else {
 #pragma GCC ivdep
-        for (int64_t i = b; i < e; ++i) y[i] = w[i] - lr * (g[i] + wd * w[i]);
+        for (int64_t i = b; i < e; ++i) y[i] = w[i] - lr * (g[i] * gs + wd * w[i]);
       }
     });
   };
@@ -230,11 +233,11 @@ template <class T> Kernel sgd_kernel(const KernelArgs& a) {
 // vectorises; outputs alias w and v exactly (in place), which ivdep allows: item i is
 // read before it is written and no other item is touched.
 template <class T, bool kWd, bool kNesterov>
-void sgd_momentum_loop(const T* w, const T* g, const T* v, T* yw, T* yv, int64_t n, T lr, T mu, T wd) {
+void sgd_momentum_loop(const T* w, const T* g, const T* v, T* yw, T* yv, int64_t n, T lr, T mu, T wd, T gs) {
 #pragma GCC ivdep
   for (int64_t i = 0; i < n; ++i) {
     const T wi = w[i];
-    const T gi = kWd ? g[i] + wd * wi : g[i];
+    const T gi = kWd ? g[i] * gs + wd * wi : g[i] * gs;
     const T vi = mu * v[i] + gi;
     const T step = kNesterov ? gi + mu * vi : vi;
     yv[i] = vi;
@@ -249,6 +252,7 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   const T mu = static_cast<T>(attr.momentum);
   const bool nesterov = attr.nesterov;
   const T wd = static_cast<T>(attr.weight_decay);
+  const T gs = static_cast<T>(attr.grad_scale);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   const T* v = a.in[2].as<const T>();
@@ -258,13 +262,13 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   return [=]() {
     parallel_for(n, threads, 1 << 16, [&](int64_t b, int64_t e) {
       if (wd == T(0) && !nesterov) {
-        sgd_momentum_loop<T, false, false>(w + b, g + b, v + b, yw + b, yv + b, e - b, lr, mu, wd);
+        sgd_momentum_loop<T, false, false>(w + b, g + b, v + b, yw + b, yv + b, e - b, lr, mu, wd, gs);
       } else if (!nesterov) {
-        sgd_momentum_loop<T, true, false>(w + b, g + b, v + b, yw + b, yv + b, e - b, lr, mu, wd);
+        sgd_momentum_loop<T, true, false>(w + b, g + b, v + b, yw + b, yv + b, e - b, lr, mu, wd, gs);
       } else if (wd == T(0)) {
-        sgd_momentum_loop<T, false, true>(w + b, g + b, v + b, yw + b, yv + b, e - b, lr, mu, wd);
+        sgd_momentum_loop<T, false, true>(w + b, g + b, v + b, yw + b, yv + b, e - b, lr, mu, wd, gs);
       } else {
-        sgd_momentum_loop<T, true, true>(w + b, g + b, v + b, yw + b, yv + b, e - b, lr, mu, wd);
+        sgd_momentum_loop<T, true, true>(w + b, g + b, v + b, yw + b, yv + b, e - b, lr, mu, wd, gs);
       }
     });
   };
@@ -279,6 +283,7 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   const T eps = static_cast<T>(attr.eps);
   const T wd = static_cast<T>(attr.weight_decay);
   const bool decoupled = attr.decoupled;
+  const T gs = static_cast<T>(attr.grad_scale);
   const int64_t* pstep = a.in[4].as<const int64_t>();
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
@@ -303,7 +308,7 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
         constexpr int kMode = decltype(mode_c)::value;
 #pragma GCC ivdep
         for (int64_t i = b; i < e; ++i) {
-          T wi = w[i], gi = g[i];
+          T wi = w[i], gi = g[i] * gs;
           if constexpr (kMode == 2) wi = wi * keep;
           if constexpr (kMode == 1) gi = gi + wd * wi;
           const T mi = b1 * m[i] + (T(1) - b1) * gi;

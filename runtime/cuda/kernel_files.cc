@@ -27,6 +27,7 @@ const std::vector<KernelFile>& cuda_kernel_files() {
       {"topk.cu", "register_topk_kernels", register_topk_kernels},
       {"math.cu", "register_math_kernels", register_math_kernels},
       {"tensor_extra.cu", "register_tensor_extra_kernels", register_tensor_extra_kernels},
+      {"collective.cu", "register_collective_kernels", register_collective_kernels},
   };
   return files;
 }

@@ -32,6 +32,7 @@ void register_rnn_cell_kernels(KernelRegistry& r);  // cuda/rnn_cell.cu
 void register_topk_kernels(KernelRegistry& r);  // cuda/topk.cu
 void register_math_kernels(KernelRegistry& r);  // cuda/math.cu
 void register_tensor_extra_kernels(KernelRegistry& r);  // cuda/tensor_extra.cu
+void register_collective_kernels(KernelRegistry& r);  // cuda/collective.cu
 
 // One row per register function above (source named "<file>.cu").
 const std::vector<KernelFile>& cuda_kernel_files();

@@ -17,7 +17,8 @@
 // - A label outside [0, C) is reported through the error slot (the executor raises after the
 //   run) and its row is skipped (a reduction counts it as 0).
 // - relu_grad, one_hot, sgd, sgd_momentum, adam: grid-stride loops, one item per thread per
-//   iteration, the CPU's formula order with the products rounded before any add (mul_rn: no FMA).
+//   iteration, the CPU's formula order with the products rounded before any add (mul_rn: no FMA);
+//   the updates scale the gradient by grad_scale first (mul_rn, as the CPU).
 //   adam reads its step on the device.  assign: one device-to-device copy on the stream.
 #include "../cpu/nn_checks.h"
 #include "nn_rows.cuh"
@@ -358,10 +359,10 @@ template <class T> Kernel assign_kernel(const KernelArgs& a) {
   return [=]() { GRAPHC_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s)); };
 }
 
-template <class T> __global__ void sgd_items(const T* w, const T* g, T* y, int64_t n, T lr, T wd) {
+template <class T> __global__ void sgd_items(const T* w, const T* g, T* y, int64_t n, T lr, T wd, T gs) {
   GRAPHC_GRID_STRIDE(i, n) {
-    const T wi = w[i];
-    y[i] = wd == T(0) ? wi - mul_rn(lr, g[i]) : wi - mul_rn(lr, g[i] + mul_rn(wd, wi));
+    const T wi = w[i], gi = mul_rn(g[i], gs);
+    y[i] = wd == T(0) ? wi - mul_rn(lr, gi) : wi - mul_rn(lr, gi + mul_rn(wd, wi));
   }
 }
 
@@ -370,23 +371,24 @@ template <class T> Kernel sgd_kernel(const KernelArgs& a) {
   const attrs::SgdUpdate attr(a);
   const T lr = static_cast<T>(attr.lr);
   const T wd = static_cast<T>(attr.weight_decay);
+  const T gs = static_cast<T>(attr.grad_scale);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   T* y = a.out[0].as<T>();
   if (n == 0 || dry(a)) return no_op_kernel();
   cudaStream_t s = stream_of(a);
   return [=]() {
-    sgd_items<T><<<blocks_for(n), kThreads, 0, s>>>(w, g, y, n, lr, wd);
+    sgd_items<T><<<blocks_for(n), kThreads, 0, s>>>(w, g, y, n, lr, wd, gs);
     GRAPHC_CUDA_LAUNCH_CHECK("sgd_update");
   };
 }
 
 template <class T>
 __global__ void sgd_momentum_items(const T* w, const T* g, const T* v, T* yw, T* yv, int64_t n, T lr, T mu, T wd,
-                                   bool use_wd, bool nesterov) {
+                                   T gs, bool use_wd, bool nesterov) {
   GRAPHC_GRID_STRIDE(i, n) {
-    const T wi = w[i];
-    const T gi = use_wd ? g[i] + mul_rn(wd, wi) : g[i];
+    const T wi = w[i], gsi = mul_rn(g[i], gs);
+    const T gi = use_wd ? gsi + mul_rn(wd, wi) : gsi;
     const T vi = mul_rn(mu, v[i]) + gi;
     const T step = nesterov ? gi + mul_rn(mu, vi) : vi;
     yv[i] = vi;
@@ -401,6 +403,7 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   const T mu = static_cast<T>(attr.momentum);
   const bool nesterov = attr.nesterov;
   const T wd = static_cast<T>(attr.weight_decay);
+  const T gs = static_cast<T>(attr.grad_scale);
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
   const T* v = a.in[2].as<const T>();
@@ -410,7 +413,7 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
   cudaStream_t s = stream_of(a);
   const bool use_wd = wd != T(0);
   return [=]() {
-    sgd_momentum_items<T><<<blocks_for(n), kThreads, 0, s>>>(w, g, v, yw, yv, n, lr, mu, wd, use_wd, nesterov);
+    sgd_momentum_items<T><<<blocks_for(n), kThreads, 0, s>>>(w, g, v, yw, yv, n, lr, mu, wd, gs, use_wd, nesterov);
     GRAPHC_CUDA_LAUNCH_CHECK("sgd_momentum_update");
   };
 }
@@ -419,11 +422,12 @@ template <class T> Kernel sgd_momentum_kernel(const KernelArgs& a) {
 // step, read on the device (it changes every run), exactly as the CPU: c = 1 - b^t in T.
 template <class T>
 __global__ void adam_items(const T* w, const T* g, const T* m, const T* v, T* yw, T* ym, T* yv, int64_t n,
-                           const int64_t* pstep, T lr, T b1, T b2, T one_b1, T one_b2, T eps, T wd, T keep, int mode) {
+                           const int64_t* pstep, T lr, T b1, T b2, T one_b1, T one_b2, T eps, T wd, T keep, T gs,
+                           int mode) {
   const T t = static_cast<T>(*pstep);
   const T c1 = T(1) - pow(b1, t), c2 = T(1) - pow(b2, t);
   GRAPHC_GRID_STRIDE(i, n) {
-    T wi = w[i], gi = g[i];
+    T wi = w[i], gi = mul_rn(g[i], gs);
     if (mode == 2) wi = mul_rn(wi, keep);
     if (mode == 1) gi = gi + mul_rn(wd, wi);
     const T mi = mul_rn(b1, m[i]) + mul_rn(one_b1, gi);
@@ -444,6 +448,7 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   const T eps = static_cast<T>(attr.eps);
   const T wd = static_cast<T>(attr.weight_decay);
   const bool decoupled = attr.decoupled;
+  const T gs = static_cast<T>(attr.grad_scale);
   const int64_t* pstep = a.in[4].as<const int64_t>();
   const T* w = a.in[0].as<const T>();
   const T* g = a.in[1].as<const T>();
@@ -460,7 +465,7 @@ template <class T> Kernel adam_kernel(const KernelArgs& a) {
   cudaStream_t s = stream_of(a);
   return [=]() {
     adam_items<T><<<blocks_for(n), kThreads, 0, s>>>(w, g, m, v, yw, ym, yv, n, pstep, lr, b1, b2, one_b1, one_b2, eps,
-                                                     wd, keep, mode);
+                                                     wd, keep, gs, mode);
     GRAPHC_CUDA_LAUNCH_CHECK("adam_update");
   };
 }

