@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../runtime/comm_abi.h"
+#include "../runtime/errors.h"
 #include "../runtime/kernel_registry.h"
 #include "../runtime/op_schema.h"
 
@@ -135,7 +136,8 @@ struct Bucket {
   }
 };
 
-const char* kind_of(const std::exception& e) {
+std::string kind_of(const std::exception& e) {
+  if (auto* c = dynamic_cast<const CommFailure*>(&e)) return "CommFailure(code " + std::to_string(c->code()) + ")";
   if (dynamic_cast<const std::invalid_argument*>(&e)) return "invalid_argument";
   if (dynamic_cast<const std::runtime_error*>(&e)) return "runtime_error";
   return "exception";
@@ -240,7 +242,7 @@ int run_case(const std::string& name) {
       bucket.print("waited");
     }
   } catch (const std::exception& e) {
-    std::printf("threw %s: %s\n", kind_of(e), e.what());
+    std::printf("threw %s: %s\n", kind_of(e).c_str(), e.what());
   }
   return 0;
 }

@@ -36,13 +36,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = os.path.join(ROOT, "graphc")
 
 # Imports allowed inside a function body (see the module docstring).
-LAZY_ALLOWED = ("graphviz", "tqdm", "torch", "onnx", "onnxruntime", "scipy_openblas32", "graphc._runtime")
+LAZY_ALLOWED = ("graphviz", "tqdm", "torch", "onnx", "onnxruntime", "scipy_openblas32", "mpi4py", "graphc._runtime",
+                "graphc._mpi")
+
+# The compiled extensions (graphc._runtime; graphc._mpi, built only where MPI is installed):
+# they import no Python module of graphc, so they are no node of the import graph.
+EXTENSIONS = ("graphc._runtime", "graphc._mpi")
 
 # The layers in the order data flows (DESIGN.md); a module imports only modules of its own
 # layer or of layers before it.  The plan and the session sit before the compiler: the
 # runtime never imports the compiler.
 LAYERS = (
-    ("graphc.errors", "graphc._version", "graphc.dtypes", "graphc.shapes", "graphc.init", "graphc.fileio",
+    ("graphc.errors", "graphc._version", "graphc.distributed", "graphc.dtypes", "graphc.shapes", "graphc.init",
+     "graphc.fileio",
      "graphc.checkpoint", "graphc.datasets", "graphc._load_blas", "graphc._cuda_libs", "graphc.feeds",
      "graphc.dataloader",
      "graphc.text", "graphc.images"),
@@ -89,7 +95,7 @@ PACKAGES = {name for name, path in MODULES.items() if path.endswith("__init__.py
 
 
 def _is_module(name):
-    return name in MODULES or name == "graphc._runtime"
+    return name in MODULES or name in EXTENSIONS
 
 
 class _Collector(ast.NodeVisitor):
@@ -143,7 +149,7 @@ IMPORTS = _imports()
 def _resolve(target):
     """The graphc module an import of ``target`` names (the longest module prefix), or None.
     The compiled extension imports no Python module of graphc, so it is no node of the graph."""
-    if target == "graphc._runtime":
+    if target in EXTENSIONS:
         return None
     parts = target.split(".")
     while parts:

@@ -362,3 +362,61 @@ def test_executor_refuses_what_is_not_a_communicator_with_typeerror():
 def test_commerror_is_a_graphc_error():
     assert issubclass(errors.CommError, errors.GraphcError)
     assert issubclass(errors.CommError, RuntimeError)
+
+
+# ---- a plan's collective steps through the executor (needs the collective ops and kernels) -------
+
+
+def test_plan_collectives_sum_then_a_failed_one_is_commerror_and_the_executor_refuses_runs():
+    require_mpi()
+    if "allreduce_start" not in _runtime.kernel_ops():
+        pytest.skip("this graphc has no allreduce_start kernel (runtime/cpu/collective.cc)")
+    # Two ranks run a plan whose one bucket holds two values; the sum is in place.  Then rank 1
+    # stops taking part: rank 0's next run fails in the wait step with CommError naming the
+    # step and the timeout, and every later run is refused at once.
+    script = """
+        import json, os, time
+        import numpy as np
+        from mpi4py import MPI
+        import graphc as gc
+        import graphc._mpi as gm
+        from graphc import _runtime, errors
+
+        comm = gm.Communicator(MPI.COMM_WORLD, timeout=1.0)
+        with gc.Graph() as g:
+            a = gc.placeholder("a", (5,))
+            b = gc.placeholder("b", (3, 3))
+            started = gc.ops.allreduce_start([gc.relu(a), gc.relu(b)], bucket=0)
+            summed = gc.ops.allreduce_wait(list(started), bucket=0)
+        plan = gc.compile(g, shapes={"a": (5,), "b": (3, 3)}, fetches=list(summed))
+        ex = _runtime.Executor(plan.proto, 1, comm=comm)
+        feeds = [np.full(5, comm.rank + 1.0, np.float32), np.full((3, 3), 10.0 * (comm.rank + 1), np.float32)]
+        outs = [np.zeros(5, np.float32), np.zeros((3, 3), np.float32)]
+        ex.run(feeds, outs)
+        out = {"rank": comm.rank, "sums": [outs[0].tolist(), outs[1].ravel().tolist()]}
+        if comm.rank == 0:
+            try:
+                ex.run(feeds, outs)
+            except errors.CommError as e:
+                out["first"] = str(e)
+            t0 = time.monotonic()
+            try:
+                ex.run(feeds, outs)
+            except errors.CommError as e:
+                out["again"] = str(e)
+            out["again_seconds"] = time.monotonic() - t0
+        else:
+            time.sleep(3)
+        print("RESULT " + json.dumps(out), flush=True)
+        os._exit(0)
+    """
+    res = _results(_run_ranks(script, 2, expect_ok=False))
+    assert [r["rank"] for r in res] == [0, 1], res
+    for r in res:
+        assert r["sums"] == [[3.0] * 5, [30.0] * 9]
+    first = res[0]["first"]
+    assert "op 'allreduce_wait'" in first and "rank 0: allreduce of bucket 0 (" in first, first
+    assert "did not complete within 1 s" in first
+    again = res[0]["again"]
+    assert again.startswith("a collective failed in an earlier run, so this session refuses further runs")
+    assert first in again and res[0]["again_seconds"] < 0.5

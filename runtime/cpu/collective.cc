@@ -16,16 +16,16 @@ namespace {
 Kernel allreduce_start_kernel(const KernelArgs& a) {
   const BucketRange r = bucket_check(a);
   if (!comm_active(a, r)) return no_op_kernel();
-  comm_prepare(a, r, nullptr);
+  bucket_prepare(a, r, nullptr);
   const graphc_comm* c = a.ctx.comm;
-  return [c, r]() { comm_start(c, r, nullptr); };
+  return [c, r]() { bucket_start(c, r, nullptr); };
 }
 
 Kernel allreduce_wait_kernel(const KernelArgs& a) {
   const BucketRange r = bucket_check(a);
   if (!comm_active(a, r)) return no_op_kernel();
   const graphc_comm* c = a.ctx.comm;
-  return [c, r]() { comm_wait(c, r, nullptr); };
+  return [c, r]() { bucket_wait(c, r, nullptr); };
 }
 
 }  // namespace

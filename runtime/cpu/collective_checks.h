@@ -13,8 +13,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../comm_abi.h"
-#include "../errors.h"
+#include "../comm.h"  // comm_is_trivial, comm_prepare, comm_allreduce_start/wait (CommFailure)
 #include "common.h"
 
 namespace graphc {
@@ -91,39 +90,22 @@ inline BucketRange bucket_check(const KernelArgs& a) {
 // Whether the step has anything to do: a communicator of more than one process (nullptr: a world
 // of one, or a dry prepare) and bytes to reduce.
 inline bool comm_active(const KernelArgs& a, const BucketRange& r) {
-  return a.ctx.comm != nullptr && a.ctx.comm->size > 1 && a.ctx.device != nullptr && !r.empty();
+  return !comm_is_trivial(a.ctx.comm) && a.ctx.device != nullptr && !r.empty();
 }
 
-// A nonzero return of the communicator: its one-line message (naming rank, bucket and cause).
-[[noreturn]] inline void comm_failed(int code, const char* err, const char* what) {
-  std::string msg(err);
-  if (msg.empty()) msg = std::string(what) + " failed with code " + std::to_string(code) + " (no message)";
-  (void)code;
-  throw std::runtime_error(msg);  // CommFailure(msg, code) once COMM's errors.h is merged
+// The communicator calls (runtime/comm.h: CommFailure with the communicator's message on a nonzero
+// return).  prepare: at plan load, the slot's byte count (deterministic mode allocates its scratch
+// before the first run).  `stream`: nullptr for host memory, else the plan's device stream.
+inline void bucket_prepare(const KernelArgs& a, const BucketRange& r, void* stream) {
+  comm_prepare(a.ctx.comm, r.slot, r.nbytes, stream);
 }
 
-constexpr size_t kCommErrLen = 512;
-
-// At plan load: the communicator learns the slot's byte count (deterministic mode allocates its
-// scratch here, before the first run).  `stream`: nullptr for host memory.
-inline void comm_prepare(const KernelArgs& a, const BucketRange& r, void* stream) {
-  const graphc_comm* c = a.ctx.comm;
-  char err[kCommErrLen] = {0};
-  const int rc = c->prepare(c->self, r.slot, r.nbytes, stream, err, sizeof err);
-  if (rc != GRAPHC_COMM_OK) comm_failed(rc, err, "allreduce prepare");
+inline void bucket_start(const graphc_comm* c, const BucketRange& r, void* stream) {
+  comm_allreduce_start(c, r.slot, r.data, r.count, static_cast<int>(r.dtype), stream);
 }
 
-inline void comm_start(const graphc_comm* c, const BucketRange& r, void* stream) {
-  char err[kCommErrLen] = {0};
-  const int rc = c->allreduce_start(c->self, r.slot, r.data, r.count, static_cast<int>(r.dtype), stream, err,
-                                    sizeof err);
-  if (rc != GRAPHC_COMM_OK) comm_failed(rc, err, "allreduce_start");
-}
-
-inline void comm_wait(const graphc_comm* c, const BucketRange& r, void* stream) {
-  char err[kCommErrLen] = {0};
-  const int rc = c->allreduce_wait(c->self, r.slot, stream, err, sizeof err);
-  if (rc != GRAPHC_COMM_OK) comm_failed(rc, err, "allreduce_wait");
+inline void bucket_wait(const graphc_comm* c, const BucketRange& r, void* stream) {
+  comm_allreduce_wait(c, r.slot, stream);
 }
 
 }  // namespace cpu

@@ -21,9 +21,9 @@ Kernel allreduce_start_kernel(const KernelArgs& a) {
   const BucketRange r = cpu::bucket_check(a);
   if (dry(a) || !cpu::comm_active(a, r)) return no_op_kernel();
   void* stream = a.ctx.stream;
-  cpu::comm_prepare(a, r, stream);
+  cpu::bucket_prepare(a, r, stream);
   const graphc_comm* c = a.ctx.comm;
-  return [c, r, stream]() { cpu::comm_start(c, r, stream); };
+  return [c, r, stream]() { cpu::bucket_start(c, r, stream); };
 }
 
 Kernel allreduce_wait_kernel(const KernelArgs& a) {
@@ -31,7 +31,7 @@ Kernel allreduce_wait_kernel(const KernelArgs& a) {
   if (dry(a) || !cpu::comm_active(a, r)) return no_op_kernel();
   void* stream = a.ctx.stream;
   const graphc_comm* c = a.ctx.comm;
-  return [c, r, stream]() { cpu::comm_wait(c, r, stream); };
+  return [c, r, stream]() { cpu::bucket_wait(c, r, stream); };
 }
 
 }  // namespace
