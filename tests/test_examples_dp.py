@@ -81,10 +81,17 @@ def _checkpoint(path):
         return {k: f[k] for k in f.files}
 
 
-def _assert_same_weights(got, want, rtol, atol):
+def _assert_same_weights(got, want, rtol, atol, unchecked=None):
+    """Every variable of two checkpoints close, but for ``unchecked`` {name: index}: elements whose
+    gradient is zero but for rounding, which Adam (g / sqrt(v)) turns into full steps of either sign."""
     assert sorted(got) == sorted(want)
     for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=name)
+        a, b = got[name], want[name]
+        if unchecked and name in unchecked:
+            keep = np.ones(b.shape, bool)
+            keep[unchecked[name]] = False
+            a, b = a[keep], b[keep]
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
 
 
 @pytest.fixture
@@ -134,14 +141,20 @@ def test_language_models_two_ranks_match_one_process(name, tmp_path, mpi):
     common = ["--config", "tiny", "--steps", "8", "--tokens", "12", "--threads", "1", "--no-progress"]
     lines, results = _run_dp(name, *common, "--batch", "4", "--out", str(tmp_path / "dp"))
     text = "\n".join(lines)
+    for r in results.values():
+        r.pop("ms_per_step")                         # each rank's own clock
     assert results[0] == results[1], results        # the same figures and the same sampled text on both
     assert results[0]["steps"] == 8 and len(results[0]["text"]) == 12, results
     assert "data parallel: 2 ranks x batch 4 (global batch 8)" in text and text.count("bits/char") == 2, text
     one = _load(name).main([*common, "--batch", "8", "--out", str(tmp_path / "one")])
     for key in ("first_loss", "last_loss", "val_bits", "start_bits"):
         assert abs(results[0][key] - one[key]) <= 1e-4 * abs(one[key]), (key, results[0][key], one[key])
+    # the key projection's bias shifts every score of a query alike: softmax ignores it, its
+    # gradient is rounding noise (the tiny GPT's width is 32: q, k, v biases at 0, 32, 64)
+    width = _load(name).CONFIGS["tiny"].get("width")
+    unchecked = {"blocks/layers/0/self_attn/in_proj_bias": slice(width, 2 * width)} if name == "train_gpt" else None
     _assert_same_weights(_checkpoint(tmp_path / "dp" / "checkpoint.npz"),
-                         _checkpoint(tmp_path / "one" / "checkpoint.npz"), rtol=1e-3, atol=1e-5)
+                         _checkpoint(tmp_path / "one" / "checkpoint.npz"), rtol=1e-3, atol=1e-5, unchecked=unchecked)
 
 
 def test_one_process_with_data_parallel_is_a_world_of_one(tmp_path, mpi):
