@@ -1131,10 +1131,15 @@ def cmd_bench(args):
         sess.run(feeds)
         times.append(time.perf_counter() - t0)
     t = np.asarray(times) * 1e3
-    print(f"{args.plan}: {args.iters} iterations after {args.warmup} warmup, device {sess_device(sess, plan, args)}")
+    profile = sess.profile(feeds, args.iters)   # every rank of a data-parallel plan takes part
+    if sess.rank != 0:
+        return EXIT_OK                          # rank 0 reports (its own times)
+    ranks = f", rank 0 of {sess.world_size} (data-parallel)" if sess.comm is not None else ""
+    print(f"{args.plan}: {args.iters} iterations after {args.warmup} warmup, device {sess_device(sess, plan, args)}"
+          f"{ranks}")
     print(f"latency ms: min {t.min():.4f}  median {np.median(t):.4f}  p90 {np.percentile(t, 90):.4f}  "
           f"mean {t.mean():.4f}")
-    totals = per_step_seconds(sess.profile(feeds, args.iters), plan)
+    totals = per_step_seconds(profile, plan)
     _print_node_table(plan, totals, args.iters, args.top)
     return EXIT_OK
 

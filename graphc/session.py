@@ -237,7 +237,7 @@ class _Entry:
             try:
                 run(*args)
             except errors.CommError as e:
-                session._broken = str(e)
+                session._comm_failed(str(e))
                 self._reraise_typed(e)
             except errors.GraphcError as e:
                 self._reraise_typed(e)
@@ -372,9 +372,12 @@ class Session:
     make the communicator (``sess.comm``), and every rank starts from rank 0's variables
     and optimizer state.  ``sess.rank`` and ``sess.world_size`` say where this process
     stands (0 and 1 for other plans).  After a CommError (a peer died, a collective timed
-    out) the session refuses runs.  ``save_checkpoint`` writes on rank 0 alone and every
-    rank waits for it; ``load_checkpoint`` reads on every rank.  ``set_variable`` and
+    out) the session refuses runs, and when this process exits it ends the whole MPI job
+    (MPI_Abort, exit status 1), so a hung peer cannot keep the job alive.  ``save_checkpoint``
+    writes on rank 0 alone and every rank waits for it; ``load_checkpoint`` reads on every rank.  ``set_variable`` and
     ``load_state_dict`` change this rank only: call them on every rank with the same values.
+    On ``device="cuda"`` each rank needs its own GPU: when ``CUDA_VISIBLE_DEVICES`` is unset
+    and the launcher started several ranks on the machine, local rank k is given GPU k.
 
     The C++ runtime validates the plan before it allocates anything (indices, sizes
     and their overflow, alignment, and that values live at the same time never share
@@ -517,6 +520,8 @@ class Session:
         Every rank takes part in every exchange below, in the same order, whatever failed
         locally before it; each verdict is computed from the gathered records alone, so a
         failure anywhere is the same CommError on every rank, never a hang."""
+        if self.device == "cuda":
+            distributed.pin_local_gpu()   # before CUDA starts in this process: local rank k → GPU k
         host = distributed.world_comm(comm)   # CommError (no mpi4py) on every rank alike
         local_error, cause = "", None
         try:
@@ -533,8 +538,12 @@ class Session:
             deterministic = bool(deterministic) if isinstance(deterministic, bool) else False
         if not isinstance(timeout, float):
             timeout = None   # GRAPHC_COMM_TIMEOUT was bad: already this rank's local error
-        records = distributed.gather(host, distributed.start_record(source, self.device, deterministic,
-                                                                    local_error), timeout=timeout)
+        record = distributed.start_record(source, self.device, deterministic, local_error)
+        try:
+            records = distributed.gather(host, record, timeout=timeout)
+        except errors.CommError:
+            distributed.abort_at_exit(host)   # a rank never came: it may hang, so end the job at exit
+            raise
         verdict = distributed.check_plans(records)
         if verdict:
             raise errors.CommError(verdict) from cause
@@ -549,6 +558,8 @@ class Session:
         try:
             distributed.agree(host, local_error, "loading the plan", timeout=timeout)
         except errors.CommError as e:
+            if "did not answer" in str(e):
+                distributed.abort_at_exit(host)
             raise errors.CommError(str(e)) from cause
         self._broadcast_state()
 
@@ -574,6 +585,13 @@ class Session:
                 self._exec.write_persistent(i, buf[at:at + size].view(dtype).reshape(shape))
                 at += size
 
+    def _comm_failed(self, message):
+        """A collective failed: the session refuses runs from now on, and this process ends
+        the whole MPI job when it exits (see :func:`graphc.distributed.abort_at_exit`)."""
+        self._broken = message
+        if self.comm is not None:
+            distributed.abort_at_exit(self.comm)
+
     def _collective(self, call, *args):
         """``call(*args)`` on the communicator: a failure breaks the session (CommError)."""
         if self._broken is not None:
@@ -581,10 +599,10 @@ class Session:
         try:
             return call(*args)
         except errors.CommError as e:
-            self._broken = str(e)
+            self._comm_failed(str(e))
             raise
         except (RuntimeError, OSError) as e:
-            self._broken = f"rank {self.rank}: {e}"
+            self._comm_failed(f"rank {self.rank}: {e}")
             raise errors.CommError(self._broken) from None
 
     def _agree(self, error, what, payload=""):
@@ -761,7 +779,7 @@ class Session:
             try:
                 secs = e._exec.profile(arrays, iters, warmup)
             except errors.CommError as exc:
-                self._broken = str(exc)
+                self._comm_failed(str(exc))
                 e._reraise_typed(exc)
             except errors.GraphcError as exc:
                 e._reraise_typed(exc)
@@ -820,7 +838,7 @@ class Session:
                 checkpoint.save(path, values)
             except (OSError, errors.GraphcError) as e:
                 error = f"{type(e).__name__}: {e}"
-        self._agree(error, f"saving checkpoint {errors.quote(os.fspath(path))}")
+        self._agree(error, "saving a checkpoint on rank 0")
 
     def load_checkpoint(self, path, strict=True):
         """Restore every persistent variable from ``path``.  Raises CheckpointError, and
@@ -860,7 +878,7 @@ class Session:
             digest = h.hexdigest()
         except (OSError, errors.GraphcError) as e:
             error = f"{type(e).__name__}: {e}"
-        what = f"loading checkpoint {errors.quote(os.fspath(path))}"
+        what = "loading a checkpoint"   # the path may differ by rank: the failures name theirs
         digests = self._agree(error, what, digest)
         if len(set(digests)) > 1:
             groups = {}

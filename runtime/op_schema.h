@@ -1116,7 +1116,7 @@ struct Add {
 
 // allreduce_start: Start the in-place sum over all ranks of one gradient bucket: after the matching allreduce_wait, every output holds Σ_ranks input (returns at once; th
 struct AllreduceStart {
-  int64_t bucket = 0;  // the communicator slot of this bucket (>= 0)
+  int64_t bucket = 0;  // the communicator slot of this bucket, in [0, 2^31)
   explicit AllreduceStart(const KernelArgs& a) {
     if (!a.has("bucket")) a.fail("missing attr 'bucket'");
     bucket = a.attr_int("bucket");
@@ -1125,7 +1125,7 @@ struct AllreduceStart {
 
 // allreduce_wait: Wait until the sum allreduce_start began for attr bucket is in place (host memory: blocks; a device stream: orders the stream after it); outputs the s
 struct AllreduceWait {
-  int64_t bucket = 0;  // the communicator slot of this bucket (>= 0)
+  int64_t bucket = 0;  // the communicator slot of this bucket, in [0, 2^31)
   explicit AllreduceWait(const KernelArgs& a) {
     if (!a.has("bucket")) a.fail("missing attr 'bucket'");
     bucket = a.attr_int("bucket");

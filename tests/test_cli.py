@@ -667,3 +667,8 @@ def test_run_data_parallel_under_mpirun(work, tmp_path, cli):
     with np.load(tmp_path / "ck.npz") as ck:
         for name in ("fc1/w", "fc2/w"):
             np.testing.assert_allclose(ck[name], one.get_variable(name), rtol=1e-5, atol=1e-6)
+    r = mpirun("import sys\nfrom graphc.cli import main\nsys.exit(main(sys.argv[1:]))\n", np=2,
+               args=["bench", tmp_path / "dp.plan", "--iters", "3", "--warmup", "1", "--threads", "1"], timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("latency ms") == 1 and "rank 0 of 2 (data-parallel)" in r.stdout, r.stdout
+    assert "allreduce_wait" in r.stdout

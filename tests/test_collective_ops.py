@@ -98,8 +98,10 @@ def test_inference_keeps_each_input_type(name):
 
 @pytest.mark.parametrize("name", COLLECTIVES)
 def test_inference_refusals(name):
-    with pytest.raises(ShapeError, match="bucket >= 0"):
+    with pytest.raises(ShapeError, match=r"bucket in \[0, 2\^31\) \(a communicator slot\), got -1"):
         _collective(name, [np.zeros(3, np.float32)], bucket=-1)
+    with pytest.raises(ShapeError, match=r"got 2147483648"):
+        _collective(name, [np.zeros(3, np.float32)], bucket=2 ** 31)
     with pytest.raises(DTypeError, match="of one dtype"):
         _collective(name, [np.zeros(3, np.float32), np.zeros(3, np.float64)])
     with pytest.raises(DTypeError, match="float32/float64"):

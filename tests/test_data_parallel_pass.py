@@ -18,9 +18,9 @@ from graphc.compiler.data_parallel import (
     launcher_world_size,
     resolve,
 )
-from graphc.compiler.schedule_nodes import schedule_nodes
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, OPTIMIZER
+from tests.mpirun import mpirun, require_mpi
 
 UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "adam_update")
 LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -189,7 +189,7 @@ def test_caps_first_bucket_and_schedule_order():
         str(sum(aligned(n) for n in s[:-1]) + s[-1]) for s in sizes_b)
     assert after.metadata["data_parallel.buckets"] == str(len(buckets))
     # members in the order a schedule of the backward pass writes them: last layer first
-    position = {n.name: k for k, n in enumerate(schedule_nodes(before).nodes)}
+    position = {n.name: k for k, n in enumerate(before.topological_order())}
     flat = [v for _, ins, _ in buckets for v in ins]
     written = [position[before.producer(v).name] for v in flat]
     assert written == sorted(written)
@@ -197,6 +197,11 @@ def test_caps_first_bucket_and_schedule_order():
     assert owner[flat[0]] in ("w3", "b3")   # the last layer's gradients come first
     assert {owner[flat[-1]]} <= {"w0", "b0"}
     assert sorted(flat) == sorted(set(before.gradients_of.values()))
+    # a bucket_cap below first_bucket caps the first bucket too
+    small = buckets_of(stages(g, {"x": (6, 8), "y": (6, 4)},
+                              data_parallel=DataParallel(2, bucket_cap=300))["data_parallel"])
+    for _, ins, _ in small:
+        assert len(ins) == 1 or sum(aligned(model.nbytes[v]) for v in ins) <= 300
 
 
 def test_one_dtype_per_bucket():
@@ -250,24 +255,41 @@ def test_shared_gradient_is_reduced_once():
     assert after.gradients_of["a"] == after.gradients_of["b"] == bucket[2][0].replace("start", "wait")
 
 
-def test_views_and_feeds_are_copied_and_counted():
+def test_a_view_gradient_is_reduced_in_its_root_and_a_fetched_one_is_copied():
     with gc.Graph() as g:
         x = gc.placeholder("x", (None, 12))
         w = gc.variable("w", (3, 4), init=gc.init.uniform(-1, 1, seed=1))
         v = gc.variable("v", (12,), init=gc.init.uniform(-1, 1, seed=2))
-        h = x * gc.reshape(w, (12,)) + v   # w's gradient is a reshape (a view)
+        h = x * gc.reshape(w, (12,)) + v   # w's gradient is a reshape (a view) of a (12,) value
         loss = gc.mean(h * h)
         gc.optim.SGD(lr=0.01).minimize(loss)
     st = stages(g, {"x": (4, 12)}, data_parallel=2)
     before, after = st["append_gradients"], st["data_parallel"]
     model = MemoryModel(before)
     gw = before.gradients_of["w"]
-    assert model.root[gw] != gw
+    root = model.root[gw]
+    assert root != gw
+    assert not [n for n in after.nodes if n.name.startswith("data_parallel/copy_")]
+    (bucket,) = buckets_of(after)
+    assert root in bucket[1] and gw not in bucket[1]
+    view = after.producer(after.gradients_of["w"])
+    assert view.op == "reshape" and view.name.startswith("data_parallel/view_")
+    assert view.inputs[0] in [o.replace("start", "wait") for o in bucket[2]]
+    assert after.tensor(after.gradients_of["w"]).shape == (3, 4)
+    assert after.metadata["data_parallel.copied_bytes"] == "0"
+    # the step is the plain one (a world of one, N=1)
+    feeds = {"x": np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32)}
+    s1, s2 = {}, {}
+    run_reference(stages(g, {"x": (4, 12)}, data_parallel=1)["schedule_nodes"], feeds, s1)
+    run_reference(stages(g, {"x": (4, 12)})["schedule_nodes"], feeds, s2)
+    np.testing.assert_array_equal(s1["w"], s2["w"])
+    # a fetched gradient is copied (the fetch shows this rank's gradient; the copy is summed)
+    before.outputs = [before.training.loss, gw]
+    after = data_parallel(before, DataParallel(2))
     copies = [n for n in after.nodes if n.name.startswith("data_parallel/copy_")]
     assert len(copies) == 1 and copies[0].op == "broadcast_to" and copies[0].inputs == [gw]
     assert copies[0].role == GRADIENT and tuple(copies[0].attrs["shape"]) == (3, 4)
-    (bucket,) = buckets_of(after)
-    assert copies[0].outputs[0] in bucket[1]
+    assert copies[0].outputs[0] in buckets_of(after)[0][1]
     assert after.metadata["data_parallel.copied_bytes"] == str(3 * 4 * 4)
 
 
@@ -533,3 +555,78 @@ def test_compiles_are_deterministic():
     g = mlp((8, 64, 32, 16, 4))
     dp = DataParallel(2, bucket_cap=3000, first_bucket=300)
     assert gc_compile(g, SHAPES, data_parallel=dp).to_bytes() == gc_compile(g, SHAPES, data_parallel=dp).to_bytes()
+
+
+@pytest.mark.parametrize("opt", [gc.optim.SGD(lr=0.1, momentum=0.9), gc.optim.Adam(1e-2, clip_global_norm=0.05)],
+                         ids=["momentum", "adam-clip"])
+def test_a_world_of_one_session_trains_as_the_plain_plan(opt):
+    """The runtime: a plan compiled for a world of one (several buckets, no-op collectives outside
+    mpirun) trains bit for bit as the plain plan, and as the reference interpreter says."""
+    g = mlp((8, 64, 32, 16, 4), opt=opt)
+    shapes = {"x": (16, 8), "y": (16, 4)}
+    dp_plan = gc_compile(g, shapes, data_parallel=DataParallel(1, bucket_cap=3000, first_bucket=300))
+    assert int(dp_plan.proto.metadata["data_parallel.buckets"]) > 2
+    plain = gc.Session(gc_compile(g, shapes))
+    dp = gc.Session(dp_plan)
+    assert (dp.rank, dp.world_size) == (0, 1)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        feeds = rand_feeds(rng, shapes)
+        a, b = plain.run(feeds), dp.run(feeds)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    want, got = plain.state_dict(), dp.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(want[k], got[k])
+
+
+MPI_SCRIPT = """
+import sys
+import numpy as np
+import graphc as gc
+from mpi4py import MPI
+
+plan = gc.load_plan(sys.argv[1])
+want = np.load(sys.argv[2])
+sess = gc.Session(plan)
+r = sess.rank
+assert (sess.rank, sess.world_size) == (MPI.COMM_WORLD.Get_rank(), 2)
+for step in range(3):
+    feeds = {k[len(f"feed{step}_"):]: want[k][r * 4:(r + 1) * 4] for k in want.files if k.startswith(f"feed{step}_")}
+    sess.run(feeds)
+names = [k[len("state_"):] for k in want.files if k.startswith("state_")]
+state = {name: sess.get_variable(name) for name in names}   # weights and optimizer state
+for name in state:
+    np.testing.assert_allclose(state[name], want["state_" + name], rtol=1e-5, atol=1e-6, err_msg=name)
+mine = np.concatenate([np.ravel(v).astype(np.float64) for _, v in sorted(state.items())])
+every = MPI.COMM_WORLD.allgather(mine.tobytes())
+assert every[0] == every[1], "ranks differ"
+print(f"rank {r}: OK {len(state)} variables")
+"""
+
+
+def test_two_mpi_ranks_run_the_plan_as_the_simulated_world(tmp_path):
+    """The compiled plan on 2 real ranks (graphc._mpi, the runtime kernels) ends where the pass's
+    simulated 2-rank world says, and both ranks hold the same bytes."""
+    require_mpi()
+    opt = gc.optim.Adam(1e-2, clip_global_norm=0.1)
+    g = mlp(opt=opt)
+    dp_plan = gc_compile(g, {"x": (4, 8), "y": (4, 4)},
+                         data_parallel=DataParallel(2, bucket_cap=2000, first_bucket=200))
+    assert int(dp_plan.proto.metadata["data_parallel.buckets"]) > 1
+    graph = stages(g, {"x": (4, 8), "y": (4, 4)}, data_parallel=DataParallel(2, bucket_cap=2000,
+                                                                            first_bucket=200))["schedule_nodes"]
+    rng = np.random.default_rng(5)
+    state = [{}, {}]
+    saved = {}
+    for step in range(3):
+        feeds = rand_feeds(rng, {"x": (8, 8), "y": (8, 4)})
+        simulate(graph, [{k: v[r * 4:(r + 1) * 4] for k, v in feeds.items()} for r in range(2)], state)
+        saved.update({f"feed{step}_{k}": v for k, v in feeds.items()})
+    saved.update({f"state_{k}": v for k, v in state[0].items()})
+    dp_plan.save(str(tmp_path / "dp.plan"))
+    np.savez(tmp_path / "want.npz", **saved)
+    proc = mpirun(MPI_SCRIPT, np=2, args=(tmp_path / "dp.plan", tmp_path / "want.npz"), timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count(f"OK {len(state[0])} variables") == 2, proc.stdout

@@ -224,7 +224,7 @@ def plan(batch, world):
     with gc.Graph() as g:
         x = gc.placeholder("x", (None, 3))
         y = gc.placeholder("y", (None, 2))
-        w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=rank))   # differs per rank
+        w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=0))
         loss = gc.mean((x @ w - y) * (x @ w - y))
         gc.optim.SGD(lr=0.1).minimize(loss)
     p = gc.compile(g, shapes={"x": (batch, 3), "y": (batch, 2)})
@@ -384,3 +384,120 @@ else:
     seconds, msg = got["RANK0"].split(" ", 1)
     assert 1.9 < float(seconds) < 10, got
     assert "rank 0: data-parallel start-up" in msg and "within 2 s" in msg and "GRAPHC_COMM_TIMEOUT" in msg
+
+
+def test_summary_names_different_initial_values():
+    def plan(seed):
+        with gc.Graph() as g:
+            x = gc.placeholder("x", (None, 3))
+            w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=seed))
+            gc.optim.SGD(lr=0.1).minimize(gc.mean((x @ w) * (x @ w)))
+        p = gc.compile(g, shapes={"x": (4, 3)})
+        p.proto.metadata[distributed.WORLD_SIZE_KEY] = "2"
+        return p
+    recs = [distributed.start_record(plan(s), "cpu", False) for s in (0, 1)]
+    msg = distributed.check_plans(recs)
+    assert "initial values: sha256" in msg and "feed shapes" not in msg
+
+
+def test_mpirun_hung_peer_ends_the_job(tmp_path):
+    """Rank 1 hangs mid-training: rank 0's step fails with CommError after the timeout, the
+    session refuses the next run, and the job ends (rank 0 aborts it at exit) long before
+    rank 1 would wake up."""
+    _need_mpirun()
+    _need_comm()
+    import time
+
+    from tests.mpirun import mpirun
+    started = time.monotonic()
+    r = mpirun("""
+import time, numpy as np, graphc as gc
+from mpi4py import MPI
+rank = MPI.COMM_WORLD.Get_rank()
+with gc.Graph() as g:
+    x = gc.placeholder("x", (None, 3))
+    w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=0))
+    gc.optim.SGD(lr=0.1).minimize(gc.mean((x @ w) * (x @ w)))
+sess = gc.Session(gc.compile(g, shapes={"x": (4, 3)}, data_parallel=2), threads=1, comm_timeout=2)
+feeds = {"x": np.ones((4, 3), np.float32)}
+sess.run(feeds)
+if rank == 1:
+    time.sleep(100)
+try:
+    sess.run(feeds)
+except gc.errors.CommError as e:
+    print("FIRST", e, flush=True)
+try:
+    sess.run(feeds)
+except gc.errors.CommError as e:
+    print("SECOND", e, flush=True)
+""", np=2, timeout=90)
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, elapsed
+    assert r.returncode != 0
+    first = next(line for line in r.stdout.splitlines() if line.startswith("FIRST"))
+    assert "rank 0" in first and "allreduce" in first and "2 s" in first
+    second = next(line for line in r.stdout.splitlines() if line.startswith("SECOND"))
+    assert "refuses" in second or "runs no more" in second
+
+
+def test_mpirun_program_of_entries(tmp_path):
+    """A program compiled with data_parallel=2: the training entry's buckets are summed, the
+    inference entry runs alone, every rank ends with the same weights; checkpoints cover it."""
+    _need_mpirun()
+    _need_comm()
+    from tests.mpirun import mpirun
+    ck = str(tmp_path / "prog.npz")
+    r = mpirun(f"""
+import numpy as np, graphc as gc
+from mpi4py import MPI
+with gc.Graph() as g:
+    x = gc.placeholder("x", (None, 3))
+    w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=0))
+    y = gc.tanh(x @ w)
+    gc.optim.SGD(lr=0.1).minimize(gc.mean(y * y), name="train")
+    g.entry("predict", fetches=[y])
+sess = gc.Session(gc.compile(g, shapes={{"x": (4, 3)}}, entries="all", data_parallel=2), threads=1,
+                  deterministic_allreduce=True)
+rng = np.random.default_rng(sess.rank)          # different data on each rank
+for _ in range(3):
+    sess.run({{"x": rng.standard_normal((4, 3)).astype(np.float32)}}, entry="train")
+sess.run({{"x": np.ones((4, 3), np.float32)}}, entry="predict")
+ws = MPI.COMM_WORLD.allgather(sess.get_variable("w"))
+assert np.array_equal(ws[0], ws[1])
+sess.save_checkpoint({ck!r})
+sess.load_checkpoint({ck!r})
+print("OK", sess.rank, sess.deterministic_allreduce)
+""", np=2, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK 0 True" in r.stdout and "OK 1 True" in r.stdout
+
+
+def test_pin_local_gpu():
+    env = {"OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2"}
+    assert distributed.pin_local_gpu(env) == "1" and env["CUDA_VISIBLE_DEVICES"] == "1"
+    env = {"OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "2", "CUDA_VISIBLE_DEVICES": "3"}
+    assert distributed.pin_local_gpu(env) is None and env["CUDA_VISIBLE_DEVICES"] == "3"   # the user's choice
+    env = {"OMPI_COMM_WORLD_LOCAL_RANK": "0", "OMPI_COMM_WORLD_LOCAL_SIZE": "1"}
+    assert distributed.pin_local_gpu(env) is None and "CUDA_VISIBLE_DEVICES" not in env
+    assert distributed.pin_local_gpu({}) is None
+
+
+def test_mpirun_cuda_without_nccl_is_the_same_error_everywhere():
+    _need_mpirun()
+    _need_comm()
+    from graphc import _runtime
+    if _runtime.cuda_built() and getattr(_runtime, "nccl_built", lambda: False)():
+        pytest.skip("this graphc has CUDA and NCCL")
+    from tests.mpirun import mpirun
+    r = mpirun(_START + """
+try:
+    gc.Session(plan(4, 2), device="cuda", threads=1)
+    print(f"RANK{rank} started")
+except (gc.errors.CommError, gc.errors.DeviceError) as e:
+    print(f"RANK{rank} {type(e).__name__}: {e}")
+""", np=2, timeout=120)
+    got = _errors_by_rank(r.stdout)
+    assert set(got) == {"RANK0", "RANK1"} and got["RANK0"] == got["RANK1"], r.stdout + r.stderr
+    assert got["RANK0"].startswith("CommError: data-parallel start-up failed on ranks 0, 1 of 2")
+    assert "CUDA" in got["RANK0"] or "NCCL" in got["RANK0"]

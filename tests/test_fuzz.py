@@ -111,7 +111,8 @@ def _ops_graph(runnable=False):
                 for i, x in enumerate(ex.inputs):
                     ins.append(gc.placeholder(f"{op.name}_{k}_in{i}", x.shape, x.dtype.name))
                     if i in aliased:  # written in place (collectives): a computed value, never a feed
-                        ins[-1] = g.add_node("broadcast_to", [ins[-1]], {"shape": tuple(x.shape)})[0]
+                        ins[-1] = g.add_node("broadcast_to", [ins[-1]], {"shape": tuple(x.shape)},
+                                             name=f"{op.name}_{k}_copy{i}")[0]
                 g.add_node(op.name, ins, ex.attrs, name=f"{op.name}_{k}")
     return g
 

@@ -406,7 +406,10 @@ def test_plan_collectives_sum_then_a_failed_one_is_commerror_and_the_executor_re
                 out["again"] = str(e)
             out["again_seconds"] = time.monotonic() - t0
         else:
+            # Printed first: mpirun ends this rank when rank 0 leaves without MPI_Finalize.
+            print("RESULT " + json.dumps(out), flush=True)
             time.sleep(3)
+            os._exit(0)
         print("RESULT " + json.dumps(out), flush=True)
         os._exit(0)
     """
@@ -420,3 +423,34 @@ def test_plan_collectives_sum_then_a_failed_one_is_commerror_and_the_executor_re
     again = res[0]["again"]
     assert again.startswith("a collective failed in an earlier run, so this session refuses further runs")
     assert first in again and res[0]["again_seconds"] < 0.5
+
+
+def test_a_killed_rank_ends_the_others_wait_with_commerror_within_seconds():
+    require_mpi()
+    # The real teardown: rank 1 dies (SIGKILL); mpirun sends SIGTERM to rank 0, blocked in an
+    # allreduce, which must end with CommError rather than die silently or hang.
+    script = """
+        import json, os, signal, time
+        import numpy as np
+        from mpi4py import MPI
+        import graphc._mpi as gm
+        from graphc import errors
+
+        comm = gm.Communicator(MPI.COMM_WORLD, timeout=60)
+        comm.barrier()
+        if comm.rank == 1:
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGKILL)
+        t0 = time.monotonic()
+        try:
+            comm.allreduce(np.ones(10, np.float32))
+        except errors.CommError as e:
+            print("RESULT " + json.dumps({"rank": comm.rank, "error": str(e), "seconds": time.monotonic() - t0}),
+                  flush=True)
+    """
+    proc = _run_ranks(script, 2, expect_ok=False, timeout=60)
+    assert proc.returncode != 0
+    res = _results(proc)
+    assert [r["rank"] for r in res] == [0], (proc.stdout, proc.stderr)
+    assert res[0]["error"].startswith("rank 0: allreduce (40 bytes) was aborted: the launcher sent SIGTERM")
+    assert res[0]["seconds"] < 5

@@ -45,6 +45,8 @@ def refuse(reason, *ops):
 refuse("an optimizer update (it overwrites a variable in place); ONNX inference graphs have no "
        "state updates: export the model's forward graph", "adam_update", "sgd_update", "sgd_momentum_update")
 refuse("overwrites a variable in place; ONNX graphs have no state updates", "assign")
+refuse("a data-parallel gradient sum across the ranks of an MPI/NCCL communicator (a training step's); "
+       "export the model's forward graph", "allreduce_start", "allreduce_wait")
 refuse("the running-statistics update of a training step (in place); export the inference graph, "
        "where batch_norm uses the running statistics", "batch_norm_update_stats")
 refuse("graphc's Philox-based generator has no ONNX counterpart (ONNX RandomNormal/RandomUniform "

@@ -20,8 +20,8 @@ from graphc.registry import ALIAS_EACH, AttrSpec, register_op
 
 
 def _collective_infer(ctx):
-    if ctx.attrs["bucket"] < 0:
-        ctx.fail(f"expects attr bucket >= 0 (a communicator slot), got {ctx.attrs['bucket']}")
+    if not 0 <= ctx.attrs["bucket"] < 2 ** 31:  # a communicator slot: a C int (runtime/comm_abi.h)
+        ctx.fail(f"expects attr bucket in [0, 2^31) (a communicator slot), got {ctx.attrs['bucket']}")
     return [(ctx.dtype(i), ctx.shape(i)) for i in range(len(ctx.inputs))]
 
 
@@ -50,7 +50,7 @@ register_op(
         "is attr bucket).  " + _DOC_TAIL,
     inputs=[("g", "T")],
     type_vars={"T": dtypes.FLOATS},
-    attrs={"bucket": AttrSpec("int", doc="the communicator slot of this bucket (>= 0)")},
+    attrs={"bucket": AttrSpec("int", doc="the communicator slot of this bucket, in [0, 2^31)")},
     variadic=True,
     infer=_collective_infer,
     reference=_identity_ref,
@@ -67,7 +67,7 @@ register_op(
         "a device stream: orders the stream after it); outputs the summed gradients.  " + _DOC_TAIL,
     inputs=[("r", "T")],
     type_vars={"T": dtypes.FLOATS},
-    attrs={"bucket": AttrSpec("int", doc="the communicator slot of this bucket (>= 0)")},
+    attrs={"bucket": AttrSpec("int", doc="the communicator slot of this bucket, in [0, 2^31)")},
     variadic=True,
     infer=_collective_infer,
     reference=_identity_ref,
