@@ -609,7 +609,8 @@ def program_info(program, path):
                         "roles": _role_histogram(_ROLE_NAMES.get(st.role, str(st.role)) for st in proto.steps),
                         "inputs": [value_dict(i) for i in proto.feeds],
                         "outputs": [value_dict(i) for i in proto.fetches],
-                        "training": _spec_dict(training), "arena_bytes": int(proto.arena_bytes)})
+                        "training": _spec_dict(training), "arena_bytes": int(proto.arena_bytes),
+                        "data_parallel": _data_parallel_info(proto)})
     return {
         "kind": "program",
         "path": path,
@@ -636,6 +637,8 @@ def _print_program_info(info):
             hp = ", ".join(f"{k}={v:g}" for k, v in t["optimizer"]["hyperparameters"].items())
             print(f"  training: loss {t['loss']}, optimizer {t['optimizer']['kind']}" + (f" ({hp})" if hp else "")
                   + f", var_list {len(t['var_list']) or 'all'}")
+        if e.get("data_parallel"):
+            print(f"  data-parallel: {e['data_parallel']}")
     print(f"parameters: {p['count']} in {p['variables']} variables, {format_bytes(p['bytes'])}"
           + (f"; other state {p['state_count']} ({format_bytes(p['state_bytes'])})" if p["state_count"] else ""))
     m = info["memory"]

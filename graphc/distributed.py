@@ -121,8 +121,8 @@ def deterministic_from_env(value=None):
 
 
 def timeout_from_env(value=None):
-    """``value`` (seconds) or ``GRAPHC_COMM_TIMEOUT``; None when neither is set (the
-    communicator's default)."""
+    """``value`` (seconds, ``inf``: no limit) or ``GRAPHC_COMM_TIMEOUT``; None when neither is
+    set (the communicator's default, 60 s)."""
     if value is None:
         text = os.environ.get(TIMEOUT_ENV, "").strip()
         if not text:
@@ -132,7 +132,7 @@ def timeout_from_env(value=None):
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = -1.0
-    if not 0 < seconds < float("inf"):
+    if not seconds > 0:   # NaN too; "inf" waits forever, as graphc._mpi reads it
         raise errors.CommError(f"the collective timeout must be a positive number of seconds, got "
                                f"{errors.quote(value)} ({TIMEOUT_ENV})")
     return seconds
@@ -199,11 +199,15 @@ def plan_hash(source):
 
 def plan_summary(source):
     """A few cheap facts about a plan, compared across ranks to say *what* differs when the
-    hashes do: the world size, the feeds' shapes, steps, variables, arena bytes, target and
-    the graphc version (always one JSON-serialisable dict of str → str)."""
+    hashes do: the world size, the feeds' shapes, steps, variables, arena bytes, buckets,
+    target, a digest of the initial values and the graphc version (always one JSON-serialisable dict of str → str)."""
     protos = _protos(source)
     world = plan_world_size(source)
     out = {"graphc version": __version__, "world size": str(world or 1)}
+    init = hashlib.sha256()   # a program's shared initial values, or the plan's
+    for var in getattr(source, "persistent", protos[0].persistent if protos else ()):
+        init.update(var.init.raw_data)
+    out["initial values"] = "sha256 " + init.hexdigest()[:12]
     for proto in protos:
         label = f"entry {proto.metadata['entry']!r} " if len(protos) > 1 and "entry" in proto.metadata else ""
         values = proto.values
@@ -216,10 +220,6 @@ def plan_summary(source):
         out[label + "variables"] = str(len(proto.persistent))
         out[label + "arena bytes"] = str(int(proto.arena_bytes))
         out[label + "buckets"] = proto.metadata.get("data_parallel.bucket_bytes", "")
-        init = hashlib.sha256()
-        for var in getattr(source, "persistent", proto.persistent):
-            init.update(var.init.raw_data)
-        out[label + "initial values"] = "sha256 " + init.hexdigest()[:12]
         if getattr(proto, "target", ""):
             out[label + "target"] = str(proto.target)
     return out
@@ -254,7 +254,7 @@ def _groups(values):
     return groups
 
 
-def check_plans(records, plan_world=None):
+def check_plans(records):
     """The verdict on the gathered start records (``records[r]`` is rank r's
     :func:`start_record`): None when every rank may start, else the one-line message every
     rank raises (a pure function of ``records``, so it is the same text on every rank).
@@ -282,7 +282,8 @@ def check_plans(records, plan_world=None):
     if len(worlds) == 1:
         world = int(next(iter(worlds)))
         if world != size:
-            return (f"the plan was compiled for {world} ranks (data_parallel={world}) but {size} processes joined: "
+            joined = "1 process" if size == 1 else f"{size} processes"
+            return (f"the plan was compiled for {world} ranks (data_parallel={world}) but {joined} joined: "
                     f"run it with mpirun -np {world}, or compile it with data_parallel={size} (or "
                     f"data_parallel=True under mpirun -np {size})")
     hashes = _groups(rec["plan"] for rec in records)

@@ -343,10 +343,6 @@ def _alias_map(op, num_outputs):
     return registry.get_op(op).alias_map(num_outputs) if registry.has_op(op) else {}
 
 
-def _contiguous_inputs(op):
-    return registry.has_op(op) and registry.get_op(op).contiguous_inputs
-
-
 def _check_alias_output(proto, s, step, k, i, what, check_index):
     """Output ``k`` of ``step`` is a VIEW its op writes in place through input ``i``: the view
     must alias that input's root, an ARENA value."""
@@ -420,7 +416,10 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
     - contiguous inputs (ops with ``contiguous_inputs``): the inputs' roots are distinct
       ARENA values laid out back to back, each at the first 64-byte aligned offset after
       the previous one's end, so the one range the kernel reduces holds only them and
-      padding no value can own.
+      padding no value can own;
+    - split-phase completion: the outputs of a contiguous alias step whose op is scheduled
+      "asap" (allreduce_start) are the inputs, in order, of a later contiguous alias step
+      (its allreduce_wait), so the bucket's bytes stay live until the collective is done.
 
     Returns the replayed liveness: ``{arena value index: (first step, last step)}``.
     """
@@ -458,6 +457,7 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
     ops = [step.op for step in proto.steps]
     special = {op for op in set(ops) if registry.has_op(op) and (registry.get_op(op).alias or
                                                                  registry.get_op(op).contiguous_inputs)}
+    started = {}                           # outputs of a split-phase start (schedule asap) → its step
     for s in ([s for s, op in enumerate(ops) if op in special] if special else ()):
         step = proto.steps[s]
         for o in step.outputs:
@@ -470,8 +470,18 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                 raise ModelFormatError(f"{where(s)} writes in place into {name(r)}, which is "
                                        f"{'a feed' if r in feeds else 'a workspace'}")
             view_writer[o] = s
-        if step.inputs and _contiguous_inputs(step.op):
+        opdef = registry.get_op(step.op)
+        if step.inputs and opdef.contiguous_inputs:
             _check_contiguous(proto, s, step, where(s), name, root)
+            if opdef.alias:
+                started.pop(tuple(step.inputs), None)   # completes a split-phase start, if any
+        if opdef.alias and opdef.schedule == "asap" and opdef.contiguous_inputs:
+            started.setdefault(tuple(step.outputs), s)
+    if started:
+        s = min(started.values())
+        raise ModelFormatError(f"{where(s)} starts writing its inputs in place, but no later step completes it "
+                               f"(a step of a contiguous_inputs alias op taking its outputs, in order): the bytes "
+                               f"could be reused while the collective still writes them")
     generation = {}                        # ARENA root → the latest step that wrote it in place
     version = {i: -1 for i, v in enumerate(values)
                if v.storage == pb.PERSISTENT and v.name == proto.persistent[v.index].name}

@@ -52,8 +52,12 @@ from graphc import checkpoint, distributed, errors
 from graphc import feeds as feeds_mod
 from graphc._load_blas import load_openblas
 from graphc._proto import graphc_pb2 as pb
+from graphc.ops.random import RNG_STEP
 from graphc.plan import explain_step_error, step_members
 from graphc.program import Program, is_program_bytes, program_from_bytes, validate_program
+
+# Data-parallel: rank r's random-number counter is rank 0's + r << RANK_STREAM_SHIFT.
+RANK_STREAM_SHIFT = 40
 
 _DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.FLOAT64: np.dtype(np.float64),
            pb.INT32: np.dtype(np.int32), pb.INT64: np.dtype(np.int64), pb.BOOL: np.dtype(np.bool_)}
@@ -376,6 +380,16 @@ class Session:
     (MPI_Abort, exit status 1), so a hung peer cannot keep the job alive.  ``save_checkpoint``
     writes on rank 0 alone and every rank waits for it; ``load_checkpoint`` reads on every rank.  ``set_variable`` and
     ``load_state_dict`` change this rank only: call them on every rank with the same values.
+    Random ops (dropout, noise) draw different numbers on each rank: rank r's ``rng/step``
+    counter is rank 0's plus r·2**40 (rank 0's is the one checkpoints save).  Example, run
+    with ``mpirun -np 2 python train.py``::
+
+        plan = gc.compile(model, shapes={"x": (64, 784), "y": (64,)}, data_parallel=True)  # 64 per rank
+        sess = gc.Session(plan)                      # joins MPI.COMM_WORLD
+        loader = gc.data.DataLoader((x, y), batch_size=64, drop_last=True, shard=sess)
+        for epoch, (xb, yb) in loader.epochs(3):
+            sess.run({"x": xb, "y": yb})
+        sess.save_checkpoint("model.npz")            # rank 0 writes, every rank waits
     On ``device="cuda"`` each rank needs its own GPU: when ``CUDA_VISIBLE_DEVICES`` is unset
     and the launcher started several ranks on the machine, local rank k is given GPU k.
 
@@ -562,6 +576,23 @@ class Session:
                 distributed.abort_at_exit(host)
             raise errors.CommError(str(e)) from cause
         self._broadcast_state()
+        self._offset_rng_stream()
+
+    def _offset_rng_stream(self):
+        """Give this rank its own random numbers: rank r's ``rng/step`` counter is rank 0's plus
+        r·2**40.  Every random op draws element i of step s from Philox(seed, counter, i), so with
+        the counters identical (the plan and rank 0's state are the same everywhere) every
+        rank's dropout masks and noise would repeat rank 0's; offset, the ranks' streams never
+        meet for 2**40 steps.  Rank 0 keeps the plain counter, which its checkpoints save."""
+        found = self._variables.get(RNG_STEP)
+        if found is None or self.rank == 0:
+            return
+        i, dtype, shape = found
+        if dtype != np.int64 or shape != ():
+            return
+        with self._lock:
+            value = self.get_variable(RNG_STEP)
+            self._exec.write_persistent(i, np.asarray(int(value) + (self.rank << RANK_STREAM_SHIFT), np.int64))
 
     def _broadcast_state(self):
         """Overwrite every rank's variables and optimizer state with rank 0's, in one
@@ -860,6 +891,8 @@ class Session:
         with self._lock:
             for name, value in values.items():
                 self.set_variable(name, value)
+            if self.comm is not None and RNG_STEP in values:
+                self._offset_rng_stream()
         if not strict:
             missing = sorted(set(expected) - set(values))
             return missing, sorted(set(in_file) - set(expected))

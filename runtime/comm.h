@@ -81,4 +81,13 @@ inline void comm_allreduce_wait(const graphc_comm* comm, int slot, void* stream)
             [&](char* err, size_t n) { return comm->allreduce_wait(comm->self, slot, stream, err, n); });
 }
 
+// Health check (not a collective): allreduce_wait with slot -1, no stream, and nothing started
+// on slot -1 reports the communicator's sticky (or, for NCCL, asynchronous) error without
+// touching any memory or stream, 0 when it is healthy.  The CUDA executor calls it around each
+// run of a captured graph, whose replays never run the collective steps' host code.
+inline void comm_check_health(const graphc_comm* comm) {
+  comm_call(comm, "health check",
+            [&](char* err, size_t n) { return comm->allreduce_wait(comm->self, -1, nullptr, err, n); });
+}
+
 }  // namespace graphc

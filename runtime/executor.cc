@@ -907,6 +907,10 @@ void Executor::cuda_run(const std::vector<const void*>& feeds, const std::vector
   // Kernels compare these versions to rebuild what they cached (CUDA kernels cache nothing
   // across runs, but a run still writes these tensors): bumped once per run, graph or not.
   for (int32_t i : cs.bumped) share_->persistent_version[i] = next_version();
+  // A replayed graph never runs the collective steps' host code: a communicator that broke
+  // between runs (NCCL's watchdog aborted it) is reported here, before its kernels launch.
+  const bool check_comm = options_.comm != nullptr && options_.comm->size > 1;
+  if (check_comm) comm_check_health(options_.comm);
   try {
     cuda_launch_run();
   } catch (...) {
@@ -924,6 +928,8 @@ void Executor::cuda_run(const std::vector<const void*>& feeds, const std::vector
     throw DeviceFault(std::string(e.what()) + (cs.sync_each_step ? "" : " (set GRAPHC_CUDA_SYNC=1 to name the step that failed)"));
   }
   ++cs.runs;
+  // ... and one that broke during this run (its sums are partial): raised now, not next run.
+  if (check_comm) comm_check_health(options_.comm);
   cuda_check_slot();
   for (size_t k = 0; k < fetches.size(); ++k) {
     if (fetches[k] != nullptr && cs.fetch_stage[k] != nullptr) {

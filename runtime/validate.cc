@@ -41,11 +41,6 @@ int alias_input(const std::string& op, size_t output) {
   return info == nullptr ? -1 : schema::alias_input(*info, static_cast<int>(output));
 }
 
-bool contiguous_inputs(const std::string& op) {
-  const schema::OpInfo* info = schema::find_op(op);
-  return info != nullptr && info->contiguous_inputs;
-}
-
 void set_inplace_ops(Limits* limits, const std::vector<std::string>& ops) {
   std::unordered_set<std::string> names(ops.begin(), ops.end());
   limits->inplace_ok = [names](const std::string& op) { return names.count(op) != 0; };
@@ -328,6 +323,7 @@ class Validator {
     }
     // Alias writes: the view written in place by one step, into a computed arena root.
     std::vector<int64_t> view_writer(nv_, -1);
+    std::map<std::vector<int32_t>, size_t> started;  // outputs of a split-phase start → its step
     for (size_t s = 0; s < nsteps; ++s) {
       const StepDesc& st = p_.steps[s];
       for (int32_t o : st.outputs) {
@@ -342,7 +338,20 @@ class Validator {
         }
         view_writer[o] = static_cast<int64_t>(s);
       }
-      if (!st.inputs.empty() && contiguous_inputs(st.op)) check_contiguous(s);
+      const schema::OpInfo* info = schema::find_op(st.op);
+      const bool alias = info != nullptr && (info->alias_each || info->num_alias > 0);
+      if (!st.inputs.empty() && info != nullptr && info->contiguous_inputs) {
+        check_contiguous(s);
+        if (alias) started.erase(st.inputs);  // completes a split-phase start, if any
+      }
+      if (alias && info->contiguous_inputs && info->schedule == schema::Schedule::Asap) started.emplace(st.outputs, s);
+    }
+    if (!started.empty()) {
+      size_t first = nsteps;
+      for (const auto& kv : started) first = std::min(first, kv.second);
+      bad(slabel(first) + " starts writing its inputs in place, but no later step completes it (a step of a "
+          "contiguous_inputs alias op taking its outputs, in order): the bytes could be reused while the "
+          "collective still writes them");
     }
     std::vector<int64_t> generation(nv_, -1);  // ARENA root: the latest step that wrote it in place
     // (output, input whose exact bytes it may take over), per step.

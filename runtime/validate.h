@@ -49,9 +49,6 @@ bool default_inplace_ok(const std::string& op);
 // by the step (the op's `alias` in runtime/op_schema.h: the data-parallel collectives), or -1.
 int alias_input(const std::string& op, size_t output);
 
-// Whether the roots of a step's inputs must lie back to back in the arena (`contiguous_inputs`).
-bool contiguous_inputs(const std::string& op);
-
 // Sets limits->inplace_ok to "op is one of `ops`" (tests and tools; the executor uses
 // the default rule).
 void set_inplace_ops(Limits* limits, const std::vector<std::string>& ops);

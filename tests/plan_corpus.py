@@ -310,6 +310,19 @@ def _bucket_stale_read():
     raise LookupError("no update reads bucket 0")
 
 
+def _bucket_never_waited():
+    """Bucket 0's allreduce_wait dropped, the update reading the started view: the bucket's bytes
+    would be free for reuse while the collective may still write them."""
+    p = _dp_plan()
+    s = _dp_bucket(p, "allreduce_wait", 0)
+    started = dict(zip(p.steps[s].outputs, p.steps[s].inputs))
+    del p.steps[s]
+    for st in p.steps:
+        st.inputs[:] = [started.get(i, i) for i in st.inputs]
+        del st.frees[:]
+    return p
+
+
 def _bucket_view_by_plain_op():
     """A matmul step claims to write a view of its output in place: matmul declares no alias."""
     pb = _pb()
@@ -399,6 +412,8 @@ CASES = [
     Case("bucket_alias_into_feed", _bucket_into_feed, "ModelFormatError", "ModelFormatError", "validator",
          own_plan=True),
     Case("bucket_stale_read", _bucket_stale_read, "ModelFormatError", "ModelFormatError", "validator",
+         own_plan=True),
+    Case("bucket_never_waited", _bucket_never_waited, "ModelFormatError", "ModelFormatError", "validator",
          own_plan=True),
     Case("view_written_by_op_without_alias", _bucket_view_by_plain_op, "ModelFormatError", "ModelFormatError",
          "validator", own_plan=True),

@@ -619,6 +619,14 @@ def test_bad_data_parallel_flags(work, tmp_path, cli, args, needle):
     assert not (tmp_path / "o.plan").exists()
 
 
+def test_run_data_parallel_outside_mpirun_says_how(work, tmp_path, cli):
+    pytest.importorskip("mpi4py")
+    ok(_dp_compile(cli, work, tmp_path / "dp.plan", "--data-parallel", "2"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI", "PMIX_"))}
+    bad(graphc("run", tmp_path / "dp.plan", "--data-parallel", "--feed", work / "feeds.npz", env=env),
+        "compiled for 2 ranks", "1 process joined", "mpirun -np 2")
+
+
 def test_run_data_parallel_flag_checks(work, tmp_path, cli):
     bad(cli("run", work / "mlp.plan", "--feed", work / "feeds.npz", "--data-parallel"),
         "not a data-parallel plan", "--data-parallel N")
@@ -672,3 +680,18 @@ def test_run_data_parallel_under_mpirun(work, tmp_path, cli):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("latency ms") == 1 and "rank 0 of 2 (data-parallel)" in r.stdout, r.stdout
     assert "allreduce_wait" in r.stdout
+
+
+def test_info_of_a_data_parallel_program(tmp_path, cli):
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (None, 3))
+        w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=0))
+        y = gc.tanh(x @ w)
+        gc.optim.SGD(lr=0.1).minimize(gc.mean(y * y), name="train")
+        g.entry("predict", fetches=[y])
+    gc.compile(g, shapes={"x": (4, 3)}, entries="all", data_parallel=2).save(str(tmp_path / "dp.program"))
+    info = json.loads(ok(cli("info", tmp_path / "dp.program", "--json")))
+    by_name = {e["name"]: e for e in info["entries"]}
+    assert by_name["train"]["data_parallel"].startswith("2 ranks, 1 allreduce buckets")
+    assert by_name["predict"]["data_parallel"].startswith("2 ranks, 0 allreduce buckets")
+    assert "  data-parallel: 2 ranks" in ok(cli("info", tmp_path / "dp.program"))

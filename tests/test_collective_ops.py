@@ -293,6 +293,18 @@ def test_aot_refuses_a_plan_with_collective_steps(tmp_path):
         gc.emit_c(plan, tmp_path / "out")
 
 
+def test_aot_refuses_a_program_with_a_data_parallel_entry(tmp_path):
+    with gc.Graph() as g:
+        x = gc.placeholder("x", (3,))
+        g.entry("a", [gc.relu(x)])
+        g.entry("b", [gc.tanh(x)])
+    program = gc.compile(g, entries="all")
+    program.proto.entries[1].plan.metadata["data_parallel.world_size"] = "4"
+    name = program.proto.entries[1].name
+    with pytest.raises(AotError, match=rf"entry '{name}' is a data-parallel plan \(world size 4"):
+        gc.emit_c(program, tmp_path / "out")
+
+
 def test_aot_still_emits_a_plain_plan(tmp_path):
     result = gc.emit_c(_relu_plan(), tmp_path / "out")
     assert os.path.isdir(tmp_path / "out") and result is not None

@@ -6,6 +6,8 @@ multi-process runs are tests/test_data_parallel.py's."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import registry
@@ -135,6 +137,14 @@ def test_compile_errors_name_the_fix():
         gc.relu(x)
     with pytest.raises(CompileError, match="no training spec"):
         gc_compile(inf, {"x": (2, 3)}, data_parallel=2)
+
+
+def test_compile_under_a_launcher_takes_its_world(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "3")
+    for dp in (True, DataParallel(bucket_cap="1KB")):
+        plan = gc_compile(mlp(), SHAPES, data_parallel=dp)
+        assert plan.proto.metadata["data_parallel.world_size"] == "3"
+        assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "sgd_update"} == {1 / 3}
 
 
 # -- buckets ---------------------------------------------------------------------------------------
@@ -332,9 +342,12 @@ def test_a_plain_compile_is_unchanged():
     g = mlp(opt=gc.optim.Adam(1e-2))
     assert gc_compile(g, SHAPES).to_bytes() == gc_compile(g, SHAPES, data_parallel=None).to_bytes()
     assert gc_compile(g, SHAPES).to_bytes() == gc_compile(g, SHAPES, data_parallel=False).to_bytes()
-    g.metadata["data_parallel.world_size"] = "8"   # a stale key in a model does not make it data-parallel
+    g.metadata["data_parallel.world_size"] = "8"   # a model's own key scales no update
     plan = gc_compile(g, SHAPES)
-    assert "data_parallel.world_size" not in plan.proto.metadata
+    assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"} == {1.0}
+    plan = gc_compile(g, SHAPES, data_parallel=2)   # the pass's record wins
+    assert plan.proto.metadata["data_parallel.world_size"] == "2"
+    assert {s.attrs["grad_scale"].f for s in plan.proto.steps if s.op == "adam_update"} == {0.5}
 
 
 def run_reference(graph, feeds, state, steps=1):
@@ -418,26 +431,29 @@ def simulate(graph, rank_feeds, state):
     return [float(env[graph.training.loss]) for env in envs]
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
 @pytest.mark.parametrize("opt", [gc.optim.SGD(lr=0.1), gc.optim.Adam(1e-2),
                                  gc.optim.SGD(lr=0.1, momentum=0.9, clip_global_norm=0.1)],
                          ids=["sgd", "adam", "momentum-clip"])
-def test_two_simulated_ranks_match_one_process_on_the_full_batch(opt):
+def test_simulated_ranks_match_one_process_on_the_full_batch(opt, ranks):
     rng = np.random.default_rng(1)
     g = mlp(opt=opt)
-    dp = stages(g, {"x": (4, 8), "y": (4, 4)}, data_parallel=DataParallel(2, first_bucket=200,
+    dp = stages(g, {"x": (4, 8), "y": (4, 4)}, data_parallel=DataParallel(ranks, first_bucket=200,
                                                                           bucket_cap=2000))["schedule_nodes"]
     assert len(buckets_of(dp)) > 1
-    full = stages(g, {"x": (8, 8), "y": (8, 4)})["schedule_nodes"]
-    state = [{}, {}]
+    full_shapes = {"x": (4 * ranks, 8), "y": (4 * ranks, 4)}
+    full = stages(g, full_shapes)["schedule_nodes"]
+    state = [{} for _ in range(ranks)]
     full_state = {}
     for _ in range(10):
-        feeds = rand_feeds(rng, {"x": (8, 8), "y": (8, 4)})
-        shards = [{k: v[r * 4:(r + 1) * 4] for k, v in feeds.items()} for r in range(2)]
+        feeds = rand_feeds(rng, full_shapes)
+        shards = [{k: v[r * 4:(r + 1) * 4] for k, v in feeds.items()} for r in range(ranks)]
         losses = simulate(dp, shards, state)
         full_loss = run_reference(full, feeds, full_state)[full.training.loss]
         np.testing.assert_allclose(np.mean(losses), full_loss, rtol=1e-5)
-        for name in state[0]:
-            np.testing.assert_array_equal(state[0][name], state[1][name])   # every rank the same
+        for r in range(1, ranks):
+            for name in state[0]:
+                np.testing.assert_array_equal(state[0][name], state[r][name])   # every rank the same
         for name in ("w0", "b1", "w2"):
             np.testing.assert_allclose(state[0][name], full_state[name], rtol=2e-5, atol=2e-6)
 
@@ -630,3 +646,64 @@ def test_two_mpi_ranks_run_the_plan_as_the_simulated_world(tmp_path):
     proc = mpirun(MPI_SCRIPT, np=2, args=(tmp_path / "dp.plan", tmp_path / "want.npz"), timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count(f"OK {len(state[0])} variables") == 2, proc.stdout
+
+
+@settings(max_examples=12, deadline=None)
+@given(widths=st.lists(st.integers(1, 40), min_size=2, max_size=5), cap=st.integers(1, 6000),
+       first=st.integers(1, 6000), f64=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_bucket_invariants(widths, cap, first, f64):
+    """Any MLP, any caps: every gradient in exactly one bucket, one dtype per bucket, caps kept
+    (but for a lone gradient), members in provisional-schedule order, metadata consistent."""
+    sizes = (3, *widths)
+    layer_dtypes = ["float64" if f64[i % 4] else "float32" for i in range(len(sizes) - 1)]
+    g = mlp(sizes, dtypes_per_layer=layer_dtypes)
+    st_ = stages(g, {"x": (2, 3), "y": (2, sizes[-1])}, data_parallel=DataParallel(2, bucket_cap=cap,
+                                                                                     first_bucket=first))
+    before, after = st_["append_gradients"], st_["data_parallel"]
+    model = MemoryModel(before)
+    buckets = buckets_of(after)
+    flat = [v for _, ins, _ in buckets for v in ins]
+    assert sorted(flat) == sorted(set(before.gradients_of.values()))
+    position = {n.name: k for k, n in enumerate(before.topological_order())}
+    ready = [position[before.producer(v).name] for v in flat]
+    assert ready == sorted(ready)
+    for k, (_, ins, _) in enumerate(buckets):
+        assert len({before.tensor(v).dtype for v in ins}) == 1
+        limit = min(first, cap) if k == 0 else cap
+        assert len(ins) == 1 or sum(-(-model.nbytes[v] // 64) * 64 for v in ins) <= limit
+    assert after.metadata["data_parallel.buckets"] == str(len(buckets))
+    assert set(after.gradients_of) == set(before.gradients_of)
+
+
+PROGRAM_SCRIPT = """
+import sys
+import numpy as np
+import graphc as gc
+from mpi4py import MPI
+
+sess = gc.Session(gc.load_program(sys.argv[1]))
+rng = np.random.default_rng(sess.rank)
+before = sess.get_variable("wd").copy()
+for _ in range(3):
+    x = rng.standard_normal((4, 4)).astype(np.float32)
+    z = rng.standard_normal((4, 2)).astype(np.float32)
+    sess.run({"x": x, "z": z}, entry="train_d")
+    sess.run({"z": z}, entry="train_g")
+sess.run({"z": np.ones((4, 2), np.float32)}, entry="sample")
+w = np.concatenate([sess.get_variable(n).ravel() for n in ("wg", "wd", "train_d/wd/adam_m", "train_g/wg/adam_v")])
+every = MPI.COMM_WORLD.allgather(w.tobytes())
+assert every[0] == every[1], "ranks differ"
+assert not np.array_equal(before, sess.get_variable("wd"))
+print(f"rank {sess.rank}: program OK")
+"""
+
+
+def test_a_program_of_entries_trains_on_two_mpi_ranks(tmp_path):
+    """Each training entry's buckets (disjoint slots) reduce over one communicator; the ranks
+    hold the same weights and optimizer state."""
+    require_mpi()
+    prog = gc_compile(gan_like(), {"x": (4, 4), "z": (4, 2)}, entries="all", data_parallel=2)
+    prog.save(str(tmp_path / "gan.program"))
+    proc = mpirun(PROGRAM_SCRIPT, np=2, args=(tmp_path / "gan.program",), timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("program OK") == 2, proc.stdout

@@ -96,6 +96,11 @@ def test_env_flags(monkeypatch):
     monkeypatch.delenv(distributed.TIMEOUT_ENV, raising=False)
     assert distributed.timeout_from_env() is None
     assert distributed.timeout_from_env(2) == 2.0
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "inf")
+    assert distributed.timeout_from_env() == float("inf")
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "nan")
+    with pytest.raises(errors.CommError, match="positive"):
+        distributed.timeout_from_env()
     monkeypatch.setenv(distributed.TIMEOUT_ENV, "0")
     with pytest.raises(errors.CommError, match="positive"):
         distributed.timeout_from_env()
@@ -501,3 +506,72 @@ except (gc.errors.CommError, gc.errors.DeviceError) as e:
     assert set(got) == {"RANK0", "RANK1"} and got["RANK0"] == got["RANK1"], r.stdout + r.stderr
     assert got["RANK0"].startswith("CommError: data-parallel start-up failed on ranks 0, 1 of 2")
     assert "CUDA" in got["RANK0"] or "NCCL" in got["RANK0"]
+
+
+def test_mpirun_each_rank_draws_its_own_random_numbers(tmp_path):
+    """Dropout in a data-parallel plan: the same input gives different masks on the two ranks
+    (rank 1's rng/step counter is offset by 2**40), the counters advance together, rank 0's
+    checkpoint holds the plain counter, and a load keeps the ranks apart."""
+    _need_mpirun()
+    _need_comm()
+    from tests.mpirun import mpirun
+    ck = str(tmp_path / "rng.npz")
+    r = mpirun(f"""
+import numpy as np, graphc as gc
+from mpi4py import MPI
+with gc.Graph() as g:
+    x = gc.placeholder("x", (None, 64))
+    w = gc.variable("w", (64, 1), init=gc.init.xavier_uniform(seed=0))
+    h = gc.dropout(x, p=0.5, seed=7)
+    loss = gc.mean(h @ w)
+    gc.optim.SGD(lr=0.1).minimize(loss)
+plan = gc.compile(g, shapes={{"x": (4, 64)}}, fetches=[h.name, loss.name], data_parallel=2)
+sess = gc.Session(plan, threads=1)
+feeds = {{"x": np.ones((4, 64), np.float32)}}
+masks = MPI.COMM_WORLD.allgather(sess.run(feeds)[h.name] != 0)
+assert not np.array_equal(masks[0], masks[1])
+step = int(sess.get_variable("rng/step"))
+assert step == 1 + sess.rank * 2 ** 40, step
+sess.save_checkpoint({ck!r})
+sess.load_checkpoint({ck!r})
+assert int(sess.get_variable("rng/step")) == step
+masks = MPI.COMM_WORLD.allgather(sess.run(feeds)[h.name] != 0)
+assert not np.array_equal(masks[0], masks[1])
+ws = MPI.COMM_WORLD.allgather(sess.get_variable("w"))
+assert np.array_equal(ws[0], ws[1])
+print("OK", sess.rank)
+""", np=2, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK 0" in r.stdout and "OK 1" in r.stdout
+    with np.load(ck) as f:
+        assert int(f["rng/step"]) == 1
+
+
+def test_mpirun_comm_argument_splits_the_world():
+    """Session(comm=) joins the given mpi4py communicator: 4 ranks split into two worlds of 2
+    train apart (different data), each world's ranks agreeing with each other."""
+    _need_mpirun()
+    _need_comm()
+    from tests.mpirun import mpirun
+    r = mpirun("""
+import numpy as np, graphc as gc
+from mpi4py import MPI
+world = MPI.COMM_WORLD
+group = world.Split(color=world.Get_rank() // 2, key=world.Get_rank())
+with gc.Graph() as g:
+    x = gc.placeholder("x", (None, 3))
+    w = gc.variable("w", (3, 2), init=gc.init.xavier_uniform(seed=0))
+    gc.optim.SGD(lr=0.1).minimize(gc.mean((x @ w) * (x @ w)))
+sess = gc.Session(gc.compile(g, shapes={"x": (4, 3)}, data_parallel=2), comm=group, threads=1)
+assert (sess.rank, sess.world_size) == (group.Get_rank(), 2)
+rng = np.random.default_rng(world.Get_rank())
+for _ in range(3):
+    sess.run({"x": rng.standard_normal((4, 3)).astype(np.float32)})
+ws = world.allgather(sess.get_variable("w"))
+if world.Get_rank() == 0:
+    assert np.array_equal(ws[0], ws[1]) and np.array_equal(ws[2], ws[3])
+    assert not np.array_equal(ws[0], ws[2])
+    print("SPLIT OK")
+""", np=4, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SPLIT OK" in r.stdout

@@ -336,6 +336,17 @@ def _read_before_wait(p):
         del st.frees[:]
 
 
+def _start_without_wait(p):
+    """Bucket 1's wait removed (the updates read the started views): after their last read the
+    members' bytes could be reused while the collective may still write them."""
+    w = _wait(p, 1)
+    started = dict(zip(p.steps[w].outputs, p.steps[w].inputs))
+    del p.steps[w]
+    for st in p.steps:
+        st.inputs[:] = [started.get(i, i) for i in st.inputs]
+        del st.frees[:]
+
+
 def _view_written_twice(p):
     w = _wait(p, 1)
     p.steps[w].outputs[:] = list(p.steps[_start(p, 1)].outputs)
@@ -385,6 +396,7 @@ MALFORMED = {
     "stale_read_after_allreduce": (_stale_read, "in place before"),
     "read_before_wait": (_read_before_wait, "before"),
     "view_written_twice": (_view_written_twice, "writes"),
+    "start_without_wait": (_start_without_wait, "no later step completes it"),
     "bucket_member_twice": (_duplicate_member, "twice"),
     "bucket_member_not_arena": (_member_not_arena, "arena"),
     "alias_into_feed": (_alias_into_feed, "feed"),

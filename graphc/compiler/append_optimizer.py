@@ -11,8 +11,8 @@ A named training entry's state is its own: ``state_prefix`` (the entry name) is 
 (``train_d/<var>/adam_m``, ``train_d/optimizer/step``), so entries training the same
 variable never share moments.
 
-A data-parallel graph (the data_parallel pass ran: its metadata records the world size N)
-gets ``grad_scale = 1/N`` in every update op: the gradients it reads are sums over N ranks.
+A data-parallel graph (the data_parallel pass's output for a world of N ranks) gets
+``grad_scale = 1/N`` in every update op: the gradients it reads are sums over N ranks.
 """
 
 from graphc import optim

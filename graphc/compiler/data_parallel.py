@@ -5,11 +5,13 @@ concrete shapes.  Guarantees: a new Graph in which the gradients are grouped int
 and each bucket is summed in place across ranks by one ``allreduce_start`` /
 ``allreduce_wait`` node pair (role gradient, named ``data_parallel/allreduce_start_<b>`` and
 ``data_parallel/allreduce_wait_<b>``, attr ``bucket = b``); ``gradients_of`` maps every
-variable to its bucket's wait output, so append_optimizer's update ops read the sum.  The
+variable to its bucket's wait output (or a reshape of it), so append_optimizer's update ops
+read the sum.  The
 plan records the world size it was compiled for; append_optimizer folds the averaging 1/N
 into every update op (``grad_scale``) and global-norm clipping measures the averaged
 gradients, so N ranks on N shards take exactly the step of one process on the whole batch
-(up to the summation order).  A graph without a training spec is returned unchanged.
+(up to the summation order).  A graph without a training spec (an inference entry of a
+data-parallel program) only records the world size, with no buckets.
 
 Buckets (docs/data_parallel.md):
 
@@ -22,8 +24,7 @@ Buckets (docs/data_parallel.md):
 - greedy fill in that order: a bucket is closed when the next gradient would take it past its
   cap (``min(first_bucket, bucket_cap)`` for bucket 0, ``bucket_cap`` after; sizes counted
   64-byte aligned, as the planner lays members out) or has another dtype (float32 or float64:
-  one dtype per bucket);
-  a gradient bigger than the cap gets a bucket of its own;
+  one dtype per bucket); a gradient bigger than the cap gets a bucket of its own;
 - a value that is the gradient of several variables (``a + b`` gives both the same gradient)
   is reduced once;
 - the planner lays a bucket's members out back to back in one arena range (the ops'
@@ -54,7 +55,6 @@ from graphc.graph import GRADIENT, Placeholder, Variable
 
 REDUCIBLE_DTYPES = ("float32", "float64")
 
-DP_METADATA_PREFIX = "data_parallel."
 META_WORLD_SIZE = WORLD_SIZE_KEY   # what the Session reads (graphc.distributed)
 META_BUCKETS = "data_parallel.buckets"
 META_BUCKET_BYTES = "data_parallel.bucket_bytes"
@@ -266,6 +266,7 @@ def data_parallel(graph, config=None, first_slot=0):
                 (t,) = out.add_node("reshape", [t], {"shape": tuple(shape)}, name=f"data_parallel/view_{k}")
             reduced[g] = t.name
     out.gradients_of = {var: reduced.get(g, g) for var, g in grads_of.items()}
+    out.data_parallel_world_size = config.world_size   # for append_optimizer, next (see grad_scale)
     out.metadata.update(_metadata(config, bucket_bytes, copied_bytes))
     return out
 
@@ -276,7 +277,8 @@ def _metadata(config, bucket_bytes, copied_bytes):
 
 
 def grad_scale(graph):
-    """The factor append_optimizer folds into every update op: 1/N for a plan compiled for a
-    world of N ranks (its metadata ``data_parallel.world_size``), else 1."""
-    n = graph.metadata.get(META_WORLD_SIZE)
-    return 1.0 / int(n) if n else 1.0
+    """The factor append_optimizer folds into every update op: 1/N when ``graph`` is this pass's
+    output for a world of N ranks, else 1 (a model's own metadata, which a hand-built
+    data-parallel graph may carry, scales nothing)."""
+    n = getattr(graph, "data_parallel_world_size", None)
+    return 1.0 / n if n else 1.0

@@ -41,7 +41,7 @@ from graphc.compiler.append_gradients import append_gradients
 from graphc.compiler.append_optimizer import append_optimizer
 from graphc.compiler.assign_buffers import assign_buffers
 from graphc.compiler.bind_shapes import bind_shapes
-from graphc.compiler.data_parallel import DP_METADATA_PREFIX, META_BUCKETS
+from graphc.compiler.data_parallel import META_BUCKETS
 from graphc.compiler.data_parallel import data_parallel as data_parallel_pass
 from graphc.compiler.data_parallel import resolve as resolve_data_parallel
 from graphc.compiler.emit_plan import emit_plan
@@ -227,10 +227,6 @@ def lower_graph(model, shapes=None, fetches=None, on_pass=None, train=None, memo
     else:
         shapes = entry_shapes(graph, shapes)
         graph = with_training(graph, train)
-    if any(key.startswith(DP_METADATA_PREFIX) for key in graph.metadata):
-        # the pass records these; a model's own (stale) keys must not make a plan look data-parallel
-        graph = clone_graph(graph)
-        graph.metadata = {k: v for k, v in graph.metadata.items() if not k.startswith(DP_METADATA_PREFIX)}
     model_inputs = [ph.name for ph in graph.inputs]
     model_variables = [v.name for v in graph.variables]
     for name, run_pass in graph_passes(shapes, fetches, memory_budget, model_inputs, target, fuse, state_prefix,
