@@ -34,7 +34,7 @@ spec = importlib.util.spec_from_file_location("example", path)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 result = module.main(argv)
-print("RESULT", json.dumps(result, sort_keys=True), flush=True)
+print("RESULT", json.dumps(result, sort_keys=True, default=lambda o: f"<{type(o).__name__}>"), flush=True)
 """
 
 TAG = re.compile(r"^\[\d+,(\d+)\]<(stdout|stderr)>: ?(.*)$")
@@ -158,6 +158,22 @@ def test_language_models_two_ranks_match_one_process(name, tmp_path, mpi):
     unchecked = {"blocks/layers/0/self_attn/in_proj_bias": slice(width, 2 * width)} if name == "train_gpt" else None
     _assert_same_weights(_checkpoint(tmp_path / "dp" / "checkpoint.npz"),
                          _checkpoint(tmp_path / "one" / "checkpoint.npz"), rtol=1e-3, atol=1e-5, unchecked=unchecked)
+
+
+def test_gan_two_ranks_train_both_entries(tmp_path, mpi):
+    """A program of two training entries (train_d, train_g), each with its own buckets; rank 0
+    draws the grids and writes the checkpoint; the averaged figures agree on both ranks."""
+    lines, results = _run_dp("train_gan", "--config", "tiny", "--steps", "12", "--threads", "1", "--no-progress",
+                             "--out", str(tmp_path))
+    text = "\n".join(lines)
+    for entry in ("train_d", "train_g"):
+        assert f"{entry}: data parallel: 2 ranks x batch 16 (global batch 32); 1 gradient bucket" in text, text
+    assert "batch 16 per rank x 2 ranks, 2 steps an epoch" in text, text     # 64 digits / 32 a step
+    assert results[0]["steps"] == results[1]["steps"] == 12
+    assert results[0]["history"] == results[1]["history"] and len(results[0]["history"]) == 12
+    assert results[0]["samples"] == "<ndarray>" and results[1]["samples"] is None   # rank 0 samples
+    for f in ("model.pb", "gan.program", "checkpoint.npz", "samples.png", "real_digits.png", "samples_epoch005.png"):
+        assert (tmp_path / f).exists(), f
 
 
 def test_one_process_with_data_parallel_is_a_world_of_one(tmp_path, mpi):
