@@ -176,6 +176,20 @@ def test_gan_two_ranks_train_both_entries(tmp_path, mpi):
         assert (tmp_path / f).exists(), f
 
 
+def test_diffusion_two_ranks_train(tmp_path, mpi):
+    """A program with a training entry and a sampling entry: only train reduces; rank 0 samples."""
+    lines, results = _run_dp("train_diffusion", "--config", "tiny", "--threads", "1", "--no-progress",
+                             "--out", str(tmp_path))
+    text = "\n".join(lines)
+    assert "train: data parallel: 2 ranks x batch 16 (global batch 32); 1 gradient bucket" in text, text
+    for r in results.values():
+        for key in ("train_seconds", "sample_seconds", "samples"):   # rank 0's own clock and samples
+            r.pop(key)
+    assert results[0] == results[1] and results[0]["steps"] == 6, results
+    for f in ("model.pb", "diffusion.program", "checkpoint.npz", "samples.png", "samples_step000004.png"):
+        assert (tmp_path / f).exists(), f
+
+
 def test_one_process_with_data_parallel_is_a_world_of_one(tmp_path, mpi):
     """``python examples/train_digits.py --data-parallel`` without mpirun: a world of one."""
     r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "train_digits.py"), "--data-parallel", "--epochs",
