@@ -419,7 +419,8 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
       padding no value can own;
     - split-phase completion: the outputs of a contiguous alias step whose op is scheduled
       "asap" (allreduce_start) are the inputs, in order, of a later contiguous alias step
-      (its allreduce_wait), so the bucket's bytes stay live until the collective is done.
+      (its allreduce_wait), so the bucket's bytes stay live until the collective is done,
+      and no other step reads those in-flight views.
 
     Returns the replayed liveness: ``{arena value index: (first step, last step)}``.
     """
@@ -458,6 +459,7 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
     special = {op for op in set(ops) if registry.has_op(op) and (registry.get_op(op).alias or
                                                                  registry.get_op(op).contiguous_inputs)}
     started = {}                           # outputs of a split-phase start (schedule asap) → its step
+    completer = {}                         # a started view → the step that completes it (its only reader)
     for s in ([s for s, op in enumerate(ops) if op in special] if special else ()):
         step = proto.steps[s]
         for o in step.outputs:
@@ -473,8 +475,9 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
         opdef = registry.get_op(step.op)
         if step.inputs and opdef.contiguous_inputs:
             _check_contiguous(proto, s, step, where(s), name, root)
-            if opdef.alias:
-                started.pop(tuple(step.inputs), None)   # completes a split-phase start, if any
+            if opdef.alias and started.pop(tuple(step.inputs), None) is not None:
+                for o in step.inputs:               # completes a split-phase start
+                    completer[o] = s
         if opdef.alias and opdef.schedule == "asap" and opdef.contiguous_inputs:
             started.setdefault(tuple(step.outputs), s)
     if started:
@@ -499,6 +502,10 @@ def check_memory_layout(proto, what="plan", inplace_ok=None):
                     w = view_writer.get(i)
                     if w is not None and w >= s:
                         raise ModelFormatError(f"{where(s)} reads {name(i)} before steps[{w}] writes it in place")
+                    c = completer.get(i)
+                    if c is not None and c != s:
+                        raise ModelFormatError(f"{where(s)} reads {name(i)}, which steps[{w}] started writing in "
+                                               f"place; only steps[{c}], which completes it, may read it")
                     g = generation.get(r)
                     if g is not None and (i == r or w is not None) and (w if w is not None else -1) < g:
                         raise ModelFormatError(f"{where(s)} reads {name(i)}, but steps[{g}] "

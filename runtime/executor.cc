@@ -279,6 +279,10 @@ Kernel build_kernel(const PlanDesc& plan, size_t s, const std::vector<void*>& pt
     throw std::invalid_argument(plan_step_label(plan, s) + ": " + e.what());
   } catch (const std::bad_alloc&) {
     throw;
+  } catch (const CommFailure& e) {
+    // The communicator refused the step at load (comm->prepare: an MPI communicator given a
+    // CUDA plan, no memory for scratch, a broken communicator): CommError, not a bad plan.
+    throw CommFailure(plan_step_label(plan, s) + ": " + e.what(), e.code());
   } catch (const std::exception& e) {
     // A factory must throw std::invalid_argument for a bad step; anything else is
     // still the plan's fault at load time.

@@ -324,6 +324,7 @@ class Validator {
     // Alias writes: the view written in place by one step, into a computed arena root.
     std::vector<int64_t> view_writer(nv_, -1);
     std::map<std::vector<int32_t>, size_t> started;  // outputs of a split-phase start → its step
+    std::vector<int64_t> completer(nv_, -1);          // a started view → the step completing it (its only reader)
     for (size_t s = 0; s < nsteps; ++s) {
       const StepDesc& st = p_.steps[s];
       for (int32_t o : st.outputs) {
@@ -342,7 +343,9 @@ class Validator {
       const bool alias = info != nullptr && (info->alias_each || info->num_alias > 0);
       if (!st.inputs.empty() && info != nullptr && info->contiguous_inputs) {
         check_contiguous(s);
-        if (alias) started.erase(st.inputs);  // completes a split-phase start, if any
+        if (alias && started.erase(st.inputs) != 0) {  // completes a split-phase start
+          for (int32_t o : st.inputs) completer[o] = static_cast<int64_t>(s);
+        }
       }
       if (alias && info->contiguous_inputs && info->schedule == schema::Schedule::Asap) started.emplace(st.outputs, s);
     }
@@ -367,6 +370,11 @@ class Validator {
           if (end[r] < si) end[r] = si;
           const int64_t w = view_writer[i];
           if (w >= si) bad(slabel(s) + " reads " + vname(i) + " before " + slabel(static_cast<size_t>(w)) + " writes it in place");
+          if (completer[i] >= 0 && completer[i] != si) {
+            bad(slabel(s) + " reads " + vname(i) + ", which " + slabel(static_cast<size_t>(w)) +
+                " started writing in place; only " + slabel(static_cast<size_t>(completer[i])) +
+                ", which completes it, may read it");
+          }
           const int64_t g = generation[r];
           if (g >= 0 && (i == r || w >= 0) && w < g) {
             bad(slabel(s) + " reads " + vname(i) + ", but " + slabel(static_cast<size_t>(g)) + " overwrote " + vname(r) +

@@ -347,6 +347,17 @@ def _start_without_wait(p):
         del st.frees[:]
 
 
+def _read_in_flight(p):
+    """An update reads bucket 1's started view (the wait's input) instead of the wait's output."""
+    w = p.steps[_wait(p, 1)]
+    done = dict(zip(w.outputs, w.inputs))
+    for st in p.steps:
+        if st.op == "sgd_update" and st.inputs[1] in done:
+            st.inputs[1] = done[st.inputs[1]]
+            return
+    raise AssertionError("no update reads bucket 1")
+
+
 def _view_written_twice(p):
     w = _wait(p, 1)
     p.steps[w].outputs[:] = list(p.steps[_start(p, 1)].outputs)
@@ -397,6 +408,7 @@ MALFORMED = {
     "read_before_wait": (_read_before_wait, "before"),
     "view_written_twice": (_view_written_twice, "writes"),
     "start_without_wait": (_start_without_wait, "no later step completes it"),
+    "read_in_flight": (_read_in_flight, "started writing in place"),
     "bucket_member_twice": (_duplicate_member, "twice"),
     "bucket_member_not_arena": (_member_not_arena, "arena"),
     "alias_into_feed": (_alias_into_feed, "feed"),
@@ -470,3 +482,50 @@ def test_world_of_one_steps_bit_identically_to_the_plain_plan(fuse, poison):
     for name in VARS:
         assert sessions[0].get_variable(name).tobytes() == sessions[1].get_variable(name).tobytes()
         assert not np.array_equal(sessions[0].get_variable(name), initial[name])   # it trained
+
+
+def test_validators_agree_on_random_mutations_of_a_bucketed_plan():
+    """The Python twin and the C++ validator accept and refuse the same mutated plans (offsets
+    moved, views re-aliased, step inputs redirected, steps swapped or dropped)."""
+    import random
+
+    runtime = _runtime()
+    base = _base()
+    rng = random.Random(17)
+    outcomes = {"ok": 0, "refused": 0}
+    for trial in range(200):
+        p = pb.Plan()
+        p.CopyFrom(base)
+        for _ in range(rng.randint(1, 2)):
+            kind = rng.randrange(5)
+            if kind == 0:
+                i = rng.choice([i for i, v in enumerate(p.values) if v.storage == pb.ARENA])
+                p.values[i].offset = max(0, p.values[i].offset + rng.choice([-128, -64, 64, 128]))
+            elif kind == 1:
+                i = rng.choice([i for i, v in enumerate(p.values) if v.storage == pb.VIEW])
+                p.values[i].alias_of = rng.randrange(len(p.values))
+            elif kind == 2:
+                step = p.steps[rng.randrange(len(p.steps))]
+                if step.inputs:
+                    step.inputs[rng.randrange(len(step.inputs))] = rng.randrange(len(p.values))
+            elif kind == 3:
+                a, b = rng.randrange(len(p.steps)), rng.randrange(len(p.steps))
+                sa = pb.PlanStep()
+                sa.CopyFrom(p.steps[a])
+                p.steps[a].CopyFrom(p.steps[b])
+                p.steps[b].CopyFrom(sa)
+            else:
+                del p.steps[rng.randrange(len(p.steps))]
+        try:
+            validate_plan(p)
+            py = "ok"
+        except ModelFormatError:
+            py = "refused"
+        try:
+            runtime.validate_plan(p)
+            cc = "ok"
+        except ValueError:
+            cc = "refused"
+        assert py == cc, f"trial {trial}: Python {py}, C++ {cc}"
+        outcomes[py] += 1
+    assert outcomes["ok"] and outcomes["refused"]

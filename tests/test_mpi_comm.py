@@ -405,6 +405,11 @@ def test_plan_collectives_sum_then_a_failed_one_is_commerror_and_the_executor_re
             except errors.CommError as e:
                 out["again"] = str(e)
             out["again_seconds"] = time.monotonic() - t0
+            # Loading a plan on the broken communicator: its prepare() fails at the factory.
+            try:
+                _runtime.Executor(plan.proto, 1, comm=comm)
+            except errors.CommError as e:
+                out["load"] = str(e)
         else:
             # Printed first: mpirun ends this rank when rank 0 leaves without MPI_Finalize.
             print("RESULT " + json.dumps(out), flush=True)
@@ -423,6 +428,8 @@ def test_plan_collectives_sum_then_a_failed_one_is_commerror_and_the_executor_re
     again = res[0]["again"]
     assert again.startswith("a collective failed in an earlier run, so this session refuses further runs")
     assert first in again and res[0]["again_seconds"] < 0.5
+    load = res[0]["load"]
+    assert "op 'allreduce_start'" in load and "did not complete within 1 s" in load, load
 
 
 def test_a_killed_rank_ends_the_others_wait_with_commerror_within_seconds():
