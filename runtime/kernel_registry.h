@@ -146,6 +146,7 @@ void register_rnn_cell_kernels(KernelRegistry& r);  // cpu/rnn_cell.cc
 void register_topk_kernels(KernelRegistry& r);  // cpu/topk.cc
 void register_math_kernels(KernelRegistry& r);  // cpu/math.cc
 void register_tensor_extra_kernels(KernelRegistry& r);  // cpu/tensor_extra.cc
+void register_collective_kernels(KernelRegistry& r);  // cpu/collective.cc (data-parallel allreduce)
 
 // The CPU kernel files (cpu/kernel_files.cc): one row per register_* function above, named
 // after the file under runtime/cpu/ that defines it.  KernelRegistry::cpu() runs them all; an

@@ -22,10 +22,6 @@
 #include "../runtime/kernel_registry.h"
 #include "../runtime/op_schema.h"
 
-namespace graphc {
-void register_collective_kernels(KernelRegistry& r);
-}
-
 using namespace graphc;
 
 namespace {

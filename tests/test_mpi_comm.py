@@ -6,6 +6,7 @@ mpi4py or graphc's MPI module is missing.  The capsule tests need no MPI.
 
 import ctypes
 import json
+import os
 import textwrap
 
 import numpy as np
@@ -36,7 +37,8 @@ def _run_ranks(script, np_, expect_ok=True, **kw):
 # ---- the communicator under mpirun ------------------------------------------------------------
 
 
-def test_allreduce_sums_every_dtype_and_size():
+@pytest.mark.parametrize("thread", ["1", "0"])
+def test_allreduce_sums_every_dtype_and_size(thread):
     require_mpi()
     script = """
         import json
@@ -54,12 +56,15 @@ def test_allreduce_sums_every_dtype_and_size():
                 if got is not x or not np.array_equal(x, want):
                     bad.append([dt, n])
         print("RESULT " + json.dumps({"rank": comm.rank, "size": comm.size, "backend": comm.backend, "bad": bad,
-                                      "det": comm.deterministic}), flush=True)
+                                      "det": comm.deterministic, "threaded": comm.threaded}), flush=True)
     """
-    res = _results(_run_ranks(script, 2))
+    # GRAPHC_COMM_THREAD=0: MPI_Iallreduce polled by the wait, instead of the worker thread.
+    res = _results(_run_ranks(script, 2, env={**os.environ, "GRAPHC_COMM_THREAD": thread},
+                              mpi_args=("-x", "GRAPHC_COMM_THREAD")))
     assert [r["rank"] for r in res] == [0, 1]
     for r in res:
-        assert r == {"rank": r["rank"], "size": 2, "backend": "mpi", "bad": [], "det": False}
+        assert r == {"rank": r["rank"], "size": 2, "backend": "mpi", "bad": [], "det": False,
+                     "threaded": thread == "1"}
 
 
 def test_deterministic_mode_is_numpys_rank_order_sum_on_three_ranks():
@@ -129,7 +134,8 @@ def test_broadcast_allgather_barrier_and_executor_comm_info():
         assert r["timeout"] == 30
 
 
-def test_timeout_names_rank_bucket_and_bytes_and_is_sticky():
+@pytest.mark.parametrize("thread", ["1", "0"])
+def test_timeout_names_rank_bucket_and_bytes_and_is_sticky(thread):
     require_mpi()
     # Rank 1 never joins the allreduce: rank 0 must give up after its 1 s timeout with a message
     # naming itself, the operation and its bytes, and fail at once afterwards (sticky).  Both
@@ -161,7 +167,8 @@ def test_timeout_names_rank_bucket_and_bytes_and_is_sticky():
         print("RESULT " + json.dumps(out), flush=True)
         os._exit(0)
     """
-    res = _results(_run_ranks(script, 2, expect_ok=False))
+    res = _results(_run_ranks(script, 2, expect_ok=False, env={**os.environ, "GRAPHC_COMM_THREAD": thread},
+                              mpi_args=("-x", "GRAPHC_COMM_THREAD")))
     r0 = next(r for r in res if r["rank"] == 0)
     msg = r0["first"]
     assert msg.startswith("rank 0: allreduce (4000 bytes) did not complete within 1 s"), msg

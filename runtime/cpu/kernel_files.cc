@@ -15,8 +15,6 @@
 
 namespace graphc {
 
-void register_collective_kernels(KernelRegistry& r);  // cpu/collective.cc (data-parallel allreduce)
-
 const std::vector<KernelFile>& cpu_kernel_files() {
   static const std::vector<KernelFile> files = {
       {"elementwise.cc", "register_elementwise_kernels", register_elementwise_kernels},

@@ -22,6 +22,7 @@ cdef extern from "mpi/mpi_comm.h" namespace "graphc::mpi":
     void destroy(graphc_comm* comm)
     bint install_sigterm_handler()
     double timeout_of(const graphc_comm* comm)
+    bint uses_worker(const graphc_comm* comm)
     void abort_job(const graphc_comm* comm, int code) nogil
 
 
@@ -120,6 +121,13 @@ cdef class Communicator:
     def timeout(self):
         """Seconds a collective may wait (inf: forever)."""
         return timeout_of(self.c)
+
+    @property
+    def threaded(self):
+        """Whether sums run as blocking MPI_Allreduce on this communicator's worker thread (sum
+        mode, more than one rank, MPI_THREAD_MULTIPLE, GRAPHC_COMM_THREAD not "0"); else
+        MPI_Iallreduce polled by the wait."""
+        return bool(uses_worker(self.c))
 
     def __repr__(self):
         return (f"<graphc._mpi.Communicator rank {self.c.rank} of {self.c.size}, "

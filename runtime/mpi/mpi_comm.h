@@ -6,9 +6,11 @@
 // communicator with MPI_ERRORS_RETURN, so an MPI error becomes a return code and a message,
 // never an abort, and its traffic never mixes with the user's own mpi4py calls.
 //
-// Collectives: allreduce_start posts MPI_Iallreduce(MPI_IN_PLACE, MPI_SUM) and returns;
-// allreduce_wait polls MPI_Test (the polling is what drives Open MPI's progress) until the sum
-// is in place, the timeout passes (GRAPHC_COMM_TIMEOUT) or the launcher sends SIGTERM
+// Collectives: allreduce_start hands the bucket to a worker thread that runs a blocking
+// MPI_Allreduce(MPI_IN_PLACE, MPI_SUM) on a second duplicate (MPI_THREAD_MULTIPLE; else, or with
+// GRAPHC_COMM_THREAD=0, it posts MPI_Iallreduce) and returns; allreduce_wait blocks until the sum
+// is in place (polling MPI_Test in the non-blocking case: the polling is what drives Open MPI's
+// progress), the timeout passes (GRAPHC_COMM_TIMEOUT) or the launcher sends SIGTERM
 // (GRAPHC_COMM_ABORTED: mpirun tears the job down after a rank died).  Deterministic mode sums
 // in rank order 0, 1, ..., size-1 whatever MPI's algorithm: each rank receives its chunk of
 // every rank's buffer (MPI_Ialltoallv into scratch sized by prepare), adds them in rank order,
@@ -46,6 +48,10 @@ bool install_sigterm_handler();
 
 // The seconds a wait of `comm` may block (infinity: forever).
 double timeout_of(const graphc_comm* comm);
+
+// Whether `comm`'s sum-mode reductions run on its worker thread (blocking MPI_Allreduce on a
+// second duplicate): sum mode, size > 1, MPI_THREAD_MULTIPLE, GRAPHC_COMM_THREAD not "0".
+bool uses_worker(const graphc_comm* comm);
 
 // MPI_Abort on `comm`'s communicator: ends every rank of the job (after a collective failed,
 // when the survivors would otherwise block in MPI_Finalize waiting for a hung peer).
