@@ -16,15 +16,20 @@ The plans (all from the one saved ``model.pb``):
 * training: ``x``, ``y`` of (batch, context), the optimizer's update, fetch ``loss``;
 * evaluation: inference form (dropout off), fetch ``loss`` over validation windows;
 * generation: inference form, batch 1, fetch the sampling head.
+
+``--data-parallel`` (under ``mpirun -np N``, docs/data_parallel.md): the training plan is compiled
+with ``data_parallel=True``; every rank draws the same global batch of ``batch`` × N windows and
+trains on its own ``batch`` of them; the validation batches are split among the ranks; rank 0
+prints, draws the progress bar, writes the files and generates the text.
 """
 
 import argparse
 import json
 import math
 import os
-import tempfile
 import time
 
+import dp_common  # examples/dp_common.py: train_gpt.py and train_lstm_lm.py put examples/ on sys.path
 import numpy as np
 
 import graphc as gc
@@ -37,6 +42,8 @@ def parse_args(description, configs, argv=None):
     parser.add_argument("--config", choices=sorted(configs), default="small", help=CONFIG_HELP)
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the config's)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="windows per training step, of each rank with --data-parallel (default: the config's)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the weights, the batch order, dropout and the sampling")
     parser.add_argument("--threads", type=int, default=None)
@@ -47,12 +54,17 @@ def parse_args(description, configs, argv=None):
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely characters")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dp_common.add_argument(parser)
     args = parser.parse_args(argv)
     cfg = dict(configs[args.config])
     if args.steps is not None:
         cfg["steps"] = args.steps
     if args.lr is not None:
         cfg["lr"] = args.lr
+    if args.batch is not None:
+        cfg["batch"] = args.batch
+    if cfg["batch"] < 1:
+        parser.error("--batch must be >= 1")
     if cfg["steps"] < 0:
         parser.error("--steps must be >= 0")
     if args.tokens < 0:
@@ -99,34 +111,44 @@ def build_graph(model, cfg, top_k):
     return g
 
 
-def compile_plans(model_path, cfg, out_dir):
-    """The training, evaluation and generation plans of the saved model, each saved beside it."""
+def compile_plans(model_path, cfg, out_dir, world=None, data_parallel=False):
+    """The training, evaluation and generation plans of the saved model, each saved beside it
+    (by rank 0).  ``data_parallel``: the training plan reduces its gradients over the ranks."""
+    world = world or dp_common.World(False)
     model = gc.load(model_path)
     t = cfg["context"]
     t0 = time.perf_counter()
-    train = gc.compile(model, shapes={"x": (cfg["batch"], t), "y": (cfg["batch"], t)}, fetches=["loss"])
+    dp = {"data_parallel": True} if data_parallel else {}
+    train = gc.compile(model, shapes={"x": (cfg["batch"], t), "y": (cfg["batch"], t)}, fetches=["loss"], **dp)
     evaluate = gc.compile(model, shapes={"x": (cfg["eval_batch"], t), "y": (cfg["eval_batch"], t)},
                           fetches=["loss"], train=False)
     generate = gc.compile(model, shapes={"x": (1, t), "pos": (1,), "temperature": ()},
                           fetches=["next:0", "next:1"], train=False)
     seconds = time.perf_counter() - t0
-    for name, plan in (("train", train), ("eval", evaluate), ("generate", generate)):
-        plan.save(os.path.join(out_dir, f"{name}.plan"))
+    if world.root:
+        for name, plan in (("train", train), ("eval", evaluate), ("generate", generate)):
+            plan.save(os.path.join(out_dir, f"{name}.plan"))
     report = train.memory_report()
-    print(f"compiled 3 plans in {seconds:.2f} s: training plan {len(train.steps)} steps, arena "
+    world.print(f"compiled 3 plans in {seconds:.2f} s: training plan {len(train.steps)} steps, arena "
           f"{report['arena_bytes'] / 2**20:.1f} MiB, persistent {report['persistent_bytes'] / 2**20:.1f} MiB; "
-          f"generation plan {len(generate.steps)} steps")
+                f"generation plan {len(generate.steps)} steps")
+    if data_parallel:
+        world.print(world.describe(train, cfg["batch"]))
     return train, evaluate, generate
 
 
-def validation_bits(sess, state_from, windows, eval_batch):
+def validation_bits(sess, state_from, windows, eval_batch, world=None):
     """Mean bits per character of the model (the weights of ``state_from``) over the
-    validation windows, in whole batches of ``eval_batch``."""
+    validation windows, in whole batches of ``eval_batch``.  Data-parallel, rank r evaluates
+    the batches r, r + N, ... and the ranks add up their sums (every rank holds the same
+    weights), so each rank returns the same figure as one process."""
+    world = world or dp_common.World(False)
     sess.load_state_dict(state_from.state_dict())
     x, y = windows
-    losses = [float(sess.run({"x": x[i:i + eval_batch], "y": y[i:i + eval_batch]})["loss"])
-              for i in range(0, len(x) - eval_batch + 1, eval_batch)]
-    return gc.text.bits_per_char(float(np.mean(losses)))
+    starts = list(range(0, len(x) - eval_batch + 1, eval_batch))[world.rank::world.size]
+    losses = [float(sess.run({"x": x[i:i + eval_batch], "y": y[i:i + eval_batch]})["loss"]) for i in starts]
+    total, count = world.mean([math.fsum(losses), len(losses)])
+    return gc.text.bits_per_char(float(total / count))
 
 
 def generate_text(sess, state_from, tok, prompt, n, context, temperature, seed):
@@ -151,7 +173,7 @@ def generate_text(sess, state_from, tok, prompt, n, context, temperature, seed):
 
 
 def _progress(total, enabled):
-    if not enabled:
+    if not enabled:   # also on every rank but 0
         return None
     try:
         from tqdm import tqdm
@@ -163,18 +185,22 @@ def _progress(total, enabled):
 def run(title, model_fn, configs, argv=None):
     """The whole example: returns a dict of the figures (also printed)."""
     args, cfg = parse_args(title, configs, argv)
-    out_dir = args.out or tempfile.mkdtemp(prefix="graphc-lm-")
-    os.makedirs(out_dir, exist_ok=True)
+    world = dp_common.World(args.data_parallel)
+    say = world.print
+    out_dir = world.output_dir(args.out, "graphc-lm-")
     tok, train_ids, val_ids = load_text(cfg, args.seed)
     baseline = unigram_bits(train_ids, val_ids, cfg["vocab"])
-    print(f"corpus: {len(train_ids):,} training and {len(val_ids):,} validation characters of the standard "
+    say(f"corpus: {len(train_ids):,} training and {len(val_ids):,} validation characters of the standard "
           f"library's .py files; unigram baseline {baseline:.3f} bits/char")
 
     gc.nn.manual_seed(args.seed)
     graph = build_graph(model_fn(cfg), cfg, args.top_k)
     model_path = os.path.join(out_dir, "model.pb")
-    graph.save(model_path)
-    train_plan, eval_plan, gen_plan = compile_plans(model_path, cfg, out_dir)
+    if world.root:
+        graph.save(model_path)
+    world.barrier()
+    train_plan, eval_plan, gen_plan = compile_plans(model_path, cfg, out_dir, world, args.data_parallel)
+    # data-parallel: the training Session joins the ranks (same plan on each, rank 0's weights)
     train = gc.Session(train_plan, threads=args.threads)
     evaluate = gc.Session(eval_plan, threads=args.threads)
     gen = gc.Session(gen_plan, threads=args.threads)
@@ -187,22 +213,26 @@ def run(title, model_fn, configs, argv=None):
         train.load_checkpoint(checkpoint)      # weights and the optimizer's moments
         with open(progress_file) as f:
             done = int(json.load(f)["steps_done"])
-        print(f"resumed from {checkpoint} after step {done}")
+        say(f"resumed from {checkpoint} after step {done}")
 
     def save(steps_done):
-        train.save_checkpoint(checkpoint)
-        gc.fileio.atomic_write(progress_file, json.dumps({"steps_done": steps_done}).encode())
+        train.save_checkpoint(checkpoint)      # data-parallel: rank 0 writes, the others wait
+        if world.root:
+            gc.fileio.atomic_write(progress_file, json.dumps({"steps_done": steps_done}).encode())
 
-    start_bits = validation_bits(evaluate, train, windows, cfg["eval_batch"])
+    start_bits = validation_bits(evaluate, train, windows, cfg["eval_batch"], world)
     losses = []
     loss = np.empty((), np.float32)
-    bar = _progress(cfg["steps"] - done, not args.no_progress)
-    batches = gc.text.lm_batches(train_ids, cfg["batch"], cfg["context"], seed=args.seed, steps=cfg["steps"])
+    bar = _progress(cfg["steps"] - done, world.progress(not args.no_progress))
+    # Every rank draws the same global batch of batch × N windows and trains on its own rows.
+    rows = slice(world.rank * cfg["batch"], (world.rank + 1) * cfg["batch"])
+    batches = gc.text.lm_batches(train_ids, cfg["batch"] * world.size, cfg["context"], seed=args.seed,
+                                 steps=cfg["steps"])
     t0 = time.perf_counter()
     for step, (xb, yb) in enumerate(batches):
         if step < done:            # resuming: the same batch order, the first `done` already seen
             continue
-        train.run({"x": xb, "y": yb}, out={"loss": loss})
+        train.run({"x": xb[rows], "y": yb[rows]}, out={"loss": loss})
         losses.append(float(loss))
         if bar is not None:
             bar.update(1)
@@ -214,19 +244,23 @@ def run(title, model_fn, configs, argv=None):
     if bar is not None:
         bar.close()
     save(cfg["steps"])
-    bits = validation_bits(evaluate, train, windows, cfg["eval_batch"])
+    bits = validation_bits(evaluate, train, windows, cfg["eval_batch"], world)
+    losses = list(world.mean(losses))      # each rank's loss is over its rows: the global batch's loss
     k = max(1, min(10, len(losses) // 5))
     first = float(np.mean(losses[:k])) if losses else math.nan
     last = float(np.mean(losses[-k:])) if losses else math.nan
-    print(f"trained {len(losses)} steps in {seconds:.1f} s ({1e3 * seconds / max(len(losses), 1):.1f} ms/step); "
-          f"training loss {first:.3f} -> {last:.3f} nats/char")
-    print(f"validation: {start_bits:.3f} -> {bits:.3f} bits/char (unigram baseline {baseline:.3f})")
-    text = generate_text(gen, train, tok, args.prompt, args.tokens, cfg["context"], args.temperature, args.seed)
-    print(f"--- {args.tokens} characters after {args.prompt!r} (temperature {args.temperature:g}, "
-          f"top-k {args.top_k}, seed {args.seed}):")
-    print(args.prompt + text)
-    print("---")
-    print(f"files: {out_dir} (model.pb, train.plan, eval.plan, generate.plan, checkpoint.npz)")
+    say(f"trained {len(losses)} steps in {seconds:.1f} s ({1e3 * seconds / max(len(losses), 1):.1f} ms/step); "
+        f"training loss {first:.3f} -> {last:.3f} nats/char")
+    say(f"validation: {start_bits:.3f} -> {bits:.3f} bits/char (unigram baseline {baseline:.3f})")
+    text = None
+    if world.root:   # every rank holds the same weights: rank 0 samples, the others get its text
+        text = generate_text(gen, train, tok, args.prompt, args.tokens, cfg["context"], args.temperature, args.seed)
+    text = world.broadcast(text)
+    say(f"--- {args.tokens} characters after {args.prompt!r} (temperature {args.temperature:g}, "
+        f"top-k {args.top_k}, seed {args.seed}):")
+    say(args.prompt + text)
+    say("---")
+    say(f"files: {out_dir} (model.pb, train.plan, eval.plan, generate.plan, checkpoint.npz)")
     return {"config": args.config, "first_loss": first, "last_loss": last, "val_bits": bits, "start_bits": start_bits,
             "baseline_bits": baseline, "text": text, "steps": len(losses),
             "ms_per_step": 1e3 * seconds / max(len(losses), 1)}

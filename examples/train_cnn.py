@@ -7,6 +7,8 @@
 
 Run:  python examples/train_cnn.py [--epochs 15] [--threads 2] [--out DIR] [--resume]
       python examples/train_cnn.py --quick --epochs 1      # a few seconds: checks the loss falls
+      mpirun -np 2 python examples/train_cnn.py --data-parallel --threads 1   # 2 replicas, --batch each
+                                                                  # (docs/data_parallel.md: root flags)
 
 The plots need matplotlib: pip install "graphc[plot]".
 """
@@ -15,12 +17,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 import graphc as gc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dp_common  # noqa: E402
 
 ACCURACY_TARGET = 0.985
 
@@ -123,7 +127,7 @@ def save_plots(out_dir, losses, steps_per_epoch, test_acc, xte, yte, predictions
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32, help="batch of one step (of each rank with --data-parallel)")
     parser.add_argument("--width", type=int, default=32, help="channels of the stem and the first block")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--decay-at", type=int, default=None,
@@ -135,43 +139,58 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="a reduced configuration (narrow model, 512 training images) that checks the loss falls")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dp_common.add_argument(parser)
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch < 1:
         parser.error("--epochs and --batch must be >= 1")
+    world = dp_common.World(args.data_parallel)
+    say = world.print
 
     (xtr, ytr), (xte, yte) = gc.datasets.load_digits(images=True)
     if args.quick:
         xtr, ytr, args.width = xtr[:512], ytr[:512], min(args.width, 8)
-    out_dir = args.out or tempfile.mkdtemp(prefix="graphc-cnn-")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = world.output_dir(args.out, "graphc-cnn-")
 
     gc.nn.manual_seed(args.seed)
     graph, logits_name, loss_name = build_graph(args.width, args.lr)
     model_path = os.path.join(out_dir, "model.pb")
-    graph.save(model_path)
+    if world.root:
+        graph.save(model_path)
+    world.barrier()
     model = gc.load(model_path)          # both plans start from the file, as a deployment would
 
     decay_at = round(2 * args.epochs / 3) if args.decay_at is None else args.decay_at
     t0 = time.perf_counter()
     shapes = {"x": (args.batch, 1, 8, 8), "y": (args.batch,)}
-    train_plan = gc.compile(model, shapes=shapes)
+    # --data-parallel: the training plans gain allreduce steps for the gradients and divide them
+    # by the number of ranks in the update (the world size comes from mpirun).
+    dp = {"data_parallel": True} if args.data_parallel else {}
+    train_plan = gc.compile(model, shapes=shapes, **dp)
     # The learning rate is part of a plan: the slower phase is a second training plan of the same
     # .pb with lr/10, and the state (weights, statistics, momentum) moves over at decay_at.
-    slow_plan = gc.compile(model, shapes=shapes, train=optimizer(args.lr / 10)) if decay_at < args.epochs else None
+    slow_plan = (gc.compile(model, shapes=shapes, train=optimizer(args.lr / 10), **dp)
+                 if decay_at < args.epochs else None)
     infer_plan = gc.compile(model, shapes={"x": (len(xte), 1, 8, 8)}, fetches=[logits_name], train=False)
-    train_plan.save(os.path.join(out_dir, "train.plan"))
-    infer_plan.save(os.path.join(out_dir, "infer.plan"))
+    if world.root:
+        train_plan.save(os.path.join(out_dir, "train.plan"))
+        infer_plan.save(os.path.join(out_dir, "infer.plan"))
     report = train_plan.memory_report()
-    print(f"compiled in {time.perf_counter() - t0:.2f} s: training plan {len(train_plan.steps)} steps, arena "
-          f"{report['arena_bytes']:,} B, persistent {report['persistent_bytes']:,} B; inference plan "
-          f"{len(infer_plan.steps)} steps")
+    say(f"compiled in {time.perf_counter() - t0:.2f} s: training plan {len(train_plan.steps)} steps, arena "
+        f"{report['arena_bytes']:,} B, persistent {report['persistent_bytes']:,} B; inference plan "
+        f"{len(infer_plan.steps)} steps")
+    if args.data_parallel:
+        say(world.describe(train_plan, args.batch))
 
+    # A data-parallel plan's Session joins the ranks: every rank must have compiled the same plan,
+    # and all start from rank 0's variables.
     fast = train = gc.Session(train_plan, threads=args.threads)
     slow = gc.Session(slow_plan, threads=args.threads) if slow_plan is not None else None
     infer = gc.Session(infer_plan, threads=args.threads)
-    # The plan's batch size is fixed: drop the last, smaller batch of each epoch.
+    # The plan's batch size is fixed: drop the last, smaller batch of each epoch.  Data-parallel,
+    # every rank draws the same global batches and takes its own --batch rows of each.
+    shard = {"shard": train} if args.data_parallel else {}
     loader = gc.data.DataLoader((xtr, ytr), batch_size=args.batch, shuffle=True, seed=args.seed,
-                                drop_last=True)
+                                drop_last=True, **shard)
     checkpoint = os.path.join(out_dir, "checkpoint.npz")
     progress = os.path.join(out_dir, "checkpoint.json")
     resumed = args.resume and os.path.exists(checkpoint)
@@ -180,23 +199,29 @@ def main(argv=None):
         if os.path.exists(progress):
             with open(progress) as f:
                 loader.epoch = int(json.load(f)["epochs_done"])   # continue with the next epoch's batches
-        print(f"resumed from {checkpoint} after epoch {loader.epoch}")
+        say(f"resumed from {checkpoint} after epoch {loader.epoch}")
         if slow is not None and loader.epoch >= decay_at:
             move_state(train, slow)
             train = slow
 
     def save(epochs_done):
-        train.save_checkpoint(checkpoint)
-        gc.fileio.atomic_write(progress, json.dumps({"epochs_done": epochs_done}).encode())
+        train.save_checkpoint(checkpoint)     # data-parallel: rank 0 writes, the others wait for it
+        if world.root:
+            gc.fileio.atomic_write(progress, json.dumps({"epochs_done": epochs_done}).encode())
+
+    def evaluate():
+        # Every rank holds the same weights: rank 0 alone measures the test accuracy.
+        return accuracy(infer, train, logits_name, xte, yte)[0] if world.root else None
 
     losses, test_acc = [], []
     batch_loss = np.empty((), np.float32)
     t0 = time.perf_counter()
     epoch_seen = None
-    for epoch, (xb, yb) in loader.epochs(args.epochs, progress=not args.no_progress, desc="training"):
+    for epoch, (xb, yb) in loader.epochs(args.epochs, progress=world.progress(not args.no_progress),
+                                         desc="training"):
         if epoch_seen is not None and epoch != epoch_seen:
             save(epoch)
-            test_acc.append(accuracy(infer, train, logits_name, xte, yte)[0])
+            test_acc.append(evaluate())
         if epoch == decay_at and train is fast and slow is not None:
             move_state(fast, slow)
             train = slow
@@ -205,6 +230,28 @@ def main(argv=None):
         losses.append(float(batch_loss))
     train_time = time.perf_counter() - t0
     save(loader.epoch)
+    # Data-parallel, each rank's loss is the mean over its shard: the mean over the ranks is the
+    # loss of the global batch (one value per step, the same on every rank).
+    losses = [float(v) for v in world.mean(losses)]
+    per_epoch = len(loader)
+    first = float(np.mean(losses[:min(per_epoch, 5)]))
+    last = float(np.mean(losses[-min(per_epoch, 5):]))
+    verdict = None
+    if world.root:
+        verdict = report_results(args, out_dir, model, infer, train, logits_name, xte, yte, losses, test_acc,
+                                 per_epoch, decay_at, slow is not None, train_time)
+    acc, failure = world.broadcast(verdict)   # every rank returns (and exits with) rank 0's verdict
+    if failure:
+        raise SystemExit(failure)
+    return {"accuracy": acc, "first_loss": first, "last_loss": last, "quick": args.quick,
+            "resumed": resumed}
+
+
+def report_results(args, out_dir, model, infer, train, logits_name, xte, yte, losses, test_acc, per_epoch,
+                   decay_at, decayed, train_time):
+    """The final test accuracy, the check of the inference plan against the numpy reference
+    interpreter, the printed figures and the plots.  Returns (accuracy, why the check failed or
+    None): the caller shares it with the other ranks before exiting."""
     acc, predictions = accuracy(infer, train, logits_name, xte, yte)
     test_acc.append(acc)
     # The C++ inference plan against the numpy reference interpreter of the saved model, with
@@ -214,13 +261,12 @@ def main(argv=None):
     got = infer.run({"x": xte})[logits_name]
     max_diff = float(np.max(np.abs(got - expected)))
     if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
-        raise SystemExit(f"runtime and reference interpreter disagree: max |diff| = {max_diff:.3g}")
+        return acc, f"runtime and reference interpreter disagree: max |diff| = {max_diff:.3g}"
 
-    per_epoch = len(loader)
     first = float(np.mean(losses[:min(per_epoch, 5)]))
     last = float(np.mean(losses[-min(per_epoch, 5):]))
     print(f"trained {len(losses)} steps ({args.epochs} epochs of {per_epoch}; lr {args.lr:g}"
-          + (f", {args.lr / 10:g} from epoch {decay_at}" if slow is not None else "") + f") in {train_time:.2f} s "
+          + (f", {args.lr / 10:g} from epoch {decay_at}" if decayed else "") + f") in {train_time:.2f} s "
           f"({1e3 * train_time / max(len(losses), 1):.2f} ms/step)")
     print(f"loss {'fell' if last < first else 'did not fall'}: {first:.4f} (first steps) -> {last:.4f} (last steps)")
     print(f"inference plan matches the reference interpreter (max |diff| {max_diff:.2e})")
@@ -231,9 +277,8 @@ def main(argv=None):
         print('plots skipped: matplotlib is not installed (pip install "graphc[plot]" or pip install matplotlib)')
     else:
         print("plots: " + ", ".join(plots))
-    print(f"files: {out_dir} (model.pb, train.plan, infer.plan, checkpoint.npz)")
-    return {"accuracy": acc, "first_loss": first, "last_loss": last, "quick": args.quick,
-            "resumed": resumed}
+    print(f"files: {out_dir} (model.pb, train.plan, infer.plan, checkpoint.npz)", flush=True)
+    return acc, None
 
 
 if __name__ == "__main__":

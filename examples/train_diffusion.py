@@ -20,6 +20,8 @@ and one Session.
 
 Run:  python examples/train_diffusion.py [--threads 2] [--out DIR] [--resume]
       python examples/train_diffusion.py --config tiny        # a few seconds, no scoring (tests)
+      mpirun -np 2 python examples/train_diffusion.py --data-parallel --threads 1
+          # 2 replicas: each its rows of every global batch and its own noise (docs/data_parallel.md)
 """
 
 import argparse
@@ -27,7 +29,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -35,6 +36,7 @@ import numpy as np
 import graphc as gc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dp_common  # noqa: E402
 import gen_common  # noqa: E402
 
 # T: diffusion steps; width: the MLP's hidden size; blocks: residual blocks; batch: training
@@ -183,6 +185,7 @@ def parse_args(argv):
     parser.add_argument("--out", default=None, help="folder for model.pb, the program, the checkpoint and the PNGs")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz when it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dp_common.add_argument(parser)
     args = parser.parse_args(argv)
     cfg = dict(CONFIGS[args.config])
     for key in ("steps", "sample_every", "score"):
@@ -198,8 +201,9 @@ def parse_args(argv):
 def main(argv=None):
     """The whole example; returns a dict of the figures (also printed)."""
     args, cfg = parse_args(argv)
-    out_dir = args.out or tempfile.mkdtemp(prefix="graphc-diffusion-")
-    os.makedirs(out_dir, exist_ok=True)
+    world = dp_common.World(args.data_parallel)
+    say = world.print
+    out_dir = world.output_dir(args.out, "graphc-diffusion-")
     (xtr, _), _ = gc.datasets.load_digits(images=True)
     if cfg["digits"] is not None:
         xtr = xtr[:cfg["digits"]]
@@ -207,17 +211,25 @@ def main(argv=None):
     gc.nn.manual_seed(args.seed)
     graph, sched, names = build_graph(cfg, args.seed)
     model_path = os.path.join(out_dir, "model.pb")
-    graph.save(model_path)
+    if world.root:
+        graph.save(model_path)
+    world.barrier()
     model = gc.load(model_path)               # the program starts from the file, as a deployment would
     t0 = time.perf_counter()
     shapes = {"x": (cfg["batch"], 1, 8, 8), "t": (cfg["batch"],),
               "sample_step": {"x_t": (cfg["samples"], 1, 8, 8), "t": (cfg["samples"],)}}
-    program = gc.compile(model, entries=["train", "sample_step"], shapes=shapes)
-    program.save(os.path.join(out_dir, "diffusion.program"))
+    # --data-parallel: the train entry reduces its gradients over the ranks; each rank feeds its
+    # rows of the global batch and draws its own noise in the graph.
+    dp = {"data_parallel": True} if args.data_parallel else {}
+    program = gc.compile(model, entries=["train", "sample_step"], shapes=shapes, **dp)
+    if world.root:
+        program.save(os.path.join(out_dir, "diffusion.program"))
     report = program.memory_report()
-    print(f"compiled 2 entries in {time.perf_counter() - t0:.2f} s: train {len(program.plan('train').steps)} steps, "
+    say(f"compiled 2 entries in {time.perf_counter() - t0:.2f} s: train {len(program.plan('train').steps)} steps, "
           f"sample_step {len(program.plan('sample_step').steps)} steps; one arena of "
           f"{report['arena_bytes']:,} B, persistent {report['persistent_bytes']:,} B")
+    if args.data_parallel:
+        say("train: " + world.describe(program.plan("train"), cfg["batch"]))
     sess = gc.Session(program, threads=args.threads)
 
     checkpoint = os.path.join(out_dir, "checkpoint.npz")
@@ -228,26 +240,31 @@ def main(argv=None):
         sess.load_checkpoint(checkpoint)       # weights, Adam's moments and step, the random counter
         with open(progress_file) as f:
             done = int(json.load(f)["steps_done"])
-        print(f"resumed from {checkpoint} after step {done}")
+        say(f"resumed from {checkpoint} after step {done}")
 
     def save(steps_done):
-        sess.save_checkpoint(checkpoint)
-        gc.fileio.atomic_write(progress_file, json.dumps({"steps_done": steps_done}).encode())
+        sess.save_checkpoint(checkpoint)      # data-parallel: rank 0 writes, the others wait
+        if world.root:
+            gc.fileio.atomic_write(progress_file, json.dumps({"steps_done": steps_done}).encode())
 
     grids = []
 
     def grid(path):
-        gc.images.save_grid(path, sample(sess, names, cfg["T"], cfg["samples"], args.seed)[:GRID_SAMPLES], nrow=10)
+        if world.root:                        # every rank holds the same weights: rank 0 samples
+            gc.images.save_grid(path, sample(sess, names, cfg["T"], cfg["samples"], args.seed)[:GRID_SAMPLES],
+                                nrow=10)
         grids.append(path)
 
     losses = []
     loss = np.empty((), np.float32)
-    bar = gen_common.Progress(cfg["steps"], "training", enabled=not args.no_progress, initial=min(done, cfg["steps"]))
+    bar = gen_common.Progress(cfg["steps"], "training", enabled=world.progress(not args.no_progress),
+                              initial=min(done, cfg["steps"]))
+    rows = slice(world.rank * cfg["batch"], (world.rank + 1) * cfg["batch"])   # this rank's rows of a step
     t0 = time.perf_counter()
     sampling_seconds = 0.0
     for step in range(done, cfg["steps"]):
-        idx, ts = batch_of_step(step, args.seed, len(xtr), cfg["batch"], cfg["T"])
-        sess.run({"x": xtr[idx], "t": ts}, entry="train", out={names["loss"]: loss})
+        idx, ts = batch_of_step(step, args.seed, len(xtr), cfg["batch"] * world.size, cfg["T"])
+        sess.run({"x": xtr[idx[rows]], "t": ts[rows]}, entry="train", out={names["loss"]: loss})
         losses.append(float(loss))
         bar.update(loss=float(np.mean(losses[-50:])))
         if cfg["sample_every"] and (step + 1) % cfg["sample_every"] == 0 and step + 1 < cfg["steps"]:
@@ -260,31 +277,36 @@ def main(argv=None):
     bar.close()
     train_seconds = time.perf_counter() - t0 - sampling_seconds
     save(cfg["steps"])
+    losses = [float(v) for v in world.mean(losses)]   # each rank's loss is over its rows: the global batch's
 
-    t0 = time.perf_counter()
-    samples = sample(sess, names, cfg["T"], cfg["samples"], args.seed)
-    sample_seconds = time.perf_counter() - t0
+    samples, sample_seconds = None, 0.0
     final = os.path.join(out_dir, "samples.png")
-    gc.images.save_grid(final, samples[:GRID_SAMPLES], nrow=10)
+    if world.root:
+        t0 = time.perf_counter()
+        samples = sample(sess, names, cfg["T"], cfg["samples"], args.seed)
+        sample_seconds = time.perf_counter() - t0
+        gc.images.save_grid(final, samples[:GRID_SAMPLES], nrow=10)
     grids.append(final)
 
     k = max(1, min(50, len(losses) // 5))
     first = float(np.mean(losses[:k])) if losses else math.nan
     last = float(np.mean(losses[-k:])) if losses else math.nan
     trained = len(losses)
-    print(f"trained {trained} steps in {train_seconds:.1f} s ({1e3 * train_seconds / max(trained, 1):.1f} ms/step); "
-          f"loss {first:.4f} (first steps) -> {last:.4f} (last steps)")
-    print(f"sampled {cfg['samples']} digits in {sample_seconds:.1f} s ({cfg['T']} runs of sample_step, "
-          f"{1e3 * sample_seconds / cfg['T']:.1f} ms each)")
+    say(f"trained {trained} steps in {train_seconds:.1f} s ({1e3 * train_seconds / max(trained, 1):.1f} ms/step); "
+        f"loss {first:.4f} (first steps) -> {last:.4f} (last steps)")
+    say(f"sampled {cfg['samples']} digits in {sample_seconds:.1f} s ({cfg['T']} runs of sample_step, "
+        f"{1e3 * sample_seconds / cfg['T']:.1f} ms each)")
     result = {"config": args.config, "steps": trained, "resumed": resumed, "losses": losses, "first_loss": first,
               "last_loss": last, "grids": grids, "samples": samples, "train_seconds": train_seconds,
               "sample_seconds": sample_seconds, "score": None}
     if cfg["score"] != "none":
-        clf = gen_common.classifier(threads=args.threads, quick=cfg["score"] == "quick")
-        s = gen_common.score(clf(samples))
-        print(f"classifier ({100 * clf.test_accuracy:.1f}% test accuracy): " + gen_common.format_score(s))
-        result["score"] = s
-    print(f"files: {out_dir} (model.pb, diffusion.program, checkpoint.npz, " + ", ".join(
+        if world.root:
+            clf = gen_common.classifier(threads=args.threads, quick=cfg["score"] == "quick")
+            s = gen_common.score(clf(samples))
+            print(f"classifier ({100 * clf.test_accuracy:.1f}% test accuracy): " + gen_common.format_score(s))
+            result["score"] = s
+        result["score"] = world.broadcast(result["score"])   # every rank exits with rank 0's verdict
+    say(f"files: {out_dir} (model.pb, diffusion.program, checkpoint.npz, " + ", ".join(
         os.path.basename(p) for p in grids) + ")")
     return result
 

@@ -16,13 +16,14 @@ one set of variables, in one graph, one .pb, one compiled program and one Sessio
 
 Run:  python examples/train_gan.py [--threads 2] [--out DIR] [--resume]
       python examples/train_gan.py --config tiny         # a few seconds, no scoring (tests)
+      mpirun -np 2 python examples/train_gan.py --data-parallel --threads 1
+          # 2 replicas: each its own shard of the digits and its own noise (docs/data_parallel.md)
 """
 
 import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -30,6 +31,7 @@ import numpy as np
 import graphc as gc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dp_common  # noqa: E402
 import gen_common  # noqa: E402
 
 # z: latent size; g_width/d_width: channels of the networks' 8×8 layers (the 4×4 ones have
@@ -122,6 +124,7 @@ def parse_args(argv):
                              "rough one (tests), or not at all (default: the config's)")
     parser.add_argument("--samples", type=int, default=gen_common.N_SAMPLES, help="samples scored at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dp_common.add_argument(parser)
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 0:
         parser.error("--steps must be >= 0")
@@ -137,8 +140,9 @@ def main(argv=None):
     cfg = dict(CONFIGS[args.config])
     steps = cfg["steps"] if args.steps is None else args.steps
     score_with = cfg["score"] if args.score is None else args.score
-    out_dir = args.out or tempfile.mkdtemp(prefix="graphc-gan-")
-    os.makedirs(out_dir, exist_ok=True)
+    world = dp_common.World(args.data_parallel)
+    say = world.print
+    out_dir = world.output_dir(args.out, "graphc-gan-")
 
     # Every digit (train and test split): the GAN learns the distribution, nothing is held out.
     (xtr, _), (xte, _) = gc.datasets.load_digits(images=True)
@@ -147,21 +151,32 @@ def main(argv=None):
     gc.nn.manual_seed(args.seed)
     graph, names = build_graph(cfg, seed=args.seed)
     model_path = os.path.join(out_dir, "model.pb")
-    graph.save(model_path)
+    if world.root:
+        graph.save(model_path)
+    world.barrier()
     model = gc.load(model_path)                   # the program starts from the file, as a deployment would
 
     t0 = time.perf_counter()
     batch = cfg["batch"]
+    # --data-parallel: train_d and train_g each reduce their gradients over the ranks (buckets of
+    # their own); each rank feeds its shard of the digits and draws its own noise.
+    dp = {"data_parallel": True} if args.data_parallel else {}
     program = gc.compile(model, entries=["train_d", "train_g", "sample"],
-                         shapes={"x": (batch, 1, 8, 8), "sample": {"z": (args.samples, cfg["z"])}})
+                         shapes={"x": (batch, 1, 8, 8), "sample": {"z": (args.samples, cfg["z"])}}, **dp)
     program_path = os.path.join(out_dir, "gan.program")
-    program.save(program_path)
+    if world.root:
+        program.save(program_path)
+    world.barrier()
     program = gc.load_program(program_path)
-    print(f"compiled {', '.join(program.entries)} in {time.perf_counter() - t0:.2f} s: "
-          + ", ".join(f"{e} {len(program.plan(e).steps)} steps" for e in program.entries))
+    say(f"compiled {', '.join(program.entries)} in {time.perf_counter() - t0:.2f} s: "
+        + ", ".join(f"{e} {len(program.plan(e).steps)} steps" for e in program.entries))
+    if args.data_parallel:
+        for e in ("train_d", "train_g"):
+            say(f"{e}: " + world.describe(program.plan(e), batch))
     sess = gc.Session(program, threads=args.threads)
 
-    loader = gc.data.DataLoader((data,), batch_size=batch, shuffle=True, seed=args.seed, drop_last=True)
+    shard = {"shard": sess} if args.data_parallel else {}
+    loader = gc.data.DataLoader((data,), batch_size=batch, shuffle=True, seed=args.seed, drop_last=True, **shard)
     per_epoch = len(loader)
     checkpoint = os.path.join(out_dir, "checkpoint.npz")
     progress_path = os.path.join(out_dir, "checkpoint.json")
@@ -173,7 +188,7 @@ def main(argv=None):
         sess.load_checkpoint(checkpoint)      # both networks, both Adam states, batch-norm statistics, rng/step
         with open(progress_path) as f:
             done = int(json.load(f)["steps_done"])
-        print(f"resumed from {checkpoint} after step {done}")
+        say(f"resumed from {checkpoint} after step {done}")
 
     # A fixed z for the per-epoch grids, so that they show the same latent points improving.
     z_fixed = np.random.default_rng([args.seed, 1]).standard_normal((args.samples, cfg["z"])).astype(np.float32)
@@ -182,18 +197,20 @@ def main(argv=None):
         return sess.run({"z": z_fixed}, entry="sample")[names["images"]]
 
     def save(steps_done):
-        sess.save_checkpoint(checkpoint)
-        gc.fileio.atomic_write(progress_path, json.dumps({"steps_done": steps_done}).encode())
+        sess.save_checkpoint(checkpoint)     # data-parallel: rank 0 writes, the others wait
+        if world.root:
+            gc.fileio.atomic_write(progress_path, json.dumps({"steps_done": steps_done}).encode())
 
     def grid(epoch):
         path = os.path.join(out_dir, f"samples_epoch{epoch:03d}.png")
-        gc.images.save_grid(path, sample()[:GRID_SAMPLES], nrow=10)
+        if world.root:                # the same weights on every rank: rank 0 draws
+            gc.images.save_grid(path, sample()[:GRID_SAMPLES], nrow=10)
         return path
 
-    if not resumed:                   # the real digits, to hold the samples against
+    if not resumed and world.root:    # the real digits, to hold the samples against
         gc.images.save_grid(os.path.join(out_dir, "real_digits.png"), data[:GRID_SAMPLES], nrow=10)
     history = []                       # (d_loss, g_loss, d_real, d_fake) per step
-    bar = gen_common.Progress(steps, desc="GAN", enabled=not args.no_progress, initial=done)
+    bar = gen_common.Progress(steps, desc="GAN", enabled=world.progress(not args.no_progress), initial=done)
     t0 = time.perf_counter()
     grids = []
     step = done
@@ -222,6 +239,8 @@ def main(argv=None):
     if step % per_epoch or step == done:
         save(step)                          # the end of a partial epoch (or nothing trained)
 
+    # each rank's figures are over its own shard and noise: the mean over the ranks is the global batch's
+    history = [tuple(float(v) for v in row) for row in world.mean(history).reshape(len(history), 4)]
     result = {"steps": step - done, "resumed": resumed, "grids": grids, "out": out_dir,
               "history": history, "config": args.config}
     if history:
@@ -229,25 +248,35 @@ def main(argv=None):
         k = min(len(h), max(1, per_epoch))
         result.update(first_d_loss=float(h[:k, 0].mean()), last_d_loss=float(h[-k:, 0].mean()),
                       first_g_loss=float(h[:k, 1].mean()), last_g_loss=float(h[-k:, 1].mean()))
-        print(f"trained {len(h)} steps (train_d + train_g, batch {batch}, {per_epoch} steps an epoch) in "
-              f"{train_time:.1f} s ({1e3 * train_time / len(h):.1f} ms/step)")
-        print(f"mean over the first/last {k} steps: d_loss {result['first_d_loss']:.3f} -> "
-              f"{result['last_d_loss']:.3f}, g_loss {result['first_g_loss']:.3f} -> {result['last_g_loss']:.3f}, "
-              f"D(real) {h[-k:, 2].mean():.3f}, D(G(z)) {h[-k:, 3].mean():.3f}")
-    images = sample()
-    result["samples"] = images
+        say(f"trained {len(h)} steps (train_d + train_g, batch {batch}"
+            + (f" per rank x {world.size} ranks" if args.data_parallel else "")
+            + f", {per_epoch} steps an epoch) in {train_time:.1f} s ({1e3 * train_time / len(h):.1f} ms/step)")
+        say(f"mean over the first/last {k} steps: d_loss {result['first_d_loss']:.3f} -> "
+            f"{result['last_d_loss']:.3f}, g_loss {result['first_g_loss']:.3f} -> {result['last_g_loss']:.3f}, "
+            f"D(real) {h[-k:, 2].mean():.3f}, D(G(z)) {h[-k:, 3].mean():.3f}")
+    result["samples"] = None
+    if world.root:                  # sampling and scoring: rank 0 (every rank holds the same weights)
+        result.update(finish(args, sample, out_dir, grids, score_with))
+    if score_with != "none":
+        result["score"] = world.broadcast(result.get("score"))   # every rank exits with rank 0's verdict
+    return result
+
+
+def finish(args, sample, out_dir, grids, score_with):
+    """The final samples, their grid and their score (when asked); returns the result's entries."""
+    out = {}
+    images = out["samples"] = sample()
     final = os.path.join(out_dir, "samples.png")
     gc.images.save_grid(final, images[:GRID_SAMPLES], nrow=10)
     print(f"sample grids: {len(grids)} per-epoch ({', '.join(os.path.basename(p) for p in grids[-3:])}"
           f"{', ...' if len(grids) > 3 else ''}) and the final {final}")
     if score_with != "none":
         clf = gen_common.classifier(threads=args.threads, quick=score_with == "quick")
-        s = gen_common.score(clf(images))
-        result["score"] = s
+        s = out["score"] = gen_common.score(clf(images))
         print(f"classifier ({100 * clf.test_accuracy:.1f}% test accuracy, {clf.folder}): " + gen_common.format_score(s))
     print(f"files: {out_dir} (model.pb, gan.program, checkpoint.npz, samples_epoch*.png, samples.png, "
-          "real_digits.png)")
-    return result
+          "real_digits.png)", flush=True)
+    return out
 
 
 if __name__ == "__main__":
