@@ -4,8 +4,9 @@
 wheel: ``<site-packages>/nvidia/cu13/lib``), cuDNN (libcudnn.so.9, ``nvidia-cudnn-cu13``:
 ``<site-packages>/nvidia/cudnn/lib``) and NCCL (libnccl.so.2, ``nvidia-nccl-cu13``:
 ``<site-packages>/nvidia/nccl/lib``; data-parallel training on CUDA only).
-:func:`library_dirs` lists those folders without importing any of NVIDIA's modules; graphc._runtime searches them first, then the system's
-library path (runtime/cuda/libs.h), the first time device "cuda" is used.
+:func:`library_dirs` lists those folders without importing any of NVIDIA's modules;
+graphc._runtime searches them first, then the system's library path (runtime/cuda/libs.h), the
+first time device "cuda" is used.
 """
 import importlib.util
 import os
