@@ -74,9 +74,9 @@ def _nccl_timeout(timeout):
     else:
         timeout = float(timeout)
         what = "timeout"
-    if not (0 < timeout < 1e9):
-        raise ValueError(f"{what} must be a number of seconds > 0, got {timeout!r}")
-    return timeout
+    if not timeout > 0:  # NaN too
+        raise ValueError(f"{what} must be a number of seconds > 0 (inf: no timeout), got {timeout!r}")
+    return min(timeout, 1e9)  # inf: 31 years, as good as forever
 
 
 cdef void _nccl_capsule_release(object capsule) noexcept:
@@ -168,8 +168,9 @@ def nccl_communicator(host_comm, deterministic=False, timeout=None):
     device (device 0 of CUDA_VISIBLE_DEVICES, as graphc's device 'cuda'): one GPU per rank.
 
     ``deterministic``: sums in rank order, bit-identical on every rank (runtime/cuda/nccl_comm.h).
-    ``timeout`` (seconds; None: env GRAPHC_COMM_TIMEOUT, default 60): the longest an init or an
-    allreduce may take before the NCCL communicator is aborted and errors.CommError raised.
+    ``timeout`` (seconds, inf: none; None: env GRAPHC_COMM_TIMEOUT, default 60, as
+    graphc._mpi): the longest an init or an allreduce may take before the NCCL communicator is
+    aborted and errors.CommError raised.
 
     errors.CommError (the same verdict on every rank where it can be) when NCCL cannot be loaded
     (with the pip command), a rank has no usable GPU, two ranks share a GPU, or the init fails;

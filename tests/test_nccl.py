@@ -104,7 +104,7 @@ def test_host_comm_must_be_a_host_communicator():
 def test_timeout_is_checked_before_anything_collective(monkeypatch):
     host = WorldOfOne()
     for bad in (0, -1, float("nan")):
-        with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
+        with pytest.raises(ValueError, match=r"timeout must be a number of seconds > 0 \(inf: no timeout\)"):
             _runtime.nccl_communicator(host, timeout=bad)
     monkeypatch.setenv("GRAPHC_COMM_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="GRAPHC_COMM_TIMEOUT must be a number of seconds, got 'soon'"):
@@ -117,6 +117,8 @@ def test_a_build_without_nccl_says_so():
     with pytest.raises(errors.DeviceError, match="NCCL") as e:
         _runtime.nccl_communicator(WorldOfOne())
     assert "not built with CUDA" in str(e.value) or "without NCCL's header" in str(e.value)
+    with pytest.raises(errors.DeviceError, match="NCCL"):
+        _runtime.nccl_communicator(WorldOfOne(), timeout=float("inf"))  # inf: accepted (no timeout)
     with pytest.raises(errors.DeviceError, match="NCCL"):
         _runtime.nccl_load_library()
 

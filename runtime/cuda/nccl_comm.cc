@@ -495,6 +495,7 @@ int create(const graphc_comm* host, bool deterministic, double timeout_s, Commun
   const int rank = host->rank, size = host->size;
   const std::string me = "rank " + std::to_string(rank) + ": ";
   if (!(timeout_s > 0)) timeout_s = 60;
+  timeout_s = std::min(timeout_s, 1e9);  // "no timeout": 31 years (a finite deadline never overflows)
   const auto deadline =
       Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
 

@@ -122,7 +122,7 @@ int load_library(std::string* path, uint64_t* version, std::string* err);
 // A communicator over `host`'s ranks (collective over them: every rank calls it).  0 and *out,
 // or a return code of comm_abi.h and the message in *err (the same verdict on every rank when
 // the problem is found before NCCL's init: a rank without NCCL, two ranks on one GPU).
-// `timeout_s` > 0: the longest an init or an allreduce may take.
+// `timeout_s` > 0: the longest an init or an allreduce may take (at most 1e9 s; <= 0: 60 s).
 int create(const graphc_comm* host, bool deterministic, double timeout_s, Communicator** out, std::string* err);
 
 // The ABI struct (valid until destroy).
