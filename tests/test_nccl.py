@@ -314,3 +314,44 @@ def test_every_rank_gets_the_same_verdict(nccl_driver, tmp_path, size):
             assert ("rank 0: no usable CUDA device: " in v or
                     ("ranks 0 and 1 both use GPU" in v and "CUDA_VISIBLE_DEVICES" in v)), v
 
+
+
+# -- the build ----------------------------------------------------------------------------------
+
+def test_the_extension_does_not_link_nccl():
+    """libnccl.so.2 is dlopened when a data-parallel CUDA Session starts, never a DT_NEEDED."""
+    from test_cuda_build import elf_needed
+    needed = elf_needed(_runtime.__file__)
+    assert needed and not [n for n in needed if n.startswith("libnccl")], needed
+
+
+def test_cuda_config_takes_nccl_h_from_the_wheel(monkeypatch):
+    from test_cuda_build import _setup_functions
+    setup = _setup_functions()
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("GRAPHC_CUDA", raising=False)
+    cfg = setup["cuda_config"]()
+    if cfg is None:
+        pytest.skip("no CUDA toolkit with the cuBLASLt/cuDNN headers here: cuda_config() is None")
+    with_nccl = [d for d in cfg["include_dirs"] if os.path.isfile(os.path.join(d, "nccl.h"))]
+    roots = _cuda_libs.nvidia_roots()
+    if any(os.path.isfile(os.path.join(r, "nccl", "include", "nccl.h")) for r in roots):
+        assert with_nccl and with_nccl[0] in [os.path.join(r, "nccl", "include") for r in roots], cfg["include_dirs"]
+        assert "-I" + with_nccl[0] in cfg["flags"]
+
+
+def test_cuda_config_without_nccl_h_builds_cuda_and_says_so(monkeypatch, capsys):
+    from test_cuda_build import _setup_functions
+    setup = _setup_functions()
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("GRAPHC_CUDA", raising=False)
+    find = setup["_find_header"]
+    setup["_find_header"] = lambda header, dirs: None if header == "nccl.h" else find(header, dirs)
+    cfg = setup["cuda_config"]()
+    if cfg is None:
+        pytest.skip("no CUDA toolkit with the cuBLASLt/cuDNN headers here: cuda_config() is None")
+    assert not [d for d in cfg["include_dirs"] if os.path.isfile(os.path.join(d, "nccl.h"))
+                and "nccl" in os.path.basename(os.path.dirname(d))]
+    err = capsys.readouterr().err
+    assert "building CUDA without NCCL (no data-parallel training on CUDA): nccl.h was not found: " \
+           "pip install nvidia-nccl-cu13" in err
