@@ -386,3 +386,47 @@ def test_a_data_parallel_plan_prepares_on_cuda(target):
     ops = [s.op for s in plan.proto.steps]
     assert "allreduce_start" in ops and "allreduce_wait" in ops, sorted(set(ops))
     _runtime.prepare_only(plan.proto, "cuda")
+
+
+# -- over graphc._mpi under mpirun ----------------------------------------------------------------
+
+def test_two_ranks_over_mpi_agree():
+    """nccl_communicator over a real graphc._mpi.Communicator on 2 ranks.  Without a GPU (or NCCL,
+    or CUDA) every rank raises the same error (after its own "rank r: " prefix) and none hangs in
+    an init its peer never joins; with one GPU both are refused as sharing it; with two GPUs the
+    sum of [1] and [2] is [3] on both, in both modes."""
+    from tests.mpirun import mpirun, require_mpi
+    require_mpi()
+    proc = mpirun("""
+        import re
+        import numpy as np
+        from mpi4py import MPI
+        from graphc import _mpi, _runtime, errors
+        import os
+        if os.environ.get("GRAPHC_TEST_NCCL_SPLIT_GPUS"):  # a 2-GPU machine: one GPU per rank
+            os.environ["CUDA_VISIBLE_DEVICES"] = os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")
+        host = _mpi.Communicator(MPI.COMM_WORLD, timeout=30)
+        for det in (False, True):
+            try:
+                c = _runtime.nccl_communicator(host, deterministic=det, timeout=30)
+            except (errors.CommError, errors.DeviceError) as e:
+                msg = re.sub(r"^rank [0-9]+: ", "", str(e))
+                print(f"VERDICT {host.rank} {type(e).__name__}: {msg}", flush=True)
+                break
+            got = c.allreduce(np.full(7, host.rank + 1.0, np.float32))
+            print(f"SUM {host.rank} {det} {got.tolist()}", flush=True)
+    """, np=2, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("VERDICT", "SUM"))]
+    verdicts = {ln.split(" ", 2)[2] for ln in lines if ln.startswith("VERDICT")}
+    sums = [ln for ln in lines if ln.startswith("SUM")]
+    if verdicts:
+        assert len(lines) == 2 and len(verdicts) == 1, lines
+        (v,) = verdicts
+        if NCCL_BUILT:
+            assert v.startswith("CommError: cannot make the NCCL communicator: "), v
+            assert "no usable CUDA device" in v or "both use GPU" in v or "was not found" in v, v
+        else:
+            assert v.startswith("DeviceError: ") and "NCCL" in v, v
+    else:
+        assert sorted(sums) == sorted(f"SUM {r} {d} {[3.0] * 7}" for r in (0, 1) for d in (False, True)), sums
