@@ -316,9 +316,10 @@ class Communicator {
   }
 
   // The collectives run on the plan's stream: the steps after the wait are ordered after them
-  // already.  What is left to do is to report a failure found since.
+  // already.  What is left to do is to report a failure found since.  Slot -1 with no stream is
+  // the executor's health check before a CUDA graph replay (whose steps' host code never runs):
+  // the same answer, for the communicator as a whole.
   int wait(int slot, void* stream, char* err, size_t errlen) {
-    (void)slot;
     (void)stream;
     std::lock_guard<std::mutex> lock(mu_);
     if (int code = sticky(err, errlen)) return code;
@@ -326,7 +327,9 @@ class Communicator {
     ncclResult_t r = api_->ncclCommGetAsyncError(comm_, &async);
     if (r == ncclSuccess) r = async;
     if (r != ncclSuccess && r != ncclInProgress) {
-      return nccl_failure("the NCCL communicator (reported at the wait of " + bucket_name(slot) + ")", r, err, errlen);
+      return nccl_failure(slot < 0 ? std::string("the NCCL communicator (asynchronous error)")
+                                   : "the NCCL communicator (reported at the wait of " + bucket_name(slot) + ")",
+                          r, err, errlen);
     }
     return 0;
   }

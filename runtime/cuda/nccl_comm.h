@@ -12,7 +12,9 @@
 //                                   also inside the executor's stream capture (a CUDA graph).
 //                                   Deterministic mode: the rank-order sum below instead.
 //   allreduce_wait(slot, stream)    nothing to enqueue (same stream); reports a failure the
-//                                   watchdog or ncclCommGetAsyncError saw.
+//                                   watchdog or ncclCommGetAsyncError saw.  wait(-1, NULL) is
+//                                   that report alone: the executor's check before a CUDA graph
+//                                   replay, whose steps' host code never runs.
 //   broadcast/allgather/barrier     the host communicator's (host memory).
 //
 // Deterministic mode (bit-identical on every rank, whatever NCCL's algorithm, and equal to the
