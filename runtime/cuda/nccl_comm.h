@@ -26,8 +26,9 @@
 // chunk; one device copy puts the `count` elements back.
 //
 // Failures (the ABI's sticky error): an NCCL call's error, ncclCommGetAsyncError's, or an
-// allreduce that stays pending longer than `timeout` (a watchdog thread queries an event
-// recorded after each collective) aborts the NCCL communicator (ncclCommAbort: kernels
+// allreduce that stays pending longer than `timeout` (a watchdog thread queries, every 50 ms, an
+// event recorded after each collective; "pending" counts from when it first sees the event
+// enqueued and not reached, so the compute queued before it in the same run counts too) aborts the NCCL communicator (ncclCommAbort: kernels
 // spinning on a dead peer return) and every later call fails with the first message.
 //
 // Both builds: without CUDA, or a CUDA build without nccl.h, create() and load_library()
