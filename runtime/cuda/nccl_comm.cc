@@ -18,6 +18,7 @@
 #include <mutex>
 #include <thread>
 
+#include "../device.h"
 #include "libs.h"
 #include "nccl_api.h"
 
@@ -513,6 +514,10 @@ int create(const graphc_comm* host, bool deterministic, double timeout_s, Commun
     if (e == cudaSuccess) e = cudaDeviceGetPCIBusId(mine.bus, sizeof mine.bus, device);
     if (e != cudaSuccess) {
       problem = std::string("no usable CUDA device: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+      // CUDA says "driver version is insufficient" when there is no driver at all: add what
+      // device 'cuda' would say (device.h), which names the missing piece and the fix.
+      const std::string status = cuda_status();
+      if (!status.empty() && status.find("not built") == std::string::npos) problem += "; " + status;
     }
   }
   ncclUniqueId id;
