@@ -13,8 +13,9 @@
 //                                   Deterministic mode: the rank-order sum below instead.
 //   allreduce_wait(slot, stream)    nothing to enqueue (same stream); reports a failure the
 //                                   watchdog or ncclCommGetAsyncError saw.  wait(-1, NULL) is
-//                                   that report alone: the executor's check before a CUDA graph
-//                                   replay, whose steps' host code never runs.
+//                                   that report alone: the executor's health check before each
+//                                   run and after its synchronize (a CUDA graph replay runs no
+//                                   step's host code; runtime/comm.h comm_check_health).
 //   broadcast/allgather/barrier     the host communicator's (host memory).
 //
 // Deterministic mode (bit-identical on every rank, whatever NCCL's algorithm, and equal to the
