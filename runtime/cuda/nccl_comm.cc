@@ -118,7 +118,8 @@ class Communicator {
     for (auto& kv : slots_) {
       if (kv.second.done != nullptr) cudaEventDestroy(kv.second.done);
     }
-    if (scratch_ != nullptr) cudaFree(scratch_);
+    if (scratch_.ptr != nullptr) cudaFree(scratch_.ptr);
+    if (host_scratch_.ptr != nullptr) cudaFree(host_scratch_.ptr);
     for (void* p : retired_) cudaFree(p);
     if (host_buffer_ != nullptr) cudaFree(host_buffer_);
     if (host_stream_ != nullptr) cudaStreamDestroy(host_stream_);
@@ -225,14 +226,17 @@ class Communicator {
     if (e == cudaSuccess && deterministic_) {
       // size chunks of ceil(count / size) elements: at most size - 1 elements of 8 bytes more.
       const uint64_t need = (nbytes + 8 * static_cast<uint64_t>(abi_.size) + 255) / 256 * 256;
-      if (need > scratch_bytes_) {
+      // The plan's buckets share one scratch (they run in order on the plan's stream);
+      // host_allreduce, on its own stream, has its own.
+      Scratch& sc = slot == kHostSlot ? host_scratch_ : scratch_;
+      if (need > sc.bytes) {
         void* p = nullptr;
         e = cudaMalloc(&p, need);
         if (e == cudaSuccess) {
           // A captured graph of another executor may still hold the old pointer: keep it.
-          if (scratch_ != nullptr) retired_.push_back(scratch_);
-          scratch_ = p;
-          scratch_bytes_ = need;
+          if (sc.ptr != nullptr) retired_.push_back(sc.ptr);
+          sc.ptr = p;
+          sc.bytes = need;
         }
       }
     }
@@ -281,7 +285,7 @@ class Communicator {
     } else {
       const DeterministicPlan plan = deterministic_plan(count, abi_.size, abi_.rank);
       auto* d = static_cast<char*>(data);
-      auto* a = static_cast<char*>(scratch_);
+      auto* a = static_cast<char*>((slot == kHostSlot ? host_scratch_ : scratch_).ptr);
       ncclResult_t first = api_->ncclGroupStart();
       for (const Transfer& x : plan.sends) {
         if (first != ncclSuccess) break;
@@ -459,8 +463,12 @@ class Communicator {
 
   std::mutex mu_;  // NCCL calls, slots_, the scratch
   std::map<int, Slot> slots_;
-  void* scratch_ = nullptr;
-  uint64_t scratch_bytes_ = 0;
+  struct Scratch {
+    void* ptr = nullptr;
+    uint64_t bytes = 0;
+  };
+  Scratch scratch_;       // the plan's buckets (deterministic mode)
+  Scratch host_scratch_;  // host_allreduce's
   std::vector<void*> retired_;
   cudaStream_t host_stream_ = nullptr;
   void* host_buffer_ = nullptr;
