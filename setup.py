@@ -11,9 +11,10 @@ GRAPHC_CUDA=0 skips it, GRAPHC_CUDA=1 requires it (the build fails saying what i
 unset builds it when nvcc and the cuBLAS/cuDNN headers are found.  NVCC names the compiler
 (default: nvcc on PATH, then /usr/local/cuda/bin/nvcc); GRAPHC_NVCC_LAUNCHER (e.g. ccache)
 prefixes each nvcc call; GRAPHC_CUDA_ARCHS (default "80;90") the SASS targets, PTX for the
-last.  The headers of cuBLASLt and cuDNN come from NVIDIA's wheels (nvidia-cublas,
-nvidia-cudnn-cu13), which tools/build_backend adds to the build requirements when nvcc is
-found, or from GRAPHC_CUDA_LIB_INCLUDE (folders, os.pathsep-separated).  The libraries are
+last.  The headers of cuBLASLt, cuDNN and NCCL come from NVIDIA's wheels (nvidia-cublas,
+nvidia-cudnn-cu13, nvidia-nccl-cu13), which tools/build_backend adds to the build requirements
+when nvcc is found, or from GRAPHC_CUDA_LIB_INCLUDE (folders, os.pathsep-separated); NCCL's is
+optional (without it, no data-parallel training on CUDA).  The libraries are
 never linked: the runtime dlopens them when a CUDA Session opens.  The CUDA runtime is linked
 statically, so the extension imports with no driver or GPU present.
 
@@ -278,10 +279,11 @@ def _find_header(header, dirs):
 
 def _nvidia_wheel_dirs(sub):
     """<site-packages>/nvidia/<lib>/<sub> folders of NVIDIA's wheels on sys.path (cu13 layout:
-    nvidia/cu13/{include,lib} for cuBLAS, nvidia/cudnn/{include,lib}; cu12: nvidia/cublas/...)."""
+    nvidia/cu13/{include,lib} for cuBLAS, nvidia/cudnn/{include,lib}, nvidia/nccl/{include,lib};
+    cu12: nvidia/cublas/...)."""
     spec = importlib.util.find_spec("nvidia")
     roots = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
-    return [os.path.join(r, lib, sub) for r in roots for lib in ("cu13", "cublas", "cudnn")]
+    return [os.path.join(r, lib, sub) for r in roots for lib in ("cu13", "cublas", "cudnn", "nccl")]
 
 
 def cuda_config():
@@ -320,6 +322,15 @@ def cuda_config():
             return missing(f"{header} was not found: pip install {wheel} (or set GRAPHC_CUDA_LIB_INCLUDE)")
         if d not in lib_inc:
             lib_inc.append(d)
+    # NCCL (data-parallel training on CUDA, runtime/cuda/nccl_comm.h) is optional: without nccl.h
+    # the build has CUDA but graphc._runtime.nccl_communicator raises CommError saying so.  The
+    # sources test __has_include(<nccl.h>), so finding it here is all it takes.
+    d = _find_header("nccl.h", search)
+    if d is None:
+        print("graphc: building CUDA without NCCL (no data-parallel training on CUDA): nccl.h was not found: "
+              "pip install nvidia-nccl-cu13 (or set GRAPHC_CUDA_LIB_INCLUDE)", file=sys.stderr)
+    elif d not in lib_inc:
+        lib_inc.append(d)
     archs = [a.strip() for a in os.environ.get("GRAPHC_CUDA_ARCHS", "80;90").split(";") if a.strip()]
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
     gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")  # PTX: newer GPUs JIT it

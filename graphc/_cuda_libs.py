@@ -1,17 +1,19 @@
 """Where NVIDIA's pip wheels keep the CUDA libraries graphc loads with dlopen.
 
 ``pip install "graphc[cuda]"`` installs cuBLAS (libcublasLt.so.13, in the ``nvidia-cublas``
-wheel: ``<site-packages>/nvidia/cu13/lib``) and cuDNN (libcudnn.so.9, ``nvidia-cudnn-cu13``:
-``<site-packages>/nvidia/cudnn/lib``).  :func:`library_dirs` lists those folders without
-importing any of NVIDIA's modules; graphc._runtime searches them first, then the system's
-library path (runtime/cuda/libs.h), the first time device "cuda" is used.
+wheel: ``<site-packages>/nvidia/cu13/lib``), cuDNN (libcudnn.so.9, ``nvidia-cudnn-cu13``:
+``<site-packages>/nvidia/cudnn/lib``) and NCCL (libnccl.so.2, ``nvidia-nccl-cu13``:
+``<site-packages>/nvidia/nccl/lib``; data-parallel training on CUDA only).
+:func:`library_dirs` lists those folders without importing any of NVIDIA's modules;
+graphc._runtime searches them first, then the system's library path (runtime/cuda/libs.h), the
+first time device "cuda" is used.
 """
 import importlib.util
 import os
 
 # Under each ``nvidia`` package folder, in search order: the CUDA 13 wheels' shared folder,
-# the older one-folder-per-library layout, then cuDNN's.
-SUBDIRS = (("cu13", "lib"), ("cublas", "lib"), ("cudnn", "lib"))
+# the older one-folder-per-library layout, then cuDNN's and NCCL's.
+SUBDIRS = (("cu13", "lib"), ("cublas", "lib"), ("cudnn", "lib"), ("nccl", "lib"))
 
 
 def nvidia_roots():

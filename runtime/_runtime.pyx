@@ -717,3 +717,6 @@ cdef class Executor:
                 self.ptr.write_persistent(index, pin.ptrs[0], n)
         finally:
             pin.close()
+
+
+include "nccl.pxi"

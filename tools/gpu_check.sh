@@ -12,6 +12,8 @@
 #      test_dropout.py, test_gradients.py, test_train_e2e.py, test_cuda_parity.py, test_cuda_runtime.py
 #      (pytest -k cuda, in parallel when pytest-xdist is there)
 #                                       → $OUT/tests.log
+#   4b. NCCL: tests/test_nccl.py (a 1-rank NCCL world, library search, the one-GPU-per-rank verdict)
+#                                       → $OUT/nccl.log
 #   5. compute-sanitizer --tool memcheck on a subset of the kernel tests, when present
 #                                       → $OUT/sanitizer.log
 #   6. tools/bench_cuda.py (the table vs PyTorch CUDA)
@@ -25,7 +27,8 @@
 #
 # Wheels the machine lacks travel with the working tree in .whl/ (ignored by git: run
 # `echo /.whl/ >> .git/info/exclude` once).  Fetch them on a machine with network, in the repo's
-# root (checked on 2026-12-02: these three, 8 MB together):
+# root (checked on 2026-12-02: these three, 8 MB together; the NCCL phase also needs
+# nvidia-nccl-cu13, 305 MB: over the 64 MiB carry limit, so it must be on the machine already):
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
@@ -163,6 +166,19 @@ if [ "$DRY" = 0 ] && [ "$PHASE_RC" = 0 ] && [ "$CUDA_SKIPS" -gt 0 ]; then
     record "tests" "FAIL (cuda skipped)" "$CUDA_SKIPS skip line(s) say CUDA is unusable; $(pytest_line "$LOGS/tests.log")"
 else
     record "tests" "$(status_of $PHASE_RC)" "$(pytest_line "$LOGS/tests.log")"
+fi
+
+# 4b. NCCL (data-parallel training on CUDA, issue 17): tests/test_nccl.py on the GPU: a real
+#     1-rank NCCL communicator (ncclCommInitRank, allreduce in both modes through the plan's C
+#     path, the ordered-sum kernel), the library search, and create() over 3 in-process ranks on
+#     the one GPU (every rank refused with the same "both use GPU" message: NCCL needs one GPU per
+#     rank, so a 2-rank plan run needs a 2-GPU machine).  Needs the nvidia-nccl-cu13 wheel.
+phase "nccl" 120 "$LOGS/nccl.log" "'$PY' ${PYFLAGS[*]} -m pytest -q -p no:cacheprovider -rfEs tests/test_nccl.py"
+NCCL_SKIPS=$(grep -cE "^SKIPPED .*(without CUDA\+NCCL|wheel is not installed|nvcc not found)" "$LOGS/nccl.log" 2>/dev/null); NCCL_SKIPS=${NCCL_SKIPS:-0}
+if [ "$DRY" = 0 ] && [ "$PHASE_RC" = 0 ] && [ "$NCCL_SKIPS" -gt 0 ]; then
+    record "nccl" "FAIL (nccl skipped)" "$NCCL_SKIPS NCCL test(s) skipped on the GPU machine; $(pytest_line "$LOGS/nccl.log")"
+else
+    record "nccl" "$(status_of $PHASE_RC)" "$(pytest_line "$LOGS/nccl.log")"
 fi
 
 # 5. compute-sanitizer memcheck on a subset of the kernel tests (one process, step by step)

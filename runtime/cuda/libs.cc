@@ -1,4 +1,4 @@
-// libs.cc — dlopen + dlsym of cuBLASLt and cuDNN (libs.h).
+// libs.cc — dlopen + dlsym of cuBLASLt, cuDNN and NCCL (libs.h).
 #include "libs.h"
 
 #include <dlfcn.h>
@@ -14,6 +14,9 @@
 #include "../errors.h"
 #include "cublaslt_api.h"
 #include "cudnn_api.h"
+#ifdef GRAPHC_HAVE_NCCL
+#include "nccl_api.h"
+#endif
 
 namespace graphc {
 namespace cuda {
@@ -82,9 +85,16 @@ template <> bool bind_symbols(void* handle, CublasLtApi* api, std::string* missi
 
 template <> bool bind_symbols(void* handle, CudnnApi* api, std::string* missing_symbol) {
   GRAPHC_CUDNN_FUNCS(GRAPHC_BIND)
-#undef GRAPHC_BIND
   return true;
 }
+
+#ifdef GRAPHC_HAVE_NCCL
+template <> bool bind_symbols(void* handle, NcclApi* api, std::string* missing_symbol) {
+  GRAPHC_NCCL_FUNCS(GRAPHC_BIND)
+  return true;
+}
+#endif
+#undef GRAPHC_BIND
 
 // One library: loaded once, then kept (with its handle) for the process's life.
 template <class Api> struct Loader {
@@ -130,6 +140,13 @@ template <class Api> struct Loader {
 
 size_t cublaslt_version(const CublasLtApi& a) { return a.cublasLtGetVersion(); }
 size_t cudnn_version(const CudnnApi& a) { return a.cudnnGetVersion(); }
+#ifdef GRAPHC_HAVE_NCCL
+// NCCL_VERSION_CODE numbering (2.32.3 → 23203): the major version is v / 10000 as for the others.
+size_t nccl_version(const NcclApi& a) {
+  int v = 0;
+  return a.ncclGetVersion(&v) == ncclSuccess && v > 0 ? static_cast<size_t>(v) : 0;
+}
+#endif
 
 Loader<CublasLtApi>& cublaslt_loader() {
   static Loader<CublasLtApi> l;
@@ -139,6 +156,12 @@ Loader<CudnnApi>& cudnn_loader() {
   static Loader<CudnnApi> l;
   return l;
 }
+#ifdef GRAPHC_HAVE_NCCL
+Loader<NcclApi>& nccl_loader() {
+  static Loader<NcclApi> l;
+  return l;
+}
+#endif
 
 }  // namespace
 
@@ -158,6 +181,18 @@ const CudnnApi* load_cudnn(LoadedLibrary* info, std::string* missing) {
   if (api == nullptr && missing != nullptr) *missing = why;
   return api;
 }
+
+#ifdef GRAPHC_HAVE_NCCL
+const NcclApi* load_nccl(LoadedLibrary* info, std::string* missing) {
+  std::string why;
+  const NcclApi* api = nccl_loader().load("NCCL", "libnccl.so." + std::to_string(NCCL_MAJOR), NCCL_MAJOR, nccl_version,
+                                          " (data-parallel training on device 'cuda' needs it: the nvidia-nccl-cu13 "
+                                          "wheel, NCCL 2.14 or later)",
+                                          info, &why);
+  if (api == nullptr && missing != nullptr) *missing = why;
+  return api;
+}
+#endif
 
 }  // namespace cuda
 }  // namespace graphc

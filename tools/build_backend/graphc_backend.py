@@ -1,6 +1,6 @@
 """graphc's PEP 517 build backend: setuptools' own, plus NVIDIA's header wheels for a CUDA build.
 
-A CUDA build (setup.py, cuda_config) compiles against the headers of cuBLASLt and cuDNN, which
+A CUDA build (setup.py, cuda_config) compiles against the headers of cuBLASLt, cuDNN and NCCL, which
 ship in NVIDIA's wheels, not in the CUDA toolkit's compiler packages.  When nvcc is found (and
 GRAPHC_CUDA is not 0) this backend adds those wheels to the isolated build environment, for the
 CUDA major version nvcc reports; otherwise it adds nothing, and a CPU-only machine downloads no
@@ -23,10 +23,10 @@ import sys
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F401,F403 — every hook we do not override
 
-# CUDA major version → the wheels that carry cublasLt.h and cudnn.h for it.
+# CUDA major version → the wheels that carry cublasLt.h, cudnn.h and nccl.h for it.
 HEADER_WHEELS = {
-    13: ["nvidia-cublas>=13,<14", "nvidia-cudnn-cu13>=9,<10"],
-    12: ["nvidia-cublas-cu12>=12,<13", "nvidia-cudnn-cu12>=9,<10"],
+    13: ["nvidia-cublas>=13,<14", "nvidia-cudnn-cu13>=9,<10", "nvidia-nccl-cu13>=2.19,<3"],
+    12: ["nvidia-cublas-cu12>=12,<13", "nvidia-cudnn-cu12>=9,<10", "nvidia-nccl-cu12>=2.19,<3"],
 }
 
 
