@@ -39,16 +39,16 @@ PKG = os.path.join(ROOT, "graphc")
 LAZY_ALLOWED = ("graphviz", "tqdm", "torch", "onnx", "onnxruntime", "scipy_openblas32", "mpi4py", "graphc._runtime",
                 "graphc._mpi")
 
-# The compiled extensions (graphc._runtime; graphc._mpi, built only where MPI is installed):
+# The compiled extensions (graphc._runtime; graphc._mpi._comm, built only where MPI is installed):
 # they import no Python module of graphc, so they are no node of the import graph.
-EXTENSIONS = ("graphc._runtime", "graphc._mpi")
+EXTENSIONS = ("graphc._runtime", "graphc._mpi._comm")
 
 # The layers in the order data flows (DESIGN.md); a module imports only modules of its own
 # layer or of layers before it.  The plan and the session sit before the compiler: the
 # runtime never imports the compiler.
 LAYERS = (
-    ("graphc.errors", "graphc._version", "graphc.distributed", "graphc.dtypes", "graphc.shapes", "graphc.init",
-     "graphc.fileio",
+    ("graphc.errors", "graphc._version", "graphc._mpi", "graphc.distributed", "graphc.dtypes", "graphc.shapes",
+     "graphc.init", "graphc.fileio",
      "graphc.checkpoint", "graphc.datasets", "graphc._load_blas", "graphc._cuda_libs", "graphc.feeds",
      "graphc.dataloader",
      "graphc.text", "graphc.images"),
