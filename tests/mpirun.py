@@ -14,8 +14,7 @@ import tempfile
 import textwrap
 
 import pytest
-
-from tests.subproc import child_env
+from subproc import child_env
 
 # Open MPI refuses root without these; CI and the developers' machines run as root.
 ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}

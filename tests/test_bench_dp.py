@@ -7,8 +7,8 @@ import subprocess
 import sys
 import tempfile
 
-from tests.mpirun import require_mpi
-from tests.subproc import child_env
+from mpirun import require_mpi
+from subproc import child_env
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "bench_data_parallel.py")
 

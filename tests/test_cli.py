@@ -654,7 +654,7 @@ def test_run_data_parallel_under_mpirun(work, tmp_path, cli):
     """graphc run --data-parallel under mpirun -np 2: each rank takes its block of the global batch,
     rank 0 alone prints, writes -o and the checkpoint, whose weights are those of one process
     trained on the global batch."""
-    from tests.mpirun import mpirun, require_mpi
+    from mpirun import mpirun, require_mpi
     require_mpi()
     ok(_dp_compile(cli, work, tmp_path / "dp.plan", "--data-parallel", "2"))
     ok(cli("compile", work / "mlp.pb", "-o", tmp_path / "one.plan", "--shape", f"x={2 * BATCH},6", "--shape",

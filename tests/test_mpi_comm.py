@@ -11,11 +11,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from mpirun import missing_mpi, mpirun, require_mpi
+from subproc import run_python
 
 import graphc as gc
 from graphc import _runtime, errors
-from tests.mpirun import missing_mpi, mpirun, require_mpi
-from tests.subproc import run_python
 
 # Each rank script prints one line "RESULT <json>" per rank (rank order is not guaranteed).
 RESULT = "RESULT "

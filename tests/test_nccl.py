@@ -396,7 +396,7 @@ def test_two_ranks_over_mpi_agree():
     an init its peer never joins; with one GPU both are refused as sharing it; with two GPUs the
     sum of [1] and [2] is [3] on both, in both modes."""
     try:
-        from tests.mpirun import mpirun, require_mpi
+        from mpirun import mpirun, require_mpi
     except ImportError as e:  # `python -P -m pytest` (tools/gpu_check.sh): the repository root is not on sys.path
         pytest.skip(f"tests/mpirun.py cannot be imported here: {e}")
     require_mpi()
