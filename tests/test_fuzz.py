@@ -96,6 +96,7 @@ def _ops_graph(runnable=False):
     (no in-place update ops, whose first input must be a variable).
     """
     import numpy as np
+    from single_op import completion
 
     import graphc as gc
     from graphc import registry
@@ -113,7 +114,10 @@ def _ops_graph(runnable=False):
                     if i in aliased:  # written in place (collectives): a computed value, never a feed
                         ins[-1] = g.add_node("broadcast_to", [ins[-1]], {"shape": tuple(x.shape)},
                                              name=f"{op.name}_{k}_copy{i}")[0]
-                g.add_node(op.name, ins, ex.attrs, name=f"{op.name}_{k}")
+                outs = g.add_node(op.name, ins, ex.attrs, name=f"{op.name}_{k}")
+                done = completion(op) if runnable else None
+                if done is not None:  # a started collective needs its completing step in a valid plan
+                    g.add_node(done.name, list(outs), ex.attrs, name=f"{op.name}_{k}_{done.name}")
     return g
 
 
